@@ -1,0 +1,282 @@
+/* dsub.c - durable subscribers; see dsub.h. */
+#include "dsub.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+struct rmq_dsub {
+	struct cds_lfht_node node;
+	uint64_t hash;
+	char *name;
+	size_t name_len;
+	pthread_mutex_t lock;
+	uint64_t token;            /* current owner; under lock */
+	struct rmq_dsubn **subs;   /* under lock */
+	int n, cap;
+};
+
+struct rmq_dsub_registry {
+	struct cds_lfht *ht;
+	_Atomic uint64_t next_token;
+};
+
+struct rmq_dsub_registry *rmq_dsub_registry_new(void)
+{
+	struct rmq_dsub_registry *r = rmq_calloc(1, sizeof(*r));
+	r->ht = cds_lfht_new_flavor(64, 64, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+				    &urcu_qsbr_flavor, NULL);
+	if (!r->ht)
+		abort();
+	atomic_init(&r->next_token, 1);
+	return r;
+}
+
+static void subn_free_rcu(struct rcu_head *h)
+{
+	free(caa_container_of(h, struct rmq_dsubn, rcu));
+}
+
+/* Removes subscription i of d (d->lock held). */
+static void dsub_remove_at(struct rmq_dsub *d, int i)
+{
+	struct rmq_dsubn *s = d->subs[i];
+	d->subs[i] = d->subs[--d->n];
+	rmq_topic_remove_durable(s->topic, s);
+	rmq_topic_put(s->topic);
+	urcu_qsbr_call_rcu(&s->rcu, subn_free_rcu);
+}
+
+void rmq_dsub_registry_free(struct rmq_dsub_registry *r)
+{
+	struct cds_lfht_iter it;
+	struct rmq_dsub *d;
+	cds_lfht_for_each_entry(r->ht, &it, d, node) {
+		cds_lfht_del(r->ht, &d->node);
+		while (d->n)
+			dsub_remove_at(d, d->n - 1);
+		free(d->subs);
+		free(d->name);
+		pthread_mutex_destroy(&d->lock);
+		free(d); /* no reader can reach it: the registry is private now */
+	}
+	urcu_qsbr_thread_offline();
+	urcu_qsbr_barrier();
+	cds_lfht_destroy(r->ht, NULL);
+	urcu_qsbr_thread_online();
+	free(r);
+}
+
+uint64_t rmq_dsub_registry_count(struct rmq_dsub_registry *r)
+{
+	long before, after;
+	unsigned long count;
+	cds_lfht_count_nodes(r->ht, &before, &count, &after);
+	return count;
+}
+
+static int dsub_match(struct cds_lfht_node *node, const void *key)
+{
+	const struct iovec *k = key;
+	struct rmq_dsub *d = caa_container_of(node, struct rmq_dsub, node);
+	return d->name_len == k->iov_len && memcmp(d->name, k->iov_base, k->iov_len) == 0;
+}
+
+struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, size_t len,
+				 uint64_t *token)
+{
+	if (rmq_topic_name_valid(name, len) != 0)
+		return NULL;
+	uint64_t h = rmq_hash(name, len);
+	struct iovec key = { (void *)name, len };
+	struct cds_lfht_iter it;
+	cds_lfht_lookup(r->ht, h, dsub_match, &key, &it);
+	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
+	struct rmq_dsub *d;
+	if (n) {
+		d = caa_container_of(n, struct rmq_dsub, node);
+	} else {
+		d = rmq_calloc(1, sizeof(*d));
+		d->hash = h;
+		d->name = rmq_memdup(name, len);
+		d->name_len = len;
+		pthread_mutex_init(&d->lock, NULL);
+		cds_lfht_node_init(&d->node);
+		n = cds_lfht_add_unique(r->ht, h, dsub_match, &key, &d->node);
+		if (n != &d->node) { /* lost a race: use the winner's */
+			pthread_mutex_destroy(&d->lock);
+			free(d->name);
+			free(d);
+			d = caa_container_of(n, struct rmq_dsub, node);
+		}
+	}
+	pthread_mutex_lock(&d->lock);
+	d->token = *token = atomic_fetch_add(&r->next_token, 1);
+	pthread_mutex_unlock(&d->lock);
+	return d;
+}
+
+void rmq_dsub_detach(struct rmq_dsub *d, uint64_t token)
+{
+	pthread_mutex_lock(&d->lock);
+	if (d->token == token)
+		d->token = 0;
+	pthread_mutex_unlock(&d->lock);
+}
+
+const char *rmq_dsub_name(const struct rmq_dsub *d)
+{
+	return d->name;
+}
+
+static int find_by_name(struct rmq_dsub *d, const char *name, size_t len)
+{
+	for (int i = 0; i < d->n; i++) {
+		struct rmq_topic *t = d->subs[i]->topic;
+		if (t->name_len == len && memcmp(t->name, name, len) == 0)
+			return i;
+	}
+	return -1;
+}
+
+int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
+{
+	int rc;
+	pthread_mutex_lock(&d->lock);
+	if (d->token != token) {
+		rc = -EBUSY;
+		goto out;
+	}
+	int i = find_by_name(d, t->name, t->name_len);
+	if (i >= 0) {
+		if (d->subs[i]->topic == t && !rmq_topic_deleted(t)) {
+			rc = d->n; /* resume: keep the position */
+			goto out;
+		}
+		dsub_remove_at(d, i); /* a deleted topic of the same name */
+	}
+	if (rmq_topic_deleted(t) || !rmq_topic_get(t)) {
+		rc = -ENOENT;
+		goto out;
+	}
+	struct rmq_dsubn *s = rmq_calloc(1, sizeof(*s));
+	s->topic = t;
+	s->owner = d;
+	/* Publish the hold before choosing the start: a trim that runs in
+	 * between sees pos 0 and keeps everything, never too little. */
+	atomic_store(&s->pos, 0);
+	rmq_topic_add_durable(t, s);
+	rmq_log_cursor_end(&t->log, &s->cur);
+	atomic_store_explicit(&s->pos, s->cur.seq, memory_order_release);
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 4;
+		d->subs = rmq_realloc(d->subs, (size_t)d->cap * sizeof(d->subs[0]));
+	}
+	d->subs[d->n++] = s;
+	rc = d->n;
+out:
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+int rmq_dsub_unsubscribe(struct rmq_dsub *d, uint64_t token, const char *name, size_t len)
+{
+	int rc;
+	pthread_mutex_lock(&d->lock);
+	if (d->token != token) {
+		rc = -EBUSY;
+	} else {
+		int i = find_by_name(d, name, len);
+		if (i < 0) {
+			rc = -ENOENT;
+		} else {
+			dsub_remove_at(d, i);
+			rc = d->n;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsubn *s, void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < d->n; i++)
+		fn(d->subs[i], ctx);
+	pthread_mutex_unlock(&d->lock);
+}
+
+int rmq_dsub_count(struct rmq_dsub *d)
+{
+	pthread_mutex_lock(&d->lock);
+	int n = d->n;
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
+
+int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len, uint32_t max,
+		  struct rmq_pull *out)
+{
+	int rc;
+	out->nb = 0;
+	out->n = 0;
+	out->lost = 0;
+	out->topic = NULL;
+	pthread_mutex_lock(&d->lock);
+	if (d->token != token) {
+		rc = -EBUSY;
+		goto done;
+	}
+	int i = find_by_name(d, name, len);
+	if (i < 0) {
+		rc = -ESRCH;
+		goto done;
+	}
+	struct rmq_dsubn *s = d->subs[i];
+	struct rmq_topic *t = s->topic;
+	if (rmq_topic_deleted(t)) {
+		dsub_remove_at(d, i);
+		rc = -ENOENT;
+		goto done;
+	}
+	out->topic = t;
+	uint64_t base0 = s->cur.base;
+	while (out->n < max && out->nb < RMQ_PULL_MAX_BATCHES) {
+		struct rmq_batch *b = &out->b[out->nb];
+		uint32_t k = rmq_log_peek(&t->log, &s->cur, b, max - out->n, SIZE_MAX);
+		out->lost += b->lost;
+		if (k == 0)
+			break;
+		rmq_log_consume(&s->cur, b, k);
+		out->n += k;
+		out->nb++;
+	}
+	s->lost += out->lost;
+	/* Releases the hold on what was just read; pairs with topic_hold(). */
+	atomic_store_explicit(&s->pos, s->cur.seq, memory_order_release);
+	if (s->cur.base != base0 && t->log.onfull == RMQ_ONFULL_REJECT &&
+	    atomic_load(&t->log.retained) > t->log.capacity / 2)
+		rmq_topic_want_housekeeping(t);
+	rc = (int)out->n;
+done:
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r,
+			       void (*fn)(const char *sub, struct rmq_dsubn *s, uint64_t lag,
+					  void *ctx),
+			       void *ctx)
+{
+	struct cds_lfht_iter it;
+	struct rmq_dsub *d;
+	cds_lfht_for_each_entry(r->ht, &it, d, node) {
+		pthread_mutex_lock(&d->lock);
+		for (int i = 0; i < d->n; i++) {
+			struct rmq_dsubn *s = d->subs[i];
+			uint64_t next = rmq_log_next_seq(&s->topic->log);
+			uint64_t pos = atomic_load(&s->pos);
+			fn(d->name, s, next > pos ? next - pos : 0, ctx);
+		}
+		pthread_mutex_unlock(&d->lock);
+	}
+}

@@ -1,0 +1,92 @@
+/* dsub.h - durable (named) subscribers and their positions.
+ *
+ * A durable subscriber is created by name on first REGISTER and lives in the
+ * broker until dropped. Each of its subscriptions holds a cursor into a
+ * topic's log; under ONFULL reject the topic keeps every message until all
+ * durable subscriptions have read it. A subscriber is attached to at most
+ * one connection at a time: attaching hands out a fresh token, and calls
+ * made with an older token fail with -EBUSY (the subscriber was taken over
+ * by a newer connection).
+ *
+ * Threads: registered, online urcu-qsbr threads. A subscriber's state is
+ * guarded by its own mutex (never held across a quiescent state); the
+ * publish path never takes it.
+ *
+ * Memory: subscribers are owned by the broker (rmq_dsub_registry_free frees
+ * all of them). Batches returned by rmq_dsub_pull point into the topic's
+ * log and are valid until the caller's next quiescent state.
+ */
+#ifndef RMQ_DSUB_H
+#define RMQ_DSUB_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "topic.h"
+
+struct rmq_dsub;
+
+/* One durable subscription (subscriber x topic). */
+struct rmq_dsubn {
+	struct rmq_topic *topic;   /* holds a reference */
+	struct rmq_dsub *owner;
+	struct rmq_cursor cur;     /* under owner->lock */
+	_Atomic uint64_t pos;      /* cur.seq, read lock-free by trimming */
+	uint64_t lost;             /* messages evicted before it read them */
+	struct rcu_head rcu;
+};
+
+struct rmq_dsub_registry;
+
+struct rmq_dsub_registry *rmq_dsub_registry_new(void);
+/* Frees every subscriber; no other thread may use the registry. */
+void rmq_dsub_registry_free(struct rmq_dsub_registry *r);
+uint64_t rmq_dsub_registry_count(struct rmq_dsub_registry *r);
+
+/* Finds or creates the subscriber `name` and attaches it to a new owner.
+ * Returns the subscriber and writes the owner's token; NULL on bad name. */
+struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, size_t len,
+				 uint64_t *token);
+/* Detaches the owner holding token (no-op if it was taken over). */
+void rmq_dsub_detach(struct rmq_dsub *d, uint64_t token);
+const char *rmq_dsub_name(const struct rmq_dsub *d);
+
+/* Adds a subscription to t starting at its current end, or keeps the
+ * existing one (and its position). Returns the number of subscriptions,
+ * or -EBUSY (taken over), -ENOENT (topic deleted). */
+int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t);
+
+/* Removes the subscription to topic `name`. Returns the number left, or
+ * -ENOENT (not subscribed), -EBUSY. */
+int rmq_dsub_unsubscribe(struct rmq_dsub *d, uint64_t token, const char *name, size_t len);
+
+/* Names of the subscriptions (for UNSUBSCRIBE with no arguments): calls fn
+ * for each. */
+void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsubn *s, void *ctx), void *ctx);
+int rmq_dsub_count(struct rmq_dsub *d);
+
+#define RMQ_PULL_MAX_BATCHES 32
+struct rmq_pull {
+	struct rmq_batch b[RMQ_PULL_MAX_BATCHES];
+	int nb;
+	uint32_t n;            /* records in all batches */
+	uint64_t lost;         /* skipped because evicted (drop-oldest) */
+	struct rmq_topic *topic;
+};
+
+/* Reads up to max messages for the subscription to topic `name` and
+ * advances its position past them. Returns the count (0: nothing new), or
+ * -ENOENT (topic deleted: the subscription is removed), -ESRCH (not
+ * subscribed), -EBUSY (taken over). */
+int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
+		  uint32_t max, struct rmq_pull *out);
+
+/* Per-subscription lag for INFO: calls fn(subscriber name, topic, lag). */
+void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r,
+			       void (*fn)(const char *sub, struct rmq_dsubn *s, uint64_t lag,
+					  void *ctx),
+			       void *ctx);
+
+#endif

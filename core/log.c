@@ -1,0 +1,431 @@
+/* log.c - lock-free segmented message log; see log.h for the design.
+ *
+ * Synchronisation table (who may race with whom, and what orders them):
+ *
+ *   append  vs append : CAS on seg->word hands out disjoint (idx, off);
+ *                       CAS on seg->next / log->tail picks one new segment.
+ *   append  vs reader : producer fills record and slot fields, then
+ *                       store-release slot->len; reader load-acquires
+ *                       slot->len and reads nothing past a zero length.
+ *   seal    vs reader : once SEALED is set the count is final, so a reader
+ *                       that consumed `count` records may follow seg->next.
+ *   trim    vs reader : trimmer store-releases head_base, then head, then
+ *                       call_rcu()s the segment; a reader in a read-side
+ *                       section that sees cur->base >= head_base knows its
+ *                       segment had not been handed to call_rcu before its
+ *                       section began, so it stays valid until it leaves.
+ *   trim    vs trim   : the `trimming` exchange; losers return at once.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include <urcu/urcu-qsbr.h>
+
+#define W_SEALED (1ULL << 63)
+#define W_COUNT_SHIFT 40
+#define W_ONE (1ULL << W_COUNT_SHIFT)
+#define W_COUNT_MAX ((1ULL << 23) - 1)
+#define W_BYTES(w) ((w) & (W_ONE - 1))
+#define W_COUNT(w) (((w) >> W_COUNT_SHIFT) & W_COUNT_MAX)
+
+struct slot {
+	_Atomic uint32_t len; /* record length; 0 until committed */
+	uint32_t off;         /* record offset in the data area */
+	uint32_t poff;        /* payload offset inside the record */
+	uint32_t plen;        /* payload length */
+};
+
+struct rmq_seg {
+	uint64_t base;          /* sequence number of record 0 is base + 1 */
+	_Atomic uint64_t word;  /* SEALED | count << 40 | bytes used */
+	_Atomic(struct rmq_seg *) next;
+	uint32_t size;          /* bytes in data[], records and slots */
+	struct rcu_head rcu;
+	_Alignas(16) char data[];
+};
+
+static inline struct slot *seg_slot(struct rmq_seg *s, uint32_t i)
+{
+	return (struct slot *)(s->data + s->size) - (i + 1);
+}
+
+static struct rmq_seg *seg_new(uint32_t size, uint64_t base)
+{
+	struct rmq_seg *s = calloc(1, sizeof(*s) + size);
+	if (!s)
+		return NULL;
+	s->base = base;
+	s->size = size;
+	return s;
+}
+
+static void seg_free_rcu(struct rcu_head *h)
+{
+	free(caa_container_of(h, struct rmq_seg, rcu));
+}
+
+/* Largest ordinary segment of this log: a quarter of the capacity, so that
+ * trimming works in steps small relative to what is retained. */
+static uint32_t seg_cap(const struct rmq_log *log)
+{
+	uint64_t c = log->capacity / 4;
+	if (c > RMQ_SEG_MAX)
+		c = RMQ_SEG_MAX;
+	if (c < RMQ_SEG_MIN)
+		c = RMQ_SEG_MIN;
+	return (uint32_t)c;
+}
+
+/* Size of the segment to link after t for a record of rlen bytes: double the
+ * previous one up to seg_cap(), or exactly what one big record needs. */
+static uint32_t seg_next_size(const struct rmq_log *log, const struct rmq_seg *t, uint32_t rlen)
+{
+	uint64_t sz = t ? (uint64_t)t->size * 2 : RMQ_SEG_MIN;
+	uint32_t cap = seg_cap(log);
+	if (sz > cap)
+		sz = cap;
+	uint64_t need = ((uint64_t)rlen + sizeof(struct slot) + 15) & ~15ULL;
+	if (need > sz)
+		sz = need;
+	return (uint32_t)sz;
+}
+
+void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull,
+		  rmq_log_hold_fn hold)
+{
+	memset(log, 0, sizeof(*log));
+	atomic_init(&log->head, NULL);
+	atomic_init(&log->tail, NULL);
+	log->capacity = capacity ? capacity : 1;
+	log->onfull = onfull;
+	log->hold = hold;
+}
+
+void rmq_log_fini(struct rmq_log *log)
+{
+	struct rmq_seg *s = atomic_load(&log->head);
+	if (!s)
+		s = atomic_load(&log->tail);
+	while (s) {
+		struct rmq_seg *n = atomic_load(&s->next);
+		free(s);
+		s = n;
+	}
+	atomic_store(&log->head, NULL);
+	atomic_store(&log->tail, NULL);
+}
+
+/* Reserves rlen bytes and one slot in s. Returns 0 and (idx, off), or -1 if
+ * s is sealed (sealing it here if the record does not fit). */
+static int seg_reserve(struct rmq_seg *s, uint32_t rlen, uint32_t *idx, uint32_t *off)
+{
+	uint64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
+	for (;;) {
+		if (w & W_SEALED)
+			return -1;
+		uint64_t cnt = W_COUNT(w), used = W_BYTES(w);
+		if (cnt + 1 > W_COUNT_MAX ||
+		    used + rlen + (cnt + 1) * sizeof(struct slot) > s->size) {
+			if (atomic_compare_exchange_weak_explicit(&s->word, &w, w | W_SEALED,
+								  memory_order_acq_rel,
+								  memory_order_relaxed))
+				return -1;
+			continue;
+		}
+		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w + W_ONE + rlen,
+							  memory_order_acq_rel,
+							  memory_order_relaxed)) {
+			*idx = (uint32_t)cnt;
+			*off = (uint32_t)used;
+			return 0;
+		}
+	}
+}
+
+static void seg_write(struct rmq_seg *s, uint32_t idx, uint32_t off, const struct iovec *iov,
+		      int n, uint32_t rlen, uint32_t poff, uint32_t plen)
+{
+	char *p = s->data + off;
+	for (int i = 0; i < n; i++) {
+		memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p += iov[i].iov_len;
+	}
+	struct slot *sl = seg_slot(s, idx);
+	sl->off = off;
+	sl->poff = poff;
+	sl->plen = plen;
+	/* Pairs with the load-acquire in rmq_log_peek(): the record bytes and
+	 * slot fields above are visible to any reader that sees len != 0. */
+	atomic_store_explicit(&sl->len, rlen, memory_order_release);
+}
+
+/* Trims head segments until retained + room <= capacity. Returns 1 when
+ * that holds (or nothing more can be trimmed because only the tail is
+ * left), 0 when a durable reader's hold stops it under REJECT, -1 when
+ * another thread is trimming. */
+static int trim_try(struct rmq_log *log, uint64_t room)
+{
+	if (atomic_exchange_explicit(&log->trimming, 1, memory_order_acquire))
+		return -1;
+	uint64_t hold = UINT64_MAX;
+	int have_hold = 0, ok = 1;
+	while (atomic_load(&log->retained) + room > log->capacity) {
+		struct rmq_seg *h = atomic_load_explicit(&log->head, memory_order_acquire);
+		if (!h)
+			break;
+		struct rmq_seg *nx = atomic_load_explicit(&h->next, memory_order_acquire);
+		if (!nx)
+			break; /* never trim the tail */
+		uint64_t cnt = W_COUNT(atomic_load(&h->word)); /* sealed: final */
+		uint64_t last = h->base + cnt;
+		if (!have_hold && log->hold) {
+			hold = log->hold(log);
+			have_hold = 1;
+		}
+		if (hold <= last) {
+			if (log->onfull == RMQ_ONFULL_REJECT) {
+				ok = 0;
+				break;
+			}
+			uint64_t from = hold > h->base ? hold : h->base + 1;
+			atomic_fetch_add(&log->dropped, last + 1 - from);
+		}
+		atomic_fetch_add(&log->evicted, cnt);
+		/* Order matters, see the table at the top of this file. */
+		atomic_store_explicit(&log->head_base, nx->base, memory_order_release);
+		atomic_store_explicit(&log->head, nx, memory_order_release);
+		atomic_fetch_sub(&log->retained, h->size);
+		urcu_qsbr_call_rcu(&h->rcu, seg_free_rcu);
+	}
+	atomic_store_explicit(&log->trimming, 0, memory_order_release);
+	return ok;
+}
+
+void rmq_log_trim(struct rmq_log *log, uint64_t room)
+{
+	(void)trim_try(log, room);
+}
+
+int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint32_t poff,
+		       uint32_t plen)
+{
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (total == 0 || total + sizeof(struct slot) > log->capacity || total > (1u << 30))
+		return -EMSGSIZE;
+	uint32_t rlen = (uint32_t)total, idx, off;
+
+	for (;;) {
+		struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
+		if (RMQ_LIKELY(t != NULL)) {
+			if (RMQ_LIKELY(seg_reserve(t, rlen, &idx, &off) == 0)) {
+				seg_write(t, idx, off, iov, n, rlen, poff, plen);
+				return (int64_t)(t->base + idx + 1);
+			}
+			struct rmq_seg *nx = atomic_load_explicit(&t->next, memory_order_acquire);
+			if (nx) { /* help a lagging tail along */
+				atomic_compare_exchange_strong(&log->tail, &t, nx);
+				continue;
+			}
+		}
+		/* Slow path, once per segment: make room, then link a new one. */
+		uint32_t size = seg_next_size(log, t, rlen);
+		if (atomic_load(&log->retained) + size > log->capacity &&
+		    trim_try(log, size) == 0) {
+			atomic_fetch_add(&log->rejected, 1);
+			return -ENOSPC;
+		}
+		uint64_t base = t ? t->base + W_COUNT(atomic_load(&t->word)) : 0;
+		struct rmq_seg *s = seg_new(size, base);
+		if (!s)
+			return -ENOMEM;
+		/* Our record is record 0 of the new segment: whoever links a
+		 * segment makes progress, and no segment is ever empty. */
+		atomic_store_explicit(&s->word, W_ONE + rlen, memory_order_relaxed);
+		struct rmq_seg *expected = NULL;
+		int linked;
+		if (!t) {
+			linked = atomic_compare_exchange_strong(&log->tail, &expected, s);
+			if (linked)
+				atomic_store_explicit(&log->head, s, memory_order_release);
+		} else {
+			linked = atomic_compare_exchange_strong(&t->next, &expected, s);
+			if (linked)
+				atomic_compare_exchange_strong(&log->tail, &t, s);
+		}
+		if (!linked) {
+			free(s); /* never published: no grace period needed */
+			continue;
+		}
+		atomic_fetch_add(&log->retained, size);
+		seg_write(s, 0, 0, iov, n, rlen, poff, plen);
+		return (int64_t)(base + 1);
+	}
+}
+
+/* Follows next pointers from s while s is sealed and fully behind. */
+static struct rmq_seg *seg_last(struct rmq_seg *s, uint64_t *cnt)
+{
+	for (;;) {
+		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+		struct rmq_seg *nx = (w & W_SEALED) ? atomic_load_explicit(&s->next, memory_order_acquire) : NULL;
+		if (!nx) {
+			*cnt = W_COUNT(w);
+			return s;
+		}
+		s = nx;
+	}
+}
+
+uint64_t rmq_log_next_seq(struct rmq_log *log)
+{
+	struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
+	if (!t)
+		return 1;
+	uint64_t cnt;
+	t = seg_last(t, &cnt);
+	return t->base + cnt + 1;
+}
+
+uint64_t rmq_log_first_seq(struct rmq_log *log)
+{
+	struct rmq_seg *h = atomic_load_explicit(&log->head, memory_order_acquire);
+	return h ? h->base + 1 : rmq_log_next_seq(log);
+}
+
+uint64_t rmq_log_depth(struct rmq_log *log)
+{
+	uint64_t first = rmq_log_first_seq(log), next = rmq_log_next_seq(log);
+	return next > first ? next - first : 0;
+}
+
+void rmq_log_cursor_end(struct rmq_log *log, struct rmq_cursor *cur)
+{
+	struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
+	if (!t) {
+		*cur = (struct rmq_cursor){ .seg = NULL, .idx = 0, .base = 0, .seq = 1 };
+		return;
+	}
+	uint64_t cnt;
+	t = seg_last(t, &cnt);
+	*cur = (struct rmq_cursor){ .seg = t, .idx = (uint32_t)cnt, .base = t->base,
+				    .seq = t->base + cnt + 1 };
+}
+
+/* Positions cur on the segment holding seq; returns how many records below
+ * the retained window had to be skipped. Leaves cur->seg NULL when the log
+ * has no segment yet. */
+static uint64_t cursor_place(struct rmq_log *log, struct rmq_cursor *cur, uint64_t seq)
+{
+	struct rmq_seg *s = atomic_load_explicit(&log->head, memory_order_acquire);
+	uint64_t lost = 0;
+	if (seq == 0)
+		seq = 1;
+	if (!s) {
+		cur->seg = NULL;
+		cur->idx = 0;
+		cur->base = 0;
+		cur->seq = seq;
+		return 0;
+	}
+	if (seq <= s->base) {
+		lost = s->base + 1 - seq;
+		seq = s->base + 1;
+	}
+	for (;;) {
+		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+		uint64_t cnt = W_COUNT(w);
+		struct rmq_seg *nx = atomic_load_explicit(&s->next, memory_order_acquire);
+		if (seq <= s->base + cnt || !(w & W_SEALED) || !nx) {
+			if (seq > s->base + cnt + 1)
+				seq = s->base + cnt + 1; /* clamp to the end */
+			break;
+		}
+		s = nx;
+	}
+	cur->seg = s;
+	cur->base = s->base;
+	cur->idx = (uint32_t)(seq - s->base - 1);
+	cur->seq = seq;
+	return lost;
+}
+
+void rmq_log_cursor_seek(struct rmq_log *log, struct rmq_cursor *cur, uint64_t seq)
+{
+	(void)cursor_place(log, cur, seq);
+}
+
+uint32_t rmq_log_peek(struct rmq_log *log, struct rmq_cursor *cur, struct rmq_batch *b,
+		      uint32_t max_recs, size_t max_bytes)
+{
+	b->n = 0;
+	b->bytes = 0;
+	b->lost = 0;
+	b->seg = NULL;
+	b->data = NULL;
+	if (max_recs == 0)
+		return 0;
+	/* Pairs with the store-release of head_base in trim_try(). */
+	uint64_t hb = atomic_load_explicit(&log->head_base, memory_order_acquire);
+	if (!cur->seg || cur->base < hb) {
+		b->lost = cursor_place(log, cur, cur->seq);
+		if (!cur->seg)
+			return 0;
+	}
+	for (;;) {
+		struct rmq_seg *s = cur->seg;
+		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+		uint64_t cnt = W_COUNT(w);
+		if (cur->idx >= cnt) {
+			struct rmq_seg *nx = (w & W_SEALED) ? atomic_load_explicit(&s->next, memory_order_acquire) : NULL;
+			if (!nx)
+				return 0;
+			cur->seg = nx;
+			cur->base = nx->base;
+			cur->idx = 0;
+			continue;
+		}
+		uint32_t i = cur->idx, k = 0;
+		size_t bytes = 0;
+		while (i < cnt && k < max_recs) {
+			uint32_t len = atomic_load_explicit(&seg_slot(s, i)->len, memory_order_acquire);
+			if (len == 0 || (k > 0 && bytes + len > max_bytes))
+				break;
+			bytes += len;
+			i++;
+			k++;
+		}
+		if (k == 0)
+			return 0;
+		b->seg = s;
+		b->first = cur->idx;
+		b->n = k;
+		b->seq = cur->seq;
+		b->data = s->data + seg_slot(s, cur->idx)->off;
+		b->bytes = bytes;
+		return k;
+	}
+}
+
+void rmq_log_consume(struct rmq_cursor *cur, const struct rmq_batch *b, uint32_t n)
+{
+	if (n > b->n)
+		n = b->n;
+	cur->idx += n;
+	cur->seq += n;
+}
+
+void rmq_batch_payload(const struct rmq_batch *b, uint32_t i, const char **p, uint32_t *len)
+{
+	const struct slot *sl = seg_slot(b->seg, b->first + i);
+	*p = b->seg->data + sl->off + sl->poff;
+	*len = sl->plen;
+}
+
+uint32_t rmq_batch_reclen(const struct rmq_batch *b, uint32_t i)
+{
+	return atomic_load_explicit(&seg_slot(b->seg, b->first + i)->len, memory_order_relaxed);
+}

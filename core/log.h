@@ -1,0 +1,144 @@
+/* log.h - a topic's bounded, multi-producer, multi-reader message log.
+ *
+ * The log is a singly linked list of segments. A segment is one flat byte
+ * area: records grow up from the start (so a run of records is one
+ * contiguous span, ready to be written to a socket as is) and a slot index
+ * grows down from the end (offset, length and payload view of each record).
+ * Both halves are addressed by offsets only, so a segment can later live in
+ * an mmap()ed file without changing the read or append paths.
+ *
+ * Append is lock-free: a producer reserves room in the tail segment with one
+ * compare-and-swap on a packed (sealed, count, bytes) word, copies its
+ * record, and commits by storing the record length into its slot with
+ * release order. When the tail is full, the producer seals it (so its count
+ * is final), links a new segment with CAS, and the next sequence numbers
+ * continue from there. Sequence numbers are 1, 2, 3, ... without gaps.
+ *
+ * Readers own a cursor each (struct rmq_cursor) and read committed records
+ * in order; they never write to the log. Trimming unlinks whole segments
+ * from the head and frees them through call_rcu, so a reader in an RCU
+ * read-side section never touches freed memory; a cursor whose segment was
+ * trimmed is detected (see rmq_log_peek) and reported as lost messages.
+ *
+ * Threads: every function below must be called by a thread registered with
+ * urcu-qsbr and online (inside a read-side section). Cursors are owned by
+ * one thread at a time.
+ *
+ * Memory: the log allocates segments lazily (an empty log costs only its
+ * struct) and sizes them from 4 KiB doubling up to RMQ_SEG_MAX, so memory
+ * follows what is retained rather than what is configured.
+ */
+#ifndef RMQ_LOG_H
+#define RMQ_LOG_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "util.h"
+
+#define RMQ_SEG_MIN (4u << 10)
+#define RMQ_SEG_MAX (1u << 20)
+
+enum rmq_onfull {
+	RMQ_ONFULL_REJECT = 0,      /* keep what durable readers need; refuse */
+	RMQ_ONFULL_DROP_OLDEST = 1, /* always accept; evict the oldest */
+};
+
+struct rmq_seg;
+struct rmq_log;
+
+/* Returns the lowest sequence number some durable reader still needs
+ * (UINT64_MAX when none). Called while trimming, possibly from any thread,
+ * inside a read-side section. */
+typedef uint64_t (*rmq_log_hold_fn)(struct rmq_log *log);
+
+struct rmq_log {
+	/* written on segment roll / trim only */
+	_Atomic(struct rmq_seg *) head;
+	_Atomic(struct rmq_seg *) tail;
+	_Atomic uint64_t head_base; /* base of head: cursors below it are lost */
+	_Atomic uint64_t retained;  /* bytes of linked segments */
+	_Atomic uint64_t evicted;   /* messages trimmed from the head */
+	_Atomic uint64_t dropped;   /* of those, ones a durable reader lacked */
+	_Atomic uint64_t rejected;  /* appends refused with -ENOSPC */
+	_Atomic int trimming;       /* try-lock: one trimmer at a time */
+	uint64_t capacity;
+	enum rmq_onfull onfull;
+	rmq_log_hold_fn hold;
+};
+
+/* A reader's position. seq is the next sequence number to read. base is a
+ * copy of seg->base, so validity can be checked without touching seg. */
+struct rmq_cursor {
+	struct rmq_seg *seg; /* NULL: not yet positioned on a segment */
+	uint32_t idx;        /* next slot in seg */
+	uint64_t base;
+	uint64_t seq;
+};
+
+/* A run of consecutive committed records inside one segment. Valid until the
+ * caller's next quiescent state. */
+struct rmq_batch {
+	struct rmq_seg *seg;
+	uint32_t first;      /* slot index of the first record */
+	uint32_t n;          /* records in the run */
+	uint64_t seq;        /* sequence number of the first record */
+	const char *data;    /* the records, back to back */
+	size_t bytes;
+	uint64_t lost;       /* records skipped because they were trimmed */
+};
+
+/* Initialises a caller-owned log. capacity is in bytes (> 0). */
+void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull,
+		  rmq_log_hold_fn hold);
+
+/* Frees every segment immediately. Only when no thread can reach the log
+ * any more (after a grace period). */
+void rmq_log_fini(struct rmq_log *log);
+
+/* Appends one record made of the n iovecs; the payload the reader will see
+ * is record bytes [poff, poff + plen). Returns the record's sequence number
+ * (>= 1), or -ENOSPC (full under RMQ_ONFULL_REJECT), -EMSGSIZE (record
+ * larger than the capacity), -ENOMEM. Lock-free; allocates only when a
+ * segment fills up. */
+int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n,
+		       uint32_t poff, uint32_t plen);
+
+/* Sequence number the next append will get, and the last assigned one. */
+uint64_t rmq_log_next_seq(struct rmq_log *log);
+
+/* Lowest sequence number still retained (next_seq when empty). */
+uint64_t rmq_log_first_seq(struct rmq_log *log);
+
+/* Positions cur at the current end: it will see the next append on. */
+void rmq_log_cursor_end(struct rmq_log *log, struct rmq_cursor *cur);
+
+/* Positions cur at sequence number seq (clamped to what is retained). */
+void rmq_log_cursor_seek(struct rmq_log *log, struct rmq_cursor *cur, uint64_t seq);
+
+/* Fills b with the committed records at cur: at most max_recs records and,
+ * past the first record, at most max_bytes bytes, all in one segment. Does
+ * not advance cur. Returns b->n (0: nothing new yet). If cur had fallen
+ * behind the retained window, cur is moved to the oldest retained record
+ * and b->lost says how many were skipped. */
+uint32_t rmq_log_peek(struct rmq_log *log, struct rmq_cursor *cur, struct rmq_batch *b,
+		      uint32_t max_recs, size_t max_bytes);
+
+/* Moves cur past the first n records of b (n <= b->n). */
+void rmq_log_consume(struct rmq_cursor *cur, const struct rmq_batch *b, uint32_t n);
+
+/* Record i of b (0 <= i < b->n): its payload view and its size in bytes. */
+void rmq_batch_payload(const struct rmq_batch *b, uint32_t i, const char **p, uint32_t *len);
+uint32_t rmq_batch_reclen(const struct rmq_batch *b, uint32_t i);
+
+/* Trims head segments so that at most capacity - room bytes stay retained,
+ * keeping what a durable reader holds under RMQ_ONFULL_REJECT. Never blocks:
+ * returns at once if another thread is trimming. */
+void rmq_log_trim(struct rmq_log *log, uint64_t room);
+
+/* Number of retained records (approximate under concurrent appends). */
+uint64_t rmq_log_depth(struct rmq_log *log);
+
+#endif

@@ -1,0 +1,449 @@
+/* topic.c - topic table, topics, watches and per-shard inboxes.
+ *
+ * Synchronisation table:
+ *
+ *   publish vs watch_acquire : publisher commits the record, then a seq_cst
+ *                              fence, then loads watch_mask/watch[]; the
+ *                              shard stores watch[] and watch_mask, a
+ *                              seq_cst fence, then reads the log. One of
+ *                              them sees the other (store-buffering).
+ *   publish vs drain         : publisher exchanges dirty 0->1 and queues;
+ *                              the shard exchanges dirty 1->0 before it reads
+ *                              the log, so a record it misses was committed
+ *                              after the clear and re-queues the watch.
+ *   delete  vs watch_acquire : delete stores deleted, fence, scans watches;
+ *                              acquire stores the watch, fence, loads
+ *                              deleted; one of them sees the other.
+ *   refs                     : the table holds one reference, each watch and
+ *                              durable subscription one; the last put frees
+ *                              the topic through call_rcu.
+ */
+#include "topic.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "dsub.h"
+
+struct shard {
+	struct cds_wfcq_head head;
+	struct cds_wfcq_tail tail;
+	struct cds_wfcq_head hk_head;
+	struct cds_wfcq_tail hk_tail;
+} __attribute__((aligned(RMQ_CACHELINE)));
+
+struct rmq_broker {
+	struct cds_lfht *topics;
+	uint32_t nshards;
+	rmq_wake_fn wake;
+	void *wake_ctx;
+	struct shard shards[RMQ_MAX_SHARDS];
+};
+
+struct rmq_dlist {
+	struct rcu_head rcu;
+	size_t n;
+	struct rmq_dsubn *v[];
+};
+
+struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake_ctx)
+{
+	if (nshards == 0 || nshards > RMQ_MAX_SHARDS)
+		return NULL;
+	struct rmq_broker *b = rmq_calloc(1, sizeof(*b));
+	b->nshards = nshards;
+	b->wake = wake;
+	b->wake_ctx = wake_ctx;
+	for (uint32_t i = 0; i < nshards; i++) {
+		cds_wfcq_init(&b->shards[i].head, &b->shards[i].tail);
+		cds_wfcq_init(&b->shards[i].hk_head, &b->shards[i].hk_tail);
+	}
+	b->topics = cds_lfht_new_flavor(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+					&urcu_qsbr_flavor, NULL);
+	if (!b->topics) {
+		fprintf(stderr, "ringmq: cannot create the topic table\n");
+		abort();
+	}
+	return b;
+}
+
+uint32_t rmq_broker_nshards(const struct rmq_broker *b)
+{
+	return b->nshards;
+}
+
+static void topic_free(struct rmq_topic *t)
+{
+	rmq_log_fini(&t->log);
+	free(atomic_load(&t->durables));
+	pthread_mutex_destroy(&t->dlock);
+	free(t->name);
+	free(t->prefix);
+	free(t);
+}
+
+static void topic_free_rcu(struct rcu_head *h)
+{
+	topic_free(caa_container_of(h, struct rmq_topic, rcu));
+}
+
+void rmq_broker_free(struct rmq_broker *b)
+{
+	struct cds_lfht_iter it;
+	struct rmq_topic *t;
+	cds_lfht_for_each_entry(b->topics, &it, t, node) {
+		if (cds_lfht_del(b->topics, &t->node) == 0)
+			rmq_topic_put(t);
+	}
+	for (uint32_t i = 0; i < b->nshards; i++) {
+		while (rmq_shard_next_dirty(b, i))
+			;
+		rmq_shard_housekeep(b, i);
+	}
+	urcu_qsbr_thread_offline();
+	urcu_qsbr_barrier();
+	cds_lfht_destroy(b->topics, NULL);
+	urcu_qsbr_thread_online();
+	free(b);
+}
+
+int rmq_topic_name_valid(const char *name, size_t len)
+{
+	if (len == 0 || len > RMQ_TOPIC_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c <= ' ' || c == 0x7f)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int topic_match(struct cds_lfht_node *node, const void *key)
+{
+	const struct iovec *k = key;
+	struct rmq_topic *t = caa_container_of(node, struct rmq_topic, node);
+	return t->name_len == k->iov_len && memcmp(t->name, k->iov_base, k->iov_len) == 0;
+}
+
+static uint64_t topic_hold(struct rmq_log *log)
+{
+	struct rmq_topic *t = caa_container_of(log, struct rmq_topic, log);
+	struct rmq_dlist *dl = atomic_load_explicit(&t->durables, memory_order_acquire);
+	uint64_t m = UINT64_MAX;
+	if (!dl)
+		return m;
+	for (size_t i = 0; i < dl->n; i++) {
+		uint64_t p = atomic_load_explicit(&dl->v[i]->pos, memory_order_acquire);
+		if (p < m)
+			m = p;
+	}
+	return m;
+}
+
+int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_t capacity,
+		     enum rmq_onfull onfull)
+{
+	if (rmq_topic_name_valid(name, len) != 0 || capacity == 0)
+		return -EINVAL;
+	struct rmq_topic *t = calloc(1, sizeof(*t) + b->nshards * sizeof(t->watch[0]));
+	if (!t)
+		return -ENOMEM;
+	char hdr[64];
+	int hl = snprintf(hdr, sizeof(hdr), "*3\r\n$7\r\nmessage\r\n$%zu\r\n", len);
+	t->name = malloc(len + 1);
+	t->prefix = malloc((size_t)hl + len + 2);
+	if (!t->name || !t->prefix) {
+		free(t->name);
+		free(t->prefix);
+		free(t);
+		return -ENOMEM;
+	}
+	memcpy(t->name, name, len);
+	t->name[len] = '\0';
+	t->name_len = (uint32_t)len;
+	memcpy(t->prefix, hdr, (size_t)hl);
+	memcpy(t->prefix + hl, name, len);
+	memcpy(t->prefix + hl + len, "\r\n", 2);
+	t->prefix_len = (uint32_t)(hl + len + 2);
+	t->broker = b;
+	t->hash = rmq_hash(name, len);
+	t->shard = (uint32_t)(t->hash % b->nshards);
+	atomic_init(&t->refs, 1); /* the table's */
+	pthread_mutex_init(&t->dlock, NULL);
+	cds_wfcq_node_init(&t->hk_node);
+	rmq_log_init(&t->log, capacity, onfull, topic_hold);
+	cds_lfht_node_init(&t->node);
+
+	struct iovec key = { (void *)name, len };
+	struct cds_lfht_node *got = cds_lfht_add_unique(b->topics, t->hash, topic_match, &key, &t->node);
+	if (got != &t->node) {
+		topic_free(t); /* never published */
+		return -EEXIST;
+	}
+	return 0;
+}
+
+struct rmq_topic *rmq_topic_lookup(struct rmq_broker *b, const char *name, size_t len)
+{
+	struct iovec key = { (void *)name, len };
+	struct cds_lfht_iter it;
+	cds_lfht_lookup(b->topics, rmq_hash(name, len), topic_match, &key, &it);
+	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
+	return n ? caa_container_of(n, struct rmq_topic, node) : NULL;
+}
+
+bool rmq_topic_get(struct rmq_topic *t)
+{
+	int r = atomic_load(&t->refs);
+	while (r > 0) {
+		if (atomic_compare_exchange_weak(&t->refs, &r, r + 1))
+			return true;
+	}
+	return false;
+}
+
+void rmq_topic_put(struct rmq_topic *t)
+{
+	if (atomic_fetch_sub(&t->refs, 1) == 1)
+		urcu_qsbr_call_rcu(&t->rcu, topic_free_rcu);
+}
+
+static void shard_queue_watch(struct rmq_broker *b, struct rmq_watch *w)
+{
+	struct shard *s = &b->shards[w->shard];
+	cds_wfcq_node_init(&w->qnode);
+	cds_wfcq_enqueue(&s->head, &s->tail, &w->qnode);
+	b->wake(b->wake_ctx, w->shard);
+}
+
+void rmq_topic_notify(struct rmq_topic *t)
+{
+	/* Pairs with the fence in rmq_watch_acquire() (see the table). */
+	atomic_thread_fence(memory_order_seq_cst);
+	uint64_t m = atomic_load_explicit(&t->watch_mask, memory_order_relaxed);
+	while (m) {
+		uint32_t i = (uint32_t)__builtin_ctzll(m);
+		m &= m - 1;
+		struct rmq_watch *w = atomic_load_explicit(&t->watch[i], memory_order_acquire);
+		if (w && atomic_load_explicit(&w->dirty, memory_order_relaxed) == 0 &&
+		    atomic_exchange(&w->dirty, 1) == 0)
+			shard_queue_watch(t->broker, w);
+	}
+}
+
+int64_t rmq_topic_publish(struct rmq_topic *t, const void *payload, uint32_t len)
+{
+	char hdr[24];
+	hdr[0] = '$';
+	size_t hl = 1 + rmq_u64toa(len, hdr + 1);
+	hdr[hl++] = '\r';
+	hdr[hl++] = '\n';
+	struct iovec iov[4] = {
+		{ t->prefix, t->prefix_len },
+		{ hdr, hl },
+		{ (void *)payload, len },
+		{ "\r\n", 2 },
+	};
+	int64_t seq = rmq_log_append(&t->log, iov, 4, (uint32_t)(t->prefix_len + hl), len);
+	if (RMQ_LIKELY(seq > 0)) {
+		atomic_fetch_add_explicit(&t->bytes_in, len, memory_order_relaxed);
+		rmq_topic_notify(t);
+	}
+	return seq;
+}
+
+int rmq_topic_delete(struct rmq_broker *b, const char *name, size_t len)
+{
+	struct rmq_topic *t = rmq_topic_lookup(b, name, len);
+	if (!t || cds_lfht_del(b->topics, &t->node) != 0)
+		return -ENOENT;
+	atomic_store(&t->deleted, 1);
+	rmq_topic_notify(t); /* its seq_cst fence orders the store above */
+	rmq_topic_put(t);
+	return 0;
+}
+
+void rmq_topic_stats(struct rmq_topic *t, struct rmq_topic_stats *st)
+{
+	struct rmq_log *l = &t->log;
+	st->next_seq = rmq_log_next_seq(l);
+	st->first_seq = rmq_log_first_seq(l);
+	st->msgs_in = st->next_seq - 1;
+	st->bytes_in = atomic_load_explicit(&t->bytes_in, memory_order_relaxed);
+	st->depth = st->next_seq > st->first_seq ? st->next_seq - st->first_seq : 0;
+	st->retained = atomic_load(&l->retained);
+	st->capacity = l->capacity;
+	st->evicted = atomic_load(&l->evicted);
+	st->dropped = atomic_load(&l->dropped);
+	st->rejected = atomic_load(&l->rejected);
+	st->live_subs = atomic_load(&t->live_subs);
+	st->slow_disconnects = atomic_load(&t->slow_disconnects);
+	struct rmq_dlist *dl = atomic_load_explicit(&t->durables, memory_order_acquire);
+	st->durable_subs = dl ? dl->n : 0;
+	st->onfull = l->onfull;
+}
+
+void rmq_broker_foreach(struct rmq_broker *b, void (*fn)(struct rmq_topic *t, void *ctx), void *ctx)
+{
+	struct cds_lfht_iter it;
+	struct rmq_topic *t;
+	cds_lfht_for_each_entry(b->topics, &it, t, node)
+		fn(t, ctx);
+}
+
+uint64_t rmq_broker_topic_count(struct rmq_broker *b)
+{
+	long before, after;
+	unsigned long count;
+	cds_lfht_count_nodes(b->topics, &before, &count, &after);
+	return count;
+}
+
+/* --- watches --- */
+
+static void watch_free_rcu(struct rcu_head *h)
+{
+	free(caa_container_of(h, struct rmq_watch, rcu));
+}
+
+static void watch_destroy(struct rmq_watch *w)
+{
+	struct rmq_topic *t = w->topic;
+	rmq_topic_put(t);
+	urcu_qsbr_call_rcu(&w->rcu, watch_free_rcu);
+}
+
+struct rmq_watch *rmq_watch_acquire(struct rmq_topic *t, uint32_t shard)
+{
+	struct rmq_watch *w = atomic_load_explicit(&t->watch[shard], memory_order_relaxed);
+	if (w)
+		return w;
+	if (rmq_topic_deleted(t) || !rmq_topic_get(t))
+		return NULL;
+	w = rmq_calloc(1, sizeof(*w));
+	w->topic = t;
+	w->shard = shard;
+	CDS_INIT_LIST_HEAD(&w->members);
+	CDS_INIT_LIST_HEAD(&w->waiters);
+	cds_wfcq_node_init(&w->qnode);
+	atomic_store_explicit(&t->watch[shard], w, memory_order_release);
+	atomic_fetch_or(&t->watch_mask, 1ULL << shard);
+	/* Pairs with the fence in rmq_topic_notify(): after this, either a
+	 * publisher sees the watch, or this shard sees its record. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (rmq_topic_deleted(t)) {
+		rmq_watch_release(w);
+		return NULL;
+	}
+	return w;
+}
+
+void rmq_watch_release(struct rmq_watch *w)
+{
+	if (!cds_list_empty(&w->members) || !cds_list_empty(&w->waiters))
+		return;
+	struct rmq_topic *t = w->topic;
+	atomic_fetch_and(&t->watch_mask, ~(1ULL << w->shard));
+	atomic_store_explicit(&t->watch[w->shard], NULL, memory_order_release);
+	/* Claim the dirty bit so no publisher queues it any more; if it was
+	 * already set the watch sits in our inbox and the drain frees it. */
+	if (atomic_exchange(&w->dirty, 1) == 0)
+		watch_destroy(w);
+	else
+		w->dead = 1;
+}
+
+struct rmq_watch *rmq_shard_next_dirty(struct rmq_broker *b, uint32_t shard)
+{
+	struct shard *s = &b->shards[shard];
+	for (;;) {
+		struct cds_wfcq_node *n = __cds_wfcq_dequeue_blocking(&s->head, &s->tail);
+		if (!n)
+			return NULL;
+		struct rmq_watch *w = caa_container_of(n, struct rmq_watch, qnode);
+		if (w->dead) {
+			watch_destroy(w);
+			continue;
+		}
+		/* Pairs with the exchange in rmq_topic_notify(). */
+		atomic_exchange(&w->dirty, 0);
+		return w;
+	}
+}
+
+/* --- housekeeping --- */
+
+void rmq_topic_want_housekeeping(struct rmq_topic *t)
+{
+	if (atomic_load(&t->hk_queued) || atomic_exchange(&t->hk_queued, 1))
+		return;
+	if (!rmq_topic_get(t)) {
+		atomic_store(&t->hk_queued, 0);
+		return;
+	}
+	struct shard *s = &t->broker->shards[t->shard];
+	cds_wfcq_node_init(&t->hk_node);
+	cds_wfcq_enqueue(&s->hk_head, &s->hk_tail, &t->hk_node);
+	t->broker->wake(t->broker->wake_ctx, t->shard);
+}
+
+unsigned rmq_shard_housekeep(struct rmq_broker *b, uint32_t shard)
+{
+	struct shard *s = &b->shards[shard];
+	unsigned n = 0;
+	struct cds_wfcq_node *node;
+	while ((node = __cds_wfcq_dequeue_blocking(&s->hk_head, &s->hk_tail))) {
+		struct rmq_topic *t = caa_container_of(node, struct rmq_topic, hk_node);
+		atomic_store(&t->hk_queued, 0);
+		if (!rmq_topic_deleted(t))
+			rmq_log_trim(&t->log, 0);
+		rmq_topic_put(t);
+		n++;
+	}
+	return n;
+}
+
+/* --- durable subscription list (copy on write, RCU-published) --- */
+
+static void dlist_free_rcu(struct rcu_head *h)
+{
+	free(caa_container_of(h, struct rmq_dlist, rcu));
+}
+
+int rmq_topic_add_durable(struct rmq_topic *t, struct rmq_dsubn *s)
+{
+	pthread_mutex_lock(&t->dlock);
+	struct rmq_dlist *old = atomic_load(&t->durables);
+	size_t n = old ? old->n : 0;
+	struct rmq_dlist *nl = rmq_malloc(sizeof(*nl) + (n + 1) * sizeof(nl->v[0]));
+	nl->n = n + 1;
+	if (n)
+		memcpy(nl->v, old->v, n * sizeof(nl->v[0]));
+	nl->v[n] = s;
+	atomic_store_explicit(&t->durables, nl, memory_order_release);
+	pthread_mutex_unlock(&t->dlock);
+	if (old)
+		urcu_qsbr_call_rcu(&old->rcu, dlist_free_rcu);
+	return 0;
+}
+
+void rmq_topic_remove_durable(struct rmq_topic *t, struct rmq_dsubn *s)
+{
+	pthread_mutex_lock(&t->dlock);
+	struct rmq_dlist *old = atomic_load(&t->durables);
+	if (!old) {
+		pthread_mutex_unlock(&t->dlock);
+		return;
+	}
+	struct rmq_dlist *nl = rmq_malloc(sizeof(*nl) + old->n * sizeof(nl->v[0]));
+	nl->n = 0;
+	for (size_t i = 0; i < old->n; i++)
+		if (old->v[i] != s)
+			nl->v[nl->n++] = old->v[i];
+	atomic_store_explicit(&t->durables, nl, memory_order_release);
+	pthread_mutex_unlock(&t->dlock);
+	urcu_qsbr_call_rcu(&old->rcu, dlist_free_rcu);
+	rmq_topic_want_housekeeping(t); /* its hold is gone: trim if over */
+}

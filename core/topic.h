@@ -1,0 +1,170 @@
+/* topic.h - the broker's topic table, topics, and cross-shard wake-ups.
+ *
+ * The table is a liburcu lock-free hash table (urcu-qsbr flavour): lookups
+ * take no lock, a deleted topic is unlinked at once and freed only after a
+ * grace period and once nothing references it. Each topic belongs to one
+ * shard (hash of the name mod nshards); its owning shard does the topic's
+ * housekeeping (trimming after durable readers advance).
+ *
+ * Watches carry "new messages" from publishers to the shards that host
+ * readers of a topic. A shard that has readers of topic t attaches one
+ * rmq_watch to t. After every append the publisher marks each attached watch
+ * dirty; a watch that goes from clean to dirty is queued on its shard's
+ * wait-free inbox and the shard is woken through the broker's wake callback.
+ * A burst of messages therefore costs one queueing and one wake-up per
+ * shard, not one per message or per reader.
+ *
+ * Threads: unless said otherwise, functions must be called from threads
+ * registered with urcu-qsbr and online. Pointers returned by lookups are
+ * valid until the caller's next quiescent state, unless it takes a
+ * reference with rmq_topic_get().
+ */
+#ifndef RMQ_TOPIC_H
+#define RMQ_TOPIC_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <urcu/urcu-qsbr.h>
+#include <urcu/list.h>
+#include <urcu/rculfhash.h>
+#include <urcu/wfcqueue.h>
+
+#include "log.h"
+
+#define RMQ_MAX_SHARDS 64
+#define RMQ_TOPIC_MAX 255
+#define RMQ_DEFAULT_CAPACITY (64ULL << 20)
+
+struct rmq_broker;
+struct rmq_topic;
+struct rmq_dlist;
+
+/* One shard's interest in one topic. Created and destroyed by the shard's
+ * own thread; `members` and `waiters` are that thread's to use (the
+ * network layer keeps its live subscribers and blocked pullers there). */
+struct rmq_watch {
+	_Atomic int dirty;          /* 1 while queued (or being torn down) */
+	struct cds_wfcq_node qnode;
+	struct rmq_topic *topic;    /* holds a reference */
+	uint32_t shard;
+	int dead;                   /* detached while queued: free on drain */
+	struct cds_list_head members;
+	struct cds_list_head waiters;
+	struct rcu_head rcu;
+};
+
+struct rmq_topic_stats {
+	uint64_t msgs_in, bytes_in, depth, retained, capacity;
+	uint64_t evicted, dropped, rejected, live_subs, durable_subs, slow_disconnects;
+	uint64_t first_seq, next_seq;
+	enum rmq_onfull onfull;
+};
+
+struct rmq_topic {
+	struct cds_lfht_node node;
+	struct rcu_head rcu;
+	struct rmq_broker *broker;
+	uint64_t hash;
+	_Atomic int refs;
+	_Atomic int deleted;
+	_Atomic int hk_queued;         /* on the owner's housekeeping inbox */
+	struct cds_wfcq_node hk_node;
+	uint32_t shard;
+	uint32_t name_len;
+	char *name;                    /* NUL-terminated copy */
+	char *prefix;                  /* "*3\r\n$7\r\nmessage\r\n$N\r\n<name>\r\n" */
+	uint32_t prefix_len;
+	pthread_mutex_t dlock;         /* serialises writers of `durables` */
+	_Atomic(struct rmq_dlist *) durables;
+	_Atomic uint64_t live_subs;
+	_Atomic uint64_t slow_disconnects;
+	_Alignas(RMQ_CACHELINE) _Atomic uint64_t bytes_in;
+	_Alignas(RMQ_CACHELINE) _Atomic uint64_t watch_mask; /* shards with a watch */
+	struct rmq_log log;
+	_Atomic(struct rmq_watch *) watch[];                  /* nshards entries */
+};
+
+/* Called by any thread that queued a watch or a housekeeping item for
+ * `shard`; must be cheap and must not block. */
+typedef void (*rmq_wake_fn)(void *ctx, uint32_t shard);
+
+/* Creates a broker state with nshards shards (1..RMQ_MAX_SHARDS). The
+ * caller owns it and frees it with rmq_broker_free() once no thread uses it
+ * (callable from a registered, online thread). */
+struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake_ctx);
+void rmq_broker_free(struct rmq_broker *b);
+uint32_t rmq_broker_nshards(const struct rmq_broker *b);
+
+/* 0 if name is a valid topic name: 1..255 bytes, no whitespace, no control
+ * characters. */
+int rmq_topic_name_valid(const char *name, size_t len);
+
+/* Creates a topic. Returns 0, -EEXIST, -EINVAL (bad name or capacity),
+ * -ENOMEM. */
+int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_t capacity,
+		     enum rmq_onfull onfull);
+
+/* Looks a topic up; no lock, no reference taken. NULL if absent. */
+struct rmq_topic *rmq_topic_lookup(struct rmq_broker *b, const char *name, size_t len);
+
+/* Unlinks and deletes a topic: its watches are notified (their shards see
+ * rmq_topic_deleted()), durable subscriptions find out on their next read.
+ * Returns 0 or -ENOENT. */
+int rmq_topic_delete(struct rmq_broker *b, const char *name, size_t len);
+
+static inline bool rmq_topic_deleted(struct rmq_topic *t)
+{
+	return atomic_load_explicit(&t->deleted, memory_order_acquire) != 0;
+}
+
+/* References: get fails (returns false) once the count reached zero. */
+bool rmq_topic_get(struct rmq_topic *t);
+void rmq_topic_put(struct rmq_topic *t);
+
+/* Appends payload as the topic's next message; wakes the shards that watch
+ * the topic. Returns the sequence number or -ENOSPC, -EMSGSIZE, -ENOMEM.
+ * Lock-free; no allocation unless a log segment fills up. */
+int64_t rmq_topic_publish(struct rmq_topic *t, const void *payload, uint32_t len);
+
+/* Marks every watch dirty and wakes its shard (used after appends made
+ * without rmq_topic_publish, and on delete). */
+void rmq_topic_notify(struct rmq_topic *t);
+
+/* Snapshot of the topic's counters (relaxed reads). */
+void rmq_topic_stats(struct rmq_topic *t, struct rmq_topic_stats *st);
+
+/* Calls fn for every topic in the table, in no particular order. */
+void rmq_broker_foreach(struct rmq_broker *b, void (*fn)(struct rmq_topic *t, void *ctx),
+			void *ctx);
+uint64_t rmq_broker_topic_count(struct rmq_broker *b);
+
+/* --- watches, all called only from the thread that runs `shard` --- */
+
+/* Returns the shard's watch on t, creating and attaching it if needed.
+ * NULL if t was deleted meanwhile (nothing stays attached then). */
+struct rmq_watch *rmq_watch_acquire(struct rmq_topic *t, uint32_t shard);
+
+/* Detaches and frees w once both its lists are empty (no-op otherwise). */
+void rmq_watch_release(struct rmq_watch *w);
+
+/* Takes the next dirty watch queued for shard, clears its dirty bit and
+ * returns it; NULL when the inbox is empty. Watches detached while queued
+ * are freed here and skipped. The caller then reads the topic's log. */
+struct rmq_watch *rmq_shard_next_dirty(struct rmq_broker *b, uint32_t shard);
+
+/* Runs the housekeeping queued for shard's topics (trimming once durable
+ * readers advanced). Returns the number of topics handled. */
+unsigned rmq_shard_housekeep(struct rmq_broker *b, uint32_t shard);
+
+/* Queues t for its owner shard's housekeeping. */
+void rmq_topic_want_housekeeping(struct rmq_topic *t);
+
+/* --- durable subscriptions' view of a topic (used by dsub.c) --- */
+struct rmq_dsubn;
+int rmq_topic_add_durable(struct rmq_topic *t, struct rmq_dsubn *s);
+void rmq_topic_remove_durable(struct rmq_topic *t, struct rmq_dsubn *s);
+
+#endif
