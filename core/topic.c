@@ -373,6 +373,12 @@ struct rmq_watch *rmq_shard_next_dirty(struct rmq_broker *b, uint32_t shard)
 	}
 }
 
+bool rmq_shard_pending(struct rmq_broker *b, uint32_t shard)
+{
+	struct shard *s = &b->shards[shard];
+	return !cds_wfcq_empty(&s->head, &s->tail) || !cds_wfcq_empty(&s->hk_head, &s->hk_tail);
+}
+
 /* --- housekeeping --- */
 
 void rmq_topic_want_housekeeping(struct rmq_topic *t)

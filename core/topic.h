@@ -155,6 +155,9 @@ void rmq_watch_release(struct rmq_watch *w);
  * are freed here and skipped. The caller then reads the topic's log. */
 struct rmq_watch *rmq_shard_next_dirty(struct rmq_broker *b, uint32_t shard);
 
+/* True when watches or housekeeping are queued for shard (any thread). */
+bool rmq_shard_pending(struct rmq_broker *b, uint32_t shard);
+
 /* Runs the housekeeping queued for shard's topics (trimming once durable
  * readers advanced). Returns the number of topics handled. */
 unsigned rmq_shard_housekeep(struct rmq_broker *b, uint32_t shard);

@@ -1,0 +1,122 @@
+/* server_main.c - ringmq-server: flags, then rmq_server_run(). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+#include "topic.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: ringmq-server [options]\n"
+		"\n"
+		"A publish/subscribe message broker speaking RESP (the Redis protocol).\n"
+		"\n"
+		"Options:\n"
+		"  --bind ADDR          address to listen on (default 127.0.0.1)\n"
+		"  --port N             TCP port, 0 picks a free one (default 5555)\n"
+		"  --threads N          worker threads = topic shards, 1..%d (default: online cores)\n"
+		"  --max-payload BYTES  largest message / bulk string (default 1M; K, M, G suffixes)\n"
+		"  --max-clients N      connections served at once (default 10000)\n"
+		"  --default-capacity BYTES  retention of topics created without CAPACITY (default 64M)\n"
+		"  --log-level LEVEL    error, warn, info or debug (default info)\n"
+		"  -h, --help           show this help and exit\n"
+		"  -v, --version        show the version and exit\n",
+		RMQ_MAX_SHARDS);
+}
+
+static int bad(const char *flag, const char *val, const char *why)
+{
+	fprintf(stderr, "ringmq-server: invalid value '%s' for %s: %s\n", val, flag, why);
+	fprintf(stderr, "Try 'ringmq-server --help'.\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	struct rmq_server_config cfg;
+	rmq_server_config_defaults(&cfg);
+	enum { O_BIND = 1, O_PORT, O_THREADS, O_MAXPAY, O_MAXCLI, O_LOG, O_CAP };
+	static const struct option opts[] = {
+		{ "bind", required_argument, NULL, O_BIND },
+		{ "port", required_argument, NULL, O_PORT },
+		{ "threads", required_argument, NULL, O_THREADS },
+		{ "max-payload", required_argument, NULL, O_MAXPAY },
+		{ "max-clients", required_argument, NULL, O_MAXCLI },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "default-capacity", required_argument, NULL, O_CAP },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
+	};
+	opterr = 0;
+	int o;
+	uint64_t v;
+	while ((o = getopt_long(argc, argv, ":hv", opts, NULL)) != -1) {
+		switch (o) {
+		case O_BIND:
+			cfg.bind = optarg;
+			break;
+		case O_PORT:
+			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v > 65535)
+				return bad("--port", optarg, "expected 0..65535");
+			cfg.port = (int)v;
+			break;
+		case O_THREADS:
+			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 1 || v > RMQ_MAX_SHARDS)
+				return bad("--threads", optarg, "expected 1..64");
+			cfg.threads = (unsigned)v;
+			break;
+		case O_MAXPAY:
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1 || v > (512u << 20))
+				return bad("--max-payload", optarg, "expected 1 byte to 512M");
+			cfg.max_payload = (size_t)v;
+			break;
+		case O_MAXCLI:
+			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 1 || v > 1000000)
+				return bad("--max-clients", optarg, "expected 1..1000000");
+			cfg.max_clients = (unsigned)v;
+			break;
+		case O_CAP:
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1024 || v > (1ULL << 40))
+				return bad("--default-capacity", optarg, "expected 1K to 1T");
+			cfg.default_capacity = v;
+			break;
+		case O_LOG:
+			if (!strcmp(optarg, "error"))
+				cfg.log_level = RMQ_LOG_ERROR;
+			else if (!strcmp(optarg, "warn") || !strcmp(optarg, "warning"))
+				cfg.log_level = RMQ_LOG_WARN;
+			else if (!strcmp(optarg, "info"))
+				cfg.log_level = RMQ_LOG_INFO;
+			else if (!strcmp(optarg, "debug"))
+				cfg.log_level = RMQ_LOG_DEBUG;
+			else
+				return bad("--log-level", optarg, "expected error, warn, info or debug");
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'v':
+			printf("ringmq-server %s\n", RMQ_VERSION);
+			return 0;
+		case ':':
+			fprintf(stderr, "ringmq-server: option '%s' needs a value\nTry 'ringmq-server --help'.\n",
+				argv[optind - 1]);
+			return 2;
+		default:
+			fprintf(stderr, "ringmq-server: unknown option '%s'\nTry 'ringmq-server --help'.\n",
+				argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ringmq-server: unexpected argument '%s'\nTry 'ringmq-server --help'.\n",
+			argv[optind]);
+		return 2;
+	}
+	return rmq_server_run(&cfg);
+}

@@ -1,0 +1,896 @@
+/* cmd.c - command dispatch: ringmq's commands plus the Redis commands that
+ * redis-cli, redis-benchmark and client libraries send on their own.
+ *
+ * Every handler runs on the connection's worker thread, online in RCU, and
+ * appends its reply to c->out. Argument views point into the connection's
+ * input buffer and are valid only during the call.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define PULL_DEFAULT_COUNT 100
+#define PULL_MAX_COUNT 100000
+
+static bool arg_is(const struct rmq_arg *a, const char *s)
+{
+	size_t n = strlen(s);
+	return a->len == n && strncasecmp(a->p, s, n) == 0;
+}
+
+static void err_notopic(struct conn *c, const struct rmq_arg *t)
+{
+	rmq_resp_errorf(&c->out, "NOTOPIC no such topic '%.*s'", (int)(t->len > 255 ? 255 : t->len), t->p);
+}
+
+static void err_args(struct conn *c, const char *cmd)
+{
+	rmq_resp_errorf(&c->out, "ERR wrong number of arguments for '%s' command", cmd);
+}
+
+static bool check_topic_name(struct conn *c, const struct rmq_arg *t)
+{
+	if (rmq_topic_name_valid(t->p, t->len) == 0)
+		return true;
+	rmq_resp_error(&c->out, "ERR invalid topic name: 1 to 255 bytes, no whitespace or control characters");
+	return false;
+}
+
+static struct server *srv_of(struct conn *c)
+{
+	return c->w->srv;
+}
+
+/* --- PING, ECHO, QUIT --- */
+
+static void cmd_ping(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc > 2)
+		return err_args(c, "ping");
+	if (c->nlsubs) { /* Redis: in subscribe mode PING replies with a push */
+		rmq_resp_array(&c->out, 2);
+		rmq_resp_bulkstr(&c->out, "pong");
+		if (argc == 2)
+			rmq_resp_bulk(&c->out, argv[1].p, argv[1].len);
+		else
+			rmq_resp_bulk(&c->out, "", 0);
+		return;
+	}
+	if (argc == 2)
+		rmq_resp_bulk(&c->out, argv[1].p, argv[1].len);
+	else
+		rmq_resp_simple(&c->out, "PONG");
+}
+
+static void cmd_echo(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 2)
+		return err_args(c, "echo");
+	rmq_resp_bulk(&c->out, argv[1].p, argv[1].len);
+}
+
+static void cmd_quit(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	rmq_resp_simple(&c->out, "OK");
+	c->close_after_write = true;
+}
+
+/* --- topics --- */
+
+static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 2)
+		return err_args(c, "create");
+	if (!check_topic_name(c, &argv[1]))
+		return;
+	uint64_t cap = srv_of(c)->cfg.default_capacity;
+	enum rmq_onfull onfull = RMQ_ONFULL_REJECT;
+	for (size_t i = 2; i < argc; i += 2) {
+		if (i + 1 >= argc)
+			return rmq_resp_error(&c->out, "ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest]");
+		if (arg_is(&argv[i], "CAPACITY")) {
+			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 1, &cap) != 0 || cap < 1024 ||
+			    cap > (1ULL << 40))
+				return rmq_resp_error(&c->out, "ERR CAPACITY must be a byte count from 1024 to 1T (suffixes K, M, G)");
+		} else if (arg_is(&argv[i], "ONFULL")) {
+			if (arg_is(&argv[i + 1], "reject"))
+				onfull = RMQ_ONFULL_REJECT;
+			else if (arg_is(&argv[i + 1], "drop-oldest"))
+				onfull = RMQ_ONFULL_DROP_OLDEST;
+			else
+				return rmq_resp_error(&c->out, "ERR ONFULL must be reject or drop-oldest");
+		} else {
+			return rmq_resp_error(&c->out, "ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest]");
+		}
+	}
+	int rc = rmq_topic_create(srv_of(c)->broker, argv[1].p, argv[1].len, cap, onfull);
+	if (rc == 0)
+		rmq_resp_simple(&c->out, "OK");
+	else if (rc == -EEXIST)
+		rmq_resp_errorf(&c->out, "EXISTS topic '%.*s' already exists", (int)argv[1].len, argv[1].p);
+	else if (rc == -ENOMEM) {
+		rmq_logf(RMQ_LOG_ERROR, "out of memory creating topic '%.*s'", (int)argv[1].len, argv[1].p);
+		rmq_resp_error(&c->out, "ERR out of memory creating the topic");
+	} else
+		rmq_resp_error(&c->out, "ERR cannot create topic");
+}
+
+static void cmd_delete(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 2)
+		return err_args(c, "delete");
+	if (!check_topic_name(c, &argv[1]))
+		return;
+	if (rmq_topic_delete(srv_of(c)->broker, argv[1].p, argv[1].len) == 0)
+		rmq_resp_simple(&c->out, "OK");
+	else
+		err_notopic(c, &argv[1]);
+}
+
+struct names {
+	struct rmq_arg *v;
+	size_t n, cap;
+};
+
+static void collect_name(struct rmq_topic *t, void *ctx)
+{
+	struct names *ns = ctx;
+	if (ns->n == ns->cap) {
+		ns->cap = ns->cap ? ns->cap * 2 : 64;
+		ns->v = rmq_realloc(ns->v, ns->cap * sizeof(*ns->v));
+	}
+	ns->v[ns->n].p = t->name;
+	ns->v[ns->n].len = t->name_len;
+	ns->n++;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	const struct rmq_arg *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int r = memcmp(x->p, y->p, n);
+	return r ? r : (x->len > y->len) - (x->len < y->len);
+}
+
+static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 1)
+		return err_args(c, "topics");
+	struct names ns = { 0 };
+	rmq_broker_foreach(srv_of(c)->broker, collect_name, &ns);
+	qsort(ns.v, ns.n, sizeof(*ns.v), cmp_name);
+	rmq_resp_array(&c->out, ns.n);
+	for (size_t i = 0; i < ns.n; i++)
+		rmq_resp_bulk(&c->out, ns.v[i].p, ns.v[i].len);
+	free(ns.v);
+}
+
+/* Appends one message; writes the reply for failures. Returns seq or < 0. */
+static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq_arg *name,
+			   const struct rmq_arg *payload)
+{
+	int64_t seq = rmq_topic_publish(t, payload->p, (uint32_t)payload->len);
+	if (RMQ_LIKELY(seq > 0)) {
+		atomic_fetch_add_explicit(&c->w->st.published, 1, memory_order_relaxed);
+		return seq;
+	}
+	if (seq == -ENOSPC)
+		rmq_resp_errorf(&c->out, "FULL topic '%.*s' is full: durable subscribers have not read its oldest messages (ONFULL reject)",
+				(int)name->len, name->p);
+	else if (seq == -EMSGSIZE)
+		rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than the topic's capacity", payload->len);
+	else {
+		rmq_logf(RMQ_LOG_ERROR, "out of memory publishing to '%s'", t->name);
+		rmq_resp_error(&c->out, "ERR out of memory");
+	}
+	return seq;
+}
+
+static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 3)
+		return err_args(c, "publish");
+	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[1].p, argv[1].len);
+	if (RMQ_UNLIKELY(!t))
+		return err_notopic(c, &argv[1]);
+	int64_t seq = publish_one(c, t, &argv[1], &argv[2]);
+	if (seq > 0)
+		rmq_resp_int(&c->out, seq);
+}
+
+/* MPUBLISH topic payload [payload ...]: the last sequence number. Stops at
+ * the first failure (the reply says which); earlier messages stay. */
+static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 3)
+		return err_args(c, "mpublish");
+	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[1].p, argv[1].len);
+	if (!t)
+		return err_notopic(c, &argv[1]);
+	int64_t seq = 0;
+	for (size_t i = 2; i < argc; i++) {
+		int64_t s = publish_one(c, t, &argv[1], &argv[i]);
+		if (s < 0)
+			return;
+		seq = s;
+	}
+	rmq_resp_int(&c->out, seq);
+}
+
+/* --- registration --- */
+
+static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 2)
+		return err_args(c, "register");
+	if (arg_is(&argv[1], "PUBLISHER")) {
+		if (argc > 3)
+			return err_args(c, "register");
+		if (c->role == ROLE_SUBSCRIBER)
+			return rmq_resp_error(&c->out, "ERR connection is registered as a subscriber");
+		c->role = ROLE_PUBLISHER;
+		if (argc == 3) {
+			free(c->name);
+			c->name = rmq_memdup(argv[2].p, argv[2].len);
+		}
+		return rmq_resp_simple(&c->out, "OK");
+	}
+	if (arg_is(&argv[1], "SUBSCRIBER")) {
+		if (argc != 3)
+			return rmq_resp_error(&c->out, "ERR REGISTER SUBSCRIBER needs a name");
+		if (c->nlsubs)
+			return rmq_resp_error(&c->out, "ERR connection has live subscriptions; UNSUBSCRIBE first");
+		if (c->role == ROLE_PUBLISHER)
+			return rmq_resp_error(&c->out, "ERR connection is registered as a publisher");
+		uint64_t token;
+		struct rmq_dsub *d = rmq_dsub_attach(srv_of(c)->dsubs, argv[2].p, argv[2].len, &token);
+		if (!d)
+			return rmq_resp_error(&c->out, "ERR invalid subscriber name: 1 to 255 bytes, no whitespace or control characters");
+		if (c->dsub && (c->dsub != d))
+			rmq_dsub_detach(c->dsub, c->token);
+		c->dsub = d;
+		c->token = token;
+		c->role = ROLE_SUBSCRIBER;
+		free(c->name);
+		c->name = rmq_memdup(argv[2].p, argv[2].len);
+		return rmq_resp_simple(&c->out, "OK");
+	}
+	rmq_resp_error(&c->out, "ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name");
+}
+
+/* --- live subscriptions --- */
+
+static void sub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count)
+{
+	rmq_resp_array(&c->out, 3);
+	rmq_resp_bulkstr(&c->out, kind);
+	if (t)
+		rmq_resp_bulk(&c->out, t, tlen);
+	else
+		rmq_resp_null(&c->out);
+	rmq_resp_int(&c->out, count);
+}
+
+static int lsub_find(struct conn *c, const char *name, size_t len)
+{
+	for (int i = 0; i < c->nlsubs; i++) {
+		struct rmq_topic *t = c->lsubs[i]->w->topic;
+		if (t->name_len == len && memcmp(t->name, name, len) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static void lsub_remove_at(struct conn *c, int i)
+{
+	struct lsub *s = c->lsubs[i];
+	c->lsubs[i] = c->lsubs[--c->nlsubs];
+	atomic_fetch_sub(&s->w->topic->live_subs, 1);
+	cds_list_del(&s->node);
+	rmq_watch_release(s->w);
+	free(s);
+}
+
+void cmd_drop_live(struct conn *c)
+{
+	while (c->nlsubs)
+		lsub_remove_at(c, c->nlsubs - 1);
+}
+
+static void subscribe_live(struct conn *c, const struct rmq_arg *name)
+{
+	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, name->p, name->len);
+	int i = lsub_find(c, name->p, name->len);
+	if (i >= 0 && c->lsubs[i]->w->topic == t)
+		return sub_reply(c, "subscribe", name->p, name->len, c->nlsubs);
+	if (i >= 0) /* subscribed to a deleted topic of that name */
+		lsub_remove_at(c, i);
+	struct rmq_watch *w = t ? rmq_watch_acquire(t, c->w->id) : NULL;
+	if (!w)
+		return err_notopic(c, name);
+	struct lsub *s = rmq_calloc(1, sizeof(*s));
+	s->c = c;
+	s->w = w;
+	cds_list_add_tail(&s->node, &w->members);
+	/* After the watch is visible (rmq_watch_acquire's fence): any message
+	 * past this position wakes us. */
+	rmq_log_cursor_end(&t->log, &s->cur);
+	if (c->nlsubs == c->caplsubs) {
+		c->caplsubs = c->caplsubs ? c->caplsubs * 2 : 4;
+		c->lsubs = rmq_realloc(c->lsubs, (size_t)c->caplsubs * sizeof(*c->lsubs));
+	}
+	c->lsubs[c->nlsubs++] = s;
+	atomic_fetch_add(&t->live_subs, 1);
+	sub_reply(c, "subscribe", name->p, name->len, c->nlsubs);
+}
+
+static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 2)
+		return err_args(c, "subscribe");
+	for (size_t i = 1; i < argc; i++) {
+		if (!check_topic_name(c, &argv[i]))
+			continue;
+		if (!c->dsub) {
+			subscribe_live(c, &argv[i]);
+			continue;
+		}
+		struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[i].p, argv[i].len);
+		if (!t) {
+			err_notopic(c, &argv[i]);
+			continue;
+		}
+		int rc = rmq_dsub_subscribe(c->dsub, c->token, t);
+		if (rc == -EBUSY)
+			rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
+		else if (rc < 0)
+			err_notopic(c, &argv[i]);
+		else
+			sub_reply(c, "subscribe", argv[i].p, argv[i].len, rc);
+	}
+}
+
+struct unsub_all {
+	struct rmq_arg *v;
+	size_t n;
+};
+
+static void collect_dsub(struct rmq_dsubn *s, void *ctx)
+{
+	struct unsub_all *u = ctx;
+	u->v = rmq_realloc(u->v, (u->n + 1) * sizeof(*u->v));
+	u->v[u->n].p = rmq_memdup(s->topic->name, s->topic->name_len);
+	u->v[u->n].len = s->topic->name_len;
+	u->n++;
+}
+
+static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (c->dsub) {
+		struct unsub_all u = { NULL, 0 };
+		if (argc == 1)
+			rmq_dsub_foreach(c->dsub, collect_dsub, &u);
+		if (argc == 1 && u.n == 0)
+			sub_reply(c, "unsubscribe", NULL, 0, 0);
+		size_t n = argc == 1 ? u.n : argc - 1;
+		for (size_t i = 0; i < n; i++) {
+			const struct rmq_arg *a = argc == 1 ? &u.v[i] : &argv[i + 1];
+			int rc = rmq_dsub_unsubscribe(c->dsub, c->token, a->p, a->len);
+			if (rc == -EBUSY)
+				rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
+			else
+				sub_reply(c, "unsubscribe", a->p, a->len,
+					  rc >= 0 ? rc : rmq_dsub_count(c->dsub));
+		}
+		for (size_t i = 0; i < u.n; i++)
+			free((void *)u.v[i].p);
+		free(u.v);
+		return;
+	}
+	if (argc == 1) {
+		if (c->nlsubs == 0)
+			return sub_reply(c, "unsubscribe", NULL, 0, 0);
+		while (c->nlsubs) {
+			struct rmq_topic *t = c->lsubs[c->nlsubs - 1]->w->topic;
+			/* t stays valid: RCU, and the reply is written first */
+			char *name = t->name;
+			size_t len = t->name_len;
+			sub_reply(c, "unsubscribe", name, len, c->nlsubs - 1);
+			lsub_remove_at(c, c->nlsubs - 1);
+		}
+		return;
+	}
+	for (size_t i = 1; i < argc; i++) {
+		int k = lsub_find(c, argv[i].p, argv[i].len);
+		if (k >= 0)
+			lsub_remove_at(c, k);
+		sub_reply(c, "unsubscribe", argv[i].p, argv[i].len, c->nlsubs);
+	}
+}
+
+void cmd_topic_gone(struct rmq_watch *w)
+{
+	struct rmq_topic *t = w->topic;
+	struct lsub *s, *tmp;
+	/* Deliver what was published before the delete, then the unsubscribe
+	 * push, as Redis sends when a client is unsubscribed. */
+	cds_list_for_each_entry_safe(s, tmp, &w->members, node) {
+		struct conn *c = s->c;
+		conn_deliver(s);
+		if (c->closing)
+			continue;
+		int k = lsub_find(c, t->name, t->name_len);
+		if (k < 0)
+			continue;
+		sub_reply(c, "unsubscribe", t->name, t->name_len, c->nlsubs - 1);
+		conn_want_flush(c);
+		lsub_remove_at(c, k); /* may free w when it was the last */
+	}
+	/* w may be gone now only if waiters was empty as well */
+	if (cds_list_empty(&w->members) && cds_list_empty(&w->waiters))
+		return;
+	struct conn *c, *ctmp;
+	cds_list_for_each_entry_safe(c, ctmp, &w->waiters, bp.node)
+		cmd_pull_retry(c, false);
+}
+
+/* --- durable pull --- */
+
+static void pull_reply(struct conn *c, const struct rmq_pull *p)
+{
+	rmq_resp_array(&c->out, p->n);
+	for (int k = 0; k < p->nb; k++) {
+		const struct rmq_batch *b = &p->b[k];
+		for (uint32_t i = 0; i < b->n; i++) {
+			const char *pl;
+			uint32_t len;
+			rmq_batch_payload(b, i, &pl, &len);
+			rmq_resp_array(&c->out, 2);
+			rmq_resp_int(&c->out, (int64_t)(b->seq + i));
+			rmq_resp_bulk(&c->out, pl, len);
+		}
+	}
+	atomic_fetch_add_explicit(&c->w->st.pulled, p->n, memory_order_relaxed);
+}
+
+/* Runs a pull and writes its reply. Returns the count, or -1 when an error
+ * reply was written. */
+static int pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count)
+{
+	struct rmq_pull p;
+	int rc = rmq_dsub_pull(c->dsub, c->token, topic, tlen, count, &p);
+	if (rc == -EBUSY) {
+		rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
+		return -1;
+	}
+	if (rc == -ESRCH) {
+		rmq_resp_errorf(&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first", (int)tlen, topic);
+		return -1;
+	}
+	if (rc == -ENOENT) {
+		rmq_resp_errorf(&c->out, "NOTOPIC topic '%.*s' was deleted", (int)tlen, topic);
+		return -1;
+	}
+	if (rc > 0)
+		pull_reply(c, &p);
+	return rc;
+}
+
+static bool pull_parked(struct conn *c, bool timed_out);
+
+static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 2)
+		return err_args(c, "pull");
+	if (!c->dsub)
+		return rmq_resp_error(&c->out, "ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name");
+	uint64_t count = PULL_DEFAULT_COUNT, block = 0;
+	bool blocking = false;
+	for (size_t i = 2; i < argc; i += 2) {
+		uint64_t v;
+		if (i + 1 >= argc || rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &v) != 0)
+			return rmq_resp_error(&c->out, "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
+		if (arg_is(&argv[i], "COUNT")) {
+			if (v == 0 || v > PULL_MAX_COUNT)
+				return rmq_resp_error(&c->out, "ERR COUNT must be 1 to 100000");
+			count = v;
+		} else if (arg_is(&argv[i], "BLOCK")) {
+			if (v > 365ULL * 24 * 3600 * 1000)
+				return rmq_resp_error(&c->out, "ERR BLOCK timeout is too large");
+			block = v;
+			blocking = true;
+		} else {
+			return rmq_resp_error(&c->out, "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
+		}
+	}
+	int rc = pull_once(c, argv[1].p, argv[1].len, (uint32_t)count);
+	if (rc != 0)
+		return;
+	if (!blocking)
+		return rmq_resp_array(&c->out, 0);
+	/* Park: watch the topic on this worker, then look again, so a message
+	 * published in between is not missed (see rmq_watch_acquire). */
+	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[1].p, argv[1].len);
+	struct rmq_watch *w = t ? rmq_watch_acquire(t, c->w->id) : NULL;
+	if (!w) {
+		/* deleted meanwhile: the next pull reports it */
+		if (pull_once(c, argv[1].p, argv[1].len, (uint32_t)count) == 0)
+			rmq_resp_array(&c->out, 0);
+		return;
+	}
+	c->bp.topic = rmq_memdup(argv[1].p, argv[1].len);
+	c->bp.tlen = argv[1].len;
+	c->bp.count = (uint32_t)count;
+	c->bp.deadline_ms = block ? rmq_now_ms() + block : 0;
+	conn_park(c, w);
+	(void)pull_parked(c, false);
+}
+
+/* Tries a parked pull again. Returns true when it was answered (messages,
+ * an error, or an empty array on timeout) and the connection unparked. */
+static bool pull_parked(struct conn *c, bool timed_out)
+{
+	int rc = pull_once(c, c->bp.topic, c->bp.tlen, c->bp.count);
+	if (rc == 0 && !timed_out)
+		return false; /* still nothing: stay parked */
+	if (rc == 0)
+		rmq_resp_array(&c->out, 0);
+	conn_unpark(c);
+	conn_want_flush(c);
+	return true;
+}
+
+void cmd_pull_retry(struct conn *c, bool timed_out)
+{
+	if (!c->blocked || c->closing)
+		return;
+	if (pull_parked(c, timed_out))
+		conn_process_input(c); /* pipelined requests behind the PULL */
+}
+
+/* --- INFO --- */
+
+struct info_ctx {
+	struct rmq_buf *b;
+	uint64_t listed, omitted;
+	uint64_t depth_total, retained_total, dropped, rejected, slow;
+};
+
+static void info_printf(struct rmq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void info_printf(struct rmq_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *w = rmq_buf_reserve(b, 512);
+	int n = vsnprintf(w, 512, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= 512) {
+		w = rmq_buf_reserve(b, (size_t)n + 1);
+		va_start(ap, fmt);
+		vsnprintf(w, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
+	b->len += (size_t)n;
+}
+
+static void info_topic(struct rmq_topic *t, void *ctx)
+{
+	struct info_ctx *ic = ctx;
+	struct rmq_topic_stats st;
+	rmq_topic_stats(t, &st);
+	ic->depth_total += st.depth;
+	ic->retained_total += st.retained;
+	ic->dropped += st.dropped;
+	ic->rejected += st.rejected;
+	ic->slow += st.slow_disconnects;
+	if (ic->listed >= 1000) {
+		ic->omitted++;
+		return;
+	}
+	ic->listed++;
+	info_printf(ic->b,
+		    "topic:%s msgs_in=%llu bytes_in=%llu depth=%llu first_seq=%llu next_seq=%llu "
+		    "retained_bytes=%llu capacity=%llu onfull=%s evicted=%llu dropped=%llu rejected=%llu "
+		    "live_subscribers=%llu durable_subscribers=%llu slow_disconnects=%llu\r\n",
+		    t->name, (unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
+		    (unsigned long long)st.depth, (unsigned long long)st.first_seq,
+		    (unsigned long long)st.next_seq, (unsigned long long)st.retained,
+		    (unsigned long long)st.capacity,
+		    st.onfull == RMQ_ONFULL_REJECT ? "reject" : "drop-oldest",
+		    (unsigned long long)st.evicted, (unsigned long long)st.dropped,
+		    (unsigned long long)st.rejected, (unsigned long long)st.live_subs,
+		    (unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);
+}
+
+static void info_dsub(const char *sub, struct rmq_dsubn *s, uint64_t lag, void *ctx)
+{
+	struct info_ctx *ic = ctx;
+	info_printf(ic->b, "subscriber:%s topic=%s position=%llu lag=%llu lost=%llu\r\n", sub,
+		    s->topic->name, (unsigned long long)atomic_load(&s->pos), (unsigned long long)lag,
+		    (unsigned long long)s->lost);
+}
+
+static bool want_section(struct rmq_arg *argv, size_t argc, const char *name)
+{
+	if (argc < 2)
+		return true;
+	for (size_t i = 1; i < argc; i++)
+		if (arg_is(&argv[i], name) || arg_is(&argv[i], "all") || arg_is(&argv[i], "everything"))
+			return true;
+	return false;
+}
+
+static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	struct server *s = srv_of(c);
+	struct rmq_buf b = { 0 };
+	uint64_t tot[10] = { 0 };
+	for (uint32_t i = 0; i < s->nworkers; i++) {
+		struct worker_stats *st = &s->workers[i].st;
+		tot[0] += atomic_load_explicit(&st->conns_accepted, memory_order_relaxed);
+		tot[1] += atomic_load_explicit(&st->commands, memory_order_relaxed);
+		tot[2] += atomic_load_explicit(&st->published, memory_order_relaxed);
+		tot[3] += atomic_load_explicit(&st->delivered, memory_order_relaxed);
+		tot[4] += atomic_load_explicit(&st->pulled, memory_order_relaxed);
+		tot[5] += atomic_load_explicit(&st->bytes_read, memory_order_relaxed);
+		tot[6] += atomic_load_explicit(&st->bytes_written, memory_order_relaxed);
+		tot[7] += atomic_load_explicit(&st->slow_disconnects, memory_order_relaxed);
+		tot[8] += atomic_load_explicit(&st->protocol_errors, memory_order_relaxed);
+		tot[9] += atomic_load_explicit(&st->conns, memory_order_relaxed);
+	}
+	if (want_section(argv, argc, "server"))
+		info_printf(&b,
+			    "# Server\r\nringmq_version:%s\r\nredis_version:7.0.0\r\nprocess_id:%d\r\n"
+			    "tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
+			    "max_clients:%u\r\n\r\n",
+			    RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
+			    (unsigned long long)((rmq_now_ms() - s->started_ms) / 1000), s->cfg.max_payload,
+			    s->cfg.max_clients);
+	if (want_section(argv, argc, "clients"))
+		info_printf(&b, "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n\r\n",
+			    (unsigned long long)tot[9],
+			    (unsigned long long)atomic_load(&s->rejected_clients));
+	struct info_ctx ic = { .b = &b };
+	struct rmq_buf topics = { 0 };
+	struct info_ctx tc = { .b = &topics };
+	rmq_broker_foreach(s->broker, info_topic, &tc);
+	if (want_section(argv, argc, "stats"))
+		info_printf(&b,
+			    "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+			    "messages_in:%llu\r\nmessages_out:%llu\r\nmessages_pushed:%llu\r\n"
+			    "messages_pulled:%llu\r\nbytes_in:%llu\r\nbytes_out:%llu\r\n"
+			    "topics:%llu\r\nmessages_retained:%llu\r\nbytes_retained:%llu\r\n"
+			    "messages_dropped:%llu\r\npublish_rejected_full:%llu\r\n"
+			    "slow_subscribers_disconnected:%llu\r\nprotocol_errors:%llu\r\n"
+			    "durable_subscribers:%llu\r\n\r\n",
+			    (unsigned long long)tot[0], (unsigned long long)tot[1],
+			    (unsigned long long)tot[2], (unsigned long long)(tot[3] + tot[4]),
+			    (unsigned long long)tot[3], (unsigned long long)tot[4],
+			    (unsigned long long)tot[5], (unsigned long long)tot[6],
+			    (unsigned long long)rmq_broker_topic_count(s->broker),
+			    (unsigned long long)tc.depth_total, (unsigned long long)tc.retained_total,
+			    (unsigned long long)tc.dropped, (unsigned long long)tc.rejected,
+			    (unsigned long long)tot[7], (unsigned long long)tot[8],
+			    (unsigned long long)rmq_dsub_registry_count(s->dsubs));
+	if (want_section(argv, argc, "topics")) {
+		info_printf(&b, "# Topics\r\n");
+		if (topics.len)
+			rmq_buf_append(&b, topics.data, topics.len);
+		if (tc.omitted)
+			info_printf(&b, "topics_omitted:%llu\r\n", (unsigned long long)tc.omitted);
+		info_printf(&b, "\r\n");
+	}
+	if (want_section(argv, argc, "subscribers")) {
+		info_printf(&b, "# Subscribers\r\n");
+		rmq_dsub_registry_foreach(s->dsubs, info_dsub, &ic);
+		info_printf(&b, "\r\n");
+	}
+	rmq_resp_bulk(&c->out, b.data ? b.data : "", b.len);
+	rmq_buf_free(&b);
+	rmq_buf_free(&topics);
+}
+
+/* --- what Redis clients send on their own --- */
+
+static void cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc >= 2 && arg_is(&argv[1], "GET") && argc >= 3) {
+		/* redis-benchmark reads "save" and "appendonly" at start */
+		static const char *known[][2] = { { "save", "" }, { "appendonly", "no" },
+						  { "maxmemory", "0" }, { "databases", "1" } };
+		struct rmq_buf tmp = { 0 };
+		size_t n = 0;
+		for (size_t i = 2; i < argc; i++)
+			for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+				if (arg_is(&argv[i], known[k][0]) || (argv[i].len == 1 && argv[i].p[0] == '*')) {
+					rmq_resp_bulkstr(&tmp, known[k][0]);
+					rmq_resp_bulkstr(&tmp, known[k][1]);
+					n += 2;
+				}
+		rmq_resp_array(&c->out, n);
+		if (tmp.len)
+			rmq_buf_append(&c->out, tmp.data, tmp.len);
+		rmq_buf_free(&tmp);
+		return;
+	}
+	if (argc >= 2 && arg_is(&argv[1], "RESETSTAT"))
+		return rmq_resp_simple(&c->out, "OK");
+	rmq_resp_error(&c->out, "ERR CONFIG supports only GET (read-only) in ringmq");
+}
+
+static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc >= 2 && arg_is(&argv[1], "COUNT"))
+		return rmq_resp_int(&c->out, 20);
+	rmq_resp_array(&c->out, 0); /* COMMAND, COMMAND DOCS, ...: nothing to hint */
+}
+
+static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc >= 2) {
+		uint64_t v;
+		if (rmq_parse_u64(argv[1].p, argv[1].len, 0, &v) != 0)
+			return rmq_resp_error(&c->out, "ERR Protocol version is not an integer or out of range");
+		if (v != 2)
+			return rmq_resp_error(&c->out, "NOPROTO sorry, this protocol version is not supported");
+		for (size_t i = 2; i < argc; i++) {
+			if (arg_is(&argv[i], "SETNAME") && i + 1 < argc) {
+				free(c->name);
+				c->name = rmq_memdup(argv[i + 1].p, argv[i + 1].len);
+				i++;
+			} else if (arg_is(&argv[i], "AUTH") && i + 2 < argc) {
+				i += 2; /* no authentication: accepted */
+			} else {
+				return rmq_resp_error(&c->out, "ERR syntax error in HELLO option");
+			}
+		}
+	}
+	rmq_resp_array(&c->out, 14);
+	rmq_resp_bulkstr(&c->out, "server");
+	rmq_resp_bulkstr(&c->out, "ringmq");
+	rmq_resp_bulkstr(&c->out, "version");
+	rmq_resp_bulkstr(&c->out, RMQ_VERSION);
+	rmq_resp_bulkstr(&c->out, "proto");
+	rmq_resp_int(&c->out, 2);
+	rmq_resp_bulkstr(&c->out, "id");
+	rmq_resp_int(&c->out, (int64_t)c->id);
+	rmq_resp_bulkstr(&c->out, "mode");
+	rmq_resp_bulkstr(&c->out, "standalone");
+	rmq_resp_bulkstr(&c->out, "role");
+	rmq_resp_bulkstr(&c->out, "master");
+	rmq_resp_bulkstr(&c->out, "modules");
+	rmq_resp_array(&c->out, 0);
+}
+
+static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 2)
+		return err_args(c, "client");
+	if (arg_is(&argv[1], "SETNAME") && argc == 3) {
+		free(c->name);
+		c->name = rmq_memdup(argv[2].p, argv[2].len);
+		return rmq_resp_simple(&c->out, "OK");
+	}
+	if (arg_is(&argv[1], "GETNAME"))
+		return c->name ? rmq_resp_bulkstr(&c->out, c->name) : rmq_resp_null(&c->out);
+	if (arg_is(&argv[1], "SETINFO") && argc == 4)
+		return rmq_resp_simple(&c->out, "OK");
+	if (arg_is(&argv[1], "ID"))
+		return rmq_resp_int(&c->out, (int64_t)c->id);
+	if (arg_is(&argv[1], "INFO")) {
+		char line[512];
+		snprintf(line, sizeof(line), "id=%llu name=%s worker=%u role=%s sub=%d\n",
+			 (unsigned long long)c->id, c->name ? c->name : "", c->w->id,
+			 c->role == ROLE_PUBLISHER ? "publisher" : c->role == ROLE_SUBSCRIBER ? "subscriber" : "none",
+			 c->nlsubs);
+		return rmq_resp_bulkstr(&c->out, line);
+	}
+	if (arg_is(&argv[1], "REPLY") && argc == 3) {
+		/* Redis semantics: ON replies OK; OFF and SKIP reply nothing. */
+		if (arg_is(&argv[2], "ON")) {
+			c->reply = REPLY_ON;
+			return rmq_resp_simple(&c->out, "OK");
+		}
+		if (arg_is(&argv[2], "OFF")) {
+			c->reply = REPLY_OFF;
+			return;
+		}
+		if (arg_is(&argv[2], "SKIP")) {
+			c->reply = REPLY_SKIP;
+			return;
+		}
+	}
+	rmq_resp_error(&c->out, "ERR unknown or unsupported CLIENT subcommand (SETNAME, GETNAME, SETINFO, ID, INFO, REPLY)");
+}
+
+static void cmd_select(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc == 2 && argv[1].len == 1 && argv[1].p[0] == '0')
+		return rmq_resp_simple(&c->out, "OK");
+	rmq_resp_error(&c->out, "ERR ringmq has a single database: only SELECT 0");
+}
+
+static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	cmd_drop_live(c);
+	if (c->dsub) {
+		rmq_dsub_detach(c->dsub, c->token);
+		c->dsub = NULL;
+	}
+	c->role = ROLE_NONE;
+	c->reply = REPLY_ON;
+	rmq_resp_simple(&c->out, "RESET");
+}
+
+/* --- dispatch --- */
+
+#define F_SUBMODE 1 /* allowed while the connection has live subscriptions */
+
+struct command {
+	const char *name;
+	void (*fn)(struct conn *c, struct rmq_arg *argv, size_t argc);
+	int flags;
+};
+
+static const struct command commands[] = {
+	{ "PUBLISH", cmd_publish, 0 },
+	{ "MPUBLISH", cmd_mpublish, 0 },
+	{ "PULL", cmd_pull, 0 },
+	{ "PING", cmd_ping, F_SUBMODE },
+	{ "SUBSCRIBE", cmd_subscribe, F_SUBMODE },
+	{ "UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE },
+	{ "CREATE", cmd_create, 0 },
+	{ "DELETE", cmd_delete, 0 },
+	{ "TOPICS", cmd_topics, 0 },
+	{ "REGISTER", cmd_register, 0 },
+	{ "INFO", cmd_info, 0 },
+	{ "STATS", cmd_info, 0 },
+	{ "QUIT", cmd_quit, F_SUBMODE },
+	{ "RESET", cmd_reset, F_SUBMODE },
+	{ "ECHO", cmd_echo, 0 },
+	{ "CONFIG", cmd_config, 0 },
+	{ "COMMAND", cmd_command, 0 },
+	{ "HELLO", cmd_hello, 0 },
+	{ "CLIENT", cmd_client, 0 },
+	{ "SELECT", cmd_select, 0 },
+};
+
+void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	const struct command *cmd = NULL;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (arg_is(&argv[0], commands[i].name)) {
+			cmd = &commands[i];
+			break;
+		}
+	}
+	/* pending, not len: the buffer may compact while the command runs */
+	size_t mark = rmq_buf_pending(&c->out);
+	enum reply_mode mode = c->reply;
+	if (!cmd) {
+		struct rmq_buf *o = &c->out;
+		size_t shown = argv[0].len > 128 ? 128 : argv[0].len;
+		rmq_resp_errorf(o, "ERR unknown command '%.*s', with args beginning with: %s",
+				(int)shown, argv[0].p, argc > 1 ? "..." : "");
+	} else if (c->nlsubs && !(cmd->flags & F_SUBMODE)) {
+		rmq_resp_errorf(&c->out,
+				"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+				cmd->name);
+	} else {
+		cmd->fn(c, argv, argc);
+	}
+	/* CLIENT REPLY OFF|SKIP: drop what this command replied. Pushes to
+	 * live subscribers are not replies and are never dropped here. */
+	if (mode != REPLY_ON && !c->blocked && !(mode == REPLY_OFF && c->reply == REPLY_ON)) {
+		c->out.len = c->out.off + mark;
+		if (mode == REPLY_SKIP && c->reply == REPLY_SKIP)
+			c->reply = REPLY_ON;
+	}
+}

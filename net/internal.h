@@ -1,0 +1,129 @@
+/* internal.h - declarations shared by server.c (I/O, event loop) and cmd.c
+ * (command dispatch). Not a public interface.
+ *
+ * Ownership: a connection belongs to exactly one worker, and only that
+ * worker's thread touches it. Workers own their connections; the server
+ * owns the workers, the broker state and the durable subscriber registry.
+ */
+#ifndef RMQ_INTERNAL_H
+#define RMQ_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ck_ring.h>
+
+#include "buf.h"
+#include "dsub.h"
+#include "resp.h"
+#include "server.h"
+#include "topic.h"
+
+#define OUT_SOFT (256u << 10)   /* stop copying from logs into a client */
+#define OUT_PAUSE (4u << 20)    /* stop reading a client's requests */
+#define READ_CHUNK (64u << 10)
+#define ACCEPT_RING 4096
+
+enum conn_role { ROLE_NONE, ROLE_PUBLISHER, ROLE_SUBSCRIBER };
+enum reply_mode { REPLY_ON, REPLY_OFF, REPLY_SKIP };
+
+struct conn;
+
+/* A live (push) subscription of one connection to one topic. */
+struct lsub {
+	struct cds_list_head node; /* in watch->members */
+	struct conn *c;
+	struct rmq_watch *w;
+	struct rmq_cursor cur;
+};
+
+struct conn {
+	int fd;
+	uint64_t id;
+	struct worker *w;
+	struct rmq_buf in, out;
+	struct cds_list_head link;  /* worker->conns */
+	struct cds_list_head flink; /* worker->flush, when in_flush */
+	bool in_flush, closing, close_after_write, paused, epollout, backlog;
+	bool blocked;               /* a PULL ... BLOCK is parked */
+	enum reply_mode reply;
+	enum conn_role role;
+	char *name;                 /* CLIENT SETNAME / REGISTER name */
+	struct lsub **lsubs;
+	int nlsubs, caplsubs;
+	struct rmq_dsub *dsub;
+	uint64_t token;
+	struct {
+		struct cds_list_head node; /* watch->waiters */
+		struct cds_list_head tnode; /* worker->blocked */
+		struct rmq_watch *w;
+		char *topic;
+		size_t tlen;
+		uint32_t count;
+		uint64_t deadline_ms;   /* 0: forever */
+	} bp;
+	uint64_t created_ms;
+};
+
+struct worker_stats {
+	_Atomic uint64_t conns_accepted, commands, published, delivered, pulled;
+	_Atomic uint64_t bytes_read, bytes_written, slow_disconnects, protocol_errors;
+	_Atomic uint64_t conns;
+};
+
+struct server;
+
+struct worker {
+	uint32_t id;
+	pthread_t th;
+	int epfd, evfd;
+	_Atomic int wake_pending;
+	ck_ring_t ring;             /* acceptor -> worker, SPSC */
+	ck_ring_buffer_t *ringbuf;
+	struct cds_list_head conns, flush, blocked, dead;
+	struct server *srv;
+	struct rmq_arg *argv;
+	size_t argv_cap;
+	struct worker_stats st;
+} __attribute__((aligned(RMQ_CACHELINE)));
+
+struct server {
+	struct rmq_server_config cfg;
+	struct rmq_resp_limits lim;
+	size_t max_query;
+	struct rmq_broker *broker;
+	struct rmq_dsub_registry *dsubs;
+	struct worker *workers;
+	uint32_t nworkers;
+	int lfd, stop_evfd;
+	int port;
+	pthread_t acceptor;
+	_Atomic int stopping;
+	_Atomic uint64_t nclients, next_conn_id, rejected_clients;
+	uint64_t started_ms;
+};
+
+void rmq_logf(enum rmq_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* server.c services used by cmd.c */
+void conn_want_flush(struct conn *c);
+void conn_close(struct conn *c);
+void conn_deliver(struct lsub *s);
+void conn_process_input(struct conn *c);
+void conn_park(struct conn *c, struct rmq_watch *w);
+void conn_unpark(struct conn *c);
+
+/* cmd.c */
+/* Executes one request. Appends replies to c->out. */
+void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* Retries a parked PULL; called when its watch fires or it times out. */
+void cmd_pull_retry(struct conn *c, bool timed_out);
+/* Ends every live subscription of c (no replies). */
+void cmd_drop_live(struct conn *c);
+/* A watched topic was deleted: tell live subscribers and parked pullers. */
+void cmd_topic_gone(struct rmq_watch *w);
+
+#endif

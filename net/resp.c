@@ -1,0 +1,304 @@
+/* resp.c - RESP2 request parser and reply encoders; see resp.h. */
+#include "resp.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+#define NUM_LINE_MAX 24 /* "*" or "$", 20 digits, sign, CRLF */
+
+/* Parses "<digits>\r\n" (with optional leading '-') at p. Returns bytes used
+ * including CRLF, 0 if incomplete, -1 if malformed. */
+static ssize_t parse_num_line(const char *p, size_t len, int64_t *out)
+{
+	size_t i = 0;
+	int neg = 0;
+	uint64_t v = 0;
+	if (len == 0)
+		return 0;
+	if (p[0] == '-') {
+		neg = 1;
+		i = 1;
+	}
+	size_t digits = 0;
+	for (; i < len; i++) {
+		char c = p[i];
+		if (c >= '0' && c <= '9') {
+			if (++digits > 18)
+				return -1;
+			v = v * 10 + (uint64_t)(c - '0');
+			continue;
+		}
+		if (c != '\r' || digits == 0)
+			return -1;
+		if (i + 1 >= len)
+			return 0;
+		if (p[i + 1] != '\n')
+			return -1;
+		*out = neg ? -(int64_t)v : (int64_t)v;
+		return (ssize_t)(i + 2);
+	}
+	return len > NUM_LINE_MAX ? -1 : 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static ssize_t parse_inline(char *buf, size_t len, const struct rmq_resp_limits *lim,
+			    struct rmq_arg *argv, size_t argv_cap, size_t *argc, const char **err)
+{
+	char *nl = memchr(buf, '\n', len);
+	if (!nl) {
+		if (len > lim->max_inline) {
+			*err = "ERR Protocol error: too big inline request";
+			return RMQ_RESP_ERROR;
+		}
+		return RMQ_RESP_INCOMPLETE;
+	}
+	size_t linelen = (size_t)(nl - buf);
+	if (linelen > lim->max_inline) {
+		*err = "ERR Protocol error: too big inline request";
+		return RMQ_RESP_ERROR;
+	}
+	char *end = nl;
+	if (end > buf && end[-1] == '\r')
+		end--;
+	size_t n = 0;
+	char *p = buf;
+	for (;;) {
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		if (p >= end)
+			break;
+		char *start, *w;
+		int quoted = (*p == '"' || *p == '\'');
+		if (*p == '"') {
+			start = w = ++p;
+			for (;;) {
+				if (p >= end) {
+					*err = "ERR Protocol error: unbalanced quotes in request";
+					return RMQ_RESP_ERROR;
+				}
+				if (*p == '\\' && p + 1 < end) {
+					int h1, h2;
+					char c = p[1];
+					if (c == 'x' && p + 3 < end && (h1 = hexval(p[2])) >= 0 &&
+					    (h2 = hexval(p[3])) >= 0) {
+						*w++ = (char)(h1 * 16 + h2);
+						p += 4;
+						continue;
+					}
+					switch (c) {
+					case 'n': *w++ = '\n'; break;
+					case 'r': *w++ = '\r'; break;
+					case 't': *w++ = '\t'; break;
+					case 'b': *w++ = '\b'; break;
+					case 'a': *w++ = '\a'; break;
+					default: *w++ = c; break;
+					}
+					p += 2;
+					continue;
+				}
+				if (*p == '"') {
+					p++;
+					break;
+				}
+				*w++ = *p++;
+			}
+		} else if (*p == '\'') {
+			start = w = ++p;
+			for (;;) {
+				if (p >= end) {
+					*err = "ERR Protocol error: unbalanced quotes in request";
+					return RMQ_RESP_ERROR;
+				}
+				if (*p == '\\' && p + 1 < end && p[1] == '\'') {
+					*w++ = '\'';
+					p += 2;
+					continue;
+				}
+				if (*p == '\'') {
+					p++;
+					break;
+				}
+				*w++ = *p++;
+			}
+		} else {
+			start = p;
+			while (p < end && *p != ' ' && *p != '\t')
+				p++;
+			w = p;
+		}
+		if (p < end && *p != ' ' && *p != '\t' && quoted) {
+			*err = "ERR Protocol error: unbalanced quotes in request";
+			return RMQ_RESP_ERROR;
+		}
+		if (n >= lim->max_args) {
+			*err = "ERR Protocol error: too many arguments in inline request";
+			return RMQ_RESP_ERROR;
+		}
+		if (n < argv_cap) {
+			argv[n].p = start;
+			argv[n].len = (size_t)(w - start);
+		}
+		n++;
+	}
+	*argc = n;
+	if (n > argv_cap)
+		return RMQ_RESP_NEED_ARGV;
+	return (ssize_t)(linelen + 1);
+}
+
+ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
+		       struct rmq_arg *argv, size_t argv_cap, size_t *argc, const char **err)
+{
+	*argc = 0;
+	if (len == 0)
+		return RMQ_RESP_INCOMPLETE;
+	if (buf[0] != '*')
+		return parse_inline(buf, len, lim, argv, argv_cap, argc, err);
+
+	int64_t n;
+	ssize_t r = parse_num_line(buf + 1, len - 1, &n);
+	if (r < 0) {
+		*err = "ERR Protocol error: invalid multibulk length";
+		return RMQ_RESP_ERROR;
+	}
+	if (r == 0)
+		return RMQ_RESP_INCOMPLETE;
+	size_t pos = 1 + (size_t)r;
+	if (n <= 0) /* "*0" and "*-1": an empty request, ignored */
+		return (ssize_t)pos;
+	if ((uint64_t)n > lim->max_args) {
+		*err = "ERR Protocol error: invalid multibulk length";
+		return RMQ_RESP_ERROR;
+	}
+	if ((size_t)n > argv_cap) {
+		*argc = (size_t)n;
+		return RMQ_RESP_NEED_ARGV;
+	}
+	for (int64_t i = 0; i < n; i++) {
+		if (pos >= len)
+			return RMQ_RESP_INCOMPLETE;
+		if (buf[pos] != '$') {
+			*err = "ERR Protocol error: expected '$'";
+			return RMQ_RESP_ERROR;
+		}
+		int64_t bl;
+		r = parse_num_line(buf + pos + 1, len - pos - 1, &bl);
+		if (r < 0 || (r > 0 && bl < 0)) {
+			*err = "ERR Protocol error: invalid bulk length";
+			return RMQ_RESP_ERROR;
+		}
+		if (r == 0)
+			return RMQ_RESP_INCOMPLETE;
+		if ((uint64_t)bl > lim->max_bulk) {
+			*err = "ERR Protocol error: bulk length exceeds the maximum payload size";
+			return RMQ_RESP_ERROR;
+		}
+		pos += 1 + (size_t)r;
+		if (len - pos < (size_t)bl + 2)
+			return RMQ_RESP_INCOMPLETE;
+		if (buf[pos + (size_t)bl] != '\r' || buf[pos + (size_t)bl + 1] != '\n') {
+			*err = "ERR Protocol error: bulk string not terminated by CRLF";
+			return RMQ_RESP_ERROR;
+		}
+		argv[i].p = buf + pos;
+		argv[i].len = (size_t)bl;
+		pos += (size_t)bl + 2;
+	}
+	*argc = (size_t)n;
+	return (ssize_t)pos;
+}
+
+void rmq_resp_simple(struct rmq_buf *out, const char *s)
+{
+	size_t n = strlen(s);
+	char *w = rmq_buf_reserve(out, n + 3);
+	w[0] = '+';
+	memcpy(w + 1, s, n);
+	w[n + 1] = '\r';
+	w[n + 2] = '\n';
+	out->len += n + 3;
+}
+
+void rmq_resp_error(struct rmq_buf *out, const char *s)
+{
+	size_t n = strlen(s);
+	char *w = rmq_buf_reserve(out, n + 3);
+	w[0] = '-';
+	memcpy(w + 1, s, n);
+	/* an error line must not contain CR or LF */
+	for (size_t i = 0; i < n; i++)
+		if (w[1 + i] == '\r' || w[1 + i] == '\n')
+			w[1 + i] = ' ';
+	w[n + 1] = '\r';
+	w[n + 2] = '\n';
+	out->len += n + 3;
+}
+
+void rmq_resp_errorf(struct rmq_buf *out, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	rmq_resp_error(out, tmp);
+}
+
+static void prefixed_num(struct rmq_buf *out, char type, int64_t v)
+{
+	char *w = rmq_buf_reserve(out, 24);
+	size_t n = 0;
+	w[n++] = type;
+	uint64_t u = (uint64_t)v;
+	if (v < 0) {
+		w[n++] = '-';
+		u = (uint64_t)0 - u;
+	}
+	n += rmq_u64toa(u, w + n);
+	w[n++] = '\r';
+	w[n++] = '\n';
+	out->len += n;
+}
+
+void rmq_resp_int(struct rmq_buf *out, int64_t v)
+{
+	prefixed_num(out, ':', v);
+}
+
+void rmq_resp_array(struct rmq_buf *out, size_t n)
+{
+	prefixed_num(out, '*', (int64_t)n);
+}
+
+void rmq_resp_bulk(struct rmq_buf *out, const void *p, size_t n)
+{
+	prefixed_num(out, '$', (int64_t)n);
+	char *w = rmq_buf_reserve(out, n + 2);
+	memcpy(w, p, n);
+	w[n] = '\r';
+	w[n + 1] = '\n';
+	out->len += n + 2;
+}
+
+void rmq_resp_bulkstr(struct rmq_buf *out, const char *s)
+{
+	rmq_resp_bulk(out, s, strlen(s));
+}
+
+void rmq_resp_null(struct rmq_buf *out)
+{
+	rmq_buf_append(out, "$-1\r\n", 5);
+}

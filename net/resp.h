@@ -1,0 +1,54 @@
+/* resp.h - RESP2 request parser and reply encoders.
+ *
+ * The parser is a pure function in the picohttpparser style: it allocates
+ * nothing, never reads past len, and returns argument views into the
+ * caller's buffer (zero copy). Call it again with more bytes when it says
+ * the frame is incomplete; a frame may be split at any byte. Inline
+ * commands ("PING\r\n", as typed in telnet) are split on blanks, with
+ * "double" (C-style escapes, unescaped in place) and 'single' quotes.
+ */
+#ifndef RMQ_RESP_H
+#define RMQ_RESP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+
+struct rmq_arg {
+	const char *p;
+	size_t len;
+};
+
+struct rmq_resp_limits {
+	size_t max_bulk;    /* largest bulk string accepted */
+	size_t max_args;    /* largest array accepted */
+	size_t max_inline;  /* longest inline command line */
+};
+
+#define RMQ_RESP_INCOMPLETE 0
+#define RMQ_RESP_ERROR (-1)
+#define RMQ_RESP_NEED_ARGV (-2) /* *argc says how many slots are needed */
+
+/* Parses one request from buf[0, len). Returns the bytes consumed (> 0) and
+ * fills argv[0..*argc) (*argc may be 0 for an empty line or "*0"),
+ * RMQ_RESP_INCOMPLETE when more bytes are needed, RMQ_RESP_NEED_ARGV when
+ * argv_cap is too small, or RMQ_RESP_ERROR with *err set to a static
+ * message (the connection cannot be resynchronised after that). buf is
+ * written to only when an inline command has escapes to undo. */
+ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
+		       struct rmq_arg *argv, size_t argv_cap, size_t *argc, const char **err);
+
+/* Reply encoders: append to out. */
+void rmq_resp_simple(struct rmq_buf *out, const char *s);          /* +s */
+void rmq_resp_error(struct rmq_buf *out, const char *s);           /* -s (s has its own code) */
+void rmq_resp_errorf(struct rmq_buf *out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void rmq_resp_int(struct rmq_buf *out, int64_t v);                 /* :v */
+void rmq_resp_bulk(struct rmq_buf *out, const void *p, size_t n);  /* $n p */
+void rmq_resp_bulkstr(struct rmq_buf *out, const char *s);
+void rmq_resp_null(struct rmq_buf *out);                           /* $-1 */
+void rmq_resp_array(struct rmq_buf *out, size_t n);                /* *n */
+
+#endif

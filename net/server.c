@@ -1,0 +1,710 @@
+/* server.c - acceptor thread, worker event loops, connection I/O.
+ *
+ * The acceptor accepts, enforces --max-clients, and hands each socket to a
+ * worker round-robin through that worker's SPSC ring (Concurrency Kit),
+ * then wakes it through its eventfd. Each worker runs its own epoll loop
+ * and owns its connections: reads are batched (one read of up to 64 KiB
+ * per readable event, every complete request in it executed), replies are
+ * appended to the connection's output buffer and written once per loop
+ * iteration.
+ *
+ * Workers are urcu-qsbr reader threads: online while they work, offline
+ * while they sleep in epoll_wait, quiescent once per iteration. No pointer
+ * into the topic table or a log survives an iteration except cursors, which
+ * validate themselves (see log.h).
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum rmq_log_level g_log_level = RMQ_LOG_INFO;
+
+void rmq_logf(enum rmq_log_level lvl, const char *fmt, ...)
+{
+	static const char *names[] = { "error", "warn", "info", "debug" };
+	if (lvl > g_log_level)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n", tm.tm_year + 1900,
+		tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+		names[lvl], msg);
+}
+
+void rmq_server_config_defaults(struct rmq_server_config *cfg)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	cfg->bind = "127.0.0.1";
+	cfg->port = 5555;
+	cfg->threads = n < 1 ? 1 : n > RMQ_MAX_SHARDS ? RMQ_MAX_SHARDS : (unsigned)n;
+	cfg->max_payload = 1u << 20;
+	cfg->max_clients = 10000;
+	cfg->log_level = RMQ_LOG_INFO;
+	cfg->default_capacity = RMQ_DEFAULT_CAPACITY;
+}
+
+/* --- wake-ups --- */
+
+static void worker_wake(struct worker *w)
+{
+	/* Coalesced: only the first waker after the worker went to sleep
+	 * pays for the system call. Pairs with the store of 0 before
+	 * epoll_wait in worker_main(). */
+	if (atomic_load_explicit(&w->wake_pending, memory_order_relaxed) == 0 &&
+	    atomic_exchange(&w->wake_pending, 1) == 0) {
+		uint64_t one = 1;
+		ssize_t r = write(w->evfd, &one, sizeof(one));
+		(void)r;
+	}
+}
+
+static void broker_wake(void *ctx, uint32_t shard)
+{
+	struct server *s = ctx;
+	worker_wake(&s->workers[shard]);
+}
+
+/* --- connections --- */
+
+static void conn_update_events(struct conn *c)
+{
+	struct epoll_event ev = { 0 };
+	ev.events = (c->paused ? 0 : EPOLLIN) | (c->epollout ? EPOLLOUT : 0) | EPOLLRDHUP;
+	ev.data.ptr = c;
+	epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+void conn_want_flush(struct conn *c)
+{
+	if (!c->in_flush && !c->closing) {
+		c->in_flush = true;
+		cds_list_add_tail(&c->flink, &c->w->flush);
+	}
+}
+
+static void conn_new(struct worker *w, int fd)
+{
+	struct conn *c = rmq_calloc(1, sizeof(*c));
+	c->fd = fd;
+	c->w = w;
+	c->id = atomic_fetch_add(&w->srv->next_conn_id, 1) + 1;
+	c->created_ms = rmq_now_ms();
+	CDS_INIT_LIST_HEAD(&c->bp.node);
+	CDS_INIT_LIST_HEAD(&c->bp.tnode);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		rmq_logf(RMQ_LOG_ERROR, "epoll_ctl: %s", strerror(errno));
+		close(fd);
+		free(c);
+		atomic_fetch_sub(&w->srv->nclients, 1);
+		return;
+	}
+	cds_list_add_tail(&c->link, &w->conns);
+	atomic_fetch_add_explicit(&w->st.conns_accepted, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->st.conns, 1, memory_order_relaxed);
+	rmq_logf(RMQ_LOG_DEBUG, "worker %u: client %llu connected", w->id, (unsigned long long)c->id);
+}
+
+/* Tears the connection down at once; the struct itself is freed at the end
+ * of the loop iteration, since events for it may still be pending. */
+void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	struct worker *w = c->w;
+	if (c->blocked)
+		conn_unpark(c);
+	cmd_drop_live(c);
+	if (c->dsub)
+		rmq_dsub_detach(c->dsub, c->token);
+	if (c->in_flush) {
+		cds_list_del(&c->flink);
+		c->in_flush = false;
+	}
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	cds_list_del(&c->link);
+	cds_list_add(&c->link, &w->dead);
+	atomic_fetch_sub(&w->srv->nclients, 1);
+	atomic_fetch_sub_explicit(&w->st.conns, 1, memory_order_relaxed);
+	rmq_logf(RMQ_LOG_DEBUG, "worker %u: client %llu closed", w->id, (unsigned long long)c->id);
+}
+
+static void conn_free(struct conn *c)
+{
+	rmq_buf_free(&c->in);
+	rmq_buf_free(&c->out);
+	free(c->lsubs);
+	free(c->name);
+	free(c->bp.topic);
+	free(c);
+}
+
+void conn_park(struct conn *c, struct rmq_watch *w)
+{
+	c->blocked = true;
+	c->bp.w = w;
+	cds_list_add_tail(&c->bp.node, &w->waiters);
+	cds_list_add_tail(&c->bp.tnode, &c->w->blocked);
+}
+
+void conn_unpark(struct conn *c)
+{
+	if (!c->blocked)
+		return;
+	c->blocked = false;
+	cds_list_del_init(&c->bp.node);
+	cds_list_del_init(&c->bp.tnode);
+	struct rmq_watch *w = c->bp.w;
+	c->bp.w = NULL;
+	free(c->bp.topic);
+	c->bp.topic = NULL;
+	if (w)
+		rmq_watch_release(w);
+}
+
+/* Copies what the log has for s into its connection's output buffer, up to
+ * OUT_SOFT pending bytes; the rest stays in the log (no per-subscriber
+ * copy) and is sent once the client has read. A subscriber whose position
+ * fell out of the retained window is disconnected and counted. */
+void conn_deliver(struct lsub *s)
+{
+	struct conn *c = s->c;
+	struct rmq_topic *t = s->w->topic;
+	struct rmq_batch b;
+	while (!c->closing) {
+		if (rmq_buf_pending(&c->out) >= OUT_SOFT) {
+			c->backlog = true;
+			break;
+		}
+		uint32_t n = rmq_log_peek(&t->log, &s->cur, &b, 4096, OUT_SOFT);
+		if (RMQ_UNLIKELY(b.lost)) {
+			atomic_fetch_add(&t->slow_disconnects, 1);
+			atomic_fetch_add_explicit(&c->w->st.slow_disconnects, 1, memory_order_relaxed);
+			rmq_logf(RMQ_LOG_WARN,
+				 "client %llu: live subscriber of '%s' fell %llu messages behind the "
+				 "retained window; disconnecting",
+				 (unsigned long long)c->id, t->name, (unsigned long long)b.lost);
+			conn_close(c);
+			return;
+		}
+		if (n == 0)
+			break;
+		rmq_buf_append(&c->out, b.data, b.bytes);
+		rmq_log_consume(&s->cur, &b, n);
+		atomic_fetch_add_explicit(&c->w->st.delivered, n, memory_order_relaxed);
+	}
+	conn_want_flush(c);
+}
+
+void conn_process_input(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct server *srv = w->srv;
+	const char *err = NULL;
+	while (!c->closing && !c->blocked && !c->paused && rmq_buf_pending(&c->in)) {
+		size_t argc;
+		ssize_t r = rmq_resp_parse(c->in.data + c->in.off, rmq_buf_pending(&c->in), &srv->lim,
+					   w->argv, w->argv_cap, &argc, &err);
+		if (r == RMQ_RESP_NEED_ARGV) {
+			while (w->argv_cap < argc)
+				w->argv_cap *= 2;
+			w->argv = rmq_realloc(w->argv, w->argv_cap * sizeof(*w->argv));
+			continue;
+		}
+		if (r == RMQ_RESP_INCOMPLETE) {
+			if (rmq_buf_pending(&c->in) > srv->max_query) {
+				rmq_resp_error(&c->out, "ERR Protocol error: request too large");
+				goto proto_error;
+			}
+			break;
+		}
+		if (r == RMQ_RESP_ERROR) {
+			rmq_resp_error(&c->out, err);
+			goto proto_error;
+		}
+		if (argc) {
+			atomic_fetch_add_explicit(&w->st.commands, 1, memory_order_relaxed);
+			cmd_dispatch(c, w->argv, argc);
+		}
+		rmq_buf_consume(&c->in, (size_t)r);
+		if (rmq_buf_pending(&c->out) >= OUT_PAUSE && !c->paused) {
+			/* The client sends faster than it reads its replies:
+			 * stop reading from it until it catches up. */
+			c->paused = true;
+			conn_update_events(c);
+		}
+	}
+	if (!c->closing && rmq_buf_pending(&c->out))
+		conn_want_flush(c);
+	return;
+proto_error:
+	atomic_fetch_add_explicit(&w->st.protocol_errors, 1, memory_order_relaxed);
+	rmq_logf(RMQ_LOG_INFO, "client %llu: protocol error (%s); closing", (unsigned long long)c->id,
+		 err ? err : "request too large");
+	c->close_after_write = true;
+	c->in.off = c->in.len = 0;
+	conn_want_flush(c);
+}
+
+static void conn_read(struct conn *c)
+{
+	struct worker *w = c->w;
+	for (int rounds = 0; rounds < 4 && !c->closing && !c->paused; rounds++) {
+		char *p = rmq_buf_reserve(&c->in, READ_CHUNK);
+		size_t room = c->in.cap - c->in.len;
+		ssize_t n = read(c->fd, p, room);
+		if (n > 0) {
+			c->in.len += (size_t)n;
+			atomic_fetch_add_explicit(&w->st.bytes_read, (uint64_t)n, memory_order_relaxed);
+			conn_process_input(c);
+			if ((size_t)n < room)
+				break;
+			continue;
+		}
+		if (n == 0) { /* peer closed: answer what it sent, then close */
+			conn_process_input(c);
+			c->close_after_write = true;
+			conn_want_flush(c);
+			if (!rmq_buf_pending(&c->out))
+				conn_close(c);
+			return;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			conn_close(c);
+		return;
+	}
+}
+
+/* Writes c's pending output. Refills from the logs of its live
+ * subscriptions while the socket accepts more. */
+static void conn_write(struct conn *c)
+{
+	struct worker *w = c->w;
+	for (int rounds = 0; rounds < 8 && !c->closing; rounds++) {
+		size_t pend = rmq_buf_pending(&c->out);
+		if (pend == 0)
+			break;
+		ssize_t n = write(c->fd, c->out.data + c->out.off, pend);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			conn_close(c);
+			return;
+		}
+		atomic_fetch_add_explicit(&w->st.bytes_written, (uint64_t)n, memory_order_relaxed);
+		rmq_buf_consume(&c->out, (size_t)n);
+		if (rmq_buf_pending(&c->out) < OUT_SOFT && c->backlog) {
+			c->backlog = false;
+			for (int i = 0; i < c->nlsubs && !c->closing; i++)
+				conn_deliver(c->lsubs[i]);
+		}
+	}
+	if (c->closing)
+		return;
+	bool pending = rmq_buf_pending(&c->out) != 0;
+	if (!pending && c->close_after_write) {
+		conn_close(c);
+		return;
+	}
+	bool unpause = c->paused && rmq_buf_pending(&c->out) < OUT_PAUSE / 2;
+	if (unpause)
+		c->paused = false;
+	if (pending != c->epollout || unpause) {
+		c->epollout = pending;
+		conn_update_events(c);
+	}
+	if (!pending)
+		rmq_buf_shrink(&c->out, 1u << 20);
+	if (unpause)
+		conn_process_input(c);
+}
+
+static void worker_flush(struct worker *w)
+{
+	/* conn_write may queue the connection again (unpause); bound the
+	 * rounds so one client cannot starve the loop. */
+	for (int round = 0; round < 4 && !cds_list_empty(&w->flush); round++) {
+		struct cds_list_head todo;
+		CDS_INIT_LIST_HEAD(&todo);
+		cds_list_splice(&w->flush, &todo);
+		CDS_INIT_LIST_HEAD(&w->flush);
+		while (!cds_list_empty(&todo)) {
+			struct conn *c = cds_list_entry(todo.next, struct conn, flink);
+			cds_list_del(&c->flink);
+			c->in_flush = false;
+			conn_write(c);
+		}
+	}
+}
+
+static void worker_take_new(struct worker *w)
+{
+	void *p;
+	while (ck_ring_dequeue_spsc(&w->ring, w->ringbuf, &p))
+		conn_new(w, (int)(intptr_t)p);
+}
+
+static void worker_drain_watches(struct worker *w)
+{
+	struct rmq_broker *b = w->srv->broker;
+	struct rmq_watch *wt;
+	while ((wt = rmq_shard_next_dirty(b, w->id))) {
+		if (rmq_topic_deleted(wt->topic)) {
+			cmd_topic_gone(wt); /* may free wt */
+			continue;
+		}
+		struct lsub *s, *tmp;
+		cds_list_for_each_entry_safe(s, tmp, &wt->members, node)
+			conn_deliver(s);
+		struct conn *c, *ctmp;
+		cds_list_for_each_entry_safe(c, ctmp, &wt->waiters, bp.node)
+			cmd_pull_retry(c, false);
+	}
+}
+
+static int worker_timeout(struct worker *w)
+{
+	uint64_t now = rmq_now_ms(), next = UINT64_MAX;
+	struct conn *c, *tmp;
+	cds_list_for_each_entry_safe(c, tmp, &w->blocked, bp.tnode) {
+		if (c->bp.deadline_ms == 0)
+			continue;
+		if (c->bp.deadline_ms <= now)
+			cmd_pull_retry(c, true);
+		else if (c->bp.deadline_ms < next)
+			next = c->bp.deadline_ms;
+	}
+	if (next == UINT64_MAX)
+		return -1;
+	return (int)(next - now);
+}
+
+static void worker_reap(struct worker *w)
+{
+	while (!cds_list_empty(&w->dead)) {
+		struct conn *c = cds_list_entry(w->dead.next, struct conn, link);
+		cds_list_del(&c->link);
+		conn_free(c);
+	}
+}
+
+static bool worker_has_work(struct worker *w)
+{
+	return ck_ring_size(&w->ring) > 0 || rmq_shard_pending(w->srv->broker, w->id);
+}
+
+/* Graceful stop: answer what was already read, flush for a moment, close. */
+static void worker_shutdown(struct worker *w)
+{
+	struct conn *c, *tmp;
+	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) {
+		if (c->blocked)
+			cmd_pull_retry(c, true);
+		c->paused = false;
+		conn_process_input(c);
+	}
+	uint64_t until = rmq_now_ms() + 1000;
+	while (!cds_list_empty(&w->flush) && rmq_now_ms() < until) {
+		worker_flush(w);
+		if (!cds_list_empty(&w->flush))
+			break;
+		bool any = false;
+		cds_list_for_each_entry(c, &w->conns, link)
+			if (rmq_buf_pending(&c->out)) {
+				any = true;
+				conn_want_flush(c);
+			}
+		if (!any)
+			break;
+		urcu_qsbr_thread_offline();
+		poll(NULL, 0, 5);
+		urcu_qsbr_thread_online();
+	}
+	cds_list_for_each_entry_safe(c, tmp, &w->conns, link)
+		conn_close(c);
+	worker_reap(w);
+	/* Anything queued for us now refers to watches we released. */
+	while (rmq_shard_next_dirty(w->srv->broker, w->id))
+		;
+	void *p;
+	while (ck_ring_dequeue_spsc(&w->ring, w->ringbuf, &p)) {
+		close((int)(intptr_t)p);
+		atomic_fetch_sub(&w->srv->nclients, 1);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct server *srv = w->srv;
+	struct epoll_event evs[256];
+	char tname[16];
+	snprintf(tname, sizeof(tname), "rmq-worker-%u", w->id);
+	pthread_setname_np(pthread_self(), tname);
+	urcu_qsbr_register_thread();
+	atomic_store(&w->wake_pending, 1);
+	while (!atomic_load(&srv->stopping)) {
+		worker_take_new(w);
+		worker_drain_watches(w);
+		rmq_shard_housekeep(srv->broker, w->id);
+		int timeout = worker_timeout(w);
+		worker_flush(w);
+		worker_reap(w);
+		urcu_qsbr_quiescent_state();
+
+		/* Going to sleep: from here on, wakers must write the eventfd.
+		 * Re-check for work queued before they could see the 0. */
+		atomic_store(&w->wake_pending, 0);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (worker_has_work(w) || !cds_list_empty(&w->flush)) {
+			atomic_store(&w->wake_pending, 1);
+			timeout = 0;
+		}
+		urcu_qsbr_thread_offline();
+		int n = epoll_wait(w->epfd, evs, 256, timeout);
+		urcu_qsbr_thread_online();
+		atomic_store(&w->wake_pending, 1);
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.ptr == NULL) {
+				uint64_t v;
+				ssize_t r = read(w->evfd, &v, sizeof(v));
+				(void)r;
+				continue;
+			}
+			struct conn *c = evs[i].data.ptr;
+			if (c->closing)
+				continue;
+			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+				conn_read(c);
+			if (!c->closing && (evs[i].events & EPOLLOUT))
+				conn_write(c);
+		}
+	}
+	worker_shutdown(w);
+	urcu_qsbr_unregister_thread();
+	return NULL;
+}
+
+/* --- acceptor --- */
+
+static void *acceptor_main(void *arg)
+{
+	struct server *srv = arg;
+	uint32_t next = 0;
+	pthread_setname_np(pthread_self(), "rmq-acceptor");
+	struct pollfd pf[2] = { { srv->lfd, POLLIN, 0 }, { srv->stop_evfd, POLLIN, 0 } };
+	while (!atomic_load(&srv->stopping)) {
+		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pf[1].revents)
+			break;
+		if (!(pf[0].revents & POLLIN))
+			continue;
+		for (int k = 0; k < 64; k++) {
+			int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd < 0) {
+				if (errno == EMFILE || errno == ENFILE) {
+					rmq_logf(RMQ_LOG_ERROR, "accept: %s (raise ulimit -n)", strerror(errno));
+					poll(NULL, 0, 50);
+				} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+					   errno != ECONNABORTED) {
+					rmq_logf(RMQ_LOG_ERROR, "accept: %s", strerror(errno));
+				}
+				break;
+			}
+			if (atomic_fetch_add(&srv->nclients, 1) >= srv->cfg.max_clients) {
+				static const char msg[] = "-ERR max clients reached\r\n";
+				ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
+				(void)r;
+				close(fd);
+				atomic_fetch_sub(&srv->nclients, 1);
+				atomic_fetch_add(&srv->rejected_clients, 1);
+				continue;
+			}
+			bool queued = false;
+			for (uint32_t tries = 0; tries < srv->nworkers && !queued; tries++) {
+				struct worker *w = &srv->workers[next];
+				next = (next + 1) % srv->nworkers;
+				if (ck_ring_enqueue_spsc(&w->ring, w->ringbuf, (void *)(intptr_t)fd)) {
+					worker_wake(w);
+					queued = true;
+				}
+			}
+			if (!queued) {
+				static const char msg[] = "-ERR server busy\r\n";
+				ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
+				(void)r;
+				close(fd);
+				atomic_fetch_sub(&srv->nclients, 1);
+			}
+		}
+	}
+	return NULL;
+}
+
+static int listen_on(struct server *srv)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char port[16];
+	snprintf(port, sizeof(port), "%d", srv->cfg.port);
+	int rc = getaddrinfo(srv->cfg.bind, port, &hints, &res);
+	if (rc != 0) {
+		fprintf(stderr, "ringmq-server: cannot resolve '%s': %s\n", srv->cfg.bind, gai_strerror(rc));
+		return -1;
+	}
+	int fd = -1, err = 0;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0) {
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			getsockname(fd, (struct sockaddr *)&ss, &sl);
+			srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+								   : ((struct sockaddr_in *)&ss)->sin_port);
+			break;
+		}
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		fprintf(stderr, "ringmq-server: cannot listen on %s:%d: %s\n", srv->cfg.bind,
+			srv->cfg.port, strerror(err));
+	return fd;
+}
+
+int rmq_server_run(const struct rmq_server_config *cfg)
+{
+	struct server *srv = rmq_calloc(1, sizeof(*srv));
+	srv->cfg = *cfg;
+	g_log_level = cfg->log_level;
+	srv->lim.max_bulk = cfg->max_payload;
+	srv->lim.max_args = 1024 * 1024;
+	srv->lim.max_inline = 64 * 1024;
+	srv->max_query = 2 * cfg->max_payload + (16u << 20);
+	srv->nworkers = cfg->threads;
+	srv->started_ms = rmq_now_ms();
+
+	/* Signals go to the thread that waits for them, not to workers. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	srv->lfd = listen_on(srv);
+	if (srv->lfd < 0) {
+		free(srv);
+		return 1;
+	}
+	srv->stop_evfd = eventfd(0, EFD_CLOEXEC);
+	urcu_qsbr_register_thread();
+	srv->broker = rmq_broker_new(srv->nworkers, broker_wake, srv);
+	srv->dsubs = rmq_dsub_registry_new();
+	srv->workers = aligned_alloc(RMQ_CACHELINE, sizeof(struct worker) * srv->nworkers);
+	memset(srv->workers, 0, sizeof(struct worker) * srv->nworkers);
+	for (uint32_t i = 0; i < srv->nworkers; i++) {
+		struct worker *w = &srv->workers[i];
+		w->id = i;
+		w->srv = srv;
+		w->epfd = epoll_create1(EPOLL_CLOEXEC);
+		w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		w->ringbuf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));
+		ck_ring_init(&w->ring, ACCEPT_RING);
+		w->argv_cap = 64;
+		w->argv = rmq_malloc(w->argv_cap * sizeof(*w->argv));
+		CDS_INIT_LIST_HEAD(&w->conns);
+		CDS_INIT_LIST_HEAD(&w->flush);
+		CDS_INIT_LIST_HEAD(&w->blocked);
+		CDS_INIT_LIST_HEAD(&w->dead);
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+		epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
+	}
+	/* The main thread only waits for signals from here on. */
+	urcu_qsbr_thread_offline();
+	for (uint32_t i = 0; i < srv->nworkers; i++)
+		pthread_create(&srv->workers[i].th, NULL, worker_main, &srv->workers[i]);
+	pthread_create(&srv->acceptor, NULL, acceptor_main, srv);
+
+	const char *host = srv->cfg.bind;
+	if (!strcmp(host, "127.0.0.1") || !strcmp(host, "::1") || !strcmp(host, "localhost"))
+		host = "localhost";
+	printf("Server started on %s:%d\n", host, srv->port);
+	fflush(stdout);
+	rmq_logf(RMQ_LOG_INFO, "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
+		 RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
+
+	int sig = 0;
+	sigwait(&set, &sig);
+	rmq_logf(RMQ_LOG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+	atomic_store(&srv->stopping, 1);
+	uint64_t one = 1;
+	ssize_t r = write(srv->stop_evfd, &one, sizeof(one));
+	(void)r;
+	pthread_join(srv->acceptor, NULL);
+	close(srv->lfd);
+	for (uint32_t i = 0; i < srv->nworkers; i++) {
+		atomic_store(&srv->workers[i].wake_pending, 0);
+		worker_wake(&srv->workers[i]);
+	}
+	for (uint32_t i = 0; i < srv->nworkers; i++)
+		pthread_join(srv->workers[i].th, NULL);
+
+	urcu_qsbr_thread_online();
+	rmq_dsub_registry_free(srv->dsubs);
+	rmq_broker_free(srv->broker);
+	urcu_qsbr_unregister_thread();
+	for (uint32_t i = 0; i < srv->nworkers; i++) {
+		struct worker *w = &srv->workers[i];
+		close(w->epfd);
+		close(w->evfd);
+		free(w->ringbuf);
+		free(w->argv);
+	}
+	free(srv->workers);
+	close(srv->stop_evfd);
+	free(srv);
+	rmq_logf(RMQ_LOG_INFO, "bye");
+	return 0;
+}

@@ -1,0 +1,33 @@
+/* server.h - the ringmq broker server: acceptor, workers, connections.
+ *
+ * rmq_server_run() binds, prints "Server started on HOST:PORT" on stdout,
+ * runs one acceptor thread and cfg->threads worker threads, and returns
+ * when SIGINT or SIGTERM arrives (blocked in every thread; the calling
+ * thread waits for them). Shutdown is graceful: stop accepting, answer what
+ * was already read, flush, close.
+ */
+#ifndef RMQ_SERVER_H
+#define RMQ_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum rmq_log_level { RMQ_LOG_ERROR, RMQ_LOG_WARN, RMQ_LOG_INFO, RMQ_LOG_DEBUG };
+
+struct rmq_server_config {
+	const char *bind;            /* address to listen on */
+	int port;                    /* 0: pick a free port */
+	unsigned threads;            /* workers = shards, 1..64 */
+	size_t max_payload;          /* largest bulk string / message */
+	unsigned max_clients;        /* connections served at once */
+	enum rmq_log_level log_level;
+	uint64_t default_capacity;   /* CREATE without CAPACITY */
+};
+
+void rmq_server_config_defaults(struct rmq_server_config *cfg);
+
+/* Runs until SIGINT/SIGTERM. Returns 0 on a clean stop, 1 if the server
+ * could not start (the reason is printed on stderr). */
+int rmq_server_run(const struct rmq_server_config *cfg);
+
+#endif
