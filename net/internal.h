@@ -87,6 +87,7 @@ struct worker {
 	struct server *srv;
 	struct rmq_arg *argv;
 	size_t argv_cap;
+	struct rmq_buf scratch;     /* shared read buffer, lent to one conn at a time */
 	struct worker_stats st;
 } __attribute__((aligned(RMQ_CACHELINE)));
 

@@ -198,11 +198,19 @@ void conn_deliver(struct lsub *s)
 	struct rmq_topic *t = s->w->topic;
 	struct rmq_batch b;
 	while (!c->closing) {
+		uint32_t n = 0;
+		b.lost = 0;
 		if (rmq_buf_pending(&c->out) >= OUT_SOFT) {
+			/* Not reading: leave the rest in the log, unless the log
+			 * no longer has it. */
 			c->backlog = true;
-			break;
+			uint64_t first = rmq_log_first_seq(&t->log);
+			if (first <= s->cur.seq)
+				break;
+			b.lost = first - s->cur.seq;
+		} else {
+			n = rmq_log_peek(&t->log, &s->cur, &b, 4096, OUT_SOFT);
 		}
-		uint32_t n = rmq_log_peek(&t->log, &s->cur, &b, 4096, OUT_SOFT);
 		if (RMQ_UNLIKELY(b.lost)) {
 			atomic_fetch_add(&t->slow_disconnects, 1);
 			atomic_fetch_add_explicit(&c->w->st.slow_disconnects, 1, memory_order_relaxed);
@@ -272,9 +280,18 @@ proto_error:
 	conn_want_flush(c);
 }
 
+/* Reads into the worker's shared buffer when the connection has no partial
+ * request pending, so an idle connection holds no input buffer; only a
+ * partial request left over is copied into the connection's own buffer. */
 static void conn_read(struct conn *c)
 {
 	struct worker *w = c->w;
+	bool lent = false;
+	if (c->in.cap == 0) {
+		c->in = w->scratch;
+		memset(&w->scratch, 0, sizeof(w->scratch));
+		lent = true;
+	}
 	for (int rounds = 0; rounds < 4 && !c->closing && !c->paused; rounds++) {
 		char *p = rmq_buf_reserve(&c->in, READ_CHUNK);
 		size_t room = c->in.cap - c->in.len;
@@ -283,6 +300,14 @@ static void conn_read(struct conn *c)
 			c->in.len += (size_t)n;
 			atomic_fetch_add_explicit(&w->st.bytes_read, (uint64_t)n, memory_order_relaxed);
 			conn_process_input(c);
+			if (c->blocked && rmq_buf_pending(&c->in) > w->srv->max_query) {
+				/* pipelining without end behind a parked PULL */
+				rmq_resp_error(&c->out, "ERR Protocol error: request too large");
+				c->close_after_write = true;
+				conn_want_flush(c);
+				conn_unpark(c);
+				break;
+			}
 			if ((size_t)n < room)
 				break;
 			continue;
@@ -293,14 +318,24 @@ static void conn_read(struct conn *c)
 			conn_want_flush(c);
 			if (!rmq_buf_pending(&c->out))
 				conn_close(c);
-			return;
+			break;
 		}
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			conn_close(c);
-		return;
+		break;
 	}
+	if (!lent)
+		return;
+	/* Give the shared buffer back; keep only a leftover partial request. */
+	struct rmq_buf mine = { 0 };
+	size_t left = c->closing ? 0 : rmq_buf_pending(&c->in);
+	if (left)
+		rmq_buf_append(&mine, c->in.data + c->in.off, left);
+	w->scratch = c->in;
+	w->scratch.off = w->scratch.len = 0;
+	c->in = mine;
 }
 
 /* Writes c's pending output. Refills from the logs of its live
@@ -344,7 +379,7 @@ static void conn_write(struct conn *c)
 		conn_update_events(c);
 	}
 	if (!pending)
-		rmq_buf_shrink(&c->out, 1u << 20);
+		rmq_buf_shrink(&c->out, 16u << 10);
 	if (unpause)
 		conn_process_input(c);
 }
@@ -461,6 +496,7 @@ static void worker_shutdown(struct worker *w)
 		close((int)(intptr_t)p);
 		atomic_fetch_sub(&w->srv->nclients, 1);
 	}
+	rmq_buf_free(&w->scratch);
 }
 
 static void *worker_main(void *arg)
