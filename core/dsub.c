@@ -50,7 +50,7 @@ void rmq_dsub_registry_free(struct rmq_dsub_registry *r)
 {
 	struct cds_lfht_iter it;
 	struct rmq_dsub *d;
-	cds_lfht_for_each_entry(r->ht, &it, d, node) {
+	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
 		cds_lfht_del(r->ht, &d->node);
 		while (d->n)
 			dsub_remove_at(d, d->n - 1);
@@ -269,7 +269,7 @@ void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r,
 {
 	struct cds_lfht_iter it;
 	struct rmq_dsub *d;
-	cds_lfht_for_each_entry(r->ht, &it, d, node) {
+	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
 		pthread_mutex_lock(&d->lock);
 		for (int i = 0; i < d->n; i++) {
 			struct rmq_dsubn *s = d->subs[i];

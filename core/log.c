@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include <ck_pr.h>
 #include <urcu/urcu-qsbr.h>
 
 #define W_SEALED (1ULL << 63)
@@ -75,7 +76,10 @@ static uint32_t seg_cap(const struct rmq_log *log)
 		c = RMQ_SEG_MAX;
 	if (c < RMQ_SEG_MIN)
 		c = RMQ_SEG_MIN;
-	return (uint32_t)c;
+	/* The slot index grows down from data + size: keep size a multiple
+	 * of 16 so slots (and their atomic len) stay aligned whatever the
+	 * capacity. */
+	return (uint32_t)(c & ~15ULL);
 }
 
 /* Size of the segment to link after t for a record of rlen bytes: double the
@@ -233,10 +237,18 @@ int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint
 		}
 		/* Slow path, once per segment: make room, then link a new one. */
 		uint32_t size = seg_next_size(log, t, rlen);
-		if (atomic_load(&log->retained) + size > log->capacity &&
-		    trim_try(log, size) == 0) {
-			atomic_fetch_add(&log->rejected, 1);
-			return -ENOSPC;
+		if (atomic_load(&log->retained) + size > log->capacity) {
+			int tr = trim_try(log, size);
+			if (tr == 0) {
+				atomic_fetch_add(&log->rejected, 1);
+				return -ENOSPC;
+			}
+			if (tr < 0 && atomic_load(&log->retained) + size > log->capacity) {
+				/* Another producer is trimming (a short, non-blocking
+				 * walk): retry rather than link past the capacity. */
+				ck_pr_stall();
+				continue;
+			}
 		}
 		uint64_t base = t ? t->base + W_COUNT(atomic_load(&t->word)) : 0;
 		struct rmq_seg *s = seg_new(size, base);
@@ -245,6 +257,10 @@ int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint
 		/* Our record is record 0 of the new segment: whoever links a
 		 * segment makes progress, and no segment is ever empty. */
 		atomic_store_explicit(&s->word, W_ONE + rlen, memory_order_relaxed);
+		/* Count s before linking it: once linked, other producers can
+		 * fill it and link more, and a trimmer can unlink s and subtract
+		 * its size, which would wrap `retained` if our add came later. */
+		atomic_fetch_add(&log->retained, size);
 		struct rmq_seg *expected = NULL;
 		int linked;
 		if (!t) {
@@ -257,10 +273,10 @@ int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint
 				atomic_compare_exchange_strong(&log->tail, &t, s);
 		}
 		if (!linked) {
+			atomic_fetch_sub(&log->retained, size);
 			free(s); /* never published: no grace period needed */
 			continue;
 		}
-		atomic_fetch_add(&log->retained, size);
 		seg_write(s, 0, 0, iov, n, rlen, poff, plen);
 		return (int64_t)(base + 1);
 	}

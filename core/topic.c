@@ -92,7 +92,7 @@ void rmq_broker_free(struct rmq_broker *b)
 {
 	struct cds_lfht_iter it;
 	struct rmq_topic *t;
-	cds_lfht_for_each_entry(b->topics, &it, t, node) {
+	rmq_lfht_for_each_entry(b->topics, &it, t, node) {
 		if (cds_lfht_del(b->topics, &t->node) == 0)
 			rmq_topic_put(t);
 	}
@@ -268,8 +268,10 @@ int rmq_topic_delete(struct rmq_broker *b, const char *name, size_t len)
 void rmq_topic_stats(struct rmq_topic *t, struct rmq_topic_stats *st)
 {
 	struct rmq_log *l = &t->log;
-	st->next_seq = rmq_log_next_seq(l);
+	/* first_seq before next_seq: both only grow, so the snapshot keeps
+	 * first_seq <= next_seq even while appends and trims run. */
 	st->first_seq = rmq_log_first_seq(l);
+	st->next_seq = rmq_log_next_seq(l);
 	st->msgs_in = st->next_seq - 1;
 	st->bytes_in = atomic_load_explicit(&t->bytes_in, memory_order_relaxed);
 	st->depth = st->next_seq > st->first_seq ? st->next_seq - st->first_seq : 0;
@@ -289,7 +291,7 @@ void rmq_broker_foreach(struct rmq_broker *b, void (*fn)(struct rmq_topic *t, vo
 {
 	struct cds_lfht_iter it;
 	struct rmq_topic *t;
-	cds_lfht_for_each_entry(b->topics, &it, t, node)
+	rmq_lfht_for_each_entry(b->topics, &it, t, node)
 		fn(t, ctx);
 }
 

@@ -34,6 +34,18 @@
 
 #include "log.h"
 
+/* Like cds_lfht_for_each_entry(), which computes caa_container_of(NULL)
+ * when the walk ends: undefined behaviour that clang's UBSan reports
+ * ("applying zero offset to null pointer") and, with
+ * -fno-sanitize-recover, aborts on. This form converts non-NULL nodes
+ * only. Same rules: read-side section, no nested use of iter. */
+#define rmq_lfht_for_each_entry(ht, iter, pos, member)                                  \
+	for (cds_lfht_first(ht, iter);                                                   \
+	     cds_lfht_iter_get_node(iter) != NULL &&                                     \
+	     ((pos) = caa_container_of(cds_lfht_iter_get_node(iter), __typeof__(*(pos)), \
+				       member), 1);                                      \
+	     cds_lfht_next(ht, iter))
+
 #define RMQ_MAX_SHARDS 64
 #define RMQ_TOPIC_MAX 255
 #define RMQ_DEFAULT_CAPACITY (64ULL << 20)

@@ -176,7 +176,7 @@ static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq
 {
 	int64_t seq = rmq_topic_publish(t, payload->p, (uint32_t)payload->len);
 	if (RMQ_LIKELY(seq > 0)) {
-		atomic_fetch_add_explicit(&c->w->st.published, 1, memory_order_relaxed);
+		stat_add(&c->w->st.published, 1);
 		return seq;
 	}
 	if (seq == -ENOSPC)
@@ -455,7 +455,7 @@ static void pull_reply(struct conn *c, const struct rmq_pull *p)
 			rmq_resp_bulk(&c->out, pl, len);
 		}
 	}
-	atomic_fetch_add_explicit(&c->w->st.pulled, p->n, memory_order_relaxed);
+	stat_add(&c->w->st.pulled, p->n);
 }
 
 /* Runs a pull and writes its reply. Returns the count, or -1 when an error

@@ -74,6 +74,13 @@ struct worker_stats {
 	_Atomic uint64_t conns;
 };
 
+/* Worker counters have one writer (their worker) and are read by INFO on
+ * any worker: a relaxed load and store, no locked read-modify-write. */
+static inline void stat_add(_Atomic uint64_t *x, uint64_t n)
+{
+	atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
 struct server;
 
 struct worker {

@@ -124,8 +124,8 @@ static void conn_new(struct worker *w, int fd)
 		return;
 	}
 	cds_list_add_tail(&c->link, &w->conns);
-	atomic_fetch_add_explicit(&w->st.conns_accepted, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&w->st.conns, 1, memory_order_relaxed);
+	stat_add(&w->st.conns_accepted, 1);
+	stat_add(&w->st.conns, 1);
 	rmq_logf(RMQ_LOG_DEBUG, "worker %u: client %llu connected", w->id, (unsigned long long)c->id);
 }
 
@@ -151,7 +151,7 @@ void conn_close(struct conn *c)
 	cds_list_del(&c->link);
 	cds_list_add(&c->link, &w->dead);
 	atomic_fetch_sub(&w->srv->nclients, 1);
-	atomic_fetch_sub_explicit(&w->st.conns, 1, memory_order_relaxed);
+	stat_add(&w->st.conns, (uint64_t)-1);
 	rmq_logf(RMQ_LOG_DEBUG, "worker %u: client %llu closed", w->id, (unsigned long long)c->id);
 }
 
@@ -213,7 +213,7 @@ void conn_deliver(struct lsub *s)
 		}
 		if (RMQ_UNLIKELY(b.lost)) {
 			atomic_fetch_add(&t->slow_disconnects, 1);
-			atomic_fetch_add_explicit(&c->w->st.slow_disconnects, 1, memory_order_relaxed);
+			stat_add(&c->w->st.slow_disconnects, 1);
 			rmq_logf(RMQ_LOG_WARN,
 				 "client %llu: live subscriber of '%s' fell %llu messages behind the "
 				 "retained window; disconnecting",
@@ -225,7 +225,7 @@ void conn_deliver(struct lsub *s)
 			break;
 		rmq_buf_append(&c->out, b.data, b.bytes);
 		rmq_log_consume(&s->cur, &b, n);
-		atomic_fetch_add_explicit(&c->w->st.delivered, n, memory_order_relaxed);
+		stat_add(&c->w->st.delivered, n);
 	}
 	conn_want_flush(c);
 }
@@ -257,7 +257,7 @@ void conn_process_input(struct conn *c)
 			goto proto_error;
 		}
 		if (argc) {
-			atomic_fetch_add_explicit(&w->st.commands, 1, memory_order_relaxed);
+			stat_add(&w->st.commands, 1);
 			cmd_dispatch(c, w->argv, argc);
 		}
 		rmq_buf_consume(&c->in, (size_t)r);
@@ -272,7 +272,7 @@ void conn_process_input(struct conn *c)
 		conn_want_flush(c);
 	return;
 proto_error:
-	atomic_fetch_add_explicit(&w->st.protocol_errors, 1, memory_order_relaxed);
+	stat_add(&w->st.protocol_errors, 1);
 	rmq_logf(RMQ_LOG_INFO, "client %llu: protocol error (%s); closing", (unsigned long long)c->id,
 		 err ? err : "request too large");
 	c->close_after_write = true;
@@ -298,7 +298,7 @@ static void conn_read(struct conn *c)
 		ssize_t n = read(c->fd, p, room);
 		if (n > 0) {
 			c->in.len += (size_t)n;
-			atomic_fetch_add_explicit(&w->st.bytes_read, (uint64_t)n, memory_order_relaxed);
+			stat_add(&w->st.bytes_read, (uint64_t)n);
 			conn_process_input(c);
 			if (c->blocked && rmq_buf_pending(&c->in) > w->srv->max_query) {
 				/* pipelining without end behind a parked PULL */
@@ -356,7 +356,7 @@ static void conn_write(struct conn *c)
 			conn_close(c);
 			return;
 		}
-		atomic_fetch_add_explicit(&w->st.bytes_written, (uint64_t)n, memory_order_relaxed);
+		stat_add(&w->st.bytes_written, (uint64_t)n);
 		rmq_buf_consume(&c->out, (size_t)n);
 		if (rmq_buf_pending(&c->out) < OUT_SOFT && c->backlog) {
 			c->backlog = false;
