@@ -9,11 +9,11 @@ bash scripts/setup.sh
 jobs=$(nproc)
 
 echo "== build (gcc, RelWithDebInfo) =="
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=gcc >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=gcc -DRINGMQ_TESTS=ON >/dev/null
 cmake --build build -j"$jobs"
 
 echo "== build (clang, -Werror) =="
-cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang >/dev/null
+cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DRINGMQ_TESTS=ON >/dev/null
 cmake --build build-clang -j"$jobs" >/dev/null
 
 echo "== tests =="

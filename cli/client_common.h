@@ -1,0 +1,93 @@
+/* client_common.h - what ringmq-pub and ringmq-sub share: connection
+ * flags (--host, --port, RINGMQ_URL), exit statuses, JSON output.
+ */
+#ifndef RMQ_CLIENT_COMMON_H
+#define RMQ_CLIENT_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ringmq.h"
+
+/* Exit statuses, the same for both tools (documented in --help). */
+enum {
+	CLI_EX_OK = 0,
+	CLI_EX_ERROR = 1,      /* anything else: server error, lost connection, I/O */
+	CLI_EX_BADUSAGE = 2,   /* bad flags or arguments */
+	CLI_EX_NOCONN = 3,     /* cannot connect to the server */
+	CLI_EX_NOTOPIC = 4,    /* no such topic (or it was deleted) */
+	CLI_EX_EXISTS = 5,     /* topic already exists */
+	CLI_EX_FULL = 6,       /* topic full: the message was refused */
+};
+
+#define CLI_EXIT_HELP                                                              \
+	"Exit status:\n"                                                           \
+	"  0  success (for subscribers: stopped by Ctrl-C / SIGINT / SIGTERM)\n"    \
+	"  1  other error (server error, connection lost, I/O error)\n"            \
+	"  2  bad usage\n"                                                         \
+	"  3  cannot connect to the server\n"                                      \
+	"  4  no such topic (or it was deleted)\n"                                 \
+	"  5  topic already exists\n"                                              \
+	"  6  topic full (message refused)\n"
+
+#define CLI_CONN_HELP                                                              \
+	"Connection:\n"                                                            \
+	"  -H, --host HOST           server host (default localhost)\n"            \
+	"  -p, --port PORT           server port (default 5555)\n"                 \
+	"      --timeout MS          connect and reply timeout (default 5000)\n"   \
+	"  RINGMQ_URL=ringmq://HOST:PORT in the environment sets both;\n"          \
+	"  --host and --port win over it.\n"
+
+enum cli_format { FMT_TEXT, FMT_JSON };
+
+struct cli_conn {
+	const char *prog;
+	char host[256];
+	int port;
+	int timeout_ms;
+	bool quiet;
+	enum cli_format format;
+	bool any_ok;           /* a call succeeded: CONN failures mean "lost" */
+};
+
+/* Defaults, then RINGMQ_URL. Returns false (message printed) on a bad
+ * RINGMQ_URL. */
+bool cli_conn_init(struct cli_conn *cc, const char *prog);
+
+/* Handles the shared flags. arg is argv[*i]; a value is taken from
+ * "--flag=value" or argv[*i + 1] (then *i advances). Returns 1 if handled,
+ * 0 if not a shared flag, -1 on a bad value (message printed). */
+int cli_conn_flag(struct cli_conn *cc, int argc, char **argv, int *i);
+
+/* Takes the value of a flag: "--flag=value" or the next argument.
+ * Returns NULL (message printed) when missing. */
+const char *cli_flag_value(const char *prog, int argc, char **argv, int *i);
+
+/* Connects; on failure prints why and returns NULL with *ex = CLI_EX_NOCONN. */
+struct rmq_client *cli_connect(struct cli_conn *cc, int *ex);
+
+/* Prints "PROG: what: <errstr>" on stderr and returns the exit status for
+ * status rc. */
+int cli_fail(struct cli_conn *cc, struct rmq_client *c, int rc, const char *what);
+
+/* Exit status for a library status. */
+int cli_exit_status(const struct cli_conn *cc, int rc);
+
+/* Bad usage: prints the message and a hint, returns CLI_EX_BADUSAGE. */
+int cli_usage_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes s[0, n) as a JSON string (quotes included). Returns false, and
+ * writes nothing, when s is not valid UTF-8. */
+bool json_string(FILE *f, const char *s, size_t n);
+
+/* Writes s[0, n) base64-encoded, in quotes. */
+void json_base64(FILE *f, const char *s, size_t n);
+
+/* Writes one message as a JSON object line: {"topic":..,"seq":..,"payload":..}
+ * seq 0 is written as null (live pushes carry none); a payload that is not
+ * valid UTF-8 is written as "payload":null plus "payload_base64":"...". */
+void json_message(FILE *f, const char *topic, size_t tlen, uint64_t seq, const char *p, size_t n);
+
+#endif

@@ -1,0 +1,1152 @@
+/* client.c - the ringmq client library (ringmq.h) on top of hiredis.
+ *
+ * hiredis formats commands (redisAppendCommandArgv) and parses replies
+ * (its reader); this file owns the waiting. The socket is switched to
+ * non-blocking right after connecting and every wait is a poll() with a
+ * deadline, so a timeout never leaves hiredis in an error state and the
+ * live-push wait (rmq_next_message) can time out without losing the
+ * connection. Writes run with SIGPIPE blocked for the calling thread, so a
+ * closed socket turns into RMQ_ERR_CONN instead of killing the process.
+ *
+ * Replies are matched to requests by order, as RESP requires. Two things
+ * can arrive in between on a live-subscribed connection: pushed messages
+ * and "unsubscribe" pushes for deleted topics; both are queued for
+ * rmq_next_message while a request waits for its own reply.
+ */
+#define _GNU_SOURCE
+#include "ringmq.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#ifndef RINGMQ_VERSION
+#define RINGMQ_VERSION "0.0.0"
+#endif
+
+#define DEFAULT_TIMEOUT_MS 5000
+#define PULL_DEFAULT 100
+#define PULL_MAX 100000
+/* The pipeline sends in windows of this size and keeps at most one window
+ * of replies outstanding while it formats the next, which keeps both
+ * sides' buffers bounded (the server stops reading a client whose unread
+ * replies pass 4 MiB) without waiting a round trip per window. */
+#define PIPE_WINDOW_MSGS 1024
+#define PIPE_WINDOW_BYTES (1u << 20)
+
+struct rmq_client {
+	redisContext *rc;      /* NULL once the connection is closed */
+	int timeout_ms;
+	bool subscriber;       /* REGISTER SUBSCRIBER succeeded */
+
+	/* live subscriptions: topic names, and pushes not yet handed out */
+	char **live;
+	size_t nlive, caplive;
+	redisReply **q;
+	size_t qhead, qlen, qcap;
+
+	/* pipeline (rmq_send_queue / rmq_send_flush) */
+	size_t pl_queued;      /* queued since the last flush */
+	size_t pl_unread;      /* of those, replies not read yet */
+	size_t pl_unsent;      /* appended, not written to the socket yet */
+	size_t pl_bytes;       /* bytes of those */
+	uint64_t *pl_seqs;     /* replies read, in order */
+	size_t pl_cap;
+	int pl_status;         /* first failure since the last flush */
+	char pl_err[256];
+
+	char err[512];
+};
+
+/* --- small helpers --- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Deadline timeout_ms from now; UINT64_MAX for "forever" (< 0). */
+static uint64_t deadline_in(int timeout_ms)
+{
+	return timeout_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)timeout_ms;
+}
+
+static int set_err(struct rmq_client *c, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int set_err(struct rmq_client *c, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+const char *rmq_strerror(int status)
+{
+	switch (status) {
+	case RMQ_OK: return "success";
+	case RMQ_ERR_ARG: return "invalid argument";
+	case RMQ_ERR_CONN: return "connection failed or lost";
+	case RMQ_ERR_TIMEOUT: return "timed out";
+	case RMQ_ERR_PROTO: return "unexpected reply from the server";
+	case RMQ_ERR_NOTOPIC: return "no such topic";
+	case RMQ_ERR_EXISTS: return "topic already exists";
+	case RMQ_ERR_FULL: return "topic is full";
+	case RMQ_ERR_NOTSUB: return "not subscribed";
+	case RMQ_ERR_TAKENOVER: return "subscriber taken over by another connection";
+	case RMQ_ERR_STATE: return "not allowed in this connection's mode";
+	case RMQ_ERR_SERVER: return "server error";
+	case RMQ_ERR_NOMEM: return "out of memory";
+	default: return "unknown status";
+	}
+}
+
+const char *rmq_version(void)
+{
+	return RINGMQ_VERSION;
+}
+
+const char *rmq_client_errstr(const struct rmq_client *c)
+{
+	if (!c)
+		return "out of memory";
+	return c->err[0] ? c->err : "no error";
+}
+
+/* Same rule as the server: 1..255 bytes, nothing <= ' ', no DEL. */
+static bool name_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > RMQ_TOPIC_MAX_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static int check_topic(struct rmq_client *c, const char *topic)
+{
+	if (name_valid(topic))
+		return RMQ_OK;
+	return set_err(c, RMQ_ERR_ARG,
+		       "invalid topic name '%.64s': 1 to 255 bytes, no whitespace or control characters",
+		       topic ? topic : "(null)");
+}
+
+/* Closes the socket; the client then answers RMQ_ERR_CONN. Queued pushes
+ * stay readable. */
+static void drop_conn(struct rmq_client *c)
+{
+	if (c->rc) {
+		redisFree(c->rc);
+		c->rc = NULL;
+	}
+}
+
+/* The connection failed: close it and say so. */
+static int conn_lost(struct rmq_client *c, const char *what)
+{
+	char why[160];
+	snprintf(why, sizeof(why), "%s", c->rc && c->rc->errstr[0] ? c->rc->errstr : "closed");
+	drop_conn(c);
+	return set_err(c, RMQ_ERR_CONN, "connection lost %s: %s", what, why);
+}
+
+static int need_conn(struct rmq_client *c)
+{
+	if (c->rc)
+		return RMQ_OK;
+	if (!c->err[0] || strncmp(c->err, "not connected", 13) != 0)
+		return set_err(c, RMQ_ERR_CONN, "not connected (the connection was closed after an earlier failure)");
+	return RMQ_ERR_CONN;
+}
+
+/* --- I/O with deadlines --- */
+
+/* Waits until fd is ready for events or the deadline passes. Returns 1
+ * when ready, 0 on timeout, -1 on a poll failure. */
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+	for (;;) {
+		int ms = -1;
+		if (deadline != UINT64_MAX) {
+			uint64_t now = now_ms();
+			ms = now >= deadline ? 0 : (deadline - now > 86400000u ? 86400000 : (int)(deadline - now));
+		}
+		struct pollfd pf = { .fd = fd, .events = events, .revents = 0 };
+		int r = poll(&pf, 1, ms);
+		if (r > 0)
+			return 1;
+		if (r == 0) {
+			if (deadline != UINT64_MAX && now_ms() >= deadline)
+				return 0;
+			continue; /* a day went by waiting "forever" */
+		}
+		if (errno != EINTR)
+			return -1;
+	}
+}
+
+/* poll() itself failed (EBADF, ENOMEM): give the connection up. */
+static int poll_failed(struct rmq_client *c)
+{
+	int e = errno;
+	drop_conn(c);
+	return set_err(c, RMQ_ERR_CONN, "connection closed: poll: %s", strerror(e));
+}
+
+/* redisBufferWrite with SIGPIPE blocked for this thread: a peer that
+ * closed makes write() fail with EPIPE instead of killing the process.
+ * A SIGPIPE raised here is consumed, unless one was already pending. */
+static int buffer_write(redisContext *rc, int *done)
+{
+	sigset_t pipe_set, old, pending;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	sigpending(&pending);
+	bool was_pending = sigismember(&pending, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	int r = redisBufferWrite(rc, done);
+	if (!was_pending) {
+		sigpending(&pending);
+		if (sigismember(&pending, SIGPIPE)) {
+			struct timespec zero = { 0, 0 };
+			while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+				;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
+/* Writes everything hiredis has buffered. Each stall may last timeout_ms. */
+static int flush_out(struct rmq_client *c)
+{
+	int done = 0;
+	for (;;) {
+		if (buffer_write(c->rc, &done) != REDIS_OK)
+			return conn_lost(c, "while sending");
+		if (done)
+			return RMQ_OK;
+		int r = wait_fd(c->rc->fd, POLLOUT, deadline_in(c->timeout_ms));
+		if (r == 0) {
+			drop_conn(c);
+			return set_err(c, RMQ_ERR_TIMEOUT,
+				       "timed out after %d ms sending to the server (connection closed)",
+				       c->timeout_ms);
+		}
+		if (r < 0)
+			return poll_failed(c);
+	}
+}
+
+/* Reads the next reply, waiting until deadline. Returns RMQ_OK with *out,
+ * RMQ_ERR_TIMEOUT (nothing complete yet; the connection stays usable, a
+ * partial reply stays buffered), or RMQ_ERR_CONN / RMQ_ERR_PROTO (the
+ * connection is closed). */
+static int read_reply(struct rmq_client *c, uint64_t deadline, redisReply **out)
+{
+	for (;;) {
+		void *r = NULL;
+		if (redisGetReplyFromReader(c->rc, &r) != REDIS_OK) {
+			char why[160];
+			snprintf(why, sizeof(why), "%s", c->rc->errstr);
+			drop_conn(c);
+			return set_err(c, RMQ_ERR_PROTO, "cannot parse the server's reply: %s", why);
+		}
+		if (r) {
+			*out = r;
+			return RMQ_OK;
+		}
+		int w = wait_fd(c->rc->fd, POLLIN, deadline);
+		if (w == 0)
+			return set_err(c, RMQ_ERR_TIMEOUT, "timed out waiting for the server");
+		if (w < 0)
+			return poll_failed(c);
+		if (redisBufferRead(c->rc) != REDIS_OK)
+			return conn_lost(c, "while reading");
+	}
+}
+
+/* Waits for the reply to a request that was sent: a timeout here means the
+ * reply is still owed, so the connection can no longer be trusted. */
+static int read_owed(struct rmq_client *c, uint64_t deadline, redisReply **out)
+{
+	int rc = read_reply(c, deadline, out);
+	if (rc == RMQ_ERR_TIMEOUT) {
+		drop_conn(c);
+		return set_err(c, RMQ_ERR_TIMEOUT,
+			       "no reply from the server within %d ms (connection closed)", c->timeout_ms);
+	}
+	return rc;
+}
+
+/* Maps an error reply to a status and a message without the error code
+ * word ("-NOTOPIC no such topic 'x'" -> RMQ_ERR_NOTOPIC, "no such topic
+ * 'x'"). */
+static int map_error(struct rmq_client *c, const redisReply *r)
+{
+	static const struct {
+		const char *prefix;
+		int status;
+	} map[] = {
+		{ "NOTOPIC ", RMQ_ERR_NOTOPIC },
+		{ "EXISTS ", RMQ_ERR_EXISTS },
+		{ "FULL ", RMQ_ERR_FULL },
+		{ "ERR not subscribed", RMQ_ERR_NOTSUB },
+		{ "ERR subscriber was taken over", RMQ_ERR_TAKENOVER },
+		{ "ERR PULL needs a registered subscriber", RMQ_ERR_STATE },
+		{ "ERR connection is registered as", RMQ_ERR_STATE },
+		{ "ERR connection has live subscriptions", RMQ_ERR_STATE },
+		{ "ERR Can't execute", RMQ_ERR_STATE },
+		{ "ERR invalid", RMQ_ERR_ARG },
+		{ "ERR CAPACITY", RMQ_ERR_ARG },
+		{ "ERR COUNT", RMQ_ERR_ARG },
+		{ "ERR max clients reached", RMQ_ERR_CONN },
+		{ "ERR server busy", RMQ_ERR_CONN },
+	};
+	const char *s = r->str ? r->str : "";
+	int status = RMQ_ERR_SERVER;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (strncmp(s, map[i].prefix, strlen(map[i].prefix)) == 0) {
+			status = map[i].status;
+			break;
+		}
+	}
+	/* ringmq's own codes say nothing the status does not; others stay */
+	static const char *const codes[] = { "ERR ", "NOTOPIC ", "EXISTS ", "FULL " };
+	const char *text = s;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strncmp(s, codes[i], strlen(codes[i])) == 0)
+			text = s + strlen(codes[i]);
+	set_err(c, status, "%s", text);
+	if (status == RMQ_ERR_CONN)
+		drop_conn(c); /* the server closes it */
+	return status;
+}
+
+static int proto_err(struct rmq_client *c, const char *what, const redisReply *r)
+{
+	static const char *types[] = { "?", "string", "array", "integer", "nil", "status", "error" };
+	int t = r && r->type >= 1 && r->type <= 6 ? r->type : 0;
+	return set_err(c, RMQ_ERR_PROTO, "unexpected reply to %s (%s)", what, types[t]);
+}
+
+static bool is_str(const redisReply *r)
+{
+	return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
+}
+
+static bool str_is(const redisReply *r, const char *s)
+{
+	return is_str(r) && r->len == strlen(s) && strncasecmp(r->str, s, r->len) == 0;
+}
+
+/* --- live pushes --- */
+
+static bool is_push(const redisReply *r, const char *kind)
+{
+	return r->type == REDIS_REPLY_ARRAY && r->elements == 3 && str_is(r->element[0], kind) &&
+	       is_str(r->element[1]);
+}
+
+static ssize_t live_find(const struct rmq_client *c, const char *t, size_t len)
+{
+	for (size_t i = 0; i < c->nlive; i++)
+		if (strlen(c->live[i]) == len && memcmp(c->live[i], t, len) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static void live_remove(struct rmq_client *c, size_t i)
+{
+	free(c->live[i]);
+	c->live[i] = c->live[--c->nlive];
+}
+
+static int live_add(struct rmq_client *c, const char *topic)
+{
+	if (live_find(c, topic, strlen(topic)) >= 0)
+		return RMQ_OK;
+	if (c->nlive == c->caplive) {
+		size_t cap = c->caplive ? c->caplive * 2 : 4;
+		char **v = realloc(c->live, cap * sizeof(*v));
+		if (!v)
+			return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+		c->live = v;
+		c->caplive = cap;
+	}
+	char *s = strdup(topic);
+	if (!s)
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+	c->live[c->nlive++] = s;
+	return RMQ_OK;
+}
+
+static int q_push(struct rmq_client *c, redisReply *r)
+{
+	if (c->qlen == c->qcap) {
+		size_t cap = c->qcap ? c->qcap * 2 : 16;
+		redisReply **v = malloc(cap * sizeof(*v));
+		if (!v) {
+			freeReplyObject(r);
+			return set_err(c, RMQ_ERR_NOMEM, "out of memory queueing a pushed message");
+		}
+		for (size_t i = 0; i < c->qlen; i++)
+			v[i] = c->q[(c->qhead + i) % c->qcap];
+		free(c->q);
+		c->q = v;
+		c->qhead = 0;
+		c->qcap = cap;
+	}
+	c->q[(c->qhead + c->qlen) % c->qcap] = r;
+	c->qlen++;
+	return RMQ_OK;
+}
+
+static redisReply *q_pop(struct rmq_client *c)
+{
+	if (!c->qlen)
+		return NULL;
+	redisReply *r = c->q[c->qhead];
+	c->qhead = (c->qhead + 1) % c->qcap;
+	c->qlen--;
+	return r;
+}
+
+/* A reply that arrived while waiting for something else on a live
+ * connection: keep it if it is a push we hand out. Returns true if r was
+ * taken (queued or freed as stray). */
+static bool take_push(struct rmq_client *c, redisReply *r)
+{
+	if (is_push(r, "message")) {
+		q_push(c, r);
+		return true;
+	}
+	if (is_push(r, "unsubscribe")) {
+		/* Pushed when a topic we hold is deleted; one for a topic we
+		 * do not hold is the second answer to an UNSUBSCRIBE that
+		 * raced with the deletion. */
+		ssize_t i = live_find(c, r->element[1]->str, r->element[1]->len);
+		if (i >= 0) {
+			live_remove(c, (size_t)i);
+			q_push(c, r);
+		} else {
+			freeReplyObject(r);
+		}
+		return true;
+	}
+	return false;
+}
+
+/* --- requests --- */
+
+static int pipeline_drain(struct rmq_client *c);
+
+/* Sends one command and reads its reply into *out (the caller frees it).
+ * Error replies are returned as replies: the caller maps them. On a live
+ * connection, pushes that arrive first are queued. */
+static int request(struct rmq_client *c, int argc, const char **argv, const size_t *lens,
+		   uint64_t wait_extra_ms, redisReply **out)
+{
+	*out = NULL;
+	int rc = need_conn(c);
+	if (rc)
+		return rc;
+	if (c->pl_unread && (rc = pipeline_drain(c)) != RMQ_OK)
+		return rc;
+	if (redisAppendCommandArgv(c->rc, argc, argv, lens) != REDIS_OK)
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory formatting the command");
+	if ((rc = flush_out(c)) != RMQ_OK)
+		return rc;
+	uint64_t deadline = wait_extra_ms == UINT64_MAX
+				    ? UINT64_MAX
+				    : now_ms() + (uint64_t)c->timeout_ms + wait_extra_ms;
+	for (;;) {
+		redisReply *r;
+		if ((rc = read_owed(c, deadline, &r)) != RMQ_OK)
+			return rc;
+		if (c->nlive && take_push(c, r))
+			continue;
+		*out = r;
+		return RMQ_OK;
+	}
+}
+
+/* request() for a command whose success reply is +OK. */
+static int request_ok(struct rmq_client *c, int argc, const char **argv, const size_t *lens,
+		      const char *what)
+{
+	redisReply *r;
+	int rc = request(c, argc, argv, lens, 0, &r);
+	if (rc)
+		return rc;
+	if (r->type == REDIS_REPLY_ERROR)
+		rc = map_error(c, r);
+	else if (r->type == REDIS_REPLY_STATUS)
+		rc = RMQ_OK;
+	else
+		rc = proto_err(c, what, r);
+	freeReplyObject(r);
+	return rc;
+}
+
+static int no_live(struct rmq_client *c, const char *what)
+{
+	if (c->nlive)
+		return set_err(c, RMQ_ERR_STATE,
+			       "%s is not allowed on a connection with live subscriptions", what);
+	return RMQ_OK;
+}
+
+/* --- connection --- */
+
+struct rmq_client *rmq_client_connect(const char *host, int port, int timeout_ms, int *status)
+{
+	int dummy;
+	if (!status)
+		status = &dummy;
+	struct rmq_client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		*status = RMQ_ERR_NOMEM;
+		return NULL;
+	}
+	c->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+	if (!host || !*host)
+		host = "localhost";
+	if (port == 0)
+		port = RMQ_DEFAULT_PORT;
+	if (port < 0 || port > 65535) {
+		*status = set_err(c, RMQ_ERR_ARG, "invalid port %d", port);
+		return c;
+	}
+	struct timeval tv = { .tv_sec = c->timeout_ms / 1000, .tv_usec = (c->timeout_ms % 1000) * 1000 };
+	c->rc = redisConnectWithTimeout(host, port, tv);
+	if (!c->rc) {
+		*status = set_err(c, RMQ_ERR_NOMEM, "out of memory");
+		return c;
+	}
+	if (c->rc->err) {
+		int st = strstr(c->rc->errstr, "timed out") ? RMQ_ERR_TIMEOUT : RMQ_ERR_CONN;
+		*status = set_err(c, st, "cannot connect to %s:%d: %s", host, port, c->rc->errstr);
+		drop_conn(c);
+		return c;
+	}
+	/* From here on every wait is ours (poll with a deadline). */
+	int fl = fcntl(c->rc->fd, F_GETFL);
+	if (fl < 0 || fcntl(c->rc->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		*status = set_err(c, RMQ_ERR_CONN, "cannot connect to %s:%d: fcntl: %s", host, port,
+				  strerror(errno));
+		drop_conn(c);
+		return c;
+	}
+	c->rc->flags &= ~REDIS_BLOCK;
+	*status = RMQ_OK;
+	return c;
+}
+
+void rmq_client_close(struct rmq_client *c)
+{
+	if (!c)
+		return;
+	drop_conn(c);
+	redisReply *r;
+	while ((r = q_pop(c)))
+		freeReplyObject(r);
+	free(c->q);
+	for (size_t i = 0; i < c->nlive; i++)
+		free(c->live[i]);
+	free(c->live);
+	free(c->pl_seqs);
+	free(c);
+}
+
+/* --- publishing and topics --- */
+
+int rmq_register_publisher(struct rmq_client *c, const char *name)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = no_live(c, "REGISTER PUBLISHER");
+	if (rc)
+		return rc;
+	if (name && !name_valid(name))
+		return set_err(c, RMQ_ERR_ARG, "invalid publisher name: 1 to 255 bytes, no whitespace");
+	const char *argv[] = { "REGISTER", "PUBLISHER", name };
+	size_t lens[] = { 8, 9, name ? strlen(name) : 0 };
+	return request_ok(c, name ? 3 : 2, argv, lens, "REGISTER PUBLISHER");
+}
+
+int rmq_create_topic(struct rmq_client *c, const char *topic, const struct rmq_topic_opts *opts)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = check_topic(c, topic);
+	if (rc || (rc = no_live(c, "CREATE")))
+		return rc;
+	const char *argv[6] = { "CREATE", topic };
+	size_t lens[6] = { 6, strlen(topic) };
+	int argc = 2;
+	char cap[24];
+	if (opts && opts->capacity) {
+		snprintf(cap, sizeof(cap), "%llu", (unsigned long long)opts->capacity);
+		argv[argc] = "CAPACITY";
+		lens[argc++] = 8;
+		argv[argc] = cap;
+		lens[argc++] = strlen(cap);
+	}
+	if (opts && opts->onfull != RMQ_FULL_DEFAULT) {
+		const char *p;
+		if (opts->onfull == RMQ_FULL_REJECT)
+			p = "reject";
+		else if (opts->onfull == RMQ_FULL_DROP_OLDEST)
+			p = "drop-oldest";
+		else
+			return set_err(c, RMQ_ERR_ARG, "invalid full policy %d", (int)opts->onfull);
+		argv[argc] = "ONFULL";
+		lens[argc++] = 6;
+		argv[argc] = p;
+		lens[argc++] = strlen(p);
+	}
+	return request_ok(c, argc, argv, lens, "CREATE");
+}
+
+int rmq_delete_topic(struct rmq_client *c, const char *topic)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = check_topic(c, topic);
+	if (rc || (rc = no_live(c, "DELETE")))
+		return rc;
+	const char *argv[] = { "DELETE", topic };
+	size_t lens[] = { 6, strlen(topic) };
+	return request_ok(c, 2, argv, lens, "DELETE");
+}
+
+int rmq_list_topics(struct rmq_client *c, char ***names, size_t *n)
+{
+	if (!c || !names)
+		return c ? set_err(c, RMQ_ERR_ARG, "names is NULL") : RMQ_ERR_ARG;
+	*names = NULL;
+	if (n)
+		*n = 0;
+	int rc = no_live(c, "TOPICS");
+	if (rc)
+		return rc;
+	const char *argv[] = { "TOPICS" };
+	size_t lens[] = { 6 };
+	redisReply *r;
+	if ((rc = request(c, 1, argv, lens, 0, &r)) != RMQ_OK)
+		return rc;
+	if (r->type == REDIS_REPLY_ERROR) {
+		rc = map_error(c, r);
+		freeReplyObject(r);
+		return rc;
+	}
+	if (r->type != REDIS_REPLY_ARRAY) {
+		rc = proto_err(c, "TOPICS", r);
+		freeReplyObject(r);
+		return rc;
+	}
+	size_t bytes = (r->elements + 1) * sizeof(char *);
+	for (size_t i = 0; i < r->elements; i++) {
+		if (!is_str(r->element[i])) {
+			rc = proto_err(c, "TOPICS", r->element[i]);
+			freeReplyObject(r);
+			return rc;
+		}
+		bytes += r->element[i]->len + 1;
+	}
+	char **v = malloc(bytes);
+	if (!v) {
+		freeReplyObject(r);
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+	}
+	char *p = (char *)(v + r->elements + 1);
+	for (size_t i = 0; i < r->elements; i++) {
+		v[i] = p;
+		memcpy(p, r->element[i]->str, r->element[i]->len);
+		p[r->element[i]->len] = '\0';
+		p += r->element[i]->len + 1;
+	}
+	v[r->elements] = NULL;
+	*names = v;
+	if (n)
+		*n = r->elements;
+	freeReplyObject(r);
+	return RMQ_OK;
+}
+
+int rmq_send(struct rmq_client *c, const char *topic, const void *msg, size_t len, uint64_t *seq)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	if (seq)
+		*seq = 0;
+	int rc = check_topic(c, topic);
+	if (rc || (rc = no_live(c, "PUBLISH")))
+		return rc;
+	if (!msg && len)
+		return set_err(c, RMQ_ERR_ARG, "msg is NULL");
+	const char *argv[] = { "PUBLISH", topic, msg ? msg : "" };
+	size_t lens[] = { 7, strlen(topic), len };
+	redisReply *r;
+	if ((rc = request(c, 3, argv, lens, 0, &r)) != RMQ_OK)
+		return rc;
+	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+		if (seq)
+			*seq = (uint64_t)r->integer;
+		rc = RMQ_OK;
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		rc = map_error(c, r);
+	} else {
+		rc = proto_err(c, "PUBLISH", r);
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+/* --- pipeline --- */
+
+/* Records one PUBLISH reply of the pipeline. */
+static void pipeline_record(struct rmq_client *c, redisReply *r)
+{
+	size_t i = c->pl_queued - c->pl_unread; /* index since the last flush */
+	uint64_t seq = 0;
+	int st = RMQ_OK;
+	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+		seq = (uint64_t)r->integer;
+	} else {
+		char saved[sizeof(c->err)];
+		memcpy(saved, c->err, sizeof(saved));
+		st = r->type == REDIS_REPLY_ERROR ? map_error(c, r) : proto_err(c, "PUBLISH", r);
+		if (c->pl_status == RMQ_OK) {
+			c->pl_status = st;
+			snprintf(c->pl_err, sizeof(c->pl_err), "message %zu of the batch: %.200s", i + 1, c->err);
+		}
+		memcpy(c->err, saved, sizeof(saved));
+	}
+	if (i < c->pl_cap)
+		c->pl_seqs[i] = seq;
+	c->pl_unread--;
+}
+
+/* Fails every reply still owed (the connection is gone). */
+static int pipeline_fail(struct rmq_client *c, int st)
+{
+	if (c->pl_status == RMQ_OK) {
+		c->pl_status = st;
+		snprintf(c->pl_err, sizeof(c->pl_err), "message %zu of the batch: %.200s",
+			 c->pl_queued - c->pl_unread + 1, c->err);
+	}
+	while (c->pl_unread) {
+		size_t i = c->pl_queued - c->pl_unread;
+		if (i < c->pl_cap)
+			c->pl_seqs[i] = 0;
+		c->pl_unread--;
+	}
+	c->pl_unsent = c->pl_bytes = 0;
+	return st;
+}
+
+/* Sends the queued window and reads every reply it is owed. */
+static int pipeline_drain(struct rmq_client *c)
+{
+	int rc;
+	c->pl_unsent = c->pl_bytes = 0;
+	if (!c->rc)
+		return pipeline_fail(c, need_conn(c));
+	if ((rc = flush_out(c)) != RMQ_OK)
+		return pipeline_fail(c, rc);
+	while (c->pl_unread) {
+		redisReply *r;
+		if ((rc = read_owed(c, deadline_in(c->timeout_ms), &r)) != RMQ_OK)
+			return pipeline_fail(c, rc);
+		pipeline_record(c, r);
+		freeReplyObject(r);
+	}
+	return RMQ_OK;
+}
+
+/* Writes the window just formatted, then reads replies until at most one
+ * window is outstanding. Per-message failures are recorded; returns only
+ * what stops the pipeline. */
+static int pipeline_push(struct rmq_client *c)
+{
+	int rc;
+	c->pl_unsent = c->pl_bytes = 0;
+	if ((rc = flush_out(c)) != RMQ_OK)
+		return pipeline_fail(c, rc);
+	while (c->pl_unread > PIPE_WINDOW_MSGS) {
+		redisReply *r;
+		if ((rc = read_owed(c, deadline_in(c->timeout_ms), &r)) != RMQ_OK)
+			return pipeline_fail(c, rc);
+		pipeline_record(c, r);
+		freeReplyObject(r);
+	}
+	return RMQ_OK;
+}
+
+int rmq_send_queue(struct rmq_client *c, const char *topic, const void *msg, size_t len)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = check_topic(c, topic);
+	if (rc || (rc = no_live(c, "PUBLISH")) || (rc = need_conn(c)))
+		return rc;
+	if (!msg && len)
+		return set_err(c, RMQ_ERR_ARG, "msg is NULL");
+	if (c->pl_queued == c->pl_cap) {
+		size_t cap = c->pl_cap ? c->pl_cap * 2 : PIPE_WINDOW_MSGS;
+		uint64_t *v = realloc(c->pl_seqs, cap * sizeof(*v));
+		if (!v)
+			return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+		c->pl_seqs = v;
+		c->pl_cap = cap;
+	}
+	const char *argv[] = { "PUBLISH", topic, msg ? msg : "" };
+	size_t lens[] = { 7, strlen(topic), len };
+	if (redisAppendCommandArgv(c->rc, 3, argv, lens) != REDIS_OK)
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory formatting the command");
+	c->pl_queued++;
+	c->pl_unread++;
+	c->pl_unsent++;
+	c->pl_bytes += len + lens[1] + 40;
+	if (c->pl_unsent >= PIPE_WINDOW_MSGS || c->pl_bytes >= PIPE_WINDOW_BYTES)
+		return pipeline_push(c);
+	return RMQ_OK;
+}
+
+size_t rmq_send_queued(const struct rmq_client *c)
+{
+	return c ? c->pl_queued : 0;
+}
+
+int rmq_send_flush(struct rmq_client *c, uint64_t *seqs, size_t cap, size_t *n)
+{
+	if (n)
+		*n = 0;
+	if (!c)
+		return RMQ_ERR_ARG;
+	if (c->pl_unread)
+		pipeline_drain(c);
+	size_t total = c->pl_queued;
+	if (seqs && total && cap)
+		memcpy(seqs, c->pl_seqs, (cap < total ? cap : total) * sizeof(*seqs));
+	if (n)
+		*n = total;
+	int st = c->pl_status;
+	if (st != RMQ_OK)
+		set_err(c, st, "%s", c->pl_err);
+	c->pl_queued = c->pl_unread = c->pl_unsent = c->pl_bytes = 0;
+	c->pl_status = RMQ_OK;
+	c->pl_err[0] = '\0';
+	if (total == 0 && st == RMQ_OK && !c->rc)
+		return need_conn(c);
+	return st;
+}
+
+/* --- durable subscriptions --- */
+
+int rmq_register_subscriber(struct rmq_client *c, const char *name)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	if (!name_valid(name))
+		return set_err(c, RMQ_ERR_ARG,
+			       "invalid subscriber name '%.64s': 1 to 255 bytes, no whitespace or control characters",
+			       name ? name : "(null)");
+	int rc = no_live(c, "REGISTER SUBSCRIBER");
+	if (rc)
+		return rc;
+	const char *argv[] = { "REGISTER", "SUBSCRIBER", name };
+	size_t lens[] = { 8, 10, strlen(name) };
+	rc = request_ok(c, 3, argv, lens, "REGISTER SUBSCRIBER");
+	if (rc == RMQ_OK)
+		c->subscriber = true;
+	return rc;
+}
+
+/* SUBSCRIBE or UNSUBSCRIBE of one topic; the reply is [kind, topic, n].
+ * live: pushes may arrive before it (even when the last live subscription
+ * is being ended: they were sent before the reply). */
+static int sub_cmd(struct rmq_client *c, const char *cmd, const char *kind, const char *topic,
+		   bool live)
+{
+	const char *argv[] = { cmd, topic };
+	size_t lens[] = { strlen(cmd), strlen(topic) };
+	redisReply *r;
+	int rc = need_conn(c);
+	if (rc || (c->pl_unread && (rc = pipeline_drain(c))))
+		return rc;
+	if (redisAppendCommandArgv(c->rc, 2, argv, lens) != REDIS_OK)
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory formatting the command");
+	if ((rc = flush_out(c)) != RMQ_OK)
+		return rc;
+	uint64_t deadline = deadline_in(c->timeout_ms);
+	for (;;) {
+		if ((rc = read_owed(c, deadline, &r)) != RMQ_OK)
+			return rc;
+		if (r->type == REDIS_REPLY_ERROR) {
+			rc = map_error(c, r);
+			freeReplyObject(r);
+			return rc;
+		}
+		/* Ours: [kind, topic, n] for this very topic. Anything else
+		 * in between is a push. */
+		if (is_push(r, kind) && r->element[1]->len == lens[1] &&
+		    memcmp(r->element[1]->str, topic, lens[1]) == 0 &&
+		    r->element[2]->type == REDIS_REPLY_INTEGER) {
+			freeReplyObject(r);
+			return RMQ_OK;
+		}
+		if (live && take_push(c, r))
+			continue;
+		rc = proto_err(c, cmd, r);
+		freeReplyObject(r);
+		return rc;
+	}
+}
+
+int rmq_subscribe(struct rmq_client *c, const char *topic)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = check_topic(c, topic);
+	if (rc)
+		return rc;
+	if (!c->subscriber)
+		return set_err(c, RMQ_ERR_STATE,
+			       "durable SUBSCRIBE needs rmq_register_subscriber first (or use rmq_subscribe_live)");
+	return sub_cmd(c, "SUBSCRIBE", "subscribe", topic, false);
+}
+
+int rmq_unsubscribe(struct rmq_client *c, const char *topic)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = check_topic(c, topic);
+	if (rc)
+		return rc;
+	if (!c->subscriber)
+		return set_err(c, RMQ_ERR_STATE,
+			       "durable UNSUBSCRIBE needs rmq_register_subscriber first (or use rmq_unsubscribe_live)");
+	return sub_cmd(c, "UNSUBSCRIBE", "unsubscribe", topic, false);
+}
+
+struct pulled {
+	struct rmq_msgs m;
+	redisReply *reply;
+};
+
+int rmq_pull(struct rmq_client *c, const char *topic, size_t max, int timeout_ms,
+	     struct rmq_msgs **out)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	if (!out)
+		return set_err(c, RMQ_ERR_ARG, "out is NULL");
+	*out = NULL;
+	int rc = check_topic(c, topic);
+	if (rc)
+		return rc;
+	if (!c->subscriber)
+		return set_err(c, RMQ_ERR_STATE, "PULL needs rmq_register_subscriber first");
+	if (max == 0)
+		max = PULL_DEFAULT;
+	if (max > PULL_MAX)
+		return set_err(c, RMQ_ERR_ARG, "max must be 1 to %d", PULL_MAX);
+	char count[24], block[24];
+	snprintf(count, sizeof(count), "%zu", max);
+	snprintf(block, sizeof(block), "%d", timeout_ms < 0 ? 0 : timeout_ms);
+	const char *argv[] = { "PULL", topic, "COUNT", count, "BLOCK", block };
+	size_t lens[] = { 4, strlen(topic), 5, strlen(count), 5, strlen(block) };
+	redisReply *r;
+	rc = request(c, timeout_ms == 0 ? 4 : 6, argv, lens,
+		     timeout_ms < 0 ? UINT64_MAX : (uint64_t)timeout_ms, &r);
+	if (rc)
+		return rc;
+	if (r->type == REDIS_REPLY_ERROR) {
+		rc = map_error(c, r);
+		freeReplyObject(r);
+		return rc;
+	}
+	if (r->type != REDIS_REPLY_ARRAY) {
+		rc = proto_err(c, "PULL", r);
+		freeReplyObject(r);
+		return rc;
+	}
+	for (size_t i = 0; i < r->elements; i++) {
+		redisReply *e = r->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_INTEGER || e->element[0]->integer <= 0 ||
+		    e->element[1]->type != REDIS_REPLY_STRING) {
+			rc = proto_err(c, "PULL", e);
+			freeReplyObject(r);
+			return rc;
+		}
+	}
+	size_t tlen = strlen(topic);
+	struct pulled *p = malloc(sizeof(*p) + r->elements * sizeof(struct rmq_msg) + tlen + 1);
+	if (!p) {
+		freeReplyObject(r);
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+	}
+	struct rmq_msg *v = (struct rmq_msg *)(p + 1);
+	char *t = (char *)(v + r->elements);
+	memcpy(t, topic, tlen + 1);
+	for (size_t i = 0; i < r->elements; i++) {
+		redisReply *e = r->element[i];
+		v[i] = (struct rmq_msg){ .kind = RMQ_MSG_DATA,
+					 .seq = (uint64_t)e->element[0]->integer,
+					 .topic = t,
+					 .topic_len = tlen,
+					 .payload = e->element[1]->str,
+					 .len = e->element[1]->len };
+	}
+	p->m.n = r->elements;
+	p->m.msg = v;
+	p->m._priv = p;
+	p->reply = r;
+	*out = &p->m;
+	return RMQ_OK;
+}
+
+void rmq_msgs_free(struct rmq_msgs *m)
+{
+	if (!m)
+		return;
+	struct pulled *p = m->_priv;
+	freeReplyObject(p->reply);
+	free(p);
+}
+
+/* --- live subscriptions --- */
+
+int rmq_subscribe_live(struct rmq_client *c, const char *topic)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = check_topic(c, topic);
+	if (rc)
+		return rc;
+	if (c->subscriber)
+		return set_err(c, RMQ_ERR_STATE,
+			       "live SUBSCRIBE on a registered durable subscriber (use rmq_subscribe)");
+	if (c->pl_queued)
+		return set_err(c, RMQ_ERR_STATE, "flush the pipelined sends first (rmq_send_flush)");
+	if ((rc = live_add(c, topic)) != RMQ_OK)
+		return rc;
+	rc = sub_cmd(c, "SUBSCRIBE", "subscribe", topic, true);
+	if (rc != RMQ_OK) {
+		ssize_t i = live_find(c, topic, strlen(topic));
+		if (i >= 0)
+			live_remove(c, (size_t)i);
+	}
+	return rc;
+}
+
+int rmq_unsubscribe_live(struct rmq_client *c, const char *topic)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = check_topic(c, topic);
+	if (rc)
+		return rc;
+	if (c->subscriber)
+		return set_err(c, RMQ_ERR_STATE, "not a live subscriber connection (use rmq_unsubscribe)");
+	ssize_t i = live_find(c, topic, strlen(topic));
+	if (i < 0)
+		return RMQ_OK; /* not subscribed (or the topic was deleted) */
+	live_remove(c, (size_t)i);
+	/* From here a deletion push for topic is stray; the reply is the
+	 * first "unsubscribe" for it. */
+	return sub_cmd(c, "UNSUBSCRIBE", "unsubscribe", topic, true);
+}
+
+size_t rmq_live_count(const struct rmq_client *c)
+{
+	return c ? c->nlive : 0;
+}
+
+struct pushed {
+	struct rmq_msg m;
+	redisReply *reply;
+};
+
+/* Turns a queued push into a message. */
+static int to_msg(struct rmq_client *c, redisReply *r, struct rmq_msg **msg)
+{
+	struct pushed *p = malloc(sizeof(*p));
+	if (!p) {
+		freeReplyObject(r);
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+	}
+	bool data = str_is(r->element[0], "message");
+	p->m = (struct rmq_msg){ .kind = data ? RMQ_MSG_DATA : RMQ_MSG_TOPIC_GONE,
+				 .seq = 0,
+				 .topic = r->element[1]->str,
+				 .topic_len = r->element[1]->len,
+				 .payload = data && is_str(r->element[2]) ? r->element[2]->str : "",
+				 .len = data && is_str(r->element[2]) ? r->element[2]->len : 0 };
+	p->reply = r;
+	*msg = &p->m;
+	return RMQ_OK;
+}
+
+int rmq_next_message(struct rmq_client *c, int timeout_ms, struct rmq_msg **msg)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	if (!msg)
+		return set_err(c, RMQ_ERR_ARG, "msg is NULL");
+	*msg = NULL;
+	redisReply *r = q_pop(c);
+	if (r)
+		return to_msg(c, r, msg);
+	if (!c->nlive)
+		return set_err(c, RMQ_ERR_STATE, "no live subscription");
+	int rc = need_conn(c);
+	if (rc)
+		return rc;
+	uint64_t deadline = deadline_in(timeout_ms);
+	for (;;) {
+		if ((rc = read_reply(c, deadline, &r)) != RMQ_OK) {
+			if (rc == RMQ_ERR_TIMEOUT)
+				set_err(c, rc, "no message within %d ms", timeout_ms);
+			return rc;
+		}
+		if (!take_push(c, r)) {
+			rc = r->type == REDIS_REPLY_ERROR ? map_error(c, r) : proto_err(c, "SUBSCRIBE", r);
+			freeReplyObject(r);
+			return rc;
+		}
+		if ((r = q_pop(c)))
+			return to_msg(c, r, msg);
+		/* a stray push was dropped: keep waiting */
+	}
+}
+
+void rmq_msg_free(struct rmq_msg *m)
+{
+	if (!m)
+		return;
+	struct pushed *p = (struct pushed *)m;
+	freeReplyObject(p->reply);
+	free(p);
+}

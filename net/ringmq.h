@@ -1,0 +1,249 @@
+/* ringmq.h - C client library for the ringmq broker.
+ *
+ * A thin layer over hiredis (the standard Redis C client): ringmq speaks
+ * RESP, so every call below is one or more Redis-style commands
+ * (REGISTER, CREATE, PUBLISH, SUBSCRIBE, PULL, ...). Link with
+ * `pkg-config --cflags --libs ringmq`.
+ *
+ * A connection is in one of three modes, fixed by the first call that
+ * needs one:
+ *   - plain (publisher or admin): rmq_register_publisher, rmq_create_topic,
+ *     rmq_delete_topic, rmq_send, rmq_send_queue/rmq_send_flush;
+ *   - durable subscriber, after rmq_register_subscriber(name): the server
+ *     keeps name's position in each topic; rmq_subscribe, rmq_pull,
+ *     rmq_unsubscribe. A later connection registering the same name
+ *     resumes where this one stopped (and takes the name over);
+ *   - live subscriber, after rmq_subscribe_live: the server pushes every
+ *     new message (Redis SUBSCRIBE semantics, no sequence numbers, nothing
+ *     kept after the connection closes); rmq_next_message,
+ *     rmq_unsubscribe_live. Admin and publish calls fail with
+ *     RMQ_ERR_STATE while live subscriptions exist.
+ *
+ * Errors: every function returns an enum rmq_status (RMQ_OK or a negative
+ * RMQ_ERR_*). rmq_client_errstr() describes the last failure in words. No
+ * function aborts, exits or raises a signal in the caller's process (a
+ * write to a closed socket does not deliver SIGPIPE).
+ *
+ * Timeouts: the timeout given to rmq_client_connect bounds the connection
+ * attempt and the wait for each reply. A request whose reply does not
+ * arrive in time returns RMQ_ERR_TIMEOUT and closes the connection (its
+ * reply could otherwise be taken for the next one's): later calls return
+ * RMQ_ERR_CONN until the client is closed. Waiting in rmq_next_message or
+ * in rmq_pull's own timeout is not a failure and keeps the connection.
+ *
+ * Threads: a client may be used by one thread at a time. Different clients
+ * are independent.
+ *
+ * Memory: the caller owns every object the library returns and frees it
+ * with the matching function: rmq_client_close, rmq_msgs_free,
+ * rmq_msg_free. Strings passed in are copied or sent before the call
+ * returns; the library keeps no pointer to them.
+ */
+#ifndef RINGMQ_H
+#define RINGMQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RMQ_DEFAULT_PORT 5555
+#define RMQ_TOPIC_MAX_LEN 255
+
+enum rmq_status {
+	RMQ_OK = 0,
+	RMQ_ERR_ARG = -1,        /* invalid argument (NULL, bad topic name, ...) */
+	RMQ_ERR_CONN = -2,       /* cannot connect, or the connection is lost */
+	RMQ_ERR_TIMEOUT = -3,    /* no connection or reply in time */
+	RMQ_ERR_PROTO = -4,      /* the server's reply is not what was expected */
+	RMQ_ERR_NOTOPIC = -5,    /* no such topic (or it was deleted) */
+	RMQ_ERR_EXISTS = -6,     /* the topic already exists */
+	RMQ_ERR_FULL = -7,       /* topic full: durable subscribers lag (ONFULL reject) */
+	RMQ_ERR_NOTSUB = -8,     /* pulled from a topic the subscriber has not subscribed to */
+	RMQ_ERR_TAKENOVER = -9,  /* another connection registered the same subscriber name */
+	RMQ_ERR_STATE = -10,     /* call not allowed in this connection's mode */
+	RMQ_ERR_SERVER = -11,    /* any other error reply; see rmq_client_errstr */
+	RMQ_ERR_NOMEM = -12,     /* out of memory in the client */
+};
+
+/* What a topic does when it is full. */
+enum rmq_full_policy {
+	RMQ_FULL_DEFAULT = 0,     /* the server's default (reject) */
+	RMQ_FULL_REJECT = 1,      /* refuse new messages while durable subscribers lag */
+	RMQ_FULL_DROP_OLDEST = 2, /* always accept; evict the oldest messages */
+};
+
+struct rmq_topic_opts {
+	uint64_t capacity;            /* retained bytes; 0: server default (64M) */
+	enum rmq_full_policy onfull;
+};
+
+enum rmq_msg_kind {
+	RMQ_MSG_DATA = 0,       /* a message: payload is set */
+	RMQ_MSG_TOPIC_GONE = 1, /* live only: the topic was deleted, its
+				 * subscription ended; payload is empty */
+};
+
+/* One message. topic and payload are NUL-terminated for convenience, but
+ * payloads are binary: use len. */
+struct rmq_msg {
+	enum rmq_msg_kind kind;
+	uint64_t seq;            /* sequence number; 0 for live pushes (they carry none) */
+	const char *topic;
+	size_t topic_len;
+	const char *payload;
+	size_t len;
+};
+
+/* A batch returned by rmq_pull: msg[0 .. n-1], in sequence order. */
+struct rmq_msgs {
+	size_t n;
+	struct rmq_msg *msg;
+	void *_priv;             /* the library's: do not touch */
+};
+
+struct rmq_client;
+
+/* --- connection --- */
+
+/* Connects to host:port (host is a name or an address; port 0 means
+ * RMQ_DEFAULT_PORT). timeout_ms bounds the connection attempt and each
+ * later wait for a reply; <= 0 means 5000.
+ *
+ * Always returns a client, even when the connection failed, so that
+ * rmq_client_errstr() can say why; NULL only when out of memory. *status
+ * (if not NULL) receives RMQ_OK, RMQ_ERR_CONN (refused, unreachable, name
+ * not resolved), RMQ_ERR_TIMEOUT or RMQ_ERR_ARG. A failed client answers
+ * every call with RMQ_ERR_CONN. Either way the caller frees it with
+ * rmq_client_close(). */
+struct rmq_client *rmq_client_connect(const char *host, int port, int timeout_ms, int *status);
+
+/* Closes the connection and frees the client and everything it still
+ * holds (queued sends, unread pushes). Messages already returned stay
+ * valid. NULL is a no-op. */
+void rmq_client_close(struct rmq_client *c);
+
+/* The last failure on c, in words ("no such topic 'x'", "connection lost:
+ * ..."). Valid until the next call on c. Never NULL (NULL c: "out of
+ * memory"). */
+const char *rmq_client_errstr(const struct rmq_client *c);
+
+/* Short fixed description of a status ("no such topic"). Static. */
+const char *rmq_strerror(int status);
+
+/* The library's version, "MAJOR.MINOR.PATCH". Static. */
+const char *rmq_version(void);
+
+/* --- publishing and topics --- */
+
+/* Registers the connection as a publisher; name may be NULL. Optional: the
+ * server accepts PUBLISH from any connection that is not a subscriber. */
+int rmq_register_publisher(struct rmq_client *c, const char *name);
+
+/* Creates topic. opts NULL: server defaults. RMQ_ERR_EXISTS if it exists. */
+int rmq_create_topic(struct rmq_client *c, const char *topic, const struct rmq_topic_opts *opts);
+
+/* Deletes topic. Live subscribers receive an RMQ_MSG_TOPIC_GONE event,
+ * durable ones RMQ_ERR_NOTOPIC on their next pull. RMQ_ERR_NOTOPIC if it
+ * does not exist. */
+int rmq_delete_topic(struct rmq_client *c, const char *topic);
+
+/* Lists the topics: *names receives a NULL-terminated array of n strings,
+ * sorted, in one allocation the caller frees with free(*names). */
+int rmq_list_topics(struct rmq_client *c, char ***names, size_t *n);
+
+/* Publishes one message of len bytes and waits for its sequence number
+ * (written to *seq if not NULL). RMQ_ERR_NOTOPIC, RMQ_ERR_FULL, ... */
+int rmq_send(struct rmq_client *c, const char *topic, const void *msg, size_t len, uint64_t *seq);
+
+/* Pipelined publishing for high rates: queue many messages, then collect
+ * their sequence numbers with one rmq_send_flush. Queued messages go out
+ * in batches as they accumulate (so memory stays bounded by the batch,
+ * plus 8 bytes per message for its sequence number) and their replies are
+ * read then; the first failure is kept for rmq_send_flush to report.
+ *
+ * rmq_send_queue returns RMQ_OK once the message is queued, or an error
+ * that stops the pipeline (RMQ_ERR_ARG, RMQ_ERR_CONN, RMQ_ERR_TIMEOUT,
+ * RMQ_ERR_STATE); per-message failures (no such topic, full) are reported
+ * by rmq_send_flush. Other calls on c send what is queued and collect its
+ * replies first (the sequence numbers stay for rmq_send_flush);
+ * rmq_subscribe_live refuses with RMQ_ERR_STATE until rmq_send_flush. */
+int rmq_send_queue(struct rmq_client *c, const char *topic, const void *msg, size_t len);
+
+/* Messages queued since the last rmq_send_flush. */
+size_t rmq_send_queued(const struct rmq_client *c);
+
+/* Sends what is still queued and waits for every reply. For the i-th
+ * message queued since the last flush, seqs[i] (i < cap; seqs may be NULL)
+ * receives its sequence number, or 0 if it failed. *n (if not NULL)
+ * receives the number of messages the flush covered. Returns RMQ_OK when
+ * all succeeded, else the status of the first failure (rmq_client_errstr
+ * names its index); on RMQ_ERR_CONN / RMQ_ERR_TIMEOUT, messages whose
+ * reply never came have seq 0 and may or may not have been published. */
+int rmq_send_flush(struct rmq_client *c, uint64_t *seqs, size_t cap, size_t *n);
+
+/* --- durable subscriptions --- */
+
+/* Registers the connection as the durable subscriber `name` (1..255 bytes,
+ * no whitespace). Creates it on first use; a name registered before keeps
+ * its subscriptions and positions. A connection that held the name before
+ * gets RMQ_ERR_TAKENOVER from then on. */
+int rmq_register_subscriber(struct rmq_client *c, const char *name);
+
+/* Subscribes the registered subscriber to topic, starting at the topic's
+ * current end; an existing subscription keeps its position. RMQ_ERR_STATE
+ * if not registered (see rmq_subscribe_live), RMQ_ERR_NOTOPIC. */
+int rmq_subscribe(struct rmq_client *c, const char *topic);
+
+/* Ends the subscriber's subscription to topic, so the topic no longer
+ * keeps messages for it. Not being subscribed is not an error. */
+int rmq_unsubscribe(struct rmq_client *c, const char *topic);
+
+/* Reads up to max messages (1..100000; 0: 100) the subscriber has not seen
+ * yet on topic, and advances its position past them (at most once: a
+ * batch lost with the connection is not sent again). If none are there,
+ * waits up to timeout_ms for one (0: do not wait, < 0: wait forever).
+ *
+ * On RMQ_OK, *out is a batch (possibly empty: nothing arrived in time)
+ * that the caller frees with rmq_msgs_free(). On failure *out is NULL:
+ * RMQ_ERR_NOTSUB, RMQ_ERR_NOTOPIC (the topic was deleted; the subscription
+ * is gone), RMQ_ERR_TAKENOVER, RMQ_ERR_STATE (not registered), ... */
+int rmq_pull(struct rmq_client *c, const char *topic, size_t max, int timeout_ms,
+	     struct rmq_msgs **out);
+
+/* Frees a batch from rmq_pull, including every message in it. NULL is a
+ * no-op. */
+void rmq_msgs_free(struct rmq_msgs *m);
+
+/* --- live subscriptions --- */
+
+/* Subscribes a connection that is not a registered subscriber to topic:
+ * from now on, every message published to topic is pushed to it, to be
+ * read with rmq_next_message. RMQ_ERR_NOTOPIC, RMQ_ERR_STATE. */
+int rmq_subscribe_live(struct rmq_client *c, const char *topic);
+
+/* Ends a live subscription (messages already received stay readable). */
+int rmq_unsubscribe_live(struct rmq_client *c, const char *topic);
+
+/* Number of live subscriptions the connection holds. */
+size_t rmq_live_count(const struct rmq_client *c);
+
+/* Waits up to timeout_ms (0: only what has arrived, < 0: forever) for the
+ * next pushed message. On RMQ_OK, *msg is a message (kind RMQ_MSG_DATA,
+ * seq 0) or the end of a subscription whose topic was deleted (kind
+ * RMQ_MSG_TOPIC_GONE); the caller frees it with rmq_msg_free(). On failure
+ * *msg is NULL: RMQ_ERR_TIMEOUT (nothing arrived; the connection is
+ * fine), RMQ_ERR_CONN, RMQ_ERR_STATE (no live subscription and nothing
+ * left to read). */
+int rmq_next_message(struct rmq_client *c, int timeout_ms, struct rmq_msg **msg);
+
+/* Frees a message from rmq_next_message. NULL is a no-op. */
+void rmq_msg_free(struct rmq_msg *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
