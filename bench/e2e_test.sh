@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# e2e_test.sh - runs every ringmq-bench scenario briefly against a live
+# ringmq-server and checks the counts in each --json report: in fan-out,
+# pull and latency runs every message sent was delivered, none lost,
+# duplicated or out of order; no errors anywhere; sane figures.
+#
+#   bench/e2e_test.sh SERVER BENCH WORKDIR
+#
+# Starts ringmq-server itself (--port 0, 127.0.0.1) and stops it by PID.
+# Redis and NATS are not used (see bench/README.md for the peer checks).
+set -euo pipefail
+SERVER=${1:?usage: e2e_test.sh SERVER BENCH WORKDIR}
+BENCH=${2:?}
+WORK=${3:?}
+PY=${PYTHON3:-python3}
+mkdir -p "$WORK"
+rm -f "$WORK"/*.json "$WORK"/*.csv
+
+SPID=""
+cleanup() { if [[ -n "$SPID" ]]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+
+"$SERVER" --bind 127.0.0.1 --port 0 --threads 2 --log-level warn >"$WORK/server.out" 2>"$WORK/server.log" &
+SPID=$!
+PORT=""
+for _ in $(seq 100); do
+  PORT=$(sed -n 's/^Server started on .*:\([0-9][0-9]*\)$/\1/p' "$WORK/server.out")
+  [[ -n "$PORT" ]] && break
+  kill -0 "$SPID" 2>/dev/null || { cat "$WORK/server.log"; echo "FAIL: server exited"; exit 1; }
+  sleep 0.05
+done
+[[ -n "$PORT" ]] || { echo "FAIL: server did not print its port"; exit 1; }
+echo "ringmq-server pid $SPID on 127.0.0.1:$PORT"
+
+fails=0
+# run NAME CHECK ARGS...: runs the bench with --json, then checks it.
+run() {
+  local name=$1 check=$2
+  shift 2
+  local json="$WORK/$name.json"
+  echo "== $name: ringmq-bench $*"
+  local rc=0
+  timeout 60 "$BENCH" "$@" --json "$json" --quiet >"$WORK/$name.out" 2>&1 || rc=$?
+  cat "$WORK/$name.out"
+  if [[ $rc -ne 0 ]]; then
+    echo "FAIL: $name: ringmq-bench exited $rc"
+    fails=$((fails + 1))
+    return
+  fi
+  if ! "$PY" - "$json" "$check" <<'PYEOF'
+import json, sys
+path, check = sys.argv[1], sys.argv[2]
+doc = json.load(open(path))
+res = doc["results"]
+assert res, "no results"
+assert doc["machine"]["cores"] >= 1
+def m(r, k):
+    assert k in r["metrics"], "missing metric %s in %s" % (k, r["label"])
+    return r["metrics"][k]["median"]
+for r in res:
+    c = r["counts"]
+    assert r["ok"], "%s: not ok: %s" % (r["label"], r["error"])
+    assert r["failed_runs"] == 0 and r["runs"] >= 1, r
+    assert c["errors"] == 0, "%s: %d errors: %s" % (r["label"], c["errors"], r["error"])
+    cfg = r["config"]
+    for k in ("payload", "depth", "publishers", "subscribers", "topics", "cores"):
+        assert k in cfg, "config lacks " + k
+    assert r["version"], "no server version"
+    if check in ("fanout", "pull", "latency"):
+        assert c["checked"], "messages were not checked"
+        assert c["sent"] > 0, "nothing sent"
+        assert c["expected"] >= c["sent"], c
+        assert c["delivered"] == c["expected"], "%s: delivered %d of %d" % (r["label"], c["delivered"], c["expected"])
+        assert c["lost"] == 0 and c["duplicated"] == 0 and c["out_of_order"] == 0 and c["unexpected"] == 0, c
+        assert m(r, "delivered_msgs_per_s") > 0
+        assert 0 < m(r, "e2e_p50_us") <= m(r, "e2e_p99_us") <= m(r, "e2e_max_us")
+    if check == "latency":
+        rate = cfg["rate"]
+        got = m(r, "achieved_rate_msgs_per_s")
+        assert 0.8 * rate <= got <= 1.2 * rate, "achieved %g of %g msg/s" % (got, rate)
+        for k in ("e2e_p90_us", "e2e_p9999_us"):
+            m(r, k)
+    if check in ("send", "fanout", "pull"):
+        assert m(r, "published_msgs_per_s") > 0
+    if check == "send" and cfg["replies"]:
+        assert 0 < m(r, "ack_p50_us") <= m(r, "ack_max_us")
+    if check == "createTopic":
+        assert m(r, "create_topics_per_s") > 0 and m(r, "delete_topics_per_s") > 0
+        sizes = cfg["lookup_sizes"]
+        assert sizes == [1, 2000], sizes
+        for n in sizes:
+            assert m(r, "publish_msgs_per_s_at_%d_topics" % n) > 0
+    if check == "sweep":
+        assert r["sweep"] and r["server_threads"] in (1, 2), r
+        assert m(r, "published_msgs_per_s") > 0
+if check == "sweep":
+    assert sorted(r["server_threads"] for r in res) == [1, 2], [r["server_threads"] for r in res]
+print("ok: %s (%d result rows)" % (check, len(res)))
+PYEOF
+  then
+    echo "FAIL: $name: report check failed ($json)"
+    fails=$((fails + 1))
+  fi
+}
+
+C=(--host 127.0.0.1 --port "$PORT" --server-pid "$SPID")
+Q=(--duration 1 --warmup 0.3)
+run send send send "${C[@]}" "${Q[@]}" -p 2 --depth 200
+run send_noreply send send "${C[@]}" "${Q[@]}" --no-replies
+run send_mpublish send send "${C[@]}" "${Q[@]}" --mpublish 20 --depth 400
+run fanout fanout fanout "${C[@]}" "${Q[@]}" -p 2 -s 3 -t 2
+run fanout_1_10 fanout fanout "${C[@]}" "${Q[@]}" -s 10
+run fanout_count fanout fanout "${C[@]}" --warmup 0.2 --count 20000 -s 2 --replies
+run fanout_big fanout fanout "${C[@]}" "${Q[@]}" --payload 4K -s 2
+run pull pull pull "${C[@]}" "${Q[@]}" -p 1 -s 2 --pull-count 500
+run latency latency latency "${C[@]}" "${Q[@]}" --rate 20000
+run createTopic createTopic createTopic "${C[@]}" --clients 2 --topics-per-client 500 \
+  --lookup-sizes 1,2000 --lookup-duration 0.5
+run sweep sweep sweep --server "$SERVER" --threads-list 1,2 --scenario send --duration 0.5 --warmup 0.2 \
+  --csv "$WORK/sweep.csv"
+[[ -s "$WORK/sweep.csv" ]] || { echo "FAIL: no CSV"; fails=$((fails + 1)); }
+
+# A run that cannot succeed must fail loudly: nothing listens on this port.
+if "$BENCH" send --host 127.0.0.1 --port 1 --duration 0.2 --quiet >/dev/null 2>&1; then
+  echo "FAIL: a run against a closed port exited 0"
+  fails=$((fails + 1))
+fi
+
+if ! kill -0 "$SPID" 2>/dev/null; then
+  echo "FAIL: ringmq-server died"; cat "$WORK/server.log"; fails=$((fails + 1))
+fi
+if [[ $fails -ne 0 ]]; then
+  echo "e2e: $fails failure(s)"; exit 1
+fi
+echo "e2e: all scenarios ok"

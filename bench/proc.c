@@ -1,0 +1,462 @@
+/* proc.c - starting and stopping servers, /proc readings (see proc.h). */
+#define _GNU_SOURCE
+#include "proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net.h"
+
+static const char *const target_names[RB_NTARGETS] = { "ringmq", "redis", "nats" };
+
+const char *rb_target_name(enum rb_target t)
+{
+	return (unsigned)t < RB_NTARGETS ? target_names[t] : "?";
+}
+
+int rb_target_parse(const char *s, enum rb_target *t)
+{
+	for (int i = 0; i < RB_NTARGETS; i++)
+		if (!strcmp(s, target_names[i])) {
+			*t = (enum rb_target)i;
+			return 0;
+		}
+	return -1;
+}
+
+int rb_target_default_port(enum rb_target t)
+{
+	return t == RB_REDIS ? 6379 : t == RB_NATS ? 4222 : 5555;
+}
+
+/* --- started children, for cleanup (also from signal handlers) --- */
+
+#define MAX_CHILDREN 16
+static volatile pid_t children[MAX_CHILDREN];
+
+static void child_add(pid_t pid)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (!children[i]) {
+			children[i] = pid;
+			return;
+		}
+}
+
+static void child_del(pid_t pid)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i] == pid)
+			children[i] = 0;
+}
+
+void rb_proc_cleanup(void)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i] > 0)
+			kill(children[i], SIGTERM);
+	/* give them a moment, then make sure */
+	for (int k = 0; k < 50; k++) {
+		int alive = 0;
+		for (int i = 0; i < MAX_CHILDREN; i++) {
+			pid_t p = children[i];
+			if (p <= 0)
+				continue;
+			if (waitpid(p, NULL, WNOHANG) == p)
+				children[i] = 0;
+			else
+				alive++;
+		}
+		if (!alive)
+			return;
+		struct timespec ts = { 0, 20 * 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i] > 0) {
+			kill(children[i], SIGKILL);
+			waitpid(children[i], NULL, 0);
+			children[i] = 0;
+		}
+}
+
+/* --- locating programs --- */
+
+static bool is_exe(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+const char *rb_find_exe(const char *name)
+{
+	static char path[PATH_MAX];
+	if (strchr(name, '/'))
+		return is_exe(name) ? name : NULL;
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = 0;
+			if (snprintf(path, sizeof(path), "%s/%s", self, name) < (int)sizeof(path) &&
+			    is_exe(path))
+				return path;
+			if (snprintf(path, sizeof(path), "%s/../%s", self, name) < (int)sizeof(path) &&
+			    is_exe(path))
+				return path;
+		}
+	}
+	const char *env = getenv("PATH");
+	char dirs[4096];
+	snprintf(dirs, sizeof(dirs), "%s:/usr/sbin:/sbin:/usr/local/sbin", env ? env : "/usr/bin:/bin");
+	char *save = NULL;
+	for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		snprintf(path, sizeof(path), "%s/%s", *d ? d : ".", name);
+		if (is_exe(path))
+			return path;
+	}
+	return NULL;
+}
+
+/* A port that was free a moment ago (the server binds it right after). */
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int port = -1;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static pid_t spawn(char *const argv[], const char *log, int *out_pipe)
+{
+	int pfd[2] = { -1, -1 };
+	if (out_pipe && pipe2(pfd, O_CLOEXEC) != 0)
+		return -1;
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(127);
+		/* not the harness's signal handling */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (nul >= 0)
+			dup2(nul, 0);
+		if (out_pipe)
+			dup2(pfd[1], 1);
+		else if (lf >= 0)
+			dup2(lf, 1);
+		if (lf >= 0)
+			dup2(lf, 2);
+		setpgid(0, 0); /* a terminal's ^C goes to the harness, which stops us */
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	if (out_pipe) {
+		close(pfd[1]);
+		*out_pipe = pfd[0];
+	}
+	child_add(pid);
+	return pid;
+}
+
+static void reap(pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	kill(pid, SIGTERM);
+	for (int k = 0; k < 250; k++) { /* 5 s */
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			child_del(pid);
+			return;
+		}
+		struct timespec ts = { 0, 20 * 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	child_del(pid);
+}
+
+static void show_log_tail(const char *log)
+{
+	FILE *f = fopen(log, "r");
+	if (!f)
+		return;
+	char line[512];
+	fprintf(stderr, "---- %s ----\n", log);
+	int n = 0;
+	while (fgets(line, sizeof(line), f) && n++ < 30)
+		fputs(line, stderr);
+	fclose(f);
+}
+
+/* Reads "Server started on HOST:PORT" from the server's stdout. */
+static int read_ringmq_port(int fd, uint64_t deadline_ms)
+{
+	char buf[512];
+	size_t len = 0;
+	while (len < sizeof(buf) - 1) {
+		uint64_t now = rb_now_ms();
+		if (now >= deadline_ms)
+			return -1;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, (int)(deadline_ms - now)) <= 0)
+			continue;
+		ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (r <= 0)
+			return -1;
+		len += (size_t)r;
+		buf[len] = 0;
+		char *s = strstr(buf, "Server started on ");
+		char *nl = s ? strchr(s, '\n') : NULL;
+		if (nl) {
+			char *colon = memrchr(s, ':', (size_t)(nl - s));
+			return colon ? atoi(colon + 1) : -1;
+		}
+	}
+	return -1;
+}
+
+int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int threads,
+		    const char *extra_args)
+{
+	memset(s, 0, sizeof(*s));
+	s->target = t;
+	s->out_fd = -1;
+	s->threads = -1;
+	snprintf(s->host, sizeof(s->host), "127.0.0.1");
+	const char *tmp = getenv("TMPDIR");
+	static unsigned seq;
+	snprintf(s->log, sizeof(s->log), "%s/ringmq-bench.%d.%s.%u.log", tmp && *tmp ? tmp : "/tmp",
+		 (int)getpid(), rb_target_name(t), ++seq);
+	for (int attempt = 0; attempt < 3; attempt++) {
+		char *argv[64];
+		int argc = 0;
+		char portbuf[16], thrbuf[16];
+		char extra[1024];
+		argv[argc++] = (char *)bin;
+		int port = t == RB_RINGMQ ? 0 : free_port();
+		snprintf(portbuf, sizeof(portbuf), "%d", port);
+		if (t == RB_RINGMQ) {
+			argv[argc++] = "--bind";
+			argv[argc++] = "127.0.0.1";
+			argv[argc++] = "--port";
+			argv[argc++] = "0";
+			argv[argc++] = "--log-level";
+			argv[argc++] = "warn";
+			if (threads > 0) {
+				snprintf(thrbuf, sizeof(thrbuf), "%d", threads);
+				argv[argc++] = "--threads";
+				argv[argc++] = thrbuf;
+			}
+			snprintf(extra, sizeof(extra), "%s", extra_args ? extra_args : "");
+			char *save = NULL;
+			for (char *a = strtok_r(extra, " \t", &save); a && argc < 60;
+			     a = strtok_r(NULL, " \t", &save))
+				argv[argc++] = a;
+		} else if (t == RB_REDIS) {
+			/* no persistence, loopback only, a private directory */
+			const char *args[] = { "--bind", "127.0.0.1", "--port", portbuf, "--save", "",
+					       "--appendonly", "no", "--protected-mode", "no",
+					       "--daemonize", "no", "--dir", tmp && *tmp ? tmp : "/tmp",
+					       "--loglevel", "warning" };
+			for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+				argv[argc++] = (char *)args[i];
+		} else {
+			argv[argc++] = "-a";
+			argv[argc++] = "127.0.0.1";
+			argv[argc++] = "-p";
+			argv[argc++] = portbuf;
+		}
+		argv[argc] = NULL;
+		if (port < 0)
+			return -1;
+		s->pid = spawn(argv, s->log, t == RB_RINGMQ ? &s->out_fd : NULL);
+		if (s->pid < 0) {
+			fprintf(stderr, "ringmq-bench: cannot start %s: %s\n", bin, strerror(errno));
+			return -1;
+		}
+		uint64_t deadline = rb_now_ms() + 10000;
+		if (t == RB_RINGMQ)
+			port = read_ringmq_port(s->out_fd, deadline);
+		if (port > 0) {
+			int fd = rb_connect_wait("127.0.0.1", port, deadline);
+			if (fd >= 0) {
+				close(fd);
+				s->port = port;
+				if (rb_server_probe(s) == 0) {
+					s->owned = true;
+					return 0;
+				}
+			}
+		}
+		/* did it die (port taken?) or hang? */
+		int status;
+		bool died = waitpid(s->pid, &status, WNOHANG) == s->pid;
+		if (died)
+			child_del(s->pid);
+		else
+			reap(s->pid);
+		s->pid = 0;
+		if (s->out_fd >= 0)
+			close(s->out_fd);
+		s->out_fd = -1;
+		if (!died || attempt == 2) {
+			fprintf(stderr, "ringmq-bench: %s did not come up\n", bin);
+			show_log_tail(s->log);
+			return -1;
+		}
+	}
+	return -1;
+}
+
+/* Copies "key:value" from an INFO text into out. */
+static bool info_field(const char *info, size_t n, const char *key, char *out, size_t cap)
+{
+	size_t kl = strlen(key);
+	const char *p = info, *end = info + n;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl ? nl : end;
+		if ((size_t)(le - p) > kl && !memcmp(p, key, kl) && p[kl] == ':') {
+			const char *v = p + kl + 1;
+			size_t vl = (size_t)(le - v);
+			while (vl && (v[vl - 1] == '\r' || v[vl - 1] == ' '))
+				vl--;
+			snprintf(out, cap, "%.*s", (int)vl, v);
+			return true;
+		}
+		p = le + 1;
+	}
+	return false;
+}
+
+int rb_server_probe(struct rb_server *s)
+{
+	struct rb_ctl c = { .fd = rb_connect(s->host, s->port) };
+	if (c.fd < 0)
+		return -1;
+	int rc = -1;
+	if (s->target == RB_NATS) {
+		struct rb_buf info = { 0 };
+		if (rb_nats_handshake(&c, &info) == 0) {
+			rc = 0;
+			const char *v = info.p ? strstr(info.p, "\"version\":\"") : NULL;
+			if (v) {
+				v += 11;
+				const char *q = strchr(v, '"');
+				snprintf(s->version, sizeof(s->version), "%.*s", q ? (int)(q - v) : 0, v);
+			}
+		}
+		rb_buf_free(&info);
+	} else {
+		struct rb_rval v;
+		if (rb_ctl_call(&c, &v, "INFO", "server", NULL) == 0 && v.type == '$') {
+			char val[64];
+			rc = 0;
+			if (info_field(v.p, v.len, "ringmq_version", val, sizeof(val))) {
+				if (s->target != RB_RINGMQ)
+					fprintf(stderr, "ringmq-bench: note: %s:%d is a ringmq server\n", s->host, s->port);
+				snprintf(s->version, sizeof(s->version), "%s", val);
+				if (info_field(v.p, v.len, "threads", val, sizeof(val)))
+					s->threads = atoi(val);
+			} else if (info_field(v.p, v.len, "redis_version", val, sizeof(val))) {
+				if (s->target == RB_RINGMQ)
+					fprintf(stderr, "ringmq-bench: note: %s:%d is not ringmq (redis_version %s)\n",
+						s->host, s->port, val);
+				snprintf(s->version, sizeof(s->version), "%s", val);
+			}
+		}
+	}
+	rb_ctl_close(&c);
+	return rc;
+}
+
+void rb_server_stop(struct rb_server *s)
+{
+	if (!s->owned)
+		return;
+	if (s->pid > 0)
+		reap(s->pid);
+	s->pid = 0;
+	s->owned = false;
+	if (s->out_fd >= 0)
+		close(s->out_fd);
+	s->out_fd = -1;
+}
+
+double rb_proc_cpu_seconds(pid_t pid)
+{
+	if (pid <= 0)
+		return -1;
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	/* after ") ": state(3) ... utime(14) stime(15) */
+	unsigned long long ut = 0, st = 0;
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+uint64_t rb_proc_rss(pid_t pid)
+{
+	if (pid <= 0)
+		return 0;
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	uint64_t kb = 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6)) {
+			kb = strtoull(line + 6, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return kb * 1024;
+}

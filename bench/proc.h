@@ -1,0 +1,65 @@
+/* proc.h - servers the harness starts itself (ringmq-server for sweeps and
+ * --start-server, redis-server and nats-server for --compare), and what
+ * /proc says about a process.
+ *
+ * Servers listen on 127.0.0.1 only, log to a file under $TMPDIR, die with
+ * the harness (PR_SET_PDEATHSIG), and are stopped by PID: SIGTERM, then
+ * SIGKILL after a grace period. rb_proc_cleanup() stops every server still
+ * running; main installs it for exit and for SIGINT/SIGTERM.
+ */
+#ifndef RB_PROC_H
+#define RB_PROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum rb_target { RB_RINGMQ = 0, RB_REDIS = 1, RB_NATS = 2, RB_NTARGETS };
+
+const char *rb_target_name(enum rb_target t);
+int rb_target_parse(const char *s, enum rb_target *t);
+int rb_target_default_port(enum rb_target t);
+
+/* A server to run against. pid is 0 when the harness did not start it (then
+ * server CPU cannot be measured unless --server-pid says). */
+struct rb_server {
+	enum rb_target target;
+	char host[64];
+	int port;
+	pid_t pid;
+	bool owned;          /* started by rb_server_start: ours to stop */
+	int out_fd;          /* ringmq: read end of its stdout, kept open */
+	char version[64];
+	int threads;         /* ringmq worker threads from INFO; -1 unknown */
+	char log[256];       /* its log file, when started here */
+};
+
+/* Locates an executable: a path containing '/' as is, else next to this
+ * program, then in $PATH, then in /usr/sbin and /sbin. Returns a static
+ * buffer or NULL when not found. */
+const char *rb_find_exe(const char *name);
+
+/* Starts a server on a free 127.0.0.1 port and waits until it answers.
+ * ringmq: "--threads N" when threads > 0, plus extra_args (split on blanks).
+ * Returns 0, or -1 with the reason on stderr. */
+int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int threads,
+		    const char *extra_args);
+
+/* Fills version (and threads for ringmq) by asking the server. */
+int rb_server_probe(struct rb_server *s);
+
+/* Stops a server started by rb_server_start; never one it did not start
+ * (a --server-pid only lends its PID for CPU readings). */
+void rb_server_stop(struct rb_server *s);
+
+/* Stops every server this process started and has not stopped yet. Safe
+ * from a signal handler. */
+void rb_proc_cleanup(void);
+
+/* user+system CPU seconds a process has used so far; -1 when unknown. */
+double rb_proc_cpu_seconds(pid_t pid);
+
+/* Resident set size in bytes; 0 when unknown. */
+uint64_t rb_proc_rss(pid_t pid);
+
+#endif
