@@ -33,6 +33,14 @@ struct shard {
 	struct cds_wfcq_tail hk_tail;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
+/* Buckets allocated up front. liburcu's lazy resize runs on helper threads
+ * while inserts continue, and on a 2-core machine a burst of creates could
+ * outrun it for tens of seconds with chains ~1000 long (seen at 1M topics
+ * in one run of three, also with frequent quiescent states). 2^18 buckets
+ * (4 MiB, a few ms at start) keep even a lagging resize harmless up to a
+ * million topics (chains of ~4); the table still grows on its own. */
+#define RMQ_TOPIC_TABLE_INIT (1UL << 18)
+
 struct rmq_broker {
 	struct cds_lfht *topics;
 	uint32_t nshards;
@@ -59,7 +67,7 @@ struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake
 		cds_wfcq_init(&b->shards[i].head, &b->shards[i].tail);
 		cds_wfcq_init(&b->shards[i].hk_head, &b->shards[i].hk_tail);
 	}
-	b->topics = cds_lfht_new_flavor(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+	b->topics = cds_lfht_new_flavor(RMQ_TOPIC_TABLE_INIT, RMQ_TOPIC_TABLE_INIT, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
 					&urcu_qsbr_flavor, NULL);
 	if (!b->topics) {
 		fprintf(stderr, "ringmq: cannot create the topic table\n");

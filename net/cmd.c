@@ -163,7 +163,8 @@ static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return err_args(c, "topics");
 	struct names ns = { 0 };
 	rmq_broker_foreach(srv_of(c)->broker, collect_name, &ns);
-	qsort(ns.v, ns.n, sizeof(*ns.v), cmp_name);
+	if (ns.n > 1) /* qsort(NULL, 0, ...) is undefined */
+		qsort(ns.v, ns.n, sizeof(*ns.v), cmp_name);
 	rmq_resp_array(&c->out, ns.n);
 	for (size_t i = 0; i < ns.n; i++)
 		rmq_resp_bulk(&c->out, ns.v[i].p, ns.v[i].len);
@@ -413,30 +414,36 @@ static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 	}
 }
 
+void cmd_live_gone(struct lsub *s)
+{
+	struct conn *c = s->c;
+	struct rmq_topic *t = s->w->topic;
+	int k = lsub_find(c, t->name, t->name_len);
+	if (k < 0 || c->lsubs[k] != s)
+		return;
+	sub_reply(c, "unsubscribe", t->name, t->name_len, c->nlsubs - 1);
+	conn_want_flush(c);
+	lsub_remove_at(c, k); /* may release the watch */
+}
+
 void cmd_topic_gone(struct rmq_watch *w)
 {
-	struct rmq_topic *t = w->topic;
-	struct lsub *s, *tmp;
-	/* Deliver what was published before the delete, then the unsubscribe
-	 * push, as Redis sends when a client is unsubscribed. */
-	cds_list_for_each_entry_safe(s, tmp, &w->members, node) {
-		struct conn *c = s->c;
-		conn_deliver(s);
-		if (c->closing)
-			continue;
-		int k = lsub_find(c, t->name, t->name_len);
-		if (k < 0)
-			continue;
-		sub_reply(c, "unsubscribe", t->name, t->name_len, c->nlsubs - 1);
-		conn_want_flush(c);
-		lsub_remove_at(c, k); /* may free w when it was the last */
-	}
-	/* w may be gone now only if waiters was empty as well */
-	if (cds_list_empty(&w->members) && cds_list_empty(&w->waiters))
-		return;
+	/* Deliver everything published before the delete, then the
+	 * unsubscribe push, as Redis sends when a client is unsubscribed. A
+	 * subscriber that has not read its backlog yet keeps reading it from
+	 * the log (the watch holds the topic) and is told when done. Parked
+	 * pullers are answered first: releasing the last member may free w. */
 	struct conn *c, *ctmp;
 	cds_list_for_each_entry_safe(c, ctmp, &w->waiters, bp.node)
 		cmd_pull_retry(c, false);
+	struct lsub *s, *tmp;
+	cds_list_for_each_entry_safe(s, tmp, &w->members, node) {
+		if (s->gone)
+			continue;
+		s->gone = true;
+		if (conn_deliver(s) && !s->c->closing)
+			cmd_live_gone(s);
+	}
 }
 
 /* --- durable pull --- */
@@ -527,6 +534,7 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 	c->bp.tlen = argv[1].len;
 	c->bp.count = (uint32_t)count;
 	c->bp.deadline_ms = block ? rmq_now_ms() + block : 0;
+	c->bp.silent = false;
 	conn_park(c, w);
 	(void)pull_parked(c, false);
 }
@@ -535,11 +543,14 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
  * an error, or an empty array on timeout) and the connection unparked. */
 static bool pull_parked(struct conn *c, bool timed_out)
 {
+	size_t mark = rmq_buf_pending(&c->out);
 	int rc = pull_once(c, c->bp.topic, c->bp.tlen, c->bp.count);
 	if (rc == 0 && !timed_out)
 		return false; /* still nothing: stay parked */
 	if (rc == 0)
 		rmq_resp_array(&c->out, 0);
+	if (c->bp.silent) /* parked under CLIENT REPLY OFF or SKIP */
+		c->out.len = c->out.off + mark;
 	conn_unpark(c);
 	conn_want_flush(c);
 	return true;
@@ -888,8 +899,10 @@ void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 	}
 	/* CLIENT REPLY OFF|SKIP: drop what this command replied. Pushes to
 	 * live subscribers are not replies and are never dropped here. */
-	if (mode != REPLY_ON && !c->blocked && !(mode == REPLY_OFF && c->reply == REPLY_ON)) {
+	if (mode != REPLY_ON && !(mode == REPLY_OFF && c->reply == REPLY_ON)) {
 		c->out.len = c->out.off + mark;
+		if (c->blocked) /* its answer comes later: suppress it then */
+			c->bp.silent = true;
 		if (mode == REPLY_SKIP && c->reply == REPLY_SKIP)
 			c->reply = REPLY_ON;
 	}

@@ -38,6 +38,7 @@ struct lsub {
 	struct conn *c;
 	struct rmq_watch *w;
 	struct rmq_cursor cur;
+	bool gone;                 /* topic deleted: unsubscribe once drained */
 };
 
 struct conn {
@@ -47,7 +48,9 @@ struct conn {
 	struct rmq_buf in, out;
 	struct cds_list_head link;  /* worker->conns */
 	struct cds_list_head flink; /* worker->flush, when in_flush */
-	bool in_flush, closing, close_after_write, paused, epollout, backlog;
+	bool in_flush, closing, close_after_write, paused, epollout, eof;
+	bool backlog;               /* live messages wait in the logs: commands
+				     * wait too, so replies keep their order */
 	bool blocked;               /* a PULL ... BLOCK is parked */
 	enum reply_mode reply;
 	enum conn_role role;
@@ -64,6 +67,7 @@ struct conn {
 		size_t tlen;
 		uint32_t count;
 		uint64_t deadline_ms;   /* 0: forever */
+		bool silent;            /* parked under CLIENT REPLY OFF/SKIP */
 	} bp;
 	uint64_t created_ms;
 };
@@ -95,6 +99,8 @@ struct worker {
 	struct rmq_arg *argv;
 	size_t argv_cap;
 	struct rmq_buf scratch;     /* shared read buffer, lent to one conn at a time */
+	bool qs_ok;                 /* no RCU pointer held up the stack */
+	unsigned since_qs;
 	struct worker_stats st;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
@@ -119,7 +125,9 @@ void rmq_logf(enum rmq_log_level lvl, const char *fmt, ...) __attribute__((forma
 /* server.c services used by cmd.c */
 void conn_want_flush(struct conn *c);
 void conn_close(struct conn *c);
-void conn_deliver(struct lsub *s);
+/* Copies s's new messages into its connection's output, up to OUT_SOFT
+ * pending. Returns true when s caught up with its log. */
+bool conn_deliver(struct lsub *s);
 void conn_process_input(struct conn *c);
 void conn_park(struct conn *c, struct rmq_watch *w);
 void conn_unpark(struct conn *c);
@@ -133,5 +141,8 @@ void cmd_pull_retry(struct conn *c, bool timed_out);
 void cmd_drop_live(struct conn *c);
 /* A watched topic was deleted: tell live subscribers and parked pullers. */
 void cmd_topic_gone(struct rmq_watch *w);
+/* A deleted topic's subscription has been drained: send the unsubscribe
+ * push and remove it. */
+void cmd_live_gone(struct lsub *s);
 
 #endif

@@ -91,7 +91,9 @@ static void broker_wake(void *ctx, uint32_t shard)
 static void conn_update_events(struct conn *c)
 {
 	struct epoll_event ev = { 0 };
-	ev.events = (c->paused ? 0 : EPOLLIN) | (c->epollout ? EPOLLOUT : 0) | EPOLLRDHUP;
+	/* Not reading (paused, or the peer half-closed): ask for neither
+	 * EPOLLIN nor EPOLLRDHUP, which would fire on every wait. */
+	ev.events = (c->paused || c->eof ? 0 : EPOLLIN | EPOLLRDHUP) | (c->epollout ? EPOLLOUT : 0);
 	ev.data.ptr = c;
 	epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -192,11 +194,12 @@ void conn_unpark(struct conn *c)
  * OUT_SOFT pending bytes; the rest stays in the log (no per-subscriber
  * copy) and is sent once the client has read. A subscriber whose position
  * fell out of the retained window is disconnected and counted. */
-void conn_deliver(struct lsub *s)
+bool conn_deliver(struct lsub *s)
 {
 	struct conn *c = s->c;
 	struct rmq_topic *t = s->w->topic;
 	struct rmq_batch b;
+	bool caught_up = false;
 	while (!c->closing) {
 		uint32_t n = 0;
 		b.lost = 0;
@@ -219,15 +222,18 @@ void conn_deliver(struct lsub *s)
 				 "retained window; disconnecting",
 				 (unsigned long long)c->id, t->name, (unsigned long long)b.lost);
 			conn_close(c);
-			return;
+			return false;
 		}
-		if (n == 0)
+		if (n == 0) {
+			caught_up = true;
 			break;
+		}
 		rmq_buf_append(&c->out, b.data, b.bytes);
 		rmq_log_consume(&s->cur, &b, n);
 		stat_add(&c->w->st.delivered, n);
 	}
 	conn_want_flush(c);
+	return caught_up;
 }
 
 void conn_process_input(struct conn *c)
@@ -235,7 +241,9 @@ void conn_process_input(struct conn *c)
 	struct worker *w = c->w;
 	struct server *srv = w->srv;
 	const char *err = NULL;
-	while (!c->closing && !c->blocked && !c->paused && rmq_buf_pending(&c->in)) {
+	bool did = false;
+	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
+	       rmq_buf_pending(&c->in)) {
 		size_t argc;
 		ssize_t r = rmq_resp_parse(c->in.data + c->in.off, rmq_buf_pending(&c->in), &srv->lim,
 					   w->argv, w->argv_cap, &argc, &err);
@@ -259,8 +267,16 @@ void conn_process_input(struct conn *c)
 		if (argc) {
 			stat_add(&w->st.commands, 1);
 			cmd_dispatch(c, w->argv, argc);
+			did = true;
 		}
 		rmq_buf_consume(&c->in, (size_t)r);
+		if (w->qs_ok && ++w->since_qs >= 64) {
+			/* A long pipeline must not hold up grace periods (topic
+			 * table resizes, frees): report a quiescent state between
+			 * requests when the caller holds no RCU pointer. */
+			w->since_qs = 0;
+			urcu_qsbr_quiescent_state();
+		}
 		if (rmq_buf_pending(&c->out) >= OUT_PAUSE && !c->paused) {
 			/* The client sends faster than it reads its replies:
 			 * stop reading from it until it catches up. */
@@ -268,7 +284,9 @@ void conn_process_input(struct conn *c)
 			conn_update_events(c);
 		}
 	}
-	if (!c->closing && rmq_buf_pending(&c->out))
+	/* Only when something ran: conn_write() calls us with output still
+	 * pending, and queueing it again there would spin the loop. */
+	if (did && !c->closing && rmq_buf_pending(&c->out))
 		conn_want_flush(c);
 	return;
 proto_error:
@@ -313,11 +331,15 @@ static void conn_read(struct conn *c)
 			continue;
 		}
 		if (n == 0) { /* peer closed: answer what it sent, then close */
+			c->eof = true;
+			conn_update_events(c);
 			conn_process_input(c);
-			c->close_after_write = true;
-			conn_want_flush(c);
-			if (!rmq_buf_pending(&c->out))
-				conn_close(c);
+			if (!c->closing && !c->blocked && !c->backlog && !c->paused) {
+				c->close_after_write = true;
+				conn_want_flush(c);
+				if (!rmq_buf_pending(&c->out))
+					conn_close(c);
+			}
 			break;
 		}
 		if (errno == EINTR)
@@ -336,6 +358,22 @@ static void conn_read(struct conn *c)
 	w->scratch = c->in;
 	w->scratch.off = w->scratch.len = 0;
 	c->in = mine;
+}
+
+/* The client read some of its backlog: copy more from its subscriptions'
+ * logs; a deleted topic's subscription that has been drained ends now. */
+static void conn_refill(struct conn *c)
+{
+	c->backlog = false;
+	for (int i = 0; i < c->nlsubs && !c->closing;) {
+		struct lsub *s = c->lsubs[i];
+		bool caught = conn_deliver(s);
+		if (caught && s->gone && !c->closing) {
+			cmd_live_gone(s); /* removes c->lsubs[i] */
+			continue;
+		}
+		i++;
+	}
 }
 
 /* Writes c's pending output. Refills from the logs of its live
@@ -358,11 +396,8 @@ static void conn_write(struct conn *c)
 		}
 		stat_add(&w->st.bytes_written, (uint64_t)n);
 		rmq_buf_consume(&c->out, (size_t)n);
-		if (rmq_buf_pending(&c->out) < OUT_SOFT && c->backlog) {
-			c->backlog = false;
-			for (int i = 0; i < c->nlsubs && !c->closing; i++)
-				conn_deliver(c->lsubs[i]);
-		}
+		if (rmq_buf_pending(&c->out) < OUT_SOFT && c->backlog)
+			conn_refill(c);
 	}
 	if (c->closing)
 		return;
@@ -380,8 +415,13 @@ static void conn_write(struct conn *c)
 	}
 	if (!pending)
 		rmq_buf_shrink(&c->out, 16u << 10);
-	if (unpause)
+	if (unpause || (!c->backlog && !c->blocked && rmq_buf_pending(&c->in)))
 		conn_process_input(c);
+	if (c->eof && !c->closing && !c->blocked && !c->backlog && !c->paused &&
+	    !rmq_buf_pending(&c->in) && !c->close_after_write) {
+		c->close_after_write = true;
+		conn_want_flush(c);
+	}
 }
 
 static void worker_flush(struct worker *w)
@@ -427,21 +467,28 @@ static void worker_drain_watches(struct worker *w)
 	}
 }
 
+/* Answers parked PULLs whose BLOCK timeout passed. */
+static void worker_expire(struct worker *w)
+{
+	uint64_t now = rmq_now_ms();
+	struct conn *c, *tmp;
+	cds_list_for_each_entry_safe(c, tmp, &w->blocked, bp.tnode)
+		if (c->bp.deadline_ms && c->bp.deadline_ms <= now)
+			cmd_pull_retry(c, true);
+}
+
+/* epoll timeout until the next BLOCK deadline; computed last, after every
+ * step that may park a connection. */
 static int worker_timeout(struct worker *w)
 {
 	uint64_t now = rmq_now_ms(), next = UINT64_MAX;
-	struct conn *c, *tmp;
-	cds_list_for_each_entry_safe(c, tmp, &w->blocked, bp.tnode) {
-		if (c->bp.deadline_ms == 0)
-			continue;
-		if (c->bp.deadline_ms <= now)
-			cmd_pull_retry(c, true);
-		else if (c->bp.deadline_ms < next)
+	struct conn *c;
+	cds_list_for_each_entry(c, &w->blocked, bp.tnode)
+		if (c->bp.deadline_ms && c->bp.deadline_ms < next)
 			next = c->bp.deadline_ms;
-	}
 	if (next == UINT64_MAX)
 		return -1;
-	return (int)(next - now);
+	return next <= now ? 0 : (int)(next - now);
 }
 
 static void worker_reap(struct worker *w)
@@ -513,10 +560,13 @@ static void *worker_main(void *arg)
 		worker_take_new(w);
 		worker_drain_watches(w);
 		rmq_shard_housekeep(srv->broker, w->id);
-		int timeout = worker_timeout(w);
+		worker_expire(w);
+		w->qs_ok = true;
 		worker_flush(w);
+		w->qs_ok = false;
 		worker_reap(w);
 		urcu_qsbr_quiescent_state();
+		int timeout = worker_timeout(w);
 
 		/* Going to sleep: from here on, wakers must write the eventfd.
 		 * Re-check for work queued before they could see the 0. */
@@ -530,6 +580,7 @@ static void *worker_main(void *arg)
 		int n = epoll_wait(w->epfd, evs, 256, timeout);
 		urcu_qsbr_thread_online();
 		atomic_store(&w->wake_pending, 1);
+		w->qs_ok = true; /* connections are not RCU-protected */
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.ptr == NULL) {
 				uint64_t v;
@@ -540,11 +591,17 @@ static void *worker_main(void *arg)
 			struct conn *c = evs[i].data.ptr;
 			if (c->closing)
 				continue;
+			if ((evs[i].events & (EPOLLERR | EPOLLHUP)) && (c->paused || c->eof)) {
+				/* gone both ways while we were not reading */
+				conn_close(c);
+				continue;
+			}
 			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 				conn_read(c);
 			if (!c->closing && (evs[i].events & EPOLLOUT))
 				conn_write(c);
 		}
+		w->qs_ok = false;
 	}
 	worker_shutdown(w);
 	urcu_qsbr_unregister_thread();
