@@ -24,6 +24,8 @@
  * with unread replies, a live subscriber's backlog dropped or overtaken by
  * DELETE/UNSUBSCRIBE/PING, a second pipelined PULL BLOCK never timing out,
  * qsort(NULL, 0) in TOPICS); all are fixed.
+ *
+ * Run one test: test_server -j1 --filter 'durable/pull_block_times_out'
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
