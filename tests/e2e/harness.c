@@ -817,7 +817,8 @@ struct e2e_reply *e2e_read(struct e2e_client *c)
 	for (;;) {
 		size_t used;
 		struct e2e_reply *r = NULL;
-		int rc = parse(c->buf + c->off, c->len - c->off, &used, &r, 0);
+		/* c->buf is NULL before the first read: no pointer arithmetic on it */
+		int rc = c->buf ? parse(c->buf + c->off, c->len - c->off, &used, &r, 0) : 0;
 		if (rc == 1) {
 			c->off += used;
 			c->status = E2E_OK;
