@@ -49,6 +49,8 @@ struct conn {
 	struct cds_list_head link;  /* worker->conns */
 	struct cds_list_head flink; /* worker->flush, when in_flush */
 	bool in_flush, closing, close_after_write, paused, epollout, eof;
+	bool linger, draining;      /* protocol error: let the reply arrive */
+	size_t drained;
 	bool backlog;               /* live messages wait in the logs: commands
 				     * wait too, so replies keep their order */
 	bool blocked;               /* a PULL ... BLOCK is parked */

@@ -94,6 +94,8 @@ static void conn_update_events(struct conn *c)
 	/* Not reading (paused, or the peer half-closed): ask for neither
 	 * EPOLLIN nor EPOLLRDHUP, which would fire on every wait. */
 	ev.events = (c->paused || c->eof ? 0 : EPOLLIN | EPOLLRDHUP) | (c->epollout ? EPOLLOUT : 0);
+	if (c->draining)
+		ev.events = EPOLLIN | EPOLLRDHUP;
 	ev.data.ptr = c;
 	epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -294,6 +296,7 @@ proto_error:
 	rmq_logf(RMQ_LOG_INFO, "client %llu: protocol error (%s); closing", (unsigned long long)c->id,
 		 err ? err : "request too large");
 	c->close_after_write = true;
+	c->linger = true;
 	c->in.off = c->in.len = 0;
 	conn_want_flush(c);
 }
@@ -301,10 +304,38 @@ proto_error:
 /* Reads into the worker's shared buffer when the connection has no partial
  * request pending, so an idle connection holds no input buffer; only a
  * partial request left over is copied into the connection's own buffer. */
+/* After a protocol error the reply has been sent and our side shut down:
+ * discard what the client still sends until it closes (bounded), so that
+ * closing with unread input does not reset the connection and destroy the
+ * error reply before the client could read it. */
+static void conn_drain(struct conn *c)
+{
+	char junk[16384];
+	for (;;) {
+		ssize_t n = read(c->fd, junk, sizeof(junk));
+		if (n > 0) {
+			c->drained += (size_t)n;
+			if (c->drained > c->w->srv->max_query)
+				break;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		break; /* EOF or error */
+	}
+	conn_close(c);
+}
+
 static void conn_read(struct conn *c)
 {
 	struct worker *w = c->w;
 	bool lent = false;
+	if (c->draining) {
+		conn_drain(c);
+		return;
+	}
 	if (c->in.cap == 0) {
 		c->in = w->scratch;
 		memset(&w->scratch, 0, sizeof(w->scratch));
@@ -403,6 +434,17 @@ static void conn_write(struct conn *c)
 		return;
 	bool pending = rmq_buf_pending(&c->out) != 0;
 	if (!pending && c->close_after_write) {
+		if (c->draining)
+			return;
+		if (c->linger && !c->eof) {
+			shutdown(c->fd, SHUT_WR);
+			c->draining = true;
+			c->paused = false;
+			c->epollout = false;
+			conn_update_events(c);
+			conn_drain(c);
+			return;
+		}
 		conn_close(c);
 		return;
 	}
