@@ -2265,6 +2265,36 @@ SRV_TEST(limits, max_payload, "--max-payload", "1024")
 	e2e_close(other);
 }
 
+/* A client that sends a whole payload far over the limit still reads the
+ * error: the server answers from the header, then lingers (discarding the
+ * rest) instead of closing with unread input, which would reset the
+ * connection and could destroy the reply. Repeated to catch the race. */
+SRV_TEST(limits, oversized_payload_error_arrives, "--max-payload", "1024")
+{
+	enum { BIG = 2 << 20 };
+	char *big = malloc(BIG);
+	cr_assert_not_null(big);
+	memset(big, 'o', BIG);
+	const char *argv[] = { "PUBLISH", "t", big };
+	size_t lens[] = { 7, 1, BIG };
+	int got = 0;
+	for (int i = 0; i < 5; i++) {
+		struct e2e_client *c = CONN();
+		if (e2e_send_cmdv(c, 3, argv, lens) == 0) {
+			struct e2e_reply *r = e2e_read(c);
+			if (r && r->type == E2E_ERROR && strstr(r->str, "ERR Protocol error"))
+				got++;
+		}
+		e2e_close(c);
+	}
+	free(big);
+	cr_assert_eq(got, 5, "only %d of 5 clients read the error reply", got);
+	struct e2e_client *q = CONN();
+	PING_OK(q);
+	cr_assert_eq(INFO(q, "protocol_errors"), 5);
+	e2e_close(q);
+}
+
 SRV_TEST(limits, max_clients, "--max-clients", "2")
 {
 	struct e2e_client *a = CONN(), *b = CONN();
