@@ -467,10 +467,13 @@ static void pull_reply(struct conn *c, const struct rmq_pull *p)
 
 /* Runs a pull and writes its reply. Returns the count, or -1 when an error
  * reply was written. */
-static int pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count)
+static int pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
+		     struct rmq_topic **subscribed)
 {
 	struct rmq_pull p;
 	int rc = rmq_dsub_pull(c->dsub, c->token, topic, tlen, count, &p);
+	if (subscribed)
+		*subscribed = p.topic;
 	if (rc == -EBUSY) {
 		rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
 		return -1;
@@ -515,18 +518,19 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return rmq_resp_error(&c->out, "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
 		}
 	}
-	int rc = pull_once(c, argv[1].p, argv[1].len, (uint32_t)count);
+	struct rmq_topic *t = NULL;
+	int rc = pull_once(c, argv[1].p, argv[1].len, (uint32_t)count, &t);
 	if (rc != 0)
 		return;
 	if (!blocking)
 		return rmq_resp_array(&c->out, 0);
-	/* Park: watch the topic on this worker, then look again, so a message
-	 * published in between is not missed (see rmq_watch_acquire). */
-	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[1].p, argv[1].len);
+	/* Park: watch the subscription's own topic on this worker, then look
+	 * again, so a message published in between is not missed (see
+	 * rmq_watch_acquire). */
 	struct rmq_watch *w = t ? rmq_watch_acquire(t, c->w->id) : NULL;
 	if (!w) {
 		/* deleted meanwhile: the next pull reports it */
-		if (pull_once(c, argv[1].p, argv[1].len, (uint32_t)count) == 0)
+		if (pull_once(c, argv[1].p, argv[1].len, (uint32_t)count, NULL) == 0)
 			rmq_resp_array(&c->out, 0);
 		return;
 	}
@@ -544,7 +548,7 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 static bool pull_parked(struct conn *c, bool timed_out)
 {
 	size_t mark = rmq_buf_pending(&c->out);
-	int rc = pull_once(c, c->bp.topic, c->bp.tlen, c->bp.count);
+	int rc = pull_once(c, c->bp.topic, c->bp.tlen, c->bp.count, NULL);
 	if (rc == 0 && !timed_out)
 		return false; /* still nothing: stay parked */
 	if (rc == 0)

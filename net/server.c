@@ -412,6 +412,7 @@ static void conn_refill(struct conn *c)
 static void conn_write(struct conn *c)
 {
 	struct worker *w = c->w;
+	bool was_backlog = c->backlog;
 	for (int rounds = 0; rounds < 8 && !c->closing; rounds++) {
 		size_t pend = rmq_buf_pending(&c->out);
 		if (pend == 0)
@@ -457,7 +458,9 @@ static void conn_write(struct conn *c)
 	}
 	if (!pending)
 		rmq_buf_shrink(&c->out, 16u << 10);
-	if (unpause || (!c->backlog && !c->blocked && rmq_buf_pending(&c->in)))
+	/* Resume requests only when what stopped them was lifted here: the
+	 * pause, or a backlog that the client has now read. */
+	if (unpause || (was_backlog && !c->backlog && !c->blocked))
 		conn_process_input(c);
 	if (c->eof && !c->closing && !c->blocked && !c->backlog && !c->paused &&
 	    !rmq_buf_pending(&c->in) && !c->close_after_write) {
