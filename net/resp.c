@@ -183,10 +183,10 @@ ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
 		*err = "ERR Protocol error: invalid multibulk length";
 		return RMQ_RESP_ERROR;
 	}
-	if ((size_t)n > argv_cap) {
-		*argc = (size_t)n;
-		return RMQ_RESP_NEED_ARGV;
-	}
+	/* A frame with more arguments than argv has slots is first checked to
+	 * be complete and well formed, and only then reported NEED_ARGV: the
+	 * caller's argv grows with bytes actually received (each argument
+	 * takes at least 6), never with a count a client merely claimed. */
 	for (int64_t i = 0; i < n; i++) {
 		if (pos >= len)
 			return RMQ_RESP_INCOMPLETE;
@@ -213,11 +213,15 @@ ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
 			*err = "ERR Protocol error: bulk string not terminated by CRLF";
 			return RMQ_RESP_ERROR;
 		}
-		argv[i].p = buf + pos;
-		argv[i].len = (size_t)bl;
+		if ((size_t)i < argv_cap) {
+			argv[i].p = buf + pos;
+			argv[i].len = (size_t)bl;
+		}
 		pos += (size_t)bl + 2;
 	}
 	*argc = (size_t)n;
+	if ((size_t)n > argv_cap)
+		return RMQ_RESP_NEED_ARGV;
 	return (ssize_t)pos;
 }
 

@@ -34,7 +34,8 @@ struct rmq_resp_limits {
 /* Parses one request from buf[0, len). Returns the bytes consumed (> 0) and
  * fills argv[0..*argc) (*argc may be 0 for an empty line or "*0"),
  * RMQ_RESP_INCOMPLETE when more bytes are needed, RMQ_RESP_NEED_ARGV when
- * argv_cap is too small, or RMQ_RESP_ERROR with *err set to a static
+ * argv_cap is too small for a complete, well-formed frame (so argv only
+ * ever grows with bytes received, not with a count a client claims), or RMQ_RESP_ERROR with *err set to a static
  * message (the connection cannot be resynchronised after that). buf is
  * written to only when an inline command has escapes to undo. */
 ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,

@@ -200,6 +200,23 @@ Test(resp, needs_more_argv)
 	cr_assert_eq(argc, 3);
 }
 
+/* A claimed count larger than argv is not trusted: more slots are asked for
+ * only once the whole frame has arrived and is well formed. */
+Test(resp, claimed_count_is_not_trusted)
+{
+	struct rmq_arg argv[2];
+	size_t argc;
+	const char *err = NULL;
+	const char *w = "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n";
+	for (size_t len = 1; len < strlen(w); len++)
+		cr_assert_eq(parse(w, len, argv, 2, &argc, &err), RMQ_RESP_INCOMPLETE,
+			     "prefix of %zu bytes", len);
+	cr_assert_eq(parse("*16\r\n", 5, argv, 2, &argc, &err), RMQ_RESP_INCOMPLETE);
+	const char *bad = "*3\r\n$1\r\na\r\n:1\r\n";
+	cr_assert_eq(parse(bad, strlen(bad), argv, 2, &argc, &err), RMQ_RESP_ERROR);
+	cr_assert_not_null(err);
+}
+
 struct badframe {
 	const char *wire;
 	size_t len;
