@@ -2,6 +2,7 @@
 #include "dsub.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 struct rmq_dsub {
@@ -13,6 +14,10 @@ struct rmq_dsub {
 	uint64_t token;            /* current owner; under lock */
 	struct rmq_dsubn **subs;   /* under lock */
 	int n, cap;
+	uint32_t refs;             /* attaches not yet detached; under lock */
+	bool dead;                 /* expired and unlinked; under lock */
+	uint64_t active_ms;        /* last attach, detach, subscribe or pull */
+	struct rcu_head rcu;
 };
 
 struct rmq_dsub_registry {
@@ -46,6 +51,19 @@ static void dsub_remove_at(struct rmq_dsub *d, int i)
 	urcu_qsbr_call_rcu(&s->rcu, subn_free_rcu);
 }
 
+static void dsub_free(struct rmq_dsub *d)
+{
+	free(d->subs);
+	free(d->name);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+static void dsub_free_rcu(struct rcu_head *h)
+{
+	dsub_free(caa_container_of(h, struct rmq_dsub, rcu));
+}
+
 void rmq_dsub_registry_free(struct rmq_dsub_registry *r)
 {
 	struct cds_lfht_iter it;
@@ -54,10 +72,7 @@ void rmq_dsub_registry_free(struct rmq_dsub_registry *r)
 		cds_lfht_del(r->ht, &d->node);
 		while (d->n)
 			dsub_remove_at(d, d->n - 1);
-		free(d->subs);
-		free(d->name);
-		pthread_mutex_destroy(&d->lock);
-		free(d); /* no reader can reach it: the registry is private now */
+		dsub_free(d); /* no reader can reach it: the registry is private now */
 	}
 	urcu_qsbr_thread_offline();
 	urcu_qsbr_barrier();
@@ -89,6 +104,7 @@ struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, 
 	uint64_t h = rmq_hash(name, len);
 	struct iovec key = { (void *)name, len };
 	struct cds_lfht_iter it;
+retry:
 	cds_lfht_lookup(r->ht, h, dsub_match, &key, &it);
 	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
 	struct rmq_dsub *d;
@@ -110,7 +126,15 @@ struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, 
 		}
 	}
 	pthread_mutex_lock(&d->lock);
+	if (d->dead) {
+		/* Expired after our lookup found it; it is unlinked now (we are
+		 * an RCU reader, so it is not freed under us). */
+		pthread_mutex_unlock(&d->lock);
+		goto retry;
+	}
 	d->token = *token = atomic_fetch_add(&r->next_token, 1);
+	d->refs++;
+	d->active_ms = rmq_now_ms();
 	pthread_mutex_unlock(&d->lock);
 	return d;
 }
@@ -118,9 +142,46 @@ struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, 
 void rmq_dsub_detach(struct rmq_dsub *d, uint64_t token)
 {
 	pthread_mutex_lock(&d->lock);
-	if (d->token == token)
+	if (d->token == token) {
 		d->token = 0;
+		d->active_ms = rmq_now_ms();
+	}
+	bool last = --d->refs == 0 && d->dead;
 	pthread_mutex_unlock(&d->lock);
+	if (last)
+		urcu_qsbr_call_rcu(&d->rcu, dsub_free_rcu);
+}
+
+uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t ttl_ms,
+				  void (*fn)(const char *name, uint64_t idle_ms, int subs, void *ctx),
+				  void *ctx)
+{
+	uint64_t expired = 0;
+	struct cds_lfht_iter it;
+	struct rmq_dsub *d;
+	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
+		pthread_mutex_lock(&d->lock);
+		uint64_t idle = now_ms > d->active_ms ? now_ms - d->active_ms : 0;
+		if (d->dead || d->token != 0 || idle < ttl_ms) {
+			pthread_mutex_unlock(&d->lock);
+			continue;
+		}
+		/* Unlinked under the lock, so an attach that found it before
+		 * sees `dead` and looks again. */
+		d->dead = true;
+		cds_lfht_del(r->ht, &d->node);
+		int subs = d->n;
+		while (d->n) /* what it held is trimmed by the owner shards */
+			dsub_remove_at(d, d->n - 1);
+		bool unreferenced = d->refs == 0;
+		if (fn)
+			fn(d->name, idle, subs, ctx);
+		pthread_mutex_unlock(&d->lock);
+		if (unreferenced)
+			urcu_qsbr_call_rcu(&d->rcu, dsub_free_rcu);
+		expired++;
+	}
+	return expired;
 }
 
 const char *rmq_dsub_name(const struct rmq_dsub *d)
@@ -173,6 +234,7 @@ int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
 	}
 	d->subs[d->n++] = s;
 	rc = d->n;
+	d->active_ms = rmq_now_ms();
 out:
 	pthread_mutex_unlock(&d->lock);
 	return rc;
@@ -251,6 +313,8 @@ int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t l
 		out->nb++;
 	}
 	s->lost += out->lost;
+	if (out->n)
+		d->active_ms = rmq_now_ms();
 	/* Releases the hold on what was just read; pairs with topic_hold(). */
 	atomic_store_explicit(&s->pos, s->cur.seq, memory_order_release);
 	if (s->cur.base != base0 && t->log.onfull == RMQ_ONFULL_REJECT &&
@@ -262,20 +326,25 @@ done:
 	return rc;
 }
 
-void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r,
-			       void (*fn)(const char *sub, struct rmq_dsubn *s, uint64_t lag,
-					  void *ctx),
+void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
+			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsubn *s,
+					  uint64_t lag, void *ctx),
 			       void *ctx)
 {
 	struct cds_lfht_iter it;
 	struct rmq_dsub *d;
 	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
 		pthread_mutex_lock(&d->lock);
-		for (int i = 0; i < d->n; i++) {
+		struct rmq_dsub_info info = {
+			.name = d->name,
+			.attached = d->token != 0,
+			.idle_ms = now_ms > d->active_ms ? now_ms - d->active_ms : 0,
+		};
+		for (int i = 0; i < d->n && !d->dead; i++) {
 			struct rmq_dsubn *s = d->subs[i];
 			uint64_t next = rmq_log_next_seq(&s->topic->log);
 			uint64_t pos = atomic_load(&s->pos);
-			fn(d->name, s, next > pos ? next - pos : 0, ctx);
+			fn(&info, s, next > pos ? next - pos : 0, ctx);
 		}
 		pthread_mutex_unlock(&d->lock);
 	}

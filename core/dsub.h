@@ -13,7 +13,10 @@
  * publish path never takes it.
  *
  * Memory: subscribers are owned by the broker (rmq_dsub_registry_free frees
- * all of them). Batches returned by rmq_dsub_pull point into the topic's
+ * all of them). Each rmq_dsub_attach takes a reference that exactly one
+ * rmq_dsub_detach (with the token it returned) gives back; a subscriber
+ * expired while a taken-over connection still holds such a reference is
+ * freed, RCU-deferred, at that last detach. Batches returned by rmq_dsub_pull point into the topic's
  * log and are valid until the caller's next quiescent state.
  */
 #ifndef RMQ_DSUB_H
@@ -21,6 +24,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "log.h"
@@ -49,8 +53,19 @@ uint64_t rmq_dsub_registry_count(struct rmq_dsub_registry *r);
  * Returns the subscriber and writes the owner's token; NULL on bad name. */
 struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, size_t len,
 				 uint64_t *token);
-/* Detaches the owner holding token (no-op if it was taken over). */
+/* Releases the reference of the attach that returned token, and detaches
+ * that owner if it is still the current one. Call exactly once per attach;
+ * d may be freed by the time it returns. */
 void rmq_dsub_detach(struct rmq_dsub *d, uint64_t token);
+
+/* --subscriber-ttl: drops every subscriber that no owner has held for at
+ * least ttl_ms since its last activity (attach, detach, subscribe, pull),
+ * with all its subscriptions, so that it stops holding messages in
+ * ONFULL reject topics. fn (may be NULL) is told about each one. Returns
+ * how many were dropped. */
+uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t ttl_ms,
+				  void (*fn)(const char *name, uint64_t idle_ms, int subs, void *ctx),
+				  void *ctx);
 const char *rmq_dsub_name(const struct rmq_dsub *d);
 
 /* Adds a subscription to t starting at its current end, or keeps the
@@ -83,10 +98,18 @@ struct rmq_pull {
 int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
 		  uint32_t max, struct rmq_pull *out);
 
-/* Per-subscription lag for INFO: calls fn(subscriber name, topic, lag). */
-void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r,
-			       void (*fn)(const char *sub, struct rmq_dsubn *s, uint64_t lag,
-					  void *ctx),
+/* What INFO shows of a subscriber. */
+struct rmq_dsub_info {
+	const char *name;
+	bool attached;     /* a connection holds it */
+	uint64_t idle_ms;  /* since its last activity */
+};
+
+/* Per-subscription lag for INFO: calls fn(subscriber, subscription, lag)
+ * with the subscriber's lock held (fn must not call back into it). */
+void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
+			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsubn *s,
+					  uint64_t lag, void *ctx),
 			       void *ctx);
 
 #endif

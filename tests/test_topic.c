@@ -550,9 +550,10 @@ static uint64_t pull_check(struct rmq_dsub *d, uint64_t token, const char *name,
 	return got;
 }
 
-static void lag_cb(const char *sub, struct rmq_dsubn *s, uint64_t l, void *ctx)
+static void lag_cb(const struct rmq_dsub_info *d, struct rmq_dsubn *s, uint64_t l, void *ctx)
 {
-	cr_assert_str_eq(sub, "worker");
+	cr_assert_str_eq(d->name, "worker");
+	cr_assert(d->attached);
 	cr_assert_str_eq(s->topic->name, "orders");
 	*(uint64_t *)ctx = l;
 }
@@ -618,10 +619,10 @@ Test(dsub, subscribe_pull_resume)
 	for (uint64_t k = 22; k <= 24; k++)
 		cr_assert_eq(publish_k(t, k), (int64_t)k);
 	uint64_t lag = UINT64_MAX;
-	rmq_dsub_registry_foreach(r, lag_cb, &lag);
+	rmq_dsub_registry_foreach(r, rmq_now_ms(), lag_cb, &lag);
 	cr_assert_eq(lag, 3);
 	cr_assert_eq(pull_check(d, tok2, "orders", 22, NULL), 3);
-	rmq_dsub_registry_foreach(r, lag_cb, &lag);
+	rmq_dsub_registry_foreach(r, rmq_now_ms(), lag_cb, &lag);
 	cr_assert_eq(lag, 0);
 
 	/* Detached: the old owner's token no longer works, a new attach
@@ -785,6 +786,66 @@ static void reject_full_then_accepts(int housekeep)
 	cr_assert_eq(rmq_dsub_unsubscribe(d, tok, S("rq")), 0);
 	cr_assert_eq(rmq_topic_publish(t, "x", 1), (int64_t)k);
 	rmq_shard_housekeep(b, t->shard);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+static void expired_cb(const char *name, uint64_t idle_ms, int subs, void *ctx)
+{
+	cr_assert_str_eq(name, "gone");
+	cr_assert_eq(subs, 1);
+	*(uint64_t *)ctx = idle_ms;
+}
+
+/* --subscriber-ttl: only a subscriber that nobody holds expires; its hold
+ * on an ONFULL reject topic goes with it; a connection that was taken over
+ * keeps a valid (dead) reference until it detaches; the name can be
+ * registered again, from the topic's end. */
+Test(dsub, ttl_expires_detached_subscribers_only)
+{
+	const uint64_t cap = 64 << 10;
+	struct rmq_broker *b = broker(2);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "held", cap, RMQ_ONFULL_REJECT);
+	uint64_t tok1, tok2, tok3;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("gone"), &tok1);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok1, t), 1);
+	struct rmq_dsub *keep = rmq_dsub_attach(r, S("kept"), &tok3);
+	cr_assert_eq(rmq_dsub_subscribe(keep, tok3, t), 1);
+	uint64_t k = 1;
+	fill_until_full(t, &k);
+
+	uint64_t now = rmq_now_ms() + 10000, idle = 0;
+	/* Attached: never expires, however long idle. */
+	cr_assert_eq(rmq_dsub_registry_expire(r, now, 1000, expired_cb, &idle), 0);
+	/* Taken over by a second connection, which then goes away; the
+	 * first connection still holds its (stale) reference. */
+	cr_assert_eq(rmq_dsub_attach(r, S("gone"), &tok2), d);
+	rmq_dsub_detach(d, tok2);
+	cr_assert_eq(rmq_dsub_registry_expire(r, rmq_now_ms(), 1000, expired_cb, &idle), 0,
+		     "expired before the TTL");
+	cr_assert_eq(rmq_dsub_registry_expire(r, now, 1000, expired_cb, &idle), 1);
+	cr_assert_geq(idle, 9000);
+	cr_assert_eq(rmq_dsub_registry_count(r), 1);
+	struct rmq_pull p;
+	cr_assert_eq(rmq_dsub_pull(d, tok1, S("held"), 10, &p), -EBUSY);
+	cr_assert_eq(rmq_dsub_registry_expire(r, now, 1000, expired_cb, &idle), 0, "twice");
+	rmq_dsub_detach(d, tok1); /* the last reference: freed after a grace period */
+
+	/* "kept" still holds the topic full; once it goes too, it accepts. */
+	cr_assert_eq(rmq_topic_publish(t, "x", 1), -ENOSPC);
+	rmq_dsub_detach(keep, tok3);
+	cr_assert_eq(rmq_dsub_registry_expire(r, now, 1000, NULL, NULL), 1);
+	cr_assert_eq(rmq_dsub_registry_count(r), 0);
+	rmq_shard_housekeep(b, t->shard);
+	cr_assert_eq(rmq_topic_publish(t, "x", 1), (int64_t)k);
+
+	/* The name is free again: a new subscriber starts at the end. */
+	struct rmq_dsub *d2 = rmq_dsub_attach(r, S("gone"), &tok2);
+	cr_assert_not_null(d2);
+	cr_assert_eq(rmq_dsub_subscribe(d2, tok2, t), 1);
+	cr_assert_eq(rmq_dsub_pull(d2, tok2, S("held"), 10, &p), 0);
+	rmq_dsub_detach(d2, tok2);
 	rmq_dsub_registry_free(r);
 	rmq_broker_free(b);
 }
