@@ -73,6 +73,10 @@ struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake
 		fprintf(stderr, "ringmq: cannot create the topic table\n");
 		abort();
 	}
+	/* liburcu starts its call_rcu thread at the first call_rcu and dies
+	 * if it cannot (found running the server out of memory, at the first
+	 * DELETE). Start it now, while memory is plentiful. */
+	(void)urcu_qsbr_get_default_call_rcu_data();
 	return b;
 }
 
