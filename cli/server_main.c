@@ -1,4 +1,5 @@
 /* server_main.c - ringmq-server: flags, then rmq_server_run(). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,12 @@ static void usage(FILE *f)
 		"  --threads N          worker threads = topic shards, 1..%d (default: online cores)\n"
 		"  --max-payload BYTES  largest message / bulk string (default 1M; K, M, G suffixes)\n"
 		"  --max-clients N      connections served at once (default 10000)\n"
+		"  --max-args N         most arguments in one request (default 1048576)\n"
+		"  --max-inline BYTES   longest inline (telnet-style) command line (default 64K)\n"
+		"  --frame-timeout SECS close a client that leaves a request half-sent this\n"
+		"                       long (default 30; 0 never; fractions allowed)\n"
+		"  --subscriber-ttl SECS  drop a durable subscriber that no client has attached\n"
+		"                       for this long, releasing what it holds (default 0: never)\n"
 		"  --default-capacity BYTES  retention of topics created without CAPACITY (default 64M)\n"
 		"  --log-level LEVEL    error, warn, info or debug (default info)\n"
 		"  -h, --help           show this help and exit\n"
@@ -35,11 +42,26 @@ static int bad(const char *flag, const char *val, const char *why)
 	return 2;
 }
 
+/* "30", "0.5": seconds, at most a year, to milliseconds. */
+static int parse_seconds(const char *s, uint64_t *ms)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(s, &end);
+	if (end == s || *end || errno || !(d >= 0) || d > 31536000.0)
+		return -1;
+	*ms = (uint64_t)(d * 1000.0 + 0.5);
+	if (d > 0 && *ms == 0)
+		*ms = 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct rmq_server_config cfg;
 	rmq_server_config_defaults(&cfg);
-	enum { O_BIND = 1, O_PORT, O_THREADS, O_MAXPAY, O_MAXCLI, O_LOG, O_CAP };
+	enum { O_BIND = 1, O_PORT, O_THREADS, O_MAXPAY, O_MAXCLI, O_LOG, O_CAP, O_MAXARGS,
+	       O_MAXINLINE, O_FRAMETO, O_SUBTTL };
 	static const struct option opts[] = {
 		{ "bind", required_argument, NULL, O_BIND },
 		{ "port", required_argument, NULL, O_PORT },
@@ -48,6 +70,10 @@ int main(int argc, char **argv)
 		{ "max-clients", required_argument, NULL, O_MAXCLI },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "default-capacity", required_argument, NULL, O_CAP },
+		{ "max-args", required_argument, NULL, O_MAXARGS },
+		{ "max-inline", required_argument, NULL, O_MAXINLINE },
+		{ "frame-timeout", required_argument, NULL, O_FRAMETO },
+		{ "subscriber-ttl", required_argument, NULL, O_SUBTTL },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
@@ -84,6 +110,24 @@ int main(int argc, char **argv)
 			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1024 || v > (1ULL << 40))
 				return bad("--default-capacity", optarg, "expected 1K to 1T");
 			cfg.default_capacity = v;
+			break;
+		case O_MAXARGS:
+			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 3 || v > (64u << 20))
+				return bad("--max-args", optarg, "expected 3..67108864");
+			cfg.max_args = (size_t)v;
+			break;
+		case O_MAXINLINE:
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 64 || v > (64u << 20))
+				return bad("--max-inline", optarg, "expected 64 bytes to 64M");
+			cfg.max_inline = (size_t)v;
+			break;
+		case O_FRAMETO:
+			if (parse_seconds(optarg, &cfg.frame_timeout_ms))
+				return bad("--frame-timeout", optarg, "expected seconds, 0 to 31536000");
+			break;
+		case O_SUBTTL:
+			if (parse_seconds(optarg, &cfg.subscriber_ttl_ms))
+				return bad("--subscriber-ttl", optarg, "expected seconds, 0 to 31536000");
 			break;
 		case O_LOG:
 			if (!strcmp(optarg, "error"))

@@ -82,6 +82,20 @@ static void cmd_quit(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 /* --- topics --- */
 
+/* Counts an allocation failure and logs it, at most once a second per
+ * worker (a client retrying in a loop must not flood the log). */
+static void alloc_failed(struct conn *c, const char *what, const char *topic, size_t len)
+{
+	struct worker *w = c->w;
+	stat_add(&w->st.alloc_failures, 1);
+	uint64_t now = rmq_now_ms();
+	if (now < w->oom_log_ms)
+		return;
+	w->oom_log_ms = now + 1000;
+	rmq_logf(RMQ_LOG_ERROR, "out of memory %s '%.*s' (see allocation_failures in INFO)", what,
+		 (int)len, topic);
+}
+
 static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
@@ -114,7 +128,7 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 	else if (rc == -EEXIST)
 		rmq_resp_errorf(&c->out, "EXISTS topic '%.*s' already exists", (int)argv[1].len, argv[1].p);
 	else if (rc == -ENOMEM) {
-		rmq_logf(RMQ_LOG_ERROR, "out of memory creating topic '%.*s'", (int)argv[1].len, argv[1].p);
+		alloc_failed(c, "creating topic", argv[1].p, argv[1].len);
 		rmq_resp_error(&c->out, "ERR out of memory creating the topic");
 	} else
 		rmq_resp_error(&c->out, "ERR cannot create topic");
@@ -186,8 +200,8 @@ static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq
 	else if (seq == -EMSGSIZE)
 		rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than the topic's capacity", payload->len);
 	else {
-		rmq_logf(RMQ_LOG_ERROR, "out of memory publishing to '%s'", t->name);
-		rmq_resp_error(&c->out, "ERR out of memory");
+		alloc_failed(c, "publishing to", t->name, t->name_len);
+		rmq_resp_error(&c->out, "ERR out of memory: message not stored");
 	}
 	return seq;
 }
@@ -252,7 +266,7 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		struct rmq_dsub *d = rmq_dsub_attach(srv_of(c)->dsubs, argv[2].p, argv[2].len, &token);
 		if (!d)
 			return rmq_resp_error(&c->out, "ERR invalid subscriber name: 1 to 255 bytes, no whitespace or control characters");
-		if (c->dsub && (c->dsub != d))
+		if (c->dsub) /* each attach holds a reference: give the old one back */
 			rmq_dsub_detach(c->dsub, c->token);
 		c->dsub = d;
 		c->token = token;
@@ -624,12 +638,15 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 		    (unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);
 }
 
-static void info_dsub(const char *sub, struct rmq_dsubn *s, uint64_t lag, void *ctx)
+static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsubn *s, uint64_t lag, void *ctx)
 {
 	struct info_ctx *ic = ctx;
-	info_printf(ic->b, "subscriber:%s topic=%s position=%llu lag=%llu lost=%llu\r\n", sub,
-		    s->topic->name, (unsigned long long)atomic_load(&s->pos), (unsigned long long)lag,
-		    (unsigned long long)s->lost);
+	info_printf(ic->b,
+		    "subscriber:%s topic=%s position=%llu lag=%llu lost=%llu attached=%s "
+		    "idle_seconds=%llu\r\n",
+		    d->name, s->topic->name, (unsigned long long)atomic_load(&s->pos),
+		    (unsigned long long)lag, (unsigned long long)s->lost, d->attached ? "yes" : "no",
+		    (unsigned long long)(d->idle_ms / 1000));
 }
 
 static bool want_section(struct rmq_arg *argv, size_t argc, const char *name)
@@ -646,7 +663,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	struct server *s = srv_of(c);
 	struct rmq_buf b = { 0 };
-	uint64_t tot[10] = { 0 };
+	uint64_t tot[12] = { 0 };
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct worker_stats *st = &s->workers[i].st;
 		tot[0] += atomic_load_explicit(&st->conns_accepted, memory_order_relaxed);
@@ -659,15 +676,20 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		tot[7] += atomic_load_explicit(&st->slow_disconnects, memory_order_relaxed);
 		tot[8] += atomic_load_explicit(&st->protocol_errors, memory_order_relaxed);
 		tot[9] += atomic_load_explicit(&st->conns, memory_order_relaxed);
+		tot[10] += atomic_load_explicit(&st->frame_timeouts, memory_order_relaxed);
+		tot[11] += atomic_load_explicit(&st->alloc_failures, memory_order_relaxed);
 	}
 	if (want_section(argv, argc, "server"))
 		info_printf(&b,
 			    "# Server\r\nringmq_version:%s\r\nredis_version:7.0.0\r\nprocess_id:%d\r\n"
 			    "tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
-			    "max_clients:%u\r\n\r\n",
+			    "max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\n"
+			    "frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\n\r\n",
 			    RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
 			    (unsigned long long)((rmq_now_ms() - s->started_ms) / 1000), s->cfg.max_payload,
-			    s->cfg.max_clients);
+			    s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline,
+			    (unsigned long long)s->cfg.frame_timeout_ms,
+			    (unsigned long long)s->cfg.subscriber_ttl_ms);
 	if (want_section(argv, argc, "clients"))
 		info_printf(&b, "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n\r\n",
 			    (unsigned long long)tot[9],
@@ -684,7 +706,8 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			    "topics:%llu\r\nmessages_retained:%llu\r\nbytes_retained:%llu\r\n"
 			    "messages_dropped:%llu\r\npublish_rejected_full:%llu\r\n"
 			    "slow_subscribers_disconnected:%llu\r\nprotocol_errors:%llu\r\n"
-			    "durable_subscribers:%llu\r\n\r\n",
+			    "frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
+			    "durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n\r\n",
 			    (unsigned long long)tot[0], (unsigned long long)tot[1],
 			    (unsigned long long)tot[2], (unsigned long long)(tot[3] + tot[4]),
 			    (unsigned long long)tot[3], (unsigned long long)tot[4],
@@ -693,7 +716,9 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			    (unsigned long long)tc.depth_total, (unsigned long long)tc.retained_total,
 			    (unsigned long long)tc.dropped, (unsigned long long)tc.rejected,
 			    (unsigned long long)tot[7], (unsigned long long)tot[8],
-			    (unsigned long long)rmq_dsub_registry_count(s->dsubs));
+			    (unsigned long long)tot[10], (unsigned long long)tot[11],
+			    (unsigned long long)rmq_dsub_registry_count(s->dsubs),
+			    (unsigned long long)atomic_load(&s->dsubs_expired));
 	if (want_section(argv, argc, "topics")) {
 		info_printf(&b, "# Topics\r\n");
 		if (topics.len)
@@ -704,7 +729,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 	}
 	if (want_section(argv, argc, "subscribers")) {
 		info_printf(&b, "# Subscribers\r\n");
-		rmq_dsub_registry_foreach(s->dsubs, info_dsub, &ic);
+		rmq_dsub_registry_foreach(s->dsubs, rmq_now_ms(), info_dsub, &ic);
 		info_printf(&b, "\r\n");
 	}
 	rmq_resp_bulk(&c->out, b.data ? b.data : "", b.len);

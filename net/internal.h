@@ -72,11 +72,17 @@ struct conn {
 		bool silent;            /* parked under CLIENT REPLY OFF/SKIP */
 	} bp;
 	uint64_t created_ms;
+	/* In worker->deadlines while the server waits on the client: a
+	 * request half-received (--frame-timeout), or a lingering close. */
+	struct cds_list_head dlink;
+	uint64_t deadline_ms;
+	bool in_deadlines;
 };
 
 struct worker_stats {
 	_Atomic uint64_t conns_accepted, commands, published, delivered, pulled;
 	_Atomic uint64_t bytes_read, bytes_written, slow_disconnects, protocol_errors;
+	_Atomic uint64_t frame_timeouts, alloc_failures;
 	_Atomic uint64_t conns;
 };
 
@@ -97,12 +103,14 @@ struct worker {
 	ck_ring_t ring;             /* acceptor -> worker, SPSC */
 	ck_ring_buffer_t *ringbuf;
 	struct cds_list_head conns, flush, blocked, dead;
+	struct cds_list_head deadlines; /* conns by deadline_ms, earliest first */
 	struct server *srv;
 	struct rmq_arg *argv;
 	size_t argv_cap;
 	struct rmq_buf scratch;     /* shared read buffer, lent to one conn at a time */
 	bool qs_ok;                 /* no RCU pointer held up the stack */
 	unsigned since_qs;
+	uint64_t oom_log_ms;        /* next allocation-failure log line */
 	struct worker_stats st;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
@@ -118,7 +126,10 @@ struct server {
 	int port;
 	pthread_t acceptor;
 	_Atomic int stopping;
-	_Atomic uint64_t nclients, next_conn_id, rejected_clients;
+	_Atomic uint64_t nclients, next_conn_id, rejected_clients, dsubs_expired;
+	uint64_t next_ttl_sweep_ms; /* worker 0 only */
+	int spare_fd;               /* acceptor only: given up on EMFILE */
+	uint64_t fd_rejects, fd_log_ms; /* acceptor only */
 	uint64_t started_ms;
 };
 

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +64,10 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->max_clients = 10000;
 	cfg->log_level = RMQ_LOG_INFO;
 	cfg->default_capacity = RMQ_DEFAULT_CAPACITY;
+	cfg->max_args = 1024 * 1024;
+	cfg->max_inline = 64 * 1024;
+	cfg->frame_timeout_ms = 30000;
+	cfg->subscriber_ttl_ms = 0;
 }
 
 /* --- wake-ups --- */
@@ -110,7 +115,17 @@ void conn_want_flush(struct conn *c)
 
 static void conn_new(struct worker *w, int fd)
 {
-	struct conn *c = rmq_calloc(1, sizeof(*c));
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		static const char msg[] = "-ERR out of memory\r\n";
+		ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)r;
+		close(fd);
+		atomic_fetch_sub(&w->srv->nclients, 1);
+		stat_add(&w->st.alloc_failures, 1);
+		rmq_logf(RMQ_LOG_ERROR, "out of memory accepting a client");
+		return;
+	}
 	c->fd = fd;
 	c->w = w;
 	c->id = atomic_fetch_add(&w->srv->next_conn_id, 1) + 1;
@@ -149,6 +164,10 @@ void conn_close(struct conn *c)
 	if (c->in_flush) {
 		cds_list_del(&c->flink);
 		c->in_flush = false;
+	}
+	if (c->in_deadlines) {
+		cds_list_del(&c->dlink);
+		c->in_deadlines = false;
 	}
 	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
@@ -238,12 +257,62 @@ bool conn_deliver(struct lsub *s)
 	return caught_up;
 }
 
+/* How long the server waits on a client that owes it bytes: the rest of a
+ * half-sent request, or, after a protocol error, its close. Every entry
+ * gets the same timeout, so appending keeps worker->deadlines sorted. */
+static uint64_t wait_timeout_ms(const struct server *srv, bool lingering)
+{
+	uint64_t to = srv->cfg.frame_timeout_ms;
+	if (lingering && (to == 0 || to > 10000))
+		to = 10000; /* a lingering close is always bounded */
+	return to;
+}
+
+static void conn_deadline_clear(struct conn *c)
+{
+	if (c->in_deadlines) {
+		cds_list_del(&c->dlink);
+		c->in_deadlines = false;
+	}
+}
+
+static void conn_deadline_set(struct conn *c, uint64_t timeout_ms)
+{
+	conn_deadline_clear(c);
+	c->deadline_ms = rmq_now_ms() + timeout_ms;
+	/* Keep the list sorted even if lingering and frame timeouts differ. */
+	struct cds_list_head *pos = &c->w->deadlines;
+	while (pos->prev != &c->w->deadlines &&
+	       cds_list_entry(pos->prev, struct conn, dlink)->deadline_ms > c->deadline_ms)
+		pos = pos->prev;
+	cds_list_add_tail(&c->dlink, pos);
+	c->in_deadlines = true;
+}
+
+/* After requests were processed: when what is left is a partial request
+ * that only the client can complete, its clock runs from when that request
+ * began (a slowloris trickle does not reset it). Input left because the
+ * server stopped reading (pause, backlog, parked PULL) is not the client's
+ * fault and does not count. */
+static void conn_track_frame(struct conn *c, bool progressed)
+{
+	uint64_t to = wait_timeout_ms(c->w->srv, false);
+	if (c->draining)
+		return;
+	bool waiting = to && !c->closing && !c->close_after_write && !c->blocked && !c->paused &&
+		       !c->backlog && !c->eof && rmq_buf_pending(&c->in);
+	if (!waiting)
+		conn_deadline_clear(c);
+	else if (!c->in_deadlines || progressed)
+		conn_deadline_set(c, to);
+}
+
 void conn_process_input(struct conn *c)
 {
 	struct worker *w = c->w;
 	struct server *srv = w->srv;
 	const char *err = NULL;
-	bool did = false;
+	bool did = false, progressed = false;
 	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
 	       rmq_buf_pending(&c->in)) {
 		size_t argc;
@@ -272,6 +341,7 @@ void conn_process_input(struct conn *c)
 			did = true;
 		}
 		rmq_buf_consume(&c->in, (size_t)r);
+		progressed = true;
 		if (w->qs_ok && ++w->since_qs >= 64) {
 			/* A long pipeline must not hold up grace periods (topic
 			 * table resizes, frees): report a quiescent state between
@@ -290,6 +360,7 @@ void conn_process_input(struct conn *c)
 	 * pending, and queueing it again there would spin the loop. */
 	if (did && !c->closing && rmq_buf_pending(&c->out))
 		conn_want_flush(c);
+	conn_track_frame(c, progressed);
 	return;
 proto_error:
 	stat_add(&w->st.protocol_errors, 1);
@@ -298,6 +369,7 @@ proto_error:
 	c->close_after_write = true;
 	c->linger = true;
 	c->in.off = c->in.len = 0;
+	conn_deadline_clear(c);
 	conn_want_flush(c);
 }
 
@@ -440,6 +512,7 @@ static void conn_write(struct conn *c)
 		if (c->linger && !c->eof) {
 			shutdown(c->fd, SHUT_WR);
 			c->draining = true;
+			conn_deadline_set(c, wait_timeout_ms(w->srv, true));
 			c->paused = false;
 			c->epollout = false;
 			conn_update_events(c);
@@ -512,7 +585,59 @@ static void worker_drain_watches(struct worker *w)
 	}
 }
 
-/* Answers parked PULLs whose BLOCK timeout passed. */
+/* --subscriber-ttl: worker 0 sweeps the durable subscribers a few times
+ * per TTL (at most once a second, at least every 100 ms). */
+static uint64_t srv_ttl_due(const struct worker *w)
+{
+	const struct server *srv = w->srv;
+	if (w->id != 0 || srv->cfg.subscriber_ttl_ms == 0)
+		return UINT64_MAX;
+	return srv->next_ttl_sweep_ms;
+}
+
+static void ttl_expired(const char *name, uint64_t idle_ms, int subs, void *ctx)
+{
+	rmq_logf(RMQ_LOG_INFO,
+		 "durable subscriber '%s' detached for %.1f s (subscriber-ttl): dropped with its %d "
+		 "subscription%s",
+		 name, (double)idle_ms / 1000.0, subs, subs == 1 ? "" : "s");
+}
+
+static void worker_ttl_sweep(struct worker *w)
+{
+	struct server *srv = w->srv;
+	uint64_t now = rmq_now_ms();
+	if (srv_ttl_due(w) > now)
+		return;
+	uint64_t ttl = srv->cfg.subscriber_ttl_ms, period = ttl / 10;
+	period = period < 100 ? 100 : period > 1000 ? 1000 : period;
+	srv->next_ttl_sweep_ms = now + period;
+	uint64_t n = rmq_dsub_registry_expire(srv->dsubs, now, ttl, ttl_expired, NULL);
+	if (n)
+		atomic_fetch_add(&srv->dsubs_expired, n);
+}
+
+/* A client kept a request half-sent past --frame-timeout, or never closed
+ * after a protocol error: tell it (best effort) and close. */
+static void conn_timed_out(struct conn *c)
+{
+	struct worker *w = c->w;
+	if (!c->draining) {
+		static const char msg[] = "-ERR Protocol error: timed out waiting for the rest of "
+					  "the request\r\n";
+		ssize_t r = send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)r;
+		stat_add(&w->st.frame_timeouts, 1);
+		rmq_logf(RMQ_LOG_INFO,
+			 "client %llu: request half-sent for %.1f s (%zu bytes); closing",
+			 (unsigned long long)c->id, (double)wait_timeout_ms(w->srv, false) / 1000.0,
+			 rmq_buf_pending(&c->in));
+	}
+	conn_close(c);
+}
+
+/* Answers parked PULLs whose BLOCK timeout passed; closes clients that
+ * kept the server waiting too long. */
 static void worker_expire(struct worker *w)
 {
 	uint64_t now = rmq_now_ms();
@@ -520,10 +645,16 @@ static void worker_expire(struct worker *w)
 	cds_list_for_each_entry_safe(c, tmp, &w->blocked, bp.tnode)
 		if (c->bp.deadline_ms && c->bp.deadline_ms <= now)
 			cmd_pull_retry(c, true);
+	while (!cds_list_empty(&w->deadlines)) {
+		c = cds_list_entry(w->deadlines.next, struct conn, dlink);
+		if (c->deadline_ms > now)
+			break;
+		conn_timed_out(c); /* removes it from the list */
+	}
 }
 
-/* epoll timeout until the next BLOCK deadline; computed last, after every
- * step that may park a connection. */
+/* epoll timeout until the next deadline; computed last, after every step
+ * that may park a connection or leave a request half-read. */
 static int worker_timeout(struct worker *w)
 {
 	uint64_t now = rmq_now_ms(), next = UINT64_MAX;
@@ -531,6 +662,13 @@ static int worker_timeout(struct worker *w)
 	cds_list_for_each_entry(c, &w->blocked, bp.tnode)
 		if (c->bp.deadline_ms && c->bp.deadline_ms < next)
 			next = c->bp.deadline_ms;
+	if (!cds_list_empty(&w->deadlines)) {
+		c = cds_list_entry(w->deadlines.next, struct conn, dlink);
+		if (c->deadline_ms < next)
+			next = c->deadline_ms;
+	}
+	if (srv_ttl_due(w) < next)
+		next = srv_ttl_due(w);
 	if (next == UINT64_MAX)
 		return -1;
 	return next <= now ? 0 : (int)(next - now);
@@ -606,6 +744,7 @@ static void *worker_main(void *arg)
 		worker_drain_watches(w);
 		rmq_shard_housekeep(srv->broker, w->id);
 		worker_expire(w);
+		worker_ttl_sweep(w);
 		w->qs_ok = true;
 		worker_flush(w);
 		w->qs_ok = false;
@@ -655,6 +794,39 @@ static void *worker_main(void *arg)
 
 /* --- acceptor --- */
 
+/* Out of file descriptors: the pending client would stay in the backlog and
+ * the listening socket readable forever. Give up the spare descriptor kept
+ * for this, accept, tell the client why, close, and take the spare again. */
+static void accept_without_fds(struct server *srv, int err)
+{
+	uint64_t now = rmq_now_ms();
+	int fd = -1;
+	if (srv->spare_fd >= 0) {
+		close(srv->spare_fd);
+		srv->spare_fd = -1;
+		fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC);
+	}
+	if (fd >= 0) {
+		static const char msg[] = "-ERR server out of file descriptors, try again later\r\n";
+		ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)r;
+		close(fd);
+		atomic_fetch_add(&srv->rejected_clients, 1);
+		srv->fd_rejects++;
+	}
+	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (now >= srv->fd_log_ms) {
+		rmq_logf(RMQ_LOG_ERROR,
+			 "accept: %s: %llu client(s) turned away since the last report (raise ulimit -n, "
+			 "or lower --max-clients)",
+			 strerror(err), (unsigned long long)srv->fd_rejects);
+		srv->fd_rejects = 0;
+		srv->fd_log_ms = now + 1000;
+	}
+	if (fd < 0)
+		poll(NULL, 0, 10); /* no spare either: back off rather than spin */
+}
+
 static void *acceptor_main(void *arg)
 {
 	struct server *srv = arg;
@@ -672,8 +844,7 @@ static void *acceptor_main(void *arg)
 			int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd < 0) {
 				if (errno == EMFILE || errno == ENFILE) {
-					rmq_logf(RMQ_LOG_ERROR, "accept: %s (raise ulimit -n)", strerror(errno));
-					poll(NULL, 0, 50);
+					accept_without_fds(srv, errno);
 				} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 					   errno != ECONNABORTED) {
 					rmq_logf(RMQ_LOG_ERROR, "accept: %s", strerror(errno));
@@ -750,14 +921,39 @@ static int listen_on(struct server *srv)
 	return fd;
 }
 
+/* Each client takes a descriptor: raise the soft limit as far as the hard
+ * one allows for --max-clients plus the server's own, and say so if that is
+ * not enough (clients over it are then turned away with an error). */
+static void raise_fd_limit(const struct rmq_server_config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t want = (rlim_t)cfg->max_clients + 32 + 4 * (rlim_t)cfg->threads;
+	if (rl.rlim_cur < want) {
+		rlim_t old = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			rl.rlim_cur = old;
+	}
+	if (rl.rlim_cur < want)
+		rmq_logf(RMQ_LOG_WARN,
+			 "only %llu file descriptors allowed (ulimit -n) for --max-clients %u: "
+			 "clients over about %llu will be turned away",
+			 (unsigned long long)rl.rlim_cur, cfg->max_clients,
+			 (unsigned long long)(rl.rlim_cur > want - cfg->max_clients
+						      ? rl.rlim_cur - (want - cfg->max_clients)
+						      : 0));
+}
+
 int rmq_server_run(const struct rmq_server_config *cfg)
 {
 	struct server *srv = rmq_calloc(1, sizeof(*srv));
 	srv->cfg = *cfg;
 	g_log_level = cfg->log_level;
 	srv->lim.max_bulk = cfg->max_payload;
-	srv->lim.max_args = 1024 * 1024;
-	srv->lim.max_inline = 64 * 1024;
+	srv->lim.max_args = cfg->max_args;
+	srv->lim.max_inline = cfg->max_inline;
 	srv->max_query = 2 * cfg->max_payload + (16u << 20);
 	srv->nworkers = cfg->threads;
 	srv->started_ms = rmq_now_ms();
@@ -770,11 +966,13 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	raise_fd_limit(cfg);
 	srv->lfd = listen_on(srv);
 	if (srv->lfd < 0) {
 		free(srv);
 		return 1;
 	}
+	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->stop_evfd = eventfd(0, EFD_CLOEXEC);
 	urcu_qsbr_register_thread();
 	srv->broker = rmq_broker_new(srv->nworkers, broker_wake, srv);
@@ -795,6 +993,7 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		CDS_INIT_LIST_HEAD(&w->flush);
 		CDS_INIT_LIST_HEAD(&w->blocked);
 		CDS_INIT_LIST_HEAD(&w->dead);
+		CDS_INIT_LIST_HEAD(&w->deadlines);
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 		epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
 	}
@@ -842,6 +1041,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	}
 	free(srv->workers);
 	close(srv->stop_evfd);
+	if (srv->spare_fd >= 0)
+		close(srv->spare_fd);
 	free(srv);
 	rmq_logf(RMQ_LOG_INFO, "bye");
 	return 0;

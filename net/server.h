@@ -22,6 +22,12 @@ struct rmq_server_config {
 	unsigned max_clients;        /* connections served at once */
 	enum rmq_log_level log_level;
 	uint64_t default_capacity;   /* CREATE without CAPACITY */
+	size_t max_args;             /* largest request array (arguments) */
+	size_t max_inline;           /* longest inline command line */
+	uint64_t frame_timeout_ms;   /* close a client that leaves a request
+				      * half-sent this long; 0: never */
+	uint64_t subscriber_ttl_ms;  /* drop a durable subscriber detached
+				      * this long; 0: never */
 };
 
 void rmq_server_config_defaults(struct rmq_server_config *cfg);

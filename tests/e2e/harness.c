@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -127,6 +128,29 @@ void e2e_kill_children(void)
 			kill_reap(g_children[i]);
 }
 
+static struct {
+	int resource;
+	unsigned long long value;
+} g_rlimits[4];
+static int g_nrlimits;
+
+int e2e_child_rlimit(int resource, unsigned long long value)
+{
+	if (g_nrlimits == 4) {
+		set_err("too many child rlimits");
+		return -1;
+	}
+	g_rlimits[g_nrlimits].resource = resource;
+	g_rlimits[g_nrlimits].value = value;
+	g_nrlimits++;
+	return 0;
+}
+
+void e2e_child_rlimits_clear(void)
+{
+	g_nrlimits = 0;
+}
+
 /* fork + exec with the given stdio. The child dies with us (PDEATHSIG),
  * starts with default signal dispositions and an empty mask, and keeps no
  * other descriptor of ours. */
@@ -152,6 +176,14 @@ static pid_t spawn(const char *const *argv, int in_fd, int out_fd, int err_fd)
 			_exit(127);
 		for (int fd = 3; fd < 1024; fd++)
 			close(fd);
+		for (int i = 0; i < g_nrlimits; i++) {
+			struct rlimit rl = { g_rlimits[i].value, g_rlimits[i].value };
+			if (setrlimit(g_rlimits[i].resource, &rl) != 0) {
+				dprintf(2, "e2e harness: setrlimit(%d, %llu): %s\n", g_rlimits[i].resource,
+					g_rlimits[i].value, strerror(errno));
+				_exit(127);
+			}
+		}
 		execvp(argv[0], (char *const *)argv);
 		dprintf(2, "e2e harness: cannot execute '%s': %s\n", argv[0], strerror(errno));
 		_exit(127);

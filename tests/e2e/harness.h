@@ -68,6 +68,12 @@ int e2e_server_stop(struct e2e_server *s, int sig, int timeout_ms);
  * teardown. Removes the log file too. No-op when not running. */
 void e2e_server_kill(struct e2e_server *s);
 
+/* Resource limits (setrlimit, soft = hard = value) for the children started
+ * from now on, e.g. RLIMIT_NOFILE to run a server out of descriptors. At
+ * most 4; e2e_child_rlimits_clear() forgets them. */
+int e2e_child_rlimit(int resource, unsigned long long value);
+void e2e_child_rlimits_clear(void);
+
 /* Copies up to cap-1 bytes of the end of the server's stderr log into buf
  * (NUL-terminated). Returns the length. */
 size_t e2e_server_log_tail(const struct e2e_server *s, char *buf, size_t cap);
