@@ -92,6 +92,7 @@ uint64_t rmq_dsub_registry_count(struct rmq_dsub_registry *r)
 static int dsub_match(struct cds_lfht_node *node, const void *key)
 {
 	const struct iovec *k = key;
+	RMQ_LFHT_PUBLISHED(node);
 	struct rmq_dsub *d = caa_container_of(node, struct rmq_dsub, node);
 	return d->name_len == k->iov_len && memcmp(d->name, k->iov_base, k->iov_len) == 0;
 }
@@ -117,6 +118,7 @@ retry:
 		d->name_len = len;
 		pthread_mutex_init(&d->lock, NULL);
 		cds_lfht_node_init(&d->node);
+		RMQ_LFHT_PUBLISH(&d->node);
 		n = cds_lfht_add_unique(r->ht, h, dsub_match, &key, &d->node);
 		if (n != &d->node) { /* lost a race: use the winner's */
 			pthread_mutex_destroy(&d->lock);

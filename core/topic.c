@@ -135,6 +135,7 @@ int rmq_topic_name_valid(const char *name, size_t len)
 static int topic_match(struct cds_lfht_node *node, const void *key)
 {
 	const struct iovec *k = key;
+	RMQ_LFHT_PUBLISHED(node);
 	struct rmq_topic *t = caa_container_of(node, struct rmq_topic, node);
 	return t->name_len == k->iov_len && memcmp(t->name, k->iov_base, k->iov_len) == 0;
 }
@@ -189,6 +190,7 @@ int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_
 	cds_lfht_node_init(&t->node);
 
 	struct iovec key = { (void *)name, len };
+	RMQ_LFHT_PUBLISH(&t->node);
 	struct cds_lfht_node *got = cds_lfht_add_unique(b->topics, t->hash, topic_match, &key, &t->node);
 	if (got != &t->node) {
 		topic_free(t); /* never published */
@@ -222,11 +224,28 @@ void rmq_topic_put(struct rmq_topic *t)
 		urcu_qsbr_call_rcu(&t->rcu, topic_free_rcu);
 }
 
+/* A shard's inboxes (wfcqueue) hand a watch or topic from any thread to
+ * the shard's. The queue lives in liburcu-common, which is not built with
+ * TSan, so the hand-off is annotated for it (no-ops otherwise). */
+static void inbox_put(struct cds_wfcq_head *h, struct cds_wfcq_tail *t, struct cds_wfcq_node *n)
+{
+	cds_wfcq_node_init(n);
+	RMQ_TSAN_RELEASE(n);
+	cds_wfcq_enqueue(h, t, n);
+}
+
+static struct cds_wfcq_node *inbox_take(struct cds_wfcq_head *h, struct cds_wfcq_tail *t)
+{
+	struct cds_wfcq_node *n = __cds_wfcq_dequeue_blocking(h, t);
+	if (n)
+		RMQ_TSAN_ACQUIRE(n);
+	return n;
+}
+
 static void shard_queue_watch(struct rmq_broker *b, struct rmq_watch *w)
 {
 	struct shard *s = &b->shards[w->shard];
-	cds_wfcq_node_init(&w->qnode);
-	cds_wfcq_enqueue(&s->head, &s->tail, &w->qnode);
+	inbox_put(&s->head, &s->tail, &w->qnode);
 	b->wake(b->wake_ctx, w->shard);
 }
 
@@ -373,7 +392,7 @@ struct rmq_watch *rmq_shard_next_dirty(struct rmq_broker *b, uint32_t shard)
 {
 	struct shard *s = &b->shards[shard];
 	for (;;) {
-		struct cds_wfcq_node *n = __cds_wfcq_dequeue_blocking(&s->head, &s->tail);
+		struct cds_wfcq_node *n = inbox_take(&s->head, &s->tail);
 		if (!n)
 			return NULL;
 		struct rmq_watch *w = caa_container_of(n, struct rmq_watch, qnode);
@@ -404,8 +423,7 @@ void rmq_topic_want_housekeeping(struct rmq_topic *t)
 		return;
 	}
 	struct shard *s = &t->broker->shards[t->shard];
-	cds_wfcq_node_init(&t->hk_node);
-	cds_wfcq_enqueue(&s->hk_head, &s->hk_tail, &t->hk_node);
+	inbox_put(&s->hk_head, &s->hk_tail, &t->hk_node);
 	t->broker->wake(t->broker->wake_ctx, t->shard);
 }
 
@@ -414,7 +432,7 @@ unsigned rmq_shard_housekeep(struct rmq_broker *b, uint32_t shard)
 	struct shard *s = &b->shards[shard];
 	unsigned n = 0;
 	struct cds_wfcq_node *node;
-	while ((node = __cds_wfcq_dequeue_blocking(&s->hk_head, &s->hk_tail))) {
+	while ((node = inbox_take(&s->hk_head, &s->hk_tail))) {
 		struct rmq_topic *t = caa_container_of(node, struct rmq_topic, hk_node);
 		atomic_store(&t->hk_queued, 0);
 		if (!rmq_topic_deleted(t))

@@ -38,13 +38,25 @@
  * when the walk ends: undefined behaviour that clang's UBSan reports
  * ("applying zero offset to null pointer") and, with
  * -fno-sanitize-recover, aborts on. This form converts non-NULL nodes
- * only. Same rules: read-side section, no nested use of iter. */
+ * only. Same rules: read-side section, no nested use of iter.
+ * RMQ_LFHT_PUBLISHED: see below. */
 #define rmq_lfht_for_each_entry(ht, iter, pos, member)                                  \
 	for (cds_lfht_first(ht, iter);                                                   \
 	     cds_lfht_iter_get_node(iter) != NULL &&                                     \
-	     ((pos) = caa_container_of(cds_lfht_iter_get_node(iter), __typeof__(*(pos)), \
+	     (RMQ_LFHT_PUBLISHED(cds_lfht_iter_get_node(iter)),                          \
+	      (pos) = caa_container_of(cds_lfht_iter_get_node(iter), __typeof__(*(pos)), \
 				       member), 1);                                      \
 	     cds_lfht_next(ht, iter))
+
+/* For ThreadSanitizer: rculfhash publishes a node with rcu_assign_pointer()
+ * and readers find it through rcu_dereference(), inside liburcu-cds, which
+ * is not instrumented, so TSan does not see that a node's initialisation
+ * happens before a reader's use of it. RMQ_LFHT_PUBLISH(node) goes right
+ * before cds_lfht_add_unique(); RMQ_LFHT_PUBLISHED(node) before the first
+ * access to a node a reader got from the table (the match callbacks, the
+ * walk above). No-ops without TSan. */
+#define RMQ_LFHT_PUBLISH(node) RMQ_TSAN_RELEASE(node)
+#define RMQ_LFHT_PUBLISHED(node) RMQ_TSAN_ACQUIRE(node)
 
 #define RMQ_MAX_SHARDS 64
 #define RMQ_TOPIC_MAX 255

@@ -17,6 +17,26 @@
 #define RMQ_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RMQ_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* ThreadSanitizer annotations for a hand-off TSan cannot see (Concurrency
+ * Kit's ck_pr is inline assembly): RMQ_TSAN_RELEASE(p) before publishing
+ * through such a channel, RMQ_TSAN_ACQUIRE(p) after taking something from
+ * it, both on the same address. No-ops unless built with TSan. */
+#if defined(__SANITIZE_THREAD__)
+#define RMQ_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RMQ_TSAN 1
+#endif
+#endif
+#ifdef RMQ_TSAN
+#include <sanitizer/tsan_interface.h>
+#define RMQ_TSAN_RELEASE(p) __tsan_release(p)
+#define RMQ_TSAN_ACQUIRE(p) __tsan_acquire(p)
+#else
+#define RMQ_TSAN_RELEASE(p) ((void)(p))
+#define RMQ_TSAN_ACQUIRE(p) ((void)(p))
+#endif
+
 void *rmq_malloc(size_t n);
 void *rmq_calloc(size_t nmemb, size_t n);
 void *rmq_realloc(void *p, size_t n);

@@ -563,8 +563,10 @@ static void worker_flush(struct worker *w)
 static void worker_take_new(struct worker *w)
 {
 	void *p;
-	while (ck_ring_dequeue_spsc(&w->ring, w->ringbuf, &p))
+	while (ck_ring_dequeue_spsc(&w->ring, w->ringbuf, &p)) {
+		RMQ_TSAN_ACQUIRE(&w->ring); /* pairs with the acceptor's release */
 		conn_new(w, (int)(intptr_t)p);
+	}
 }
 
 static void worker_drain_watches(struct worker *w)
@@ -841,6 +843,7 @@ static void *acceptor_main(void *arg)
 		if (!(pf[0].revents & POLLIN))
 			continue;
 		for (int k = 0; k < 64; k++) {
+			/* cppcheck-suppress nullPointer ; gnu.cfg wrongly wants addrlen */
 			int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd < 0) {
 				if (errno == EMFILE || errno == ENFILE) {
@@ -864,6 +867,7 @@ static void *acceptor_main(void *arg)
 			for (uint32_t tries = 0; tries < srv->nworkers && !queued; tries++) {
 				struct worker *w = &srv->workers[next];
 				next = (next + 1) % srv->nworkers;
+				RMQ_TSAN_RELEASE(&w->ring); /* the accepted socket, for TSan */
 				if (ck_ring_enqueue_spsc(&w->ring, w->ringbuf, (void *)(intptr_t)fd)) {
 					worker_wake(w);
 					queued = true;
