@@ -309,7 +309,12 @@ uint64_t rmq_log_next_seq(struct rmq_log *log)
 uint64_t rmq_log_first_seq(struct rmq_log *log)
 {
 	struct rmq_seg *h = atomic_load_explicit(&log->head, memory_order_acquire);
-	return h ? h->base + 1 : rmq_log_next_seq(log);
+	/* head is NULL only until the first segment is linked, and that one
+	 * (base 0) becomes the head: first is 1 even if tail is already set
+	 * and other producers have appended (the linker stores head after its
+	 * CAS on tail). Falling back to next_seq here made first_seq jump
+	 * ahead and then back to 1 (stress_log's monitor caught it). */
+	return h ? h->base + 1 : 1;
 }
 
 uint64_t rmq_log_depth(struct rmq_log *log)
