@@ -13,6 +13,8 @@ SERVER=${1:?usage: e2e_test.sh SERVER BENCH WORKDIR}
 BENCH=${2:?}
 WORK=${3:?}
 PY=${PYTHON3:-python3}
+# Slowness factor of the server (ctest sets it; > 1 in sanitizer builds).
+SCALE=${RINGMQ_TEST_TIME_SCALE:-1}
 mkdir -p "$WORK"
 rm -f "$WORK"/*.json "$WORK"/*.csv
 
@@ -23,7 +25,7 @@ trap cleanup EXIT
 "$SERVER" --bind 127.0.0.1 --port 0 --threads 2 --log-level warn >"$WORK/server.out" 2>"$WORK/server.log" &
 SPID=$!
 PORT=""
-for _ in $(seq 100); do
+for _ in $(seq $((100 * SCALE))); do
   PORT=$(sed -n 's/^Server started on .*:\([0-9][0-9]*\)$/\1/p' "$WORK/server.out")
   [[ -n "$PORT" ]] && break
   kill -0 "$SPID" 2>/dev/null || { cat "$WORK/server.log"; echo "FAIL: server exited"; exit 1; }
@@ -40,7 +42,7 @@ run() {
   local json="$WORK/$name.json"
   echo "== $name: ringmq-bench $*"
   local rc=0
-  timeout 60 "$BENCH" "$@" --json "$json" --quiet >"$WORK/$name.out" 2>&1 || rc=$?
+  timeout $((60 * SCALE)) "$BENCH" "$@" --json "$json" --quiet >"$WORK/$name.out" 2>&1 || rc=$?
   cat "$WORK/$name.out"
   if [[ $rc -ne 0 ]]; then
     echo "FAIL: $name: ringmq-bench exited $rc"

@@ -21,7 +21,14 @@ SERVER=${RINGMQ_SERVER_BIN:-$BIN_DIR/ringmq-server}
 PUB=${RINGMQ_PUB_BIN:-$BIN_DIR/ringmq-pub}
 SUB=${RINGMQ_SUB_BIN:-$BIN_DIR/ringmq-sub}
 HOST=127.0.0.1
-T=20 # seconds any single command may take
+# Slowness factor of the server under test (ctest sets it: more than 1 in
+# sanitizer builds); scales every bound on waiting below.
+SCALE=${RINGMQ_TEST_TIME_SCALE:-1}
+T=$((20 * SCALE)) # seconds any single command may take
+# The tools wait 5 s for a reply by default; as long times that for a slow
+# server (the default build passes nothing, so the default is what runs).
+TMO=()
+((SCALE > 1)) && TMO=(--timeout $((5000 * SCALE)))
 
 CASES=(usage no_server create publish_arg publish_stdin live_subscribe live_two_topics
 	durable_pull durable_resume count delete_live delete_durable full json
@@ -66,9 +73,9 @@ running() {
 
 # wait_exit PID SECONDS: sets RC to its exit status; fails if it keeps running.
 wait_exit() {
-	local pid=$1 deadline=$((SECONDS + $2))
+	local pid=$1 deadline=$((SECONDS + $2 * SCALE))
 	while running "$pid"; do
-		((SECONDS < deadline)) || fail "process $pid still running after $2 s"
+		((SECONDS < deadline)) || fail "process $pid still running after $(($2 * SCALE)) s"
 		sleep 0.02
 	done
 	wait "$pid"
@@ -77,20 +84,20 @@ wait_exit() {
 
 # wait_for FILE REGEX SECONDS
 wait_for() {
-	local deadline=$((SECONDS + $3))
+	local deadline=$((SECONDS + $3 * SCALE))
 	until grep -qE -- "$2" "$1" 2>/dev/null; do
-		((SECONDS < deadline)) || fail "no line matching '$2' in $(basename "$1") after $3 s"
+		((SECONDS < deadline)) || fail "no line matching '$2' in $(basename "$1") after $(($3 * SCALE)) s"
 		sleep 0.02
 	done
 }
 
 # wait_lines FILE N SECONDS
 wait_lines() {
-	local deadline=$((SECONDS + $3)) n
+	local deadline=$((SECONDS + $3 * SCALE)) n
 	while :; do
 		n=$(wc -l <"$1" 2>/dev/null || echo 0)
 		((n >= $2)) && return 0
-		((SECONDS < deadline)) || fail "$(basename "$1") has $n lines, expected $2 (after $3 s)"
+		((SECONDS < deadline)) || fail "$(basename "$1") has $n lines, expected $2 (after $(($3 * SCALE)) s)"
 		sleep 0.02
 	done
 }
@@ -120,8 +127,8 @@ bg() {
 	PIDS+=("$LAST")
 }
 
-pub() { timeout "$T" "$PUB" --host "$HOST" --port "$PORT" "$@"; }
-sub() { timeout "$T" "$SUB" --host "$HOST" --port "$PORT" "$@"; }
+pub() { timeout "$T" "$PUB" "${TMO[@]}" --host "$HOST" --port "$PORT" "$@"; }
+sub() { timeout "$T" "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" "$@"; }
 
 # run NAME CMD...: foreground, output in NAME.out/.err, status in RC.
 run() {
@@ -285,7 +292,7 @@ case_publish_stdin() {
 case_live_subscribe() {
 	start_server
 	pub -q --create my_topic || fail "create"
-	bg s "$SUB" --host "$HOST" --port "$PORT" --subscribe my_topic
+	bg s "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe my_topic
 	local s=$LAST
 	wait_for "$WORK/s.err" "Subscribed to 'my_topic' \(live\)" 5
 	seq 1 1000 | pub -q --publish my_topic - || fail "publish"
@@ -300,7 +307,7 @@ case_live_subscribe() {
 	} >"$WORK/want.txt"
 	cmp -s "$WORK/s.out" "$WORK/want.txt" || fail "received messages differ: $(diff "$WORK/s.out" "$WORK/want.txt" | head -5)"
 	# SIGTERM ends it the same way
-	bg s2 "$SUB" --host "$HOST" --port "$PORT" --subscribe my_topic
+	bg s2 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe my_topic
 	s=$LAST
 	wait_for "$WORK/s2.err" "Subscribed" 5
 	kill -TERM "$s"
@@ -311,7 +318,7 @@ case_live_subscribe() {
 	expect_rc 0 "quiet pull"
 	[[ -s "$WORK/q.err" || -s "$WORK/q.out" ]] && fail "--quiet printed something"
 	# live does not see what was published before it started
-	bg s3 "$SUB" --host "$HOST" --port "$PORT" --subscribe my_topic --count 1
+	bg s3 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe my_topic --count 1
 	s=$LAST
 	wait_for "$WORK/s3.err" "Subscribed" 5
 	pub -q --publish my_topic after || fail "publish"
@@ -323,7 +330,7 @@ case_live_subscribe() {
 case_live_two_topics() {
 	start_server
 	pub -q --create a --create b || fail "create"
-	bg s "$SUB" --host "$HOST" --port "$PORT" --format json --subscribe a --subscribe b
+	bg s "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --format json --subscribe a --subscribe b
 	local s=$LAST
 	wait_for "$WORK/s.err" "Subscribed to 'a', 'b' \(live\)" 5
 	pub -q --publish a x || fail "publish a"
@@ -359,7 +366,7 @@ case_durable_pull() {
 	run b sub --name bob --pull my_topic
 	[[ -s "$WORK/b.out" ]] && fail "bob's first pull printed messages"
 	# --follow keeps waiting
-	bg f "$SUB" --host "$HOST" --port "$PORT" --name alice --pull my_topic --follow
+	bg f "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name alice --pull my_topic --follow
 	local f=$LAST
 	wait_for "$WORK/f.err" "Subscribed to 'my_topic' as 'alice'" 5
 	pub -q --publish my_topic m4 || fail "publish"
@@ -384,7 +391,7 @@ case_durable_pull() {
 case_durable_resume() {
 	start_server
 	pub -q --create my_topic || fail "create"
-	bg a1 "$SUB" --host "$HOST" --port "$PORT" --name alice --subscribe my_topic
+	bg a1 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name alice --subscribe my_topic
 	local s=$LAST
 	wait_for "$WORK/a1.err" "Subscribed to 'my_topic' as 'alice' \(durable" 5
 	pub -q --publish my_topic a || fail "publish"
@@ -395,7 +402,7 @@ case_durable_resume() {
 	expect_file "$WORK/a1.out" "[my_topic #1] a" "first run"
 	# published while alice is away
 	pub -q --publish my_topic b c || fail "publish"
-	bg a2 "$SUB" --host "$HOST" --port "$PORT" --name alice --subscribe my_topic
+	bg a2 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name alice --subscribe my_topic
 	s=$LAST
 	wait_lines "$WORK/a2.out" 2 10
 	pub -q --publish my_topic d || fail "publish"
@@ -406,7 +413,7 @@ case_durable_resume() {
 	expect_file "$WORK/a2.out" "$(printf '[my_topic #2] b\n[my_topic #3] c\n[my_topic #4] d')" "resumed where alice stopped"
 	# durable with two topics
 	pub -q --create other || fail "create"
-	bg a3 "$SUB" --host "$HOST" --port "$PORT" --name alice --format json --subscribe my_topic --subscribe other
+	bg a3 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name alice --format json --subscribe my_topic --subscribe other
 	s=$LAST
 	wait_for "$WORK/a3.err" "Subscribed" 5
 	pub -q --publish other o1 --publish my_topic e || fail "publish"
@@ -428,7 +435,7 @@ case_count() {
 	expect_file "$WORK/c.out" "$(printf '[t #1] 1\n[t #2] 2')" "first two"
 	run c sub --name carol --pull t
 	expect_file "$WORK/c.out" "$(printf '[t #3] 3\n[t #4] 4\n[t #5] 5')" "--count did not consume more"
-	bg d "$SUB" --host "$HOST" --port "$PORT" --name carol --subscribe t -n 3
+	bg d "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name carol --subscribe t -n 3
 	local s=$LAST
 	wait_for "$WORK/d.err" "Subscribed" 5
 	seq 6 10 | pub -q --publish t - || fail "publish"
@@ -442,7 +449,7 @@ case_count() {
 case_delete_live() {
 	start_server
 	pub -q --create t --create u || fail "create"
-	bg s "$SUB" --host "$HOST" --port "$PORT" --subscribe t
+	bg s "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe t
 	local s=$LAST
 	wait_for "$WORK/s.err" "Subscribed" 5
 	pub -q --publish t before || fail "publish"
@@ -455,7 +462,7 @@ case_delete_live() {
 	expect_grep "$WORK/s.err" "ringmq-sub: topic 't' was deleted" "deleted message"
 	# with two topics it goes on with the other one
 	pub -q --create t || fail "create again"
-	bg s2 "$SUB" --host "$HOST" --port "$PORT" --subscribe t --subscribe u
+	bg s2 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe t --subscribe u
 	s=$LAST
 	wait_for "$WORK/s2.err" "Subscribed" 5
 	pub -q --delete t || fail "delete"
@@ -475,7 +482,7 @@ case_delete_live() {
 case_delete_durable() {
 	start_server
 	pub -q --create t || fail "create"
-	bg s "$SUB" --host "$HOST" --port "$PORT" --name alice --subscribe t
+	bg s "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name alice --subscribe t
 	local s=$LAST
 	wait_for "$WORK/s.err" "Subscribed" 5
 	pub -q --publish t m || fail "publish"
@@ -536,7 +543,7 @@ case_redis_cli_publish() {
 	command -v redis-cli >/dev/null || fail "redis-cli is needed (apt-get install redis-tools)"
 	start_server
 	pub -q --create news || fail "create"
-	bg s "$SUB" --host "$HOST" --port "$PORT" --subscribe news
+	bg s "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe news
 	local s=$LAST
 	wait_for "$WORK/s.err" "Subscribed" 5
 	run r timeout "$T" redis-cli -h "$HOST" -p "$PORT" PUBLISH news "from redis-cli"

@@ -27,7 +27,21 @@
 #include "ringmq.h"
 
 #define HOST "127.0.0.1"
-#define TMO 3000
+
+/* Slowness factor of the server under test (RINGMQ_TEST_TIME_SCALE, set
+ * by ctest: more than 1 in sanitizer builds), applied to bounds on waiting
+ * for something that must happen. */
+static int time_scale(void)
+{
+	const char *e = getenv("RINGMQ_TEST_TIME_SCALE");
+	long v = e && *e ? strtol(e, NULL, 10) : 1;
+	return v < 1 ? 1 : v > 50 ? 50 : (int)v;
+}
+#define SCALED(ms) ((ms) * time_scale())
+#ifndef CLIENT_TIME_SCALE
+#define CLIENT_TIME_SCALE 1 /* the configured scale, for Criterion's .timeout */
+#endif
+#define TMO SCALED(3000)
 
 static pid_t g_srv;
 static int g_port;
@@ -68,9 +82,9 @@ static void server_start(void)
 	}
 	close(p[1]);
 	g_srv = pid;
-	char line[256];
+	char line[256] = "";
 	size_t n = 0;
-	uint64_t deadline = now_ms() + 5000;
+	uint64_t deadline = now_ms() + SCALED(5000);
 	while (n < sizeof(line) - 1 && !memchr(line, '\n', n)) {
 		struct pollfd pf = { p[0], POLLIN, 0 };
 		uint64_t now = now_ms();
@@ -83,6 +97,7 @@ static void server_start(void)
 	}
 	line[n] = '\0';
 	close(p[0]);
+	/* NOLINTNEXTLINE(cert-err34-c): the server prints a port number, 1..65535 */
 	cr_assert(sscanf(line, "Server started on localhost:%d", &g_port) == 1, "got '%s'", line);
 }
 
@@ -93,7 +108,7 @@ static int server_stop(void)
 		return -1;
 	kill(g_srv, SIGTERM);
 	int st = -1;
-	uint64_t deadline = now_ms() + 5000;
+	uint64_t deadline = now_ms() + SCALED(5000);
 	while (waitpid(g_srv, &st, WNOHANG) == 0) {
 		if (now_ms() > deadline) {
 			kill(g_srv, SIGKILL);
@@ -111,13 +126,13 @@ static void fini(void)
 	server_stop();
 }
 
-TestSuite(connect, .init = server_start, .fini = fini, .timeout = 30);
-TestSuite(topics, .init = server_start, .fini = fini, .timeout = 30);
-TestSuite(send, .init = server_start, .fini = fini, .timeout = 30);
-TestSuite(pipeline, .init = server_start, .fini = fini, .timeout = 60);
-TestSuite(durable, .init = server_start, .fini = fini, .timeout = 30);
-TestSuite(live, .init = server_start, .fini = fini, .timeout = 30);
-TestSuite(errors, .init = server_start, .fini = fini, .timeout = 30);
+TestSuite(connect, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
+TestSuite(topics, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
+TestSuite(send, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
+TestSuite(pipeline, .init = server_start, .fini = fini, .timeout = 60 * CLIENT_TIME_SCALE);
+TestSuite(durable, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
+TestSuite(live, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
+TestSuite(errors, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
 
 static struct rmq_client *conn(void)
 {
@@ -240,7 +255,7 @@ Test(connect, connect_timeout)
 		filler[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		connect(filler[i], (struct sockaddr *)&a, sizeof(a));
+		(void)connect(filler[i], (struct sockaddr *)&a, sizeof(a)); /* in progress */
 	}
 	sleep_ms(50);
 	int st = 0;
@@ -438,7 +453,7 @@ Test(send, full)
 			break;
 	} while (1);
 	cr_assert_eq(got, (size_t)sent);
-	uint64_t deadline = now_ms() + 3000;
+	uint64_t deadline = now_ms() + SCALED(3000);
 	while ((rc = rmq_send(c, "f", kb, sizeof(kb), NULL)) == RMQ_ERR_FULL && now_ms() < deadline)
 		sleep_ms(20);
 	cr_assert_eq(rc, RMQ_OK, "%s", rmq_client_errstr(c));

@@ -50,6 +50,17 @@ const char *e2e_last_error(void)
 	return g_err;
 }
 
+int e2e_time_scale(void)
+{
+	static int scale;
+	if (!scale) {
+		const char *e = getenv("RINGMQ_TEST_TIME_SCALE");
+		long v = e && *e ? strtol(e, NULL, 10) : E2E_TIME_SCALE;
+		scale = v < 1 ? 1 : v > 50 ? 50 : (int)v;
+	}
+	return scale;
+}
+
 uint64_t e2e_now_ms(void)
 {
 	struct timespec ts;
@@ -222,6 +233,7 @@ static void server_cleanup(struct e2e_server *s)
 
 int e2e_server_start(struct e2e_server *s, const char *const *extra, int timeout_ms)
 {
+	timeout_ms = E2E_MS(timeout_ms);
 	memset(s, 0, sizeof(*s));
 	s->out_fd = -1;
 	const char *argv[48];
@@ -326,6 +338,7 @@ int e2e_server_stop(struct e2e_server *s, int sig, int timeout_ms)
 	}
 	pid_t pid = s->pid;
 	kill(pid, sig);
+	timeout_ms = E2E_MS(timeout_ms);
 	int st = wait_bounded(pid, timeout_ms);
 	if (st < 0) {
 		set_err("server pid %d did not exit within %d ms of signal %d", (int)pid, timeout_ms, sig);
@@ -364,6 +377,7 @@ static void append(char **buf, size_t *len, const char *p, size_t n)
 
 int e2e_run(const char *const *argv, struct e2e_output *o, int timeout_ms)
 {
+	timeout_ms = E2E_MS(timeout_ms);
 	memset(o, 0, sizeof(*o));
 	append(&o->out, &o->out_len, "", 0);
 	append(&o->err, &o->err_len, "", 0);
@@ -449,6 +463,7 @@ long long e2e_proc_cpu_ms(pid_t pid)
 	if (!p)
 		return -1;
 	unsigned long long ut, st;
+	/* NOLINTNEXTLINE(cert-err34-c): kernel-written counters, far from overflowing */
 	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	long hz = sysconf(_SC_CLK_TCK);
@@ -459,6 +474,7 @@ long long e2e_proc_cpu_ms(pid_t pid)
 
 struct e2e_client *e2e_connect_rcvbuf(int port, int timeout_ms, int rcvbuf)
 {
+	timeout_ms = E2E_MS(timeout_ms);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		set_err("socket: %s", strerror(errno));
@@ -901,6 +917,7 @@ struct e2e_reply *e2e_cmd(struct e2e_client *c, const char *arg0, ...)
 
 int e2e_wait_eof(struct e2e_client *c, int timeout_ms, size_t *discarded)
 {
+	timeout_ms = E2E_MS(timeout_ms);
 	uint64_t deadline = e2e_now_ms() + (uint64_t)timeout_ms;
 	size_t d = 0;
 	int rc = 0;

@@ -39,6 +39,23 @@
 /* Describes the last failure of a harness call (static buffer). */
 const char *e2e_last_error(void);
 
+/* Slowness factor of the server under test, applied to every bound on
+ * waiting for something that must happen: RINGMQ_TEST_TIME_SCALE from the
+ * environment (1..50), else E2E_TIME_SCALE, which CMake sets (1, more in
+ * sanitizer builds: a TSan server is about 5-15 times slower). The harness
+ * scales the timeouts passed to e2e_server_start/stop, e2e_run,
+ * e2e_connect* (and so every wait of that client) and e2e_wait_eof; tests
+ * scale upper bounds they check themselves with E2E_MS(). Windows in which
+ * something must NOT happen (e2e_readable) and lower bounds are not
+ * scaled: a slower server cannot make those fail. */
+int e2e_time_scale(void);
+#ifndef E2E_TIME_SCALE
+#define E2E_TIME_SCALE 1
+#endif
+/* Criterion's per-test .timeout (a constant) uses the configured scale. */
+#define E2E_TEST_TIMEOUT(s) ((s) * (double)E2E_TIME_SCALE)
+#define E2E_MS(ms) ((ms) * e2e_time_scale())
+
 /* Monotonic milliseconds. */
 uint64_t e2e_now_ms(void);
 void e2e_sleep_ms(unsigned ms);

@@ -85,7 +85,7 @@ static void stop_server_ok(int sig)
  * --threads 2 plus the given flags, then requires a clean SIGTERM exit. */
 #define SRV_TEST(suite, name, ...)                                                      \
 	static void suite##_##name##_body(void);                                        \
-	Test(suite, name, .fini = teardown, .timeout = 40.0)                            \
+	Test(suite, name, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))          \
 	{                                                                               \
 		start_server((const char *const[]){ "--threads", "2", ##__VA_ARGS__, NULL }); \
 		suite##_##name##_body();                                                \
@@ -340,11 +340,11 @@ static struct e2e_client *x_durable(int line, const char *name, const char *topi
 }
 #define DURABLE(name, topic) x_durable(__LINE__, (name), (topic), 1)
 
-/* Repeats a check until it holds or timeout_ms passes (for effects of
- * another connection's close, which the server handles asynchronously). */
+/* Repeats a check until it holds or E2E_MS(timeout_ms) passes (for effects
+ * of another connection's close, which the server handles asynchronously). */
 #define EVENTUALLY(cond, timeout_ms)                                               \
 	do {                                                                       \
-		uint64_t until_ = e2e_now_ms() + (timeout_ms);                     \
+		uint64_t until_ = e2e_now_ms() + (uint64_t)E2E_MS(timeout_ms);     \
 		while (!(cond) && e2e_now_ms() < until_)                           \
 			e2e_sleep_ms(10);                                          \
 	} while (0)
@@ -367,7 +367,7 @@ static int run_server_flag(const char *flag, struct e2e_output *o)
 	return e2e_run(argv, o, 5000);
 }
 
-Test(cli, help, .fini = cli_teardown, .timeout = 20.0)
+Test(cli, help, .fini = cli_teardown, .timeout = E2E_TEST_TIMEOUT(20.0))
 {
 	static const char *const forms[] = { "--help", "-h" };
 	for (size_t k = 0; k < 2; k++) {
@@ -387,7 +387,7 @@ Test(cli, help, .fini = cli_teardown, .timeout = 20.0)
 	}
 }
 
-Test(cli, version, .fini = cli_teardown, .timeout = 20.0)
+Test(cli, version, .fini = cli_teardown, .timeout = E2E_TEST_TIMEOUT(20.0))
 {
 	static const char *const forms[] = { "--version", "-v" };
 	for (size_t k = 0; k < 2; k++) {
@@ -432,7 +432,7 @@ ParameterizedTestParameters(cli, bad_flag)
 	return cr_make_param_array(struct bad_flags, p, sizeof(p) / sizeof(p[0]));
 }
 
-ParameterizedTest(struct bad_flags *f, cli, bad_flag, .fini = cli_teardown, .timeout = 20.0)
+ParameterizedTest(struct bad_flags *f, cli, bad_flag, .fini = cli_teardown, .timeout = E2E_TEST_TIMEOUT(20.0))
 {
 	/* A server that wrongly starts would keep running: e2e_run times out
 	 * and kills it, and the status check fails. */
@@ -1922,14 +1922,14 @@ SRV_TEST(durable, pull_block_wakes_on_publish)
 		uint64_t t0 = e2e_now_ms();
 		IS_INT(R(p, "PUBLISH", "t", k ? "m2" : "m1"), k + 1);
 		IS_PULLED(RD(s), k + 1, 1, "m%lld");
-		cr_assert(e2e_now_ms() - t0 < 2000, "PULL BLOCK %s took %llu ms to wake", blocks[k],
+		cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(2000), "PULL BLOCK %s took %llu ms to wake", blocks[k],
 			  (unsigned long long)(e2e_now_ms() - t0));
 	}
 	/* data already there: BLOCK returns at once with it */
 	IS_INT(R(p, "PUBLISH", "t", "m3"), 3);
 	uint64_t t0 = e2e_now_ms();
 	IS_PULLED(R(s, "PULL", "t", "BLOCK", "5000"), 3, 1, "m%lld");
-	cr_assert(e2e_now_ms() - t0 < 1000);
+	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(1000));
 	/* a publish to another topic does not wake it */
 	IS_OK(R(p, "CREATE", "x"));
 	SCMD(s, "PULL", "t", "COUNT", "5", "BLOCK", "10000");
@@ -1955,7 +1955,7 @@ SRV_TEST(durable, pull_block_times_out)
 	uint64_t t0 = e2e_now_ms();
 	IS_EMPTY(R(s, "PULL", "t", "BLOCK", "300"));
 	uint64_t dt = e2e_now_ms() - t0;
-	cr_assert(dt >= 280 && dt < 3000, "PULL BLOCK 300 returned after %llu ms", (unsigned long long)dt);
+	cr_assert(dt >= 280 && dt < (uint64_t)E2E_MS(3000), "PULL BLOCK 300 returned after %llu ms", (unsigned long long)dt);
 	/* requests pipelined behind a parked PULL are answered after it, in order */
 	t0 = e2e_now_ms();
 	SENDS(s, "*4\r\n$4\r\nPULL\r\n$1\r\nt\r\n$5\r\nBLOCK\r\n$3\r\n200\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$1\r\nz\r\n");
@@ -1963,7 +1963,7 @@ SRV_TEST(durable, pull_block_times_out)
 	IS_STATUS(RD(s), "PONG");
 	IS_BULKSTR(RD(s), "z");
 	dt = e2e_now_ms() - t0;
-	cr_assert(dt >= 180 && dt < 3000, "pipelined PULL BLOCK 200: %llu ms", (unsigned long long)dt);
+	cr_assert(dt >= 180 && dt < (uint64_t)E2E_MS(3000), "pipelined PULL BLOCK 200: %llu ms", (unsigned long long)dt);
 	/* the subscription is still there and works */
 	IS_INT(R(p, "PUBLISH", "t", "m1"), 1);
 	IS_PULLED(R(s, "PULL", "t", "BLOCK", "100"), 1, 1, "m%lld");
@@ -1990,7 +1990,7 @@ SRV_TEST(durable, pull_block_pipelined_twice, "--threads", "1")
 	IS_EMPTY(RD(s));
 	IS_BULKSTR(RD(s), "last");
 	uint64_t dt = e2e_now_ms() - t0;
-	cr_assert(dt >= 330 && dt < 3000, "PULL BLOCK 200 + PULL BLOCK 150: %llu ms", (unsigned long long)dt);
+	cr_assert(dt >= 330 && dt < (uint64_t)E2E_MS(3000), "PULL BLOCK 200 + PULL BLOCK 150: %llu ms", (unsigned long long)dt);
 	e2e_close(s);
 	e2e_close(p);
 }
@@ -2014,7 +2014,7 @@ SRV_TEST(durable, delete_while_subscribed)
 	uint64_t t0 = e2e_now_ms();
 	IS_OK(R(p, "DELETE", "u"));
 	IS_ERR(RD(b), "NOTOPIC");
-	cr_assert(e2e_now_ms() - t0 < 2000, "parked PULL answered after %llu ms",
+	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(2000), "parked PULL answered after %llu ms",
 		  (unsigned long long)(e2e_now_ms() - t0));
 	/* forever-parked too */
 	IS_OK(R(p, "CREATE", "v"));
@@ -2461,7 +2461,7 @@ ParameterizedTestParameters(proto, malformed)
 	return cr_make_param_array(struct bad_frame, p, sizeof(p) / sizeof(p[0]));
 }
 
-ParameterizedTest(struct bad_frame *f, proto, malformed, .fini = teardown, .timeout = 30.0)
+ParameterizedTest(struct bad_frame *f, proto, malformed, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(30.0))
 {
 	start_server((const char *const[]){ "--threads", "2", NULL });
 	struct e2e_client *other = CONN(), *c = CONN();
@@ -2562,7 +2562,7 @@ static void busy_shutdown(int sig)
 	int port = g_srv.port;
 	uint64_t t0 = e2e_now_ms();
 	stop_server_ok(sig);
-	cr_assert(e2e_now_ms() - t0 < 3000, "shutdown took %llu ms", (unsigned long long)(e2e_now_ms() - t0));
+	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(3000), "shutdown took %llu ms", (unsigned long long)(e2e_now_ms() - t0));
 	/* the parked PULL was answered (empty) before its connection closed */
 	IS_EMPTY(RD(parked));
 	IS_EOF(parked);
@@ -2579,19 +2579,19 @@ static void busy_shutdown(int sig)
 	g_done = true;
 }
 
-Test(shutdown, sigterm_with_clients, .fini = teardown, .timeout = 30.0)
+Test(shutdown, sigterm_with_clients, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(30.0))
 {
 	busy_shutdown(SIGTERM);
 }
 
-Test(shutdown, sigint_with_clients, .fini = teardown, .timeout = 30.0)
+Test(shutdown, sigint_with_clients, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(30.0))
 {
 	busy_shutdown(SIGINT);
 }
 
 /* A client with megabytes of unread replies does not hold the shutdown
  * up for long. */
-Test(shutdown, unread_output, .fini = teardown, .timeout = 30.0)
+Test(shutdown, unread_output, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(30.0))
 {
 	start_server((const char *const[]){ "--threads", "2", NULL });
 	struct e2e_client *c = e2e_connect_rcvbuf(g_srv.port, E2E_DEFAULT_TIMEOUT_MS, 4096);
@@ -2608,7 +2608,7 @@ Test(shutdown, unread_output, .fini = teardown, .timeout = 30.0)
 	e2e_wbuf_free(&b);
 	uint64_t t0 = e2e_now_ms();
 	stop_server_ok(SIGTERM);
-	cr_assert(e2e_now_ms() - t0 < 3000, "shutdown took %llu ms", (unsigned long long)(e2e_now_ms() - t0));
+	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(3000), "shutdown took %llu ms", (unsigned long long)(e2e_now_ms() - t0));
 	size_t junk;
 	cr_assert(e2e_wait_eof(c, 3000, &junk), "connection still open after the server exited");
 	e2e_close(c);

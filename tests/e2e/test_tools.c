@@ -52,7 +52,7 @@ static void stop_server_ok(void)
 	g_done = true;
 }
 
-TestSuite(tools, .init = setup, .fini = teardown, .timeout = 60.0);
+TestSuite(tools, .init = setup, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0));
 
 /* Runs a tool to completion; asserts it could be run and exited 0. */
 static void run_ok(const char *const *argv, struct e2e_output *o, int timeout_ms)
