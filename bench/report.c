@@ -324,7 +324,7 @@ void rb_report_table(const struct rb_report *rep, FILE *f)
 		unsigned ncols = 0;
 		for (unsigned j = i; j < rep->n; j++) {
 			const struct rb_row *r = rep->rows[j];
-			if (r->sweep || strcmp(r->label, rep->rows[i]->label))
+			if (r->sweep || strcmp(r->label, rep->rows[i]->label) != 0)
 				continue;
 			done[j] = true;
 			if (!cols[r->target]) {
@@ -341,8 +341,7 @@ void rb_report_table(const struct rb_report *rep, FILE *f)
 			if (!cols[t])
 				continue;
 			char h[96];
-			snprintf(h, sizeof(h), "%s %s%s", rb_target_name(t), cols[t]->version,
-				 cols[t]->server_threads > 0 ? "" : "");
+			snprintf(h, sizeof(h), "%s %s", rb_target_name(t), cols[t]->version);
 			if (t == RB_RINGMQ && cols[t]->server_threads > 0)
 				snprintf(h, sizeof(h), "ringmq %s (%d thr)", cols[t]->version, cols[t]->server_threads);
 			fprintf(f, " %-24s", h);
@@ -431,7 +430,7 @@ void rb_report_sweep_table(const struct rb_report *rep, FILE *f)
 		int best_thr = -1;
 		for (unsigned j = i; j < rep->n; j++) {
 			const struct rb_row *r = rep->rows[j];
-			if (!r->sweep || strcmp(r->label, first->label))
+			if (!r->sweep || strcmp(r->label, first->label) != 0)
 				continue;
 			double v = med(rb_row_metric(r, bkey));
 			if (v > best) {
@@ -441,7 +440,7 @@ void rb_report_sweep_table(const struct rb_report *rep, FILE *f)
 		}
 		for (unsigned j = i; j < rep->n; j++) {
 			const struct rb_row *r = rep->rows[j];
-			if (!r->sweep || strcmp(r->label, first->label))
+			if (!r->sweep || strcmp(r->label, first->label) != 0)
 				continue;
 			done[j] = true;
 			char t[16];
@@ -706,7 +705,7 @@ static int plot_sweep(const struct rb_report *rep, const char *png, const char *
 				continue;
 			for (unsigned j = i; j < rep->n; j++) {
 				const struct rb_row *r = rep->rows[j];
-				if (!r->sweep || strcmp(r->label, rep->rows[i]->label))
+				if (!r->sweep || strcmp(r->label, rep->rows[i]->label) != 0)
 					continue;
 				const struct rb_metric *m = rb_row_metric(r, keys[k]);
 				struct rb_summary s;
@@ -753,7 +752,7 @@ static int plot_latency(const struct rb_report *rep, const char *png, const char
 	unsigned idx = 0;
 	for (unsigned i = 0; i < rep->n; i++) {
 		const struct rb_row *r = rep->rows[i];
-		if (r->sweep || strcmp(r->scenario, "latency") || !r->lat || !r->lat->count)
+		if (r->sweep || strcmp(r->scenario, "latency") != 0 || !r->lat || !r->lat->count)
 			continue;
 		for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++) {
 			double x = ps[k] >= 100 ? 1e6 : 1.0 / (1.0 - ps[k] / 100.0);
@@ -794,7 +793,7 @@ static int plot_bars(const struct rb_report *rep, const char *png, const char *d
 		double v[RB_NTARGETS] = { 0 };
 		for (unsigned j = i; j < rep->n; j++) {
 			const struct rb_row *q = rep->rows[j];
-			if (q->sweep || strcmp(q->label, r->label))
+			if (q->sweep || strcmp(q->label, r->label) != 0)
 				continue;
 			done[j] = true;
 			const struct rb_metric *m = rb_row_metric(q, "delivered_msgs_per_s");
@@ -836,7 +835,7 @@ int rb_report_plot(const struct rb_report *rep, const char *path)
 			has_sweep = true;
 		else if (!strcmp(r->scenario, "latency"))
 			has_lat = true;
-		else if (strcmp(r->scenario, "createTopic"))
+		else if (strcmp(r->scenario, "createTopic") != 0)
 			has_other = true;
 	}
 	int rc = 0;

@@ -709,7 +709,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			    "frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
 			    "durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n\r\n",
 			    (unsigned long long)tot[0], (unsigned long long)tot[1],
-			    (unsigned long long)tot[2], (unsigned long long)(tot[3] + tot[4]),
+			    (unsigned long long)tot[2], (unsigned long long)tot[3] + tot[4],
 			    (unsigned long long)tot[3], (unsigned long long)tot[4],
 			    (unsigned long long)tot[5], (unsigned long long)tot[6],
 			    (unsigned long long)rmq_broker_topic_count(s->broker),

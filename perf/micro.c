@@ -30,9 +30,13 @@ int main(int argc, char **argv)
 			micro_quick = 1;
 			micro_secs = 0.2;
 		} else if (!strcmp(argv[i], "--secs") && i + 1 < argc) {
-			micro_secs = atof(argv[++i]);
-			if (micro_secs <= 0)
-				micro_secs = 1;
+			char *end;
+			micro_secs = strtod(argv[++i], &end);
+			if (*end || !(micro_secs > 0)) {
+				fprintf(stderr, "%s: --secs needs a positive number of seconds, not '%s'\n",
+					argv[0], argv[i]);
+				return 2;
+			}
 		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			printf("usage: %s [all|topic|log|resp] [--quick] [--secs S]\n", argv[0]);
 			return 0;
@@ -44,7 +48,7 @@ int main(int argc, char **argv)
 		}
 	}
 	int all = !strcmp(which, "all");
-	if (!all && strcmp(which, "topic") && strcmp(which, "log") && strcmp(which, "resp")) {
+	if (!all && strcmp(which, "topic") != 0 && strcmp(which, "log") != 0 && strcmp(which, "resp") != 0) {
 		fprintf(stderr, "%s: unknown benchmark '%s' (all, topic, log, resp)\n", argv[0], which);
 		return 2;
 	}
