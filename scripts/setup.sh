@@ -8,6 +8,9 @@ PKGS=(
   liburcu-dev libck-dev libcriterion-dev         # core deps + unit tests
   libhiredis-dev                                 # client library
   redis-tools python3-redis                      # real Redis clients the tests drive
+  libclang-rt-dev                                # clang's ASan/UBSan/TSan runtimes (only
+                                                 # recommended by clang, so not pulled in)
+  clang-tidy cppcheck                            # scripts/lint.sh
 )
 # Extra packages for a given purpose: scripts/setup.sh bench
 if [[ "${1:-}" == "bench" ]]; then

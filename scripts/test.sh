@@ -1,21 +1,132 @@
 #!/usr/bin/env bash
-# Sets everything up, builds, and runs the whole test suite through ctest.
-# Also checks that the tree compiles warning-free (-Werror) with clang.
-#   scripts/test.sh            all tests
-#   scripts/test.sh -R e2e     only the tests whose name matches (ctest -R)
+# Sets everything up, builds, and runs the whole test suite, in stages:
+#
+#   setup   scripts/setup.sh: installs what is missing (Debian)
+#   build   gcc, RelWithDebInfo, -Werror                         -> build/
+#   clang   clang, -Werror (its compile_commands.json feeds lint) -> build-clang/
+#   test    the whole suite through ctest, in build/
+#   lint    scripts/lint.sh: clang-tidy and cppcheck, clean
+#   asan    the whole suite under ASan+UBSan                     -> build-asan/
+#   tsan    the broker under TSan, driven by the suite           -> build-tsan/
+#
+#   scripts/test.sh                  every stage
+#   scripts/test.sh -R e2e           every stage; ctest runs only tests matching e2e
+#   STAGES="build test" scripts/test.sh   only these stages, in this order
+#
+# Every stage runs even when an earlier one failed (the ones that need a
+# failed build fail quickly); the summary at the end gives each stage's
+# result and time, and the exit status is non-zero if any stage failed.
+#
+# Adding a stage: write a function stage_NAME (it fails by returning
+# non-zero, or through `set -e` inside it) and add NAME to ALL_STAGES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-jobs=$(nproc)
 
-echo "== build (gcc, RelWithDebInfo) =="
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=gcc -DRINGMQ_TESTS=ON >/dev/null
-cmake --build build -j"$jobs"
+JOBS=$(nproc)
+CTEST_ARGS=("$@")
+ALL_STAGES=(setup build clang test lint asan tsan)
+read -r -a RUN <<<"${STAGES:-${ALL_STAGES[*]}}"
 
-echo "== build (clang, -Werror) =="
-cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DRINGMQ_TESTS=ON >/dev/null
-cmake --build build-clang -j"$jobs" >/dev/null
+# configure DIR ARGS...: cmake configure, quiet unless it fails.
+configure() {
+	local dir=$1
+	shift
+	local out
+	if ! out=$(cmake -S . -B "$dir" -DRINGMQ_TESTS=ON "$@" 2>&1); then
+		echo "$out"
+		return 1
+	fi
+}
 
-echo "== tests =="
-cd build
-ctest --output-on-failure --timeout 600 "$@"
+# run_ctest DIR: the suite in DIR (scripts/test.sh arguments go to ctest).
+# In a sanitizer build, a report anywhere also fails it: every process the
+# tests start writes its reports to DIR/sanitizer-reports
+# (tests/test_env.cmake.in), so none is lost with a killed process or a
+# deleted log.
+run_ctest() {
+	local dir=$1 rc=0
+	rm -f "$dir"/sanitizer-reports/report.*
+	(cd "$dir" && ctest --output-on-failure "${CTEST_ARGS[@]}") || rc=$?
+	local reports=("$dir"/sanitizer-reports/report.*)
+	if [[ -e "${reports[0]}" ]]; then
+		echo "${#reports[@]} sanitizer report(s) in $dir/sanitizer-reports:"
+		local f
+		for f in "${reports[@]}"; do
+			echo "--- $f"
+			cat "$f"
+		done
+		rc=1
+	fi
+	return $rc
+}
+
+stage_setup() {
+	bash scripts/setup.sh
+}
+
+stage_build() {
+	configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=gcc
+	cmake --build build -j"$JOBS"
+}
+
+stage_clang() {
+	configure build-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang
+	cmake --build build-clang -j"$JOBS" >/dev/null
+}
+
+stage_test() {
+	run_ctest build
+}
+
+stage_lint() {
+	bash scripts/lint.sh build-clang
+}
+
+# Sanitizer builds use clang: its UBSan checks more than gcc's (pointer
+# overflow, applying an offset to NULL), and TSan works with either.
+stage_asan() {
+	configure build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+		-DRINGMQ_SANITIZE=address
+	cmake --build build-asan -j"$JOBS" >/dev/null
+	run_ctest build-asan
+}
+
+stage_tsan() {
+	configure build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+		-DRINGMQ_SANITIZE=thread
+	cmake --build build-tsan -j"$JOBS" >/dev/null
+	run_ctest build-tsan
+}
+
+declare -A RESULT SECS
+failed=0
+for s in "${RUN[@]}"; do
+	declare -F "stage_$s" >/dev/null || { echo "test.sh: unknown stage '$s' (stages: ${ALL_STAGES[*]})" >&2; exit 2; }
+	echo
+	echo "================ stage: $s ================"
+	t0=$SECONDS
+	# A subshell with -e: a failing command ends the stage, not the script.
+	# (Not as an `if` condition: bash ignores -e inside one.)
+	set +e
+	(set -e; "stage_$s")
+	rc=$?
+	set -e
+	if ((rc == 0)); then
+		RESULT[$s]=ok
+	else
+		RESULT[$s]=FAILED
+		failed=1
+	fi
+	SECS[$s]=$((SECONDS - t0))
+	echo "---------------- stage $s: ${RESULT[$s]} (${SECS[$s]} s) ----------------"
+done
+
+echo
+echo "================ summary ================"
+total=0
+for s in "${RUN[@]}"; do
+	printf '  %-8s %-7s %5d s\n' "$s" "${RESULT[$s]}" "${SECS[$s]}"
+	total=$((total + SECS[$s]))
+done
+printf '  %-8s %-7s %5d s\n' total "$( ((failed)) && echo FAILED || echo ok)" "$total"
+exit $failed
