@@ -725,6 +725,7 @@ static void worker_shutdown(struct worker *w)
 		;
 	void *p;
 	while (ck_ring_dequeue_spsc(&w->ring, w->ringbuf, &p)) {
+		RMQ_TSAN_ACQUIRE(&w->ring);
 		close((int)(intptr_t)p);
 		atomic_fetch_sub(&w->srv->nclients, 1);
 	}
@@ -843,7 +844,6 @@ static void *acceptor_main(void *arg)
 		if (!(pf[0].revents & POLLIN))
 			continue;
 		for (int k = 0; k < 64; k++) {
-			/* cppcheck-suppress nullPointer ; gnu.cfg wrongly wants addrlen */
 			int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd < 0) {
 				if (errno == EMFILE || errno == ENFILE) {
