@@ -2805,7 +2805,7 @@ SRV_TEST(hostile, subscriber_ttl, "--subscriber-ttl", "1")
 /* Run out of file descriptors: clients over the limit get an error and are
  * closed at once (not left hanging in the backlog), everyone connected is
  * still served, and clients get in again once descriptors free up. */
-Test(hostile, out_of_fds, .fini = teardown, .timeout = 40.0)
+Test(hostile, out_of_fds, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 {
 	cr_assert_eq(e2e_child_rlimit(RLIMIT_NOFILE, 64), 0);
 	start_server((const char *const[]){ "--threads", "2", NULL });
@@ -2869,7 +2869,7 @@ Test(hostile, out_of_fds, .fini = teardown, .timeout = 40.0)
  * likewise; other clients are still served; memory freed by DELETE is used
  * again. (Sanitizer builds reserve terabytes of address space, so this
  * test only runs without them.) */
-Test(hostile, out_of_memory, .fini = teardown, .timeout = 60.0)
+Test(hostile, out_of_memory, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 {
 	cr_assert_eq(e2e_child_rlimit(RLIMIT_AS, 600ull << 20), 0);
 	start_server((const char *const[]){ "--threads", "2", NULL });
