@@ -1070,6 +1070,7 @@ static int setup_pub(struct run *r, struct pconn *pc, unsigned idx)
 		tl[0] = 0;
 	pc->tm = calloc(pc->ntm, sizeof(*pc->tm));
 	for (unsigned i = 0; i < pc->ntm; i++) {
+		/* NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage): assign() filled tl[0..ntm) */
 		tmpl_init(r, &pc->tm[i], tl[i], pc->id);
 		if (r->sentp)
 			r->sentp[(size_t)tl[i] * r->npubs + idx] = &pc->tm[i].sent;
@@ -1364,6 +1365,7 @@ void rb_run(const struct rb_work *w, const struct rb_server *srv, struct rb_resu
 	if (nst > r->nsc)
 		nst = r->nsc;
 	r->ngt = npt + nst;
+	/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): a run has a publisher */
 	r->gt = calloc(r->ngt, sizeof(*r->gt));
 	for (unsigned i = 0; i < r->ngt; i++) {
 		struct gthread *g = &r->gt[i];

@@ -77,6 +77,7 @@ int cli_usage_error(const char *prog, const char *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	fprintf(stderr, "%s: ", prog);
+	/* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is above */
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\nTry '%s --help'.\n", prog);

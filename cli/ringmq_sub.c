@@ -398,6 +398,7 @@ static int parse(struct sub *s, int argc, char **argv, bool *exit_now)
 		return cli_usage_error(PROG, "--count goes with --subscribe or --pull");
 	for (int i = 0; i < s->ntopics; i++)
 		for (int k = 0; k < i; k++)
+			/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): parse() set them */
 			if (!strcmp(s->topics[i], s->topics[k]))
 				return cli_usage_error(PROG, "topic '%s' given twice", s->topics[i]);
 	return CLI_EX_OK;

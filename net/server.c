@@ -678,11 +678,12 @@ static int worker_timeout(struct worker *w)
 
 static void worker_reap(struct worker *w)
 {
-	while (!cds_list_empty(&w->dead)) {
-		struct conn *c = cds_list_entry(w->dead.next, struct conn, link);
-		cds_list_del(&c->link);
+	/* Free them all, then empty the list (clang's analyzer loses track of
+	 * a list head across cds_list_del() of a freed neighbour). */
+	struct conn *c, *tmp;
+	cds_list_for_each_entry_safe(c, tmp, &w->dead, link)
 		conn_free(c);
-	}
+	CDS_INIT_LIST_HEAD(&w->dead);
 }
 
 static bool worker_has_work(struct worker *w)
@@ -907,11 +908,16 @@ static int listen_on(struct server *srv)
 		int one = 1;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0) {
-			struct sockaddr_storage ss;
-			socklen_t sl = sizeof(ss);
-			getsockname(fd, (struct sockaddr *)&ss, &sl);
-			srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-								   : ((struct sockaddr_in *)&ss)->sin_port);
+			union {
+				struct sockaddr sa;
+				struct sockaddr_in in;
+				struct sockaddr_in6 in6;
+			} a;
+			memset(&a, 0, sizeof(a));
+			socklen_t sl = sizeof(a);
+			/* (if it failed, a would be garbage: keep the port as given) */
+			if (getsockname(fd, &a.sa, &sl) == 0)
+				srv->port = ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in.sin_port);
 			break;
 		}
 		err = errno;
