@@ -154,6 +154,21 @@ struct reader {
 	bool done; /* error seen */
 };
 
+/* argv storage, kept across inputs like a worker's (a claim of 2^20
+ * arguments needs 16 MiB); readers use its first `cap` entries. */
+static struct rmq_arg *argv_store;
+static size_t argv_stored;
+
+static struct rmq_arg *argv_room(size_t cap)
+{
+	if (cap > argv_stored) {
+		argv_store = realloc(argv_store, cap * sizeof(*argv_store));
+		CHECK(argv_store != NULL, "out of memory");
+		argv_stored = cap;
+	}
+	return argv_store;
+}
+
 static void reader_feed(struct reader *rd, const unsigned char *p, size_t n,
 			const struct rmq_resp_limits *lim, struct outcome *o)
 {
@@ -176,8 +191,7 @@ static void reader_feed(struct reader *rd, const unsigned char *p, size_t n,
 		if (r == RMQ_RESP_NEED_ARGV) {
 			while (rd->cap < argc)
 				rd->cap *= 2;
-			rd->argv = realloc(rd->argv, rd->cap * sizeof(*rd->argv));
-			CHECK(rd->argv != NULL, "out of memory");
+			rd->argv = argv_room(rd->cap);
 			continue;
 		}
 		if (r == RMQ_RESP_ERROR) {
@@ -213,8 +227,7 @@ static void parse_stream(const unsigned char *data, size_t n, const struct rmq_r
 			 size_t cap0, size_t maxchunk, uint64_t seed, struct outcome *o)
 {
 	struct reader rd = { .cap = cap0 };
-	rd.argv = malloc(rd.cap * sizeof(*rd.argv));
-	CHECK(rd.argv != NULL, "out of memory");
+	rd.argv = argv_room(rd.cap);
 	for (size_t off = 0; off < n && !rd.done;) {
 		size_t k = maxchunk == 1 ? 1 : 1 + (size_t)(rng_next(&seed) % maxchunk);
 		if (k > n - off)
@@ -225,7 +238,6 @@ static void parse_stream(const unsigned char *data, size_t n, const struct rmq_r
 	if (!rd.done)
 		o->tail = rd.npend;
 	free(rd.pend);
-	free(rd.argv);
 }
 
 static void compare(const struct outcome *ref, const struct outcome *o, const char *how)

@@ -1,5 +1,5 @@
 # Runs one libFuzzer target for a bounded time (ctest's fuzz.* entries):
-#   cmake -DFUZZER=bin -DSEEDS=dir -DDICT=file -DWORK=dir -DSECONDS=n -P run_fuzz.cmake
+#   cmake -DFUZZER=bin -DSEEDS=dir -DDICT=file -DWORK=dir -DSECONDS=n [-DOPTIONS=...] -P run_fuzz.cmake
 # The seeds are copied into WORK/corpus, which the fuzzer then adds to;
 # nothing is written into the source tree. Fails on any crash, sanitizer
 # report or leak (libFuzzer exits non-zero; the input is in WORK/artifacts).
@@ -12,7 +12,7 @@ file(MAKE_DIRECTORY ${WORK}/corpus ${WORK}/artifacts)
 file(COPY ${SEEDS}/ DESTINATION ${WORK}/corpus)
 execute_process(
   COMMAND ${FUZZER} -max_total_time=${SECONDS} -timeout=30 -print_final_stats=1
-          -dict=${DICT} -artifact_prefix=${WORK}/artifacts/ ${WORK}/corpus
+          -dict=${DICT} -artifact_prefix=${WORK}/artifacts/ ${OPTIONS} ${WORK}/corpus
   RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${FUZZER} failed (exit status ${rc}); the failing input is in ${WORK}/artifacts/")
