@@ -213,7 +213,17 @@ CMD = {
     "nul_bytes": cmd("CREATE", "t") + b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$2\r\n\0\0\0\0\r\n",
 }
 
+
+def own_names(name, data):
+    """fuzz_cmd keeps its broker across inputs: give each seed its own topic
+    "t" and subscriber "s", so that a seed still does what it says when an
+    earlier input left a topic "t" behind (with another capacity, say)."""
+    for old, new in ((b"t", b"t." + name.encode()), (b"s", b"s." + name.encode())):
+        data = data.replace(b"$1\r\n%s\r\n" % old, b"$%d\r\n%s\r\n" % (len(new), new))
+    return data
+
+
 if __name__ == "__main__":
     write("fuzz_resp", RESP)
-    write("fuzz_cmd", CMD)
+    write("fuzz_cmd", {name: own_names(name, data) for name, data in CMD.items()})
     sys.exit(0)
