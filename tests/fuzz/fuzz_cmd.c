@@ -17,15 +17,22 @@
  *   \0 h          the client half-closes (sends EOF, keeps reading)
  *   \0 c          the client closes; its next bytes open a new connection
  *   \0 s / \0 g   the client stops / goes back to reading its replies
- *   \0 w          2 ms pass (PULL ... BLOCK timeouts); at most 2 per input
+ *   \0 w          1.5 s pass on the server's clock
  *   \0 \0         a NUL byte
  * Each read boundary is followed by polling every worker until nothing
  * moves any more. At the end of an input every client half-closes, reads
  * all it gets, then closes.
  *
+ * Time: the server's clock (rmq_now_ns, replaced at link time with
+ * -Wl,--wrap) stands still except at \0 w, so runs are repeatable and
+ * the timers are in reach: --frame-timeout is 1 s, --subscriber-ttl 2 s,
+ * and PULL ... BLOCK ms counts in that clock too.
+ *
  * Checked, abort() on failure: every client's reply stream is well-formed
  * RESP2 and ends on a value boundary when the server closes (unless it
- * dropped a slow subscriber); the server keeps reading from a client that
+ * dropped a slow subscriber or timed a client out, which loses what was
+ * not sent yet; a timeout's error reply is never sent inside another
+ * reply); the server keeps reading from a client that
  * reads its replies; after the clients closed, the server holds no
  * connection, parked PULL, queued flush or watch, and its client count is
  * 0; plus ASan, UBSan and LeakSanitizer.
@@ -46,7 +53,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define NWORKERS 2
@@ -55,6 +61,7 @@
 #define MAX_DSUBS 64
 #define MAX_PAYLOAD 1024
 #define SOCKBUF 1 /* the kernel makes it its minimum, about 4.5 KiB */
+#define TIMED_OUT "-ERR Protocol error: timed out"
 
 #define CHECK(cond, ...)                                                        \
 	do {                                                                    \
@@ -78,6 +85,15 @@ static struct server *srv;
 static struct client cl[NCLIENTS];
 static unsigned inputs, reset_every = 64;
 static bool trace; /* FUZZ_CMD_TRACE=1: print every reply on stderr */
+static uint64_t clock_ns = 1000000000000ULL; /* 1000 s */
+
+/* The server's clock: calls to rmq_now_ns() are linked here
+ * (-Wl,--wrap=rmq_now_ns, see CMakeLists.txt). */
+uint64_t __wrap_rmq_now_ns(void);
+uint64_t __wrap_rmq_now_ns(void)
+{
+	return clock_ns;
+}
 
 /* --- the server state --- */
 
@@ -98,11 +114,14 @@ static void state_new(void)
 	srv->cfg.max_payload = MAX_PAYLOAD;
 	srv->cfg.default_capacity = 8192;
 	srv->cfg.log_level = RMQ_LOG_ERROR;
-	/* the server's limits (rmq_server_run), for a small max payload */
+	srv->cfg.frame_timeout_ms = 1000;
+	srv->cfg.subscriber_ttl_ms = 2000;
+	/* as rmq_server_run() sets them, for a small max payload */
 	srv->lim.max_bulk = srv->cfg.max_payload;
-	srv->lim.max_args = 1024 * 1024;
-	srv->lim.max_inline = 64 * 1024;
+	srv->lim.max_args = srv->cfg.max_args;
+	srv->lim.max_inline = srv->cfg.max_inline;
 	srv->max_query = 2 * srv->cfg.max_payload + 4096;
+	srv->spare_fd = -1;
 	srv->nworkers = NWORKERS;
 	srv->lfd = srv->stop_evfd = -1;
 	srv->started_ms = rmq_now_ms();
@@ -139,11 +158,13 @@ static uint64_t activity(void)
 	return n;
 }
 
-static uint64_t slow_disconnects(void)
+/* Closes that drop output the client has not received yet. */
+static uint64_t abrupt_closes(void)
 {
 	uint64_t n = 0;
 	for (uint32_t i = 0; i < NWORKERS; i++)
-		n += atomic_load(&srv->workers[i].st.slow_disconnects);
+		n += atomic_load(&srv->workers[i].st.slow_disconnects) +
+		     atomic_load(&srv->workers[i].st.frame_timeouts);
 	return n;
 }
 
@@ -277,19 +298,21 @@ static void client_read(int k)
 	client_check_replies(k);
 }
 
-/* Polls every worker, and lets the clients read, until nothing moves. */
+/* Lets the clients read, and polls every worker, until nothing moves.
+ * Clients read first: what a worker finds when it wakes up (its timers
+ * run before it writes) includes room a client just made. */
 static void settle(void)
 {
 	uint64_t last = activity() - 1;
 	for (int round = 0;; round++) {
-		for (uint32_t i = 0; i < NWORKERS; i++)
-			worker_poll(&srv->workers[i]);
 		uint64_t got = 0;
 		for (int k = 0; k < NCLIENTS; k++) {
 			size_t before = cl[k].in.len;
 			client_read(k);
 			got += cl[k].in.len - before;
 		}
+		for (uint32_t i = 0; i < NWORKERS; i++)
+			worker_poll(&srv->workers[i]);
 		uint64_t now = activity();
 		bool busy = workers_busy();
 		if (now == last && got == 0 && !busy)
@@ -367,7 +390,7 @@ static void client_send(int k, const char *p, size_t n)
 static void run_input(const uint8_t *data, size_t size)
 {
 	static struct rmq_buf chunk;
-	int cur = 0, waits = 0;
+	int cur = 0;
 	chunk.off = chunk.len = 0;
 	for (size_t i = 0; i < size;) {
 		uint8_t b = data[i++];
@@ -397,12 +420,9 @@ static void run_input(const uint8_t *data, size_t size)
 		} else if (op == 's') {
 			cl[cur].deaf = true;
 		} else if (op == 'g') {
-			cl[cur].deaf = false;
-			settle();
-		} else if (op == 'w' && waits < 2) {
-			waits++;
-			struct timespec ts = { 0, 2 * 1000 * 1000 };
-			nanosleep(&ts, NULL);
+			cl[cur].deaf = false; /* it reads at the next settle() */
+		} else if (op == 'w') {
+			clock_ns += 1500ULL * 1000 * 1000;
 			settle();
 		}
 	}
@@ -413,7 +433,7 @@ static void run_input(const uint8_t *data, size_t size)
 
 /* Every client half-closes and reads what is left, then closes; the server
  * must end up holding nothing for them. */
-static void close_clients(uint64_t slow_before)
+static void close_clients(uint64_t abrupt_before)
 {
 	for (int k = 0; k < NCLIENTS; k++) {
 		if (cl[k].fd >= 0 && !cl[k].shut)
@@ -421,11 +441,16 @@ static void close_clients(uint64_t slow_before)
 		cl[k].deaf = false;
 	}
 	settle();
-	bool dropped = slow_disconnects() != slow_before;
+	bool dropped = abrupt_closes() != abrupt_before;
 	for (int k = 0; k < NCLIENTS; k++) {
-		CHECK(!rmq_buf_pending(&cl[k].in) || dropped,
-		      "client %d: the server stopped in the middle of a reply ('%.*s')", k,
-		      shown(&cl[k].in), cl[k].in.data + cl[k].in.off);
+		struct rmq_buf *in = &cl[k].in;
+		CHECK(!rmq_buf_pending(in) || dropped,
+		      "client %d: the server stopped in the middle of a reply ('%.*s')", k, shown(in),
+		      in->data + in->off);
+		CHECK(!rmq_buf_pending(in) ||
+			      !memmem(in->data + in->off, rmq_buf_pending(in), TIMED_OUT, strlen(TIMED_OUT)),
+		      "client %d: the timeout error was sent inside a reply ('%.*s')", k, shown(in),
+		      in->data + in->off);
 		client_reset(k);
 	}
 	settle();
@@ -451,7 +476,7 @@ static void cleanup(void)
 {
 	if (!srv)
 		return;
-	close_clients(slow_disconnects());
+	close_clients(abrupt_closes());
 	state_free();
 }
 
@@ -475,9 +500,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!srv)
 		state_new();
-	uint64_t slow_before = slow_disconnects();
+	uint64_t abrupt_before = abrupt_closes();
 	run_input(data, size);
-	close_clients(slow_before);
+	close_clients(abrupt_before);
 	rmq_broker_foreach(srv->broker, check_topic, NULL);
 	if (++inputs % reset_every == 0 || rmq_broker_topic_count(srv->broker) > MAX_TOPICS ||
 	    rmq_dsub_registry_count(srv->dsubs) > MAX_DSUBS)

@@ -88,7 +88,7 @@ RESP = {
 
 # --- fuzz_cmd: what clients send, with directives after a NUL byte:
 # \0 0..3 switch client, \0 . read boundary, \0 h half-close, \0 c close,
-# \0 s / \0 g stop / resume reading replies, \0 w 2 ms pass.
+# \0 s / \0 g stop / resume reading replies, \0 w 1.5 s pass.
 def to(k):
     return b"\0" + str(k).encode()
 
@@ -208,6 +208,10 @@ CMD = {
     "quit_while_subscribed": cmd("CREATE", "t") + to(1) + cmd("SUBSCRIBE", "t") + cmd("QUIT") + to(0)
     + cmd("PUBLISH", "t", "x") + to(1) + cmd("PING"),
     "half_close": cmd("CREATE", "t") + HALF + cmd("PING"),
+    "frame_timeout": cmd("PING") + b"*2\r\n$4\r\nECHO\r\n$5\r\nab" + WAIT + cmd("PING"),
+    "subscriber_ttl": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t") + CLOSE
+    + to(0) + cmd("MPUBLISH", "t", "a", "b") + WAIT + cmd("INFO", "subscribers") + WAIT + cmd("INFO", "subscribers")
+    + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("PULL", "t"),
     "argc_claim_huge": b"*1048576\r\n",
     "deaf_pipeline": DEAF + cmd("ECHO", "e" * 200) * 40,
     "nul_bytes": cmd("CREATE", "t") + b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$2\r\n\0\0\0\0\r\n",
