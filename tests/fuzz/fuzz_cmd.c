@@ -42,8 +42,10 @@
  * 64) or when it holds more than 64 topics or durable subscribers, so that
  * memory stays bounded and teardown runs under LeakSanitizer. A crash that
  * depends on earlier inputs may not reproduce alone: run the artifact with
- * FUZZ_CMD_RESET_EVERY=1 to tell. FUZZ_CMD_TRACE=1 prints every reply the
- * clients receive on stderr.
+ * FUZZ_CMD_RESET_EVERY=1 to tell. When one of the checks above fails, the
+ * inputs since the state was built are written to fuzz_cmd-epoch-PID/ in
+ * the current directory, to be replayed in order (the message says how).
+ * FUZZ_CMD_TRACE=1 prints every reply the clients receive on stderr.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -53,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define NWORKERS 2
@@ -69,9 +72,12 @@
 			fprintf(stderr, "fuzz_cmd: check failed: %s: ", #cond);  \
 			fprintf(stderr, __VA_ARGS__);                           \
 			fputc('\n', stderr);                                    \
+			epoch_dump();                                           \
 			abort();                                                \
 		}                                                               \
 	} while (0)
+
+static void epoch_dump(void);
 
 struct client {
 	int fd;            /* our end of the socketpair; -1: not connected */
@@ -93,6 +99,54 @@ uint64_t __wrap_rmq_now_ns(void);
 uint64_t __wrap_rmq_now_ns(void)
 {
 	return clock_ns;
+}
+
+/* --- the inputs since the state was built --- */
+
+/* A failed check may depend on every input that built the state before
+ * it, so those are kept, and written out when a check fails. */
+static struct epoch_input {
+	uint8_t *p;
+	size_t n;
+} *epoch;
+static size_t nepoch, capepoch;
+
+static void epoch_add(const uint8_t *data, size_t size)
+{
+	if (nepoch == capepoch) {
+		capepoch = capepoch ? 2 * capepoch : 64;
+		epoch = rmq_realloc(epoch, capepoch * sizeof(*epoch));
+	}
+	epoch[nepoch].p = rmq_malloc(size);
+	if (size)
+		memcpy(epoch[nepoch].p, data, size);
+	epoch[nepoch++].n = size;
+}
+
+static void epoch_clear(void)
+{
+	while (nepoch)
+		free(epoch[--nepoch].p);
+}
+
+static void epoch_dump(void)
+{
+	char dir[64], path[96], cwd[4096];
+	snprintf(dir, sizeof(dir), "fuzz_cmd-epoch-%d", (int)getpid());
+	if (nepoch == 0 || mkdir(dir, 0755) != 0)
+		return;
+	for (size_t i = 0; i < nepoch; i++) {
+		snprintf(path, sizeof(path), "%s/%06zu", dir, i);
+		FILE *f = fopen(path, "wb");
+		if (!f)
+			return;
+		fwrite(epoch[i].p, 1, epoch[i].n, f);
+		fclose(f);
+	}
+	fprintf(stderr,
+		"fuzz_cmd: the %zu inputs that built this broker state, the failing one last, are in "
+		"%s/%s/; replay them in order with\n  FUZZ_CMD_RESET_EVERY=1000000 fuzz_cmd %s/*\n",
+		nepoch, getcwd(cwd, sizeof(cwd)) ? cwd : ".", dir, dir);
 }
 
 /* --- the server state --- */
@@ -142,6 +196,7 @@ static void state_free(void)
 	free(srv->workers);
 	free(srv);
 	srv = NULL;
+	epoch_clear();
 }
 
 /* Sum of counters that move whenever a worker does something. */
@@ -500,6 +555,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!srv)
 		state_new();
+	epoch_add(data, size);
 	uint64_t abrupt_before = abrupt_closes();
 	run_input(data, size);
 	close_clients(abrupt_before);
