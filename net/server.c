@@ -628,9 +628,11 @@ static void conn_timed_out(struct conn *c)
 {
 	struct worker *w = c->w;
 	if (!c->draining) {
-		static const char msg[] = "-ERR Protocol error: timed out waiting for the rest of "
-					  "the request\r\n";
-		ssize_t r = send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* Behind what is still queued: the socket may hold the first
+		 * part of a reply, and the error must not land inside it. */
+		rmq_resp_error(&c->out, "ERR Protocol error: timed out waiting for the rest of the request");
+		ssize_t r = send(c->fd, c->out.data + c->out.off, rmq_buf_pending(&c->out),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)r;
 		stat_add(&w->st.frame_timeouts, 1);
 		rmq_logf(RMQ_LOG_INFO,

@@ -209,6 +209,9 @@ CMD = {
     + cmd("PUBLISH", "t", "x") + to(1) + cmd("PING"),
     "half_close": cmd("CREATE", "t") + HALF + cmd("PING"),
     "frame_timeout": cmd("PING") + b"*2\r\n$4\r\nECHO\r\n$5\r\nab" + WAIT + cmd("PING"),
+    # regression: the timeout's error was sent straight to the socket, in
+    # the middle of a reply whose first part was there already
+    "frame_timeout_with_replies_pending": DEAF + cmd("INFO") * 8 + b"*2\r\n$4\r\nECHO\r\n$5\r\nab" + HEAR + WAIT,
     "subscriber_ttl": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t") + CLOSE
     + to(0) + cmd("MPUBLISH", "t", "a", "b") + WAIT + cmd("INFO", "subscribers") + WAIT + cmd("INFO", "subscribers")
     + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("PULL", "t"),
