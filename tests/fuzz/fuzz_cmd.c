@@ -353,13 +353,15 @@ static void client_read(int k)
 	client_check_replies(k);
 }
 
-/* Lets the clients read, and polls every worker, until nothing moves.
- * Clients read first: what a worker finds when it wakes up (its timers
- * run before it writes) includes room a client just made. */
+/* Lets the clients read, and polls every worker, until nothing moves for
+ * two rounds in a row (a round in which a worker only reads an EOF moves
+ * no counter, and the connection closes in the next one). Clients read
+ * first: what a worker finds when it wakes up (its timers run before it
+ * writes) includes room a client just made. */
 static void settle(void)
 {
 	uint64_t last = activity() - 1;
-	for (int round = 0;; round++) {
+	for (int round = 0, quiet = 0;; round++) {
 		uint64_t got = 0;
 		for (int k = 0; k < NCLIENTS; k++) {
 			size_t before = cl[k].in.len;
@@ -370,7 +372,8 @@ static void settle(void)
 			worker_poll(&srv->workers[i]);
 		uint64_t now = activity();
 		bool busy = workers_busy();
-		if (now == last && got == 0 && !busy)
+		quiet = now == last && got == 0 && !busy ? quiet + 1 : 0;
+		if (quiet == 2)
 			return;
 		CHECK(round < 1000, "workers still busy after %d polls", round);
 		last = now;
