@@ -15,6 +15,7 @@ file(COPY ${SEEDS}/ DESTINATION ${WORK}/corpus)
 execute_process(
   COMMAND ${FUZZER} -max_total_time=${SECONDS} -timeout=60 -print_final_stats=1
           -dict=${DICT} -artifact_prefix=${WORK}/artifacts/ ${OPTIONS} ${WORK}/corpus
+  WORKING_DIRECTORY ${WORK}/artifacts # where fuzz_cmd writes its fuzz_cmd-epoch-*/
   RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${FUZZER} failed (exit status ${rc}); the failing input is in ${WORK}/artifacts/")
