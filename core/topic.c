@@ -39,7 +39,9 @@ struct shard {
  * in one run of three, also with frequent quiescent states). 2^18 buckets
  * (4 MiB, a few ms at start) keep even a lagging resize harmless up to a
  * million topics (chains of ~4); the table still grows on its own. */
+#ifndef RMQ_TOPIC_TABLE_INIT /* the fuzz build (tests/fuzz) starts small */
 #define RMQ_TOPIC_TABLE_INIT (1UL << 18)
+#endif
 
 struct rmq_broker {
 	struct cds_lfht *topics;

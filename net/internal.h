@@ -22,8 +22,14 @@
 #include "server.h"
 #include "topic.h"
 
+/* The fuzz build (tests/fuzz) defines smaller values, so that inputs of a
+ * few KiB reach the backlog and pause paths. */
+#ifndef OUT_SOFT
 #define OUT_SOFT (256u << 10)   /* stop copying from logs into a client */
+#endif
+#ifndef OUT_PAUSE
 #define OUT_PAUSE (4u << 20)    /* stop reading a client's requests */
+#endif
 #define READ_CHUNK (64u << 10)
 #define ACCEPT_RING 4096
 
@@ -134,6 +140,22 @@ struct server {
 };
 
 void rmq_logf(enum rmq_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* rmq_server_run() sets it from its config; for in-process drivers. */
+void rmq_log_set_level(enum rmq_log_level lvl);
+
+/* Workers, as rmq_server_run() builds and runs them on their threads. An
+ * in-process driver (tests/fuzz/fuzz_cmd.c) runs them on its own thread
+ * instead: it fills a struct server (broker, registry, limits), calls
+ * worker_init() on each worker, hands it sockets through w->ring (counting
+ * them in nclients, as the acceptor does), and calls worker_poll(). Every
+ * call is made by a registered, online urcu-qsbr thread. */
+void worker_init(struct worker *w, struct server *srv, uint32_t id);
+/* Runs one iteration of w's event loop without sleeping: takes new sockets,
+ * delivers, runs due timers, flushes, frees closed connections, then
+ * handles the socket events that are ready (epoll_wait with timeout 0). */
+void worker_poll(struct worker *w);
+/* Frees what worker_init() made; w's connections must all be closed. */
+void worker_fini(struct worker *w);
 
 /* server.c services used by cmd.c */
 void conn_want_flush(struct conn *c);

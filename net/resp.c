@@ -2,6 +2,7 @@
 #include "resp.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -73,8 +74,22 @@ static ssize_t parse_inline(char *buf, size_t len, const struct rmq_resp_limits 
 	char *end = nl;
 	if (end > buf && end[-1] == '\r')
 		end--;
-	size_t n = 0;
-	char *p = buf;
+	/* Two passes: the first only counts and validates, the second
+	 * unescapes in place. A request sent back with RMQ_RESP_NEED_ARGV must
+	 * be left as it came, or the retry would unescape it twice. */
+	bool counting = true;
+	size_t n;
+	char *p;
+#define PUT(ch)                      \
+	do {                         \
+		char ch_ = (ch);     \
+		if (!counting)       \
+			*w = ch_;    \
+		w++;                 \
+	} while (0)
+again:
+	n = 0;
+	p = buf;
 	for (;;) {
 		while (p < end && (*p == ' ' || *p == '\t'))
 			p++;
@@ -94,17 +109,17 @@ static ssize_t parse_inline(char *buf, size_t len, const struct rmq_resp_limits 
 					char c = p[1];
 					if (c == 'x' && p + 3 < end && (h1 = hexval(p[2])) >= 0 &&
 					    (h2 = hexval(p[3])) >= 0) {
-						*w++ = (char)(h1 * 16 + h2);
+						PUT((char)(h1 * 16 + h2));
 						p += 4;
 						continue;
 					}
 					switch (c) {
-					case 'n': *w++ = '\n'; break;
-					case 'r': *w++ = '\r'; break;
-					case 't': *w++ = '\t'; break;
-					case 'b': *w++ = '\b'; break;
-					case 'a': *w++ = '\a'; break;
-					default: *w++ = c; break;
+					case 'n': PUT('\n'); break;
+					case 'r': PUT('\r'); break;
+					case 't': PUT('\t'); break;
+					case 'b': PUT('\b'); break;
+					case 'a': PUT('\a'); break;
+					default: PUT(c); break;
 					}
 					p += 2;
 					continue;
@@ -113,7 +128,7 @@ static ssize_t parse_inline(char *buf, size_t len, const struct rmq_resp_limits 
 					p++;
 					break;
 				}
-				*w++ = *p++;
+				PUT(*p++);
 			}
 		} else if (*p == '\'') {
 			start = w = ++p;
@@ -123,7 +138,7 @@ static ssize_t parse_inline(char *buf, size_t len, const struct rmq_resp_limits 
 					return RMQ_RESP_ERROR;
 				}
 				if (*p == '\\' && p + 1 < end && p[1] == '\'') {
-					*w++ = '\'';
+					PUT('\'');
 					p += 2;
 					continue;
 				}
@@ -131,7 +146,7 @@ static ssize_t parse_inline(char *buf, size_t len, const struct rmq_resp_limits 
 					p++;
 					break;
 				}
-				*w++ = *p++;
+				PUT(*p++);
 			}
 		} else {
 			start = p;
@@ -156,6 +171,11 @@ static ssize_t parse_inline(char *buf, size_t len, const struct rmq_resp_limits 
 	*argc = n;
 	if (n > argv_cap)
 		return RMQ_RESP_NEED_ARGV;
+	if (counting) {
+		counting = false;
+		goto again;
+	}
+#undef PUT
 	return (ssize_t)(linelen + 1);
 }
 

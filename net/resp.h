@@ -35,9 +35,11 @@ struct rmq_resp_limits {
  * fills argv[0..*argc) (*argc may be 0 for an empty line or "*0"),
  * RMQ_RESP_INCOMPLETE when more bytes are needed, RMQ_RESP_NEED_ARGV when
  * argv_cap is too small for a complete, well-formed frame (so argv only
- * ever grows with bytes received, not with a count a client claims), or RMQ_RESP_ERROR with *err set to a static
- * message (the connection cannot be resynchronised after that). buf is
- * written to only when an inline command has escapes to undo. */
+ * ever grows with bytes received, not with a count a client claims; buf is
+ * left as it was: call again with a bigger argv), or RMQ_RESP_ERROR with
+ * *err set to a static message (the connection cannot be resynchronised
+ * after that). buf is written to only when an inline command has escapes
+ * to undo. */
 ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
 		       struct rmq_arg *argv, size_t argv_cap, size_t *argc, const char **err);
 

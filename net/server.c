@@ -54,6 +54,11 @@ void rmq_logf(enum rmq_log_level lvl, const char *fmt, ...)
 		names[lvl], msg);
 }
 
+void rmq_log_set_level(enum rmq_log_level lvl)
+{
+	g_log_level = lvl;
+}
+
 void rmq_server_config_defaults(struct rmq_server_config *cfg)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -625,9 +630,11 @@ static void conn_timed_out(struct conn *c)
 {
 	struct worker *w = c->w;
 	if (!c->draining) {
-		static const char msg[] = "-ERR Protocol error: timed out waiting for the rest of "
-					  "the request\r\n";
-		ssize_t r = send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* Behind what is still queued: the socket may hold the first
+		 * part of a reply, and the error must not land inside it. */
+		rmq_resp_error(&c->out, "ERR Protocol error: timed out waiting for the rest of the request");
+		ssize_t r = send(c->fd, c->out.data + c->out.off, rmq_buf_pending(&c->out),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)r;
 		stat_add(&w->st.frame_timeouts, 1);
 		rmq_logf(RMQ_LOG_INFO,
@@ -733,16 +740,11 @@ static void worker_shutdown(struct worker *w)
 	rmq_buf_free(&w->scratch);
 }
 
-static void *worker_main(void *arg)
+/* The event loop; see worker_poll() in internal.h for once. */
+static void worker_loop(struct worker *w, bool once)
 {
-	struct worker *w = arg;
 	struct server *srv = w->srv;
 	struct epoll_event evs[256];
-	char tname[16];
-	snprintf(tname, sizeof(tname), "rmq-worker-%u", w->id);
-	pthread_setname_np(pthread_self(), tname);
-	urcu_qsbr_register_thread();
-	atomic_store(&w->wake_pending, 1);
 	while (!atomic_load(&srv->stopping)) {
 		worker_take_new(w);
 		worker_drain_watches(w);
@@ -754,7 +756,7 @@ static void *worker_main(void *arg)
 		w->qs_ok = false;
 		worker_reap(w);
 		urcu_qsbr_quiescent_state();
-		int timeout = worker_timeout(w);
+		int timeout = once ? 0 : worker_timeout(w);
 
 		/* Going to sleep: from here on, wakers must write the eventfd.
 		 * Re-check for work queued before they could see the 0. */
@@ -790,10 +792,56 @@ static void *worker_main(void *arg)
 				conn_write(c);
 		}
 		w->qs_ok = false;
+		if (once)
+			return;
 	}
+}
+
+void worker_poll(struct worker *w)
+{
+	worker_loop(w, true);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char tname[16];
+	snprintf(tname, sizeof(tname), "rmq-worker-%u", w->id);
+	pthread_setname_np(pthread_self(), tname);
+	urcu_qsbr_register_thread();
+	atomic_store(&w->wake_pending, 1);
+	worker_loop(w, false);
 	worker_shutdown(w);
 	urcu_qsbr_unregister_thread();
 	return NULL;
+}
+
+void worker_init(struct worker *w, struct server *srv, uint32_t id)
+{
+	w->id = id;
+	w->srv = srv;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	w->ringbuf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));
+	ck_ring_init(&w->ring, ACCEPT_RING);
+	w->argv_cap = 64;
+	w->argv = rmq_malloc(w->argv_cap * sizeof(*w->argv));
+	CDS_INIT_LIST_HEAD(&w->conns);
+	CDS_INIT_LIST_HEAD(&w->flush);
+	CDS_INIT_LIST_HEAD(&w->blocked);
+	CDS_INIT_LIST_HEAD(&w->dead);
+	CDS_INIT_LIST_HEAD(&w->deadlines);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
+}
+
+void worker_fini(struct worker *w)
+{
+	close(w->epfd);
+	close(w->evfd);
+	free(w->ringbuf);
+	free(w->argv);
+	rmq_buf_free(&w->scratch);
 }
 
 /* --- acceptor --- */
@@ -989,24 +1037,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	srv->dsubs = rmq_dsub_registry_new();
 	srv->workers = aligned_alloc(RMQ_CACHELINE, sizeof(struct worker) * srv->nworkers);
 	memset(srv->workers, 0, sizeof(struct worker) * srv->nworkers);
-	for (uint32_t i = 0; i < srv->nworkers; i++) {
-		struct worker *w = &srv->workers[i];
-		w->id = i;
-		w->srv = srv;
-		w->epfd = epoll_create1(EPOLL_CLOEXEC);
-		w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		w->ringbuf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));
-		ck_ring_init(&w->ring, ACCEPT_RING);
-		w->argv_cap = 64;
-		w->argv = rmq_malloc(w->argv_cap * sizeof(*w->argv));
-		CDS_INIT_LIST_HEAD(&w->conns);
-		CDS_INIT_LIST_HEAD(&w->flush);
-		CDS_INIT_LIST_HEAD(&w->blocked);
-		CDS_INIT_LIST_HEAD(&w->dead);
-		CDS_INIT_LIST_HEAD(&w->deadlines);
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-		epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
-	}
+	for (uint32_t i = 0; i < srv->nworkers; i++)
+		worker_init(&srv->workers[i], srv, i);
 	/* The main thread only waits for signals from here on. */
 	urcu_qsbr_thread_offline();
 	for (uint32_t i = 0; i < srv->nworkers; i++)
@@ -1042,13 +1074,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	rmq_dsub_registry_free(srv->dsubs);
 	rmq_broker_free(srv->broker);
 	urcu_qsbr_unregister_thread();
-	for (uint32_t i = 0; i < srv->nworkers; i++) {
-		struct worker *w = &srv->workers[i];
-		close(w->epfd);
-		close(w->evfd);
-		free(w->ringbuf);
-		free(w->argv);
-	}
+	for (uint32_t i = 0; i < srv->nworkers; i++)
+		worker_fini(&srv->workers[i]);
 	free(srv->workers);
 	close(srv->stop_evfd);
 	if (srv->spare_fd >= 0)

@@ -217,6 +217,27 @@ Test(resp, claimed_count_is_not_trusted)
 	cr_assert_not_null(err);
 }
 
+/* The server retries a request that needed a bigger argv on the same
+ * buffer, so the parser must leave it as it came. It used to unescape an
+ * inline request before counting its arguments: the retry unescaped it a
+ * second time ("\x41" came out as "Ax41"; an escaped "\n" became a real
+ * newline that cut the line). Found by tests/fuzz/fuzz_resp. */
+Test(resp, need_argv_leaves_the_request_intact)
+{
+	char in[] = "echo a b \"\\x41\" \"x\\ny\"\r\n";
+	const size_t n = sizeof(in) - 1;
+	struct rmq_arg argv[8];
+	size_t argc;
+	const char *err = NULL;
+	cr_assert_eq(rmq_resp_parse(in, n, &lim, argv, 2, &argc, &err), RMQ_RESP_NEED_ARGV);
+	cr_assert_eq(argc, 5);
+	cr_assert_eq(rmq_resp_parse(in, n, &lim, argv, 8, &argc, &err), (ssize_t)n, "%s",
+		     err ? err : "");
+	cr_assert_eq(argc, 5);
+	cr_assert(argv[3].len == 1 && argv[3].p[0] == 'A');
+	cr_assert(argv[4].len == 3 && memcmp(argv[4].p, "x\ny", 3) == 0);
+}
+
 struct badframe {
 	const char *wire;
 	size_t len;
