@@ -77,8 +77,9 @@ static struct {
 	int seconds, pubs, lives, durs, topics, threads;
 	uint64_t seed;
 	long rss_tol_kib;
-	bool check_rss;
-} g_cfg = { 60, 4, 4, 4, 3, 2, 0, 8192, true };
+	bool check_rss, keep_log;
+	int hold;
+} g_cfg = { 60, 4, 4, 4, 3, 2, 0, 4096, true, false, 0 };
 
 static int g_port;
 static char g_topic[MAX_TOPICS][32];
@@ -720,7 +721,7 @@ struct puller {
 	struct cview v;
 	_Atomic int ready;           /* 1 subscribed, -1 failed */
 	_Atomic uint64_t progress;   /* churn thread's messages pulled so far */
-	_Atomic uint64_t *pulled;
+	uint64_t pulled;             /* read after pthread_join */
 	int rc;                      /* how its last PULL ended */
 	uint64_t end_ms;
 };
@@ -751,7 +752,7 @@ static void *puller_main(void *arg)
 		}
 		for (size_t k = 0; k < b->n; k++)
 			cview_msg(&p->v, 0, b->msg[k].seq, b->msg[k].payload, b->msg[k].len, true);
-		cnt_add(p->pulled, b->n);
+		p->pulled += b->n;
 		atomic_store(&p->progress, p->v.st[0][0].last);
 		rmq_msgs_free(b);
 	}
@@ -816,7 +817,6 @@ static bool churn_cycle(struct churn *ch, struct rmq_client *adm, uint64_t k)
 	snprintf(pl->who, sizeof(pl->who), "churn blocked puller");
 	snprintf(pl->name, sizeof(pl->name), "soak-churnpull-%" PRIu64, k % CHURN_NAMES);
 	cview_init(&pl->v, pl->who, names, k);
-	pl->pulled = &ch->pulled;
 	if (pthread_create(&pl->th, NULL, puller_main, pl) != 0) {
 		failf("churn: pthread_create failed");
 		goto out;
@@ -915,6 +915,8 @@ out:
 		rmq_delete_topic(adm, names[0]);
 		pthread_join(pl->th, NULL);
 	}
+	if (pl) /* counters have one writer each: the puller's is added here */
+		cnt_add(&ch->pulled, pl->pulled);
 	free(pl);
 	rmq_client_close(l1);
 	rmq_client_close(l2);
@@ -1041,12 +1043,13 @@ static int steady_fds(pid_t pid)
 	return n;
 }
 
-/* Waits until RSS stopped falling for a second (bounded); returns it. */
+/* Waits until RSS stopped falling for 3 s (bounded); returns it. The
+ * server gives freed memory back once a worker has been idle for 1 s. */
 static long settle_rss(pid_t pid)
 {
 	uint64_t until = e2e_now_ms() + SETTLE_MS, stable_since = e2e_now_ms();
 	long low = proc_rss_kib(pid);
-	while (e2e_now_ms() < until && e2e_now_ms() - stable_since < 1000) {
+	while (e2e_now_ms() < until && e2e_now_ms() - stable_since < 3000) {
 		e2e_sleep_ms(100);
 		long v = proc_rss_kib(pid);
 		if (v < low) {
@@ -1100,8 +1103,11 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: soak [--duration S] [--publishers N] [--live N] [--durable N] [--topics N]\n"
 		"            [--server-threads N] [--seed N] [--rss-tolerance-kib N] [--no-rss-check]\n"
+		"            [--hold S] [--keep-log]\n"
 		"Runs the ringmq soak test against " RINGMQ_SERVER_BIN " for S seconds (default 60,\n"
-		"or $RINGMQ_SOAK_SECONDS); exit 0 when every check passed, 1 otherwise.\n");
+		"or $RINGMQ_SOAK_SECONDS); exit 0 when every check passed, 1 otherwise.\n"
+		"--hold S keeps the server running S seconds after the checks, before SIGTERM, to\n"
+		"inspect it (gdb -p PID); --keep-log keeps its stderr log even when all passed.\n");
 }
 
 static int parse_args(int argc, char **argv)
@@ -1118,6 +1124,7 @@ static int parse_args(int argc, char **argv)
 		{ "topics", required_argument, NULL, 't' },    { "server-threads", required_argument, NULL, 'T' },
 		{ "seed", required_argument, NULL, 's' },      { "rss-tolerance-kib", required_argument, NULL, 'r' },
 		{ "no-rss-check", no_argument, NULL, 'n' },    { "help", no_argument, NULL, 'h' },
+		{ "hold", required_argument, NULL, 'H' },      { "keep-log", no_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int o;
@@ -1132,6 +1139,8 @@ static int parse_args(int argc, char **argv)
 		case 's': g_cfg.seed = strtoull(optarg, NULL, 0); break;
 		case 'r': g_cfg.rss_tol_kib = atol(optarg); break;
 		case 'n': g_cfg.check_rss = false; break;
+		case 'H': g_cfg.hold = atoi(optarg); break;
+		case 'k': g_cfg.keep_log = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
@@ -1139,7 +1148,7 @@ static int parse_args(int argc, char **argv)
 	if (optind != argc || g_cfg.seconds < 1 || g_cfg.seconds > 3600 || g_cfg.pubs < 1 ||
 	    g_cfg.pubs > MAX_PUBS || g_cfg.lives < 0 || g_cfg.lives > MAX_SUBS || g_cfg.durs < 1 ||
 	    g_cfg.durs > MAX_SUBS || g_cfg.topics < 1 || g_cfg.topics > MAX_TOPICS ||
-	    g_cfg.threads < 1 || g_cfg.threads > 64 || g_cfg.rss_tol_kib < 0) {
+	    g_cfg.threads < 1 || g_cfg.threads > 64 || g_cfg.rss_tol_kib < 0 || g_cfg.hold < 0) {
 		usage(stderr);
 		return -1;
 	}
@@ -1408,10 +1417,10 @@ static void stop_server(struct e2e_server *srv, struct totals *tt)
 		failf("server exit on SIGTERM: %s %d (want exit status 0)", WIFEXITED(st) ? "status" : "signal",
 		      WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 	check_server_log(srv->log_path);
-	if (atomic_load(&g_failures) == 0)
+	if (atomic_load(&g_failures) == 0 && !g_cfg.keep_log)
 		unlink(srv->log_path);
 	else
-		fprintf(stderr, "soak: server log kept: %s\n", srv->log_path);
+		printf("soak: server log kept: %s\n", srv->log_path);
 }
 
 static void print_summary(const struct totals *tt, const char *kind)
@@ -1491,6 +1500,10 @@ int main(int argc, char **argv)
 	join_all(&tt);
 	check_info(srv.port, &tt);
 	check_baseline(&srv, &tt, sanitized);
+	if (g_cfg.hold) {
+		printf("soak: holding server pid %d for %d s (log %s)\n", (int)srv.pid, g_cfg.hold, srv.log_path);
+		e2e_sleep_ms((unsigned)g_cfg.hold * 1000);
+	}
 	stop_server(&srv, &tt);
 	print_summary(&tt, kind);
 	e2e_release_all();
