@@ -117,6 +117,7 @@ struct worker {
 	bool qs_ok;                 /* no RCU pointer held up the stack */
 	unsigned since_qs;
 	uint64_t oom_log_ms;        /* next allocation-failure log line */
+	uint64_t trim_ms;           /* malloc_trim() if still idle then; 0: not armed */
 	struct worker_stats st;
 } __attribute__((aligned(RMQ_CACHELINE)));
 

@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -664,6 +665,27 @@ static void worker_expire(struct worker *w)
 
 /* epoll timeout until the next deadline; computed last, after every step
  * that may park a connection or leave a request half-read. */
+/* Memory back to the system once a worker goes idle. glibc keeps what is
+ * freed in the worker's malloc arena, and log segments and connection
+ * buffers freed in any order leave holes there that free() never returns:
+ * tests/soak measured 6-15 MB above the start-up RSS after 60 s of load
+ * with every topic deleted, with about 230 KB still in use. malloc_trim(0)
+ * hands the free pages of every arena back. It runs once per idle period,
+ * so the publish path is untouched (a fixed mmap threshold instead, which
+ * would return each segment as it is freed, halved single-connection
+ * ingest) and an idle server sets no timer. */
+#define TRIM_IDLE_MS 1000
+
+static void worker_trim(struct worker *w, int nevents)
+{
+	if (nevents > 0) {
+		w->trim_ms = rmq_now_ms() + TRIM_IDLE_MS;
+	} else if (w->trim_ms && rmq_now_ms() >= w->trim_ms) {
+		malloc_trim(0);
+		w->trim_ms = 0;
+	}
+}
+
 static int worker_timeout(struct worker *w)
 {
 	uint64_t now = rmq_now_ms(), next = UINT64_MAX;
@@ -678,6 +700,8 @@ static int worker_timeout(struct worker *w)
 	}
 	if (srv_ttl_due(w) < next)
 		next = srv_ttl_due(w);
+	if (w->trim_ms && w->trim_ms < next)
+		next = w->trim_ms;
 	if (next == UINT64_MAX)
 		return -1;
 	return next <= now ? 0 : (int)(next - now);
@@ -770,6 +794,7 @@ static void worker_loop(struct worker *w, bool once)
 		int n = epoll_wait(w->epfd, evs, 256, timeout);
 		urcu_qsbr_thread_online();
 		atomic_store(&w->wake_pending, 1);
+		worker_trim(w, n);
 		w->qs_ok = true; /* connections are not RCU-protected */
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.ptr == NULL) {
