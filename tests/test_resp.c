@@ -3,6 +3,7 @@
  * Inputs are copied so that they end exactly at a PROT_NONE guard page:
  * any read past the end crashes the test. */
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "resp.h"
+#include "util.h"
 
 static const struct rmq_resp_limits lim = { .max_bulk = 1024, .max_args = 16, .max_inline = 256 };
 
@@ -296,4 +298,38 @@ Test(resp, encoders)
 	cr_assert_eq(b.len, sizeof(want) - 1);
 	cr_assert(memcmp(b.data, want, b.len) == 0);
 	rmq_buf_free(&b);
+}
+
+/* rmq_u64toa writes every digit count right: each power of ten, its
+ * neighbours, and values with every digit pattern, against snprintf. */
+Test(resp, u64toa_matches_printf)
+{
+	uint64_t vals[256];
+	size_t n = 0;
+	vals[n++] = 0;
+	vals[n++] = UINT64_MAX;
+	vals[n++] = UINT64_MAX - 1;
+	for (uint64_t p = 1; n + 3 <= 64; p *= 10) {
+		vals[n++] = p - 1;
+		vals[n++] = p;
+		vals[n++] = p + 1;
+		if (p > UINT64_MAX / 10)
+			break;
+	}
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	while (n < sizeof(vals) / sizeof(vals[0])) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		vals[n++] = x >> (x % 64); /* every magnitude */
+	}
+	for (size_t i = 0; i < n; i++) {
+		char got[32], want[32];
+		memset(got, '#', sizeof(got));
+		size_t len = rmq_u64toa(vals[i], got);
+		int wl = snprintf(want, sizeof(want), "%llu", (unsigned long long)vals[i]);
+		cr_assert_eq(len, (size_t)wl, "length of %s", want);
+		cr_assert(memcmp(got, want, len) == 0, "%.*s != %s", (int)len, got, want);
+		cr_assert_eq(got[len], '#', "wrote past the end for %s", want);
+	}
 }
