@@ -874,43 +874,60 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 #define F_SUBMODE 1 /* allowed while the connection has live subscriptions */
 
 struct command {
-	const char *name;
+	const char *name; /* upper case, letters only */
+	size_t len;
 	void (*fn)(struct conn *c, struct rmq_arg *argv, size_t argc);
 	int flags;
 };
 
+#define CMD(name, fn, flags) { name, sizeof(name) - 1, fn, flags }
+#define CMD_NAME_MAX 16
+
+/* Most frequent first: the lookup stops at the first match. */
 static const struct command commands[] = {
-	{ "PUBLISH", cmd_publish, 0 },
-	{ "MPUBLISH", cmd_mpublish, 0 },
-	{ "PULL", cmd_pull, 0 },
-	{ "PING", cmd_ping, F_SUBMODE },
-	{ "SUBSCRIBE", cmd_subscribe, F_SUBMODE },
-	{ "UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE },
-	{ "CREATE", cmd_create, 0 },
-	{ "DELETE", cmd_delete, 0 },
-	{ "TOPICS", cmd_topics, 0 },
-	{ "REGISTER", cmd_register, 0 },
-	{ "INFO", cmd_info, 0 },
-	{ "STATS", cmd_info, 0 },
-	{ "QUIT", cmd_quit, F_SUBMODE },
-	{ "RESET", cmd_reset, F_SUBMODE },
-	{ "ECHO", cmd_echo, 0 },
-	{ "CONFIG", cmd_config, 0 },
-	{ "COMMAND", cmd_command, 0 },
-	{ "HELLO", cmd_hello, 0 },
-	{ "CLIENT", cmd_client, 0 },
-	{ "SELECT", cmd_select, 0 },
+	CMD("PUBLISH", cmd_publish, 0),
+	CMD("MPUBLISH", cmd_mpublish, 0),
+	CMD("PULL", cmd_pull, 0),
+	CMD("PING", cmd_ping, F_SUBMODE),
+	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE),
+	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE),
+	CMD("CREATE", cmd_create, 0),
+	CMD("DELETE", cmd_delete, 0),
+	CMD("TOPICS", cmd_topics, 0),
+	CMD("REGISTER", cmd_register, 0),
+	CMD("INFO", cmd_info, 0),
+	CMD("STATS", cmd_info, 0),
+	CMD("QUIT", cmd_quit, F_SUBMODE),
+	CMD("RESET", cmd_reset, F_SUBMODE),
+	CMD("ECHO", cmd_echo, 0),
+	CMD("CONFIG", cmd_config, 0),
+	CMD("COMMAND", cmd_command, 0),
+	CMD("HELLO", cmd_hello, 0),
+	CMD("CLIENT", cmd_client, 0),
+	CMD("SELECT", cmd_select, 0),
 };
+
+/* Finds a command by name, case-insensitively, with one pass over the name
+ * instead of a strncasecmp per table entry. Clearing bit 5 upper-cases a
+ * letter, and a byte that becomes an upper-case letter that way was that
+ * letter in either case, so the comparison with the (letters-only) table
+ * names is exact. */
+static const struct command *cmd_find(const struct rmq_arg *a)
+{
+	if (a->len == 0 || a->len > CMD_NAME_MAX)
+		return NULL;
+	char up[CMD_NAME_MAX];
+	for (size_t i = 0; i < a->len; i++)
+		up[i] = (char)(a->p[i] & ~0x20);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (commands[i].len == a->len && memcmp(commands[i].name, up, a->len) == 0)
+			return &commands[i];
+	return NULL;
+}
 
 void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	const struct command *cmd = NULL;
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (arg_is(&argv[0], commands[i].name)) {
-			cmd = &commands[i];
-			break;
-		}
-	}
+	const struct command *cmd = cmd_find(&argv[0]);
 	/* pending, not len: the buffer may compact while the command runs */
 	size_t mark = rmq_buf_pending(&c->out);
 	enum reply_mode mode = c->reply;

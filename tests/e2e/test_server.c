@@ -492,6 +492,8 @@ SRV_TEST(basic, ping_echo)
 	IS_STATUS(R(c, "ping"), "PONG");
 	IS_STATUS(R(c, "PiNg"), "PONG");
 	IS_BULKSTR(R(c, "eChO", "y"), "y");
+	IS_ERR(R(c, "pUbLiSh", "no-such", "x"), "NOTOPIC");
+	IS_PUSH3(R(c, "uNsUbScRiBe"), "unsubscribe", NULL, 0);
 	e2e_close(c);
 }
 
@@ -500,6 +502,11 @@ SRV_TEST(basic, unknown_command)
 	struct e2e_client *c = CONN();
 	IS_ERR(R(c, "FLUSHALL"), "ERR unknown command 'FLUSHALL'");
 	IS_ERR(R(c, "GET", "k"), "ERR unknown command 'GET'");
+	/* prefixes, extensions and non-letters next to a name are no match */
+	IS_ERR(R(c, "PIN"), "ERR unknown command 'PIN'");
+	IS_ERR(R(c, "PINGG"), "ERR unknown command 'PINGG'");
+	IS_ERR(R(c, "P@NG"), "ERR unknown command 'P@NG'");
+	IS_ERR(R(c, "PUBLISH1", "t", "x"), "ERR unknown command 'PUBLISH1'");
 	/* the connection stays usable */
 	PING_OK(c);
 	e2e_close(c);
