@@ -148,14 +148,9 @@ static int seg_reserve(struct rmq_seg *s, uint32_t rlen, uint32_t *idx, uint32_t
 	}
 }
 
-static void seg_write(struct rmq_seg *s, uint32_t idx, uint32_t off, const struct iovec *iov,
-		      int n, uint32_t rlen, uint32_t poff, uint32_t plen)
+static inline void seg_commit(struct rmq_seg *s, uint32_t idx, uint32_t off, uint32_t rlen,
+			      uint32_t poff, uint32_t plen)
 {
-	char *p = s->data + off;
-	for (int i = 0; i < n; i++) {
-		memcpy(p, iov[i].iov_base, iov[i].iov_len);
-		p += iov[i].iov_len;
-	}
 	struct slot *sl = seg_slot(s, idx);
 	sl->off = off;
 	sl->poff = poff;
@@ -212,22 +207,23 @@ void rmq_log_trim(struct rmq_log *log, uint64_t room)
 	(void)trim_try(log, room);
 }
 
-int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint32_t poff,
-		       uint32_t plen)
+int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 {
-	size_t total = 0;
-	for (int i = 0; i < n; i++)
-		total += iov[i].iov_len;
-	if (total == 0 || total + sizeof(struct slot) > log->capacity || total > (1u << 30))
+	if (len == 0 || len + sizeof(struct slot) > log->capacity || len > (1u << 30))
 		return -EMSGSIZE;
-	uint32_t rlen = (uint32_t)total, idx, off;
+	uint32_t rlen = (uint32_t)len, idx, off;
 
 	for (;;) {
 		struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
 		if (RMQ_LIKELY(t != NULL)) {
 			if (RMQ_LIKELY(seg_reserve(t, rlen, &idx, &off) == 0)) {
-				seg_write(t, idx, off, iov, n, rlen, poff, plen);
-				return (int64_t)(t->base + idx + 1);
+				res->seg = t;
+				res->idx = idx;
+				res->off = off;
+				res->len = rlen;
+				res->seq = t->base + idx + 1;
+				res->p = t->data + off;
+				return 0;
 			}
 			struct rmq_seg *nx = atomic_load_explicit(&t->next, memory_order_acquire);
 			if (nx) { /* help a lagging tail along */
@@ -277,9 +273,38 @@ int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint
 			free(s); /* never published: no grace period needed */
 			continue;
 		}
-		seg_write(s, 0, 0, iov, n, rlen, poff, plen);
-		return (int64_t)(base + 1);
+		res->seg = s;
+		res->idx = 0;
+		res->off = 0;
+		res->len = rlen;
+		res->seq = base + 1;
+		res->p = s->data;
+		return 0;
 	}
+}
+
+void rmq_log_commit(const struct rmq_log_res *res, uint32_t poff, uint32_t plen)
+{
+	seg_commit(res->seg, res->idx, res->off, res->len, poff, plen);
+}
+
+int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint32_t poff,
+		       uint32_t plen)
+{
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	struct rmq_log_res res;
+	int rc = rmq_log_reserve(log, total, &res);
+	if (rc < 0)
+		return rc;
+	char *p = res.p;
+	for (int i = 0; i < n; i++) {
+		memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p += iov[i].iov_len;
+	}
+	rmq_log_commit(&res, poff, plen);
+	return (int64_t)res.seq;
 }
 
 /* Follows next pointers from s while s is sealed and fully behind. */

@@ -106,6 +106,25 @@ void rmq_log_fini(struct rmq_log *log);
 int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n,
 		       uint32_t poff, uint32_t plen);
 
+/* A record reserved in the log, to be filled in place and then committed.
+ * Readers stop at it until it is committed, so the caller fills it at once:
+ * no blocking and no quiescent state between reserve and commit. */
+struct rmq_log_res {
+	struct rmq_seg *seg;
+	uint32_t idx, off, len;
+	uint64_t seq;  /* the record's sequence number */
+	char *p;       /* where its len bytes go */
+};
+
+/* Reserves room for one record of len bytes: the zero-copy form of
+ * rmq_log_append (same errors, same lock-freedom). Returns 0 and fills res,
+ * or a negative errno; nothing is reserved then. */
+int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res);
+
+/* Publishes a reserved record whose res->len bytes have been written;
+ * its payload view is record bytes [poff, poff + plen). */
+void rmq_log_commit(const struct rmq_log_res *res, uint32_t poff, uint32_t plen);
+
 /* Sequence number the next append will get, and the last assigned one. */
 uint64_t rmq_log_next_seq(struct rmq_log *log);
 

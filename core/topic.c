@@ -245,24 +245,43 @@ void rmq_topic_notify(struct rmq_topic *t)
 	}
 }
 
-int64_t rmq_topic_publish(struct rmq_topic *t, const void *payload, uint32_t len)
+int64_t rmq_topic_append(struct rmq_topic *t, const void *payload, uint32_t len)
 {
+	/* The record is the RESP push, written straight into the log:
+	 * prefix ("*3 message <name>"), "$<len>\r\n", payload, "\r\n". */
 	char hdr[24];
 	hdr[0] = '$';
 	size_t hl = 1 + rmq_u64toa(len, hdr + 1);
 	hdr[hl++] = '\r';
 	hdr[hl++] = '\n';
-	struct iovec iov[4] = {
-		{ t->prefix, t->prefix_len },
-		{ hdr, hl },
-		{ (void *)payload, len },
-		{ "\r\n", 2 },
-	};
-	int64_t seq = rmq_log_append(&t->log, iov, 4, (uint32_t)(t->prefix_len + hl), len);
-	if (RMQ_LIKELY(seq > 0)) {
-		atomic_fetch_add_explicit(&t->bytes_in, len, memory_order_relaxed);
-		rmq_topic_notify(t);
-	}
+	struct rmq_log_res r;
+	int rc = rmq_log_reserve(&t->log, (size_t)t->prefix_len + hl + len + 2, &r);
+	if (RMQ_UNLIKELY(rc < 0))
+		return rc;
+	char *p = r.p;
+	memcpy(p, t->prefix, t->prefix_len);
+	p += t->prefix_len;
+	memcpy(p, hdr, hl);
+	p += hl;
+	memcpy(p, payload, len);
+	p += len;
+	p[0] = '\r';
+	p[1] = '\n';
+	rmq_log_commit(&r, (uint32_t)(t->prefix_len + hl), len);
+	return (int64_t)r.seq;
+}
+
+void rmq_topic_published(struct rmq_topic *t, uint64_t bytes)
+{
+	atomic_fetch_add_explicit(&t->bytes_in, bytes, memory_order_relaxed);
+	rmq_topic_notify(t);
+}
+
+int64_t rmq_topic_publish(struct rmq_topic *t, const void *payload, uint32_t len)
+{
+	int64_t seq = rmq_topic_append(t, payload, len);
+	if (RMQ_LIKELY(seq > 0))
+		rmq_topic_published(t, len);
 	return seq;
 }
 

@@ -141,6 +141,15 @@ void rmq_topic_put(struct rmq_topic *t);
  * Lock-free; no allocation unless a log segment fills up. */
 int64_t rmq_topic_publish(struct rmq_topic *t, const void *payload, uint32_t len);
 
+/* rmq_topic_publish in two steps, so that a run of appends pays for one
+ * wake-up: rmq_topic_append appends without waking anyone (same returns),
+ * and rmq_topic_published(t, bytes) counts the run's payload bytes and
+ * wakes the watching shards. Every successful append must be followed by
+ * rmq_topic_published before the caller's next quiescent state (t is valid
+ * until then), or readers may not hear of it. */
+int64_t rmq_topic_append(struct rmq_topic *t, const void *payload, uint32_t len);
+void rmq_topic_published(struct rmq_topic *t, uint64_t bytes);
+
 /* Marks every watch dirty and wakes its shard (used after appends made
  * without rmq_topic_publish, and on delete). */
 void rmq_topic_notify(struct rmq_topic *t);

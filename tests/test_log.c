@@ -222,6 +222,60 @@ Test(log, append_and_read_back)
 	rmq_log_fini(&log);
 }
 
+/* rmq_log_reserve + rmq_log_commit: a reserved record holds readers back
+ * until committed, and then reads as if appended whole. */
+Test(log, reserve_then_commit)
+{
+	struct rmq_log log;
+	rmq_log_init(&log, 1 << 20, RMQ_ONFULL_DROP_OLDEST, NULL);
+	struct rmq_cursor cur;
+	rmq_log_cursor_seek(&log, &cur, 1);
+	struct rmq_batch b;
+	cr_assert_eq(put(&log, 1, len_small(1)), 1);
+
+	struct rmq_log_res r;
+	cr_assert_eq(rmq_log_reserve(&log, 10, &r), 0);
+	cr_assert_eq(r.seq, 2);
+	cr_assert_eq(r.len, 10);
+	cr_assert_eq(rmq_log_next_seq(&log), 3, "the reservation has its sequence number");
+	/* A later record is committed first: readers still stop at ours. */
+	cr_assert_eq(put(&log, 3, len_small(3)), 3);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 1);
+	rmq_log_consume(&cur, &b, 1);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 0,
+		     "an uncommitted record was readable");
+
+	memcpy(r.p, "0123456789", 10);
+	rmq_log_commit(&r, 2, 5);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 2);
+	cr_assert_eq(b.seq, 2);
+	cr_assert_eq(rmq_batch_reclen(&b, 0), 10);
+	cr_assert(memcmp(b.data, "0123456789", 10) == 0);
+	const char *p;
+	uint32_t plen;
+	rmq_batch_payload(&b, 0, &p, &plen);
+	cr_assert_eq(plen, 5);
+	cr_assert(memcmp(p, "23456", 5) == 0);
+
+	/* The same limits as rmq_log_append; nothing is reserved on error. */
+	cr_assert_eq(rmq_log_reserve(&log, 0, &r), -EMSGSIZE);
+	cr_assert_eq(rmq_log_reserve(&log, 2 << 20, &r), -EMSGSIZE);
+	cr_assert_eq(rmq_log_next_seq(&log), 4);
+
+	/* A reservation that opens a new segment is its record 0. */
+	uint64_t s = 4;
+	while (rmq_log_reserve(&log, 1000, &r) == 0) {
+		cr_assert_eq(r.seq, s++);
+		memset(r.p, 'x', 1000);
+		rmq_log_commit(&r, 0, 1000);
+		if (r.idx == 0 && r.seq > 4)
+			break;
+	}
+	cr_assert_eq(r.idx, 0);
+	cr_assert_eq(r.off, 0);
+	rmq_log_fini(&log);
+}
+
 Test(log, whole_segment_batches_are_contiguous)
 {
 	struct rmq_log log;

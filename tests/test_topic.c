@@ -403,6 +403,60 @@ Test(topic, watch_coalesces_and_wakes)
 	rmq_broker_free(b);
 }
 
+/* rmq_topic_append stores the same records as rmq_topic_publish but wakes
+ * nobody; rmq_topic_published then counts the run's bytes and wakes each
+ * watching shard once. */
+Test(topic, append_then_published_wakes_once)
+{
+	struct rmq_broker *b = broker(2);
+	struct rmq_topic *t = must_create(b, "a", 1 << 20, RMQ_ONFULL_DROP_OLDEST);
+	struct rmq_watch *w = rmq_watch_acquire(t, 1);
+	cr_assert_not_null(w);
+	struct rmq_cursor cur;
+	rmq_log_cursor_end(&t->log, &cur);
+	uint64_t w1 = wakes(1), bytes = 0;
+	for (uint64_t k = 1; k <= 300; k++) {
+		char buf[64];
+		size_t len = payload_for(k, buf, sizeof(buf));
+		bytes += len;
+		cr_assert_eq(rmq_topic_append(t, buf, (uint32_t)len), (int64_t)k);
+	}
+	cr_assert_eq(wakes(1), w1, "append woke a shard");
+	cr_assert_null(rmq_shard_next_dirty(b, 1), "append queued the watch");
+	struct rmq_topic_stats st;
+	rmq_topic_stats(t, &st);
+	cr_assert_eq(st.msgs_in, 300);
+	cr_assert_eq(st.bytes_in, 0, "bytes are counted by rmq_topic_published");
+
+	rmq_topic_published(t, bytes);
+	cr_assert_eq(wakes(1), w1 + 1);
+	cr_assert_eq(rmq_shard_next_dirty(b, 1), w);
+	cr_assert_null(rmq_shard_next_dirty(b, 1));
+	rmq_topic_stats(t, &st);
+	cr_assert_eq(st.bytes_in, bytes);
+
+	/* Same records as rmq_topic_publish writes. */
+	struct rmq_batch bt;
+	uint64_t k = 1;
+	while (rmq_log_peek(&t->log, &cur, &bt, 64, SIZE_MAX)) {
+		cr_assert_eq(bt.seq, k);
+		size_t off = 0;
+		for (uint32_t i = 0; i < bt.n; i++, k++) {
+			check_message(t, &bt, i, bt.data + off, k);
+			off += rmq_batch_reclen(&bt, i);
+		}
+		rmq_log_consume(&cur, &bt, bt.n);
+	}
+	cr_assert_eq(k, 301);
+
+	/* Failures append nothing: a payload over the capacity. */
+	static char big[2 << 20];
+	cr_assert_eq(rmq_topic_append(t, big, sizeof(big)), -EMSGSIZE);
+	cr_assert_eq(rmq_log_next_seq(&t->log), 301);
+	rmq_watch_release(w);
+	rmq_broker_free(b);
+}
+
 Test(topic, watch_released_while_queued)
 {
 	struct rmq_broker *b = broker(1);
