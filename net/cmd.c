@@ -185,13 +185,29 @@ static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
 	free(ns.v);
 }
 
+/* Looks up a topic to publish to, through the connection's one-entry
+ * cache: the pointer is reused only while no quiescent state has passed
+ * since it was looked up (so it cannot have been freed) and the topic is
+ * not deleted (so a deleted and re-created name finds the new topic). */
+static struct rmq_topic *publish_topic(struct conn *c, const struct rmq_arg *name)
+{
+	struct rmq_topic *t = c->pub_topic;
+	if (RMQ_LIKELY(t && c->pub_epoch == c->w->rcu_epoch && t->name_len == name->len &&
+		       memcmp(t->name, name->p, name->len) == 0 && !rmq_topic_deleted(t)))
+		return t;
+	t = rmq_topic_lookup(srv_of(c)->broker, name->p, name->len);
+	c->pub_topic = t;
+	c->pub_epoch = c->w->rcu_epoch;
+	return t;
+}
+
 /* Appends one message; writes the reply for failures. Returns seq or < 0. */
 static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq_arg *name,
 			   const struct rmq_arg *payload)
 {
-	int64_t seq = rmq_topic_publish(t, payload->p, (uint32_t)payload->len);
+	int64_t seq = rmq_topic_append(t, payload->p, (uint32_t)payload->len);
 	if (RMQ_LIKELY(seq > 0)) {
-		stat_add(&c->w->st.published, 1);
+		worker_published(c->w, t, (uint32_t)payload->len);
 		return seq;
 	}
 	if (seq == -ENOSPC)
@@ -208,13 +224,14 @@ static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq
 
 static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	if (argc != 3)
+	if (RMQ_UNLIKELY(argc != 3))
 		return err_args(c, "publish");
-	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[1].p, argv[1].len);
+	struct rmq_topic *t = publish_topic(c, &argv[1]);
 	if (RMQ_UNLIKELY(!t))
 		return err_notopic(c, &argv[1]);
 	int64_t seq = publish_one(c, t, &argv[1], &argv[2]);
-	if (seq > 0)
+	/* Under CLIENT REPLY OFF/SKIP the reply would be dropped: skip it. */
+	if (seq > 0 && c->reply == REPLY_ON)
 		rmq_resp_int(&c->out, seq);
 }
 
@@ -224,7 +241,7 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 3)
 		return err_args(c, "mpublish");
-	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[1].p, argv[1].len);
+	struct rmq_topic *t = publish_topic(c, &argv[1]);
 	if (!t)
 		return err_notopic(c, &argv[1]);
 	int64_t seq = 0;

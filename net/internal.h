@@ -77,6 +77,11 @@ struct conn {
 	struct cds_list_head dlink;
 	uint64_t deadline_ms;
 	bool in_deadlines;
+	/* The topic this connection last published to, valid while
+	 * pub_epoch == w->rcu_epoch (no quiescent state since the lookup)
+	 * and the topic is not deleted: saves the hash table lookup. */
+	struct rmq_topic *pub_topic;
+	uint64_t pub_epoch;
 };
 
 struct worker_stats {
@@ -111,6 +116,12 @@ struct worker {
 	bool qs_ok;                 /* no RCU pointer held up the stack */
 	unsigned since_qs;
 	uint64_t oom_log_ms;        /* next allocation-failure log line */
+	uint64_t rcu_epoch;         /* quiescent states so far (worker_quiescent) */
+	/* Appends made but not yet announced (rmq_topic_published): a run of
+	 * publishes to one topic wakes its readers once, at the next
+	 * worker_publish_flush(), which every quiescent state is preceded by. */
+	struct rmq_topic *pend_topic;
+	uint64_t pend_msgs, pend_bytes;
 	struct worker_stats st;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
@@ -144,6 +155,20 @@ bool conn_deliver(struct lsub *s);
 void conn_process_input(struct conn *c);
 void conn_park(struct conn *c, struct rmq_watch *w);
 void conn_unpark(struct conn *c);
+
+/* Announces the worker's pending appends (see struct worker). */
+void worker_publish_flush(struct worker *w);
+/* Records one append to t for the next worker_publish_flush(). */
+static inline void worker_published(struct worker *w, struct rmq_topic *t, uint32_t bytes)
+{
+	if (RMQ_UNLIKELY(w->pend_topic != t)) {
+		if (w->pend_topic)
+			worker_publish_flush(w);
+		w->pend_topic = t;
+	}
+	w->pend_msgs++;
+	w->pend_bytes += bytes;
+}
 
 /* cmd.c */
 /* Executes one request. Appends replies to c->out. */

@@ -91,6 +91,36 @@ static void broker_wake(void *ctx, uint32_t shard)
 	worker_wake(&s->workers[shard]);
 }
 
+/* --- publishing and quiescent states --- */
+
+void worker_publish_flush(struct worker *w)
+{
+	struct rmq_topic *t = w->pend_topic;
+	if (!t)
+		return;
+	rmq_topic_published(t, w->pend_bytes);
+	stat_add(&w->st.published, w->pend_msgs);
+	w->pend_topic = NULL;
+	w->pend_msgs = w->pend_bytes = 0;
+}
+
+/* Every quiescent state of a worker goes through here: pending appends are
+ * announced while their topic is still safe to touch, and the epoch moves
+ * so that connections drop their cached topic pointers. */
+static void worker_quiescent(struct worker *w)
+{
+	worker_publish_flush(w);
+	w->rcu_epoch++;
+	urcu_qsbr_quiescent_state();
+}
+
+static void worker_offline(struct worker *w)
+{
+	worker_publish_flush(w);
+	w->rcu_epoch++;
+	urcu_qsbr_thread_offline();
+}
+
 /* --- connections --- */
 
 static void conn_update_events(struct conn *c)
@@ -347,7 +377,7 @@ void conn_process_input(struct conn *c)
 			 * table resizes, frees): report a quiescent state between
 			 * requests when the caller holds no RCU pointer. */
 			w->since_qs = 0;
-			urcu_qsbr_quiescent_state();
+			worker_quiescent(w);
 		}
 		if (rmq_buf_pending(&c->out) >= OUT_PAUSE && !c->paused) {
 			/* The client sends faster than it reads its replies:
@@ -356,6 +386,7 @@ void conn_process_input(struct conn *c)
 			conn_update_events(c);
 		}
 	}
+	worker_publish_flush(w);
 	/* Only when something ran: conn_write() calls us with output still
 	 * pending, and queueing it again there would spin the loop. */
 	if (did && !c->closing && rmq_buf_pending(&c->out))
@@ -363,6 +394,7 @@ void conn_process_input(struct conn *c)
 	conn_track_frame(c, progressed);
 	return;
 proto_error:
+	worker_publish_flush(w);
 	stat_add(&w->st.protocol_errors, 1);
 	rmq_logf(RMQ_LOG_INFO, "client %llu: protocol error (%s); closing", (unsigned long long)c->id,
 		 err ? err : "request too large");
@@ -711,7 +743,7 @@ static void worker_shutdown(struct worker *w)
 			}
 		if (!any)
 			break;
-		urcu_qsbr_thread_offline();
+		worker_offline(w);
 		poll(NULL, 0, 5);
 		urcu_qsbr_thread_online();
 	}
@@ -749,7 +781,7 @@ static void *worker_main(void *arg)
 		worker_flush(w);
 		w->qs_ok = false;
 		worker_reap(w);
-		urcu_qsbr_quiescent_state();
+		worker_quiescent(w);
 		int timeout = worker_timeout(w);
 
 		/* Going to sleep: from here on, wakers must write the eventfd.
@@ -760,7 +792,7 @@ static void *worker_main(void *arg)
 			atomic_store(&w->wake_pending, 1);
 			timeout = 0;
 		}
-		urcu_qsbr_thread_offline();
+		worker_offline(w);
 		int n = epoll_wait(w->epfd, evs, 256, timeout);
 		urcu_qsbr_thread_online();
 		atomic_store(&w->wake_pending, 1);
