@@ -1033,6 +1033,44 @@ SRV_TEST(publish, publish)
 	e2e_close(d);
 }
 
+/* Publishes, a delete and a re-create of the same name in one pipeline (one
+ * read, so the server handles them without a quiescent state in between):
+ * each publish goes to the topic that exists at that point, and each
+ * topic's live subscriber gets exactly its own messages. */
+SRV_TEST(publish, delete_recreate_in_one_pipeline)
+{
+	struct e2e_client *c = CONN(), *s1 = CONN();
+	IS_OK(R(c, "CREATE", "rc"));
+	IS_PUSH3(R(s1, "SUBSCRIBE", "rc"), "subscribe", "rc", 1);
+	SENDS(c, "*3\r\n$7\r\nPUBLISH\r\n$2\r\nrc\r\n$2\r\nm1\r\n"
+		 "*3\r\n$7\r\npublish\r\n$2\r\nrc\r\n$2\r\nm2\r\n"
+		 "*2\r\n$6\r\nDELETE\r\n$2\r\nrc\r\n"
+		 "*3\r\n$7\r\nPUBLISH\r\n$2\r\nrc\r\n$2\r\nm3\r\n"
+		 "*2\r\n$6\r\nCREATE\r\n$2\r\nrc\r\n"
+		 "*3\r\n$7\r\nPUBLISH\r\n$2\r\nrc\r\n$2\r\nm4\r\n"
+		 "*4\r\n$8\r\nMPUBLISH\r\n$2\r\nrc\r\n$2\r\nm5\r\n$2\r\nm6\r\n");
+	IS_INT(RD(c), 1);
+	IS_INT(RD(c), 2);
+	IS_OK(RD(c));
+	IS_ERR(RD(c), "NOTOPIC");
+	IS_OK(RD(c));
+	IS_INT(RD(c), 1); /* the new topic's sequence starts over */
+	IS_INT(RD(c), 3);
+	IS_MSGSTR(RD(s1), "rc", "m1");
+	IS_MSGSTR(RD(s1), "rc", "m2");
+	IS_PUSH3(RD(s1), "unsubscribe", "rc", 0);
+	cr_assert(!e2e_readable(s1, 100), "the deleted topic's subscriber got more");
+	cr_assert_eq(TINFO(c, "rc", "msgs_in"), 3);
+	/* and the new topic delivers */
+	struct e2e_client *s2 = CONN();
+	IS_PUSH3(R(s2, "SUBSCRIBE", "rc"), "subscribe", "rc", 1);
+	IS_INT(R(c, "PUBLISH", "rc", "m7"), 4);
+	IS_MSGSTR(RD(s2), "rc", "m7");
+	e2e_close(s2);
+	e2e_close(s1);
+	e2e_close(c);
+}
+
 SRV_TEST(publish, mpublish)
 {
 	struct e2e_client *c = CONN();
