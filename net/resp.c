@@ -11,7 +11,7 @@
 
 /* Parses "<digits>\r\n" (with optional leading '-') at p. Returns bytes used
  * including CRLF, 0 if incomplete, -1 if malformed. */
-static ssize_t parse_num_line(const char *p, size_t len, int64_t *out)
+static ssize_t parse_num_line_slow(const char *p, size_t len, int64_t *out)
 {
 	size_t i = 0;
 	int neg = 0;
@@ -41,6 +41,28 @@ static ssize_t parse_num_line(const char *p, size_t len, int64_t *out)
 		return (ssize_t)(i + 2);
 	}
 	return len > NUM_LINE_MAX ? -1 : 0;
+}
+
+static inline int is_digit(char c)
+{
+	return (unsigned char)(c - '0') < 10;
+}
+
+/* parse_num_line with the common short forms ("7\r\n", "16\r\n") decided
+ * in a few instructions; anything else takes the general loop. */
+static inline ssize_t parse_num_line(const char *p, size_t len, int64_t *out)
+{
+	if (RMQ_LIKELY(len >= 4 && is_digit(p[0]))) {
+		if (p[1] == '\r' && p[2] == '\n') {
+			*out = p[0] - '0';
+			return 3;
+		}
+		if (is_digit(p[1]) && p[2] == '\r' && p[3] == '\n') {
+			*out = (p[0] - '0') * 10 + (p[1] - '0');
+			return 4;
+		}
+	}
+	return parse_num_line_slow(p, len, out);
 }
 
 static int hexval(char c)
