@@ -923,21 +923,57 @@ static const struct command commands[] = {
 	CMD("CLIENT", cmd_client, 0),
 	CMD("SELECT", cmd_select, 0),
 };
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-/* Finds a command by name, case-insensitively, with one pass over the name
- * instead of a strncasecmp per table entry. Clearing bit 5 upper-cases a
- * letter, and a byte that becomes an upper-case letter that way was that
- * letter in either case, so the comparison with the (letters-only) table
- * names is exact. */
+/* A name of 1..16 bytes as two words that together cover every byte:
+ * overlapping loads of its first and last 8 (or 4) bytes, or three single
+ * bytes when shorter. With the length, equal keys mean equal names. Bit 5
+ * of each byte is cleared, which upper-cases a letter; a byte that becomes
+ * an upper-case letter that way was that letter in either case, so for the
+ * letters-only command names this is an exact case-insensitive match. */
+struct name_key {
+	uint64_t lo, hi;
+};
+
+static inline struct name_key name_key(const char *p, size_t n)
+{
+	const uint64_t up = ~0x2020202020202020ULL;
+	struct name_key k;
+	if (n >= 8) {
+		memcpy(&k.lo, p, 8);
+		memcpy(&k.hi, p + n - 8, 8);
+	} else if (n >= 4) {
+		uint32_t a, b;
+		memcpy(&a, p, 4);
+		memcpy(&b, p + n - 4, 4);
+		k.lo = a;
+		k.hi = b;
+	} else {
+		k.lo = (uint64_t)(unsigned char)p[0] | (uint64_t)(unsigned char)p[n / 2] << 8 |
+		       (uint64_t)(unsigned char)p[n - 1] << 16;
+		k.hi = 0;
+	}
+	k.lo &= up;
+	k.hi &= up;
+	return k;
+}
+
+static struct name_key command_keys[NCOMMANDS];
+
+__attribute__((constructor)) static void command_keys_init(void)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		command_keys[i] = name_key(commands[i].name, commands[i].len);
+}
+
+/* Finds a command by name, case-insensitively (see name_key). */
 static const struct command *cmd_find(const struct rmq_arg *a)
 {
 	if (a->len == 0 || a->len > CMD_NAME_MAX)
 		return NULL;
-	char up[CMD_NAME_MAX];
-	for (size_t i = 0; i < a->len; i++)
-		up[i] = (char)(a->p[i] & ~0x20);
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (commands[i].len == a->len && memcmp(commands[i].name, up, a->len) == 0)
+	struct name_key k = name_key(a->p, a->len);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (commands[i].len == a->len && command_keys[i].lo == k.lo && command_keys[i].hi == k.hi)
 			return &commands[i];
 	return NULL;
 }
