@@ -43,25 +43,28 @@ static ssize_t parse_num_line_slow(const char *p, size_t len, int64_t *out)
 	return len > NUM_LINE_MAX ? -1 : 0;
 }
 
-static inline int is_digit(char c)
-{
-	return (unsigned char)(c - '0') < 10;
-}
-
 /* parse_num_line with the common short forms ("7\r\n", "16\r\n") decided
- * in a few instructions; anything else takes the general loop. */
+ * from one 4-byte load; anything else takes the general loop. */
 static inline ssize_t parse_num_line(const char *p, size_t len, int64_t *out)
 {
-	if (RMQ_LIKELY(len >= 4 && is_digit(p[0]))) {
-		if (p[1] == '\r' && p[2] == '\n') {
-			*out = p[0] - '0';
-			return 3;
-		}
-		if (is_digit(p[1]) && p[2] == '\r' && p[3] == '\n') {
-			*out = (p[0] - '0') * 10 + (p[1] - '0');
-			return 4;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (RMQ_LIKELY(len >= 4)) {
+		uint32_t w;
+		memcpy(&w, p, 4);
+		uint32_t d0 = (w & 0xff) - '0';
+		if (RMQ_LIKELY(d0 < 10)) {
+			if ((w & 0xffff00) == 0x0a0d00) { /* d \r \n */
+				*out = d0;
+				return 3;
+			}
+			uint32_t d1 = ((w >> 8) & 0xff) - '0';
+			if (d1 < 10 && (w >> 16) == 0x0a0d) { /* d d \r \n */
+				*out = d0 * 10 + d1;
+				return 4;
+			}
 		}
 	}
+#endif
 	return parse_num_line_slow(p, len, out);
 }
 
@@ -231,7 +234,7 @@ ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
 		pos += 1 + (size_t)r;
 		if (len - pos < (size_t)bl + 2)
 			return RMQ_RESP_INCOMPLETE;
-		if (buf[pos + (size_t)bl] != '\r' || buf[pos + (size_t)bl + 1] != '\n') {
+		if (memcmp(buf + pos + (size_t)bl, "\r\n", 2) != 0) {
 			*err = "ERR Protocol error: bulk string not terminated by CRLF";
 			return RMQ_RESP_ERROR;
 		}
