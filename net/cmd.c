@@ -185,15 +185,24 @@ static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
 	free(ns.v);
 }
 
-/* Looks up a topic to publish to, through the connection's one-entry
- * cache: the pointer is reused only while no quiescent state has passed
- * since it was looked up (so it cannot have been freed) and the topic is
- * not deleted (so a deleted and re-created name finds the new topic). */
-static struct rmq_topic *publish_topic(struct conn *c, const struct rmq_arg *name)
+/* The connection's cached topic if it may still be used: no quiescent
+ * state has passed since it was looked up (so it cannot have been freed)
+ * and it is not deleted (so a deleted and re-created name finds the new
+ * topic). NULL otherwise. */
+static inline struct rmq_topic *cached_topic(struct conn *c)
 {
 	struct rmq_topic *t = c->pub_topic;
-	if (RMQ_LIKELY(t && c->pub_epoch == c->w->rcu_epoch && t->name_len == name->len &&
-		       memcmp(t->name, name->p, name->len) == 0 && !rmq_topic_deleted(t)))
+	if (RMQ_LIKELY(t && c->pub_epoch == c->w->rcu_epoch && !rmq_topic_deleted(t)))
+		return t;
+	return NULL;
+}
+
+/* Looks up a topic to publish to, through the connection's one-entry
+ * cache (cached_topic). */
+static struct rmq_topic *publish_topic(struct conn *c, const struct rmq_arg *name)
+{
+	struct rmq_topic *t = cached_topic(c);
+	if (RMQ_LIKELY(t && t->name_len == name->len && memcmp(t->name, name->p, name->len) == 0))
 		return t;
 	t = rmq_topic_lookup(srv_of(c)->broker, name->p, name->len);
 	c->pub_topic = t;
@@ -976,6 +985,52 @@ static const struct command *cmd_find(const struct rmq_arg *a)
 		if (commands[i].len == a->len && command_keys[i].lo == k.lo && command_keys[i].hi == k.hi)
 			return &commands[i];
 	return NULL;
+}
+
+/* --- runs of PUBLISH requests (see struct pub_run) --- */
+
+void cmd_publish_run_arm(struct conn *c, struct pub_run *run, const char *frame,
+			 const struct rmq_arg *argv, size_t argc)
+{
+	run->hlen = 0;
+	/* A RESP array (not inline) that PUBLISH ran for, on a connection
+	 * allowed to publish, with its topic cached. In a RESP request, the
+	 * third argument's '$' follows the second one's CRLF. */
+	if (frame[0] != '*' || argc != 3 || c->nlsubs || cmd_find(&argv[0]) != &commands[0])
+		return;
+	struct rmq_topic *t = cached_topic(c);
+	if (!t || t->name_len != argv[1].len || memcmp(t->name, argv[1].p, argv[1].len) != 0)
+		return;
+	run->hdr = frame;
+	run->hlen = (size_t)(argv[1].p + argv[1].len + 3 - frame);
+	run->name = argv[1];
+}
+
+size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len)
+{
+	/* Same header bytes: the same command and topic name as the arming
+	 * request (parsing a prefix does not depend on what follows). Any
+	 * other request on this connection since then (SUBSCRIBE, CLIENT
+	 * REPLY, ...) went through cmd_dispatch and re-armed or disarmed the
+	 * run; what else can change is checked here: a quiescent state or a
+	 * delete (cached_topic). */
+	size_t h = run->hlen;
+	if (len <= h || memcmp(p, run->hdr, h) != 0)
+		return 0;
+	struct rmq_topic *t = cached_topic(c);
+	if (!t)
+		return 0;
+	struct rmq_arg payload;
+	size_t n = rmq_resp_parse_bulk_tail(p + h, len - h, &srv_of(c)->lim, &payload);
+	if (!n)
+		return 0;
+	size_t mark = rmq_buf_pending(&c->out);
+	int64_t seq = publish_one(c, t, &run->name, &payload);
+	if (c->reply != REPLY_ON) /* OFF: drop what it replied (errors) */
+		c->out.len = c->out.off + mark;
+	else if (seq > 0)
+		rmq_resp_int(&c->out, seq);
+	return h + n;
 }
 
 void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)

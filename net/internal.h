@@ -173,6 +173,25 @@ static inline void worker_published(struct worker *w, struct rmq_topic *t, uint3
 /* cmd.c */
 /* Executes one request. Appends replies to c->out. */
 void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc);
+
+/* A run of PUBLISH requests to one topic, as a publisher pipelines them:
+ * after one has been parsed and executed, the next whose bytes start with
+ * the same header ("*3 $7 PUBLISH $n <topic> $") needs only its payload
+ * parsed. hdr points at that earlier request in the connection's input
+ * buffer, so a run lives for one conn_process_input() call. */
+struct pub_run {
+	const char *hdr;     /* the arming request */
+	size_t hlen;         /* 0: not armed */
+	struct rmq_arg name; /* the topic name inside it */
+};
+/* After cmd_dispatch(c, argv, argc) of the request that starts at frame:
+ * arms run if that was a PUBLISH the next ones can repeat, else disarms. */
+void cmd_publish_run_arm(struct conn *c, struct pub_run *run, const char *frame,
+			 const struct rmq_arg *argv, size_t argc);
+/* Executes the request at p[0, len) if it continues the armed run, exactly
+ * as cmd_dispatch() would; returns its size, or 0 (nothing done: parse and
+ * dispatch it the ordinary way). */
+size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len);
 /* Retries a parked PULL; called when its watch fires or it times out. */
 void cmd_pull_retry(struct conn *c, bool timed_out);
 /* Ends every live subscription of c (no replies). */

@@ -250,6 +250,21 @@ ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
 	return (ssize_t)pos;
 }
 
+size_t rmq_resp_parse_bulk_tail(const char *p, size_t len, const struct rmq_resp_limits *lim,
+				struct rmq_arg *arg)
+{
+	int64_t bl;
+	ssize_t r = parse_num_line(p, len, &bl);
+	if (r <= 0 || bl < 0 || (uint64_t)bl > lim->max_bulk)
+		return 0;
+	size_t pos = (size_t)r;
+	if (len - pos < (size_t)bl + 2 || memcmp(p + pos + (size_t)bl, "\r\n", 2) != 0)
+		return 0;
+	arg->p = p + pos;
+	arg->len = (size_t)bl;
+	return pos + (size_t)bl + 2;
+}
+
 void rmq_resp_simple(struct rmq_buf *out, const char *s)
 {
 	size_t n = strlen(s);

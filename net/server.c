@@ -343,11 +343,19 @@ void conn_process_input(struct conn *c)
 	struct server *srv = w->srv;
 	const char *err = NULL;
 	bool did = false, progressed = false;
+	struct pub_run run = { .hlen = 0 };
 	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
 	       rmq_buf_pending(&c->in)) {
+		const char *frame = c->in.data + c->in.off;
 		size_t argc;
-		ssize_t r = rmq_resp_parse(c->in.data + c->in.off, rmq_buf_pending(&c->in), &srv->lim,
-					   w->argv, w->argv_cap, &argc, &err);
+		ssize_t r;
+		if (run.hlen && (r = (ssize_t)cmd_publish_run(c, &run, frame, rmq_buf_pending(&c->in)))) {
+			stat_add(&w->st.commands, 1);
+			did = true;
+			goto next;
+		}
+		r = rmq_resp_parse(c->in.data + c->in.off, rmq_buf_pending(&c->in), &srv->lim,
+				   w->argv, w->argv_cap, &argc, &err);
 		if (r == RMQ_RESP_NEED_ARGV) {
 			while (w->argv_cap < argc)
 				w->argv_cap *= 2;
@@ -368,8 +376,10 @@ void conn_process_input(struct conn *c)
 		if (argc) {
 			stat_add(&w->st.commands, 1);
 			cmd_dispatch(c, w->argv, argc);
+			cmd_publish_run_arm(c, &run, frame, w->argv, argc);
 			did = true;
 		}
+next:
 		rmq_buf_consume(&c->in, (size_t)r);
 		progressed = true;
 		if (w->qs_ok && ++w->since_qs >= 64) {

@@ -333,3 +333,39 @@ Test(resp, u64toa_matches_printf)
 		cr_assert_eq(got[len], '#', "wrote past the end for %s", want);
 	}
 }
+
+/* The tail of a bulk string after its '$': whole ones parse, every proper
+ * prefix and every malformed one gives 0 (and reads nothing past the end:
+ * guard page). */
+Test(resp, bulk_tail)
+{
+	static const struct {
+		const char *s;
+		size_t len, used, arglen;
+	} cases[] = {
+		{ "5\r\nhello\r\n", 10, 10, 5 },
+		{ "0\r\n\r\n", 5, 5, 0 },
+		{ "16\r\n0123456789abcdef\r\nMORE", 26, 22, 16 },
+		{ "003\r\na\0b\r\n", 10, 10, 3 },
+		{ "1024\r\n", 6, 0, 0 }, /* incomplete */
+		{ "1025\r\n", 6, 0, 0 }, /* over max_bulk */
+		{ "-1\r\n", 4, 0, 0 },
+		{ "5\r\nhelloXY", 10, 0, 0 },
+		{ "x\r\n", 3, 0, 0 },
+		{ "5\n\nhello\r\n", 10, 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (size_t n = cases[i].used ? 0 : cases[i].len; n <= cases[i].len; n++) {
+			struct guarded g = guard(cases[i].s, n);
+			struct rmq_arg a = { NULL, 0 };
+			size_t got = rmq_resp_parse_bulk_tail(g.p, n, &lim, &a);
+			size_t want = n >= cases[i].used ? cases[i].used : 0;
+			cr_assert_eq(got, want, "case %zu, %zu bytes: %zu", i, n, got);
+			if (got) {
+				cr_assert_eq(a.len, cases[i].arglen);
+				cr_assert_eq(a.p, g.p + (cases[i].used - cases[i].arglen - 2));
+			}
+			unguard(&g);
+		}
+	}
+}

@@ -1071,6 +1071,84 @@ SRV_TEST(publish, delete_recreate_in_one_pipeline)
 	e2e_close(c);
 }
 
+/* A pipelined run of identical PUBLISH headers, with what may change
+ * between them in the same read: CLIENT REPLY SKIP and OFF/ON (replies
+ * dropped exactly where Redis drops them), a topic filling up under ONFULL
+ * reject (-FULL in its place, the run goes on after), SUBSCRIBE (PUBLISH is
+ * refused in subscribe mode), and a malformed request after the run. */
+SRV_TEST(publish, pipelined_run_edges)
+{
+	struct e2e_client *c = CONN();
+	IS_OK(R(c, "CREATE", "pr"));
+#define PR(m) "*3\r\n$7\r\nPUBLISH\r\n$2\r\npr\r\n$2\r\n" m "\r\n"
+	SENDS(c, PR("m1") PR("m2") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$4\r\nSKIP\r\n"
+		 PR("m3") PR("m4") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"
+		 PR("m5") PR("m6") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n" PR("m7"));
+	IS_INT(RD(c), 1);
+	IS_INT(RD(c), 2);
+	IS_INT(RD(c), 4); /* m3 skipped */
+	IS_OK(RD(c));     /* CLIENT REPLY ON */
+	IS_INT(RD(c), 7);
+	cr_assert(!e2e_readable(c, 50), "unexpected extra reply");
+	cr_assert_eq(TINFO(c, "pr", "msgs_in"), 7);
+
+	/* -FULL inside a run: a 4 KiB topic held by a durable subscriber. */
+	IS_OK(R(c, "CREATE", "pf", "CAPACITY", "4K"));
+	struct e2e_client *d = DURABLE("run-holder", "pf");
+	char *pipe = NULL;
+	size_t plen = 0;
+	FILE *f = open_memstream(&pipe, &plen);
+	cr_assert_not_null(f);
+	for (int i = 0; i < 200; i++)
+		fprintf(f, "*3\r\n$7\r\nPUBLISH\r\n$2\r\npf\r\n$64\r\n%064d\r\n", i);
+	fputs("*1\r\n$4\r\nPING\r\n", f);
+	fclose(f);
+	SEND(c, pipe, plen);
+	free(pipe);
+	long long last = 0;
+	int full = 0;
+	for (int i = 0; i < 200; i++) {
+		struct e2e_reply *r = RD(c);
+		if (r->type == E2E_INT) {
+			cr_assert(full == 0 && r->integer == last + 1, "reply %d: %s after %d -FULL", i,
+				  e2e_reply_str(r), full);
+			last = r->integer;
+		} else {
+			cr_assert(r->type == E2E_ERROR && strncmp(r->str, "FULL", 4) == 0, "reply %d: %s", i,
+				  e2e_reply_str(r));
+			full++;
+		}
+		e2e_reply_free(r);
+	}
+	IS_STATUS(RD(c), "PONG");
+	cr_assert(last > 0 && full > 0, "accepted %lld, refused %d", last, full);
+	cr_assert_eq(TINFO(c, "pf", "msgs_in"), last);
+	e2e_close(d);
+
+	/* SUBSCRIBE in the middle of a run: the PUBLISH after it is refused. */
+	SENDS(c, PR("s1") "*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\npr\r\n" PR("s2") PR("s3")
+		 "*1\r\n$4\r\nPING\r\n");
+	IS_INT(RD(c), 8);
+	IS_PUSH3(RD(c), "subscribe", "pr", 1);
+	IS_ERR(RD(c), "ERR Can't execute");
+	IS_ERR(RD(c), "ERR Can't execute");
+	struct e2e_reply *r = RD(c);
+	cr_assert(r->type == E2E_ARRAY && r->n == 2 && is_bulkstr(r->elem[0], "pong"), "%s",
+		  e2e_reply_str(r));
+	e2e_reply_free(r);
+	e2e_close(c);
+	c = CONN();
+	cr_assert_eq(TINFO(c, "pr", "msgs_in"), 8);
+
+	/* A request that repeats the header but breaks the frame after it. */
+	SENDS(c, PR("b1") "*3\r\n$7\r\nPUBLISH\r\n$2\r\npr\r\n$2\r\nb2XX");
+	IS_INT(RD(c), 9);
+	IS_ERR(RD(c), "ERR Protocol error");
+	cr_assert(e2e_wait_eof(c, 2000, NULL), "the connection stayed open");
+#undef PR
+	e2e_close(c);
+}
+
 SRV_TEST(publish, mpublish)
 {
 	struct e2e_client *c = CONN();
