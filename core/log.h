@@ -65,6 +65,7 @@ struct rmq_log {
 	_Atomic uint64_t rejected;  /* appends refused with -ENOSPC */
 	_Atomic int trimming;       /* try-lock: one trimmer at a time */
 	uint64_t capacity;
+	uint32_t min_record;        /* smallest record accepted (>= 1) */
 	enum rmq_onfull onfull;
 	rmq_log_hold_fn hold;
 };
@@ -94,6 +95,12 @@ struct rmq_batch {
 void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull,
 		  rmq_log_hold_fn hold);
 
+/* Declares that every record will be at least n bytes (n >= 1; 1 by
+ * default); shorter ones are then refused with -EMSGSIZE. A new segment
+ * zeroes only the slots such records can use. Call before the first
+ * append. */
+void rmq_log_set_min_record(struct rmq_log *log, uint32_t n);
+
 /* Frees every segment immediately. Only when no thread can reach the log
  * any more (after a grace period). */
 void rmq_log_fini(struct rmq_log *log);
@@ -101,8 +108,8 @@ void rmq_log_fini(struct rmq_log *log);
 /* Appends one record made of the n iovecs; the payload the reader will see
  * is record bytes [poff, poff + plen). Returns the record's sequence number
  * (>= 1), or -ENOSPC (full under RMQ_ONFULL_REJECT), -EMSGSIZE (record
- * larger than the capacity), -ENOMEM. Lock-free; allocates only when a
- * segment fills up. */
+ * larger than the capacity, or empty or under rmq_log_set_min_record's
+ * minimum), -ENOMEM. Lock-free; allocates only when a segment fills up. */
 int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n,
 		       uint32_t poff, uint32_t plen);
 

@@ -186,6 +186,8 @@ int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_
 	pthread_mutex_init(&t->dlock, NULL);
 	cds_wfcq_node_init(&t->hk_node);
 	rmq_log_init(&t->log, capacity, onfull, topic_hold);
+	/* Every record is at least the prefix, "$0\r\n" and "\r\n". */
+	rmq_log_set_min_record(&t->log, t->prefix_len + 6);
 	cds_lfht_node_init(&t->node);
 
 	struct iovec key = { (void *)name, len };

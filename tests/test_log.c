@@ -276,6 +276,54 @@ Test(log, reserve_then_commit)
 	rmq_log_fini(&log);
 }
 
+/* Segments are not calloc()ed: only the slots that records of the declared
+ * minimum size can reach are zeroed. Fill the heap with 0xff first, so
+ * that a slot left unzeroed would look committed: every reserved but
+ * uncommitted record must still hold readers back, in every segment, and
+ * records under the minimum are refused. */
+Test(log, min_record_slots_are_zeroed)
+{
+	for (uint32_t min = 1; min <= 64; min = min * 2 + 3) {
+		for (int k = 0; k < 64; k++) { /* dirty what malloc will hand out */
+			void *junk[8];
+			for (int j = 0; j < 8; j++) {
+				junk[j] = malloc(RMQ_SEG_MIN + 64 + (size_t)j * 8);
+				cr_assert_not_null(junk[j]);
+				memset(junk[j], 0xff, RMQ_SEG_MIN + 64 + (size_t)j * 8);
+			}
+			for (int j = 0; j < 8; j++)
+				free(junk[j]);
+		}
+		struct rmq_log log;
+		rmq_log_init(&log, 16 * RMQ_SEG_MIN, RMQ_ONFULL_DROP_OLDEST, NULL);
+		rmq_log_set_min_record(&log, min);
+		struct rmq_log_res r;
+		if (min > 1)
+			cr_assert_eq(rmq_log_reserve(&log, min - 1, &r), -EMSGSIZE);
+		struct rmq_cursor cur;
+		rmq_log_cursor_seek(&log, &cur, 1);
+		struct rmq_batch b;
+		uint64_t seq = 1;
+		/* Records of exactly the minimum: the most slots a segment can
+		 * have. Each is checked unreadable before its commit. */
+		for (int i = 0; i < 3000; i++, seq++) {
+			cr_assert_eq(rmq_log_reserve(&log, min, &r), 0);
+			cr_assert_eq(r.seq, seq);
+			cr_assert_eq(rmq_log_peek(&log, &cur, &b, 1, SIZE_MAX), 0,
+				     "min %u: record %" PRIu64 " (slot %u) readable before its commit", min,
+				     seq, r.idx);
+			memset(r.p, 'a' + (int)(seq % 26), min);
+			rmq_log_commit(&r, 0, min);
+			cr_assert_eq(rmq_log_peek(&log, &cur, &b, 1, SIZE_MAX), 1);
+			cr_assert_eq(b.seq, seq);
+			cr_assert_eq(b.data[0], 'a' + (int)(seq % 26));
+			rmq_log_consume(&cur, &b, 1);
+		}
+		urcu_qsbr_quiescent_state();
+		rmq_log_fini(&log);
+	}
+}
+
 Test(log, whole_segment_batches_are_contiguous)
 {
 	struct rmq_log log;
