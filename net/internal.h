@@ -24,7 +24,10 @@
 
 #define OUT_SOFT (256u << 10)   /* stop copying from logs into a client */
 #define OUT_PAUSE (4u << 20)    /* stop reading a client's requests */
-#define READ_CHUNK (64u << 10)
+#define READ_CHUNK (64u << 10)   /* read size into a connection's own buffer */
+#define READ_SCRATCH (256u << 10) /* read size into the worker's shared buffer */
+#define READ_CARRY (16u << 10)    /* partial requests up to this size are read
+				   * on from the shared buffer */
 #define ACCEPT_RING 4096
 
 enum conn_role { ROLE_NONE, ROLE_PUBLISHER, ROLE_SUBSCRIBER };

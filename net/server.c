@@ -450,13 +450,23 @@ static void conn_read(struct conn *c)
 		conn_drain(c);
 		return;
 	}
-	if (c->in.cap == 0) {
+	/* A connection reads into the worker's shared buffer unless it holds a
+	 * big partial request: what is left of a small one (the tail of a
+	 * pipeline cut by the last read) is carried over in front. Large
+	 * reads make one system call, and one ACK to the sender, per 256 KiB. */
+	struct rmq_buf own = { 0 };
+	if (rmq_buf_pending(&c->in) <= READ_CARRY) {
+		own = c->in;
 		c->in = w->scratch;
 		memset(&w->scratch, 0, sizeof(w->scratch));
+		c->in.off = c->in.len = 0;
+		if (rmq_buf_pending(&own))
+			rmq_buf_append(&c->in, own.data + own.off, rmq_buf_pending(&own));
+		own.off = own.len = 0;
 		lent = true;
 	}
 	for (int rounds = 0; rounds < 4 && !c->closing && !c->paused; rounds++) {
-		char *p = rmq_buf_reserve(&c->in, READ_CHUNK);
+		char *p = rmq_buf_reserve(&c->in, lent ? READ_SCRATCH : READ_CHUNK);
 		size_t room = c->in.cap - c->in.len;
 		ssize_t n = read(c->fd, p, room);
 		if (n > 0) {
@@ -495,14 +505,16 @@ static void conn_read(struct conn *c)
 	}
 	if (!lent)
 		return;
-	/* Give the shared buffer back; keep only a leftover partial request. */
-	struct rmq_buf mine = { 0 };
+	/* Give the shared buffer back; keep only a leftover partial request,
+	 * in the connection's own buffer (none when there is nothing left). */
 	size_t left = c->closing ? 0 : rmq_buf_pending(&c->in);
+	if (!left || own.cap > 2 * READ_CARRY) /* what a big request grew goes */
+		rmq_buf_free(&own);
 	if (left)
-		rmq_buf_append(&mine, c->in.data + c->in.off, left);
+		rmq_buf_append(&own, c->in.data + c->in.off, left);
 	w->scratch = c->in;
 	w->scratch.off = w->scratch.len = 0;
-	c->in = mine;
+	c->in = own;
 }
 
 /* The client read some of its backlog: copy more from its subscriptions'
