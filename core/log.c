@@ -166,6 +166,26 @@ static int seg_reserve(struct rmq_seg *s, uint32_t rlen, uint32_t *idx, uint32_t
 	}
 }
 
+/* Reserves n records of bytes in total in s, all or none, without sealing
+ * s when they do not fit (single appends keep filling it then). */
+static int seg_reserve_n(struct rmq_seg *s, uint64_t bytes, uint32_t n, uint32_t *idx, uint32_t *off)
+{
+	uint64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
+	for (;;) {
+		uint64_t cnt = W_COUNT(w), used = W_BYTES(w);
+		if ((w & W_SEALED) || cnt + n > W_COUNT_MAX ||
+		    used + bytes + (cnt + n) * sizeof(struct slot) > s->size)
+			return -1;
+		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w + n * W_ONE + bytes,
+							  memory_order_acq_rel,
+							  memory_order_relaxed)) {
+			*idx = (uint32_t)cnt;
+			*off = (uint32_t)used;
+			return 0;
+		}
+	}
+}
+
 static inline void seg_commit(struct rmq_seg *s, uint32_t idx, uint32_t off, uint32_t rlen,
 			      uint32_t poff, uint32_t plen)
 {
@@ -304,6 +324,31 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 void rmq_log_commit(const struct rmq_log_res *res, uint32_t poff, uint32_t plen)
 {
 	seg_commit(res->seg, res->idx, res->off, res->len, poff, plen);
+}
+
+int rmq_log_reserve_n(struct rmq_log *log, size_t bytes, uint32_t n, struct rmq_log_res *res)
+{
+	/* Records average at least min_record bytes, which is what bounds the
+	 * zeroed slots (see seg_new). */
+	if (n == 0 || bytes < (uint64_t)n * log->min_record)
+		return -EMSGSIZE;
+	struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
+	uint32_t idx, off;
+	if (!t || bytes > t->size || seg_reserve_n(t, bytes, n, &idx, &off) != 0)
+		return -EAGAIN;
+	res->seg = t;
+	res->idx = idx;
+	res->off = off;
+	res->len = (uint32_t)bytes;
+	res->seq = t->base + idx + 1;
+	res->p = t->data + off;
+	return 0;
+}
+
+void rmq_log_commit_at(const struct rmq_log_res *res, uint32_t i, uint32_t off, uint32_t len,
+		       uint32_t poff, uint32_t plen)
+{
+	seg_commit(res->seg, res->idx + i, res->off + off, len, poff, plen);
 }
 
 int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint32_t poff,

@@ -132,6 +132,20 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res);
  * its payload view is record bytes [poff, poff + plen). */
 void rmq_log_commit(const struct rmq_log_res *res, uint32_t poff, uint32_t plen);
 
+/* Reserves n consecutive records of bytes in total, back to back from
+ * res->p, with one compare-and-swap: only when they all fit in the log's
+ * current segment. Returns 0 (res->seq is the first record's sequence
+ * number), -EAGAIN when they do not fit (nothing reserved: append them one
+ * by one, which opens segments as needed), or -EMSGSIZE when the records
+ * average under the minimum size. Each record is then committed with
+ * rmq_log_commit_at; readers stop at the first uncommitted one. */
+int rmq_log_reserve_n(struct rmq_log *log, size_t bytes, uint32_t n, struct rmq_log_res *res);
+
+/* Commits record i (< n) of a rmq_log_reserve_n run: len bytes at byte
+ * offset off of the run, payload view [poff, poff + plen) of the record. */
+void rmq_log_commit_at(const struct rmq_log_res *res, uint32_t i, uint32_t off, uint32_t len,
+		       uint32_t poff, uint32_t plen);
+
 /* Sequence number the next append will get, and the last assigned one. */
 uint64_t rmq_log_next_seq(struct rmq_log *log);
 

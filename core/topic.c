@@ -247,15 +247,22 @@ void rmq_topic_notify(struct rmq_topic *t)
 	}
 }
 
+/* "$<len>\r\n" into hdr; returns its length. */
+static inline size_t bulk_hdr(char *hdr, uint32_t len)
+{
+	hdr[0] = '$';
+	size_t hl = 1 + rmq_u64toa(len, hdr + 1);
+	hdr[hl++] = '\r';
+	hdr[hl++] = '\n';
+	return hl;
+}
+
 int64_t rmq_topic_append(struct rmq_topic *t, const void *payload, uint32_t len)
 {
 	/* The record is the RESP push, written straight into the log:
 	 * prefix ("*3 message <name>"), "$<len>\r\n", payload, "\r\n". */
 	char hdr[24];
-	hdr[0] = '$';
-	size_t hl = 1 + rmq_u64toa(len, hdr + 1);
-	hdr[hl++] = '\r';
-	hdr[hl++] = '\n';
+	size_t hl = bulk_hdr(hdr, len);
 	struct rmq_log_res r;
 	int rc = rmq_log_reserve(&t->log, (size_t)t->prefix_len + hl + len + 2, &r);
 	if (RMQ_UNLIKELY(rc < 0))
@@ -270,6 +277,40 @@ int64_t rmq_topic_append(struct rmq_topic *t, const void *payload, uint32_t len)
 	p[0] = '\r';
 	p[1] = '\n';
 	rmq_log_commit(&r, (uint32_t)(t->prefix_len + hl), len);
+	return (int64_t)r.seq;
+}
+
+int64_t rmq_topic_append_n(struct rmq_topic *t, const struct iovec *payloads, uint32_t n)
+{
+	char hdr[RMQ_APPEND_RUN_MAX][24];
+	uint8_t hl[RMQ_APPEND_RUN_MAX];
+	if (n == 0 || n > RMQ_APPEND_RUN_MAX)
+		return -EINVAL;
+	size_t total = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (payloads[i].iov_len > UINT32_MAX)
+			return -EMSGSIZE;
+		hl[i] = (uint8_t)bulk_hdr(hdr[i], (uint32_t)payloads[i].iov_len);
+		total += t->prefix_len + hl[i] + payloads[i].iov_len + 2;
+	}
+	struct rmq_log_res r;
+	int rc = rmq_log_reserve_n(&t->log, total, n, &r);
+	if (rc < 0)
+		return rc;
+	char *p = r.p;
+	uint32_t off = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t plen = (uint32_t)payloads[i].iov_len;
+		uint32_t rlen = t->prefix_len + hl[i] + plen + 2;
+		memcpy(p, t->prefix, t->prefix_len);
+		memcpy(p + t->prefix_len, hdr[i], hl[i]);
+		memcpy(p + t->prefix_len + hl[i], payloads[i].iov_base, plen);
+		p[rlen - 2] = '\r';
+		p[rlen - 1] = '\n';
+		rmq_log_commit_at(&r, i, off, rlen, t->prefix_len + hl[i], plen);
+		p += rlen;
+		off += rlen;
+	}
 	return (int64_t)r.seq;
 }
 

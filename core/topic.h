@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <urcu/urcu-qsbr.h>
 #include <urcu/list.h>
@@ -149,6 +150,14 @@ int64_t rmq_topic_publish(struct rmq_topic *t, const void *payload, uint32_t len
  * until then), or readers may not hear of it. */
 int64_t rmq_topic_append(struct rmq_topic *t, const void *payload, uint32_t len);
 void rmq_topic_published(struct rmq_topic *t, uint64_t bytes);
+
+/* Appends n (1..RMQ_APPEND_RUN_MAX) messages as consecutive records with
+ * one reservation (rmq_log_reserve_n), when they fit in the log's current
+ * segment. Returns the first one's sequence number (the others follow),
+ * or -EAGAIN: nothing appended, use rmq_topic_append for each. Same
+ * announcing rule as rmq_topic_append. */
+#define RMQ_APPEND_RUN_MAX 64
+int64_t rmq_topic_append_n(struct rmq_topic *t, const struct iovec *payloads, uint32_t n);
 
 /* Marks every watch dirty and wakes its shard (used after appends made
  * without rmq_topic_publish, and on delete). */

@@ -216,7 +216,7 @@ static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq
 {
 	int64_t seq = rmq_topic_append(t, payload->p, (uint32_t)payload->len);
 	if (RMQ_LIKELY(seq > 0)) {
-		worker_published(c->w, t, (uint32_t)payload->len);
+		worker_published(c->w, t, 1, payload->len);
 		return seq;
 	}
 	if (seq == -ENOSPC)
@@ -1006,7 +1006,8 @@ void cmd_publish_run_arm(struct conn *c, struct pub_run *run, const char *frame,
 	run->name = argv[1];
 }
 
-size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len)
+size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len,
+		       unsigned *nreq)
 {
 	/* Same header bytes: the same command and topic name as the arming
 	 * request (parsing a prefix does not depend on what follows). Any
@@ -1014,23 +1015,49 @@ size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p,
 	 * REPLY, ...) went through cmd_dispatch and re-armed or disarmed the
 	 * run; what else can change is checked here: a quiescent state or a
 	 * delete (cached_topic). */
-	size_t h = run->hlen;
-	if (len <= h || memcmp(p, run->hdr, h) != 0)
-		return 0;
 	struct rmq_topic *t = cached_topic(c);
 	if (!t)
 		return 0;
-	struct rmq_arg payload;
-	size_t n = rmq_resp_parse_bulk_tail(p + h, len - h, &srv_of(c)->lim, &payload);
-	if (!n)
+	const struct rmq_resp_limits *lim = &srv_of(c)->lim;
+	struct iovec pl[PUB_RUN_BATCH];
+	size_t h = run->hlen, used = 0, bytes = 0;
+	unsigned n = 0;
+	while (n < PUB_RUN_BATCH) {
+		const char *q = p + used;
+		size_t rem = len - used;
+		struct rmq_arg a;
+		size_t k;
+		if (rem <= h || memcmp(q, run->hdr, h) != 0 ||
+		    !(k = rmq_resp_parse_bulk_tail(q + h, rem - h, lim, &a)))
+			break;
+		pl[n].iov_base = (void *)a.p;
+		pl[n].iov_len = a.len;
+		bytes += a.len;
+		n++;
+		used += h + k;
+	}
+	if (n == 0)
 		return 0;
-	size_t mark = rmq_buf_pending(&c->out);
-	int64_t seq = publish_one(c, t, &run->name, &payload);
-	if (c->reply != REPLY_ON) /* OFF: drop what it replied (errors) */
-		c->out.len = c->out.off + mark;
-	else if (seq > 0)
-		rmq_resp_int(&c->out, seq);
-	return h + n;
+	*nreq = n;
+	/* All n with one reservation when they fit in the current segment. */
+	int64_t seq = n > 1 ? rmq_topic_append_n(t, pl, n) : -EAGAIN;
+	if (seq > 0) {
+		worker_published(c->w, t, n, bytes);
+		if (c->reply == REPLY_ON)
+			for (unsigned i = 0; i < n; i++)
+				rmq_resp_int(&c->out, seq + i);
+		return used;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct rmq_arg a = { pl[i].iov_base, pl[i].iov_len };
+		size_t mark = rmq_buf_pending(&c->out);
+		seq = publish_one(c, t, &run->name, &a);
+		if (c->reply != REPLY_ON) /* OFF: drop what it replied (errors) */
+			c->out.len = c->out.off + mark;
+		else if (seq > 0)
+			rmq_resp_int(&c->out, seq);
+	}
+	return used;
 }
 
 void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)

@@ -162,14 +162,15 @@ void conn_unpark(struct conn *c);
 /* Announces the worker's pending appends (see struct worker). */
 void worker_publish_flush(struct worker *w);
 /* Records one append to t for the next worker_publish_flush(). */
-static inline void worker_published(struct worker *w, struct rmq_topic *t, uint32_t bytes)
+static inline void worker_published(struct worker *w, struct rmq_topic *t, unsigned msgs,
+				    uint64_t bytes)
 {
 	if (RMQ_UNLIKELY(w->pend_topic != t)) {
 		if (w->pend_topic)
 			worker_publish_flush(w);
 		w->pend_topic = t;
 	}
-	w->pend_msgs++;
+	w->pend_msgs += msgs;
 	w->pend_bytes += bytes;
 }
 
@@ -191,10 +192,13 @@ struct pub_run {
  * arms run if that was a PUBLISH the next ones can repeat, else disarms. */
 void cmd_publish_run_arm(struct conn *c, struct pub_run *run, const char *frame,
 			 const struct rmq_arg *argv, size_t argc);
-/* Executes the request at p[0, len) if it continues the armed run, exactly
- * as cmd_dispatch() would; returns its size, or 0 (nothing done: parse and
- * dispatch it the ordinary way). */
-size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len);
+/* Executes the requests at the start of p[0, len) that continue the armed
+ * run, up to PUB_RUN_BATCH of them, exactly as cmd_dispatch() would one by
+ * one; returns their size and sets *nreq to their number, or returns 0
+ * (nothing done: parse and dispatch the next request the ordinary way). */
+#define PUB_RUN_BATCH 32
+size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len,
+		       unsigned *nreq);
 /* Retries a parked PULL; called when its watch fires or it times out. */
 void cmd_pull_retry(struct conn *c, bool timed_out);
 /* Ends every live subscription of c (no replies). */

@@ -348,9 +348,11 @@ void conn_process_input(struct conn *c)
 	       rmq_buf_pending(&c->in)) {
 		const char *frame = c->in.data + c->in.off;
 		size_t argc;
+		unsigned nreq = 1;
 		ssize_t r;
-		if (run.hlen && (r = (ssize_t)cmd_publish_run(c, &run, frame, rmq_buf_pending(&c->in)))) {
-			stat_add(&w->st.commands, 1);
+		if (run.hlen &&
+		    (r = (ssize_t)cmd_publish_run(c, &run, frame, rmq_buf_pending(&c->in), &nreq))) {
+			stat_add(&w->st.commands, nreq);
 			did = true;
 			goto next;
 		}
@@ -382,7 +384,7 @@ void conn_process_input(struct conn *c)
 next:
 		rmq_buf_consume(&c->in, (size_t)r);
 		progressed = true;
-		if (w->qs_ok && ++w->since_qs >= 64) {
+		if (w->qs_ok && (w->since_qs += nreq) >= 64) {
 			/* A long pipeline must not hold up grace periods (topic
 			 * table resizes, frees): report a quiescent state between
 			 * requests when the caller holds no RCU pointer. */

@@ -324,6 +324,81 @@ Test(log, min_record_slots_are_zeroed)
 	}
 }
 
+/* rmq_log_reserve_n: n records with one reservation, committed one by one
+ * in any order; readers stop at the first uncommitted one. A run that does
+ * not fit in the current segment reserves nothing. */
+Test(log, reserve_n_then_commit_at)
+{
+	struct rmq_log log;
+	rmq_log_init(&log, 1 << 20, RMQ_ONFULL_DROP_OLDEST, NULL);
+	rmq_log_set_min_record(&log, 4);
+	struct rmq_cursor cur;
+	rmq_log_cursor_seek(&log, &cur, 1);
+	struct rmq_batch b;
+	struct rmq_log_res r;
+	cr_assert_eq(rmq_log_reserve_n(&log, 30, 3, &r), -EAGAIN, "no segment yet: nothing to fill");
+	cr_assert_eq(put(&log, 1, len_small(1)), 1);
+	cr_assert_eq(rmq_log_reserve_n(&log, 11, 3, &r), -EMSGSIZE, "under 3 x the minimum");
+	cr_assert_eq(rmq_log_reserve_n(&log, 10, 0, &r), -EMSGSIZE);
+
+	/* records of 4, 10 and 16 bytes */
+	cr_assert_eq(rmq_log_reserve_n(&log, 30, 3, &r), 0);
+	cr_assert_eq(r.seq, 2);
+	cr_assert_eq(rmq_log_next_seq(&log), 5);
+	memcpy(r.p, "AAAABBBBBBBBBBCCCCCCCCCCCCCCCC", 30);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 1);
+	rmq_log_consume(&cur, &b, 1);
+	rmq_log_commit_at(&r, 2, 14, 16, 0, 16);
+	rmq_log_commit_at(&r, 1, 4, 10, 2, 8);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 0, "record 2 uncommitted but readable");
+	rmq_log_commit_at(&r, 0, 0, 4, 0, 4);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 3);
+	cr_assert_eq(b.seq, 2);
+	cr_assert_eq(b.bytes, 30);
+	cr_assert(memcmp(b.data, "AAAABBBBBBBBBBCCCCCCCCCCCCCCCC", 30) == 0);
+	const char *p;
+	uint32_t plen;
+	rmq_batch_payload(&b, 1, &p, &plen);
+	cr_assert_eq(plen, 8);
+	cr_assert(memcmp(p, "BBBBBBBB", 8) == 0);
+	cr_assert_eq(rmq_batch_reclen(&b, 2), 16);
+	rmq_log_consume(&cur, &b, 3);
+
+	/* Fill the segment with runs until one does not fit: it reserves
+	 * nothing, and single appends then go on into a new segment. */
+	uint64_t seq = 5;
+	struct rmq_seg *first = r.seg;
+	for (;;) {
+		int rc = rmq_log_reserve_n(&log, 8 * 100, 8, &r);
+		if (rc == -EAGAIN)
+			break;
+		cr_assert_eq(rc, 0);
+		cr_assert_eq(r.seg, first, "a run opened a segment");
+		cr_assert_eq(r.seq, seq);
+		for (uint32_t i = 0; i < 8; i++) {
+			memset(r.p + i * 100, 'x', 100);
+			rmq_log_commit_at(&r, i, i * 100, 100, 0, 100);
+		}
+		seq += 8;
+	}
+	cr_assert_eq(rmq_log_next_seq(&log), seq, "a failed run reserved something");
+	cr_assert_eq(rmq_log_reserve(&log, 100, &r), 0);
+	cr_assert_eq(r.seq, seq);
+	memset(r.p, 'y', 100);
+	rmq_log_commit(&r, 0, 100);
+	uint64_t got = 0;
+	while (rmq_log_peek(&log, &cur, &b, 1000, SIZE_MAX)) {
+		cr_assert_eq(b.seq, 5 + got);
+		cr_assert_eq(b.lost, 0);
+		for (uint32_t i = 0; i < b.n; i++)
+			cr_assert_eq(b.data[i * 100], b.seq + i == seq ? 'y' : 'x');
+		got += b.n;
+		rmq_log_consume(&cur, &b, b.n);
+	}
+	cr_assert_eq(got, seq - 4);
+	rmq_log_fini(&log);
+}
+
 Test(log, whole_segment_batches_are_contiguous)
 {
 	struct rmq_log log;

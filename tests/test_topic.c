@@ -457,6 +457,57 @@ Test(topic, append_then_published_wakes_once)
 	rmq_broker_free(b);
 }
 
+/* rmq_topic_append_n writes the same records as rmq_topic_publish, with
+ * consecutive sequence numbers; a run that does not fit in the current
+ * segment appends nothing (-EAGAIN). */
+Test(topic, append_n_runs)
+{
+	struct rmq_broker *b = broker(1);
+	struct rmq_topic *t = must_create(b, "runs", 1 << 20, RMQ_ONFULL_DROP_OLDEST);
+	struct rmq_cursor cur;
+	rmq_log_cursor_end(&t->log, &cur);
+	static char bufs[RMQ_APPEND_RUN_MAX][64];
+	struct iovec pl[RMQ_APPEND_RUN_MAX];
+	cr_assert_eq(publish_k(t, 1), 1); /* the log has a segment now */
+	uint64_t k = 2;
+	uint32_t n = 1;
+	int again = 0;
+	while (k < 3000) {
+		for (uint32_t i = 0; i < n; i++) {
+			pl[i].iov_base = bufs[i];
+			pl[i].iov_len = payload_for(k + i, bufs[i], sizeof(bufs[i]));
+		}
+		int64_t seq = rmq_topic_append_n(t, pl, n);
+		if (seq == -EAGAIN) { /* the segment is full: singles roll it */
+			again++;
+			cr_assert_eq(rmq_log_next_seq(&t->log), k, "a failed run appended");
+			cr_assert_eq(publish_k(t, k), (int64_t)k);
+			k++;
+			continue;
+		}
+		cr_assert_eq(seq, (int64_t)k);
+		rmq_topic_published(t, 0);
+		k += n;
+		n = n % RMQ_APPEND_RUN_MAX + 1;
+	}
+	cr_assert_gt(again, 0, "no run ever hit a segment's end");
+	cr_assert_eq(rmq_topic_append_n(t, pl, 0), -EINVAL);
+	cr_assert_eq(rmq_topic_append_n(t, pl, RMQ_APPEND_RUN_MAX + 1), -EINVAL);
+	struct rmq_batch bt;
+	uint64_t m = 1;
+	while (rmq_log_peek(&t->log, &cur, &bt, 64, SIZE_MAX)) {
+		cr_assert_eq(bt.seq, m);
+		size_t off = 0;
+		for (uint32_t i = 0; i < bt.n; i++, m++) {
+			check_message(t, &bt, i, bt.data + off, m);
+			off += rmq_batch_reclen(&bt, i);
+		}
+		rmq_log_consume(&cur, &bt, bt.n);
+	}
+	cr_assert_eq(m, k);
+	rmq_broker_free(b);
+}
+
 Test(topic, watch_released_while_queued)
 {
 	struct rmq_broker *b = broker(1);
