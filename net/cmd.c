@@ -1006,6 +1006,34 @@ void cmd_publish_run_arm(struct conn *c, struct pub_run *run, const char *frame,
 	run->name = argv[1];
 }
 
+/* The replies ":seq\r\n" .. ":seq+n-1\r\n": the number is formatted once
+ * and then counted up in its decimal form. */
+static void reply_seq_run(struct rmq_buf *out, uint64_t seq, unsigned n)
+{
+	char num[24];
+	size_t d = rmq_u64toa(seq, num + 1);
+	char *w = rmq_buf_reserve(out, (size_t)n * (d + 4) + 1);
+	for (unsigned i = 0; i < n; i++) {
+		if (i) { /* num + 1 .. num + d is seq + i - 1: add one */
+			size_t k = d;
+			while (k && num[k] == '9')
+				num[k--] = '0';
+			if (k) {
+				num[k]++;
+			} else { /* 99..9 became 100..0: one digit more */
+				num[1] = '1';
+				num[++d] = '0';
+			}
+		}
+		w[0] = ':';
+		memcpy(w + 1, num + 1, d);
+		w[d + 1] = '\r';
+		w[d + 2] = '\n';
+		w += d + 3;
+		out->len += d + 3;
+	}
+}
+
 size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len,
 		       unsigned *nreq)
 {
@@ -1044,8 +1072,7 @@ size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p,
 	if (seq > 0) {
 		worker_published(c->w, t, n, bytes);
 		if (c->reply == REPLY_ON)
-			for (unsigned i = 0; i < n; i++)
-				rmq_resp_int(&c->out, seq + i);
+			reply_seq_run(&c->out, (uint64_t)seq, n);
 		return used;
 	}
 	for (unsigned i = 0; i < n; i++) {
