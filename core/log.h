@@ -55,18 +55,19 @@ struct rmq_log;
 typedef uint64_t (*rmq_log_hold_fn)(struct rmq_log *log);
 
 struct rmq_log {
+	/* what an append reads first */
+	_Atomic(struct rmq_seg *) tail;
+	uint32_t min_record;        /* smallest record accepted (>= 1) */
+	enum rmq_onfull onfull;
+	uint64_t capacity;
 	/* written on segment roll / trim only */
 	_Atomic(struct rmq_seg *) head;
-	_Atomic(struct rmq_seg *) tail;
 	_Atomic uint64_t head_base; /* base of head: cursors below it are lost */
 	_Atomic uint64_t retained;  /* bytes of linked segments */
 	_Atomic uint64_t evicted;   /* messages trimmed from the head */
 	_Atomic uint64_t dropped;   /* of those, ones a durable reader lacked */
 	_Atomic uint64_t rejected;  /* appends refused with -ENOSPC */
 	_Atomic int trimming;       /* try-lock: one trimmer at a time */
-	uint64_t capacity;
-	uint32_t min_record;        /* smallest record accepted (>= 1) */
-	enum rmq_onfull onfull;
 	rmq_log_hold_fn hold;
 };
 

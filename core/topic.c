@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "arena.h"
 #include "dsub.h"
 
 struct shard {
@@ -90,9 +91,7 @@ static void topic_free(struct rmq_topic *t)
 	rmq_log_fini(&t->log);
 	free(atomic_load(&t->durables));
 	pthread_mutex_destroy(&t->dlock);
-	free(t->name);
-	free(t->prefix);
-	free(t);
+	rmq_arena_free(t, t->alloc_size);
 }
 
 static void topic_free_rcu(struct rcu_head *h)
@@ -159,19 +158,19 @@ int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_
 {
 	if (rmq_topic_name_valid(name, len) != 0 || capacity == 0)
 		return -EINVAL;
-	struct rmq_topic *t = calloc(1, sizeof(*t) + b->nshards * sizeof(t->watch[0]));
-	if (!t)
-		return -ENOMEM;
+	/* One block: the topic, its watch slots, its push prefix and its
+	 * name, from the arena (see arena.h: creating a million topics must
+	 * not take a page fault per few of them). */
 	char hdr[64];
 	int hl = snprintf(hdr, sizeof(hdr), "*3\r\n$7\r\nmessage\r\n$%zu\r\n", len);
-	t->name = malloc(len + 1);
-	t->prefix = malloc((size_t)hl + len + 2);
-	if (!t->name || !t->prefix) {
-		free(t->name);
-		free(t->prefix);
-		free(t);
+	size_t wsz = b->nshards * sizeof(((struct rmq_topic *)0)->watch[0]);
+	size_t size = sizeof(struct rmq_topic) + wsz + (size_t)hl + len + 2 + len + 1;
+	struct rmq_topic *t = rmq_arena_alloc(size);
+	if (!t)
 		return -ENOMEM;
-	}
+	t->alloc_size = (uint32_t)size;
+	t->prefix = (char *)t + sizeof(*t) + wsz;
+	t->name = t->prefix + hl + len + 2;
 	memcpy(t->name, name, len);
 	t->name[len] = '\0';
 	t->name_len = (uint32_t)len;

@@ -76,27 +76,34 @@ struct rmq_topic_stats {
 	enum rmq_onfull onfull;
 };
 
+/* Laid out for the publish path, which on a broker with many topics meets
+ * each topic cold: the hash table node and everything a publish reads or
+ * writes are in the first cache line, the log's append side in the next;
+ * the rest is for subscriptions and housekeeping. (bytes_in is written once
+ * per run of appends, see rmq_topic_published, so it shares the line.) */
 struct rmq_topic {
 	struct cds_lfht_node node;
-	struct rcu_head rcu;
+	char *prefix;                  /* "*3\r\n$7\r\nmessage\r\n$N\r\n<name>\r\n" */
+	char *name;                    /* NUL-terminated copy */
+	uint32_t prefix_len;
+	uint32_t name_len;
+	_Atomic int deleted;
+	uint32_t shard;
+	_Atomic uint64_t watch_mask;   /* shards with a watch */
+	_Atomic uint64_t bytes_in;
+	struct rmq_log log;
 	struct rmq_broker *broker;
+	struct rcu_head rcu;
 	uint64_t hash;
 	_Atomic int refs;
-	_Atomic int deleted;
 	_Atomic int hk_queued;         /* on the owner's housekeeping inbox */
 	struct cds_wfcq_node hk_node;
-	uint32_t shard;
-	uint32_t name_len;
-	char *name;                    /* NUL-terminated copy */
-	char *prefix;                  /* "*3\r\n$7\r\nmessage\r\n$N\r\n<name>\r\n" */
-	uint32_t prefix_len;
+	uint32_t alloc_size;           /* of the block holding the topic, its
+					* watch slots, prefix and name */
 	pthread_mutex_t dlock;         /* serialises writers of `durables` */
 	_Atomic(struct rmq_dlist *) durables;
 	_Atomic uint64_t live_subs;
 	_Atomic uint64_t slow_disconnects;
-	_Alignas(RMQ_CACHELINE) _Atomic uint64_t bytes_in;
-	_Alignas(RMQ_CACHELINE) _Atomic uint64_t watch_mask; /* shards with a watch */
-	struct rmq_log log;
 	_Atomic(struct rmq_watch *) watch[];                  /* nshards entries */
 };
 
