@@ -123,7 +123,20 @@ int rmq_topic_name_valid(const char *name, size_t len)
 {
 	if (len == 0 || len > RMQ_TOPIC_MAX)
 		return -EINVAL;
-	for (size_t i = 0; i < len; i++) {
+	/* Eight bytes at a time: a byte below 0x21 (control or blank) or equal
+	 * to 0x7f. "(x - 0x21..) & ~x & 0x80.." is nonzero exactly when some
+	 * byte of x is below 0x21 (bytes >= 0x80 are allowed and never set
+	 * it); xor with 0x7f.. turns a 0x7f byte into a zero byte. */
+	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t x, d;
+		memcpy(&x, name + i, 8);
+		d = x ^ (0x7f * ones);
+		if (((x - 0x21 * ones) & ~x & high) | ((d - ones) & ~d & high))
+			return -EINVAL;
+	}
+	for (; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
 		if (c <= ' ' || c == 0x7f)
 			return -EINVAL;
@@ -161,8 +174,13 @@ int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_
 	/* One block: the topic, its watch slots, its push prefix and its
 	 * name, from the arena (see arena.h: creating a million topics must
 	 * not take a page fault per few of them). */
+	static const char msg_hdr[] = "*3\r\n$7\r\nmessage\r\n$";
 	char hdr[64];
-	int hl = snprintf(hdr, sizeof(hdr), "*3\r\n$7\r\nmessage\r\n$%zu\r\n", len);
+	size_t hl = sizeof(msg_hdr) - 1;
+	memcpy(hdr, msg_hdr, hl);
+	hl += rmq_u64toa(len, hdr + hl);
+	hdr[hl++] = '\r';
+	hdr[hl++] = '\n';
 	size_t wsz = b->nshards * sizeof(((struct rmq_topic *)0)->watch[0]);
 	size_t size = sizeof(struct rmq_topic) + wsz + (size_t)hl + len + 2 + len + 1;
 	struct rmq_topic *t = rmq_arena_alloc(size);

@@ -267,6 +267,26 @@ Test(topic, name_validation)
 
 /* --- publishing --- */
 
+/* rmq_topic_name_valid looks at eight bytes at a time: every byte value at
+ * every position of names of 1..24 bytes, next to allowed bytes of every
+ * kind (ASCII, 0x21, 0x7e, 0x80, 0xff), against the one-byte rule. */
+Test(topic, name_validation_every_byte_everywhere)
+{
+	static const unsigned char fill[] = { 'a', 0x21, 0x7e, 0x80, 0xff };
+	char name[24];
+	for (size_t len = 1; len <= sizeof(name); len++)
+		for (size_t f = 0; f < sizeof(fill); f++)
+			for (size_t pos = 0; pos < len; pos++)
+				for (unsigned v = 0; v < 256; v++) {
+					memset(name, fill[f], len);
+					name[pos] = (char)v;
+					int want = (v <= ' ' || v == 0x7f) ? -EINVAL : 0;
+					cr_assert_eq(rmq_topic_name_valid(name, len), want,
+						     "len %zu, fill 0x%02x, byte 0x%02x at %zu", len,
+						     fill[f], v, pos);
+				}
+}
+
 Test(topic, publish_sequence_and_stats)
 {
 	struct rmq_broker *b = broker(2);
