@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include <ck_pr.h>
 #include <urcu/urcu-qsbr.h>
@@ -58,11 +59,34 @@ static inline struct slot *seg_slot(struct rmq_seg *s, uint32_t i)
  * seg_reserve() never hands out more than size / (min_record + slot)
  * slots, so only that many are zeroed (a third of a segment for 16-byte
  * PUBLISH payloads instead of all of it). */
+/* Faults a new segment's pages in with one system call instead of one
+ * page fault per 4 KiB as records reach them: on a VM a fault costs
+ * microseconds, and a broker whose topics are growing allocates segments
+ * all the time (a hundred thousand faults in 3 s publishing over 1000
+ * topics). Pages already mapped are skipped; a kernel without
+ * MADV_POPULATE_WRITE (before 5.14) just says EINVAL. Small segments are
+ * left alone: they mostly come from memory malloc has touched before. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#define SEG_POPULATE_MIN (64u << 10)
+
+static void seg_populate(void *p, size_t n)
+{
+	if (n < SEG_POPULATE_MIN)
+		return;
+	uintptr_t pg = 4096, a = ((uintptr_t)p + pg - 1) & ~(pg - 1);
+	uintptr_t e = ((uintptr_t)p + n) & ~(pg - 1);
+	if (e > a)
+		(void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+}
+
 static struct rmq_seg *seg_new(const struct rmq_log *log, uint32_t size, uint64_t base)
 {
 	struct rmq_seg *s = malloc(sizeof(*s) + size);
 	if (!s)
 		return NULL;
+	seg_populate(s, sizeof(*s) + size);
 	memset(s, 0, sizeof(*s));
 	uint64_t slots = size / (log->min_record + sizeof(struct slot));
 	if (slots > W_COUNT_MAX)
