@@ -129,6 +129,23 @@ static void check_message(struct rmq_topic *t, const struct rmq_batch *b, uint32
 	cr_assert(memcmp(p + len, "\r\n", 2) == 0);
 }
 
+/* Reads everything at cur, checking that the messages are payload_for(k),
+ * payload_for(k + 1), ...; returns the number after the last one read. */
+static uint64_t read_messages(struct rmq_topic *t, struct rmq_cursor *cur, uint64_t k)
+{
+	struct rmq_batch bt;
+	while (rmq_log_peek(&t->log, cur, &bt, 64, SIZE_MAX)) {
+		cr_assert_eq(bt.seq, k);
+		size_t off = 0;
+		for (uint32_t i = 0; i < bt.n; i++, k++) {
+			check_message(t, &bt, i, bt.data + off, k);
+			off += rmq_batch_reclen(&bt, i);
+		}
+		rmq_log_consume(cur, &bt, bt.n);
+	}
+	return k;
+}
+
 /* --- the table --- */
 
 Test(topic, broker_shard_limits)
@@ -456,18 +473,7 @@ Test(topic, append_then_published_wakes_once)
 	cr_assert_eq(st.bytes_in, bytes);
 
 	/* Same records as rmq_topic_publish writes. */
-	struct rmq_batch bt;
-	uint64_t k = 1;
-	while (rmq_log_peek(&t->log, &cur, &bt, 64, SIZE_MAX)) {
-		cr_assert_eq(bt.seq, k);
-		size_t off = 0;
-		for (uint32_t i = 0; i < bt.n; i++, k++) {
-			check_message(t, &bt, i, bt.data + off, k);
-			off += rmq_batch_reclen(&bt, i);
-		}
-		rmq_log_consume(&cur, &bt, bt.n);
-	}
-	cr_assert_eq(k, 301);
+	cr_assert_eq(read_messages(t, &cur, 1), 301);
 
 	/* Failures append nothing: a payload over the capacity. */
 	static char big[2 << 20];
@@ -513,18 +519,7 @@ Test(topic, append_n_runs)
 	cr_assert_gt(again, 0, "no run ever hit a segment's end");
 	cr_assert_eq(rmq_topic_append_n(t, pl, 0), -EINVAL);
 	cr_assert_eq(rmq_topic_append_n(t, pl, RMQ_APPEND_RUN_MAX + 1), -EINVAL);
-	struct rmq_batch bt;
-	uint64_t m = 1;
-	while (rmq_log_peek(&t->log, &cur, &bt, 64, SIZE_MAX)) {
-		cr_assert_eq(bt.seq, m);
-		size_t off = 0;
-		for (uint32_t i = 0; i < bt.n; i++, m++) {
-			check_message(t, &bt, i, bt.data + off, m);
-			off += rmq_batch_reclen(&bt, i);
-		}
-		rmq_log_consume(&cur, &bt, bt.n);
-	}
-	cr_assert_eq(m, k);
+	cr_assert_eq(read_messages(t, &cur, 1), k);
 	rmq_broker_free(b);
 }
 
