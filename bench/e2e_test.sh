@@ -120,6 +120,8 @@ run pull pull pull "${C[@]}" "${Q[@]}" -p 1 -s 2 --pull-count 500
 run latency latency latency "${C[@]}" "${Q[@]}" --rate 20000
 run createTopic createTopic createTopic "${C[@]}" --clients 2 --topics-per-client 500 \
   --lookup-sizes 1,2000 --lookup-duration 0.5
+run createTopic_spread createTopic createTopic "${C[@]}" --clients 2 --topics-per-client 500 \
+  --lookup-sizes 1,2000 --lookup-duration 0.5 --lookup-topics 7
 run sweep sweep sweep --server "$SERVER" --threads-list 1,2 --scenario send --duration 0.5 --warmup 0.2 \
   --csv "$WORK/sweep.csv"
 [[ -s "$WORK/sweep.csv" ]] || { echo "FAIL: no CSV"; fails=$((fails + 1)); }

@@ -30,6 +30,7 @@ struct rb_case {
 	uint64_t lookup[8];
 	unsigned nlookup;
 	double lookup_secs;
+	unsigned lookup_topics;
 };
 
 struct opts {
@@ -63,6 +64,7 @@ struct opts {
 	unsigned nlookup;
 	bool g_lookup;
 	double lookup_secs;
+	unsigned lookup_topics;
 };
 
 static void usage(FILE *f)
@@ -121,6 +123,8 @@ static void usage(FILE *f)
 "      --clients K        connections (4)        --topics-per-client M   (25000)\n"
 "      --lookup-sizes LIST  table sizes for the publish check (1,10000,1000000; '' skips)\n"
 "      --lookup-duration S  publish seconds at each size (2)\n"
+"      --lookup-topics T  the publisher spreads its messages over T topics of its own,\n"
+"                         round-robin (1; at most 65535)\n"
 "\n"
 "Compare and sweep:\n"
 "  --compare              run against ringmq, redis-server and nats-server (started here on\n"
@@ -253,6 +257,8 @@ static void case_label(struct rb_case *c)
 	switch (w->scen) {
 	case RB_SC_CREATE:
 		rb_buf_printf(&b, "createTopic %ux%" PRIu64, w->pubs, w->count);
+		if (c->lookup_topics > 1)
+			rb_buf_printf(&b, ", publish over %u topics", c->lookup_topics);
 		break;
 	case RB_SC_SEND:
 		rb_buf_printf(&b, "send %u pub%s, replies %s%s", w->pubs, w->pubs == 1 ? "" : "s",
@@ -291,6 +297,7 @@ static void make_case(const struct opts *o, enum rb_scen s, struct rb_case *c)
 		memcpy(c->lookup, o->lookup, sizeof(c->lookup));
 		c->nlookup = o->nlookup;
 		c->lookup_secs = o->lookup_secs;
+		c->lookup_topics = o->lookup_topics;
 	}
 	case_label(c);
 }
@@ -405,7 +412,7 @@ static void create_once(const struct rb_case *c, const struct rb_server *srv, st
 		pw.frame = RB_FR_PUBLISH;
 		pw.pubs = 1;
 		pw.subs = 0;
-		pw.topics = 1;
+		pw.topics = c->lookup_topics;
 		pw.count = 0;
 		pw.warmup = c->w.warmup > 0 ? c->w.warmup : 1;
 		pw.duration = c->lookup_secs;
@@ -539,7 +546,7 @@ enum {
 	O_TARGET = 256, O_HOST, O_PORT, O_START, O_SERVER, O_SRV_THREADS, O_SRV_ARGS, O_SRV_PID, O_REDIS,
 	O_NATS, O_PAYLOAD, O_BATCH, O_REPLIES, O_NOREPLIES, O_MPUB, O_WINDOW, O_DURATION, O_WARMUP,
 	O_COUNT, O_REPEATS, O_DRAIN, O_PUBTHR, O_SUBTHR, O_PULLCNT, O_PULLBLK, O_CAPACITY, O_CLIENTS,
-	O_TPC, O_LOOKUP, O_LOOKUPDUR, O_COMPARE, O_TARGETS, O_NOSWEEP, O_SCENARIO, O_THRLIST, O_MAXTHR,
+	O_TPC, O_LOOKUP, O_LOOKUPDUR, O_LOOKUPTOPICS, O_COMPARE, O_TARGETS, O_NOSWEEP, O_SCENARIO, O_THRLIST, O_MAXTHR,
 	O_CSV, O_JSON, O_PLOT, O_PROGRESS, O_QUIET, O_TICK,
 };
 
@@ -580,6 +587,7 @@ static const struct option long_opts[] = {
 	{ "topics-per-client", required_argument, NULL, O_TPC },
 	{ "lookup-sizes", required_argument, NULL, O_LOOKUP },
 	{ "lookup-duration", required_argument, NULL, O_LOOKUPDUR },
+	{ "lookup-topics", required_argument, NULL, O_LOOKUPTOPICS },
 	{ "compare", no_argument, NULL, O_COMPARE },
 	{ "targets", required_argument, NULL, O_TARGETS },
 	{ "no-sweep", no_argument, NULL, O_NOSWEEP },
@@ -610,6 +618,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->lookup[2] = 1000000;
 	o->nlookup = 3;
 	o->lookup_secs = 2;
+	o->lookup_topics = 1;
 	struct rb_work *w = &o->w;
 	w->pubs = 1;
 	w->topics = 1;
@@ -793,6 +802,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			else if (parse_list(optarg, o->lookup, 8, &o->nlookup) != 0)
 				return die_usage("--lookup-sizes: expected up to 8 counts like 1,10000,1000000, got '%s'",
 						 optarg);
+			break;
+		case O_LOOKUPTOPICS:
+			if (parse_u64(optarg, &u) || u < 1 || u > 65535)
+				return die_usage("--lookup-topics: expected 1..65535, got '%s'", optarg);
+			o->lookup_topics = (unsigned)u;
 			break;
 		case O_LOOKUPDUR:
 			if (parse_double(optarg, &d) || d <= 0)

@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include <ck_pr.h>
 #include <urcu/urcu-qsbr.h>
@@ -52,11 +53,46 @@ static inline struct slot *seg_slot(struct rmq_seg *s, uint32_t i)
 	return (struct slot *)(s->data + s->size) - (i + 1);
 }
 
-static struct rmq_seg *seg_new(uint32_t size, uint64_t base)
+/* A segment's data area needs no zeroing, only the part of its slot index
+ * that records can reach: a reader takes a slot whose length is still 0
+ * for a record being written. With records of at least min_record bytes,
+ * seg_reserve() never hands out more than size / (min_record + slot)
+ * slots, so only that many are zeroed (a third of a segment for 16-byte
+ * PUBLISH payloads instead of all of it). */
+/* Faults a new segment's pages in with one system call instead of one
+ * page fault per 4 KiB as records reach them: on a VM a fault costs
+ * microseconds, and a broker whose topics are growing allocates segments
+ * all the time (a hundred thousand faults in 3 s publishing over 1000
+ * topics). Pages already mapped are skipped; a kernel without
+ * MADV_POPULATE_WRITE (before 5.14) just says EINVAL. Small segments are
+ * left alone: they mostly come from memory malloc has touched before. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#define SEG_POPULATE_MIN (64u << 10)
+
+static void seg_populate(void *p, size_t n)
 {
-	struct rmq_seg *s = calloc(1, sizeof(*s) + size);
+	if (n < SEG_POPULATE_MIN)
+		return;
+	uintptr_t pg = 4096, a = ((uintptr_t)p + pg - 1) & ~(pg - 1);
+	uintptr_t e = ((uintptr_t)p + n) & ~(pg - 1);
+	if (e > a)
+		(void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+}
+
+static struct rmq_seg *seg_new(const struct rmq_log *log, uint32_t size, uint64_t base)
+{
+	struct rmq_seg *s = malloc(sizeof(*s) + size);
 	if (!s)
 		return NULL;
+	seg_populate(s, sizeof(*s) + size);
+	memset(s, 0, sizeof(*s));
+	uint64_t slots = size / (log->min_record + sizeof(struct slot));
+	if (slots > W_COUNT_MAX)
+		slots = W_COUNT_MAX;
+	size_t zero = (size_t)slots * sizeof(struct slot);
+	memset(s->data + size - zero, 0, zero);
 	s->base = base;
 	s->size = size;
 	return s;
@@ -105,6 +141,12 @@ void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull
 	log->capacity = capacity ? capacity : 1;
 	log->onfull = onfull;
 	log->hold = hold;
+	log->min_record = 1;
+}
+
+void rmq_log_set_min_record(struct rmq_log *log, uint32_t n)
+{
+	log->min_record = n ? n : 1;
 }
 
 void rmq_log_fini(struct rmq_log *log)
@@ -148,14 +190,29 @@ static int seg_reserve(struct rmq_seg *s, uint32_t rlen, uint32_t *idx, uint32_t
 	}
 }
 
-static void seg_write(struct rmq_seg *s, uint32_t idx, uint32_t off, const struct iovec *iov,
-		      int n, uint32_t rlen, uint32_t poff, uint32_t plen)
+/* Reserves n records of bytes in total in s, all or none, without sealing
+ * s when they do not fit (single appends keep filling it then). */
+static int seg_reserve_n(struct rmq_seg *s, uint64_t bytes, uint32_t n, uint32_t *idx, uint32_t *off)
 {
-	char *p = s->data + off;
-	for (int i = 0; i < n; i++) {
-		memcpy(p, iov[i].iov_base, iov[i].iov_len);
-		p += iov[i].iov_len;
+	uint64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
+	for (;;) {
+		uint64_t cnt = W_COUNT(w), used = W_BYTES(w);
+		if ((w & W_SEALED) || cnt + n > W_COUNT_MAX ||
+		    used + bytes + (cnt + n) * sizeof(struct slot) > s->size)
+			return -1;
+		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w + n * W_ONE + bytes,
+							  memory_order_acq_rel,
+							  memory_order_relaxed)) {
+			*idx = (uint32_t)cnt;
+			*off = (uint32_t)used;
+			return 0;
+		}
 	}
+}
+
+static inline void seg_commit(struct rmq_seg *s, uint32_t idx, uint32_t off, uint32_t rlen,
+			      uint32_t poff, uint32_t plen)
+{
 	struct slot *sl = seg_slot(s, idx);
 	sl->off = off;
 	sl->poff = poff;
@@ -212,22 +269,23 @@ void rmq_log_trim(struct rmq_log *log, uint64_t room)
 	(void)trim_try(log, room);
 }
 
-int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint32_t poff,
-		       uint32_t plen)
+int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 {
-	size_t total = 0;
-	for (int i = 0; i < n; i++)
-		total += iov[i].iov_len;
-	if (total == 0 || total + sizeof(struct slot) > log->capacity || total > (1u << 30))
+	if (len < log->min_record || len + sizeof(struct slot) > log->capacity || len > (1u << 30))
 		return -EMSGSIZE;
-	uint32_t rlen = (uint32_t)total, idx, off;
+	uint32_t rlen = (uint32_t)len, idx, off;
 
 	for (;;) {
 		struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
 		if (RMQ_LIKELY(t != NULL)) {
 			if (RMQ_LIKELY(seg_reserve(t, rlen, &idx, &off) == 0)) {
-				seg_write(t, idx, off, iov, n, rlen, poff, plen);
-				return (int64_t)(t->base + idx + 1);
+				res->seg = t;
+				res->idx = idx;
+				res->off = off;
+				res->len = rlen;
+				res->seq = t->base + idx + 1;
+				res->p = t->data + off;
+				return 0;
 			}
 			struct rmq_seg *nx = atomic_load_explicit(&t->next, memory_order_acquire);
 			if (nx) { /* help a lagging tail along */
@@ -251,7 +309,7 @@ int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint
 			}
 		}
 		uint64_t base = t ? t->base + W_COUNT(atomic_load(&t->word)) : 0;
-		struct rmq_seg *s = seg_new(size, base);
+		struct rmq_seg *s = seg_new(log, size, base);
 		if (!s)
 			return -ENOMEM;
 		/* Our record is record 0 of the new segment: whoever links a
@@ -277,9 +335,63 @@ int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint
 			free(s); /* never published: no grace period needed */
 			continue;
 		}
-		seg_write(s, 0, 0, iov, n, rlen, poff, plen);
-		return (int64_t)(base + 1);
+		res->seg = s;
+		res->idx = 0;
+		res->off = 0;
+		res->len = rlen;
+		res->seq = base + 1;
+		res->p = s->data;
+		return 0;
 	}
+}
+
+void rmq_log_commit(const struct rmq_log_res *res, uint32_t poff, uint32_t plen)
+{
+	seg_commit(res->seg, res->idx, res->off, res->len, poff, plen);
+}
+
+int rmq_log_reserve_n(struct rmq_log *log, size_t bytes, uint32_t n, struct rmq_log_res *res)
+{
+	/* Records average at least min_record bytes, which is what bounds the
+	 * zeroed slots (see seg_new). */
+	if (n == 0 || bytes < (uint64_t)n * log->min_record)
+		return -EMSGSIZE;
+	struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
+	uint32_t idx, off;
+	if (!t || bytes > t->size || seg_reserve_n(t, bytes, n, &idx, &off) != 0)
+		return -EAGAIN;
+	res->seg = t;
+	res->idx = idx;
+	res->off = off;
+	res->len = (uint32_t)bytes;
+	res->seq = t->base + idx + 1;
+	res->p = t->data + off;
+	return 0;
+}
+
+void rmq_log_commit_at(const struct rmq_log_res *res, uint32_t i, uint32_t off, uint32_t len,
+		       uint32_t poff, uint32_t plen)
+{
+	seg_commit(res->seg, res->idx + i, res->off + off, len, poff, plen);
+}
+
+int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint32_t poff,
+		       uint32_t plen)
+{
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	struct rmq_log_res res;
+	int rc = rmq_log_reserve(log, total, &res);
+	if (rc < 0)
+		return rc;
+	char *p = res.p;
+	for (int i = 0; i < n; i++) {
+		memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p += iov[i].iov_len;
+	}
+	rmq_log_commit(&res, poff, plen);
+	return (int64_t)res.seq;
 }
 
 /* Follows next pointers from s while s is sealed and fully behind. */

@@ -55,17 +55,19 @@ struct rmq_log;
 typedef uint64_t (*rmq_log_hold_fn)(struct rmq_log *log);
 
 struct rmq_log {
+	/* what an append reads first */
+	_Atomic(struct rmq_seg *) tail;
+	uint32_t min_record;        /* smallest record accepted (>= 1) */
+	enum rmq_onfull onfull;
+	uint64_t capacity;
 	/* written on segment roll / trim only */
 	_Atomic(struct rmq_seg *) head;
-	_Atomic(struct rmq_seg *) tail;
 	_Atomic uint64_t head_base; /* base of head: cursors below it are lost */
 	_Atomic uint64_t retained;  /* bytes of linked segments */
 	_Atomic uint64_t evicted;   /* messages trimmed from the head */
 	_Atomic uint64_t dropped;   /* of those, ones a durable reader lacked */
 	_Atomic uint64_t rejected;  /* appends refused with -ENOSPC */
 	_Atomic int trimming;       /* try-lock: one trimmer at a time */
-	uint64_t capacity;
-	enum rmq_onfull onfull;
 	rmq_log_hold_fn hold;
 };
 
@@ -94,6 +96,12 @@ struct rmq_batch {
 void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull,
 		  rmq_log_hold_fn hold);
 
+/* Declares that every record will be at least n bytes (n >= 1; 1 by
+ * default); shorter ones are then refused with -EMSGSIZE. A new segment
+ * zeroes only the slots such records can use. Call before the first
+ * append. */
+void rmq_log_set_min_record(struct rmq_log *log, uint32_t n);
+
 /* Frees every segment immediately. Only when no thread can reach the log
  * any more (after a grace period). */
 void rmq_log_fini(struct rmq_log *log);
@@ -101,9 +109,42 @@ void rmq_log_fini(struct rmq_log *log);
 /* Appends one record made of the n iovecs; the payload the reader will see
  * is record bytes [poff, poff + plen). Returns the record's sequence number
  * (>= 1), or -ENOSPC (full under RMQ_ONFULL_REJECT), -EMSGSIZE (record
- * larger than the capacity), -ENOMEM. Lock-free; allocates only when a
- * segment fills up. */
+ * larger than the capacity, or empty or under rmq_log_set_min_record's
+ * minimum), -ENOMEM. Lock-free; allocates only when a segment fills up. */
 int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n,
+		       uint32_t poff, uint32_t plen);
+
+/* A record reserved in the log, to be filled in place and then committed.
+ * Readers stop at it until it is committed, so the caller fills it at once:
+ * no blocking and no quiescent state between reserve and commit. */
+struct rmq_log_res {
+	struct rmq_seg *seg;
+	uint32_t idx, off, len;
+	uint64_t seq;  /* the record's sequence number */
+	char *p;       /* where its len bytes go */
+};
+
+/* Reserves room for one record of len bytes: the zero-copy form of
+ * rmq_log_append (same errors, same lock-freedom). Returns 0 and fills res,
+ * or a negative errno; nothing is reserved then. */
+int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res);
+
+/* Publishes a reserved record whose res->len bytes have been written;
+ * its payload view is record bytes [poff, poff + plen). */
+void rmq_log_commit(const struct rmq_log_res *res, uint32_t poff, uint32_t plen);
+
+/* Reserves n consecutive records of bytes in total, back to back from
+ * res->p, with one compare-and-swap: only when they all fit in the log's
+ * current segment. Returns 0 (res->seq is the first record's sequence
+ * number), -EAGAIN when they do not fit (nothing reserved: append them one
+ * by one, which opens segments as needed), or -EMSGSIZE when the records
+ * average under the minimum size. Each record is then committed with
+ * rmq_log_commit_at; readers stop at the first uncommitted one. */
+int rmq_log_reserve_n(struct rmq_log *log, size_t bytes, uint32_t n, struct rmq_log_res *res);
+
+/* Commits record i (< n) of a rmq_log_reserve_n run: len bytes at byte
+ * offset off of the run, payload view [poff, poff + plen) of the record. */
+void rmq_log_commit_at(const struct rmq_log_res *res, uint32_t i, uint32_t off, uint32_t len,
 		       uint32_t poff, uint32_t plen);
 
 /* Sequence number the next append will get, and the last assigned one. */

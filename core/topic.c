@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "arena.h"
 #include "dsub.h"
 
 struct shard {
@@ -92,9 +93,7 @@ static void topic_free(struct rmq_topic *t)
 	rmq_log_fini(&t->log);
 	free(atomic_load(&t->durables));
 	pthread_mutex_destroy(&t->dlock);
-	free(t->name);
-	free(t->prefix);
-	free(t);
+	rmq_arena_free(t, t->alloc_size);
 }
 
 static void topic_free_rcu(struct rcu_head *h)
@@ -126,7 +125,20 @@ int rmq_topic_name_valid(const char *name, size_t len)
 {
 	if (len == 0 || len > RMQ_TOPIC_MAX)
 		return -EINVAL;
-	for (size_t i = 0; i < len; i++) {
+	/* Eight bytes at a time: a byte below 0x21 (control or blank) or equal
+	 * to 0x7f. "(x - 0x21..) & ~x & 0x80.." is nonzero exactly when some
+	 * byte of x is below 0x21 (bytes >= 0x80 are allowed and never set
+	 * it); xor with 0x7f.. turns a 0x7f byte into a zero byte. */
+	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t x, d;
+		memcpy(&x, name + i, 8);
+		d = x ^ (0x7f * ones);
+		if (((x - 0x21 * ones) & ~x & high) | ((d - ones) & ~d & high))
+			return -EINVAL;
+	}
+	for (; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
 		if (c <= ' ' || c == 0x7f)
 			return -EINVAL;
@@ -162,19 +174,24 @@ int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_
 {
 	if (rmq_topic_name_valid(name, len) != 0 || capacity == 0)
 		return -EINVAL;
-	struct rmq_topic *t = calloc(1, sizeof(*t) + b->nshards * sizeof(t->watch[0]));
+	/* One block: the topic, its watch slots, its push prefix and its
+	 * name, from the arena (see arena.h: creating a million topics must
+	 * not take a page fault per few of them). */
+	static const char msg_hdr[] = "*3\r\n$7\r\nmessage\r\n$";
+	char hdr[64];
+	size_t hl = sizeof(msg_hdr) - 1;
+	memcpy(hdr, msg_hdr, hl);
+	hl += rmq_u64toa(len, hdr + hl);
+	hdr[hl++] = '\r';
+	hdr[hl++] = '\n';
+	size_t wsz = b->nshards * sizeof(((struct rmq_topic *)0)->watch[0]);
+	size_t size = sizeof(struct rmq_topic) + wsz + (size_t)hl + len + 2 + len + 1;
+	struct rmq_topic *t = rmq_arena_alloc(size);
 	if (!t)
 		return -ENOMEM;
-	char hdr[64];
-	int hl = snprintf(hdr, sizeof(hdr), "*3\r\n$7\r\nmessage\r\n$%zu\r\n", len);
-	t->name = malloc(len + 1);
-	t->prefix = malloc((size_t)hl + len + 2);
-	if (!t->name || !t->prefix) {
-		free(t->name);
-		free(t->prefix);
-		free(t);
-		return -ENOMEM;
-	}
+	t->alloc_size = (uint32_t)size;
+	t->prefix = (char *)t + sizeof(*t) + wsz;
+	t->name = t->prefix + hl + len + 2;
 	memcpy(t->name, name, len);
 	t->name[len] = '\0';
 	t->name_len = (uint32_t)len;
@@ -189,6 +206,8 @@ int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_
 	pthread_mutex_init(&t->dlock, NULL);
 	cds_wfcq_node_init(&t->hk_node);
 	rmq_log_init(&t->log, capacity, onfull, topic_hold);
+	/* Every record is at least the prefix, "$0\r\n" and "\r\n". */
+	rmq_log_set_min_record(&t->log, t->prefix_len + 6);
 	cds_lfht_node_init(&t->node);
 
 	struct iovec key = { (void *)name, len };
@@ -266,24 +285,84 @@ void rmq_topic_notify(struct rmq_topic *t)
 	}
 }
 
-int64_t rmq_topic_publish(struct rmq_topic *t, const void *payload, uint32_t len)
+/* "$<len>\r\n" into hdr; returns its length. */
+static inline size_t bulk_hdr(char *hdr, uint32_t len)
 {
-	char hdr[24];
 	hdr[0] = '$';
 	size_t hl = 1 + rmq_u64toa(len, hdr + 1);
 	hdr[hl++] = '\r';
 	hdr[hl++] = '\n';
-	struct iovec iov[4] = {
-		{ t->prefix, t->prefix_len },
-		{ hdr, hl },
-		{ (void *)payload, len },
-		{ "\r\n", 2 },
-	};
-	int64_t seq = rmq_log_append(&t->log, iov, 4, (uint32_t)(t->prefix_len + hl), len);
-	if (RMQ_LIKELY(seq > 0)) {
-		atomic_fetch_add_explicit(&t->bytes_in, len, memory_order_relaxed);
-		rmq_topic_notify(t);
+	return hl;
+}
+
+int64_t rmq_topic_append(struct rmq_topic *t, const void *payload, uint32_t len)
+{
+	/* The record is the RESP push, written straight into the log:
+	 * prefix ("*3 message <name>"), "$<len>\r\n", payload, "\r\n". */
+	char hdr[24];
+	size_t hl = bulk_hdr(hdr, len);
+	struct rmq_log_res r;
+	int rc = rmq_log_reserve(&t->log, (size_t)t->prefix_len + hl + len + 2, &r);
+	if (RMQ_UNLIKELY(rc < 0))
+		return rc;
+	char *p = r.p;
+	memcpy(p, t->prefix, t->prefix_len);
+	p += t->prefix_len;
+	memcpy(p, hdr, hl);
+	p += hl;
+	memcpy(p, payload, len);
+	p += len;
+	p[0] = '\r';
+	p[1] = '\n';
+	rmq_log_commit(&r, (uint32_t)(t->prefix_len + hl), len);
+	return (int64_t)r.seq;
+}
+
+int64_t rmq_topic_append_n(struct rmq_topic *t, const struct iovec *payloads, uint32_t n)
+{
+	char hdr[RMQ_APPEND_RUN_MAX][24];
+	uint8_t hl[RMQ_APPEND_RUN_MAX];
+	if (n == 0 || n > RMQ_APPEND_RUN_MAX)
+		return -EINVAL;
+	size_t total = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (payloads[i].iov_len > UINT32_MAX)
+			return -EMSGSIZE;
+		hl[i] = (uint8_t)bulk_hdr(hdr[i], (uint32_t)payloads[i].iov_len);
+		total += t->prefix_len + hl[i] + payloads[i].iov_len + 2;
 	}
+	struct rmq_log_res r;
+	int rc = rmq_log_reserve_n(&t->log, total, n, &r);
+	if (rc < 0)
+		return rc;
+	char *p = r.p;
+	uint32_t off = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t plen = (uint32_t)payloads[i].iov_len;
+		uint32_t rlen = t->prefix_len + hl[i] + plen + 2;
+		memcpy(p, t->prefix, t->prefix_len);
+		memcpy(p + t->prefix_len, hdr[i], hl[i]);
+		memcpy(p + t->prefix_len + hl[i], payloads[i].iov_base, plen);
+		p[rlen - 2] = '\r';
+		p[rlen - 1] = '\n';
+		rmq_log_commit_at(&r, i, off, rlen, t->prefix_len + hl[i], plen);
+		p += rlen;
+		off += rlen;
+	}
+	return (int64_t)r.seq;
+}
+
+void rmq_topic_published(struct rmq_topic *t, uint64_t bytes)
+{
+	atomic_fetch_add_explicit(&t->bytes_in, bytes, memory_order_relaxed);
+	rmq_topic_notify(t);
+}
+
+int64_t rmq_topic_publish(struct rmq_topic *t, const void *payload, uint32_t len)
+{
+	int64_t seq = rmq_topic_append(t, payload, len);
+	if (RMQ_LIKELY(seq > 0))
+		rmq_topic_published(t, len);
 	return seq;
 }
 

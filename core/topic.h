@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <urcu/urcu-qsbr.h>
 #include <urcu/list.h>
@@ -87,27 +88,34 @@ struct rmq_topic_stats {
 	enum rmq_onfull onfull;
 };
 
+/* Laid out for the publish path, which on a broker with many topics meets
+ * each topic cold: the hash table node and everything a publish reads or
+ * writes are in the first cache line, the log's append side in the next;
+ * the rest is for subscriptions and housekeeping. (bytes_in is written once
+ * per run of appends, see rmq_topic_published, so it shares the line.) */
 struct rmq_topic {
 	struct cds_lfht_node node;
-	struct rcu_head rcu;
+	char *prefix;                  /* "*3\r\n$7\r\nmessage\r\n$N\r\n<name>\r\n" */
+	char *name;                    /* NUL-terminated copy */
+	uint32_t prefix_len;
+	uint32_t name_len;
+	_Atomic int deleted;
+	uint32_t shard;
+	_Atomic uint64_t watch_mask;   /* shards with a watch */
+	_Atomic uint64_t bytes_in;
+	struct rmq_log log;
 	struct rmq_broker *broker;
+	struct rcu_head rcu;
 	uint64_t hash;
 	_Atomic int refs;
-	_Atomic int deleted;
 	_Atomic int hk_queued;         /* on the owner's housekeeping inbox */
 	struct cds_wfcq_node hk_node;
-	uint32_t shard;
-	uint32_t name_len;
-	char *name;                    /* NUL-terminated copy */
-	char *prefix;                  /* "*3\r\n$7\r\nmessage\r\n$N\r\n<name>\r\n" */
-	uint32_t prefix_len;
+	uint32_t alloc_size;           /* of the block holding the topic, its
+					* watch slots, prefix and name */
 	pthread_mutex_t dlock;         /* serialises writers of `durables` */
 	_Atomic(struct rmq_dlist *) durables;
 	_Atomic uint64_t live_subs;
 	_Atomic uint64_t slow_disconnects;
-	_Alignas(RMQ_CACHELINE) _Atomic uint64_t bytes_in;
-	_Alignas(RMQ_CACHELINE) _Atomic uint64_t watch_mask; /* shards with a watch */
-	struct rmq_log log;
 	_Atomic(struct rmq_watch *) watch[];                  /* nshards entries */
 };
 
@@ -152,6 +160,23 @@ void rmq_topic_put(struct rmq_topic *t);
  * the topic. Returns the sequence number or -ENOSPC, -EMSGSIZE, -ENOMEM.
  * Lock-free; no allocation unless a log segment fills up. */
 int64_t rmq_topic_publish(struct rmq_topic *t, const void *payload, uint32_t len);
+
+/* rmq_topic_publish in two steps, so that a run of appends pays for one
+ * wake-up: rmq_topic_append appends without waking anyone (same returns),
+ * and rmq_topic_published(t, bytes) counts the run's payload bytes and
+ * wakes the watching shards. Every successful append must be followed by
+ * rmq_topic_published before the caller's next quiescent state (t is valid
+ * until then), or readers may not hear of it. */
+int64_t rmq_topic_append(struct rmq_topic *t, const void *payload, uint32_t len);
+void rmq_topic_published(struct rmq_topic *t, uint64_t bytes);
+
+/* Appends n (1..RMQ_APPEND_RUN_MAX) messages as consecutive records with
+ * one reservation (rmq_log_reserve_n), when they fit in the log's current
+ * segment. Returns the first one's sequence number (the others follow),
+ * or -EAGAIN: nothing appended, use rmq_topic_append for each. Same
+ * announcing rule as rmq_topic_append. */
+#define RMQ_APPEND_RUN_MAX 64
+int64_t rmq_topic_append_n(struct rmq_topic *t, const struct iovec *payloads, uint32_t n);
 
 /* Marks every watch dirty and wakes its shard (used after appends made
  * without rmq_topic_publish, and on delete). */

@@ -106,15 +106,45 @@ int rmq_parse_u64(const char *p, size_t n, int allow_suffix, uint64_t *out)
 	return 0;
 }
 
+/* Number of decimal digits of v (1 for 0). */
+static inline size_t u64_digits(uint64_t v)
+{
+	size_t n = 1;
+	for (;;) {
+		if (v < 10)
+			return n;
+		if (v < 100)
+			return n + 1;
+		if (v < 1000)
+			return n + 2;
+		if (v < 10000)
+			return n + 3;
+		v /= 10000;
+		n += 4;
+	}
+}
+
 size_t rmq_u64toa(uint64_t v, char *buf)
 {
-	char tmp[21];
-	size_t n = 0;
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (size_t i = 0; i < n; i++)
-		buf[i] = tmp[n - 1 - i];
+	/* Two digits per division, written backwards into their final place:
+	 * no reversal pass (this formats every reply's sequence number and
+	 * every stored record's length). */
+	static const char pairs[201] =
+		"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+		"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+		"8081828384858687888990919293949596979899";
+	size_t n = u64_digits(v), i = n;
+	while (v >= 100) {
+		size_t k = (size_t)(v % 100) * 2;
+		v /= 100;
+		buf[--i] = pairs[k + 1];
+		buf[--i] = pairs[k];
+	}
+	if (v >= 10) {
+		buf[--i] = pairs[v * 2 + 1];
+		buf[--i] = pairs[v * 2];
+	} else {
+		buf[--i] = (char)('0' + v);
+	}
 	return n;
 }

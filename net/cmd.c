@@ -185,13 +185,38 @@ static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
 	free(ns.v);
 }
 
+/* The connection's cached topic if it may still be used: no quiescent
+ * state has passed since it was looked up (so it cannot have been freed)
+ * and it is not deleted (so a deleted and re-created name finds the new
+ * topic). NULL otherwise. */
+static inline struct rmq_topic *cached_topic(struct conn *c)
+{
+	struct rmq_topic *t = c->pub_topic;
+	if (RMQ_LIKELY(t && c->pub_epoch == c->w->rcu_epoch && !rmq_topic_deleted(t)))
+		return t;
+	return NULL;
+}
+
+/* Looks up a topic to publish to, through the connection's one-entry
+ * cache (cached_topic). */
+static struct rmq_topic *publish_topic(struct conn *c, const struct rmq_arg *name)
+{
+	struct rmq_topic *t = cached_topic(c);
+	if (RMQ_LIKELY(t && t->name_len == name->len && memcmp(t->name, name->p, name->len) == 0))
+		return t;
+	t = rmq_topic_lookup(srv_of(c)->broker, name->p, name->len);
+	c->pub_topic = t;
+	c->pub_epoch = c->w->rcu_epoch;
+	return t;
+}
+
 /* Appends one message; writes the reply for failures. Returns seq or < 0. */
 static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq_arg *name,
 			   const struct rmq_arg *payload)
 {
-	int64_t seq = rmq_topic_publish(t, payload->p, (uint32_t)payload->len);
+	int64_t seq = rmq_topic_append(t, payload->p, (uint32_t)payload->len);
 	if (RMQ_LIKELY(seq > 0)) {
-		stat_add(&c->w->st.published, 1);
+		worker_published(c->w, t, 1, payload->len);
 		return seq;
 	}
 	if (seq == -ENOSPC)
@@ -208,13 +233,14 @@ static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq
 
 static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	if (argc != 3)
+	if (RMQ_UNLIKELY(argc != 3))
 		return err_args(c, "publish");
-	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[1].p, argv[1].len);
+	struct rmq_topic *t = publish_topic(c, &argv[1]);
 	if (RMQ_UNLIKELY(!t))
 		return err_notopic(c, &argv[1]);
 	int64_t seq = publish_one(c, t, &argv[1], &argv[2]);
-	if (seq > 0)
+	/* Under CLIENT REPLY OFF/SKIP the reply would be dropped: skip it. */
+	if (seq > 0 && c->reply == REPLY_ON)
 		rmq_resp_int(&c->out, seq);
 }
 
@@ -224,7 +250,7 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 3)
 		return err_args(c, "mpublish");
-	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[1].p, argv[1].len);
+	struct rmq_topic *t = publish_topic(c, &argv[1]);
 	if (!t)
 		return err_notopic(c, &argv[1]);
 	int64_t seq = 0;
@@ -874,43 +900,196 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 #define F_SUBMODE 1 /* allowed while the connection has live subscriptions */
 
 struct command {
-	const char *name;
+	const char *name; /* upper case, letters only */
+	size_t len;
 	void (*fn)(struct conn *c, struct rmq_arg *argv, size_t argc);
 	int flags;
 };
 
+#define CMD(name, fn, flags) { name, sizeof(name) - 1, fn, flags }
+#define CMD_NAME_MAX 16
+
+/* Most frequent first: the lookup stops at the first match. */
 static const struct command commands[] = {
-	{ "PUBLISH", cmd_publish, 0 },
-	{ "MPUBLISH", cmd_mpublish, 0 },
-	{ "PULL", cmd_pull, 0 },
-	{ "PING", cmd_ping, F_SUBMODE },
-	{ "SUBSCRIBE", cmd_subscribe, F_SUBMODE },
-	{ "UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE },
-	{ "CREATE", cmd_create, 0 },
-	{ "DELETE", cmd_delete, 0 },
-	{ "TOPICS", cmd_topics, 0 },
-	{ "REGISTER", cmd_register, 0 },
-	{ "INFO", cmd_info, 0 },
-	{ "STATS", cmd_info, 0 },
-	{ "QUIT", cmd_quit, F_SUBMODE },
-	{ "RESET", cmd_reset, F_SUBMODE },
-	{ "ECHO", cmd_echo, 0 },
-	{ "CONFIG", cmd_config, 0 },
-	{ "COMMAND", cmd_command, 0 },
-	{ "HELLO", cmd_hello, 0 },
-	{ "CLIENT", cmd_client, 0 },
-	{ "SELECT", cmd_select, 0 },
+	CMD("PUBLISH", cmd_publish, 0),
+	CMD("MPUBLISH", cmd_mpublish, 0),
+	CMD("PULL", cmd_pull, 0),
+	CMD("PING", cmd_ping, F_SUBMODE),
+	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE),
+	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE),
+	CMD("CREATE", cmd_create, 0),
+	CMD("DELETE", cmd_delete, 0),
+	CMD("TOPICS", cmd_topics, 0),
+	CMD("REGISTER", cmd_register, 0),
+	CMD("INFO", cmd_info, 0),
+	CMD("STATS", cmd_info, 0),
+	CMD("QUIT", cmd_quit, F_SUBMODE),
+	CMD("RESET", cmd_reset, F_SUBMODE),
+	CMD("ECHO", cmd_echo, 0),
+	CMD("CONFIG", cmd_config, 0),
+	CMD("COMMAND", cmd_command, 0),
+	CMD("HELLO", cmd_hello, 0),
+	CMD("CLIENT", cmd_client, 0),
+	CMD("SELECT", cmd_select, 0),
 };
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* A name of 1..16 bytes as two words that together cover every byte:
+ * overlapping loads of its first and last 8 (or 4) bytes, or three single
+ * bytes when shorter. With the length, equal keys mean equal names. Bit 5
+ * of each byte is cleared, which upper-cases a letter; a byte that becomes
+ * an upper-case letter that way was that letter in either case, so for the
+ * letters-only command names this is an exact case-insensitive match. */
+struct name_key {
+	uint64_t lo, hi;
+};
+
+static inline struct name_key name_key(const char *p, size_t n)
+{
+	const uint64_t up = ~0x2020202020202020ULL;
+	struct name_key k;
+	if (n >= 8) {
+		memcpy(&k.lo, p, 8);
+		memcpy(&k.hi, p + n - 8, 8);
+	} else if (n >= 4) {
+		uint32_t a, b;
+		memcpy(&a, p, 4);
+		memcpy(&b, p + n - 4, 4);
+		k.lo = a;
+		k.hi = b;
+	} else {
+		k.lo = (uint64_t)(unsigned char)p[0] | (uint64_t)(unsigned char)p[n / 2] << 8 |
+		       (uint64_t)(unsigned char)p[n - 1] << 16;
+		k.hi = 0;
+	}
+	k.lo &= up;
+	k.hi &= up;
+	return k;
+}
+
+static struct name_key command_keys[NCOMMANDS];
+
+__attribute__((constructor)) static void command_keys_init(void)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		command_keys[i] = name_key(commands[i].name, commands[i].len);
+}
+
+/* Finds a command by name, case-insensitively (see name_key). */
+static const struct command *cmd_find(const struct rmq_arg *a)
+{
+	if (a->len == 0 || a->len > CMD_NAME_MAX)
+		return NULL;
+	struct name_key k = name_key(a->p, a->len);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (commands[i].len == a->len && command_keys[i].lo == k.lo && command_keys[i].hi == k.hi)
+			return &commands[i];
+	return NULL;
+}
+
+/* --- runs of PUBLISH requests (see struct pub_run) --- */
+
+void cmd_publish_run_arm(struct conn *c, struct pub_run *run, const char *frame,
+			 const struct rmq_arg *argv, size_t argc)
+{
+	run->hlen = 0;
+	/* A RESP array (not inline) that PUBLISH ran for, on a connection
+	 * allowed to publish, with its topic cached. In a RESP request, the
+	 * third argument's '$' follows the second one's CRLF. */
+	if (frame[0] != '*' || argc != 3 || c->nlsubs || cmd_find(&argv[0]) != &commands[0])
+		return;
+	struct rmq_topic *t = cached_topic(c);
+	if (!t || t->name_len != argv[1].len || memcmp(t->name, argv[1].p, argv[1].len) != 0)
+		return;
+	run->hdr = frame;
+	run->hlen = (size_t)(argv[1].p + argv[1].len + 3 - frame);
+	run->name = argv[1];
+}
+
+/* The replies ":seq\r\n" .. ":seq+n-1\r\n": the number is formatted once
+ * and then counted up in its decimal form. */
+static void reply_seq_run(struct rmq_buf *out, uint64_t seq, unsigned n)
+{
+	char num[24];
+	size_t d = rmq_u64toa(seq, num + 1);
+	char *w = rmq_buf_reserve(out, (size_t)n * (d + 4) + 1);
+	for (unsigned i = 0; i < n; i++) {
+		if (i) { /* num + 1 .. num + d is seq + i - 1: add one */
+			size_t k = d;
+			while (k && num[k] == '9')
+				num[k--] = '0';
+			if (k) {
+				num[k]++;
+			} else { /* 99..9 became 100..0: one digit more */
+				num[1] = '1';
+				num[++d] = '0';
+			}
+		}
+		w[0] = ':';
+		memcpy(w + 1, num + 1, d);
+		w[d + 1] = '\r';
+		w[d + 2] = '\n';
+		w += d + 3;
+		out->len += d + 3;
+	}
+}
+
+size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len,
+		       unsigned *nreq)
+{
+	/* Same header bytes: the same command and topic name as the arming
+	 * request (parsing a prefix does not depend on what follows). Any
+	 * other request on this connection since then (SUBSCRIBE, CLIENT
+	 * REPLY, ...) went through cmd_dispatch and re-armed or disarmed the
+	 * run; what else can change is checked here: a quiescent state or a
+	 * delete (cached_topic). */
+	struct rmq_topic *t = cached_topic(c);
+	if (!t)
+		return 0;
+	const struct rmq_resp_limits *lim = &srv_of(c)->lim;
+	struct iovec pl[PUB_RUN_BATCH];
+	size_t h = run->hlen, used = 0, bytes = 0;
+	unsigned n = 0;
+	while (n < PUB_RUN_BATCH) {
+		const char *q = p + used;
+		size_t rem = len - used;
+		struct rmq_arg a;
+		size_t k;
+		if (rem <= h || memcmp(q, run->hdr, h) != 0 ||
+		    !(k = rmq_resp_parse_bulk_tail(q + h, rem - h, lim, &a)))
+			break;
+		pl[n].iov_base = (void *)a.p;
+		pl[n].iov_len = a.len;
+		bytes += a.len;
+		n++;
+		used += h + k;
+	}
+	if (n == 0)
+		return 0;
+	*nreq = n;
+	/* All n with one reservation when they fit in the current segment. */
+	int64_t seq = n > 1 ? rmq_topic_append_n(t, pl, n) : -EAGAIN;
+	if (seq > 0) {
+		worker_published(c->w, t, n, bytes);
+		if (c->reply == REPLY_ON)
+			reply_seq_run(&c->out, (uint64_t)seq, n);
+		return used;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct rmq_arg a = { pl[i].iov_base, pl[i].iov_len };
+		size_t mark = rmq_buf_pending(&c->out);
+		seq = publish_one(c, t, &run->name, &a);
+		if (c->reply != REPLY_ON) /* OFF: drop what it replied (errors) */
+			c->out.len = c->out.off + mark;
+		else if (seq > 0)
+			rmq_resp_int(&c->out, seq);
+	}
+	return used;
+}
 
 void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	const struct command *cmd = NULL;
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (arg_is(&argv[0], commands[i].name)) {
-			cmd = &commands[i];
-			break;
-		}
-	}
+	const struct command *cmd = cmd_find(&argv[0]);
 	/* pending, not len: the buffer may compact while the command runs */
 	size_t mark = rmq_buf_pending(&c->out);
 	enum reply_mode mode = c->reply;

@@ -30,7 +30,10 @@
 #ifndef OUT_PAUSE
 #define OUT_PAUSE (4u << 20)    /* stop reading a client's requests */
 #endif
-#define READ_CHUNK (64u << 10)
+#define READ_CHUNK (64u << 10)   /* read size into a connection's own buffer */
+#define READ_SCRATCH (256u << 10) /* read size into the worker's shared buffer */
+#define READ_CARRY (16u << 10)    /* partial requests up to this size are read
+				   * on from the shared buffer */
 #define ACCEPT_RING 4096
 
 enum conn_role { ROLE_NONE, ROLE_PUBLISHER, ROLE_SUBSCRIBER };
@@ -83,6 +86,11 @@ struct conn {
 	struct cds_list_head dlink;
 	uint64_t deadline_ms;
 	bool in_deadlines;
+	/* The topic this connection last published to, valid while
+	 * pub_epoch == w->rcu_epoch (no quiescent state since the lookup)
+	 * and the topic is not deleted: saves the hash table lookup. */
+	struct rmq_topic *pub_topic;
+	uint64_t pub_epoch;
 };
 
 struct worker_stats {
@@ -118,6 +126,12 @@ struct worker {
 	unsigned since_qs;
 	uint64_t oom_log_ms;        /* next allocation-failure log line */
 	uint64_t trim_ms;           /* malloc_trim() if still idle then; 0: not armed */
+	uint64_t rcu_epoch;         /* quiescent states so far (worker_quiescent) */
+	/* Appends made but not yet announced (rmq_topic_published): a run of
+	 * publishes to one topic wakes its readers once, at the next
+	 * worker_publish_flush(), which every quiescent state is preceded by. */
+	struct rmq_topic *pend_topic;
+	uint64_t pend_msgs, pend_bytes;
 	struct worker_stats st;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
@@ -168,9 +182,46 @@ void conn_process_input(struct conn *c);
 void conn_park(struct conn *c, struct rmq_watch *w);
 void conn_unpark(struct conn *c);
 
+/* Announces the worker's pending appends (see struct worker). */
+void worker_publish_flush(struct worker *w);
+/* Records one append to t for the next worker_publish_flush(). */
+static inline void worker_published(struct worker *w, struct rmq_topic *t, unsigned msgs,
+				    uint64_t bytes)
+{
+	if (RMQ_UNLIKELY(w->pend_topic != t)) {
+		if (w->pend_topic)
+			worker_publish_flush(w);
+		w->pend_topic = t;
+	}
+	w->pend_msgs += msgs;
+	w->pend_bytes += bytes;
+}
+
 /* cmd.c */
 /* Executes one request. Appends replies to c->out. */
 void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc);
+
+/* A run of PUBLISH requests to one topic, as a publisher pipelines them:
+ * after one has been parsed and executed, the next whose bytes start with
+ * the same header ("*3 $7 PUBLISH $n <topic> $") needs only its payload
+ * parsed. hdr points at that earlier request in the connection's input
+ * buffer, so a run lives for one conn_process_input() call. */
+struct pub_run {
+	const char *hdr;     /* the arming request */
+	size_t hlen;         /* 0: not armed */
+	struct rmq_arg name; /* the topic name inside it */
+};
+/* After cmd_dispatch(c, argv, argc) of the request that starts at frame:
+ * arms run if that was a PUBLISH the next ones can repeat, else disarms. */
+void cmd_publish_run_arm(struct conn *c, struct pub_run *run, const char *frame,
+			 const struct rmq_arg *argv, size_t argc);
+/* Executes the requests at the start of p[0, len) that continue the armed
+ * run, up to PUB_RUN_BATCH of them, exactly as cmd_dispatch() would one by
+ * one; returns their size and sets *nreq to their number, or returns 0
+ * (nothing done: parse and dispatch the next request the ordinary way). */
+#define PUB_RUN_BATCH 32
+size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len,
+		       unsigned *nreq);
 /* Retries a parked PULL; called when its watch fires or it times out. */
 void cmd_pull_retry(struct conn *c, bool timed_out);
 /* Ends every live subscription of c (no replies). */

@@ -12,7 +12,7 @@
 
 /* Parses "<digits>\r\n" (with optional leading '-') at p. Returns bytes used
  * including CRLF, 0 if incomplete, -1 if malformed. */
-static ssize_t parse_num_line(const char *p, size_t len, int64_t *out)
+static ssize_t parse_num_line_slow(const char *p, size_t len, int64_t *out)
 {
 	size_t i = 0;
 	int neg = 0;
@@ -42,6 +42,31 @@ static ssize_t parse_num_line(const char *p, size_t len, int64_t *out)
 		return (ssize_t)(i + 2);
 	}
 	return len > NUM_LINE_MAX ? -1 : 0;
+}
+
+/* parse_num_line with the common short forms ("7\r\n", "16\r\n") decided
+ * from one 4-byte load; anything else takes the general loop. */
+static inline ssize_t parse_num_line(const char *p, size_t len, int64_t *out)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (RMQ_LIKELY(len >= 4)) {
+		uint32_t w;
+		memcpy(&w, p, 4);
+		uint32_t d0 = (w & 0xff) - '0';
+		if (RMQ_LIKELY(d0 < 10)) {
+			if ((w & 0xffff00) == 0x0a0d00) { /* d \r \n */
+				*out = d0;
+				return 3;
+			}
+			uint32_t d1 = ((w >> 8) & 0xff) - '0';
+			if (d1 < 10 && (w >> 16) == 0x0a0d) { /* d d \r \n */
+				*out = d0 * 10 + d1;
+				return 4;
+			}
+		}
+	}
+#endif
+	return parse_num_line_slow(p, len, out);
 }
 
 static int hexval(char c)
@@ -229,7 +254,7 @@ ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
 		pos += 1 + (size_t)r;
 		if (len - pos < (size_t)bl + 2)
 			return RMQ_RESP_INCOMPLETE;
-		if (buf[pos + (size_t)bl] != '\r' || buf[pos + (size_t)bl + 1] != '\n') {
+		if (memcmp(buf + pos + (size_t)bl, "\r\n", 2) != 0) {
 			*err = "ERR Protocol error: bulk string not terminated by CRLF";
 			return RMQ_RESP_ERROR;
 		}
@@ -243,6 +268,21 @@ ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
 	if ((size_t)n > argv_cap)
 		return RMQ_RESP_NEED_ARGV;
 	return (ssize_t)pos;
+}
+
+size_t rmq_resp_parse_bulk_tail(const char *p, size_t len, const struct rmq_resp_limits *lim,
+				struct rmq_arg *arg)
+{
+	int64_t bl;
+	ssize_t r = parse_num_line(p, len, &bl);
+	if (r <= 0 || bl < 0 || (uint64_t)bl > lim->max_bulk)
+		return 0;
+	size_t pos = (size_t)r;
+	if (len - pos < (size_t)bl + 2 || memcmp(p + pos + (size_t)bl, "\r\n", 2) != 0)
+		return 0;
+	arg->p = p + pos;
+	arg->len = (size_t)bl;
+	return pos + (size_t)bl + 2;
 }
 
 void rmq_resp_simple(struct rmq_buf *out, const char *s)

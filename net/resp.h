@@ -43,6 +43,12 @@ struct rmq_resp_limits {
 ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
 		       struct rmq_arg *argv, size_t argv_cap, size_t *argc, const char **err);
 
+/* Parses the rest of a bulk string after its '$': "<len>\r\n<bytes>\r\n".
+ * Returns the bytes consumed and sets *arg, or 0 when incomplete or not
+ * well-formed (the caller then lets rmq_resp_parse decide which). */
+size_t rmq_resp_parse_bulk_tail(const char *p, size_t len, const struct rmq_resp_limits *lim,
+				struct rmq_arg *arg);
+
 /* Reply encoders: append to out. */
 void rmq_resp_simple(struct rmq_buf *out, const char *s);          /* +s */
 void rmq_resp_error(struct rmq_buf *out, const char *s);           /* -s (s has its own code) */

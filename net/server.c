@@ -97,6 +97,36 @@ static void broker_wake(void *ctx, uint32_t shard)
 	worker_wake(&s->workers[shard]);
 }
 
+/* --- publishing and quiescent states --- */
+
+void worker_publish_flush(struct worker *w)
+{
+	struct rmq_topic *t = w->pend_topic;
+	if (!t)
+		return;
+	rmq_topic_published(t, w->pend_bytes);
+	stat_add(&w->st.published, w->pend_msgs);
+	w->pend_topic = NULL;
+	w->pend_msgs = w->pend_bytes = 0;
+}
+
+/* Every quiescent state of a worker goes through here: pending appends are
+ * announced while their topic is still safe to touch, and the epoch moves
+ * so that connections drop their cached topic pointers. */
+static void worker_quiescent(struct worker *w)
+{
+	worker_publish_flush(w);
+	w->rcu_epoch++;
+	urcu_qsbr_quiescent_state();
+}
+
+static void worker_offline(struct worker *w)
+{
+	worker_publish_flush(w);
+	w->rcu_epoch++;
+	urcu_qsbr_thread_offline();
+}
+
 /* --- connections --- */
 
 static void conn_update_events(struct conn *c)
@@ -319,11 +349,21 @@ void conn_process_input(struct conn *c)
 	struct server *srv = w->srv;
 	const char *err = NULL;
 	bool did = false, progressed = false;
+	struct pub_run run = { .hlen = 0 };
 	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
 	       rmq_buf_pending(&c->in)) {
+		const char *frame = c->in.data + c->in.off;
 		size_t argc;
-		ssize_t r = rmq_resp_parse(c->in.data + c->in.off, rmq_buf_pending(&c->in), &srv->lim,
-					   w->argv, w->argv_cap, &argc, &err);
+		unsigned nreq = 1;
+		ssize_t r;
+		if (run.hlen &&
+		    (r = (ssize_t)cmd_publish_run(c, &run, frame, rmq_buf_pending(&c->in), &nreq))) {
+			stat_add(&w->st.commands, nreq);
+			did = true;
+			goto next;
+		}
+		r = rmq_resp_parse(c->in.data + c->in.off, rmq_buf_pending(&c->in), &srv->lim,
+				   w->argv, w->argv_cap, &argc, &err);
 		if (r == RMQ_RESP_NEED_ARGV) {
 			while (w->argv_cap < argc)
 				w->argv_cap *= 2;
@@ -344,16 +384,18 @@ void conn_process_input(struct conn *c)
 		if (argc) {
 			stat_add(&w->st.commands, 1);
 			cmd_dispatch(c, w->argv, argc);
+			cmd_publish_run_arm(c, &run, frame, w->argv, argc);
 			did = true;
 		}
+next:
 		rmq_buf_consume(&c->in, (size_t)r);
 		progressed = true;
-		if (w->qs_ok && ++w->since_qs >= 64) {
+		if (w->qs_ok && (w->since_qs += nreq) >= 64) {
 			/* A long pipeline must not hold up grace periods (topic
 			 * table resizes, frees): report a quiescent state between
 			 * requests when the caller holds no RCU pointer. */
 			w->since_qs = 0;
-			urcu_qsbr_quiescent_state();
+			worker_quiescent(w);
 		}
 		if (rmq_buf_pending(&c->out) >= OUT_PAUSE && !c->paused) {
 			/* The client sends faster than it reads its replies:
@@ -362,6 +404,7 @@ void conn_process_input(struct conn *c)
 			conn_update_events(c);
 		}
 	}
+	worker_publish_flush(w);
 	/* Only when something ran: conn_write() calls us with output still
 	 * pending, and queueing it again there would spin the loop. */
 	if (did && !c->closing && rmq_buf_pending(&c->out))
@@ -369,6 +412,7 @@ void conn_process_input(struct conn *c)
 	conn_track_frame(c, progressed);
 	return;
 proto_error:
+	worker_publish_flush(w);
 	stat_add(&w->st.protocol_errors, 1);
 	rmq_logf(RMQ_LOG_INFO, "client %llu: protocol error (%s); closing", (unsigned long long)c->id,
 		 err ? err : "request too large");
@@ -414,13 +458,23 @@ static void conn_read(struct conn *c)
 		conn_drain(c);
 		return;
 	}
-	if (c->in.cap == 0) {
+	/* A connection reads into the worker's shared buffer unless it holds a
+	 * big partial request: what is left of a small one (the tail of a
+	 * pipeline cut by the last read) is carried over in front. Large
+	 * reads make one system call, and one ACK to the sender, per 256 KiB. */
+	struct rmq_buf own = { 0 };
+	if (rmq_buf_pending(&c->in) <= READ_CARRY) {
+		own = c->in;
 		c->in = w->scratch;
 		memset(&w->scratch, 0, sizeof(w->scratch));
+		c->in.off = c->in.len = 0;
+		if (rmq_buf_pending(&own))
+			rmq_buf_append(&c->in, own.data + own.off, rmq_buf_pending(&own));
+		own.off = own.len = 0;
 		lent = true;
 	}
 	for (int rounds = 0; rounds < 4 && !c->closing && !c->paused; rounds++) {
-		char *p = rmq_buf_reserve(&c->in, READ_CHUNK);
+		char *p = rmq_buf_reserve(&c->in, lent ? READ_SCRATCH : READ_CHUNK);
 		size_t room = c->in.cap - c->in.len;
 		ssize_t n = read(c->fd, p, room);
 		if (n > 0) {
@@ -459,14 +513,16 @@ static void conn_read(struct conn *c)
 	}
 	if (!lent)
 		return;
-	/* Give the shared buffer back; keep only a leftover partial request. */
-	struct rmq_buf mine = { 0 };
+	/* Give the shared buffer back; keep only a leftover partial request,
+	 * in the connection's own buffer (none when there is nothing left). */
 	size_t left = c->closing ? 0 : rmq_buf_pending(&c->in);
+	if (!left || own.cap > 2 * READ_CARRY) /* what a big request grew goes */
+		rmq_buf_free(&own);
 	if (left)
-		rmq_buf_append(&mine, c->in.data + c->in.off, left);
+		rmq_buf_append(&own, c->in.data + c->in.off, left);
 	w->scratch = c->in;
 	w->scratch.off = w->scratch.len = 0;
-	c->in = mine;
+	c->in = own;
 }
 
 /* The client read some of its backlog: copy more from its subscriptions'
@@ -663,8 +719,6 @@ static void worker_expire(struct worker *w)
 	}
 }
 
-/* epoll timeout until the next deadline; computed last, after every step
- * that may park a connection or leave a request half-read. */
 /* Memory back to the system once a worker goes idle. glibc keeps what is
  * freed in the worker's malloc arena, and log segments and connection
  * buffers freed in any order leave holes there that free() never returns:
@@ -686,6 +740,8 @@ static void worker_trim(struct worker *w, int nevents)
 	}
 }
 
+/* epoll timeout until the next deadline; computed last, after every step
+ * that may park a connection or leave a request half-read. */
 static int worker_timeout(struct worker *w)
 {
 	uint64_t now = rmq_now_ms(), next = UINT64_MAX;
@@ -745,7 +801,7 @@ static void worker_shutdown(struct worker *w)
 			}
 		if (!any)
 			break;
-		urcu_qsbr_thread_offline();
+		worker_offline(w);
 		poll(NULL, 0, 5);
 		urcu_qsbr_thread_online();
 	}
@@ -779,7 +835,7 @@ static void worker_loop(struct worker *w, bool once)
 		worker_flush(w);
 		w->qs_ok = false;
 		worker_reap(w);
-		urcu_qsbr_quiescent_state();
+		worker_quiescent(w);
 		int timeout = once ? 0 : worker_timeout(w);
 
 		/* Going to sleep: from here on, wakers must write the eventfd.
@@ -790,7 +846,7 @@ static void worker_loop(struct worker *w, bool once)
 			atomic_store(&w->wake_pending, 1);
 			timeout = 0;
 		}
-		urcu_qsbr_thread_offline();
+		worker_offline(w);
 		int n = epoll_wait(w->epfd, evs, 256, timeout);
 		urcu_qsbr_thread_online();
 		atomic_store(&w->wake_pending, 1);
@@ -1031,6 +1087,15 @@ static void raise_fd_limit(const struct rmq_server_config *cfg)
 
 int rmq_server_run(const struct rmq_server_config *cfg)
 {
+	/* Topic logs allocate and free segments of up to 1 MiB all the time.
+	 * Past glibc's default (dynamic) mmap threshold each would be a fresh
+	 * mmap, and freed heap tops are trimmed back to the kernel: either way
+	 * every page of every new segment is faulted in again (a page fault
+	 * per 4 KiB written, tens of ns per message at a few M msgs/s). Keep
+	 * such blocks in the heap, and let up to 64 MiB of free heap top stay
+	 * mapped. */
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	struct server *srv = rmq_calloc(1, sizeof(*srv));
 	srv->cfg = *cfg;
 	g_log_level = cfg->log_level;

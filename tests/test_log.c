@@ -222,6 +222,183 @@ Test(log, append_and_read_back)
 	rmq_log_fini(&log);
 }
 
+/* rmq_log_reserve + rmq_log_commit: a reserved record holds readers back
+ * until committed, and then reads as if appended whole. */
+Test(log, reserve_then_commit)
+{
+	struct rmq_log log;
+	rmq_log_init(&log, 1 << 20, RMQ_ONFULL_DROP_OLDEST, NULL);
+	struct rmq_cursor cur;
+	rmq_log_cursor_seek(&log, &cur, 1);
+	struct rmq_batch b;
+	cr_assert_eq(put(&log, 1, len_small(1)), 1);
+
+	struct rmq_log_res r;
+	cr_assert_eq(rmq_log_reserve(&log, 10, &r), 0);
+	cr_assert_eq(r.seq, 2);
+	cr_assert_eq(r.len, 10);
+	cr_assert_eq(rmq_log_next_seq(&log), 3, "the reservation has its sequence number");
+	/* A later record is committed first: readers still stop at ours. */
+	cr_assert_eq(put(&log, 3, len_small(3)), 3);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 1);
+	rmq_log_consume(&cur, &b, 1);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 0,
+		     "an uncommitted record was readable");
+
+	memcpy(r.p, "0123456789", 10);
+	rmq_log_commit(&r, 2, 5);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 2);
+	cr_assert_eq(b.seq, 2);
+	cr_assert_eq(rmq_batch_reclen(&b, 0), 10);
+	cr_assert(memcmp(b.data, "0123456789", 10) == 0);
+	const char *p;
+	uint32_t plen;
+	rmq_batch_payload(&b, 0, &p, &plen);
+	cr_assert_eq(plen, 5);
+	cr_assert(memcmp(p, "23456", 5) == 0);
+
+	/* The same limits as rmq_log_append; nothing is reserved on error. */
+	cr_assert_eq(rmq_log_reserve(&log, 0, &r), -EMSGSIZE);
+	cr_assert_eq(rmq_log_reserve(&log, 2 << 20, &r), -EMSGSIZE);
+	cr_assert_eq(rmq_log_next_seq(&log), 4);
+
+	/* A reservation that opens a new segment is its record 0. */
+	uint64_t s = 4;
+	while (rmq_log_reserve(&log, 1000, &r) == 0) {
+		cr_assert_eq(r.seq, s++);
+		memset(r.p, 'x', 1000);
+		rmq_log_commit(&r, 0, 1000);
+		if (r.idx == 0 && r.seq > 4)
+			break;
+	}
+	cr_assert_eq(r.idx, 0);
+	cr_assert_eq(r.off, 0);
+	rmq_log_fini(&log);
+}
+
+/* Segments are not calloc()ed: only the slots that records of the declared
+ * minimum size can reach are zeroed. Fill the heap with 0xff first, so
+ * that a slot left unzeroed would look committed: every reserved but
+ * uncommitted record must still hold readers back, in every segment, and
+ * records under the minimum are refused. */
+Test(log, min_record_slots_are_zeroed)
+{
+	for (uint32_t min = 1; min <= 64; min = min * 2 + 3) {
+		for (int k = 0; k < 64; k++) { /* dirty what malloc will hand out */
+			void *junk[8];
+			for (int j = 0; j < 8; j++) {
+				junk[j] = malloc(RMQ_SEG_MIN + 64 + (size_t)j * 8);
+				cr_assert_not_null(junk[j]);
+				memset(junk[j], 0xff, RMQ_SEG_MIN + 64 + (size_t)j * 8);
+			}
+			for (int j = 0; j < 8; j++)
+				free(junk[j]);
+		}
+		struct rmq_log log;
+		rmq_log_init(&log, 16 * RMQ_SEG_MIN, RMQ_ONFULL_DROP_OLDEST, NULL);
+		rmq_log_set_min_record(&log, min);
+		struct rmq_log_res r;
+		if (min > 1)
+			cr_assert_eq(rmq_log_reserve(&log, min - 1, &r), -EMSGSIZE);
+		struct rmq_cursor cur;
+		rmq_log_cursor_seek(&log, &cur, 1);
+		struct rmq_batch b;
+		uint64_t seq = 1;
+		/* Records of exactly the minimum: the most slots a segment can
+		 * have. Each is checked unreadable before its commit. */
+		for (int i = 0; i < 3000; i++, seq++) {
+			cr_assert_eq(rmq_log_reserve(&log, min, &r), 0);
+			cr_assert_eq(r.seq, seq);
+			cr_assert_eq(rmq_log_peek(&log, &cur, &b, 1, SIZE_MAX), 0,
+				     "min %u: record %" PRIu64 " (slot %u) readable before its commit", min,
+				     seq, r.idx);
+			memset(r.p, 'a' + (int)(seq % 26), min);
+			rmq_log_commit(&r, 0, min);
+			cr_assert_eq(rmq_log_peek(&log, &cur, &b, 1, SIZE_MAX), 1);
+			cr_assert_eq(b.seq, seq);
+			cr_assert_eq(b.data[0], 'a' + (int)(seq % 26));
+			rmq_log_consume(&cur, &b, 1);
+		}
+		urcu_qsbr_quiescent_state();
+		rmq_log_fini(&log);
+	}
+}
+
+/* rmq_log_reserve_n: n records with one reservation, committed one by one
+ * in any order; readers stop at the first uncommitted one. A run that does
+ * not fit in the current segment reserves nothing. */
+Test(log, reserve_n_then_commit_at)
+{
+	struct rmq_log log;
+	rmq_log_init(&log, 1 << 20, RMQ_ONFULL_DROP_OLDEST, NULL);
+	rmq_log_set_min_record(&log, 4);
+	struct rmq_cursor cur;
+	rmq_log_cursor_seek(&log, &cur, 1);
+	struct rmq_batch b;
+	struct rmq_log_res r;
+	cr_assert_eq(rmq_log_reserve_n(&log, 30, 3, &r), -EAGAIN, "no segment yet: nothing to fill");
+	cr_assert_eq(put(&log, 1, len_small(1)), 1);
+	cr_assert_eq(rmq_log_reserve_n(&log, 11, 3, &r), -EMSGSIZE, "under 3 x the minimum");
+	cr_assert_eq(rmq_log_reserve_n(&log, 10, 0, &r), -EMSGSIZE);
+
+	/* records of 4, 10 and 16 bytes */
+	cr_assert_eq(rmq_log_reserve_n(&log, 30, 3, &r), 0);
+	cr_assert_eq(r.seq, 2);
+	cr_assert_eq(rmq_log_next_seq(&log), 5);
+	memcpy(r.p, "AAAABBBBBBBBBBCCCCCCCCCCCCCCCC", 30);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 1);
+	rmq_log_consume(&cur, &b, 1);
+	rmq_log_commit_at(&r, 2, 14, 16, 0, 16);
+	rmq_log_commit_at(&r, 1, 4, 10, 2, 8);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 0, "record 2 uncommitted but readable");
+	rmq_log_commit_at(&r, 0, 0, 4, 0, 4);
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 3);
+	cr_assert_eq(b.seq, 2);
+	cr_assert_eq(b.bytes, 30);
+	cr_assert(memcmp(b.data, "AAAABBBBBBBBBBCCCCCCCCCCCCCCCC", 30) == 0);
+	const char *p;
+	uint32_t plen;
+	rmq_batch_payload(&b, 1, &p, &plen);
+	cr_assert_eq(plen, 8);
+	cr_assert(memcmp(p, "BBBBBBBB", 8) == 0);
+	cr_assert_eq(rmq_batch_reclen(&b, 2), 16);
+	rmq_log_consume(&cur, &b, 3);
+
+	/* Fill the segment with runs until one does not fit: it reserves
+	 * nothing, and single appends then go on into a new segment. */
+	uint64_t seq = 5;
+	struct rmq_seg *first = r.seg;
+	for (;;) {
+		int rc = rmq_log_reserve_n(&log, 8 * 100, 8, &r);
+		if (rc == -EAGAIN)
+			break;
+		cr_assert_eq(rc, 0);
+		cr_assert_eq(r.seg, first, "a run opened a segment");
+		cr_assert_eq(r.seq, seq);
+		for (uint32_t i = 0; i < 8; i++) {
+			memset(r.p + i * 100, 'x', 100);
+			rmq_log_commit_at(&r, i, i * 100, 100, 0, 100);
+		}
+		seq += 8;
+	}
+	cr_assert_eq(rmq_log_next_seq(&log), seq, "a failed run reserved something");
+	cr_assert_eq(rmq_log_reserve(&log, 100, &r), 0);
+	cr_assert_eq(r.seq, seq);
+	memset(r.p, 'y', 100);
+	rmq_log_commit(&r, 0, 100);
+	uint64_t got = 0;
+	while (rmq_log_peek(&log, &cur, &b, 1000, SIZE_MAX)) {
+		cr_assert_eq(b.seq, 5 + got);
+		cr_assert_eq(b.lost, 0);
+		for (uint32_t i = 0; i < b.n; i++)
+			cr_assert_eq(b.data[i * 100], b.seq + i == seq ? 'y' : 'x');
+		got += b.n;
+		rmq_log_consume(&cur, &b, b.n);
+	}
+	cr_assert_eq(got, seq - 4);
+	rmq_log_fini(&log);
+}
+
 Test(log, whole_segment_batches_are_contiguous)
 {
 	struct rmq_log log;

@@ -3,6 +3,7 @@
  * Inputs are copied so that they end exactly at a PROT_NONE guard page:
  * any read past the end crashes the test. */
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "resp.h"
+#include "util.h"
 
 static const struct rmq_resp_limits lim = { .max_bulk = 1024, .max_args = 16, .max_inline = 256 };
 
@@ -317,4 +319,74 @@ Test(resp, encoders)
 	cr_assert_eq(b.len, sizeof(want) - 1);
 	cr_assert(memcmp(b.data, want, b.len) == 0);
 	rmq_buf_free(&b);
+}
+
+/* rmq_u64toa writes every digit count right: each power of ten, its
+ * neighbours, and values with every digit pattern, against snprintf. */
+Test(resp, u64toa_matches_printf)
+{
+	uint64_t vals[256];
+	size_t n = 0;
+	vals[n++] = 0;
+	vals[n++] = UINT64_MAX;
+	vals[n++] = UINT64_MAX - 1;
+	for (uint64_t p = 1; n + 3 <= 64; p *= 10) {
+		vals[n++] = p - 1;
+		vals[n++] = p;
+		vals[n++] = p + 1;
+		if (p > UINT64_MAX / 10)
+			break;
+	}
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	while (n < sizeof(vals) / sizeof(vals[0])) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		vals[n++] = x >> (x % 64); /* every magnitude */
+	}
+	for (size_t i = 0; i < n; i++) {
+		char got[32], want[32];
+		memset(got, '#', sizeof(got));
+		size_t len = rmq_u64toa(vals[i], got);
+		int wl = snprintf(want, sizeof(want), "%llu", (unsigned long long)vals[i]);
+		cr_assert_eq(len, (size_t)wl, "length of %s", want);
+		cr_assert(memcmp(got, want, len) == 0, "%.*s != %s", (int)len, got, want);
+		cr_assert_eq(got[len], '#', "wrote past the end for %s", want);
+	}
+}
+
+/* The tail of a bulk string after its '$': whole ones parse, every proper
+ * prefix and every malformed one gives 0 (and reads nothing past the end:
+ * guard page). */
+Test(resp, bulk_tail)
+{
+	static const struct {
+		const char *s;
+		size_t len, used, arglen;
+	} cases[] = {
+		{ "5\r\nhello\r\n", 10, 10, 5 },
+		{ "0\r\n\r\n", 5, 5, 0 },
+		{ "16\r\n0123456789abcdef\r\nMORE", 26, 22, 16 },
+		{ "003\r\na\0b\r\n", 10, 10, 3 },
+		{ "1024\r\n", 6, 0, 0 }, /* incomplete */
+		{ "1025\r\n", 6, 0, 0 }, /* over max_bulk */
+		{ "-1\r\n", 4, 0, 0 },
+		{ "5\r\nhelloXY", 10, 0, 0 },
+		{ "x\r\n", 3, 0, 0 },
+		{ "5\n\nhello\r\n", 10, 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (size_t n = cases[i].used ? 0 : cases[i].len; n <= cases[i].len; n++) {
+			struct guarded g = guard(cases[i].s, n);
+			struct rmq_arg a = { NULL, 0 };
+			size_t got = rmq_resp_parse_bulk_tail(g.p, n, &lim, &a);
+			size_t want = n >= cases[i].used ? cases[i].used : 0;
+			cr_assert_eq(got, want, "case %zu, %zu bytes: %zu", i, n, got);
+			if (got) {
+				cr_assert_eq(a.len, cases[i].arglen);
+				cr_assert_eq(a.p, g.p + (cases[i].used - cases[i].arglen - 2));
+			}
+			unguard(&g);
+		}
+	}
 }

@@ -130,6 +130,23 @@ static void check_message(struct rmq_topic *t, const struct rmq_batch *b, uint32
 	cr_assert(memcmp(p + len, "\r\n", 2) == 0);
 }
 
+/* Reads everything at cur, checking that the messages are payload_for(k),
+ * payload_for(k + 1), ...; returns the number after the last one read. */
+static uint64_t read_messages(struct rmq_topic *t, struct rmq_cursor *cur, uint64_t k)
+{
+	struct rmq_batch bt;
+	while (rmq_log_peek(&t->log, cur, &bt, 64, SIZE_MAX)) {
+		cr_assert_eq(bt.seq, k);
+		size_t off = 0;
+		for (uint32_t i = 0; i < bt.n; i++, k++) {
+			check_message(t, &bt, i, bt.data + off, k);
+			off += rmq_batch_reclen(&bt, i);
+		}
+		rmq_log_consume(cur, &bt, bt.n);
+	}
+	return k;
+}
+
 /* --- the table --- */
 
 Test(topic, broker_shard_limits)
@@ -268,6 +285,26 @@ Test(topic, name_validation)
 
 /* --- publishing --- */
 
+/* rmq_topic_name_valid looks at eight bytes at a time: every byte value at
+ * every position of names of 1..24 bytes, next to allowed bytes of every
+ * kind (ASCII, 0x21, 0x7e, 0x80, 0xff), against the one-byte rule. */
+Test(topic, name_validation_every_byte_everywhere)
+{
+	static const unsigned char fill[] = { 'a', 0x21, 0x7e, 0x80, 0xff };
+	char name[24];
+	for (size_t len = 1; len <= sizeof(name); len++)
+		for (size_t f = 0; f < sizeof(fill); f++)
+			for (size_t pos = 0; pos < len; pos++)
+				for (unsigned v = 0; v < 256; v++) {
+					memset(name, fill[f], len);
+					name[pos] = (char)v;
+					int want = (v <= ' ' || v == 0x7f) ? -EINVAL : 0;
+					cr_assert_eq(rmq_topic_name_valid(name, len), want,
+						     "len %zu, fill 0x%02x, byte 0x%02x at %zu", len,
+						     fill[f], v, pos);
+				}
+}
+
 Test(topic, publish_sequence_and_stats)
 {
 	struct rmq_broker *b = broker(2);
@@ -401,6 +438,89 @@ Test(topic, watch_coalesces_and_wakes)
 	cr_assert_eq(publish_k(t, 104), 104);
 	cr_assert_eq(rmq_shard_next_dirty(b, 1), w);
 	rmq_watch_release(w);
+	rmq_broker_free(b);
+}
+
+/* rmq_topic_append stores the same records as rmq_topic_publish but wakes
+ * nobody; rmq_topic_published then counts the run's bytes and wakes each
+ * watching shard once. */
+Test(topic, append_then_published_wakes_once)
+{
+	struct rmq_broker *b = broker(2);
+	struct rmq_topic *t = must_create(b, "a", 1 << 20, RMQ_ONFULL_DROP_OLDEST);
+	struct rmq_watch *w = rmq_watch_acquire(t, 1);
+	cr_assert_not_null(w);
+	struct rmq_cursor cur;
+	rmq_log_cursor_end(&t->log, &cur);
+	uint64_t w1 = wakes(1), bytes = 0;
+	for (uint64_t k = 1; k <= 300; k++) {
+		char buf[64];
+		size_t len = payload_for(k, buf, sizeof(buf));
+		bytes += len;
+		cr_assert_eq(rmq_topic_append(t, buf, (uint32_t)len), (int64_t)k);
+	}
+	cr_assert_eq(wakes(1), w1, "append woke a shard");
+	cr_assert_null(rmq_shard_next_dirty(b, 1), "append queued the watch");
+	struct rmq_topic_stats st;
+	rmq_topic_stats(t, &st);
+	cr_assert_eq(st.msgs_in, 300);
+	cr_assert_eq(st.bytes_in, 0, "bytes are counted by rmq_topic_published");
+
+	rmq_topic_published(t, bytes);
+	cr_assert_eq(wakes(1), w1 + 1);
+	cr_assert_eq(rmq_shard_next_dirty(b, 1), w);
+	cr_assert_null(rmq_shard_next_dirty(b, 1));
+	rmq_topic_stats(t, &st);
+	cr_assert_eq(st.bytes_in, bytes);
+
+	/* Same records as rmq_topic_publish writes. */
+	cr_assert_eq(read_messages(t, &cur, 1), 301);
+
+	/* Failures append nothing: a payload over the capacity. */
+	static char big[2 << 20];
+	cr_assert_eq(rmq_topic_append(t, big, sizeof(big)), -EMSGSIZE);
+	cr_assert_eq(rmq_log_next_seq(&t->log), 301);
+	rmq_watch_release(w);
+	rmq_broker_free(b);
+}
+
+/* rmq_topic_append_n writes the same records as rmq_topic_publish, with
+ * consecutive sequence numbers; a run that does not fit in the current
+ * segment appends nothing (-EAGAIN). */
+Test(topic, append_n_runs)
+{
+	struct rmq_broker *b = broker(1);
+	struct rmq_topic *t = must_create(b, "runs", 1 << 20, RMQ_ONFULL_DROP_OLDEST);
+	struct rmq_cursor cur;
+	rmq_log_cursor_end(&t->log, &cur);
+	static char bufs[RMQ_APPEND_RUN_MAX][64];
+	struct iovec pl[RMQ_APPEND_RUN_MAX];
+	cr_assert_eq(publish_k(t, 1), 1); /* the log has a segment now */
+	uint64_t k = 2;
+	uint32_t n = 1;
+	int again = 0;
+	while (k < 3000) {
+		for (uint32_t i = 0; i < n; i++) {
+			pl[i].iov_base = bufs[i];
+			pl[i].iov_len = payload_for(k + i, bufs[i], sizeof(bufs[i]));
+		}
+		int64_t seq = rmq_topic_append_n(t, pl, n);
+		if (seq == -EAGAIN) { /* the segment is full: singles roll it */
+			again++;
+			cr_assert_eq(rmq_log_next_seq(&t->log), k, "a failed run appended");
+			cr_assert_eq(publish_k(t, k), (int64_t)k);
+			k++;
+			continue;
+		}
+		cr_assert_eq(seq, (int64_t)k);
+		rmq_topic_published(t, 0);
+		k += n;
+		n = n % RMQ_APPEND_RUN_MAX + 1;
+	}
+	cr_assert_gt(again, 0, "no run ever hit a segment's end");
+	cr_assert_eq(rmq_topic_append_n(t, pl, 0), -EINVAL);
+	cr_assert_eq(rmq_topic_append_n(t, pl, RMQ_APPEND_RUN_MAX + 1), -EINVAL);
+	cr_assert_eq(read_messages(t, &cur, 1), k);
 	rmq_broker_free(b);
 }
 

@@ -492,6 +492,8 @@ SRV_TEST(basic, ping_echo)
 	IS_STATUS(R(c, "ping"), "PONG");
 	IS_STATUS(R(c, "PiNg"), "PONG");
 	IS_BULKSTR(R(c, "eChO", "y"), "y");
+	IS_ERR(R(c, "pUbLiSh", "no-such", "x"), "NOTOPIC");
+	IS_PUSH3(R(c, "uNsUbScRiBe"), "unsubscribe", NULL, 0);
 	e2e_close(c);
 }
 
@@ -500,6 +502,11 @@ SRV_TEST(basic, unknown_command)
 	struct e2e_client *c = CONN();
 	IS_ERR(R(c, "FLUSHALL"), "ERR unknown command 'FLUSHALL'");
 	IS_ERR(R(c, "GET", "k"), "ERR unknown command 'GET'");
+	/* prefixes, extensions and non-letters next to a name are no match */
+	IS_ERR(R(c, "PIN"), "ERR unknown command 'PIN'");
+	IS_ERR(R(c, "PINGG"), "ERR unknown command 'PINGG'");
+	IS_ERR(R(c, "P@NG"), "ERR unknown command 'P@NG'");
+	IS_ERR(R(c, "PUBLISH1", "t", "x"), "ERR unknown command 'PUBLISH1'");
 	/* the connection stays usable */
 	PING_OK(c);
 	e2e_close(c);
@@ -1024,6 +1031,122 @@ SRV_TEST(publish, publish)
 	cr_assert_eq(INFO(c, "messages_in"), 4);
 	e2e_close(c);
 	e2e_close(d);
+}
+
+/* Publishes, a delete and a re-create of the same name in one pipeline (one
+ * read, so the server handles them without a quiescent state in between):
+ * each publish goes to the topic that exists at that point, and each
+ * topic's live subscriber gets exactly its own messages. */
+SRV_TEST(publish, delete_recreate_in_one_pipeline)
+{
+	struct e2e_client *c = CONN(), *s1 = CONN();
+	IS_OK(R(c, "CREATE", "rc"));
+	IS_PUSH3(R(s1, "SUBSCRIBE", "rc"), "subscribe", "rc", 1);
+	SENDS(c, "*3\r\n$7\r\nPUBLISH\r\n$2\r\nrc\r\n$2\r\nm1\r\n"
+		 "*3\r\n$7\r\npublish\r\n$2\r\nrc\r\n$2\r\nm2\r\n"
+		 "*2\r\n$6\r\nDELETE\r\n$2\r\nrc\r\n"
+		 "*3\r\n$7\r\nPUBLISH\r\n$2\r\nrc\r\n$2\r\nm3\r\n"
+		 "*2\r\n$6\r\nCREATE\r\n$2\r\nrc\r\n"
+		 "*3\r\n$7\r\nPUBLISH\r\n$2\r\nrc\r\n$2\r\nm4\r\n"
+		 "*4\r\n$8\r\nMPUBLISH\r\n$2\r\nrc\r\n$2\r\nm5\r\n$2\r\nm6\r\n");
+	IS_INT(RD(c), 1);
+	IS_INT(RD(c), 2);
+	IS_OK(RD(c));
+	IS_ERR(RD(c), "NOTOPIC");
+	IS_OK(RD(c));
+	IS_INT(RD(c), 1); /* the new topic's sequence starts over */
+	IS_INT(RD(c), 3);
+	IS_MSGSTR(RD(s1), "rc", "m1");
+	IS_MSGSTR(RD(s1), "rc", "m2");
+	IS_PUSH3(RD(s1), "unsubscribe", "rc", 0);
+	cr_assert(!e2e_readable(s1, 100), "the deleted topic's subscriber got more");
+	cr_assert_eq(TINFO(c, "rc", "msgs_in"), 3);
+	/* and the new topic delivers */
+	struct e2e_client *s2 = CONN();
+	IS_PUSH3(R(s2, "SUBSCRIBE", "rc"), "subscribe", "rc", 1);
+	IS_INT(R(c, "PUBLISH", "rc", "m7"), 4);
+	IS_MSGSTR(RD(s2), "rc", "m7");
+	e2e_close(s2);
+	e2e_close(s1);
+	e2e_close(c);
+}
+
+/* A pipelined run of identical PUBLISH headers, with what may change
+ * between them in the same read: CLIENT REPLY SKIP and OFF/ON (replies
+ * dropped exactly where Redis drops them), a topic filling up under ONFULL
+ * reject (-FULL in its place, the run goes on after), SUBSCRIBE (PUBLISH is
+ * refused in subscribe mode), and a malformed request after the run. */
+SRV_TEST(publish, pipelined_run_edges)
+{
+	struct e2e_client *c = CONN();
+	IS_OK(R(c, "CREATE", "pr"));
+#define PR(m) "*3\r\n$7\r\nPUBLISH\r\n$2\r\npr\r\n$2\r\n" m "\r\n"
+	SENDS(c, PR("m1") PR("m2") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$4\r\nSKIP\r\n"
+		 PR("m3") PR("m4") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"
+		 PR("m5") PR("m6") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n" PR("m7"));
+	IS_INT(RD(c), 1);
+	IS_INT(RD(c), 2);
+	IS_INT(RD(c), 4); /* m3 skipped */
+	IS_OK(RD(c));     /* CLIENT REPLY ON */
+	IS_INT(RD(c), 7);
+	cr_assert(!e2e_readable(c, 50), "unexpected extra reply");
+	cr_assert_eq(TINFO(c, "pr", "msgs_in"), 7);
+
+	/* -FULL inside a run: a 4 KiB topic held by a durable subscriber. */
+	IS_OK(R(c, "CREATE", "pf", "CAPACITY", "4K"));
+	struct e2e_client *d = DURABLE("run-holder", "pf");
+	char *pipe = NULL;
+	size_t plen = 0;
+	FILE *f = open_memstream(&pipe, &plen);
+	cr_assert_not_null(f);
+	for (int i = 0; i < 200; i++)
+		fprintf(f, "*3\r\n$7\r\nPUBLISH\r\n$2\r\npf\r\n$64\r\n%064d\r\n", i);
+	fputs("*1\r\n$4\r\nPING\r\n", f);
+	fclose(f);
+	SEND(c, pipe, plen);
+	free(pipe);
+	long long last = 0;
+	int full = 0;
+	for (int i = 0; i < 200; i++) {
+		struct e2e_reply *r = RD(c);
+		if (r->type == E2E_INT) {
+			cr_assert(full == 0 && r->integer == last + 1, "reply %d: %s after %d -FULL", i,
+				  e2e_reply_str(r), full);
+			last = r->integer;
+		} else {
+			cr_assert(r->type == E2E_ERROR && strncmp(r->str, "FULL", 4) == 0, "reply %d: %s", i,
+				  e2e_reply_str(r));
+			full++;
+		}
+		e2e_reply_free(r);
+	}
+	IS_STATUS(RD(c), "PONG");
+	cr_assert(last > 0 && full > 0, "accepted %lld, refused %d", last, full);
+	cr_assert_eq(TINFO(c, "pf", "msgs_in"), last);
+	e2e_close(d);
+
+	/* SUBSCRIBE in the middle of a run: the PUBLISH after it is refused. */
+	SENDS(c, PR("s1") "*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\npr\r\n" PR("s2") PR("s3")
+		 "*1\r\n$4\r\nPING\r\n");
+	IS_INT(RD(c), 8);
+	IS_PUSH3(RD(c), "subscribe", "pr", 1);
+	IS_ERR(RD(c), "ERR Can't execute");
+	IS_ERR(RD(c), "ERR Can't execute");
+	struct e2e_reply *r = RD(c);
+	cr_assert(r->type == E2E_ARRAY && r->n == 2 && is_bulkstr(r->elem[0], "pong"), "%s",
+		  e2e_reply_str(r));
+	e2e_reply_free(r);
+	e2e_close(c);
+	c = CONN();
+	cr_assert_eq(TINFO(c, "pr", "msgs_in"), 8);
+
+	/* A request that repeats the header but breaks the frame after it. */
+	SENDS(c, PR("b1") "*3\r\n$7\r\nPUBLISH\r\n$2\r\npr\r\n$2\r\nb2XX");
+	IS_INT(RD(c), 9);
+	IS_ERR(RD(c), "ERR Protocol error");
+	cr_assert(e2e_wait_eof(c, 2000, NULL), "the connection stayed open");
+#undef PR
+	e2e_close(c);
 }
 
 SRV_TEST(publish, mpublish)
