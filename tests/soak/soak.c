@@ -54,6 +54,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1010,8 +1011,10 @@ static long proc_rss_kib(pid_t pid)
 	FILE *f = fopen(path, "re");
 	long v = -1;
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
+		if (strncmp(line, "VmRSS:", 6) == 0) {
+			v = strtol(line + 6, NULL, 10);
 			break;
+		}
 	if (f)
 		fclose(f);
 	return v;
@@ -1027,6 +1030,7 @@ static int proc_fds(pid_t pid)
 		return -1;
 	int n = 0;
 	struct dirent *e;
+	/* cppcheck-suppress readdirCalled ; one thread reads this DIR, and readdir_r is deprecated */
 	while ((e = readdir(d)))
 		n += e->d_name[0] != '.';
 	closedir(d);
@@ -1126,11 +1130,25 @@ static void usage(FILE *f)
 		"inspect it (gdb -p PID); --keep-log keeps its stderr log even when all passed.\n");
 }
 
+/* A whole decimal number from 0 to INT_MAX, or exit 2 with a message;
+ * parse_args() checks each one's range. */
+static int num_arg(const char *what, const char *s)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > INT_MAX) {
+		fprintf(stderr, "soak: %s must be a whole number, not '%s'\n", what, s);
+		exit(2);
+	}
+	return (int)v;
+}
+
 static int parse_args(int argc, char **argv)
 {
 	const char *env = getenv("RINGMQ_SOAK_SECONDS");
 	if (env && *env)
-		g_cfg.seconds = atoi(env);
+		g_cfg.seconds = num_arg("RINGMQ_SOAK_SECONDS", env);
 	g_cfg.seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL ^ e2e_now_ms();
 	if ((env = getenv("RINGMQ_SOAK_SEED")) && *env)
 		g_cfg.seed = strtoull(env, NULL, 0);
@@ -1146,16 +1164,16 @@ static int parse_args(int argc, char **argv)
 	int o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
-		case 'd': g_cfg.seconds = atoi(optarg); break;
-		case 'p': g_cfg.pubs = atoi(optarg); break;
-		case 'l': g_cfg.lives = atoi(optarg); break;
-		case 'D': g_cfg.durs = atoi(optarg); break;
-		case 't': g_cfg.topics = atoi(optarg); break;
-		case 'T': g_cfg.threads = atoi(optarg); break;
+		case 'd': g_cfg.seconds = num_arg("--duration", optarg); break;
+		case 'p': g_cfg.pubs = num_arg("--publishers", optarg); break;
+		case 'l': g_cfg.lives = num_arg("--live", optarg); break;
+		case 'D': g_cfg.durs = num_arg("--durable", optarg); break;
+		case 't': g_cfg.topics = num_arg("--topics", optarg); break;
+		case 'T': g_cfg.threads = num_arg("--server-threads", optarg); break;
 		case 's': g_cfg.seed = strtoull(optarg, NULL, 0); break;
-		case 'r': g_cfg.rss_tol_kib = atol(optarg); break;
+		case 'r': g_cfg.rss_tol_kib = num_arg("--rss-tolerance-kib", optarg); break;
 		case 'n': g_cfg.check_rss = false; break;
-		case 'H': g_cfg.hold = atoi(optarg); break;
+		case 'H': g_cfg.hold = num_arg("--hold", optarg); break;
 		case 'k': g_cfg.keep_log = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
@@ -1445,15 +1463,15 @@ static void print_summary(const struct totals *tt, const char *kind)
 	const struct racer *ra = &g_racer;
 	int st = tt->stop_status;
 	printf("\n== soak summary (%s server, %d server threads, %.1f s of load, seed 0x%" PRIx64 ") ==\n", kind,
-	       g_cfg.threads, tt->load_ms / 1000.0, g_cfg.seed);
+	       g_cfg.threads, (double)tt->load_ms / 1000.0, g_cfg.seed);
 	printf("published   %" PRIu64 " messages by %d publishers to %d main topics (%.1f MB, %.0f msg/s); %" PRIu64
 	       " -FULL retries; %" PRIu64 " publisher reconnects\n",
-	       tt->pub, g_cfg.pubs, g_cfg.topics, tt->pub_bytes / 1e6,
-	       tt->pub * 1000.0 / (double)(tt->load_ms ? tt->load_ms : 1), tt->full, tt->pub_reconn);
+	       tt->pub, g_cfg.pubs, g_cfg.topics, (double)tt->pub_bytes / 1e6,
+	       (double)tt->pub * 1000.0 / (double)(tt->load_ms ? tt->load_ms : 1), tt->full, tt->pub_reconn);
 	printf("durable     %" PRIu64 " messages to %d subscribers, each exactly once and in order (expected %" PRIu64
 	       "), %" PRIu64 " pulls; %" PRIu64 " disconnects (%" PRIu64 " by takeover, %.1f s away in all); caught up %.1f s after the load\n",
 	       tt->dur_msgs, g_cfg.durs, tt->expected, tt->dur_pulls, tt->dur_disc, tt->takeovers,
-	       tt->away_ms / 1000.0, tt->drain_ms / 1000.0);
+	       (double)tt->away_ms / 1000.0, (double)tt->drain_ms / 1000.0);
 	printf("live        %" PRIu64 " messages to %d subscribers; %" PRIu64 " self disconnects, %" PRIu64
 	       " closed by the server (INFO slow_subscribers_disconnected %lld)\n",
 	       tt->live_msgs, g_cfg.lives, tt->live_self, tt->live_server, tt->slow);
