@@ -622,13 +622,22 @@ static void worker_flush(struct worker *w)
 	}
 }
 
-static void worker_take_new(struct worker *w)
+/* Takes the next socket the acceptor queued for w; false when none. */
+static bool worker_ring_take(struct worker *w, int *fd)
 {
 	void *p;
-	while (ck_ring_dequeue_spsc(&w->ring, w->ringbuf, &p)) {
-		RMQ_TSAN_ACQUIRE(&w->ring); /* pairs with the acceptor's release */
-		conn_new(w, (int)(intptr_t)p);
-	}
+	if (!ck_ring_dequeue_spsc(&w->ring, w->ringbuf, &p))
+		return false;
+	RMQ_TSAN_ACQUIRE(&w->ring); /* pairs with the acceptor's release */
+	*fd = (int)(intptr_t)p;
+	return true;
+}
+
+static void worker_take_new(struct worker *w)
+{
+	int fd;
+	while (worker_ring_take(w, &fd))
+		conn_new(w, fd);
 }
 
 static void worker_drain_watches(struct worker *w)
@@ -828,10 +837,9 @@ static void worker_shutdown(struct worker *w)
 	/* Anything queued for us now refers to watches we released. */
 	while (rmq_shard_next_dirty(w->srv->broker, w->id))
 		;
-	void *p;
-	while (ck_ring_dequeue_spsc(&w->ring, w->ringbuf, &p)) {
-		RMQ_TSAN_ACQUIRE(&w->ring);
-		close((int)(intptr_t)p);
+	int fd;
+	while (worker_ring_take(w, &fd)) {
+		close(fd);
 		atomic_fetch_sub(&w->srv->nclients, 1);
 	}
 	rmq_buf_free(&w->scratch);

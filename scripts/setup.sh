@@ -5,11 +5,10 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config clang        # toolchain (gcc and clang)
-  libclang-rt-dev                                # clang's ASan/UBSan and libFuzzer runtimes (tests/fuzz)
   liburcu-dev libck-dev libcriterion-dev         # core deps + unit tests
   libhiredis-dev                                 # client library
   redis-tools python3-redis                      # real Redis clients the tests drive
-  libclang-rt-dev                                # clang's ASan/UBSan/TSan runtimes (only
+  libclang-rt-dev                                # clang's sanitizer and libFuzzer runtimes (only
                                                  # recommended by clang, so not pulled in)
   clang-tidy cppcheck                            # scripts/lint.sh
 )

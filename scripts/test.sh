@@ -88,18 +88,20 @@ stage_lint() {
 # soak test runs 30 s of load instead of 60 (RINGMQ_SOAK_SECONDS): the
 # sanitized server is 2-5x slower, so 30 s still drives hundreds of
 # thousands of messages through every path, and CI stays under 30 minutes.
+# sanitized DIR KIND: the whole suite in DIR, built with RINGMQ_SANITIZE=KIND.
+sanitized() {
+	configure "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+		-DRINGMQ_SANITIZE="$2"
+	cmake --build "$1" -j"$JOBS" >/dev/null
+	RINGMQ_SOAK_SECONDS=${RINGMQ_SOAK_SECONDS:-30} run_ctest "$1"
+}
+
 stage_asan() {
-	configure build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-		-DRINGMQ_SANITIZE=address
-	cmake --build build-asan -j"$JOBS" >/dev/null
-	RINGMQ_SOAK_SECONDS=${RINGMQ_SOAK_SECONDS:-30} run_ctest build-asan
+	sanitized build-asan address
 }
 
 stage_tsan() {
-	configure build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-		-DRINGMQ_SANITIZE=thread
-	cmake --build build-tsan -j"$JOBS" >/dev/null
-	RINGMQ_SOAK_SECONDS=${RINGMQ_SOAK_SECONDS:-30} run_ctest build-tsan
+	sanitized build-tsan thread
 }
 
 # The fuzz targets (tests/fuzz) side by side, each for

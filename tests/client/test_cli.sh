@@ -129,6 +129,8 @@ bg() {
 
 pub() { timeout "$T" "$PUB" "${TMO[@]}" --host "$HOST" --port "$PORT" "$@"; }
 sub() { timeout "$T" "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" "$@"; }
+# bgsub NAME ARGS...: ringmq-sub ARGS in the background, as bg does.
+bgsub() { bg "$1" "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" "${@:2}"; }
 
 # run NAME CMD...: foreground, output in NAME.out/.err, status in RC.
 run() {
@@ -292,7 +294,7 @@ case_publish_stdin() {
 case_live_subscribe() {
 	start_server
 	pub -q --create my_topic || fail "create"
-	bg s "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe my_topic
+	bgsub s --subscribe my_topic
 	local s=$LAST
 	wait_for "$WORK/s.err" "Subscribed to 'my_topic' \(live\)" 5
 	seq 1 1000 | pub -q --publish my_topic - || fail "publish"
@@ -307,7 +309,7 @@ case_live_subscribe() {
 	} >"$WORK/want.txt"
 	cmp -s "$WORK/s.out" "$WORK/want.txt" || fail "received messages differ: $(diff "$WORK/s.out" "$WORK/want.txt" | head -5)"
 	# SIGTERM ends it the same way
-	bg s2 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe my_topic
+	bgsub s2 --subscribe my_topic
 	s=$LAST
 	wait_for "$WORK/s2.err" "Subscribed" 5
 	kill -TERM "$s"
@@ -318,7 +320,7 @@ case_live_subscribe() {
 	expect_rc 0 "quiet pull"
 	[[ -s "$WORK/q.err" || -s "$WORK/q.out" ]] && fail "--quiet printed something"
 	# live does not see what was published before it started
-	bg s3 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe my_topic --count 1
+	bgsub s3 --subscribe my_topic --count 1
 	s=$LAST
 	wait_for "$WORK/s3.err" "Subscribed" 5
 	pub -q --publish my_topic after || fail "publish"
@@ -330,7 +332,7 @@ case_live_subscribe() {
 case_live_two_topics() {
 	start_server
 	pub -q --create a --create b || fail "create"
-	bg s "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --format json --subscribe a --subscribe b
+	bgsub s --format json --subscribe a --subscribe b
 	local s=$LAST
 	wait_for "$WORK/s.err" "Subscribed to 'a', 'b' \(live\)" 5
 	pub -q --publish a x || fail "publish a"
@@ -366,7 +368,7 @@ case_durable_pull() {
 	run b sub --name bob --pull my_topic
 	[[ -s "$WORK/b.out" ]] && fail "bob's first pull printed messages"
 	# --follow keeps waiting
-	bg f "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name alice --pull my_topic --follow
+	bgsub f --name alice --pull my_topic --follow
 	local f=$LAST
 	wait_for "$WORK/f.err" "Subscribed to 'my_topic' as 'alice'" 5
 	pub -q --publish my_topic m4 || fail "publish"
@@ -391,7 +393,7 @@ case_durable_pull() {
 case_durable_resume() {
 	start_server
 	pub -q --create my_topic || fail "create"
-	bg a1 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name alice --subscribe my_topic
+	bgsub a1 --name alice --subscribe my_topic
 	local s=$LAST
 	wait_for "$WORK/a1.err" "Subscribed to 'my_topic' as 'alice' \(durable" 5
 	pub -q --publish my_topic a || fail "publish"
@@ -402,7 +404,7 @@ case_durable_resume() {
 	expect_file "$WORK/a1.out" "[my_topic #1] a" "first run"
 	# published while alice is away
 	pub -q --publish my_topic b c || fail "publish"
-	bg a2 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name alice --subscribe my_topic
+	bgsub a2 --name alice --subscribe my_topic
 	s=$LAST
 	wait_lines "$WORK/a2.out" 2 10
 	pub -q --publish my_topic d || fail "publish"
@@ -413,7 +415,7 @@ case_durable_resume() {
 	expect_file "$WORK/a2.out" "$(printf '[my_topic #2] b\n[my_topic #3] c\n[my_topic #4] d')" "resumed where alice stopped"
 	# durable with two topics
 	pub -q --create other || fail "create"
-	bg a3 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name alice --format json --subscribe my_topic --subscribe other
+	bgsub a3 --name alice --format json --subscribe my_topic --subscribe other
 	s=$LAST
 	wait_for "$WORK/a3.err" "Subscribed" 5
 	pub -q --publish other o1 --publish my_topic e || fail "publish"
@@ -435,7 +437,7 @@ case_count() {
 	expect_file "$WORK/c.out" "$(printf '[t #1] 1\n[t #2] 2')" "first two"
 	run c sub --name carol --pull t
 	expect_file "$WORK/c.out" "$(printf '[t #3] 3\n[t #4] 4\n[t #5] 5')" "--count did not consume more"
-	bg d "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name carol --subscribe t -n 3
+	bgsub d --name carol --subscribe t -n 3
 	local s=$LAST
 	wait_for "$WORK/d.err" "Subscribed" 5
 	seq 6 10 | pub -q --publish t - || fail "publish"
@@ -449,7 +451,7 @@ case_count() {
 case_delete_live() {
 	start_server
 	pub -q --create t --create u || fail "create"
-	bg s "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe t
+	bgsub s --subscribe t
 	local s=$LAST
 	wait_for "$WORK/s.err" "Subscribed" 5
 	pub -q --publish t before || fail "publish"
@@ -462,7 +464,7 @@ case_delete_live() {
 	expect_grep "$WORK/s.err" "ringmq-sub: topic 't' was deleted" "deleted message"
 	# with two topics it goes on with the other one
 	pub -q --create t || fail "create again"
-	bg s2 "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe t --subscribe u
+	bgsub s2 --subscribe t --subscribe u
 	s=$LAST
 	wait_for "$WORK/s2.err" "Subscribed" 5
 	pub -q --delete t || fail "delete"
@@ -482,7 +484,7 @@ case_delete_live() {
 case_delete_durable() {
 	start_server
 	pub -q --create t || fail "create"
-	bg s "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name alice --subscribe t
+	bgsub s --name alice --subscribe t
 	local s=$LAST
 	wait_for "$WORK/s.err" "Subscribed" 5
 	pub -q --publish t m || fail "publish"
@@ -543,7 +545,7 @@ case_redis_cli_publish() {
 	command -v redis-cli >/dev/null || fail "redis-cli is needed (apt-get install redis-tools)"
 	start_server
 	pub -q --create news || fail "create"
-	bg s "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --subscribe news
+	bgsub s --subscribe news
 	local s=$LAST
 	wait_for "$WORK/s.err" "Subscribed" 5
 	run r timeout "$T" redis-cli -h "$HOST" -p "$PORT" PUBLISH news "from redis-cli"

@@ -24,24 +24,14 @@
 
 #include <criterion/criterion.h>
 
+#include "harness.h"
 #include "ringmq.h"
 
 #define HOST "127.0.0.1"
 
-/* Slowness factor of the server under test (RINGMQ_TEST_TIME_SCALE, set
- * by ctest: more than 1 in sanitizer builds), applied to bounds on waiting
- * for something that must happen. */
-static int time_scale(void)
-{
-	const char *e = getenv("RINGMQ_TEST_TIME_SCALE");
-	long v = e && *e ? strtol(e, NULL, 10) : 1;
-	return v < 1 ? 1 : v > 50 ? 50 : (int)v;
-}
-#define SCALED(ms) ((ms) * time_scale())
-#ifndef CLIENT_TIME_SCALE
-#define CLIENT_TIME_SCALE 1 /* the configured scale, for Criterion's .timeout */
-#endif
-#define TMO SCALED(3000)
+/* Bounds on waiting for something that must happen scale with the
+ * server's slowness (E2E_MS, E2E_TEST_TIMEOUT: see harness.h). */
+#define TMO E2E_MS(3000)
 
 static pid_t g_srv;
 static int g_port;
@@ -84,7 +74,7 @@ static void server_start(void)
 	g_srv = pid;
 	char line[256] = "";
 	size_t n = 0;
-	uint64_t deadline = now_ms() + SCALED(5000);
+	uint64_t deadline = now_ms() + E2E_MS(5000);
 	while (n < sizeof(line) - 1 && !memchr(line, '\n', n)) {
 		struct pollfd pf = { p[0], POLLIN, 0 };
 		uint64_t now = now_ms();
@@ -108,7 +98,7 @@ static int server_stop(void)
 		return -1;
 	kill(g_srv, SIGTERM);
 	int st = -1;
-	uint64_t deadline = now_ms() + SCALED(5000);
+	uint64_t deadline = now_ms() + E2E_MS(5000);
 	while (waitpid(g_srv, &st, WNOHANG) == 0) {
 		if (now_ms() > deadline) {
 			kill(g_srv, SIGKILL);
@@ -126,13 +116,13 @@ static void fini(void)
 	server_stop();
 }
 
-TestSuite(connect, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
-TestSuite(topics, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
-TestSuite(send, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
-TestSuite(pipeline, .init = server_start, .fini = fini, .timeout = 60 * CLIENT_TIME_SCALE);
-TestSuite(durable, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
-TestSuite(live, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
-TestSuite(errors, .init = server_start, .fini = fini, .timeout = 30 * CLIENT_TIME_SCALE);
+TestSuite(connect, .init = server_start, .fini = fini, .timeout = E2E_TEST_TIMEOUT(30.0));
+TestSuite(topics, .init = server_start, .fini = fini, .timeout = E2E_TEST_TIMEOUT(30.0));
+TestSuite(send, .init = server_start, .fini = fini, .timeout = E2E_TEST_TIMEOUT(30.0));
+TestSuite(pipeline, .init = server_start, .fini = fini, .timeout = E2E_TEST_TIMEOUT(60.0));
+TestSuite(durable, .init = server_start, .fini = fini, .timeout = E2E_TEST_TIMEOUT(30.0));
+TestSuite(live, .init = server_start, .fini = fini, .timeout = E2E_TEST_TIMEOUT(30.0));
+TestSuite(errors, .init = server_start, .fini = fini, .timeout = E2E_TEST_TIMEOUT(30.0));
 
 static struct rmq_client *conn(void)
 {
@@ -453,7 +443,7 @@ Test(send, full)
 			break;
 	} while (1);
 	cr_assert_eq(got, (size_t)sent);
-	uint64_t deadline = now_ms() + SCALED(3000);
+	uint64_t deadline = now_ms() + E2E_MS(3000);
 	while ((rc = rmq_send(c, "f", kb, sizeof(kb), NULL)) == RMQ_ERR_FULL && now_ms() < deadline)
 		sleep_ms(20);
 	cr_assert_eq(rc, RMQ_OK, "%s", rmq_client_errstr(c));
