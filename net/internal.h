@@ -158,19 +158,21 @@ void rmq_logf(enum rmq_log_level lvl, const char *fmt, ...) __attribute__((forma
 /* rmq_server_run() sets it from its config; for in-process drivers. */
 void rmq_log_set_level(enum rmq_log_level lvl);
 
-/* Workers, as rmq_server_run() builds and runs them on their threads. An
- * in-process driver (tests/fuzz/fuzz_cmd.c) runs them on its own thread
- * instead: it fills a struct server (broker, registry, limits), calls
- * worker_init() on each worker, hands it sockets through w->ring (counting
- * them in nclients, as the acceptor does), and calls worker_poll(). Every
- * call is made by a registered, online urcu-qsbr thread. */
-void worker_init(struct worker *w, struct server *srv, uint32_t id);
+/* A server's state without its sockets and threads, as rmq_server_run()
+ * builds it. srv->cfg must be set: this derives the request limits from it
+ * and makes the broker (its wake-ups call wake(srv, shard)), the durable
+ * subscriber registry and cfg.threads workers. An in-process driver
+ * (tests/fuzz/fuzz_cmd.c) runs the workers on its own thread instead: it
+ * hands them sockets through w->ring (counting them in nclients, as the
+ * acceptor does) and calls worker_poll(). Every call is made by a
+ * registered, online urcu-qsbr thread. */
+void server_state_init(struct server *srv, rmq_wake_fn wake);
 /* Runs one iteration of w's event loop without sleeping: takes new sockets,
  * delivers, runs due timers, flushes, frees closed connections, then
  * handles the socket events that are ready (epoll_wait with timeout 0). */
 void worker_poll(struct worker *w);
-/* Frees what worker_init() made; w's connections must all be closed. */
-void worker_fini(struct worker *w);
+/* Frees what server_state_init() made; every connection must be closed. */
+void server_state_fini(struct server *srv);
 
 /* server.c services used by cmd.c */
 void conn_want_flush(struct conn *c);

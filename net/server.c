@@ -922,7 +922,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-void worker_init(struct worker *w, struct server *srv, uint32_t id)
+static void worker_init(struct worker *w, struct server *srv, uint32_t id)
 {
 	w->id = id;
 	w->srv = srv;
@@ -941,13 +941,39 @@ void worker_init(struct worker *w, struct server *srv, uint32_t id)
 	epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
 }
 
-void worker_fini(struct worker *w)
+static void worker_fini(struct worker *w)
 {
 	close(w->epfd);
 	close(w->evfd);
 	free(w->ringbuf);
 	free(w->argv);
 	rmq_buf_free(&w->scratch);
+}
+
+void server_state_init(struct server *srv, rmq_wake_fn wake)
+{
+	const struct rmq_server_config *cfg = &srv->cfg;
+	srv->lim.max_bulk = cfg->max_payload;
+	srv->lim.max_args = cfg->max_args;
+	srv->lim.max_inline = cfg->max_inline;
+	srv->max_query = 2 * cfg->max_payload + (16u << 20);
+	srv->nworkers = cfg->threads;
+	srv->started_ms = rmq_now_ms();
+	srv->broker = rmq_broker_new(srv->nworkers, wake, srv);
+	srv->dsubs = rmq_dsub_registry_new();
+	srv->workers = aligned_alloc(RMQ_CACHELINE, sizeof(struct worker) * srv->nworkers);
+	memset(srv->workers, 0, sizeof(struct worker) * srv->nworkers);
+	for (uint32_t i = 0; i < srv->nworkers; i++)
+		worker_init(&srv->workers[i], srv, i);
+}
+
+void server_state_fini(struct server *srv)
+{
+	rmq_dsub_registry_free(srv->dsubs);
+	rmq_broker_free(srv->broker);
+	for (uint32_t i = 0; i < srv->nworkers; i++)
+		worker_fini(&srv->workers[i]);
+	free(srv->workers);
 }
 
 /* --- acceptor --- */
@@ -1124,12 +1150,7 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	struct server *srv = rmq_calloc(1, sizeof(*srv));
 	srv->cfg = *cfg;
 	g_log_level = cfg->log_level;
-	srv->lim.max_bulk = cfg->max_payload;
-	srv->lim.max_args = cfg->max_args;
-	srv->lim.max_inline = cfg->max_inline;
-	srv->max_query = 2 * cfg->max_payload + (16u << 20);
-	srv->nworkers = cfg->threads;
-	srv->started_ms = rmq_now_ms();
+	srv->port = cfg->port;
 
 	/* Signals go to the thread that waits for them, not to workers. */
 	sigset_t set;
@@ -1148,12 +1169,7 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->stop_evfd = eventfd(0, EFD_CLOEXEC);
 	urcu_qsbr_register_thread();
-	srv->broker = rmq_broker_new(srv->nworkers, broker_wake, srv);
-	srv->dsubs = rmq_dsub_registry_new();
-	srv->workers = aligned_alloc(RMQ_CACHELINE, sizeof(struct worker) * srv->nworkers);
-	memset(srv->workers, 0, sizeof(struct worker) * srv->nworkers);
-	for (uint32_t i = 0; i < srv->nworkers; i++)
-		worker_init(&srv->workers[i], srv, i);
+	server_state_init(srv, broker_wake);
 	/* The main thread only waits for signals from here on. */
 	urcu_qsbr_thread_offline();
 	for (uint32_t i = 0; i < srv->nworkers; i++)
@@ -1186,12 +1202,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		pthread_join(srv->workers[i].th, NULL);
 
 	urcu_qsbr_thread_online();
-	rmq_dsub_registry_free(srv->dsubs);
-	rmq_broker_free(srv->broker);
+	server_state_fini(srv);
 	urcu_qsbr_unregister_thread();
-	for (uint32_t i = 0; i < srv->nworkers; i++)
-		worker_fini(&srv->workers[i]);
-	free(srv->workers);
 	close(srv->stop_evfd);
 	if (srv->spare_fd >= 0)
 		close(srv->spare_fd);

@@ -1,8 +1,8 @@
 /* fuzz_cmd.c - libFuzzer target: command dispatch on a live broker.
  *
  * The server's own code runs in this process: a struct server with a real
- * broker and durable subscriber registry, two workers made by
- * worker_init() and driven by worker_poll() (net/internal.h) on this
+ * broker and durable subscriber registry and two workers, made by
+ * server_state_init() and driven by worker_poll() (net/internal.h) on this
  * thread, which is registered with urcu-qsbr as a worker thread is. Clients
  * are socketpairs: the server's end is handed to a worker as the acceptor
  * hands an accepted socket; this side writes the requests and reads the
@@ -170,30 +170,15 @@ static void state_new(void)
 	srv->cfg.log_level = RMQ_LOG_ERROR;
 	srv->cfg.frame_timeout_ms = 1000;
 	srv->cfg.subscriber_ttl_ms = 2000;
-	/* as rmq_server_run() sets them, for a small max payload */
-	srv->lim.max_bulk = srv->cfg.max_payload;
-	srv->lim.max_args = srv->cfg.max_args;
-	srv->lim.max_inline = srv->cfg.max_inline;
-	srv->max_query = 2 * srv->cfg.max_payload + 4096;
 	srv->spare_fd = -1;
-	srv->nworkers = NWORKERS;
 	srv->lfd = srv->stop_evfd = -1;
-	srv->started_ms = rmq_now_ms();
-	srv->broker = rmq_broker_new(NWORKERS, wake, srv);
-	srv->dsubs = rmq_dsub_registry_new();
-	srv->workers = aligned_alloc(RMQ_CACHELINE, sizeof(struct worker) * NWORKERS);
-	memset(srv->workers, 0, sizeof(struct worker) * NWORKERS);
-	for (uint32_t i = 0; i < NWORKERS; i++)
-		worker_init(&srv->workers[i], srv, i);
+	server_state_init(srv, wake);
+	srv->max_query = 2 * srv->cfg.max_payload + 4096; /* small, to be reached */
 }
 
 static void state_free(void)
 {
-	for (uint32_t i = 0; i < NWORKERS; i++)
-		worker_fini(&srv->workers[i]);
-	rmq_dsub_registry_free(srv->dsubs);
-	rmq_broker_free(srv->broker);
-	free(srv->workers);
+	server_state_fini(srv);
 	free(srv);
 	srv = NULL;
 	epoch_clear();
