@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Static analysis of every C file of the project: clang-tidy (checks and
+# Static analysis of every C file BUILD_DIR compiles (with the default
+# options: all but tests/fuzz, which only a RINGMQ_FUZZ build has): clang-tidy (checks and
 # reasons in .clang-tidy) and cppcheck (scripts/lint/cppcheck.cfg,
 # scripts/lint/cppcheck.supp). Fails on any finding.
 #
