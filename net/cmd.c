@@ -304,72 +304,6 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_error(&c->out, "ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name");
 }
 
-/* --- live subscriptions --- */
-
-static void sub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count)
-{
-	rmq_resp_array(&c->out, 3);
-	rmq_resp_bulkstr(&c->out, kind);
-	if (t)
-		rmq_resp_bulk(&c->out, t, tlen);
-	else
-		rmq_resp_null(&c->out);
-	rmq_resp_int(&c->out, count);
-}
-
-static int lsub_find(struct conn *c, const char *name, size_t len)
-{
-	for (int i = 0; i < c->nlsubs; i++) {
-		struct rmq_topic *t = c->lsubs[i]->w->topic;
-		if (t->name_len == len && memcmp(t->name, name, len) == 0)
-			return i;
-	}
-	return -1;
-}
-
-static void lsub_remove_at(struct conn *c, int i)
-{
-	struct lsub *s = c->lsubs[i];
-	c->lsubs[i] = c->lsubs[--c->nlsubs];
-	atomic_fetch_sub(&s->w->topic->live_subs, 1);
-	cds_list_del(&s->node);
-	rmq_watch_release(s->w);
-	free(s);
-}
-
-void cmd_drop_live(struct conn *c)
-{
-	while (c->nlsubs)
-		lsub_remove_at(c, c->nlsubs - 1);
-}
-
-static void subscribe_live(struct conn *c, const struct rmq_arg *name)
-{
-	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, name->p, name->len);
-	int i = lsub_find(c, name->p, name->len);
-	if (i >= 0 && c->lsubs[i]->w->topic == t)
-		return sub_reply(c, "subscribe", name->p, name->len, c->nlsubs);
-	if (i >= 0) /* subscribed to a deleted topic of that name */
-		lsub_remove_at(c, i);
-	struct rmq_watch *w = t ? rmq_watch_acquire(t, c->w->id) : NULL;
-	if (!w)
-		return err_notopic(c, name);
-	struct lsub *s = rmq_calloc(1, sizeof(*s));
-	s->c = c;
-	s->w = w;
-	cds_list_add_tail(&s->node, &w->members);
-	/* After the watch is visible (rmq_watch_acquire's fence): any message
-	 * past this position wakes us. */
-	rmq_log_cursor_end(&t->log, &s->cur);
-	if (c->nlsubs == c->caplsubs) {
-		c->caplsubs = c->caplsubs ? c->caplsubs * 2 : 4;
-		c->lsubs = rmq_realloc(c->lsubs, (size_t)c->caplsubs * sizeof(*c->lsubs));
-	}
-	c->lsubs[c->nlsubs++] = s;
-	atomic_fetch_add(&t->live_subs, 1);
-	sub_reply(c, "subscribe", name->p, name->len, c->nlsubs);
-}
-
 static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
@@ -378,7 +312,8 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (!check_topic_name(c, &argv[i]))
 			continue;
 		if (!c->dsub) {
-			subscribe_live(c, &argv[i]);
+			if (!subscribe_live(c, &argv[i]))
+				err_notopic(c, &argv[i]);
 			continue;
 		}
 		struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[i].p, argv[i].len);
@@ -433,57 +368,10 @@ static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		free(u.v);
 		return;
 	}
-	if (argc == 1) {
-		if (c->nlsubs == 0)
-			return sub_reply(c, "unsubscribe", NULL, 0, 0);
-		while (c->nlsubs) {
-			struct rmq_topic *t = c->lsubs[c->nlsubs - 1]->w->topic;
-			/* t stays valid: RCU, and the reply is written first */
-			char *name = t->name;
-			size_t len = t->name_len;
-			sub_reply(c, "unsubscribe", name, len, c->nlsubs - 1);
-			lsub_remove_at(c, c->nlsubs - 1);
-		}
-		return;
-	}
-	for (size_t i = 1; i < argc; i++) {
-		int k = lsub_find(c, argv[i].p, argv[i].len);
-		if (k >= 0)
-			lsub_remove_at(c, k);
-		sub_reply(c, "unsubscribe", argv[i].p, argv[i].len, c->nlsubs);
-	}
-}
-
-void cmd_live_gone(struct lsub *s)
-{
-	struct conn *c = s->c;
-	struct rmq_topic *t = s->w->topic;
-	int k = lsub_find(c, t->name, t->name_len);
-	if (k < 0 || c->lsubs[k] != s)
-		return;
-	sub_reply(c, "unsubscribe", t->name, t->name_len, c->nlsubs - 1);
-	conn_want_flush(c);
-	lsub_remove_at(c, k); /* may release the watch */
-}
-
-void cmd_topic_gone(struct rmq_watch *w)
-{
-	/* Deliver everything published before the delete, then the
-	 * unsubscribe push, as Redis sends when a client is unsubscribed. A
-	 * subscriber that has not read its backlog yet keeps reading it from
-	 * the log (the watch holds the topic) and is told when done. Parked
-	 * pullers are answered first: releasing the last member may free w. */
-	struct conn *c, *ctmp;
-	cds_list_for_each_entry_safe(c, ctmp, &w->waiters, bp.node)
-		cmd_pull_retry(c, false);
-	struct lsub *s, *tmp;
-	cds_list_for_each_entry_safe(s, tmp, &w->members, node) {
-		if (s->gone)
-			continue;
-		s->gone = true;
-		if (conn_deliver(s) && !s->c->closing)
-			cmd_live_gone(s);
-	}
+	if (argc == 1)
+		return unsubscribe_live_all(c);
+	for (size_t i = 1; i < argc; i++)
+		unsubscribe_live(c, &argv[i]);
 }
 
 /* --- durable pull --- */
@@ -507,7 +395,7 @@ static void pull_reply(struct conn *c, const struct rmq_pull *p)
 
 /* Runs a pull and writes its reply. Returns the count, or -1 when an error
  * reply was written. */
-static int pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
+int pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
 		     struct rmq_topic **subscribed)
 {
 	struct rmq_pull p;
@@ -531,7 +419,6 @@ static int pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t co
 	return rc;
 }
 
-static bool pull_parked(struct conn *c, bool timed_out);
 
 static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
@@ -583,30 +470,6 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 	(void)pull_parked(c, false);
 }
 
-/* Tries a parked pull again. Returns true when it was answered (messages,
- * an error, or an empty array on timeout) and the connection unparked. */
-static bool pull_parked(struct conn *c, bool timed_out)
-{
-	size_t mark = rmq_buf_pending(&c->out);
-	int rc = pull_once(c, c->bp.topic, c->bp.tlen, c->bp.count, NULL);
-	if (rc == 0 && !timed_out)
-		return false; /* still nothing: stay parked */
-	if (rc == 0)
-		rmq_resp_array(&c->out, 0);
-	if (c->bp.silent) /* parked under CLIENT REPLY OFF or SKIP */
-		c->out.len = c->out.off + mark;
-	conn_unpark(c);
-	conn_want_flush(c);
-	return true;
-}
-
-void cmd_pull_retry(struct conn *c, bool timed_out)
-{
-	if (!c->blocked || c->closing)
-		return;
-	if (pull_parked(c, timed_out))
-		conn_process_input(c); /* pipelined requests behind the PULL */
-}
 
 /* --- INFO --- */
 

@@ -1,5 +1,6 @@
-/* internal.h - declarations shared by server.c (I/O, event loop) and cmd.c
- * (command dispatch). Not a public interface.
+/* internal.h - declarations shared by the files of net/ (server.c,
+ * accept.c, worker.c, conn.c, cmd.c, pubsub.c, blocked.c, diag.c). Not a
+ * public interface.
  *
  * Ownership: a connection belongs to exactly one worker, and only that
  * worker's thread touches it. Workers own their connections; the server
@@ -35,6 +36,7 @@
 #define READ_CARRY (16u << 10)    /* partial requests up to this size are read
 				   * on from the shared buffer */
 #define ACCEPT_RING 4096
+#define TRIM_BUSY (64 << 20) /* M_TRIM_THRESHOLD while busy, see worker_trim() */
 
 enum conn_role { ROLE_NONE, ROLE_PUBLISHER, ROLE_SUBSCRIBER };
 enum reply_mode { REPLY_ON, REPLY_OFF, REPLY_SKIP };
@@ -174,15 +176,58 @@ void worker_poll(struct worker *w);
 /* Frees what server_state_init() made; every connection must be closed. */
 void server_state_fini(struct server *srv);
 
-/* server.c services used by cmd.c */
+/* --- worker.c --- */
+/* Wakes w from epoll_wait (coalesced); callable from any thread. */
+void worker_wake(struct worker *w);
+void worker_init(struct worker *w, struct server *srv, uint32_t id);
+void worker_fini(struct worker *w);
+/* A worker thread's body (pthread_create): runs w's loop until the server
+ * stops, then shuts its connections down gracefully. */
+void *worker_main(void *arg);
+/* Reports a quiescent state (announcing pending appends first). */
+void worker_quiescent(struct worker *w);
+
+/* --- conn.c --- */
+/* Takes an accepted socket into w (counted in nclients by the caller). */
+void conn_new(struct worker *w, int fd);
 void conn_want_flush(struct conn *c);
+/* Tears the connection down at once; the struct itself is freed by
+ * conn_free() at the end of the loop iteration. */
 void conn_close(struct conn *c);
+void conn_free(struct conn *c);
+void conn_read(struct conn *c);
+void conn_write(struct conn *c);
+void conn_process_input(struct conn *c);
+/* Its deadline passed: tell the client (best effort) and close. */
+void conn_timed_out(struct conn *c);
+
+/* --- pubsub.c --- */
 /* Copies s's new messages into its connection's output, up to OUT_SOFT
  * pending. Returns true when s caught up with its log. */
 bool conn_deliver(struct lsub *s);
-void conn_process_input(struct conn *c);
+/* The client read some of its backlog: copy more from the logs. */
+void conn_refill(struct conn *c);
+void sub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count);
+/* Subscribes c to the topic live and replies; false (no reply written)
+ * when there is no such topic. */
+bool subscribe_live(struct conn *c, const struct rmq_arg *name);
+/* Ends c's live subscription to name, if any, and replies (Redis replies
+ * even when there was none). */
+void unsubscribe_live(struct conn *c, const struct rmq_arg *name);
+/* Ends all of c's live subscriptions, one reply each (one when none). */
+void unsubscribe_live_all(struct conn *c);
+
+/* --- blocked.c --- */
 void conn_park(struct conn *c, struct rmq_watch *w);
 void conn_unpark(struct conn *c);
+/* Tries a parked pull again. Returns true when it was answered (messages,
+ * an error, or an empty array on timeout) and the connection unparked. */
+bool pull_parked(struct conn *c, bool timed_out);
+
+/* --- accept.c --- */
+void *acceptor_main(void *arg);
+int listen_on(struct server *srv);
+void raise_fd_limit(const struct rmq_server_config *cfg);
 
 /* Announces the worker's pending appends (see struct worker). */
 void worker_publish_flush(struct worker *w);
@@ -199,7 +244,7 @@ static inline void worker_published(struct worker *w, struct rmq_topic *t, unsig
 	w->pend_bytes += bytes;
 }
 
-/* cmd.c */
+/* --- cmd.c --- */
 /* Executes one request. Appends replies to c->out. */
 void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc);
 
@@ -224,14 +269,15 @@ void cmd_publish_run_arm(struct conn *c, struct pub_run *run, const char *frame,
 #define PUB_RUN_BATCH 32
 size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len,
 		       unsigned *nreq);
+/* Runs a durable PULL and writes its reply. Returns the count, or -1 when
+ * an error reply was written; *subscribed (if not NULL) gets the topic. */
+int pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
+	      struct rmq_topic **subscribed);
 /* Retries a parked PULL; called when its watch fires or it times out. */
 void cmd_pull_retry(struct conn *c, bool timed_out);
 /* Ends every live subscription of c (no replies). */
 void cmd_drop_live(struct conn *c);
 /* A watched topic was deleted: tell live subscribers and parked pullers. */
 void cmd_topic_gone(struct rmq_watch *w);
-/* A deleted topic's subscription has been drained: send the unsubscribe
- * push and remove it. */
-void cmd_live_gone(struct lsub *s);
 
 #endif

@@ -1,0 +1,176 @@
+/* accept.c - the listening socket and the acceptor thread: listen, raise
+ * the descriptor limit, accept, enforce --max-clients, keep a spare
+ * descriptor for running out of them, and hand each socket to a worker
+ * round-robin.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Out of file descriptors: the pending client would stay in the backlog and
+ * the listening socket readable forever. Give up the spare descriptor kept
+ * for this, accept, tell the client why, close, and take the spare again. */
+static void accept_without_fds(struct server *srv, int err)
+{
+	uint64_t now = rmq_now_ms();
+	int fd = -1;
+	if (srv->spare_fd >= 0) {
+		close(srv->spare_fd);
+		srv->spare_fd = -1;
+		fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC);
+	}
+	if (fd >= 0) {
+		static const char msg[] = "-ERR server out of file descriptors, try again later\r\n";
+		ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)r;
+		close(fd);
+		atomic_fetch_add(&srv->rejected_clients, 1);
+		srv->fd_rejects++;
+	}
+	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (now >= srv->fd_log_ms) {
+		rmq_logf(RMQ_LOG_ERROR,
+			 "accept: %s: %llu client(s) turned away since the last report (raise ulimit -n, "
+			 "or lower --max-clients)",
+			 strerror(err), (unsigned long long)srv->fd_rejects);
+		srv->fd_rejects = 0;
+		srv->fd_log_ms = now + 1000;
+	}
+	if (fd < 0)
+		poll(NULL, 0, 10); /* no spare either: back off rather than spin */
+}
+
+void *acceptor_main(void *arg)
+{
+	struct server *srv = arg;
+	uint32_t next = 0;
+	pthread_setname_np(pthread_self(), "rmq-acceptor");
+	struct pollfd pf[2] = { { srv->lfd, POLLIN, 0 }, { srv->stop_evfd, POLLIN, 0 } };
+	while (!atomic_load(&srv->stopping)) {
+		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pf[1].revents)
+			break;
+		if (!(pf[0].revents & POLLIN))
+			continue;
+		for (int k = 0; k < 64; k++) {
+			int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd < 0) {
+				if (errno == EMFILE || errno == ENFILE) {
+					accept_without_fds(srv, errno);
+				} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+					   errno != ECONNABORTED) {
+					rmq_logf(RMQ_LOG_ERROR, "accept: %s", strerror(errno));
+				}
+				break;
+			}
+			if (atomic_fetch_add(&srv->nclients, 1) >= srv->cfg.max_clients) {
+				static const char msg[] = "-ERR max clients reached\r\n";
+				ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
+				(void)r;
+				close(fd);
+				atomic_fetch_sub(&srv->nclients, 1);
+				atomic_fetch_add(&srv->rejected_clients, 1);
+				continue;
+			}
+			bool queued = false;
+			for (uint32_t tries = 0; tries < srv->nworkers && !queued; tries++) {
+				struct worker *w = &srv->workers[next];
+				next = (next + 1) % srv->nworkers;
+				RMQ_TSAN_RELEASE(&w->ring); /* the accepted socket, for TSan */
+				if (ck_ring_enqueue_spsc(&w->ring, w->ringbuf, (void *)(intptr_t)fd)) {
+					worker_wake(w);
+					queued = true;
+				}
+			}
+			if (!queued) {
+				static const char msg[] = "-ERR server busy\r\n";
+				ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
+				(void)r;
+				close(fd);
+				atomic_fetch_sub(&srv->nclients, 1);
+			}
+		}
+	}
+	return NULL;
+}
+
+int listen_on(struct server *srv)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char port[16];
+	snprintf(port, sizeof(port), "%d", srv->cfg.port);
+	int rc = getaddrinfo(srv->cfg.bind, port, &hints, &res);
+	if (rc != 0) {
+		fprintf(stderr, "ringmq-server: cannot resolve '%s': %s\n", srv->cfg.bind, gai_strerror(rc));
+		return -1;
+	}
+	int fd = -1, err = 0;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0) {
+			union {
+				struct sockaddr sa;
+				struct sockaddr_in in;
+				struct sockaddr_in6 in6;
+			} a;
+			memset(&a, 0, sizeof(a));
+			socklen_t sl = sizeof(a);
+			/* (if it failed, a would be garbage: keep the port as given) */
+			if (getsockname(fd, &a.sa, &sl) == 0)
+				srv->port = ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in.sin_port);
+			break;
+		}
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		fprintf(stderr, "ringmq-server: cannot listen on %s:%d: %s\n", srv->cfg.bind,
+			srv->cfg.port, strerror(err));
+	return fd;
+}
+
+/* Each client takes a descriptor: raise the soft limit as far as the hard
+ * one allows for --max-clients plus the server's own, and say so if that is
+ * not enough (clients over it are then turned away with an error). */
+void raise_fd_limit(const struct rmq_server_config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t want = (rlim_t)cfg->max_clients + 32 + 4 * (rlim_t)cfg->threads;
+	if (rl.rlim_cur < want) {
+		rlim_t old = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			rl.rlim_cur = old;
+	}
+	if (rl.rlim_cur < want)
+		rmq_logf(RMQ_LOG_WARN,
+			 "only %llu file descriptors allowed (ulimit -n) for --max-clients %u: "
+			 "clients over about %llu will be turned away",
+			 (unsigned long long)rl.rlim_cur, cfg->max_clients,
+			 (unsigned long long)(rl.rlim_cur > want - cfg->max_clients
+						      ? rl.rlim_cur - (want - cfg->max_clients)
+						      : 0));
+}

@@ -1,0 +1,35 @@
+/* diag.c - the server's diagnostic log: timestamped lines on stderr,
+ * filtered by level (--log-level). Not to be confused with the message
+ * logs of topics (core/log.h).
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+static enum rmq_log_level g_log_level = RMQ_LOG_INFO;
+
+void rmq_logf(enum rmq_log_level lvl, const char *fmt, ...)
+{
+	static const char *names[] = { "error", "warn", "info", "debug" };
+	if (lvl > g_log_level)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n", tm.tm_year + 1900,
+		tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+		names[lvl], msg);
+}
+
+void rmq_log_set_level(enum rmq_log_level lvl)
+{
+	g_log_level = lvl;
+}

@@ -1,0 +1,396 @@
+/* worker.c - a worker thread: its event loop, wake-ups, quiescent states,
+ * timers (parked PULL and request deadlines, the durable subscriber TTL
+ * sweep, idle memory trimming) and graceful shutdown.
+ *
+ * Each worker runs its own epoll loop and owns its connections (conn.c
+ * reads, parses and writes them). The acceptor hands it sockets through an
+ * SPSC ring (Concurrency Kit) and wakes it through its eventfd; so does the
+ * broker when a watched topic has news for it.
+ *
+ * Workers are urcu-qsbr reader threads: online while they work, offline
+ * while they sleep in epoll_wait, quiescent once per iteration. No pointer
+ * into the topic table or a log survives an iteration except cursors, which
+ * validate themselves (see log.h).
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* --- wake-ups --- */
+
+void worker_wake(struct worker *w)
+{
+	/* Coalesced: only the first waker after the worker went to sleep
+	 * pays for the system call. Pairs with the store of 0 before
+	 * epoll_wait in worker_main(). */
+	if (atomic_load_explicit(&w->wake_pending, memory_order_relaxed) == 0 &&
+	    atomic_exchange(&w->wake_pending, 1) == 0) {
+		uint64_t one = 1;
+		ssize_t r = write(w->evfd, &one, sizeof(one));
+		(void)r;
+	}
+}
+
+/* --- publishing and quiescent states --- */
+
+void worker_publish_flush(struct worker *w)
+{
+	struct rmq_topic *t = w->pend_topic;
+	if (!t)
+		return;
+	rmq_topic_published(t, w->pend_bytes);
+	stat_add(&w->st.published, w->pend_msgs);
+	w->pend_topic = NULL;
+	w->pend_msgs = w->pend_bytes = 0;
+}
+
+/* Every quiescent state of a worker goes through here: pending appends are
+ * announced while their topic is still safe to touch, and the epoch moves
+ * so that connections drop their cached topic pointers. */
+void worker_quiescent(struct worker *w)
+{
+	worker_publish_flush(w);
+	w->rcu_epoch++;
+	urcu_qsbr_quiescent_state();
+}
+
+static void worker_offline(struct worker *w)
+{
+	worker_publish_flush(w);
+	w->rcu_epoch++;
+	urcu_qsbr_thread_offline();
+}
+
+static void worker_flush(struct worker *w)
+{
+	/* conn_write may queue the connection again (unpause); bound the
+	 * rounds so one client cannot starve the loop. */
+	for (int round = 0; round < 4 && !cds_list_empty(&w->flush); round++) {
+		struct cds_list_head todo;
+		CDS_INIT_LIST_HEAD(&todo);
+		cds_list_splice(&w->flush, &todo);
+		CDS_INIT_LIST_HEAD(&w->flush);
+		while (!cds_list_empty(&todo)) {
+			struct conn *c = cds_list_entry(todo.next, struct conn, flink);
+			cds_list_del(&c->flink);
+			c->in_flush = false;
+			conn_write(c);
+		}
+	}
+}
+
+/* Takes the next socket the acceptor queued for w; false when none. */
+static bool worker_ring_take(struct worker *w, int *fd)
+{
+	void *p;
+	if (!ck_ring_dequeue_spsc(&w->ring, w->ringbuf, &p))
+		return false;
+	RMQ_TSAN_ACQUIRE(&w->ring); /* pairs with the acceptor's release */
+	*fd = (int)(intptr_t)p;
+	return true;
+}
+
+static void worker_take_new(struct worker *w)
+{
+	int fd;
+	while (worker_ring_take(w, &fd))
+		conn_new(w, fd);
+}
+
+static void worker_drain_watches(struct worker *w)
+{
+	struct rmq_broker *b = w->srv->broker;
+	struct rmq_watch *wt;
+	while ((wt = rmq_shard_next_dirty(b, w->id))) {
+		if (rmq_topic_deleted(wt->topic)) {
+			cmd_topic_gone(wt); /* may free wt */
+			continue;
+		}
+		struct lsub *s, *tmp;
+		cds_list_for_each_entry_safe(s, tmp, &wt->members, node)
+			conn_deliver(s);
+		struct conn *c, *ctmp;
+		cds_list_for_each_entry_safe(c, ctmp, &wt->waiters, bp.node)
+			cmd_pull_retry(c, false);
+	}
+}
+
+/* --subscriber-ttl: worker 0 sweeps the durable subscribers a few times
+ * per TTL (at most once a second, at least every 100 ms). */
+static uint64_t srv_ttl_due(const struct worker *w)
+{
+	const struct server *srv = w->srv;
+	if (w->id != 0 || srv->cfg.subscriber_ttl_ms == 0)
+		return UINT64_MAX;
+	return srv->next_ttl_sweep_ms;
+}
+
+static void ttl_expired(const char *name, uint64_t idle_ms, int subs, void *ctx)
+{
+	rmq_logf(RMQ_LOG_INFO,
+		 "durable subscriber '%s' detached for %.1f s (subscriber-ttl): dropped with its %d "
+		 "subscription%s",
+		 name, (double)idle_ms / 1000.0, subs, subs == 1 ? "" : "s");
+}
+
+static void worker_ttl_sweep(struct worker *w)
+{
+	struct server *srv = w->srv;
+	uint64_t now = rmq_now_ms();
+	if (srv_ttl_due(w) > now)
+		return;
+	uint64_t ttl = srv->cfg.subscriber_ttl_ms, period = ttl / 10;
+	period = period < 100 ? 100 : period > 1000 ? 1000 : period;
+	srv->next_ttl_sweep_ms = now + period;
+	uint64_t n = rmq_dsub_registry_expire(srv->dsubs, now, ttl, ttl_expired, NULL);
+	if (n)
+		atomic_fetch_add(&srv->dsubs_expired, n);
+}
+
+/* Answers parked PULLs whose BLOCK timeout passed; closes clients that
+ * kept the server waiting too long. */
+static void worker_expire(struct worker *w)
+{
+	uint64_t now = rmq_now_ms();
+	struct conn *c, *tmp;
+	cds_list_for_each_entry_safe(c, tmp, &w->blocked, bp.tnode)
+		if (c->bp.deadline_ms && c->bp.deadline_ms <= now)
+			cmd_pull_retry(c, true);
+	while (!cds_list_empty(&w->deadlines)) {
+		c = cds_list_entry(w->deadlines.next, struct conn, dlink);
+		if (c->deadline_ms > now)
+			break;
+		conn_timed_out(c); /* removes it from the list */
+	}
+}
+
+
+/* Memory back to the system once a worker goes idle. glibc keeps what is
+ * freed in the worker's malloc arena, and log segments and connection
+ * buffers freed in any order leave holes there that free() never returns:
+ * tests/soak measured 6-15 MB above the start-up RSS after 60 s of load
+ * with every topic deleted, with about 230 KB still in use. malloc_trim(0)
+ * hands the free pages inside every arena back, and the free top of the
+ * main heap. It runs once per idle period, so the publish path is
+ * untouched (a fixed mmap threshold instead, which would return each
+ * segment as it is freed, halved single-connection ingest) and an idle
+ * server sets no timer.
+ *
+ * The free top of a thread's own heap is another matter: glibc shrinks it
+ * only from free(), once it passes M_TRIM_THRESHOLD, which
+ * rmq_server_run() raised to TRIM_BUSY so that a busy broker keeps its
+ * segment memory mapped (fan-out 1->10 dropped from 28 to 19 M msgs/s
+ * without it). So an idle worker lowers the threshold for a moment and
+ * frees a block carved from its heap top, which makes free() give the top
+ * back (soak: +18-26 MB left after the load without this, under 1 MB
+ * with it). Best effort: if a free hole elsewhere served the block, the
+ * top stays for the next idle period. */
+#define TRIM_IDLE_MS 1000
+
+#define TRIM_PROBE (1u << 20) /* above tcache and fastbins, below the mmap threshold */
+
+static void worker_trim(struct worker *w, int nevents)
+{
+	if (nevents > 0) {
+		w->trim_ms = rmq_now_ms() + TRIM_IDLE_MS;
+	} else if (w->trim_ms && rmq_now_ms() >= w->trim_ms) {
+		mallopt(M_TRIM_THRESHOLD, 128 << 10);
+		void *volatile probe = malloc(TRIM_PROBE); /* volatile: not elided */
+		free(probe);
+		mallopt(M_TRIM_THRESHOLD, TRIM_BUSY);
+		malloc_trim(0);
+		w->trim_ms = 0;
+	}
+}
+
+/* epoll timeout until the next deadline; computed last, after every step
+ * that may park a connection or leave a request half-read. */
+static int worker_timeout(struct worker *w)
+{
+	uint64_t now = rmq_now_ms(), next = UINT64_MAX;
+	struct conn *c;
+	cds_list_for_each_entry(c, &w->blocked, bp.tnode)
+		if (c->bp.deadline_ms && c->bp.deadline_ms < next)
+			next = c->bp.deadline_ms;
+	if (!cds_list_empty(&w->deadlines)) {
+		c = cds_list_entry(w->deadlines.next, struct conn, dlink);
+		if (c->deadline_ms < next)
+			next = c->deadline_ms;
+	}
+	if (srv_ttl_due(w) < next)
+		next = srv_ttl_due(w);
+	if (w->trim_ms && w->trim_ms < next)
+		next = w->trim_ms;
+	if (next == UINT64_MAX)
+		return -1;
+	return next <= now ? 0 : (int)(next - now);
+}
+
+static void worker_reap(struct worker *w)
+{
+	/* Free them all, then empty the list (clang's analyzer loses track of
+	 * a list head across cds_list_del() of a freed neighbour). */
+	struct conn *c, *tmp;
+	cds_list_for_each_entry_safe(c, tmp, &w->dead, link)
+		conn_free(c);
+	CDS_INIT_LIST_HEAD(&w->dead);
+}
+
+static bool worker_has_work(struct worker *w)
+{
+	return ck_ring_size(&w->ring) > 0 || rmq_shard_pending(w->srv->broker, w->id);
+}
+
+/* Graceful stop: answer what was already read, flush for a moment, close. */
+static void worker_shutdown(struct worker *w)
+{
+	struct conn *c, *tmp;
+	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) {
+		if (c->blocked)
+			cmd_pull_retry(c, true);
+		c->paused = false;
+		conn_process_input(c);
+	}
+	uint64_t until = rmq_now_ms() + 1000;
+	while (!cds_list_empty(&w->flush) && rmq_now_ms() < until) {
+		worker_flush(w);
+		if (!cds_list_empty(&w->flush))
+			break;
+		bool any = false;
+		cds_list_for_each_entry(c, &w->conns, link)
+			if (rmq_buf_pending(&c->out)) {
+				any = true;
+				conn_want_flush(c);
+			}
+		if (!any)
+			break;
+		worker_offline(w);
+		poll(NULL, 0, 5);
+		urcu_qsbr_thread_online();
+	}
+	cds_list_for_each_entry_safe(c, tmp, &w->conns, link)
+		conn_close(c);
+	worker_reap(w);
+	/* Anything queued for us now refers to watches we released. */
+	while (rmq_shard_next_dirty(w->srv->broker, w->id))
+		;
+	int fd;
+	while (worker_ring_take(w, &fd)) {
+		close(fd);
+		atomic_fetch_sub(&w->srv->nclients, 1);
+	}
+	rmq_buf_free(&w->scratch);
+}
+
+/* The event loop; see worker_poll() in internal.h for once. */
+static void worker_loop(struct worker *w, bool once)
+{
+	struct server *srv = w->srv;
+	struct epoll_event evs[256];
+	while (!atomic_load(&srv->stopping)) {
+		worker_take_new(w);
+		worker_drain_watches(w);
+		rmq_shard_housekeep(srv->broker, w->id);
+		worker_expire(w);
+		worker_ttl_sweep(w);
+		w->qs_ok = true;
+		worker_flush(w);
+		w->qs_ok = false;
+		worker_reap(w);
+		worker_quiescent(w);
+		int timeout = once ? 0 : worker_timeout(w);
+
+		/* Going to sleep: from here on, wakers must write the eventfd.
+		 * Re-check for work queued before they could see the 0. */
+		atomic_store(&w->wake_pending, 0);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (worker_has_work(w) || !cds_list_empty(&w->flush)) {
+			atomic_store(&w->wake_pending, 1);
+			timeout = 0;
+		}
+		worker_offline(w);
+		int n = epoll_wait(w->epfd, evs, 256, timeout);
+		urcu_qsbr_thread_online();
+		atomic_store(&w->wake_pending, 1);
+		worker_trim(w, n);
+		w->qs_ok = true; /* connections are not RCU-protected */
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.ptr == NULL) {
+				uint64_t v;
+				ssize_t r = read(w->evfd, &v, sizeof(v));
+				(void)r;
+				continue;
+			}
+			struct conn *c = evs[i].data.ptr;
+			if (c->closing)
+				continue;
+			if ((evs[i].events & (EPOLLERR | EPOLLHUP)) && (c->paused || c->eof)) {
+				/* gone both ways while we were not reading */
+				conn_close(c);
+				continue;
+			}
+			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+				conn_read(c);
+			if (!c->closing && (evs[i].events & EPOLLOUT))
+				conn_write(c);
+		}
+		w->qs_ok = false;
+		if (once)
+			return;
+	}
+}
+
+void worker_poll(struct worker *w)
+{
+	worker_loop(w, true);
+}
+
+void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char tname[16];
+	snprintf(tname, sizeof(tname), "rmq-worker-%u", w->id);
+	pthread_setname_np(pthread_self(), tname);
+	urcu_qsbr_register_thread();
+	atomic_store(&w->wake_pending, 1);
+	worker_loop(w, false);
+	worker_shutdown(w);
+	urcu_qsbr_unregister_thread();
+	return NULL;
+}
+
+void worker_init(struct worker *w, struct server *srv, uint32_t id)
+{
+	w->id = id;
+	w->srv = srv;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	w->ringbuf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));
+	ck_ring_init(&w->ring, ACCEPT_RING);
+	w->argv_cap = 64;
+	w->argv = rmq_malloc(w->argv_cap * sizeof(*w->argv));
+	CDS_INIT_LIST_HEAD(&w->conns);
+	CDS_INIT_LIST_HEAD(&w->flush);
+	CDS_INIT_LIST_HEAD(&w->blocked);
+	CDS_INIT_LIST_HEAD(&w->dead);
+	CDS_INIT_LIST_HEAD(&w->deadlines);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
+}
+
+void worker_fini(struct worker *w)
+{
+	close(w->epfd);
+	close(w->evfd);
+	free(w->ringbuf);
+	free(w->argv);
+	rmq_buf_free(&w->scratch);
+}
