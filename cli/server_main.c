@@ -131,13 +131,13 @@ int main(int argc, char **argv)
 			break;
 		case O_LOG:
 			if (!strcmp(optarg, "error"))
-				cfg.log_level = RMQ_LOG_ERROR;
+				cfg.log_level = RMQ_DIAG_ERROR;
 			else if (!strcmp(optarg, "warn") || !strcmp(optarg, "warning"))
-				cfg.log_level = RMQ_LOG_WARN;
+				cfg.log_level = RMQ_DIAG_WARN;
 			else if (!strcmp(optarg, "info"))
-				cfg.log_level = RMQ_LOG_INFO;
+				cfg.log_level = RMQ_DIAG_INFO;
 			else if (!strcmp(optarg, "debug"))
-				cfg.log_level = RMQ_LOG_DEBUG;
+				cfg.log_level = RMQ_DIAG_DEBUG;
 			else
 				return bad("--log-level", optarg, "expected error, warn, info or debug");
 			break;

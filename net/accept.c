@@ -39,7 +39,7 @@ static void accept_without_fds(struct server *srv, int err)
 	}
 	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (now >= srv->fd_log_ms) {
-		rmq_logf(RMQ_LOG_ERROR,
+		rmq_diagf(RMQ_DIAG_ERROR,
 			 "accept: %s: %llu client(s) turned away since the last report (raise ulimit -n, "
 			 "or lower --max-clients)",
 			 strerror(err), (unsigned long long)srv->fd_rejects);
@@ -70,7 +70,7 @@ void *acceptor_main(void *arg)
 					accept_without_fds(srv, errno);
 				} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 					   errno != ECONNABORTED) {
-					rmq_logf(RMQ_LOG_ERROR, "accept: %s", strerror(errno));
+					rmq_diagf(RMQ_DIAG_ERROR, "accept: %s", strerror(errno));
 				}
 				break;
 			}
@@ -166,7 +166,7 @@ void raise_fd_limit(const struct rmq_server_config *cfg)
 			rl.rlim_cur = old;
 	}
 	if (rl.rlim_cur < want)
-		rmq_logf(RMQ_LOG_WARN,
+		rmq_diagf(RMQ_DIAG_WARN,
 			 "only %llu file descriptors allowed (ulimit -n) for --max-clients %u: "
 			 "clients over about %llu will be turned away",
 			 (unsigned long long)rl.rlim_cur, cfg->max_clients,

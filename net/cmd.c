@@ -92,7 +92,7 @@ static void alloc_failed(struct conn *c, const char *what, const char *topic, si
 	if (now < w->oom_log_ms)
 		return;
 	w->oom_log_ms = now + 1000;
-	rmq_logf(RMQ_LOG_ERROR, "out of memory %s '%.*s' (see allocation_failures in INFO)", what,
+	rmq_diagf(RMQ_DIAG_ERROR, "out of memory %s '%.*s' (see allocation_failures in INFO)", what,
 		 (int)len, topic);
 }
 

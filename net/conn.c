@@ -50,7 +50,7 @@ void conn_new(struct worker *w, int fd)
 		close(fd);
 		atomic_fetch_sub(&w->srv->nclients, 1);
 		stat_add(&w->st.alloc_failures, 1);
-		rmq_logf(RMQ_LOG_ERROR, "out of memory accepting a client");
+		rmq_diagf(RMQ_DIAG_ERROR, "out of memory accepting a client");
 		return;
 	}
 	c->fd = fd;
@@ -63,7 +63,7 @@ void conn_new(struct worker *w, int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-		rmq_logf(RMQ_LOG_ERROR, "epoll_ctl: %s", strerror(errno));
+		rmq_diagf(RMQ_DIAG_ERROR, "epoll_ctl: %s", strerror(errno));
 		close(fd);
 		free(c);
 		atomic_fetch_sub(&w->srv->nclients, 1);
@@ -72,7 +72,7 @@ void conn_new(struct worker *w, int fd)
 	cds_list_add_tail(&c->link, &w->conns);
 	stat_add(&w->st.conns_accepted, 1);
 	stat_add(&w->st.conns, 1);
-	rmq_logf(RMQ_LOG_DEBUG, "worker %u: client %llu connected", w->id, (unsigned long long)c->id);
+	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu connected", w->id, (unsigned long long)c->id);
 }
 
 /* Tears the connection down at once; the struct itself is freed at the end
@@ -102,7 +102,7 @@ void conn_close(struct conn *c)
 	cds_list_add(&c->link, &w->dead);
 	atomic_fetch_sub(&w->srv->nclients, 1);
 	stat_add(&w->st.conns, (uint64_t)-1);
-	rmq_logf(RMQ_LOG_DEBUG, "worker %u: client %llu closed", w->id, (unsigned long long)c->id);
+	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu closed", w->id, (unsigned long long)c->id);
 }
 
 void conn_free(struct conn *c)
@@ -236,7 +236,7 @@ next:
 proto_error:
 	worker_publish_flush(w);
 	stat_add(&w->st.protocol_errors, 1);
-	rmq_logf(RMQ_LOG_INFO, "client %llu: protocol error (%s); closing", (unsigned long long)c->id,
+	rmq_diagf(RMQ_DIAG_INFO, "client %llu: protocol error (%s); closing", (unsigned long long)c->id,
 		 err ? err : "request too large");
 	c->close_after_write = true;
 	c->linger = true;
@@ -423,7 +423,7 @@ void conn_timed_out(struct conn *c)
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)r;
 		stat_add(&w->st.frame_timeouts, 1);
-		rmq_logf(RMQ_LOG_INFO,
+		rmq_diagf(RMQ_DIAG_INFO,
 			 "client %llu: request half-sent for %.1f s (%zu bytes); closing",
 			 (unsigned long long)c->id, (double)wait_timeout_ms(w->srv, false) / 1000.0,
 			 rmq_buf_pending(&c->in));

@@ -2,18 +2,18 @@
  * filtered by level (--log-level). Not to be confused with the message
  * logs of topics (core/log.h).
  */
-#include "internal.h"
+#include "diag.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
-static enum rmq_log_level g_log_level = RMQ_LOG_INFO;
+static enum rmq_diag_level g_diag_level = RMQ_DIAG_INFO;
 
-void rmq_logf(enum rmq_log_level lvl, const char *fmt, ...)
+void rmq_diagf(enum rmq_diag_level lvl, const char *fmt, ...)
 {
 	static const char *names[] = { "error", "warn", "info", "debug" };
-	if (lvl > g_log_level)
+	if (lvl > g_diag_level)
 		return;
 	char msg[512];
 	va_list ap;
@@ -29,7 +29,7 @@ void rmq_logf(enum rmq_log_level lvl, const char *fmt, ...)
 		names[lvl], msg);
 }
 
-void rmq_log_set_level(enum rmq_log_level lvl)
+void rmq_diag_set_level(enum rmq_diag_level lvl)
 {
-	g_log_level = lvl;
+	g_diag_level = lvl;
 }

@@ -18,6 +18,7 @@
 #include <ck_ring.h>
 
 #include "buf.h"
+#include "diag.h"
 #include "dsub.h"
 #include "resp.h"
 #include "server.h"
@@ -156,9 +157,6 @@ struct server {
 	uint64_t started_ms;
 };
 
-void rmq_logf(enum rmq_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* rmq_server_run() sets it from its config; for in-process drivers. */
-void rmq_log_set_level(enum rmq_log_level lvl);
 
 /* A server's state without its sockets and threads, as rmq_server_run()
  * builds it. srv->cfg must be set: this derives the request limits from it

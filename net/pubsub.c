@@ -162,7 +162,7 @@ bool conn_deliver(struct lsub *s)
 		if (RMQ_UNLIKELY(b.lost)) {
 			atomic_fetch_add(&t->slow_disconnects, 1);
 			stat_add(&c->w->st.slow_disconnects, 1);
-			rmq_logf(RMQ_LOG_WARN,
+			rmq_diagf(RMQ_DIAG_WARN,
 				 "client %llu: live subscriber of '%s' fell %llu messages behind the "
 				 "retained window; disconnecting",
 				 (unsigned long long)c->id, t->name, (unsigned long long)b.lost);

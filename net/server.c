@@ -28,7 +28,7 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->threads = n < 1 ? 1 : n > RMQ_MAX_SHARDS ? RMQ_MAX_SHARDS : (unsigned)n;
 	cfg->max_payload = 1u << 20;
 	cfg->max_clients = 10000;
-	cfg->log_level = RMQ_LOG_INFO;
+	cfg->log_level = RMQ_DIAG_INFO;
 	cfg->default_capacity = RMQ_DEFAULT_CAPACITY;
 	cfg->max_args = 1024 * 1024;
 	cfg->max_inline = 64 * 1024;
@@ -81,7 +81,7 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	mallopt(M_TRIM_THRESHOLD, TRIM_BUSY);
 	struct server *srv = rmq_calloc(1, sizeof(*srv));
 	srv->cfg = *cfg;
-	rmq_log_set_level(cfg->log_level);
+	rmq_diag_set_level(cfg->log_level);
 	srv->port = cfg->port;
 
 	/* Signals go to the thread that waits for them, not to workers. */
@@ -113,12 +113,12 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		host = "localhost";
 	printf("Server started on %s:%d\n", host, srv->port);
 	fflush(stdout);
-	rmq_logf(RMQ_LOG_INFO, "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
+	rmq_diagf(RMQ_DIAG_INFO, "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
 		 RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
 
 	int sig = 0;
 	sigwait(&set, &sig);
-	rmq_logf(RMQ_LOG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
 	atomic_store(&srv->stopping, 1);
 	uint64_t one = 1;
@@ -140,6 +140,6 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	if (srv->spare_fd >= 0)
 		close(srv->spare_fd);
 	free(srv);
-	rmq_logf(RMQ_LOG_INFO, "bye");
+	rmq_diagf(RMQ_DIAG_INFO, "bye");
 	return 0;
 }

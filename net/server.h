@@ -12,7 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum rmq_log_level { RMQ_LOG_ERROR, RMQ_LOG_WARN, RMQ_LOG_INFO, RMQ_LOG_DEBUG };
+/* Levels of the diagnostic log on stderr (--log-level). */
+enum rmq_diag_level { RMQ_DIAG_ERROR, RMQ_DIAG_WARN, RMQ_DIAG_INFO, RMQ_DIAG_DEBUG };
 
 struct rmq_server_config {
 	const char *bind;            /* address to listen on */
@@ -20,7 +21,7 @@ struct rmq_server_config {
 	unsigned threads;            /* workers = shards, 1..64 */
 	size_t max_payload;          /* largest bulk string / message */
 	unsigned max_clients;        /* connections served at once */
-	enum rmq_log_level log_level;
+	enum rmq_diag_level log_level; /* diagnostics shown (net/diag.h) */
 	uint64_t default_capacity;   /* CREATE without CAPACITY */
 	size_t max_args;             /* largest request array (arguments) */
 	size_t max_inline;           /* longest inline command line */

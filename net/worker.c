@@ -135,7 +135,7 @@ static uint64_t srv_ttl_due(const struct worker *w)
 
 static void ttl_expired(const char *name, uint64_t idle_ms, int subs, void *ctx)
 {
-	rmq_logf(RMQ_LOG_INFO,
+	rmq_diagf(RMQ_DIAG_INFO,
 		 "durable subscriber '%s' detached for %.1f s (subscriber-ttl): dropped with its %d "
 		 "subscription%s",
 		 name, (double)idle_ms / 1000.0, subs, subs == 1 ? "" : "s");

@@ -167,7 +167,7 @@ static void state_new(void)
 	srv->cfg.threads = NWORKERS;
 	srv->cfg.max_payload = MAX_PAYLOAD;
 	srv->cfg.default_capacity = 8192;
-	srv->cfg.log_level = RMQ_LOG_ERROR;
+	srv->cfg.log_level = RMQ_DIAG_ERROR;
 	srv->cfg.frame_timeout_ms = 1000;
 	srv->cfg.subscriber_ttl_ms = 2000;
 	srv->spare_fd = -1;
@@ -526,7 +526,7 @@ static void cleanup(void)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	rmq_log_set_level(RMQ_LOG_ERROR);
+	rmq_diag_set_level(RMQ_DIAG_ERROR);
 	urcu_qsbr_register_thread();
 	const char *e = getenv("FUZZ_CMD_RESET_EVERY");
 	if (e && atoi(e) > 0)
