@@ -12,7 +12,7 @@ struct rmq_dsub {
 	size_t name_len;
 	pthread_mutex_t lock;
 	uint64_t token;            /* current owner; under lock */
-	struct rmq_dsubn **subs;   /* under lock */
+	struct rmq_dsub_subscription **subs;   /* under lock */
 	int n, cap;
 	uint32_t refs;             /* attaches not yet detached; under lock */
 	bool dead;                 /* expired and unlinked; under lock */
@@ -38,13 +38,13 @@ struct rmq_dsub_registry *rmq_dsub_registry_new(void)
 
 static void subn_free_rcu(struct rcu_head *h)
 {
-	free(caa_container_of(h, struct rmq_dsubn, rcu));
+	free(caa_container_of(h, struct rmq_dsub_subscription, rcu));
 }
 
 /* Removes subscription i of d (d->lock held). */
 static void dsub_remove_at(struct rmq_dsub *d, int i)
 {
-	struct rmq_dsubn *s = d->subs[i];
+	struct rmq_dsub_subscription *s = d->subs[i];
 	d->subs[i] = d->subs[--d->n];
 	rmq_topic_remove_durable(s->topic, s);
 	rmq_topic_put(s->topic);
@@ -221,7 +221,7 @@ int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
 		rc = -ENOENT;
 		goto out;
 	}
-	struct rmq_dsubn *s = rmq_calloc(1, sizeof(*s));
+	struct rmq_dsub_subscription *s = rmq_calloc(1, sizeof(*s));
 	s->topic = t;
 	s->owner = d;
 	/* Publish the hold before choosing the start: a trim that runs in
@@ -261,7 +261,7 @@ int rmq_dsub_unsubscribe(struct rmq_dsub *d, uint64_t token, const char *name, s
 	return rc;
 }
 
-void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsubn *s, void *ctx), void *ctx)
+void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsub_subscription *s, void *ctx), void *ctx)
 {
 	pthread_mutex_lock(&d->lock);
 	for (int i = 0; i < d->n; i++)
@@ -295,7 +295,7 @@ int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t l
 		rc = -ESRCH;
 		goto done;
 	}
-	struct rmq_dsubn *s = d->subs[i];
+	struct rmq_dsub_subscription *s = d->subs[i];
 	struct rmq_topic *t = s->topic;
 	if (rmq_topic_deleted(t)) {
 		dsub_remove_at(d, i);
@@ -329,7 +329,7 @@ done:
 }
 
 void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
-			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsubn *s,
+			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
 					  uint64_t lag, void *ctx),
 			       void *ctx)
 {
@@ -343,7 +343,7 @@ void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
 			.idle_ms = now_ms > d->active_ms ? now_ms - d->active_ms : 0,
 		};
 		for (int i = 0; i < d->n && !d->dead; i++) {
-			struct rmq_dsubn *s = d->subs[i];
+			struct rmq_dsub_subscription *s = d->subs[i];
 			uint64_t next = rmq_log_next_seq(&s->topic->log);
 			uint64_t pos = atomic_load(&s->pos);
 			fn(&info, s, next > pos ? next - pos : 0, ctx);

@@ -33,7 +33,7 @@
 struct rmq_dsub;
 
 /* One durable subscription (subscriber x topic). */
-struct rmq_dsubn {
+struct rmq_dsub_subscription {
 	struct rmq_topic *topic;   /* holds a reference */
 	struct rmq_dsub *owner;
 	struct rmq_cursor cur;     /* under owner->lock */
@@ -79,7 +79,7 @@ int rmq_dsub_unsubscribe(struct rmq_dsub *d, uint64_t token, const char *name, s
 
 /* Names of the subscriptions (for UNSUBSCRIBE with no arguments): calls fn
  * for each. */
-void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsubn *s, void *ctx), void *ctx);
+void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsub_subscription *s, void *ctx), void *ctx);
 int rmq_dsub_count(struct rmq_dsub *d);
 
 #define RMQ_PULL_MAX_BATCHES 32
@@ -108,7 +108,7 @@ struct rmq_dsub_info {
 /* Per-subscription lag for INFO: calls fn(subscriber, subscription, lag)
  * with the subscriber's lock held (fn must not call back into it). */
 void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
-			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsubn *s,
+			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
 					  uint64_t lag, void *ctx),
 			       void *ctx);
 

@@ -55,7 +55,7 @@ struct rmq_broker {
 struct rmq_dlist {
 	struct rcu_head rcu;
 	size_t n;
-	struct rmq_dsubn *v[];
+	struct rmq_dsub_subscription *v[];
 };
 
 struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake_ctx)
@@ -531,7 +531,7 @@ static void dlist_free_rcu(struct rcu_head *h)
 	free(caa_container_of(h, struct rmq_dlist, rcu));
 }
 
-int rmq_topic_add_durable(struct rmq_topic *t, struct rmq_dsubn *s)
+int rmq_topic_add_durable(struct rmq_topic *t, struct rmq_dsub_subscription *s)
 {
 	pthread_mutex_lock(&t->dlock);
 	struct rmq_dlist *old = atomic_load(&t->durables);
@@ -548,7 +548,7 @@ int rmq_topic_add_durable(struct rmq_topic *t, struct rmq_dsubn *s)
 	return 0;
 }
 
-void rmq_topic_remove_durable(struct rmq_topic *t, struct rmq_dsubn *s)
+void rmq_topic_remove_durable(struct rmq_topic *t, struct rmq_dsub_subscription *s)
 {
 	pthread_mutex_lock(&t->dlock);
 	struct rmq_dlist *old = atomic_load(&t->durables);

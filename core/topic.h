@@ -215,8 +215,8 @@ unsigned rmq_shard_housekeep(struct rmq_broker *b, uint32_t shard);
 void rmq_topic_want_housekeeping(struct rmq_topic *t);
 
 /* --- durable subscriptions' view of a topic (used by dsub.c) --- */
-struct rmq_dsubn;
-int rmq_topic_add_durable(struct rmq_topic *t, struct rmq_dsubn *s);
-void rmq_topic_remove_durable(struct rmq_topic *t, struct rmq_dsubn *s);
+struct rmq_dsub_subscription;
+int rmq_topic_add_durable(struct rmq_topic *t, struct rmq_dsub_subscription *s);
+void rmq_topic_remove_durable(struct rmq_topic *t, struct rmq_dsub_subscription *s);
 
 #endif

@@ -27,7 +27,7 @@ static void accept_without_fds(struct server *srv, int err)
 	if (srv->spare_fd >= 0) {
 		close(srv->spare_fd);
 		srv->spare_fd = -1;
-		fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC);
+		fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	}
 	if (fd >= 0) {
 		static const char msg[] = "-ERR server out of file descriptors, try again later\r\n";
@@ -50,12 +50,12 @@ static void accept_without_fds(struct server *srv, int err)
 		poll(NULL, 0, 10); /* no spare either: back off rather than spin */
 }
 
-void *acceptor_main(void *arg)
+void *rmq__acceptor_main(void *arg)
 {
 	struct server *srv = arg;
 	uint32_t next = 0;
 	pthread_setname_np(pthread_self(), "rmq-acceptor");
-	struct pollfd pf[2] = { { srv->lfd, POLLIN, 0 }, { srv->stop_evfd, POLLIN, 0 } };
+	struct pollfd pf[2] = { { srv->listen_fd, POLLIN, 0 }, { srv->stop_fd, POLLIN, 0 } };
 	while (!atomic_load(&srv->stopping)) {
 		if (poll(pf, 2, -1) < 0 && errno != EINTR)
 			break;
@@ -64,7 +64,7 @@ void *acceptor_main(void *arg)
 		if (!(pf[0].revents & POLLIN))
 			continue;
 		for (int k = 0; k < 64; k++) {
-			int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd < 0) {
 				if (errno == EMFILE || errno == ENFILE) {
 					accept_without_fds(srv, errno);
@@ -87,9 +87,9 @@ void *acceptor_main(void *arg)
 			for (uint32_t tries = 0; tries < srv->nworkers && !queued; tries++) {
 				struct worker *w = &srv->workers[next];
 				next = (next + 1) % srv->nworkers;
-				RMQ_TSAN_RELEASE(&w->ring); /* the accepted socket, for TSan */
-				if (ck_ring_enqueue_spsc(&w->ring, w->ringbuf, (void *)(intptr_t)fd)) {
-					worker_wake(w);
+				RMQ_TSAN_RELEASE(&w->accept_ring); /* the accepted socket, for TSan */
+				if (ck_ring_enqueue_spsc(&w->accept_ring, w->accept_ring_buf, (void *)(intptr_t)fd)) {
+					rmq__worker_wake(w);
 					queued = true;
 				}
 			}
@@ -105,7 +105,7 @@ void *acceptor_main(void *arg)
 	return NULL;
 }
 
-int listen_on(struct server *srv)
+int rmq__listen(struct server *srv)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
@@ -153,7 +153,7 @@ int listen_on(struct server *srv)
 /* Each client takes a descriptor: raise the soft limit as far as the hard
  * one allows for --max-clients plus the server's own, and say so if that is
  * not enough (clients over it are then turned away with an error). */
-void raise_fd_limit(const struct rmq_server_config *cfg)
+void rmq__raise_fd_limit(const struct rmq_server_config *cfg)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)

@@ -43,7 +43,7 @@ static bool check_topic_name(struct conn *c, const struct rmq_arg *t)
 
 static struct server *srv_of(struct conn *c)
 {
-	return c->w->srv;
+	return c->worker->srv;
 }
 
 /* --- PING, ECHO, QUIT --- */
@@ -52,7 +52,7 @@ static void cmd_ping(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc > 2)
 		return err_args(c, "ping");
-	if (c->nlsubs) { /* Redis: in subscribe mode PING replies with a push */
+	if (c->n_live_subs) { /* Redis: in subscribe mode PING replies with a push */
 		rmq_resp_array(&c->out, 2);
 		rmq_resp_bulkstr(&c->out, "pong");
 		if (argc == 2)
@@ -86,8 +86,8 @@ static void cmd_quit(struct conn *c, struct rmq_arg *argv, size_t argc)
  * worker (a client retrying in a loop must not flood the log). */
 static void alloc_failed(struct conn *c, const char *what, const char *topic, size_t len)
 {
-	struct worker *w = c->w;
-	stat_add(&w->st.alloc_failures, 1);
+	struct worker *w = c->worker;
+	stat_add(&w->stats.alloc_failures, 1);
 	uint64_t now = rmq_now_ms();
 	if (now < w->oom_log_ms)
 		return;
@@ -192,7 +192,7 @@ static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
 static inline struct rmq_topic *cached_topic(struct conn *c)
 {
 	struct rmq_topic *t = c->pub_topic;
-	if (RMQ_LIKELY(t && c->pub_epoch == c->w->rcu_epoch && !rmq_topic_deleted(t)))
+	if (RMQ_LIKELY(t && c->pub_epoch == c->worker->rcu_epoch && !rmq_topic_deleted(t)))
 		return t;
 	return NULL;
 }
@@ -206,7 +206,7 @@ static struct rmq_topic *publish_topic(struct conn *c, const struct rmq_arg *nam
 		return t;
 	t = rmq_topic_lookup(srv_of(c)->broker, name->p, name->len);
 	c->pub_topic = t;
-	c->pub_epoch = c->w->rcu_epoch;
+	c->pub_epoch = c->worker->rcu_epoch;
 	return t;
 }
 
@@ -216,7 +216,7 @@ static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq
 {
 	int64_t seq = rmq_topic_append(t, payload->p, (uint32_t)payload->len);
 	if (RMQ_LIKELY(seq > 0)) {
-		worker_published(c->w, t, 1, payload->len);
+		rmq__worker_published(c->worker, t, 1, payload->len);
 		return seq;
 	}
 	if (seq == -ENOSPC)
@@ -284,7 +284,7 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (arg_is(&argv[1], "SUBSCRIBER")) {
 		if (argc != 3)
 			return rmq_resp_error(&c->out, "ERR REGISTER SUBSCRIBER needs a name");
-		if (c->nlsubs)
+		if (c->n_live_subs)
 			return rmq_resp_error(&c->out, "ERR connection has live subscriptions; UNSUBSCRIBE first");
 		if (c->role == ROLE_PUBLISHER)
 			return rmq_resp_error(&c->out, "ERR connection is registered as a publisher");
@@ -312,7 +312,7 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (!check_topic_name(c, &argv[i]))
 			continue;
 		if (!c->dsub) {
-			if (!subscribe_live(c, &argv[i]))
+			if (!rmq__pubsub_subscribe(c, &argv[i]))
 				err_notopic(c, &argv[i]);
 			continue;
 		}
@@ -327,7 +327,7 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		else if (rc < 0)
 			err_notopic(c, &argv[i]);
 		else
-			sub_reply(c, "subscribe", argv[i].p, argv[i].len, rc);
+			rmq__pubsub_reply(c, "subscribe", argv[i].p, argv[i].len, rc);
 	}
 }
 
@@ -336,7 +336,7 @@ struct unsub_all {
 	size_t n;
 };
 
-static void collect_dsub(struct rmq_dsubn *s, void *ctx)
+static void collect_dsub(struct rmq_dsub_subscription *s, void *ctx)
 {
 	struct unsub_all *u = ctx;
 	u->v = rmq_realloc(u->v, (u->n + 1) * sizeof(*u->v));
@@ -352,7 +352,7 @@ static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (argc == 1)
 			rmq_dsub_foreach(c->dsub, collect_dsub, &u);
 		if (argc == 1 && u.n == 0)
-			sub_reply(c, "unsubscribe", NULL, 0, 0);
+			rmq__pubsub_reply(c, "unsubscribe", NULL, 0, 0);
 		size_t n = argc == 1 ? u.n : argc - 1;
 		for (size_t i = 0; i < n; i++) {
 			const struct rmq_arg *a = argc == 1 ? &u.v[i] : &argv[i + 1];
@@ -360,7 +360,7 @@ static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 			if (rc == -EBUSY)
 				rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
 			else
-				sub_reply(c, "unsubscribe", a->p, a->len,
+				rmq__pubsub_reply(c, "unsubscribe", a->p, a->len,
 					  rc >= 0 ? rc : rmq_dsub_count(c->dsub));
 		}
 		for (size_t i = 0; i < u.n; i++)
@@ -369,9 +369,9 @@ static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return;
 	}
 	if (argc == 1)
-		return unsubscribe_live_all(c);
+		return rmq__pubsub_unsubscribe_all(c);
 	for (size_t i = 1; i < argc; i++)
-		unsubscribe_live(c, &argv[i]);
+		rmq__pubsub_unsubscribe(c, &argv[i]);
 }
 
 /* --- durable pull --- */
@@ -390,12 +390,12 @@ static void pull_reply(struct conn *c, const struct rmq_pull *p)
 			rmq_resp_bulk(&c->out, pl, len);
 		}
 	}
-	stat_add(&c->w->st.pulled, p->n);
+	stat_add(&c->worker->stats.pulled, p->n);
 }
 
 /* Runs a pull and writes its reply. Returns the count, or -1 when an error
  * reply was written. */
-int pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
+int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
 		     struct rmq_topic **subscribed)
 {
 	struct rmq_pull p;
@@ -446,7 +446,7 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 		}
 	}
 	struct rmq_topic *t = NULL;
-	int rc = pull_once(c, argv[1].p, argv[1].len, (uint32_t)count, &t);
+	int rc = rmq__cmd_pull_once(c, argv[1].p, argv[1].len, (uint32_t)count, &t);
 	if (rc != 0)
 		return;
 	if (!blocking)
@@ -454,20 +454,20 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 	/* Park: watch the subscription's own topic on this worker, then look
 	 * again, so a message published in between is not missed (see
 	 * rmq_watch_acquire). */
-	struct rmq_watch *w = t ? rmq_watch_acquire(t, c->w->id) : NULL;
+	struct rmq_watch *w = t ? rmq_watch_acquire(t, c->worker->id) : NULL;
 	if (!w) {
 		/* deleted meanwhile: the next pull reports it */
-		if (pull_once(c, argv[1].p, argv[1].len, (uint32_t)count, NULL) == 0)
+		if (rmq__cmd_pull_once(c, argv[1].p, argv[1].len, (uint32_t)count, NULL) == 0)
 			rmq_resp_array(&c->out, 0);
 		return;
 	}
-	c->bp.topic = rmq_memdup(argv[1].p, argv[1].len);
-	c->bp.tlen = argv[1].len;
-	c->bp.count = (uint32_t)count;
-	c->bp.deadline_ms = block ? rmq_now_ms() + block : 0;
-	c->bp.silent = false;
-	conn_park(c, w);
-	(void)pull_parked(c, false);
+	c->parked.topic = rmq_memdup(argv[1].p, argv[1].len);
+	c->parked.topic_len = argv[1].len;
+	c->parked.count = (uint32_t)count;
+	c->parked.deadline_ms = block ? rmq_now_ms() + block : 0;
+	c->parked.silent = false;
+	rmq__blocked_park(c, w);
+	(void)rmq__blocked_try(c, false);
 }
 
 
@@ -527,7 +527,7 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 		    (unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);
 }
 
-static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsubn *s, uint64_t lag, void *ctx)
+static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t lag, void *ctx)
 {
 	struct info_ctx *ic = ctx;
 	info_printf(ic->b,
@@ -554,7 +554,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 	struct rmq_buf b = { 0 };
 	uint64_t tot[12] = { 0 };
 	for (uint32_t i = 0; i < s->nworkers; i++) {
-		struct worker_stats *st = &s->workers[i].st;
+		struct worker_stats *st = &s->workers[i].stats;
 		tot[0] += atomic_load_explicit(&st->conns_accepted, memory_order_relaxed);
 		tot[1] += atomic_load_explicit(&st->commands, memory_order_relaxed);
 		tot[2] += atomic_load_explicit(&st->published, memory_order_relaxed);
@@ -716,9 +716,9 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (arg_is(&argv[1], "INFO")) {
 		char line[512];
 		snprintf(line, sizeof(line), "id=%llu name=%s worker=%u role=%s sub=%d\n",
-			 (unsigned long long)c->id, c->name ? c->name : "", c->w->id,
+			 (unsigned long long)c->id, c->name ? c->name : "", c->worker->id,
 			 c->role == ROLE_PUBLISHER ? "publisher" : c->role == ROLE_SUBSCRIBER ? "subscriber" : "none",
-			 c->nlsubs);
+			 c->n_live_subs);
 		return rmq_resp_bulkstr(&c->out, line);
 	}
 	if (arg_is(&argv[1], "REPLY") && argc == 3) {
@@ -748,7 +748,7 @@ static void cmd_select(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	cmd_drop_live(c);
+	rmq__pubsub_drop_all(c);
 	if (c->dsub) {
 		rmq_dsub_detach(c->dsub, c->token);
 		c->dsub = NULL;
@@ -850,16 +850,16 @@ static const struct command *cmd_find(const struct rmq_arg *a)
 	return NULL;
 }
 
-/* --- runs of PUBLISH requests (see struct pub_run) --- */
+/* --- runs of PUBLISH requests (see struct publish_run) --- */
 
-void cmd_publish_run_arm(struct conn *c, struct pub_run *run, const char *frame,
+void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const char *frame,
 			 const struct rmq_arg *argv, size_t argc)
 {
 	run->hlen = 0;
 	/* A RESP array (not inline) that PUBLISH ran for, on a connection
 	 * allowed to publish, with its topic cached. In a RESP request, the
 	 * third argument's '$' follows the second one's CRLF. */
-	if (frame[0] != '*' || argc != 3 || c->nlsubs || cmd_find(&argv[0]) != &commands[0])
+	if (frame[0] != '*' || argc != 3 || c->n_live_subs || cmd_find(&argv[0]) != &commands[0])
 		return;
 	struct rmq_topic *t = cached_topic(c);
 	if (!t || t->name_len != argv[1].len || memcmp(t->name, argv[1].p, argv[1].len) != 0)
@@ -897,23 +897,23 @@ static void reply_seq_run(struct rmq_buf *out, uint64_t seq, unsigned n)
 	}
 }
 
-size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len,
+size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const char *p, size_t len,
 		       unsigned *nreq)
 {
 	/* Same header bytes: the same command and topic name as the arming
 	 * request (parsing a prefix does not depend on what follows). Any
 	 * other request on this connection since then (SUBSCRIBE, CLIENT
-	 * REPLY, ...) went through cmd_dispatch and re-armed or disarmed the
+	 * REPLY, ...) went through rmq__cmd_dispatch and re-armed or disarmed the
 	 * run; what else can change is checked here: a quiescent state or a
 	 * delete (cached_topic). */
 	struct rmq_topic *t = cached_topic(c);
 	if (!t)
 		return 0;
 	const struct rmq_resp_limits *lim = &srv_of(c)->lim;
-	struct iovec pl[PUB_RUN_BATCH];
+	struct iovec pl[PUBLISH_RUN_BATCH];
 	size_t h = run->hlen, used = 0, bytes = 0;
 	unsigned n = 0;
-	while (n < PUB_RUN_BATCH) {
+	while (n < PUBLISH_RUN_BATCH) {
 		const char *q = p + used;
 		size_t rem = len - used;
 		struct rmq_arg a;
@@ -933,7 +933,7 @@ size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p,
 	/* All n with one reservation when they fit in the current segment. */
 	int64_t seq = n > 1 ? rmq_topic_append_n(t, pl, n) : -EAGAIN;
 	if (seq > 0) {
-		worker_published(c->w, t, n, bytes);
+		rmq__worker_published(c->worker, t, n, bytes);
 		if (c->reply == REPLY_ON)
 			reply_seq_run(&c->out, (uint64_t)seq, n);
 		return used;
@@ -950,7 +950,7 @@ size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p,
 	return used;
 }
 
-void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
+void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	const struct command *cmd = cmd_find(&argv[0]);
 	/* pending, not len: the buffer may compact while the command runs */
@@ -961,7 +961,7 @@ void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 		size_t shown = argv[0].len > 128 ? 128 : argv[0].len;
 		rmq_resp_errorf(o, "ERR unknown command '%.*s', with args beginning with: %s",
 				(int)shown, argv[0].p, argc > 1 ? "..." : "");
-	} else if (c->nlsubs && !(cmd->flags & F_SUBMODE)) {
+	} else if (c->n_live_subs && !(cmd->flags & F_SUBMODE)) {
 		rmq_resp_errorf(&c->out,
 				"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
 				cmd->name);
@@ -973,7 +973,7 @@ void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (mode != REPLY_ON && !(mode == REPLY_OFF && c->reply == REPLY_ON)) {
 		c->out.len = c->out.off + mark;
 		if (c->blocked) /* its answer comes later: suppress it then */
-			c->bp.silent = true;
+			c->parked.silent = true;
 		if (mode == REPLY_SKIP && c->reply == REPLY_SKIP)
 			c->reply = REPLY_ON;
 	}

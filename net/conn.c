@@ -29,18 +29,18 @@ static void conn_update_events(struct conn *c)
 	if (c->draining)
 		ev.events = EPOLLIN | EPOLLRDHUP;
 	ev.data.ptr = c;
-	epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+	epoll_ctl(c->worker->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
-void conn_want_flush(struct conn *c)
+void rmq__conn_want_flush(struct conn *c)
 {
 	if (!c->in_flush && !c->closing) {
 		c->in_flush = true;
-		cds_list_add_tail(&c->flink, &c->w->flush);
+		cds_list_add_tail(&c->flush_link, &c->worker->flush);
 	}
 }
 
-void conn_new(struct worker *w, int fd)
+void rmq__conn_new(struct worker *w, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -49,20 +49,20 @@ void conn_new(struct worker *w, int fd)
 		(void)r;
 		close(fd);
 		atomic_fetch_sub(&w->srv->nclients, 1);
-		stat_add(&w->st.alloc_failures, 1);
+		stat_add(&w->stats.alloc_failures, 1);
 		rmq_diagf(RMQ_DIAG_ERROR, "out of memory accepting a client");
 		return;
 	}
 	c->fd = fd;
-	c->w = w;
+	c->worker = w;
 	c->id = atomic_fetch_add(&w->srv->next_conn_id, 1) + 1;
 	c->created_ms = rmq_now_ms();
-	CDS_INIT_LIST_HEAD(&c->bp.node);
-	CDS_INIT_LIST_HEAD(&c->bp.tnode);
+	CDS_INIT_LIST_HEAD(&c->parked.watch_link);
+	CDS_INIT_LIST_HEAD(&c->parked.worker_link);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+	if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
 		rmq_diagf(RMQ_DIAG_ERROR, "epoll_ctl: %s", strerror(errno));
 		close(fd);
 		free(c);
@@ -70,48 +70,48 @@ void conn_new(struct worker *w, int fd)
 		return;
 	}
 	cds_list_add_tail(&c->link, &w->conns);
-	stat_add(&w->st.conns_accepted, 1);
-	stat_add(&w->st.conns, 1);
+	stat_add(&w->stats.conns_accepted, 1);
+	stat_add(&w->stats.conns, 1);
 	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu connected", w->id, (unsigned long long)c->id);
 }
 
 /* Tears the connection down at once; the struct itself is freed at the end
  * of the loop iteration, since events for it may still be pending. */
-void conn_close(struct conn *c)
+void rmq__conn_close(struct conn *c)
 {
 	if (c->closing)
 		return;
 	c->closing = true;
-	struct worker *w = c->w;
+	struct worker *w = c->worker;
 	if (c->blocked)
-		conn_unpark(c);
-	cmd_drop_live(c);
+		rmq__blocked_unpark(c);
+	rmq__pubsub_drop_all(c);
 	if (c->dsub)
 		rmq_dsub_detach(c->dsub, c->token);
 	if (c->in_flush) {
-		cds_list_del(&c->flink);
+		cds_list_del(&c->flush_link);
 		c->in_flush = false;
 	}
 	if (c->in_deadlines) {
-		cds_list_del(&c->dlink);
+		cds_list_del(&c->deadline_link);
 		c->in_deadlines = false;
 	}
-	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	cds_list_del(&c->link);
-	cds_list_add(&c->link, &w->dead);
+	cds_list_add(&c->link, &w->closed);
 	atomic_fetch_sub(&w->srv->nclients, 1);
-	stat_add(&w->st.conns, (uint64_t)-1);
+	stat_add(&w->stats.conns, (uint64_t)-1);
 	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu closed", w->id, (unsigned long long)c->id);
 }
 
-void conn_free(struct conn *c)
+void rmq__conn_free(struct conn *c)
 {
 	rmq_buf_free(&c->in);
 	rmq_buf_free(&c->out);
-	free(c->lsubs);
+	free(c->live_subs);
 	free(c->name);
-	free(c->bp.topic);
+	free(c->parked.topic);
 	free(c);
 }
 
@@ -129,7 +129,7 @@ static uint64_t wait_timeout_ms(const struct server *srv, bool lingering)
 static void conn_deadline_clear(struct conn *c)
 {
 	if (c->in_deadlines) {
-		cds_list_del(&c->dlink);
+		cds_list_del(&c->deadline_link);
 		c->in_deadlines = false;
 	}
 }
@@ -139,11 +139,11 @@ static void conn_deadline_set(struct conn *c, uint64_t timeout_ms)
 	conn_deadline_clear(c);
 	c->deadline_ms = rmq_now_ms() + timeout_ms;
 	/* Keep the list sorted even if lingering and frame timeouts differ. */
-	struct cds_list_head *pos = &c->w->deadlines;
-	while (pos->prev != &c->w->deadlines &&
-	       cds_list_entry(pos->prev, struct conn, dlink)->deadline_ms > c->deadline_ms)
+	struct cds_list_head *pos = &c->worker->deadlines;
+	while (pos->prev != &c->worker->deadlines &&
+	       cds_list_entry(pos->prev, struct conn, deadline_link)->deadline_ms > c->deadline_ms)
 		pos = pos->prev;
-	cds_list_add_tail(&c->dlink, pos);
+	cds_list_add_tail(&c->deadline_link, pos);
 	c->in_deadlines = true;
 }
 
@@ -154,7 +154,7 @@ static void conn_deadline_set(struct conn *c, uint64_t timeout_ms)
  * fault and does not count. */
 static void conn_track_frame(struct conn *c, bool progressed)
 {
-	uint64_t to = wait_timeout_ms(c->w->srv, false);
+	uint64_t to = wait_timeout_ms(c->worker->srv, false);
 	if (c->draining)
 		return;
 	bool waiting = to && !c->closing && !c->close_after_write && !c->blocked && !c->paused &&
@@ -165,13 +165,13 @@ static void conn_track_frame(struct conn *c, bool progressed)
 		conn_deadline_set(c, to);
 }
 
-void conn_process_input(struct conn *c)
+void rmq__conn_process_input(struct conn *c)
 {
-	struct worker *w = c->w;
+	struct worker *w = c->worker;
 	struct server *srv = w->srv;
 	const char *err = NULL;
 	bool did = false, progressed = false;
-	struct pub_run run = { .hlen = 0 };
+	struct publish_run run = { .hlen = 0 };
 	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
 	       rmq_buf_pending(&c->in)) {
 		const char *frame = c->in.data + c->in.off;
@@ -179,8 +179,8 @@ void conn_process_input(struct conn *c)
 		unsigned nreq = 1;
 		ssize_t r;
 		if (run.hlen &&
-		    (r = (ssize_t)cmd_publish_run(c, &run, frame, rmq_buf_pending(&c->in), &nreq))) {
-			stat_add(&w->st.commands, nreq);
+		    (r = (ssize_t)rmq__cmd_publish_run(c, &run, frame, rmq_buf_pending(&c->in), &nreq))) {
+			stat_add(&w->stats.commands, nreq);
 			did = true;
 			goto next;
 		}
@@ -204,20 +204,20 @@ void conn_process_input(struct conn *c)
 			goto proto_error;
 		}
 		if (argc) {
-			stat_add(&w->st.commands, 1);
-			cmd_dispatch(c, w->argv, argc);
-			cmd_publish_run_arm(c, &run, frame, w->argv, argc);
+			stat_add(&w->stats.commands, 1);
+			rmq__cmd_dispatch(c, w->argv, argc);
+			rmq__cmd_publish_run_arm(c, &run, frame, w->argv, argc);
 			did = true;
 		}
 next:
 		rmq_buf_consume(&c->in, (size_t)r);
 		progressed = true;
-		if (w->qs_ok && (w->since_qs += nreq) >= 64) {
+		if (w->may_quiesce && (w->requests_since_quiescent += nreq) >= 64) {
 			/* A long pipeline must not hold up grace periods (topic
 			 * table resizes, frees): report a quiescent state between
 			 * requests when the caller holds no RCU pointer. */
-			w->since_qs = 0;
-			worker_quiescent(w);
+			w->requests_since_quiescent = 0;
+			rmq__worker_quiescent(w);
 		}
 		if (rmq_buf_pending(&c->out) >= OUT_PAUSE && !c->paused) {
 			/* The client sends faster than it reads its replies:
@@ -226,23 +226,23 @@ next:
 			conn_update_events(c);
 		}
 	}
-	worker_publish_flush(w);
-	/* Only when something ran: conn_write() calls us with output still
+	rmq__worker_publish_flush(w);
+	/* Only when something ran: rmq__conn_write() calls us with output still
 	 * pending, and queueing it again there would spin the loop. */
 	if (did && !c->closing && rmq_buf_pending(&c->out))
-		conn_want_flush(c);
+		rmq__conn_want_flush(c);
 	conn_track_frame(c, progressed);
 	return;
 proto_error:
-	worker_publish_flush(w);
-	stat_add(&w->st.protocol_errors, 1);
+	rmq__worker_publish_flush(w);
+	stat_add(&w->stats.protocol_errors, 1);
 	rmq_diagf(RMQ_DIAG_INFO, "client %llu: protocol error (%s); closing", (unsigned long long)c->id,
 		 err ? err : "request too large");
 	c->close_after_write = true;
 	c->linger = true;
 	c->in.off = c->in.len = 0;
 	conn_deadline_clear(c);
-	conn_want_flush(c);
+	rmq__conn_want_flush(c);
 }
 
 /* After a protocol error the reply has been sent and our side shut down:
@@ -256,7 +256,7 @@ static void conn_drain(struct conn *c)
 		ssize_t n = read(c->fd, junk, sizeof(junk));
 		if (n > 0) {
 			c->drained += (size_t)n;
-			if (c->drained > c->w->srv->max_query)
+			if (c->drained > c->worker->srv->max_query)
 				break;
 			continue;
 		}
@@ -266,15 +266,15 @@ static void conn_drain(struct conn *c)
 			return;
 		break; /* EOF or error */
 	}
-	conn_close(c);
+	rmq__conn_close(c);
 }
 
 /* Reads into the worker's shared buffer when the connection has no partial
  * request pending, so an idle connection holds no input buffer; only a
  * partial request left over is copied into the connection's own buffer. */
-void conn_read(struct conn *c)
+void rmq__conn_read(struct conn *c)
 {
-	struct worker *w = c->w;
+	struct worker *w = c->worker;
 	bool lent = false;
 	if (c->draining) {
 		conn_drain(c);
@@ -301,14 +301,14 @@ void conn_read(struct conn *c)
 		ssize_t n = read(c->fd, p, room);
 		if (n > 0) {
 			c->in.len += (size_t)n;
-			stat_add(&w->st.bytes_read, (uint64_t)n);
-			conn_process_input(c);
+			stat_add(&w->stats.bytes_read, (uint64_t)n);
+			rmq__conn_process_input(c);
 			if (c->blocked && rmq_buf_pending(&c->in) > w->srv->max_query) {
 				/* pipelining without end behind a parked PULL */
 				rmq_resp_error(&c->out, "ERR Protocol error: request too large");
 				c->close_after_write = true;
-				conn_want_flush(c);
-				conn_unpark(c);
+				rmq__conn_want_flush(c);
+				rmq__blocked_unpark(c);
 				break;
 			}
 			if ((size_t)n < room)
@@ -318,19 +318,19 @@ void conn_read(struct conn *c)
 		if (n == 0) { /* peer closed: answer what it sent, then close */
 			c->eof = true;
 			conn_update_events(c);
-			conn_process_input(c);
+			rmq__conn_process_input(c);
 			if (!c->closing && !c->blocked && !c->backlog && !c->paused) {
 				c->close_after_write = true;
-				conn_want_flush(c);
+				rmq__conn_want_flush(c);
 				if (!rmq_buf_pending(&c->out))
-					conn_close(c);
+					rmq__conn_close(c);
 			}
 			break;
 		}
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			conn_close(c);
+			rmq__conn_close(c);
 		break;
 	}
 	if (!lent)
@@ -349,9 +349,9 @@ void conn_read(struct conn *c)
 
 /* Writes c's pending output. Refills from the logs of its live
  * subscriptions while the socket accepts more. */
-void conn_write(struct conn *c)
+void rmq__conn_write(struct conn *c)
 {
-	struct worker *w = c->w;
+	struct worker *w = c->worker;
 	bool was_backlog = c->backlog;
 	for (int rounds = 0; rounds < 8 && !c->closing; rounds++) {
 		size_t pend = rmq_buf_pending(&c->out);
@@ -363,13 +363,13 @@ void conn_write(struct conn *c)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
-			conn_close(c);
+			rmq__conn_close(c);
 			return;
 		}
-		stat_add(&w->st.bytes_written, (uint64_t)n);
+		stat_add(&w->stats.bytes_written, (uint64_t)n);
 		rmq_buf_consume(&c->out, (size_t)n);
 		if (rmq_buf_pending(&c->out) < OUT_SOFT && c->backlog)
-			conn_refill(c);
+			rmq__pubsub_refill(c);
 	}
 	if (c->closing)
 		return;
@@ -387,7 +387,7 @@ void conn_write(struct conn *c)
 			conn_drain(c);
 			return;
 		}
-		conn_close(c);
+		rmq__conn_close(c);
 		return;
 	}
 	bool unpause = c->paused && rmq_buf_pending(&c->out) < OUT_PAUSE / 2;
@@ -402,19 +402,19 @@ void conn_write(struct conn *c)
 	/* Resume requests only when what stopped them was lifted here: the
 	 * pause, or a backlog that the client has now read. */
 	if (unpause || (was_backlog && !c->backlog && !c->blocked))
-		conn_process_input(c);
+		rmq__conn_process_input(c);
 	if (c->eof && !c->closing && !c->blocked && !c->backlog && !c->paused &&
 	    !rmq_buf_pending(&c->in) && !c->close_after_write) {
 		c->close_after_write = true;
-		conn_want_flush(c);
+		rmq__conn_want_flush(c);
 	}
 }
 
 /* A client kept a request half-sent past --frame-timeout, or never closed
  * after a protocol error: tell it (best effort) and close. */
-void conn_timed_out(struct conn *c)
+void rmq__conn_timed_out(struct conn *c)
 {
-	struct worker *w = c->w;
+	struct worker *w = c->worker;
 	if (!c->draining) {
 		/* Behind what is still queued: the socket may hold the first
 		 * part of a reply, and the error must not land inside it. */
@@ -422,11 +422,11 @@ void conn_timed_out(struct conn *c)
 		ssize_t r = send(c->fd, c->out.data + c->out.off, rmq_buf_pending(&c->out),
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)r;
-		stat_add(&w->st.frame_timeouts, 1);
+		stat_add(&w->stats.frame_timeouts, 1);
 		rmq_diagf(RMQ_DIAG_INFO,
 			 "client %llu: request half-sent for %.1f s (%zu bytes); closing",
 			 (unsigned long long)c->id, (double)wait_timeout_ms(w->srv, false) / 1000.0,
 			 rmq_buf_pending(&c->in));
 	}
-	conn_close(c);
+	rmq__conn_close(c);
 }

@@ -45,21 +45,21 @@ enum reply_mode { REPLY_ON, REPLY_OFF, REPLY_SKIP };
 struct conn;
 
 /* A live (push) subscription of one connection to one topic. */
-struct lsub {
-	struct cds_list_head node; /* in watch->members */
-	struct conn *c;
-	struct rmq_watch *w;
-	struct rmq_cursor cur;
+struct live_sub {
+	struct cds_list_head watch_link; /* in watch->members */
+	struct conn *conn;
+	struct rmq_watch *watch;   /* its topic's watch on conn's worker */
+	struct rmq_cursor cursor;  /* the next message to deliver */
 	bool gone;                 /* topic deleted: unsubscribe once drained */
 };
 
 struct conn {
 	int fd;
 	uint64_t id;
-	struct worker *w;
+	struct worker *worker;      /* the only thread that touches this conn */
 	struct rmq_buf in, out;
 	struct cds_list_head link;  /* worker->conns */
-	struct cds_list_head flink; /* worker->flush, when in_flush */
+	struct cds_list_head flush_link; /* worker->flush, when in_flush */
 	bool in_flush, closing, close_after_write, paused, epollout, eof;
 	bool linger, draining;      /* protocol error: let the reply arrive */
 	size_t drained;
@@ -69,28 +69,28 @@ struct conn {
 	enum reply_mode reply;
 	enum conn_role role;
 	char *name;                 /* CLIENT SETNAME / REGISTER name */
-	struct lsub **lsubs;
-	int nlsubs, caplsubs;
+	struct live_sub **live_subs; /* pubsub.c */
+	int n_live_subs, live_subs_cap;
 	struct rmq_dsub *dsub;
 	uint64_t token;
-	struct {
-		struct cds_list_head node; /* watch->waiters */
-		struct cds_list_head tnode; /* worker->blocked */
-		struct rmq_watch *w;
-		char *topic;
-		size_t tlen;
+	struct {                    /* the parked PULL, while blocked (blocked.c) */
+		struct cds_list_head watch_link;  /* in watch->waiters */
+		struct cds_list_head worker_link; /* in worker->parked_conns */
+		struct rmq_watch *watch;
+		char *topic;            /* as the PULL named it */
+		size_t topic_len;
 		uint32_t count;
 		uint64_t deadline_ms;   /* 0: forever */
 		bool silent;            /* parked under CLIENT REPLY OFF/SKIP */
-	} bp;
+	} parked;
 	uint64_t created_ms;
 	/* In worker->deadlines while the server waits on the client: a
 	 * request half-received (--frame-timeout), or a lingering close. */
-	struct cds_list_head dlink;
+	struct cds_list_head deadline_link;
 	uint64_t deadline_ms;
 	bool in_deadlines;
 	/* The topic this connection last published to, valid while
-	 * pub_epoch == w->rcu_epoch (no quiescent state since the lookup)
+	 * pub_epoch == worker->rcu_epoch (no quiescent state since the lookup)
 	 * and the topic is not deleted: saves the hash table lookup. */
 	struct rmq_topic *pub_topic;
 	uint64_t pub_epoch;
@@ -115,27 +115,31 @@ struct server;
 struct worker {
 	uint32_t id;
 	pthread_t th;
-	int epfd, evfd;
+	int epoll_fd, wake_fd;
 	_Atomic int wake_pending;
-	ck_ring_t ring;             /* acceptor -> worker, SPSC */
-	ck_ring_buffer_t *ringbuf;
-	struct cds_list_head conns, flush, blocked, dead;
+	ck_ring_t accept_ring;      /* acceptor -> worker sockets, SPSC */
+	ck_ring_buffer_t *accept_ring_buf;
+	struct cds_list_head conns;        /* every open conn, by link */
+	struct cds_list_head flush;        /* conns with output to write, by flush_link */
+	struct cds_list_head parked_conns; /* conns with a parked PULL (blocked.c) */
+	struct cds_list_head closed;       /* closed, freed at the end of the iteration */
 	struct cds_list_head deadlines; /* conns by deadline_ms, earliest first */
 	struct server *srv;
 	struct rmq_arg *argv;
 	size_t argv_cap;
 	struct rmq_buf scratch;     /* shared read buffer, lent to one conn at a time */
-	bool qs_ok;                 /* no RCU pointer held up the stack */
-	unsigned since_qs;
+	bool may_quiesce;           /* no RCU pointer held up the stack: request
+				     * processing may report a quiescent state */
+	unsigned requests_since_quiescent;
 	uint64_t oom_log_ms;        /* next allocation-failure log line */
 	uint64_t trim_ms;           /* malloc_trim() if still idle then; 0: not armed */
-	uint64_t rcu_epoch;         /* quiescent states so far (worker_quiescent) */
+	uint64_t rcu_epoch;         /* quiescent states so far (rmq__worker_quiescent) */
 	/* Appends made but not yet announced (rmq_topic_published): a run of
 	 * publishes to one topic wakes its readers once, at the next
-	 * worker_publish_flush(), which every quiescent state is preceded by. */
-	struct rmq_topic *pend_topic;
-	uint64_t pend_msgs, pend_bytes;
-	struct worker_stats st;
+	 * rmq__worker_publish_flush(), which every quiescent state is preceded by. */
+	struct rmq_topic *pending_topic;
+	uint64_t pending_msgs, pending_bytes;
+	struct worker_stats stats;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
 struct server {
@@ -146,7 +150,7 @@ struct server {
 	struct rmq_dsub_registry *dsubs;
 	struct worker *workers;
 	uint32_t nworkers;
-	int lfd, stop_evfd;
+	int listen_fd, stop_fd;
 	int port;
 	pthread_t acceptor;
 	_Atomic int stopping;
@@ -163,119 +167,119 @@ struct server {
  * and makes the broker (its wake-ups call wake(srv, shard)), the durable
  * subscriber registry and cfg.threads workers. An in-process driver
  * (tests/fuzz/fuzz_cmd.c) runs the workers on its own thread instead: it
- * hands them sockets through w->ring (counting them in nclients, as the
- * acceptor does) and calls worker_poll(). Every call is made by a
+ * hands them sockets through w->accept_ring (counting them in nclients, as the
+ * acceptor does) and calls rmq__worker_poll(). Every call is made by a
  * registered, online urcu-qsbr thread. */
-void server_state_init(struct server *srv, rmq_wake_fn wake);
+void rmq__server_state_init(struct server *srv, rmq_wake_fn wake);
 /* Runs one iteration of w's event loop without sleeping: takes new sockets,
  * delivers, runs due timers, flushes, frees closed connections, then
  * handles the socket events that are ready (epoll_wait with timeout 0). */
-void worker_poll(struct worker *w);
-/* Frees what server_state_init() made; every connection must be closed. */
-void server_state_fini(struct server *srv);
+void rmq__worker_poll(struct worker *w);
+/* Frees what rmq__server_state_init() made; every connection must be closed. */
+void rmq__server_state_fini(struct server *srv);
 
 /* --- worker.c --- */
 /* Wakes w from epoll_wait (coalesced); callable from any thread. */
-void worker_wake(struct worker *w);
-void worker_init(struct worker *w, struct server *srv, uint32_t id);
-void worker_fini(struct worker *w);
+void rmq__worker_wake(struct worker *w);
+void rmq__worker_init(struct worker *w, struct server *srv, uint32_t id);
+void rmq__worker_fini(struct worker *w);
 /* A worker thread's body (pthread_create): runs w's loop until the server
  * stops, then shuts its connections down gracefully. */
-void *worker_main(void *arg);
+void *rmq__worker_main(void *arg);
 /* Reports a quiescent state (announcing pending appends first). */
-void worker_quiescent(struct worker *w);
+void rmq__worker_quiescent(struct worker *w);
 
 /* --- conn.c --- */
 /* Takes an accepted socket into w (counted in nclients by the caller). */
-void conn_new(struct worker *w, int fd);
-void conn_want_flush(struct conn *c);
+void rmq__conn_new(struct worker *w, int fd);
+void rmq__conn_want_flush(struct conn *c);
 /* Tears the connection down at once; the struct itself is freed by
- * conn_free() at the end of the loop iteration. */
-void conn_close(struct conn *c);
-void conn_free(struct conn *c);
-void conn_read(struct conn *c);
-void conn_write(struct conn *c);
-void conn_process_input(struct conn *c);
+ * rmq__conn_free() at the end of the loop iteration. */
+void rmq__conn_close(struct conn *c);
+void rmq__conn_free(struct conn *c);
+void rmq__conn_read(struct conn *c);
+void rmq__conn_write(struct conn *c);
+void rmq__conn_process_input(struct conn *c);
 /* Its deadline passed: tell the client (best effort) and close. */
-void conn_timed_out(struct conn *c);
+void rmq__conn_timed_out(struct conn *c);
 
 /* --- pubsub.c --- */
 /* Copies s's new messages into its connection's output, up to OUT_SOFT
  * pending. Returns true when s caught up with its log. */
-bool conn_deliver(struct lsub *s);
+bool rmq__pubsub_deliver(struct live_sub *s);
 /* The client read some of its backlog: copy more from the logs. */
-void conn_refill(struct conn *c);
-void sub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count);
+void rmq__pubsub_refill(struct conn *c);
+void rmq__pubsub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count);
 /* Subscribes c to the topic live and replies; false (no reply written)
  * when there is no such topic. */
-bool subscribe_live(struct conn *c, const struct rmq_arg *name);
+bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name);
 /* Ends c's live subscription to name, if any, and replies (Redis replies
  * even when there was none). */
-void unsubscribe_live(struct conn *c, const struct rmq_arg *name);
+void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name);
 /* Ends all of c's live subscriptions, one reply each (one when none). */
-void unsubscribe_live_all(struct conn *c);
+void rmq__pubsub_unsubscribe_all(struct conn *c);
 
 /* --- blocked.c --- */
-void conn_park(struct conn *c, struct rmq_watch *w);
-void conn_unpark(struct conn *c);
+void rmq__blocked_park(struct conn *c, struct rmq_watch *w);
+void rmq__blocked_unpark(struct conn *c);
 /* Tries a parked pull again. Returns true when it was answered (messages,
  * an error, or an empty array on timeout) and the connection unparked. */
-bool pull_parked(struct conn *c, bool timed_out);
+bool rmq__blocked_try(struct conn *c, bool timed_out);
 
 /* --- accept.c --- */
-void *acceptor_main(void *arg);
-int listen_on(struct server *srv);
-void raise_fd_limit(const struct rmq_server_config *cfg);
+void *rmq__acceptor_main(void *arg);
+int rmq__listen(struct server *srv);
+void rmq__raise_fd_limit(const struct rmq_server_config *cfg);
 
 /* Announces the worker's pending appends (see struct worker). */
-void worker_publish_flush(struct worker *w);
-/* Records one append to t for the next worker_publish_flush(). */
-static inline void worker_published(struct worker *w, struct rmq_topic *t, unsigned msgs,
+void rmq__worker_publish_flush(struct worker *w);
+/* Records one append to t for the next rmq__worker_publish_flush(). */
+static inline void rmq__worker_published(struct worker *w, struct rmq_topic *t, unsigned msgs,
 				    uint64_t bytes)
 {
-	if (RMQ_UNLIKELY(w->pend_topic != t)) {
-		if (w->pend_topic)
-			worker_publish_flush(w);
-		w->pend_topic = t;
+	if (RMQ_UNLIKELY(w->pending_topic != t)) {
+		if (w->pending_topic)
+			rmq__worker_publish_flush(w);
+		w->pending_topic = t;
 	}
-	w->pend_msgs += msgs;
-	w->pend_bytes += bytes;
+	w->pending_msgs += msgs;
+	w->pending_bytes += bytes;
 }
 
 /* --- cmd.c --- */
 /* Executes one request. Appends replies to c->out. */
-void cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc);
+void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc);
 
 /* A run of PUBLISH requests to one topic, as a publisher pipelines them:
  * after one has been parsed and executed, the next whose bytes start with
  * the same header ("*3 $7 PUBLISH $n <topic> $") needs only its payload
  * parsed. hdr points at that earlier request in the connection's input
- * buffer, so a run lives for one conn_process_input() call. */
-struct pub_run {
+ * buffer, so a run lives for one rmq__conn_process_input() call. */
+struct publish_run {
 	const char *hdr;     /* the arming request */
 	size_t hlen;         /* 0: not armed */
 	struct rmq_arg name; /* the topic name inside it */
 };
-/* After cmd_dispatch(c, argv, argc) of the request that starts at frame:
+/* After rmq__cmd_dispatch(c, argv, argc) of the request that starts at frame:
  * arms run if that was a PUBLISH the next ones can repeat, else disarms. */
-void cmd_publish_run_arm(struct conn *c, struct pub_run *run, const char *frame,
+void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const char *frame,
 			 const struct rmq_arg *argv, size_t argc);
 /* Executes the requests at the start of p[0, len) that continue the armed
- * run, up to PUB_RUN_BATCH of them, exactly as cmd_dispatch() would one by
+ * run, up to PUBLISH_RUN_BATCH of them, exactly as rmq__cmd_dispatch() would one by
  * one; returns their size and sets *nreq to their number, or returns 0
  * (nothing done: parse and dispatch the next request the ordinary way). */
-#define PUB_RUN_BATCH 32
-size_t cmd_publish_run(struct conn *c, const struct pub_run *run, const char *p, size_t len,
+#define PUBLISH_RUN_BATCH 32
+size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const char *p, size_t len,
 		       unsigned *nreq);
 /* Runs a durable PULL and writes its reply. Returns the count, or -1 when
  * an error reply was written; *subscribed (if not NULL) gets the topic. */
-int pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
+int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
 	      struct rmq_topic **subscribed);
 /* Retries a parked PULL; called when its watch fires or it times out. */
-void cmd_pull_retry(struct conn *c, bool timed_out);
+void rmq__blocked_retry(struct conn *c, bool timed_out);
 /* Ends every live subscription of c (no replies). */
-void cmd_drop_live(struct conn *c);
+void rmq__pubsub_drop_all(struct conn *c);
 /* A watched topic was deleted: tell live subscribers and parked pullers. */
-void cmd_topic_gone(struct rmq_watch *w);
+void rmq__pubsub_topic_gone(struct rmq_watch *w);
 
 #endif

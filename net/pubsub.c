@@ -12,7 +12,7 @@
 
 #include <stdlib.h>
 
-void sub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count)
+void rmq__pubsub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count)
 {
 	rmq_resp_array(&c->out, 3);
 	rmq_resp_bulkstr(&c->out, kind);
@@ -23,99 +23,99 @@ void sub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int
 	rmq_resp_int(&c->out, count);
 }
 
-static int lsub_find(struct conn *c, const char *name, size_t len)
+static int live_sub_find(struct conn *c, const char *name, size_t len)
 {
-	for (int i = 0; i < c->nlsubs; i++) {
-		struct rmq_topic *t = c->lsubs[i]->w->topic;
+	for (int i = 0; i < c->n_live_subs; i++) {
+		struct rmq_topic *t = c->live_subs[i]->watch->topic;
 		if (t->name_len == len && memcmp(t->name, name, len) == 0)
 			return i;
 	}
 	return -1;
 }
 
-static void lsub_remove_at(struct conn *c, int i)
+static void live_sub_remove_at(struct conn *c, int i)
 {
-	struct lsub *s = c->lsubs[i];
-	c->lsubs[i] = c->lsubs[--c->nlsubs];
-	atomic_fetch_sub(&s->w->topic->live_subs, 1);
-	cds_list_del(&s->node);
-	rmq_watch_release(s->w);
+	struct live_sub *s = c->live_subs[i];
+	c->live_subs[i] = c->live_subs[--c->n_live_subs];
+	atomic_fetch_sub(&s->watch->topic->live_subs, 1);
+	cds_list_del(&s->watch_link);
+	rmq_watch_release(s->watch);
 	free(s);
 }
 
-void cmd_drop_live(struct conn *c)
+void rmq__pubsub_drop_all(struct conn *c)
 {
-	while (c->nlsubs)
-		lsub_remove_at(c, c->nlsubs - 1);
+	while (c->n_live_subs)
+		live_sub_remove_at(c, c->n_live_subs - 1);
 }
 
-bool subscribe_live(struct conn *c, const struct rmq_arg *name)
+bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 {
-	struct rmq_topic *t = rmq_topic_lookup(c->w->srv->broker, name->p, name->len);
-	int i = lsub_find(c, name->p, name->len);
-	if (i >= 0 && c->lsubs[i]->w->topic == t) {
-		sub_reply(c, "subscribe", name->p, name->len, c->nlsubs);
+	struct rmq_topic *t = rmq_topic_lookup(c->worker->srv->broker, name->p, name->len);
+	int i = live_sub_find(c, name->p, name->len);
+	if (i >= 0 && c->live_subs[i]->watch->topic == t) {
+		rmq__pubsub_reply(c, "subscribe", name->p, name->len, c->n_live_subs);
 		return true;
 	}
 	if (i >= 0) /* subscribed to a deleted topic of that name */
-		lsub_remove_at(c, i);
-	struct rmq_watch *w = t ? rmq_watch_acquire(t, c->w->id) : NULL;
+		live_sub_remove_at(c, i);
+	struct rmq_watch *w = t ? rmq_watch_acquire(t, c->worker->id) : NULL;
 	if (!w)
 		return false;
-	struct lsub *s = rmq_calloc(1, sizeof(*s));
-	s->c = c;
-	s->w = w;
-	cds_list_add_tail(&s->node, &w->members);
+	struct live_sub *s = rmq_calloc(1, sizeof(*s));
+	s->conn = c;
+	s->watch = w;
+	cds_list_add_tail(&s->watch_link, &w->members);
 	/* After the watch is visible (rmq_watch_acquire's fence): any message
 	 * past this position wakes us. */
-	rmq_log_cursor_end(&t->log, &s->cur);
-	if (c->nlsubs == c->caplsubs) {
-		c->caplsubs = c->caplsubs ? c->caplsubs * 2 : 4;
-		c->lsubs = rmq_realloc(c->lsubs, (size_t)c->caplsubs * sizeof(*c->lsubs));
+	rmq_log_cursor_end(&t->log, &s->cursor);
+	if (c->n_live_subs == c->live_subs_cap) {
+		c->live_subs_cap = c->live_subs_cap ? c->live_subs_cap * 2 : 4;
+		c->live_subs = rmq_realloc(c->live_subs, (size_t)c->live_subs_cap * sizeof(*c->live_subs));
 	}
-	c->lsubs[c->nlsubs++] = s;
+	c->live_subs[c->n_live_subs++] = s;
 	atomic_fetch_add(&t->live_subs, 1);
-	sub_reply(c, "subscribe", name->p, name->len, c->nlsubs);
+	rmq__pubsub_reply(c, "subscribe", name->p, name->len, c->n_live_subs);
 	return true;
 }
 
-void unsubscribe_live(struct conn *c, const struct rmq_arg *name)
+void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name)
 {
-	int k = lsub_find(c, name->p, name->len);
+	int k = live_sub_find(c, name->p, name->len);
 	if (k >= 0)
-		lsub_remove_at(c, k);
-	sub_reply(c, "unsubscribe", name->p, name->len, c->nlsubs);
+		live_sub_remove_at(c, k);
+	rmq__pubsub_reply(c, "unsubscribe", name->p, name->len, c->n_live_subs);
 }
 
-void unsubscribe_live_all(struct conn *c)
+void rmq__pubsub_unsubscribe_all(struct conn *c)
 {
-	if (c->nlsubs == 0)
-		return sub_reply(c, "unsubscribe", NULL, 0, 0);
-	while (c->nlsubs) {
-		struct rmq_topic *t = c->lsubs[c->nlsubs - 1]->w->topic;
+	if (c->n_live_subs == 0)
+		return rmq__pubsub_reply(c, "unsubscribe", NULL, 0, 0);
+	while (c->n_live_subs) {
+		struct rmq_topic *t = c->live_subs[c->n_live_subs - 1]->watch->topic;
 		/* t stays valid: RCU, and the reply is written first */
 		char *name = t->name;
 		size_t len = t->name_len;
-		sub_reply(c, "unsubscribe", name, len, c->nlsubs - 1);
-		lsub_remove_at(c, c->nlsubs - 1);
+		rmq__pubsub_reply(c, "unsubscribe", name, len, c->n_live_subs - 1);
+		live_sub_remove_at(c, c->n_live_subs - 1);
 	}
 }
 
 /* A deleted topic's subscription has been drained: send the unsubscribe
  * push and remove it. */
-static void cmd_live_gone(struct lsub *s)
+static void live_sub_gone(struct live_sub *s)
 {
-	struct conn *c = s->c;
-	struct rmq_topic *t = s->w->topic;
-	int k = lsub_find(c, t->name, t->name_len);
-	if (k < 0 || c->lsubs[k] != s)
+	struct conn *c = s->conn;
+	struct rmq_topic *t = s->watch->topic;
+	int k = live_sub_find(c, t->name, t->name_len);
+	if (k < 0 || c->live_subs[k] != s)
 		return;
-	sub_reply(c, "unsubscribe", t->name, t->name_len, c->nlsubs - 1);
-	conn_want_flush(c);
-	lsub_remove_at(c, k); /* may release the watch */
+	rmq__pubsub_reply(c, "unsubscribe", t->name, t->name_len, c->n_live_subs - 1);
+	rmq__conn_want_flush(c);
+	live_sub_remove_at(c, k); /* may release the watch */
 }
 
-void cmd_topic_gone(struct rmq_watch *w)
+void rmq__pubsub_topic_gone(struct rmq_watch *w)
 {
 	/* Deliver everything published before the delete, then the
 	 * unsubscribe push, as Redis sends when a client is unsubscribed. A
@@ -123,15 +123,15 @@ void cmd_topic_gone(struct rmq_watch *w)
 	 * the log (the watch holds the topic) and is told when done. Parked
 	 * pullers are answered first: releasing the last member may free w. */
 	struct conn *c, *ctmp;
-	cds_list_for_each_entry_safe(c, ctmp, &w->waiters, bp.node)
-		cmd_pull_retry(c, false);
-	struct lsub *s, *tmp;
-	cds_list_for_each_entry_safe(s, tmp, &w->members, node) {
+	cds_list_for_each_entry_safe(c, ctmp, &w->waiters, parked.watch_link)
+		rmq__blocked_retry(c, false);
+	struct live_sub *s, *tmp;
+	cds_list_for_each_entry_safe(s, tmp, &w->members, watch_link) {
 		if (s->gone)
 			continue;
 		s->gone = true;
-		if (conn_deliver(s) && !s->c->closing)
-			cmd_live_gone(s);
+		if (rmq__pubsub_deliver(s) && !s->conn->closing)
+			live_sub_gone(s);
 	}
 }
 
@@ -139,10 +139,10 @@ void cmd_topic_gone(struct rmq_watch *w)
  * OUT_SOFT pending bytes; the rest stays in the log (no per-subscriber
  * copy) and is sent once the client has read. A subscriber whose position
  * fell out of the retained window is disconnected and counted. */
-bool conn_deliver(struct lsub *s)
+bool rmq__pubsub_deliver(struct live_sub *s)
 {
-	struct conn *c = s->c;
-	struct rmq_topic *t = s->w->topic;
+	struct conn *c = s->conn;
+	struct rmq_topic *t = s->watch->topic;
 	struct rmq_batch b;
 	bool caught_up = false;
 	while (!c->closing) {
@@ -153,20 +153,20 @@ bool conn_deliver(struct lsub *s)
 			 * no longer has it. */
 			c->backlog = true;
 			uint64_t first = rmq_log_first_seq(&t->log);
-			if (first <= s->cur.seq)
+			if (first <= s->cursor.seq)
 				break;
-			b.lost = first - s->cur.seq;
+			b.lost = first - s->cursor.seq;
 		} else {
-			n = rmq_log_peek(&t->log, &s->cur, &b, 4096, OUT_SOFT);
+			n = rmq_log_peek(&t->log, &s->cursor, &b, 4096, OUT_SOFT);
 		}
 		if (RMQ_UNLIKELY(b.lost)) {
 			atomic_fetch_add(&t->slow_disconnects, 1);
-			stat_add(&c->w->st.slow_disconnects, 1);
+			stat_add(&c->worker->stats.slow_disconnects, 1);
 			rmq_diagf(RMQ_DIAG_WARN,
 				 "client %llu: live subscriber of '%s' fell %llu messages behind the "
 				 "retained window; disconnecting",
 				 (unsigned long long)c->id, t->name, (unsigned long long)b.lost);
-			conn_close(c);
+			rmq__conn_close(c);
 			return false;
 		}
 		if (n == 0) {
@@ -174,23 +174,23 @@ bool conn_deliver(struct lsub *s)
 			break;
 		}
 		rmq_buf_append(&c->out, b.data, b.bytes);
-		rmq_log_consume(&s->cur, &b, n);
-		stat_add(&c->w->st.delivered, n);
+		rmq_log_consume(&s->cursor, &b, n);
+		stat_add(&c->worker->stats.delivered, n);
 	}
-	conn_want_flush(c);
+	rmq__conn_want_flush(c);
 	return caught_up;
 }
 
 /* The client read some of its backlog: copy more from its subscriptions'
  * logs; a deleted topic's subscription that has been drained ends now. */
-void conn_refill(struct conn *c)
+void rmq__pubsub_refill(struct conn *c)
 {
 	c->backlog = false;
-	for (int i = 0; i < c->nlsubs && !c->closing;) {
-		struct lsub *s = c->lsubs[i];
-		bool caught = conn_deliver(s);
+	for (int i = 0; i < c->n_live_subs && !c->closing;) {
+		struct live_sub *s = c->live_subs[i];
+		bool caught = rmq__pubsub_deliver(s);
 		if (caught && s->gone && !c->closing) {
-			cmd_live_gone(s); /* removes c->lsubs[i] */
+			live_sub_gone(s); /* removes c->live_subs[i] */
 			continue;
 		}
 		i++;

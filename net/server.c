@@ -39,10 +39,10 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 static void broker_wake(void *ctx, uint32_t shard)
 {
 	struct server *s = ctx;
-	worker_wake(&s->workers[shard]);
+	rmq__worker_wake(&s->workers[shard]);
 }
 
-void server_state_init(struct server *srv, rmq_wake_fn wake)
+void rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 {
 	const struct rmq_server_config *cfg = &srv->cfg;
 	srv->lim.max_bulk = cfg->max_payload;
@@ -56,15 +56,15 @@ void server_state_init(struct server *srv, rmq_wake_fn wake)
 	srv->workers = aligned_alloc(RMQ_CACHELINE, sizeof(struct worker) * srv->nworkers);
 	memset(srv->workers, 0, sizeof(struct worker) * srv->nworkers);
 	for (uint32_t i = 0; i < srv->nworkers; i++)
-		worker_init(&srv->workers[i], srv, i);
+		rmq__worker_init(&srv->workers[i], srv, i);
 }
 
-void server_state_fini(struct server *srv)
+void rmq__server_state_fini(struct server *srv)
 {
 	rmq_dsub_registry_free(srv->dsubs);
 	rmq_broker_free(srv->broker);
 	for (uint32_t i = 0; i < srv->nworkers; i++)
-		worker_fini(&srv->workers[i]);
+		rmq__worker_fini(&srv->workers[i]);
 	free(srv->workers);
 }
 
@@ -92,21 +92,21 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	raise_fd_limit(cfg);
-	srv->lfd = listen_on(srv);
-	if (srv->lfd < 0) {
+	rmq__raise_fd_limit(cfg);
+	srv->listen_fd = rmq__listen(srv);
+	if (srv->listen_fd < 0) {
 		free(srv);
 		return 1;
 	}
 	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	srv->stop_evfd = eventfd(0, EFD_CLOEXEC);
+	srv->stop_fd = eventfd(0, EFD_CLOEXEC);
 	urcu_qsbr_register_thread();
-	server_state_init(srv, broker_wake);
+	rmq__server_state_init(srv, broker_wake);
 	/* The main thread only waits for signals from here on. */
 	urcu_qsbr_thread_offline();
 	for (uint32_t i = 0; i < srv->nworkers; i++)
-		pthread_create(&srv->workers[i].th, NULL, worker_main, &srv->workers[i]);
-	pthread_create(&srv->acceptor, NULL, acceptor_main, srv);
+		pthread_create(&srv->workers[i].th, NULL, rmq__worker_main, &srv->workers[i]);
+	pthread_create(&srv->acceptor, NULL, rmq__acceptor_main, srv);
 
 	const char *host = srv->cfg.bind;
 	if (!strcmp(host, "127.0.0.1") || !strcmp(host, "::1") || !strcmp(host, "localhost"))
@@ -122,21 +122,21 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 
 	atomic_store(&srv->stopping, 1);
 	uint64_t one = 1;
-	ssize_t r = write(srv->stop_evfd, &one, sizeof(one));
+	ssize_t r = write(srv->stop_fd, &one, sizeof(one));
 	(void)r;
 	pthread_join(srv->acceptor, NULL);
-	close(srv->lfd);
+	close(srv->listen_fd);
 	for (uint32_t i = 0; i < srv->nworkers; i++) {
 		atomic_store(&srv->workers[i].wake_pending, 0);
-		worker_wake(&srv->workers[i]);
+		rmq__worker_wake(&srv->workers[i]);
 	}
 	for (uint32_t i = 0; i < srv->nworkers; i++)
 		pthread_join(srv->workers[i].th, NULL);
 
 	urcu_qsbr_thread_online();
-	server_state_fini(srv);
+	rmq__server_state_fini(srv);
 	urcu_qsbr_unregister_thread();
-	close(srv->stop_evfd);
+	close(srv->stop_fd);
 	if (srv->spare_fd >= 0)
 		close(srv->spare_fd);
 	free(srv);

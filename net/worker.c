@@ -26,52 +26,52 @@
 
 /* --- wake-ups --- */
 
-void worker_wake(struct worker *w)
+void rmq__worker_wake(struct worker *w)
 {
 	/* Coalesced: only the first waker after the worker went to sleep
 	 * pays for the system call. Pairs with the store of 0 before
-	 * epoll_wait in worker_main(). */
+	 * epoll_wait in rmq__worker_main(). */
 	if (atomic_load_explicit(&w->wake_pending, memory_order_relaxed) == 0 &&
 	    atomic_exchange(&w->wake_pending, 1) == 0) {
 		uint64_t one = 1;
-		ssize_t r = write(w->evfd, &one, sizeof(one));
+		ssize_t r = write(w->wake_fd, &one, sizeof(one));
 		(void)r;
 	}
 }
 
 /* --- publishing and quiescent states --- */
 
-void worker_publish_flush(struct worker *w)
+void rmq__worker_publish_flush(struct worker *w)
 {
-	struct rmq_topic *t = w->pend_topic;
+	struct rmq_topic *t = w->pending_topic;
 	if (!t)
 		return;
-	rmq_topic_published(t, w->pend_bytes);
-	stat_add(&w->st.published, w->pend_msgs);
-	w->pend_topic = NULL;
-	w->pend_msgs = w->pend_bytes = 0;
+	rmq_topic_published(t, w->pending_bytes);
+	stat_add(&w->stats.published, w->pending_msgs);
+	w->pending_topic = NULL;
+	w->pending_msgs = w->pending_bytes = 0;
 }
 
 /* Every quiescent state of a worker goes through here: pending appends are
  * announced while their topic is still safe to touch, and the epoch moves
  * so that connections drop their cached topic pointers. */
-void worker_quiescent(struct worker *w)
+void rmq__worker_quiescent(struct worker *w)
 {
-	worker_publish_flush(w);
+	rmq__worker_publish_flush(w);
 	w->rcu_epoch++;
 	urcu_qsbr_quiescent_state();
 }
 
 static void worker_offline(struct worker *w)
 {
-	worker_publish_flush(w);
+	rmq__worker_publish_flush(w);
 	w->rcu_epoch++;
 	urcu_qsbr_thread_offline();
 }
 
 static void worker_flush(struct worker *w)
 {
-	/* conn_write may queue the connection again (unpause); bound the
+	/* rmq__conn_write may queue the connection again (unpause); bound the
 	 * rounds so one client cannot starve the loop. */
 	for (int round = 0; round < 4 && !cds_list_empty(&w->flush); round++) {
 		struct cds_list_head todo;
@@ -79,10 +79,10 @@ static void worker_flush(struct worker *w)
 		cds_list_splice(&w->flush, &todo);
 		CDS_INIT_LIST_HEAD(&w->flush);
 		while (!cds_list_empty(&todo)) {
-			struct conn *c = cds_list_entry(todo.next, struct conn, flink);
-			cds_list_del(&c->flink);
+			struct conn *c = cds_list_entry(todo.next, struct conn, flush_link);
+			cds_list_del(&c->flush_link);
 			c->in_flush = false;
-			conn_write(c);
+			rmq__conn_write(c);
 		}
 	}
 }
@@ -91,9 +91,9 @@ static void worker_flush(struct worker *w)
 static bool worker_ring_take(struct worker *w, int *fd)
 {
 	void *p;
-	if (!ck_ring_dequeue_spsc(&w->ring, w->ringbuf, &p))
+	if (!ck_ring_dequeue_spsc(&w->accept_ring, w->accept_ring_buf, &p))
 		return false;
-	RMQ_TSAN_ACQUIRE(&w->ring); /* pairs with the acceptor's release */
+	RMQ_TSAN_ACQUIRE(&w->accept_ring); /* pairs with the acceptor's release */
 	*fd = (int)(intptr_t)p;
 	return true;
 }
@@ -102,7 +102,7 @@ static void worker_take_new(struct worker *w)
 {
 	int fd;
 	while (worker_ring_take(w, &fd))
-		conn_new(w, fd);
+		rmq__conn_new(w, fd);
 }
 
 static void worker_drain_watches(struct worker *w)
@@ -111,15 +111,15 @@ static void worker_drain_watches(struct worker *w)
 	struct rmq_watch *wt;
 	while ((wt = rmq_shard_next_dirty(b, w->id))) {
 		if (rmq_topic_deleted(wt->topic)) {
-			cmd_topic_gone(wt); /* may free wt */
+			rmq__pubsub_topic_gone(wt); /* may free wt */
 			continue;
 		}
-		struct lsub *s, *tmp;
-		cds_list_for_each_entry_safe(s, tmp, &wt->members, node)
-			conn_deliver(s);
+		struct live_sub *s, *tmp;
+		cds_list_for_each_entry_safe(s, tmp, &wt->members, watch_link)
+			rmq__pubsub_deliver(s);
 		struct conn *c, *ctmp;
-		cds_list_for_each_entry_safe(c, ctmp, &wt->waiters, bp.node)
-			cmd_pull_retry(c, false);
+		cds_list_for_each_entry_safe(c, ctmp, &wt->waiters, parked.watch_link)
+			rmq__blocked_retry(c, false);
 	}
 }
 
@@ -161,14 +161,14 @@ static void worker_expire(struct worker *w)
 {
 	uint64_t now = rmq_now_ms();
 	struct conn *c, *tmp;
-	cds_list_for_each_entry_safe(c, tmp, &w->blocked, bp.tnode)
-		if (c->bp.deadline_ms && c->bp.deadline_ms <= now)
-			cmd_pull_retry(c, true);
+	cds_list_for_each_entry_safe(c, tmp, &w->parked_conns, parked.worker_link)
+		if (c->parked.deadline_ms && c->parked.deadline_ms <= now)
+			rmq__blocked_retry(c, true);
 	while (!cds_list_empty(&w->deadlines)) {
-		c = cds_list_entry(w->deadlines.next, struct conn, dlink);
+		c = cds_list_entry(w->deadlines.next, struct conn, deadline_link);
 		if (c->deadline_ms > now)
 			break;
-		conn_timed_out(c); /* removes it from the list */
+		rmq__conn_timed_out(c); /* removes it from the list */
 	}
 }
 
@@ -217,11 +217,11 @@ static int worker_timeout(struct worker *w)
 {
 	uint64_t now = rmq_now_ms(), next = UINT64_MAX;
 	struct conn *c;
-	cds_list_for_each_entry(c, &w->blocked, bp.tnode)
-		if (c->bp.deadline_ms && c->bp.deadline_ms < next)
-			next = c->bp.deadline_ms;
+	cds_list_for_each_entry(c, &w->parked_conns, parked.worker_link)
+		if (c->parked.deadline_ms && c->parked.deadline_ms < next)
+			next = c->parked.deadline_ms;
 	if (!cds_list_empty(&w->deadlines)) {
-		c = cds_list_entry(w->deadlines.next, struct conn, dlink);
+		c = cds_list_entry(w->deadlines.next, struct conn, deadline_link);
 		if (c->deadline_ms < next)
 			next = c->deadline_ms;
 	}
@@ -239,14 +239,14 @@ static void worker_reap(struct worker *w)
 	/* Free them all, then empty the list (clang's analyzer loses track of
 	 * a list head across cds_list_del() of a freed neighbour). */
 	struct conn *c, *tmp;
-	cds_list_for_each_entry_safe(c, tmp, &w->dead, link)
-		conn_free(c);
-	CDS_INIT_LIST_HEAD(&w->dead);
+	cds_list_for_each_entry_safe(c, tmp, &w->closed, link)
+		rmq__conn_free(c);
+	CDS_INIT_LIST_HEAD(&w->closed);
 }
 
 static bool worker_has_work(struct worker *w)
 {
-	return ck_ring_size(&w->ring) > 0 || rmq_shard_pending(w->srv->broker, w->id);
+	return ck_ring_size(&w->accept_ring) > 0 || rmq_shard_pending(w->srv->broker, w->id);
 }
 
 /* Graceful stop: answer what was already read, flush for a moment, close. */
@@ -255,9 +255,9 @@ static void worker_shutdown(struct worker *w)
 	struct conn *c, *tmp;
 	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) {
 		if (c->blocked)
-			cmd_pull_retry(c, true);
+			rmq__blocked_retry(c, true);
 		c->paused = false;
-		conn_process_input(c);
+		rmq__conn_process_input(c);
 	}
 	uint64_t until = rmq_now_ms() + 1000;
 	while (!cds_list_empty(&w->flush) && rmq_now_ms() < until) {
@@ -268,7 +268,7 @@ static void worker_shutdown(struct worker *w)
 		cds_list_for_each_entry(c, &w->conns, link)
 			if (rmq_buf_pending(&c->out)) {
 				any = true;
-				conn_want_flush(c);
+				rmq__conn_want_flush(c);
 			}
 		if (!any)
 			break;
@@ -277,7 +277,7 @@ static void worker_shutdown(struct worker *w)
 		urcu_qsbr_thread_online();
 	}
 	cds_list_for_each_entry_safe(c, tmp, &w->conns, link)
-		conn_close(c);
+		rmq__conn_close(c);
 	worker_reap(w);
 	/* Anything queued for us now refers to watches we released. */
 	while (rmq_shard_next_dirty(w->srv->broker, w->id))
@@ -290,7 +290,7 @@ static void worker_shutdown(struct worker *w)
 	rmq_buf_free(&w->scratch);
 }
 
-/* The event loop; see worker_poll() in internal.h for once. */
+/* The event loop; see rmq__worker_poll() in internal.h for once. */
 static void worker_loop(struct worker *w, bool once)
 {
 	struct server *srv = w->srv;
@@ -301,11 +301,11 @@ static void worker_loop(struct worker *w, bool once)
 		rmq_shard_housekeep(srv->broker, w->id);
 		worker_expire(w);
 		worker_ttl_sweep(w);
-		w->qs_ok = true;
+		w->may_quiesce = true;
 		worker_flush(w);
-		w->qs_ok = false;
+		w->may_quiesce = false;
 		worker_reap(w);
-		worker_quiescent(w);
+		rmq__worker_quiescent(w);
 		int timeout = once ? 0 : worker_timeout(w);
 
 		/* Going to sleep: from here on, wakers must write the eventfd.
@@ -317,15 +317,15 @@ static void worker_loop(struct worker *w, bool once)
 			timeout = 0;
 		}
 		worker_offline(w);
-		int n = epoll_wait(w->epfd, evs, 256, timeout);
+		int n = epoll_wait(w->epoll_fd, evs, 256, timeout);
 		urcu_qsbr_thread_online();
 		atomic_store(&w->wake_pending, 1);
 		worker_trim(w, n);
-		w->qs_ok = true; /* connections are not RCU-protected */
+		w->may_quiesce = true; /* connections are not RCU-protected */
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.ptr == NULL) {
 				uint64_t v;
-				ssize_t r = read(w->evfd, &v, sizeof(v));
+				ssize_t r = read(w->wake_fd, &v, sizeof(v));
 				(void)r;
 				continue;
 			}
@@ -334,26 +334,26 @@ static void worker_loop(struct worker *w, bool once)
 				continue;
 			if ((evs[i].events & (EPOLLERR | EPOLLHUP)) && (c->paused || c->eof)) {
 				/* gone both ways while we were not reading */
-				conn_close(c);
+				rmq__conn_close(c);
 				continue;
 			}
 			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-				conn_read(c);
+				rmq__conn_read(c);
 			if (!c->closing && (evs[i].events & EPOLLOUT))
-				conn_write(c);
+				rmq__conn_write(c);
 		}
-		w->qs_ok = false;
+		w->may_quiesce = false;
 		if (once)
 			return;
 	}
 }
 
-void worker_poll(struct worker *w)
+void rmq__worker_poll(struct worker *w)
 {
 	worker_loop(w, true);
 }
 
-void *worker_main(void *arg)
+void *rmq__worker_main(void *arg)
 {
 	struct worker *w = arg;
 	char tname[16];
@@ -367,30 +367,30 @@ void *worker_main(void *arg)
 	return NULL;
 }
 
-void worker_init(struct worker *w, struct server *srv, uint32_t id)
+void rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
 {
 	w->id = id;
 	w->srv = srv;
-	w->epfd = epoll_create1(EPOLL_CLOEXEC);
-	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	w->ringbuf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));
-	ck_ring_init(&w->ring, ACCEPT_RING);
+	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	w->accept_ring_buf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));
+	ck_ring_init(&w->accept_ring, ACCEPT_RING);
 	w->argv_cap = 64;
 	w->argv = rmq_malloc(w->argv_cap * sizeof(*w->argv));
 	CDS_INIT_LIST_HEAD(&w->conns);
 	CDS_INIT_LIST_HEAD(&w->flush);
-	CDS_INIT_LIST_HEAD(&w->blocked);
-	CDS_INIT_LIST_HEAD(&w->dead);
+	CDS_INIT_LIST_HEAD(&w->parked_conns);
+	CDS_INIT_LIST_HEAD(&w->closed);
 	CDS_INIT_LIST_HEAD(&w->deadlines);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-	epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
+	epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->wake_fd, &ev);
 }
 
-void worker_fini(struct worker *w)
+void rmq__worker_fini(struct worker *w)
 {
-	close(w->epfd);
-	close(w->evfd);
-	free(w->ringbuf);
+	close(w->epoll_fd);
+	close(w->wake_fd);
+	free(w->accept_ring_buf);
 	free(w->argv);
 	rmq_buf_free(&w->scratch);
 }

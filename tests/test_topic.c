@@ -671,7 +671,7 @@ static uint64_t pull_check(struct rmq_dsub *d, uint64_t token, const char *name,
 	return got;
 }
 
-static void lag_cb(const struct rmq_dsub_info *d, struct rmq_dsubn *s, uint64_t l, void *ctx)
+static void lag_cb(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t l, void *ctx)
 {
 	cr_assert_str_eq(d->name, "worker");
 	cr_assert(d->attached);
@@ -764,7 +764,7 @@ Test(dsub, subscribe_pull_resume)
 	rmq_broker_free(b);
 }
 
-static void name_cb(struct rmq_dsubn *s, void *ctx)
+static void name_cb(struct rmq_dsub_subscription *s, void *ctx)
 {
 	uint64_t *mask = ctx;
 	if (strcmp(s->topic->name, "x") == 0)

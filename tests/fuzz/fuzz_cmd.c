@@ -2,13 +2,13 @@
  *
  * The server's own code runs in this process: a struct server with a real
  * broker and durable subscriber registry and two workers, made by
- * server_state_init() and driven by worker_poll() (net/internal.h) on this
+ * rmq__server_state_init() and driven by rmq__worker_poll() (net/internal.h) on this
  * thread, which is registered with urcu-qsbr as a worker thread is. Clients
  * are socketpairs: the server's end is handed to a worker as the acceptor
  * hands an accepted socket; this side writes the requests and reads the
- * replies. So each request goes through conn_read(), the RESP parser,
- * cmd_dispatch(), delivery to live subscribers, parked PULLs, output
- * backpressure and conn_write(), as over TCP.
+ * replies. So each request goes through rmq__conn_read(), the RESP parser,
+ * rmq__cmd_dispatch(), delivery to live subscribers, parked PULLs, output
+ * backpressure and rmq__conn_write(), as over TCP.
  *
  * Input: the bytes clients send, with directives after a NUL byte:
  *   \0 0 .. \0 3  what follows goes to client 0..3 (client k is served by
@@ -156,7 +156,7 @@ static void wake(void *ctx, uint32_t shard)
 	/* as broker_wake(): the worker's eventfd, which is in its epoll set */
 	struct server *s = ctx;
 	uint64_t one = 1;
-	ssize_t r = write(s->workers[shard].evfd, &one, sizeof(one));
+	ssize_t r = write(s->workers[shard].wake_fd, &one, sizeof(one));
 	(void)r;
 }
 
@@ -171,14 +171,14 @@ static void state_new(void)
 	srv->cfg.frame_timeout_ms = 1000;
 	srv->cfg.subscriber_ttl_ms = 2000;
 	srv->spare_fd = -1;
-	srv->lfd = srv->stop_evfd = -1;
-	server_state_init(srv, wake);
+	srv->listen_fd = srv->stop_fd = -1;
+	rmq__server_state_init(srv, wake);
 	srv->max_query = 2 * srv->cfg.max_payload + 4096; /* small, to be reached */
 }
 
 static void state_free(void)
 {
-	server_state_fini(srv);
+	rmq__server_state_fini(srv);
 	free(srv);
 	srv = NULL;
 	epoch_clear();
@@ -189,7 +189,7 @@ static uint64_t activity(void)
 {
 	uint64_t n = 0;
 	for (uint32_t i = 0; i < NWORKERS; i++) {
-		struct worker_stats *st = &srv->workers[i].st;
+		struct worker_stats *st = &srv->workers[i].stats;
 		n += atomic_load(&st->conns_accepted) + atomic_load(&st->commands) +
 		     atomic_load(&st->delivered) + atomic_load(&st->pulled) +
 		     atomic_load(&st->bytes_read) + atomic_load(&st->bytes_written) +
@@ -203,8 +203,8 @@ static uint64_t abrupt_closes(void)
 {
 	uint64_t n = 0;
 	for (uint32_t i = 0; i < NWORKERS; i++)
-		n += atomic_load(&srv->workers[i].st.slow_disconnects) +
-		     atomic_load(&srv->workers[i].st.frame_timeouts);
+		n += atomic_load(&srv->workers[i].stats.slow_disconnects) +
+		     atomic_load(&srv->workers[i].stats.frame_timeouts);
 	return n;
 }
 
@@ -212,8 +212,8 @@ static bool workers_busy(void)
 {
 	for (uint32_t i = 0; i < NWORKERS; i++) {
 		struct worker *w = &srv->workers[i];
-		if (!cds_list_empty(&w->flush) || !cds_list_empty(&w->dead) ||
-		    ck_ring_size(&w->ring) || rmq_shard_pending(srv->broker, i))
+		if (!cds_list_empty(&w->flush) || !cds_list_empty(&w->closed) ||
+		    ck_ring_size(&w->accept_ring) || rmq_shard_pending(srv->broker, i))
 			return true;
 	}
 	return false;
@@ -354,7 +354,7 @@ static void settle(void)
 			got += cl[k].in.len - before;
 		}
 		for (uint32_t i = 0; i < NWORKERS; i++)
-			worker_poll(&srv->workers[i]);
+			rmq__worker_poll(&srv->workers[i]);
 		uint64_t now = activity();
 		bool busy = workers_busy();
 		quiet = now == last && got == 0 && !busy ? quiet + 1 : 0;
@@ -386,7 +386,7 @@ static void client_open(int k)
 	/* as the acceptor: count the client, queue the socket to its worker */
 	struct worker *w = &srv->workers[k % NWORKERS];
 	atomic_fetch_add(&srv->nclients, 1);
-	CHECK(ck_ring_enqueue_spsc(&w->ring, w->ringbuf, (void *)(intptr_t)sv[1]), "accept ring full");
+	CHECK(ck_ring_enqueue_spsc(&w->accept_ring, w->accept_ring_buf, (void *)(intptr_t)sv[1]), "accept ring full");
 	cl[k].fd = sv[0];
 }
 
@@ -502,8 +502,8 @@ static void close_clients(uint64_t abrupt_before)
 	for (uint32_t i = 0; i < NWORKERS; i++) {
 		struct worker *w = &srv->workers[i];
 		CHECK(cds_list_empty(&w->conns), "worker %u still has connections", i);
-		CHECK(cds_list_empty(&w->blocked), "worker %u still has parked PULLs", i);
-		CHECK(cds_list_empty(&w->flush) && cds_list_empty(&w->dead), "worker %u not idle", i);
+		CHECK(cds_list_empty(&w->parked_conns), "worker %u still has parked PULLs", i);
+		CHECK(cds_list_empty(&w->flush) && cds_list_empty(&w->closed), "worker %u not idle", i);
 	}
 }
 

@@ -10,7 +10,7 @@
  * with the same message, or an incomplete tail of the same length):
  *   reference : the whole stream in one buffer, argv big enough for any
  *               request the limits allow (never RMQ_RESP_NEED_ARGV);
- *   bytewise  : one byte per read, as conn_process_input() does it: the
+ *   bytewise  : one byte per read, as rmq__conn_process_input() does it: the
  *               pending bytes are parsed again after each read, argv starts
  *               small and doubles on RMQ_RESP_NEED_ARGV;
  *   chunked   : reads of PRNG-chosen sizes, the same way.
