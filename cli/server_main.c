@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "platform.h"
 #include "server.h"
 #include "topic.h"
 #include "util.h"
@@ -162,5 +163,7 @@ int main(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
+	/* Process-wide, so the executable's choice (see platform.h). */
+	rmq_platform_tune_malloc();
 	return rmq_server_run(&cfg);
 }

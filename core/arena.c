@@ -1,16 +1,13 @@
 /* arena.c - see arena.h. */
 #define _GNU_SOURCE
 #include "arena.h"
+#include "platform.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels say EINVAL */
-#endif
 
 #define GRAIN 64
 #define NCLASS (RMQ_ARENA_MAX / GRAIN)
@@ -42,7 +39,7 @@ static char *chunk_new(void)
 	/* Both are hints: without THP (or on old kernels) the chunk is still
 	 * good memory, faulted in page by page. */
 	(void)madvise(a, CHUNK, MADV_HUGEPAGE);
-	(void)madvise(a, CHUNK, MADV_POPULATE_WRITE);
+	rmq_platform_populate_write(a, CHUNK);
 	return a;
 }
 

@@ -17,6 +17,7 @@
  *   trim    vs trim   : the `trimming` exchange; losers return at once.
  */
 #include "log.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -66,9 +67,6 @@ static inline struct slot *seg_slot(struct rmq_seg *s, uint32_t i)
  * topics). Pages already mapped are skipped; a kernel without
  * MADV_POPULATE_WRITE (before 5.14) just says EINVAL. Small segments are
  * left alone: they mostly come from memory malloc has touched before. */
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 #define SEG_POPULATE_MIN (64u << 10)
 
 static void seg_populate(void *p, size_t n)
@@ -78,7 +76,7 @@ static void seg_populate(void *p, size_t n)
 	uintptr_t pg = 4096, a = ((uintptr_t)p + pg - 1) & ~(pg - 1);
 	uintptr_t e = ((uintptr_t)p + n) & ~(pg - 1);
 	if (e > a)
-		(void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+		rmq_platform_populate_write((void *)a, e - a);
 }
 
 static struct rmq_seg *seg_new(const struct rmq_log *log, uint32_t size, uint64_t base)
