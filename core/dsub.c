@@ -100,7 +100,7 @@ static int dsub_match(struct cds_lfht_node *node, const void *key)
 struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, size_t len,
 				 uint64_t *token)
 {
-	if (rmq_topic_name_valid(name, len) != 0)
+	if (!rmq_topic_name_valid(name, len))
 		return NULL;
 	uint64_t h = rmq_hash(name, len);
 	struct iovec key = { (void *)name, len };

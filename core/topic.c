@@ -121,10 +121,10 @@ void rmq_broker_free(struct rmq_broker *b)
 	free(b);
 }
 
-int rmq_topic_name_valid(const char *name, size_t len)
+bool rmq_topic_name_valid(const char *name, size_t len)
 {
 	if (len == 0 || len > RMQ_TOPIC_MAX)
-		return -EINVAL;
+		return false;
 	/* Eight bytes at a time: a byte below 0x21 (control or blank) or equal
 	 * to 0x7f. "(x - 0x21..) & ~x & 0x80.." is nonzero exactly when some
 	 * byte of x is below 0x21 (bytes >= 0x80 are allowed and never set
@@ -136,14 +136,14 @@ int rmq_topic_name_valid(const char *name, size_t len)
 		memcpy(&x, name + i, 8);
 		d = x ^ (0x7f * ones);
 		if (((x - 0x21 * ones) & ~x & high) | ((d - ones) & ~d & high))
-			return -EINVAL;
+			return false;
 	}
 	for (; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
 		if (c <= ' ' || c == 0x7f)
-			return -EINVAL;
+			return false;
 	}
-	return 0;
+	return true;
 }
 
 static int topic_match(struct cds_lfht_node *node, const void *key)
@@ -172,7 +172,7 @@ static uint64_t topic_hold(struct rmq_log *log)
 int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_t capacity,
 		     enum rmq_onfull onfull)
 {
-	if (rmq_topic_name_valid(name, len) != 0 || capacity == 0)
+	if (!rmq_topic_name_valid(name, len) || capacity == 0)
 		return -EINVAL;
 	/* One block: the topic, its watch slots, its push prefix and its
 	 * name, from the arena (see arena.h: creating a million topics must

@@ -130,9 +130,9 @@ struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake
 void rmq_broker_free(struct rmq_broker *b);
 uint32_t rmq_broker_nshards(const struct rmq_broker *b);
 
-/* 0 if name is a valid topic name: 1..255 bytes, no whitespace, no control
- * characters. */
-int rmq_topic_name_valid(const char *name, size_t len);
+/* true if name is a valid topic name: 1..255 bytes, no whitespace, no
+ * control characters. */
+bool rmq_topic_name_valid(const char *name, size_t len);
 
 /* Creates a topic. Returns 0, -EEXIST, -EINVAL (bad name or capacity),
  * -ENOMEM. */

@@ -35,7 +35,7 @@ static void err_args(struct conn *c, const char *cmd)
 
 static bool check_topic_name(struct conn *c, const struct rmq_arg *t)
 {
-	if (rmq_topic_name_valid(t->p, t->len) == 0)
+	if (rmq_topic_name_valid(t->p, t->len))
 		return true;
 	rmq_resp_error(&c->out, "ERR invalid topic name: 1 to 255 bytes, no whitespace or control characters");
 	return false;
