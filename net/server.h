@@ -12,6 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Marks the functions of the public API: the libraries are built with
+ * hidden visibility (CMakeLists.txt), everything else stays internal. */
+#ifndef RMQ_API
+#define RMQ_API __attribute__((visibility("default")))
+#endif
+
 /* Levels of the diagnostic log on stderr (--log-level). */
 enum rmq_diag_level { RMQ_DIAG_ERROR, RMQ_DIAG_WARN, RMQ_DIAG_INFO, RMQ_DIAG_DEBUG };
 
@@ -31,10 +37,10 @@ struct rmq_server_config {
 				      * this long; 0: never */
 };
 
-void rmq_server_config_defaults(struct rmq_server_config *cfg);
+RMQ_API void rmq_server_config_defaults(struct rmq_server_config *cfg);
 
 /* Runs until SIGINT/SIGTERM. Returns 0 on a clean stop, 1 if the server
  * could not start (the reason is printed on stderr). */
-int rmq_server_run(const struct rmq_server_config *cfg);
+RMQ_API int rmq_server_run(const struct rmq_server_config *cfg);
 
 #endif
