@@ -17,6 +17,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Connections accepted per wake-up of the acceptor before it polls again
+ * (and notices a stop). */
+#define ACCEPT_BATCH 64
+/* listen() backlog; the kernel caps it at net.core.somaxconn. */
+#define LISTEN_BACKLOG 1024
+/* Descriptors the server needs besides its clients': a fixed reserve
+ * (stdio, the listening socket, the spare, the stop eventfd, liburcu's)
+ * plus a few per worker (epoll instance, eventfd). */
+#define FD_RESERVE 32
+#define FD_RESERVE_PER_WORKER 4
+/* At most one "out of file descriptors" report per this many ms. */
+#define FD_REPORT_MS 1000
+/* Back-off when out of descriptors with no spare to give up. */
+#define FD_BACKOFF_MS 10
+
 /* Out of file descriptors: the pending client would stay in the backlog and
  * the listening socket readable forever. Give up the spare descriptor kept
  * for this, accept, tell the client why, close, and take the spare again. */
@@ -44,10 +59,10 @@ static void accept_without_fds(struct server *srv, int err)
 			 "or lower --max-clients)",
 			 strerror(err), (unsigned long long)srv->fd_rejects);
 		srv->fd_rejects = 0;
-		srv->fd_log_ms = now + 1000;
+		srv->fd_log_ms = now + FD_REPORT_MS;
 	}
 	if (fd < 0)
-		poll(NULL, 0, 10); /* no spare either: back off rather than spin */
+		poll(NULL, 0, FD_BACKOFF_MS); /* no spare either: back off rather than spin */
 }
 
 void *rmq__acceptor_main(void *arg)
@@ -63,7 +78,7 @@ void *rmq__acceptor_main(void *arg)
 			break;
 		if (!(pf[0].revents & POLLIN))
 			continue;
-		for (int k = 0; k < 64; k++) {
+		for (int k = 0; k < ACCEPT_BATCH; k++) {
 			int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd < 0) {
 				if (errno == EMFILE || errno == ENFILE) {
@@ -126,7 +141,7 @@ int rmq__listen(struct server *srv)
 		}
 		int one = 1;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0) {
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0) {
 			union {
 				struct sockaddr sa;
 				struct sockaddr_in in;
@@ -158,7 +173,7 @@ void rmq__raise_fd_limit(const struct rmq_server_config *cfg)
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;
-	rlim_t want = (rlim_t)cfg->max_clients + 32 + 4 * (rlim_t)cfg->threads;
+	rlim_t want = (rlim_t)cfg->max_clients + FD_RESERVE + FD_RESERVE_PER_WORKER * (rlim_t)cfg->threads;
 	if (rl.rlim_cur < want) {
 		rlim_t old = rl.rlim_cur;
 		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
