@@ -16,6 +16,16 @@
 
 #define PULL_DEFAULT_COUNT 100
 #define PULL_MAX_COUNT 100000
+/* INFO's redis_version. Redis clients read it to decide which commands
+ * and options they may send (redis-py, go-redis and redis-benchmark
+ * compare it against the version that introduced a feature); 7.0.0 says
+ * "RESP2 commands of a modern server". It is not ringmq's version
+ * (ringmq_version). */
+#define INFO_REDIS_VERSION "7.0.0"
+/* INFO topics lists this many topics, then counts the rest. */
+#define INFO_TOPICS_MAX 1000
+/* At most one allocation-failure log line per worker per this many ms. */
+#define OOM_LOG_INTERVAL_MS 1000
 
 static bool arg_is(const struct rmq_arg *a, const char *s)
 {
@@ -91,7 +101,7 @@ static void alloc_failed(struct conn *c, const char *what, const char *topic, si
 	uint64_t now = rmq_now_ms();
 	if (now < w->oom_log_ms)
 		return;
-	w->oom_log_ms = now + 1000;
+	w->oom_log_ms = now + OOM_LOG_INTERVAL_MS;
 	rmq_diagf(RMQ_DIAG_ERROR, "out of memory %s '%.*s' (see allocation_failures in INFO)", what,
 		 (int)len, topic);
 }
@@ -570,7 +580,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 	}
 	if (want_section(argv, argc, "server"))
 		info_printf(&b,
-			    "# Server\r\nringmq_version:%s\r\nredis_version:7.0.0\r\nprocess_id:%d\r\n"
+			    "# Server\r\nringmq_version:%s\r\nredis_version:" INFO_REDIS_VERSION "\r\nprocess_id:%d\r\n"
 			    "tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
 			    "max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\n"
 			    "frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\n\r\n",
@@ -859,7 +869,10 @@ void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const cha
 	/* A RESP array (not inline) that PUBLISH ran for, on a connection
 	 * allowed to publish, with its topic cached. In a RESP request, the
 	 * third argument's '$' follows the second one's CRLF. */
-	if (frame[0] != '*' || argc != 3 || c->n_live_subs || cmd_find(&argv[0]) != &commands[0])
+	if (frame[0] != '*' || argc != 3 || c->n_live_subs)
+		return;
+	const struct command *cmd = cmd_find(&argv[0]);
+	if (!cmd || cmd->fn != cmd_publish)
 		return;
 	struct rmq_topic *t = cached_topic(c);
 	if (!t || t->name_len != argv[1].len || memcmp(t->name, argv[1].p, argv[1].len) != 0)
@@ -962,6 +975,8 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 		rmq_resp_errorf(o, "ERR unknown command '%.*s', with args beginning with: %s",
 				(int)shown, argv[0].p, argc > 1 ? "..." : "");
 	} else if (c->n_live_subs && !(cmd->flags & F_SUBMODE)) {
+		/* Redis's wording, word for word (clients match it), though
+		 * ringmq has no PSUBSCRIBE or SSUBSCRIBE. */
 		rmq_resp_errorf(&c->out,
 				"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
 				cmd->name);
