@@ -471,15 +471,10 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 			rmq_resp_array(&c->out, 0);
 		return;
 	}
-	c->parked.topic = rmq_memdup(argv[1].p, argv[1].len);
-	c->parked.topic_len = argv[1].len;
-	c->parked.count = (uint32_t)count;
-	c->parked.deadline_ms = block ? rmq_now_ms() + block : 0;
-	c->parked.silent = false;
-	rmq__blocked_park(c, w);
+	rmq__blocked_park(c, w, argv[1].p, argv[1].len, (uint32_t)count,
+			  block ? rmq_now_ms() + block : 0);
 	(void)rmq__blocked_try(c, false);
 }
-
 
 /* --- INFO --- */
 
@@ -518,7 +513,7 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 	ic->dropped += st.dropped;
 	ic->rejected += st.rejected;
 	ic->slow += st.slow_disconnects;
-	if (ic->listed >= 1000) {
+	if (ic->listed >= INFO_TOPICS_MAX) {
 		ic->omitted++;
 		return;
 	}

@@ -18,6 +18,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Reads of one readable event (then other connections get their turn). */
+#define READ_ROUNDS 4
+/* Writes of one flush of a connection. */
+#define WRITE_ROUNDS 8
+/* A lingering close (after a protocol error) waits this long at most,
+ * whatever --frame-timeout says. */
+#define LINGER_MAX_MS 10000
+/* What a lingering close reads and discards at a time. */
+#define DRAIN_CHUNK 16384
+/* Requests in a pipeline between two quiescent states. */
+#define QUIESCENT_EVERY 64
+/* An idle connection's output buffer is shrunk to this. */
+#define OUT_IDLE_CAP (16u << 10)
+
 /* --- connections --- */
 
 static void conn_update_events(struct conn *c)
@@ -83,8 +97,7 @@ void rmq__conn_close(struct conn *c)
 		return;
 	c->closing = true;
 	struct worker *w = c->worker;
-	if (c->blocked)
-		rmq__blocked_unpark(c);
+	rmq__blocked_drop(c);
 	rmq__pubsub_drop_all(c);
 	if (c->dsub)
 		rmq_dsub_detach(c->dsub, c->token);
@@ -121,8 +134,8 @@ void rmq__conn_free(struct conn *c)
 static uint64_t wait_timeout_ms(const struct server *srv, bool lingering)
 {
 	uint64_t to = srv->cfg.frame_timeout_ms;
-	if (lingering && (to == 0 || to > 10000))
-		to = 10000; /* a lingering close is always bounded */
+	if (lingering && (to == 0 || to > LINGER_MAX_MS))
+		to = LINGER_MAX_MS; /* a lingering close is always bounded */
 	return to;
 }
 
@@ -212,7 +225,7 @@ void rmq__conn_process_input(struct conn *c)
 next:
 		rmq_buf_consume(&c->in, (size_t)r);
 		progressed = true;
-		if (w->may_quiesce && (w->requests_since_quiescent += nreq) >= 64) {
+		if (w->may_quiesce && (w->requests_since_quiescent += nreq) >= QUIESCENT_EVERY) {
 			/* A long pipeline must not hold up grace periods (topic
 			 * table resizes, frees): report a quiescent state between
 			 * requests when the caller holds no RCU pointer. */
@@ -251,7 +264,7 @@ proto_error:
  * error reply before the client could read it. */
 static void conn_drain(struct conn *c)
 {
-	char junk[16384];
+	char junk[DRAIN_CHUNK];
 	for (;;) {
 		ssize_t n = read(c->fd, junk, sizeof(junk));
 		if (n > 0) {
@@ -295,7 +308,7 @@ void rmq__conn_read(struct conn *c)
 		own.off = own.len = 0;
 		lent = true;
 	}
-	for (int rounds = 0; rounds < 4 && !c->closing && !c->paused; rounds++) {
+	for (int rounds = 0; rounds < READ_ROUNDS && !c->closing && !c->paused; rounds++) {
 		char *p = rmq_buf_reserve(&c->in, lent ? READ_SCRATCH : READ_CHUNK);
 		size_t room = c->in.cap - c->in.len;
 		ssize_t n = read(c->fd, p, room);
@@ -353,7 +366,7 @@ void rmq__conn_write(struct conn *c)
 {
 	struct worker *w = c->worker;
 	bool was_backlog = c->backlog;
-	for (int rounds = 0; rounds < 8 && !c->closing; rounds++) {
+	for (int rounds = 0; rounds < WRITE_ROUNDS && !c->closing; rounds++) {
 		size_t pend = rmq_buf_pending(&c->out);
 		if (pend == 0)
 			break;
@@ -398,7 +411,7 @@ void rmq__conn_write(struct conn *c)
 		conn_update_events(c);
 	}
 	if (!pending)
-		rmq_buf_shrink(&c->out, 16u << 10);
+		rmq_buf_shrink(&c->out, OUT_IDLE_CAP);
 	/* Resume requests only when what stopped them was lifted here: the
 	 * pause, or a backlog that the client has now read. */
 	if (unpause || (was_backlog && !c->backlog && !c->blocked))

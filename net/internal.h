@@ -37,7 +37,6 @@
 #define READ_CARRY (16u << 10)    /* partial requests up to this size are read
 				   * on from the shared buffer */
 #define ACCEPT_RING 4096
-#define TRIM_BUSY (64 << 20) /* M_TRIM_THRESHOLD while busy, see worker_trim() */
 
 enum conn_role { ROLE_NONE, ROLE_PUBLISHER, ROLE_SUBSCRIBER };
 enum reply_mode { REPLY_ON, REPLY_OFF, REPLY_SKIP };
@@ -83,6 +82,8 @@ struct conn {
 		uint64_t deadline_ms;   /* 0: forever */
 		bool silent;            /* parked under CLIENT REPLY OFF/SKIP */
 	} parked;
+	struct cds_list_head unblocked_link; /* in worker->unblocked, when in_unblocked */
+	bool in_unblocked;
 	uint64_t created_ms;
 	/* In worker->deadlines while the server waits on the client: a
 	 * request half-received (--frame-timeout), or a lingering close. */
@@ -122,6 +123,9 @@ struct worker {
 	struct cds_list_head conns;        /* every open conn, by link */
 	struct cds_list_head flush;        /* conns with output to write, by flush_link */
 	struct cds_list_head parked_conns; /* conns with a parked PULL (blocked.c) */
+	struct cds_list_head unblocked;    /* conns whose parked PULL was answered, by
+					    * unblocked_link: their next requests run
+					    * once per loop iteration (blocked.c) */
 	struct cds_list_head closed;       /* closed, freed at the end of the iteration */
 	struct cds_list_head deadlines; /* conns by deadline_ms, earliest first */
 	struct server *srv;
@@ -169,8 +173,10 @@ struct server {
  * (tests/fuzz/fuzz_cmd.c) runs the workers on its own thread instead: it
  * hands them sockets through w->accept_ring (counting them in nclients, as the
  * acceptor does) and calls rmq__worker_poll(). Every call is made by a
- * registered, online urcu-qsbr thread. */
-void rmq__server_state_init(struct server *srv, rmq_wake_fn wake);
+ * registered, online urcu-qsbr thread. Returns 0, or -EINVAL (cfg.threads
+ * out of range), -ENOMEM, or the -errno of a refused epoll instance or
+ * eventfd; then nothing is left to free. */
+int rmq__server_state_init(struct server *srv, rmq_wake_fn wake);
 /* Runs one iteration of w's event loop without sleeping: takes new sockets,
  * delivers, runs due timers, flushes, frees closed connections, then
  * handles the socket events that are ready (epoll_wait with timeout 0). */
@@ -181,7 +187,9 @@ void rmq__server_state_fini(struct server *srv);
 /* --- worker.c --- */
 /* Wakes w from epoll_wait (coalesced); callable from any thread. */
 void rmq__worker_wake(struct worker *w);
-void rmq__worker_init(struct worker *w, struct server *srv, uint32_t id);
+/* Sets up a zeroed w. Returns 0, or -errno when the kernel refused its
+ * epoll instance or eventfd; rmq__worker_fini() cleans up either way. */
+int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id);
 void rmq__worker_fini(struct worker *w);
 /* A worker thread's body (pthread_create): runs w's loop until the server
  * stops, then shuts its connections down gracefully. */
@@ -220,11 +228,27 @@ void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name);
 void rmq__pubsub_unsubscribe_all(struct conn *c);
 
 /* --- blocked.c --- */
-void rmq__blocked_park(struct conn *c, struct rmq_watch *w);
+/* Parks c's PULL (c->blocked) on watch, whose reference c now holds, with
+ * a copy of the topic name it named; deadline_ms 0: no timeout. */
+void rmq__blocked_park(struct conn *c, struct rmq_watch *watch, const char *topic, size_t topic_len,
+		       uint32_t count, uint64_t deadline_ms);
+/* Unparks c without answering: releases the watch. No-op when not parked. */
 void rmq__blocked_unpark(struct conn *c);
+/* For a closing c: unparks it and takes it off the worker's unblocked list. */
+void rmq__blocked_drop(struct conn *c);
 /* Tries a parked pull again. Returns true when it was answered (messages,
  * an error, or an empty array on timeout) and the connection unparked. */
 bool rmq__blocked_try(struct conn *c, bool timed_out);
+/* The watch has news (or its topic was deleted): tries each PULL parked on
+ * it; those answered are queued for rmq__blocked_process_unblocked(). */
+void rmq__blocked_watch_fired(struct rmq_watch *watch);
+/* Answers the PULLs of w whose BLOCK timeout passed by now (queued too). */
+void rmq__blocked_expire(struct worker *w, uint64_t now);
+/* The earliest BLOCK deadline of w's parked PULLs; UINT64_MAX: none. */
+uint64_t rmq__blocked_next_deadline(const struct worker *w);
+/* Runs the requests that waited behind each answered PULL; called once per
+ * iteration of the worker's loop, with no RCU pointer held. */
+void rmq__blocked_process_unblocked(struct worker *w);
 
 /* --- accept.c --- */
 void *rmq__acceptor_main(void *arg);
@@ -275,8 +299,6 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
  * an error reply was written; *subscribed (if not NULL) gets the topic. */
 int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
 	      struct rmq_topic **subscribed);
-/* Retries a parked PULL; called when its watch fires or it times out. */
-void rmq__blocked_retry(struct conn *c, bool timed_out);
 /* Ends every live subscription of c (no replies). */
 void rmq__pubsub_drop_all(struct conn *c);
 /* A watched topic was deleted: tell live subscribers and parked pullers. */

@@ -122,9 +122,7 @@ void rmq__pubsub_topic_gone(struct rmq_watch *w)
 	 * subscriber that has not read its backlog yet keeps reading it from
 	 * the log (the watch holds the topic) and is told when done. Parked
 	 * pullers are answered first: releasing the last member may free w. */
-	struct conn *c, *ctmp;
-	cds_list_for_each_entry_safe(c, ctmp, &w->waiters, parked.watch_link)
-		rmq__blocked_retry(c, false);
+	rmq__blocked_watch_fired(w);
 	struct live_sub *s, *tmp;
 	cds_list_for_each_entry_safe(s, tmp, &w->members, watch_link) {
 		if (s->gone)

@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +41,7 @@ static void broker_wake(void *ctx, uint32_t shard)
 	rmq__worker_wake(&s->workers[shard]);
 }
 
-void rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
+int rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 {
 	const struct rmq_server_config *cfg = &srv->cfg;
 	srv->lim.max_bulk = cfg->max_payload;
@@ -52,11 +51,27 @@ void rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 	srv->nworkers = cfg->threads;
 	srv->started_ms = rmq_now_ms();
 	srv->broker = rmq_broker_new(srv->nworkers, wake, srv);
+	if (!srv->broker)
+		return -EINVAL; /* threads out of 1..RMQ_MAX_SHARDS */
 	srv->dsubs = rmq_dsub_registry_new();
+	/* sizeof(struct worker) is a multiple of its alignment, as
+	 * aligned_alloc() wants */
 	srv->workers = aligned_alloc(RMQ_CACHELINE, sizeof(struct worker) * srv->nworkers);
+	if (!srv->workers) {
+		srv->nworkers = 0;
+		rmq__server_state_fini(srv);
+		return -ENOMEM;
+	}
 	memset(srv->workers, 0, sizeof(struct worker) * srv->nworkers);
-	for (uint32_t i = 0; i < srv->nworkers; i++)
-		rmq__worker_init(&srv->workers[i], srv, i);
+	for (uint32_t i = 0; i < srv->nworkers; i++) {
+		int rc = rmq__worker_init(&srv->workers[i], srv, i);
+		if (rc != 0) {
+			srv->nworkers = i + 1; /* the ones to clean up */
+			rmq__server_state_fini(srv);
+			return rc;
+		}
+	}
+	return 0;
 }
 
 void rmq__server_state_fini(struct server *srv)
@@ -66,19 +81,52 @@ void rmq__server_state_fini(struct server *srv)
 	for (uint32_t i = 0; i < srv->nworkers; i++)
 		rmq__worker_fini(&srv->workers[i]);
 	free(srv->workers);
+	srv->dsubs = NULL;
+	srv->broker = NULL;
+	srv->workers = NULL;
+}
+
+/* Stops the acceptor (if started) and the first nstarted workers, lets
+ * them finish, and joins them. Called from the main thread, offline. */
+static void stop_threads(struct server *srv, bool acceptor, uint32_t nstarted)
+{
+	atomic_store(&srv->stopping, 1);
+	if (acceptor) {
+		uint64_t one = 1;
+		ssize_t r = write(srv->stop_fd, &one, sizeof(one));
+		(void)r;
+		pthread_join(srv->acceptor, NULL);
+	}
+	/* New clients are refused from here on, not left in the backlog. */
+	close(srv->listen_fd);
+	srv->listen_fd = -1;
+	for (uint32_t i = 0; i < nstarted; i++) {
+		atomic_store(&srv->workers[i].wake_pending, 0);
+		rmq__worker_wake(&srv->workers[i]);
+	}
+	for (uint32_t i = 0; i < nstarted; i++)
+		pthread_join(srv->workers[i].th, NULL);
+}
+
+/* Frees what rmq_server_run() made, once its threads have stopped; the
+ * calling thread is registered and offline, and unregistered on return. */
+static void server_free(struct server *srv)
+{
+	urcu_qsbr_thread_online();
+	if (srv->workers)
+		rmq__server_state_fini(srv);
+	urcu_qsbr_unregister_thread();
+	if (srv->listen_fd >= 0)
+		close(srv->listen_fd);
+	if (srv->stop_fd >= 0)
+		close(srv->stop_fd);
+	if (srv->spare_fd >= 0)
+		close(srv->spare_fd);
+	free(srv);
 }
 
 int rmq_server_run(const struct rmq_server_config *cfg)
 {
-	/* Topic logs allocate and free segments of up to 1 MiB all the time.
-	 * Past glibc's default (dynamic) mmap threshold each would be a fresh
-	 * mmap, and freed heap tops are trimmed back to the kernel: either way
-	 * every page of every new segment is faulted in again (a page fault
-	 * per 4 KiB written, tens of ns per message at a few M msgs/s). Keep
-	 * such blocks in the heap, and let up to 64 MiB of free heap top stay
-	 * mapped. */
-	mallopt(M_MMAP_THRESHOLD, 4 << 20);
-	mallopt(M_TRIM_THRESHOLD, TRIM_BUSY);
 	struct server *srv = rmq_calloc(1, sizeof(*srv));
 	srv->cfg = *cfg;
 	rmq_diag_set_level(cfg->log_level);
@@ -98,15 +146,37 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		free(srv);
 		return 1;
 	}
+	/* The spare may be missing: the acceptor then backs off instead. */
 	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->stop_fd = eventfd(0, EFD_CLOEXEC);
+	int rc = srv->stop_fd < 0 ? -errno : 0;
 	urcu_qsbr_register_thread();
-	rmq__server_state_init(srv, broker_wake);
+	if (rc == 0)
+		rc = rmq__server_state_init(srv, broker_wake);
 	/* The main thread only waits for signals from here on. */
 	urcu_qsbr_thread_offline();
-	for (uint32_t i = 0; i < srv->nworkers; i++)
-		pthread_create(&srv->workers[i].th, NULL, rmq__worker_main, &srv->workers[i]);
-	pthread_create(&srv->acceptor, NULL, rmq__acceptor_main, srv);
+	if (rc != 0) {
+		fprintf(stderr, "ringmq-server: cannot start: %s\n", strerror(-rc));
+		server_free(srv);
+		return 1;
+	}
+	for (uint32_t i = 0; i < srv->nworkers; i++) {
+		rc = pthread_create(&srv->workers[i].th, NULL, rmq__worker_main, &srv->workers[i]);
+		if (rc != 0) {
+			fprintf(stderr, "ringmq-server: cannot start worker thread %u: %s\n", i,
+				strerror(rc));
+			stop_threads(srv, false, i);
+			server_free(srv);
+			return 1;
+		}
+	}
+	rc = pthread_create(&srv->acceptor, NULL, rmq__acceptor_main, srv);
+	if (rc != 0) {
+		fprintf(stderr, "ringmq-server: cannot start the acceptor thread: %s\n", strerror(rc));
+		stop_threads(srv, false, srv->nworkers);
+		server_free(srv);
+		return 1;
+	}
 
 	const char *host = srv->cfg.bind;
 	if (!strcmp(host, "127.0.0.1") || !strcmp(host, "::1") || !strcmp(host, "localhost"))
@@ -120,26 +190,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	sigwait(&set, &sig);
 	rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
-	atomic_store(&srv->stopping, 1);
-	uint64_t one = 1;
-	ssize_t r = write(srv->stop_fd, &one, sizeof(one));
-	(void)r;
-	pthread_join(srv->acceptor, NULL);
-	close(srv->listen_fd);
-	for (uint32_t i = 0; i < srv->nworkers; i++) {
-		atomic_store(&srv->workers[i].wake_pending, 0);
-		rmq__worker_wake(&srv->workers[i]);
-	}
-	for (uint32_t i = 0; i < srv->nworkers; i++)
-		pthread_join(srv->workers[i].th, NULL);
-
-	urcu_qsbr_thread_online();
-	rmq__server_state_fini(srv);
-	urcu_qsbr_unregister_thread();
-	close(srv->stop_fd);
-	if (srv->spare_fd >= 0)
-		close(srv->spare_fd);
-	free(srv);
+	stop_threads(srv, true, srv->nworkers);
+	server_free(srv);
 	rmq_diagf(RMQ_DIAG_INFO, "bye");
 	return 0;
 }

@@ -14,15 +14,27 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "platform.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+/* Rounds of flushing per iteration (a write may queue its conn again). */
+#define FLUSH_ROUNDS 4
+/* Socket events taken per epoll_wait. */
+#define EPOLL_BATCH 256
+/* Graceful shutdown: how long a worker keeps flushing replies, and how
+ * long it sleeps between tries. */
+#define SHUTDOWN_FLUSH_MS 1000
+#define SHUTDOWN_RETRY_MS 5
+/* --subscriber-ttl sweeps: about ten per TTL, within these bounds. */
+#define TTL_SWEEP_MIN_MS 100
+#define TTL_SWEEP_MAX_MS 1000
 
 /* --- wake-ups --- */
 
@@ -73,7 +85,7 @@ static void worker_flush(struct worker *w)
 {
 	/* rmq__conn_write may queue the connection again (unpause); bound the
 	 * rounds so one client cannot starve the loop. */
-	for (int round = 0; round < 4 && !cds_list_empty(&w->flush); round++) {
+	for (int round = 0; round < FLUSH_ROUNDS && !cds_list_empty(&w->flush); round++) {
 		struct cds_list_head todo;
 		CDS_INIT_LIST_HEAD(&todo);
 		cds_list_splice(&w->flush, &todo);
@@ -117,9 +129,7 @@ static void worker_drain_watches(struct worker *w)
 		struct live_sub *s, *tmp;
 		cds_list_for_each_entry_safe(s, tmp, &wt->members, watch_link)
 			rmq__pubsub_deliver(s);
-		struct conn *c, *ctmp;
-		cds_list_for_each_entry_safe(c, ctmp, &wt->waiters, parked.watch_link)
-			rmq__blocked_retry(c, false);
+		rmq__blocked_watch_fired(wt);
 	}
 }
 
@@ -148,7 +158,7 @@ static void worker_ttl_sweep(struct worker *w)
 	if (srv_ttl_due(w) > now)
 		return;
 	uint64_t ttl = srv->cfg.subscriber_ttl_ms, period = ttl / 10;
-	period = period < 100 ? 100 : period > 1000 ? 1000 : period;
+	period = period < TTL_SWEEP_MIN_MS ? TTL_SWEEP_MIN_MS : period > TTL_SWEEP_MAX_MS ? TTL_SWEEP_MAX_MS : period;
 	srv->next_ttl_sweep_ms = now + period;
 	uint64_t n = rmq_dsub_registry_expire(srv->dsubs, now, ttl, ttl_expired, NULL);
 	if (n)
@@ -160,10 +170,8 @@ static void worker_ttl_sweep(struct worker *w)
 static void worker_expire(struct worker *w)
 {
 	uint64_t now = rmq_now_ms();
-	struct conn *c, *tmp;
-	cds_list_for_each_entry_safe(c, tmp, &w->parked_conns, parked.worker_link)
-		if (c->parked.deadline_ms && c->parked.deadline_ms <= now)
-			rmq__blocked_retry(c, true);
+	rmq__blocked_expire(w, now);
+	struct conn *c;
 	while (!cds_list_empty(&w->deadlines)) {
 		c = cds_list_entry(w->deadlines.next, struct conn, deadline_link);
 		if (c->deadline_ms > now)
@@ -173,40 +181,19 @@ static void worker_expire(struct worker *w)
 }
 
 
-/* Memory back to the system once a worker goes idle. glibc keeps what is
- * freed in the worker's malloc arena, and log segments and connection
- * buffers freed in any order leave holes there that free() never returns:
- * tests/soak measured 6-15 MB above the start-up RSS after 60 s of load
- * with every topic deleted, with about 230 KB still in use. malloc_trim(0)
- * hands the free pages inside every arena back, and the free top of the
- * main heap. It runs once per idle period, so the publish path is
- * untouched (a fixed mmap threshold instead, which would return each
- * segment as it is freed, halved single-connection ingest) and an idle
- * server sets no timer.
- *
- * The free top of a thread's own heap is another matter: glibc shrinks it
- * only from free(), once it passes M_TRIM_THRESHOLD, which
- * rmq_server_run() raised to TRIM_BUSY so that a busy broker keeps its
- * segment memory mapped (fan-out 1->10 dropped from 28 to 19 M msgs/s
- * without it). So an idle worker lowers the threshold for a moment and
- * frees a block carved from its heap top, which makes free() give the top
- * back (soak: +18-26 MB left after the load without this, under 1 MB
- * with it). Best effort: if a free hole elsewhere served the block, the
- * top stays for the next idle period. */
+/* Memory back to the system once a worker goes idle (see
+ * rmq_platform_trim_idle). It runs once per idle period, so the publish
+ * path is untouched (a fixed mmap threshold instead, which would return
+ * each segment as it is freed, halved single-connection ingest) and an
+ * idle server sets no timer. */
 #define TRIM_IDLE_MS 1000
-
-#define TRIM_PROBE (1u << 20) /* above tcache and fastbins, below the mmap threshold */
 
 static void worker_trim(struct worker *w, int nevents)
 {
 	if (nevents > 0) {
 		w->trim_ms = rmq_now_ms() + TRIM_IDLE_MS;
 	} else if (w->trim_ms && rmq_now_ms() >= w->trim_ms) {
-		mallopt(M_TRIM_THRESHOLD, 128 << 10);
-		void *volatile probe = malloc(TRIM_PROBE); /* volatile: not elided */
-		free(probe);
-		mallopt(M_TRIM_THRESHOLD, TRIM_BUSY);
-		malloc_trim(0);
+		rmq_platform_trim_idle();
 		w->trim_ms = 0;
 	}
 }
@@ -215,11 +202,8 @@ static void worker_trim(struct worker *w, int nevents)
  * that may park a connection or leave a request half-read. */
 static int worker_timeout(struct worker *w)
 {
-	uint64_t now = rmq_now_ms(), next = UINT64_MAX;
+	uint64_t now = rmq_now_ms(), next = rmq__blocked_next_deadline(w);
 	struct conn *c;
-	cds_list_for_each_entry(c, &w->parked_conns, parked.worker_link)
-		if (c->parked.deadline_ms && c->parked.deadline_ms < next)
-			next = c->parked.deadline_ms;
 	if (!cds_list_empty(&w->deadlines)) {
 		c = cds_list_entry(w->deadlines.next, struct conn, deadline_link);
 		if (c->deadline_ms < next)
@@ -246,7 +230,8 @@ static void worker_reap(struct worker *w)
 
 static bool worker_has_work(struct worker *w)
 {
-	return ck_ring_size(&w->accept_ring) > 0 || rmq_shard_pending(w->srv->broker, w->id);
+	return ck_ring_size(&w->accept_ring) > 0 || rmq_shard_pending(w->srv->broker, w->id) ||
+	       !cds_list_empty(&w->unblocked);
 }
 
 /* Graceful stop: answer what was already read, flush for a moment, close. */
@@ -254,12 +239,12 @@ static void worker_shutdown(struct worker *w)
 {
 	struct conn *c, *tmp;
 	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) {
-		if (c->blocked)
-			rmq__blocked_retry(c, true);
+		if (c->blocked && !c->closing)
+			(void)rmq__blocked_try(c, true);
 		c->paused = false;
 		rmq__conn_process_input(c);
 	}
-	uint64_t until = rmq_now_ms() + 1000;
+	uint64_t until = rmq_now_ms() + SHUTDOWN_FLUSH_MS;
 	while (!cds_list_empty(&w->flush) && rmq_now_ms() < until) {
 		worker_flush(w);
 		if (!cds_list_empty(&w->flush))
@@ -273,7 +258,7 @@ static void worker_shutdown(struct worker *w)
 		if (!any)
 			break;
 		worker_offline(w);
-		poll(NULL, 0, 5);
+		poll(NULL, 0, SHUTDOWN_RETRY_MS);
 		urcu_qsbr_thread_online();
 	}
 	cds_list_for_each_entry_safe(c, tmp, &w->conns, link)
@@ -294,14 +279,15 @@ static void worker_shutdown(struct worker *w)
 static void worker_loop(struct worker *w, bool once)
 {
 	struct server *srv = w->srv;
-	struct epoll_event evs[256];
+	struct epoll_event evs[EPOLL_BATCH];
 	while (!atomic_load(&srv->stopping)) {
 		worker_take_new(w);
 		worker_drain_watches(w);
 		rmq_shard_housekeep(srv->broker, w->id);
 		worker_expire(w);
 		worker_ttl_sweep(w);
-		w->may_quiesce = true;
+		w->may_quiesce = true; /* connections are not RCU-protected */
+		rmq__blocked_process_unblocked(w);
 		worker_flush(w);
 		w->may_quiesce = false;
 		worker_reap(w);
@@ -317,7 +303,7 @@ static void worker_loop(struct worker *w, bool once)
 			timeout = 0;
 		}
 		worker_offline(w);
-		int n = epoll_wait(w->epoll_fd, evs, 256, timeout);
+		int n = epoll_wait(w->epoll_fd, evs, EPOLL_BATCH, timeout);
 		urcu_qsbr_thread_online();
 		atomic_store(&w->wake_pending, 1);
 		worker_trim(w, n);
@@ -367,29 +353,39 @@ void *rmq__worker_main(void *arg)
 	return NULL;
 }
 
-void rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
+int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
 {
 	w->id = id;
 	w->srv = srv;
-	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	CDS_INIT_LIST_HEAD(&w->conns);
+	CDS_INIT_LIST_HEAD(&w->flush);
+	CDS_INIT_LIST_HEAD(&w->parked_conns);
+	CDS_INIT_LIST_HEAD(&w->unblocked);
+	CDS_INIT_LIST_HEAD(&w->closed);
+	CDS_INIT_LIST_HEAD(&w->deadlines);
 	w->accept_ring_buf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));
 	ck_ring_init(&w->accept_ring, ACCEPT_RING);
 	w->argv_cap = 64;
 	w->argv = rmq_malloc(w->argv_cap * sizeof(*w->argv));
-	CDS_INIT_LIST_HEAD(&w->conns);
-	CDS_INIT_LIST_HEAD(&w->flush);
-	CDS_INIT_LIST_HEAD(&w->parked_conns);
-	CDS_INIT_LIST_HEAD(&w->closed);
-	CDS_INIT_LIST_HEAD(&w->deadlines);
+	w->wake_fd = -1;
+	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epoll_fd < 0)
+		return -errno;
+	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->wake_fd < 0)
+		return -errno;
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-	epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->wake_fd, &ev);
+	if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->wake_fd, &ev) != 0)
+		return -errno;
+	return 0;
 }
 
 void rmq__worker_fini(struct worker *w)
 {
-	close(w->epoll_fd);
-	close(w->wake_fd);
+	if (w->epoll_fd >= 0)
+		close(w->epoll_fd);
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
 	free(w->accept_ring_buf);
 	free(w->argv);
 	rmq_buf_free(&w->scratch);

@@ -172,7 +172,8 @@ static void state_new(void)
 	srv->cfg.subscriber_ttl_ms = 2000;
 	srv->spare_fd = -1;
 	srv->listen_fd = srv->stop_fd = -1;
-	rmq__server_state_init(srv, wake);
+	int rc = rmq__server_state_init(srv, wake);
+	CHECK(rc == 0, "rmq__server_state_init: %s", strerror(-rc));
 	srv->max_query = 2 * srv->cfg.max_payload + 4096; /* small, to be reached */
 }
 
