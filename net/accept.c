@@ -102,11 +102,7 @@ void *rmq__acceptor_main(void *arg)
 			for (uint32_t tries = 0; tries < srv->nworkers && !queued; tries++) {
 				struct worker *w = &srv->workers[next];
 				next = (next + 1) % srv->nworkers;
-				RMQ_TSAN_RELEASE(&w->accept_ring); /* the accepted socket, for TSan */
-				if (ck_ring_enqueue_spsc(&w->accept_ring, w->accept_ring_buf, (void *)(intptr_t)fd)) {
-					rmq__worker_wake(w);
-					queued = true;
-				}
+				queued = rmq__worker_adopt_fd(w, fd);
 			}
 			if (!queued) {
 				static const char msg[] = "-ERR server busy\r\n";

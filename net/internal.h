@@ -170,9 +170,10 @@ struct server {
  * builds it. srv->cfg must be set: this derives the request limits from it
  * and makes the broker (its wake-ups call wake(srv, shard)), the durable
  * subscriber registry and cfg.threads workers. An in-process driver
- * (tests/fuzz/fuzz_cmd.c) runs the workers on its own thread instead: it
- * hands them sockets through w->accept_ring (counting them in nclients, as the
- * acceptor does) and calls rmq__worker_poll(). Every call is made by a
+ * (tests/fuzz/fuzz_cmd.c, tests/test_cmd.c) runs the workers on its own
+ * thread instead: it hands them sockets with rmq__worker_adopt_fd()
+ * (counting them in nclients, as the acceptor does) and calls
+ * rmq__worker_poll(). Every call is made by a
  * registered, online urcu-qsbr thread. Returns 0, or -EINVAL (cfg.threads
  * out of range), -ENOMEM, or the -errno of a refused epoll instance or
  * eventfd; then nothing is left to free. */
@@ -187,6 +188,13 @@ void rmq__server_state_fini(struct server *srv);
 /* --- worker.c --- */
 /* Wakes w from epoll_wait (coalesced); callable from any thread. */
 void rmq__worker_wake(struct worker *w);
+/* Hands a connected, non-blocking socket to w: queued on its accept ring,
+ * and w woken; w serves it from its next loop iteration. The caller has
+ * counted it in srv->nclients (the connection's close uncounts it).
+ * Returns false when the ring is full: fd is still the caller's. One
+ * thread at a time per worker (the ring is single-producer): the acceptor,
+ * or an in-process driver (tests/fuzz/fuzz_cmd.c, tests/test_cmd.c). */
+bool rmq__worker_adopt_fd(struct worker *w, int fd);
 /* Sets up a zeroed w. Returns 0, or -errno when the kernel refused its
  * epoll instance or eventfd; rmq__worker_fini() cleans up either way. */
 int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id);

@@ -99,7 +99,17 @@ static void worker_flush(struct worker *w)
 	}
 }
 
-/* Takes the next socket the acceptor queued for w; false when none. */
+bool rmq__worker_adopt_fd(struct worker *w, int fd)
+{
+	RMQ_TSAN_RELEASE(&w->accept_ring); /* the socket, for TSan */
+	if (!ck_ring_enqueue_spsc(&w->accept_ring, w->accept_ring_buf, (void *)(intptr_t)fd))
+		return false;
+	rmq__worker_wake(w);
+	return true;
+}
+
+/* Takes the next socket queued for w (rmq__worker_adopt_fd); false when
+ * none. */
 static bool worker_ring_take(struct worker *w, int *fd)
 {
 	void *p;

@@ -387,7 +387,7 @@ static void client_open(int k)
 	/* as the acceptor: count the client, queue the socket to its worker */
 	struct worker *w = &srv->workers[k % NWORKERS];
 	atomic_fetch_add(&srv->nclients, 1);
-	CHECK(ck_ring_enqueue_spsc(&w->accept_ring, w->accept_ring_buf, (void *)(intptr_t)sv[1]), "accept ring full");
+	CHECK(rmq__worker_adopt_fd(w, sv[1]), "accept ring full");
 	cl[k].fd = sv[0];
 }
 
