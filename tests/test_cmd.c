@@ -135,6 +135,14 @@ static char *received(int fd, bool *eof)
 	return buf;
 }
 
+/* Appends s and its terminating NUL to b, keeping b a C string. */
+static void append(struct rmq_buf *b, const char *s)
+{
+	if (b->len)
+		b->len--; /* over the previous NUL */
+	rmq_buf_append(b, s, strlen(s) + 1);
+}
+
 /* Sends req on fd and checks that the server replies exactly want, and
  * nothing more, keeping the connection open. */
 static void expect(int fd, const char *req, const char *want)
@@ -151,11 +159,11 @@ static void expect(int fd, const char *req, const char *want)
 static const char *resp(const char *arg, ...)
 {
 	static char buf[4096];
-	const char *argv[16];
+	const char *argv[16] = { NULL };
 	size_t argc = 0;
 	va_list ap;
 	va_start(ap, arg);
-	for (const char *a = arg; a; a = va_arg(ap, const char *))
+	for (const char *a = arg; a && argc < 16; a = va_arg(ap, const char *))
 		argv[argc++] = a;
 	va_end(ap);
 	int n = snprintf(buf, sizeof(buf), "*%zu\r\n", argc);
@@ -215,17 +223,21 @@ Test(cmd, publish_pipeline_fast_path)
 {
 	int c = client();
 	expect(c, resp("CREATE", "t", NULL), "+OK\r\n");
-	char req[4096] = "";
+	struct rmq_buf req = { 0 }, want = { 0 };
 	for (int i = 0; i < 40; i++)
-		strcat(req, resp("PUBLISH", "t", "payload", NULL));
-	strcat(req, "PING\r\n");
+		append(&req, resp("PUBLISH", "t", "payload", NULL));
+	append(&req, "PING\r\n");
 	for (int i = 0; i < 3; i++)
-		strcat(req, resp("PUBLISH", "t", "p", NULL));
-	char want[4096] = "";
-	for (int i = 1; i <= 40; i++)
-		sprintf(want + strlen(want), ":%d\r\n", i);
-	strcat(want, "+PONG\r\n:41\r\n:42\r\n:43\r\n");
-	expect(c, req, want);
+		append(&req, resp("PUBLISH", "t", "p", NULL));
+	for (int i = 1; i <= 40; i++) {
+		char n[16];
+		snprintf(n, sizeof(n), ":%d\r\n", i);
+		append(&want, n);
+	}
+	append(&want, "+PONG\r\n:41\r\n:42\r\n:43\r\n");
+	expect(c, req.data, want.data);
+	rmq_buf_free(&req);
+	rmq_buf_free(&want);
 	/* a request split across reads */
 	const char *r = resp("PUBLISH", "t", "split", NULL);
 	send_all(c, r, 9);
