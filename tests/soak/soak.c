@@ -41,7 +41,7 @@
  * checked against a sanitizer build: ASan's quarantine (256 MB) and TSan's
  * allocator keep freed memory by design.
  *
- * Clients: the project's own client library (net/ringmq.h, on hiredis),
+ * Clients: the project's own client library (client/ringmq.h, on hiredis),
  * one rmq_client per thread (the library's threading contract). The
  * harness (not thread-safe) is used only by the main thread: to start and
  * stop the server and for INFO/TOPICS at the end.
