@@ -354,19 +354,13 @@ int main(int argc, char **argv)
 						       capacity ? "--capacity" : "--on-full");
 			}
 			if (capacity && (!parse_bytes(v, &last_create->opts.capacity) ||
-					 last_create->opts.capacity < 1024)) {
+					 last_create->opts.capacity < RMQ_CAPACITY_MIN)) {
 				free(acts);
 				return cli_usage_error(PROG, "invalid capacity '%s': bytes, at least 1024 (K, M, G suffixes)", v);
 			}
-			if (!capacity) {
-				if (!strcmp(v, "reject"))
-					last_create->opts.onfull = RMQ_FULL_REJECT;
-				else if (!strcmp(v, "drop-oldest"))
-					last_create->opts.onfull = RMQ_FULL_DROP_OLDEST;
-				else {
-					free(acts);
-					return cli_usage_error(PROG, "invalid --on-full '%s': expected reject or drop-oldest", v);
-				}
+			if (!capacity && !rmq_onfull_parse(v, strlen(v), &last_create->opts.onfull)) {
+				free(acts);
+				return cli_usage_error(PROG, "invalid --on-full '%s': expected reject or drop-oldest", v);
 			}
 			continue;
 		}

@@ -810,7 +810,7 @@ static bool churn_cycle(struct churn *ch, struct rmq_client *adm, uint64_t k)
 	char names[2][48];
 	for (int i = 0; i < 2; i++)
 		snprintf(names[i], sizeof(names[i]), "soak.churn.%" PRIu64 ".%c", k, 'a' + i);
-	struct rmq_topic_opts opts = { .capacity = 1 << 20, .onfull = RMQ_FULL_REJECT };
+	struct rmq_topic_opts opts = { .capacity = 1 << 20, .onfull = RMQ_ONFULL_REJECT };
 	for (int i = 0; i < 2; i++) {
 		if (rmq_create_topic(adm, names[i], &opts) != RMQ_OK) {
 			FATAL("churn: CREATE %s: %s", names[i], rmq_client_errstr(adm));
@@ -1218,7 +1218,7 @@ static bool setup(void)
 	struct rmq_client *adm = dial("set-up");
 	for (int t = 0; adm && t < g_cfg.topics; t++) {
 		snprintf(g_topic[t], sizeof(g_topic[t]), "soak.main.%d", t);
-		struct rmq_topic_opts o = { .capacity = g_capacity[t], .onfull = RMQ_FULL_REJECT };
+		struct rmq_topic_opts o = { .capacity = g_capacity[t], .onfull = RMQ_ONFULL_REJECT };
 		if (rmq_create_topic(adm, g_topic[t], &o) != RMQ_OK)
 			FATAL("CREATE %s: %s", g_topic[t], rmq_client_errstr(adm));
 	}
