@@ -1,11 +1,17 @@
-/* test_common.c - unit tests of common/: number parsing (parse.h) and the
- * protocol's shared checks (ringmq_proto.h). */
+/* test_common.c - unit tests of common/: number parsing (parse.h), the
+ * /proc readers (procstat.h) and the protocol's shared checks
+ * (ringmq_proto.h). */
 #include <criterion/criterion.h>
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "parse.h"
+#include "procstat.h"
 #include "ringmq_proto.h"
 
 #define SENTINEL 0xdeadbeefULL
@@ -175,4 +181,117 @@ Test(proto, onfull_words)
 	cr_assert_eq(RMQ_ONFULL_DEFAULT, 0);
 	cr_assert_eq(RMQ_ONFULL_REJECT, 1);
 	cr_assert_eq(RMQ_ONFULL_DROP_OLDEST, 2);
+}
+
+/* --- /proc --- */
+
+/* A real /proc/PID/stat line (52 fields) with utime ut and stime st and
+ * the given comm. */
+static void stat_line(char *buf, size_t cap, const char *comm, const char *ut, const char *st)
+{
+	snprintf(buf, cap,
+		 "4242 (%s) S 1 4242 4242 0 -1 4194560 1234 0 5 0 %s %s 0 0 20 0 9 0 "
+		 "123456 987654321 2345 18446744073709551615 1 1 0 0 0 0 0 4096 17416 0 0 0 "
+		 "17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+		 comm, ut, st);
+}
+
+Test(procstat, parse_cpu)
+{
+	char buf[1024];
+	uint64_t ut = SENTINEL, st = SENTINEL;
+	stat_line(buf, sizeof(buf), "ringmq-server", "1500", "250");
+	cr_assert_eq(rmq_procstat_parse_cpu(buf, &ut, &st), 0);
+	cr_assert_eq(ut, 1500);
+	cr_assert_eq(st, 250);
+	/* comm may hold blanks and parentheses: fields count from the last ')' */
+	stat_line(buf, sizeof(buf), "a) 1 2 (b c", "7", "8");
+	cr_assert_eq(rmq_procstat_parse_cpu(buf, &ut, &st), 0);
+	cr_assert_eq(ut, 7);
+	cr_assert_eq(st, 8);
+	stat_line(buf, sizeof(buf), "x", "18446744073709551615", "0");
+	cr_assert_eq(rmq_procstat_parse_cpu(buf, &ut, &st), 0);
+	cr_assert_eq(ut, UINT64_MAX);
+	/* stime is last and the text ends there */
+	cr_assert_eq(rmq_procstat_parse_cpu("1 (x) R 1 1 1 0 -1 0 0 0 0 0 3 4", &ut, &st), 0);
+	cr_assert_eq(ut, 3);
+	cr_assert_eq(st, 4);
+}
+
+Test(procstat, parse_cpu_junk)
+{
+	static const char *const junk[] = {
+		"",
+		"garbage",
+		"1 (x",                                       /* no ')' */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0",               /* ends before utime */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3",             /* ends before stime */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3 ",            /* stime empty */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 -3 4",          /* negative */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3x 4",          /* junk in utime */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3 4.5",         /* junk in stime */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 18446744073709551616 4", /* overflow */
+		"1 (x)R 1 1 1 0 -1 0 0 0 0 0 3 4",            /* no blank after ')' */
+	};
+	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+		uint64_t ut = SENTINEL, st = SENTINEL;
+		cr_assert_eq(rmq_procstat_parse_cpu(junk[i], &ut, &st), -1, "accepted '%s'", junk[i]);
+		cr_assert(ut == SENTINEL && st == SENTINEL, "'%s': written on failure", junk[i]);
+	}
+}
+
+Test(procstat, parse_status_field)
+{
+	const char *status = "Name:\tringmq-server\nVmPeak:\t  200000 kB\nVmRSS:\t   12345 kB\n"
+			     "VmRSSx:\t1 kB\nThreads:\t9\n";
+	cr_assert_eq(rmq_procstatus_parse_field(status, "VmRSS"), 12345);
+	cr_assert_eq(rmq_procstatus_parse_field(status, "VmPeak"), 200000);
+	cr_assert_eq(rmq_procstatus_parse_field(status, "Threads"), 9);
+	cr_assert_eq(rmq_procstatus_parse_field(status, "VmSwap"), -1);  /* missing */
+	cr_assert_eq(rmq_procstatus_parse_field(status, "Name"), -1);    /* no number */
+	cr_assert_eq(rmq_procstatus_parse_field(status, "VmRS"), -1);    /* a prefix only */
+	cr_assert_eq(rmq_procstatus_parse_field("", "VmRSS"), -1);
+	cr_assert_eq(rmq_procstatus_parse_field("VmRSS:", "VmRSS"), -1);
+	cr_assert_eq(rmq_procstatus_parse_field("VmRSS:\t-5 kB\n", "VmRSS"), -1);
+	cr_assert_eq(rmq_procstatus_parse_field("VmRSS:\t99999999999999999999 kB\n", "VmRSS"), -1);
+	cr_assert_eq(rmq_procstatus_parse_field("VmRSS:\t9223372036854775808 kB\n", "VmRSS"), -1);
+	cr_assert_eq(rmq_procstatus_parse_field("VmRSS: 7", "VmRSS"), 7); /* last line, no newline */
+}
+
+static double process_cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+Test(procstat, reads_this_process)
+{
+	/* burn 200 ms of CPU: /proc counts in ticks of 10 ms */
+	volatile uint64_t x = 1;
+	double t0 = process_cpu_seconds();
+	while (process_cpu_seconds() - t0 < 0.2)
+		for (int i = 0; i < 100000; i++)
+			x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+	double want = process_cpu_seconds(), got = rmq_proc_cpu_seconds(getpid());
+	cr_assert_geq(got, 0.15, "CPU %.3f s after burning 0.2 s", got);
+	cr_assert_leq(got, want + 0.05, "CPU %.3f s, the process says %.3f s", got, want);
+	int64_t rss = rmq_proc_rss_kib(getpid());
+	cr_assert_gt(rss, 0);
+	cr_assert_lt(rss, 16 << 20, "RSS %lld KiB", (long long)rss);
+}
+
+Test(procstat, unknown_process)
+{
+	cr_assert_eq(rmq_proc_cpu_seconds(0), -1);
+	cr_assert_eq(rmq_proc_cpu_seconds(-1), -1);
+	cr_assert_eq(rmq_proc_rss_kib(0), -1);
+	/* a child that has exited and been reaped */
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(0);
+	cr_assert_eq(waitpid(pid, NULL, 0), pid);
+	cr_assert_eq(rmq_proc_cpu_seconds(pid), -1);
+	cr_assert_eq(rmq_proc_rss_kib(pid), -1);
 }
