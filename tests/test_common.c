@@ -1,6 +1,6 @@
 /* test_common.c - unit tests of common/: number parsing (parse.h), the
- * /proc readers (procstat.h) and the protocol's shared checks
- * (ringmq_proto.h). */
+ * /proc readers (procstat.h), RESP number lines (resp_num.h) and the
+ * protocol's shared checks (ringmq_proto.h). */
 #include <criterion/criterion.h>
 
 #include <stdint.h>
@@ -12,6 +12,7 @@
 
 #include "parse.h"
 #include "procstat.h"
+#include "resp_num.h"
 #include "ringmq_proto.h"
 
 #define SENTINEL 0xdeadbeefULL
@@ -294,4 +295,52 @@ Test(procstat, unknown_process)
 	cr_assert_eq(waitpid(pid, NULL, 0), pid);
 	cr_assert_eq(rmq_proc_cpu_seconds(pid), -1);
 	cr_assert_eq(rmq_proc_rss_kib(pid), -1);
+}
+
+/* --- RESP number lines --- */
+
+static void num_ok(const char *line, int64_t want)
+{
+	size_t len = strlen(line);
+	int64_t v = -7;
+	cr_assert_eq(rmq_resp_parse_num(line, len, &v), (ssize_t)len, "'%s'", line);
+	cr_assert_eq(v, want, "'%s': %lld", line, (long long)v);
+	/* every proper prefix is incomplete, and leaves *out alone */
+	for (size_t n = 0; n < len; n++) {
+		v = -7;
+		cr_assert_eq(rmq_resp_parse_num(line, n, &v), 0, "'%s' cut at %zu", line, n);
+		cr_assert_eq(v, -7);
+	}
+}
+
+Test(resp_num, values)
+{
+	num_ok("0\r\n", 0);
+	num_ok("7\r\n", 7);
+	num_ok("1234\r\n", 1234);
+	num_ok("-1\r\n", -1);
+	num_ok("999999999999999999\r\n", 999999999999999999LL); /* 18 digits */
+	num_ok("-999999999999999999\r\n", -999999999999999999LL);
+	num_ok("000000000000000042\r\n", 42);
+	/* the bytes after the line are not its business */
+	int64_t v;
+	cr_assert_eq(rmq_resp_parse_num("12\r\n$3\r\n", 9, &v), 4);
+	cr_assert_eq(v, 12);
+}
+
+Test(resp_num, malformed)
+{
+	static const char *const bad_lines[] = {
+		"\r\n", "-\r\n", "--1\r\n", "+1\r\n", " 1\r\n", "1 \r\n", "1x\r\n",
+		"1\rx", "1\n", "1\r\r", "0x1\r\n",
+		"1000000000000000000\r\n",  /* 19 digits */
+		"-1000000000000000000\r\n",
+		"1234567890123456789", /* 19 digits, no CR yet: already too long */
+	};
+	for (size_t i = 0; i < sizeof(bad_lines) / sizeof(bad_lines[0]); i++) {
+		int64_t v = -7;
+		cr_assert_eq(rmq_resp_parse_num(bad_lines[i], strlen(bad_lines[i]), &v), -1, "'%s'",
+			     bad_lines[i]);
+		cr_assert_eq(v, -7);
+	}
 }
