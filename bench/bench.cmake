@@ -15,7 +15,8 @@ add_library(ringmq_bench STATIC
   ${RB_DIR}/hist.c ${RB_DIR}/stats.c ${RB_DIR}/wire.c ${RB_DIR}/net.c
   ${RB_DIR}/proc.c ${RB_DIR}/run.c ${RB_DIR}/report.c)
 target_include_directories(ringmq_bench PUBLIC ${RB_DIR})
-target_link_libraries(ringmq_bench PUBLIC Threads::Threads m)
+# ringmq_common: the number parsing the other tools use (common/).
+target_link_libraries(ringmq_bench PUBLIC ringmq_common Threads::Threads m)
 
 add_executable(ringmq-bench ${RB_DIR}/main.c)
 target_link_libraries(ringmq-bench PRIVATE ringmq_bench)

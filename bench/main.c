@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "parse.h"
 #include "proc.h"
 #include "report.h"
 #include "run.h"
@@ -153,47 +154,16 @@ static int die_usage(const char *fmt, const char *arg)
 	return 2;
 }
 
+/* Counts: K, M, G are powers of 1000 ("--count 1M"); sizes: powers of
+ * 1024, with an optional B ("--payload 4K"). See common/parse.h. */
 static int parse_u64(const char *s, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -1;
-	uint64_t mul = 1;
-	if (*end == 'k' || *end == 'K')
-		mul = 1000, end++;
-	else if (*end == 'm' || *end == 'M')
-		mul = 1000000, end++;
-	else if (*end == 'g' || *end == 'G')
-		mul = 1000000000, end++;
-	if (*end)
-		return -1;
-	*out = (uint64_t)v * mul;
-	return 0;
+	return rmq_parse_arg(s, RMQ_UNIT_COUNT, out);
 }
 
-/* Sizes: K, M, G are powers of 1024. */
 static int parse_bytes(const char *s, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -1;
-	uint64_t mul = 1;
-	if (*end == 'k' || *end == 'K')
-		mul = 1024, end++;
-	else if (*end == 'm' || *end == 'M')
-		mul = 1024 * 1024, end++;
-	else if (*end == 'g' || *end == 'G')
-		mul = 1024ULL * 1024 * 1024, end++;
-	if (*end == 'b' || *end == 'B')
-		end++;
-	if (*end)
-		return -1;
-	*out = (uint64_t)v * mul;
-	return 0;
+	return rmq_parse_arg(s, RMQ_UNIT_BYTES, out);
 }
 
 static int parse_double(const char *s, double *out)

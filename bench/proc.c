@@ -1,6 +1,7 @@
 /* proc.c - starting and stopping servers, /proc readings (see proc.h). */
 #define _GNU_SOURCE
 #include "proc.h"
+#include "procstat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -418,46 +419,8 @@ void rb_server_stop(struct rb_server *s)
 	s->out_fd = -1;
 }
 
-double rb_proc_cpu_seconds(pid_t pid)
-{
-	if (pid <= 0)
-		return -1;
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	/* after ") ": state(3) ... utime(14) stime(15) */
-	unsigned long long ut = 0, st = 0;
-	/* NOLINTNEXTLINE(cert-err34-c): kernel-written counters, far from overflowing */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 uint64_t rb_proc_rss(pid_t pid)
 {
-	if (pid <= 0)
-		return 0;
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	uint64_t kb = 0;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS:", 6)) {
-			kb = strtoull(line + 6, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return kb * 1024;
+	int64_t kib = rmq_proc_rss_kib(pid);
+	return kib > 0 ? (uint64_t)kib * 1024 : 0;
 }

@@ -1,6 +1,6 @@
 /* proc.h - servers the harness starts itself (ringmq-server for sweeps and
- * --start-server, redis-server and nats-server for --compare), and what
- * /proc says about a process.
+ * --start-server, redis-server and nats-server for --compare), and a
+ * process's RSS in bytes (from common/procstat.h, which reads /proc).
  *
  * Servers listen on 127.0.0.1 only, log to a file under $TMPDIR, die with
  * the harness (PR_SET_PDEATHSIG), and are stopped by PID: SIGTERM, then
@@ -56,10 +56,8 @@ void rb_server_stop(struct rb_server *s);
  * from a signal handler. */
 void rb_proc_cleanup(void);
 
-/* user+system CPU seconds a process has used so far; -1 when unknown. */
-double rb_proc_cpu_seconds(pid_t pid);
-
-/* Resident set size in bytes; 0 when unknown. */
+/* Resident set size in bytes; 0 when unknown. (CPU time:
+ * rmq_proc_cpu_seconds() in common/procstat.h.) */
 uint64_t rb_proc_rss(pid_t pid);
 
 #endif

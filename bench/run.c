@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "procstat.h"
 #include "wire.h"
 
 volatile int rb_interrupted;
@@ -1131,7 +1132,7 @@ static void take_snap(struct run *r, struct snap *s)
 		s->rcvd += atomic_load_explicit(&r->sc[i].rcvd, memory_order_relaxed);
 		s->expected += sc_expected(r, &r->sc[i]);
 	}
-	s->srv_cpu = rb_proc_cpu_seconds(r->srv->pid);
+	s->srv_cpu = rmq_proc_cpu_seconds(r->srv->pid);
 }
 
 static void cpu_snap(struct run *r, bool end)

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "resp_num.h"
+
 /* --- buffer --- */
 
 void rb_buf_reserve(struct rb_buf *b, size_t more)
@@ -97,38 +99,6 @@ void rb_resp_cmdv(struct rb_buf *b, const char *arg0, ...)
 
 /* --- RESP parsing --- */
 
-/* Parses a signed decimal ending in "\r\n" at p[0, n). Returns the bytes
- * up to and including "\r\n", 0 when incomplete, -1 when malformed. */
-static ssize_t parse_line_int(const char *p, size_t n, int64_t *out)
-{
-	size_t i = 0;
-	bool neg = false;
-	if (i < n && p[i] == '-') {
-		neg = true;
-		i++;
-	}
-	uint64_t v = 0;
-	size_t digits = 0;
-	for (; i < n; i++) {
-		char c = p[i];
-		if (c >= '0' && c <= '9') {
-			if (++digits > 18)
-				return -1;
-			v = v * 10 + (uint64_t)(c - '0');
-			continue;
-		}
-		if (c != '\r' || digits == 0)
-			return -1;
-		if (i + 1 >= n)
-			return 0;
-		if (p[i + 1] != '\n')
-			return -1;
-		*out = neg ? -(int64_t)v : (int64_t)v;
-		return (ssize_t)(i + 2);
-	}
-	return 0;
-}
-
 static ssize_t value_at(const char *p, size_t n, struct rb_rval *v, int depth)
 {
 	if (n == 0)
@@ -148,11 +118,11 @@ static ssize_t value_at(const char *p, size_t n, struct rb_rval *v, int depth)
 		return nl + 1 - p;
 	}
 	case ':': {
-		ssize_t r = parse_line_int(p + 1, n - 1, &v->i);
+		ssize_t r = rmq_resp_parse_num(p + 1, n - 1, &v->i);
 		return r <= 0 ? r : r + 1;
 	}
 	case '$': {
-		ssize_t r = parse_line_int(p + 1, n - 1, &v->i);
+		ssize_t r = rmq_resp_parse_num(p + 1, n - 1, &v->i);
 		if (r <= 0)
 			return r;
 		size_t h = (size_t)r + 1;
@@ -174,7 +144,7 @@ static ssize_t value_at(const char *p, size_t n, struct rb_rval *v, int depth)
 	case '*': {
 		if (depth >= RB_RESP_MAX_DEPTH)
 			return -1;
-		ssize_t r = parse_line_int(p + 1, n - 1, &v->i);
+		ssize_t r = rmq_resp_parse_num(p + 1, n - 1, &v->i);
 		if (r <= 0)
 			return r;
 		size_t h = (size_t)r + 1;
@@ -218,7 +188,7 @@ ssize_t rb_resp_message(const char *p, size_t n, struct rb_view *topic, struct r
 		return -1;
 	size_t off = MSG_PREFIX_LEN;
 	int64_t tl, pl;
-	ssize_t r = parse_line_int(p + off, n - off, &tl);
+	ssize_t r = rmq_resp_parse_num(p + off, n - off, &tl);
 	if (r < 0 || (r > 0 && tl < 0))
 		return -1;
 	if (r == 0)
@@ -232,7 +202,7 @@ ssize_t rb_resp_message(const char *p, size_t n, struct rb_view *topic, struct r
 	if (p[off] != '\r' || p[off + 1] != '\n' || p[off + 2] != '$')
 		return -1;
 	off += 3;
-	r = parse_line_int(p + off, n - off, &pl);
+	r = rmq_resp_parse_num(p + off, n - off, &pl);
 	if (r < 0 || (r > 0 && pl < 0))
 		return -1;
 	if (r == 0)

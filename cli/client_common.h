@@ -35,7 +35,7 @@ enum {
 #define CLI_CONN_HELP                                                              \
 	"Connection:\n"                                                            \
 	"  -H, --host HOST           server host (default localhost)\n"            \
-	"  -p, --port PORT           server port (default 5555)\n"                 \
+	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n" \
 	"      --timeout MS          connect and reply timeout (default 5000)\n"   \
 	"  RINGMQ_URL=ringmq://HOST:PORT in the environment sets both;\n"          \
 	"  --host and --port win over it.\n"

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "client_common.h"
+#include "parse.h"
 
 #define PROG "ringmq-pub"
 #define STDIN_BATCH 4096 /* messages per rmq_send_flush when reading stdin */
@@ -66,29 +67,6 @@ struct pub {
 	const char *name;
 	bool registered;
 };
-
-/* K, M, G suffixes (powers of 1024). */
-static bool parse_bytes(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
-		return false;
-	uint64_t mul = 1;
-	if (*end == 'K' || *end == 'k')
-		mul = 1ULL << 10;
-	else if (*end == 'M' || *end == 'm')
-		mul = 1ULL << 20;
-	else if (*end == 'G' || *end == 'g')
-		mul = 1ULL << 30;
-	if (mul != 1)
-		end++;
-	if (*end || v > UINT64_MAX / mul)
-		return false;
-	*out = v * mul;
-	return true;
-}
 
 static int ensure_publisher(struct pub *p)
 {
@@ -353,20 +331,14 @@ int main(int argc, char **argv)
 				return cli_usage_error(PROG, "%s goes after --create TOPIC",
 						       capacity ? "--capacity" : "--on-full");
 			}
-			if (capacity && (!parse_bytes(v, &last_create->opts.capacity) ||
-					 last_create->opts.capacity < 1024)) {
+			if (capacity && (rmq_parse_arg(v, RMQ_UNIT_BYTES, &last_create->opts.capacity) != 0 ||
+					 last_create->opts.capacity < RMQ_CAPACITY_MIN)) {
 				free(acts);
 				return cli_usage_error(PROG, "invalid capacity '%s': bytes, at least 1024 (K, M, G suffixes)", v);
 			}
-			if (!capacity) {
-				if (!strcmp(v, "reject"))
-					last_create->opts.onfull = RMQ_FULL_REJECT;
-				else if (!strcmp(v, "drop-oldest"))
-					last_create->opts.onfull = RMQ_FULL_DROP_OLDEST;
-				else {
-					free(acts);
-					return cli_usage_error(PROG, "invalid --on-full '%s': expected reject or drop-oldest", v);
-				}
+			if (!capacity && !rmq_onfull_parse(v, strlen(v), &last_create->opts.onfull)) {
+				free(acts);
+				return cli_usage_error(PROG, "invalid --on-full '%s': expected reject or drop-oldest", v);
 			}
 			continue;
 		}

@@ -19,7 +19,7 @@ static void usage(FILE *f)
 		"\n"
 		"Options:\n"
 		"  --bind ADDR          address to listen on (default 127.0.0.1)\n"
-		"  --port N             TCP port, 0 picks a free one (default 5555)\n"
+		"  --port N             TCP port, 0 picks a free one (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"
 		"  --threads N          worker threads = topic shards, 1..%d (default: online cores)\n"
 		"  --max-payload BYTES  largest message / bulk string (default 1M; K, M, G suffixes)\n"
 		"  --max-clients N      connections served at once (default 10000)\n"
@@ -108,7 +108,7 @@ int main(int argc, char **argv)
 			cfg.max_clients = (unsigned)v;
 			break;
 		case O_CAP:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1024 || v > (1ULL << 40))
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < RMQ_CAPACITY_MIN || v > RMQ_CAPACITY_MAX)
 				return bad("--default-capacity", optarg, "expected 1K to 1T");
 			cfg.default_capacity = v;
 			break;

@@ -137,7 +137,7 @@ void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull
 	atomic_init(&log->head, NULL);
 	atomic_init(&log->tail, NULL);
 	log->capacity = capacity ? capacity : 1;
-	log->onfull = onfull;
+	log->onfull = onfull == RMQ_ONFULL_DROP_OLDEST ? RMQ_ONFULL_DROP_OLDEST : RMQ_ONFULL_REJECT;
 	log->hold = hold;
 	log->min_record = 1;
 }

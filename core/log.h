@@ -36,15 +36,11 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "ringmq_proto.h"
 #include "util.h"
 
 #define RMQ_SEG_MIN (4u << 10)
 #define RMQ_SEG_MAX (1u << 20)
-
-enum rmq_onfull {
-	RMQ_ONFULL_REJECT = 0,      /* keep what durable readers need; refuse */
-	RMQ_ONFULL_DROP_OLDEST = 1, /* always accept; evict the oldest */
-};
 
 struct rmq_seg;
 struct rmq_log;
@@ -92,7 +88,10 @@ struct rmq_batch {
 	uint64_t lost;       /* records skipped because they were trimmed */
 };
 
-/* Initialises a caller-owned log. capacity is in bytes (> 0). */
+/* Initialises a caller-owned log. capacity is in bytes (> 0). onfull
+ * (ringmq_proto.h): RMQ_ONFULL_REJECT keeps what durable readers need and
+ * refuses, RMQ_ONFULL_DROP_OLDEST always accepts and evicts the oldest;
+ * RMQ_ONFULL_DEFAULT is taken as RMQ_ONFULL_REJECT. */
 void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull,
 		  rmq_log_hold_fn hold);
 

@@ -123,27 +123,7 @@ void rmq_broker_free(struct rmq_broker *b)
 
 bool rmq_topic_name_valid(const char *name, size_t len)
 {
-	if (len == 0 || len > RMQ_TOPIC_MAX)
-		return false;
-	/* Eight bytes at a time: a byte below 0x21 (control or blank) or equal
-	 * to 0x7f. "(x - 0x21..) & ~x & 0x80.." is nonzero exactly when some
-	 * byte of x is below 0x21 (bytes >= 0x80 are allowed and never set
-	 * it); xor with 0x7f.. turns a 0x7f byte into a zero byte. */
-	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t x, d;
-		memcpy(&x, name + i, 8);
-		d = x ^ (0x7f * ones);
-		if (((x - 0x21 * ones) & ~x & high) | ((d - ones) & ~d & high))
-			return false;
-	}
-	for (; i < len; i++) {
-		unsigned char c = (unsigned char)name[i];
-		if (c <= ' ' || c == 0x7f)
-			return false;
-	}
-	return true;
+	return rmq_name_valid(name, len);
 }
 
 static int topic_match(struct cds_lfht_node *node, const void *key)

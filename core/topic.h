@@ -60,8 +60,6 @@
 #define RMQ_LFHT_PUBLISHED(node) RMQ_TSAN_ACQUIRE(node)
 
 #define RMQ_MAX_SHARDS 64
-#define RMQ_TOPIC_MAX 255
-#define RMQ_DEFAULT_CAPACITY (64ULL << 20)
 
 struct rmq_broker;
 struct rmq_topic;
@@ -130,8 +128,8 @@ struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake
 void rmq_broker_free(struct rmq_broker *b);
 uint32_t rmq_broker_nshards(const struct rmq_broker *b);
 
-/* true if name is a valid topic name: 1..255 bytes, no whitespace, no
- * control characters. */
+/* true if name is a valid topic name (rmq_name_valid() in ringmq_proto.h:
+ * 1..255 bytes, no whitespace, no control characters). */
 bool rmq_topic_name_valid(const char *name, size_t len);
 
 /* Creates a topic. Returns 0, -EEXIST, -EINVAL (bad name or capacity),

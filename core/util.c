@@ -79,33 +79,6 @@ uint64_t rmq_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int rmq_parse_u64(const char *p, size_t n, int allow_suffix, uint64_t *out)
-{
-	uint64_t v = 0, mul = 1;
-	if (n && allow_suffix) {
-		switch (p[n - 1]) {
-		case 'k': case 'K': mul = 1024; n--; break;
-		case 'm': case 'M': mul = 1024 * 1024; n--; break;
-		case 'g': case 'G': mul = 1024ULL * 1024 * 1024; n--; break;
-		default: break;
-		}
-	}
-	if (n == 0 || n > 20)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return -1;
-		uint64_t d = (uint64_t)(p[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	if (mul > 1 && v > UINT64_MAX / mul)
-		return -1;
-	*out = v * mul;
-	return 0;
-}
-
 /* Number of decimal digits of v (1 for 0). */
 static inline size_t u64_digits(uint64_t v)
 {

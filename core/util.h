@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "parse.h"
+
 #define RMQ_VERSION "0.1.0"
 #define RMQ_CACHELINE 64
 #define RMQ_UNUSED(x) ((void)(x))
@@ -50,10 +52,15 @@ uint64_t rmq_hash(const void *p, size_t n);
 uint64_t rmq_now_ns(void);
 static inline uint64_t rmq_now_ms(void) { return rmq_now_ns() / 1000000u; }
 
-/* Parses a decimal unsigned integer occupying exactly [p, p+n). Accepts
- * optional K/M/G suffix (powers of 1024) when allow_suffix. Returns 0 on
- * success, -1 on anything else (empty, sign, overflow, junk). */
-int rmq_parse_u64(const char *p, size_t n, int allow_suffix, uint64_t *out);
+/* Parses a decimal unsigned integer occupying exactly [p, p+n); with
+ * allow_suffix, a byte size with a K/M/G suffix (powers of 1024) and an
+ * optional B. rmq_parse_uint() (common/parse.h) with RMQ_UNIT_BYTES or
+ * RMQ_UNIT_NONE: 0 on success, -1 on anything else (empty, sign, overflow,
+ * junk). */
+static inline int rmq_parse_u64(const char *p, size_t n, int allow_suffix, uint64_t *out)
+{
+	return rmq_parse_uint(p, n, allow_suffix ? RMQ_UNIT_BYTES : RMQ_UNIT_NONE, out);
+}
 
 /* Writes the decimal form of v to buf (at least 21 bytes); returns length. */
 size_t rmq_u64toa(uint64_t v, char *buf);

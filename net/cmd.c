@@ -14,8 +14,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define PULL_DEFAULT_COUNT 100
-#define PULL_MAX_COUNT 100000
 /* INFO's redis_version. Redis clients read it to decide which commands
  * and options they may send (redis-py, go-redis and redis-benchmark
  * compare it against the version that introduced a feature); 7.0.0 says
@@ -35,7 +33,7 @@ static bool arg_is(const struct rmq_arg *a, const char *s)
 
 static void err_notopic(struct conn *c, const struct rmq_arg *t)
 {
-	rmq_resp_errorf(&c->out, "NOTOPIC no such topic '%.*s'", (int)(t->len > 255 ? 255 : t->len), t->p);
+	rmq_resp_errorf(&c->out, "NOTOPIC no such topic '%.*s'", (int)(t->len > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : t->len), t->p);
 }
 
 static void err_args(struct conn *c, const char *cmd)
@@ -118,13 +116,13 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (i + 1 >= argc)
 			return rmq_resp_error(&c->out, "ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest]");
 		if (arg_is(&argv[i], "CAPACITY")) {
-			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 1, &cap) != 0 || cap < 1024 ||
-			    cap > (1ULL << 40))
+			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 1, &cap) != 0 || cap < RMQ_CAPACITY_MIN ||
+			    cap > RMQ_CAPACITY_MAX)
 				return rmq_resp_error(&c->out, "ERR CAPACITY must be a byte count from 1024 to 1T (suffixes K, M, G)");
 		} else if (arg_is(&argv[i], "ONFULL")) {
-			if (arg_is(&argv[i + 1], "reject"))
+			if (arg_is(&argv[i + 1], RMQ_ONFULL_REJECT_WORD))
 				onfull = RMQ_ONFULL_REJECT;
-			else if (arg_is(&argv[i + 1], "drop-oldest"))
+			else if (arg_is(&argv[i + 1], RMQ_ONFULL_DROP_OLDEST_WORD))
 				onfull = RMQ_ONFULL_DROP_OLDEST;
 			else
 				return rmq_resp_error(&c->out, "ERR ONFULL must be reject or drop-oldest");
@@ -436,14 +434,14 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return err_args(c, "pull");
 	if (!c->dsub)
 		return rmq_resp_error(&c->out, "ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name");
-	uint64_t count = PULL_DEFAULT_COUNT, block = 0;
+	uint64_t count = RMQ_PULL_DEFAULT_COUNT, block = 0;
 	bool blocking = false;
 	for (size_t i = 2; i < argc; i += 2) {
 		uint64_t v;
 		if (i + 1 >= argc || rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &v) != 0)
 			return rmq_resp_error(&c->out, "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
 		if (arg_is(&argv[i], "COUNT")) {
-			if (v == 0 || v > PULL_MAX_COUNT)
+			if (v == 0 || v > RMQ_PULL_MAX_COUNT)
 				return rmq_resp_error(&c->out, "ERR COUNT must be 1 to 100000");
 			count = v;
 		} else if (arg_is(&argv[i], "BLOCK")) {
@@ -526,7 +524,7 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 		    (unsigned long long)st.depth, (unsigned long long)st.first_seq,
 		    (unsigned long long)st.next_seq, (unsigned long long)st.retained,
 		    (unsigned long long)st.capacity,
-		    st.onfull == RMQ_ONFULL_REJECT ? "reject" : "drop-oldest",
+		    st.onfull == RMQ_ONFULL_REJECT ? RMQ_ONFULL_REJECT_WORD : RMQ_ONFULL_DROP_OLDEST_WORD,
 		    (unsigned long long)st.evicted, (unsigned long long)st.dropped,
 		    (unsigned long long)st.rejected, (unsigned long long)st.live_subs,
 		    (unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);

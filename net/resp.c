@@ -6,46 +6,20 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "resp_num.h"
 #include "util.h"
 
-#define NUM_LINE_MAX 24 /* "*" or "$", 20 digits, sign, CRLF */
-
-/* Parses "<digits>\r\n" (with optional leading '-') at p. Returns bytes used
- * including CRLF, 0 if incomplete, -1 if malformed. */
-static ssize_t parse_num_line_slow(const char *p, size_t len, int64_t *out)
+/* The general number line loop, rmq_resp_parse_num() (common/resp_num.h),
+ * kept out of line so that parse_num_line stays small where it is
+ * inlined. */
+static __attribute__((noinline)) ssize_t parse_num_line_slow(const char *p, size_t len,
+							     int64_t *out)
 {
-	size_t i = 0;
-	int neg = 0;
-	uint64_t v = 0;
-	if (len == 0)
-		return 0;
-	if (p[0] == '-') {
-		neg = 1;
-		i = 1;
-	}
-	size_t digits = 0;
-	for (; i < len; i++) {
-		char c = p[i];
-		if (c >= '0' && c <= '9') {
-			if (++digits > 18)
-				return -1;
-			v = v * 10 + (uint64_t)(c - '0');
-			continue;
-		}
-		if (c != '\r' || digits == 0)
-			return -1;
-		if (i + 1 >= len)
-			return 0;
-		if (p[i + 1] != '\n')
-			return -1;
-		*out = neg ? -(int64_t)v : (int64_t)v;
-		return (ssize_t)(i + 2);
-	}
-	return len > NUM_LINE_MAX ? -1 : 0;
+	return rmq_resp_parse_num(p, len, out);
 }
 
-/* parse_num_line with the common short forms ("7\r\n", "16\r\n") decided
- * from one 4-byte load; anything else takes the general loop. */
+/* parse_num_line_slow with the common short forms ("7\r\n", "16\r\n")
+ * decided from one 4-byte load; anything else takes the general loop. */
 static inline ssize_t parse_num_line(const char *p, size_t len, int64_t *out)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__

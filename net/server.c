@@ -23,7 +23,7 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	cfg->bind = "127.0.0.1";
-	cfg->port = 5555;
+	cfg->port = RMQ_DEFAULT_PORT;
 	cfg->threads = n < 1 ? 1 : n > RMQ_MAX_SHARDS ? RMQ_MAX_SHARDS : (unsigned)n;
 	cfg->max_payload = 1u << 20;
 	cfg->max_clients = 10000;

@@ -238,7 +238,7 @@ Test(topic, many_topics_grow_and_shrink_table)
 Test(topic, name_validation)
 {
 	struct rmq_broker *b = broker(2);
-	char n255[RMQ_TOPIC_MAX], n256[RMQ_TOPIC_MAX + 1];
+	char n255[RMQ_TOPIC_MAX_LEN], n256[RMQ_TOPIC_MAX_LEN + 1];
 	memset(n255, 'a', sizeof(n255));
 	memset(n256, 'b', sizeof(n256));
 
@@ -271,12 +271,12 @@ Test(topic, name_validation)
 	cr_assert_eq(rmq_topic_create(b, n255, sizeof(n255), 1024, RMQ_ONFULL_REJECT), 0);
 	struct rmq_topic *t = rmq_topic_lookup(b, n255, sizeof(n255));
 	cr_assert_not_null(t);
-	cr_assert_eq(t->name_len, RMQ_TOPIC_MAX);
-	cr_assert_eq(strlen(t->name), RMQ_TOPIC_MAX);
+	cr_assert_eq(t->name_len, RMQ_TOPIC_MAX_LEN);
+	cr_assert_eq(strlen(t->name), RMQ_TOPIC_MAX_LEN);
 	/* The RESP prefix names the topic with its length. */
-	char want[RMQ_TOPIC_MAX + 64];
+	char want[RMQ_TOPIC_MAX_LEN + 64];
 	int wl = snprintf(want, sizeof(want), "*3\r\n$7\r\nmessage\r\n$255\r\n%.*s\r\n",
-			  RMQ_TOPIC_MAX, n255);
+			  RMQ_TOPIC_MAX_LEN, n255);
 	cr_assert_eq(t->prefix_len, (uint32_t)wl);
 	cr_assert(memcmp(t->prefix, want, (size_t)wl) == 0);
 	cr_assert_eq(rmq_broker_topic_count(b), 7);

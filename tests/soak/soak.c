@@ -41,7 +41,7 @@
  * checked against a sanitizer build: ASan's quarantine (256 MB) and TSan's
  * allocator keep freed memory by design.
  *
- * Clients: the project's own client library (net/ringmq.h, on hiredis),
+ * Clients: the project's own client library (client/ringmq.h, on hiredis),
  * one rmq_client per thread (the library's threading contract). The
  * harness (not thread-safe) is used only by the main thread: to start and
  * stop the server and for INFO/TOPICS at the end.
@@ -68,6 +68,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "procstat.h"
 #include "ringmq.h"
 
 #ifndef RINGMQ_SOAK_SANITIZE
@@ -810,7 +811,7 @@ static bool churn_cycle(struct churn *ch, struct rmq_client *adm, uint64_t k)
 	char names[2][48];
 	for (int i = 0; i < 2; i++)
 		snprintf(names[i], sizeof(names[i]), "soak.churn.%" PRIu64 ".%c", k, 'a' + i);
-	struct rmq_topic_opts opts = { .capacity = 1 << 20, .onfull = RMQ_FULL_REJECT };
+	struct rmq_topic_opts opts = { .capacity = 1 << 20, .onfull = RMQ_ONFULL_REJECT };
 	for (int i = 0; i < 2; i++) {
 		if (rmq_create_topic(adm, names[i], &opts) != RMQ_OK) {
 			FATAL("churn: CREATE %s: %s", names[i], rmq_client_errstr(adm));
@@ -1003,23 +1004,6 @@ static void *racer_main(void *arg)
 
 /* --- the server process --- */
 
-/* VmRSS of pid in KiB, -1 if unreadable. */
-static long proc_rss_kib(pid_t pid)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
-	long v = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (strncmp(line, "VmRSS:", 6) == 0) {
-			v = strtol(line + 6, NULL, 10);
-			break;
-		}
-	if (f)
-		fclose(f);
-	return v;
-}
-
 /* Open file descriptors of pid, -1 if unreadable. */
 static int proc_fds(pid_t pid)
 {
@@ -1068,16 +1052,16 @@ static int steady_fds(pid_t pid)
 static long settle_rss(pid_t pid)
 {
 	uint64_t until = e2e_now_ms() + SETTLE_MS, stable_since = e2e_now_ms();
-	long low = proc_rss_kib(pid);
+	long low = (long)rmq_proc_rss_kib(pid);
 	while (e2e_now_ms() < until && e2e_now_ms() - stable_since < 3000) {
 		e2e_sleep_ms(100);
-		long v = proc_rss_kib(pid);
+		long v = (long)rmq_proc_rss_kib(pid);
 		if (v < low) {
 			low = v;
 			stable_since = e2e_now_ms();
 		}
 	}
-	return proc_rss_kib(pid);
+	return (long)rmq_proc_rss_kib(pid);
 }
 
 /* Reports a missing reply; returns r for the caller to free. */
@@ -1218,7 +1202,7 @@ static bool setup(void)
 	struct rmq_client *adm = dial("set-up");
 	for (int t = 0; adm && t < g_cfg.topics; t++) {
 		snprintf(g_topic[t], sizeof(g_topic[t]), "soak.main.%d", t);
-		struct rmq_topic_opts o = { .capacity = g_capacity[t], .onfull = RMQ_FULL_REJECT };
+		struct rmq_topic_opts o = { .capacity = g_capacity[t], .onfull = RMQ_ONFULL_REJECT };
 		if (rmq_create_topic(adm, g_topic[t], &o) != RMQ_OK)
 			FATAL("CREATE %s: %s", g_topic[t], rmq_client_errstr(adm));
 	}
@@ -1276,7 +1260,7 @@ static void load_phase(pid_t pid, struct totals *tt)
 	uint64_t t0 = e2e_now_ms(), end = t0 + (uint64_t)g_cfg.seconds * 1000, report = t0 + 10000;
 	while (e2e_now_ms() < end && !atomic_load(&g_abort)) {
 		e2e_sleep_ms(200);
-		long r = proc_rss_kib(pid);
+		long r = (long)rmq_proc_rss_kib(pid);
 		int f = proc_fds(pid);
 		if (r < 0 || f < 0) {
 			FATAL("the server (pid %d) is gone during the load", (int)pid);

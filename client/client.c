@@ -36,8 +36,6 @@
 #endif
 
 #define DEFAULT_TIMEOUT_MS 5000
-#define PULL_DEFAULT 100
-#define PULL_MAX 100000
 /* The pipeline sends in windows of this size and keeps at most one window
  * of replies outstanding while it formats the next, which keeps both
  * sides' buffers bounded (the server stops reading a client whose unread
@@ -127,16 +125,10 @@ const char *rmq_client_errstr(const struct rmq_client *c)
 	return c->err[0] ? c->err : "no error";
 }
 
-/* Same rule as the server: 1..255 bytes, nothing <= ' ', no DEL. */
+/* The server's rule (ringmq_proto.h), for a NUL-terminated name or NULL. */
 static bool name_valid(const char *s)
 {
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > RMQ_TOPIC_MAX_LEN)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] == 0x7f)
-			return false;
-	return true;
+	return s && rmq_name_valid(s, strlen(s));
 }
 
 static int check_topic(struct rmq_client *c, const char *topic)
@@ -144,7 +136,7 @@ static int check_topic(struct rmq_client *c, const char *topic)
 	if (name_valid(topic))
 		return RMQ_OK;
 	return set_err(c, RMQ_ERR_ARG,
-		       "invalid topic name '%.64s': 1 to 255 bytes, no whitespace or control characters",
+		       "invalid topic name '%.64s': 1 to " RMQ_STR(RMQ_TOPIC_MAX_LEN) " bytes, no whitespace or control characters",
 		       topic ? topic : "(null)");
 }
 
@@ -588,7 +580,7 @@ int rmq_register_publisher(struct rmq_client *c, const char *name)
 	if (rc)
 		return rc;
 	if (name && !name_valid(name))
-		return set_err(c, RMQ_ERR_ARG, "invalid publisher name: 1 to 255 bytes, no whitespace");
+		return set_err(c, RMQ_ERR_ARG, "invalid publisher name: 1 to " RMQ_STR(RMQ_TOPIC_MAX_LEN) " bytes, no whitespace");
 	const char *argv[] = { "REGISTER", "PUBLISHER", name };
 	size_t lens[] = { 8, 9, name ? strlen(name) : 0 };
 	return request_ok(c, name ? 3 : 2, argv, lens, "REGISTER PUBLISHER");
@@ -612,13 +604,9 @@ int rmq_create_topic(struct rmq_client *c, const char *topic, const struct rmq_t
 		argv[argc] = cap;
 		lens[argc++] = strlen(cap);
 	}
-	if (opts && opts->onfull != RMQ_FULL_DEFAULT) {
-		const char *p;
-		if (opts->onfull == RMQ_FULL_REJECT)
-			p = "reject";
-		else if (opts->onfull == RMQ_FULL_DROP_OLDEST)
-			p = "drop-oldest";
-		else
+	if (opts && opts->onfull != RMQ_ONFULL_DEFAULT) {
+		const char *p = rmq_onfull_word(opts->onfull);
+		if (!p)
 			return set_err(c, RMQ_ERR_ARG, "invalid full policy %d", (int)opts->onfull);
 		argv[argc] = "ONFULL";
 		lens[argc++] = 6;
@@ -871,7 +859,7 @@ int rmq_register_subscriber(struct rmq_client *c, const char *name)
 		return RMQ_ERR_ARG;
 	if (!name_valid(name))
 		return set_err(c, RMQ_ERR_ARG,
-			       "invalid subscriber name '%.64s': 1 to 255 bytes, no whitespace or control characters",
+			       "invalid subscriber name '%.64s': 1 to " RMQ_STR(RMQ_TOPIC_MAX_LEN) " bytes, no whitespace or control characters",
 			       name ? name : "(null)");
 	int rc = no_live(c, "REGISTER SUBSCRIBER");
 	if (rc)
@@ -970,9 +958,9 @@ int rmq_pull(struct rmq_client *c, const char *topic, size_t max, int timeout_ms
 	if (!c->subscriber)
 		return set_err(c, RMQ_ERR_STATE, "PULL needs rmq_register_subscriber first");
 	if (max == 0)
-		max = PULL_DEFAULT;
-	if (max > PULL_MAX)
-		return set_err(c, RMQ_ERR_ARG, "max must be 1 to %d", PULL_MAX);
+		max = RMQ_PULL_DEFAULT_COUNT;
+	if (max > RMQ_PULL_MAX_COUNT)
+		return set_err(c, RMQ_ERR_ARG, "max must be 1 to %d", RMQ_PULL_MAX_COUNT);
 	char count[24], block[24];
 	snprintf(count, sizeof(count), "%zu", max);
 	snprintf(block, sizeof(block), "%d", timeout_ms < 0 ? 0 : timeout_ms);

@@ -38,6 +38,10 @@
  * with the matching function: rmq_client_close, rmq_msgs_free,
  * rmq_msg_free. Strings passed in are copied or sent before the call
  * returns; the library keeps no pointer to them.
+ *
+ * Limits and defaults the server checks (name rules, RMQ_TOPIC_MAX_LEN,
+ * RMQ_PULL_MAX_COUNT, RMQ_DEFAULT_PORT, capacity bounds, enum rmq_onfull)
+ * come from ringmq_proto.h, installed beside this header.
  */
 #ifndef RINGMQ_H
 #define RINGMQ_H
@@ -45,12 +49,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ringmq_proto.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define RMQ_DEFAULT_PORT 5555
-#define RMQ_TOPIC_MAX_LEN 255
 
 enum rmq_status {
 	RMQ_OK = 0,
@@ -68,16 +71,18 @@ enum rmq_status {
 	RMQ_ERR_NOMEM = -12,     /* out of memory in the client */
 };
 
-/* What a topic does when it is full. */
-enum rmq_full_policy {
-	RMQ_FULL_DEFAULT = 0,     /* the server's default (reject) */
-	RMQ_FULL_REJECT = 1,      /* refuse new messages while durable subscribers lag */
-	RMQ_FULL_DROP_OLDEST = 2, /* always accept; evict the oldest messages */
-};
+/* What a topic does when it is full is an enum rmq_onfull (ringmq_proto.h):
+ * RMQ_ONFULL_DEFAULT (the server's default, reject), RMQ_ONFULL_REJECT,
+ * RMQ_ONFULL_DROP_OLDEST. The names of version 0.1.0 stay as aliases, with
+ * the same values. */
+#define rmq_full_policy rmq_onfull
+#define RMQ_FULL_DEFAULT RMQ_ONFULL_DEFAULT
+#define RMQ_FULL_REJECT RMQ_ONFULL_REJECT
+#define RMQ_FULL_DROP_OLDEST RMQ_ONFULL_DROP_OLDEST
 
 struct rmq_topic_opts {
 	uint64_t capacity;            /* retained bytes; 0: server default (64M) */
-	enum rmq_full_policy onfull;
+	enum rmq_onfull onfull;
 };
 
 enum rmq_msg_kind {
@@ -201,7 +206,7 @@ int rmq_subscribe(struct rmq_client *c, const char *topic);
  * keeps messages for it. Not being subscribed is not an error. */
 int rmq_unsubscribe(struct rmq_client *c, const char *topic);
 
-/* Reads up to max messages (1..100000; 0: 100) the subscriber has not seen
+/* Reads up to max messages (1..RMQ_PULL_MAX_COUNT; 0: RMQ_PULL_DEFAULT_COUNT) the subscriber has not seen
  * yet on topic, and advances its position past them (at most once: a
  * batch lost with the connection is not sent again). If none are there,
  * waits up to timeout_ms for one (0: do not wait, < 0: wait forever).
