@@ -537,14 +537,14 @@ Test(topic, delete_with_references_outstanding)
 	rmq_broker_free(b);
 }
 
-/* --- many threads (topic_churn.h, shared with stress_topic) --- */
+/* --- many threads (topic_churn.c, shared with stress_topic) --- */
 
 static void churn(unsigned nthreads, double secs)
 {
 	struct rmq_broker *b = broker(nthreads);
 	uint64_t errors = ch_run(b, nthreads, secs);
 	ch_print(stderr, "churn");
-	cr_assert_eq(errors, 0, "%" PRIu64 " errors, first: %s", errors, g_ch.first_error);
+	cr_assert_eq(errors, 0, "%" PRIu64 " errors, first: %s", errors, ch_first_error());
 	rmq_broker_free(b);
 }
 
