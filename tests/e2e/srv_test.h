@@ -11,6 +11,9 @@
  * teardown() SIGKILLs the server (by PID) and prints the tail of its stderr
  * log.
  *
+ * Tests whose comment says "Regression test" each reproduced a server bug
+ * when written; all are fixed.
+ *
  * Memory: replies handed to the IS_* checks are freed by them; the rest
  * (RD, R) belong to the test, and teardown() frees what a failed test
  * left (e2e_release_all). Threads: one, the test's.
