@@ -6,14 +6,17 @@
  *   ONFULL      drop (default) or reject (no durable reader: never refuses)
  *   MAX_PAYLOAD largest payload in bytes (default 200, at least 16)
  *
- * Prints one summary line and exits 0 when every check of log_stress.h
+ * Prints one summary line and exits 0 when every check of log_stress.c
  * passed, 1 on any inconsistency, 2 on bad arguments. Unlike the Criterion
  * tests it runs under TSan (build with RINGMQ_SANITIZE=thread).
  */
 #include <stdio.h>
 #include <string.h>
 
+#include <urcu/urcu-qsbr.h>
+
 #include "log_stress.h"
+#include "util.h"
 
 static int arg_u64(const char *s, int suffix, uint64_t *out)
 {

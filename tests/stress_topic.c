@@ -1,5 +1,5 @@
 /* stress_topic.c - standalone topic-table / watch / durable-subscriber churn
- * validator (topic_churn.h).
+ * validator (topic_churn.c).
  *
  * usage: stress_topic THREADS SECONDS
  *   THREADS  1..4 threads, each acting as one shard of a THREADS-shard broker
@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <urcu/urcu-qsbr.h>
+
+#include "topic.h"
 #include "topic_churn.h"
 
 static void wake_noop(void *ctx, uint32_t shard)

@@ -20,6 +20,7 @@
 #include <urcu/urcu-qsbr.h>
 
 #include "log.h"
+#include "log_stress.h"
 
 /* --- fixtures and helpers --- */
 
@@ -910,9 +911,7 @@ Test(log, odd_capacity)
 	}
 }
 
-/* --- many threads --- */
-
-#include "log_stress.h"
+/* --- many threads (log_stress.c, shared with stress_log) --- */
 
 static void run_mt(struct ls_params *p)
 {

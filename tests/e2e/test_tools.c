@@ -15,40 +15,24 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "harness.h"
+#include "srv_test.h"
 
 #ifndef E2E_PY_CLIENT
 #error "E2E_PY_CLIENT must be defined (path of redis_py_client.py)"
 #endif
 
-static struct e2e_server g_srv;
-static bool g_done;
 static char g_port[16];
 
 static void setup(void)
 {
-	cr_assert(e2e_server_start(&g_srv, (const char *const[]){ "--threads", "2", NULL }, 5000) == 0,
-		  "server start: %s", e2e_last_error());
+	start_server((const char *const[]){ "--threads", "2", NULL });
 	snprintf(g_port, sizeof(g_port), "%d", g_srv.port);
 }
 
-static void teardown(void)
+/* Every test ends with this: a clean SIGTERM exit. */
+static void stop_server_passed(void)
 {
-	if (!g_done && g_srv.log_path[0]) {
-		char tail[4096];
-		if (e2e_server_log_tail(&g_srv, tail, sizeof(tail)))
-			fprintf(stderr, "--- server stderr (tail) ---\n%s--- end ---\n", tail);
-	}
-	e2e_release_all();
-	e2e_server_kill(&g_srv);
-	e2e_kill_children();
-}
-
-static void stop_server_ok(void)
-{
-	int st = e2e_server_stop(&g_srv, SIGTERM, 5000);
-	cr_assert(st >= 0, "stop: %s", e2e_last_error());
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server wait status 0x%x after SIGTERM", st);
+	stop_server_ok(SIGTERM);
 	g_done = true;
 }
 
@@ -114,7 +98,7 @@ Test(tools, redis_cli)
 	cli(&o, (const char *const[]){ "INFO", "stats", NULL });
 	cr_assert(strstr(o.out, "messages_in:2"), "%s", o.out);
 	e2e_output_free(&o);
-	stop_server_ok();
+	stop_server_passed();
 }
 
 Test(tools, redis_benchmark)
@@ -142,7 +126,7 @@ Test(tools, redis_benchmark)
 	cr_assert_eq(t, in, "topic t has %lld of %lld messages", t, in);
 	cr_assert_eq(e2e_info_field(c, "protocol_errors"), 0);
 	e2e_close(c);
-	stop_server_ok();
+	stop_server_passed();
 }
 
 Test(tools, redis_py)
@@ -152,5 +136,5 @@ Test(tools, redis_py)
 	run_ok(argv, &o, 60000);
 	cr_assert_str_eq(o.out, "REDIS-PY OK\n", "stderr: %s", o.err);
 	e2e_output_free(&o);
-	stop_server_ok();
+	stop_server_passed();
 }

@@ -1,0 +1,444 @@
+/* test_dsub.c - unit tests for core/dsub.c: durable subscribers attach by
+ * name, subscribe to topics, pull from their own positions, are taken over
+ * and expire; ONFULL reject holds and drop-oldest losses.
+ *
+ * Every test runs in its own process (Criterion) on a thread registered
+ * with urcu-qsbr by the suite fixture (topic_fixture.h); pointers from
+ * lookups are used only before the test's next quiescent state. The
+ * many-threads churn over topics and durable subscribers is in
+ * test_topic.c (topic/concurrent_churn_*) and stress_topic.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu/urcu-qsbr.h>
+
+#include "dsub.h"
+#include "log.h"
+#include "topic.h"
+#include "topic_fixture.h"
+
+TestSuite(dsub, .init = rcu_setup, .fini = rcu_teardown, .timeout = 60.0);
+
+/* Pulls everything for (d, token, name), in calls of at most 37 messages;
+ * checks the messages come in order from first_seq on (payload number ==
+ * sequence number in these tests), skipping what pull reports lost (which
+ * is added to *lost, or must be 0 if lost is NULL). Returns how many. */
+static uint64_t pull_check(struct rmq_dsub *d, uint64_t token, const char *name,
+			   uint64_t first_seq, uint64_t *lost)
+{
+	struct rmq_pull p;
+	uint64_t got = 0, seq = first_seq;
+	for (;;) {
+		int n = rmq_dsub_pull(d, token, name, strlen(name), 37, &p);
+		cr_assert_geq(n, 0, "pull %s: %d", name, n);
+		if (lost)
+			*lost += p.lost;
+		else
+			cr_assert_eq(p.lost, 0);
+		seq += p.lost;
+		if (n == 0)
+			break;
+		cr_assert_not_null(p.topic);
+		cr_assert_leq(n, 37);
+		cr_assert_leq(p.nb, RMQ_PULL_MAX_BATCHES);
+		uint32_t sum = 0;
+		for (int j = 0; j < p.nb; j++) {
+			const struct rmq_batch *bt = &p.b[j];
+			cr_assert_eq(bt->seq, seq, "batch %d at %" PRIu64 ", want %" PRIu64, j, bt->seq,
+				     seq);
+			size_t off = 0;
+			for (uint32_t i = 0; i < bt->n; i++) {
+				check_message(p.topic, bt, i, bt->data + off, seq + i);
+				off += rmq_batch_reclen(bt, i);
+			}
+			cr_assert_eq(off, bt->bytes);
+			seq += bt->n;
+			sum += bt->n;
+		}
+		cr_assert_eq(sum, (uint32_t)n);
+		got += (uint64_t)n;
+	}
+	return got;
+}
+
+static void lag_cb(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t l, void *ctx)
+{
+	cr_assert_str_eq(d->name, "worker");
+	cr_assert(d->attached);
+	cr_assert_str_eq(s->topic->name, "orders");
+	*(uint64_t *)ctx = l;
+}
+
+Test(dsub, subscribe_pull_resume)
+{
+	struct rmq_broker *b = broker(2);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	cr_assert_eq(rmq_dsub_registry_count(r), 0);
+	uint64_t tok1 = 0, tok2 = 0, bad = 0;
+	cr_assert_null(rmq_dsub_attach(r, S(""), &bad));
+	cr_assert_null(rmq_dsub_attach(r, S("a b"), &bad));
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("worker"), &tok1);
+	cr_assert_not_null(d);
+	cr_assert_neq(tok1, 0);
+	cr_assert_str_eq(rmq_dsub_name(d), "worker");
+	cr_assert_eq(rmq_dsub_registry_count(r), 1);
+	cr_assert_eq(rmq_dsub_count(d), 0);
+
+	struct rmq_topic *t = must_create(b, "orders", 1 << 20, RMQ_ONFULL_REJECT);
+	for (uint64_t k = 1; k <= 3; k++) /* before subscribing: not seen */
+		cr_assert_eq(publish_k(t, k), (int64_t)k);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok1, t), 1);
+	cr_assert_eq(rmq_dsub_count(d), 1);
+	struct rmq_topic_stats st;
+	rmq_topic_stats(t, &st);
+	cr_assert_eq(st.durable_subs, 1);
+
+	struct rmq_pull p;
+	cr_assert_eq(rmq_dsub_pull(d, tok1, S("orders"), 100, &p), 0, "saw messages from before");
+	for (uint64_t k = 4; k <= 6; k++)
+		cr_assert_eq(publish_k(t, k), (int64_t)k);
+	cr_assert_eq(pull_check(d, tok1, "orders", 4, NULL), 3);
+	cr_assert_eq(rmq_dsub_pull(d, tok1, S("orders"), 100, &p), 0, "second pull repeated");
+	cr_assert_eq(publish_k(t, 7), 7);
+	cr_assert_eq(pull_check(d, tok1, "orders", 7, NULL), 1);
+
+	/* max is honoured; the rest comes next time. */
+	for (uint64_t k = 8; k <= 20; k++)
+		cr_assert_eq(publish_k(t, k), (int64_t)k);
+	cr_assert_eq(rmq_dsub_pull(d, tok1, S("orders"), 5, &p), 5);
+	cr_assert_eq(p.b[0].seq, 8);
+	cr_assert_eq(pull_check(d, tok1, "orders", 13, NULL), 8);
+
+	/* A new connection takes the subscriber over by name: new token,
+	 * same subscriber, position kept. */
+	cr_assert_eq(publish_k(t, 21), 21);
+	struct rmq_dsub *d2 = rmq_dsub_attach(r, S("worker"), &tok2);
+	cr_assert_eq(d2, d);
+	cr_assert_neq(tok2, tok1);
+	cr_assert_eq(rmq_dsub_registry_count(r), 1);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok2, t), 1, "resubscribing made a second subscription");
+	cr_assert_eq(rmq_dsub_pull(d, tok1, S("orders"), 100, &p), -EBUSY);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok1, t), -EBUSY);
+	cr_assert_eq(rmq_dsub_unsubscribe(d, tok1, S("orders")), -EBUSY);
+	rmq_dsub_detach(d, tok1); /* stale: a no-op */
+	cr_assert_eq(pull_check(d, tok2, "orders", 21, NULL), 1);
+
+	/* Not subscribed to that name. */
+	cr_assert_eq(rmq_dsub_pull(d, tok2, S("other"), 100, &p), -ESRCH);
+
+	/* Lag per subscription. */
+	for (uint64_t k = 22; k <= 24; k++)
+		cr_assert_eq(publish_k(t, k), (int64_t)k);
+	uint64_t lag = UINT64_MAX;
+	rmq_dsub_registry_foreach(r, rmq_now_ms(), lag_cb, &lag);
+	cr_assert_eq(lag, 3);
+	cr_assert_eq(pull_check(d, tok2, "orders", 22, NULL), 3);
+	rmq_dsub_registry_foreach(r, rmq_now_ms(), lag_cb, &lag);
+	cr_assert_eq(lag, 0);
+
+	/* Detached: the old owner's token no longer works, a new attach
+	 * does. */
+	rmq_dsub_detach(d, tok2);
+	cr_assert_eq(rmq_dsub_pull(d, tok2, S("orders"), 100, &p), -EBUSY);
+	uint64_t tok3;
+	cr_assert_eq(rmq_dsub_attach(r, S("worker"), &tok3), d);
+	cr_assert_eq(rmq_dsub_pull(d, tok3, S("orders"), 100, &p), 0);
+
+	cr_assert_eq(rmq_dsub_unsubscribe(d, tok3, S("orders")), 0);
+	cr_assert_eq(rmq_dsub_unsubscribe(d, tok3, S("orders")), -ENOENT);
+	cr_assert_eq(rmq_dsub_pull(d, tok3, S("orders"), 100, &p), -ESRCH);
+	cr_assert_eq(rmq_dsub_count(d), 0);
+	rmq_topic_stats(t, &st);
+	cr_assert_eq(st.durable_subs, 0);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+static void name_cb(struct rmq_dsub_subscription *s, void *ctx)
+{
+	uint64_t *mask = ctx;
+	if (strcmp(s->topic->name, "x") == 0)
+		*mask |= 1;
+	else if (strcmp(s->topic->name, "y") == 0)
+		*mask |= 2;
+	else
+		*mask |= 4;
+}
+
+Test(dsub, several_topics_and_deleted_topics)
+{
+	struct rmq_broker *b = broker(3);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	uint64_t tok;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("multi"), &tok);
+	struct rmq_topic *x = must_create(b, "x", 1 << 20, RMQ_ONFULL_REJECT);
+	struct rmq_topic *y = must_create(b, "y", 1 << 20, RMQ_ONFULL_DROP_OLDEST);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, x), 1);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, y), 2);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, x), 2);
+	uint64_t mask = 0;
+	rmq_dsub_foreach(d, name_cb, &mask);
+	cr_assert_eq(mask, 3);
+
+	cr_assert_eq(publish_k(x, 1), 1);
+	cr_assert_eq(publish_k(y, 1), 1);
+	cr_assert_eq(publish_k(y, 2), 2);
+	cr_assert_eq(pull_check(d, tok, "y", 1, NULL), 2);
+	cr_assert_eq(pull_check(d, tok, "x", 1, NULL), 1);
+
+	/* Pull on a deleted topic: -ENOENT, and the subscription is gone. */
+	cr_assert_eq(publish_k(y, 3), 3);
+	cr_assert_eq(rmq_topic_delete(b, S("y")), 0);
+	struct rmq_pull p;
+	cr_assert_eq(rmq_dsub_pull(d, tok, S("y"), 100, &p), -ENOENT);
+	cr_assert_eq(rmq_dsub_count(d), 1);
+	cr_assert_eq(rmq_dsub_pull(d, tok, S("y"), 100, &p), -ESRCH);
+	/* Subscribing to the deleted topic object fails (y is still valid:
+	 * no quiescent state since the lookup). */
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, y), -ENOENT);
+	cr_assert_eq(rmq_dsub_count(d), 1);
+
+	/* Delete, re-create under the same name, subscribe again without a
+	 * pull in between: the stale subscription is replaced. */
+	cr_assert_eq(rmq_topic_delete(b, S("x")), 0);
+	urcu_qsbr_quiescent_state();
+	struct rmq_topic *x2 = must_create(b, "x", 1 << 20, RMQ_ONFULL_REJECT);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, x2), 1);
+	cr_assert_eq(rmq_dsub_count(d), 1);
+	cr_assert_eq(publish_k(x2, 1), 1);
+	cr_assert_eq(pull_check(d, tok, "x", 1, NULL), 1);
+	for (uint32_t s = 0; s < 3; s++)
+		rmq_shard_housekeep(b, s);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+static void fill_until_full(struct rmq_topic *t, uint64_t *k)
+{
+	char buf[200];
+	memset(buf, 'f', sizeof(buf));
+	for (;;) {
+		int64_t s = rmq_topic_publish(t, buf, sizeof(buf));
+		if (s == -ENOSPC)
+			return;
+		cr_assert_eq(s, (int64_t)*k, "publish %" PRIu64 ": %" PRId64, *k, s);
+		(*k)++;
+		cr_assert_lt(*k, 1000000, "never full");
+	}
+}
+
+static uint64_t pull_count(struct rmq_dsub *d, uint64_t tok, const char *name, uint64_t *lost)
+{
+	struct rmq_pull p;
+	uint64_t got = 0;
+	int n;
+	while ((n = rmq_dsub_pull(d, tok, name, strlen(name), 1000, &p)) > 0) {
+		got += (uint64_t)n;
+		if (lost)
+			*lost += p.lost;
+		urcu_qsbr_quiescent_state();
+	}
+	cr_assert_eq(n, 0);
+	if (lost)
+		*lost += p.lost;
+	return got;
+}
+
+static void reject_full_then_accepts(int housekeep)
+{
+	const uint64_t cap = 64 << 10;
+	struct rmq_broker *b = broker(2);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "rq", cap, RMQ_ONFULL_REJECT);
+	uint64_t tok;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("slow"), &tok);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, t), 1);
+
+	uint64_t k = 1;
+	fill_until_full(t, &k);
+	struct rmq_topic_stats st;
+	rmq_topic_stats(t, &st);
+	cr_assert_eq(st.rejected, 1);
+	cr_assert_eq(st.first_seq, 1, "messages the subscriber needs were evicted");
+	cr_assert_eq(st.evicted, 0);
+	cr_assert_eq(st.msgs_in, k - 1);
+	cr_assert_leq(st.retained, cap);
+	cr_assert_eq(rmq_topic_publish(t, "x", 1), -ENOSPC);
+	rmq_topic_stats(t, &st);
+	cr_assert_eq(st.rejected, 2);
+	cr_assert_eq(st.msgs_in, k - 1);
+
+	/* The subscriber reads everything. */
+	uint64_t hk0 = wakes(t->shard);
+	cr_assert_eq(pull_count(d, tok, "rq", NULL), k - 1);
+	if (housekeep) {
+		/* Its advance queued housekeeping on the owner shard. */
+		cr_assert_gt(wakes(t->shard), hk0, "pull did not ask for housekeeping");
+		cr_assert_eq(rmq_shard_housekeep(b, t->shard), 1);
+		cr_assert_eq(rmq_shard_housekeep(b, t->shard), 0);
+	}
+	cr_assert_eq(rmq_topic_publish(t, "x", 1), (int64_t)k, "still full after the pull");
+	k++;
+	rmq_topic_stats(t, &st);
+	cr_assert_gt(st.first_seq, 1);
+	cr_assert_eq(st.dropped, 0);
+	cr_assert_leq(st.retained, cap);
+
+	/* Fill again: the hold (the subscriber's position) is respected. */
+	uint64_t pos = k - 1;
+	fill_until_full(t, &k);
+	rmq_topic_stats(t, &st);
+	cr_assert_leq(st.first_seq, pos);
+	cr_assert_eq(st.rejected, 3);
+	cr_assert_eq(pull_count(d, tok, "rq", NULL), k - pos);
+
+	/* Unsubscribing releases the hold: the topic accepts at once. */
+	fill_until_full(t, &k);
+	cr_assert_eq(rmq_dsub_unsubscribe(d, tok, S("rq")), 0);
+	cr_assert_eq(rmq_topic_publish(t, "x", 1), (int64_t)k);
+	rmq_shard_housekeep(b, t->shard);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+static void expired_cb(const char *name, uint64_t idle_ms, int subs, void *ctx)
+{
+	cr_assert_str_eq(name, "gone");
+	cr_assert_eq(subs, 1);
+	*(uint64_t *)ctx = idle_ms;
+}
+
+/* --subscriber-ttl: only a subscriber that nobody holds expires; its hold
+ * on an ONFULL reject topic goes with it; a connection that was taken over
+ * keeps a valid (dead) reference until it detaches; the name can be
+ * registered again, from the topic's end. */
+Test(dsub, ttl_expires_detached_subscribers_only)
+{
+	const uint64_t cap = 64 << 10;
+	struct rmq_broker *b = broker(2);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "held", cap, RMQ_ONFULL_REJECT);
+	uint64_t tok1, tok2, tok3;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("gone"), &tok1);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok1, t), 1);
+	struct rmq_dsub *keep = rmq_dsub_attach(r, S("kept"), &tok3);
+	cr_assert_eq(rmq_dsub_subscribe(keep, tok3, t), 1);
+	uint64_t k = 1;
+	fill_until_full(t, &k);
+
+	uint64_t now = rmq_now_ms() + 10000, idle = 0;
+	/* Attached: never expires, however long idle. */
+	cr_assert_eq(rmq_dsub_registry_expire(r, now, 1000, expired_cb, &idle), 0);
+	/* Taken over by a second connection, which then goes away; the
+	 * first connection still holds its (stale) reference. */
+	cr_assert_eq(rmq_dsub_attach(r, S("gone"), &tok2), d);
+	rmq_dsub_detach(d, tok2);
+	cr_assert_eq(rmq_dsub_registry_expire(r, rmq_now_ms(), 1000, expired_cb, &idle), 0,
+		     "expired before the TTL");
+	cr_assert_eq(rmq_dsub_registry_expire(r, now, 1000, expired_cb, &idle), 1);
+	cr_assert_geq(idle, 9000);
+	cr_assert_eq(rmq_dsub_registry_count(r), 1);
+	struct rmq_pull p;
+	cr_assert_eq(rmq_dsub_pull(d, tok1, S("held"), 10, &p), -EBUSY);
+	cr_assert_eq(rmq_dsub_registry_expire(r, now, 1000, expired_cb, &idle), 0, "twice");
+	rmq_dsub_detach(d, tok1); /* the last reference: freed after a grace period */
+
+	/* "kept" still holds the topic full; once it goes too, it accepts. */
+	cr_assert_eq(rmq_topic_publish(t, "x", 1), -ENOSPC);
+	rmq_dsub_detach(keep, tok3);
+	cr_assert_eq(rmq_dsub_registry_expire(r, now, 1000, NULL, NULL), 1);
+	cr_assert_eq(rmq_dsub_registry_count(r), 0);
+	rmq_shard_housekeep(b, t->shard);
+	cr_assert_eq(rmq_topic_publish(t, "x", 1), (int64_t)k);
+
+	/* The name is free again: a new subscriber starts at the end. */
+	struct rmq_dsub *d2 = rmq_dsub_attach(r, S("gone"), &tok2);
+	cr_assert_not_null(d2);
+	cr_assert_eq(rmq_dsub_subscribe(d2, tok2, t), 1);
+	cr_assert_eq(rmq_dsub_pull(d2, tok2, S("held"), 10, &p), 0);
+	rmq_dsub_detach(d2, tok2);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+Test(dsub, reject_full_accepts_after_pull_and_housekeeping)
+{
+	reject_full_then_accepts(1);
+}
+
+Test(dsub, reject_full_accepts_after_pull_via_append_trim)
+{
+	reject_full_then_accepts(0);
+}
+
+Test(dsub, drop_oldest_reports_lost)
+{
+	const uint64_t cap = 64 << 10;
+	struct rmq_broker *b = broker(2);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "dq", cap, RMQ_ONFULL_DROP_OLDEST);
+	uint64_t tok;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("laggard"), &tok);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, t), 1);
+	for (uint64_t k = 1; k <= 5000; k++)
+		cr_assert_eq(publish_k(t, k), (int64_t)k);
+	struct rmq_topic_stats st;
+	rmq_topic_stats(t, &st);
+	cr_assert_gt(st.evicted, 0);
+	cr_assert_eq(st.rejected, 0);
+	/* Everything evicted was still needed by the subscriber. */
+	cr_assert_eq(st.dropped, st.evicted);
+	cr_assert_eq(st.first_seq, st.evicted + 1);
+	cr_assert_leq(st.retained, cap);
+
+	uint64_t lost = 0;
+	uint64_t got = pull_check(d, tok, "dq", 1, &lost);
+	cr_assert_eq(lost, st.first_seq - 1);
+	cr_assert_eq(got + lost, 5000);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+/* Enough subscribers and topics to make both hash tables resize, then
+ * free everything (LeakSanitizer / ASan check the teardown paths). */
+Test(dsub, many_subscribers)
+{
+	struct rmq_broker *b = broker(4);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	char name[32];
+	struct rmq_topic *t[8];
+	for (int i = 0; i < 8; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		t[i] = must_create(b, name, 1 << 20, i % 2 ? RMQ_ONFULL_REJECT : RMQ_ONFULL_DROP_OLDEST);
+	}
+	for (int i = 0; i < 4000; i++) {
+		int n = snprintf(name, sizeof(name), "sub.%d", i);
+		uint64_t tok;
+		struct rmq_dsub *d = rmq_dsub_attach(r, name, (size_t)n, &tok);
+		cr_assert_not_null(d);
+		cr_assert_eq(rmq_dsub_subscribe(d, tok, t[i % 8]), 1);
+		if (i % 3 == 0)
+			cr_assert_eq(rmq_dsub_subscribe(d, tok, t[(i + 1) % 8]), 2);
+	}
+	cr_assert_eq(rmq_dsub_registry_count(r), 4000);
+	for (int i = 0; i < 8; i++) {
+		struct rmq_topic_stats st;
+		cr_assert_eq(publish_k(t[i], 1), 1);
+		rmq_topic_stats(t[i], &st);
+		cr_assert_gt(st.durable_subs, 400);
+	}
+	/* Delete half the topics while subscribed. */
+	for (int i = 0; i < 8; i += 2) {
+		snprintf(name, sizeof(name), "t%d", i);
+		cr_assert_eq(rmq_topic_delete(b, name, strlen(name)), 0);
+	}
+	urcu_qsbr_quiescent_state();
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
