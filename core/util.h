@@ -42,9 +42,19 @@ void *rmq_calloc(size_t nmemb, size_t n);
 void *rmq_realloc(void *p, size_t n);
 char *rmq_memdup(const void *p, size_t n); /* NUL-terminated copy */
 
-/* 64-bit hash of a byte string (FNV-1a over 8-byte words, then a
- * murmur3 finaliser). Stable for the life of the process; never 0. */
+/* 64-bit hash of a byte string: SipHash-1-3 under a key drawn from
+ * getrandom() once per process, before main(). The topic table, its shard
+ * choice and the durable subscriber registry hash client-chosen names
+ * with it: an unkeyed (and invertible) hash let a client craft any number
+ * of names that share one bucket (hash flooding, issue 12). Stable for
+ * the life of the process, different in every process; never 0. */
 uint64_t rmq_hash(const void *p, size_t n);
+
+/* SipHash with an explicit 128-bit key (k0 = key bytes 0-7, k1 = bytes
+ * 8-15, little-endian, as in the SipHash paper): 1-3 (what rmq_hash uses)
+ * and the reference 2-4. For tests and tools; never 0 is NOT promised. */
+uint64_t rmq_siphash13(uint64_t k0, uint64_t k1, const void *p, size_t n);
+uint64_t rmq_siphash24(uint64_t k0, uint64_t k1, const void *p, size_t n);
 
 /* Monotonic clock in nanoseconds / milliseconds. */
 uint64_t rmq_now_ns(void);
