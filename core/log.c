@@ -104,14 +104,18 @@ static void seg_free_rcu(struct rcu_head *h)
 }
 
 /* Largest ordinary segment of this log: a quarter of the capacity, so that
- * trimming works in steps small relative to what is retained. */
+ * trimming works in steps small relative to what is retained, and so that
+ * the tail plus a new segment fit in the capacity. No floor at RMQ_SEG_MIN:
+ * with one, a 1 KiB or 4 KiB topic retained two 4 KiB segments (issue 12
+ * item 12); SEG_FLOOR only keeps a segment able to hold a few records. */
+#define SEG_FLOOR 64u
 static uint32_t seg_cap(const struct rmq_log *log)
 {
 	uint64_t c = log->capacity / 4;
 	if (c > RMQ_SEG_MAX)
 		c = RMQ_SEG_MAX;
-	if (c < RMQ_SEG_MIN)
-		c = RMQ_SEG_MIN;
+	if (c < SEG_FLOOR)
+		c = SEG_FLOOR;
 	/* The slot index grows down from data + size: keep size a multiple
 	 * of 16 so slots (and their atomic len) stay aligned whatever the
 	 * capacity. */
@@ -271,7 +275,10 @@ void rmq_log_trim(struct rmq_log *log, uint64_t room)
 
 int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 {
-	if (len < log->min_record || len + sizeof(struct slot) > log->capacity || len > (1u << 30))
+	/* A record gets at most a segment of its own, rounded up to 16 bytes
+	 * (seg_next_size): that must fit in the capacity. */
+	if (len < log->min_record || len > (1u << 30) ||
+	    ((len + sizeof(struct slot) + 15) & ~(size_t)15) > log->capacity)
 		return -EMSGSIZE;
 	uint32_t rlen = (uint32_t)len, idx, off;
 
@@ -307,6 +314,17 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 				ck_pr_stall();
 				continue;
 			}
+			/* Still over: only the (sealed) tail is left, and the tail
+			 * plus the new segment exceed the capacity (a record bigger
+			 * than a quarter of it). The tail is evicted right after
+			 * the link below; under REJECT, not if a durable reader
+			 * still needs it. */
+			if (t && log->onfull == RMQ_ONFULL_REJECT && log->hold &&
+			    atomic_load(&log->retained) + size > log->capacity &&
+			    log->hold(log) <= t->base + W_COUNT(atomic_load(&t->word))) {
+				atomic_fetch_add(&log->rejected, 1);
+				return -ENOSPC;
+			}
 		}
 		uint64_t base = t ? t->base + W_COUNT(atomic_load(&t->word)) : 0;
 		struct rmq_seg *s = seg_new(log, size, base);
@@ -335,6 +353,10 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			free(s); /* never published: no grace period needed */
 			continue;
 		}
+		/* The old tail is a head segment now and may be trimmed: retained
+		 * goes back within the capacity (see the check above). */
+		if (atomic_load(&log->retained) > log->capacity)
+			(void)trim_try(log, 0);
 		res->seg = s;
 		res->idx = 0;
 		res->off = 0;

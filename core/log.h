@@ -25,8 +25,12 @@
  * one thread at a time.
  *
  * Memory: the log allocates segments lazily (an empty log costs only its
- * struct) and sizes them from 4 KiB doubling up to RMQ_SEG_MAX, so memory
- * follows what is retained rather than what is configured.
+ * struct) and sizes them from 4 KiB doubling up to RMQ_SEG_MAX or a quarter
+ * of the capacity, whichever is less, so memory follows what is retained
+ * rather than what is configured. What is retained (segment bytes, slots
+ * included) never exceeds the capacity, however small, once an append
+ * returns: a record too big to share the capacity with the tail segment
+ * evicts it (under REJECT it is refused if a durable reader holds it).
  */
 #ifndef RMQ_LOG_H
 #define RMQ_LOG_H
@@ -109,8 +113,9 @@ void rmq_log_fini(struct rmq_log *log);
 /* Appends one record made of the n iovecs; the payload the reader will see
  * is record bytes [poff, poff + plen). Returns the record's sequence number
  * (>= 1), or -ENOSPC (full under RMQ_ONFULL_REJECT), -EMSGSIZE (record
- * larger than the capacity, or empty or under rmq_log_set_min_record's
- * minimum), -ENOMEM. Lock-free; allocates only when a segment fills up. */
+ * that, with its 16-byte slot and rounded up to 16 bytes, is larger than
+ * the capacity, or empty or under rmq_log_set_min_record's minimum),
+ * -ENOMEM. Lock-free; allocates only when a segment fills up. */
 int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n,
 		       uint32_t poff, uint32_t plen);
 
