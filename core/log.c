@@ -19,6 +19,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -148,6 +149,20 @@ void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull
 	log->min_record = 1;
 }
 
+void rmq_log_set_totals(struct rmq_log *log, struct rmq_log_totals *tot)
+{
+	log->totals = tot;
+}
+
+/* Moves a counter of the log's totals, if it has them. */
+static inline void tot_add(const struct rmq_log *log, size_t field, int64_t d)
+{
+	if (log->totals)
+		atomic_fetch_add_explicit((_Atomic int64_t *)((char *)log->totals + field), d,
+					  memory_order_relaxed);
+}
+#define TOT(log, f, d) tot_add((log), offsetof(struct rmq_log_totals, f), (int64_t)(d))
+
 void rmq_log_set_min_record(struct rmq_log *log, uint32_t n)
 {
 	log->min_record = n ? n : 1;
@@ -256,12 +271,15 @@ static int trim_try(struct rmq_log *log, uint64_t room)
 			}
 			uint64_t from = hold > h->base ? hold : h->base + 1;
 			atomic_fetch_add(&log->dropped, last + 1 - from);
+			TOT(log, dropped, last + 1 - from);
 		}
 		atomic_fetch_add(&log->evicted, cnt);
+		TOT(log, evicted, cnt);
 		/* Order matters, see the table at the top of this file. */
 		atomic_store_explicit(&log->head_base, nx->base, memory_order_release);
 		atomic_store_explicit(&log->head, nx, memory_order_release);
 		atomic_fetch_sub(&log->retained, h->size);
+		TOT(log, retained, -(int64_t)h->size);
 		urcu_qsbr_call_rcu(&h->rcu, seg_free_rcu);
 	}
 	atomic_store_explicit(&log->trimming, 0, memory_order_release);
@@ -306,6 +324,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			int tr = trim_try(log, size);
 			if (tr == 0) {
 				atomic_fetch_add(&log->rejected, 1);
+				TOT(log, rejected, 1);
 				return -ENOSPC;
 			}
 			if (tr < 0 && atomic_load(&log->retained) + size > log->capacity) {
@@ -323,6 +342,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			    atomic_load(&log->retained) + size > log->capacity &&
 			    log->hold(log) <= t->base + W_COUNT(atomic_load(&t->word))) {
 				atomic_fetch_add(&log->rejected, 1);
+				TOT(log, rejected, 1);
 				return -ENOSPC;
 			}
 		}
@@ -337,6 +357,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 		 * fill it and link more, and a trimmer can unlink s and subtract
 		 * its size, which would wrap `retained` if our add came later. */
 		atomic_fetch_add(&log->retained, size);
+		TOT(log, retained, size);
 		struct rmq_seg *expected = NULL;
 		int linked;
 		if (!t) {
@@ -350,6 +371,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 		}
 		if (!linked) {
 			atomic_fetch_sub(&log->retained, size);
+			TOT(log, retained, -(int64_t)size);
 			free(s); /* never published: no grace period needed */
 			continue;
 		}

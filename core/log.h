@@ -53,6 +53,16 @@ enum rmq_onfull {
 struct rmq_seg;
 struct rmq_log;
 
+/* Counters shared by a set of logs (a broker's), moved by each log as its
+ * own counterparts move, so that totals need no walk over the logs.
+ * Signed: concurrent updates may make a sum briefly negative. */
+struct rmq_log_totals {
+	_Atomic int64_t retained; /* bytes of linked segments */
+	_Atomic int64_t evicted;  /* messages trimmed from heads */
+	_Atomic int64_t dropped;  /* of those, ones a durable reader lacked */
+	_Atomic int64_t rejected; /* appends refused with -ENOSPC */
+};
+
 /* Returns the lowest sequence number some durable reader still needs
  * (UINT64_MAX when none). Called while trimming, possibly from any thread,
  * inside a read-side section. */
@@ -64,6 +74,7 @@ struct rmq_log {
 	uint32_t min_record;        /* smallest record accepted (>= 1) */
 	enum rmq_onfull onfull;
 	uint64_t capacity;
+	struct rmq_log_totals *totals; /* NULL, or see rmq_log_set_totals */
 	/* written on segment roll / trim only */
 	_Atomic(struct rmq_seg *) head;
 	_Atomic uint64_t head_base; /* base of head: cursors below it are lost */
@@ -105,6 +116,12 @@ void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull
  * zeroes only the slots such records can use. Call before the first
  * append. */
 void rmq_log_set_min_record(struct rmq_log *log, uint32_t n);
+
+/* From now on the log also adds its retained bytes, evictions, drops and
+ * rejections to *tot (which must outlive it). Call before the first
+ * append. rmq_log_fini does not take its retained bytes back out: the
+ * owner of tot does that before calling it (it knows whether to). */
+void rmq_log_set_totals(struct rmq_log *log, struct rmq_log_totals *tot);
 
 /* Frees every segment immediately. Only when no thread can reach the log
  * any more (after a grace period). */

@@ -153,6 +153,95 @@ uint64_t rmq_hash(const void *p, size_t n)
 	return h ? h : 1;
 }
 
+/* Matches the class starting at p[i] == '[' against byte c. Sets *end to
+ * the index just past the closing ']'; returns -1 if there is none (the
+ * '[' is then an ordinary byte), else 1 on a match, 0 otherwise. */
+static int glob_class(const char *p, size_t plen, size_t i, unsigned char c, size_t *end)
+{
+	size_t k = i + 1;
+	bool neg = false, hit = false;
+	if (k < plen && (p[k] == '^' || p[k] == '!')) {
+		neg = true;
+		k++;
+	}
+	bool first = true;
+	for (; k < plen; first = false) {
+		if (p[k] == ']' && !first) {
+			*end = k + 1;
+			return hit != neg;
+		}
+		unsigned char lo = (unsigned char)p[k];
+		if (lo == '\\' && k + 1 < plen)
+			lo = (unsigned char)p[++k];
+		k++;
+		unsigned char hi = lo;
+		if (k + 1 < plen && p[k] == '-' && p[k + 1] != ']') {
+			hi = (unsigned char)p[k + 1];
+			k += 2;
+			if (hi == '\\' && k < plen)
+				hi = (unsigned char)p[k++];
+			if (lo > hi) {
+				unsigned char x = lo;
+				lo = hi;
+				hi = x;
+			}
+		}
+		if (c >= lo && c <= hi)
+			hit = true;
+	}
+	return -1;
+}
+
+bool rmq_glob_match(const char *p, size_t plen, const char *s, size_t slen)
+{
+	/* Classic wildcard matching: on a mismatch, go back to the last '*'
+	 * and let it take one more byte. Only the last '*' matters, since
+	 * whatever an earlier one would take differently the later one can
+	 * take as well, so this is O(plen * slen). */
+	size_t i = 0, j = 0, star_i = SIZE_MAX, star_j = 0;
+	while (j < slen) {
+		if (i < plen) {
+			char pc = p[i];
+			if (pc == '*') {
+				while (i < plen && p[i] == '*')
+					i++;
+				if (i == plen)
+					return true;
+				star_i = i;
+				star_j = j;
+				continue;
+			}
+			size_t next = i + 1;
+			bool ok;
+			if (pc == '?') {
+				ok = true;
+			} else if (pc == '[') {
+				int r = glob_class(p, plen, i, (unsigned char)s[j], &next);
+				ok = r < 0 ? s[j] == '[' : r == 1;
+				if (r < 0)
+					next = i + 1;
+			} else if (pc == '\\' && i + 1 < plen) {
+				ok = s[j] == p[i + 1];
+				next = i + 2;
+			} else {
+				ok = s[j] == pc;
+			}
+			if (ok) {
+				i = next;
+				j++;
+				continue;
+			}
+		}
+		if (star_i == SIZE_MAX)
+			return false;
+		i = star_i;
+		j = ++star_j;
+	}
+	while (i < plen && p[i] == '*')
+		i++;
+	return i == plen;
+}
+
 uint64_t rmq_now_ns(void)
 {
 	struct timespec ts;

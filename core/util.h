@@ -7,6 +7,7 @@
 #ifndef RMQ_UTIL_H
 #define RMQ_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -55,6 +56,14 @@ uint64_t rmq_hash(const void *p, size_t n);
  * and the reference 2-4. For tests and tools; never 0 is NOT promised. */
 uint64_t rmq_siphash13(uint64_t k0, uint64_t k1, const void *p, size_t n);
 uint64_t rmq_siphash24(uint64_t k0, uint64_t k1, const void *p, size_t n);
+
+/* Glob-style match of the whole of s against pattern p, as Redis's KEYS and
+ * SCAN MATCH: '*' any run of bytes, '?' any byte, '[abc]' '[a-z]' a class
+ * ('[^...]' or '[!...]' negated), a backslash makes the next byte literal. Binary-safe.
+ * Worst case O(plen * slen) time (one backtracking point, never
+ * exponential), no allocation. A malformed class ('[' unclosed) matches a
+ * literal '['. */
+bool rmq_glob_match(const char *p, size_t plen, const char *s, size_t slen);
 
 /* Monotonic clock in nanoseconds / milliseconds. */
 uint64_t rmq_now_ns(void);
