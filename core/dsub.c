@@ -366,6 +366,29 @@ int rmq_dsub_count(struct rmq_dsub *d)
 int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len, uint32_t max,
 		  struct rmq_pull *out)
 {
+	return rmq_dsub_pull_bounded(d, token, name, len, max, SIZE_MAX, out);
+}
+
+/* Cuts b down to the records that fit in budget bytes; returns how many. */
+static uint32_t batch_fit(struct rmq_batch *b, size_t budget)
+{
+	size_t bytes = 0;
+	uint32_t k = 0;
+	while (k < b->n) {
+		size_t r = rmq_batch_reclen(b, k);
+		if (bytes + r > budget)
+			break;
+		bytes += r;
+		k++;
+	}
+	b->n = k;
+	b->bytes = bytes;
+	return k;
+}
+
+int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
+			  uint32_t max, size_t max_bytes, struct rmq_pull *out)
+{
 	int rc;
 	out->nb = 0;
 	out->n = 0;
@@ -390,13 +413,22 @@ int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t l
 	}
 	out->topic = t;
 	uint64_t base0 = s->cur.base;
+	size_t bytes = 0;
 	while (out->n < max && out->nb < RMQ_PULL_MAX_BATCHES) {
 		struct rmq_batch *b = &out->b[out->nb];
-		uint32_t k = rmq_log_peek(&t->log, &s->cur, b, max - out->n, SIZE_MAX);
+		size_t budget = max_bytes > bytes ? max_bytes - bytes : 0;
+		if (out->n && budget == 0)
+			break;
+		uint32_t k = rmq_log_peek(&t->log, &s->cur, b, max - out->n, budget);
 		out->lost += b->lost;
+		/* peek always gives a batch's first record; past the pull's
+		 * first record, that one must fit the budget too */
+		if (k && out->n && b->bytes > budget)
+			k = batch_fit(b, budget);
 		if (k == 0)
 			break;
 		rmq_log_consume(&s->cur, b, k);
+		bytes += b->bytes;
 		out->n += k;
 		out->nb++;
 	}

@@ -98,6 +98,14 @@ struct rmq_pull {
 int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
 		  uint32_t max, struct rmq_pull *out);
 
+/* rmq_dsub_pull with a bound on bytes too: past the first record, the
+ * records returned total at most max_bytes (record bytes, about what a
+ * reply of them takes), so that a PULL reply can be built within a bounded
+ * output buffer however big COUNT is (issue 12 item 3); the rest stays in
+ * the log for the next PULL. rmq_dsub_pull is this with SIZE_MAX. */
+int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
+			  uint32_t max, size_t max_bytes, struct rmq_pull *out);
+
 /* What INFO shows of a subscriber. */
 struct rmq_dsub_info {
 	const char *name;

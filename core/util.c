@@ -56,13 +56,23 @@ static inline uint64_t rotl64(uint64_t x, unsigned b)
 	return (x << b) | (x >> (64 - b));
 }
 
-#define SIPROUND(v0, v1, v2, v3)                                  \
-	do {                                                      \
-		v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32); \
-		v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;          \
-		v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;          \
-		v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32); \
-	} while (0)
+static inline void sipround(uint64_t v[4])
+{
+	v[0] += v[1];
+	v[1] = rotl64(v[1], 13);
+	v[1] ^= v[0];
+	v[0] = rotl64(v[0], 32);
+	v[2] += v[3];
+	v[3] = rotl64(v[3], 16);
+	v[3] ^= v[2];
+	v[0] += v[3];
+	v[3] = rotl64(v[3], 21);
+	v[3] ^= v[0];
+	v[2] += v[1];
+	v[1] = rotl64(v[1], 17);
+	v[1] ^= v[2];
+	v[2] = rotl64(v[2], 32);
+}
 
 static inline uint64_t load_le64(const unsigned char *p)
 {
@@ -80,26 +90,26 @@ static inline __attribute__((always_inline)) uint64_t siphash(uint64_t k0, uint6
 							       const void *p, size_t n, int c, int d)
 {
 	const unsigned char *s = p;
-	uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
-	uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+	uint64_t v[4] = { k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
+			  k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL };
 	uint64_t b = (uint64_t)n << 56;
 	for (; n >= 8; n -= 8, s += 8) {
 		uint64_t m = load_le64(s);
-		v3 ^= m;
+		v[3] ^= m;
 		for (int i = 0; i < c; i++)
-			SIPROUND(v0, v1, v2, v3);
-		v0 ^= m;
+			sipround(v);
+		v[0] ^= m;
 	}
 	for (size_t i = 0; i < n; i++) /* the 0..7 bytes left */
 		b |= (uint64_t)s[i] << (8 * i);
-	v3 ^= b;
+	v[3] ^= b;
 	for (int i = 0; i < c; i++)
-		SIPROUND(v0, v1, v2, v3);
-	v0 ^= b;
-	v2 ^= 0xff;
+		sipround(v);
+	v[0] ^= b;
+	v[2] ^= 0xff;
 	for (int i = 0; i < d; i++)
-		SIPROUND(v0, v1, v2, v3);
-	return v0 ^ v1 ^ v2 ^ v3;
+		sipround(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
 uint64_t rmq_siphash13(uint64_t k0, uint64_t k1, const void *p, size_t n)

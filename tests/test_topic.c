@@ -1086,6 +1086,60 @@ Test(topic, scan_sparse_table_in_bounded_steps)
 	rmq_broker_free(b);
 }
 
+/* A PULL with a byte bound (issue 12 item 3: a PULL reply must fit a
+ * bounded output buffer): each pull returns records totalling at most the
+ * bound (at least one record), in order, and together they return all. */
+Test(dsub, pull_bounded_by_bytes)
+{
+	struct rmq_broker *b = broker(2);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "big", 8 << 20, RMQ_ONFULL_REJECT);
+	uint64_t tok;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("puller"), &tok);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, t), 1);
+	static char pl[10000];
+	for (int i = 0; i < 300; i++) {
+		memset(pl, 'a' + i % 26, sizeof(pl));
+		cr_assert_eq(rmq_topic_publish(t, pl, sizeof(pl)), i + 1);
+	}
+	uint64_t next = 1;
+	int pulls = 0;
+	for (;;) {
+		struct rmq_pull p;
+		size_t bound = pulls % 3 == 0 ? 0 : 64 << 10;
+		int n = rmq_dsub_pull_bounded(d, tok, S("big"), 100000, bound, &p);
+		cr_assert_geq(n, 0);
+		if (n == 0)
+			break;
+		size_t bytes = 0;
+		for (int k = 0; k < p.nb; k++) {
+			cr_assert_eq(p.b[k].seq, next, "batch starts at %" PRIu64 ", want %" PRIu64, p.b[k].seq, next);
+			for (uint32_t i = 0; i < p.b[k].n; i++) {
+				const char *pp;
+				uint32_t len;
+				rmq_batch_payload(&p.b[k], i, &pp, &len);
+				cr_assert_eq(len, sizeof(pl));
+				cr_assert_eq(pp[0], 'a' + (int)((next - 1) % 26));
+				next++;
+			}
+			bytes += p.b[k].bytes;
+		}
+		if (bound == 0)
+			cr_assert_eq(n, 1, "a bound of 0 still returns one record");
+		else
+			cr_assert_leq(bytes, bound, "pull of %d records: %zu bytes over %zu", n, bytes, bound);
+		cr_assert_eq(p.lost, 0);
+		pulls++;
+		urcu_qsbr_quiescent_state();
+	}
+	cr_assert_eq(next, 301, "every record pulled once, in order");
+	cr_assert_gt(pulls, 300 / 7);
+	rmq_dsub_detach(d, tok);
+	urcu_qsbr_quiescent_state();
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
 /* One subscriber with 40,000 topics (issue 12 item 6): subscribing,
  * resuming, pulling by name and unsubscribing in scattered order all find
  * the right subscription through the name index; a deleted topic's

@@ -267,16 +267,21 @@ int main(int argc, char **argv)
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		char *end = NULL;
 		switch (o) {
-		case 's': secs = atof(optarg); break;
-		case 'c': nclients = atoi(optarg); break;
-		case 't': threads = atoi(optarg); break;
-		case 'r': rss_limit_mib = atoll(optarg); break;
-		case 'x': g_seed = strtoull(optarg, NULL, 0) | 1; break;
+		case 's': secs = strtod(optarg, &end); break;
+		case 'c': nclients = (int)strtol(optarg, &end, 10); break;
+		case 't': threads = (int)strtol(optarg, &end, 10); break;
+		case 'r': rss_limit_mib = strtoll(optarg, &end, 10); break;
+		case 'x': g_seed = strtoull(optarg, &end, 0) | 1; break;
 		case 'k': keep_log = true; break;
 		default:
 			fprintf(stderr, "usage: %s [--secs S] [--clients N] [--threads T] [--rss-limit-mib M] [--seed X] [--keep-log]\n",
 				argv[0]);
+			return 2;
+		}
+		if (end && (end == optarg || *end)) {
+			fprintf(stderr, "%s: not a number: '%s'\n", argv[0], optarg);
 			return 2;
 		}
 	}
@@ -356,9 +361,10 @@ int main(int argc, char **argv)
 	long long hwm = h_proc_kib(srv.pid, "VmHWM");
 	printf("hostile_load: %llu actions in %.1f s by %d clients; probes %llu, worst PING under load %.1f ms; "
 	       "RSS %lld KiB at start, peak %lld KiB\n",
-	       (unsigned long long)steps, secs, nclients, (unsigned long long)probes, worst_ping / 1e3, rss0, hwm);
+	       (unsigned long long)steps, secs, nclients, (unsigned long long)probes, (double)worst_ping / 1e3, rss0, hwm);
 	for (int i = 0; i < 14; i++) /* where the driver's own time went */
-		printf("  action %2d: %6llu times, %8.1f ms\n", i, (unsigned long long)g_actions[i], g_action_us[i] / 1e3);
+		printf("  action %2d: %6llu times, %8.1f ms\n", i, (unsigned long long)g_actions[i],
+		       (double)g_action_us[i] / 1e3);
 	if (hwm > rss_limit_mib * 1024)
 		fail("peak RSS %lld KiB over the %lld MiB limit", hwm, rss_limit_mib);
 	/* Give the server its frame timeout (2 s) to close what the clients
@@ -374,9 +380,9 @@ int main(int argc, char **argv)
 		if (best < 0)
 			fail("worker %d: no PONG for a fresh client after the load: %s", w, e2e_last_error());
 		else if (best > 10000)
-			fail("worker %d: PING took %.1f ms after the load", w, best / 1e3);
+			fail("worker %d: PING took %.1f ms after the load", w, (double)best / 1e3);
 		else
-			printf("hostile_load: worker %d: PING %.2f ms\n", w, best / 1e3);
+			printf("hostile_load: worker %d: PING %.2f ms\n", w, (double)best / 1e3);
 	}
 	struct e2e_client *c = e2e_connect(g_port, 2000);
 	if (c) {

@@ -811,6 +811,9 @@ HTEST(item13_sighup_sigusr1_survive)
  * with --tcp-keepalive 7, the server's side of an idle connection runs the
  * keepalive timer (timer 2 in /proc/net/tcp) due within 7 s (today the
  * flag does not exist, and no keepalive is set). */
+
+/* Fields of a /proc/net/tcp line: "sl: local rem st tx:rx tr:when ...",
+ * addresses as HEX_IP:HEX_PORT, numbers in hex. */
 static int keepalive_timer_of(int port, long long *when_ms)
 {
 	static const char *files[] = { "/proc/net/tcp", "/proc/net/tcp6" };
@@ -820,20 +823,23 @@ static int keepalive_timer_of(int port, long long *when_ms)
 			continue;
 		char line[512];
 		while (fgets(line, sizeof(line), fp)) {
-			unsigned lport, st, tr;
-			unsigned long long when;
-			char local[64];
-			/* sl local rem st tx:rx tr:when */
-			if (sscanf(line, " %*d: %63s %*s %x %*x:%*x %x:%llx", local, &st, &tr, &when) != 4)
+			char *save = NULL, *tok[6];
+			int nt = 0;
+			for (char *t = strtok_r(line, " \t\n", &save); t && nt < 6; t = strtok_r(NULL, " \t\n", &save))
+				tok[nt++] = t;
+			if (nt < 6)
 				continue;
-			char *colon = strrchr(local, ':');
-			if (!colon || sscanf(colon + 1, "%x", &lport) != 1)
+			char *colon = strrchr(tok[1], ':'), *tcolon = strchr(tok[5], ':');
+			if (!colon || !tcolon)
 				continue;
-			if ((int)lport == port && st == 1) { /* the server's side, ESTABLISHED */
-				fclose(fp);
-				*when_ms = (long long)when * 1000 / sysconf(_SC_CLK_TCK);
-				return (int)tr;
-			}
+			unsigned long lport = strtoul(colon + 1, NULL, 16), st = strtoul(tok[3], NULL, 16);
+			if ((int)lport != port || st != 1) /* the server's side, ESTABLISHED */
+				continue;
+			unsigned long tr = strtoul(tok[5], NULL, 16);
+			unsigned long long when = strtoull(tcolon + 1, NULL, 16);
+			fclose(fp);
+			*when_ms = (long long)(when * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK));
+			return (int)tr;
 		}
 		fclose(fp);
 	}
