@@ -157,13 +157,12 @@ uint32_t rmq_broker_nshards(const struct rmq_broker *b)
 
 static void topic_free(struct rmq_topic *t)
 {
-	{ /* take what it still retains out of the broker's totals */
-		struct rmq_broker *b = t->broker;
-		uint64_t first = rmq_log_first_seq(&t->log), next = rmq_log_next_seq(&t->log);
-		atomic_fetch_add_explicit(&b->freed_msgs, (int64_t)(next - first), memory_order_relaxed);
-		atomic_fetch_sub_explicit(&b->logs.retained, (int64_t)atomic_load(&t->log.retained),
-					  memory_order_relaxed);
-	}
+	/* What it still retains leaves the broker's totals with it. */
+	struct rmq_broker *b = t->broker;
+	uint64_t first = rmq_log_first_seq(&t->log), next = rmq_log_next_seq(&t->log);
+	atomic_fetch_add_explicit(&b->freed_msgs, (int64_t)(next - first), memory_order_relaxed);
+	atomic_fetch_sub_explicit(&b->logs.retained, (int64_t)atomic_load(&t->log.retained),
+				  memory_order_relaxed);
 	rmq_log_fini(&t->log);
 	free(atomic_load(&t->durables));
 	pthread_mutex_destroy(&t->dlock);
