@@ -31,6 +31,7 @@ struct rmq_dsub {
 struct rmq_dsub_registry {
 	struct cds_lfht *ht;
 	_Atomic uint64_t next_token;
+	_Atomic int64_t count; /* subscribers in ht: INFO reads it, no walk */
 };
 
 struct rmq_dsub_registry *rmq_dsub_registry_new(void)
@@ -171,10 +172,8 @@ void rmq_dsub_registry_free(struct rmq_dsub_registry *r)
 
 uint64_t rmq_dsub_registry_count(struct rmq_dsub_registry *r)
 {
-	long before, after;
-	unsigned long count;
-	cds_lfht_count_nodes(r->ht, &before, &count, &after);
-	return count;
+	int64_t n = atomic_load_explicit(&r->count, memory_order_relaxed);
+	return n > 0 ? (uint64_t)n : 0;
 }
 
 static int dsub_match(struct cds_lfht_node *node, const void *key)
@@ -213,6 +212,8 @@ retry:
 			free(d->name);
 			free(d);
 			d = caa_container_of(n, struct rmq_dsub, node);
+		} else {
+			atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
 		}
 	}
 	pthread_mutex_lock(&d->lock);
@@ -259,7 +260,8 @@ uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, 
 		/* Unlinked under the lock, so an attach that found it before
 		 * sees `dead` and looks again. */
 		d->dead = true;
-		cds_lfht_del(r->ht, &d->node);
+		if (cds_lfht_del(r->ht, &d->node) == 0)
+			atomic_fetch_sub_explicit(&r->count, 1, memory_order_relaxed);
 		int subs = d->n;
 		while (d->n) /* what it held is trimmed by the owner shards */
 			dsub_remove_at(d, d->n - 1);

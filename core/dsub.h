@@ -47,6 +47,7 @@ struct rmq_dsub_registry;
 struct rmq_dsub_registry *rmq_dsub_registry_new(void);
 /* Frees every subscriber; no other thread may use the registry. */
 void rmq_dsub_registry_free(struct rmq_dsub_registry *r);
+/* Subscribers in the registry: a counter, no walk. */
 uint64_t rmq_dsub_registry_count(struct rmq_dsub_registry *r);
 
 /* Finds or creates the subscriber `name` and attaches it to a new owner.
