@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 /* Makes a fresh directory; returns a malloc'd path or NULL. */
-static char *du_mkdtemp(const char *tag)
+static inline char *du_mkdtemp(const char *tag)
 {
 	const char *tmp = getenv("TMPDIR");
 	char path[512];
@@ -31,7 +31,7 @@ static char *du_mkdtemp(const char *tag)
 	return strdup(path);
 }
 
-static int du_rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+static inline int du_rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
 	(void)flag;
@@ -40,7 +40,7 @@ static int du_rm_one(const char *p, const struct stat *st, int flag, struct FTW 
 }
 
 /* rm -rf path (making directories writable first, for read-only tests). */
-static int du_rmrf(const char *path)
+static inline int du_rmrf(const char *path)
 {
 	if (!path)
 		return 0;
@@ -49,7 +49,7 @@ static int du_rmrf(const char *path)
 }
 
 /* Copies every regular file of directory src into dst (created). */
-static int du_copydir(const char *src, const char *dst)
+static inline int du_copydir(const char *src, const char *dst)
 {
 	if (mkdir(dst, 0755) != 0 && errno != EEXIST)
 		return -1;
@@ -86,7 +86,7 @@ static int du_copydir(const char *src, const char *dst)
 }
 
 /* Number of directory entries whose name ends with suffix. */
-static int du_count(const char *dir, const char *suffix)
+static inline int du_count(const char *dir, const char *suffix)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -104,7 +104,7 @@ static int du_count(const char *dir, const char *suffix)
 }
 
 /* Reads/writes bytes of a file in place. */
-static int du_pread(const char *path, off_t off, void *buf, size_t n)
+static inline int du_pread(const char *path, off_t off, void *buf, size_t n)
 {
 	int fd = open(path, O_RDONLY);
 	if (fd < 0)
@@ -114,7 +114,7 @@ static int du_pread(const char *path, off_t off, void *buf, size_t n)
 	return r == (ssize_t)n ? 0 : -1;
 }
 
-static int du_pwrite(const char *path, off_t off, const void *buf, size_t n)
+static inline int du_pwrite(const char *path, off_t off, const void *buf, size_t n)
 {
 	int fd = open(path, O_WRONLY);
 	if (fd < 0)
