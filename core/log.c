@@ -99,6 +99,7 @@ struct rmq_log_disk {
 	_Atomic int dir_dirty;      /* a segment file was created since the
 				     * last directory fsync */
 	_Atomic int failed;         /* sticky fsync error */
+	_Atomic int creating;       /* a producer is creating a segment */
 	pthread_mutex_t err_lock;   /* err, err_sticky, errtext */
 	int err;
 	bool err_sticky;
@@ -245,12 +246,6 @@ static struct rmq_seg *seg_new_disk(struct rmq_log *log, uint32_t size, uint64_t
 		return NULL;
 	}
 	int rc = rmq_segf_create(ld->dirfd, base, size, ld->topic_id, rmq_log_wall_ms(), &dk->f);
-	if (rc == -EEXIST) { /* another producer is creating it */
-		free(s);
-		free(dk);
-		*err = rc;
-		return NULL;
-	}
 	if (rc < 0) {
 		atomic_fetch_add(&ld->st_create_errors, 1);
 		char name[RMQ_SEGF_NAME_LEN];
@@ -512,27 +507,19 @@ unsigned rmq_log_trim_age(struct rmq_log *log, uint64_t now_ms)
 	return n;
 }
 
-/* Two producers that both found the tail full race to create the next
- * segment's file; O_EXCL lets one win and the other gets EEXIST. The
- * loser waits here (the winner's open, fallocate and mmap are short) for
- * the new segment to be linked after t, then retries. A file of that name
- * that nobody links (left there by something else) fails the append after
- * a second instead of spinning for ever. */
-static int disk_wait_link(struct rmq_log *log, struct rmq_seg *t)
+/* Disk segments are created by one producer at a time (ld->creating):
+ * files are named by base, so two producers racing to open the next one
+ * would collide on its name. The others wait here until the new segment
+ * is linked after t (then they retry and append to it) or the creator gave
+ * up (then they retry and try themselves, and get its error). No timeout:
+ * fallocate may wait behind a journal commit when the disk is busy. */
+static void disk_wait_creator(struct rmq_log *log, struct rmq_seg *t)
 {
-	uint64_t deadline = rmq_now_ns() + 1000000000ull;
 	for (;;) {
 		struct rmq_seg *cur = t ? atomic_load_explicit(&t->next, memory_order_acquire)
 					: atomic_load_explicit(&log->tail, memory_order_acquire);
-		if (cur)
-			return 0;
-		if (rmq_now_ns() > deadline) {
-			char name[RMQ_SEGF_NAME_LEN];
-			rmq_segf_name(t ? t->base + W_COUNT(atomic_load(&t->word)) : 0, name);
-			atomic_fetch_add(&log->disk->st_create_errors, 1);
-			ld_error(log->disk, false, "create", name, EEXIST);
-			return -1;
-		}
+		if (cur || !atomic_load_explicit(&log->disk->creating, memory_order_acquire))
+			return;
 		for (int i = 0; i < 64; i++)
 			ck_pr_stall();
 		sched_yield();
@@ -587,12 +574,23 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 		uint64_t base = t ? t->base + W_COUNT(atomic_load(&t->word)) : 0;
 		struct rmq_seg *s;
 		if (log->disk) {
+			struct rmq_log_disk *ld = log->disk;
+			if (atomic_exchange_explicit(&ld->creating, 1, memory_order_acquire)) {
+				disk_wait_creator(log, t);
+				continue;
+			}
+			/* Only the holder of `creating` links a disk segment:
+			 * recheck that t is still the last one. */
+			if (t ? atomic_load_explicit(&t->next, memory_order_acquire)
+			      : atomic_load_explicit(&log->tail, memory_order_acquire)) {
+				atomic_store_explicit(&ld->creating, 0, memory_order_release);
+				continue;
+			}
 			int err = 0;
 			s = seg_new_disk(log, size, base, &err);
 			if (!s) {
-				if (err != -EEXIST || disk_wait_link(log, t) != 0)
-					return err == -EEXIST ? -RMQ_LOG_EIO : err;
-				continue;
+				atomic_store_explicit(&ld->creating, 0, memory_order_release);
+				return err;
 			}
 		} else {
 			s = seg_new(log, size, base);
@@ -617,13 +615,16 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			if (linked)
 				atomic_compare_exchange_strong(&log->tail, &t, s);
 		}
-		if (!linked) {
+		if (!linked) { /* (a disk segment is always linked: see above) */
 			atomic_fetch_sub(&log->retained, size);
-			if (s->dk) /* its file is not ours to keep */
+			if (s->dk)
 				(void)unlinkat(log->disk->dirfd, s->dk->f.name, 0);
 			seg_free(s); /* never published: no grace period needed */
-			continue;
 		}
+		if (s->dk)
+			atomic_store_explicit(&log->disk->creating, 0, memory_order_release);
+		if (!linked)
+			continue;
 		res->seg = s;
 		res->idx = 0;
 		res->off = 0;
