@@ -18,6 +18,10 @@
  * rmq_crc32c(rmq_crc32c(0, a, na), b, nb) == CRC of a then b. */
 uint32_t rmq_crc32c(uint32_t crc, const void *p, size_t n);
 
+/* rmq_crc32c(rmq_crc32c(0, h16, 16), p, n) in one call: 16 bytes of
+ * fields, then a record. */
+uint32_t rmq_crc32c_16(const void *h16, const void *p, size_t n);
+
 /* The table implementation, always available (for tests). */
 uint32_t rmq_crc32c_sw(uint32_t crc, const void *p, size_t n);
 

@@ -119,7 +119,44 @@ struct segdisk {
 	_Atomic int refs;
 	uint32_t durable;        /* records known on disk (under sync_lock) */
 	uint32_t hdr_durable;    /* header's synced value known on disk */
+	_Atomic uint32_t pop_data;  /* data area faulted in from its start */
+	_Atomic uint32_t pop_slots; /* slot area faulted in from its end */
 };
+
+/* Disk segments are faulted in ahead of the appends, a window at a time,
+ * by the producer whose reservation crosses into the last half of what is
+ * ready: one madvise(MADV_POPULATE_WRITE) instead of a write fault per
+ * 4 KiB page (each one a page_mkwrite into the file system). Not the whole
+ * file at once, as memory segments are: populated pages are dirty, and a
+ * sync writes every dirty page, so only a window of zeros may precede the
+ * data to disk. */
+#define POP_DATA_WIN (64u << 10)
+#define POP_SLOT_WIN (16u << 10)
+
+static void pop_range(char *base, uint64_t from, uint64_t to)
+{
+	uintptr_t pg = 4096, a = ((uintptr_t)base + from) & ~(pg - 1);
+	uintptr_t e = ((uintptr_t)base + to + pg - 1) & ~(pg - 1);
+	if (e > a)
+		(void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+}
+
+static void disk_prefault(struct rmq_seg *s, uint64_t data_end, uint64_t slots_end)
+{
+	struct segdisk *dk = s->dk;
+	uint32_t p = atomic_load_explicit(&dk->pop_data, memory_order_relaxed);
+	if (data_end + POP_DATA_WIN / 2 > p && p < s->size) {
+		uint32_t np = p + POP_DATA_WIN < s->size ? p + POP_DATA_WIN : s->size;
+		if (atomic_compare_exchange_strong(&dk->pop_data, &p, np))
+			pop_range(s->data, p, np);
+	}
+	p = atomic_load_explicit(&dk->pop_slots, memory_order_relaxed);
+	if (slots_end + POP_SLOT_WIN / 2 > p && p < s->size) {
+		uint32_t np = p + POP_SLOT_WIN < s->size ? p + POP_SLOT_WIN : s->size;
+		if (atomic_compare_exchange_strong(&dk->pop_slots, &p, np))
+			pop_range(s->data, s->size - np, s->size - p);
+	}
+}
 
 /* A segment's data area needs no zeroing, only the part of its slot index
  * that records can reach: a reader takes a slot whose length is still 0
@@ -275,6 +312,7 @@ static struct rmq_seg *seg_new_disk(struct rmq_log *log, uint32_t size, uint64_t
 	s->acct = size;
 	s->created_ms = rmq_segf_hdr(&dk->f)->created_ms;
 	atomic_fetch_add(&ld->st_created, 1);
+	disk_prefault(s, 0, 0);
 	/* Its name must be durable before anything in it counts as synced. */
 	atomic_store(&ld->dir_dirty, 1);
 	return s;
@@ -540,6 +578,9 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			    atomic_load_explicit(&t->dk->ld->failed, memory_order_relaxed))
 				return -RMQ_LOG_EIO;
 			if (RMQ_LIKELY(seg_reserve(t, rlen, &idx, &off) == 0)) {
+				if (RMQ_UNLIKELY(t->dk != NULL))
+					disk_prefault(t, (uint64_t)off + rlen,
+						      (uint64_t)(idx + 1) * RMQ_SLOT_DISK);
 				res->seg = t;
 				res->idx = idx;
 				res->off = off;
@@ -653,6 +694,8 @@ int rmq_log_reserve_n(struct rmq_log *log, size_t bytes, uint32_t n, struct rmq_
 	     atomic_load_explicit(&t->dk->ld->failed, memory_order_relaxed)) ||
 	    seg_reserve_n(t, bytes, n, &idx, &off) != 0)
 		return -EAGAIN;
+	if (RMQ_UNLIKELY(t->dk != NULL))
+		disk_prefault(t, (uint64_t)off + bytes, (uint64_t)(idx + n) * RMQ_SLOT_DISK);
 	res->seg = t;
 	res->idx = idx;
 	res->off = off;

@@ -20,7 +20,7 @@ _Static_assert(sizeof(struct rmq_slot) == RMQ_SLOT_DISK, "disk slot is 20 bytes"
 uint32_t rmq_slot_crc(const char *rec, uint32_t len, uint32_t off, uint32_t poff, uint32_t plen)
 {
 	uint32_t f[4] = { len, off, poff, plen };
-	return rmq_crc32c(rmq_crc32c(0, f, sizeof(f)), rec, len);
+	return rmq_crc32c_16(f, rec, len);
 }
 
 void rmq_segf_name(uint64_t base, char name[RMQ_SEGF_NAME_LEN])

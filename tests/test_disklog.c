@@ -86,6 +86,10 @@ Test(crc, hardware_and_table_agree)
 			cr_assert_eq(rmq_crc32c(len, buf + al, len), rmq_crc32c_sw(len, buf + al, len),
 				     "len %zu align %zu", len, al);
 	cr_assert_eq(rmq_crc32c(0, buf, 4096), rmq_crc32c_sw(0, buf, 4096));
+	/* The two-part form used for slots. */
+	for (size_t len = 0; len < 100; len++)
+		cr_assert_eq(rmq_crc32c_16(buf + 1, buf + 40, len),
+			     rmq_crc32c_sw(rmq_crc32c_sw(0, buf + 1, 16), buf + 40, len), "len %zu", len);
 	/* Chaining equals one pass. */
 	uint32_t c = rmq_crc32c(0, buf, 1000);
 	cr_assert_eq(rmq_crc32c(c, buf + 1000, 3000), rmq_crc32c(0, buf, 4000));
