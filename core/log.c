@@ -656,13 +656,14 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			if (linked)
 				atomic_compare_exchange_strong(&log->tail, &t, s);
 		}
+		bool disk = s->dk != NULL;
 		if (!linked) { /* (a disk segment is always linked: see above) */
 			atomic_fetch_sub(&log->retained, size);
-			if (s->dk)
+			if (disk)
 				(void)unlinkat(log->disk->dirfd, s->dk->f.name, 0);
 			seg_free(s); /* never published: no grace period needed */
 		}
-		if (s->dk)
+		if (disk)
 			atomic_store_explicit(&log->disk->creating, 0, memory_order_release);
 		if (!linked)
 			continue;

@@ -441,7 +441,7 @@ int rmq_store_topic_remove(struct rmq_store *st, const char *name, size_t len)
 	if (d) {
 		struct dirent *de;
 		while ((de = readdir(d)) != NULL)
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
 				(void)unlinkat(tfd, de->d_name, 0);
 		closedir(d);
 	} else if (d2 >= 0) {
@@ -696,10 +696,8 @@ static int journal_load(struct rmq_store *st, struct posmap *m)
 		if (r == 0)
 			break;
 		size_t k = (size_t)r / sizeof(struct posrec);
-		if (k == 0) {
-			torn = true; /* a partial record at the end */
-			break;
-		}
+		if (k == 0)
+			break; /* a partial record at the end: cut below */
 		for (size_t i = 0; i < k; i++) {
 			if (buf[i].magic != POS_MAGIC || buf[i].crc != posrec_crc(&buf[i]) ||
 			    buf[i].id == 0) {
@@ -745,9 +743,9 @@ int rmq_store_sub_load_all(struct rmq_store *st,
 			close(d2);
 	}
 	pthread_mutex_unlock(&st->mu);
-	if (rc != 0) {
+	if (rc != 0 || !d) {
 		free(m.v);
-		return rc;
+		return rc ? rc : -EIO;
 	}
 	rewinddir(d);
 	struct rmq_sub_def def;

@@ -966,6 +966,7 @@ Test(disk, retention_by_size_deletes_whole_files)
 	cr_assert_gt(first, 1);
 	uint64_t bases[256];
 	int n = seg_bases(dir, bases, 256);
+	cr_assert_gt(n, 0);
 	cr_assert_eq(bases[0], first - 1, "the oldest file is the head segment");
 	uint64_t bytes = 0;
 	for (int i = 0; i < n; i++) {
