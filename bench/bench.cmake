@@ -25,7 +25,7 @@ install(TARGETS ringmq-bench RUNTIME DESTINATION bin)
 # perf/: micro-benchmarks of the hot pieces, linked against the real code.
 add_executable(ringmq-micro
   ${RB_PERF_DIR}/micro.c ${RB_PERF_DIR}/micro_topic.c ${RB_PERF_DIR}/micro_log.c
-  ${RB_PERF_DIR}/micro_resp.c)
+  ${RB_PERF_DIR}/micro_resp.c ${RB_PERF_DIR}/micro_disk.c)
 target_include_directories(ringmq-micro PRIVATE ${RB_PERF_DIR})
 target_link_libraries(ringmq-micro PRIVATE ringmq_net ringmq_core)
 

@@ -15,17 +15,46 @@
  *                       segment had not been handed to call_rcu before its
  *                       section began, so it stays valid until it leaves.
  *   trim    vs trim   : the `trimming` exchange; losers return at once.
+ *   sync    vs append : a syncer reads committed slots (load-acquire of
+ *                       len, as a reader) up to the first uncommitted one,
+ *                       fdatasyncs, then store-releases durable_seq; with
+ *                       durable_reads, rmq_log_peek load-acquires it and
+ *                       shows nothing past it.
+ *   sync    vs sync   : ld->sync_lock (a mutex: syncing blocks anyway).
+ *   sync    vs trim   : the syncer walks segments inside a read-side
+ *                       section like a reader (sync_base vs head_base);
+ *                       across the fdatasyncs it holds a reference on each
+ *                       segment's file (struct segdisk), not the segment.
+ *
+ * Disk segments: struct rmq_seg is the same in-memory control block; its
+ * data area and slot index are the file mapping (segfile.h) instead of
+ * the trailing array, and its slots are 20 bytes (a CRC-32C added) instead
+ * of 16. Memory segments pay one predictable branch on seg->dk at commit
+ * and reserve, nothing else.
  */
+#define _GNU_SOURCE /* fallocate() */
 #include "log.h"
 #include "platform.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <ck_pr.h>
 #include <urcu/urcu-qsbr.h>
+
+#include "segfile.h"
 
 #define W_SEALED (1ULL << 63)
 #define W_COUNT_SHIFT 40
@@ -34,25 +63,101 @@
 #define W_BYTES(w) ((w) & (W_ONE - 1))
 #define W_COUNT(w) (((w) >> W_COUNT_SHIFT) & W_COUNT_MAX)
 
-struct slot {
-	_Atomic uint32_t len; /* record length; 0 until committed */
-	uint32_t off;         /* record offset in the data area */
-	uint32_t poff;        /* payload offset inside the record */
-	uint32_t plen;        /* payload length */
-};
+#define slot rmq_slot /* segfile.h: {len, off, poff, plen[, crc]} */
+
+struct segdisk;
 
 struct rmq_seg {
 	uint64_t base;          /* sequence number of record 0 is base + 1 */
 	_Atomic uint64_t word;  /* SEALED | count << 40 | bytes used */
 	_Atomic(struct rmq_seg *) next;
-	uint32_t size;          /* bytes in data[], records and slots */
+	char *data;             /* records from here up ... */
+	char *end;              /* ... slots from here down: data + size */
+	uint32_t size;          /* bytes in the data area, records and slots */
+	uint32_t stride;        /* bytes per slot: RMQ_SLOT_MEM or _DISK */
+	struct segdisk *dk;     /* NULL: a memory segment */
+	uint32_t acct;          /* bytes counted in log->retained */
+	uint64_t created_ms;    /* wall clock, for MAXAGE */
 	struct rcu_head rcu;
-	_Alignas(16) char data[];
+	_Alignas(16) char mem[]; /* a memory segment's data area */
 };
 
-static inline struct slot *seg_slot(struct rmq_seg *s, uint32_t i)
+static inline struct slot *seg_slot(const struct rmq_seg *s, uint32_t i)
 {
-	return (struct slot *)(s->data + s->size) - (i + 1);
+	return (struct slot *)(void *)(s->end - (size_t)(i + 1) * s->stride);
+}
+
+/* A disk log's state (struct rmq_log_disk is opaque in log.h). */
+struct rmq_log_disk {
+	_Atomic int refs;         /* the log's, and one per segdisk */
+	int dirfd;
+	char *dir;
+	uint64_t topic_id;
+	uint32_t seg_max;
+	bool durable_reads;
+	_Atomic uint64_t durable_seq;
+	_Atomic uint64_t dirty_ms;  /* rmq_now_ms() of the first commit not
+				     * covered by a sync round; 0: none */
+	_Atomic int dir_dirty;      /* a segment file was created since the
+				     * last directory fsync */
+	_Atomic int failed;         /* sticky fsync error */
+	_Atomic int creating;       /* a producer is creating a segment */
+	pthread_mutex_t err_lock;   /* err, err_sticky, errtext */
+	int err;
+	bool err_sticky;
+	char errtext[PATH_MAX + 96];
+	pthread_mutex_t sync_lock;  /* one syncer; guards the fields below
+				     * and every segdisk's durable counts */
+	struct rmq_seg *sync_seg;   /* first segment not fully synced */
+	uint64_t sync_base;
+	_Atomic uint64_t st_syncs, st_fsyncs, st_sync_ns, st_created, st_deleted,
+		st_create_errors, st_disk_full;
+};
+
+/* A disk segment's file: outlives the segment while a syncer holds it. */
+struct segdisk {
+	struct rmq_log_disk *ld; /* holds a reference */
+	struct rmq_segf f;
+	_Atomic int refs;
+	uint32_t durable;        /* records known on disk (under sync_lock) */
+	uint32_t hdr_durable;    /* header's synced value known on disk */
+	_Atomic uint32_t pop_data;  /* data area faulted in from its start */
+	_Atomic uint32_t pop_slots; /* slot area faulted in from its end */
+};
+
+/* Disk segments are faulted in ahead of the appends, a window at a time,
+ * by the producer whose reservation crosses into the last half of what is
+ * ready: one madvise(MADV_POPULATE_WRITE) instead of a write fault per
+ * 4 KiB page (each one a page_mkwrite into the file system). Not the whole
+ * file at once, as memory segments are: populated pages are dirty, and a
+ * sync writes every dirty page, so only a window of zeros may precede the
+ * data to disk. */
+#define POP_DATA_WIN (64u << 10)
+#define POP_SLOT_WIN (16u << 10)
+
+static void pop_range(char *base, uint64_t from, uint64_t to)
+{
+	uintptr_t pg = 4096, a = ((uintptr_t)base + from) & ~(pg - 1);
+	uintptr_t e = ((uintptr_t)base + to + pg - 1) & ~(pg - 1);
+	if (e > a)
+		(void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+}
+
+static void disk_prefault(struct rmq_seg *s, uint64_t data_end, uint64_t slots_end)
+{
+	struct segdisk *dk = s->dk;
+	uint32_t p = atomic_load_explicit(&dk->pop_data, memory_order_relaxed);
+	if (data_end + POP_DATA_WIN / 2 > p && p < s->size) {
+		uint32_t np = p + POP_DATA_WIN < s->size ? p + POP_DATA_WIN : s->size;
+		if (atomic_compare_exchange_strong(&dk->pop_data, &p, np))
+			pop_range(s->data, p, np);
+	}
+	p = atomic_load_explicit(&dk->pop_slots, memory_order_relaxed);
+	if (slots_end + POP_SLOT_WIN / 2 > p && p < s->size) {
+		uint32_t np = p + POP_SLOT_WIN < s->size ? p + POP_SLOT_WIN : s->size;
+		if (atomic_compare_exchange_strong(&dk->pop_slots, &p, np))
+			pop_range(s->data, s->size - np, s->size - p);
+	}
 }
 
 /* A segment's data area needs no zeroing, only the part of its slot index
@@ -87,19 +192,129 @@ static struct rmq_seg *seg_new(const struct rmq_log *log, uint32_t size, uint64_
 		return NULL;
 	seg_populate(s, sizeof(*s) + size);
 	memset(s, 0, sizeof(*s));
-	uint64_t slots = size / (log->min_record + sizeof(struct slot));
+	uint64_t slots = size / (log->min_record + RMQ_SLOT_MEM);
 	if (slots > W_COUNT_MAX)
 		slots = W_COUNT_MAX;
-	size_t zero = (size_t)slots * sizeof(struct slot);
-	memset(s->data + size - zero, 0, zero);
+	size_t zero = (size_t)slots * RMQ_SLOT_MEM;
+	memset(s->mem + size - zero, 0, zero);
 	s->base = base;
 	s->size = size;
+	s->data = s->mem;
+	s->end = s->mem + size;
+	s->stride = RMQ_SLOT_MEM;
+	s->acct = size;
+	if (log->maxage_ms)
+		s->created_ms = rmq_log_wall_ms();
 	return s;
+}
+
+static void ld_put(struct rmq_log_disk *ld)
+{
+	if (atomic_fetch_sub(&ld->refs, 1) != 1)
+		return;
+	close(ld->dirfd);
+	pthread_mutex_destroy(&ld->sync_lock);
+	pthread_mutex_destroy(&ld->err_lock);
+	free(ld->dir);
+	free(ld);
+}
+
+static void dk_put(struct segdisk *dk)
+{
+	if (atomic_fetch_sub(&dk->refs, 1) != 1)
+		return;
+	rmq_segf_close(&dk->f);
+	ld_put(dk->ld);
+	free(dk);
+}
+
+/* Frees a segment: a disk one's mapping goes now, its file descriptor
+ * with the last reference (a syncer may still be using it). */
+static void seg_free(struct rmq_seg *s)
+{
+	struct segdisk *dk = s->dk;
+	if (dk) {
+		munmap(dk->f.map, dk->f.size);
+		dk->f.map = NULL;
+		dk_put(dk);
+	}
+	free(s);
 }
 
 static void seg_free_rcu(struct rcu_head *h)
 {
-	free(caa_container_of(h, struct rmq_seg, rcu));
+	seg_free(caa_container_of(h, struct rmq_seg, rcu));
+}
+
+uint64_t rmq_log_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Records the log's disk error (the first sticky one wins and stays). */
+static void ld_error(struct rmq_log_disk *ld, bool sticky, const char *op, const char *file, int err)
+{
+	pthread_mutex_lock(&ld->err_lock);
+	if (!ld->err_sticky) {
+		ld->err = err;
+		ld->err_sticky = sticky;
+		snprintf(ld->errtext, sizeof(ld->errtext), "%s %s%s%s: %s", op, ld->dir,
+			 file ? "/" : "", file ? file : "", strerror(err));
+	}
+	pthread_mutex_unlock(&ld->err_lock);
+	if (sticky)
+		atomic_store(&ld->failed, 1);
+}
+
+/* Creates a disk segment of size bytes (file size) at base. Returns NULL
+ * and *err (a negative errno for the append) on failure. */
+static struct rmq_seg *seg_new_disk(struct rmq_log *log, uint32_t size, uint64_t base, int *err)
+{
+	struct rmq_log_disk *ld = log->disk;
+	struct rmq_seg *s = malloc(sizeof(*s));
+	struct segdisk *dk = calloc(1, sizeof(*dk));
+	if (!s || !dk) {
+		free(s);
+		free(dk);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	int rc = rmq_segf_create(ld->dirfd, base, size, ld->topic_id, rmq_log_wall_ms(), &dk->f);
+	if (rc < 0) {
+		atomic_fetch_add(&ld->st_create_errors, 1);
+		char name[RMQ_SEGF_NAME_LEN];
+		rmq_segf_name(base, name);
+		if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG) {
+			atomic_fetch_add(&ld->st_disk_full, 1);
+			ld_error(ld, false, "preallocate", name, -rc);
+			*err = -RMQ_LOG_EDISKFULL;
+		} else {
+			ld_error(ld, false, "create", name, -rc);
+			*err = -RMQ_LOG_EIO;
+		}
+		free(s);
+		free(dk);
+		return NULL;
+	}
+	atomic_fetch_add(&ld->refs, 1);
+	dk->ld = ld;
+	atomic_init(&dk->refs, 1);
+	memset(s, 0, sizeof(*s));
+	s->base = base;
+	s->data = dk->f.map + RMQ_SEGF_HDR;
+	s->end = dk->f.map + size;
+	s->size = size - RMQ_SEGF_HDR;
+	s->stride = RMQ_SLOT_DISK;
+	s->dk = dk;
+	s->acct = size;
+	s->created_ms = rmq_segf_hdr(&dk->f)->created_ms;
+	atomic_fetch_add(&ld->st_created, 1);
+	disk_prefault(s, 0, 0);
+	/* Its name must be durable before anything in it counts as synced. */
+	atomic_store(&ld->dir_dirty, 1);
+	return s;
 }
 
 /* Largest ordinary segment of this log: a quarter of the capacity, so that
@@ -125,11 +340,24 @@ static uint32_t seg_cap(const struct rmq_log *log)
  * previous one up to seg_cap(), or exactly what one big record needs. */
 static uint32_t seg_next_size(const struct rmq_log *log, const struct rmq_seg *t, uint32_t rlen)
 {
+	if (log->disk) {
+		/* A file: header, records and 20-byte slots; same growth, up
+		 * to the log's roll size. Sizes count the whole file. */
+		uint64_t sz = t ? (uint64_t)t->acct * 2 : RMQ_SEG_MIN, cap = log->capacity / 4;
+		if (cap > log->disk->seg_max)
+			cap = log->disk->seg_max;
+		if (cap < RMQ_SEG_MIN)
+			cap = RMQ_SEG_MIN;
+		if (sz > cap)
+			sz = cap;
+		uint64_t need = (RMQ_SEGF_HDR + (uint64_t)rlen + RMQ_SLOT_DISK + 15) & ~15ULL;
+		return (uint32_t)(need > sz ? need : sz);
+	}
 	uint64_t sz = t ? (uint64_t)t->size * 2 : RMQ_SEG_MIN;
 	uint32_t cap = seg_cap(log);
 	if (sz > cap)
 		sz = cap;
-	uint64_t need = ((uint64_t)rlen + sizeof(struct slot) + 15) & ~15ULL;
+	uint64_t need = ((uint64_t)rlen + RMQ_SLOT_MEM + 15) & ~15ULL;
 	if (need > sz)
 		sz = need;
 	return (uint32_t)sz;
@@ -173,11 +401,20 @@ void rmq_log_fini(struct rmq_log *log)
 		s = atomic_load(&log->tail);
 	while (s) {
 		struct rmq_seg *n = atomic_load(&s->next);
-		free(s);
+		seg_free(s);
 		s = n;
 	}
 	atomic_store(&log->head, NULL);
 	atomic_store(&log->tail, NULL);
+	if (log->disk) {
+		ld_put(log->disk);
+		log->disk = NULL;
+	}
+}
+
+void rmq_log_set_maxage(struct rmq_log *log, uint64_t ms)
+{
+	log->maxage_ms = ms;
 }
 
 /* Reserves rlen bytes and one slot in s. Returns 0 and (idx, off), or -1 if
@@ -190,7 +427,7 @@ static int seg_reserve(struct rmq_seg *s, uint32_t rlen, uint32_t *idx, uint32_t
 			return -1;
 		uint64_t cnt = W_COUNT(w), used = W_BYTES(w);
 		if (cnt + 1 > W_COUNT_MAX ||
-		    used + rlen + (cnt + 1) * sizeof(struct slot) > s->size) {
+		    used + rlen + (cnt + 1) * s->stride > s->size) {
 			if (atomic_compare_exchange_weak_explicit(&s->word, &w, w | W_SEALED,
 								  memory_order_acq_rel,
 								  memory_order_relaxed))
@@ -215,7 +452,7 @@ static int seg_reserve_n(struct rmq_seg *s, uint64_t bytes, uint32_t n, uint32_t
 	for (;;) {
 		uint64_t cnt = W_COUNT(w), used = W_BYTES(w);
 		if ((w & W_SEALED) || cnt + n > W_COUNT_MAX ||
-		    used + bytes + (cnt + n) * sizeof(struct slot) > s->size)
+		    used + bytes + (cnt + n) * s->stride > s->size)
 			return -1;
 		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w + n * W_ONE + bytes,
 							  memory_order_acq_rel,
@@ -227,6 +464,19 @@ static int seg_reserve_n(struct rmq_seg *s, uint64_t bytes, uint32_t n, uint32_t
 	}
 }
 
+/* A disk record's checksum, and the note that the log has unsynced
+ * bytes (the first commit after a sync round takes the time). */
+static void disk_commit(struct rmq_seg *s, struct slot *sl, uint32_t off, uint32_t rlen,
+			uint32_t poff, uint32_t plen)
+{
+	sl->crc = rmq_slot_crc(s->data + off, rlen, off, poff, plen);
+	struct rmq_log_disk *ld = s->dk->ld;
+	if (atomic_load_explicit(&ld->dirty_ms, memory_order_relaxed) == 0) {
+		uint64_t z = 0;
+		atomic_compare_exchange_strong(&ld->dirty_ms, &z, rmq_now_ms() | 1);
+	}
+}
+
 static inline void seg_commit(struct rmq_seg *s, uint32_t idx, uint32_t off, uint32_t rlen,
 			      uint32_t poff, uint32_t plen)
 {
@@ -234,28 +484,36 @@ static inline void seg_commit(struct rmq_seg *s, uint32_t idx, uint32_t off, uin
 	sl->off = off;
 	sl->poff = poff;
 	sl->plen = plen;
+	if (RMQ_UNLIKELY(s->dk != NULL))
+		disk_commit(s, sl, off, rlen, poff, plen);
 	/* Pairs with the load-acquire in rmq_log_peek(): the record bytes and
 	 * slot fields above are visible to any reader that sees len != 0. */
 	atomic_store_explicit(&sl->len, rlen, memory_order_release);
 }
 
-/* Trims head segments until retained + room <= capacity. Returns 1 when
- * that holds (or nothing more can be trimmed because only the tail is
- * left), 0 when a durable reader's hold stops it under REJECT, -1 when
- * another thread is trimming. */
-static int trim_try(struct rmq_log *log, uint64_t room)
+/* Trims head segments until retained + room <= capacity and, when now_ms
+ * is given, none is older than maxage. Returns 1 when that holds (or
+ * nothing more can be trimmed because only the tail is left), 0 when a
+ * durable reader's hold stops it under REJECT, -1 when another thread is
+ * trimming. *dropped_segs counts the segments it removed. */
+static int trim_try(struct rmq_log *log, uint64_t room, uint64_t now_ms, unsigned *dropped_segs)
 {
 	if (atomic_exchange_explicit(&log->trimming, 1, memory_order_acquire))
 		return -1;
 	uint64_t hold = UINT64_MAX;
 	int have_hold = 0, ok = 1;
-	while (atomic_load(&log->retained) + room > log->capacity) {
+	for (;;) {
 		struct rmq_seg *h = atomic_load_explicit(&log->head, memory_order_acquire);
 		if (!h)
 			break;
 		struct rmq_seg *nx = atomic_load_explicit(&h->next, memory_order_acquire);
 		if (!nx)
 			break; /* never trim the tail */
+		/* h's newest record is no newer than nx's creation. */
+		bool old = now_ms && log->maxage_ms && nx->created_ms &&
+			   nx->created_ms + log->maxage_ms <= now_ms;
+		if (!old && atomic_load(&log->retained) + room <= log->capacity)
+			break;
 		uint64_t cnt = W_COUNT(atomic_load(&h->word)); /* sealed: final */
 		uint64_t last = h->base + cnt;
 		if (!have_hold && log->hold) {
@@ -276,9 +534,19 @@ static int trim_try(struct rmq_log *log, uint64_t room)
 		/* Order matters, see the table at the top of this file. */
 		atomic_store_explicit(&log->head_base, nx->base, memory_order_release);
 		atomic_store_explicit(&log->head, nx, memory_order_release);
-		atomic_fetch_sub(&log->retained, h->size);
-		TOT(log, retained, -(int64_t)h->size);
+		atomic_fetch_sub(&log->retained, h->acct);
+		TOT(log, retained, -(int64_t)h->acct);
+		if (h->dk) {
+			/* Unlinked now, in head order (the mapping stays valid
+			 * for readers until the grace period): the directory
+			 * always holds a gap-free run of segments, so recovery
+			 * can take a gap for damage. */
+			(void)unlinkat(h->dk->ld->dirfd, h->dk->f.name, 0);
+			atomic_fetch_add(&h->dk->ld->st_deleted, 1);
+		}
 		urcu_qsbr_call_rcu(&h->rcu, seg_free_rcu);
+		if (dropped_segs)
+			(*dropped_segs)++;
 	}
 	atomic_store_explicit(&log->trimming, 0, memory_order_release);
 	return ok;
@@ -286,22 +554,57 @@ static int trim_try(struct rmq_log *log, uint64_t room)
 
 void rmq_log_trim(struct rmq_log *log, uint64_t room)
 {
-	(void)trim_try(log, room);
+	(void)trim_try(log, room, 0, NULL);
+}
+
+unsigned rmq_log_trim_age(struct rmq_log *log, uint64_t now_ms)
+{
+	unsigned n = 0;
+	if (log->maxage_ms)
+		(void)trim_try(log, 0, now_ms ? now_ms : 1, &n);
+	return n;
+}
+
+/* Disk segments are created by one producer at a time (ld->creating):
+ * files are named by base, so two producers racing to open the next one
+ * would collide on its name. The others wait here until the new segment
+ * is linked after t (then they retry and append to it) or the creator gave
+ * up (then they retry and try themselves, and get its error). No timeout:
+ * fallocate may wait behind a journal commit when the disk is busy. */
+static void disk_wait_creator(struct rmq_log *log, struct rmq_seg *t)
+{
+	for (;;) {
+		struct rmq_seg *cur = t ? atomic_load_explicit(&t->next, memory_order_acquire)
+					: atomic_load_explicit(&log->tail, memory_order_acquire);
+		if (cur || !atomic_load_explicit(&log->disk->creating, memory_order_acquire))
+			return;
+		for (int i = 0; i < 64; i++)
+			ck_pr_stall();
+		sched_yield();
+	}
 }
 
 int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 {
 	/* A record gets at most a segment of its own, rounded up to 16 bytes
 	 * (seg_next_size): that must fit in the capacity. */
+	size_t need = log->disk ? RMQ_SEGF_HDR + len + RMQ_SLOT_DISK : len + RMQ_SLOT_MEM;
 	if (len < log->min_record || len > (1u << 30) ||
-	    ((len + sizeof(struct slot) + 15) & ~(size_t)15) > log->capacity)
+	    ((need + 15) & ~(size_t)15) > log->capacity)
 		return -EMSGSIZE;
 	uint32_t rlen = (uint32_t)len, idx, off;
 
 	for (;;) {
 		struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
 		if (RMQ_LIKELY(t != NULL)) {
+			/* A failed fsync is sticky: nothing more goes in. */
+			if (RMQ_UNLIKELY(t->dk != NULL) &&
+			    atomic_load_explicit(&t->dk->ld->failed, memory_order_relaxed))
+				return -RMQ_LOG_EIO;
 			if (RMQ_LIKELY(seg_reserve(t, rlen, &idx, &off) == 0)) {
+				if (RMQ_UNLIKELY(t->dk != NULL))
+					disk_prefault(t, (uint64_t)off + rlen,
+						      (uint64_t)(idx + 1) * RMQ_SLOT_DISK);
 				res->seg = t;
 				res->idx = idx;
 				res->off = off;
@@ -317,9 +620,11 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			}
 		}
 		/* Slow path, once per segment: make room, then link a new one. */
+		if (RMQ_UNLIKELY(log->disk != NULL) && atomic_load(&log->disk->failed))
+			return -RMQ_LOG_EIO;
 		uint32_t size = seg_next_size(log, t, rlen);
 		if (atomic_load(&log->retained) + size > log->capacity) {
-			int tr = trim_try(log, size);
+			int tr = trim_try(log, size, 0, NULL);
 			if (tr == 0) {
 				atomic_fetch_add(&log->rejected, 1);
 				TOT(log, rejected, 1);
@@ -345,9 +650,31 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			}
 		}
 		uint64_t base = t ? t->base + W_COUNT(atomic_load(&t->word)) : 0;
-		struct rmq_seg *s = seg_new(log, size, base);
-		if (!s)
-			return -ENOMEM;
+		struct rmq_seg *s;
+		if (log->disk) {
+			struct rmq_log_disk *ld = log->disk;
+			if (atomic_exchange_explicit(&ld->creating, 1, memory_order_acquire)) {
+				disk_wait_creator(log, t);
+				continue;
+			}
+			/* Only the holder of `creating` links a disk segment:
+			 * recheck that t is still the last one. */
+			if (t ? atomic_load_explicit(&t->next, memory_order_acquire)
+			      : atomic_load_explicit(&log->tail, memory_order_acquire)) {
+				atomic_store_explicit(&ld->creating, 0, memory_order_release);
+				continue;
+			}
+			int err = 0;
+			s = seg_new_disk(log, size, base, &err);
+			if (!s) {
+				atomic_store_explicit(&ld->creating, 0, memory_order_release);
+				return err;
+			}
+		} else {
+			s = seg_new(log, size, base);
+			if (!s)
+				return -ENOMEM;
+		}
 		/* Our record is record 0 of the new segment: whoever links a
 		 * segment makes progress, and no segment is ever empty. */
 		atomic_store_explicit(&s->word, W_ONE + rlen, memory_order_relaxed);
@@ -367,16 +694,22 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			if (linked)
 				atomic_compare_exchange_strong(&log->tail, &t, s);
 		}
-		if (!linked) {
+		bool disk = s->dk != NULL;
+		if (!linked) { /* (a disk segment is always linked: see above) */
 			atomic_fetch_sub(&log->retained, size);
 			TOT(log, retained, -(int64_t)size);
-			free(s); /* never published: no grace period needed */
-			continue;
+			if (disk)
+				(void)unlinkat(log->disk->dirfd, s->dk->f.name, 0);
+			seg_free(s); /* never published: no grace period needed */
 		}
+		if (disk)
+			atomic_store_explicit(&log->disk->creating, 0, memory_order_release);
+		if (!linked)
+			continue;
 		/* The old tail is a head segment now and may be trimmed: retained
 		 * goes back within the capacity (see the check above). */
 		if (atomic_load(&log->retained) > log->capacity)
-			(void)trim_try(log, 0);
+			(void)trim_try(log, 0, 0, NULL);
 		res->seg = s;
 		res->idx = 0;
 		res->off = 0;
@@ -400,8 +733,13 @@ int rmq_log_reserve_n(struct rmq_log *log, size_t bytes, uint32_t n, struct rmq_
 		return -EMSGSIZE;
 	struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
 	uint32_t idx, off;
-	if (!t || bytes > t->size || seg_reserve_n(t, bytes, n, &idx, &off) != 0)
+	if (!t || bytes > t->size ||
+	    (RMQ_UNLIKELY(t->dk != NULL) &&
+	     atomic_load_explicit(&t->dk->ld->failed, memory_order_relaxed)) ||
+	    seg_reserve_n(t, bytes, n, &idx, &off) != 0)
 		return -EAGAIN;
+	if (RMQ_UNLIKELY(t->dk != NULL))
+		disk_prefault(t, (uint64_t)off + bytes, (uint64_t)(idx + n) * RMQ_SLOT_DISK);
 	res->seg = t;
 	res->idx = idx;
 	res->off = off;
@@ -550,6 +888,11 @@ uint32_t rmq_log_peek(struct rmq_log *log, struct rmq_cursor *cur, struct rmq_ba
 		if (!cur->seg)
 			return 0;
 	}
+	/* With durable_reads, nothing past the durable watermark (pairs with
+	 * its store-release in rmq_log_sync). */
+	uint64_t lim = UINT64_MAX;
+	if (RMQ_UNLIKELY(log->disk != NULL) && log->disk->durable_reads)
+		lim = atomic_load_explicit(&log->disk->durable_seq, memory_order_acquire);
 	for (;;) {
 		struct rmq_seg *s = cur->seg;
 		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
@@ -562,6 +905,11 @@ uint32_t rmq_log_peek(struct rmq_log *log, struct rmq_cursor *cur, struct rmq_ba
 			cur->base = nx->base;
 			cur->idx = 0;
 			continue;
+		}
+		if (RMQ_UNLIKELY(s->base + cnt > lim)) {
+			cnt = lim > s->base ? lim - s->base : 0;
+			if (cur->idx >= cnt)
+				return 0;
 		}
 		uint32_t i = cur->idx, k = 0;
 		size_t bytes = 0;
@@ -603,4 +951,554 @@ void rmq_batch_payload(const struct rmq_batch *b, uint32_t i, const char **p, ui
 uint32_t rmq_batch_reclen(const struct rmq_batch *b, uint32_t i)
 {
 	return atomic_load_explicit(&seg_slot(b->seg, b->first + i)->len, memory_order_relaxed);
+}
+
+/* --- disk logs: sync --- */
+
+int (*rmq_log_sync_hook)(int fd, bool datasync);
+
+static int do_sync(int fd, bool datasync)
+{
+	if (rmq_log_sync_hook)
+		return rmq_log_sync_hook(fd, datasync);
+	return datasync ? fdatasync(fd) : fsync(fd);
+}
+
+struct sync_job {
+	struct segdisk *dk;
+	uint32_t committed; /* records this round makes durable */
+	uint32_t hdr_val;   /* what it wrote to the header before syncing */
+};
+
+int rmq_log_sync(struct rmq_log *log, bool offline)
+{
+	struct rmq_log_disk *ld = log->disk;
+	if (!ld)
+		return 0;
+	if (offline) {
+		urcu_qsbr_thread_offline();
+		pthread_mutex_lock(&ld->sync_lock);
+		urcu_qsbr_thread_online();
+	} else {
+		pthread_mutex_lock(&ld->sync_lock);
+	}
+	if (atomic_load(&ld->failed)) {
+		pthread_mutex_unlock(&ld->sync_lock);
+		return -RMQ_LOG_EIO;
+	}
+	/* Commits from here on mark the log dirty again. */
+	atomic_store(&ld->dirty_ms, 0);
+	int dird = atomic_exchange(&ld->dir_dirty, 0);
+
+	/* Walk from the first segment not fully synced, like a reader. */
+	struct sync_job small[8], *jobs = small;
+	size_t nj = 0, cap = 8;
+	bool data = false;
+	uint64_t target = atomic_load(&ld->durable_seq);
+	uint64_t hb = atomic_load_explicit(&log->head_base, memory_order_acquire);
+	struct rmq_seg *s = ld->sync_seg;
+	if (!s || ld->sync_base < hb)
+		s = atomic_load_explicit(&log->head, memory_order_acquire);
+	bool front = true;
+	while (s) {
+		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+		uint32_t cnt = (uint32_t)W_COUNT(w);
+		struct segdisk *dk = s->dk;
+		uint32_t i = dk->durable;
+		while (i < cnt && atomic_load_explicit(&seg_slot(s, i)->len, memory_order_acquire) != 0)
+			i++;
+		struct rmq_seg *nx = (w & W_SEALED) ? atomic_load_explicit(&s->next, memory_order_acquire)
+						    : NULL;
+		bool full = i == cnt && nx;
+		if (front && full && dk->durable == cnt && dk->hdr_durable == cnt) {
+			/* Records and header final on disk: never again. */
+			ld->sync_seg = nx;
+			ld->sync_base = nx->base;
+			s = nx;
+			continue;
+		}
+		front = false;
+		if (i > dk->durable || dk->hdr_durable != dk->durable) {
+			if (nj == cap) {
+				cap *= 2;
+				struct sync_job *nv = rmq_malloc(cap * sizeof(*nv));
+				memcpy(nv, jobs, nj * sizeof(*nv));
+				if (jobs != small)
+					free(jobs);
+				jobs = nv;
+			}
+			/* The header gets what the previous round made durable:
+			 * never ahead of the data (see segfile.h). */
+			atomic_store_explicit(&rmq_segf_hdr(&dk->f)->synced, dk->durable,
+					      memory_order_relaxed);
+			jobs[nj++] = (struct sync_job){ dk, i, dk->durable };
+			if (i > dk->durable)
+				data = true;
+		}
+		target = s->base + i;
+		if (!full)
+			break;
+		s = nx;
+	}
+	int rc = 0;
+	if (data || dird) {
+		for (size_t k = 0; k < nj; k++)
+			atomic_fetch_add(&jobs[k].dk->refs, 1);
+		if (offline)
+			urcu_qsbr_thread_offline();
+		uint64_t t0 = rmq_now_ns(), calls = 0;
+		/* The directory first: a new segment's name must be on disk
+		 * before its records count as synced. */
+		if (dird) {
+			calls++;
+			if (do_sync(ld->dirfd, false) != 0) {
+				ld_error(ld, true, "fsync", NULL, errno);
+				rc = -RMQ_LOG_EIO;
+			}
+		}
+		for (size_t k = 0; k < nj && rc == 0; k++) {
+			calls++;
+			if (do_sync(jobs[k].dk->f.fd, true) != 0) {
+				ld_error(ld, true, "fdatasync", jobs[k].dk->f.name, errno);
+				rc = -RMQ_LOG_EIO;
+			}
+		}
+		atomic_fetch_add(&ld->st_fsyncs, calls);
+		atomic_fetch_add(&ld->st_sync_ns, rmq_now_ns() - t0);
+		atomic_fetch_add(&ld->st_syncs, 1);
+		if (offline)
+			urcu_qsbr_thread_online();
+		for (size_t k = 0; k < nj; k++) {
+			if (rc == 0) {
+				jobs[k].dk->hdr_durable = jobs[k].hdr_val;
+				jobs[k].dk->durable = jobs[k].committed;
+			}
+			dk_put(jobs[k].dk);
+		}
+		if (rc == 0 && target > atomic_load(&ld->durable_seq))
+			atomic_store_explicit(&ld->durable_seq, target, memory_order_release);
+	}
+	if (jobs != small)
+		free(jobs);
+	/* Records committed but behind an uncommitted one were not covered:
+	 * the log is still dirty. */
+	if (rc == 0 && rmq_log_next_seq(log) - 1 > target) {
+		uint64_t z = 0;
+		atomic_compare_exchange_strong(&ld->dirty_ms, &z, rmq_now_ms() | 1);
+	}
+	pthread_mutex_unlock(&ld->sync_lock);
+	return rc;
+}
+
+bool rmq_log_sync_pending(struct rmq_log *log)
+{
+	struct rmq_log_disk *ld = log->disk;
+	return ld && !atomic_load(&ld->failed) &&
+	       (atomic_load_explicit(&ld->dirty_ms, memory_order_relaxed) != 0 ||
+		atomic_load_explicit(&ld->dir_dirty, memory_order_relaxed) != 0);
+}
+
+uint64_t rmq_log_durable_seq(struct rmq_log *log)
+{
+	if (!log->disk)
+		return rmq_log_next_seq(log) - 1;
+	return atomic_load_explicit(&log->disk->durable_seq, memory_order_acquire);
+}
+
+uint64_t rmq_log_unsynced_age_ms(struct rmq_log *log, uint64_t now_ms)
+{
+	if (!log->disk)
+		return 0;
+	uint64_t d = atomic_load_explicit(&log->disk->dirty_ms, memory_order_relaxed);
+	return d && now_ms > d ? now_ms - d : 0;
+}
+
+int rmq_log_disk_error(struct rmq_log *log, char *buf, size_t len, bool *sticky)
+{
+	struct rmq_log_disk *ld = log->disk;
+	if (len)
+		buf[0] = '\0';
+	if (sticky)
+		*sticky = false;
+	if (!ld)
+		return 0;
+	pthread_mutex_lock(&ld->err_lock);
+	int e = ld->err;
+	if (e && len)
+		snprintf(buf, len, "%s", ld->errtext);
+	if (sticky)
+		*sticky = ld->err_sticky;
+	pthread_mutex_unlock(&ld->err_lock);
+	return e;
+}
+
+void rmq_log_disk_stats(struct rmq_log *log, struct rmq_log_disk_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	struct rmq_log_disk *ld = log->disk;
+	if (!ld)
+		return;
+	st->syncs = atomic_load(&ld->st_syncs);
+	st->fsyncs = atomic_load(&ld->st_fsyncs);
+	st->sync_ns = atomic_load(&ld->st_sync_ns);
+	st->segs_created = atomic_load(&ld->st_created);
+	st->segs_deleted = atomic_load(&ld->st_deleted);
+	st->create_errors = atomic_load(&ld->st_create_errors);
+	st->disk_full = atomic_load(&ld->st_disk_full);
+}
+
+/* --- disk logs: open and recover --- */
+
+struct rfile {
+	struct rmq_segf f;
+	uint64_t base;
+	bool ok;           /* header intact */
+	uint32_t count;    /* intact records from the start */
+	uint64_t bytes;
+	uint64_t synced;   /* header's lower bound on durable records */
+	bool blank;        /* header never written (crash at creation) */
+	char why[96];
+};
+
+static int cmp_rfile(const void *a, const void *b)
+{
+	const struct rfile *x = a, *y = b;
+	return x->base < y->base ? -1 : x->base > y->base;
+}
+
+static void rec_report(const struct rmq_log_disk_conf *conf, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void rec_report(const struct rmq_log_disk_conf *conf, const char *fmt, ...)
+{
+	if (!conf->report)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	conf->report(conf->report_ctx, msg);
+}
+
+/* Slots past the last intact record that still claim one: what a crash
+ * left half-written (uncommitted holes make runs of zero slots between
+ * committed ones, so the scan goes on past short zero runs). */
+static void count_torn(const struct rfile *r, uint64_t *recs, uint64_t *bytes)
+{
+	uint64_t dsize = r->f.size - RMQ_SEGF_HDR, maxs = dsize / RMQ_SLOT_DISK;
+	uint32_t zeros = 0;
+	for (uint64_t i = r->count; i < maxs && zeros < 4096; i++) {
+		if ((i + 1) * RMQ_SLOT_DISK + r->bytes > dsize)
+			break;
+		const struct rmq_slot *sl = rmq_segf_slot(&r->f, (uint32_t)i);
+		uint32_t len = atomic_load_explicit(&sl->len, memory_order_relaxed);
+		/* Only what could be a slot: its record after the intact ones
+		 * and below itself (past them, the scan may be reading record
+		 * bytes). */
+		if (len == 0 || sl->off < r->bytes ||
+		    (uint64_t)sl->off + len > dsize - (i + 1) * RMQ_SLOT_DISK ||
+		    (uint64_t)sl->poff + sl->plen > len) {
+			zeros++;
+			continue;
+		}
+		zeros = 0;
+		(*recs)++;
+		*bytes += len;
+	}
+}
+
+static void ld_init(struct rmq_log_disk *ld)
+{
+	atomic_init(&ld->refs, 1);
+	pthread_mutex_init(&ld->sync_lock, NULL);
+	pthread_mutex_init(&ld->err_lock, NULL);
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
+		      struct rmq_log_recovery *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	uint64_t t0 = rmq_now_ns();
+	if (!conf->dir || log->disk || atomic_load(&log->tail) ||
+	    conf->seg_max > RMQ_DISK_SEG_LIMIT || (conf->seg_max && conf->seg_max < RMQ_SEG_MIN)) {
+		snprintf(rec->error, sizeof(rec->error), "bad disk log configuration");
+		return -EINVAL;
+	}
+	int dirfd = open(conf->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		int e = errno;
+		snprintf(rec->error, sizeof(rec->error), "open %s: %s", conf->dir, strerror(e));
+		return -e;
+	}
+	int dfd2 = dup(dirfd);
+	DIR *d = dfd2 >= 0 ? fdopendir(dfd2) : NULL;
+	if (!d) {
+		int e = errno;
+		if (dfd2 >= 0)
+			close(dfd2);
+		close(dirfd);
+		snprintf(rec->error, sizeof(rec->error), "read %s: %s", conf->dir, strerror(e));
+		return -e;
+	}
+	struct rfile *rf = NULL;
+	size_t n = 0, cap = 0;
+	const struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		uint64_t base;
+		if (rmq_segf_parse_name(de->d_name, &base) != 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			rf = rmq_realloc(rf, cap * sizeof(*rf));
+		}
+		memset(&rf[n], 0, sizeof(rf[n]));
+		rf[n].f.fd = -1;
+		rf[n].base = base;
+		rmq_segf_name(base, rf[n].f.name);
+		n++;
+	}
+	closedir(d);
+	if (n)
+		qsort(rf, n, sizeof(*rf), cmp_rfile);
+
+	int rc = 0;
+	/* Map every file; a damaged header is damage at that file's start. */
+	for (size_t k = 0; k < n && rc == 0; k++) {
+		char name[RMQ_SEGF_NAME_LEN];
+		memcpy(name, rf[k].f.name, sizeof(name));
+		int orc = rmq_segf_open(dirfd, name, conf->topic_id, &rf[k].f, rf[k].why,
+					sizeof(rf[k].why));
+		if (orc == -EBADMSG || orc == -ENODATA) {
+			rf[k].blank = orc == -ENODATA;
+			rf[k].f.fd = -1;
+			rf[k].f.map = NULL;
+			memcpy(rf[k].f.name, name, sizeof(name));
+			continue;
+		}
+		if (orc < 0) {
+			snprintf(rec->error, sizeof(rec->error), "segment %s/%s: %s", conf->dir, name,
+				 rf[k].why);
+			rc = orc;
+			break;
+		}
+		rf[k].ok = true;
+		/* Page tables in bulk rather than a fault per page. */
+		if (madvise(rf[k].f.map, rf[k].f.size, MADV_POPULATE_READ) != 0)
+			(void)madvise(rf[k].f.map, rf[k].f.size, MADV_WILLNEED);
+		rf[k].synced = atomic_load_explicit(&rmq_segf_hdr(&rf[k].f)->synced,
+						   memory_order_relaxed);
+	}
+	/* Validate, and find the first damage: a segment with fewer intact
+	 * records than the next one's base implies, a damaged header, or a
+	 * last segment with fewer intact records than its header says were
+	 * synced. */
+	size_t cut = n; /* first damaged segment, n: none */
+	for (size_t k = 0; k < n && rc == 0; k++) {
+		if (!rf[k].ok) {
+			cut = k;
+			break;
+		}
+		uint32_t max = UINT32_MAX;
+		if (k + 1 < n) {
+			uint64_t exp = rf[k + 1].base - rf[k].base;
+			max = exp < UINT32_MAX ? (uint32_t)exp : UINT32_MAX;
+		}
+		rf[k].count = rmq_segf_scan(&rf[k].f, max, &rf[k].bytes);
+		if ((k + 1 < n && rf[k].count < max) || rf[k].count < rf[k].synced) {
+			cut = k;
+			break;
+		}
+	}
+	if (rc == 0 && cut < n) {
+		/* Damage below a synced record (its own header's count, or any
+		 * later segment having synced something) is corruption; past
+		 * them, it is what a crash leaves and is cut off. */
+		struct rfile *r = &rf[cut];
+		/* A damaged (not blank) header is corruption wherever it is. */
+		bool corrupt = r->ok ? r->count < r->synced : !r->blank;
+		for (size_t j = cut + 1; j < n && !corrupt; j++)
+			corrupt = rf[j].ok && rf[j].synced > 0;
+		uint64_t off = RMQ_SEGF_HDR + r->bytes;
+		char what[160];
+		if (!r->ok)
+			snprintf(what, sizeof(what), "header damaged (%s) at byte offset 0", r->why);
+		else
+			snprintf(what, sizeof(what),
+				 "record %" PRIu64 " (seq %" PRIu64 ") at byte offset %" PRIu64
+				 " is damaged or missing", (uint64_t)r->count,
+				 r->base + r->count + 1, off);
+		if (corrupt && !conf->repair) {
+			snprintf(rec->error, sizeof(rec->error),
+				 "segment %s/%s: %s, before data that was synced (use repair to "
+				 "truncate there)", conf->dir, r->f.name, what);
+			rc = -EBADMSG;
+		} else {
+			uint64_t lr = 0, lb = 0;
+			if (r->ok)
+				count_torn(r, &lr, &lb);
+			for (size_t j = cut + 1; j < n; j++) {
+				if (rf[j].ok) {
+					uint64_t b = 0;
+					lr += rmq_segf_scan(&rf[j].f, UINT32_MAX, &b);
+					lb += b;
+				}
+			}
+			if (corrupt) {
+				rec->repaired_records += lr;
+				rec->repaired_bytes += lb;
+			} else {
+				rec->truncated_records += lr;
+				rec->truncated_bytes += lb;
+			}
+			rec_report(conf, "segment %s/%s: %s: %s %" PRIu64 " records (%" PRIu64
+				   " bytes) from there on", conf->dir, r->f.name, what,
+				   corrupt ? "repair: cut off" : "torn tail: truncated", lr, lb);
+			/* Later files go, in reverse so that a crash here leaves
+			 * a gap-free run; a damaged header takes its file. */
+			size_t keep = r->ok ? cut + 1 : cut;
+			for (size_t j = n; j-- > keep;) {
+				rmq_segf_close(&rf[j].f);
+				(void)unlinkat(dirfd, rf[j].f.name, 0);
+			}
+			if (r->ok && r->synced > r->count) {
+				/* Repaired: its header must stop claiming more. */
+				atomic_store(&rmq_segf_hdr(&r->f)->synced, r->count);
+				r->synced = r->count;
+				(void)fdatasync(r->f.fd);
+			}
+			(void)fsync(dirfd);
+			n = keep;
+		}
+	}
+	if (rc == 0 && cut == n && n > 0) {
+		/* The last segment ended where expected, but records committed
+		 * past an uncommitted one (a producer killed between reserve
+		 * and commit) are cut off with it. */
+		uint64_t lr = 0, lb = 0;
+		count_torn(&rf[n - 1], &lr, &lb);
+		if (lr) {
+			rec->truncated_records += lr;
+			rec->truncated_bytes += lb;
+			rec_report(conf, "segment %s/%s: torn tail: truncated %" PRIu64
+				   " records (%" PRIu64 " bytes) after record %" PRIu64,
+				   conf->dir, rf[n - 1].f.name, lr, lb, (uint64_t)rf[n - 1].count);
+		}
+	}
+	/* An empty last segment after others adds nothing: its base is
+	 * implied by the one before. A log whose only files were damaged
+	 * keeps its sequence numbers with a fresh empty file at their base. */
+	uint64_t keep_base = n == 0 && cut == 0 && rf ? rf[0].base : 0;
+	if (rc == 0 && n > 1 && rf[n - 1].count == 0) {
+		rmq_segf_close(&rf[n - 1].f);
+		(void)unlinkat(dirfd, rf[n - 1].f.name, 0);
+		rec_report(conf, "segment %s/%s: empty, removed", conf->dir, rf[n - 1].f.name);
+		n--;
+	}
+	if (rc == 0 && n == 0 && keep_base) {
+		rf[0].f.fd = -1;
+		int crc = rmq_segf_create(dirfd, keep_base, RMQ_SEG_MIN, conf->topic_id,
+					  rmq_log_wall_ms(), &rf[0].f);
+		if (crc < 0) {
+			snprintf(rec->error, sizeof(rec->error), "segment %s: recreating base %" PRIu64
+				 ": %s", conf->dir, keep_base, strerror(-crc));
+			rc = crc;
+		} else {
+			rf[0].ok = true;
+			rf[0].base = keep_base;
+			rf[0].count = 0;
+			rf[0].bytes = 0;
+			rf[0].synced = 0;
+			n = 1;
+		}
+	}
+	if (rc != 0) {
+		for (size_t k = 0; k < n; k++)
+			rmq_segf_close(&rf[k].f);
+		free(rf);
+		close(dirfd);
+		return rc;
+	}
+
+	struct rmq_log_disk *ld = calloc(1, sizeof(*ld));
+	char *dir = strdup(conf->dir);
+	if (!ld || !dir) {
+		free(ld);
+		free(dir);
+		for (size_t k = 0; k < n; k++)
+			rmq_segf_close(&rf[k].f);
+		free(rf);
+		close(dirfd);
+		snprintf(rec->error, sizeof(rec->error), "out of memory");
+		return -ENOMEM;
+	}
+	ld_init(ld);
+	ld->dirfd = dirfd;
+	ld->dir = dir;
+	ld->topic_id = conf->topic_id;
+	ld->seg_max = conf->seg_max ? conf->seg_max & ~15u : RMQ_DISK_SEG_DEFAULT;
+	ld->durable_reads = conf->durable_reads;
+
+	/* Link the recovered segments, all sealed: appends open a new file,
+	 * so recovered files are never appended to (their unused middle is
+	 * given back to the file system). */
+	struct rmq_seg *prev = NULL;
+	uint64_t durable = 0;
+	bool contiguous = true;
+	for (size_t k = 0; k < n; k++) {
+		struct rfile *r = &rf[k];
+		struct rmq_seg *s = rmq_malloc(sizeof(*s));
+		struct segdisk *dk = rmq_calloc(1, sizeof(*dk));
+		dk->f = r->f;
+		dk->ld = ld;
+		atomic_fetch_add(&ld->refs, 1);
+		atomic_init(&dk->refs, 1);
+		dk->durable = dk->hdr_durable = (uint32_t)(r->synced < r->count ? r->synced : r->count);
+		memset(s, 0, sizeof(*s));
+		s->base = r->base;
+		s->data = r->f.map + RMQ_SEGF_HDR;
+		s->end = r->f.map + r->f.size;
+		s->size = (uint32_t)(r->f.size - RMQ_SEGF_HDR);
+		s->stride = RMQ_SLOT_DISK;
+		s->dk = dk;
+		s->acct = (uint32_t)r->f.size;
+		s->created_ms = rmq_segf_hdr(&r->f)->created_ms;
+		atomic_init(&s->word, W_SEALED | ((uint64_t)r->count << W_COUNT_SHIFT) | r->bytes);
+		atomic_init(&s->next, NULL);
+		if (k + 1 == n) {
+			uint64_t lo = (RMQ_SEGF_HDR + r->bytes + 4095) & ~4095ull;
+			uint64_t hi = (r->f.size - (uint64_t)(r->count + 4096) * RMQ_SLOT_DISK) & ~4095ull;
+			if (r->f.size > (uint64_t)(r->count + 4096) * RMQ_SLOT_DISK && hi > lo)
+				(void)fallocate(r->f.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						(off_t)lo, (off_t)(hi - lo));
+		}
+		if (prev)
+			atomic_store(&prev->next, s);
+		else
+			atomic_store(&log->head, s);
+		prev = s;
+		atomic_fetch_add(&log->retained, s->acct);
+		if (contiguous) {
+			durable = r->base + dk->durable;
+			contiguous = dk->durable == r->count;
+		}
+		rec->segments++;
+		rec->records += r->count;
+		rec->bytes += r->bytes;
+	}
+	free(rf);
+	if (prev) {
+		atomic_store(&log->tail, prev);
+		atomic_store(&log->head_base, atomic_load(&log->head)->base);
+	}
+	atomic_store(&ld->durable_seq, durable);
+	ld->sync_seg = atomic_load(&log->head);
+	ld->sync_base = ld->sync_seg ? ld->sync_seg->base : 0;
+	log->disk = ld;
+	rec->ns = rmq_now_ns() - t0;
+	return 0;
 }

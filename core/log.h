@@ -31,11 +31,22 @@
  * included) never exceeds the capacity, however small, once an append
  * returns: a record too big to share the capacity with the tail segment
  * evicts it (under REJECT it is refused if a durable reader holds it).
+ *
+ * Disk logs (rmq_log_open_disk): the same log whose segments are files, one
+ * per segment, preallocated and mapped MAP_SHARED (format in segfile.h), so
+ * the append and read paths are the memory ones plus a CRC-32C per record
+ * computed at commit. Segment files grow like memory segments (4 KiB
+ * doubling, created at the first append that needs one) up to the log's
+ * roll size; retention unlinks whole files from the head. Retained bytes
+ * live in the page cache, not the heap. Durability is explicit: appends
+ * reach the page cache, rmq_log_sync makes them durable (group commit).
  */
 #ifndef RMQ_LOG_H
 #define RMQ_LOG_H
 
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -45,9 +56,26 @@
 
 #define RMQ_SEG_MIN (4u << 10)
 #define RMQ_SEG_MAX (1u << 20)
+#define RMQ_DISK_SEG_DEFAULT (64u << 20) /* roll size of disk segment files */
+#define RMQ_DISK_SEG_LIMIT (1u << 30)    /* largest roll size accepted */
+
+/* Errors of disk logs, beyond those of memory logs (all returned negated):
+ *   RMQ_LOG_EDISKFULL  no space to preallocate a new segment file: this
+ *                      append only; nothing stored is touched, and appends
+ *                      succeed again once space is freed.
+ *   RMQ_LOG_EIO        the log cannot store this append: either an fsync
+ *                      (or a directory fsync) failed earlier, which is
+ *                      sticky (every later append fails too: the kernel
+ *                      may have dropped the unsynced pages, so no later
+ *                      sync could be trusted), or creating a segment file
+ *                      failed (not sticky). rmq_log_disk_error() says
+ *                      which error and which file. */
+#define RMQ_LOG_EDISKFULL EDQUOT
+#define RMQ_LOG_EIO EIO
 
 struct rmq_seg;
 struct rmq_log;
+struct rmq_log_disk; /* private to log.c */
 
 /* Counters shared by a set of logs (a broker's), moved by each log as its
  * own counterparts move, so that totals need no walk over the logs.
@@ -71,6 +99,7 @@ struct rmq_log {
 	enum rmq_onfull onfull;
 	uint64_t capacity;
 	struct rmq_log_totals *totals; /* NULL, or see rmq_log_set_totals */
+	struct rmq_log_disk *disk;  /* NULL: a memory log */
 	/* written on segment roll / trim only */
 	_Atomic(struct rmq_seg *) head;
 	_Atomic uint64_t head_base; /* base of head: cursors below it are lost */
@@ -80,6 +109,7 @@ struct rmq_log {
 	_Atomic uint64_t rejected;  /* appends refused with -ENOSPC */
 	_Atomic int trimming;       /* try-lock: one trimmer at a time */
 	rmq_log_hold_fn hold;
+	uint64_t maxage_ms;         /* 0: no age limit (rmq_log_set_maxage) */
 };
 
 /* A reader's position. seq is the next sequence number to read. base is a
@@ -129,9 +159,11 @@ void rmq_log_fini(struct rmq_log *log);
 /* Appends one record made of the n iovecs; the payload the reader will see
  * is record bytes [poff, poff + plen). Returns the record's sequence number
  * (>= 1), or -ENOSPC (full under RMQ_ONFULL_REJECT), -EMSGSIZE (record
- * that, with its 16-byte slot and rounded up to 16 bytes, is larger than
- * the capacity, or empty or under rmq_log_set_min_record's minimum),
- * -ENOMEM. Lock-free; allocates only when a segment fills up. */
+ * that, with its slot (and, in a disk log, the file header) and rounded up
+ * to 16 bytes, is larger than the capacity, or empty or under
+ * rmq_log_set_min_record's minimum), -ENOMEM, and for disk logs
+ * -RMQ_LOG_EDISKFULL, -RMQ_LOG_EIO. Lock-free; allocates (or creates a
+ * segment file) only when a segment fills up. */
 int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n,
 		       uint32_t poff, uint32_t plen);
 
@@ -202,5 +234,125 @@ void rmq_log_trim(struct rmq_log *log, uint64_t room);
 
 /* Number of retained records (approximate under concurrent appends). */
 uint64_t rmq_log_depth(struct rmq_log *log);
+
+/* --- age retention (memory and disk logs) --- */
+
+/* Sets MAXAGE: rmq_log_trim_age drops whole segments whose newest record
+ * is older than ms milliseconds (0: no limit). Call before the log is
+ * shared, or from the thread that trims. */
+void rmq_log_set_maxage(struct rmq_log *log, uint64_t ms);
+
+/* Drops head segments whose records are all older than maxage at wall-clock
+ * time now_ms (milliseconds since the epoch; the caller passes the clock,
+ * tests pass a later one). A segment's age is that of its successor's
+ * creation, so the tail segment is never dropped. Under RMQ_ONFULL_REJECT
+ * it stops at what a durable reader still needs; under drop-oldest it
+ * counts those as dropped. Same locking as rmq_log_trim. Returns how many
+ * segments it dropped. */
+unsigned rmq_log_trim_age(struct rmq_log *log, uint64_t now_ms);
+
+/* Wall clock in milliseconds since the epoch (what segments are stamped
+ * with). */
+uint64_t rmq_log_wall_ms(void);
+
+/* --- disk logs --- */
+
+struct rmq_log_disk_conf {
+	const char *dir;       /* existing directory holding only this log's
+				* segment files (and what else the caller
+				* keeps there, e.g. metadata: ignored) */
+	uint64_t topic_id;     /* stamped in each segment, checked on open (0:
+				* not checked) */
+	uint32_t seg_max;      /* roll size in bytes, 0: RMQ_DISK_SEG_DEFAULT;
+				* at most RMQ_DISK_SEG_LIMIT */
+	bool durable_reads;    /* readers see a record only once it is synced
+				* (--fsync always) */
+	bool repair;           /* truncate at corruption instead of refusing */
+	/* Told about each notable recovery event (torn tail truncated,
+	 * repair, empty segment removed), one line without newline; may be
+	 * NULL. */
+	void (*report)(void *ctx, const char *msg);
+	void *report_ctx;
+};
+
+/* What rmq_log_open_disk found. */
+struct rmq_log_recovery {
+	uint64_t segments;          /* segment files in use */
+	uint64_t records, bytes;    /* intact records recovered, their bytes */
+	uint64_t truncated_records; /* torn tail cut off (crash artefact) */
+	uint64_t truncated_bytes;   /* recovered_truncated_bytes */
+	uint64_t repaired_records;  /* lost to --repair past a corruption */
+	uint64_t repaired_bytes;
+	uint64_t ns;                /* time taken */
+	char error[320];            /* why it failed: names file and offset */
+};
+
+/* Turns a freshly initialised, not yet shared log into a disk log backed
+ * by conf->dir, recovering what is there: segment files are mapped in
+ * order and every record is checked against its CRC. Damage past what the
+ * segment headers say was synced (a crash's torn tail, in the last
+ * segments) is cut off and counted in rec->truncated_*; damage in records
+ * known synced is corruption: refused with -EBADMSG and rec->error naming
+ * the file and byte offset, unless conf->repair (then cut there too and
+ * counted in rec->repaired_*). Files after the cut are deleted. The last
+ * segment is left sealed: appends go to a new file, and recovered files
+ * are never written again except their headers. Call rmq_log_set_min_record
+ * before. Single-threaded (the log is not shared yet); does not sync.
+ * Returns 0 or a negative errno (rec->error says what). On failure the log
+ * is still a usable, empty memory log; rmq_log_fini it as usual. */
+int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
+		      struct rmq_log_recovery *rec);
+
+static inline bool rmq_log_is_disk(const struct rmq_log *log)
+{
+	return log->disk != NULL;
+}
+
+/* Group commit: makes every record committed so far durable, from any
+ * thread's appends, with one fdatasync per segment file that has unsynced
+ * bytes (and one fsync of the directory if a segment file was created),
+ * then advances the durable watermark (and, with durable_reads, what
+ * readers see). Syncers are serialised by a mutex: a caller that waited
+ * for another's round finds little left to do. Returns 0 (also for a
+ * memory log), or -RMQ_LOG_EIO when an fsync failed now or before: the
+ * error is sticky (never retried: after a failed fsync the kernel may have
+ * dropped the dirty pages) and the log refuses appends from then on.
+ * The caller must be online; with offline set, the function goes offline
+ * around the blocking calls (so a slow disk does not hold up grace
+ * periods), which ends the caller's read-side section: the caller must
+ * then hold the log by other means (a topic reference) and may not keep
+ * RCU-protected pointers across the call. */
+int rmq_log_sync(struct rmq_log *log, bool offline);
+
+/* Whether rmq_log_sync has anything to do (cheap; any thread). */
+bool rmq_log_sync_pending(struct rmq_log *log);
+
+/* Last sequence number known durable (every record up to it is synced);
+ * next_seq - 1 for a memory log. */
+uint64_t rmq_log_durable_seq(struct rmq_log *log);
+
+/* Age in ms of the oldest committed byte not yet synced at monotonic time
+ * now_ms (rmq_now_ms()), 0 when everything is synced or for a memory log. */
+uint64_t rmq_log_unsynced_age_ms(struct rmq_log *log, uint64_t now_ms);
+
+/* The log's disk error, if any: returns its errno (0: none) and writes
+ * "<operation> <dir>/<file>: <strerror>" to buf. sticky says whether it is
+ * the sticky kind (fsync) or the last failed segment creation. */
+int rmq_log_disk_error(struct rmq_log *log, char *buf, size_t len, bool *sticky);
+
+struct rmq_log_disk_stats {
+	uint64_t syncs;          /* rounds that synced something */
+	uint64_t fsyncs;         /* fdatasync/fsync calls made */
+	uint64_t sync_ns;        /* total time in them */
+	uint64_t segs_created, segs_deleted;
+	uint64_t create_errors;  /* failed segment creations (incl. disk full) */
+	uint64_t disk_full;      /* appends refused with RMQ_LOG_EDISKFULL */
+};
+void rmq_log_disk_stats(struct rmq_log *log, struct rmq_log_disk_stats *st);
+
+/* Test hook: when set, rmq_log_sync calls it instead of fdatasync(fd)
+ * (datasync) or fsync(fd) (the directory); it returns 0 or -1 with errno
+ * set, like them. */
+extern int (*rmq_log_sync_hook)(int fd, bool datasync);
 
 #endif

@@ -1,10 +1,12 @@
 /* micro.c - ringmq-micro: ns/op of the broker's hot pieces.
  *
- *   ringmq-micro [all|topic|log|resp] [--quick] [--secs S]
+ *   ringmq-micro [all|topic|log|resp|disk] [--quick] [--secs S]
  *
  * topic: rmq_topic_lookup with 1, 1k, 100k and 1M topics in the table
  * log:   rmq_log_append with 1 and 2 producer threads
  * resp:  rmq_resp_parse of pipelined PUBLISH / MPUBLISH / PING frames
+ * disk:  disk log append vs memory, sync cost, recovery (not in "all":
+ *        it writes ~2.5 GiB to $TMPDIR)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			printf("usage: %s [all|topic|log|resp] [--quick] [--secs S]\n", argv[0]);
+			printf("usage: %s [all|topic|log|resp|disk] [--quick] [--secs S]\n", argv[0]);
 			return 0;
 		} else if (argv[i][0] != '-') {
 			which = argv[i];
@@ -48,8 +50,9 @@ int main(int argc, char **argv)
 		}
 	}
 	int all = !strcmp(which, "all");
-	if (!all && strcmp(which, "topic") != 0 && strcmp(which, "log") != 0 && strcmp(which, "resp") != 0) {
-		fprintf(stderr, "%s: unknown benchmark '%s' (all, topic, log, resp)\n", argv[0], which);
+	if (!all && strcmp(which, "topic") != 0 && strcmp(which, "log") != 0 && strcmp(which, "resp") != 0 &&
+	    strcmp(which, "disk") != 0) {
+		fprintf(stderr, "%s: unknown benchmark '%s' (all, topic, log, resp, disk)\n", argv[0], which);
 		return 2;
 	}
 	if (all || !strcmp(which, "topic"))
@@ -58,5 +61,7 @@ int main(int argc, char **argv)
 		micro_log();
 	if (all || !strcmp(which, "resp"))
 		micro_resp();
+	if (!strcmp(which, "disk"))
+		micro_disk();
 	return 0;
 }

@@ -41,5 +41,6 @@ void micro_report(const char *name, uint64_t ops, uint64_t ns);
 void micro_topic(void);
 void micro_log(void);
 void micro_resp(void);
+void micro_disk(void);
 
 #endif

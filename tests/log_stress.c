@@ -155,8 +155,10 @@ static void *ls_producer(void *arg)
 		struct iovec iov[2] = { { (void *)LS_HDR, LS_HDR_LEN }, { buf, len } };
 		int64_t seq = rmq_log_append(&c->log, iov, 2, LS_HDR_LEN, (uint32_t)len);
 		if (seq <= 0) {
-			ls_error(c, "producer %u: append %" PRIu64 " failed: %" PRId64, th->id, ctr,
-				 seq);
+			char why[400] = "";
+			(void)rmq_log_disk_error(&c->log, why, sizeof(why), NULL);
+			ls_error(c, "producer %u: append %" PRIu64 " failed: %" PRId64 " %s", th->id, ctr,
+				 seq, why);
 			break;
 		}
 		if (seq <= prev) {
@@ -324,6 +326,16 @@ static void *ls_monitor(void *arg)
 		prev_first = first;
 		prev_next = next;
 		res->monitor_samples++;
+		if (c->p->disk_dir) {
+			uint64_t d0 = rmq_log_durable_seq(&c->log);
+			if (rmq_log_sync(&c->log, true) != 0)
+				ls_error(c, "monitor: sync failed");
+			uint64_t d1 = rmq_log_durable_seq(&c->log);
+			if (d1 < d0 || d1 >= rmq_log_next_seq(&c->log))
+				ls_error(c, "monitor: durable %" PRIu64 " after %" PRIu64 ", next %" PRIu64,
+					 d1, d0, rmq_log_next_seq(&c->log));
+			res->syncs++;
+		}
 		if (res->monitor_samples % 8 == 0) {
 			rmq_log_trim(&c->log, 0); /* what a shard's housekeeping does */
 			res->monitor_trims++;
@@ -349,6 +361,23 @@ uint64_t ls_run(const struct ls_params *p, struct ls_result *res)
 	c->res = res;
 	pthread_mutex_init(&c->err_lock, NULL);
 	rmq_log_init(&c->log, p->capacity, p->onfull, NULL);
+	if (p->disk_dir) {
+		struct rmq_log_disk_conf dc = { .dir = p->disk_dir, .topic_id = 7,
+						.seg_max = 1u << 20, .durable_reads = true };
+		struct rmq_log_recovery rec;
+		if (rmq_log_open_disk(&c->log, &dc, &rec) != 0) {
+			snprintf(res->first_error, sizeof(res->first_error), "open_disk: %s", rec.error);
+			rmq_log_fini(&c->log);
+			free(c);
+			return res->errors = 1;
+		}
+		if (!p->monitor) {
+			snprintf(res->first_error, sizeof(res->first_error), "a disk run needs the monitor");
+			rmq_log_fini(&c->log);
+			free(c);
+			return res->errors = 1;
+		}
+	}
 	pthread_barrier_init(&c->start, NULL, p->producers + p->readers + 1);
 	struct ls_thread *th = rmq_calloc(p->producers + p->readers, sizeof(*th));
 	pthread_t mon;
@@ -411,6 +440,52 @@ uint64_t ls_run(const struct ls_params *p, struct ls_result *res)
 	    res->retained_end > tail_max)
 		ls_error(c, "retained %" PRIu64 " after a trim, capacity %" PRIu64, res->retained_end,
 			 p->capacity);
+	if (p->disk_dir && atomic_load(&c->errors) == 0) {
+		/* What is on disk is exactly what was retained: recover it and
+		 * read it all back (recovery checks every record's CRC). */
+		uint64_t first = rmq_log_first_seq(&c->log);
+		if (rmq_log_sync(&c->log, false) != 0)
+			ls_error(c, "final sync failed");
+		rmq_log_fini(&c->log);
+		urcu_qsbr_thread_offline();
+		urcu_qsbr_barrier();
+		urcu_qsbr_thread_online();
+		rmq_log_init(&c->log, p->capacity, p->onfull, NULL);
+		struct rmq_log_disk_conf dc = { .dir = p->disk_dir, .topic_id = 7, .seg_max = 1u << 20 };
+		struct rmq_log_recovery rec;
+		if (rmq_log_open_disk(&c->log, &dc, &rec) != 0) {
+			ls_error(c, "reopen: %s", rec.error);
+		} else if (rec.truncated_records || rec.repaired_records ||
+			   rmq_log_first_seq(&c->log) != first ||
+			   rmq_log_next_seq(&c->log) != res->total + 1 ||
+			   rec.records != res->total + 1 - first) {
+			ls_error(c, "reopen: %" PRIu64 " records %" PRIu64 "..%" PRIu64
+				 " (truncated %" PRIu64 "), want %" PRIu64 "..%" PRIu64, rec.records,
+				 rmq_log_first_seq(&c->log), rmq_log_next_seq(&c->log) - 1,
+				 rec.truncated_records, first, res->total);
+		} else {
+			struct rmq_cursor cur;
+			struct rmq_batch b;
+			uint64_t n = 0;
+			rmq_log_cursor_seek(&c->log, &cur, first);
+			while (rmq_log_peek(&c->log, &cur, &b, 4096, SIZE_MAX) > 0) {
+				for (uint32_t i = 0; i < b.n; i++) {
+					const char *pl;
+					uint32_t plen;
+					rmq_batch_payload(&b, i, &pl, &plen);
+					uint32_t pid, l32;
+					memcpy(&pid, pl, 4);
+					memcpy(&l32, pl + 4, 4);
+					if (pid >= p->producers || l32 != plen)
+						ls_error(c, "reopen: seq %" PRIu64 " bad payload", b.seq + i);
+				}
+				n += b.n;
+				rmq_log_consume(&cur, &b, b.n);
+			}
+			if (n != rec.records)
+				ls_error(c, "reopen: read %" PRIu64 " of %" PRIu64, n, rec.records);
+		}
+	}
 	res->errors = atomic_load(&c->errors);
 
 	rmq_log_fini(&c->log);
@@ -428,6 +503,9 @@ void ls_print(FILE *f, const char *name, const struct ls_params *p,
 	      const struct ls_result *res)
 {
 	uint64_t seen = 0, lost = 0;
+	char disk[48] = "";
+	if (p->disk_dir)
+		snprintf(disk, sizeof(disk), " disk syncs=%" PRIu64, res->syncs);
 	for (unsigned i = 0; i < p->readers; i++) {
 		seen += res->r[i].seen;
 		lost += res->r[i].lost;
@@ -435,10 +513,10 @@ void ls_print(FILE *f, const char *name, const struct ls_params *p,
 	fprintf(f,
 		"%s: %s producers=%u readers=%u count=%" PRIu64 " capacity=%" PRIu64
 		" total=%" PRIu64 " evicted=%" PRIu64 " read=%" PRIu64 " lost=%" PRIu64
-		" retained_max=%" PRIu64 " retained_end=%" PRIu64 " trims=%" PRIu64 " %.2fs",
+		" retained_max=%" PRIu64 " retained_end=%" PRIu64 " trims=%" PRIu64 "%s %.2fs",
 		name, res->errors ? "FAIL" : "OK", p->producers, p->readers, p->count, p->capacity,
 		res->total, res->evicted, seen, lost, res->retained_max, res->retained_end,
-		res->monitor_trims, res->secs);
+		res->monitor_trims, disk, res->secs);
 	if (res->errors)
 		fprintf(f, " errors=%" PRIu64 " first: %s", res->errors, res->first_error);
 	fputc('\n', f);

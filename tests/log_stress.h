@@ -28,6 +28,10 @@ struct ls_params {
 	unsigned max_payload;  /* payload sizes LS_MIN_PAYLOAD..max_payload */
 	int expect_no_loss;    /* the log is big enough to keep everything */
 	int monitor;           /* run the sampling / trimming thread */
+	const char *disk_dir;  /* a disk log in this (empty) directory: the
+				* monitor also syncs (group commit), readers
+				* see only synced records, and at the end the
+				* log is reopened and every record rechecked */
 };
 
 struct ls_reader_result {
@@ -36,7 +40,7 @@ struct ls_reader_result {
 
 struct ls_result {
 	uint64_t total, next_seq, first_seq, evicted, dropped, rejected;
-	uint64_t retained_end, retained_max, monitor_samples, monitor_trims;
+	uint64_t retained_end, retained_max, monitor_samples, monitor_trims, syncs;
 	uint64_t errors;
 	char first_error[512];
 	double secs;
