@@ -33,7 +33,7 @@ configure() {
 	local dir=$1
 	shift
 	local out
-	if ! out=$(cmake -S . -B "$dir" -DRINGMQ_TESTS=ON "$@" 2>&1); then
+	if ! out=$(cmake -S . -B "$dir" -DBUILD_TESTING=ON -DRINGMQ_WERROR=ON "$@" 2>&1); then
 		echo "$out"
 		return 1
 	fi
