@@ -1,5 +1,5 @@
 # bench/bench.cmake - ringmq-bench, the perf/ micro-benchmarks, and their
-# tests. Included by the top-level CMakeLists.txt when present.
+# tests. Included by the top-level CMakeLists.txt.
 #
 #   build/ringmq-bench --help        the load generator / harness
 #   build/ringmq-micro all           ns/op of topic lookup, log append, RESP parse
@@ -17,10 +17,12 @@ add_library(ringmq_bench STATIC
 target_include_directories(ringmq_bench PUBLIC ${RB_DIR})
 # ringmq_common: the number parsing the other tools use (common/).
 target_link_libraries(ringmq_bench PUBLIC ringmq_common Threads::Threads m)
+ringmq_warnings(ringmq_bench)
 
 add_executable(ringmq-bench ${RB_DIR}/main.c)
 target_link_libraries(ringmq-bench PRIVATE ringmq_bench)
-install(TARGETS ringmq-bench RUNTIME DESTINATION bin)
+ringmq_warnings(ringmq-bench)
+install(TARGETS ringmq-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # perf/: micro-benchmarks of the hot pieces, linked against the real code.
 add_executable(ringmq-micro
@@ -28,8 +30,9 @@ add_executable(ringmq-micro
   ${RB_PERF_DIR}/micro_resp.c ${RB_PERF_DIR}/micro_disk.c)
 target_include_directories(ringmq-micro PRIVATE ${RB_PERF_DIR})
 target_link_libraries(ringmq-micro PRIVATE ringmq_net ringmq_core)
+ringmq_warnings(ringmq-micro)
 
-if(RINGMQ_TESTS)
+if(RINGMQ_BUILD_TESTS)
   set(RB_TEST_TIMEOUT 120)
   if(NOT RINGMQ_SANITIZE STREQUAL "thread")
     if(NOT TARGET PkgConfig::CRITERION)
@@ -38,6 +41,7 @@ if(RINGMQ_TESTS)
     foreach(t hist stats wire)
       add_executable(test_bench_${t} ${RB_DIR}/test_${t}.c)
       target_link_libraries(test_bench_${t} PRIVATE ringmq_bench PkgConfig::CRITERION)
+      ringmq_warnings(test_bench_${t})
       add_test(NAME bench.${t} COMMAND test_bench_${t} -j1 --ascii)
       set_tests_properties(bench.${t} PROPERTIES
         TIMEOUT ${RB_TEST_TIMEOUT}

@@ -1000,7 +1000,7 @@ static int cmd_sweep(struct opts *o, struct rb_report *rep)
 	return finish(rep, o);
 }
 
-/* The --compare suite: what issue 6's targets are measured on. */
+/* The --compare suite: what the README's performance targets are measured on. */
 static unsigned suite_cases(struct opts *o, struct rb_case *cases)
 {
 	unsigned n = 0;

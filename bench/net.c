@@ -1,6 +1,7 @@
 /* net.c - sockets and control connections (see net.h). */
 #define _GNU_SOURCE
 #include "net.h"
+#include "ringmq_version.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -197,7 +198,7 @@ int rb_nats_handshake(struct rb_ctl *c, struct rb_buf *info)
 	if (info)
 		rb_buf_add(info, op.payload.p, op.payload.len);
 	return rb_nats_roundtrip(c, "CONNECT {\"verbose\":false,\"pedantic\":false,"
-				    "\"name\":\"ringmq-bench\",\"lang\":\"c\",\"version\":\"0.1.0\"}\r\n");
+				    "\"name\":\"ringmq-bench\",\"lang\":\"c\",\"version\":\"" RINGMQ_VERSION "\"}\r\n");
 }
 
 void rb_ctl_close(struct rb_ctl *c)

@@ -1,6 +1,7 @@
 /* report.c - collecting figures and printing them (see report.h). */
 #define _GNU_SOURCE
 #include "report.h"
+#include "ringmq_version.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -15,7 +16,7 @@
 #include "stats.h"
 #include "wire.h"
 
-#define BENCH_VERSION "0.1.0"
+#define BENCH_VERSION RINGMQ_VERSION
 
 void rb_report_init(struct rb_report *rep, int argc, char **argv)
 {

@@ -10,6 +10,9 @@
 #include "topic.h"
 #include "util.h"
 
+/* The help text is laid out by hand: clang-format would indent the lines
+ * after RMQ_STR() to its parenthesis. */
+/* clang-format off */
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -35,6 +38,7 @@ static void usage(FILE *f)
 		"  -v, --version        show the version and exit\n",
 		RMQ_MAX_SHARDS);
 }
+/* clang-format on */
 
 static int bad(const char *flag, const char *val, const char *why)
 {

@@ -31,9 +31,7 @@
 
 #include <hiredis/hiredis.h>
 
-#ifndef RINGMQ_VERSION
-#define RINGMQ_VERSION "0.0.0"
-#endif
+#include "ringmq_version.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 /* The pipeline sends in windows of this size and keeps at most one window

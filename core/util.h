@@ -13,8 +13,9 @@
 #include <string.h>
 
 #include "parse.h"
+#include "ringmq_version.h"
 
-#define RMQ_VERSION "0.1.0"
+#define RMQ_VERSION RINGMQ_VERSION /* project(VERSION), CMakeLists.txt */
 #define RMQ_CACHELINE 64
 #define RMQ_UNUSED(x) ((void)(x))
 #define RMQ_LIKELY(x) __builtin_expect(!!(x), 1)

@@ -18,7 +18,7 @@ TOOLS=${LINT_TOOLS:-clang-tidy cppcheck}
 JOBS=$(nproc)
 
 if [[ ! -f "$BUILD/compile_commands.json" ]]; then
-	cmake -S . -B "$BUILD" -DCMAKE_C_COMPILER=clang -DRINGMQ_TESTS=ON >/dev/null
+	cmake -S . -B "$BUILD" -DCMAKE_C_COMPILER=clang -DBUILD_TESTING=ON >/dev/null
 fi
 # Generated headers, if any, must exist before the analysis.
 cmake --build "$BUILD" -j"$JOBS" >/dev/null

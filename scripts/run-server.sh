@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DRINGMQ_TESTS=OFF >/dev/null
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DRINGMQ_WERROR=OFF >/dev/null
 cmake --build build-release -j"$(nproc)" >/dev/null
 exec ./build-release/ringmq-server "$@"

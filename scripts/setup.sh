@@ -11,6 +11,7 @@ PKGS=(
   libclang-rt-dev                                # clang's sanitizer and libFuzzer runtimes (only
                                                  # recommended by clang, so not pulled in)
   clang-tidy cppcheck                            # scripts/lint.sh
+  clang-format                                   # scripts/format.sh (.clang-format)
 )
 # Extra packages for a given purpose: scripts/setup.sh bench
 if [[ "${1:-}" == "bench" ]]; then

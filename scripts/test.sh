@@ -2,6 +2,7 @@
 # Sets everything up, builds, and runs the whole test suite, in stages:
 #
 #   setup   scripts/setup.sh: installs what is missing (Debian)
+#   format  scripts/format.sh --check: C sources match .clang-format
 #   build   gcc, RelWithDebInfo, -Werror                         -> build/
 #   clang   clang, -Werror (its compile_commands.json feeds lint) -> build-clang/
 #   test    the whole suite through ctest, in build/
@@ -25,7 +26,7 @@ cd "$(dirname "$0")/.."
 
 JOBS=$(nproc)
 CTEST_ARGS=("$@")
-ALL_STAGES=(setup build clang test lint asan tsan fuzz)
+ALL_STAGES=(setup format build clang test lint asan tsan fuzz)
 read -r -a RUN <<<"${STAGES:-${ALL_STAGES[*]}}"
 
 # configure DIR ARGS...: cmake configure, quiet unless it fails.
@@ -33,7 +34,7 @@ configure() {
 	local dir=$1
 	shift
 	local out
-	if ! out=$(cmake -S . -B "$dir" -DRINGMQ_TESTS=ON "$@" 2>&1); then
+	if ! out=$(cmake -S . -B "$dir" -DBUILD_TESTING=ON -DRINGMQ_WERROR=ON "$@" 2>&1); then
 		echo "$out"
 		return 1
 	fi
@@ -63,6 +64,11 @@ run_ctest() {
 
 stage_setup() {
 	bash scripts/setup.sh
+}
+
+# Lists the files that differ; `scripts/format.sh` (no --check) fixes them.
+stage_format() {
+	bash scripts/format.sh --check
 }
 
 stage_build() {

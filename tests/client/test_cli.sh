@@ -32,7 +32,7 @@ TMO=()
 
 CASES=(usage no_server create publish_arg publish_stdin live_subscribe live_two_topics
 	durable_pull durable_resume count delete_live delete_durable full json
-	redis_cli_publish redis_cli_subscribe env_url install)
+	redis_cli_publish redis_cli_subscribe env_url install readme_c_example)
 
 WORK=""
 PIDS=()
@@ -591,9 +591,11 @@ case_env_url() {
 	expect_rc 2 "bad RINGMQ_URL port"
 }
 
-case_install() {
+# install_prefix: `cmake --install` of RINGMQ_BUILD_DIR into $WORK/prefix,
+# checked; sets PC_DIR to the directory holding the installed ringmq.pc.
+install_prefix() {
 	[[ -n "${RINGMQ_BUILD_DIR:-}" ]] || fail "RINGMQ_BUILD_DIR is not set"
-	local cmake=${CMAKE_COMMAND:-cmake} cc=${CC:-cc} prefix="$WORK/prefix"
+	local cmake=${CMAKE_COMMAND:-cmake} prefix="$WORK/prefix"
 	run i "$cmake" --install "$RINGMQ_BUILD_DIR" --prefix "$prefix"
 	expect_rc 0 "cmake --install"
 	[[ -f "$prefix/include/ringmq.h" ]] || fail "ringmq.h not installed"
@@ -602,6 +604,12 @@ case_install() {
 	pc=$(find "$prefix" -name ringmq.pc | head -1)
 	[[ -n "$pc" ]] || fail "ringmq.pc not installed"
 	[[ -n "$(find "$prefix" -name libringmq.a)" ]] || fail "libringmq.a not installed"
+	PC_DIR=$(dirname "$pc")
+}
+
+case_install() {
+	local cc=${CC:-cc}
+	install_prefix
 	start_server
 	cat >"$WORK/example.c" <<'EOF'
 #include <stdio.h>
@@ -630,7 +638,7 @@ int main(int argc, char **argv)
 }
 EOF
 	local flags
-	flags=$(PKG_CONFIG_PATH="$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config --cflags --libs ringmq) ||
+	flags=$(PKG_CONFIG_PATH="$PC_DIR${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config --cflags --libs ringmq) ||
 		fail "pkg-config ringmq"
 	# shellcheck disable=SC2086
 	run b "$cc" -Wall -Wextra -Werror ${RINGMQ_TEST_CFLAGS:-} -o "$WORK/example" "$WORK/example.c" $flags
@@ -638,6 +646,33 @@ EOF
 	run e timeout "$T" "$WORK/example" "$PORT"
 	expect_rc 0 "example program"
 	expect_grep "$WORK/e.out" "^ringmq [0-9.]+: seq 1$" "example output"
+}
+
+# The C program of README.md, taken from the README itself (the fenced
+# block between the readme-test markers), compiled against the installed
+# library as the README says (pkg-config, PKG_CONFIG_PATH at the prefix)
+# and run against a server of its own: it must print what the README shows.
+case_readme_c_example() {
+	local cc=${CC:-cc} readme
+	readme="$(cd "$(dirname "$0")/../.." && pwd)/README.md"
+	[[ -f "$readme" ]] || fail "no README.md at $readme"
+	awk '/<!-- readme-test: app.c begins -->/ { on = 1; next }
+	     /<!-- readme-test: app.c ends -->/ { on = 0 }
+	     on && !/^```/' "$readme" >"$WORK/app.c"
+	grep -q 'int main' "$WORK/app.c" || fail "no program between the readme-test markers of $readme"
+	install_prefix
+	local flags
+	flags=$(PKG_CONFIG_PATH="$PC_DIR${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config --cflags --libs ringmq) ||
+		fail "pkg-config ringmq"
+	# shellcheck disable=SC2086
+	run b "$cc" -Wall -Wextra -Werror ${RINGMQ_TEST_CFLAGS:-} -o "$WORK/app" "$WORK/app.c" $flags
+	expect_rc 0 "compiling the README's app.c ($flags)"
+	start_server
+	run e timeout "$T" "$WORK/app" "$HOST" "$PORT"
+	expect_rc 0 "the README's app"
+	expect_file "$WORK/e.out" "$(printf 'published #1\npulled #1: hello')" "the README's app output"
+	stop_server
+	expect_rc 0 "server exit after the README's app"
 }
 
 # --- driver ---

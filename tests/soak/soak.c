@@ -1,4 +1,4 @@
-/* soak.c - bounded soak test of the real ringmq-server (issue 5).
+/* soak.c - bounded soak test of the real ringmq-server.
  *
  * One process, many threads, one server started with the e2e harness on
  * 127.0.0.1 --port 0. For --duration seconds (default 60, or
