@@ -162,12 +162,9 @@ int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, 
 
 /* --- acknowledged mode --- */
 
-/* The ack wait when nothing else is said: JetStream's AckWait default. */
-#define RMQ_ACK_WAIT_DEFAULT_MS 30000u
-
 /* Sets d's delivery mode (see above) for the owner of token: ack selects
  * acknowledged mode, with unacknowledged messages redelivered ack_wait_ms
- * after their delivery (0: RMQ_ACK_WAIT_DEFAULT_MS); !ack selects
+ * after their delivery (0: RMQ_ACK_WAIT_DEFAULT_MS, ringmq_proto.h); !ack selects
  * auto-acknowledge. Meant right after rmq_dsub_attach, which has already
  * reset every subscription's delivered position to its floor (so leaving
  * acknowledged mode hands out the unacknowledged messages once more).
