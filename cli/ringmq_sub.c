@@ -105,8 +105,8 @@ struct sub {
 	const char *name;
 	enum mode mode;
 	bool follow;
-	bool ack;              /* --ack */
-	enum rmq_from from;    /* --from */
+	bool ack;           /* --ack */
+	enum rmq_from from; /* --from */
 	uint64_t from_seq;
 	const char **topics;
 	int ntopics;
@@ -129,11 +129,12 @@ static void status_line(const struct sub *s, const char *fmt, ...)
 static void print_msg(struct sub *s, const struct rmq_msg *m)
 {
 	if (s->cc.format == FMT_JSON) {
-		json_message(stdout, m->topic, m->topic_len, m->seq, m->payload, m->len, m->redelivered);
+		json_message(stdout, m->topic, m->topic_len, m->seq, m->payload, m->len,
+			     m->redelivered);
 	} else {
 		if (m->seq)
-			printf("[%.*s #%llu%s] ", (int)m->topic_len, m->topic, (unsigned long long)m->seq,
-			       m->redelivered ? " redelivered" : "");
+			printf("[%.*s #%llu%s] ", (int)m->topic_len, m->topic,
+			       (unsigned long long)m->seq, m->redelivered ? " redelivered" : "");
 		else
 			printf("[%.*s] ", (int)m->topic_len, m->topic);
 		fwrite(m->payload, 1, m->len, stdout);
@@ -218,9 +219,10 @@ static int register_and_subscribe(struct sub *s)
 		if (s->from == RMQ_FROM_SEQ && start > s->from_seq)
 			/* a gap is news even with --quiet */
 			fprintf(stderr,
-				PROG ": '%s' starts at #%llu: messages #%llu to #%llu are no longer retained\n",
-				s->topics[i], (unsigned long long)start, (unsigned long long)s->from_seq,
-				(unsigned long long)(start - 1));
+				PROG
+				": '%s' starts at #%llu: messages #%llu to #%llu are no longer retained\n",
+				s->topics[i], (unsigned long long)start,
+				(unsigned long long)s->from_seq, (unsigned long long)(start - 1));
 	}
 	return CLI_EX_OK;
 }
@@ -389,7 +391,9 @@ static int parse_from(struct sub *s, const char *v)
 	errno = 0;
 	unsigned long long n = strtoull(v, &end, 10);
 	if (errno || end == v || *end || n == 0 || v[0] == '-')
-		return cli_usage_error(PROG, "invalid --from '%s': expected first, next or a sequence number >= 1", v);
+		return cli_usage_error(
+			PROG, "invalid --from '%s': expected first, next or a sequence number >= 1",
+			v);
 	s->from = RMQ_FROM_SEQ;
 	s->from_seq = n;
 	return CLI_EX_OK;
@@ -470,8 +474,10 @@ static int parse(struct sub *s, int argc, char **argv, bool *exit_now)
 	if (s->follow && s->mode != M_PULL)
 		return cli_usage_error(PROG, "--follow goes with --pull");
 	if ((s->ack || s->from != RMQ_FROM_DEFAULT) && (!s->name || s->mode == M_UNSUBSCRIBE))
-		return cli_usage_error(PROG, "%s needs --name NAME with --pull or --subscribe (a durable subscriber)",
-				       s->ack ? "--ack" : "--from");
+		return cli_usage_error(
+			PROG,
+			"%s needs --name NAME with --pull or --subscribe (a durable subscriber)",
+			s->ack ? "--ack" : "--from");
 	if (s->limit && s->mode == M_UNSUBSCRIBE)
 		return cli_usage_error(PROG, "--count goes with --subscribe or --pull");
 	for (int i = 0; i < s->ntopics; i++)

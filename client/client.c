@@ -975,22 +975,18 @@ int rmq_subscribe_from(struct rmq_client *c, const char *topic, enum rmq_from fr
 		return rc;
 	char where[24];
 	switch (from) {
-	case RMQ_FROM_FIRST:
-		snprintf(where, sizeof(where), "first");
-		break;
-	case RMQ_FROM_NEXT:
-		snprintf(where, sizeof(where), "next");
-		break;
+	case RMQ_FROM_FIRST: snprintf(where, sizeof(where), "first"); break;
+	case RMQ_FROM_NEXT: snprintf(where, sizeof(where), "next"); break;
 	case RMQ_FROM_SEQ:
 		if (seq == 0)
 			return set_err(c, RMQ_ERR_ARG, "sequence numbers start at 1");
 		snprintf(where, sizeof(where), "%llu", (unsigned long long)seq);
 		break;
-	default:
-		return set_err(c, RMQ_ERR_ARG, "unknown start position %d", (int)from);
+	default: return set_err(c, RMQ_ERR_ARG, "unknown start position %d", (int)from);
 	}
 	if (!c->subscriber)
-		return set_err(c, RMQ_ERR_STATE, "durable SUBSCRIBE needs rmq_register_subscriber first");
+		return set_err(c, RMQ_ERR_STATE,
+			       "durable SUBSCRIBE needs rmq_register_subscriber first");
 	const char *argv[] = { "SUBSCRIBE", topic, "FROM", where };
 	size_t lens[] = { 9, strlen(topic), 4, strlen(where) };
 	redisReply *r;
@@ -999,8 +995,9 @@ int rmq_subscribe_from(struct rmq_client *c, const char *topic, enum rmq_from fr
 	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
 	if (r->type == REDIS_REPLY_ERROR) {
 		rc = map_error(c, r);
-	} else if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 && str_is(r->element[0], "subscribe") &&
-		   is_str(r->element[1]) && r->element[1]->len == lens[1] &&
+	} else if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+		   str_is(r->element[0], "subscribe") && is_str(r->element[1]) &&
+		   r->element[1]->len == lens[1] &&
 		   memcmp(r->element[1]->str, topic, lens[1]) == 0 &&
 		   r->element[2]->type == REDIS_REPLY_INTEGER &&
 		   r->element[3]->type == REDIS_REPLY_INTEGER && r->element[3]->integer > 0) {
@@ -1024,7 +1021,8 @@ int rmq_ack(struct rmq_client *c, const char *topic, uint64_t seq)
 	if (seq == 0)
 		return set_err(c, RMQ_ERR_ARG, "sequence numbers start at 1");
 	if (!c->subscriber)
-		return set_err(c, RMQ_ERR_STATE, "ACK needs rmq_register_subscriber_ex in acknowledged mode");
+		return set_err(c, RMQ_ERR_STATE,
+			       "ACK needs rmq_register_subscriber_ex in acknowledged mode");
 	char num[24];
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)seq);
 	const char *argv[] = { "ACK", topic, num };
@@ -1123,7 +1121,8 @@ int rmq_pull(struct rmq_client *c, const char *topic, size_t max, int timeout_ms
 	for (size_t i = 0; i < r->elements; i++) {
 		redisReply *e = r->element[i];
 		v[i] = (struct rmq_msg){ .kind = RMQ_MSG_DATA,
-					 .redelivered = e->elements == 3 && e->element[2]->integer != 0,
+					 .redelivered =
+						 e->elements == 3 && e->element[2]->integer != 0,
 					 .seq = (uint64_t)e->element[0]->integer,
 					 .topic = t,
 					 .topic_len = tlen,

@@ -343,15 +343,13 @@ static int find_by_name(struct rmq_dsub *d, const char *name, size_t len)
 static int64_t from_target(struct rmq_topic *t, enum rmq_dsub_from from, uint64_t seq)
 {
 	switch (from) {
-	case RMQ_DSUB_FROM_FIRST:
-		return (int64_t)rmq_log_first_seq(&t->log);
+	case RMQ_DSUB_FROM_FIRST: return (int64_t)rmq_log_first_seq(&t->log);
 	case RMQ_DSUB_FROM_SEQ:
 		if (seq == 0 || seq > rmq_log_next_seq(&t->log) || seq > INT64_MAX)
 			return -ERANGE;
 		return (int64_t)seq;
 	case RMQ_DSUB_FROM_KEEP:
-	case RMQ_DSUB_FROM_NEXT:
-		break;
+	case RMQ_DSUB_FROM_NEXT: break;
 	}
 	return 0;
 }
@@ -700,8 +698,7 @@ uint64_t rmq_dsub_redeliver_at(struct rmq_dsub *d, uint64_t token, const char *n
 
 /* --- persistence --- */
 
-void rmq_dsub_positions(const struct rmq_dsub_subscription *s, uint64_t *delivered,
-			uint64_t *acked)
+void rmq_dsub_positions(const struct rmq_dsub_subscription *s, uint64_t *delivered, uint64_t *acked)
 {
 	/* The floor first: delivered never goes below it, so a reader sees
 	 * delivered >= acked but for a concurrent rewind (then both are
@@ -712,8 +709,8 @@ void rmq_dsub_positions(const struct rmq_dsub_subscription *s, uint64_t *deliver
 	*delivered = p > a ? p : a;
 }
 
-int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len,
-		     struct rmq_topic *t, uint64_t pos, uint64_t acked)
+int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, struct rmq_topic *t,
+		     uint64_t pos, uint64_t acked)
 {
 	struct rmq_dsub *d = dsub_get_locked(r, name, len);
 	if (!d)

@@ -51,20 +51,20 @@ struct rmq_dsub;
 struct rmq_dsub_subscription {
 	struct rmq_topic *topic;   /* holds a reference */
 	struct rmq_dsub *owner;
-	struct rmq_cursor cur;     /* delivered position; under owner->lock */
+	struct rmq_cursor cur; /* delivered position; under owner->lock */
 	/* The acked floor: the topic holds messages from here on (read
 	 * lock-free by trimming); equal to cur.seq in auto-acknowledge mode. */
 	_Atomic uint64_t pos;
 	_Atomic uint64_t delivered; /* cur.seq, for lock-free readers */
 	uint64_t lost;             /* messages evicted before it read them */
 	/* The rest under owner->lock. */
-	uint64_t high;             /* one past the highest seq ever handed out
+	uint64_t high;        /* one past the highest seq ever handed out
 				    * since the last FROM: below it, a pull's
 				    * records are redeliveries */
-	uint64_t pending_ms;       /* when the oldest unacknowledged message was
+	uint64_t pending_ms;  /* when the oldest unacknowledged message was
 				    * delivered (or the last ACK that moved the
 				    * floor): the ack wait runs from here */
-	uint64_t redelivered;      /* messages handed out again, in total */
+	uint64_t redelivered; /* messages handed out again, in total */
 	struct rcu_head rcu;
 };
 
@@ -136,7 +136,7 @@ struct rmq_pull {
 	uint32_t n;            /* records in all batches */
 	uint64_t lost;         /* skipped because evicted (drop-oldest) */
 	struct rmq_topic *topic;
-	bool ack;              /* pulled in acknowledged mode */
+	bool ack;                   /* pulled in acknowledged mode */
 	uint64_t redelivered_below; /* records with a smaller seq were
 				     * handed out before (redeliveries) */
 };
@@ -207,8 +207,8 @@ void rmq_dsub_positions(const struct rmq_dsub_subscription *s, uint64_t *deliver
  * clamped up to it and the skipped messages counted as lost; positions
  * past its end are clamped down to it. Returns 0, or -EINVAL (bad name),
  * -ENOENT (t deleted). */
-int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len,
-		     struct rmq_topic *t, uint64_t pos, uint64_t acked);
+int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, struct rmq_topic *t,
+		     uint64_t pos, uint64_t acked);
 
 /* What INFO shows of a subscriber. */
 struct rmq_dsub_info {

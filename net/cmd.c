@@ -278,14 +278,16 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 static bool register_ack_opts(struct conn *c, const struct rmq_arg *o, size_t n, bool *ack,
 			      uint64_t *ack_wait)
 {
-	static const char syntax[] = "ERR syntax error: REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]";
+	static const char syntax[] =
+		"ERR syntax error: REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]";
 	for (size_t i = 0; i < n; i++) {
 		if (arg_is(&o[i], "ACK")) {
 			*ack = true;
 		} else if (arg_is(&o[i], "ACKWAIT") && i + 1 < n) {
-			if (rmq_parse_u64(o[i + 1].p, o[i + 1].len, 0, ack_wait) != 0 || *ack_wait == 0 ||
-			    *ack_wait > RMQ_ACK_WAIT_MAX_MS) {
-				rmq_resp_error(&c->out, "ERR ACKWAIT must be 1 to 86400000 milliseconds");
+			if (rmq_parse_u64(o[i + 1].p, o[i + 1].len, 0, ack_wait) != 0 ||
+			    *ack_wait == 0 || *ack_wait > RMQ_ACK_WAIT_MAX_MS) {
+				rmq_resp_error(&c->out,
+					       "ERR ACKWAIT must be 1 to 86400000 milliseconds");
 				return false;
 			}
 			i++;
@@ -336,13 +338,16 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 			rmq_dsub_detach(c->dsub, c->token);
 		c->dsub = d;
 		c->token = token;
-		(void)rmq_dsub_set_ack(d, token, ack, ack_wait ? ack_wait : srv_of(c)->cfg.ack_wait_ms);
+		(void)rmq_dsub_set_ack(d, token, ack,
+				       ack_wait ? ack_wait : srv_of(c)->cfg.ack_wait_ms);
 		c->role = ROLE_SUBSCRIBER;
 		free(c->name);
 		c->name = rmq_memdup(argv[2].p, argv[2].len);
 		return rmq_resp_simple(&c->out, "OK");
 	}
-	rmq_resp_error(&c->out, "ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]");
+	rmq_resp_error(
+		&c->out,
+		"ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]");
 }
 
 /* SUBSCRIBE's FROM value: first, next or a sequence number >= 1. */
@@ -372,11 +377,14 @@ static void dsub_subscribe_one(struct conn *c, const struct rmq_arg *a, bool has
 	uint64_t start = 0;
 	int rc = rmq_dsub_subscribe_from(c->dsub, c->token, t, from, seq, &start, NULL);
 	if (rc == -EBUSY)
-		return rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
+		return rmq_resp_error(&c->out,
+				      "ERR subscriber was taken over by another connection");
 	if (rc == -ERANGE)
-		return rmq_resp_errorf(&c->out, "ERR FROM %llu is past the end of '%.*s' (its next sequence number is %llu)",
-				       (unsigned long long)seq, (int)a->len, a->p,
-				       (unsigned long long)rmq_log_next_seq(&t->log));
+		return rmq_resp_errorf(
+			&c->out,
+			"ERR FROM %llu is past the end of '%.*s' (its next sequence number is %llu)",
+			(unsigned long long)seq, (int)a->len, a->p,
+			(unsigned long long)rmq_log_next_seq(&t->log));
 	if (rc < 0)
 		return err_notopic(c, a);
 	if (!has_from)
@@ -398,7 +406,8 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 	bool has_from = c->dsub && argc >= 4 && arg_is(&argv[argc - 2], "FROM");
 	if (has_from) {
 		if (!parse_from(&argv[argc - 1], &from, &seq))
-			return rmq_resp_error(&c->out, "ERR FROM must be first, next or a sequence number >= 1");
+			return rmq_resp_error(
+				&c->out, "ERR FROM must be first, next or a sequence number >= 1");
 		argc -= 2;
 	}
 	for (size_t i = 1; i < argc; i++) {
@@ -564,25 +573,32 @@ static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc != 3)
 		return err_args(c, "ack");
 	if (!c->dsub)
-		return rmq_resp_error(&c->out, "ERR ACK needs a registered subscriber: REGISTER SUBSCRIBER name ACK");
+		return rmq_resp_error(
+			&c->out,
+			"ERR ACK needs a registered subscriber: REGISTER SUBSCRIBER name ACK");
 	uint64_t seq, pending = 0;
 	if (rmq_parse_u64(argv[2].p, argv[2].len, 0, &seq) != 0 || seq == 0)
 		return rmq_resp_error(&c->out, "ERR ACK needs a sequence number >= 1");
 	int rc = rmq_dsub_ack(c->dsub, c->token, argv[1].p, argv[1].len, seq, &pending);
 	switch (rc) {
-	case 0:
-		return rmq_resp_int(&c->out, (int64_t)pending);
+	case 0: return rmq_resp_int(&c->out, (int64_t)pending);
 	case -EBUSY:
-		return rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
+		return rmq_resp_error(&c->out,
+				      "ERR subscriber was taken over by another connection");
 	case -ESRCH:
-		return rmq_resp_errorf(&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first",
-				       (int)(argv[1].len > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : argv[1].len), argv[1].p);
+		return rmq_resp_errorf(
+			&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first",
+			(int)(argv[1].len > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : argv[1].len),
+			argv[1].p);
 	case -ENOENT:
-		return rmq_resp_errorf(&c->out, "NOTOPIC topic '%.*s' was deleted", (int)argv[1].len, argv[1].p);
+		return rmq_resp_errorf(&c->out, "NOTOPIC topic '%.*s' was deleted",
+				       (int)argv[1].len, argv[1].p);
 	case -EPERM:
-		return rmq_resp_error(&c->out, "ERR ACK needs acknowledged mode: REGISTER SUBSCRIBER name ACK");
+		return rmq_resp_error(
+			&c->out, "ERR ACK needs acknowledged mode: REGISTER SUBSCRIBER name ACK");
 	default:
-		return rmq_resp_errorf(&c->out, "ERR ACK of a message not delivered yet: %llu", (unsigned long long)seq);
+		return rmq_resp_errorf(&c->out, "ERR ACK of a message not delivered yet: %llu",
+				       (unsigned long long)seq);
 	}
 }
 
@@ -650,8 +666,8 @@ static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsub_subscriptio
 	info_printf(ic->b,
 		    "subscriber:%s topic=%s position=%llu lag=%llu lost=%llu attached=%s "
 		    "idle_seconds=%llu ack=%s acked=%llu pending=%llu redelivered=%llu\r\n",
-		    d->name, s->topic->name, (unsigned long long)delivered,
-		    (unsigned long long)lag, (unsigned long long)s->lost, d->attached ? "yes" : "no",
+		    d->name, s->topic->name, (unsigned long long)delivered, (unsigned long long)lag,
+		    (unsigned long long)s->lost, d->attached ? "yes" : "no",
 		    (unsigned long long)(d->idle_ms / 1000), d->ack ? "yes" : "no",
 		    (unsigned long long)acked, (unsigned long long)(delivered - acked),
 		    (unsigned long long)s->redelivered);

@@ -360,16 +360,19 @@ Test(cmd, ack_mode_and_redelivery_on_reconnect)
 	       "-ERR syntax error: REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]\r\n");
 	/* auto mode refuses ACK */
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "w", NULL), "+OK\r\n");
-	expect(sub, resp("SUBSCRIBE", "jobs", NULL), "*3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n");
+	expect(sub, resp("SUBSCRIBE", "jobs", NULL),
+	       "*3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n");
 	expect(sub, resp("ACK", "jobs", "1", NULL),
 	       "-ERR ACK needs acknowledged mode: REGISTER SUBSCRIBER name ACK\r\n");
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "w", "ack", NULL), "+OK\r\n");
 	expect(pub, resp("MPUBLISH", "jobs", "a", "b", "c", "d", NULL), ":4\r\n");
 	expect(sub, resp("PULL", "jobs", "COUNT", "3", NULL),
 	       "*3\r\n*3\r\n:1\r\n$1\r\na\r\n:0\r\n*3\r\n:2\r\n$1\r\nb\r\n:0\r\n*3\r\n:3\r\n$1\r\nc\r\n:0\r\n");
-	expect(sub, resp("ACK", "jobs", "4", NULL), "-ERR ACK of a message not delivered yet: 4\r\n");
+	expect(sub, resp("ACK", "jobs", "4", NULL),
+	       "-ERR ACK of a message not delivered yet: 4\r\n");
 	expect(sub, resp("ACK", "jobs", "0", NULL), "-ERR ACK needs a sequence number >= 1\r\n");
-	expect(sub, resp("ACK", "other", "1", NULL), "-ERR not subscribed to 'other': SUBSCRIBE it first\r\n");
+	expect(sub, resp("ACK", "other", "1", NULL),
+	       "-ERR not subscribed to 'other': SUBSCRIBE it first\r\n");
 	expect(sub, resp("ACK", "jobs", "1", NULL), ":2\r\n");
 	expect(sub, resp("ACK", "jobs", "1", NULL), ":2\r\n"); /* below the floor: a no-op */
 	/* the consumer "crashes": closes without acknowledging 2 and 3 */

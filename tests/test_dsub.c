@@ -574,7 +574,6 @@ Test(dsub, one_subscriber_many_topics)
 	rmq_broker_free(b);
 }
 
-
 /* --- acknowledged mode and start positions --- */
 
 /* The clock of dsub.c (rmq_now_ns, wrapped at link time, see
@@ -626,7 +625,8 @@ struct sub_view {
 	bool ack;
 };
 
-static void view_cb(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t lag, void *ctx)
+static void view_cb(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t lag,
+		    void *ctx)
 {
 	(void)lag;
 	struct sub_view *v = ctx;
@@ -841,8 +841,10 @@ Test(dsub, subscribe_from)
 	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 9, &start, NULL), 1);
 	cr_assert_eq(pull_seqs(d, tok, "q", 10, 9, 0), 2);
 	/* the end is a valid seq; past it is not, and changes nothing */
-	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 12, &start, NULL), -ERANGE);
-	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 0, &start, NULL), -ERANGE);
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 12, &start, NULL),
+		     -ERANGE);
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 0, &start, NULL),
+		     -ERANGE);
 	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 3, &start, NULL), 1);
 	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 11, &start, NULL), 1);
 	cr_assert_eq(start, 11);

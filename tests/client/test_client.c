@@ -812,7 +812,8 @@ Test(durable, ack_wait_redelivers)
 	cr_assert_eq(m->n, 1);
 	cr_assert_str_eq(m->msg[0].payload, "x");
 	cr_assert_eq(m->msg[0].redelivered, 1);
-	cr_assert(took >= 250 && took < (uint64_t)E2E_MS(3000), "took %llu ms", (unsigned long long)took);
+	cr_assert(took >= 250 && took < (uint64_t)E2E_MS(3000), "took %llu ms",
+		  (unsigned long long)took);
 	OK(rmq_ack(c, "t", m->msg[0].seq));
 	rmq_msgs_free(m);
 	OK(rmq_pull(c, "t", 10, 400, &m));
