@@ -287,7 +287,8 @@ void json_base64(FILE *f, const char *s, size_t n)
 	putc('"', f);
 }
 
-void json_message(FILE *f, const char *topic, size_t tlen, uint64_t seq, const char *p, size_t n)
+void json_message(FILE *f, const char *topic, size_t tlen, uint64_t seq, const char *p, size_t n,
+		  bool redelivered)
 {
 	fputs("{\"topic\":", f);
 	if (!json_string(f, topic, tlen))
@@ -301,5 +302,7 @@ void json_message(FILE *f, const char *topic, size_t tlen, uint64_t seq, const c
 		fputs("null,\"payload_base64\":", f);
 		json_base64(f, p, n);
 	}
+	if (redelivered)
+		fputs(",\"redelivered\":true", f);
 	fputs("}\n", f);
 }

@@ -87,7 +87,9 @@ void json_base64(FILE *f, const char *s, size_t n);
 
 /* Writes one message as a JSON object line: {"topic":..,"seq":..,"payload":..}
  * seq 0 is written as null (live pushes carry none); a payload that is not
- * valid UTF-8 is written as "payload":null plus "payload_base64":"...". */
-void json_message(FILE *f, const char *topic, size_t tlen, uint64_t seq, const char *p, size_t n);
+ * valid UTF-8 is written as "payload":null plus "payload_base64":"...";
+ * a redelivered message (acknowledged mode) gets "redelivered":true. */
+void json_message(FILE *f, const char *topic, size_t tlen, uint64_t seq, const char *p, size_t n,
+		  bool redelivered);
 
 #endif

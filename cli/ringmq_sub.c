@@ -38,7 +38,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: ringmq-sub [options] --subscribe TOPIC [--subscribe TOPIC]...\n"
 		"       ringmq-sub [options] --name NAME --subscribe TOPIC...\n"
-		"       ringmq-sub [options] --name NAME --pull TOPIC... [--follow]\n"
+		"       ringmq-sub [options] --name NAME --pull TOPIC... [--follow] [--ack] [--from WHERE]\n"
 		"       ringmq-sub [options] --name NAME --unsubscribe TOPIC...\n"
 		"\n"
 		"Prints the messages published to ringmq topics, one per line, until\n"
@@ -56,6 +56,16 @@ static void usage(FILE *f)
 		"                            --subscribe of a NAME starts its subscription at\n"
 		"                            the topic's end.\n"
 		"      --follow              with --pull: keep waiting for new messages\n"
+		"      --ack                 (needs --name) acknowledged mode, at least once:\n"
+		"                            NAME's position moves only when a batch has been\n"
+		"                            printed (and flushed); messages a run printed but\n"
+		"                            could not acknowledge (killed, lost connection)\n"
+		"                            come again on the next run, marked redelivered\n"
+		"      --from first|next|SEQ (needs --name) where NAME's subscriptions start:\n"
+		"                            the oldest retained message, the next one published,\n"
+		"                            or sequence number SEQ. Moves an existing\n"
+		"                            subscription too (replays, or skips ahead); without\n"
+		"                            --from an existing one resumes where it stopped\n"
 		"      --unsubscribe TOPIC   (needs --name) end NAME's durable subscription, so\n"
 		"                            the topic no longer keeps messages for it\n"
 		"\n"
@@ -66,12 +76,14 @@ static void usage(FILE *f)
 		"  -f, --format text|json    output format (default text):\n"
 		"                              text: [TOPIC] PAYLOAD        (live)\n"
 		"                                    [TOPIC #SEQ] PAYLOAD   (durable)\n"
+		"                                    [TOPIC #SEQ redelivered] PAYLOAD  (--ack)\n"
 		"                              json: one object per line,\n"
 		"                                {\"topic\":\"t\",\"seq\":7,\"payload\":\"...\"}\n"
 		"                                seq is null for live messages (live pushes\n"
 		"                                carry no sequence number); a payload that is\n"
 		"                                not UTF-8 comes as \"payload\":null plus\n"
-		"                                \"payload_base64\"\n"
+		"                                \"payload_base64\"; a redelivered message (--ack)\n"
+		"                                has \"redelivered\":true\n"
 		"  -h, --help                show this help and exit\n"
 		"  -V, --version             show the version and exit\n"
 		"\n" CLI_CONN_HELP "\n" CLI_EXIT_HELP "\n"
@@ -81,6 +93,7 @@ static void usage(FILE *f)
 		"  ringmq-sub --subscribe my_topic\n"
 		"  ringmq-sub --name alice --subscribe my_topic\n"
 		"  ringmq-sub --name alice --pull my_topic\n"
+		"  ringmq-sub --name alice --pull my_topic --from first --ack\n"
 		"  ringmq-sub --name alice --unsubscribe my_topic\n");
 }
 
@@ -92,6 +105,9 @@ struct sub {
 	const char *name;
 	enum mode mode;
 	bool follow;
+	bool ack;           /* --ack */
+	enum rmq_from from; /* --from */
+	uint64_t from_seq;
 	const char **topics;
 	int ntopics;
 	uint64_t limit;        /* --count; 0: none */
@@ -113,10 +129,12 @@ static void status_line(const struct sub *s, const char *fmt, ...)
 static void print_msg(struct sub *s, const struct rmq_msg *m)
 {
 	if (s->cc.format == FMT_JSON) {
-		json_message(stdout, m->topic, m->topic_len, m->seq, m->payload, m->len);
+		json_message(stdout, m->topic, m->topic_len, m->seq, m->payload, m->len,
+			     m->redelivered);
 	} else {
 		if (m->seq)
-			printf("[%.*s #%llu] ", (int)m->topic_len, m->topic, (unsigned long long)m->seq);
+			printf("[%.*s #%llu%s] ", (int)m->topic_len, m->topic,
+			       (unsigned long long)m->seq, m->redelivered ? " redelivered" : "");
 		else
 			printf("[%.*s] ", (int)m->topic_len, m->topic);
 		fwrite(m->payload, 1, m->len, stdout);
@@ -188,14 +206,23 @@ static int run_live(struct sub *s)
 
 static int register_and_subscribe(struct sub *s)
 {
-	int rc = rmq_register_subscriber(s->c, s->name);
+	struct rmq_subscriber_opts o = { .ack = s->ack };
+	int rc = rmq_register_subscriber_ex(s->c, s->name, &o);
 	if (rc != RMQ_OK)
 		return cli_fail(&s->cc, s->c, rc, "cannot register the subscriber");
 	s->cc.any_ok = true;
 	for (int i = 0; i < s->ntopics; i++) {
-		rc = rmq_subscribe(s->c, s->topics[i]);
+		uint64_t start;
+		rc = rmq_subscribe_from(s->c, s->topics[i], s->from, s->from_seq, &start);
 		if (rc != RMQ_OK)
 			return cli_fail(&s->cc, s->c, rc, "cannot subscribe");
+		if (s->from == RMQ_FROM_SEQ && start > s->from_seq)
+			/* a gap is news even with --quiet */
+			fprintf(stderr,
+				PROG
+				": '%s' starts at #%llu: messages #%llu to #%llu are no longer retained\n",
+				s->topics[i], (unsigned long long)start,
+				(unsigned long long)s->from_seq, (unsigned long long)(start - 1));
 	}
 	return CLI_EX_OK;
 }
@@ -236,6 +263,24 @@ static long pull_one(struct sub *s, int i, int wait_ms, int *ex)
 	for (size_t k = 0; k < b->n; k++)
 		print_msg(s, &b->msg[k]);
 	long n = (long)b->n;
+	if (s->ack && b->n) {
+		/* Acknowledge only what has left the process: a consumer of
+		 * stdout that dies first gets the batch again next run. */
+		uint64_t last = b->msg[b->n - 1].seq;
+		if (fflush(stdout) != 0) {
+			fprintf(stderr, PROG ": error writing output: %s (not acknowledged)\n",
+				strerror(errno));
+			rmq_msgs_free(b);
+			*ex = CLI_EX_ERROR;
+			return -1;
+		}
+		rc = rmq_ack(s->c, s->topics[i], last);
+		if (rc != RMQ_OK) {
+			rmq_msgs_free(b);
+			*ex = cli_fail(&s->cc, s->c, rc, "cannot acknowledge");
+			return -1;
+		}
+	}
 	rmq_msgs_free(b);
 	return n;
 }
@@ -331,6 +376,29 @@ static int set_mode(struct sub *s, enum mode m, const char *flag)
 	return CLI_EX_OK;
 }
 
+/* --from first|next|SEQ */
+static int parse_from(struct sub *s, const char *v)
+{
+	if (!strcmp(v, "first")) {
+		s->from = RMQ_FROM_FIRST;
+		return CLI_EX_OK;
+	}
+	if (!strcmp(v, "next")) {
+		s->from = RMQ_FROM_NEXT;
+		return CLI_EX_OK;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || end == v || *end || n == 0 || v[0] == '-')
+		return cli_usage_error(
+			PROG, "invalid --from '%s': expected first, next or a sequence number >= 1",
+			v);
+	s->from = RMQ_FROM_SEQ;
+	s->from_seq = n;
+	return CLI_EX_OK;
+}
+
 static int parse(struct sub *s, int argc, char **argv, bool *exit_now)
 {
 	*exit_now = false;
@@ -372,6 +440,17 @@ static int parse(struct sub *s, int argc, char **argv, bool *exit_now)
 			s->follow = true;
 			continue;
 		}
+		if (!strcmp(a, "--ack")) {
+			s->ack = true;
+			continue;
+		}
+		if (is_flag(a, "--from", NULL)) {
+			if (!(v = cli_flag_value(PROG, argc, argv, &i)))
+				return CLI_EX_BADUSAGE;
+			if (parse_from(s, v) != CLI_EX_OK)
+				return CLI_EX_BADUSAGE;
+			continue;
+		}
 		if (is_flag(a, "--count", "-n")) {
 			if (!(v = cli_flag_value(PROG, argc, argv, &i)))
 				return CLI_EX_BADUSAGE;
@@ -394,6 +473,11 @@ static int parse(struct sub *s, int argc, char **argv, bool *exit_now)
 				       s->mode == M_PULL ? "--pull" : "--unsubscribe");
 	if (s->follow && s->mode != M_PULL)
 		return cli_usage_error(PROG, "--follow goes with --pull");
+	if ((s->ack || s->from != RMQ_FROM_DEFAULT) && (!s->name || s->mode == M_UNSUBSCRIBE))
+		return cli_usage_error(
+			PROG,
+			"%s needs --name NAME with --pull or --subscribe (a durable subscriber)",
+			s->ack ? "--ack" : "--from");
 	if (s->limit && s->mode == M_UNSUBSCRIBE)
 		return cli_usage_error(PROG, "--count goes with --subscribe or --pull");
 	for (int i = 0; i < s->ntopics; i++)

@@ -32,6 +32,9 @@ static void usage(FILE *f)
 		"                       long (default 30; 0 never; fractions allowed)\n"
 		"  --subscriber-ttl SECS  drop a durable subscriber that no client has attached\n"
 		"                       for this long, releasing what it holds (default 0: never)\n"
+		"  --ack-wait SECS      acknowledged mode (REGISTER SUBSCRIBER name ACK): deliver\n"
+		"                       again what is not acknowledged this long after its\n"
+		"                       delivery (default 30; fractions allowed; up to 86400)\n"
 		"  --default-capacity BYTES  retention of topics created without CAPACITY (default 64M)\n"
 		"  --log-level LEVEL    error, warn, info or debug (default info)\n"
 		"  -h, --help           show this help and exit\n"
@@ -66,7 +69,7 @@ int main(int argc, char **argv)
 	struct rmq_server_config cfg;
 	rmq_server_config_defaults(&cfg);
 	enum { O_BIND = 1, O_PORT, O_THREADS, O_MAXPAY, O_MAXCLI, O_LOG, O_CAP, O_MAXARGS,
-	       O_MAXINLINE, O_FRAMETO, O_SUBTTL };
+	       O_MAXINLINE, O_FRAMETO, O_SUBTTL, O_ACKWAIT };
 	static const struct option opts[] = {
 		{ "bind", required_argument, NULL, O_BIND },
 		{ "port", required_argument, NULL, O_PORT },
@@ -79,6 +82,7 @@ int main(int argc, char **argv)
 		{ "max-inline", required_argument, NULL, O_MAXINLINE },
 		{ "frame-timeout", required_argument, NULL, O_FRAMETO },
 		{ "subscriber-ttl", required_argument, NULL, O_SUBTTL },
+		{ "ack-wait", required_argument, NULL, O_ACKWAIT },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
@@ -129,6 +133,11 @@ int main(int argc, char **argv)
 		case O_FRAMETO:
 			if (parse_seconds(optarg, &cfg.frame_timeout_ms))
 				return bad("--frame-timeout", optarg, "expected seconds, 0 to 31536000");
+			break;
+		case O_ACKWAIT:
+			if (parse_seconds(optarg, &cfg.ack_wait_ms) || cfg.ack_wait_ms == 0 ||
+			    cfg.ack_wait_ms > RMQ_ACK_WAIT_MAX_MS)
+				return bad("--ack-wait", optarg, "expected seconds, 0.001 to 86400");
 			break;
 		case O_SUBTTL:
 			if (parse_seconds(optarg, &cfg.subscriber_ttl_ms))

@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,6 +308,11 @@ static int map_error(struct rmq_client *c, const redisReply *r)
 		{ "ERR invalid", RMQ_ERR_ARG },
 		{ "ERR CAPACITY", RMQ_ERR_ARG },
 		{ "ERR COUNT", RMQ_ERR_ARG },
+		{ "ERR ACK needs a sequence", RMQ_ERR_ARG },
+		{ "ERR ACK needs", RMQ_ERR_STATE },
+		{ "ERR ACK of a message not delivered", RMQ_ERR_ARG },
+		{ "ERR ACKWAIT", RMQ_ERR_ARG },
+		{ "ERR FROM", RMQ_ERR_ARG },
 		{ "ERR max clients reached", RMQ_ERR_CONN },
 		{ "ERR server busy", RMQ_ERR_CONN },
 	};
@@ -851,10 +857,36 @@ int rmq_send_flush(struct rmq_client *c, uint64_t *seqs, size_t cap, size_t *n)
 
 /* --- durable subscriptions --- */
 
+/* struct rmq_msg got `redelivered` in what was padding: the layout of
+ * version 0.1 must not change (programs built against it index arrays of
+ * these). */
+struct rmq_msg_v0_1 {
+	enum rmq_msg_kind kind;
+	uint64_t seq;
+	const char *topic;
+	size_t topic_len;
+	const char *payload;
+	size_t len;
+};
+_Static_assert(sizeof(struct rmq_msg) == sizeof(struct rmq_msg_v0_1) &&
+		       offsetof(struct rmq_msg, seq) == offsetof(struct rmq_msg_v0_1, seq) &&
+		       offsetof(struct rmq_msg, len) == offsetof(struct rmq_msg_v0_1, len),
+	       "struct rmq_msg changed its layout");
+
 int rmq_register_subscriber(struct rmq_client *c, const char *name)
+{
+	return rmq_register_subscriber_ex(c, name, NULL);
+}
+
+int rmq_register_subscriber_ex(struct rmq_client *c, const char *name,
+			       const struct rmq_subscriber_opts *opts)
 {
 	if (!c)
 		return RMQ_ERR_ARG;
+	bool ack = opts && opts->ack;
+	if (opts && opts->ack_wait_ms && (!ack || opts->ack_wait_ms > RMQ_ACK_WAIT_MAX_MS))
+		return set_err(c, RMQ_ERR_ARG, "ack_wait_ms goes with ack and is at most %u",
+			       RMQ_ACK_WAIT_MAX_MS);
 	if (!name_valid(name))
 		return set_err(c, RMQ_ERR_ARG,
 			       "invalid subscriber name '%.64s': 1 to " RMQ_STR(RMQ_TOPIC_MAX_LEN) " bytes, no whitespace or control characters",
@@ -862,9 +894,12 @@ int rmq_register_subscriber(struct rmq_client *c, const char *name)
 	int rc = no_live(c, "REGISTER SUBSCRIBER");
 	if (rc)
 		return rc;
-	const char *argv[] = { "REGISTER", "SUBSCRIBER", name };
-	size_t lens[] = { 8, 10, strlen(name) };
-	rc = request_ok(c, 3, argv, lens, "REGISTER SUBSCRIBER");
+	char wait[16];
+	snprintf(wait, sizeof(wait), "%u", opts ? opts->ack_wait_ms : 0);
+	const char *argv[] = { "REGISTER", "SUBSCRIBER", name, "ACK", "ACKWAIT", wait };
+	size_t lens[] = { 8, 10, strlen(name), 3, 7, strlen(wait) };
+	int argc = !ack ? 3 : opts->ack_wait_ms ? 6 : 4;
+	rc = request_ok(c, argc, argv, lens, "REGISTER SUBSCRIBER");
 	if (rc == RMQ_OK)
 		c->subscriber = true;
 	return rc;
@@ -922,6 +957,86 @@ int rmq_subscribe(struct rmq_client *c, const char *topic)
 		return set_err(c, RMQ_ERR_STATE,
 			       "durable SUBSCRIBE needs rmq_register_subscriber first (or use rmq_subscribe_live)");
 	return sub_cmd(c, "SUBSCRIBE", "subscribe", topic, false);
+}
+
+int rmq_subscribe_from(struct rmq_client *c, const char *topic, enum rmq_from from, uint64_t seq,
+		       uint64_t *start)
+{
+	if (start)
+		*start = 0;
+	if (from == RMQ_FROM_DEFAULT)
+		return rmq_subscribe(c, topic);
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = check_topic(c, topic);
+	if (rc)
+		return rc;
+	char where[24];
+	switch (from) {
+	case RMQ_FROM_FIRST: snprintf(where, sizeof(where), "first"); break;
+	case RMQ_FROM_NEXT: snprintf(where, sizeof(where), "next"); break;
+	case RMQ_FROM_SEQ:
+		if (seq == 0)
+			return set_err(c, RMQ_ERR_ARG, "sequence numbers start at 1");
+		snprintf(where, sizeof(where), "%llu", (unsigned long long)seq);
+		break;
+	default: return set_err(c, RMQ_ERR_ARG, "unknown start position %d", (int)from);
+	}
+	if (!c->subscriber)
+		return set_err(c, RMQ_ERR_STATE,
+			       "durable SUBSCRIBE needs rmq_register_subscriber first");
+	const char *argv[] = { "SUBSCRIBE", topic, "FROM", where };
+	size_t lens[] = { 9, strlen(topic), 4, strlen(where) };
+	redisReply *r;
+	if ((rc = request(c, 4, argv, lens, 0, &r)) != RMQ_OK)
+		return rc;
+	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
+	if (r->type == REDIS_REPLY_ERROR) {
+		rc = map_error(c, r);
+	} else if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+		   str_is(r->element[0], "subscribe") && is_str(r->element[1]) &&
+		   r->element[1]->len == lens[1] &&
+		   memcmp(r->element[1]->str, topic, lens[1]) == 0 &&
+		   r->element[2]->type == REDIS_REPLY_INTEGER &&
+		   r->element[3]->type == REDIS_REPLY_INTEGER && r->element[3]->integer > 0) {
+		if (start)
+			*start = (uint64_t)r->element[3]->integer;
+		rc = RMQ_OK;
+	} else {
+		rc = proto_err(c, "SUBSCRIBE ... FROM", r);
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+int rmq_ack(struct rmq_client *c, const char *topic, uint64_t seq)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = check_topic(c, topic);
+	if (rc)
+		return rc;
+	if (seq == 0)
+		return set_err(c, RMQ_ERR_ARG, "sequence numbers start at 1");
+	if (!c->subscriber)
+		return set_err(c, RMQ_ERR_STATE,
+			       "ACK needs rmq_register_subscriber_ex in acknowledged mode");
+	char num[24];
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)seq);
+	const char *argv[] = { "ACK", topic, num };
+	size_t lens[] = { 3, strlen(topic), strlen(num) };
+	redisReply *r;
+	if ((rc = request(c, 3, argv, lens, 0, &r)) != RMQ_OK)
+		return rc;
+	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
+	if (r->type == REDIS_REPLY_ERROR)
+		rc = map_error(c, r);
+	else if (r->type == REDIS_REPLY_INTEGER)
+		rc = RMQ_OK;
+	else
+		rc = proto_err(c, "ACK", r);
+	freeReplyObject(r);
+	return rc;
 }
 
 int rmq_unsubscribe(struct rmq_client *c, const char *topic)
@@ -982,9 +1097,11 @@ int rmq_pull(struct rmq_client *c, const char *topic, size_t max, int timeout_ms
 	}
 	for (size_t i = 0; i < r->elements; i++) {
 		redisReply *e = r->element[i];
-		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		/* [seq, payload], or in acknowledged mode [seq, payload, redelivered] */
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 || e->elements > 3 ||
 		    e->element[0]->type != REDIS_REPLY_INTEGER || e->element[0]->integer <= 0 ||
-		    e->element[1]->type != REDIS_REPLY_STRING) {
+		    e->element[1]->type != REDIS_REPLY_STRING ||
+		    (e->elements == 3 && e->element[2]->type != REDIS_REPLY_INTEGER)) {
 			rc = proto_err(c, "PULL", e);
 			freeReplyObject(r);
 			return rc;
@@ -1002,6 +1119,8 @@ int rmq_pull(struct rmq_client *c, const char *topic, size_t max, int timeout_ms
 	for (size_t i = 0; i < r->elements; i++) {
 		redisReply *e = r->element[i];
 		v[i] = (struct rmq_msg){ .kind = RMQ_MSG_DATA,
+					 .redelivered =
+						 e->elements == 3 && e->element[2]->integer != 0,
 					 .seq = (uint64_t)e->element[0]->integer,
 					 .topic = t,
 					 .topic_len = tlen,

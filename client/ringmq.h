@@ -10,8 +10,9 @@
  *   - plain (publisher or admin): rmq_register_publisher, rmq_create_topic,
  *     rmq_delete_topic, rmq_send, rmq_send_queue/rmq_send_flush;
  *   - durable subscriber, after rmq_register_subscriber(name): the server
- *     keeps name's position in each topic; rmq_subscribe, rmq_pull,
- *     rmq_unsubscribe. A later connection registering the same name
+ *     keeps name's position in each topic; rmq_subscribe,
+ *     rmq_subscribe_from, rmq_pull, rmq_ack (acknowledged mode, see
+ *     rmq_register_subscriber_ex), rmq_unsubscribe. A later connection registering the same name
  *     resumes where this one stopped (and takes the name over);
  *   - live subscriber, after rmq_subscribe_live: the server pushes every
  *     new message (Redis SUBSCRIBE semantics, no sequence numbers, nothing
@@ -95,6 +96,10 @@ enum rmq_msg_kind {
  * payloads are binary: use len. */
 struct rmq_msg {
 	enum rmq_msg_kind kind;
+	/* 1: handed out before and not acknowledged (acknowledged mode, see
+	 * rmq_register_subscriber_ex); 0 otherwise. It fills what was
+	 * padding after kind, so the struct keeps its size and layout. */
+	uint32_t redelivered;
 	uint64_t seq;            /* sequence number; 0 for live pushes (they carry none) */
 	const char *topic;
 	size_t topic_len;
@@ -197,18 +202,70 @@ int rmq_send_flush(struct rmq_client *c, uint64_t *seqs, size_t cap, size_t *n);
  * gets RMQ_ERR_TAKENOVER from then on. */
 int rmq_register_subscriber(struct rmq_client *c, const char *name);
 
+/* Options of rmq_register_subscriber_ex. Zeroed: what
+ * rmq_register_subscriber does. */
+struct rmq_subscriber_opts {
+	/* Non-zero: acknowledged mode (at least once). rmq_pull then moves
+	 * only the delivered position; rmq_ack moves the acknowledged floor.
+	 * What is not acknowledged is delivered again, with redelivered set,
+	 * to the next connection that registers the name and, on this one,
+	 * after the ack wait. Zero: auto-acknowledge (at most once): each
+	 * rmq_pull acknowledges what it returns. Each registration chooses;
+	 * leaving acknowledged mode delivers the unacknowledged ones once
+	 * more. */
+	int ack;
+	/* Acknowledged mode: redeliver what is not acknowledged this many ms
+	 * after its delivery (or after the last rmq_ack that made progress);
+	 * 0: the server's --ack-wait (default 30 s). At most
+	 * RMQ_ACK_WAIT_MAX_MS. */
+	uint32_t ack_wait_ms;
+};
+
+/* rmq_register_subscriber with options; opts NULL: the same as it. */
+int rmq_register_subscriber_ex(struct rmq_client *c, const char *name,
+			       const struct rmq_subscriber_opts *opts);
+
 /* Subscribes the registered subscriber to topic, starting at the topic's
  * current end; an existing subscription keeps its position. RMQ_ERR_STATE
  * if not registered (see rmq_subscribe_live), RMQ_ERR_NOTOPIC. */
 int rmq_subscribe(struct rmq_client *c, const char *topic);
+
+/* Where rmq_subscribe_from starts a subscription. */
+enum rmq_from {
+	RMQ_FROM_DEFAULT = 0, /* as rmq_subscribe: new ones at the end,
+			       * existing ones where they are */
+	RMQ_FROM_FIRST,       /* the oldest message the topic retains */
+	RMQ_FROM_NEXT,        /* the next message published (the end) */
+	RMQ_FROM_SEQ,         /* sequence number seq (>= 1) */
+};
+
+/* rmq_subscribe with a start position. Any from but RMQ_FROM_DEFAULT also
+ * moves an existing subscription (to replay a topic, or to skip ahead):
+ * both its delivered position and its acknowledged floor. *start (may be
+ * NULL) receives the sequence number of the first message it will now
+ * get (0 with RMQ_FROM_DEFAULT). A seq older than what the topic retains
+ * starts at the oldest retained message: then *start > seq, and the
+ * difference is the number of messages that are gone. A seq past the
+ * topic's next sequence number is refused (RMQ_ERR_ARG, nothing moved). */
+int rmq_subscribe_from(struct rmq_client *c, const char *topic, enum rmq_from from, uint64_t seq,
+		       uint64_t *start);
+
+/* Acknowledged mode: every message of topic up to and including seq is
+ * done (cumulative, like a Kafka offset commit). Acknowledging below the
+ * floor is a harmless no-op; a seq not delivered yet is RMQ_ERR_ARG;
+ * RMQ_ERR_STATE if the subscriber is not in acknowledged mode;
+ * RMQ_ERR_NOTSUB, RMQ_ERR_NOTOPIC, RMQ_ERR_TAKENOVER. */
+int rmq_ack(struct rmq_client *c, const char *topic, uint64_t seq);
 
 /* Ends the subscriber's subscription to topic, so the topic no longer
  * keeps messages for it. Not being subscribed is not an error. */
 int rmq_unsubscribe(struct rmq_client *c, const char *topic);
 
 /* Reads up to max messages (1..RMQ_PULL_MAX_COUNT; 0: RMQ_PULL_DEFAULT_COUNT) the subscriber has not seen
- * yet on topic, and advances its position past them (at most once: a
- * batch lost with the connection is not sent again). If none are there,
+ * yet on topic, and advances its position past them (auto-acknowledge
+ * mode: at most once, a batch lost with the connection is not sent again;
+ * in acknowledged mode they count as done only once rmq_ack says so, and
+ * redeliveries come first, with redelivered set). If none are there,
  * waits up to timeout_ms for one (0: do not wait, < 0: wait forever).
  *
  * On RMQ_OK, *out is a batch (possibly empty: nothing arrived in time)

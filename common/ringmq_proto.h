@@ -34,6 +34,13 @@
 #define RMQ_PULL_DEFAULT_COUNT 100
 #define RMQ_PULL_MAX_COUNT 100000
 
+/* Acknowledged mode (REGISTER SUBSCRIBER name ACK [ACKWAIT ms]): what is
+ * not acknowledged this long after its delivery is delivered again.
+ * The default is JetStream's AckWait; ACKWAIT and --ack-wait take 1 ms
+ * to RMQ_ACK_WAIT_MAX_MS. */
+#define RMQ_ACK_WAIT_DEFAULT_MS 30000u
+#define RMQ_ACK_WAIT_MAX_MS 86400000u
+
 /* CREATE topic [CAPACITY bytes]: the bytes a topic retains, from
  * RMQ_CAPACITY_MIN to RMQ_CAPACITY_MAX. Without CAPACITY the server's
  * --default-capacity applies, RMQ_DEFAULT_CAPACITY unless set. */

@@ -24,6 +24,8 @@ struct rmq_dsub {
 	uint32_t ix_mask;
 	uint32_t refs;             /* attaches not yet detached; under lock */
 	bool dead;                 /* expired and unlinked; under lock */
+	bool ack;                  /* acknowledged mode; under lock */
+	uint64_t ack_wait_ms;      /* under lock */
 	uint64_t active_ms;        /* last attach, detach, subscribe or pull */
 	struct rcu_head rcu;
 };
@@ -184,8 +186,9 @@ static int dsub_match(struct cds_lfht_node *node, const void *key)
 	return d->name_len == k->iov_len && memcmp(d->name, k->iov_base, k->iov_len) == 0;
 }
 
-struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, size_t len,
-				 uint64_t *token)
+/* Finds or creates the subscriber `name` and returns it locked (never a
+ * dead one); NULL on a bad name. */
+static struct rmq_dsub *dsub_get_locked(struct rmq_dsub_registry *r, const char *name, size_t len)
 {
 	if (!rmq_topic_name_valid(name, len))
 		return NULL;
@@ -223,9 +226,57 @@ retry:
 		pthread_mutex_unlock(&d->lock);
 		goto retry;
 	}
+	return d;
+}
+
+/* Publishes s's floor and delivered position (d->lock held). The floor is
+ * stored with release: it pairs with topic_hold()'s acquire load. */
+static void sub_publish(struct rmq_dsub_subscription *s, uint64_t acked)
+{
+	atomic_store_explicit(&s->delivered, s->cur.seq, memory_order_relaxed);
+	atomic_store_explicit(&s->pos, acked, memory_order_release);
+}
+
+/* Moves s's delivered cursor to seq (clamped to what t retains); returns
+ * how many messages from seq on were no longer retained. The caller
+ * publishes the positions. */
+static uint64_t sub_seek(struct rmq_dsub_subscription *s, uint64_t seq)
+{
+	struct rmq_log *log = &s->topic->log;
+	uint64_t first = rmq_log_first_seq(log);
+	uint64_t gap = seq < first ? first - seq : 0;
+	rmq_log_cursor_seek(log, &s->cur, seq);
+	return gap;
+}
+
+/* Unacknowledged messages are handed out again from the floor (d->lock
+ * held): delivered goes back to it, and what lay between is remembered in
+ * high, so the next pulls flag it as redelivered. */
+static void sub_rewind(struct rmq_dsub_subscription *s)
+{
+	uint64_t acked = atomic_load_explicit(&s->pos, memory_order_relaxed);
+	if (s->cur.seq <= acked)
+		return;
+	if (s->cur.seq > s->high)
+		s->high = s->cur.seq;
+	s->lost += sub_seek(s, acked);
+	sub_publish(s, s->cur.seq); /* above acked if that was evicted */
+}
+
+struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, size_t len,
+				 uint64_t *token)
+{
+	struct rmq_dsub *d = dsub_get_locked(r, name, len);
+	if (!d)
+		return NULL;
 	d->token = *token = atomic_fetch_add(&r->next_token, 1);
 	d->refs++;
 	d->active_ms = rmq_now_ms();
+	/* A new owner starts from the floors: what the previous one was
+	 * given but did not acknowledge is handed out again (a no-op in
+	 * auto-acknowledge mode, where delivered is the floor). */
+	for (int i = 0; i < d->n; i++)
+		sub_rewind(d->subs[i]);
 	pthread_mutex_unlock(&d->lock);
 	return d;
 }
@@ -286,47 +337,118 @@ static int find_by_name(struct rmq_dsub *d, const char *name, size_t len)
 	return ix_find(d, rmq_hash(name, len), name, len);
 }
 
+/* Where `from` places a subscription to t: the sequence number, or 0 for
+ * "the end" (which only the log can tell exactly). -ERANGE for a seq
+ * that is 0 or past the end. */
+static int64_t from_target(struct rmq_topic *t, enum rmq_dsub_from from, uint64_t seq)
+{
+	switch (from) {
+	case RMQ_DSUB_FROM_FIRST: return (int64_t)rmq_log_first_seq(&t->log);
+	case RMQ_DSUB_FROM_SEQ:
+		if (seq == 0 || seq > rmq_log_next_seq(&t->log) || seq > INT64_MAX)
+			return -ERANGE;
+		return (int64_t)seq;
+	case RMQ_DSUB_FROM_KEEP:
+	case RMQ_DSUB_FROM_NEXT: break;
+	}
+	return 0;
+}
+
+/* Places s (d->lock held) at target (0: the end) as both delivered and
+ * floor; its redelivery history starts afresh. Returns the gap. */
+static uint64_t sub_place(struct rmq_dsub_subscription *s, uint64_t target)
+{
+	/* Hold everything while the new floor is chosen: a trim that runs in
+	 * between sees pos 0 and keeps all, never too little (the floor may
+	 * move back: FROM first). Pairs with topic_hold(). */
+	atomic_store_explicit(&s->pos, 0, memory_order_seq_cst);
+	uint64_t gap = 0;
+	if (target == 0)
+		rmq_log_cursor_end(&s->topic->log, &s->cur);
+	else
+		gap = sub_seek(s, target);
+	s->lost += gap;
+	s->high = s->cur.seq;
+	s->pending_ms = 0;
+	sub_publish(s, s->cur.seq);
+	return gap;
+}
+
 int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
 {
-	int rc;
-	pthread_mutex_lock(&d->lock);
-	if (d->token != token) {
-		rc = -EBUSY;
-		goto out;
-	}
-	int i = ix_find(d, t->hash, t->name, t->name_len);
-	if (i >= 0) {
-		if (d->subs[i]->topic == t && !rmq_topic_deleted(t)) {
-			rc = d->n; /* resume: keep the position */
-			goto out;
-		}
-		dsub_remove_at(d, i); /* a deleted topic of the same name */
-	}
-	if (rmq_topic_deleted(t) || !rmq_topic_get(t)) {
-		rc = -ENOENT;
-		goto out;
-	}
-	struct rmq_dsub_subscription *s = rmq_calloc(1, sizeof(*s));
-	s->topic = t;
-	s->owner = d;
-	/* Publish the hold before choosing the start: a trim that runs in
-	 * between sees pos 0 and keeps everything, never too little. */
-	atomic_store(&s->pos, 0);
-	rmq_topic_add_durable(t, s);
-	rmq_log_cursor_end(&t->log, &s->cur);
-	atomic_store_explicit(&s->pos, s->cur.seq, memory_order_release);
+	return rmq_dsub_subscribe_from(d, token, t, RMQ_DSUB_FROM_KEEP, 0, NULL, NULL);
+}
+
+/* Appends s to d's subscriptions (d->lock held). */
+static void sub_add(struct rmq_dsub *d, struct rmq_dsub_subscription *s)
+{
 	if (d->n == d->cap) {
 		d->cap = d->cap ? d->cap * 2 : 4;
 		d->subs = rmq_realloc(d->subs, (size_t)d->cap * sizeof(d->subs[0]));
 	}
 	ix_reserve(d);
 	d->subs[d->n] = s;
-	ix_put(d->ix, d->ix_mask, t->hash, d->n);
+	ix_put(d->ix, d->ix_mask, s->topic->hash, d->n);
 	d->n++;
+}
+
+/* d's subscription to t, existing or new and placed at target (0: the
+ * end); d->lock held. *fresh says which. NULL: t deleted (-ENOENT). */
+static struct rmq_dsub_subscription *sub_find_or_add(struct rmq_dsub *d, struct rmq_topic *t,
+						     uint64_t target, uint64_t *gap, bool *fresh)
+{
+	*fresh = false;
+	int i = ix_find(d, t->hash, t->name, t->name_len);
+	if (i >= 0) {
+		if (d->subs[i]->topic == t && !rmq_topic_deleted(t))
+			return d->subs[i];
+		dsub_remove_at(d, i); /* a deleted topic of the same name */
+	}
+	if (rmq_topic_deleted(t) || !rmq_topic_get(t))
+		return NULL;
+	struct rmq_dsub_subscription *s = rmq_calloc(1, sizeof(*s));
+	s->topic = t;
+	s->owner = d;
+	/* Publish the hold before choosing the start (sub_place). */
+	atomic_store(&s->pos, 0);
+	rmq_topic_add_durable(t, s);
+	*gap = sub_place(s, target);
+	sub_add(d, s);
+	*fresh = true;
+	return s;
+}
+
+int rmq_dsub_subscribe_from(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t,
+			    enum rmq_dsub_from from, uint64_t seq, uint64_t *start, uint64_t *gap)
+{
+	int rc;
+	uint64_t g = 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->token != token) {
+		rc = -EBUSY;
+		goto out;
+	}
+	int64_t target = from_target(t, from, seq);
+	if (target < 0) {
+		rc = (int)target;
+		goto out;
+	}
+	bool fresh;
+	struct rmq_dsub_subscription *s = sub_find_or_add(d, t, (uint64_t)target, &g, &fresh);
+	if (!s) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (!fresh && from != RMQ_DSUB_FROM_KEEP) /* explicit: move it */
+		g = sub_place(s, (uint64_t)target);
+	if (start)
+		*start = s->cur.seq;
 	rc = d->n;
 	d->active_ms = rmq_now_ms();
 out:
 	pthread_mutex_unlock(&d->lock);
+	if (gap)
+		*gap = g;
 	return rc;
 }
 
@@ -396,6 +518,8 @@ int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, 
 	out->n = 0;
 	out->lost = 0;
 	out->topic = NULL;
+	out->ack = false;
+	out->redelivered_below = 0;
 	pthread_mutex_lock(&d->lock);
 	if (d->token != token) {
 		rc = -EBUSY;
@@ -414,6 +538,14 @@ int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, 
 		goto done;
 	}
 	out->topic = t;
+	out->ack = d->ack;
+	uint64_t now = rmq_now_ms();
+	uint64_t floor = atomic_load_explicit(&s->pos, memory_order_relaxed);
+	if (d->ack && s->cur.seq > floor && now - s->pending_ms >= d->ack_wait_ms)
+		sub_rewind(s); /* the ack wait passed: hand them out again */
+	floor = atomic_load_explicit(&s->pos, memory_order_relaxed);
+	uint64_t before = s->cur.seq;
+	out->redelivered_below = s->high;
 	uint64_t base0 = s->cur.base;
 	size_t bytes = 0;
 	while (out->n < max && out->nb < RMQ_PULL_MAX_BATCHES) {
@@ -430,20 +562,185 @@ int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, 
 		if (k == 0)
 			break;
 		rmq_log_consume(&s->cur, b, k);
+		if (b->seq < s->high) /* redeliveries: a prefix of the batch */
+			s->redelivered += s->high - b->seq < k ? s->high - b->seq : k;
 		bytes += b->bytes;
 		out->n += k;
 		out->nb++;
 	}
 	s->lost += out->lost;
-	if (out->n)
-		d->active_ms = rmq_now_ms();
-	/* Releases the hold on what was just read; pairs with topic_hold(). */
-	atomic_store_explicit(&s->pos, s->cur.seq, memory_order_release);
-	if (s->cur.base != base0 && t->log.onfull == RMQ_ONFULL_REJECT &&
-	    atomic_load(&t->log.retained) > t->log.capacity / 2)
-		rmq_topic_want_housekeeping(t);
+	if (out->n) {
+		d->active_ms = now;
+		if (s->cur.seq > s->high)
+			s->high = s->cur.seq;
+	}
+	if (d->ack) {
+		/* The floor stays; the ack wait runs from the delivery of the
+		 * oldest unacknowledged message. What was evicted meanwhile
+		 * (drop-oldest) cannot be held any more: the floor moves up
+		 * to the oldest retained message. */
+		if (out->n && before == floor)
+			s->pending_ms = now;
+		if (out->lost) {
+			uint64_t first = rmq_log_first_seq(&t->log);
+			if (floor < first)
+				floor = first < s->cur.seq ? first : s->cur.seq;
+		}
+		sub_publish(s, floor);
+	} else {
+		/* Releases the hold on what was just read; pairs with
+		 * topic_hold(). */
+		sub_publish(s, s->cur.seq);
+		if (s->cur.base != base0 && t->log.onfull == RMQ_ONFULL_REJECT &&
+		    atomic_load(&t->log.retained) > t->log.capacity / 2)
+			rmq_topic_want_housekeeping(t);
+	}
 	rc = (int)out->n;
 done:
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+/* --- acknowledged mode --- */
+
+int rmq_dsub_set_ack(struct rmq_dsub *d, uint64_t token, bool ack, uint64_t ack_wait_ms)
+{
+	int rc = 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->token != token) {
+		rc = -EBUSY;
+	} else {
+		d->ack = ack;
+		d->ack_wait_ms = ack_wait_ms ? ack_wait_ms : RMQ_ACK_WAIT_DEFAULT_MS;
+		if (!ack) /* the floors follow delivered again */
+			for (int i = 0; i < d->n; i++)
+				sub_publish(d->subs[i], d->subs[i]->cur.seq);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+bool rmq_dsub_ack_mode(struct rmq_dsub *d)
+{
+	pthread_mutex_lock(&d->lock);
+	bool ack = d->ack;
+	pthread_mutex_unlock(&d->lock);
+	return ack;
+}
+
+int rmq_dsub_ack(struct rmq_dsub *d, uint64_t token, const char *name, size_t len, uint64_t seq,
+		 uint64_t *pending)
+{
+	int rc = 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->token != token) {
+		rc = -EBUSY;
+		goto done;
+	}
+	int i = find_by_name(d, name, len);
+	if (i < 0) {
+		rc = -ESRCH;
+		goto done;
+	}
+	struct rmq_dsub_subscription *s = d->subs[i];
+	struct rmq_topic *t = s->topic;
+	if (rmq_topic_deleted(t)) {
+		dsub_remove_at(d, i);
+		rc = -ENOENT;
+		goto done;
+	}
+	if (!d->ack) {
+		rc = -EPERM;
+		goto done;
+	}
+	/* high: one past the highest ever handed out, also before a rewind */
+	uint64_t high = s->high > s->cur.seq ? s->high : s->cur.seq;
+	if (seq == 0 || seq >= high) {
+		rc = -ERANGE;
+		goto done;
+	}
+	uint64_t floor = atomic_load_explicit(&s->pos, memory_order_relaxed);
+	if (seq >= floor) {
+		uint64_t nf = seq + 1;
+		if (nf >= s->cur.seq) { /* covers what waits for redelivery */
+			s->lost += sub_seek(s, nf);
+			nf = s->cur.seq;
+		}
+		sub_publish(s, nf);
+		s->pending_ms = rmq_now_ms(); /* progress: the wait starts again */
+		d->active_ms = s->pending_ms;
+		if (t->log.onfull == RMQ_ONFULL_REJECT &&
+		    atomic_load(&t->log.retained) > t->log.capacity / 2)
+			rmq_topic_want_housekeeping(t);
+	}
+	if (pending) {
+		uint64_t f = atomic_load_explicit(&s->pos, memory_order_relaxed);
+		*pending = s->cur.seq > f ? s->cur.seq - f : 0;
+	}
+done:
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+uint64_t rmq_dsub_redeliver_at(struct rmq_dsub *d, uint64_t token, const char *name, size_t len)
+{
+	uint64_t at = 0;
+	pthread_mutex_lock(&d->lock);
+	int i = d->token == token && d->ack ? find_by_name(d, name, len) : -1;
+	if (i >= 0) {
+		struct rmq_dsub_subscription *s = d->subs[i];
+		if (s->cur.seq > atomic_load_explicit(&s->pos, memory_order_relaxed))
+			at = s->pending_ms + d->ack_wait_ms;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return at;
+}
+
+/* --- persistence --- */
+
+void rmq_dsub_positions(const struct rmq_dsub_subscription *s, uint64_t *delivered, uint64_t *acked)
+{
+	/* The floor first: delivered never goes below it, so a reader sees
+	 * delivered >= acked but for a concurrent rewind (then both are
+	 * re-read by the next checkpoint). */
+	uint64_t a = atomic_load_explicit(&s->pos, memory_order_acquire);
+	uint64_t p = atomic_load_explicit(&s->delivered, memory_order_relaxed);
+	*acked = a;
+	*delivered = p > a ? p : a;
+}
+
+int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, struct rmq_topic *t,
+		     uint64_t pos, uint64_t acked)
+{
+	struct rmq_dsub *d = dsub_get_locked(r, name, len);
+	if (!d)
+		return -EINVAL;
+	if (acked == 0)
+		acked = pos;
+	if (pos < acked)
+		pos = acked;
+	uint64_t next = rmq_log_next_seq(&t->log);
+	if (pos > next)
+		pos = next;
+	if (acked > next)
+		acked = next;
+	int rc = 0;
+	uint64_t gap;
+	bool fresh;
+	struct rmq_dsub_subscription *s = sub_find_or_add(d, t, acked ? acked : 1, &gap, &fresh);
+	if (!s) {
+		rc = -ENOENT;
+	} else {
+		if (!fresh)
+			sub_place(s, acked ? acked : 1);
+		/* delivered beyond the floor: what was handed out but not
+		 * acknowledged, redelivered (and flagged) after the attach */
+		if (pos > s->cur.seq) {
+			s->high = pos;
+			rmq_log_cursor_seek(&t->log, &s->cur, pos);
+			sub_publish(s, atomic_load_explicit(&s->pos, memory_order_relaxed));
+		}
+	}
 	pthread_mutex_unlock(&d->lock);
 	return rc;
 }
@@ -461,6 +758,7 @@ void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
 			.name = d->name,
 			.attached = d->token != 0,
 			.idle_ms = now_ms > d->active_ms ? now_ms - d->active_ms : 0,
+			.ack = d->ack,
 		};
 		for (int i = 0; i < d->n && !d->dead; i++) {
 			struct rmq_dsub_subscription *s = d->subs[i];

@@ -18,6 +18,21 @@
  * expired while a taken-over connection still holds such a reference is
  * freed, RCU-deferred, at that last detach. Batches returned by rmq_dsub_pull point into the topic's
  * log and are valid until the caller's next quiescent state.
+ *
+ * Delivery modes (rmq_dsub_set_ack), per subscriber, chosen by whoever
+ * attaches it. Each subscription keeps two positions, as sequence numbers
+ * of the next message: delivered (the next rmq_dsub_pull hands out from
+ * there) and acked, the floor (everything below it is done).
+ *   auto-acknowledge (the default): a pull advances both together, so a
+ *     batch lost with its connection is not sent again (at most once).
+ *   acknowledged: a pull advances delivered only; rmq_dsub_ack advances
+ *     the floor (cumulative, like a Kafka offset commit). Whatever lies
+ *     between is handed out again, flagged as redelivered, after every
+ *     attach (a reconnect or takeover resets delivered to acked) and once
+ *     the ack wait has passed (at least once).
+ * Under ONFULL reject the topic keeps every message from the floor on,
+ * so nothing unacknowledged is evicted; under drop-oldest, what is
+ * evicted before it is acknowledged is counted as lost, not redelivered.
  */
 #ifndef RMQ_DSUB_H
 #define RMQ_DSUB_H
@@ -36,9 +51,20 @@ struct rmq_dsub;
 struct rmq_dsub_subscription {
 	struct rmq_topic *topic;   /* holds a reference */
 	struct rmq_dsub *owner;
-	struct rmq_cursor cur;     /* under owner->lock */
-	_Atomic uint64_t pos;      /* cur.seq, read lock-free by trimming */
+	struct rmq_cursor cur; /* delivered position; under owner->lock */
+	/* The acked floor: the topic holds messages from here on (read
+	 * lock-free by trimming); equal to cur.seq in auto-acknowledge mode. */
+	_Atomic uint64_t pos;
+	_Atomic uint64_t delivered; /* cur.seq, for lock-free readers */
 	uint64_t lost;             /* messages evicted before it read them */
+	/* The rest under owner->lock. */
+	uint64_t high;        /* one past the highest seq ever handed out
+				    * since the last FROM: below it, a pull's
+				    * records are redeliveries */
+	uint64_t pending_ms;  /* when the oldest unacknowledged message was
+				    * delivered (or the last ACK that moved the
+				    * floor): the ack wait runs from here */
+	uint64_t redelivered; /* messages handed out again, in total */
 	struct rcu_head rcu;
 };
 
@@ -74,6 +100,26 @@ const char *rmq_dsub_name(const struct rmq_dsub *d);
  * or -EBUSY (taken over), -ENOENT (topic deleted). */
 int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t);
 
+/* Where rmq_dsub_subscribe_from starts (or moves) a subscription. */
+enum rmq_dsub_from {
+	RMQ_DSUB_FROM_KEEP = 0, /* new: at the end; existing: where it is */
+	RMQ_DSUB_FROM_FIRST,    /* the oldest retained message */
+	RMQ_DSUB_FROM_NEXT,     /* the next message published (the end) */
+	RMQ_DSUB_FROM_SEQ,      /* sequence number seq (clamped up to the
+				 * oldest retained one) */
+};
+
+/* rmq_dsub_subscribe with a start position. Any `from` but KEEP also moves
+ * an existing subscription there: both positions, delivered and acked, as
+ * a seek plus commit would, and its redelivery history starts afresh.
+ * *start (may be NULL) receives the sequence number it now starts at;
+ * *gap (may be NULL) how many messages from seq on were no longer retained
+ * (they are counted in lost too). Returns the number of subscriptions, or
+ * -EBUSY, -ENOENT, -ERANGE (FROM_SEQ with seq 0 or past the topic's next
+ * sequence number: nothing changed). */
+int rmq_dsub_subscribe_from(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t,
+			    enum rmq_dsub_from from, uint64_t seq, uint64_t *start, uint64_t *gap);
+
 /* Removes the subscription to topic `name`. Returns the number left, or
  * -ENOENT (not subscribed), -EBUSY. */
 int rmq_dsub_unsubscribe(struct rmq_dsub *d, uint64_t token, const char *name, size_t len);
@@ -90,10 +136,17 @@ struct rmq_pull {
 	uint32_t n;            /* records in all batches */
 	uint64_t lost;         /* skipped because evicted (drop-oldest) */
 	struct rmq_topic *topic;
+	bool ack;                   /* pulled in acknowledged mode */
+	uint64_t redelivered_below; /* records with a smaller seq were
+				     * handed out before (redeliveries) */
 };
 
 /* Reads up to max messages for the subscription to topic `name` and
- * advances its position past them. Returns the count (0: nothing new), or
+ * advances its delivered position past them (and, in auto-acknowledge
+ * mode, its floor). In acknowledged mode, once the ack wait has passed
+ * with messages unacknowledged, delivered first moves back to the floor:
+ * records below out->redelivered_below are redeliveries. Returns the
+ * count (0: nothing new), or
  * -ENOENT (topic deleted: the subscription is removed), -ESRCH (not
  * subscribed), -EBUSY (taken over). */
 int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
@@ -107,11 +160,62 @@ int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t l
 int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
 			  uint32_t max, size_t max_bytes, struct rmq_pull *out);
 
+/* --- acknowledged mode --- */
+
+/* Sets d's delivery mode (see above) for the owner of token: ack selects
+ * acknowledged mode, with unacknowledged messages redelivered ack_wait_ms
+ * after their delivery (0: RMQ_ACK_WAIT_DEFAULT_MS, ringmq_proto.h); !ack selects
+ * auto-acknowledge. Meant right after rmq_dsub_attach, which has already
+ * reset every subscription's delivered position to its floor (so leaving
+ * acknowledged mode hands out the unacknowledged messages once more).
+ * Returns 0 or -EBUSY. */
+int rmq_dsub_set_ack(struct rmq_dsub *d, uint64_t token, bool ack, uint64_t ack_wait_ms);
+bool rmq_dsub_ack_mode(struct rmq_dsub *d);
+
+/* Acknowledges every message up to and including seq on the subscription
+ * to topic `name` (cumulative). A seq below the floor is a no-op. *pending
+ * (may be NULL) receives how many delivered messages are still
+ * unacknowledged. Returns 0, or -EBUSY, -ESRCH (not subscribed), -ENOENT
+ * (topic deleted: the subscription is removed), -EPERM (not in
+ * acknowledged mode), -ERANGE (seq 0, or seq not yet delivered: nothing
+ * changed). An ACK of a message handed out before an ack-wait expiry or
+ * an attach reset is accepted even if it has not been handed out again:
+ * the redelivery then skips what it covers. */
+int rmq_dsub_ack(struct rmq_dsub *d, uint64_t token, const char *name, size_t len, uint64_t seq,
+		 uint64_t *pending);
+
+/* When (rmq_now_ms() clock) the unacknowledged messages of the subscription
+ * to `name` become due for redelivery; 0 when none are pending (or not in
+ * acknowledged mode, or not subscribed, or taken over). A parked PULL
+ * wakes then. */
+uint64_t rmq_dsub_redeliver_at(struct rmq_dsub *d, uint64_t token, const char *name, size_t len);
+
+/* --- persistence --- */
+
+/* The positions to checkpoint: *delivered (next to hand out) and *acked
+ * (the floor; equal to *delivered in auto-acknowledge mode). Lock-free,
+ * any thread that holds s (an RCU read-side section, or the owner's
+ * lock as in rmq_dsub_foreach). After a restart only the floor matters:
+ * every attach resets delivered to it. */
+void rmq_dsub_positions(const struct rmq_dsub_subscription *s, uint64_t *delivered,
+			uint64_t *acked);
+
+/* At load time: finds or creates the subscriber `name` (unattached) and
+ * its subscription to t, placed at delivered pos and floor acked (0:
+ * same as pos, as store.h writes it in auto-acknowledge mode; a pos below
+ * acked is taken as acked). Positions below t's retained window are
+ * clamped up to it and the skipped messages counted as lost; positions
+ * past its end are clamped down to it. Returns 0, or -EINVAL (bad name),
+ * -ENOENT (t deleted). */
+int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, struct rmq_topic *t,
+		     uint64_t pos, uint64_t acked);
+
 /* What INFO shows of a subscriber. */
 struct rmq_dsub_info {
 	const char *name;
 	bool attached;     /* a connection holds it */
 	uint64_t idle_ms;  /* since its last activity */
+	bool ack;          /* acknowledged mode */
 };
 
 /* Per-subscription lag for INFO: calls fn(subscriber, subscription, lag)

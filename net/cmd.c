@@ -273,6 +273,36 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 /* --- registration --- */
 
+/* REGISTER SUBSCRIBER name's options: [ACK] [ACKWAIT ms] (ACKWAIT needs
+ * ACK). Writes an error reply and returns false on a bad one. */
+static bool register_ack_opts(struct conn *c, const struct rmq_arg *o, size_t n, bool *ack,
+			      uint64_t *ack_wait)
+{
+	static const char syntax[] =
+		"ERR syntax error: REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]";
+	for (size_t i = 0; i < n; i++) {
+		if (arg_is(&o[i], "ACK")) {
+			*ack = true;
+		} else if (arg_is(&o[i], "ACKWAIT") && i + 1 < n) {
+			if (rmq_parse_u64(o[i + 1].p, o[i + 1].len, 0, ack_wait) != 0 ||
+			    *ack_wait == 0 || *ack_wait > RMQ_ACK_WAIT_MAX_MS) {
+				rmq_resp_error(&c->out,
+					       "ERR ACKWAIT must be 1 to 86400000 milliseconds");
+				return false;
+			}
+			i++;
+		} else {
+			rmq_resp_error(&c->out, syntax);
+			return false;
+		}
+	}
+	if (*ack_wait && !*ack) {
+		rmq_resp_error(&c->out, "ERR ACKWAIT goes with ACK (acknowledged mode)");
+		return false;
+	}
+	return true;
+}
+
 static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
@@ -290,8 +320,12 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_simple(&c->out, "OK");
 	}
 	if (arg_is(&argv[1], "SUBSCRIBER")) {
-		if (argc != 3)
+		if (argc < 3)
 			return rmq_resp_error(&c->out, "ERR REGISTER SUBSCRIBER needs a name");
+		bool ack = false;
+		uint64_t ack_wait = 0;
+		if (!register_ack_opts(c, argv + 3, argc - 3, &ack, &ack_wait))
+			return;
 		if (c->n_live_subs)
 			return rmq_resp_error(&c->out, "ERR connection has live subscriptions; UNSUBSCRIBE first");
 		if (c->role == ROLE_PUBLISHER)
@@ -304,18 +338,78 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 			rmq_dsub_detach(c->dsub, c->token);
 		c->dsub = d;
 		c->token = token;
+		(void)rmq_dsub_set_ack(d, token, ack,
+				       ack_wait ? ack_wait : srv_of(c)->cfg.ack_wait_ms);
 		c->role = ROLE_SUBSCRIBER;
 		free(c->name);
 		c->name = rmq_memdup(argv[2].p, argv[2].len);
 		return rmq_resp_simple(&c->out, "OK");
 	}
-	rmq_resp_error(&c->out, "ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name");
+	rmq_resp_error(
+		&c->out,
+		"ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]");
+}
+
+/* SUBSCRIBE's FROM value: first, next or a sequence number >= 1. */
+static bool parse_from(const struct rmq_arg *a, enum rmq_dsub_from *from, uint64_t *seq)
+{
+	*seq = 0;
+	if (arg_is(a, "first"))
+		*from = RMQ_DSUB_FROM_FIRST;
+	else if (arg_is(a, "next"))
+		*from = RMQ_DSUB_FROM_NEXT;
+	else if (rmq_parse_u64(a->p, a->len, 0, seq) == 0 && *seq >= 1)
+		*from = RMQ_DSUB_FROM_SEQ;
+	else
+		return false;
+	return true;
+}
+
+/* A registered subscriber's SUBSCRIBE of one topic, from where `from` says
+ * (see rmq_dsub_subscribe_from). With FROM, the confirmation has a fourth
+ * element: the sequence number the subscription now starts at. */
+static void dsub_subscribe_one(struct conn *c, const struct rmq_arg *a, bool has_from,
+			       enum rmq_dsub_from from, uint64_t seq)
+{
+	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, a->p, a->len);
+	if (!t)
+		return err_notopic(c, a);
+	uint64_t start = 0;
+	int rc = rmq_dsub_subscribe_from(c->dsub, c->token, t, from, seq, &start, NULL);
+	if (rc == -EBUSY)
+		return rmq_resp_error(&c->out,
+				      "ERR subscriber was taken over by another connection");
+	if (rc == -ERANGE)
+		return rmq_resp_errorf(
+			&c->out,
+			"ERR FROM %llu is past the end of '%.*s' (its next sequence number is %llu)",
+			(unsigned long long)seq, (int)a->len, a->p,
+			(unsigned long long)rmq_log_next_seq(&t->log));
+	if (rc < 0)
+		return err_notopic(c, a);
+	if (!has_from)
+		return rmq__pubsub_reply(c, "subscribe", a->p, a->len, rc);
+	rmq_resp_array(&c->out, 4);
+	rmq_resp_bulkstr(&c->out, "subscribe");
+	rmq_resp_bulk(&c->out, a->p, a->len);
+	rmq_resp_int(&c->out, rc);
+	rmq_resp_int(&c->out, (int64_t)start);
 }
 
 static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
 		return err_args(c, "subscribe");
+	/* Registered subscribers: SUBSCRIBE topic [topic ...] [FROM where] */
+	enum rmq_dsub_from from = RMQ_DSUB_FROM_KEEP;
+	uint64_t seq = 0;
+	bool has_from = c->dsub && argc >= 4 && arg_is(&argv[argc - 2], "FROM");
+	if (has_from) {
+		if (!parse_from(&argv[argc - 1], &from, &seq))
+			return rmq_resp_error(
+				&c->out, "ERR FROM must be first, next or a sequence number >= 1");
+		argc -= 2;
+	}
 	for (size_t i = 1; i < argc; i++) {
 		if (!check_topic_name(c, &argv[i]))
 			continue;
@@ -324,18 +418,7 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 				err_notopic(c, &argv[i]);
 			continue;
 		}
-		struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, argv[i].p, argv[i].len);
-		if (!t) {
-			err_notopic(c, &argv[i]);
-			continue;
-		}
-		int rc = rmq_dsub_subscribe(c->dsub, c->token, t);
-		if (rc == -EBUSY)
-			rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
-		else if (rc < 0)
-			err_notopic(c, &argv[i]);
-		else
-			rmq__pubsub_reply(c, "subscribe", argv[i].p, argv[i].len, rc);
+		dsub_subscribe_one(c, &argv[i], has_from, from, seq);
 	}
 }
 
@@ -393,9 +476,12 @@ static void pull_reply(struct conn *c, const struct rmq_pull *p)
 			const char *pl;
 			uint32_t len;
 			rmq_batch_payload(b, i, &pl, &len);
-			rmq_resp_array(&c->out, 2);
+			/* acknowledged mode: [seq, payload, redelivered 0|1] */
+			rmq_resp_array(&c->out, p->ack ? 3 : 2);
 			rmq_resp_int(&c->out, (int64_t)(b->seq + i));
 			rmq_resp_bulk(&c->out, pl, len);
+			if (p->ack)
+				rmq_resp_int(&c->out, b->seq + i < p->redelivered_below);
 		}
 	}
 	stat_add(&c->worker->stats.pulled, p->n);
@@ -469,9 +555,51 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 			rmq_resp_array(&c->out, 0);
 		return;
 	}
-	rmq__blocked_park(c, w, argv[1].p, argv[1].len, (uint32_t)count,
-			  block ? rmq_now_ms() + block : 0);
+	/* In acknowledged mode, wake when unacknowledged messages become due
+	 * for redelivery: the PULL is answered with them then (the client
+	 * cannot ACK meanwhile: a parked connection's requests wait). */
+	uint64_t deadline = block ? rmq_now_ms() + block : 0;
+	uint64_t due = rmq_dsub_redeliver_at(c->dsub, c->token, argv[1].p, argv[1].len);
+	if (due && (deadline == 0 || due < deadline))
+		deadline = due;
+	rmq__blocked_park(c, w, argv[1].p, argv[1].len, (uint32_t)count, deadline);
 	(void)rmq__blocked_try(c, false);
+}
+
+/* ACK topic seq: acknowledges every message up to seq (cumulative);
+ * replies with how many delivered messages are still unacknowledged. */
+static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 3)
+		return err_args(c, "ack");
+	if (!c->dsub)
+		return rmq_resp_error(
+			&c->out,
+			"ERR ACK needs a registered subscriber: REGISTER SUBSCRIBER name ACK");
+	uint64_t seq, pending = 0;
+	if (rmq_parse_u64(argv[2].p, argv[2].len, 0, &seq) != 0 || seq == 0)
+		return rmq_resp_error(&c->out, "ERR ACK needs a sequence number >= 1");
+	int rc = rmq_dsub_ack(c->dsub, c->token, argv[1].p, argv[1].len, seq, &pending);
+	switch (rc) {
+	case 0: return rmq_resp_int(&c->out, (int64_t)pending);
+	case -EBUSY:
+		return rmq_resp_error(&c->out,
+				      "ERR subscriber was taken over by another connection");
+	case -ESRCH:
+		return rmq_resp_errorf(
+			&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first",
+			(int)(argv[1].len > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : argv[1].len),
+			argv[1].p);
+	case -ENOENT:
+		return rmq_resp_errorf(&c->out, "NOTOPIC topic '%.*s' was deleted",
+				       (int)argv[1].len, argv[1].p);
+	case -EPERM:
+		return rmq_resp_error(
+			&c->out, "ERR ACK needs acknowledged mode: REGISTER SUBSCRIBER name ACK");
+	default:
+		return rmq_resp_errorf(&c->out, "ERR ACK of a message not delivered yet: %llu",
+				       (unsigned long long)seq);
+	}
 }
 
 /* --- INFO --- */
@@ -533,12 +661,16 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t lag, void *ctx)
 {
 	struct info_ctx *ic = ctx;
+	uint64_t delivered, acked;
+	rmq_dsub_positions(s, &delivered, &acked);
 	info_printf(ic->b,
 		    "subscriber:%s topic=%s position=%llu lag=%llu lost=%llu attached=%s "
-		    "idle_seconds=%llu\r\n",
-		    d->name, s->topic->name, (unsigned long long)atomic_load(&s->pos),
-		    (unsigned long long)lag, (unsigned long long)s->lost, d->attached ? "yes" : "no",
-		    (unsigned long long)(d->idle_ms / 1000));
+		    "idle_seconds=%llu ack=%s acked=%llu pending=%llu redelivered=%llu\r\n",
+		    d->name, s->topic->name, (unsigned long long)delivered, (unsigned long long)lag,
+		    (unsigned long long)s->lost, d->attached ? "yes" : "no",
+		    (unsigned long long)(d->idle_ms / 1000), d->ack ? "yes" : "no",
+		    (unsigned long long)acked, (unsigned long long)(delivered - acked),
+		    (unsigned long long)s->redelivered);
 }
 
 static bool want_section(struct rmq_arg *argv, size_t argc, const char *name)
@@ -576,12 +708,13 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			    "# Server\r\nringmq_version:%s\r\nredis_version:" INFO_REDIS_VERSION "\r\nprocess_id:%d\r\n"
 			    "tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
 			    "max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\n"
-			    "frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\n\r\n",
+			    "frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\nack_wait_ms:%llu\r\n\r\n",
 			    RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
 			    (unsigned long long)((rmq_now_ms() - s->started_ms) / 1000), s->cfg.max_payload,
 			    s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline,
 			    (unsigned long long)s->cfg.frame_timeout_ms,
-			    (unsigned long long)s->cfg.subscriber_ttl_ms);
+			    (unsigned long long)s->cfg.subscriber_ttl_ms,
+			    (unsigned long long)(s->cfg.ack_wait_ms ? s->cfg.ack_wait_ms : RMQ_ACK_WAIT_DEFAULT_MS));
 	if (want_section(argv, argc, "clients"))
 		info_printf(&b, "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n\r\n",
 			    (unsigned long long)tot[9],
@@ -780,6 +913,7 @@ static const struct command commands[] = {
 	CMD("PUBLISH", cmd_publish, 0),
 	CMD("MPUBLISH", cmd_mpublish, 0),
 	CMD("PULL", cmd_pull, 0),
+	CMD("ACK", cmd_ack, 0),
 	CMD("PING", cmd_ping, F_SUBMODE),
 	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE),
 	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE),

@@ -35,6 +35,9 @@ struct rmq_server_config {
 				      * half-sent this long; 0: never */
 	uint64_t subscriber_ttl_ms;  /* drop a durable subscriber detached
 				      * this long; 0: never */
+	uint64_t ack_wait_ms;        /* acknowledged mode: redeliver what is
+				      * unacknowledged this long after its
+				      * delivery; 0: the default, 30 s */
 };
 
 RMQ_API void rmq_server_config_defaults(struct rmq_server_config *cfg);

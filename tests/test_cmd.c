@@ -343,6 +343,130 @@ Test(cmd, pull_block_times_out_on_the_server_clock)
 	client_close(sub);
 }
 
+/* Acknowledged mode: REGISTER ... ACK, PULL entries with the redelivered
+ * flag, ACK's replies and errors; a reconnect gets the unacknowledged
+ * messages again, flagged. */
+Test(cmd, ack_mode_and_redelivery_on_reconnect)
+{
+	int pub = client(), sub = client();
+	expect(pub, resp("CREATE", "jobs", NULL), "+OK\r\n");
+	expect(sub, resp("ACK", "jobs", "1", NULL),
+	       "-ERR ACK needs a registered subscriber: REGISTER SUBSCRIBER name ACK\r\n");
+	expect(sub, resp("REGISTER", "SUBSCRIBER", "w", "ACKWAIT", "5", NULL),
+	       "-ERR ACKWAIT goes with ACK (acknowledged mode)\r\n");
+	expect(sub, resp("REGISTER", "SUBSCRIBER", "w", "ACK", "ACKWAIT", "0", NULL),
+	       "-ERR ACKWAIT must be 1 to 86400000 milliseconds\r\n");
+	expect(sub, resp("REGISTER", "SUBSCRIBER", "w", "NACK", NULL),
+	       "-ERR syntax error: REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]\r\n");
+	/* auto mode refuses ACK */
+	expect(sub, resp("REGISTER", "SUBSCRIBER", "w", NULL), "+OK\r\n");
+	expect(sub, resp("SUBSCRIBE", "jobs", NULL),
+	       "*3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n");
+	expect(sub, resp("ACK", "jobs", "1", NULL),
+	       "-ERR ACK needs acknowledged mode: REGISTER SUBSCRIBER name ACK\r\n");
+	expect(sub, resp("REGISTER", "SUBSCRIBER", "w", "ack", NULL), "+OK\r\n");
+	expect(pub, resp("MPUBLISH", "jobs", "a", "b", "c", "d", NULL), ":4\r\n");
+	expect(sub, resp("PULL", "jobs", "COUNT", "3", NULL),
+	       "*3\r\n*3\r\n:1\r\n$1\r\na\r\n:0\r\n*3\r\n:2\r\n$1\r\nb\r\n:0\r\n*3\r\n:3\r\n$1\r\nc\r\n:0\r\n");
+	expect(sub, resp("ACK", "jobs", "4", NULL),
+	       "-ERR ACK of a message not delivered yet: 4\r\n");
+	expect(sub, resp("ACK", "jobs", "0", NULL), "-ERR ACK needs a sequence number >= 1\r\n");
+	expect(sub, resp("ACK", "other", "1", NULL),
+	       "-ERR not subscribed to 'other': SUBSCRIBE it first\r\n");
+	expect(sub, resp("ACK", "jobs", "1", NULL), ":2\r\n");
+	expect(sub, resp("ACK", "jobs", "1", NULL), ":2\r\n"); /* below the floor: a no-op */
+	/* the consumer "crashes": closes without acknowledging 2 and 3 */
+	client_close(sub);
+	sub = client();
+	expect(sub, resp("REGISTER", "SUBSCRIBER", "w", "ACK", NULL), "+OK\r\n");
+	expect(sub, resp("PULL", "jobs", NULL),
+	       "*3\r\n*3\r\n:2\r\n$1\r\nb\r\n:1\r\n*3\r\n:3\r\n$1\r\nc\r\n:1\r\n*3\r\n:4\r\n$1\r\nd\r\n:0\r\n");
+	expect(sub, resp("ACK", "jobs", "4", NULL), ":0\r\n");
+	expect(sub, resp("PULL", "jobs", NULL), "*0\r\n");
+	const char *req = resp("INFO", "subscribers", NULL);
+	send_all(sub, req, strlen(req));
+	bool eof;
+	const char *info = received(sub, &eof);
+	cr_assert(strstr(info, "subscriber:w topic=jobs position=5 lag=0 lost=0 attached=yes "
+			       "idle_seconds=0 ack=yes acked=5 pending=0 redelivered=2\r\n"),
+		  "INFO: %s", info);
+	client_close(sub);
+	client_close(pub);
+}
+
+/* The ack wait on the server clock: a PULL after it redelivers; a parked
+ * PULL wakes at it with the redeliveries (not at its own BLOCK timeout). */
+Test(cmd, ack_wait_redelivers_and_wakes_a_parked_pull)
+{
+	int pub = client(), sub = client();
+	expect(pub, resp("CREATE", "q", NULL), "+OK\r\n");
+	expect(sub, resp("REGISTER", "SUBSCRIBER", "s", "ACK", "ACKWAIT", "1000", NULL), "+OK\r\n");
+	expect(sub, resp("SUBSCRIBE", "q", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nq\r\n:1\r\n");
+	expect(pub, resp("PUBLISH", "q", "m", NULL), ":1\r\n");
+	expect(sub, resp("PULL", "q", NULL), "*1\r\n*3\r\n:1\r\n$1\r\nm\r\n:0\r\n");
+	clock_ns += 999ULL * 1000 * 1000;
+	expect(sub, resp("PULL", "q", NULL), "*0\r\n");
+	clock_ns += 1ULL * 1000 * 1000;
+	expect(sub, resp("PULL", "q", NULL), "*1\r\n*3\r\n:1\r\n$1\r\nm\r\n:1\r\n");
+	/* parked with BLOCK 0 (forever): wakes when the redelivery is due */
+	char req[256];
+	snprintf(req, sizeof(req), "%sPING\r\n", resp("PULL", "q", "BLOCK", "0", NULL));
+	expect(sub, req, "");
+	clock_ns += 999ULL * 1000 * 1000;
+	expect(sub, "", "");
+	clock_ns += 1ULL * 1000 * 1000;
+	expect(sub, "", "*1\r\n*3\r\n:1\r\n$1\r\nm\r\n:1\r\n+PONG\r\n");
+	expect(sub, resp("ACK", "q", "1", NULL), ":0\r\n");
+	/* nothing pending: BLOCK's own timeout again */
+	snprintf(req, sizeof(req), "%s", resp("PULL", "q", "BLOCK", "5000", NULL));
+	expect(sub, req, "");
+	clock_ns += 4999ULL * 1000 * 1000;
+	expect(sub, "", "");
+	clock_ns += 1ULL * 1000 * 1000;
+	expect(sub, "", "*0\r\n");
+	client_close(sub);
+	client_close(pub);
+}
+
+/* SUBSCRIBE ... FROM first|next|seq for registered subscribers: the
+ * confirmation gets the start as a fourth element; FROM moves an existing
+ * subscription, no FROM keeps it. */
+Test(cmd, subscribe_from)
+{
+	int pub = client(), sub = client();
+	expect(pub, resp("CREATE", "t", NULL), "+OK\r\n");
+	expect(pub, resp("CREATE", "u", NULL), "+OK\r\n");
+	expect(pub, resp("MPUBLISH", "t", "a", "b", "c", NULL), ":3\r\n");
+	expect(sub, resp("REGISTER", "SUBSCRIBER", "r", NULL), "+OK\r\n");
+	expect(sub, resp("SUBSCRIBE", "t", "FROM", "later", NULL),
+	       "-ERR FROM must be first, next or a sequence number >= 1\r\n");
+	expect(sub, resp("SUBSCRIBE", "t", "FROM", "0", NULL),
+	       "-ERR FROM must be first, next or a sequence number >= 1\r\n");
+	expect(sub, resp("SUBSCRIBE", "t", "FROM", "5", NULL),
+	       "-ERR FROM 5 is past the end of 't' (its next sequence number is 4)\r\n");
+	expect(sub, resp("SUBSCRIBE", "t", "u", "FROM", "first", NULL),
+	       "*4\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:1\r\n:1\r\n*4\r\n$9\r\nsubscribe\r\n$1\r\nu\r\n:2\r\n:1\r\n");
+	expect(sub, resp("PULL", "t", "COUNT", "1", NULL), "*1\r\n*2\r\n:1\r\n$1\r\na\r\n");
+	expect(sub, resp("SUBSCRIBE", "t", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:2\r\n");
+	expect(sub, resp("PULL", "t", "COUNT", "1", NULL), "*1\r\n*2\r\n:2\r\n$1\r\nb\r\n");
+	expect(sub, resp("SUBSCRIBE", "t", "FROM", "3", NULL),
+	       "*4\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:2\r\n:3\r\n");
+	expect(sub, resp("PULL", "t", NULL), "*1\r\n*2\r\n:3\r\n$1\r\nc\r\n");
+	expect(sub, resp("SUBSCRIBE", "t", "FROM", "1", NULL),
+	       "*4\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:2\r\n:1\r\n");
+	expect(sub, resp("SUBSCRIBE", "t", "FROM", "next", NULL),
+	       "*4\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:2\r\n:4\r\n");
+	expect(sub, resp("PULL", "t", NULL), "*0\r\n");
+	client_close(sub);
+	/* a live connection: FROM is no option, just more topic names */
+	sub = client();
+	expect(sub, resp("SUBSCRIBE", "t", "FROM", "next", NULL),
+	       "*3\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:1\r\n-NOTOPIC no such topic 'FROM'\r\n"
+	       "-NOTOPIC no such topic 'next'\r\n");
+	client_close(sub);
+	client_close(pub);
+}
+
 /* A malformed request gets the protocol error, then the server closes
  * the connection (after reading what the client still sends). */
 Test(cmd, malformed_resp_closes_after_the_error)

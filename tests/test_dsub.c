@@ -574,3 +574,360 @@ Test(dsub, one_subscriber_many_topics)
 	rmq_broker_free(b);
 }
 
+/* --- acknowledged mode and start positions --- */
+
+/* The clock of dsub.c (rmq_now_ns, wrapped at link time, see
+ * CMakeLists.txt): the real one plus what a test adds, so that ack waits
+ * pass without sleeping. */
+static uint64_t clock_skew_ns;
+uint64_t __real_rmq_now_ns(void);
+uint64_t __wrap_rmq_now_ns(void);
+uint64_t __wrap_rmq_now_ns(void)
+{
+	return __real_rmq_now_ns() + clock_skew_ns;
+}
+
+static void advance_ms(uint64_t ms)
+{
+	clock_skew_ns += ms * 1000000u;
+}
+
+/* One pull of at most max; checks its records are seqs first..first+n-1
+ * and that those below redelivered_below are exactly the expected count.
+ * Returns n. */
+static int pull_seqs(struct rmq_dsub *d, uint64_t tok, const char *name, uint32_t max,
+		     uint64_t first, uint32_t want_redelivered)
+{
+	struct rmq_pull p;
+	int n = rmq_dsub_pull(d, tok, name, strlen(name), max, &p);
+	cr_assert_geq(n, 0, "pull %s: %d", name, n);
+	uint64_t seq = first;
+	uint32_t redelivered = 0;
+	for (int j = 0; j < p.nb; j++) {
+		const struct rmq_batch *bt = &p.b[j];
+		cr_assert_eq(bt->seq, seq, "batch at %" PRIu64 ", want %" PRIu64, bt->seq, seq);
+		size_t off = 0;
+		for (uint32_t i = 0; i < bt->n; i++) {
+			check_message(p.topic, bt, i, bt->data + off, seq + i);
+			off += rmq_batch_reclen(bt, i);
+			if (seq + i < p.redelivered_below)
+				redelivered++;
+		}
+		seq += bt->n;
+	}
+	cr_assert_eq(redelivered, want_redelivered, "%u redelivered, want %u", redelivered,
+		     want_redelivered);
+	return n;
+}
+
+struct sub_view {
+	uint64_t delivered, acked, redelivered, lost;
+	bool ack;
+};
+
+static void view_cb(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t lag,
+		    void *ctx)
+{
+	(void)lag;
+	struct sub_view *v = ctx;
+	rmq_dsub_positions(s, &v->delivered, &v->acked);
+	v->redelivered = s->redelivered;
+	v->lost = s->lost;
+	v->ack = d->ack;
+}
+
+static struct sub_view view(struct rmq_dsub_registry *r)
+{
+	struct sub_view v = { 0 };
+	rmq_dsub_registry_foreach(r, rmq_now_ms(), view_cb, &v);
+	return v;
+}
+
+/* ACK is cumulative; the floor moves only with it; errors leave it. */
+Test(dsub, ack_floor)
+{
+	struct rmq_broker *b = broker(1);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "q", 1 << 20, RMQ_ONFULL_REJECT);
+	uint64_t tok, pending = 99;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("c"), &tok);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, t), 1);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 1, NULL), -EPERM, "ACK in auto mode");
+	cr_assert_eq(rmq_dsub_set_ack(d, tok, true, 0), 0);
+	cr_assert(rmq_dsub_ack_mode(d));
+	for (uint64_t k = 1; k <= 10; k++)
+		cr_assert_eq(publish_k(t, k), (int64_t)k);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 1, NULL), -ERANGE, "ACK of undelivered");
+	cr_assert_eq(pull_seqs(d, tok, "q", 4, 1, 0), 4);
+	struct sub_view v = view(r);
+	cr_assert_eq(v.delivered, 5);
+	cr_assert_eq(v.acked, 1, "a pull moved the floor in ack mode");
+	cr_assert(v.ack);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 5, NULL), -ERANGE, "ACK past delivered");
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 0, NULL), -ERANGE);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("nope"), 1, NULL), -ESRCH);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 2, &pending), 0);
+	cr_assert_eq(pending, 2);
+	cr_assert_eq(view(r).acked, 3);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 1, &pending), 0, "ACK below the floor");
+	cr_assert_eq(pending, 2);
+	cr_assert_eq(view(r).acked, 3, "an ACK below the floor moved it back");
+	cr_assert_eq(pull_seqs(d, tok, "q", 100, 5, 0), 6);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 10, &pending), 0);
+	cr_assert_eq(pending, 0);
+	v = view(r);
+	cr_assert_eq(v.acked, 11);
+	cr_assert_eq(v.delivered, 11);
+	cr_assert_eq(rmq_dsub_redeliver_at(d, tok, S("q")), 0, "nothing pending, yet a deadline");
+	/* a taken-over owner can neither ACK nor ask */
+	uint64_t tok2;
+	cr_assert_eq(rmq_dsub_attach(r, S("c"), &tok2), d);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 10, NULL), -EBUSY);
+	cr_assert_eq(rmq_dsub_set_ack(d, tok, false, 0), -EBUSY);
+	rmq_dsub_detach(d, tok);
+	rmq_dsub_detach(d, tok2);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+/* A new owner gets what the previous one did not acknowledge, flagged. */
+Test(dsub, redelivery_after_reattach)
+{
+	struct rmq_broker *b = broker(1);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "q", 1 << 20, RMQ_ONFULL_REJECT);
+	uint64_t tok;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("c"), &tok);
+	cr_assert_eq(rmq_dsub_set_ack(d, tok, true, 0), 0);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, t), 1);
+	for (uint64_t k = 1; k <= 8; k++)
+		publish_k(t, k);
+	cr_assert_eq(pull_seqs(d, tok, "q", 5, 1, 0), 5);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 2, NULL), 0);
+	rmq_dsub_detach(d, tok); /* "crashes" with 3..5 unacknowledged */
+
+	uint64_t tok2;
+	cr_assert_eq(rmq_dsub_attach(r, S("c"), &tok2), d);
+	cr_assert_eq(rmq_dsub_set_ack(d, tok2, true, 0), 0);
+	struct sub_view v = view(r);
+	cr_assert_eq(v.delivered, 3, "attach did not reset delivered to the floor");
+	cr_assert_eq(v.acked, 3);
+	/* 3..5 again, flagged; then 6..8 fresh */
+	cr_assert_eq(pull_seqs(d, tok2, "q", 100, 3, 3), 6);
+	cr_assert_eq(view(r).redelivered, 3);
+	/* an ACK of a redelivered message past a second reset skips it */
+	rmq_dsub_detach(d, tok2);
+	uint64_t tok3;
+	cr_assert_eq(rmq_dsub_attach(r, S("c"), &tok3), d);
+	cr_assert_eq(rmq_dsub_ack(d, tok3, S("q"), 6, NULL), 0, "late ACK of a delivered message");
+	cr_assert_eq(pull_seqs(d, tok3, "q", 100, 7, 2), 2);
+	/* auto mode after ack mode: what is unacknowledged comes once more,
+	 * then the floor follows */
+	rmq_dsub_detach(d, tok3);
+	cr_assert_eq(rmq_dsub_attach(r, S("c"), &tok3), d);
+	cr_assert_eq(rmq_dsub_set_ack(d, tok3, false, 0), 0);
+	cr_assert_eq(pull_seqs(d, tok3, "q", 100, 7, 2), 2);
+	v = view(r);
+	cr_assert_eq(v.acked, 9);
+	cr_assert_eq(v.delivered, 9);
+	cr_assert_not(v.ack);
+	rmq_dsub_detach(d, tok3);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+/* Unacknowledged messages come again once the ack wait passed since the
+ * oldest of them was delivered; an ACK that moves the floor restarts it. */
+Test(dsub, redelivery_after_ack_wait)
+{
+	struct rmq_broker *b = broker(1);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "q", 1 << 20, RMQ_ONFULL_REJECT);
+	uint64_t tok;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("c"), &tok);
+	cr_assert_eq(rmq_dsub_set_ack(d, tok, true, 1000), 0);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, t), 1);
+	for (uint64_t k = 1; k <= 6; k++)
+		publish_k(t, k);
+	uint64_t t0 = rmq_now_ms();
+	cr_assert_eq(pull_seqs(d, tok, "q", 3, 1, 0), 3);
+	uint64_t due = rmq_dsub_redeliver_at(d, tok, S("q"));
+	cr_assert(due >= t0 + 1000 && due <= rmq_now_ms() + 1000, "due %" PRIu64, due);
+	advance_ms(600);
+	cr_assert_eq(pull_seqs(d, tok, "q", 2, 4, 0), 2, "more pulls do not extend the wait");
+	advance_ms(300);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 6, 0), 1);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 7, 0), 0, "redelivered before the wait");
+	advance_ms(200); /* 1100 ms since 1..3 were delivered */
+	cr_assert_eq(pull_seqs(d, tok, "q", 2, 1, 2), 2);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 2, NULL), 0); /* progress */
+	advance_ms(900);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 3, 4), 4, "3..6 were due only for the ACK");
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 7, 0), 0, "redelivered again too early");
+	advance_ms(1000);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 3, 4), 4);
+	cr_assert_eq(view(r).redelivered, 10);
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("q"), 6, NULL), 0);
+	advance_ms(5000);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 7, 0), 0, "all acknowledged, yet redelivered");
+	cr_assert_eq(rmq_dsub_redeliver_at(d, tok, S("q")), 0);
+	rmq_dsub_detach(d, tok);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+/* Under ONFULL reject the topic holds from the acked floor: delivered but
+ * unacknowledged messages are never evicted, and an ACK frees room. */
+Test(dsub, reject_holds_from_acked_floor)
+{
+	const uint64_t cap = 64 << 10;
+	struct rmq_broker *b = broker(2);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "rq", cap, RMQ_ONFULL_REJECT);
+	uint64_t tok;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("slow"), &tok);
+	cr_assert_eq(rmq_dsub_set_ack(d, tok, true, 0), 0);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, t), 1);
+	uint64_t k = 1;
+	fill_until_full(t, &k);
+	uint64_t total = k - 1;
+	cr_assert_eq(pull_count(d, tok, "rq", NULL), total);
+	rmq_shard_housekeep(b, t->shard);
+	cr_assert_eq(rmq_topic_publish(t, "x", 1), -ENOSPC,
+		     "delivered but unacknowledged messages made room");
+	struct rmq_topic_stats st;
+	rmq_topic_stats(t, &st);
+	cr_assert_eq(st.first_seq, 1);
+	cr_assert_eq(st.evicted, 0);
+	/* a reconnect gets all of them again */
+	rmq_dsub_detach(d, tok);
+	cr_assert_eq(rmq_dsub_attach(r, S("slow"), &tok), d);
+	cr_assert_eq(rmq_dsub_set_ack(d, tok, true, 0), 0);
+	cr_assert_eq(pull_count(d, tok, "rq", NULL), total);
+	cr_assert_eq(view(r).redelivered, total);
+	/* acknowledging all of it frees the topic */
+	cr_assert_eq(rmq_dsub_ack(d, tok, S("rq"), total, NULL), 0);
+	rmq_shard_housekeep(b, t->shard);
+	cr_assert_eq(rmq_topic_publish(t, "x", 1), (int64_t)k, "still full after the ACK");
+	rmq_topic_stats(t, &st);
+	cr_assert_gt(st.first_seq, 1);
+	cr_assert_eq(st.dropped, 0);
+	rmq_dsub_detach(d, tok);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+/* FROM first / next / seq, for new and existing subscriptions. */
+Test(dsub, subscribe_from)
+{
+	struct rmq_broker *b = broker(1);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "q", 1 << 20, RMQ_ONFULL_REJECT);
+	for (uint64_t k = 1; k <= 10; k++)
+		publish_k(t, k);
+	uint64_t tok, start = 0, gap = 99;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("c"), &tok);
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_FIRST, 0, &start, &gap), 1);
+	cr_assert_eq(start, 1);
+	cr_assert_eq(gap, 0);
+	cr_assert_eq(pull_seqs(d, tok, "q", 4, 1, 0), 4);
+	/* no FROM: an existing subscription stays where it is */
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_KEEP, 0, &start, NULL), 1);
+	cr_assert_eq(start, 5);
+	/* FROM seq moves it, back or forth */
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 2, &start, &gap), 1);
+	cr_assert_eq(start, 2);
+	cr_assert_eq(pull_seqs(d, tok, "q", 2, 2, 0), 2, "a replay is not a redelivery");
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 9, &start, NULL), 1);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 9, 0), 2);
+	/* the end is a valid seq; past it is not, and changes nothing */
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 12, &start, NULL),
+		     -ERANGE);
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 0, &start, NULL),
+		     -ERANGE);
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 3, &start, NULL), 1);
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 11, &start, NULL), 1);
+	cr_assert_eq(start, 11);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 11, 0), 0);
+	/* FROM next: the end, for an existing one too */
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_FIRST, 0, &start, NULL), 1);
+	cr_assert_eq(start, 1);
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_NEXT, 0, &start, NULL), 1);
+	cr_assert_eq(start, 11);
+	publish_k(t, 11);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 11, 0), 1);
+	/* in ack mode FROM moves the floor too (seek plus commit) */
+	cr_assert_eq(rmq_dsub_set_ack(d, tok, true, 0), 0);
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 4, &start, NULL), 1);
+	struct sub_view v = view(r);
+	cr_assert_eq(v.acked, 4);
+	cr_assert_eq(v.delivered, 4);
+	rmq_dsub_detach(d, tok);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+/* FROM a seq (or first) below the retained window starts at the oldest
+ * retained message and reports the gap, also counted as lost. */
+Test(dsub, subscribe_from_below_window)
+{
+	const uint64_t cap = 16 << 10;
+	struct rmq_broker *b = broker(1);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "dq", cap, RMQ_ONFULL_DROP_OLDEST);
+	uint64_t k = 1;
+	while (rmq_log_first_seq(&t->log) < 50) {
+		cr_assert_eq(publish_k(t, k), (int64_t)k);
+		k++;
+	}
+	uint64_t first = rmq_log_first_seq(&t->log);
+	uint64_t tok, start = 0, gap = 0;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("late"), &tok);
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_SEQ, 10, &start, &gap), 1);
+	cr_assert_eq(start, first);
+	cr_assert_eq(gap, first - 10);
+	cr_assert_eq(view(r).lost, first - 10);
+	cr_assert_eq(pull_check(d, tok, "dq", first, NULL), k - first);
+	cr_assert_eq(rmq_dsub_subscribe_from(d, tok, t, RMQ_DSUB_FROM_FIRST, 0, &start, &gap), 1);
+	cr_assert_eq(start, first);
+	cr_assert_eq(gap, 0, "FROM first has no gap");
+	rmq_dsub_detach(d, tok);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+/* What persistence restores: the floor and delivered; the next attach
+ * redelivers between them, flagged. */
+Test(dsub, restore_positions)
+{
+	struct rmq_broker *b = broker(1);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "q", 1 << 20, RMQ_ONFULL_REJECT);
+	for (uint64_t k = 1; k <= 10; k++)
+		publish_k(t, k);
+	cr_assert_eq(rmq_dsub_restore(r, S("bad name"), t, 5, 3), -EINVAL);
+	cr_assert_eq(rmq_dsub_restore(r, S("c"), t, 6, 4), 0);
+	cr_assert_eq(rmq_dsub_registry_count(r), 1);
+	struct sub_view v = view(r);
+	cr_assert_eq(v.delivered, 6);
+	cr_assert_eq(v.acked, 4);
+	/* the hold is the floor */
+	cr_assert_eq(rmq_dsub_restore(r, S("auto"), t, 8, 0), 0, "store.h's acked 0");
+	uint64_t tok;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("c"), &tok);
+	cr_assert_eq(rmq_dsub_set_ack(d, tok, true, 0), 0);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 4, 2), 7);
+	rmq_dsub_detach(d, tok);
+	d = rmq_dsub_attach(r, S("auto"), &tok);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 8, 0), 3);
+	rmq_dsub_detach(d, tok);
+	/* past the end: clamped down */
+	cr_assert_eq(rmq_dsub_restore(r, S("far"), t, 100, 90), 0);
+	d = rmq_dsub_attach(r, S("far"), &tok);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 11, 0), 0);
+	publish_k(t, 11);
+	cr_assert_eq(pull_seqs(d, tok, "q", 10, 11, 0), 1);
+	rmq_dsub_detach(d, tok);
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}

@@ -427,6 +427,42 @@ case_durable_resume() {
 	expect_grep "$WORK/a3.out" '^\{"topic":"my_topic","seq":5,"payload":"e"\}$' "first topic"
 }
 
+case_ack_from() {
+	start_server
+	pub -q --create t || fail "create"
+	pub -q --publish t m1 m2 m3 m4 m5 || fail "publish"
+	# --from first replays what is retained; --ack commits each batch once printed
+	run b sub --name bob --pull t --from first --ack --count 2
+	expect_rc 0 "--from first --ack --count 2"
+	expect_file "$WORK/b.out" "$(printf '[t #1] m1\n[t #2] m2')" "first two"
+	run b sub --name bob --pull t --ack
+	expect_file "$WORK/b.out" "$(printf '[t #3] m3\n[t #4] m4\n[t #5] m5')" "resumed after the acknowledged ones"
+	run b sub --name bob --pull t --ack
+	[[ -s "$WORK/b.out" ]] && fail "acknowledged messages came again"
+	# FROM moves an existing subscription explicitly
+	run b sub --name bob --pull t --from 4 --format json
+	expect_file "$WORK/b.out" "$(printf '%s\n' '{"topic":"t","seq":4,"payload":"m4"}' '{"topic":"t","seq":5,"payload":"m5"}')" "--from 4"
+	run b sub --name bob --pull t --from next
+	[[ -s "$WORK/b.out" ]] && fail "--from next printed old messages"
+	run b sub --name bob --pull t --from 7
+	expect_rc 2 "--from past the end"
+	expect_grep "$WORK/b.err" "FROM 7 is past the end of 't'" "past the end message"
+	run b sub --name bob --pull t --from later
+	expect_rc 2 "--from later"
+	run b sub --subscribe t --ack
+	expect_rc 2 "--ack without --name"
+	expect_grep "$WORK/b.err" "--ack needs --name NAME" "--ack usage message"
+	# a SEQ no longer retained: starts at the oldest, says so on stderr
+	pub -q --create small --capacity 4K --on-full drop-oldest || fail "create small"
+	local line
+	line=$(printf '%0200d' 0)
+	pub -q --publish small - < <(for _ in $(seq 60); do echo "$line"; done) || fail "publish small"
+	run g sub -q --name gap --pull small --from 1 --format json
+	expect_rc 0 "--from 1 below the window"
+	expect_grep "$WORK/g.err" "'small' starts at #[0-9]+: messages #1 to #[0-9]+ are no longer retained" "gap warning"
+	expect_grep "$WORK/g.out" '"seq":60,' "read to the end"
+}
+
 case_count() {
 	start_server
 	pub -q --create t || fail "create"

@@ -730,6 +730,144 @@ Test(durable, topic_deleted)
 	rmq_client_close(p);
 }
 
+/* --- durable: acknowledged mode and start positions --- */
+
+static struct rmq_client *ack_subscriber(const char *name, const char *topic, uint32_t wait_ms)
+{
+	struct rmq_client *c = conn();
+	struct rmq_subscriber_opts o = { .ack = 1, .ack_wait_ms = wait_ms };
+	OK(rmq_register_subscriber_ex(c, name, &o));
+	OK(rmq_subscribe(c, topic));
+	return c;
+}
+
+/* A consumer receives a batch, "crashes" (closes without ACK), reconnects
+ * and gets the same messages again, marked redelivered. */
+Test(durable, ack_crash_redelivers)
+{
+	struct rmq_client *p = conn();
+	create(p, "t");
+	struct rmq_client *c = ack_subscriber("worker", "t", 0);
+	publish("t", "a");
+	publish("t", "b");
+	publish("t", "c");
+	struct rmq_msgs *m;
+	OK(rmq_pull(c, "t", 2, 0, &m));
+	cr_assert_eq(m->n, 2);
+	cr_assert_eq(m->msg[0].redelivered, 0);
+	cr_assert_eq(m->msg[1].redelivered, 0);
+	OK(rmq_ack(c, "t", m->msg[0].seq)); /* "a" done, "b" in flight */
+	rmq_msgs_free(m);
+	rmq_client_close(c); /* crash */
+
+	c = ack_subscriber("worker", "t", 0);
+	OK(rmq_pull(c, "t", 10, 0, &m));
+	cr_assert_eq(m->n, 2);
+	cr_assert_str_eq(m->msg[0].payload, "b");
+	cr_assert_eq(m->msg[0].seq, 2);
+	cr_assert_eq(m->msg[0].redelivered, 1);
+	cr_assert_str_eq(m->msg[1].payload, "c");
+	cr_assert_eq(m->msg[1].redelivered, 0);
+	OK(rmq_ack(c, "t", m->msg[1].seq));
+	OK(rmq_ack(c, "t", 1)); /* below the floor: a no-op */
+	rmq_msgs_free(m);
+	rmq_client_close(c);
+
+	c = ack_subscriber("worker", "t", 0);
+	OK(rmq_pull(c, "t", 10, 0, &m));
+	cr_assert_eq(m->n, 0, "acknowledged messages came again");
+	rmq_msgs_free(m);
+	cr_assert_eq(rmq_ack(c, "t", 4), RMQ_ERR_ARG, "ACK of an undelivered message");
+	cr_assert_eq(rmq_ack(c, "t", 0), RMQ_ERR_ARG);
+	cr_assert_eq(rmq_ack(c, "nope", 1), RMQ_ERR_NOTSUB, "%s", rmq_client_errstr(c));
+	rmq_client_close(c);
+
+	/* auto mode: ACK is refused, pulls carry no flag */
+	c = subscriber("auto", "t");
+	cr_assert_eq(rmq_ack(c, "t", 1), RMQ_ERR_STATE, "%s", rmq_client_errstr(c));
+	struct rmq_client *bad = conn();
+	struct rmq_subscriber_opts o = { .ack = 0, .ack_wait_ms = 5 };
+	cr_assert_eq(rmq_register_subscriber_ex(bad, "x", &o), RMQ_ERR_ARG);
+	cr_assert_eq(rmq_ack(bad, "t", 1), RMQ_ERR_STATE);
+	rmq_client_close(bad);
+	rmq_client_close(c);
+	rmq_client_close(p);
+}
+
+/* Unacknowledged messages come again after the ack wait, also to a PULL
+ * that waits forever. */
+Test(durable, ack_wait_redelivers)
+{
+	struct rmq_client *p = conn();
+	create(p, "t");
+	struct rmq_client *c = ack_subscriber("worker", "t", 300);
+	publish("t", "x");
+	struct rmq_msgs *m;
+	OK(rmq_pull(c, "t", 10, 0, &m));
+	cr_assert_eq(m->n, 1);
+	rmq_msgs_free(m);
+	uint64_t t0 = now_ms();
+	OK(rmq_pull(c, "t", 10, -1, &m));
+	uint64_t took = now_ms() - t0;
+	cr_assert_eq(m->n, 1);
+	cr_assert_str_eq(m->msg[0].payload, "x");
+	cr_assert_eq(m->msg[0].redelivered, 1);
+	cr_assert(took >= 250 && took < (uint64_t)E2E_MS(3000), "took %llu ms",
+		  (unsigned long long)took);
+	OK(rmq_ack(c, "t", m->msg[0].seq));
+	rmq_msgs_free(m);
+	OK(rmq_pull(c, "t", 10, 400, &m));
+	cr_assert_eq(m->n, 0, "redelivered after the ACK");
+	rmq_msgs_free(m);
+	rmq_client_close(c);
+	rmq_client_close(p);
+}
+
+Test(durable, subscribe_from)
+{
+	struct rmq_client *p = conn(), *c = p;
+	struct rmq_topic_opts small = { .capacity = 4096, .onfull = RMQ_ONFULL_DROP_OLDEST };
+	OK(rmq_create_topic(p, "t", &small));
+	char msg[200];
+	memset(msg, 'm', sizeof(msg));
+	uint64_t last = 0;
+	for (int i = 0; i < 100; i++)
+		OK(rmq_send(p, "t", msg, sizeof(msg), &last));
+	c = conn();
+	OK(rmq_register_subscriber(c, "r"));
+	uint64_t start = 99, first;
+	OK(rmq_subscribe_from(c, "t", RMQ_FROM_FIRST, 0, &first));
+	cr_assert_gt(first, 1, "a 4K topic kept all of 20K");
+	cr_assert_leq(first, last);
+	struct rmq_msgs *m;
+	OK(rmq_pull(c, "t", 1000, 0, &m));
+	cr_assert_eq(m->n, last - first + 1);
+	cr_assert_eq(m->msg[0].seq, first);
+	rmq_msgs_free(m);
+	/* below the window: starts at the oldest retained, the gap shows */
+	OK(rmq_subscribe_from(c, "t", RMQ_FROM_SEQ, 1, &start));
+	cr_assert_eq(start, first);
+	OK(rmq_subscribe_from(c, "t", RMQ_FROM_SEQ, last, &start));
+	cr_assert_eq(start, last);
+	OK(rmq_pull(c, "t", 10, 0, &m));
+	cr_assert_eq(m->n, 1);
+	cr_assert_eq(m->msg[0].seq, last);
+	rmq_msgs_free(m);
+	cr_assert_eq(rmq_subscribe_from(c, "t", RMQ_FROM_SEQ, last + 2, &start), RMQ_ERR_ARG);
+	cr_assert(strstr(rmq_client_errstr(c), "past the end"), "%s", rmq_client_errstr(c));
+	cr_assert_eq(rmq_subscribe_from(c, "t", RMQ_FROM_SEQ, 0, &start), RMQ_ERR_ARG);
+	OK(rmq_subscribe_from(c, "t", RMQ_FROM_FIRST, 0, NULL));
+	OK(rmq_subscribe_from(c, "t", RMQ_FROM_NEXT, 0, &start));
+	cr_assert_eq(start, last + 1);
+	OK(rmq_subscribe_from(c, "t", RMQ_FROM_DEFAULT, 0, &start));
+	cr_assert_eq(start, 0);
+	OK(rmq_pull(c, "t", 10, 0, &m));
+	cr_assert_eq(m->n, 0);
+	rmq_msgs_free(m);
+	rmq_client_close(c);
+	rmq_client_close(p);
+}
+
 /* --- live --- */
 
 Test(live, receives_in_order)
