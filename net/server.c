@@ -137,6 +137,12 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	/* Their default action is to terminate at once, with no log and no
+	 * graceful close: they are waited for too, logged and ignored (SIGHUP
+	 * is to reload the configuration once there is one to reload). */
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -187,7 +193,14 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		 RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
 
 	int sig = 0;
-	sigwait(&set, &sig);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGINT || sig == SIGTERM)
+			break;
+		rmq_diagf(RMQ_DIAG_INFO, "received %s: ignored (only SIGINT and SIGTERM stop the server)",
+			  sig == SIGHUP ? "SIGHUP" : sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
+	}
 	rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
 	stop_threads(srv, true, srv->nworkers);
