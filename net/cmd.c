@@ -54,6 +54,30 @@ static struct server *srv_of(struct conn *c)
 	return c->worker->srv;
 }
 
+/* A client name (CLIENT SETNAME, HELLO SETNAME, REGISTER PUBLISHER), as
+ * Redis accepts them: printable ASCII without spaces ('!' to '~'), so that
+ * it can neither be cut short at a zero byte nor break the lines of CLIENT
+ * INFO and the log; at most RMQ_CLIENT_NAME_MAX bytes. Writes the error
+ * and returns false otherwise. */
+#define RMQ_CLIENT_NAME_MAX 255
+static bool check_client_name(struct conn *c, const struct rmq_arg *a)
+{
+	bool ok = a->len <= RMQ_CLIENT_NAME_MAX;
+	for (size_t i = 0; i < a->len && ok; i++)
+		ok = a->p[i] >= '!' && a->p[i] <= '~';
+	if (!ok)
+		rmq_resp_error(&c->out, "ERR Client names cannot contain spaces, newlines or special "
+					"characters, and have at most 255 bytes");
+	return ok;
+}
+
+/* Sets the connection's name; an empty one clears it (as Redis does). */
+static void set_client_name(struct conn *c, const struct rmq_arg *a)
+{
+	free(c->name);
+	c->name = a->len ? rmq_memdup(a->p, a->len) : NULL;
+}
+
 /* --- PING, ECHO, QUIT --- */
 
 static void cmd_ping(struct conn *c, struct rmq_arg *argv, size_t argc)
@@ -282,11 +306,11 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return err_args(c, "register");
 		if (c->role == ROLE_SUBSCRIBER)
 			return rmq_resp_error(&c->out, "ERR connection is registered as a subscriber");
+		if (argc == 3 && !check_client_name(c, &argv[2]))
+			return;
 		c->role = ROLE_PUBLISHER;
-		if (argc == 3) {
-			free(c->name);
-			c->name = rmq_memdup(argv[2].p, argv[2].len);
-		}
+		if (argc == 3)
+			set_client_name(c, &argv[2]);
 		return rmq_resp_simple(&c->out, "OK");
 	}
 	if (arg_is(&argv[1], "SUBSCRIBER")) {
@@ -672,10 +696,12 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return rmq_resp_error(&c->out, "ERR Protocol version is not an integer or out of range");
 		if (v != 2)
 			return rmq_resp_error(&c->out, "NOPROTO sorry, this protocol version is not supported");
+		const struct rmq_arg *setname = NULL;
 		for (size_t i = 2; i < argc; i++) {
 			if (arg_is(&argv[i], "SETNAME") && i + 1 < argc) {
-				free(c->name);
-				c->name = rmq_memdup(argv[i + 1].p, argv[i + 1].len);
+				if (!check_client_name(c, &argv[i + 1]))
+					return;
+				setname = &argv[i + 1];
 				i++;
 			} else if (arg_is(&argv[i], "AUTH") && i + 2 < argc) {
 				i += 2; /* no authentication: accepted */
@@ -683,6 +709,8 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 				return rmq_resp_error(&c->out, "ERR syntax error in HELLO option");
 			}
 		}
+		if (setname) /* only once every option is known to be good */
+			set_client_name(c, setname);
 	}
 	rmq_resp_array(&c->out, 14);
 	rmq_resp_bulkstr(&c->out, "server");
@@ -706,8 +734,9 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc < 2)
 		return err_args(c, "client");
 	if (arg_is(&argv[1], "SETNAME") && argc == 3) {
-		free(c->name);
-		c->name = rmq_memdup(argv[2].p, argv[2].len);
+		if (!check_client_name(c, &argv[2]))
+			return;
+		set_client_name(c, &argv[2]);
 		return rmq_resp_simple(&c->out, "OK");
 	}
 	if (arg_is(&argv[1], "GETNAME"))

@@ -376,3 +376,28 @@ Test(cmd, half_close_answers_then_closes)
 	cr_assert(eof);
 	client_close(c);
 }
+
+/* Issue 12 item 15: a client name is printable ASCII without spaces, as in
+ * Redis: a zero byte (which cut the stored name short), a space or a
+ * newline is refused, and the name stays what it was. */
+Test(cmd, client_setname_rejects_nul_space_newline)
+{
+	static const char err[] = "-ERR Client names cannot contain spaces, newlines or special "
+				  "characters, and have at most 255 bytes\r\n";
+	int c = client();
+	expect(c, resp("CLIENT", "SETNAME", "good", NULL), "+OK\r\n");
+	static const char nul[] = "*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$3\r\na\0b\r\n";
+	send_all(c, nul, sizeof(nul) - 1);
+	expect(c, "", err);
+	expect(c, resp("CLIENT", "SETNAME", "a b", NULL), err);
+	expect(c, resp("CLIENT", "SETNAME", "a\nb", NULL), err);
+	static const char hello[] = "*4\r\n$5\r\nHELLO\r\n$1\r\n2\r\n$7\r\nSETNAME\r\n$3\r\nx\0y\r\n";
+	send_all(c, hello, sizeof(hello) - 1);
+	expect(c, "", err);
+	expect(c, resp("REGISTER", "PUBLISHER", "p q", NULL), err);
+	expect(c, resp("CLIENT", "GETNAME", NULL), "$4\r\ngood\r\n");
+	/* an empty name clears it */
+	expect(c, resp("CLIENT", "SETNAME", "", NULL), "+OK\r\n");
+	expect(c, resp("CLIENT", "GETNAME", NULL), "$-1\r\n");
+	client_close(c);
+}
