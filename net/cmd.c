@@ -242,24 +242,59 @@ static struct rmq_topic *publish_topic(struct conn *c, const struct rmq_arg *nam
 	return t;
 }
 
+/* A payload over --max-payload: writes the error and returns true. The
+ * parser accepts other arguments up to max(--max-payload, 4 KiB), so a
+ * payload between the two gets here. */
+static bool payload_too_big(struct conn *c, const struct rmq_arg *payload)
+{
+	size_t max = srv_of(c)->cfg.max_payload;
+	if (RMQ_LIKELY(payload->len <= max))
+		return false;
+	rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than --max-payload (%zu bytes)",
+			payload->len, max);
+	return true;
+}
+
+/* What MPUBLISH had stored when a message failed: the first `stored` of
+ * `total`, up to sequence number `last`. */
+struct partial {
+	size_t stored, total;
+	int64_t last;
+};
+
+/* Writes the error for a failed append (seq < 0) of payload to t; after
+ * part of an MPUBLISH (p != NULL, p->stored > 0) it says what was stored,
+ * so that a retry can resend just the rest. */
+static void publish_error(struct conn *c, struct rmq_topic *t, const struct rmq_arg *name,
+			  const struct rmq_arg *payload, int64_t seq, const struct partial *p)
+{
+	char stored[128] = "";
+	if (p && p->stored)
+		snprintf(stored, sizeof(stored), "; only the first %zu of %zu messages were stored (up to seq %lld)",
+			 p->stored, p->total, (long long)p->last);
+	if (seq == -ENOSPC)
+		rmq_resp_errorf(&c->out, "FULL topic '%.*s' is full: durable subscribers have not read its oldest messages (ONFULL reject)%s",
+				(int)name->len, name->p, stored);
+	else if (seq == -EMSGSIZE)
+		rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than the topic's capacity%s", payload->len, stored);
+	else {
+		alloc_failed(c, "publishing to", t->name, t->name_len);
+		rmq_resp_errorf(&c->out, "ERR out of memory: message not stored%s", stored);
+	}
+}
+
 /* Appends one message; writes the reply for failures. Returns seq or < 0. */
 static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq_arg *name,
 			   const struct rmq_arg *payload)
 {
+	if (payload_too_big(c, payload))
+		return -EMSGSIZE;
 	int64_t seq = rmq_topic_append(t, payload->p, (uint32_t)payload->len);
 	if (RMQ_LIKELY(seq > 0)) {
 		rmq__worker_published(c->worker, t, 1, payload->len);
 		return seq;
 	}
-	if (seq == -ENOSPC)
-		rmq_resp_errorf(&c->out, "FULL topic '%.*s' is full: durable subscribers have not read its oldest messages (ONFULL reject)",
-				(int)name->len, name->p);
-	else if (seq == -EMSGSIZE)
-		rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than the topic's capacity", payload->len);
-	else {
-		alloc_failed(c, "publishing to", t->name, t->name_len);
-		rmq_resp_error(&c->out, "ERR out of memory: message not stored");
-	}
+	publish_error(c, t, name, payload, seq, NULL);
 	return seq;
 }
 
@@ -276,8 +311,12 @@ static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
 		rmq_resp_int(&c->out, seq);
 }
 
-/* MPUBLISH topic payload [payload ...]: the last sequence number. Stops at
- * the first failure (the reply says which); earlier messages stay. */
+/* MPUBLISH topic payload [payload ...]: the last sequence number.
+ * Everything that can be checked before storing is checked for every
+ * message first (the payload sizes), so that such an error stores none.
+ * A failure only the append itself finds (the topic filling up under
+ * ONFULL reject, memory) stops there: the messages before it stay stored,
+ * in order, and the error says how many and up to which sequence number. */
 static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 3)
@@ -285,14 +324,19 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 	struct rmq_topic *t = publish_topic(c, &argv[1]);
 	if (!t)
 		return err_notopic(c, &argv[1]);
-	int64_t seq = 0;
-	for (size_t i = 2; i < argc; i++) {
-		int64_t s = publish_one(c, t, &argv[1], &argv[i]);
-		if (s < 0)
+	for (size_t i = 2; i < argc; i++)
+		if (payload_too_big(c, &argv[i]))
 			return;
-		seq = s;
+	struct partial p = { .stored = 0, .total = argc - 2, .last = 0 };
+	for (size_t i = 2; i < argc; i++) {
+		int64_t seq = rmq_topic_append(t, argv[i].p, (uint32_t)argv[i].len);
+		if (seq < 0)
+			return publish_error(c, t, &argv[1], &argv[i], seq, &p);
+		rmq__worker_published(c->worker, t, 1, argv[i].len);
+		p.stored++;
+		p.last = seq;
 	}
-	rmq_resp_int(&c->out, seq);
+	rmq_resp_int(&c->out, p.last);
 }
 
 /* --- registration --- */
@@ -599,11 +643,13 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		info_printf(&b,
 			    "# Server\r\nringmq_version:%s\r\nredis_version:" INFO_REDIS_VERSION "\r\nprocess_id:%d\r\n"
 			    "tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
-			    "max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\n"
+			    "max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\nmax_request:%zu\r\n"
+			    "max_client_memory:%zu\r\ntcp_keepalive:%u\r\n"
 			    "frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\n\r\n",
 			    RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
 			    (unsigned long long)((rmq_now_ms() - s->started_ms) / 1000), s->cfg.max_payload,
-			    s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline,
+			    s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline, s->max_query,
+			    s->cfg.max_client_memory, s->cfg.tcp_keepalive_s,
 			    (unsigned long long)s->cfg.frame_timeout_ms,
 			    (unsigned long long)s->cfg.subscriber_ttl_ms);
 	if (want_section(argv, argc, "clients"))
@@ -944,7 +990,8 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
 	struct rmq_topic *t = cached_topic(c);
 	if (!t)
 		return 0;
-	const struct rmq_resp_limits *lim = &srv_of(c)->lim;
+	/* payloads over --max-payload take the ordinary path, which refuses them */
+	const struct rmq_resp_limits *lim = &srv_of(c)->pay_lim;
 	struct iovec pl[PUBLISH_RUN_BATCH];
 	size_t h = run->hlen, used = 0, bytes = 0;
 	unsigned n = 0;

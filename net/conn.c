@@ -54,6 +54,22 @@ void rmq__conn_want_flush(struct conn *c)
 	}
 }
 
+/* --tcp-keepalive: a peer that vanished without a FIN (power loss, a
+ * dropped route) is found out after idle + 3 probes an idle/3 apart, as
+ * Redis does, and its connection closed (its slot, its durable
+ * subscriber). Not a TCP socket (the in-process tests' socketpairs): no-op. */
+static void conn_keepalive(int fd, unsigned idle_s)
+{
+	if (idle_s == 0)
+		return;
+	int on = 1, idle = (int)idle_s, intvl = idle / 3 ? idle / 3 : 1, cnt = 3;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0)
+		return;
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 void rmq__conn_new(struct worker *w, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));
@@ -75,6 +91,7 @@ void rmq__conn_new(struct worker *w, int fd)
 	CDS_INIT_LIST_HEAD(&c->parked.worker_link);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	conn_keepalive(fd, w->srv->cfg.tcp_keepalive_s);
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
 	if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
 		rmq_diagf(RMQ_DIAG_ERROR, "epoll_ctl: %s", strerror(errno));
@@ -214,6 +231,12 @@ void rmq__conn_process_input(struct conn *c)
 		}
 		if (r == RMQ_RESP_ERROR) {
 			rmq_resp_error(&c->out, err);
+			goto proto_error;
+		}
+		if ((size_t)r > srv->max_query) {
+			/* --max-request holds however the request arrived: in
+			 * one read or in pieces (checked above while incomplete) */
+			rmq_resp_error(&c->out, "ERR Protocol error: request too large");
 			goto proto_error;
 		}
 		if (argc) {

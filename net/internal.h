@@ -148,8 +148,9 @@ struct worker {
 
 struct server {
 	struct rmq_server_config cfg;
-	struct rmq_resp_limits lim;
-	size_t max_query;
+	struct rmq_resp_limits lim;  /* what the parser accepts */
+	struct rmq_resp_limits pay_lim; /* lim, with max_bulk = max_payload */
+	size_t max_query;             /* --max-request, resolved */
 	struct rmq_broker *broker;
 	struct rmq_dsub_registry *dsubs;
 	struct worker *workers;
