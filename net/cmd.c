@@ -525,7 +525,9 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 	int rc = rmq__cmd_pull_once(c, argv[1].p, argv[1].len, (uint32_t)count, &t);
 	if (rc != 0)
 		return;
-	if (!blocking)
+	/* The client shut its sending side: nothing it sends can end a wait,
+	 * and it may be gone altogether (rmq__blocked_hangup). */
+	if (!blocking || c->eof || c->rdhup)
 		return rmq_resp_array(&c->out, 0);
 	/* Park: watch the subscription's own topic on this worker, then look
 	 * again, so a message published in between is not missed (see

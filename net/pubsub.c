@@ -171,11 +171,15 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 			caught_up = true;
 			break;
 		}
-		rmq_buf_append(&c->out, b.data, b.bytes);
+		if (!rmq_buf_try_append(&c->out, b.data, b.bytes)) {
+			rmq__conn_oom(c, "output");
+			return false;
+		}
 		rmq_log_consume(&s->cursor, &b, n);
 		stat_add(&c->worker->stats.delivered, n);
 	}
 	rmq__conn_want_flush(c);
+	rmq__conn_mem_sync(c);
 	return caught_up;
 }
 

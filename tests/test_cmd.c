@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -153,6 +154,16 @@ static void expect(int fd, const char *req, const char *want)
 	const char *got = received(fd, &eof);
 	cr_assert_str_eq(got, want, "request %s", req);
 	cr_assert(!eof, "the server closed the connection after %s", req);
+}
+
+/* Connections of the worker with a parked PULL. */
+static size_t parked(void)
+{
+	size_t n = 0;
+	struct conn *c;
+	cds_list_for_each_entry(c, &srv->workers[0].conns, link)
+		n += c->blocked;
+	return n;
 }
 
 /* A RESP request from its arguments (a NULL-terminated list). */
@@ -318,10 +329,10 @@ Test(cmd, pull_block_woken_by_publish_then_pipeline)
 	char req[256];
 	snprintf(req, sizeof(req), "%sECHO after\r\n", resp("PULL", "q", "BLOCK", "0", NULL));
 	expect(sub, req, ""); /* parked: the ECHO waits too */
-	cr_assert(!cds_list_empty(&srv->workers[0].parked_conns));
+	cr_assert_eq(parked(), 1);
 	expect(pub, resp("PUBLISH", "q", "m", NULL), ":1\r\n");
 	expect(sub, "", "*1\r\n*2\r\n:1\r\n$1\r\nm\r\n$5\r\nafter\r\n");
-	cr_assert(cds_list_empty(&srv->workers[0].parked_conns));
+	cr_assert_eq(parked(), 0);
 	cr_assert(cds_list_empty(&srv->workers[0].unblocked));
 	client_close(sub);
 	client_close(pub);
@@ -400,4 +411,261 @@ Test(cmd, client_setname_rejects_nul_space_newline)
 	expect(c, resp("CLIENT", "SETNAME", "", NULL), "+OK\r\n");
 	expect(c, resp("CLIENT", "GETNAME", NULL), "$-1\r\n");
 	client_close(c);
+}
+
+/* A durable subscriber "name" subscribed to topic q on a new client. */
+static int durable_client(const char *name)
+{
+	int c = client();
+	expect(c, resp("REGISTER", "SUBSCRIBER", name, NULL), "+OK\r\n");
+	expect(c, resp("SUBSCRIBE", "q", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nq\r\n:1\r\n");
+	return c;
+}
+
+/* Issue 12 item 1: a client that exits while parked in PULL ... BLOCK 0 is
+ * closed: its slot (nclients) is given back and its durable subscriber
+ * detached (so --subscriber-ttl can expire it). Before, the EOF was
+ * ignored while parked: the connection stayed until a publish. */
+Test(cmd, parked_pull_closed_on_eof)
+{
+	int adm = client();
+	expect(adm, resp("CREATE", "q", NULL), "+OK\r\n");
+	int sub = durable_client("gone");
+	expect(sub, resp("PULL", "q", "BLOCK", "0", NULL), "");
+	cr_assert_eq(parked(), 1);
+	cr_assert_eq(atomic_load(&srv->nclients), 2);
+	close(sub);
+	settle();
+	cr_assert_eq(parked(), 0);
+	cr_assert_eq(atomic_load(&srv->nclients), 1, "the parked client's slot is still taken");
+	/* detached: a new owner attaches without taking anyone over, and a
+	 * TTL of 1 ms (on the test's clock) would now expire it */
+	struct rmq_dsub_registry *r = srv->dsubs;
+	clock_ns += 2ULL * 1000 * 1000;
+	cr_assert_eq(rmq_dsub_registry_expire(r, rmq_now_ms(), 1, NULL, NULL), 1);
+	client_close(adm);
+}
+
+/* A client that half-closes while parked gets the PULL answered at once
+ * (empty, as on a timeout: no message taken), then the requests it sent
+ * behind it, then EOF; a BLOCK after its half-close does not park. */
+Test(cmd, parked_pull_half_close_answers_then_closes)
+{
+	int adm = client();
+	expect(adm, resp("CREATE", "q", NULL), "+OK\r\n");
+	int sub = durable_client("half");
+	char req[512];
+	snprintf(req, sizeof(req), "%s", resp("PULL", "q", "BLOCK", "0", NULL));
+	size_t n = strlen(req);
+	snprintf(req + n, sizeof(req) - n, "%s", resp("PULL", "q", "BLOCK", "0", NULL));
+	n = strlen(req);
+	snprintf(req + n, sizeof(req) - n, "PING\r\n");
+	expect(sub, req, "");
+	cr_assert_eq(parked(), 1);
+	shutdown(sub, SHUT_WR);
+	bool eof;
+	const char *got = received(sub, &eof);
+	cr_assert_str_eq(got, "*0\r\n*0\r\n+PONG\r\n");
+	cr_assert(eof);
+	cr_assert_eq(parked(), 0);
+	/* nothing was taken: the next owner pulls the message */
+	expect(adm, resp("PUBLISH", "q", "m", NULL), ":1\r\n");
+	client_close(sub);
+	int again = client();
+	expect(again, resp("REGISTER", "SUBSCRIBER", "half", NULL), "+OK\r\n");
+	expect(again, resp("PULL", "q", NULL), "*1\r\n*2\r\n:1\r\n$1\r\nm\r\n");
+	client_close(again);
+	client_close(adm);
+}
+
+/* Issue 12 item 4: a request half-sent behind a parked PULL is subject to
+ * --frame-timeout (from when it began), while whole requests waiting there
+ * are not. Before, a parked connection was exempt altogether. */
+Test(cmd, half_request_behind_parked_pull_times_out)
+{
+	int adm = client();
+	expect(adm, resp("CREATE", "q", NULL), "+OK\r\n");
+	int whole = durable_client("whole"), half = durable_client("half");
+	char req[512];
+	snprintf(req, sizeof(req), "%sPING\r\n", resp("PULL", "q", "BLOCK", "0", NULL));
+	expect(whole, req, "");
+	snprintf(req, sizeof(req), "%sPING\r\n*2\r\n$4\r\nECHO\r\n$10\r\nhal", resp("PULL", "q", "BLOCK", "0", NULL));
+	expect(half, req, "");
+	uint64_t to = srv->cfg.frame_timeout_ms;
+	clock_ns += (to - 1) * 1000 * 1000;
+	expect(half, "f", ""); /* trickling does not restart the clock */
+	clock_ns += 1ULL * 1000 * 1000;
+	bool eof;
+	const char *got = received(half, &eof);
+	cr_assert_str_eq(got, "-ERR Protocol error: timed out waiting for the rest of the request\r\n");
+	cr_assert(eof);
+	/* the one with only whole requests behind its PULL stays parked */
+	clock_ns += 10 * to * 1000 * 1000;
+	expect(whole, "", "");
+	cr_assert_eq(parked(), 1);
+	expect(adm, resp("PUBLISH", "q", "m", NULL), ":1\r\n");
+	expect(whole, "", "*1\r\n*2\r\n:1\r\n$1\r\nm\r\n+PONG\r\n");
+	client_close(half);
+	client_close(whole);
+	client_close(adm);
+}
+
+/* Issue 12 items 2 and 4: while a connection's requests cannot run (behind
+ * a parked PULL, or a live subscriber's unread messages), the server reads
+ * at most IN_STALLED_MAX of them; the rest stays with the sender. Before,
+ * it read everything in (1 GiB of PING grew the server by 1 GiB). */
+static struct conn *conn_of_worker(size_t k)
+{
+	struct conn *c;
+	cds_list_for_each_entry(c, &srv->workers[0].conns, link)
+		if (k-- == 0)
+			return c;
+	return NULL;
+}
+
+/* Sends PINGs on fd until the socket takes no more; returns the bytes. */
+static size_t flood_pings(int fd)
+{
+	static char pings[1 << 16];
+	for (size_t i = 0; i + 6 <= sizeof(pings); i += 6)
+		memcpy(pings + i, "PING\r\n", 6);
+	size_t sent = 0;
+	for (int round = 0; round < 200; round++) {
+		ssize_t w = send(fd, pings, sizeof(pings) / 6 * 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0) {
+			sent += (size_t)w;
+		} else {
+			settle(); /* let the server read, if it still does */
+			w = send(fd, pings, sizeof(pings) / 6 * 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (w <= 0)
+				break;
+			sent += (size_t)w;
+		}
+	}
+	return sent;
+}
+
+Test(cmd, stalled_input_is_bounded)
+{
+	int adm = client();
+	expect(adm, resp("CREATE", "q", NULL), "+OK\r\n");
+	int parked_c = durable_client("p");
+	expect(parked_c, resp("PULL", "q", "BLOCK", "0", NULL), "");
+	size_t sent = flood_pings(parked_c);
+	struct conn *pc = conn_of_worker(1);
+	cr_assert(pc && pc->blocked);
+	cr_assert_leq(rmq_buf_pending(&pc->in), IN_STALLED_MAX + READ_SCRATCH,
+		      "a parked client's pending input grew to %zu (sent %zu)", rmq_buf_pending(&pc->in), sent);
+	cr_assert_gt(sent, rmq_buf_pending(&pc->in), "the test did not send more than the bound");
+	cr_assert(!(pc->events & EPOLLIN), "still reading a parked client with full input");
+
+	/* a live subscriber that does not read its messages */
+	int live = client();
+	expect(live, resp("SUBSCRIBE", "q", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nq\r\n:1\r\n");
+	static char big[1000];
+	memset(big, 'b', sizeof(big) - 1);
+	for (int i = 0; i < 2000; i++) {
+		send_all(adm, resp("PUBLISH", "q", big, NULL), strlen(resp("PUBLISH", "q", big, NULL)));
+		if (i % 20 == 0) {
+			settle();
+			bool eof;
+			(void)received(adm, &eof);
+		}
+	}
+	settle();
+	bool eof;
+	(void)received(adm, &eof);
+	struct conn *lc = conn_of_worker(2);
+	cr_assert(lc && lc->backlog, "the live subscriber has no backlog");
+	sent = flood_pings(live);
+	cr_assert_leq(rmq_buf_pending(&lc->in), IN_STALLED_MAX + READ_SCRATCH,
+		      "a deaf subscriber's pending input grew to %zu (sent %zu)", rmq_buf_pending(&lc->in), sent);
+	cr_assert_gt(sent, rmq_buf_pending(&lc->in));
+	close(live);
+	close(parked_c);
+	client_close(adm);
+}
+
+/* Issue 12 item 7: parked PULLs' timeouts are a heap: each is answered at
+ * its own deadline, in deadline order, whatever the order of parking (and
+ * a parked PULL without timeout is not in it at all). */
+Test(cmd, pull_block_timeouts_in_deadline_order)
+{
+	int adm = client();
+	expect(adm, resp("CREATE", "q", NULL), "+OK\r\n");
+	static const char *const names[] = { "a", "b", "c", "d" };
+	static const char *const blocks[] = { "300", "100", "0", "200" };
+	int s[4];
+	for (int i = 0; i < 4; i++) {
+		s[i] = durable_client(names[i]);
+		expect(s[i], resp("PULL", "q", "BLOCK", blocks[i], NULL), "");
+	}
+	cr_assert_eq(parked(), 4);
+	cr_assert_eq(srv->workers[0].park_n, 3);
+	static const int order[] = { 1, 3, 0 }; /* 100, 200, 300 ms */
+	for (int k = 0; k < 3; k++) {
+		clock_ns += 100ULL * 1000 * 1000;
+		for (int i = 0; i < 4; i++) {
+			bool answered = false;
+			for (int j = 0; j <= k; j++)
+				answered |= order[j] == i;
+			bool just = order[k] == i;
+			expect(s[i], "", just ? "*0\r\n" : "");
+			cr_assert_eq(parked(), (size_t)(3 - k), "after %d ms", 100 * (k + 1));
+			(void)answered;
+		}
+	}
+	cr_assert_eq(srv->workers[0].park_n, 0);
+	expect(adm, resp("PUBLISH", "q", "m", NULL), ":1\r\n");
+	expect(s[2], "", "*1\r\n*2\r\n:1\r\n$1\r\nm\r\n");
+	for (int i = 0; i < 4; i++)
+		client_close(s[i]);
+	client_close(adm);
+}
+
+/* Issue 12 item 4: --max-client-memory bounds all clients' buffers: over
+ * it, the connection holding the most is told and closed; the others and
+ * the server go on. Before, nothing bounded the sum, and enough clients
+ * with big half-sent requests ran the server out of memory (abort). */
+Test(cmd, client_memory_budget_sheds_the_largest)
+{
+	srv->cfg.max_client_memory = 1u << 20;
+	int adm = client();
+	expect(adm, resp("CREATE", "q", NULL), "+OK\r\n");
+	int small = client(), big = client();
+	static char pl[1000];
+	memset(pl, 'x', sizeof(pl));
+	struct rmq_buf b = { 0 };
+	append(&b, "*2000\r\n$8\r\nMPUBLISH\r\n$1\r\nq\r\n");
+	send_all(small, b.data, b.len - 1);
+	settle();
+	for (int i = 0; i < 1000; i++) {
+		append(&b, "$1000\r\n");
+		b.len--;
+		rmq_buf_append(&b, pl, sizeof(pl));
+		rmq_buf_append(&b, "\r\n", 3);
+		if (i % 50 == 49) {
+			/* until the server closes it (EPIPE) */
+			ssize_t w = send(big, b.data, b.len - 1, MSG_NOSIGNAL);
+			b.len = 0;
+			settle();
+			if (w < 0)
+				break;
+		}
+	}
+	rmq_buf_free(&b);
+	bool eof;
+	const char *got = received(big, &eof);
+	cr_assert_str_eq(got, "-ERR client buffers over --max-client-memory: closing\r\n");
+	cr_assert(eof);
+	cr_assert_eq(atomic_load(&srv->workers[0].stats.client_memory_closed), 1);
+	cr_assert_leq(atomic_load(&srv->client_mem), (int64_t)srv->cfg.max_client_memory);
+	/* the small one (its request still half-sent) stays, and the server
+	 * serves everyone */
+	expect(small, "", "");
+	expect(adm, resp("PING", NULL), "+PONG\r\n");
+	client_close(big);
+	client_close(small);
+	client_close(adm);
+	cr_assert_eq(atomic_load(&srv->client_mem), 0, "buffers still counted after every close");
 }
