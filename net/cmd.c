@@ -625,7 +625,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	struct server *s = srv_of(c);
 	struct rmq_buf b = { 0 };
-	uint64_t tot[12] = { 0 };
+	uint64_t tot[13] = { 0 };
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct worker_stats *st = &s->workers[i].stats;
 		tot[0] += atomic_load_explicit(&st->conns_accepted, memory_order_relaxed);
@@ -640,6 +640,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		tot[9] += atomic_load_explicit(&st->conns, memory_order_relaxed);
 		tot[10] += atomic_load_explicit(&st->frame_timeouts, memory_order_relaxed);
 		tot[11] += atomic_load_explicit(&st->alloc_failures, memory_order_relaxed);
+		tot[12] += atomic_load_explicit(&st->client_memory_closed, memory_order_relaxed);
 	}
 	if (want_section(argv, argc, "server"))
 		info_printf(&b,
@@ -655,9 +656,11 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			    (unsigned long long)s->cfg.frame_timeout_ms,
 			    (unsigned long long)s->cfg.subscriber_ttl_ms);
 	if (want_section(argv, argc, "clients"))
-		info_printf(&b, "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n\r\n",
-			    (unsigned long long)tot[9],
-			    (unsigned long long)atomic_load(&s->rejected_clients));
+		info_printf(&b,
+			    "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n"
+			    "client_buffers_bytes:%lld\r\nclient_memory_closed:%llu\r\n\r\n",
+			    (unsigned long long)tot[9], (unsigned long long)atomic_load(&s->rejected_clients),
+			    (long long)atomic_load(&s->client_mem), (unsigned long long)tot[12]);
 	struct info_ctx ic = { .b = &b };
 	struct rmq_buf topics = { 0 };
 	struct info_ctx tc = { .b = &topics };

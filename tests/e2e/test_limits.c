@@ -86,6 +86,11 @@ SRV_TEST(limits, max_request_is_deterministic, "--max-payload", "1K", "--max-req
 	struct e2e_client *adm = CONN();
 	IS_OK(R(adm, "CREATE", "t"));
 	cr_assert_eq(INFO(adm, "max_request"), 4096);
+	/* the other limits of issue 12 are shown too */
+	cr_assert_geq(INFO(adm, "max_client_memory"), 64 << 20);
+	cr_assert_eq(INFO(adm, "tcp_keepalive"), 300);
+	cr_assert_eq(INFO(adm, "client_memory_closed"), 0);
+	cr_assert_geq(INFO(adm, "client_buffers_bytes"), 0);
 	static char pl[1000];
 	memset(pl, 'r', sizeof(pl));
 	const char *argv[7] = { "MPUBLISH", "t", pl, pl, pl, pl, pl };
