@@ -409,13 +409,16 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 struct unsub_all {
 	struct rmq_arg *v;
-	size_t n;
+	size_t n, cap;
 };
 
 static void collect_dsub(struct rmq_dsub_subscription *s, void *ctx)
 {
 	struct unsub_all *u = ctx;
-	u->v = rmq_realloc(u->v, (u->n + 1) * sizeof(*u->v));
+	if (u->n == u->cap) { /* doubling: n subscriptions, O(n) copying */
+		u->cap = u->cap ? 2 * u->cap : 16;
+		u->v = rmq_realloc(u->v, u->cap * sizeof(*u->v));
+	}
 	u->v[u->n].p = rmq_memdup(s->topic->name, s->topic->name_len);
 	u->v[u->n].len = s->topic->name_len;
 	u->n++;
@@ -424,7 +427,7 @@ static void collect_dsub(struct rmq_dsub_subscription *s, void *ctx)
 static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (c->dsub) {
-		struct unsub_all u = { NULL, 0 };
+		struct unsub_all u = { NULL, 0, 0 };
 		if (argc == 1)
 			rmq_dsub_foreach(c->dsub, collect_dsub, &u);
 		if (argc == 1 && u.n == 0)

@@ -227,6 +227,7 @@ void rmq__conn_free(struct conn *c)
 	rmq_buf_free(&c->in);
 	rmq_buf_free(&c->out);
 	free(c->live_subs);
+	free(c->live_index);
 	free(c->name);
 	free(c->parked.topic);
 	free(c);

@@ -53,6 +53,8 @@ struct live_sub {
 	struct conn *conn;
 	struct rmq_watch *watch;   /* its topic's watch on conn's worker */
 	struct rmq_cursor cursor;  /* the next message to deliver */
+	uint64_t hash;             /* of the topic's name (conn's index) */
+	int idx;                   /* in conn->live_subs */
 	bool gone;                 /* topic deleted: unsubscribe once drained */
 };
 
@@ -82,6 +84,9 @@ struct conn {
 	char *name;                 /* CLIENT SETNAME / REGISTER name */
 	struct live_sub **live_subs; /* pubsub.c */
 	int n_live_subs, live_subs_cap;
+	struct live_sub **live_index; /* by topic name: open addressing, linear
+				       * probing, at most half full; NULL: empty */
+	size_t live_index_mask;
 	struct rmq_dsub *dsub;
 	uint64_t token;
 	struct {                    /* the parked PULL, while blocked (blocked.c) */

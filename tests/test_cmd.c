@@ -669,3 +669,72 @@ Test(cmd, client_memory_budget_sheds_the_largest)
 	client_close(adm);
 	cr_assert_eq(atomic_load(&srv->client_mem), 0, "buffers still counted after every close");
 }
+
+/* Issue 12 item 6: a connection's live subscriptions are indexed by name
+ * (SUBSCRIBE/UNSUBSCRIBE of n topics was O(n^2)). The index must stay
+ * exact through subscribes, unsubscribes in any order (removal moves the
+ * last subscription into the hole) and re-subscribes. */
+Test(cmd, live_subscription_index_stays_exact)
+{
+	enum { N = 1000 };
+	int adm = client(), sub = client();
+	struct rmq_buf req = { 0 };
+	char name[32], line[128];
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		append(&req, resp("CREATE", name, NULL));
+	}
+	send_all(adm, req.data, req.len - 1);
+	settle();
+	bool eof;
+	(void)received(adm, &eof);
+	/* SUBSCRIBE t0 .. t999 in one request */
+	req.len = 0;
+	snprintf(line, sizeof(line), "*%d\r\n$9\r\nSUBSCRIBE\r\n", N + 1);
+	append(&req, line);
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		snprintf(line, sizeof(line), "$%zu\r\n%s\r\n", strlen(name), name);
+		append(&req, line);
+	}
+	send_all(sub, req.data, req.len - 1);
+	const char *got = received(sub, &eof);
+	snprintf(line, sizeof(line), "$4\r\nt999\r\n:%d\r\n", N);
+	cr_assert(strstr(got, line) && strlen(strstr(got, line)) == strlen(line), "last reply: %s",
+		  got + (strlen(got) > 60 ? strlen(got) - 60 : 0));
+	/* unsubscribe the even ones, in two interleaved orders */
+	int left = N;
+	for (int i = N - 2; i >= 0; i -= 4) { /* every other even one, downwards */
+		snprintf(name, sizeof(name), "t%d", i);
+		snprintf(line, sizeof(line), "*3\r\n$11\r\nunsubscribe\r\n$%zu\r\n%s\r\n:%d\r\n", strlen(name), name,
+			 --left);
+		expect(sub, resp("UNSUBSCRIBE", name, NULL), line);
+	}
+	for (int i = 0; i < N; i += 4) { /* the other even ones, upwards */
+		snprintf(name, sizeof(name), "t%d", i);
+		snprintf(line, sizeof(line), "*3\r\n$11\r\nunsubscribe\r\n$%zu\r\n%s\r\n:%d\r\n", strlen(name), name,
+			 --left);
+		expect(sub, resp("UNSUBSCRIBE", name, NULL), line);
+	}
+	cr_assert_eq(left, N / 2);
+	/* not subscribed: the count does not move */
+	snprintf(line, sizeof(line), "*3\r\n$11\r\nunsubscribe\r\n$2\r\nt0\r\n:%d\r\n", left);
+	expect(sub, resp("UNSUBSCRIBE", "t0", NULL), line);
+	/* every odd one is still found (subscribing again keeps the count) */
+	for (int i = 1; i < N; i += 2) {
+		snprintf(name, sizeof(name), "t%d", i);
+		snprintf(line, sizeof(line), "*3\r\n$9\r\nsubscribe\r\n$%zu\r\n%s\r\n:%d\r\n", strlen(name), name, left);
+		expect(sub, resp("SUBSCRIBE", name, NULL), line);
+	}
+	/* and delivers: a message to t1 and none to t0 */
+	expect(adm, resp("PUBLISH", "t0", "no", NULL), ":1\r\n");
+	expect(adm, resp("PUBLISH", "t1", "yes", NULL), ":1\r\n");
+	expect(sub, "", "*3\r\n$7\r\nmessage\r\n$2\r\nt1\r\n$3\r\nyes\r\n");
+	struct conn *c = conn_of_worker(1);
+	cr_assert_eq(c->n_live_subs, N / 2);
+	for (int i = 0; i < c->n_live_subs; i++)
+		cr_assert_eq(c->live_subs[i]->idx, i);
+	rmq_buf_free(&req);
+	client_close(sub);
+	client_close(adm);
+}
