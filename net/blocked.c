@@ -153,7 +153,13 @@ static void blocked_retry(struct conn *c, bool timed_out)
 {
 	if (!c->blocked || c->closing)
 		return;
-	if (rmq__blocked_try(c, timed_out) && !c->in_unblocked) {
+	if (rmq__blocked_try(c, timed_out))
+		rmq__blocked_queue(c);
+}
+
+void rmq__blocked_queue(struct conn *c)
+{
+	if (!c->in_unblocked && !c->closing) {
 		c->in_unblocked = true;
 		cds_list_add_tail(&c->unblocked_link, &c->worker->unblocked);
 	}
@@ -192,6 +198,7 @@ void rmq__blocked_process_unblocked(struct worker *w)
 		struct conn *c = cds_list_entry(todo.next, struct conn, unblocked_link);
 		cds_list_del(&c->unblocked_link);
 		c->in_unblocked = false;
+		c->yielded = false;
 		rmq__conn_process_input(c); /* pipelined requests behind the PULL */
 	}
 }

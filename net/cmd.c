@@ -936,6 +936,12 @@ static const struct command *cmd_find(const struct rmq_arg *a)
 	return NULL;
 }
 
+const char *rmq__cmd_split_name(const struct rmq_arg *a)
+{
+	const struct command *cmd = cmd_find(a);
+	return cmd && (cmd->fn == cmd_subscribe || cmd->fn == cmd_unsubscribe) ? cmd->name : NULL;
+}
+
 /* --- runs of PUBLISH requests (see struct publish_run) --- */
 
 void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const char *frame,

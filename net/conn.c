@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -35,10 +36,11 @@
 /* --- connections --- */
 
 /* Its requests cannot run now: a parked PULL, a live backlog (replies
- * keep their order behind the messages), or its replies unread (paused). */
+ * keep their order behind the messages), its replies unread (paused), or
+ * the rest of a long request waits for the next iteration (yielded). */
 static bool conn_stalled(const struct conn *c)
 {
-	return c->blocked || c->backlog || c->paused;
+	return c->blocked || c->backlog || c->paused || c->yielded;
 }
 
 /* Arms the events c needs now (one system call only when they change).
@@ -319,6 +321,36 @@ static void conn_finish_eof(struct conn *c)
 	}
 }
 
+/* A SUBSCRIBE or UNSUBSCRIBE of more than SPLIT_ARGS topics, parsed into
+ * worker->argv from frame: runs its first SPLIT_ARGS topics, then rewrites
+ * the bytes before the rest into the header of the same command with the
+ * remaining topics (there is room: those topics took at least 7 bytes
+ * each), and yields: the rest runs as that request at the next loop
+ * iteration, so one request of 40,000 topics does not hold the worker.
+ * The replies are the same (one per topic). Returns the bytes consumed,
+ * or 0 when the command is not one to split. */
+static ssize_t conn_split(struct conn *c, const char *frame, size_t argc)
+{
+	struct worker *w = c->worker;
+	const char *name = rmq__cmd_split_name(&w->argv[0]);
+	if (!name)
+		return 0;
+	if (!c->split_cont)
+		stat_add(&w->stats.commands, 1);
+	size_t k = SPLIT_ARGS;
+	/* the rest starts at the '$' after topic k's CRLF */
+	char *rest = (char *)w->argv[k].p + w->argv[k].len + 2;
+	rmq__cmd_dispatch(c, w->argv, k + 1);
+	char hdr[64];
+	int hl = snprintf(hdr, sizeof(hdr), "*%zu\r\n$%zu\r\n%s\r\n", argc - k, strlen(name), name);
+	char *start = rest - hl;
+	memcpy(start, hdr, (size_t)hl);
+	c->split_cont = true;
+	c->yielded = true;
+	rmq__blocked_queue(c);
+	return start - frame;
+}
+
 void rmq__conn_process_input(struct conn *c)
 {
 	struct worker *w = c->worker;
@@ -327,7 +359,7 @@ void rmq__conn_process_input(struct conn *c)
 	bool did = false, progressed = false;
 	struct publish_run run = { .hlen = 0 };
 	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
-	       rmq_buf_pending(&c->in)) {
+	       !c->yielded && rmq_buf_pending(&c->in)) {
 		const char *frame = c->in.data + c->in.off;
 		size_t argc;
 		unsigned nreq = 1;
@@ -363,8 +395,16 @@ void rmq__conn_process_input(struct conn *c)
 			rmq_resp_error(&c->out, "ERR Protocol error: request too large");
 			goto proto_error;
 		}
+		if (argc > SPLIT_ARGS + 1 && frame[0] == '*' && c->reply != REPLY_SKIP &&
+		    (r = conn_split(c, frame, argc)) > 0) {
+			run.hlen = 0;
+			did = true;
+			goto next;
+		}
 		if (argc) {
-			stat_add(&w->stats.commands, 1);
+			if (!c->split_cont)
+				stat_add(&w->stats.commands, 1);
+			c->split_cont = false;
 			rmq__cmd_dispatch(c, w->argv, argc);
 			rmq__cmd_publish_run_arm(c, &run, frame, w->argv, argc);
 			did = true;

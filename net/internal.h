@@ -79,6 +79,10 @@ struct conn {
 	bool backlog;               /* live messages wait in the logs: commands
 				     * wait too, so replies keep their order */
 	bool blocked;               /* a PULL ... BLOCK is parked */
+	bool yielded;               /* the rest of a long SUBSCRIBE/UNSUBSCRIBE runs
+				     * at the next iteration (in worker->unblocked) */
+	bool split_cont;            /* the next request is such a rest: not a new
+				     * command for the stats */
 	enum reply_mode reply;
 	enum conn_role role;
 	char *name;                 /* CLIENT SETNAME / REGISTER name */
@@ -143,7 +147,8 @@ struct worker {
 	struct conn **park_heap;           /* parked PULLs with a timeout, a min-heap
 					    * by parked.deadline_ms (blocked.c) */
 	size_t park_n, park_cap;
-	struct cds_list_head unblocked;    /* conns whose parked PULL was answered, by
+	struct cds_list_head unblocked;    /* conns whose parked PULL was answered, or
+					    * which yielded in a long request, by
 					    * unblocked_link: their next requests run
 					    * once per loop iteration (blocked.c) */
 	struct cds_list_head closed;       /* closed, freed at the end of the iteration */
@@ -326,6 +331,16 @@ static inline void rmq__worker_published(struct worker *w, struct rmq_topic *t, 
 /* --- cmd.c --- */
 /* Executes one request. Appends replies to c->out. */
 void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* Topics a SUBSCRIBE or UNSUBSCRIBE handles per loop iteration: one with
+ * more is run in parts (see rmq__cmd_split_name), so that no request holds
+ * its worker for long (each topic costs a few microseconds). */
+#define SPLIT_ARGS 512
+/* If the command named by a is one whose arguments may be run in parts,
+ * each as the same command with fewer arguments, with the same replies
+ * (SUBSCRIBE, UNSUBSCRIBE), its canonical name; NULL otherwise. */
+const char *rmq__cmd_split_name(const struct rmq_arg *a);
+/* Queues c to run its next requests at the next loop iteration. */
+void rmq__blocked_queue(struct conn *c);
 
 /* A run of PUBLISH requests to one topic, as a publisher pipelines them:
  * after one has been parsed and executed, the next whose bytes start with

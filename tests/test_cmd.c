@@ -738,3 +738,51 @@ Test(cmd, live_subscription_index_stays_exact)
 	client_close(sub);
 	client_close(adm);
 }
+
+/* Issue 12 item 6: a SUBSCRIBE of many topics runs SPLIT_ARGS of them per
+ * loop iteration (the rest yields to other connections), with the replies
+ * of one SUBSCRIBE and counted as one command. */
+Test(cmd, long_subscribe_runs_in_parts)
+{
+	enum { N = 2 * SPLIT_ARGS + 100 };
+	int adm = client(), sub = client();
+	struct rmq_buf req = { 0 };
+	char name[32], line[128];
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "u%d", i);
+		append(&req, resp("CREATE", name, NULL));
+	}
+	send_all(adm, req.data, req.len - 1);
+	settle();
+	bool eof;
+	(void)received(adm, &eof);
+	req.len = 0;
+	snprintf(line, sizeof(line), "*%d\r\n$9\r\nsubscribe\r\n", N + 1);
+	append(&req, line);
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "u%d", i);
+		snprintf(line, sizeof(line), "$%zu\r\n%s\r\n", strlen(name), name);
+		append(&req, line);
+	}
+	struct worker *w = &srv->workers[0];
+	uint64_t cmds = atomic_load(&w->stats.commands);
+	send_all(sub, req.data, req.len - 1);
+	struct conn *c = conn_of_worker(1);
+	for (int k = 1; k <= 3; k++) {
+		rmq__worker_poll(w);
+		cr_assert_eq(c->n_live_subs, k < 3 ? k * SPLIT_ARGS : N, "after %d iterations", k);
+	}
+	settle();
+	cr_assert_eq(atomic_load(&w->stats.commands), cmds + 1);
+	const char *got = received(sub, &eof);
+	size_t replies = 0;
+	for (const char *p = got; (p = strstr(p, "$9\r\nsubscribe\r\n")); p++)
+		replies++;
+	cr_assert_eq(replies, N);
+	snprintf(line, sizeof(line), "$%zu\r\nu%d\r\n:%d\r\n", strlen(name), N - 1, N);
+	cr_assert(strlen(got) >= strlen(line) && !strcmp(got + strlen(got) - strlen(line), line));
+	expect(sub, resp("PING", NULL), "*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+	rmq_buf_free(&req);
+	client_close(sub);
+	client_close(adm);
+}
