@@ -14,6 +14,14 @@ struct rmq_dsub {
 	uint64_t token;            /* current owner; under lock */
 	struct rmq_dsub_subscription **subs;   /* under lock */
 	int n, cap;
+	/* Index of subs by topic name, under lock: open addressing with
+	 * linear probing over ix_mask + 1 (a power of two) entries, at most
+	 * half full; an entry is 1 + a position in subs, 0 is empty. Keyed by
+	 * the topic's (keyed) name hash. Without it, finding a subscription
+	 * by name was a scan, and subscribing to N topics cost N^2/2 name
+	 * comparisons (40,000 topics: seconds of one worker, issue 12 item 6). */
+	uint32_t *ix;
+	uint32_t ix_mask;
 	uint32_t refs;             /* attaches not yet detached; under lock */
 	bool dead;                 /* expired and unlinked; under lock */
 	uint64_t active_ms;        /* last attach, detach, subscribe or pull */
@@ -23,6 +31,7 @@ struct rmq_dsub {
 struct rmq_dsub_registry {
 	struct cds_lfht *ht;
 	_Atomic uint64_t next_token;
+	_Atomic int64_t count; /* subscribers in ht: INFO reads it, no walk */
 };
 
 struct rmq_dsub_registry *rmq_dsub_registry_new(void)
@@ -41,11 +50,90 @@ static void subn_free_rcu(struct rcu_head *h)
 	free(caa_container_of(h, struct rmq_dsub_subscription, rcu));
 }
 
+/* --- the name index (see struct rmq_dsub); all under d->lock --- */
+
+#define IX_MIN 16u
+
+/* Position in subs of the subscription to topic `name` (of hash h), or -1. */
+static int ix_find(const struct rmq_dsub *d, uint64_t h, const char *name, size_t len)
+{
+	if (!d->ix)
+		return -1;
+	for (uint32_t k = (uint32_t)h & d->ix_mask;; k = (k + 1) & d->ix_mask) {
+		uint32_t e = d->ix[k];
+		if (e == 0)
+			return -1;
+		const struct rmq_topic *t = d->subs[e - 1]->topic;
+		if (t->hash == h && t->name_len == len && memcmp(t->name, name, len) == 0)
+			return (int)(e - 1);
+	}
+}
+
+/* Puts position i (whose subscription is in subs) into the table. */
+static void ix_put(uint32_t *ix, uint32_t mask, uint64_t h, int i)
+{
+	uint32_t k = (uint32_t)h & mask;
+	while (ix[k])
+		k = (k + 1) & mask;
+	ix[k] = (uint32_t)i + 1;
+}
+
+/* Makes room for one more entry: at most half full. */
+static void ix_reserve(struct rmq_dsub *d)
+{
+	uint32_t size = d->ix ? d->ix_mask + 1 : 0;
+	if ((uint64_t)(d->n + 1) * 2 <= size)
+		return;
+	uint32_t nsize = size ? size * 2 : IX_MIN;
+	while ((uint64_t)(d->n + 1) * 2 > nsize)
+		nsize *= 2;
+	uint32_t *nix = rmq_calloc(nsize, sizeof(*nix));
+	for (int i = 0; i < d->n; i++)
+		ix_put(nix, nsize - 1, d->subs[i]->topic->hash, i);
+	free(d->ix);
+	d->ix = nix;
+	d->ix_mask = nsize - 1;
+}
+
+/* The table slot that holds position i. */
+static uint32_t ix_slot_of(const struct rmq_dsub *d, int i)
+{
+	uint32_t k = (uint32_t)d->subs[i]->topic->hash & d->ix_mask;
+	while (d->ix[k] != (uint32_t)i + 1)
+		k = (k + 1) & d->ix_mask;
+	return k;
+}
+
+/* Removes position i from the table: backward-shift deletion, so probe
+ * chains stay unbroken without tombstones. */
+static void ix_del(struct rmq_dsub *d, int i)
+{
+	uint32_t mask = d->ix_mask, j = ix_slot_of(d, i);
+	d->ix[j] = 0;
+	for (uint32_t k = (j + 1) & mask; d->ix[k]; k = (k + 1) & mask) {
+		uint32_t home = (uint32_t)d->subs[d->ix[k] - 1]->topic->hash & mask;
+		/* The entry at k may move to j unless its home lies cyclically
+		 * in (j, k]: then the hole at j is not on its probe path. */
+		bool stays = j <= k ? (home > j && home <= k) : (home > j || home <= k);
+		if (stays)
+			continue;
+		d->ix[j] = d->ix[k];
+		d->ix[k] = 0;
+		j = k;
+	}
+}
+
 /* Removes subscription i of d (d->lock held). */
 static void dsub_remove_at(struct rmq_dsub *d, int i)
 {
 	struct rmq_dsub_subscription *s = d->subs[i];
-	d->subs[i] = d->subs[--d->n];
+	int last = d->n - 1;
+	ix_del(d, i);
+	if (i != last) { /* the last one moves into the hole */
+		d->ix[ix_slot_of(d, last)] = (uint32_t)i + 1;
+		d->subs[i] = d->subs[last];
+	}
+	d->n--;
 	rmq_topic_remove_durable(s->topic, s);
 	rmq_topic_put(s->topic);
 	urcu_qsbr_call_rcu(&s->rcu, subn_free_rcu);
@@ -54,6 +142,7 @@ static void dsub_remove_at(struct rmq_dsub *d, int i)
 static void dsub_free(struct rmq_dsub *d)
 {
 	free(d->subs);
+	free(d->ix);
 	free(d->name);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -83,10 +172,8 @@ void rmq_dsub_registry_free(struct rmq_dsub_registry *r)
 
 uint64_t rmq_dsub_registry_count(struct rmq_dsub_registry *r)
 {
-	long before, after;
-	unsigned long count;
-	cds_lfht_count_nodes(r->ht, &before, &count, &after);
-	return count;
+	int64_t n = atomic_load_explicit(&r->count, memory_order_relaxed);
+	return n > 0 ? (uint64_t)n : 0;
 }
 
 static int dsub_match(struct cds_lfht_node *node, const void *key)
@@ -125,6 +212,8 @@ retry:
 			free(d->name);
 			free(d);
 			d = caa_container_of(n, struct rmq_dsub, node);
+		} else {
+			atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
 		}
 	}
 	pthread_mutex_lock(&d->lock);
@@ -171,7 +260,8 @@ uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, 
 		/* Unlinked under the lock, so an attach that found it before
 		 * sees `dead` and looks again. */
 		d->dead = true;
-		cds_lfht_del(r->ht, &d->node);
+		if (cds_lfht_del(r->ht, &d->node) == 0)
+			atomic_fetch_sub_explicit(&r->count, 1, memory_order_relaxed);
 		int subs = d->n;
 		while (d->n) /* what it held is trimmed by the owner shards */
 			dsub_remove_at(d, d->n - 1);
@@ -193,12 +283,7 @@ const char *rmq_dsub_name(const struct rmq_dsub *d)
 
 static int find_by_name(struct rmq_dsub *d, const char *name, size_t len)
 {
-	for (int i = 0; i < d->n; i++) {
-		struct rmq_topic *t = d->subs[i]->topic;
-		if (t->name_len == len && memcmp(t->name, name, len) == 0)
-			return i;
-	}
-	return -1;
+	return ix_find(d, rmq_hash(name, len), name, len);
 }
 
 int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
@@ -209,7 +294,7 @@ int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
 		rc = -EBUSY;
 		goto out;
 	}
-	int i = find_by_name(d, t->name, t->name_len);
+	int i = ix_find(d, t->hash, t->name, t->name_len);
 	if (i >= 0) {
 		if (d->subs[i]->topic == t && !rmq_topic_deleted(t)) {
 			rc = d->n; /* resume: keep the position */
@@ -234,7 +319,10 @@ int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
 		d->cap = d->cap ? d->cap * 2 : 4;
 		d->subs = rmq_realloc(d->subs, (size_t)d->cap * sizeof(d->subs[0]));
 	}
-	d->subs[d->n++] = s;
+	ix_reserve(d);
+	d->subs[d->n] = s;
+	ix_put(d->ix, d->ix_mask, t->hash, d->n);
+	d->n++;
 	rc = d->n;
 	d->active_ms = rmq_now_ms();
 out:
@@ -280,6 +368,29 @@ int rmq_dsub_count(struct rmq_dsub *d)
 int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len, uint32_t max,
 		  struct rmq_pull *out)
 {
+	return rmq_dsub_pull_bounded(d, token, name, len, max, SIZE_MAX, out);
+}
+
+/* Cuts b down to the records that fit in budget bytes; returns how many. */
+static uint32_t batch_fit(struct rmq_batch *b, size_t budget)
+{
+	size_t bytes = 0;
+	uint32_t k = 0;
+	while (k < b->n) {
+		size_t r = rmq_batch_reclen(b, k);
+		if (bytes + r > budget)
+			break;
+		bytes += r;
+		k++;
+	}
+	b->n = k;
+	b->bytes = bytes;
+	return k;
+}
+
+int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
+			  uint32_t max, size_t max_bytes, struct rmq_pull *out)
+{
 	int rc;
 	out->nb = 0;
 	out->n = 0;
@@ -304,13 +415,22 @@ int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t l
 	}
 	out->topic = t;
 	uint64_t base0 = s->cur.base;
+	size_t bytes = 0;
 	while (out->n < max && out->nb < RMQ_PULL_MAX_BATCHES) {
 		struct rmq_batch *b = &out->b[out->nb];
-		uint32_t k = rmq_log_peek(&t->log, &s->cur, b, max - out->n, SIZE_MAX);
+		size_t budget = max_bytes > bytes ? max_bytes - bytes : 0;
+		if (out->n && budget == 0)
+			break;
+		uint32_t k = rmq_log_peek(&t->log, &s->cur, b, max - out->n, budget);
 		out->lost += b->lost;
+		/* peek always gives a batch's first record; past the pull's
+		 * first record, that one must fit the budget too */
+		if (k && out->n && b->bytes > budget)
+			k = batch_fit(b, budget);
 		if (k == 0)
 			break;
 		rmq_log_consume(&s->cur, b, k);
+		bytes += b->bytes;
 		out->n += k;
 		out->nb++;
 	}

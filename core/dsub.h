@@ -47,6 +47,7 @@ struct rmq_dsub_registry;
 struct rmq_dsub_registry *rmq_dsub_registry_new(void);
 /* Frees every subscriber; no other thread may use the registry. */
 void rmq_dsub_registry_free(struct rmq_dsub_registry *r);
+/* Subscribers in the registry: a counter, no walk. */
 uint64_t rmq_dsub_registry_count(struct rmq_dsub_registry *r);
 
 /* Finds or creates the subscriber `name` and attaches it to a new owner.
@@ -97,6 +98,14 @@ struct rmq_pull {
  * subscribed), -EBUSY (taken over). */
 int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
 		  uint32_t max, struct rmq_pull *out);
+
+/* rmq_dsub_pull with a bound on bytes too: past the first record, the
+ * records returned total at most max_bytes (record bytes, about what a
+ * reply of them takes), so that a PULL reply can be built within a bounded
+ * output buffer however big COUNT is (issue 12 item 3); the rest stays in
+ * the log for the next PULL. rmq_dsub_pull is this with SIZE_MAX. */
+int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
+			  uint32_t max, size_t max_bytes, struct rmq_pull *out);
 
 /* What INFO shows of a subscriber. */
 struct rmq_dsub_info {

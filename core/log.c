@@ -20,6 +20,7 @@
 #include "platform.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -102,14 +103,18 @@ static void seg_free_rcu(struct rcu_head *h)
 }
 
 /* Largest ordinary segment of this log: a quarter of the capacity, so that
- * trimming works in steps small relative to what is retained. */
+ * trimming works in steps small relative to what is retained, and so that
+ * the tail plus a new segment fit in the capacity. No floor at RMQ_SEG_MIN:
+ * with one, a 1 KiB or 4 KiB topic retained two 4 KiB segments (issue 12
+ * item 12); SEG_FLOOR only keeps a segment able to hold a few records. */
+#define SEG_FLOOR 64u
 static uint32_t seg_cap(const struct rmq_log *log)
 {
 	uint64_t c = log->capacity / 4;
 	if (c > RMQ_SEG_MAX)
 		c = RMQ_SEG_MAX;
-	if (c < RMQ_SEG_MIN)
-		c = RMQ_SEG_MIN;
+	if (c < SEG_FLOOR)
+		c = SEG_FLOOR;
 	/* The slot index grows down from data + size: keep size a multiple
 	 * of 16 so slots (and their atomic len) stay aligned whatever the
 	 * capacity. */
@@ -141,6 +146,20 @@ void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull
 	log->hold = hold;
 	log->min_record = 1;
 }
+
+void rmq_log_set_totals(struct rmq_log *log, struct rmq_log_totals *tot)
+{
+	log->totals = tot;
+}
+
+/* Moves a counter of the log's totals, if it has them. */
+static inline void tot_add(const struct rmq_log *log, size_t field, int64_t d)
+{
+	if (log->totals)
+		atomic_fetch_add_explicit((_Atomic int64_t *)((char *)log->totals + field), d,
+					  memory_order_relaxed);
+}
+#define TOT(log, f, d) tot_add((log), offsetof(struct rmq_log_totals, f), (int64_t)(d))
 
 void rmq_log_set_min_record(struct rmq_log *log, uint32_t n)
 {
@@ -250,12 +269,15 @@ static int trim_try(struct rmq_log *log, uint64_t room)
 			}
 			uint64_t from = hold > h->base ? hold : h->base + 1;
 			atomic_fetch_add(&log->dropped, last + 1 - from);
+			TOT(log, dropped, last + 1 - from);
 		}
 		atomic_fetch_add(&log->evicted, cnt);
+		TOT(log, evicted, cnt);
 		/* Order matters, see the table at the top of this file. */
 		atomic_store_explicit(&log->head_base, nx->base, memory_order_release);
 		atomic_store_explicit(&log->head, nx, memory_order_release);
 		atomic_fetch_sub(&log->retained, h->size);
+		TOT(log, retained, -(int64_t)h->size);
 		urcu_qsbr_call_rcu(&h->rcu, seg_free_rcu);
 	}
 	atomic_store_explicit(&log->trimming, 0, memory_order_release);
@@ -269,7 +291,10 @@ void rmq_log_trim(struct rmq_log *log, uint64_t room)
 
 int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 {
-	if (len < log->min_record || len + sizeof(struct slot) > log->capacity || len > (1u << 30))
+	/* A record gets at most a segment of its own, rounded up to 16 bytes
+	 * (seg_next_size): that must fit in the capacity. */
+	if (len < log->min_record || len > (1u << 30) ||
+	    ((len + sizeof(struct slot) + 15) & ~(size_t)15) > log->capacity)
 		return -EMSGSIZE;
 	uint32_t rlen = (uint32_t)len, idx, off;
 
@@ -297,6 +322,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			int tr = trim_try(log, size);
 			if (tr == 0) {
 				atomic_fetch_add(&log->rejected, 1);
+				TOT(log, rejected, 1);
 				return -ENOSPC;
 			}
 			if (tr < 0 && atomic_load(&log->retained) + size > log->capacity) {
@@ -304,6 +330,18 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 				 * walk): retry rather than link past the capacity. */
 				ck_pr_stall();
 				continue;
+			}
+			/* Still over: only the (sealed) tail is left, and the tail
+			 * plus the new segment exceed the capacity (a record bigger
+			 * than a quarter of it). The tail is evicted right after
+			 * the link below; under REJECT, not if a durable reader
+			 * still needs it. */
+			if (t && log->onfull == RMQ_ONFULL_REJECT && log->hold &&
+			    atomic_load(&log->retained) + size > log->capacity &&
+			    log->hold(log) <= t->base + W_COUNT(atomic_load(&t->word))) {
+				atomic_fetch_add(&log->rejected, 1);
+				TOT(log, rejected, 1);
+				return -ENOSPC;
 			}
 		}
 		uint64_t base = t ? t->base + W_COUNT(atomic_load(&t->word)) : 0;
@@ -317,6 +355,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 		 * fill it and link more, and a trimmer can unlink s and subtract
 		 * its size, which would wrap `retained` if our add came later. */
 		atomic_fetch_add(&log->retained, size);
+		TOT(log, retained, size);
 		struct rmq_seg *expected = NULL;
 		int linked;
 		if (!t) {
@@ -330,9 +369,14 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 		}
 		if (!linked) {
 			atomic_fetch_sub(&log->retained, size);
+			TOT(log, retained, -(int64_t)size);
 			free(s); /* never published: no grace period needed */
 			continue;
 		}
+		/* The old tail is a head segment now and may be trimmed: retained
+		 * goes back within the capacity (see the check above). */
+		if (atomic_load(&log->retained) > log->capacity)
+			(void)trim_try(log, 0);
 		res->seg = s;
 		res->idx = 0;
 		res->off = 0;

@@ -25,8 +25,12 @@
  * one thread at a time.
  *
  * Memory: the log allocates segments lazily (an empty log costs only its
- * struct) and sizes them from 4 KiB doubling up to RMQ_SEG_MAX, so memory
- * follows what is retained rather than what is configured.
+ * struct) and sizes them from 4 KiB doubling up to RMQ_SEG_MAX or a quarter
+ * of the capacity, whichever is less, so memory follows what is retained
+ * rather than what is configured. What is retained (segment bytes, slots
+ * included) never exceeds the capacity, however small, once an append
+ * returns: a record too big to share the capacity with the tail segment
+ * evicts it (under REJECT it is refused if a durable reader holds it).
  */
 #ifndef RMQ_LOG_H
 #define RMQ_LOG_H
@@ -45,6 +49,16 @@
 struct rmq_seg;
 struct rmq_log;
 
+/* Counters shared by a set of logs (a broker's), moved by each log as its
+ * own counterparts move, so that totals need no walk over the logs.
+ * Signed: concurrent updates may make a sum briefly negative. */
+struct rmq_log_totals {
+	_Atomic int64_t retained; /* bytes of linked segments */
+	_Atomic int64_t evicted;  /* messages trimmed from heads */
+	_Atomic int64_t dropped;  /* of those, ones a durable reader lacked */
+	_Atomic int64_t rejected; /* appends refused with -ENOSPC */
+};
+
 /* Returns the lowest sequence number some durable reader still needs
  * (UINT64_MAX when none). Called while trimming, possibly from any thread,
  * inside a read-side section. */
@@ -56,6 +70,7 @@ struct rmq_log {
 	uint32_t min_record;        /* smallest record accepted (>= 1) */
 	enum rmq_onfull onfull;
 	uint64_t capacity;
+	struct rmq_log_totals *totals; /* NULL, or see rmq_log_set_totals */
 	/* written on segment roll / trim only */
 	_Atomic(struct rmq_seg *) head;
 	_Atomic uint64_t head_base; /* base of head: cursors below it are lost */
@@ -101,6 +116,12 @@ void rmq_log_init(struct rmq_log *log, uint64_t capacity, enum rmq_onfull onfull
  * append. */
 void rmq_log_set_min_record(struct rmq_log *log, uint32_t n);
 
+/* From now on the log also adds its retained bytes, evictions, drops and
+ * rejections to *tot (which must outlive it). Call before the first
+ * append. rmq_log_fini does not take its retained bytes back out: the
+ * owner of tot does that before calling it (it knows whether to). */
+void rmq_log_set_totals(struct rmq_log *log, struct rmq_log_totals *tot);
+
 /* Frees every segment immediately. Only when no thread can reach the log
  * any more (after a grace period). */
 void rmq_log_fini(struct rmq_log *log);
@@ -108,8 +129,9 @@ void rmq_log_fini(struct rmq_log *log);
 /* Appends one record made of the n iovecs; the payload the reader will see
  * is record bytes [poff, poff + plen). Returns the record's sequence number
  * (>= 1), or -ENOSPC (full under RMQ_ONFULL_REJECT), -EMSGSIZE (record
- * larger than the capacity, or empty or under rmq_log_set_min_record's
- * minimum), -ENOMEM. Lock-free; allocates only when a segment fills up. */
+ * that, with its 16-byte slot and rounded up to 16 bytes, is larger than
+ * the capacity, or empty or under rmq_log_set_min_record's minimum),
+ * -ENOMEM. Lock-free; allocates only when a segment fills up. */
 int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n,
 		       uint32_t poff, uint32_t plen);
 

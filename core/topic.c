@@ -44,19 +44,75 @@ struct shard {
 #define RMQ_TOPIC_TABLE_INIT (1UL << 18)
 #endif
 
+/* Messages appended, counted per thread so that publishing moves no
+ * shared cache line: each thread gets a slot of its own on first use (the
+ * same index in every broker), a plain relaxed load and store; threads
+ * past the first TOTAL_SLOTS - 1 share the last slot, with an atomic add.
+ * Sum of the slots minus what trims and frees took out is the number of
+ * retained messages. */
+#define TOTAL_SLOTS 64
+struct total_slot {
+	_Atomic int64_t appended;
+} __attribute__((aligned(RMQ_CACHELINE)));
+
+/* Fences: nodes of no topic spread evenly over the table's order (see
+ * rmq_broker_scan), one per 256 initial buckets. A walk skips a run of
+ * empty buckets inside one cds_lfht_next() call, which a scan cannot
+ * bound: over an empty table of 2^18 buckets that was one call of 7 to
+ * 180 ms (cache misses in bit-reversed order). With fences a scan meets a
+ * node at least every 256 buckets and stops after SCAN_FENCES of them. */
+#define NFENCES (RMQ_TOPIC_TABLE_INIT / 256 < 1 ? 1 : RMQ_TOPIC_TABLE_INIT / 256 > 1024 ? 1024 : RMQ_TOPIC_TABLE_INIT / 256)
+#define SCAN_FENCES 16
+
 struct rmq_broker {
 	struct cds_lfht *topics;
+	struct rmq_topic *fences[NFENCES];
 	uint32_t nshards;
 	rmq_wake_fn wake;
 	void *wake_ctx;
 	struct shard shards[RMQ_MAX_SHARDS];
+	/* Totals (rmq_broker_totals): rare events only, shared. */
+	_Atomic int64_t ntopics __attribute__((aligned(RMQ_CACHELINE)));
+	_Atomic int64_t freed_msgs;    /* depth of topics when freed */
+	struct rmq_log_totals logs;    /* every topic's log adds to it */
+	struct total_slot slots[TOTAL_SLOTS];
 };
+
+static _Atomic uint32_t g_next_slot;
+static _Thread_local uint32_t tl_slot; /* 1 + the thread's slot; 0: none yet */
+
+static inline void count_appended(struct rmq_broker *b, uint32_t n)
+{
+	uint32_t k = tl_slot;
+	if (RMQ_UNLIKELY(k == 0)) {
+		k = atomic_fetch_add(&g_next_slot, 1) + 1;
+		if (k > TOTAL_SLOTS)
+			k = TOTAL_SLOTS;
+		tl_slot = k;
+	}
+	_Atomic int64_t *c = &b->slots[k - 1].appended;
+	if (RMQ_LIKELY(k < TOTAL_SLOTS)) /* this thread's own: no locked add */
+		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+				      memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
 
 struct rmq_dlist {
 	struct rcu_head rcu;
 	size_t n;
 	struct rmq_dsub_subscription *v[];
 };
+
+/* The table orders its nodes by the bit-reversed hash (split-ordered
+ * list); the cursor is that order's key, so it is monotonic along a scan. */
+static inline uint64_t reverse64(uint64_t v)
+{
+	v = ((v >> 1) & 0x5555555555555555ULL) | ((v & 0x5555555555555555ULL) << 1);
+	v = ((v >> 2) & 0x3333333333333333ULL) | ((v & 0x3333333333333333ULL) << 2);
+	v = ((v >> 4) & 0x0f0f0f0f0f0f0f0fULL) | ((v & 0x0f0f0f0f0f0f0f0fULL) << 4);
+	return __builtin_bswap64(v);
+}
 
 struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake_ctx)
 {
@@ -76,6 +132,17 @@ struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake
 		fprintf(stderr, "ringmq: cannot create the topic table\n");
 		abort();
 	}
+	for (uint32_t i = 0; i < NFENCES; i++) {
+		/* reversed hash (2i + 1) << (63 - log2 NFENCES): evenly spaced,
+		 * never 0 (a cursor of 0 means "start") */
+		struct rmq_topic *f = rmq_calloc(1, sizeof(*f));
+		f->name = f->prefix = (char *)"";
+		cds_lfht_node_init(&f->node);
+		uint64_t r = (2ULL * i + 1) << (63 - __builtin_ctzll((uint64_t)NFENCES));
+		RMQ_LFHT_PUBLISH(&f->node);
+		cds_lfht_add(b->topics, reverse64(r), &f->node);
+		b->fences[i] = f;
+	}
 	/* liburcu starts its call_rcu thread at the first call_rcu and dies
 	 * if it cannot (found running the server out of memory, at the first
 	 * DELETE). Start it now, while memory is plentiful. */
@@ -90,6 +157,12 @@ uint32_t rmq_broker_nshards(const struct rmq_broker *b)
 
 static void topic_free(struct rmq_topic *t)
 {
+	/* What it still retains leaves the broker's totals with it. */
+	struct rmq_broker *b = t->broker;
+	uint64_t first = rmq_log_first_seq(&t->log), next = rmq_log_next_seq(&t->log);
+	atomic_fetch_add_explicit(&b->freed_msgs, (int64_t)(next - first), memory_order_relaxed);
+	atomic_fetch_sub_explicit(&b->logs.retained, (int64_t)atomic_load(&t->log.retained),
+				  memory_order_relaxed);
 	rmq_log_fini(&t->log);
 	free(atomic_load(&t->durables));
 	pthread_mutex_destroy(&t->dlock);
@@ -106,6 +179,8 @@ void rmq_broker_free(struct rmq_broker *b)
 	struct cds_lfht_iter it;
 	struct rmq_topic *t;
 	rmq_lfht_for_each_entry(b->topics, &it, t, node) {
+		if (t->name_len == 0) /* a fence (freed below) */
+			continue;
 		if (cds_lfht_del(b->topics, &t->node) == 0)
 			rmq_topic_put(t);
 	}
@@ -114,8 +189,12 @@ void rmq_broker_free(struct rmq_broker *b)
 			;
 		rmq_shard_housekeep(b, i);
 	}
+	for (uint32_t i = 0; i < NFENCES; i++)
+		cds_lfht_del(b->topics, &b->fences[i]->node);
 	urcu_qsbr_thread_offline();
 	urcu_qsbr_barrier();
+	for (uint32_t i = 0; i < NFENCES; i++)
+		free(b->fences[i]);
 	cds_lfht_destroy(b->topics, NULL);
 	urcu_qsbr_thread_online();
 	free(b);
@@ -186,6 +265,7 @@ int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_
 	pthread_mutex_init(&t->dlock, NULL);
 	cds_wfcq_node_init(&t->hk_node);
 	rmq_log_init(&t->log, capacity, onfull, topic_hold);
+	rmq_log_set_totals(&t->log, &b->logs);
 	/* Every record is at least the prefix, "$0\r\n" and "\r\n". */
 	rmq_log_set_min_record(&t->log, t->prefix_len + 6);
 	cds_lfht_node_init(&t->node);
@@ -194,9 +274,10 @@ int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_
 	RMQ_LFHT_PUBLISH(&t->node);
 	struct cds_lfht_node *got = cds_lfht_add_unique(b->topics, t->hash, topic_match, &key, &t->node);
 	if (got != &t->node) {
-		topic_free(t); /* never published */
+		topic_free(t); /* never published; its empty log moved no total */
 		return -EEXIST;
 	}
+	atomic_fetch_add_explicit(&b->ntopics, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -295,6 +376,7 @@ int64_t rmq_topic_append(struct rmq_topic *t, const void *payload, uint32_t len)
 	p[0] = '\r';
 	p[1] = '\n';
 	rmq_log_commit(&r, (uint32_t)(t->prefix_len + hl), len);
+	count_appended(t->broker, 1);
 	return (int64_t)r.seq;
 }
 
@@ -329,6 +411,7 @@ int64_t rmq_topic_append_n(struct rmq_topic *t, const struct iovec *payloads, ui
 		p += rlen;
 		off += rlen;
 	}
+	count_appended(t->broker, n);
 	return (int64_t)r.seq;
 }
 
@@ -351,6 +434,7 @@ int rmq_topic_delete(struct rmq_broker *b, const char *name, size_t len)
 	struct rmq_topic *t = rmq_topic_lookup(b, name, len);
 	if (!t || cds_lfht_del(b->topics, &t->node) != 0)
 		return -ENOENT;
+	atomic_fetch_sub_explicit(&b->ntopics, 1, memory_order_relaxed);
 	atomic_store(&t->deleted, 1);
 	rmq_topic_notify(t); /* its seq_cst fence orders the store above */
 	rmq_topic_put(t);
@@ -384,15 +468,105 @@ void rmq_broker_foreach(struct rmq_broker *b, void (*fn)(struct rmq_topic *t, vo
 	struct cds_lfht_iter it;
 	struct rmq_topic *t;
 	rmq_lfht_for_each_entry(b->topics, &it, t, node)
-		fn(t, ctx);
+		if (t->name_len != 0) /* not a fence or a scan's marker */
+			fn(t, ctx);
+}
+
+static uint64_t nonneg(int64_t v)
+{
+	return v > 0 ? (uint64_t)v : 0;
 }
 
 uint64_t rmq_broker_topic_count(struct rmq_broker *b)
 {
-	long before, after;
-	unsigned long count;
-	cds_lfht_count_nodes(b->topics, &before, &count, &after);
-	return count;
+	return nonneg(atomic_load_explicit(&b->ntopics, memory_order_relaxed));
+}
+
+void rmq_broker_totals(struct rmq_broker *b, struct rmq_broker_totals *out)
+{
+	int64_t appended = 0;
+	for (int i = 0; i < TOTAL_SLOTS; i++)
+		appended += atomic_load_explicit(&b->slots[i].appended, memory_order_relaxed);
+	int64_t evicted = atomic_load_explicit(&b->logs.evicted, memory_order_relaxed);
+	int64_t freed = atomic_load_explicit(&b->freed_msgs, memory_order_relaxed);
+	out->topics = rmq_broker_topic_count(b);
+	out->messages_retained = nonneg(appended - evicted - freed);
+	out->bytes_retained = nonneg(atomic_load_explicit(&b->logs.retained, memory_order_relaxed));
+	out->evicted = nonneg(evicted);
+	out->dropped = nonneg(atomic_load_explicit(&b->logs.dropped, memory_order_relaxed));
+	out->rejected = nonneg(atomic_load_explicit(&b->logs.rejected, memory_order_relaxed));
+}
+
+/* --- scan (see rmq_broker_scan in topic.h) --- */
+
+
+static int match_node(struct cds_lfht_node *node, const void *key)
+{
+	return node == key;
+}
+
+static void marker_free_rcu(struct rcu_head *h)
+{
+	free(caa_container_of(h, struct rmq_topic, rcu));
+}
+
+uint64_t rmq_broker_scan(struct rmq_broker *b, uint64_t cursor, uint32_t count, const char *pattern,
+			 size_t plen, void (*fn)(struct rmq_topic *t, void *ctx), void *ctx)
+{
+	struct cds_lfht_iter it;
+	struct rmq_topic *marker = NULL;
+	if (count == 0)
+		count = 1;
+	if (cursor == 0) {
+		cds_lfht_first(b->topics, &it);
+	} else {
+		/* A marker node with the cursor's hash: the table inserts it
+		 * after every node of a lower or equal reversed hash, i.e. right
+		 * where the previous call stopped, whether or not the topic it
+		 * stopped at still exists. It looks like a topic with an empty
+		 * name, which no lookup matches (topic_match compares lengths
+		 * first, and names are never empty) and every walk skips. */
+		marker = rmq_calloc(1, sizeof(*marker));
+		marker->name = marker->prefix = (char *)"";
+		cds_lfht_node_init(&marker->node);
+		uint64_t h = reverse64(cursor);
+		RMQ_LFHT_PUBLISH(&marker->node);
+		cds_lfht_add(b->topics, h, &marker->node);
+		cds_lfht_lookup(b->topics, h, match_node, &marker->node, &it);
+		cds_lfht_next(b->topics, &it);
+	}
+	uint32_t seen = 0, fences = 0;
+	uint64_t last = 0;
+	bool more = false;
+	struct cds_lfht_node *n;
+	for (; (n = cds_lfht_iter_get_node(&it)) != NULL; cds_lfht_next(b->topics, &it)) {
+		RMQ_LFHT_PUBLISHED(n);
+		struct rmq_topic *t = caa_container_of(n, struct rmq_topic, node);
+		/* The node's position (its reversed hash, what the table keeps
+		 * from cds_lfht_add): fences' and markers' too. */
+		uint64_t r = n->reverse_hash;
+		/* Stop after count topics or SCAN_FENCES fences, but never
+		 * between two nodes of the same hash: the next call resumes after
+		 * all of them. */
+		if ((seen >= count || fences >= SCAN_FENCES) && r != last) {
+			more = true;
+			break;
+		}
+		last = r;
+		if (t->name_len == 0) { /* a fence, or another scan's marker */
+			fences++;
+			continue;
+		}
+		seen++;
+		if (!pattern || rmq_glob_match(pattern, plen, t->name, t->name_len))
+			fn(t, ctx);
+	}
+	if (marker) {
+		if (cds_lfht_del(b->topics, &marker->node) == 0)
+			urcu_qsbr_call_rcu(&marker->rcu, marker_free_rcu);
+	}
+	/* Hashes are never 0, nor then their reversal: 0 only means done. */
+	return more ? last : 0;
 }
 
 /* --- watches --- */

@@ -183,10 +183,55 @@ void rmq_topic_notify(struct rmq_topic *t);
 /* Snapshot of the topic's counters (relaxed reads). */
 void rmq_topic_stats(struct rmq_topic *t, struct rmq_topic_stats *st);
 
-/* Calls fn for every topic in the table, in no particular order. */
+/* Calls fn for every topic in the table, in no particular order. Walks
+ * the whole table: O(topics + buckets); for commands a client can send,
+ * use rmq_broker_scan. */
 void rmq_broker_foreach(struct rmq_broker *b, void (*fn)(struct rmq_topic *t, void *ctx),
 			void *ctx);
+
+/* Topics in the table: a counter, no walk. */
 uint64_t rmq_broker_topic_count(struct rmq_broker *b);
+
+/* Broker-wide totals, kept as they change (no walk over the topics, so
+ * INFO costs the same with a million topics). Any thread; a snapshot of
+ * relaxed counters, each exact once concurrent operations complete.
+ *   topics             in the table (DELETE takes a topic out at once)
+ *   messages_retained  sum of the topics' depths
+ *   bytes_retained     sum of the topics' retained segment bytes
+ * These two include a deleted topic until its memory is freed (once the
+ * readers still holding it let go: normally within an event-loop
+ * iteration; a live subscriber draining its backlog holds it longer).
+ *   evicted, dropped, rejected  cumulative since the broker started, deleted
+ *                      topics included (like Redis's stats counters) */
+struct rmq_broker_totals {
+	uint64_t topics, messages_retained, bytes_retained;
+	uint64_t evicted, dropped, rejected;
+};
+void rmq_broker_totals(struct rmq_broker *b, struct rmq_broker_totals *out);
+
+/* Cursor-based, bounded iteration over the topic table, like Redis SCAN:
+ * start with cursor 0, pass each returned cursor to the next call, stop
+ * when a call returns 0. Each call visits about `count` topics (1 if 0;
+ * more only when several topics share one 64-bit hash, which are never
+ * split between calls) and calls fn for those whose name matches the glob
+ * `pattern` (rmq_glob_match; NULL: every topic). So a call may report no
+ * topic and still return a cursor to continue from.
+ *
+ * Guarantees, with creates, deletes and table resizes running meanwhile:
+ * every topic in the table for the whole iteration is reported exactly
+ * once; a topic created or deleted during it may or may not be; a name
+ * deleted and created again may be reported twice (two topics). It works
+ * because the table keeps its nodes in one list ordered by bit-reversed
+ * hash, which no resize changes: the cursor is the position, and a call
+ * resumes there by inserting a marker node at it, so it needs neither the
+ * last reported topic to still exist nor any state kept between calls.
+ * The cost is O(count) plus the empty buckets walked over (a near-empty
+ * table of 2^18 buckets: about a millisecond for a full pass).
+ *
+ * fn's topic is valid until the caller's next quiescent state. A cursor
+ * that no call returned is accepted (it is just a position). */
+uint64_t rmq_broker_scan(struct rmq_broker *b, uint64_t cursor, uint32_t count, const char *pattern,
+			 size_t plen, void (*fn)(struct rmq_topic *t, void *ctx), void *ctx);
 
 /* --- watches, all called only from the thread that runs `shard` --- */
 

@@ -1,9 +1,12 @@
 /* util.c - see util.h. */
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 static void oom(size_t n)
 {
@@ -43,33 +46,210 @@ char *rmq_memdup(const void *p, size_t n)
 	return q;
 }
 
-static inline uint64_t fmix64(uint64_t k)
+/* --- SipHash (Aumasson and Bernstein, "SipHash: a fast short-input PRF",
+ * 2012), written from the paper: state v0..v3 from the key, one or more
+ * SipRounds per 8-byte little-endian word, the last word carrying the
+ * length in its top byte, then 0xff into v2 and the finalisation rounds. */
+
+static inline uint64_t rotl64(uint64_t x, unsigned b)
 {
-	k ^= k >> 33;
-	k *= 0xff51afd7ed558ccdULL;
-	k ^= k >> 33;
-	k *= 0xc4ceb9fe1a85ec53ULL;
-	k ^= k >> 33;
-	return k;
+	return (x << b) | (x >> (64 - b));
+}
+
+static inline void sipround(uint64_t v[4])
+{
+	v[0] += v[1];
+	v[1] = rotl64(v[1], 13);
+	v[1] ^= v[0];
+	v[0] = rotl64(v[0], 32);
+	v[2] += v[3];
+	v[3] = rotl64(v[3], 16);
+	v[3] ^= v[2];
+	v[0] += v[3];
+	v[3] = rotl64(v[3], 21);
+	v[3] ^= v[0];
+	v[2] += v[1];
+	v[1] = rotl64(v[1], 17);
+	v[1] ^= v[2];
+	v[2] = rotl64(v[2], 32);
+}
+
+static inline uint64_t load_le64(const unsigned char *p)
+{
+	uint64_t w;
+	memcpy(&w, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	w = __builtin_bswap64(w);
+#endif
+	return w;
+}
+
+/* c compression and d finalisation rounds; both are constants at every
+ * call site, so the loops unroll. */
+static inline __attribute__((always_inline)) uint64_t siphash(uint64_t k0, uint64_t k1,
+							       const void *p, size_t n, int c, int d)
+{
+	const unsigned char *s = p;
+	uint64_t v[4] = { k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
+			  k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL };
+	uint64_t b = (uint64_t)n << 56;
+	for (; n >= 8; n -= 8, s += 8) {
+		uint64_t m = load_le64(s);
+		v[3] ^= m;
+		for (int i = 0; i < c; i++)
+			sipround(v);
+		v[0] ^= m;
+	}
+	for (size_t i = 0; i < n; i++) /* the 0..7 bytes left */
+		b |= (uint64_t)s[i] << (8 * i);
+	v[3] ^= b;
+	for (int i = 0; i < c; i++)
+		sipround(v);
+	v[0] ^= b;
+	v[2] ^= 0xff;
+	for (int i = 0; i < d; i++)
+		sipround(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+uint64_t rmq_siphash13(uint64_t k0, uint64_t k1, const void *p, size_t n)
+{
+	return siphash(k0, k1, p, n, 1, 3);
+}
+
+uint64_t rmq_siphash24(uint64_t k0, uint64_t k1, const void *p, size_t n)
+{
+	return siphash(k0, k1, p, n, 2, 4);
+}
+
+/* The process's key. Drawn before main() (so before any thread can hash)
+ * and never changed: every hash of a name within the process agrees,
+ * which the topic table and the shard choice (hash mod nshards) rely on. */
+static uint64_t hash_k0, hash_k1;
+
+__attribute__((constructor)) static void hash_key_init(void)
+{
+	uint64_t k[2] = { 0, 0 };
+	size_t got = 0;
+	while (got < sizeof(k)) {
+		ssize_t r = getrandom((char *)k + got, sizeof(k) - got, GRND_NONBLOCK);
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		break;
+	}
+	if (got < sizeof(k)) {
+		/* No entropy yet (early boot) or no getrandom: something that
+		 * differs per process and per run is still far better than a
+		 * fixed key, and SipHash keeps it secret from the client. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t mono = rmq_now_ns();
+		k[0] ^= (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_sec ^ mono;
+		k[1] ^= ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&ts ^
+			(uint64_t)(uintptr_t)&hash_k0 ^ rotl64(mono, 29);
+		fprintf(stderr, "ringmq: getrandom() gave no key for the name hash; using a weaker one\n");
+	}
+	hash_k0 = k[0];
+	hash_k1 = k[1];
 }
 
 uint64_t rmq_hash(const void *p, size_t n)
 {
-	const unsigned char *s = p;
-	uint64_t h = 0xcbf29ce484222325ULL ^ n;
-	while (n >= 8) {
-		uint64_t w;
-		memcpy(&w, s, 8);
-		h = (h ^ w) * 0x100000001b3ULL;
-		h ^= h >> 29;
-		s += 8;
-		n -= 8;
-	}
-	uint64_t w = 0;
-	memcpy(&w, s, n);
-	h = (h ^ w) * 0x100000001b3ULL;
-	h = fmix64(h);
+	uint64_t h = siphash(hash_k0, hash_k1, p, n, 1, 3);
 	return h ? h : 1;
+}
+
+/* Matches the class starting at p[i] == '[' against byte c. Sets *end to
+ * the index just past the closing ']'; returns -1 if there is none (the
+ * '[' is then an ordinary byte), else 1 on a match, 0 otherwise. */
+static int glob_class(const char *p, size_t plen, size_t i, unsigned char c, size_t *end)
+{
+	size_t k = i + 1;
+	bool neg = false, hit = false;
+	if (k < plen && (p[k] == '^' || p[k] == '!')) {
+		neg = true;
+		k++;
+	}
+	bool first = true;
+	for (; k < plen; first = false) {
+		if (p[k] == ']' && !first) {
+			*end = k + 1;
+			return hit != neg;
+		}
+		unsigned char lo = (unsigned char)p[k];
+		if (lo == '\\' && k + 1 < plen)
+			lo = (unsigned char)p[++k];
+		k++;
+		unsigned char hi = lo;
+		if (k + 1 < plen && p[k] == '-' && p[k + 1] != ']') {
+			hi = (unsigned char)p[k + 1];
+			k += 2;
+			if (hi == '\\' && k < plen)
+				hi = (unsigned char)p[k++];
+			if (lo > hi) {
+				unsigned char x = lo;
+				lo = hi;
+				hi = x;
+			}
+		}
+		if (c >= lo && c <= hi)
+			hit = true;
+	}
+	return -1;
+}
+
+bool rmq_glob_match(const char *p, size_t plen, const char *s, size_t slen)
+{
+	/* Classic wildcard matching: on a mismatch, go back to the last '*'
+	 * and let it take one more byte. Only the last '*' matters, since
+	 * whatever an earlier one would take differently the later one can
+	 * take as well, so this is O(plen * slen). */
+	size_t i = 0, j = 0, star_i = SIZE_MAX, star_j = 0;
+	while (j < slen) {
+		if (i < plen) {
+			char pc = p[i];
+			if (pc == '*') {
+				while (i < plen && p[i] == '*')
+					i++;
+				if (i == plen)
+					return true;
+				star_i = i;
+				star_j = j;
+				continue;
+			}
+			size_t next = i + 1;
+			bool ok;
+			if (pc == '?') {
+				ok = true;
+			} else if (pc == '[') {
+				int r = glob_class(p, plen, i, (unsigned char)s[j], &next);
+				ok = r < 0 ? s[j] == '[' : r == 1;
+				if (r < 0)
+					next = i + 1;
+			} else if (pc == '\\' && i + 1 < plen) {
+				ok = s[j] == p[i + 1];
+				next = i + 2;
+			} else {
+				ok = s[j] == pc;
+			}
+			if (ok) {
+				i = next;
+				j++;
+				continue;
+			}
+		}
+		if (star_i == SIZE_MAX)
+			return false;
+		i = star_i;
+		j = ++star_j;
+	}
+	while (i < plen && p[i] == '*')
+		i++;
+	return i == plen;
 }
 
 uint64_t rmq_now_ns(void)

@@ -7,6 +7,7 @@
 #ifndef RMQ_UTIL_H
 #define RMQ_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -44,9 +45,27 @@ void *rmq_calloc(size_t nmemb, size_t n);
 void *rmq_realloc(void *p, size_t n);
 char *rmq_memdup(const void *p, size_t n); /* NUL-terminated copy */
 
-/* 64-bit hash of a byte string (FNV-1a over 8-byte words, then a
- * murmur3 finaliser). Stable for the life of the process; never 0. */
+/* 64-bit hash of a byte string: SipHash-1-3 under a key drawn from
+ * getrandom() once per process, before main(). The topic table, its shard
+ * choice and the durable subscriber registry hash client-chosen names
+ * with it: an unkeyed (and invertible) hash let a client craft any number
+ * of names that share one bucket (hash flooding, issue 12). Stable for
+ * the life of the process, different in every process; never 0. */
 uint64_t rmq_hash(const void *p, size_t n);
+
+/* SipHash with an explicit 128-bit key (k0 = key bytes 0-7, k1 = bytes
+ * 8-15, little-endian, as in the SipHash paper): 1-3 (what rmq_hash uses)
+ * and the reference 2-4. For tests and tools; never 0 is NOT promised. */
+uint64_t rmq_siphash13(uint64_t k0, uint64_t k1, const void *p, size_t n);
+uint64_t rmq_siphash24(uint64_t k0, uint64_t k1, const void *p, size_t n);
+
+/* Glob-style match of the whole of s against pattern p, as Redis's KEYS and
+ * SCAN MATCH: '*' any run of bytes, '?' any byte, '[abc]' '[a-z]' a class
+ * ('[^...]' or '[!...]' negated), a backslash makes the next byte literal. Binary-safe.
+ * Worst case O(plen * slen) time (one backtracking point, never
+ * exponential), no allocation. A malformed class ('[' unclosed) matches a
+ * literal '['. */
+bool rmq_glob_match(const char *p, size_t plen, const char *s, size_t slen);
 
 /* Monotonic clock in nanoseconds / milliseconds. */
 uint64_t rmq_now_ns(void);

@@ -442,3 +442,135 @@ Test(dsub, many_subscribers)
 	rmq_dsub_registry_free(r);
 	rmq_broker_free(b);
 }
+
+
+/* A PULL with a byte bound (issue 12 item 3: a PULL reply must fit a
+ * bounded output buffer): each pull returns records totalling at most the
+ * bound (at least one record), in order, and together they return all. */
+Test(dsub, pull_bounded_by_bytes)
+{
+	struct rmq_broker *b = broker(2);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	struct rmq_topic *t = must_create(b, "big", 8 << 20, RMQ_ONFULL_REJECT);
+	uint64_t tok;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("puller"), &tok);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, t), 1);
+	static char pl[10000];
+	for (int i = 0; i < 300; i++) {
+		memset(pl, 'a' + i % 26, sizeof(pl));
+		cr_assert_eq(rmq_topic_publish(t, pl, sizeof(pl)), i + 1);
+	}
+	uint64_t next = 1;
+	int pulls = 0;
+	for (;;) {
+		struct rmq_pull p;
+		size_t bound = pulls % 3 == 0 ? 0 : 64 << 10;
+		int n = rmq_dsub_pull_bounded(d, tok, S("big"), 100000, bound, &p);
+		cr_assert_geq(n, 0);
+		if (n == 0)
+			break;
+		size_t bytes = 0;
+		for (int k = 0; k < p.nb; k++) {
+			cr_assert_eq(p.b[k].seq, next, "batch starts at %" PRIu64 ", want %" PRIu64, p.b[k].seq, next);
+			for (uint32_t i = 0; i < p.b[k].n; i++) {
+				const char *pp;
+				uint32_t len;
+				rmq_batch_payload(&p.b[k], i, &pp, &len);
+				cr_assert_eq(len, sizeof(pl));
+				cr_assert_eq(pp[0], 'a' + (int)((next - 1) % 26));
+				next++;
+			}
+			bytes += p.b[k].bytes;
+		}
+		if (bound == 0)
+			cr_assert_eq(n, 1, "a bound of 0 still returns one record");
+		else
+			cr_assert_leq(bytes, bound, "pull of %d records: %zu bytes over %zu", n, bytes, bound);
+		cr_assert_eq(p.lost, 0);
+		pulls++;
+		urcu_qsbr_quiescent_state();
+	}
+	cr_assert_eq(next, 301, "every record pulled once, in order");
+	cr_assert_gt(pulls, 300 / 7);
+	rmq_dsub_detach(d, tok);
+	urcu_qsbr_quiescent_state();
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+
+/* One subscriber with 40,000 topics (issue 12 item 6): subscribing,
+ * resuming, pulling by name and unsubscribing in scattered order all find
+ * the right subscription through the name index; a deleted topic's
+ * subscription is replaced by the new topic of the same name. (Took
+ * seconds when finding a subscription was a scan; the time is logged.) */
+#define MANY 40000
+Test(dsub, one_subscriber_many_topics)
+{
+	struct rmq_broker *b = broker(2);
+	struct rmq_dsub_registry *r = rmq_dsub_registry_new();
+	static struct rmq_topic *t[MANY];
+	char name[32];
+	for (int i = 0; i < MANY; i++) {
+		snprintf(name, sizeof(name), "m.%d", i);
+		t[i] = must_create(b, name, 4096, RMQ_ONFULL_DROP_OLDEST);
+	}
+	uint64_t tok;
+	struct rmq_dsub *d = rmq_dsub_attach(r, S("wide"), &tok);
+	cr_assert_not_null(d);
+	uint64_t t0 = rmq_now_ns();
+	for (int i = 0; i < MANY; i++) {
+		cr_assert_eq(rmq_dsub_subscribe(d, tok, t[i]), i + 1);
+		if (i % 1024 == 0)
+			urcu_qsbr_quiescent_state();
+	}
+	uint64_t t1 = rmq_now_ns();
+	/* Subscribing again keeps the subscription and its count. */
+	for (int i = 0; i < MANY; i += 7)
+		cr_assert_eq(rmq_dsub_subscribe(d, tok, t[i]), MANY);
+	/* Every topic's message reaches the subscription of that name. */
+	for (int i = 0; i < MANY; i += 13)
+		cr_assert_eq(publish_k(t[i], 1), 1);
+	for (int i = 0; i < MANY; i += 13) {
+		snprintf(name, sizeof(name), "m.%d", i);
+		struct rmq_pull p;
+		cr_assert_eq(rmq_dsub_pull(d, tok, name, strlen(name), 10, &p), 1, "%s", name);
+		cr_assert_eq(p.topic, t[i]);
+	}
+	/* Unsubscribe every other one, in a scattered order (a stride prime
+	 * to MANY visits each index once), so positions keep moving. */
+	uint64_t t2 = rmq_now_ns();
+	int left = MANY;
+	for (int k = 0, i = 0; k < MANY; k++, i = (i + 7919) % MANY) {
+		if (i % 2)
+			continue;
+		snprintf(name, sizeof(name), "m.%d", i);
+		cr_assert_eq(rmq_dsub_unsubscribe(d, tok, name, strlen(name)), --left);
+		cr_assert_eq(rmq_dsub_unsubscribe(d, tok, name, strlen(name)), -ENOENT);
+	}
+	uint64_t t3 = rmq_now_ns();
+	cr_assert_eq(rmq_dsub_count(d), MANY / 2);
+	for (int i = 0; i < MANY; i += 11) {
+		snprintf(name, sizeof(name), "m.%d", i);
+		struct rmq_pull p;
+		int rc = rmq_dsub_pull(d, tok, name, strlen(name), 10, &p);
+		if (i % 2)
+			cr_assert(rc >= 0, "%s still subscribed: %d", name, rc);
+		else
+			cr_assert_eq(rc, -ESRCH, "%s was unsubscribed", name);
+	}
+	/* A topic deleted and created again: subscribing takes the new one. */
+	cr_assert_eq(rmq_topic_delete(b, S("m.1")), 0);
+	struct rmq_topic *again = must_create(b, "m.1", 4096, RMQ_ONFULL_DROP_OLDEST);
+	cr_assert_eq(rmq_dsub_subscribe(d, tok, again), MANY / 2);
+	cr_assert_eq(publish_k(again, 1), 1);
+	struct rmq_pull p;
+	cr_assert_eq(rmq_dsub_pull(d, tok, S("m.1"), 10, &p), 1);
+	cr_assert_eq(p.topic, again);
+	cr_log_info("subscribe %d topics: %.1f ms; unsubscribe %d: %.1f ms", MANY,
+		    (double)(t1 - t0) / 1e6, MANY / 2, (double)(t3 - t2) / 1e6);
+	rmq_dsub_detach(d, tok);
+	urcu_qsbr_quiescent_state();
+	rmq_dsub_registry_free(r);
+	rmq_broker_free(b);
+}
+

@@ -858,13 +858,16 @@ Test(log, record_size_limits)
 	cr_assert_eq(atomic_load(&log.rejected), 0);
 
 	/* A few small records, then the biggest that fits (record + its
-	 * slot == capacity), then small ones again. */
+	 * slot == capacity), then small ones again: the big one fills the
+	 * capacity alone, so the next record evicts it (retained never
+	 * exceeds the capacity); a reader that read it first lost nothing. */
 	cr_assert_eq(put(&log, 1, 100), 1);
 	cr_assert_eq(put(&log, 2, 100), 2);
 	size_t maxp = cap - 16 - HDR_LEN - TRL_LEN;
 	cr_assert_eq(put(&log, 3, maxp + 1), -EMSGSIZE);
 	cr_assert_eq(put(&log, 3, maxp), 3);
-	cr_assert_eq(put(&log, 4, 100), 4);
+	cr_assert_eq(rmq_log_first_seq(&log), 3, "the big record evicts the small ones");
+	cr_assert_leq(atomic_load(&log.retained), cap);
 	struct rmq_cursor cur;
 	rmq_log_cursor_seek(&log, &cur, 3);
 	struct rmq_batch b;
@@ -879,8 +882,12 @@ Test(log, record_size_limits)
 	cr_assert(memcmp(p, want, maxp) == 0);
 	free(want);
 	rmq_log_consume(&cur, &b, 1);
+	cr_assert_eq(put(&log, 4, 100), 4);
+	cr_assert_leq(atomic_load(&log.retained), cap);
+	cr_assert_eq(rmq_log_first_seq(&log), 4);
 	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 10, SIZE_MAX), 1);
 	cr_assert_eq(b.seq, 4);
+	cr_assert_eq(b.lost, 0);
 	rmq_log_fini(&log);
 }
 
@@ -967,4 +974,92 @@ Test(log, mpmc_trim_big_records)
 		.onfull = RMQ_ONFULL_DROP_OLDEST, .max_payload = 24000, .monitor = 1,
 	};
 	run_mt(&p);
+}
+
+/* --- small capacities (issue 12 item 12) --- */
+
+/* Payload lengths for a log of capacity g_small_cap: mostly small, every
+ * seventh as big as a record can be. */
+static uint64_t g_small_cap;
+
+static size_t len_for_small_cap(uint64_t seq)
+{
+	size_t biggest = (size_t)g_small_cap - 16 - HDR_LEN - TRL_LEN;
+	biggest &= ~(size_t)15;
+	if (seq % 7 == 0)
+		return biggest;
+	return 1 + seq % (biggest < 40 ? biggest : 40);
+}
+
+/* CAPACITY 1K used to retain 8,192 bytes (two 4 KiB segments): every
+ * capacity, however small, now bounds what is retained, also for records
+ * close to the capacity, and a reader that keeps up still sees every
+ * record. */
+Test(log, small_capacities_are_honoured)
+{
+	static const uint64_t caps[] = { 1024, 1000, 4096, 8192, 16384, 100003, 160 };
+	for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+		const uint64_t cap = caps[c];
+		g_small_cap = cap;
+		struct rmq_log log;
+		rmq_log_init(&log, cap, RMQ_ONFULL_DROP_OLDEST, NULL);
+		struct rmq_cursor cur;
+		rmq_log_cursor_seek(&log, &cur, 1);
+		uint64_t got = 0, max_retained = 0;
+		const uint64_t total = 3000;
+		for (uint64_t s = 1; s <= total; s++) {
+			cr_assert_eq(put(&log, s, len_for_small_cap(s)), (int64_t)s, "cap %" PRIu64, cap);
+			uint64_t r = atomic_load(&log.retained);
+			if (r > max_retained)
+				max_retained = r;
+			cr_assert_leq(r, cap, "capacity %" PRIu64 ": retained %" PRIu64 " after seq %" PRIu64,
+				      cap, r, s);
+			got += drain(&log, &cur, len_for_small_cap, NULL, 100, SIZE_MAX);
+		}
+		cr_assert_eq(got, total, "capacity %" PRIu64 ": a reader keeping up sees every record", cap);
+		cr_assert_gt(atomic_load(&log.evicted), 0);
+		cr_log_info("capacity %" PRIu64 ": max retained %" PRIu64, cap, max_retained);
+		rmq_log_fini(&log);
+	}
+}
+
+/* A record that does not fit in the capacity with its slot is refused, the
+ * biggest that does is accepted. */
+Test(log, small_capacity_record_limit)
+{
+	struct rmq_log log;
+	rmq_log_init(&log, 1024, RMQ_ONFULL_DROP_OLDEST, NULL);
+	size_t over = 1024 - 16 - HDR_LEN - TRL_LEN + 1;
+	cr_assert_eq(put(&log, 1, over), -EMSGSIZE);
+	cr_assert_eq(put(&log, 1, over - 1), 1);
+	cr_assert_eq(put(&log, 2, over - 1), 2);
+	cr_assert_leq(atomic_load(&log.retained), 1024);
+	rmq_log_fini(&log);
+}
+
+/* Under REJECT a durable reader's hold is kept even when a big record
+ * would need the tail's room: the append is refused instead of retaining
+ * more than the capacity. */
+Test(log, small_capacity_reject_keeps_held_tail)
+{
+	struct rmq_log log;
+	atomic_store(&g_hold, 1);
+	rmq_log_init(&log, 1024, RMQ_ONFULL_REJECT, hold_fixed);
+	uint64_t s = 1;
+	int64_t r;
+	while ((r = put(&log, s, 100)) > 0) {
+		cr_assert_eq(r, (int64_t)s);
+		cr_assert_leq(atomic_load(&log.retained), 1024);
+		s++;
+		cr_assert_lt(s, 100);
+	}
+	cr_assert_eq(r, -ENOSPC);
+	cr_assert_eq(put(&log, s, 900), -ENOSPC, "a big record must not evict held records");
+	cr_assert_leq(atomic_load(&log.retained), 1024);
+	cr_assert_eq(rmq_log_first_seq(&log), 1, "nothing held was evicted");
+	/* the reader moves on: room again */
+	atomic_store(&g_hold, s);
+	cr_assert_eq(put(&log, s, 900), (int64_t)s);
+	cr_assert_leq(atomic_load(&log.retained), 1024);
+	rmq_log_fini(&log);
 }

@@ -537,6 +537,45 @@ Test(topic, delete_with_references_outstanding)
 	rmq_broker_free(b);
 }
 
+/* The production table (2^18 buckets at start) nearly empty: a scan
+ * must not walk all of its empty buckets in one call (that was 7 to 180
+ * ms), so even COUNT 1000 over 10 topics takes many short calls, and
+ * still reports each topic once. */
+struct scan_seen {
+	int count[10];
+};
+
+static void scan_cb(struct rmq_topic *t, void *ctx)
+{
+	struct scan_seen *s = ctx;
+	cr_assert_eq(t->name_len, 2);
+	s->count[t->name[1] - '0']++;
+}
+
+Test(topic, scan_sparse_table_in_bounded_steps)
+{
+	struct rmq_broker *b = broker(2);
+	char name[4];
+	for (int i = 0; i < 10; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		must_create(b, name, 4096, RMQ_ONFULL_DROP_OLDEST);
+	}
+	struct scan_seen seen = { { 0 } };
+	uint64_t cur = 0;
+	unsigned calls = 0;
+	do {
+		cur = rmq_broker_scan(b, cur, 1000, NULL, 0, scan_cb, &seen);
+		calls++;
+		urcu_qsbr_quiescent_state();
+	} while (cur && calls < 100000);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(seen.count[i], 1, "s%d reported %d times", i, seen.count[i]);
+	cr_assert_geq(calls, 32, "%u calls: each call walks at most 1/32 of the buckets", calls);
+	cr_assert_eq(rmq_broker_topic_count(b), 10);
+	cr_assert_eq(foreach_count(b), 10, "fences are not topics");
+	rmq_broker_free(b);
+}
+
 /* --- many threads (topic_churn.c, shared with stress_topic) --- */
 
 static void churn(unsigned nthreads, double secs)
