@@ -289,12 +289,16 @@ void rmq_log_trim(struct rmq_log *log, uint64_t room)
 	(void)trim_try(log, room);
 }
 
+uint64_t rmq_log_record_size(size_t len)
+{
+	return ((uint64_t)len + sizeof(struct slot) + 15) & ~(uint64_t)15;
+}
+
 int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 {
 	/* A record gets at most a segment of its own, rounded up to 16 bytes
 	 * (seg_next_size): that must fit in the capacity. */
-	if (len < log->min_record || len > (1u << 30) ||
-	    ((len + sizeof(struct slot) + 15) & ~(size_t)15) > log->capacity)
+	if (len < log->min_record || len > (1u << 30) || rmq_log_record_size(len) > log->capacity)
 		return -EMSGSIZE;
 	uint32_t rlen = (uint32_t)len, idx, off;
 

@@ -312,11 +312,13 @@ static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
 }
 
 /* MPUBLISH topic payload [payload ...]: the last sequence number.
- * Everything that can be checked before storing is checked for every
- * message first (the payload sizes), so that such an error stores none.
- * A failure only the append itself finds (the topic filling up under
- * ONFULL reject, memory) stops there: the messages before it stay stored,
- * in order, and the error says how many and up to which sequence number. */
+ * All or nothing as far as can be known before storing: every payload
+ * within --max-payload and the topic's capacity, and under ONFULL reject
+ * all of them together within the capacity, or an error and none stored.
+ * What only the appends can find (durable readers still holding the room
+ * the messages need, a concurrent publisher taking it, memory) stops them
+ * there: the messages before stay stored, in order, and the error says
+ * how many and up to which sequence number, so a retry sends the rest. */
 static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 3)
@@ -324,9 +326,21 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 	struct rmq_topic *t = publish_topic(c, &argv[1]);
 	if (!t)
 		return err_notopic(c, &argv[1]);
-	for (size_t i = 2; i < argc; i++)
+	uint64_t cap = t->log.capacity, total = 0;
+	for (size_t i = 2; i < argc; i++) {
 		if (payload_too_big(c, &argv[i]))
 			return;
+		uint64_t sz = rmq_topic_message_size(t, (uint32_t)argv[i].len);
+		if (sz > cap)
+			return publish_error(c, t, &argv[1], &argv[i], -EMSGSIZE, NULL);
+		total += sz;
+	}
+	if (t->log.onfull == RMQ_ONFULL_REJECT && total > cap)
+		return rmq_resp_errorf(&c->out,
+				       "FULL the %zu messages take %llu bytes, more than topic '%.*s' holds "
+				       "(CAPACITY %llu, ONFULL reject): none stored",
+				       argc - 2, (unsigned long long)total, (int)argv[1].len, argv[1].p,
+				       (unsigned long long)cap);
 	struct partial p = { .stored = 0, .total = argc - 2, .last = 0 };
 	for (size_t i = 2; i < argc; i++) {
 		int64_t seq = rmq_topic_append(t, argv[i].p, (uint32_t)argv[i].len);
