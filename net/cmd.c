@@ -491,8 +491,15 @@ static void pull_reply(struct conn *c, const struct rmq_pull *p)
 int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
 		     struct rmq_topic **subscribed)
 {
+	/* The reply is bounded like live delivery: past its first message, it
+	 * takes at most what keeps the connection's pending output within
+	 * OUT_SOFT (a client that does not read holds at most that, however
+	 * big COUNT and the backlog); the rest stays in the log for the next
+	 * PULL. */
+	size_t pend = rmq_buf_pending(&c->out);
 	struct rmq_pull p;
-	int rc = rmq_dsub_pull(c->dsub, c->token, topic, tlen, count, &p);
+	int rc = rmq_dsub_pull_bounded(c->dsub, c->token, topic, tlen, count,
+				       pend < OUT_SOFT ? OUT_SOFT - pend : 0, &p);
 	if (subscribed)
 		*subscribed = p.topic;
 	if (rc == -EBUSY) {

@@ -841,3 +841,73 @@ Test(cmd, mpublish_all_or_nothing_or_says_what_was_stored)
 	client_close(holder);
 	client_close(c);
 }
+
+/* Reads everything the server sent fd into a malloc'd buffer (the reply
+ * of a PULL may be bigger than received()'s); *n gets its size. */
+static char *received_big(int fd, size_t *n)
+{
+	size_t cap = 1 << 20;
+	char *buf = malloc(cap + 1);
+	cr_assert_not_null(buf);
+	*n = 0;
+	for (int idle = 0; idle < 3;) {
+		settle();
+		ssize_t r = recv(fd, buf + *n, cap - *n, MSG_DONTWAIT);
+		if (r > 0) {
+			*n += (size_t)r;
+			idle = 0;
+			cr_assert_lt(*n, cap, "reply too long for the test");
+		} else {
+			idle++;
+		}
+	}
+	buf[*n] = '\0';
+	return buf;
+}
+
+/* Issue 12 item 3: a PULL reply is bounded like live delivery: however big
+ * COUNT and the backlog, it takes at most OUT_SOFT past its first message;
+ * the rest comes with the next PULLs, every message exactly once. Before,
+ * it was built whole (up to 32 segments, ~32 MiB, per unread reply). */
+Test(cmd, pull_reply_is_bounded)
+{
+	enum { N = 600 };
+	int c = client();
+	expect(c, resp("CREATE", "q", "CAPACITY", "4M", NULL), "+OK\r\n");
+	int sub = durable_client("reader");
+	static char pl[1001];
+	memset(pl, 'p', 1000);
+	for (int i = 0; i < N; i++) {
+		send_all(c, resp("PUBLISH", "q", pl, NULL), strlen(resp("PUBLISH", "q", pl, NULL)));
+		if (i % 50 == 49) {
+			bool eof;
+			(void)received(c, &eof);
+		}
+	}
+	bool eof;
+	(void)received(c, &eof);
+	long long got = 0;
+	for (int pulls = 0; got < N; pulls++) {
+		cr_assert_lt(pulls, 10);
+		send_all(sub, resp("PULL", "q", "COUNT", "100000", NULL), strlen(resp("PULL", "q", "COUNT", "100000", NULL)));
+		size_t n;
+		char *r = received_big(sub, &n);
+		long long k = strtoll(r + 1, NULL, 10);
+		cr_assert(r[0] == '*' && k > 0, "PULL: %.40s", r);
+		cr_assert_leq(n, OUT_SOFT + 2000, "a PULL reply of %zu bytes", n);
+		/* the first and last sequence numbers of this reply */
+		char want[64];
+		snprintf(want, sizeof(want), "*2\r\n:%lld\r\n", got + 1);
+		cr_assert(strstr(r, want), "reply %d does not start at %lld", pulls, got + 1);
+		snprintf(want, sizeof(want), "*2\r\n:%lld\r\n", got + k);
+		cr_assert(strstr(r, want));
+		got += k;
+		free(r);
+		if (pulls == 0)
+			cr_assert_lt(k, N, "the first PULL took all %d messages (%lld)", N, k);
+	}
+	cr_assert_eq(got, N);
+	expect(sub, resp("PULL", "q", NULL), "*0\r\n");
+	client_close(sub);
+	client_close(c);
+}
