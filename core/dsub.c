@@ -23,6 +23,10 @@ struct rmq_dsub {
 	uint32_t *ix;
 	uint32_t ix_mask;
 	uint32_t refs;             /* attaches not yet detached; under lock */
+	/* The topic the owner waiting_token is parked on (rmq_dsub_wait), with
+	 * a reference; under lock. A takeover notifies it. */
+	struct rmq_topic *waiting;
+	uint64_t waiting_token;
 	bool dead;                 /* expired and unlinked; under lock */
 	uint64_t active_ms;        /* last attach, detach, subscribe or pull */
 	struct rcu_head rcu;
@@ -141,6 +145,8 @@ static void dsub_remove_at(struct rmq_dsub *d, int i)
 
 static void dsub_free(struct rmq_dsub *d)
 {
+	if (d->waiting)
+		rmq_topic_put(d->waiting);
 	free(d->subs);
 	free(d->ix);
 	free(d->name);
@@ -226,8 +232,47 @@ retry:
 	d->token = *token = atomic_fetch_add(&r->next_token, 1);
 	d->refs++;
 	d->active_ms = rmq_now_ms();
+	/* Taken over from an owner parked in a blocking PULL: wake it (its
+	 * retry finds -EBUSY) rather than leave it waiting for a publish. */
+	struct rmq_topic *woken = d->waiting;
+	d->waiting = NULL;
 	pthread_mutex_unlock(&d->lock);
+	if (woken) {
+		rmq_topic_notify(woken);
+		rmq_topic_put(woken);
+	}
 	return d;
+}
+
+int rmq_dsub_wait(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
+{
+	int rc = 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->token != token) {
+		rc = -EBUSY;
+	} else if (!rmq_topic_get(t)) {
+		rc = -ENOENT;
+	} else {
+		if (d->waiting)
+			rmq_topic_put(d->waiting);
+		d->waiting = t;
+		d->waiting_token = token;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+void rmq_dsub_unwait(struct rmq_dsub *d, uint64_t token)
+{
+	struct rmq_topic *t = NULL;
+	pthread_mutex_lock(&d->lock);
+	if (d->waiting && d->waiting_token == token) {
+		t = d->waiting;
+		d->waiting = NULL;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (t)
+		rmq_topic_put(t);
 }
 
 void rmq_dsub_detach(struct rmq_dsub *d, uint64_t token)

@@ -93,6 +93,9 @@ void rmq__blocked_park(struct conn *c, struct rmq_watch *watch, const char *topi
 	cds_list_add_tail(&c->parked.watch_link, &watch->waiters);
 	if (deadline_ms)
 		heap_push(c->worker, c);
+	/* A takeover wakes the watch (if it already happened, the retry that
+	 * follows parking finds -EBUSY). */
+	(void)rmq_dsub_wait(c->dsub, c->token, watch->topic);
 }
 
 void rmq__blocked_unpark(struct conn *c)
@@ -100,6 +103,7 @@ void rmq__blocked_unpark(struct conn *c)
 	if (!c->blocked)
 		return;
 	c->blocked = false;
+	rmq_dsub_unwait(c->dsub, c->token);
 	cds_list_del_init(&c->parked.watch_link);
 	if (c->parked.heap_idx)
 		heap_remove(c->worker, c);

@@ -911,3 +911,28 @@ Test(cmd, pull_reply_is_bounded)
 	client_close(sub);
 	client_close(c);
 }
+
+/* Issue 12 item 5: a takeover is reported at once to an owner parked in
+ * PULL BLOCK 0 on a quiet topic (before, it heard only at the next
+ * publish to that topic); a PULL of the new owner then parks normally. */
+Test(cmd, takeover_wakes_parked_owner)
+{
+	int adm = client();
+	expect(adm, resp("CREATE", "q", NULL), "+OK\r\n");
+	int old = durable_client("owner");
+	char req[256];
+	snprintf(req, sizeof(req), "%sPING\r\n", resp("PULL", "q", "BLOCK", "0", NULL));
+	expect(old, req, "");
+	int now = client();
+	expect(now, resp("REGISTER", "SUBSCRIBER", "owner", NULL), "+OK\r\n");
+	expect(old, "", "-ERR subscriber was taken over by another connection\r\n+PONG\r\n");
+	cr_assert_eq(parked(), 0);
+	expect(now, resp("PULL", "q", "BLOCK", "0", NULL), "");
+	cr_assert_eq(parked(), 1);
+	expect(adm, resp("PUBLISH", "q", "m", NULL), ":1\r\n");
+	expect(now, "", "*1\r\n*2\r\n:1\r\n$1\r\nm\r\n");
+	expect(old, resp("PULL", "q", NULL), "-ERR subscriber was taken over by another connection\r\n");
+	client_close(old);
+	client_close(now);
+	client_close(adm);
+}
