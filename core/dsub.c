@@ -493,21 +493,25 @@ done:
 	return rc;
 }
 
-void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
-			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
-					  uint64_t lag, void *ctx),
-			       void *ctx)
+uint64_t rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t max,
+				   void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
+					      uint64_t lag, void *ctx),
+				   void *ctx)
 {
 	struct cds_lfht_iter it;
 	struct rmq_dsub *d;
+	uint64_t calls = 0, visited = 0;
 	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
+		if (calls >= max)
+			break;
+		visited++;
 		pthread_mutex_lock(&d->lock);
 		struct rmq_dsub_info info = {
 			.name = d->name,
 			.attached = d->token != 0,
 			.idle_ms = now_ms > d->active_ms ? now_ms - d->active_ms : 0,
 		};
-		for (int i = 0; i < d->n && !d->dead; i++) {
+		for (int i = 0; i < d->n && !d->dead && calls < max; i++, calls++) {
 			struct rmq_dsub_subscription *s = d->subs[i];
 			uint64_t next = rmq_log_next_seq(&s->topic->log);
 			uint64_t pos = atomic_load(&s->pos);
@@ -515,4 +519,5 @@ void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
 		}
 		pthread_mutex_unlock(&d->lock);
 	}
+	return visited;
 }

@@ -125,10 +125,13 @@ struct rmq_dsub_info {
 };
 
 /* Per-subscription lag for INFO: calls fn(subscriber, subscription, lag)
- * with the subscriber's lock held (fn must not call back into it). */
-void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
-			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
-					  uint64_t lag, void *ctx),
-			       void *ctx);
+ * with the subscriber's lock held (fn must not call back into it), for at
+ * most max subscriptions, where the walk stops (so that INFO is bounded
+ * however many subscribers clients register). Returns the subscribers it
+ * visited (the rest: rmq_dsub_registry_count() minus that). */
+uint64_t rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t max,
+				   void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
+					      uint64_t lag, void *ctx),
+				   void *ctx);
 
 #endif

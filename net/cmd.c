@@ -20,8 +20,11 @@
  * "RESP2 commands of a modern server". It is not ringmq's version
  * (ringmq_version). */
 #define INFO_REDIS_VERSION "7.0.0"
-/* INFO topics lists this many topics, then counts the rest. */
+/* INFO topics lists about this many topics, then counts the rest. */
 #define INFO_TOPICS_MAX 1000
+/* INFO subscribers lists at most this many subscriptions, then counts the
+ * subscribers left out. */
+#define INFO_SUBSCRIPTIONS_MAX 1000
 /* At most one allocation-failure log line per worker per this many ms. */
 #define OOM_LOG_INTERVAL_MS 1000
 
@@ -203,18 +206,123 @@ static int cmp_name(const void *a, const void *b)
 	return r ? r : (x->len > y->len) - (x->len < y->len);
 }
 
+/* TOPICS without a cursor lists everything at once, sorted, only up to
+ * this many topics (a few milliseconds of the worker); past it, it answers
+ * an error that says to page. */
+#define TOPICS_ALL_MAX 10000
+/* TOPICS cursor: topics visited per call without COUNT, and at most. */
+#define TOPICS_COUNT_DEFAULT 10
+#define TOPICS_COUNT_MAX 1000000
+/* Topics visited per loop iteration of the worker: a TOPICS with a bigger
+ * COUNT goes on at the next iteration (c->again), so that no TOPICS holds
+ * its worker for more than a millisecond or two, whatever COUNT says. */
+#define TOPICS_STEP 4096
+
+/* One page of TOPICS in the making: names matched so far, already encoded
+ * as bulk strings (the topics themselves may be gone by the next loop
+ * iteration), and where the scan goes on. */
+struct topics_page {
+	uint64_t cursor, left;
+	struct rmq_buf names;
+	size_t n;
+	const char *pattern; /* into the request, valid during one call */
+	size_t plen;
+	uint64_t visited;
+};
+
+static void page_topic(struct rmq_topic *t, void *ctx)
+{
+	struct topics_page *pg = ctx;
+	pg->visited++;
+	if (pg->pattern && !rmq_glob_match(pg->pattern, pg->plen, t->name, t->name_len))
+		return;
+	rmq_resp_bulk(&pg->names, t->name, t->name_len);
+	pg->n++;
+}
+
+void rmq__cmd_free_state(struct conn *c)
+{
+	if (c->topics_page) {
+		rmq_buf_free(&c->topics_page->names);
+		free(c->topics_page);
+		c->topics_page = NULL;
+	}
+}
+
 static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	if (argc != 1)
-		return err_args(c, "topics");
-	struct names ns = { 0 };
-	rmq_broker_foreach(srv_of(c)->broker, collect_name, &ns);
-	if (ns.n > 1) /* qsort(NULL, 0, ...) is undefined */
-		qsort(ns.v, ns.n, sizeof(*ns.v), cmp_name);
-	rmq_resp_array(&c->out, ns.n);
-	for (size_t i = 0; i < ns.n; i++)
-		rmq_resp_bulk(&c->out, ns.v[i].p, ns.v[i].len);
-	free(ns.v);
+	struct rmq_broker *b = srv_of(c)->broker;
+	if (argc == 1) {
+		/* Everything, sorted: bounded, so no worker is held long. */
+		uint64_t n = rmq_broker_topic_count(b);
+		if (n > TOPICS_ALL_MAX)
+			return rmq_resp_errorf(&c->out,
+					       "ERR %llu topics are too many to list at once (at most %d): "
+					       "page with TOPICS cursor [COUNT n] [MATCH pattern], from cursor 0",
+					       (unsigned long long)n, TOPICS_ALL_MAX);
+		struct names ns = { 0 };
+		uint64_t cur = 0;
+		do
+			cur = rmq_broker_scan(b, cur, TOPICS_STEP, NULL, 0, collect_name, &ns);
+		while (cur != 0 && ns.n <= 2 * TOPICS_ALL_MAX);
+		if (ns.n > 1) /* qsort(NULL, 0, ...) is undefined */
+			qsort(ns.v, ns.n, sizeof(*ns.v), cmp_name);
+		rmq_resp_array(&c->out, ns.n);
+		for (size_t i = 0; i < ns.n; i++)
+			rmq_resp_bulk(&c->out, ns.v[i].p, ns.v[i].len);
+		free(ns.v);
+		return;
+	}
+	/* TOPICS cursor [COUNT n] [MATCH pattern]: one page, like SCAN */
+	uint64_t cursor, count = TOPICS_COUNT_DEFAULT;
+	const struct rmq_arg *match = NULL;
+	if (rmq_parse_u64(argv[1].p, argv[1].len, 0, &cursor) != 0)
+		return rmq_resp_error(&c->out, "ERR invalid cursor");
+	for (size_t i = 2; i < argc; i += 2) {
+		if (i + 1 >= argc)
+			return rmq_resp_error(&c->out, "ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
+		if (arg_is(&argv[i], "COUNT")) {
+			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &count) != 0 || count < 1 ||
+			    count > TOPICS_COUNT_MAX)
+				return rmq_resp_error(&c->out, "ERR COUNT must be 1 to 1000000");
+		} else if (arg_is(&argv[i], "MATCH")) {
+			match = &argv[i + 1];
+		} else {
+			return rmq_resp_error(&c->out, "ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
+		}
+	}
+	struct topics_page *pg = c->topics_page;
+	if (!pg) { /* the first step of this request */
+		pg = c->topics_page = rmq_calloc(1, sizeof(*pg));
+		pg->cursor = cursor;
+		pg->left = count;
+	}
+	pg->pattern = match ? match->p : NULL;
+	pg->plen = match ? match->len : 0;
+	/* Scans stop at fences over empty buckets too: a step makes at most
+	 * so many calls, each bounded by the core. */
+	uint64_t budget = TOPICS_STEP;
+	for (int calls = 0; calls < 64 && pg->left && budget; calls++) {
+		pg->visited = 0;
+		uint64_t step = pg->left < budget ? pg->left : budget;
+		pg->cursor = rmq_broker_scan(b, pg->cursor, (uint32_t)step, NULL, 0, page_topic, pg);
+		pg->left -= pg->visited < pg->left ? pg->visited : pg->left;
+		budget -= pg->visited < budget ? pg->visited : budget;
+		if (pg->cursor == 0)
+			break;
+	}
+	if (pg->cursor != 0 && pg->left) {
+		c->again = true; /* the rest at the next loop iteration */
+		return;
+	}
+	char num[24];
+	size_t nl = rmq_u64toa(pg->cursor, num);
+	rmq_resp_array(&c->out, 2);
+	rmq_resp_bulk(&c->out, num, nl);
+	rmq_resp_array(&c->out, pg->n);
+	if (pg->names.len)
+		rmq_buf_append(&c->out, pg->names.data, pg->names.len);
+	rmq__cmd_free_state(c);
 }
 
 /* The connection's cached topic if it may still be used: no quiescent
@@ -572,8 +680,7 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 struct info_ctx {
 	struct rmq_buf *b;
-	uint64_t listed, omitted;
-	uint64_t depth_total, retained_total, dropped, rejected, slow;
+	uint64_t listed;
 };
 
 static void info_printf(struct rmq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -598,18 +705,11 @@ static void info_printf(struct rmq_buf *b, const char *fmt, ...)
 static void info_topic(struct rmq_topic *t, void *ctx)
 {
 	struct info_ctx *ic = ctx;
+	if (ic->listed >= INFO_TOPICS_MAX)
+		return;
+	ic->listed++;
 	struct rmq_topic_stats st;
 	rmq_topic_stats(t, &st);
-	ic->depth_total += st.depth;
-	ic->retained_total += st.retained;
-	ic->dropped += st.dropped;
-	ic->rejected += st.rejected;
-	ic->slow += st.slow_disconnects;
-	if (ic->listed >= INFO_TOPICS_MAX) {
-		ic->omitted++;
-		return;
-	}
-	ic->listed++;
 	info_printf(ic->b,
 		    "topic:%s msgs_in=%llu bytes_in=%llu depth=%llu first_seq=%llu next_seq=%llu "
 		    "retained_bytes=%llu capacity=%llu onfull=%s evicted=%llu dropped=%llu rejected=%llu "
@@ -686,9 +786,9 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			    (unsigned long long)tot[9], (unsigned long long)atomic_load(&s->rejected_clients),
 			    (long long)atomic_load(&s->client_mem), (unsigned long long)tot[12]);
 	struct info_ctx ic = { .b = &b };
-	struct rmq_buf topics = { 0 };
-	struct info_ctx tc = { .b = &topics };
-	rmq_broker_foreach(s->broker, info_topic, &tc);
+	/* From counters kept as they change: no walk over the topics. */
+	struct rmq_broker_totals bt;
+	rmq_broker_totals(s->broker, &bt);
 	if (want_section(argv, argc, "stats"))
 		info_printf(&b,
 			    "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
@@ -703,29 +803,37 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			    (unsigned long long)tot[2], (unsigned long long)tot[3] + tot[4],
 			    (unsigned long long)tot[3], (unsigned long long)tot[4],
 			    (unsigned long long)tot[5], (unsigned long long)tot[6],
-			    (unsigned long long)rmq_broker_topic_count(s->broker),
-			    (unsigned long long)tc.depth_total, (unsigned long long)tc.retained_total,
-			    (unsigned long long)tc.dropped, (unsigned long long)tc.rejected,
+			    (unsigned long long)bt.topics, (unsigned long long)bt.messages_retained,
+			    (unsigned long long)bt.bytes_retained, (unsigned long long)bt.dropped,
+			    (unsigned long long)bt.rejected,
 			    (unsigned long long)tot[7], (unsigned long long)tot[8],
 			    (unsigned long long)tot[10], (unsigned long long)tot[11],
 			    (unsigned long long)rmq_dsub_registry_count(s->dsubs),
 			    (unsigned long long)atomic_load(&s->dsubs_expired));
 	if (want_section(argv, argc, "topics")) {
+		/* The first INFO_TOPICS_MAX or so of the table (one bounded
+		 * scan); TOPICS pages through all of them. */
 		info_printf(&b, "# Topics\r\n");
-		if (topics.len)
-			rmq_buf_append(&b, topics.data, topics.len);
-		if (tc.omitted)
-			info_printf(&b, "topics_omitted:%llu\r\n", (unsigned long long)tc.omitted);
+		struct info_ctx tc = { .b = &b };
+		uint64_t cur = 0;
+		int calls = 0;
+		do /* (a scan also stops at fences over empty buckets) */
+			cur = rmq_broker_scan(s->broker, cur, INFO_TOPICS_MAX, NULL, 0, info_topic, &tc);
+		while (cur && tc.listed < INFO_TOPICS_MAX && ++calls < 64);
+		if (bt.topics > tc.listed)
+			info_printf(&b, "topics_omitted:%llu\r\n", (unsigned long long)(bt.topics - tc.listed));
 		info_printf(&b, "\r\n");
 	}
 	if (want_section(argv, argc, "subscribers")) {
 		info_printf(&b, "# Subscribers\r\n");
-		rmq_dsub_registry_foreach(s->dsubs, rmq_now_ms(), info_dsub, &ic);
+		uint64_t seen = rmq_dsub_registry_foreach(s->dsubs, rmq_now_ms(), INFO_SUBSCRIPTIONS_MAX, info_dsub, &ic);
+		uint64_t all = rmq_dsub_registry_count(s->dsubs);
+		if (all > seen)
+			info_printf(&b, "subscribers_omitted:%llu\r\n", (unsigned long long)(all - seen));
 		info_printf(&b, "\r\n");
 	}
 	rmq_resp_bulk(&c->out, b.data ? b.data : "", b.len);
 	rmq_buf_free(&b);
-	rmq_buf_free(&topics);
 }
 
 /* --- what Redis clients send on their own --- */
@@ -1087,6 +1195,8 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 	} else {
 		cmd->fn(c, argv, argc);
 	}
+	if (c->again) /* not done: replies (and their fate) when it is */
+		return;
 	/* CLIENT REPLY OFF|SKIP: drop what this command replied. Pushes to
 	 * live subscribers are not replies and are never dropped here. */
 	if (mode != REPLY_ON && !(mode == REPLY_OFF && c->reply == REPLY_ON)) {

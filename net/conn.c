@@ -230,6 +230,7 @@ void rmq__conn_free(struct conn *c)
 	rmq_buf_free(&c->out);
 	free(c->live_subs);
 	free(c->live_index);
+	rmq__cmd_free_state(c);
 	free(c->name);
 	free(c->parked.topic);
 	free(c);
@@ -406,6 +407,14 @@ void rmq__conn_process_input(struct conn *c)
 				stat_add(&w->stats.commands, 1);
 			c->split_cont = false;
 			rmq__cmd_dispatch(c, w->argv, argc);
+			if (c->again) {
+				/* not done: the same request again next iteration */
+				c->again = false;
+				c->split_cont = true;
+				c->yielded = true;
+				rmq__blocked_queue(c);
+				break;
+			}
 			rmq__cmd_publish_run_arm(c, &run, frame, w->argv, argc);
 			did = true;
 		}

@@ -83,6 +83,9 @@ struct conn {
 				     * at the next iteration (in worker->unblocked) */
 	bool split_cont;            /* the next request is such a rest: not a new
 				     * command for the stats */
+	bool again;                 /* the handler is not done: the same request
+				     * runs again at the next iteration (cmd.c) */
+	struct topics_page *topics_page; /* TOPICS in progress (cmd.c) */
 	enum reply_mode reply;
 	enum conn_role role;
 	char *name;                 /* CLIENT SETNAME / REGISTER name */
@@ -329,8 +332,13 @@ static inline void rmq__worker_published(struct worker *w, struct rmq_topic *t, 
 }
 
 /* --- cmd.c --- */
-/* Executes one request. Appends replies to c->out. */
+/* Executes one request. Appends replies to c->out. A handler that has more
+ * to do than one loop iteration should take sets c->again and keeps its
+ * state in c: the request is not consumed, and runs again at the next
+ * iteration (rmq__conn_process_input), until it clears it. */
 void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* Frees what a handler keeps in c between iterations. */
+void rmq__cmd_free_state(struct conn *c);
 /* Topics a SUBSCRIBE or UNSUBSCRIBE handles per loop iteration: one with
  * more is run in parts (see rmq__cmd_split_name), so that no request holds
  * its worker for long (each topic costs a few microseconds). */

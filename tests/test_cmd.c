@@ -936,3 +936,41 @@ Test(cmd, takeover_wakes_parked_owner)
 	client_close(now);
 	client_close(adm);
 }
+
+/* Issue 12 item 8: a TOPICS page with a COUNT over what one loop iteration
+ * may visit (TOPICS_STEP, 4096) goes on at the next iteration, the request
+ * kept; the reply comes whole, in order with what was pipelined behind. */
+Test(cmd, topics_page_spans_iterations)
+{
+	enum { N = 4500 };
+	int c = client();
+	struct rmq_buf req = { 0 };
+	char name[32];
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		append(&req, resp("CREATE", name, NULL));
+		if (i % 500 == 499) {
+			send_all(c, req.data, req.len - 1);
+			req.len = 0;
+			bool eof;
+			(void)received(c, &eof);
+		}
+	}
+	rmq_buf_free(&req);
+	struct worker *w = &srv->workers[0];
+	uint64_t cmds = atomic_load(&w->stats.commands);
+	char two[256];
+	snprintf(two, sizeof(two), "%sPING\r\n", resp("TOPICS", "0", "COUNT", "100000", NULL));
+	send_all(c, two, strlen(two));
+	rmq__worker_poll(w); /* reads, visits 4096 topics, yields */
+	char probe[16];
+	cr_assert_eq(recv(c, probe, sizeof(probe), MSG_DONTWAIT), -1, "a reply after one iteration");
+	cr_assert(conn_of_worker(0)->topics_page, "no page in progress");
+	bool eof;
+	const char *got = received(c, &eof);
+	cr_assert(!strncmp(got, "*2\r\n$1\r\n0\r\n*4500\r\n", 18), "%.40s", got);
+	cr_assert(!strcmp(got + strlen(got) - 7, "+PONG\r\n"));
+	cr_assert_null(conn_of_worker(0)->topics_page);
+	cr_assert_eq(atomic_load(&w->stats.commands), cmds + 2);
+	client_close(c);
+}
