@@ -186,15 +186,14 @@ struct names {
 	size_t n, cap;
 };
 
-static void collect_name(struct rmq_topic *t, void *ctx)
+static void names_push(struct names *ns, const char *p, size_t len)
 {
-	struct names *ns = ctx;
 	if (ns->n == ns->cap) {
 		ns->cap = ns->cap ? ns->cap * 2 : 64;
 		ns->v = rmq_realloc(ns->v, ns->cap * sizeof(*ns->v));
 	}
-	ns->v[ns->n].p = t->name;
-	ns->v[ns->n].len = t->name_len;
+	ns->v[ns->n].p = p;
+	ns->v[ns->n].len = len;
 	ns->n++;
 }
 
@@ -207,24 +206,29 @@ static int cmp_name(const void *a, const void *b)
 }
 
 /* TOPICS without a cursor lists everything at once, sorted, only up to
- * this many topics (a few milliseconds of the worker); past it, it answers
- * an error that says to page. */
+ * this many topics; past it, it answers an error that says to page. */
 #define TOPICS_ALL_MAX 10000
 /* TOPICS cursor: topics visited per call without COUNT, and at most. */
 #define TOPICS_COUNT_DEFAULT 10
 #define TOPICS_COUNT_MAX 1000000
-/* Topics visited per loop iteration of the worker: a TOPICS with a bigger
- * COUNT goes on at the next iteration (c->again), so that no TOPICS holds
- * its worker for more than a millisecond or two, whatever COUNT says. */
+/* What one turn of the worker's loop gives a TOPICS (or INFO topics): at
+ * most this many topics visited, in at most this many scan calls (each
+ * stops after 16 fences, 4,096 buckets: a sparse table of 2^18 buckets
+ * takes 64 of them for a full pass, a few to 180 ms in all). A TOPICS with
+ * more to do keeps its state in the connection and goes on at the next
+ * turn (c->again), so no TOPICS holds its worker for more than a few
+ * milliseconds, whatever COUNT or the table's size. */
 #define TOPICS_STEP 4096
+#define SCAN_CALLS_PER_TURN 4
 
-/* One page of TOPICS in the making: names matched so far, already encoded
- * as bulk strings (the topics themselves may be gone by the next loop
- * iteration), and where the scan goes on. */
+/* A TOPICS in the making: names matched so far, already encoded as bulk
+ * strings (the topics themselves may be gone by the next turn), and where
+ * the scan goes on. */
 struct topics_page {
 	uint64_t cursor, left;
 	struct rmq_buf names;
 	size_t n;
+	bool all;            /* TOPICS without a cursor: every topic, sorted */
 	const char *pattern; /* into the request, valid during one call */
 	size_t plen;
 	uint64_t visited;
@@ -249,79 +253,97 @@ void rmq__cmd_free_state(struct conn *c)
 	}
 }
 
-static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
+/* One turn of a scan. Returns true when the page is complete. */
+static bool page_step(struct rmq_broker *b, struct topics_page *pg)
 {
-	struct rmq_broker *b = srv_of(c)->broker;
-	if (argc == 1) {
-		/* Everything, sorted: bounded, so no worker is held long. */
-		uint64_t n = rmq_broker_topic_count(b);
-		if (n > TOPICS_ALL_MAX)
-			return rmq_resp_errorf(&c->out,
-					       "ERR %llu topics are too many to list at once (at most %d): "
-					       "page with TOPICS cursor [COUNT n] [MATCH pattern], from cursor 0",
-					       (unsigned long long)n, TOPICS_ALL_MAX);
-		struct names ns = { 0 };
-		uint64_t cur = 0;
-		do
-			cur = rmq_broker_scan(b, cur, TOPICS_STEP, NULL, 0, collect_name, &ns);
-		while (cur != 0 && ns.n <= 2 * TOPICS_ALL_MAX);
-		if (ns.n > 1) /* qsort(NULL, 0, ...) is undefined */
-			qsort(ns.v, ns.n, sizeof(*ns.v), cmp_name);
-		rmq_resp_array(&c->out, ns.n);
-		for (size_t i = 0; i < ns.n; i++)
-			rmq_resp_bulk(&c->out, ns.v[i].p, ns.v[i].len);
-		free(ns.v);
-		return;
-	}
-	/* TOPICS cursor [COUNT n] [MATCH pattern]: one page, like SCAN */
-	uint64_t cursor, count = TOPICS_COUNT_DEFAULT;
-	const struct rmq_arg *match = NULL;
-	if (rmq_parse_u64(argv[1].p, argv[1].len, 0, &cursor) != 0)
-		return rmq_resp_error(&c->out, "ERR invalid cursor");
-	for (size_t i = 2; i < argc; i += 2) {
-		if (i + 1 >= argc)
-			return rmq_resp_error(&c->out, "ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
-		if (arg_is(&argv[i], "COUNT")) {
-			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &count) != 0 || count < 1 ||
-			    count > TOPICS_COUNT_MAX)
-				return rmq_resp_error(&c->out, "ERR COUNT must be 1 to 1000000");
-		} else if (arg_is(&argv[i], "MATCH")) {
-			match = &argv[i + 1];
-		} else {
-			return rmq_resp_error(&c->out, "ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
-		}
-	}
-	struct topics_page *pg = c->topics_page;
-	if (!pg) { /* the first step of this request */
-		pg = c->topics_page = rmq_calloc(1, sizeof(*pg));
-		pg->cursor = cursor;
-		pg->left = count;
-	}
-	pg->pattern = match ? match->p : NULL;
-	pg->plen = match ? match->len : 0;
-	/* Scans stop at fences over empty buckets too: a step makes at most
-	 * so many calls, each bounded by the core. */
 	uint64_t budget = TOPICS_STEP;
-	for (int calls = 0; calls < 64 && pg->left && budget; calls++) {
+	for (int calls = 0; calls < SCAN_CALLS_PER_TURN && pg->left && budget; calls++) {
 		pg->visited = 0;
 		uint64_t step = pg->left < budget ? pg->left : budget;
 		pg->cursor = rmq_broker_scan(b, pg->cursor, (uint32_t)step, NULL, 0, page_topic, pg);
 		pg->left -= pg->visited < pg->left ? pg->visited : pg->left;
 		budget -= pg->visited < budget ? pg->visited : budget;
 		if (pg->cursor == 0)
-			break;
+			return true;
 	}
-	if (pg->cursor != 0 && pg->left) {
-		c->again = true; /* the rest at the next loop iteration */
+	return pg->left == 0;
+}
+
+/* Every name of a finished all-topics page, sorted, as the reply. */
+static void page_reply_sorted(struct conn *c, struct topics_page *pg)
+{
+	struct names ns = { 0 };
+	const char *p = pg->names.data, *end = p ? p + pg->names.len : NULL;
+	while (p && p < end) { /* "$<len>\r\n<name>\r\n", as page_topic wrote */
+		char *e;
+		size_t len = strtoul(p + 1, &e, 10);
+		names_push(&ns, e + 2, len);
+		p = e + 2 + len + 2;
+	}
+	if (ns.n > 1) /* qsort(NULL, 0, ...) is undefined */
+		qsort(ns.v, ns.n, sizeof(*ns.v), cmp_name);
+	rmq_resp_array(&c->out, ns.n);
+	for (size_t i = 0; i < ns.n; i++)
+		rmq_resp_bulk(&c->out, ns.v[i].p, ns.v[i].len);
+	free(ns.v);
+}
+
+static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	struct rmq_broker *b = srv_of(c)->broker;
+	uint64_t cursor = 0, count = TOPICS_COUNT_DEFAULT;
+	const struct rmq_arg *match = NULL;
+	struct topics_page *pg = c->topics_page;
+	if (argc == 1 && !pg) {
+		/* Everything, sorted: only for a table small enough. */
+		uint64_t n = rmq_broker_topic_count(b);
+		if (n > TOPICS_ALL_MAX)
+			return rmq_resp_errorf(&c->out,
+					       "ERR %llu topics are too many to list at once (at most %d): "
+					       "page with TOPICS cursor [COUNT n] [MATCH pattern], from cursor 0",
+					       (unsigned long long)n, TOPICS_ALL_MAX);
+		count = UINT64_MAX;
+	} else if (argc > 1) {
+		/* TOPICS cursor [COUNT n] [MATCH pattern]: one page, like SCAN */
+		if (rmq_parse_u64(argv[1].p, argv[1].len, 0, &cursor) != 0)
+			return rmq_resp_error(&c->out, "ERR invalid cursor");
+		for (size_t i = 2; i < argc; i += 2) {
+			if (i + 1 >= argc)
+				return rmq_resp_error(&c->out, "ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
+			if (arg_is(&argv[i], "COUNT")) {
+				if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &count) != 0 || count < 1 ||
+				    count > TOPICS_COUNT_MAX)
+					return rmq_resp_error(&c->out, "ERR COUNT must be 1 to 1000000");
+			} else if (arg_is(&argv[i], "MATCH")) {
+				match = &argv[i + 1];
+			} else {
+				return rmq_resp_error(&c->out, "ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
+			}
+		}
+	}
+	if (!pg) { /* the first turn of this request */
+		pg = c->topics_page = rmq_calloc(1, sizeof(*pg));
+		pg->cursor = cursor;
+		pg->left = count;
+		pg->all = argc == 1;
+	}
+	pg->pattern = match ? match->p : NULL;
+	pg->plen = match ? match->len : 0;
+	if (!page_step(b, pg)) {
+		c->again = true; /* the rest at the next turn */
 		return;
 	}
-	char num[24];
-	size_t nl = rmq_u64toa(pg->cursor, num);
-	rmq_resp_array(&c->out, 2);
-	rmq_resp_bulk(&c->out, num, nl);
-	rmq_resp_array(&c->out, pg->n);
-	if (pg->names.len)
-		rmq_buf_append(&c->out, pg->names.data, pg->names.len);
+	if (pg->all) {
+		page_reply_sorted(c, pg);
+	} else {
+		char num[24];
+		size_t nl = rmq_u64toa(pg->cursor, num);
+		rmq_resp_array(&c->out, 2);
+		rmq_resp_bulk(&c->out, num, nl);
+		rmq_resp_array(&c->out, pg->n);
+		if (pg->names.len)
+			rmq_buf_append(&c->out, pg->names.data, pg->names.len);
+	}
 	rmq__cmd_free_state(c);
 }
 
@@ -745,9 +767,37 @@ static bool want_section(struct rmq_arg *argv, size_t argc, const char *name)
 	return false;
 }
 
+/* INFO topics' lines, into a topics_page (pg->n: lines written). */
+static void info_page_topic(struct rmq_topic *t, void *ctx)
+{
+	struct topics_page *pg = ctx;
+	if (pg->n >= INFO_TOPICS_MAX)
+		return;
+	struct info_ctx ic = { .b = &pg->names };
+	info_topic(t, &ic);
+	pg->n++;
+}
+
 static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	struct server *s = srv_of(c);
+	if (want_section(argv, argc, "topics")) {
+		/* A full pass over a sparse table walks all its buckets: a few
+		 * scan calls per turn of the loop (c->again), as TOPICS does. */
+		struct topics_page *pg = c->topics_page;
+		if (!pg)
+			pg = c->topics_page = rmq_calloc(1, sizeof(*pg));
+		for (int calls = 0; calls < SCAN_CALLS_PER_TURN; calls++) {
+			pg->cursor = rmq_broker_scan(s->broker, pg->cursor, INFO_TOPICS_MAX, NULL, 0,
+						     info_page_topic, pg);
+			if (pg->cursor == 0 || pg->n >= INFO_TOPICS_MAX)
+				break;
+		}
+		if (pg->cursor != 0 && pg->n < INFO_TOPICS_MAX) {
+			c->again = true;
+			return;
+		}
+	}
 	struct rmq_buf b = { 0 };
 	uint64_t tot[13] = { 0 };
 	for (uint32_t i = 0; i < s->nworkers; i++) {
@@ -811,18 +861,16 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			    (unsigned long long)rmq_dsub_registry_count(s->dsubs),
 			    (unsigned long long)atomic_load(&s->dsubs_expired));
 	if (want_section(argv, argc, "topics")) {
-		/* The first INFO_TOPICS_MAX or so of the table (one bounded
-		 * scan); TOPICS pages through all of them. */
+		/* The first INFO_TOPICS_MAX topics of the table, gathered over
+		 * turns of the loop (see the start); TOPICS pages through all. */
+		struct topics_page *pg = c->topics_page;
 		info_printf(&b, "# Topics\r\n");
-		struct info_ctx tc = { .b = &b };
-		uint64_t cur = 0;
-		int calls = 0;
-		do /* (a scan also stops at fences over empty buckets) */
-			cur = rmq_broker_scan(s->broker, cur, INFO_TOPICS_MAX, NULL, 0, info_topic, &tc);
-		while (cur && tc.listed < INFO_TOPICS_MAX && ++calls < 64);
-		if (bt.topics > tc.listed)
-			info_printf(&b, "topics_omitted:%llu\r\n", (unsigned long long)(bt.topics - tc.listed));
+		if (pg->names.len)
+			rmq_buf_append(&b, pg->names.data, pg->names.len);
+		if (bt.topics > pg->n)
+			info_printf(&b, "topics_omitted:%llu\r\n", (unsigned long long)(bt.topics - pg->n));
 		info_printf(&b, "\r\n");
+		rmq__cmd_free_state(c);
 	}
 	if (want_section(argv, argc, "subscribers")) {
 		info_printf(&b, "# Subscribers\r\n");

@@ -316,10 +316,13 @@ static void conn_track_frame(struct conn *c, bool progressed)
  * partial request): answer, then close. */
 static void conn_finish_eof(struct conn *c)
 {
-	if (c->eof && !c->closing && !c->close_after_write && !conn_stalled(c)) {
+	if (c->eof && !c->closing && !c->close_after_write && !conn_stalled(c))
 		c->close_after_write = true;
+	/* The flush is what closes (also after a QUIT that wrote nothing,
+	 * under CLIENT REPLY OFF); with output the socket does not take now,
+	 * EPOLLOUT brings the write, and queueing it would spin the loop. */
+	if (c->close_after_write && !c->closing && !c->draining && !c->epollout)
 		rmq__conn_want_flush(c);
-	}
 }
 
 /* A SUBSCRIBE or UNSUBSCRIBE of more than SPLIT_ARGS topics, parsed into
@@ -484,6 +487,26 @@ static void conn_drain(struct conn *c)
 	rmq__conn_close(c);
 }
 
+/* A parked PULL with IN_STALLED_MAX of requests pipelined behind it: the
+ * server reads no more of them, and if the client has gone, its FIN waits
+ * behind its unsent requests, never seen (a zero window), so the wait
+ * could last forever. As the old whole-request limit did here, answer a
+ * protocol error and close (as Redis closes a client over its query
+ * buffer limit); the PULL took nothing. */
+static void conn_parked_overflow(struct conn *c)
+{
+	rmq__blocked_unpark(c);
+	rmq_resp_error(&c->out, "ERR Protocol error: more than 64 KiB of requests pipelined behind a "
+				"blocking PULL");
+	stat_add(&c->worker->stats.protocol_errors, 1);
+	c->close_after_write = true;
+	c->linger = true;
+	c->in.off = c->in.len = 0;
+	c->in_scanned = 0;
+	conn_deadline_clear(c);
+	rmq__conn_want_flush(c);
+}
+
 /* Reads into the worker's shared buffer when the connection has no partial
  * request pending, so an idle connection holds no input buffer; only a
  * partial request left over is copied into the connection's own buffer. */
@@ -542,6 +565,10 @@ void rmq__conn_read(struct conn *c, uint32_t events)
 			c->in.len += (size_t)n;
 			stat_add(&w->stats.bytes_read, (uint64_t)n);
 			rmq__conn_process_input(c);
+			if (c->blocked && rmq_buf_pending(&c->in) >= IN_STALLED_MAX) {
+				conn_parked_overflow(c);
+				break;
+			}
 			if ((size_t)n < room)
 				break;
 			continue;
