@@ -399,8 +399,10 @@ void rmq__conn_process_input(struct conn *c)
 			rmq_resp_error(&c->out, "ERR Protocol error: request too large");
 			goto proto_error;
 		}
+		ssize_t part;
 		if (argc > SPLIT_ARGS + 1 && frame[0] == '*' && c->reply != REPLY_SKIP &&
-		    (r = conn_split(c, frame, argc)) > 0) {
+		    (part = conn_split(c, frame, argc)) > 0) {
+			r = part;
 			run.hlen = 0;
 			did = true;
 			goto next;
