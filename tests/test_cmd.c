@@ -981,3 +981,25 @@ Test(cmd, topics_page_spans_iterations)
 	cr_assert_eq(atomic_load(&w->stats.commands), cmds + 2);
 	client_close(c);
 }
+
+/* A request of more than SPLIT_ARGS arguments that is not a SUBSCRIBE or
+ * UNSUBSCRIBE runs once, whole (it once ran twice: the split check's "not
+ * mine" clobbered the request's length). */
+Test(cmd, long_mpublish_runs_once)
+{
+	enum { N = SPLIT_ARGS + 100 };
+	int c = client();
+	expect(c, resp("CREATE", "q", NULL), "+OK\r\n");
+	struct rmq_buf req = { 0 };
+	char line[64];
+	snprintf(line, sizeof(line), "*%d\r\n$8\r\nMPUBLISH\r\n$1\r\nq\r\n", N + 2);
+	append(&req, line);
+	for (int i = 0; i < N; i++)
+		append(&req, "$1\r\nm\r\n");
+	send_all(c, req.data, req.len - 1);
+	rmq_buf_free(&req);
+	snprintf(line, sizeof(line), ":%d\r\n", N);
+	expect(c, "", line);
+	cr_assert_eq(last_seq("q"), N);
+	client_close(c);
+}
