@@ -61,9 +61,13 @@ size_t rmq_server_default_client_memory(void)
 	/* cgroup v2: "max" or a byte count */
 	FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
 	if (f) {
-		unsigned long long v;
-		if (fscanf(f, "%llu", &v) == 1 && v > 0)
-			lim = min_u64(lim, v);
+		char line[64];
+		uint64_t v;
+		if (fgets(line, sizeof(line), f)) {
+			line[strcspn(line, "\n")] = '\0';
+			if (rmq_parse_u64(line, strlen(line), 0, &v) == 0 && v > 0)
+				lim = min_u64(lim, v);
+		}
 		fclose(f);
 	}
 	uint64_t b = lim / CLIENT_MEMORY_SHARE;

@@ -150,7 +150,7 @@ SRV_TEST(topics, page_like_scan)
 			  "TOPICS %s: %s", cursor, e2e_reply_str(r));
 		cr_assert_leq(r->elem[1]->n, 1000);
 		for (size_t i = 0; i < r->elem[1]->n; i++) {
-			int k = atoi(r->elem[1]->elem[i]->str + 3);
+			long k = strtol(r->elem[1]->elem[i]->str + 3, NULL, 10);
 			cr_assert(k >= 0 && k < N && !seen[k], "%s twice", r->elem[1]->elem[i]->str);
 			seen[k] = 1;
 			total++;
@@ -172,7 +172,7 @@ SRV_TEST(topics, page_like_scan)
 		lines++;
 	const char *om = strstr(txt, "topics_omitted:");
 	cr_assert(om, "no topics_omitted in INFO topics");
-	cr_assert_eq(lines + atoi(om + 15), N, "%d listed + %s", lines, om);
+	cr_assert_eq(lines + strtol(om + 15, NULL, 10), N, "%d listed + %s", lines, om);
 	cr_assert(lines >= 1000 && lines < 2000, "%d topics listed", lines);
 	free(txt);
 	cr_assert_eq(INFO(c, "topics"), N);

@@ -1069,7 +1069,7 @@ static void hostile_gone_puller(struct hostile *h, uint64_t k)
 	 * (unread input would make it a reset, which the server always saw). */
 	struct timeval tv = { .tv_sec = CLIENT_TIMEOUT_MS / 1000 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	char got[256];
+	char got[256] = "";
 	size_t have = 0;
 	static const char want[] = "+OK\r\n*3\r\n$9\r\nsubscribe\r\n$10\r\n" QUIET_TOPIC "\r\n:1\r\n";
 	if (raw_send(fd, req, (size_t)n)) {
