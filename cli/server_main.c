@@ -10,6 +10,11 @@
 #include "topic.h"
 #include "util.h"
 
+/* What a request needs besides its payload: a PUBLISH with a 255-byte
+ * topic name takes under 300 bytes more. */
+#define MIN_REQUEST_OVER_PAYLOAD 1024
+
+
 /* The help text is laid out by hand: clang-format would indent the lines
  * after RMQ_STR() to its parenthesis. */
 /* clang-format off */
@@ -24,7 +29,12 @@ static void usage(FILE *f)
 		"  --bind ADDR          address to listen on (default 127.0.0.1)\n"
 		"  --port N             TCP port, 0 picks a free one (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"
 		"  --threads N          worker threads = topic shards, 1..%d (default: online cores)\n"
-		"  --max-payload BYTES  largest message / bulk string (default 1M; K, M, G suffixes)\n"
+		"  --max-payload BYTES  largest message payload (default 1M; K, M, G suffixes);\n"
+		"                       other arguments may have max(BYTES, 4K)\n"
+		"  --max-request BYTES  largest request, whole (default 2 x max-payload + 16M)\n"
+		"  --max-client-memory BYTES  all clients' buffers together; over it the\n"
+		"                       largest are closed (default: a quarter of memory; 0 off)\n"
+		"  --tcp-keepalive SECS TCP keepalive on client connections (default 300; 0 off)\n"
 		"  --max-clients N      connections served at once (default 10000)\n"
 		"  --max-args N         most arguments in one request (default 1048576)\n"
 		"  --max-inline BYTES   longest inline (telnet-style) command line (default 64K)\n"
@@ -69,7 +79,7 @@ int main(int argc, char **argv)
 	struct rmq_server_config cfg;
 	rmq_server_config_defaults(&cfg);
 	enum { O_BIND = 1, O_PORT, O_THREADS, O_MAXPAY, O_MAXCLI, O_LOG, O_CAP, O_MAXARGS,
-	       O_MAXINLINE, O_FRAMETO, O_SUBTTL, O_ACKWAIT };
+	       O_MAXINLINE, O_FRAMETO, O_SUBTTL, O_ACKWAIT, O_MAXREQ, O_CLIMEM, O_KEEPALIVE };
 	static const struct option opts[] = {
 		{ "bind", required_argument, NULL, O_BIND },
 		{ "port", required_argument, NULL, O_PORT },
@@ -83,6 +93,9 @@ int main(int argc, char **argv)
 		{ "frame-timeout", required_argument, NULL, O_FRAMETO },
 		{ "subscriber-ttl", required_argument, NULL, O_SUBTTL },
 		{ "ack-wait", required_argument, NULL, O_ACKWAIT },
+		{ "max-request", required_argument, NULL, O_MAXREQ },
+		{ "max-client-memory", required_argument, NULL, O_CLIMEM },
+		{ "tcp-keepalive", required_argument, NULL, O_KEEPALIVE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
@@ -143,6 +156,22 @@ int main(int argc, char **argv)
 			if (parse_seconds(optarg, &cfg.subscriber_ttl_ms))
 				return bad("--subscriber-ttl", optarg, "expected seconds, 0 to 31536000");
 			break;
+		case O_MAXREQ:
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1024 || v > (4ULL << 30))
+				return bad("--max-request", optarg, "expected 1K to 4G");
+			cfg.max_request = (size_t)v;
+			break;
+		case O_CLIMEM:
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || (v && v < (1u << 20)) ||
+			    v > (1ULL << 50))
+				return bad("--max-client-memory", optarg, "expected 0 (no limit) or 1M to 1P");
+			cfg.max_client_memory = (size_t)v;
+			break;
+		case O_KEEPALIVE:
+			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v > 86400)
+				return bad("--tcp-keepalive", optarg, "expected seconds, 0 (off) to 86400");
+			cfg.tcp_keepalive_s = (unsigned)v;
+			break;
 		case O_LOG:
 			if (!strcmp(optarg, "error"))
 				cfg.log_level = RMQ_DIAG_ERROR;
@@ -170,6 +199,12 @@ int main(int argc, char **argv)
 				argv[optind - 1]);
 			return 2;
 		}
+	}
+	/* A PUBLISH of a largest payload to a longest topic name must fit. */
+	if (cfg.max_request && cfg.max_request < cfg.max_payload + MIN_REQUEST_OVER_PAYLOAD) {
+		char v1[32];
+		snprintf(v1, sizeof(v1), "%zu", cfg.max_request);
+		return bad("--max-request", v1, "must be at least --max-payload + 1K");
 	}
 	if (optind < argc) {
 		fprintf(stderr, "ringmq-server: unexpected argument '%s'\nTry 'ringmq-server --help'.\n",

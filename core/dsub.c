@@ -23,6 +23,10 @@ struct rmq_dsub {
 	uint32_t *ix;
 	uint32_t ix_mask;
 	uint32_t refs;             /* attaches not yet detached; under lock */
+	/* The topic the owner waiting_token is parked on (rmq_dsub_wait), with
+	 * a reference; under lock. A takeover notifies it. */
+	struct rmq_topic *waiting;
+	uint64_t waiting_token;
 	bool dead;                 /* expired and unlinked; under lock */
 	bool ack;                  /* acknowledged mode; under lock */
 	uint64_t ack_wait_ms;      /* under lock */
@@ -143,6 +147,8 @@ static void dsub_remove_at(struct rmq_dsub *d, int i)
 
 static void dsub_free(struct rmq_dsub *d)
 {
+	if (d->waiting)
+		rmq_topic_put(d->waiting);
 	free(d->subs);
 	free(d->ix);
 	free(d->name);
@@ -277,8 +283,47 @@ struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, 
 	 * auto-acknowledge mode, where delivered is the floor). */
 	for (int i = 0; i < d->n; i++)
 		sub_rewind(d->subs[i]);
+	/* Taken over from an owner parked in a blocking PULL: wake it (its
+	 * retry finds -EBUSY) rather than leave it waiting for a publish. */
+	struct rmq_topic *woken = d->waiting;
+	d->waiting = NULL;
 	pthread_mutex_unlock(&d->lock);
+	if (woken) {
+		rmq_topic_notify(woken);
+		rmq_topic_put(woken);
+	}
 	return d;
+}
+
+int rmq_dsub_wait(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
+{
+	int rc = 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->token != token) {
+		rc = -EBUSY;
+	} else if (!rmq_topic_get(t)) {
+		rc = -ENOENT;
+	} else {
+		if (d->waiting)
+			rmq_topic_put(d->waiting);
+		d->waiting = t;
+		d->waiting_token = token;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+void rmq_dsub_unwait(struct rmq_dsub *d, uint64_t token)
+{
+	struct rmq_topic *t = NULL;
+	pthread_mutex_lock(&d->lock);
+	if (d->waiting && d->waiting_token == token) {
+		t = d->waiting;
+		d->waiting = NULL;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (t)
+		rmq_topic_put(t);
 }
 
 void rmq_dsub_detach(struct rmq_dsub *d, uint64_t token)
@@ -745,14 +790,18 @@ int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, 
 	return rc;
 }
 
-void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
-			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
-					  uint64_t lag, void *ctx),
-			       void *ctx)
+uint64_t rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t max,
+				   void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
+					      uint64_t lag, void *ctx),
+				   void *ctx)
 {
 	struct cds_lfht_iter it;
 	struct rmq_dsub *d;
+	uint64_t calls = 0, visited = 0;
 	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
+		if (calls >= max)
+			break;
+		visited++;
 		pthread_mutex_lock(&d->lock);
 		struct rmq_dsub_info info = {
 			.name = d->name,
@@ -760,7 +809,7 @@ void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
 			.idle_ms = now_ms > d->active_ms ? now_ms - d->active_ms : 0,
 			.ack = d->ack,
 		};
-		for (int i = 0; i < d->n && !d->dead; i++) {
+		for (int i = 0; i < d->n && !d->dead && calls < max; i++, calls++) {
 			struct rmq_dsub_subscription *s = d->subs[i];
 			uint64_t next = rmq_log_next_seq(&s->topic->log);
 			uint64_t pos = atomic_load(&s->pos);
@@ -768,4 +817,5 @@ void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
 		}
 		pthread_mutex_unlock(&d->lock);
 	}
+	return visited;
 }

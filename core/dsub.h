@@ -85,6 +85,16 @@ struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, 
  * d may be freed by the time it returns. */
 void rmq_dsub_detach(struct rmq_dsub *d, uint64_t token);
 
+/* The owner token is about to wait (a blocking PULL) for news on t: an
+ * attach that takes d over calls rmq_topic_notify(t), so that the owner's
+ * wait ends at once (and its retry gets -EBUSY) rather than at the next
+ * publish. Holds a reference to t until rmq_dsub_unwait, the takeover, or
+ * a later wait. Returns 0, or -EBUSY (already taken over: do not wait),
+ * -ENOENT (t is being freed). */
+int rmq_dsub_wait(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t);
+/* The owner token's wait ended; no-op if it was taken over since. */
+void rmq_dsub_unwait(struct rmq_dsub *d, uint64_t token);
+
 /* --subscriber-ttl: drops every subscriber that no owner has held for at
  * least ttl_ms since its last activity (attach, detach, subscribe, pull),
  * with all its subscriptions, so that it stops holding messages in
@@ -219,10 +229,13 @@ struct rmq_dsub_info {
 };
 
 /* Per-subscription lag for INFO: calls fn(subscriber, subscription, lag)
- * with the subscriber's lock held (fn must not call back into it). */
-void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
-			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
-					  uint64_t lag, void *ctx),
-			       void *ctx);
+ * with the subscriber's lock held (fn must not call back into it), for at
+ * most max subscriptions, where the walk stops (so that INFO is bounded
+ * however many subscribers clients register). Returns the subscribers it
+ * visited (the rest: rmq_dsub_registry_count() minus that). */
+uint64_t rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t max,
+				   void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
+					      uint64_t lag, void *ctx),
+				   void *ctx);
 
 #endif

@@ -584,6 +584,11 @@ static void disk_wait_creator(struct rmq_log *log, struct rmq_seg *t)
 	}
 }
 
+uint64_t rmq_log_record_size(size_t len)
+{
+	return ((uint64_t)len + sizeof(struct slot) + 15) & ~(uint64_t)15;
+}
+
 int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 {
 	/* A record gets at most a segment of its own, rounded up to 16 bytes

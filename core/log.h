@@ -164,6 +164,12 @@ void rmq_log_fini(struct rmq_log *log);
  * rmq_log_set_min_record's minimum), -ENOMEM, and for disk logs
  * -RMQ_LOG_EDISKFULL, -RMQ_LOG_EIO. Lock-free; allocates (or creates a
  * segment file) only when a segment fills up. */
+/* What a record of len bytes takes of the log's capacity (with its slot,
+ * rounded as segments are): a record whose size is over the capacity is
+ * refused with -EMSGSIZE, and records whose sizes add up to more than the
+ * capacity cannot all be retained at once. */
+uint64_t rmq_log_record_size(size_t len);
+
 int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n,
 		       uint32_t poff, uint32_t plen);
 

@@ -356,6 +356,12 @@ static inline size_t bulk_hdr(char *hdr, uint32_t len)
 	return hl;
 }
 
+uint64_t rmq_topic_message_size(const struct rmq_topic *t, uint32_t len)
+{
+	char hdr[24];
+	return rmq_log_record_size((size_t)t->prefix_len + bulk_hdr(hdr, len) + len + 2);
+}
+
 int64_t rmq_topic_append(struct rmq_topic *t, const void *payload, uint32_t len)
 {
 	/* The record is the RESP push, written straight into the log:

@@ -166,6 +166,10 @@ int64_t rmq_topic_publish(struct rmq_topic *t, const void *payload, uint32_t len
  * rmq_topic_published before the caller's next quiescent state (t is valid
  * until then), or readers may not hear of it. */
 int64_t rmq_topic_append(struct rmq_topic *t, const void *payload, uint32_t len);
+/* What a message of len payload bytes takes of t's capacity
+ * (rmq_log_record_size of its record): rmq_topic_append refuses it with
+ * -EMSGSIZE when that is over the capacity. */
+uint64_t rmq_topic_message_size(const struct rmq_topic *t, uint32_t len);
 void rmq_topic_published(struct rmq_topic *t, uint64_t bytes);
 
 /* Appends n (1..RMQ_APPEND_RUN_MAX) messages as consecutive records with

@@ -22,7 +22,7 @@ void rmq_buf_compact(struct rmq_buf *b)
 	b->len = n;
 }
 
-char *rmq_buf_reserve(struct rmq_buf *b, size_t n)
+static char *buf_reserve(struct rmq_buf *b, size_t n, bool may_fail)
 {
 	if (b->cap - b->len >= n)
 		return b->data + b->len;
@@ -33,11 +33,39 @@ char *rmq_buf_reserve(struct rmq_buf *b, size_t n)
 			return b->data + b->len;
 	}
 	size_t want = b->len + n, cap = b->cap ? b->cap : 4096;
+	if (want < b->len) { /* n overflows: no memory can hold it */
+		if (may_fail)
+			return NULL;
+		abort();
+	}
 	while (cap < want)
-		cap *= 2;
-	b->data = rmq_realloc(b->data, cap);
+		cap = cap > SIZE_MAX / 2 ? want : cap * 2;
+	char *p = may_fail ? realloc(b->data, cap) : rmq_realloc(b->data, cap);
+	if (!p)
+		return NULL;
+	b->data = p;
 	b->cap = cap;
 	return b->data + b->len;
+}
+
+char *rmq_buf_reserve(struct rmq_buf *b, size_t n)
+{
+	return buf_reserve(b, n, false);
+}
+
+char *rmq_buf_try_reserve(struct rmq_buf *b, size_t n)
+{
+	return buf_reserve(b, n, true);
+}
+
+bool rmq_buf_try_append(struct rmq_buf *b, const void *p, size_t n)
+{
+	char *w = buf_reserve(b, n, true);
+	if (!w)
+		return false;
+	memcpy(w, p, n);
+	b->len += n;
+	return true;
 }
 
 void rmq_buf_shrink(struct rmq_buf *b, size_t keep)

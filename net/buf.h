@@ -2,11 +2,14 @@
  *
  * Bytes live in data[off, len): readers consume from off, writers append at
  * len. rmq_buf_compact() moves the unread bytes to the front. The buffer
- * owns data; rmq_buf_free() releases it. Allocation failures abort.
+ * owns data; rmq_buf_free() releases it. Allocation failures abort, except
+ * in the rmq_buf_try_* functions, which report them and leave the buffer
+ * as it was (for client buffers, whose failure closes that client only).
  */
 #ifndef RMQ_BUF_H
 #define RMQ_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -18,6 +21,10 @@ struct rmq_buf {
 void rmq_buf_free(struct rmq_buf *b);
 /* Ensures room for n more bytes at the end; returns the write pointer. */
 char *rmq_buf_reserve(struct rmq_buf *b, size_t n);
+/* rmq_buf_reserve, or NULL (b unchanged) when memory runs out. */
+char *rmq_buf_try_reserve(struct rmq_buf *b, size_t n);
+/* rmq_buf_append, or false (b unchanged) when memory runs out. */
+bool rmq_buf_try_append(struct rmq_buf *b, const void *p, size_t n);
 void rmq_buf_compact(struct rmq_buf *b);
 /* Drops consumed bytes and shrinks an idle buffer bigger than keep. */
 void rmq_buf_shrink(struct rmq_buf *b, size_t keep);

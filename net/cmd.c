@@ -20,8 +20,11 @@
  * "RESP2 commands of a modern server". It is not ringmq's version
  * (ringmq_version). */
 #define INFO_REDIS_VERSION "7.0.0"
-/* INFO topics lists this many topics, then counts the rest. */
+/* INFO topics lists about this many topics, then counts the rest. */
 #define INFO_TOPICS_MAX 1000
+/* INFO subscribers lists at most this many subscriptions, then counts the
+ * subscribers left out. */
+#define INFO_SUBSCRIPTIONS_MAX 1000
 /* At most one allocation-failure log line per worker per this many ms. */
 #define OOM_LOG_INTERVAL_MS 1000
 
@@ -52,6 +55,30 @@ static bool check_topic_name(struct conn *c, const struct rmq_arg *t)
 static struct server *srv_of(struct conn *c)
 {
 	return c->worker->srv;
+}
+
+/* A client name (CLIENT SETNAME, HELLO SETNAME, REGISTER PUBLISHER), as
+ * Redis accepts them: printable ASCII without spaces ('!' to '~'), so that
+ * it can neither be cut short at a zero byte nor break the lines of CLIENT
+ * INFO and the log; at most RMQ_CLIENT_NAME_MAX bytes. Writes the error
+ * and returns false otherwise. */
+#define RMQ_CLIENT_NAME_MAX 255
+static bool check_client_name(struct conn *c, const struct rmq_arg *a)
+{
+	bool ok = a->len <= RMQ_CLIENT_NAME_MAX;
+	for (size_t i = 0; i < a->len && ok; i++)
+		ok = a->p[i] >= '!' && a->p[i] <= '~';
+	if (!ok)
+		rmq_resp_error(&c->out, "ERR Client names cannot contain spaces, newlines or special "
+					"characters, and have at most 255 bytes");
+	return ok;
+}
+
+/* Sets the connection's name; an empty one clears it (as Redis does). */
+static void set_client_name(struct conn *c, const struct rmq_arg *a)
+{
+	free(c->name);
+	c->name = a->len ? rmq_memdup(a->p, a->len) : NULL;
 }
 
 /* --- PING, ECHO, QUIT --- */
@@ -159,15 +186,14 @@ struct names {
 	size_t n, cap;
 };
 
-static void collect_name(struct rmq_topic *t, void *ctx)
+static void names_push(struct names *ns, const char *p, size_t len)
 {
-	struct names *ns = ctx;
 	if (ns->n == ns->cap) {
 		ns->cap = ns->cap ? ns->cap * 2 : 64;
 		ns->v = rmq_realloc(ns->v, ns->cap * sizeof(*ns->v));
 	}
-	ns->v[ns->n].p = t->name;
-	ns->v[ns->n].len = t->name_len;
+	ns->v[ns->n].p = p;
+	ns->v[ns->n].len = len;
 	ns->n++;
 }
 
@@ -179,18 +205,146 @@ static int cmp_name(const void *a, const void *b)
 	return r ? r : (x->len > y->len) - (x->len < y->len);
 }
 
-static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
+/* TOPICS without a cursor lists everything at once, sorted, only up to
+ * this many topics; past it, it answers an error that says to page. */
+#define TOPICS_ALL_MAX 10000
+/* TOPICS cursor: topics visited per call without COUNT, and at most. */
+#define TOPICS_COUNT_DEFAULT 10
+#define TOPICS_COUNT_MAX 1000000
+/* What one turn of the worker's loop gives a TOPICS (or INFO topics): at
+ * most this many topics visited, in at most this many scan calls (each
+ * stops after 16 fences, 4,096 buckets: a sparse table of 2^18 buckets
+ * takes 64 of them for a full pass, a few to 180 ms in all). A TOPICS with
+ * more to do keeps its state in the connection and goes on at the next
+ * turn (c->again), so no TOPICS holds its worker for more than a few
+ * milliseconds, whatever COUNT or the table's size. */
+#define TOPICS_STEP 4096
+#define SCAN_CALLS_PER_TURN 4
+
+/* A TOPICS in the making: names matched so far, already encoded as bulk
+ * strings (the topics themselves may be gone by the next turn), and where
+ * the scan goes on. */
+struct topics_page {
+	uint64_t cursor, left;
+	struct rmq_buf names;
+	size_t n;
+	bool all;            /* TOPICS without a cursor: every topic, sorted */
+	const char *pattern; /* into the request, valid during one call */
+	size_t plen;
+	uint64_t visited;
+};
+
+static void page_topic(struct rmq_topic *t, void *ctx)
 {
-	if (argc != 1)
-		return err_args(c, "topics");
+	struct topics_page *pg = ctx;
+	pg->visited++;
+	if (pg->pattern && !rmq_glob_match(pg->pattern, pg->plen, t->name, t->name_len))
+		return;
+	rmq_resp_bulk(&pg->names, t->name, t->name_len);
+	pg->n++;
+}
+
+void rmq__cmd_free_state(struct conn *c)
+{
+	if (c->topics_page) {
+		rmq_buf_free(&c->topics_page->names);
+		free(c->topics_page);
+		c->topics_page = NULL;
+	}
+}
+
+/* One turn of a scan. Returns true when the page is complete. */
+static bool page_step(struct rmq_broker *b, struct topics_page *pg)
+{
+	uint64_t budget = TOPICS_STEP;
+	for (int calls = 0; calls < SCAN_CALLS_PER_TURN && pg->left && budget; calls++) {
+		pg->visited = 0;
+		uint64_t step = pg->left < budget ? pg->left : budget;
+		pg->cursor = rmq_broker_scan(b, pg->cursor, (uint32_t)step, NULL, 0, page_topic, pg);
+		pg->left -= pg->visited < pg->left ? pg->visited : pg->left;
+		budget -= pg->visited < budget ? pg->visited : budget;
+		if (pg->cursor == 0)
+			return true;
+	}
+	return pg->left == 0;
+}
+
+/* Every name of a finished all-topics page, sorted, as the reply. */
+static void page_reply_sorted(struct conn *c, struct topics_page *pg)
+{
 	struct names ns = { 0 };
-	rmq_broker_foreach(srv_of(c)->broker, collect_name, &ns);
+	const char *p = pg->names.data, *end = p ? p + pg->names.len : NULL;
+	while (p && p < end) { /* "$<len>\r\n<name>\r\n", as page_topic wrote */
+		char *e;
+		size_t len = strtoul(p + 1, &e, 10);
+		names_push(&ns, e + 2, len);
+		p = e + 2 + len + 2;
+	}
 	if (ns.n > 1) /* qsort(NULL, 0, ...) is undefined */
 		qsort(ns.v, ns.n, sizeof(*ns.v), cmp_name);
 	rmq_resp_array(&c->out, ns.n);
 	for (size_t i = 0; i < ns.n; i++)
 		rmq_resp_bulk(&c->out, ns.v[i].p, ns.v[i].len);
 	free(ns.v);
+}
+
+static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	struct rmq_broker *b = srv_of(c)->broker;
+	uint64_t cursor = 0, count = TOPICS_COUNT_DEFAULT;
+	const struct rmq_arg *match = NULL;
+	struct topics_page *pg = c->topics_page;
+	if (argc == 1 && !pg) {
+		/* Everything, sorted: only for a table small enough. */
+		uint64_t n = rmq_broker_topic_count(b);
+		if (n > TOPICS_ALL_MAX)
+			return rmq_resp_errorf(&c->out,
+					       "ERR %llu topics are too many to list at once (at most %d): "
+					       "page with TOPICS cursor [COUNT n] [MATCH pattern], from cursor 0",
+					       (unsigned long long)n, TOPICS_ALL_MAX);
+		count = UINT64_MAX;
+	} else if (argc > 1) {
+		/* TOPICS cursor [COUNT n] [MATCH pattern]: one page, like SCAN */
+		if (rmq_parse_u64(argv[1].p, argv[1].len, 0, &cursor) != 0)
+			return rmq_resp_error(&c->out, "ERR invalid cursor");
+		for (size_t i = 2; i < argc; i += 2) {
+			if (i + 1 >= argc)
+				return rmq_resp_error(&c->out, "ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
+			if (arg_is(&argv[i], "COUNT")) {
+				if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &count) != 0 || count < 1 ||
+				    count > TOPICS_COUNT_MAX)
+					return rmq_resp_error(&c->out, "ERR COUNT must be 1 to 1000000");
+			} else if (arg_is(&argv[i], "MATCH")) {
+				match = &argv[i + 1];
+			} else {
+				return rmq_resp_error(&c->out, "ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
+			}
+		}
+	}
+	if (!pg) { /* the first turn of this request */
+		pg = c->topics_page = rmq_calloc(1, sizeof(*pg));
+		pg->cursor = cursor;
+		pg->left = count;
+		pg->all = argc == 1;
+	}
+	pg->pattern = match ? match->p : NULL;
+	pg->plen = match ? match->len : 0;
+	if (!page_step(b, pg)) {
+		c->again = true; /* the rest at the next turn */
+		return;
+	}
+	if (pg->all) {
+		page_reply_sorted(c, pg);
+	} else {
+		char num[24];
+		size_t nl = rmq_u64toa(pg->cursor, num);
+		rmq_resp_array(&c->out, 2);
+		rmq_resp_bulk(&c->out, num, nl);
+		rmq_resp_array(&c->out, pg->n);
+		if (pg->names.len)
+			rmq_buf_append(&c->out, pg->names.data, pg->names.len);
+	}
+	rmq__cmd_free_state(c);
 }
 
 /* The connection's cached topic if it may still be used: no quiescent
@@ -218,24 +372,59 @@ static struct rmq_topic *publish_topic(struct conn *c, const struct rmq_arg *nam
 	return t;
 }
 
+/* A payload over --max-payload: writes the error and returns true. The
+ * parser accepts other arguments up to max(--max-payload, 4 KiB), so a
+ * payload between the two gets here. */
+static bool payload_too_big(struct conn *c, const struct rmq_arg *payload)
+{
+	size_t max = srv_of(c)->cfg.max_payload;
+	if (RMQ_LIKELY(payload->len <= max))
+		return false;
+	rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than --max-payload (%zu bytes)",
+			payload->len, max);
+	return true;
+}
+
+/* What MPUBLISH had stored when a message failed: the first `stored` of
+ * `total`, up to sequence number `last`. */
+struct partial {
+	size_t stored, total;
+	int64_t last;
+};
+
+/* Writes the error for a failed append (seq < 0) of payload to t; after
+ * part of an MPUBLISH (p != NULL, p->stored > 0) it says what was stored,
+ * so that a retry can resend just the rest. */
+static void publish_error(struct conn *c, struct rmq_topic *t, const struct rmq_arg *name,
+			  const struct rmq_arg *payload, int64_t seq, const struct partial *p)
+{
+	char stored[128] = "";
+	if (p && p->stored)
+		snprintf(stored, sizeof(stored), "; only the first %zu of %zu messages were stored (up to seq %lld)",
+			 p->stored, p->total, (long long)p->last);
+	if (seq == -ENOSPC)
+		rmq_resp_errorf(&c->out, "FULL topic '%.*s' is full: durable subscribers have not read its oldest messages (ONFULL reject)%s",
+				(int)name->len, name->p, stored);
+	else if (seq == -EMSGSIZE)
+		rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than the topic's capacity%s", payload->len, stored);
+	else {
+		alloc_failed(c, "publishing to", t->name, t->name_len);
+		rmq_resp_errorf(&c->out, "ERR out of memory: message not stored%s", stored);
+	}
+}
+
 /* Appends one message; writes the reply for failures. Returns seq or < 0. */
 static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq_arg *name,
 			   const struct rmq_arg *payload)
 {
+	if (payload_too_big(c, payload))
+		return -EMSGSIZE;
 	int64_t seq = rmq_topic_append(t, payload->p, (uint32_t)payload->len);
 	if (RMQ_LIKELY(seq > 0)) {
 		rmq__worker_published(c->worker, t, 1, payload->len);
 		return seq;
 	}
-	if (seq == -ENOSPC)
-		rmq_resp_errorf(&c->out, "FULL topic '%.*s' is full: durable subscribers have not read its oldest messages (ONFULL reject)",
-				(int)name->len, name->p);
-	else if (seq == -EMSGSIZE)
-		rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than the topic's capacity", payload->len);
-	else {
-		alloc_failed(c, "publishing to", t->name, t->name_len);
-		rmq_resp_error(&c->out, "ERR out of memory: message not stored");
-	}
+	publish_error(c, t, name, payload, seq, NULL);
 	return seq;
 }
 
@@ -252,8 +441,14 @@ static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
 		rmq_resp_int(&c->out, seq);
 }
 
-/* MPUBLISH topic payload [payload ...]: the last sequence number. Stops at
- * the first failure (the reply says which); earlier messages stay. */
+/* MPUBLISH topic payload [payload ...]: the last sequence number.
+ * All or nothing as far as can be known before storing: every payload
+ * within --max-payload and the topic's capacity, and under ONFULL reject
+ * all of them together within the capacity, or an error and none stored.
+ * What only the appends can find (durable readers still holding the room
+ * the messages need, a concurrent publisher taking it, memory) stops them
+ * there: the messages before stay stored, in order, and the error says
+ * how many and up to which sequence number, so a retry sends the rest. */
 static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 3)
@@ -261,14 +456,31 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 	struct rmq_topic *t = publish_topic(c, &argv[1]);
 	if (!t)
 		return err_notopic(c, &argv[1]);
-	int64_t seq = 0;
+	uint64_t cap = t->log.capacity, total = 0;
 	for (size_t i = 2; i < argc; i++) {
-		int64_t s = publish_one(c, t, &argv[1], &argv[i]);
-		if (s < 0)
+		if (payload_too_big(c, &argv[i]))
 			return;
-		seq = s;
+		uint64_t sz = rmq_topic_message_size(t, (uint32_t)argv[i].len);
+		if (sz > cap)
+			return publish_error(c, t, &argv[1], &argv[i], -EMSGSIZE, NULL);
+		total += sz;
 	}
-	rmq_resp_int(&c->out, seq);
+	if (t->log.onfull == RMQ_ONFULL_REJECT && total > cap)
+		return rmq_resp_errorf(&c->out,
+				       "FULL the %zu messages take %llu bytes, more than topic '%.*s' holds "
+				       "(CAPACITY %llu, ONFULL reject): none stored",
+				       argc - 2, (unsigned long long)total, (int)argv[1].len, argv[1].p,
+				       (unsigned long long)cap);
+	struct partial p = { .stored = 0, .total = argc - 2, .last = 0 };
+	for (size_t i = 2; i < argc; i++) {
+		int64_t seq = rmq_topic_append(t, argv[i].p, (uint32_t)argv[i].len);
+		if (seq < 0)
+			return publish_error(c, t, &argv[1], &argv[i], seq, &p);
+		rmq__worker_published(c->worker, t, 1, argv[i].len);
+		p.stored++;
+		p.last = seq;
+	}
+	rmq_resp_int(&c->out, p.last);
 }
 
 /* --- registration --- */
@@ -312,11 +524,11 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return err_args(c, "register");
 		if (c->role == ROLE_SUBSCRIBER)
 			return rmq_resp_error(&c->out, "ERR connection is registered as a subscriber");
+		if (argc == 3 && !check_client_name(c, &argv[2]))
+			return;
 		c->role = ROLE_PUBLISHER;
-		if (argc == 3) {
-			free(c->name);
-			c->name = rmq_memdup(argv[2].p, argv[2].len);
-		}
+		if (argc == 3)
+			set_client_name(c, &argv[2]);
 		return rmq_resp_simple(&c->out, "OK");
 	}
 	if (arg_is(&argv[1], "SUBSCRIBER")) {
@@ -424,13 +636,16 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 struct unsub_all {
 	struct rmq_arg *v;
-	size_t n;
+	size_t n, cap;
 };
 
 static void collect_dsub(struct rmq_dsub_subscription *s, void *ctx)
 {
 	struct unsub_all *u = ctx;
-	u->v = rmq_realloc(u->v, (u->n + 1) * sizeof(*u->v));
+	if (u->n == u->cap) { /* doubling: n subscriptions, O(n) copying */
+		u->cap = u->cap ? 2 * u->cap : 16;
+		u->v = rmq_realloc(u->v, u->cap * sizeof(*u->v));
+	}
 	u->v[u->n].p = rmq_memdup(s->topic->name, s->topic->name_len);
 	u->v[u->n].len = s->topic->name_len;
 	u->n++;
@@ -439,7 +654,7 @@ static void collect_dsub(struct rmq_dsub_subscription *s, void *ctx)
 static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (c->dsub) {
-		struct unsub_all u = { NULL, 0 };
+		struct unsub_all u = { NULL, 0, 0 };
 		if (argc == 1)
 			rmq_dsub_foreach(c->dsub, collect_dsub, &u);
 		if (argc == 1 && u.n == 0)
@@ -492,8 +707,15 @@ static void pull_reply(struct conn *c, const struct rmq_pull *p)
 int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
 		     struct rmq_topic **subscribed)
 {
+	/* The reply is bounded like live delivery: past its first message, it
+	 * takes at most what keeps the connection's pending output within
+	 * OUT_SOFT (a client that does not read holds at most that, however
+	 * big COUNT and the backlog); the rest stays in the log for the next
+	 * PULL. */
+	size_t pend = rmq_buf_pending(&c->out);
 	struct rmq_pull p;
-	int rc = rmq_dsub_pull(c->dsub, c->token, topic, tlen, count, &p);
+	int rc = rmq_dsub_pull_bounded(c->dsub, c->token, topic, tlen, count,
+				       pend < OUT_SOFT ? OUT_SOFT - pend : 0, &p);
 	if (subscribed)
 		*subscribed = p.topic;
 	if (rc == -EBUSY) {
@@ -543,7 +765,9 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 	int rc = rmq__cmd_pull_once(c, argv[1].p, argv[1].len, (uint32_t)count, &t);
 	if (rc != 0)
 		return;
-	if (!blocking)
+	/* The client shut its sending side: nothing it sends can end a wait,
+	 * and it may be gone altogether (rmq__blocked_hangup). */
+	if (!blocking || c->eof || c->rdhup)
 		return rmq_resp_array(&c->out, 0);
 	/* Park: watch the subscription's own topic on this worker, then look
 	 * again, so a message published in between is not missed (see
@@ -606,8 +830,7 @@ static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 struct info_ctx {
 	struct rmq_buf *b;
-	uint64_t listed, omitted;
-	uint64_t depth_total, retained_total, dropped, rejected, slow;
+	uint64_t listed;
 };
 
 static void info_printf(struct rmq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -632,18 +855,11 @@ static void info_printf(struct rmq_buf *b, const char *fmt, ...)
 static void info_topic(struct rmq_topic *t, void *ctx)
 {
 	struct info_ctx *ic = ctx;
+	if (ic->listed >= INFO_TOPICS_MAX)
+		return;
+	ic->listed++;
 	struct rmq_topic_stats st;
 	rmq_topic_stats(t, &st);
-	ic->depth_total += st.depth;
-	ic->retained_total += st.retained;
-	ic->dropped += st.dropped;
-	ic->rejected += st.rejected;
-	ic->slow += st.slow_disconnects;
-	if (ic->listed >= INFO_TOPICS_MAX) {
-		ic->omitted++;
-		return;
-	}
-	ic->listed++;
 	info_printf(ic->b,
 		    "topic:%s msgs_in=%llu bytes_in=%llu depth=%llu first_seq=%llu next_seq=%llu "
 		    "retained_bytes=%llu capacity=%llu onfull=%s evicted=%llu dropped=%llu rejected=%llu "
@@ -683,11 +899,39 @@ static bool want_section(struct rmq_arg *argv, size_t argc, const char *name)
 	return false;
 }
 
+/* INFO topics' lines, into a topics_page (pg->n: lines written). */
+static void info_page_topic(struct rmq_topic *t, void *ctx)
+{
+	struct topics_page *pg = ctx;
+	if (pg->n >= INFO_TOPICS_MAX)
+		return;
+	struct info_ctx ic = { .b = &pg->names };
+	info_topic(t, &ic);
+	pg->n++;
+}
+
 static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	struct server *s = srv_of(c);
+	if (want_section(argv, argc, "topics")) {
+		/* A full pass over a sparse table walks all its buckets: a few
+		 * scan calls per turn of the loop (c->again), as TOPICS does. */
+		struct topics_page *pg = c->topics_page;
+		if (!pg)
+			pg = c->topics_page = rmq_calloc(1, sizeof(*pg));
+		for (int calls = 0; calls < SCAN_CALLS_PER_TURN; calls++) {
+			pg->cursor = rmq_broker_scan(s->broker, pg->cursor, INFO_TOPICS_MAX, NULL, 0,
+						     info_page_topic, pg);
+			if (pg->cursor == 0 || pg->n >= INFO_TOPICS_MAX)
+				break;
+		}
+		if (pg->cursor != 0 && pg->n < INFO_TOPICS_MAX) {
+			c->again = true;
+			return;
+		}
+	}
 	struct rmq_buf b = { 0 };
-	uint64_t tot[12] = { 0 };
+	uint64_t tot[13] = { 0 };
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct worker_stats *st = &s->workers[i].stats;
 		tot[0] += atomic_load_explicit(&st->conns_accepted, memory_order_relaxed);
@@ -702,27 +946,32 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		tot[9] += atomic_load_explicit(&st->conns, memory_order_relaxed);
 		tot[10] += atomic_load_explicit(&st->frame_timeouts, memory_order_relaxed);
 		tot[11] += atomic_load_explicit(&st->alloc_failures, memory_order_relaxed);
+		tot[12] += atomic_load_explicit(&st->client_memory_closed, memory_order_relaxed);
 	}
 	if (want_section(argv, argc, "server"))
 		info_printf(&b,
 			    "# Server\r\nringmq_version:%s\r\nredis_version:" INFO_REDIS_VERSION "\r\nprocess_id:%d\r\n"
 			    "tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
-			    "max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\n"
+			    "max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\nmax_request:%zu\r\n"
+			    "max_client_memory:%zu\r\ntcp_keepalive:%u\r\n"
 			    "frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\nack_wait_ms:%llu\r\n\r\n",
 			    RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
 			    (unsigned long long)((rmq_now_ms() - s->started_ms) / 1000), s->cfg.max_payload,
-			    s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline,
+			    s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline, s->max_query,
+			    s->cfg.max_client_memory, s->cfg.tcp_keepalive_s,
 			    (unsigned long long)s->cfg.frame_timeout_ms,
 			    (unsigned long long)s->cfg.subscriber_ttl_ms,
 			    (unsigned long long)(s->cfg.ack_wait_ms ? s->cfg.ack_wait_ms : RMQ_ACK_WAIT_DEFAULT_MS));
 	if (want_section(argv, argc, "clients"))
-		info_printf(&b, "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n\r\n",
-			    (unsigned long long)tot[9],
-			    (unsigned long long)atomic_load(&s->rejected_clients));
+		info_printf(&b,
+			    "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n"
+			    "client_buffers_bytes:%lld\r\nclient_memory_closed:%llu\r\n\r\n",
+			    (unsigned long long)tot[9], (unsigned long long)atomic_load(&s->rejected_clients),
+			    (long long)atomic_load(&s->client_mem), (unsigned long long)tot[12]);
 	struct info_ctx ic = { .b = &b };
-	struct rmq_buf topics = { 0 };
-	struct info_ctx tc = { .b = &topics };
-	rmq_broker_foreach(s->broker, info_topic, &tc);
+	/* From counters kept as they change: no walk over the topics. */
+	struct rmq_broker_totals bt;
+	rmq_broker_totals(s->broker, &bt);
 	if (want_section(argv, argc, "stats"))
 		info_printf(&b,
 			    "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
@@ -737,29 +986,35 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			    (unsigned long long)tot[2], (unsigned long long)tot[3] + tot[4],
 			    (unsigned long long)tot[3], (unsigned long long)tot[4],
 			    (unsigned long long)tot[5], (unsigned long long)tot[6],
-			    (unsigned long long)rmq_broker_topic_count(s->broker),
-			    (unsigned long long)tc.depth_total, (unsigned long long)tc.retained_total,
-			    (unsigned long long)tc.dropped, (unsigned long long)tc.rejected,
+			    (unsigned long long)bt.topics, (unsigned long long)bt.messages_retained,
+			    (unsigned long long)bt.bytes_retained, (unsigned long long)bt.dropped,
+			    (unsigned long long)bt.rejected,
 			    (unsigned long long)tot[7], (unsigned long long)tot[8],
 			    (unsigned long long)tot[10], (unsigned long long)tot[11],
 			    (unsigned long long)rmq_dsub_registry_count(s->dsubs),
 			    (unsigned long long)atomic_load(&s->dsubs_expired));
 	if (want_section(argv, argc, "topics")) {
+		/* The first INFO_TOPICS_MAX topics of the table, gathered over
+		 * turns of the loop (see the start); TOPICS pages through all. */
+		struct topics_page *pg = c->topics_page;
 		info_printf(&b, "# Topics\r\n");
-		if (topics.len)
-			rmq_buf_append(&b, topics.data, topics.len);
-		if (tc.omitted)
-			info_printf(&b, "topics_omitted:%llu\r\n", (unsigned long long)tc.omitted);
+		if (pg->names.len)
+			rmq_buf_append(&b, pg->names.data, pg->names.len);
+		if (bt.topics > pg->n)
+			info_printf(&b, "topics_omitted:%llu\r\n", (unsigned long long)(bt.topics - pg->n));
 		info_printf(&b, "\r\n");
+		rmq__cmd_free_state(c);
 	}
 	if (want_section(argv, argc, "subscribers")) {
 		info_printf(&b, "# Subscribers\r\n");
-		rmq_dsub_registry_foreach(s->dsubs, rmq_now_ms(), info_dsub, &ic);
+		uint64_t seen = rmq_dsub_registry_foreach(s->dsubs, rmq_now_ms(), INFO_SUBSCRIPTIONS_MAX, info_dsub, &ic);
+		uint64_t all = rmq_dsub_registry_count(s->dsubs);
+		if (all > seen)
+			info_printf(&b, "subscribers_omitted:%llu\r\n", (unsigned long long)(all - seen));
 		info_printf(&b, "\r\n");
 	}
 	rmq_resp_bulk(&c->out, b.data ? b.data : "", b.len);
 	rmq_buf_free(&b);
-	rmq_buf_free(&topics);
 }
 
 /* --- what Redis clients send on their own --- */
@@ -805,10 +1060,12 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return rmq_resp_error(&c->out, "ERR Protocol version is not an integer or out of range");
 		if (v != 2)
 			return rmq_resp_error(&c->out, "NOPROTO sorry, this protocol version is not supported");
+		const struct rmq_arg *setname = NULL;
 		for (size_t i = 2; i < argc; i++) {
 			if (arg_is(&argv[i], "SETNAME") && i + 1 < argc) {
-				free(c->name);
-				c->name = rmq_memdup(argv[i + 1].p, argv[i + 1].len);
+				if (!check_client_name(c, &argv[i + 1]))
+					return;
+				setname = &argv[i + 1];
 				i++;
 			} else if (arg_is(&argv[i], "AUTH") && i + 2 < argc) {
 				i += 2; /* no authentication: accepted */
@@ -816,6 +1073,8 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 				return rmq_resp_error(&c->out, "ERR syntax error in HELLO option");
 			}
 		}
+		if (setname) /* only once every option is known to be good */
+			set_client_name(c, setname);
 	}
 	rmq_resp_array(&c->out, 14);
 	rmq_resp_bulkstr(&c->out, "server");
@@ -839,8 +1098,9 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc < 2)
 		return err_args(c, "client");
 	if (arg_is(&argv[1], "SETNAME") && argc == 3) {
-		free(c->name);
-		c->name = rmq_memdup(argv[2].p, argv[2].len);
+		if (!check_client_name(c, &argv[2]))
+			return;
+		set_client_name(c, &argv[2]);
 		return rmq_resp_simple(&c->out, "OK");
 	}
 	if (arg_is(&argv[1], "GETNAME"))
@@ -987,6 +1247,12 @@ static const struct command *cmd_find(const struct rmq_arg *a)
 	return NULL;
 }
 
+const char *rmq__cmd_split_name(const struct rmq_arg *a)
+{
+	const struct command *cmd = cmd_find(a);
+	return cmd && (cmd->fn == cmd_subscribe || cmd->fn == cmd_unsubscribe) ? cmd->name : NULL;
+}
+
 /* --- runs of PUBLISH requests (see struct publish_run) --- */
 
 void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const char *frame,
@@ -1049,7 +1315,8 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
 	struct rmq_topic *t = cached_topic(c);
 	if (!t)
 		return 0;
-	const struct rmq_resp_limits *lim = &srv_of(c)->lim;
+	/* payloads over --max-payload take the ordinary path, which refuses them */
+	const struct rmq_resp_limits *lim = &srv_of(c)->pay_lim;
 	struct iovec pl[PUBLISH_RUN_BATCH];
 	size_t h = run->hlen, used = 0, bytes = 0;
 	unsigned n = 0;
@@ -1110,6 +1377,8 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 	} else {
 		cmd->fn(c, argv, argc);
 	}
+	if (c->again) /* not done: replies (and their fate) when it is */
+		return;
 	/* CLIENT REPLY OFF|SKIP: drop what this command replied. Pushes to
 	 * live subscribers are not replies and are never dropped here. */
 	if (mode != REPLY_ON && !(mode == REPLY_OFF && c->reply == REPLY_ON)) {

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -34,16 +35,102 @@
 
 /* --- connections --- */
 
+/* Its requests cannot run now: a parked PULL, a live backlog (replies
+ * keep their order behind the messages), its replies unread (paused), or
+ * the rest of a long request waits for the next iteration (yielded). */
+static bool conn_stalled(const struct conn *c)
+{
+	return c->blocked || c->backlog || c->paused || c->yielded;
+}
+
+/* Arms the events c needs now (one system call only when they change).
+ * Input is read unless paused, at EOF, or stalled with IN_STALLED_MAX
+ * pending. EPOLLRDHUP is level-triggered, so it is asked for only where it
+ * is acted on: while reading (the read finds the EOF), and while parked
+ * (the PULL is answered, rmq__blocked_hangup), once. */
 static void conn_update_events(struct conn *c)
 {
-	struct epoll_event ev = { 0 };
-	/* Not reading (paused, or the peer half-closed): ask for neither
-	 * EPOLLIN nor EPOLLRDHUP, which would fire on every wait. */
-	ev.events = (c->paused || c->eof ? 0 : EPOLLIN | EPOLLRDHUP) | (c->epollout ? EPOLLOUT : 0);
-	if (c->draining)
-		ev.events = EPOLLIN | EPOLLRDHUP;
-	ev.data.ptr = c;
-	epoll_ctl(c->worker->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+	uint32_t ev;
+	if (c->draining) {
+		ev = EPOLLIN | EPOLLRDHUP;
+	} else {
+		bool full = conn_stalled(c) && rmq_buf_pending(&c->in) >= IN_STALLED_MAX;
+		bool reading = !c->paused && !c->eof && !full;
+		ev = reading ? EPOLLIN | EPOLLRDHUP : 0;
+		if (!reading && c->blocked && !c->rdhup && !c->eof)
+			ev |= EPOLLRDHUP;
+		if (c->epollout)
+			ev |= EPOLLOUT;
+	}
+	if (ev == c->events)
+		return;
+	c->events = ev;
+	struct epoll_event e = { .events = ev, .data.ptr = c };
+	epoll_ctl(c->worker->epoll_fd, EPOLL_CTL_MOD, c->fd, &e);
+}
+
+void rmq__conn_mem_sync(struct conn *c)
+{
+	if (c->lent) /* in is the worker's scratch: counted when given back */
+		return;
+	size_t now = c->closing ? 0 : c->in.cap + c->out.cap;
+	if (now == c->mem)
+		return;
+	int64_t d = (int64_t)now - (int64_t)c->mem;
+	c->mem = now;
+	struct worker *w = c->worker;
+	struct server *srv = w->srv;
+	w->client_mem += d;
+	int64_t total = atomic_fetch_add_explicit(&srv->client_mem, d, memory_order_relaxed) + d;
+	size_t max = srv->cfg.max_client_memory;
+	if (d > 0 && max && total > (int64_t)max &&
+	    !atomic_load_explicit(&srv->mem_over, memory_order_relaxed) &&
+	    !atomic_exchange(&srv->mem_over, 1)) {
+		/* every worker sheds its own largest (worker_shed) */
+		for (uint32_t i = 0; i < srv->nworkers; i++)
+			if (&srv->workers[i] != w)
+				rmq__worker_wake(&srv->workers[i]);
+	}
+}
+
+void rmq__conn_oom(struct conn *c, const char *what)
+{
+	struct worker *w = c->worker;
+	stat_add(&w->stats.alloc_failures, 1);
+	uint64_t now = rmq_now_ms();
+	if (now >= w->oom_log_ms) {
+		w->oom_log_ms = now + 1000;
+		rmq_diagf(RMQ_DIAG_ERROR, "client %llu: out of memory for its %s (%zu bytes held); closing it",
+			  (unsigned long long)c->id, what, c->in.cap + c->out.cap);
+	}
+	static const char msg[] = "-ERR out of memory for this connection's buffers: closing\r\n";
+	ssize_t r = send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)r;
+	rmq__conn_close(c);
+}
+
+void rmq__conn_shed(struct conn *c)
+{
+	struct worker *w = c->worker;
+	struct server *srv = w->srv;
+	stat_add(&w->stats.client_memory_closed, 1);
+	uint64_t now = rmq_now_ms();
+	if (now >= w->shed_log_ms) {
+		w->shed_log_ms = now + 1000;
+		rmq_diagf(RMQ_DIAG_WARN,
+			  "client %llu: %zu bytes of buffers (%zu input, %zu output) while all clients hold "
+			  "%lld, over --max-client-memory %zu; closing it (see client_memory_closed in INFO)",
+			  (unsigned long long)c->id, c->mem, c->in.cap, c->out.cap,
+			  (long long)atomic_load(&srv->client_mem), srv->cfg.max_client_memory);
+	}
+	/* Behind what is still queued, as for a timeout: best effort. */
+	static const char msg[] = "ERR client buffers over --max-client-memory: closing";
+	if (rmq_buf_try_reserve(&c->out, sizeof(msg) + 3))
+		rmq_resp_error(&c->out, msg);
+	ssize_t r = send(c->fd, c->out.data + c->out.off, rmq_buf_pending(&c->out),
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)r;
+	rmq__conn_close(c);
 }
 
 void rmq__conn_want_flush(struct conn *c)
@@ -52,6 +139,22 @@ void rmq__conn_want_flush(struct conn *c)
 		c->in_flush = true;
 		cds_list_add_tail(&c->flush_link, &c->worker->flush);
 	}
+}
+
+/* --tcp-keepalive: a peer that vanished without a FIN (power loss, a
+ * dropped route) is found out after idle + 3 probes an idle/3 apart, as
+ * Redis does, and its connection closed (its slot, its durable
+ * subscriber). Not a TCP socket (the in-process tests' socketpairs): no-op. */
+static void conn_keepalive(int fd, unsigned idle_s)
+{
+	if (idle_s == 0)
+		return;
+	int on = 1, idle = (int)idle_s, intvl = idle / 3 ? idle / 3 : 1, cnt = 3;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0)
+		return;
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
 void rmq__conn_new(struct worker *w, int fd)
@@ -71,10 +174,11 @@ void rmq__conn_new(struct worker *w, int fd)
 	c->worker = w;
 	c->id = atomic_fetch_add(&w->srv->next_conn_id, 1) + 1;
 	c->created_ms = rmq_now_ms();
+	c->events = EPOLLIN | EPOLLRDHUP;
 	CDS_INIT_LIST_HEAD(&c->parked.watch_link);
-	CDS_INIT_LIST_HEAD(&c->parked.worker_link);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	conn_keepalive(fd, w->srv->cfg.tcp_keepalive_s);
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
 	if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
 		rmq_diagf(RMQ_DIAG_ERROR, "epoll_ctl: %s", strerror(errno));
@@ -113,6 +217,8 @@ void rmq__conn_close(struct conn *c)
 	close(c->fd);
 	cds_list_del(&c->link);
 	cds_list_add(&c->link, &w->closed);
+	if (!c->lent) /* (a lent in is given back by conn_read) */
+		rmq__conn_mem_sync(c);
 	atomic_fetch_sub(&w->srv->nclients, 1);
 	stat_add(&w->stats.conns, (uint64_t)-1);
 	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu closed", w->id, (unsigned long long)c->id);
@@ -123,14 +229,17 @@ void rmq__conn_free(struct conn *c)
 	rmq_buf_free(&c->in);
 	rmq_buf_free(&c->out);
 	free(c->live_subs);
+	free(c->live_index);
+	rmq__cmd_free_state(c);
 	free(c->name);
 	free(c->parked.topic);
 	free(c);
 }
 
 /* How long the server waits on a client that owes it bytes: the rest of a
- * half-sent request, or, after a protocol error, its close. Every entry
- * gets the same timeout, so appending keeps worker->deadlines sorted. */
+ * half-sent request, or, after a protocol error, its close. Each list
+ * (worker->deadlines, worker->lingers) has one timeout for all its
+ * entries, so appending keeps it sorted. */
 static uint64_t wait_timeout_ms(const struct server *srv, bool lingering)
 {
 	uint64_t to = srv->cfg.frame_timeout_ms;
@@ -147,35 +256,103 @@ static void conn_deadline_clear(struct conn *c)
 	}
 }
 
-static void conn_deadline_set(struct conn *c, uint64_t timeout_ms)
+/* Appending keeps the list sorted: O(1), whatever the number of waits. */
+static void conn_deadline_set(struct conn *c, bool lingering)
 {
 	conn_deadline_clear(c);
-	c->deadline_ms = rmq_now_ms() + timeout_ms;
-	/* Keep the list sorted even if lingering and frame timeouts differ. */
-	struct cds_list_head *pos = &c->worker->deadlines;
-	while (pos->prev != &c->worker->deadlines &&
-	       cds_list_entry(pos->prev, struct conn, deadline_link)->deadline_ms > c->deadline_ms)
-		pos = pos->prev;
-	cds_list_add_tail(&c->deadline_link, pos);
+	c->deadline_ms = rmq_now_ms() + wait_timeout_ms(c->worker->srv, lingering);
+	cds_list_add_tail(&c->deadline_link, lingering ? &c->worker->lingers : &c->worker->deadlines);
 	c->in_deadlines = true;
 }
 
-/* After requests were processed: when what is left is a partial request
- * that only the client can complete, its clock runs from when that request
- * began (a slowloris trickle does not reset it). Input left because the
- * server stopped reading (pause, backlog, parked PULL) is not the client's
- * fault and does not count. */
+/* While c's requests cannot run: extends c->in_scanned over the whole
+ * requests that follow it. Returns true when it found one (a request the
+ * client had begun is now complete). */
+static bool conn_scan(struct conn *c)
+{
+	const struct rmq_resp_limits *lim = &c->worker->srv->lim;
+	size_t pend = rmq_buf_pending(&c->in);
+	bool found = false;
+	while (c->in_scanned < pend) {
+		ssize_t r = rmq_resp_frame_len(c->in.data + c->in.off + c->in_scanned,
+					       pend - c->in_scanned, lim);
+		if (r == RMQ_RESP_INCOMPLETE)
+			break;
+		/* malformed: its error is reported when it runs */
+		c->in_scanned = r < 0 ? pend : c->in_scanned + (size_t)r;
+		found = true;
+	}
+	return found;
+}
+
+/* After requests were processed: when what is left ends in a partial
+ * request that only the client can complete, its clock runs from when that
+ * request began (a slowloris trickle does not reset it). That holds too
+ * while the requests before it cannot run (behind a parked PULL, a live
+ * backlog): whole requests waiting there are not the client's fault, a
+ * half-sent one is. Input the server stopped reading (paused, or stalled
+ * with IN_STALLED_MAX pending) does not count: the rest may be in the
+ * kernel, unread by choice. */
 static void conn_track_frame(struct conn *c, bool progressed)
 {
 	uint64_t to = wait_timeout_ms(c->worker->srv, false);
 	if (c->draining)
 		return;
-	bool waiting = to && !c->closing && !c->close_after_write && !c->blocked && !c->paused &&
-		       !c->backlog && !c->eof && rmq_buf_pending(&c->in);
+	bool waiting = to && !c->closing && !c->close_after_write && !c->eof && rmq_buf_pending(&c->in);
+	if (waiting && conn_stalled(c)) {
+		waiting = !c->paused && rmq_buf_pending(&c->in) < IN_STALLED_MAX;
+		if (waiting) {
+			progressed |= conn_scan(c);
+			waiting = c->in_scanned < rmq_buf_pending(&c->in);
+		}
+	}
 	if (!waiting)
 		conn_deadline_clear(c);
 	else if (!c->in_deadlines || progressed)
-		conn_deadline_set(c, to);
+		conn_deadline_set(c, false);
+}
+
+/* The peer closed its side and what it sent has run (or never can: a
+ * partial request): answer, then close. */
+static void conn_finish_eof(struct conn *c)
+{
+	if (c->eof && !c->closing && !c->close_after_write && !conn_stalled(c))
+		c->close_after_write = true;
+	/* The flush is what closes (also after a QUIT that wrote nothing,
+	 * under CLIENT REPLY OFF); with output the socket does not take now,
+	 * EPOLLOUT brings the write, and queueing it would spin the loop. */
+	if (c->close_after_write && !c->closing && !c->draining && !c->epollout)
+		rmq__conn_want_flush(c);
+}
+
+/* A SUBSCRIBE or UNSUBSCRIBE of more than SPLIT_ARGS topics, parsed into
+ * worker->argv from frame: runs its first SPLIT_ARGS topics, then rewrites
+ * the bytes before the rest into the header of the same command with the
+ * remaining topics (there is room: those topics took at least 7 bytes
+ * each), and yields: the rest runs as that request at the next loop
+ * iteration, so one request of 40,000 topics does not hold the worker.
+ * The replies are the same (one per topic). Returns the bytes consumed,
+ * or 0 when the command is not one to split. */
+static ssize_t conn_split(struct conn *c, const char *frame, size_t argc)
+{
+	struct worker *w = c->worker;
+	const char *name = rmq__cmd_split_name(&w->argv[0]);
+	if (!name)
+		return 0;
+	if (!c->split_cont)
+		stat_add(&w->stats.commands, 1);
+	size_t k = SPLIT_ARGS;
+	/* the rest starts at the '$' after topic k's CRLF */
+	char *rest = (char *)w->argv[k].p + w->argv[k].len + 2;
+	rmq__cmd_dispatch(c, w->argv, k + 1);
+	char hdr[64];
+	int hl = snprintf(hdr, sizeof(hdr), "*%zu\r\n$%zu\r\n%s\r\n", argc - k, strlen(name), name);
+	char *start = rest - hl;
+	memcpy(start, hdr, (size_t)hl);
+	c->split_cont = true;
+	c->yielded = true;
+	rmq__blocked_queue(c);
+	return start - frame;
 }
 
 void rmq__conn_process_input(struct conn *c)
@@ -186,7 +363,7 @@ void rmq__conn_process_input(struct conn *c)
 	bool did = false, progressed = false;
 	struct publish_run run = { .hlen = 0 };
 	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
-	       rmq_buf_pending(&c->in)) {
+	       !c->yielded && rmq_buf_pending(&c->in)) {
 		const char *frame = c->in.data + c->in.off;
 		size_t argc;
 		unsigned nreq = 1;
@@ -216,14 +393,39 @@ void rmq__conn_process_input(struct conn *c)
 			rmq_resp_error(&c->out, err);
 			goto proto_error;
 		}
+		if ((size_t)r > srv->max_query) {
+			/* --max-request holds however the request arrived: in
+			 * one read or in pieces (checked above while incomplete) */
+			rmq_resp_error(&c->out, "ERR Protocol error: request too large");
+			goto proto_error;
+		}
+		ssize_t part;
+		if (argc > SPLIT_ARGS + 1 && frame[0] == '*' && c->reply != REPLY_SKIP &&
+		    (part = conn_split(c, frame, argc)) > 0) {
+			r = part;
+			run.hlen = 0;
+			did = true;
+			goto next;
+		}
 		if (argc) {
-			stat_add(&w->stats.commands, 1);
+			if (!c->split_cont)
+				stat_add(&w->stats.commands, 1);
+			c->split_cont = false;
 			rmq__cmd_dispatch(c, w->argv, argc);
+			if (c->again) {
+				/* not done: the same request again next iteration */
+				c->again = false;
+				c->split_cont = true;
+				c->yielded = true;
+				rmq__blocked_queue(c);
+				break;
+			}
 			rmq__cmd_publish_run_arm(c, &run, frame, w->argv, argc);
 			did = true;
 		}
 next:
 		rmq_buf_consume(&c->in, (size_t)r);
+		c->in_scanned = c->in_scanned > (size_t)r ? c->in_scanned - (size_t)r : 0;
 		progressed = true;
 		if (w->may_quiesce && (w->requests_since_quiescent += nreq) >= QUIESCENT_EVERY) {
 			/* A long pipeline must not hold up grace periods (topic
@@ -236,7 +438,6 @@ next:
 			/* The client sends faster than it reads its replies:
 			 * stop reading from it until it catches up. */
 			c->paused = true;
-			conn_update_events(c);
 		}
 	}
 	rmq__worker_publish_flush(w);
@@ -245,6 +446,11 @@ next:
 	if (did && !c->closing && rmq_buf_pending(&c->out))
 		rmq__conn_want_flush(c);
 	conn_track_frame(c, progressed);
+	conn_finish_eof(c);
+	if (!c->closing) {
+		conn_update_events(c);
+		rmq__conn_mem_sync(c);
+	}
 	return;
 proto_error:
 	rmq__worker_publish_flush(w);
@@ -254,6 +460,7 @@ proto_error:
 	c->close_after_write = true;
 	c->linger = true;
 	c->in.off = c->in.len = 0;
+	c->in_scanned = 0;
 	conn_deadline_clear(c);
 	rmq__conn_want_flush(c);
 }
@@ -282,16 +489,46 @@ static void conn_drain(struct conn *c)
 	rmq__conn_close(c);
 }
 
+/* A parked PULL with IN_STALLED_MAX of requests pipelined behind it: the
+ * server reads no more of them, and if the client has gone, its FIN waits
+ * behind its unsent requests, never seen (a zero window), so the wait
+ * could last forever. As the old whole-request limit did here, answer a
+ * protocol error and close (as Redis closes a client over its query
+ * buffer limit); the PULL took nothing. */
+static void conn_parked_overflow(struct conn *c)
+{
+	rmq__blocked_unpark(c);
+	rmq_resp_error(&c->out, "ERR Protocol error: more than 64 KiB of requests pipelined behind a "
+				"blocking PULL");
+	stat_add(&c->worker->stats.protocol_errors, 1);
+	c->close_after_write = true;
+	c->linger = true;
+	c->in.off = c->in.len = 0;
+	c->in_scanned = 0;
+	conn_deadline_clear(c);
+	rmq__conn_want_flush(c);
+}
+
 /* Reads into the worker's shared buffer when the connection has no partial
  * request pending, so an idle connection holds no input buffer; only a
  * partial request left over is copied into the connection's own buffer. */
-void rmq__conn_read(struct conn *c)
+void rmq__conn_read(struct conn *c, uint32_t events)
 {
 	struct worker *w = c->worker;
+	struct server *srv = w->srv;
 	bool lent = false;
 	if (c->draining) {
 		conn_drain(c);
 		return;
+	}
+	if (events & EPOLLRDHUP)
+		c->rdhup = true;
+	if (c->rdhup && c->blocked) {
+		/* gone, or half-closed: either way it cannot end the wait */
+		rmq__blocked_hangup(c);
+		rmq__conn_process_input(c);
+		if (c->closing)
+			return;
 	}
 	/* A connection reads into the worker's shared buffer unless it holds a
 	 * big partial request: what is left of a small one (the tail of a
@@ -306,22 +543,32 @@ void rmq__conn_read(struct conn *c)
 		if (rmq_buf_pending(&own))
 			rmq_buf_append(&c->in, own.data + own.off, rmq_buf_pending(&own));
 		own.off = own.len = 0;
-		lent = true;
+		lent = c->lent = true;
 	}
-	for (int rounds = 0; rounds < READ_ROUNDS && !c->closing && !c->paused; rounds++) {
-		char *p = rmq_buf_reserve(&c->in, lent ? READ_SCRATCH : READ_CHUNK);
-		size_t room = c->in.cap - c->in.len;
+	for (int rounds = 0; rounds < READ_ROUNDS && !c->closing && !c->paused && !c->eof; rounds++) {
+		/* Over --max-client-memory: read no more until the workers
+		 * have shed the largest clients. */
+		if (atomic_load_explicit(&srv->mem_over, memory_order_relaxed))
+			break;
+		size_t want = lent ? READ_SCRATCH : READ_CHUNK, pend = rmq_buf_pending(&c->in);
+		bool stalled = conn_stalled(c);
+		if (stalled && pend >= IN_STALLED_MAX)
+			break; /* its requests cannot run: the rest waits in the kernel */
+		if (stalled && want > IN_STALLED_MAX - pend)
+			want = IN_STALLED_MAX - pend;
+		char *p = rmq_buf_try_reserve(&c->in, want);
+		if (!p) {
+			rmq__conn_oom(c, "input");
+			break;
+		}
+		size_t room = stalled ? want : c->in.cap - c->in.len;
 		ssize_t n = read(c->fd, p, room);
 		if (n > 0) {
 			c->in.len += (size_t)n;
 			stat_add(&w->stats.bytes_read, (uint64_t)n);
 			rmq__conn_process_input(c);
-			if (c->blocked && rmq_buf_pending(&c->in) > w->srv->max_query) {
-				/* pipelining without end behind a parked PULL */
-				rmq_resp_error(&c->out, "ERR Protocol error: request too large");
-				c->close_after_write = true;
-				rmq__conn_want_flush(c);
-				rmq__blocked_unpark(c);
+			if (c->blocked && rmq_buf_pending(&c->in) >= IN_STALLED_MAX) {
+				conn_parked_overflow(c);
 				break;
 			}
 			if ((size_t)n < room)
@@ -330,14 +577,8 @@ void rmq__conn_read(struct conn *c)
 		}
 		if (n == 0) { /* peer closed: answer what it sent, then close */
 			c->eof = true;
-			conn_update_events(c);
+			rmq__blocked_hangup(c);
 			rmq__conn_process_input(c);
-			if (!c->closing && !c->blocked && !c->backlog && !c->paused) {
-				c->close_after_write = true;
-				rmq__conn_want_flush(c);
-				if (!rmq_buf_pending(&c->out))
-					rmq__conn_close(c);
-			}
 			break;
 		}
 		if (errno == EINTR)
@@ -346,18 +587,26 @@ void rmq__conn_read(struct conn *c)
 			rmq__conn_close(c);
 		break;
 	}
-	if (!lent)
-		return;
-	/* Give the shared buffer back; keep only a leftover partial request,
-	 * in the connection's own buffer (none when there is nothing left). */
-	size_t left = c->closing ? 0 : rmq_buf_pending(&c->in);
-	if (!left || own.cap > 2 * READ_CARRY) /* what a big request grew goes */
-		rmq_buf_free(&own);
-	if (left)
-		rmq_buf_append(&own, c->in.data + c->in.off, left);
-	w->scratch = c->in;
-	w->scratch.off = w->scratch.len = 0;
-	c->in = own;
+	if (lent) {
+		/* Give the shared buffer back; keep only a leftover partial
+		 * request, in the connection's own buffer (none when there is
+		 * nothing left). */
+		size_t left = c->closing ? 0 : rmq_buf_pending(&c->in);
+		if (!left || own.cap > 2 * READ_CARRY) /* what a big request grew goes */
+			rmq_buf_free(&own);
+		bool kept = !left || rmq_buf_try_append(&own, c->in.data + c->in.off, left);
+		w->scratch = c->in;
+		w->scratch.off = w->scratch.len = 0;
+		c->in = own;
+		c->lent = false;
+		if (!kept) {
+			rmq__conn_oom(c, "input");
+			return;
+		}
+	}
+	if (!c->closing)
+		conn_update_events(c);
+	rmq__conn_mem_sync(c); /* also after a close while lent */
 }
 
 /* Writes c's pending output. Refills from the logs of its live
@@ -370,7 +619,9 @@ void rmq__conn_write(struct conn *c)
 		size_t pend = rmq_buf_pending(&c->out);
 		if (pend == 0)
 			break;
-		ssize_t n = write(c->fd, c->out.data + c->out.off, pend);
+		/* send, not write: no SIGPIPE for a peer that is gone, whatever the
+		 * process does with the signal (the in-process drivers keep it) */
+		ssize_t n = send(c->fd, c->out.data + c->out.off, pend, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -393,7 +644,7 @@ void rmq__conn_write(struct conn *c)
 		if (c->linger && !c->eof) {
 			shutdown(c->fd, SHUT_WR);
 			c->draining = true;
-			conn_deadline_set(c, wait_timeout_ms(w->srv, true));
+			conn_deadline_set(c, true);
 			c->paused = false;
 			c->epollout = false;
 			conn_update_events(c);
@@ -406,21 +657,18 @@ void rmq__conn_write(struct conn *c)
 	bool unpause = c->paused && rmq_buf_pending(&c->out) < OUT_PAUSE / 2;
 	if (unpause)
 		c->paused = false;
-	if (pending != c->epollout || unpause) {
-		c->epollout = pending;
-		conn_update_events(c);
-	}
+	c->epollout = pending;
 	if (!pending)
 		rmq_buf_shrink(&c->out, OUT_IDLE_CAP);
 	/* Resume requests only when what stopped them was lifted here: the
 	 * pause, or a backlog that the client has now read. */
 	if (unpause || (was_backlog && !c->backlog && !c->blocked))
 		rmq__conn_process_input(c);
-	if (c->eof && !c->closing && !c->blocked && !c->backlog && !c->paused &&
-	    !rmq_buf_pending(&c->in) && !c->close_after_write) {
-		c->close_after_write = true;
-		rmq__conn_want_flush(c);
-	}
+	if (c->closing)
+		return;
+	conn_finish_eof(c);
+	conn_update_events(c);
+	rmq__conn_mem_sync(c);
 }
 
 /* A client kept a request half-sent past --frame-timeout, or never closed

@@ -36,6 +36,10 @@
 #define READ_SCRATCH (256u << 10) /* read size into the worker's shared buffer */
 #define READ_CARRY (16u << 10)    /* partial requests up to this size are read
 				   * on from the shared buffer */
+/* While a connection's requests cannot run (parked PULL, live backlog,
+ * paused), the server reads its input only up to this much pending: the
+ * rest waits in the kernel, and the client's sends block. */
+#define IN_STALLED_MAX (64u << 10)
 #define ACCEPT_RING 4096
 
 enum conn_role { ROLE_NONE, ROLE_PUBLISHER, ROLE_SUBSCRIBER };
@@ -49,6 +53,8 @@ struct live_sub {
 	struct conn *conn;
 	struct rmq_watch *watch;   /* its topic's watch on conn's worker */
 	struct rmq_cursor cursor;  /* the next message to deliver */
+	uint64_t hash;             /* of the topic's name (conn's index) */
+	int idx;                   /* in conn->live_subs */
 	bool gone;                 /* topic deleted: unsubscribe once drained */
 };
 
@@ -60,21 +66,39 @@ struct conn {
 	struct cds_list_head link;  /* worker->conns */
 	struct cds_list_head flush_link; /* worker->flush, when in_flush */
 	bool in_flush, closing, close_after_write, paused, epollout, eof;
+	bool rdhup;                 /* the peer shut its sending side (EPOLLRDHUP):
+				     * it may still be reading */
+	bool lent;                  /* in is the worker's scratch (conn_read) */
+	uint32_t events;            /* epoll events armed */
+	size_t in_scanned;          /* pending input known to be whole requests,
+				     * while they cannot run (conn_track_frame) */
+	size_t mem;                 /* in.cap + out.cap as counted in
+				     * srv->client_mem */
 	bool linger, draining;      /* protocol error: let the reply arrive */
 	size_t drained;
 	bool backlog;               /* live messages wait in the logs: commands
 				     * wait too, so replies keep their order */
 	bool blocked;               /* a PULL ... BLOCK is parked */
+	bool yielded;               /* the rest of a long SUBSCRIBE/UNSUBSCRIBE runs
+				     * at the next iteration (in worker->unblocked) */
+	bool split_cont;            /* the next request is such a rest: not a new
+				     * command for the stats */
+	bool again;                 /* the handler is not done: the same request
+				     * runs again at the next iteration (cmd.c) */
+	struct topics_page *topics_page; /* TOPICS in progress (cmd.c) */
 	enum reply_mode reply;
 	enum conn_role role;
 	char *name;                 /* CLIENT SETNAME / REGISTER name */
 	struct live_sub **live_subs; /* pubsub.c */
 	int n_live_subs, live_subs_cap;
+	struct live_sub **live_index; /* by topic name: open addressing, linear
+				       * probing, at most half full; NULL: empty */
+	size_t live_index_mask;
 	struct rmq_dsub *dsub;
 	uint64_t token;
 	struct {                    /* the parked PULL, while blocked (blocked.c) */
 		struct cds_list_head watch_link;  /* in watch->waiters */
-		struct cds_list_head worker_link; /* in worker->parked_conns */
+		size_t heap_idx;        /* 1 + index in worker->park_heap; 0: none */
 		struct rmq_watch *watch;
 		char *topic;            /* as the PULL named it */
 		size_t topic_len;
@@ -85,8 +109,9 @@ struct conn {
 	struct cds_list_head unblocked_link; /* in worker->unblocked, when in_unblocked */
 	bool in_unblocked;
 	uint64_t created_ms;
-	/* In worker->deadlines while the server waits on the client: a
-	 * request half-received (--frame-timeout), or a lingering close. */
+	/* In worker->deadlines while the server waits on the client to
+	 * finish a request (--frame-timeout), in worker->lingers while a
+	 * lingering close waits for its close. */
 	struct cds_list_head deadline_link;
 	uint64_t deadline_ms;
 	bool in_deadlines;
@@ -100,7 +125,7 @@ struct conn {
 struct worker_stats {
 	_Atomic uint64_t conns_accepted, commands, published, delivered, pulled;
 	_Atomic uint64_t bytes_read, bytes_written, slow_disconnects, protocol_errors;
-	_Atomic uint64_t frame_timeouts, alloc_failures;
+	_Atomic uint64_t frame_timeouts, alloc_failures, client_memory_closed;
 	_Atomic uint64_t conns;
 };
 
@@ -122,12 +147,20 @@ struct worker {
 	ck_ring_buffer_t *accept_ring_buf;
 	struct cds_list_head conns;        /* every open conn, by link */
 	struct cds_list_head flush;        /* conns with output to write, by flush_link */
-	struct cds_list_head parked_conns; /* conns with a parked PULL (blocked.c) */
-	struct cds_list_head unblocked;    /* conns whose parked PULL was answered, by
+	struct conn **park_heap;           /* parked PULLs with a timeout, a min-heap
+					    * by parked.deadline_ms (blocked.c) */
+	size_t park_n, park_cap;
+	struct cds_list_head unblocked;    /* conns whose parked PULL was answered, or
+					    * which yielded in a long request, by
 					    * unblocked_link: their next requests run
 					    * once per loop iteration (blocked.c) */
 	struct cds_list_head closed;       /* closed, freed at the end of the iteration */
-	struct cds_list_head deadlines; /* conns by deadline_ms, earliest first */
+	/* Each list has one timeout for all, so appending keeps it sorted by
+	 * deadline_ms, earliest first. */
+	struct cds_list_head deadlines;   /* half-sent requests */
+	struct cds_list_head lingers;     /* lingering closes */
+	int64_t client_mem;               /* this worker's part of srv->client_mem */
+	uint64_t shed_log_ms;             /* next shedding log line */
 	struct server *srv;
 	struct rmq_arg *argv;
 	size_t argv_cap;
@@ -148,8 +181,9 @@ struct worker {
 
 struct server {
 	struct rmq_server_config cfg;
-	struct rmq_resp_limits lim;
-	size_t max_query;
+	struct rmq_resp_limits lim;  /* what the parser accepts */
+	struct rmq_resp_limits pay_lim; /* lim, with max_bulk = max_payload */
+	size_t max_query;             /* --max-request, resolved */
 	struct rmq_broker *broker;
 	struct rmq_dsub_registry *dsubs;
 	struct worker *workers;
@@ -159,6 +193,10 @@ struct server {
 	pthread_t acceptor;
 	_Atomic int stopping;
 	_Atomic uint64_t nclients, next_conn_id, rejected_clients, dsubs_expired;
+	/* Bytes of every client's input and output buffers (--max-client-memory);
+	 * mem_over: over it, workers shed their largest (worker.c). */
+	_Atomic int64_t client_mem;
+	_Atomic int mem_over;
 	uint64_t next_ttl_sweep_ms; /* worker 0 only */
 	int spare_fd;               /* acceptor only: given up on EMFILE */
 	uint64_t fd_rejects, fd_log_ms; /* acceptor only */
@@ -213,11 +251,20 @@ void rmq__conn_want_flush(struct conn *c);
  * rmq__conn_free() at the end of the loop iteration. */
 void rmq__conn_close(struct conn *c);
 void rmq__conn_free(struct conn *c);
-void rmq__conn_read(struct conn *c);
+/* A readable (or hung-up) event: events as epoll reported them. */
+void rmq__conn_read(struct conn *c, uint32_t events);
 void rmq__conn_write(struct conn *c);
 void rmq__conn_process_input(struct conn *c);
 /* Its deadline passed: tell the client (best effort) and close. */
 void rmq__conn_timed_out(struct conn *c);
+/* Counts the changes of c's buffer sizes in the server's client memory
+ * (--max-client-memory), and flags the server over it. */
+void rmq__conn_mem_sync(struct conn *c);
+/* Closes c because the clients' buffers are over --max-client-memory:
+ * tells it (best effort), logs (rate-limited) and counts. */
+void rmq__conn_shed(struct conn *c);
+/* A buffer of c could not grow: closes c (the server goes on). */
+void rmq__conn_oom(struct conn *c, const char *what);
 
 /* --- pubsub.c --- */
 /* Copies s's new messages into its connection's output, up to OUT_SOFT
@@ -244,6 +291,10 @@ void rmq__blocked_park(struct conn *c, struct rmq_watch *watch, const char *topi
 void rmq__blocked_unpark(struct conn *c);
 /* For a closing c: unparks it and takes it off the worker's unblocked list. */
 void rmq__blocked_drop(struct conn *c);
+/* The client shut its sending side down while parked: answers the PULL
+ * now as if its timeout passed (empty, no message taken), so a gone client
+ * holds nothing and a half-closed one still gets its answer. */
+void rmq__blocked_hangup(struct conn *c);
 /* Tries a parked pull again. Returns true when it was answered (messages,
  * an error, or an empty array on timeout) and the connection unparked. */
 bool rmq__blocked_try(struct conn *c, bool timed_out);
@@ -252,7 +303,9 @@ bool rmq__blocked_try(struct conn *c, bool timed_out);
 void rmq__blocked_watch_fired(struct rmq_watch *watch);
 /* Answers the PULLs of w whose BLOCK timeout passed by now (queued too). */
 void rmq__blocked_expire(struct worker *w, uint64_t now);
-/* The earliest BLOCK deadline of w's parked PULLs; UINT64_MAX: none. */
+/* The earliest BLOCK deadline of w's parked PULLs; UINT64_MAX: none.
+ * O(1): the timeouts are a heap, so parked PULLs cost nothing per
+ * iteration of the loop. */
 uint64_t rmq__blocked_next_deadline(const struct worker *w);
 /* Runs the requests that waited behind each answered PULL; called once per
  * iteration of the worker's loop, with no RCU pointer held. */
@@ -279,8 +332,23 @@ static inline void rmq__worker_published(struct worker *w, struct rmq_topic *t, 
 }
 
 /* --- cmd.c --- */
-/* Executes one request. Appends replies to c->out. */
+/* Executes one request. Appends replies to c->out. A handler that has more
+ * to do than one loop iteration should take sets c->again and keeps its
+ * state in c: the request is not consumed, and runs again at the next
+ * iteration (rmq__conn_process_input), until it clears it. */
 void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* Frees what a handler keeps in c between iterations. */
+void rmq__cmd_free_state(struct conn *c);
+/* Topics a SUBSCRIBE or UNSUBSCRIBE handles per loop iteration: one with
+ * more is run in parts (see rmq__cmd_split_name), so that no request holds
+ * its worker for long (each topic costs a few microseconds). */
+#define SPLIT_ARGS 512
+/* If the command named by a is one whose arguments may be run in parts,
+ * each as the same command with fewer arguments, with the same replies
+ * (SUBSCRIBE, UNSUBSCRIBE), its canonical name; NULL otherwise. */
+const char *rmq__cmd_split_name(const struct rmq_arg *a);
+/* Queues c to run its next requests at the next loop iteration. */
+void rmq__blocked_queue(struct conn *c);
 
 /* A run of PUBLISH requests to one topic, as a publisher pipelines them:
  * after one has been parsed and executed, the next whose bytes start with

@@ -23,20 +23,88 @@ void rmq__pubsub_reply(struct conn *c, const char *kind, const char *t, size_t t
 	rmq_resp_int(&c->out, count);
 }
 
+/* --- the connection's index of its live subscriptions, by topic name ---
+ * SUBSCRIBE and UNSUBSCRIBE of n topics cost O(n), not O(n^2) (issue 12
+ * item 6). The hash is rmq_hash, keyed per process, so a client cannot
+ * choose names that collide. */
+
+static bool sub_is(const struct live_sub *s, const char *name, size_t len, uint64_t h)
+{
+	const struct rmq_topic *t = s->watch->topic;
+	return s->hash == h && t->name_len == len && memcmp(t->name, name, len) == 0;
+}
+
+/* Slot of the subscription to name in c's index, or of the empty slot
+ * where it would go. */
+static size_t index_slot(const struct conn *c, const char *name, size_t len, uint64_t h)
+{
+	size_t i = (size_t)h & c->live_index_mask;
+	while (c->live_index[i] && !sub_is(c->live_index[i], name, len, h))
+		i = (i + 1) & c->live_index_mask;
+	return i;
+}
+
+static void index_put(struct conn *c, struct live_sub *s)
+{
+	size_t i = (size_t)s->hash & c->live_index_mask;
+	while (c->live_index[i])
+		i = (i + 1) & c->live_index_mask;
+	c->live_index[i] = s;
+}
+
+/* Room for one more: at most half full. */
+static void index_reserve(struct conn *c)
+{
+	size_t cap = c->live_index ? c->live_index_mask + 1 : 0;
+	if ((size_t)c->n_live_subs + 1 <= cap / 2)
+		return;
+	size_t ncap = cap ? 2 * cap : 16;
+	struct live_sub **old = c->live_index;
+	c->live_index = rmq_calloc(ncap, sizeof(*c->live_index));
+	c->live_index_mask = ncap - 1;
+	for (size_t i = 0; i < cap; i++)
+		if (old[i])
+			index_put(c, old[i]);
+	free(old);
+}
+
+/* Deletion with backward shift: the entries after the hole that would not
+ * be found across it move back, so no tombstones are needed. */
+static void index_del(struct conn *c, struct live_sub *s)
+{
+	const struct rmq_topic *t = s->watch->topic;
+	size_t i = index_slot(c, t->name, t->name_len, s->hash), mask = c->live_index_mask;
+	if (c->live_index[i] != s)
+		return;
+	c->live_index[i] = NULL;
+	for (size_t j = (i + 1) & mask; c->live_index[j]; j = (j + 1) & mask) {
+		size_t home = (size_t)c->live_index[j]->hash & mask;
+		/* may j's entry move to the hole at i? only if its home is not
+		 * in (i, j] (cyclically) */
+		bool between = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+		if (between)
+			continue;
+		c->live_index[i] = c->live_index[j];
+		c->live_index[j] = NULL;
+		i = j;
+	}
+}
+
+/* Index in c->live_subs of the subscription to name, or -1. */
 static int live_sub_find(struct conn *c, const char *name, size_t len)
 {
-	for (int i = 0; i < c->n_live_subs; i++) {
-		struct rmq_topic *t = c->live_subs[i]->watch->topic;
-		if (t->name_len == len && memcmp(t->name, name, len) == 0)
-			return i;
-	}
-	return -1;
+	if (!c->n_live_subs)
+		return -1;
+	struct live_sub *s = c->live_index[index_slot(c, name, len, rmq_hash(name, len))];
+	return s ? s->idx : -1;
 }
 
 static void live_sub_remove_at(struct conn *c, int i)
 {
 	struct live_sub *s = c->live_subs[i];
+	index_del(c, s);
 	c->live_subs[i] = c->live_subs[--c->n_live_subs];
+	c->live_subs[i]->idx = i;
 	atomic_fetch_sub(&s->watch->topic->live_subs, 1);
 	cds_list_del(&s->watch_link);
 	rmq_watch_release(s->watch);
@@ -65,6 +133,7 @@ bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 	struct live_sub *s = rmq_calloc(1, sizeof(*s));
 	s->conn = c;
 	s->watch = w;
+	s->hash = rmq_hash(name->p, name->len);
 	cds_list_add_tail(&s->watch_link, &w->members);
 	/* After the watch is visible (rmq_watch_acquire's fence): any message
 	 * past this position wakes us. */
@@ -73,6 +142,9 @@ bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 		c->live_subs_cap = c->live_subs_cap ? c->live_subs_cap * 2 : 4;
 		c->live_subs = rmq_realloc(c->live_subs, (size_t)c->live_subs_cap * sizeof(*c->live_subs));
 	}
+	index_reserve(c);
+	index_put(c, s);
+	s->idx = c->n_live_subs;
 	c->live_subs[c->n_live_subs++] = s;
 	atomic_fetch_add(&t->live_subs, 1);
 	rmq__pubsub_reply(c, "subscribe", name->p, name->len, c->n_live_subs);
@@ -171,11 +243,15 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 			caught_up = true;
 			break;
 		}
-		rmq_buf_append(&c->out, b.data, b.bytes);
+		if (!rmq_buf_try_append(&c->out, b.data, b.bytes)) {
+			rmq__conn_oom(c, "output");
+			return false;
+		}
 		rmq_log_consume(&s->cursor, &b, n);
 		stat_add(&c->worker->stats.delivered, n);
 	}
 	rmq__conn_want_flush(c);
+	rmq__conn_mem_sync(c);
 	return caught_up;
 }
 

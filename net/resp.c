@@ -244,6 +244,45 @@ ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
 	return (ssize_t)pos;
 }
 
+ssize_t rmq_resp_frame_len(const char *buf, size_t len, const struct rmq_resp_limits *lim)
+{
+	if (len == 0)
+		return RMQ_RESP_INCOMPLETE;
+	if (buf[0] != '*') {
+		const char *nl = memchr(buf, '\n', len);
+		size_t linelen = nl ? (size_t)(nl - buf) : len;
+		if (linelen > lim->max_inline)
+			return RMQ_RESP_ERROR;
+		return nl ? (ssize_t)(linelen + 1) : RMQ_RESP_INCOMPLETE;
+	}
+	int64_t n;
+	ssize_t r = parse_num_line(buf + 1, len - 1, &n);
+	if (r <= 0)
+		return r < 0 ? RMQ_RESP_ERROR : RMQ_RESP_INCOMPLETE;
+	size_t pos = 1 + (size_t)r;
+	if (n <= 0)
+		return (ssize_t)pos;
+	if ((uint64_t)n > lim->max_args)
+		return RMQ_RESP_ERROR;
+	for (int64_t i = 0; i < n; i++) {
+		if (pos >= len)
+			return RMQ_RESP_INCOMPLETE;
+		if (buf[pos] != '$')
+			return RMQ_RESP_ERROR;
+		int64_t bl;
+		r = parse_num_line(buf + pos + 1, len - pos - 1, &bl);
+		if (r < 0 || (r > 0 && bl < 0) || (r > 0 && (uint64_t)bl > lim->max_bulk))
+			return RMQ_RESP_ERROR;
+		if (r == 0)
+			return RMQ_RESP_INCOMPLETE;
+		pos += 1 + (size_t)r;
+		if (len - pos < (size_t)bl + 2)
+			return RMQ_RESP_INCOMPLETE;
+		pos += (size_t)bl + 2;
+	}
+	return (ssize_t)pos;
+}
+
 size_t rmq_resp_parse_bulk_tail(const char *p, size_t len, const struct rmq_resp_limits *lim,
 				struct rmq_arg *arg)
 {

@@ -43,6 +43,15 @@ struct rmq_resp_limits {
 ssize_t rmq_resp_parse(char *buf, size_t len, const struct rmq_resp_limits *lim,
 		       struct rmq_arg *argv, size_t argv_cap, size_t *argc, const char **err);
 
+/* The length of the first request in buf[0, len) without parsing its
+ * arguments (nothing is written, no argv needed): > 0 when complete,
+ * RMQ_RESP_INCOMPLETE, or RMQ_RESP_ERROR when its end cannot be found
+ * (rmq_resp_parse reports an error for it then; an inline line is
+ * delimited by its newline whatever its quotes). Never reads past len.
+ * For telling whether input the server is not running yet ends in a
+ * half-sent request. */
+ssize_t rmq_resp_frame_len(const char *buf, size_t len, const struct rmq_resp_limits *lim);
+
 /* Parses the rest of a bulk string after its '$': "<len>\r\n<bytes>\r\n".
  * Returns the bytes consumed and sets *arg, or 0 when incomplete or not
  * well-formed (the caller then lets rmq_resp_parse decide which). */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 void rmq_server_config_defaults(struct rmq_server_config *cfg)
@@ -33,6 +34,51 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->max_inline = 64 * 1024;
 	cfg->frame_timeout_ms = 30000;
 	cfg->subscriber_ttl_ms = 0;
+	cfg->max_request = 0;
+	cfg->max_client_memory = rmq_server_default_client_memory();
+	cfg->tcp_keepalive_s = 300;
+}
+
+/* The default --max-client-memory: this share of what the process may use. */
+#define CLIENT_MEMORY_SHARE 4
+/* and never less than this, so that a tiny limit still serves a client */
+#define CLIENT_MEMORY_FLOOR (64u << 20)
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+size_t rmq_server_default_client_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	uint64_t lim = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : (8ULL << 30);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		lim = min_u64(lim, rl.rlim_cur);
+	if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		lim = min_u64(lim, rl.rlim_cur);
+	/* cgroup v2: "max" or a byte count */
+	FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+	if (f) {
+		char line[64];
+		uint64_t v;
+		if (fgets(line, sizeof(line), f)) {
+			line[strcspn(line, "\n")] = '\0';
+			if (rmq_parse_u64(line, strlen(line), 0, &v) == 0 && v > 0)
+				lim = min_u64(lim, v);
+		}
+		fclose(f);
+	}
+	uint64_t b = lim / CLIENT_MEMORY_SHARE;
+	if (b < CLIENT_MEMORY_FLOOR)
+		b = CLIENT_MEMORY_FLOOR;
+	return b > SIZE_MAX ? SIZE_MAX : (size_t)b;
+}
+
+size_t rmq_server_max_request(const struct rmq_server_config *cfg)
+{
+	return cfg->max_request ? cfg->max_request : 2 * cfg->max_payload + (16u << 20);
 }
 
 static void broker_wake(void *ctx, uint32_t shard)
@@ -44,10 +90,16 @@ static void broker_wake(void *ctx, uint32_t shard)
 int rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 {
 	const struct rmq_server_config *cfg = &srv->cfg;
-	srv->lim.max_bulk = cfg->max_payload;
+	/* The parser takes any argument up to max(max_payload, a floor):
+	 * names and numbers are not payloads (PUBLISH and MPUBLISH check their
+	 * payloads against max_payload themselves, and the PUBLISH fast path
+	 * takes only payloads within it, pay_lim). */
+	srv->lim.max_bulk = cfg->max_payload > RMQ_MIN_ARG_LIMIT ? cfg->max_payload : RMQ_MIN_ARG_LIMIT;
 	srv->lim.max_args = cfg->max_args;
 	srv->lim.max_inline = cfg->max_inline;
-	srv->max_query = 2 * cfg->max_payload + (16u << 20);
+	srv->pay_lim = srv->lim;
+	srv->pay_lim.max_bulk = cfg->max_payload;
+	srv->max_query = rmq_server_max_request(cfg);
 	srv->nworkers = cfg->threads;
 	srv->started_ms = rmq_now_ms();
 	srv->broker = rmq_broker_new(srv->nworkers, wake, srv);
@@ -137,6 +189,12 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	/* Their default action is to terminate at once, with no log and no
+	 * graceful close: they are waited for too, logged and ignored (SIGHUP
+	 * is to reload the configuration once there is one to reload). */
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -187,7 +245,14 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		 RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
 
 	int sig = 0;
-	sigwait(&set, &sig);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGINT || sig == SIGTERM)
+			break;
+		rmq_diagf(RMQ_DIAG_INFO, "received %s: ignored (only SIGINT and SIGTERM stop the server)",
+			  sig == SIGHUP ? "SIGHUP" : sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
+	}
 	rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
 	stop_threads(srv, true, srv->nworkers);

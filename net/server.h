@@ -25,7 +25,15 @@ struct rmq_server_config {
 	const char *bind;            /* address to listen on */
 	int port;                    /* 0: pick a free port */
 	unsigned threads;            /* workers = shards, 1..64 */
-	size_t max_payload;          /* largest bulk string / message */
+	size_t max_payload;          /* largest message (PUBLISH/MPUBLISH payload);
+				      * other arguments may be up to
+				      * max(max_payload, RMQ_MIN_ARG_LIMIT) */
+	size_t max_request;          /* largest request, whole (RESP bytes);
+				      * 0: 2 * max_payload + 16 MiB */
+	size_t max_client_memory;    /* all clients' input and output buffers
+				      * together; over it the largest are
+				      * closed. 0: no limit */
+	unsigned tcp_keepalive_s;    /* TCP keepalive idle time; 0: off */
 	unsigned max_clients;        /* connections served at once */
 	enum rmq_diag_level log_level; /* diagnostics shown (net/diag.h) */
 	uint64_t default_capacity;   /* CREATE without CAPACITY */
@@ -40,7 +48,18 @@ struct rmq_server_config {
 				      * delivery; 0: the default, 30 s */
 };
 
+/* Arguments other than payloads (command and topic names, numbers, ECHO's)
+ * are accepted up to max(max_payload, this) bytes. */
+#define RMQ_MIN_ARG_LIMIT 4096u
+
+/* Defaults; max_client_memory is sized to the machine
+ * (rmq_server_default_client_memory). */
 RMQ_API void rmq_server_config_defaults(struct rmq_server_config *cfg);
+/* A quarter of the memory this process may use: the least of physical
+ * memory, RLIMIT_AS, RLIMIT_DATA and the cgroup's memory.max. */
+RMQ_API size_t rmq_server_default_client_memory(void);
+/* The whole-request limit cfg implies (max_request, or its default). */
+RMQ_API size_t rmq_server_max_request(const struct rmq_server_config *cfg);
 
 /* Runs until SIGINT/SIGTERM. Returns 0 on a clean stop, 1 if the server
  * could not start (the reason is printed on stderr). */

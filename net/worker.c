@@ -181,13 +181,42 @@ static void worker_expire(struct worker *w)
 {
 	uint64_t now = rmq_now_ms();
 	rmq__blocked_expire(w, now);
-	struct conn *c;
-	while (!cds_list_empty(&w->deadlines)) {
-		c = cds_list_entry(w->deadlines.next, struct conn, deadline_link);
-		if (c->deadline_ms > now)
-			break;
-		rmq__conn_timed_out(c); /* removes it from the list */
+	struct cds_list_head *lists[] = { &w->deadlines, &w->lingers };
+	for (int i = 0; i < 2; i++) {
+		while (!cds_list_empty(lists[i])) {
+			struct conn *c = cds_list_entry(lists[i]->next, struct conn, deadline_link);
+			if (c->deadline_ms > now)
+				break;
+			rmq__conn_timed_out(c); /* removes it from the list */
+		}
 	}
+}
+
+/* --max-client-memory: all clients' buffers are over it. Each worker sheds
+ * its own largest connections while it holds more than its share of the
+ * limit (limit / workers; connections are spread round-robin), down to
+ * 7/8 of it, so that some worker always has something to shed and none
+ * sheds clients for another's. Walks this worker's connections once per
+ * shed: rare, and each one frees a buffer. */
+#define SHED_TARGET(x) ((x) / 8 * 7)
+
+static void worker_shed(struct worker *w)
+{
+	struct server *srv = w->srv;
+	if (!atomic_load_explicit(&srv->mem_over, memory_order_relaxed))
+		return;
+	int64_t max = (int64_t)srv->cfg.max_client_memory, share = max / (int64_t)srv->nworkers;
+	while (atomic_load(&srv->client_mem) > SHED_TARGET(max) && w->client_mem > SHED_TARGET(share)) {
+		struct conn *c, *big = NULL;
+		cds_list_for_each_entry(c, &w->conns, link)
+			if (!big || c->mem > big->mem)
+				big = c;
+		if (!big || big->mem == 0)
+			break;
+		rmq__conn_shed(big);
+	}
+	if (atomic_load(&srv->client_mem) <= max)
+		atomic_store(&srv->mem_over, 0);
 }
 
 
@@ -213,12 +242,18 @@ static void worker_trim(struct worker *w, int nevents)
 static int worker_timeout(struct worker *w)
 {
 	uint64_t now = rmq_now_ms(), next = rmq__blocked_next_deadline(w);
-	struct conn *c;
-	if (!cds_list_empty(&w->deadlines)) {
-		c = cds_list_entry(w->deadlines.next, struct conn, deadline_link);
+	struct cds_list_head *lists[] = { &w->deadlines, &w->lingers };
+	for (int i = 0; i < 2; i++) {
+		if (cds_list_empty(lists[i]))
+			continue;
+		struct conn *c = cds_list_entry(lists[i]->next, struct conn, deadline_link);
 		if (c->deadline_ms < next)
 			next = c->deadline_ms;
 	}
+	/* Over --max-client-memory with nothing of ours to shed: another
+	 * worker is shedding; look again soon rather than spin on events. */
+	if (atomic_load_explicit(&w->srv->mem_over, memory_order_relaxed) && now + 1 < next)
+		next = now + 1;
 	if (srv_ttl_due(w) < next)
 		next = srv_ttl_due(w);
 	if (w->trim_ms && w->trim_ms < next)
@@ -295,6 +330,7 @@ static void worker_loop(struct worker *w, bool once)
 		worker_drain_watches(w);
 		rmq_shard_housekeep(srv->broker, w->id);
 		worker_expire(w);
+		worker_shed(w);
 		worker_ttl_sweep(w);
 		w->may_quiesce = true; /* connections are not RCU-protected */
 		rmq__blocked_process_unblocked(w);
@@ -328,13 +364,14 @@ static void worker_loop(struct worker *w, bool once)
 			struct conn *c = evs[i].data.ptr;
 			if (c->closing)
 				continue;
-			if ((evs[i].events & (EPOLLERR | EPOLLHUP)) && (c->paused || c->eof)) {
+			if ((evs[i].events & (EPOLLERR | EPOLLHUP)) && !(c->events & EPOLLIN) &&
+			    !c->draining) {
 				/* gone both ways while we were not reading */
 				rmq__conn_close(c);
 				continue;
 			}
 			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-				rmq__conn_read(c);
+				rmq__conn_read(c, evs[i].events);
 			if (!c->closing && (evs[i].events & EPOLLOUT))
 				rmq__conn_write(c);
 		}
@@ -369,10 +406,11 @@ int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
 	w->srv = srv;
 	CDS_INIT_LIST_HEAD(&w->conns);
 	CDS_INIT_LIST_HEAD(&w->flush);
-	CDS_INIT_LIST_HEAD(&w->parked_conns);
+
 	CDS_INIT_LIST_HEAD(&w->unblocked);
 	CDS_INIT_LIST_HEAD(&w->closed);
 	CDS_INIT_LIST_HEAD(&w->deadlines);
+	CDS_INIT_LIST_HEAD(&w->lingers);
 	w->accept_ring_buf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));
 	ck_ring_init(&w->accept_ring, ACCEPT_RING);
 	w->argv_cap = 64;
@@ -398,5 +436,6 @@ void rmq__worker_fini(struct worker *w)
 		close(w->wake_fd);
 	free(w->accept_ring_buf);
 	free(w->argv);
+	free(w->park_heap);
 	rmq_buf_free(&w->scratch);
 }

@@ -293,3 +293,38 @@ Test(buf, free_resets)
 	expect_stream(&b, 3);
 	rmq_buf_free(&b);
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+#define RMQ_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RMQ_TEST_ASAN 1
+#endif
+#endif
+#ifndef RMQ_TEST_ASAN
+#define RMQ_TEST_ASAN 0
+#endif
+
+/* The try_ variants report what memory cannot hold and leave the buffer as
+ * it was: a client buffer that cannot grow closes that client, not the
+ * server (issue 12 item 4). */
+Test(buf, try_reserve_fails_cleanly)
+{
+	struct rmq_buf b = { 0 };
+	append_stream(&b, 0, 100);
+	rmq_buf_consume(&b, 10);
+	struct rmq_buf before = b;
+	cr_assert_null(rmq_buf_try_reserve(&b, SIZE_MAX - 8)); /* overflows */
+#if !RMQ_TEST_ASAN /* (ASan reports the failed allocation, which fails the run) */
+	cr_assert_null(rmq_buf_try_reserve(&b, SIZE_MAX / 4)); /* no such memory */
+	cr_assert(!rmq_buf_try_append(&b, "x", SIZE_MAX / 4));
+#endif
+	cr_assert_eq(b.data, before.data);
+	cr_assert_eq(b.cap, before.cap);
+	cr_assert_eq(b.len, before.len);
+	cr_assert_eq(b.off, before.off);
+	cr_assert(rmq_buf_try_append(&b, "y", 1));
+	cr_assert_eq(rmq_buf_pending(&b), 91);
+	cr_assert_eq(b.data[b.len - 1], 'y');
+	rmq_buf_free(&b);
+}

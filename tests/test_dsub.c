@@ -136,10 +136,10 @@ Test(dsub, subscribe_pull_resume)
 	for (uint64_t k = 22; k <= 24; k++)
 		cr_assert_eq(publish_k(t, k), (int64_t)k);
 	uint64_t lag = UINT64_MAX;
-	rmq_dsub_registry_foreach(r, rmq_now_ms(), lag_cb, &lag);
+	rmq_dsub_registry_foreach(r, rmq_now_ms(), UINT64_MAX, lag_cb, &lag);
 	cr_assert_eq(lag, 3);
 	cr_assert_eq(pull_check(d, tok2, "orders", 22, NULL), 3);
-	rmq_dsub_registry_foreach(r, rmq_now_ms(), lag_cb, &lag);
+	rmq_dsub_registry_foreach(r, rmq_now_ms(), UINT64_MAX, lag_cb, &lag);
 	cr_assert_eq(lag, 0);
 
 	/* Detached: the old owner's token no longer works, a new attach
@@ -407,6 +407,11 @@ Test(dsub, drop_oldest_reports_lost)
 
 /* Enough subscribers and topics to make both hash tables resize, then
  * free everything (LeakSanitizer / ASan check the teardown paths). */
+static void count_cb(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t l, void *ctx)
+{
+	(*(uint64_t *)ctx)++;
+}
+
 Test(dsub, many_subscribers)
 {
 	struct rmq_broker *b = broker(4);
@@ -427,6 +432,15 @@ Test(dsub, many_subscribers)
 			cr_assert_eq(rmq_dsub_subscribe(d, tok, t[(i + 1) % 8]), 2);
 	}
 	cr_assert_eq(rmq_dsub_registry_count(r), 4000);
+	/* INFO's walk is bounded: at most max subscriptions reported, and the
+	 * subscribers visited say how many are left out (issue 12 item 8) */
+	uint64_t calls = 0;
+	uint64_t seen = rmq_dsub_registry_foreach(r, rmq_now_ms(), 100, count_cb, &calls);
+	cr_assert_eq(calls, 100);
+	cr_assert(seen >= 67 && seen <= 100, "visited %llu subscribers for 100 lines", (unsigned long long)seen);
+	calls = 0;
+	cr_assert_eq(rmq_dsub_registry_foreach(r, rmq_now_ms(), UINT64_MAX, count_cb, &calls), 4000);
+	cr_assert_eq(calls, 4000 + 1334);
 	for (int i = 0; i < 8; i++) {
 		struct rmq_topic_stats st;
 		cr_assert_eq(publish_k(t[i], 1), 1);
@@ -639,7 +653,7 @@ static void view_cb(const struct rmq_dsub_info *d, struct rmq_dsub_subscription 
 static struct sub_view view(struct rmq_dsub_registry *r)
 {
 	struct sub_view v = { 0 };
-	rmq_dsub_registry_foreach(r, rmq_now_ms(), view_cb, &v);
+	rmq_dsub_registry_foreach(r, rmq_now_ms(), UINT64_MAX, view_cb, &v);
 	return v;
 }
 

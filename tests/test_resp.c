@@ -390,3 +390,36 @@ Test(resp, bulk_tail)
 		}
 	}
 }
+
+/* rmq_resp_frame_len delimits what rmq_resp_parse parses, without argv:
+ * the same length for whole frames, incomplete for every prefix, an error
+ * for the RESP frames that cannot be delimited. */
+Test(resp, frame_len_delimits_like_parse)
+{
+	for (size_t f = 0; f < sizeof(good) / sizeof(good[0]); f++) {
+		for (size_t k = 0; k <= good[f].len; k++) {
+			struct guarded g = guard(good[f].wire, k);
+			ssize_t r = rmq_resp_frame_len(g.p, k, &lim);
+			unguard(&g);
+			cr_assert_eq(r, k == good[f].len ? (ssize_t)k : RMQ_RESP_INCOMPLETE,
+				     "frame %zu prefix %zu: %zd", f, k, r);
+		}
+	}
+	static const char *const undelimited[] = { "*x\r\n", "*1\r\n+PING\r\n", "*1\r\n$-2\r\n",
+						    "*1\r\n$2000\r\n", "*99\r\n" };
+	for (size_t i = 0; i < sizeof(undelimited) / sizeof(undelimited[0]); i++) {
+		struct guarded g = guard(undelimited[i], strlen(undelimited[i]));
+		cr_assert_eq(rmq_resp_frame_len(g.p, strlen(undelimited[i]), &lim), RMQ_RESP_ERROR, "%s",
+			     undelimited[i]);
+		unguard(&g);
+	}
+	char line[300];
+	memset(line, 'a', sizeof(line));
+	struct guarded g = guard(line, sizeof(line));
+	cr_assert_eq(rmq_resp_frame_len(g.p, sizeof(line), &lim), RMQ_RESP_ERROR);
+	unguard(&g);
+	/* the first of two frames */
+	static const char two[] = "*1\r\n$4\r\nPING\r\nPING\r\n";
+	cr_assert_eq(rmq_resp_frame_len(two, sizeof(two) - 1, &lim), 14);
+	cr_assert_eq(rmq_resp_frame_len(two + 14, sizeof(two) - 15, &lim), 6);
+}

@@ -22,16 +22,100 @@ SRV_TEST(limits, max_payload, "--max-payload", "1024")
 	size_t lens[] = { 7, 1, 1024 };
 	SBIN(c, 3, argv, lens);
 	IS_INT(RD(c), 1);
+	/* over --max-payload: an ordinary error, nothing stored, the
+	 * connection stays (the parser takes arguments up to max(1024, 4K)) */
 	lens[2] = 1025;
+	SBIN(c, 3, argv, lens);
+	IS_ERR(RD(c), "ERR message of 1025 bytes is larger than --max-payload (1024 bytes)");
+	const char *margv[] = { "MPUBLISH", "t", "a", pl };
+	size_t mlens[] = { 8, 1, 1, 1025 };
+	SBIN(c, 4, margv, mlens);
+	IS_ERR(RD(c), "ERR message of 1025 bytes is larger than --max-payload");
+	PING_OK(c);
+	/* a pipelined run of PUBLISH (the fast path) refuses it the same way */
+	struct e2e_wbuf b = { 0 };
+	for (int i = 0; i < 3; i++) {
+		lens[2] = i == 1 ? 1025 : 10;
+		e2e_wbuf_cmdv(&b, 3, argv, lens);
+	}
+	SEND(c, b.p, b.len);
+	e2e_wbuf_free(&b);
+	IS_INT(RD(c), 2);
+	IS_ERR(RD(c), "ERR message of 1025 bytes is larger than --max-payload");
+	IS_INT(RD(c), 3);
+	/* over the parser's limit for any argument: a protocol error, closed */
+	static char huge[4097];
+	memset(huge, 'h', sizeof(huge));
+	argv[2] = huge;
+	lens[2] = sizeof(huge);
 	SBIN(c, 3, argv, lens);
 	IS_ERR(RD(c), "ERR Protocol error");
 	IS_EOF(c);
 	PING_OK(other);
-	IS_INT(R(other, "PUBLISH", "t", "small"), 2);
+	IS_INT(R(other, "PUBLISH", "t", "small"), 4);
 	cr_assert_eq(INFO(other, "max_payload"), 1024);
 	cr_assert_eq(INFO(other, "protocol_errors"), 1);
 	e2e_close(c);
 	e2e_close(other);
+}
+
+/* Issue 12 item 11: --max-payload is for payloads: with --max-payload 6 the
+ * command names (PUBLISH: 7 bytes) and 200-byte topic names still work. */
+SRV_TEST(limits, max_payload_is_for_payloads, "--max-payload", "6")
+{
+	struct e2e_client *c = CONN();
+	IS_OK(R(c, "CREATE", "t"));
+	IS_INT(R(c, "PUBLISH", "t", "abcdef"), 1);
+	IS_INT(R(c, "MPUBLISH", "t", "de", "fghijk"), 3);
+	char name[201];
+	memset(name, 'n', 200);
+	name[200] = '\0';
+	IS_OK(R(c, "CREATE", name));
+	IS_INT(R(c, "PUBLISH", name, "x"), 1);
+	IS_ERR(R(c, "PUBLISH", "t", "1234567"), "ERR message of 7 bytes is larger than --max-payload (6 bytes)");
+	IS_INT(R(c, "PUBLISH", "t", "ok"), 4);
+	e2e_close(c);
+}
+
+/* --max-request is one deterministic rule: a request larger than it is
+ * refused however it arrives, whole in one read or byte by byte (before,
+ * the limit applied only while a request was incomplete, so the same
+ * request passed or failed by how the reads fell). */
+SRV_TEST(limits, max_request_is_deterministic, "--max-payload", "1K", "--max-request", "4K")
+{
+	struct e2e_client *adm = CONN();
+	IS_OK(R(adm, "CREATE", "t"));
+	cr_assert_eq(INFO(adm, "max_request"), 4096);
+	/* the other limits of issue 12 are shown too */
+	cr_assert_geq(INFO(adm, "max_client_memory"), 64 << 20);
+	cr_assert_eq(INFO(adm, "tcp_keepalive"), 300);
+	cr_assert_eq(INFO(adm, "client_memory_closed"), 0);
+	cr_assert_geq(INFO(adm, "client_buffers_bytes"), 0);
+	static char pl[1000];
+	memset(pl, 'r', sizeof(pl));
+	const char *argv[7] = { "MPUBLISH", "t", pl, pl, pl, pl, pl };
+	size_t lens[7] = { 8, 1, 1000, 1000, 1000, 1000, 1000 };
+	for (int how = 0; how < 2; how++) {
+		/* 4 payloads: under 4K, stored; 5: over, refused */
+		struct e2e_client *c = CONN();
+		SBIN(c, 6, argv, lens);
+		IS_INT(RD(c), 4 * how + 4);
+		struct e2e_wbuf b = { 0 };
+		e2e_wbuf_cmdv(&b, 7, argv, lens);
+		if (how == 0) {
+			SEND(c, b.p, b.len);
+		} else {
+			for (size_t off = 0; off < b.len; off += 700) {
+				SEND(c, b.p + off, b.len - off < 700 ? b.len - off : 700);
+				e2e_sleep_ms(5);
+			}
+		}
+		e2e_wbuf_free(&b);
+		IS_ERR(RD(c), "ERR Protocol error: request too large");
+		e2e_close(c);
+	}
+	cr_assert_eq(INFO(adm, "protocol_errors"), 2);
+	e2e_close(adm);
 }
 
 /* A client that sends a whole payload far over the limit still reads the

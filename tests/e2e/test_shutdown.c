@@ -6,6 +6,8 @@
  *
  * Run one test: tests/e2e/test_shutdown -j1 --filter 'shutdown/sigterm_with_clients'
  */
+#include <sys/wait.h>
+
 #include "srv_test.h"
 
 /* SIGTERM/SIGINT with clients in every state: the server answers parked
@@ -85,4 +87,29 @@ Test(shutdown, unread_output, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(30.0
 SRV_TEST(shutdown, idle_server)
 {
 	cr_assert_gt(g_srv.port, 0);
+}
+
+/* SIGHUP, SIGUSR1 and SIGUSR2 neither stop nor disturb the server (their
+ * default action would kill it at once, status 129/138/140, without a
+ * graceful close): each is logged and ignored; SIGTERM still stops it. */
+Test(shutdown, sighup_sigusr_ignored, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(30.0))
+{
+	start_server((const char *const[]){ "--threads", "2", NULL });
+	struct e2e_client *c = CONN();
+	IS_OK(R(c, "CREATE", "t"));
+	const int sigs[] = { SIGHUP, SIGUSR1, SIGUSR2 };
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		cr_assert_eq(kill(g_srv.pid, sigs[i]), 0);
+		e2e_sleep_ms(100);
+		int st;
+		cr_assert_eq(waitpid(g_srv.pid, &st, WNOHANG), 0, "the server died of %s (status 0x%x)",
+			     strsignal(sigs[i]), st);
+		IS_INT(R(c, "PUBLISH", "t", "m"), (long long)i + 1);
+	}
+	char tail[4096];
+	cr_assert(e2e_server_log_tail(&g_srv, tail, sizeof(tail)));
+	cr_assert(strstr(tail, "received SIGHUP: ignored"), "not logged:\n%s", tail);
+	e2e_close(c);
+	stop_server_ok(SIGTERM);
+	g_done = true;
 }

@@ -503,7 +503,7 @@ static void close_clients(uint64_t abrupt_before)
 	for (uint32_t i = 0; i < NWORKERS; i++) {
 		struct worker *w = &srv->workers[i];
 		CHECK(cds_list_empty(&w->conns), "worker %u still has connections", i);
-		CHECK(cds_list_empty(&w->parked_conns), "worker %u still has parked PULLs", i);
+		CHECK(w->park_n == 0, "worker %u still has parked PULLs", i);
 		CHECK(cds_list_empty(&w->flush) && cds_list_empty(&w->closed), "worker %u not idle", i);
 	}
 }

@@ -16,6 +16,12 @@
  *  - churn: pairs of extra topics created, used by live, durable and
  *    blocked-PULL subscribers, and deleted under them, while a racer
  *    thread publishes to them;
+ *  - hostile clients (issue 12): consumers that park in PULL ... BLOCK 0 on
+ *    a quiet topic and exit without reading the answer (the server must
+ *    close them: the fd check below fails otherwise), and live subscribers
+ *    that never read yet keep sending PINGs (the server must stop reading
+ *    them: each may get at most DEAF_MAX_SENT in before its sends block,
+ *    or be disconnected as slow);
  *  - the main thread samples the server's RSS and fd count.
  *
  * Then it checks: every durable subscriber got every message of its
@@ -66,6 +72,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "harness.h"
 #include "procstat.h"
@@ -87,6 +96,11 @@
 #define PUB_CHURN 100            /* publisher ids of the churn thread and the racer */
 #define PUB_RACER 101
 #define CHURN_ID0 0x10000u       /* topic ids of churn topics: CHURN_ID0 + 2k (+1) */
+#define QUIET_TOPIC "soak.quiet" /* never published to: hostile pullers park there */
+#define GONE_NAMES 4             /* durable names of the pullers that vanish (reused) */
+#define DEAF_MS 1500             /* one deaf subscriber's life */
+#define DEAF_MAX_SENT (32u << 20) /* what the server may take in from one: the
+				   * bound is 64 KiB plus the kernel's buffers */
 
 /* --- configuration and shared state --- */
 
@@ -1002,6 +1016,128 @@ static void *racer_main(void *arg)
 	return NULL;
 }
 
+/* --- hostile clients (issue 12 items 1 and 2) --- */
+
+struct hostile {
+	pthread_t th;
+	uint64_t rng;
+	_Atomic uint64_t gone, deaf, deaf_closed, deaf_max_sent;
+};
+
+/* A raw, blocking TCP connection to the server (the client library waits
+ * for replies; these clients must not). */
+static int raw_connect(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)g_port) };
+	inet_pton(AF_INET, E2E_HOST, &a.sin_addr);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool raw_send(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* Registers, subscribes the quiet topic, parks in PULL BLOCK 0, exits. */
+static void hostile_gone_puller(struct hostile *h, uint64_t k)
+{
+	int fd = raw_connect();
+	if (fd < 0)
+		return failf("hostile: connect: %s", strerror(errno));
+	char req[512], name[32];
+	snprintf(name, sizeof(name), "soak-gone-%" PRIu64, k % GONE_NAMES);
+	int n = snprintf(req, sizeof(req),
+			 "*3\r\n$8\r\nREGISTER\r\n$10\r\nSUBSCRIBER\r\n$%zu\r\n%s\r\n"
+			 "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n"
+			 "*4\r\n$4\r\nPULL\r\n$%zu\r\n%s\r\n$5\r\nBLOCK\r\n$1\r\n0\r\n",
+			 strlen(name), name, strlen(QUIET_TOPIC), QUIET_TOPIC, strlen(QUIET_TOPIC), QUIET_TOPIC);
+	/* Read the REGISTER and SUBSCRIBE replies, so that the close is a FIN
+	 * (unread input would make it a reset, which the server always saw). */
+	struct timeval tv = { .tv_sec = CLIENT_TIMEOUT_MS / 1000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char got[256] = "";
+	size_t have = 0;
+	static const char want[] = "+OK\r\n*3\r\n$9\r\nsubscribe\r\n$10\r\n" QUIET_TOPIC "\r\n:1\r\n";
+	if (raw_send(fd, req, (size_t)n)) {
+		while (have < sizeof(want) - 1) {
+			ssize_t r = recv(fd, got + have, sizeof(want) - 1 - have, 0);
+			if (r <= 0)
+				break;
+			have += (size_t)r;
+		}
+	}
+	if (have != sizeof(want) - 1 || memcmp(got, want, have) != 0)
+		failf("hostile: %s: REGISTER + SUBSCRIBE got %zu bytes '%.*s'", name, have, (int)have, got);
+	e2e_sleep_ms(20 + (unsigned)(rnd(&h->rng) % 30)); /* parked by now */
+	close(fd);
+	cnt_add(&h->gone, 1);
+}
+
+/* Subscribes a main topic and sends PINGs for DEAF_MS without reading
+ * anything: the server must stop taking them in (or drop it as slow). */
+static void hostile_deaf(struct hostile *h, uint64_t k)
+{
+	int fd = raw_connect();
+	if (fd < 0)
+		return failf("hostile: connect: %s", strerror(errno));
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	const char *t = g_topic[k % (uint64_t)g_cfg.topics];
+	char req[128];
+	int n = snprintf(req, sizeof(req), "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n", strlen(t), t);
+	static const char ping[] = "PING\r\nPING\r\nPING\r\nPING\r\n";
+	static char pings[64 * (sizeof(ping) - 1)];
+	for (size_t i = 0; i < sizeof(pings); i += sizeof(ping) - 1)
+		memcpy(pings + i, ping, sizeof(ping) - 1);
+	uint64_t sent = 0, until = e2e_now_ms() + DEAF_MS;
+	bool closed = !raw_send(fd, req, (size_t)n);
+	while (!closed && running() && e2e_now_ms() < until) {
+		ssize_t w = send(fd, pings, sizeof(pings), MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0) {
+			sent += (uint64_t)w;
+		} else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			e2e_sleep_ms(5); /* blocked: the server stopped reading us */
+		} else {
+			closed = true; /* disconnected as slow */
+		}
+	}
+	close(fd);
+	cnt_add(&h->deaf, 1);
+	if (closed)
+		cnt_add(&h->deaf_closed, 1);
+	if (sent > cnt(&h->deaf_max_sent))
+		atomic_store(&h->deaf_max_sent, sent);
+	if (sent > DEAF_MAX_SENT)
+		failf("hostile: the server took %" PRIu64 " bytes of PING from a subscriber that reads nothing", sent);
+}
+
+static void *hostile_main(void *arg)
+{
+	struct hostile *h = arg;
+	for (uint64_t k = 0; running(); k++) {
+		if (k % 4 == 3)
+			hostile_deaf(h, k);
+		else
+			hostile_gone_puller(h, k);
+		e2e_sleep_ms((unsigned)(rnd(&h->rng) % 100));
+	}
+	return NULL;
+}
+
 /* --- the server process --- */
 
 /* Open file descriptors of pid, -1 if unreadable. */
@@ -1181,6 +1317,7 @@ static struct live g_lives[MAX_SUBS];
 static struct dur g_durs[MAX_SUBS];
 static struct churn g_churn;
 static struct racer g_racer;
+static struct hostile g_hostile;
 
 /* Everything the summary reports. */
 struct totals {
@@ -1218,6 +1355,11 @@ static bool setup(void)
 		d->mask = (1ULL << (i % g_cfg.topics)) | (1ULL << ((i + 1) % g_cfg.topics));
 		rmq_client_close(dur_attach(d->who, d->name, d->mask));
 	}
+	adm = dial("set-up");
+	struct rmq_topic_opts q = { .capacity = 64 << 10, .onfull = RMQ_ONFULL_DROP_OLDEST };
+	if (adm && rmq_create_topic(adm, QUIET_TOPIC, &q) != RMQ_OK)
+		FATAL("CREATE %s: %s", QUIET_TOPIC, rmq_client_errstr(adm));
+	rmq_client_close(adm);
 	return !atomic_load(&g_abort);
 }
 
@@ -1244,6 +1386,8 @@ static void start_threads(void)
 	g_racer.rng = rnd_seed(5, 0);
 	start(&g_churn.th, churn_main, &g_churn);
 	start(&g_racer.th, racer_main, &g_racer);
+	g_hostile.rng = rnd_seed(6, 0);
+	start(&g_hostile.th, hostile_main, &g_hostile);
 	for (int i = 0; i < g_cfg.pubs; i++) {
 		struct pub *p = &g_pubs[i];
 		p->id = i;
@@ -1323,6 +1467,10 @@ static void join_all(struct totals *tt)
 	}
 	pthread_join(g_churn.th, NULL);
 	pthread_join(g_racer.th, NULL);
+	pthread_join(g_hostile.th, NULL);
+	if (!atomic_load(&g_abort) && (cnt(&g_hostile.gone) == 0 || cnt(&g_hostile.deaf) == 0))
+		failf("the hostile clients did not run (%" PRIu64 " gone pullers, %" PRIu64 " deaf subscribers)",
+		      cnt(&g_hostile.gone), cnt(&g_hostile.deaf));
 	tt->all_in = tt->pub + cnt(&g_churn.sent) + cnt(&g_racer.sent);
 	if (atomic_load(&g_abort))
 		return;
@@ -1347,15 +1495,16 @@ static void check_info(int port, struct totals *tt)
 	tt->retained = e2e_info_field(c, "bytes_retained");
 	long long topics = e2e_info_field(c, "topics");
 	struct e2e_reply *r = checked("TOPICS", e2e_cmd(c, "TOPICS", NULL));
-	if (r && (r->type != E2E_ARRAY || r->n != (size_t)g_cfg.topics))
-		failf("topics left after the churn: %s (want the %d main topics)", e2e_reply_str(r), g_cfg.topics);
+	if (r && (r->type != E2E_ARRAY || r->n != (size_t)g_cfg.topics + 1))
+		failf("topics left after the churn: %s (want the %d main topics and " QUIET_TOPIC ")",
+		      e2e_reply_str(r), g_cfg.topics);
 	e2e_reply_free(r);
 	e2e_close(c);
 	if (atomic_load(&g_abort))
 		return;
 	uint64_t cycles = cnt(&g_churn.cycles), pulled = tt->dur_msgs + cnt(&g_churn.pulled);
 	/* churn names: CHURN_NAMES durable and as many puller names, reused */
-	long long names = 2 * (long long)(cycles + 1 < CHURN_NAMES ? cycles + 1 : CHURN_NAMES);
+	long long names = 2 * (long long)(cycles + 1 < CHURN_NAMES ? cycles + 1 : CHURN_NAMES) + GONE_NAMES;
 	if (tt->in != (long long)tt->all_in)
 		failf("INFO messages_in %lld, clients had %" PRIu64 " accepted", tt->in, tt->all_in);
 	if (tt->pulled != (long long)pulled)
@@ -1363,8 +1512,8 @@ static void check_info(int port, struct totals *tt)
 	if (tt->slow < (long long)tt->live_server)
 		failf("the server closed %" PRIu64 " live subscribers, INFO counts %lld slow ones",
 		      tt->live_server, tt->slow);
-	if (topics != g_cfg.topics)
-		failf("INFO topics %lld, want %d", topics, g_cfg.topics);
+	if (topics != g_cfg.topics + 1)
+		failf("INFO topics %lld, want %d", topics, g_cfg.topics + 1);
 	if (tt->durs < g_cfg.durs || tt->durs > g_cfg.durs + names)
 		failf("INFO durable_subscribers %lld, want %d to %lld", tt->durs, g_cfg.durs, g_cfg.durs + names);
 }
@@ -1384,9 +1533,20 @@ static void delete_main_topics(int port)
 				e2e_reply_free(checked("UNSUBSCRIBE", e2e_cmd(c, "UNSUBSCRIBE", g_topic[t], NULL)));
 		e2e_close(c);
 	}
+	for (int i = 0; i < GONE_NAMES; i++) { /* the vanished pullers' names */
+		struct e2e_client *c = e2e_connect(port, CLIENT_TIMEOUT_MS);
+		if (!c)
+			return failf("connect: %s", e2e_last_error());
+		char name[32];
+		snprintf(name, sizeof(name), "soak-gone-%d", i);
+		e2e_reply_free(checked("REGISTER", e2e_cmd(c, "REGISTER", "SUBSCRIBER", name, NULL)));
+		e2e_reply_free(checked("UNSUBSCRIBE", e2e_cmd(c, "UNSUBSCRIBE", QUIET_TOPIC, NULL)));
+		e2e_close(c);
+	}
 	struct e2e_client *c = e2e_connect(port, CLIENT_TIMEOUT_MS);
 	if (!c)
 		return failf("connect: %s", e2e_last_error());
+	e2e_reply_free(checked("DELETE", e2e_cmd(c, "DELETE", QUIET_TOPIC, NULL)));
 	for (int t = 0; t < g_cfg.topics; t++) {
 		struct e2e_reply *r = checked("DELETE", e2e_cmd(c, "DELETE", g_topic[t], NULL));
 		if (r && r->type != E2E_STATUS)
@@ -1466,6 +1626,10 @@ static void print_summary(const struct totals *tt, const char *kind)
 	       cnt(&ch->cycles), cnt(&ch->created), cnt(&ch->deleted), g_cfg.topics, cnt(&ch->gone_live),
 	       cnt(&ch->notopic_pulls), ch->max_unpark_ms, cnt(&ch->sent), cnt(&ra->sent), cnt(&ra->notopic),
 	       cnt(&ch->pulled), cnt(&ch->live_msgs));
+	printf("hostile     %" PRIu64 " pullers parked in PULL BLOCK 0 and vanished; %" PRIu64
+	       " subscribers that never read sent PINGs (%" PRIu64 " dropped as slow; the most the server took from one: %" PRIu64
+	       " bytes)\n",
+	       cnt(&g_hostile.gone), cnt(&g_hostile.deaf), cnt(&g_hostile.deaf_closed), cnt(&g_hostile.deaf_max_sent));
 	printf("server INFO messages_in %lld, messages_pulled %lld, durable_subscribers %lld, bytes_retained %lld (after the load)\n",
 	       tt->in, tt->pulled, tt->durs, tt->retained);
 	printf("server fds  baseline %d, peak %d, after the clients left %d, after deleting the main topics %d\n",
