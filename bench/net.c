@@ -183,8 +183,8 @@ int rb_nats_roundtrip(struct rb_ctl *c, const char *raw)
 		if (op.op == RB_NATS_PONG)
 			return 0;
 		if (op.op == RB_NATS_ERR) {
-			fprintf(stderr, "ringmq-bench: nats-server: -ERR %.*s\n", (int)op.payload.len,
-				op.payload.p);
+			fprintf(stderr, "ringmq-bench: nats-server: -ERR %.*s\n",
+				(int)op.payload.len, op.payload.p);
 			return -1;
 		}
 	}
@@ -197,8 +197,10 @@ int rb_nats_handshake(struct rb_ctl *c, struct rb_buf *info)
 		return -1;
 	if (info)
 		rb_buf_add(info, op.payload.p, op.payload.len);
-	return rb_nats_roundtrip(c, "CONNECT {\"verbose\":false,\"pedantic\":false,"
-				    "\"name\":\"ringmq-bench\",\"lang\":\"c\",\"version\":\"" RINGMQ_VERSION "\"}\r\n");
+	return rb_nats_roundtrip(
+		c,
+		"CONNECT {\"verbose\":false,\"pedantic\":false,"
+		"\"name\":\"ringmq-bench\",\"lang\":\"c\",\"version\":\"" RINGMQ_VERSION "\"}\r\n");
 }
 
 void rb_ctl_close(struct rb_ctl *c)

@@ -27,11 +27,11 @@ struct rb_server {
 	char host[64];
 	int port;
 	pid_t pid;
-	bool owned;          /* started by rb_server_start: ours to stop */
-	int out_fd;          /* ringmq: read end of its stdout, kept open */
+	bool owned; /* started by rb_server_start: ours to stop */
+	int out_fd; /* ringmq: read end of its stdout, kept open */
 	char version[64];
-	int threads;         /* ringmq worker threads from INFO; -1 unknown */
-	char log[256];       /* its log file, when started here */
+	int threads;   /* ringmq worker threads from INFO; -1 unknown */
+	char log[256]; /* its log file, when started here */
 };
 
 /* Locates an executable: a path containing '/' as is, else next to this

@@ -14,7 +14,6 @@
  * topic name takes under 300 bytes more. */
 #define MIN_REQUEST_OVER_PAYLOAD 1024
 
-
 /* The help text is laid out by hand: clang-format would indent the lines
  * after RMQ_STR() to its parenthesis. */
 /* clang-format off */
@@ -78,8 +77,23 @@ int main(int argc, char **argv)
 {
 	struct rmq_server_config cfg;
 	rmq_server_config_defaults(&cfg);
-	enum { O_BIND = 1, O_PORT, O_THREADS, O_MAXPAY, O_MAXCLI, O_LOG, O_CAP, O_MAXARGS,
-	       O_MAXINLINE, O_FRAMETO, O_SUBTTL, O_ACKWAIT, O_MAXREQ, O_CLIMEM, O_KEEPALIVE };
+	enum {
+		O_BIND = 1,
+		O_PORT,
+		O_THREADS,
+		O_MAXPAY,
+		O_MAXCLI,
+		O_LOG,
+		O_CAP,
+		O_MAXARGS,
+		O_MAXINLINE,
+		O_FRAMETO,
+		O_SUBTTL,
+		O_ACKWAIT,
+		O_MAXREQ,
+		O_CLIMEM,
+		O_KEEPALIVE
+	};
 	static const struct option opts[] = {
 		{ "bind", required_argument, NULL, O_BIND },
 		{ "port", required_argument, NULL, O_PORT },
@@ -105,21 +119,21 @@ int main(int argc, char **argv)
 	uint64_t v;
 	while ((o = getopt_long(argc, argv, ":hv", opts, NULL)) != -1) {
 		switch (o) {
-		case O_BIND:
-			cfg.bind = optarg;
-			break;
+		case O_BIND: cfg.bind = optarg; break;
 		case O_PORT:
 			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v > 65535)
 				return bad("--port", optarg, "expected 0..65535");
 			cfg.port = (int)v;
 			break;
 		case O_THREADS:
-			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 1 || v > RMQ_MAX_SHARDS)
+			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 1 ||
+			    v > RMQ_MAX_SHARDS)
 				return bad("--threads", optarg, "expected 1..64");
 			cfg.threads = (unsigned)v;
 			break;
 		case O_MAXPAY:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1 || v > (512u << 20))
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1 ||
+			    v > (512u << 20))
 				return bad("--max-payload", optarg, "expected 1 byte to 512M");
 			cfg.max_payload = (size_t)v;
 			break;
@@ -129,47 +143,56 @@ int main(int argc, char **argv)
 			cfg.max_clients = (unsigned)v;
 			break;
 		case O_CAP:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < RMQ_CAPACITY_MIN || v > RMQ_CAPACITY_MAX)
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < RMQ_CAPACITY_MIN ||
+			    v > RMQ_CAPACITY_MAX)
 				return bad("--default-capacity", optarg, "expected 1K to 1T");
 			cfg.default_capacity = v;
 			break;
 		case O_MAXARGS:
-			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 3 || v > (64u << 20))
+			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 3 ||
+			    v > (64u << 20))
 				return bad("--max-args", optarg, "expected 3..67108864");
 			cfg.max_args = (size_t)v;
 			break;
 		case O_MAXINLINE:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 64 || v > (64u << 20))
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 64 ||
+			    v > (64u << 20))
 				return bad("--max-inline", optarg, "expected 64 bytes to 64M");
 			cfg.max_inline = (size_t)v;
 			break;
 		case O_FRAMETO:
 			if (parse_seconds(optarg, &cfg.frame_timeout_ms))
-				return bad("--frame-timeout", optarg, "expected seconds, 0 to 31536000");
+				return bad("--frame-timeout", optarg,
+					   "expected seconds, 0 to 31536000");
 			break;
 		case O_ACKWAIT:
 			if (parse_seconds(optarg, &cfg.ack_wait_ms) || cfg.ack_wait_ms == 0 ||
 			    cfg.ack_wait_ms > RMQ_ACK_WAIT_MAX_MS)
-				return bad("--ack-wait", optarg, "expected seconds, 0.001 to 86400");
+				return bad("--ack-wait", optarg,
+					   "expected seconds, 0.001 to 86400");
 			break;
 		case O_SUBTTL:
 			if (parse_seconds(optarg, &cfg.subscriber_ttl_ms))
-				return bad("--subscriber-ttl", optarg, "expected seconds, 0 to 31536000");
+				return bad("--subscriber-ttl", optarg,
+					   "expected seconds, 0 to 31536000");
 			break;
 		case O_MAXREQ:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1024 || v > (4ULL << 30))
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1024 ||
+			    v > (4ULL << 30))
 				return bad("--max-request", optarg, "expected 1K to 4G");
 			cfg.max_request = (size_t)v;
 			break;
 		case O_CLIMEM:
 			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || (v && v < (1u << 20)) ||
 			    v > (1ULL << 50))
-				return bad("--max-client-memory", optarg, "expected 0 (no limit) or 1M to 1P");
+				return bad("--max-client-memory", optarg,
+					   "expected 0 (no limit) or 1M to 1P");
 			cfg.max_client_memory = (size_t)v;
 			break;
 		case O_KEEPALIVE:
 			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v > 86400)
-				return bad("--tcp-keepalive", optarg, "expected seconds, 0 (off) to 86400");
+				return bad("--tcp-keepalive", optarg,
+					   "expected seconds, 0 (off) to 86400");
 			cfg.tcp_keepalive_s = (unsigned)v;
 			break;
 		case O_LOG:
@@ -182,20 +205,19 @@ int main(int argc, char **argv)
 			else if (!strcmp(optarg, "debug"))
 				cfg.log_level = RMQ_DIAG_DEBUG;
 			else
-				return bad("--log-level", optarg, "expected error, warn, info or debug");
+				return bad("--log-level", optarg,
+					   "expected error, warn, info or debug");
 			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'v':
-			printf("ringmq-server %s\n", RMQ_VERSION);
-			return 0;
+		case 'h': usage(stdout); return 0;
+		case 'v': printf("ringmq-server %s\n", RMQ_VERSION); return 0;
 		case ':':
-			fprintf(stderr, "ringmq-server: option '%s' needs a value\nTry 'ringmq-server --help'.\n",
+			fprintf(stderr,
+				"ringmq-server: option '%s' needs a value\nTry 'ringmq-server --help'.\n",
 				argv[optind - 1]);
 			return 2;
 		default:
-			fprintf(stderr, "ringmq-server: unknown option '%s'\nTry 'ringmq-server --help'.\n",
+			fprintf(stderr,
+				"ringmq-server: unknown option '%s'\nTry 'ringmq-server --help'.\n",
 				argv[optind - 1]);
 			return 2;
 		}
@@ -207,7 +229,8 @@ int main(int argc, char **argv)
 		return bad("--max-request", v1, "must be at least --max-payload + 1K");
 	}
 	if (optind < argc) {
-		fprintf(stderr, "ringmq-server: unexpected argument '%s'\nTry 'ringmq-server --help'.\n",
+		fprintf(stderr,
+			"ringmq-server: unexpected argument '%s'\nTry 'ringmq-server --help'.\n",
 			argv[optind]);
 		return 2;
 	}

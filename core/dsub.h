@@ -49,14 +49,14 @@ struct rmq_dsub;
 
 /* One durable subscription (subscriber x topic). */
 struct rmq_dsub_subscription {
-	struct rmq_topic *topic;   /* holds a reference */
+	struct rmq_topic *topic; /* holds a reference */
 	struct rmq_dsub *owner;
 	struct rmq_cursor cur; /* delivered position; under owner->lock */
 	/* The acked floor: the topic holds messages from here on (read
 	 * lock-free by trimming); equal to cur.seq in auto-acknowledge mode. */
 	_Atomic uint64_t pos;
 	_Atomic uint64_t delivered; /* cur.seq, for lock-free readers */
-	uint64_t lost;             /* messages evicted before it read them */
+	uint64_t lost;              /* messages evicted before it read them */
 	/* The rest under owner->lock. */
 	uint64_t high;        /* one past the highest seq ever handed out
 				    * since the last FROM: below it, a pull's
@@ -101,7 +101,8 @@ void rmq_dsub_unwait(struct rmq_dsub *d, uint64_t token);
  * ONFULL reject topics. fn (may be NULL) is told about each one. Returns
  * how many were dropped. */
 uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t ttl_ms,
-				  void (*fn)(const char *name, uint64_t idle_ms, int subs, void *ctx),
+				  void (*fn)(const char *name, uint64_t idle_ms, int subs,
+					     void *ctx),
 				  void *ctx);
 const char *rmq_dsub_name(const struct rmq_dsub *d);
 
@@ -136,15 +137,16 @@ int rmq_dsub_unsubscribe(struct rmq_dsub *d, uint64_t token, const char *name, s
 
 /* Names of the subscriptions (for UNSUBSCRIBE with no arguments): calls fn
  * for each. */
-void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsub_subscription *s, void *ctx), void *ctx);
+void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsub_subscription *s, void *ctx),
+		      void *ctx);
 int rmq_dsub_count(struct rmq_dsub *d);
 
 #define RMQ_PULL_MAX_BATCHES 32
 struct rmq_pull {
 	struct rmq_batch b[RMQ_PULL_MAX_BATCHES];
 	int nb;
-	uint32_t n;            /* records in all batches */
-	uint64_t lost;         /* skipped because evicted (drop-oldest) */
+	uint32_t n;    /* records in all batches */
+	uint64_t lost; /* skipped because evicted (drop-oldest) */
 	struct rmq_topic *topic;
 	bool ack;                   /* pulled in acknowledged mode */
 	uint64_t redelivered_below; /* records with a smaller seq were
@@ -159,8 +161,8 @@ struct rmq_pull {
  * count (0: nothing new), or
  * -ENOENT (topic deleted: the subscription is removed), -ESRCH (not
  * subscribed), -EBUSY (taken over). */
-int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
-		  uint32_t max, struct rmq_pull *out);
+int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len, uint32_t max,
+		  struct rmq_pull *out);
 
 /* rmq_dsub_pull with a bound on bytes too: past the first record, the
  * records returned total at most max_bytes (record bytes, about what a
@@ -223,9 +225,9 @@ int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, 
 /* What INFO shows of a subscriber. */
 struct rmq_dsub_info {
 	const char *name;
-	bool attached;     /* a connection holds it */
-	uint64_t idle_ms;  /* since its last activity */
-	bool ack;          /* acknowledged mode */
+	bool attached;    /* a connection holds it */
+	uint64_t idle_ms; /* since its last activity */
+	bool ack;         /* acknowledged mode */
 };
 
 /* Per-subscription lag for INFO: calls fn(subscriber, subscription, lag)
@@ -234,8 +236,9 @@ struct rmq_dsub_info {
  * however many subscribers clients register). Returns the subscribers it
  * visited (the rest: rmq_dsub_registry_count() minus that). */
 uint64_t rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t max,
-				   void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
-					      uint64_t lag, void *ctx),
+				   void (*fn)(const struct rmq_dsub_info *d,
+					      struct rmq_dsub_subscription *s, uint64_t lag,
+					      void *ctx),
 				   void *ctx);
 
 #endif

@@ -182,7 +182,7 @@ void rmq__blocked_expire(struct worker *w, uint64_t now)
 		struct conn *c = w->park_heap[0];
 		blocked_retry(c, true);
 		if (w->park_n && w->park_heap[0] == c) /* not answered (cannot happen): */
-			rmq__blocked_unpark(c);         /* never spin on it */
+			rmq__blocked_unpark(c);        /* never spin on it */
 	}
 }
 

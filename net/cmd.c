@@ -36,7 +36,8 @@ static bool arg_is(const struct rmq_arg *a, const char *s)
 
 static void err_notopic(struct conn *c, const struct rmq_arg *t)
 {
-	rmq_resp_errorf(&c->out, "NOTOPIC no such topic '%.*s'", (int)(t->len > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : t->len), t->p);
+	rmq_resp_errorf(&c->out, "NOTOPIC no such topic '%.*s'",
+			(int)(t->len > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : t->len), t->p);
 }
 
 static void err_args(struct conn *c, const char *cmd)
@@ -48,7 +49,9 @@ static bool check_topic_name(struct conn *c, const struct rmq_arg *t)
 {
 	if (rmq_topic_name_valid(t->p, t->len))
 		return true;
-	rmq_resp_error(&c->out, "ERR invalid topic name: 1 to 255 bytes, no whitespace or control characters");
+	rmq_resp_error(
+		&c->out,
+		"ERR invalid topic name: 1 to 255 bytes, no whitespace or control characters");
 	return false;
 }
 
@@ -69,8 +72,9 @@ static bool check_client_name(struct conn *c, const struct rmq_arg *a)
 	for (size_t i = 0; i < a->len && ok; i++)
 		ok = a->p[i] >= '!' && a->p[i] <= '~';
 	if (!ok)
-		rmq_resp_error(&c->out, "ERR Client names cannot contain spaces, newlines or special "
-					"characters, and have at most 255 bytes");
+		rmq_resp_error(&c->out,
+			       "ERR Client names cannot contain spaces, newlines or special "
+			       "characters, and have at most 255 bytes");
 	return ok;
 }
 
@@ -128,7 +132,7 @@ static void alloc_failed(struct conn *c, const char *what, const char *topic, si
 		return;
 	w->oom_log_ms = now + OOM_LOG_INTERVAL_MS;
 	rmq_diagf(RMQ_DIAG_ERROR, "out of memory %s '%.*s' (see allocation_failures in INFO)", what,
-		 (int)len, topic);
+		  (int)len, topic);
 }
 
 static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
@@ -141,27 +145,35 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 	enum rmq_onfull onfull = RMQ_ONFULL_REJECT;
 	for (size_t i = 2; i < argc; i += 2) {
 		if (i + 1 >= argc)
-			return rmq_resp_error(&c->out, "ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest]");
+			return rmq_resp_error(
+				&c->out,
+				"ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest]");
 		if (arg_is(&argv[i], "CAPACITY")) {
-			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 1, &cap) != 0 || cap < RMQ_CAPACITY_MIN ||
-			    cap > RMQ_CAPACITY_MAX)
-				return rmq_resp_error(&c->out, "ERR CAPACITY must be a byte count from 1024 to 1T (suffixes K, M, G)");
+			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 1, &cap) != 0 ||
+			    cap < RMQ_CAPACITY_MIN || cap > RMQ_CAPACITY_MAX)
+				return rmq_resp_error(
+					&c->out,
+					"ERR CAPACITY must be a byte count from 1024 to 1T (suffixes K, M, G)");
 		} else if (arg_is(&argv[i], "ONFULL")) {
 			if (arg_is(&argv[i + 1], RMQ_ONFULL_REJECT_WORD))
 				onfull = RMQ_ONFULL_REJECT;
 			else if (arg_is(&argv[i + 1], RMQ_ONFULL_DROP_OLDEST_WORD))
 				onfull = RMQ_ONFULL_DROP_OLDEST;
 			else
-				return rmq_resp_error(&c->out, "ERR ONFULL must be reject or drop-oldest");
+				return rmq_resp_error(&c->out,
+						      "ERR ONFULL must be reject or drop-oldest");
 		} else {
-			return rmq_resp_error(&c->out, "ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest]");
+			return rmq_resp_error(
+				&c->out,
+				"ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest]");
 		}
 	}
 	int rc = rmq_topic_create(srv_of(c)->broker, argv[1].p, argv[1].len, cap, onfull);
 	if (rc == 0)
 		rmq_resp_simple(&c->out, "OK");
 	else if (rc == -EEXIST)
-		rmq_resp_errorf(&c->out, "EXISTS topic '%.*s' already exists", (int)argv[1].len, argv[1].p);
+		rmq_resp_errorf(&c->out, "EXISTS topic '%.*s' already exists", (int)argv[1].len,
+				argv[1].p);
 	else if (rc == -ENOMEM) {
 		alloc_failed(c, "creating topic", argv[1].p, argv[1].len);
 		rmq_resp_error(&c->out, "ERR out of memory creating the topic");
@@ -260,7 +272,8 @@ static bool page_step(struct rmq_broker *b, struct topics_page *pg)
 	for (int calls = 0; calls < SCAN_CALLS_PER_TURN && pg->left && budget; calls++) {
 		pg->visited = 0;
 		uint64_t step = pg->left < budget ? pg->left : budget;
-		pg->cursor = rmq_broker_scan(b, pg->cursor, (uint32_t)step, NULL, 0, page_topic, pg);
+		pg->cursor =
+			rmq_broker_scan(b, pg->cursor, (uint32_t)step, NULL, 0, page_topic, pg);
 		pg->left -= pg->visited < pg->left ? pg->visited : pg->left;
 		budget -= pg->visited < budget ? pg->visited : budget;
 		if (pg->cursor == 0)
@@ -298,10 +311,11 @@ static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
 		/* Everything, sorted: only for a table small enough. */
 		uint64_t n = rmq_broker_topic_count(b);
 		if (n > TOPICS_ALL_MAX)
-			return rmq_resp_errorf(&c->out,
-					       "ERR %llu topics are too many to list at once (at most %d): "
-					       "page with TOPICS cursor [COUNT n] [MATCH pattern], from cursor 0",
-					       (unsigned long long)n, TOPICS_ALL_MAX);
+			return rmq_resp_errorf(
+				&c->out,
+				"ERR %llu topics are too many to list at once (at most %d): "
+				"page with TOPICS cursor [COUNT n] [MATCH pattern], from cursor 0",
+				(unsigned long long)n, TOPICS_ALL_MAX);
 		count = UINT64_MAX;
 	} else if (argc > 1) {
 		/* TOPICS cursor [COUNT n] [MATCH pattern]: one page, like SCAN */
@@ -309,15 +323,20 @@ static void cmd_topics(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return rmq_resp_error(&c->out, "ERR invalid cursor");
 		for (size_t i = 2; i < argc; i += 2) {
 			if (i + 1 >= argc)
-				return rmq_resp_error(&c->out, "ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
+				return rmq_resp_error(
+					&c->out,
+					"ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
 			if (arg_is(&argv[i], "COUNT")) {
-				if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &count) != 0 || count < 1 ||
-				    count > TOPICS_COUNT_MAX)
-					return rmq_resp_error(&c->out, "ERR COUNT must be 1 to 1000000");
+				if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &count) != 0 ||
+				    count < 1 || count > TOPICS_COUNT_MAX)
+					return rmq_resp_error(&c->out,
+							      "ERR COUNT must be 1 to 1000000");
 			} else if (arg_is(&argv[i], "MATCH")) {
 				match = &argv[i + 1];
 			} else {
-				return rmq_resp_error(&c->out, "ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
+				return rmq_resp_error(
+					&c->out,
+					"ERR syntax error: TOPICS [cursor [COUNT n] [MATCH pattern]]");
 			}
 		}
 	}
@@ -380,7 +399,8 @@ static bool payload_too_big(struct conn *c, const struct rmq_arg *payload)
 	size_t max = srv_of(c)->cfg.max_payload;
 	if (RMQ_LIKELY(payload->len <= max))
 		return false;
-	rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than --max-payload (%zu bytes)",
+	rmq_resp_errorf(&c->out,
+			"ERR message of %zu bytes is larger than --max-payload (%zu bytes)",
 			payload->len, max);
 	return true;
 }
@@ -400,13 +420,18 @@ static void publish_error(struct conn *c, struct rmq_topic *t, const struct rmq_
 {
 	char stored[128] = "";
 	if (p && p->stored)
-		snprintf(stored, sizeof(stored), "; only the first %zu of %zu messages were stored (up to seq %lld)",
+		snprintf(stored, sizeof(stored),
+			 "; only the first %zu of %zu messages were stored (up to seq %lld)",
 			 p->stored, p->total, (long long)p->last);
 	if (seq == -ENOSPC)
-		rmq_resp_errorf(&c->out, "FULL topic '%.*s' is full: durable subscribers have not read its oldest messages (ONFULL reject)%s",
-				(int)name->len, name->p, stored);
+		rmq_resp_errorf(
+			&c->out,
+			"FULL topic '%.*s' is full: durable subscribers have not read its oldest messages (ONFULL reject)%s",
+			(int)name->len, name->p, stored);
 	else if (seq == -EMSGSIZE)
-		rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than the topic's capacity%s", payload->len, stored);
+		rmq_resp_errorf(&c->out,
+				"ERR message of %zu bytes is larger than the topic's capacity%s",
+				payload->len, stored);
 	else {
 		alloc_failed(c, "publishing to", t->name, t->name_len);
 		rmq_resp_errorf(&c->out, "ERR out of memory: message not stored%s", stored);
@@ -466,11 +491,12 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 		total += sz;
 	}
 	if (t->log.onfull == RMQ_ONFULL_REJECT && total > cap)
-		return rmq_resp_errorf(&c->out,
-				       "FULL the %zu messages take %llu bytes, more than topic '%.*s' holds "
-				       "(CAPACITY %llu, ONFULL reject): none stored",
-				       argc - 2, (unsigned long long)total, (int)argv[1].len, argv[1].p,
-				       (unsigned long long)cap);
+		return rmq_resp_errorf(
+			&c->out,
+			"FULL the %zu messages take %llu bytes, more than topic '%.*s' holds "
+			"(CAPACITY %llu, ONFULL reject): none stored",
+			argc - 2, (unsigned long long)total, (int)argv[1].len, argv[1].p,
+			(unsigned long long)cap);
 	struct partial p = { .stored = 0, .total = argc - 2, .last = 0 };
 	for (size_t i = 2; i < argc; i++) {
 		int64_t seq = rmq_topic_append(t, argv[i].p, (uint32_t)argv[i].len);
@@ -523,7 +549,8 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (argc > 3)
 			return err_args(c, "register");
 		if (c->role == ROLE_SUBSCRIBER)
-			return rmq_resp_error(&c->out, "ERR connection is registered as a subscriber");
+			return rmq_resp_error(&c->out,
+					      "ERR connection is registered as a subscriber");
 		if (argc == 3 && !check_client_name(c, &argv[2]))
 			return;
 		c->role = ROLE_PUBLISHER;
@@ -539,13 +566,19 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (!register_ack_opts(c, argv + 3, argc - 3, &ack, &ack_wait))
 			return;
 		if (c->n_live_subs)
-			return rmq_resp_error(&c->out, "ERR connection has live subscriptions; UNSUBSCRIBE first");
+			return rmq_resp_error(
+				&c->out,
+				"ERR connection has live subscriptions; UNSUBSCRIBE first");
 		if (c->role == ROLE_PUBLISHER)
-			return rmq_resp_error(&c->out, "ERR connection is registered as a publisher");
+			return rmq_resp_error(&c->out,
+					      "ERR connection is registered as a publisher");
 		uint64_t token;
-		struct rmq_dsub *d = rmq_dsub_attach(srv_of(c)->dsubs, argv[2].p, argv[2].len, &token);
+		struct rmq_dsub *d =
+			rmq_dsub_attach(srv_of(c)->dsubs, argv[2].p, argv[2].len, &token);
 		if (!d)
-			return rmq_resp_error(&c->out, "ERR invalid subscriber name: 1 to 255 bytes, no whitespace or control characters");
+			return rmq_resp_error(
+				&c->out,
+				"ERR invalid subscriber name: 1 to 255 bytes, no whitespace or control characters");
 		if (c->dsub) /* each attach holds a reference: give the old one back */
 			rmq_dsub_detach(c->dsub, c->token);
 		c->dsub = d;
@@ -664,10 +697,12 @@ static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 			const struct rmq_arg *a = argc == 1 ? &u.v[i] : &argv[i + 1];
 			int rc = rmq_dsub_unsubscribe(c->dsub, c->token, a->p, a->len);
 			if (rc == -EBUSY)
-				rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
+				rmq_resp_error(
+					&c->out,
+					"ERR subscriber was taken over by another connection");
 			else
 				rmq__pubsub_reply(c, "unsubscribe", a->p, a->len,
-					  rc >= 0 ? rc : rmq_dsub_count(c->dsub));
+						  rc >= 0 ? rc : rmq_dsub_count(c->dsub));
 		}
 		for (size_t i = 0; i < u.n; i++)
 			free((void *)u.v[i].p);
@@ -705,7 +740,7 @@ static void pull_reply(struct conn *c, const struct rmq_pull *p)
 /* Runs a pull and writes its reply. Returns the count, or -1 when an error
  * reply was written. */
 int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
-		     struct rmq_topic **subscribed)
+		       struct rmq_topic **subscribed)
 {
 	/* The reply is bounded like live delivery: past its first message, it
 	 * takes at most what keeps the connection's pending output within
@@ -723,7 +758,8 @@ int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t 
 		return -1;
 	}
 	if (rc == -ESRCH) {
-		rmq_resp_errorf(&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first", (int)tlen, topic);
+		rmq_resp_errorf(&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first",
+				(int)tlen, topic);
 		return -1;
 	}
 	if (rc == -ENOENT) {
@@ -735,19 +771,21 @@ int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t 
 	return rc;
 }
 
-
 static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
 		return err_args(c, "pull");
 	if (!c->dsub)
-		return rmq_resp_error(&c->out, "ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name");
+		return rmq_resp_error(
+			&c->out,
+			"ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name");
 	uint64_t count = RMQ_PULL_DEFAULT_COUNT, block = 0;
 	bool blocking = false;
 	for (size_t i = 2; i < argc; i += 2) {
 		uint64_t v;
 		if (i + 1 >= argc || rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &v) != 0)
-			return rmq_resp_error(&c->out, "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
+			return rmq_resp_error(&c->out,
+					      "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
 		if (arg_is(&argv[i], "COUNT")) {
 			if (v == 0 || v > RMQ_PULL_MAX_COUNT)
 				return rmq_resp_error(&c->out, "ERR COUNT must be 1 to 100000");
@@ -758,7 +796,8 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 			block = v;
 			blocking = true;
 		} else {
-			return rmq_resp_error(&c->out, "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
+			return rmq_resp_error(&c->out,
+					      "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
 		}
 	}
 	struct rmq_topic *t = NULL;
@@ -833,7 +872,8 @@ struct info_ctx {
 	uint64_t listed;
 };
 
-static void info_printf(struct rmq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void info_printf(struct rmq_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void info_printf(struct rmq_buf *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -860,21 +900,24 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 	ic->listed++;
 	struct rmq_topic_stats st;
 	rmq_topic_stats(t, &st);
-	info_printf(ic->b,
-		    "topic:%s msgs_in=%llu bytes_in=%llu depth=%llu first_seq=%llu next_seq=%llu "
-		    "retained_bytes=%llu capacity=%llu onfull=%s evicted=%llu dropped=%llu rejected=%llu "
-		    "live_subscribers=%llu durable_subscribers=%llu slow_disconnects=%llu\r\n",
-		    t->name, (unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
-		    (unsigned long long)st.depth, (unsigned long long)st.first_seq,
-		    (unsigned long long)st.next_seq, (unsigned long long)st.retained,
-		    (unsigned long long)st.capacity,
-		    st.onfull == RMQ_ONFULL_REJECT ? RMQ_ONFULL_REJECT_WORD : RMQ_ONFULL_DROP_OLDEST_WORD,
-		    (unsigned long long)st.evicted, (unsigned long long)st.dropped,
-		    (unsigned long long)st.rejected, (unsigned long long)st.live_subs,
-		    (unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);
+	info_printf(
+		ic->b,
+		"topic:%s msgs_in=%llu bytes_in=%llu depth=%llu first_seq=%llu next_seq=%llu "
+		"retained_bytes=%llu capacity=%llu onfull=%s evicted=%llu dropped=%llu rejected=%llu "
+		"live_subscribers=%llu durable_subscribers=%llu slow_disconnects=%llu\r\n",
+		t->name, (unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
+		(unsigned long long)st.depth, (unsigned long long)st.first_seq,
+		(unsigned long long)st.next_seq, (unsigned long long)st.retained,
+		(unsigned long long)st.capacity,
+		st.onfull == RMQ_ONFULL_REJECT ? RMQ_ONFULL_REJECT_WORD
+					       : RMQ_ONFULL_DROP_OLDEST_WORD,
+		(unsigned long long)st.evicted, (unsigned long long)st.dropped,
+		(unsigned long long)st.rejected, (unsigned long long)st.live_subs,
+		(unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);
 }
 
-static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t lag, void *ctx)
+static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t lag,
+		      void *ctx)
 {
 	struct info_ctx *ic = ctx;
 	uint64_t delivered, acked;
@@ -894,7 +937,8 @@ static bool want_section(struct rmq_arg *argv, size_t argc, const char *name)
 	if (argc < 2)
 		return true;
 	for (size_t i = 1; i < argc; i++)
-		if (arg_is(&argv[i], name) || arg_is(&argv[i], "all") || arg_is(&argv[i], "everything"))
+		if (arg_is(&argv[i], name) || arg_is(&argv[i], "all") ||
+		    arg_is(&argv[i], "everything"))
 			return true;
 	return false;
 }
@@ -920,8 +964,8 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (!pg)
 			pg = c->topics_page = rmq_calloc(1, sizeof(*pg));
 		for (int calls = 0; calls < SCAN_CALLS_PER_TURN; calls++) {
-			pg->cursor = rmq_broker_scan(s->broker, pg->cursor, INFO_TOPICS_MAX, NULL, 0,
-						     info_page_topic, pg);
+			pg->cursor = rmq_broker_scan(s->broker, pg->cursor, INFO_TOPICS_MAX, NULL,
+						     0, info_page_topic, pg);
 			if (pg->cursor == 0 || pg->n >= INFO_TOPICS_MAX)
 				break;
 		}
@@ -949,50 +993,55 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		tot[12] += atomic_load_explicit(&st->client_memory_closed, memory_order_relaxed);
 	}
 	if (want_section(argv, argc, "server"))
-		info_printf(&b,
-			    "# Server\r\nringmq_version:%s\r\nredis_version:" INFO_REDIS_VERSION "\r\nprocess_id:%d\r\n"
-			    "tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
-			    "max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\nmax_request:%zu\r\n"
-			    "max_client_memory:%zu\r\ntcp_keepalive:%u\r\n"
-			    "frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\nack_wait_ms:%llu\r\n\r\n",
-			    RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
-			    (unsigned long long)((rmq_now_ms() - s->started_ms) / 1000), s->cfg.max_payload,
-			    s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline, s->max_query,
-			    s->cfg.max_client_memory, s->cfg.tcp_keepalive_s,
-			    (unsigned long long)s->cfg.frame_timeout_ms,
-			    (unsigned long long)s->cfg.subscriber_ttl_ms,
-			    (unsigned long long)(s->cfg.ack_wait_ms ? s->cfg.ack_wait_ms : RMQ_ACK_WAIT_DEFAULT_MS));
+		info_printf(
+			&b,
+			"# Server\r\nringmq_version:%s\r\nredis_version:" INFO_REDIS_VERSION
+			"\r\nprocess_id:%d\r\n"
+			"tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
+			"max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\nmax_request:%zu\r\n"
+			"max_client_memory:%zu\r\ntcp_keepalive:%u\r\n"
+			"frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\nack_wait_ms:%llu\r\n\r\n",
+			RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
+			(unsigned long long)((rmq_now_ms() - s->started_ms) / 1000),
+			s->cfg.max_payload, s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline,
+			s->max_query, s->cfg.max_client_memory, s->cfg.tcp_keepalive_s,
+			(unsigned long long)s->cfg.frame_timeout_ms,
+			(unsigned long long)s->cfg.subscriber_ttl_ms,
+			(unsigned long long)(s->cfg.ack_wait_ms ? s->cfg.ack_wait_ms
+								: RMQ_ACK_WAIT_DEFAULT_MS));
 	if (want_section(argv, argc, "clients"))
 		info_printf(&b,
 			    "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n"
 			    "client_buffers_bytes:%lld\r\nclient_memory_closed:%llu\r\n\r\n",
-			    (unsigned long long)tot[9], (unsigned long long)atomic_load(&s->rejected_clients),
+			    (unsigned long long)tot[9],
+			    (unsigned long long)atomic_load(&s->rejected_clients),
 			    (long long)atomic_load(&s->client_mem), (unsigned long long)tot[12]);
 	struct info_ctx ic = { .b = &b };
 	/* From counters kept as they change: no walk over the topics. */
 	struct rmq_broker_totals bt;
 	rmq_broker_totals(s->broker, &bt);
 	if (want_section(argv, argc, "stats"))
-		info_printf(&b,
-			    "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
-			    "messages_in:%llu\r\nmessages_out:%llu\r\nmessages_pushed:%llu\r\n"
-			    "messages_pulled:%llu\r\nbytes_in:%llu\r\nbytes_out:%llu\r\n"
-			    "topics:%llu\r\nmessages_retained:%llu\r\nbytes_retained:%llu\r\n"
-			    "messages_dropped:%llu\r\npublish_rejected_full:%llu\r\n"
-			    "slow_subscribers_disconnected:%llu\r\nprotocol_errors:%llu\r\n"
-			    "frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
-			    "durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n\r\n",
-			    (unsigned long long)tot[0], (unsigned long long)tot[1],
-			    (unsigned long long)tot[2], (unsigned long long)tot[3] + tot[4],
-			    (unsigned long long)tot[3], (unsigned long long)tot[4],
-			    (unsigned long long)tot[5], (unsigned long long)tot[6],
-			    (unsigned long long)bt.topics, (unsigned long long)bt.messages_retained,
-			    (unsigned long long)bt.bytes_retained, (unsigned long long)bt.dropped,
-			    (unsigned long long)bt.rejected,
-			    (unsigned long long)tot[7], (unsigned long long)tot[8],
-			    (unsigned long long)tot[10], (unsigned long long)tot[11],
-			    (unsigned long long)rmq_dsub_registry_count(s->dsubs),
-			    (unsigned long long)atomic_load(&s->dsubs_expired));
+		info_printf(
+			&b,
+			"# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+			"messages_in:%llu\r\nmessages_out:%llu\r\nmessages_pushed:%llu\r\n"
+			"messages_pulled:%llu\r\nbytes_in:%llu\r\nbytes_out:%llu\r\n"
+			"topics:%llu\r\nmessages_retained:%llu\r\nbytes_retained:%llu\r\n"
+			"messages_dropped:%llu\r\npublish_rejected_full:%llu\r\n"
+			"slow_subscribers_disconnected:%llu\r\nprotocol_errors:%llu\r\n"
+			"frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
+			"durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n\r\n",
+			(unsigned long long)tot[0], (unsigned long long)tot[1],
+			(unsigned long long)tot[2], (unsigned long long)tot[3] + tot[4],
+			(unsigned long long)tot[3], (unsigned long long)tot[4],
+			(unsigned long long)tot[5], (unsigned long long)tot[6],
+			(unsigned long long)bt.topics, (unsigned long long)bt.messages_retained,
+			(unsigned long long)bt.bytes_retained, (unsigned long long)bt.dropped,
+			(unsigned long long)bt.rejected, (unsigned long long)tot[7],
+			(unsigned long long)tot[8], (unsigned long long)tot[10],
+			(unsigned long long)tot[11],
+			(unsigned long long)rmq_dsub_registry_count(s->dsubs),
+			(unsigned long long)atomic_load(&s->dsubs_expired));
 	if (want_section(argv, argc, "topics")) {
 		/* The first INFO_TOPICS_MAX topics of the table, gathered over
 		 * turns of the loop (see the start); TOPICS pages through all. */
@@ -1001,16 +1050,19 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (pg->names.len)
 			rmq_buf_append(&b, pg->names.data, pg->names.len);
 		if (bt.topics > pg->n)
-			info_printf(&b, "topics_omitted:%llu\r\n", (unsigned long long)(bt.topics - pg->n));
+			info_printf(&b, "topics_omitted:%llu\r\n",
+				    (unsigned long long)(bt.topics - pg->n));
 		info_printf(&b, "\r\n");
 		rmq__cmd_free_state(c);
 	}
 	if (want_section(argv, argc, "subscribers")) {
 		info_printf(&b, "# Subscribers\r\n");
-		uint64_t seen = rmq_dsub_registry_foreach(s->dsubs, rmq_now_ms(), INFO_SUBSCRIPTIONS_MAX, info_dsub, &ic);
+		uint64_t seen = rmq_dsub_registry_foreach(s->dsubs, rmq_now_ms(),
+							  INFO_SUBSCRIPTIONS_MAX, info_dsub, &ic);
 		uint64_t all = rmq_dsub_registry_count(s->dsubs);
 		if (all > seen)
-			info_printf(&b, "subscribers_omitted:%llu\r\n", (unsigned long long)(all - seen));
+			info_printf(&b, "subscribers_omitted:%llu\r\n",
+				    (unsigned long long)(all - seen));
 		info_printf(&b, "\r\n");
 	}
 	rmq_resp_bulk(&c->out, b.data ? b.data : "", b.len);
@@ -1023,13 +1075,16 @@ static void cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc >= 2 && arg_is(&argv[1], "GET") && argc >= 3) {
 		/* redis-benchmark reads "save" and "appendonly" at start */
-		static const char *known[][2] = { { "save", "" }, { "appendonly", "no" },
-						  { "maxmemory", "0" }, { "databases", "1" } };
+		static const char *known[][2] = { { "save", "" },
+						  { "appendonly", "no" },
+						  { "maxmemory", "0" },
+						  { "databases", "1" } };
 		struct rmq_buf tmp = { 0 };
 		size_t n = 0;
 		for (size_t i = 2; i < argc; i++)
 			for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-				if (arg_is(&argv[i], known[k][0]) || (argv[i].len == 1 && argv[i].p[0] == '*')) {
+				if (arg_is(&argv[i], known[k][0]) ||
+				    (argv[i].len == 1 && argv[i].p[0] == '*')) {
 					rmq_resp_bulkstr(&tmp, known[k][0]);
 					rmq_resp_bulkstr(&tmp, known[k][1]);
 					n += 2;
@@ -1057,9 +1112,11 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc >= 2) {
 		uint64_t v;
 		if (rmq_parse_u64(argv[1].p, argv[1].len, 0, &v) != 0)
-			return rmq_resp_error(&c->out, "ERR Protocol version is not an integer or out of range");
+			return rmq_resp_error(
+				&c->out, "ERR Protocol version is not an integer or out of range");
 		if (v != 2)
-			return rmq_resp_error(&c->out, "NOPROTO sorry, this protocol version is not supported");
+			return rmq_resp_error(
+				&c->out, "NOPROTO sorry, this protocol version is not supported");
 		const struct rmq_arg *setname = NULL;
 		for (size_t i = 2; i < argc; i++) {
 			if (arg_is(&argv[i], "SETNAME") && i + 1 < argc) {
@@ -1113,7 +1170,9 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 		char line[512];
 		snprintf(line, sizeof(line), "id=%llu name=%s worker=%u role=%s sub=%d\n",
 			 (unsigned long long)c->id, c->name ? c->name : "", c->worker->id,
-			 c->role == ROLE_PUBLISHER ? "publisher" : c->role == ROLE_SUBSCRIBER ? "subscriber" : "none",
+			 c->role == ROLE_PUBLISHER    ? "publisher"
+			 : c->role == ROLE_SUBSCRIBER ? "subscriber"
+						      : "none",
 			 c->n_live_subs);
 		return rmq_resp_bulkstr(&c->out, line);
 	}
@@ -1132,7 +1191,9 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return;
 		}
 	}
-	rmq_resp_error(&c->out, "ERR unknown or unsupported CLIENT subcommand (SETNAME, GETNAME, SETINFO, ID, INFO, REPLY)");
+	rmq_resp_error(
+		&c->out,
+		"ERR unknown or unsupported CLIENT subcommand (SETNAME, GETNAME, SETINFO, ID, INFO, REPLY)");
 }
 
 static void cmd_select(struct conn *c, struct rmq_arg *argv, size_t argc)
@@ -1165,7 +1226,10 @@ struct command {
 	int flags;
 };
 
-#define CMD(name, fn, flags) { name, sizeof(name) - 1, fn, flags }
+#define CMD(name, fn, flags)                      \
+	{                                         \
+		name, sizeof(name) - 1, fn, flags \
+	}
 #define CMD_NAME_MAX 16
 
 /* Most frequent first: the lookup stops at the first match. */
@@ -1242,7 +1306,8 @@ static const struct command *cmd_find(const struct rmq_arg *a)
 		return NULL;
 	struct name_key k = name_key(a->p, a->len);
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		if (commands[i].len == a->len && command_keys[i].lo == k.lo && command_keys[i].hi == k.hi)
+		if (commands[i].len == a->len && command_keys[i].lo == k.lo &&
+		    command_keys[i].hi == k.hi)
 			return &commands[i];
 	return NULL;
 }
@@ -1256,7 +1321,7 @@ const char *rmq__cmd_split_name(const struct rmq_arg *a)
 /* --- runs of PUBLISH requests (see struct publish_run) --- */
 
 void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const char *frame,
-			 const struct rmq_arg *argv, size_t argc)
+			      const struct rmq_arg *argv, size_t argc)
 {
 	run->hlen = 0;
 	/* A RESP array (not inline) that PUBLISH ran for, on a connection
@@ -1303,8 +1368,8 @@ static void reply_seq_run(struct rmq_buf *out, uint64_t seq, unsigned n)
 	}
 }
 
-size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const char *p, size_t len,
-		       unsigned *nreq)
+size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const char *p,
+			    size_t len, unsigned *nreq)
 {
 	/* Same header bytes: the same command and topic name as the arming
 	 * request (parsing a prefix does not depend on what follows). Any
@@ -1371,9 +1436,10 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 	} else if (c->n_live_subs && !(cmd->flags & F_SUBMODE)) {
 		/* Redis's wording, word for word (clients match it), though
 		 * ringmq has no PSUBSCRIBE or SSUBSCRIBE. */
-		rmq_resp_errorf(&c->out,
-				"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-				cmd->name);
+		rmq_resp_errorf(
+			&c->out,
+			"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+			cmd->name);
 	} else {
 		cmd->fn(c, argv, argc);
 	}

@@ -100,7 +100,8 @@ void rmq__conn_oom(struct conn *c, const char *what)
 	uint64_t now = rmq_now_ms();
 	if (now >= w->oom_log_ms) {
 		w->oom_log_ms = now + 1000;
-		rmq_diagf(RMQ_DIAG_ERROR, "client %llu: out of memory for its %s (%zu bytes held); closing it",
+		rmq_diagf(RMQ_DIAG_ERROR,
+			  "client %llu: out of memory for its %s (%zu bytes held); closing it",
 			  (unsigned long long)c->id, what, c->in.cap + c->out.cap);
 	}
 	static const char msg[] = "-ERR out of memory for this connection's buffers: closing\r\n";
@@ -117,11 +118,12 @@ void rmq__conn_shed(struct conn *c)
 	uint64_t now = rmq_now_ms();
 	if (now >= w->shed_log_ms) {
 		w->shed_log_ms = now + 1000;
-		rmq_diagf(RMQ_DIAG_WARN,
-			  "client %llu: %zu bytes of buffers (%zu input, %zu output) while all clients hold "
-			  "%lld, over --max-client-memory %zu; closing it (see client_memory_closed in INFO)",
-			  (unsigned long long)c->id, c->mem, c->in.cap, c->out.cap,
-			  (long long)atomic_load(&srv->client_mem), srv->cfg.max_client_memory);
+		rmq_diagf(
+			RMQ_DIAG_WARN,
+			"client %llu: %zu bytes of buffers (%zu input, %zu output) while all clients hold "
+			"%lld, over --max-client-memory %zu; closing it (see client_memory_closed in INFO)",
+			(unsigned long long)c->id, c->mem, c->in.cap, c->out.cap,
+			(long long)atomic_load(&srv->client_mem), srv->cfg.max_client_memory);
 	}
 	/* Behind what is still queued, as for a timeout: best effort. */
 	static const char msg[] = "ERR client buffers over --max-client-memory: closing";
@@ -190,7 +192,8 @@ void rmq__conn_new(struct worker *w, int fd)
 	cds_list_add_tail(&c->link, &w->conns);
 	stat_add(&w->stats.conns_accepted, 1);
 	stat_add(&w->stats.conns, 1);
-	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu connected", w->id, (unsigned long long)c->id);
+	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu connected", w->id,
+		  (unsigned long long)c->id);
 }
 
 /* Tears the connection down at once; the struct itself is freed at the end
@@ -221,7 +224,8 @@ void rmq__conn_close(struct conn *c)
 		rmq__conn_mem_sync(c);
 	atomic_fetch_sub(&w->srv->nclients, 1);
 	stat_add(&w->stats.conns, (uint64_t)-1);
-	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu closed", w->id, (unsigned long long)c->id);
+	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu closed", w->id,
+		  (unsigned long long)c->id);
 }
 
 void rmq__conn_free(struct conn *c)
@@ -261,7 +265,8 @@ static void conn_deadline_set(struct conn *c, bool lingering)
 {
 	conn_deadline_clear(c);
 	c->deadline_ms = rmq_now_ms() + wait_timeout_ms(c->worker->srv, lingering);
-	cds_list_add_tail(&c->deadline_link, lingering ? &c->worker->lingers : &c->worker->deadlines);
+	cds_list_add_tail(&c->deadline_link,
+			  lingering ? &c->worker->lingers : &c->worker->deadlines);
 	c->in_deadlines = true;
 }
 
@@ -298,7 +303,8 @@ static void conn_track_frame(struct conn *c, bool progressed)
 	uint64_t to = wait_timeout_ms(c->worker->srv, false);
 	if (c->draining)
 		return;
-	bool waiting = to && !c->closing && !c->close_after_write && !c->eof && rmq_buf_pending(&c->in);
+	bool waiting =
+		to && !c->closing && !c->close_after_write && !c->eof && rmq_buf_pending(&c->in);
 	if (waiting && conn_stalled(c)) {
 		waiting = !c->paused && rmq_buf_pending(&c->in) < IN_STALLED_MAX;
 		if (waiting) {
@@ -368,8 +374,8 @@ void rmq__conn_process_input(struct conn *c)
 		size_t argc;
 		unsigned nreq = 1;
 		ssize_t r;
-		if (run.hlen &&
-		    (r = (ssize_t)rmq__cmd_publish_run(c, &run, frame, rmq_buf_pending(&c->in), &nreq))) {
+		if (run.hlen && (r = (ssize_t)rmq__cmd_publish_run(
+					 c, &run, frame, rmq_buf_pending(&c->in), &nreq))) {
 			stat_add(&w->stats.commands, nreq);
 			did = true;
 			goto next;
@@ -455,8 +461,8 @@ next:
 proto_error:
 	rmq__worker_publish_flush(w);
 	stat_add(&w->stats.protocol_errors, 1);
-	rmq_diagf(RMQ_DIAG_INFO, "client %llu: protocol error (%s); closing", (unsigned long long)c->id,
-		 err ? err : "request too large");
+	rmq_diagf(RMQ_DIAG_INFO, "client %llu: protocol error (%s); closing",
+		  (unsigned long long)c->id, err ? err : "request too large");
 	c->close_after_write = true;
 	c->linger = true;
 	c->in.off = c->in.len = 0;
@@ -498,8 +504,9 @@ static void conn_drain(struct conn *c)
 static void conn_parked_overflow(struct conn *c)
 {
 	rmq__blocked_unpark(c);
-	rmq_resp_error(&c->out, "ERR Protocol error: more than 64 KiB of requests pipelined behind a "
-				"blocking PULL");
+	rmq_resp_error(&c->out,
+		       "ERR Protocol error: more than 64 KiB of requests pipelined behind a "
+		       "blocking PULL");
 	stat_add(&c->worker->stats.protocol_errors, 1);
 	c->close_after_write = true;
 	c->linger = true;
@@ -545,7 +552,8 @@ void rmq__conn_read(struct conn *c, uint32_t events)
 		own.off = own.len = 0;
 		lent = c->lent = true;
 	}
-	for (int rounds = 0; rounds < READ_ROUNDS && !c->closing && !c->paused && !c->eof; rounds++) {
+	for (int rounds = 0; rounds < READ_ROUNDS && !c->closing && !c->paused && !c->eof;
+	     rounds++) {
 		/* Over --max-client-memory: read no more until the workers
 		 * have shed the largest clients. */
 		if (atomic_load_explicit(&srv->mem_over, memory_order_relaxed))
@@ -679,15 +687,16 @@ void rmq__conn_timed_out(struct conn *c)
 	if (!c->draining) {
 		/* Behind what is still queued: the socket may hold the first
 		 * part of a reply, and the error must not land inside it. */
-		rmq_resp_error(&c->out, "ERR Protocol error: timed out waiting for the rest of the request");
+		rmq_resp_error(&c->out,
+			       "ERR Protocol error: timed out waiting for the rest of the request");
 		ssize_t r = send(c->fd, c->out.data + c->out.off, rmq_buf_pending(&c->out),
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)r;
 		stat_add(&w->stats.frame_timeouts, 1);
 		rmq_diagf(RMQ_DIAG_INFO,
-			 "client %llu: request half-sent for %.1f s (%zu bytes); closing",
-			 (unsigned long long)c->id, (double)wait_timeout_ms(w->srv, false) / 1000.0,
-			 rmq_buf_pending(&c->in));
+			  "client %llu: request half-sent for %.1f s (%zu bytes); closing",
+			  (unsigned long long)c->id,
+			  (double)wait_timeout_ms(w->srv, false) / 1000.0, rmq_buf_pending(&c->in));
 	}
 	rmq__conn_close(c);
 }

@@ -27,14 +27,15 @@
 /* The fuzz build (tests/fuzz) defines smaller values, so that inputs of a
  * few KiB reach the backlog and pause paths. */
 #ifndef OUT_SOFT
-#define OUT_SOFT (256u << 10)   /* stop copying from logs into a client */
+#define OUT_SOFT (256u << 10) /* stop copying from logs into a client */
 #endif
 #ifndef OUT_PAUSE
-#define OUT_PAUSE (4u << 20)    /* stop reading a client's requests */
+#define OUT_PAUSE (4u << 20) /* stop reading a client's requests */
 #endif
-#define READ_CHUNK (64u << 10)   /* read size into a connection's own buffer */
+#define READ_CHUNK (64u << 10)    /* read size into a connection's own buffer */
 #define READ_SCRATCH (256u << 10) /* read size into the worker's shared buffer */
-#define READ_CARRY (16u << 10)    /* partial requests up to this size are read
+#define READ_CARRY \
+	(16u << 10) /* partial requests up to this size are read
 				   * on from the shared buffer */
 /* While a connection's requests cannot run (parked PULL, live backlog,
  * paused), the server reads its input only up to this much pending: the
@@ -51,44 +52,44 @@ struct conn;
 struct live_sub {
 	struct cds_list_head watch_link; /* in watch->members */
 	struct conn *conn;
-	struct rmq_watch *watch;   /* its topic's watch on conn's worker */
-	struct rmq_cursor cursor;  /* the next message to deliver */
-	uint64_t hash;             /* of the topic's name (conn's index) */
-	int idx;                   /* in conn->live_subs */
-	bool gone;                 /* topic deleted: unsubscribe once drained */
+	struct rmq_watch *watch;  /* its topic's watch on conn's worker */
+	struct rmq_cursor cursor; /* the next message to deliver */
+	uint64_t hash;            /* of the topic's name (conn's index) */
+	int idx;                  /* in conn->live_subs */
+	bool gone;                /* topic deleted: unsubscribe once drained */
 };
 
 struct conn {
 	int fd;
 	uint64_t id;
-	struct worker *worker;      /* the only thread that touches this conn */
+	struct worker *worker; /* the only thread that touches this conn */
 	struct rmq_buf in, out;
-	struct cds_list_head link;  /* worker->conns */
+	struct cds_list_head link;       /* worker->conns */
 	struct cds_list_head flush_link; /* worker->flush, when in_flush */
 	bool in_flush, closing, close_after_write, paused, epollout, eof;
-	bool rdhup;                 /* the peer shut its sending side (EPOLLRDHUP):
+	bool rdhup;            /* the peer shut its sending side (EPOLLRDHUP):
 				     * it may still be reading */
-	bool lent;                  /* in is the worker's scratch (conn_read) */
-	uint32_t events;            /* epoll events armed */
-	size_t in_scanned;          /* pending input known to be whole requests,
+	bool lent;             /* in is the worker's scratch (conn_read) */
+	uint32_t events;       /* epoll events armed */
+	size_t in_scanned;     /* pending input known to be whole requests,
 				     * while they cannot run (conn_track_frame) */
-	size_t mem;                 /* in.cap + out.cap as counted in
+	size_t mem;            /* in.cap + out.cap as counted in
 				     * srv->client_mem */
-	bool linger, draining;      /* protocol error: let the reply arrive */
+	bool linger, draining; /* protocol error: let the reply arrive */
 	size_t drained;
-	bool backlog;               /* live messages wait in the logs: commands
+	bool backlog;                    /* live messages wait in the logs: commands
 				     * wait too, so replies keep their order */
-	bool blocked;               /* a PULL ... BLOCK is parked */
-	bool yielded;               /* the rest of a long SUBSCRIBE/UNSUBSCRIBE runs
+	bool blocked;                    /* a PULL ... BLOCK is parked */
+	bool yielded;                    /* the rest of a long SUBSCRIBE/UNSUBSCRIBE runs
 				     * at the next iteration (in worker->unblocked) */
-	bool split_cont;            /* the next request is such a rest: not a new
+	bool split_cont;                 /* the next request is such a rest: not a new
 				     * command for the stats */
-	bool again;                 /* the handler is not done: the same request
+	bool again;                      /* the handler is not done: the same request
 				     * runs again at the next iteration (cmd.c) */
 	struct topics_page *topics_page; /* TOPICS in progress (cmd.c) */
 	enum reply_mode reply;
 	enum conn_role role;
-	char *name;                 /* CLIENT SETNAME / REGISTER name */
+	char *name;                  /* CLIENT SETNAME / REGISTER name */
 	struct live_sub **live_subs; /* pubsub.c */
 	int n_live_subs, live_subs_cap;
 	struct live_sub **live_index; /* by topic name: open addressing, linear
@@ -96,15 +97,15 @@ struct conn {
 	size_t live_index_mask;
 	struct rmq_dsub *dsub;
 	uint64_t token;
-	struct {                    /* the parked PULL, while blocked (blocked.c) */
-		struct cds_list_head watch_link;  /* in watch->waiters */
-		size_t heap_idx;        /* 1 + index in worker->park_heap; 0: none */
+	struct {                                 /* the parked PULL, while blocked (blocked.c) */
+		struct cds_list_head watch_link; /* in watch->waiters */
+		size_t heap_idx;                 /* 1 + index in worker->park_heap; 0: none */
 		struct rmq_watch *watch;
-		char *topic;            /* as the PULL named it */
+		char *topic; /* as the PULL named it */
 		size_t topic_len;
 		uint32_t count;
-		uint64_t deadline_ms;   /* 0: forever */
-		bool silent;            /* parked under CLIENT REPLY OFF/SKIP */
+		uint64_t deadline_ms; /* 0: forever */
+		bool silent;          /* parked under CLIENT REPLY OFF/SKIP */
 	} parked;
 	struct cds_list_head unblocked_link; /* in worker->unblocked, when in_unblocked */
 	bool in_unblocked;
@@ -133,7 +134,8 @@ struct worker_stats {
  * any worker: a relaxed load and store, no locked read-modify-write. */
 static inline void stat_add(_Atomic uint64_t *x, uint64_t n)
 {
-	atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n, memory_order_relaxed);
+	atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
+			      memory_order_relaxed);
 }
 
 struct server;
@@ -143,34 +145,34 @@ struct worker {
 	pthread_t th;
 	int epoll_fd, wake_fd;
 	_Atomic int wake_pending;
-	ck_ring_t accept_ring;      /* acceptor -> worker sockets, SPSC */
+	ck_ring_t accept_ring; /* acceptor -> worker sockets, SPSC */
 	ck_ring_buffer_t *accept_ring_buf;
-	struct cds_list_head conns;        /* every open conn, by link */
-	struct cds_list_head flush;        /* conns with output to write, by flush_link */
-	struct conn **park_heap;           /* parked PULLs with a timeout, a min-heap
+	struct cds_list_head conns; /* every open conn, by link */
+	struct cds_list_head flush; /* conns with output to write, by flush_link */
+	struct conn **park_heap;    /* parked PULLs with a timeout, a min-heap
 					    * by parked.deadline_ms (blocked.c) */
 	size_t park_n, park_cap;
-	struct cds_list_head unblocked;    /* conns whose parked PULL was answered, or
+	struct cds_list_head unblocked; /* conns whose parked PULL was answered, or
 					    * which yielded in a long request, by
 					    * unblocked_link: their next requests run
 					    * once per loop iteration (blocked.c) */
-	struct cds_list_head closed;       /* closed, freed at the end of the iteration */
+	struct cds_list_head closed;    /* closed, freed at the end of the iteration */
 	/* Each list has one timeout for all, so appending keeps it sorted by
 	 * deadline_ms, earliest first. */
-	struct cds_list_head deadlines;   /* half-sent requests */
-	struct cds_list_head lingers;     /* lingering closes */
-	int64_t client_mem;               /* this worker's part of srv->client_mem */
-	uint64_t shed_log_ms;             /* next shedding log line */
+	struct cds_list_head deadlines; /* half-sent requests */
+	struct cds_list_head lingers;   /* lingering closes */
+	int64_t client_mem;             /* this worker's part of srv->client_mem */
+	uint64_t shed_log_ms;           /* next shedding log line */
 	struct server *srv;
 	struct rmq_arg *argv;
 	size_t argv_cap;
-	struct rmq_buf scratch;     /* shared read buffer, lent to one conn at a time */
-	bool may_quiesce;           /* no RCU pointer held up the stack: request
+	struct rmq_buf scratch; /* shared read buffer, lent to one conn at a time */
+	bool may_quiesce;       /* no RCU pointer held up the stack: request
 				     * processing may report a quiescent state */
 	unsigned requests_since_quiescent;
-	uint64_t oom_log_ms;        /* next allocation-failure log line */
-	uint64_t trim_ms;           /* malloc_trim() if still idle then; 0: not armed */
-	uint64_t rcu_epoch;         /* quiescent states so far (rmq__worker_quiescent) */
+	uint64_t oom_log_ms; /* next allocation-failure log line */
+	uint64_t trim_ms;    /* malloc_trim() if still idle then; 0: not armed */
+	uint64_t rcu_epoch;  /* quiescent states so far (rmq__worker_quiescent) */
 	/* Appends made but not yet announced (rmq_topic_published): a run of
 	 * publishes to one topic wakes its readers once, at the next
 	 * rmq__worker_publish_flush(), which every quiescent state is preceded by. */
@@ -181,9 +183,9 @@ struct worker {
 
 struct server {
 	struct rmq_server_config cfg;
-	struct rmq_resp_limits lim;  /* what the parser accepts */
+	struct rmq_resp_limits lim;     /* what the parser accepts */
 	struct rmq_resp_limits pay_lim; /* lim, with max_bulk = max_payload */
-	size_t max_query;             /* --max-request, resolved */
+	size_t max_query;               /* --max-request, resolved */
 	struct rmq_broker *broker;
 	struct rmq_dsub_registry *dsubs;
 	struct worker *workers;
@@ -197,12 +199,11 @@ struct server {
 	 * mem_over: over it, workers shed their largest (worker.c). */
 	_Atomic int64_t client_mem;
 	_Atomic int mem_over;
-	uint64_t next_ttl_sweep_ms; /* worker 0 only */
-	int spare_fd;               /* acceptor only: given up on EMFILE */
+	uint64_t next_ttl_sweep_ms;     /* worker 0 only */
+	int spare_fd;                   /* acceptor only: given up on EMFILE */
 	uint64_t fd_rejects, fd_log_ms; /* acceptor only */
 	uint64_t started_ms;
 };
-
 
 /* A server's state without its sockets and threads, as rmq_server_run()
  * builds it. srv->cfg must be set: this derives the request limits from it
@@ -320,7 +321,7 @@ void rmq__raise_fd_limit(const struct rmq_server_config *cfg);
 void rmq__worker_publish_flush(struct worker *w);
 /* Records one append to t for the next rmq__worker_publish_flush(). */
 static inline void rmq__worker_published(struct worker *w, struct rmq_topic *t, unsigned msgs,
-				    uint64_t bytes)
+					 uint64_t bytes)
 {
 	if (RMQ_UNLIKELY(w->pending_topic != t)) {
 		if (w->pending_topic)
@@ -363,18 +364,18 @@ struct publish_run {
 /* After rmq__cmd_dispatch(c, argv, argc) of the request that starts at frame:
  * arms run if that was a PUBLISH the next ones can repeat, else disarms. */
 void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const char *frame,
-			 const struct rmq_arg *argv, size_t argc);
+			      const struct rmq_arg *argv, size_t argc);
 /* Executes the requests at the start of p[0, len) that continue the armed
  * run, up to PUBLISH_RUN_BATCH of them, exactly as rmq__cmd_dispatch() would one by
  * one; returns their size and sets *nreq to their number, or returns 0
  * (nothing done: parse and dispatch the next request the ordinary way). */
 #define PUBLISH_RUN_BATCH 32
-size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const char *p, size_t len,
-		       unsigned *nreq);
+size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const char *p,
+			    size_t len, unsigned *nreq);
 /* Runs a durable PULL and writes its reply. Returns the count, or -1 when
  * an error reply was written; *subscribed (if not NULL) gets the topic. */
 int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
-	      struct rmq_topic **subscribed);
+		       struct rmq_topic **subscribed);
 /* Ends every live subscription of c (no replies). */
 void rmq__pubsub_drop_all(struct conn *c);
 /* A watched topic was deleted: tell live subscribers and parked pullers. */

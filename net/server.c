@@ -94,7 +94,8 @@ int rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 	 * names and numbers are not payloads (PUBLISH and MPUBLISH check their
 	 * payloads against max_payload themselves, and the PUBLISH fast path
 	 * takes only payloads within it, pay_lim). */
-	srv->lim.max_bulk = cfg->max_payload > RMQ_MIN_ARG_LIMIT ? cfg->max_payload : RMQ_MIN_ARG_LIMIT;
+	srv->lim.max_bulk =
+		cfg->max_payload > RMQ_MIN_ARG_LIMIT ? cfg->max_payload : RMQ_MIN_ARG_LIMIT;
 	srv->lim.max_args = cfg->max_args;
 	srv->lim.max_inline = cfg->max_inline;
 	srv->pay_lim = srv->lim;
@@ -230,7 +231,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	}
 	rc = pthread_create(&srv->acceptor, NULL, rmq__acceptor_main, srv);
 	if (rc != 0) {
-		fprintf(stderr, "ringmq-server: cannot start the acceptor thread: %s\n", strerror(rc));
+		fprintf(stderr, "ringmq-server: cannot start the acceptor thread: %s\n",
+			strerror(rc));
 		stop_threads(srv, false, srv->nworkers);
 		server_free(srv);
 		return 1;
@@ -241,8 +243,9 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		host = "localhost";
 	printf("Server started on %s:%d\n", host, srv->port);
 	fflush(stdout);
-	rmq_diagf(RMQ_DIAG_INFO, "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
-		 RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
+	rmq_diagf(RMQ_DIAG_INFO,
+		  "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
+		  RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
 
 	int sig = 0;
 	for (;;) {
@@ -250,10 +253,14 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 			continue;
 		if (sig == SIGINT || sig == SIGTERM)
 			break;
-		rmq_diagf(RMQ_DIAG_INFO, "received %s: ignored (only SIGINT and SIGTERM stop the server)",
-			  sig == SIGHUP ? "SIGHUP" : sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
+		rmq_diagf(RMQ_DIAG_INFO,
+			  "received %s: ignored (only SIGINT and SIGTERM stop the server)",
+			  sig == SIGHUP    ? "SIGHUP"
+			  : sig == SIGUSR1 ? "SIGUSR1"
+					   : "SIGUSR2");
 	}
-	rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down",
+		  sig == SIGINT ? "SIGINT" : "SIGTERM");
 
 	stop_threads(srv, true, srv->nworkers);
 	server_free(srv);

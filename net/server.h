@@ -22,28 +22,28 @@
 enum rmq_diag_level { RMQ_DIAG_ERROR, RMQ_DIAG_WARN, RMQ_DIAG_INFO, RMQ_DIAG_DEBUG };
 
 struct rmq_server_config {
-	const char *bind;            /* address to listen on */
-	int port;                    /* 0: pick a free port */
-	unsigned threads;            /* workers = shards, 1..64 */
-	size_t max_payload;          /* largest message (PUBLISH/MPUBLISH payload);
+	const char *bind;              /* address to listen on */
+	int port;                      /* 0: pick a free port */
+	unsigned threads;              /* workers = shards, 1..64 */
+	size_t max_payload;            /* largest message (PUBLISH/MPUBLISH payload);
 				      * other arguments may be up to
 				      * max(max_payload, RMQ_MIN_ARG_LIMIT) */
-	size_t max_request;          /* largest request, whole (RESP bytes);
+	size_t max_request;            /* largest request, whole (RESP bytes);
 				      * 0: 2 * max_payload + 16 MiB */
-	size_t max_client_memory;    /* all clients' input and output buffers
+	size_t max_client_memory;      /* all clients' input and output buffers
 				      * together; over it the largest are
 				      * closed. 0: no limit */
-	unsigned tcp_keepalive_s;    /* TCP keepalive idle time; 0: off */
-	unsigned max_clients;        /* connections served at once */
+	unsigned tcp_keepalive_s;      /* TCP keepalive idle time; 0: off */
+	unsigned max_clients;          /* connections served at once */
 	enum rmq_diag_level log_level; /* diagnostics shown (net/diag.h) */
-	uint64_t default_capacity;   /* CREATE without CAPACITY */
-	size_t max_args;             /* largest request array (arguments) */
-	size_t max_inline;           /* longest inline command line */
-	uint64_t frame_timeout_ms;   /* close a client that leaves a request
+	uint64_t default_capacity;     /* CREATE without CAPACITY */
+	size_t max_args;               /* largest request array (arguments) */
+	size_t max_inline;             /* longest inline command line */
+	uint64_t frame_timeout_ms;     /* close a client that leaves a request
 				      * half-sent this long; 0: never */
-	uint64_t subscriber_ttl_ms;  /* drop a durable subscriber detached
+	uint64_t subscriber_ttl_ms;    /* drop a durable subscriber detached
 				      * this long; 0: never */
-	uint64_t ack_wait_ms;        /* acknowledged mode: redeliver what is
+	uint64_t ack_wait_ms;          /* acknowledged mode: redeliver what is
 				      * unacknowledged this long after its
 				      * delivery; 0: the default, 30 s */
 };

@@ -64,7 +64,8 @@ static void settle(void)
 	for (int quiet = 0, round = 0; quiet < 3; round++) {
 		cr_assert_lt(round, 1000, "the worker is still busy after %d polls", round);
 		rmq__worker_poll(w);
-		uint64_t now = atomic_load(&w->stats.bytes_read) + atomic_load(&w->stats.bytes_written) +
+		uint64_t now = atomic_load(&w->stats.bytes_read) +
+			       atomic_load(&w->stats.bytes_written) +
 			       atomic_load(&w->stats.commands) + atomic_load(&w->stats.conns);
 		/* a request that goes on at the next turn is work too */
 		quiet = now == last && cds_list_empty(&w->unblocked) ? quiet + 1 : 0;
@@ -130,7 +131,8 @@ static char *received(int fd, bool *eof)
 		if (r == 0)
 			*eof = true;
 		else
-			cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "recv: %s", strerror(errno));
+			cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "recv: %s",
+				  strerror(errno));
 		break;
 	}
 	buf[n] = '\0';
@@ -162,8 +164,7 @@ static size_t parked(void)
 {
 	size_t n = 0;
 	struct conn *c;
-	cds_list_for_each_entry(c, &srv->workers[0].conns, link)
-		n += c->blocked;
+	cds_list_for_each_entry(c, &srv->workers[0].conns, link) n += c->blocked;
 	return n;
 }
 
@@ -220,7 +221,8 @@ Test(cmd, create_publish_and_errors)
 Test(cmd, unknown_command)
 {
 	int c = client();
-	expect(c, resp("FROB", NULL), "-ERR unknown command 'FROB', with args beginning with: \r\n");
+	expect(c, resp("FROB", NULL),
+	       "-ERR unknown command 'FROB', with args beginning with: \r\n");
 	expect(c, resp("FROB", "x", NULL),
 	       "-ERR unknown command 'FROB', with args beginning with: ...\r\n");
 	/* the connection still works */
@@ -306,8 +308,10 @@ Test(cmd, durable_pull)
 	expect(sub, resp("PULL", "jobs", NULL),
 	       "-ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name\r\n");
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "w1", NULL), "+OK\r\n");
-	expect(sub, resp("PULL", "jobs", NULL), "-ERR not subscribed to 'jobs': SUBSCRIBE it first\r\n");
-	expect(sub, resp("SUBSCRIBE", "jobs", NULL), "*3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n");
+	expect(sub, resp("PULL", "jobs", NULL),
+	       "-ERR not subscribed to 'jobs': SUBSCRIBE it first\r\n");
+	expect(sub, resp("SUBSCRIBE", "jobs", NULL),
+	       "*3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n");
 	expect(pub, resp("MPUBLISH", "jobs", "a", "bb", "ccc", NULL), ":3\r\n");
 	expect(sub, resp("PULL", "jobs", "COUNT", "2", NULL),
 	       "*2\r\n*2\r\n:1\r\n$1\r\na\r\n*2\r\n:2\r\n$2\r\nbb\r\n");
@@ -527,7 +531,8 @@ Test(cmd, client_setname_rejects_nul_space_newline)
 	expect(c, "", err);
 	expect(c, resp("CLIENT", "SETNAME", "a b", NULL), err);
 	expect(c, resp("CLIENT", "SETNAME", "a\nb", NULL), err);
-	static const char hello[] = "*4\r\n$5\r\nHELLO\r\n$1\r\n2\r\n$7\r\nSETNAME\r\n$3\r\nx\0y\r\n";
+	static const char hello[] =
+		"*4\r\n$5\r\nHELLO\r\n$1\r\n2\r\n$7\r\nSETNAME\r\n$3\r\nx\0y\r\n";
 	send_all(c, hello, sizeof(hello) - 1);
 	expect(c, "", err);
 	expect(c, resp("REGISTER", "PUBLISHER", "p q", NULL), err);
@@ -614,7 +619,8 @@ Test(cmd, half_request_behind_parked_pull_times_out)
 	char req[512];
 	snprintf(req, sizeof(req), "%sPING\r\n", resp("PULL", "q", "BLOCK", "0", NULL));
 	expect(whole, req, "");
-	snprintf(req, sizeof(req), "%sPING\r\n*2\r\n$4\r\nECHO\r\n$10\r\nhal", resp("PULL", "q", "BLOCK", "0", NULL));
+	snprintf(req, sizeof(req), "%sPING\r\n*2\r\n$4\r\nECHO\r\n$10\r\nhal",
+		 resp("PULL", "q", "BLOCK", "0", NULL));
 	expect(half, req, "");
 	uint64_t to = srv->cfg.frame_timeout_ms;
 	clock_ns += (to - 1) * 1000 * 1000;
@@ -622,7 +628,8 @@ Test(cmd, half_request_behind_parked_pull_times_out)
 	clock_ns += 1ULL * 1000 * 1000;
 	bool eof;
 	const char *got = received(half, &eof);
-	cr_assert_str_eq(got, "-ERR Protocol error: timed out waiting for the rest of the request\r\n");
+	cr_assert_str_eq(got,
+			 "-ERR Protocol error: timed out waiting for the rest of the request\r\n");
 	cr_assert(eof);
 	/* the one with only whole requests behind its PULL stays parked */
 	clock_ns += 10 * to * 1000 * 1000;
@@ -642,9 +649,7 @@ Test(cmd, half_request_behind_parked_pull_times_out)
 static struct conn *conn_of_worker(size_t k)
 {
 	struct conn *c;
-	cds_list_for_each_entry(c, &srv->workers[0].conns, link)
-		if (k-- == 0)
-			return c;
+	cds_list_for_each_entry(c, &srv->workers[0].conns, link) if (k-- == 0) return c;
 	return NULL;
 }
 
@@ -685,7 +690,9 @@ Test(cmd, stalled_input_is_bounded)
 	size_t sent = flood_pings(parked_c);
 	bool eof;
 	const char *got = received(parked_c, &eof);
-	cr_assert_str_eq(got, "-ERR Protocol error: more than 64 KiB of requests pipelined behind a blocking PULL\r\n");
+	cr_assert_str_eq(
+		got,
+		"-ERR Protocol error: more than 64 KiB of requests pipelined behind a blocking PULL\r\n");
 	(void)sent; /* (the lingering close then reads and discards, bounded) */
 	cr_assert_eq(parked(), 0);
 
@@ -695,7 +702,8 @@ Test(cmd, stalled_input_is_bounded)
 	static char big[1000];
 	memset(big, 'b', sizeof(big) - 1);
 	for (int i = 0; i < 2000; i++) {
-		send_all(adm, resp("PUBLISH", "q", big, NULL), strlen(resp("PUBLISH", "q", big, NULL)));
+		send_all(adm, resp("PUBLISH", "q", big, NULL),
+			 strlen(resp("PUBLISH", "q", big, NULL)));
 		if (i % 20 == 0) {
 			settle();
 			(void)received(adm, &eof);
@@ -704,13 +712,12 @@ Test(cmd, stalled_input_is_bounded)
 	settle();
 	(void)received(adm, &eof);
 	struct conn *lc = NULL, *it;
-	cds_list_for_each_entry(it, &srv->workers[0].conns, link)
-		if (it->n_live_subs)
-			lc = it;
+	cds_list_for_each_entry(it, &srv->workers[0].conns, link) if (it->n_live_subs) lc = it;
 	cr_assert(lc && lc->backlog, "the live subscriber has no backlog");
 	sent = flood_pings(live);
 	cr_assert_leq(rmq_buf_pending(&lc->in), IN_STALLED_MAX + READ_SCRATCH,
-		      "a deaf subscriber's pending input grew to %zu (sent %zu)", rmq_buf_pending(&lc->in), sent);
+		      "a deaf subscriber's pending input grew to %zu (sent %zu)",
+		      rmq_buf_pending(&lc->in), sent);
 	cr_assert_gt(sent, rmq_buf_pending(&lc->in));
 	close(live);
 	close(parked_c);
@@ -837,14 +844,14 @@ Test(cmd, live_subscription_index_stays_exact)
 	int left = N;
 	for (int i = N - 2; i >= 0; i -= 4) { /* every other even one, downwards */
 		snprintf(name, sizeof(name), "t%d", i);
-		snprintf(line, sizeof(line), "*3\r\n$11\r\nunsubscribe\r\n$%zu\r\n%s\r\n:%d\r\n", strlen(name), name,
-			 --left);
+		snprintf(line, sizeof(line), "*3\r\n$11\r\nunsubscribe\r\n$%zu\r\n%s\r\n:%d\r\n",
+			 strlen(name), name, --left);
 		expect(sub, resp("UNSUBSCRIBE", name, NULL), line);
 	}
 	for (int i = 0; i < N; i += 4) { /* the other even ones, upwards */
 		snprintf(name, sizeof(name), "t%d", i);
-		snprintf(line, sizeof(line), "*3\r\n$11\r\nunsubscribe\r\n$%zu\r\n%s\r\n:%d\r\n", strlen(name), name,
-			 --left);
+		snprintf(line, sizeof(line), "*3\r\n$11\r\nunsubscribe\r\n$%zu\r\n%s\r\n:%d\r\n",
+			 strlen(name), name, --left);
 		expect(sub, resp("UNSUBSCRIBE", name, NULL), line);
 	}
 	cr_assert_eq(left, N / 2);
@@ -854,7 +861,8 @@ Test(cmd, live_subscription_index_stays_exact)
 	/* every odd one is still found (subscribing again keeps the count) */
 	for (int i = 1; i < N; i += 2) {
 		snprintf(name, sizeof(name), "t%d", i);
-		snprintf(line, sizeof(line), "*3\r\n$9\r\nsubscribe\r\n$%zu\r\n%s\r\n:%d\r\n", strlen(name), name, left);
+		snprintf(line, sizeof(line), "*3\r\n$9\r\nsubscribe\r\n$%zu\r\n%s\r\n:%d\r\n",
+			 strlen(name), name, left);
 		expect(sub, resp("SUBSCRIBE", name, NULL), line);
 	}
 	/* and delivers: a message to t1 and none to t0 */
@@ -944,7 +952,8 @@ Test(cmd, mpublish_all_or_nothing_or_says_what_was_stored)
 	int n = snprintf(req, sizeof(req), "*11\r\n$8\r\nMPUBLISH\r\n$1\r\nq\r\n");
 	for (int i = 0; i < 9; i++)
 		n += snprintf(req + n, sizeof(req) - (size_t)n, "$1000\r\n%s\r\n", pl);
-	expect(c, req, "-FULL the 9 messages take 9504 bytes, more than topic 'q' holds (CAPACITY 8192, ONFULL reject): none stored\r\n");
+	expect(c, req,
+	       "-FULL the 9 messages take 9504 bytes, more than topic 'q' holds (CAPACITY 8192, ONFULL reject): none stored\r\n");
 	cr_assert_eq(last_seq("q"), 0);
 	/* one over the capacity in the middle: none stored */
 	expect(c, resp("CREATE", "r", "CAPACITY", "1K", NULL), "+OK\r\n");
@@ -956,7 +965,8 @@ Test(cmd, mpublish_all_or_nothing_or_says_what_was_stored)
 	 * says how many */
 	expect(c, resp("PUBLISH", "q", pl, NULL), ":1\r\n");
 	expect(c, resp("PUBLISH", "q", pl, NULL), ":2\r\n");
-	send_all(c, resp("MPUBLISH", "q", pl, pl, pl, pl, NULL), strlen(resp("MPUBLISH", "q", pl, pl, pl, pl, NULL)));
+	send_all(c, resp("MPUBLISH", "q", pl, pl, pl, pl, NULL),
+		 strlen(resp("MPUBLISH", "q", pl, pl, pl, pl, NULL)));
 	bool eof;
 	const char *got = received(c, &eof);
 	const char *m = strstr(got, "; only the first ");
@@ -1024,7 +1034,8 @@ Test(cmd, pull_reply_is_bounded)
 	long long got = 0;
 	for (int pulls = 0; got < N; pulls++) {
 		cr_assert_lt(pulls, 10);
-		send_all(sub, resp("PULL", "q", "COUNT", "100000", NULL), strlen(resp("PULL", "q", "COUNT", "100000", NULL)));
+		send_all(sub, resp("PULL", "q", "COUNT", "100000", NULL),
+			 strlen(resp("PULL", "q", "COUNT", "100000", NULL)));
 		size_t n;
 		char *r = received_big(sub, &n);
 		long long k = strtoll(r + 1, NULL, 10);
@@ -1066,7 +1077,8 @@ Test(cmd, takeover_wakes_parked_owner)
 	cr_assert_eq(parked(), 1);
 	expect(adm, resp("PUBLISH", "q", "m", NULL), ":1\r\n");
 	expect(now, "", "*1\r\n*2\r\n:1\r\n$1\r\nm\r\n");
-	expect(old, resp("PULL", "q", NULL), "-ERR subscriber was taken over by another connection\r\n");
+	expect(old, resp("PULL", "q", NULL),
+	       "-ERR subscriber was taken over by another connection\r\n");
 	client_close(old);
 	client_close(now);
 	client_close(adm);
@@ -1099,7 +1111,8 @@ Test(cmd, topics_page_spans_iterations)
 	send_all(c, two, strlen(two));
 	rmq__worker_poll(w); /* reads, visits 4096 topics, yields */
 	char probe[16];
-	cr_assert_eq(recv(c, probe, sizeof(probe), MSG_DONTWAIT), -1, "a reply after one iteration");
+	cr_assert_eq(recv(c, probe, sizeof(probe), MSG_DONTWAIT), -1,
+		     "a reply after one iteration");
 	cr_assert(conn_of_worker(0)->topics_page, "no page in progress");
 	bool eof;
 	const char *got = received(c, &eof);

@@ -72,7 +72,8 @@ SRV_TEST(limits, max_payload_is_for_payloads, "--max-payload", "6")
 	name[200] = '\0';
 	IS_OK(R(c, "CREATE", name));
 	IS_INT(R(c, "PUBLISH", name, "x"), 1);
-	IS_ERR(R(c, "PUBLISH", "t", "1234567"), "ERR message of 7 bytes is larger than --max-payload (6 bytes)");
+	IS_ERR(R(c, "PUBLISH", "t", "1234567"),
+	       "ERR message of 7 bytes is larger than --max-payload (6 bytes)");
 	IS_INT(R(c, "PUBLISH", "t", "ok"), 4);
 	e2e_close(c);
 }
@@ -171,7 +172,8 @@ SRV_TEST(limits, max_clients, "--max-clients", "2")
 		struct e2e_reply *x = RD(d);
 		in = x->type == E2E_STATUS && strcmp(x->str, "PONG") == 0;
 		if (!in) {
-			cr_assert(x->type == E2E_ERROR && strstr(x->str, "max clients"), "%s", e2e_reply_str(x));
+			cr_assert(x->type == E2E_ERROR && strstr(x->str, "max clients"), "%s",
+				  e2e_reply_str(x));
 			e2e_sleep_ms(20);
 		}
 		e2e_reply_free(x);

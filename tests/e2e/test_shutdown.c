@@ -30,7 +30,8 @@ static void busy_shutdown(int sig)
 	int port = g_srv.port;
 	uint64_t t0 = e2e_now_ms();
 	stop_server_ok(sig);
-	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(3000), "shutdown took %llu ms", (unsigned long long)(e2e_now_ms() - t0));
+	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(3000), "shutdown took %llu ms",
+		  (unsigned long long)(e2e_now_ms() - t0));
 	/* the parked PULL was answered (empty) before its connection closed */
 	IS_EMPTY(RD(parked));
 	IS_EOF(parked);
@@ -76,7 +77,8 @@ Test(shutdown, unread_output, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(30.0
 	e2e_wbuf_free(&b);
 	uint64_t t0 = e2e_now_ms();
 	stop_server_ok(SIGTERM);
-	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(3000), "shutdown took %llu ms", (unsigned long long)(e2e_now_ms() - t0));
+	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(3000), "shutdown took %llu ms",
+		  (unsigned long long)(e2e_now_ms() - t0));
 	size_t junk;
 	cr_assert(e2e_wait_eof(c, 3000, &junk), "connection still open after the server exited");
 	e2e_close(c);
@@ -102,8 +104,8 @@ Test(shutdown, sighup_sigusr_ignored, .fini = teardown, .timeout = E2E_TEST_TIME
 		cr_assert_eq(kill(g_srv.pid, sigs[i]), 0);
 		e2e_sleep_ms(100);
 		int st;
-		cr_assert_eq(waitpid(g_srv.pid, &st, WNOHANG), 0, "the server died of %s (status 0x%x)",
-			     strsignal(sigs[i]), st);
+		cr_assert_eq(waitpid(g_srv.pid, &st, WNOHANG), 0,
+			     "the server died of %s (status 0x%x)", strsignal(sigs[i]), st);
 		IS_INT(R(c, "PUBLISH", "t", "m"), (long long)i + 1);
 	}
 	char tail[4096];

@@ -36,7 +36,9 @@ SRV_TEST(topics, create)
 	cr_assert_eq(TINFO(c, "c2m", "capacity"), 2 << 20);
 	cr_assert_eq(TINFO(c, "c1g", "capacity"), 1 << 30);
 	char *txt = info_text(c, NULL);
-	cr_assert(strstr(txt, "topic:c2m ") && strstr(strstr(txt, "topic:c2m "), "onfull=drop-oldest"), "%s", txt);
+	cr_assert(strstr(txt, "topic:c2m ") &&
+			  strstr(strstr(txt, "topic:c2m "), "onfull=drop-oldest"),
+		  "%s", txt);
 	cr_assert(strstr(strstr(txt, "topic:c1k "), "onfull=reject"), "%s", txt);
 	cr_assert(strstr(strstr(txt, "topic:t "), "onfull=reject"), "default ONFULL: %s", txt);
 	free(txt);
@@ -100,7 +102,8 @@ SRV_TEST(topics, list_sorted)
 	struct e2e_reply *r = R(c, "TOPICS");
 	cr_assert(r->type == E2E_ARRAY && r->n == 6, "%s", e2e_reply_str(r));
 	for (size_t i = 0; i < 6; i++)
-		cr_assert(is_bulkstr(r->elem[i], sorted[i]), "TOPICS[%zu]: %s", i, e2e_reply_str(r));
+		cr_assert(is_bulkstr(r->elem[i], sorted[i]), "TOPICS[%zu]: %s", i,
+			  e2e_reply_str(r));
 	e2e_reply_free(r);
 	IS_OK(R(c, "DELETE", "b"));
 	r = R(c, "topics");
@@ -139,7 +142,8 @@ SRV_TEST(topics, page_like_scan)
 			IS_OK(RD(c));
 	}
 	e2e_wbuf_free(&b);
-	IS_ERR(R(c, "TOPICS"), "ERR 10050 topics are too many to list at once (at most 10000): page with TOPICS cursor");
+	IS_ERR(R(c, "TOPICS"),
+	       "ERR 10050 topics are too many to list at once (at most 10000): page with TOPICS cursor");
 	static unsigned char seen[N];
 	char cursor[32] = "0";
 	int pages = 0, total = 0;
@@ -151,7 +155,8 @@ SRV_TEST(topics, page_like_scan)
 		cr_assert_leq(r->elem[1]->n, 1000);
 		for (size_t i = 0; i < r->elem[1]->n; i++) {
 			long k = strtol(r->elem[1]->elem[i]->str + 3, NULL, 10);
-			cr_assert(k >= 0 && k < N && !seen[k], "%s twice", r->elem[1]->elem[i]->str);
+			cr_assert(k >= 0 && k < N && !seen[k], "%s twice",
+				  r->elem[1]->elem[i]->str);
 			seen[k] = 1;
 			total++;
 		}
@@ -162,7 +167,8 @@ SRV_TEST(topics, page_like_scan)
 	cr_assert_eq(total, N);
 	/* one call with a COUNT over the table: all of it, the cursor 0 */
 	struct e2e_reply *r = R(c, "TOPICS", "0", "COUNT", "100000", "MATCH", "pg.100*");
-	cr_assert(r->type == E2E_ARRAY && r->n == 2 && strcmp(r->elem[0]->str, "0") == 0, "%s", e2e_reply_str(r));
+	cr_assert(r->type == E2E_ARRAY && r->n == 2 && strcmp(r->elem[0]->str, "0") == 0, "%s",
+		  e2e_reply_str(r));
 	cr_assert_eq(r->elem[1]->n, 61, "%s", e2e_reply_str(r)); /* 100, 1000-1009, 10000-10049 */
 	e2e_reply_free(r);
 	/* INFO: about 1,000 topics listed, the rest counted */
