@@ -559,6 +559,25 @@ static uint32_t batch_fit(struct rmq_batch *b, size_t budget)
 	return k;
 }
 
+/* The owner's subscription to topic `name` (d->lock held): 0 and *out, or
+ * -EBUSY (taken over), -ESRCH (not subscribed), -ENOENT (topic deleted: the
+ * subscription is removed). Shared by PULL and ACK. */
+static int sub_lookup(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
+		      struct rmq_dsub_subscription **out)
+{
+	if (d->token != token)
+		return -EBUSY;
+	int i = find_by_name(d, name, len);
+	if (i < 0)
+		return -ESRCH;
+	if (rmq_topic_deleted(d->subs[i]->topic)) {
+		dsub_remove_at(d, i);
+		return -ENOENT;
+	}
+	*out = d->subs[i];
+	return 0;
+}
+
 int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
 			  uint32_t max, size_t max_bytes, struct rmq_pull *out)
 {
@@ -570,22 +589,11 @@ int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, 
 	out->ack = false;
 	out->redelivered_below = 0;
 	pthread_mutex_lock(&d->lock);
-	if (d->token != token) {
-		rc = -EBUSY;
+	struct rmq_dsub_subscription *s;
+	rc = sub_lookup(d, token, name, len, &s);
+	if (rc)
 		goto done;
-	}
-	int i = find_by_name(d, name, len);
-	if (i < 0) {
-		rc = -ESRCH;
-		goto done;
-	}
-	struct rmq_dsub_subscription *s = d->subs[i];
 	struct rmq_topic *t = s->topic;
-	if (rmq_topic_deleted(t)) {
-		dsub_remove_at(d, i);
-		rc = -ENOENT;
-		goto done;
-	}
 	out->topic = t;
 	out->ack = d->ack;
 	uint64_t now = rmq_now_ms();
@@ -682,22 +690,11 @@ int rmq_dsub_ack(struct rmq_dsub *d, uint64_t token, const char *name, size_t le
 {
 	int rc = 0;
 	pthread_mutex_lock(&d->lock);
-	if (d->token != token) {
-		rc = -EBUSY;
+	struct rmq_dsub_subscription *s;
+	rc = sub_lookup(d, token, name, len, &s);
+	if (rc)
 		goto done;
-	}
-	int i = find_by_name(d, name, len);
-	if (i < 0) {
-		rc = -ESRCH;
-		goto done;
-	}
-	struct rmq_dsub_subscription *s = d->subs[i];
 	struct rmq_topic *t = s->topic;
-	if (rmq_topic_deleted(t)) {
-		dsub_remove_at(d, i);
-		rc = -ENOENT;
-		goto done;
-	}
 	if (!d->ack) {
 		rc = -EPERM;
 		goto done;
