@@ -30,6 +30,17 @@ static void usage(FILE *f)
 		"  --subscriber-ttl SECS  drop a durable subscriber that no client has attached\n"
 		"                       for this long, releasing what it holds (default 0: never)\n"
 		"  --default-capacity BYTES  retention of topics created without CAPACITY (default 64M)\n"
+		"  --dir DIR            data directory: disk topics, durable subscribers and their\n"
+		"                       positions (default " RMQ_DEFAULT_DIR ", created if missing;\n"
+		"                       one server per directory)\n"
+		"  --storage disk|memory  where topics created without STORAGE keep their messages\n"
+		"                       (default disk; memory topics are gone after a restart)\n"
+		"  --fsync always|everysec|no  when disk topics are synced: before the reply\n"
+		"                       (always), in the background once a second (everysec,\n"
+		"                       the default) or by the kernel (no)\n"
+		"  --repair             recover a topic whose log is corrupt by truncating it at\n"
+		"                       the damage (default: refuse to start)\n"
+		"  --segment-size BYTES roll size of disk segment files (default 64M; 64K to 1G)\n"
 		"  --log-level LEVEL    error, warn, info or debug (default info)\n"
 		"  -h, --help           show this help and exit\n"
 		"  -v, --version        show the version and exit\n",
@@ -62,7 +73,7 @@ int main(int argc, char **argv)
 	struct rmq_server_config cfg;
 	rmq_server_config_defaults(&cfg);
 	enum { O_BIND = 1, O_PORT, O_THREADS, O_MAXPAY, O_MAXCLI, O_LOG, O_CAP, O_MAXARGS,
-	       O_MAXINLINE, O_FRAMETO, O_SUBTTL };
+	       O_MAXINLINE, O_FRAMETO, O_SUBTTL, O_DIR, O_STORAGE, O_FSYNC, O_REPAIR, O_SEGSIZE };
 	static const struct option opts[] = {
 		{ "bind", required_argument, NULL, O_BIND },
 		{ "port", required_argument, NULL, O_PORT },
@@ -75,6 +86,11 @@ int main(int argc, char **argv)
 		{ "max-inline", required_argument, NULL, O_MAXINLINE },
 		{ "frame-timeout", required_argument, NULL, O_FRAMETO },
 		{ "subscriber-ttl", required_argument, NULL, O_SUBTTL },
+		{ "dir", required_argument, NULL, O_DIR },
+		{ "storage", required_argument, NULL, O_STORAGE },
+		{ "fsync", required_argument, NULL, O_FSYNC },
+		{ "repair", no_argument, NULL, O_REPAIR },
+		{ "segment-size", required_argument, NULL, O_SEGSIZE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
@@ -129,6 +145,37 @@ int main(int argc, char **argv)
 		case O_SUBTTL:
 			if (parse_seconds(optarg, &cfg.subscriber_ttl_ms))
 				return bad("--subscriber-ttl", optarg, "expected seconds, 0 to 31536000");
+			break;
+		case O_DIR:
+			if (!optarg[0])
+				return bad("--dir", optarg, "expected a directory");
+			cfg.dir = optarg;
+			break;
+		case O_STORAGE:
+			if (!strcmp(optarg, "disk"))
+				cfg.storage_disk = true;
+			else if (!strcmp(optarg, "memory"))
+				cfg.storage_disk = false;
+			else
+				return bad("--storage", optarg, "expected disk or memory");
+			break;
+		case O_FSYNC:
+			if (!strcmp(optarg, "always"))
+				cfg.fsync = RMQ_FSYNC_ALWAYS;
+			else if (!strcmp(optarg, "everysec"))
+				cfg.fsync = RMQ_FSYNC_EVERYSEC;
+			else if (!strcmp(optarg, "no"))
+				cfg.fsync = RMQ_FSYNC_NO;
+			else
+				return bad("--fsync", optarg, "expected always, everysec or no");
+			break;
+		case O_REPAIR:
+			cfg.repair = true;
+			break;
+		case O_SEGSIZE:
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < (64u << 10) || v > RMQ_DISK_SEG_LIMIT)
+				return bad("--segment-size", optarg, "expected 64K to 1G");
+			cfg.segment_size = (uint32_t)v;
 			break;
 		case O_LOG:
 			if (!strcmp(optarg, "error"))

@@ -25,13 +25,22 @@ struct rmq_dsub {
 	uint32_t refs;             /* attaches not yet detached; under lock */
 	bool dead;                 /* expired and unlinked; under lock */
 	uint64_t active_ms;        /* last attach, detach, subscribe or pull */
+	const struct rmq_dsub_hooks *hooks; /* its registry's */
 	struct rcu_head rcu;
 };
+
+/* Tells the registry's owner that d's subscriptions changed (d->lock held). */
+static void dsub_changed(struct rmq_dsub *d)
+{
+	if (d->hooks && d->hooks->changed)
+		d->hooks->changed(d->hooks->ctx, d->name, d->name_len, d->subs, d->n);
+}
 
 struct rmq_dsub_registry {
 	struct cds_lfht *ht;
 	_Atomic uint64_t next_token;
 	_Atomic int64_t count; /* subscribers in ht: INFO reads it, no walk */
+	struct rmq_dsub_hooks hooks; /* set before use, then read-only */
 };
 
 struct rmq_dsub_registry *rmq_dsub_registry_new(void)
@@ -196,6 +205,7 @@ retry:
 	cds_lfht_lookup(r->ht, h, dsub_match, &key, &it);
 	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
 	struct rmq_dsub *d;
+	bool created = false;
 	if (n) {
 		d = caa_container_of(n, struct rmq_dsub, node);
 	} else {
@@ -203,6 +213,7 @@ retry:
 		d->hash = h;
 		d->name = rmq_memdup(name, len);
 		d->name_len = len;
+		d->hooks = &r->hooks;
 		pthread_mutex_init(&d->lock, NULL);
 		cds_lfht_node_init(&d->node);
 		RMQ_LFHT_PUBLISH(&d->node);
@@ -214,6 +225,7 @@ retry:
 			d = caa_container_of(n, struct rmq_dsub, node);
 		} else {
 			atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
+			created = true;
 		}
 	}
 	pthread_mutex_lock(&d->lock);
@@ -223,6 +235,8 @@ retry:
 		pthread_mutex_unlock(&d->lock);
 		goto retry;
 	}
+	if (created)
+		dsub_changed(d);
 	d->token = *token = atomic_fetch_add(&r->next_token, 1);
 	d->refs++;
 	d->active_ms = rmq_now_ms();
@@ -265,6 +279,8 @@ uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, 
 		int subs = d->n;
 		while (d->n) /* what it held is trimmed by the owner shards */
 			dsub_remove_at(d, d->n - 1);
+		if (r->hooks.dropped)
+			r->hooks.dropped(r->hooks.ctx, d->name, d->name_len);
 		bool unreferenced = d->refs == 0;
 		if (fn)
 			fn(d->name, idle, subs, ctx);
@@ -303,6 +319,8 @@ int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
 		dsub_remove_at(d, i); /* a deleted topic of the same name */
 	}
 	if (rmq_topic_deleted(t) || !rmq_topic_get(t)) {
+		if (i >= 0)
+			dsub_changed(d);
 		rc = -ENOENT;
 		goto out;
 	}
@@ -315,6 +333,9 @@ int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
 	rmq_topic_add_durable(t, s);
 	rmq_log_cursor_end(&t->log, &s->cur);
 	atomic_store_explicit(&s->pos, s->cur.seq, memory_order_release);
+	s->saved_pos = s->cur.seq;
+	if (d->hooks && d->hooks->new_id)
+		s->store_id = d->hooks->new_id(d->hooks->ctx);
 	if (d->n == d->cap) {
 		d->cap = d->cap ? d->cap * 2 : 4;
 		d->subs = rmq_realloc(d->subs, (size_t)d->cap * sizeof(d->subs[0]));
@@ -325,6 +346,7 @@ int rmq_dsub_subscribe(struct rmq_dsub *d, uint64_t token, struct rmq_topic *t)
 	d->n++;
 	rc = d->n;
 	d->active_ms = rmq_now_ms();
+	dsub_changed(d);
 out:
 	pthread_mutex_unlock(&d->lock);
 	return rc;
@@ -343,6 +365,7 @@ int rmq_dsub_unsubscribe(struct rmq_dsub *d, uint64_t token, const char *name, s
 		} else {
 			dsub_remove_at(d, i);
 			rc = d->n;
+			dsub_changed(d);
 		}
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -410,11 +433,12 @@ int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, 
 	struct rmq_topic *t = s->topic;
 	if (rmq_topic_deleted(t)) {
 		dsub_remove_at(d, i);
+		dsub_changed(d);
 		rc = -ENOENT;
 		goto done;
 	}
 	out->topic = t;
-	uint64_t base0 = s->cur.base;
+	uint64_t base0 = s->cur.base, seq0 = s->cur.seq;
 	size_t bytes = 0;
 	while (out->n < max && out->nb < RMQ_PULL_MAX_BATCHES) {
 		struct rmq_batch *b = &out->b[out->nb];
@@ -439,6 +463,8 @@ int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, 
 		d->active_ms = rmq_now_ms();
 	/* Releases the hold on what was just read; pairs with topic_hold(). */
 	atomic_store_explicit(&s->pos, s->cur.seq, memory_order_release);
+	if (s->cur.seq != seq0 && d->hooks && d->hooks->advanced)
+		d->hooks->advanced(d->hooks->ctx, s);
 	if (s->cur.base != base0 && t->log.onfull == RMQ_ONFULL_REJECT &&
 	    atomic_load(&t->log.retained) > t->log.capacity / 2)
 		rmq_topic_want_housekeeping(t);
@@ -470,4 +496,119 @@ void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
 		}
 		pthread_mutex_unlock(&d->lock);
 	}
+}
+
+/* --- persistence --- */
+
+void rmq_dsub_registry_set_hooks(struct rmq_dsub_registry *r, const struct rmq_dsub_hooks *h)
+{
+	r->hooks = *h;
+}
+
+int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, struct rmq_topic *t,
+		     uint64_t id, uint64_t pos)
+{
+	if (!rmq_topic_name_valid(name, len))
+		return -EINVAL;
+	uint64_t h = rmq_hash(name, len);
+	struct iovec key = { (void *)name, len };
+	struct cds_lfht_iter it;
+	cds_lfht_lookup(r->ht, h, dsub_match, &key, &it);
+	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
+	struct rmq_dsub *d;
+	if (n) {
+		d = caa_container_of(n, struct rmq_dsub, node);
+	} else {
+		d = rmq_calloc(1, sizeof(*d));
+		d->hash = h;
+		d->name = rmq_memdup(name, len);
+		d->name_len = len;
+		d->hooks = &r->hooks;
+		d->active_ms = rmq_now_ms();
+		pthread_mutex_init(&d->lock, NULL);
+		cds_lfht_node_init(&d->node);
+		RMQ_LFHT_PUBLISH(&d->node);
+		n = cds_lfht_add_unique(r->ht, h, dsub_match, &key, &d->node);
+		if (n != &d->node) {
+			pthread_mutex_destroy(&d->lock);
+			free(d->name);
+			free(d);
+			d = caa_container_of(n, struct rmq_dsub, node);
+		} else {
+			atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
+		}
+	}
+	int rc = 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->dead || ix_find(d, t->hash, t->name, t->name_len) >= 0) {
+		rc = d->dead ? -ENOENT : -EEXIST;
+		goto out;
+	}
+	if (rmq_topic_deleted(t) || !rmq_topic_get(t)) {
+		rc = -ENOENT;
+		goto out;
+	}
+	struct rmq_dsub_subscription *s = rmq_calloc(1, sizeof(*s));
+	s->topic = t;
+	s->owner = d;
+	s->store_id = id;
+	atomic_store(&s->pos, 0); /* hold everything until placed (see subscribe) */
+	rmq_topic_add_durable(t, s);
+	uint64_t next = rmq_log_next_seq(&t->log);
+	rmq_log_cursor_seek(&t->log, &s->cur, pos > next ? next : pos);
+	if (s->cur.seq > next) /* an empty log does not clamp */
+		s->cur.seq = next;
+	atomic_store_explicit(&s->pos, s->cur.seq, memory_order_release);
+	s->saved_pos = pos;
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 4;
+		d->subs = rmq_realloc(d->subs, (size_t)d->cap * sizeof(d->subs[0]));
+	}
+	ix_reserve(d);
+	d->subs[d->n] = s;
+	ix_put(d->ix, d->ix_mask, t->hash, d->n);
+	d->n++;
+out:
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
+int rmq_dsub_registry_touch(struct rmq_dsub_registry *r, const char *name, size_t len)
+{
+	struct iovec key = { (void *)name, len };
+	struct cds_lfht_iter it;
+	cds_lfht_lookup(r->ht, rmq_hash(name, len), dsub_match, &key, &it);
+	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
+	if (!n)
+		return -ENOENT;
+	struct rmq_dsub *d = caa_container_of(n, struct rmq_dsub, node);
+	pthread_mutex_lock(&d->lock);
+	if (!d->dead)
+		dsub_changed(d);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+uint64_t rmq_dsub_registry_positions(struct rmq_dsub_registry *r, bool all,
+				     void (*fn)(void *ctx, uint64_t id, uint64_t pos, uint64_t acked),
+				     void *ctx)
+{
+	uint64_t reported = 0;
+	struct cds_lfht_iter it;
+	struct rmq_dsub *d;
+	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
+		pthread_mutex_lock(&d->lock);
+		for (int i = 0; i < d->n && !d->dead; i++) {
+			struct rmq_dsub_subscription *s = d->subs[i];
+			uint64_t pos, acked;
+			rmq_dsub_checkpoint(s, &pos, &acked);
+			if (!s->store_id || (!all && pos == s->saved_pos))
+				continue;
+			s->saved_pos = pos;
+			fn(ctx, s->store_id, pos, acked);
+			reported++;
+		}
+		pthread_mutex_unlock(&d->lock);
+	}
+	return reported;
 }

@@ -39,8 +39,20 @@ struct rmq_dsub_subscription {
 	struct rmq_cursor cur;     /* under owner->lock */
 	_Atomic uint64_t pos;      /* cur.seq, read lock-free by trimming */
 	uint64_t lost;             /* messages evicted before it read them */
+	uint64_t store_id;         /* id in the data directory (0: none) */
+	uint64_t saved_pos;        /* position last checkpointed; under owner->lock */
 	struct rcu_head rcu;
 };
+
+/* What a checkpoint of s stores: the next sequence number to deliver and
+ * the acknowledged position (0 until acknowledged delivery exists). Under
+ * s->owner's lock, or racy but monotonic. */
+static inline void rmq_dsub_checkpoint(struct rmq_dsub_subscription *s, uint64_t *pos,
+				       uint64_t *acked)
+{
+	*pos = atomic_load_explicit(&s->pos, memory_order_acquire);
+	*acked = 0;
+}
 
 struct rmq_dsub_registry;
 
@@ -106,6 +118,49 @@ int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t l
  * the log for the next PULL. rmq_dsub_pull is this with SIZE_MAX. */
 int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
 			  uint32_t max, size_t max_bytes, struct rmq_pull *out);
+
+/* --- persistence (the server keeps subscribers in its data directory) ---
+ *
+ * The registry tells its owner about every change worth persisting through
+ * these hooks (all optional, set once before the registry is used). They
+ * run on the thread that made the change, with the subscriber's lock held
+ * (so two changes of one subscriber are reported in order): they must not
+ * call back into the subscriber. */
+struct rmq_dsub_hooks {
+	/* An id for a new subscription, unique in the data directory. */
+	uint64_t (*new_id)(void *ctx);
+	/* The subscriber was created (REGISTER) or its subscriptions changed
+	 * (SUBSCRIBE, UNSUBSCRIBE, one dropped because its topic was deleted,
+	 * rmq_dsub_registry_touch): n subscriptions in subs. */
+	void (*changed)(void *ctx, const char *name, size_t len,
+			struct rmq_dsub_subscription *const *subs, int n);
+	/* The subscriber was dropped (--subscriber-ttl). */
+	void (*dropped)(void *ctx, const char *name, size_t len);
+	/* A PULL advanced s's position (called after s->pos moved). */
+	void (*advanced)(void *ctx, struct rmq_dsub_subscription *s);
+	void *ctx;
+};
+void rmq_dsub_registry_set_hooks(struct rmq_dsub_registry *r, const struct rmq_dsub_hooks *h);
+
+/* Brings back a persisted subscription at start-up: creates the subscriber
+ * `name` (detached) if needed and subscribes it to t at position pos
+ * (clamped to what t retains; above the end, the end) with store id `id`.
+ * No hook is called. Returns 0, -EEXIST (already subscribed to t),
+ * -ENOENT (t deleted), -EINVAL (bad name). */
+int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, struct rmq_topic *t,
+		     uint64_t id, uint64_t pos);
+
+/* Calls the changed hook for subscriber `name` (to rewrite its file after
+ * a restore left some subscriptions out). -ENOENT if there is none. */
+int rmq_dsub_registry_touch(struct rmq_dsub_registry *r, const char *name, size_t len);
+
+/* Calls fn(ctx, store id, pos, acked) for every subscription with a store
+ * id whose checkpoint moved since it was last reported (all of them when
+ * all is set, e.g. to compact the journal), and records it as reported.
+ * Takes each subscriber's lock in turn. Returns the number reported. */
+uint64_t rmq_dsub_registry_positions(struct rmq_dsub_registry *r, bool all,
+				     void (*fn)(void *ctx, uint64_t id, uint64_t pos, uint64_t acked),
+				     void *ctx);
 
 /* What INFO shows of a subscriber. */
 struct rmq_dsub_info {

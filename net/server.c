@@ -33,6 +33,11 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->max_inline = 64 * 1024;
 	cfg->frame_timeout_ms = 30000;
 	cfg->subscriber_ttl_ms = 0;
+	cfg->dir = RMQ_DEFAULT_DIR;
+	cfg->storage_disk = true;
+	cfg->fsync = RMQ_FSYNC_EVERYSEC;
+	cfg->repair = false;
+	cfg->segment_size = 0;
 }
 
 static void broker_wake(void *ctx, uint32_t shard)
@@ -113,6 +118,7 @@ static void stop_threads(struct server *srv, bool acceptor, uint32_t nstarted)
 static void server_free(struct server *srv)
 {
 	urcu_qsbr_thread_online();
+	rmq__persist_stop(srv); /* syncs what the workers left */
 	if (srv->workers)
 		rmq__server_state_fini(srv);
 	urcu_qsbr_unregister_thread();
@@ -141,9 +147,17 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	signal(SIGPIPE, SIG_IGN);
 
 	rmq__raise_fd_limit(cfg);
+	/* The data directory first: a second server on it stops here. */
+	if (cfg->dir && rmq__persist_open(srv) != 0) {
+		free(srv);
+		return 1;
+	}
 	srv->listen_fd = rmq__listen(srv);
 	if (srv->listen_fd < 0) {
-		free(srv);
+		urcu_qsbr_register_thread();
+		urcu_qsbr_thread_offline();
+		srv->stop_fd = srv->spare_fd = -1;
+		server_free(srv);
 		return 1;
 	}
 	/* The spare may be missing: the acceptor then backs off instead. */
@@ -153,6 +167,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	urcu_qsbr_register_thread();
 	if (rc == 0)
 		rc = rmq__server_state_init(srv, broker_wake);
+	if (rc == 0)
+		rc = rmq__persist_start(srv); /* recovers while the workers serve */
 	/* The main thread only waits for signals from here on. */
 	urcu_qsbr_thread_offline();
 	if (rc != 0) {
@@ -185,13 +201,22 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	fflush(stdout);
 	rmq_diagf(RMQ_DIAG_INFO, "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
 		 RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
+	if (cfg->dir)
+		rmq_diagf(RMQ_DIAG_INFO, "data directory %s, storage %s by default, fsync %s%s", cfg->dir,
+			  cfg->storage_disk ? "disk" : "memory",
+			  cfg->fsync == RMQ_FSYNC_ALWAYS ? "always" : cfg->fsync == RMQ_FSYNC_NO ? "no" : "everysec",
+			  cfg->repair ? ", repair" : "");
 
 	int sig = 0;
 	sigwait(&set, &sig);
-	rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	int exit_code = srv->exit_code;
+	if (exit_code)
+		rmq_diagf(RMQ_DIAG_ERROR, "cannot recover the data directory %s: shutting down", cfg->dir);
+	else
+		rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
 	stop_threads(srv, true, srv->nworkers);
 	server_free(srv);
 	rmq_diagf(RMQ_DIAG_INFO, "bye");
-	return 0;
+	return exit_code;
 }
