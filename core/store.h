@@ -177,6 +177,15 @@ struct rmq_pos {
 };
 int rmq_store_pos_compact(struct rmq_store *st, const struct rmq_pos *all, size_t n);
 
+/* Lazy mode (--fsync everysec / no): topic and subscriber files are
+ * still written as temp file + rename (a reader sees the old or the new
+ * file), but without their fsyncs; rmq_store_sync_meta makes everything
+ * written so far durable with one syncfs() of the directory's file system
+ * (what a background flush calls). Compactions of positions.log are
+ * always synced. Off by default. */
+void rmq_store_set_lazy(struct rmq_store *st, bool lazy);
+int rmq_store_sync_meta(struct rmq_store *st);
+
 struct rmq_store_stats {
 	uint64_t pos_records, pos_flushes, pos_syncs, pos_compactions;
 	uint64_t pos_torn_bytes; /* cut from the journal's tail at load */

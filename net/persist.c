@@ -304,10 +304,18 @@ static void collect_topic(struct rmq_topic *t, void *ctx)
 	r->v[r->n++] = t;
 }
 
-/* Syncs the disk topics with unsynced records (all of them: the files'
- * headers too, on a clean stop). Online caller, no RCU pointer kept. */
+/* Syncs topic and subscriber files written lazily, then the disk topics
+ * with unsynced records (all of them on a clean stop). Online caller, no
+ * RCU pointer kept. */
 static void flush_topics(struct persist *p, bool all)
 {
+	int rc = rmq_store_sync_meta(p->st);
+	if (rc != 0) {
+		atomic_fetch_add(&p->store_errors, 1);
+		if (err_log_due(p))
+			rmq_diagf(RMQ_DIAG_ERROR, "cannot sync the topic and subscriber files of %s: %s",
+				  rmq_store_dir(p->st), strerror(-rc));
+	}
 	struct topic_refs r = { .all = all };
 	rmq_broker_foreach(p->srv->broker, collect_topic, &r);
 	for (size_t i = 0; i < r.n; i++) {
@@ -504,7 +512,8 @@ static int recover(struct persist *p)
 		rmq_topic_put(t);
 	}
 	free(r.v);
-	compact_positions(p);
+	if (rmq_store_pos_journal_bytes(p->st) > 0)
+		compact_positions(p);
 	p->rec_ms = (rmq_now_ns() - t0) / 1000000;
 	rmq_diagf(RMQ_DIAG_INFO,
 		  "data directory %s: %llu topics (%llu messages, %llu bytes), %llu durable subscribers "
@@ -602,6 +611,9 @@ int rmq__persist_start(struct server *srv)
 		.ctx = p,
 	};
 	rmq_dsub_registry_set_hooks(srv->dsubs, &h);
+	/* Under always, CREATE, SUBSCRIBE and the like reply once their file
+	 * is on disk; otherwise the background flush syncs it. */
+	rmq_store_set_lazy(p->st, srv->cfg.fsync != RMQ_FSYNC_ALWAYS);
 	for (uint32_t i = 0; i < srv->nworkers; i++)
 		srv->workers[i].sync_always = srv->cfg.fsync == RMQ_FSYNC_ALWAYS;
 	atomic_store(&srv->loading, 1);

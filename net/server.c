@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 void rmq_server_config_defaults(struct rmq_server_config *cfg)
@@ -197,8 +198,24 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	const char *host = srv->cfg.bind;
 	if (!strcmp(host, "127.0.0.1") || !strcmp(host, "::1") || !strcmp(host, "localhost"))
 		host = "localhost";
-	printf("Server started on %s:%d\n", host, srv->port);
-	fflush(stdout);
+	/* While the data directory is recovered, clients already connect
+	 * (and get -LOADING); the startup line, which scripts wait for, says
+	 * the server is ready. A signal meanwhile stops it as usual. */
+	int sig = 0;
+	if (atomic_load(&srv->loading)) {
+		rmq_diagf(RMQ_DIAG_INFO, "listening on %s:%d, loading the data directory %s", srv->cfg.bind,
+			  srv->port, cfg->dir);
+		struct timespec tick = { 0, 10 * 1000 * 1000 };
+		while (atomic_load(&srv->loading) && sig <= 0) {
+			sig = sigtimedwait(&set, NULL, &tick);
+			if (sig < 0 && errno != EAGAIN && errno != EINTR)
+				break;
+		}
+	}
+	if (sig <= 0) {
+		printf("Server started on %s:%d\n", host, srv->port);
+		fflush(stdout);
+	}
 	rmq_diagf(RMQ_DIAG_INFO, "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
 		 RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
 	if (cfg->dir)
@@ -207,8 +224,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 			  cfg->fsync == RMQ_FSYNC_ALWAYS ? "always" : cfg->fsync == RMQ_FSYNC_NO ? "no" : "everysec",
 			  cfg->repair ? ", repair" : "");
 
-	int sig = 0;
-	sigwait(&set, &sig);
+	if (sig <= 0)
+		sigwait(&set, &sig);
 	int exit_code = srv->exit_code;
 	if (exit_code)
 		rmq_diagf(RMQ_DIAG_ERROR, "cannot recover the data directory %s: shutting down", cfg->dir);
