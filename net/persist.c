@@ -641,7 +641,11 @@ void rmq__persist_stop(struct server *srv)
 		urcu_qsbr_thread_online();
 	}
 	if (p->started && !atomic_load(&srv->loading)) {
-		/* A clean stop: everything on disk whatever the policy. */
+		/* A clean stop: everything on disk whatever the policy; the
+		 * second round brings the segment headers' synced counts up
+		 * to date (they lag a round), so that recovery can tell damage
+		 * to synced records from a torn tail. */
+		flush_topics(p, true);
 		flush_topics(p, true);
 		checkpoint_positions(p, true);
 		rmq_diagf(RMQ_DIAG_INFO, "data directory %s synced", rmq_store_dir(p->st));

@@ -146,6 +146,9 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* A file size limit (RLIMIT_FSIZE) makes a segment file's allocation
+	 * fail with EFBIG, reported as disk full, instead of killing us. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	rmq__raise_fd_limit(cfg);
 	/* The data directory first: a second server on it stops here. */

@@ -403,8 +403,14 @@ Test(disk, durable_reads_see_only_synced_records)
 	 * and the directory once per new file. */
 	cr_assert_leq(st.fsyncs, 2 * (uint64_t)du_count(dir, ".seg") + 2, "fsyncs %" PRIu64,
 		      st.fsyncs);
-	/* Nothing new: no fsync at all. */
+	/* Nothing new: one round brings the headers' synced counts up to
+	 * date (they lag a round), at most one fsync per file; then no fsync
+	 * at all. */
 	uint64_t before = st.fsyncs;
+	cr_assert_eq(rmq_log_sync(&log, false), 0);
+	rmq_log_disk_stats(&log, &st);
+	cr_assert_leq(st.fsyncs, before + (uint64_t)du_count(dir, ".seg"));
+	before = st.fsyncs;
 	cr_assert_eq(rmq_log_sync(&log, false), 0);
 	rmq_log_disk_stats(&log, &st);
 	cr_assert_eq(st.fsyncs, before);
