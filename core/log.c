@@ -1181,6 +1181,7 @@ static void rec_report(const struct rmq_log_disk_conf *conf, const char *fmt, ..
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
+	/* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is above */
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	conf->report(conf->report_ctx, msg);

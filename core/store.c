@@ -54,6 +54,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
+	/* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is above */
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 }

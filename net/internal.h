@@ -181,7 +181,7 @@ struct server {
 	uint64_t started_ms;
 	struct persist *persist;    /* persist.c; NULL: no data directory */
 	_Atomic int loading;        /* recovering the data directory */
-	int exit_code;              /* rmq_server_run's, when stopped by a fatal error */
+	_Atomic int exit_code;      /* rmq_server_run's, when stopped by a fatal error */
 };
 
 

@@ -532,7 +532,7 @@ static void *persist_main(void *arg)
 	urcu_qsbr_register_thread();
 	if (recover(p) != 0) {
 		atomic_store(&p->failed, true);
-		srv->exit_code = 1;
+		atomic_store(&srv->exit_code, 1);
 		kill(getpid(), SIGTERM); /* rmq_server_run's sigwait */
 		urcu_qsbr_unregister_thread();
 		return NULL;
@@ -800,6 +800,10 @@ void rmq__persist_info(struct server *srv, struct rmq_buf *b)
 		return;
 	}
 	int loading = atomic_load(&srv->loading);
+	/* The recovery figures are written by the persistence thread before
+	 * it clears loading (which orders them): shown once it did. */
+	struct persist z = { 0 };
+	const struct persist *rp = loading ? &z : p;
 	if (!loading)
 		rmq_broker_foreach(srv->broker, info_walk_topic, &iw);
 	struct rmq_store_stats ss;
@@ -816,10 +820,10 @@ void rmq__persist_info(struct server *srv, struct rmq_buf *b)
 		     "position_compactions:%llu\r\nposition_errors:%llu\r\n\r\n",
 		     loading, rmq_store_dir(p->st), srv->cfg.storage_disk ? "disk" : "memory",
 		     fsync_name(srv->cfg.fsync), (unsigned long long)iw.disk_topics,
-		     (unsigned long long)p->rec_topics, (unsigned long long)p->rec_msgs,
-		     (unsigned long long)p->rec_bytes, (unsigned long long)p->rec_truncated,
-		     (unsigned long long)p->rec_repaired, (unsigned long long)p->rec_subs,
-		     (unsigned long long)(loading ? 0 : p->rec_ms), (unsigned long long)iw.syncs,
+		     (unsigned long long)rp->rec_topics, (unsigned long long)rp->rec_msgs,
+		     (unsigned long long)rp->rec_bytes, (unsigned long long)rp->rec_truncated,
+		     (unsigned long long)rp->rec_repaired, (unsigned long long)rp->rec_subs,
+		     (unsigned long long)rp->rec_ms, (unsigned long long)iw.syncs,
 		     (unsigned long long)iw.fsyncs, (unsigned long long)(iw.sync_ns / 1000000),
 		     (unsigned long long)atomic_load(&p->last_fsync_us),
 		     (unsigned long long)atomic_load(&p->bg_rounds), (unsigned long long)iw.oldest_ms,

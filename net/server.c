@@ -229,7 +229,7 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 
 	if (sig <= 0)
 		sigwait(&set, &sig);
-	int exit_code = srv->exit_code;
+	int exit_code = atomic_load(&srv->exit_code);
 	if (exit_code)
 		rmq_diagf(RMQ_DIAG_ERROR, "cannot recover the data directory %s: shutting down", cfg->dir);
 	else

@@ -83,7 +83,17 @@ static struct {
 	unsigned char *seen[MAX_CYCLES][MAX_CONNS]; /* payload i found in some log */
 	uint64_t total_acked, total_lost, max_loss_ms, audited, redelivered, skipped;
 	struct e2e_server srv;
+	uint64_t rng;
 } g;
+
+/* xorshift64: the kill moments, reproducible from --seed. */
+static uint64_t next_rand(void)
+{
+	g.rng ^= g.rng << 13;
+	g.rng ^= g.rng >> 7;
+	g.rng ^= g.rng << 17;
+	return g.rng;
+}
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void fail(const char *fmt, ...)
@@ -336,7 +346,7 @@ static void run_cycle(unsigned cycle)
 			g.seen[cycle][k] = calloc(1u << 20, 1);
 	}
 	struct e2e_client *a = audit_conn();
-	struct killer kl = { .pid = g.srv.pid, .delay_ms = 150 + (unsigned)(rand() % 700) };
+	struct killer kl = { .pid = g.srv.pid, .delay_ms = 150 + (unsigned)(next_rand() % 700) };
 	pthread_create(&kl.th, NULL, killer_main, &kl);
 	bool dead = false;
 	struct e2e_wbuf wb = { 0 };
@@ -440,13 +450,13 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (strcmp(g.fsync, "always") && strcmp(g.fsync, "everysec"))
+	if (strcmp(g.fsync, "always") != 0 && strcmp(g.fsync, "everysec") != 0)
 		return fprintf(stderr, "crash: --fsync always or everysec\n"), 2;
 	if (g.cycles < 1 || g.cycles > MAX_CYCLES || g.conns < 1 || g.conns > MAX_CONNS ||
 	    g.ntopics < 1 || g.ntopics > MAX_TOPICS)
 		return fprintf(stderr, "crash: bad --cycles, --conns or --topics\n"), 2;
 	g.always = strcmp(g.fsync, "always") == 0;
-	srand(g.seed);
+	g.rng = g.seed * 2654435761u + 1;
 	signal(SIGPIPE, SIG_IGN);
 	if (e2e_tmpdir("crash", g.dir) != 0)
 		fail("%s", e2e_last_error());
