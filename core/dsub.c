@@ -589,6 +589,28 @@ int rmq_dsub_registry_touch(struct rmq_dsub_registry *r, const char *name, size_
 	return 0;
 }
 
+int rmq_dsub_registry_snapshot(struct rmq_dsub_registry *r, const char *name, size_t len,
+			       void (*fn)(void *ctx, const char *name, size_t len,
+					  struct rmq_dsub_subscription *const *subs, int n),
+			       void *ctx)
+{
+	struct iovec key = { (void *)name, len };
+	struct cds_lfht_iter it;
+	cds_lfht_lookup(r->ht, rmq_hash(name, len), dsub_match, &key, &it);
+	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
+	if (!n)
+		return -ENOENT;
+	struct rmq_dsub *d = caa_container_of(n, struct rmq_dsub, node);
+	int rc = 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->dead)
+		rc = -ENOENT;
+	else
+		fn(ctx, d->name, d->name_len, d->subs, d->n);
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
 uint64_t rmq_dsub_registry_positions(struct rmq_dsub_registry *r, bool all,
 				     void (*fn)(void *ctx, uint64_t id, uint64_t pos, uint64_t acked),
 				     void *ctx)

@@ -154,6 +154,14 @@ int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, 
  * a restore left some subscriptions out). -ENOENT if there is none. */
 int rmq_dsub_registry_touch(struct rmq_dsub_registry *r, const char *name, size_t len);
 
+/* Calls fn with subscriber `name`'s subscriptions, its lock held (what a
+ * deferred save of its file reads). -ENOENT if there is none (dropped
+ * meanwhile). */
+int rmq_dsub_registry_snapshot(struct rmq_dsub_registry *r, const char *name, size_t len,
+			       void (*fn)(void *ctx, const char *name, size_t len,
+					  struct rmq_dsub_subscription *const *subs, int n),
+			       void *ctx);
+
 /* Calls fn(ctx, store id, pos, acked) for every subscription with a store
  * id whose checkpoint moved since it was last reported (all of them when
  * all is set, e.g. to compact the journal), and records it as reported.

@@ -468,12 +468,15 @@ static void subscribe_many_and_ping(bool durable_path)
 	free(names);
 }
 
-HTEST(item06_live_subscribe_many, "--threads", "1")
+/* Memory topics: 40,000 disk topics would need a descriptor each (their
+ * log directories) beyond this machine's 20,000; worker stalls are the
+ * point here. The subscriber's file is still written (once). */
+HTEST(item06_live_subscribe_many, "--threads", "1", "--storage", "memory")
 {
 	subscribe_many_and_ping(false);
 }
 
-HTEST(item06_durable_subscribe_many, "--threads", "1")
+HTEST(item06_durable_subscribe_many, "--threads", "1", "--storage", "memory")
 {
 	subscribe_many_and_ping(true);
 }
