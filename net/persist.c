@@ -804,6 +804,12 @@ int rmq__persist_delete(struct server *srv, const char *name, size_t len)
 void rmq__persist_publish_error(struct conn *c, struct rmq_topic *t, int64_t err)
 {
 	struct persist *p = c->worker->srv->persist;
+	if (rmq_topic_deleted(t)) {
+		/* A DELETE removed its files while this publish still held the
+		 * topic: the publish lost that race, no disk failed. */
+		rmq_resp_errorf(&c->out, "NOTOPIC no such topic '%s'", t->name);
+		return;
+	}
 	if (err == -RMQ_LOG_EDISKFULL) {
 		if (p)
 			atomic_fetch_add(&p->disk_full, 1);
