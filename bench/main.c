@@ -71,79 +71,79 @@ struct opts {
 static void usage(FILE *f)
 {
 	fprintf(f,
-"Usage: ringmq-bench SCENARIO [options]\n"
-"       ringmq-bench --compare [SCENARIO] [options]\n"
-"       ringmq-bench sweep [--scenario S[,S...]] [options]\n"
-"\n"
-"Load generator and benchmark harness for ringmq, side by side with Redis and NATS.\n"
-"\n"
-"Scenarios:\n"
-"  createTopic  K clients create M unique topics each, then delete them (topics/s,\n"
-"               latency); then publish throughput with 1, 10k, 1M topics in the table\n"
-"  send         P publishers, no subscribers: msgs/s, MB/s, ack latency\n"
-"  fanout       P publishers -> K live subscribers (SUBSCRIBE) on T topics: published\n"
-"               and delivered msgs/s, end-to-end latency, lost/duplicated/reordered\n"
-"  pull         P publishers -> K durable subscribers pulling with COUNT (ringmq only)\n"
-"  latency      open loop at --rate: latency from each message's intended send time,\n"
-"               p50 p90 p99 p99.9 p99.99 max\n"
-"  sweep        starts ringmq-server with --threads 1..N, runs --scenario at each\n"
-"\n"
-"Server:\n"
-"  --target ringmq|redis|nats   what to run against (default ringmq)\n"
-"  --host H, --port N           where it listens (default 127.0.0.1 and 5555/6379/4222)\n"
-"  --start-server               start the target on a free 127.0.0.1 port instead\n"
-"  --server PATH                ringmq-server binary (default: next to ringmq-bench, then PATH)\n"
-"  --server-threads N           ringmq-server --threads N when started here\n"
-"  --server-args \"ARGS\"         more ringmq-server flags when started here\n"
-"  --server-pid PID             PID of an already running server, to measure its CPU\n"
-"  --redis-server PATH, --nats-server PATH   peer binaries (default: PATH)\n"
-"\n"
-"Workload (defaults depend on the scenario):\n"
-"  -p, --publishers P     publisher connections (default 1)\n"
-"  -s, --subscribers K    subscriber connections (fanout/pull/latency: 1)\n"
-"  -t, --topics T         topics; publishers and subscribers are spread over them (1)\n"
-"      --payload BYTES    message size (16; at least 16 when subscribers check messages)\n"
-"  -d, --depth D          messages in flight per publisher with replies on (1000)\n"
-"      --batch B          frames per write (auto: min(depth,256), or 64 KiB without replies)\n"
-"      --replies | --no-replies   wait for PUBLISH replies (send: on; others: off, which\n"
-"                         sends CLIENT REPLY OFF; NATS: replies = PING per batch)\n"
-"      --mpublish M       ringmq: M payloads per MPUBLISH instead of PUBLISH\n"
-"  -r, --rate R           total msgs/s, open loop (latency: 100000; others: unthrottled)\n"
-"      --tick-us T        with --rate: wake at most every T us and send what is due, each\n"
-"                         message stamped with its own intended time (20; 0 = per message)\n"
-"      --window W         flow control: a publisher stays at most W messages ahead of the\n"
-"                         slowest subscriber of a stream (default 200000 or 16 MiB; 0 off)\n"
-"      --duration S       measured seconds (5)       --warmup S   warm-up seconds (1)\n"
-"      --count N          instead of --duration: N messages per publisher after warm-up\n"
-"      --repeats N        runs of each case (1; --compare: 3); median and min-max\n"
-"      --drain S          wait for subscribers up to S s without progress (5)\n"
-"      --pub-threads N, --sub-threads N   generator threads (min(connections, cores))\n"
-"      --pull-count N     PULL COUNT (1000)      --pull-block MS   PULL BLOCK (100)\n"
-"      --capacity BYTES   CAPACITY of topics created on ringmq (server default)\n"
-"  createTopic:\n"
-"      --clients K        connections (4)        --topics-per-client M   (25000)\n"
-"      --lookup-sizes LIST  table sizes for the publish check (1,10000,1000000; '' skips)\n"
-"      --lookup-duration S  publish seconds at each size (2)\n"
-"      --lookup-topics T  the publisher spreads its messages over T topics of its own,\n"
-"                         round-robin (1; at most 65535)\n"
-"\n"
-"Compare and sweep:\n"
-"  --compare              run against ringmq, redis-server and nats-server (started here on\n"
-"                         free ports when installed), alternating, median of --repeats.\n"
-"                         Without a scenario: send, fanout 1->1 and 1->10, latency, and a\n"
-"                         ringmq thread sweep\n"
-"  --targets LIST         subset for --compare, e.g. ringmq,nats\n"
-"  --no-sweep             --compare without the thread sweep\n"
-"  --scenario S[,S]       what a sweep runs (send)\n"
-"  --threads-list 1,2,4   sweep points (default 1..cores)   --max-threads N   1..N\n"
-"\n"
-"Output:\n"
-"  --csv FILE, --json FILE   every figure with the full configuration\n"
-"  --plot FILE.png        gnuplot: latency curves, throughput vs threads, throughput bars\n"
-"  --progress / --quiet   live progress line on stderr (default: when stderr is a tty)\n"
-"\n"
-"Exit status: 0 all good; 1 a run failed, or messages were lost, duplicated or\n"
-"reordered, or errors were counted; 2 bad usage.\n");
+		"Usage: ringmq-bench SCENARIO [options]\n"
+		"       ringmq-bench --compare [SCENARIO] [options]\n"
+		"       ringmq-bench sweep [--scenario S[,S...]] [options]\n"
+		"\n"
+		"Load generator and benchmark harness for ringmq, side by side with Redis and NATS.\n"
+		"\n"
+		"Scenarios:\n"
+		"  createTopic  K clients create M unique topics each, then delete them (topics/s,\n"
+		"               latency); then publish throughput with 1, 10k, 1M topics in the table\n"
+		"  send         P publishers, no subscribers: msgs/s, MB/s, ack latency\n"
+		"  fanout       P publishers -> K live subscribers (SUBSCRIBE) on T topics: published\n"
+		"               and delivered msgs/s, end-to-end latency, lost/duplicated/reordered\n"
+		"  pull         P publishers -> K durable subscribers pulling with COUNT (ringmq only)\n"
+		"  latency      open loop at --rate: latency from each message's intended send time,\n"
+		"               p50 p90 p99 p99.9 p99.99 max\n"
+		"  sweep        starts ringmq-server with --threads 1..N, runs --scenario at each\n"
+		"\n"
+		"Server:\n"
+		"  --target ringmq|redis|nats   what to run against (default ringmq)\n"
+		"  --host H, --port N           where it listens (default 127.0.0.1 and 5555/6379/4222)\n"
+		"  --start-server               start the target on a free 127.0.0.1 port instead\n"
+		"  --server PATH                ringmq-server binary (default: next to ringmq-bench, then PATH)\n"
+		"  --server-threads N           ringmq-server --threads N when started here\n"
+		"  --server-args \"ARGS\"         more ringmq-server flags when started here\n"
+		"  --server-pid PID             PID of an already running server, to measure its CPU\n"
+		"  --redis-server PATH, --nats-server PATH   peer binaries (default: PATH)\n"
+		"\n"
+		"Workload (defaults depend on the scenario):\n"
+		"  -p, --publishers P     publisher connections (default 1)\n"
+		"  -s, --subscribers K    subscriber connections (fanout/pull/latency: 1)\n"
+		"  -t, --topics T         topics; publishers and subscribers are spread over them (1)\n"
+		"      --payload BYTES    message size (16; at least 16 when subscribers check messages)\n"
+		"  -d, --depth D          messages in flight per publisher with replies on (1000)\n"
+		"      --batch B          frames per write (auto: min(depth,256), or 64 KiB without replies)\n"
+		"      --replies | --no-replies   wait for PUBLISH replies (send: on; others: off, which\n"
+		"                         sends CLIENT REPLY OFF; NATS: replies = PING per batch)\n"
+		"      --mpublish M       ringmq: M payloads per MPUBLISH instead of PUBLISH\n"
+		"  -r, --rate R           total msgs/s, open loop (latency: 100000; others: unthrottled)\n"
+		"      --tick-us T        with --rate: wake at most every T us and send what is due, each\n"
+		"                         message stamped with its own intended time (20; 0 = per message)\n"
+		"      --window W         flow control: a publisher stays at most W messages ahead of the\n"
+		"                         slowest subscriber of a stream (default 200000 or 16 MiB; 0 off)\n"
+		"      --duration S       measured seconds (5)       --warmup S   warm-up seconds (1)\n"
+		"      --count N          instead of --duration: N messages per publisher after warm-up\n"
+		"      --repeats N        runs of each case (1; --compare: 3); median and min-max\n"
+		"      --drain S          wait for subscribers up to S s without progress (5)\n"
+		"      --pub-threads N, --sub-threads N   generator threads (min(connections, cores))\n"
+		"      --pull-count N     PULL COUNT (1000)      --pull-block MS   PULL BLOCK (100)\n"
+		"      --capacity BYTES   CAPACITY of topics created on ringmq (server default)\n"
+		"  createTopic:\n"
+		"      --clients K        connections (4)        --topics-per-client M   (25000)\n"
+		"      --lookup-sizes LIST  table sizes for the publish check (1,10000,1000000; '' skips)\n"
+		"      --lookup-duration S  publish seconds at each size (2)\n"
+		"      --lookup-topics T  the publisher spreads its messages over T topics of its own,\n"
+		"                         round-robin (1; at most 65535)\n"
+		"\n"
+		"Compare and sweep:\n"
+		"  --compare              run against ringmq, redis-server and nats-server (started here on\n"
+		"                         free ports when installed), alternating, median of --repeats.\n"
+		"                         Without a scenario: send, fanout 1->1 and 1->10, latency, and a\n"
+		"                         ringmq thread sweep\n"
+		"  --targets LIST         subset for --compare, e.g. ringmq,nats\n"
+		"  --no-sweep             --compare without the thread sweep\n"
+		"  --scenario S[,S]       what a sweep runs (send)\n"
+		"  --threads-list 1,2,4   sweep points (default 1..cores)   --max-threads N   1..N\n"
+		"\n"
+		"Output:\n"
+		"  --csv FILE, --json FILE   every figure with the full configuration\n"
+		"  --plot FILE.png        gnuplot: latency curves, throughput vs threads, throughput bars\n"
+		"  --progress / --quiet   live progress line on stderr (default: when stderr is a tty)\n"
+		"\n"
+		"Exit status: 0 all good; 1 a run failed, or messages were lost, duplicated or\n"
+		"reordered, or errors were counted; 2 bad usage.\n");
 }
 
 static int die_usage(const char *fmt, const char *arg)
@@ -234,17 +234,14 @@ static void case_label(struct rb_case *c)
 		rb_buf_printf(&b, "send %u pub%s, replies %s%s", w->pubs, w->pubs == 1 ? "" : "s",
 			      w->replies ? "on" : "off", w->mpublish > 1 ? ", MPUBLISH" : "");
 		break;
-	case RB_SC_FANOUT:
-		rb_buf_printf(&b, "fanout %u->%u", w->pubs, w->subs);
-		break;
+	case RB_SC_FANOUT: rb_buf_printf(&b, "fanout %u->%u", w->pubs, w->subs); break;
 	case RB_SC_PULL:
 		rb_buf_printf(&b, "pull %u->%u COUNT %u", w->pubs, w->subs, w->pull_count);
 		break;
 	case RB_SC_LATENCY:
 		rb_buf_printf(&b, "latency %u->%u @ %.0f msg/s", w->pubs, w->subs, w->rate);
 		break;
-	default:
-		rb_buf_printf(&b, "%s", rb_scen_name(w->scen));
+	default: rb_buf_printf(&b, "%s", rb_scen_name(w->scen));
 	}
 	if (w->topics > 1 && w->scen != RB_SC_CREATE)
 		rb_buf_printf(&b, " on %u topics", w->topics);
@@ -283,7 +280,8 @@ static void create_once(const struct rb_case *c, const struct rb_server *srv, st
 	row->runs++;
 	if (srv->target != RB_RINGMQ) {
 		row->failed++;
-		snprintf(row->err, sizeof(row->err), "createTopic is ringmq-only (Redis and NATS have no topics to create)");
+		snprintf(row->err, sizeof(row->err),
+			 "createTopic is ringmq-only (Redis and NATS have no topics to create)");
 		return;
 	}
 	struct rb_work w = c->w;
@@ -320,14 +318,19 @@ static void create_once(const struct rb_case *c, const struct rb_server *srv, st
 		for (size_t i = 0; i < 3; i++) {
 			snprintf(key, sizeof(key), "%s_ack_%s_us", what, ps[i].k);
 			snprintf(label, sizeof(label), "%s ack %s", what, ps[i].k);
-			rb_row_add(row, key, label, "us", -1, (double)rb_hist_percentile(&r->ack, ps[i].p) / 1000);
+			rb_row_add(row, key, label, "us", -1,
+				   (double)rb_hist_percentile(&r->ack, ps[i].p) / 1000);
 		}
 		if (!pass && srv->pid > 0)
-			rb_row_add(row, "server_rss_MiB_after_create", "server RSS after create MiB", "MiB", -1,
+			rb_row_add(row, "server_rss_MiB_after_create",
+				   "server RSS after create MiB", "MiB", -1,
 				   (double)r->srv_rss / 1048576.0);
 	}
 	/* publish rate with growing tables */
-	struct { unsigned pubs; uint64_t per, base; } rounds[24];
+	struct {
+		unsigned pubs;
+		uint64_t per, base;
+	} rounds[24];
 	unsigned nr = 0;
 	uint64_t existing = 0;
 	double first = 0, last = 0;
@@ -351,7 +354,8 @@ static void create_once(const struct rb_case *c, const struct rb_server *srv, st
 			if (!r->ok || r->errors) {
 				ok = false;
 				row->c.errors += r->errors ? r->errors : 1;
-				snprintf(row->err, sizeof(row->err), "creating the lookup tables: %.200s", r->err);
+				snprintf(row->err, sizeof(row->err),
+					 "creating the lookup tables: %.200s", r->err);
 				break;
 			}
 			if (nr < sizeof(rounds) / sizeof(rounds[0])) {
@@ -390,11 +394,13 @@ static void create_once(const struct rb_case *c, const struct rb_server *srv, st
 		rb_run(&pw, srv, r);
 		if (!r->ok) {
 			ok = false;
-			snprintf(row->err, sizeof(row->err), "publish with %" PRIu64 " topics: %.200s", existing, r->err);
+			snprintf(row->err, sizeof(row->err),
+				 "publish with %" PRIu64 " topics: %.200s", existing, r->err);
 			break;
 		}
 		row->c.errors += r->errors;
-		double rate = (double)(pw.replies ? r->acked : r->sent) / (r->secs > 0 ? r->secs : 1);
+		double rate =
+			(double)(pw.replies ? r->acked : r->sent) / (r->secs > 0 ? r->secs : 1);
 		char key[48], label[40], n[24];
 		if (existing < 10000)
 			snprintf(n, sizeof(n), "%" PRIu64, existing);
@@ -404,9 +410,11 @@ static void create_once(const struct rb_case *c, const struct rb_server *srv, st
 		snprintf(label, sizeof(label), "publish msg/s @%.12s topics", n);
 		rb_row_add(row, key, label, "msg/s", +1, rate);
 		if (srv->pid > 0) {
-			snprintf(key, sizeof(key), "server_rss_MiB_at_%" PRIu64 "_topics", existing);
+			snprintf(key, sizeof(key), "server_rss_MiB_at_%" PRIu64 "_topics",
+				 existing);
 			snprintf(label, sizeof(label), "server RSS MiB @%.12s topics", n);
-			rb_row_add(row, key, label, "MiB", -1, (double)rb_proc_rss(srv->pid) / 1048576.0);
+			rb_row_add(row, key, label, "MiB", -1,
+				   (double)rb_proc_rss(srv->pid) / 1048576.0);
 		}
 		if (i == 0)
 			first = rate;
@@ -415,8 +423,8 @@ static void create_once(const struct rb_case *c, const struct rb_server *srv, st
 			row->lookup_sizes[row->nlookup++] = existing;
 	}
 	if (c->nlookup > 1 && first > 0 && ok)
-		rb_row_add(row, "publish_largest_vs_smallest_table_pct", "publish @largest/@smallest %", "%", +1,
-			   100.0 * last / first);
+		rb_row_add(row, "publish_largest_vs_smallest_table_pct",
+			   "publish @largest/@smallest %", "%", +1, 100.0 * last / first);
 	for (unsigned i = 0; i < nr; i++) {
 		lw.frame = RB_FR_DELETE;
 		lw.pubs = rounds[i].pubs;
@@ -461,7 +469,8 @@ static int connect_server(const struct opts *o, enum rb_target t, struct rb_serv
 	s->port = o->port ? o->port : rb_target_default_port(t);
 	s->pid = o->server_pid;
 	if (rb_server_probe(s) != 0) {
-		fprintf(stderr, "ringmq-bench: cannot reach %s at %s:%d (start it, or use --start-server)\n",
+		fprintf(stderr,
+			"ringmq-bench: cannot reach %s at %s:%d (start it, or use --start-server)\n",
 			rb_target_name(t), s->host, s->port);
 		return -1;
 	}
@@ -470,14 +479,15 @@ static int connect_server(const struct opts *o, enum rb_target t, struct rb_serv
 
 static int start_target(const struct opts *o, enum rb_target t, int threads, struct rb_server *s)
 {
-	const char *name = t == RB_RINGMQ ? (o->server_bin ? o->server_bin : "ringmq-server")
-			 : t == RB_REDIS ? (o->redis_bin ? o->redis_bin : "redis-server")
-					 : (o->nats_bin ? o->nats_bin : "nats-server");
+	const char *name = t == RB_RINGMQ  ? (o->server_bin ? o->server_bin : "ringmq-server")
+			   : t == RB_REDIS ? (o->redis_bin ? o->redis_bin : "redis-server")
+					   : (o->nats_bin ? o->nats_bin : "nats-server");
 	const char *bin = rb_find_exe(name);
 	if (!bin) {
 		fprintf(stderr, "ringmq-bench: %s not found%s\n", name,
-			t == RB_RINGMQ ? " (build it, or pass --server PATH)"
-				       : " (Debian: scripts/setup.sh bench installs redis-server and nats-server)");
+			t == RB_RINGMQ
+				? " (build it, or pass --server PATH)"
+				: " (Debian: scripts/setup.sh bench installs redis-server and nats-server)");
 		return -1;
 	}
 	char binbuf[4096];
@@ -513,11 +523,49 @@ static void at_exit(void)
 /* --- option parsing --- */
 
 enum {
-	O_TARGET = 256, O_HOST, O_PORT, O_START, O_SERVER, O_SRV_THREADS, O_SRV_ARGS, O_SRV_PID, O_REDIS,
-	O_NATS, O_PAYLOAD, O_BATCH, O_REPLIES, O_NOREPLIES, O_MPUB, O_WINDOW, O_DURATION, O_WARMUP,
-	O_COUNT, O_REPEATS, O_DRAIN, O_PUBTHR, O_SUBTHR, O_PULLCNT, O_PULLBLK, O_CAPACITY, O_CLIENTS,
-	O_TPC, O_LOOKUP, O_LOOKUPDUR, O_LOOKUPTOPICS, O_COMPARE, O_TARGETS, O_NOSWEEP, O_SCENARIO, O_THRLIST, O_MAXTHR,
-	O_CSV, O_JSON, O_PLOT, O_PROGRESS, O_QUIET, O_TICK,
+	O_TARGET = 256,
+	O_HOST,
+	O_PORT,
+	O_START,
+	O_SERVER,
+	O_SRV_THREADS,
+	O_SRV_ARGS,
+	O_SRV_PID,
+	O_REDIS,
+	O_NATS,
+	O_PAYLOAD,
+	O_BATCH,
+	O_REPLIES,
+	O_NOREPLIES,
+	O_MPUB,
+	O_WINDOW,
+	O_DURATION,
+	O_WARMUP,
+	O_COUNT,
+	O_REPEATS,
+	O_DRAIN,
+	O_PUBTHR,
+	O_SUBTHR,
+	O_PULLCNT,
+	O_PULLBLK,
+	O_CAPACITY,
+	O_CLIENTS,
+	O_TPC,
+	O_LOOKUP,
+	O_LOOKUPDUR,
+	O_LOOKUPTOPICS,
+	O_COMPARE,
+	O_TARGETS,
+	O_NOSWEEP,
+	O_SCENARIO,
+	O_THRLIST,
+	O_MAXTHR,
+	O_CSV,
+	O_JSON,
+	O_PLOT,
+	O_PROGRESS,
+	O_QUIET,
+	O_TICK,
 };
 
 static const struct option long_opts[] = {
@@ -609,50 +657,42 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		switch (c) {
 		case O_TARGET:
 			if (rb_target_parse(optarg, &o->target) != 0)
-				return die_usage("--target must be ringmq, redis or nats, not '%s'", optarg);
+				return die_usage("--target must be ringmq, redis or nats, not '%s'",
+						 optarg);
 			break;
-		case O_HOST:
-			snprintf(o->host, sizeof(o->host), "%s", optarg);
-			break;
+		case O_HOST: snprintf(o->host, sizeof(o->host), "%s", optarg); break;
 		case O_PORT:
 			if (parse_u64(optarg, &u) || u < 1 || u > 65535)
 				return die_usage("--port: expected 1..65535, got '%s'", optarg);
 			o->port = (int)u;
 			break;
-		case O_START:
-			o->start_server = true;
-			break;
-		case O_SERVER:
-			o->server_bin = optarg;
-			break;
+		case O_START: o->start_server = true; break;
+		case O_SERVER: o->server_bin = optarg; break;
 		case O_SRV_THREADS:
 			if (parse_u64(optarg, &u) || u < 1 || u > 64)
-				return die_usage("--server-threads: expected 1..64, got '%s'", optarg);
+				return die_usage("--server-threads: expected 1..64, got '%s'",
+						 optarg);
 			o->server_threads = (int)u;
 			break;
-		case O_SRV_ARGS:
-			o->server_args = optarg;
-			break;
+		case O_SRV_ARGS: o->server_args = optarg; break;
 		case O_SRV_PID:
 			if (parse_u64(optarg, &u) || u < 1)
 				return die_usage("--server-pid: expected a PID, got '%s'", optarg);
 			o->server_pid = (pid_t)u;
 			break;
-		case O_REDIS:
-			o->redis_bin = optarg;
-			break;
-		case O_NATS:
-			o->nats_bin = optarg;
-			break;
+		case O_REDIS: o->redis_bin = optarg; break;
+		case O_NATS: o->nats_bin = optarg; break;
 		case 'p':
 			if (parse_u64(optarg, &u) || u < 1 || u > 10000)
-				return die_usage("--publishers: expected 1..10000, got '%s'", optarg);
+				return die_usage("--publishers: expected 1..10000, got '%s'",
+						 optarg);
 			w->pubs = (unsigned)u;
 			o->g_pubs = true;
 			break;
 		case 's':
 			if (parse_u64(optarg, &u) || u > 10000)
-				return die_usage("--subscribers: expected 0..10000, got '%s'", optarg);
+				return die_usage("--subscribers: expected 0..10000, got '%s'",
+						 optarg);
 			w->subs = (unsigned)u;
 			o->g_subs = true;
 			break;
@@ -664,7 +704,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_PAYLOAD:
 			if (parse_bytes(optarg, &u) || u < 1 || u > (64u << 20))
-				return die_usage("--payload: expected 1 byte to 64M, got '%s'", optarg);
+				return die_usage("--payload: expected 1 byte to 64M, got '%s'",
+						 optarg);
 			w->payload = (unsigned)u;
 			break;
 		case 'd':
@@ -686,7 +727,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_MPUB:
 			if (parse_u64(optarg, &u) || u < 1 || u > 100000)
-				return die_usage("--mpublish: expected 1..100000, got '%s'", optarg);
+				return die_usage("--mpublish: expected 1..100000, got '%s'",
+						 optarg);
 			w->mpublish = (unsigned)u;
 			break;
 		case 'r':
@@ -697,18 +739,22 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_WINDOW:
 			if (parse_u64(optarg, &u))
-				return die_usage("--window: expected a message count, got '%s'", optarg);
+				return die_usage("--window: expected a message count, got '%s'",
+						 optarg);
 			w->window = u;
 			o->g_window = true;
 			break;
 		case O_TICK:
 			if (parse_u64(optarg, &u) || u > 100000)
-				return die_usage("--tick-us: expected 0..100000 microseconds, got '%s'", optarg);
+				return die_usage(
+					"--tick-us: expected 0..100000 microseconds, got '%s'",
+					optarg);
 			w->tick_us = (unsigned)u;
 			break;
 		case O_DURATION:
 			if (parse_double(optarg, &d) || d <= 0)
-				return die_usage("--duration: expected seconds > 0, got '%s'", optarg);
+				return die_usage("--duration: expected seconds > 0, got '%s'",
+						 optarg);
 			w->duration = d;
 			break;
 		case O_WARMUP:
@@ -718,7 +764,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_COUNT:
 			if (parse_u64(optarg, &u) || u < 1)
-				return die_usage("--count: expected messages >= 1, got '%s'", optarg);
+				return die_usage("--count: expected messages >= 1, got '%s'",
+						 optarg);
 			w->count = u;
 			o->g_count = true;
 			break;
@@ -743,17 +790,21 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_PULLCNT:
 			if (parse_u64(optarg, &u) || u < 1 || u > 100000)
-				return die_usage("--pull-count: expected 1..100000, got '%s'", optarg);
+				return die_usage("--pull-count: expected 1..100000, got '%s'",
+						 optarg);
 			w->pull_count = (unsigned)u;
 			break;
 		case O_PULLBLK:
 			if (parse_u64(optarg, &u) || u > 60000)
-				return die_usage("--pull-block: expected 0..60000 ms, got '%s'", optarg);
+				return die_usage("--pull-block: expected 0..60000 ms, got '%s'",
+						 optarg);
 			w->pull_block_ms = (unsigned)u;
 			break;
 		case O_CAPACITY:
 			if (parse_bytes(optarg, &u) || u < 1024)
-				return die_usage("--capacity: expected bytes >= 1024 (K, M, G), got '%s'", optarg);
+				return die_usage(
+					"--capacity: expected bytes >= 1024 (K, M, G), got '%s'",
+					optarg);
 			w->capacity = u;
 			break;
 		case O_CLIENTS:
@@ -763,35 +814,38 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_TPC:
 			if (parse_u64(optarg, &u) || u < 1)
-				return die_usage("--topics-per-client: expected >= 1, got '%s'", optarg);
+				return die_usage("--topics-per-client: expected >= 1, got '%s'",
+						 optarg);
 			o->ct_topics = u;
 			break;
 		case O_LOOKUP:
 			if (!*optarg)
 				o->nlookup = 0;
 			else if (parse_list(optarg, o->lookup, 8, &o->nlookup) != 0)
-				return die_usage("--lookup-sizes: expected up to 8 counts like 1,10000,1000000, got '%s'",
-						 optarg);
+				return die_usage(
+					"--lookup-sizes: expected up to 8 counts like 1,10000,1000000, got '%s'",
+					optarg);
 			break;
 		case O_LOOKUPTOPICS:
 			if (parse_u64(optarg, &u) || u < 1 || u > 65535)
-				return die_usage("--lookup-topics: expected 1..65535, got '%s'", optarg);
+				return die_usage("--lookup-topics: expected 1..65535, got '%s'",
+						 optarg);
 			o->lookup_topics = (unsigned)u;
 			break;
 		case O_LOOKUPDUR:
 			if (parse_double(optarg, &d) || d <= 0)
-				return die_usage("--lookup-duration: expected seconds, got '%s'", optarg);
+				return die_usage("--lookup-duration: expected seconds, got '%s'",
+						 optarg);
 			o->lookup_secs = d;
 			break;
-		case O_COMPARE:
-			o->compare = true;
-			break;
+		case O_COMPARE: o->compare = true; break;
 		case O_TARGETS: {
 			char buf[128];
 			snprintf(buf, sizeof(buf), "%s", optarg);
 			o->targets = 0;
 			char *save = NULL;
-			for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			for (char *t = strtok_r(buf, ",", &save); t;
+			     t = strtok_r(NULL, ",", &save)) {
 				enum rb_target tg;
 				if (rb_target_parse(t, &tg) != 0)
 					return die_usage("--targets: unknown target '%s'", t);
@@ -799,18 +853,20 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			}
 			break;
 		}
-		case O_NOSWEEP:
-			o->no_sweep = true;
-			break;
+		case O_NOSWEEP: o->no_sweep = true; break;
 		case O_SCENARIO: {
 			char buf[128];
 			snprintf(buf, sizeof(buf), "%s", optarg);
 			o->nsweep_scen = 0;
 			char *save = NULL;
-			for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			for (char *t = strtok_r(buf, ",", &save); t;
+			     t = strtok_r(NULL, ",", &save)) {
 				enum rb_scen s;
-				if (rb_scen_parse(t, &s) != 0 || s == RB_SC_SWEEP || o->nsweep_scen == 4)
-					return die_usage("--scenario: unknown or too many scenarios at '%s'", t);
+				if (rb_scen_parse(t, &s) != 0 || s == RB_SC_SWEEP ||
+				    o->nsweep_scen == 4)
+					return die_usage(
+						"--scenario: unknown or too many scenarios at '%s'",
+						t);
 				o->sweep_scen[o->nsweep_scen++] = s;
 			}
 			break;
@@ -819,10 +875,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			uint64_t v[32];
 			unsigned n;
 			if (parse_list(optarg, v, 32, &n) != 0 || n == 0)
-				return die_usage("--threads-list: expected counts like 1,2,4, got '%s'", optarg);
+				return die_usage(
+					"--threads-list: expected counts like 1,2,4, got '%s'",
+					optarg);
 			for (unsigned i = 0; i < n; i++) {
 				if (v[i] < 1 || v[i] > 64)
-					return die_usage("--threads-list: counts must be 1..64 ('%s')", optarg);
+					return die_usage(
+						"--threads-list: counts must be 1..64 ('%s')",
+						optarg);
 				o->threads[i] = (int)v[i];
 			}
 			o->nthreads = n;
@@ -835,35 +895,24 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				o->threads[i] = (int)i + 1;
 			o->nthreads = (unsigned)u;
 			break;
-		case O_CSV:
-			o->csv = optarg;
-			break;
-		case O_JSON:
-			o->json = optarg;
-			break;
-		case O_PLOT:
-			o->plot = optarg;
-			break;
-		case O_PROGRESS:
-			o->progress = 1;
-			break;
+		case O_CSV: o->csv = optarg; break;
+		case O_JSON: o->json = optarg; break;
+		case O_PLOT: o->plot = optarg; break;
+		case O_PROGRESS: o->progress = 1; break;
 		case O_QUIET:
 			o->quiet = true;
 			o->progress = 0;
 			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
-		case ':':
-			return die_usage("option '%s' needs a value", argv[optind - 1]);
-		default:
-			return die_usage("unknown option '%s'", argv[optind - 1]);
+		case 'h': usage(stdout); exit(0);
+		case ':': return die_usage("option '%s' needs a value", argv[optind - 1]);
+		default: return die_usage("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc) {
 		if (rb_scen_parse(argv[optind], &o->scen) != 0)
-			return die_usage("unknown scenario '%s' (createTopic, send, fanout, pull, latency, sweep)",
-					 argv[optind]);
+			return die_usage(
+				"unknown scenario '%s' (createTopic, send, fanout, pull, latency, sweep)",
+				argv[optind]);
 		o->scen_given = true;
 		optind++;
 	}
@@ -872,7 +921,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	if (!o->scen_given && !o->compare)
 		return die_usage("%s", "a scenario is needed (or --compare)");
 	if (o->scen == RB_SC_SWEEP && o->compare)
-		return die_usage("%s", "sweep and --compare are separate commands (--compare runs a sweep at the end)");
+		return die_usage(
+			"%s",
+			"sweep and --compare are separate commands (--compare runs a sweep at the end)");
 	if (!o->repeats)
 		o->repeats = o->compare ? 3 : 1;
 	if (!o->nthreads) {
@@ -918,12 +969,15 @@ static int finish(struct rb_report *rep, const struct opts *o)
 			const struct rb_row *r = rep->rows[i];
 			if (!rb_row_bad(r))
 				continue;
-			fprintf(stderr, "\n  %s [%s%s]: ", r->label, rb_target_name(r->target), r->sweep ? " sweep" : "");
+			fprintf(stderr, "\n  %s [%s%s]: ", r->label, rb_target_name(r->target),
+				r->sweep ? " sweep" : "");
 			if (r->failed)
-				fprintf(stderr, "%u of %u run(s) failed (%s)", r->failed, r->runs, r->err);
+				fprintf(stderr, "%u of %u run(s) failed (%s)", r->failed, r->runs,
+					r->err);
 			else if (r->c.lost || r->c.dup || r->c.ooo || r->c.unexpected)
-				fprintf(stderr, "lost %" PRIu64 ", duplicated %" PRIu64 ", out of order %" PRIu64
-						", unexpected %" PRIu64,
+				fprintf(stderr,
+					"lost %" PRIu64 ", duplicated %" PRIu64
+					", out of order %" PRIu64 ", unexpected %" PRIu64,
 					r->c.lost, r->c.dup, r->c.ooo, r->c.unexpected);
 			else if (r->c.errors)
 				fprintf(stderr, "%" PRIu64 " errors (%s)", r->c.errors, r->err);
@@ -951,24 +1005,28 @@ static int cmd_single(struct opts *o, struct rb_report *rep)
 	struct rb_row *row = rb_report_row(rep, rb_scen_name(o->scen), c.label, &srv, &c.w);
 	for (unsigned i = 0; i < o->repeats && !rb_interrupted; i++) {
 		if (o->repeats > 1 && !o->quiet)
-			fprintf(stderr, "ringmq-bench: %s on %s, run %u/%u\n", c.label, rb_target_name(srv.target),
-				i + 1, o->repeats);
+			fprintf(stderr, "ringmq-bench: %s on %s, run %u/%u\n", c.label,
+				rb_target_name(srv.target), i + 1, o->repeats);
 		rb_case_once(&c, &srv, row);
 	}
 	rb_server_stop(&srv);
 	return finish(rep, o);
 }
 
-static void sweep_cases(struct opts *o, struct rb_report *rep, const struct rb_case *cases, unsigned ncases)
+static void sweep_cases(struct opts *o, struct rb_report *rep, const struct rb_case *cases,
+			unsigned ncases)
 {
 	for (unsigned ti = 0; ti < o->nthreads && !rb_interrupted; ti++) {
 		struct rb_server srv;
 		if (start_target(o, RB_RINGMQ, o->threads[ti], &srv) != 0) {
-			fprintf(stderr, "ringmq-bench: sweep: cannot start ringmq-server --threads %d\n", o->threads[ti]);
+			fprintf(stderr,
+				"ringmq-bench: sweep: cannot start ringmq-server --threads %d\n",
+				o->threads[ti]);
 			struct rb_server fake = { .target = RB_RINGMQ, .threads = o->threads[ti] };
 			for (unsigned k = 0; k < ncases; k++) {
-				struct rb_row *row = rb_report_row(rep, rb_scen_name(cases[k].w.scen), cases[k].label,
-								   &fake, &cases[k].w);
+				struct rb_row *row =
+					rb_report_row(rep, rb_scen_name(cases[k].w.scen),
+						      cases[k].label, &fake, &cases[k].w);
 				row->sweep = true;
 				row->runs = row->failed = 1;
 				snprintf(row->err, sizeof(row->err), "server did not start");
@@ -976,13 +1034,14 @@ static void sweep_cases(struct opts *o, struct rb_report *rep, const struct rb_c
 			continue;
 		}
 		for (unsigned k = 0; k < ncases && !rb_interrupted; k++) {
-			struct rb_row *row =
-				rb_report_row(rep, rb_scen_name(cases[k].w.scen), cases[k].label, &srv, &cases[k].w);
+			struct rb_row *row = rb_report_row(rep, rb_scen_name(cases[k].w.scen),
+							   cases[k].label, &srv, &cases[k].w);
 			row->sweep = true;
 			row->server_threads = srv.threads > 0 ? srv.threads : o->threads[ti];
 			for (unsigned i = 0; i < o->repeats && !rb_interrupted; i++) {
 				if (!o->quiet)
-					fprintf(stderr, "ringmq-bench: sweep %s, --threads %d, run %u/%u\n",
+					fprintf(stderr,
+						"ringmq-bench: sweep %s, --threads %d, run %u/%u\n",
 						cases[k].label, o->threads[ti], i + 1, o->repeats);
 				rb_case_once(&cases[k], &srv, row);
 			}
@@ -1048,9 +1107,12 @@ static int cmd_compare(struct opts *o, struct rb_report *rep)
 		if (t == RB_RINGMQ && o->port && !o->start_server)
 			have[t] = connect_server(o, RB_RINGMQ, &srv[t]) == 0;
 		else
-			have[t] = start_target(o, (enum rb_target)t, t == RB_RINGMQ ? o->server_threads : 0, &srv[t]) == 0;
+			have[t] =
+				start_target(o, (enum rb_target)t,
+					     t == RB_RINGMQ ? o->server_threads : 0, &srv[t]) == 0;
 		if (!have[t] && t != RB_RINGMQ)
-			fprintf(stderr, "ringmq-bench: %s skipped: not installed or did not start\n",
+			fprintf(stderr,
+				"ringmq-bench: %s skipped: not installed or did not start\n",
 				rb_target_name(t));
 	}
 	if (!have[RB_RINGMQ] && (o->targets & 1u)) {
@@ -1062,9 +1124,11 @@ static int cmd_compare(struct opts *o, struct rb_report *rep)
 		for (int t = 0; t < RB_NTARGETS; t++) {
 			if (!have[t])
 				continue;
-			if (t != RB_RINGMQ && (cases[k].w.scen == RB_SC_PULL || cases[k].w.scen == RB_SC_CREATE))
+			if (t != RB_RINGMQ &&
+			    (cases[k].w.scen == RB_SC_PULL || cases[k].w.scen == RB_SC_CREATE))
 				continue; /* ringmq-only */
-			rows[k][t] = rb_report_row(rep, rb_scen_name(cases[k].w.scen), cases[k].label, &srv[t], &cases[k].w);
+			rows[k][t] = rb_report_row(rep, rb_scen_name(cases[k].w.scen),
+						   cases[k].label, &srv[t], &cases[k].w);
 		}
 	/* alternate: every repeat runs each case on every target, the order of
 	 * targets rotating, so drift on a shared machine hits all alike */
@@ -1075,8 +1139,8 @@ static int cmd_compare(struct opts *o, struct rb_report *rep)
 				if (!rows[k][t])
 					continue;
 				if (!o->quiet)
-					fprintf(stderr, "ringmq-bench: [%u/%u] %s on %s\n", i + 1, o->repeats,
-						cases[k].label, rb_target_name(t));
+					fprintf(stderr, "ringmq-bench: [%u/%u] %s on %s\n", i + 1,
+						o->repeats, cases[k].label, rb_target_name(t));
 				rb_case_once(&cases[k], &srv[t], rows[k][t]);
 			}
 		}

@@ -182,8 +182,8 @@ int rb_nats_roundtrip(struct rb_ctl *c, const char *raw)
 		if (op.op == RB_NATS_PONG)
 			return 0;
 		if (op.op == RB_NATS_ERR) {
-			fprintf(stderr, "ringmq-bench: nats-server: -ERR %.*s\n", (int)op.payload.len,
-				op.payload.p);
+			fprintf(stderr, "ringmq-bench: nats-server: -ERR %.*s\n",
+				(int)op.payload.len, op.payload.p);
 			return -1;
 		}
 	}
@@ -196,8 +196,9 @@ int rb_nats_handshake(struct rb_ctl *c, struct rb_buf *info)
 		return -1;
 	if (info)
 		rb_buf_add(info, op.payload.p, op.payload.len);
-	return rb_nats_roundtrip(c, "CONNECT {\"verbose\":false,\"pedantic\":false,"
-				    "\"name\":\"ringmq-bench\",\"lang\":\"c\",\"version\":\"0.1.0\"}\r\n");
+	return rb_nats_roundtrip(
+		c, "CONNECT {\"verbose\":false,\"pedantic\":false,"
+		   "\"name\":\"ringmq-bench\",\"lang\":\"c\",\"version\":\"0.1.0\"}\r\n");
 }
 
 void rb_ctl_close(struct rb_ctl *c)

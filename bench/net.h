@@ -29,7 +29,10 @@ int rb_write_all(int fd, const void *p, size_t n);
 
 /* Monotonic clock. */
 uint64_t rb_now_ns(void);
-static inline uint64_t rb_now_ms(void) { return rb_now_ns() / 1000000u; }
+static inline uint64_t rb_now_ms(void)
+{
+	return rb_now_ns() / 1000000u;
+}
 
 /* A blocking connection with an input buffer, used for control requests. */
 struct rb_ctl {

@@ -118,14 +118,16 @@ const char *rb_find_exe(const char *name)
 			if (snprintf(path, sizeof(path), "%s/%s", self, name) < (int)sizeof(path) &&
 			    is_exe(path))
 				return path;
-			if (snprintf(path, sizeof(path), "%s/../%s", self, name) < (int)sizeof(path) &&
+			if (snprintf(path, sizeof(path), "%s/../%s", self, name) <
+				    (int)sizeof(path) &&
 			    is_exe(path))
 				return path;
 		}
 	}
 	const char *env = getenv("PATH");
 	char dirs[4096];
-	snprintf(dirs, sizeof(dirs), "%s:/usr/sbin:/sbin:/usr/local/sbin", env ? env : "/usr/bin:/bin");
+	snprintf(dirs, sizeof(dirs), "%s:/usr/sbin:/sbin:/usr/local/sbin",
+		 env ? env : "/usr/bin:/bin");
 	char *save = NULL;
 	for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
 		snprintf(path, sizeof(path), "%s/%s", *d ? d : ".", name);
@@ -313,7 +315,8 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 				snprintf(s->dir, sizeof(s->dir), "%s/ringmq-bench.%d.data.XXXXXX",
 					 tmp && *tmp ? tmp : "/tmp", (int)getpid());
 				if (!mkdtemp(s->dir)) {
-					fprintf(stderr, "ringmq-bench: mkdtemp %s: %s\n", s->dir, strerror(errno));
+					fprintf(stderr, "ringmq-bench: mkdtemp %s: %s\n", s->dir,
+						strerror(errno));
 					s->dir[0] = 0;
 					return -1;
 				}
@@ -322,10 +325,22 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 			}
 		} else if (t == RB_REDIS) {
 			/* no persistence, loopback only, a private directory */
-			const char *args[] = { "--bind", "127.0.0.1", "--port", portbuf, "--save", "",
-					       "--appendonly", "no", "--protected-mode", "no",
-					       "--daemonize", "no", "--dir", tmp && *tmp ? tmp : "/tmp",
-					       "--loglevel", "warning" };
+			const char *args[] = { "--bind",
+					       "127.0.0.1",
+					       "--port",
+					       portbuf,
+					       "--save",
+					       "",
+					       "--appendonly",
+					       "no",
+					       "--protected-mode",
+					       "no",
+					       "--daemonize",
+					       "no",
+					       "--dir",
+					       tmp && *tmp ? tmp : "/tmp",
+					       "--loglevel",
+					       "warning" };
 			for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
 				argv[argc++] = (char *)args[i];
 		} else {
@@ -339,7 +354,8 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 			return -1;
 		s->pid = spawn(argv, s->log, t == RB_RINGMQ ? &s->out_fd : NULL);
 		if (s->pid < 0) {
-			fprintf(stderr, "ringmq-bench: cannot start %s: %s\n", bin, strerror(errno));
+			fprintf(stderr, "ringmq-bench: cannot start %s: %s\n", bin,
+				strerror(errno));
 			return -1;
 		}
 		uint64_t deadline = rb_now_ms() + 10000;
@@ -412,7 +428,8 @@ int rb_server_probe(struct rb_server *s)
 			if (v) {
 				v += 11;
 				const char *q = strchr(v, '"');
-				snprintf(s->version, sizeof(s->version), "%.*s", q ? (int)(q - v) : 0, v);
+				snprintf(s->version, sizeof(s->version), "%.*s",
+					 q ? (int)(q - v) : 0, v);
 			}
 		}
 		rb_buf_free(&info);
@@ -423,13 +440,16 @@ int rb_server_probe(struct rb_server *s)
 			rc = 0;
 			if (info_field(v.p, v.len, "ringmq_version", val, sizeof(val))) {
 				if (s->target != RB_RINGMQ)
-					fprintf(stderr, "ringmq-bench: note: %s:%d is a ringmq server\n", s->host, s->port);
+					fprintf(stderr,
+						"ringmq-bench: note: %s:%d is a ringmq server\n",
+						s->host, s->port);
 				snprintf(s->version, sizeof(s->version), "%s", val);
 				if (info_field(v.p, v.len, "threads", val, sizeof(val)))
 					s->threads = (int)strtol(val, NULL, 10);
 			} else if (info_field(v.p, v.len, "redis_version", val, sizeof(val))) {
 				if (s->target == RB_RINGMQ)
-					fprintf(stderr, "ringmq-bench: note: %s:%d is not ringmq (redis_version %s)\n",
+					fprintf(stderr,
+						"ringmq-bench: note: %s:%d is not ringmq (redis_version %s)\n",
 						s->host, s->port, val);
 				snprintf(s->version, sizeof(s->version), "%s", val);
 			}

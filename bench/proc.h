@@ -27,12 +27,12 @@ struct rb_server {
 	char host[64];
 	int port;
 	pid_t pid;
-	bool owned;          /* started by rb_server_start: ours to stop */
-	int out_fd;          /* ringmq: read end of its stdout, kept open */
+	bool owned; /* started by rb_server_start: ours to stop */
+	int out_fd; /* ringmq: read end of its stdout, kept open */
 	char version[64];
-	int threads;         /* ringmq worker threads from INFO; -1 unknown */
-	char log[256];       /* its log file, when started here */
-	char dir[256];       /* ringmq: its own data directory (--dir) when
+	int threads;   /* ringmq worker threads from INFO; -1 unknown */
+	char log[256]; /* its log file, when started here */
+	char dir[256]; /* ringmq: its own data directory (--dir) when
 			      * started here without one; removed at stop */
 };
 

@@ -22,7 +22,8 @@ void rb_report_init(struct rb_report *rep, int argc, char **argv)
 	memset(rep, 0, sizeof(*rep));
 	size_t off = 0;
 	for (int i = 0; i < argc && off < sizeof(rep->command) - 4; i++) {
-		int n = snprintf(rep->command + off, sizeof(rep->command) - off, "%s%s", i ? " " : "", argv[i]);
+		int n = snprintf(rep->command + off, sizeof(rep->command) - off, "%s%s",
+				 i ? " " : "", argv[i]);
 		if (n < 0)
 			break;
 		off += (size_t)n;
@@ -36,7 +37,8 @@ void rb_report_init(struct rb_report *rep, int argc, char **argv)
 	rep->cores = rb_cores();
 	struct utsname u;
 	if (uname(&u) == 0)
-		snprintf(rep->kernel, sizeof(rep->kernel), "%s %s %s", u.sysname, u.release, u.machine);
+		snprintf(rep->kernel, sizeof(rep->kernel), "%s %s %s", u.sysname, u.release,
+			 u.machine);
 	gethostname(rep->host, sizeof(rep->host) - 1);
 	FILE *f = fopen("/proc/cpuinfo", "r");
 	if (f) {
@@ -94,8 +96,8 @@ void rb_report_free(struct rb_report *rep)
 	rep->n = rep->cap = 0;
 }
 
-void rb_row_add(struct rb_row *row, const char *key, const char *label, const char *unit, int better,
-		double v)
+void rb_row_add(struct rb_row *row, const char *key, const char *label, const char *unit,
+		int better, double v)
 {
 	struct rb_metric *m = NULL;
 	for (unsigned i = 0; i < row->nm; i++)
@@ -129,8 +131,8 @@ static void add_pcts(struct rb_row *row, const struct rb_hist *h, const char *pf
 		const char *k, *l;
 		bool always;
 	} ps[] = {
-		{ 50, "p50", "p50", true },     { 90, "p90", "p90", false },
-		{ 99, "p99", "p99", true },     { 99.9, "p999", "p99.9", true },
+		{ 50, "p50", "p50", true },          { 90, "p90", "p90", false },
+		{ 99, "p99", "p99", true },          { 99.9, "p999", "p99.9", true },
 		{ 99.99, "p9999", "p99.99", false }, { 100, "max", "max", true },
 	};
 	if (!h->count)
@@ -141,7 +143,8 @@ static void add_pcts(struct rb_row *row, const struct rb_hist *h, const char *pf
 		char key[48], label[40];
 		snprintf(key, sizeof(key), "%s_%s_us", pfx, ps[i].k);
 		snprintf(label, sizeof(label), "%s %s", pfx, ps[i].l);
-		rb_row_add(row, key, label, "us", -1, (double)rb_hist_percentile(h, ps[i].p) / 1000.0);
+		rb_row_add(row, key, label, "us", -1,
+			   (double)rb_hist_percentile(h, ps[i].p) / 1000.0);
 	}
 }
 
@@ -179,15 +182,19 @@ void rb_row_add_result(struct rb_row *row, const struct rb_result *r)
 	double pub = (double)(row->work.replies ? r->acked : r->sent) / secs;
 	double del = (double)r->delivered / secs;
 	if (lat)
-		rb_row_add(row, "achieved_rate_msgs_per_s", "achieved rate msg/s", "msg/s", 0, (double)r->sent / secs);
+		rb_row_add(row, "achieved_rate_msgs_per_s", "achieved rate msg/s", "msg/s", 0,
+			   (double)r->sent / secs);
 	else
 		rb_row_add(row, "published_msgs_per_s", "published msg/s", "msg/s", +1, pub);
 	if (send)
-		rb_row_add(row, "published_MB_per_s", "published MB/s", "MB/s", +1, pub * (double)r->payload / 1e6);
+		rb_row_add(row, "published_MB_per_s", "published MB/s", "MB/s", +1,
+			   pub * (double)r->payload / 1e6);
 	if (deliver) {
-		rb_row_add(row, "delivered_msgs_per_s", "delivered msg/s", "msg/s", lat ? 0 : +1, del);
+		rb_row_add(row, "delivered_msgs_per_s", "delivered msg/s", "msg/s", lat ? 0 : +1,
+			   del);
 		if (!lat)
-			rb_row_add(row, "delivered_MB_per_s", "delivered MB/s", "MB/s", +1, del * (double)r->payload / 1e6);
+			rb_row_add(row, "delivered_MB_per_s", "delivered MB/s", "MB/s", +1,
+				   del * (double)r->payload / 1e6);
 		add_pcts(row, &r->e2e, "e2e", lat);
 	}
 	if (r->ack.count)
@@ -205,14 +212,19 @@ void rb_row_add_result(struct rb_row *row, const struct rb_result *r)
 		rb_row_add(row, "lag_max_msgs", "lag max msgs", "msgs", 0, r->lag_max);
 	}
 	if (r->srv_cpu >= 0) {
-		rb_row_add(row, "server_cpu_pct", "server CPU %", "%", 0, 100.0 * r->srv_cpu / secs);
+		rb_row_add(row, "server_cpu_pct", "server CPU %", "%", 0,
+			   100.0 * r->srv_cpu / secs);
 		double per = deliver ? (double)r->delivered : pub * secs;
 		if (per > 0)
-			rb_row_add(row, deliver ? "server_cpu_s_per_M_delivered" : "server_cpu_s_per_M_published",
-				   deliver ? "server CPU s/M delivered" : "server CPU s/M published", "s/M", -1,
-				   r->srv_cpu / (per / 1e6));
+			rb_row_add(row,
+				   deliver ? "server_cpu_s_per_M_delivered"
+					   : "server_cpu_s_per_M_published",
+				   deliver ? "server CPU s/M delivered"
+					   : "server CPU s/M published",
+				   "s/M", -1, r->srv_cpu / (per / 1e6));
 	}
-	rb_row_add(row, "gen_cpu_max_pct", "generator busiest thr %", "%", 0, 100.0 * r->gen_cpu_max);
+	rb_row_add(row, "gen_cpu_max_pct", "generator busiest thr %", "%", 0,
+		   100.0 * r->gen_cpu_max);
 }
 
 bool rb_row_bad(const struct rb_row *row)
@@ -273,8 +285,8 @@ static void config_line(const struct rb_row *row, FILE *f)
 {
 	const struct rb_work *w = &row->work;
 	if (!strcmp(row->scenario, "createTopic")) {
-		fprintf(f, "   %u clients x %" PRIu64 " topics, depth %u, %u run(s)\n", w->pubs, w->count, w->depth,
-			row->runs);
+		fprintf(f, "   %u clients x %" PRIu64 " topics, depth %u, %u run(s)\n", w->pubs,
+			w->count, w->depth, row->runs);
 		return;
 	}
 	fprintf(f, "   %u pub -> %u %s on %u topic(s), payload %u B, %s", w->pubs, w->subs,
@@ -298,19 +310,22 @@ static void config_line(const struct rb_row *row, FILE *f)
 static void counts_line(const struct rb_row *row, FILE *f)
 {
 	if (row->failed)
-		fprintf(f, "   %s: %u of %u run(s) FAILED: %s\n", rb_target_name(row->target), row->failed,
-			row->runs, row->err);
+		fprintf(f, "   %s: %u of %u run(s) FAILED: %s\n", rb_target_name(row->target),
+			row->failed, row->runs, row->err);
 	if (row->checked && row->runs > row->failed)
 		fprintf(f,
-			"   %s: sent %" PRIu64 ", expected %" PRIu64 " deliveries, got %" PRIu64 ": lost %" PRIu64
-			", duplicated %" PRIu64 ", out of order %" PRIu64 "%s%s\n",
-			rb_target_name(row->target), row->c.total_sent, row->c.expected, row->c.received,
-			row->c.lost, row->c.dup, row->c.ooo,
+			"   %s: sent %" PRIu64 ", expected %" PRIu64 " deliveries, got %" PRIu64
+			": lost %" PRIu64 ", duplicated %" PRIu64 ", out of order %" PRIu64
+			"%s%s\n",
+			rb_target_name(row->target), row->c.total_sent, row->c.expected,
+			row->c.received, row->c.lost, row->c.dup, row->c.ooo,
 			row->c.unexpected ? ", UNEXPECTED messages" : "",
-			row->c.lost || row->c.dup || row->c.ooo || row->c.unexpected ? "   <== FAIL" : "  ok");
+			row->c.lost || row->c.dup || row->c.ooo || row->c.unexpected ? "   <== FAIL"
+										     : "  ok");
 	if (row->c.errors)
-		fprintf(f, "   %s: %" PRIu64 " error(s): %s   <== FAIL\n", rb_target_name(row->target),
-			row->c.errors, row->err[0] ? row->err : "(see the server log)");
+		fprintf(f, "   %s: %" PRIu64 " error(s): %s   <== FAIL\n",
+			rb_target_name(row->target), row->c.errors,
+			row->err[0] ? row->err : "(see the server log)");
 }
 
 void rb_report_table(const struct rb_report *rep, FILE *f)
@@ -343,7 +358,8 @@ void rb_report_table(const struct rb_report *rep, FILE *f)
 			char h[96];
 			snprintf(h, sizeof(h), "%s %s", rb_target_name(t), cols[t]->version);
 			if (t == RB_RINGMQ && cols[t]->server_threads > 0)
-				snprintf(h, sizeof(h), "ringmq %s (%d thr)", cols[t]->version, cols[t]->server_threads);
+				snprintf(h, sizeof(h), "ringmq %s (%d thr)", cols[t]->version,
+					 cols[t]->server_threads);
 			fprintf(f, " %-24s", h);
 			if (t != RB_RINGMQ && ring)
 				fprintf(f, " %-9s", "ringmq/x");
@@ -388,21 +404,26 @@ void rb_report_table(const struct rb_report *rep, FILE *f)
 			if (cols[t])
 				counts_line(cols[t], f);
 		for (int t = 0; t < RB_NTARGETS; t++) {
-			const struct rb_metric *g = cols[t] ? rb_row_metric(cols[t], "gen_cpu_max_pct") : NULL;
+			const struct rb_metric *g =
+				cols[t] ? rb_row_metric(cols[t], "gen_cpu_max_pct") : NULL;
 			if (g && med(g) >= 90)
-				fprintf(f, "   note: a %s generator thread was %.0f%% busy: the generator may be the "
-					   "limit (see bench/README.md)\n",
+				fprintf(f,
+					"   note: a %s generator thread was %.0f%% busy: the generator may be the "
+					"limit (see bench/README.md)\n",
 					rb_target_name(t), med(g));
 		}
 		if (ncols > 1 && ring)
-			fprintf(f, "   ringmq/x: ratio of medians; + ringmq better, - ringmq behind\n");
+			fprintf(f,
+				"   ringmq/x: ratio of medians; + ringmq better, - ringmq behind\n");
 	}
 	free(done);
 }
 
-static const char *sweep_keys[] = { "published_msgs_per_s", "delivered_msgs_per_s", "achieved_rate_msgs_per_s",
-				    "e2e_p50_us", "e2e_p99_us", "ack_p99_us", "server_cpu_pct",
-				    "gen_cpu_max_pct" };
+static const char *sweep_keys[] = {
+	"published_msgs_per_s", "delivered_msgs_per_s", "achieved_rate_msgs_per_s",
+	"e2e_p50_us",           "e2e_p99_us",           "ack_p99_us",
+	"server_cpu_pct",       "gen_cpu_max_pct"
+};
 
 void rb_report_sweep_table(const struct rb_report *rep, FILE *f)
 {
@@ -423,9 +444,10 @@ void rb_report_sweep_table(const struct rb_report *rep, FILE *f)
 			}
 		fputc('\n', f);
 		/* best thread count by what the case delivers, else publishes */
-		const char *bkey = rb_row_metric(first, "delivered_msgs_per_s") ? "delivered_msgs_per_s"
-				   : rb_row_metric(first, "published_msgs_per_s") ? "published_msgs_per_s"
-										  : keys[0];
+		const char *bkey =
+			rb_row_metric(first, "delivered_msgs_per_s")   ? "delivered_msgs_per_s"
+			: rb_row_metric(first, "published_msgs_per_s") ? "published_msgs_per_s"
+								       : keys[0];
 		double best = -1;
 		int best_thr = -1;
 		for (unsigned j = i; j < rep->n; j++) {
@@ -444,7 +466,8 @@ void rb_report_sweep_table(const struct rb_report *rep, FILE *f)
 				continue;
 			done[j] = true;
 			char t[16];
-			snprintf(t, sizeof(t), "%d%s", r->server_threads, r->server_threads == best_thr ? " *" : "");
+			snprintf(t, sizeof(t), "%d%s", r->server_threads,
+				 r->server_threads == best_thr ? " *" : "");
 			fprintf(f, "   %-8s", t);
 			for (unsigned k = 0; k < nk; k++) {
 				char c[96];
@@ -485,9 +508,10 @@ int rb_report_csv(const struct rb_report *rep, const char *path)
 		fprintf(stderr, "ringmq-bench: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	fprintf(f, "scenario,label,target,version,server_threads,sweep,publishers,subscribers,topics,"
-		   "payload,depth,batch,replies,mpublish,rate,window,duration_s,warmup_s,count,cores,"
-		   "metric,unit,median,min,max,mean,repeats,lost,duplicated,out_of_order,errors,failed_runs\n");
+	fprintf(f,
+		"scenario,label,target,version,server_threads,sweep,publishers,subscribers,topics,"
+		"payload,depth,batch,replies,mpublish,rate,window,duration_s,warmup_s,count,cores,"
+		"metric,unit,median,min,max,mean,repeats,lost,duplicated,out_of_order,errors,failed_runs\n");
 	for (unsigned i = 0; i < rep->n; i++) {
 		const struct rb_row *r = rep->rows[i];
 		const struct rb_work *w = &r->work;
@@ -500,12 +524,18 @@ int rb_report_csv(const struct rb_report *rep, const char *path)
 			csv_str(f, r->label);
 			fprintf(f, ",%s,", rb_target_name(r->target));
 			csv_str(f, r->version);
-			fprintf(f, ",%d,%d,%u,%u,%u,%u,%u,%u,%d,%u,%.0f,%" PRIu64 ",%.3f,%.3f,%" PRIu64 ",%u,", r->server_threads,
-				r->sweep, w->pubs, w->subs, w->topics, w->payload, w->depth, r->batch_used, w->replies,
-				w->mpublish, w->rate, w->window, w->duration, w->warmup, w->count, rep->cores);
+			fprintf(f,
+				",%d,%d,%u,%u,%u,%u,%u,%u,%d,%u,%.0f,%" PRIu64 ",%.3f,%.3f,%" PRIu64
+				",%u,",
+				r->server_threads, r->sweep, w->pubs, w->subs, w->topics,
+				w->payload, w->depth, r->batch_used, w->replies, w->mpublish,
+				w->rate, w->window, w->duration, w->warmup, w->count, rep->cores);
 			csv_str(f, m->key);
-			fprintf(f, ",%s,%.6g,%.6g,%.6g,%.6g,%zu,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%u\n", m->unit,
-				s.median, s.min, s.max, s.mean, s.n, r->c.lost, r->c.dup, r->c.ooo, r->c.errors, r->failed);
+			fprintf(f,
+				",%s,%.6g,%.6g,%.6g,%.6g,%zu,%" PRIu64 ",%" PRIu64 ",%" PRIu64
+				",%" PRIu64 ",%u\n",
+				m->unit, s.median, s.min, s.max, s.mean, s.n, r->c.lost, r->c.dup,
+				r->c.ooo, r->c.errors, r->failed);
 		}
 	}
 	int rc = fclose(f) == 0 ? 0 : -1;
@@ -573,36 +603,41 @@ int rb_report_json(const struct rb_report *rep, const char *path)
 			fprintf(f, "%d", r->server_threads);
 		else
 			fputs("null", f);
-		fprintf(f, ", \"sweep\": %s, \"ok\": %s,\n     \"config\": {", r->sweep ? "true" : "false",
-			rb_row_bad(r) ? "false" : "true");
+		fprintf(f, ", \"sweep\": %s, \"ok\": %s,\n     \"config\": {",
+			r->sweep ? "true" : "false", rb_row_bad(r) ? "false" : "true");
 		fprintf(f,
 			"\"publishers\": %u, \"subscribers\": %u, \"durable\": %s, \"topics\": %u, \"payload\": %u, "
 			"\"depth\": %u, \"batch\": %u, \"replies\": %s, \"mpublish\": %u, \"rate\": ",
-			w->pubs, w->subs, w->durable ? "true" : "false", w->topics, w->payload, w->depth,
-			r->batch_used, w->replies ? "true" : "false", w->mpublish);
+			w->pubs, w->subs, w->durable ? "true" : "false", w->topics, w->payload,
+			w->depth, r->batch_used, w->replies ? "true" : "false", w->mpublish);
 		js_num(f, w->rate);
 		fprintf(f, ", \"window\": %" PRIu64 ", \"duration_s\": ", w->window);
 		js_num(f, w->duration);
 		fprintf(f, ", \"warmup_s\": ");
 		js_num(f, w->warmup);
-		fprintf(f, ", \"count\": %" PRIu64 ", \"pub_threads\": %u, \"sub_threads\": %u, "
-			   "\"pull_count\": %u, \"capacity\": %" PRIu64 ", \"cores\": %u",
-			w->count, w->pub_threads, w->sub_threads, w->pull_count, w->capacity, rep->cores);
+		fprintf(f,
+			", \"count\": %" PRIu64 ", \"pub_threads\": %u, \"sub_threads\": %u, "
+			"\"pull_count\": %u, \"capacity\": %" PRIu64 ", \"cores\": %u",
+			w->count, w->pub_threads, w->sub_threads, w->pull_count, w->capacity,
+			rep->cores);
 		if (r->nlookup) {
 			fprintf(f, ", \"lookup_sizes\": [");
 			for (unsigned k = 0; k < r->nlookup; k++)
 				fprintf(f, "%s%" PRIu64, k ? ", " : "", r->lookup_sizes[k]);
 			fputc(']', f);
 		}
-		fprintf(f, "},\n     \"runs\": %u, \"failed_runs\": %u, \"error\": ", r->runs, r->failed);
+		fprintf(f, "},\n     \"runs\": %u, \"failed_runs\": %u, \"error\": ", r->runs,
+			r->failed);
 		js_str(f, r->err);
 		fprintf(f,
-			",\n     \"counts\": {\"checked\": %s, \"sent\": %" PRIu64 ", \"expected\": %" PRIu64
-			", \"delivered\": %" PRIu64 ", \"lost\": %" PRIu64 ", \"duplicated\": %" PRIu64
-			", \"out_of_order\": %" PRIu64 ", \"unexpected\": %" PRIu64 ", \"errors\": %" PRIu64 "},\n"
+			",\n     \"counts\": {\"checked\": %s, \"sent\": %" PRIu64
+			", \"expected\": %" PRIu64 ", \"delivered\": %" PRIu64
+			", \"lost\": %" PRIu64 ", \"duplicated\": %" PRIu64
+			", \"out_of_order\": %" PRIu64 ", \"unexpected\": %" PRIu64
+			", \"errors\": %" PRIu64 "},\n"
 			"     \"metrics\": {",
-			r->checked ? "true" : "false", r->c.total_sent, r->c.expected, r->c.received, r->c.lost,
-			r->c.dup, r->c.ooo, r->c.unexpected, r->c.errors);
+			r->checked ? "true" : "false", r->c.total_sent, r->c.expected,
+			r->c.received, r->c.lost, r->c.dup, r->c.ooo, r->c.unexpected, r->c.errors);
 		for (unsigned k = 0; k < r->nm; k++) {
 			const struct rb_metric *m = &r->m[k];
 			struct rb_summary s;
@@ -612,7 +647,9 @@ int rb_report_json(const struct rb_report *rep, const char *path)
 			fprintf(f, ": {\"unit\": ");
 			js_str(f, m->unit);
 			fprintf(f, ", \"better\": \"%s\", \"median\": ",
-				m->better > 0 ? "higher" : m->better < 0 ? "lower" : "n/a");
+				m->better > 0   ? "higher"
+				: m->better < 0 ? "lower"
+						: "n/a");
 			js_num(f, s.median);
 			fprintf(f, ", \"min\": ");
 			js_num(f, s.min);
@@ -629,7 +666,10 @@ int rb_report_json(const struct rb_report *rep, const char *path)
 		fputs("}", f);
 		if (r->lat && r->lat->count) {
 			static const double ps[] = { 50, 90, 99, 99.9, 99.99, 100 };
-			fprintf(f, ",\n     \"latency_all_runs_us\": {\"count\": %" PRIu64 ", \"mean\": ", r->lat->count);
+			fprintf(f,
+				",\n     \"latency_all_runs_us\": {\"count\": %" PRIu64
+				", \"mean\": ",
+				r->lat->count);
 			js_num(f, rb_hist_mean(r->lat) / 1000);
 			for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++) {
 				fprintf(f, ", \"p%g\": ", ps[k]);
@@ -649,7 +689,8 @@ static int run_gnuplot(const char *script)
 {
 	const char *gp = rb_find_exe("gnuplot");
 	if (!gp) {
-		fprintf(stderr, "ringmq-bench: --plot needs gnuplot (Debian: gnuplot-nox; scripts/setup.sh bench)\n");
+		fprintf(stderr,
+			"ringmq-bench: --plot needs gnuplot (Debian: gnuplot-nox; scripts/setup.sh bench)\n");
 		return -1;
 	}
 	pid_t pid = fork();
@@ -691,8 +732,9 @@ static int plot_sweep(const struct rb_report *rep, const char *png, const char *
 		return -1;
 	}
 	fprintf(g, "set terminal pngcairo size 1000,600 noenhanced\nset output '%s'\n", png);
-	fprintf(g, "set title 'ringmq-server thread sweep (%u cores)'\nset xlabel 'server threads'\n"
-		   "set ylabel 'msgs/s'\nset grid\nset key top left\nset xtics 1\nset yrange [0:*]\nplot ",
+	fprintf(g,
+		"set title 'ringmq-server thread sweep (%u cores)'\nset xlabel 'server threads'\n"
+		"set ylabel 'msgs/s'\nset grid\nset key top left\nset xtics 1\nset yrange [0:*]\nplot ",
 		rep->cores);
 	unsigned idx = 0;
 	bool *done = calloc(rep->n + 1, sizeof(*done));
@@ -710,15 +752,18 @@ static int plot_sweep(const struct rb_report *rep, const char *png, const char *
 				const struct rb_metric *m = rb_row_metric(r, keys[k]);
 				struct rb_summary s;
 				rb_stats_summary(m ? m->v : NULL, m ? m->n : 0, &s);
-				fprintf(d, "%d %g %g %g\n", r->server_threads, s.median, s.min, s.max);
+				fprintf(d, "%d %g %g %g\n", r->server_threads, s.median, s.min,
+					s.max);
 			}
 			fprintf(d, "\n\n");
-			fprintf(g, "%s'%s' index %u with yerrorlines lw 2 title '%s: %s'", idx ? ", " : "", dat, idx,
-				rep->rows[i]->label, k ? "delivered" : "published");
+			fprintf(g, "%s'%s' index %u with yerrorlines lw 2 title '%s: %s'",
+				idx ? ", " : "", dat, idx, rep->rows[i]->label,
+				k ? "delivered" : "published");
 			idx++;
 		}
 		for (unsigned j = i; j < rep->n; j++)
-			if (rep->rows[j]->sweep && !strcmp(rep->rows[j]->label, rep->rows[i]->label))
+			if (rep->rows[j]->sweep &&
+			    !strcmp(rep->rows[j]->label, rep->rows[i]->label))
 				done[j] = true;
 	}
 	free(done);
@@ -730,7 +775,8 @@ static int plot_sweep(const struct rb_report *rep, const char *png, const char *
 
 static int plot_latency(const struct rb_report *rep, const char *png, const char *dir)
 {
-	static const double ps[] = { 0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100 };
+	static const double ps[] = { 0,    50,    75,    90,     95,     99, 99.5,
+				     99.9, 99.95, 99.99, 99.995, 99.999, 100 };
 	char dat[512], gp[512];
 	snprintf(dat, sizeof(dat), "%s/latency.dat", dir);
 	snprintf(gp, sizeof(gp), "%s/latency.gp", dir);
@@ -744,11 +790,12 @@ static int plot_latency(const struct rb_report *rep, const char *png, const char
 	}
 	fprintf(g, "set terminal pngcairo size 1000,600 noenhanced\nset output '%s'\n", png);
 	/* tic labels are gnuplot format strings too: "%%%%" ends up as one % */
-	fprintf(g, "set title 'end-to-end latency by percentile (from intended send time)'\n"
-		   "set logscale x\nset logscale y\nset xlabel 'percentile'\nset ylabel 'latency (us)'\n"
-		   "set grid\nset key top left\n"
-		   "set xtics ('0%%%%' 1, '50%%%%' 2, '90%%%%' 10, '99%%%%' 100, '99.9%%%%' 1000, "
-		   "'99.99%%%%' 10000, '99.999%%%%' 100000, 'max' 1000000)\nplot ");
+	fprintf(g,
+		"set title 'end-to-end latency by percentile (from intended send time)'\n"
+		"set logscale x\nset logscale y\nset xlabel 'percentile'\nset ylabel 'latency (us)'\n"
+		"set grid\nset key top left\n"
+		"set xtics ('0%%%%' 1, '50%%%%' 2, '90%%%%' 10, '99%%%%' 100, '99.9%%%%' 1000, "
+		"'99.99%%%%' 10000, '99.999%%%%' 100000, 'max' 1000000)\nplot ");
 	unsigned idx = 0;
 	for (unsigned i = 0; i < rep->n; i++) {
 		const struct rb_row *r = rep->rows[i];
@@ -760,8 +807,8 @@ static int plot_latency(const struct rb_report *rep, const char *png, const char
 			fprintf(d, "%g %g\n", x, y > 0 ? y : 0.001);
 		}
 		fprintf(d, "\n\n");
-		fprintf(g, "%s'%s' index %u with linespoints lw 2 title '%s %s'", idx ? ", " : "", dat, idx,
-			rb_target_name(r->target), r->label);
+		fprintf(g, "%s'%s' index %u with linespoints lw 2 title '%s %s'", idx ? ", " : "",
+			dat, idx, rb_target_name(r->target), r->label);
 		idx++;
 	}
 	fputc('\n', g);
@@ -788,7 +835,8 @@ static int plot_bars(const struct rb_report *rep, const char *png, const char *d
 	bool *done = calloc(rep->n + 1, sizeof(*done));
 	for (unsigned i = 0; i < rep->n; i++) {
 		const struct rb_row *r = rep->rows[i];
-		if (done[i] || r->sweep || !strcmp(r->scenario, "latency") || !strcmp(r->scenario, "createTopic"))
+		if (done[i] || r->sweep || !strcmp(r->scenario, "latency") ||
+		    !strcmp(r->scenario, "createTopic"))
 			continue;
 		double v[RB_NTARGETS] = { 0 };
 		for (unsigned j = i; j < rep->n; j++) {
@@ -806,11 +854,12 @@ static int plot_bars(const struct rb_report *rep, const char *png, const char *d
 	}
 	free(done);
 	fprintf(g, "set terminal pngcairo size 1000,600 noenhanced\nset output '%s'\n", png);
-	fprintf(g, "set title 'throughput (delivered msgs/s, or published when nothing is delivered)'\n"
-		   "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8\n"
-		   "set ylabel 'msgs/s'\nset grid ytics\nset yrange [0:*]\nset xtics rotate by -20\n"
-		   "plot '%s' using 2:xtic(1) title columnheader, '' using 3 title columnheader, "
-		   "'' using 4 title columnheader\n",
+	fprintf(g,
+		"set title 'throughput (delivered msgs/s, or published when nothing is delivered)'\n"
+		"set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8\n"
+		"set ylabel 'msgs/s'\nset grid ytics\nset yrange [0:*]\nset xtics rotate by -20\n"
+		"plot '%s' using 2:xtic(1) title columnheader, '' using 3 title columnheader, "
+		"'' using 4 title columnheader\n",
 		dat);
 	fclose(d);
 	fclose(g);

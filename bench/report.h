@@ -32,19 +32,19 @@ struct rb_counts {
 };
 
 struct rb_row {
-	char scenario[16];      /* createTopic, send, fanout, pull, latency */
-	char label[80];         /* e.g. "fanout 1->10" */
+	char scenario[16]; /* createTopic, send, fanout, pull, latency */
+	char label[80];    /* e.g. "fanout 1->10" */
 	enum rb_target target;
 	char version[64];
-	int server_threads;     /* ringmq workers; -1 unknown / not applicable */
-	bool sweep;             /* a point of a thread sweep */
-	struct rb_work work;    /* configuration */
+	int server_threads;  /* ringmq workers; -1 unknown / not applicable */
+	bool sweep;          /* a point of a thread sweep */
+	struct rb_work work; /* configuration */
 	unsigned batch_used;
-	bool checked;           /* lost/dup/ooo are meaningful (messages were checked) */
+	bool checked; /* lost/dup/ooo are meaningful (messages were checked) */
 	struct rb_metric m[RB_MAX_METRICS];
 	unsigned nm;
 	struct rb_counts c;
-	struct rb_hist *lat;    /* e2e (or ack) latencies of all repeats, for plots */
+	struct rb_hist *lat; /* e2e (or ack) latencies of all repeats, for plots */
 	unsigned runs, failed;
 	char err[256];
 	/* createTopic */
@@ -70,8 +70,8 @@ struct rb_row *rb_report_row(struct rb_report *rep, const char *scenario, const 
 void rb_report_free(struct rb_report *rep);
 
 /* Adds one sample of a metric (creating it on first use). */
-void rb_row_add(struct rb_row *row, const char *key, const char *label, const char *unit, int better,
-		double v);
+void rb_row_add(struct rb_row *row, const char *key, const char *label, const char *unit,
+		int better, double v);
 const struct rb_metric *rb_row_metric(const struct rb_row *row, const char *key);
 
 /* Folds one run's result into row: its figures for row->scenario, counts,

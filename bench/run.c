@@ -44,20 +44,20 @@ struct stream {
 struct tmpl {
 	struct rb_buf buf;
 	size_t frame_len;
-	unsigned nframes;       /* frames in buf: the largest batch */
-	unsigned mpf;           /* messages per frame (MPUBLISH) */
+	unsigned nframes; /* frames in buf: the largest batch */
+	unsigned mpf;     /* messages per frame (MPUBLISH) */
 	size_t pay_off, pay_stride;
-	size_t ctr_off;         /* CREATE/DELETE: 10-digit counter */
+	size_t ctr_off; /* CREATE/DELETE: 10-digit counter */
 	bool stamp, ctr;
 	uint16_t topic;
-	uint64_t seq;           /* messages (or topics) generated; owner thread */
-	_Atomic uint64_t sent;  /* copy of seq for the coordinator */
-	_Atomic uint64_t **hi;  /* the streams of subscribers of this topic */
+	uint64_t seq;          /* messages (or topics) generated; owner thread */
+	_Atomic uint64_t sent; /* copy of seq for the coordinator */
+	_Atomic uint64_t **hi; /* the streams of subscribers of this topic */
 	unsigned nhi;
 };
 
 struct bat {
-	uint32_t left;  /* replies (frames) or PONGs still due */
+	uint32_t left; /* replies (frames) or PONGs still due */
 	uint32_t msgs;
 	uint64_t ts;
 };
@@ -69,19 +69,19 @@ struct pconn {
 	struct gthread *g;
 	int fd;
 	uint16_t id;
-	_Atomic int state;       /* the coordinator polls it for PC_DONE */
+	_Atomic int state; /* the coordinator polls it for PC_DONE */
 	struct tmpl *tm;
 	unsigned ntm, next;
 	struct rb_buf in;
 	struct iovec iov[2];
 	int niov;
 	bool writable, barrier_sent;
-	unsigned pongs_due;      /* NATS PINGs to answer between two writes */
+	unsigned pongs_due; /* NATS PINGs to answer between two writes */
 	struct bat *ring;
 	unsigned rcap, rhead, rcount;
 	uint64_t inflight;
-	uint64_t gen;            /* messages generated */
-	uint64_t mbase;          /* gen when the measured phase began */
+	uint64_t gen;   /* messages generated */
+	uint64_t mbase; /* gen when the measured phase began */
 	bool mbase_set;
 	_Atomic uint64_t sent_total, acked_total;
 	uint64_t acked;
@@ -92,17 +92,17 @@ struct sconn {
 	struct run *run;
 	struct gthread *g;
 	int fd;
-	_Atomic bool dead;       /* the coordinator polls it while draining */
+	_Atomic bool dead; /* the coordinator polls it while draining */
 	struct rb_buf in;
-	int32_t *tmap;           /* global topic -> local index, -1 */
+	int32_t *tmap; /* global topic -> local index, -1 */
 	unsigned *lt, nlt;
-	struct stream *st;       /* nlt * npubs */
+	struct stream *st; /* nlt * npubs */
 	uint64_t got, uniq;
-	_Atomic uint64_t rcvd;   /* uniq, for the coordinator */
+	_Atomic uint64_t rcvd; /* uniq, for the coordinator */
 	uint64_t dup, ooo, unexpected;
 	_Atomic uint64_t errors;
 	/* durable */
-	struct rb_buf *pullreq;  /* one PULL per local topic */
+	struct rb_buf *pullreq; /* one PULL per local topic */
 	unsigned pnext;
 	unsigned perr;
 };
@@ -119,7 +119,7 @@ struct gthread {
 	struct sconn **sc;
 	unsigned nsc;
 	struct rb_hist hist;
-	struct rb_hist lag;      /* publishers with a rate: how late they sent */
+	struct rb_hist lag; /* publishers with a rate: how late they sent */
 };
 
 struct run {
@@ -134,7 +134,7 @@ struct run {
 	char **tname;
 	bool stamp;
 	unsigned batch;
-	double rate_pc;          /* messages/s per publisher */
+	double rate_pc; /* messages/s per publisher */
 	struct pconn *pc;
 	unsigned npc;
 	struct sconn *sc;
@@ -146,7 +146,8 @@ struct run {
 	char err[256];
 };
 
-static void run_note_error(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void run_note_error(struct run *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void run_note_error(struct run *r, const char *fmt, ...)
 {
 	pthread_mutex_lock(&r->errlock);
@@ -159,8 +160,8 @@ static void run_note_error(struct run *r, const char *fmt, ...)
 	pthread_mutex_unlock(&r->errlock);
 }
 
-static const char *const scen_names[RB_NSCEN] = { "createTopic", "send", "fanout", "pull", "latency",
-						 "sweep" };
+static const char *const scen_names[RB_NSCEN] = { "createTopic", "send",    "fanout",
+						  "pull",        "latency", "sweep" };
 
 const char *rb_scen_name(enum rb_scen s)
 {
@@ -210,7 +211,8 @@ static int wait_events(int ep, struct epoll_event *ev, int n, int64_t timeout_ns
 {
 	static _Atomic int no_pwait2;
 	if (timeout_ns >= 0 && !atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
-		struct timespec ts = { (time_t)(timeout_ns / 1000000000), (long)(timeout_ns % 1000000000) };
+		struct timespec ts = { (time_t)(timeout_ns / 1000000000),
+				       (long)(timeout_ns % 1000000000) };
 		int r = epoll_pwait2(ep, ev, n, &ts, NULL);
 		if (r >= 0 || errno != ENOSYS)
 			return r < 0 && errno == EINTR ? 0 : r;
@@ -247,7 +249,8 @@ static void frame_encode(struct run *r, struct tmpl *tm, struct rb_buf *b, const
 		char cap[32];
 		snprintf(cap, sizeof(cap), "%" PRIu64, w->capacity);
 		int argc = w->frame == RB_FR_CREATE && w->capacity ? 4 : 2;
-		rb_buf_printf(b, "*%d\r\n$%zu\r\n%s\r\n$%zu\r\n", argc, strlen(cmd), cmd, strlen(name));
+		rb_buf_printf(b, "*%d\r\n$%zu\r\n%s\r\n$%zu\r\n", argc, strlen(cmd), cmd,
+			      strlen(name));
 		tm->ctr_off = b->len - start + (size_t)nl;
 		rb_buf_printf(b, "%s\r\n", name);
 		if (argc == 4)
@@ -264,7 +267,8 @@ static void frame_encode(struct run *r, struct tmpl *tm, struct rb_buf *b, const
 	}
 	unsigned m = tm->mpf;
 	if (m > 1)
-		rb_buf_printf(b, "*%u\r\n$8\r\nMPUBLISH\r\n$%zu\r\n%s\r\n", m + 2, strlen(topic), topic);
+		rb_buf_printf(b, "*%u\r\n$8\r\nMPUBLISH\r\n$%zu\r\n%s\r\n", m + 2, strlen(topic),
+			      topic);
 	else
 		rb_buf_printf(b, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n", strlen(topic), topic);
 	for (unsigned i = 0; i < m; i++) {
@@ -391,7 +395,8 @@ static unsigned pc_room(struct pconn *pc, struct tmpl *tm, uint64_t now, int64_t
 		double el = (double)(now - r->start_ns) / 1e9;
 		uint64_t due = (uint64_t)(el * r->rate_pc) + 1;
 		if (due <= pc->gen) {
-			uint64_t next = r->start_ns + (uint64_t)((double)pc->gen * 1e9 / r->rate_pc);
+			uint64_t next =
+				r->start_ns + (uint64_t)((double)pc->gen * 1e9 / r->rate_pc);
 			int64_t d = next > now ? (int64_t)(next - now) : 0;
 			/* one wake-up per tick at most: a wake-up per message
 			 * would cost the generator a core at 100k msgs/s */
@@ -431,7 +436,8 @@ static void pc_emit(struct pconn *pc, struct tmpl *tm, unsigned k, uint64_t now)
 	if (r->rate_pc > 0 && t0 && now >= t0 && now < t1) {
 		/* how late this batch goes out: the generator's share of latency */
 		for (uint64_t i = 0; i < msgs; i++) {
-			uint64_t due = r->start_ns + (uint64_t)((double)(pc->gen + i) * 1e9 / r->rate_pc);
+			uint64_t due =
+				r->start_ns + (uint64_t)((double)(pc->gen + i) * 1e9 / r->rate_pc);
 			rb_hist_add(&pc->g->lag, now > due ? now - due : 0);
 		}
 	}
@@ -440,10 +446,13 @@ static void pc_emit(struct pconn *pc, struct tmpl *tm, unsigned k, uint64_t now)
 			char *f = tm->buf.p + (size_t)i * tm->frame_len + tm->pay_off;
 			for (unsigned j = 0; j < tm->mpf; j++) {
 				uint64_t ts = now;
-				if (r->rate_pc > 0) /* the intended send time: no coordinated omission */
-					ts = r->start_ns + (uint64_t)((double)pc->gen * 1e9 / r->rate_pc);
+				if (r->rate_pc >
+				    0) /* the intended send time: no coordinated omission */
+					ts = r->start_ns +
+					     (uint64_t)((double)pc->gen * 1e9 / r->rate_pc);
 				pc->gen++;
-				rb_stamp_put(f + (size_t)j * tm->pay_stride, pc->id, tm->topic, (uint32_t)++tm->seq, ts);
+				rb_stamp_put(f + (size_t)j * tm->pay_stride, pc->id, tm->topic,
+					     (uint32_t)++tm->seq, ts);
 			}
 		}
 	} else if (tm->ctr) {
@@ -468,7 +477,8 @@ static void pc_emit(struct pconn *pc, struct tmpl *tm, unsigned k, uint64_t now)
 		pc->rcount++;
 		pc->inflight += msgs;
 	}
-	atomic_store_explicit(&pc->sent_total, atomic_load_explicit(&pc->sent_total, memory_order_relaxed) + msgs,
+	atomic_store_explicit(&pc->sent_total,
+			      atomic_load_explicit(&pc->sent_total, memory_order_relaxed) + msgs,
 			      memory_order_relaxed);
 }
 
@@ -518,7 +528,10 @@ static void pc_step(struct pconn *pc, int ph, uint64_t now, int64_t *wait_ns, bo
 				if (r->srv->target == RB_NATS)
 					pc_queue(pc, "PING\r\n", 6);
 				else
-					pc_queue(pc, "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n", 35);
+					pc_queue(
+						pc,
+						"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n",
+						35);
 				pc_flush(pc);
 			}
 		}
@@ -632,8 +645,8 @@ static void pc_read(struct pconn *pc)
 				pc->pongs_due++; /* sent by pc_step between two batches */
 			} else if (op.op == RB_NATS_ERR) {
 				atomic_fetch_add(&pc->errors, 1);
-				run_note_error(pc->run, "publisher %u: nats-server -ERR %.*s", pc->id,
-					       (int)op.payload.len, op.payload.p);
+				run_note_error(pc->run, "publisher %u: nats-server -ERR %.*s",
+					       pc->id, (int)op.payload.len, op.payload.p);
 			}
 		}
 		rb_buf_consume(&pc->in, off);
@@ -800,8 +813,8 @@ static size_t sc_parse(struct sconn *sc, uint64_t now)
 					sc_fail(sc, "cannot answer PING");
 			} else if (op.op == RB_NATS_ERR) {
 				atomic_fetch_add(&sc->errors, 1);
-				run_note_error(r, "subscriber: nats-server -ERR %.*s", (int)op.payload.len,
-					       op.payload.p);
+				run_note_error(r, "subscriber: nats-server -ERR %.*s",
+					       (int)op.payload.len, op.payload.p);
 			}
 			continue;
 		}
@@ -827,7 +840,8 @@ static size_t sc_parse(struct sconn *sc, uint64_t now)
 		off += (size_t)n;
 		if (v.type == '-') {
 			atomic_fetch_add(&sc->errors, 1);
-			run_note_error(r, "subscriber: server replied -%.*s", (int)(v.len > 200 ? 200 : v.len), v.p);
+			run_note_error(r, "subscriber: server replied -%.*s",
+				       (int)(v.len > 200 ? 200 : v.len), v.p);
 			if (r->w->durable && ++sc->perr > 100)
 				sc_fail(sc, "too many PULL errors");
 		} else if (r->w->durable && v.type == '*') {
@@ -840,7 +854,8 @@ static size_t sc_parse(struct sconn *sc, uint64_t now)
 				if (a <= 0 || pair.type != '*' || pair.i != 2)
 					goto bad;
 				ssize_t b = rb_resp_value(pair.p, pair.len, &seq);
-				if (b <= 0 || rb_resp_value(pair.p + b, pair.len - (size_t)b, &pay) <= 0 ||
+				if (b <= 0 ||
+				    rb_resp_value(pair.p + b, pair.len - (size_t)b, &pay) <= 0 ||
 				    pay.type != '$')
 					goto bad;
 				sc_msg(sc, pay.p, pay.len, now, t0, t1);
@@ -899,7 +914,8 @@ static void *sub_main(void *arg)
 	}
 	struct epoll_event evs[64];
 	while (!atomic_load_explicit(&r->sub_stop, memory_order_acquire) &&
-	       atomic_load_explicit(&r->phase, memory_order_relaxed) != PH_ABORT && !rb_interrupted) {
+	       atomic_load_explicit(&r->phase, memory_order_relaxed) != PH_ABORT &&
+	       !rb_interrupted) {
 		int n = wait_events(ep, evs, 64, 10000000);
 		for (int i = 0; i < n; i++) {
 			struct sconn *sc = evs[i].data.ptr;
@@ -959,8 +975,9 @@ int rb_topics_batch(const struct rb_server *srv, const char *prefix, unsigned n,
 			if (rb_ctl_read(&c, &v) != 0) {
 				rc = -1;
 			} else if (v.type == '-') {
-				fprintf(stderr, "ringmq-bench: %s %s.%u: %.*s\n", create ? "CREATE" : "DELETE",
-					prefix, done + i, (int)v.len, v.p);
+				fprintf(stderr, "ringmq-bench: %s %s.%u: %.*s\n",
+					create ? "CREATE" : "DELETE", prefix, done + i, (int)v.len,
+					v.p);
 				if (create)
 					rc = -1;
 			}
@@ -977,7 +994,8 @@ static int setup_sub(struct run *r, struct sconn *sc, unsigned idx)
 	const struct rb_server *srv = r->srv;
 	struct rb_ctl c = { .fd = rb_connect(srv->host, srv->port) };
 	if (c.fd < 0) {
-		run_note_error(r, "subscriber %u: connect %s:%d: %s", idx, srv->host, srv->port, strerror(errno));
+		run_note_error(r, "subscriber %u: connect %s:%d: %s", idx, srv->host, srv->port,
+			       strerror(errno));
 		return -1;
 	}
 	sc->fd = c.fd;
@@ -1006,15 +1024,16 @@ static int setup_sub(struct run *r, struct sconn *sc, unsigned idx)
 		if (w->durable) {
 			char name[96];
 			snprintf(name, sizeof(name), "%s-sub%u", r->prefix, idx);
-			if (rb_ctl_call(&c, &v, "REGISTER", "SUBSCRIBER", name, NULL) != 0 || v.type != '+')
+			if (rb_ctl_call(&c, &v, "REGISTER", "SUBSCRIBER", name, NULL) != 0 ||
+			    v.type != '+')
 				rc = -1;
 			sc->pullreq = calloc(sc->nlt, sizeof(*sc->pullreq));
 			for (unsigned i = 0; i < sc->nlt; i++) {
 				char cnt[16], blk[16];
 				snprintf(cnt, sizeof(cnt), "%u", w->pull_count);
 				snprintf(blk, sizeof(blk), "%u", w->pull_block_ms);
-				rb_resp_cmdv(&sc->pullreq[i], "PULL", r->tname[sc->lt[i]], "COUNT", cnt, "BLOCK",
-					     blk, NULL);
+				rb_resp_cmdv(&sc->pullreq[i], "PULL", r->tname[sc->lt[i]], "COUNT",
+					     cnt, "BLOCK", blk, NULL);
 			}
 		}
 		struct rb_buf cmd = { 0 };
@@ -1036,7 +1055,8 @@ static int setup_sub(struct run *r, struct sconn *sc, unsigned idx)
 		}
 	}
 	if (rc != 0)
-		run_note_error(r, "subscriber %u: handshake with %s failed", idx, rb_target_name(srv->target));
+		run_note_error(r, "subscriber %u: handshake with %s failed", idx,
+			       rb_target_name(srv->target));
 	/* nothing can have been pushed yet: no publisher runs */
 	rb_buf_free(&c.in);
 	rb_buf_reserve(&sc->in, SUB_BUF);
@@ -1049,7 +1069,8 @@ static int setup_pub(struct run *r, struct pconn *pc, unsigned idx)
 	const struct rb_server *srv = r->srv;
 	struct rb_ctl c = { .fd = rb_connect(srv->host, srv->port) };
 	if (c.fd < 0) {
-		run_note_error(r, "publisher %u: connect %s:%d: %s", idx, srv->host, srv->port, strerror(errno));
+		run_note_error(r, "publisher %u: connect %s:%d: %s", idx, srv->host, srv->port,
+			       strerror(errno));
 		return -1;
 	}
 	pc->fd = c.fd;
@@ -1064,7 +1085,8 @@ static int setup_pub(struct run *r, struct pconn *pc, unsigned idx)
 	}
 	rb_buf_free(&c.in);
 	if (rc != 0)
-		run_note_error(r, "publisher %u: handshake with %s failed", idx, rb_target_name(srv->target));
+		run_note_error(r, "publisher %u: handshake with %s failed", idx,
+			       rb_target_name(srv->target));
 	unsigned *tl = malloc(r->ntopics * sizeof(*tl));
 	pc->ntm = w->frame == RB_FR_PUBLISH ? assign(idx, w->pubs, r->ntopics, tl) : 1;
 	if (w->frame != RB_FR_PUBLISH)
@@ -1095,7 +1117,8 @@ static void link_windows(struct run *r)
 				struct sconn *sc = &r->sc[s];
 				if (!sc->tmap || sc->tmap[tm->topic] < 0)
 					continue;
-				tm->hi[tm->nhi++] = &sc->st[(size_t)sc->tmap[tm->topic] * r->npubs + p].hi;
+				tm->hi[tm->nhi++] =
+					&sc->st[(size_t)sc->tmap[tm->topic] * r->npubs + p].hi;
 			}
 		}
 	}
@@ -1169,9 +1192,9 @@ static void progress(struct run *r, const char *what, double done, double total,
 	char a[32], b[32];
 	fmt_rate(a, sizeof(a), dt > 0 ? (double)(s.sent - last->sent) / dt : 0);
 	fmt_rate(b, sizeof(b), dt > 0 ? (double)(s.rcvd - last->rcvd) / dt : 0);
-	fprintf(stderr, "\r\033[K  %s %s %s %.1f/%.0fs  sent %s/s%s%s", r->w->label ? r->w->label : "run",
-		rb_target_name(r->srv->target), what, done, total, a, r->nsc ? "  delivered " : "",
-		r->nsc ? b : "");
+	fprintf(stderr, "\r\033[K  %s %s %s %.1f/%.0fs  sent %s/s%s%s",
+		r->w->label ? r->w->label : "run", rb_target_name(r->srv->target), what, done,
+		total, a, r->nsc ? "  delivered " : "", r->nsc ? b : "");
 	if (r->nsc)
 		fputs("/s", stderr);
 	fflush(stderr);
@@ -1287,23 +1310,28 @@ void rb_run(const struct rb_work *w, const struct rb_server *srv, struct rb_resu
 	r->ntopics = w->frame == RB_FR_PUBLISH ? (w->topics ? w->topics : 1) : 1;
 	r->stamp = w->subs > 0;
 	if (r->stamp && w->payload < RB_STAMP_LEN) {
-		snprintf(res->err, sizeof(res->err), "--payload must be at least %d bytes when messages are checked",
+		snprintf(res->err, sizeof(res->err),
+			 "--payload must be at least %d bytes when messages are checked",
 			 RB_STAMP_LEN);
 		run_free(r);
 		return;
 	}
 	if (w->pubs == 0 || w->pubs > 65535 || r->ntopics > 65535) {
-		snprintf(res->err, sizeof(res->err), "publishers must be 1..65535, topics 1..65535");
+		snprintf(res->err, sizeof(res->err),
+			 "publishers must be 1..65535, topics 1..65535");
 		run_free(r);
 		return;
 	}
 	if (w->durable && srv->target != RB_RINGMQ) {
-		snprintf(res->err, sizeof(res->err), "durable PULL subscribers exist only in ringmq");
+		snprintf(res->err, sizeof(res->err),
+			 "durable PULL subscribers exist only in ringmq");
 		run_free(r);
 		return;
 	}
 	rb_topic_prefix(r->prefix, sizeof(r->prefix));
-	unsigned mpf = w->mpublish > 1 && srv->target == RB_RINGMQ && w->frame == RB_FR_PUBLISH ? w->mpublish : 1;
+	unsigned mpf = w->mpublish > 1 && srv->target == RB_RINGMQ && w->frame == RB_FR_PUBLISH
+			       ? w->mpublish
+			       : 1;
 	if (w->batch)
 		r->batch = w->batch;
 	else if (w->replies)
@@ -1326,8 +1354,8 @@ void rb_run(const struct rb_work *w, const struct rb_server *srv, struct rb_resu
 		r->sentp = calloc((size_t)r->ntopics * r->npubs, sizeof(*r->sentp));
 		if (srv->target == RB_RINGMQ) {
 			if (rb_topics_batch(srv, r->prefix, r->ntopics, true, w->capacity) != 0) {
-				snprintf(res->err, sizeof(res->err), "cannot create topics on %s:%d", srv->host,
-					 srv->port);
+				snprintf(res->err, sizeof(res->err),
+					 "cannot create topics on %s:%d", srv->host, srv->port);
 				run_free(r);
 				return;
 			}
@@ -1427,7 +1455,8 @@ void rb_run(const struct rb_work *w, const struct rb_server *srv, struct rb_resu
 	}
 	bool count_mode = w->count > 0;
 	double limit = count_mode ? 600 : w->duration; /* count mode: a safety cap */
-	timed_phase(r, "measuring", limit, show && !count_mode, &lag_sum, &lag_n, &lag_max, count_mode);
+	timed_phase(r, "measuring", limit, show && !count_mode, &lag_sum, &lag_n, &lag_max,
+		    count_mode);
 	if (!count_mode || r->nsc == 0) {
 		take_snap(r, &s1);
 		cpu_snap(r, true);
@@ -1447,7 +1476,9 @@ void rb_run(const struct rb_work *w, const struct rb_server *srv, struct rb_resu
 			sleep_ns(1000000);
 	}
 	if (!pubs_done) {
-		run_note_error(r, "publishers did not finish within 20 s of the stop: the server stopped answering");
+		run_note_error(
+			r,
+			"publishers did not finish within 20 s of the stop: the server stopped answering");
 		atomic_store(&r->phase, PH_ABORT);
 	}
 	for (unsigned i = 0; i < npt; i++)

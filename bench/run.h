@@ -27,8 +27,15 @@
 #include "hist.h"
 #include "proc.h"
 
-enum rb_scen { RB_SC_CREATE, RB_SC_SEND, RB_SC_FANOUT, RB_SC_PULL, RB_SC_LATENCY, RB_SC_SWEEP,
-	       RB_NSCEN };
+enum rb_scen {
+	RB_SC_CREATE,
+	RB_SC_SEND,
+	RB_SC_FANOUT,
+	RB_SC_PULL,
+	RB_SC_LATENCY,
+	RB_SC_SWEEP,
+	RB_NSCEN
+};
 
 /* What each publisher frame is. */
 enum rb_frame { RB_FR_PUBLISH, RB_FR_CREATE, RB_FR_DELETE };
@@ -54,23 +61,23 @@ struct rb_work {
 	double drain;                      /* give up when subscribers make no progress that long */
 	bool durable;                      /* subscribers pull (REGISTER/SUBSCRIBE/PULL) */
 	unsigned pull_count, pull_block_ms;
-	uint64_t capacity;                 /* CAPACITY of topics it creates on ringmq; 0: default */
-	uint64_t ctr_base;                 /* CREATE/DELETE: first topic number */
-	char name_prefix[64];              /* CREATE/DELETE: topic names "<prefix>.c<pub>.<n>" */
-	bool progress;                     /* live line on stderr */
-	const char *label;                 /* for the progress line */
+	uint64_t capacity;    /* CAPACITY of topics it creates on ringmq; 0: default */
+	uint64_t ctr_base;    /* CREATE/DELETE: first topic number */
+	char name_prefix[64]; /* CREATE/DELETE: topic names "<prefix>.c<pub>.<n>" */
+	bool progress;        /* live line on stderr */
+	const char *label;    /* for the progress line */
 };
 
 struct rb_result {
-	bool ok;                 /* false: the run could not be done (see err) */
+	bool ok; /* false: the run could not be done (see err) */
 	char err[256];
-	double secs;             /* measured window */
-	uint64_t sent;           /* messages written in the window */
-	uint64_t acked;          /* messages acknowledged in the window (replies on) */
-	uint64_t delivered;      /* messages received by subscribers in the window */
-	uint64_t total_sent;     /* whole run, warm-up included */
-	uint64_t expected;       /* deliveries the publishers' total_sent implies */
-	uint64_t received;       /* deliveries counted, duplicates excluded */
+	double secs;         /* measured window */
+	uint64_t sent;       /* messages written in the window */
+	uint64_t acked;      /* messages acknowledged in the window (replies on) */
+	uint64_t delivered;  /* messages received by subscribers in the window */
+	uint64_t total_sent; /* whole run, warm-up included */
+	uint64_t expected;   /* deliveries the publishers' total_sent implies */
+	uint64_t received;   /* deliveries counted, duplicates excluded */
 	uint64_t lost, dup, ooo, unexpected;
 	uint64_t errors;         /* error replies, -ERR, unexpected disconnects */
 	struct rb_hist ack;      /* publish -> acknowledgement, ns (replies on) */
@@ -80,10 +87,10 @@ struct rb_result {
 	double gen_cpu_max;      /* busiest generator thread, fraction of a core */
 	double gen_cpu_sum;      /* all generator threads, cores */
 	unsigned gen_threads;
-	double srv_cpu;          /* server CPU seconds in the window; < 0 unknown */
-	uint64_t srv_rss;        /* server RSS after the run; 0 unknown */
-	uint64_t payload;        /* bytes per message */
-	unsigned batch;          /* frames per write that were used */
+	double srv_cpu;   /* server CPU seconds in the window; < 0 unknown */
+	uint64_t srv_rss; /* server RSS after the run; 0 unknown */
+	uint64_t payload; /* bytes per message */
+	unsigned batch;   /* frames per write that were used */
 };
 
 /* Runs w against srv. The result is always filled; r->ok says whether the

@@ -57,7 +57,8 @@ Test(hist, value_falls_in_its_bucket_within_precision)
 		cr_assert(lo <= v && v <= hi, "v=%llu in [%llu,%llu]", (unsigned long long)v,
 			  (unsigned long long)lo, (unsigned long long)hi);
 		/* width / low <= 1 / SUB: 0.78 % */
-		cr_assert_leq((long double)(hi - lo) / (long double)(lo ? lo : 1), 1.0L / RB_HIST_SUB + 1e-12L);
+		cr_assert_leq((long double)(hi - lo) / (long double)(lo ? lo : 1),
+			      1.0L / RB_HIST_SUB + 1e-12L);
 	}
 }
 
@@ -91,7 +92,8 @@ Test(hist, percentiles_match_exact_ranks_within_precision)
 		cr_assert_geq(got, exact, "p%g: %llu < exact %llu", ps[k], (unsigned long long)got,
 			      (unsigned long long)exact);
 		cr_assert_leq((double)got, (double)exact * (1.0 + 1.0 / RB_HIST_SUB) + 1,
-			      "p%g: %llu vs exact %llu", ps[k], (unsigned long long)got, (unsigned long long)exact);
+			      "p%g: %llu vs exact %llu", ps[k], (unsigned long long)got,
+			      (unsigned long long)exact);
 	}
 	cr_assert_eq(rb_hist_percentile(h, 100), v[N - 1]);
 	cr_assert_eq(rb_hist_percentile(h, 0), v[0]);

@@ -7,8 +7,15 @@
 #include "wire.h"
 
 static const char *frames[] = {
-	"+OK\r\n", "-ERR boom\r\n", ":12345\r\n", ":-1\r\n", "$5\r\nhello\r\n", "$-1\r\n", "*-1\r\n",
-	"*0\r\n", "*2\r\n*2\r\n:1\r\n$3\r\nabc\r\n*2\r\n:2\r\n$0\r\n\r\n",
+	"+OK\r\n",
+	"-ERR boom\r\n",
+	":12345\r\n",
+	":-1\r\n",
+	"$5\r\nhello\r\n",
+	"$-1\r\n",
+	"*-1\r\n",
+	"*0\r\n",
+	"*2\r\n*2\r\n:1\r\n$3\r\nabc\r\n*2\r\n:2\r\n$0\r\n\r\n",
 	"*3\r\n$7\r\nmessage\r\n$3\r\nfoo\r\n$4\r\nb\r\nr\r\n",
 };
 
@@ -18,7 +25,8 @@ Test(wire, resp_value_every_prefix_is_incomplete)
 		size_t n = strlen(frames[f]);
 		struct rb_rval v;
 		for (size_t k = 0; k < n; k++)
-			cr_assert_eq(rb_resp_value(frames[f], k, &v), 0, "frame %zu prefix %zu", f, k);
+			cr_assert_eq(rb_resp_value(frames[f], k, &v), 0, "frame %zu prefix %zu", f,
+				     k);
 		cr_assert_eq(rb_resp_value(frames[f], n, &v), (ssize_t)n, "frame %zu", f);
 	}
 }
@@ -46,7 +54,9 @@ Test(wire, resp_value_malformed)
 	cr_assert_eq(rb_resp_value(":12a\r\n", 6, &v), -1);
 	cr_assert_eq(rb_resp_value("$3\r\nabcd\r\n", 10, &v), -1);
 	cr_assert_eq(rb_resp_value("$-2\r\n", 5, &v), -1);
-	cr_assert_eq(rb_resp_value("*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", 40, &v), -1);
+	cr_assert_eq(rb_resp_value("*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
+				   40, &v),
+		     -1);
 }
 
 Test(wire, message_push_fast_path)

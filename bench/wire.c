@@ -167,8 +167,7 @@ static ssize_t value_at(const char *p, size_t n, struct rb_rval *v, int depth)
 		v->len = off - h;
 		return (ssize_t)off;
 	}
-	default:
-		return -1;
+	default: return -1;
 	}
 }
 

@@ -48,11 +48,11 @@ struct rb_view {
 };
 
 struct rb_rval {
-	char type;        /* '+', '-', ':', '$', '*' */
-	bool null;        /* $-1 or *-1 */
-	int64_t i;        /* ':' value; '*' element count; '$' length */
-	const char *p;    /* '+', '-', '$': the text; '*': first element */
-	size_t len;       /* '+', '-', '$': text length; '*': bytes of all elements */
+	char type;     /* '+', '-', ':', '$', '*' */
+	bool null;     /* $-1 or *-1 */
+	int64_t i;     /* ':' value; '*' element count; '$' length */
+	const char *p; /* '+', '-', '$': the text; '*': first element */
+	size_t len;    /* '+', '-', '$': text length; '*': bytes of all elements */
 };
 
 #define RB_RESP_MAX_DEPTH 8
@@ -77,8 +77,14 @@ ssize_t rb_resp_count(const char *p, size_t n, uint64_t *replies, uint64_t *erro
 
 /* --- NATS text protocol (server to client) --- */
 
-enum rb_nats_op { RB_NATS_MSG = 1, RB_NATS_PING, RB_NATS_PONG, RB_NATS_OK, RB_NATS_ERR,
-		  RB_NATS_INFO };
+enum rb_nats_op {
+	RB_NATS_MSG = 1,
+	RB_NATS_PING,
+	RB_NATS_PONG,
+	RB_NATS_OK,
+	RB_NATS_ERR,
+	RB_NATS_INFO
+};
 
 struct rb_nats {
 	enum rb_nats_op op;

@@ -66,7 +66,8 @@ bool cli_conn_init(struct cli_conn *cc, const char *prog)
 	cc->format = FMT_TEXT;
 	const char *url = getenv("RINGMQ_URL");
 	if (url && *url && !parse_url(cc, url)) {
-		fprintf(stderr, "%s: invalid RINGMQ_URL '%s': expected ringmq://HOST:PORT\n", prog, url);
+		fprintf(stderr, "%s: invalid RINGMQ_URL '%s': expected ringmq://HOST:PORT\n", prog,
+			url);
 		return false;
 	}
 	return true;
@@ -132,7 +133,8 @@ int cli_conn_flag(struct cli_conn *cc, int argc, char **argv, int *i)
 		errno = 0;
 		long ms = strtol(v, &end, 10);
 		if (errno || end == v || *end || ms < 1 || ms > 3600000) {
-			cli_usage_error(cc->prog, "invalid timeout '%s': expected 1..3600000 ms", v);
+			cli_usage_error(cc->prog, "invalid timeout '%s': expected 1..3600000 ms",
+					v);
 			return -1;
 		}
 		cc->timeout_ms = (int)ms;
@@ -169,7 +171,9 @@ struct rmq_client *cli_connect(struct cli_conn *cc, int *ex)
 		fprintf(stderr, "%s: is ringmq-server running? (set --host/--port or RINGMQ_URL)\n",
 			cc->prog);
 	rmq_client_close(c);
-	*ex = st == RMQ_ERR_ARG ? CLI_EX_BADUSAGE : st == RMQ_ERR_NOMEM ? CLI_EX_ERROR : CLI_EX_NOCONN;
+	*ex = st == RMQ_ERR_ARG     ? CLI_EX_BADUSAGE
+	      : st == RMQ_ERR_NOMEM ? CLI_EX_ERROR
+				    : CLI_EX_NOCONN;
 	return NULL;
 }
 
@@ -261,7 +265,8 @@ bool json_string(FILE *f, const char *s, size_t n)
 
 void json_base64(FILE *f, const char *s, size_t n)
 {
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	const unsigned char *u = (const unsigned char *)s;
 	putc('"', f);
 	size_t i = 0;

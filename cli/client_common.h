@@ -14,31 +14,31 @@
 /* Exit statuses, the same for both tools (documented in --help). */
 enum {
 	CLI_EX_OK = 0,
-	CLI_EX_ERROR = 1,      /* anything else: server error, lost connection, I/O */
-	CLI_EX_BADUSAGE = 2,   /* bad flags or arguments */
-	CLI_EX_NOCONN = 3,     /* cannot connect to the server */
-	CLI_EX_NOTOPIC = 4,    /* no such topic (or it was deleted) */
-	CLI_EX_EXISTS = 5,     /* topic already exists */
-	CLI_EX_FULL = 6,       /* topic full: the message was refused */
+	CLI_EX_ERROR = 1,    /* anything else: server error, lost connection, I/O */
+	CLI_EX_BADUSAGE = 2, /* bad flags or arguments */
+	CLI_EX_NOCONN = 3,   /* cannot connect to the server */
+	CLI_EX_NOTOPIC = 4,  /* no such topic (or it was deleted) */
+	CLI_EX_EXISTS = 5,   /* topic already exists */
+	CLI_EX_FULL = 6,     /* topic full: the message was refused */
 };
 
-#define CLI_EXIT_HELP                                                              \
-	"Exit status:\n"                                                           \
-	"  0  success (for subscribers: stopped by Ctrl-C / SIGINT / SIGTERM)\n"    \
-	"  1  other error (server error, connection lost, I/O error)\n"            \
-	"  2  bad usage\n"                                                         \
-	"  3  cannot connect to the server\n"                                      \
-	"  4  no such topic (or it was deleted)\n"                                 \
-	"  5  topic already exists\n"                                              \
+#define CLI_EXIT_HELP                                                            \
+	"Exit status:\n"                                                         \
+	"  0  success (for subscribers: stopped by Ctrl-C / SIGINT / SIGTERM)\n" \
+	"  1  other error (server error, connection lost, I/O error)\n"          \
+	"  2  bad usage\n"                                                       \
+	"  3  cannot connect to the server\n"                                    \
+	"  4  no such topic (or it was deleted)\n"                               \
+	"  5  topic already exists\n"                                            \
 	"  6  topic full (message refused)\n"
 
-#define CLI_CONN_HELP                                                              \
-	"Connection:\n"                                                            \
-	"  -H, --host HOST           server host (default localhost)\n"            \
-	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n" \
-	"      --timeout MS          connect and reply timeout (default 5000)\n"   \
-	"  RINGMQ_URL=ringmq://HOST:PORT in the environment sets both;\n"          \
-	"  --host and --port win over it.\n"
+#define CLI_CONN_HELP                                                                                      \
+	"Connection:\n"                                                                                    \
+	"  -H, --host HOST           server host (default localhost)\n"                                    \
+	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"                                                                    \
+				  "      --timeout MS          connect and reply timeout (default 5000)\n" \
+				  "  RINGMQ_URL=ringmq://HOST:PORT in the environment sets both;\n"        \
+				  "  --host and --port win over it.\n"
 
 enum cli_format { FMT_TEXT, FMT_JSON };
 
@@ -49,7 +49,7 @@ struct cli_conn {
 	int timeout_ms;
 	bool quiet;
 	enum cli_format format;
-	bool any_ok;           /* a call succeeded: CONN failures mean "lost" */
+	bool any_ok; /* a call succeeded: CONN failures mean "lost" */
 };
 
 /* Defaults, then RINGMQ_URL. Returns false (message printed) on a bad

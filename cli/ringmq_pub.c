@@ -56,7 +56,7 @@ enum act_kind { ACT_CREATE, ACT_PUBLISH, ACT_DELETE, ACT_LIST };
 struct action {
 	enum act_kind kind;
 	const char *topic;
-	char **msgs;           /* ACT_PUBLISH: argv slice; "-" alone: stdin */
+	char **msgs; /* ACT_PUBLISH: argv slice; "-" alone: stdin */
 	int nmsgs;
 	struct rmq_topic_opts opts;
 };
@@ -265,8 +265,8 @@ int main(int argc, char **argv)
 		if (!end_of_opts && !strcmp(a, "--")) {
 			/* "--publish t -- -5": what follows are messages */
 			end_of_opts = true;
-			if (nacts && acts[nacts - 1].kind == ACT_PUBLISH && acts[nacts - 1].nmsgs == 0 &&
-			    acts[nacts - 1].msgs == &argv[i])
+			if (nacts && acts[nacts - 1].kind == ACT_PUBLISH &&
+			    acts[nacts - 1].nmsgs == 0 && acts[nacts - 1].msgs == &argv[i])
 				acts[nacts - 1].msgs = &argv[i + 1];
 			continue;
 		}
@@ -331,14 +331,22 @@ int main(int argc, char **argv)
 				return cli_usage_error(PROG, "%s goes after --create TOPIC",
 						       capacity ? "--capacity" : "--on-full");
 			}
-			if (capacity && (rmq_parse_arg(v, RMQ_UNIT_BYTES, &last_create->opts.capacity) != 0 ||
-					 last_create->opts.capacity < RMQ_CAPACITY_MIN)) {
+			if (capacity &&
+			    (rmq_parse_arg(v, RMQ_UNIT_BYTES, &last_create->opts.capacity) != 0 ||
+			     last_create->opts.capacity < RMQ_CAPACITY_MIN)) {
 				free(acts);
-				return cli_usage_error(PROG, "invalid capacity '%s': bytes, at least 1024 (K, M, G suffixes)", v);
+				return cli_usage_error(
+					PROG,
+					"invalid capacity '%s': bytes, at least 1024 (K, M, G suffixes)",
+					v);
 			}
-			if (!capacity && !rmq_onfull_parse(v, strlen(v), &last_create->opts.onfull)) {
+			if (!capacity &&
+			    !rmq_onfull_parse(v, strlen(v), &last_create->opts.onfull)) {
 				free(acts);
-				return cli_usage_error(PROG, "invalid --on-full '%s': expected reject or drop-oldest", v);
+				return cli_usage_error(
+					PROG,
+					"invalid --on-full '%s': expected reject or drop-oldest",
+					v);
 			}
 			continue;
 		}
@@ -354,21 +362,24 @@ int main(int argc, char **argv)
 	}
 	if (nacts == 0) {
 		free(acts);
-		return cli_usage_error(PROG, "nothing to do: give --create, --publish, --delete or --list");
+		return cli_usage_error(
+			PROG, "nothing to do: give --create, --publish, --delete or --list");
 	}
 	for (int k = 0; k < nacts; k++) {
 		if (acts[k].kind != ACT_PUBLISH)
 			continue;
 		if (acts[k].nmsgs == 0) {
-			int ex = cli_usage_error(PROG, "--publish %s needs a message (or '-' to read stdin)",
-						 acts[k].topic);
+			int ex = cli_usage_error(
+				PROG, "--publish %s needs a message (or '-' to read stdin)",
+				acts[k].topic);
 			free(acts);
 			return ex;
 		}
 		for (int m = 0; m < acts[k].nmsgs && acts[k].nmsgs > 1; m++)
 			if (!strcmp(acts[k].msgs[m], "-")) {
 				free(acts);
-				return cli_usage_error(PROG, "'-' (stdin) must be the only message of --publish");
+				return cli_usage_error(
+					PROG, "'-' (stdin) must be the only message of --publish");
 			}
 	}
 

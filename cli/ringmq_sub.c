@@ -94,11 +94,12 @@ struct sub {
 	bool follow;
 	const char **topics;
 	int ntopics;
-	uint64_t limit;        /* --count; 0: none */
+	uint64_t limit; /* --count; 0: none */
 	uint64_t printed;
 };
 
-static void status_line(const struct sub *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void status_line(const struct sub *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void status_line(const struct sub *s, const char *fmt, ...)
 {
 	if (s->cc.quiet)
@@ -116,7 +117,8 @@ static void print_msg(struct sub *s, const struct rmq_msg *m)
 		json_message(stdout, m->topic, m->topic_len, m->seq, m->payload, m->len);
 	} else {
 		if (m->seq)
-			printf("[%.*s #%llu] ", (int)m->topic_len, m->topic, (unsigned long long)m->seq);
+			printf("[%.*s #%llu] ", (int)m->topic_len, m->topic,
+			       (unsigned long long)m->seq);
 		else
 			printf("[%.*s] ", (int)m->topic_len, m->topic);
 		fwrite(m->payload, 1, m->len, stdout);
@@ -172,7 +174,8 @@ static int run_live(struct sub *s)
 		if (rc != RMQ_OK)
 			return finish(s, cli_fail(&s->cc, s->c, rc, "cannot receive"));
 		if (m->kind == RMQ_MSG_TOPIC_GONE) {
-			fprintf(stderr, PROG ": topic '%.*s' was deleted\n", (int)m->topic_len, m->topic);
+			fprintf(stderr, PROG ": topic '%.*s' was deleted\n", (int)m->topic_len,
+				m->topic);
 			rmq_msg_free(m);
 			if (rmq_live_count(s->c) == 0)
 				return finish(s, CLI_EX_NOTOPIC);
@@ -225,7 +228,8 @@ static long pull_one(struct sub *s, int i, int wait_ms, int *ex)
 		return 0;
 	}
 	if (rc == RMQ_ERR_TAKENOVER) {
-		fprintf(stderr, PROG ": another connection registered as '%s'; stopping\n", s->name);
+		fprintf(stderr, PROG ": another connection registered as '%s'; stopping\n",
+			s->name);
 		*ex = CLI_EX_ERROR;
 		return -1;
 	}
@@ -325,8 +329,10 @@ static bool is_flag(const char *a, const char *l, const char *sh)
 static int set_mode(struct sub *s, enum mode m, const char *flag)
 {
 	if (s->mode != M_NONE && s->mode != m)
-		return cli_usage_error(PROG, "%s cannot be combined with the other mode flags "
-					     "(--subscribe, --pull, --unsubscribe)", flag);
+		return cli_usage_error(PROG,
+				       "%s cannot be combined with the other mode flags "
+				       "(--subscribe, --pull, --unsubscribe)",
+				       flag);
 	s->mode = m;
 	return CLI_EX_OK;
 }
@@ -351,8 +357,8 @@ static int parse(struct sub *s, int argc, char **argv, bool *exit_now)
 			*exit_now = true;
 			return CLI_EX_OK;
 		}
-		enum mode m = is_flag(a, "--subscribe", "-s")	  ? M_SUBSCRIBE
-			      : is_flag(a, "--pull", NULL)	  ? M_PULL
+		enum mode m = is_flag(a, "--subscribe", "-s")     ? M_SUBSCRIBE
+			      : is_flag(a, "--pull", NULL)        ? M_PULL
 			      : is_flag(a, "--unsubscribe", NULL) ? M_UNSUBSCRIBE
 								  : M_NONE;
 		if (m != M_NONE) {
@@ -379,16 +385,23 @@ static int parse(struct sub *s, int argc, char **argv, bool *exit_now)
 			errno = 0;
 			unsigned long long n = strtoull(v, &end, 10);
 			if (errno || end == v || *end || n == 0 || v[0] == '-')
-				return cli_usage_error(PROG, "invalid --count '%s': expected a positive number", v);
+				return cli_usage_error(
+					PROG, "invalid --count '%s': expected a positive number",
+					v);
 			s->limit = n;
 			continue;
 		}
 		if (a[0] == '-' && a[1])
 			return cli_usage_error(PROG, "unknown option '%s'", a);
-		return cli_usage_error(PROG, "unexpected argument '%s' (topics go after --subscribe, --pull or --unsubscribe)", a);
+		return cli_usage_error(
+			PROG,
+			"unexpected argument '%s' (topics go after --subscribe, --pull or --unsubscribe)",
+			a);
 	}
 	if (s->mode == M_NONE)
-		return cli_usage_error(PROG, "nothing to do: give --subscribe TOPIC (or --pull / --unsubscribe with --name)");
+		return cli_usage_error(
+			PROG,
+			"nothing to do: give --subscribe TOPIC (or --pull / --unsubscribe with --name)");
 	if ((s->mode == M_PULL || s->mode == M_UNSUBSCRIBE) && !s->name)
 		return cli_usage_error(PROG, "%s needs --name NAME (a durable subscriber)",
 				       s->mode == M_PULL ? "--pull" : "--unsubscribe");
@@ -400,7 +413,8 @@ static int parse(struct sub *s, int argc, char **argv, bool *exit_now)
 		for (int k = 0; k < i; k++)
 			/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): parse() set them */
 			if (!strcmp(s->topics[i], s->topics[k]))
-				return cli_usage_error(PROG, "topic '%s' given twice", s->topics[i]);
+				return cli_usage_error(PROG, "topic '%s' given twice",
+						       s->topics[i]);
 	return CLI_EX_OK;
 }
 
@@ -430,17 +444,10 @@ int main(int argc, char **argv)
 	s.c = cli_connect(&s.cc, &ex);
 	if (s.c) {
 		switch (s.mode) {
-		case M_SUBSCRIBE:
-			ex = s.name ? run_durable_follow(&s) : run_live(&s);
-			break;
-		case M_PULL:
-			ex = s.follow ? run_durable_follow(&s) : run_pull(&s);
-			break;
-		case M_UNSUBSCRIBE:
-			ex = run_unsubscribe(&s);
-			break;
-		case M_NONE:
-			break;
+		case M_SUBSCRIBE: ex = s.name ? run_durable_follow(&s) : run_live(&s); break;
+		case M_PULL: ex = s.follow ? run_durable_follow(&s) : run_pull(&s); break;
+		case M_UNSUBSCRIBE: ex = run_unsubscribe(&s); break;
+		case M_NONE: break;
 		}
 		rmq_client_close(s.c);
 	}

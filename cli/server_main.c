@@ -20,31 +20,32 @@ static void usage(FILE *f)
 		"Options:\n"
 		"  --bind ADDR          address to listen on (default 127.0.0.1)\n"
 		"  --port N             TCP port, 0 picks a free one (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"
-		"  --threads N          worker threads = topic shards, 1..%d (default: online cores)\n"
-		"  --max-payload BYTES  largest message / bulk string (default 1M; K, M, G suffixes)\n"
-		"  --max-clients N      connections served at once (default 10000)\n"
-		"  --max-args N         most arguments in one request (default 1048576)\n"
-		"  --max-inline BYTES   longest inline (telnet-style) command line (default 64K)\n"
-		"  --frame-timeout SECS close a client that leaves a request half-sent this\n"
-		"                       long (default 30; 0 never; fractions allowed)\n"
-		"  --subscriber-ttl SECS  drop a durable subscriber that no client has attached\n"
-		"                       for this long, releasing what it holds (default 0: never)\n"
-		"  --default-capacity BYTES  retention of topics created without CAPACITY (default 64M)\n"
-		"  --dir DIR            data directory: disk topics, durable subscribers and their\n"
-		"                       positions (default " RMQ_DEFAULT_DIR ", created if missing;\n"
-		"                       one server per directory)\n"
-		"  --storage disk|memory  where topics created without STORAGE keep their messages\n"
-		"                       (default disk; memory topics are gone after a restart)\n"
-		"  --fsync always|everysec|no  when disk topics are synced: before the reply\n"
-		"                       (always), in the background once a second (everysec,\n"
-		"                       the default) or by the kernel (no)\n"
-		"  --repair             recover a topic whose log is corrupt by truncating it at\n"
-		"                       the damage (default: refuse to start)\n"
-		"  --segment-size BYTES roll size of disk segment files (default 64M; 64K to 1G)\n"
-		"  --log-level LEVEL    error, warn, info or debug (default info)\n"
-		"  -h, --help           show this help and exit\n"
-		"  -v, --version        show the version and exit\n",
-		RMQ_MAX_SHARDS);
+					  "  --threads N          worker threads = topic shards, 1..%d (default: online cores)\n"
+					  "  --max-payload BYTES  largest message / bulk string (default 1M; K, M, G suffixes)\n"
+					  "  --max-clients N      connections served at once (default 10000)\n"
+					  "  --max-args N         most arguments in one request (default 1048576)\n"
+					  "  --max-inline BYTES   longest inline (telnet-style) command line (default 64K)\n"
+					  "  --frame-timeout SECS close a client that leaves a request half-sent this\n"
+					  "                       long (default 30; 0 never; fractions allowed)\n"
+					  "  --subscriber-ttl SECS  drop a durable subscriber that no client has attached\n"
+					  "                       for this long, releasing what it holds (default 0: never)\n"
+					  "  --default-capacity BYTES  retention of topics created without CAPACITY (default 64M)\n"
+					  "  --dir DIR            data directory: disk topics, durable subscribers and their\n"
+					  "                       positions (default " RMQ_DEFAULT_DIR
+					  ", created if missing;\n"
+					  "                       one server per directory)\n"
+					  "  --storage disk|memory  where topics created without STORAGE keep their messages\n"
+					  "                       (default disk; memory topics are gone after a restart)\n"
+					  "  --fsync always|everysec|no  when disk topics are synced: before the reply\n"
+					  "                       (always), in the background once a second (everysec,\n"
+					  "                       the default) or by the kernel (no)\n"
+					  "  --repair             recover a topic whose log is corrupt by truncating it at\n"
+					  "                       the damage (default: refuse to start)\n"
+					  "  --segment-size BYTES roll size of disk segment files (default 64M; 64K to 1G)\n"
+					  "  --log-level LEVEL    error, warn, info or debug (default info)\n"
+					  "  -h, --help           show this help and exit\n"
+					  "  -v, --version        show the version and exit\n",
+			RMQ_MAX_SHARDS);
 }
 
 static int bad(const char *flag, const char *val, const char *why)
@@ -72,8 +73,24 @@ int main(int argc, char **argv)
 {
 	struct rmq_server_config cfg;
 	rmq_server_config_defaults(&cfg);
-	enum { O_BIND = 1, O_PORT, O_THREADS, O_MAXPAY, O_MAXCLI, O_LOG, O_CAP, O_MAXARGS,
-	       O_MAXINLINE, O_FRAMETO, O_SUBTTL, O_DIR, O_STORAGE, O_FSYNC, O_REPAIR, O_SEGSIZE };
+	enum {
+		O_BIND = 1,
+		O_PORT,
+		O_THREADS,
+		O_MAXPAY,
+		O_MAXCLI,
+		O_LOG,
+		O_CAP,
+		O_MAXARGS,
+		O_MAXINLINE,
+		O_FRAMETO,
+		O_SUBTTL,
+		O_DIR,
+		O_STORAGE,
+		O_FSYNC,
+		O_REPAIR,
+		O_SEGSIZE
+	};
 	static const struct option opts[] = {
 		{ "bind", required_argument, NULL, O_BIND },
 		{ "port", required_argument, NULL, O_PORT },
@@ -100,21 +117,21 @@ int main(int argc, char **argv)
 	uint64_t v;
 	while ((o = getopt_long(argc, argv, ":hv", opts, NULL)) != -1) {
 		switch (o) {
-		case O_BIND:
-			cfg.bind = optarg;
-			break;
+		case O_BIND: cfg.bind = optarg; break;
 		case O_PORT:
 			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v > 65535)
 				return bad("--port", optarg, "expected 0..65535");
 			cfg.port = (int)v;
 			break;
 		case O_THREADS:
-			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 1 || v > RMQ_MAX_SHARDS)
+			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 1 ||
+			    v > RMQ_MAX_SHARDS)
 				return bad("--threads", optarg, "expected 1..64");
 			cfg.threads = (unsigned)v;
 			break;
 		case O_MAXPAY:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1 || v > (512u << 20))
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1 ||
+			    v > (512u << 20))
 				return bad("--max-payload", optarg, "expected 1 byte to 512M");
 			cfg.max_payload = (size_t)v;
 			break;
@@ -124,27 +141,32 @@ int main(int argc, char **argv)
 			cfg.max_clients = (unsigned)v;
 			break;
 		case O_CAP:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < RMQ_CAPACITY_MIN || v > RMQ_CAPACITY_MAX)
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < RMQ_CAPACITY_MIN ||
+			    v > RMQ_CAPACITY_MAX)
 				return bad("--default-capacity", optarg, "expected 1K to 1T");
 			cfg.default_capacity = v;
 			break;
 		case O_MAXARGS:
-			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 3 || v > (64u << 20))
+			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 3 ||
+			    v > (64u << 20))
 				return bad("--max-args", optarg, "expected 3..67108864");
 			cfg.max_args = (size_t)v;
 			break;
 		case O_MAXINLINE:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 64 || v > (64u << 20))
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 64 ||
+			    v > (64u << 20))
 				return bad("--max-inline", optarg, "expected 64 bytes to 64M");
 			cfg.max_inline = (size_t)v;
 			break;
 		case O_FRAMETO:
 			if (parse_seconds(optarg, &cfg.frame_timeout_ms))
-				return bad("--frame-timeout", optarg, "expected seconds, 0 to 31536000");
+				return bad("--frame-timeout", optarg,
+					   "expected seconds, 0 to 31536000");
 			break;
 		case O_SUBTTL:
 			if (parse_seconds(optarg, &cfg.subscriber_ttl_ms))
-				return bad("--subscriber-ttl", optarg, "expected seconds, 0 to 31536000");
+				return bad("--subscriber-ttl", optarg,
+					   "expected seconds, 0 to 31536000");
 			break;
 		case O_DIR:
 			if (!optarg[0])
@@ -169,11 +191,10 @@ int main(int argc, char **argv)
 			else
 				return bad("--fsync", optarg, "expected always, everysec or no");
 			break;
-		case O_REPAIR:
-			cfg.repair = true;
-			break;
+		case O_REPAIR: cfg.repair = true; break;
 		case O_SEGSIZE:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < (64u << 10) || v > RMQ_DISK_SEG_LIMIT)
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < (64u << 10) ||
+			    v > RMQ_DISK_SEG_LIMIT)
 				return bad("--segment-size", optarg, "expected 64K to 1G");
 			cfg.segment_size = (uint32_t)v;
 			break;
@@ -187,26 +208,26 @@ int main(int argc, char **argv)
 			else if (!strcmp(optarg, "debug"))
 				cfg.log_level = RMQ_DIAG_DEBUG;
 			else
-				return bad("--log-level", optarg, "expected error, warn, info or debug");
+				return bad("--log-level", optarg,
+					   "expected error, warn, info or debug");
 			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'v':
-			printf("ringmq-server %s\n", RMQ_VERSION);
-			return 0;
+		case 'h': usage(stdout); return 0;
+		case 'v': printf("ringmq-server %s\n", RMQ_VERSION); return 0;
 		case ':':
-			fprintf(stderr, "ringmq-server: option '%s' needs a value\nTry 'ringmq-server --help'.\n",
+			fprintf(stderr,
+				"ringmq-server: option '%s' needs a value\nTry 'ringmq-server --help'.\n",
 				argv[optind - 1]);
 			return 2;
 		default:
-			fprintf(stderr, "ringmq-server: unknown option '%s'\nTry 'ringmq-server --help'.\n",
+			fprintf(stderr,
+				"ringmq-server: unknown option '%s'\nTry 'ringmq-server --help'.\n",
 				argv[optind - 1]);
 			return 2;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "ringmq-server: unexpected argument '%s'\nTry 'ringmq-server --help'.\n",
+		fprintf(stderr,
+			"ringmq-server: unexpected argument '%s'\nTry 'ringmq-server --help'.\n",
 			argv[optind]);
 		return 2;
 	}

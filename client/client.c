@@ -44,9 +44,9 @@
 #define PIPE_WINDOW_BYTES (1u << 20)
 
 struct rmq_client {
-	redisContext *rc;      /* NULL once the connection is closed */
+	redisContext *rc; /* NULL once the connection is closed */
 	int timeout_ms;
-	bool subscriber;       /* REGISTER SUBSCRIBER succeeded */
+	bool subscriber; /* REGISTER SUBSCRIBER succeeded */
 
 	/* live subscriptions: topic names, and pushes not yet handed out */
 	char **live;
@@ -55,13 +55,13 @@ struct rmq_client {
 	size_t qhead, qlen, qcap;
 
 	/* pipeline (rmq_send_queue / rmq_send_flush) */
-	size_t pl_queued;      /* queued since the last flush */
-	size_t pl_unread;      /* of those, replies not read yet */
-	size_t pl_unsent;      /* appended, not written to the socket yet */
-	size_t pl_bytes;       /* bytes of those */
-	uint64_t *pl_seqs;     /* replies read, in order */
+	size_t pl_queued;  /* queued since the last flush */
+	size_t pl_unread;  /* of those, replies not read yet */
+	size_t pl_unsent;  /* appended, not written to the socket yet */
+	size_t pl_bytes;   /* bytes of those */
+	uint64_t *pl_seqs; /* replies read, in order */
 	size_t pl_cap;
-	int pl_status;         /* first failure since the last flush */
+	int pl_status; /* first failure since the last flush */
 	char pl_err[256];
 
 	char err[512];
@@ -137,7 +137,7 @@ static int check_topic(struct rmq_client *c, const char *topic)
 		return RMQ_OK;
 	return set_err(c, RMQ_ERR_ARG,
 		       "invalid topic name '%.64s': 1 to " RMQ_STR(RMQ_TOPIC_MAX_LEN) " bytes, no whitespace or control characters",
-		       topic ? topic : "(null)");
+			       topic ? topic : "(null)");
 }
 
 /* Closes the socket; the client then answers RMQ_ERR_CONN. Queued pushes
@@ -164,7 +164,9 @@ static int need_conn(struct rmq_client *c)
 	if (c->rc)
 		return RMQ_OK;
 	if (!c->err[0] || strncmp(c->err, "not connected", 13) != 0)
-		return set_err(c, RMQ_ERR_CONN, "not connected (the connection was closed after an earlier failure)");
+		return set_err(
+			c, RMQ_ERR_CONN,
+			"not connected (the connection was closed after an earlier failure)");
 	return RMQ_ERR_CONN;
 }
 
@@ -178,7 +180,9 @@ static int wait_fd(int fd, short events, uint64_t deadline)
 		int ms = -1;
 		if (deadline != UINT64_MAX) {
 			uint64_t now = now_ms();
-			ms = now >= deadline ? 0 : (deadline - now > 86400000u ? 86400000 : (int)(deadline - now));
+			ms = now >= deadline ? 0
+					     : (deadline - now > 86400000u ? 86400000
+									   : (int)(deadline - now));
 		}
 		struct pollfd pf = { .fd = fd, .events = events, .revents = 0 };
 		int r = poll(&pf, 1, ms);
@@ -238,9 +242,10 @@ static int flush_out(struct rmq_client *c)
 		int r = wait_fd(c->rc->fd, POLLOUT, deadline_in(c->timeout_ms));
 		if (r == 0) {
 			drop_conn(c);
-			return set_err(c, RMQ_ERR_TIMEOUT,
-				       "timed out after %d ms sending to the server (connection closed)",
-				       c->timeout_ms);
+			return set_err(
+				c, RMQ_ERR_TIMEOUT,
+				"timed out after %d ms sending to the server (connection closed)",
+				c->timeout_ms);
 		}
 		if (r < 0)
 			return poll_failed(c);
@@ -259,7 +264,8 @@ static int read_reply(struct rmq_client *c, uint64_t deadline, redisReply **out)
 			char why[160];
 			snprintf(why, sizeof(why), "%s", c->rc->errstr);
 			drop_conn(c);
-			return set_err(c, RMQ_ERR_PROTO, "cannot parse the server's reply: %s", why);
+			return set_err(c, RMQ_ERR_PROTO, "cannot parse the server's reply: %s",
+				       why);
 		}
 		if (r) {
 			*out = r;
@@ -283,7 +289,8 @@ static int read_owed(struct rmq_client *c, uint64_t deadline, redisReply **out)
 	if (rc == RMQ_ERR_TIMEOUT) {
 		drop_conn(c);
 		return set_err(c, RMQ_ERR_TIMEOUT,
-			       "no reply from the server within %d ms (connection closed)", c->timeout_ms);
+			       "no reply from the server within %d ms (connection closed)",
+			       c->timeout_ms);
 	}
 	return rc;
 }
@@ -334,7 +341,9 @@ static int map_error(struct rmq_client *c, const redisReply *r)
 
 static int proto_err(struct rmq_client *c, const char *what, const redisReply *r)
 {
-	static const char *types[] = { "?", "string", "array", "integer", "nil", "status", "error" };
+	static const char *types[] = {
+		"?", "string", "array", "integer", "nil", "status", "error"
+	};
 	int t = r && r->type >= 1 && r->type <= 6 ? r->type : 0;
 	return set_err(c, RMQ_ERR_PROTO, "unexpected reply to %s (%s)", what, types[t]);
 }
@@ -355,8 +364,8 @@ static bool is_push(const redisReply *r, const char *kind)
 {
 	/* r comes from read_reply() == RMQ_OK, never NULL; clang's analyzer
 	 * does not follow that set_err() returns its non-zero code. */
-	return r->type /* NOLINT(clang-analyzer-core.NullDereference) */ == REDIS_REPLY_ARRAY && r->elements == 3 && str_is(r->element[0], kind) &&
-	       is_str(r->element[1]);
+	return r->type /* NOLINT(clang-analyzer-core.NullDereference) */ == REDIS_REPLY_ARRAY &&
+	       r->elements == 3 && str_is(r->element[0], kind) && is_str(r->element[1]);
 }
 
 static ssize_t live_find(const struct rmq_client *c, const char *t, size_t len)
@@ -529,7 +538,8 @@ struct rmq_client *rmq_client_connect(const char *host, int port, int timeout_ms
 		*status = set_err(c, RMQ_ERR_ARG, "invalid port %d", port);
 		return c;
 	}
-	struct timeval tv = { .tv_sec = c->timeout_ms / 1000, .tv_usec = (c->timeout_ms % 1000) * 1000 };
+	struct timeval tv = { .tv_sec = c->timeout_ms / 1000,
+			      .tv_usec = (c->timeout_ms % 1000) * 1000 };
 	c->rc = redisConnectWithTimeout(host, port, tv);
 	if (!c->rc) {
 		*status = set_err(c, RMQ_ERR_NOMEM, "out of memory");
@@ -580,7 +590,8 @@ int rmq_register_publisher(struct rmq_client *c, const char *name)
 	if (rc)
 		return rc;
 	if (name && !name_valid(name))
-		return set_err(c, RMQ_ERR_ARG, "invalid publisher name: 1 to " RMQ_STR(RMQ_TOPIC_MAX_LEN) " bytes, no whitespace");
+		return set_err(c, RMQ_ERR_ARG,
+			       "invalid publisher name: 1 to " RMQ_STR(RMQ_TOPIC_MAX_LEN) " bytes, no whitespace");
 	const char *argv[] = { "REGISTER", "PUBLISHER", name };
 	size_t lens[] = { 8, 9, name ? strlen(name) : 0 };
 	return request_ok(c, name ? 3 : 2, argv, lens, "REGISTER PUBLISHER");
@@ -727,7 +738,8 @@ static void pipeline_record(struct rmq_client *c, redisReply *r)
 		st = r->type == REDIS_REPLY_ERROR ? map_error(c, r) : proto_err(c, "PUBLISH", r);
 		if (c->pl_status == RMQ_OK) {
 			c->pl_status = st;
-			snprintf(c->pl_err, sizeof(c->pl_err), "message %zu of the batch: %.200s", i + 1, c->err);
+			snprintf(c->pl_err, sizeof(c->pl_err), "message %zu of the batch: %.200s",
+				 i + 1, c->err);
 		}
 		memcpy(c->err, saved, sizeof(saved));
 	}
@@ -858,9 +870,10 @@ int rmq_register_subscriber(struct rmq_client *c, const char *name)
 	if (!c)
 		return RMQ_ERR_ARG;
 	if (!name_valid(name))
-		return set_err(c, RMQ_ERR_ARG,
-			       "invalid subscriber name '%.64s': 1 to " RMQ_STR(RMQ_TOPIC_MAX_LEN) " bytes, no whitespace or control characters",
-			       name ? name : "(null)");
+		return set_err(
+			c, RMQ_ERR_ARG,
+			"invalid subscriber name '%.64s': 1 to " RMQ_STR(RMQ_TOPIC_MAX_LEN) " bytes, no whitespace or control characters",
+				name ? name : "(null)");
 	int rc = no_live(c, "REGISTER SUBSCRIBER");
 	if (rc)
 		return rc;
@@ -921,8 +934,9 @@ int rmq_subscribe(struct rmq_client *c, const char *topic)
 	if (rc)
 		return rc;
 	if (!c->subscriber)
-		return set_err(c, RMQ_ERR_STATE,
-			       "durable SUBSCRIBE needs rmq_register_subscriber first (or use rmq_subscribe_live)");
+		return set_err(
+			c, RMQ_ERR_STATE,
+			"durable SUBSCRIBE needs rmq_register_subscriber first (or use rmq_subscribe_live)");
 	return sub_cmd(c, "SUBSCRIBE", "subscribe", topic, false);
 }
 
@@ -934,8 +948,9 @@ int rmq_unsubscribe(struct rmq_client *c, const char *topic)
 	if (rc)
 		return rc;
 	if (!c->subscriber)
-		return set_err(c, RMQ_ERR_STATE,
-			       "durable UNSUBSCRIBE needs rmq_register_subscriber first (or use rmq_unsubscribe_live)");
+		return set_err(
+			c, RMQ_ERR_STATE,
+			"durable UNSUBSCRIBE needs rmq_register_subscriber first (or use rmq_unsubscribe_live)");
 	return sub_cmd(c, "UNSUBSCRIBE", "unsubscribe", topic, false);
 }
 
@@ -1037,10 +1052,12 @@ int rmq_subscribe_live(struct rmq_client *c, const char *topic)
 	if (rc)
 		return rc;
 	if (c->subscriber)
-		return set_err(c, RMQ_ERR_STATE,
-			       "live SUBSCRIBE on a registered durable subscriber (use rmq_subscribe)");
+		return set_err(
+			c, RMQ_ERR_STATE,
+			"live SUBSCRIBE on a registered durable subscriber (use rmq_subscribe)");
 	if (c->pl_queued)
-		return set_err(c, RMQ_ERR_STATE, "flush the pipelined sends first (rmq_send_flush)");
+		return set_err(c, RMQ_ERR_STATE,
+			       "flush the pipelined sends first (rmq_send_flush)");
 	if ((rc = live_add(c, topic)) != RMQ_OK)
 		return rc;
 	rc = sub_cmd(c, "SUBSCRIBE", "subscribe", topic, true);
@@ -1060,7 +1077,8 @@ int rmq_unsubscribe_live(struct rmq_client *c, const char *topic)
 	if (rc)
 		return rc;
 	if (c->subscriber)
-		return set_err(c, RMQ_ERR_STATE, "not a live subscriber connection (use rmq_unsubscribe)");
+		return set_err(c, RMQ_ERR_STATE,
+			       "not a live subscriber connection (use rmq_unsubscribe)");
 	ssize_t i = live_find(c, topic, strlen(topic));
 	if (i < 0)
 		return RMQ_OK; /* not subscribed (or the topic was deleted) */
@@ -1123,7 +1141,8 @@ int rmq_next_message(struct rmq_client *c, int timeout_ms, struct rmq_msg **msg)
 			return rc;
 		}
 		if (!take_push(c, r)) {
-			rc = r->type == REDIS_REPLY_ERROR ? map_error(c, r) : proto_err(c, "SUBSCRIBE", r);
+			rc = r->type == REDIS_REPLY_ERROR ? map_error(c, r)
+							  : proto_err(c, "SUBSCRIBE", r);
 			freeReplyObject(r);
 			return rc;
 		}

@@ -57,18 +57,18 @@ extern "C" {
 
 enum rmq_status {
 	RMQ_OK = 0,
-	RMQ_ERR_ARG = -1,        /* invalid argument (NULL, bad topic name, ...) */
-	RMQ_ERR_CONN = -2,       /* cannot connect, or the connection is lost */
-	RMQ_ERR_TIMEOUT = -3,    /* no connection or reply in time */
-	RMQ_ERR_PROTO = -4,      /* the server's reply is not what was expected */
-	RMQ_ERR_NOTOPIC = -5,    /* no such topic (or it was deleted) */
-	RMQ_ERR_EXISTS = -6,     /* the topic already exists */
-	RMQ_ERR_FULL = -7,       /* topic full: durable subscribers lag (ONFULL reject) */
-	RMQ_ERR_NOTSUB = -8,     /* pulled from a topic the subscriber has not subscribed to */
-	RMQ_ERR_TAKENOVER = -9,  /* another connection registered the same subscriber name */
-	RMQ_ERR_STATE = -10,     /* call not allowed in this connection's mode */
-	RMQ_ERR_SERVER = -11,    /* any other error reply; see rmq_client_errstr */
-	RMQ_ERR_NOMEM = -12,     /* out of memory in the client */
+	RMQ_ERR_ARG = -1,       /* invalid argument (NULL, bad topic name, ...) */
+	RMQ_ERR_CONN = -2,      /* cannot connect, or the connection is lost */
+	RMQ_ERR_TIMEOUT = -3,   /* no connection or reply in time */
+	RMQ_ERR_PROTO = -4,     /* the server's reply is not what was expected */
+	RMQ_ERR_NOTOPIC = -5,   /* no such topic (or it was deleted) */
+	RMQ_ERR_EXISTS = -6,    /* the topic already exists */
+	RMQ_ERR_FULL = -7,      /* topic full: durable subscribers lag (ONFULL reject) */
+	RMQ_ERR_NOTSUB = -8,    /* pulled from a topic the subscriber has not subscribed to */
+	RMQ_ERR_TAKENOVER = -9, /* another connection registered the same subscriber name */
+	RMQ_ERR_STATE = -10,    /* call not allowed in this connection's mode */
+	RMQ_ERR_SERVER = -11,   /* any other error reply; see rmq_client_errstr */
+	RMQ_ERR_NOMEM = -12,    /* out of memory in the client */
 };
 
 /* What a topic does when it is full is an enum rmq_onfull (ringmq_proto.h):
@@ -81,7 +81,7 @@ enum rmq_status {
 #define RMQ_FULL_DROP_OLDEST RMQ_ONFULL_DROP_OLDEST
 
 struct rmq_topic_opts {
-	uint64_t capacity;            /* retained bytes; 0: server default (64M) */
+	uint64_t capacity; /* retained bytes; 0: server default (64M) */
 	enum rmq_onfull onfull;
 };
 
@@ -95,7 +95,7 @@ enum rmq_msg_kind {
  * payloads are binary: use len. */
 struct rmq_msg {
 	enum rmq_msg_kind kind;
-	uint64_t seq;            /* sequence number; 0 for live pushes (they carry none) */
+	uint64_t seq; /* sequence number; 0 for live pushes (they carry none) */
 	const char *topic;
 	size_t topic_len;
 	const char *payload;
@@ -106,7 +106,7 @@ struct rmq_msg {
 struct rmq_msgs {
 	size_t n;
 	struct rmq_msg *msg;
-	void *_priv;             /* the library's: do not touch */
+	void *_priv; /* the library's: do not touch */
 };
 
 struct rmq_client;

@@ -1,7 +1,6 @@
 /* parse.c - see parse.h. */
 #include "parse.h"
 
-
 /* The multiplier of unit letter c under unit, or 0 when c is none. */
 static uint64_t unit_mul(char c, enum rmq_unit unit)
 {
@@ -9,9 +8,12 @@ static uint64_t unit_mul(char c, enum rmq_unit unit)
 	static const uint64_t decimal[] = { 1000ULL, 1000000ULL, 1000000000ULL };
 	int k;
 	switch (c) {
-	case 'k': case 'K': k = 0; break;
-	case 'm': case 'M': k = 1; break;
-	case 'g': case 'G': k = 2; break;
+	case 'k':
+	case 'K': k = 0; break;
+	case 'm':
+	case 'M': k = 1; break;
+	case 'g':
+	case 'G': k = 2; break;
 	default: return 0;
 	}
 	switch (unit) {

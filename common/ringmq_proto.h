@@ -59,10 +59,8 @@ static inline const char *rmq_onfull_word(enum rmq_onfull p)
 {
 	switch (p) {
 	case RMQ_ONFULL_DEFAULT:
-	case RMQ_ONFULL_REJECT:
-		return RMQ_ONFULL_REJECT_WORD;
-	case RMQ_ONFULL_DROP_OLDEST:
-		return RMQ_ONFULL_DROP_OLDEST_WORD;
+	case RMQ_ONFULL_REJECT: return RMQ_ONFULL_REJECT_WORD;
+	case RMQ_ONFULL_DROP_OLDEST: return RMQ_ONFULL_DROP_OLDEST_WORD;
 	}
 	return NULL;
 }

@@ -19,8 +19,8 @@ struct free_obj {
 
 static struct {
 	pthread_mutex_t lock;
-	char *cur, *end;                    /* bump area of the newest chunk */
-	struct free_obj *free[NCLASS + 1];  /* by size / GRAIN */
+	char *cur, *end;                   /* bump area of the newest chunk */
+	struct free_obj *free[NCLASS + 1]; /* by size / GRAIN */
 } arena = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* Maps a new 2 MiB-aligned chunk; NULL when the kernel says no. */
@@ -80,7 +80,8 @@ void *rmq_arena_alloc(size_t n)
 		 * of the largest classes that fit. */
 		while (arena.cur && (size_t)(arena.end - arena.cur) >= GRAIN) {
 			size_t left = (size_t)(arena.end - arena.cur);
-			size_t take = left > RMQ_ARENA_MAX ? RMQ_ARENA_MAX : left & ~(size_t)(GRAIN - 1);
+			size_t take =
+				left > RMQ_ARENA_MAX ? RMQ_ARENA_MAX : left & ~(size_t)(GRAIN - 1);
 			struct free_obj *f = (struct free_obj *)arena.cur;
 			f->next = arena.free[take / GRAIN];
 			arena.free[take / GRAIN] = f;

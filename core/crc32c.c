@@ -77,7 +77,7 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const voi
 /* The 16 bytes of a slot's fields, then the record: one call, one pair
  * of inversions (what every append and every recovered record pays). */
 __attribute__((target("sse4.2"))) static uint32_t crc_hw_16(const void *h16, const void *p,
-							     size_t n)
+							    size_t n)
 {
 	uint64_t a, b;
 	memcpy(&a, h16, 8);

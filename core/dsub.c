@@ -11,8 +11,8 @@ struct rmq_dsub {
 	char *name;
 	size_t name_len;
 	pthread_mutex_t lock;
-	uint64_t token;            /* current owner; under lock */
-	struct rmq_dsub_subscription **subs;   /* under lock */
+	uint64_t token;                      /* current owner; under lock */
+	struct rmq_dsub_subscription **subs; /* under lock */
 	int n, cap;
 	/* Index of subs by topic name, under lock: open addressing with
 	 * linear probing over ix_mask + 1 (a power of two) entries, at most
@@ -22,9 +22,9 @@ struct rmq_dsub {
 	 * comparisons (40,000 topics: seconds of one worker, issue 12 item 6). */
 	uint32_t *ix;
 	uint32_t ix_mask;
-	uint32_t refs;             /* attaches not yet detached; under lock */
-	bool dead;                 /* expired and unlinked; under lock */
-	uint64_t active_ms;        /* last attach, detach, subscribe or pull */
+	uint32_t refs;                      /* attaches not yet detached; under lock */
+	bool dead;                          /* expired and unlinked; under lock */
+	uint64_t active_ms;                 /* last attach, detach, subscribe or pull */
 	const struct rmq_dsub_hooks *hooks; /* its registry's */
 	struct rcu_head rcu;
 };
@@ -39,7 +39,7 @@ static void dsub_changed(struct rmq_dsub *d)
 struct rmq_dsub_registry {
 	struct cds_lfht *ht;
 	_Atomic uint64_t next_token;
-	_Atomic int64_t count; /* subscribers in ht: INFO reads it, no walk */
+	_Atomic int64_t count;       /* subscribers in ht: INFO reads it, no walk */
 	struct rmq_dsub_hooks hooks; /* set before use, then read-only */
 };
 
@@ -166,7 +166,8 @@ void rmq_dsub_registry_free(struct rmq_dsub_registry *r)
 {
 	struct cds_lfht_iter it;
 	struct rmq_dsub *d;
-	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
+	rmq_lfht_for_each_entry(r->ht, &it, d, node)
+	{
 		cds_lfht_del(r->ht, &d->node);
 		while (d->n)
 			dsub_remove_at(d, d->n - 1);
@@ -258,13 +259,15 @@ void rmq_dsub_detach(struct rmq_dsub *d, uint64_t token)
 }
 
 uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t ttl_ms,
-				  void (*fn)(const char *name, uint64_t idle_ms, int subs, void *ctx),
+				  void (*fn)(const char *name, uint64_t idle_ms, int subs,
+					     void *ctx),
 				  void *ctx)
 {
 	uint64_t expired = 0;
 	struct cds_lfht_iter it;
 	struct rmq_dsub *d;
-	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
+	rmq_lfht_for_each_entry(r->ht, &it, d, node)
+	{
 		pthread_mutex_lock(&d->lock);
 		uint64_t idle = now_ms > d->active_ms ? now_ms - d->active_ms : 0;
 		if (d->dead || d->token != 0 || idle < ttl_ms) {
@@ -372,7 +375,8 @@ int rmq_dsub_unsubscribe(struct rmq_dsub *d, uint64_t token, const char *name, s
 	return rc;
 }
 
-void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsub_subscription *s, void *ctx), void *ctx)
+void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsub_subscription *s, void *ctx),
+		      void *ctx)
 {
 	pthread_mutex_lock(&d->lock);
 	for (int i = 0; i < d->n; i++)
@@ -475,13 +479,14 @@ done:
 }
 
 void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
-			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
-					  uint64_t lag, void *ctx),
+			       void (*fn)(const struct rmq_dsub_info *d,
+					  struct rmq_dsub_subscription *s, uint64_t lag, void *ctx),
 			       void *ctx)
 {
 	struct cds_lfht_iter it;
 	struct rmq_dsub *d;
-	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
+	rmq_lfht_for_each_entry(r->ht, &it, d, node)
+	{
 		pthread_mutex_lock(&d->lock);
 		struct rmq_dsub_info info = {
 			.name = d->name,
@@ -612,13 +617,15 @@ int rmq_dsub_registry_snapshot(struct rmq_dsub_registry *r, const char *name, si
 }
 
 uint64_t rmq_dsub_registry_positions(struct rmq_dsub_registry *r, bool all,
-				     void (*fn)(void *ctx, uint64_t id, uint64_t pos, uint64_t acked),
+				     void (*fn)(void *ctx, uint64_t id, uint64_t pos,
+						uint64_t acked),
 				     void *ctx)
 {
 	uint64_t reported = 0;
 	struct cds_lfht_iter it;
 	struct rmq_dsub *d;
-	rmq_lfht_for_each_entry(r->ht, &it, d, node) {
+	rmq_lfht_for_each_entry(r->ht, &it, d, node)
+	{
 		pthread_mutex_lock(&d->lock);
 		for (int i = 0; i < d->n && !d->dead; i++) {
 			struct rmq_dsub_subscription *s = d->subs[i];

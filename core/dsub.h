@@ -34,13 +34,13 @@ struct rmq_dsub;
 
 /* One durable subscription (subscriber x topic). */
 struct rmq_dsub_subscription {
-	struct rmq_topic *topic;   /* holds a reference */
+	struct rmq_topic *topic; /* holds a reference */
 	struct rmq_dsub *owner;
-	struct rmq_cursor cur;     /* under owner->lock */
-	_Atomic uint64_t pos;      /* cur.seq, read lock-free by trimming */
-	uint64_t lost;             /* messages evicted before it read them */
-	uint64_t store_id;         /* id in the data directory (0: none) */
-	uint64_t saved_pos;        /* position last checkpointed; under owner->lock */
+	struct rmq_cursor cur; /* under owner->lock */
+	_Atomic uint64_t pos;  /* cur.seq, read lock-free by trimming */
+	uint64_t lost;         /* messages evicted before it read them */
+	uint64_t store_id;     /* id in the data directory (0: none) */
+	uint64_t saved_pos;    /* position last checkpointed; under owner->lock */
 	struct rcu_head rcu;
 };
 
@@ -77,7 +77,8 @@ void rmq_dsub_detach(struct rmq_dsub *d, uint64_t token);
  * ONFULL reject topics. fn (may be NULL) is told about each one. Returns
  * how many were dropped. */
 uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t ttl_ms,
-				  void (*fn)(const char *name, uint64_t idle_ms, int subs, void *ctx),
+				  void (*fn)(const char *name, uint64_t idle_ms, int subs,
+					     void *ctx),
 				  void *ctx);
 const char *rmq_dsub_name(const struct rmq_dsub *d);
 
@@ -92,15 +93,16 @@ int rmq_dsub_unsubscribe(struct rmq_dsub *d, uint64_t token, const char *name, s
 
 /* Names of the subscriptions (for UNSUBSCRIBE with no arguments): calls fn
  * for each. */
-void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsub_subscription *s, void *ctx), void *ctx);
+void rmq_dsub_foreach(struct rmq_dsub *d, void (*fn)(struct rmq_dsub_subscription *s, void *ctx),
+		      void *ctx);
 int rmq_dsub_count(struct rmq_dsub *d);
 
 #define RMQ_PULL_MAX_BATCHES 32
 struct rmq_pull {
 	struct rmq_batch b[RMQ_PULL_MAX_BATCHES];
 	int nb;
-	uint32_t n;            /* records in all batches */
-	uint64_t lost;         /* skipped because evicted (drop-oldest) */
+	uint32_t n;    /* records in all batches */
+	uint64_t lost; /* skipped because evicted (drop-oldest) */
 	struct rmq_topic *topic;
 };
 
@@ -108,8 +110,8 @@ struct rmq_pull {
  * advances its position past them. Returns the count (0: nothing new), or
  * -ENOENT (topic deleted: the subscription is removed), -ESRCH (not
  * subscribed), -EBUSY (taken over). */
-int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len,
-		  uint32_t max, struct rmq_pull *out);
+int rmq_dsub_pull(struct rmq_dsub *d, uint64_t token, const char *name, size_t len, uint32_t max,
+		  struct rmq_pull *out);
 
 /* rmq_dsub_pull with a bound on bytes too: past the first record, the
  * records returned total at most max_bytes (record bytes, about what a
@@ -167,21 +169,22 @@ int rmq_dsub_registry_snapshot(struct rmq_dsub_registry *r, const char *name, si
  * all is set, e.g. to compact the journal), and records it as reported.
  * Takes each subscriber's lock in turn. Returns the number reported. */
 uint64_t rmq_dsub_registry_positions(struct rmq_dsub_registry *r, bool all,
-				     void (*fn)(void *ctx, uint64_t id, uint64_t pos, uint64_t acked),
+				     void (*fn)(void *ctx, uint64_t id, uint64_t pos,
+						uint64_t acked),
 				     void *ctx);
 
 /* What INFO shows of a subscriber. */
 struct rmq_dsub_info {
 	const char *name;
-	bool attached;     /* a connection holds it */
-	uint64_t idle_ms;  /* since its last activity */
+	bool attached;    /* a connection holds it */
+	uint64_t idle_ms; /* since its last activity */
 };
 
 /* Per-subscription lag for INFO: calls fn(subscriber, subscription, lag)
  * with the subscriber's lock held (fn must not call back into it). */
 void rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms,
-			       void (*fn)(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s,
-					  uint64_t lag, void *ctx),
+			       void (*fn)(const struct rmq_dsub_info *d,
+					  struct rmq_dsub_subscription *s, uint64_t lag, void *ctx),
 			       void *ctx);
 
 #endif

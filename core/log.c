@@ -68,16 +68,16 @@
 struct segdisk;
 
 struct rmq_seg {
-	uint64_t base;          /* sequence number of record 0 is base + 1 */
-	_Atomic uint64_t word;  /* SEALED | count << 40 | bytes used */
+	uint64_t base;         /* sequence number of record 0 is base + 1 */
+	_Atomic uint64_t word; /* SEALED | count << 40 | bytes used */
 	_Atomic(struct rmq_seg *) next;
-	char *data;             /* records from here up ... */
-	char *end;              /* ... slots from here down: data + size */
-	uint32_t size;          /* bytes in the data area, records and slots */
-	uint32_t stride;        /* bytes per slot: RMQ_SLOT_MEM or _DISK */
-	struct segdisk *dk;     /* NULL: a memory segment */
-	uint32_t acct;          /* bytes counted in log->retained */
-	uint64_t created_ms;    /* wall clock, for MAXAGE */
+	char *data;          /* records from here up ... */
+	char *end;           /* ... slots from here down: data + size */
+	uint32_t size;       /* bytes in the data area, records and slots */
+	uint32_t stride;     /* bytes per slot: RMQ_SLOT_MEM or _DISK */
+	struct segdisk *dk;  /* NULL: a memory segment */
+	uint32_t acct;       /* bytes counted in log->retained */
+	uint64_t created_ms; /* wall clock, for MAXAGE */
 	struct rcu_head rcu;
 	_Alignas(16) char mem[]; /* a memory segment's data area */
 };
@@ -89,29 +89,29 @@ static inline struct slot *seg_slot(const struct rmq_seg *s, uint32_t i)
 
 /* A disk log's state (struct rmq_log_disk is opaque in log.h). */
 struct rmq_log_disk {
-	_Atomic int refs;         /* the log's, and one per segdisk */
+	_Atomic int refs; /* the log's, and one per segdisk */
 	int dirfd;
 	char *dir;
 	uint64_t topic_id;
 	uint32_t seg_max;
 	bool durable_reads;
 	_Atomic uint64_t durable_seq;
-	_Atomic uint64_t dirty_ms;  /* rmq_now_ms() of the first commit not
+	_Atomic uint64_t dirty_ms; /* rmq_now_ms() of the first commit not
 				     * covered by a sync round; 0: none */
-	_Atomic int dir_dirty;      /* a segment file was created since the
+	_Atomic int dir_dirty;     /* a segment file was created since the
 				     * last directory fsync */
-	_Atomic int failed;         /* sticky fsync error */
-	_Atomic int creating;       /* a producer is creating a segment */
-	pthread_mutex_t err_lock;   /* err, err_sticky, errtext */
+	_Atomic int failed;        /* sticky fsync error */
+	_Atomic int creating;      /* a producer is creating a segment */
+	pthread_mutex_t err_lock;  /* err, err_sticky, errtext */
 	int err;
 	bool err_sticky;
 	char errtext[PATH_MAX + 96];
-	pthread_mutex_t sync_lock;  /* one syncer; guards the fields below
+	pthread_mutex_t sync_lock; /* one syncer; guards the fields below
 				     * and every segdisk's durable counts */
-	struct rmq_seg *sync_seg;   /* first segment not fully synced */
+	struct rmq_seg *sync_seg;  /* first segment not fully synced */
 	uint64_t sync_base;
-	_Atomic uint64_t st_syncs, st_fsyncs, st_sync_ns, st_created, st_deleted,
-		st_create_errors, st_disk_full;
+	_Atomic uint64_t st_syncs, st_fsyncs, st_sync_ns, st_created, st_deleted, st_create_errors,
+		st_disk_full;
 };
 
 /* A disk segment's file: outlives the segment while a syncer holds it. */
@@ -119,8 +119,8 @@ struct segdisk {
 	struct rmq_log_disk *ld; /* holds a reference */
 	struct rmq_segf f;
 	_Atomic int refs;
-	uint32_t durable;        /* records known on disk (under sync_lock) */
-	uint32_t hdr_durable;    /* header's synced value known on disk */
+	uint32_t durable;           /* records known on disk (under sync_lock) */
+	uint32_t hdr_durable;       /* header's synced value known on disk */
 	_Atomic uint32_t pop_data;  /* data area faulted in from its start */
 	_Atomic uint32_t pop_slots; /* slot area faulted in from its end */
 };
@@ -254,7 +254,8 @@ uint64_t rmq_log_wall_ms(void)
 }
 
 /* Records the log's disk error (the first sticky one wins and stays). */
-static void ld_error(struct rmq_log_disk *ld, bool sticky, const char *op, const char *file, int err)
+static void ld_error(struct rmq_log_disk *ld, bool sticky, const char *op, const char *file,
+		     int err)
 {
 	pthread_mutex_lock(&ld->err_lock);
 	if (!ld->err_sticky) {
@@ -426,8 +427,7 @@ static int seg_reserve(struct rmq_seg *s, uint32_t rlen, uint32_t *idx, uint32_t
 		if (w & W_SEALED)
 			return -1;
 		uint64_t cnt = W_COUNT(w), used = W_BYTES(w);
-		if (cnt + 1 > W_COUNT_MAX ||
-		    used + rlen + (cnt + 1) * s->stride > s->size) {
+		if (cnt + 1 > W_COUNT_MAX || used + rlen + (cnt + 1) * s->stride > s->size) {
 			if (atomic_compare_exchange_weak_explicit(&s->word, &w, w | W_SEALED,
 								  memory_order_acq_rel,
 								  memory_order_relaxed))
@@ -446,7 +446,8 @@ static int seg_reserve(struct rmq_seg *s, uint32_t rlen, uint32_t *idx, uint32_t
 
 /* Reserves n records of bytes in total in s, all or none, without sealing
  * s when they do not fit (single appends keep filling it then). */
-static int seg_reserve_n(struct rmq_seg *s, uint64_t bytes, uint32_t n, uint32_t *idx, uint32_t *off)
+static int seg_reserve_n(struct rmq_seg *s, uint64_t bytes, uint32_t n, uint32_t *idx,
+			 uint32_t *off)
 {
 	uint64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
 	for (;;) {
@@ -779,7 +780,9 @@ static struct rmq_seg *seg_last(struct rmq_seg *s, uint64_t *cnt)
 {
 	for (;;) {
 		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
-		struct rmq_seg *nx = (w & W_SEALED) ? atomic_load_explicit(&s->next, memory_order_acquire) : NULL;
+		struct rmq_seg *nx = (w & W_SEALED)
+					     ? atomic_load_explicit(&s->next, memory_order_acquire)
+					     : NULL;
 		if (!nx) {
 			*cnt = W_COUNT(w);
 			return s;
@@ -824,8 +827,9 @@ void rmq_log_cursor_end(struct rmq_log *log, struct rmq_cursor *cur)
 	}
 	uint64_t cnt;
 	t = seg_last(t, &cnt);
-	*cur = (struct rmq_cursor){ .seg = t, .idx = (uint32_t)cnt, .base = t->base,
-				    .seq = t->base + cnt + 1 };
+	*cur = (struct rmq_cursor){
+		.seg = t, .idx = (uint32_t)cnt, .base = t->base, .seq = t->base + cnt + 1
+	};
 }
 
 /* Positions cur on the segment holding seq; returns how many records below
@@ -898,7 +902,10 @@ uint32_t rmq_log_peek(struct rmq_log *log, struct rmq_cursor *cur, struct rmq_ba
 		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
 		uint64_t cnt = W_COUNT(w);
 		if (cur->idx >= cnt) {
-			struct rmq_seg *nx = (w & W_SEALED) ? atomic_load_explicit(&s->next, memory_order_acquire) : NULL;
+			struct rmq_seg *nx =
+				(w & W_SEALED)
+					? atomic_load_explicit(&s->next, memory_order_acquire)
+					: NULL;
 			if (!nx)
 				return 0;
 			cur->seg = nx;
@@ -914,7 +921,8 @@ uint32_t rmq_log_peek(struct rmq_log *log, struct rmq_cursor *cur, struct rmq_ba
 		uint32_t i = cur->idx, k = 0;
 		size_t bytes = 0;
 		while (i < cnt && k < max_recs) {
-			uint32_t len = atomic_load_explicit(&seg_slot(s, i)->len, memory_order_acquire);
+			uint32_t len =
+				atomic_load_explicit(&seg_slot(s, i)->len, memory_order_acquire);
 			if (len == 0 || (k > 0 && bytes + len > max_bytes))
 				break;
 			bytes += len;
@@ -1005,10 +1013,12 @@ int rmq_log_sync(struct rmq_log *log, bool offline)
 		uint32_t cnt = (uint32_t)W_COUNT(w);
 		struct segdisk *dk = s->dk;
 		uint32_t i = dk->durable;
-		while (i < cnt && atomic_load_explicit(&seg_slot(s, i)->len, memory_order_acquire) != 0)
+		while (i < cnt &&
+		       atomic_load_explicit(&seg_slot(s, i)->len, memory_order_acquire) != 0)
 			i++;
-		struct rmq_seg *nx = (w & W_SEALED) ? atomic_load_explicit(&s->next, memory_order_acquire)
-						    : NULL;
+		struct rmq_seg *nx = (w & W_SEALED)
+					     ? atomic_load_explicit(&s->next, memory_order_acquire)
+					     : NULL;
 		bool full = i == cnt && nx;
 		if (front && full && dk->durable == cnt && dk->hdr_durable == cnt) {
 			/* Records and header final on disk: never again. */
@@ -1157,11 +1167,11 @@ void rmq_log_disk_stats(struct rmq_log *log, struct rmq_log_disk_stats *st)
 struct rfile {
 	struct rmq_segf f;
 	uint64_t base;
-	bool ok;           /* header intact */
-	uint32_t count;    /* intact records from the start */
+	bool ok;        /* header intact */
+	uint32_t count; /* intact records from the start */
 	uint64_t bytes;
-	uint64_t synced;   /* header's lower bound on durable records */
-	bool blank;        /* header never written (crash at creation) */
+	uint64_t synced; /* header's lower bound on durable records */
+	bool blank;      /* header never written (crash at creation) */
 	char why[96];
 };
 
@@ -1287,8 +1297,8 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 			continue;
 		}
 		if (orc < 0) {
-			snprintf(rec->error, sizeof(rec->error), "segment %s/%s: %s", conf->dir, name,
-				 rf[k].why);
+			snprintf(rec->error, sizeof(rec->error), "segment %s/%s: %s", conf->dir,
+				 name, rf[k].why);
 			rc = orc;
 			break;
 		}
@@ -1296,8 +1306,8 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 		/* Page tables in bulk rather than a fault per page. */
 		if (madvise(rf[k].f.map, rf[k].f.size, MADV_POPULATE_READ) != 0)
 			(void)madvise(rf[k].f.map, rf[k].f.size, MADV_WILLNEED);
-		rf[k].synced = atomic_load_explicit(&rmq_segf_hdr(&rf[k].f)->synced,
-						   memory_order_relaxed);
+		rf[k].synced =
+			atomic_load_explicit(&rmq_segf_hdr(&rf[k].f)->synced, memory_order_relaxed);
 	}
 	/* Validate, and find the first damage: a segment with fewer intact
 	 * records than the next one's base implies, a damaged header, or a
@@ -1332,16 +1342,18 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 		uint64_t off = RMQ_SEGF_HDR + r->bytes;
 		char what[160];
 		if (!r->ok)
-			snprintf(what, sizeof(what), "header damaged (%s) at byte offset 0", r->why);
+			snprintf(what, sizeof(what), "header damaged (%s) at byte offset 0",
+				 r->why);
 		else
 			snprintf(what, sizeof(what),
 				 "record %" PRIu64 " (seq %" PRIu64 ") at byte offset %" PRIu64
-				 " is damaged or missing", (uint64_t)r->count,
-				 r->base + r->count + 1, off);
+				 " is damaged or missing",
+				 (uint64_t)r->count, r->base + r->count + 1, off);
 		if (corrupt && !conf->repair) {
 			snprintf(rec->error, sizeof(rec->error),
 				 "segment %s/%s: %s, before data that was synced (use repair to "
-				 "truncate there)", conf->dir, r->f.name, what);
+				 "truncate there)",
+				 conf->dir, r->f.name, what);
 			rc = -EBADMSG;
 		} else {
 			uint64_t lr = 0, lb = 0;
@@ -1361,8 +1373,10 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 				rec->truncated_records += lr;
 				rec->truncated_bytes += lb;
 			}
-			rec_report(conf, "segment %s/%s: %s: %s %" PRIu64 " records (%" PRIu64
-				   " bytes) from there on", conf->dir, r->f.name, what,
+			rec_report(conf,
+				   "segment %s/%s: %s: %s %" PRIu64 " records (%" PRIu64
+				   " bytes) from there on",
+				   conf->dir, r->f.name, what,
 				   corrupt ? "repair: cut off" : "torn tail: truncated", lr, lb);
 			/* Later files go, in reverse so that a crash here leaves
 			 * a gap-free run; a damaged header takes its file. */
@@ -1390,7 +1404,8 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 		if (lr) {
 			rec->truncated_records += lr;
 			rec->truncated_bytes += lb;
-			rec_report(conf, "segment %s/%s: torn tail: truncated %" PRIu64
+			rec_report(conf,
+				   "segment %s/%s: torn tail: truncated %" PRIu64
 				   " records (%" PRIu64 " bytes) after record %" PRIu64,
 				   conf->dir, rf[n - 1].f.name, lr, lb, (uint64_t)rf[n - 1].count);
 		}
@@ -1410,8 +1425,9 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 		int crc = rmq_segf_create(dirfd, keep_base, RMQ_SEG_MIN, conf->topic_id,
 					  rmq_log_wall_ms(), &rf[0].f);
 		if (crc < 0) {
-			snprintf(rec->error, sizeof(rec->error), "segment %s: recreating base %" PRIu64
-				 ": %s", conf->dir, keep_base, strerror(-crc));
+			snprintf(rec->error, sizeof(rec->error),
+				 "segment %s: recreating base %" PRIu64 ": %s", conf->dir,
+				 keep_base, strerror(-crc));
 			rc = crc;
 		} else {
 			rf[0].ok = true;
@@ -1463,7 +1479,8 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 		dk->ld = ld;
 		atomic_fetch_add(&ld->refs, 1);
 		atomic_init(&dk->refs, 1);
-		dk->durable = dk->hdr_durable = (uint32_t)(r->synced < r->count ? r->synced : r->count);
+		dk->durable = dk->hdr_durable =
+			(uint32_t)(r->synced < r->count ? r->synced : r->count);
 		memset(s, 0, sizeof(*s));
 		s->base = r->base;
 		s->data = r->f.map + RMQ_SEGF_HDR;
@@ -1477,7 +1494,8 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 		atomic_init(&s->next, NULL);
 		if (k + 1 == n) {
 			uint64_t lo = (RMQ_SEGF_HDR + r->bytes + 4095) & ~4095ull;
-			uint64_t hi = (r->f.size - (uint64_t)(r->count + 4096) * RMQ_SLOT_DISK) & ~4095ull;
+			uint64_t hi = (r->f.size - (uint64_t)(r->count + 4096) * RMQ_SLOT_DISK) &
+				      ~4095ull;
 			if (r->f.size > (uint64_t)(r->count + 4096) * RMQ_SLOT_DISK && hi > lo)
 				(void)fallocate(r->f.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 						(off_t)lo, (off_t)(hi - lo));

@@ -95,11 +95,11 @@ typedef uint64_t (*rmq_log_hold_fn)(struct rmq_log *log);
 struct rmq_log {
 	/* what an append reads first */
 	_Atomic(struct rmq_seg *) tail;
-	uint32_t min_record;        /* smallest record accepted (>= 1) */
+	uint32_t min_record; /* smallest record accepted (>= 1) */
 	enum rmq_onfull onfull;
 	uint64_t capacity;
 	struct rmq_log_totals *totals; /* NULL, or see rmq_log_set_totals */
-	struct rmq_log_disk *disk;  /* NULL: a memory log */
+	struct rmq_log_disk *disk;     /* NULL: a memory log */
 	/* written on segment roll / trim only */
 	_Atomic(struct rmq_seg *) head;
 	_Atomic uint64_t head_base; /* base of head: cursors below it are lost */
@@ -109,7 +109,7 @@ struct rmq_log {
 	_Atomic uint64_t rejected;  /* appends refused with -ENOSPC */
 	_Atomic int trimming;       /* try-lock: one trimmer at a time */
 	rmq_log_hold_fn hold;
-	uint64_t maxage_ms;         /* 0: no age limit (rmq_log_set_maxage) */
+	uint64_t maxage_ms; /* 0: no age limit (rmq_log_set_maxage) */
 };
 
 /* A reader's position. seq is the next sequence number to read. base is a
@@ -125,12 +125,12 @@ struct rmq_cursor {
  * caller's next quiescent state. */
 struct rmq_batch {
 	struct rmq_seg *seg;
-	uint32_t first;      /* slot index of the first record */
-	uint32_t n;          /* records in the run */
-	uint64_t seq;        /* sequence number of the first record */
-	const char *data;    /* the records, back to back */
+	uint32_t first;   /* slot index of the first record */
+	uint32_t n;       /* records in the run */
+	uint64_t seq;     /* sequence number of the first record */
+	const char *data; /* the records, back to back */
 	size_t bytes;
-	uint64_t lost;       /* records skipped because they were trimmed */
+	uint64_t lost; /* records skipped because they were trimmed */
 };
 
 /* Initialises a caller-owned log. capacity is in bytes (> 0). onfull
@@ -164,8 +164,8 @@ void rmq_log_fini(struct rmq_log *log);
  * rmq_log_set_min_record's minimum), -ENOMEM, and for disk logs
  * -RMQ_LOG_EDISKFULL, -RMQ_LOG_EIO. Lock-free; allocates (or creates a
  * segment file) only when a segment fills up. */
-int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n,
-		       uint32_t poff, uint32_t plen);
+int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n, uint32_t poff,
+		       uint32_t plen);
 
 /* A record reserved in the log, to be filled in place and then committed.
  * Readers stop at it until it is committed, so the caller fills it at once:
@@ -173,8 +173,8 @@ int64_t rmq_log_append(struct rmq_log *log, const struct iovec *iov, int n,
 struct rmq_log_res {
 	struct rmq_seg *seg;
 	uint32_t idx, off, len;
-	uint64_t seq;  /* the record's sequence number */
-	char *p;       /* where its len bytes go */
+	uint64_t seq; /* the record's sequence number */
+	char *p;      /* where its len bytes go */
 };
 
 /* Reserves room for one record of len bytes: the zero-copy form of
@@ -258,16 +258,16 @@ uint64_t rmq_log_wall_ms(void);
 /* --- disk logs --- */
 
 struct rmq_log_disk_conf {
-	const char *dir;       /* existing directory holding only this log's
+	const char *dir;    /* existing directory holding only this log's
 				* segment files (and what else the caller
 				* keeps there, e.g. metadata: ignored) */
-	uint64_t topic_id;     /* stamped in each segment, checked on open (0:
+	uint64_t topic_id;  /* stamped in each segment, checked on open (0:
 				* not checked) */
-	uint32_t seg_max;      /* roll size in bytes, 0: RMQ_DISK_SEG_DEFAULT;
+	uint32_t seg_max;   /* roll size in bytes, 0: RMQ_DISK_SEG_DEFAULT;
 				* at most RMQ_DISK_SEG_LIMIT */
-	bool durable_reads;    /* readers see a record only once it is synced
+	bool durable_reads; /* readers see a record only once it is synced
 				* (--fsync always) */
-	bool repair;           /* truncate at corruption instead of refusing */
+	bool repair;        /* truncate at corruption instead of refusing */
 	/* Told about each notable recovery event (torn tail truncated,
 	 * repair, empty segment removed), one line without newline; may be
 	 * NULL. */
@@ -283,8 +283,8 @@ struct rmq_log_recovery {
 	uint64_t truncated_bytes;   /* recovered_truncated_bytes */
 	uint64_t repaired_records;  /* lost to --repair past a corruption */
 	uint64_t repaired_bytes;
-	uint64_t ns;                /* time taken */
-	char error[320];            /* why it failed: names file and offset */
+	uint64_t ns;     /* time taken */
+	char error[320]; /* why it failed: names file and offset */
 };
 
 /* Turns a freshly initialised, not yet shared log into a disk log backed
@@ -341,12 +341,12 @@ uint64_t rmq_log_unsynced_age_ms(struct rmq_log *log, uint64_t now_ms);
 int rmq_log_disk_error(struct rmq_log *log, char *buf, size_t len, bool *sticky);
 
 struct rmq_log_disk_stats {
-	uint64_t syncs;          /* rounds that synced something */
-	uint64_t fsyncs;         /* fdatasync/fsync calls made */
-	uint64_t sync_ns;        /* total time in them */
+	uint64_t syncs;   /* rounds that synced something */
+	uint64_t fsyncs;  /* fdatasync/fsync calls made */
+	uint64_t sync_ns; /* total time in them */
 	uint64_t segs_created, segs_deleted;
-	uint64_t create_errors;  /* failed segment creations (incl. disk full) */
-	uint64_t disk_full;      /* appends refused with RMQ_LOG_EDISKFULL */
+	uint64_t create_errors; /* failed segment creations (incl. disk full) */
+	uint64_t disk_full;     /* appends refused with RMQ_LOG_EDISKFULL */
 };
 void rmq_log_disk_stats(struct rmq_log *log, struct rmq_log_disk_stats *st);
 

@@ -37,19 +37,19 @@
 #define RMQ_SEGF_MAGIC 0x47455352u /* "RSEG" */
 #define RMQ_SEGF_VERSION 1u
 #define RMQ_SEGF_HDR 64u
-#define RMQ_SEGF_NAME_LEN 32       /* "%020llu.seg" and its NUL, rounded */
+#define RMQ_SEGF_NAME_LEN 32 /* "%020llu.seg" and its NUL, rounded */
 
 struct rmq_segf_hdr {
 	uint32_t magic;
 	uint16_t version;
-	uint16_t hdr_size;     /* RMQ_SEGF_HDR */
-	uint32_t slot_size;    /* sizeof(struct rmq_slot) */
-	uint32_t data_size;    /* file size - RMQ_SEGF_HDR */
-	uint64_t base;         /* first record is base + 1 */
-	uint64_t topic_id;     /* owner's id (stable hash of its name) */
-	uint64_t created_ms;   /* wall clock at creation */
-	uint32_t hdr_crc;      /* CRC-32C of bytes [0, 40) */
-	uint32_t flags;        /* 0 */
+	uint16_t hdr_size;       /* RMQ_SEGF_HDR */
+	uint32_t slot_size;      /* sizeof(struct rmq_slot) */
+	uint32_t data_size;      /* file size - RMQ_SEGF_HDR */
+	uint64_t base;           /* first record is base + 1 */
+	uint64_t topic_id;       /* owner's id (stable hash of its name) */
+	uint64_t created_ms;     /* wall clock at creation */
+	uint32_t hdr_crc;        /* CRC-32C of bytes [0, 40) */
+	uint32_t flags;          /* 0 */
 	_Atomic uint64_t synced; /* records known durable (a lower bound) */
 	uint64_t reserved;
 };
@@ -69,8 +69,8 @@ struct rmq_slot {
 /* An open, mapped segment file. */
 struct rmq_segf {
 	int fd;
-	char *map;           /* the whole file */
-	size_t size;         /* file size */
+	char *map;   /* the whole file */
+	size_t size; /* file size */
 	uint64_t base;
 	char name[RMQ_SEGF_NAME_LEN];
 };

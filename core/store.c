@@ -22,11 +22,11 @@
 #define POS_MAGIC 0x534f5052u /* "RPOS" */
 #define POS_FILE "positions.log"
 #define META_FILE "topic.meta"
-#define FILE_MAX (4u << 20)   /* largest definition file read */
+#define FILE_MAX (4u << 20) /* largest definition file read */
 
 struct posrec {
 	uint32_t magic;
-	uint32_t crc;   /* CRC-32C of bytes [8, 40), then of magic */
+	uint32_t crc; /* CRC-32C of bytes [8, 40), then of magic */
 	uint64_t id, pos, acked, stamp;
 };
 _Static_assert(sizeof(struct posrec) == 40, "position record is 40 bytes");
@@ -36,17 +36,18 @@ struct rmq_store {
 	int dirfd, topicsfd, subsfd, lockfd, posfd;
 	pthread_mutex_t mu;
 	uint64_t next_id, stamp;
-	struct posrec *q;      /* queued checkpoints */
+	struct posrec *q; /* queued checkpoints */
 	size_t nq, capq;
-	uint64_t pos_bytes;    /* size of positions.log */
+	uint64_t pos_bytes; /* size of positions.log */
 	struct rmq_store_stats st;
-	bool lazy;             /* rmq_store_set_lazy: small files not fsync'ed */
-	bool meta_dirty;       /* written lazily since the last rmq_store_sync_meta */
+	bool lazy;       /* rmq_store_set_lazy: small files not fsync'ed */
+	bool meta_dirty; /* written lazily since the last rmq_store_sync_meta */
 };
 
 /* --- helpers --- */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -214,8 +215,8 @@ size_t rmq_store_encode_name(const char *name, size_t len, char out[RMQ_STORE_EN
 	size_t o = 0;
 	for (size_t i = 0; i < len && o + 3 < RMQ_STORE_ENC_MAX; i++) {
 		unsigned char c = (unsigned char)name[i];
-		bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			    c == '_' || c == '-' || (c == '.' && i > 0);
+		bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9') || c == '_' || c == '-' || (c == '.' && i > 0);
 		if (safe) {
 			out[o++] = (char)c;
 		} else {
@@ -340,7 +341,8 @@ int rmq_store_open(const char *dir, struct rmq_store **out, char *err, size_t er
 		if (errno == EWOULDBLOCK) {
 			seterr(err, errlen,
 			       "data directory %s is in use by another ringmq-server (%s/LOCK is "
-			       "locked)", dir, dir);
+			       "locked)",
+			       dir, dir);
 			rmq_store_close(st);
 			return -EBUSY;
 		}
@@ -412,11 +414,12 @@ int rmq_store_topic_save(struct rmq_store *st, const struct rmq_topic_def *d, ch
 	rmq_store_encode_name(d->name, d->name_len, enc);
 	char buf[1024], hex[2 * RMQ_STORE_NAME_MAX + 1];
 	hex_encode(d->name, d->name_len, hex);
-	size_t n = (size_t)snprintf(buf, sizeof(buf),
-				    "ringmq-topic 1\nname %s\ncapacity %" PRIu64 "\nonfull %s\n"
-				    "storage %s\nmaxage_ms %" PRIu64 "\n",
-				    hex, d->capacity, d->onfull == RMQ_ONFULL_REJECT ? "reject" : "drop",
-				    d->storage == RMQ_STORAGE_DISK ? "disk" : "memory", d->maxage_ms);
+	size_t n = (size_t)snprintf(
+		buf, sizeof(buf),
+		"ringmq-topic 1\nname %s\ncapacity %" PRIu64 "\nonfull %s\n"
+		"storage %s\nmaxage_ms %" PRIu64 "\n",
+		hex, d->capacity, d->onfull == RMQ_ONFULL_REJECT ? "reject" : "drop",
+		d->storage == RMQ_STORAGE_DISK ? "disk" : "memory", d->maxage_ms);
 	n = add_crc(buf, n, sizeof(buf));
 	pthread_mutex_lock(&st->mu);
 	int rc = 0;
@@ -512,7 +515,8 @@ static const char *parse_topic(const char *buf, size_t len, struct rmq_topic_def
 }
 
 int rmq_store_topic_load_all(struct rmq_store *st,
-			     int (*fn)(const struct rmq_topic_def *d, const char *logdir, void *ctx),
+			     int (*fn)(const struct rmq_topic_def *d, const char *logdir,
+				       void *ctx),
 			     void (*bad)(const char *path, const char *why, void *ctx), void *ctx)
 {
 	int d2 = dup(st->topicsfd);
@@ -593,8 +597,9 @@ int rmq_store_sub_save(struct rmq_store *st, const struct rmq_sub_def *d)
 	pthread_mutex_lock(&st->mu);
 	uint64_t stamp = st->stamp++;
 	hex_encode(d->name, d->name_len, hex);
-	size_t n = (size_t)snprintf(buf, cap, "ringmq-sub 1\nname %s\nflags %u\nstamp %" PRIu64 "\n",
-				    hex, d->flags, stamp);
+	size_t n =
+		(size_t)snprintf(buf, cap, "ringmq-sub 1\nname %s\nflags %u\nstamp %" PRIu64 "\n",
+				 hex, d->flags, stamp);
 	int rc = 0;
 	for (uint32_t i = 0; i < d->n && rc == 0; i++) {
 		const struct rmq_sub_topic *t = &d->t[i];
@@ -604,8 +609,8 @@ int rmq_store_sub_save(struct rmq_store *st, const struct rmq_sub_def *d)
 		}
 		hex_encode(t->topic, t->topic_len, hex);
 		n += (size_t)snprintf(buf + n, cap - n,
-				      "topic %" PRIu64 " %" PRIu64 " %" PRIu64 " %s\n", t->id, t->pos,
-				      t->acked, hex);
+				      "topic %" PRIu64 " %" PRIu64 " %" PRIu64 " %s\n", t->id,
+				      t->pos, t->acked, hex);
 		if (t->id >= st->next_id)
 			st->next_id = t->id + 1;
 	}
@@ -668,7 +673,8 @@ static const char *parse_sub(const char *buf, size_t len, struct rmq_sub_def *d,
 			s = fe < e ? fe + 1 : e;
 		}
 		if (k != 4 || rmq_parse_u64(f[0], fl[0], 0, &t->id) || t->id == 0 ||
-		    rmq_parse_u64(f[1], fl[1], 0, &t->pos) || rmq_parse_u64(f[2], fl[2], 0, &t->acked) ||
+		    rmq_parse_u64(f[1], fl[1], 0, &t->pos) ||
+		    rmq_parse_u64(f[2], fl[2], 0, &t->acked) ||
 		    hex_decode(f[3], fl[3], t->topic, &t->topic_len))
 			return "bad topic line";
 		d->n++;
@@ -747,8 +753,7 @@ static int journal_load(struct rmq_store *st, struct posmap *m)
 	return 0;
 }
 
-int rmq_store_sub_load_all(struct rmq_store *st,
-			   int (*fn)(const struct rmq_sub_def *d, void *ctx),
+int rmq_store_sub_load_all(struct rmq_store *st, int (*fn)(const struct rmq_sub_def *d, void *ctx),
 			   void (*bad)(const char *path, const char *why, void *ctx), void *ctx)
 {
 	pthread_mutex_lock(&st->mu);
@@ -788,7 +793,8 @@ int rmq_store_sub_load_all(struct rmq_store *st,
 		long body = check_crc(buf, len);
 		uint64_t stamp = 0;
 		def.n = 0;
-		const char *why = body < 0 ? "checksum mismatch" : parse_sub(buf, (size_t)body, &def, &stamp);
+		const char *why =
+			body < 0 ? "checksum mismatch" : parse_sub(buf, (size_t)body, &def, &stamp);
 		free(buf);
 		char enc[RMQ_STORE_ENC_MAX];
 		if (!why) {
@@ -884,8 +890,11 @@ int rmq_store_pos_compact(struct rmq_store *st, const struct rmq_pos *all, size_
 	struct posrec *v = rmq_malloc((n ? n : 1) * sizeof(*v));
 	pthread_mutex_lock(&st->mu);
 	for (size_t i = 0; i < n; i++) {
-		v[i] = (struct posrec){ .magic = POS_MAGIC, .id = all[i].id, .pos = all[i].pos,
-					.acked = all[i].acked, .stamp = st->stamp++ };
+		v[i] = (struct posrec){ .magic = POS_MAGIC,
+					.id = all[i].id,
+					.pos = all[i].pos,
+					.acked = all[i].acked,
+					.stamp = st->stamp++ };
 		v[i].crc = posrec_crc(&v[i]);
 	}
 	int rc = write_atomic(st, true, st->dirfd, POS_FILE, (const char *)v, n * sizeof(*v));

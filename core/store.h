@@ -92,7 +92,7 @@ struct rmq_topic_def {
 	uint64_t capacity;
 	enum rmq_onfull onfull;
 	enum rmq_storage storage;
-	uint64_t maxage_ms;                /* 0: none */
+	uint64_t maxage_ms; /* 0: none */
 };
 
 /* Writes the topic's definition (creating its directory): atomically
@@ -112,7 +112,8 @@ int rmq_store_topic_remove(struct rmq_store *st, const char *name, size_t len);
  * return (which stops the walk), or a negative errno if topics/ cannot be
  * read. */
 int rmq_store_topic_load_all(struct rmq_store *st,
-			     int (*fn)(const struct rmq_topic_def *d, const char *logdir, void *ctx),
+			     int (*fn)(const struct rmq_topic_def *d, const char *logdir,
+				       void *ctx),
 			     void (*bad)(const char *path, const char *why, void *ctx), void *ctx);
 
 /* --- durable subscribers --- */
@@ -120,9 +121,9 @@ int rmq_store_topic_load_all(struct rmq_store *st,
 struct rmq_sub_topic {
 	char topic[RMQ_STORE_NAME_MAX + 1];
 	uint32_t topic_len;
-	uint64_t id;     /* subscription id (rmq_store_new_id) */
-	uint64_t pos;    /* next sequence number to deliver */
-	uint64_t acked;  /* acknowledged up to (acknowledged mode), else 0 */
+	uint64_t id;    /* subscription id (rmq_store_new_id) */
+	uint64_t pos;   /* next sequence number to deliver */
+	uint64_t acked; /* acknowledged up to (acknowledged mode), else 0 */
 };
 
 #define RMQ_SUB_TOPICS_MAX 4096
@@ -130,8 +131,8 @@ struct rmq_sub_topic {
 struct rmq_sub_def {
 	char name[RMQ_STORE_NAME_MAX + 1];
 	uint32_t name_len;
-	uint32_t flags;              /* the caller's (e.g. acknowledged mode) */
-	uint32_t n;                  /* subscriptions in t[] */
+	uint32_t flags; /* the caller's (e.g. acknowledged mode) */
+	uint32_t n;     /* subscriptions in t[] */
 	struct rmq_sub_topic *t;
 };
 
@@ -150,8 +151,7 @@ int rmq_store_sub_remove(struct rmq_store *st, const char *name, size_t len);
  * files go to bad. Same returns as rmq_store_topic_load_all. Also sets
  * the id and stamp counters past everything seen: call it once at start,
  * before rmq_store_new_id or checkpoints. */
-int rmq_store_sub_load_all(struct rmq_store *st,
-			   int (*fn)(const struct rmq_sub_def *d, void *ctx),
+int rmq_store_sub_load_all(struct rmq_store *st, int (*fn)(const struct rmq_sub_def *d, void *ctx),
 			   void (*bad)(const char *path, const char *why, void *ctx), void *ctx);
 
 /* --- position checkpoints --- */

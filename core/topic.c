@@ -61,7 +61,10 @@ struct total_slot {
  * bound: over an empty table of 2^18 buckets that was one call of 7 to
  * 180 ms (cache misses in bit-reversed order). With fences a scan meets a
  * node at least every 256 buckets and stops after SCAN_FENCES of them. */
-#define NFENCES (RMQ_TOPIC_TABLE_INIT / 256 < 1 ? 1 : RMQ_TOPIC_TABLE_INIT / 256 > 1024 ? 1024 : RMQ_TOPIC_TABLE_INIT / 256)
+#define NFENCES                                     \
+	(RMQ_TOPIC_TABLE_INIT / 256 < 1      ? 1    \
+	 : RMQ_TOPIC_TABLE_INIT / 256 > 1024 ? 1024 \
+					     : RMQ_TOPIC_TABLE_INIT / 256)
 #define SCAN_FENCES 16
 
 struct rmq_broker {
@@ -73,8 +76,8 @@ struct rmq_broker {
 	struct shard shards[RMQ_MAX_SHARDS];
 	/* Totals (rmq_broker_totals): rare events only, shared. */
 	_Atomic int64_t ntopics __attribute__((aligned(RMQ_CACHELINE)));
-	_Atomic int64_t freed_msgs;    /* depth of topics when freed */
-	struct rmq_log_totals logs;    /* every topic's log adds to it */
+	_Atomic int64_t freed_msgs; /* depth of topics when freed */
+	struct rmq_log_totals logs; /* every topic's log adds to it */
 	struct total_slot slots[TOTAL_SLOTS];
 };
 
@@ -126,7 +129,8 @@ struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake
 		cds_wfcq_init(&b->shards[i].head, &b->shards[i].tail);
 		cds_wfcq_init(&b->shards[i].hk_head, &b->shards[i].hk_tail);
 	}
-	b->topics = cds_lfht_new_flavor(RMQ_TOPIC_TABLE_INIT, RMQ_TOPIC_TABLE_INIT, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+	b->topics = cds_lfht_new_flavor(RMQ_TOPIC_TABLE_INIT, RMQ_TOPIC_TABLE_INIT, 0,
+					CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
 					&urcu_qsbr_flavor, NULL);
 	if (!b->topics) {
 		fprintf(stderr, "ringmq: cannot create the topic table\n");
@@ -178,7 +182,8 @@ void rmq_broker_free(struct rmq_broker *b)
 {
 	struct cds_lfht_iter it;
 	struct rmq_topic *t;
-	rmq_lfht_for_each_entry(b->topics, &it, t, node) {
+	rmq_lfht_for_each_entry(b->topics, &it, t, node)
+	{
 		if (t->name_len == 0) /* a fence (freed below) */
 			continue;
 		if (cds_lfht_del(b->topics, &t->node) == 0)
@@ -278,18 +283,21 @@ int rmq_topic_create_ex(struct rmq_broker *b, const char *name, size_t len, uint
 		rmq_log_set_maxage(&t->log, opts->maxage_ms);
 		if (opts->disk) {
 			struct rmq_log_recovery tmp;
-			int rc = rmq_log_open_disk(&t->log, opts->disk, opts->rec ? opts->rec : &tmp);
+			int rc = rmq_log_open_disk(&t->log, opts->disk,
+						   opts->rec ? opts->rec : &tmp);
 			if (rc != 0) {
 				topic_free(t); /* an empty memory log again */
 				return rc;
 			}
 			/* What recovery brought back joins the broker's totals as
 			 * if it had been appended (trims take it out again). */
-			uint64_t first = rmq_log_first_seq(&t->log), next = rmq_log_next_seq(&t->log);
-			atomic_fetch_add_explicit(&b->logs.retained, (int64_t)atomic_load(&t->log.retained),
+			uint64_t first = rmq_log_first_seq(&t->log),
+				 next = rmq_log_next_seq(&t->log);
+			atomic_fetch_add_explicit(&b->logs.retained,
+						  (int64_t)atomic_load(&t->log.retained),
 						  memory_order_relaxed);
-			atomic_fetch_add_explicit(&b->slots[TOTAL_SLOTS - 1].appended, (int64_t)(next - first),
-						  memory_order_relaxed);
+			atomic_fetch_add_explicit(&b->slots[TOTAL_SLOTS - 1].appended,
+						  (int64_t)(next - first), memory_order_relaxed);
 			if (opts->rec)
 				t->recovered_truncated_bytes = opts->rec->truncated_bytes;
 			if (opts->trim)
@@ -300,7 +308,8 @@ int rmq_topic_create_ex(struct rmq_broker *b, const char *name, size_t len, uint
 
 	struct iovec key = { (void *)name, len };
 	RMQ_LFHT_PUBLISH(&t->node);
-	struct cds_lfht_node *got = cds_lfht_add_unique(b->topics, t->hash, topic_match, &key, &t->node);
+	struct cds_lfht_node *got =
+		cds_lfht_add_unique(b->topics, t->hash, topic_match, &key, &t->node);
 	if (got != &t->node) {
 		topic_free(t); /* never published: takes out what it added, if anything */
 		return -EEXIST;
@@ -495,9 +504,9 @@ void rmq_broker_foreach(struct rmq_broker *b, void (*fn)(struct rmq_topic *t, vo
 {
 	struct cds_lfht_iter it;
 	struct rmq_topic *t;
-	rmq_lfht_for_each_entry(b->topics, &it, t, node)
-		if (t->name_len != 0) /* not a fence or a scan's marker */
-			fn(t, ctx);
+	rmq_lfht_for_each_entry(b->topics, &it, t,
+				node) if (t->name_len != 0) /* not a fence or a scan's marker */
+		fn(t, ctx);
 }
 
 static uint64_t nonneg(int64_t v)
@@ -526,7 +535,6 @@ void rmq_broker_totals(struct rmq_broker *b, struct rmq_broker_totals *out)
 }
 
 /* --- scan (see rmq_broker_scan in topic.h) --- */
-
 
 static int match_node(struct cds_lfht_node *node, const void *key)
 {

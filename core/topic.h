@@ -41,12 +41,12 @@
  * -fno-sanitize-recover, aborts on. This form converts non-NULL nodes
  * only. Same rules: read-side section, no nested use of iter.
  * RMQ_LFHT_PUBLISHED: see below. */
-#define rmq_lfht_for_each_entry(ht, iter, pos, member)                                  \
-	for (cds_lfht_first(ht, iter);                                                   \
-	     cds_lfht_iter_get_node(iter) != NULL &&                                     \
-	     (RMQ_LFHT_PUBLISHED(cds_lfht_iter_get_node(iter)),                          \
-	      (pos) = caa_container_of(cds_lfht_iter_get_node(iter), __typeof__(*(pos)), \
-				       member), 1);                                      \
+#define rmq_lfht_for_each_entry(ht, iter, pos, member)                                            \
+	for (cds_lfht_first(ht, iter);                                                            \
+	     cds_lfht_iter_get_node(iter) != NULL &&                                              \
+	     (RMQ_LFHT_PUBLISHED(cds_lfht_iter_get_node(iter)),                                   \
+	      (pos) = caa_container_of(cds_lfht_iter_get_node(iter), __typeof__(*(pos)), member), \
+	      1);                                                                                 \
 	     cds_lfht_next(ht, iter))
 
 /* For ThreadSanitizer: rculfhash publishes a node with rcu_assign_pointer()
@@ -69,11 +69,11 @@ struct rmq_dlist;
  * own thread; `members` and `waiters` are that thread's to use (the
  * network layer keeps its live subscribers and blocked pullers there). */
 struct rmq_watch {
-	_Atomic int dirty;          /* 1 while queued (or being torn down) */
+	_Atomic int dirty; /* 1 while queued (or being torn down) */
 	struct cds_wfcq_node qnode;
-	struct rmq_topic *topic;    /* holds a reference */
+	struct rmq_topic *topic; /* holds a reference */
 	uint32_t shard;
-	int dead;                   /* detached while queued: free on drain */
+	int dead; /* detached while queued: free on drain */
 	struct cds_list_head members;
 	struct cds_list_head waiters;
 	struct rcu_head rcu;
@@ -93,24 +93,24 @@ struct rmq_topic_stats {
  * per run of appends, see rmq_topic_published, so it shares the line.) */
 struct rmq_topic {
 	struct cds_lfht_node node;
-	char *prefix;                  /* "*3\r\n$7\r\nmessage\r\n$N\r\n<name>\r\n" */
-	char *name;                    /* NUL-terminated copy */
+	char *prefix; /* "*3\r\n$7\r\nmessage\r\n$N\r\n<name>\r\n" */
+	char *name;   /* NUL-terminated copy */
 	uint32_t prefix_len;
 	uint32_t name_len;
 	_Atomic int deleted;
 	uint32_t shard;
-	_Atomic uint64_t watch_mask;   /* shards with a watch */
+	_Atomic uint64_t watch_mask; /* shards with a watch */
 	_Atomic uint64_t bytes_in;
 	struct rmq_log log;
 	struct rmq_broker *broker;
 	struct rcu_head rcu;
 	uint64_t hash;
 	_Atomic int refs;
-	_Atomic int hk_queued;         /* on the owner's housekeeping inbox */
+	_Atomic int hk_queued; /* on the owner's housekeeping inbox */
 	struct cds_wfcq_node hk_node;
-	uint32_t alloc_size;           /* of the block holding the topic, its
+	uint32_t alloc_size;   /* of the block holding the topic, its
 					* watch slots, prefix and name */
-	pthread_mutex_t dlock;         /* serialises writers of `durables` */
+	pthread_mutex_t dlock; /* serialises writers of `durables` */
 	_Atomic(struct rmq_dlist *) durables;
 	_Atomic uint64_t live_subs;
 	_Atomic uint64_t slow_disconnects;
@@ -118,7 +118,7 @@ struct rmq_topic {
 	 * (--fsync always, one bit per worker), and what recovery cut off. */
 	_Atomic uint64_t sync_mask;
 	uint64_t recovered_truncated_bytes;
-	_Atomic(struct rmq_watch *) watch[];                  /* nshards entries */
+	_Atomic(struct rmq_watch *) watch[]; /* nshards entries */
 };
 
 /* Called by any thread that queued a watch or a housekeeping item for

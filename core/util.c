@@ -87,7 +87,7 @@ static inline uint64_t load_le64(const unsigned char *p)
 /* c compression and d finalisation rounds; both are constants at every
  * call site, so the loops unroll. */
 static inline __attribute__((always_inline)) uint64_t siphash(uint64_t k0, uint64_t k1,
-							       const void *p, size_t n, int c, int d)
+							      const void *p, size_t n, int c, int d)
 {
 	const unsigned char *s = p;
 	uint64_t v[4] = { k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
@@ -151,7 +151,8 @@ __attribute__((constructor)) static void hash_key_init(void)
 		k[0] ^= (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_sec ^ mono;
 		k[1] ^= ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&ts ^
 			(uint64_t)(uintptr_t)&hash_k0 ^ rotl64(mono, 29);
-		fprintf(stderr, "ringmq: getrandom() gave no key for the name hash; using a weaker one\n");
+		fprintf(stderr,
+			"ringmq: getrandom() gave no key for the name hash; using a weaker one\n");
 	}
 	hash_k0 = k[0];
 	hash_k1 = k[1];

@@ -69,7 +69,10 @@ bool rmq_glob_match(const char *p, size_t plen, const char *s, size_t slen);
 
 /* Monotonic clock in nanoseconds / milliseconds. */
 uint64_t rmq_now_ns(void);
-static inline uint64_t rmq_now_ms(void) { return rmq_now_ns() / 1000000u; }
+static inline uint64_t rmq_now_ms(void)
+{
+	return rmq_now_ns() / 1000000u;
+}
 
 /* Parses a decimal unsigned integer occupying exactly [p, p+n); with
  * allow_suffix, a byte size with a K/M/G suffix (powers of 1024) and an

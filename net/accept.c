@@ -45,7 +45,8 @@ static void accept_without_fds(struct server *srv, int err)
 		fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	}
 	if (fd >= 0) {
-		static const char msg[] = "-ERR server out of file descriptors, try again later\r\n";
+		static const char msg[] =
+			"-ERR server out of file descriptors, try again later\r\n";
 		ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)r;
 		close(fd);
@@ -54,10 +55,11 @@ static void accept_without_fds(struct server *srv, int err)
 	}
 	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (now >= srv->fd_log_ms) {
-		rmq_diagf(RMQ_DIAG_ERROR,
-			 "accept: %s: %llu client(s) turned away since the last report (raise ulimit -n, "
-			 "or lower --max-clients)",
-			 strerror(err), (unsigned long long)srv->fd_rejects);
+		rmq_diagf(
+			RMQ_DIAG_ERROR,
+			"accept: %s: %llu client(s) turned away since the last report (raise ulimit -n, "
+			"or lower --max-clients)",
+			strerror(err), (unsigned long long)srv->fd_rejects);
 		srv->fd_rejects = 0;
 		srv->fd_log_ms = now + FD_REPORT_MS;
 	}
@@ -83,8 +85,8 @@ void *rmq__acceptor_main(void *arg)
 			if (fd < 0) {
 				if (errno == EMFILE || errno == ENFILE) {
 					accept_without_fds(srv, errno);
-				} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-					   errno != ECONNABORTED) {
+				} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+					   errno != EINTR && errno != ECONNABORTED) {
 					rmq_diagf(RMQ_DIAG_ERROR, "accept: %s", strerror(errno));
 				}
 				break;
@@ -118,14 +120,16 @@ void *rmq__acceptor_main(void *arg)
 
 int rmq__listen(struct server *srv)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	struct addrinfo *res = NULL;
 	char port[16];
 	snprintf(port, sizeof(port), "%d", srv->cfg.port);
 	int rc = getaddrinfo(srv->cfg.bind, port, &hints, &res);
 	if (rc != 0) {
-		fprintf(stderr, "ringmq-server: cannot resolve '%s': %s\n", srv->cfg.bind, gai_strerror(rc));
+		fprintf(stderr, "ringmq-server: cannot resolve '%s': %s\n", srv->cfg.bind,
+			gai_strerror(rc));
 		return -1;
 	}
 	int fd = -1, err = 0;
@@ -147,7 +151,8 @@ int rmq__listen(struct server *srv)
 			socklen_t sl = sizeof(a);
 			/* (if it failed, a would be garbage: keep the port as given) */
 			if (getsockname(fd, &a.sa, &sl) == 0)
-				srv->port = ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in.sin_port);
+				srv->port = ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port
+									     : a.in.sin_port);
 			break;
 		}
 		err = errno;
@@ -169,19 +174,21 @@ void rmq__raise_fd_limit(const struct rmq_server_config *cfg)
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;
-	rlim_t want = (rlim_t)cfg->max_clients + FD_RESERVE + FD_RESERVE_PER_WORKER * (rlim_t)cfg->threads;
+	rlim_t want = (rlim_t)cfg->max_clients + FD_RESERVE +
+		      FD_RESERVE_PER_WORKER * (rlim_t)cfg->threads;
 	if (rl.rlim_cur < want) {
 		rlim_t old = rl.rlim_cur;
-		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		rl.rlim_cur =
+			rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
 		if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) != 0)
 			rl.rlim_cur = old;
 	}
 	if (rl.rlim_cur < want)
 		rmq_diagf(RMQ_DIAG_WARN,
-			 "only %llu file descriptors allowed (ulimit -n) for --max-clients %u: "
-			 "clients over about %llu will be turned away",
-			 (unsigned long long)rl.rlim_cur, cfg->max_clients,
-			 (unsigned long long)(rl.rlim_cur > want - cfg->max_clients
-						      ? rl.rlim_cur - (want - cfg->max_clients)
-						      : 0));
+			  "only %llu file descriptors allowed (ulimit -n) for --max-clients %u: "
+			  "clients over about %llu will be turned away",
+			  (unsigned long long)rl.rlim_cur, cfg->max_clients,
+			  (unsigned long long)(rl.rlim_cur > want - cfg->max_clients
+						       ? rl.rlim_cur - (want - cfg->max_clients)
+						       : 0));
 }

@@ -89,18 +89,20 @@ void rmq__blocked_watch_fired(struct rmq_watch *watch)
 void rmq__blocked_expire(struct worker *w, uint64_t now)
 {
 	struct conn *c, *tmp;
-	cds_list_for_each_entry_safe(c, tmp, &w->parked_conns, parked.worker_link)
-		if (c->parked.deadline_ms && c->parked.deadline_ms <= now)
-			blocked_retry(c, true);
+	cds_list_for_each_entry_safe(c, tmp, &w->parked_conns,
+				     parked.worker_link) if (c->parked.deadline_ms &&
+							     c->parked.deadline_ms <= now)
+		blocked_retry(c, true);
 }
 
 uint64_t rmq__blocked_next_deadline(const struct worker *w)
 {
 	uint64_t next = UINT64_MAX;
 	const struct conn *c;
-	cds_list_for_each_entry(c, &w->parked_conns, parked.worker_link)
-		if (c->parked.deadline_ms && c->parked.deadline_ms < next)
-			next = c->parked.deadline_ms;
+	cds_list_for_each_entry(c, &w->parked_conns,
+				parked.worker_link) if (c->parked.deadline_ms &&
+							c->parked.deadline_ms < next) next =
+		c->parked.deadline_ms;
 	return next;
 }
 

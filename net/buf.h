@@ -22,7 +22,10 @@ void rmq_buf_compact(struct rmq_buf *b);
 /* Drops consumed bytes and shrinks an idle buffer bigger than keep. */
 void rmq_buf_shrink(struct rmq_buf *b, size_t keep);
 
-static inline size_t rmq_buf_pending(const struct rmq_buf *b) { return b->len - b->off; }
+static inline size_t rmq_buf_pending(const struct rmq_buf *b)
+{
+	return b->len - b->off;
+}
 
 static inline void rmq_buf_append(struct rmq_buf *b, const void *p, size_t n)
 {

@@ -23,7 +23,8 @@
 /* INFO topics lists this many topics, then counts the rest. */
 #define INFO_TOPICS_MAX 1000
 /* CREATE's options, and MAXAGE's largest value (ten years). */
-#define CREATE_SYNTAX "ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest] [STORAGE disk|memory] [MAXAGE seconds]"
+#define CREATE_SYNTAX \
+	"ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest] [STORAGE disk|memory] [MAXAGE seconds]"
 #define RMQ_MAXAGE_MAX_S 315360000ULL
 /* At most one allocation-failure log line per worker per this many ms. */
 #define OOM_LOG_INTERVAL_MS 1000
@@ -36,7 +37,8 @@ static bool arg_is(const struct rmq_arg *a, const char *s)
 
 static void err_notopic(struct conn *c, const struct rmq_arg *t)
 {
-	rmq_resp_errorf(&c->out, "NOTOPIC no such topic '%.*s'", (int)(t->len > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : t->len), t->p);
+	rmq_resp_errorf(&c->out, "NOTOPIC no such topic '%.*s'",
+			(int)(t->len > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : t->len), t->p);
 }
 
 static void err_args(struct conn *c, const char *cmd)
@@ -48,7 +50,9 @@ static bool check_topic_name(struct conn *c, const struct rmq_arg *t)
 {
 	if (rmq_topic_name_valid(t->p, t->len))
 		return true;
-	rmq_resp_error(&c->out, "ERR invalid topic name: 1 to 255 bytes, no whitespace or control characters");
+	rmq_resp_error(
+		&c->out,
+		"ERR invalid topic name: 1 to 255 bytes, no whitespace or control characters");
 	return false;
 }
 
@@ -104,7 +108,7 @@ static void alloc_failed(struct conn *c, const char *what, const char *topic, si
 		return;
 	w->oom_log_ms = now + OOM_LOG_INTERVAL_MS;
 	rmq_diagf(RMQ_DIAG_ERROR, "out of memory %s '%.*s' (see allocation_failures in INFO)", what,
-		 (int)len, topic);
+		  (int)len, topic);
 }
 
 static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
@@ -121,41 +125,52 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (i + 1 >= argc)
 			return rmq_resp_error(&c->out, CREATE_SYNTAX);
 		if (arg_is(&argv[i], "CAPACITY")) {
-			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 1, &cap) != 0 || cap < RMQ_CAPACITY_MIN ||
-			    cap > RMQ_CAPACITY_MAX)
-				return rmq_resp_error(&c->out, "ERR CAPACITY must be a byte count from 1024 to 1T (suffixes K, M, G)");
+			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 1, &cap) != 0 ||
+			    cap < RMQ_CAPACITY_MIN || cap > RMQ_CAPACITY_MAX)
+				return rmq_resp_error(
+					&c->out,
+					"ERR CAPACITY must be a byte count from 1024 to 1T (suffixes K, M, G)");
 		} else if (arg_is(&argv[i], "ONFULL")) {
 			if (arg_is(&argv[i + 1], RMQ_ONFULL_REJECT_WORD))
 				onfull = RMQ_ONFULL_REJECT;
 			else if (arg_is(&argv[i + 1], RMQ_ONFULL_DROP_OLDEST_WORD))
 				onfull = RMQ_ONFULL_DROP_OLDEST;
 			else
-				return rmq_resp_error(&c->out, "ERR ONFULL must be reject or drop-oldest");
+				return rmq_resp_error(&c->out,
+						      "ERR ONFULL must be reject or drop-oldest");
 		} else if (arg_is(&argv[i], "STORAGE")) {
 			if (arg_is(&argv[i + 1], "disk")) {
 				if (!srv->persist)
-					return rmq_resp_error(&c->out, "ERR STORAGE disk needs a data directory: this server keeps everything in memory");
+					return rmq_resp_error(
+						&c->out,
+						"ERR STORAGE disk needs a data directory: this server keeps everything in memory");
 				disk = true;
 			} else if (arg_is(&argv[i + 1], "memory")) {
 				disk = false;
 			} else {
-				return rmq_resp_error(&c->out, "ERR STORAGE must be disk or memory");
+				return rmq_resp_error(&c->out,
+						      "ERR STORAGE must be disk or memory");
 			}
 		} else if (arg_is(&argv[i], "MAXAGE")) {
 			uint64_t secs;
-			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &secs) != 0 || secs > RMQ_MAXAGE_MAX_S)
-				return rmq_resp_error(&c->out, "ERR MAXAGE must be seconds, 0 (none) to 315360000");
+			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &secs) != 0 ||
+			    secs > RMQ_MAXAGE_MAX_S)
+				return rmq_resp_error(
+					&c->out,
+					"ERR MAXAGE must be seconds, 0 (none) to 315360000");
 			maxage_ms = secs * 1000;
 		} else {
 			return rmq_resp_error(&c->out, CREATE_SYNTAX);
 		}
 	}
 	char err[512];
-	int rc = rmq__persist_create(srv, argv[1].p, argv[1].len, cap, onfull, disk, maxage_ms, err, sizeof(err));
+	int rc = rmq__persist_create(srv, argv[1].p, argv[1].len, cap, onfull, disk, maxage_ms, err,
+				     sizeof(err));
 	if (rc == 0)
 		rmq_resp_simple(&c->out, "OK");
 	else if (rc == -EEXIST)
-		rmq_resp_errorf(&c->out, "EXISTS topic '%.*s' already exists", (int)argv[1].len, argv[1].p);
+		rmq_resp_errorf(&c->out, "EXISTS topic '%.*s' already exists", (int)argv[1].len,
+				argv[1].p);
 	else if (rc == -ENOMEM) {
 		alloc_failed(c, "creating topic", argv[1].p, argv[1].len);
 		rmq_resp_error(&c->out, "ERR out of memory creating the topic");
@@ -251,10 +266,14 @@ static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq
 		return seq;
 	}
 	if (seq == -ENOSPC)
-		rmq_resp_errorf(&c->out, "FULL topic '%.*s' is full: durable subscribers have not read its oldest messages (ONFULL reject)",
-				(int)name->len, name->p);
+		rmq_resp_errorf(
+			&c->out,
+			"FULL topic '%.*s' is full: durable subscribers have not read its oldest messages (ONFULL reject)",
+			(int)name->len, name->p);
 	else if (seq == -EMSGSIZE)
-		rmq_resp_errorf(&c->out, "ERR message of %zu bytes is larger than the topic's capacity", payload->len);
+		rmq_resp_errorf(&c->out,
+				"ERR message of %zu bytes is larger than the topic's capacity",
+				payload->len);
 	else if (seq == -RMQ_LOG_EIO || seq == -RMQ_LOG_EDISKFULL)
 		rmq__persist_publish_error(c, t, seq);
 	else {
@@ -306,7 +325,8 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (argc > 3)
 			return err_args(c, "register");
 		if (c->role == ROLE_SUBSCRIBER)
-			return rmq_resp_error(&c->out, "ERR connection is registered as a subscriber");
+			return rmq_resp_error(&c->out,
+					      "ERR connection is registered as a subscriber");
 		c->role = ROLE_PUBLISHER;
 		if (argc == 3) {
 			free(c->name);
@@ -318,13 +338,19 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (argc != 3)
 			return rmq_resp_error(&c->out, "ERR REGISTER SUBSCRIBER needs a name");
 		if (c->n_live_subs)
-			return rmq_resp_error(&c->out, "ERR connection has live subscriptions; UNSUBSCRIBE first");
+			return rmq_resp_error(
+				&c->out,
+				"ERR connection has live subscriptions; UNSUBSCRIBE first");
 		if (c->role == ROLE_PUBLISHER)
-			return rmq_resp_error(&c->out, "ERR connection is registered as a publisher");
+			return rmq_resp_error(&c->out,
+					      "ERR connection is registered as a publisher");
 		uint64_t token;
-		struct rmq_dsub *d = rmq_dsub_attach(srv_of(c)->dsubs, argv[2].p, argv[2].len, &token);
+		struct rmq_dsub *d =
+			rmq_dsub_attach(srv_of(c)->dsubs, argv[2].p, argv[2].len, &token);
 		if (!d)
-			return rmq_resp_error(&c->out, "ERR invalid subscriber name: 1 to 255 bytes, no whitespace or control characters");
+			return rmq_resp_error(
+				&c->out,
+				"ERR invalid subscriber name: 1 to 255 bytes, no whitespace or control characters");
 		if (c->dsub) /* each attach holds a reference: give the old one back */
 			rmq_dsub_detach(c->dsub, c->token);
 		c->dsub = d;
@@ -334,7 +360,8 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		c->name = rmq_memdup(argv[2].p, argv[2].len);
 		return rmq_resp_simple(&c->out, "OK");
 	}
-	rmq_resp_error(&c->out, "ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name");
+	rmq_resp_error(&c->out,
+		       "ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name");
 }
 
 static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
@@ -356,7 +383,8 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		}
 		int rc = rmq_dsub_subscribe(c->dsub, c->token, t);
 		if (rc == -EBUSY)
-			rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
+			rmq_resp_error(&c->out,
+				       "ERR subscriber was taken over by another connection");
 		else if (rc < 0)
 			err_notopic(c, &argv[i]);
 		else
@@ -391,10 +419,12 @@ static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 			const struct rmq_arg *a = argc == 1 ? &u.v[i] : &argv[i + 1];
 			int rc = rmq_dsub_unsubscribe(c->dsub, c->token, a->p, a->len);
 			if (rc == -EBUSY)
-				rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
+				rmq_resp_error(
+					&c->out,
+					"ERR subscriber was taken over by another connection");
 			else
 				rmq__pubsub_reply(c, "unsubscribe", a->p, a->len,
-					  rc >= 0 ? rc : rmq_dsub_count(c->dsub));
+						  rc >= 0 ? rc : rmq_dsub_count(c->dsub));
 		}
 		for (size_t i = 0; i < u.n; i++)
 			free((void *)u.v[i].p);
@@ -429,7 +459,7 @@ static void pull_reply(struct conn *c, const struct rmq_pull *p)
 /* Runs a pull and writes its reply. Returns the count, or -1 when an error
  * reply was written. */
 int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
-		     struct rmq_topic **subscribed)
+		       struct rmq_topic **subscribed)
 {
 	struct rmq_pull p;
 	int rc = rmq_dsub_pull(c->dsub, c->token, topic, tlen, count, &p);
@@ -440,7 +470,8 @@ int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t 
 		return -1;
 	}
 	if (rc == -ESRCH) {
-		rmq_resp_errorf(&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first", (int)tlen, topic);
+		rmq_resp_errorf(&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first",
+				(int)tlen, topic);
 		return -1;
 	}
 	if (rc == -ENOENT) {
@@ -452,19 +483,21 @@ int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t 
 	return rc;
 }
 
-
 static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
 		return err_args(c, "pull");
 	if (!c->dsub)
-		return rmq_resp_error(&c->out, "ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name");
+		return rmq_resp_error(
+			&c->out,
+			"ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name");
 	uint64_t count = RMQ_PULL_DEFAULT_COUNT, block = 0;
 	bool blocking = false;
 	for (size_t i = 2; i < argc; i += 2) {
 		uint64_t v;
 		if (i + 1 >= argc || rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &v) != 0)
-			return rmq_resp_error(&c->out, "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
+			return rmq_resp_error(&c->out,
+					      "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
 		if (arg_is(&argv[i], "COUNT")) {
 			if (v == 0 || v > RMQ_PULL_MAX_COUNT)
 				return rmq_resp_error(&c->out, "ERR COUNT must be 1 to 100000");
@@ -475,7 +508,8 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 			block = v;
 			blocking = true;
 		} else {
-			return rmq_resp_error(&c->out, "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
+			return rmq_resp_error(&c->out,
+					      "ERR syntax error: PULL topic [COUNT n] [BLOCK ms]");
 		}
 	}
 	struct rmq_topic *t = NULL;
@@ -508,7 +542,8 @@ struct info_ctx {
 	uint64_t depth_total, retained_total, dropped, rejected, slow;
 };
 
-static void info_printf(struct rmq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void info_printf(struct rmq_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void info_printf(struct rmq_buf *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -542,31 +577,34 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 		return;
 	}
 	ic->listed++;
-	info_printf(ic->b,
-		    "topic:%s msgs_in=%llu bytes_in=%llu depth=%llu first_seq=%llu next_seq=%llu "
-		    "retained_bytes=%llu capacity=%llu onfull=%s evicted=%llu dropped=%llu rejected=%llu "
-		    "live_subscribers=%llu durable_subscribers=%llu slow_disconnects=%llu",
-		    t->name, (unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
-		    (unsigned long long)st.depth, (unsigned long long)st.first_seq,
-		    (unsigned long long)st.next_seq, (unsigned long long)st.retained,
-		    (unsigned long long)st.capacity,
-		    st.onfull == RMQ_ONFULL_REJECT ? RMQ_ONFULL_REJECT_WORD : RMQ_ONFULL_DROP_OLDEST_WORD,
-		    (unsigned long long)st.evicted, (unsigned long long)st.dropped,
-		    (unsigned long long)st.rejected, (unsigned long long)st.live_subs,
-		    (unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);
+	info_printf(
+		ic->b,
+		"topic:%s msgs_in=%llu bytes_in=%llu depth=%llu first_seq=%llu next_seq=%llu "
+		"retained_bytes=%llu capacity=%llu onfull=%s evicted=%llu dropped=%llu rejected=%llu "
+		"live_subscribers=%llu durable_subscribers=%llu slow_disconnects=%llu",
+		t->name, (unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
+		(unsigned long long)st.depth, (unsigned long long)st.first_seq,
+		(unsigned long long)st.next_seq, (unsigned long long)st.retained,
+		(unsigned long long)st.capacity,
+		st.onfull == RMQ_ONFULL_REJECT ? RMQ_ONFULL_REJECT_WORD
+					       : RMQ_ONFULL_DROP_OLDEST_WORD,
+		(unsigned long long)st.evicted, (unsigned long long)st.dropped,
+		(unsigned long long)st.rejected, (unsigned long long)st.live_subs,
+		(unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);
 	rmq__persist_topic_info(ic->srv, t, ic->b);
 	rmq_buf_append(ic->b, "\r\n", 2);
 }
 
-static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t lag, void *ctx)
+static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t lag,
+		      void *ctx)
 {
 	struct info_ctx *ic = ctx;
 	info_printf(ic->b,
 		    "subscriber:%s topic=%s position=%llu lag=%llu lost=%llu attached=%s "
 		    "idle_seconds=%llu\r\n",
 		    d->name, s->topic->name, (unsigned long long)atomic_load(&s->pos),
-		    (unsigned long long)lag, (unsigned long long)s->lost, d->attached ? "yes" : "no",
-		    (unsigned long long)(d->idle_ms / 1000));
+		    (unsigned long long)lag, (unsigned long long)s->lost,
+		    d->attached ? "yes" : "no", (unsigned long long)(d->idle_ms / 1000));
 }
 
 static bool want_section(struct rmq_arg *argv, size_t argc, const char *name)
@@ -574,7 +612,8 @@ static bool want_section(struct rmq_arg *argv, size_t argc, const char *name)
 	if (argc < 2)
 		return true;
 	for (size_t i = 1; i < argc; i++)
-		if (arg_is(&argv[i], name) || arg_is(&argv[i], "all") || arg_is(&argv[i], "everything"))
+		if (arg_is(&argv[i], name) || arg_is(&argv[i], "all") ||
+		    arg_is(&argv[i], "everything"))
 			return true;
 	return false;
 }
@@ -600,45 +639,50 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		tot[11] += atomic_load_explicit(&st->alloc_failures, memory_order_relaxed);
 	}
 	if (want_section(argv, argc, "server"))
-		info_printf(&b,
-			    "# Server\r\nringmq_version:%s\r\nredis_version:" INFO_REDIS_VERSION "\r\nprocess_id:%d\r\n"
-			    "tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
-			    "max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\n"
-			    "frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\n\r\n",
-			    RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
-			    (unsigned long long)((rmq_now_ms() - s->started_ms) / 1000), s->cfg.max_payload,
-			    s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline,
-			    (unsigned long long)s->cfg.frame_timeout_ms,
-			    (unsigned long long)s->cfg.subscriber_ttl_ms);
+		info_printf(
+			&b,
+			"# Server\r\nringmq_version:%s\r\nredis_version:" INFO_REDIS_VERSION
+			"\r\nprocess_id:%d\r\n"
+			"tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
+			"max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\n"
+			"frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\n\r\n",
+			RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
+			(unsigned long long)((rmq_now_ms() - s->started_ms) / 1000),
+			s->cfg.max_payload, s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline,
+			(unsigned long long)s->cfg.frame_timeout_ms,
+			(unsigned long long)s->cfg.subscriber_ttl_ms);
 	if (want_section(argv, argc, "clients"))
-		info_printf(&b, "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n\r\n",
-			    (unsigned long long)tot[9],
-			    (unsigned long long)atomic_load(&s->rejected_clients));
+		info_printf(
+			&b,
+			"# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n\r\n",
+			(unsigned long long)tot[9],
+			(unsigned long long)atomic_load(&s->rejected_clients));
 	struct info_ctx ic = { .b = &b, .srv = s };
 	struct rmq_buf topics = { 0 };
 	struct info_ctx tc = { .b = &topics, .srv = s };
 	rmq_broker_foreach(s->broker, info_topic, &tc);
 	if (want_section(argv, argc, "stats"))
-		info_printf(&b,
-			    "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
-			    "messages_in:%llu\r\nmessages_out:%llu\r\nmessages_pushed:%llu\r\n"
-			    "messages_pulled:%llu\r\nbytes_in:%llu\r\nbytes_out:%llu\r\n"
-			    "topics:%llu\r\nmessages_retained:%llu\r\nbytes_retained:%llu\r\n"
-			    "messages_dropped:%llu\r\npublish_rejected_full:%llu\r\n"
-			    "slow_subscribers_disconnected:%llu\r\nprotocol_errors:%llu\r\n"
-			    "frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
-			    "durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n\r\n",
-			    (unsigned long long)tot[0], (unsigned long long)tot[1],
-			    (unsigned long long)tot[2], (unsigned long long)tot[3] + tot[4],
-			    (unsigned long long)tot[3], (unsigned long long)tot[4],
-			    (unsigned long long)tot[5], (unsigned long long)tot[6],
-			    (unsigned long long)rmq_broker_topic_count(s->broker),
-			    (unsigned long long)tc.depth_total, (unsigned long long)tc.retained_total,
-			    (unsigned long long)tc.dropped, (unsigned long long)tc.rejected,
-			    (unsigned long long)tot[7], (unsigned long long)tot[8],
-			    (unsigned long long)tot[10], (unsigned long long)tot[11],
-			    (unsigned long long)rmq_dsub_registry_count(s->dsubs),
-			    (unsigned long long)atomic_load(&s->dsubs_expired));
+		info_printf(
+			&b,
+			"# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+			"messages_in:%llu\r\nmessages_out:%llu\r\nmessages_pushed:%llu\r\n"
+			"messages_pulled:%llu\r\nbytes_in:%llu\r\nbytes_out:%llu\r\n"
+			"topics:%llu\r\nmessages_retained:%llu\r\nbytes_retained:%llu\r\n"
+			"messages_dropped:%llu\r\npublish_rejected_full:%llu\r\n"
+			"slow_subscribers_disconnected:%llu\r\nprotocol_errors:%llu\r\n"
+			"frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
+			"durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n\r\n",
+			(unsigned long long)tot[0], (unsigned long long)tot[1],
+			(unsigned long long)tot[2], (unsigned long long)tot[3] + tot[4],
+			(unsigned long long)tot[3], (unsigned long long)tot[4],
+			(unsigned long long)tot[5], (unsigned long long)tot[6],
+			(unsigned long long)rmq_broker_topic_count(s->broker),
+			(unsigned long long)tc.depth_total, (unsigned long long)tc.retained_total,
+			(unsigned long long)tc.dropped, (unsigned long long)tc.rejected,
+			(unsigned long long)tot[7], (unsigned long long)tot[8],
+			(unsigned long long)tot[10], (unsigned long long)tot[11],
+			(unsigned long long)rmq_dsub_registry_count(s->dsubs),
+			(unsigned long long)atomic_load(&s->dsubs_expired));
 	if (want_section(argv, argc, "persistence"))
 		rmq__persist_info(s, &b);
 	if (want_section(argv, argc, "topics")) {
@@ -665,13 +709,16 @@ static void cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc >= 2 && arg_is(&argv[1], "GET") && argc >= 3) {
 		/* redis-benchmark reads "save" and "appendonly" at start */
-		static const char *known[][2] = { { "save", "" }, { "appendonly", "no" },
-						  { "maxmemory", "0" }, { "databases", "1" } };
+		static const char *known[][2] = { { "save", "" },
+						  { "appendonly", "no" },
+						  { "maxmemory", "0" },
+						  { "databases", "1" } };
 		struct rmq_buf tmp = { 0 };
 		size_t n = 0;
 		for (size_t i = 2; i < argc; i++)
 			for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-				if (arg_is(&argv[i], known[k][0]) || (argv[i].len == 1 && argv[i].p[0] == '*')) {
+				if (arg_is(&argv[i], known[k][0]) ||
+				    (argv[i].len == 1 && argv[i].p[0] == '*')) {
 					rmq_resp_bulkstr(&tmp, known[k][0]);
 					rmq_resp_bulkstr(&tmp, known[k][1]);
 					n += 2;
@@ -699,9 +746,11 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc >= 2) {
 		uint64_t v;
 		if (rmq_parse_u64(argv[1].p, argv[1].len, 0, &v) != 0)
-			return rmq_resp_error(&c->out, "ERR Protocol version is not an integer or out of range");
+			return rmq_resp_error(
+				&c->out, "ERR Protocol version is not an integer or out of range");
 		if (v != 2)
-			return rmq_resp_error(&c->out, "NOPROTO sorry, this protocol version is not supported");
+			return rmq_resp_error(
+				&c->out, "NOPROTO sorry, this protocol version is not supported");
 		for (size_t i = 2; i < argc; i++) {
 			if (arg_is(&argv[i], "SETNAME") && i + 1 < argc) {
 				free(c->name);
@@ -750,7 +799,9 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 		char line[512];
 		snprintf(line, sizeof(line), "id=%llu name=%s worker=%u role=%s sub=%d\n",
 			 (unsigned long long)c->id, c->name ? c->name : "", c->worker->id,
-			 c->role == ROLE_PUBLISHER ? "publisher" : c->role == ROLE_SUBSCRIBER ? "subscriber" : "none",
+			 c->role == ROLE_PUBLISHER    ? "publisher"
+			 : c->role == ROLE_SUBSCRIBER ? "subscriber"
+						      : "none",
 			 c->n_live_subs);
 		return rmq_resp_bulkstr(&c->out, line);
 	}
@@ -769,7 +820,9 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return;
 		}
 	}
-	rmq_resp_error(&c->out, "ERR unknown or unsupported CLIENT subcommand (SETNAME, GETNAME, SETINFO, ID, INFO, REPLY)");
+	rmq_resp_error(
+		&c->out,
+		"ERR unknown or unsupported CLIENT subcommand (SETNAME, GETNAME, SETINFO, ID, INFO, REPLY)");
 }
 
 static void cmd_select(struct conn *c, struct rmq_arg *argv, size_t argc)
@@ -803,7 +856,10 @@ struct command {
 	int flags;
 };
 
-#define CMD(name, fn, flags) { name, sizeof(name) - 1, fn, flags }
+#define CMD(name, fn, flags)                      \
+	{                                         \
+		name, sizeof(name) - 1, fn, flags \
+	}
 #define CMD_NAME_MAX 16
 
 /* Most frequent first: the lookup stops at the first match. */
@@ -879,7 +935,8 @@ static const struct command *cmd_find(const struct rmq_arg *a)
 		return NULL;
 	struct name_key k = name_key(a->p, a->len);
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		if (commands[i].len == a->len && command_keys[i].lo == k.lo && command_keys[i].hi == k.hi)
+		if (commands[i].len == a->len && command_keys[i].lo == k.lo &&
+		    command_keys[i].hi == k.hi)
 			return &commands[i];
 	return NULL;
 }
@@ -887,7 +944,7 @@ static const struct command *cmd_find(const struct rmq_arg *a)
 /* --- runs of PUBLISH requests (see struct publish_run) --- */
 
 void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const char *frame,
-			 const struct rmq_arg *argv, size_t argc)
+			      const struct rmq_arg *argv, size_t argc)
 {
 	run->hlen = 0;
 	/* A RESP array (not inline) that PUBLISH ran for, on a connection
@@ -934,8 +991,8 @@ static void reply_seq_run(struct rmq_buf *out, uint64_t seq, unsigned n)
 	}
 }
 
-size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const char *p, size_t len,
-		       unsigned *nreq)
+size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const char *p,
+			    size_t len, unsigned *nreq)
 {
 	/* Same header bytes: the same command and topic name as the arming
 	 * request (parsing a prefix does not depend on what follows). Any
@@ -1005,9 +1062,10 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 	} else if (c->n_live_subs && !(cmd->flags & F_SUBMODE)) {
 		/* Redis's wording, word for word (clients match it), though
 		 * ringmq has no PSUBSCRIBE or SSUBSCRIBE. */
-		rmq_resp_errorf(&c->out,
-				"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-				cmd->name);
+		rmq_resp_errorf(
+			&c->out,
+			"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+			cmd->name);
 	} else {
 		cmd->fn(c, argv, argc);
 	}

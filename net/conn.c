@@ -86,7 +86,8 @@ void rmq__conn_new(struct worker *w, int fd)
 	cds_list_add_tail(&c->link, &w->conns);
 	stat_add(&w->stats.conns_accepted, 1);
 	stat_add(&w->stats.conns, 1);
-	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu connected", w->id, (unsigned long long)c->id);
+	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu connected", w->id,
+		  (unsigned long long)c->id);
 }
 
 /* Tears the connection down at once; the struct itself is freed at the end
@@ -115,7 +116,8 @@ void rmq__conn_close(struct conn *c)
 	cds_list_add(&c->link, &w->closed);
 	atomic_fetch_sub(&w->srv->nclients, 1);
 	stat_add(&w->stats.conns, (uint64_t)-1);
-	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu closed", w->id, (unsigned long long)c->id);
+	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu closed", w->id,
+		  (unsigned long long)c->id);
 }
 
 void rmq__conn_free(struct conn *c)
@@ -191,8 +193,8 @@ void rmq__conn_process_input(struct conn *c)
 		size_t argc;
 		unsigned nreq = 1;
 		ssize_t r;
-		if (run.hlen &&
-		    (r = (ssize_t)rmq__cmd_publish_run(c, &run, frame, rmq_buf_pending(&c->in), &nreq))) {
+		if (run.hlen && (r = (ssize_t)rmq__cmd_publish_run(
+					 c, &run, frame, rmq_buf_pending(&c->in), &nreq))) {
 			stat_add(&w->stats.commands, nreq);
 			did = true;
 			goto next;
@@ -249,8 +251,8 @@ next:
 proto_error:
 	rmq__worker_publish_flush(w);
 	stat_add(&w->stats.protocol_errors, 1);
-	rmq_diagf(RMQ_DIAG_INFO, "client %llu: protocol error (%s); closing", (unsigned long long)c->id,
-		 err ? err : "request too large");
+	rmq_diagf(RMQ_DIAG_INFO, "client %llu: protocol error (%s); closing",
+		  (unsigned long long)c->id, err ? err : "request too large");
 	c->close_after_write = true;
 	c->linger = true;
 	c->in.off = c->in.len = 0;
@@ -436,15 +438,16 @@ void rmq__conn_timed_out(struct conn *c)
 	if (!c->draining) {
 		/* Behind what is still queued: the socket may hold the first
 		 * part of a reply, and the error must not land inside it. */
-		rmq_resp_error(&c->out, "ERR Protocol error: timed out waiting for the rest of the request");
+		rmq_resp_error(&c->out,
+			       "ERR Protocol error: timed out waiting for the rest of the request");
 		ssize_t r = send(c->fd, c->out.data + c->out.off, rmq_buf_pending(&c->out),
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)r;
 		stat_add(&w->stats.frame_timeouts, 1);
 		rmq_diagf(RMQ_DIAG_INFO,
-			 "client %llu: request half-sent for %.1f s (%zu bytes); closing",
-			 (unsigned long long)c->id, (double)wait_timeout_ms(w->srv, false) / 1000.0,
-			 rmq_buf_pending(&c->in));
+			  "client %llu: request half-sent for %.1f s (%zu bytes); closing",
+			  (unsigned long long)c->id,
+			  (double)wait_timeout_ms(w->srv, false) / 1000.0, rmq_buf_pending(&c->in));
 	}
 	rmq__conn_close(c);
 }

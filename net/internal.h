@@ -27,14 +27,15 @@
 /* The fuzz build (tests/fuzz) defines smaller values, so that inputs of a
  * few KiB reach the backlog and pause paths. */
 #ifndef OUT_SOFT
-#define OUT_SOFT (256u << 10)   /* stop copying from logs into a client */
+#define OUT_SOFT (256u << 10) /* stop copying from logs into a client */
 #endif
 #ifndef OUT_PAUSE
-#define OUT_PAUSE (4u << 20)    /* stop reading a client's requests */
+#define OUT_PAUSE (4u << 20) /* stop reading a client's requests */
 #endif
-#define READ_CHUNK (64u << 10)   /* read size into a connection's own buffer */
+#define READ_CHUNK (64u << 10)    /* read size into a connection's own buffer */
 #define READ_SCRATCH (256u << 10) /* read size into the worker's shared buffer */
-#define READ_CARRY (16u << 10)    /* partial requests up to this size are read
+#define READ_CARRY \
+	(16u << 10) /* partial requests up to this size are read
 				   * on from the shared buffer */
 #define ACCEPT_RING 4096
 
@@ -47,40 +48,40 @@ struct conn;
 struct live_sub {
 	struct cds_list_head watch_link; /* in watch->members */
 	struct conn *conn;
-	struct rmq_watch *watch;   /* its topic's watch on conn's worker */
-	struct rmq_cursor cursor;  /* the next message to deliver */
-	bool gone;                 /* topic deleted: unsubscribe once drained */
+	struct rmq_watch *watch;  /* its topic's watch on conn's worker */
+	struct rmq_cursor cursor; /* the next message to deliver */
+	bool gone;                /* topic deleted: unsubscribe once drained */
 };
 
 struct conn {
 	int fd;
 	uint64_t id;
-	struct worker *worker;      /* the only thread that touches this conn */
+	struct worker *worker; /* the only thread that touches this conn */
 	struct rmq_buf in, out;
-	struct cds_list_head link;  /* worker->conns */
+	struct cds_list_head link;       /* worker->conns */
 	struct cds_list_head flush_link; /* worker->flush, when in_flush */
 	bool in_flush, closing, close_after_write, paused, epollout, eof;
-	bool linger, draining;      /* protocol error: let the reply arrive */
+	bool linger, draining; /* protocol error: let the reply arrive */
 	size_t drained;
-	bool backlog;               /* live messages wait in the logs: commands
+	bool backlog; /* live messages wait in the logs: commands
 				     * wait too, so replies keep their order */
-	bool blocked;               /* a PULL ... BLOCK is parked */
+	bool blocked; /* a PULL ... BLOCK is parked */
 	enum reply_mode reply;
 	enum conn_role role;
-	char *name;                 /* CLIENT SETNAME / REGISTER name */
+	char *name;                  /* CLIENT SETNAME / REGISTER name */
 	struct live_sub **live_subs; /* pubsub.c */
 	int n_live_subs, live_subs_cap;
 	struct rmq_dsub *dsub;
 	uint64_t token;
-	struct {                    /* the parked PULL, while blocked (blocked.c) */
+	struct {                                  /* the parked PULL, while blocked (blocked.c) */
 		struct cds_list_head watch_link;  /* in watch->waiters */
 		struct cds_list_head worker_link; /* in worker->parked_conns */
 		struct rmq_watch *watch;
-		char *topic;            /* as the PULL named it */
+		char *topic; /* as the PULL named it */
 		size_t topic_len;
 		uint32_t count;
-		uint64_t deadline_ms;   /* 0: forever */
-		bool silent;            /* parked under CLIENT REPLY OFF/SKIP */
+		uint64_t deadline_ms; /* 0: forever */
+		bool silent;          /* parked under CLIENT REPLY OFF/SKIP */
 	} parked;
 	struct cds_list_head unblocked_link; /* in worker->unblocked, when in_unblocked */
 	bool in_unblocked;
@@ -115,7 +116,8 @@ struct worker_stats {
  * any worker: a relaxed load and store, no locked read-modify-write. */
 static inline void stat_add(_Atomic uint64_t *x, uint64_t n)
 {
-	atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n, memory_order_relaxed);
+	atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
+			      memory_order_relaxed);
 }
 
 struct server;
@@ -125,7 +127,7 @@ struct worker {
 	pthread_t th;
 	int epoll_fd, wake_fd;
 	_Atomic int wake_pending;
-	ck_ring_t accept_ring;      /* acceptor -> worker sockets, SPSC */
+	ck_ring_t accept_ring; /* acceptor -> worker sockets, SPSC */
 	ck_ring_buffer_t *accept_ring_buf;
 	struct cds_list_head conns;        /* every open conn, by link */
 	struct cds_list_head flush;        /* conns with output to write, by flush_link */
@@ -134,17 +136,17 @@ struct worker {
 					    * unblocked_link: their next requests run
 					    * once per loop iteration (blocked.c) */
 	struct cds_list_head closed;       /* closed, freed at the end of the iteration */
-	struct cds_list_head deadlines; /* conns by deadline_ms, earliest first */
+	struct cds_list_head deadlines;    /* conns by deadline_ms, earliest first */
 	struct server *srv;
 	struct rmq_arg *argv;
 	size_t argv_cap;
-	struct rmq_buf scratch;     /* shared read buffer, lent to one conn at a time */
-	bool may_quiesce;           /* no RCU pointer held up the stack: request
+	struct rmq_buf scratch; /* shared read buffer, lent to one conn at a time */
+	bool may_quiesce;       /* no RCU pointer held up the stack: request
 				     * processing may report a quiescent state */
 	unsigned requests_since_quiescent;
-	uint64_t oom_log_ms;        /* next allocation-failure log line */
-	uint64_t trim_ms;           /* malloc_trim() if still idle then; 0: not armed */
-	uint64_t rcu_epoch;         /* quiescent states so far (rmq__worker_quiescent) */
+	uint64_t oom_log_ms; /* next allocation-failure log line */
+	uint64_t trim_ms;    /* malloc_trim() if still idle then; 0: not armed */
+	uint64_t rcu_epoch;  /* quiescent states so far (rmq__worker_quiescent) */
 	/* Appends made but not yet announced (rmq_topic_published): a run of
 	 * publishes to one topic wakes its readers once, at the next
 	 * rmq__worker_publish_flush(), which every quiescent state is preceded by. */
@@ -156,9 +158,9 @@ struct worker {
 	 * to: replies wait for the sync that makes them true. */
 	struct rmq_topic **sync_topics;
 	uint32_t n_sync, cap_sync;
-	bool pos_dirty;             /* a PULL moved a durable position */
-	bool sync_always;           /* cfg.fsync == RMQ_FSYNC_ALWAYS with a data dir */
-	uint64_t sync_round;        /* sync steps so far */
+	bool pos_dirty;      /* a PULL moved a durable position */
+	bool sync_always;    /* cfg.fsync == RMQ_FSYNC_ALWAYS with a data dir */
+	uint64_t sync_round; /* sync steps so far */
 	struct worker_stats stats;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
@@ -175,15 +177,14 @@ struct server {
 	pthread_t acceptor;
 	_Atomic int stopping;
 	_Atomic uint64_t nclients, next_conn_id, rejected_clients, dsubs_expired;
-	uint64_t next_ttl_sweep_ms; /* worker 0 only */
-	int spare_fd;               /* acceptor only: given up on EMFILE */
+	uint64_t next_ttl_sweep_ms;     /* worker 0 only */
+	int spare_fd;                   /* acceptor only: given up on EMFILE */
 	uint64_t fd_rejects, fd_log_ms; /* acceptor only */
 	uint64_t started_ms;
-	struct persist *persist;    /* persist.c; NULL: no data directory */
-	_Atomic int loading;        /* recovering the data directory */
-	_Atomic int exit_code;      /* rmq_server_run's, when stopped by a fatal error */
+	struct persist *persist; /* persist.c; NULL: no data directory */
+	_Atomic int loading;     /* recovering the data directory */
+	_Atomic int exit_code;   /* rmq_server_run's, when stopped by a fatal error */
 };
-
 
 /* A server's state without its sockets and threads, as rmq_server_run()
  * builds it. srv->cfg must be set: this derives the request limits from it
@@ -288,7 +289,7 @@ void rmq__persist_note_append(struct conn *c, struct rmq_topic *t);
 /* Records c's append to t for the next rmq__worker_publish_flush() (and,
  * under --fsync always, for the next sync step). */
 static inline void rmq__worker_published(struct conn *c, struct rmq_topic *t, unsigned msgs,
-				    uint64_t bytes)
+					 uint64_t bytes)
 {
 	struct worker *w = c->worker;
 	if (RMQ_UNLIKELY(w->sync_always) && rmq_log_is_disk(&t->log))
@@ -319,7 +320,8 @@ void rmq__persist_stop(struct server *srv);
  * its log and adds it to the broker. Returns 0, -EEXIST, -ENOMEM, or
  * another negative errno with err set. */
 int rmq__persist_create(struct server *srv, const char *name, size_t len, uint64_t capacity,
-			enum rmq_onfull onfull, bool disk, uint64_t maxage_ms, char *err, size_t errlen);
+			enum rmq_onfull onfull, bool disk, uint64_t maxage_ms, char *err,
+			size_t errlen);
 /* DELETE: removes the topic and, if it is on disk, its files. 0 or -ENOENT. */
 int rmq__persist_delete(struct server *srv, const char *name, size_t len);
 /* Writes the reply to an append that failed with a disk error (-EIO,
@@ -362,18 +364,18 @@ struct publish_run {
 /* After rmq__cmd_dispatch(c, argv, argc) of the request that starts at frame:
  * arms run if that was a PUBLISH the next ones can repeat, else disarms. */
 void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const char *frame,
-			 const struct rmq_arg *argv, size_t argc);
+			      const struct rmq_arg *argv, size_t argc);
 /* Executes the requests at the start of p[0, len) that continue the armed
  * run, up to PUBLISH_RUN_BATCH of them, exactly as rmq__cmd_dispatch() would one by
  * one; returns their size and sets *nreq to their number, or returns 0
  * (nothing done: parse and dispatch the next request the ordinary way). */
 #define PUBLISH_RUN_BATCH 32
-size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const char *p, size_t len,
-		       unsigned *nreq);
+size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const char *p,
+			    size_t len, unsigned *nreq);
 /* Runs a durable PULL and writes its reply. Returns the count, or -1 when
  * an error reply was written; *subscribed (if not NULL) gets the topic. */
 int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
-	      struct rmq_topic **subscribed);
+		       struct rmq_topic **subscribed);
 /* Ends every live subscription of c (no replies). */
 void rmq__pubsub_drop_all(struct conn *c);
 /* A watched topic was deleted: tell live subscribers and parked pullers. */

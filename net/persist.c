@@ -59,11 +59,11 @@
 
 #include "store.h"
 
-#define POS_TICK_MS 100            /* position checkpoints */
-#define FLUSH_EVERY_MS 1000        /* everysec */
-#define AGE_EVERY_MS 1000          /* MAXAGE */
-#define COMPACT_BYTES (4u << 20)   /* positions.log size that triggers a compaction */
-#define ERR_LOG_INTERVAL_MS 1000   /* at most one disk-error log line a second */
+#define POS_TICK_MS 100          /* position checkpoints */
+#define FLUSH_EVERY_MS 1000      /* everysec */
+#define AGE_EVERY_MS 1000        /* MAXAGE */
+#define COMPACT_BYTES (4u << 20) /* positions.log size that triggers a compaction */
+#define ERR_LOG_INTERVAL_MS 1000 /* at most one disk-error log line a second */
 /* Syncing again while an append of another worker sits between its
  * reservation and its commit (microseconds): yield after this many. */
 #define SYNC_SPINS 16
@@ -74,8 +74,8 @@ struct persist {
 	pthread_t th;
 	bool started;
 	int stop_fd;
-	pthread_mutex_t ddl;                /* CREATE/DELETE of disk topics */
-	_Atomic bool failed;                /* recovery failed: the server stops */
+	pthread_mutex_t ddl; /* CREATE/DELETE of disk topics */
+	_Atomic bool failed; /* recovery failed: the server stops */
 	/* counters (INFO) */
 	_Atomic uint64_t disk_errors, disk_full, sync_errors, pos_errors, store_errors;
 	_Atomic uint64_t last_fsync_us, bg_rounds;
@@ -108,7 +108,8 @@ static const char *fsync_name(enum rmq_fsync_policy f)
 static bool err_log_due(struct persist *p)
 {
 	uint64_t now = rmq_now_ms(), due = atomic_load(&p->err_log_ms);
-	return now >= due && atomic_compare_exchange_strong(&p->err_log_ms, &due, now + ERR_LOG_INTERVAL_MS);
+	return now >= due &&
+	       atomic_compare_exchange_strong(&p->err_log_ms, &due, now + ERR_LOG_INTERVAL_MS);
 }
 
 /* --- hooks of the durable subscriber registry --- */
@@ -120,8 +121,8 @@ static uint64_t hook_new_id(void *ctx)
 }
 
 /* Writes a subscriber's file (rmq_dsub_registry_snapshot's callback). */
-static void save_sub(void *ctx, const char *name, size_t len, struct rmq_dsub_subscription *const *subs,
-		     int n)
+static void save_sub(void *ctx, const char *name, size_t len,
+		     struct rmq_dsub_subscription *const *subs, int n)
 {
 	struct persist *p = ctx;
 	struct rmq_sub_def d;
@@ -147,8 +148,8 @@ static void save_sub(void *ctx, const char *name, size_t len, struct rmq_dsub_su
 	free(d.t);
 	if (rc != 0) {
 		atomic_fetch_add(&p->store_errors, 1);
-		rmq_diagf(RMQ_DIAG_ERROR, "cannot save durable subscriber '%.*s' in %s: %s", (int)len, name,
-			  rmq_store_dir(p->st), strerror(-rc));
+		rmq_diagf(RMQ_DIAG_ERROR, "cannot save durable subscriber '%.*s' in %s: %s",
+			  (int)len, name, rmq_store_dir(p->st), strerror(-rc));
 	}
 }
 
@@ -163,7 +164,8 @@ static void hook_changed(void *ctx, const char *name, size_t len,
 	(void)subs;
 	(void)n;
 	pthread_mutex_lock(&p->dq_mu);
-	bool dup = p->ndq && p->dq_len[p->ndq - 1] == len && memcmp(p->dq[p->ndq - 1], name, len) == 0;
+	bool dup =
+		p->ndq && p->dq_len[p->ndq - 1] == len && memcmp(p->dq[p->ndq - 1], name, len) == 0;
 	if (!dup) {
 		if (p->ndq == p->capdq) {
 			p->capdq = p->capdq ? p->capdq * 2 : 16;
@@ -203,8 +205,8 @@ static void hook_dropped(void *ctx, const char *name, size_t len)
 	int rc = rmq_store_sub_remove(p->st, name, len);
 	if (rc != 0 && rc != -ENOENT) {
 		atomic_fetch_add(&p->store_errors, 1);
-		rmq_diagf(RMQ_DIAG_ERROR, "cannot remove durable subscriber '%.*s' from %s: %s", (int)len,
-			  name, rmq_store_dir(p->st), strerror(-rc));
+		rmq_diagf(RMQ_DIAG_ERROR, "cannot remove durable subscriber '%.*s' from %s: %s",
+			  (int)len, name, rmq_store_dir(p->st), strerror(-rc));
 	}
 }
 
@@ -248,10 +250,11 @@ static int sync_topic(struct persist *p, struct rmq_topic *t)
 		if (err_log_due(p)) {
 			char e[400];
 			rmq_log_disk_error(&t->log, e, sizeof(e), NULL);
-			rmq_diagf(RMQ_DIAG_ERROR,
-				  "topic '%s': sync failed: %s; the topic refuses publishes until the server "
-				  "is restarted (never retried: the kernel may have dropped the data)",
-				  t->name, e[0] ? e : strerror(EIO));
+			rmq_diagf(
+				RMQ_DIAG_ERROR,
+				"topic '%s': sync failed: %s; the topic refuses publishes until the server "
+				"is restarted (never retried: the kernel may have dropped the data)",
+				t->name, e[0] ? e : strerror(EIO));
 		}
 	}
 	return rc;
@@ -312,20 +315,24 @@ void rmq__persist_sync_step(struct worker *w)
 			 * (auto-acknowledged); after a crash they come again. */
 			atomic_fetch_add(&p->pos_errors, 1);
 			if (err_log_due(p))
-				rmq_diagf(RMQ_DIAG_ERROR, "cannot checkpoint durable positions in %s/positions.log: %s",
-					  rmq_store_dir(p->st), strerror(-rc));
+				rmq_diagf(
+					RMQ_DIAG_ERROR,
+					"cannot checkpoint durable positions in %s/positions.log: %s",
+					rmq_store_dir(p->st), strerror(-rc));
 		}
 	}
 	if (!failed)
 		return;
 	struct conn *c, *tmp;
-	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) {
+	cds_list_for_each_entry_safe(c, tmp, &w->conns, link)
+	{
 		if (c->closing || c->sync_round != round)
 			continue;
 		if (c->sync_multi || failed_many || c->sync_topic == failed) {
-			rmq_diagf(RMQ_DIAG_WARN,
-				  "client %llu: closed without its replies: a sync of what it published failed",
-				  (unsigned long long)c->id);
+			rmq_diagf(
+				RMQ_DIAG_WARN,
+				"client %llu: closed without its replies: a sync of what it published failed",
+				(unsigned long long)c->id);
 			rmq__conn_close(c);
 		}
 	}
@@ -336,8 +343,8 @@ void rmq__persist_sync_step(struct worker *w)
 struct topic_refs {
 	struct rmq_topic **v;
 	size_t n, cap;
-	bool all;      /* every disk topic, not only those with unsynced records */
-	bool any;      /* memory topics too */
+	bool all; /* every disk topic, not only those with unsynced records */
+	bool any; /* memory topics too */
 };
 
 static void collect_topic(struct rmq_topic *t, void *ctx)
@@ -365,7 +372,8 @@ static void flush_topics(struct persist *p, bool all)
 	if (rc != 0) {
 		atomic_fetch_add(&p->store_errors, 1);
 		if (err_log_due(p))
-			rmq_diagf(RMQ_DIAG_ERROR, "cannot sync the topic and subscriber files of %s: %s",
+			rmq_diagf(RMQ_DIAG_ERROR,
+				  "cannot sync the topic and subscriber files of %s: %s",
 				  rmq_store_dir(p->st), strerror(-rc));
 	}
 	struct topic_refs r = { .all = all };
@@ -417,8 +425,8 @@ static void compact_positions(struct persist *p)
 	free(pv.v);
 	if (rc != 0) {
 		atomic_fetch_add(&p->pos_errors, 1);
-		rmq_diagf(RMQ_DIAG_ERROR, "cannot compact %s/positions.log: %s", rmq_store_dir(p->st),
-			  strerror(-rc));
+		rmq_diagf(RMQ_DIAG_ERROR, "cannot compact %s/positions.log: %s",
+			  rmq_store_dir(p->st), strerror(-rc));
 		return;
 	}
 	/* A PULL may have checkpointed a newer position between the walk and
@@ -436,7 +444,8 @@ static void checkpoint_positions(struct persist *p, bool sync)
 	if (rc != 0) {
 		atomic_fetch_add(&p->pos_errors, 1);
 		if (err_log_due(p))
-			rmq_diagf(RMQ_DIAG_ERROR, "cannot checkpoint durable positions in %s/positions.log: %s",
+			rmq_diagf(RMQ_DIAG_ERROR,
+				  "cannot checkpoint durable positions in %s/positions.log: %s",
 				  rmq_store_dir(p->st), strerror(-rc));
 		return;
 	}
@@ -468,7 +477,8 @@ static int recover_topic(const struct rmq_topic_def *d, const char *logdir, void
 {
 	struct persist *p = ctx;
 	if (d->storage != RMQ_STORAGE_DISK) {
-		rmq_diagf(RMQ_DIAG_WARN, "topic '%s' in %s is not a disk topic: skipped", d->name, logdir);
+		rmq_diagf(RMQ_DIAG_WARN, "topic '%s' in %s is not a disk topic: skipped", d->name,
+			  logdir);
 		return 0;
 	}
 	struct rmq_log_disk_conf conf;
@@ -477,14 +487,18 @@ static int recover_topic(const struct rmq_topic_def *d, const char *logdir, void
 	conf.report_ctx = (void *)d->name;
 	struct rmq_log_recovery rec;
 	memset(&rec, 0, sizeof(rec));
-	struct rmq_topic_opts o = { .disk = &conf, .rec = &rec, .maxage_ms = d->maxage_ms, .trim = false };
-	int rc = rmq_topic_create_ex(p->srv->broker, d->name, d->name_len, d->capacity, d->onfull, &o);
+	struct rmq_topic_opts o = {
+		.disk = &conf, .rec = &rec, .maxage_ms = d->maxage_ms, .trim = false
+	};
+	int rc = rmq_topic_create_ex(p->srv->broker, d->name, d->name_len, d->capacity, d->onfull,
+				     &o);
 	if (rc != 0) {
-		rmq_diagf(RMQ_DIAG_ERROR, "cannot recover topic '%s': %s%s", d->name,
-			  rec.error[0] ? rec.error : strerror(-rc),
-			  rc == -EBADMSG && !conf.repair
-				  ? " (start with --repair to truncate its log there, losing what follows)"
-				  : "");
+		rmq_diagf(
+			RMQ_DIAG_ERROR, "cannot recover topic '%s': %s%s", d->name,
+			rec.error[0] ? rec.error : strerror(-rc),
+			rc == -EBADMSG && !conf.repair
+				? " (start with --repair to truncate its log there, losing what follows)"
+				: "");
 		return 1;
 	}
 	p->rec_topics++;
@@ -493,7 +507,8 @@ static int recover_topic(const struct rmq_topic_def *d, const char *logdir, void
 	p->rec_truncated += rec.truncated_bytes;
 	p->rec_repaired += rec.repaired_bytes;
 	if (rec.repaired_records)
-		rmq_diagf(RMQ_DIAG_WARN, "topic '%s': --repair cut %llu records (%llu bytes) after a corruption",
+		rmq_diagf(RMQ_DIAG_WARN,
+			  "topic '%s': --repair cut %llu records (%llu bytes) after a corruption",
 			  d->name, (unsigned long long)rec.repaired_records,
 			  (unsigned long long)rec.repaired_bytes);
 	urcu_qsbr_quiescent_state();
@@ -512,8 +527,10 @@ static int restore_sub(const struct rmq_sub_def *d, void *ctx)
 	struct server *srv = p->srv;
 	uint32_t restored = 0;
 	for (uint32_t i = 0; i < d->n; i++) {
-		struct rmq_topic *t = rmq_topic_lookup(srv->broker, d->t[i].topic, d->t[i].topic_len);
-		if (t && rmq_dsub_restore(srv->dsubs, d->name, d->name_len, t, d->t[i].id, d->t[i].pos) == 0)
+		struct rmq_topic *t =
+			rmq_topic_lookup(srv->broker, d->t[i].topic, d->t[i].topic_len);
+		if (t && rmq_dsub_restore(srv->dsubs, d->name, d->name_len, t, d->t[i].id,
+					  d->t[i].pos) == 0)
 			restored++;
 	}
 	if (restored == 0) {
@@ -538,8 +555,8 @@ static int recover(struct persist *p)
 	int rc = rmq_store_topic_load_all(p->st, recover_topic, recover_bad, p);
 	if (rc != 0) {
 		if (rc < 0)
-			rmq_diagf(RMQ_DIAG_ERROR, "cannot read the topics of %s: %s", rmq_store_dir(p->st),
-				  strerror(-rc));
+			rmq_diagf(RMQ_DIAG_ERROR, "cannot read the topics of %s: %s",
+				  rmq_store_dir(p->st), strerror(-rc));
 		return -1;
 	}
 	rc = rmq_store_sub_load_all(p->st, restore_sub, recover_bad, p);
@@ -560,7 +577,8 @@ static int recover(struct persist *p)
 			if (sync_topic(p, t) != 0) {
 				char e[400];
 				rmq_log_disk_error(&t->log, e, sizeof(e), NULL);
-				rmq_diagf(RMQ_DIAG_ERROR, "cannot sync recovered topic '%s': %s", t->name, e);
+				rmq_diagf(RMQ_DIAG_ERROR, "cannot sync recovered topic '%s': %s",
+					  t->name, e);
 			}
 		}
 		rmq_topic_put(t);
@@ -570,12 +588,14 @@ static int recover(struct persist *p)
 	if (rmq_store_pos_journal_bytes(p->st) > 0)
 		compact_positions(p);
 	p->rec_ms = (rmq_now_ns() - t0) / 1000000;
-	rmq_diagf(RMQ_DIAG_INFO,
-		  "data directory %s: %llu topics (%llu messages, %llu bytes), %llu durable subscribers "
-		  "recovered in %llu ms; %llu bytes of torn tails truncated",
-		  rmq_store_dir(p->st), (unsigned long long)p->rec_topics, (unsigned long long)p->rec_msgs,
-		  (unsigned long long)p->rec_bytes, (unsigned long long)p->rec_subs,
-		  (unsigned long long)p->rec_ms, (unsigned long long)p->rec_truncated);
+	rmq_diagf(
+		RMQ_DIAG_INFO,
+		"data directory %s: %llu topics (%llu messages, %llu bytes), %llu durable subscribers "
+		"recovered in %llu ms; %llu bytes of torn tails truncated",
+		rmq_store_dir(p->st), (unsigned long long)p->rec_topics,
+		(unsigned long long)p->rec_msgs, (unsigned long long)p->rec_bytes,
+		(unsigned long long)p->rec_subs, (unsigned long long)p->rec_ms,
+		(unsigned long long)p->rec_truncated);
 	return 0;
 }
 
@@ -642,7 +662,8 @@ int rmq__persist_open(struct server *srv)
 				"(%s); give this one its own --dir\n",
 				srv->cfg.dir, err);
 		else
-			fprintf(stderr, "ringmq-server: cannot start: data directory %s: %s\n", srv->cfg.dir, err);
+			fprintf(stderr, "ringmq-server: cannot start: data directory %s: %s\n",
+				srv->cfg.dir, err);
 		free(p);
 		return -1;
 	}
@@ -725,7 +746,8 @@ void rmq__persist_stop(struct server *srv)
 /* --- CREATE, DELETE, publish errors --- */
 
 int rmq__persist_create(struct server *srv, const char *name, size_t len, uint64_t capacity,
-			enum rmq_onfull onfull, bool disk, uint64_t maxage_ms, char *err, size_t errlen)
+			enum rmq_onfull onfull, bool disk, uint64_t maxage_ms, char *err,
+			size_t errlen)
 {
 	struct persist *p = srv->persist;
 	struct rmq_topic_opts o = { .maxage_ms = maxage_ms, .trim = true };
@@ -756,7 +778,8 @@ int rmq__persist_create(struct server *srv, const char *name, size_t len, uint64
 	char logdir[PATH_MAX];
 	rc = rmq_store_topic_save(p->st, &d, logdir);
 	if (rc != 0) {
-		snprintf(err, errlen, "cannot save the topic in %s: %s", rmq_store_dir(p->st), strerror(-rc));
+		snprintf(err, errlen, "cannot save the topic in %s: %s", rmq_store_dir(p->st),
+			 strerror(-rc));
 		atomic_fetch_add(&p->store_errors, 1);
 		goto out;
 	}
@@ -769,7 +792,8 @@ int rmq__persist_create(struct server *srv, const char *name, size_t len, uint64
 	rc = rmq_topic_create_ex(srv->broker, name, len, capacity, onfull, &o);
 	if (rc != 0) {
 		if (rc != -EEXIST && rc != -ENOMEM)
-			snprintf(err, errlen, "cannot open the topic's log: %s", rec.error[0] ? rec.error : strerror(-rc));
+			snprintf(err, errlen, "cannot open the topic's log: %s",
+				 rec.error[0] ? rec.error : strerror(-rc));
 		(void)rmq_store_topic_remove(p->st, name, len);
 	}
 out:
@@ -793,7 +817,8 @@ int rmq__persist_delete(struct server *srv, const char *name, size_t len)
 		int rrc = rmq_store_topic_remove(p->st, name, len);
 		if (rrc != 0 && rrc != -ENOENT) {
 			atomic_fetch_add(&p->store_errors, 1);
-			rmq_diagf(RMQ_DIAG_ERROR, "deleted topic '%.*s': cannot remove its files from %s: %s",
+			rmq_diagf(RMQ_DIAG_ERROR,
+				  "deleted topic '%.*s': cannot remove its files from %s: %s",
 				  (int)len, name, rmq_store_dir(p->st), strerror(-rrc));
 		}
 	}
@@ -815,7 +840,8 @@ void rmq__persist_publish_error(struct conn *c, struct rmq_topic *t, int64_t err
 			atomic_fetch_add(&p->disk_full, 1);
 		rmq_resp_error(&c->out, "ERR disk full: message not stored");
 		if (p && err_log_due(p))
-			rmq_diagf(RMQ_DIAG_WARN, "topic '%s': disk full, publishes refused until space is freed",
+			rmq_diagf(RMQ_DIAG_WARN,
+				  "topic '%s': disk full, publishes refused until space is freed",
 				  t->name);
 		return;
 	}
@@ -824,9 +850,11 @@ void rmq__persist_publish_error(struct conn *c, struct rmq_topic *t, int64_t err
 	rmq_log_disk_error(&t->log, e, sizeof(e), &sticky);
 	if (p)
 		atomic_fetch_add(&p->disk_errors, 1);
-	rmq_resp_errorf(&c->out, "ERR disk error, message not stored: %s", e[0] ? e : strerror(EIO));
+	rmq_resp_errorf(&c->out, "ERR disk error, message not stored: %s",
+			e[0] ? e : strerror(EIO));
 	if (p && err_log_due(p))
-		rmq_diagf(RMQ_DIAG_ERROR, "topic '%s': publish refused: %s%s", t->name, e[0] ? e : strerror(EIO),
+		rmq_diagf(RMQ_DIAG_ERROR, "topic '%s': publish refused: %s%s", t->name,
+			  e[0] ? e : strerror(EIO),
 			  sticky ? " (sticky: until the server is restarted)" : "");
 }
 
@@ -863,10 +891,11 @@ void rmq__persist_info(struct server *srv, struct rmq_buf *b)
 	char line[2048];
 	int n;
 	if (!p) {
-		n = snprintf(line, sizeof(line),
-			     "# Persistence\r\nloading:0\r\nstorage_dir:\r\nstorage_default:memory\r\n"
-			     "fsync:%s\r\n\r\n",
-			     fsync_name(srv->cfg.fsync));
+		n = snprintf(
+			line, sizeof(line),
+			"# Persistence\r\nloading:0\r\nstorage_dir:\r\nstorage_default:memory\r\n"
+			"fsync:%s\r\n\r\n",
+			fsync_name(srv->cfg.fsync));
 		rmq_buf_append(b, line, (size_t)n);
 		return;
 	}
@@ -879,31 +908,33 @@ void rmq__persist_info(struct server *srv, struct rmq_buf *b)
 		rmq_broker_foreach(srv->broker, info_walk_topic, &iw);
 	struct rmq_store_stats ss;
 	rmq_store_stats(p->st, &ss);
-	n = snprintf(line, sizeof(line),
-		     "# Persistence\r\nloading:%d\r\nstorage_dir:%s\r\nstorage_default:%s\r\nfsync:%s\r\n"
-		     "disk_topics:%llu\r\nrecovered_topics:%llu\r\nrecovered_messages:%llu\r\n"
-		     "recovered_bytes:%llu\r\nrecovered_truncated_bytes:%llu\r\nrecovered_repaired_bytes:%llu\r\n"
-		     "recovered_subscribers:%llu\r\nrecovery_time_ms:%llu\r\n"
-		     "fsync_rounds:%llu\r\nfsync_calls:%llu\r\nfsync_time_ms:%llu\r\nlast_fsync_latency_us:%llu\r\n"
-		     "background_flushes:%llu\r\noldest_unsynced_age_ms:%llu\r\n"
-		     "disk_errors:%llu\r\ndisk_full_errors:%llu\r\nsync_errors:%llu\r\ntopics_with_disk_error:%llu\r\n"
-		     "store_errors:%llu\r\nposition_records:%llu\r\nposition_flushes:%llu\r\nposition_syncs:%llu\r\n"
-		     "position_compactions:%llu\r\nposition_errors:%llu\r\n\r\n",
-		     loading, rmq_store_dir(p->st), srv->cfg.storage_disk ? "disk" : "memory",
-		     fsync_name(srv->cfg.fsync), (unsigned long long)iw.disk_topics,
-		     (unsigned long long)rp->rec_topics, (unsigned long long)rp->rec_msgs,
-		     (unsigned long long)rp->rec_bytes, (unsigned long long)rp->rec_truncated,
-		     (unsigned long long)rp->rec_repaired, (unsigned long long)rp->rec_subs,
-		     (unsigned long long)rp->rec_ms, (unsigned long long)iw.syncs,
-		     (unsigned long long)iw.fsyncs, (unsigned long long)(iw.sync_ns / 1000000),
-		     (unsigned long long)atomic_load(&p->last_fsync_us),
-		     (unsigned long long)atomic_load(&p->bg_rounds), (unsigned long long)iw.oldest_ms,
-		     (unsigned long long)atomic_load(&p->disk_errors),
-		     (unsigned long long)atomic_load(&p->disk_full),
-		     (unsigned long long)atomic_load(&p->sync_errors), (unsigned long long)iw.with_error,
-		     (unsigned long long)atomic_load(&p->store_errors), (unsigned long long)ss.pos_records,
-		     (unsigned long long)ss.pos_flushes, (unsigned long long)ss.pos_syncs,
-		     (unsigned long long)ss.pos_compactions, (unsigned long long)atomic_load(&p->pos_errors));
+	n = snprintf(
+		line, sizeof(line),
+		"# Persistence\r\nloading:%d\r\nstorage_dir:%s\r\nstorage_default:%s\r\nfsync:%s\r\n"
+		"disk_topics:%llu\r\nrecovered_topics:%llu\r\nrecovered_messages:%llu\r\n"
+		"recovered_bytes:%llu\r\nrecovered_truncated_bytes:%llu\r\nrecovered_repaired_bytes:%llu\r\n"
+		"recovered_subscribers:%llu\r\nrecovery_time_ms:%llu\r\n"
+		"fsync_rounds:%llu\r\nfsync_calls:%llu\r\nfsync_time_ms:%llu\r\nlast_fsync_latency_us:%llu\r\n"
+		"background_flushes:%llu\r\noldest_unsynced_age_ms:%llu\r\n"
+		"disk_errors:%llu\r\ndisk_full_errors:%llu\r\nsync_errors:%llu\r\ntopics_with_disk_error:%llu\r\n"
+		"store_errors:%llu\r\nposition_records:%llu\r\nposition_flushes:%llu\r\nposition_syncs:%llu\r\n"
+		"position_compactions:%llu\r\nposition_errors:%llu\r\n\r\n",
+		loading, rmq_store_dir(p->st), srv->cfg.storage_disk ? "disk" : "memory",
+		fsync_name(srv->cfg.fsync), (unsigned long long)iw.disk_topics,
+		(unsigned long long)rp->rec_topics, (unsigned long long)rp->rec_msgs,
+		(unsigned long long)rp->rec_bytes, (unsigned long long)rp->rec_truncated,
+		(unsigned long long)rp->rec_repaired, (unsigned long long)rp->rec_subs,
+		(unsigned long long)rp->rec_ms, (unsigned long long)iw.syncs,
+		(unsigned long long)iw.fsyncs, (unsigned long long)(iw.sync_ns / 1000000),
+		(unsigned long long)atomic_load(&p->last_fsync_us),
+		(unsigned long long)atomic_load(&p->bg_rounds), (unsigned long long)iw.oldest_ms,
+		(unsigned long long)atomic_load(&p->disk_errors),
+		(unsigned long long)atomic_load(&p->disk_full),
+		(unsigned long long)atomic_load(&p->sync_errors), (unsigned long long)iw.with_error,
+		(unsigned long long)atomic_load(&p->store_errors),
+		(unsigned long long)ss.pos_records, (unsigned long long)ss.pos_flushes,
+		(unsigned long long)ss.pos_syncs, (unsigned long long)ss.pos_compactions,
+		(unsigned long long)atomic_load(&p->pos_errors));
 	rmq_buf_append(b, line, (size_t)(n < (int)sizeof(line) ? n : (int)sizeof(line) - 1));
 }
 
@@ -914,7 +945,8 @@ void rmq__persist_topic_info(struct server *srv, struct rmq_topic *t, struct rmq
 	int n;
 	uint64_t maxage_s = (t->log.maxage_ms + 999) / 1000;
 	if (!rmq_log_is_disk(&t->log)) {
-		n = snprintf(line, sizeof(line), " storage=memory maxage=%llu", (unsigned long long)maxage_s);
+		n = snprintf(line, sizeof(line), " storage=memory maxage=%llu",
+			     (unsigned long long)maxage_s);
 	} else {
 		bool sticky = false;
 		char e[8];
@@ -922,9 +954,11 @@ void rmq__persist_topic_info(struct server *srv, struct rmq_topic *t, struct rmq
 		n = snprintf(line, sizeof(line),
 			     " storage=disk maxage=%llu durable_seq=%llu unsynced_age_ms=%llu "
 			     "recovered_truncated_bytes=%llu disk_error=%d",
-			     (unsigned long long)maxage_s, (unsigned long long)rmq_log_durable_seq(&t->log),
+			     (unsigned long long)maxage_s,
+			     (unsigned long long)rmq_log_durable_seq(&t->log),
 			     (unsigned long long)rmq_log_unsynced_age_ms(&t->log, rmq_now_ms()),
-			     (unsigned long long)t->recovered_truncated_bytes, err && sticky ? 1 : 0);
+			     (unsigned long long)t->recovered_truncated_bytes,
+			     err && sticky ? 1 : 0);
 	}
 	if (n > 0)
 		rmq_buf_append(b, line, (size_t)n);

@@ -71,7 +71,8 @@ bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 	rmq_log_cursor_end(&t->log, &s->cursor);
 	if (c->n_live_subs == c->live_subs_cap) {
 		c->live_subs_cap = c->live_subs_cap ? c->live_subs_cap * 2 : 4;
-		c->live_subs = rmq_realloc(c->live_subs, (size_t)c->live_subs_cap * sizeof(*c->live_subs));
+		c->live_subs =
+			rmq_realloc(c->live_subs, (size_t)c->live_subs_cap * sizeof(*c->live_subs));
 	}
 	c->live_subs[c->n_live_subs++] = s;
 	atomic_fetch_add(&t->live_subs, 1);
@@ -124,7 +125,8 @@ void rmq__pubsub_topic_gone(struct rmq_watch *w)
 	 * pullers are answered first: releasing the last member may free w. */
 	rmq__blocked_watch_fired(w);
 	struct live_sub *s, *tmp;
-	cds_list_for_each_entry_safe(s, tmp, &w->members, watch_link) {
+	cds_list_for_each_entry_safe(s, tmp, &w->members, watch_link)
+	{
 		if (s->gone)
 			continue;
 		s->gone = true;
@@ -160,10 +162,11 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 		if (RMQ_UNLIKELY(b.lost)) {
 			atomic_fetch_add(&t->slow_disconnects, 1);
 			stat_add(&c->worker->stats.slow_disconnects, 1);
-			rmq_diagf(RMQ_DIAG_WARN,
-				 "client %llu: live subscriber of '%s' fell %llu messages behind the "
-				 "retained window; disconnecting",
-				 (unsigned long long)c->id, t->name, (unsigned long long)b.lost);
+			rmq_diagf(
+				RMQ_DIAG_WARN,
+				"client %llu: live subscriber of '%s' fell %llu messages behind the "
+				"retained window; disconnecting",
+				(unsigned long long)c->id, t->name, (unsigned long long)b.lost);
 			rmq__conn_close(c);
 			return false;
 		}

@@ -79,12 +79,12 @@ static ssize_t parse_inline(char *buf, size_t len, const struct rmq_resp_limits 
 	bool counting = true;
 	size_t n;
 	char *p;
-#define PUT(ch)                      \
-	do {                         \
-		char ch_ = (ch);     \
-		if (!counting)       \
-			*w = ch_;    \
-		w++;                 \
+#define PUT(ch)                   \
+	do {                      \
+		char ch_ = (ch);  \
+		if (!counting)    \
+			*w = ch_; \
+		w++;              \
 	} while (0)
 again:
 	n = 0;

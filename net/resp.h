@@ -22,9 +22,9 @@ struct rmq_arg {
 };
 
 struct rmq_resp_limits {
-	size_t max_bulk;    /* largest bulk string accepted */
-	size_t max_args;    /* largest array accepted */
-	size_t max_inline;  /* longest inline command line */
+	size_t max_bulk;   /* largest bulk string accepted */
+	size_t max_args;   /* largest array accepted */
+	size_t max_inline; /* longest inline command line */
 };
 
 #define RMQ_RESP_INCOMPLETE 0
@@ -50,14 +50,14 @@ size_t rmq_resp_parse_bulk_tail(const char *p, size_t len, const struct rmq_resp
 				struct rmq_arg *arg);
 
 /* Reply encoders: append to out. */
-void rmq_resp_simple(struct rmq_buf *out, const char *s);          /* +s */
-void rmq_resp_error(struct rmq_buf *out, const char *s);           /* -s (s has its own code) */
+void rmq_resp_simple(struct rmq_buf *out, const char *s); /* +s */
+void rmq_resp_error(struct rmq_buf *out, const char *s);  /* -s (s has its own code) */
 void rmq_resp_errorf(struct rmq_buf *out, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void rmq_resp_int(struct rmq_buf *out, int64_t v);                 /* :v */
-void rmq_resp_bulk(struct rmq_buf *out, const void *p, size_t n);  /* $n p */
+void rmq_resp_int(struct rmq_buf *out, int64_t v);                /* :v */
+void rmq_resp_bulk(struct rmq_buf *out, const void *p, size_t n); /* $n p */
 void rmq_resp_bulkstr(struct rmq_buf *out, const char *s);
-void rmq_resp_null(struct rmq_buf *out);                           /* $-1 */
-void rmq_resp_array(struct rmq_buf *out, size_t n);                /* *n */
+void rmq_resp_null(struct rmq_buf *out);            /* $-1 */
+void rmq_resp_array(struct rmq_buf *out, size_t n); /* *n */
 
 #endif

@@ -192,7 +192,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	}
 	rc = pthread_create(&srv->acceptor, NULL, rmq__acceptor_main, srv);
 	if (rc != 0) {
-		fprintf(stderr, "ringmq-server: cannot start the acceptor thread: %s\n", strerror(rc));
+		fprintf(stderr, "ringmq-server: cannot start the acceptor thread: %s\n",
+			strerror(rc));
 		stop_threads(srv, false, srv->nworkers);
 		server_free(srv);
 		return 1;
@@ -206,8 +207,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	 * the server is ready. A signal meanwhile stops it as usual. */
 	int sig = 0;
 	if (atomic_load(&srv->loading)) {
-		rmq_diagf(RMQ_DIAG_INFO, "listening on %s:%d, loading the data directory %s", srv->cfg.bind,
-			  srv->port, cfg->dir);
+		rmq_diagf(RMQ_DIAG_INFO, "listening on %s:%d, loading the data directory %s",
+			  srv->cfg.bind, srv->port, cfg->dir);
 		struct timespec tick = { 0, 10 * 1000 * 1000 };
 		while (atomic_load(&srv->loading) && sig <= 0) {
 			sig = sigtimedwait(&set, NULL, &tick);
@@ -219,21 +220,26 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		printf("Server started on %s:%d\n", host, srv->port);
 		fflush(stdout);
 	}
-	rmq_diagf(RMQ_DIAG_INFO, "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
-		 RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
+	rmq_diagf(RMQ_DIAG_INFO,
+		  "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
+		  RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
 	if (cfg->dir)
-		rmq_diagf(RMQ_DIAG_INFO, "data directory %s, storage %s by default, fsync %s%s", cfg->dir,
-			  cfg->storage_disk ? "disk" : "memory",
-			  cfg->fsync == RMQ_FSYNC_ALWAYS ? "always" : cfg->fsync == RMQ_FSYNC_NO ? "no" : "everysec",
+		rmq_diagf(RMQ_DIAG_INFO, "data directory %s, storage %s by default, fsync %s%s",
+			  cfg->dir, cfg->storage_disk ? "disk" : "memory",
+			  cfg->fsync == RMQ_FSYNC_ALWAYS ? "always"
+			  : cfg->fsync == RMQ_FSYNC_NO   ? "no"
+							 : "everysec",
 			  cfg->repair ? ", repair" : "");
 
 	if (sig <= 0)
 		sigwait(&set, &sig);
 	int exit_code = atomic_load(&srv->exit_code);
 	if (exit_code)
-		rmq_diagf(RMQ_DIAG_ERROR, "cannot recover the data directory %s: shutting down", cfg->dir);
+		rmq_diagf(RMQ_DIAG_ERROR, "cannot recover the data directory %s: shutting down",
+			  cfg->dir);
 	else
-		rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down",
+			  sig == SIGINT ? "SIGINT" : "SIGTERM");
 
 	stop_threads(srv, true, srv->nworkers);
 	server_free(srv);

@@ -32,26 +32,26 @@ enum rmq_fsync_policy {
 };
 
 struct rmq_server_config {
-	const char *bind;            /* address to listen on */
-	int port;                    /* 0: pick a free port */
-	unsigned threads;            /* workers = shards, 1..64 */
-	size_t max_payload;          /* largest bulk string / message */
-	unsigned max_clients;        /* connections served at once */
+	const char *bind;              /* address to listen on */
+	int port;                      /* 0: pick a free port */
+	unsigned threads;              /* workers = shards, 1..64 */
+	size_t max_payload;            /* largest bulk string / message */
+	unsigned max_clients;          /* connections served at once */
 	enum rmq_diag_level log_level; /* diagnostics shown (net/diag.h) */
-	uint64_t default_capacity;   /* CREATE without CAPACITY */
-	size_t max_args;             /* largest request array (arguments) */
-	size_t max_inline;           /* longest inline command line */
-	uint64_t frame_timeout_ms;   /* close a client that leaves a request
+	uint64_t default_capacity;     /* CREATE without CAPACITY */
+	size_t max_args;               /* largest request array (arguments) */
+	size_t max_inline;             /* longest inline command line */
+	uint64_t frame_timeout_ms;     /* close a client that leaves a request
 				      * half-sent this long; 0: never */
-	uint64_t subscriber_ttl_ms;  /* drop a durable subscriber detached
+	uint64_t subscriber_ttl_ms;    /* drop a durable subscriber detached
 				      * this long; 0: never */
 	/* Persistence (rmq_server_run only; in-process drivers keep
 	 * everything in memory). */
-	const char *dir;             /* data directory; NULL: none (memory only) */
-	bool storage_disk;           /* CREATE without STORAGE: disk */
+	const char *dir;   /* data directory; NULL: none (memory only) */
+	bool storage_disk; /* CREATE without STORAGE: disk */
 	enum rmq_fsync_policy fsync;
-	bool repair;                 /* truncate corrupt logs instead of refusing */
-	uint32_t segment_size;       /* disk segment roll size; 0: the default */
+	bool repair;           /* truncate corrupt logs instead of refusing */
+	uint32_t segment_size; /* disk segment roll size; 0: the default */
 };
 
 RMQ_API void rmq_server_config_defaults(struct rmq_server_config *cfg);

@@ -86,8 +86,8 @@ static void worker_flush(struct worker *w)
 	/* rmq__conn_write may queue the connection again (unpause); bound the
 	 * rounds so one client cannot starve the loop. A round that appended
 	 * under --fsync always stops the flushing until the next sync step. */
-	for (int round = 0; round < FLUSH_ROUNDS && !cds_list_empty(&w->flush) &&
-			    !rmq__persist_holding(w);
+	for (int round = 0;
+	     round < FLUSH_ROUNDS && !cds_list_empty(&w->flush) && !rmq__persist_holding(w);
 	     round++) {
 		struct cds_list_head todo;
 		CDS_INIT_LIST_HEAD(&todo);
@@ -158,10 +158,11 @@ static uint64_t srv_ttl_due(const struct worker *w)
 
 static void ttl_expired(const char *name, uint64_t idle_ms, int subs, void *ctx)
 {
-	rmq_diagf(RMQ_DIAG_INFO,
-		 "durable subscriber '%s' detached for %.1f s (subscriber-ttl): dropped with its %d "
-		 "subscription%s",
-		 name, (double)idle_ms / 1000.0, subs, subs == 1 ? "" : "s");
+	rmq_diagf(
+		RMQ_DIAG_INFO,
+		"durable subscriber '%s' detached for %.1f s (subscriber-ttl): dropped with its %d "
+		"subscription%s",
+		name, (double)idle_ms / 1000.0, subs, subs == 1 ? "" : "s");
 }
 
 static void worker_ttl_sweep(struct worker *w)
@@ -171,7 +172,9 @@ static void worker_ttl_sweep(struct worker *w)
 	if (srv_ttl_due(w) > now)
 		return;
 	uint64_t ttl = srv->cfg.subscriber_ttl_ms, period = ttl / 10;
-	period = period < TTL_SWEEP_MIN_MS ? TTL_SWEEP_MIN_MS : period > TTL_SWEEP_MAX_MS ? TTL_SWEEP_MAX_MS : period;
+	period = period < TTL_SWEEP_MIN_MS   ? TTL_SWEEP_MIN_MS
+		 : period > TTL_SWEEP_MAX_MS ? TTL_SWEEP_MAX_MS
+					     : period;
 	srv->next_ttl_sweep_ms = now + period;
 	uint64_t n = rmq_dsub_registry_expire(srv->dsubs, now, ttl, ttl_expired, NULL);
 	if (n)
@@ -192,7 +195,6 @@ static void worker_expire(struct worker *w)
 		rmq__conn_timed_out(c); /* removes it from the list */
 	}
 }
-
 
 /* Memory back to the system once a worker goes idle (see
  * rmq_platform_trim_idle). It runs once per idle period, so the publish
@@ -236,8 +238,7 @@ static void worker_reap(struct worker *w)
 	/* Free them all, then empty the list (clang's analyzer loses track of
 	 * a list head across cds_list_del() of a freed neighbour). */
 	struct conn *c, *tmp;
-	cds_list_for_each_entry_safe(c, tmp, &w->closed, link)
-		rmq__conn_free(c);
+	cds_list_for_each_entry_safe(c, tmp, &w->closed, link) rmq__conn_free(c);
 	CDS_INIT_LIST_HEAD(&w->closed);
 }
 
@@ -251,7 +252,8 @@ static bool worker_has_work(struct worker *w)
 static void worker_shutdown(struct worker *w)
 {
 	struct conn *c, *tmp;
-	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) {
+	cds_list_for_each_entry_safe(c, tmp, &w->conns, link)
+	{
 		if (c->blocked && !c->closing)
 			(void)rmq__blocked_try(c, true);
 		c->paused = false;
@@ -264,11 +266,11 @@ static void worker_shutdown(struct worker *w)
 		if (!cds_list_empty(&w->flush))
 			break;
 		bool any = false;
-		cds_list_for_each_entry(c, &w->conns, link)
-			if (rmq_buf_pending(&c->out)) {
-				any = true;
-				rmq__conn_want_flush(c);
-			}
+		cds_list_for_each_entry(c, &w->conns, link) if (rmq_buf_pending(&c->out))
+		{
+			any = true;
+			rmq__conn_want_flush(c);
+		}
 		if (!any)
 			break;
 		worker_offline(w);
@@ -276,8 +278,7 @@ static void worker_shutdown(struct worker *w)
 		urcu_qsbr_thread_online();
 	}
 	rmq__persist_sync_step(w); /* appends whose replies were not flushed */
-	cds_list_for_each_entry_safe(c, tmp, &w->conns, link)
-		rmq__conn_close(c);
+	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) rmq__conn_close(c);
 	worker_reap(w);
 	/* Anything queued for us now refers to watches we released. */
 	while (rmq_shard_next_dirty(w->srv->broker, w->id))

@@ -35,12 +35,14 @@ int main(int argc, char **argv)
 			char *end;
 			micro_secs = strtod(argv[++i], &end);
 			if (*end || !(micro_secs > 0)) {
-				fprintf(stderr, "%s: --secs needs a positive number of seconds, not '%s'\n",
+				fprintf(stderr,
+					"%s: --secs needs a positive number of seconds, not '%s'\n",
 					argv[0], argv[i]);
 				return 2;
 			}
 		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			printf("usage: %s [all|topic|log|resp|disk] [--quick] [--secs S]\n", argv[0]);
+			printf("usage: %s [all|topic|log|resp|disk] [--quick] [--secs S]\n",
+			       argv[0]);
 			return 0;
 		} else if (argv[i][0] != '-') {
 			which = argv[i];
@@ -50,9 +52,10 @@ int main(int argc, char **argv)
 		}
 	}
 	int all = !strcmp(which, "all");
-	if (!all && strcmp(which, "topic") != 0 && strcmp(which, "log") != 0 && strcmp(which, "resp") != 0 &&
-	    strcmp(which, "disk") != 0) {
-		fprintf(stderr, "%s: unknown benchmark '%s' (all, topic, log, resp, disk)\n", argv[0], which);
+	if (!all && strcmp(which, "topic") != 0 && strcmp(which, "log") != 0 &&
+	    strcmp(which, "resp") != 0 && strcmp(which, "disk") != 0) {
+		fprintf(stderr, "%s: unknown benchmark '%s' (all, topic, log, resp, disk)\n",
+			argv[0], which);
 		return 2;
 	}
 	if (all || !strcmp(which, "topic"))

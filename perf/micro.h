@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <time.h>
 
-extern double micro_secs;  /* time per measurement */
-extern int micro_quick;    /* smaller sizes (tests, smoke runs) */
+extern double micro_secs; /* time per measurement */
+extern int micro_quick;   /* smaller sizes (tests, smoke runs) */
 
 static inline uint64_t micro_now_ns(void)
 {

@@ -62,8 +62,8 @@ static void open_disk(struct rmq_log *log, const char *dir, uint64_t cap)
 
 /* Appends for micro_secs; a sync every `every` appends (0: never).
  * Returns appends; *syncs and *sync_ns count the sync calls. */
-static uint64_t run(struct rmq_log *log, size_t plen, unsigned every, uint64_t *ns,
-		    uint64_t *syncs, uint64_t *sync_ns)
+static uint64_t run(struct rmq_log *log, size_t plen, unsigned every, uint64_t *ns, uint64_t *syncs,
+		    uint64_t *sync_ns)
 {
 	static char payload[1024];
 	memset(payload, 'x', sizeof(payload));
@@ -144,8 +144,10 @@ static void bench_recover(size_t plen)
 	memset(payload, 'y', sizeof(payload));
 	char hdr[16];
 	int hl = snprintf(hdr, sizeof(hdr), "$%zu\r\n", plen);
-	struct iovec iov[4] = { { (void *)prefix, sizeof(prefix) - 1 }, { hdr, (size_t)hl },
-				{ payload, plen }, { "\r\n", 2 } };
+	struct iovec iov[4] = { { (void *)prefix, sizeof(prefix) - 1 },
+				{ hdr, (size_t)hl },
+				{ payload, plen },
+				{ "\r\n", 2 } };
 	uint32_t poff = (uint32_t)(sizeof(prefix) - 1 + (size_t)hl);
 	uint64_t n = 0;
 	while (atomic_load(&log.retained) < target) {
@@ -167,8 +169,8 @@ static void bench_recover(size_t plen)
 		struct rmq_log_disk_conf c = { .dir = dir, .topic_id = 1 };
 		uint64_t t0 = micro_now_ns();
 		if (rmq_log_open_disk(&log, &c, &rec) != 0 || rec.records != n) {
-			fprintf(stderr, "recover: %s (%" PRIu64 " of %" PRIu64 " records)\n", rec.error,
-				rec.records, n);
+			fprintf(stderr, "recover: %s (%" PRIu64 " of %" PRIu64 " records)\n",
+				rec.error, rec.records, n);
 			exit(1);
 		}
 		t[i] = micro_now_ns() - t0;
@@ -182,7 +184,8 @@ static void bench_recover(size_t plen)
 	micro_report(label, rec.records, m);
 	printf("  recovered %" PRIu64 " records, %" PRIu64 " bytes, %" PRIu64
 	       " segments in %.3f s (median of 3, warm cache): %.2f GB/s\n",
-	       rec.records, rec.bytes, rec.segments, (double)m / 1e9, (double)rec.bytes / (double)m);
+	       rec.records, rec.bytes, rec.segments, (double)m / 1e9,
+	       (double)rec.bytes / (double)m);
 	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 	free(dir);
 }

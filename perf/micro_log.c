@@ -71,7 +71,8 @@ static void bench_producers(int n)
 			ns = p[i].ns;
 	}
 	char label[64];
-	snprintf(label, sizeof(label), "log append, %d producer%s (all threads)", n, n > 1 ? "s" : "");
+	snprintf(label, sizeof(label), "log append, %d producer%s (all threads)", n,
+		 n > 1 ? "s" : "");
 	micro_report(label, ops, ns);
 	if (n > 1) {
 		snprintf(label, sizeof(label), "log append, %d producers (per thread)", n);

@@ -16,7 +16,9 @@ static void bench_frames(const char *name, const char *frame, size_t flen, size_
 	for (size_t i = 0; i < n; i++)
 		memcpy(buf + i * flen, frame, flen);
 	size_t len = n * flen;
-	struct rmq_resp_limits lim = { .max_bulk = 1 << 20, .max_args = 1 << 20, .max_inline = 64 << 10 };
+	struct rmq_resp_limits lim = { .max_bulk = 1 << 20,
+				       .max_args = 1 << 20,
+				       .max_inline = 64 << 10 };
 	struct rmq_arg *argv = malloc(argv_cap * sizeof(*argv));
 	uint64_t ops = 0, sink = 0;
 	uint64_t end = micro_now_ns() + (uint64_t)(micro_secs * 1e9);
@@ -26,7 +28,8 @@ static void bench_frames(const char *name, const char *frame, size_t flen, size_
 		while (off < len) {
 			size_t argc;
 			const char *err;
-			ssize_t r = rmq_resp_parse(buf + off, len - off, &lim, argv, argv_cap, &argc, &err);
+			ssize_t r = rmq_resp_parse(buf + off, len - off, &lim, argv, argv_cap,
+						   &argc, &err);
 			if (r <= 0)
 				abort();
 			sink += argc;
@@ -44,7 +47,8 @@ static void bench_frames(const char *name, const char *frame, size_t flen, size_
 
 void micro_resp(void)
 {
-	static const char pub[] = "*3\r\n$7\r\nPUBLISH\r\n$5\r\nbench\r\n$16\r\n0123456789abcdef\r\n";
+	static const char pub[] =
+		"*3\r\n$7\r\nPUBLISH\r\n$5\r\nbench\r\n$16\r\n0123456789abcdef\r\n";
 	bench_frames("resp parse PUBLISH, 16 B payload", pub, sizeof(pub) - 1, 8);
 
 	size_t cap = 0;

@@ -13,9 +13,7 @@
 #include "micro.h"
 #include "topic.h"
 
-static void no_wake(void *ctx, uint32_t shard)
-{
-}
+static void no_wake(void *ctx, uint32_t shard) {}
 
 struct name {
 	char s[24];
@@ -31,7 +29,8 @@ static void bench_size(size_t n)
 	uint64_t t0 = micro_now_ns();
 	for (size_t i = 0; i < n; i++) {
 		names[i].len = (size_t)snprintf(names[i].s, sizeof(names[i].s), "topic.%zu", i);
-		if (rmq_topic_create(b, names[i].s, names[i].len, 1 << 20, RMQ_ONFULL_DROP_OLDEST) != 0)
+		if (rmq_topic_create(b, names[i].s, names[i].len, 1 << 20,
+				     RMQ_ONFULL_DROP_OLDEST) != 0)
 			abort();
 		if ((i & 1023) == 0)
 			urcu_qsbr_quiescent_state();
@@ -54,8 +53,8 @@ static void bench_size(size_t n)
 	} while (micro_now_ns() < end);
 	t1 = micro_now_ns();
 	if (found != ops)
-		fprintf(stderr, "topic lookup: %llu of %llu lookups missed\n", (unsigned long long)(ops - found),
-			(unsigned long long)ops);
+		fprintf(stderr, "topic lookup: %llu of %llu lookups missed\n",
+			(unsigned long long)(ops - found), (unsigned long long)ops);
 	snprintf(label, sizeof(label), "topic lookup, random hit (%zu topics)", n);
 	micro_report(label, ops, t1 - t0);
 

@@ -56,8 +56,7 @@ struct ls_thread {
 	pthread_t tid;
 };
 
-static void ls_error(struct ls_ctx *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void ls_error(struct ls_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void ls_error(struct ls_ctx *c, const char *fmt, ...)
 {
@@ -132,15 +131,19 @@ static void *ls_producer(void *arg)
 			struct rmq_log_res r;
 			if (rmq_log_reserve_n(&c->log, total, k, &r) == 0) {
 				if ((int64_t)r.seq <= prev) {
-					ls_error(c, "producer %u: run at seq %" PRIu64 " after %" PRId64,
+					ls_error(c,
+						 "producer %u: run at seq %" PRIu64
+						 " after %" PRId64,
 						 th->id, r.seq, prev);
 					break;
 				}
 				uint32_t off = 0;
 				for (i = 0; i < k; i++) {
 					memcpy(r.p + off, LS_HDR, LS_HDR_LEN);
-					ls_make_payload(r.p + off + LS_HDR_LEN, th->id, ctr + i, lens[i]);
-					rmq_log_commit_at(&r, i, off, (uint32_t)(LS_HDR_LEN + lens[i]),
+					ls_make_payload(r.p + off + LS_HDR_LEN, th->id, ctr + i,
+							lens[i]);
+					rmq_log_commit_at(&r, i, off,
+							  (uint32_t)(LS_HDR_LEN + lens[i]),
 							  LS_HDR_LEN, (uint32_t)lens[i]);
 					off += (uint32_t)(LS_HDR_LEN + lens[i]);
 				}
@@ -157,12 +160,13 @@ static void *ls_producer(void *arg)
 		if (seq <= 0) {
 			char why[400] = "";
 			(void)rmq_log_disk_error(&c->log, why, sizeof(why), NULL);
-			ls_error(c, "producer %u: append %" PRIu64 " failed: %" PRId64 " %s", th->id, ctr,
-				 seq, why);
+			ls_error(c, "producer %u: append %" PRIu64 " failed: %" PRId64 " %s",
+				 th->id, ctr, seq, why);
 			break;
 		}
 		if (seq <= prev) {
-			ls_error(c, "producer %u: seq %" PRId64 " after %" PRId64, th->id, seq, prev);
+			ls_error(c, "producer %u: seq %" PRId64 " after %" PRId64, th->id, seq,
+				 prev);
 			break;
 		}
 		prev = seq;
@@ -205,12 +209,15 @@ static void *ls_reader(void *arg)
 			}
 		}
 		if (cur.seq != before + b.lost) {
-			ls_error(c, "reader %u: cursor moved %" PRIu64 " -> %" PRIu64 " with lost %" PRIu64,
+			ls_error(c,
+				 "reader %u: cursor moved %" PRIu64 " -> %" PRIu64
+				 " with lost %" PRIu64,
 				 th->id, before, cur.seq, b.lost);
 			break;
 		}
 		if (n == 0) {
-			if (atomic_load(&c->producers_done) && cur.seq >= atomic_load(&c->final_next))
+			if (atomic_load(&c->producers_done) &&
+			    cur.seq >= atomic_load(&c->final_next))
 				break;
 			urcu_qsbr_quiescent_state();
 			if (++idle % 16 == 0) {
@@ -222,8 +229,8 @@ static void *ls_reader(void *arg)
 		}
 		idle = 0;
 		if (b.seq != cur.seq) {
-			ls_error(c, "reader %u: batch at %" PRIu64 ", cursor at %" PRIu64, th->id, b.seq,
-				 cur.seq);
+			ls_error(c, "reader %u: batch at %" PRIu64 ", cursor at %" PRIu64, th->id,
+				 b.seq, cur.seq);
 			break;
 		}
 		size_t off = 0;
@@ -239,7 +246,9 @@ static void *ls_reader(void *arg)
 			uint64_t ctr;
 			if (rlen != LS_HDR_LEN + plen || pl != rec + LS_HDR_LEN ||
 			    memcmp(rec, LS_HDR, LS_HDR_LEN) != 0 || plen < LS_MIN_PAYLOAD) {
-				ls_error(c, "reader %u: seq %" PRIu64 ": bad record framing (rlen %u plen %u)",
+				ls_error(c,
+					 "reader %u: seq %" PRIu64
+					 ": bad record framing (rlen %u plen %u)",
 					 th->id, seq, rlen, plen);
 				bad = 1;
 				break;
@@ -249,14 +258,18 @@ static void *ls_reader(void *arg)
 			memcpy(&ctr, pl + 8, 8);
 			if (pid >= p->producers || l32 != plen || ctr >= p->count ||
 			    plen != ls_payload_len(p, pid, ctr)) {
-				ls_error(c, "reader %u: seq %" PRIu64 ": bad payload header pid %u len %u ctr %" PRIu64,
+				ls_error(c,
+					 "reader %u: seq %" PRIu64
+					 ": bad payload header pid %u len %u ctr %" PRIu64,
 					 th->id, seq, pid, l32, ctr);
 				bad = 1;
 				break;
 			}
 			for (size_t k = LS_MIN_PAYLOAD; k < plen; k++) {
 				if ((unsigned char)pl[k] != ls_fill_byte(pid, ctr, k)) {
-					ls_error(c, "reader %u: seq %" PRIu64 ": payload byte %zu corrupt",
+					ls_error(c,
+						 "reader %u: seq %" PRIu64
+						 ": payload byte %zu corrupt",
 						 th->id, seq, k);
 					bad = 1;
 					break;
@@ -264,10 +277,11 @@ static void *ls_reader(void *arg)
 			}
 			if (bad)
 				break;
-			if (ctr + 1 <= last[pid] ||
-			    (p->expect_no_loss && ctr != last[pid])) {
-				ls_error(c, "reader %u: seq %" PRIu64 ": producer %u counter %" PRIu64
-					 " after %" PRIu64, th->id, seq, pid, ctr, last[pid]);
+			if (ctr + 1 <= last[pid] || (p->expect_no_loss && ctr != last[pid])) {
+				ls_error(c,
+					 "reader %u: seq %" PRIu64 ": producer %u counter %" PRIu64
+					 " after %" PRIu64,
+					 th->id, seq, pid, ctr, last[pid]);
 				bad = 1;
 				break;
 			}
@@ -277,7 +291,8 @@ static void *ls_reader(void *arg)
 		if (bad)
 			break;
 		if (off != b.bytes) {
-			ls_error(c, "reader %u: batch at %" PRIu64 ": %zu bytes, records sum to %zu",
+			ls_error(c,
+				 "reader %u: batch at %" PRIu64 ": %zu bytes, records sum to %zu",
 				 th->id, b.seq, b.bytes, off);
 			break;
 		}
@@ -290,13 +305,15 @@ static void *ls_reader(void *arg)
 	uint64_t total = (uint64_t)p->producers * p->count;
 	if (atomic_load(&c->errors) == 0) {
 		if (rr->seen + rr->lost != total || cur.seq != total + 1)
-			ls_error(c, "reader %u: seen %" PRIu64 " + lost %" PRIu64 " != %" PRIu64
-				 " (cursor at %" PRIu64 ")", th->id, rr->seen, rr->lost, total, cur.seq);
+			ls_error(c,
+				 "reader %u: seen %" PRIu64 " + lost %" PRIu64 " != %" PRIu64
+				 " (cursor at %" PRIu64 ")",
+				 th->id, rr->seen, rr->lost, total, cur.seq);
 		if (p->expect_no_loss) {
 			for (unsigned i = 0; i < p->producers; i++)
 				if (last[i] != p->count)
-					ls_error(c, "reader %u: producer %u ended at %" PRIu64, th->id, i,
-						 last[i]);
+					ls_error(c, "reader %u: producer %u ended at %" PRIu64,
+						 th->id, i, last[i]);
 		}
 	}
 	urcu_qsbr_unregister_thread();
@@ -321,8 +338,10 @@ static void *ls_monitor(void *arg)
 		if (r > (1ULL << 62))
 			ls_error(c, "monitor: retained = %" PRIu64 " (underflow)", r);
 		if (first < prev_first || next < prev_next)
-			ls_error(c, "monitor: first/next went back: %" PRIu64 "/%" PRIu64
-				 " after %" PRIu64 "/%" PRIu64, first, next, prev_first, prev_next);
+			ls_error(c,
+				 "monitor: first/next went back: %" PRIu64 "/%" PRIu64
+				 " after %" PRIu64 "/%" PRIu64,
+				 first, next, prev_first, prev_next);
 		prev_first = first;
 		prev_next = next;
 		res->monitor_samples++;
@@ -332,7 +351,9 @@ static void *ls_monitor(void *arg)
 				ls_error(c, "monitor: sync failed");
 			uint64_t d1 = rmq_log_durable_seq(&c->log);
 			if (d1 < d0 || d1 >= rmq_log_next_seq(&c->log))
-				ls_error(c, "monitor: durable %" PRIu64 " after %" PRIu64 ", next %" PRIu64,
+				ls_error(c,
+					 "monitor: durable %" PRIu64 " after %" PRIu64
+					 ", next %" PRIu64,
 					 d1, d0, rmq_log_next_seq(&c->log));
 			res->syncs++;
 		}
@@ -362,17 +383,21 @@ uint64_t ls_run(const struct ls_params *p, struct ls_result *res)
 	pthread_mutex_init(&c->err_lock, NULL);
 	rmq_log_init(&c->log, p->capacity, p->onfull, NULL);
 	if (p->disk_dir) {
-		struct rmq_log_disk_conf dc = { .dir = p->disk_dir, .topic_id = 7,
-						.seg_max = 1u << 20, .durable_reads = true };
+		struct rmq_log_disk_conf dc = { .dir = p->disk_dir,
+						.topic_id = 7,
+						.seg_max = 1u << 20,
+						.durable_reads = true };
 		struct rmq_log_recovery rec;
 		if (rmq_log_open_disk(&c->log, &dc, &rec) != 0) {
-			snprintf(res->first_error, sizeof(res->first_error), "open_disk: %s", rec.error);
+			snprintf(res->first_error, sizeof(res->first_error), "open_disk: %s",
+				 rec.error);
 			rmq_log_fini(&c->log);
 			free(c);
 			return res->errors = 1;
 		}
 		if (!p->monitor) {
-			snprintf(res->first_error, sizeof(res->first_error), "a disk run needs the monitor");
+			snprintf(res->first_error, sizeof(res->first_error),
+				 "a disk run needs the monitor");
 			rmq_log_fini(&c->log);
 			free(c);
 			return res->errors = 1;
@@ -418,7 +443,8 @@ uint64_t ls_run(const struct ls_params *p, struct ls_result *res)
 	res->rejected = atomic_load(&c->log.rejected);
 	if (atomic_load(&c->errors) == 0) {
 		if (res->next_seq != res->total + 1)
-			ls_error(c, "next_seq %" PRIu64 ", want %" PRIu64, res->next_seq, res->total + 1);
+			ls_error(c, "next_seq %" PRIu64 ", want %" PRIu64, res->next_seq,
+				 res->total + 1);
 		else if (res->evicted != res->first_seq - 1)
 			ls_error(c, "evicted %" PRIu64 " but first_seq %" PRIu64, res->evicted,
 				 res->first_seq);
@@ -426,7 +452,8 @@ uint64_t ls_run(const struct ls_params *p, struct ls_result *res)
 			ls_error(c, "rejected %" PRIu64 " dropped %" PRIu64 " without a holder",
 				 res->rejected, res->dropped);
 		else if (p->expect_no_loss && res->evicted)
-			ls_error(c, "%" PRIu64 " evicted from a log big enough for all", res->evicted);
+			ls_error(c, "%" PRIu64 " evicted from a log big enough for all",
+				 res->evicted);
 	}
 	/* Once quiet, one trim brings the log back within its capacity, or
 	 * down to the tail segment (never trimmed, at most a quarter of the
@@ -438,8 +465,8 @@ uint64_t ls_run(const struct ls_params *p, struct ls_result *res)
 		tail_max = LS_HDR_LEN + p->max_payload + 32;
 	if (atomic_load(&c->errors) == 0 && res->retained_end > p->capacity &&
 	    res->retained_end > tail_max)
-		ls_error(c, "retained %" PRIu64 " after a trim, capacity %" PRIu64, res->retained_end,
-			 p->capacity);
+		ls_error(c, "retained %" PRIu64 " after a trim, capacity %" PRIu64,
+			 res->retained_end, p->capacity);
 	if (p->disk_dir && atomic_load(&c->errors) == 0) {
 		/* What is on disk is exactly what was retained: recover it and
 		 * read it all back (recovery checks every record's CRC). */
@@ -451,7 +478,9 @@ uint64_t ls_run(const struct ls_params *p, struct ls_result *res)
 		urcu_qsbr_barrier();
 		urcu_qsbr_thread_online();
 		rmq_log_init(&c->log, p->capacity, p->onfull, NULL);
-		struct rmq_log_disk_conf dc = { .dir = p->disk_dir, .topic_id = 7, .seg_max = 1u << 20 };
+		struct rmq_log_disk_conf dc = { .dir = p->disk_dir,
+						.topic_id = 7,
+						.seg_max = 1u << 20 };
 		struct rmq_log_recovery rec;
 		if (rmq_log_open_disk(&c->log, &dc, &rec) != 0) {
 			ls_error(c, "reopen: %s", rec.error);
@@ -459,10 +488,12 @@ uint64_t ls_run(const struct ls_params *p, struct ls_result *res)
 			   rmq_log_first_seq(&c->log) != first ||
 			   rmq_log_next_seq(&c->log) != res->total + 1 ||
 			   rec.records != res->total + 1 - first) {
-			ls_error(c, "reopen: %" PRIu64 " records %" PRIu64 "..%" PRIu64
-				 " (truncated %" PRIu64 "), want %" PRIu64 "..%" PRIu64, rec.records,
-				 rmq_log_first_seq(&c->log), rmq_log_next_seq(&c->log) - 1,
-				 rec.truncated_records, first, res->total);
+			ls_error(c,
+				 "reopen: %" PRIu64 " records %" PRIu64 "..%" PRIu64
+				 " (truncated %" PRIu64 "), want %" PRIu64 "..%" PRIu64,
+				 rec.records, rmq_log_first_seq(&c->log),
+				 rmq_log_next_seq(&c->log) - 1, rec.truncated_records, first,
+				 res->total);
 		} else {
 			struct rmq_cursor cur;
 			struct rmq_batch b;
@@ -477,7 +508,8 @@ uint64_t ls_run(const struct ls_params *p, struct ls_result *res)
 					memcpy(&pid, pl, 4);
 					memcpy(&l32, pl + 4, 4);
 					if (pid >= p->producers || l32 != plen)
-						ls_error(c, "reopen: seq %" PRIu64 " bad payload", b.seq + i);
+						ls_error(c, "reopen: seq %" PRIu64 " bad payload",
+							 b.seq + i);
 				}
 				n += b.n;
 				rmq_log_consume(&cur, &b, b.n);
@@ -499,8 +531,7 @@ uint64_t ls_run(const struct ls_params *p, struct ls_result *res)
 	return res->errors;
 }
 
-void ls_print(FILE *f, const char *name, const struct ls_params *p,
-	      const struct ls_result *res)
+void ls_print(FILE *f, const char *name, const struct ls_params *p, const struct ls_result *res)
 {
 	uint64_t seen = 0, lost = 0;
 	char disk[48] = "";

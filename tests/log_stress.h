@@ -22,13 +22,13 @@
 
 struct ls_params {
 	unsigned producers, readers;
-	uint64_t count;        /* messages per producer */
-	uint64_t capacity;     /* log capacity in bytes */
+	uint64_t count;    /* messages per producer */
+	uint64_t capacity; /* log capacity in bytes */
 	enum rmq_onfull onfull;
-	unsigned max_payload;  /* payload sizes LS_MIN_PAYLOAD..max_payload */
-	int expect_no_loss;    /* the log is big enough to keep everything */
-	int monitor;           /* run the sampling / trimming thread */
-	const char *disk_dir;  /* a disk log in this (empty) directory: the
+	unsigned max_payload; /* payload sizes LS_MIN_PAYLOAD..max_payload */
+	int expect_no_loss;   /* the log is big enough to keep everything */
+	int monitor;          /* run the sampling / trimming thread */
+	const char *disk_dir; /* a disk log in this (empty) directory: the
 				* monitor also syncs (group commit), readers
 				* see only synced records, and at the end the
 				* log is reopened and every record rechecked */
@@ -52,7 +52,6 @@ struct ls_result {
 uint64_t ls_run(const struct ls_params *p, struct ls_result *res);
 
 /* One summary line of a run (name: OK|FAIL and the figures) on f. */
-void ls_print(FILE *f, const char *name, const struct ls_params *p,
-	      const struct ls_result *res);
+void ls_print(FILE *f, const char *name, const struct ls_params *p, const struct ls_result *res);
 
 #endif

@@ -33,11 +33,13 @@ int main(int argc, char **argv)
 	uint64_t prod, rd, count, cap, maxp = 200;
 	enum rmq_onfull onfull = RMQ_ONFULL_DROP_OLDEST;
 	int disk = argc > 7 && strcmp(argv[7], "disk") == 0;
-	if (argc < 5 || argc > 8 || (argc > 7 && !disk) || arg_u64(argv[1], 0, &prod) || arg_u64(argv[2], 0, &rd) ||
-	    arg_u64(argv[3], 1, &count) || arg_u64(argv[4], 1, &cap) || prod == 0 ||
-	    prod > LS_MAX_THREADS || rd > LS_MAX_THREADS || cap == 0 ||
-	    (argc > 6 && (arg_u64(argv[6], 1, &maxp) || maxp < LS_MIN_PAYLOAD || maxp > (1u << 24)))) {
-		fprintf(stderr, "usage: %s PRODUCERS READERS COUNT CAPACITY [drop|reject [MAX_PAYLOAD [disk]]]\n",
+	if (argc < 5 || argc > 8 || (argc > 7 && !disk) || arg_u64(argv[1], 0, &prod) ||
+	    arg_u64(argv[2], 0, &rd) || arg_u64(argv[3], 1, &count) || arg_u64(argv[4], 1, &cap) ||
+	    prod == 0 || prod > LS_MAX_THREADS || rd > LS_MAX_THREADS || cap == 0 ||
+	    (argc > 6 &&
+	     (arg_u64(argv[6], 1, &maxp) || maxp < LS_MIN_PAYLOAD || maxp > (1u << 24)))) {
+		fprintf(stderr,
+			"usage: %s PRODUCERS READERS COUNT CAPACITY [drop|reject [MAX_PAYLOAD [disk]]]\n",
 			argv[0]);
 		return 2;
 	}

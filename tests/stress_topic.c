@@ -17,9 +17,7 @@
 #include "topic.h"
 #include "topic_churn.h"
 
-static void wake_noop(void *ctx, uint32_t shard)
-{
-}
+static void wake_noop(void *ctx, uint32_t shard) {}
 
 int main(int argc, char **argv)
 {

@@ -17,7 +17,9 @@ static void assert_zero(const unsigned char *p, size_t n)
 
 Test(arena, sizes_alignment_zeroing)
 {
-	static const size_t sizes[] = { 0, 1, 63, 64, 65, 300, 384, 1000, 4095, 4096, 4097, 100000 };
+	static const size_t sizes[] = {
+		0, 1, 63, 64, 65, 300, 384, 1000, 4095, 4096, 4097, 100000
+	};
 	void *p[sizeof(sizes) / sizeof(sizes[0])];
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		p[i] = rmq_arena_alloc(sizes[i]);
@@ -30,7 +32,7 @@ Test(arena, sizes_alignment_zeroing)
 		for (size_t j = 0; j < sizeof(sizes) / sizeof(sizes[0]); j++)
 			if (i != j && sizes[i] && sizes[j])
 				cr_assert(((char *)p[i] + sizes[i] <= (char *)p[j]) ||
-					  ((char *)p[j] + sizes[j] <= (char *)p[i]),
+						  ((char *)p[j] + sizes[j] <= (char *)p[i]),
 					  "objects %zu and %zu overlap", i, j);
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		rmq_arena_free(p[i], sizes[i]);

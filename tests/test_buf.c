@@ -35,8 +35,8 @@ static void append_stream(struct rmq_buf *b, size_t from, size_t n)
 static void expect_stream(const struct rmq_buf *b, size_t from)
 {
 	for (size_t i = 0; i < rmq_buf_pending(b); i++)
-		cr_assert_eq(b->data[b->off + i], byte_at(from + i), "pending byte %zu (stream %zu)", i,
-			     from + i);
+		cr_assert_eq(b->data[b->off + i], byte_at(from + i),
+			     "pending byte %zu (stream %zu)", i, from + i);
 }
 
 Test(buf, empty)
@@ -262,7 +262,8 @@ Test(buf, stream_through)
 		if (out > rmq_buf_pending(&b))
 			out = rmq_buf_pending(&b);
 		for (size_t i = 0; i < out; i++)
-			cr_assert_eq(b.data[b.off + i], byte_at(read + i), "stream byte %zu", read + i);
+			cr_assert_eq(b.data[b.off + i], byte_at(read + i), "stream byte %zu",
+				     read + i);
 		rmq_buf_consume(&b, out);
 		read += out;
 		cr_assert_eq(rmq_buf_pending(&b), written - read);

@@ -63,7 +63,8 @@ static void settle(void)
 	for (int quiet = 0, round = 0; quiet < 3; round++) {
 		cr_assert_lt(round, 1000, "the worker is still busy after %d polls", round);
 		rmq__worker_poll(w);
-		uint64_t now = atomic_load(&w->stats.bytes_read) + atomic_load(&w->stats.bytes_written) +
+		uint64_t now = atomic_load(&w->stats.bytes_read) +
+			       atomic_load(&w->stats.bytes_written) +
 			       atomic_load(&w->stats.commands) + atomic_load(&w->stats.conns);
 		quiet = now == last ? quiet + 1 : 0;
 		last = now;
@@ -128,7 +129,8 @@ static char *received(int fd, bool *eof)
 		if (r == 0)
 			*eof = true;
 		else
-			cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "recv: %s", strerror(errno));
+			cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "recv: %s",
+				  strerror(errno));
 		break;
 	}
 	buf[n] = '\0';
@@ -208,7 +210,8 @@ Test(cmd, create_publish_and_errors)
 Test(cmd, unknown_command)
 {
 	int c = client();
-	expect(c, resp("FROB", NULL), "-ERR unknown command 'FROB', with args beginning with: \r\n");
+	expect(c, resp("FROB", NULL),
+	       "-ERR unknown command 'FROB', with args beginning with: \r\n");
 	expect(c, resp("FROB", "x", NULL),
 	       "-ERR unknown command 'FROB', with args beginning with: ...\r\n");
 	/* the connection still works */
@@ -294,8 +297,10 @@ Test(cmd, durable_pull)
 	expect(sub, resp("PULL", "jobs", NULL),
 	       "-ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name\r\n");
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "w1", NULL), "+OK\r\n");
-	expect(sub, resp("PULL", "jobs", NULL), "-ERR not subscribed to 'jobs': SUBSCRIBE it first\r\n");
-	expect(sub, resp("SUBSCRIBE", "jobs", NULL), "*3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n");
+	expect(sub, resp("PULL", "jobs", NULL),
+	       "-ERR not subscribed to 'jobs': SUBSCRIBE it first\r\n");
+	expect(sub, resp("SUBSCRIBE", "jobs", NULL),
+	       "*3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n");
 	expect(pub, resp("MPUBLISH", "jobs", "a", "bb", "ccc", NULL), ":3\r\n");
 	expect(sub, resp("PULL", "jobs", "COUNT", "2", NULL),
 	       "*2\r\n*2\r\n:1\r\n$1\r\na\r\n*2\r\n:2\r\n$2\r\nbb\r\n");

@@ -71,9 +71,10 @@ Test(parse, overflow_is_an_error)
 Test(parse, junk_is_an_error)
 {
 	static const char *const junk[] = {
-		"", "-1", "+1", " 1", "1 ", "\t1", "1\n", "0x10", "1.5", "1e3", "1,000", "1_000",
-		"abc", "1a", "a1", "K", "M", "G", "KB", "B", "b", "1KK", "1BK", "1BB", "1KBB",
-		"1T", "1P", "1KiB", "1Ki", "-0", "1-", "--1", "\xff", "1\x7f",
+		"",     "-1",    "+1",    " 1",  "1 ",  "\t1",  "1\n",   "0x10", "1.5",
+		"1e3",  "1,000", "1_000", "abc", "1a",  "a1",   "K",     "M",    "G",
+		"KB",   "B",     "b",     "1KK", "1BK", "1BB",  "1KBB",  "1T",   "1P",
+		"1KiB", "1Ki",   "-0",    "1-",  "--1", "\xff", "1\x7f",
 	};
 	for (size_t u = 0; u < 3; u++)
 		for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
@@ -128,7 +129,10 @@ Test(parse, exactly_n_bytes)
 	cr_assert_eq(v, 12);
 	v = SENTINEL;
 	cr_assert_eq(rmq_parse_uint("123", 0, RMQ_UNIT_NONE, &v), -1);
-	cr_assert_eq(rmq_parse_uint("12\0" "3", 4, RMQ_UNIT_NONE, &v), -1); /* a NUL inside */
+	cr_assert_eq(rmq_parse_uint("12\0"
+				    "3",
+				    4, RMQ_UNIT_NONE, &v),
+		     -1); /* a NUL inside */
 	cr_assert_eq(rmq_parse_uint("1K\0", 3, RMQ_UNIT_BYTES, &v), -1);
 	cr_assert_eq(v, SENTINEL);
 }
@@ -152,7 +156,8 @@ Test(proto, name_rule)
 		for (size_t at = 0; at < 17; at++) {
 			memset(name, 'x', 17);
 			name[at] = (char)c;
-			cr_assert_eq(rmq_name_valid(name, 17), !refused, "byte 0x%02x at %zu", c, at);
+			cr_assert_eq(rmq_name_valid(name, 17), !refused, "byte 0x%02x at %zu", c,
+				     at);
 		}
 	}
 }
@@ -166,7 +171,8 @@ Test(proto, onfull_words)
 	cr_assert_eq(p, RMQ_ONFULL_DROP_OLDEST);
 	cr_assert(rmq_onfull_parse("Reject", 6, &p));
 	cr_assert_eq(p, RMQ_ONFULL_REJECT);
-	static const char *const no[] = { "", "rejec", "rejects", "drop", "drop_oldest", "default", " reject" };
+	static const char *const no[] = { "",        "rejec",  "rejects", "drop", "drop_oldest",
+					  "default", " reject" };
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
 		p = RMQ_ONFULL_DEFAULT;
 		cr_assert_not(rmq_onfull_parse(no[i], strlen(no[i]), &p), "'%s' accepted", no[i]);
@@ -224,19 +230,20 @@ Test(procstat, parse_cpu_junk)
 	static const char *const junk[] = {
 		"",
 		"garbage",
-		"1 (x",                                       /* no ')' */
-		"1 (x) R 1 1 1 0 -1 0 0 0 0 0",               /* ends before utime */
-		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3",             /* ends before stime */
-		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3 ",            /* stime empty */
-		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 -3 4",          /* negative */
-		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3x 4",          /* junk in utime */
-		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3 4.5",         /* junk in stime */
+		"1 (x",                                                /* no ')' */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0",                        /* ends before utime */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3",                      /* ends before stime */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3 ",                     /* stime empty */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 -3 4",                   /* negative */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3x 4",                   /* junk in utime */
+		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 3 4.5",                  /* junk in stime */
 		"1 (x) R 1 1 1 0 -1 0 0 0 0 0 18446744073709551616 4", /* overflow */
-		"1 (x)R 1 1 1 0 -1 0 0 0 0 0 3 4",            /* no blank after ')' */
+		"1 (x)R 1 1 1 0 -1 0 0 0 0 0 3 4",                     /* no blank after ')' */
 	};
 	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
 		uint64_t ut = SENTINEL, st = SENTINEL;
-		cr_assert_eq(rmq_procstat_parse_cpu(junk[i], &ut, &st), -1, "accepted '%s'", junk[i]);
+		cr_assert_eq(rmq_procstat_parse_cpu(junk[i], &ut, &st), -1, "accepted '%s'",
+			     junk[i]);
 		cr_assert(ut == SENTINEL && st == SENTINEL, "'%s': written on failure", junk[i]);
 	}
 }
@@ -248,15 +255,16 @@ Test(procstat, parse_status_field)
 	cr_assert_eq(rmq_procstatus_parse_field(status, "VmRSS"), 12345);
 	cr_assert_eq(rmq_procstatus_parse_field(status, "VmPeak"), 200000);
 	cr_assert_eq(rmq_procstatus_parse_field(status, "Threads"), 9);
-	cr_assert_eq(rmq_procstatus_parse_field(status, "VmSwap"), -1);  /* missing */
-	cr_assert_eq(rmq_procstatus_parse_field(status, "Name"), -1);    /* no number */
-	cr_assert_eq(rmq_procstatus_parse_field(status, "VmRS"), -1);    /* a prefix only */
+	cr_assert_eq(rmq_procstatus_parse_field(status, "VmSwap"), -1); /* missing */
+	cr_assert_eq(rmq_procstatus_parse_field(status, "Name"), -1);   /* no number */
+	cr_assert_eq(rmq_procstatus_parse_field(status, "VmRS"), -1);   /* a prefix only */
 	cr_assert_eq(rmq_procstatus_parse_field("", "VmRSS"), -1);
 	cr_assert_eq(rmq_procstatus_parse_field("VmRSS:", "VmRSS"), -1);
 	cr_assert_eq(rmq_procstatus_parse_field("VmRSS:\t-5 kB\n", "VmRSS"), -1);
 	cr_assert_eq(rmq_procstatus_parse_field("VmRSS:\t99999999999999999999 kB\n", "VmRSS"), -1);
 	cr_assert_eq(rmq_procstatus_parse_field("VmRSS:\t9223372036854775808 kB\n", "VmRSS"), -1);
-	cr_assert_eq(rmq_procstatus_parse_field("VmRSS: 7", "VmRSS"), 7); /* last line, no newline */
+	cr_assert_eq(rmq_procstatus_parse_field("VmRSS: 7", "VmRSS"),
+		     7); /* last line, no newline */
 }
 
 static double process_cpu_seconds(void)
@@ -331,9 +339,18 @@ Test(resp_num, values)
 Test(resp_num, malformed)
 {
 	static const char *const bad_lines[] = {
-		"\r\n", "-\r\n", "--1\r\n", "+1\r\n", " 1\r\n", "1 \r\n", "1x\r\n",
-		"1\rx", "1\n", "1\r\r", "0x1\r\n",
-		"1000000000000000000\r\n",  /* 19 digits */
+		"\r\n",
+		"-\r\n",
+		"--1\r\n",
+		"+1\r\n",
+		" 1\r\n",
+		"1 \r\n",
+		"1x\r\n",
+		"1\rx",
+		"1\n",
+		"1\r\r",
+		"0x1\r\n",
+		"1000000000000000000\r\n", /* 19 digits */
 		"-1000000000000000000\r\n",
 		"1234567890123456789", /* 19 digits, no CR yet: already too long */
 	};

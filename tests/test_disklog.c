@@ -83,13 +83,15 @@ Test(crc, hardware_and_table_agree)
 	}
 	for (size_t len = 0; len < 300; len++)
 		for (size_t al = 0; al < 9; al++)
-			cr_assert_eq(rmq_crc32c(len, buf + al, len), rmq_crc32c_sw(len, buf + al, len),
-				     "len %zu align %zu", len, al);
+			cr_assert_eq(rmq_crc32c(len, buf + al, len),
+				     rmq_crc32c_sw(len, buf + al, len), "len %zu align %zu", len,
+				     al);
 	cr_assert_eq(rmq_crc32c(0, buf, 4096), rmq_crc32c_sw(0, buf, 4096));
 	/* The two-part form used for slots. */
 	for (size_t len = 0; len < 100; len++)
 		cr_assert_eq(rmq_crc32c_16(buf + 1, buf + 40, len),
-			     rmq_crc32c_sw(rmq_crc32c_sw(0, buf + 1, 16), buf + 40, len), "len %zu", len);
+			     rmq_crc32c_sw(rmq_crc32c_sw(0, buf + 1, 16), buf + 40, len), "len %zu",
+			     len);
 	/* Chaining equals one pass. */
 	uint32_t c = rmq_crc32c(0, buf, 1000);
 	cr_assert_eq(rmq_crc32c(c, buf + 1000, 3000), rmq_crc32c(0, buf, 4000));
@@ -161,7 +163,8 @@ static void check_range(struct rmq_log *log, uint64_t first, uint64_t last, size
 			uint32_t pl;
 			rmq_batch_payload(&b, i, &p, &pl);
 			size_t want = plen_of(seq, maxlen);
-			cr_assert_eq(pl, want, "seq %" PRIu64 ": %u bytes, want %zu", seq, pl, want);
+			cr_assert_eq(pl, want, "seq %" PRIu64 ": %u bytes, want %zu", seq, pl,
+				     want);
 			fill(seq, exp, want);
 			cr_assert(memcmp(p, exp, want) == 0, "seq %" PRIu64 " payload", seq);
 			cr_assert(memcmp(b.data + off, HDR, HDR_LEN) == 0);
@@ -675,7 +678,8 @@ Test(disk, deleted_segment_file_is_refused_or_cut)
 	int n = seg_bases(dir, bases, 256);
 	cr_assert_geq(n, 6);
 	char p[1024];
-	const uint64_t gone = bases[n / 2], before_gone = bases[n / 2 - 1], after = bases[n / 2 + 1];
+	const uint64_t gone = bases[n / 2], before_gone = bases[n / 2 - 1],
+		       after = bases[n / 2 + 1];
 	seg_path(dir, gone, p, sizeof(p));
 	cr_assert_eq(unlink(p), 0);
 	struct rmq_log log;
@@ -803,12 +807,14 @@ static void find_last(const char *d, struct lastrec *lr)
 	for (uint32_t i = 0;; i++) {
 		struct rmq_slot sl;
 		cr_assert_eq(du_pread(lr->path, st.st_size - (off_t)(i + 1) * RMQ_SLOT_DISK, &sl,
-				      sizeof(sl)), 0);
+				      sizeof(sl)),
+			     0);
 		if (sl.len == 0) {
 			cr_assert_gt(i, 0);
 			lr->idx = i - 1;
-			cr_assert_eq(du_pread(lr->path, st.st_size - (off_t)i * RMQ_SLOT_DISK, &lr->sl,
-					      sizeof(lr->sl)), 0);
+			cr_assert_eq(du_pread(lr->path, st.st_size - (off_t)i * RMQ_SLOT_DISK,
+					      &lr->sl, sizeof(lr->sl)),
+				     0);
 			return;
 		}
 	}
@@ -874,12 +880,14 @@ Test(disk, torn_tail_at_every_byte_of_the_last_record, .timeout = 120.0)
 			}
 			cr_assert_eq(du_pwrite(wp, RMQ_SEGF_HDR + lr.sl.off, buf, lr.sl.len), 0);
 			cr_assert_eq(du_pwrite(wp, slot_at, &sl, sizeof(sl)), 0);
-			int rc = open_log(&log, (struct opts){ .seg_max = o.seg_max, .dir = work }, &rec);
+			int rc = open_log(&log, (struct opts){ .seg_max = o.seg_max, .dir = work },
+					  &rec);
 			cr_assert_eq(rc, 0, "mode %d byte %u: %s", mode, k, rec.error);
 			cr_assert_eq(rec.records, N - 1, "mode %d byte %u: %" PRIu64, mode, k,
 				     rec.records);
 			if (mode == 0) {
-				cr_assert_eq(rec.truncated_records, 0, "byte %u: %s", k, report_buf);
+				cr_assert_eq(rec.truncated_records, 0, "byte %u: %s", k,
+					     report_buf);
 			} else {
 				cr_assert_eq(rec.truncated_records, 1, "mode %d byte %u", mode, k);
 				cr_assert_eq(rec.truncated_bytes, lr.sl.len);
@@ -891,7 +899,8 @@ Test(disk, torn_tail_at_every_byte_of_the_last_record, .timeout = 120.0)
 				check_range(&log, 1, N - 1, 60);
 				put_range(&log, N, N + 5, 60);
 				rmq_log_fini(&log);
-				open_ok(&log, (struct opts){ .seg_max = o.seg_max, .dir = work }, &rec);
+				open_ok(&log, (struct opts){ .seg_max = o.seg_max, .dir = work },
+					&rec);
 				check_range(&log, 1, N + 5, 60);
 				cr_assert_eq(rec.truncated_records, 0);
 			}
@@ -987,7 +996,8 @@ Test(disk, empty_last_segment_file_is_cut)
 
 Test(disk, retention_by_size_deletes_whole_files)
 {
-	struct opts o = { .capacity = 256u << 10, .seg_max = 32u << 10,
+	struct opts o = { .capacity = 256u << 10,
+			  .seg_max = 32u << 10,
 			  .onfull = RMQ_ONFULL_DROP_OLDEST };
 	struct rmq_log log;
 	struct rmq_log_recovery rec;

@@ -29,8 +29,8 @@ TestSuite(dsub, .init = rcu_setup, .fini = rcu_teardown, .timeout = 60.0);
  * checks the messages come in order from first_seq on (payload number ==
  * sequence number in these tests), skipping what pull reports lost (which
  * is added to *lost, or must be 0 if lost is NULL). Returns how many. */
-static uint64_t pull_check(struct rmq_dsub *d, uint64_t token, const char *name,
-			   uint64_t first_seq, uint64_t *lost)
+static uint64_t pull_check(struct rmq_dsub *d, uint64_t token, const char *name, uint64_t first_seq,
+			   uint64_t *lost)
 {
 	struct rmq_pull p;
 	uint64_t got = 0, seq = first_seq;
@@ -50,8 +50,8 @@ static uint64_t pull_check(struct rmq_dsub *d, uint64_t token, const char *name,
 		uint32_t sum = 0;
 		for (int j = 0; j < p.nb; j++) {
 			const struct rmq_batch *bt = &p.b[j];
-			cr_assert_eq(bt->seq, seq, "batch %d at %" PRIu64 ", want %" PRIu64, j, bt->seq,
-				     seq);
+			cr_assert_eq(bt->seq, seq, "batch %d at %" PRIu64 ", want %" PRIu64, j,
+				     bt->seq, seq);
 			size_t off = 0;
 			for (uint32_t i = 0; i < bt->n; i++) {
 				check_message(p.topic, bt, i, bt->data + off, seq + i);
@@ -67,7 +67,8 @@ static uint64_t pull_check(struct rmq_dsub *d, uint64_t token, const char *name,
 	return got;
 }
 
-static void lag_cb(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t l, void *ctx)
+static void lag_cb(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t l,
+		   void *ctx)
 {
 	cr_assert_str_eq(d->name, "worker");
 	cr_assert(d->attached);
@@ -415,7 +416,8 @@ Test(dsub, many_subscribers)
 	struct rmq_topic *t[8];
 	for (int i = 0; i < 8; i++) {
 		snprintf(name, sizeof(name), "t%d", i);
-		t[i] = must_create(b, name, 1 << 20, i % 2 ? RMQ_ONFULL_REJECT : RMQ_ONFULL_DROP_OLDEST);
+		t[i] = must_create(b, name, 1 << 20,
+				   i % 2 ? RMQ_ONFULL_REJECT : RMQ_ONFULL_DROP_OLDEST);
 	}
 	for (int i = 0; i < 4000; i++) {
 		int n = snprintf(name, sizeof(name), "sub.%d", i);
@@ -442,7 +444,6 @@ Test(dsub, many_subscribers)
 	rmq_dsub_registry_free(r);
 	rmq_broker_free(b);
 }
-
 
 /* A PULL with a byte bound (issue 12 item 3: a PULL reply must fit a
  * bounded output buffer): each pull returns records totalling at most the
@@ -471,7 +472,8 @@ Test(dsub, pull_bounded_by_bytes)
 			break;
 		size_t bytes = 0;
 		for (int k = 0; k < p.nb; k++) {
-			cr_assert_eq(p.b[k].seq, next, "batch starts at %" PRIu64 ", want %" PRIu64, p.b[k].seq, next);
+			cr_assert_eq(p.b[k].seq, next, "batch starts at %" PRIu64 ", want %" PRIu64,
+				     p.b[k].seq, next);
 			for (uint32_t i = 0; i < p.b[k].n; i++) {
 				const char *pp;
 				uint32_t len;
@@ -485,7 +487,8 @@ Test(dsub, pull_bounded_by_bytes)
 		if (bound == 0)
 			cr_assert_eq(n, 1, "a bound of 0 still returns one record");
 		else
-			cr_assert_leq(bytes, bound, "pull of %d records: %zu bytes over %zu", n, bytes, bound);
+			cr_assert_leq(bytes, bound, "pull of %d records: %zu bytes over %zu", n,
+				      bytes, bound);
 		cr_assert_eq(p.lost, 0);
 		pulls++;
 		urcu_qsbr_quiescent_state();
@@ -573,4 +576,3 @@ Test(dsub, one_subscriber_many_topics)
 	rmq_dsub_registry_free(r);
 	rmq_broker_free(b);
 }
-

@@ -51,7 +51,8 @@ Test(hash, siphash13_depends_on_every_byte_and_the_length)
 		cr_assert_neq(base, rmq_siphash13(REF_K0, REF_K1, m, n - 1), "length %zu", n);
 		for (size_t i = 0; i < n; i++) {
 			m[i] ^= 0x40;
-			cr_assert_neq(rmq_siphash13(REF_K0, REF_K1, m, n), base, "byte %zu of %zu", i, n);
+			cr_assert_neq(rmq_siphash13(REF_K0, REF_K1, m, n), base, "byte %zu of %zu",
+				      i, n);
 			m[i] ^= 0x40;
 		}
 	}
@@ -64,7 +65,8 @@ Test(hash, same_name_hashes_differently_under_two_keys)
 		size_t n = strlen(names[i]);
 		uint64_t a = rmq_siphash13(1, 2, names[i], n), b = rmq_siphash13(3, 2, names[i], n);
 		uint64_t c = rmq_siphash13(1, 4, names[i], n);
-		cr_assert(a != b && a != c && b != c, "'%s' hashes alike under different keys", names[i]);
+		cr_assert(a != b && a != c && b != c, "'%s' hashes alike under different keys",
+			  names[i]);
 	}
 }
 
@@ -146,10 +148,10 @@ static void craft(const char *victim, char (*names)[NAME_LEN])
 	size_t vn = strlen(victim);
 	uint64_t vw = 0;
 	memcpy(&vw, victim, vn);
-	uint64_t pre = (FNV_C ^ vn ^ vw) * FNV_P;   /* victim, before fmix64 */
+	uint64_t pre = (FNV_C ^ vn ^ vw) * FNV_P; /* victim, before fmix64 */
 	uint64_t pinv = inv_odd(FNV_P);
-	uint64_t x = pre * pinv;                    /* state after our 2nd word */
-	uint64_t want = unxorshift29(x) * pinv;     /* = state after 1st ^ w2 */
+	uint64_t x = pre * pinv;                /* state after our 2nd word */
+	uint64_t want = unxorshift29(x) * pinv; /* = state after 1st ^ w2 */
 	uint64_t seed = 0x2545f4914f6cdd1dULL;
 	size_t made = 0;
 	while (made < NCRAFT) {
@@ -205,13 +207,11 @@ Test(hash, crafted_old_collisions_spread_under_siphash, .timeout = 60)
 	cr_assert_eq(same_full, 0);
 	cr_assert_leq(with_victim, 4, "%u crafted names in the victim's bucket", with_victim);
 	cr_assert_lt(max_load, 16, "fullest bucket holds %u of the crafted names", max_load);
-	cr_log_info("victim bucket: %u of %d crafted names; fullest of 2^%d buckets: %u", with_victim,
-		    NCRAFT, BITS, max_load);
+	cr_log_info("victim bucket: %u of %d crafted names; fullest of 2^%d buckets: %u",
+		    with_victim, NCRAFT, BITS, max_load);
 }
 
-static void no_wake(void *ctx, uint32_t shard)
-{
-}
+static void no_wake(void *ctx, uint32_t shard) {}
 
 /* The same names in a real topic table: all created, all found, and the
  * victim too (the table works with them; which bucket they take is the
@@ -224,7 +224,9 @@ Test(hash, crafted_names_in_the_topic_table, .timeout = 60)
 	struct rmq_broker *b = rmq_broker_new(2, no_wake, NULL);
 	cr_assert_eq(rmq_topic_create(b, "orders", 6, 1 << 16, RMQ_ONFULL_DROP_OLDEST), 0);
 	for (size_t i = 0; i < NCRAFT; i++) {
-		cr_assert_eq(rmq_topic_create(b, names[i], NAME_LEN, 1 << 16, RMQ_ONFULL_DROP_OLDEST), 0);
+		cr_assert_eq(
+			rmq_topic_create(b, names[i], NAME_LEN, 1 << 16, RMQ_ONFULL_DROP_OLDEST),
+			0);
 		if (i % 1024 == 0)
 			urcu_qsbr_quiescent_state();
 	}

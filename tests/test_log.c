@@ -95,15 +95,16 @@ static void check_batch(const struct rmq_batch *b, size_t (*lenfn)(uint64_t))
 		uint32_t rlen = rmq_batch_reclen(b, i);
 		cr_assert_eq(plen, len, "seq %" PRIu64 ": payload length %u, want %zu", seq, plen,
 			     len);
-		cr_assert_eq(rlen, HDR_LEN + len + TRL_LEN, "seq %" PRIu64 ": record length %u", seq,
-			     rlen);
+		cr_assert_eq(rlen, HDR_LEN + len + TRL_LEN, "seq %" PRIu64 ": record length %u",
+			     seq, rlen);
 		const char *rec = b->data + off;
-		cr_assert(p == rec + HDR_LEN, "seq %" PRIu64 ": payload not inside its record", seq);
+		cr_assert(p == rec + HDR_LEN, "seq %" PRIu64 ": payload not inside its record",
+			  seq);
 		cr_assert(memcmp(rec, HDR, HDR_LEN) == 0, "seq %" PRIu64 ": header", seq);
 		fill_payload(seq, want, len);
 		cr_assert(memcmp(p, want, len) == 0, "seq %" PRIu64 ": payload bytes differ", seq);
-		cr_assert(memcmp(rec + HDR_LEN + len, TRL, TRL_LEN) == 0, "seq %" PRIu64 ": trailer",
-			  seq);
+		cr_assert(memcmp(rec + HDR_LEN + len, TRL, TRL_LEN) == 0,
+			  "seq %" PRIu64 ": trailer", seq);
 		off += rlen;
 	}
 	cr_assert_eq(off, b->bytes, "batch bytes %zu, records sum to %zu", b->bytes, off);
@@ -311,8 +312,9 @@ Test(log, min_record_slots_are_zeroed)
 			cr_assert_eq(rmq_log_reserve(&log, min, &r), 0);
 			cr_assert_eq(r.seq, seq);
 			cr_assert_eq(rmq_log_peek(&log, &cur, &b, 1, SIZE_MAX), 0,
-				     "min %u: record %" PRIu64 " (slot %u) readable before its commit", min,
-				     seq, r.idx);
+				     "min %u: record %" PRIu64
+				     " (slot %u) readable before its commit",
+				     min, seq, r.idx);
 			memset(r.p, 'a' + (int)(seq % 26), min);
 			rmq_log_commit(&r, 0, min);
 			cr_assert_eq(rmq_log_peek(&log, &cur, &b, 1, SIZE_MAX), 1);
@@ -337,7 +339,8 @@ Test(log, reserve_n_then_commit_at)
 	rmq_log_cursor_seek(&log, &cur, 1);
 	struct rmq_batch b;
 	struct rmq_log_res r;
-	cr_assert_eq(rmq_log_reserve_n(&log, 30, 3, &r), -EAGAIN, "no segment yet: nothing to fill");
+	cr_assert_eq(rmq_log_reserve_n(&log, 30, 3, &r), -EAGAIN,
+		     "no segment yet: nothing to fill");
 	cr_assert_eq(put(&log, 1, len_small(1)), 1);
 	cr_assert_eq(rmq_log_reserve_n(&log, 11, 3, &r), -EMSGSIZE, "under 3 x the minimum");
 	cr_assert_eq(rmq_log_reserve_n(&log, 10, 0, &r), -EMSGSIZE);
@@ -351,7 +354,8 @@ Test(log, reserve_n_then_commit_at)
 	rmq_log_consume(&cur, &b, 1);
 	rmq_log_commit_at(&r, 2, 14, 16, 0, 16);
 	rmq_log_commit_at(&r, 1, 4, 10, 2, 8);
-	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 0, "record 2 uncommitted but readable");
+	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 0,
+		     "record 2 uncommitted but readable");
 	rmq_log_commit_at(&r, 0, 0, 4, 0, 4);
 	cr_assert_eq(rmq_log_peek(&log, &cur, &b, 100, SIZE_MAX), 3);
 	cr_assert_eq(b.seq, 2);
@@ -512,7 +516,7 @@ Test(log, iovec_gather_and_payload_window)
 	struct rmq_log log;
 	rmq_log_init(&log, 1 << 20, RMQ_ONFULL_REJECT, NULL);
 	struct iovec iov[5] = {
-		{ (void *)"ab", 2 }, { (void *)"", 0 }, { (void *)"c\0d", 3 },
+		{ (void *)"ab", 2 },   { (void *)"", 0 },  { (void *)"c\0d", 3 },
 		{ (void *)"\r\n", 2 }, { (void *)"e", 1 },
 	};
 	cr_assert_eq(rmq_log_append(&log, iov, 5, 2, 3), 1);
@@ -704,8 +708,8 @@ Test(log, slow_cursor_loses_then_follows)
 	}
 	cr_assert_eq(fast_got, 30000);
 	cr_assert_gt(slow_lost, 0);
-	cr_assert_eq(slow_got + slow_lost, 30000, "slow reader: %" PRIu64 " read + %" PRIu64
-		     " lost", slow_got, slow_lost);
+	cr_assert_eq(slow_got + slow_lost, 30000,
+		     "slow reader: %" PRIu64 " read + %" PRIu64 " lost", slow_got, slow_lost);
 	cr_assert_eq(slow.seq, 30001);
 	rmq_log_fini(&log);
 }
@@ -832,8 +836,9 @@ Test(log, drop_oldest_with_hold_counts_dropped)
 		uint64_t dropped = atomic_load(&log.dropped);
 		/* Dropped = evicted messages at or above the hold. */
 		uint64_t want = first > H ? first - H : 0;
-		cr_assert_eq(dropped, want, "dropped %" PRIu64 " want %" PRIu64 " (first %" PRIu64 ")",
-			     dropped, want, first);
+		cr_assert_eq(dropped, want,
+			     "dropped %" PRIu64 " want %" PRIu64 " (first %" PRIu64 ")", dropped,
+			     want, first);
 	}
 	cr_assert_gt(atomic_load(&log.dropped), 0);
 	cr_assert_eq(atomic_load(&log.rejected), 0);
@@ -936,8 +941,13 @@ static void run_mt(struct ls_params *p)
 Test(log, mpmc_no_loss)
 {
 	struct ls_params p = {
-		.producers = 4, .readers = 3, .count = 200000, .capacity = 512ULL << 20,
-		.onfull = RMQ_ONFULL_DROP_OLDEST, .max_payload = 48, .expect_no_loss = 1,
+		.producers = 4,
+		.readers = 3,
+		.count = 200000,
+		.capacity = 512ULL << 20,
+		.onfull = RMQ_ONFULL_DROP_OLDEST,
+		.max_payload = 48,
+		.expect_no_loss = 1,
 	};
 	run_mt(&p);
 }
@@ -947,8 +957,13 @@ Test(log, mpmc_no_loss)
 Test(log, mpmc_no_loss_varied_sizes)
 {
 	struct ls_params p = {
-		.producers = 3, .readers = 2, .count = 20000, .capacity = 512ULL << 20,
-		.onfull = RMQ_ONFULL_REJECT, .max_payload = 3000, .expect_no_loss = 1,
+		.producers = 3,
+		.readers = 2,
+		.count = 20000,
+		.capacity = 512ULL << 20,
+		.onfull = RMQ_ONFULL_REJECT,
+		.max_payload = 3000,
+		.expect_no_loss = 1,
 		.monitor = 1,
 	};
 	run_mt(&p);
@@ -960,8 +975,13 @@ Test(log, mpmc_no_loss_varied_sizes)
 Test(log, mpmc_trim_stress)
 {
 	struct ls_params p = {
-		.producers = 4, .readers = 3, .count = 100000, .capacity = 64 << 10,
-		.onfull = RMQ_ONFULL_DROP_OLDEST, .max_payload = 200, .monitor = 1,
+		.producers = 4,
+		.readers = 3,
+		.count = 100000,
+		.capacity = 64 << 10,
+		.onfull = RMQ_ONFULL_DROP_OLDEST,
+		.max_payload = 200,
+		.monitor = 1,
 	};
 	run_mt(&p);
 }
@@ -970,8 +990,13 @@ Test(log, mpmc_trim_stress)
 Test(log, mpmc_trim_big_records)
 {
 	struct ls_params p = {
-		.producers = 4, .readers = 2, .count = 4000, .capacity = 64 << 10,
-		.onfull = RMQ_ONFULL_DROP_OLDEST, .max_payload = 24000, .monitor = 1,
+		.producers = 4,
+		.readers = 2,
+		.count = 4000,
+		.capacity = 64 << 10,
+		.onfull = RMQ_ONFULL_DROP_OLDEST,
+		.max_payload = 24000,
+		.monitor = 1,
 	};
 	run_mt(&p);
 }
@@ -1008,15 +1033,19 @@ Test(log, small_capacities_are_honoured)
 		uint64_t got = 0, max_retained = 0;
 		const uint64_t total = 3000;
 		for (uint64_t s = 1; s <= total; s++) {
-			cr_assert_eq(put(&log, s, len_for_small_cap(s)), (int64_t)s, "cap %" PRIu64, cap);
+			cr_assert_eq(put(&log, s, len_for_small_cap(s)), (int64_t)s, "cap %" PRIu64,
+				     cap);
 			uint64_t r = atomic_load(&log.retained);
 			if (r > max_retained)
 				max_retained = r;
-			cr_assert_leq(r, cap, "capacity %" PRIu64 ": retained %" PRIu64 " after seq %" PRIu64,
+			cr_assert_leq(r, cap,
+				      "capacity %" PRIu64 ": retained %" PRIu64
+				      " after seq %" PRIu64,
 				      cap, r, s);
 			got += drain(&log, &cur, len_for_small_cap, NULL, 100, SIZE_MAX);
 		}
-		cr_assert_eq(got, total, "capacity %" PRIu64 ": a reader keeping up sees every record", cap);
+		cr_assert_eq(got, total,
+			     "capacity %" PRIu64 ": a reader keeping up sees every record", cap);
 		cr_assert_gt(atomic_load(&log.evicted), 0);
 		cr_log_info("capacity %" PRIu64 ": max retained %" PRIu64, cap, max_retained);
 		rmq_log_fini(&log);

@@ -67,12 +67,17 @@ struct frame {
 	size_t arglen[4];
 };
 
-#define F(w, n, ...) { w, sizeof(w) - 1, n, __VA_ARGS__ }
+#define F(w, n, ...)                             \
+	{                                        \
+		w, sizeof(w) - 1, n, __VA_ARGS__ \
+	}
 
 static const struct frame good[] = {
 	F("*1\r\n$4\r\nPING\r\n", 1, { "PING" }, { 4 }),
-	F("*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$5\r\nhello\r\n", 3, { "PUBLISH", "t", "hello" }, { 7, 1, 5 }),
-	F("*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$6\r\na\0b\r\nc\r\n", 3, { "PUBLISH", "t", "a\0b\r\nc" }, { 7, 1, 6 }),
+	F("*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$5\r\nhello\r\n", 3, { "PUBLISH", "t", "hello" },
+	  { 7, 1, 5 }),
+	F("*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$6\r\na\0b\r\nc\r\n", 3,
+	  { "PUBLISH", "t", "a\0b\r\nc" }, { 7, 1, 6 }),
 	F("*2\r\n$4\r\nECHO\r\n$0\r\n\r\n", 2, { "ECHO", "" }, { 4, 0 }),
 	F("PING\r\n", 1, { "PING" }, { 4 }),
 	F("PING\n", 1, { "PING" }, { 4 }),
@@ -94,7 +99,8 @@ Test(resp, whole_frames)
 		cr_assert_eq(argc, good[f].argc, "frame %zu", f);
 		for (size_t i = 0; i < argc; i++) {
 			cr_assert_eq(argv[i].len, good[f].arglen[i], "frame %zu arg %zu", f, i);
-			cr_assert(memcmp(argv[i].p, good[f].args[i], argv[i].len) == 0, "frame %zu arg %zu", f, i);
+			cr_assert(memcmp(argv[i].p, good[f].args[i], argv[i].len) == 0,
+				  "frame %zu arg %zu", f, i);
 		}
 	}
 }
@@ -109,8 +115,8 @@ Test(resp, every_prefix_is_incomplete)
 			size_t argc;
 			const char *err = NULL;
 			ssize_t r = parse(good[f].wire, k, argv, 8, &argc, &err);
-			cr_assert_eq(r, RMQ_RESP_INCOMPLETE, "frame %zu prefix %zu: got %zd (%s)", f, k, r,
-				     err ? err : "");
+			cr_assert_eq(r, RMQ_RESP_INCOMPLETE, "frame %zu prefix %zu: got %zd (%s)",
+				     f, k, r, err ? err : "");
 		}
 	}
 }
@@ -140,7 +146,8 @@ Test(resp, split_at_every_byte_of_a_stream)
 				struct rmq_arg argv[8];
 				size_t argc;
 				const char *err = NULL;
-				ssize_t r = rmq_resp_parse(buf + off, have - off, &lim, argv, 8, &argc, &err);
+				ssize_t r = rmq_resp_parse(buf + off, have - off, &lim, argv, 8,
+							   &argc, &err);
 				cr_assert(r != RMQ_RESP_ERROR, "cut %zu: error %s", cut, err);
 				if (r == RMQ_RESP_INCOMPLETE)
 					break;
@@ -246,7 +253,10 @@ struct badframe {
 	const char *why;
 };
 
-#define B(w, why) { w, sizeof(w) - 1, why }
+#define B(w, why)                     \
+	{                             \
+		w, sizeof(w) - 1, why \
+	}
 
 static const struct badframe bad[] = {
 	B("*abc\r\n", "multibulk"),
@@ -277,7 +287,8 @@ Test(resp, malformed_frames_are_errors)
 		cr_assert_eq(r, RMQ_RESP_ERROR, "bad frame %zu ('%s'): got %zd", f, bad[f].why, r);
 		cr_assert_not_null(err);
 		cr_assert(strncmp(err, "ERR Protocol error", 18) == 0, "frame %zu: %s", f, err);
-		cr_assert(strstr(err, bad[f].why) != NULL, "frame %zu: '%s' lacks '%s'", f, err, bad[f].why);
+		cr_assert(strstr(err, bad[f].why) != NULL, "frame %zu: '%s' lacks '%s'", f, err,
+			  bad[f].why);
 	}
 }
 
@@ -314,8 +325,9 @@ Test(resp, encoders)
 	rmq_resp_null(&b);
 	rmq_resp_array(&b, 2);
 	rmq_resp_errorf(&b, "NOTOPIC no such topic '%s'", "x");
-	const char want[] = "+OK\r\n-ERR bad  thing\r\n:-42\r\n:1234567890123\r\n$3\r\na\0b\r\n$-1\r\n*2\r\n"
-			    "-NOTOPIC no such topic 'x'\r\n";
+	const char want[] =
+		"+OK\r\n-ERR bad  thing\r\n:-42\r\n:1234567890123\r\n$3\r\na\0b\r\n$-1\r\n*2\r\n"
+		"-NOTOPIC no such topic 'x'\r\n";
 	cr_assert_eq(b.len, sizeof(want) - 1);
 	cr_assert(memcmp(b.data, want, b.len) == 0);
 	rmq_buf_free(&b);

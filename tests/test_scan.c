@@ -46,24 +46,51 @@ Test(glob, cases)
 		const char *p, *s;
 		bool want;
 	} c[] = {
-		{ "", "", true },        { "", "a", false },          { "*", "", true },
-		{ "*", "anything", true }, { "a", "a", true },          { "a", "b", false },
-		{ "a", "aa", false },    { "?", "x", true },           { "?", "", false },
-		{ "??", "x", false },    { "t.*", "t.1", true },       { "t.*", "t", false },
-		{ "*.eu", "orders.eu", true }, { "*.eu", "orders.us", false },
-		{ "a*b*c", "aXXbYYc", true }, { "a*b*c", "aXXbYY", false }, { "a*b", "ab", true },
-		{ "a*b", "abab", true }, { "a*b", "abac", false },      { "*a*", "bab", true },
-		{ "[abc]", "b", true },  { "[abc]", "d", false },       { "[a-c]x", "bx", true },
-		{ "[c-a]x", "bx", true }, { "[^a-c]", "d", true },      { "[^a-c]", "b", false },
-		{ "[!a]", "b", true },   { "[]a]", "]", true },         { "[a-]", "-", true },
-		{ "[\\]]", "]", true },  { "\\*", "*", true },          { "\\*", "a", false },
-		{ "\\?", "?", true },    { "a\\", "a\\", true },        { "[ab", "[ab", true },
-		{ "[ab", "a", false },   { "x[0-9]*", "x7abc", true },  { "x[0-9]*", "xa", false },
-		{ "**a**", "bab", true }, { "*?", "", false },          { "*?", "z", true },
+		{ "", "", true },
+		{ "", "a", false },
+		{ "*", "", true },
+		{ "*", "anything", true },
+		{ "a", "a", true },
+		{ "a", "b", false },
+		{ "a", "aa", false },
+		{ "?", "x", true },
+		{ "?", "", false },
+		{ "??", "x", false },
+		{ "t.*", "t.1", true },
+		{ "t.*", "t", false },
+		{ "*.eu", "orders.eu", true },
+		{ "*.eu", "orders.us", false },
+		{ "a*b*c", "aXXbYYc", true },
+		{ "a*b*c", "aXXbYY", false },
+		{ "a*b", "ab", true },
+		{ "a*b", "abab", true },
+		{ "a*b", "abac", false },
+		{ "*a*", "bab", true },
+		{ "[abc]", "b", true },
+		{ "[abc]", "d", false },
+		{ "[a-c]x", "bx", true },
+		{ "[c-a]x", "bx", true },
+		{ "[^a-c]", "d", true },
+		{ "[^a-c]", "b", false },
+		{ "[!a]", "b", true },
+		{ "[]a]", "]", true },
+		{ "[a-]", "-", true },
+		{ "[\\]]", "]", true },
+		{ "\\*", "*", true },
+		{ "\\*", "a", false },
+		{ "\\?", "?", true },
+		{ "a\\", "a\\", true },
+		{ "[ab", "[ab", true },
+		{ "[ab", "a", false },
+		{ "x[0-9]*", "x7abc", true },
+		{ "x[0-9]*", "xa", false },
+		{ "**a**", "bab", true },
+		{ "*?", "", false },
+		{ "*?", "z", true },
 	};
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
-		cr_expect_eq(gm(c[i].p, c[i].s), c[i].want, "'%s' against '%s': want %d", c[i].p, c[i].s,
-			     c[i].want);
+		cr_expect_eq(gm(c[i].p, c[i].s), c[i].want, "'%s' against '%s': want %d", c[i].p,
+			     c[i].s, c[i].want);
 }
 
 Test(glob, binary_safe)
@@ -86,19 +113,18 @@ Test(glob, no_exponential_backtracking, .timeout = 5.0)
 	uint64_t t0 = rmq_now_ns();
 	for (int i = 0; i < 10; i++)
 		cr_assert(!rmq_glob_match(p, strlen(p), s, sizeof(s) - 1));
-	cr_log_info("10 x worst case over 20,000 bytes: %.1f ms", (double)(rmq_now_ns() - t0) / 1e6);
+	cr_log_info("10 x worst case over 20,000 bytes: %.1f ms",
+		    (double)(rmq_now_ns() - t0) / 1e6);
 }
 
 /* --- scan --- */
 
-static void no_wake(void *ctx, uint32_t shard)
-{
-}
+static void no_wake(void *ctx, uint32_t shard) {}
 
 #define MAXT 20000
 
 struct seen {
-	uint32_t count[MAXT];     /* per "keep.N" */
+	uint32_t count[MAXT]; /* per "keep.N" */
 	uint64_t reported, other;
 	const char *prefix;
 };
@@ -136,7 +162,8 @@ static void create_n(struct rmq_broker *b, const char *prefix, int from, int to)
 	char name[64];
 	for (int i = from; i < to; i++) {
 		int n = snprintf(name, sizeof(name), "%s%d", prefix, i);
-		cr_assert_eq(rmq_topic_create(b, name, (size_t)n, 4096, RMQ_ONFULL_DROP_OLDEST), 0, "%s", name);
+		cr_assert_eq(rmq_topic_create(b, name, (size_t)n, 4096, RMQ_ONFULL_DROP_OLDEST), 0,
+			     "%s", name);
 		if (i % 256 == 0)
 			urcu_qsbr_quiescent_state();
 	}
@@ -164,13 +191,15 @@ Test(scan, every_topic_exactly_once_at_any_count)
 		sn.prefix = "keep.";
 		unsigned calls = scan_all(b, counts[c], NULL, &sn);
 		for (int i = 0; i < n; i++)
-			cr_assert_eq(sn.count[i], 1, "COUNT %u: keep.%d reported %u times", counts[c], i,
-				     sn.count[i]);
+			cr_assert_eq(sn.count[i], 1, "COUNT %u: keep.%d reported %u times",
+				     counts[c], i, sn.count[i]);
 		cr_assert_eq(sn.reported, (uint64_t)n);
 		uint32_t per = counts[c] ? counts[c] : 1;
 		/* about n / count calls: the bound that makes each call short */
-		cr_assert_geq(calls, (unsigned)(n + per - 1) / per, "COUNT %u: %u calls", counts[c], calls);
-		cr_assert_leq(calls, (unsigned)(n / per) + 2, "COUNT %u: %u calls", counts[c], calls);
+		cr_assert_geq(calls, (unsigned)(n + per - 1) / per, "COUNT %u: %u calls", counts[c],
+			      calls);
+		cr_assert_leq(calls, (unsigned)(n / per) + 2, "COUNT %u: %u calls", counts[c],
+			      calls);
 	}
 	rmq_broker_free(b);
 }
@@ -260,7 +289,8 @@ static void *churn_main(void *arg)
 		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
 		for (int i = 0; i < wave && !atomic_load(&ch->stop); i++) {
 			int n = snprintf(name, sizeof(name), "churn.%d.%d", round, i);
-			if (rmq_topic_create(ch->b, name, (size_t)n, 4096, RMQ_ONFULL_DROP_OLDEST) == 0)
+			if (rmq_topic_create(ch->b, name, (size_t)n, 4096,
+					     RMQ_ONFULL_DROP_OLDEST) == 0)
 				atomic_fetch_add(&ch->creates, 1);
 			if (i % 64 == 0)
 				urcu_qsbr_quiescent_state();
@@ -295,8 +325,8 @@ Test(scan, concurrent_churn_and_resizes)
 		sn.prefix = "keep.";
 		scan_all(b, 1 + passes % 50, NULL, &sn);
 		for (int i = 0; i < n; i++)
-			cr_assert_eq(sn.count[i], 1, "pass %u: keep.%d reported %u times", passes, i,
-				     sn.count[i]);
+			cr_assert_eq(sn.count[i], 1, "pass %u: keep.%d reported %u times", passes,
+				     i, sn.count[i]);
 		others += sn.other;
 		passes++;
 	}
@@ -307,9 +337,10 @@ Test(scan, concurrent_churn_and_resizes)
 	cr_assert_gt(atomic_load(&ch.creates), 1000, "the churn did not run");
 	cr_assert_gt(others, 0, "no scan ever met a churned topic");
 	cr_log_info("%u full scans during %" PRIu64 " creates and %" PRIu64 " deletes; %" PRIu64
-		    " churned topics seen", passes, atomic_load(&ch.creates), atomic_load(&ch.deletes),
-		    others);
-	cr_assert_eq(rmq_broker_topic_count(b), (uint64_t)n + atomic_load(&ch.creates) - atomic_load(&ch.deletes));
+		    " churned topics seen",
+		    passes, atomic_load(&ch.creates), atomic_load(&ch.deletes), others);
+	cr_assert_eq(rmq_broker_topic_count(b),
+		     (uint64_t)n + atomic_load(&ch.creates) - atomic_load(&ch.deletes));
 	rmq_broker_free(b);
 }
 
@@ -336,7 +367,8 @@ static void check_totals(struct rmq_broker *b, const char *when)
 	rmq_broker_foreach(b, sum_cb, &s);
 	struct rmq_broker_totals tot;
 	rmq_broker_totals(b, &tot);
-	cr_assert_eq(tot.topics, s.topics, "%s: topics %" PRIu64 " vs %" PRIu64, when, tot.topics, s.topics);
+	cr_assert_eq(tot.topics, s.topics, "%s: topics %" PRIu64 " vs %" PRIu64, when, tot.topics,
+		     s.topics);
 	cr_assert_eq(tot.messages_retained, s.depth, "%s: messages %" PRIu64 " vs %" PRIu64, when,
 		     tot.messages_retained, s.depth);
 	cr_assert_eq(tot.bytes_retained, s.retained, "%s: bytes %" PRIu64 " vs %" PRIu64, when,
@@ -359,8 +391,10 @@ Test(totals, follow_publish_evict_reject_delete)
 	memset(pl, 'p', sizeof(pl));
 	for (int i = 0; i < 50; i++) {
 		int n = snprintf(name, sizeof(name), "t%d", i);
-		cr_assert_eq(rmq_topic_create(b, name, (size_t)n, i % 2 ? 8192 : 1 << 20,
-					      i % 5 == 0 ? RMQ_ONFULL_REJECT : RMQ_ONFULL_DROP_OLDEST), 0);
+		cr_assert_eq(
+			rmq_topic_create(b, name, (size_t)n, i % 2 ? 8192 : 1 << 20,
+					 i % 5 == 0 ? RMQ_ONFULL_REJECT : RMQ_ONFULL_DROP_OLDEST),
+			0);
 	}
 	check_totals(b, "created");
 	for (int k = 0; k < 200; k++)

@@ -143,8 +143,11 @@ static const struct rmq_topic_def *find_def(struct seen *s, const char *name, si
 static struct rmq_topic_def mkdef(const char *name, size_t len, uint64_t cap, enum rmq_onfull of,
 				  enum rmq_storage sto, uint64_t maxage)
 {
-	struct rmq_topic_def d = { .name_len = (uint32_t)len, .capacity = cap, .onfull = of,
-				   .storage = sto, .maxage_ms = maxage };
+	struct rmq_topic_def d = { .name_len = (uint32_t)len,
+				   .capacity = cap,
+				   .onfull = of,
+				   .storage = sto,
+				   .maxage_ms = maxage };
 	memcpy(d.name, name, len);
 	return d;
 }
@@ -157,7 +160,8 @@ Test(store, topic_definitions_round_trip)
 		lng[i] = (char)(0x21 + i % 94);
 	struct rmq_topic_def defs[4] = {
 		mkdef("plain", 5, 1 << 20, RMQ_ONFULL_REJECT, RMQ_STORAGE_DISK, 0),
-		mkdef("a/b/../c", 8, 64ull << 30, RMQ_ONFULL_DROP_OLDEST, RMQ_STORAGE_MEMORY, 3600000),
+		mkdef("a/b/../c", 8, 64ull << 30, RMQ_ONFULL_DROP_OLDEST, RMQ_STORAGE_MEMORY,
+		      3600000),
 		mkdef(lng, 255, 12345, RMQ_ONFULL_DROP_OLDEST, RMQ_STORAGE_DISK, 1),
 		mkdef("\xc3\xa9t\xc3\xa9", 6, 7, RMQ_ONFULL_REJECT, RMQ_STORAGE_DISK, 0),
 	};
@@ -261,8 +265,9 @@ static void on_sub_bad(const char *path, const char *why, void *ctx)
 
 static struct rmq_sub_topic mksub(const char *topic, uint64_t id, uint64_t pos, uint64_t acked)
 {
-	struct rmq_sub_topic t = { .topic_len = (uint32_t)strlen(topic), .id = id, .pos = pos,
-				   .acked = acked };
+	struct rmq_sub_topic t = {
+		.topic_len = (uint32_t)strlen(topic), .id = id, .pos = pos, .acked = acked
+	};
 	memcpy(t.topic, topic, t.topic_len);
 	return t;
 }
@@ -389,7 +394,8 @@ Test(store, many_checkpoints_then_compaction)
 		cr_assert_eq(rmq_store_pos_flush(st, true), 0);
 	}
 	double ms = (double)(rmq_now_ns() - t0) / 1e6 / 10;
-	cr_log_info("checkpoint of %d positions: %.2f ms per round (one write, one fdatasync)", N, ms);
+	cr_log_info("checkpoint of %d positions: %.2f ms per round (one write, one fdatasync)", N,
+		    ms);
 	cr_assert_eq(rmq_store_pos_journal_bytes(st), 10ull * N * 40);
 	struct rmq_pos live[2] = { { base, 10000 + 0, 0 }, { base + N - 1, 10000 + N - 1, 5 } };
 	cr_assert_eq(rmq_store_pos_compact(st, live, 2), 0);

@@ -156,9 +156,9 @@ Test(topic, name_validation)
 		const char *s;
 		size_t len;
 	} bad[] = {
-		{ "", 0 },     { "a b", 3 },   { " a", 2 },   { "a ", 2 },    { "a\tb", 3 },
-		{ "a\nb", 3 }, { "a\rb", 3 },  { "\x01", 1 }, { "a\x1f", 2 }, { "a\x7f", 2 },
-		{ "a\0b", 3 }, { "\0", 1 },
+		{ "", 0 },      { "a b", 3 },   { " a", 2 },   { "a ", 2 },
+		{ "a\tb", 3 },  { "a\nb", 3 },  { "a\rb", 3 }, { "\x01", 1 },
+		{ "a\x1f", 2 }, { "a\x7f", 2 }, { "a\0b", 3 }, { "\0", 1 },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_assert(!rmq_topic_name_valid(bad[i].s, bad[i].len), "bad name %zu", i);
@@ -169,8 +169,9 @@ Test(topic, name_validation)
 	cr_assert_eq(rmq_topic_create(b, n256, sizeof(n256), 1024, RMQ_ONFULL_REJECT), -EINVAL);
 	cr_assert_eq(rmq_broker_topic_count(b), 0);
 
-	static const char *const good[] = { "a", "orders.eu-1/x:y", "caf\xc3\xa9", "*", "!#$%&",
-					     "~" };
+	static const char *const good[] = {
+		"a", "orders.eu-1/x:y", "caf\xc3\xa9", "*", "!#$%&", "~"
+	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		size_t len = strlen(good[i]);
 		cr_assert(rmq_topic_name_valid(good[i], len), "good name %s", good[i]);
@@ -210,8 +211,8 @@ Test(topic, name_validation_every_byte_everywhere)
 					name[pos] = (char)v;
 					bool want = !(v <= ' ' || v == 0x7f);
 					cr_assert_eq(rmq_topic_name_valid(name, len), want,
-						     "len %zu, fill 0x%02x, byte 0x%02x at %zu", len,
-						     fill[f], v, pos);
+						     "len %zu, fill 0x%02x, byte 0x%02x at %zu",
+						     len, fill[f], v, pos);
 				}
 }
 
@@ -441,7 +442,7 @@ Test(topic, watch_released_while_queued)
 	struct rmq_watch *w = rmq_watch_acquire(t, 0);
 	cr_assert_not_null(w);
 	cr_assert_eq(publish_k(t, 1), 1); /* w is now queued */
-	rmq_watch_release(w);               /* detached while queued */
+	rmq_watch_release(w);             /* detached while queued */
 	cr_assert_eq(publish_k(t, 2), 2);
 	/* The drain frees it and does not hand it out. */
 	cr_assert_null(rmq_shard_next_dirty(b, 0));

@@ -36,7 +36,8 @@ static void parses(const char *s, int suffix, uint64_t want)
 static void refuses(const char *s, int suffix)
 {
 	uint64_t v;
-	cr_assert_eq(parse(s, suffix, &v), -1, "'%s' (suffix %d) accepted as %" PRIu64, s, suffix, v);
+	cr_assert_eq(parse(s, suffix, &v), -1, "'%s' (suffix %d) accepted as %" PRIu64, s, suffix,
+		     v);
 	cr_assert_eq(v, NOT_WRITTEN, "'%s': *out written on failure", s);
 }
 
@@ -69,15 +70,18 @@ Test(util, parse_u64_overflow)
 
 Test(util, parse_u64_junk)
 {
-	static const char *const junk[] = { "",    "-1",   "+1",  " 1",   "1 ",   "1.5", "0x10",
-					     "1e3", "abc",  "12a", "a12",  "1_000", "٣",   "1\t",
-					     "K",   "1KBB", "1T",  "1.5K", "-1K",   "K1",  "1KK" };
+	static const char *const junk[] = { "",    "-1",   "+1",  " 1",   "1 ",    "1.5", "0x10",
+					    "1e3", "abc",  "12a", "a12",  "1_000", "٣",   "1\t",
+					    "K",   "1KBB", "1T",  "1.5K", "-1K",   "K1",  "1KK" };
 	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
 		for (int suffix = 0; suffix <= 1; suffix++)
 			refuses(junk[i], suffix);
 	/* an embedded NUL is junk too: the length, not a terminator, counts */
 	uint64_t v = NOT_WRITTEN;
-	cr_assert_eq(rmq_parse_u64("12\0" "3", 4, 0, &v), -1);
+	cr_assert_eq(rmq_parse_u64("12\0"
+				   "3",
+				   4, 0, &v),
+		     -1);
 	cr_assert_eq(v, NOT_WRITTEN);
 }
 

@@ -51,8 +51,8 @@ static void ch_error(const char *what, long v)
 
 static const char *ch_name(unsigned k, size_t *len)
 {
-	static const char *const names[CH_NAMES] = { "n0", "n1", "n2", "n3", "n4", "n5",
-						    "n6", "n7", "n8", "n9", "n10", "n11" };
+	static const char *const names[CH_NAMES] = { "n0", "n1", "n2", "n3", "n4",  "n5",
+						     "n6", "n7", "n8", "n9", "n10", "n11" };
 	*len = strlen(names[k]);
 	return names[k];
 }
@@ -106,7 +106,11 @@ static void *churn_thread(void *arg)
 				else if (rc != -ENOENT)
 					ch_error("delete", rc);
 				break;
-			case 3: case 4: case 5: case 6: case 7: {
+			case 3:
+			case 4:
+			case 5:
+			case 6:
+			case 7: {
 				t = rmq_topic_lookup(g_ch.b, name, len);
 				if (!t)
 					break;
@@ -180,7 +184,8 @@ static void *churn_thread(void *arg)
 						const char *pp;
 						uint32_t plen;
 						rmq_batch_payload(&p.b[j], i, &pp, &plen);
-						if (plen == 0 || pp[0] != (char)k || pp[plen - 1] != (char)k)
+						if (plen == 0 || pp[0] != (char)k ||
+						    pp[plen - 1] != (char)k)
 							ch_error("pull: wrong payload", (long)plen);
 					}
 				}

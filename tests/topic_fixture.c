@@ -77,8 +77,8 @@ int64_t publish_k(struct rmq_topic *t, uint64_t k)
 	return rmq_topic_publish(t, buf, (uint32_t)len);
 }
 
-void check_message(struct rmq_topic *t, const struct rmq_batch *b, uint32_t i,
-		   const char *rec, uint64_t k)
+void check_message(struct rmq_topic *t, const struct rmq_batch *b, uint32_t i, const char *rec,
+		   uint64_t k)
 {
 	char want[64], hdr[32];
 	size_t len = payload_for(k, want, sizeof(want));

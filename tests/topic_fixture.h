@@ -49,7 +49,7 @@ size_t payload_for(uint64_t k, char *buf, size_t cap);
 int64_t publish_k(struct rmq_topic *t, uint64_t k);
 
 /* Checks that record i of b is the RESP message for payload k on t. */
-void check_message(struct rmq_topic *t, const struct rmq_batch *b, uint32_t i,
-		   const char *rec, uint64_t k);
+void check_message(struct rmq_topic *t, const struct rmq_batch *b, uint32_t i, const char *rec,
+		   uint64_t k);
 
 #endif

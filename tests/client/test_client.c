@@ -136,11 +136,11 @@ static struct rmq_client *conn(void)
 	return c;
 }
 
-#define OK(call)                                                                            \
-	do {                                                                                \
-		int rc_ = (call);                                                           \
+#define OK(call)                                                                              \
+	do {                                                                                  \
+		int rc_ = (call);                                                             \
 		cr_assert_eq(rc_, RMQ_OK, "%s -> %d (%s): %s", #call, rc_, rmq_strerror(rc_), \
-			     rmq_client_errstr(c));                                         \
+			     rmq_client_errstr(c));                                           \
 	} while (0)
 
 static void create(struct rmq_client *c, const char *t)
@@ -433,7 +433,8 @@ Test(send, full)
 	cr_assert_eq(n, 10);
 	for (int i = 0; i < 10; i++)
 		cr_assert_eq(seqs[i], 0);
-	cr_assert(strstr(rmq_client_errstr(c), "message 1 of the batch"), "%s", rmq_client_errstr(c));
+	cr_assert(strstr(rmq_client_errstr(c), "message 1 of the batch"), "%s",
+		  rmq_client_errstr(c));
 	/* the subscriber catches up: room again (trimming is asynchronous) */
 	size_t got = 0;
 	struct rmq_msgs *m;
@@ -462,7 +463,7 @@ Test(pipeline, seqs_in_order)
 	OK(rmq_register_publisher(c, "bulk"));
 	create(c, "p");
 	OK(rmq_send(c, "p", "first", 5, NULL)); /* seq 1 */
-	enum { N = 5000 };                       /* several windows */
+	enum { N = 5000 };                      /* several windows */
 	char buf[32];
 	for (int i = 0; i < N; i++) {
 		int len = snprintf(buf, sizeof(buf), "m%d", i);
@@ -474,7 +475,8 @@ Test(pipeline, seqs_in_order)
 	OK(rmq_send_flush(c, seqs, N, &n));
 	cr_assert_eq(n, N);
 	for (int i = 0; i < N; i++)
-		cr_assert_eq(seqs[i], (uint64_t)i + 2, "seqs[%d] = %llu", i, (unsigned long long)seqs[i]);
+		cr_assert_eq(seqs[i], (uint64_t)i + 2, "seqs[%d] = %llu", i,
+			     (unsigned long long)seqs[i]);
 	cr_assert_eq(rmq_send_queued(c), 0);
 	/* an empty flush is fine */
 	OK(rmq_send_flush(c, NULL, 0, &n));
@@ -520,8 +522,8 @@ Test(pipeline, mixed_failures_and_other_calls)
 	cr_assert_eq(seqs[0], 1);
 	cr_assert_eq(seqs[1], 0);
 	cr_assert_eq(seqs[2], 0); /* beyond cap: untouched */
-	cr_assert(strstr(rmq_client_errstr(c), "message 2 of the batch: no such topic 'missing'"), "%s",
-		  rmq_client_errstr(c));
+	cr_assert(strstr(rmq_client_errstr(c), "message 2 of the batch: no such topic 'missing'"),
+		  "%s", rmq_client_errstr(c));
 	/* the next batch starts clean */
 	OK(rmq_send_queue(c, "p", "f", 1));
 	OK(rmq_send_flush(c, seqs, 8, &n));
@@ -561,7 +563,8 @@ Test(durable, pull_batches)
 {
 	struct rmq_client *p = conn();
 	create(p, "t");
-	cr_assert_eq(rmq_send(p, "t", "before", 6, NULL), RMQ_OK); /* before subscribing: not seen */
+	cr_assert_eq(rmq_send(p, "t", "before", 6, NULL),
+		     RMQ_OK); /* before subscribing: not seen */
 	struct rmq_client *c = subscriber("alice", "t");
 	struct rmq_msgs *m;
 	OK(rmq_pull(c, "t", 10, 0, &m));
@@ -654,7 +657,7 @@ Test(durable, resume_on_new_connection)
 	cr_assert_str_eq(m->msg[0].payload, "a");
 	rmq_msgs_free(m);
 	rmq_client_close(c);
-	publish("t", "c"); /* while alice is away */
+	publish("t", "c");            /* while alice is away */
 	c = subscriber("alice", "t"); /* subscribe again: keeps the position */
 	OK(rmq_pull(c, "t", 10, 0, &m));
 	cr_assert_eq(m->n, 2);
@@ -691,7 +694,8 @@ Test(durable, unsubscribe)
 	OK(rmq_unsubscribe(c, "t")); /* not subscribed: fine */
 	struct rmq_msgs *m;
 	cr_assert_eq(rmq_pull(c, "t", 10, 0, &m), RMQ_ERR_NOTSUB);
-	cr_assert(strstr(rmq_client_errstr(c), "not subscribed to 't'"), "%s", rmq_client_errstr(c));
+	cr_assert(strstr(rmq_client_errstr(c), "not subscribed to 't'"), "%s",
+		  rmq_client_errstr(c));
 	cr_assert_null(m);
 	rmq_client_close(c);
 	rmq_client_close(p);
@@ -728,7 +732,8 @@ Test(durable, topic_deleted)
 	OK(rmq_delete_topic(p, "t"));
 	struct rmq_msgs *m;
 	cr_assert_eq(rmq_pull(c, "t", 10, 0, &m), RMQ_ERR_NOTOPIC);
-	cr_assert(strstr(rmq_client_errstr(c), "topic 't' was deleted"), "%s", rmq_client_errstr(c));
+	cr_assert(strstr(rmq_client_errstr(c), "topic 't' was deleted"), "%s",
+		  rmq_client_errstr(c));
 	rmq_client_close(c);
 	rmq_client_close(p);
 }
@@ -1020,9 +1025,9 @@ Test(errors, unexpected_replies)
 Test(errors, unparseable_reply)
 {
 	static const char *const replies[] = {
-		"+OK\r\n",                           /* REGISTER SUBSCRIBER */
+		"+OK\r\n",                       /* REGISTER SUBSCRIBER */
 		"*1\r\n*2\r\n$1\r\nx\r\n:1\r\n", /* PULL: entry is [string, int] */
-		"@@ not RESP\r\n",                   /* unparseable */
+		"@@ not RESP\r\n",               /* unparseable */
 	};
 	int port;
 	struct fake f = { .lfd = silent_listener(&port), .replies = replies, .n = 3 };

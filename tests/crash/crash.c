@@ -49,18 +49,18 @@
 #define MAX_CONNS 8
 #define MAX_TOPICS 8
 #define MAX_CYCLES 1000
-#define BATCH 16       /* pipelined PUBLISHes per connection per round */
-#define PAD_MOD 37     /* payload padding: i % PAD_MOD bytes of 'x' */
+#define BATCH 16   /* pipelined PUBLISHes per connection per round */
+#define PAD_MOD 37 /* payload padding: i % PAD_MOD bytes of 'x' */
 
 struct rec {
-	char *payload;       /* NULL: not known yet */
+	char *payload; /* NULL: not known yet */
 	bool acked;
 	uint64_t ack_ms;
 };
 
 struct topic {
 	char name[16];
-	struct rec *v;       /* by sequence number */
+	struct rec *v; /* by sequence number */
 	size_t cap;
 	uint64_t audit_next; /* next seq the audit subscriber must get */
 	uint64_t last_ack[MAX_CONNS];
@@ -79,7 +79,7 @@ static struct {
 	unsigned seed;
 	char dir[64];
 	struct topic t[MAX_TOPICS];
-	uint32_t sent[MAX_CYCLES][MAX_CONNS];      /* payloads sent per cycle, conn */
+	uint32_t sent[MAX_CYCLES][MAX_CONNS];       /* payloads sent per cycle, conn */
 	unsigned char *seen[MAX_CYCLES][MAX_CONNS]; /* payload i found in some log */
 	uint64_t total_acked, total_lost, max_loss_ms, audited, redelivered, skipped;
 	struct e2e_server srv;
@@ -157,7 +157,8 @@ static void check_unknown_payload(const char *p, size_t len, const char *topic, 
 		fail("%s seq %llu: payload '%.*s' is corrupt (expected '%s')", topic,
 		     (unsigned long long)seq, (int)len, p, want);
 	if (g.seen[cy][k][i])
-		fail("%s seq %llu: payload '%s' is stored twice", topic, (unsigned long long)seq, want);
+		fail("%s seq %llu: payload '%s' is stored twice", topic, (unsigned long long)seq,
+		     want);
 	g.seen[cy][k][i] = 1;
 }
 
@@ -206,7 +207,8 @@ static size_t audit_pull(struct e2e_client *a, struct topic *t, size_t max, bool
 				t->may_skip = 500;
 				return got;
 			}
-			fail("PULL %s: no reply (%d): %s", t->name, (int)a->status, e2e_last_error());
+			fail("PULL %s: no reply (%d): %s", t->name, (int)a->status,
+			     e2e_last_error());
 		}
 		if (r->type != E2E_ARRAY)
 			fail("PULL %s: %s", t->name, e2e_reply_str(r));
@@ -219,8 +221,8 @@ static size_t audit_pull(struct e2e_client *a, struct topic *t, size_t max, bool
 				fail("PULL %s: bad message %s", t->name, e2e_reply_str(m));
 			uint64_t seq = (uint64_t)m->elem[0]->integer;
 			if (i && seq != prev + 1)
-				fail("PULL %s: seq %llu after %llu", t->name, (unsigned long long)seq,
-				     (unsigned long long)prev);
+				fail("PULL %s: seq %llu after %llu", t->name,
+				     (unsigned long long)seq, (unsigned long long)prev);
 			prev = seq;
 			audit_one(t, seq, m->elem[1]->str, m->elem[1]->len);
 		}
@@ -251,8 +253,8 @@ static void *killer_main(void *arg)
 
 static void start(void)
 {
-	const char *args[] = { "--threads", "2", "--log-level", "warn", "--dir", g.dir, "--fsync",
-			       g.fsync, "--segment-size", "256K", NULL };
+	const char *args[] = { "--threads", "2",     "--log-level",    "warn", "--dir", g.dir,
+			       "--fsync",   g.fsync, "--segment-size", "256K", NULL };
 	if (e2e_server_start(&g.srv, args, 30000) != 0)
 		fail("cannot start the server: %s", e2e_last_error());
 }
@@ -301,8 +303,8 @@ static void verify(uint64_t kill_ms)
 				if (age > (uint64_t)g.loss_window)
 					fail("%s seq %llu ('%s') was acknowledged %llu ms before the kill and is lost "
 					     "(allowed: %d ms)",
-					     t->name, (unsigned long long)s, r->payload, (unsigned long long)age,
-					     g.loss_window);
+					     t->name, (unsigned long long)s, r->payload,
+					     (unsigned long long)age, g.loss_window);
 				if (age > g.max_loss_ms)
 					g.max_loss_ms = age;
 				t->lost++;
@@ -323,7 +325,8 @@ static void verify(uint64_t kill_ms)
 			t->audit_next = (uint64_t)next; /* the server clamps it */
 		}
 		audit_pull(a, t, 0, NULL);
-		if (t->audit_next < (uint64_t)next && (uint64_t)next - t->audit_next <= t->may_skip) {
+		if (t->audit_next < (uint64_t)next &&
+		    (uint64_t)next - t->audit_next <= t->may_skip) {
 			g.skipped += (uint64_t)next - t->audit_next;
 			t->audit_next = (uint64_t)next;
 		}
@@ -385,15 +388,17 @@ static void run_cycle(unsigned cycle)
 				uint64_t seq = (uint64_t)r->integer;
 				e2e_reply_free(r);
 				char pl[96];
-				make_payload(pl, sizeof(pl), cycle, (unsigned)k, first[k] + (uint32_t)j);
+				make_payload(pl, sizeof(pl), cycle, (unsigned)k,
+					     first[k] + (uint32_t)j);
 				if (seq <= t->last_ack[k])
-					fail("%s: connection %d got seq %llu after %llu", t->name, k,
-					     (unsigned long long)seq, (unsigned long long)t->last_ack[k]);
+					fail("%s: connection %d got seq %llu after %llu", t->name,
+					     k, (unsigned long long)seq,
+					     (unsigned long long)t->last_ack[k]);
 				t->last_ack[k] = seq;
 				struct rec *rc = rec_at(t, seq);
 				if (rc->payload && strcmp(rc->payload, pl) != 0)
-					fail("%s seq %llu acknowledged for '%s' but holds '%s'", t->name,
-					     (unsigned long long)seq, pl, rc->payload);
+					fail("%s seq %llu acknowledged for '%s' but holds '%s'",
+					     t->name, (unsigned long long)seq, pl, rc->payload);
 				if (!rc->payload) {
 					check_unknown_payload(pl, strlen(pl), t->name, seq);
 					rc->payload = strdup(pl);
@@ -429,24 +434,29 @@ int main(int argc, char **argv)
 	g.loss_window = 2000;
 	g.seed = (unsigned)time(NULL);
 	static const struct option opts[] = {
-		{ "fsync", required_argument, NULL, 'f' },   { "cycles", required_argument, NULL, 'c' },
-		{ "conns", required_argument, NULL, 'k' },   { "topics", required_argument, NULL, 't' },
-		{ "seconds", required_argument, NULL, 's' }, { "seed", required_argument, NULL, 'r' },
-		{ "loss-window", required_argument, NULL, 'l' }, { NULL, 0, NULL, 0 },
+		{ "fsync", required_argument, NULL, 'f' },
+		{ "cycles", required_argument, NULL, 'c' },
+		{ "conns", required_argument, NULL, 'k' },
+		{ "topics", required_argument, NULL, 't' },
+		{ "seconds", required_argument, NULL, 's' },
+		{ "seed", required_argument, NULL, 'r' },
+		{ "loss-window", required_argument, NULL, 'l' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'f': g.fsync = optarg; break;
-		case 'c': g.cycles = atoi(optarg); break;   // NOLINT(cert-err34-c)
-		case 'k': g.conns = atoi(optarg); break;    // NOLINT(cert-err34-c)
-		case 't': g.ntopics = atoi(optarg); break;  // NOLINT(cert-err34-c)
-		case 's': g.seconds = atoi(optarg); break;  // NOLINT(cert-err34-c)
+		case 'c': g.cycles = atoi(optarg); break;  // NOLINT(cert-err34-c)
+		case 'k': g.conns = atoi(optarg); break;   // NOLINT(cert-err34-c)
+		case 't': g.ntopics = atoi(optarg); break; // NOLINT(cert-err34-c)
+		case 's': g.seconds = atoi(optarg); break; // NOLINT(cert-err34-c)
 		case 'r': g.seed = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'l': g.loss_window = atoi(optarg); break; // NOLINT(cert-err34-c)
 		default:
-			fprintf(stderr, "usage: crash [--fsync always|everysec] [--cycles N] [--conns N] "
-					"[--topics N] [--seconds S] [--seed N] [--loss-window MS]\n");
+			fprintf(stderr,
+				"usage: crash [--fsync always|everysec] [--cycles N] [--conns N] "
+				"[--topics N] [--seconds S] [--seed N] [--loss-window MS]\n");
 			return 2;
 		}
 	}

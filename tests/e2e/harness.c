@@ -34,8 +34,8 @@
 
 static char g_err[2048];
 static pid_t g_children[MAX_CHILDREN];
-static struct e2e_client *g_clients;  /* open clients */
-static struct e2e_reply *g_replies;   /* top-level replies not yet freed */
+static struct e2e_client *g_clients; /* open clients */
+static struct e2e_reply *g_replies;  /* top-level replies not yet freed */
 
 static void set_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void set_err(const char *fmt, ...)
@@ -191,8 +191,8 @@ static pid_t spawn(const char *const *argv, int in_fd, int out_fd, int err_fd)
 		for (int i = 0; i < g_nrlimits; i++) {
 			struct rlimit rl = { g_rlimits[i].value, g_rlimits[i].value };
 			if (setrlimit(g_rlimits[i].resource, &rl) != 0) {
-				dprintf(2, "e2e harness: setrlimit(%d, %llu): %s\n", g_rlimits[i].resource,
-					g_rlimits[i].value, strerror(errno));
+				dprintf(2, "e2e harness: setrlimit(%d, %llu): %s\n",
+					g_rlimits[i].resource, g_rlimits[i].value, strerror(errno));
 				_exit(127);
 			}
 		}
@@ -330,8 +330,8 @@ static int server_start(struct e2e_server *s, const char *const *extra, int time
 		if (pr < 0 && errno == EINTR)
 			continue;
 		if (pr <= 0) {
-			set_err("no startup line from the server within %d ms (got '%.*s')", timeout_ms,
-				(int)len, line);
+			set_err("no startup line from the server within %d ms (got '%.*s')",
+				timeout_ms, (int)len, line);
 			goto fail;
 		}
 		ssize_t r = read(s->out_fd, line + len, sizeof(s->first_line) - 1 - len);
@@ -342,7 +342,8 @@ static int server_start(struct e2e_server *s, const char *const *extra, int time
 			char tail[1024];
 			e2e_server_log_tail(s, tail, sizeof(tail));
 			set_err("server exited before its startup line (wait status %d, exit %d); stdout '%.*s', stderr:\n%s",
-				st, st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1, (int)len, line, tail);
+				st, st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1, (int)len, line,
+				tail);
 			if (st >= 0)
 				s->pid = 0;
 			goto fail;
@@ -390,7 +391,8 @@ int e2e_server_stop(struct e2e_server *s, int sig, int timeout_ms)
 	timeout_ms = E2E_MS(timeout_ms);
 	int st = wait_bounded(pid, timeout_ms);
 	if (st < 0) {
-		set_err("server pid %d did not exit within %d ms of signal %d", (int)pid, timeout_ms, sig);
+		set_err("server pid %d did not exit within %d ms of signal %d", (int)pid,
+			timeout_ms, sig);
 		kill_reap(pid);
 	}
 	server_cleanup(s);
@@ -593,7 +595,7 @@ void e2e_close(struct e2e_client *c)
 
 void e2e_release_all(void)
 {
-	while (g_clients) /* e2e_close() unlinks it: the next one is another */
+	while (g_clients)             /* e2e_close() unlinks it: the next one is another */
 		e2e_close(g_clients); /* NOLINT(clang-analyzer-unix.Malloc) */
 	while (g_replies)
 		e2e_reply_free(g_replies);
@@ -904,8 +906,7 @@ static int parse(const char *p, size_t len, size_t *used, struct e2e_reply **out
 		*out = r;
 		*used = pos;
 		return 1;
-	default:
-		return -1;
+	default: return -1;
 	}
 }
 
@@ -927,7 +928,8 @@ struct e2e_reply *e2e_read(struct e2e_client *c)
 			return r;
 		}
 		if (rc < 0) {
-			set_err("malformed reply: '%.*s'", (int)((c->len - c->off) > 80 ? 80 : c->len - c->off),
+			set_err("malformed reply: '%.*s'",
+				(int)((c->len - c->off) > 80 ? 80 : c->len - c->off),
 				c->buf + c->off);
 			c->status = E2E_BADREPLY;
 			return NULL;

@@ -54,7 +54,7 @@ int e2e_time_scale(void);
 #endif
 /* Criterion's per-test .timeout (a constant) uses the configured scale. */
 #define E2E_TEST_TIMEOUT(s) ((s) * (double)E2E_TIME_SCALE)
-#define E2E_MS(ms) ((ms) * e2e_time_scale())
+#define E2E_MS(ms) ((ms)*e2e_time_scale())
 
 /* Monotonic milliseconds. */
 uint64_t e2e_now_ms(void);
@@ -63,12 +63,12 @@ void e2e_sleep_ms(unsigned ms);
 /* --- processes --- */
 
 struct e2e_server {
-	pid_t pid;         /* 0 when not running */
+	pid_t pid; /* 0 when not running */
 	int port;
 	int out_fd;        /* read end of the server's stdout */
 	char log_path[64]; /* the server's stderr goes here */
 	char first_line[128];
-	char dir[64];      /* its own data directory (--dir), made by
+	char dir[64]; /* its own data directory (--dir), made by
 			    * e2e_server_start unless extra gave one;
 			    * removed by e2e_server_stop/kill ("" : none) */
 };
@@ -108,7 +108,7 @@ size_t e2e_server_log_tail(const struct e2e_server *s, char *buf, size_t cap);
 
 /* Output of a program run by e2e_run(). */
 struct e2e_output {
-	char *out, *err;   /* NUL-terminated, malloc'd */
+	char *out, *err; /* NUL-terminated, malloc'd */
 	size_t out_len, err_len;
 };
 void e2e_output_free(struct e2e_output *o);
@@ -140,11 +140,11 @@ enum e2e_rtype {
 
 struct e2e_reply {
 	enum e2e_rtype type;
-	bool nil;                /* $-1 or *-1 */
-	long long integer;       /* E2E_INT */
-	char *str;               /* STATUS, ERROR, BULK: NUL-terminated copy */
+	bool nil;          /* $-1 or *-1 */
+	long long integer; /* E2E_INT */
+	char *str;         /* STATUS, ERROR, BULK: NUL-terminated copy */
 	size_t len;
-	size_t n;                /* ARRAY */
+	size_t n; /* ARRAY */
 	struct e2e_reply **elem;
 	struct e2e_reply *_prev, *_next; /* harness-private: live top-level replies */
 	bool _tracked;
@@ -161,11 +161,11 @@ enum e2e_rstatus { E2E_OK = 0, E2E_EOF, E2E_TIMEOUT, E2E_IOERR, E2E_BADREPLY };
 
 struct e2e_client {
 	int fd;
-	char *buf;               /* received, not yet parsed: [off, len) */
+	char *buf; /* received, not yet parsed: [off, len) */
 	size_t off, len, cap;
-	int timeout_ms;          /* bound for every blocking wait */
-	bool eof;                /* peer closed (FIN or RST) */
-	enum e2e_rstatus status; /* why the last e2e_read() returned NULL */
+	int timeout_ms;                   /* bound for every blocking wait */
+	bool eof;                         /* peer closed (FIN or RST) */
+	enum e2e_rstatus status;          /* why the last e2e_read() returned NULL */
 	struct e2e_client *_prev, *_next; /* harness-private: open clients */
 };
 

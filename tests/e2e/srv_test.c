@@ -34,8 +34,10 @@ void stop_server_ok(int sig)
 	int st = e2e_server_stop(&g_srv, sig, 10000);
 	cr_assert(st >= 0, "stop: %s", e2e_last_error());
 	cr_assert(WIFEXITED(st), "server did not exit normally (wait status 0x%x%s%s)", st,
-		  WIFSIGNALED(st) ? ", signal " : "", WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "");
-	cr_assert_eq(WEXITSTATUS(st), 0, "server exit status %d after signal %d", WEXITSTATUS(st), sig);
+		  WIFSIGNALED(st) ? ", signal " : "",
+		  WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "");
+	cr_assert_eq(WEXITSTATUS(st), 0, "server exit status %d after signal %d", WEXITSTATUS(st),
+		     sig);
 }
 
 /* --- client helpers; the macros pass __LINE__ so failures point at the
@@ -69,18 +71,21 @@ void x_sendcmd(int line, struct e2e_client *c, const char *arg0, ...)
 	for (const char *a = arg0; a && n < 64; a = va_arg(ap, const char *))
 		argv[n++] = a;
 	va_end(ap);
-	cr_assert_eq(e2e_send_cmdv(c, n, argv, NULL), 0, "line %d: send: %s", line, e2e_last_error());
+	cr_assert_eq(e2e_send_cmdv(c, n, argv, NULL), 0, "line %d: send: %s", line,
+		     e2e_last_error());
 }
 
-void x_sendbin(int line, struct e2e_client *c, int argc, const char *const *argv, const size_t *lens)
+void x_sendbin(int line, struct e2e_client *c, int argc, const char *const *argv,
+	       const size_t *lens)
 {
-	cr_assert_eq(e2e_send_cmdv(c, argc, argv, lens), 0, "line %d: send: %s", line, e2e_last_error());
+	cr_assert_eq(e2e_send_cmdv(c, argc, argv, lens), 0, "line %d: send: %s", line,
+		     e2e_last_error());
 }
 
 void x_status(int line, struct e2e_reply *r, const char *s)
 {
-	cr_assert(r->type == E2E_STATUS && strcmp(r->str, s) == 0, "line %d: expected +%s, got %s", line,
-		  s, e2e_reply_str(r));
+	cr_assert(r->type == E2E_STATUS && strcmp(r->str, s) == 0, "line %d: expected +%s, got %s",
+		  line, s, e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
@@ -94,34 +99,38 @@ void x_int(int line, struct e2e_reply *r, long long v)
 void x_err(int line, struct e2e_reply *r, const char *prefix)
 {
 	cr_assert(r->type == E2E_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0,
-		  "line %d: expected an error starting with '%s', got %s", line, prefix, e2e_reply_str(r));
+		  "line %d: expected an error starting with '%s', got %s", line, prefix,
+		  e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
 void x_err_has(int line, struct e2e_reply *r, const char *sub)
 {
 	cr_assert(r->type == E2E_ERROR && strstr(r->str, sub),
-		  "line %d: expected an error containing '%s', got %s", line, sub, e2e_reply_str(r));
+		  "line %d: expected an error containing '%s', got %s", line, sub,
+		  e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
 void x_bulk(int line, struct e2e_reply *r, const void *p, size_t n)
 {
 	cr_assert(r->type == E2E_BULK && !r->nil && r->len == n && memcmp(r->str, p, n) == 0,
-		  "line %d: expected a bulk string of %zu bytes, got %s", line, n, e2e_reply_str(r));
+		  "line %d: expected a bulk string of %zu bytes, got %s", line, n,
+		  e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
 void x_nil(int line, struct e2e_reply *r)
 {
-	cr_assert(r->type == E2E_BULK && r->nil, "line %d: expected (nil), got %s", line, e2e_reply_str(r));
+	cr_assert(r->type == E2E_BULK && r->nil, "line %d: expected (nil), got %s", line,
+		  e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
 void x_empty(int line, struct e2e_reply *r)
 {
-	cr_assert(r->type == E2E_ARRAY && !r->nil && r->n == 0, "line %d: expected an empty array, got %s",
-		  line, e2e_reply_str(r));
+	cr_assert(r->type == E2E_ARRAY && !r->nil && r->n == 0,
+		  "line %d: expected an empty array, got %s", line, e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
@@ -141,8 +150,8 @@ void x_push3(int line, struct e2e_reply *r, const char *kind, const char *topic,
 			  (topic ? is_bulkstr(r->elem[1], topic)
 				 : (r->elem[1]->type == E2E_BULK && r->elem[1]->nil)) &&
 			  r->elem[2]->type == E2E_INT && r->elem[2]->integer == count,
-		  "line %d: expected [\"%s\", \"%s\", %lld], got %s", line, kind, topic ? topic : "(nil)",
-		  count, e2e_reply_str(r));
+		  "line %d: expected [\"%s\", \"%s\", %lld], got %s", line, kind,
+		  topic ? topic : "(nil)", count, e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
@@ -157,14 +166,15 @@ void x_msg(int line, struct e2e_reply *r, const char *topic, const void *p, size
 
 void x_pulled(int line, struct e2e_reply *r, long long first, size_t n, const char *fmt)
 {
-	cr_assert(r->type == E2E_ARRAY && !r->nil && r->n == n, "line %d: expected %zu pulled messages, got %s",
-		  line, n, e2e_reply_str(r));
+	cr_assert(r->type == E2E_ARRAY && !r->nil && r->n == n,
+		  "line %d: expected %zu pulled messages, got %s", line, n, e2e_reply_str(r));
 	for (size_t i = 0; i < n; i++) {
 		struct e2e_reply *e = r->elem[i];
 		char want[128];
 		snprintf(want, sizeof(want), fmt, (long long)(first + (long long)i));
 		cr_assert(e->type == E2E_ARRAY && e->n == 2 && e->elem[0]->type == E2E_INT &&
-				  e->elem[0]->integer == first + (long long)i && is_bulkstr(e->elem[1], want),
+				  e->elem[0]->integer == first + (long long)i &&
+				  is_bulkstr(e->elem[1], want),
 			  "line %d: element %zu: expected [%lld, \"%s\"], got %s", line, i,
 			  first + (long long)i, want, e2e_reply_str(e));
 	}
@@ -175,7 +185,8 @@ void x_eof(int line, struct e2e_client *c, int timeout_ms)
 {
 	size_t junk = 0;
 	int closed = e2e_wait_eof(c, timeout_ms, &junk);
-	cr_assert(closed, "line %d: the server did not close the connection within %d ms", line, timeout_ms);
+	cr_assert(closed, "line %d: the server did not close the connection within %d ms", line,
+		  timeout_ms);
 	cr_assert_eq(junk, 0, "line %d: %zu unexpected bytes before the close", line, junk);
 }
 
@@ -210,7 +221,7 @@ char *info_text(struct e2e_client *c, const char *section)
 }
 
 void x_publish_n(int line, struct e2e_client *c, const char *topic, long long first, int count,
-			const char *fmt, long long seq0)
+		 const char *fmt, long long seq0)
 {
 	struct e2e_wbuf b = { 0 };
 	for (int i = 0; i < count; i++) {
@@ -223,8 +234,9 @@ void x_publish_n(int line, struct e2e_client *c, const char *topic, long long fi
 	e2e_wbuf_free(&b);
 	for (int i = 0; i < count; i++) {
 		struct e2e_reply *r = x_read(line, c);
-		cr_assert(r->type == E2E_INT && r->integer == seq0 + i, "line %d: PUBLISH #%d: expected :%lld, got %s",
-			  line, i, seq0 + i, e2e_reply_str(r));
+		cr_assert(r->type == E2E_INT && r->integer == seq0 + i,
+			  "line %d: PUBLISH #%d: expected :%lld, got %s", line, i, seq0 + i,
+			  e2e_reply_str(r));
 		e2e_reply_free(r);
 	}
 }

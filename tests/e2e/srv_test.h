@@ -53,15 +53,15 @@ void stop_server_ok(int sig);
 
 /* Defines a test that runs `body` against a fresh server started with
  * --threads 2 plus the given flags, then requires a clean SIGTERM exit. */
-#define SRV_TEST(suite, name, ...)                                                      \
-	static void suite##_##name##_body(void);                                        \
-	Test(suite, name, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))          \
-	{                                                                               \
+#define SRV_TEST(suite, name, ...)                                                            \
+	static void suite##_##name##_body(void);                                              \
+	Test(suite, name, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))                \
+	{                                                                                     \
 		start_server((const char *const[]){ "--threads", "2", ##__VA_ARGS__, NULL }); \
-		suite##_##name##_body();                                                \
-		stop_server_ok(SIGTERM);                                                \
-		g_done = true;                                                          \
-	}                                                                               \
+		suite##_##name##_body();                                                      \
+		stop_server_ok(SIGTERM);                                                      \
+		g_done = true;                                                                \
+	}                                                                                     \
 	static void suite##_##name##_body(void)
 
 /* --- client helpers; the macros pass __LINE__ so failures point at the
@@ -83,7 +83,8 @@ void x_sendcmd(int line, struct e2e_client *c, const char *arg0, ...) __attribut
 /* Sends a command and returns its reply (asserted to arrive). */
 #define R(c, ...) (x_sendcmd(__LINE__, (c), __VA_ARGS__, NULL), x_read(__LINE__, (c)))
 
-void x_sendbin(int line, struct e2e_client *c, int argc, const char *const *argv, const size_t *lens);
+void x_sendbin(int line, struct e2e_client *c, int argc, const char *const *argv,
+	       const size_t *lens);
 /* A request with binary-safe arguments. */
 #define SBIN(c, argc, argv, lens) x_sendbin(__LINE__, (c), (argc), (argv), (lens))
 
@@ -153,7 +154,8 @@ char *info_text(struct e2e_client *c, const char *section);
  * and checks that the replies are the sequence numbers seq0, seq0+1, ... */
 void x_publish_n(int line, struct e2e_client *c, const char *topic, long long first, int count,
 		 const char *fmt, long long seq0);
-#define PUBLISH_N(c, topic, first, count, fmt, seq0) x_publish_n(__LINE__, (c), (topic), (first), (count), (fmt), (seq0))
+#define PUBLISH_N(c, topic, first, count, fmt, seq0) \
+	x_publish_n(__LINE__, (c), (topic), (first), (count), (fmt), (seq0))
 
 /* A connection registered as durable subscriber `name` and subscribed to
  * topic (count: the subscription count the reply must show). */
@@ -162,11 +164,11 @@ struct e2e_client *x_durable(int line, const char *name, const char *topic, long
 
 /* Repeats a check until it holds or E2E_MS(timeout_ms) passes (for effects
  * of another connection's close, which the server handles asynchronously). */
-#define EVENTUALLY(cond, timeout_ms)                                               \
-	do {                                                                       \
-		uint64_t until_ = e2e_now_ms() + (uint64_t)E2E_MS(timeout_ms);     \
-		while (!(cond) && e2e_now_ms() < until_)                           \
-			e2e_sleep_ms(10);                                          \
+#define EVENTUALLY(cond, timeout_ms)                                           \
+	do {                                                                   \
+		uint64_t until_ = e2e_now_ms() + (uint64_t)E2E_MS(timeout_ms); \
+		while (!(cond) && e2e_now_ms() < until_)                       \
+			e2e_sleep_ms(10);                                      \
 	} while (0)
 
 #endif

@@ -118,7 +118,8 @@ SRV_TEST(basic, one_byte_at_a_time)
 		for (size_t i = 0; i < reqs[k].len; i++) {
 			SEND(c, reqs[k].wire + i, 1);
 			if (i + 1 < reqs[k].len)
-				cr_assert(!e2e_readable(c, 1), "request %zu: a reply arrived after byte %zu of %zu", k,
+				cr_assert(!e2e_readable(c, 1),
+					  "request %zu: a reply arrived after byte %zu of %zu", k,
 					  i + 1, reqs[k].len);
 		}
 		switch (k) {
@@ -153,9 +154,10 @@ SRV_TEST(basic, pipelining_10000_publish)
 	cr_assert_eq(TINFO(c, "pipe", "msgs_in"), 10000);
 	cr_assert_eq(INFO(c, "messages_in"), 10000);
 	/* mixed pipeline: every kind of reply, in request order */
-	SENDS(c, "*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n*1\r\n$4\r\nNOPE\r\n"
-		 "*3\r\n$7\r\nPUBLISH\r\n$4\r\npipe\r\n$1\r\nx\r\n*3\r\n$7\r\nPUBLISH\r\n$2\r\nno\r\n$1\r\nx\r\n"
-		 "*2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\nPING\r\n");
+	SENDS(c,
+	      "*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n*1\r\n$4\r\nNOPE\r\n"
+	      "*3\r\n$7\r\nPUBLISH\r\n$4\r\npipe\r\n$1\r\nx\r\n*3\r\n$7\r\nPUBLISH\r\n$2\r\nno\r\n$1\r\nx\r\n"
+	      "*2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\nPING\r\n");
 	IS_STATUS(RD(c), "PONG");
 	IS_BULKSTR(RD(c), "hi");
 	IS_ERR(RD(c), "ERR unknown command");
@@ -245,8 +247,10 @@ SRV_TEST(basic, half_close_with_backlog_no_spin)
 		IS_BULK(RD(c), pl, sizeof(pl));
 	IS_EOF(c);
 	e2e_close(c);
-	cr_assert(used < 300, "the idle server used %lld ms of CPU in 1 s while a half-closed client had unread replies",
-		  used);
+	cr_assert(
+		used < 300,
+		"the idle server used %lld ms of CPU in 1 s while a half-closed client had unread replies",
+		used);
 }
 
 SRV_TEST(basic, client_commands)
@@ -383,7 +387,8 @@ SRV_TEST(basic, redis_housekeeping_commands)
 		  "%s", e2e_reply_str(r));
 	e2e_reply_free(r);
 	r = R(c, "CONFIG", "GET", "appendonly");
-	cr_assert(r->type == E2E_ARRAY && r->n == 2 && is_bulkstr(r->elem[1], "no"), "%s", e2e_reply_str(r));
+	cr_assert(r->type == E2E_ARRAY && r->n == 2 && is_bulkstr(r->elem[1], "no"), "%s",
+		  e2e_reply_str(r));
 	e2e_reply_free(r);
 	IS_EMPTY(R(c, "CONFIG", "GET", "no-such-parameter"));
 	IS_ERR(R(c, "CONFIG", "SET", "save", ""), "ERR");
@@ -400,11 +405,18 @@ SRV_TEST(basic, info_sections)
 	struct e2e_client *c = CONN(), *d = CONN();
 	PING_OK(d);
 	char *txt = info_text(c, NULL);
-	static const char *must[] = { "# Server\r\n", "# Clients\r\n", "# Stats\r\n", "# Topics\r\n",
-				      "\r\nredis_version:", "\r\nconnected_clients:",
-				      "\r\nmessages_in:", "\r\nmessages_out:",
-				      "\r\nslow_subscribers_disconnected:", "\r\nmessages_dropped:",
-				      "\r\npublish_rejected_full:", "\r\nprotocol_errors:" };
+	static const char *must[] = { "# Server\r\n",
+				      "# Clients\r\n",
+				      "# Stats\r\n",
+				      "# Topics\r\n",
+				      "\r\nredis_version:",
+				      "\r\nconnected_clients:",
+				      "\r\nmessages_in:",
+				      "\r\nmessages_out:",
+				      "\r\nslow_subscribers_disconnected:",
+				      "\r\nmessages_dropped:",
+				      "\r\npublish_rejected_full:",
+				      "\r\nprotocol_errors:" };
 	for (size_t i = 0; i < sizeof(must) / sizeof(must[0]); i++)
 		cr_expect(strstr(txt, must[i]), "INFO lacks '%s'", must[i]);
 	free(txt);
@@ -412,11 +424,13 @@ SRV_TEST(basic, info_sections)
 	cr_assert_eq(INFO(c, "process_id"), g_srv.pid);
 	/* STATS is INFO; a section argument selects */
 	struct e2e_reply *r = R(c, "STATS");
-	cr_assert(r->type == E2E_BULK && strstr(r->str, "# Stats\r\n") && strstr(r->str, "# Server\r\n"),
+	cr_assert(r->type == E2E_BULK && strstr(r->str, "# Stats\r\n") &&
+			  strstr(r->str, "# Server\r\n"),
 		  "%s", e2e_reply_str(r));
 	e2e_reply_free(r);
 	txt = info_text(c, "stats");
-	cr_assert(strstr(txt, "# Stats\r\n") && !strstr(txt, "# Server") && !strstr(txt, "# Clients"),
+	cr_assert(strstr(txt, "# Stats\r\n") && !strstr(txt, "# Server") &&
+			  !strstr(txt, "# Clients"),
 		  "INFO stats: %s", txt);
 	free(txt);
 	/* topic lines */
@@ -425,9 +439,9 @@ SRV_TEST(basic, info_sections)
 	txt = info_text(c, NULL);
 	char *line = strstr(txt, "\r\ntopic:inf ");
 	cr_assert(line, "no topic line: %s", txt);
-	cr_assert(strstr(line, " msgs_in=3 ") && strstr(line, " bytes_in=6 ") && strstr(line, " depth=3 ") &&
-			  strstr(line, " capacity=65536 ") && strstr(line, " onfull=drop-oldest ") &&
-			  strstr(line, " dropped=0 "),
+	cr_assert(strstr(line, " msgs_in=3 ") && strstr(line, " bytes_in=6 ") &&
+			  strstr(line, " depth=3 ") && strstr(line, " capacity=65536 ") &&
+			  strstr(line, " onfull=drop-oldest ") && strstr(line, " dropped=0 "),
 		  "topic line: %.300s", line);
 	free(txt);
 	cr_assert_eq(INFO(c, "topics"), 1);

@@ -41,13 +41,17 @@ Test(cli, help, .fini = cli_teardown, .timeout = E2E_TEST_TIMEOUT(20.0))
 	for (size_t k = 0; k < 2; k++) {
 		struct e2e_output o;
 		int st = run_server_flag(forms[k], &o);
-		cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d, stderr: %s",
-			  forms[k], st, o.err);
-		cr_assert(strncmp(o.out, "Usage: ringmq-server", 20) == 0, "%s: stdout: %s", forms[k], o.out);
-		static const char *flags[] = { "--bind", "--port", "--threads", "--max-payload",
-					       "--max-clients", "--default-capacity", "--log-level",
-					       "--max-args", "--max-inline", "--frame-timeout",
-					       "--subscriber-ttl", "--help", "--version" };
+		cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			  "%s: status %d, stderr: %s", forms[k], st, o.err);
+		cr_assert(strncmp(o.out, "Usage: ringmq-server", 20) == 0, "%s: stdout: %s",
+			  forms[k], o.out);
+		static const char *flags[] = { "--bind",           "--port",
+					       "--threads",        "--max-payload",
+					       "--max-clients",    "--default-capacity",
+					       "--log-level",      "--max-args",
+					       "--max-inline",     "--frame-timeout",
+					       "--subscriber-ttl", "--help",
+					       "--version" };
 		for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
 			cr_expect(strstr(o.out, flags[i]), "--help does not mention %s", flags[i]);
 		cr_expect_eq(o.err_len, 0, "stderr: %s", o.err);
@@ -61,8 +65,10 @@ Test(cli, version, .fini = cli_teardown, .timeout = E2E_TEST_TIMEOUT(20.0))
 	for (size_t k = 0; k < 2; k++) {
 		struct e2e_output o;
 		int st = run_server_flag(forms[k], &o);
-		cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d", forms[k], st);
-		cr_assert_str_eq(o.out, "ringmq-server " RINGMQ_PROJECT_VERSION "\n", "%s", forms[k]);
+		cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d",
+			  forms[k], st);
+		cr_assert_str_eq(o.out, "ringmq-server " RINGMQ_PROJECT_VERSION "\n", "%s",
+				 forms[k]);
 		e2e_output_free(&o);
 	}
 }
@@ -100,7 +106,8 @@ ParameterizedTestParameters(cli, bad_flag)
 	return cr_make_param_array(struct bad_flags, p, sizeof(p) / sizeof(p[0]));
 }
 
-ParameterizedTest(struct bad_flags *f, cli, bad_flag, .fini = cli_teardown, .timeout = E2E_TEST_TIMEOUT(20.0))
+ParameterizedTest(struct bad_flags *f, cli, bad_flag, .fini = cli_teardown,
+		  .timeout = E2E_TEST_TIMEOUT(20.0))
 {
 	/* A server that wrongly starts would keep running: e2e_run times out
 	 * and kills it, and the status check fails. */
@@ -112,10 +119,10 @@ ParameterizedTest(struct bad_flags *f, cli, bad_flag, .fini = cli_teardown, .tim
 	struct e2e_output o;
 	int st = e2e_run(argv, &o, 3000);
 	cr_assert(st >= 0, "'%s %s': %s", f->a[0], f->a[1], e2e_last_error());
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "'%s %s': wait status 0x%x, stderr: %s", f->a[0],
-		  f->a[1], st, o.err);
-	cr_expect(strstr(o.err, f->why), "'%s %s': stderr does not mention '%s': %s", f->a[0], f->a[1],
-		  f->why, o.err);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "'%s %s': wait status 0x%x, stderr: %s",
+		  f->a[0], f->a[1], st, o.err);
+	cr_expect(strstr(o.err, f->why), "'%s %s': stderr does not mention '%s': %s", f->a[0],
+		  f->a[1], f->why, o.err);
 	cr_expect_eq(o.out_len, 0, "stdout: %s", o.out);
 	e2e_output_free(&o);
 }

@@ -36,7 +36,8 @@ SRV_TEST(durable, subscribe_and_pull)
 	cr_assert(r->type == E2E_ARRAY && r->n >= 1 && r->n < 150, "%s", e2e_reply_str(r));
 	size_t first = r->n;
 	e2e_reply_free(r);
-	IS_PULLED(R(s, "PULL", "t", "COUNT", "100000"), 12 + (long long)first, 150 - first, "m%lld");
+	IS_PULLED(R(s, "PULL", "t", "COUNT", "100000"), 12 + (long long)first, 150 - first,
+		  "m%lld");
 	cr_assert_eq(INFO(p, "messages_pulled"), 3 + 3 + 2 + 1 + 150);
 	e2e_close(s);
 	e2e_close(p);
@@ -71,7 +72,8 @@ SRV_TEST(durable, pull_errors)
 	bool seen_t = false, seen_o = false;
 	for (long long left = 1; left >= 0; left--) {
 		struct e2e_reply *r = RD(s);
-		cr_assert(r->type == E2E_ARRAY && r->n == 3 && is_bulkstr(r->elem[0], "unsubscribe") &&
+		cr_assert(r->type == E2E_ARRAY && r->n == 3 &&
+				  is_bulkstr(r->elem[0], "unsubscribe") &&
 				  r->elem[2]->type == E2E_INT && r->elem[2]->integer == left,
 			  "%s", e2e_reply_str(r));
 		seen_t |= is_bulkstr(r->elem[1], "t");
@@ -136,13 +138,15 @@ SRV_TEST(durable, resume_many_reconnects)
 			char want[32];
 			snprintf(want, sizeof(want), "m%lld", next);
 			struct e2e_reply *e = r->elem[i];
-			cr_assert(e->n == 2 && e->elem[0]->integer == next && is_bulkstr(e->elem[1], want),
-				  "round %d: expected [%lld, %s], got %s", round, next, want, e2e_reply_str(e));
+			cr_assert(e->n == 2 && e->elem[0]->integer == next &&
+					  is_bulkstr(e->elem[1], want),
+				  "round %d: expected [%lld, %s], got %s", round, next, want,
+				  e2e_reply_str(e));
 		}
 		cr_assert(r->n > 0 || published == NMSG, "round %d: nothing pulled", round);
 		e2e_reply_free(r);
 		if (round++ % 3 == 2) { /* reconnect, sometimes mid-request */
-			if (round % 2) /* half a PULL: never executed */
+			if (round % 2)  /* half a PULL: never executed */
 				SENDS(s, "*4\r\n$4\r\nPULL\r\n$1\r\nt\r\n$5\r\nCOU");
 			e2e_close(s);
 			s = CONN();
@@ -187,11 +191,13 @@ SRV_TEST(durable, pull_block_wakes_on_publish)
 	static const char *blocks[] = { "10000", "0" /* forever */ };
 	for (int k = 0; k < 2; k++) {
 		SCMD(s, "PULL", "t", "BLOCK", blocks[k]);
-		cr_assert(!e2e_readable(s, 150), "PULL BLOCK %s answered with nothing published", blocks[k]);
+		cr_assert(!e2e_readable(s, 150), "PULL BLOCK %s answered with nothing published",
+			  blocks[k]);
 		uint64_t t0 = e2e_now_ms();
 		IS_INT(R(p, "PUBLISH", "t", k ? "m2" : "m1"), k + 1);
 		IS_PULLED(RD(s), k + 1, 1, "m%lld");
-		cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(2000), "PULL BLOCK %s took %llu ms to wake", blocks[k],
+		cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(2000),
+			  "PULL BLOCK %s took %llu ms to wake", blocks[k],
 			  (unsigned long long)(e2e_now_ms() - t0));
 	}
 	/* data already there: BLOCK returns at once with it */
@@ -224,15 +230,18 @@ SRV_TEST(durable, pull_block_times_out)
 	uint64_t t0 = e2e_now_ms();
 	IS_EMPTY(R(s, "PULL", "t", "BLOCK", "300"));
 	uint64_t dt = e2e_now_ms() - t0;
-	cr_assert(dt >= 280 && dt < (uint64_t)E2E_MS(3000), "PULL BLOCK 300 returned after %llu ms", (unsigned long long)dt);
+	cr_assert(dt >= 280 && dt < (uint64_t)E2E_MS(3000), "PULL BLOCK 300 returned after %llu ms",
+		  (unsigned long long)dt);
 	/* requests pipelined behind a parked PULL are answered after it, in order */
 	t0 = e2e_now_ms();
-	SENDS(s, "*4\r\n$4\r\nPULL\r\n$1\r\nt\r\n$5\r\nBLOCK\r\n$3\r\n200\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$1\r\nz\r\n");
+	SENDS(s,
+	      "*4\r\n$4\r\nPULL\r\n$1\r\nt\r\n$5\r\nBLOCK\r\n$3\r\n200\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$1\r\nz\r\n");
 	IS_EMPTY(RD(s));
 	IS_STATUS(RD(s), "PONG");
 	IS_BULKSTR(RD(s), "z");
 	dt = e2e_now_ms() - t0;
-	cr_assert(dt >= 180 && dt < (uint64_t)E2E_MS(3000), "pipelined PULL BLOCK 200: %llu ms", (unsigned long long)dt);
+	cr_assert(dt >= 180 && dt < (uint64_t)E2E_MS(3000), "pipelined PULL BLOCK 200: %llu ms",
+		  (unsigned long long)dt);
 	/* the subscription is still there and works */
 	IS_INT(R(p, "PUBLISH", "t", "m1"), 1);
 	IS_PULLED(R(s, "PULL", "t", "BLOCK", "100"), 1, 1, "m%lld");
@@ -259,7 +268,8 @@ SRV_TEST(durable, pull_block_pipelined_twice, "--threads", "1")
 	IS_EMPTY(RD(s));
 	IS_BULKSTR(RD(s), "last");
 	uint64_t dt = e2e_now_ms() - t0;
-	cr_assert(dt >= 330 && dt < (uint64_t)E2E_MS(3000), "PULL BLOCK 200 + PULL BLOCK 150: %llu ms", (unsigned long long)dt);
+	cr_assert(dt >= 330 && dt < (uint64_t)E2E_MS(3000),
+		  "PULL BLOCK 200 + PULL BLOCK 150: %llu ms", (unsigned long long)dt);
 	e2e_close(s);
 	e2e_close(p);
 }
@@ -345,13 +355,15 @@ SRV_TEST(durable, onfull_reject)
 			cr_assert_eq(r->integer, i);
 			ok = i;
 		} else {
-			cr_assert(r->type == E2E_ERROR && strncmp(r->str, "FULL", 4) == 0, "publish %d: %s", i,
-				  e2e_reply_str(r));
+			cr_assert(r->type == E2E_ERROR && strncmp(r->str, "FULL", 4) == 0,
+				  "publish %d: %s", i, e2e_reply_str(r));
 			full = true;
 		}
 		e2e_reply_free(r);
 	}
-	cr_assert(full, "1000 x 1 KiB accepted by a 64 KiB ONFULL reject topic with a lagging durable subscriber");
+	cr_assert(
+		full,
+		"1000 x 1 KiB accepted by a 64 KiB ONFULL reject topic with a lagging durable subscriber");
 	cr_assert(ok >= 16, "only %lld messages fit before -FULL", ok);
 	/* still full for the same size, and counted */
 	for (int k = 0; k < 2; k++) {
@@ -369,7 +381,8 @@ SRV_TEST(durable, onfull_reject)
 		struct e2e_reply *e = r->elem[i];
 		int n = snprintf(pl, sizeof(pl), "m%zu", i + 1);
 		memset(pl + n, '.', sizeof(pl) - (size_t)n);
-		cr_assert(e->n == 2 && e->elem[0]->integer == (long long)i + 1 && is_bulk(e->elem[1], pl, sizeof(pl)),
+		cr_assert(e->n == 2 && e->elem[0]->integer == (long long)i + 1 &&
+				  is_bulk(e->elem[1], pl, sizeof(pl)),
 			  "PULL[%zu]: %s", i, e2e_reply_str(e));
 	}
 	e2e_reply_free(r);
@@ -408,7 +421,8 @@ SRV_TEST(durable, onfull_reject_needs_durable_reader)
 
 /* ONFULL drop-oldest: publishing always works; a lagging durable
  * subscriber sees a jump in sequence numbers, and the loss is counted. */
-#define DROP_FMT "m%04lld-..........................................................................................."
+#define DROP_FMT \
+	"m%04lld-..........................................................................................."
 SRV_TEST(durable, drop_oldest_gap)
 {
 	enum { NMSG = 1000 };
@@ -421,7 +435,8 @@ SRV_TEST(durable, drop_oldest_gap)
 	long long first = r->elem[0]->elem[0]->integer;
 	cr_assert(first > 1, "no gap: the first pulled message is %lld", first);
 	size_t n = r->n;
-	cr_assert_eq(first + (long long)n - 1, NMSG, "the last pulled message is not the last published");
+	cr_assert_eq(first + (long long)n - 1, NMSG,
+		     "the last pulled message is not the last published");
 	IS_PULLED(r, first, n, DROP_FMT);
 	IS_EMPTY(R(s, "PULL", "d"));
 	/* every evicted message was one the subscriber lacked */
@@ -430,7 +445,9 @@ SRV_TEST(durable, drop_oldest_gap)
 	cr_assert_eq(TINFO(p, "d", "rejected"), 0);
 	char *txt = info_text(p, "subscribers");
 	char want[128];
-	snprintf(want, sizeof(want), "subscriber:behind topic=d position=%d lag=0 lost=%lld attached=yes ", NMSG + 1, first - 1);
+	snprintf(want, sizeof(want),
+		 "subscriber:behind topic=d position=%d lag=0 lost=%lld attached=yes ", NMSG + 1,
+		 first - 1);
 	cr_assert(strstr(txt, want), "no '%s' in %s", want, txt);
 	free(txt);
 	/* after the gap, it keeps up without loss */
@@ -497,7 +514,8 @@ SRV_TEST(durable, onfull_reject_hold)
 		SBIN(p, 3, argv, lens);
 		struct e2e_reply *r = RD(p);
 		bool full = r->type == E2E_ERROR;
-		cr_assert(full ? strncmp(r->str, "FULL", 4) == 0 : r->type == E2E_INT, "%s", e2e_reply_str(r));
+		cr_assert(full ? strncmp(r->str, "FULL", 4) == 0 : r->type == E2E_INT, "%s",
+			  e2e_reply_str(r));
 		e2e_reply_free(r);
 		if (full)
 			break;

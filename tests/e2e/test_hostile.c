@@ -47,7 +47,8 @@ SRV_TEST(hostile, frame_timeout, "--frame-timeout", "1")
 	}
 	uint64_t dt = e2e_now_ms() - t0;
 	cr_assert(sent < strlen(slow), "a trickled request was never timed out");
-	cr_assert(dt < (uint64_t)E2E_MS(3000), "the trickle kept the connection for %llu ms", (unsigned long long)dt);
+	cr_assert(dt < (uint64_t)E2E_MS(3000), "the trickle kept the connection for %llu ms",
+		  (unsigned long long)dt);
 	IS_ERR(RD(drip), FRAME_TIMEOUT_ERR);
 	IS_ERR(RD(half), FRAME_TIMEOUT_ERR);
 	cr_assert_geq(e2e_now_ms() - t0, 900, "closed before the timeout");
@@ -90,7 +91,8 @@ SRV_TEST(hostile, frame_timeout_spares_paused_clients, "--frame-timeout", "1")
 		ssize_t n = send(c->fd, b.p + off, b.len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n > 0) {
 			off += (size_t)n;
-			cr_assert_lt(off, b.len, "the server read everything without being read from");
+			cr_assert_lt(off, b.len,
+				     "the server read everything without being read from");
 			continue;
 		}
 		cr_assert(n < 0 && errno == EAGAIN, "send: %s", strerror(errno));
@@ -169,8 +171,9 @@ SRV_TEST(hostile, subscriber_ttl, "--subscriber-ttl", "1")
 	}
 	e2e_close(gone);
 	char *txt = NULL;
-	EVENTUALLY((free(txt), txt = info_text(p, "subscribers"), strstr(txt, "subscriber:gone topic=held") &&
-		    strstr(txt, "attached=no")), 3000);
+	EVENTUALLY((free(txt), txt = info_text(p, "subscribers"),
+		    strstr(txt, "subscriber:gone topic=held") && strstr(txt, "attached=no")),
+		   3000);
 	cr_assert(strstr(txt, "attached=no"), "%s", txt);
 	free(txt);
 	EVENTUALLY(e2e_info_field(p, "durable_subscribers_expired") == 1, 5000);

@@ -87,7 +87,8 @@ SRV_TEST(limits, max_clients, "--max-clients", "2")
 		struct e2e_reply *x = RD(d);
 		in = x->type == E2E_STATUS && strcmp(x->str, "PONG") == 0;
 		if (!in) {
-			cr_assert(x->type == E2E_ERROR && strstr(x->str, "max clients"), "%s", e2e_reply_str(x));
+			cr_assert(x->type == E2E_ERROR && strstr(x->str, "max clients"), "%s",
+				  e2e_reply_str(x));
 			e2e_sleep_ms(20);
 		}
 		e2e_reply_free(x);

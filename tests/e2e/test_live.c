@@ -29,15 +29,16 @@ SRV_TEST(live, subscribe_and_receive)
 	int na = 0, nb = 0;
 	for (int i = 0; i < 3; i++) {
 		struct e2e_reply *r = RD(s);
-		cr_assert(r->type == E2E_ARRAY && r->n == 3 && is_bulkstr(r->elem[0], "message"), "%s",
-			  e2e_reply_str(r));
+		cr_assert(r->type == E2E_ARRAY && r->n == 3 && is_bulkstr(r->elem[0], "message"),
+			  "%s", e2e_reply_str(r));
 		if (is_bulkstr(r->elem[1], "a")) {
-			cr_assert(na < 2 && is_bulkstr(r->elem[2], want_a[na]), "topic a, message %d: %s", na,
-				  e2e_reply_str(r));
+			cr_assert(na < 2 && is_bulkstr(r->elem[2], want_a[na]),
+				  "topic a, message %d: %s", na, e2e_reply_str(r));
 			na++;
 		} else {
-			cr_assert(nb == 0 && is_bulkstr(r->elem[1], "b") && is_bulkstr(r->elem[2], "y"), "%s",
-				  e2e_reply_str(r));
+			cr_assert(nb == 0 && is_bulkstr(r->elem[1], "b") &&
+					  is_bulkstr(r->elem[2], "y"),
+				  "%s", e2e_reply_str(r));
 			nb++;
 		}
 		e2e_reply_free(r);
@@ -74,13 +75,15 @@ SRV_TEST(live, subscribe_mode_restrictions)
 	struct e2e_client *p = CONN(), *s = CONN();
 	IS_OK(R(p, "CREATE", "a"));
 	IS_PUSH3(R(s, "SUBSCRIBE", "a"), "subscribe", "a", 1);
-	IS_ERR_HAS(R(s, "PUBLISH", "a", "x"), "only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET");
+	IS_ERR_HAS(R(s, "PUBLISH", "a", "x"),
+		   "only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET");
 	IS_ERR(R(s, "CREATE", "b"), "ERR Can't execute");
 	IS_ERR(R(s, "PULL", "a"), "ERR Can't execute");
 	IS_ERR(R(s, "INFO"), "ERR Can't execute");
 	/* PING in subscribe mode answers like Redis: ["pong", arg or ""] */
 	struct e2e_reply *r = R(s, "PING");
-	cr_assert(r->type == E2E_ARRAY && r->n == 2 && is_bulkstr(r->elem[0], "pong") && is_bulkstr(r->elem[1], ""),
+	cr_assert(r->type == E2E_ARRAY && r->n == 2 && is_bulkstr(r->elem[0], "pong") &&
+			  is_bulkstr(r->elem[1], ""),
 		  "%s", e2e_reply_str(r));
 	e2e_reply_free(r);
 	r = R(s, "PING", "hi");
@@ -119,7 +122,8 @@ SRV_TEST(live, unsubscribe_variants)
 	bool seen_a = false, seen_c = false;
 	for (long long left = 1; left >= 0; left--) {
 		struct e2e_reply *r = RD(s);
-		cr_assert(r->type == E2E_ARRAY && r->n == 3 && is_bulkstr(r->elem[0], "unsubscribe") &&
+		cr_assert(r->type == E2E_ARRAY && r->n == 3 &&
+				  is_bulkstr(r->elem[0], "unsubscribe") &&
 				  r->elem[2]->type == E2E_INT && r->elem[2]->integer == left,
 			  "%s", e2e_reply_str(r));
 		seen_a |= is_bulkstr(r->elem[1], "a");
@@ -160,8 +164,12 @@ SRV_TEST(live, binary_payloads)
 		const char *p;
 		size_t n;
 	} pl[] = {
-		{ "\0", 1 }, { "\r\n", 2 }, { "\r\n\r\n", 4 }, { "a\0b\r\nc\n\rd", 9 },
-		{ "*3\r\n$7\r\nmessage\r\n", 18 }, { "", 0 },
+		{ "\0", 1 },
+		{ "\r\n", 2 },
+		{ "\r\n\r\n", 4 },
+		{ "a\0b\r\nc\n\rd", 9 },
+		{ "*3\r\n$7\r\nmessage\r\n", 18 },
+		{ "", 0 },
 	};
 	size_t npl = sizeof(pl) / sizeof(pl[0]);
 	for (size_t i = 0; i <= npl; i++) {
@@ -176,8 +184,10 @@ SRV_TEST(live, binary_payloads)
 	cr_assert(r->type == E2E_ARRAY && r->n == npl + 1, "%s", e2e_reply_str(r));
 	for (size_t i = 0; i <= npl; i++) {
 		struct e2e_reply *e = r->elem[i];
-		cr_assert(e->type == E2E_ARRAY && e->n == 2 && e->elem[0]->integer == (long long)i + 1 &&
-				  is_bulk(e->elem[1], i < npl ? pl[i].p : all, i < npl ? pl[i].n : sizeof(all)),
+		cr_assert(e->type == E2E_ARRAY && e->n == 2 &&
+				  e->elem[0]->integer == (long long)i + 1 &&
+				  is_bulk(e->elem[1], i < npl ? pl[i].p : all,
+					  i < npl ? pl[i].n : sizeof(all)),
 			  "PULL[%zu]: %s", i, e2e_reply_str(e));
 	}
 	e2e_reply_free(r);
@@ -203,14 +213,18 @@ SRV_TEST(live, fanout_3x5000)
 			char want[32];
 			int n = snprintf(want, sizeof(want), "msg-%05d", k);
 			struct e2e_reply *r = RD(s[i]);
-			cr_assert(r->type == E2E_ARRAY && r->n == 3 && is_bulkstr(r->elem[0], "message") &&
-					  is_bulkstr(r->elem[1], "fan") && is_bulk(r->elem[2], want, (size_t)n),
-				  "subscriber %d, message %d: expected %s, got %s", i, k, want, e2e_reply_str(r));
+			cr_assert(r->type == E2E_ARRAY && r->n == 3 &&
+					  is_bulkstr(r->elem[0], "message") &&
+					  is_bulkstr(r->elem[1], "fan") &&
+					  is_bulk(r->elem[2], want, (size_t)n),
+				  "subscriber %d, message %d: expected %s, got %s", i, k, want,
+				  e2e_reply_str(r));
 			e2e_reply_free(r);
 		}
 	}
 	for (int i = 0; i < NSUB; i++)
-		cr_assert(!e2e_readable(s[i], i == 0 ? 100 : 0), "subscriber %d got more than %d messages", i, NMSG);
+		cr_assert(!e2e_readable(s[i], i == 0 ? 100 : 0),
+			  "subscriber %d got more than %d messages", i, NMSG);
 	cr_assert_eq(INFO(p, "messages_pushed"), NSUB * NMSG);
 	cr_assert_eq(INFO(p, "messages_out"), NSUB * NMSG);
 	cr_assert_eq(INFO(p, "messages_in"), NMSG);
@@ -297,8 +311,10 @@ static void x_read_backlog(int line, struct e2e_client *s, const char *topic)
 		struct e2e_reply *r = x_read(line, s);
 		backlog_payload(pl, i);
 		cr_assert(r->type == E2E_ARRAY && r->n == 3 && is_bulkstr(r->elem[0], "message") &&
-				  is_bulkstr(r->elem[1], topic) && is_bulk(r->elem[2], pl, BACKLOG_LEN),
-			  "line %d: expected message %lld of %d, got %s", line, i, BACKLOG_N, e2e_reply_str(r));
+				  is_bulkstr(r->elem[1], topic) &&
+				  is_bulk(r->elem[2], pl, BACKLOG_LEN),
+			  "line %d: expected message %lld of %d, got %s", line, i, BACKLOG_N,
+			  e2e_reply_str(r));
 		e2e_reply_free(r);
 	}
 }
@@ -418,12 +434,14 @@ SRV_TEST(live, slow_subscriber_disconnected)
 		char want[32];
 		snprintf(want, sizeof(want), "%06lld:", got + 1);
 		cr_assert(r->type == E2E_ARRAY && r->n == 3 && is_bulkstr(r->elem[0], "message") &&
-				  r->elem[2]->len == sizeof(big) && memcmp(r->elem[2]->str, want, 7) == 0,
+				  r->elem[2]->len == sizeof(big) &&
+				  memcmp(r->elem[2]->str, want, 7) == 0,
 			  "message %lld out of order: %s", got + 1, e2e_reply_str(r));
 		e2e_reply_free(r);
 		got++;
 	}
-	cr_assert(got < NMSG, "the slow subscriber got all %lld messages and was still closed", got);
+	cr_assert(got < NMSG, "the slow subscriber got all %lld messages and was still closed",
+		  got);
 	cr_assert_eq(INFO(p, "slow_subscribers_disconnected"), 1);
 	cr_assert_eq(TINFO(p, "fast", "slow_disconnects"), 1);
 	cr_assert_eq(TINFO(p, "fast", "live_subscribers"), 0);
@@ -501,7 +519,8 @@ SRV_TEST(live, delete_under_load)
 		SCMD(d, "SUBSCRIBE", "hot");
 		SCMD(d, "PULL", "hot", "BLOCK", "0");
 		struct e2e_reply *r = R(admin, "DELETE", "hot");
-		cr_assert(r->type == E2E_STATUS || (r->type == E2E_ERROR && strncmp(r->str, "NOTOPIC", 7) == 0),
+		cr_assert(r->type == E2E_STATUS ||
+				  (r->type == E2E_ERROR && strncmp(r->str, "NOTOPIC", 7) == 0),
 			  "%s", e2e_reply_str(r));
 		e2e_reply_free(r);
 		IS_OK(R(admin, "CREATE", "hot"));
@@ -512,7 +531,8 @@ SRV_TEST(live, delete_under_load)
 	e2e_wbuf_free(&b);
 	for (int i = 0; i < 20000; i++) {
 		struct e2e_reply *r = RD(p);
-		cr_assert(r->type == E2E_INT || (r->type == E2E_ERROR && strncmp(r->str, "NOTOPIC", 7) == 0),
+		cr_assert(r->type == E2E_INT ||
+				  (r->type == E2E_ERROR && strncmp(r->str, "NOTOPIC", 7) == 0),
 			  "reply %d: %s", i, e2e_reply_str(r));
 		e2e_reply_free(r);
 	}

@@ -32,8 +32,8 @@
 
 #include "srv_test.h"
 
-static char g_dir[64];    /* the test's data directory */
-static char g_mnt[64];    /* a tmpfs mounted by the test, if any */
+static char g_dir[64]; /* the test's data directory */
+static char g_mnt[64]; /* a tmpfs mounted by the test, if any */
 
 static void fini(void)
 {
@@ -86,7 +86,8 @@ static char *refused_start(const char *const *flags)
 	struct e2e_output o;
 	int st = e2e_run(argv, &o, 10000);
 	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
-		  "expected exit status 1, got wait status %d; stdout '%s' stderr '%s'", st, o.out, o.err);
+		  "expected exit status 1, got wait status %d; stdout '%s' stderr '%s'", st, o.out,
+		  o.err);
 	cr_assert(strstr(o.out, "Server started") == NULL, "printed its startup line: %s", o.out);
 	char *err = strdup(o.err);
 	e2e_output_free(&o);
@@ -181,7 +182,8 @@ Test(persist, create_options)
 	cr_assert(strstr(info, "topic:d ") && strstr(info, "storage=disk"), "%s", info);
 	free(info);
 	info = info_text(p, "persistence");
-	cr_assert(strstr(info, "storage_default:memory") && strstr(info, "fsync:everysec"), "%s", info);
+	cr_assert(strstr(info, "storage_default:memory") && strstr(info, "fsync:everysec"), "%s",
+		  info);
 	free(info);
 	e2e_close(p);
 	stop_server_ok(SIGTERM);
@@ -414,7 +416,8 @@ Test(persist, read_only_dir)
 		ro = chmod(g_dir, 0555) == 0 && access(g_dir, W_OK) != 0; /* not root */
 	}
 	if (!ro) {
-		cr_skip_test("cannot make a read-only directory here (root without mount privilege)");
+		cr_skip_test(
+			"cannot make a read-only directory here (root without mount privilege)");
 		return;
 	}
 	char *err = refused_start(NULL);

@@ -17,32 +17,48 @@ struct bad_frame {
 	char name[32];
 	char wire[64];
 	size_t len;
-	char err[64];  /* the error reply must start with this */
-	int replies;   /* well-formed replies before the error */
+	char err[64]; /* the error reply must start with this */
+	int replies;  /* well-formed replies before the error */
 };
 
-#define FRAME(n, w, e, k) { n, w, sizeof(w) - 1, e, k }
+#define FRAME(n, w, e, k)                 \
+	{                                 \
+		n, w, sizeof(w) - 1, e, k \
+	}
 
 ParameterizedTestParameters(proto, malformed)
 {
 	static struct bad_frame p[] = {
-		FRAME("bad multibulk length", "*abc\r\n", "ERR Protocol error: invalid multibulk length", 0),
-		FRAME("huge multibulk length", "*99999999999999999999\r\n", "ERR Protocol error: invalid multibulk length", 0),
-		FRAME("bad bulk length", "*2\r\n$4\r\nECHO\r\n$x\r\n", "ERR Protocol error: invalid bulk length", 0),
-		FRAME("negative bulk length", "*1\r\n$-1\r\n", "ERR Protocol error: invalid bulk length", 0),
-		FRAME("bulk over max payload", "*2\r\n$4\r\nECHO\r\n$2000000\r\n", "ERR Protocol error: bulk length exceeds", 0),
-		FRAME("missing CRLF after bulk", "*1\r\n$4\r\nPINGxx", "ERR Protocol error: bulk string not terminated by CRLF", 0),
-		FRAME("CR without LF after bulk", "*1\r\n$4\r\nPING\rx", "ERR Protocol error: bulk string not terminated by CRLF", 0),
-		FRAME("dollar expected (int)", "*1\r\n:4\r\n", "ERR Protocol error: expected '$'", 0),
-		FRAME("dollar expected (simple)", "*2\r\n$4\r\nECHO\r\n+hi\r\n", "ERR Protocol error: expected '$'", 0),
-		FRAME("unbalanced quotes", "ECHO \"abc\r\n", "ERR Protocol error: unbalanced quotes", 0),
-		FRAME("text after a quote", "ECHO \"abc\"def\r\n", "ERR Protocol error: unbalanced quotes", 0),
-		FRAME("after good requests", "PING\r\n*1\r\n$4\r\nPING\r\n*x\r\n", "ERR Protocol error: invalid multibulk length", 2),
+		FRAME("bad multibulk length", "*abc\r\n",
+		      "ERR Protocol error: invalid multibulk length", 0),
+		FRAME("huge multibulk length", "*99999999999999999999\r\n",
+		      "ERR Protocol error: invalid multibulk length", 0),
+		FRAME("bad bulk length", "*2\r\n$4\r\nECHO\r\n$x\r\n",
+		      "ERR Protocol error: invalid bulk length", 0),
+		FRAME("negative bulk length", "*1\r\n$-1\r\n",
+		      "ERR Protocol error: invalid bulk length", 0),
+		FRAME("bulk over max payload", "*2\r\n$4\r\nECHO\r\n$2000000\r\n",
+		      "ERR Protocol error: bulk length exceeds", 0),
+		FRAME("missing CRLF after bulk", "*1\r\n$4\r\nPINGxx",
+		      "ERR Protocol error: bulk string not terminated by CRLF", 0),
+		FRAME("CR without LF after bulk", "*1\r\n$4\r\nPING\rx",
+		      "ERR Protocol error: bulk string not terminated by CRLF", 0),
+		FRAME("dollar expected (int)", "*1\r\n:4\r\n", "ERR Protocol error: expected '$'",
+		      0),
+		FRAME("dollar expected (simple)", "*2\r\n$4\r\nECHO\r\n+hi\r\n",
+		      "ERR Protocol error: expected '$'", 0),
+		FRAME("unbalanced quotes", "ECHO \"abc\r\n",
+		      "ERR Protocol error: unbalanced quotes", 0),
+		FRAME("text after a quote", "ECHO \"abc\"def\r\n",
+		      "ERR Protocol error: unbalanced quotes", 0),
+		FRAME("after good requests", "PING\r\n*1\r\n$4\r\nPING\r\n*x\r\n",
+		      "ERR Protocol error: invalid multibulk length", 2),
 	};
 	return cr_make_param_array(struct bad_frame, p, sizeof(p) / sizeof(p[0]));
 }
 
-ParameterizedTest(struct bad_frame *f, proto, malformed, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(30.0))
+ParameterizedTest(struct bad_frame *f, proto, malformed, .fini = teardown,
+		  .timeout = E2E_TEST_TIMEOUT(30.0))
 {
 	start_server((const char *const[]){ "--threads", "2", NULL });
 	struct e2e_client *other = CONN(), *c = CONN();
@@ -61,7 +77,8 @@ ParameterizedTest(struct bad_frame *f, proto, malformed, .fini = teardown, .time
 		  "%s: expected -%s..., got %s", f->name, f->err, e2e_reply_str(r));
 	e2e_reply_free(r);
 	size_t junk = 0;
-	cr_assert(e2e_wait_eof(c, 3000, &junk), "%s: connection not closed after the protocol error", f->name);
+	cr_assert(e2e_wait_eof(c, 3000, &junk),
+		  "%s: connection not closed after the protocol error", f->name);
 	cr_assert_eq(junk, 0, "%s: %zu bytes after the error reply", f->name, junk);
 	e2e_close(c);
 	/* the other client still works, including its subscription */
@@ -105,9 +122,11 @@ SRV_TEST(proto, abrupt_disconnects)
 	for (int i = 0; i < 20; i++) {
 		struct e2e_client *c = CONN();
 		if (i % 2)
-			SENDS(c, "*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$10\r\nabc"); /* half a request */
+			SENDS(c,
+			      "*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$10\r\nabc"); /* half a request */
 		else
-			SENDS(c, "*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$1\r\nx\r\n"); /* reply never read */
+			SENDS(c,
+			      "*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$1\r\nx\r\n"); /* reply never read */
 		e2e_close(c);
 	}
 	PING_OK(keep);

@@ -79,9 +79,10 @@ SRV_TEST(publish, pipelined_run_edges)
 	struct e2e_client *c = CONN();
 	IS_OK(R(c, "CREATE", "pr"));
 #define PR(m) "*3\r\n$7\r\nPUBLISH\r\n$2\r\npr\r\n$2\r\n" m "\r\n"
-	SENDS(c, PR("m1") PR("m2") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$4\r\nSKIP\r\n"
-		 PR("m3") PR("m4") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"
-		 PR("m5") PR("m6") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n" PR("m7"));
+	SENDS(c,
+	      PR("m1") PR("m2") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$4\r\nSKIP\r\n" PR("m3")
+		      PR("m4") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n" PR("m5") PR(
+			      "m6") "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n" PR("m7"));
 	IS_INT(RD(c), 1);
 	IS_INT(RD(c), 2);
 	IS_INT(RD(c), 4); /* m3 skipped */
@@ -108,12 +109,12 @@ SRV_TEST(publish, pipelined_run_edges)
 	for (int i = 0; i < 200; i++) {
 		struct e2e_reply *r = RD(c);
 		if (r->type == E2E_INT) {
-			cr_assert(full == 0 && r->integer == last + 1, "reply %d: %s after %d -FULL", i,
-				  e2e_reply_str(r), full);
+			cr_assert(full == 0 && r->integer == last + 1,
+				  "reply %d: %s after %d -FULL", i, e2e_reply_str(r), full);
 			last = r->integer;
 		} else {
-			cr_assert(r->type == E2E_ERROR && strncmp(r->str, "FULL", 4) == 0, "reply %d: %s", i,
-				  e2e_reply_str(r));
+			cr_assert(r->type == E2E_ERROR && strncmp(r->str, "FULL", 4) == 0,
+				  "reply %d: %s", i, e2e_reply_str(r));
 			full++;
 		}
 		e2e_reply_free(r);
@@ -124,8 +125,8 @@ SRV_TEST(publish, pipelined_run_edges)
 	e2e_close(d);
 
 	/* SUBSCRIBE in the middle of a run: the PUBLISH after it is refused. */
-	SENDS(c, PR("s1") "*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\npr\r\n" PR("s2") PR("s3")
-		 "*1\r\n$4\r\nPING\r\n");
+	SENDS(c, PR("s1") "*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\npr\r\n" PR("s2")
+			 PR("s3") "*1\r\n$4\r\nPING\r\n");
 	IS_INT(RD(c), 8);
 	IS_PUSH3(RD(c), "subscribe", "pr", 1);
 	IS_ERR(RD(c), "ERR Can't execute");
@@ -262,8 +263,8 @@ SRV_TEST(publish, largest_payload)
 	if (sent == 0) {
 		struct e2e_reply *er = e2e_read(p);
 		if (er) {
-			cr_assert(er->type == E2E_ERROR && strstr(er->str, "ERR Protocol error"), "%s",
-				  e2e_reply_str(er));
+			cr_assert(er->type == E2E_ERROR && strstr(er->str, "ERR Protocol error"),
+				  "%s", e2e_reply_str(er));
 			size_t junk = 0;
 			cr_assert(e2e_wait_eof(p, 3000, &junk) && junk == 0);
 		}
@@ -318,8 +319,10 @@ SRV_TEST(publish, concurrent_publishers)
 		long long last = 0;
 		for (int i = 0; i < PER; i++) {
 			struct e2e_reply *r = RD(c[k]);
-			cr_assert(r->type == E2E_INT && r->integer >= 1 && r->integer <= N, "%s", e2e_reply_str(r));
-			cr_assert(r->integer > last, "publisher %d: seq %lld after %lld", k, r->integer, last);
+			cr_assert(r->type == E2E_INT && r->integer >= 1 && r->integer <= N, "%s",
+				  e2e_reply_str(r));
+			cr_assert(r->integer > last, "publisher %d: seq %lld after %lld", k,
+				  r->integer, last);
 			last = r->integer;
 			cr_assert(owner[last][0] == 0, "seq %lld given twice", last);
 			snprintf(owner[last], sizeof(owner[last]), "p%d-%d", k, i);
@@ -331,8 +334,10 @@ SRV_TEST(publish, concurrent_publishers)
 	cr_assert(r->type == E2E_ARRAY && r->n == N, "pulled %zu of %d", r->n, N);
 	for (size_t i = 0; i < r->n; i++) {
 		struct e2e_reply *e = r->elem[i];
-		cr_assert(e->n == 2 && e->elem[0]->integer == (long long)i + 1 && is_bulkstr(e->elem[1], owner[i + 1]),
-			  "seq %zu: publisher was told '%s', log has %s", i + 1, owner[i + 1], e2e_reply_str(e));
+		cr_assert(e->n == 2 && e->elem[0]->integer == (long long)i + 1 &&
+				  is_bulkstr(e->elem[1], owner[i + 1]),
+			  "seq %zu: publisher was told '%s', log has %s", i + 1, owner[i + 1],
+			  e2e_reply_str(e));
 	}
 	e2e_reply_free(r);
 	free(owner);

@@ -28,7 +28,8 @@ static void busy_shutdown(int sig)
 	int port = g_srv.port;
 	uint64_t t0 = e2e_now_ms();
 	stop_server_ok(sig);
-	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(3000), "shutdown took %llu ms", (unsigned long long)(e2e_now_ms() - t0));
+	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(3000), "shutdown took %llu ms",
+		  (unsigned long long)(e2e_now_ms() - t0));
 	/* the parked PULL was answered (empty) before its connection closed */
 	IS_EMPTY(RD(parked));
 	IS_EOF(parked);
@@ -74,7 +75,8 @@ Test(shutdown, unread_output, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(30.0
 	e2e_wbuf_free(&b);
 	uint64_t t0 = e2e_now_ms();
 	stop_server_ok(SIGTERM);
-	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(3000), "shutdown took %llu ms", (unsigned long long)(e2e_now_ms() - t0));
+	cr_assert(e2e_now_ms() - t0 < (uint64_t)E2E_MS(3000), "shutdown took %llu ms",
+		  (unsigned long long)(e2e_now_ms() - t0));
 	size_t junk;
 	cr_assert(e2e_wait_eof(c, 3000, &junk), "connection still open after the server exited");
 	e2e_close(c);

@@ -42,11 +42,13 @@ TestSuite(tools, .init = setup, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60
 static void run_ok(const char *const *argv, struct e2e_output *o, int timeout_ms)
 {
 	int st = e2e_run(argv, o, timeout_ms);
-	cr_assert(st >= 0, "%s: %s\nstdout: %s\nstderr: %s", argv[0], e2e_last_error(), o->out, o->err);
+	cr_assert(st >= 0, "%s: %s\nstdout: %s\nstderr: %s", argv[0], e2e_last_error(), o->out,
+		  o->err);
 	cr_assert(!(WIFEXITED(st) && WEXITSTATUS(st) == 127),
-		  "%s could not be run (is it installed? scripts/setup.sh installs it): %s", argv[0], o->err);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: wait status 0x%x\nstdout: %s\nstderr: %s",
-		  argv[0], st, o->out, o->err);
+		  "%s could not be run (is it installed? scripts/setup.sh installs it): %s",
+		  argv[0], o->err);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "%s: wait status 0x%x\nstdout: %s\nstderr: %s", argv[0], st, o->out, o->err);
 }
 
 /* redis-cli with one command; returns its stdout (caller frees o). */
@@ -88,10 +90,12 @@ Test(tools, redis_cli)
 	e2e_output_free(&o);
 
 	/* an error reply is shown as such */
-	const char *argv[] = { "redis-cli", "-h", E2E_HOST, "-p", g_port, "PUBLISH", "nope", "x", NULL };
+	const char *argv[] = { "redis-cli", "-h",   E2E_HOST, "-p", g_port,
+			       "PUBLISH",   "nope", "x",      NULL };
 	int st = e2e_run(argv, &o, 10000);
 	cr_assert(st >= 0 && WIFEXITED(st), "redis-cli: %s", e2e_last_error());
-	cr_assert(strstr(o.out, "NOTOPIC") || strstr(o.err, "NOTOPIC"), "stdout: %s\nstderr: %s", o.out, o.err);
+	cr_assert(strstr(o.out, "NOTOPIC") || strstr(o.err, "NOTOPIC"), "stdout: %s\nstderr: %s",
+		  o.out, o.err);
 	e2e_output_free(&o);
 
 	/* INFO as redis-cli shows it */
@@ -108,8 +112,22 @@ Test(tools, redis_benchmark)
 	cr_assert_str_eq(o.out, "OK\n");
 	e2e_output_free(&o);
 
-	const char *argv[] = { "redis-benchmark", "-h", E2E_HOST, "-p", g_port, "-c", "10", "-P", "16",
-			       "-n", "20000", "-q", "PUBLISH", "t", "0123456789abcdef", NULL };
+	const char *argv[] = { "redis-benchmark",
+			       "-h",
+			       E2E_HOST,
+			       "-p",
+			       g_port,
+			       "-c",
+			       "10",
+			       "-P",
+			       "16",
+			       "-n",
+			       "20000",
+			       "-q",
+			       "PUBLISH",
+			       "t",
+			       "0123456789abcdef",
+			       NULL };
 	run_ok(argv, &o, 60000);
 	cr_assert(strstr(o.out, "requests per second"), "stdout: %s\nstderr: %s", o.out, o.err);
 	cr_assert_null(strstr(o.out, "WARNING"), "stdout: %s", o.out);

@@ -36,7 +36,9 @@ SRV_TEST(topics, create)
 	cr_assert_eq(TINFO(c, "c2m", "capacity"), 2 << 20);
 	cr_assert_eq(TINFO(c, "c1g", "capacity"), 1 << 30);
 	char *txt = info_text(c, NULL);
-	cr_assert(strstr(txt, "topic:c2m ") && strstr(strstr(txt, "topic:c2m "), "onfull=drop-oldest"), "%s", txt);
+	cr_assert(strstr(txt, "topic:c2m ") &&
+			  strstr(strstr(txt, "topic:c2m "), "onfull=drop-oldest"),
+		  "%s", txt);
 	cr_assert(strstr(strstr(txt, "topic:c1k "), "onfull=reject"), "%s", txt);
 	cr_assert(strstr(strstr(txt, "topic:t "), "onfull=reject"), "default ONFULL: %s", txt);
 	free(txt);
@@ -100,7 +102,8 @@ SRV_TEST(topics, list_sorted)
 	struct e2e_reply *r = R(c, "TOPICS");
 	cr_assert(r->type == E2E_ARRAY && r->n == 6, "%s", e2e_reply_str(r));
 	for (size_t i = 0; i < 6; i++)
-		cr_assert(is_bulkstr(r->elem[i], sorted[i]), "TOPICS[%zu]: %s", i, e2e_reply_str(r));
+		cr_assert(is_bulkstr(r->elem[i], sorted[i]), "TOPICS[%zu]: %s", i,
+			  e2e_reply_str(r));
 	e2e_reply_free(r);
 	IS_OK(R(c, "DELETE", "b"));
 	r = R(c, "topics");

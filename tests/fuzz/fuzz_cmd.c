@@ -69,7 +69,7 @@
 #define CHECK(cond, ...)                                                        \
 	do {                                                                    \
 		if (!(cond)) {                                                  \
-			fprintf(stderr, "fuzz_cmd: check failed: %s: ", #cond);  \
+			fprintf(stderr, "fuzz_cmd: check failed: %s: ", #cond); \
 			fprintf(stderr, __VA_ARGS__);                           \
 			fputc('\n', stderr);                                    \
 			epoch_dump();                                           \
@@ -90,7 +90,7 @@ struct client {
 static struct server *srv;
 static struct client cl[NCLIENTS];
 static unsigned inputs, reset_every = 64;
-static bool trace; /* FUZZ_CMD_TRACE=1: print every reply on stderr */
+static bool trace;                           /* FUZZ_CMD_TRACE=1: print every reply on stderr */
 static uint64_t clock_ns = 1000000000000ULL; /* 1000 s */
 
 /* The server's clock: calls to rmq_now_ns() are linked here
@@ -108,7 +108,7 @@ uint64_t __wrap_rmq_now_ns(void)
 static struct epoch_input {
 	uint8_t *p;
 	size_t n;
-} *epoch;
+} * epoch;
 static size_t nepoch, capepoch;
 
 static void epoch_add(const uint8_t *data, size_t size)
@@ -308,7 +308,8 @@ static void client_check_replies(int k)
 	struct client *c = &cl[k];
 	for (;;) {
 		ssize_t r = reply_len(c->in.data + c->in.off, rmq_buf_pending(&c->in), 0);
-		CHECK(r >= 0, "client %d: malformed reply at '%.*s'", k, shown(&c->in), c->in.data + c->in.off);
+		CHECK(r >= 0, "client %d: malformed reply at '%.*s'", k, shown(&c->in),
+		      c->in.data + c->in.off);
 		if (r == 0)
 			break;
 		if (trace)
@@ -420,7 +421,8 @@ static void client_send(int k, const char *p, size_t n)
 				c->deaf = false;
 			settle();
 			CHECK(++stuck < 100 || c->eof,
-			      "client %d: the server stopped reading from a client that reads its replies", k);
+			      "client %d: the server stopped reading from a client that reads its replies",
+			      k);
 			if (c->eof)
 				return;
 			continue;
@@ -489,10 +491,10 @@ static void close_clients(uint64_t abrupt_before)
 	for (int k = 0; k < NCLIENTS; k++) {
 		struct rmq_buf *in = &cl[k].in;
 		CHECK(!rmq_buf_pending(in) || dropped,
-		      "client %d: the server stopped in the middle of a reply ('%.*s')", k, shown(in),
-		      in->data + in->off);
-		CHECK(!rmq_buf_pending(in) ||
-			      !memmem(in->data + in->off, rmq_buf_pending(in), TIMED_OUT, strlen(TIMED_OUT)),
+		      "client %d: the server stopped in the middle of a reply ('%.*s')", k,
+		      shown(in), in->data + in->off);
+		CHECK(!rmq_buf_pending(in) || !memmem(in->data + in->off, rmq_buf_pending(in),
+						      TIMED_OUT, strlen(TIMED_OUT)),
 		      "client %d: the timeout error was sent inside a reply ('%.*s')", k, shown(in),
 		      in->data + in->off);
 		client_reset(k);
@@ -504,14 +506,15 @@ static void close_clients(uint64_t abrupt_before)
 		struct worker *w = &srv->workers[i];
 		CHECK(cds_list_empty(&w->conns), "worker %u still has connections", i);
 		CHECK(cds_list_empty(&w->parked_conns), "worker %u still has parked PULLs", i);
-		CHECK(cds_list_empty(&w->flush) && cds_list_empty(&w->closed), "worker %u not idle", i);
+		CHECK(cds_list_empty(&w->flush) && cds_list_empty(&w->closed), "worker %u not idle",
+		      i);
 	}
 }
 
 static void check_topic(struct rmq_topic *t, void *ctx)
 {
-	CHECK(atomic_load(&t->live_subs) == 0, "topic '%s': %llu live subscribers, no client", t->name,
-	      (unsigned long long)atomic_load(&t->live_subs));
+	CHECK(atomic_load(&t->live_subs) == 0, "topic '%s': %llu live subscribers, no client",
+	      t->name, (unsigned long long)atomic_load(&t->live_subs));
 	CHECK(atomic_load(&t->watch_mask) == 0, "topic '%s': watches left (mask %llx), no client",
 	      t->name, (unsigned long long)atomic_load(&t->watch_mask));
 }

@@ -33,19 +33,19 @@
 
 static const struct rmq_resp_limits profiles[4] = {
 	{ .max_bulk = 1u << 20, .max_args = MAX_ARGS_CAP, .max_inline = 64u << 10 }, /* server */
-	{ .max_bulk = 1024, .max_args = 16, .max_inline = 256 },                   /* test_resp */
-	{ .max_bulk = 8, .max_args = 3, .max_inline = 12 },                        /* tiny */
-	{ .max_bulk = 0, .max_args = 1, .max_inline = 1 },                         /* edges */
+	{ .max_bulk = 1024, .max_args = 16, .max_inline = 256 },                     /* test_resp */
+	{ .max_bulk = 8, .max_args = 3, .max_inline = 12 },                          /* tiny */
+	{ .max_bulk = 0, .max_args = 1, .max_inline = 1 },                           /* edges */
 };
 
-#define CHECK(cond, ...)                                                          \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			fprintf(stderr, "fuzz_resp: check failed: %s: ", #cond);   \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fputc('\n', stderr);                                      \
-			abort();                                                  \
-		}                                                                 \
+#define CHECK(cond, ...)                                                         \
+	do {                                                                     \
+		if (!(cond)) {                                                   \
+			fprintf(stderr, "fuzz_resp: check failed: %s: ", #cond); \
+			fprintf(stderr, __VA_ARGS__);                            \
+			fputc('\n', stderr);                                     \
+			abort();                                                 \
+		}                                                                \
 	} while (0)
 
 /* What one way of parsing saw: the requests, flattened as
@@ -103,13 +103,13 @@ static ssize_t parse_checked(char *buf, size_t len, const struct rmq_resp_limits
 		return r;
 	}
 	if (r == RMQ_RESP_NEED_ARGV) {
-		CHECK(*argc > cap && *argc <= lim->max_args, "NEED_ARGV with argc %zu, cap %zu", *argc,
-		      cap);
+		CHECK(*argc > cap && *argc <= lim->max_args, "NEED_ARGV with argc %zu, cap %zu",
+		      *argc, cap);
 		return r;
 	}
 	if (r == RMQ_RESP_ERROR) {
-		CHECK(*err != NULL && strncmp(*err, "ERR Protocol error", 18) == 0, "error message '%s'",
-		      *err ? *err : "(null)");
+		CHECK(*err != NULL && strncmp(*err, "ERR Protocol error", 18) == 0,
+		      "error message '%s'", *err ? *err : "(null)");
 		return r;
 	}
 	CHECK(r == RMQ_RESP_INCOMPLETE, "unexpected return value %zd", r);
@@ -128,7 +128,8 @@ static void parse_whole(const unsigned char *data, size_t n, const struct rmq_re
 	for (;;) {
 		size_t argc;
 		const char *err;
-		ssize_t r = parse_checked(buf + off, n - off, lim, argv, lim->max_args, &argc, &err);
+		ssize_t r =
+			parse_checked(buf + off, n - off, lim, argv, lim->max_args, &argc, &err);
 		CHECK(r != RMQ_RESP_NEED_ARGV, "NEED_ARGV with argv_cap = max_args");
 		if (r == RMQ_RESP_ERROR) {
 			o->err = err;
@@ -186,8 +187,8 @@ static void reader_feed(struct reader *rd, const unsigned char *p, size_t n,
 	for (;;) {
 		size_t argc;
 		const char *err;
-		ssize_t r = parse_checked(rd->pend + off, rd->npend - off, lim, rd->argv, rd->cap, &argc,
-					  &err);
+		ssize_t r = parse_checked(rd->pend + off, rd->npend - off, lim, rd->argv, rd->cap,
+					  &argc, &err);
 		if (r == RMQ_RESP_NEED_ARGV) {
 			while (rd->cap < argc)
 				rd->cap *= 2;
@@ -246,7 +247,8 @@ static void compare(const struct outcome *ref, const struct outcome *o, const ch
 	      ref->requests);
 	CHECK(ref->len == o->len && (o->len == 0 || memcmp(ref->log, o->log, o->len) == 0),
 	      "%s: the requests differ from the reference's", how);
-	CHECK((ref->err == NULL) == (o->err == NULL) && (!ref->err || strcmp(ref->err, o->err) == 0),
+	CHECK((ref->err == NULL) == (o->err == NULL) &&
+		      (!ref->err || strcmp(ref->err, o->err) == 0),
 	      "%s: ends with '%s', reference with '%s'", how, o->err ? o->err : "incomplete",
 	      ref->err ? ref->err : "incomplete");
 	CHECK(ref->err || ref->tail == o->tail, "%s: %zu bytes left, reference %zu", how, o->tail,

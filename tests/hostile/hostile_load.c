@@ -31,8 +31,8 @@
 
 struct actor {
 	int fd;
-	bool deaf;     /* never reads */
-	int reg;       /* registered as durable subscriber #reg (0: no) */
+	bool deaf; /* never reads */
+	int reg;   /* registered as durable subscriber #reg (0: no) */
 };
 
 static uint64_t g_seed = 0x243f6a8885a308d3ULL;
@@ -96,9 +96,7 @@ static void act(struct actor *a)
 	g_actions[what]++;
 	uint64_t t0 = now_us();
 	switch (what) {
-	case 0: /* vanish and come back */
-		reconnect(a);
-		break;
+	case 0: /* vanish and come back */ reconnect(a); break;
 	case 1: { /* subscribe to many topics, live */
 		const char *argv[201];
 		static char names[200][32];
@@ -247,7 +245,9 @@ static long long ping_us(void)
 		return -1;
 	uint64_t t0 = now_us();
 	struct e2e_reply *r = e2e_cmd(c, "PING", NULL);
-	long long us = (r && r->type == E2E_STATUS && !strcmp(r->str, "PONG")) ? (long long)(now_us() - t0) : -1;
+	long long us = (r && r->type == E2E_STATUS && !strcmp(r->str, "PONG"))
+			       ? (long long)(now_us() - t0)
+			       : -1;
 	e2e_reply_free(r);
 	e2e_close(c);
 	return us;
@@ -260,9 +260,12 @@ int main(int argc, char **argv)
 	long long rss_limit_mib = 256;
 	bool keep_log = false;
 	static const struct option opts[] = {
-		{ "secs", required_argument, NULL, 's' },   { "clients", required_argument, NULL, 'c' },
-		{ "threads", required_argument, NULL, 't' }, { "rss-limit-mib", required_argument, NULL, 'r' },
-		{ "seed", required_argument, NULL, 'x' },   { "keep-log", no_argument, NULL, 'k' },
+		{ "secs", required_argument, NULL, 's' },
+		{ "clients", required_argument, NULL, 'c' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "rss-limit-mib", required_argument, NULL, 'r' },
+		{ "seed", required_argument, NULL, 'x' },
+		{ "keep-log", no_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int o;
@@ -276,7 +279,8 @@ int main(int argc, char **argv)
 		case 'x': g_seed = strtoull(optarg, &end, 0) | 1; break;
 		case 'k': keep_log = true; break;
 		default:
-			fprintf(stderr, "usage: %s [--secs S] [--clients N] [--threads T] [--rss-limit-mib M] [--seed X] [--keep-log]\n",
+			fprintf(stderr,
+				"usage: %s [--secs S] [--clients N] [--threads T] [--rss-limit-mib M] [--seed X] [--keep-log]\n",
 				argv[0]);
 			return 2;
 		}
@@ -285,8 +289,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!(secs > 0 && secs <= 600) || nclients < 1 || nclients > 2000 || threads < 1 || threads > 64 ||
-	    rss_limit_mib < 16) {
+	if (!(secs > 0 && secs <= 600) || nclients < 1 || nclients > 2000 || threads < 1 ||
+	    threads > 64 || rss_limit_mib < 16) {
 		fprintf(stderr, "%s: out-of-range argument\n", argv[0]);
 		return 2;
 	}
@@ -294,9 +298,21 @@ int main(int argc, char **argv)
 	char th[16];
 	snprintf(th, sizeof(th), "%d", threads);
 	struct e2e_server srv;
-	const char *args[] = { "--threads", th, "--max-clients", "1000", "--frame-timeout", "2",
-			       "--subscriber-ttl", "2", "--max-payload", "256K", "--default-capacity", "1M",
-			       "--log-level", "warn", NULL };
+	const char *args[] = { "--threads",
+			       th,
+			       "--max-clients",
+			       "1000",
+			       "--frame-timeout",
+			       "2",
+			       "--subscriber-ttl",
+			       "2",
+			       "--max-payload",
+			       "256K",
+			       "--default-capacity",
+			       "1M",
+			       "--log-level",
+			       "warn",
+			       NULL };
 	if (e2e_server_start(&srv, args, 5000) != 0) {
 		fprintf(stderr, "hostile_load: server start: %s\n", e2e_last_error());
 		return 1;
@@ -309,8 +325,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NTOPICS; i++) {
 		char t[32];
 		topic_name(t, sizeof(t), (uint64_t)i);
-		const char *argv2[] = { "CREATE", t, "CAPACITY", i % 3 ? "64K" : "16K", "ONFULL",
-				       i % 2 ? "reject" : "drop-oldest" };
+		const char *argv2[] = { "CREATE",   t,
+					"CAPACITY", i % 3 ? "64K" : "16K",
+					"ONFULL",   i % 2 ? "reject" : "drop-oldest" };
 		e2e_wbuf_cmdv(&b, 6, argv2, NULL);
 	}
 	e2e_send(adm, b.p, b.len);
@@ -334,7 +351,8 @@ int main(int argc, char **argv)
 		if (e2e_now_ms() >= next_probe) { /* responsiveness while under load */
 			long long us = ping_us();
 			if (us < 0) {
-				fail("a fresh client got no PONG during the load: %s", e2e_last_error());
+				fail("a fresh client got no PONG during the load: %s",
+				     e2e_last_error());
 				break;
 			}
 			if ((uint64_t)us > worst_ping)
@@ -361,7 +379,8 @@ int main(int argc, char **argv)
 	long long hwm = h_proc_kib(srv.pid, "VmHWM");
 	printf("hostile_load: %llu actions in %.1f s by %d clients; probes %llu, worst PING under load %.1f ms; "
 	       "RSS %lld KiB at start, peak %lld KiB\n",
-	       (unsigned long long)steps, secs, nclients, (unsigned long long)probes, (double)worst_ping / 1e3, rss0, hwm);
+	       (unsigned long long)steps, secs, nclients, (unsigned long long)probes,
+	       (double)worst_ping / 1e3, rss0, hwm);
 	for (int i = 0; i < 14; i++) /* where the driver's own time went */
 		printf("  action %2d: %6llu times, %8.1f ms\n", i, (unsigned long long)g_actions[i],
 		       (double)g_action_us[i] / 1e3);
@@ -378,7 +397,8 @@ int main(int argc, char **argv)
 				best = us;
 		}
 		if (best < 0)
-			fail("worker %d: no PONG for a fresh client after the load: %s", w, e2e_last_error());
+			fail("worker %d: no PONG for a fresh client after the load: %s", w,
+			     e2e_last_error());
 		else if (best > 10000)
 			fail("worker %d: PING took %.1f ms after the load", w, (double)best / 1e3);
 		else
@@ -389,7 +409,8 @@ int main(int argc, char **argv)
 		long long n = e2e_info_field(c, "connected_clients");
 		printf("hostile_load: connected_clients %lld after all clients left\n", n);
 		if (n > 1)
-			fail("%lld connections still held after every client left (want 1: this one)", n);
+			fail("%lld connections still held after every client left (want 1: this one)",
+			     n);
 		e2e_close(c);
 	}
 	st = e2e_server_stop(&srv, SIGTERM, 10000);

@@ -56,21 +56,22 @@ static void stop_ok(void)
 	int st = e2e_server_stop(&g_srv, SIGTERM, 10000);
 	cr_assert(st >= 0, "stop: %s", e2e_last_error());
 	cr_assert(WIFEXITED(st), "server did not exit normally (wait status 0x%x%s%s)", st,
-		  WIFSIGNALED(st) ? ", signal " : "", WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "");
+		  WIFSIGNALED(st) ? ", signal " : "",
+		  WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "");
 	cr_assert_eq(WEXITSTATUS(st), 0, "server exit status %d", WEXITSTATUS(st));
 }
 
 /* A test against a fresh server with --threads 2 plus the given flags,
  * which must then stop cleanly on SIGTERM. */
-#define HTEST(name, ...)                                                                 \
-	static void name##_body(void);                                                   \
-	Test(hostile, name, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))         \
-	{                                                                                \
-		start((const char *const[]){ "--threads", "2", ##__VA_ARGS__, NULL });   \
-		name##_body();                                                           \
-		stop_ok();                                                               \
-		g_done = true;                                                           \
-	}                                                                                \
+#define HTEST(name, ...)                                                               \
+	static void name##_body(void);                                                 \
+	Test(hostile, name, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))       \
+	{                                                                              \
+		start((const char *const[]){ "--threads", "2", ##__VA_ARGS__, NULL }); \
+		name##_body();                                                         \
+		stop_ok();                                                             \
+		g_done = true;                                                         \
+	}                                                                              \
 	static void name##_body(void)
 
 /* --- client helpers --- */
@@ -102,7 +103,8 @@ static void expect_status(struct e2e_reply *r, const char *s)
 
 static void expect_int(struct e2e_reply *r, long long v)
 {
-	cr_assert(r->type == E2E_INT && r->integer == v, "expected :%lld, got %s", v, e2e_reply_str(r));
+	cr_assert(r->type == E2E_INT && r->integer == v, "expected :%lld, got %s", v,
+		  e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
@@ -232,7 +234,8 @@ HTEST(item01_parked_pull_eof_frees_slot, "--max-clients", "2")
 		e2e_sleep_ms(50);
 	} while (e2e_now_ms() < until);
 	cr_assert(r && r->type == E2E_STATUS && strcmp(r->str, "PONG") == 0,
-		  "after two parked consumers exited, a new client got %s", r ? e2e_reply_str(r) : "nothing");
+		  "after two parked consumers exited, a new client got %s",
+		  r ? e2e_reply_str(r) : "nothing");
 	e2e_reply_free(r);
 	struct e2e_client *c = conn();
 	cr_assert_eq(info(c, "connected_clients"), 1);
@@ -280,10 +283,12 @@ HTEST(item02_deaf_subscriber_requests_bounded)
 			break; /* the server stopped reading: good */
 	}
 	long long hwm = h_proc_kib(g_srv.pid, "VmHWM");
-	cr_log_info("sent %zu MiB of PING; RSS %lld KiB before, peak %lld KiB", sent >> 20, rss0, hwm);
-	cr_assert(hwm - rss0 < 64 * 1024,
-		  "server RSS grew from %lld to %lld KiB while a deaf subscriber sent %zu MiB of PING", rss0,
-		  hwm, sent >> 20);
+	cr_log_info("sent %zu MiB of PING; RSS %lld KiB before, peak %lld KiB", sent >> 20, rss0,
+		    hwm);
+	cr_assert(
+		hwm - rss0 < 64 * 1024,
+		"server RSS grew from %lld to %lld KiB while a deaf subscriber sent %zu MiB of PING",
+		rss0, hwm, sent >> 20);
 	ping_ok(p);
 	close(fd);
 }
@@ -316,9 +321,11 @@ HTEST(item03_pull_reply_bounded_output)
 		fds[i] = h_raw_connect(g_srv.port, 4096);
 		cr_assert_geq(fds[i], 0);
 		char req[256];
-		int n = snprintf(req, sizeof(req),
-				 "*3\r\n$8\r\nREGISTER\r\n$10\r\nSUBSCRIBER\r\n$5\r\nslow%d\r\n"
-				 "*4\r\n$4\r\nPULL\r\n$7\r\nbacklog\r\n$5\r\nCOUNT\r\n$6\r\n100000\r\n", i);
+		int n = snprintf(
+			req, sizeof(req),
+			"*3\r\n$8\r\nREGISTER\r\n$10\r\nSUBSCRIBER\r\n$5\r\nslow%d\r\n"
+			"*4\r\n$4\r\nPULL\r\n$7\r\nbacklog\r\n$5\r\nCOUNT\r\n$6\r\n100000\r\n",
+			i);
 		cr_assert_eq(h_raw_send(fds[i], req, (size_t)n, 1000), (size_t)n);
 	}
 	e2e_sleep_ms(500);
@@ -355,7 +362,8 @@ HTEST(item04_half_request_behind_parked_pull_times_out, "--frame-timeout", "1")
  * not take down a server limited to 1 GiB of address space (today it
  * aborts: "out of memory allocating ..."). The offenders may be shed with
  * an error; the server must live and answer. */
-Test(hostile, item04_input_budget_sheds_not_dies, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
+Test(hostile, item04_input_budget_sheds_not_dies, .fini = teardown,
+     .timeout = E2E_TEST_TIMEOUT(60.0))
 {
 	e2e_child_rlimit(RLIMIT_AS, 1ULL << 30);
 	start((const char *const[]){ "--threads", "2", "--frame-timeout", "20", NULL });
@@ -375,7 +383,8 @@ Test(hostile, item04_input_budget_sheds_not_dies, .fini = teardown, .timeout = E
 	for (int k = 0; k < 15; k++) {
 		for (int i = 0; i < NC; i++) {
 			static const char bh[] = "$1000000\r\n";
-			if (stuck[i] || h_raw_send(fds[i], bh, sizeof(bh) - 1, 500) < sizeof(bh) - 1) {
+			if (stuck[i] ||
+			    h_raw_send(fds[i], bh, sizeof(bh) - 1, 500) < sizeof(bh) - 1) {
 				stuck[i] = true;
 				continue;
 			}
@@ -385,7 +394,8 @@ Test(hostile, item04_input_budget_sheds_not_dies, .fini = teardown, .timeout = E
 				stuck[i] = true;
 		}
 		siginfo_t si = { .si_pid = 0 };
-		if (waitid(P_PID, (id_t)g_srv.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid)
+		if (waitid(P_PID, (id_t)g_srv.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    si.si_pid)
 			break; /* died: stop sending, report below */
 	}
 	cr_log_info("sent %zu MiB of unfinished MPUBLISH over %d connections", sent >> 20, NC);
@@ -394,8 +404,10 @@ Test(hostile, item04_input_budget_sheds_not_dies, .fini = teardown, .timeout = E
 	pid_t w = waitpid(g_srv.pid, &st, WNOHANG);
 	char tail[2048] = "";
 	e2e_server_log_tail(&g_srv, tail, sizeof(tail));
-	cr_assert_eq(w, 0, "the server died (wait status 0x%x) under %d x 15 MiB of unfinished requests:\n%s",
-		     w > 0 ? st : 0, NC, tail);
+	cr_assert_eq(
+		w, 0,
+		"the server died (wait status 0x%x) under %d x 15 MiB of unfinished requests:\n%s",
+		w > 0 ? st : 0, NC, tail);
 	long long ms = h_ping_ms(g_srv.port, 3000);
 	cr_assert(ms >= 0, "server alive but not answering: %s", e2e_last_error());
 	for (int i = 0; i < NC; i++)
@@ -418,7 +430,8 @@ HTEST(item05_takeover_wakes_parked_owner)
 	expect_status(R(b, "REGISTER", "SUBSCRIBER", "owner"), "OK");
 	cr_assert(e2e_readable(a, E2E_MS(2000)), "the parked owner was not told of the takeover");
 	struct e2e_reply *r = e2e_read(a);
-	cr_assert(r && r->type == E2E_ERROR && strstr(r->str, "taken over"), "got %s", e2e_reply_str(r));
+	cr_assert(r && r->type == E2E_ERROR && strstr(r->str, "taken over"), "got %s",
+		  e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
@@ -521,10 +534,11 @@ HTEST(item07_parked_pullers_do_not_tax_requests, "--threads", "1")
 	e2e_sleep_ms(500);
 	ping_ok(c);
 	long long with = server_cpu_ms_of(run_pings, &pg);
-	cr_log_info("server CPU for %d PINGs: %lld ms alone, %lld ms with %d parked pullers", NPING, base,
-		    with, NPARK);
-	cr_assert(with <= 2 * base + 20, "%d PINGs cost %lld ms of server CPU with %d parked pullers, %lld without",
-		  NPING, with, NPARK, base);
+	cr_log_info("server CPU for %d PINGs: %lld ms alone, %lld ms with %d parked pullers", NPING,
+		    base, with, NPARK);
+	cr_assert(with <= 2 * base + 20,
+		  "%d PINGs cost %lld ms of server CPU with %d parked pullers, %lld without", NPING,
+		  with, NPARK, base);
 	for (int i = 0; i < NPARK; i++)
 		close(fds[i]);
 }
@@ -556,7 +570,8 @@ HTEST(item08_info_and_topics_page, "--threads", "1")
 	struct e2e_client *c = conn();
 	create_many(c, "p.", N, "4K");
 	uint64_t clients = timed_info_us(c, "clients"), stats = timed_info_us(c, "stats");
-	cr_log_info("with %d topics: INFO clients %.1f ms, INFO stats %.1f ms", N, clients / 1e3, stats / 1e3);
+	cr_log_info("with %d topics: INFO clients %.1f ms, INFO stats %.1f ms", N, clients / 1e3,
+		    stats / 1e3);
 	cr_assert_lt(clients, 20000u, "INFO clients took %.1f ms with %d topics", clients / 1e3, N);
 	cr_assert_lt(stats, 20000u, "INFO stats took %.1f ms with %d topics", stats / 1e3, N);
 	cr_assert_eq(info(c, "topics"), N);
@@ -572,7 +587,8 @@ HTEST(item08_info_and_topics_page, "--threads", "1")
 		cr_assert_leq(r->elem[1]->n, 2000, "a page of %zu for COUNT 1000", r->elem[1]->n);
 		for (size_t i = 0; i < r->elem[1]->n; i++) {
 			long k = strtol(r->elem[1]->elem[i]->str + 2, NULL, 10);
-			cr_assert(k >= 0 && k < N && !seen[k], "%s twice", r->elem[1]->elem[i]->str);
+			cr_assert(k >= 0 && k < N && !seen[k], "%s twice",
+				  r->elem[1]->elem[i]->str);
 			seen[k] = 1;
 			total++;
 		}
@@ -583,8 +599,10 @@ HTEST(item08_info_and_topics_page, "--threads", "1")
 	cr_assert_eq(total, N, "TOPICS pages listed %lld of %d topics", total, N);
 	/* MATCH */
 	struct e2e_reply *r = R(c, "TOPICS", "0", "COUNT", "1000000", "MATCH", "p.1999*");
-	cr_assert(r->type == E2E_ARRAY && r->n == 2 && r->elem[1]->type == E2E_ARRAY, "%s", e2e_reply_str(r));
-	cr_assert_eq(r->elem[1]->n, 11, "MATCH p.1999*: %s", e2e_reply_str(r)); /* 1999, 19990-19999 */
+	cr_assert(r->type == E2E_ARRAY && r->n == 2 && r->elem[1]->type == E2E_ARRAY, "%s",
+		  e2e_reply_str(r));
+	cr_assert_eq(r->elem[1]->n, 11, "MATCH p.1999*: %s",
+		     e2e_reply_str(r)); /* 1999, 19990-19999 */
 	e2e_reply_free(r);
 }
 
@@ -701,8 +719,10 @@ HTEST(item09_hash_flooding, "--threads", "1")
 		k += server_cpu_ms_of(run_publishes, &control);
 		v += server_cpu_ms_of(run_publishes, &victim);
 	}
-	cr_log_info("server CPU for %d PUBLISH: %lld ms to the victim, %lld ms to the control", 2 * NPUB, v, k);
-	cr_assert(v <= k * 3 / 2 + 20, "PUBLISH orders cost %lld ms of server CPU, PUBLISH control %lld ms", v, k);
+	cr_log_info("server CPU for %d PUBLISH: %lld ms to the victim, %lld ms to the control",
+		    2 * NPUB, v, k);
+	cr_assert(v <= k * 3 / 2 + 20,
+		  "PUBLISH orders cost %lld ms of server CPU, PUBLISH control %lld ms", v, k);
 }
 
 /* ======================================================================
@@ -714,11 +734,13 @@ HTEST(item09_hash_flooding, "--threads", "1")
  * is and the reply is an error (today 100 x 1000 B into a 64 KiB ONFULL
  * reject topic stored 55 and replied only -FULL; a too-big message in the
  * middle left those before it stored). */
-static void check_mpublish_reply(struct e2e_client *c, const char *topic, long long before, struct e2e_reply *r)
+static void check_mpublish_reply(struct e2e_client *c, const char *topic, long long before,
+				 struct e2e_reply *r)
 {
 	long long after = tinfo(c, topic, "msgs_in");
 	if (r->type == E2E_INT)
-		cr_assert_eq(r->integer, after, "MPUBLISH replied %lld but the topic's last message is %lld",
+		cr_assert_eq(r->integer, after,
+			     "MPUBLISH replied %lld but the topic's last message is %lld",
 			     r->integer, after);
 	else
 		cr_assert_eq(after, before, "MPUBLISH replied %s yet stored %lld message(s)",
@@ -772,7 +794,8 @@ HTEST(item11_max_payload_is_for_payloads, "--max-payload", "6")
 	expect_int(R(c, "PUBLISH", name, "x"), 1);
 	/* payloads are still limited */
 	struct e2e_reply *r = R(c, "PUBLISH", "t", "1234567");
-	cr_assert_eq(r->type, E2E_ERROR, "a 7-byte payload over --max-payload 6: %s", e2e_reply_str(r));
+	cr_assert_eq(r->type, E2E_ERROR, "a 7-byte payload over --max-payload 6: %s",
+		     e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
@@ -783,9 +806,13 @@ HTEST(item12_small_capacity)
 	struct e2e_client *c = conn();
 	static const char *caps[][2] = { { "c1k", "1K" }, { "c4k", "4K" } };
 	for (int k = 0; k < 2; k++) {
-		expect_status(R(c, "CREATE", caps[k][0], "CAPACITY", caps[k][1], "ONFULL", "drop-oldest"), "OK");
+		expect_status(
+			R(c, "CREATE", caps[k][0], "CAPACITY", caps[k][1], "ONFULL", "drop-oldest"),
+			"OK");
 		for (int i = 0; i < 200; i++) {
-			struct e2e_reply *r = R(c, "PUBLISH", caps[k][0], "fifty-bytes-of-payload-fifty-bytes-of-payload-50b");
+			struct e2e_reply *r =
+				R(c, "PUBLISH", caps[k][0],
+				  "fifty-bytes-of-payload-fifty-bytes-of-payload-50b");
 			cr_assert_eq(r->type, E2E_INT, "%s", e2e_reply_str(r));
 			e2e_reply_free(r);
 		}
@@ -806,7 +833,8 @@ HTEST(item13_sighup_sigusr1_survive)
 	cr_assert_eq(kill(g_srv.pid, SIGUSR1), 0);
 	e2e_sleep_ms(200);
 	int st;
-	cr_assert_eq(waitpid(g_srv.pid, &st, WNOHANG), 0, "the server died of SIGHUP/SIGUSR1 (status 0x%x)", st);
+	cr_assert_eq(waitpid(g_srv.pid, &st, WNOHANG), 0,
+		     "the server died of SIGHUP/SIGUSR1 (status 0x%x)", st);
 	ping_ok(c);
 }
 
@@ -828,20 +856,23 @@ static int keepalive_timer_of(int port, long long *when_ms)
 		while (fgets(line, sizeof(line), fp)) {
 			char *save = NULL, *tok[6];
 			int nt = 0;
-			for (char *t = strtok_r(line, " \t\n", &save); t && nt < 6; t = strtok_r(NULL, " \t\n", &save))
+			for (char *t = strtok_r(line, " \t\n", &save); t && nt < 6;
+			     t = strtok_r(NULL, " \t\n", &save))
 				tok[nt++] = t;
 			if (nt < 6)
 				continue;
 			char *colon = strrchr(tok[1], ':'), *tcolon = strchr(tok[5], ':');
 			if (!colon || !tcolon)
 				continue;
-			unsigned long lport = strtoul(colon + 1, NULL, 16), st = strtoul(tok[3], NULL, 16);
+			unsigned long lport = strtoul(colon + 1, NULL, 16),
+				      st = strtoul(tok[3], NULL, 16);
 			if ((int)lport != port || st != 1) /* the server's side, ESTABLISHED */
 				continue;
 			unsigned long tr = strtoul(tok[5], NULL, 16);
 			unsigned long long when = strtoull(tcolon + 1, NULL, 16);
 			fclose(fp);
-			*when_ms = (long long)(when * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK));
+			*when_ms =
+				(long long)(when * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK));
 			return (int)tr;
 		}
 		fclose(fp);

@@ -78,15 +78,15 @@
 #define MAX_PUBS 16
 #define MAX_TOPICS 8
 #define MAX_SUBS 32
-#define CLIENT_TIMEOUT_MS 20000  /* bounds every reply; TSan servers are slow */
-#define DRAIN_MS 90000           /* durable subscribers' catch-up after the load */
-#define SETTLE_MS 20000          /* fds / RSS coming back after the clients left */
-#define CHURN_NAMES 4            /* durable names reused by the churn (bounded registry) */
-#define RACER_MAX 200            /* racer messages per churn topic */
+#define CLIENT_TIMEOUT_MS 20000 /* bounds every reply; TSan servers are slow */
+#define DRAIN_MS 90000          /* durable subscribers' catch-up after the load */
+#define SETTLE_MS 20000         /* fds / RSS coming back after the clients left */
+#define CHURN_NAMES 4           /* durable names reused by the churn (bounded registry) */
+#define RACER_MAX 200           /* racer messages per churn topic */
 
-#define PUB_CHURN 100            /* publisher ids of the churn thread and the racer */
+#define PUB_CHURN 100 /* publisher ids of the churn thread and the racer */
 #define PUB_RACER 101
-#define CHURN_ID0 0x10000u       /* topic ids of churn topics: CHURN_ID0 + 2k (+1) */
+#define CHURN_ID0 0x10000u /* topic ids of churn topics: CHURN_ID0 + 2k (+1) */
 
 /* --- configuration and shared state --- */
 
@@ -101,12 +101,12 @@ static struct {
 static int g_port;
 static char g_topic[MAX_TOPICS][32];
 static const uint64_t g_capacity[MAX_TOPICS] = { 256 << 10, 8 << 20, 8 << 20, 8 << 20,
-						 8 << 20, 8 << 20, 8 << 20, 8 << 20 };
-static _Atomic int g_stop;      /* load phase over */
-static _Atomic int g_abort;     /* a failure makes going on pointless */
-static _Atomic int g_pubs_done; /* g_final is complete (store-release) */
+						 8 << 20,   8 << 20, 8 << 20, 8 << 20 };
+static _Atomic int g_stop;                     /* load phase over */
+static _Atomic int g_abort;                    /* a failure makes going on pointless */
+static _Atomic int g_pubs_done;                /* g_final is complete (store-release) */
 static uint64_t g_final[MAX_PUBS][MAX_TOPICS]; /* messages each publisher got in */
-static _Atomic uint64_t g_churn_k;               /* current churn cycle, for the racer */
+static _Atomic uint64_t g_churn_k;             /* current churn cycle, for the racer */
 
 static _Atomic unsigned g_failures;
 static pthread_mutex_t g_print = PTHREAD_MUTEX_INITIALIZER;
@@ -130,10 +130,10 @@ static void failf(const char *fmt, ...)
 }
 
 /* An error after which this thread cannot go on: everyone stops. */
-#define FATAL(...)                                   \
-	do {                                         \
-		failf(__VA_ARGS__);                  \
-		atomic_store(&g_abort, 1);           \
+#define FATAL(...)                         \
+	do {                               \
+		failf(__VA_ARGS__);        \
+		atomic_store(&g_abort, 1); \
 	} while (0)
 
 static bool running(void)
@@ -168,7 +168,8 @@ static uint64_t rnd(uint64_t *s)
 
 static uint64_t rnd_seed(unsigned role, unsigned id)
 {
-	uint64_t s = g_cfg.seed ^ ((uint64_t)role << 40) ^ ((uint64_t)id << 20) ^ 0x9E3779B97F4A7C15ULL;
+	uint64_t s =
+		g_cfg.seed ^ ((uint64_t)role << 40) ^ ((uint64_t)id << 20) ^ 0x9E3779B97F4A7C15ULL;
 	return s ? s : 1;
 }
 
@@ -311,10 +312,13 @@ static void check_live(struct stream *s, uint64_t epoch, uint64_t seq, const cha
 		       const char *topic, uint32_t pub)
 {
 	if (s->epoch == epoch && seq != s->last + 1)
-		failf("%s: %s publisher %u: seq %" PRIu64 " after %" PRIu64 " on the same connection (%s)",
-		      who, topic, pub, seq, s->last, seq <= s->last ? "duplicate or reordered" : "gap");
+		failf("%s: %s publisher %u: seq %" PRIu64 " after %" PRIu64
+		      " on the same connection (%s)",
+		      who, topic, pub, seq, s->last,
+		      seq <= s->last ? "duplicate or reordered" : "gap");
 	else if (s->epoch != epoch && seq <= s->last)
-		failf("%s: %s publisher %u: seq %" PRIu64 " after %" PRIu64 " across a reconnect (duplicate or reordered)",
+		failf("%s: %s publisher %u: seq %" PRIu64 " after %" PRIu64
+		      " across a reconnect (duplicate or reordered)",
 		      who, topic, pub, seq, s->last);
 	s->last = seq;
 	s->epoch = epoch;
@@ -325,8 +329,9 @@ static void check_exact(struct stream *s, uint64_t seq, const char *who, const c
 			uint32_t pub)
 {
 	if (seq != s->last + 1)
-		failf("%s: %s publisher %u: seq %" PRIu64 " after %" PRIu64 " (%s)", who, topic, pub, seq,
-		      s->last, seq <= s->last ? "duplicate or reordered" : "message lost");
+		failf("%s: %s publisher %u: seq %" PRIu64 " after %" PRIu64 " (%s)", who, topic,
+		      pub, seq, s->last,
+		      seq <= s->last ? "duplicate or reordered" : "message lost");
 	s->last = seq;
 }
 
@@ -361,7 +366,8 @@ static void *pub_main(void *arg)
 		}
 		if (t < 0) {
 			t = (int)(rnd(&p->rng) % (uint64_t)g_cfg.topics);
-			len = build_payload(buf, &p->rng, (uint32_t)t, (uint32_t)p->id, p->seq[t] + 1, true);
+			len = build_payload(buf, &p->rng, (uint32_t)t, (uint32_t)p->id,
+					    p->seq[t] + 1, true);
 		}
 		uint64_t seq;
 		int rc = rmq_send(c, g_topic[t], buf, len, &seq);
@@ -376,7 +382,8 @@ static void *pub_main(void *arg)
 			break;
 		}
 		if (seq <= tseq[t])
-			failf("%s: %s: got topic seq %" PRIu64 " after %" PRIu64, p->who, g_topic[t], seq, tseq[t]);
+			failf("%s: %s: got topic seq %" PRIu64 " after %" PRIu64, p->who,
+			      g_topic[t], seq, tseq[t]);
 		tseq[t] = seq;
 		p->seq[t]++;
 		t = -1;
@@ -417,9 +424,11 @@ static void live_msg(struct live *l, const struct rmq_msg *m)
 	struct hdr h;
 	const char *bad = parse_payload(m->payload, m->len, &h);
 	if (bad)
-		return failf("%s: %s: corrupt payload (%zu bytes): %s", l->who, m->topic, m->len, bad);
+		return failf("%s: %s: corrupt payload (%zu bytes): %s", l->who, m->topic, m->len,
+			     bad);
 	if (h.topic != (uint32_t)t || h.pub >= (uint32_t)g_cfg.pubs)
-		return failf("%s: %s: message of topic %u publisher %u", l->who, m->topic, h.topic, h.pub);
+		return failf("%s: %s: message of topic %u publisher %u", l->who, m->topic, h.topic,
+			     h.pub);
 	check_live(&l->st[t][h.pub], l->epoch, h.seq, l->who, m->topic, h.pub);
 	cnt_add(&l->msgs, 1);
 }
@@ -435,7 +444,8 @@ static void *live_main(void *arg)
 		uint64_t mask = 1 + rnd(&l->rng) % ((1u << g_cfg.topics) - 1);
 		for (int t = 0; t < g_cfg.topics; t++)
 			if ((mask >> t & 1) && rmq_subscribe_live(c, g_topic[t]) != RMQ_OK)
-				FATAL("%s: SUBSCRIBE %s: %s", l->who, g_topic[t], rmq_client_errstr(c));
+				FATAL("%s: SUBSCRIBE %s: %s", l->who, g_topic[t],
+				      rmq_client_errstr(c));
 		uint64_t until = next_disconnect(&l->rng);
 		while (running()) {
 			struct rmq_msg *m;
@@ -469,8 +479,8 @@ struct dur {
 	char who[32], name[32];
 	pthread_t th;
 	uint64_t rng;
-	uint64_t mask;                 /* main topics it is subscribed to */
-	uint64_t tseq[MAX_TOPICS];     /* last topic sequence number pulled */
+	uint64_t mask;             /* main topics it is subscribed to */
+	uint64_t tseq[MAX_TOPICS]; /* last topic sequence number pulled */
 	struct stream st[MAX_TOPICS][MAX_PUBS];
 	_Atomic uint64_t msgs, pulls, disc, takeovers, away_ms;
 	uint64_t drain_ms;
@@ -502,17 +512,19 @@ static void dur_batch(struct dur *d, int t, const struct rmq_msgs *b)
 	for (size_t i = 0; i < b->n; i++) {
 		const struct rmq_msg *m = &b->msg[i];
 		if (m->seq != d->tseq[t] + 1)
-			failf("%s: %s: topic seq %" PRIu64 " after %" PRIu64, d->who, g_topic[t], m->seq,
-			      d->tseq[t]);
+			failf("%s: %s: topic seq %" PRIu64 " after %" PRIu64, d->who, g_topic[t],
+			      m->seq, d->tseq[t]);
 		d->tseq[t] = m->seq;
 		struct hdr h;
 		const char *bad = parse_payload(m->payload, m->len, &h);
 		if (bad) {
-			failf("%s: %s #%" PRIu64 ": corrupt payload: %s", d->who, g_topic[t], m->seq, bad);
+			failf("%s: %s #%" PRIu64 ": corrupt payload: %s", d->who, g_topic[t],
+			      m->seq, bad);
 			continue;
 		}
 		if (h.topic != (uint32_t)t || h.pub >= (uint32_t)g_cfg.pubs) {
-			failf("%s: %s: message of topic %u publisher %u", d->who, g_topic[t], h.topic, h.pub);
+			failf("%s: %s: message of topic %u publisher %u", d->who, g_topic[t],
+			      h.topic, h.pub);
 			continue;
 		}
 		check_exact(&d->st[t][h.pub], h.seq, d->who, g_topic[t], h.pub);
@@ -529,8 +541,10 @@ static bool dur_complete(struct dur *d, bool report)
 		for (int p = 0; (d->mask >> t & 1) && p < g_cfg.pubs; p++)
 			if (d->st[t][p].last != g_final[p][t]) {
 				if (report)
-					failf("%s: %s publisher %d: got up to %" PRIu64 " of %" PRIu64,
-					      d->who, g_topic[t], p, d->st[t][p].last, g_final[p][t]);
+					failf("%s: %s publisher %d: got up to %" PRIu64
+					      " of %" PRIu64,
+					      d->who, g_topic[t], p, d->st[t][p].last,
+					      g_final[p][t]);
 				ok = false;
 			}
 	return ok;
@@ -619,7 +633,8 @@ static void *dur_main(void *arg)
 		if (rmq_pull(c, g_topic[t], 100, 0, &b) != RMQ_OK)
 			failf("%s: last PULL %s: %s", d->who, g_topic[t], rmq_client_errstr(c));
 		else if (b->n)
-			failf("%s: %s: %zu messages after the last one published", d->who, g_topic[t], b->n);
+			failf("%s: %s: %zu messages after the last one published", d->who,
+			      g_topic[t], b->n);
 		rmq_msgs_free(b);
 	}
 	rmq_client_close(c);
@@ -633,9 +648,9 @@ struct cview {
 	const char *who;
 	const char *names[2];
 	uint32_t ids[2];
-	struct stream st[2][2];   /* [a|b][churn thread|racer] */
-	uint64_t tseq[2];         /* durable: last topic sequence number */
-	bool gone[2];             /* live: told the topic was deleted */
+	struct stream st[2][2]; /* [a|b][churn thread|racer] */
+	uint64_t tseq[2];       /* durable: last topic sequence number */
+	bool gone[2];           /* live: told the topic was deleted */
 	uint64_t msgs;
 };
 
@@ -657,18 +672,20 @@ static void cview_msg(struct cview *v, int i, uint64_t seq, const char *payload,
 {
 	if (durable) {
 		if (v->tseq[i] && seq != v->tseq[i] + 1)
-			failf("%s: %s: topic seq %" PRIu64 " after %" PRIu64, v->who, v->names[i], seq,
-			      v->tseq[i]);
+			failf("%s: %s: topic seq %" PRIu64 " after %" PRIu64, v->who, v->names[i],
+			      seq, v->tseq[i]);
 		v->tseq[i] = seq;
 	}
 	if (v->gone[i])
-		failf("%s: %s: a message after the topic was reported deleted", v->who, v->names[i]);
+		failf("%s: %s: a message after the topic was reported deleted", v->who,
+		      v->names[i]);
 	struct hdr h;
 	const char *bad = parse_payload(payload, len, &h);
 	if (bad)
 		return failf("%s: %s: corrupt payload: %s", v->who, v->names[i], bad);
 	if (h.topic != v->ids[i] || (h.pub != PUB_CHURN && h.pub != PUB_RACER))
-		return failf("%s: %s: message of topic %u publisher %u", v->who, v->names[i], h.topic, h.pub);
+		return failf("%s: %s: message of topic %u publisher %u", v->who, v->names[i],
+			     h.topic, h.pub);
 	if (h.pub == PUB_CHURN)
 		check_exact(&v->st[i][0], h.seq, v->who, v->names[i], h.pub);
 	else
@@ -685,7 +702,9 @@ static bool churn_live_until(struct rmq_client *c, struct cview *v, int i, uint6
 		struct rmq_msg *m;
 		int rc = rmq_next_message(c, 100, &m);
 		if (rc == RMQ_OK) {
-			int k = strcmp(m->topic, v->names[0]) == 0 ? 0 : strcmp(m->topic, v->names[1]) == 0 ? 1 : -1;
+			int k = strcmp(m->topic, v->names[0]) == 0   ? 0
+				: strcmp(m->topic, v->names[1]) == 0 ? 1
+								     : -1;
 			if (k < 0)
 				failf("%s: push for unexpected topic '%s'", v->who, m->topic);
 			else if (m->kind == RMQ_MSG_TOPIC_GONE)
@@ -698,9 +717,10 @@ static bool churn_live_until(struct rmq_client *c, struct cview *v, int i, uint6
 			return false;
 		}
 		if (e2e_now_ms() > deadline) {
-			failf("%s: %s: waited %d s for seq %" PRIu64 "%s (have %" PRIu64 ", gone=%d)", v->who,
-			      v->names[i], CLIENT_TIMEOUT_MS / 1000, seq, gone ? " and the deletion" : "",
-			      v->st[i][0].last, v->gone[i]);
+			failf("%s: %s: waited %d s for seq %" PRIu64 "%s (have %" PRIu64
+			      ", gone=%d)",
+			      v->who, v->names[i], CLIENT_TIMEOUT_MS / 1000, seq,
+			      gone ? " and the deletion" : "", v->st[i][0].last, v->gone[i]);
 			return false;
 		}
 	}
@@ -723,8 +743,8 @@ static bool churn_pull_until(struct rmq_client *c, struct cview *v, int i, uint6
 		cnt_add(pulled, b->n);
 		rmq_msgs_free(b);
 		if (e2e_now_ms() > deadline) {
-			failf("%s: %s: waited %d s to pull seq %" PRIu64 " (have %" PRIu64 ")", v->who,
-			      v->names[i], CLIENT_TIMEOUT_MS / 1000, seq, v->st[i][0].last);
+			failf("%s: %s: waited %d s to pull seq %" PRIu64 " (have %" PRIu64 ")",
+			      v->who, v->names[i], CLIENT_TIMEOUT_MS / 1000, seq, v->st[i][0].last);
 			return false;
 		}
 	}
@@ -737,10 +757,10 @@ struct puller {
 	pthread_t th;
 	char who[32], name[32];
 	struct cview v;
-	_Atomic int ready;           /* 1 subscribed, -1 failed */
-	_Atomic uint64_t progress;   /* churn thread's messages pulled so far */
-	uint64_t pulled;             /* read after pthread_join */
-	int rc;                      /* how its last PULL ended */
+	_Atomic int ready;         /* 1 subscribed, -1 failed */
+	_Atomic uint64_t progress; /* churn thread's messages pulled so far */
+	uint64_t pulled;           /* read after pthread_join */
+	int rc;                    /* how its last PULL ended */
 	uint64_t end_ms;
 };
 
@@ -782,12 +802,13 @@ static void *puller_main(void *arg)
 struct churn {
 	pthread_t th;
 	uint64_t rng;
-	_Atomic uint64_t cycles, created, deleted, gone_live, notopic_pulls, sent, pulled, live_msgs;
+	_Atomic uint64_t cycles, created, deleted, gone_live, notopic_pulls, sent, pulled,
+		live_msgs;
 	uint64_t max_unpark_ms;
 };
 
-static int churn_publish(struct rmq_client *adm, struct cview *pubv, int i, uint64_t n, uint64_t *rng,
-			 _Atomic uint64_t *sent)
+static int churn_publish(struct rmq_client *adm, struct cview *pubv, int i, uint64_t n,
+			 uint64_t *rng, _Atomic uint64_t *sent)
 {
 	uint8_t buf[HDR_LEN + 128];
 	for (uint64_t s = 0; s < n; s++) {
@@ -842,11 +863,14 @@ static bool churn_cycle(struct churn *ch, struct rmq_client *adm, uint64_t k)
 	puller_started = true;
 	char dname[32];
 	snprintf(dname, sizeof(dname), "soak-churn-%" PRIu64, k % CHURN_NAMES);
-	if (!(l1 = dial("churn live 1")) || !(l2 = dial("churn live 2")) || !(dc = dial("churn durable")))
+	if (!(l1 = dial("churn live 1")) || !(l2 = dial("churn live 2")) ||
+	    !(dc = dial("churn durable")))
 		goto out;
-	if (rmq_subscribe_live(l1, names[0]) != RMQ_OK || rmq_subscribe_live(l2, names[0]) != RMQ_OK ||
-	    rmq_subscribe_live(l2, names[1]) != RMQ_OK || rmq_register_subscriber(dc, dname) != RMQ_OK ||
-	    rmq_subscribe(dc, names[0]) != RMQ_OK || rmq_subscribe(dc, names[1]) != RMQ_OK) {
+	if (rmq_subscribe_live(l1, names[0]) != RMQ_OK ||
+	    rmq_subscribe_live(l2, names[0]) != RMQ_OK ||
+	    rmq_subscribe_live(l2, names[1]) != RMQ_OK ||
+	    rmq_register_subscriber(dc, dname) != RMQ_OK || rmq_subscribe(dc, names[0]) != RMQ_OK ||
+	    rmq_subscribe(dc, names[1]) != RMQ_OK) {
 		failf("churn: subscribing to %s/%s failed", names[0], names[1]);
 		goto out;
 	}
@@ -862,13 +886,15 @@ static bool churn_cycle(struct churn *ch, struct rmq_client *adm, uint64_t k)
 	if (churn_publish(adm, &pubv, 0, n, &ch->rng, &ch->sent) ||
 	    churn_publish(adm, &pubv, 1, m, &ch->rng, &ch->sent))
 		goto out;
-	if (!churn_pull_until(dc, &dv, 0, n, &ch->pulled) || !churn_pull_until(dc, &dv, 1, m, &ch->pulled))
+	if (!churn_pull_until(dc, &dv, 0, n, &ch->pulled) ||
+	    !churn_pull_until(dc, &dv, 1, m, &ch->pulled))
 		goto out;
 	until = e2e_now_ms() + CLIENT_TIMEOUT_MS;
 	while (atomic_load(&pl->progress) < n && e2e_now_ms() < until)
 		e2e_sleep_ms(1);
 	if (atomic_load(&pl->progress) != n) {
-		failf("churn: blocked puller got %" PRIu64 " of %" PRIu64 " messages", atomic_load(&pl->progress), n);
+		failf("churn: blocked puller got %" PRIu64 " of %" PRIu64 " messages",
+		      atomic_load(&pl->progress), n);
 		goto out;
 	}
 	e2e_sleep_ms(5); /* let its next PULL park */
@@ -881,7 +907,8 @@ static bool churn_cycle(struct churn *ch, struct rmq_client *adm, uint64_t k)
 	cnt_add(&ch->deleted, 1);
 	int rc = rmq_delete_topic(adm, names[0]);
 	if (rc != RMQ_ERR_NOTOPIC)
-		failf("churn: second DELETE %s: %s (want no such topic)", names[0], rmq_strerror(rc));
+		failf("churn: second DELETE %s: %s (want no such topic)", names[0],
+		      rmq_strerror(rc));
 	/* Live: everything published before the delete, then the notice. */
 	if (!churn_live_until(l1, &lv1, 0, n, true) || !churn_live_until(l2, &lv2, 0, n, true) ||
 	    !churn_live_until(l2, &lv2, 1, m, false))
@@ -892,12 +919,14 @@ static bool churn_cycle(struct churn *ch, struct rmq_client *adm, uint64_t k)
 	cnt_add(&ch->gone_live, 2);
 	struct rmq_msgs *b = NULL;
 	if ((rc = rmq_pull(dc, names[0], 100, 0, &b)) != RMQ_ERR_NOTOPIC)
-		failf("churn durable: PULL of deleted %s: %s (want no such topic)", names[0], rmq_strerror(rc));
+		failf("churn durable: PULL of deleted %s: %s (want no such topic)", names[0],
+		      rmq_strerror(rc));
 	rmq_msgs_free(b);
 	cnt_add(&ch->notopic_pulls, 1);
 	/* b is untouched by a's deletion. */
 	if (churn_publish(adm, &pubv, 1, 1, &ch->rng, &ch->sent) ||
-	    !churn_live_until(l2, &lv2, 1, m + 1, false) || !churn_pull_until(dc, &dv, 1, m + 1, &ch->pulled))
+	    !churn_live_until(l2, &lv2, 1, m + 1, false) ||
+	    !churn_pull_until(dc, &dv, 1, m + 1, &ch->pulled))
 		goto out;
 	if (rmq_delete_topic(adm, names[1]) != RMQ_OK) {
 		failf("churn: DELETE %s: %s", names[1], rmq_client_errstr(adm));
@@ -911,18 +940,21 @@ static bool churn_cycle(struct churn *ch, struct rmq_client *adm, uint64_t k)
 	cnt_add(&ch->gone_live, 1);
 	b = NULL;
 	if ((rc = rmq_pull(dc, names[1], 100, 0, &b)) != RMQ_ERR_NOTOPIC)
-		failf("churn durable: PULL of deleted %s: %s (want no such topic)", names[1], rmq_strerror(rc));
+		failf("churn durable: PULL of deleted %s: %s (want no such topic)", names[1],
+		      rmq_strerror(rc));
 	rmq_msgs_free(b);
 	cnt_add(&ch->notopic_pulls, 1);
 	uint8_t buf[HDR_LEN];
 	put32(buf, 0);
 	if ((rc = rmq_send(adm, names[0], buf, sizeof(buf), NULL)) != RMQ_ERR_NOTOPIC)
-		failf("churn: PUBLISH to deleted %s: %s (want no such topic)", names[0], rmq_strerror(rc));
+		failf("churn: PUBLISH to deleted %s: %s (want no such topic)", names[0],
+		      rmq_strerror(rc));
 	pthread_join(pl->th, NULL);
 	puller_started = false;
 	if (pl->rc != RMQ_ERR_NOTOPIC)
 		failf("churn: blocked PULL on %s ended with '%s' (want no such topic)", names[0],
-		      pl->rc == RMQ_ERR_TIMEOUT ? "no answer before its BLOCK timeout" : rmq_strerror(pl->rc));
+		      pl->rc == RMQ_ERR_TIMEOUT ? "no answer before its BLOCK timeout"
+						: rmq_strerror(pl->rc));
 	else if (pl->end_ms - t0 > ch->max_unpark_ms)
 		ch->max_unpark_ms = pl->end_ms - t0;
 	cnt_add(&ch->notopic_pulls, 1);
@@ -984,7 +1016,8 @@ static void *racer_main(void *arg)
 			e2e_sleep_ms(1);
 			continue;
 		}
-		size_t len = build_payload(buf, &r->rng, CHURN_ID0 + 2 * (uint32_t)k, PUB_RACER, seq + 1, false);
+		size_t len = build_payload(buf, &r->rng, CHURN_ID0 + 2 * (uint32_t)k, PUB_RACER,
+					   seq + 1, false);
 		int rc = rmq_send(c, name, buf, len, NULL);
 		if (rc == RMQ_OK) {
 			seq++;
@@ -1108,7 +1141,8 @@ static void usage(FILE *f)
 		"usage: soak [--duration S] [--publishers N] [--live N] [--durable N] [--topics N]\n"
 		"            [--server-threads N] [--seed N] [--rss-tolerance-kib N] [--no-rss-check]\n"
 		"            [--hold S] [--keep-log]\n"
-		"Runs the ringmq soak test against " RINGMQ_SERVER_BIN " for S seconds (default 60,\n"
+		"Runs the ringmq soak test against " RINGMQ_SERVER_BIN
+		" for S seconds (default 60,\n"
 		"or $RINGMQ_SOAK_SECONDS); exit 0 when every check passed, 1 otherwise.\n"
 		"--hold S keeps the server running S seconds after the checks, before SIGTERM, to\n"
 		"inspect it (gdb -p PID); --keep-log keeps its stderr log even when all passed.\n");
@@ -1137,12 +1171,18 @@ static int parse_args(int argc, char **argv)
 	if ((env = getenv("RINGMQ_SOAK_SEED")) && *env)
 		g_cfg.seed = strtoull(env, NULL, 0);
 	static const struct option opts[] = {
-		{ "duration", required_argument, NULL, 'd' },  { "publishers", required_argument, NULL, 'p' },
-		{ "live", required_argument, NULL, 'l' },      { "durable", required_argument, NULL, 'D' },
-		{ "topics", required_argument, NULL, 't' },    { "server-threads", required_argument, NULL, 'T' },
-		{ "seed", required_argument, NULL, 's' },      { "rss-tolerance-kib", required_argument, NULL, 'r' },
-		{ "no-rss-check", no_argument, NULL, 'n' },    { "help", no_argument, NULL, 'h' },
-		{ "hold", required_argument, NULL, 'H' },      { "keep-log", no_argument, NULL, 'k' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "publishers", required_argument, NULL, 'p' },
+		{ "live", required_argument, NULL, 'l' },
+		{ "durable", required_argument, NULL, 'D' },
+		{ "topics", required_argument, NULL, 't' },
+		{ "server-threads", required_argument, NULL, 'T' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "rss-tolerance-kib", required_argument, NULL, 'r' },
+		{ "no-rss-check", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "hold", required_argument, NULL, 'H' },
+		{ "keep-log", no_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int o;
@@ -1173,7 +1213,6 @@ static int parse_args(int argc, char **argv)
 	return 0;
 }
 
-
 /* --- the run --- */
 
 static struct pub g_pubs[MAX_PUBS];
@@ -1202,7 +1241,8 @@ static bool setup(void)
 	struct rmq_client *adm = dial("set-up");
 	for (int t = 0; adm && t < g_cfg.topics; t++) {
 		snprintf(g_topic[t], sizeof(g_topic[t]), "soak.main.%d", t);
-		struct rmq_topic_opts o = { .capacity = g_capacity[t], .onfull = RMQ_ONFULL_REJECT };
+		struct rmq_topic_opts o = { .capacity = g_capacity[t],
+					    .onfull = RMQ_ONFULL_REJECT };
 		if (rmq_create_topic(adm, g_topic[t], &o) != RMQ_OK)
 			FATAL("CREATE %s: %s", g_topic[t], rmq_client_errstr(adm));
 	}
@@ -1278,8 +1318,9 @@ static void load_phase(pid_t pid, struct totals *tt)
 			live += cnt(&g_lives[i].msgs);
 		for (int i = 0; i < g_cfg.durs; i++)
 			dmsgs += cnt(&g_durs[i].msgs);
-		printf("soak: %3" PRIu64 " s: published %" PRIu64 ", durable got %" PRIu64 ", live got %" PRIu64
-		       ", churn cycles %" PRIu64 ", server RSS %ld KiB, %d fds\n",
+		printf("soak: %3" PRIu64 " s: published %" PRIu64 ", durable got %" PRIu64
+		       ", live got %" PRIu64 ", churn cycles %" PRIu64
+		       ", server RSS %ld KiB, %d fds\n",
 		       (e2e_now_ms() - t0) / 1000, sent, dmsgs, live, cnt(&g_churn.cycles), r, f);
 	}
 	atomic_store(&g_stop, 1);
@@ -1327,7 +1368,8 @@ static void join_all(struct totals *tt)
 	if (atomic_load(&g_abort))
 		return;
 	if (tt->dur_msgs != tt->expected)
-		failf("durable subscribers got %" PRIu64 " messages, want %" PRIu64, tt->dur_msgs, tt->expected);
+		failf("durable subscribers got %" PRIu64 " messages, want %" PRIu64, tt->dur_msgs,
+		      tt->expected);
 	if (cnt(&g_churn.cycles) == 0 || tt->pub == 0)
 		failf("no churn cycle or no message completed (%" PRIu64 ", %" PRIu64 ")",
 		      cnt(&g_churn.cycles), tt->pub);
@@ -1348,7 +1390,8 @@ static void check_info(int port, struct totals *tt)
 	long long topics = e2e_info_field(c, "topics");
 	struct e2e_reply *r = checked("TOPICS", e2e_cmd(c, "TOPICS", NULL));
 	if (r && (r->type != E2E_ARRAY || r->n != (size_t)g_cfg.topics))
-		failf("topics left after the churn: %s (want the %d main topics)", e2e_reply_str(r), g_cfg.topics);
+		failf("topics left after the churn: %s (want the %d main topics)", e2e_reply_str(r),
+		      g_cfg.topics);
 	e2e_reply_free(r);
 	e2e_close(c);
 	if (atomic_load(&g_abort))
@@ -1357,16 +1400,19 @@ static void check_info(int port, struct totals *tt)
 	/* churn names: CHURN_NAMES durable and as many puller names, reused */
 	long long names = 2 * (long long)(cycles + 1 < CHURN_NAMES ? cycles + 1 : CHURN_NAMES);
 	if (tt->in != (long long)tt->all_in)
-		failf("INFO messages_in %lld, clients had %" PRIu64 " accepted", tt->in, tt->all_in);
+		failf("INFO messages_in %lld, clients had %" PRIu64 " accepted", tt->in,
+		      tt->all_in);
 	if (tt->pulled != (long long)pulled)
-		failf("INFO messages_pulled %lld, durable clients received %" PRIu64, tt->pulled, pulled);
+		failf("INFO messages_pulled %lld, durable clients received %" PRIu64, tt->pulled,
+		      pulled);
 	if (tt->slow < (long long)tt->live_server)
 		failf("the server closed %" PRIu64 " live subscribers, INFO counts %lld slow ones",
 		      tt->live_server, tt->slow);
 	if (topics != g_cfg.topics)
 		failf("INFO topics %lld, want %d", topics, g_cfg.topics);
 	if (tt->durs < g_cfg.durs || tt->durs > g_cfg.durs + names)
-		failf("INFO durable_subscribers %lld, want %d to %lld", tt->durs, g_cfg.durs, g_cfg.durs + names);
+		failf("INFO durable_subscribers %lld, want %d to %lld", tt->durs, g_cfg.durs,
+		      g_cfg.durs + names);
 }
 
 /* Unsubscribes the durable subscribers (a subscription keeps a deleted
@@ -1378,10 +1424,12 @@ static void delete_main_topics(int port)
 		struct e2e_client *c = e2e_connect(port, CLIENT_TIMEOUT_MS);
 		if (!c)
 			return failf("connect: %s", e2e_last_error());
-		e2e_reply_free(checked("REGISTER", e2e_cmd(c, "REGISTER", "SUBSCRIBER", g_durs[i].name, NULL)));
+		e2e_reply_free(checked("REGISTER",
+				       e2e_cmd(c, "REGISTER", "SUBSCRIBER", g_durs[i].name, NULL)));
 		for (int t = 0; t < g_cfg.topics; t++) /* one reply per topic */
 			if (g_durs[i].mask >> t & 1)
-				e2e_reply_free(checked("UNSUBSCRIBE", e2e_cmd(c, "UNSUBSCRIBE", g_topic[t], NULL)));
+				e2e_reply_free(checked("UNSUBSCRIBE", e2e_cmd(c, "UNSUBSCRIBE",
+									      g_topic[t], NULL)));
 		e2e_close(c);
 	}
 	struct e2e_client *c = e2e_connect(port, CLIENT_TIMEOUT_MS);
@@ -1416,7 +1464,8 @@ static void check_baseline(const struct e2e_server *srv, struct totals *tt, bool
 	tt->fd2 = settle_fds(srv->pid, tt->fd0);
 	tt->rss2 = settle_rss(srv->pid);
 	if (tt->fd2 != tt->fd0)
-		failf("server fds %d after deleting the main topics, baseline %d", tt->fd2, tt->fd0);
+		failf("server fds %d after deleting the main topics, baseline %d", tt->fd2,
+		      tt->fd0);
 	if (tt->rss_checked && tt->rss2 - tt->rss0 > g_cfg.rss_tol_kib)
 		failf("server RSS %ld KiB after everything was deleted, baseline %ld KiB: +%ld KiB > tolerance %ld KiB",
 		      tt->rss2, tt->rss0, tt->rss2 - tt->rss0, g_cfg.rss_tol_kib);
@@ -1432,7 +1481,8 @@ static void stop_server(struct e2e_server *srv, struct totals *tt)
 	if (st < 0)
 		failf("server did not exit on SIGTERM: %s", e2e_last_error());
 	else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		failf("server exit on SIGTERM: %s %d (want exit status 0)", WIFEXITED(st) ? "status" : "signal",
+		failf("server exit on SIGTERM: %s %d (want exit status 0)",
+		      WIFEXITED(st) ? "status" : "signal",
 		      WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 	check_server_log(srv->log_path);
 	if (atomic_load(&g_failures) == 0 && !g_cfg.keep_log)
@@ -1446,26 +1496,34 @@ static void print_summary(const struct totals *tt, const char *kind)
 	const struct churn *ch = &g_churn;
 	const struct racer *ra = &g_racer;
 	int st = tt->stop_status;
-	printf("\n== soak summary (%s server, %d server threads, %.1f s of load, seed 0x%" PRIx64 ") ==\n", kind,
-	       g_cfg.threads, (double)tt->load_ms / 1000.0, g_cfg.seed);
-	printf("published   %" PRIu64 " messages by %d publishers to %d main topics (%.1f MB, %.0f msg/s); %" PRIu64
+	printf("\n== soak summary (%s server, %d server threads, %.1f s of load, seed 0x%" PRIx64
+	       ") ==\n",
+	       kind, g_cfg.threads, (double)tt->load_ms / 1000.0, g_cfg.seed);
+	printf("published   %" PRIu64
+	       " messages by %d publishers to %d main topics (%.1f MB, %.0f msg/s); %" PRIu64
 	       " -FULL retries; %" PRIu64 " publisher reconnects\n",
 	       tt->pub, g_cfg.pubs, g_cfg.topics, (double)tt->pub_bytes / 1e6,
-	       (double)tt->pub * 1000.0 / (double)(tt->load_ms ? tt->load_ms : 1), tt->full, tt->pub_reconn);
-	printf("durable     %" PRIu64 " messages to %d subscribers, each exactly once and in order (expected %" PRIu64
-	       "), %" PRIu64 " pulls; %" PRIu64 " disconnects (%" PRIu64 " by takeover, %.1f s away in all); caught up %.1f s after the load\n",
+	       (double)tt->pub * 1000.0 / (double)(tt->load_ms ? tt->load_ms : 1), tt->full,
+	       tt->pub_reconn);
+	printf("durable     %" PRIu64
+	       " messages to %d subscribers, each exactly once and in order (expected %" PRIu64
+	       "), %" PRIu64 " pulls; %" PRIu64 " disconnects (%" PRIu64
+	       " by takeover, %.1f s away in all); caught up %.1f s after the load\n",
 	       tt->dur_msgs, g_cfg.durs, tt->expected, tt->dur_pulls, tt->dur_disc, tt->takeovers,
 	       (double)tt->away_ms / 1000.0, (double)tt->drain_ms / 1000.0);
-	printf("live        %" PRIu64 " messages to %d subscribers; %" PRIu64 " self disconnects, %" PRIu64
+	printf("live        %" PRIu64 " messages to %d subscribers; %" PRIu64
+	       " self disconnects, %" PRIu64
 	       " closed by the server (INFO slow_subscribers_disconnected %lld)\n",
 	       tt->live_msgs, g_cfg.lives, tt->live_self, tt->live_server, tt->slow);
-	printf("churn       %" PRIu64 " cycles: %" PRIu64 " topics created, %" PRIu64 " deleted (+%d main topics at the end); %" PRIu64
-	       " deletion notices to live subscribers, %" PRIu64 " NOTOPIC pulls, blocked PULL answered at most %" PRIu64
-	       " ms after DELETE; %" PRIu64 " published + %" PRIu64 " by the racer (%" PRIu64 " NOTOPIC), %" PRIu64
+	printf("churn       %" PRIu64 " cycles: %" PRIu64 " topics created, %" PRIu64
+	       " deleted (+%d main topics at the end); %" PRIu64
+	       " deletion notices to live subscribers, %" PRIu64
+	       " NOTOPIC pulls, blocked PULL answered at most %" PRIu64 " ms after DELETE; %" PRIu64
+	       " published + %" PRIu64 " by the racer (%" PRIu64 " NOTOPIC), %" PRIu64
 	       " pulled, %" PRIu64 " pushed\n",
-	       cnt(&ch->cycles), cnt(&ch->created), cnt(&ch->deleted), g_cfg.topics, cnt(&ch->gone_live),
-	       cnt(&ch->notopic_pulls), ch->max_unpark_ms, cnt(&ch->sent), cnt(&ra->sent), cnt(&ra->notopic),
-	       cnt(&ch->pulled), cnt(&ch->live_msgs));
+	       cnt(&ch->cycles), cnt(&ch->created), cnt(&ch->deleted), g_cfg.topics,
+	       cnt(&ch->gone_live), cnt(&ch->notopic_pulls), ch->max_unpark_ms, cnt(&ch->sent),
+	       cnt(&ra->sent), cnt(&ra->notopic), cnt(&ch->pulled), cnt(&ch->live_msgs));
 	printf("server INFO messages_in %lld, messages_pulled %lld, durable_subscribers %lld, bytes_retained %lld (after the load)\n",
 	       tt->in, tt->pulled, tt->durs, tt->retained);
 	printf("server fds  baseline %d, peak %d, after the clients left %d, after deleting the main topics %d\n",
@@ -1474,8 +1532,13 @@ static void print_summary(const struct totals *tt, const char *kind)
 	       tt->rss0, tt->rss_peak, tt->rss1, tt->rss1 - tt->rss0, tt->rss2, tt->rss2 - tt->rss0,
 	       g_cfg.rss_tol_kib, tt->rss_checked ? "" : " (not checked)");
 	printf("server stop SIGTERM -> %s %d after %" PRIu64 " ms\n",
-	       st < 0 ? "no exit" : WIFEXITED(st) ? "exit status" : "signal",
-	       st < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), tt->stop_ms);
+	       st < 0          ? "no exit"
+	       : WIFEXITED(st) ? "exit status"
+			       : "signal",
+	       st < 0          ? -1
+	       : WIFEXITED(st) ? WEXITSTATUS(st)
+			       : WTERMSIG(st),
+	       tt->stop_ms);
 	unsigned nf = atomic_load(&g_failures);
 	printf("result      %s (%u failure%s)\n", nf ? "FAIL" : "PASS", nf, nf == 1 ? "" : "s");
 }
@@ -1504,8 +1567,8 @@ int main(int argc, char **argv)
 	g_port = srv.port;
 	printf("soak: server pid %d port %d (%s build), %d s, seed 0x%" PRIx64
 	       ", %d publishers, %d live, %d durable, %d topics\n",
-	       (int)srv.pid, srv.port, kind, g_cfg.seconds, g_cfg.seed, g_cfg.pubs, g_cfg.lives, g_cfg.durs,
-	       g_cfg.topics);
+	       (int)srv.pid, srv.port, kind, g_cfg.seconds, g_cfg.seed, g_cfg.pubs, g_cfg.lives,
+	       g_cfg.durs, g_cfg.topics);
 	if (!setup()) {
 		e2e_server_kill(&srv);
 		return 1;
@@ -1523,7 +1586,8 @@ int main(int argc, char **argv)
 	check_info(srv.port, &tt);
 	check_baseline(&srv, &tt, sanitized);
 	if (g_cfg.hold) {
-		printf("soak: holding server pid %d for %d s (log %s)\n", (int)srv.pid, g_cfg.hold, srv.log_path);
+		printf("soak: holding server pid %d for %d s (log %s)\n", (int)srv.pid, g_cfg.hold,
+		       srv.log_path);
 		e2e_sleep_ms((unsigned)g_cfg.hold * 1000);
 	}
 	stop_server(&srv, &tt);
