@@ -19,10 +19,11 @@ mkdir -p "$WORK"
 rm -f "$WORK"/*.json "$WORK"/*.csv
 
 SPID=""
-cleanup() { if [[ -n "$SPID" ]]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; fi; }
+cleanup() { if [[ -n "$SPID" ]]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; fi; rm -rf "$WORK/data"; }
 trap cleanup EXIT
 
-"$SERVER" --bind 127.0.0.1 --port 0 --threads 2 --log-level warn >"$WORK/server.out" 2>"$WORK/server.log" &
+"$SERVER" --bind 127.0.0.1 --port 0 --threads 2 --log-level warn --dir "$WORK/data" \
+  >"$WORK/server.out" 2>"$WORK/server.log" &
 SPID=$!
 PORT=""
 for _ in $(seq $((100 * SCALE))); do

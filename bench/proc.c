@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -253,6 +254,22 @@ static int read_ringmq_port(int fd, uint64_t deadline_ms)
 	return -1;
 }
 
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* rm -rf of a data directory this process made. */
+static void rm_dir(char *dir)
+{
+	if (dir[0])
+		(void)nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	dir[0] = 0;
+}
+
 int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int threads,
 		    const char *extra_args)
 {
@@ -287,9 +304,25 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 			}
 			snprintf(extra, sizeof(extra), "%s", extra_args ? extra_args : "");
 			char *save = NULL;
+			bool has_dir = false;
 			for (char *a = strtok_r(extra, " \t", &save); a && argc < 60;
-			     a = strtok_r(NULL, " \t", &save))
+			     a = strtok_r(NULL, " \t", &save)) {
+				has_dir |= strcmp(a, "--dir") == 0 || strncmp(a, "--dir=", 6) == 0;
 				argv[argc++] = a;
+			}
+			if (!has_dir) { /* a fresh data directory of its own, every start */
+				rm_dir(s->dir);
+				snprintf(s->dir, sizeof(s->dir), "%s/ringmq-bench.%d.data.XXXXXX",
+					 tmp && *tmp ? tmp : "/tmp", (int)getpid());
+				if (!mkdtemp(s->dir)) {
+					fprintf(stderr, "ringmq-bench: mkdtemp %s: %s\n", s->dir,
+						strerror(errno));
+					s->dir[0] = 0;
+					return -1;
+				}
+				argv[argc++] = "--dir";
+				argv[argc++] = s->dir;
+			}
 		} else if (t == RB_REDIS) {
 			/* no persistence, loopback only, a private directory */
 			const char *args[] = { "--bind",
@@ -353,6 +386,7 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 		if (!died || attempt == 2) {
 			fprintf(stderr, "ringmq-bench: %s did not come up\n", bin);
 			show_log_tail(s->log);
+			rm_dir(s->dir);
 			return -1;
 		}
 	}
@@ -436,6 +470,7 @@ void rb_server_stop(struct rb_server *s)
 	if (s->out_fd >= 0)
 		close(s->out_fd);
 	s->out_fd = -1;
+	rm_dir(s->dir);
 }
 
 uint64_t rb_proc_rss(pid_t pid)

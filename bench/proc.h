@@ -32,6 +32,8 @@ struct rb_server {
 	char version[64];
 	int threads;   /* ringmq worker threads from INFO; -1 unknown */
 	char log[256]; /* its log file, when started here */
+	char dir[256]; /* ringmq: its own data directory (--dir) when
+			      * started here without one; removed at stop */
 };
 
 /* Locates an executable: a path containing '/' as is, else next to this

@@ -45,6 +45,17 @@ static void usage(FILE *f)
 		"                       again what is not acknowledged this long after its\n"
 		"                       delivery (default 30; fractions allowed; up to 86400)\n"
 		"  --default-capacity BYTES  retention of topics created without CAPACITY (default 64M)\n"
+		"  --dir DIR            data directory: disk topics, durable subscribers and their\n"
+		"                       positions (default " RMQ_DEFAULT_DIR ", created if missing;\n"
+		"                       one server per directory)\n"
+		"  --storage disk|memory  where topics created without STORAGE keep their messages\n"
+		"                       (default disk; memory topics are gone after a restart)\n"
+		"  --fsync always|everysec|no  when disk topics are synced: before the reply\n"
+		"                       (always), in the background once a second (everysec,\n"
+		"                       the default) or by the kernel (no)\n"
+		"  --repair             recover a topic whose log is corrupt by truncating it at\n"
+		"                       the damage (default: refuse to start)\n"
+		"  --segment-size BYTES roll size of disk segment files (default 64M; 64K to 1G)\n"
 		"  --log-level LEVEL    error, warn, info or debug (default info)\n"
 		"  -h, --help           show this help and exit\n"
 		"  -v, --version        show the version and exit\n",
@@ -92,7 +103,12 @@ int main(int argc, char **argv)
 		O_ACKWAIT,
 		O_MAXREQ,
 		O_CLIMEM,
-		O_KEEPALIVE
+		O_KEEPALIVE,
+		O_DIR,
+		O_STORAGE,
+		O_FSYNC,
+		O_REPAIR,
+		O_SEGSIZE
 	};
 	static const struct option opts[] = {
 		{ "bind", required_argument, NULL, O_BIND },
@@ -110,6 +126,11 @@ int main(int argc, char **argv)
 		{ "max-request", required_argument, NULL, O_MAXREQ },
 		{ "max-client-memory", required_argument, NULL, O_CLIMEM },
 		{ "tcp-keepalive", required_argument, NULL, O_KEEPALIVE },
+		{ "dir", required_argument, NULL, O_DIR },
+		{ "storage", required_argument, NULL, O_STORAGE },
+		{ "fsync", required_argument, NULL, O_FSYNC },
+		{ "repair", no_argument, NULL, O_REPAIR },
+		{ "segment-size", required_argument, NULL, O_SEGSIZE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
@@ -194,6 +215,36 @@ int main(int argc, char **argv)
 				return bad("--tcp-keepalive", optarg,
 					   "expected seconds, 0 (off) to 86400");
 			cfg.tcp_keepalive_s = (unsigned)v;
+			break;
+		case O_DIR:
+			if (!optarg[0])
+				return bad("--dir", optarg, "expected a directory");
+			cfg.dir = optarg;
+			break;
+		case O_STORAGE:
+			if (!strcmp(optarg, "disk"))
+				cfg.storage_disk = true;
+			else if (!strcmp(optarg, "memory"))
+				cfg.storage_disk = false;
+			else
+				return bad("--storage", optarg, "expected disk or memory");
+			break;
+		case O_FSYNC:
+			if (!strcmp(optarg, "always"))
+				cfg.fsync = RMQ_FSYNC_ALWAYS;
+			else if (!strcmp(optarg, "everysec"))
+				cfg.fsync = RMQ_FSYNC_EVERYSEC;
+			else if (!strcmp(optarg, "no"))
+				cfg.fsync = RMQ_FSYNC_NO;
+			else
+				return bad("--fsync", optarg, "expected always, everysec or no");
+			break;
+		case O_REPAIR: cfg.repair = true; break;
+		case O_SEGSIZE:
+			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < (64u << 10) ||
+			    v > RMQ_DISK_SEG_LIMIT)
+				return bad("--segment-size", optarg, "expected 64K to 1G");
+			cfg.segment_size = (uint32_t)v;
 			break;
 		case O_LOG:
 			if (!strcmp(optarg, "error"))

@@ -27,17 +27,33 @@ struct rmq_dsub {
 	 * a reference; under lock. A takeover notifies it. */
 	struct rmq_topic *waiting;
 	uint64_t waiting_token;
-	bool dead;            /* expired and unlinked; under lock */
-	bool ack;             /* acknowledged mode; under lock */
-	uint64_t ack_wait_ms; /* under lock */
-	uint64_t active_ms;   /* last attach, detach, subscribe or pull */
+	bool dead;                          /* expired and unlinked; under lock */
+	bool ack;                           /* acknowledged mode; under lock */
+	uint64_t ack_wait_ms;               /* under lock */
+	uint64_t active_ms;                 /* last attach, detach, subscribe or pull */
+	const struct rmq_dsub_hooks *hooks; /* its registry's */
 	struct rcu_head rcu;
 };
+
+/* Tells the registry's owner that d's subscriptions changed (d->lock held). */
+static void dsub_changed(struct rmq_dsub *d)
+{
+	if (d->hooks && d->hooks->changed)
+		d->hooks->changed(d->hooks->ctx, d->name, d->name_len, d->subs, d->n);
+}
+
+/* Tells it that s's delivered position or floor moved (d->lock held). */
+static void sub_advanced(struct rmq_dsub *d, struct rmq_dsub_subscription *s)
+{
+	if (d->hooks && d->hooks->advanced)
+		d->hooks->advanced(d->hooks->ctx, s);
+}
 
 struct rmq_dsub_registry {
 	struct cds_lfht *ht;
 	_Atomic uint64_t next_token;
-	_Atomic int64_t count; /* subscribers in ht: INFO reads it, no walk */
+	_Atomic int64_t count;       /* subscribers in ht: INFO reads it, no walk */
+	struct rmq_dsub_hooks hooks; /* set before use, then read-only */
 };
 
 struct rmq_dsub_registry *rmq_dsub_registry_new(void)
@@ -194,9 +210,11 @@ static int dsub_match(struct cds_lfht_node *node, const void *key)
 }
 
 /* Finds or creates the subscriber `name` and returns it locked (never a
- * dead one); NULL on a bad name. */
-static struct rmq_dsub *dsub_get_locked(struct rmq_dsub_registry *r, const char *name, size_t len)
+ * dead one); NULL on a bad name. *created says whether it is new. */
+static struct rmq_dsub *dsub_get_locked(struct rmq_dsub_registry *r, const char *name, size_t len,
+					bool *created)
 {
+	*created = false;
 	if (!rmq_topic_name_valid(name, len))
 		return NULL;
 	uint64_t h = rmq_hash(name, len);
@@ -213,6 +231,8 @@ retry:
 		d->hash = h;
 		d->name = rmq_memdup(name, len);
 		d->name_len = len;
+		d->hooks = &r->hooks;
+		d->active_ms = rmq_now_ms();
 		pthread_mutex_init(&d->lock, NULL);
 		cds_lfht_node_init(&d->node);
 		RMQ_LFHT_PUBLISH(&d->node);
@@ -224,6 +244,7 @@ retry:
 			d = caa_container_of(n, struct rmq_dsub, node);
 		} else {
 			atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
+			*created = true;
 		}
 	}
 	pthread_mutex_lock(&d->lock);
@@ -273,9 +294,12 @@ static void sub_rewind(struct rmq_dsub_subscription *s)
 struct rmq_dsub *rmq_dsub_attach(struct rmq_dsub_registry *r, const char *name, size_t len,
 				 uint64_t *token)
 {
-	struct rmq_dsub *d = dsub_get_locked(r, name, len);
+	bool created;
+	struct rmq_dsub *d = dsub_get_locked(r, name, len, &created);
 	if (!d)
 		return NULL;
+	if (created)
+		dsub_changed(d);
 	d->token = *token = atomic_fetch_add(&r->next_token, 1);
 	d->refs++;
 	d->active_ms = rmq_now_ms();
@@ -364,6 +388,8 @@ uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, 
 		int subs = d->n;
 		while (d->n) /* what it held is trimmed by the owner shards */
 			dsub_remove_at(d, d->n - 1);
+		if (r->hooks.dropped)
+			r->hooks.dropped(r->hooks.ctx, d->name, d->name_len);
 		bool unreferenced = d->refs == 0;
 		if (fn)
 			fn(d->name, idle, subs, ctx);
@@ -441,9 +467,11 @@ static void sub_add(struct rmq_dsub *d, struct rmq_dsub_subscription *s)
 }
 
 /* d's subscription to t, existing or new and placed at target (0: the
- * end); d->lock held. *fresh says which. NULL: t deleted (-ENOENT). */
+ * end) with store id `id` (0: a new one from the hooks); d->lock held.
+ * *fresh says which. NULL: t deleted (-ENOENT). */
 static struct rmq_dsub_subscription *sub_find_or_add(struct rmq_dsub *d, struct rmq_topic *t,
-						     uint64_t target, uint64_t *gap, bool *fresh)
+						     uint64_t target, uint64_t id, uint64_t *gap,
+						     bool *fresh)
 {
 	*fresh = false;
 	int i = ix_find(d, t->hash, t->name, t->name_len);
@@ -461,6 +489,10 @@ static struct rmq_dsub_subscription *sub_find_or_add(struct rmq_dsub *d, struct 
 	atomic_store(&s->pos, 0);
 	rmq_topic_add_durable(t, s);
 	*gap = sub_place(s, target);
+	rmq_dsub_positions(s, &s->saved_pos, &s->saved_acked);
+	if (!id && d->hooks && d->hooks->new_id)
+		id = d->hooks->new_id(d->hooks->ctx);
+	s->store_id = id;
 	sub_add(d, s);
 	*fresh = true;
 	return s;
@@ -482,13 +514,20 @@ int rmq_dsub_subscribe_from(struct rmq_dsub *d, uint64_t token, struct rmq_topic
 		goto out;
 	}
 	bool fresh;
-	struct rmq_dsub_subscription *s = sub_find_or_add(d, t, (uint64_t)target, &g, &fresh);
+	int n0 = d->n;
+	struct rmq_dsub_subscription *s = sub_find_or_add(d, t, (uint64_t)target, 0, &g, &fresh);
 	if (!s) {
+		if (d->n != n0) /* one to a deleted topic of that name is gone */
+			dsub_changed(d);
 		rc = -ENOENT;
 		goto out;
 	}
-	if (!fresh && from != RMQ_DSUB_FROM_KEEP) /* explicit: move it */
+	if (fresh) {
+		dsub_changed(d);
+	} else if (from != RMQ_DSUB_FROM_KEEP) { /* explicit: move it */
 		g = sub_place(s, (uint64_t)target);
+		sub_advanced(d, s);
+	}
 	if (start)
 		*start = s->cur.seq;
 	rc = d->n;
@@ -513,6 +552,7 @@ int rmq_dsub_unsubscribe(struct rmq_dsub *d, uint64_t token, const char *name, s
 		} else {
 			dsub_remove_at(d, i);
 			rc = d->n;
+			dsub_changed(d);
 		}
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -572,6 +612,7 @@ static int sub_lookup(struct rmq_dsub *d, uint64_t token, const char *name, size
 		return -ESRCH;
 	if (rmq_topic_deleted(d->subs[i]->topic)) {
 		dsub_remove_at(d, i);
+		dsub_changed(d);
 		return -ENOENT;
 	}
 	*out = d->subs[i];
@@ -597,7 +638,8 @@ int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, 
 	out->topic = t;
 	out->ack = d->ack;
 	uint64_t now = rmq_now_ms();
-	uint64_t floor = atomic_load_explicit(&s->pos, memory_order_relaxed);
+	uint64_t floor = atomic_load_explicit(&s->pos, memory_order_relaxed), floor0 = floor;
+	uint64_t seq0 = s->cur.seq;
 	if (d->ack && s->cur.seq > floor && now - s->pending_ms >= d->ack_wait_ms)
 		sub_rewind(s); /* the ack wait passed: hand them out again */
 	floor = atomic_load_explicit(&s->pos, memory_order_relaxed);
@@ -652,6 +694,8 @@ int rmq_dsub_pull_bounded(struct rmq_dsub *d, uint64_t token, const char *name, 
 		    atomic_load(&t->log.retained) > t->log.capacity / 2)
 			rmq_topic_want_housekeeping(t);
 	}
+	if (s->cur.seq != seq0 || atomic_load_explicit(&s->pos, memory_order_relaxed) != floor0)
+		sub_advanced(d, s);
 	rc = (int)out->n;
 done:
 	pthread_mutex_unlock(&d->lock);
@@ -670,8 +714,14 @@ int rmq_dsub_set_ack(struct rmq_dsub *d, uint64_t token, bool ack, uint64_t ack_
 		d->ack = ack;
 		d->ack_wait_ms = ack_wait_ms ? ack_wait_ms : RMQ_ACK_WAIT_DEFAULT_MS;
 		if (!ack) /* the floors follow delivered again */
-			for (int i = 0; i < d->n; i++)
-				sub_publish(d->subs[i], d->subs[i]->cur.seq);
+			for (int i = 0; i < d->n; i++) {
+				struct rmq_dsub_subscription *s = d->subs[i];
+				if (atomic_load_explicit(&s->pos, memory_order_relaxed) ==
+				    s->cur.seq)
+					continue;
+				sub_publish(s, s->cur.seq);
+				sub_advanced(d, s);
+			}
 	}
 	pthread_mutex_unlock(&d->lock);
 	return rc;
@@ -715,6 +765,7 @@ int rmq_dsub_ack(struct rmq_dsub *d, uint64_t token, const char *name, size_t le
 		sub_publish(s, nf);
 		s->pending_ms = rmq_now_ms(); /* progress: the wait starts again */
 		d->active_ms = s->pending_ms;
+		sub_advanced(d, s);
 		if (t->log.onfull == RMQ_ONFULL_REJECT &&
 		    atomic_load(&t->log.retained) > t->log.capacity / 2)
 			rmq_topic_want_housekeeping(t);
@@ -756,9 +807,10 @@ void rmq_dsub_positions(const struct rmq_dsub_subscription *s, uint64_t *deliver
 }
 
 int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, struct rmq_topic *t,
-		     uint64_t pos, uint64_t acked)
+		     uint64_t id, uint64_t pos, uint64_t acked)
 {
-	struct rmq_dsub *d = dsub_get_locked(r, name, len);
+	bool created;
+	struct rmq_dsub *d = dsub_get_locked(r, name, len, &created);
 	if (!d)
 		return -EINVAL;
 	if (acked == 0)
@@ -773,12 +825,13 @@ int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, 
 	int rc = 0;
 	uint64_t gap;
 	bool fresh;
-	struct rmq_dsub_subscription *s = sub_find_or_add(d, t, acked ? acked : 1, &gap, &fresh);
+	struct rmq_dsub_subscription *s =
+		sub_find_or_add(d, t, acked ? acked : 1, id, &gap, &fresh);
 	if (!s) {
 		rc = -ENOENT;
+	} else if (!fresh) {
+		rc = -EEXIST; /* listed twice: the first one stands */
 	} else {
-		if (!fresh)
-			sub_place(s, acked ? acked : 1);
 		/* delivered beyond the floor: what was handed out but not
 		 * acknowledged, redelivered (and flagged) after the attach */
 		if (pos > s->cur.seq) {
@@ -786,9 +839,84 @@ int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, 
 			rmq_log_cursor_seek(&t->log, &s->cur, pos);
 			sub_publish(s, atomic_load_explicit(&s->pos, memory_order_relaxed));
 		}
+		rmq_dsub_positions(s, &s->saved_pos, &s->saved_acked);
 	}
 	pthread_mutex_unlock(&d->lock);
 	return rc;
+}
+
+void rmq_dsub_registry_set_hooks(struct rmq_dsub_registry *r, const struct rmq_dsub_hooks *h)
+{
+	r->hooks = *h;
+}
+
+/* The live subscriber `name`, locked; NULL if there is none. */
+static struct rmq_dsub *dsub_find_locked(struct rmq_dsub_registry *r, const char *name, size_t len)
+{
+	struct iovec key = { (void *)name, len };
+	struct cds_lfht_iter it;
+	cds_lfht_lookup(r->ht, rmq_hash(name, len), dsub_match, &key, &it);
+	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
+	if (!n)
+		return NULL;
+	struct rmq_dsub *d = caa_container_of(n, struct rmq_dsub, node);
+	pthread_mutex_lock(&d->lock);
+	if (d->dead) {
+		pthread_mutex_unlock(&d->lock);
+		return NULL;
+	}
+	return d;
+}
+
+int rmq_dsub_registry_touch(struct rmq_dsub_registry *r, const char *name, size_t len)
+{
+	struct rmq_dsub *d = dsub_find_locked(r, name, len);
+	if (!d)
+		return -ENOENT;
+	dsub_changed(d);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+int rmq_dsub_registry_snapshot(struct rmq_dsub_registry *r, const char *name, size_t len,
+			       void (*fn)(void *ctx, const char *name, size_t len,
+					  struct rmq_dsub_subscription *const *subs, int n),
+			       void *ctx)
+{
+	struct rmq_dsub *d = dsub_find_locked(r, name, len);
+	if (!d)
+		return -ENOENT;
+	fn(ctx, d->name, d->name_len, d->subs, d->n);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+uint64_t rmq_dsub_registry_positions(struct rmq_dsub_registry *r, bool all,
+				     void (*fn)(void *ctx, uint64_t id, uint64_t pos,
+						uint64_t acked),
+				     void *ctx)
+{
+	uint64_t reported = 0;
+	struct cds_lfht_iter it;
+	struct rmq_dsub *d;
+	rmq_lfht_for_each_entry(r->ht, &it, d, node)
+	{
+		pthread_mutex_lock(&d->lock);
+		for (int i = 0; i < d->n && !d->dead; i++) {
+			struct rmq_dsub_subscription *s = d->subs[i];
+			uint64_t pos, acked;
+			rmq_dsub_positions(s, &pos, &acked);
+			if (!s->store_id ||
+			    (!all && pos == s->saved_pos && acked == s->saved_acked))
+				continue;
+			s->saved_pos = pos;
+			s->saved_acked = acked;
+			fn(ctx, s->store_id, pos, acked);
+			reported++;
+		}
+		pthread_mutex_unlock(&d->lock);
+	}
+	return reported;
 }
 
 uint64_t rmq_dsub_registry_foreach(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t max,

@@ -65,6 +65,9 @@ struct rmq_dsub_subscription {
 				    * delivered (or the last ACK that moved the
 				    * floor): the ack wait runs from here */
 	uint64_t redelivered; /* messages handed out again, in total */
+	uint64_t store_id;    /* id in the data directory (0: none) */
+	uint64_t saved_pos;   /* delivered and floor last checkpointed; */
+	uint64_t saved_acked; /* under owner->lock */
 	struct rcu_head rcu;
 };
 
@@ -202,7 +205,30 @@ int rmq_dsub_ack(struct rmq_dsub *d, uint64_t token, const char *name, size_t le
  * wakes then. */
 uint64_t rmq_dsub_redeliver_at(struct rmq_dsub *d, uint64_t token, const char *name, size_t len);
 
-/* --- persistence --- */
+/* --- persistence (the server keeps subscribers in its data directory) ---
+ *
+ * The registry tells its owner about every change worth persisting through
+ * these hooks (all optional, set once before the registry is used). They
+ * run on the thread that made the change, with the subscriber's lock held
+ * (so two changes of one subscriber are reported in order): they must not
+ * call back into the subscriber. */
+struct rmq_dsub_hooks {
+	/* An id for a new subscription, unique in the data directory. */
+	uint64_t (*new_id)(void *ctx);
+	/* The subscriber was created (REGISTER) or its subscriptions changed
+	 * (SUBSCRIBE, UNSUBSCRIBE, one dropped because its topic was deleted,
+	 * rmq_dsub_registry_touch): n subscriptions in subs. */
+	void (*changed)(void *ctx, const char *name, size_t len,
+			struct rmq_dsub_subscription *const *subs, int n);
+	/* The subscriber was dropped (--subscriber-ttl). */
+	void (*dropped)(void *ctx, const char *name, size_t len);
+	/* A PULL, an ACK or a SUBSCRIBE ... FROM moved s's delivered position
+	 * or its floor (called after they moved: rmq_dsub_positions reads
+	 * them). */
+	void (*advanced)(void *ctx, struct rmq_dsub_subscription *s);
+	void *ctx;
+};
+void rmq_dsub_registry_set_hooks(struct rmq_dsub_registry *r, const struct rmq_dsub_hooks *h);
 
 /* The positions to checkpoint: *delivered (next to hand out) and *acked
  * (the floor; equal to *delivered in auto-acknowledge mode). Lock-free,
@@ -212,15 +238,37 @@ uint64_t rmq_dsub_redeliver_at(struct rmq_dsub *d, uint64_t token, const char *n
 void rmq_dsub_positions(const struct rmq_dsub_subscription *s, uint64_t *delivered,
 			uint64_t *acked);
 
-/* At load time: finds or creates the subscriber `name` (unattached) and
- * its subscription to t, placed at delivered pos and floor acked (0:
- * same as pos, as store.h writes it in auto-acknowledge mode; a pos below
- * acked is taken as acked). Positions below t's retained window are
- * clamped up to it and the skipped messages counted as lost; positions
- * past its end are clamped down to it. Returns 0, or -EINVAL (bad name),
- * -ENOENT (t deleted). */
+/* Brings back a persisted subscription at start-up: finds or creates the
+ * subscriber `name` (unattached) and its subscription to t with store id
+ * `id`, placed at delivered pos and floor acked (0: same as pos, as store.h
+ * writes it in auto-acknowledge mode; a pos below acked is taken as acked).
+ * Positions below t's retained window are clamped up to it and the skipped
+ * messages counted as lost; positions past its end are clamped down to it.
+ * No hook is called. Returns 0, or -EEXIST (already subscribed to t),
+ * -ENOENT (t deleted), -EINVAL (bad name). */
 int rmq_dsub_restore(struct rmq_dsub_registry *r, const char *name, size_t len, struct rmq_topic *t,
-		     uint64_t pos, uint64_t acked);
+		     uint64_t id, uint64_t pos, uint64_t acked);
+
+/* Calls the changed hook for subscriber `name` (to rewrite its file after
+ * a restore left some subscriptions out). -ENOENT if there is none. */
+int rmq_dsub_registry_touch(struct rmq_dsub_registry *r, const char *name, size_t len);
+
+/* Calls fn with subscriber `name`'s subscriptions, its lock held (what a
+ * deferred save of its file reads). -ENOENT if there is none (dropped
+ * meanwhile). */
+int rmq_dsub_registry_snapshot(struct rmq_dsub_registry *r, const char *name, size_t len,
+			       void (*fn)(void *ctx, const char *name, size_t len,
+					  struct rmq_dsub_subscription *const *subs, int n),
+			       void *ctx);
+
+/* Calls fn(ctx, store id, pos, acked) for every subscription with a store
+ * id whose checkpoint moved since it was last reported (all of them when
+ * all is set, e.g. to compact the journal), and records it as reported.
+ * Takes each subscriber's lock in turn. Returns the number reported. */
+uint64_t rmq_dsub_registry_positions(struct rmq_dsub_registry *r, bool all,
+				     void (*fn)(void *ctx, uint64_t id, uint64_t pos,
+						uint64_t acked),
+				     void *ctx);
 
 /* What INFO shows of a subscriber. */
 struct rmq_dsub_info {

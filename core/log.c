@@ -1056,7 +1056,12 @@ int rmq_log_sync(struct rmq_log *log, bool offline)
 		s = nx;
 	}
 	int rc = 0;
-	if (data || dird) {
+	/* Header-only jobs (a segment whose records were synced by an earlier
+	 * round, with the header still saying less) are synced too: once per
+	 * segment, and without it a clean stop would leave every header one
+	 * round behind, so recovery would take damage to synced records for a
+	 * torn tail and truncate silently instead of refusing. */
+	if (data || dird || nj) {
 		for (size_t k = 0; k < nj; k++)
 			atomic_fetch_add(&jobs[k].dk->refs, 1);
 		if (offline)

@@ -115,6 +115,13 @@ int rmq_segf_open(int dirfd, const char *name, uint64_t topic_id, struct rmq_seg
 		close(fd);
 		return -e;
 	}
+	if (st.st_size == 0) {
+		/* Created, killed before its space was allocated (found by
+		 * tests/crash): never written, like an all-zero header. */
+		snprintf(err, errlen, "empty file");
+		close(fd);
+		return -ENODATA;
+	}
 	if (st.st_size < (off_t)(RMQ_SEGF_HDR + 64) || st.st_size > (off_t)UINT32_MAX ||
 	    st.st_size % 16) {
 		snprintf(err, errlen, "file size %lld is not a segment's", (long long)st.st_size);

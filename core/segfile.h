@@ -95,7 +95,8 @@ int rmq_segf_create(int dirfd, uint64_t base, uint32_t size, uint64_t topic_id, 
 
 /* Opens and maps an existing segment file read-write and checks its
  * header (magic, version, sizes, checksum, base against the name, topic
- * id unless 0). Returns 0, -ENODATA (header all zero: never written),
+ * id unless 0). Returns 0, -ENODATA (empty file or header all zero: never
+ * written, what a crash in rmq_segf_create leaves),
  * -EBADMSG (header damaged), -EXDEV (another topic's), or another negative
  * errno; err says why. */
 int rmq_segf_open(int dirfd, const char *name, uint64_t topic_id, struct rmq_segf *f, char *err,

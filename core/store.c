@@ -40,6 +40,8 @@ struct rmq_store {
 	size_t nq, capq;
 	uint64_t pos_bytes; /* size of positions.log */
 	struct rmq_store_stats st;
+	bool lazy;       /* rmq_store_set_lazy: small files not fsync'ed */
+	bool meta_dirty; /* written lazily since the last rmq_store_sync_meta */
 };
 
 /* --- helpers --- */
@@ -97,16 +99,29 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-/* name.tmp, write, fsync, rename over name, fsync the directory. */
-static int write_atomic(int dirfd, const char *name, const char *buf, size_t len)
+/* fsync(fd), or (lazy store) a note for rmq_store_sync_meta. st->mu held. */
+static int meta_fsync(struct rmq_store *st, int fd)
 {
+	if (st->lazy) {
+		st->meta_dirty = true;
+		return 0;
+	}
+	return fsync(fd) == 0 ? 0 : -errno;
+}
+
+/* name.tmp, write, fsync, rename over name, fsync the directory (the
+ * fsyncs deferred in a lazy store, except for a durable write). */
+static int write_atomic(struct rmq_store *st, bool durable, int dirfd, const char *name,
+			const char *buf, size_t len)
+{
+	bool sync = durable || !st->lazy;
 	char tmp[RMQ_STORE_ENC_MAX + 16];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
 	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
 	int rc = write_all(fd, buf, len);
-	if (rc == 0 && fsync(fd) != 0)
+	if (rc == 0 && sync && fsync(fd) != 0)
 		rc = -errno;
 	if (close(fd) != 0 && rc == 0)
 		rc = -errno;
@@ -115,6 +130,10 @@ static int write_atomic(int dirfd, const char *name, const char *buf, size_t len
 	if (rc != 0) {
 		(void)unlinkat(dirfd, tmp, 0);
 		return rc;
+	}
+	if (!sync) {
+		st->meta_dirty = true;
+		return 0;
 	}
 	return fsync(dirfd) == 0 ? 0 : -errno;
 }
@@ -411,9 +430,9 @@ int rmq_store_topic_save(struct rmq_store *st, const struct rmq_topic_def *d, ch
 	if (rc == 0 && tfd < 0)
 		rc = -errno;
 	if (rc == 0)
-		rc = write_atomic(tfd, META_FILE, buf, n);
-	if (rc == 0 && fsync(st->topicsfd) != 0) /* the new directory's name */
-		rc = -errno;
+		rc = write_atomic(st, false, tfd, META_FILE, buf, n);
+	if (rc == 0) /* the new directory's name */
+		rc = meta_fsync(st, st->topicsfd);
 	if (tfd >= 0)
 		close(tfd);
 	if (rc == 0)
@@ -440,7 +459,7 @@ int rmq_store_topic_remove(struct rmq_store *st, const char *name, size_t len)
 		close(tfd);
 		goto out;
 	}
-	(void)fsync(tfd);
+	(void)meta_fsync(st, tfd);
 	int d2 = dup(tfd);
 	DIR *d = d2 >= 0 ? fdopendir(d2) : NULL;
 	if (d) {
@@ -455,7 +474,7 @@ int rmq_store_topic_remove(struct rmq_store *st, const char *name, size_t len)
 	close(tfd);
 	if (unlinkat(st->topicsfd, enc, AT_REMOVEDIR) != 0)
 		rc = -errno;
-	(void)fsync(st->topicsfd);
+	(void)meta_fsync(st, st->topicsfd);
 out:
 	pthread_mutex_unlock(&st->mu);
 	return rc;
@@ -598,7 +617,7 @@ int rmq_store_sub_save(struct rmq_store *st, const struct rmq_sub_def *d)
 	}
 	if (rc == 0) {
 		n = add_crc(buf, n, cap);
-		rc = write_atomic(st->subsfd, fname, buf, n);
+		rc = write_atomic(st, false, st->subsfd, fname, buf, n);
 		if (rc == 0)
 			st->st.files_written++;
 	}
@@ -614,8 +633,8 @@ int rmq_store_sub_remove(struct rmq_store *st, const char *name, size_t len)
 	snprintf(fname, sizeof(fname), "%s.sub", enc);
 	pthread_mutex_lock(&st->mu);
 	int rc = unlinkat(st->subsfd, fname, 0) == 0 ? 0 : -errno;
-	if (rc == 0 && fsync(st->subsfd) != 0)
-		rc = -errno;
+	if (rc == 0)
+		rc = meta_fsync(st, st->subsfd);
 	pthread_mutex_unlock(&st->mu);
 	return rc;
 }
@@ -879,7 +898,7 @@ int rmq_store_pos_compact(struct rmq_store *st, const struct rmq_pos *all, size_
 					.stamp = st->stamp++ };
 		v[i].crc = posrec_crc(&v[i]);
 	}
-	int rc = write_atomic(st->dirfd, POS_FILE, (const char *)v, n * sizeof(*v));
+	int rc = write_atomic(st, true, st->dirfd, POS_FILE, (const char *)v, n * sizeof(*v));
 	if (rc == 0) {
 		int fd = openat(st->dirfd, POS_FILE, O_RDWR | O_APPEND | O_CLOEXEC);
 		if (fd < 0) {
@@ -902,4 +921,30 @@ void rmq_store_stats(struct rmq_store *st, struct rmq_store_stats *out)
 	pthread_mutex_lock(&st->mu);
 	*out = st->st;
 	pthread_mutex_unlock(&st->mu);
+}
+
+void rmq_store_set_lazy(struct rmq_store *st, bool lazy)
+{
+	pthread_mutex_lock(&st->mu);
+	st->lazy = lazy;
+	pthread_mutex_unlock(&st->mu);
+}
+
+int rmq_store_sync_meta(struct rmq_store *st)
+{
+	pthread_mutex_lock(&st->mu);
+	bool dirty = st->meta_dirty;
+	st->meta_dirty = false;
+	pthread_mutex_unlock(&st->mu);
+	if (!dirty)
+		return 0;
+	/* New and renamed files, new directories, removals: the file
+	 * system's metadata journal, in one call. */
+	if (syncfs(st->dirfd) == 0)
+		return 0;
+	int rc = -errno;
+	pthread_mutex_lock(&st->mu);
+	st->meta_dirty = true;
+	pthread_mutex_unlock(&st->mu);
+	return rc;
 }

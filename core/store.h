@@ -123,7 +123,7 @@ struct rmq_sub_topic {
 	uint32_t topic_len;
 	uint64_t id;    /* subscription id (rmq_store_new_id) */
 	uint64_t pos;   /* next sequence number to deliver */
-	uint64_t acked; /* acknowledged up to (acknowledged mode), else 0 */
+	uint64_t acked; /* the floor (pos in auto-acknowledge mode; 0 read as pos) */
 };
 
 #define RMQ_SUB_TOPICS_MAX 4096
@@ -176,6 +176,15 @@ struct rmq_pos {
 	uint64_t id, pos, acked;
 };
 int rmq_store_pos_compact(struct rmq_store *st, const struct rmq_pos *all, size_t n);
+
+/* Lazy mode (--fsync everysec / no): topic and subscriber files are
+ * still written as temp file + rename (a reader sees the old or the new
+ * file), but without their fsyncs; rmq_store_sync_meta makes everything
+ * written so far durable with one syncfs() of the directory's file system
+ * (what a background flush calls). Compactions of positions.log are
+ * always synced. Off by default. */
+void rmq_store_set_lazy(struct rmq_store *st, bool lazy);
+int rmq_store_sync_meta(struct rmq_store *st);
 
 struct rmq_store_stats {
 	uint64_t pos_records, pos_flushes, pos_syncs, pos_compactions;

@@ -236,6 +236,12 @@ static uint64_t topic_hold(struct rmq_log *log)
 int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_t capacity,
 		     enum rmq_onfull onfull)
 {
+	return rmq_topic_create_ex(b, name, len, capacity, onfull, NULL);
+}
+
+int rmq_topic_create_ex(struct rmq_broker *b, const char *name, size_t len, uint64_t capacity,
+			enum rmq_onfull onfull, const struct rmq_topic_opts *opts)
+{
 	if (!rmq_topic_name_valid(name, len) || capacity == 0)
 		return -EINVAL;
 	/* One block: the topic, its watch slots, its push prefix and its
@@ -273,6 +279,31 @@ int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_
 	rmq_log_set_totals(&t->log, &b->logs);
 	/* Every record is at least the prefix, "$0\r\n" and "\r\n". */
 	rmq_log_set_min_record(&t->log, t->prefix_len + 6);
+	if (opts) {
+		rmq_log_set_maxage(&t->log, opts->maxage_ms);
+		if (opts->disk) {
+			struct rmq_log_recovery tmp;
+			int rc = rmq_log_open_disk(&t->log, opts->disk,
+						   opts->rec ? opts->rec : &tmp);
+			if (rc != 0) {
+				topic_free(t); /* an empty memory log again */
+				return rc;
+			}
+			/* What recovery brought back joins the broker's totals as
+			 * if it had been appended (trims take it out again). */
+			uint64_t first = rmq_log_first_seq(&t->log),
+				 next = rmq_log_next_seq(&t->log);
+			atomic_fetch_add_explicit(&b->logs.retained,
+						  (int64_t)atomic_load(&t->log.retained),
+						  memory_order_relaxed);
+			atomic_fetch_add_explicit(&b->slots[TOTAL_SLOTS - 1].appended,
+						  (int64_t)(next - first), memory_order_relaxed);
+			if (opts->rec)
+				t->recovered_truncated_bytes = opts->rec->truncated_bytes;
+			if (opts->trim)
+				rmq_log_trim(&t->log, 0); /* may bring back more than capacity */
+		}
+	}
 	cds_lfht_node_init(&t->node);
 
 	struct iovec key = { (void *)name, len };
@@ -280,7 +311,7 @@ int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_
 	struct cds_lfht_node *got =
 		cds_lfht_add_unique(b->topics, t->hash, topic_match, &key, &t->node);
 	if (got != &t->node) {
-		topic_free(t); /* never published; its empty log moved no total */
+		topic_free(t); /* never published: takes out what it added, if anything */
 		return -EEXIST;
 	}
 	atomic_fetch_add_explicit(&b->ntopics, 1, memory_order_relaxed);

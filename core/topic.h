@@ -114,6 +114,10 @@ struct rmq_topic {
 	_Atomic(struct rmq_dlist *) durables;
 	_Atomic uint64_t live_subs;
 	_Atomic uint64_t slow_disconnects;
+	/* The server's persistence glue: workers with appends to sync
+	 * (--fsync always, one bit per worker), and what recovery cut off. */
+	_Atomic uint64_t sync_mask;
+	uint64_t recovered_truncated_bytes;
 	_Atomic(struct rmq_watch *) watch[]; /* nshards entries */
 };
 
@@ -136,6 +140,26 @@ bool rmq_topic_name_valid(const char *name, size_t len);
  * -ENOMEM. */
 int rmq_topic_create(struct rmq_broker *b, const char *name, size_t len, uint64_t capacity,
 		     enum rmq_onfull onfull);
+
+/* How rmq_topic_create_ex stores a topic's log. */
+struct rmq_topic_opts {
+	/* NULL: a memory log. Else the log is opened on disk with this
+	 * configuration (rmq_log_open_disk), recovering what is there, before
+	 * the topic becomes visible. */
+	const struct rmq_log_disk_conf *disk;
+	struct rmq_log_recovery *rec; /* filled when disk (may be NULL) */
+	uint64_t maxage_ms;           /* rmq_log_set_maxage (0: none) */
+	/* rmq_log_trim(log, 0) after a recovery brought back more than the
+	 * capacity: false when the caller trims later (once the durable
+	 * subscribers that hold records are back). */
+	bool trim;
+};
+
+/* rmq_topic_create with a storage choice. Returns 0, -EEXIST, -EINVAL,
+ * -ENOMEM, or rmq_log_open_disk's error (opts->rec->error says what;
+ * nothing is created then). */
+int rmq_topic_create_ex(struct rmq_broker *b, const char *name, size_t len, uint64_t capacity,
+			enum rmq_onfull onfull, const struct rmq_topic_opts *opts);
 
 /* Looks a topic up; no lock, no reference taken. NULL if absent. */
 struct rmq_topic *rmq_topic_lookup(struct rmq_broker *b, const char *name, size_t len);

@@ -25,6 +25,10 @@
 /* INFO subscribers lists at most this many subscriptions, then counts the
  * subscribers left out. */
 #define INFO_SUBSCRIPTIONS_MAX 1000
+/* CREATE's options, and MAXAGE's largest value (ten years). */
+#define CREATE_SYNTAX \
+	"ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest] [STORAGE disk|memory] [MAXAGE seconds]"
+#define RMQ_MAXAGE_MAX_S 315360000ULL
 /* At most one allocation-failure log line per worker per this many ms. */
 #define OOM_LOG_INTERVAL_MS 1000
 
@@ -141,13 +145,13 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return err_args(c, "create");
 	if (!check_topic_name(c, &argv[1]))
 		return;
-	uint64_t cap = srv_of(c)->cfg.default_capacity;
+	struct server *srv = srv_of(c);
+	uint64_t cap = srv->cfg.default_capacity, maxage_ms = 0;
 	enum rmq_onfull onfull = RMQ_ONFULL_REJECT;
+	bool disk = srv->persist && srv->cfg.storage_disk;
 	for (size_t i = 2; i < argc; i += 2) {
 		if (i + 1 >= argc)
-			return rmq_resp_error(
-				&c->out,
-				"ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest]");
+			return rmq_resp_error(&c->out, CREATE_SYNTAX);
 		if (arg_is(&argv[i], "CAPACITY")) {
 			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 1, &cap) != 0 ||
 			    cap < RMQ_CAPACITY_MIN || cap > RMQ_CAPACITY_MAX)
@@ -162,13 +166,34 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 			else
 				return rmq_resp_error(&c->out,
 						      "ERR ONFULL must be reject or drop-oldest");
+		} else if (arg_is(&argv[i], "STORAGE")) {
+			if (arg_is(&argv[i + 1], "disk")) {
+				if (!srv->persist)
+					return rmq_resp_error(
+						&c->out,
+						"ERR STORAGE disk needs a data directory: this server keeps everything in memory");
+				disk = true;
+			} else if (arg_is(&argv[i + 1], "memory")) {
+				disk = false;
+			} else {
+				return rmq_resp_error(&c->out,
+						      "ERR STORAGE must be disk or memory");
+			}
+		} else if (arg_is(&argv[i], "MAXAGE")) {
+			uint64_t secs;
+			if (rmq_parse_u64(argv[i + 1].p, argv[i + 1].len, 0, &secs) != 0 ||
+			    secs > RMQ_MAXAGE_MAX_S)
+				return rmq_resp_error(
+					&c->out,
+					"ERR MAXAGE must be seconds, 0 (none) to 315360000");
+			maxage_ms = secs * 1000;
 		} else {
-			return rmq_resp_error(
-				&c->out,
-				"ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest]");
+			return rmq_resp_error(&c->out, CREATE_SYNTAX);
 		}
 	}
-	int rc = rmq_topic_create(srv_of(c)->broker, argv[1].p, argv[1].len, cap, onfull);
+	char err[512];
+	int rc = rmq__persist_create(srv, argv[1].p, argv[1].len, cap, onfull, disk, maxage_ms, err,
+				     sizeof(err));
 	if (rc == 0)
 		rmq_resp_simple(&c->out, "OK");
 	else if (rc == -EEXIST)
@@ -177,6 +202,8 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 	else if (rc == -ENOMEM) {
 		alloc_failed(c, "creating topic", argv[1].p, argv[1].len);
 		rmq_resp_error(&c->out, "ERR out of memory creating the topic");
+	} else if (err[0]) {
+		rmq_resp_errorf(&c->out, "ERR cannot create topic: %s", err);
 	} else
 		rmq_resp_error(&c->out, "ERR cannot create topic");
 }
@@ -187,7 +214,7 @@ static void cmd_delete(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return err_args(c, "delete");
 	if (!check_topic_name(c, &argv[1]))
 		return;
-	if (rmq_topic_delete(srv_of(c)->broker, argv[1].p, argv[1].len) == 0)
+	if (rmq__persist_delete(srv_of(c), argv[1].p, argv[1].len) == 0)
 		rmq_resp_simple(&c->out, "OK");
 	else
 		err_notopic(c, &argv[1]);
@@ -432,6 +459,8 @@ static void publish_error(struct conn *c, struct rmq_topic *t, const struct rmq_
 		rmq_resp_errorf(&c->out,
 				"ERR message of %zu bytes is larger than the topic's capacity%s",
 				payload->len, stored);
+	else if (seq == -RMQ_LOG_EIO || seq == -RMQ_LOG_EDISKFULL)
+		rmq__persist_publish_error(c, t, seq, stored);
 	else {
 		alloc_failed(c, "publishing to", t->name, t->name_len);
 		rmq_resp_errorf(&c->out, "ERR out of memory: message not stored%s", stored);
@@ -446,7 +475,7 @@ static int64_t publish_one(struct conn *c, struct rmq_topic *t, const struct rmq
 		return -EMSGSIZE;
 	int64_t seq = rmq_topic_append(t, payload->p, (uint32_t)payload->len);
 	if (RMQ_LIKELY(seq > 0)) {
-		rmq__worker_published(c->worker, t, 1, payload->len);
+		rmq__worker_published(c, t, 1, payload->len);
 		return seq;
 	}
 	publish_error(c, t, name, payload, seq, NULL);
@@ -502,7 +531,7 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 		int64_t seq = rmq_topic_append(t, argv[i].p, (uint32_t)argv[i].len);
 		if (seq < 0)
 			return publish_error(c, t, &argv[1], &argv[i], seq, &p);
-		rmq__worker_published(c->worker, t, 1, argv[i].len);
+		rmq__worker_published(c, t, 1, argv[i].len);
 		p.stored++;
 		p.last = seq;
 	}
@@ -869,6 +898,7 @@ static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 struct info_ctx {
 	struct rmq_buf *b;
+	struct server *srv;
 	uint64_t listed;
 };
 
@@ -904,7 +934,7 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 		ic->b,
 		"topic:%s msgs_in=%llu bytes_in=%llu depth=%llu first_seq=%llu next_seq=%llu "
 		"retained_bytes=%llu capacity=%llu onfull=%s evicted=%llu dropped=%llu rejected=%llu "
-		"live_subscribers=%llu durable_subscribers=%llu slow_disconnects=%llu\r\n",
+		"live_subscribers=%llu durable_subscribers=%llu slow_disconnects=%llu",
 		t->name, (unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
 		(unsigned long long)st.depth, (unsigned long long)st.first_seq,
 		(unsigned long long)st.next_seq, (unsigned long long)st.retained,
@@ -914,6 +944,8 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 		(unsigned long long)st.evicted, (unsigned long long)st.dropped,
 		(unsigned long long)st.rejected, (unsigned long long)st.live_subs,
 		(unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);
+	rmq__persist_topic_info(ic->srv, t, ic->b);
+	rmq_buf_append(ic->b, "\r\n", 2);
 }
 
 static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsub_subscription *s, uint64_t lag,
@@ -1020,6 +1052,8 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 	/* From counters kept as they change: no walk over the topics. */
 	struct rmq_broker_totals bt;
 	rmq_broker_totals(s->broker, &bt);
+	if (want_section(argv, argc, "persistence"))
+		rmq__persist_info(s, &b);
 	if (want_section(argv, argc, "stats"))
 		info_printf(
 			&b,
@@ -1218,6 +1252,7 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 /* --- dispatch --- */
 
 #define F_SUBMODE 1 /* allowed while the connection has live subscriptions */
+#define F_LOADING 2 /* allowed while the server recovers its data directory */
 
 struct command {
 	const char *name; /* upper case, letters only */
@@ -1238,23 +1273,23 @@ static const struct command commands[] = {
 	CMD("MPUBLISH", cmd_mpublish, 0),
 	CMD("PULL", cmd_pull, 0),
 	CMD("ACK", cmd_ack, 0),
-	CMD("PING", cmd_ping, F_SUBMODE),
+	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING),
 	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE),
 	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE),
 	CMD("CREATE", cmd_create, 0),
 	CMD("DELETE", cmd_delete, 0),
 	CMD("TOPICS", cmd_topics, 0),
 	CMD("REGISTER", cmd_register, 0),
-	CMD("INFO", cmd_info, 0),
-	CMD("STATS", cmd_info, 0),
-	CMD("QUIT", cmd_quit, F_SUBMODE),
-	CMD("RESET", cmd_reset, F_SUBMODE),
-	CMD("ECHO", cmd_echo, 0),
-	CMD("CONFIG", cmd_config, 0),
-	CMD("COMMAND", cmd_command, 0),
-	CMD("HELLO", cmd_hello, 0),
-	CMD("CLIENT", cmd_client, 0),
-	CMD("SELECT", cmd_select, 0),
+	CMD("INFO", cmd_info, F_LOADING),
+	CMD("STATS", cmd_info, F_LOADING),
+	CMD("QUIT", cmd_quit, F_SUBMODE | F_LOADING),
+	CMD("RESET", cmd_reset, F_SUBMODE | F_LOADING),
+	CMD("ECHO", cmd_echo, F_LOADING),
+	CMD("CONFIG", cmd_config, F_LOADING),
+	CMD("COMMAND", cmd_command, F_LOADING),
+	CMD("HELLO", cmd_hello, F_LOADING),
+	CMD("CLIENT", cmd_client, F_LOADING),
+	CMD("SELECT", cmd_select, F_LOADING),
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -1405,7 +1440,7 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
 	/* All n with one reservation when they fit in the current segment. */
 	int64_t seq = n > 1 ? rmq_topic_append_n(t, pl, n) : -EAGAIN;
 	if (seq > 0) {
-		rmq__worker_published(c->worker, t, n, bytes);
+		rmq__worker_published(c, t, n, bytes);
 		if (c->reply == REPLY_ON)
 			reply_seq_run(&c->out, (uint64_t)seq, n);
 		return used;
@@ -1433,6 +1468,10 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 		size_t shown = argv[0].len > 128 ? 128 : argv[0].len;
 		rmq_resp_errorf(o, "ERR unknown command '%.*s', with args beginning with: %s",
 				(int)shown, argv[0].p, argc > 1 ? "..." : "");
+	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&
+		   !(cmd->flags & F_LOADING)) {
+		/* Redis's word (clients wait and retry on it) */
+		rmq_resp_error(&c->out, "LOADING ringmq is loading its data directory");
 	} else if (c->n_live_subs && !(cmd->flags & F_SUBMODE)) {
 		/* Redis's wording, word for word (clients match it), though
 		 * ringmq has no PSUBSCRIBE or SSUBSCRIBE. */

@@ -623,6 +623,11 @@ void rmq__conn_write(struct conn *c)
 {
 	struct worker *w = c->worker;
 	bool was_backlog = c->backlog;
+	if (rmq__persist_holding(w)) {
+		/* --fsync always: replies wait for the worker's sync step */
+		rmq__conn_want_flush(c);
+		return;
+	}
 	for (int rounds = 0; rounds < WRITE_ROUNDS && !c->closing; rounds++) {
 		size_t pend = rmq_buf_pending(&c->out);
 		if (pend == 0)

@@ -121,6 +121,13 @@ struct conn {
 	 * and the topic is not deleted: saves the hash table lookup. */
 	struct rmq_topic *pub_topic;
 	uint64_t pub_epoch;
+	/* --fsync always (persist.c): this connection appended to a disk
+	 * topic in sync round sync_round of its worker, to sync_topic (only
+	 * compared, never dereferenced) or, with sync_multi, to several: if
+	 * that round's sync fails, the connection is closed unanswered. */
+	uint64_t sync_round;
+	const struct rmq_topic *sync_topic;
+	bool sync_multi;
 };
 
 struct worker_stats {
@@ -178,6 +185,15 @@ struct worker {
 	 * rmq__worker_publish_flush(), which every quiescent state is preceded by. */
 	struct rmq_topic *pending_topic;
 	uint64_t pending_msgs, pending_bytes;
+	/* --fsync always (persist.c): disk topics appended to since the last
+	 * sync step, each with a reference and its bit in topic->sync_mask;
+	 * while any (or pos_dirty), no connection of this worker is written
+	 * to: replies wait for the sync that makes them true. */
+	struct rmq_topic **sync_topics;
+	uint32_t n_sync, cap_sync;
+	bool pos_dirty;      /* a PULL moved a durable position */
+	bool sync_always;    /* cfg.fsync == RMQ_FSYNC_ALWAYS with a data dir */
+	uint64_t sync_round; /* sync steps so far */
 	struct worker_stats stats;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
@@ -203,6 +219,9 @@ struct server {
 	int spare_fd;                   /* acceptor only: given up on EMFILE */
 	uint64_t fd_rejects, fd_log_ms; /* acceptor only */
 	uint64_t started_ms;
+	struct persist *persist; /* persist.c; NULL: no data directory */
+	_Atomic int loading;     /* recovering the data directory */
+	_Atomic int exit_code;   /* rmq_server_run's, when stopped by a fatal error */
 };
 
 /* A server's state without its sockets and threads, as rmq_server_run()
@@ -319,10 +338,15 @@ void rmq__raise_fd_limit(const struct rmq_server_config *cfg);
 
 /* Announces the worker's pending appends (see struct worker). */
 void rmq__worker_publish_flush(struct worker *w);
-/* Records one append to t for the next rmq__worker_publish_flush(). */
-static inline void rmq__worker_published(struct worker *w, struct rmq_topic *t, unsigned msgs,
+void rmq__persist_note_append(struct conn *c, struct rmq_topic *t);
+/* Records c's append to t for the next rmq__worker_publish_flush() (and,
+ * under --fsync always, for the next sync step). */
+static inline void rmq__worker_published(struct conn *c, struct rmq_topic *t, unsigned msgs,
 					 uint64_t bytes)
 {
+	struct worker *w = c->worker;
+	if (RMQ_UNLIKELY(w->sync_always) && rmq_log_is_disk(&t->log))
+		rmq__persist_note_append(c, t);
 	if (RMQ_UNLIKELY(w->pending_topic != t)) {
 		if (w->pending_topic)
 			rmq__worker_publish_flush(w);
@@ -330,6 +354,51 @@ static inline void rmq__worker_published(struct worker *w, struct rmq_topic *t, 
 	}
 	w->pending_msgs += msgs;
 	w->pending_bytes += bytes;
+}
+
+/* --- persist.c: the data directory (see the file's comment) --- */
+/* Opens and locks cfg.dir (before listening: a second server on the same
+ * directory fails here). Returns 0, or -1 after printing why on stderr. */
+int rmq__persist_open(struct server *srv);
+/* Starts the persistence thread: it recovers the data directory (loading
+ * is 1 until it is done; a fatal error stops the server with exit code 1),
+ * then runs the background flushes, position checkpoints and age
+ * retention. */
+int rmq__persist_start(struct server *srv);
+/* After the workers stopped: stops the thread, syncs every disk topic and
+ * the positions (a clean stop loses nothing under any policy), closes the
+ * directory. The caller is a registered, online thread. */
+void rmq__persist_stop(struct server *srv);
+/* CREATE with a storage choice: saves a disk topic's definition, opens
+ * its log and adds it to the broker. Returns 0, -EEXIST, -ENOMEM, or
+ * another negative errno with err set. */
+int rmq__persist_create(struct server *srv, const char *name, size_t len, uint64_t capacity,
+			enum rmq_onfull onfull, bool disk, uint64_t maxage_ms, char *err,
+			size_t errlen);
+/* DELETE: removes the topic and, if it is on disk, its files. 0 or -ENOENT. */
+int rmq__persist_delete(struct server *srv, const char *name, size_t len);
+/* Writes the reply to an append that failed with a disk error
+ * (-RMQ_LOG_EIO, -RMQ_LOG_EDISKFULL), with `more` appended to its text
+ * (MPUBLISH: what was stored before), counts and logs it. */
+void rmq__persist_publish_error(struct conn *c, struct rmq_topic *t, int64_t err, const char *more);
+/* The sync step of --fsync always: makes every append this worker made
+ * since the last step durable (and the positions its PULLs moved), then
+ * lets its connections be written again. Called with no RCU pointer held
+ * up the stack: reports a quiescent state. */
+void rmq__persist_sync_step(struct worker *w);
+/* Tells the hooks that run inside core/ calls which worker this thread
+ * runs (worker threads and in-process drivers call it). */
+void rmq__persist_set_worker(struct worker *w);
+/* Registers c's append to disk topic t for the next sync step. */
+void rmq__persist_note_append(struct conn *c, struct rmq_topic *t);
+/* INFO's persistence section, and a topic's storage fields (appended to
+ * its INFO line, each with a leading space). */
+void rmq__persist_info(struct server *srv, struct rmq_buf *b);
+void rmq__persist_topic_info(struct server *srv, struct rmq_topic *t, struct rmq_buf *b);
+/* Whether c's output must wait for a sync step. */
+static inline bool rmq__persist_holding(const struct worker *w)
+{
+	return RMQ_UNLIKELY(w->n_sync != 0 || w->pos_dirty);
 }
 
 /* --- cmd.c --- */

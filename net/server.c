@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 void rmq_server_config_defaults(struct rmq_server_config *cfg)
@@ -37,6 +38,11 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->max_request = 0;
 	cfg->max_client_memory = rmq_server_default_client_memory();
 	cfg->tcp_keepalive_s = 300;
+	cfg->dir = RMQ_DEFAULT_DIR;
+	cfg->storage_disk = true;
+	cfg->fsync = RMQ_FSYNC_EVERYSEC;
+	cfg->repair = false;
+	cfg->segment_size = 0;
 }
 
 /* The default --max-client-memory: this share of what the process may use. */
@@ -166,6 +172,7 @@ static void stop_threads(struct server *srv, bool acceptor, uint32_t nstarted)
 static void server_free(struct server *srv)
 {
 	urcu_qsbr_thread_online();
+	rmq__persist_stop(srv); /* syncs what the workers left */
 	if (srv->workers)
 		rmq__server_state_fini(srv);
 	urcu_qsbr_unregister_thread();
@@ -176,6 +183,19 @@ static void server_free(struct server *srv)
 	if (srv->spare_fd >= 0)
 		close(srv->spare_fd);
 	free(srv);
+}
+
+/* Whether sig (one of those rmq_server_run waits for) stops the server;
+ * the others are logged and ignored. */
+static bool stop_signal(int sig)
+{
+	if (sig == SIGINT || sig == SIGTERM)
+		return true;
+	rmq_diagf(RMQ_DIAG_INFO, "received %s: ignored (only SIGINT and SIGTERM stop the server)",
+		  sig == SIGHUP    ? "SIGHUP"
+		  : sig == SIGUSR1 ? "SIGUSR1"
+				   : "SIGUSR2");
+	return false;
 }
 
 int rmq_server_run(const struct rmq_server_config *cfg)
@@ -198,11 +218,22 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* A file size limit (RLIMIT_FSIZE) makes a segment file's allocation
+	 * fail with EFBIG, reported as disk full, instead of killing us. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	rmq__raise_fd_limit(cfg);
+	/* The data directory first: a second server on it stops here. */
+	if (cfg->dir && rmq__persist_open(srv) != 0) {
+		free(srv);
+		return 1;
+	}
 	srv->listen_fd = rmq__listen(srv);
 	if (srv->listen_fd < 0) {
-		free(srv);
+		urcu_qsbr_register_thread();
+		urcu_qsbr_thread_offline();
+		srv->stop_fd = srv->spare_fd = -1;
+		server_free(srv);
 		return 1;
 	}
 	/* The spare may be missing: the acceptor then backs off instead. */
@@ -212,6 +243,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	urcu_qsbr_register_thread();
 	if (rc == 0)
 		rc = rmq__server_state_init(srv, broker_wake);
+	if (rc == 0)
+		rc = rmq__persist_start(srv); /* recovers while the workers serve */
 	/* The main thread only waits for signals from here on. */
 	urcu_qsbr_thread_offline();
 	if (rc != 0) {
@@ -241,29 +274,51 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	const char *host = srv->cfg.bind;
 	if (!strcmp(host, "127.0.0.1") || !strcmp(host, "::1") || !strcmp(host, "localhost"))
 		host = "localhost";
-	printf("Server started on %s:%d\n", host, srv->port);
-	fflush(stdout);
+	/* While the data directory is recovered, clients already connect
+	 * (and get -LOADING); the startup line, which scripts wait for, says
+	 * the server is ready. A signal meanwhile stops it as usual. */
+	int sig = 0;
+	if (atomic_load(&srv->loading)) {
+		rmq_diagf(RMQ_DIAG_INFO, "listening on %s:%d, loading the data directory %s",
+			  srv->cfg.bind, srv->port, cfg->dir);
+		struct timespec tick = { 0, 10 * 1000 * 1000 };
+		while (atomic_load(&srv->loading) && sig <= 0) {
+			sig = sigtimedwait(&set, NULL, &tick);
+			if (sig < 0 && errno != EAGAIN && errno != EINTR)
+				break;
+			if (sig > 0 && !stop_signal(sig))
+				sig = 0;
+		}
+	}
+	if (sig <= 0) {
+		printf("Server started on %s:%d\n", host, srv->port);
+		fflush(stdout);
+	}
 	rmq_diagf(RMQ_DIAG_INFO,
 		  "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
 		  RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
+	if (cfg->dir)
+		rmq_diagf(RMQ_DIAG_INFO, "data directory %s, storage %s by default, fsync %s%s",
+			  cfg->dir, cfg->storage_disk ? "disk" : "memory",
+			  cfg->fsync == RMQ_FSYNC_ALWAYS ? "always"
+			  : cfg->fsync == RMQ_FSYNC_NO   ? "no"
+							 : "everysec",
+			  cfg->repair ? ", repair" : "");
 
-	int sig = 0;
-	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
-		if (sig == SIGINT || sig == SIGTERM)
-			break;
-		rmq_diagf(RMQ_DIAG_INFO,
-			  "received %s: ignored (only SIGINT and SIGTERM stop the server)",
-			  sig == SIGHUP    ? "SIGHUP"
-			  : sig == SIGUSR1 ? "SIGUSR1"
-					   : "SIGUSR2");
+	while (sig <= 0) {
+		if (sigwait(&set, &sig) != 0 || !stop_signal(sig))
+			sig = 0;
 	}
-	rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down",
-		  sig == SIGINT ? "SIGINT" : "SIGTERM");
+	int exit_code = atomic_load(&srv->exit_code);
+	if (exit_code)
+		rmq_diagf(RMQ_DIAG_ERROR, "cannot recover the data directory %s: shutting down",
+			  cfg->dir);
+	else
+		rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down",
+			  sig == SIGINT ? "SIGINT" : "SIGTERM");
 
 	stop_threads(srv, true, srv->nworkers);
 	server_free(srv);
 	rmq_diagf(RMQ_DIAG_INFO, "bye");
-	return 0;
+	return exit_code;
 }

@@ -9,6 +9,7 @@
 #ifndef RMQ_SERVER_H
 #define RMQ_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,15 @@
 
 /* Levels of the diagnostic log on stderr (--log-level). */
 enum rmq_diag_level { RMQ_DIAG_ERROR, RMQ_DIAG_WARN, RMQ_DIAG_INFO, RMQ_DIAG_DEBUG };
+
+#define RMQ_DEFAULT_DIR "./ringmq-data" /* --dir */
+
+/* --fsync: when a disk topic's appends are made durable (see README). */
+enum rmq_fsync_policy {
+	RMQ_FSYNC_EVERYSEC = 0, /* a background flush at most once a second */
+	RMQ_FSYNC_ALWAYS,       /* before the reply (group commit) */
+	RMQ_FSYNC_NO,           /* left to the kernel */
+};
 
 struct rmq_server_config {
 	const char *bind;              /* address to listen on */
@@ -46,6 +56,13 @@ struct rmq_server_config {
 	uint64_t ack_wait_ms;          /* acknowledged mode: redeliver what is
 				      * unacknowledged this long after its
 				      * delivery; 0: the default, 30 s */
+	/* Persistence (rmq_server_run only; in-process drivers keep
+	 * everything in memory). */
+	const char *dir;   /* data directory; NULL: none (memory only) */
+	bool storage_disk; /* CREATE without STORAGE: disk */
+	enum rmq_fsync_policy fsync;
+	bool repair;           /* truncate corrupt logs instead of refusing */
+	uint32_t segment_size; /* disk segment roll size; 0: the default */
 };
 
 /* Arguments other than payloads (command and topic names, numbers, ECHO's)

@@ -84,8 +84,11 @@ static void worker_offline(struct worker *w)
 static void worker_flush(struct worker *w)
 {
 	/* rmq__conn_write may queue the connection again (unpause); bound the
-	 * rounds so one client cannot starve the loop. */
-	for (int round = 0; round < FLUSH_ROUNDS && !cds_list_empty(&w->flush); round++) {
+	 * rounds so one client cannot starve the loop. A round that appended
+	 * under --fsync always stops the flushing until the next sync step. */
+	for (int round = 0;
+	     round < FLUSH_ROUNDS && !cds_list_empty(&w->flush) && !rmq__persist_holding(w);
+	     round++) {
 		struct cds_list_head todo;
 		CDS_INIT_LIST_HEAD(&todo);
 		cds_list_splice(&w->flush, &todo);
@@ -292,6 +295,7 @@ static void worker_shutdown(struct worker *w)
 	}
 	uint64_t until = rmq_now_ms() + SHUTDOWN_FLUSH_MS;
 	while (!cds_list_empty(&w->flush) && rmq_now_ms() < until) {
+		rmq__persist_sync_step(w);
 		worker_flush(w);
 		if (!cds_list_empty(&w->flush))
 			break;
@@ -307,6 +311,7 @@ static void worker_shutdown(struct worker *w)
 		poll(NULL, 0, SHUTDOWN_RETRY_MS);
 		urcu_qsbr_thread_online();
 	}
+	rmq__persist_sync_step(w); /* appends whose replies were not flushed */
 	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) rmq__conn_close(c);
 	worker_reap(w);
 	/* Anything queued for us now refers to watches we released. */
@@ -334,6 +339,7 @@ static void worker_loop(struct worker *w, bool once)
 		worker_ttl_sweep(w);
 		w->may_quiesce = true; /* connections are not RCU-protected */
 		rmq__blocked_process_unblocked(w);
+		rmq__persist_sync_step(w); /* --fsync always: before any reply */
 		worker_flush(w);
 		w->may_quiesce = false;
 		worker_reap(w);
@@ -344,7 +350,7 @@ static void worker_loop(struct worker *w, bool once)
 		 * Re-check for work queued before they could see the 0. */
 		atomic_store(&w->wake_pending, 0);
 		atomic_thread_fence(memory_order_seq_cst);
-		if (worker_has_work(w) || !cds_list_empty(&w->flush)) {
+		if (worker_has_work(w) || !cds_list_empty(&w->flush) || rmq__persist_holding(w)) {
 			atomic_store(&w->wake_pending, 1);
 			timeout = 0;
 		}
@@ -383,6 +389,7 @@ static void worker_loop(struct worker *w, bool once)
 
 void rmq__worker_poll(struct worker *w)
 {
+	rmq__persist_set_worker(w);
 	worker_loop(w, true);
 }
 
@@ -393,6 +400,7 @@ void *rmq__worker_main(void *arg)
 	snprintf(tname, sizeof(tname), "rmq-worker-%u", w->id);
 	pthread_setname_np(pthread_self(), tname);
 	urcu_qsbr_register_thread();
+	rmq__persist_set_worker(w);
 	atomic_store(&w->wake_pending, 1);
 	worker_loop(w, false);
 	worker_shutdown(w);
@@ -437,5 +445,6 @@ void rmq__worker_fini(struct worker *w)
 	free(w->accept_ring_buf);
 	free(w->argv);
 	free(w->park_heap);
+	free(w->sync_topics); /* empty: every sync step gave its references back */
 	rmq_buf_free(&w->scratch);
 }

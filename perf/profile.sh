@@ -67,10 +67,12 @@ SPID="" PPID_PERF=""
 cleanup() {
   [[ -n "$PPID_PERF" ]] && kill -INT "$PPID_PERF" 2>/dev/null || true
   if [[ -n "$SPID" ]]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; fi
+  rm -rf "$OUT/data"
 }
 trap cleanup EXIT
 
-targs=(--bind 127.0.0.1 --port 0 --log-level warn)
+# its own data directory, removed at exit (--server-args may give another)
+targs=(--bind 127.0.0.1 --port 0 --log-level warn --dir "$OUT/data")
 [[ -n "$THREADS" ]] && targs+=(--threads "$THREADS")
 # shellcheck disable=SC2206
 [[ -n "$SARGS" ]] && targs+=($SARGS)

@@ -925,14 +925,14 @@ Test(dsub, restore_positions)
 	struct rmq_topic *t = must_create(b, "q", 1 << 20, RMQ_ONFULL_REJECT);
 	for (uint64_t k = 1; k <= 10; k++)
 		publish_k(t, k);
-	cr_assert_eq(rmq_dsub_restore(r, S("bad name"), t, 5, 3), -EINVAL);
-	cr_assert_eq(rmq_dsub_restore(r, S("c"), t, 6, 4), 0);
+	cr_assert_eq(rmq_dsub_restore(r, S("bad name"), t, 0, 5, 3), -EINVAL);
+	cr_assert_eq(rmq_dsub_restore(r, S("c"), t, 0, 6, 4), 0);
 	cr_assert_eq(rmq_dsub_registry_count(r), 1);
 	struct sub_view v = view(r);
 	cr_assert_eq(v.delivered, 6);
 	cr_assert_eq(v.acked, 4);
 	/* the hold is the floor */
-	cr_assert_eq(rmq_dsub_restore(r, S("auto"), t, 8, 0), 0, "store.h's acked 0");
+	cr_assert_eq(rmq_dsub_restore(r, S("auto"), t, 0, 8, 0), 0, "store.h's acked 0");
 	uint64_t tok;
 	struct rmq_dsub *d = rmq_dsub_attach(r, S("c"), &tok);
 	cr_assert_eq(rmq_dsub_set_ack(d, tok, true, 0), 0);
@@ -942,7 +942,7 @@ Test(dsub, restore_positions)
 	cr_assert_eq(pull_seqs(d, tok, "q", 10, 8, 0), 3);
 	rmq_dsub_detach(d, tok);
 	/* past the end: clamped down */
-	cr_assert_eq(rmq_dsub_restore(r, S("far"), t, 100, 90), 0);
+	cr_assert_eq(rmq_dsub_restore(r, S("far"), t, 0, 100, 90), 0);
 	d = rmq_dsub_attach(r, S("far"), &tok);
 	cr_assert_eq(pull_seqs(d, tok, "q", 10, 11, 0), 0);
 	publish_k(t, 11);

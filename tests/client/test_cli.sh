@@ -103,7 +103,9 @@ wait_lines() {
 }
 
 start_server() {
+	# its own data directory, removed with $WORK
 	"$SERVER" --bind "$HOST" --port 0 --threads 2 --log-level warn \
+		--dir "$(mktemp -d "$WORK/data.XXXXXX")" \
 		>"$WORK/server.out" 2>"$WORK/server.err" &
 	SRV=$!
 	PIDS+=("$SRV")

@@ -34,6 +34,7 @@
 #define TMO E2E_MS(3000)
 
 static pid_t g_srv;
+static char g_dir[64]; /* the server's own data directory */
 static int g_port;
 
 static uint64_t now_ms(void)
@@ -56,6 +57,7 @@ static void server_start(void)
 {
 	int p[2];
 	cr_assert(pipe(p) == 0);
+	cr_assert(e2e_tmpdir("client-data", g_dir) == 0, "%s", e2e_last_error());
 	pid_t parent = getpid();
 	pid_t pid = fork();
 	cr_assert(pid >= 0);
@@ -67,7 +69,7 @@ static void server_start(void)
 		close(p[0]);
 		close(p[1]);
 		execl(RINGMQ_SERVER_BIN, "ringmq-server", "--port", "0", "--threads", "2",
-		      "--log-level", "warn", (char *)NULL);
+		      "--log-level", "warn", "--dir", g_dir, (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -114,6 +116,7 @@ static int server_stop(void)
 static void fini(void)
 {
 	server_stop();
+	e2e_rmrf(g_dir);
 }
 
 TestSuite(connect, .init = server_start, .fini = fini, .timeout = E2E_TEST_TIMEOUT(30.0));

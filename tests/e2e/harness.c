@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -223,15 +224,45 @@ size_t e2e_server_log_tail(const struct e2e_server *s, char *buf, size_t cap)
 	return n;
 }
 
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int e2e_rmrf(const char *path)
+{
+	if (!path || !path[0])
+		return 0;
+	chmod(path, 0755); /* a test may have made it read-only */
+	return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int e2e_tmpdir(const char *tag, char path[64])
+{
+	snprintf(path, 64, "/tmp/ringmq-%s-%d-XXXXXX", tag, (int)getpid());
+	if (!mkdtemp(path)) {
+		set_err("mkdtemp: %s", strerror(errno));
+		path[0] = 0;
+		return -1;
+	}
+	return 0;
+}
+
 static void server_cleanup(struct e2e_server *s)
 {
 	if (s->out_fd >= 0)
 		close(s->out_fd);
 	s->out_fd = -1;
 	s->pid = 0;
+	if (s->dir[0])
+		e2e_rmrf(s->dir);
+	s->dir[0] = 0;
 }
 
-int e2e_server_start(struct e2e_server *s, const char *const *extra, int timeout_ms)
+static int server_start(struct e2e_server *s, const char *const *extra, int timeout_ms)
 {
 	timeout_ms = E2E_MS(timeout_ms);
 	memset(s, 0, sizeof(*s));
@@ -241,12 +272,20 @@ int e2e_server_start(struct e2e_server *s, const char *const *extra, int timeout
 	argv[n++] = RINGMQ_SERVER_BIN;
 	argv[n++] = "--port";
 	argv[n++] = "0";
+	bool has_dir = false;
 	for (int i = 0; extra && extra[i]; i++) {
-		if (n >= 47) {
+		if (n >= 45) {
 			set_err("too many server arguments");
 			return -1;
 		}
+		has_dir |= strcmp(extra[i], "--dir") == 0 || strncmp(extra[i], "--dir=", 6) == 0;
 		argv[n++] = extra[i];
+	}
+	if (!has_dir) {
+		if (e2e_tmpdir("e2e-data", s->dir) != 0)
+			return -1;
+		argv[n++] = "--dir";
+		argv[n++] = s->dir;
 	}
 	argv[n] = NULL;
 
@@ -329,6 +368,16 @@ fail:
 		kill_reap(s->pid);
 	server_cleanup(s);
 	return -1;
+}
+
+int e2e_server_start(struct e2e_server *s, const char *const *extra, int timeout_ms)
+{
+	int rc = server_start(s, extra, timeout_ms);
+	if (rc != 0 && s->dir[0]) { /* an early failure leaves the directory */
+		e2e_rmrf(s->dir);
+		s->dir[0] = 0;
+	}
+	return rc;
 }
 
 int e2e_server_stop(struct e2e_server *s, int sig, int timeout_ms)

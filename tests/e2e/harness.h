@@ -68,13 +68,24 @@ struct e2e_server {
 	int out_fd;        /* read end of the server's stdout */
 	char log_path[64]; /* the server's stderr goes here */
 	char first_line[128];
+	char dir[64]; /* its own data directory (--dir), made by
+			    * e2e_server_start unless extra gave one;
+			    * removed by e2e_server_stop/kill ("" : none) */
 };
 
 /* Starts the server binary (RINGMQ_SERVER_BIN) with `--port 0` followed by
  * extra (NULL-terminated, may be NULL) and waits up to timeout_ms for its
- * startup line. Returns 0 and fills s, or -1 (the child, if any, is killed
+ * startup line. Unless extra has --dir, the server gets a fresh temporary
+ * data directory of its own (s->dir), so parallel tests never share one;
+ * a test that restarts a server on the same data passes --dir itself
+ * (e2e_tmpdir) and removes it (e2e_rmrf). Returns 0 and fills s, or -1 (the child, if any, is killed
  * and reaped; e2e_last_error() says why, including the server's stderr). */
 int e2e_server_start(struct e2e_server *s, const char *const *extra, int timeout_ms);
+
+/* A fresh directory /tmp/ringmq-<tag>-XXXXXX into path (64 bytes); 0 or -1. */
+int e2e_tmpdir(const char *tag, char path[64]);
+/* rm -rf path; 0 or -1. */
+int e2e_rmrf(const char *path);
 
 /* Sends sig to s->pid and waits up to timeout_ms for it to exit. Returns
  * the wait status (use WIFEXITED etc.), or -1 when it did not exit in time

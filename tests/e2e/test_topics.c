@@ -18,8 +18,10 @@ SRV_TEST(topics, create)
 	IS_OK(R(c, "CREATE", "t"));
 	IS_ERR(R(c, "CREATE", "t"), "EXISTS");
 	IS_ERR(R(c, "create", "t", "CAPACITY", "1M"), "EXISTS");
-	IS_OK(R(c, "CREATE", "c1024", "CAPACITY", "1024"));
-	IS_OK(R(c, "CREATE", "c1k", "capacity", "1K", "onfull", "REJECT"));
+	IS_OK(R(c, "CREATE", "c1024", "CAPACITY", "1024", "STORAGE", "memory"));
+	IS_OK(R(c, "CREATE", "c1k", "capacity", "1K", "onfull", "REJECT", "storage", "memory"));
+	/* a disk topic keeps whole segment files of at least a page */
+	IS_OK(R(c, "CREATE", "d1k", "CAPACITY", "1K", "STORAGE", "disk"));
 	IS_OK(R(c, "CREATE", "c2m", "ONFULL", "drop-oldest", "CAPACITY", "2M"));
 	IS_OK(R(c, "CREATE", "c1g", "CAPACITY", "1G", "ONFULL", "DROP-OLDEST"));
 	IS_ERR(R(c, "CREATE", "small", "CAPACITY", "1023"), "ERR CAPACITY");
@@ -33,6 +35,7 @@ SRV_TEST(topics, create)
 	IS_ERR(R(c, "CREATE"), "ERR wrong number of arguments");
 	cr_assert_eq(TINFO(c, "c1024", "capacity"), 1024);
 	cr_assert_eq(TINFO(c, "c1k", "capacity"), 1024);
+	cr_assert_eq(TINFO(c, "d1k", "capacity"), 4096);
 	cr_assert_eq(TINFO(c, "c2m", "capacity"), 2 << 20);
 	cr_assert_eq(TINFO(c, "c1g", "capacity"), 1 << 30);
 	char *txt = info_text(c, NULL);
@@ -43,7 +46,7 @@ SRV_TEST(topics, create)
 	cr_assert(strstr(strstr(txt, "topic:t "), "onfull=reject"), "default ONFULL: %s", txt);
 	free(txt);
 	/* no failed CREATE left a topic behind */
-	cr_assert_eq(INFO(c, "topics"), 5);
+	cr_assert_eq(INFO(c, "topics"), 6);
 	e2e_close(c);
 }
 
