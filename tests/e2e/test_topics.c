@@ -136,8 +136,10 @@ SRV_TEST(topics, page_like_scan)
 		int k = 0;
 		for (; k < 2000 && i < N; k++, i++) {
 			snprintf(name, sizeof(name), "pg.%d", i);
-			const char *argv[] = { "CREATE", name };
-			e2e_wbuf_cmdv(&b, 2, argv, NULL);
+			/* memory topics: this is about paging, and 10,050 disk
+			 * topics cost a directory and a file each */
+			const char *argv[] = { "CREATE", name, "STORAGE", "memory" };
+			e2e_wbuf_cmdv(&b, 4, argv, NULL);
 		}
 		SEND(c, b.p, b.len);
 		b.len = 0;
