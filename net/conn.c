@@ -73,7 +73,7 @@ void rmq__conn_mem_sync(struct conn *c)
 {
 	if (c->lent) /* in is the worker's scratch: counted when given back */
 		return;
-	size_t now = c->closing ? 0 : c->in.cap + c->out.cap;
+	size_t now = c->closing ? 0 : c->in.cap + c->out.cap + c->multi.cap;
 	if (now == c->mem)
 		return;
 	int64_t d = (int64_t)now - (int64_t)c->mem;
@@ -234,6 +234,8 @@ void rmq__conn_free(struct conn *c)
 	rmq_buf_free(&c->out);
 	free(c->live_subs);
 	free(c->live_index);
+	rmq__pubsub_gone_free(c);
+	rmq_buf_free(&c->multi);
 	rmq__cmd_free_state(c);
 	free(c->name);
 	free(c->parked.topic);
@@ -339,14 +341,20 @@ static void conn_finish_eof(struct conn *c)
  * iteration, so one request of 40,000 topics does not hold the worker.
  * The replies are the same (one per topic). Returns the bytes consumed,
  * or 0 when the command is not one to split. */
-static ssize_t conn_split(struct conn *c, const char *frame, size_t argc)
+static ssize_t conn_split(struct conn *c, const char *frame, size_t argc, ssize_t whole)
 {
 	struct worker *w = c->worker;
 	const char *name = rmq__cmd_split_name(&w->argv[0]);
 	if (!name)
 		return 0;
-	if (!c->split_cont)
+	if (!c->split_cont) {
 		stat_add(&w->stats.commands, 1);
+		/* A SUBSCRIBE is checked whole before its first part runs: a
+		 * missing topic answers the request with one error. */
+		if (name[0] == 'S' && !rmq__cmd_subscribe_check(c, w->argv, argc))
+			return whole;
+	}
+	c->split_rest = c->split_cont;
 	size_t k = SPLIT_ARGS;
 	/* the rest starts at the '$' after topic k's CRLF */
 	char *rest = (char *)w->argv[k].p + w->argv[k].len + 2;
@@ -407,7 +415,7 @@ void rmq__conn_process_input(struct conn *c)
 		}
 		ssize_t part;
 		if (argc > SPLIT_ARGS + 1 && frame[0] == '*' && c->reply != REPLY_SKIP &&
-		    (part = conn_split(c, frame, argc)) > 0) {
+		    !c->in_multi && (part = conn_split(c, frame, argc, r)) > 0) {
 			r = part;
 			run.hlen = 0;
 			did = true;
@@ -416,6 +424,7 @@ void rmq__conn_process_input(struct conn *c)
 		if (argc) {
 			if (!c->split_cont)
 				stat_add(&w->stats.commands, 1);
+			c->split_rest = c->split_cont;
 			c->split_cont = false;
 			rmq__cmd_dispatch(c, w->argv, argc);
 			if (c->again) {
