@@ -269,8 +269,23 @@ static void page_topic(struct rmq_topic *t, void *ctx)
 	pg->n++;
 }
 
+/* A DSUBSCRIBE of many topics in progress: SPLIT_ARGS topics per turn of
+ * the loop (c->again), its one reply built on the side. */
+struct dsub_page {
+	size_t next; /* the next argument to subscribe */
+	size_t argc; /* the topics' end (FROM and its value excluded) */
+	enum rmq_dsub_from from;
+	uint64_t seq;
+	struct rmq_buf reply;
+};
+
 void rmq__cmd_free_state(struct conn *c)
 {
+	if (c->dsub_page) {
+		rmq_buf_free(&c->dsub_page->reply);
+		free(c->dsub_page);
+		c->dsub_page = NULL;
+	}
 	if (c->topics_page) {
 		rmq_buf_free(&c->topics_page->names);
 		free(c->topics_page);
@@ -702,44 +717,53 @@ static void err_taken_over(struct conn *c)
  * with FROM it moves there too. */
 static void cmd_dsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	if (argc < 2)
-		return err_args(c, "dsubscribe");
-	if (!c->dsub)
-		return rmq_resp_error(
-			&c->out,
-			"ERR DSUBSCRIBE needs a registered subscriber: REGISTER SUBSCRIBER name");
-	enum rmq_dsub_from from = RMQ_DSUB_FROM_KEEP;
-	uint64_t seq = 0;
-	if (argc >= 4 && arg_is(&argv[argc - 2], "FROM")) {
-		if (!parse_from(&argv[argc - 1], &from, &seq))
-			return rmq_resp_error(
-				&c->out, "ERR FROM must be first, next or a sequence number >= 1");
-		argc -= 2;
-	}
-	if (!topics_exist(c, argv, 1, argc, false))
-		return;
+	struct dsub_page *pg = c->dsub_page;
 	struct rmq_broker *b = srv_of(c)->broker;
-	if (from == RMQ_DSUB_FROM_SEQ)
-		for (size_t i = 1; i < argc; i++) {
-			struct rmq_topic *t = rmq_topic_lookup(b, argv[i].p, argv[i].len);
-			uint64_t next = t ? rmq_log_next_seq(&t->log) : 0;
-			if (t && seq > next)
-				return rmq_resp_errorf(
+	if (!pg) { /* the first turn: check everything before subscribing any */
+		if (argc < 2)
+			return err_args(c, "dsubscribe");
+		if (!c->dsub)
+			return rmq_resp_error(
+				&c->out,
+				"ERR DSUBSCRIBE needs a registered subscriber: REGISTER SUBSCRIBER name");
+		enum rmq_dsub_from from = RMQ_DSUB_FROM_KEEP;
+		uint64_t seq = 0;
+		if (argc >= 4 && arg_is(&argv[argc - 2], "FROM")) {
+			if (!parse_from(&argv[argc - 1], &from, &seq))
+				return rmq_resp_error(
 					&c->out,
-					"ERR FROM %llu is past the end of '%.*s' (its next sequence number is %llu): nothing subscribed",
-					(unsigned long long)seq, (int)argv[i].len, argv[i].p,
-					(unsigned long long)next);
+					"ERR FROM must be first, next or a sequence number >= 1");
+			argc -= 2;
 		}
-	struct rmq_buf r = { 0 };
-	rmq_resp_array(&r, argc - 1);
-	for (size_t i = 1; i < argc; i++) {
+		if (!topics_exist(c, argv, 1, argc, false))
+			return;
+		if (from == RMQ_DSUB_FROM_SEQ)
+			for (size_t i = 1; i < argc; i++) {
+				struct rmq_topic *t = rmq_topic_lookup(b, argv[i].p, argv[i].len);
+				uint64_t next = t ? rmq_log_next_seq(&t->log) : 0;
+				if (t && seq > next)
+					return rmq_resp_errorf(
+						&c->out,
+						"ERR FROM %llu is past the end of '%.*s' (its next sequence number is %llu): nothing subscribed",
+						(unsigned long long)seq, (int)argv[i].len, argv[i].p,
+						(unsigned long long)next);
+			}
+		pg = c->dsub_page = rmq_calloc(1, sizeof(*pg));
+		pg->next = 1;
+		pg->argc = argc;
+		pg->from = from;
+		pg->seq = seq;
+	}
+	size_t end = pg->argc - pg->next > SPLIT_ARGS ? pg->next + SPLIT_ARGS : pg->argc;
+	for (size_t i = pg->next; i < end; i++) {
 		const struct rmq_arg *a = &argv[i];
 		struct rmq_topic *t = rmq_topic_lookup(b, a->p, a->len);
 		uint64_t start = 0;
-		int rc = t ? rmq_dsub_subscribe_from(c->dsub, c->token, t, from, seq, &start, NULL)
+		int rc = t ? rmq_dsub_subscribe_from(c->dsub, c->token, t, pg->from, pg->seq,
+						     &start, NULL)
 			   : -ENOENT;
 		if (rc < 0) { /* a race: taken over, or deleted since the check */
-			rmq_buf_free(&r);
+			rmq__cmd_free_state(c);
 			if (rc == -EBUSY)
 				return err_taken_over(c);
 			return rmq_resp_errorf(
@@ -747,12 +771,19 @@ static void cmd_dsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 				"NOTOPIC topic '%.*s' was deleted meanwhile (the %zu topics before it were subscribed)",
 				(int)a->len, a->p, i - 1);
 		}
-		rmq_resp_array(&r, 2);
-		rmq_resp_bulk(&r, a->p, a->len);
-		rmq_resp_int(&r, (int64_t)start);
+		rmq_resp_array(&pg->reply, 2);
+		rmq_resp_bulk(&pg->reply, a->p, a->len);
+		rmq_resp_int(&pg->reply, (int64_t)start);
 	}
-	rmq_buf_append(&c->out, r.data, r.len);
-	rmq_buf_free(&r);
+	pg->next = end;
+	if (end < pg->argc) { /* the rest at the next turn: no request holds
+			       * its worker for long */
+		c->again = true;
+		return;
+	}
+	rmq_resp_array(&c->out, pg->argc - 1);
+	rmq_buf_append(&c->out, pg->reply.data, pg->reply.len);
+	rmq__cmd_free_state(c);
 }
 
 struct unsub_all {

@@ -87,6 +87,7 @@ struct conn {
 	bool again;                      /* the handler is not done: the same request
 				     * runs again at the next iteration (cmd.c) */
 	struct topics_page *topics_page; /* TOPICS in progress (cmd.c) */
+	struct dsub_page *dsub_page;     /* DSUBSCRIBE in progress (cmd.c) */
 	bool split_rest;                 /* this request is such a rest (set before
 				     * dispatch): not the first part */
 	bool resp3;                      /* HELLO 3: RESP3 replies and push frames */
