@@ -134,6 +134,7 @@ struct e2e_reply {
 	char *str;         /* STATUS, ERROR, BULK: NUL-terminated copy */
 	size_t len;
 	size_t n; /* ARRAY */
+	bool map, push; /* a RESP3 map (n counts keys and values) or push */
 	struct e2e_reply **elem;
 	struct e2e_reply *_prev, *_next; /* harness-private: live top-level replies */
 	bool _tracked;
