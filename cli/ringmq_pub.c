@@ -50,7 +50,7 @@ static void usage(FILE *f)
 		"                            'tail -f log | ringmq-pub -P logs -' publishes\n"
 		"                            as lines come), in batches under load; on\n"
 		"                            Ctrl-C / SIGTERM what was read is published first\n"
-		"  -d, --delete TOPIC        delete TOPIC (live subscribers are unsubscribed)\n"
+		"  -d, --delete TOPIC        delete TOPIC (live subscribers are told)\n"
 		"  -l, --list                list the topics\n"
 		"\n"
 		"Options:\n"
