@@ -969,8 +969,7 @@ static int sub_cmd(struct rmq_client *c, const char *cmd, const char *kind, cons
 }
 
 /* DSUBSCRIBE topic [FROM where]: one reply, [[topic, start]]. */
-static int dsubscribe(struct rmq_client *c, const char *topic, const char *where,
-		      uint64_t *start)
+static int dsubscribe(struct rmq_client *c, const char *topic, const char *where, uint64_t *start)
 {
 	const char *argv[] = { "DSUBSCRIBE", topic, "FROM", where };
 	size_t lens[] = { 10, strlen(topic), 4, where ? strlen(where) : 0 };
@@ -984,8 +983,8 @@ static int dsubscribe(struct rmq_client *c, const char *topic, const char *where
 		e = r->element[0];
 	if (r->type == REDIS_REPLY_ERROR) {
 		rc = map_error(c, r);
-	} else if (e && e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-		   is_str(e->element[0]) && e->element[0]->len == lens[1] &&
+	} else if (e && e->type == REDIS_REPLY_ARRAY && e->elements == 2 && is_str(e->element[0]) &&
+		   e->element[0]->len == lens[1] &&
 		   memcmp(e->element[0]->str, topic, lens[1]) == 0 &&
 		   e->element[1]->type == REDIS_REPLY_INTEGER && e->element[1]->integer > 0) {
 		if (start)

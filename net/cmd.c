@@ -150,10 +150,9 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return;
 	if (argv[1].len >= RMQ_RESERVED_PREFIX_LEN &&
 	    memcmp(argv[1].p, RMQ_RESERVED_PREFIX, RMQ_RESERVED_PREFIX_LEN) == 0)
-		return rmq_resp_error(&c->out,
-				      "ERR topic names starting with '" RMQ_RESERVED_PREFIX
-				      "' are reserved (" RMQ_DELETED_CHANNEL
-				      " carries deletion notices)");
+		return rmq_resp_error(&c->out, "ERR topic names starting with '" RMQ_RESERVED_PREFIX
+					       "' are reserved (" RMQ_DELETED_CHANNEL
+					       " carries deletion notices)");
 	uint64_t cap = srv_of(c)->cfg.default_capacity;
 	enum rmq_onfull onfull = RMQ_ONFULL_REJECT;
 	for (size_t i = 2; i < argc; i += 2) {
@@ -745,8 +744,8 @@ static void cmd_dsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 					return rmq_resp_errorf(
 						&c->out,
 						"ERR FROM %llu is past the end of '%.*s' (its next sequence number is %llu): nothing subscribed",
-						(unsigned long long)seq, (int)argv[i].len, argv[i].p,
-						(unsigned long long)next);
+						(unsigned long long)seq, (int)argv[i].len,
+						argv[i].p, (unsigned long long)next);
 			}
 		pg = c->dsub_page = rmq_calloc(1, sizeof(*pg));
 		pg->next = 1;
@@ -1230,7 +1229,7 @@ static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
 /* Until ringmq has authentication (its own issue), AUTH and HELLO ... AUTH
  * are refused as Redis refuses them without a password configured: never
  * accepted silently. */
-#define ERR_NO_AUTH                                                            \
+#define ERR_NO_AUTH                                                           \
 	"ERR AUTH <password> called without any password configured for the " \
 	"default user. Are you sure your configuration is correct?"
 
@@ -1262,10 +1261,9 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 			} else if (arg_is(&argv[i], "AUTH") && i + 2 < argc) {
 				return rmq_resp_error(&c->out, ERR_NO_AUTH);
 			} else {
-				return rmq_resp_errorf(&c->out,
-						       "ERR Syntax error in HELLO option '%.*s'",
-						       (int)(argv[i].len > 64 ? 64 : argv[i].len),
-						       argv[i].p);
+				return rmq_resp_errorf(
+					&c->out, "ERR Syntax error in HELLO option '%.*s'",
+					(int)(argv[i].len > 64 ? 64 : argv[i].len), argv[i].p);
 			}
 		}
 		if (setname) /* only once every option is known to be good */
@@ -1367,10 +1365,12 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 /* --- dispatch --- */
 
-#define F_SUBMODE 1 /* allowed while the connection has live subscriptions
-		     * (RESP2; under RESP3 every command is) */
-#define F_NOW 2     /* runs at once inside MULTI, not queued */
-#define F_NOMULTI 4 /* refused inside MULTI (its replies are not one) */
+/* F_SUBMODE: allowed while the connection has live subscriptions (RESP2;
+ * under RESP3 every command is). F_NOW: runs at once inside MULTI, not
+ * queued. F_NOMULTI: refused inside MULTI (its replies are not one). */
+#define F_SUBMODE 1
+#define F_NOW 2
+#define F_NOMULTI 4
 
 struct command {
 	const char *name; /* upper case, letters only */
@@ -1516,7 +1516,8 @@ static void multi_queue(struct conn *c, const struct command *cmd, const struct 
 		bytes += 4 + argv[i].len;
 	if (c->multi_n >= MULTI_MAX_COMMANDS || c->multi.len + bytes > MULTI_MAX_BYTES)
 		return multi_abort(
-			c, "ERR transaction too large (at most 100000 commands, 64 MiB): '%s' not queued",
+			c,
+			"ERR transaction too large (at most 100000 commands, 64 MiB): '%s' not queued",
 			lower);
 	char *w = rmq_buf_try_reserve(&c->multi, bytes);
 	if (!w)
@@ -1566,8 +1567,8 @@ static void cmd_exec(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (c->multi_dirty) {
 		multi_reset(c);
 		rmq__conn_mem_sync(c);
-		return rmq_resp_error(&c->out,
-				      "EXECABORT Transaction discarded because of previous errors.");
+		return rmq_resp_error(
+			&c->out, "EXECABORT Transaction discarded because of previous errors.");
 	}
 	/* The queue is taken out of c first: what runs sees no transaction. */
 	struct rmq_buf q = c->multi;

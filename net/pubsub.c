@@ -250,7 +250,8 @@ void rmq__pubsub_unsubscribe_all(struct conn *c)
 	}
 	if (c->sub_deleted) {
 		c->sub_deleted = false;
-		rmq__pubsub_reply(c, "unsubscribe", RMQ_DELETED_CHANNEL, RMQ_DELETED_CHANNEL_LEN, 0);
+		rmq__pubsub_reply(c, "unsubscribe", RMQ_DELETED_CHANNEL, RMQ_DELETED_CHANNEL_LEN,
+				  0);
 	}
 }
 

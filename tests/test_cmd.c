@@ -264,7 +264,8 @@ Test(cmd, subscribe_push_and_unsubscribe)
 {
 	int pub = client(), sub = client();
 	expect(pub, resp("CREATE", "news", NULL), "+OK\r\n");
-	expect(sub, resp("SUBSCRIBE", "news", NULL), "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n");
+	expect(sub, resp("SUBSCRIBE", "news", NULL),
+	       "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n");
 	expect(pub, resp("PUBLISH", "news", "hello", NULL), ":1\r\n");
 	expect(sub, "", "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n");
 	/* subscribe mode: PING is a push, other commands are refused */
@@ -310,7 +311,8 @@ Test(cmd, delete_notifies_live_subscribers)
 	expect(sub, resp("SUBSCRIBE", "t", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:3\r\n");
 	expect(pub, resp("DELETE", "t", NULL), "+OK\r\n");
 	expect(sub, "", "*3\r\n$7\r\nmessage\r\n$18\r\n__ringmq__:deleted\r\n$1\r\nt\r\n");
-	expect(sub, resp("UNSUBSCRIBE", "t", NULL), "*3\r\n$11\r\nunsubscribe\r\n$1\r\nt\r\n:2\r\n");
+	expect(sub, resp("UNSUBSCRIBE", "t", NULL),
+	       "*3\r\n$11\r\nunsubscribe\r\n$1\r\nt\r\n:2\r\n");
 	expect(sub, resp("UNSUBSCRIBE", NULL),
 	       "*3\r\n$11\r\nunsubscribe\r\n$1\r\nu\r\n:1\r\n"
 	       "*3\r\n$11\r\nunsubscribe\r\n$18\r\n__ringmq__:deleted\r\n:0\r\n");
@@ -406,7 +408,8 @@ Test(cmd, multi_exec)
 	expect(c, resp("EXEC", NULL),
 	       "-EXECABORT Transaction discarded because of previous errors.\r\n");
 	expect(c, resp("MULTI", NULL), "+OK\r\n");
-	expect(c, resp("FROB", NULL), "-ERR unknown command 'FROB', with args beginning with: \r\n");
+	expect(c, resp("FROB", NULL),
+	       "-ERR unknown command 'FROB', with args beginning with: \r\n");
 	expect(c, resp("EXEC", NULL),
 	       "-EXECABORT Transaction discarded because of previous errors.\r\n");
 	expect(c, resp("MULTI", NULL), "+OK\r\n");
@@ -600,7 +603,8 @@ Test(cmd, dsubscribe_from)
 	       "-ERR FROM 3 is past the end of 'u' (its next sequence number is 1): nothing subscribed\r\n");
 	expect(sub, resp("PULL", "t", NULL), "-ERR not subscribed to 't': DSUBSCRIBE it first\r\n");
 	/* one missing topic: one error, nothing subscribed (u neither) */
-	expect(sub, resp("DSUBSCRIBE", "u", "nope", "t", NULL), "-NOTOPIC no such topic 'nope'\r\n");
+	expect(sub, resp("DSUBSCRIBE", "u", "nope", "t", NULL),
+	       "-NOTOPIC no such topic 'nope'\r\n");
 	expect(sub, resp("DUNSUBSCRIBE", NULL), ":0\r\n");
 	expect(sub, resp("DSUBSCRIBE", "t", "u", "FROM", "first", NULL),
 	       "*2\r\n*2\r\n$1\r\nt\r\n:1\r\n*2\r\n$1\r\nu\r\n:1\r\n");
@@ -648,7 +652,8 @@ Test(cmd, subscribe_all_or_nothing)
 	/* in subscribe mode too: one error, the subscriptions unchanged */
 	expect(sub, resp("SUBSCRIBE", "nope", "a", NULL), "-NOTOPIC no such topic 'nope'\r\n");
 	/* FROM is no option of SUBSCRIBE: just a topic name */
-	expect(sub, resp("SUBSCRIBE", "a", "FROM", "next", NULL), "-NOTOPIC no such topic 'FROM'\r\n");
+	expect(sub, resp("SUBSCRIBE", "a", "FROM", "next", NULL),
+	       "-NOTOPIC no such topic 'FROM'\r\n");
 	/* UNSUBSCRIBE never errors: names not subscribed are confirmed */
 	expect(sub, resp("UNSUBSCRIBE", "nope", "a", NULL),
 	       "*3\r\n$11\r\nunsubscribe\r\n$4\r\nnope\r\n:2\r\n"

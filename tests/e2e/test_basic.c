@@ -389,14 +389,17 @@ SRV_TEST(basic, hello3_resp3_pushes)
 	struct e2e_client *c = CONN(), *p = CONN(), *two = CONN();
 	struct e2e_reply *r = R(c, "HELLO", "3");
 	cr_assert(r->type == E2E_ARRAY && r->map && r->n == 14, "%s", e2e_reply_str(r));
-	static const char *keys[] = { "server", "version", "proto", "id", "mode", "role", "modules" };
+	static const char *keys[] = {
+		"server", "version", "proto", "id", "mode", "role", "modules"
+	};
 	for (size_t i = 0; i < 7; i++)
 		cr_assert(is_bulkstr(r->elem[2 * i], keys[i]), "key %zu: %s", i, e2e_reply_str(r));
 	cr_assert(r->elem[5]->type == E2E_INT && r->elem[5]->integer == 3);
 	e2e_reply_free(r);
 	IS_OK(R(p, "CREATE", "t3"));
 	r = R(c, "SUBSCRIBE", "t3");
-	cr_assert(r->push && r->n == 3 && is_bulkstr(r->elem[0], "subscribe"), "%s", e2e_reply_str(r));
+	cr_assert(r->push && r->n == 3 && is_bulkstr(r->elem[0], "subscribe"), "%s",
+		  e2e_reply_str(r));
 	e2e_reply_free(r);
 	IS_PUSH3(R(two, "SUBSCRIBE", "t3"), "subscribe", "t3", 1);
 	PUBLISH_N(p, "t3", 1, 300, "m%lld", 1);

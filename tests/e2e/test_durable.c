@@ -75,7 +75,8 @@ SRV_TEST(durable, pull_errors)
 	IS_ERR(R(s, "PULL", "t"), "ERR not subscribed");
 	/* the old durable SUBSCRIBE form: one error, no push mode */
 	IS_ERR(R(s, "SUBSCRIBE", "t"), "ERR a registered subscriber subscribes with DSUBSCRIBE");
-	IS_ERR(R(s, "UNSUBSCRIBE"), "ERR a registered subscriber's subscriptions end with DUNSUBSCRIBE");
+	IS_ERR(R(s, "UNSUBSCRIBE"),
+	       "ERR a registered subscriber's subscriptions end with DUNSUBSCRIBE");
 	IS_STATUS(R(s, "PING"), "PONG");
 	IS_ERR(R(s, "PULL", "other"), "ERR not subscribed");
 	e2e_close(s);

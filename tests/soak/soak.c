@@ -1106,8 +1106,7 @@ static void hostile_gone_puller(struct hostile *h, uint64_t k)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	char got[256] = "";
 	size_t have = 0;
-	static const char want[] =
-		"+OK\r\n*1\r\n*2\r\n$10\r\n" QUIET_TOPIC "\r\n:1\r\n";
+	static const char want[] = "+OK\r\n*1\r\n*2\r\n$10\r\n" QUIET_TOPIC "\r\n:1\r\n";
 	if (raw_send(fd, req, (size_t)n)) {
 		while (have < sizeof(want) - 1) {
 			ssize_t r = recv(fd, got + have, sizeof(want) - 1 - have, 0);
