@@ -644,6 +644,19 @@ static bool topics_exist(struct conn *c, const struct rmq_arg *argv, size_t firs
 	return true;
 }
 
+/* SUBSCRIBE or UNSUBSCRIBE on a registered subscriber: one error naming
+ * the durable commands. */
+static void err_dsub_live(struct conn *c, bool subscribe)
+{
+	rmq_resp_error(
+		&c->out,
+		subscribe ? "ERR a registered subscriber subscribes with DSUBSCRIBE topic "
+			    "[topic ...] [FROM first|next|seq]; SUBSCRIBE is for live "
+			    "subscriptions"
+			  : "ERR a registered subscriber's subscriptions end with DUNSUBSCRIBE "
+			    "[topic ...]");
+}
+
 /* SUBSCRIBE topic [topic ...]: live (push) subscriptions, as Redis. Every
  * name is checked first: if one is not a topic, ONE error answers the
  * whole command and nothing is subscribed, so that no error ever lands
@@ -656,19 +669,20 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc < 2)
 		return err_args(c, "subscribe");
 	if (c->dsub)
-		return rmq_resp_error(
-			&c->out,
-			"ERR a registered subscriber subscribes with DSUBSCRIBE topic [topic ...] "
-			"[FROM first|next|seq]; SUBSCRIBE is for live subscriptions");
+		return err_dsub_live(c, true);
 	if (!c->split_rest && !topics_exist(c, argv, 1, argc, true))
 		return;
 	for (size_t i = 1; i < argc; i++)
 		rmq__pubsub_subscribe(c, &argv[i]);
 }
 
-bool rmq__cmd_subscribe_check(struct conn *c, struct rmq_arg *argv, size_t argc)
+bool rmq__cmd_split_check(struct conn *c, struct rmq_arg *argv, size_t argc, bool subscribe)
 {
-	return c->dsub || topics_exist(c, argv, 1, argc, true);
+	if (c->dsub && (subscribe || !live_count(c))) {
+		err_dsub_live(c, subscribe);
+		return false;
+	}
+	return !subscribe || topics_exist(c, argv, 1, argc, true);
 }
 
 /* UNSUBSCRIBE [topic ...]: live subscriptions only, one confirmation per
@@ -677,9 +691,7 @@ bool rmq__cmd_subscribe_check(struct conn *c, struct rmq_arg *argv, size_t argc)
 static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (c->dsub && !live_count(c))
-		return rmq_resp_error(
-			&c->out,
-			"ERR a registered subscriber's subscriptions end with DUNSUBSCRIBE [topic ...]");
+		return err_dsub_live(c, false);
 	if (argc == 1)
 		return rmq__pubsub_unsubscribe_all(c);
 	for (size_t i = 1; i < argc; i++)

@@ -349,9 +349,10 @@ static ssize_t conn_split(struct conn *c, const char *frame, size_t argc, ssize_
 		return 0;
 	if (!c->split_cont) {
 		stat_add(&w->stats.commands, 1);
-		/* A SUBSCRIBE is checked whole before its first part runs: a
-		 * missing topic answers the request with one error. */
-		if (name[0] == 'S' && !rmq__cmd_subscribe_check(c, w->argv, argc))
+		/* Checked whole before its first part runs: a missing topic,
+		 * or a registered subscriber, answers the request with one
+		 * error. */
+		if (!rmq__cmd_split_check(c, w->argv, argc, name[0] == 'S'))
 			return whole;
 	}
 	c->split_rest = c->split_cont;

@@ -409,10 +409,11 @@ void rmq__cmd_free_state(struct conn *c);
  * each as the same command with fewer arguments, with the same replies
  * (SUBSCRIBE, UNSUBSCRIBE), its canonical name; NULL otherwise. */
 const char *rmq__cmd_split_name(const struct rmq_arg *a);
-/* Before the first part of a SUBSCRIBE run in parts: checks every topic
- * it names (all of argv[1, argc)); false, with ONE error written, when
- * one is missing: then the whole request is answered. */
-bool rmq__cmd_subscribe_check(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* Before the first part of a SUBSCRIBE (subscribe) or UNSUBSCRIBE run in
+ * parts: checks the whole request (every topic a SUBSCRIBE names, all of
+ * argv[1, argc); a registered subscriber's). Returns false with ONE error
+ * written when it cannot run: then that answers the whole request. */
+bool rmq__cmd_split_check(struct conn *c, struct rmq_arg *argv, size_t argc, bool subscribe);
 /* Queues c to run its next requests at the next loop iteration. */
 void rmq__blocked_queue(struct conn *c);
 

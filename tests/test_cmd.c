@@ -631,6 +631,38 @@ Test(cmd, dsubscribe_from)
 	client_close(pub);
 }
 
+/* A SUBSCRIBE or UNSUBSCRIBE of more topics than one turn runs (it is run
+ * in parts, conn_split) is still one command: one error for a missing
+ * topic or a registered subscriber, never one per part. */
+Test(cmd, long_subscribe_one_error)
+{
+	int pub = client(), sub = client();
+	expect(pub, resp("CREATE", "t", NULL), "+OK\r\n");
+	struct rmq_buf req = { 0 };
+	char head[32];
+	enum { N = 3 * SPLIT_ARGS };
+	snprintf(head, sizeof(head), "*%d\r\n$9\r\nSUBSCRIBE\r\n", N + 1);
+	append(&req, head);
+	for (int i = 0; i < N; i++) /* the last one is missing */
+		append(&req, i < N - 1 ? "$1\r\nt\r\n" : "$4\r\nnope\r\n");
+	expect(sub, req.data, "-NOTOPIC no such topic 'nope'\r\n");
+	expect(sub, "PING\r\n", "+PONG\r\n"); /* nothing subscribed */
+	expect(sub, resp("REGISTER", "SUBSCRIBER", "r", NULL), "+OK\r\n");
+	expect(sub, req.data,
+	       "-ERR a registered subscriber subscribes with DSUBSCRIBE topic [topic ...] "
+	       "[FROM first|next|seq]; SUBSCRIBE is for live subscriptions\r\n");
+	rmq_buf_free(&req);
+	snprintf(head, sizeof(head), "*%d\r\n$11\r\nUNSUBSCRIBE\r\n", N + 1);
+	append(&req, head);
+	for (int i = 0; i < N; i++)
+		append(&req, "$1\r\nt\r\n");
+	expect(sub, req.data,
+	       "-ERR a registered subscriber's subscriptions end with DUNSUBSCRIBE [topic ...]\r\n");
+	rmq_buf_free(&req);
+	client_close(sub);
+	client_close(pub);
+}
+
 /* SUBSCRIBE a missing b: every topic is checked first; one error answers
  * the whole command and nothing is subscribed, never an error between
  * confirmations (issue 14 item 2). Invalid names likewise. */
