@@ -1038,7 +1038,9 @@ static int setup_sub(struct run *r, struct sconn *sc, unsigned idx)
 		}
 		struct rb_buf cmd = { 0 };
 		const char **argv = malloc((sc->nlt + 1) * sizeof(*argv));
-		argv[0] = "SUBSCRIBE";
+		/* durable: DSUBSCRIBE, one reply; live: one per topic */
+		const char *verb = w->durable ? "DSUBSCRIBE" : "SUBSCRIBE";
+		argv[0] = verb;
 		for (unsigned i = 0; i < sc->nlt; i++)
 			argv[i + 1] = r->tname[sc->lt[i]];
 		rb_resp_cmd(&cmd, (int)sc->nlt + 1, argv, NULL);
@@ -1046,10 +1048,10 @@ static int setup_sub(struct run *r, struct sconn *sc, unsigned idx)
 		if (rc == 0 && rb_write_all(c.fd, cmd.p, cmd.len) != 0)
 			rc = -1;
 		rb_buf_free(&cmd);
-		for (unsigned i = 0; i < sc->nlt && rc == 0; i++) {
+		for (unsigned i = 0; i < (w->durable ? 1 : sc->nlt) && rc == 0; i++) {
 			if (rb_ctl_read(&c, &v) != 0 || v.type != '*') {
 				if (v.type == '-')
-					run_note_error(r, "SUBSCRIBE: %.*s", (int)v.len, v.p);
+					run_note_error(r, "%s: %.*s", verb, (int)v.len, v.p);
 				rc = -1;
 			}
 		}

@@ -29,6 +29,12 @@
 #define CREATE_SYNTAX \
 	"ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest] [STORAGE disk|memory] [MAXAGE seconds]"
 #define RMQ_MAXAGE_MAX_S 315360000ULL
+/* Names the server uses for its own channels: no topic may have them. */
+#define RMQ_RESERVED_PREFIX "__ringmq__:"
+#define RMQ_RESERVED_PREFIX_LEN (sizeof(RMQ_RESERVED_PREFIX) - 1)
+/* A transaction (MULTI) queues at most this many commands and bytes. */
+#define MULTI_MAX_COMMANDS 100000
+#define MULTI_MAX_BYTES (64u << 20)
 /* At most one allocation-failure log line per worker per this many ms. */
 #define OOM_LOG_INTERVAL_MS 1000
 
@@ -95,7 +101,8 @@ static void cmd_ping(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc > 2)
 		return err_args(c, "ping");
-	if (c->n_live_subs) { /* Redis: in subscribe mode PING replies with a push */
+	if (live_count(c) && !c->resp3) { /* Redis: in RESP2 subscribe mode PING
+					    * replies with a push */
 		rmq_resp_array(&c->out, 2);
 		rmq_resp_bulkstr(&c->out, "pong");
 		if (argc == 2)
@@ -145,6 +152,11 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return err_args(c, "create");
 	if (!check_topic_name(c, &argv[1]))
 		return;
+	if (argv[1].len >= RMQ_RESERVED_PREFIX_LEN &&
+	    memcmp(argv[1].p, RMQ_RESERVED_PREFIX, RMQ_RESERVED_PREFIX_LEN) == 0)
+		return rmq_resp_error(&c->out, "ERR topic names starting with '" RMQ_RESERVED_PREFIX
+					       "' are reserved (" RMQ_DELETED_CHANNEL
+					       " carries deletion notices)");
 	struct server *srv = srv_of(c);
 	uint64_t cap = srv->cfg.default_capacity, maxage_ms = 0;
 	enum rmq_onfull onfull = RMQ_ONFULL_REJECT;
@@ -283,8 +295,23 @@ static void page_topic(struct rmq_topic *t, void *ctx)
 	pg->n++;
 }
 
+/* A DSUBSCRIBE of many topics in progress: SPLIT_ARGS topics per turn of
+ * the loop (c->again), its one reply built on the side. */
+struct dsub_page {
+	size_t next; /* the next argument to subscribe */
+	size_t argc; /* the topics' end (FROM and its value excluded) */
+	enum rmq_dsub_from from;
+	uint64_t seq;
+	struct rmq_buf reply;
+};
+
 void rmq__cmd_free_state(struct conn *c)
 {
+	if (c->dsub_page) {
+		rmq_buf_free(&c->dsub_page->reply);
+		free(c->dsub_page);
+		c->dsub_page = NULL;
+	}
 	if (c->topics_page) {
 		rmq_buf_free(&c->topics_page->names);
 		free(c->topics_page);
@@ -594,7 +621,7 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		uint64_t ack_wait = 0;
 		if (!register_ack_opts(c, argv + 3, argc - 3, &ack, &ack_wait))
 			return;
-		if (c->n_live_subs)
+		if (live_count(c))
 			return rmq_resp_error(
 				&c->out,
 				"ERR connection has live subscriptions; UNSUBSCRIBE first");
@@ -624,7 +651,83 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		"ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]");
 }
 
-/* SUBSCRIBE's FROM value: first, next or a sequence number >= 1. */
+/* Every name of argv[first, argc) is a valid topic name of an existing
+ * topic (RMQ_DELETED_CHANNEL too, when live): else writes ONE error, for
+ * the first that is not, and returns false. */
+static bool topics_exist(struct conn *c, const struct rmq_arg *argv, size_t first, size_t argc,
+			 bool live)
+{
+	struct rmq_broker *b = srv_of(c)->broker;
+	for (size_t i = first; i < argc; i++)
+		if (!check_topic_name(c, &argv[i]))
+			return false;
+	for (size_t i = first; i < argc; i++) {
+		if (live && argv[i].len == RMQ_DELETED_CHANNEL_LEN &&
+		    memcmp(argv[i].p, RMQ_DELETED_CHANNEL, RMQ_DELETED_CHANNEL_LEN) == 0)
+			continue;
+		if (!rmq_topic_lookup(b, argv[i].p, argv[i].len)) {
+			err_notopic(c, &argv[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* SUBSCRIBE or UNSUBSCRIBE on a registered subscriber: one error naming
+ * the durable commands. */
+static void err_dsub_live(struct conn *c, bool subscribe)
+{
+	rmq_resp_error(
+		&c->out,
+		subscribe ? "ERR a registered subscriber subscribes with DSUBSCRIBE topic "
+			    "[topic ...] [FROM first|next|seq]; SUBSCRIBE is for live "
+			    "subscriptions"
+			  : "ERR a registered subscriber's subscriptions end with DUNSUBSCRIBE "
+			    "[topic ...]");
+}
+
+/* SUBSCRIBE topic [topic ...]: live (push) subscriptions, as Redis. Every
+ * name is checked first: if one is not a topic, ONE error answers the
+ * whole command and nothing is subscribed, so that no error ever lands
+ * between the per-topic confirmations (clients take it for the reply to
+ * something else). The rest of a SUBSCRIBE run in parts (conn_split) was
+ * checked with its first part; a topic deleted since is confirmed and
+ * then reported deleted (rmq__pubsub_subscribe). */
+static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 2)
+		return err_args(c, "subscribe");
+	if (c->dsub)
+		return err_dsub_live(c, true);
+	if (!c->split_rest && !topics_exist(c, argv, 1, argc, true))
+		return;
+	for (size_t i = 1; i < argc; i++)
+		rmq__pubsub_subscribe(c, &argv[i]);
+}
+
+bool rmq__cmd_split_check(struct conn *c, struct rmq_arg *argv, size_t argc, bool subscribe)
+{
+	if (c->dsub && (subscribe || !live_count(c))) {
+		err_dsub_live(c, subscribe);
+		return false;
+	}
+	return !subscribe || topics_exist(c, argv, 1, argc, true);
+}
+
+/* UNSUBSCRIBE [topic ...]: live subscriptions only, one confirmation per
+ * topic as Redis (also for names not subscribed), never an error among
+ * them. */
+static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (c->dsub && !live_count(c))
+		return err_dsub_live(c, false);
+	if (argc == 1)
+		return rmq__pubsub_unsubscribe_all(c);
+	for (size_t i = 1; i < argc; i++)
+		rmq__pubsub_unsubscribe(c, &argv[i]);
+}
+
+/* DSUBSCRIBE's FROM value: first, next or a sequence number >= 1. */
 static bool parse_from(const struct rmq_arg *a, enum rmq_dsub_from *from, uint64_t *seq)
 {
 	*seq = 0;
@@ -639,61 +742,88 @@ static bool parse_from(const struct rmq_arg *a, enum rmq_dsub_from *from, uint64
 	return true;
 }
 
-/* A registered subscriber's SUBSCRIBE of one topic, from where `from` says
- * (see rmq_dsub_subscribe_from). With FROM, the confirmation has a fourth
- * element: the sequence number the subscription now starts at. */
-static void dsub_subscribe_one(struct conn *c, const struct rmq_arg *a, bool has_from,
-			       enum rmq_dsub_from from, uint64_t seq)
+static void err_taken_over(struct conn *c)
 {
-	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, a->p, a->len);
-	if (!t)
-		return err_notopic(c, a);
-	uint64_t start = 0;
-	int rc = rmq_dsub_subscribe_from(c->dsub, c->token, t, from, seq, &start, NULL);
-	if (rc == -EBUSY)
-		return rmq_resp_error(&c->out,
-				      "ERR subscriber was taken over by another connection");
-	if (rc == -ERANGE)
-		return rmq_resp_errorf(
-			&c->out,
-			"ERR FROM %llu is past the end of '%.*s' (its next sequence number is %llu)",
-			(unsigned long long)seq, (int)a->len, a->p,
-			(unsigned long long)rmq_log_next_seq(&t->log));
-	if (rc < 0)
-		return err_notopic(c, a);
-	if (!has_from)
-		return rmq__pubsub_reply(c, "subscribe", a->p, a->len, rc);
-	rmq_resp_array(&c->out, 4);
-	rmq_resp_bulkstr(&c->out, "subscribe");
-	rmq_resp_bulk(&c->out, a->p, a->len);
-	rmq_resp_int(&c->out, rc);
-	rmq_resp_int(&c->out, (int64_t)start);
+	rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
 }
 
-static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+/* DSUBSCRIBE topic [topic ...] [FROM first|next|seq]: a registered
+ * subscriber's durable subscriptions, with ONE reply for the request: an
+ * array with, per topic, [topic, start] (start: the sequence number the
+ * subscription delivers next), or one error and nothing subscribed (an
+ * unknown topic, FROM past a topic's end). Not named SUBSCRIBE, so no
+ * client switches into push mode: the connection stays request/reply
+ * (PULL, ACK). Without FROM an existing subscription keeps its position;
+ * with FROM it moves there too. */
+static void cmd_dsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	if (argc < 2)
-		return err_args(c, "subscribe");
-	/* Registered subscribers: SUBSCRIBE topic [topic ...] [FROM where] */
-	enum rmq_dsub_from from = RMQ_DSUB_FROM_KEEP;
-	uint64_t seq = 0;
-	bool has_from = c->dsub && argc >= 4 && arg_is(&argv[argc - 2], "FROM");
-	if (has_from) {
-		if (!parse_from(&argv[argc - 1], &from, &seq))
+	struct dsub_page *pg = c->dsub_page;
+	struct rmq_broker *b = srv_of(c)->broker;
+	if (!pg) { /* the first turn: check everything before subscribing any */
+		if (argc < 2)
+			return err_args(c, "dsubscribe");
+		if (!c->dsub)
 			return rmq_resp_error(
-				&c->out, "ERR FROM must be first, next or a sequence number >= 1");
-		argc -= 2;
-	}
-	for (size_t i = 1; i < argc; i++) {
-		if (!check_topic_name(c, &argv[i]))
-			continue;
-		if (!c->dsub) {
-			if (!rmq__pubsub_subscribe(c, &argv[i]))
-				err_notopic(c, &argv[i]);
-			continue;
+				&c->out,
+				"ERR DSUBSCRIBE needs a registered subscriber: REGISTER SUBSCRIBER name");
+		enum rmq_dsub_from from = RMQ_DSUB_FROM_KEEP;
+		uint64_t seq = 0;
+		if (argc >= 4 && arg_is(&argv[argc - 2], "FROM")) {
+			if (!parse_from(&argv[argc - 1], &from, &seq))
+				return rmq_resp_error(
+					&c->out,
+					"ERR FROM must be first, next or a sequence number >= 1");
+			argc -= 2;
 		}
-		dsub_subscribe_one(c, &argv[i], has_from, from, seq);
+		if (!topics_exist(c, argv, 1, argc, false))
+			return;
+		if (from == RMQ_DSUB_FROM_SEQ)
+			for (size_t i = 1; i < argc; i++) {
+				struct rmq_topic *t = rmq_topic_lookup(b, argv[i].p, argv[i].len);
+				uint64_t next = t ? rmq_log_next_seq(&t->log) : 0;
+				if (t && seq > next)
+					return rmq_resp_errorf(
+						&c->out,
+						"ERR FROM %llu is past the end of '%.*s' (its next sequence number is %llu): nothing subscribed",
+						(unsigned long long)seq, (int)argv[i].len,
+						argv[i].p, (unsigned long long)next);
+			}
+		pg = c->dsub_page = rmq_calloc(1, sizeof(*pg));
+		pg->next = 1;
+		pg->argc = argc;
+		pg->from = from;
+		pg->seq = seq;
 	}
+	size_t end = pg->argc - pg->next > SPLIT_ARGS ? pg->next + SPLIT_ARGS : pg->argc;
+	for (size_t i = pg->next; i < end; i++) {
+		const struct rmq_arg *a = &argv[i];
+		struct rmq_topic *t = rmq_topic_lookup(b, a->p, a->len);
+		uint64_t start = 0;
+		int rc = t ? rmq_dsub_subscribe_from(c->dsub, c->token, t, pg->from, pg->seq,
+						     &start, NULL)
+			   : -ENOENT;
+		if (rc < 0) { /* a race: taken over, or deleted since the check */
+			rmq__cmd_free_state(c);
+			if (rc == -EBUSY)
+				return err_taken_over(c);
+			return rmq_resp_errorf(
+				&c->out,
+				"NOTOPIC topic '%.*s' was deleted meanwhile (the %zu topics before it were subscribed)",
+				(int)a->len, a->p, i - 1);
+		}
+		rmq_resp_array(&pg->reply, 2);
+		rmq_resp_bulk(&pg->reply, a->p, a->len);
+		rmq_resp_int(&pg->reply, (int64_t)start);
+	}
+	pg->next = end;
+	if (end < pg->argc) { /* the rest at the next turn: no request holds
+			       * its worker for long */
+		c->again = true;
+		return;
+	}
+	rmq_resp_array(&c->out, pg->argc - 1);
+	rmq_buf_append(&c->out, pg->reply.data, pg->reply.len);
+	rmq__cmd_free_state(c);
 }
 
 struct unsub_all {
@@ -713,35 +843,31 @@ static void collect_dsub(struct rmq_dsub_subscription *s, void *ctx)
 	u->n++;
 }
 
-static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+/* DUNSUBSCRIBE [topic ...]: ends durable subscriptions (all without
+ * arguments; a topic not subscribed is no error); ONE reply, the number of
+ * durable subscriptions left. A removed subscription stops holding
+ * messages back. */
+static void cmd_dunsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	if (c->dsub) {
-		struct unsub_all u = { NULL, 0, 0 };
-		if (argc == 1)
-			rmq_dsub_foreach(c->dsub, collect_dsub, &u);
-		if (argc == 1 && u.n == 0)
-			rmq__pubsub_reply(c, "unsubscribe", NULL, 0, 0);
-		size_t n = argc == 1 ? u.n : argc - 1;
-		for (size_t i = 0; i < n; i++) {
-			const struct rmq_arg *a = argc == 1 ? &u.v[i] : &argv[i + 1];
-			int rc = rmq_dsub_unsubscribe(c->dsub, c->token, a->p, a->len);
-			if (rc == -EBUSY)
-				rmq_resp_error(
-					&c->out,
-					"ERR subscriber was taken over by another connection");
-			else
-				rmq__pubsub_reply(c, "unsubscribe", a->p, a->len,
-						  rc >= 0 ? rc : rmq_dsub_count(c->dsub));
-		}
-		for (size_t i = 0; i < u.n; i++)
-			free((void *)u.v[i].p);
-		free(u.v);
-		return;
-	}
+	if (!c->dsub)
+		return rmq_resp_error(
+			&c->out,
+			"ERR DUNSUBSCRIBE needs a registered subscriber: REGISTER SUBSCRIBER name");
+	struct unsub_all u = { NULL, 0, 0 };
 	if (argc == 1)
-		return rmq__pubsub_unsubscribe_all(c);
-	for (size_t i = 1; i < argc; i++)
-		rmq__pubsub_unsubscribe(c, &argv[i]);
+		rmq_dsub_foreach(c->dsub, collect_dsub, &u);
+	size_t n = argc == 1 ? u.n : argc - 1;
+	bool busy = false;
+	for (size_t i = 0; i < n && !busy; i++) {
+		const struct rmq_arg *a = argc == 1 ? &u.v[i] : &argv[i + 1];
+		busy = rmq_dsub_unsubscribe(c->dsub, c->token, a->p, a->len) == -EBUSY;
+	}
+	for (size_t i = 0; i < u.n; i++)
+		free((void *)u.v[i].p);
+	free(u.v);
+	if (busy)
+		return err_taken_over(c);
+	rmq_resp_int(&c->out, rmq_dsub_count(c->dsub));
 }
 
 /* --- durable pull --- */
@@ -787,7 +913,7 @@ int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t 
 		return -1;
 	}
 	if (rc == -ESRCH) {
-		rmq_resp_errorf(&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first",
+		rmq_resp_errorf(&c->out, "ERR not subscribed to '%.*s': DSUBSCRIBE it first",
 				(int)tlen, topic);
 		return -1;
 	}
@@ -835,7 +961,9 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return;
 	/* The client shut its sending side: nothing it sends can end a wait,
 	 * and it may be gone altogether (rmq__blocked_hangup). */
-	if (!blocking || c->eof || c->rdhup)
+	/* Inside EXEC a PULL ... BLOCK does not block (as Redis runs a
+	 * blocking command in a transaction): what there is, or empty. */
+	if (!blocking || c->eof || c->rdhup || c->in_exec)
 		return rmq_resp_array(&c->out, 0);
 	/* Park: watch the subscription's own topic on this worker, then look
 	 * again, so a message published in between is not missed (see
@@ -879,7 +1007,7 @@ static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
 				      "ERR subscriber was taken over by another connection");
 	case -ESRCH:
 		return rmq_resp_errorf(
-			&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first",
+			&c->out, "ERR not subscribed to '%.*s': DSUBSCRIBE it first",
 			(int)(argv[1].len > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : argv[1].len),
 			argv[1].p);
 	case -ENOENT:
@@ -1099,7 +1227,10 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 				    (unsigned long long)(all - seen));
 		info_printf(&b, "\r\n");
 	}
-	rmq_resp_bulk(&c->out, b.data ? b.data : "", b.len);
+	if (c->resp3) /* Redis 7 answers INFO with a verbatim string */
+		rmq_resp_verbatim(&c->out, b.data ? b.data : "", b.len);
+	else
+		rmq_resp_bulk(&c->out, b.data ? b.data : "", b.len);
 	rmq_buf_free(&b);
 }
 
@@ -1123,7 +1254,7 @@ static void cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
 					rmq_resp_bulkstr(&tmp, known[k][1]);
 					n += 2;
 				}
-		rmq_resp_array(&c->out, n);
+		reply_map(c, n / 2); /* a map under RESP3, as Redis 7 */
 		if (tmp.len)
 			rmq_buf_append(&c->out, tmp.data, tmp.len);
 		rmq_buf_free(&tmp);
@@ -1141,16 +1272,31 @@ static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_array(&c->out, 0); /* COMMAND, COMMAND DOCS, ...: nothing to hint */
 }
 
+/* Until ringmq has authentication (its own issue), AUTH and HELLO ... AUTH
+ * are refused as Redis refuses them without a password configured: never
+ * accepted silently. */
+#define ERR_NO_AUTH                                                           \
+	"ERR AUTH <password> called without any password configured for the " \
+	"default user. Are you sure your configuration is correct?"
+
+static void cmd_auth(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	rmq_resp_error(&c->out, ERR_NO_AUTH);
+}
+
+/* HELLO [2|3 [AUTH user pass] [SETNAME name]]: chooses the protocol (RESP2
+ * by default, RESP3 on HELLO 3) and answers Redis 7's fields, as a map
+ * under RESP3 and a flat array under RESP2. Nothing changes on an error. */
 static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
+	bool resp3 = c->resp3;
 	if (argc >= 2) {
 		uint64_t v;
 		if (rmq_parse_u64(argv[1].p, argv[1].len, 0, &v) != 0)
 			return rmq_resp_error(
 				&c->out, "ERR Protocol version is not an integer or out of range");
-		if (v != 2)
-			return rmq_resp_error(
-				&c->out, "NOPROTO sorry, this protocol version is not supported");
+		if (v != 2 && v != 3)
+			return rmq_resp_error(&c->out, "NOPROTO unsupported protocol version");
 		const struct rmq_arg *setname = NULL;
 		for (size_t i = 2; i < argc; i++) {
 			if (arg_is(&argv[i], "SETNAME") && i + 1 < argc) {
@@ -1159,21 +1305,25 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 				setname = &argv[i + 1];
 				i++;
 			} else if (arg_is(&argv[i], "AUTH") && i + 2 < argc) {
-				i += 2; /* no authentication: accepted */
+				return rmq_resp_error(&c->out, ERR_NO_AUTH);
 			} else {
-				return rmq_resp_error(&c->out, "ERR syntax error in HELLO option");
+				return rmq_resp_errorf(
+					&c->out, "ERR Syntax error in HELLO option '%.*s'",
+					(int)(argv[i].len > 64 ? 64 : argv[i].len), argv[i].p);
 			}
 		}
 		if (setname) /* only once every option is known to be good */
 			set_client_name(c, setname);
+		resp3 = v == 3;
 	}
-	rmq_resp_array(&c->out, 14);
+	c->resp3 = resp3; /* the reply is in the new protocol already */
+	reply_map(c, 7);
 	rmq_resp_bulkstr(&c->out, "server");
 	rmq_resp_bulkstr(&c->out, "ringmq");
 	rmq_resp_bulkstr(&c->out, "version");
 	rmq_resp_bulkstr(&c->out, RMQ_VERSION);
 	rmq_resp_bulkstr(&c->out, "proto");
-	rmq_resp_int(&c->out, 2);
+	rmq_resp_int(&c->out, resp3 ? 3 : 2);
 	rmq_resp_bulkstr(&c->out, "id");
 	rmq_resp_int(&c->out, (int64_t)c->id);
 	rmq_resp_bulkstr(&c->out, "mode");
@@ -1195,7 +1345,7 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_simple(&c->out, "OK");
 	}
 	if (arg_is(&argv[1], "GETNAME"))
-		return c->name ? rmq_resp_bulkstr(&c->out, c->name) : rmq_resp_null(&c->out);
+		return c->name ? rmq_resp_bulkstr(&c->out, c->name) : reply_null(c);
 	if (arg_is(&argv[1], "SETINFO") && argc == 4)
 		return rmq_resp_simple(&c->out, "OK");
 	if (arg_is(&argv[1], "ID"))
@@ -1207,7 +1357,7 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 			 c->role == ROLE_PUBLISHER    ? "publisher"
 			 : c->role == ROLE_SUBSCRIBER ? "subscriber"
 						      : "none",
-			 c->n_live_subs);
+			 live_count(c));
 		return rmq_resp_bulkstr(&c->out, line);
 	}
 	if (arg_is(&argv[1], "REPLY") && argc == 3) {
@@ -1237,6 +1387,14 @@ static void cmd_select(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_error(&c->out, "ERR ringmq has a single database: only SELECT 0");
 }
 
+/* Ends a transaction: its queue is dropped. */
+static void multi_reset(struct conn *c)
+{
+	c->in_multi = c->multi_dirty = false;
+	c->multi_n = 0;
+	rmq_buf_free(&c->multi);
+}
+
 static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	rmq__pubsub_drop_all(c);
@@ -1246,50 +1404,76 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 	}
 	c->role = ROLE_NONE;
 	c->reply = REPLY_ON;
+	c->resp3 = false; /* as Redis: back to RESP2 */
+	multi_reset(c);
 	rmq_resp_simple(&c->out, "RESET");
 }
 
 /* --- dispatch --- */
 
-#define F_SUBMODE 1 /* allowed while the connection has live subscriptions */
-#define F_LOADING 2 /* allowed while the server recovers its data directory */
+/* F_SUBMODE: allowed while the connection has live subscriptions (RESP2;
+ * under RESP3 every command is). F_NOW: runs at once inside MULTI, not
+ * queued. F_NOMULTI: refused inside MULTI (its replies are not one).
+ * F_LOADING: allowed while the server recovers its data directory. */
+#define F_SUBMODE 1
+#define F_NOW 2
+#define F_NOMULTI 4
+#define F_LOADING 8
 
 struct command {
 	const char *name; /* upper case, letters only */
 	size_t len;
 	void (*fn)(struct conn *c, struct rmq_arg *argv, size_t argc);
 	int flags;
+	int arity; /* as Redis: n, exactly n arguments (the name included);
+		    * -n, at least n. Checked when queued in MULTI. */
 };
 
-#define CMD(name, fn, flags)                      \
-	{                                         \
-		name, sizeof(name) - 1, fn, flags \
+#define CMD(name, fn, flags, arity)                      \
+	{                                                \
+		name, sizeof(name) - 1, fn, flags, arity \
 	}
 #define CMD_NAME_MAX 16
 
+static void cmd_multi(struct conn *c, struct rmq_arg *argv, size_t argc);
+static void cmd_exec(struct conn *c, struct rmq_arg *argv, size_t argc);
+static void cmd_discard(struct conn *c, struct rmq_arg *argv, size_t argc);
+static void cmd_watch(struct conn *c, struct rmq_arg *argv, size_t argc);
+static void cmd_unwatch(struct conn *c, struct rmq_arg *argv, size_t argc);
+static void multi_queue(struct conn *c, const struct command *cmd, const struct rmq_arg *argv,
+			size_t argc);
+
 /* Most frequent first: the lookup stops at the first match. */
 static const struct command commands[] = {
-	CMD("PUBLISH", cmd_publish, 0),
-	CMD("MPUBLISH", cmd_mpublish, 0),
-	CMD("PULL", cmd_pull, 0),
-	CMD("ACK", cmd_ack, 0),
-	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING),
-	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE),
-	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE),
-	CMD("CREATE", cmd_create, 0),
-	CMD("DELETE", cmd_delete, 0),
-	CMD("TOPICS", cmd_topics, 0),
-	CMD("REGISTER", cmd_register, 0),
-	CMD("INFO", cmd_info, F_LOADING),
-	CMD("STATS", cmd_info, F_LOADING),
-	CMD("QUIT", cmd_quit, F_SUBMODE | F_LOADING),
-	CMD("RESET", cmd_reset, F_SUBMODE | F_LOADING),
-	CMD("ECHO", cmd_echo, F_LOADING),
-	CMD("CONFIG", cmd_config, F_LOADING),
-	CMD("COMMAND", cmd_command, F_LOADING),
-	CMD("HELLO", cmd_hello, F_LOADING),
-	CMD("CLIENT", cmd_client, F_LOADING),
-	CMD("SELECT", cmd_select, F_LOADING),
+	CMD("PUBLISH", cmd_publish, 0, 3),
+	CMD("MPUBLISH", cmd_mpublish, 0, -3),
+	CMD("PULL", cmd_pull, 0, -2),
+	CMD("ACK", cmd_ack, 0, 3),
+	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING, -1),
+	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE | F_NOMULTI, -2),
+	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE | F_NOMULTI, -1),
+	CMD("DSUBSCRIBE", cmd_dsubscribe, 0, -2),
+	CMD("DUNSUBSCRIBE", cmd_dunsubscribe, 0, -1),
+	CMD("MULTI", cmd_multi, F_NOW, 1),
+	CMD("EXEC", cmd_exec, F_NOW, 1),
+	CMD("DISCARD", cmd_discard, F_NOW, 1),
+	CMD("CREATE", cmd_create, 0, -2),
+	CMD("DELETE", cmd_delete, 0, 2),
+	CMD("TOPICS", cmd_topics, 0, -1),
+	CMD("REGISTER", cmd_register, 0, -2),
+	CMD("INFO", cmd_info, F_LOADING, -1),
+	CMD("STATS", cmd_info, F_LOADING, -1),
+	CMD("QUIT", cmd_quit, F_SUBMODE | F_NOW | F_LOADING, -1),
+	CMD("RESET", cmd_reset, F_SUBMODE | F_NOW | F_LOADING, 1),
+	CMD("ECHO", cmd_echo, F_LOADING, 2),
+	CMD("CONFIG", cmd_config, F_LOADING, -2),
+	CMD("COMMAND", cmd_command, F_LOADING, -1),
+	CMD("HELLO", cmd_hello, F_NOMULTI | F_LOADING, -1),
+	CMD("AUTH", cmd_auth, F_NOMULTI | F_LOADING, -2),
+	CMD("CLIENT", cmd_client, F_LOADING, -2),
+	CMD("SELECT", cmd_select, F_LOADING, 2),
+	CMD("WATCH", cmd_watch, F_NOW, -2),
+	CMD("UNWATCH", cmd_unwatch, 0, 1),
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -1347,6 +1531,148 @@ static const struct command *cmd_find(const struct rmq_arg *a)
 	return NULL;
 }
 
+/* --- MULTI / EXEC / DISCARD ---
+ *
+ * MULTI queues the connection's commands (+QUEUED) in c->multi; EXEC runs
+ * them in order, all in this one call on the connection's worker, and
+ * answers the array of their replies: no other command of the connection
+ * (nor of any connection of this worker) runs between them. A command
+ * that cannot be queued (unknown, wrong arity, not allowed in a
+ * transaction, over the size limit) is answered with its error and makes
+ * EXEC answer -EXECABORT, running nothing. What a queued command finds
+ * only when it runs (a missing topic, a full one) is its own error in the
+ * array, and the others run all the same (no rollback, as Redis). */
+
+static void multi_abort(struct conn *c, const char *fmt, const char *name)
+{
+	rmq_resp_errorf(&c->out, fmt, name);
+	c->multi_dirty = true;
+}
+
+static void multi_queue(struct conn *c, const struct command *cmd, const struct rmq_arg *argv,
+			size_t argc)
+{
+	char lower[CMD_NAME_MAX + 1];
+	for (size_t i = 0; i <= cmd->len; i++)
+		lower[i] = (char)(cmd->name[i] | (i < cmd->len ? 0x20 : 0));
+	if (cmd->arity > 0 ? argc != (size_t)cmd->arity : argc < (size_t)-cmd->arity)
+		return multi_abort(c, "ERR wrong number of arguments for '%s' command", lower);
+	if ((cmd->flags & F_NOMULTI) || (cmd->fn == cmd_client && arg_is(&argv[1], "REPLY")))
+		return multi_abort(c, "ERR Command not allowed inside a transaction: '%s'", lower);
+	size_t bytes = 4;
+	for (size_t i = 0; i < argc; i++)
+		bytes += 4 + argv[i].len;
+	if (c->multi_n >= MULTI_MAX_COMMANDS || c->multi.len + bytes > MULTI_MAX_BYTES)
+		return multi_abort(
+			c,
+			"ERR transaction too large (at most 100000 commands, 64 MiB): '%s' not queued",
+			lower);
+	char *w = rmq_buf_try_reserve(&c->multi, bytes);
+	if (!w)
+		return multi_abort(c, "ERR out of memory queuing '%s'", lower);
+	uint32_t n = (uint32_t)argc;
+	memcpy(w, &n, 4);
+	w += 4;
+	for (size_t i = 0; i < argc; i++) {
+		uint32_t len = (uint32_t)argv[i].len;
+		memcpy(w, &len, 4);
+		memcpy(w + 4, argv[i].p, len);
+		w += 4 + len;
+	}
+	c->multi.len += bytes;
+	c->multi_n++;
+	rmq__conn_mem_sync(c);
+	rmq_resp_simple(&c->out, "QUEUED");
+}
+
+static void cmd_multi(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 1)
+		return err_args(c, "multi");
+	if (c->in_multi) /* as Redis: an error, the transaction goes on */
+		return rmq_resp_error(&c->out, "ERR MULTI calls can not be nested");
+	c->in_multi = true;
+	rmq_resp_simple(&c->out, "OK");
+}
+
+static void cmd_discard(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 1)
+		return err_args(c, "discard");
+	if (!c->in_multi)
+		return rmq_resp_error(&c->out, "ERR DISCARD without MULTI");
+	multi_reset(c);
+	rmq__conn_mem_sync(c);
+	rmq_resp_simple(&c->out, "OK");
+}
+
+static void cmd_exec(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 1)
+		return err_args(c, "exec");
+	if (!c->in_multi)
+		return rmq_resp_error(&c->out, "ERR EXEC without MULTI");
+	if (c->multi_dirty) {
+		multi_reset(c);
+		rmq__conn_mem_sync(c);
+		return rmq_resp_error(
+			&c->out, "EXECABORT Transaction discarded because of previous errors.");
+	}
+	/* The queue is taken out of c first: what runs sees no transaction. */
+	struct rmq_buf q = c->multi;
+	uint32_t n = c->multi_n;
+	memset(&c->multi, 0, sizeof(c->multi));
+	multi_reset(c);
+	rmq_resp_array(&c->out, n);
+	struct rmq_arg *av = NULL;
+	size_t avcap = 0;
+	const char *p = q.data;
+	c->in_exec = true;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t ac, len;
+		memcpy(&ac, p, 4);
+		p += 4;
+		if (ac > avcap) {
+			avcap = ac;
+			av = rmq_realloc(av, avcap * sizeof(*av));
+		}
+		for (uint32_t i = 0; i < ac; i++) {
+			memcpy(&len, p, 4);
+			av[i].p = p + 4;
+			av[i].len = len;
+			p += 4 + len;
+		}
+		const struct command *cmd = cmd_find(&av[0]); /* found when queued */
+		/* A command that takes turns of the loop (TOPICS, INFO topics)
+		 * runs them all now: its reply belongs in this array. */
+		do {
+			c->again = false;
+			cmd->fn(c, av, ac);
+		} while (c->again);
+	}
+	c->in_exec = false;
+	free(av);
+	rmq_buf_free(&q);
+	rmq__conn_mem_sync(c);
+}
+
+/* ringmq has no keys: WATCH cannot be honoured, so it is refused rather
+ * than accepted as a no-op that would promise optimistic locking. */
+static void cmd_watch(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (c->in_multi)
+		return rmq_resp_error(&c->out, "ERR WATCH inside MULTI is not allowed");
+	rmq_resp_error(&c->out,
+		       "ERR WATCH is not supported: ringmq has no keys to watch (topics are "
+		       "append-only logs); MULTI/EXEC works without it");
+}
+
+/* Nothing is ever watched: UNWATCH truly has nothing to undo. */
+static void cmd_unwatch(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	rmq_resp_simple(&c->out, "OK");
+}
+
 const char *rmq__cmd_split_name(const struct rmq_arg *a)
 {
 	const struct command *cmd = cmd_find(a);
@@ -1362,7 +1688,7 @@ void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const cha
 	/* A RESP array (not inline) that PUBLISH ran for, on a connection
 	 * allowed to publish, with its topic cached. In a RESP request, the
 	 * third argument's '$' follows the second one's CRLF. */
-	if (frame[0] != '*' || argc != 3 || c->n_live_subs)
+	if (frame[0] != '*' || argc != 3 || (live_count(c) && !c->resp3) || c->in_multi)
 		return;
 	const struct command *cmd = cmd_find(&argv[0]);
 	if (!cmd || cmd->fn != cmd_publish)
@@ -1468,17 +1794,21 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 		size_t shown = argv[0].len > 128 ? 128 : argv[0].len;
 		rmq_resp_errorf(o, "ERR unknown command '%.*s', with args beginning with: %s",
 				(int)shown, argv[0].p, argc > 1 ? "..." : "");
+		if (c->in_multi) /* as Redis: an unknown command aborts EXEC */
+			c->multi_dirty = true;
 	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&
 		   !(cmd->flags & F_LOADING)) {
 		/* Redis's word (clients wait and retry on it) */
 		rmq_resp_error(&c->out, "LOADING ringmq is loading its data directory");
-	} else if (c->n_live_subs && !(cmd->flags & F_SUBMODE)) {
+	} else if (live_count(c) && !c->resp3 && !(cmd->flags & F_SUBMODE)) {
 		/* Redis's wording, word for word (clients match it), though
 		 * ringmq has no PSUBSCRIBE or SSUBSCRIBE. */
 		rmq_resp_errorf(
 			&c->out,
 			"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
 			cmd->name);
+	} else if (c->in_multi && !(cmd->flags & F_NOW)) {
+		multi_queue(c, cmd, argv, argc);
 	} else {
 		cmd->fn(c, argv, argc);
 	}

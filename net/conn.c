@@ -30,6 +30,14 @@
 #define DRAIN_CHUNK 16384
 /* Requests in a pipeline between two quiescent states. */
 #define QUIESCENT_EVERY 64
+/* One connection's requests run for at most this long per loop iteration
+ * (checked after each request that went through the command table, and
+ * every SLICE_FAST_EVERY requests of a PUBLISH run): the rest waits for
+ * the next iteration, so the worker's other connections are served in
+ * between and the client gets its replies so far. A pipeline of slow
+ * requests (disk CREATE/DELETE, big PULLs) cannot hold the worker. */
+#define SLICE_NS (2u * 1000 * 1000)
+#define SLICE_FAST_EVERY 256
 /* An idle connection's output buffer is shrunk to this. */
 #define OUT_IDLE_CAP (16u << 10)
 
@@ -73,7 +81,7 @@ void rmq__conn_mem_sync(struct conn *c)
 {
 	if (c->lent) /* in is the worker's scratch: counted when given back */
 		return;
-	size_t now = c->closing ? 0 : c->in.cap + c->out.cap;
+	size_t now = c->closing ? 0 : c->in.cap + c->out.cap + c->multi.cap;
 	if (now == c->mem)
 		return;
 	int64_t d = (int64_t)now - (int64_t)c->mem;
@@ -234,6 +242,8 @@ void rmq__conn_free(struct conn *c)
 	rmq_buf_free(&c->out);
 	free(c->live_subs);
 	free(c->live_index);
+	rmq__pubsub_gone_free(c);
+	rmq_buf_free(&c->multi);
 	rmq__cmd_free_state(c);
 	free(c->name);
 	free(c->parked.topic);
@@ -339,14 +349,21 @@ static void conn_finish_eof(struct conn *c)
  * iteration, so one request of 40,000 topics does not hold the worker.
  * The replies are the same (one per topic). Returns the bytes consumed,
  * or 0 when the command is not one to split. */
-static ssize_t conn_split(struct conn *c, const char *frame, size_t argc)
+static ssize_t conn_split(struct conn *c, const char *frame, size_t argc, ssize_t whole)
 {
 	struct worker *w = c->worker;
 	const char *name = rmq__cmd_split_name(&w->argv[0]);
 	if (!name)
 		return 0;
-	if (!c->split_cont)
+	if (!c->split_cont) {
 		stat_add(&w->stats.commands, 1);
+		/* Checked whole before its first part runs: a missing topic,
+		 * or a registered subscriber, answers the request with one
+		 * error. */
+		if (!rmq__cmd_split_check(c, w->argv, argc, name[0] == 'S'))
+			return whole;
+	}
+	c->split_rest = c->split_cont;
 	size_t k = SPLIT_ARGS;
 	/* the rest starts at the '$' after topic k's CRLF */
 	char *rest = (char *)w->argv[k].p + w->argv[k].len + 2;
@@ -368,6 +385,9 @@ void rmq__conn_process_input(struct conn *c)
 	const char *err = NULL;
 	bool did = false, progressed = false;
 	struct publish_run run = { .hlen = 0 };
+	uint64_t slice_t0 = rmq_now_ns();
+	unsigned fast_n = 0;
+	bool check_slice = false;
 	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
 	       !c->yielded && rmq_buf_pending(&c->in)) {
 		const char *frame = c->in.data + c->in.off;
@@ -378,6 +398,7 @@ void rmq__conn_process_input(struct conn *c)
 					 c, &run, frame, rmq_buf_pending(&c->in), &nreq))) {
 			stat_add(&w->stats.commands, nreq);
 			did = true;
+			check_slice = (fast_n += nreq) >= SLICE_FAST_EVERY;
 			goto next;
 		}
 		r = rmq_resp_parse(c->in.data + c->in.off, rmq_buf_pending(&c->in), &srv->lim,
@@ -407,7 +428,7 @@ void rmq__conn_process_input(struct conn *c)
 		}
 		ssize_t part;
 		if (argc > SPLIT_ARGS + 1 && frame[0] == '*' && c->reply != REPLY_SKIP &&
-		    (part = conn_split(c, frame, argc)) > 0) {
+		    !c->in_multi && (part = conn_split(c, frame, argc, r)) > 0) {
 			r = part;
 			run.hlen = 0;
 			did = true;
@@ -416,6 +437,7 @@ void rmq__conn_process_input(struct conn *c)
 		if (argc) {
 			if (!c->split_cont)
 				stat_add(&w->stats.commands, 1);
+			c->split_rest = c->split_cont;
 			c->split_cont = false;
 			rmq__cmd_dispatch(c, w->argv, argc);
 			if (c->again) {
@@ -428,6 +450,7 @@ void rmq__conn_process_input(struct conn *c)
 			}
 			rmq__cmd_publish_run_arm(c, &run, frame, w->argv, argc);
 			did = true;
+			check_slice = true;
 		}
 next:
 		rmq_buf_consume(&c->in, (size_t)r);
@@ -444,6 +467,18 @@ next:
 			/* The client sends faster than it reads its replies:
 			 * stop reading from it until it catches up. */
 			c->paused = true;
+		}
+		if (check_slice) {
+			check_slice = false;
+			fast_n = 0;
+			if (rmq_now_ns() - slice_t0 >= SLICE_NS && rmq_buf_pending(&c->in) &&
+			    !c->closing && !c->close_after_write && !c->blocked && !c->paused &&
+			    !c->backlog && !c->yielded) {
+				/* its time is up: the rest at the next iteration */
+				c->yielded = true;
+				rmq__blocked_queue(c);
+				break;
+			}
 		}
 	}
 	rmq__worker_publish_flush(w);

@@ -87,6 +87,22 @@ struct conn {
 	bool again;                      /* the handler is not done: the same request
 				     * runs again at the next iteration (cmd.c) */
 	struct topics_page *topics_page; /* TOPICS in progress (cmd.c) */
+	struct dsub_page *dsub_page;     /* DSUBSCRIBE in progress (cmd.c) */
+	bool split_rest;                 /* this request is such a rest (set before
+				     * dispatch): not the first part */
+	bool resp3;                      /* HELLO 3: RESP3 replies and push frames */
+	bool sub_deleted;                /* subscribed to RMQ_DELETED_CHANNEL */
+	/* Subscriptions to topics deleted since (told with a notice on
+	 * RMQ_DELETED_CHANNEL): they count, as the client still holds them,
+	 * until it unsubscribes them or subscribes to a new topic of the name
+	 * (pubsub.c). Owned copies of the names. */
+	struct rmq_arg *gone;
+	int n_gone, gone_cap;
+	/* MULTI ... EXEC (cmd.c): the queued requests, each as a uint32_t
+	 * argc then per argument a uint32_t length and its bytes. */
+	bool in_multi, multi_dirty, in_exec;
+	uint32_t multi_n;
+	struct rmq_buf multi;
 	enum reply_mode reply;
 	enum conn_role role;
 	char *name;                  /* CLIENT SETNAME / REGISTER name */
@@ -129,6 +145,46 @@ struct conn {
 	const struct rmq_topic *sync_topic;
 	bool sync_multi;
 };
+
+/* The channel on which a live subscriber is told that a topic it was
+ * subscribed to has been deleted: a `message` push whose payload is the
+ * topic's name. A connection may SUBSCRIBE to it (it is no topic), so that
+ * clients that route messages by channel (node-redis) hand it over. */
+#define RMQ_DELETED_CHANNEL "__ringmq__:deleted"
+#define RMQ_DELETED_CHANNEL_LEN (sizeof(RMQ_DELETED_CHANNEL) - 1)
+
+/* Live subscriptions as counted in replies and for subscribe mode: topics
+ * plus the deletion channel. */
+static inline int live_count(const struct conn *c)
+{
+	return c->n_live_subs + c->n_gone + c->sub_deleted;
+}
+
+/* RESP3-or-RESP2 forms of the reply types, by what the connection asked
+ * for (HELLO). */
+static inline void reply_null(struct conn *c)
+{
+	if (c->resp3)
+		rmq_resp_null3(&c->out);
+	else
+		rmq_resp_null(&c->out);
+}
+
+static inline void reply_map(struct conn *c, size_t pairs)
+{
+	if (c->resp3)
+		rmq_resp_map(&c->out, pairs);
+	else
+		rmq_resp_array(&c->out, 2 * pairs);
+}
+
+static inline void reply_push(struct conn *c, size_t n)
+{
+	if (c->resp3)
+		rmq_resp_push(&c->out, n);
+	else
+		rmq_resp_array(&c->out, n);
+}
 
 struct worker_stats {
 	_Atomic uint64_t conns_accepted, commands, published, delivered, pulled;
@@ -293,14 +349,19 @@ bool rmq__pubsub_deliver(struct live_sub *s);
 /* The client read some of its backlog: copy more from the logs. */
 void rmq__pubsub_refill(struct conn *c);
 void rmq__pubsub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count);
-/* Subscribes c to the topic live and replies; false (no reply written)
- * when there is no such topic. */
-bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name);
+/* Subscribes c to the topic (or to RMQ_DELETED_CHANNEL) live and replies.
+ * The caller has checked that the topic exists: one deleted since is
+ * confirmed, kept as a subscription to a deleted topic and reported at
+ * once with the deletion notice. */
+void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name);
 /* Ends c's live subscription to name, if any, and replies (Redis replies
  * even when there was none). */
 void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name);
 /* Ends all of c's live subscriptions, one reply each (one when none). */
 void rmq__pubsub_unsubscribe_all(struct conn *c);
+/* Tells c that topic name was deleted: a `message` push on
+ * RMQ_DELETED_CHANNEL carrying the name. */
+void rmq__pubsub_deleted_notice(struct conn *c, const char *name, size_t len);
 
 /* --- blocked.c --- */
 /* Parks c's PULL (c->blocked) on watch, whose reference c now holds, with
@@ -417,6 +478,11 @@ void rmq__cmd_free_state(struct conn *c);
  * each as the same command with fewer arguments, with the same replies
  * (SUBSCRIBE, UNSUBSCRIBE), its canonical name; NULL otherwise. */
 const char *rmq__cmd_split_name(const struct rmq_arg *a);
+/* Before the first part of a SUBSCRIBE (subscribe) or UNSUBSCRIBE run in
+ * parts: checks the whole request (every topic a SUBSCRIBE names, all of
+ * argv[1, argc); a registered subscriber's). Returns false with ONE error
+ * written when it cannot run: then that answers the whole request. */
+bool rmq__cmd_split_check(struct conn *c, struct rmq_arg *argv, size_t argc, bool subscribe);
 /* Queues c to run its next requests at the next loop iteration. */
 void rmq__blocked_queue(struct conn *c);
 
@@ -445,8 +511,11 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
  * an error reply was written; *subscribed (if not NULL) gets the topic. */
 int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
 		       struct rmq_topic **subscribed);
-/* Ends every live subscription of c (no replies). */
+/* Ends every live subscription of c (no replies), those to deleted
+ * topics and to RMQ_DELETED_CHANNEL included. */
 void rmq__pubsub_drop_all(struct conn *c);
+/* Frees c's names of subscriptions to deleted topics. */
+void rmq__pubsub_gone_free(struct conn *c);
 /* A watched topic was deleted: tell live subscribers and parked pullers. */
 void rmq__pubsub_topic_gone(struct rmq_watch *w);
 

@@ -854,8 +854,17 @@ static int parse(const char *p, size_t len, size_t *used, struct e2e_reply **out
 		*out = r;
 		*used = pos;
 		return 1;
+	case '_': /* RESP3 null */
+		if (ll != 1)
+			return -1;
+		r = new_reply(E2E_BULK);
+		r->nil = true;
+		*out = r;
+		*used = pos;
+		return 1;
+	case '=': /* RESP3 verbatim string: "fmt:" and the text */
 	case '$':
-		if (parse_ll(p + 1, ll - 1, &v) != 0 || v < -1)
+		if (parse_ll(p + 1, ll - 1, &v) != 0 || v < -1 || (p[0] == '=' && v < 4))
 			return -1;
 		if (v == -1) {
 			r = new_reply(E2E_BULK);
@@ -869,19 +878,26 @@ static int parse(const char *p, size_t len, size_t *used, struct e2e_reply **out
 		if (p[pos + (size_t)v] != '\r' || p[pos + (size_t)v + 1] != '\n')
 			return -1;
 		r = new_reply(E2E_BULK);
+		size_t skip = p[0] == '=' ? 4 : 0;
 		r->str = malloc((size_t)v + 1);
 		if (!r->str)
 			abort();
-		memcpy(r->str, p + pos, (size_t)v);
-		r->str[v] = 0;
-		r->len = (size_t)v;
+		memcpy(r->str, p + pos + skip, (size_t)v - skip);
+		r->str[v - (long long)skip] = 0;
+		r->len = (size_t)v - skip;
 		*out = r;
 		*used = pos + (size_t)v + 2;
 		return 1;
+	case '%': /* RESP3 map: n pairs, read as an array of 2n */
+	case '>': /* RESP3 push */
 	case '*':
 		if (parse_ll(p + 1, ll - 1, &v) != 0 || v < -1 || v > 100000000)
 			return -1;
 		r = new_reply(E2E_ARRAY);
+		r->map = p[0] == '%';
+		r->push = p[0] == '>';
+		if (r->map && v > 0)
+			v *= 2;
 		if (v == -1) {
 			r->nil = true;
 			*out = r;

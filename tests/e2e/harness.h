@@ -144,7 +144,8 @@ struct e2e_reply {
 	long long integer; /* E2E_INT */
 	char *str;         /* STATUS, ERROR, BULK: NUL-terminated copy */
 	size_t len;
-	size_t n; /* ARRAY */
+	size_t n;       /* ARRAY */
+	bool map, push; /* a RESP3 map (n counts keys and values) or push */
 	struct e2e_reply **elem;
 	struct e2e_reply *_prev, *_next; /* harness-private: live top-level replies */
 	bool _tracked;

@@ -7,6 +7,7 @@
  *
  * Run one test: tests/e2e/test_basic -j1 --filter 'basic/ping_echo'
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "srv_test.h"
@@ -367,14 +368,56 @@ SRV_TEST(basic, hello)
 	r = R(c, "HELLO");
 	cr_assert(r->type == E2E_ARRAY && r->n == 14, "%s", e2e_reply_str(r));
 	e2e_reply_free(r);
-	IS_ERR(R(c, "HELLO", "3"), "NOPROTO");
+	IS_ERR(R(c, "HELLO", "4"), "NOPROTO");
 	IS_ERR(R(c, "HELLO", "x"), "ERR");
+	IS_ERR(R(c, "HELLO", "3", "AUTH", "default", "secret"),
+	       "ERR AUTH <password> called without any password configured");
 	r = R(c, "HELLO", "2", "SETNAME", "bob");
 	cr_assert(r->type == E2E_ARRAY, "%s", e2e_reply_str(r));
 	e2e_reply_free(r);
 	IS_BULKSTR(R(c, "CLIENT", "GETNAME"), "bob");
-	/* still RESP2 after a refused HELLO 3 */
+	/* still RESP2 after a refused HELLO */
 	IS_STATUS(R(c, "PING"), "PONG");
+	e2e_close(c);
+}
+
+/* HELLO 3 (node-redis 5+ sends it on connect): a RESP3 map of Redis 7's
+ * fields, then RESP3 replies and '>' pushes for the messages the log
+ * stores pre-encoded, across workers; RESP2 connections are untouched. */
+SRV_TEST(basic, hello3_resp3_pushes)
+{
+	struct e2e_client *c = CONN(), *p = CONN(), *two = CONN();
+	struct e2e_reply *r = R(c, "HELLO", "3");
+	cr_assert(r->type == E2E_ARRAY && r->map && r->n == 14, "%s", e2e_reply_str(r));
+	static const char *keys[] = {
+		"server", "version", "proto", "id", "mode", "role", "modules"
+	};
+	for (size_t i = 0; i < 7; i++)
+		cr_assert(is_bulkstr(r->elem[2 * i], keys[i]), "key %zu: %s", i, e2e_reply_str(r));
+	cr_assert(r->elem[5]->type == E2E_INT && r->elem[5]->integer == 3);
+	e2e_reply_free(r);
+	IS_OK(R(p, "CREATE", "t3"));
+	r = R(c, "SUBSCRIBE", "t3");
+	cr_assert(r->push && r->n == 3 && is_bulkstr(r->elem[0], "subscribe"), "%s",
+		  e2e_reply_str(r));
+	e2e_reply_free(r);
+	IS_PUSH3(R(two, "SUBSCRIBE", "t3"), "subscribe", "t3", 1);
+	PUBLISH_N(p, "t3", 1, 300, "m%lld", 1);
+	for (int i = 1; i <= 300; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "m%d", i);
+		r = RD(c);
+		cr_assert(r->push, "message %d not a push: %s", i, e2e_reply_str(r));
+		IS_MSGSTR(r, "t3", want);
+		r = RD(two);
+		cr_assert(!r->push, "a RESP2 subscriber got a push frame");
+		IS_MSGSTR(r, "t3", want);
+	}
+	/* under RESP3 any command while subscribed; INFO is verbatim */
+	IS_STATUS(R(c, "PING"), "PONG");
+	cr_assert_eq(INFO(c, "messages_in"), 300);
+	e2e_close(two);
+	e2e_close(p);
 	e2e_close(c);
 }
 

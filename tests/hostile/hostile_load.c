@@ -112,7 +112,7 @@ static void act(struct actor *a)
 	case 2: { /* durable: register, subscribe, park, maybe vanish */
 		snprintf(name, sizeof(name), "d%llu", (unsigned long long)(rnd() % 64));
 		const char *r1[] = { "REGISTER", "SUBSCRIBER", name };
-		const char *r2[] = { "SUBSCRIBE", t };
+		const char *r2[] = { "DSUBSCRIBE", t };
 		const char *r3[] = { "PULL", t, "BLOCK", "0" };
 		e2e_wbuf_cmdv(&b, 3, r1, NULL);
 		e2e_wbuf_cmdv(&b, 2, r2, NULL);
@@ -181,7 +181,7 @@ static void act(struct actor *a)
 	case 10: { /* a big PULL, as a registered subscriber */
 		snprintf(name, sizeof(name), "bp%llu", (unsigned long long)(rnd() % 16));
 		const char *r1[] = { "REGISTER", "SUBSCRIBER", name };
-		const char *r2[] = { "SUBSCRIBE", t };
+		const char *r2[] = { "DSUBSCRIBE", t };
 		const char *r3[] = { "PULL", t, "COUNT", "100000" };
 		e2e_wbuf_cmdv(&b, 3, r1, NULL);
 		e2e_wbuf_cmdv(&b, 2, r2, NULL);
