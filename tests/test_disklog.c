@@ -503,9 +503,9 @@ Test(disk, group_commit_covers_every_producer)
 	rmq_log_fini(&log);
 }
 
-static int fail_sync(int fd, bool datasync)
+static int fail_sync(const char *file, bool datasync)
 {
-	(void)fd;
+	(void)file;
 	if (!datasync)
 		return 0;
 	errno = EIO;
