@@ -78,6 +78,11 @@ struct persist {
 	int stop_fd;
 	pthread_mutex_t ddl; /* CREATE/DELETE of disk topics */
 	_Atomic bool failed; /* recovery failed: the server stops */
+	/* Topics ever made with MAXAGE / on disk (never decremented): while
+	 * 0, the once-a-second walks over the whole topic table (MAXAGE,
+	 * everysec) are skipped. A walk visits every bucket, 2^18 of them for
+	 * even one topic: measured 8 % of a core on an idle server. */
+	_Atomic uint64_t maxage_made, disk_made;
 	/* counters (INFO) */
 	_Atomic uint64_t disk_errors, disk_full, sync_errors, pos_errors, store_errors;
 	_Atomic uint64_t last_fsync_us, bg_rounds;
@@ -405,7 +410,7 @@ static void sync_batch(struct persist *p, struct topic_refs *r)
 /* Syncs topic and subscriber files written lazily, then the disk topics
  * with unsynced records (all of them on a clean stop). Online caller, no
  * RCU pointer kept. */
-static void flush_topics(struct persist *p, bool all)
+static void flush_topics(struct persist *p, bool all, bool meta_only)
 {
 	int rc = rmq_store_sync_meta(p->st);
 	if (rc != 0) {
@@ -416,7 +421,8 @@ static void flush_topics(struct persist *p, bool all)
 				  rmq_store_dir(p->st), strerror(-rc));
 	}
 	struct topic_refs r = { .all = all };
-	rmq_broker_foreach(p->srv->broker, collect_topic, &r);
+	if (!meta_only)
+		rmq_broker_foreach(p->srv->broker, collect_topic, &r);
 	if (r.n >= SYNC_BATCH_MIN)
 		sync_batch(p, &r);
 	for (size_t i = 0; i < r.n; i++) {
@@ -531,6 +537,9 @@ static int recover_topic(const struct rmq_topic_def *d, const char *logdir, void
 	struct rmq_topic_opts o = {
 		.disk = &conf, .rec = &rec, .maxage_ms = d->maxage_ms, .trim = false
 	};
+	atomic_fetch_add(&p->disk_made, 1);
+	if (d->maxage_ms)
+		atomic_fetch_add(&p->maxage_made, 1);
 	int rc = rmq_topic_create_ex(p->srv->broker, d->name, d->name_len, d->capacity, d->onfull,
 				     &o);
 	if (rc != 0) {
@@ -671,7 +680,7 @@ static void *persist_main(void *arg)
 			break;
 		now = rmq_now_ms();
 		if (everysec && now >= next_flush) {
-			flush_topics(p, false);
+			flush_topics(p, false, atomic_load(&p->disk_made) == 0);
 			next_flush = rmq_now_ms() + FLUSH_EVERY_MS;
 		}
 		if (now >= next_pos) {
@@ -680,7 +689,8 @@ static void *persist_main(void *arg)
 		}
 		if (now >= next_age) {
 			uint64_t wall = rmq_log_wall_ms();
-			rmq_broker_foreach(srv->broker, age_one, &wall);
+			if (atomic_load(&p->maxage_made))
+				rmq_broker_foreach(srv->broker, age_one, &wall);
 			next_age = rmq_now_ms() + AGE_EVERY_MS;
 		}
 		urcu_qsbr_quiescent_state();
@@ -763,8 +773,8 @@ void rmq__persist_stop(struct server *srv)
 		 * second round brings the segment headers' synced counts up
 		 * to date (they lag a round), so that recovery can tell damage
 		 * to synced records from a torn tail. */
-		flush_topics(p, true);
-		flush_topics(p, true);
+		flush_topics(p, true, false);
+		flush_topics(p, true, false);
 		checkpoint_positions(p, true);
 		rmq_diagf(RMQ_DIAG_INFO, "data directory %s synced", rmq_store_dir(p->st));
 	}
@@ -793,8 +803,11 @@ int rmq__persist_create(struct server *srv, const char *name, size_t len, uint64
 	struct persist *p = srv->persist;
 	struct rmq_topic_opts o = { .maxage_ms = maxage_ms, .trim = true };
 	err[0] = '\0';
+	if (p && maxage_ms)
+		atomic_fetch_add(&p->maxage_made, 1);
 	if (!p || !disk)
 		return rmq_topic_create_ex(srv->broker, name, len, capacity, onfull, &o);
+	atomic_fetch_add(&p->disk_made, 1);
 	/* A disk log retains whole segment files of at least a page: a
 	 * smaller capacity is raised to that (INFO shows the one in force). */
 	if (capacity < RMQ_SEG_MIN)
