@@ -292,8 +292,9 @@ static struct rmq_seg *seg_new_disk(struct rmq_log *log, uint32_t size, uint64_t
 		return NULL;
 	}
 	int dfd = ld_open_dir(ld);
-	int rc = dfd < 0 ? -errno
-			 : rmq_segf_create(dfd, base, size, ld->topic_id, rmq_log_wall_ms(), &dk->f);
+	int rc =
+		dfd < 0 ? -errno
+			: rmq_segf_create(dfd, base, size, ld->topic_id, rmq_log_wall_ms(), &dk->f);
 	if (dfd >= 0)
 		close(dfd);
 	/* The mapping is all the segment needs from here on. */
@@ -1222,7 +1223,8 @@ int rmq_log_sync_batch(struct rmq_log *const *logs, size_t n, int fsfd, int *rcs
 	/* One syncfs for all; if it reports an error (which may be any file's
 	 * on that file system), each log is synced on its own instead, so the
 	 * error lands on the file it belongs to and never passes for success. */
-	bool whole = work > 0 && (rmq_log_syncfs_hook ? rmq_log_syncfs_hook(fsfd) : syncfs(fsfd)) == 0;
+	bool whole =
+		work > 0 && (rmq_log_syncfs_hook ? rmq_log_syncfs_hook(fsfd) : syncfs(fsfd)) == 0;
 	uint64_t ns = work ? (rmq_now_ns() - t0) / work : 0;
 	for (size_t i = 0; i < n; i++) {
 		if (!r[i].log)

@@ -71,7 +71,7 @@ struct rmq_slot {
  * rmq_segf_sync needs only the mapping, so an idle segment holds no file
  * descriptor. */
 struct rmq_segf {
-	int fd; /* -1 once closed */
+	int fd;      /* -1 once closed */
 	char *map;   /* the whole file */
 	size_t size; /* file size */
 	uint64_t base;

@@ -268,10 +268,11 @@ static void sync_failed(struct persist *p, struct rmq_topic *t)
 	if (err_log_due(p)) {
 		char e[400];
 		rmq_log_disk_error(&t->log, e, sizeof(e), NULL);
-		rmq_diagf(RMQ_DIAG_ERROR,
-			  "topic '%s': sync failed: %s; the topic refuses publishes until the server "
-			  "is restarted (never retried: the kernel may have dropped the data)",
-			  t->name, e[0] ? e : strerror(EIO));
+		rmq_diagf(
+			RMQ_DIAG_ERROR,
+			"topic '%s': sync failed: %s; the topic refuses publishes until the server "
+			"is restarted (never retried: the kernel may have dropped the data)",
+			t->name, e[0] ? e : strerror(EIO));
 	}
 }
 
