@@ -994,7 +994,9 @@ static int sync_dir(const struct rmq_log_disk *ld)
 		return rmq_log_sync_hook(NULL, false);
 	int fd = ld_open_dir(ld);
 	if (fd < 0)
-		return -1;
+		/* Gone with its topic (DELETE removes the directory): nothing
+		 * of it is left to make durable. */
+		return errno == ENOENT ? 0 : -1;
 	int rc = fsync(fd);
 	int e = errno;
 	close(fd);
