@@ -291,12 +291,13 @@ static struct rmq_seg *seg_new_disk(struct rmq_log *log, uint32_t size, uint64_t
 		*err = -ENOMEM;
 		return NULL;
 	}
-	int dfd = ld_open_dir(ld);
-	int rc =
-		dfd < 0 ? -errno
-			: rmq_segf_create(dfd, base, size, ld->topic_id, rmq_log_wall_ms(), &dk->f);
-	if (dfd >= 0)
+	int dfd = ld_open_dir(ld), rc;
+	if (dfd < 0) {
+		rc = errno > 0 ? -errno : -EIO;
+	} else {
+		rc = rmq_segf_create(dfd, base, size, ld->topic_id, rmq_log_wall_ms(), &dk->f);
 		close(dfd);
+	}
 	/* The mapping is all the segment needs from here on. */
 	if (rc == 0)
 		rmq_segf_close_fd(&dk->f);
@@ -691,7 +692,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			s = seg_new_disk(log, size, base, &err);
 			if (!s) {
 				atomic_store_explicit(&ld->creating, 0, memory_order_release);
-				return err;
+				return err < 0 ? err : -RMQ_LOG_EIO;
 			}
 		} else {
 			s = seg_new(log, size, base);
