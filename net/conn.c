@@ -178,6 +178,7 @@ void rmq__conn_new(struct worker *w, int fd)
 	c->created_ms = rmq_now_ms();
 	c->events = EPOLLIN | EPOLLRDHUP;
 	CDS_INIT_LIST_HEAD(&c->parked.watch_link);
+	CDS_INIT_LIST_HEAD(&c->psubs);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	conn_keepalive(fd, w->srv->cfg.tcp_keepalive_s);
@@ -234,6 +235,7 @@ void rmq__conn_free(struct conn *c)
 	rmq_buf_free(&c->out);
 	free(c->live_subs);
 	free(c->live_index);
+	free(c->plive);
 	rmq__cmd_free_state(c);
 	free(c->name);
 	free(c->parked.topic);

@@ -105,7 +105,8 @@ static void live_sub_remove_at(struct conn *c, int i)
 	index_del(c, s);
 	c->live_subs[i] = c->live_subs[--c->n_live_subs];
 	c->live_subs[i]->idx = i;
-	atomic_fetch_sub(&s->watch->topic->live_subs, 1);
+	if (atomic_fetch_sub(&s->watch->topic->live_subs, 1) == 1)
+		atomic_fetch_sub(&c->worker->srv->pubsub_channels, 1);
 	cds_list_del(&s->watch_link);
 	rmq_watch_release(s->watch);
 	free(s);
@@ -115,6 +116,7 @@ void rmq__pubsub_drop_all(struct conn *c)
 {
 	while (c->n_live_subs)
 		live_sub_remove_at(c, c->n_live_subs - 1);
+	rmq__pattern_drop_all(c);
 }
 
 bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
@@ -122,7 +124,7 @@ bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 	struct rmq_topic *t = rmq_topic_lookup(c->worker->srv->broker, name->p, name->len);
 	int i = live_sub_find(c, name->p, name->len);
 	if (i >= 0 && c->live_subs[i]->watch->topic == t) {
-		rmq__pubsub_reply(c, "subscribe", name->p, name->len, c->n_live_subs);
+		rmq__pubsub_reply(c, "subscribe", name->p, name->len, rmq__conn_subs(c));
 		return true;
 	}
 	if (i >= 0) /* subscribed to a deleted topic of that name */
@@ -147,8 +149,9 @@ bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 	index_put(c, s);
 	s->idx = c->n_live_subs;
 	c->live_subs[c->n_live_subs++] = s;
-	atomic_fetch_add(&t->live_subs, 1);
-	rmq__pubsub_reply(c, "subscribe", name->p, name->len, c->n_live_subs);
+	if (atomic_fetch_add(&t->live_subs, 1) == 0)
+		atomic_fetch_add(&c->worker->srv->pubsub_channels, 1);
+	rmq__pubsub_reply(c, "subscribe", name->p, name->len, rmq__conn_subs(c));
 	return true;
 }
 
@@ -157,19 +160,19 @@ void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name)
 	int k = live_sub_find(c, name->p, name->len);
 	if (k >= 0)
 		live_sub_remove_at(c, k);
-	rmq__pubsub_reply(c, "unsubscribe", name->p, name->len, c->n_live_subs);
+	rmq__pubsub_reply(c, "unsubscribe", name->p, name->len, rmq__conn_subs(c));
 }
 
 void rmq__pubsub_unsubscribe_all(struct conn *c)
 {
 	if (c->n_live_subs == 0)
-		return rmq__pubsub_reply(c, "unsubscribe", NULL, 0, 0);
+		return rmq__pubsub_reply(c, "unsubscribe", NULL, 0, rmq__conn_subs(c));
 	while (c->n_live_subs) {
 		struct rmq_topic *t = c->live_subs[c->n_live_subs - 1]->watch->topic;
 		/* t stays valid: RCU, and the reply is written first */
 		char *name = t->name;
 		size_t len = t->name_len;
-		rmq__pubsub_reply(c, "unsubscribe", name, len, c->n_live_subs - 1);
+		rmq__pubsub_reply(c, "unsubscribe", name, len, rmq__conn_subs(c) - 1);
 		live_sub_remove_at(c, c->n_live_subs - 1);
 	}
 }
@@ -179,11 +182,13 @@ void rmq__pubsub_unsubscribe_all(struct conn *c)
 static void live_sub_gone(struct live_sub *s)
 {
 	struct conn *c = s->conn;
+	if (s->psub) /* the pattern stays: no push */
+		return rmq__pattern_live_remove(s);
 	struct rmq_topic *t = s->watch->topic;
 	int k = live_sub_find(c, t->name, t->name_len);
 	if (k < 0 || c->live_subs[k] != s)
 		return;
-	rmq__pubsub_reply(c, "unsubscribe", t->name, t->name_len, c->n_live_subs - 1);
+	rmq__pubsub_reply(c, "unsubscribe", t->name, t->name_len, rmq__conn_subs(c) - 1);
 	rmq__conn_want_flush(c);
 	live_sub_remove_at(c, k); /* may release the watch */
 }
@@ -205,6 +210,29 @@ void rmq__pubsub_topic_gone(struct rmq_watch *w)
 		if (rmq__pubsub_deliver(s) && !s->conn->closing)
 			live_sub_gone(s);
 	}
+}
+
+/* A pattern subscription's copy of n records of b: each as its own
+ * "pmessage" header and the stored record's bulk payload, "$<len>\r\n
+ * <payload>\r\n" (the record without the topic's "message" header). */
+static bool append_pmessages(struct live_sub *s, const struct rmq_topic *t,
+			     const struct rmq_batch *b, uint32_t n)
+{
+	struct rmq_buf *out = &s->conn->out;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *p;
+		uint32_t len;
+		rmq_batch_payload(b, i, &p, &len);
+		/* the record: t->prefix, "$<len>\r\n", payload, "\r\n" */
+		char num[16];
+		uint32_t hl = (uint32_t)rmq_u64toa(len, num) + 3;
+		uint32_t tail = hl + len + 2;
+		const char *bulk = p - hl;
+		if (!rmq_buf_try_append(out, s->pfx, s->pfx_len) ||
+		    !rmq_buf_try_append(out, bulk, tail))
+			return false;
+	}
+	return true;
 }
 
 /* Copies what the log has for s into its connection's output buffer, up to
@@ -246,7 +274,8 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 			caught_up = true;
 			break;
 		}
-		if (!rmq_buf_try_append(&c->out, b.data, b.bytes)) {
+		if (s->psub ? !append_pmessages(s, t, &b, n)
+			    : !rmq_buf_try_append(&c->out, b.data, b.bytes)) {
 			rmq__conn_oom(c, "output");
 			return false;
 		}
@@ -263,6 +292,15 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 void rmq__pubsub_refill(struct conn *c)
 {
 	c->backlog = false;
+	for (int i = 0; i < c->n_plive && !c->closing;) {
+		struct live_sub *s = c->plive[i];
+		bool caught = rmq__pubsub_deliver(s);
+		if (caught && s->gone && !c->closing) {
+			live_sub_gone(s); /* removes c->plive[i] */
+			continue;
+		}
+		i++;
+	}
 	for (int i = 0; i < c->n_live_subs && !c->closing;) {
 		struct live_sub *s = c->live_subs[i];
 		bool caught = rmq__pubsub_deliver(s);

@@ -332,6 +332,7 @@ static void worker_loop(struct worker *w, bool once)
 	struct epoll_event evs[EPOLL_BATCH];
 	while (!atomic_load(&srv->stopping)) {
 		worker_take_new(w);
+		rmq__pattern_drain(w);
 		worker_drain_watches(w);
 		rmq_shard_housekeep(srv->broker, w->id);
 		worker_expire(w);
@@ -412,6 +413,8 @@ int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
 {
 	w->id = id;
 	w->srv = srv;
+	pthread_mutex_init(&w->created_lock, NULL);
+	CDS_INIT_LIST_HEAD(&w->psubs);
 	CDS_INIT_LIST_HEAD(&w->conns);
 	CDS_INIT_LIST_HEAD(&w->flush);
 
@@ -446,5 +449,7 @@ void rmq__worker_fini(struct worker *w)
 	free(w->argv);
 	free(w->park_heap);
 	free(w->sync_topics); /* empty: every sync step gave its references back */
+	free(w->created);     /* emptied by rmq__server_state_fini */
+	pthread_mutex_destroy(&w->created_lock);
 	rmq_buf_free(&w->scratch);
 }

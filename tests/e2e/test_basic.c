@@ -408,7 +408,17 @@ SRV_TEST(basic, info_sections)
 	static const char *must[] = { "# Server\r\n",
 				      "# Clients\r\n",
 				      "# Stats\r\n",
-				      "# Topics\r\n",
+				      "# Memory\r\n",
+				      "# Keyspace\r\n",
+				      "\r\nused_memory:",
+				      "\r\nused_memory_human:",
+				      "\r\nblocked_clients:",
+				      "\r\ntotal_commands_processed:",
+				      "\r\ninstantaneous_ops_per_sec:",
+				      "\r\nloading:",
+				      "\r\nrejected_connections:",
+				      "\r\npubsub_channels:",
+				      "\r\npubsub_patterns:",
 				      "\r\nredis_version:",
 				      "\r\nconnected_clients:",
 				      "\r\nmessages_in:",
@@ -437,11 +447,15 @@ SRV_TEST(basic, info_sections)
 	IS_OK(R(c, "CREATE", "inf", "CAPACITY", "64K", "ONFULL", "drop-oldest"));
 	IS_INT(R(c, "MPUBLISH", "inf", "a", "bb", "ccc"), 3);
 	txt = info_text(c, NULL);
-	char *line = strstr(txt, "\r\ntopic:inf ");
+	cr_assert(!strstr(txt, "topic_") && !strstr(txt, "# Topics"),
+		  "default INFO lists topics: %s", txt);
+	free(txt);
+	txt = info_text(c, "topics");
+	char *line = strstr(txt, "\r\ntopic_inf:");
 	cr_assert(line, "no topic line: %s", txt);
-	cr_assert(strstr(line, " msgs_in=3 ") && strstr(line, " bytes_in=6 ") &&
-			  strstr(line, " depth=3 ") && strstr(line, " capacity=65536 ") &&
-			  strstr(line, " onfull=drop-oldest ") && strstr(line, " dropped=0 "),
+	cr_assert(strstr(line, ":msgs_in=3,") && strstr(line, ",bytes_in=6,") &&
+			  strstr(line, ",depth=3,") && strstr(line, ",capacity=65536,") &&
+			  strstr(line, ",onfull=drop-oldest,") && strstr(line, ",dropped=0,"),
 		  "topic line: %.300s", line);
 	free(txt);
 	cr_assert_eq(INFO(c, "topics"), 1);
