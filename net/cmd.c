@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* INFO's redis_version. Redis clients read it to decide which commands
@@ -1357,6 +1360,60 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_array(&c->out, 0);
 }
 
+/* "ip:port" of the socket's peer (peer) or own end, "?" when unknown. */
+static void sock_addr(int fd, bool peer, char *out, size_t cap)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+		      : getsockname(fd, (struct sockaddr *)&ss, &sl);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (rc == 0 && ss.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	} else if (rc == 0 && ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	}
+	snprintf(out, cap, "%s:%u", host, port);
+}
+
+/* CLIENT INFO's line: Redis 7's fields, in its order (clients such as
+ * redis-py's client_info() index them by name), then ringmq's own
+ * (worker, role). Flags: N (none), P (pub/sub mode). multi=-1: no MULTI
+ * in progress. user=default: ringmq has no ACL. */
+static void client_info_line(struct conn *c, struct rmq_buf *b)
+{
+	char addr[INET6_ADDRSTRLEN + 8], laddr[INET6_ADDRSTRLEN + 8], cmd[24] = "NULL";
+	sock_addr(c->fd, true, addr, sizeof(addr));
+	sock_addr(c->fd, false, laddr, sizeof(laddr));
+	if (c->last_cmd) {
+		size_t i = 0;
+		for (; c->last_cmd[i] && i + 1 < sizeof(cmd); i++)
+			cmd[i] = (char)(c->last_cmd[i] | 0x20); /* letters only */
+		cmd[i] = 0;
+	}
+	uint64_t now = rmq_now_ms();
+	size_t qbuf = rmq_buf_pending(&c->in), obl = rmq_buf_pending(&c->out);
+	info_printf(b,
+		    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=0 "
+		    "sub=%d psub=%d ssub=0 multi=-1 qbuf=%zu qbuf-free=%zu argv-mem=0 multi-mem=0 "
+		    "rbs=%zu rbp=0 obl=%zu oll=0 omem=%zu tot-mem=%zu events=r%s cmd=%s "
+		    "user=default redir=-1 resp=2 worker=%u role=%s\n",
+		    (unsigned long long)c->id, addr, laddr, c->fd, c->name ? c->name : "",
+		    (unsigned long long)((now - c->created_ms) / 1000),
+		    (unsigned long long)((now - c->last_ms) / 1000), rmq__conn_subs(c) ? "P" : "N",
+		    c->n_live_subs, c->n_psubs, qbuf, c->in.cap - c->in.len, c->in.cap, obl,
+		    c->out.cap, c->in.cap + c->out.cap + sizeof(*c), obl ? "w" : "", cmd,
+		    c->worker->id,
+		    c->role == ROLE_PUBLISHER    ? "publisher"
+		    : c->role == ROLE_SUBSCRIBER ? "subscriber"
+						 : "none");
+}
+
 static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
@@ -1373,15 +1430,12 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_simple(&c->out, "OK");
 	if (arg_is(&argv[1], "ID"))
 		return rmq_resp_int(&c->out, (int64_t)c->id);
-	if (arg_is(&argv[1], "INFO")) {
-		char line[512];
-		snprintf(line, sizeof(line), "id=%llu name=%s worker=%u role=%s sub=%d\n",
-			 (unsigned long long)c->id, c->name ? c->name : "", c->worker->id,
-			 c->role == ROLE_PUBLISHER    ? "publisher"
-			 : c->role == ROLE_SUBSCRIBER ? "subscriber"
-						      : "none",
-			 c->n_live_subs);
-		return rmq_resp_bulkstr(&c->out, line);
+	if (arg_is(&argv[1], "INFO") && argc == 2) {
+		struct rmq_buf line = { 0 };
+		client_info_line(c, &line);
+		rmq_resp_bulk(&c->out, line.data, line.len);
+		rmq_buf_free(&line);
+		return;
 	}
 	if (arg_is(&argv[1], "REPLY") && argc == 3) {
 		/* Redis semantics: ON replies OK; OFF and SKIP reply nothing. */
@@ -1656,6 +1710,7 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 			"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
 			cmd->name);
 	} else {
+		c->last_cmd = cmd->name;
 		cmd->fn(c, argv, argc);
 	}
 	if (c->again) /* not done: replies (and their fate) when it is */

@@ -176,6 +176,7 @@ void rmq__conn_new(struct worker *w, int fd)
 	c->worker = w;
 	c->id = atomic_fetch_add(&w->srv->next_conn_id, 1) + 1;
 	c->created_ms = rmq_now_ms();
+	c->last_ms = c->created_ms;
 	c->events = EPOLLIN | EPOLLRDHUP;
 	CDS_INIT_LIST_HEAD(&c->parked.watch_link);
 	CDS_INIT_LIST_HEAD(&c->psubs);
@@ -370,6 +371,8 @@ void rmq__conn_process_input(struct conn *c)
 	const char *err = NULL;
 	bool did = false, progressed = false;
 	struct publish_run run = { .hlen = 0 };
+	if (rmq_buf_pending(&c->in))
+		c->last_ms = rmq_now_ms(); /* once per batch of input, not per command */
 	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
 	       !c->yielded && rmq_buf_pending(&c->in)) {
 		const char *frame = c->in.data + c->in.off;

@@ -135,6 +135,8 @@ struct conn {
 	struct cds_list_head unblocked_link; /* in worker->unblocked, when in_unblocked */
 	bool in_unblocked;
 	uint64_t created_ms;
+	uint64_t last_ms;     /* input last processed (CLIENT INFO idle) */
+	const char *last_cmd; /* its last command's name (CLIENT INFO cmd) */
 	/* In worker->deadlines while the server waits on the client to
 	 * finish a request (--frame-timeout), in worker->lingers while a
 	 * lingering close waits for its close. */

@@ -274,6 +274,35 @@ SRV_TEST(basic, client_commands)
 	IS_OK(R(c, "CLIENT", "SETINFO", "lib-name", "e2e"));
 	struct e2e_reply *r = R(c, "CLIENT", "INFO");
 	cr_assert(r->type == E2E_BULK && strstr(r->str, "name=alice"), "%s", e2e_reply_str(r));
+	/* Redis 7's fields, each once (redis-py's client_info() indexes them) */
+	static const char *fields[] = { "id=",
+					" addr=127.0.0.1:",
+					" laddr=127.0.0.1:",
+					" fd=",
+					" age=",
+					" idle=",
+					" flags=N ",
+					" db=0 ",
+					" sub=0 ",
+					" psub=0 ",
+					" ssub=0 ",
+					" multi=-1 ",
+					" qbuf=",
+					" qbuf-free=",
+					" argv-mem=",
+					" multi-mem=",
+					" obl=",
+					" oll=",
+					" omem=",
+					" tot-mem=",
+					" events=",
+					" cmd=client ",
+					" user=default ",
+					" redir=-1 ",
+					" resp=2" };
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		cr_assert(strstr(r->str, fields[i]), "CLIENT INFO lacks '%s': %s", fields[i],
+			  r->str);
 	e2e_reply_free(r);
 	e2e_close(c);
 	e2e_close(d);
