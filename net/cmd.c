@@ -1699,6 +1699,15 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 		rmq_resp_errorf(o, "ERR unknown command '%.*s', with args beginning with: %s",
 				(int)shown, argv[0].p, argc > 1 ? "..." : "");
 	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&
+		   (cmd->fn == cmd_subscribe || cmd->fn == cmd_psubscribe) && !c->dsub) {
+		/* Clients send SUBSCRIBE again as soon as they reconnect, and
+		 * none retries it on -LOADING (redis-py and node-redis report
+		 * the error and drop the subscription; ioredis waits on INFO's
+		 * loading only before its first commands): it waits for the
+		 * topics to be back, then runs (worker.c, held). */
+		c->held = true;
+		c->again = true;
+	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&
 		   !(cmd->flags & F_LOADING)) {
 		/* Redis's word (clients wait and retry on it) */
 		rmq_resp_error(&c->out, "LOADING ringmq is loading its data directory");

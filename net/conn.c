@@ -428,7 +428,12 @@ void rmq__conn_process_input(struct conn *c)
 				c->again = false;
 				c->split_cont = true;
 				c->yielded = true;
-				rmq__blocked_queue(c);
+				if (c->held && !c->in_unblocked) {
+					c->in_unblocked = true;
+					cds_list_add_tail(&c->unblocked_link, &w->held);
+				} else {
+					rmq__blocked_queue(c);
+				}
 				break;
 			}
 			rmq__cmd_publish_run_arm(c, &run, frame, w->argv, argc);

@@ -105,6 +105,8 @@ struct conn {
 				     * at the next iteration (in worker->unblocked) */
 	bool split_cont;                 /* the next request is such a rest: not a new
 				     * command for the stats */
+	bool held;                       /* a SUBSCRIBE waits for the data directory
+				     * to be loaded (in worker->held) */
 	bool again;                      /* the handler is not done: the same request
 				     * runs again at the next iteration (cmd.c) */
 	struct topics_page *topics_page; /* TOPICS in progress (cmd.c) */
@@ -192,7 +194,10 @@ struct worker {
 					    * unblocked_link: their next requests run
 					    * once per loop iteration (blocked.c) */
 	struct cds_list_head closed;    /* closed, freed at the end of the iteration */
-	struct cds_list_head psubs;     /* its connections' struct psub (pattern.c) */
+	/* conns whose SUBSCRIBE or PSUBSCRIBE waits for the end of loading,
+	 * by unblocked_link (in_unblocked set): moved to unblocked then */
+	struct cds_list_head held;
+	struct cds_list_head psubs; /* its connections' struct psub (pattern.c) */
 	/* Topics created since the last iteration that match a pattern of
 	 * this worker's connections, each with a reference: queued by the
 	 * creating thread under created_lock, taken by this worker
