@@ -1310,6 +1310,34 @@ static void cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_error(&c->out, "ERR CONFIG supports only GET (read-only) in ringmq");
 }
 
+/* LATENCY and SLOWLOG: monitoring tools (prometheus-redis-exporter) read
+ * them on every scrape. ringmq records neither Redis's latency events nor
+ * a slow log: empty answers, so the tools go on. */
+static void cmd_latency(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc >= 2 && (arg_is(&argv[1], "LATEST") || arg_is(&argv[1], "HISTORY") ||
+			  arg_is(&argv[1], "HISTOGRAM")))
+		return rmq_resp_array(&c->out, 0);
+	if (argc >= 2 && arg_is(&argv[1], "RESET"))
+		return rmq_resp_int(&c->out, 0);
+	rmq_resp_error(&c->out,
+		       "ERR unknown or unsupported LATENCY subcommand (LATEST, HISTORY, "
+		       "HISTOGRAM, RESET: ringmq records no latency events)");
+}
+
+static void cmd_slowlog(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc >= 2 && arg_is(&argv[1], "GET"))
+		return rmq_resp_array(&c->out, 0);
+	if (argc >= 2 && arg_is(&argv[1], "LEN"))
+		return rmq_resp_int(&c->out, 0);
+	if (argc >= 2 && arg_is(&argv[1], "RESET"))
+		return rmq_resp_simple(&c->out, "OK");
+	rmq_resp_error(&c->out,
+		       "ERR unknown or unsupported SLOWLOG subcommand (GET, LEN, RESET: ringmq "
+		       "keeps no slow log)");
+}
+
 static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc >= 2 && arg_is(&argv[1], "COUNT"))
@@ -1520,6 +1548,8 @@ static const struct command commands[] = {
 	CMD("HELLO", cmd_hello, F_LOADING),
 	CMD("CLIENT", cmd_client, F_LOADING),
 	CMD("SELECT", cmd_select, F_LOADING),
+	CMD("LATENCY", cmd_latency, F_LOADING),
+	CMD("SLOWLOG", cmd_slowlog, F_LOADING),
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
