@@ -1320,9 +1320,8 @@ static void cmd_latency(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_array(&c->out, 0);
 	if (argc >= 2 && arg_is(&argv[1], "RESET"))
 		return rmq_resp_int(&c->out, 0);
-	rmq_resp_error(&c->out,
-		       "ERR unknown or unsupported LATENCY subcommand (LATEST, HISTORY, "
-		       "HISTOGRAM, RESET: ringmq records no latency events)");
+	rmq_resp_error(&c->out, "ERR unknown or unsupported LATENCY subcommand (LATEST, HISTORY, "
+				"HISTOGRAM, RESET: ringmq records no latency events)");
 }
 
 static void cmd_slowlog(struct conn *c, struct rmq_arg *argv, size_t argc)

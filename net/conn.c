@@ -633,8 +633,9 @@ void rmq__conn_write(struct conn *c)
 {
 	struct worker *w = c->worker;
 	bool was_backlog = c->backlog;
-	if (rmq__persist_holding(w)) {
-		/* --fsync always: replies wait for the worker's sync step */
+	if (rmq__persist_holding(w) || w->n_pscan) {
+		/* --fsync always: replies wait for the worker's sync step;
+		 * PSUBSCRIBE: for its scan (pattern.c) */
 		rmq__conn_want_flush(c);
 		return;
 	}

@@ -78,6 +78,7 @@ struct psub {
 	struct conn *conn;
 	char *pat; /* owned */
 	size_t plen;
+	bool pending; /* in worker->pscan: its topics not matched yet */
 };
 
 struct conn {
@@ -205,6 +206,13 @@ struct worker {
 	pthread_mutex_t created_lock;
 	struct rmq_topic **created;
 	uint32_t n_created, cap_created;
+	/* New pattern subscriptions whose existing topics are found by one
+	 * walk of the table for all of them, at the start of the next
+	 * iteration (rmq__pattern_drain); until then no connection of this
+	 * worker is written to, so a confirmation is never seen before its
+	 * subscription is in place. */
+	struct psub **pscan;
+	uint32_t n_pscan, cap_pscan;
 	/* Each list has one timeout for all, so appending keeps it sorted by
 	 * deadline_ms, earliest first. */
 	struct cds_list_head deadlines; /* half-sent requests */

@@ -6,7 +6,9 @@
  * each match as a live_sub of the subscribing connection on the topic's
  * watch, exactly like a SUBSCRIBE: a PUBLISH wakes the topic's watches and
  * never looks at a pattern, so it costs the same with 10,000 patterns as
- * with none. Delivery is the same too: the message is stored once in the
+ * with none. (The topics that exist when a pattern is subscribed are found
+ * by one walk of the table per worker iteration for all new patterns,
+ * replies held until then.) Delivery is the same too: the message is stored once in the
  * topic's log and each subscription reads it from its own cursor; a
  * pattern's subscription writes its own "pmessage" header (made once, when
  * it attached) and then the stored record's bulk payload.
@@ -213,16 +215,18 @@ void rmq__pattern_live_remove(struct live_sub *s)
 	free(s);
 }
 
-struct scan_ctx {
-	struct psub *ps;
-};
-
+/* One walk of the topic table for every pattern subscribed on this worker
+ * since the last: a walk visits every bucket of the table (tens of ms for
+ * a big sparse one), so a client's 10,000 PSUBSCRIBEs cost one walk per
+ * loop iteration, not one each. */
 static void scan_topic(struct rmq_topic *t, void *ctx)
 {
-	struct scan_ctx *sc = ctx;
-	if (!rmq_topic_deleted(t) &&
-	    rmq_glob_match(sc->ps->pat, sc->ps->plen, t->name, t->name_len))
-		attach(sc->ps, t);
+	struct worker *w = ctx;
+	if (rmq_topic_deleted(t))
+		return;
+	for (uint32_t i = 0; i < w->n_pscan; i++)
+		if (rmq_glob_match(w->pscan[i]->pat, w->pscan[i]->plen, t->name, t->name_len))
+			attach(w->pscan[i], t);
 }
 
 static struct psub *psub_find(struct conn *c, const char *pat, size_t len)
@@ -248,14 +252,25 @@ void rmq__pattern_subscribe(struct conn *c, const struct rmq_arg *pat)
 		c->n_psubs++;
 		/* registered before the scan: see the file's comment */
 		reg_add(c->worker->srv->patterns, pat->p, pat->len, c->worker->id);
-		struct scan_ctx sc = { ps };
-		rmq_broker_foreach(c->worker->srv->broker, scan_topic, &sc);
+		struct worker *w = c->worker;
+		if (w->n_pscan == w->cap_pscan) {
+			w->cap_pscan = w->cap_pscan ? 2 * w->cap_pscan : 16;
+			w->pscan = rmq_realloc(w->pscan, w->cap_pscan * sizeof(*w->pscan));
+		}
+		w->pscan[w->n_pscan++] = ps;
+		ps->pending = true;
 	}
 	rmq__pubsub_reply(c, "psubscribe", pat->p, pat->len, rmq__conn_subs(c));
 }
 
 static void psub_free(struct conn *c, struct psub *ps)
 {
+	struct worker *w = c->worker;
+	for (uint32_t i = 0; ps->pending && i < w->n_pscan; i++)
+		if (w->pscan[i] == ps) {
+			w->pscan[i] = w->pscan[--w->n_pscan];
+			break;
+		}
 	for (int i = 0; i < c->n_plive;) {
 		if (c->plive[i]->psub == ps)
 			rmq__pattern_live_remove(c->plive[i]); /* moves the last to i */
@@ -317,6 +332,12 @@ void rmq__pattern_drain(struct worker *w)
 		rmq_topic_put(t);
 	}
 	free(v);
+	if (w->n_pscan) {
+		rmq_broker_foreach(w->srv->broker, scan_topic, w);
+		for (uint32_t i = 0; i < w->n_pscan; i++)
+			w->pscan[i]->pending = false;
+		w->n_pscan = 0;
+	}
 }
 
 /* --- PUBSUB --- */

@@ -285,7 +285,7 @@ static void worker_reap(struct worker *w)
 static bool worker_has_work(struct worker *w)
 {
 	return ck_ring_size(&w->accept_ring) > 0 || rmq_shard_pending(w->srv->broker, w->id) ||
-	       !cds_list_empty(&w->unblocked);
+	       !cds_list_empty(&w->unblocked) || w->n_pscan;
 }
 
 /* Graceful stop: answer what was already read, flush for a moment, close. */
@@ -471,6 +471,7 @@ void rmq__worker_fini(struct worker *w)
 	free(w->park_heap);
 	free(w->sync_topics); /* empty: every sync step gave its references back */
 	free(w->created);     /* emptied by rmq__server_state_fini */
+	free(w->pscan);
 	pthread_mutex_destroy(&w->created_lock);
 	rmq_buf_free(&w->scratch);
 }
