@@ -1127,7 +1127,9 @@ static int setup_pub(struct run *r, struct pconn *pc, unsigned idx)
 	pc->ntm = w->frame == RB_FR_PUBLISH ? assign(idx, w->pubs, r->ntopics, tl) : 1;
 	if (w->frame != RB_FR_PUBLISH)
 		tl[0] = 0;
-	pc->tm = calloc(pc->ntm, sizeof(*pc->tm));
+	/* ntm >= 1 (assign() gives each publisher a topic); the analyzer
+	 * cannot see it through assign() */
+	pc->tm = calloc(pc->ntm ? pc->ntm : 1, sizeof(*pc->tm));
 	for (unsigned i = 0; i < pc->ntm; i++) {
 		/* NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage): assign() filled tl[0..ntm) */
 		tmpl_init(r, &pc->tm[i], tl[i], pc->id);
