@@ -120,6 +120,8 @@ static void usage(FILE *f)
 		"      --pub-threads N, --sub-threads N   generator threads (min(connections, cores))\n"
 		"      --pull-count N     PULL COUNT (1000)      --pull-block MS   PULL BLOCK (100)\n"
 		"      --capacity BYTES   CAPACITY of topics created on ringmq (server default)\n"
+		"      --patterns N       one more connection PSUBSCRIBEs N patterns matching none of\n"
+		"                         the topics: PUBLISH's cost with N patterns (Redis, ringmq)\n"
 		"  createTopic:\n"
 		"      --clients K        connections (4)        --topics-per-client M   (25000)\n"
 		"      --lookup-sizes LIST  table sizes for the publish check (1,10000,1000000; '' skips)\n"
@@ -549,6 +551,7 @@ enum {
 	O_PULLCNT,
 	O_PULLBLK,
 	O_CAPACITY,
+	O_PATTERNS,
 	O_CLIENTS,
 	O_TPC,
 	O_LOOKUP,
@@ -601,6 +604,7 @@ static const struct option long_opts[] = {
 	{ "pull-count", required_argument, NULL, O_PULLCNT },
 	{ "pull-block", required_argument, NULL, O_PULLBLK },
 	{ "capacity", required_argument, NULL, O_CAPACITY },
+	{ "patterns", required_argument, NULL, O_PATTERNS },
 	{ "clients", required_argument, NULL, O_CLIENTS },
 	{ "topics-per-client", required_argument, NULL, O_TPC },
 	{ "lookup-sizes", required_argument, NULL, O_LOOKUP },
@@ -806,6 +810,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					"--capacity: expected bytes >= 1024 (K, M, G), got '%s'",
 					optarg);
 			w->capacity = u;
+			break;
+		case O_PATTERNS:
+			if (parse_u64(optarg, &u) || u > 1000000)
+				return die_usage("--patterns: expected 0..1000000, got '%s'",
+						 optarg);
+			w->patterns = (unsigned)u;
 			break;
 		case O_CLIENTS:
 			if (parse_u64(optarg, &u) || u < 1 || u > 10000)

@@ -7,11 +7,16 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "procstat.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* INFO's redis_version. Redis clients read it to decide which commands
@@ -283,6 +288,7 @@ struct topics_page {
 	const char *pattern; /* into the request, valid during one call */
 	size_t plen;
 	uint64_t visited;
+	struct server *srv; /* INFO topics */
 };
 
 static void page_topic(struct rmq_topic *t, void *ctx)
@@ -870,6 +876,33 @@ static void cmd_dunsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_int(&c->out, rmq_dsub_count(c->dsub));
 }
 
+/* --- patterns (pattern.c) --- */
+
+static void cmd_psubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 2)
+		return err_args(c, "psubscribe");
+	if (c->dsub)
+		return rmq_resp_error(&c->out,
+				      "ERR PSUBSCRIBE is for live subscriptions: a registered "
+				      "subscriber SUBSCRIBEs to topics by name");
+	for (size_t i = 1; i < argc; i++)
+		rmq__pattern_subscribe(c, &argv[i]);
+}
+
+static void cmd_punsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc == 1)
+		return rmq__pattern_unsubscribe_all(c);
+	for (size_t i = 1; i < argc; i++)
+		rmq__pattern_unsubscribe(c, &argv[i]);
+}
+
+static void cmd_pubsub(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	rmq__pattern_pubsub_cmd(c, argv, argc);
+}
+
 /* --- durable pull --- */
 
 static void pull_reply(struct conn *c, const struct rmq_pull *p)
@@ -1024,6 +1057,18 @@ static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 /* --- INFO --- */
 
+/* INFO is Redis-shaped: "# Section" headers and one "key:value" line per
+ * key, no key twice in the whole reply, so that every INFO parser (redis-py,
+ * ioredis, node-redis, redis-cli --stat, prometheus-redis-exporter) reads
+ * it. INFO with no argument, "default", "all" and "everything" give the
+ * server-wide sections, whose size does not grow with the number of topics
+ * or subscribers. The per-topic and per-subscription listings are the
+ * "topics" and "subscribers" sections, given only when named: one line per
+ * topic, "topic_<name>:k=v,k=v,...", and per subscription,
+ * "subscriber_<name>/<topic>:k=v,...", in the shape of Redis's keyspace
+ * lines, names escaped (info_escape) so that ':', ',', '=' and '/' in them
+ * cannot break the parsing. */
+
 struct info_ctx {
 	struct rmq_buf *b;
 	struct server *srv;
@@ -1050,6 +1095,27 @@ static void info_printf(struct rmq_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+/* Appends name with '%', ':', ',', '=' and '/' written as %XX (upper-case
+ * hex), so that a name is one piece of an INFO key or value whatever it
+ * holds (topic names have no whitespace or control bytes). */
+static void info_escape(struct rmq_buf *b, const char *name, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *w = rmq_buf_reserve(b, 3 * len);
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (ch == '%' || ch == ':' || ch == ',' || ch == '=' || ch == '/') {
+			w[n++] = '%';
+			w[n++] = hex[ch >> 4];
+			w[n++] = hex[ch & 15];
+		} else {
+			w[n++] = (char)ch;
+		}
+	}
+	b->len += n;
+}
+
 static void info_topic(struct rmq_topic *t, void *ctx)
 {
 	struct info_ctx *ic = ctx;
@@ -1058,12 +1124,14 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 	ic->listed++;
 	struct rmq_topic_stats st;
 	rmq_topic_stats(t, &st);
+	rmq_buf_append(ic->b, "topic_", 6);
+	info_escape(ic->b, t->name, t->name_len);
 	info_printf(
 		ic->b,
-		"topic:%s msgs_in=%llu bytes_in=%llu depth=%llu first_seq=%llu next_seq=%llu "
-		"retained_bytes=%llu capacity=%llu onfull=%s evicted=%llu dropped=%llu rejected=%llu "
-		"live_subscribers=%llu durable_subscribers=%llu slow_disconnects=%llu",
-		t->name, (unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
+		":msgs_in=%llu,bytes_in=%llu,depth=%llu,first_seq=%llu,next_seq=%llu,"
+		"retained_bytes=%llu,capacity=%llu,onfull=%s,evicted=%llu,dropped=%llu,rejected=%llu,"
+		"live_subscribers=%llu,durable_subscribers=%llu,slow_disconnects=%llu",
+		(unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
 		(unsigned long long)st.depth, (unsigned long long)st.first_seq,
 		(unsigned long long)st.next_seq, (unsigned long long)st.retained,
 		(unsigned long long)st.capacity,
@@ -1072,7 +1140,12 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 		(unsigned long long)st.evicted, (unsigned long long)st.dropped,
 		(unsigned long long)st.rejected, (unsigned long long)st.live_subs,
 		(unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);
+	/* persist.c writes its fields as " k=v ...": commas here */
+	size_t from = ic->b->len;
 	rmq__persist_topic_info(ic->srv, t, ic->b);
+	for (size_t i = from; i < ic->b->len; i++)
+		if (ic->b->data[i] == ' ')
+			ic->b->data[i] = ',';
 	rmq_buf_append(ic->b, "\r\n", 2);
 }
 
@@ -1082,23 +1155,31 @@ static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsub_subscriptio
 	struct info_ctx *ic = ctx;
 	uint64_t delivered, acked;
 	rmq_dsub_positions(s, &delivered, &acked);
+	rmq_buf_append(ic->b, "subscriber_", 11);
+	info_escape(ic->b, d->name, strlen(d->name));
+	rmq_buf_append(ic->b, "/", 1);
+	info_escape(ic->b, s->topic->name, s->topic->name_len);
 	info_printf(ic->b,
-		    "subscriber:%s topic=%s position=%llu lag=%llu lost=%llu attached=%s "
-		    "idle_seconds=%llu ack=%s acked=%llu pending=%llu redelivered=%llu\r\n",
-		    d->name, s->topic->name, (unsigned long long)delivered, (unsigned long long)lag,
+		    ":position=%llu,lag=%llu,lost=%llu,attached=%s,"
+		    "idle_seconds=%llu,ack=%s,acked=%llu,pending=%llu,redelivered=%llu\r\n",
+		    (unsigned long long)delivered, (unsigned long long)lag,
 		    (unsigned long long)s->lost, d->attached ? "yes" : "no",
 		    (unsigned long long)(d->idle_ms / 1000), d->ack ? "yes" : "no",
 		    (unsigned long long)acked, (unsigned long long)(delivered - acked),
 		    (unsigned long long)s->redelivered);
 }
 
-static bool want_section(struct rmq_arg *argv, size_t argc, const char *name)
+/* Whether section `name` is wanted: the default sections for INFO without
+ * an argument (or "default", "all", "everything"); the listings only when
+ * named. */
+static bool want_section(struct rmq_arg *argv, size_t argc, const char *name, bool listing)
 {
 	if (argc < 2)
-		return true;
+		return !listing;
 	for (size_t i = 1; i < argc; i++)
-		if (arg_is(&argv[i], name) || arg_is(&argv[i], "all") ||
-		    arg_is(&argv[i], "everything"))
+		if (arg_is(&argv[i], name) ||
+		    (!listing && (arg_is(&argv[i], "default") || arg_is(&argv[i], "all") ||
+				  arg_is(&argv[i], "everything"))))
 			return true;
 	return false;
 }
@@ -1109,20 +1190,70 @@ static void info_page_topic(struct rmq_topic *t, void *ctx)
 	struct topics_page *pg = ctx;
 	if (pg->n >= INFO_TOPICS_MAX)
 		return;
-	struct info_ctx ic = { .b = &pg->names };
+	struct info_ctx ic = { .b = &pg->names, .srv = pg->srv };
 	info_topic(t, &ic);
 	pg->n++;
+}
+
+/* Bytes as Redis's *_human fields write them: "1.50M". */
+static void human_bytes(char *out, size_t cap, uint64_t n)
+{
+	static const char units[] = "BKMGTP";
+	double v = (double)n;
+	int u = 0;
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, cap, "%lluB", (unsigned long long)n);
+	else
+		snprintf(out, cap, "%.2f%c", v, units[u]);
+}
+
+/* instantaneous_ops_per_sec: commands per second over the last second or
+ * so, from samples of total_commands_processed that INFO itself takes (at
+ * most one per INFO_SAMPLE_MS, INFO_SAMPLES kept): a server nobody asks
+ * keeps no timer for it. The rate is against the newest sample at least a
+ * second old, else against the oldest one; 0 when there is none yet (the
+ * first INFO after a start). */
+static uint64_t ops_per_sec(struct server *s, uint64_t now, uint64_t commands)
+{
+	pthread_mutex_lock(&s->ops_lock);
+	struct ops_sample *v = s->ops_samples;
+	const struct ops_sample *base = NULL;
+	for (unsigned i = 0; i < s->n_ops; i++) {
+		const struct ops_sample *x =
+			&v[(s->ops_head + INFO_SAMPLES - 1 - i) % INFO_SAMPLES];
+		base = x;
+		if (now - x->ms >= 1000)
+			break;
+	}
+	uint64_t rate = 0;
+	if (base && now > base->ms && commands >= base->commands)
+		rate = (commands - base->commands) * 1000 / (now - base->ms);
+	bool take = s->n_ops == 0 ||
+		    now - v[(s->ops_head + INFO_SAMPLES - 1) % INFO_SAMPLES].ms >= INFO_SAMPLE_MS;
+	if (take) {
+		v[s->ops_head] = (struct ops_sample){ now, commands };
+		s->ops_head = (s->ops_head + 1) % INFO_SAMPLES;
+		if (s->n_ops < INFO_SAMPLES)
+			s->n_ops++;
+	}
+	pthread_mutex_unlock(&s->ops_lock);
+	return rate;
 }
 
 static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	struct server *s = srv_of(c);
-	if (want_section(argv, argc, "topics")) {
+	if (want_section(argv, argc, "topics", true)) {
 		/* A full pass over a sparse table walks all its buckets: a few
 		 * scan calls per turn of the loop (c->again), as TOPICS does. */
 		struct topics_page *pg = c->topics_page;
 		if (!pg)
 			pg = c->topics_page = rmq_calloc(1, sizeof(*pg));
+		pg->srv = s;
 		for (int calls = 0; calls < SCAN_CALLS_PER_TURN; calls++) {
 			pg->cursor = rmq_broker_scan(s->broker, pg->cursor, INFO_TOPICS_MAX, NULL,
 						     0, info_page_topic, pg);
@@ -1135,7 +1266,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		}
 	}
 	struct rmq_buf b = { 0 };
-	uint64_t tot[13] = { 0 };
+	uint64_t tot[14] = { 0 };
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct worker_stats *st = &s->workers[i].stats;
 		tot[0] += atomic_load_explicit(&st->conns_accepted, memory_order_relaxed);
@@ -1151,41 +1282,63 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		tot[10] += atomic_load_explicit(&st->frame_timeouts, memory_order_relaxed);
 		tot[11] += atomic_load_explicit(&st->alloc_failures, memory_order_relaxed);
 		tot[12] += atomic_load_explicit(&st->client_memory_closed, memory_order_relaxed);
+		/* incremented and decremented (wrapping) by its worker */
+		tot[13] += atomic_load_explicit(&st->blocked, memory_order_relaxed);
 	}
-	if (want_section(argv, argc, "server"))
+	uint64_t now = rmq_now_ms(), uptime = (now - s->started_ms) / 1000;
+	if (want_section(argv, argc, "server", false))
 		info_printf(
 			&b,
-			"# Server\r\nringmq_version:%s\r\nredis_version:" INFO_REDIS_VERSION
-			"\r\nprocess_id:%d\r\n"
-			"tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
+			"# Server\r\nredis_version:" INFO_REDIS_VERSION "\r\nringmq_version:%s\r\n"
+			"redis_mode:standalone\r\narch_bits:%d\r\nprocess_id:%d\r\n"
+			"tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nuptime_in_days:%llu\r\n"
+			"max_payload:%zu\r\n"
 			"max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\nmax_request:%zu\r\n"
 			"max_client_memory:%zu\r\ntcp_keepalive:%u\r\n"
 			"frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\nack_wait_ms:%llu\r\n\r\n",
-			RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
-			(unsigned long long)((rmq_now_ms() - s->started_ms) / 1000),
+			RMQ_VERSION, (int)(sizeof(void *) * 8), (int)getpid(), s->port, s->nworkers,
+			(unsigned long long)uptime, (unsigned long long)(uptime / 86400),
 			s->cfg.max_payload, s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline,
 			s->max_query, s->cfg.max_client_memory, s->cfg.tcp_keepalive_s,
 			(unsigned long long)s->cfg.frame_timeout_ms,
 			(unsigned long long)s->cfg.subscriber_ttl_ms,
 			(unsigned long long)(s->cfg.ack_wait_ms ? s->cfg.ack_wait_ms
 								: RMQ_ACK_WAIT_DEFAULT_MS));
-	if (want_section(argv, argc, "clients"))
+	if (want_section(argv, argc, "clients", false))
 		info_printf(&b,
-			    "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n"
+			    "# Clients\r\nconnected_clients:%llu\r\nmaxclients:%u\r\n"
+			    "blocked_clients:%llu\r\n"
 			    "client_buffers_bytes:%lld\r\nclient_memory_closed:%llu\r\n\r\n",
-			    (unsigned long long)tot[9],
-			    (unsigned long long)atomic_load(&s->rejected_clients),
-			    (long long)atomic_load(&s->client_mem), (unsigned long long)tot[12]);
-	struct info_ctx ic = { .b = &b };
+			    (unsigned long long)tot[9], s->cfg.max_clients,
+			    (unsigned long long)tot[13], (long long)atomic_load(&s->client_mem),
+			    (unsigned long long)tot[12]);
+	if (want_section(argv, argc, "memory", false)) {
+		/* The process's resident set: what the broker holds (logs in
+		 * memory, mapped disk segments touched, buffers), the figure an
+		 * operator compares with the machine's memory. */
+		int64_t rss = rmq_proc_rss_kib(getpid());
+		uint64_t used = rss > 0 ? (uint64_t)rss * 1024 : 0;
+		char h[32];
+		human_bytes(h, sizeof(h), used);
+		info_printf(
+			&b,
+			"# Memory\r\nused_memory:%llu\r\nused_memory_human:%s\r\n"
+			"used_memory_rss:%llu\r\nused_memory_rss_human:%s\r\n"
+			"maxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\n\r\n",
+			(unsigned long long)used, h, (unsigned long long)used, h);
+	}
+	struct info_ctx ic = { .b = &b, .srv = s };
 	/* From counters kept as they change: no walk over the topics. */
 	struct rmq_broker_totals bt;
 	rmq_broker_totals(s->broker, &bt);
-	if (want_section(argv, argc, "persistence"))
+	if (want_section(argv, argc, "persistence", false))
 		rmq__persist_info(s, &b);
-	if (want_section(argv, argc, "stats"))
+	if (want_section(argv, argc, "stats", false))
 		info_printf(
 			&b,
 			"# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+			"instantaneous_ops_per_sec:%llu\r\nrejected_connections:%llu\r\n"
+			"pubsub_channels:%llu\r\npubsub_patterns:%llu\r\n"
 			"messages_in:%llu\r\nmessages_out:%llu\r\nmessages_pushed:%llu\r\n"
 			"messages_pulled:%llu\r\nbytes_in:%llu\r\nbytes_out:%llu\r\n"
 			"topics:%llu\r\nmessages_retained:%llu\r\nbytes_retained:%llu\r\n"
@@ -1194,17 +1347,40 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			"frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
 			"durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n\r\n",
 			(unsigned long long)tot[0], (unsigned long long)tot[1],
-			(unsigned long long)tot[2], (unsigned long long)tot[3] + tot[4],
-			(unsigned long long)tot[3], (unsigned long long)tot[4],
-			(unsigned long long)tot[5], (unsigned long long)tot[6],
-			(unsigned long long)bt.topics, (unsigned long long)bt.messages_retained,
+			(unsigned long long)ops_per_sec(s, now, tot[1]),
+			(unsigned long long)atomic_load(&s->rejected_clients),
+			(unsigned long long)atomic_load(&s->pubsub_channels),
+			(unsigned long long)rmq__patterns_count(s), (unsigned long long)tot[2],
+			(unsigned long long)tot[3] + tot[4], (unsigned long long)tot[3],
+			(unsigned long long)tot[4], (unsigned long long)tot[5],
+			(unsigned long long)tot[6], (unsigned long long)bt.topics,
+			(unsigned long long)bt.messages_retained,
 			(unsigned long long)bt.bytes_retained, (unsigned long long)bt.dropped,
 			(unsigned long long)bt.rejected, (unsigned long long)tot[7],
 			(unsigned long long)tot[8], (unsigned long long)tot[10],
 			(unsigned long long)tot[11],
 			(unsigned long long)rmq_dsub_registry_count(s->dsubs),
 			(unsigned long long)atomic_load(&s->dsubs_expired));
-	if (want_section(argv, argc, "topics")) {
+	if (want_section(argv, argc, "replication", false))
+		info_printf(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+	if (want_section(argv, argc, "cpu", false)) {
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		info_printf(&b,
+			    "# CPU\r\nused_cpu_sys:%ld.%06ld\r\nused_cpu_user:%ld.%06ld\r\n\r\n",
+			    (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec,
+			    (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec);
+	}
+	if (want_section(argv, argc, "keyspace", false)) {
+		/* Topics as db0's keys, as tools that sum db*:keys expect
+		 * (redis-cli --stat); no key expires. */
+		info_printf(&b, "# Keyspace\r\n");
+		if (bt.topics)
+			info_printf(&b, "db0:keys=%llu,expires=0,avg_ttl=0\r\n",
+				    (unsigned long long)bt.topics);
+		info_printf(&b, "\r\n");
+	}
+	if (want_section(argv, argc, "topics", true)) {
 		/* The first INFO_TOPICS_MAX topics of the table, gathered over
 		 * turns of the loop (see the start); TOPICS pages through all. */
 		struct topics_page *pg = c->topics_page;
@@ -1217,10 +1393,10 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		info_printf(&b, "\r\n");
 		rmq__cmd_free_state(c);
 	}
-	if (want_section(argv, argc, "subscribers")) {
+	if (want_section(argv, argc, "subscribers", true)) {
 		info_printf(&b, "# Subscribers\r\n");
-		uint64_t seen = rmq_dsub_registry_foreach(s->dsubs, rmq_now_ms(),
-							  INFO_SUBSCRIPTIONS_MAX, info_dsub, &ic);
+		uint64_t seen = rmq_dsub_registry_foreach(s->dsubs, now, INFO_SUBSCRIPTIONS_MAX,
+							  info_dsub, &ic);
 		uint64_t all = rmq_dsub_registry_count(s->dsubs);
 		if (all > seen)
 			info_printf(&b, "subscribers_omitted:%llu\r\n",
@@ -1263,6 +1439,33 @@ static void cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc >= 2 && arg_is(&argv[1], "RESETSTAT"))
 		return rmq_resp_simple(&c->out, "OK");
 	rmq_resp_error(&c->out, "ERR CONFIG supports only GET (read-only) in ringmq");
+}
+
+/* LATENCY and SLOWLOG: monitoring tools (prometheus-redis-exporter) read
+ * them on every scrape. ringmq records neither Redis's latency events nor
+ * a slow log: empty answers, so the tools go on. */
+static void cmd_latency(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc >= 2 && (arg_is(&argv[1], "LATEST") || arg_is(&argv[1], "HISTORY") ||
+			  arg_is(&argv[1], "HISTOGRAM")))
+		return rmq_resp_array(&c->out, 0);
+	if (argc >= 2 && arg_is(&argv[1], "RESET"))
+		return rmq_resp_int(&c->out, 0);
+	rmq_resp_error(&c->out, "ERR unknown or unsupported LATENCY subcommand (LATEST, HISTORY, "
+				"HISTOGRAM, RESET: ringmq records no latency events)");
+}
+
+static void cmd_slowlog(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc >= 2 && arg_is(&argv[1], "GET"))
+		return rmq_resp_array(&c->out, 0);
+	if (argc >= 2 && arg_is(&argv[1], "LEN"))
+		return rmq_resp_int(&c->out, 0);
+	if (argc >= 2 && arg_is(&argv[1], "RESET"))
+		return rmq_resp_simple(&c->out, "OK");
+	rmq_resp_error(&c->out,
+		       "ERR unknown or unsupported SLOWLOG subcommand (GET, LEN, RESET: ringmq "
+		       "keeps no slow log)");
 }
 
 static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
@@ -1334,6 +1537,62 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_array(&c->out, 0);
 }
 
+/* "ip:port" of the socket's peer (peer) or own end, "?" when unknown. */
+static void sock_addr(int fd, bool peer, char *out, size_t cap)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+		      : getsockname(fd, (struct sockaddr *)&ss, &sl);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (rc == 0 && ss.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	} else if (rc == 0 && ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	}
+	snprintf(out, cap, "%s:%u", host, port);
+}
+
+/* CLIENT INFO's line: Redis 7's fields, in its order (clients such as
+ * redis-py's client_info() index them by name), then ringmq's own
+ * (worker, role). Flags: N (none), P (pub/sub mode). multi=-1: no MULTI
+ * in progress. user=default: ringmq has no ACL. */
+static void client_info_line(struct conn *c, struct rmq_buf *b)
+{
+	char addr[INET6_ADDRSTRLEN + 8], laddr[INET6_ADDRSTRLEN + 8], cmd[24] = "NULL";
+	sock_addr(c->fd, true, addr, sizeof(addr));
+	sock_addr(c->fd, false, laddr, sizeof(laddr));
+	if (c->last_cmd) {
+		size_t i = 0;
+		for (; c->last_cmd[i] && i + 1 < sizeof(cmd); i++)
+			cmd[i] = (char)(c->last_cmd[i] | 0x20); /* letters only */
+		cmd[i] = 0;
+	}
+	uint64_t now = rmq_now_ms();
+	size_t qbuf = rmq_buf_pending(&c->in), obl = rmq_buf_pending(&c->out);
+	info_printf(b,
+		    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=0 "
+		    "sub=%d psub=%d ssub=0 multi=%lld qbuf=%zu qbuf-free=%zu argv-mem=0 "
+		    "multi-mem=%zu rbs=%zu rbp=0 obl=%zu oll=0 omem=%zu tot-mem=%zu events=r%s "
+		    "cmd=%s user=default redir=-1 resp=%d worker=%u role=%s\n",
+		    (unsigned long long)c->id, addr, laddr, c->fd, c->name ? c->name : "",
+		    (unsigned long long)((now - c->created_ms) / 1000),
+		    (unsigned long long)((now - c->last_ms) / 1000), rmq__conn_subs(c) ? "P" : "N",
+		    c->n_live_subs + c->n_gone + c->sub_deleted, c->n_psubs,
+		    c->in_multi ? (long long)c->multi_n : -1LL, qbuf, c->in.cap - c->in.len,
+		    c->multi.cap, c->in.cap, obl, c->out.cap,
+		    c->in.cap + c->out.cap + c->multi.cap + sizeof(*c), obl ? "w" : "", cmd,
+		    c->resp3 ? 3 : 2, c->worker->id,
+		    c->role == ROLE_PUBLISHER    ? "publisher"
+		    : c->role == ROLE_SUBSCRIBER ? "subscriber"
+						 : "none");
+}
+
 static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
@@ -1350,15 +1609,12 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_simple(&c->out, "OK");
 	if (arg_is(&argv[1], "ID"))
 		return rmq_resp_int(&c->out, (int64_t)c->id);
-	if (arg_is(&argv[1], "INFO")) {
-		char line[512];
-		snprintf(line, sizeof(line), "id=%llu name=%s worker=%u role=%s sub=%d\n",
-			 (unsigned long long)c->id, c->name ? c->name : "", c->worker->id,
-			 c->role == ROLE_PUBLISHER    ? "publisher"
-			 : c->role == ROLE_SUBSCRIBER ? "subscriber"
-						      : "none",
-			 live_count(c));
-		return rmq_resp_bulkstr(&c->out, line);
+	if (arg_is(&argv[1], "INFO") && argc == 2) {
+		struct rmq_buf line = { 0 };
+		client_info_line(c, &line);
+		rmq_resp_bulk(&c->out, line.data, line.len);
+		rmq_buf_free(&line);
+		return;
 	}
 	if (arg_is(&argv[1], "REPLY") && argc == 3) {
 		/* Redis semantics: ON replies OK; OFF and SKIP reply nothing. */
@@ -1452,6 +1708,9 @@ static const struct command commands[] = {
 	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING, -1),
 	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE | F_NOMULTI, -2),
 	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE | F_NOMULTI, -1),
+	CMD("PSUBSCRIBE", cmd_psubscribe, F_SUBMODE | F_NOMULTI, -2),
+	CMD("PUNSUBSCRIBE", cmd_punsubscribe, F_SUBMODE | F_NOMULTI, -1),
+	CMD("PUBSUB", cmd_pubsub, F_LOADING, -2),
 	CMD("DSUBSCRIBE", cmd_dsubscribe, 0, -2),
 	CMD("DUNSUBSCRIBE", cmd_dunsubscribe, 0, -1),
 	CMD("MULTI", cmd_multi, F_NOW, 1),
@@ -1474,6 +1733,8 @@ static const struct command commands[] = {
 	CMD("SELECT", cmd_select, F_LOADING, 2),
 	CMD("WATCH", cmd_watch, F_NOW, -2),
 	CMD("UNWATCH", cmd_unwatch, 0, 1),
+	CMD("LATENCY", cmd_latency, F_LOADING, -2),
+	CMD("SLOWLOG", cmd_slowlog, F_LOADING, -2),
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -1797,6 +2058,15 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (c->in_multi) /* as Redis: an unknown command aborts EXEC */
 			c->multi_dirty = true;
 	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&
+		   (cmd->fn == cmd_subscribe || cmd->fn == cmd_psubscribe) && !c->dsub) {
+		/* Clients send SUBSCRIBE again as soon as they reconnect, and
+		 * none retries it on -LOADING (redis-py and node-redis report
+		 * the error and drop the subscription; ioredis waits on INFO's
+		 * loading only before its first commands): it waits for the
+		 * topics to be back, then runs (worker.c, held). */
+		c->held = true;
+		c->again = true;
+	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&
 		   !(cmd->flags & F_LOADING)) {
 		/* Redis's word (clients wait and retry on it) */
 		rmq_resp_error(&c->out, "LOADING ringmq is loading its data directory");
@@ -1810,6 +2080,7 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 	} else if (c->in_multi && !(cmd->flags & F_NOW)) {
 		multi_queue(c, cmd, argv, argc);
 	} else {
+		c->last_cmd = cmd->name;
 		cmd->fn(c, argv, argc);
 	}
 	if (c->again) /* not done: replies (and their fate) when it is */

@@ -184,8 +184,10 @@ void rmq__conn_new(struct worker *w, int fd)
 	c->worker = w;
 	c->id = atomic_fetch_add(&w->srv->next_conn_id, 1) + 1;
 	c->created_ms = rmq_now_ms();
+	c->last_ms = c->created_ms;
 	c->events = EPOLLIN | EPOLLRDHUP;
 	CDS_INIT_LIST_HEAD(&c->parked.watch_link);
+	CDS_INIT_LIST_HEAD(&c->psubs);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	conn_keepalive(fd, w->srv->cfg.tcp_keepalive_s);
@@ -244,6 +246,7 @@ void rmq__conn_free(struct conn *c)
 	free(c->live_index);
 	rmq__pubsub_gone_free(c);
 	rmq_buf_free(&c->multi);
+	free(c->plive);
 	rmq__cmd_free_state(c);
 	free(c->name);
 	free(c->parked.topic);
@@ -388,6 +391,8 @@ void rmq__conn_process_input(struct conn *c)
 	uint64_t slice_t0 = rmq_now_ns();
 	unsigned fast_n = 0;
 	bool check_slice = false;
+	if (rmq_buf_pending(&c->in))
+		c->last_ms = rmq_now_ms(); /* once per batch of input, not per command */
 	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
 	       !c->yielded && rmq_buf_pending(&c->in)) {
 		const char *frame = c->in.data + c->in.off;
@@ -445,7 +450,12 @@ void rmq__conn_process_input(struct conn *c)
 				c->again = false;
 				c->split_cont = true;
 				c->yielded = true;
-				rmq__blocked_queue(c);
+				if (c->held && !c->in_unblocked) {
+					c->in_unblocked = true;
+					cds_list_add_tail(&c->unblocked_link, &w->held);
+				} else {
+					rmq__blocked_queue(c);
+				}
 				break;
 			}
 			rmq__cmd_publish_run_arm(c, &run, frame, w->argv, argc);
@@ -658,8 +668,9 @@ void rmq__conn_write(struct conn *c)
 {
 	struct worker *w = c->worker;
 	bool was_backlog = c->backlog;
-	if (rmq__persist_holding(w)) {
-		/* --fsync always: replies wait for the worker's sync step */
+	if (rmq__persist_holding(w) || w->n_pscan) {
+		/* --fsync always: replies wait for the worker's sync step;
+		 * PSUBSCRIBE: for its scan (pattern.c) */
 		rmq__conn_want_flush(c);
 		return;
 	}

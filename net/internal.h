@@ -48,15 +48,37 @@ enum reply_mode { REPLY_ON, REPLY_OFF, REPLY_SKIP };
 
 struct conn;
 
-/* A live (push) subscription of one connection to one topic. */
+struct psub;
+
+/* A live (push) subscription of one connection to one topic: SUBSCRIBE's
+ * (psub NULL), or one of the topics a PSUBSCRIBE pattern matches (psub
+ * set; pattern.c). */
 struct live_sub {
 	struct cds_list_head watch_link; /* in watch->members */
 	struct conn *conn;
 	struct rmq_watch *watch;  /* its topic's watch on conn's worker */
 	struct rmq_cursor cursor; /* the next message to deliver */
 	uint64_t hash;            /* of the topic's name (conn's index) */
-	int idx;                  /* in conn->live_subs */
+	int idx;                  /* in conn->live_subs, or conn->plive */
 	bool gone;                /* topic deleted: unsubscribe once drained */
+	struct psub *psub;        /* the pattern, or NULL */
+	/* psub only: "*4 $8 pmessage $n <pattern> $m <topic>", owned; each
+	 * message goes out as it and the stored record's bulk payload */
+	char *pfx;
+	uint32_t pfx_len;
+};
+
+/* One connection's subscription to one pattern (PSUBSCRIBE). The topics it
+ * matches are found when it is made and when a topic is created
+ * (pattern.c), never on PUBLISH: each match is a live_sub on the topic's
+ * watch, so a publish costs the same with any number of patterns. */
+struct psub {
+	struct cds_list_head conn_link;   /* conn->psubs */
+	struct cds_list_head worker_link; /* worker->psubs */
+	struct conn *conn;
+	char *pat; /* owned */
+	size_t plen;
+	bool pending; /* in worker->pscan: its topics not matched yet */
 };
 
 struct conn {
@@ -84,6 +106,8 @@ struct conn {
 				     * at the next iteration (in worker->unblocked) */
 	bool split_cont;                 /* the next request is such a rest: not a new
 				     * command for the stats */
+	bool held;                       /* a SUBSCRIBE waits for the data directory
+				     * to be loaded (in worker->held) */
 	bool again;                      /* the handler is not done: the same request
 				     * runs again at the next iteration (cmd.c) */
 	struct topics_page *topics_page; /* TOPICS in progress (cmd.c) */
@@ -111,6 +135,10 @@ struct conn {
 	struct live_sub **live_index; /* by topic name: open addressing, linear
 				       * probing, at most half full; NULL: empty */
 	size_t live_index_mask;
+	struct cds_list_head psubs; /* struct psub, by conn_link (pattern.c) */
+	int n_psubs;
+	struct live_sub **plive; /* the pattern subscriptions' topics */
+	int n_plive, plive_cap;
 	struct rmq_dsub *dsub;
 	uint64_t token;
 	struct {                                 /* the parked PULL, while blocked (blocked.c) */
@@ -126,6 +154,8 @@ struct conn {
 	struct cds_list_head unblocked_link; /* in worker->unblocked, when in_unblocked */
 	bool in_unblocked;
 	uint64_t created_ms;
+	uint64_t last_ms;     /* input last processed (CLIENT INFO idle) */
+	const char *last_cmd; /* its last command's name (CLIENT INFO cmd) */
 	/* In worker->deadlines while the server waits on the client to
 	 * finish a request (--frame-timeout), in worker->lingers while a
 	 * lingering close waits for its close. */
@@ -154,10 +184,10 @@ struct conn {
 #define RMQ_DELETED_CHANNEL_LEN (sizeof(RMQ_DELETED_CHANNEL) - 1)
 
 /* Live subscriptions as counted in replies and for subscribe mode: topics
- * plus the deletion channel. */
+ * (deleted ones too, until unsubscribed), the deletion channel, patterns. */
 static inline int live_count(const struct conn *c)
 {
-	return c->n_live_subs + c->n_gone + c->sub_deleted;
+	return c->n_live_subs + c->n_gone + c->sub_deleted + c->n_psubs;
 }
 
 /* RESP3-or-RESP2 forms of the reply types, by what the connection asked
@@ -191,6 +221,7 @@ struct worker_stats {
 	_Atomic uint64_t bytes_read, bytes_written, slow_disconnects, protocol_errors;
 	_Atomic uint64_t frame_timeouts, alloc_failures, client_memory_closed;
 	_Atomic uint64_t conns;
+	_Atomic uint64_t blocked; /* parked PULLs: +1 and -1 (wrapping) */
 };
 
 /* Worker counters have one writer (their worker) and are read by INFO on
@@ -220,6 +251,24 @@ struct worker {
 					    * unblocked_link: their next requests run
 					    * once per loop iteration (blocked.c) */
 	struct cds_list_head closed;    /* closed, freed at the end of the iteration */
+	/* conns whose SUBSCRIBE or PSUBSCRIBE waits for the end of loading,
+	 * by unblocked_link (in_unblocked set): moved to unblocked then */
+	struct cds_list_head held;
+	struct cds_list_head psubs; /* its connections' struct psub (pattern.c) */
+	/* Topics created since the last iteration that match a pattern of
+	 * this worker's connections, each with a reference: queued by the
+	 * creating thread under created_lock, taken by this worker
+	 * (rmq__pattern_drain). */
+	pthread_mutex_t created_lock;
+	struct rmq_topic **created;
+	uint32_t n_created, cap_created;
+	/* New pattern subscriptions whose existing topics are found by one
+	 * walk of the table for all of them, at the start of the next
+	 * iteration (rmq__pattern_drain); until then no connection of this
+	 * worker is written to, so a confirmation is never seen before its
+	 * subscription is in place. */
+	struct psub **pscan;
+	uint32_t n_pscan, cap_pscan;
 	/* Each list has one timeout for all, so appending keeps it sorted by
 	 * deadline_ms, earliest first. */
 	struct cds_list_head deadlines; /* half-sent requests */
@@ -275,9 +324,17 @@ struct server {
 	int spare_fd;                   /* acceptor only: given up on EMFILE */
 	uint64_t fd_rejects, fd_log_ms; /* acceptor only */
 	uint64_t started_ms;
-	struct persist *persist; /* persist.c; NULL: no data directory */
-	_Atomic int loading;     /* recovering the data directory */
-	_Atomic int exit_code;   /* rmq_server_run's, when stopped by a fatal error */
+	struct persist *persist;          /* persist.c; NULL: no data directory */
+	_Atomic int loading;              /* recovering the data directory */
+	_Atomic uint64_t pubsub_channels; /* topics with a SUBSCRIBE subscriber */
+	struct pattern_reg *patterns;     /* pattern.c */
+	/* INFO's instantaneous_ops_per_sec (cmd.c) */
+	pthread_mutex_t ops_lock;
+	struct ops_sample {
+		uint64_t ms, commands;
+	} ops_samples[16];
+	unsigned n_ops, ops_head;
+	_Atomic int exit_code; /* rmq_server_run's, when stopped by a fatal error */
 };
 
 /* A server's state without its sockets and threads, as rmq_server_run()
@@ -362,6 +419,35 @@ void rmq__pubsub_unsubscribe_all(struct conn *c);
 /* Tells c that topic name was deleted: a `message` push on
  * RMQ_DELETED_CHANNEL carrying the name. */
 void rmq__pubsub_deleted_notice(struct conn *c, const char *name, size_t len);
+
+/* Subscriptions of c that make it a subscribe-mode connection (Redis
+ * counts channels and patterns together). */
+static inline int rmq__conn_subs(const struct conn *c)
+{
+	return live_count(c);
+}
+/* Removes c's pattern subscription's live_sub for a topic (pattern.c). */
+void rmq__pattern_live_remove(struct live_sub *s);
+
+/* --- pattern.c: PSUBSCRIBE, PUNSUBSCRIBE, PUBSUB --- */
+/* Makes srv's pattern registry and hooks topic creation; 0 or -ENOMEM. */
+int rmq__pattern_init(struct server *srv);
+void rmq__pattern_fini(struct server *srv);
+/* The distinct patterns subscribed now (PUBSUB NUMPAT, INFO). */
+uint64_t rmq__patterns_count(struct server *srv);
+/* Subscribes c to the pattern and replies. */
+void rmq__pattern_subscribe(struct conn *c, const struct rmq_arg *pat);
+/* Ends c's subscription to the pattern (if any) and replies. */
+void rmq__pattern_unsubscribe(struct conn *c, const struct rmq_arg *pat);
+/* Ends all of c's pattern subscriptions, one reply each (one when none). */
+void rmq__pattern_unsubscribe_all(struct conn *c);
+/* Ends all of c's pattern subscriptions, no replies. */
+void rmq__pattern_drop_all(struct conn *c);
+/* Attaches the pattern subscriptions of w's connections to the topics
+ * created since the last call that match them. */
+void rmq__pattern_drain(struct worker *w);
+/* PUBSUB CHANNELS|NUMSUB|NUMPAT. */
+void rmq__pattern_pubsub_cmd(struct conn *c, struct rmq_arg *argv, size_t argc);
 
 /* --- blocked.c --- */
 /* Parks c's PULL (c->blocked) on watch, whose reference c now holds, with
@@ -452,6 +538,8 @@ void rmq__persist_sync_step(struct worker *w);
 void rmq__persist_set_worker(struct worker *w);
 /* Registers c's append to disk topic t for the next sync step. */
 void rmq__persist_note_append(struct conn *c, struct rmq_topic *t);
+#define INFO_SAMPLES 16
+#define INFO_SAMPLE_MS 100
 /* INFO's persistence section, and a topic's storage fields (appended to
  * its INFO line, each with a leading space). */
 void rmq__persist_info(struct server *srv, struct rmq_buf *b);

@@ -157,7 +157,8 @@ static void live_sub_remove_at(struct conn *c, int i)
 	index_del(c, s);
 	c->live_subs[i] = c->live_subs[--c->n_live_subs];
 	c->live_subs[i]->idx = i;
-	atomic_fetch_sub(&s->watch->topic->live_subs, 1);
+	if (atomic_fetch_sub(&s->watch->topic->live_subs, 1) == 1)
+		atomic_fetch_sub(&c->worker->srv->pubsub_channels, 1);
 	cds_list_del(&s->watch_link);
 	rmq_watch_release(s->watch);
 	free(s);
@@ -169,6 +170,7 @@ void rmq__pubsub_drop_all(struct conn *c)
 		live_sub_remove_at(c, c->n_live_subs - 1);
 	rmq__pubsub_gone_free(c);
 	c->sub_deleted = false;
+	rmq__pattern_drop_all(c);
 }
 
 void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
@@ -215,7 +217,8 @@ void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 	index_put(c, s);
 	s->idx = c->n_live_subs;
 	c->live_subs[c->n_live_subs++] = s;
-	atomic_fetch_add(&t->live_subs, 1);
+	if (atomic_fetch_add(&t->live_subs, 1) == 0)
+		atomic_fetch_add(&c->worker->srv->pubsub_channels, 1);
 	rmq__pubsub_reply(c, "subscribe", name->p, name->len, live_count(c));
 }
 
@@ -233,8 +236,8 @@ void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name)
 
 void rmq__pubsub_unsubscribe_all(struct conn *c)
 {
-	if (live_count(c) == 0)
-		return rmq__pubsub_reply(c, "unsubscribe", NULL, 0, 0);
+	if (c->n_live_subs + c->n_gone + c->sub_deleted == 0) /* patterns only, or none */
+		return rmq__pubsub_reply(c, "unsubscribe", NULL, 0, live_count(c));
 	while (c->n_live_subs) {
 		struct rmq_topic *t = c->live_subs[c->n_live_subs - 1]->watch->topic;
 		/* t stays valid: RCU, and the reply is written first */
@@ -251,7 +254,7 @@ void rmq__pubsub_unsubscribe_all(struct conn *c)
 	if (c->sub_deleted) {
 		c->sub_deleted = false;
 		rmq__pubsub_reply(c, "unsubscribe", RMQ_DELETED_CHANNEL, RMQ_DELETED_CHANNEL_LEN,
-				  0);
+				  live_count(c));
 	}
 }
 
@@ -263,6 +266,8 @@ void rmq__pubsub_unsubscribe_all(struct conn *c)
 static void live_sub_gone(struct live_sub *s)
 {
 	struct conn *c = s->conn;
+	if (s->psub) /* the pattern stays: no push */
+		return rmq__pattern_live_remove(s);
 	struct rmq_topic *t = s->watch->topic;
 	int k = live_sub_find(c, t->name, t->name_len);
 	if (k < 0 || c->live_subs[k] != s)
@@ -306,6 +311,32 @@ static void resp3_pushes(struct conn *c, const struct rmq_batch *b, uint32_t n)
 	}
 }
 
+/* A pattern subscription's copy of n records of b: each as its own
+ * "pmessage" header and the stored record's bulk payload, "$<len>\r\n
+ * <payload>\r\n" (the record without the topic's "message" header). */
+static bool append_pmessages(struct live_sub *s, const struct rmq_topic *t,
+			     const struct rmq_batch *b, uint32_t n)
+{
+	struct rmq_buf *out = &s->conn->out;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *p;
+		uint32_t len;
+		rmq_batch_payload(b, i, &p, &len);
+		/* the record: t->prefix, "$<len>\r\n", payload, "\r\n" */
+		char num[16];
+		uint32_t hl = (uint32_t)rmq_u64toa(len, num) + 3;
+		uint32_t tail = hl + len + 2;
+		const char *bulk = p - hl;
+		size_t at = out->len;
+		if (!rmq_buf_try_append(out, s->pfx, s->pfx_len) ||
+		    !rmq_buf_try_append(out, bulk, tail))
+			return false;
+		if (s->conn->resp3) /* a push frame (see resp3_pushes) */
+			out->data[at] = '>';
+	}
+	return true;
+}
+
 /* Copies what the log has for s into its connection's output buffer, up to
  * OUT_SOFT pending bytes; the rest stays in the log (no per-subscriber
  * copy) and is sent once the client has read. A subscriber whose position
@@ -345,11 +376,12 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 			caught_up = true;
 			break;
 		}
-		if (!rmq_buf_try_append(&c->out, b.data, b.bytes)) {
+		if (s->psub ? !append_pmessages(s, t, &b, n)
+			    : !rmq_buf_try_append(&c->out, b.data, b.bytes)) {
 			rmq__conn_oom(c, "output");
 			return false;
 		}
-		if (RMQ_UNLIKELY(c->resp3))
+		if (RMQ_UNLIKELY(c->resp3) && !s->psub) /* append_pmessages did its own */
 			resp3_pushes(c, &b, n);
 		rmq_log_consume(&s->cursor, &b, n);
 		stat_add(&c->worker->stats.delivered, n);
@@ -364,6 +396,15 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 void rmq__pubsub_refill(struct conn *c)
 {
 	c->backlog = false;
+	for (int i = 0; i < c->n_plive && !c->closing;) {
+		struct live_sub *s = c->plive[i];
+		bool caught = rmq__pubsub_deliver(s);
+		if (caught && s->gone && !c->closing) {
+			live_sub_gone(s); /* removes c->plive[i] */
+			continue;
+		}
+		i++;
+	}
 	for (int i = 0; i < c->n_live_subs && !c->closing;) {
 		struct live_sub *s = c->live_subs[i];
 		bool caught = rmq__pubsub_deliver(s);

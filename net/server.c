@@ -122,6 +122,7 @@ int rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 		return -ENOMEM;
 	}
 	memset(srv->workers, 0, sizeof(struct worker) * srv->nworkers);
+	pthread_mutex_init(&srv->ops_lock, NULL);
 	for (uint32_t i = 0; i < srv->nworkers; i++) {
 		int rc = rmq__worker_init(&srv->workers[i], srv, i);
 		if (rc != 0) {
@@ -130,12 +131,24 @@ int rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 			return rc;
 		}
 	}
+	if (rmq__pattern_init(srv) != 0) {
+		rmq__server_state_fini(srv);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
 void rmq__server_state_fini(struct server *srv)
 {
 	rmq_dsub_registry_free(srv->dsubs);
+	/* topics queued for pattern matching hold references */
+	for (uint32_t i = 0; i < srv->nworkers && srv->workers; i++) {
+		struct worker *w = &srv->workers[i];
+		for (uint32_t k = 0; k < w->n_created; k++)
+			rmq_topic_put(w->created[k]);
+		w->n_created = 0;
+	}
+	rmq__pattern_fini(srv);
 	rmq_broker_free(srv->broker);
 	for (uint32_t i = 0; i < srv->nworkers; i++)
 		rmq__worker_fini(&srv->workers[i]);

@@ -8,6 +8,7 @@ PKGS=(
   liburcu-dev libck-dev libcriterion-dev         # core deps + unit tests
   libhiredis-dev                                 # client library
   redis-tools python3-redis                      # real Redis clients the tests drive
+  nodejs prometheus-redis-exporter curl          # tests/compat: Node.js clients (npm ci), the exporter
   libclang-rt-dev                                # clang's sanitizer and libFuzzer runtimes (only
                                                  # recommended by clang, so not pulled in)
   clang-tidy cppcheck                            # scripts/lint.sh
@@ -29,4 +30,10 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# npm for tests/compat: NodeSource's nodejs bundles it, Debian's does not
+if ! command -v npm >/dev/null; then
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
 fi

@@ -542,8 +542,8 @@ Test(cmd, ack_mode_and_redelivery_on_reconnect)
 	send_all(sub, req, strlen(req));
 	bool eof;
 	const char *info = received(sub, &eof);
-	cr_assert(strstr(info, "subscriber:w topic=jobs position=5 lag=0 lost=0 attached=yes "
-			       "idle_seconds=0 ack=yes acked=5 pending=0 redelivered=2\r\n"),
+	cr_assert(strstr(info, "subscriber_w/jobs:position=5,lag=0,lost=0,attached=yes,"
+			       "idle_seconds=0,ack=yes,acked=5,pending=0,redelivered=2\r\n"),
 		  "INFO: %s", info);
 	client_close(sub);
 	client_close(pub);

@@ -1114,15 +1114,20 @@ const char *e2e_reply_str(const struct e2e_reply *r)
 	return buf;
 }
 
-static struct e2e_reply *info(struct e2e_client *c)
+static struct e2e_reply *info_section(struct e2e_client *c, const char *section)
 {
-	struct e2e_reply *r = e2e_cmd(c, "INFO", NULL);
+	struct e2e_reply *r = e2e_cmd(c, "INFO", section, NULL);
 	if (r && (r->type != E2E_BULK || r->nil)) {
 		set_err("INFO replied %s", e2e_reply_str(r));
 		e2e_reply_free(r);
 		return NULL;
 	}
 	return r;
+}
+
+static struct e2e_reply *info(struct e2e_client *c)
+{
+	return info_section(c, NULL);
 }
 
 long long e2e_info_field(struct e2e_client *c, const char *field)
@@ -1149,13 +1154,25 @@ long long e2e_info_field(struct e2e_client *c, const char *field)
 	return v;
 }
 
+void e2e_info_topic_key(const char *topic, char *out, size_t cap)
+{
+	size_t n = (size_t)snprintf(out, cap, "topic_");
+	for (const char *p = topic; *p && n + 4 < cap; p++) {
+		if (strchr("%:,=/", *p))
+			n += (size_t)snprintf(out + n, cap - n, "%%%02X", (unsigned char)*p);
+		else
+			out[n++] = *p;
+	}
+	snprintf(out + n, cap - n, ":");
+}
+
 long long e2e_info_topic_field(struct e2e_client *c, const char *topic, const char *key)
 {
-	struct e2e_reply *r = info(c);
+	struct e2e_reply *r = info_section(c, "topics");
 	if (!r)
 		return -1;
-	char head[300];
-	snprintf(head, sizeof(head), "topic:%s ", topic);
+	char head[1000];
+	e2e_info_topic_key(topic, head, sizeof(head));
 	long long v = -1;
 	for (const char *line = r->str; line && *line;) {
 		const char *eol = strstr(line, "\r\n");
@@ -1163,10 +1180,11 @@ long long e2e_info_topic_field(struct e2e_client *c, const char *topic, const ch
 		if (strncmp(line, head, strlen(head)) == 0) {
 			size_t kl = strlen(key);
 			for (const char *q = line; q < line + ll; q++) {
-				if (*q == ' ' && strncmp(q + 1, key, kl) == 0 && q[1 + kl] == '=') {
+				if ((*q == ',' || *q == ':') && strncmp(q + 1, key, kl) == 0 &&
+				    q[1 + kl] == '=') {
 					char *end;
 					v = strtoll(q + 2 + kl, &end, 10);
-					if (end == q + 2 + kl || (*end != ' ' && *end != '\r'))
+					if (end == q + 2 + kl || (*end != ',' && *end != '\r'))
 						v = -1;
 					break;
 				}

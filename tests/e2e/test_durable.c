@@ -444,7 +444,7 @@ SRV_TEST(durable, drop_oldest_gap)
 	char *txt = info_text(p, "subscribers");
 	char want[128];
 	snprintf(want, sizeof(want),
-		 "subscriber:behind topic=d position=%d lag=0 lost=%lld attached=yes ", NMSG + 1,
+		 "subscriber_behind/d:position=%d,lag=0,lost=%lld,attached=yes,", NMSG + 1,
 		 first - 1);
 	cr_assert(strstr(txt, want), "no '%s' in %s", want, txt);
 	free(txt);

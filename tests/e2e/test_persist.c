@@ -129,7 +129,7 @@ Test(persist, restart_keeps_everything)
 	cr_assert_eq(TINFO(p, "my_topic", "next_seq"), 10);
 	cr_assert_eq(TINFO(p, "aged", "maxage"), 3600);
 	char *info = info_text(p, "topics");
-	cr_assert(strstr(info, "topic:my_topic ") && strstr(info, "storage=disk"), "%s", info);
+	cr_assert(strstr(info, "topic_my_topic:") && strstr(info, "storage=disk"), "%s", info);
 	free(info);
 	cr_assert_eq(INFO(p, "loading"), 0);
 	cr_assert_eq(INFO(p, "recovered_topics"), 2);
@@ -180,8 +180,8 @@ Test(persist, create_options)
 	IS_ERR(R(p, "CREATE", "x", "MAXAGE"), "ERR syntax error");
 	IS_ERR(R(p, "CREATE", "d"), "EXISTS");
 	char *info = info_text(p, "topics");
-	cr_assert(strstr(info, "topic:m ") && strstr(info, "storage=memory"), "%s", info);
-	cr_assert(strstr(info, "topic:d ") && strstr(info, "storage=disk"), "%s", info);
+	cr_assert(strstr(info, "topic_m:") && strstr(info, "storage=memory"), "%s", info);
+	cr_assert(strstr(info, "topic_d:") && strstr(info, "storage=disk"), "%s", info);
 	free(info);
 	info = info_text(p, "persistence");
 	cr_assert(strstr(info, "storage_default:memory") && strstr(info, "fsync:everysec"), "%s",
