@@ -79,6 +79,28 @@ def pipeline_without_transaction(srv):
 
 
 @case
+def transaction_default_pipeline(srv):
+    # redis-py's default pipeline() is MULTI/EXEC: all of it runs, in order,
+    # or (a command that cannot be queued) none of it.
+    r = client(srv)
+    r.execute_command("CREATE", "tx")
+    pipe = r.pipeline()
+    pipe.publish("tx", "a")
+    pipe.publish("tx", "b")
+    pipe.ping()
+    assert pipe.execute() == [1, 2, True]
+    pipe = r.pipeline()
+    pipe.publish("tx", "c")
+    pipe.execute_command("NOSUCHCOMMAND")
+    try:
+        pipe.execute()
+        raise AssertionError("EXEC ran a transaction with an unknown command")
+    except redis.exceptions.ResponseError:
+        pass
+    assert r.publish("tx", "d") == 3, "the aborted transaction published"
+
+
+@case
 def connection_pool_threads(srv):
     pool = redis.ConnectionPool(host="127.0.0.1", port=srv.port, max_connections=8,
                                 socket_timeout=10)

@@ -50,6 +50,23 @@ const cases = [
     assert(out.length === 101 && out[99][1] === 100 && out[100][1] === 'PONG', JSON.stringify(out.slice(-2)));
     r.disconnect();
   }],
+  ['transaction', async (srv) => {
+    // multi().exec(): MULTI/EXEC, all in order, or none when a command
+    // cannot be queued (EXECABORT).
+    const r = new Redis(opts(srv));
+    await r.call('CREATE', 'tx');
+    const out = await r.multi().publish('tx', 'a').publish('tx', 'b').ping().exec();
+    assert(JSON.stringify(out) === '[[null,1],[null,2],[null,"PONG"]]', JSON.stringify(out));
+    let aborted = false;
+    try {
+      await r.multi().publish('tx', 'c').call('NOSUCHCOMMAND').exec();
+    } catch (e) {
+      aborted = /EXECABORT/.test(String(e));
+    }
+    assert(aborted, 'EXEC of a transaction with an unknown command was not aborted');
+    assert(await r.publish('tx', 'd') === 3, 'the aborted transaction published');
+    r.disconnect();
+  }],
   ['info_parsed_on_connect_and_by_info', async (srv) => {
     const r = new Redis(opts(srv));
     for (let i = 0; i < 200; i++) await r.call('CREATE', `t:${i},x`);

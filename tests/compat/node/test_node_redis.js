@@ -50,6 +50,23 @@ const cases = [
     assert(out[99] === 100, JSON.stringify(out.slice(-2)));
     await r.disconnect();
   }],
+  ['transaction', async (srv) => {
+    // multi().exec(): MULTI/EXEC, all in order, or none when a command
+    // cannot be queued (EXECABORT).
+    const r = await client(srv);
+    await r.sendCommand(['CREATE', 'tx']);
+    const out = await r.multi().publish('tx', 'a').publish('tx', 'b').ping().exec();
+    assert(JSON.stringify(out) === '[1,2,"PONG"]', JSON.stringify(out));
+    let aborted = false;
+    try {
+      await r.multi().publish('tx', 'c').addCommand(['NOSUCHCOMMAND']).exec();
+    } catch (e) {
+      aborted = /EXECABORT|NOSUCHCOMMAND|unknown command/i.test(String(e));
+    }
+    assert(aborted, 'EXEC of a transaction with an unknown command was not aborted');
+    assert(await r.publish('tx', 'd') === 3, 'the aborted transaction published');
+    await r.disconnect();
+  }],
   ['info_parsed', async (srv) => {
     const r = await client(srv);
     for (let i = 0; i < 200; i++) await r.sendCommand(['CREATE', `t:${i},x`]);
