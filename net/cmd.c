@@ -1541,6 +1541,7 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 static void sock_addr(int fd, bool peer, char *out, size_t cap)
 {
 	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss)); /* ss_family read only after success, but say so */
 	socklen_t sl = sizeof(ss);
 	int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
 		      : getsockname(fd, (struct sockaddr *)&ss, &sl);

@@ -271,12 +271,11 @@ static void psub_free(struct conn *c, struct psub *ps)
 			w->pscan[i] = w->pscan[--w->n_pscan];
 			break;
 		}
-	for (int i = 0; i < c->n_plive;) {
+	/* Backwards: a removal moves the last entry to i, one already seen
+	 * (and not ps's), so nothing is skipped and nothing freed is read. */
+	for (int i = c->n_plive - 1; i >= 0; i--)
 		if (c->plive[i]->psub == ps)
-			rmq__pattern_live_remove(c->plive[i]); /* moves the last to i */
-		else
-			i++;
-	}
+			rmq__pattern_live_remove(c->plive[i]);
 	reg_del(c->worker->srv->patterns, ps->pat, ps->plen, c->worker->id);
 	cds_list_del(&ps->conn_link);
 	cds_list_del(&ps->worker_link);
@@ -297,8 +296,9 @@ void rmq__pattern_unsubscribe_all(struct conn *c)
 {
 	if (c->n_psubs == 0)
 		return rmq__pubsub_reply(c, "punsubscribe", NULL, 0, rmq__conn_subs(c));
-	while (c->n_psubs) {
-		struct psub *ps = cds_list_entry(c->psubs.next, struct psub, conn_link);
+	struct psub *ps, *tmp;
+	cds_list_for_each_entry_safe(ps, tmp, &c->psubs, conn_link)
+	{
 		/* the reply first: it copies the pattern psub_free frees */
 		rmq__pubsub_reply(c, "punsubscribe", ps->pat, ps->plen, rmq__conn_subs(c) - 1);
 		psub_free(c, ps);
@@ -307,8 +307,8 @@ void rmq__pattern_unsubscribe_all(struct conn *c)
 
 void rmq__pattern_drop_all(struct conn *c)
 {
-	while (c->n_psubs)
-		psub_free(c, cds_list_entry(c->psubs.next, struct psub, conn_link));
+	struct psub *ps, *tmp;
+	cds_list_for_each_entry_safe(ps, tmp, &c->psubs, conn_link) psub_free(c, ps);
 }
 
 void rmq__pattern_drain(struct worker *w)
