@@ -1201,7 +1201,24 @@ int (*rmq_log_syncfs_hook)(int fd);
 /* Batches run one at a time: each holds the sync locks of its logs. */
 static pthread_mutex_t batch_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* A batch holds the sync lock of each of its logs across the syncfs: at
+ * most this many at once (ThreadSanitizer, for one, tracks at most 64
+ * locks held by a thread). Larger batches run in turns, one syncfs each. */
+#define SYNC_BATCH_MAX 32
+
+static int sync_batch_part(struct rmq_log *const *logs, size_t n, int fsfd, int *rcs);
+
 int rmq_log_sync_batch(struct rmq_log *const *logs, size_t n, int fsfd, int *rcs)
+{
+	int work = 0;
+	for (size_t off = 0; off < n; off += SYNC_BATCH_MAX) {
+		size_t k = n - off < SYNC_BATCH_MAX ? n - off : SYNC_BATCH_MAX;
+		work += sync_batch_part(logs + off, k, fsfd, rcs + off);
+	}
+	return work;
+}
+
+static int sync_batch_part(struct rmq_log *const *logs, size_t n, int fsfd, int *rcs)
 {
 	struct sync_round *r = rmq_calloc(n ? n : 1, sizeof(*r));
 	urcu_qsbr_thread_offline();
