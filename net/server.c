@@ -43,6 +43,13 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->fsync = RMQ_FSYNC_EVERYSEC;
 	cfg->repair = false;
 	cfg->segment_size = 0;
+	cfg->config_file = NULL;
+	cfg->log_file = NULL;
+	cfg->syslog = false;
+	cfg->maxmemory = 0;
+	cfg->metrics_port = 0;
+	cfg->metrics_bind = "127.0.0.1";
+	cfg->metrics_max_topics = 100;
 }
 
 /* The default --max-client-memory: this share of what the process may use. */
