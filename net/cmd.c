@@ -146,6 +146,8 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (!check_topic_name(c, &argv[1]))
 		return;
 	struct server *srv = srv_of(c);
+	if (rmq__ops_oom(c, srv, 0))
+		return;
 	uint64_t cap = srv->cfg.default_capacity, maxage_ms = 0;
 	enum rmq_onfull onfull = RMQ_ONFULL_REJECT;
 	bool disk = srv->persist && srv->cfg.storage_disk;
@@ -489,6 +491,8 @@ static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
 	struct rmq_topic *t = publish_topic(c, &argv[1]);
 	if (RMQ_UNLIKELY(!t))
 		return err_notopic(c, &argv[1]);
+	if (rmq__ops_oom(c, srv_of(c), argv[2].len))
+		return;
 	int64_t seq = publish_one(c, t, &argv[1], &argv[2]);
 	/* Under CLIENT REPLY OFF/SKIP the reply would be dropped: skip it. */
 	if (seq > 0 && c->reply == REPLY_ON)
@@ -519,6 +523,8 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return publish_error(c, t, &argv[1], &argv[i], -EMSGSIZE, NULL);
 		total += sz;
 	}
+	if (rmq__ops_oom(c, srv_of(c), total))
+		return;
 	if (t->log.onfull == RMQ_ONFULL_REJECT && total > cap)
 		return rmq_resp_errorf(
 			&c->out,
@@ -1105,35 +1111,6 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 /* --- what Redis clients send on their own --- */
 
-static void cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
-{
-	if (argc >= 2 && arg_is(&argv[1], "GET") && argc >= 3) {
-		/* redis-benchmark reads "save" and "appendonly" at start */
-		static const char *known[][2] = { { "save", "" },
-						  { "appendonly", "no" },
-						  { "maxmemory", "0" },
-						  { "databases", "1" } };
-		struct rmq_buf tmp = { 0 };
-		size_t n = 0;
-		for (size_t i = 2; i < argc; i++)
-			for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-				if (arg_is(&argv[i], known[k][0]) ||
-				    (argv[i].len == 1 && argv[i].p[0] == '*')) {
-					rmq_resp_bulkstr(&tmp, known[k][0]);
-					rmq_resp_bulkstr(&tmp, known[k][1]);
-					n += 2;
-				}
-		rmq_resp_array(&c->out, n);
-		if (tmp.len)
-			rmq_buf_append(&c->out, tmp.data, tmp.len);
-		rmq_buf_free(&tmp);
-		return;
-	}
-	if (argc >= 2 && arg_is(&argv[1], "RESETSTAT"))
-		return rmq_resp_simple(&c->out, "OK");
-	rmq_resp_error(&c->out, "ERR CONFIG supports only GET (read-only) in ringmq");
-}
-
 static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc >= 2 && arg_is(&argv[1], "COUNT"))
@@ -1253,6 +1230,7 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 #define F_SUBMODE 1 /* allowed while the connection has live subscriptions */
 #define F_LOADING 2 /* allowed while the server recovers its data directory */
+#define F_ADMIN 4   /* server administration (the ACL category @admin, later) */
 
 struct command {
 	const char *name; /* upper case, letters only */
@@ -1285,7 +1263,8 @@ static const struct command commands[] = {
 	CMD("QUIT", cmd_quit, F_SUBMODE | F_LOADING),
 	CMD("RESET", cmd_reset, F_SUBMODE | F_LOADING),
 	CMD("ECHO", cmd_echo, F_LOADING),
-	CMD("CONFIG", cmd_config, F_LOADING),
+	CMD("CONFIG", rmq__cmd_config, F_LOADING | F_ADMIN),
+	CMD("SHUTDOWN", rmq__cmd_shutdown, F_LOADING | F_ADMIN),
 	CMD("COMMAND", cmd_command, F_LOADING),
 	CMD("HELLO", cmd_hello, F_LOADING),
 	CMD("CLIENT", cmd_client, F_LOADING),
@@ -1434,8 +1413,10 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
 		n++;
 		used += h + k;
 	}
-	if (n == 0)
-		return 0;
+	if (n == 0 || (atomic_load_explicit(&srv_of(c)->maxmemory, memory_order_relaxed) &&
+		       rmq__ops_used_memory(srv_of(c)) + bytes >
+			       atomic_load_explicit(&srv_of(c)->maxmemory, memory_order_relaxed)))
+		return 0; /* (over --maxmemory: one by one, each refused) */
 	*nreq = n;
 	/* All n with one reservation when they fit in the current segment. */
 	int64_t seq = n > 1 ? rmq_topic_append_n(t, pl, n) : -EAGAIN;

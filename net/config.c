@@ -42,7 +42,8 @@ struct setting {
 	const char *const *choices; /* K_ENUM: names of values 0, 1, ... */
 };
 
-#define F(field) offsetof(struct rmq_server_config, field), sizeof(((struct rmq_server_config *)0)->field)
+#define F(field) \
+	offsetof(struct rmq_server_config, field), sizeof(((struct rmq_server_config *)0)->field)
 
 static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const storages[] = { "memory", "disk", NULL }; /* bool storage_disk */
@@ -63,8 +64,8 @@ static const struct setting table[] = {
 	{ "max-clients", K_UINT, F(max_clients), 1, 1000000, false, 0, "expected 1..1000000",
 	  NULL },
 	{ "max-args", K_UINT, F(max_args), 3, 64u << 20, false, 0, "expected 3..67108864", NULL },
-	{ "max-inline", K_BYTES, F(max_inline), 64, 64u << 20, false, 0,
-	  "expected 64 bytes to 64M", NULL },
+	{ "max-inline", K_BYTES, F(max_inline), 64, 64u << 20, false, 0, "expected 64 bytes to 64M",
+	  NULL },
 	{ "frame-timeout", K_SECONDS, F(frame_timeout_ms), 0, 31536000000ULL, false, 0,
 	  "expected seconds, 0 to 31536000", NULL },
 	{ "subscriber-ttl", K_SECONDS, F(subscriber_ttl_ms), 0, 31536000000ULL, false, 0,
@@ -74,8 +75,7 @@ static const struct setting table[] = {
 	{ "default-capacity", K_BYTES, F(default_capacity), RMQ_CAPACITY_MIN, RMQ_CAPACITY_MAX,
 	  false, 0, "expected 1K to 1T", NULL },
 	{ "dir", K_STRING, F(dir), 1, 0, false, 0, "expected a directory", NULL },
-	{ "storage", K_ENUM, F(storage_disk), 0, 0, false, 0, "expected disk or memory",
-	  storages },
+	{ "storage", K_ENUM, F(storage_disk), 0, 0, false, 0, "expected disk or memory", storages },
 	{ "fsync", K_ENUM, F(fsync), 0, 0, false, 0, "expected always, everysec or no", fsyncs },
 	{ "repair", K_BOOL, F(repair), 0, 0, false, RMQ_CONF_BOOL, "expected yes or no", NULL },
 	{ "segment-size", K_BYTES, F(segment_size), 64u << 10, RMQ_DISK_SEG_LIMIT, true, 0,
@@ -86,12 +86,11 @@ static const struct setting table[] = {
 	{ "syslog", K_BOOL, F(syslog), 0, 0, false, RMQ_CONF_BOOL, "expected yes or no", NULL },
 	{ "maxmemory", K_BYTES, F(maxmemory), 0, 1ULL << 50, false, RMQ_CONF_RUNTIME,
 	  "expected bytes, 0 (no limit) to 1P", NULL },
-	{ "metrics-port", K_UINT, F(metrics_port), 0, 65535, false, 0,
-	  "expected 1..65535 (0: off)", NULL },
-	{ "metrics-bind", K_STRING, F(metrics_bind), 1, 0, false, 0, "expected an address",
+	{ "metrics-port", K_UINT, F(metrics_port), 0, 65535, false, 0, "expected 1..65535 (0: off)",
 	  NULL },
-	{ "metrics-max-topics", K_UINT, F(metrics_max_topics), 0, 100000, false,
-	  RMQ_CONF_RUNTIME, "expected 0..100000", NULL },
+	{ "metrics-bind", K_STRING, F(metrics_bind), 1, 0, false, 0, "expected an address", NULL },
+	{ "metrics-max-topics", K_UINT, F(metrics_max_topics), 0, 100000, false, RMQ_CONF_RUNTIME,
+	  "expected 0..100000", NULL },
 };
 #define NSETTINGS (sizeof(table) / sizeof(table[0]))
 
@@ -205,9 +204,7 @@ int rmq_config_set(struct rmq_server_config *cfg, const char *name, const char *
 	int rc = 0;
 	switch (s->kind) {
 	case K_UINT:
-	case K_BYTES:
-		rc = rmq_parse_u64(value, strlen(value), s->kind == K_BYTES, &v);
-		break;
+	case K_BYTES: rc = rmq_parse_u64(value, strlen(value), s->kind == K_BYTES, &v); break;
 	case K_SECONDS: rc = parse_seconds(value, &v); break;
 	case K_BOOL: {
 		bool b = false;
@@ -250,8 +247,7 @@ int rmq_config_set(struct rmq_server_config *cfg, const char *name, const char *
 	return 0;
 }
 
-bool rmq_config_get(const struct rmq_server_config *cfg, const char *name, char *out,
-		    size_t outlen)
+bool rmq_config_get(const struct rmq_server_config *cfg, const char *name, char *out, size_t outlen)
 {
 	const struct setting *s = find(name);
 	if (!s)
@@ -343,8 +339,7 @@ static int split_line(char *line, char **name, char **value, const char **why)
 	return 1;
 }
 
-int rmq_config_load_file(struct rmq_server_config *cfg, const char *path, char *err,
-			 size_t errlen)
+int rmq_config_load_file(struct rmq_server_config *cfg, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
@@ -499,6 +494,7 @@ int rmq_config_rewrite(const struct rmq_server_config *cfg, char *err, size_t er
 		fclose(f);
 	/* The rest: settings that differ from their defaults. */
 	struct rmq_server_config def;
+	memset(&def, 0, sizeof(def));
 	rmq_server_config_defaults(&def);
 	bool marked = false;
 	char dv[1024];
