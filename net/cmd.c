@@ -146,7 +146,7 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (!check_topic_name(c, &argv[1]))
 		return;
 	struct server *srv = srv_of(c);
-	if (rmq__ops_oom(c, srv, 0))
+	if (rmq__ops_oom(c, srv, RMQ_OPS_CREATE_RESERVE))
 		return;
 	uint64_t cap = srv->cfg.default_capacity, maxage_ms = 0;
 	enum rmq_onfull onfull = RMQ_ONFULL_REJECT;
@@ -1058,6 +1058,8 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 	/* From counters kept as they change: no walk over the topics. */
 	struct rmq_broker_totals bt;
 	rmq_broker_totals(s->broker, &bt);
+	if (want_section(argv, argc, "memory"))
+		rmq__ops_info_memory(s, &b);
 	if (want_section(argv, argc, "persistence"))
 		rmq__persist_info(s, &b);
 	if (want_section(argv, argc, "stats"))

@@ -465,7 +465,7 @@ int rmq_config_rewrite(const struct rmq_server_config *cfg, char *err, size_t er
 	bool written[NSETTINGS] = { false };
 	char *out = NULL;
 	size_t len = 0, cap = 0;
-	bool ok = true;
+	bool ok = true, had_mark = false;
 	char line[LINE_MAX_LEN + 2], copy[LINE_MAX_LEN + 2], val[1024], q[2100], nl[2200];
 	while (ok && f && fgets(line, sizeof(line), f)) {
 		size_t n = strlen(line);
@@ -478,9 +478,9 @@ int rmq_config_rewrite(const struct rmq_server_config *cfg, char *err, size_t er
 		const char *why = NULL;
 		int k = split_line(copy, &name, &value, &why);
 		const struct setting *s = k > 0 ? find(name) : NULL;
-		if (!strcmp(line, REWRITE_MARK)) {
-			continue;
-		} else if (!s) {
+		if (!strcmp(line, REWRITE_MARK))
+			had_mark = true;
+		if (!s) {
 			ok = put(&out, &len, &cap, line) && put(&out, &len, &cap, "\n");
 		} else if (!written[s - table]) {
 			written[s - table] = true;
@@ -505,8 +505,7 @@ int rmq_config_rewrite(const struct rmq_server_config *cfg, char *err, size_t er
 		rmq_config_get(&def, table[i].name, dv, sizeof(dv));
 		if (!strcmp(val, dv))
 			continue;
-		/* (a marker line read above was dropped: written again here) */
-		if (!marked)
+		if (!marked && !had_mark)
 			ok = put(&out, &len, &cap, REWRITE_MARK "\n");
 		marked = true;
 		rmq__config_quote(val, q, sizeof(q));

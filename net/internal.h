@@ -366,6 +366,11 @@ void rmq__cmd_shutdown(struct conn *c, struct rmq_arg *argv, size_t argc);
 /* Bytes counted against --maxmemory: retained bytes of every topic plus
  * every client's buffers. */
 uint64_t rmq__ops_used_memory(struct server *srv);
+/* INFO's "# Memory" section (used_memory, maxmemory, ..., oom_rejected). */
+void rmq__ops_info_memory(struct server *srv, struct rmq_buf *b);
+/* What CREATE counts against --maxmemory before it runs: about what a new
+ * topic takes at first (its first segment, its table entry). */
+#define RMQ_OPS_CREATE_RESERVE (64u << 10)
 /* Writes -OOM and counts it when adding `more` bytes would take the used
  * memory over --maxmemory (not set: false at the cost of one load). */
 bool rmq__ops_oom_slow(struct conn *c, uint64_t more);

@@ -60,6 +60,43 @@ bool rmq__ops_oom_slow(struct conn *c, uint64_t more)
 	return true;
 }
 
+/* "1.50M": Redis's *_human form. */
+static void human(uint64_t v, char *out, size_t n)
+{
+	static const char units[] = "BKMGTP";
+	double d = (double)v;
+	int u = 0;
+	while (d >= 1024 && u < 5) {
+		d /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, n, "%lluB", (unsigned long long)v);
+	else
+		snprintf(out, n, "%.2f%c", d, units[u]);
+}
+
+void rmq__ops_info_memory(struct server *srv, struct rmq_buf *b)
+{
+	struct rmq_broker_totals bt;
+	rmq_broker_totals(srv->broker, &bt);
+	int64_t cm = atomic_load_explicit(&srv->client_mem, memory_order_relaxed);
+	uint64_t clients = cm > 0 ? (uint64_t)cm : 0, used = bt.bytes_retained + clients;
+	uint64_t max = atomic_load_explicit(&srv->maxmemory, memory_order_relaxed);
+	char uh[32], mh[32], line[640];
+	human(used, uh, sizeof(uh));
+	human(max, mh, sizeof(mh));
+	int n = snprintf(line, sizeof(line),
+			 "# Memory\r\nused_memory:%llu\r\nused_memory_human:%s\r\n"
+			 "used_memory_retained:%llu\r\nused_memory_clients:%llu\r\n"
+			 "maxmemory:%llu\r\nmaxmemory_human:%s\r\nmaxmemory_policy:noeviction\r\n"
+			 "oom_rejected:%llu\r\n\r\n",
+			 (unsigned long long)used, uh, (unsigned long long)bt.bytes_retained,
+			 (unsigned long long)clients, (unsigned long long)max, mh,
+			 (unsigned long long)atomic_load(&srv->oom_refused));
+	rmq_buf_append(b, line, (size_t)n);
+}
+
 void rmq__ops_reset_worker(struct worker *w)
 {
 	struct worker_stats *st = &w->stats;
