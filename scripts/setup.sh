@@ -12,6 +12,10 @@ PKGS=(
                                                  # recommended by clang, so not pulled in)
   clang-tidy cppcheck                            # scripts/lint.sh
   clang-format                                   # scripts/format.sh (.clang-format)
+  curl prometheus prometheus-redis-exporter      # ops tests: promtool check metrics,
+                                                 # the exporter scraping INFO
+  dpkg-dev file                                  # cpack -G DEB (dpkg-shlibdeps) and
+                                                 # the package test
 )
 # Extra packages for a given purpose: scripts/setup.sh bench
 if [[ "${1:-}" == "bench" ]]; then
