@@ -396,6 +396,9 @@ static inline void rmq__ops_worker_tick(struct worker *w)
 uint64_t rmq__ops_now_ns(void);
 void rmq__ops_observe_publish(struct worker *w, uint64_t start_ns);
 extern const double rmq__ops_latency_bounds[RMQ_LAT_BUCKETS];
+/* Tells systemd (Type=notify) "READY=1", "STOPPING=1", ...; no-op unless
+ * $NOTIFY_SOCKET is set. */
+void rmq__ops_sd_notify(const char *state);
 /* The main thread's signal loop: SIGHUP reopens the log file. */
 void rmq__ops_sighup(struct server *srv);
 

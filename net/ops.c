@@ -12,9 +12,15 @@
 
 #include <ctype.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <errno.h>
+#include <stddef.h>
 
 #include "config.h"
 
@@ -145,6 +151,29 @@ void rmq__ops_sighup(struct server *srv)
 	else
 		rmq_diagf(RMQ_DIAG_ERROR, "received SIGHUP: cannot reopen the log file %s: %s",
 			  srv->cfg.log_file, strerror(-rc));
+}
+
+void rmq__ops_sd_notify(const char *state)
+{
+	/* systemd's notification protocol (sd_notify(3)), spoken directly:
+	 * one datagram to the socket named by $NOTIFY_SOCKET ('@': abstract
+	 * namespace). No libsystemd needed; without the variable, a no-op. */
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= 108)
+		return;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n = strlen(path);
+	memcpy(sa.sun_path, path, n);
+	if (path[0] == '@')
+		sa.sun_path[0] = '\0';
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	ssize_t r = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+			   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n));
+	if (r < 0)
+		rmq_diagf(RMQ_DIAG_WARN, "cannot notify systemd (%s): %s", path, strerror(errno));
+	close(fd);
 }
 
 /* --- CONFIG --- */

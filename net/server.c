@@ -320,6 +320,7 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	if (sig <= 0) {
 		printf("Server started on %s:%d\n", host, srv->port);
 		fflush(stdout);
+		rmq__ops_sd_notify("READY=1\nSTATUS=serving");
 	}
 	rmq_diagf(RMQ_DIAG_INFO,
 		  "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
@@ -346,6 +347,7 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down",
 			  sig == SIGINT ? "SIGINT" : "SIGTERM");
 
+	rmq__ops_sd_notify("STOPPING=1");
 	rmq__metrics_stop(srv);
 	stop_threads(srv, true, srv->nworkers);
 	server_free(srv);
