@@ -313,7 +313,12 @@ static int split_line(char *line, char **name, char **value, const char **why)
 			}
 			if (q == '"' && *p == '\\' && p[1]) {
 				p++;
-				*w++ = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+				char e = *p;
+				if (e == 'n')
+					e = '\n';
+				else if (e == 't')
+					e = '\t';
+				*w++ = e;
 				p++;
 				continue;
 			}
@@ -375,7 +380,7 @@ int rmq_config_load_file(struct rmq_server_config *cfg, const char *path, char *
 					 lineno, name);
 				rc = -1;
 			} else if (!value[0] && !(flags & RMQ_CONF_BOOL) &&
-				   strcmp(name, "log-file")) {
+				   strcmp(name, "log-file") != 0) {
 				snprintf(err, errlen, "%s:%u: '%s' needs a value", path, lineno,
 					 name);
 				rc = -1;
@@ -466,7 +471,7 @@ int rmq_config_rewrite(const struct rmq_server_config *cfg, char *err, size_t er
 	char *out = NULL;
 	size_t len = 0, cap = 0;
 	bool ok = true, had_mark = false;
-	char line[LINE_MAX_LEN + 2], copy[LINE_MAX_LEN + 2], val[1024], q[2100], nl[2200];
+	char line[LINE_MAX_LEN + 2], copy[LINE_MAX_LEN + 2], val[1024] = "", q[2100], nl[2200];
 	while (ok && f && fgets(line, sizeof(line), f)) {
 		size_t n = strlen(line);
 		if (n && line[n - 1] == '\n')
@@ -497,7 +502,7 @@ int rmq_config_rewrite(const struct rmq_server_config *cfg, char *err, size_t er
 	memset(&def, 0, sizeof(def));
 	rmq_server_config_defaults(&def);
 	bool marked = false;
-	char dv[1024];
+	char dv[1024] = "";
 	for (size_t i = 0; ok && i < NSETTINGS; i++) {
 		if (written[i] || !strcmp(table[i].name, "max-client-memory"))
 			continue; /* its default depends on the machine */

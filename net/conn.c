@@ -164,7 +164,7 @@ static void conn_keepalive(int fd, unsigned idle_s)
 /* "ip:port" of the peer, for log lines; "?" when unknown. */
 static void conn_peer(struct conn *c)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = { 0 };
 	socklen_t sl = sizeof(ss);
 	char host[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;

@@ -275,7 +275,7 @@ struct rmq_http *rmq_http_start(const char *addr, int port, rmq_http_handler fn,
 		char serv[16];
 		if (getnameinfo((struct sockaddr *)&ss, sl, NULL, 0, serv, sizeof(serv),
 				NI_NUMERICSERV) == 0)
-			*bound_port = atoi(serv);
+			*bound_port = (int)strtol(serv, NULL, 10);
 	}
 	struct rmq_http *h = calloc(1, sizeof(*h));
 	if (!h) {

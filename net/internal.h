@@ -245,7 +245,6 @@ struct server {
 	_Atomic uint64_t oom_refused; /* -OOM replies */
 	_Atomic uint64_t stats_epoch; /* CONFIG RESETSTAT: workers reset theirs */
 	_Atomic int shutdown_cmd;     /* SHUTDOWN asked (main thread logs it) */
-	pthread_t main_thread;        /* rmq_server_run's, to signal */
 	bool has_main;                /* false in in-process drivers */
 	struct metrics *metrics;      /* metrics.c; NULL: --metrics-port 0 */
 };

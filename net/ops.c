@@ -321,8 +321,8 @@ void rmq__cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc == 2 && arg_is(&argv[1], "REWRITE")) {
 		char err[512];
 		pthread_mutex_lock(&srv->conf_lock);
-		int rc = srv->conf.config_file ? rmq_config_rewrite(&srv->conf, err, sizeof(err))
-					       : -2;
+		const char *path = srv->conf.config_file; /* never changes */
+		int rc = path ? rmq_config_rewrite(&srv->conf, err, sizeof(err)) : -2;
 		pthread_mutex_unlock(&srv->conf_lock);
 		if (rc == -2)
 			return rmq_resp_error(&c->out,
@@ -331,8 +331,7 @@ void rmq__cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
 			rmq_diagf(RMQ_DIAG_WARN, "CONFIG REWRITE failed: %s", err);
 			return rmq_resp_errorf(&c->out, "ERR Rewriting config file: %s", err);
 		}
-		rmq_diagf(RMQ_DIAG_INFO, CONN_LOG "CONFIG REWRITE of %s", CONN_ARGS(c),
-			  srv->conf.config_file);
+		rmq_diagf(RMQ_DIAG_INFO, CONN_LOG "CONFIG REWRITE of %s", CONN_ARGS(c), path);
 		return rmq_resp_simple(&c->out, "OK");
 	}
 	if (argc == 2 && arg_is(&argv[1], "HELP")) {
@@ -374,8 +373,9 @@ void rmq__cmd_shutdown(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_error(&c->out, "ERR SHUTDOWN is not available in this process");
 	rmq_diagf(RMQ_DIAG_WARN, CONN_LOG "SHUTDOWN requested", CONN_ARGS(c));
 	atomic_store(&srv->shutdown_cmd, 1);
-	/* The main thread waits for SIGTERM and stops the server: the same
-	 * graceful path. No reply on success, as Redis: the connection closes. */
-	pthread_kill(srv->main_thread, SIGTERM);
+	/* The main thread waits for SIGTERM (blocked in every other thread)
+	 * and stops the server: the same graceful path. No reply on success,
+	 * as Redis: the connection closes. */
+	kill(getpid(), SIGTERM);
 	c->close_after_write = true;
 }

@@ -234,7 +234,6 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	 * fail with EFBIG, reported as disk full, instead of killing us. */
 	signal(SIGXFSZ, SIG_IGN);
 
-	srv->main_thread = pthread_self();
 	srv->has_main = true; /* SHUTDOWN signals this thread */
 	int lrc = rmq_diag_open(cfg->log_file, cfg->syslog);
 	if (lrc != 0) {
