@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "ringmq_version.h"
 #include "parse.h"
 #include "proc.h"
 #include "report.h"
@@ -143,6 +144,9 @@ static void usage(FILE *f)
 		"  --csv FILE, --json FILE   every figure with the full configuration\n"
 		"  --plot FILE.png        gnuplot: latency curves, throughput vs threads, throughput bars\n"
 		"  --progress / --quiet   live progress line on stderr (default: when stderr is a tty)\n"
+		"\n"
+		"  -h, --help             show this help and exit\n"
+		"  -V, --version          show the version and exit\n"
 		"\n"
 		"Exit status: 0 all good; 1 a run failed, or messages were lost, duplicated or\n"
 		"reordered, or errors were counted; 2 bad usage.\n");
@@ -622,6 +626,7 @@ static const struct option long_opts[] = {
 	{ "progress", no_argument, NULL, O_PROGRESS },
 	{ "quiet", no_argument, NULL, O_QUIET },
 	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -657,7 +662,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	uint64_t u;
 	double d;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hp:s:t:d:r:", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hVp:s:t:d:r:", long_opts, NULL)) != -1) {
 		switch (c) {
 		case O_TARGET:
 			if (rb_target_parse(optarg, &o->target) != 0)
@@ -914,6 +919,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->progress = 0;
 			break;
 		case 'h': usage(stdout); exit(0);
+		case 'V': printf("ringmq-bench %s\n", RINGMQ_VERSION); exit(0);
 		case ':': return die_usage("option '%s' needs a value", argv[optind - 1]);
 		default: return die_usage("unknown option '%s'", argv[optind - 1]);
 		}

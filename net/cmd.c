@@ -163,6 +163,8 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 					       "' are reserved (" RMQ_DELETED_CHANNEL
 					       " carries deletion notices)");
 	struct server *srv = srv_of(c);
+	if (rmq__ops_oom(c, srv, RMQ_OPS_CREATE_RESERVE))
+		return;
 	uint64_t cap = srv->cfg.default_capacity, maxage_ms = 0;
 	enum rmq_onfull onfull = RMQ_ONFULL_REJECT;
 	bool disk = srv->persist && srv->cfg.storage_disk;
@@ -522,6 +524,8 @@ static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
 	struct rmq_topic *t = publish_topic(c, &argv[1]);
 	if (RMQ_UNLIKELY(!t))
 		return err_notopic(c, &argv[1]);
+	if (rmq__ops_oom(c, srv_of(c), argv[2].len))
+		return;
 	int64_t seq = publish_one(c, t, &argv[1], &argv[2]);
 	/* Under CLIENT REPLY OFF/SKIP the reply would be dropped: skip it. */
 	if (seq > 0 && c->reply == REPLY_ON)
@@ -552,6 +556,8 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return publish_error(c, t, &argv[1], &argv[i], -EMSGSIZE, NULL);
 		total += sz;
 	}
+	if (rmq__ops_oom(c, srv_of(c), total))
+		return;
 	if (t->log.onfull == RMQ_ONFULL_REJECT && total > cap)
 		return rmq_resp_errorf(
 			&c->out,
@@ -1195,22 +1201,6 @@ static void info_page_topic(struct rmq_topic *t, void *ctx)
 	pg->n++;
 }
 
-/* Bytes as Redis's *_human fields write them: "1.50M". */
-static void human_bytes(char *out, size_t cap, uint64_t n)
-{
-	static const char units[] = "BKMGTP";
-	double v = (double)n;
-	int u = 0;
-	while (v >= 1024 && u < 5) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(out, cap, "%lluB", (unsigned long long)n);
-	else
-		snprintf(out, cap, "%.2f%c", v, units[u]);
-}
-
 /* instantaneous_ops_per_sec: commands per second over the last second or
  * so, from samples of total_commands_processed that INFO itself takes (at
  * most one per INFO_SAMPLE_MS, INFO_SAMPLES kept): a server nobody asks
@@ -1312,21 +1302,8 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			    (unsigned long long)tot[9], s->cfg.max_clients,
 			    (unsigned long long)tot[13], (long long)atomic_load(&s->client_mem),
 			    (unsigned long long)tot[12]);
-	if (want_section(argv, argc, "memory", false)) {
-		/* The process's resident set: what the broker holds (logs in
-		 * memory, mapped disk segments touched, buffers), the figure an
-		 * operator compares with the machine's memory. */
-		int64_t rss = rmq_proc_rss_kib(getpid());
-		uint64_t used = rss > 0 ? (uint64_t)rss * 1024 : 0;
-		char h[32];
-		human_bytes(h, sizeof(h), used);
-		info_printf(
-			&b,
-			"# Memory\r\nused_memory:%llu\r\nused_memory_human:%s\r\n"
-			"used_memory_rss:%llu\r\nused_memory_rss_human:%s\r\n"
-			"maxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\n\r\n",
-			(unsigned long long)used, h, (unsigned long long)used, h);
-	}
+	if (want_section(argv, argc, "memory", false))
+		rmq__ops_info_memory(s, &b);
 	struct info_ctx ic = { .b = &b, .srv = s };
 	/* From counters kept as they change: no walk over the topics. */
 	struct rmq_broker_totals bt;
@@ -1411,35 +1388,6 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 }
 
 /* --- what Redis clients send on their own --- */
-
-static void cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
-{
-	if (argc >= 2 && arg_is(&argv[1], "GET") && argc >= 3) {
-		/* redis-benchmark reads "save" and "appendonly" at start */
-		static const char *known[][2] = { { "save", "" },
-						  { "appendonly", "no" },
-						  { "maxmemory", "0" },
-						  { "databases", "1" } };
-		struct rmq_buf tmp = { 0 };
-		size_t n = 0;
-		for (size_t i = 2; i < argc; i++)
-			for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-				if (arg_is(&argv[i], known[k][0]) ||
-				    (argv[i].len == 1 && argv[i].p[0] == '*')) {
-					rmq_resp_bulkstr(&tmp, known[k][0]);
-					rmq_resp_bulkstr(&tmp, known[k][1]);
-					n += 2;
-				}
-		reply_map(c, n / 2); /* a map under RESP3, as Redis 7 */
-		if (tmp.len)
-			rmq_buf_append(&c->out, tmp.data, tmp.len);
-		rmq_buf_free(&tmp);
-		return;
-	}
-	if (argc >= 2 && arg_is(&argv[1], "RESETSTAT"))
-		return rmq_resp_simple(&c->out, "OK");
-	rmq_resp_error(&c->out, "ERR CONFIG supports only GET (read-only) in ringmq");
-}
 
 /* LATENCY and SLOWLOG: monitoring tools (prometheus-redis-exporter) read
  * them on every scrape. ringmq records neither Redis's latency events nor
@@ -1671,11 +1619,13 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 /* F_SUBMODE: allowed while the connection has live subscriptions (RESP2;
  * under RESP3 every command is). F_NOW: runs at once inside MULTI, not
  * queued. F_NOMULTI: refused inside MULTI (its replies are not one).
- * F_LOADING: allowed while the server recovers its data directory. */
+ * F_LOADING: allowed while the server recovers its data directory.
+ * F_ADMIN: server administration (the ACL category @admin, later). */
 #define F_SUBMODE 1
 #define F_NOW 2
 #define F_NOMULTI 4
 #define F_LOADING 8
+#define F_ADMIN 16
 
 struct command {
 	const char *name; /* upper case, letters only */
@@ -1726,7 +1676,8 @@ static const struct command commands[] = {
 	CMD("QUIT", cmd_quit, F_SUBMODE | F_NOW | F_LOADING, -1),
 	CMD("RESET", cmd_reset, F_SUBMODE | F_NOW | F_LOADING, 1),
 	CMD("ECHO", cmd_echo, F_LOADING, 2),
-	CMD("CONFIG", cmd_config, F_LOADING, -2),
+	CMD("CONFIG", rmq__cmd_config, F_LOADING | F_ADMIN, -2),
+	CMD("SHUTDOWN", rmq__cmd_shutdown, F_LOADING | F_ADMIN | F_NOMULTI, -1),
 	CMD("COMMAND", cmd_command, F_LOADING, -1),
 	CMD("HELLO", cmd_hello, F_NOMULTI | F_LOADING, -1),
 	CMD("AUTH", cmd_auth, F_NOMULTI | F_LOADING, -2),
@@ -2022,8 +1973,10 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
 		n++;
 		used += h + k;
 	}
-	if (n == 0)
-		return 0;
+	if (n == 0 || (atomic_load_explicit(&srv_of(c)->maxmemory, memory_order_relaxed) &&
+		       rmq__ops_used_memory(srv_of(c)) + bytes >
+			       atomic_load_explicit(&srv_of(c)->maxmemory, memory_order_relaxed)))
+		return 0; /* (over --maxmemory: one by one, each refused) */
 	*nreq = n;
 	/* All n with one reservation when they fit in the current segment. */
 	int64_t seq = n > 1 ? rmq_topic_append_n(t, pl, n) : -EAGAIN;

@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -109,8 +110,8 @@ void rmq__conn_oom(struct conn *c, const char *what)
 	if (now >= w->oom_log_ms) {
 		w->oom_log_ms = now + 1000;
 		rmq_diagf(RMQ_DIAG_ERROR,
-			  "client %llu: out of memory for its %s (%zu bytes held); closing it",
-			  (unsigned long long)c->id, what, c->in.cap + c->out.cap);
+			  CONN_LOG "out of memory for its %s (%zu bytes held); closing it",
+			  CONN_ARGS(c), what, c->in.cap + c->out.cap);
 	}
 	static const char msg[] = "-ERR out of memory for this connection's buffers: closing\r\n";
 	ssize_t r = send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -128,9 +129,10 @@ void rmq__conn_shed(struct conn *c)
 		w->shed_log_ms = now + 1000;
 		rmq_diagf(
 			RMQ_DIAG_WARN,
-			"client %llu: %zu bytes of buffers (%zu input, %zu output) while all clients hold "
+			CONN_LOG
+			"%zu bytes of buffers (%zu input, %zu output) while all clients hold "
 			"%lld, over --max-client-memory %zu; closing it (see client_memory_closed in INFO)",
-			(unsigned long long)c->id, c->mem, c->in.cap, c->out.cap,
+			CONN_ARGS(c), c->mem, c->in.cap, c->out.cap,
 			(long long)atomic_load(&srv->client_mem), srv->cfg.max_client_memory);
 	}
 	/* Behind what is still queued, as for a timeout: best effort. */
@@ -167,6 +169,28 @@ static void conn_keepalive(int fd, unsigned idle_s)
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
+/* "ip:port" of the peer, for log lines; "?" when unknown. */
+static void conn_peer(struct conn *c)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		}
+	}
+	snprintf(c->addr, sizeof(c->addr), ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
+		 port);
+}
+
 void rmq__conn_new(struct worker *w, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));
@@ -186,6 +210,7 @@ void rmq__conn_new(struct worker *w, int fd)
 	c->created_ms = rmq_now_ms();
 	c->last_ms = c->created_ms;
 	c->events = EPOLLIN | EPOLLRDHUP;
+	conn_peer(c);
 	CDS_INIT_LIST_HEAD(&c->parked.watch_link);
 	CDS_INIT_LIST_HEAD(&c->psubs);
 	int one = 1;
@@ -202,8 +227,7 @@ void rmq__conn_new(struct worker *w, int fd)
 	cds_list_add_tail(&c->link, &w->conns);
 	stat_add(&w->stats.conns_accepted, 1);
 	stat_add(&w->stats.conns, 1);
-	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu connected", w->id,
-		  (unsigned long long)c->id);
+	rmq_diagf(RMQ_DIAG_DEBUG, CONN_LOG "connected to worker %u", CONN_ARGS(c), w->id);
 }
 
 /* Tears the connection down at once; the struct itself is freed at the end
@@ -234,8 +258,7 @@ void rmq__conn_close(struct conn *c)
 		rmq__conn_mem_sync(c);
 	atomic_fetch_sub(&w->srv->nclients, 1);
 	stat_add(&w->stats.conns, (uint64_t)-1);
-	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu closed", w->id,
-		  (unsigned long long)c->id);
+	rmq_diagf(RMQ_DIAG_DEBUG, CONN_LOG "closed (worker %u)", CONN_ARGS(c), w->id);
 }
 
 void rmq__conn_free(struct conn *c)
@@ -506,8 +529,8 @@ next:
 proto_error:
 	rmq__worker_publish_flush(w);
 	stat_add(&w->stats.protocol_errors, 1);
-	rmq_diagf(RMQ_DIAG_INFO, "client %llu: protocol error (%s); closing",
-		  (unsigned long long)c->id, err ? err : "request too large");
+	rmq_diagf(RMQ_DIAG_INFO, CONN_LOG "protocol error (%s); closing", CONN_ARGS(c),
+		  err ? err : "request too large");
 	c->close_after_write = true;
 	c->linger = true;
 	c->in.off = c->in.len = 0;
@@ -619,7 +642,21 @@ void rmq__conn_read(struct conn *c, uint32_t events)
 		if (n > 0) {
 			c->in.len += (size_t)n;
 			stat_add(&w->stats.bytes_read, (uint64_t)n);
-			rmq__conn_process_input(c);
+			if (RMQ_UNLIKELY(srv->cfg.metrics_port)) {
+				/* publish-to-reply latency: one observation per read
+				 * batch that published (not per message) */
+				uint64_t t0 = rmq__ops_now_ns(),
+					 p0 = w->pending_msgs +
+					      atomic_load_explicit(&w->stats.published,
+								   memory_order_relaxed);
+				rmq__conn_process_input(c);
+				if (w->pending_msgs + atomic_load_explicit(&w->stats.published,
+									   memory_order_relaxed) !=
+				    p0)
+					rmq__ops_observe_publish(w, t0);
+			} else {
+				rmq__conn_process_input(c);
+			}
 			if (c->blocked && rmq_buf_pending(&c->in) >= IN_STALLED_MAX) {
 				conn_parked_overflow(c);
 				break;
@@ -745,9 +782,9 @@ void rmq__conn_timed_out(struct conn *c)
 		(void)r;
 		stat_add(&w->stats.frame_timeouts, 1);
 		rmq_diagf(RMQ_DIAG_INFO,
-			  "client %llu: request half-sent for %.1f s (%zu bytes); closing",
-			  (unsigned long long)c->id,
-			  (double)wait_timeout_ms(w->srv, false) / 1000.0, rmq_buf_pending(&c->in));
+			  CONN_LOG "request half-sent for %.1f s (%zu bytes); closing",
+			  CONN_ARGS(c), (double)wait_timeout_ms(w->srv, false) / 1000.0,
+			  rmq_buf_pending(&c->in));
 	}
 	rmq__conn_close(c);
 }

@@ -174,6 +174,7 @@ struct conn {
 	uint64_t sync_round;
 	const struct rmq_topic *sync_topic;
 	bool sync_multi;
+	char addr[64]; /* the peer, "ip:port", for log lines (CONN_LOG) */
 };
 
 /* The channel on which a live subscriber is told that a topic it was
@@ -216,12 +217,24 @@ static inline void reply_push(struct conn *c, size_t n)
 		rmq_resp_array(&c->out, n);
 }
 
+/* Client-related log lines name the client: its id, peer address and
+ * name (CLIENT SETNAME / REGISTER): rmq_diagf(lvl, CONN_LOG "...", CONN_ARGS(c), ...). */
+#define CONN_LOG "client %llu addr=%s name=%s: "
+#define CONN_ARGS(c) (unsigned long long)(c)->id, (c)->addr, (c)->name ? (c)->name : "-"
+
+#define RMQ_LAT_BUCKETS 12 /* finite bucket bounds of latency histograms (ops.c) */
+
 struct worker_stats {
 	_Atomic uint64_t conns_accepted, commands, published, delivered, pulled;
 	_Atomic uint64_t bytes_read, bytes_written, slow_disconnects, protocol_errors;
 	_Atomic uint64_t frame_timeouts, alloc_failures, client_memory_closed;
 	_Atomic uint64_t conns;
 	_Atomic uint64_t blocked; /* parked PULLs: +1 and -1 (wrapping) */
+	/* ops.c: the publish-to-reply latency histogram (one observation per
+	 * batch of requests that published, see rmq__ops_observe_publish),
+	 * bucket i counts batches of at most rmq__ops_latency_bounds[i]. */
+	_Atomic uint64_t pub_lat[RMQ_LAT_BUCKETS + 1];
+	_Atomic uint64_t pub_lat_sum_ns, pub_lat_count;
 };
 
 /* Worker counters have one writer (their worker) and are read by INFO on
@@ -299,6 +312,7 @@ struct worker {
 	bool pos_dirty;      /* a PULL moved a durable position */
 	bool sync_always;    /* cfg.fsync == RMQ_FSYNC_ALWAYS with a data dir */
 	uint64_t sync_round; /* sync steps so far */
+	uint64_t stats_gen;  /* srv->stats_epoch when stats were last reset */
 	struct worker_stats stats;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
@@ -335,6 +349,17 @@ struct server {
 	} ops_samples[16];
 	unsigned n_ops, ops_head;
 	_Atomic int exit_code; /* rmq_server_run's, when stopped by a fatal error */
+	/* ops.c: CONFIG, SHUTDOWN, --maxmemory, metrics. */
+	pthread_mutex_t conf_lock;     /* serialises CONFIG SET/REWRITE */
+	struct rmq_server_config conf; /* the settings as CONFIG shows them
+					 * (conf_lock); cfg stays as started */
+	_Atomic uint64_t maxmemory;    /* conf.maxmemory, for the workers */
+	_Atomic unsigned metrics_max_topics;
+	_Atomic uint64_t oom_refused; /* -OOM replies */
+	_Atomic uint64_t stats_epoch; /* CONFIG RESETSTAT: workers reset theirs */
+	_Atomic int shutdown_cmd;     /* SHUTDOWN asked (main thread logs it) */
+	bool has_main;                /* false in in-process drivers */
+	struct metrics *metrics;      /* metrics.c; NULL: --metrics-port 0 */
 };
 
 /* A server's state without its sockets and threads, as rmq_server_run()
@@ -477,6 +502,57 @@ uint64_t rmq__blocked_next_deadline(const struct worker *w);
 /* Runs the requests that waited behind each answered PULL; called once per
  * iteration of the worker's loop, with no RCU pointer held. */
 void rmq__blocked_process_unblocked(struct worker *w);
+
+/* --- ops.c: CONFIG, SHUTDOWN, RESETSTAT, --maxmemory --- */
+/* Sets up srv's operational state from srv->cfg (rmq__server_state_init). */
+void rmq__ops_init(struct server *srv);
+void rmq__ops_fini(struct server *srv);
+void rmq__cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc);
+void rmq__cmd_shutdown(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* Bytes counted against --maxmemory: retained bytes of every topic plus
+ * every client's buffers. */
+uint64_t rmq__ops_used_memory(struct server *srv);
+/* INFO's "# Memory" section (used_memory, maxmemory, ..., oom_rejected). */
+void rmq__ops_info_memory(struct server *srv, struct rmq_buf *b);
+/* What CREATE counts against --maxmemory before it runs: about what a new
+ * topic takes at first (its first segment, its table entry). */
+#define RMQ_OPS_CREATE_RESERVE (64u << 10)
+/* Writes -OOM and counts it when adding `more` bytes would take the used
+ * memory over --maxmemory (not set: false at the cost of one load). */
+bool rmq__ops_oom_slow(struct conn *c, uint64_t more);
+static inline bool rmq__ops_oom(struct conn *c, struct server *srv, uint64_t more)
+{
+	if (RMQ_LIKELY(atomic_load_explicit(&srv->maxmemory, memory_order_relaxed) == 0))
+		return false;
+	return rmq__ops_oom_slow(c, more);
+}
+void rmq__ops_reset_worker(struct worker *w);
+/* Once per loop iteration: resets w's counters after CONFIG RESETSTAT
+ * (each worker zeroes its own: they have one writer). */
+static inline void rmq__ops_worker_tick(struct worker *w)
+{
+	uint64_t e = atomic_load_explicit(&w->srv->stats_epoch, memory_order_relaxed);
+	if (RMQ_UNLIKELY(e != w->stats_gen)) {
+		rmq__ops_reset_worker(w);
+		w->stats_gen = e;
+	}
+}
+/* A batch of requests read at start_ns (rmq__ops_now_ns) published and
+ * queued its replies now: one observation of the latency histogram. */
+uint64_t rmq__ops_now_ns(void);
+void rmq__ops_observe_publish(struct worker *w, uint64_t start_ns);
+extern const double rmq__ops_latency_bounds[RMQ_LAT_BUCKETS];
+/* Tells systemd (Type=notify) "READY=1", "STOPPING=1", ...; no-op unless
+ * $NOTIFY_SOCKET is set. */
+void rmq__ops_sd_notify(const char *state);
+/* The main thread's signal loop: SIGHUP reopens the log file. */
+void rmq__ops_sighup(struct server *srv);
+
+/* --- metrics.c: the Prometheus endpoint (--metrics-port) --- */
+/* Starts its thread; 0, or -1 after logging why. */
+int rmq__metrics_start(struct server *srv);
+/* Stops and joins it (before the workers' state is freed). */
+void rmq__metrics_stop(struct server *srv);
 
 /* --- accept.c --- */
 void *rmq__acceptor_main(void *arg);

@@ -364,11 +364,10 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 		if (RMQ_UNLIKELY(b.lost)) {
 			atomic_fetch_add(&t->slow_disconnects, 1);
 			stat_add(&c->worker->stats.slow_disconnects, 1);
-			rmq_diagf(
-				RMQ_DIAG_WARN,
-				"client %llu: live subscriber of '%s' fell %llu messages behind the "
-				"retained window; disconnecting",
-				(unsigned long long)c->id, t->name, (unsigned long long)b.lost);
+			rmq_diagf(RMQ_DIAG_WARN,
+				  CONN_LOG "live subscriber of '%s' fell %llu messages behind the "
+					   "retained window; disconnecting",
+				  CONN_ARGS(c), t->name, (unsigned long long)b.lost);
 			rmq__conn_close(c);
 			return false;
 		}

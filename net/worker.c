@@ -357,6 +357,7 @@ static void worker_loop(struct worker *w, bool once)
 		worker_expire(w);
 		worker_shed(w);
 		worker_ttl_sweep(w);
+		rmq__ops_worker_tick(w);
 		w->may_quiesce = true; /* connections are not RCU-protected */
 		worker_release_held(w);
 		rmq__blocked_process_unblocked(w);
