@@ -224,6 +224,17 @@ static void box_push(struct clients_req ***v, uint32_t *n, uint32_t *cap, struct
 	(*v)[(*n)++] = r;
 }
 
+/* Wakes w after something was queued in its box. The fence orders the
+ * store of box->queued before rmq__worker_wake's look at w->wake_pending;
+ * it pairs with the fence between w's store of wake_pending = 0 and its
+ * look at rmq__clients_busy() in worker_loop (worker.c): either w sees
+ * queued, or this sees that w may sleep and writes its eventfd. */
+static void box_wake(struct worker *w)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	rmq__worker_wake(w);
+}
+
 /* Worker w has answered r. The last worker to answer hands r to the
  * asking worker (and wakes it); the others must not touch r afterwards. */
 static void part_done(struct server *srv, struct clients_req *r, bool wake)
@@ -237,7 +248,7 @@ static void part_done(struct server *srv, struct clients_req *r, bool wake)
 	atomic_store_explicit(&b->queued, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&b->lock);
 	if (wake)
-		rmq__worker_wake(r->home);
+		box_wake(r->home);
 }
 
 /* c is asking: sends r to every worker and parks c until they answered. */
@@ -261,7 +272,7 @@ static void req_send(struct conn *c, struct clients_req *r)
 		box_push(&b->todo, &b->n_todo, &b->cap_todo, r);
 		atomic_store_explicit(&b->queued, 1, memory_order_relaxed);
 		pthread_mutex_unlock(&b->lock);
-		rmq__worker_wake(&srv->workers[i]);
+		box_wake(&srv->workers[i]);
 	}
 }
 
