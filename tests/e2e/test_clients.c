@@ -50,8 +50,9 @@ static size_t parse_list(int at, const char *text, struct line **out)
 				   p);
 		if (n == cap) {
 			cap *= 2;
-			v = realloc(v, cap * sizeof(*v));
-			cr_assert_not_null(v);
+			struct line *nv = realloc(v, cap * sizeof(*v));
+			cr_assert_not_null(nv);
+			v = nv;
 		}
 		struct line *l = &v[n++];
 		l->copy = strndup(p, (size_t)(eol - p));
@@ -76,6 +77,16 @@ static size_t parse_list(int at, const char *text, struct line **out)
 	return n;
 }
 
+/* A field's decimal value (asserted to be one). */
+static long long num(const char *s)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	cr_assert(end != s && *end == 0 && errno == 0, "not a number: '%s'", s);
+	return v;
+}
+
 static void free_list(struct line *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -96,7 +107,7 @@ static const char *field(const struct line *l, const char *name)
 static const struct line *by_id(const struct line *v, size_t n, long long id)
 {
 	for (size_t i = 0; i < n; i++)
-		if (atoll(v[i].v[0]) == id)
+		if (num(v[i].v[0]) == id)
 			return &v[i];
 	return NULL;
 }
@@ -255,7 +266,7 @@ SRV_TEST(clients, list_fields_and_flags)
 	cr_assert_eq(k, 5, "%zu lines", k);
 	bool worker[2] = { false, false };
 	for (size_t i = 0; i < k; i++) {
-		worker[atoi(field(&v[i], "worker")) & 1] = true;
+		worker[(int)num(field(&v[i], "worker")) & 1] = true;
 		cr_assert_str_eq(field(&v[i], "db"), "0");
 		cr_assert_str_eq(field(&v[i], "user"), "default");
 		cr_assert_str_eq(field(&v[i], "argv-mem"), "0");
@@ -292,7 +303,7 @@ SRV_TEST(clients, list_fields_and_flags)
 	cr_assert_eq(r->type, E2E_BULK);
 	k = parse_list(__LINE__, r->str, &v);
 	cr_assert_eq(k, 1);
-	cr_assert_eq(atoll(field(&v[0], "id")), idn);
+	cr_assert_eq(num(field(&v[0], "id")), idn);
 	cr_assert_str_eq(field(&v[0], "lib-name"), "e2e-lib");
 	free_list(v, k);
 	e2e_reply_free(r);
@@ -331,7 +342,7 @@ SRV_TEST(clients, list_type_and_id)
 	k = LIST(a, &v, "type", "PUBSUB");
 	cr_assert_eq(k, 1);
 	cr_assert_str_eq(field(&v[0], "flags"), "P");
-	long long ids = atoll(field(&v[0], "id"));
+	long long ids = num(field(&v[0], "id"));
 	free_list(v, k);
 	static const char *const none[] = { "replica", "slave", "master" };
 	for (size_t i = 0; i < 3; i++) {
@@ -345,10 +356,10 @@ SRV_TEST(clients, list_type_and_id)
 	snprintf(ss, sizeof(ss), "%lld", ids);
 	k = LIST(a, &v, "ID", ss, sb, "999999", ss, "-3", sa);
 	cr_assert_eq(k, 4);
-	cr_assert_eq(atoll(field(&v[0], "id")), ids);
-	cr_assert_eq(atoll(field(&v[1], "id")), idb);
-	cr_assert_eq(atoll(field(&v[2], "id")), ids);
-	cr_assert_eq(atoll(field(&v[3], "id")), ida);
+	cr_assert_eq(num(field(&v[0], "id")), ids);
+	cr_assert_eq(num(field(&v[1], "id")), idb);
+	cr_assert_eq(num(field(&v[2], "id")), ids);
+	cr_assert_eq(num(field(&v[3], "id")), ida);
 	free_list(v, k);
 	IS_ERR(R(a, "CLIENT", "LIST", "TYPE", "bogus"), "ERR Unknown client type 'bogus'");
 	IS_ERR(R(a, "CLIENT", "LIST", "TYPE"), "ERR syntax error");
@@ -482,15 +493,15 @@ SRV_TEST(clients, many_connections_across_workers, "--threads", "3", "--max-clie
 	cr_assert_eq(k, (size_t)n + 2, "%zu lines for %d connections", k, n + 2);
 	size_t per[3] = { 0, 0, 0 };
 	for (size_t i = 0; i < k; i++) {
-		int w = atoi(field(&v[i], "worker"));
+		int w = (int)num(field(&v[i], "worker"));
 		cr_assert(w >= 0 && w < 3);
 		per[w]++;
 	}
 	/* distinct ids */
-	long long *ids = calloc(k, sizeof(*ids));
+	long long *ids = calloc(k + 1, sizeof(*ids)); /* (k > 0: asserted above) */
 	cr_assert_not_null(ids);
 	for (size_t i = 0; i < k; i++)
-		ids[i] = atoll(v[i].v[0]);
+		ids[i] = num(v[i].v[0]);
 	qsort(ids, k, sizeof(*ids), cmp_ll);
 	for (size_t i = 1; i < k; i++)
 		cr_assert_neq(ids[i - 1], ids[i], "id %lld listed twice", ids[i]);
