@@ -8,7 +8,7 @@
  * doing random ordinary things for S seconds: subscribing to many topics
  * and not reading, parking PULL ... BLOCK 0 and vanishing, leaving frames
  * half-sent, huge MPUBLISHes, PING floods while deaf, INFO and TOPICS over
- * many topics, CLIENT SETNAME with a zero byte, garbage, quitting mid-way.
+ * many topics, CLIENT LIST, CLIENT SETNAME with a zero byte, garbage, quitting mid-way.
  * No send ever waits long: a server that stops reading a client is doing
  * its job.
  *
@@ -145,13 +145,16 @@ static void act(struct actor *a)
 		e2e_wbuf_cmdv(&b, 66, argv, lens);
 		break;
 	}
-	case 5: { /* INFO, TOPICS */
+	case 5: { /* INFO, TOPICS, CLIENT LIST (gathered from every worker,
+		   * often for a client that is gone or deaf by then) */
 		const char *i1[] = { "INFO" };
 		const char *i2[] = { "TOPICS" };
 		const char *i3[] = { "INFO", "stats" };
+		const char *i4[] = { "CLIENT", "LIST" };
 		e2e_wbuf_cmdv(&b, 1, i1, NULL);
 		e2e_wbuf_cmdv(&b, 1, i2, NULL);
 		e2e_wbuf_cmdv(&b, 2, i3, NULL);
+		e2e_wbuf_cmdv(&b, 2, i4, NULL);
 		break;
 	}
 	case 6: { /* names with a zero byte */
