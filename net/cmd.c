@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1485,16 +1486,19 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_array(&c->out, 0);
 }
 
-/* "ip:port" of the socket's peer (peer) or own end, "?" when unknown. */
-static void sock_addr(int fd, bool peer, char *out, size_t cap)
+/* The connection's own end, "ip:port" ("[ip]:port" for IPv6, as Redis and
+ * c->addr write them; "?:0" when unknown), found once and kept in
+ * c->laddr: listings of many connections make no system call for it. */
+const char *rmq__cmd_client_laddr(struct conn *c)
 {
+	if (c->laddr[0])
+		return c->laddr;
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof(ss)); /* ss_family read only after success, but say so */
 	socklen_t sl = sizeof(ss);
-	int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
-		      : getsockname(fd, (struct sockaddr *)&ss, &sl);
 	char host[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;
+	int rc = getsockname(c->fd, (struct sockaddr *)&ss, &sl);
 	if (rc == 0 && ss.ss_family == AF_INET) {
 		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
 		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
@@ -1504,64 +1508,130 @@ static void sock_addr(int fd, bool peer, char *out, size_t cap)
 		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
 		port = ntohs(a->sin6_port);
 	}
-	snprintf(out, cap, "%s:%u", host, port);
+	snprintf(c->laddr, sizeof(c->laddr), ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
+		 port);
+	return c->laddr;
 }
 
-/* CLIENT INFO's line: Redis 7's fields, in its order (clients such as
- * redis-py's client_info() index them by name), then ringmq's own
- * (worker, role). Flags: N (none), P (pub/sub mode). multi=-1: no MULTI
- * in progress. user=default: ringmq has no ACL. */
-static void client_info_line(struct conn *c, struct rmq_buf *b)
+/* CLIENT INFO's line, and each of CLIENT LIST's: Redis 7.4's fields, in
+ * its order (clients such as redis-py's client_info() and node-redis's
+ * clientList() index them by name), then ringmq's own (worker, role).
+ * Flags as Redis writes them: P subscribed (pub/sub mode), x in MULTI,
+ * b a parked PULL ... BLOCK, c closing once its replies are written; N
+ * none. multi=-1: no MULTI in progress; watch=0: WATCH is refused.
+ * events: r reading, w waiting to write (the epoll events armed).
+ * user=default: ringmq has no ACL. */
+void rmq__cmd_client_info(struct conn *c, struct rmq_buf *b)
 {
-	char addr[INET6_ADDRSTRLEN + 8], laddr[INET6_ADDRSTRLEN + 8], cmd[24] = "NULL";
-	sock_addr(c->fd, true, addr, sizeof(addr));
-	sock_addr(c->fd, false, laddr, sizeof(laddr));
+	char cmd[24] = "NULL", flags[8], *f = flags, events[3], *e = events;
 	if (c->last_cmd) {
 		size_t i = 0;
 		for (; c->last_cmd[i] && i + 1 < sizeof(cmd); i++)
 			cmd[i] = (char)(c->last_cmd[i] | 0x20); /* letters only */
 		cmd[i] = 0;
 	}
+	if (rmq__conn_subs(c))
+		*f++ = 'P';
+	if (c->in_multi)
+		*f++ = 'x';
+	if (c->blocked)
+		*f++ = 'b';
+	if (c->close_after_write)
+		*f++ = 'c';
+	if (f == flags)
+		*f++ = 'N';
+	*f = 0;
+	if (c->events & EPOLLIN)
+		*e++ = 'r';
+	if (c->events & EPOLLOUT)
+		*e++ = 'w';
+	*e = 0;
 	uint64_t now = rmq_now_ms();
 	size_t qbuf = rmq_buf_pending(&c->in), obl = rmq_buf_pending(&c->out);
-	info_printf(b,
-		    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=0 "
-		    "sub=%d psub=%d ssub=0 multi=%lld qbuf=%zu qbuf-free=%zu argv-mem=0 "
-		    "multi-mem=%zu rbs=%zu rbp=0 obl=%zu oll=0 omem=%zu tot-mem=%zu events=r%s "
-		    "cmd=%s user=default redir=-1 resp=%d worker=%u role=%s\n",
-		    (unsigned long long)c->id, addr, laddr, c->fd, c->name ? c->name : "",
-		    (unsigned long long)((now - c->created_ms) / 1000),
-		    (unsigned long long)((now - c->last_ms) / 1000), rmq__conn_subs(c) ? "P" : "N",
-		    c->n_live_subs + c->n_gone + c->sub_deleted, c->n_psubs,
-		    c->in_multi ? (long long)c->multi_n : -1LL, qbuf, c->in.cap - c->in.len,
-		    c->multi.cap, c->in.cap, obl, c->out.cap,
-		    c->in.cap + c->out.cap + c->multi.cap + sizeof(*c), obl ? "w" : "", cmd,
-		    c->resp3 ? 3 : 2, c->worker->id,
-		    c->role == ROLE_PUBLISHER    ? "publisher"
-		    : c->role == ROLE_SUBSCRIBER ? "subscriber"
-						 : "none");
+	info_printf(
+		b,
+		"id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=0 "
+		"sub=%d psub=%d ssub=0 multi=%lld watch=0 qbuf=%zu qbuf-free=%zu argv-mem=0 "
+		"multi-mem=%zu rbs=%zu rbp=0 obl=%zu oll=0 omem=%zu tot-mem=%zu events=%s "
+		"cmd=%s user=default redir=-1 resp=%d lib-name=%s lib-ver=%s worker=%u role=%s\n",
+		(unsigned long long)c->id, c->addr, rmq__cmd_client_laddr(c), c->fd,
+		c->name ? c->name : "", (unsigned long long)((now - c->created_ms) / 1000),
+		(unsigned long long)((now - c->last_ms) / 1000), flags,
+		c->n_live_subs + c->n_gone + c->sub_deleted, c->n_psubs,
+		c->in_multi ? (long long)c->multi_n : -1LL, qbuf, c->in.cap - c->in.len,
+		c->multi.cap, c->in.cap, obl, c->out.cap,
+		c->in.cap + c->out.cap + c->multi.cap + sizeof(*c), events, cmd, c->resp3 ? 3 : 2,
+		c->lib_name ? c->lib_name : "", c->lib_ver ? c->lib_ver : "", c->worker->id,
+		c->role == ROLE_PUBLISHER    ? "publisher"
+		: c->role == ROLE_SUBSCRIBER ? "subscriber"
+					     : "none");
+}
+
+/* CLIENT SETINFO LIB-NAME|LIB-VER value, as Redis 7.2: printable ASCII
+ * without spaces (CLIENT LIST's lines must stay parseable), at most
+ * RMQ_CLIENT_NAME_MAX bytes; empty clears it. */
+static void client_setinfo(struct conn *c, const struct rmq_arg *attr, const struct rmq_arg *v)
+{
+	char **dst;
+	const char *what;
+	if (arg_is(attr, "LIB-NAME")) {
+		dst = &c->lib_name;
+		what = "lib-name";
+	} else if (arg_is(attr, "LIB-VER")) {
+		dst = &c->lib_ver;
+		what = "lib-ver";
+	} else {
+		return rmq_resp_errorf(&c->out, "ERR Unrecognized option '%.*s'",
+				       (int)(attr->len > 64 ? 64 : attr->len), attr->p);
+	}
+	bool ok = v->len <= RMQ_CLIENT_NAME_MAX;
+	for (size_t i = 0; i < v->len && ok; i++)
+		ok = v->p[i] >= '!' && v->p[i] <= '~';
+	if (!ok)
+		return rmq_resp_errorf(
+			&c->out,
+			"ERR %s cannot contain spaces, newlines or special characters, "
+			"and has at most 255 bytes",
+			what);
+	free(*dst);
+	*dst = v->len ? rmq_memdup(v->p, v->len) : NULL;
+	rmq_resp_simple(&c->out, "OK");
+}
+
+/* CLIENT INFO and LIST reply as Redis 7: a verbatim string under RESP3. */
+static void reply_text(struct conn *c, const char *p, size_t n)
+{
+	if (c->resp3)
+		rmq_resp_verbatim(&c->out, p, n);
+	else
+		rmq_resp_bulk(&c->out, p, n);
 }
 
 static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
 		return err_args(c, "client");
+	/* (each LIST and KILL gathers every worker's connections; clients.c) */
+	if (arg_is(&argv[1], "LIST"))
+		return rmq__clients_list(c, argv, argc);
+	if (arg_is(&argv[1], "KILL"))
+		return rmq__clients_kill(c, argv, argc);
 	if (arg_is(&argv[1], "SETNAME") && argc == 3) {
 		if (!check_client_name(c, &argv[2]))
 			return;
 		set_client_name(c, &argv[2]);
 		return rmq_resp_simple(&c->out, "OK");
 	}
-	if (arg_is(&argv[1], "GETNAME"))
+	if (arg_is(&argv[1], "GETNAME") && argc == 2)
 		return c->name ? rmq_resp_bulkstr(&c->out, c->name) : reply_null(c);
 	if (arg_is(&argv[1], "SETINFO") && argc == 4)
-		return rmq_resp_simple(&c->out, "OK");
-	if (arg_is(&argv[1], "ID"))
+		return client_setinfo(c, &argv[2], &argv[3]);
+	if (arg_is(&argv[1], "ID") && argc == 2)
 		return rmq_resp_int(&c->out, (int64_t)c->id);
 	if (arg_is(&argv[1], "INFO") && argc == 2) {
 		struct rmq_buf line = { 0 };
-		client_info_line(c, &line);
-		rmq_resp_bulk(&c->out, line.data, line.len);
+		rmq__cmd_client_info(c, &line);
+		reply_text(c, line.data, line.len);
 		rmq_buf_free(&line);
 		return;
 	}
@@ -1580,9 +1650,9 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return;
 		}
 	}
-	rmq_resp_error(
-		&c->out,
-		"ERR unknown or unsupported CLIENT subcommand (SETNAME, GETNAME, SETINFO, ID, INFO, REPLY)");
+	rmq_resp_error(&c->out,
+		       "ERR unknown or unsupported CLIENT subcommand or wrong number of arguments "
+		       "(SETNAME, GETNAME, SETINFO, ID, INFO, LIST, KILL, REPLY)");
 }
 
 static void cmd_select(struct conn *c, struct rmq_arg *argv, size_t argc)
@@ -1770,7 +1840,11 @@ static void multi_queue(struct conn *c, const struct command *cmd, const struct 
 		lower[i] = (char)(cmd->name[i] | (i < cmd->len ? 0x20 : 0));
 	if (cmd->arity > 0 ? argc != (size_t)cmd->arity : argc < (size_t)-cmd->arity)
 		return multi_abort(c, "ERR wrong number of arguments for '%s' command", lower);
-	if ((cmd->flags & F_NOMULTI) || (cmd->fn == cmd_client && arg_is(&argv[1], "REPLY")))
+	/* CLIENT LIST and KILL wait for every worker's answer, which a
+	 * transaction cannot (EXEC runs its commands in one go) */
+	if ((cmd->flags & F_NOMULTI) ||
+	    (cmd->fn == cmd_client &&
+	     (arg_is(&argv[1], "REPLY") || arg_is(&argv[1], "LIST") || arg_is(&argv[1], "KILL"))))
 		return multi_abort(c, "ERR Command not allowed inside a transaction: '%s'", lower);
 	size_t bytes = 4;
 	for (size_t i = 0; i < argc; i++)

@@ -238,6 +238,7 @@ void rmq__conn_close(struct conn *c)
 		return;
 	c->closing = true;
 	struct worker *w = c->worker;
+	rmq__clients_conn_closing(c); /* (while c is still in w->conns) */
 	rmq__blocked_drop(c);
 	rmq__pubsub_drop_all(c);
 	if (c->dsub)
@@ -272,6 +273,8 @@ void rmq__conn_free(struct conn *c)
 	free(c->plive);
 	rmq__cmd_free_state(c);
 	free(c->name);
+	free(c->lib_name);
+	free(c->lib_ver);
 	free(c->parked.topic);
 	free(c);
 }
@@ -476,7 +479,9 @@ void rmq__conn_process_input(struct conn *c)
 				if (c->held && !c->in_unblocked) {
 					c->in_unblocked = true;
 					cds_list_add_tail(&c->unblocked_link, &w->held);
-				} else {
+				} else if (!c->clients_req) {
+					/* (a CLIENT LIST/KILL is queued again by
+					 * clients.c once the workers answered) */
 					rmq__blocked_queue(c);
 				}
 				break;

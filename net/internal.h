@@ -49,6 +49,7 @@ enum reply_mode { REPLY_ON, REPLY_OFF, REPLY_SKIP };
 struct conn;
 
 struct psub;
+struct clients_req;
 
 /* A live (push) subscription of one connection to one topic: SUBSCRIBE's
  * (psub NULL), or one of the topics a PSUBSCRIBE pattern matches (psub
@@ -175,6 +176,14 @@ struct conn {
 	const struct rmq_topic *sync_topic;
 	bool sync_multi;
 	char addr[64]; /* the peer, "ip:port", for log lines (CONN_LOG) */
+	/* CLIENT INFO/LIST (cmd.c, clients.c): its own end, found when first
+	 * listed ("" until then), and CLIENT SETINFO's strings (owned) */
+	char laddr[64];
+	char *lib_name, *lib_ver;
+	/* CLIENT LIST/KILL waiting for the workers' answers (clients.c): the
+	 * connection is parked (yielded, not queued) until its worker queues it
+	 * again, and the same request then runs to completion */
+	struct clients_req *clients_req;
 };
 
 /* The channel on which a live subscriber is told that a topic it was
@@ -342,6 +351,7 @@ struct server {
 	_Atomic int loading;              /* recovering the data directory */
 	_Atomic uint64_t pubsub_channels; /* topics with a SUBSCRIBE subscriber */
 	struct pattern_reg *patterns;     /* pattern.c */
+	struct clients_reg *clients;      /* clients.c: CLIENT LIST/KILL requests */
 	/* INFO's instantaneous_ops_per_sec (cmd.c) */
 	pthread_mutex_t ops_lock;
 	struct ops_sample {
@@ -473,6 +483,36 @@ void rmq__pattern_drop_all(struct conn *c);
 void rmq__pattern_drain(struct worker *w);
 /* PUBSUB CHANNELS|NUMSUB|NUMPAT. */
 void rmq__pattern_pubsub_cmd(struct conn *c, struct rmq_arg *argv, size_t argc);
+
+/* --- clients.c: CLIENT LIST and CLIENT KILL over every worker --- */
+/* Connections a worker lists or closes per loop iteration for them, at
+ * most (it visits up to 32 times as many that do not match). */
+#define CLIENTS_LINES_PER_TURN 512
+/* Makes srv's per-worker request queues; 0 or -ENOMEM. */
+int rmq__clients_init(struct server *srv);
+/* Once every worker has stopped and every connection is closed: frees the
+ * requests still queued or in progress. */
+void rmq__clients_fini(struct server *srv);
+/* Once per iteration of w's loop: takes the requests queued for w, walks
+ * a bounded part of its connections for them, and resumes the
+ * connections of w whose requests every worker has answered. */
+void rmq__clients_step(struct worker *w);
+/* Whether w has such work (its loop must not sleep). */
+bool rmq__clients_busy(struct worker *w);
+/* c is closing (rmq__conn_close, while c is still in w->conns): walks in
+ * progress on its worker move past it, and its own request, if any, is
+ * forgotten (freed, or left to the workers still answering it). */
+void rmq__clients_conn_closing(struct conn *c);
+/* CLIENT LIST [TYPE type | ID id ...] and CLIENT KILL addr | <filter
+ * value> ...: the first run checks the request and sends it to every
+ * worker (c->again); the run once all have answered writes the reply. */
+void rmq__clients_list(struct conn *c, struct rmq_arg *argv, size_t argc);
+void rmq__clients_kill(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* c's CLIENT INFO line, "\n"-terminated, appended to b (cmd.c); on c's
+ * worker only. */
+void rmq__cmd_client_info(struct conn *c, struct rmq_buf *b);
+/* c's own end as "ip:port" (kept in c->laddr once found; cmd.c). */
+const char *rmq__cmd_client_laddr(struct conn *c);
 
 /* --- blocked.c --- */
 /* Parks c's PULL (c->blocked) on watch, whose reference c now holds, with

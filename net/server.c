@@ -140,7 +140,7 @@ int rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 			return rc;
 		}
 	}
-	if (rmq__pattern_init(srv) != 0) {
+	if (rmq__pattern_init(srv) != 0 || rmq__clients_init(srv) != 0) {
 		rmq__server_state_fini(srv);
 		return -ENOMEM;
 	}
@@ -158,6 +158,7 @@ void rmq__server_state_fini(struct server *srv)
 		w->n_created = 0;
 	}
 	rmq__pattern_fini(srv);
+	rmq__clients_fini(srv); /* (its requests name the workers) */
 	rmq_broker_free(srv->broker);
 	for (uint32_t i = 0; i < srv->nworkers; i++)
 		rmq__worker_fini(&srv->workers[i]);

@@ -285,7 +285,7 @@ static void worker_reap(struct worker *w)
 static bool worker_has_work(struct worker *w)
 {
 	return ck_ring_size(&w->accept_ring) > 0 || rmq_shard_pending(w->srv->broker, w->id) ||
-	       !cds_list_empty(&w->unblocked) || w->n_pscan;
+	       !cds_list_empty(&w->unblocked) || w->n_pscan || rmq__clients_busy(w);
 }
 
 /* Graceful stop: answer what was already read, flush for a moment, close. */
@@ -358,6 +358,7 @@ static void worker_loop(struct worker *w, bool once)
 		worker_shed(w);
 		worker_ttl_sweep(w);
 		rmq__ops_worker_tick(w);
+		rmq__clients_step(w);  /* CLIENT LIST/KILL: a bounded part */
 		w->may_quiesce = true; /* connections are not RCU-protected */
 		worker_release_held(w);
 		rmq__blocked_process_unblocked(w);

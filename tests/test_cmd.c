@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -68,7 +69,9 @@ static void settle(void)
 			       atomic_load(&w->stats.bytes_written) +
 			       atomic_load(&w->stats.commands) + atomic_load(&w->stats.conns);
 		/* a request that goes on at the next turn is work too */
-		quiet = now == last && cds_list_empty(&w->unblocked) ? quiet + 1 : 0;
+		quiet = now == last && cds_list_empty(&w->unblocked) && !rmq__clients_busy(w)
+				? quiet + 1
+				: 0;
 		last = now;
 	}
 }
@@ -1355,4 +1358,226 @@ Test(cmd, long_mpublish_runs_once)
 	expect(c, "", line);
 	cr_assert_eq(last_seq("q"), N);
 	client_close(c);
+}
+
+/* --- CLIENT LIST and CLIENT KILL (clients.c) --- */
+
+/* How many clients (two descriptors each) this process may add, up to
+ * want: the soft descriptor limit raised to the hard one first. */
+static int clients_allowed(int want)
+{
+	struct rlimit rl;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	}
+	long room = ((long)rl.rlim_cur - 64) / 2;
+	return room < want ? (int)room : want;
+}
+
+/* A client of the worker, taken at its next poll (no settle: for many). */
+static int client_quick(void)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0,
+		     "socketpair: %s", strerror(errno));
+	atomic_fetch_add(&srv->nclients, 1);
+	while (!rmq__worker_adopt_fd(&srv->workers[0], sv[1]))
+		rmq__worker_poll(&srv->workers[0]); /* the accept ring is full */
+	return sv[0];
+}
+
+/* Appends what fd has received so far to b (no polling); false at EOF. */
+static bool take(int fd, struct rmq_buf *b)
+{
+	for (;;) {
+		char *p = rmq_buf_reserve(b, 65536);
+		ssize_t r = recv(fd, p, 65536, 0);
+		if (r > 0) {
+			b->len += (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			return false;
+		cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "recv: %s", strerror(errno));
+		return true;
+	}
+}
+
+/* Reads one bulk-string reply from fd into b (its text only), polling the
+ * worker while it comes; raw holds what was received of it already. */
+static void read_bulk_from(int fd, struct rmq_buf *raw, struct rmq_buf *b)
+{
+	size_t want = 0, hdr = 0;
+	for (int round = 0;; round++) {
+		cr_assert_lt(round, 100000, "no whole reply: %zu bytes", raw->len);
+		(void)take(fd, raw);
+		if (!hdr && raw->len && memchr(raw->data, '\n', raw->len)) {
+			cr_assert_eq(raw->data[0], '$', "%.60s", raw->data);
+			want = strtoul(raw->data + 1, NULL, 10);
+			hdr = (size_t)((char *)memchr(raw->data, '\n', raw->len) - raw->data) + 1;
+		}
+		if (hdr && raw->len >= hdr + want + 2)
+			break;
+		rmq__worker_poll(&srv->workers[0]);
+	}
+	cr_assert_eq(raw->len, hdr + want + 2, "more than one reply");
+	rmq_buf_append(b, raw->data + hdr, want);
+	rmq_buf_free(raw);
+}
+
+static void read_bulk(int fd, struct rmq_buf *b)
+{
+	struct rmq_buf raw = { 0 };
+	read_bulk_from(fd, &raw, b);
+}
+
+static size_t count_lines(const struct rmq_buf *b)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < b->len; i++)
+		n += b->data[i] == '\n';
+	return n;
+}
+
+/* A CLIENT LIST over more connections than a worker lists per iteration
+ * (CLIENTS_LINES_PER_TURN) takes one iteration per that many: meanwhile
+ * the worker serves its other connections (a PING sent with it is
+ * answered at the next iteration), and the asking connection's reply comes
+ * whole once every line is in, with every connection once. */
+Test(cmd, client_list_bounded_per_iteration)
+{
+	int n = clients_allowed(1600);
+	int *fds = rmq_calloc((size_t)n, sizeof(*fds));
+	for (int i = 0; i < n; i++)
+		fds[i] = client_quick();
+	int a = client_quick(), b = client_quick();
+	settle();
+	struct worker *w = &srv->workers[0];
+	int total = n + 2, turns = (total + CLIENTS_LINES_PER_TURN - 1) / CLIENTS_LINES_PER_TURN;
+	send_all(a, resp("CLIENT", "LIST", NULL), strlen(resp("CLIENT", "LIST", NULL)));
+	send_all(b, "PING\r\n", 6);
+	rmq__worker_poll(w); /* reads both: the request goes out, PONG queued */
+	struct rmq_buf got = { 0 };
+	for (int poll = 2; poll <= 1 + turns; poll++) {
+		rmq__worker_poll(w); /* one part of the walk each */
+		bool open = take(a, &got);
+		cr_assert(open && got.len == 0,
+			  "CLIENT LIST answered after %d of its %d turns (%s, %zu bytes: %.60s)",
+			  poll - 1, turns, open ? "open" : "closed", got.len,
+			  got.data ? got.data : "");
+		if (poll == 2) { /* (expect() would settle the worker) */
+			struct rmq_buf pong = { 0 };
+			cr_assert(take(b, &pong));
+			cr_assert(pong.len == 7 && !memcmp(pong.data, "+PONG\r\n", 7),
+				  "PING answered %zu bytes", pong.len);
+			rmq_buf_free(&pong);
+		}
+	}
+	rmq__worker_poll(w); /* back home: the reply */
+	cr_assert(take(a, &got) && got.len > 0, "no reply after %d turns", turns);
+	struct rmq_buf text = { 0 };
+	read_bulk_from(a, &got, &text); /* every connection once, in id order */
+	got = text;
+	cr_assert_eq(count_lines(&got), (size_t)total);
+	unsigned long long last = 0;
+	for (const char *p = got.data; p < got.data + got.len; p = strchr(p, '\n') + 1) {
+		cr_assert(!strncmp(p, "id=", 3), "%.60s", p);
+		unsigned long long id = strtoull(p + 3, NULL, 10);
+		cr_assert_gt(id, last, "ids out of order or twice");
+		last = id;
+	}
+	rmq_buf_free(&got);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	free(fds);
+	close(b);
+	client_close(a);
+}
+
+/* The asking connection goes away while its CLIENT LIST is out: closed by
+ * another client's CLIENT KILL (its request is dropped once the walk is
+ * done), or by its peer (the request finishes, the reply cannot be
+ * written). Nothing leaks (ASan), and the listings after it are exact. */
+Test(cmd, client_list_asker_gone_midway)
+{
+	int n = clients_allowed(1200);
+	int *fds = rmq_calloc((size_t)n, sizeof(*fds));
+	for (int i = 0; i < n; i++)
+		fds[i] = client_quick();
+	int a = client_quick(), b = client_quick();
+	settle();
+	struct worker *w = &srv->workers[0];
+	struct conn *ca = conn_of_worker((size_t)n);
+	char id[24], req[256];
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)ca->id);
+	/* killed while its walk is in progress */
+	send_all(a, resp("CLIENT", "LIST", NULL), strlen(resp("CLIENT", "LIST", NULL)));
+	rmq__worker_poll(w);
+	rmq__worker_poll(w);
+	snprintf(req, sizeof(req), "%s", resp("CLIENT", "KILL", "ID", id, NULL));
+	send_all(b, req, strlen(req));
+	settle();
+	bool eof;
+	struct rmq_buf got = { 0 };
+	cr_assert(!take(a, &got) && got.len == 0, "the killed client got %zu bytes", got.len);
+	expect(b, "", ":1\r\n");
+	close(a);
+	/* its peer closes while its walk is in progress */
+	int a2 = client_quick();
+	settle();
+	send_all(a2, resp("CLIENT", "LIST", NULL), strlen(resp("CLIENT", "LIST", NULL)));
+	rmq__worker_poll(w);
+	close(a2);
+	settle();
+	/* what is left: the n clients and b */
+	send_all(b, resp("CLIENT", "LIST", NULL), strlen(resp("CLIENT", "LIST", NULL)));
+	read_bulk(b, &got);
+	cr_assert_eq(count_lines(&got), (size_t)n + 1);
+	char needle[32];
+	snprintf(needle, sizeof(needle), "id=%s ", id);
+	cr_assert_null(strstr(got.data, needle));
+	rmq_buf_free(&got);
+	(void)received(b, &eof);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	free(fds);
+	client_close(b);
+}
+
+/* CLIENT KILL closes what it names (its own connection too, after the
+ * reply, with SKIPME no), and its replies are Redis's. */
+Test(cmd, client_kill)
+{
+	int a = client(), b = client(), c = client();
+	struct conn *cb = conn_of_worker(1);
+	char id[24], req[256];
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)cb->id);
+	snprintf(req, sizeof(req), "%s", resp("CLIENT", "KILL", "ID", id, NULL));
+	expect(a, req, ":1\r\n");
+	bool eof;
+	(void)received(b, &eof);
+	cr_assert(eof, "the killed client is still open");
+	close(b);
+	expect(a, req, ":0\r\n"); /* gone */
+	expect(a, resp("CLIENT", "KILL", "ID", "0", NULL),
+	       "-ERR client-id should be greater than 0\r\n");
+	expect(a, resp("CLIENT", "KILL", "SKIPME", "maybe", NULL), "-ERR syntax error\r\n");
+	expect(a, resp("CLIENT", "KILL", "ID", id, "TYPE", NULL), "-ERR syntax error\r\n");
+	expect(a, resp("CLIENT", "KILL", "10.9.8.7:6", NULL), "-ERR No such client\r\n");
+	/* everything else, not a */
+	expect(a, resp("CLIENT", "KILL", "TYPE", "normal", NULL), ":1\r\n");
+	(void)received(c, &eof);
+	cr_assert(eof);
+	close(c);
+	/* and a itself: the reply, then the close */
+	send_all(a, resp("CLIENT", "KILL", "SKIPME", "no", NULL),
+		 strlen(resp("CLIENT", "KILL", "SKIPME", "no", NULL)));
+	const char *got = received(a, &eof);
+	cr_assert_str_eq(got, ":1\r\n");
+	cr_assert(eof);
+	close(a);
+	settle();
 }

@@ -136,6 +136,59 @@ static bool info_and_client_info(const struct e2e_server *s)
 	return true;
 }
 
+/* CLIENT LIST: one "key=value ..." line per connection, both workers';
+ * the ID filter in argument order; CLIENT KILL ID/TYPE counts, the old
+ * form OK, and the killed connection sees its end. */
+static bool client_list_and_kill(const struct e2e_server *s)
+{
+	redisContext *c = conn(s), *o[3];
+	CHECK(c && !c->err);
+	long long id[3];
+	for (int i = 0; i < 3; i++) {
+		o[i] = conn(s);
+		CHECK(o[i] && !o[i]->err);
+		redisReply *r = redisCommand(o[i], "CLIENT ID");
+		CHECK(r && r->type == REDIS_REPLY_INTEGER);
+		id[i] = r->integer;
+		freeReplyObject(r);
+	}
+	redisReply *r = redisCommand(c, "CLIENT LIST");
+	CHECK(r && r->type == REDIS_REPLY_STRING);
+	int lines = 0, w0 = 0, w1 = 0;
+	for (const char *p = r->str; *p; p = strchr(p, '\n') + 1) {
+		CHECK(strchr(p, '\n') && strncmp(p, "id=", 3) == 0);
+		lines++;
+		const char *w = strstr(p, " worker=");
+		CHECK(w && w < strchr(p, '\n'));
+		w0 += w[8] == '0';
+		w1 += w[8] == '1';
+	}
+	CHECK(lines == 4 && w0 && w1);
+	freeReplyObject(r);
+	r = redisCommand(c, "CLIENT LIST ID %lld %lld", id[2], id[0]);
+	char want[64];
+	snprintf(want, sizeof(want), "id=%lld ", id[2]);
+	CHECK(r && r->type == REDIS_REPLY_STRING && strncmp(r->str, want, strlen(want)) == 0);
+	snprintf(want, sizeof(want), "\nid=%lld ", id[0]);
+	CHECK(strstr(r->str, want));
+	freeReplyObject(r);
+	r = redisCommand(c, "CLIENT KILL ID %lld", id[1]);
+	CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+	freeReplyObject(r);
+	r = redisCommand(o[1], "PING"); /* the server closed it */
+	CHECK(r == NULL && o[1]->err);
+	r = redisCommand(c, "CLIENT KILL TYPE pubsub");
+	CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+	freeReplyObject(r);
+	r = redisCommand(c, "CLIENT KILL 10.1.2.3:4");
+	CHECK(r && r->type == REDIS_REPLY_ERROR && strstr(r->str, "No such client"));
+	freeReplyObject(r);
+	for (int i = 0; i < 3; i++)
+		redisFree(o[i]);
+	redisFree(c);
+	return true;
+}
+
 int main(void)
 {
 	static const struct {
@@ -146,6 +199,7 @@ int main(void)
 		{ "pipeline", pipeline },
 		{ "pattern_subscription", pattern_subscription },
 		{ "info_and_client_info", info_and_client_info },
+		{ "client_list_and_kill", client_list_and_kill },
 	};
 	signal(SIGPIPE, SIG_IGN);
 	int passed = 0, failed = 0;

@@ -173,6 +173,67 @@ def client_info(srv):
     assert ci["argv-mem"] == 0 and ci["db"] == 0, ci
 
 
+CLIENT_FIELDS = ("id", "addr", "laddr", "fd", "name", "age", "idle", "flags", "db", "sub",
+                 "psub", "ssub", "multi", "qbuf", "qbuf-free", "argv-mem", "multi-mem", "obl",
+                 "oll", "omem", "tot-mem", "events", "cmd", "user", "redir", "resp",
+                 "lib-name", "lib-ver")
+
+
+def wait_gone(r, cid, timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if not r.client_list(client_id=[str(cid)]):
+            return
+        time.sleep(0.05)
+    raise AssertionError("client %s still listed" % cid)
+
+
+@case
+def client_list_and_kill(srv):
+    # client_list() parses every line into a dict, with TYPE and ID filters;
+    # client_kill_filter() and client_kill() get Redis's replies; the
+    # connections of both workers are in it.
+    r = client(srv)
+    r.execute_command("CREATE", "cl")
+    others = [client(srv, single_connection_client=True) for _ in range(4)]
+    ids = [o.client_id() for o in others]
+    others[0].client_setname("named")
+    p = client(srv).pubsub()
+    p.subscribe("cl")
+    assert p.get_message(timeout=5)["type"] == "subscribe"
+    lst = r.client_list()
+    assert len(lst) == 6, lst  # r, the four, the subscriber
+    for c in lst:
+        for k in CLIENT_FIELDS:
+            assert k in c, (k, c)
+    assert {c["worker"] for c in lst} == {"0", "1"}, [c["worker"] for c in lst]
+    # (redis-py 4.3 joins several ids into one argument, which Redis refuses
+    # too: one id per call)
+    assert [c["name"] for c in r.client_list(client_id=[str(ids[0])])] == ["named"]
+    raw = r.execute_command("CLIENT", "LIST", "ID", ids[2], ids[1]).decode()
+    assert [int(line.split()[0][3:]) for line in raw.splitlines()] == [ids[2], ids[1]], raw
+    sub = r.client_list(_type="pubsub")
+    assert len(sub) == 1 and sub[0]["flags"] == "P" and sub[0]["sub"] == "1", sub
+    assert len(r.client_list(_type="normal")) == 5
+    assert r.client_list(_type="replica") == []
+    assert r.client_kill_filter(_id=ids[1]) == 1
+    wait_gone(r, ids[1])
+    assert r.client_kill_filter(_id=ids[1]) == 0
+    assert r.client_kill_filter(_type="pubsub") == 1
+    addr = r.client_list(client_id=[str(ids[2])])[0]["addr"]
+    assert r.client_kill(addr) is True
+    wait_gone(r, ids[2])
+    try:
+        r.client_kill(addr)
+        raise AssertionError("CLIENT KILL of a gone address succeeded")
+    except redis.ResponseError as e:
+        assert "No such client" in str(e), e
+    laddr = r.client_info()["laddr"]
+    assert r.client_kill_filter(laddr=laddr, skipme=True) >= 1  # ids[0], ids[3]
+    wait_gone(r, ids[3])
+    assert [int(c["id"]) for c in r.client_list()] == [r.client_id()]
+
+
 @case
 def pattern_subscriptions(srv):
     r = client(srv)

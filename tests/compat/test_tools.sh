@@ -80,5 +80,66 @@ exporter_scrapes() {
 }
 check prometheus_redis_exporter_scrape exporter_scrapes
 
+# CLIENT LIST as redis-cli prints it: every connection (a subscriber held
+# by another redis-cli among them, flags=P), the TYPE filter; CLIENT KILL
+# TYPE pubsub closes that subscriber, whose redis-cli then exits.
+pubsub_clients() {
+	"${CLI[@]}" CLIENT LIST TYPE pubsub | grep -c ' flags=P '
+}
+client_list_and_kill() {
+	# (the earlier cases' redis-cli PSUBSCRIBE may still be there)
+	"${CLI[@]}" CLIENT KILL TYPE pubsub >/dev/null
+	for _ in $(seq 50); do
+		[[ $(pubsub_clients) == 0 ]] && break
+		sleep 0.1
+	done
+	timeout 10 "${CLI[@]}" SUBSCRIBE t >"$DIR.sub" 2>&1 &
+	local spid=$!
+	for _ in $(seq 50); do
+		[[ $(pubsub_clients) == 1 ]] && break
+		sleep 0.1
+	done
+	"${CLI[@]}" CLIENT LIST >"$DIR.list" &&
+		[[ $(grep -c '^id=[0-9]* addr=127.0.0.1:[0-9]* laddr=' "$DIR.list") == 2 ]] &&
+		[[ $(grep -c ' flags=P ' "$DIR.list") == 1 ]] &&
+		[[ $("${CLI[@]}" CLIENT LIST TYPE pubsub | wc -l) == 1 ]] &&
+		[[ $("${CLI[@]}" CLIENT KILL TYPE pubsub) == 1 ]] || { cat "$DIR.list"; kill $spid; return 1; }
+	# its redis-cli sees the close (and gives up after its reconnect tries)
+	for _ in $(seq 50); do
+		[[ $(pubsub_clients) == 0 ]] && break
+		sleep 0.1
+	done
+	kill $spid 2>/dev/null
+	wait $spid 2>/dev/null
+	[[ $("${CLI[@]}" CLIENT LIST | wc -l) == 1 ]] || { "${CLI[@]}" CLIENT LIST; return 1; }
+}
+check redis_cli_client_list_kill client_list_and_kill
+
+# prometheus-redis-exporter -export-client-list parses CLIENT LIST into
+# per-connection metrics, without a scrape error.
+exporter_client_list() {
+	command -v prometheus-redis-exporter >/dev/null || { echo "prometheus-redis-exporter missing"; return 1; }
+	local eport=$((20000 + RANDOM % 20000))
+	prometheus-redis-exporter -redis.addr "redis://127.0.0.1:$PORT" -export-client-list \
+		-web.listen-address "127.0.0.1:$eport" >"$DIR.exp2" 2>&1 &
+	EPID=$!
+	local ok=1
+	for _ in $(seq 50); do
+		if curl -s "127.0.0.1:$eport/metrics" >"$DIR.metrics2" 2>/dev/null &&
+			grep -q '^redis_up 1' "$DIR.metrics2"; then
+			ok=0
+			break
+		fi
+		sleep 0.2
+	done
+	kill "$EPID" 2>/dev/null
+	wait "$EPID" 2>/dev/null
+	EPID=
+	[[ $ok == 0 ]] && grep -q '^redis_exporter_last_scrape_error{err=""} 0' "$DIR.metrics2" &&
+		grep -q '^redis_connected_client.*name="redis_exporter"' "$DIR.metrics2" &&
+		! grep -qi 'level=error' "$DIR.exp2" || { grep -i client "$DIR.metrics2"; cat "$DIR.exp2"; return 1; }
+}
+check prometheus_redis_exporter_client_list exporter_client_list
+
 echo "redis-cli $(redis-cli --version | awk '{print $2}'): $pass passed, $fail failed"
 [[ $fail == 0 ]]

@@ -214,7 +214,8 @@ static bool workers_busy(void)
 	for (uint32_t i = 0; i < NWORKERS; i++) {
 		struct worker *w = &srv->workers[i];
 		if (!cds_list_empty(&w->flush) || !cds_list_empty(&w->closed) ||
-		    ck_ring_size(&w->accept_ring) || rmq_shard_pending(srv->broker, i))
+		    ck_ring_size(&w->accept_ring) || rmq_shard_pending(srv->broker, i) ||
+		    rmq__clients_busy(w)) /* a CLIENT LIST/KILL walk in progress */
 			return true;
 	}
 	return false;

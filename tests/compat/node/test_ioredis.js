@@ -85,6 +85,39 @@ const cases = [
     assert(/ resp=[23] /.test(ci), ci);
     r.disconnect();
   }],
+  ['client_list_and_kill', async (srv) => {
+    // client('LIST') returns Redis's text: one line per connection, of both
+    // workers, "key=value" fields; TYPE and ID filters; client('KILL', ...)
+    // with its filters answers a count, the old form OK.
+    const r = new Redis(opts(srv));
+    await r.call('CREATE', 'cl');
+    const others = [new Redis(opts(srv)), new Redis(opts(srv)), new Redis(opts(srv))];
+    const ids = await Promise.all(others.map((o) => o.client('ID')));
+    const s = new Redis(opts(srv));
+    await s.subscribe('cl');
+    const parse = (text) => text.split('\n').filter((l) => l).map((l) => Object.fromEntries(l.split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])));
+    const all = parse(await r.client('LIST'));
+    assert(all.length === 5, `${all.length} connections listed`);
+    for (const c of all) for (const k of ['id', 'addr', 'laddr', 'fd', 'name', 'age', 'idle', 'flags', 'db', 'sub', 'psub', 'multi', 'qbuf', 'argv-mem', 'obl', 'omem', 'tot-mem', 'events', 'cmd', 'user', 'resp', 'lib-name', 'lib-ver']) assert(k in c, `${k} in ${JSON.stringify(c)}`);
+    assert(new Set(all.map((c) => c.worker)).size === 2, 'both workers listed');
+    const two = parse(await r.client('LIST', 'ID', ids[2], ids[0]));
+    assert(JSON.stringify(two.map((c) => Number(c.id))) === JSON.stringify([ids[2], ids[0]]), JSON.stringify(two));
+    const sub = parse(await r.client('LIST', 'TYPE', 'pubsub'));
+    assert(sub.length === 1 && sub[0].flags === 'P', JSON.stringify(sub));
+    assert(await r.client('KILL', 'ID', ids[1]) === 1, 'KILL ID');
+    assert(await r.client('KILL', 'TYPE', 'pubsub') === 1, 'KILL TYPE pubsub');
+    assert(await r.client('KILL', two[0].addr) === 'OK', 'KILL addr');
+    // (ioredis reconnects the killed clients: under new ids)
+    const gone = [ids[1], ids[2], Number(sub[0].id)];
+    let left = null;
+    for (let i = 0; i < 100; i++) {
+      left = parse(await r.client('LIST')).filter((c) => gone.includes(Number(c.id)));
+      if (left.length === 0) break;
+      await sleep(50);
+    }
+    assert(left.length === 0, `killed clients still listed: ${JSON.stringify(left)}`);
+    others.forEach((o) => o.disconnect()); s.disconnect(); r.disconnect();
+  }],
   ['pattern_subscriptions', async (srv) => {
     const r = new Redis(opts(srv));
     await r.call('CREATE', 'foo');

@@ -83,6 +83,42 @@ const cases = [
     for (const f of ['id', 'addr', 'laddr', 'fd', 'name', 'age', 'idle', 'flags', 'db', 'sub', 'psub', 'multi', 'qbuf', 'qbufFree', 'argvMem', 'obl', 'oll', 'omem', 'totMem', 'events', 'cmd', 'user']) assert(f in ci, `${f} in ${JSON.stringify(ci)}`);
     await r.disconnect();
   }],
+  ['client_list_and_kill', async (srv) => {
+    // clientList() parses every line (both workers', TYPE and ID filters),
+    // clientKill() with its filters gets a count.
+    const r = await client(srv);
+    await r.sendCommand(['CREATE', 'cl']);
+    const others = [await client(srv), await client(srv), await client(srv)];
+    const ids = await Promise.all(others.map((o) => o.clientId()));
+    await others[0].clientSetName('named');
+    const s = await client(srv);
+    await s.subscribe('cl', () => {});
+    const all = await r.clientList();
+    assert(all.length === 5, `${all.length} connections listed`);
+    for (const c of all) for (const f of ['id', 'addr', 'laddr', 'fd', 'name', 'age', 'idle', 'flags', 'db', 'sub', 'psub', 'multi', 'qbuf', 'qbufFree', 'argvMem', 'obl', 'oll', 'omem', 'totMem', 'events', 'cmd', 'user']) assert(f in c, `${f} in ${JSON.stringify(c)}`);
+    assert(all.every((c) => Number.isInteger(c.id) && c.id > 0), 'ids');
+    const two = await r.clientList({ ID: [String(ids[2]), String(ids[0])] });
+    assert(JSON.stringify(two.map((c) => c.id)) === JSON.stringify([ids[2], ids[0]]), JSON.stringify(two));
+    assert(two[1].name === 'named', JSON.stringify(two[1]));
+    const sub = await r.clientList({ TYPE: 'pubsub' });
+    assert(sub.length === 1 && sub[0].flags === 'P' && sub[0].sub === 1, JSON.stringify(sub));
+    assert((await r.clientList({ TYPE: 'replica' })).length === 0, 'replica');
+    assert(await r.clientKill({ filter: 'ID', id: ids[1] }) === 1, 'KILL ID');
+    assert(await r.clientKill([{ filter: 'TYPE', type: 'pubsub' }, { filter: 'SKIPME', skipMe: true }]) === 1, 'KILL TYPE pubsub');
+    assert(await r.clientKill({ filter: 'ADDR', address: two[0].addr }) === 1, 'KILL ADDR');
+    // (node-redis reconnects the killed clients: under new ids)
+    const gone = [ids[1], ids[2], sub[0].id];
+    let left = null;
+    for (let i = 0; i < 100; i++) {
+      left = (await r.clientList()).filter((c) => gone.includes(c.id));
+      if (left.length === 0) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    assert(left.length === 0, `killed clients still listed: ${JSON.stringify(left)}`);
+    for (const o of others) await o.disconnect().catch(() => {});
+    await s.disconnect().catch(() => {});
+    await r.disconnect();
+  }],
   ['pattern_subscriptions', async (srv) => {
     const r = await client(srv);
     await r.sendCommand(['CREATE', 'foo']);
