@@ -100,8 +100,8 @@ static SSL_CTX *build_ctx(const struct rmq_server_config *cfg, char *err, size_t
 	unsigned p = cfg->tls_protocols ? cfg->tls_protocols : RMQ_TLS_V1_2 | RMQ_TLS_V1_3;
 	SSL_CTX_set_min_proto_version(ctx, p & RMQ_TLS_V1_2 ? TLS1_2_VERSION : TLS1_3_VERSION);
 	SSL_CTX_set_max_proto_version(ctx, p & RMQ_TLS_V1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
-	uint64_t opts = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-			SSL_OP_IGNORE_UNEXPECTED_EOF;
+	uint64_t opts =
+		SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF;
 	if (cfg->tls_prefer_server_ciphers)
 		opts |= SSL_OP_CIPHER_SERVER_PREFERENCE;
 	SSL_CTX_set_options(ctx, opts);
@@ -123,16 +123,18 @@ static SSL_CTX *build_ctx(const struct rmq_server_config *cfg, char *err, size_t
 	} else if (SSL_CTX_check_private_key(ctx) != 1) {
 		what = "tls-key-file (does not match tls-cert-file)";
 		arg = cfg->tls_key_file;
-	} else if (is_set(cfg->tls_ciphers) && SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
+	} else if (is_set(cfg->tls_ciphers) &&
+		   SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
 		what = "tls-ciphers";
 		arg = cfg->tls_ciphers;
 	} else if (is_set(cfg->tls_ciphersuites) &&
 		   SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites) != 1) {
 		what = "tls-ciphersuites";
 		arg = cfg->tls_ciphersuites;
-	} else if (has_ca && SSL_CTX_load_verify_locations(
-				     ctx, is_set(cfg->tls_ca_cert_file) ? cfg->tls_ca_cert_file : NULL,
-				     is_set(cfg->tls_ca_cert_dir) ? cfg->tls_ca_cert_dir : NULL) != 1) {
+	} else if (has_ca &&
+		   SSL_CTX_load_verify_locations(
+			   ctx, is_set(cfg->tls_ca_cert_file) ? cfg->tls_ca_cert_file : NULL,
+			   is_set(cfg->tls_ca_cert_dir) ? cfg->tls_ca_cert_dir : NULL) != 1) {
 		what = is_set(cfg->tls_ca_cert_file) ? "tls-ca-cert-file" : "tls-ca-cert-dir";
 		arg = is_set(cfg->tls_ca_cert_file) ? cfg->tls_ca_cert_file : cfg->tls_ca_cert_dir;
 	}
@@ -244,7 +246,8 @@ static void describe(SSL *ssl, int e, char *why, size_t n)
 	if (e == SSL_ERROR_ZERO_RETURN) {
 		snprintf(why, n, "the client closed the connection");
 	} else if (e == SSL_ERROR_SYSCALL) {
-		snprintf(why, n, "%s", errno ? strerror(errno) : "the client closed the connection");
+		snprintf(why, n, "%s",
+			 errno ? strerror(errno) : "the client closed the connection");
 	} else {
 		long v = SSL_get_verify_result(ssl);
 		const char *r = ssl_reason("protocol error");

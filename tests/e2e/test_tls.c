@@ -52,8 +52,8 @@ static void make_certs(struct certs *c)
 	const char *argv[] = { "bash", CERT_SCRIPT, c->dir, NULL };
 	struct e2e_output o;
 	int st = e2e_run(argv, &o, 30000);
-	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "gen-test-certs.sh: %d: %s",
-		  st, o.err);
+	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "gen-test-certs.sh: %d: %s", st,
+		  o.err);
 	e2e_output_free(&o);
 	snprintf(c->ca, sizeof(c->ca), "%s/ca.crt", c->dir);
 	snprintf(c->crt, sizeof(c->crt), "%s/server.crt", c->dir);
@@ -89,20 +89,12 @@ static void start_tls(bool plain, const char *auth, const char *const *extra)
 		snprintf(pp, sizeof(pp), "%d", free_port());
 		/* debug: TLS failures past the first each second are logged
 		 * at that level, and the tests look for them */
-		const char *args[48] = { "--log-level",
-					 "debug",
-					 "--threads",
-					 "2",
-					 "--tls-port",
-					 tp,
-					 "--tls-cert-file",
-					 g_a.crt,
-					 "--tls-key-file",
-					 g_a.key,
-					 "--tls-ca-cert-file",
-					 g_a.ca,
-					 "--tls-auth-clients",
-					 auth };
+		const char *args[48] = {
+			"--log-level",        "debug", "--threads",          "2",
+			"--tls-port",         tp,      "--tls-cert-file",    g_a.crt,
+			"--tls-key-file",     g_a.key, "--tls-ca-cert-file", g_a.ca,
+			"--tls-auth-clients", auth
+		};
 		int n = 14;
 		if (plain) {
 			args[n++] = "--port";
@@ -186,8 +178,8 @@ static char *x_cli(int line, const char *cert, const char *key, const char *cons
 {
 	char port[16];
 	snprintf(port, sizeof(port), "%d", g_tls);
-	const char *argv[32] = { "redis-cli", "-h", "127.0.0.1", "-p", port, "--tls", "--cacert",
-				 g_a.ca };
+	const char *argv[32] = { "redis-cli", "-h",    "127.0.0.1", "-p",
+				 port,        "--tls", "--cacert",  g_a.ca };
 	int n = 8;
 	if (cert) {
 		argv[n++] = "--cert";
@@ -257,8 +249,8 @@ Test(tls, redis_cli, .fini = tls_teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 	/* the plain protocol on the TLS port: refused at once, not after the
 	 * frame timeout (30 s) */
 	uint64_t t0 = e2e_now_ms();
-	st = run(&o, (const char *const[]){ "redis-cli", "-h", "127.0.0.1", "-p", port, "PING",
-					    NULL });
+	st = run(&o,
+		 (const char *const[]){ "redis-cli", "-h", "127.0.0.1", "-p", port, "PING", NULL });
 	cr_expect(!exited(st, 0) || !strstr(o.out, "PONG"), "plain PING answered: %s", o.out);
 	cr_expect_lt(e2e_now_ms() - t0, (uint64_t)E2E_MS(5000));
 	e2e_output_free(&o);
@@ -380,8 +372,8 @@ Test(tls, clients_required, .fini = tls_teardown, .timeout = E2E_TEST_TIMEOUT(60
 	char port[16];
 	snprintf(port, sizeof(port), "%d", g_tls);
 	struct e2e_output o;
-	int st = run(&o, (const char *const[]){ "redis-cli", "-h", "127.0.0.1", "-p", port,
-						"--tls", "--cacert", g_a.ca, "PING", NULL });
+	int st = run(&o, (const char *const[]){ "redis-cli", "-h", "127.0.0.1", "-p", port, "--tls",
+						"--cacert", g_a.ca, "PING", NULL });
 	cr_expect(!strstr(o.out, "PONG"), "%s", o.out);
 	(void)st;
 	e2e_output_free(&o);
@@ -447,8 +439,8 @@ Test(tls, wrong_ports, .fini = tls_teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 	snprintf(port, sizeof(port), "%d", g_plain);
 	struct e2e_output o;
 	t0 = e2e_now_ms();
-	int st = run(&o, (const char *const[]){ "redis-cli", "-h", "127.0.0.1", "-p", port,
-						"--tls", "--cacert", g_a.ca, "PING", NULL });
+	int st = run(&o, (const char *const[]){ "redis-cli", "-h", "127.0.0.1", "-p", port, "--tls",
+						"--cacert", g_a.ca, "PING", NULL });
 	cr_expect(!strstr(o.out, "PONG"), "%s", o.out);
 	cr_expect_lt(e2e_now_ms() - t0, quick);
 	e2e_output_free(&o);
@@ -725,7 +717,8 @@ Test(tls, metrics, .fini = tls_teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 	EVENTUALLY(e2e_info_field(plain, "tls_handshake_failures") == 1, 2000);
 	char *m = http_get(mport, "/metrics");
 	cr_expect(strstr(m, "\nringmq_tls_handshakes_total 1\n"), "%s", m);
-	cr_expect(strstr(m, "\nringmq_tls_handshake_failures_total{reason=\"error\"} 1\n"), "%s", m);
+	cr_expect(strstr(m, "\nringmq_tls_handshake_failures_total{reason=\"error\"} 1\n"), "%s",
+		  m);
 	cr_expect(strstr(m, "\nringmq_tls_handshake_failures_total{reason=\"timeout\"} 0\n"), "%s",
 		  m);
 	free(m);
