@@ -1347,7 +1347,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			(unsigned long long)tot[11],
 			(unsigned long long)rmq_dsub_registry_count(s->dsubs),
 			(unsigned long long)atomic_load(&s->dsubs_expired),
-			(unsigned long long)tot[14], (unsigned long long)(tot[15] + tot[16]),
+			(unsigned long long)tot[14], (unsigned long long)tot[15] + tot[16],
 			(unsigned long long)tot[16], (unsigned long long)tot[17]);
 	if (want_section(argv, argc, "replication", false))
 		info_printf(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");

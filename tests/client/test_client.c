@@ -1224,7 +1224,8 @@ static void tls_start(void)
 	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "gen-test-certs.sh: %s", o.err);
 	e2e_output_free(&o);
 	char tp[16];
-	snprintf(tp, sizeof(tp), "%d", free_port());
+	int tport = free_port();
+	snprintf(tp, sizeof(tp), "%d", tport);
 	char crt[128], key[128], ca[128];
 	snprintf(crt, sizeof(crt), "%s", cert("server.crt"));
 	snprintf(key, sizeof(key), "%s", cert("server.key"));
@@ -1233,7 +1234,7 @@ static void tls_start(void)
 						 "--tls-key-file", key, "--tls-ca-cert-file", ca,
 						 "--tls-auth-clients", "optional", "--max-payload",
 						 "4M", NULL });
-	cr_assert_eq(g_port, atoi(tp), "the startup line names the TLS port");
+	cr_assert_eq(g_port, tport, "the startup line names the TLS port");
 }
 
 static void tls_fini(void)

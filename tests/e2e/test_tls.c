@@ -22,8 +22,8 @@
 #ifndef RINGMQ_SOURCE_DIR
 #error "RINGMQ_SOURCE_DIR must be defined"
 #endif
-#define CERT_SCRIPT RINGMQ_SOURCE_DIR "/scripts/gen-test-certs.sh"
-#define PY_CLIENT RINGMQ_SOURCE_DIR "/tests/e2e/tls_py_client.py"
+static const char CERT_SCRIPT[] = RINGMQ_SOURCE_DIR "/scripts/gen-test-certs.sh";
+static const char PY_CLIENT[] = RINGMQ_SOURCE_DIR "/tests/e2e/tls_py_client.py";
 
 /* One set of certificates (gen-test-certs.sh). */
 struct certs {
@@ -85,8 +85,9 @@ static void start_tls(bool plain, const char *auth, const char *const *extra)
 {
 	for (int attempt = 0;; attempt++) {
 		char tp[16], pp[16];
-		snprintf(tp, sizeof(tp), "%d", free_port());
-		snprintf(pp, sizeof(pp), "%d", free_port());
+		int tport = free_port(), pport = free_port();
+		snprintf(tp, sizeof(tp), "%d", tport);
+		snprintf(pp, sizeof(pp), "%d", pport);
 		/* debug: TLS failures past the first each second are logged
 		 * at that level, and the tests look for them */
 		const char *args[48] = {
@@ -104,8 +105,8 @@ static void start_tls(bool plain, const char *auth, const char *const *extra)
 			args[n++] = extra[i];
 		args[n] = NULL;
 		if (e2e_server_start(&g_srv, args, 5000) == 0) {
-			g_tls = atoi(tp);
-			g_plain = plain ? atoi(pp) : 0;
+			g_tls = tport;
+			g_plain = plain ? pport : 0;
 			cr_assert_eq(g_srv.port, plain ? g_plain : g_tls, "startup line: %s",
 				     g_srv.first_line);
 			return;
