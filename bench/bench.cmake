@@ -5,8 +5,8 @@
 #   build/ringmq-micro all           ns/op of topic lookup, log append, RESP parse
 #   ctest -L bench                   histogram/statistics unit tests + end-to-end
 #
-# ringmq-bench needs only libc and pthreads: raw RESP and NATS clients, so
-# the harness is the same binary against every broker.
+# ringmq-bench needs only libc, pthreads and (for --tls) OpenSSL: raw RESP
+# and NATS clients, so the harness is the same binary against every broker.
 
 set(RB_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(RB_PERF_DIR ${CMAKE_CURRENT_LIST_DIR}/../perf)
@@ -16,7 +16,9 @@ add_library(ringmq_bench STATIC
   ${RB_DIR}/proc.c ${RB_DIR}/run.c ${RB_DIR}/report.c)
 target_include_directories(ringmq_bench PUBLIC ${RB_DIR})
 # ringmq_common: the number parsing the other tools use (common/).
-target_link_libraries(ringmq_bench PUBLIC ringmq_common Threads::Threads m)
+# OpenSSL: --tls (net.c's transport, certificates for the servers it starts).
+target_link_libraries(ringmq_bench PUBLIC ringmq_common Threads::Threads m PRIVATE
+  PkgConfig::OPENSSL)
 ringmq_warnings(ringmq_bench)
 
 add_executable(ringmq-bench ${RB_DIR}/main.c)
@@ -59,7 +61,7 @@ if(RINGMQ_BUILD_TESTS)
     COMMAND ${CMAKE_COMMAND} -E env PYTHON3=${RB_PYTHON3}
             bash ${RB_DIR}/e2e_test.sh $<TARGET_FILE:ringmq-server> $<TARGET_FILE:ringmq-bench>
             ${CMAKE_CURRENT_BINARY_DIR}/bench-e2e)
-  math(EXPR rb_e2e_timeout "90 * ${RINGMQ_TEST_TIME_SCALE}")
+  math(EXPR rb_e2e_timeout "180 * ${RINGMQ_TEST_TIME_SCALE}")
   set_tests_properties(bench.e2e PROPERTIES
     TIMEOUT ${rb_e2e_timeout}
     LABELS "bench;e2e"

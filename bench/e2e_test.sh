@@ -127,6 +127,18 @@ run sweep sweep sweep --server "$SERVER" --threads-list 1,2 --scenario send --du
   --csv "$WORK/sweep.csv"
 [[ -s "$WORK/sweep.csv" ]] || { echo "FAIL: no CSV"; fails=$((fails + 1)); }
 
+# --tls: the same scenarios over TLS, against a TLS-only ringmq-server the
+# bench starts with throw-away certificates (made by the openssl tool)
+T=(--start-server --server "$SERVER" --server-threads 2 --tls)
+run send_tls send send "${T[@]}" "${Q[@]}" -p 2 --depth 200
+run fanout_tls fanout fanout "${T[@]}" "${Q[@]}" -s 3 --payload 4K
+run pull_tls pull pull "${T[@]}" "${Q[@]}" -s 2 --pull-count 500
+# ... and TLS to the plain port fails loudly
+if "$BENCH" send --host 127.0.0.1 --port "$PORT" --tls --insecure --duration 0.2 --quiet >/dev/null 2>&1; then
+  echo "FAIL: a TLS run against the plain port exited 0"
+  fails=$((fails + 1))
+fi
+
 # A run that cannot succeed must fail loudly: nothing listens on this port.
 if "$BENCH" send --host 127.0.0.1 --port 1 --duration 0.2 --quiet >/dev/null 2>&1; then
   echo "FAIL: a run against a closed port exited 0"

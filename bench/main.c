@@ -47,6 +47,8 @@ struct opts {
 	const char *server_args;
 	pid_t server_pid;
 	const char *redis_bin, *nats_bin;
+	bool tls, insecure;              /* --tls, --insecure */
+	const char *cacert, *cert, *key; /* TLS files */
 	unsigned repeats;
 	bool compare, no_sweep;
 	unsigned targets; /* bit mask for --compare */
@@ -98,6 +100,13 @@ static void usage(FILE *f)
 		"  --server-args \"ARGS\"         more ringmq-server flags when started here\n"
 		"  --server-pid PID             PID of an already running server, to measure its CPU\n"
 		"  --redis-server PATH, --nats-server PATH   peer binaries (default: PATH)\n"
+		"  --tls                        every connection over TLS; servers started here\n"
+		"                               (ringmq, redis; not nats) serve TLS only, with\n"
+		"                               throw-away certificates made by the openssl tool\n"
+		"  --cacert FILE                CA to verify the server with (default: the one\n"
+		"                               made here, or the system's)\n"
+		"  --cert FILE, --key FILE      client certificate and key (mutual TLS)\n"
+		"  --insecure                   do not verify the server's certificate\n"
 		"\n"
 		"Workload (defaults depend on the scenario):\n"
 		"  -p, --publishers P     publisher connections (default 1)\n"
@@ -573,6 +582,11 @@ enum {
 	O_PROGRESS,
 	O_QUIET,
 	O_TICK,
+	O_TLS,
+	O_CACERT,
+	O_CERT,
+	O_KEY,
+	O_INSECURE,
 };
 
 static const struct option long_opts[] = {
@@ -585,6 +599,11 @@ static const struct option long_opts[] = {
 	{ "server-args", required_argument, NULL, O_SRV_ARGS },
 	{ "server-pid", required_argument, NULL, O_SRV_PID },
 	{ "redis-server", required_argument, NULL, O_REDIS },
+	{ "tls", no_argument, NULL, O_TLS },
+	{ "cacert", required_argument, NULL, O_CACERT },
+	{ "cert", required_argument, NULL, O_CERT },
+	{ "key", required_argument, NULL, O_KEY },
+	{ "insecure", no_argument, NULL, O_INSECURE },
 	{ "nats-server", required_argument, NULL, O_NATS },
 	{ "publishers", required_argument, NULL, 'p' },
 	{ "subscribers", required_argument, NULL, 's' },
@@ -691,6 +710,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_REDIS: o->redis_bin = optarg; break;
 		case O_NATS: o->nats_bin = optarg; break;
+		case O_TLS: o->tls = true; break;
+		case O_CACERT: o->cacert = optarg; break;
+		case O_CERT: o->cert = optarg; break;
+		case O_KEY: o->key = optarg; break;
+		case O_INSECURE: o->insecure = true; break;
 		case 'p':
 			if (parse_u64(optarg, &u) || u < 1 || u > 10000)
 				return die_usage("--publishers: expected 1..10000, got '%s'",
@@ -940,6 +964,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		return die_usage(
 			"%s",
 			"sweep and --compare are separate commands (--compare runs a sweep at the end)");
+	if (!o->tls && (o->cacert || o->cert || o->key || o->insecure))
+		return die_usage("%s", "--cacert, --cert, --key and --insecure go with --tls");
+	if (o->tls && o->target == RB_NATS && !o->compare)
+		return die_usage("%s", "--tls: not with nats (ringmq and redis only)");
 	if (!o->repeats)
 		o->repeats = o->compare ? 3 : 1;
 	if (!o->nthreads) {
@@ -1172,6 +1200,31 @@ static int cmd_compare(struct opts *o, struct rb_report *rep)
 	return finish(rep, o);
 }
 
+/* --tls: certificates for the servers started here (unless a CA was
+ * given: then the servers are the user's), and the client side. */
+static int tls_setup(struct opts *o)
+{
+	if (!o->tls)
+		return 0;
+	bool starts = o->compare || o->start_server || o->scen == RB_SC_SWEEP;
+	const char *ca = o->cacert;
+	if (starts) {
+		const char *made = rb_tls_servers();
+		if (!made)
+			return 1;
+		if (!ca)
+			ca = made;
+		if (o->compare && (o->targets & (1u << RB_NATS))) {
+			o->targets &= ~(1u << RB_NATS);
+			fprintf(stderr, "ringmq-bench: --tls: nats skipped (not run over TLS)\n");
+		}
+	}
+	struct rb_tls_opts t = {
+		.ca = ca, .cert = o->cert, .key = o->key, .insecure = o->insecure
+	};
+	return rb_tls_init(&t) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -1184,6 +1237,8 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	atexit(at_exit);
+	if (tls_setup(&o) != 0)
+		return 1;
 	struct rb_report rep;
 	rb_report_init(&rep, argc, argv);
 	rep.repeats = o.repeats;

@@ -65,8 +65,11 @@ static void child_del(pid_t pid)
 			children[i] = 0;
 }
 
+static void tls_dir_remove(void);
+
 void rb_proc_cleanup(void)
 {
+	tls_dir_remove();
 	for (int i = 0; i < MAX_CHILDREN; i++)
 		if (children[i] > 0)
 			kill(children[i], SIGTERM);
@@ -93,6 +96,115 @@ void rb_proc_cleanup(void)
 			waitpid(children[i], NULL, 0);
 			children[i] = 0;
 		}
+}
+
+/* --- TLS: throw-away certificates for the servers started here --- */
+
+static char g_tls_dir[256];
+static char g_tls_crt[300], g_tls_key[300], g_tls_ca[300];
+static const char *const tls_files[] = { "ca.key",     "ca.crt",     "ca.srl",    "server.key",
+					 "server.csr", "server.ext", "server.crt" };
+
+/* Removes the directory and its known files: unlink and rmdir only, so a
+ * signal handler may call it. */
+static void tls_dir_remove(void)
+{
+	if (!g_tls_dir[0])
+		return;
+	char p[320];
+	for (size_t i = 0; i < sizeof(tls_files) / sizeof(tls_files[0]); i++) {
+		int n = snprintf(p, sizeof(p), "%s/%s", g_tls_dir, tls_files[i]);
+		if (n > 0 && (size_t)n < sizeof(p))
+			unlink(p);
+	}
+	rmdir(g_tls_dir);
+	g_tls_dir[0] = 0;
+}
+
+/* Runs an openssl command in g_tls_dir, its output to the log; 0 or -1. */
+static int openssl_run(const char *const *args, const char *log)
+{
+	char *argv[32];
+	int n = 0;
+	argv[n++] = "openssl";
+	for (int i = 0; args[i] && n < 31; i++)
+		argv[n++] = (char *)args[i];
+	argv[n] = NULL;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		if (chdir(g_tls_dir) != 0)
+			_exit(127);
+		execvp("openssl", argv);
+		_exit(127);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+bool rb_tls_servers_on;
+
+const char *rb_tls_servers(void)
+{
+	if (g_tls_dir[0])
+		return g_tls_ca;
+	const char *tmp = getenv("TMPDIR");
+	snprintf(g_tls_dir, sizeof(g_tls_dir), "%s/ringmq-bench.%d.tls.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp", (int)getpid());
+	if (!mkdtemp(g_tls_dir)) {
+		fprintf(stderr, "ringmq-bench: mkdtemp %s: %s\n", g_tls_dir, strerror(errno));
+		g_tls_dir[0] = 0;
+		return NULL;
+	}
+	char log[300];
+	snprintf(log, sizeof(log), "%s.log", g_tls_dir);
+	char ext[320];
+	snprintf(ext, sizeof(ext), "%s/server.ext", g_tls_dir);
+	FILE *f = fopen(ext, "w");
+	if (f) {
+		fputs("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+		      f);
+		fclose(f);
+	}
+	/* ECDSA P-256, as the tests' certificates (gen-test-certs.sh) */
+	static const char *const cmds[][24] = {
+		{ "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+		  "ca.key", NULL },
+		{ "req", "-x509", "-new", "-key", "ca.key", "-days", "2", "-subj",
+		  "/CN=ringmq-bench CA", "-out", "ca.crt", "-addext",
+		  "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+		  NULL },
+		{ "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+		  "server.key", NULL },
+		{ "req", "-new", "-key", "server.key", "-subj", "/CN=localhost", "-out",
+		  "server.csr", NULL },
+		{ "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+		  "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.crt",
+		  NULL },
+	};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!f || openssl_run(cmds[i], log) != 0) {
+			fprintf(stderr,
+				"ringmq-bench: cannot make the servers' TLS certificates with the "
+				"openssl tool (Debian: apt-get install openssl); see %s\n",
+				log);
+			tls_dir_remove();
+			return NULL;
+		}
+	unlink(log);
+	snprintf(g_tls_crt, sizeof(g_tls_crt), "%s/server.crt", g_tls_dir);
+	snprintf(g_tls_key, sizeof(g_tls_key), "%s/server.key", g_tls_dir);
+	snprintf(g_tls_ca, sizeof(g_tls_ca), "%s/ca.crt", g_tls_dir);
+	rb_tls_servers_on = true;
+	return g_tls_ca;
 }
 
 /* --- locating programs --- */
@@ -282,19 +394,44 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 	static unsigned seq;
 	snprintf(s->log, sizeof(s->log), "%s/ringmq-bench.%d.%s.%u.log", tmp && *tmp ? tmp : "/tmp",
 		 (int)getpid(), rb_target_name(t), ++seq);
+	if (rb_tls_servers_on && t == RB_NATS) {
+		fprintf(stderr, "ringmq-bench: --tls: nats-server is not run over TLS here\n");
+		return -1;
+	}
+	bool tls = rb_tls_servers_on;
 	for (int attempt = 0; attempt < 3; attempt++) {
 		char *argv[64];
 		int argc = 0;
 		char portbuf[16], thrbuf[16];
 		char extra[1024];
 		argv[argc++] = (char *)bin;
-		int port = t == RB_RINGMQ ? 0 : free_port();
+		/* ringmq picks its plain port itself; a TLS port is chosen here */
+		int port = t == RB_RINGMQ && !tls ? 0 : free_port();
 		snprintf(portbuf, sizeof(portbuf), "%d", port);
+		if (tls && t != RB_NATS) {
+			/* TLS only: --port 0 turns the plain port off (both) */
+			const char *args[] = { "--port",
+					       "0",
+					       "--tls-port",
+					       portbuf,
+					       "--tls-cert-file",
+					       g_tls_crt,
+					       "--tls-key-file",
+					       g_tls_key,
+					       "--tls-ca-cert-file",
+					       g_tls_ca,
+					       "--tls-auth-clients",
+					       "no" };
+			for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+				argv[argc++] = (char *)args[i];
+		}
 		if (t == RB_RINGMQ) {
 			argv[argc++] = "--bind";
 			argv[argc++] = "127.0.0.1";
-			argv[argc++] = "--port";
-			argv[argc++] = "0";
+			if (!tls) {
+				argv[argc++] = "--port";
+				argv[argc++] = "0";
+			}
 			argv[argc++] = "--log-level";
 			argv[argc++] = "warn";
 			if (threads > 0) {
@@ -328,7 +465,7 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 			const char *args[] = { "--bind",
 					       "127.0.0.1",
 					       "--port",
-					       portbuf,
+					       tls ? "0" : portbuf,
 					       "--save",
 					       "",
 					       "--appendonly",
@@ -364,7 +501,7 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 		if (port > 0) {
 			int fd = rb_connect_wait("127.0.0.1", port, deadline);
 			if (fd >= 0) {
-				close(fd);
+				rb_io_close(fd);
 				s->port = port;
 				if (rb_server_probe(s) == 0) {
 					s->owned = true;

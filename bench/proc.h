@@ -54,8 +54,17 @@ int rb_server_probe(struct rb_server *s);
  * (a --server-pid only lends its PID for CPU readings). */
 void rb_server_stop(struct rb_server *s);
 
-/* Stops every server this process started and has not stopped yet. Safe
- * from a signal handler. */
+/* --tls: makes throw-away certificates (ECDSA P-256, for localhost and
+ * 127.0.0.1) with the openssl tool in a directory of its own, removed by
+ * rb_proc_cleanup(); from then on rb_server_start() starts ringmq-server
+ * and redis-server with TLS only (--tls-port, --port 0, client
+ * certificates not asked for) and refuses nats-server. Returns the CA file
+ * clients verify them with, or NULL after saying why. */
+const char *rb_tls_servers(void);
+extern bool rb_tls_servers_on;
+
+/* Stops every server this process started and has not stopped yet, and
+ * removes rb_tls_servers()' directory. Safe from a signal handler. */
 void rb_proc_cleanup(void);
 
 /* Resident set size in bytes; 0 when unknown. (CPU time:

@@ -322,7 +322,7 @@ static bool pc_flush(struct pconn *pc)
 	while (pc->niov) {
 		if (!pc->writable)
 			return false;
-		ssize_t n = writev(pc->fd, pc->iov, pc->niov);
+		ssize_t n = rb_io_writev(pc->fd, pc->iov, pc->niov);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -597,7 +597,7 @@ static void pc_read(struct pconn *pc)
 		if (pc->state == PC_DEAD)
 			return;
 		rb_buf_reserve(&pc->in, PUB_READ);
-		ssize_t n = read(pc->fd, pc->in.p + pc->in.len, pc->in.cap - pc->in.len);
+		ssize_t n = rb_io_read(pc->fd, pc->in.p + pc->in.len, pc->in.cap - pc->in.len);
 		if (n == 0) {
 			pc_dead(pc, "connection closed by the server");
 			return;
@@ -690,6 +690,9 @@ static void *pub_main(void *arg)
 			struct pconn *pc = evs[i].data.ptr;
 			if (evs[i].events & EPOLLOUT)
 				pc->writable = true;
+			/* a TLS write that waited for input can go on */
+			if ((evs[i].events & EPOLLIN) && rb_io_write_wants_read(pc->fd))
+				pc->writable = true;
 			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
 				pc_read(pc);
 		}
@@ -773,7 +776,7 @@ static void sc_send_pull(struct sconn *sc)
 	 * wait at most */
 	size_t off = 0;
 	while (off < q->len) {
-		ssize_t n = write(sc->fd, q->p + off, q->len - off);
+		ssize_t n = rb_io_write(sc->fd, q->p + off, q->len - off);
 		if (n > 0) {
 			off += (size_t)n;
 		} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -810,7 +813,7 @@ static size_t sc_parse(struct sconn *sc, uint64_t now)
 			if (op.op == RB_NATS_MSG) {
 				sc_msg(sc, op.payload.p, op.payload.len, now, t0, t1);
 			} else if (op.op == RB_NATS_PING) {
-				if (write(sc->fd, "PONG\r\n", 6) != 6)
+				if (rb_io_write(sc->fd, "PONG\r\n", 6) != 6)
 					sc_fail(sc, "cannot answer PING");
 			} else if (op.op == RB_NATS_ERR) {
 				atomic_fetch_add(&sc->errors, 1);
@@ -878,10 +881,12 @@ bad:
 
 static void sc_read(struct sconn *sc)
 {
-	for (int rounds = 0; rounds < 8 && !sc->dead; rounds++) {
+	/* (TLS: past 8 rounds, on while OpenSSL holds input, which a
+	 * level-triggered epoll does not see) */
+	for (int rounds = 0; (rounds < 8 || rb_io_pending(sc->fd)) && !sc->dead; rounds++) {
 		if (sc->in.cap - sc->in.len < (64u << 10))
 			rb_buf_reserve(&sc->in, sc->in.cap ? sc->in.cap : SUB_BUF);
-		ssize_t n = read(sc->fd, sc->in.p + sc->in.len, sc->in.cap - sc->in.len);
+		ssize_t n = rb_io_read(sc->fd, sc->in.p + sc->in.len, sc->in.cap - sc->in.len);
 		if (n == 0) {
 			sc_fail(sc, "connection closed by the server");
 			return;
@@ -1296,7 +1301,7 @@ static void run_free(struct run *r)
 	for (unsigned i = 0; i < r->npc; i++) {
 		struct pconn *pc = &r->pc[i];
 		if (pc->fd > 0)
-			close(pc->fd);
+			rb_io_close(pc->fd);
 		for (unsigned k = 0; k < pc->ntm; k++) {
 			rb_buf_free(&pc->tm[k].buf);
 			free(pc->tm[k].hi);
@@ -1308,7 +1313,7 @@ static void run_free(struct run *r)
 	for (unsigned i = 0; i < r->nsc; i++) {
 		struct sconn *sc = &r->sc[i];
 		if (sc->fd > 0)
-			close(sc->fd);
+			rb_io_close(sc->fd);
 		free(sc->tmap);
 		free(sc->lt);
 		free(sc->st);
@@ -1609,12 +1614,12 @@ void rb_run(const struct rb_work *w, const struct rb_server *srv, struct rb_resu
 out:
 	for (unsigned i = 0; i < r->npc; i++)
 		if (r->pc[i].fd > 0) {
-			close(r->pc[i].fd);
+			rb_io_close(r->pc[i].fd);
 			r->pc[i].fd = -1;
 		}
 	for (unsigned i = 0; i < r->nsc; i++)
 		if (r->sc[i].fd > 0) {
-			close(r->sc[i].fd);
+			rb_io_close(r->sc[i].fd);
 			r->sc[i].fd = -1;
 		}
 	if (created)

@@ -3,6 +3,7 @@
 #include "client_common.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,13 +19,29 @@ static bool parse_port(const char *s, int *port)
 	return true;
 }
 
-/* ringmq://HOST[:PORT][/], HOST may be [v6-address]. */
+/* SCHEME://HOST[:PORT][/], HOST may be [v6-address]. The schemes:
+ * ringmq:// and redis:// (plain), ringmqs:// and rediss:// (TLS, as
+ * redis-cli's -u takes them). */
 static bool parse_url(struct cli_conn *cc, const char *url)
 {
-	static const char scheme[] = "ringmq://";
-	if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+	static const struct {
+		const char *scheme;
+		bool tls;
+	} schemes[] = {
+		{ "ringmq://", false },
+		{ "ringmqs://", true },
+		{ "redis://", false },
+		{ "rediss://", true },
+	};
+	const char *p = NULL;
+	bool tls = false;
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]) && !p; i++)
+		if (strncmp(url, schemes[i].scheme, strlen(schemes[i].scheme)) == 0) {
+			p = url + strlen(schemes[i].scheme);
+			tls = schemes[i].tls;
+		}
+	if (!p)
 		return false;
-	const char *p = url + sizeof(scheme) - 1;
 	char rest[300];
 	snprintf(rest, sizeof(rest), "%s", p);
 	size_t n = strlen(rest);
@@ -53,6 +70,7 @@ static bool parse_url(struct cli_conn *cc, const char *url)
 	if (port && !parse_port(port, &cc->port))
 		return false;
 	memcpy(cc->host, host, strlen(host) + 1); /* fits: checked above */
+	cc->tls = tls;
 	return true;
 }
 
@@ -66,8 +84,10 @@ bool cli_conn_init(struct cli_conn *cc, const char *prog)
 	cc->format = FMT_TEXT;
 	const char *url = getenv("RINGMQ_URL");
 	if (url && *url && !parse_url(cc, url)) {
-		fprintf(stderr, "%s: invalid RINGMQ_URL '%s': expected ringmq://HOST:PORT\n", prog,
-			url);
+		fprintf(stderr,
+			"%s: invalid RINGMQ_URL '%s': expected ringmq://HOST:PORT (or ringmqs://, "
+			"redis://, rediss://)\n",
+			prog, url);
 		return false;
 	}
 	return true;
@@ -157,19 +177,85 @@ int cli_conn_flag(struct cli_conn *cc, int argc, char **argv, int *i)
 		cc->quiet = true;
 		return 1;
 	}
+	if (flag_is(a, "--url") || flag_is(a, "-u")) {
+		if (!(v = cli_flag_value(cc->prog, argc, argv, i)))
+			return -1;
+		if (!parse_url(cc, v)) {
+			cli_usage_error(
+				cc->prog,
+				"invalid URL '%s': expected ringmq://HOST:PORT (or ringmqs://, "
+				"redis://, rediss://)",
+				v);
+			return -1;
+		}
+		return 1;
+	}
+	if (!strcmp(a, "--tls")) {
+		cc->tls = true;
+		return 1;
+	}
+	if (!strcmp(a, "--insecure")) {
+		cc->insecure = true;
+		return 1;
+	}
+	static const struct {
+		const char *name;
+		size_t off;
+	} paths[] = {
+		{ "--cacert", offsetof(struct cli_conn, cacert) },
+		{ "--cacertdir", offsetof(struct cli_conn, cacertdir) },
+		{ "--cert", offsetof(struct cli_conn, cert) },
+		{ "--key", offsetof(struct cli_conn, key) },
+		{ "--sni", offsetof(struct cli_conn, sni) },
+	};
+	for (size_t k = 0; k < sizeof(paths) / sizeof(paths[0]); k++) {
+		if (!flag_is(a, paths[k].name))
+			continue;
+		if (!(v = cli_flag_value(cc->prog, argc, argv, i)))
+			return -1;
+		if (!*v) {
+			cli_usage_error(cc->prog, "%s needs a value", paths[k].name);
+			return -1;
+		}
+		memcpy((char *)cc + paths[k].off, &v, sizeof(v));
+		return 1;
+	}
 	return 0;
 }
 
 struct rmq_client *cli_connect(struct cli_conn *cc, int *ex)
 {
 	int st;
-	struct rmq_client *c = rmq_client_connect(cc->host, cc->port, cc->timeout_ms, &st);
+	struct rmq_client *c;
+	if (!cc->tls &&
+	    (cc->cacert || cc->cacertdir || cc->cert || cc->key || cc->sni || cc->insecure)) {
+		*ex = cli_usage_error(cc->prog,
+				      "--cacert, --cacertdir, --cert, --key, --sni and --insecure "
+				      "go with --tls (or a ringmqs:// URL)");
+		return NULL;
+	}
+	if (cc->key && !cc->cert) {
+		*ex = cli_usage_error(cc->prog, "--key goes with --cert");
+		return NULL;
+	}
+	if (cc->tls) {
+		struct rmq_tls_opts o = { .ca_file = cc->cacert,
+					  .ca_dir = cc->cacertdir,
+					  .cert_file = cc->cert,
+					  .key_file = cc->key,
+					  .server_name = cc->sni,
+					  .insecure = cc->insecure };
+		c = rmq_client_connect_tls(cc->host, cc->port, cc->timeout_ms, &o, &st);
+	} else {
+		c = rmq_client_connect(cc->host, cc->port, cc->timeout_ms, &st);
+	}
 	if (c && st == RMQ_OK)
 		return c;
 	fprintf(stderr, "%s: %s\n", cc->prog, rmq_client_errstr(c));
-	if (st != RMQ_ERR_NOMEM)
-		fprintf(stderr, "%s: is ringmq-server running? (set --host/--port or RINGMQ_URL)\n",
-			cc->prog);
+	if (st != RMQ_ERR_NOMEM && st != RMQ_ERR_ARG)
+		fprintf(stderr,
+			"%s: is ringmq-server running%s? (set --host/--port, --url or RINGMQ_URL)\n",
+			cc->prog, cc->tls ? " with --tls-port there" : "");
 	rmq_client_close(c);
 	*ex = st == RMQ_ERR_ARG     ? CLI_EX_BADUSAGE
 	      : st == RMQ_ERR_NOMEM ? CLI_EX_ERROR

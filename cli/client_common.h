@@ -1,5 +1,6 @@
 /* client_common.h - what ringmq-pub and ringmq-sub share: connection
- * flags (--host, --port, RINGMQ_URL), exit statuses, JSON output.
+ * flags (--host, --port, --url / RINGMQ_URL, TLS as redis-cli names its
+ * flags), exit statuses, JSON output.
  */
 #ifndef RMQ_CLIENT_COMMON_H
 #define RMQ_CLIENT_COMMON_H
@@ -32,13 +33,25 @@ enum {
 	"  5  topic already exists\n"                                            \
 	"  6  topic full (message refused)\n"
 
-#define CLI_CONN_HELP                                                                                      \
-	"Connection:\n"                                                                                    \
-	"  -H, --host HOST           server host (default localhost)\n"                                    \
-	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"                                                                    \
-				  "      --timeout MS          connect and reply timeout (default 5000)\n" \
-				  "  RINGMQ_URL=ringmq://HOST:PORT in the environment sets both;\n"        \
-				  "  --host and --port win over it.\n"
+#define CLI_CONN_HELP                                                                                         \
+	"Connection:\n"                                                                                       \
+	"  -H, --host HOST           server host (default localhost)\n"                                       \
+	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"                                                                       \
+				  "      --timeout MS          connect and reply timeout (default 5000)\n"    \
+				  "  -u, --url URL             ringmq://HOST:PORT, or ringmqs:// (TLS);\n"    \
+				  "                            redis:// and rediss:// too\n"                  \
+				  "  RINGMQ_URL=URL in the environment does the same; --host, --port\n"       \
+				  "  and --url win over it.\n"                                                \
+				  "TLS (to a server's --tls-port):\n"                                         \
+				  "      --tls                 connect with TLS (1.2 or 1.3)\n"               \
+				  "      --cacert FILE         CA certificates to verify the server with\n"   \
+				  "                            (default: the system's)\n"                     \
+				  "      --cacertdir DIR       the same, as an OpenSSL hashed directory\n"    \
+				  "      --cert FILE           client certificate (mutual TLS)\n"             \
+				  "      --key FILE            its private key\n"                             \
+				  "      --sni NAME            the name the server's certificate must have\n" \
+				  "                            (default: HOST), sent as SNI\n"                \
+				  "      --insecure            do not verify the server (testing only)\n"
 
 enum cli_format { FMT_TEXT, FMT_JSON };
 
@@ -46,6 +59,10 @@ struct cli_conn {
 	const char *prog;
 	char host[256];
 	int port;
+	bool tls;                       /* --tls, or a ringmqs:// / rediss:// URL */
+	const char *cacert, *cacertdir; /* TLS options: argv strings */
+	const char *cert, *key, *sni;
+	bool insecure;
 	int timeout_ms;
 	bool quiet;
 	enum cli_format format;
@@ -65,7 +82,9 @@ int cli_conn_flag(struct cli_conn *cc, int argc, char **argv, int *i);
  * Returns NULL (message printed) when missing. */
 const char *cli_flag_value(const char *prog, int argc, char **argv, int *i);
 
-/* Connects; on failure prints why and returns NULL with *ex = CLI_EX_NOCONN. */
+/* Connects (with TLS under --tls); on failure prints why and returns NULL
+ * with *ex = CLI_EX_NOCONN (CLI_EX_BADUSAGE: TLS flags without --tls, or
+ * a certificate that cannot be loaded). */
 struct rmq_client *cli_connect(struct cli_conn *cc, int *ex);
 
 /* Prints "PROG: what: <errstr>" on stderr and returns the exit status for

@@ -8,6 +8,11 @@
  * connection. Writes run with SIGPIPE blocked for the calling thread, so a
  * closed socket turns into RMQ_ERR_CONN instead of killing the process.
  *
+ * TLS (rmq_client_connect_tls): OpenSSL under the same waits. hiredis
+ * still formats into its output buffer and parses from its reader; the
+ * bytes go through SSL_write and SSL_read instead of its own write() and
+ * read(), and a wait for input first takes what OpenSSL already holds.
+ *
  * Replies are matched to requests by order, as RESP requires. Two things
  * can arrive in between on a live-subscribed connection: pushed messages
  * and the notices of deleted topics (a "message" on __ringmq__:deleted
@@ -30,8 +35,14 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "ringmq_version.h"
 
@@ -45,6 +56,8 @@
 
 struct rmq_client {
 	redisContext *rc; /* NULL once the connection is closed */
+	SSL *ssl;         /* TLS: the session over rc->fd; NULL: plain */
+	SSL_CTX *ssl_ctx;
 	int timeout_ms;
 	bool subscriber; /* REGISTER SUBSCRIBER succeeded */
 
@@ -144,6 +157,11 @@ static int check_topic(struct rmq_client *c, const char *topic)
  * stay readable. */
 static void drop_conn(struct rmq_client *c)
 {
+	if (c->ssl) {
+		SSL_free(c->ssl); /* no close_notify: the socket closes next */
+		c->ssl = NULL;
+		ERR_clear_error();
+	}
 	if (c->rc) {
 		redisFree(c->rc);
 		c->rc = NULL;
@@ -206,10 +224,83 @@ static int poll_failed(struct rmq_client *c)
 	return set_err(c, RMQ_ERR_CONN, "connection closed: poll: %s", strerror(e));
 }
 
-/* redisBufferWrite with SIGPIPE blocked for this thread: a peer that
- * closed makes write() fail with EPIPE instead of killing the process.
- * A SIGPIPE raised here is consumed, unless one was already pending. */
-static int buffer_write(redisContext *rc, int *done)
+/* The reason of this thread's last OpenSSL error ("certificate verify
+ * failed"), else errno's, else dflt; the error queue is emptied. Static
+ * or OpenSSL's text. */
+static const char *tls_reason(const char *dflt)
+{
+	unsigned long le = ERR_peek_last_error();
+	const char *r = le ? ERR_reason_error_string(le) : NULL;
+	ERR_clear_error();
+	if (r)
+		return r;
+	return errno ? strerror(errno) : dflt;
+}
+
+/* TLS: what redisBufferWrite does, through SSL_write. *want gets the
+ * event to wait for when it cannot go on (POLLOUT, or POLLIN when OpenSSL
+ * must read first). REDIS_OK or REDIS_ERR (errstr set). */
+static int tls_buffer_write(struct rmq_client *c, int *done, short *want)
+{
+	redisContext *rc = c->rc;
+	*done = 0;
+	*want = POLLOUT;
+	size_t len = sdslen(rc->obuf);
+	while (len) {
+		int n = len > (1u << 30) ? 1 << 30 : (int)len;
+		ERR_clear_error();
+		int w = SSL_write(c->ssl, rc->obuf, n);
+		if (w > 0) {
+			sdsrange(rc->obuf, w, -1);
+			len = sdslen(rc->obuf);
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, w);
+		if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+			*want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+			return REDIS_OK;
+		}
+		snprintf(rc->errstr, sizeof(rc->errstr), "TLS: %s",
+			 tls_reason("connection closed"));
+		return REDIS_ERR;
+	}
+	*done = 1;
+	return REDIS_OK;
+}
+
+/* TLS: what redisBufferRead does, through SSL_read: one read into the
+ * reader. Returns 1 with bytes fed, 0 when nothing is there yet (*want:
+ * the event to wait for), -1 on an error or the end (errstr set). */
+static int tls_buffer_read(struct rmq_client *c, short *want)
+{
+	char buf[16384];
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_read(c->ssl, buf, sizeof(buf));
+	if (r > 0) {
+		if (redisReaderFeed(c->rc->reader, buf, (size_t)r) != REDIS_OK) {
+			snprintf(c->rc->errstr, sizeof(c->rc->errstr), "out of memory");
+			return -1;
+		}
+		return 1;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		*want = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+		return 0;
+	}
+	snprintf(c->rc->errstr, sizeof(c->rc->errstr), "%s",
+		 e == SSL_ERROR_ZERO_RETURN ? "Server closed the connection"
+					    : tls_reason("Server closed the connection"));
+	ERR_clear_error();
+	return -1;
+}
+
+/* redisBufferWrite (or its TLS form) with SIGPIPE blocked for this thread:
+ * a peer that closed makes write() fail with EPIPE instead of killing the
+ * process. A SIGPIPE raised here is consumed, unless one was already
+ * pending. *want: as tls_buffer_write's (POLLOUT for plain TCP). */
+static int buffer_write(struct rmq_client *c, int *done, short *want)
 {
 	sigset_t pipe_set, old, pending;
 	sigemptyset(&pipe_set);
@@ -217,7 +308,8 @@ static int buffer_write(redisContext *rc, int *done)
 	sigpending(&pending);
 	bool was_pending = sigismember(&pending, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-	int r = redisBufferWrite(rc, done);
+	*want = POLLOUT;
+	int r = c->ssl ? tls_buffer_write(c, done, want) : redisBufferWrite(c->rc, done);
 	if (!was_pending) {
 		sigpending(&pending);
 		if (sigismember(&pending, SIGPIPE)) {
@@ -235,11 +327,12 @@ static int flush_out(struct rmq_client *c)
 {
 	int done = 0;
 	for (;;) {
-		if (buffer_write(c->rc, &done) != REDIS_OK)
+		short want;
+		if (buffer_write(c, &done, &want) != REDIS_OK)
 			return conn_lost(c, "while sending");
 		if (done)
 			return RMQ_OK;
-		int r = wait_fd(c->rc->fd, POLLOUT, deadline_in(c->timeout_ms));
+		int r = wait_fd(c->rc->fd, want, deadline_in(c->timeout_ms));
 		if (r == 0) {
 			drop_conn(c);
 			return set_err(
@@ -271,12 +364,21 @@ static int read_reply(struct rmq_client *c, uint64_t deadline, redisReply **out)
 			*out = r;
 			return RMQ_OK;
 		}
-		int w = wait_fd(c->rc->fd, POLLIN, deadline);
+		short want = POLLIN;
+		if (c->ssl) {
+			/* what OpenSSL holds comes first: no event announces it */
+			int k = tls_buffer_read(c, &want);
+			if (k > 0)
+				continue;
+			if (k < 0)
+				return conn_lost(c, "while reading");
+		}
+		int w = wait_fd(c->rc->fd, want, deadline);
 		if (w == 0)
 			return set_err(c, RMQ_ERR_TIMEOUT, "timed out waiting for the server");
 		if (w < 0)
 			return poll_failed(c);
-		if (redisBufferRead(c->rc) != REDIS_OK)
+		if (!c->ssl && redisBufferRead(c->rc) != REDIS_OK)
 			return conn_lost(c, "while reading");
 	}
 }
@@ -532,7 +634,120 @@ static int no_live(struct rmq_client *c, const char *what)
 
 /* --- connection --- */
 
-struct rmq_client *rmq_client_connect(const char *host, int port, int timeout_ms, int *status)
+/* The TLS session over c's connected socket: context from opts, the
+ * server's certificate checked against opts' CAs (or the system's) and
+ * against the name (server_name, else host: a DNS name or an IP address),
+ * the handshake bounded by c->timeout_ms. RMQ_OK, or a status with the
+ * error set (the connection is then closed). */
+static int tls_start(struct rmq_client *c, const char *host, int port,
+		     const struct rmq_tls_opts *opts)
+{
+	ERR_clear_error();
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		drop_conn(c);
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory (TLS context)");
+	}
+	c->ssl_ctx = ctx;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	const char *what = NULL, *arg = NULL;
+	/* a file that cannot be read at all: say why in errno's words
+	 * (OpenSSL's would be "system lib") */
+	const char *files[][2] = { { "CA certificates", opts->ca_file },
+				   { "CA certificates", opts->ca_dir },
+				   { "client certificate", opts->cert_file },
+				   { "client key", opts->key_file } };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (files[i][1] && access(files[i][1], R_OK) != 0) {
+			int e = errno;
+			drop_conn(c);
+			return set_err(c, RMQ_ERR_ARG, "TLS: cannot read the %s %s: %s",
+				       files[i][0], files[i][1], strerror(e));
+		}
+	if (opts->ca_file || opts->ca_dir) {
+		if (SSL_CTX_load_verify_locations(ctx, opts->ca_file, opts->ca_dir) != 1) {
+			what = "CA certificates";
+			arg = opts->ca_file ? opts->ca_file : opts->ca_dir;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		what = "the system's CA certificates";
+		arg = "";
+	}
+	if (!what && opts->cert_file &&
+	    SSL_CTX_use_certificate_chain_file(ctx, opts->cert_file) != 1) {
+		what = "client certificate";
+		arg = opts->cert_file;
+	}
+	if (!what && opts->cert_file &&
+	    SSL_CTX_use_PrivateKey_file(ctx, opts->key_file ? opts->key_file : opts->cert_file,
+					SSL_FILETYPE_PEM) != 1) {
+		what = "client key";
+		arg = opts->key_file ? opts->key_file : opts->cert_file;
+	}
+	if (what) {
+		int e = errno;
+		const char *why = tls_reason(NULL);
+		drop_conn(c);
+		return set_err(c, RMQ_ERR_ARG, "TLS: cannot load %s %s: %s", what, arg,
+			       why ? why : (e ? strerror(e) : "invalid"));
+	}
+	SSL_CTX_set_verify(ctx, opts->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+	SSL *ssl = SSL_new(ctx);
+	if (!ssl || SSL_set_fd(ssl, c->rc->fd) != 1) {
+		SSL_free(ssl);
+		drop_conn(c);
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory (TLS session)");
+	}
+	c->ssl = ssl;
+	const char *name = opts->server_name ? opts->server_name : host;
+	unsigned char ip[16];
+	bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+	if (!is_ip)
+		SSL_set_tlsext_host_name(ssl, name); /* SNI takes names only */
+	if (!opts->insecure) {
+		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+		int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name)
+			       : X509_VERIFY_PARAM_set1_host(vp, name, 0);
+		if (ok != 1) {
+			drop_conn(c);
+			return set_err(c, RMQ_ERR_ARG, "TLS: invalid server name '%.100s'", name);
+		}
+	}
+	uint64_t deadline = deadline_in(c->timeout_ms);
+	for (;;) {
+		ERR_clear_error();
+		errno = 0;
+		int r = SSL_connect(ssl);
+		if (r == 1)
+			return RMQ_OK;
+		int e = SSL_get_error(ssl, r);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			long v = SSL_get_verify_result(ssl);
+			const char *why = tls_reason("the server closed the connection");
+			char detail[200] = "";
+			if (v != X509_V_OK)
+				snprintf(detail, sizeof(detail), " (%s)",
+					 X509_verify_cert_error_string(v));
+			drop_conn(c);
+			return set_err(c, RMQ_ERR_CONN, "TLS handshake with %s:%d failed: %s%s",
+				       host, port, why, detail);
+		}
+		int w = wait_fd(c->rc->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+		if (w == 0) {
+			drop_conn(c);
+			return set_err(c, RMQ_ERR_TIMEOUT,
+				       "TLS handshake with %s:%d: no answer within %d ms", host,
+				       port, c->timeout_ms);
+		}
+		if (w < 0)
+			return poll_failed(c);
+	}
+}
+
+static struct rmq_client *connect_to(const char *host, int port, int timeout_ms,
+				     const struct rmq_tls_opts *tls, int *status)
 {
 	int dummy;
 	if (!status)
@@ -573,8 +788,20 @@ struct rmq_client *rmq_client_connect(const char *host, int port, int timeout_ms
 		return c;
 	}
 	c->rc->flags &= ~REDIS_BLOCK;
-	*status = RMQ_OK;
+	*status = tls ? tls_start(c, host, port, tls) : RMQ_OK;
 	return c;
+}
+
+struct rmq_client *rmq_client_connect(const char *host, int port, int timeout_ms, int *status)
+{
+	return connect_to(host, port, timeout_ms, NULL, status);
+}
+
+struct rmq_client *rmq_client_connect_tls(const char *host, int port, int timeout_ms,
+					  const struct rmq_tls_opts *tls, int *status)
+{
+	static const struct rmq_tls_opts defaults = { 0 };
+	return connect_to(host, port, timeout_ms, tls ? tls : &defaults, status);
 }
 
 void rmq_client_close(struct rmq_client *c)
@@ -582,6 +809,7 @@ void rmq_client_close(struct rmq_client *c)
 	if (!c)
 		return;
 	drop_conn(c);
+	SSL_CTX_free(c->ssl_ctx);
 	redisReply *r;
 	while ((r = q_pop(c)))
 		freeReplyObject(r);

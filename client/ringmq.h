@@ -130,6 +130,34 @@ struct rmq_client;
  * rmq_client_close(). */
 struct rmq_client *rmq_client_connect(const char *host, int port, int timeout_ms, int *status);
 
+/* TLS options of rmq_client_connect_tls (OpenSSL). Zeroed: verify the
+ * server with the system's CA certificates, show no client certificate.
+ * Paths are read during the call. */
+struct rmq_tls_opts {
+	const char *ca_file;     /* CA certificates (PEM) to verify the server
+				  * with; NULL (and no ca_dir): the system's */
+	const char *ca_dir;      /* the same, as an OpenSSL hashed directory */
+	const char *cert_file;   /* client certificate (PEM), for servers that
+				  * ask for one (--tls-auth-clients) */
+	const char *key_file;    /* its private key; NULL: in cert_file */
+	const char *server_name; /* the name the server's certificate must
+				  * carry, also sent as SNI; NULL: host */
+	int insecure;            /* non-zero: do not verify the server at all
+				  * (tests only: anyone can pose as it) */
+};
+
+/* rmq_client_connect over TLS (TLS 1.2 or 1.3), to a server's --tls-port.
+ * tls NULL: the zeroed options. The handshake is bounded by timeout_ms
+ * too; the server's certificate must be signed by the CAs given and name
+ * host (or server_name), an IP address host being checked against the
+ * certificate's IP addresses. Failures: as rmq_client_connect, and
+ * RMQ_ERR_ARG when a CA, certificate or key file cannot be loaded,
+ * RMQ_ERR_CONN when the handshake fails (rmq_client_errstr says why:
+ * "certificate verify failed", a server that wants a client
+ * certificate, ...). Every other call is the same on a TLS client. */
+struct rmq_client *rmq_client_connect_tls(const char *host, int port, int timeout_ms,
+					  const struct rmq_tls_opts *tls, int *status);
+
 /* Closes the connection and frees the client and everything it still
  * holds (queued sends, unread pushes). Messages already returned stay
  * valid. NULL is a no-op. */

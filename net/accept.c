@@ -1,7 +1,14 @@
-/* accept.c - the listening socket and the acceptor thread: listen, raise
+/* accept.c - the listening sockets and the acceptor thread: listen, raise
  * the descriptor limit, accept, enforce --max-clients, keep a spare
  * descriptor for running out of them, and hand each socket to a worker
  * round-robin.
+ *
+ * Two ports may listen side by side: the plain one (--port) and the TLS
+ * one (--tls-port). A socket from the TLS port is handed over marked as
+ * such; its handshake runs on its worker (conn.c, tls.c). The refusals
+ * written here ("-ERR max clients reached") are RESP in the clear, so a
+ * socket from the TLS port is refused by closing it (its client sees the
+ * handshake fail).
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -32,24 +39,33 @@
 /* Back-off when out of descriptors with no spare to give up. */
 #define FD_BACKOFF_MS 10
 
+/* Turns a client away: the reason in RESP on the plain port, a bare close on
+ * the TLS port (no session to say it in). */
+static void refuse(int fd, bool tls, const char *msg, size_t len)
+{
+	if (!tls) {
+		ssize_t r = send(fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)r;
+	}
+	close(fd);
+}
+
 /* Out of file descriptors: the pending client would stay in the backlog and
  * the listening socket readable forever. Give up the spare descriptor kept
  * for this, accept, tell the client why, close, and take the spare again. */
-static void accept_without_fds(struct server *srv, int err)
+static void accept_without_fds(struct server *srv, int lfd, bool tls, int err)
 {
 	uint64_t now = rmq_now_ms();
 	int fd = -1;
 	if (srv->spare_fd >= 0) {
 		close(srv->spare_fd);
 		srv->spare_fd = -1;
-		fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	}
 	if (fd >= 0) {
 		static const char msg[] =
 			"-ERR server out of file descriptors, try again later\r\n";
-		ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-		(void)r;
-		close(fd);
+		refuse(fd, tls, msg, sizeof(msg) - 1);
 		atomic_fetch_add(&srv->rejected_clients, 1);
 		srv->fd_rejects++;
 	}
@@ -67,65 +83,73 @@ static void accept_without_fds(struct server *srv, int err)
 		poll(NULL, 0, FD_BACKOFF_MS); /* no spare either: back off rather than spin */
 }
 
+/* Accepts up to ACCEPT_BATCH clients from lfd and hands them round-robin
+ * (from *next) to the workers. */
+static void accept_batch(struct server *srv, int lfd, bool tls, uint32_t *next)
+{
+	for (int k = 0; k < ACCEPT_BATCH; k++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				accept_without_fds(srv, lfd, tls, errno);
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+				   errno != ECONNABORTED) {
+				rmq_diagf(RMQ_DIAG_ERROR, "accept: %s", strerror(errno));
+			}
+			return;
+		}
+		if (atomic_fetch_add(&srv->nclients, 1) >= srv->cfg.max_clients) {
+			static const char msg[] = "-ERR max clients reached\r\n";
+			refuse(fd, tls, msg, sizeof(msg) - 1);
+			atomic_fetch_sub(&srv->nclients, 1);
+			atomic_fetch_add(&srv->rejected_clients, 1);
+			continue;
+		}
+		bool queued = false;
+		for (uint32_t tries = 0; tries < srv->nworkers && !queued; tries++) {
+			struct worker *w = &srv->workers[*next];
+			*next = (*next + 1) % srv->nworkers;
+			queued = rmq__worker_adopt(w, fd, tls);
+		}
+		if (!queued) {
+			static const char msg[] = "-ERR server busy\r\n";
+			refuse(fd, tls, msg, sizeof(msg) - 1);
+			atomic_fetch_sub(&srv->nclients, 1);
+		}
+	}
+}
+
 void *rmq__acceptor_main(void *arg)
 {
 	struct server *srv = arg;
 	uint32_t next = 0;
 	pthread_setname_np(pthread_self(), "rmq-acceptor");
-	struct pollfd pf[2] = { { srv->listen_fd, POLLIN, 0 }, { srv->stop_fd, POLLIN, 0 } };
+	/* the stop eventfd, then the plain and the TLS port (either may be
+	 * off, -1: poll skips it) */
+	struct pollfd pf[3] = { { srv->stop_fd, POLLIN, 0 },
+				{ srv->listen_fd, POLLIN, 0 },
+				{ srv->tls_listen_fd, POLLIN, 0 } };
 	while (!atomic_load(&srv->stopping)) {
-		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+		if (poll(pf, 3, -1) < 0 && errno != EINTR)
 			break;
-		if (pf[1].revents)
+		if (pf[0].revents)
 			break;
-		if (!(pf[0].revents & POLLIN))
-			continue;
-		for (int k = 0; k < ACCEPT_BATCH; k++) {
-			int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-			if (fd < 0) {
-				if (errno == EMFILE || errno == ENFILE) {
-					accept_without_fds(srv, errno);
-				} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-					   errno != EINTR && errno != ECONNABORTED) {
-					rmq_diagf(RMQ_DIAG_ERROR, "accept: %s", strerror(errno));
-				}
-				break;
-			}
-			if (atomic_fetch_add(&srv->nclients, 1) >= srv->cfg.max_clients) {
-				static const char msg[] = "-ERR max clients reached\r\n";
-				ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
-				(void)r;
-				close(fd);
-				atomic_fetch_sub(&srv->nclients, 1);
-				atomic_fetch_add(&srv->rejected_clients, 1);
-				continue;
-			}
-			bool queued = false;
-			for (uint32_t tries = 0; tries < srv->nworkers && !queued; tries++) {
-				struct worker *w = &srv->workers[next];
-				next = (next + 1) % srv->nworkers;
-				queued = rmq__worker_adopt_fd(w, fd);
-			}
-			if (!queued) {
-				static const char msg[] = "-ERR server busy\r\n";
-				ssize_t r = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
-				(void)r;
-				close(fd);
-				atomic_fetch_sub(&srv->nclients, 1);
-			}
-		}
+		if (pf[1].revents & POLLIN)
+			accept_batch(srv, srv->listen_fd, false, &next);
+		if (pf[2].revents & POLLIN)
+			accept_batch(srv, srv->tls_listen_fd, true, &next);
 	}
 	return NULL;
 }
 
-int rmq__listen(struct server *srv)
+int rmq__listen(struct server *srv, int want, int *bound)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC,
 				  .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	struct addrinfo *res = NULL;
 	char port[16];
-	snprintf(port, sizeof(port), "%d", srv->cfg.port);
+	snprintf(port, sizeof(port), "%d", want);
 	int rc = getaddrinfo(srv->cfg.bind, port, &hints, &res);
 	if (rc != 0) {
 		fprintf(stderr, "ringmq-server: cannot resolve '%s': %s\n", srv->cfg.bind,
@@ -150,9 +174,10 @@ int rmq__listen(struct server *srv)
 			memset(&a, 0, sizeof(a));
 			socklen_t sl = sizeof(a);
 			/* (if it failed, a would be garbage: keep the port as given) */
+			*bound = want;
 			if (getsockname(fd, &a.sa, &sl) == 0)
-				srv->port = ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port
-									     : a.in.sin_port);
+				*bound = ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port
+									  : a.in.sin_port);
 			break;
 		}
 		err = errno;
@@ -161,8 +186,8 @@ int rmq__listen(struct server *srv)
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		fprintf(stderr, "ringmq-server: cannot listen on %s:%d: %s\n", srv->cfg.bind,
-			srv->cfg.port, strerror(err));
+		fprintf(stderr, "ringmq-server: cannot listen on %s:%d: %s\n", srv->cfg.bind, want,
+			strerror(err));
 	return fd;
 }
 

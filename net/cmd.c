@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "tls.h"
 #include "procstat.h"
 
 #include <errno.h>
@@ -1257,7 +1258,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		}
 	}
 	struct rmq_buf b = { 0 };
-	uint64_t tot[14] = { 0 };
+	uint64_t tot[18] = { 0 };
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct worker_stats *st = &s->workers[i].stats;
 		tot[0] += atomic_load_explicit(&st->conns_accepted, memory_order_relaxed);
@@ -1275,6 +1276,10 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		tot[12] += atomic_load_explicit(&st->client_memory_closed, memory_order_relaxed);
 		/* incremented and decremented (wrapping) by its worker */
 		tot[13] += atomic_load_explicit(&st->blocked, memory_order_relaxed);
+		tot[14] += atomic_load_explicit(&st->tls_handshakes, memory_order_relaxed);
+		tot[15] += atomic_load_explicit(&st->tls_hs_errors, memory_order_relaxed);
+		tot[16] += atomic_load_explicit(&st->tls_hs_timeouts, memory_order_relaxed);
+		tot[17] += atomic_load_explicit(&st->tls_on_plain, memory_order_relaxed);
 	}
 	uint64_t now = rmq_now_ms(), uptime = (now - s->started_ms) / 1000;
 	if (want_section(argv, argc, "server", false))
@@ -1282,15 +1287,17 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			&b,
 			"# Server\r\nredis_version:" INFO_REDIS_VERSION "\r\nringmq_version:%s\r\n"
 			"redis_mode:standalone\r\narch_bits:%d\r\nprocess_id:%d\r\n"
-			"tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nuptime_in_days:%llu\r\n"
+			"tcp_port:%d\r\ntls_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\n"
+			"uptime_in_days:%llu\r\n"
 			"max_payload:%zu\r\n"
 			"max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\nmax_request:%zu\r\n"
 			"max_client_memory:%zu\r\ntcp_keepalive:%u\r\n"
 			"frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\nack_wait_ms:%llu\r\n\r\n",
-			RMQ_VERSION, (int)(sizeof(void *) * 8), (int)getpid(), s->port, s->nworkers,
-			(unsigned long long)uptime, (unsigned long long)(uptime / 86400),
-			s->cfg.max_payload, s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline,
-			s->max_query, s->cfg.max_client_memory, s->cfg.tcp_keepalive_s,
+			RMQ_VERSION, (int)(sizeof(void *) * 8), (int)getpid(), s->port,
+			s->tls ? s->tls_port : 0, s->nworkers, (unsigned long long)uptime,
+			(unsigned long long)(uptime / 86400), s->cfg.max_payload,
+			s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline, s->max_query,
+			s->cfg.max_client_memory, s->cfg.tcp_keepalive_s,
 			(unsigned long long)s->cfg.frame_timeout_ms,
 			(unsigned long long)s->cfg.subscriber_ttl_ms,
 			(unsigned long long)(s->cfg.ack_wait_ms ? s->cfg.ack_wait_ms
@@ -1323,7 +1330,9 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			"messages_dropped:%llu\r\npublish_rejected_full:%llu\r\n"
 			"slow_subscribers_disconnected:%llu\r\nprotocol_errors:%llu\r\n"
 			"frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
-			"durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n\r\n",
+			"durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n"
+			"tls_handshakes:%llu\r\ntls_handshake_failures:%llu\r\n"
+			"tls_handshake_timeouts:%llu\r\ntls_on_plain_port:%llu\r\n\r\n",
 			(unsigned long long)tot[0], (unsigned long long)tot[1],
 			(unsigned long long)ops_per_sec(s, now, tot[1]),
 			(unsigned long long)atomic_load(&s->rejected_clients),
@@ -1338,7 +1347,9 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			(unsigned long long)tot[8], (unsigned long long)tot[10],
 			(unsigned long long)tot[11],
 			(unsigned long long)rmq_dsub_registry_count(s->dsubs),
-			(unsigned long long)atomic_load(&s->dsubs_expired));
+			(unsigned long long)atomic_load(&s->dsubs_expired),
+			(unsigned long long)tot[14], (unsigned long long)tot[15] + tot[16],
+			(unsigned long long)tot[16], (unsigned long long)tot[17]);
 	if (want_section(argv, argc, "replication", false))
 		info_printf(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
 	if (want_section(argv, argc, "cpu", false)) {
@@ -1553,7 +1564,8 @@ void rmq__cmd_client_info(struct conn *c, struct rmq_buf *b)
 		"id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=0 "
 		"sub=%d psub=%d ssub=0 multi=%lld watch=0 qbuf=%zu qbuf-free=%zu argv-mem=0 "
 		"multi-mem=%zu rbs=%zu rbp=0 obl=%zu oll=0 omem=%zu tot-mem=%zu events=%s "
-		"cmd=%s user=default redir=-1 resp=%d lib-name=%s lib-ver=%s worker=%u role=%s\n",
+		"cmd=%s user=default redir=-1 resp=%d lib-name=%s lib-ver=%s worker=%u role=%s "
+		"tls=%s\n",
 		(unsigned long long)c->id, c->addr, rmq__cmd_client_laddr(c), c->fd,
 		c->name ? c->name : "", (unsigned long long)((now - c->created_ms) / 1000),
 		(unsigned long long)((now - c->last_ms) / 1000), flags,
@@ -1564,7 +1576,8 @@ void rmq__cmd_client_info(struct conn *c, struct rmq_buf *b)
 		c->lib_name ? c->lib_name : "", c->lib_ver ? c->lib_ver : "", c->worker->id,
 		c->role == ROLE_PUBLISHER    ? "publisher"
 		: c->role == ROLE_SUBSCRIBER ? "subscriber"
-					     : "none");
+					     : "none",
+		rmq__tls_version(c));
 }
 
 /* CLIENT SETINFO LIB-NAME|LIB-VER value, as Redis 7.2: printable ASCII

@@ -29,6 +29,7 @@ enum kind {
 	K_STRING,
 	K_BOOL,
 	K_ENUM,
+	K_TLSPROTO, /* "TLSv1.2 TLSv1.3": a set of RMQ_TLS_V* bits */
 };
 
 struct setting {
@@ -48,6 +49,7 @@ struct setting {
 static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const storages[] = { "memory", "disk", NULL }; /* bool storage_disk */
 static const char *const fsyncs[] = { "everysec", "always", "no", NULL };
+static const char *const tls_auths[] = { "no", "yes", "optional", NULL };
 
 static const struct setting table[] = {
 	{ "bind", K_STRING, F(bind), 1, 0, false, 0, "expected an address", NULL },
@@ -91,6 +93,27 @@ static const struct setting table[] = {
 	{ "metrics-bind", K_STRING, F(metrics_bind), 1, 0, false, 0, "expected an address", NULL },
 	{ "metrics-max-topics", K_UINT, F(metrics_max_topics), 0, 100000, false, RMQ_CONF_RUNTIME,
 	  "expected 0..100000", NULL },
+	/* TLS (net/tls.c). CONFIG SET of any but tls-port rebuilds the TLS
+	 * context (certificates read again) or fails, changing nothing. */
+	{ "tls-port", K_UINT, F(tls_port), 0, 65535, false, 0, "expected 1..65535 (0: off)", NULL },
+	{ "tls-cert-file", K_STRING, F(tls_cert_file), 0, 0, false, RMQ_CONF_RUNTIME,
+	  "expected a file name", NULL },
+	{ "tls-key-file", K_STRING, F(tls_key_file), 0, 0, false, RMQ_CONF_RUNTIME,
+	  "expected a file name", NULL },
+	{ "tls-ca-cert-file", K_STRING, F(tls_ca_cert_file), 0, 0, false, RMQ_CONF_RUNTIME,
+	  "expected a file name", NULL },
+	{ "tls-ca-cert-dir", K_STRING, F(tls_ca_cert_dir), 0, 0, false, RMQ_CONF_RUNTIME,
+	  "expected a directory", NULL },
+	{ "tls-auth-clients", K_ENUM, F(tls_auth_clients), 0, 0, false, RMQ_CONF_RUNTIME,
+	  "expected yes, no or optional", tls_auths },
+	{ "tls-protocols", K_TLSPROTO, F(tls_protocols), 0, 0, false, RMQ_CONF_RUNTIME,
+	  "expected TLSv1.2 and/or TLSv1.3 (older versions are not supported)", NULL },
+	{ "tls-ciphers", K_STRING, F(tls_ciphers), 0, 0, false, RMQ_CONF_RUNTIME,
+	  "expected an OpenSSL cipher list", NULL },
+	{ "tls-ciphersuites", K_STRING, F(tls_ciphersuites), 0, 0, false, RMQ_CONF_RUNTIME,
+	  "expected an OpenSSL TLS 1.3 ciphersuite list", NULL },
+	{ "tls-prefer-server-ciphers", K_BOOL, F(tls_prefer_server_ciphers), 0, 0, false,
+	  RMQ_CONF_BOOL | RMQ_CONF_RUNTIME, "expected yes or no", NULL },
 };
 #define NSETTINGS (sizeof(table) / sizeof(table[0]))
 
@@ -178,6 +201,30 @@ static int parse_seconds(const char *s, uint64_t *ms)
 	return 0;
 }
 
+/* "TLSv1.2 TLSv1.3" (blank-separated, any case, any order): the set of
+ * RMQ_TLS_V* bits. Redis also takes TLSv1 and TLSv1.1; they are refused
+ * here (RFC 8996 deprecated them). */
+static int parse_tls_protocols(const char *v, uint64_t *bits)
+{
+	*bits = 0;
+	const char *p = v;
+	while (*p) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		size_t n = strcspn(p, " \t,");
+		if (!n)
+			break;
+		if (n == 7 && !strncasecmp(p, "TLSv1.2", 7))
+			*bits |= RMQ_TLS_V1_2;
+		else if (n == 7 && !strncasecmp(p, "TLSv1.3", 7))
+			*bits |= RMQ_TLS_V1_3;
+		else
+			return -1;
+		p += n;
+	}
+	return *bits ? 0 : -1;
+}
+
 static int parse_bool(const char *v, bool *b)
 {
 	if (!strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcasecmp(v, "true") ||
@@ -206,6 +253,7 @@ int rmq_config_set(struct rmq_server_config *cfg, const char *name, const char *
 	case K_UINT:
 	case K_BYTES: rc = rmq_parse_u64(value, strlen(value), s->kind == K_BYTES, &v); break;
 	case K_SECONDS: rc = parse_seconds(value, &v); break;
+	case K_TLSPROTO: rc = parse_tls_protocols(value, &v); break;
 	case K_BOOL: {
 		bool b = false;
 		rc = parse_bool(value, &b);
@@ -266,6 +314,11 @@ bool rmq_config_get(const struct rmq_server_config *cfg, const char *name, char 
 		break;
 	case K_BOOL: snprintf(out, outlen, "%s", v ? "yes" : "no"); break;
 	case K_ENUM: snprintf(out, outlen, "%s", s->choices[v]); break;
+	case K_TLSPROTO:
+		snprintf(out, outlen, "%s%s%s", v & RMQ_TLS_V1_2 ? "TLSv1.2" : "",
+			 v == (RMQ_TLS_V1_2 | RMQ_TLS_V1_3) ? " " : "",
+			 v & RMQ_TLS_V1_3 ? "TLSv1.3" : "");
+		break;
 	case K_STRING: {
 		const char *p;
 		memcpy(&p, field, sizeof(p));

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -41,6 +42,40 @@
 #define SLICE_FAST_EVERY 256
 /* An idle connection's output buffer is shrunk to this. */
 #define OUT_IDLE_CAP (16u << 10)
+/* A TLS handshake is cut by the frame timeout; with none (0), by this. */
+#define TLS_HANDSHAKE_MAX_MS 10000
+
+/* --- the transport: plain TCP, or TLS (tls.h) behind one test of c->tls --- */
+
+static inline ssize_t conn_recv(struct conn *c, char *p, size_t n)
+{
+	if (RMQ_LIKELY(!c->tls))
+		return read(c->fd, p, n);
+	return rmq__tls_read(c, p, n);
+}
+
+/* send, not write: no SIGPIPE for a peer that is gone, whatever the
+ * process does with the signal (the in-process drivers keep it) */
+static inline ssize_t conn_send(struct conn *c, const char *p, size_t n)
+{
+	if (RMQ_LIKELY(!c->tls))
+		return send(c->fd, p, n, MSG_NOSIGNAL);
+	return rmq__tls_write(c, p, n);
+}
+
+/* A last word before a close, best effort: never waits, never fails. */
+static void conn_send_now(struct conn *c, const char *p, size_t n)
+{
+	if (!n)
+		return;
+	if (c->tls) {
+		if (!c->tls_handshaking && !c->tls_failed)
+			(void)rmq__tls_write(c, p, n);
+		return;
+	}
+	ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)r;
+}
 
 /* --- connections --- */
 
@@ -62,6 +97,8 @@ static void conn_update_events(struct conn *c)
 	uint32_t ev;
 	if (c->draining) {
 		ev = EPOLLIN | EPOLLRDHUP;
+	} else if (RMQ_UNLIKELY(c->tls_handshaking)) {
+		ev = c->tls_hs_wants_wr ? EPOLLOUT : EPOLLIN;
 	} else {
 		bool full = conn_stalled(c) && rmq_buf_pending(&c->in) >= IN_STALLED_MAX;
 		bool reading = !c->paused && !c->eof && !full;
@@ -70,6 +107,19 @@ static void conn_update_events(struct conn *c)
 			ev |= EPOLLRDHUP;
 		if (c->epollout)
 			ev |= EPOLLOUT;
+		if (RMQ_UNLIKELY(c->tls != NULL)) {
+			/* what OpenSSL waits for; and input it holds, which no
+			 * event will announce, is read at the next iteration */
+			if (c->tls_rd_wants_wr)
+				ev |= EPOLLOUT;
+			if (c->tls_wr_wants_rd)
+				ev |= EPOLLIN;
+			if (reading && !c->tls_rd_wants_wr && !c->in_tls_pending &&
+			    rmq__tls_pending(c)) {
+				c->in_tls_pending = true;
+				cds_list_add_tail(&c->tls_link, &c->worker->tls_pending);
+			}
+		}
 	}
 	if (ev == c->events)
 		return;
@@ -114,8 +164,7 @@ void rmq__conn_oom(struct conn *c, const char *what)
 			  CONN_ARGS(c), what, c->in.cap + c->out.cap);
 	}
 	static const char msg[] = "-ERR out of memory for this connection's buffers: closing\r\n";
-	ssize_t r = send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-	(void)r;
+	conn_send_now(c, msg, sizeof(msg) - 1);
 	rmq__conn_close(c);
 }
 
@@ -139,9 +188,7 @@ void rmq__conn_shed(struct conn *c)
 	static const char msg[] = "ERR client buffers over --max-client-memory: closing";
 	if (rmq_buf_try_reserve(&c->out, sizeof(msg) + 3))
 		rmq_resp_error(&c->out, msg);
-	ssize_t r = send(c->fd, c->out.data + c->out.off, rmq_buf_pending(&c->out),
-			 MSG_NOSIGNAL | MSG_DONTWAIT);
-	(void)r;
+	conn_send_now(c, c->out.data + c->out.off, rmq_buf_pending(&c->out));
 	rmq__conn_close(c);
 }
 
@@ -191,7 +238,9 @@ static void conn_peer(struct conn *c)
 		 port);
 }
 
-void rmq__conn_new(struct worker *w, int fd)
+static void conn_deadline_handshake(struct conn *c);
+
+void rmq__conn_new(struct worker *w, int fd, bool tls)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -213,6 +262,14 @@ void rmq__conn_new(struct worker *w, int fd)
 	conn_peer(c);
 	CDS_INIT_LIST_HEAD(&c->parked.watch_link);
 	CDS_INIT_LIST_HEAD(&c->psubs);
+	if (tls && rmq__tls_conn_new(c) != 0) {
+		close(fd);
+		free(c);
+		atomic_fetch_sub(&w->srv->nclients, 1);
+		stat_add(&w->stats.alloc_failures, 1);
+		rmq_diagf(RMQ_DIAG_ERROR, "out of memory accepting a TLS client");
+		return;
+	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	conn_keepalive(fd, w->srv->cfg.tcp_keepalive_s);
@@ -220,6 +277,8 @@ void rmq__conn_new(struct worker *w, int fd)
 	if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
 		rmq_diagf(RMQ_DIAG_ERROR, "epoll_ctl: %s", strerror(errno));
 		close(fd);
+		if (c->tls)
+			rmq__tls_conn_free(c);
 		free(c);
 		atomic_fetch_sub(&w->srv->nclients, 1);
 		return;
@@ -227,7 +286,10 @@ void rmq__conn_new(struct worker *w, int fd)
 	cds_list_add_tail(&c->link, &w->conns);
 	stat_add(&w->stats.conns_accepted, 1);
 	stat_add(&w->stats.conns, 1);
-	rmq_diagf(RMQ_DIAG_DEBUG, CONN_LOG "connected to worker %u", CONN_ARGS(c), w->id);
+	if (c->tls)
+		conn_deadline_handshake(c); /* a stalled handshake is cut */
+	rmq_diagf(RMQ_DIAG_DEBUG, CONN_LOG "connected to worker %u%s", CONN_ARGS(c), w->id,
+		  c->tls ? " (TLS)" : "");
 }
 
 /* Tears the connection down at once; the struct itself is freed at the end
@@ -251,6 +313,18 @@ void rmq__conn_close(struct conn *c)
 		cds_list_del(&c->deadline_link);
 		c->in_deadlines = false;
 	}
+	if (RMQ_UNLIKELY(c->tls != NULL)) {
+		if (c->in_tls_pending) {
+			cds_list_del(&c->tls_link);
+			c->in_tls_pending = false;
+		}
+		if (c->tls_handshaking &&
+		    !atomic_load_explicit(&w->srv->stopping, memory_order_relaxed))
+			stat_add(c->tls_hs_timed_out ? &w->stats.tls_hs_timeouts
+						     : &w->stats.tls_hs_errors,
+				 1);
+		rmq__tls_conn_shutdown(c); /* close_notify, best effort */
+	}
 	epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	cds_list_del(&c->link);
@@ -264,6 +338,8 @@ void rmq__conn_close(struct conn *c)
 
 void rmq__conn_free(struct conn *c)
 {
+	if (c->tls)
+		rmq__tls_conn_free(c);
 	rmq_buf_free(&c->in);
 	rmq_buf_free(&c->out);
 	free(c->live_subs);
@@ -306,6 +382,18 @@ static void conn_deadline_set(struct conn *c, bool lingering)
 	c->deadline_ms = rmq_now_ms() + wait_timeout_ms(c->worker->srv, lingering);
 	cds_list_add_tail(&c->deadline_link,
 			  lingering ? &c->worker->lingers : &c->worker->deadlines);
+	c->in_deadlines = true;
+}
+
+/* A TLS handshake is a request the client owes too: the frame timeout
+ * bounds it, on the same list. With --frame-timeout 0 that list holds
+ * only handshakes, all with TLS_HANDSHAKE_MAX_MS, so it stays sorted. */
+static void conn_deadline_handshake(struct conn *c)
+{
+	uint64_t to = c->worker->srv->cfg.frame_timeout_ms;
+	conn_deadline_clear(c);
+	c->deadline_ms = rmq_now_ms() + (to ? to : TLS_HANDSHAKE_MAX_MS);
+	cds_list_add_tail(&c->deadline_link, &c->worker->deadlines);
 	c->in_deadlines = true;
 }
 
@@ -589,6 +677,69 @@ static void conn_parked_overflow(struct conn *c)
 	rmq__conn_want_flush(c);
 }
 
+/* A TLS failure or timeout, logged at info level once a second per
+ * worker (a scanner on the port must not flood the log), at debug level
+ * otherwise. */
+static enum rmq_diag_level tls_log_level(struct worker *w)
+{
+	uint64_t now = rmq_now_ms();
+	if (now < w->tls_log_ms)
+		return RMQ_DIAG_DEBUG;
+	w->tls_log_ms = now + 1000;
+	return RMQ_DIAG_INFO;
+}
+
+/* Advances c's TLS handshake; once it is done, reads what the client sent
+ * with its last flight (its first requests may be there). */
+static void conn_tls_handshake(struct conn *c)
+{
+	struct worker *w = c->worker;
+	char why[256];
+	int r = rmq__tls_handshake(c, why, sizeof(why));
+	if (r < 0) {
+		rmq_diagf(tls_log_level(w), CONN_LOG "TLS handshake failed (%s); closing",
+			  CONN_ARGS(c), why);
+		rmq__conn_close(c); /* counted there */
+		return;
+	}
+	if (r == 0) {
+		conn_update_events(c);
+		return;
+	}
+	conn_deadline_clear(c);
+	stat_add(&w->stats.tls_handshakes, 1);
+	rmq_diagf(RMQ_DIAG_DEBUG, CONN_LOG "TLS handshake done (%s)", CONN_ARGS(c),
+		  rmq__tls_version(c));
+	rmq__conn_read(c, EPOLLIN);
+}
+
+/* The first bytes on the plain port are a TLS record header (0x16: a
+ * handshake, the ClientHello): a TLS client on the wrong port. Waiting for
+ * a RESP line that never comes would hold it until the frame timeout:
+ * close now, and say which port it wanted. */
+static void conn_tls_on_plain(struct conn *c)
+{
+	struct worker *w = c->worker;
+	stat_add(&w->stats.tls_on_plain, 1);
+	if (w->srv->tls_port)
+		rmq_diagf(tls_log_level(w),
+			  CONN_LOG "sent a TLS handshake to the plain port (TLS is on port %d); "
+				   "closing",
+			  CONN_ARGS(c), w->srv->tls_port);
+	else
+		rmq_diagf(tls_log_level(w),
+			  CONN_LOG "sent a TLS handshake, but this server has no TLS port "
+				   "(--tls-port); closing",
+			  CONN_ARGS(c));
+	rmq__conn_close(c);
+}
+
+void rmq__conn_tls_pending(struct conn *c)
+{
+	if (!c->closing)
+		rmq__conn_read(c, EPOLLIN);
+}
+
 /* Reads into the worker's shared buffer when the connection has no partial
  * request pending, so an idle connection holds no input buffer; only a
  * partial request left over is copied into the connection's own buffer. */
@@ -600,6 +751,19 @@ void rmq__conn_read(struct conn *c, uint32_t events)
 	if (c->draining) {
 		conn_drain(c);
 		return;
+	}
+	if (RMQ_UNLIKELY(c->tls != NULL)) {
+		if (c->tls_handshaking) {
+			conn_tls_handshake(c);
+			return;
+		}
+		if (c->tls_wr_wants_rd) {
+			/* the write this event was armed for */
+			c->tls_wr_wants_rd = false;
+			rmq__conn_write(c);
+			if (c->closing)
+				return;
+		}
 	}
 	if (events & EPOLLRDHUP)
 		c->rdhup = true;
@@ -643,8 +807,15 @@ void rmq__conn_read(struct conn *c, uint32_t events)
 			break;
 		}
 		size_t room = stalled ? want : c->in.cap - c->in.len;
-		ssize_t n = read(c->fd, p, room);
+		ssize_t n = conn_recv(c, p, room);
 		if (n > 0) {
+			if (RMQ_UNLIKELY(!c->spoke)) {
+				c->spoke = true;
+				if (p[0] == 0x16 && !c->tls) {
+					conn_tls_on_plain(c);
+					break;
+				}
+			}
 			c->in.len += (size_t)n;
 			stat_add(&w->stats.bytes_read, (uint64_t)n);
 			if (RMQ_UNLIKELY(srv->cfg.metrics_port)) {
@@ -710,6 +881,21 @@ void rmq__conn_write(struct conn *c)
 {
 	struct worker *w = c->worker;
 	bool was_backlog = c->backlog;
+	if (RMQ_UNLIKELY(c->tls != NULL)) {
+		if (c->tls_handshaking) {
+			conn_tls_handshake(c);
+			return;
+		}
+		if (c->tls_rd_wants_wr) {
+			/* the read this event was armed for */
+			c->tls_rd_wants_wr = false;
+			rmq__conn_read(c, EPOLLIN);
+			if (c->closing)
+				return;
+		}
+		if (c->tls_wr_wants_rd)
+			return; /* EPOLLIN resumes the write (rmq__conn_read) */
+	}
 	if (rmq__persist_holding(w) || w->n_pscan) {
 		/* --fsync always: replies wait for the worker's sync step;
 		 * PSUBSCRIBE: for its scan (pattern.c) */
@@ -720,9 +906,7 @@ void rmq__conn_write(struct conn *c)
 		size_t pend = rmq_buf_pending(&c->out);
 		if (pend == 0)
 			break;
-		/* send, not write: no SIGPIPE for a peer that is gone, whatever the
-		 * process does with the signal (the in-process drivers keep it) */
-		ssize_t n = send(c->fd, c->out.data + c->out.off, pend, MSG_NOSIGNAL);
+		ssize_t n = conn_send(c, c->out.data + c->out.off, pend);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -743,6 +927,7 @@ void rmq__conn_write(struct conn *c)
 		if (c->draining)
 			return;
 		if (c->linger && !c->eof) {
+			rmq__tls_conn_shutdown(c); /* no-op for plain TCP */
 			shutdown(c->fd, SHUT_WR);
 			c->draining = true;
 			conn_deadline_set(c, true);
@@ -758,7 +943,8 @@ void rmq__conn_write(struct conn *c)
 	bool unpause = c->paused && rmq_buf_pending(&c->out) < OUT_PAUSE / 2;
 	if (unpause)
 		c->paused = false;
-	c->epollout = pending;
+	/* (a TLS write that waits for input is resumed by EPOLLIN) */
+	c->epollout = pending && !c->tls_wr_wants_rd;
 	if (!pending)
 		rmq_buf_shrink(&c->out, OUT_IDLE_CAP);
 	/* Resume requests only when what stopped them was lifted here: the
@@ -777,14 +963,19 @@ void rmq__conn_write(struct conn *c)
 void rmq__conn_timed_out(struct conn *c)
 {
 	struct worker *w = c->worker;
+	if (c->tls_handshaking) {
+		c->tls_hs_timed_out = true;
+		rmq_diagf(tls_log_level(w), CONN_LOG "TLS handshake not done in %.1f s; closing",
+			  CONN_ARGS(c), (double)(c->deadline_ms - c->created_ms) / 1000.0);
+		rmq__conn_close(c); /* counted there */
+		return;
+	}
 	if (!c->draining) {
 		/* Behind what is still queued: the socket may hold the first
 		 * part of a reply, and the error must not land inside it. */
 		rmq_resp_error(&c->out,
 			       "ERR Protocol error: timed out waiting for the rest of the request");
-		ssize_t r = send(c->fd, c->out.data + c->out.off, rmq_buf_pending(&c->out),
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		(void)r;
+		conn_send_now(c, c->out.data + c->out.off, rmq_buf_pending(&c->out));
 		stat_add(&w->stats.frame_timeouts, 1);
 		rmq_diagf(RMQ_DIAG_INFO,
 			  CONN_LOG "request half-sent for %.1f s (%zu bytes); closing",

@@ -82,10 +82,23 @@ struct psub {
 	bool pending; /* in worker->pscan: its topics not matched yet */
 };
 
+struct ssl_st; /* OpenSSL's SSL (tls.h); only tls.c looks inside */
+
 struct conn {
 	int fd;
 	uint64_t id;
 	struct worker *worker; /* the only thread that touches this conn */
+	/* TLS (tls.h): NULL for a plain connection, whose I/O is read() and
+	 * send() as ever. The flags say which socket event the transport
+	 * waits for besides the usual ones. */
+	struct ssl_st *tls;
+	bool tls_handshaking; /* accepted, handshake not done yet */
+	bool tls_hs_wants_wr; /* the handshake waits for EPOLLOUT (else EPOLLIN) */
+	bool tls_rd_wants_wr; /* a read needs the socket writable first */
+	bool tls_wr_wants_rd; /* a write needs the socket readable first */
+	bool tls_more;        /* the last read filled its buffer: OpenSSL may
+				* hold more (rmq__tls_pending) */
+	bool spoke;           /* a first byte was read (conn_read) */
 	struct rmq_buf in, out;
 	struct cds_list_head link;       /* worker->conns */
 	struct cds_list_head flush_link; /* worker->flush, when in_flush */
@@ -184,6 +197,11 @@ struct conn {
 	 * connection is parked (yielded, not queued) until its worker queues it
 	 * again, and the same request then runs to completion */
 	struct clients_req *clients_req;
+	/* TLS, seldom touched */
+	bool tls_failed;               /* a fatal TLS error: no close_notify */
+	bool tls_hs_timed_out;         /* closed by the handshake's deadline */
+	bool in_tls_pending;           /* in worker->tls_pending */
+	struct cds_list_head tls_link; /* worker->tls_pending */
 };
 
 /* The channel on which a live subscriber is told that a topic it was
@@ -239,6 +257,9 @@ struct worker_stats {
 	_Atomic uint64_t frame_timeouts, alloc_failures, client_memory_closed;
 	_Atomic uint64_t conns;
 	_Atomic uint64_t blocked; /* parked PULLs: +1 and -1 (wrapping) */
+	/* TLS: handshakes done, failed (an error, or the client closed),
+	 * cut by the frame timeout; TLS handshakes sent to the plain port */
+	_Atomic uint64_t tls_handshakes, tls_hs_errors, tls_hs_timeouts, tls_on_plain;
 	/* ops.c: the publish-to-reply latency histogram (one observation per
 	 * batch of requests that published, see rmq__ops_observe_publish),
 	 * bucket i counts batches of at most rmq__ops_latency_bounds[i]. */
@@ -273,6 +294,11 @@ struct worker {
 					    * unblocked_link: their next requests run
 					    * once per loop iteration (blocked.c) */
 	struct cds_list_head closed;    /* closed, freed at the end of the iteration */
+	/* TLS connections whose input OpenSSL already holds (rmq__tls_pending):
+	 * no socket event will come for it, so they are read once per
+	 * iteration until it is gone, by tls_link */
+	struct cds_list_head tls_pending;
+	uint64_t tls_log_ms; /* next TLS failure line at info level */
 	/* conns whose SUBSCRIBE or PSUBSCRIBE waits for the end of loading,
 	 * by unblocked_link (in_unblocked set): moved to unblocked then */
 	struct cds_list_head held;
@@ -335,7 +361,10 @@ struct server {
 	struct worker *workers;
 	uint32_t nworkers;
 	int listen_fd, stop_fd;
-	int port;
+	int port;            /* the plain port bound; 0: none (--port 0 with TLS) */
+	int tls_listen_fd;   /* -1: no TLS port */
+	int tls_port;        /* the TLS port bound */
+	struct rmq_tls *tls; /* tls.c: the context; NULL when TLS is off */
 	pthread_t acceptor;
 	_Atomic int stopping;
 	_Atomic uint64_t nclients, next_conn_id, rejected_clients, dsubs_expired;
@@ -411,9 +440,14 @@ void *rmq__worker_main(void *arg);
 /* Reports a quiescent state (announcing pending appends first). */
 void rmq__worker_quiescent(struct worker *w);
 
+/* Hands w a socket accepted on the TLS port (tls) or the plain one; as
+ * rmq__worker_adopt_fd otherwise. */
+bool rmq__worker_adopt(struct worker *w, int fd, bool tls);
+
 /* --- conn.c --- */
-/* Takes an accepted socket into w (counted in nclients by the caller). */
-void rmq__conn_new(struct worker *w, int fd);
+/* Takes an accepted socket into w (counted in nclients by the caller);
+ * tls: it came to the TLS port, its handshake comes first. */
+void rmq__conn_new(struct worker *w, int fd, bool tls);
 void rmq__conn_want_flush(struct conn *c);
 /* Tears the connection down at once; the struct itself is freed by
  * rmq__conn_free() at the end of the loop iteration. */
@@ -425,6 +459,9 @@ void rmq__conn_write(struct conn *c);
 void rmq__conn_process_input(struct conn *c);
 /* Its deadline passed: tell the client (best effort) and close. */
 void rmq__conn_timed_out(struct conn *c);
+/* A TLS connection whose input OpenSSL holds (worker->tls_pending): reads
+ * it as a readable event would. */
+void rmq__conn_tls_pending(struct conn *c);
 /* Counts the changes of c's buffer sizes in the server's client memory
  * (--max-client-memory), and flags the server over it. */
 void rmq__conn_mem_sync(struct conn *c);
@@ -596,7 +633,9 @@ void rmq__metrics_stop(struct server *srv);
 
 /* --- accept.c --- */
 void *rmq__acceptor_main(void *arg);
-int rmq__listen(struct server *srv);
+/* Listens on cfg.bind:port (0: a free one); *bound gets the port. The
+ * descriptor, or -1 after printing why. */
+int rmq__listen(struct server *srv, int port, int *bound);
 void rmq__raise_fd_limit(const struct rmq_server_config *cfg);
 
 /* Announces the worker's pending appends (see struct worker). */

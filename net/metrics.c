@@ -205,7 +205,7 @@ static uint64_t info_field(const struct rmq_buf *b, const char *key)
 
 static void scrape(struct server *s, struct rmq_buf *b)
 {
-	uint64_t tot[13] = { 0 }, lat[RMQ_LAT_BUCKETS + 1] = { 0 }, lat_sum = 0, lat_n = 0;
+	uint64_t tot[17] = { 0 }, lat[RMQ_LAT_BUCKETS + 1] = { 0 }, lat_sum = 0, lat_n = 0;
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct worker_stats *st = &s->workers[i].stats;
 		_Atomic uint64_t *c[] = { &st->conns_accepted,
@@ -220,8 +220,12 @@ static void scrape(struct server *s, struct rmq_buf *b)
 					  &st->conns,
 					  &st->frame_timeouts,
 					  &st->alloc_failures,
-					  &st->client_memory_closed };
-		for (size_t k = 0; k < 13; k++)
+					  &st->client_memory_closed,
+					  &st->tls_handshakes,
+					  &st->tls_hs_errors,
+					  &st->tls_hs_timeouts,
+					  &st->tls_on_plain };
+		for (size_t k = 0; k < 17; k++)
 			tot[k] += atomic_load_explicit(c[k], memory_order_relaxed);
 		for (size_t k = 0; k <= RMQ_LAT_BUCKETS; k++)
 			lat[k] += atomic_load_explicit(&st->pub_lat[k], memory_order_relaxed);
@@ -280,6 +284,17 @@ static void scrape(struct server *s, struct rmq_buf *b)
 	    (double)tot[11]);
 	one(b, "ringmq_client_memory_closed_total", "counter",
 	    "Clients closed over --max-client-memory.", (double)tot[12]);
+	one(b, "ringmq_tls_handshakes_total", "counter", "TLS handshakes completed (--tls-port).",
+	    (double)tot[13]);
+	fam(b, "ringmq_tls_handshake_failures_total", "counter",
+	    "TLS handshakes that failed, by reason: error (a protocol or certificate error, or "
+	    "the client closed), timeout (not done within --frame-timeout).");
+	mf(b, "ringmq_tls_handshake_failures_total{reason=\"error\"} %llu\n",
+	   (unsigned long long)tot[14]);
+	mf(b, "ringmq_tls_handshake_failures_total{reason=\"timeout\"} %llu\n",
+	   (unsigned long long)tot[15]);
+	one(b, "ringmq_tls_on_plain_port_total", "counter",
+	    "Connections to the plain port closed for starting a TLS handshake.", (double)tot[16]);
 	one(b, "ringmq_topics", "gauge", "Topics.", (double)bt.topics);
 	one(b, "ringmq_retained_messages", "gauge", "Messages retained by all topics.",
 	    (double)bt.messages_retained);

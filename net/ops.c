@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "procstat.h"
+#include "tls.h"
 
 /* Upper bounds of the latency buckets, in seconds and in nanoseconds. */
 const double rmq__ops_latency_bounds[RMQ_LAT_BUCKETS] = {
@@ -120,7 +121,8 @@ void rmq__ops_reset_worker(struct worker *w)
 		&st->delivered,      &st->pulled,           &st->bytes_read,
 		&st->bytes_written,  &st->slow_disconnects, &st->protocol_errors,
 		&st->frame_timeouts, &st->alloc_failures,   &st->client_memory_closed,
-		&st->pub_lat_sum_ns, &st->pub_lat_count,
+		&st->pub_lat_sum_ns, &st->pub_lat_count,    &st->tls_handshakes,
+		&st->tls_hs_errors,  &st->tls_hs_timeouts,  &st->tls_on_plain,
 	};
 	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
 		atomic_store_explicit(counters[i], 0, memory_order_relaxed);
@@ -147,8 +149,29 @@ void rmq__ops_observe_publish(struct worker *w, uint64_t start_ns)
 	stat_add(&w->stats.pub_lat_count, 1);
 }
 
+/* SIGHUP with TLS on: the certificate, key and CA files are read again
+ * (renewed certificates take effect without a restart; open connections
+ * keep the session they have). */
+static void sighup_tls(struct server *srv)
+{
+	if (!srv->tls)
+		return;
+	char err[512];
+	pthread_mutex_lock(&srv->conf_lock);
+	int rc = rmq__tls_reload(srv, &srv->conf, err, sizeof(err));
+	pthread_mutex_unlock(&srv->conf_lock);
+	if (rc == 0)
+		rmq_diagf(RMQ_DIAG_INFO, "received SIGHUP: TLS certificates reloaded");
+	else
+		rmq_diagf(RMQ_DIAG_ERROR,
+			  "received SIGHUP: cannot reload the TLS certificates (%s); the old ones "
+			  "stay in use",
+			  err);
+}
+
 void rmq__ops_sighup(struct server *srv)
 {
+	sighup_tls(srv);
 	if (!srv->cfg.log_file || !srv->cfg.log_file[0]) {
 		rmq_diagf(RMQ_DIAG_INFO, "received SIGHUP: no log file to reopen");
 		return;
@@ -262,6 +285,7 @@ static void config_set(struct conn *c, struct server *srv, struct rmq_arg *argv,
 		return rmq_resp_error(&c->out,
 				      "ERR wrong number of arguments for 'config|set' command");
 	char name[64], val[1024], why[128];
+	bool tls = false;
 	pthread_mutex_lock(&srv->conf_lock);
 	struct rmq_server_config next = srv->conf;
 	for (size_t k = 2; k < argc; k += 2) {
@@ -281,9 +305,10 @@ static void config_set(struct conn *c, struct server *srv, struct rmq_arg *argv,
 				&c->out,
 				"ERR CONFIG SET failed (possibly related to argument '%s') - can't set "
 				"immutable config: restart the server with the new value (the settings "
-				"CONFIG SET changes: log-level, maxmemory, metrics-max-topics)",
+				"CONFIG SET changes: log-level, maxmemory, metrics-max-topics, tls-*)",
 				name);
 		}
+		tls |= strncasecmp(name, "tls-", 4) == 0;
 		if (argv[k + 1].len >= sizeof(val) ||
 		    rmq_config_set(&next, name, val, why, sizeof(why)) != 0) {
 			pthread_mutex_unlock(&srv->conf_lock);
@@ -292,6 +317,14 @@ static void config_set(struct conn *c, struct server *srv, struct rmq_arg *argv,
 				"ERR CONFIG SET failed (possibly related to argument '%s') - %s",
 				name, argv[k + 1].len >= sizeof(val) ? "value too long" : why);
 		}
+	}
+	/* Any tls-* setting, even set to its current value, rebuilds the TLS
+	 * context from the files (Redis's way to reload certificates): all
+	 * of the request or none, as for the other settings. */
+	char terr[512];
+	if (tls && rmq__tls_reload(srv, &next, terr, sizeof(terr)) != 0) {
+		pthread_mutex_unlock(&srv->conf_lock);
+		return rmq_resp_errorf(&c->out, "ERR CONFIG SET failed - TLS: %s", terr);
 	}
 	srv->conf = next;
 	apply_runtime(srv);
@@ -349,7 +382,8 @@ void rmq__cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
 			"GET <pattern> [<pattern> ...]",
 			"    Return the settings whose names match the glob-style patterns.",
 			"SET <name> <value> [<name> <value> ...]",
-			"    Change log-level, maxmemory or metrics-max-topics at run time.",
+			"    Change log-level, maxmemory, metrics-max-topics or the tls-* settings",
+			"    (which reloads the certificates) at run time.",
 			"RESETSTAT",
 			"    Reset the counters reported by INFO and /metrics.",
 			"REWRITE",

@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +52,13 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->metrics_port = 0;
 	cfg->metrics_bind = "127.0.0.1";
 	cfg->metrics_max_topics = 100;
+	cfg->tls_port = 0;
+	cfg->tls_cert_file = cfg->tls_key_file = NULL;
+	cfg->tls_ca_cert_file = cfg->tls_ca_cert_dir = NULL;
+	cfg->tls_auth_clients = RMQ_TLS_AUTH_YES;
+	cfg->tls_protocols = RMQ_TLS_V1_2 | RMQ_TLS_V1_3;
+	cfg->tls_ciphers = cfg->tls_ciphersuites = NULL;
+	cfg->tls_prefer_server_ciphers = false;
 }
 
 /* The default --max-client-memory: this share of what the process may use. */
@@ -181,8 +189,12 @@ static void stop_threads(struct server *srv, bool acceptor, uint32_t nstarted)
 		pthread_join(srv->acceptor, NULL);
 	}
 	/* New clients are refused from here on, not left in the backlog. */
-	close(srv->listen_fd);
+	if (srv->listen_fd >= 0)
+		close(srv->listen_fd);
 	srv->listen_fd = -1;
+	if (srv->tls_listen_fd >= 0)
+		close(srv->tls_listen_fd);
+	srv->tls_listen_fd = -1;
 	for (uint32_t i = 0; i < nstarted; i++) {
 		atomic_store(&srv->workers[i].wake_pending, 0);
 		rmq__worker_wake(&srv->workers[i]);
@@ -202,11 +214,41 @@ static void server_free(struct server *srv)
 	urcu_qsbr_unregister_thread();
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
+	if (srv->tls_listen_fd >= 0)
+		close(srv->tls_listen_fd);
+	rmq__tls_fini(srv); /* after the workers freed their connections */
 	if (srv->stop_fd >= 0)
 		close(srv->stop_fd);
 	if (srv->spare_fd >= 0)
 		close(srv->spare_fd);
 	free(srv);
+}
+
+/* The ports: the plain one unless --port 0 with a TLS port (Redis's way to
+ * serve TLS only), the TLS one with --tls-port. The TLS context is built
+ * first, so a bad certificate stops the start before any port is open.
+ * 0, or -1 after printing why. */
+static int server_listen(struct server *srv)
+{
+	const struct rmq_server_config *cfg = &srv->cfg;
+	char err[512];
+	if (rmq__tls_init(srv, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ringmq-server: TLS: %s\n", err);
+		return -1;
+	}
+	if (cfg->port || !cfg->tls_port) {
+		srv->listen_fd = rmq__listen(srv, cfg->port, &srv->port);
+		if (srv->listen_fd < 0)
+			return -1;
+	} else {
+		srv->port = 0; /* TLS only */
+	}
+	if (cfg->tls_port) {
+		srv->tls_listen_fd = rmq__listen(srv, cfg->tls_port, &srv->tls_port);
+		if (srv->tls_listen_fd < 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* Whether sig (one of those rmq_server_run waits for) stops the server.
@@ -230,6 +272,7 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	srv->cfg = *cfg;
 	rmq_diag_set_level(cfg->log_level);
 	srv->port = cfg->port;
+	srv->listen_fd = srv->tls_listen_fd = -1;
 
 	/* Signals go to the thread that waits for them, not to workers. */
 	sigset_t set;
@@ -262,8 +305,7 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		free(srv);
 		return 1;
 	}
-	srv->listen_fd = rmq__listen(srv);
-	if (srv->listen_fd < 0) {
+	if (server_listen(srv) != 0) {
 		urcu_qsbr_register_thread();
 		urcu_qsbr_thread_offline();
 		srv->stop_fd = srv->spare_fd = -1;
@@ -320,7 +362,7 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	int sig = 0;
 	if (atomic_load(&srv->loading)) {
 		rmq_diagf(RMQ_DIAG_INFO, "listening on %s:%d, loading the data directory %s",
-			  srv->cfg.bind, srv->port, cfg->dir);
+			  srv->cfg.bind, srv->port ? srv->port : srv->tls_port, cfg->dir);
 		struct timespec tick = { 0, 10 * 1000 * 1000 };
 		while (atomic_load(&srv->loading) && sig <= 0) {
 			sig = sigtimedwait(&set, NULL, &tick);
@@ -331,10 +373,22 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 		}
 	}
 	if (sig <= 0) {
-		printf("Server started on %s:%d\n", host, srv->port);
+		/* The line scripts wait for names the port to connect to: the
+		 * plain one, or the TLS one when it is the only one. */
+		printf("Server started on %s:%d\n", host, srv->port ? srv->port : srv->tls_port);
 		fflush(stdout);
 		rmq__ops_sd_notify("READY=1\nSTATUS=serving");
 	}
+	if (srv->tls_listen_fd >= 0)
+		rmq_diagf(RMQ_DIAG_INFO, "TLS on %s:%d (%s, client certificates %s)%s",
+			  srv->cfg.bind, srv->tls_port,
+			  cfg->tls_protocols == RMQ_TLS_V1_2   ? "TLSv1.2"
+			  : cfg->tls_protocols == RMQ_TLS_V1_3 ? "TLSv1.3"
+							       : "TLSv1.2 and TLSv1.3",
+			  cfg->tls_auth_clients == RMQ_TLS_AUTH_YES        ? "required"
+			  : cfg->tls_auth_clients == RMQ_TLS_AUTH_OPTIONAL ? "optional"
+									   : "not asked for",
+			  srv->listen_fd < 0 ? ", no plain port" : "");
 	rmq_diagf(RMQ_DIAG_INFO,
 		  "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
 		  RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);

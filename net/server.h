@@ -31,6 +31,17 @@ enum rmq_fsync_policy {
 	RMQ_FSYNC_NO,           /* left to the kernel */
 };
 
+/* --tls-auth-clients: whether a TLS client must show a certificate
+ * signed by --tls-ca-cert-file (mutual TLS). */
+enum rmq_tls_auth {
+	RMQ_TLS_AUTH_NO = 0,   /* not asked for */
+	RMQ_TLS_AUTH_YES,      /* required (Redis's default) */
+	RMQ_TLS_AUTH_OPTIONAL, /* asked for; checked when one is given */
+};
+/* --tls-protocols: the versions accepted (only 1.2 and 1.3 exist here). */
+#define RMQ_TLS_V1_2 1u
+#define RMQ_TLS_V1_3 2u
+
 struct rmq_server_config {
 	const char *bind;              /* address to listen on */
 	int port;                      /* 0: pick a free port */
@@ -74,6 +85,19 @@ struct rmq_server_config {
 	int metrics_port;            /* Prometheus /metrics; 0: off */
 	const char *metrics_bind;    /* its address */
 	unsigned metrics_max_topics; /* topic label values, the rest "_other" */
+	/* TLS (README "Security"; net/tls.h), Redis's settings. With tls_port
+	 * set, port 0 means no plain port (as Redis); without it, port 0
+	 * picks a free port. Strings: NULL or "" is unset. */
+	int tls_port;                 /* 0: no TLS port */
+	const char *tls_cert_file;    /* PEM certificate chain */
+	const char *tls_key_file;     /* PEM private key */
+	const char *tls_ca_cert_file; /* CAs that sign client certificates */
+	const char *tls_ca_cert_dir;  /* the same, as an OpenSSL hashed dir */
+	enum rmq_tls_auth tls_auth_clients;
+	unsigned tls_protocols;         /* RMQ_TLS_V1_2 | RMQ_TLS_V1_3 */
+	const char *tls_ciphers;        /* TLS 1.2 cipher list; "": OpenSSL's */
+	const char *tls_ciphersuites;   /* TLS 1.3 suites; "": OpenSSL's */
+	bool tls_prefer_server_ciphers; /* our order, not the client's */
 };
 
 /* Arguments other than payloads (command and topic names, numbers, ECHO's)

@@ -102,32 +102,62 @@ static void worker_flush(struct worker *w)
 	}
 }
 
-bool rmq__worker_adopt_fd(struct worker *w, int fd)
+/* A ring slot holds the descriptor and, in its lowest bit, whether it came
+ * to the TLS port. */
+bool rmq__worker_adopt(struct worker *w, int fd, bool tls)
 {
 	RMQ_TSAN_RELEASE(&w->accept_ring); /* the socket, for TSan */
-	if (!ck_ring_enqueue_spsc(&w->accept_ring, w->accept_ring_buf, (void *)(intptr_t)fd))
+	intptr_t v = (intptr_t)fd << 1 | (intptr_t)tls;
+	if (!ck_ring_enqueue_spsc(&w->accept_ring, w->accept_ring_buf, (void *)v))
 		return false;
 	rmq__worker_wake(w);
 	return true;
 }
 
-/* Takes the next socket queued for w (rmq__worker_adopt_fd); false when
+bool rmq__worker_adopt_fd(struct worker *w, int fd)
+{
+	return rmq__worker_adopt(w, fd, false);
+}
+
+/* Takes the next socket queued for w (rmq__worker_adopt); false when
  * none. */
-static bool worker_ring_take(struct worker *w, int *fd)
+static bool worker_ring_take(struct worker *w, int *fd, bool *tls)
 {
 	void *p;
 	if (!ck_ring_dequeue_spsc(&w->accept_ring, w->accept_ring_buf, &p))
 		return false;
 	RMQ_TSAN_ACQUIRE(&w->accept_ring); /* pairs with the acceptor's release */
-	*fd = (int)(intptr_t)p;
+	intptr_t v = (intptr_t)p;
+	*fd = (int)(v >> 1);
+	*tls = v & 1;
 	return true;
 }
 
 static void worker_take_new(struct worker *w)
 {
 	int fd;
-	while (worker_ring_take(w, &fd))
-		rmq__conn_new(w, fd);
+	bool tls;
+	while (worker_ring_take(w, &fd, &tls))
+		rmq__conn_new(w, fd, tls);
+}
+
+/* TLS connections with input inside OpenSSL: read it now (no event will
+ * say it is there). A read that leaves some again queues it again, for the
+ * next iteration, so the others get their turn. */
+static void worker_tls_pending(struct worker *w)
+{
+	if (cds_list_empty(&w->tls_pending))
+		return;
+	struct cds_list_head todo;
+	CDS_INIT_LIST_HEAD(&todo);
+	cds_list_splice(&w->tls_pending, &todo);
+	CDS_INIT_LIST_HEAD(&w->tls_pending);
+	while (!cds_list_empty(&todo)) {
+		struct conn *c = cds_list_entry(todo.next, struct conn, tls_link);
+		cds_list_del(&c->tls_link);
+		c->in_tls_pending = false;
+		rmq__conn_tls_pending(c);
+	}
 }
 
 static void worker_drain_watches(struct worker *w)
@@ -285,7 +315,8 @@ static void worker_reap(struct worker *w)
 static bool worker_has_work(struct worker *w)
 {
 	return ck_ring_size(&w->accept_ring) > 0 || rmq_shard_pending(w->srv->broker, w->id) ||
-	       !cds_list_empty(&w->unblocked) || w->n_pscan || rmq__clients_busy(w);
+	       !cds_list_empty(&w->unblocked) || w->n_pscan || rmq__clients_busy(w) ||
+	       !cds_list_empty(&w->tls_pending);
 }
 
 /* Graceful stop: answer what was already read, flush for a moment, close. */
@@ -324,7 +355,8 @@ static void worker_shutdown(struct worker *w)
 	while (rmq_shard_next_dirty(w->srv->broker, w->id))
 		;
 	int fd;
-	while (worker_ring_take(w, &fd)) {
+	bool tls;
+	while (worker_ring_take(w, &fd, &tls)) {
 		close(fd);
 		atomic_fetch_sub(&w->srv->nclients, 1);
 	}
@@ -361,6 +393,7 @@ static void worker_loop(struct worker *w, bool once)
 		rmq__clients_step(w);  /* CLIENT LIST/KILL: a bounded part */
 		w->may_quiesce = true; /* connections are not RCU-protected */
 		worker_release_held(w);
+		worker_tls_pending(w);
 		rmq__blocked_process_unblocked(w);
 		rmq__persist_sync_step(w); /* --fsync always: before any reply */
 		worker_flush(w);
@@ -443,6 +476,7 @@ int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
 
 	CDS_INIT_LIST_HEAD(&w->unblocked);
 	CDS_INIT_LIST_HEAD(&w->closed);
+	CDS_INIT_LIST_HEAD(&w->tls_pending);
 	CDS_INIT_LIST_HEAD(&w->deadlines);
 	CDS_INIT_LIST_HEAD(&w->lingers);
 	w->accept_ring_buf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));

@@ -32,9 +32,19 @@ Options given on the command line win over the file.
 An error names the file and line and stops the server with exit status 2.
 .PP
 At run time \fBCONFIG GET\fR \fIpattern\fR shows the settings,
-\fBCONFIG SET\fR changes \fBlog-level\fR, \fBmaxmemory\fR and
-\fBmetrics-max-topics\fR, and \fBCONFIG REWRITE\fR writes the running
+\fBCONFIG SET\fR changes \fBlog-level\fR, \fBmaxmemory\fR,
+\fBmetrics-max-topics\fR and the \fBtls\-*\fR settings (which reloads the
+certificate files), and \fBCONFIG REWRITE\fR writes the running
 settings back to the file, keeping its comments and order.
+.SH TLS
+\fB\-\-tls\-port\fR serves TLS 1.2 and 1.3 (OpenSSL) beside the plain port;
+with it, \fB\-\-port 0\fR turns the plain port off.
+The flags are Redis's, so \fBredis\-cli \-\-tls \-\-cacert\fR \fIca.crt\fR
+and the same certificates work.
+By default (\fB\-\-tls\-auth\-clients yes\fR) a client must show a
+certificate signed by \fB\-\-tls\-ca\-cert\-file\fR (mutual TLS).
+A handshake not done within \fB\-\-frame\-timeout\fR is cut; a plain client
+on the TLS port, or a TLS client on the plain port, is closed at once.
 .SH SIGNALS
 .TP
 .B SIGTERM, SIGINT
@@ -43,8 +53,9 @@ and durable position, exit 0.
 The \fBSHUTDOWN\fR command does the same.
 .TP
 .B SIGHUP
-Reopen the \fB\-\-log\-file\fR (after a log rotation). It never stops the
-server.
+Reopen the \fB\-\-log\-file\fR (after a log rotation) and, with TLS, read
+the certificate, key and CA files again (open sessions keep theirs).
+It never stops the server.
 .SH FILES
 .TP
 .I /etc/ringmq/ringmq.conf
@@ -122,6 +133,9 @@ def to_troff(tool, text):
     out += [".SH SEE ALSO",
             ", ".join("\\fB%s\\fR(1)" % esc(t) for t in TOOLS if t != tool) + ",",
             "\\fBredis\\-cli\\fR(1)"]
+    # a text line that starts with ' or . would be read as a request
+    # (ringmq-pub's "'tail -f log | ...'"): \& in front keeps it text
+    out = [("\\&" + l) if l.startswith("'") else l for l in out]
     return "\n".join(l for l in out if l != "") + "\n"
 
 

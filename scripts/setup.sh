@@ -12,6 +12,7 @@ PKGS=(
   build-essential cmake pkg-config               # toolchain
   liburcu-dev libck-dev                          # core deps
   libhiredis-dev                                 # client library
+  libssl-dev                                     # TLS (OpenSSL): --tls-port, the clients' --tls
 )
 # The rest is for developing: tests, sanitizers, lint, packaging.
 if [[ "${1:-}" != "run" ]]; then
@@ -19,6 +20,7 @@ if [[ "${1:-}" != "run" ]]; then
     clang                                        # second compiler, sanitizers, fuzzing
     libcriterion-dev                             # unit tests
     redis-tools python3-redis                    # real Redis clients the tests drive
+    openssl                                      # TLS tests: throw-away certificates, s_client
     nodejs                                       # tests/compat: Node.js clients (npm ci)
     libclang-rt-dev                              # clang's sanitizer and libFuzzer runtimes (only
                                                  # recommended by clang, so not pulled in)

@@ -32,7 +32,7 @@ TMO=()
 
 CASES=(usage no_server create publish_arg publish_stdin publish_stdin_stream live_subscribe live_two_topics
 	durable_pull durable_resume count delete_live delete_durable full json
-	redis_cli_publish redis_cli_subscribe env_url install readme_c_example)
+	redis_cli_publish redis_cli_subscribe env_url tls install readme_c_example)
 
 WORK=""
 PIDS=()
@@ -670,6 +670,87 @@ case_env_url() {
 	expect_grep "$WORK/c.err" "invalid RINGMQ_URL" "bad URL message"
 	RINGMQ_URL="ringmq://$HOST:99999" run c timeout "$T" "$SUB" --subscribe t
 	expect_rc 2 "bad RINGMQ_URL port"
+}
+
+# start_tls_server: throw-away certificates in $WORK/certs
+# (scripts/gen-test-certs.sh) and a server serving TLS only (--port 0 with
+# --tls-port) on a free port, client certificates optional; PORT is its
+# TLS port.
+start_tls_server() {
+	local root
+	root="$(cd "$(dirname "$0")/../.." && pwd)"
+	run g timeout "$T" bash "$root/scripts/gen-test-certs.sh" "$WORK/certs"
+	expect_rc 0 "gen-test-certs.sh"
+	local try
+	for try in 1 2 3; do
+		PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+		"$SERVER" --bind "$HOST" --port 0 --tls-port "$PORT" --threads 2 --log-level warn \
+			--tls-cert-file "$WORK/certs/server.crt" --tls-key-file "$WORK/certs/server.key" \
+			--tls-ca-cert-file "$WORK/certs/ca.crt" --tls-auth-clients optional \
+			--dir "$(mktemp -d "$WORK/data.XXXXXX")" \
+			>"$WORK/server.out" 2>"$WORK/server.err" &
+		SRV=$!
+		PIDS+=("$SRV")
+		local deadline=$((SECONDS + 5 * SCALE))
+		while running "$SRV" && ! grep -q "Server started on" "$WORK/server.out"; do
+			((SECONDS < deadline)) || fail "the TLS server did not start"
+			sleep 0.02
+		done
+		grep -q "Server started on localhost:$PORT\$" "$WORK/server.out" && return 0
+		grep -q "cannot listen" "$WORK/server.err" || fail "the TLS server did not start"
+	done
+	fail "no free port for the TLS server"
+}
+
+case_tls() {
+	start_tls_server
+	local c=$WORK/certs
+	local tls=(--tls --cacert "$c/ca.crt")
+	run c pub "${tls[@]}" --create t
+	expect_rc 0 "ringmq-pub --tls --create"
+	# a live subscriber with a client certificate, a publisher by URL
+	bgsub s "${tls[@]}" --cert "$c/client.crt" --key "$c/client.key" --subscribe t --count 2
+	local s=$LAST
+	wait_for "$WORK/s.err" "Subscribed to 't'" 5
+	run p timeout "$T" "$PUB" "${TMO[@]}" -u "rediss://localhost:$PORT" --cacert "$c/ca.crt" \
+		--publish t "over TLS"
+	expect_rc 0 "ringmq-pub -u rediss://"
+	expect_grep "$WORK/p.out" "Published message #1 to 't'" "publish output"
+	RINGMQ_URL="ringmqs://$HOST:$PORT" run p timeout "$T" "$PUB" "${TMO[@]}" \
+		--cacert "$c/ca.crt" --publish t "by RINGMQ_URL"
+	expect_rc 0 "RINGMQ_URL=ringmqs://"
+	wait_exit "$s" 10
+	expect_rc 0 "ringmq-sub --tls --count 2"
+	expect_file "$WORK/s.out" "$(printf '[t] over TLS\n[t] by RINGMQ_URL')" "ringmq-sub --tls output"
+	# durable over TLS
+	run d sub "${tls[@]}" --name u --pull t
+	expect_rc 0 "durable subscription over TLS"
+	run p pub "${tls[@]}" --publish t durable
+	run d sub "${tls[@]}" --name u --pull t --format json
+	expect_rc 0 "durable pull over TLS"
+	expect_grep "$WORK/d.out" '"payload":"durable"' "pulled message"
+
+	# what must fail, and how
+	run x pub --publish t x
+	expect_rc 3 "plain to the TLS port"
+	run x pub --tls --publish t x
+	expect_rc 3 "--tls with the system's CAs"
+	expect_grep "$WORK/x.err" "certificate verify failed" "verify failure message"
+	run x pub --tls --insecure --publish t x
+	expect_rc 0 "--tls --insecure"
+	run x pub --cacert "$c/ca.crt" --publish t x
+	expect_rc 2 "--cacert without --tls"
+	expect_grep "$WORK/x.err" "go with --tls" "usage message"
+	run x pub "${tls[@]}" --sni wrong.example --publish t x
+	expect_rc 3 "--sni naming another host"
+	expect_grep "$WORK/x.err" "hostname mismatch" "name mismatch message"
+	run x pub "${tls[@]}" --cert "$c/other.crt" --key "$c/other.key" --publish t x
+	expect_rc 3 "a client certificate the server's CA did not sign"
+	run x pub --tls --cacert "$WORK/nonexistent.crt" --publish t x
+	expect_rc 2 "a CA file that is not there"
+	expect_grep "$WORK/x.err" "No such file" "missing file message"
+	stop_server
+	expect_rc 0 "server exit"
 }
 
 # install_prefix: `cmake --install` of RINGMQ_BUILD_DIR into $WORK/prefix,

@@ -3,7 +3,9 @@
  * Every test gets its own ringmq-server (`--port 0`, started by the suite's
  * .init and stopped by PID with SIGTERM in .fini; it also dies with the
  * test process through PR_SET_PDEATHSIG). Only 127.0.0.1 is used. Suites:
- * connect, topics, send, pipeline, durable, live, errors.
+ * connect, topics, send, pipeline, durable, live, errors, and tls (the
+ * same calls through rmq_client_connect_tls to a server's TLS port, with
+ * throw-away certificates from scripts/gen-test-certs.sh).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -51,9 +53,9 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-/* Starts ringmq-server --port 0 and reads its "Server started on
- * localhost:PORT" line (5 s at most). */
-static void server_start(void)
+/* Starts ringmq-server --port 0 [extra...] and reads its "Server started
+ * on localhost:PORT" line (5 s at most). */
+static void server_start_args(const char *const *extra)
 {
 	int p[2];
 	cr_assert(pipe(p) == 0);
@@ -68,8 +70,13 @@ static void server_start(void)
 		dup2(p[1], STDOUT_FILENO);
 		close(p[0]);
 		close(p[1]);
-		execl(RINGMQ_SERVER_BIN, "ringmq-server", "--port", "0", "--threads", "2",
-		      "--log-level", "warn", "--dir", g_dir, (char *)NULL);
+		const char *argv[40] = { "ringmq-server", "--port", "0",     "--threads", "2",
+					 "--log-level",   "warn",   "--dir", g_dir };
+		int n = 9;
+		for (int i = 0; extra && extra[i] && n < 39; i++)
+			argv[n++] = extra[i];
+		argv[n] = NULL;
+		execv(RINGMQ_SERVER_BIN, (char *const *)argv);
 		_exit(127);
 	}
 	close(p[1]);
@@ -91,6 +98,11 @@ static void server_start(void)
 	close(p[0]);
 	/* NOLINTNEXTLINE(cert-err34-c): the server prints a port number, 1..65535 */
 	cr_assert(sscanf(line, "Server started on localhost:%d", &g_port) == 1, "got '%s'", line);
+}
+
+static void server_start(void)
+{
+	server_start_args(NULL);
 }
 
 /* SIGTERM by PID, then wait (5 s at most, then SIGKILL). */
@@ -1184,4 +1196,187 @@ Test(errors, unparseable_reply)
 	rmq_client_close(c);
 	pthread_join(th, NULL);
 	close(f.lfd);
+}
+
+/* --- tls: the library over TLS (rmq_client_connect_tls) --- */
+
+static char g_certs[64]; /* scripts/gen-test-certs.sh's output */
+
+static const char *cert(const char *name)
+{
+	static char paths[8][128];
+	static int k;
+	char *p = paths[k++ % 8];
+	snprintf(p, sizeof(paths[0]), "%s/%s", g_certs, name);
+	return p;
+}
+
+/* The certificates, then a server on a free TLS port only (--port 0 turns
+ * the plain one off), client certificates optional. */
+static void tls_start(void)
+{
+	cr_assert(e2e_tmpdir("client-tls", g_certs) == 0, "%s", e2e_last_error());
+	struct e2e_output o;
+	int st = e2e_run((const char *const[]){ "bash",
+						RINGMQ_SOURCE_DIR "/scripts/gen-test-certs.sh",
+						g_certs, NULL },
+			 &o, 30000);
+	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "gen-test-certs.sh: %s", o.err);
+	e2e_output_free(&o);
+	char tp[16];
+	int tport = free_port();
+	snprintf(tp, sizeof(tp), "%d", tport);
+	char crt[128], key[128], ca[128];
+	snprintf(crt, sizeof(crt), "%s", cert("server.crt"));
+	snprintf(key, sizeof(key), "%s", cert("server.key"));
+	snprintf(ca, sizeof(ca), "%s", cert("ca.crt"));
+	server_start_args((const char *const[]){ "--tls-port", tp, "--tls-cert-file", crt,
+						 "--tls-key-file", key, "--tls-ca-cert-file", ca,
+						 "--tls-auth-clients", "optional", "--max-payload",
+						 "4M", NULL });
+	cr_assert_eq(g_port, tport, "the startup line names the TLS port");
+}
+
+static void tls_fini(void)
+{
+	fini();
+	e2e_rmrf(g_certs);
+}
+
+TestSuite(tls, .init = tls_start, .fini = tls_fini, .timeout = E2E_TEST_TIMEOUT(60.0));
+
+/* A TLS client of the server verifying it with the test CA; cert/key:
+ * the client certificate's files (NULL: none). */
+static struct rmq_client *tls_conn(const char *crt, const char *key)
+{
+	struct rmq_tls_opts o = { .ca_file = cert("ca.crt"), .cert_file = crt, .key_file = key };
+	int st = -99;
+	struct rmq_client *c = rmq_client_connect_tls(HOST, g_port, TMO, &o, &st);
+	cr_assert_not_null(c);
+	cr_assert_eq(st, RMQ_OK, "TLS connect: %s", rmq_client_errstr(c));
+	return c;
+}
+
+Test(tls, live_and_big)
+{
+	struct rmq_client *c = tls_conn(NULL, NULL);
+	create(c, "t");
+	struct rmq_client *live = tls_conn(cert("client.crt"), cert("client.key"));
+	OK(rmq_subscribe_live(live, "t"));
+	size_t big = 3u << 20;
+	char *p = malloc(big);
+	cr_assert_not_null(p);
+	for (size_t i = 0; i < big; i++)
+		p[i] = (char)(i * 7 + (i >> 12));
+	for (int i = 0; i < 100; i++) {
+		char m[32];
+		int n = snprintf(m, sizeof(m), "m%d", i);
+		uint64_t seq;
+		OK(rmq_send(c, "t", m, (size_t)n, &seq));
+		cr_assert_eq(seq, (uint64_t)i + 1);
+	}
+	OK(rmq_send(c, "t", p, big, NULL));
+	for (int i = 0; i <= 100; i++) {
+		struct rmq_msg *m;
+		int rc = rmq_next_message(live, TMO, &m);
+		cr_assert_eq(rc, RMQ_OK, "message %d: %s", i, rmq_client_errstr(live));
+		if (i < 100) {
+			char want[32];
+			int n = snprintf(want, sizeof(want), "m%d", i);
+			cr_assert(m->len == (size_t)n && !memcmp(m->payload, want, (size_t)n));
+		} else {
+			cr_assert(m->len == big && !memcmp(m->payload, p, big), "big message");
+		}
+		rmq_msg_free(m);
+	}
+	free(p);
+	rmq_client_close(live);
+	rmq_client_close(c);
+}
+
+Test(tls, pipeline_and_pull)
+{
+	struct rmq_client *c = tls_conn(NULL, NULL);
+	create(c, "t");
+	struct rmq_client *d = tls_conn(NULL, NULL);
+	OK(rmq_register_subscriber(d, "tlsd"));
+	OK(rmq_subscribe(d, "t"));
+	enum { N = 20000 };
+	static uint64_t seqs[N];
+	char m[64];
+	memset(m, 'x', sizeof(m));
+	for (int i = 0; i < N; i++)
+		OK(rmq_send_queue(c, "t", m, sizeof(m)));
+	size_t n = 0;
+	OK(rmq_send_flush(c, seqs, N, &n));
+	cr_assert_eq(n, (size_t)N);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(seqs[i], (uint64_t)i + 1);
+	size_t got = 0;
+	while (got < N) {
+		struct rmq_msgs *b;
+		OK(rmq_pull(d, "t", 1000, 0, &b));
+		cr_assert_gt(b->n, 0);
+		cr_assert_eq(b->msg[0].seq, (uint64_t)got + 1);
+		got += b->n;
+		rmq_msgs_free(b);
+	}
+	rmq_client_close(d);
+	rmq_client_close(c);
+}
+
+Test(tls, verification)
+{
+	int st;
+	/* the system's CAs do not know the test CA */
+	struct rmq_client *c = rmq_client_connect_tls(HOST, g_port, TMO, NULL, &st);
+	cr_assert_eq(st, RMQ_ERR_CONN);
+	cr_assert(strstr(rmq_client_errstr(c), "certificate verify failed"), "%s",
+		  rmq_client_errstr(c));
+	cr_assert_eq(rmq_send(c, "t", "x", 1, NULL), RMQ_ERR_CONN);
+	rmq_client_close(c);
+	/* ... unless told not to verify */
+	struct rmq_tls_opts o = { .insecure = 1 };
+	c = rmq_client_connect_tls(HOST, g_port, TMO, &o, &st);
+	cr_assert_eq(st, RMQ_OK, "%s", rmq_client_errstr(c));
+	rmq_client_close(c);
+	/* the name: the certificate has localhost and 127.0.0.1 */
+	struct rmq_tls_opts n = { .ca_file = cert("ca.crt") };
+	c = rmq_client_connect_tls("localhost", g_port, TMO, &n, &st);
+	cr_assert_eq(st, RMQ_OK, "%s", rmq_client_errstr(c));
+	rmq_client_close(c);
+	n.server_name = "wrong.example";
+	c = rmq_client_connect_tls(HOST, g_port, TMO, &n, &st);
+	cr_assert_eq(st, RMQ_ERR_CONN);
+	cr_assert(strstr(rmq_client_errstr(c), "hostname mismatch"), "%s", rmq_client_errstr(c));
+	rmq_client_close(c);
+	/* files that cannot be loaded */
+	struct rmq_tls_opts bad = { .ca_file = "/nonexistent/ca.crt" };
+	c = rmq_client_connect_tls(HOST, g_port, TMO, &bad, &st);
+	cr_assert_eq(st, RMQ_ERR_ARG);
+	cr_assert(strstr(rmq_client_errstr(c), "No such file"), "%s", rmq_client_errstr(c));
+	rmq_client_close(c);
+	struct rmq_tls_opts badkey = { .ca_file = cert("ca.crt"),
+				       .cert_file = cert("client.crt"),
+				       .key_file = cert("other.key") };
+	c = rmq_client_connect_tls(HOST, g_port, TMO, &badkey, &st);
+	cr_assert_eq(st, RMQ_ERR_ARG, "%s", rmq_client_errstr(c));
+	rmq_client_close(c);
+	/* a client certificate another CA signed: refused by the server (at
+	 * the handshake, or, under TLS 1.3, at the first request) */
+	struct rmq_tls_opts other = { .ca_file = cert("ca.crt"),
+				      .cert_file = cert("other.crt"),
+				      .key_file = cert("other.key") };
+	c = rmq_client_connect_tls(HOST, g_port, TMO, &other, &st);
+	if (st == RMQ_OK)
+		st = rmq_create_topic(c, "never", NULL);
+	cr_assert_eq(st, RMQ_ERR_CONN, "%s", rmq_client_errstr(c));
+	rmq_client_close(c);
+	/* a plain client on the TLS port: its first request fails at once */
+	c = rmq_client_connect(HOST, g_port, TMO, &st);
+	cr_assert_eq(st, RMQ_OK);
+	uint64_t t0 = now_ms();
+	cr_assert_eq(rmq_create_topic(c, "never", NULL), RMQ_ERR_CONN);
+	cr_assert_lt(now_ms() - t0, (uint64_t)TMO);
+	rmq_client_close(c);
 }

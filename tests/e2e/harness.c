@@ -25,6 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #ifndef RINGMQ_SERVER_BIN
 #error "RINGMQ_SERVER_BIN must be defined (path of the ringmq-server binary)"
 #endif
@@ -629,9 +632,126 @@ void e2e_close(struct e2e_client *c)
 		g_clients = c->_next;
 	if (c->_next)
 		c->_next->_prev = c->_prev;
+	SSL_free(c->ssl);
+	SSL_CTX_free(c->ssl_ctx);
+	ERR_clear_error();
 	close(c->fd);
 	free(c->buf);
 	free(c);
+}
+
+/* OpenSSL's reason for the failure just seen (or errno's). */
+static void tls_set_err(const char *what)
+{
+	unsigned long e = ERR_peek_last_error();
+	char buf[256];
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	else
+		snprintf(buf, sizeof(buf), "%s", errno ? strerror(errno) : "connection closed");
+	set_err("%s: %s", what, buf);
+	ERR_clear_error();
+}
+
+struct e2e_client *e2e_connect_tls(int port, int timeout_ms, int rcvbuf, const struct e2e_tls *t)
+{
+	signal(SIGPIPE, SIG_IGN);
+	struct e2e_client *c = e2e_connect_rcvbuf(port, timeout_ms, rcvbuf);
+	if (!c)
+		return NULL;
+	ERR_clear_error();
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx)
+		abort();
+	c->ssl_ctx = ctx;
+	if (t->version == 12 || t->version == 13) {
+		int v = t->version == 12 ? TLS1_2_VERSION : TLS1_3_VERSION;
+		SSL_CTX_set_min_proto_version(ctx, v);
+		SSL_CTX_set_max_proto_version(ctx, v);
+	}
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (t->ca) {
+		if (SSL_CTX_load_verify_locations(ctx, t->ca, NULL) != 1) {
+			tls_set_err("CA file");
+			e2e_close(c);
+			return NULL;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	if (t->cert && (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1 ||
+			SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1)) {
+		tls_set_err("client certificate");
+		e2e_close(c);
+		return NULL;
+	}
+	SSL *ssl = SSL_new(ctx);
+	if (!ssl)
+		abort();
+	c->ssl = ssl;
+	SSL_set_fd(ssl, c->fd);
+	SSL_set_tlsext_host_name(ssl, "localhost");
+	if (t->ca)
+		SSL_set1_host(ssl, "localhost");
+	uint64_t deadline = e2e_now_ms() + (uint64_t)c->timeout_ms;
+	for (;;) {
+		ERR_clear_error();
+		errno = 0;
+		int r = SSL_connect(ssl);
+		if (r == 1)
+			return c;
+		int e = SSL_get_error(ssl, r);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			tls_set_err("TLS handshake");
+			e2e_close(c);
+			return NULL;
+		}
+		struct pollfd pf = { c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, 0 };
+		int pr = poll(&pf, 1, remaining_ms(deadline));
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0) {
+			set_err("TLS handshake: no progress within %d ms", c->timeout_ms);
+			e2e_close(c);
+			return NULL;
+		}
+	}
+}
+
+/* recv() and send() through TLS: -1 with EAGAIN while OpenSSL waits for
+ * the socket (either way: the callers poll for both), ECONNRESET or EPIPE
+ * when the session failed, 0 at its end. */
+static ssize_t tls_recv(struct e2e_client *c, void *p, size_t n)
+{
+	ERR_clear_error();
+	int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(c->ssl, r);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	errno = ECONNRESET; /* a close without close_notify, a reset */
+	return -1;
+}
+
+static ssize_t tls_send(struct e2e_client *c, const void *p, size_t n)
+{
+	ERR_clear_error();
+	int r = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(c->ssl, r);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	errno = EPIPE;
+	return -1;
 }
 
 void e2e_release_all(void)
@@ -668,7 +788,8 @@ static ssize_t fill(struct e2e_client *c, int timeout_ms)
 	}
 	uint64_t deadline = e2e_now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
-		ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+		ssize_t r = c->ssl ? tls_recv(c, c->buf + c->len, c->cap - c->len)
+				   : recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
 		if (r > 0) {
 			c->len += (size_t)r;
 			return r;
@@ -703,7 +824,7 @@ int e2e_send(struct e2e_client *c, const void *p, size_t n)
 	const char *s = p;
 	uint64_t last = e2e_now_ms();
 	while (n > 0) {
-		ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
+		ssize_t w = c->ssl ? tls_send(c, s, n) : send(c->fd, s, n, MSG_NOSIGNAL);
 		if (w > 0) {
 			s += w;
 			n -= (size_t)w;
@@ -736,6 +857,11 @@ int e2e_send(struct e2e_client *c, const void *p, size_t n)
 
 int e2e_shutdown_write(struct e2e_client *c)
 {
+	if (c->ssl) { /* close_notify: the server sees the end of the session */
+		ERR_clear_error();
+		SSL_shutdown(c->ssl);
+		ERR_clear_error();
+	}
 	if (shutdown(c->fd, SHUT_WR) != 0) {
 		set_err("shutdown: %s", strerror(errno));
 		return -1;
@@ -1049,7 +1175,7 @@ int e2e_wait_eof(struct e2e_client *c, int timeout_ms, size_t *discarded)
 
 bool e2e_readable(struct e2e_client *c, int timeout_ms)
 {
-	if (c->off < c->len || c->eof)
+	if (c->off < c->len || c->eof || (c->ssl && SSL_pending(c->ssl) > 0))
 		return true;
 	struct pollfd pf = { c->fd, POLLIN, 0 };
 	int pr;

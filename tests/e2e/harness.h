@@ -18,7 +18,8 @@
  *    (so tests can send malformed frames), read exactly one reply of any
  *    RESP2 type into a tree. The socket is non-blocking underneath and
  *    every wait is a poll() bounded by the client's timeout (5 s unless
- *    the test says otherwise), so no call can hang a test.
+ *    the test says otherwise), so no call can hang a test. The same client
+ *    speaks TLS (OpenSSL) when made by e2e_connect_tls().
  *
  * Error convention: functions return 0 / a value on success and -1 on
  * failure; e2e_last_error() describes the last failure in this process.
@@ -166,7 +167,8 @@ enum e2e_rstatus { E2E_OK = 0, E2E_EOF, E2E_TIMEOUT, E2E_IOERR, E2E_BADREPLY };
 
 struct e2e_client {
 	int fd;
-	char *buf; /* received, not yet parsed: [off, len) */
+	void *ssl, *ssl_ctx; /* TLS (e2e_connect_tls): OpenSSL's SSL, SSL_CTX */
+	char *buf;           /* received, not yet parsed: [off, len) */
 	size_t off, len, cap;
 	int timeout_ms;                   /* bound for every blocking wait */
 	bool eof;                         /* peer closed (FIN or RST) */
@@ -181,6 +183,21 @@ struct e2e_client {
 struct e2e_client *e2e_connect(int port, int timeout_ms);
 struct e2e_client *e2e_connect_rcvbuf(int port, int timeout_ms, int rcvbuf);
 void e2e_close(struct e2e_client *c);
+
+/* TLS options of e2e_connect_tls. */
+struct e2e_tls {
+	const char *ca;   /* verify the server with this CA file (and that it
+			   * is "localhost"); NULL: no verification */
+	const char *cert; /* client certificate (PEM), NULL: none */
+	const char *key;  /* its key */
+	int version;      /* offer only TLS 1.2 (12) or 1.3 (13); 0: both */
+};
+
+/* Connects as e2e_connect_rcvbuf does, then runs the TLS handshake (bounded
+ * by timeout_ms too). NULL on failure, with OpenSSL's reason in
+ * e2e_last_error(). Every other call works on it as on a plain client
+ * (SIGPIPE is ignored from then on: OpenSSL writes with write()). */
+struct e2e_client *e2e_connect_tls(int port, int timeout_ms, int rcvbuf, const struct e2e_tls *t);
 
 /* Closes every client and frees every reply this process still has (a
  * test that failed an assertion midway leaves some); for teardown, so

@@ -57,6 +57,8 @@ timeout 60 dpkg-deb -e "$DEB" "$WORK/control" || fail "dpkg-deb -e"
 grep -qx /etc/ringmq/ringmq.conf "$WORK/control/conffiles" || fail "ringmq.conf is not a conffile"
 grep -q "useradd\|adduser" "$WORK/control/postinst" || fail "postinst makes no user"
 grep -q "^Depends:.*libc6" "$WORK/control/control" || fail "no shlibs dependencies"
+# TLS: the server links OpenSSL; dpkg-shlibdeps must have found it
+grep -q "^Depends:.*libssl3" "$WORK/control/control" || fail "no libssl3 dependency"
 
 ROOT="$WORK/root"
 step "dpkg -x into $ROOT"
