@@ -56,6 +56,12 @@ static void usage(FILE *f)
 		"  --repair             recover a topic whose log is corrupt by truncating it at\n"
 		"                       the damage (default: refuse to start)\n"
 		"  --segment-size BYTES roll size of disk segment files (default 64M; 64K to 1G)\n"
+		"  --requirepass PASS   password of the default user (AUTH PASS); without it\n"
+		"                       and without --aclfile, anyone who connects is default\n"
+		"  --aclfile PATH       users and their permissions, one 'user NAME rules...'\n"
+		"                       line each (see README, Security); ACL SAVE writes it\n"
+		"  --protected-mode yes|no  refuse clients from other hosts while listening on\n"
+		"                       a non-loopback address with no password (default yes)\n"
 		"  --log-level LEVEL    error, warn, info or debug (default info)\n"
 		"  -h, --help           show this help and exit\n"
 		"  -v, --version        show the version and exit\n",
@@ -108,7 +114,10 @@ int main(int argc, char **argv)
 		O_STORAGE,
 		O_FSYNC,
 		O_REPAIR,
-		O_SEGSIZE
+		O_SEGSIZE,
+		O_REQUIREPASS,
+		O_ACLFILE,
+		O_PROTECTED
 	};
 	static const struct option opts[] = {
 		{ "bind", required_argument, NULL, O_BIND },
@@ -131,6 +140,9 @@ int main(int argc, char **argv)
 		{ "fsync", required_argument, NULL, O_FSYNC },
 		{ "repair", no_argument, NULL, O_REPAIR },
 		{ "segment-size", required_argument, NULL, O_SEGSIZE },
+		{ "requirepass", required_argument, NULL, O_REQUIREPASS },
+		{ "aclfile", required_argument, NULL, O_ACLFILE },
+		{ "protected-mode", required_argument, NULL, O_PROTECTED },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
@@ -245,6 +257,24 @@ int main(int argc, char **argv)
 			    v > RMQ_DISK_SEG_LIMIT)
 				return bad("--segment-size", optarg, "expected 64K to 1G");
 			cfg.segment_size = (uint32_t)v;
+			break;
+		case O_REQUIREPASS:
+			if (!optarg[0])
+				return bad("--requirepass", optarg, "expected a password");
+			cfg.requirepass = optarg;
+			break;
+		case O_ACLFILE:
+			if (!optarg[0])
+				return bad("--aclfile", optarg, "expected a file");
+			cfg.aclfile = optarg;
+			break;
+		case O_PROTECTED:
+			if (!strcmp(optarg, "yes"))
+				cfg.protected_mode = true;
+			else if (!strcmp(optarg, "no"))
+				cfg.protected_mode = false;
+			else
+				return bad("--protected-mode", optarg, "expected yes or no");
 			break;
 		case O_LOG:
 			if (!strcmp(optarg, "error"))

@@ -12,6 +12,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <string.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -81,7 +82,10 @@ void *rmq__acceptor_main(void *arg)
 		if (!(pf[0].revents & POLLIN))
 			continue;
 		for (int k = 0; k < ACCEPT_BATCH; k++) {
-			int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			struct sockaddr_storage peer;
+			socklen_t peerlen = sizeof(peer);
+			int fd = accept4(srv->listen_fd, (struct sockaddr *)&peer, &peerlen,
+					 SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd < 0) {
 				if (errno == EMFILE || errno == ENFILE) {
 					accept_without_fds(srv, errno);
@@ -90,6 +94,18 @@ void *rmq__acceptor_main(void *arg)
 					rmq_diagf(RMQ_DIAG_ERROR, "accept: %s", strerror(errno));
 				}
 				break;
+			}
+			/* Protected mode (acl.h): the refusal says how to enable auth. */
+			if (rmq_acl_protected_refuses(srv->cfg.protected_mode, srv->cfg.bind,
+						      rmq__acl_has_file(srv),
+						      rmq_acl_default_open(srv->acl),
+						      (const struct sockaddr *)&peer, peerlen)) {
+				ssize_t r = send(fd, rmq_acl_denied_msg, strlen(rmq_acl_denied_msg),
+						 MSG_NOSIGNAL | MSG_DONTWAIT);
+				(void)r;
+				close(fd);
+				atomic_fetch_add(&srv->rejected_clients, 1);
+				continue;
 			}
 			if (atomic_fetch_add(&srv->nclients, 1) >= srv->cfg.max_clients) {
 				static const char msg[] = "-ERR max clients reached\r\n";

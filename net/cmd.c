@@ -143,7 +143,7 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
 		return err_args(c, "create");
-	if (!check_topic_name(c, &argv[1]))
+	if (!check_topic_name(c, &argv[1]) || !rmq__acl_topic(c, argv[1].p, argv[1].len))
 		return;
 	struct server *srv = srv_of(c);
 	uint64_t cap = srv->cfg.default_capacity, maxage_ms = 0;
@@ -212,7 +212,7 @@ static void cmd_delete(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc != 2)
 		return err_args(c, "delete");
-	if (!check_topic_name(c, &argv[1]))
+	if (!check_topic_name(c, &argv[1]) || !rmq__acl_topic(c, argv[1].p, argv[1].len))
 		return;
 	if (rmq__persist_delete(srv_of(c), argv[1].p, argv[1].len) == 0)
 		rmq_resp_simple(&c->out, "OK");
@@ -415,6 +415,7 @@ static struct rmq_topic *publish_topic(struct conn *c, const struct rmq_arg *nam
 	t = rmq_topic_lookup(srv_of(c)->broker, name->p, name->len);
 	c->pub_topic = t;
 	c->pub_epoch = c->worker->rcu_epoch;
+	c->acl.pub_ok = false; /* decided again for this name (rmq__acl_publish) */
 	return t;
 }
 
@@ -487,6 +488,8 @@ static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (RMQ_UNLIKELY(argc != 3))
 		return err_args(c, "publish");
 	struct rmq_topic *t = publish_topic(c, &argv[1]);
+	if (RMQ_UNLIKELY(!rmq__acl_publish(c, argv[1].p, argv[1].len)))
+		return;
 	if (RMQ_UNLIKELY(!t))
 		return err_notopic(c, &argv[1]);
 	int64_t seq = publish_one(c, t, &argv[1], &argv[2]);
@@ -508,6 +511,8 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc < 3)
 		return err_args(c, "mpublish");
 	struct rmq_topic *t = publish_topic(c, &argv[1]);
+	if (!rmq__acl_publish(c, argv[1].p, argv[1].len))
+		return;
 	if (!t)
 		return err_notopic(c, &argv[1]);
 	uint64_t cap = t->log.capacity, total = 0;
@@ -601,6 +606,10 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (c->role == ROLE_PUBLISHER)
 			return rmq_resp_error(&c->out,
 					      "ERR connection is registered as a publisher");
+		/* a subscriber's name belongs to the user that made it */
+		if (rmq_topic_name_valid(argv[2].p, argv[2].len) &&
+		    !rmq__acl_claim_subscriber(c, argv[2].p, argv[2].len))
+			return;
 		uint64_t token;
 		struct rmq_dsub *d =
 			rmq_dsub_attach(srv_of(c)->dsubs, argv[2].p, argv[2].len, &token);
@@ -684,6 +693,10 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 				&c->out, "ERR FROM must be first, next or a sequence number >= 1");
 		argc -= 2;
 	}
+	/* As Redis: one topic the user may not use refuses the whole command. */
+	for (size_t i = 1; i < argc; i++)
+		if (!rmq__acl_topic(c, argv[i].p, argv[i].len))
+			return;
 	for (size_t i = 1; i < argc; i++) {
 		if (!check_topic_name(c, &argv[i]))
 			continue;
@@ -808,6 +821,8 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_error(
 			&c->out,
 			"ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name");
+	if (!rmq__acl_topic(c, argv[1].p, argv[1].len))
+		return;
 	uint64_t count = RMQ_PULL_DEFAULT_COUNT, block = 0;
 	bool blocking = false;
 	for (size_t i = 2; i < argc; i += 2) {
@@ -869,6 +884,8 @@ static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
 			&c->out,
 			"ERR ACK needs a registered subscriber: REGISTER SUBSCRIBER name ACK");
 	uint64_t seq, pending = 0;
+	if (!rmq__acl_topic(c, argv[1].p, argv[1].len))
+		return;
 	if (rmq_parse_u64(argv[2].p, argv[2].len, 0, &seq) != 0 || seq == 0)
 		return rmq_resp_error(&c->out, "ERR ACK needs a sequence number >= 1");
 	int rc = rmq_dsub_ack(c->dsub, c->token, argv[1].p, argv[1].len, seq, &pending);
@@ -1054,7 +1071,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_broker_totals(s->broker, &bt);
 	if (want_section(argv, argc, "persistence"))
 		rmq__persist_info(s, &b);
-	if (want_section(argv, argc, "stats"))
+	if (want_section(argv, argc, "stats")) {
 		info_printf(
 			&b,
 			"# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
@@ -1064,7 +1081,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			"messages_dropped:%llu\r\npublish_rejected_full:%llu\r\n"
 			"slow_subscribers_disconnected:%llu\r\nprotocol_errors:%llu\r\n"
 			"frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
-			"durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n\r\n",
+			"durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n",
 			(unsigned long long)tot[0], (unsigned long long)tot[1],
 			(unsigned long long)tot[2], (unsigned long long)tot[3] + tot[4],
 			(unsigned long long)tot[3], (unsigned long long)tot[4],
@@ -1076,6 +1093,9 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			(unsigned long long)tot[11],
 			(unsigned long long)rmq_dsub_registry_count(s->dsubs),
 			(unsigned long long)atomic_load(&s->dsubs_expired));
+		rmq__acl_info(s, &b); /* acl_access_denied_*, as Redis 7 */
+		info_printf(&b, "\r\n");
+	}
 	if (want_section(argv, argc, "topics")) {
 		/* The first INFO_TOPICS_MAX topics of the table, gathered over
 		 * turns of the loop (see the start); TOPICS pages through all. */
@@ -1159,7 +1179,12 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 				setname = &argv[i + 1];
 				i++;
 			} else if (arg_is(&argv[i], "AUTH") && i + 2 < argc) {
-				i += 2; /* no authentication: accepted */
+				/* acl.c's seam: counted and logged there */
+				if (rmq__acl_auth(c, &argv[i + 1], &argv[i + 2]) != 0)
+					return rmq_resp_error(
+						&c->out,
+						"WRONGPASS invalid username-password pair or user is disabled.");
+				i += 2;
 			} else {
 				return rmq_resp_error(&c->out, "ERR syntax error in HELLO option");
 			}
@@ -1253,45 +1278,66 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 #define F_SUBMODE 1 /* allowed while the connection has live subscriptions */
 #define F_LOADING 2 /* allowed while the server recovers its data directory */
+#define F_NOAUTH 4  /* allowed without a user, whatever the user's rules (AUTH) */
 
 struct command {
 	const char *name; /* upper case, letters only */
 	size_t len;
 	void (*fn)(struct conn *c, struct rmq_arg *argv, size_t argc);
 	int flags;
+	unsigned cats; /* ACL categories, RMQ_CAT_* (acl.h): at least one */
 };
 
-#define CMD(name, fn, flags)                      \
-	{                                         \
-		name, sizeof(name) - 1, fn, flags \
+#define CMD(name, fn, flags, cats)                      \
+	{                                               \
+		name, sizeof(name) - 1, fn, flags, cats \
 	}
 #define CMD_NAME_MAX 16
 
 /* Most frequent first: the lookup stops at the first match. */
 static const struct command commands[] = {
-	CMD("PUBLISH", cmd_publish, 0),
-	CMD("MPUBLISH", cmd_mpublish, 0),
-	CMD("PULL", cmd_pull, 0),
-	CMD("ACK", cmd_ack, 0),
-	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING),
-	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE),
-	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE),
-	CMD("CREATE", cmd_create, 0),
-	CMD("DELETE", cmd_delete, 0),
-	CMD("TOPICS", cmd_topics, 0),
-	CMD("REGISTER", cmd_register, 0),
-	CMD("INFO", cmd_info, F_LOADING),
-	CMD("STATS", cmd_info, F_LOADING),
-	CMD("QUIT", cmd_quit, F_SUBMODE | F_LOADING),
-	CMD("RESET", cmd_reset, F_SUBMODE | F_LOADING),
-	CMD("ECHO", cmd_echo, F_LOADING),
-	CMD("CONFIG", cmd_config, F_LOADING),
-	CMD("COMMAND", cmd_command, F_LOADING),
-	CMD("HELLO", cmd_hello, F_LOADING),
-	CMD("CLIENT", cmd_client, F_LOADING),
-	CMD("SELECT", cmd_select, F_LOADING),
+	CMD("PUBLISH", cmd_publish, 0, RMQ_CAT_PUBLISH),
+	CMD("MPUBLISH", cmd_mpublish, 0, RMQ_CAT_PUBLISH),
+	CMD("PULL", cmd_pull, 0, RMQ_CAT_SUBSCRIBE),
+	CMD("ACK", cmd_ack, 0, RMQ_CAT_SUBSCRIBE),
+	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING, RMQ_CAT_CONNECTION),
+	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE, RMQ_CAT_SUBSCRIBE),
+	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE, RMQ_CAT_SUBSCRIBE),
+	CMD("CREATE", cmd_create, 0, RMQ_CAT_TOPICADMIN),
+	CMD("DELETE", cmd_delete, 0, RMQ_CAT_TOPICADMIN),
+	CMD("TOPICS", cmd_topics, 0, RMQ_CAT_READ),
+	/* REGISTER PUBLISHER and REGISTER SUBSCRIBER */
+	CMD("REGISTER", cmd_register, 0, RMQ_CAT_SUBSCRIBE | RMQ_CAT_PUBLISH),
+	CMD("INFO", cmd_info, F_LOADING, RMQ_CAT_ADMIN),
+	CMD("STATS", cmd_info, F_LOADING, RMQ_CAT_ADMIN),
+	CMD("QUIT", cmd_quit, F_SUBMODE | F_LOADING | F_NOAUTH, RMQ_CAT_CONNECTION),
+	CMD("RESET", cmd_reset, F_SUBMODE | F_LOADING | F_NOAUTH, RMQ_CAT_CONNECTION),
+	CMD("ECHO", cmd_echo, F_LOADING, RMQ_CAT_CONNECTION),
+	CMD("CONFIG", cmd_config, F_LOADING, RMQ_CAT_ADMIN),
+	CMD("COMMAND", cmd_command, F_LOADING, RMQ_CAT_CONNECTION),
+	CMD("HELLO", cmd_hello, F_LOADING | F_NOAUTH, RMQ_CAT_CONNECTION),
+	CMD("CLIENT", cmd_client, F_LOADING, RMQ_CAT_CONNECTION),
+	CMD("SELECT", cmd_select, F_LOADING, RMQ_CAT_CONNECTION),
+	CMD("AUTH", rmq__cmd_auth, F_SUBMODE | F_LOADING | F_NOAUTH, RMQ_CAT_CONNECTION),
+	CMD("ACL", rmq__cmd_acl, F_LOADING, RMQ_CAT_ADMIN),
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+_Static_assert(NCOMMANDS <= RMQ_ACL_MAX_COMMANDS, "a user's command bitmap has 64 bits");
+
+size_t rmq__cmd_count(void)
+{
+	return NCOMMANDS;
+}
+
+const char *rmq__cmd_name(size_t i)
+{
+	return commands[i].name;
+}
+
+unsigned rmq__cmd_cats(size_t i)
+{
+	return commands[i].cats;
+}
 
 /* A name of 1..16 bytes as two words that together cover every byte:
  * overlapping loads of its first and last 8 (or 4) bytes, or three single
@@ -1368,7 +1414,8 @@ void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const cha
 	if (!cmd || cmd->fn != cmd_publish)
 		return;
 	struct rmq_topic *t = cached_topic(c);
-	if (!t || t->name_len != argv[1].len || memcmp(t->name, argv[1].p, argv[1].len) != 0)
+	if (!t || t->name_len != argv[1].len || memcmp(t->name, argv[1].p, argv[1].len) != 0 ||
+	    !rmq__acl_publish_cached(c))
 		return;
 	run->hdr = frame;
 	run->hlen = (size_t)(argv[1].p + argv[1].len + 3 - frame);
@@ -1413,7 +1460,7 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
 	 * run; what else can change is checked here: a quiescent state or a
 	 * delete (cached_topic). */
 	struct rmq_topic *t = cached_topic(c);
-	if (!t)
+	if (!t || !rmq__acl_publish_cached(c)) /* an ACL change: decide again */
 		return 0;
 	/* payloads over --max-payload take the ordinary path, which refuses them */
 	const struct rmq_resp_limits *lim = &srv_of(c)->pay_lim;
@@ -1479,6 +1526,9 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 			&c->out,
 			"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
 			cmd->name);
+	} else if (RMQ_UNLIKELY(!rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name,
+						 cmd->flags & F_NOAUTH))) {
+		/* NOAUTH or NOPERM written */
 	} else {
 		cmd->fn(c, argv, argc);
 	}

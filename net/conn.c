@@ -235,6 +235,7 @@ void rmq__conn_free(struct conn *c)
 	free(c->live_subs);
 	free(c->live_index);
 	rmq__cmd_free_state(c);
+	rmq__acl_conn_fini(c);
 	free(c->name);
 	free(c->parked.topic);
 	free(c);

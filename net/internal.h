@@ -17,6 +17,7 @@
 
 #include <ck_ring.h>
 
+#include "acl.h"
 #include "buf.h"
 #include "diag.h"
 #include "dsub.h"
@@ -128,6 +129,7 @@ struct conn {
 	uint64_t sync_round;
 	const struct rmq_topic *sync_topic;
 	bool sync_multi;
+	struct rmq_conn_acl acl; /* its user and permissions (acl.c) */
 };
 
 struct worker_stats {
@@ -194,6 +196,7 @@ struct worker {
 	bool pos_dirty;      /* a PULL moved a durable position */
 	bool sync_always;    /* cfg.fsync == RMQ_FSYNC_ALWAYS with a data dir */
 	uint64_t sync_round; /* sync steps so far */
+	uint64_t acl_epoch;  /* the ACL epoch its connections were checked at */
 	struct worker_stats stats;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
@@ -222,6 +225,7 @@ struct server {
 	struct persist *persist; /* persist.c; NULL: no data directory */
 	_Atomic int loading;     /* recovering the data directory */
 	_Atomic int exit_code;   /* rmq_server_run's, when stopped by a fatal error */
+	struct rmq_acl *acl;     /* users and permissions (acl.c) */
 };
 
 /* A server's state without its sockets and threads, as rmq_server_run()
@@ -449,5 +453,66 @@ int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t 
 void rmq__pubsub_drop_all(struct conn *c);
 /* A watched topic was deleted: tell live subscribers and parked pullers. */
 void rmq__pubsub_topic_gone(struct rmq_watch *w);
+/* The command table, for acl.c: its size, and each command's upper-case
+ * name and categories (RMQ_CAT_*). */
+size_t rmq__cmd_count(void);
+const char *rmq__cmd_name(size_t i);
+unsigned rmq__cmd_cats(size_t i);
+
+/* --- acl.c: authentication and permissions (see acl.h) --- */
+/* Re-fetches c's user after the registry changed (a never authenticated
+ * connection gets the default user if that is open). */
+void rmq__acl_refresh(struct conn *c);
+/* Releases c's user (when c is freed). */
+void rmq__acl_conn_fini(struct conn *c);
+/* The slow paths of the checks below: they write the error reply (NOAUTH,
+ * NOPERM), count and log the denial (ACL LOG), and return false. */
+bool rmq__acl_permit_slow(struct conn *c, size_t idx, const char *name, bool noauth);
+bool rmq__acl_topic_slow(struct conn *c, const char *t, size_t n, bool reply);
+bool rmq__acl_publish_slow(struct conn *c, const char *t, size_t n);
+/* May c run command idx of the table (noauth: one that needs no user,
+ * such as AUTH)? One compare and one bit test when it may. */
+static inline bool rmq__acl_permit(struct conn *c, size_t idx, const char *name, bool noauth)
+{
+	if (RMQ_LIKELY(c->acl.epoch == rmq_acl_epoch(c->worker->srv->acl) &&
+		       (c->acl.cmds >> idx & 1)))
+		return true;
+	return rmq__acl_permit_slow(c, idx, name, noauth);
+}
+/* May c's user use topic t (publish, subscribe, create, delete, pull)? */
+static inline bool rmq__acl_topic(struct conn *c, const char *t, size_t n)
+{
+	return RMQ_LIKELY(c->acl.all_topics) || rmq__acl_topic_slow(c, t, n, true);
+}
+/* May c publish to t, its cached topic (c->pub_topic)? The decision is
+ * cached in c->acl.pub_ok until the cached topic or the ACL epoch
+ * changes, so a run of publishes to one topic checks one flag. */
+static inline bool rmq__acl_publish(struct conn *c, const char *t, size_t n)
+{
+	return RMQ_LIKELY(c->acl.pub_ok) || rmq__acl_publish_slow(c, t, n);
+}
+/* Whether c's cached publish decision still holds (the fast PUBLISH run). */
+static inline bool rmq__acl_publish_cached(struct conn *c)
+{
+	return RMQ_LIKELY(c->acl.pub_ok && c->acl.epoch == rmq_acl_epoch(c->worker->srv->acl));
+}
+/* REGISTER SUBSCRIBER sub: records c's user as the owner of a new
+ * subscriber; false (NOPERM written) when it belongs to another user. */
+bool rmq__acl_claim_subscriber(struct conn *c, const char *sub, size_t n);
+/* After a change of the users, on w's thread: re-fetches each connection's
+ * user and closes those whose user is gone or disabled or may no longer
+ * hold their subscriptions (Redis 7 disconnects such subscribers too). */
+void rmq__acl_worker_check(struct worker *w);
+/* Authenticates c as user (NULL: default) with pass: 0, or -1 (counted
+ * and logged; the caller writes -WRONGPASS). HELLO ... AUTH calls it. */
+int rmq__acl_auth(struct conn *c, const struct rmq_arg *user, const struct rmq_arg *pass);
+void rmq__cmd_auth(struct conn *c, struct rmq_arg *argv, size_t argc);
+void rmq__cmd_acl(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* Reloads the ACL file (ACL LOAD, SIGHUP): all or nothing. 0, or -1 with
+ * err set. */
+int rmq__acl_reload(struct server *srv, char *err, size_t errlen);
+/* INFO's acl_access_denied_* lines. */
+void rmq__acl_info(struct server *srv, struct rmq_buf *b);
+bool rmq__acl_has_file(const struct server *srv);
 
 #endif

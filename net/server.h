@@ -63,6 +63,11 @@ struct rmq_server_config {
 	enum rmq_fsync_policy fsync;
 	bool repair;           /* truncate corrupt logs instead of refusing */
 	uint32_t segment_size; /* disk segment roll size; 0: the default */
+	/* Security (net/acl.h). */
+	const char *requirepass; /* the default user's password; NULL: nopass */
+	const char *aclfile;     /* users and their rules; NULL: none */
+	bool protected_mode;     /* refuse remote clients while nothing
+				  * authenticates them (see README) */
 };
 
 /* Arguments other than payloads (command and topic names, numbers, ECHO's)

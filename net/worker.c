@@ -332,6 +332,7 @@ static void worker_loop(struct worker *w, bool once)
 	struct epoll_event evs[EPOLL_BATCH];
 	while (!atomic_load(&srv->stopping)) {
 		worker_take_new(w);
+		rmq__acl_worker_check(w); /* revoked permissions close their clients */
 		worker_drain_watches(w);
 		rmq_shard_housekeep(srv->broker, w->id);
 		worker_expire(w);

@@ -7,6 +7,7 @@ PKGS=(
   build-essential cmake pkg-config clang        # toolchain (gcc and clang)
   liburcu-dev libck-dev libcriterion-dev         # core deps + unit tests
   libhiredis-dev                                 # client library
+  libssl-dev                                     # libcrypto: SHA-256 of ACL passwords
   redis-tools python3-redis                      # real Redis clients the tests drive
   libclang-rt-dev                                # clang's sanitizer and libFuzzer runtimes (only
                                                  # recommended by clang, so not pulled in)
