@@ -46,7 +46,7 @@ struct acl_log_entry {
 	char reason[16];                            /* auth, command, channel */
 	char object[128];
 	char username[USER_NAME_MAX];
-	char client[256];
+	char client[640];
 };
 
 struct owner {
@@ -74,9 +74,12 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } cats[] = {
-	{ "publish", RMQ_CAT_PUBLISH }, { "subscribe", RMQ_CAT_SUBSCRIBE },
-	{ "topicadmin", RMQ_CAT_TOPICADMIN }, { "admin", RMQ_CAT_ADMIN },
-	{ "connection", RMQ_CAT_CONNECTION }, { "read", RMQ_CAT_READ },
+	{ "publish", RMQ_CAT_PUBLISH },
+	{ "subscribe", RMQ_CAT_SUBSCRIBE },
+	{ "topicadmin", RMQ_CAT_TOPICADMIN },
+	{ "admin", RMQ_CAT_ADMIN },
+	{ "connection", RMQ_CAT_CONNECTION },
+	{ "read", RMQ_CAT_READ },
 	{ "all", RMQ_CAT_ALL },
 };
 #define NCATS (sizeof(cats) / sizeof(cats[0]))
@@ -313,9 +316,10 @@ static int user_rule(struct rmq_acl_user *u, const char *p, size_t n, char *err,
 			return set_err(err, errlen, "no such password to remove%.*s", "", 0);
 	} else if (p[0] == '#') {
 		if (!unhex(p + 1, n - 1, h))
-			return set_err(err, errlen,
-				       "'%.*s': a password hash is # and 64 hexadecimal digits (SHA-256)",
-				       p, n);
+			return set_err(
+				err, errlen,
+				"'%.*s': a password hash is # and 64 hexadecimal digits (SHA-256)",
+				p, n);
 		hash_add(u, h);
 	} else if (p[0] == '!') {
 		if (!unhex(p + 1, n - 1, h) || !hash_del(u, h))
@@ -338,7 +342,8 @@ static int user_rule(struct rmq_acl_user *u, const char *p, size_t n, char *err,
 				"'%.*s': adding a pattern after allchannels (&*) has no effect: use resetchannels first",
 				p, n);
 		for (size_t i = 0; i < u->ntopics; i++)
-			if (strlen(u->topics[i]) == n - 1 && memcmp(u->topics[i], p + 1, n - 1) == 0)
+			if (strlen(u->topics[i]) == n - 1 &&
+			    memcmp(u->topics[i], p + 1, n - 1) == 0)
 				return 0;
 		strv_push(&u->topics, &u->ntopics, p + 1, n - 1);
 	} else if (word_is(p, n, "allcommands")) {
@@ -457,7 +462,8 @@ static size_t split_words(char *s, char **w, size_t *lens, size_t max)
 {
 	size_t n = 0;
 	char *save = NULL;
-	for (char *t = strtok_r(s, " \t\r", &save); t && n < max; t = strtok_r(NULL, " \t\r", &save)) {
+	for (char *t = strtok_r(s, " \t\r", &save); t && n < max;
+	     t = strtok_r(NULL, " \t\r", &save)) {
 		w[n] = t;
 		lens[n++] = strlen(t);
 	}
@@ -491,7 +497,8 @@ static int load_file(const char *path, struct rmq_acl_user ***out, size_t *nout,
 		if (nw == 0 || w[0][0] == '#')
 			continue;
 		if (nw < 2 || strcmp(w[0], "user") != 0 || !name_valid(w[1], lens[1])) {
-			snprintf(err, errlen, "%s:%zu: expected 'user NAME rules...'", path, lineno);
+			snprintf(err, errlen, "%s:%zu: expected 'user NAME rules...'", path,
+				 lineno);
 			rc = -1;
 			break;
 		}
@@ -566,8 +573,7 @@ static void install_users(struct rmq_acl *acl, struct rmq_acl_user **v, size_t n
 
 static void owners_load(struct rmq_acl *acl);
 
-struct rmq_acl *rmq_acl_new(const char *requirepass, const char *aclfile, char *err,
-			    size_t errlen)
+struct rmq_acl *rmq_acl_new(const char *requirepass, const char *aclfile, char *err, size_t errlen)
 {
 	if (requirepass && aclfile) {
 		snprintf(err, errlen,
@@ -706,17 +712,31 @@ static void client_desc(struct conn *c, char *out, size_t n)
 		}
 		snprintf(addr, sizeof(addr), "%s:%d", ip, port);
 	}
-	snprintf(out, n, "id=%llu addr=%s name=%s user=%s", (unsigned long long)c->id, addr,
-		 c->name ? c->name : "", c->acl.user ? c->acl.user->name : "");
+	/* CLIENT LIST's shape, every field Redis has: client libraries parse
+	 * them (redis-py's acl_log converts the numeric ones) */
+	snprintf(out, n,
+		 "id=%llu addr=%s laddr=? fd=%d name=%s age=%llu idle=0 flags=N db=0 sub=%d "
+		 "psub=0 ssub=0 multi=-1 qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 "
+		 "omem=%zu tot-mem=%zu events=r cmd=? user=%s redir=-1 resp=2",
+		 (unsigned long long)c->id, addr, c->fd, c->name ? c->name : "",
+		 (unsigned long long)((rmq_now_ms() - c->created_ms) / 1000), c->n_live_subs,
+		 rmq_buf_pending(&c->in), rmq_buf_pending(&c->out), c->mem,
+		 c->acl.user ? c->acl.user->name : "");
+}
+
+/* The i-th newest entry of the log. Under acl->lock. */
+static struct acl_log_entry *log_at(struct rmq_acl *acl, size_t i)
+{
+	return &acl->log[(acl->log_head + RMQ_ACL_LOG_MAX - 1 - i) % RMQ_ACL_LOG_MAX];
 }
 
 /* Adds a denial to the log: like Redis, one entry per (reason, object,
- * user) seen again within a minute, with a count. */
+ * user) seen again within a minute, with a count, moved to the front. */
 static void log_add(struct server *srv, struct conn *c, const char *reason, const char *obj,
 		    size_t olen, const char *user, size_t ulen)
 {
 	struct rmq_acl *acl = srv->acl;
-	char client[256];
+	char client[640];
 	client_desc(c, client, sizeof(client));
 	char o[128], un[USER_NAME_MAX];
 	snprintf(o, sizeof(o), "%.*s", (int)(olen > 127 ? 127 : olen), obj);
@@ -725,13 +745,16 @@ static void log_add(struct server *srv, struct conn *c, const char *reason, cons
 	uint64_t now = wall_ms();
 	pthread_mutex_lock(&acl->lock);
 	for (size_t i = 0; i < acl->log_n; i++) {
-		struct acl_log_entry *e =
-			&acl->log[(acl->log_head + RMQ_ACL_LOG_MAX - 1 - i) % RMQ_ACL_LOG_MAX];
+		struct acl_log_entry *e = log_at(acl, i);
 		if (now - e->updated_ms < 60000 && !strcmp(e->reason, reason) &&
 		    !strcmp(e->object, o) && !strcmp(e->username, un)) {
-			e->count++;
-			e->updated_ms = now;
-			snprintf(e->client, sizeof(e->client), "%s", client);
+			struct acl_log_entry moved = *e;
+			for (size_t k = i; k > 0; k--) /* the newer ones one step older */
+				*log_at(acl, k) = *log_at(acl, k - 1);
+			moved.count++;
+			moved.updated_ms = now;
+			snprintf(moved.client, sizeof(moved.client), "%s", client);
+			*log_at(acl, 0) = moved;
 			pthread_mutex_unlock(&acl->lock);
 			return;
 		}
@@ -873,6 +896,12 @@ bool rmq__acl_claim_subscriber(struct conn *c, const char *sub, size_t n)
 
 /* --- connections --- */
 
+static bool arg_eq(const struct rmq_arg *a, const char *s)
+{
+	size_t n = strlen(s);
+	return a->len == n && strncasecmp(a->p, s, n) == 0;
+}
+
 /* Re-fetches c's user after a change of the registry. A connection that
  * never authenticated becomes the default user's when that is open. */
 void rmq__acl_refresh(struct conn *c)
@@ -907,7 +936,8 @@ void rmq__acl_conn_fini(struct conn *c)
 	c->acl.user = NULL;
 }
 
-bool rmq__acl_permit_slow(struct conn *c, size_t idx, const char *name, bool noauth)
+bool rmq__acl_permit_slow(struct conn *c, size_t idx, const char *name, bool noauth,
+			  const struct rmq_arg *argv, size_t argc)
 {
 	if (c->acl.epoch != rmq_acl_epoch(c->worker->srv->acl))
 		rmq__acl_refresh(c);
@@ -924,6 +954,8 @@ bool rmq__acl_permit_slow(struct conn *c, size_t idx, const char *name, bool noa
 		return false;
 	}
 	if (c->acl.cmds >> idx & 1)
+		return true;
+	if (!strcmp(name, "ACL") && argc == 2 && arg_eq(&argv[1], "WHOAMI"))
 		return true;
 	struct server *srv = c->worker->srv;
 	atomic_fetch_add_explicit(&srv->acl->denied_cmd, 1, memory_order_relaxed);
@@ -948,8 +980,8 @@ bool rmq__acl_topic_slow(struct conn *c, const char *t, size_t n, bool reply)
 	const char *un = c->acl.user ? c->acl.user->name : "";
 	atomic_fetch_add_explicit(&srv->acl->denied_channel, 1, memory_order_relaxed);
 	log_add(srv, c, "channel", t, n, un, strlen(un));
-	rmq_resp_errorf(&c->out, "NOPERM User %s has no permissions to access the '%.*s' topic",
-			un, (int)(n > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : n), t);
+	rmq_resp_errorf(&c->out, "NOPERM User %s has no permissions to access the '%.*s' topic", un,
+			(int)(n > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : n), t);
 	return false;
 }
 
@@ -1015,7 +1047,8 @@ void rmq__acl_worker_check(struct worker *w)
 		return;
 	w->acl_epoch = e;
 	struct conn *c, *tmp;
-	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) {
+	cds_list_for_each_entry_safe(c, tmp, &w->conns, link)
+	{
 		if (c->closing || !c->acl.authed)
 			continue;
 		rmq__acl_refresh(c);
@@ -1087,12 +1120,6 @@ void rmq__cmd_auth(struct conn *c, struct rmq_arg *argv, size_t argc)
 
 /* --- ACL --- */
 
-static bool arg_eq(const struct rmq_arg *a, const char *s)
-{
-	size_t n = strlen(s);
-	return a->len == n && strncasecmp(a->p, s, n) == 0;
-}
-
 /* Writes the users' lines to the ACL file: a temporary file renamed over
  * it. Returns 0 or -1 with err set. */
 static int save_file(struct rmq_acl *acl, char *err, size_t errlen)
@@ -1109,8 +1136,7 @@ static int save_file(struct rmq_acl *acl, char *err, size_t errlen)
 	snprintf(tmp, n, "%s.tmp", acl->aclfile);
 	int rc = 0;
 	FILE *f = fopen(tmp, "w");
-	if (!f || fwrite(b.data, 1, b.len, f) != b.len || fflush(f) != 0 ||
-	    fsync(fileno(f)) != 0) {
+	if (!f || fwrite(b.data, 1, b.len, f) != b.len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
 		snprintf(err, errlen, "cannot write '%s': %s", tmp, strerror(errno));
 		rc = -1;
 	}
@@ -1154,8 +1180,7 @@ static void reply_log(struct conn *c, struct rmq_acl *acl, size_t max)
 	uint64_t now = wall_ms();
 	rmq_resp_array(&c->out, n);
 	for (size_t i = 0; i < n; i++) {
-		const struct acl_log_entry *e =
-			&acl->log[(acl->log_head + RMQ_ACL_LOG_MAX - 1 - i) % RMQ_ACL_LOG_MAX];
+		const struct acl_log_entry *e = log_at(acl, i);
 		char age[32];
 		snprintf(age, sizeof(age), "%.3f", (double)(now - e->created_ms) / 1000.0);
 		rmq_resp_array(&c->out, 20);
@@ -1360,7 +1385,8 @@ void rmq__cmd_acl(struct conn *c, struct rmq_arg *argv, size_t argc)
 				&c->out,
 				"ERR ringmq is not configured to use an ACL file: start it with --aclfile PATH");
 		if (save_file(acl, err, sizeof(err)) != 0)
-			return rmq_resp_errorf(&c->out, "ERR There was an error trying to save the ACLs: %s", err);
+			return rmq_resp_errorf(
+				&c->out, "ERR There was an error trying to save the ACLs: %s", err);
 		return rmq_resp_simple(&c->out, "OK");
 	}
 	if (arg_eq(sub, "LOAD") && argc == 2) {
@@ -1368,11 +1394,10 @@ void rmq__cmd_acl(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return rmq_resp_errorf(&c->out, "ERR %s", err);
 		return rmq_resp_simple(&c->out, "OK");
 	}
-	rmq_resp_errorf(
-		&c->out,
-		"ERR unknown subcommand or wrong number of arguments for '%.*s'. Try ACL "
-		"WHOAMI, SETUSER, DELUSER, LIST, USERS, GETUSER, CAT, LOG, SAVE or LOAD",
-		(int)(sub->len > 32 ? 32 : sub->len), sub->p);
+	rmq_resp_errorf(&c->out,
+			"ERR unknown subcommand or wrong number of arguments for '%.*s'. Try ACL "
+			"WHOAMI, SETUSER, DELUSER, LIST, USERS, GETUSER, CAT, LOG, SAVE or LOAD",
+			(int)(sub->len > 32 ? 32 : sub->len), sub->p);
 }
 
 /* --- INFO --- */
@@ -1388,7 +1413,7 @@ void rmq__acl_info(struct server *srv, struct rmq_buf *b)
 		(unsigned long long)atomic_load_explicit(&acl->denied_auth, memory_order_relaxed),
 		(unsigned long long)atomic_load_explicit(&acl->denied_cmd, memory_order_relaxed),
 		(unsigned long long)atomic_load_explicit(&acl->denied_channel,
-							  memory_order_relaxed));
+							 memory_order_relaxed));
 	rmq_buf_append(b, line, (size_t)n);
 }
 

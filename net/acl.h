@@ -64,8 +64,7 @@ struct rmq_conn_acl {
  * an aclfile, the users of that file (whose default user, if any, replaces
  * the built-in; without one, default is off). Returns NULL after writing
  * why into err (errlen bytes). */
-struct rmq_acl *rmq_acl_new(const char *requirepass, const char *aclfile, char *err,
-			    size_t errlen);
+struct rmq_acl *rmq_acl_new(const char *requirepass, const char *aclfile, char *err, size_t errlen);
 void rmq_acl_free(struct rmq_acl *acl);
 
 /* The first member of struct rmq_acl: what the hot path reads inline. */

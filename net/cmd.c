@@ -1527,7 +1527,7 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 			"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
 			cmd->name);
 	} else if (RMQ_UNLIKELY(!rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name,
-						 cmd->flags & F_NOAUTH))) {
+						 cmd->flags & F_NOAUTH, argv, argc))) {
 		/* NOAUTH or NOPERM written */
 	} else {
 		cmd->fn(c, argv, argc);

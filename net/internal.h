@@ -467,17 +467,21 @@ void rmq__acl_refresh(struct conn *c);
 void rmq__acl_conn_fini(struct conn *c);
 /* The slow paths of the checks below: they write the error reply (NOAUTH,
  * NOPERM), count and log the denial (ACL LOG), and return false. */
-bool rmq__acl_permit_slow(struct conn *c, size_t idx, const char *name, bool noauth);
+bool rmq__acl_permit_slow(struct conn *c, size_t idx, const char *name, bool noauth,
+			  const struct rmq_arg *argv, size_t argc);
 bool rmq__acl_topic_slow(struct conn *c, const char *t, size_t n, bool reply);
 bool rmq__acl_publish_slow(struct conn *c, const char *t, size_t n);
-/* May c run command idx of the table (noauth: one that needs no user,
- * such as AUTH)? One compare and one bit test when it may. */
-static inline bool rmq__acl_permit(struct conn *c, size_t idx, const char *name, bool noauth)
+/* May c run command idx of the table, argv (noauth: one that needs no
+ * user, such as AUTH)? One compare and one bit test when it may. Any
+ * authenticated user may run ACL WHOAMI (as in Redis, where it is in no
+ * dangerous category). */
+static inline bool rmq__acl_permit(struct conn *c, size_t idx, const char *name, bool noauth,
+				   const struct rmq_arg *argv, size_t argc)
 {
 	if (RMQ_LIKELY(c->acl.epoch == rmq_acl_epoch(c->worker->srv->acl) &&
 		       (c->acl.cmds >> idx & 1)))
 		return true;
-	return rmq__acl_permit_slow(c, idx, name, noauth);
+	return rmq__acl_permit_slow(c, idx, name, noauth, argv, argc);
 }
 /* May c's user use topic t (publish, subscribe, create, delete, pull)? */
 static inline bool rmq__acl_topic(struct conn *c, const char *t, size_t n)

@@ -1,4 +1,4 @@
-/* test_acl.c - net/acl.c without a server: the command table's
+/* test_acl_rules.c - net/acl.c without a server: the command table's
  * categories, users' rules and passwords, ACL files, and protected mode's
  * decision.
  */
@@ -59,11 +59,10 @@ Test(acl, passwords)
 	cr_assert(!rmq_acl_check_password(acl, "alice", 5, "pw1", 3));
 	cr_assert(rmq_acl_check_password(acl, "alice", 5, "pw2", 3));
 	/* #hash: SHA-256 of "pw3" */
-	cr_assert_eq(
-		setuser(acl, "bob",
-			"on #072aa9e9fb9d5162e465d3321530463caecd59b156676fe3071997cdc1017816", err,
-			sizeof(err)),
-		0, "%s", err);
+	cr_assert_eq(setuser(acl, "bob",
+			     "on #072aa9e9fb9d5162e465d3321530463caecd59b156676fe3071997cdc1017816",
+			     err, sizeof(err)),
+		     0, "%s", err);
 	cr_assert(rmq_acl_check_password(acl, "bob", 3, "pw3", 3));
 	cr_assert_neq(setuser(acl, "bob", "#12ab", err, sizeof(err)), 0);
 	cr_assert(strstr(err, "64 hexadecimal"), "%s", err);

@@ -1,0 +1,416 @@
+/* test_acl.c - e2e suite acl: AUTH, --requirepass, users and their
+ * permissions (ACL SETUSER ...), --aclfile, revocation, durable subscriber
+ * ownership, protected mode, and the Redis tools against them.
+ *
+ * Every test starts its own server and ends by stopping it with SIGTERM
+ * and asserting exit status 0 (srv_test.h: SRV_TEST and the checks).
+ *
+ * Run one test: tests/e2e/test_acl -j1 --filter 'acl/requirepass'
+ */
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "srv_test.h"
+
+#ifndef E2E_PY_ACL
+#error "E2E_PY_ACL must be defined (path of redis_py_acl.py)"
+#endif
+
+/* A connection authenticated as user (asserts it). */
+static struct e2e_client *as_user(const char *user, const char *pass)
+{
+	struct e2e_client *c = CONN();
+	IS_OK(R(c, "AUTH", user, pass));
+	return c;
+}
+
+SRV_TEST(acl, requirepass, "--requirepass", "s3cret")
+{
+	struct e2e_client *c = CONN();
+	IS_ERR(R(c, "PING"), "NOAUTH Authentication required.");
+	IS_ERR(R(c, "CREATE", "t"), "NOAUTH");
+	IS_ERR(R(c, "AUTH", "wrong"), "WRONGPASS invalid username-password pair");
+	IS_ERR(R(c, "AUTH", "default", "wrong"), "WRONGPASS");
+	IS_ERR(R(c, "AUTH", "nobody", "s3cret"), "WRONGPASS");
+	IS_ERR(R(c, "AUTH"), "ERR wrong number of arguments");
+	IS_OK(R(c, "AUTH", "s3cret"));
+	IS_STATUS(R(c, "PING"), "PONG");
+	IS_BULKSTR(R(c, "ACL", "WHOAMI"), "default");
+	IS_OK(R(c, "CREATE", "t"));
+	cr_assert_eq(INFO(c, "acl_access_denied_auth"), 3);
+	/* AUTH default PASS, and HELLO ... AUTH */
+	struct e2e_client *d = CONN();
+	IS_ERR(R(d, "HELLO", "2", "AUTH", "default", "nope"), "WRONGPASS");
+	IS_ERR(R(d, "PUBLISH", "t", "x"), "NOAUTH");
+	struct e2e_reply *r = R(d, "HELLO", "2", "AUTH", "default", "s3cret");
+	cr_assert_eq(r->type, E2E_ARRAY);
+	e2e_reply_free(r);
+	IS_INT(R(d, "PUBLISH", "t", "x"), 1);
+	cr_assert_eq(INFO(c, "acl_access_denied_auth"), 4);
+	/* the log is bounded: Redis's 128 entries, newest first */
+	for (int i = 0; i < 150; i++) {
+		char u[16];
+		snprintf(u, sizeof(u), "u%d", i);
+		SCMD(d, "AUTH", u, "x");
+	}
+	for (int i = 0; i < 150; i++)
+		IS_ERR(RD(d), "WRONGPASS");
+	r = R(c, "ACL", "LOG", "1000");
+	cr_assert_eq(r->n, 128);
+	cr_assert(is_bulkstr(r->elem[0]->elem[9], "u149"), "%s", e2e_reply_str(r->elem[0]));
+	e2e_reply_free(r);
+	/* QUIT needs no authentication */
+	struct e2e_client *q = CONN();
+	IS_OK(R(q, "QUIT"));
+	IS_EOF(q);
+	e2e_close(c);
+	e2e_close(d);
+}
+
+SRV_TEST(acl, auth_without_password_configured)
+{
+	struct e2e_client *c = CONN();
+	IS_ERR_HAS(R(c, "AUTH", "x"), "without any password configured");
+	IS_BULKSTR(R(c, "ACL", "WHOAMI"), "default");
+	e2e_close(c);
+}
+
+SRV_TEST(acl, topics_and_categories)
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "news.eu"));
+	IS_OK(R(a, "CREATE", "newsroom"));
+	IS_OK(R(a, "CREATE", "other"));
+	IS_OK(R(a, "ACL", "SETUSER", "alice", "on", ">pw", "&news.*", "+@publish",
+		"+@subscribe", "+@connection"));
+	struct e2e_client *c = as_user("alice", "pw");
+	IS_BULKSTR(R(c, "ACL", "WHOAMI"), "alice");
+	IS_INT(R(c, "PUBLISH", "news.eu", "m1"), 1);
+	/* the glob is the whole name: newsroom is not news.* */
+	IS_ERR(R(c, "PUBLISH", "newsroom", "m"),
+	       "NOPERM User alice has no permissions to access the 'newsroom' topic");
+	IS_ERR(R(c, "MPUBLISH", "other", "m", "n"), "NOPERM");
+	IS_ERR(R(c, "CREATE", "news.us"),
+	       "NOPERM User alice has no permissions to run the 'create' command");
+	IS_ERR(R(c, "DELETE", "news.eu"), "NOPERM");
+	IS_ERR(R(c, "INFO"), "NOPERM");
+	IS_ERR(R(c, "ACL", "LIST"), "NOPERM");
+	IS_ERR(R(c, "TOPICS"), "NOPERM");
+	/* one refused topic refuses the whole SUBSCRIBE */
+	IS_ERR(R(c, "SUBSCRIBE", "news.eu", "other"), "NOPERM");
+	IS_PUSH3(R(c, "SUBSCRIBE", "news.eu"), "subscribe", "news.eu", 1);
+	IS_INT(R(a, "PUBLISH", "news.eu", "m2"), 2);
+	IS_MSGSTR(RD(c), "news.eu", "m2");
+	cr_assert_eq(INFO(a, "acl_access_denied_channel"), 3);
+	cr_assert_eq(INFO(a, "acl_access_denied_cmd"), 5);
+	/* the log: newest first, with the user and the object */
+	struct e2e_reply *r = R(a, "ACL", "LOG", "1");
+	cr_assert_eq(r->type, E2E_ARRAY);
+	cr_assert_eq(r->n, 1);
+	struct e2e_reply *e = r->elem[0];
+	cr_assert_eq(e->n, 20);
+	cr_assert(is_bulkstr(e->elem[2], "reason") && is_bulkstr(e->elem[3], "channel"));
+	cr_assert(is_bulkstr(e->elem[6], "object") && is_bulkstr(e->elem[7], "other"));
+	cr_assert(is_bulkstr(e->elem[8], "username") && is_bulkstr(e->elem[9], "alice"));
+	e2e_reply_free(r);
+	IS_OK(R(a, "ACL", "LOG", "RESET"));
+	r = R(a, "ACL", "LOG");
+	cr_assert_eq(r->n, 0);
+	e2e_reply_free(r);
+	IS_ERR(R(a, "ACL", "SETUSER", "alice", "+@bogus"), "ERR Error in ACL SETUSER modifier");
+	IS_ERR(R(a, "ACL", "DELUSER", "default"), "ERR");
+	IS_INT(R(a, "ACL", "DELUSER", "alice", "ghost"), 1);
+	e2e_close(a);
+}
+
+/* A pipelined run of publishes takes the cached decision; a revocation
+ * between two runs is seen by the next one. */
+SRV_TEST(acl, publish_run_sees_revocation)
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "t"));
+	IS_OK(R(a, "ACL", "SETUSER", "p", "on", ">pw", "&t", "+@publish", "+@connection"));
+	struct e2e_client *c = as_user("p", "pw");
+	PUBLISH_N(c, "t", 0, 200, "m%lld", 1);
+	IS_OK(R(a, "ACL", "SETUSER", "p", "resetchannels", "&u"));
+	IS_ERR(R(c, "PUBLISH", "t", "x"), "NOPERM");
+	/* and the fast path after a refused first publish */
+	SCMD(c, "PUBLISH", "t", "y");
+	SCMD(c, "PUBLISH", "t", "z");
+	IS_ERR(RD(c), "NOPERM");
+	IS_ERR(RD(c), "NOPERM");
+	cr_assert_eq(TINFO(a, "t", "msgs_in"), 200);
+	IS_OK(R(a, "ACL", "SETUSER", "p", "&t"));
+	IS_INT(R(c, "PUBLISH", "t", "back"), 201);
+	e2e_close(a);
+	e2e_close(c);
+}
+
+/* Revoking a topic disconnects its live subscribers; deleting or disabling
+ * a user disconnects its connections; others are left alone. */
+SRV_TEST(acl, revocation_disconnects)
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "x"));
+	IS_OK(R(a, "CREATE", "y"));
+	IS_OK(R(a, "ACL", "SETUSER", "s", "on", ">pw", "&x", "&y", "+@subscribe",
+		"+@connection"));
+	struct e2e_client *sx = as_user("s", "pw");
+	struct e2e_client *sy = as_user("s", "pw");
+	struct e2e_client *idle = as_user("s", "pw");
+	IS_PUSH3(R(sx, "SUBSCRIBE", "x"), "subscribe", "x", 1);
+	IS_PUSH3(R(sy, "SUBSCRIBE", "y"), "subscribe", "y", 1);
+	IS_OK(R(a, "ACL", "SETUSER", "s", "resetchannels", "&y"));
+	IS_EOF(sx);
+	/* still allowed: still served */
+	IS_INT(R(a, "PUBLISH", "y", "m"), 1);
+	IS_MSGSTR(RD(sy), "y", "m");
+	PING_OK(idle);
+	IS_OK(R(a, "ACL", "SETUSER", "s", "off"));
+	IS_EOF(sy);
+	IS_EOF(idle);
+	/* the admin's own connection is untouched */
+	PING_OK(a);
+	IS_OK(R(a, "ACL", "SETUSER", "s", "on"));
+	struct e2e_client *s2 = as_user("s", "pw");
+	IS_INT(R(a, "ACL", "DELUSER", "s"), 1);
+	IS_EOF(s2);
+	e2e_close(a);
+}
+
+SRV_TEST(acl, durable_subscriber_owner)
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "t"));
+	IS_OK(R(a, "ACL", "SETUSER", "alice", "on", ">pa", "&t", "+@all"));
+	IS_OK(R(a, "ACL", "SETUSER", "bob", "on", ">pb", "&t", "+@all"));
+	struct e2e_client *c = as_user("alice", "pa");
+	IS_OK(R(c, "REGISTER", "SUBSCRIBER", "feed"));
+	IS_PUSH3(R(c, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	struct e2e_client *b = as_user("bob", "pb");
+	IS_ERR(R(b, "REGISTER", "SUBSCRIBER", "feed"),
+	       "NOPERM User bob has no permissions to use durable subscriber 'feed': it belongs to user alice");
+	/* the default user cannot take it over either */
+	IS_ERR(R(a, "REGISTER", "SUBSCRIBER", "feed"), "NOPERM");
+	/* alice still owns and uses it */
+	IS_INT(R(a, "PUBLISH", "t", "m"), 1);
+	struct e2e_reply *r = R(c, "PULL", "t");
+	IS_PULLED(r, 1, 1, "m");
+	/* losing the topic closes the durable owner's connection */
+	IS_OK(R(a, "ACL", "SETUSER", "alice", "resetchannels"));
+	IS_EOF(c);
+	cr_assert_geq(INFO(a, "acl_access_denied_channel"), 2);
+	e2e_close(a);
+	e2e_close(b);
+}
+
+/* Ownership survives a restart on the same data directory. */
+Test(acl, owner_persists, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
+{
+	char dir[64];
+	cr_assert_eq(e2e_tmpdir("acl", dir), 0);
+	char aclf[128];
+	snprintf(aclf, sizeof(aclf), "%s.acl", dir);
+	FILE *f = fopen(aclf, "w");
+	cr_assert_not_null(f);
+	fputs("user default on nopass &* +@all\nuser alice on >pa &* +@all\n"
+	      "user bob on >pb &* +@all\n",
+	      f);
+	fclose(f);
+	const char *const args[] = { "--threads", "2", "--dir", dir, "--aclfile", aclf, NULL };
+	start_server(args);
+	struct e2e_client *c = as_user("alice", "pa");
+	IS_OK(R(c, "CREATE", "t"));
+	IS_OK(R(c, "REGISTER", "SUBSCRIBER", "feed"));
+	IS_PUSH3(R(c, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	e2e_close(c);
+	stop_server_ok(SIGTERM);
+	start_server(args);
+	struct e2e_client *b = as_user("bob", "pb");
+	IS_ERR(R(b, "REGISTER", "SUBSCRIBER", "feed"), "NOPERM");
+	c = as_user("alice", "pa");
+	IS_OK(R(c, "REGISTER", "SUBSCRIBER", "feed"));
+	e2e_close(b);
+	e2e_close(c);
+	stop_server_ok(SIGTERM);
+	cr_assert_eq(e2e_rmrf(dir), 0);
+	unlink(aclf);
+	g_done = true;
+}
+
+/* --aclfile: users from the file, ACL SAVE writes them back, ACL LOAD
+ * re-reads it (all or nothing). */
+Test(acl, aclfile_save_load, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
+{
+	char aclf[] = "/tmp/ringmq-aclfile-XXXXXX";
+	int fd = mkstemp(aclf);
+	cr_assert_geq(fd, 0);
+	const char text[] = "user admin on >adm &* +@all\nuser pub on >pp &t.* +@publish\n";
+	cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+	close(fd);
+	start_server((const char *const[]){ "--threads", "2", "--aclfile", aclf, NULL });
+	/* no default user in the file: default is off */
+	struct e2e_client *n = CONN();
+	IS_ERR(R(n, "PING"), "NOAUTH");
+	IS_ERR(R(n, "AUTH", "x"), "WRONGPASS");
+	struct e2e_client *a = as_user("admin", "adm");
+	IS_OK(R(a, "CREATE", "t.1"));
+	struct e2e_client *p = as_user("pub", "pp");
+	IS_INT(R(p, "PUBLISH", "t.1", "m"), 1);
+	IS_OK(R(a, "ACL", "SETUSER", "sub", "on", ">ps", "&t.*", "+@subscribe"));
+	IS_OK(R(a, "ACL", "SAVE"));
+	char buf[2048] = "";
+	FILE *f = fopen(aclf, "r");
+	cr_assert_not_null(f);
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[len] = 0;
+	fclose(f);
+	cr_assert(strstr(buf, "user sub on #") && strstr(buf, "&t.* +@subscribe"), "%s", buf);
+	cr_assert(!strstr(buf, "ps"), "no clear-text password saved: %s", buf);
+	/* a broken file is refused and changes nothing */
+	f = fopen(aclf, "a");
+	fputs("user broken on +@nosuch\n", f);
+	fclose(f);
+	IS_ERR_HAS(R(a, "ACL", "LOAD"), "unknown command category");
+	struct e2e_client *s = as_user("sub", "ps");
+	/* a good one replaces the users: pub goes, and its connection */
+	f = fopen(aclf, "w");
+	fputs("user admin on >adm &* +@all\nuser sub on >ps &t.* +@subscribe\n", f);
+	fclose(f);
+	IS_OK(R(a, "ACL", "LOAD"));
+	IS_EOF(p);
+	PING_OK(a);
+	IS_ERR(R(s, "PING"), "NOPERM");
+	struct e2e_reply *r = R(a, "ACL", "USERS");
+	cr_assert_eq(r->n, 3, "admin, sub and the implicit default");
+	e2e_reply_free(r);
+	e2e_close(a);
+	e2e_close(s);
+	e2e_close(n);
+	stop_server_ok(SIGTERM);
+	unlink(aclf);
+	g_done = true;
+}
+
+Test(acl, bad_aclfile_refused_at_start, .timeout = E2E_TEST_TIMEOUT(20.0))
+{
+	char aclf[] = "/tmp/ringmq-badacl-XXXXXX";
+	int fd = mkstemp(aclf);
+	cr_assert_geq(fd, 0);
+	const char text[] = "user a on\nuser b on bogus\n";
+	cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+	close(fd);
+	struct e2e_server s;
+	cr_assert_neq(e2e_server_start(&s, (const char *const[]){ "--aclfile", aclf, NULL }, 5000),
+		      0);
+	cr_assert(strstr(e2e_last_error(), ":2: 'bogus': unknown rule"), "%s", e2e_last_error());
+	unlink(aclf);
+}
+
+/* A non-loopback IPv4 address of this machine into ip, or false. */
+static bool local_address(char ip[INET_ADDRSTRLEN])
+{
+	struct ifaddrs *ifs, *i;
+	bool found = false;
+	if (getifaddrs(&ifs) != 0)
+		return false;
+	for (i = ifs; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+			continue;
+		const struct sockaddr_in *a = (const struct sockaddr_in *)i->ifa_addr;
+		if ((ntohl(a->sin_addr.s_addr) >> 24) == 127)
+			continue;
+		found = inet_ntop(AF_INET, &a->sin_addr, ip, INET_ADDRSTRLEN) != NULL;
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+/* Connects to ip:port and reads what the server sends before closing
+ * (at most cap - 1 bytes, 3 s). Returns the bytes read, -1 if the
+ * connection stayed open after a PING. */
+static ssize_t talk(const char *ip, int port, char *buf, size_t cap)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	cr_assert_eq(inet_pton(AF_INET, ip, &a.sin_addr), 1);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect %s", ip);
+	struct timeval tv = { 3, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+	ssize_t w = send(fd, ping, sizeof(ping) - 1, MSG_NOSIGNAL);
+	(void)w;
+	size_t len = 0;
+	ssize_t r;
+	while (len + 1 < cap && (r = recv(fd, buf + len, cap - 1 - len, 0)) > 0) {
+		len += (size_t)r;
+		if (len >= 7 && !memcmp(buf, "+PONG\r\n", 7))
+			break;
+	}
+	buf[len] = 0;
+	close(fd);
+	return len >= 7 && !memcmp(buf, "+PONG\r\n", 7) ? -1 : (ssize_t)len;
+}
+
+Test(acl, protected_mode, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
+{
+	char ip[INET_ADDRSTRLEN];
+	if (!local_address(ip)) {
+		/* tests/test_acl_rules.c covers the decision itself */
+		cr_log_warn("no non-loopback IPv4 address: protected mode over TCP not tested");
+		g_done = true;
+		return;
+	}
+	char buf[1024];
+	start_server((const char *const[]){ "--threads", "2", "--bind", "0.0.0.0", NULL });
+	cr_assert_gt(talk(ip, g_srv.port, buf, sizeof(buf)), 0);
+	cr_assert(!strncmp(buf, "-DENIED ringmq is running in protected mode", 43), "%s", buf);
+	cr_assert(strstr(buf, "--requirepass") && strstr(buf, "--aclfile") &&
+			  strstr(buf, "--protected-mode no"),
+		  "%s", buf);
+	cr_assert_eq(talk("127.0.0.1", g_srv.port, buf, sizeof(buf)), -1, "loopback: %s", buf);
+	/* a password set at run time lifts it */
+	struct e2e_client *c = CONN();
+	IS_OK(R(c, "ACL", "SETUSER", "default", ">pw"));
+	e2e_close(c);
+	cr_assert_gt(talk(ip, g_srv.port, buf, sizeof(buf)), 0);
+	cr_assert(!strncmp(buf, "-NOAUTH", 7), "%s", buf);
+	stop_server_ok(SIGTERM);
+	start_server((const char *const[]){ "--threads", "2", "--bind", "0.0.0.0",
+					    "--protected-mode", "no", NULL });
+	cr_assert_eq(talk(ip, g_srv.port, buf, sizeof(buf)), -1, "%s", buf);
+	stop_server_ok(SIGTERM);
+	g_done = true;
+}
+
+/* redis-cli's --user/--pass and redis-py's auth and acl_* helpers. */
+SRV_TEST(acl, redis_tools, "--requirepass", "adm")
+{
+	char port[16];
+	snprintf(port, sizeof(port), "%d", g_srv.port);
+	struct e2e_output o;
+	const char *cli[] = { "redis-cli", "-h",     E2E_HOST, "-p",   port, "--no-auth-warning",
+			      "-a",        "adm",    "ACL",    "SETUSER", "carol", "on", ">pc",
+			      "&t*",       "+@all",  NULL };
+	int st = e2e_run(cli, &o, 10000);
+	cr_assert(st == 0 && !strcmp(o.out, "OK\n"), "%s %s", o.out, o.err);
+	e2e_output_free(&o);
+	const char *cli2[] = { "redis-cli", "-h",        E2E_HOST, "-p", port, "--user", "carol",
+			       "--pass",    "pc",        "--no-auth-warning",   "CREATE",
+			       "topic1",    NULL };
+	st = e2e_run(cli2, &o, 10000);
+	cr_assert(st == 0 && !strcmp(o.out, "OK\n"), "%s %s", o.out, o.err);
+	e2e_output_free(&o);
+	const char *py[] = { "/usr/bin/python3", E2E_PY_ACL, port, NULL };
+	st = e2e_run(py, &o, 30000);
+	cr_assert(st == 0, "redis-py: status 0x%x\n%s\n%s", st, o.out, o.err);
+	cr_assert(strstr(o.out, "redis-py acl ok"), "%s", o.out);
+	e2e_output_free(&o);
+}
