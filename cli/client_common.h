@@ -20,6 +20,7 @@ enum {
 	CLI_EX_NOTOPIC = 4,  /* no such topic (or it was deleted) */
 	CLI_EX_EXISTS = 5,   /* topic already exists */
 	CLI_EX_FULL = 6,     /* topic full: the message was refused */
+	CLI_EX_NOPERM = 7,   /* authentication failed, or the user may not do it */
 };
 
 #define CLI_EXIT_HELP                                                            \
@@ -30,15 +31,18 @@ enum {
 	"  3  cannot connect to the server\n"                                    \
 	"  4  no such topic (or it was deleted)\n"                               \
 	"  5  topic already exists\n"                                            \
-	"  6  topic full (message refused)\n"
+	"  6  topic full (message refused)\n"                                    \
+	"  7  authentication failed or permission denied\n"
 
-#define CLI_CONN_HELP                                                                                      \
-	"Connection:\n"                                                                                    \
-	"  -H, --host HOST           server host (default localhost)\n"                                    \
-	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"                                                                    \
-				  "      --timeout MS          connect and reply timeout (default 5000)\n" \
-				  "  RINGMQ_URL=ringmq://HOST:PORT in the environment sets both;\n"        \
-				  "  --host and --port win over it.\n"
+#define CLI_CONN_HELP                                                                                        \
+	"Connection:\n"                                                                                      \
+	"  -H, --host HOST           server host (default localhost)\n"                                      \
+	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"                                                                      \
+				  "      --timeout MS          connect and reply timeout (default 5000)\n"   \
+				  "      --user USER           authenticate as USER (AUTH USER PASS)\n"      \
+				  "      --pass PASS           password (of USER, or of the default user)\n" \
+				  "  RINGMQ_URL=ringmq://[USER:PASS@]HOST:PORT in the environment sets\n"    \
+				  "  them (%%XX escapes in USER and PASS); the flags win over it.\n"
 
 enum cli_format { FMT_TEXT, FMT_JSON };
 
@@ -49,7 +53,10 @@ struct cli_conn {
 	int timeout_ms;
 	bool quiet;
 	enum cli_format format;
-	bool any_ok; /* a call succeeded: CONN failures mean "lost" */
+	bool any_ok;    /* a call succeeded: CONN failures mean "lost" */
+	char user[256]; /* "": the default user */
+	char pass[256];
+	bool has_pass; /* authenticate after connecting */
 };
 
 /* Defaults, then RINGMQ_URL. Returns false (message printed) on a bad

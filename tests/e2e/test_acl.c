@@ -87,8 +87,8 @@ SRV_TEST(acl, topics_and_categories)
 	IS_OK(R(a, "CREATE", "news.eu"));
 	IS_OK(R(a, "CREATE", "newsroom"));
 	IS_OK(R(a, "CREATE", "other"));
-	IS_OK(R(a, "ACL", "SETUSER", "alice", "on", ">pw", "&news.*", "+@publish",
-		"+@subscribe", "+@connection"));
+	IS_OK(R(a, "ACL", "SETUSER", "alice", "on", ">pw", "&news.*", "+@publish", "+@subscribe",
+		"+@connection"));
 	struct e2e_client *c = as_user("alice", "pw");
 	IS_BULKSTR(R(c, "ACL", "WHOAMI"), "alice");
 	IS_INT(R(c, "PUBLISH", "news.eu", "m1"), 1);
@@ -159,8 +159,7 @@ SRV_TEST(acl, revocation_disconnects)
 	struct e2e_client *a = CONN();
 	IS_OK(R(a, "CREATE", "x"));
 	IS_OK(R(a, "CREATE", "y"));
-	IS_OK(R(a, "ACL", "SETUSER", "s", "on", ">pw", "&x", "&y", "+@subscribe",
-		"+@connection"));
+	IS_OK(R(a, "ACL", "SETUSER", "s", "on", ">pw", "&x", "&y", "+@subscribe", "+@connection"));
 	struct e2e_client *sx = as_user("s", "pw");
 	struct e2e_client *sy = as_user("s", "pw");
 	struct e2e_client *idle = as_user("s", "pw");
@@ -396,15 +395,15 @@ SRV_TEST(acl, redis_tools, "--requirepass", "adm")
 	char port[16];
 	snprintf(port, sizeof(port), "%d", g_srv.port);
 	struct e2e_output o;
-	const char *cli[] = { "redis-cli", "-h",     E2E_HOST, "-p",   port, "--no-auth-warning",
-			      "-a",        "adm",    "ACL",    "SETUSER", "carol", "on", ">pc",
-			      "&t*",       "+@all",  NULL };
+	const char *cli[] = { "redis-cli", "-h",  E2E_HOST, "-p",      port,    "--no-auth-warning",
+			      "-a",        "adm", "ACL",    "SETUSER", "carol", "on",
+			      ">pc",       "&t*", "+@all",  NULL };
 	int st = e2e_run(cli, &o, 10000);
 	cr_assert(st == 0 && !strcmp(o.out, "OK\n"), "%s %s", o.out, o.err);
 	e2e_output_free(&o);
-	const char *cli2[] = { "redis-cli", "-h",        E2E_HOST, "-p", port, "--user", "carol",
-			       "--pass",    "pc",        "--no-auth-warning",   "CREATE",
-			       "topic1",    NULL };
+	const char *cli2[] = { "redis-cli", "-h",     E2E_HOST, "-p", port,
+			       "--user",    "carol",  "--pass", "pc", "--no-auth-warning",
+			       "CREATE",    "topic1", NULL };
 	st = e2e_run(cli2, &o, 10000);
 	cr_assert(st == 0 && !strcmp(o.out, "OK\n"), "%s %s", o.out, o.err);
 	e2e_output_free(&o);
