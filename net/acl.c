@@ -333,9 +333,12 @@ static int user_rule(struct rmq_acl_user *u, const char *p, size_t n, char *err,
 		strv_clear(&u->topics, &u->ntopics);
 		u->all_topics = false;
 	} else if (p[0] == '&') {
-		if (n == 1 || n - 1 > RMQ_TOPIC_MAX_LEN)
-			return set_err(err, errlen, "'%.*s': a topic pattern has 1 to 255 bytes", p,
-				       n);
+		/* as a topic name: so that ACL SAVE's line reads back */
+		if (!rmq_topic_name_valid(p + 1, n - 1))
+			return set_err(
+				err, errlen,
+				"'%.*s': a topic pattern has 1 to 255 bytes, no whitespace or control characters",
+				p, n);
 		if (u->all_topics)
 			return set_err(
 				err, errlen,
