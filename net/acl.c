@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -61,6 +62,7 @@ struct rmq_acl {
 	size_t nusers, cap;
 	char *aclfile;
 	char *owners_path; /* NULL: ownership kept in memory only */
+	int owners_fd;     /* owners_path, appending; -1: none */
 	_Atomic int default_open;
 	_Atomic uint64_t denied_auth, denied_cmd, denied_channel;
 	struct acl_log_entry log[RMQ_ACL_LOG_MAX]; /* log[(head - 1 - i) % MAX]: i-th newest */
@@ -445,7 +447,7 @@ static void users_free(struct rmq_acl_user **v, size_t n)
 static void bump(struct rmq_acl *acl)
 {
 	ssize_t d = user_find(acl, "default", 7);
-	bool open = d >= 0 && acl->users[d]->on && acl->users[d]->nopass;
+	bool open = d >= 0 && acl->users && acl->users[d]->on && acl->users[d]->nopass;
 	atomic_store_explicit(&acl->default_open, open, memory_order_relaxed);
 	atomic_fetch_add_explicit(&acl->pub.epoch, 1, memory_order_release);
 }
@@ -587,6 +589,7 @@ struct rmq_acl *rmq_acl_new(const char *requirepass, const char *aclfile, char *
 	struct rmq_acl *acl = rmq_calloc(1, sizeof(*acl));
 	pthread_mutex_init(&acl->lock, NULL);
 	atomic_init(&acl->pub.epoch, 1);
+	acl->owners_fd = -1;
 	if (aclfile) {
 		struct rmq_acl_user **v;
 		size_t n;
@@ -612,6 +615,11 @@ void rmq_acl_set_dir(struct rmq_acl *acl, const char *dir)
 	acl->owners_path = rmq_malloc(n);
 	snprintf(acl->owners_path, n, "%s/%s", dir, OWNERS_FILE);
 	owners_load(acl);
+	acl->owners_fd = open(acl->owners_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (acl->owners_fd < 0)
+		rmq_diagf(RMQ_DIAG_ERROR,
+			  "acl: cannot open %s: %s (subscriber owners kept in memory only)",
+			  acl->owners_path, strerror(errno));
 }
 
 void rmq_acl_free(struct rmq_acl *acl)
@@ -626,6 +634,8 @@ void rmq_acl_free(struct rmq_acl *acl)
 	free(acl->owners);
 	free(acl->aclfile);
 	free(acl->owners_path);
+	if (acl->owners_fd >= 0)
+		close(acl->owners_fd);
 	pthread_mutex_destroy(&acl->lock);
 	free(acl);
 }
@@ -700,6 +710,7 @@ static void client_desc(struct conn *c, char *out, size_t n)
 {
 	char addr[INET6_ADDRSTRLEN + 8] = "?";
 	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
 	socklen_t sl = sizeof(ss);
 	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
 		char ip[INET6_ADDRSTRLEN] = "";
@@ -800,31 +811,20 @@ static void owner_push(struct rmq_acl *acl, const char *sub, size_t n, const cha
 }
 
 /* The owners file: one "subscriber-name user-name" line each (neither has
- * spaces). Written whole to a temporary file and renamed over. Under
- * acl->lock. */
-static void owners_save(struct rmq_acl *acl)
+ * spaces), appended when a subscriber gets its owner (owners never change,
+ * so the first line for a name is the one that counts). One write() to the
+ * page cache under acl->lock, no fsync on the worker thread: a crash may
+ * lose the newest lines, and those subscribers then belong to default. */
+static void owners_append(struct rmq_acl *acl, const char *sub, size_t n, const char *user)
 {
-	if (!acl->owners_path)
+	if (acl->owners_fd < 0)
 		return;
-	size_t n = strlen(acl->owners_path) + 5;
-	char *tmp = rmq_malloc(n);
-	snprintf(tmp, n, "%s.tmp", acl->owners_path);
-	FILE *f = fopen(tmp, "w");
-	bool ok = f != NULL;
-	for (size_t i = 0; ok && i < acl->nowners; i++)
-		ok = fprintf(f, "%s %s\n", acl->owners[i].sub, acl->owners[i].user) > 0;
-	if (f) {
-		ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-		ok = fclose(f) == 0 && ok;
-	}
-	if (ok && rename(tmp, acl->owners_path) != 0)
-		ok = false;
-	if (!ok) {
-		rmq_diagf(RMQ_DIAG_ERROR, "acl: cannot save %s: %s", acl->owners_path,
-			  strerror(errno));
-		unlink(tmp);
-	}
-	free(tmp);
+	char line[2 * 256 + 4];
+	int len = snprintf(line, sizeof(line), "%.*s %s\n", (int)n, sub, user);
+	if (len <= 0 || (size_t)len >= sizeof(line) ||
+	    write(acl->owners_fd, line, (size_t)len) != len)
+		rmq_diagf(RMQ_DIAG_ERROR, "acl: cannot record the owner of subscriber '%.*s': %s",
+			  (int)(n > 64 ? 64 : n), sub, strerror(errno));
 }
 
 static void owners_load(struct rmq_acl *acl)
@@ -879,7 +879,7 @@ bool rmq__acl_claim_subscriber(struct conn *c, const char *sub, size_t n)
 	if (i < 0) {
 		const char *who = exists ? "default" : me;
 		owner_push(acl, sub, n, who, strlen(who));
-		owners_save(acl);
+		owners_append(acl, sub, n, who);
 		i = (ssize_t)acl->nowners - 1;
 	}
 	bool ok = strcmp(acl->owners[i].user, me) == 0;
@@ -1080,6 +1080,8 @@ int rmq__acl_auth(struct conn *c, const struct rmq_arg *user, const struct rmq_a
 	struct rmq_acl *acl = srv->acl;
 	const char *un = user ? user->p : "default";
 	size_t ulen = user ? user->len : 7;
+	if (!pass)
+		return -1;
 	if (rmq_acl_check_password(acl, un, ulen, pass->p, pass->len)) {
 		pthread_mutex_lock(&acl->lock);
 		ssize_t i = user_find(acl, un, ulen);
@@ -1211,10 +1213,34 @@ static void reply_log(struct conn *c, struct rmq_acl *acl, size_t max)
 	pthread_mutex_unlock(&acl->lock);
 }
 
+/* v[0..n) each after prefix, joined by spaces; ifempty when n == 0.
+ * The caller frees the result. */
+static char *join(char *const *v, size_t n, const char *prefix, const char *ifempty)
+{
+	size_t total = strlen(ifempty) + 1;
+	for (size_t i = 0; i < n; i++)
+		total += strlen(prefix) + strlen(v[i]) + 1;
+	char *s = rmq_malloc(total);
+	size_t k = 0;
+	if (n == 0) {
+		memcpy(s, ifempty, strlen(ifempty));
+		k = strlen(ifempty);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			s[k++] = ' ';
+		memcpy(s + k, prefix, strlen(prefix));
+		k += strlen(prefix);
+		memcpy(s + k, v[i], strlen(v[i]));
+		k += strlen(v[i]);
+	}
+	s[k] = '\0';
+	return s;
+}
+
 static void reply_getuser(struct conn *c, const struct rmq_acl_user *u)
 {
 	char h[2 * SHA_LEN + 1];
-	struct rmq_buf b = { 0 };
 	rmq_resp_array(&c->out, 12);
 	rmq_resp_bulkstr(&c->out, "flags");
 	rmq_resp_array(&c->out, 1 + u->nopass + u->all_topics);
@@ -1229,31 +1255,18 @@ static void reply_getuser(struct conn *c, const struct rmq_acl_user *u)
 		hex(u->hashes[i], h);
 		rmq_resp_bulkstr(&c->out, h);
 	}
+	char *cmds = join(u->crules, u->ncrules, "", "-@all");
+	char *topics = join(u->topics, u->ntopics, "&", u->all_topics ? "&*" : "");
 	rmq_resp_bulkstr(&c->out, "commands");
-	for (size_t i = 0; i < u->ncrules; i++) {
-		if (i)
-			rmq_buf_append(&b, " ", 1);
-		rmq_buf_append(&b, u->crules[i], strlen(u->crules[i]));
-	}
-	if (u->ncrules == 0)
-		rmq_buf_append(&b, "-@all", 5);
-	rmq_resp_bulk(&c->out, b.data, b.len);
-	b.len = 0;
+	rmq_resp_bulkstr(&c->out, cmds);
 	rmq_resp_bulkstr(&c->out, "keys");
 	rmq_resp_bulkstr(&c->out, "");
 	rmq_resp_bulkstr(&c->out, "channels");
-	if (u->all_topics)
-		rmq_buf_append(&b, "&*", 2);
-	for (size_t i = 0; i < u->ntopics; i++) {
-		if (i)
-			rmq_buf_append(&b, " ", 1);
-		rmq_buf_append(&b, "&", 1);
-		rmq_buf_append(&b, u->topics[i], strlen(u->topics[i]));
-	}
-	rmq_resp_bulk(&c->out, b.data ? b.data : "", b.len);
+	rmq_resp_bulkstr(&c->out, topics);
 	rmq_resp_bulkstr(&c->out, "selectors");
 	rmq_resp_array(&c->out, 0);
-	rmq_buf_free(&b);
+	free(cmds);
+	free(topics);
 }
 
 static void acl_cat(struct conn *c, struct rmq_arg *argv, size_t argc)
