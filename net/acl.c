@@ -52,6 +52,7 @@ struct acl_log_entry {
 
 struct owner {
 	char *sub;
+	size_t sublen;
 	char *user;
 };
 
@@ -793,7 +794,7 @@ static void log_add(struct server *srv, struct conn *c, const char *reason, cons
 static ssize_t owner_find(const struct rmq_acl *acl, const char *sub, size_t n)
 {
 	for (size_t i = 0; i < acl->nowners; i++)
-		if (strlen(acl->owners[i].sub) == n && memcmp(acl->owners[i].sub, sub, n) == 0)
+		if (acl->owners[i].sublen == n && memcmp(acl->owners[i].sub, sub, n) == 0)
 			return (ssize_t)i;
 	return -1;
 }
@@ -806,6 +807,7 @@ static void owner_push(struct rmq_acl *acl, const char *sub, size_t n, const cha
 		acl->owners = rmq_realloc(acl->owners, acl->owners_cap * sizeof(*acl->owners));
 	}
 	acl->owners[acl->nowners].sub = rmq_memdup(sub, n);
+	acl->owners[acl->nowners].sublen = n;
 	acl->owners[acl->nowners].user = rmq_memdup(user, ulen);
 	acl->nowners++;
 }
