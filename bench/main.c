@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "ringmq_version.h"
 #include "parse.h"
 #include "proc.h"
 #include "report.h"
@@ -120,6 +121,8 @@ static void usage(FILE *f)
 		"      --pub-threads N, --sub-threads N   generator threads (min(connections, cores))\n"
 		"      --pull-count N     PULL COUNT (1000)      --pull-block MS   PULL BLOCK (100)\n"
 		"      --capacity BYTES   CAPACITY of topics created on ringmq (server default)\n"
+		"      --patterns N       one more connection PSUBSCRIBEs N patterns matching none of\n"
+		"                         the topics: PUBLISH's cost with N patterns (Redis, ringmq)\n"
 		"  createTopic:\n"
 		"      --clients K        connections (4)        --topics-per-client M   (25000)\n"
 		"      --lookup-sizes LIST  table sizes for the publish check (1,10000,1000000; '' skips)\n"
@@ -141,6 +144,9 @@ static void usage(FILE *f)
 		"  --csv FILE, --json FILE   every figure with the full configuration\n"
 		"  --plot FILE.png        gnuplot: latency curves, throughput vs threads, throughput bars\n"
 		"  --progress / --quiet   live progress line on stderr (default: when stderr is a tty)\n"
+		"\n"
+		"  -h, --help             show this help and exit\n"
+		"  -V, --version          show the version and exit\n"
 		"\n"
 		"Exit status: 0 all good; 1 a run failed, or messages were lost, duplicated or\n"
 		"reordered, or errors were counted; 2 bad usage.\n");
@@ -549,6 +555,7 @@ enum {
 	O_PULLCNT,
 	O_PULLBLK,
 	O_CAPACITY,
+	O_PATTERNS,
 	O_CLIENTS,
 	O_TPC,
 	O_LOOKUP,
@@ -601,6 +608,7 @@ static const struct option long_opts[] = {
 	{ "pull-count", required_argument, NULL, O_PULLCNT },
 	{ "pull-block", required_argument, NULL, O_PULLBLK },
 	{ "capacity", required_argument, NULL, O_CAPACITY },
+	{ "patterns", required_argument, NULL, O_PATTERNS },
 	{ "clients", required_argument, NULL, O_CLIENTS },
 	{ "topics-per-client", required_argument, NULL, O_TPC },
 	{ "lookup-sizes", required_argument, NULL, O_LOOKUP },
@@ -618,6 +626,7 @@ static const struct option long_opts[] = {
 	{ "progress", no_argument, NULL, O_PROGRESS },
 	{ "quiet", no_argument, NULL, O_QUIET },
 	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -653,7 +662,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	uint64_t u;
 	double d;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hp:s:t:d:r:", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hVp:s:t:d:r:", long_opts, NULL)) != -1) {
 		switch (c) {
 		case O_TARGET:
 			if (rb_target_parse(optarg, &o->target) != 0)
@@ -807,6 +816,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					optarg);
 			w->capacity = u;
 			break;
+		case O_PATTERNS:
+			if (parse_u64(optarg, &u) || u > 1000000)
+				return die_usage("--patterns: expected 0..1000000, got '%s'",
+						 optarg);
+			w->patterns = (unsigned)u;
+			break;
 		case O_CLIENTS:
 			if (parse_u64(optarg, &u) || u < 1 || u > 10000)
 				return die_usage("--clients: expected 1..10000, got '%s'", optarg);
@@ -904,6 +919,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->progress = 0;
 			break;
 		case 'h': usage(stdout); exit(0);
+		case 'V': printf("ringmq-bench %s\n", RINGMQ_VERSION); exit(0);
 		case ':': return die_usage("option '%s' needs a value", argv[optind - 1]);
 		default: return die_usage("unknown option '%s'", argv[optind - 1]);
 		}

@@ -62,6 +62,8 @@ struct rb_work {
 	bool durable;                      /* subscribers pull (REGISTER/SUBSCRIBE/PULL) */
 	unsigned pull_count, pull_block_ms;
 	uint64_t capacity;    /* CAPACITY of topics it creates on ringmq; 0: default */
+	unsigned patterns;    /* PSUBSCRIBEd (by one idle connection) to this many
+				 patterns that match none of the run's topics */
 	uint64_t ctr_base;    /* CREATE/DELETE: first topic number */
 	char name_prefix[64]; /* CREATE/DELETE: topic names "<prefix>.c<pub>.<n>" */
 	bool progress;        /* live line on stderr */

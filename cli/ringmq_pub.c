@@ -6,15 +6,28 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client_common.h"
 #include "parse.h"
 
 #define PROG "ringmq-pub"
-#define STDIN_BATCH 4096 /* messages per rmq_send_flush when reading stdin */
+#define STDIN_BATCH 4096       /* at most this many messages per rmq_send_flush */
+#define STDIN_READ (64u << 10) /* bytes of stdin per read() */
+
+/* SIGINT/SIGTERM while reading stdin: what was read is published, then
+ * the process ends by that signal (status 130 or 143 in a shell). */
+static volatile sig_atomic_t g_stop;
+
+static void on_stop(int sig)
+{
+	g_stop = sig;
+}
 
 static void usage(FILE *f)
 {
@@ -32,8 +45,12 @@ static void usage(FILE *f)
 		"  -P, --publish TOPIC MESSAGE...\n"
 		"                            publish each MESSAGE; prints its sequence number\n"
 		"  -P, --publish TOPIC -     publish each line of stdin as one message\n"
-		"                            (pipelined; prints a summary)\n"
-		"  -d, --delete TOPIC        delete TOPIC (live subscribers are unsubscribed)\n"
+		"                            (pipelined; prints a summary). Lines go out as\n"
+		"                            soon as stdin has nothing more ready (so\n"
+		"                            'tail -f log | ringmq-pub -P logs -' publishes\n"
+		"                            as lines come), in batches under load; on\n"
+		"                            Ctrl-C / SIGTERM what was read is published first\n"
+		"  -d, --delete TOPIC        delete TOPIC (live subscribers are told)\n"
 		"  -l, --list                list the topics\n"
 		"\n"
 		"Options:\n"
@@ -43,7 +60,11 @@ static void usage(FILE *f)
 		"                            object per line: {\"topic\":..,\"seq\":..} per message\n"
 		"  -h, --help                show this help and exit\n"
 		"  -V, --version             show the version and exit\n"
-		"\n" CLI_CONN_HELP "\n" CLI_EXIT_HELP "\n"
+		"\n" CLI_CONN_HELP "\n" CLI_EXIT_HELP
+		"  130 --publish TOPIC - stopped by Ctrl-C (SIGINT) after publishing what it\n"
+		"      had read (143: SIGTERM)\n"
+		"  141 killed by SIGPIPE: whatever read its output went away (e.g. | head)\n"
+		"\n"
 		"Examples:\n"
 		"  ringmq-pub --create my_topic\n"
 		"  ringmq-pub --publish my_topic \"Hello, world!\"\n"
@@ -178,50 +199,132 @@ static int flush_batch(struct pub *p, const char *topic, uint64_t *seqs, size_t 
 	return rc;
 }
 
+/* stdin as it is read: lines are split here (no stdio buffering, so that
+ * poll() tells the truth about what is left to read). */
+struct line_reader {
+	char *buf;
+	size_t len, cap;
+};
+
+/* Queues every complete line of r (and with all, the rest too: the last
+ * line without its newline, as at EOF), flushing each STDIN_BATCH. */
+static int queue_lines(struct pub *p, const char *topic, struct line_reader *r, bool all,
+		       uint64_t *seqs, size_t *total, uint64_t *first, uint64_t *last)
+{
+	size_t off = 0;
+	int rc = RMQ_OK;
+	while (rc == RMQ_OK && off < r->len) {
+		char *nl = memchr(r->buf + off, '\n', r->len - off);
+		if (!nl && !all)
+			break;
+		size_t end = nl ? (size_t)(nl - r->buf) : r->len;
+		rc = rmq_send_queue(p->c, topic, r->buf + off, end - off);
+		off = nl ? end + 1 : end;
+		if (rc == RMQ_OK && rmq_send_queued(p->c) >= STDIN_BATCH)
+			rc = flush_batch(p, topic, seqs, total, first, last);
+	}
+	memmove(r->buf, r->buf + off, r->len - off);
+	r->len -= off;
+	return rc;
+}
+
+/* Publishes each line of stdin. What has been read goes out as soon as
+ * stdin has nothing more ready (poll), so a slow writer (tail -f) sees its
+ * lines published at once, while a fast one fills batches of up to
+ * STDIN_BATCH; on SIGINT/SIGTERM what was read is published before the
+ * process ends (g_stop). */
 static int publish_stdin(struct pub *p, const char *topic)
 {
 	uint64_t *seqs = malloc(STDIN_BATCH * sizeof(*seqs));
-	if (!seqs) {
+	struct line_reader r = { malloc(STDIN_READ), 0, STDIN_READ };
+	if (!seqs || !r.buf) {
+		free(seqs);
+		free(r.buf);
 		fprintf(stderr, PROG ": out of memory\n");
 		return CLI_EX_ERROR;
 	}
-	char *line = NULL;
-	size_t cap = 0, total = 0;
+	/* SIGINT and SIGTERM are taken only while waiting for stdin (ppoll),
+	 * so one cannot slip in between the check of g_stop and the wait. */
+	struct sigaction sa = { .sa_handler = on_stop };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigset_t stops, waiting;
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGTERM);
+	sigprocmask(SIG_BLOCK, &stops, &waiting);
+	sigdelset(&waiting, SIGINT);
+	sigdelset(&waiting, SIGTERM);
+	size_t total = 0;
 	uint64_t first = 0, last = 0;
-	ssize_t len;
-	int rc = RMQ_OK;
-	while ((len = getline(&line, &cap, stdin)) >= 0) {
-		if (len > 0 && line[len - 1] == '\n')
-			len--;
-		rc = rmq_send_queue(p->c, topic, line, (size_t)len);
-		if (rc == RMQ_OK && rmq_send_queued(p->c) >= STDIN_BATCH)
-			rc = flush_batch(p, topic, seqs, &total, &first, &last);
-		if (rc != RMQ_OK)
+	int rc = RMQ_OK, read_errno = 0;
+	bool eof = false;
+	while (rc == RMQ_OK && !eof && !g_stop) {
+		/* Something queued: send it unless more is ready already;
+		 * nothing queued: wait for stdin (or a signal). */
+		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+		const struct timespec now = { 0, 0 };
+		int ready = ppoll(&pfd, 1, rmq_send_queued(p->c) ? &now : NULL, &waiting);
+		if (ready < 0 && errno == EINTR)
+			continue; /* g_stop, or another signal */
+		if (ready < 0) {
+			read_errno = errno;
 			break;
+		}
+		if (ready == 0) {
+			rc = flush_batch(p, topic, seqs, &total, &first, &last);
+			continue;
+		}
+		if (r.cap - r.len < STDIN_READ / 2) { /* a long line: grow */
+			char *nb = realloc(r.buf, r.cap * 2);
+			if (!nb) {
+				read_errno = ENOMEM;
+				break;
+			}
+			r.buf = nb;
+			r.cap *= 2;
+		}
+		ssize_t n = read(STDIN_FILENO, r.buf + r.len, r.cap - r.len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue; /* g_stop, or another signal */
+			read_errno = errno;
+			break;
+		}
+		if (n == 0)
+			eof = true;
+		r.len += (size_t)n;
+		rc = queue_lines(p, topic, &r, eof, seqs, &total, &first, &last);
 	}
-	bool read_err = ferror(stdin);
+	/* Stopped by a signal or a read error: what was read goes out too,
+	 * a last line without its newline included. */
+	if (rc == RMQ_OK && !eof)
+		rc = queue_lines(p, topic, &r, true, seqs, &total, &first, &last);
 	if (rc == RMQ_OK)
 		rc = flush_batch(p, topic, seqs, &total, &first, &last);
 	else
 		rmq_send_flush(p->c, NULL, 0, NULL); /* keep rc's message */
-	free(line);
+	free(r.buf);
 	free(seqs);
+	sigprocmask(SIG_UNBLOCK, &stops, NULL); /* (one pending sets g_stop now) */
 	if (rc != RMQ_OK) {
 		fprintf(stderr, PROG ": published %zu message%s to '%s' before failing\n", total,
 			total == 1 ? "" : "s", topic);
 		return cli_fail(&p->cc, p->c, rc, "cannot publish");
 	}
-	if (read_err) {
-		fprintf(stderr, PROG ": error reading stdin: %s\n", strerror(errno));
+	if (read_errno) {
+		fprintf(stderr, PROG ": error reading stdin: %s\n", strerror(read_errno));
 		return CLI_EX_ERROR;
 	}
 	if (!p->cc.quiet && p->cc.format == FMT_TEXT) {
 		if (total)
-			printf("Published %zu message%s to '%s' (seq %llu..%llu).\n", total,
+			printf("Published %zu message%s to '%s' (seq %llu..%llu)%s.\n", total,
 			       total == 1 ? "" : "s", topic, (unsigned long long)first,
-			       (unsigned long long)last);
+			       (unsigned long long)last, g_stop ? ", then interrupted" : "");
 		else
-			printf("Published 0 messages to '%s' (stdin was empty).\n", topic);
+			printf("Published 0 messages to '%s' (stdin was empty%s).\n", topic,
+			       g_stop ? ", then interrupted" : "");
 	}
 	return CLI_EX_OK;
 }
@@ -389,7 +492,7 @@ int main(int argc, char **argv)
 		free(acts);
 		return ex;
 	}
-	for (int k = 0; k < nacts && ex == CLI_EX_OK; k++) {
+	for (int k = 0; k < nacts && ex == CLI_EX_OK && !g_stop; k++) {
 		switch (acts[k].kind) {
 		case ACT_CREATE: ex = do_create(&p, &acts[k]); break;
 		case ACT_PUBLISH: ex = do_publish(&p, &acts[k]); break;
@@ -402,6 +505,11 @@ int main(int argc, char **argv)
 	if (fflush(stdout) != 0 && ex == CLI_EX_OK) {
 		fprintf(stderr, PROG ": error writing output: %s\n", strerror(errno));
 		ex = CLI_EX_ERROR;
+	}
+	if (g_stop) { /* end by the signal, as the shell expects (130, 143) */
+		int sig = g_stop;
+		signal(sig, SIG_DFL);
+		raise(sig);
 	}
 	return ex;
 }

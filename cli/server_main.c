@@ -1,10 +1,11 @@
 /* server_main.c - ringmq-server: flags, then rmq_server_run(). */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "config.h"
 #include "platform.h"
 #include "server.h"
 #include "topic.h"
@@ -20,7 +21,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: ringmq-server [options]\n"
+		"Usage: ringmq-server [CONFIG-FILE] [options]\n"
 		"\n"
 		"A publish/subscribe message broker speaking RESP (the Redis protocol).\n"
 		"\n"
@@ -63,8 +64,21 @@ static void usage(FILE *f)
 		"  --protected-mode yes|no  refuse clients from other hosts while listening on\n"
 		"                       a non-loopback address with no password (default yes)\n"
 		"  --log-level LEVEL    error, warn, info or debug (default info)\n"
+		"  --log-file PATH      append the log there instead of stderr (reopened on\n"
+		"                       SIGHUP, for log rotation)\n"
+		"  --syslog             log to syslog too (ident ringmq, facility daemon)\n"
+		"  --maxmemory BYTES    refuse PUBLISH, MPUBLISH and CREATE with -OOM while\n"
+		"                       retained bytes + client buffers exceed it (default 0: off)\n"
+		"  --metrics-port N     serve Prometheus metrics on http://BIND:N/metrics\n"
+		"                       (default 0: off)\n"
+		"  --metrics-bind ADDR  address of the metrics endpoint (default 127.0.0.1)\n"
+		"  --metrics-max-topics N  topics with their own label values in /metrics,\n"
+		"                       the rest summed as topic=\"_other\" (default 100)\n"
 		"  -h, --help           show this help and exit\n"
-		"  -v, --version        show the version and exit\n",
+		"  -V, --version        show the version and exit\n"
+		"\n"
+		"CONFIG-FILE holds one setting per line, named as the options without\n"
+		"\"--\" (\"max-payload 4M\"); options on the command line win over it.\n",
 		RMQ_MAX_SHARDS);
 }
 /* clang-format on */
@@ -76,244 +90,101 @@ static int bad(const char *flag, const char *val, const char *why)
 	return 2;
 }
 
-/* "30", "0.5": seconds, at most a year, to milliseconds. */
-static int parse_seconds(const char *s, uint64_t *ms)
-{
-	char *end;
-	errno = 0;
-	double d = strtod(s, &end);
-	if (end == s || *end || errno || !(d >= 0) || d > 31536000.0)
-		return -1;
-	*ms = (uint64_t)(d * 1000.0 + 0.5);
-	if (d > 0 && *ms == 0)
-		*ms = 1;
-	return 0;
-}
+/* A command-line setting, applied after the config file (it wins). */
+struct cli_setting {
+	const char *name, *value;
+};
 
 int main(int argc, char **argv)
 {
 	struct rmq_server_config cfg;
 	rmq_server_config_defaults(&cfg);
-	enum {
-		O_BIND = 1,
-		O_PORT,
-		O_THREADS,
-		O_MAXPAY,
-		O_MAXCLI,
-		O_LOG,
-		O_CAP,
-		O_MAXARGS,
-		O_MAXINLINE,
-		O_FRAMETO,
-		O_SUBTTL,
-		O_ACKWAIT,
-		O_MAXREQ,
-		O_CLIMEM,
-		O_KEEPALIVE,
-		O_DIR,
-		O_STORAGE,
-		O_FSYNC,
-		O_REPAIR,
-		O_SEGSIZE,
-		O_REQUIREPASS,
-		O_ACLFILE,
-		O_PROTECTED
-	};
-	static const struct option opts[] = {
-		{ "bind", required_argument, NULL, O_BIND },
-		{ "port", required_argument, NULL, O_PORT },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "max-payload", required_argument, NULL, O_MAXPAY },
-		{ "max-clients", required_argument, NULL, O_MAXCLI },
-		{ "log-level", required_argument, NULL, O_LOG },
-		{ "default-capacity", required_argument, NULL, O_CAP },
-		{ "max-args", required_argument, NULL, O_MAXARGS },
-		{ "max-inline", required_argument, NULL, O_MAXINLINE },
-		{ "frame-timeout", required_argument, NULL, O_FRAMETO },
-		{ "subscriber-ttl", required_argument, NULL, O_SUBTTL },
-		{ "ack-wait", required_argument, NULL, O_ACKWAIT },
-		{ "max-request", required_argument, NULL, O_MAXREQ },
-		{ "max-client-memory", required_argument, NULL, O_CLIMEM },
-		{ "tcp-keepalive", required_argument, NULL, O_KEEPALIVE },
-		{ "dir", required_argument, NULL, O_DIR },
-		{ "storage", required_argument, NULL, O_STORAGE },
-		{ "fsync", required_argument, NULL, O_FSYNC },
-		{ "repair", no_argument, NULL, O_REPAIR },
-		{ "segment-size", required_argument, NULL, O_SEGSIZE },
-		{ "requirepass", required_argument, NULL, O_REQUIREPASS },
-		{ "aclfile", required_argument, NULL, O_ACLFILE },
-		{ "protected-mode", required_argument, NULL, O_PROTECTED },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'v' },
-		{ NULL, 0, NULL, 0 },
-	};
-	opterr = 0;
-	int o;
-	uint64_t v;
-	while ((o = getopt_long(argc, argv, ":hv", opts, NULL)) != -1) {
-		switch (o) {
-		case O_BIND: cfg.bind = optarg; break;
-		case O_PORT:
-			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v > 65535)
-				return bad("--port", optarg, "expected 0..65535");
-			cfg.port = (int)v;
-			break;
-		case O_THREADS:
-			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 1 ||
-			    v > RMQ_MAX_SHARDS)
-				return bad("--threads", optarg, "expected 1..64");
-			cfg.threads = (unsigned)v;
-			break;
-		case O_MAXPAY:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1 ||
-			    v > (512u << 20))
-				return bad("--max-payload", optarg, "expected 1 byte to 512M");
-			cfg.max_payload = (size_t)v;
-			break;
-		case O_MAXCLI:
-			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 1 || v > 1000000)
-				return bad("--max-clients", optarg, "expected 1..1000000");
-			cfg.max_clients = (unsigned)v;
-			break;
-		case O_CAP:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < RMQ_CAPACITY_MIN ||
-			    v > RMQ_CAPACITY_MAX)
-				return bad("--default-capacity", optarg, "expected 1K to 1T");
-			cfg.default_capacity = v;
-			break;
-		case O_MAXARGS:
-			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v < 3 ||
-			    v > (64u << 20))
-				return bad("--max-args", optarg, "expected 3..67108864");
-			cfg.max_args = (size_t)v;
-			break;
-		case O_MAXINLINE:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 64 ||
-			    v > (64u << 20))
-				return bad("--max-inline", optarg, "expected 64 bytes to 64M");
-			cfg.max_inline = (size_t)v;
-			break;
-		case O_FRAMETO:
-			if (parse_seconds(optarg, &cfg.frame_timeout_ms))
-				return bad("--frame-timeout", optarg,
-					   "expected seconds, 0 to 31536000");
-			break;
-		case O_ACKWAIT:
-			if (parse_seconds(optarg, &cfg.ack_wait_ms) || cfg.ack_wait_ms == 0 ||
-			    cfg.ack_wait_ms > RMQ_ACK_WAIT_MAX_MS)
-				return bad("--ack-wait", optarg,
-					   "expected seconds, 0.001 to 86400");
-			break;
-		case O_SUBTTL:
-			if (parse_seconds(optarg, &cfg.subscriber_ttl_ms))
-				return bad("--subscriber-ttl", optarg,
-					   "expected seconds, 0 to 31536000");
-			break;
-		case O_MAXREQ:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < 1024 ||
-			    v > (4ULL << 30))
-				return bad("--max-request", optarg, "expected 1K to 4G");
-			cfg.max_request = (size_t)v;
-			break;
-		case O_CLIMEM:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || (v && v < (1u << 20)) ||
-			    v > (1ULL << 50))
-				return bad("--max-client-memory", optarg,
-					   "expected 0 (no limit) or 1M to 1P");
-			cfg.max_client_memory = (size_t)v;
-			break;
-		case O_KEEPALIVE:
-			if (rmq_parse_u64(optarg, strlen(optarg), 0, &v) || v > 86400)
-				return bad("--tcp-keepalive", optarg,
-					   "expected seconds, 0 (off) to 86400");
-			cfg.tcp_keepalive_s = (unsigned)v;
-			break;
-		case O_DIR:
-			if (!optarg[0])
-				return bad("--dir", optarg, "expected a directory");
-			cfg.dir = optarg;
-			break;
-		case O_STORAGE:
-			if (!strcmp(optarg, "disk"))
-				cfg.storage_disk = true;
-			else if (!strcmp(optarg, "memory"))
-				cfg.storage_disk = false;
-			else
-				return bad("--storage", optarg, "expected disk or memory");
-			break;
-		case O_FSYNC:
-			if (!strcmp(optarg, "always"))
-				cfg.fsync = RMQ_FSYNC_ALWAYS;
-			else if (!strcmp(optarg, "everysec"))
-				cfg.fsync = RMQ_FSYNC_EVERYSEC;
-			else if (!strcmp(optarg, "no"))
-				cfg.fsync = RMQ_FSYNC_NO;
-			else
-				return bad("--fsync", optarg, "expected always, everysec or no");
-			break;
-		case O_REPAIR: cfg.repair = true; break;
-		case O_SEGSIZE:
-			if (rmq_parse_u64(optarg, strlen(optarg), 1, &v) || v < (64u << 10) ||
-			    v > RMQ_DISK_SEG_LIMIT)
-				return bad("--segment-size", optarg, "expected 64K to 1G");
-			cfg.segment_size = (uint32_t)v;
-			break;
-		case O_REQUIREPASS:
-			if (!optarg[0])
-				return bad("--requirepass", optarg, "expected a password");
-			cfg.requirepass = optarg;
-			break;
-		case O_ACLFILE:
-			if (!optarg[0])
-				return bad("--aclfile", optarg, "expected a file");
-			cfg.aclfile = optarg;
-			break;
-		case O_PROTECTED:
-			if (!strcmp(optarg, "yes"))
-				cfg.protected_mode = true;
-			else if (!strcmp(optarg, "no"))
-				cfg.protected_mode = false;
-			else
-				return bad("--protected-mode", optarg, "expected yes or no");
-			break;
-		case O_LOG:
-			if (!strcmp(optarg, "error"))
-				cfg.log_level = RMQ_DIAG_ERROR;
-			else if (!strcmp(optarg, "warn") || !strcmp(optarg, "warning"))
-				cfg.log_level = RMQ_DIAG_WARN;
-			else if (!strcmp(optarg, "info"))
-				cfg.log_level = RMQ_DIAG_INFO;
-			else if (!strcmp(optarg, "debug"))
-				cfg.log_level = RMQ_DIAG_DEBUG;
-			else
-				return bad("--log-level", optarg,
-					   "expected error, warn, info or debug");
-			break;
-		case 'h': usage(stdout); return 0;
-		case 'v': printf("ringmq-server %s\n", RMQ_VERSION); return 0;
-		case ':':
+	struct cli_setting *set = calloc((size_t)argc, sizeof(*set));
+	if (!set)
+		return 1;
+	size_t nset = 0;
+	const char *file = NULL;
+	char name[64];
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			free(set);
+			return 0;
+		}
+		if (!strcmp(a, "-V") || !strcmp(a, "-v") || !strcmp(a, "--version")) {
+			printf("ringmq-server %s\n", RMQ_VERSION);
+			free(set);
+			return 0;
+		}
+		if (a[0] == '-' && a[1]) {
+			const char *eq = strchr(a, '=');
+			size_t n = eq ? (size_t)(eq - a) : strlen(a);
+			unsigned flags = 0;
+			if (a[1] != '-' || n - 2 >= sizeof(name)) {
+				name[0] = '\0';
+			} else {
+				memcpy(name, a + 2, n - 2);
+				name[n - 2] = '\0';
+			}
+			if (!name[0] || !rmq_config_lookup(name, &flags)) {
+				fprintf(stderr,
+					"ringmq-server: unknown option '%s'\nTry 'ringmq-server --help'.\n",
+					a);
+				free(set);
+				return 2;
+			}
+			set[nset].name = a + 2;
+			if (eq) {
+				set[nset].value = eq + 1;
+			} else if (flags & RMQ_CONF_BOOL) {
+				set[nset].value = "yes";
+			} else if (i + 1 < argc) {
+				set[nset].value = argv[++i];
+			} else {
+				fprintf(stderr,
+					"ringmq-server: option '%s' needs a value\nTry 'ringmq-server --help'.\n",
+					a);
+				free(set);
+				return 2;
+			}
+			/* the name without "=value", in the argument itself */
+			set[nset].name = rmq_config_name(0); /* replaced below */
+			for (size_t k = 0; rmq_config_name(k); k++)
+				if (!strcasecmp(rmq_config_name(k), name))
+					set[nset].name = rmq_config_name(k);
+			nset++;
+		} else if (!file) {
+			file = a; /* the config file */
+		} else {
 			fprintf(stderr,
-				"ringmq-server: option '%s' needs a value\nTry 'ringmq-server --help'.\n",
-				argv[optind - 1]);
-			return 2;
-		default:
-			fprintf(stderr,
-				"ringmq-server: unknown option '%s'\nTry 'ringmq-server --help'.\n",
-				argv[optind - 1]);
+				"ringmq-server: unexpected argument '%s'\nTry 'ringmq-server --help'.\n",
+				a);
+			free(set);
 			return 2;
 		}
 	}
+	char err[512];
+	if (file && rmq_config_load_file(&cfg, file, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ringmq-server: %s\n", err);
+		free(set);
+		return 2;
+	}
+	for (size_t i = 0; i < nset; i++) {
+		char why[128], flag[80];
+		if (rmq_config_set(&cfg, set[i].name, set[i].value, why, sizeof(why)) != 0) {
+			snprintf(flag, sizeof(flag), "--%s", set[i].name);
+			int rc = bad(flag, set[i].value, why);
+			free(set);
+			return rc;
+		}
+	}
+	free(set);
 	/* A PUBLISH of a largest payload to a longest topic name must fit. */
 	if (cfg.max_request && cfg.max_request < cfg.max_payload + MIN_REQUEST_OVER_PAYLOAD) {
 		char v1[32];
 		snprintf(v1, sizeof(v1), "%zu", cfg.max_request);
 		return bad("--max-request", v1, "must be at least --max-payload + 1K");
-	}
-	if (optind < argc) {
-		fprintf(stderr,
-			"ringmq-server: unexpected argument '%s'\nTry 'ringmq-server --help'.\n",
-			argv[optind]);
-		return 2;
 	}
 	/* Process-wide, so the executable's choice (see platform.h). */
 	rmq_platform_tune_malloc();

@@ -10,7 +10,8 @@
  *
  * Replies are matched to requests by order, as RESP requires. Two things
  * can arrive in between on a live-subscribed connection: pushed messages
- * and "unsubscribe" pushes for deleted topics; both are queued for
+ * and the notices of deleted topics (a "message" on __ringmq__:deleted
+ * carrying the topic's name); both are queued for
  * rmq_next_message while a request waits for its own reply.
  */
 #define _GNU_SOURCE
@@ -445,23 +446,31 @@ static redisReply *q_pop(struct rmq_client *c)
 /* A reply that arrived while waiting for something else on a live
  * connection: keep it if it is a push we hand out. Returns true if r was
  * taken (queued or freed as stray). */
+/* The server's deletion notice: ["message", RMQ_DELETED_CHANNEL, topic]. */
+#define DELETED_CHANNEL "__ringmq__:deleted"
+static bool is_gone_notice(const redisReply *r)
+{
+	return is_push(r, "message") && str_is(r->element[1], DELETED_CHANNEL) &&
+	       is_str(r->element[2]);
+}
+
 static bool take_push(struct rmq_client *c, redisReply *r)
 {
-	if (is_push(r, "message")) {
-		q_push(c, r);
-		return true;
-	}
-	if (is_push(r, "unsubscribe")) {
-		/* Pushed when a topic we hold is deleted; one for a topic we
-		 * do not hold is the second answer to an UNSUBSCRIBE that
-		 * raced with the deletion. */
-		ssize_t i = live_find(c, r->element[1]->str, r->element[1]->len);
+	if (is_gone_notice(r)) {
+		/* A topic we hold was deleted (the server keeps counting the
+		 * subscription until it is unsubscribed; we stop holding it);
+		 * one we do not hold: an UNSUBSCRIBE raced with the deletion. */
+		ssize_t i = live_find(c, r->element[2]->str, r->element[2]->len);
 		if (i >= 0) {
 			live_remove(c, (size_t)i);
 			q_push(c, r);
 		} else {
 			freeReplyObject(r);
 		}
+		return true;
+	}
+	if (is_push(r, "message")) {
+		q_push(c, r);
 		return true;
 	}
 	return false;
@@ -975,6 +984,35 @@ static int sub_cmd(struct rmq_client *c, const char *cmd, const char *kind, cons
 	}
 }
 
+/* DSUBSCRIBE topic [FROM where]: one reply, [[topic, start]]. */
+static int dsubscribe(struct rmq_client *c, const char *topic, const char *where, uint64_t *start)
+{
+	const char *argv[] = { "DSUBSCRIBE", topic, "FROM", where };
+	size_t lens[] = { 10, strlen(topic), 4, where ? strlen(where) : 0 };
+	redisReply *r;
+	int rc = request(c, where ? 4 : 2, argv, lens, 0, &r);
+	if (rc != RMQ_OK)
+		return rc;
+	const redisReply *e = NULL;
+	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+		e = r->element[0];
+	if (r->type == REDIS_REPLY_ERROR) {
+		rc = map_error(c, r);
+	} else if (e && e->type == REDIS_REPLY_ARRAY && e->elements == 2 && is_str(e->element[0]) &&
+		   e->element[0]->len == lens[1] &&
+		   memcmp(e->element[0]->str, topic, lens[1]) == 0 &&
+		   e->element[1]->type == REDIS_REPLY_INTEGER && e->element[1]->integer > 0) {
+		if (start)
+			*start = (uint64_t)e->element[1]->integer;
+		rc = RMQ_OK;
+	} else {
+		rc = proto_err(c, "DSUBSCRIBE", r);
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
 int rmq_subscribe(struct rmq_client *c, const char *topic)
 {
 	if (!c)
@@ -985,8 +1023,8 @@ int rmq_subscribe(struct rmq_client *c, const char *topic)
 	if (!c->subscriber)
 		return set_err(
 			c, RMQ_ERR_STATE,
-			"durable SUBSCRIBE needs rmq_register_subscriber first (or use rmq_subscribe_live)");
-	return sub_cmd(c, "SUBSCRIBE", "subscribe", topic, false);
+			"durable DSUBSCRIBE needs rmq_register_subscriber first (or use rmq_subscribe_live)");
+	return dsubscribe(c, topic, NULL, NULL);
 }
 
 int rmq_subscribe_from(struct rmq_client *c, const char *topic, enum rmq_from from, uint64_t seq,
@@ -1014,29 +1052,8 @@ int rmq_subscribe_from(struct rmq_client *c, const char *topic, enum rmq_from fr
 	}
 	if (!c->subscriber)
 		return set_err(c, RMQ_ERR_STATE,
-			       "durable SUBSCRIBE needs rmq_register_subscriber first");
-	const char *argv[] = { "SUBSCRIBE", topic, "FROM", where };
-	size_t lens[] = { 9, strlen(topic), 4, strlen(where) };
-	redisReply *r;
-	if ((rc = request(c, 4, argv, lens, 0, &r)) != RMQ_OK)
-		return rc;
-	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
-	if (r->type == REDIS_REPLY_ERROR) {
-		rc = map_error(c, r);
-	} else if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
-		   str_is(r->element[0], "subscribe") && is_str(r->element[1]) &&
-		   r->element[1]->len == lens[1] &&
-		   memcmp(r->element[1]->str, topic, lens[1]) == 0 &&
-		   r->element[2]->type == REDIS_REPLY_INTEGER &&
-		   r->element[3]->type == REDIS_REPLY_INTEGER && r->element[3]->integer > 0) {
-		if (start)
-			*start = (uint64_t)r->element[3]->integer;
-		rc = RMQ_OK;
-	} else {
-		rc = proto_err(c, "SUBSCRIBE ... FROM", r);
-	}
-	freeReplyObject(r);
-	return rc;
+			       "durable DSUBSCRIBE needs rmq_register_subscriber first");
+	return dsubscribe(c, topic, where, start);
 }
 
 int rmq_ack(struct rmq_client *c, const char *topic, uint64_t seq)
@@ -1079,8 +1096,21 @@ int rmq_unsubscribe(struct rmq_client *c, const char *topic)
 	if (!c->subscriber)
 		return set_err(
 			c, RMQ_ERR_STATE,
-			"durable UNSUBSCRIBE needs rmq_register_subscriber first (or use rmq_unsubscribe_live)");
-	return sub_cmd(c, "UNSUBSCRIBE", "unsubscribe", topic, false);
+			"durable DUNSUBSCRIBE needs rmq_register_subscriber first (or use rmq_unsubscribe_live)");
+	const char *argv[] = { "DUNSUBSCRIBE", topic };
+	size_t lens[] = { 12, strlen(topic) };
+	redisReply *r;
+	if ((rc = request(c, 2, argv, lens, 0, &r)) != RMQ_OK)
+		return rc;
+	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
+	if (r->type == REDIS_REPLY_ERROR)
+		rc = map_error(c, r);
+	else if (r->type == REDIS_REPLY_INTEGER)
+		rc = RMQ_OK;
+	else
+		rc = proto_err(c, "DUNSUBSCRIBE", r);
+	freeReplyObject(r);
+	return rc;
 }
 
 struct pulled {
@@ -1239,11 +1269,12 @@ static int to_msg(struct rmq_client *c, redisReply *r, struct rmq_msg **msg)
 		freeReplyObject(r);
 		return set_err(c, RMQ_ERR_NOMEM, "out of memory");
 	}
-	bool data = str_is(r->element[0], "message");
+	bool data = !is_gone_notice(r);
+	const redisReply *t = data ? r->element[1] : r->element[2];
 	p->m = (struct rmq_msg){ .kind = data ? RMQ_MSG_DATA : RMQ_MSG_TOPIC_GONE,
 				 .seq = 0,
-				 .topic = r->element[1]->str,
-				 .topic_len = r->element[1]->len,
+				 .topic = t->str,
+				 .topic_len = t->len,
 				 .payload = data && is_str(r->element[2]) ? r->element[2]->str : "",
 				 .len = data && is_str(r->element[2]) ? r->element[2]->len : 0 };
 	p->reply = r;

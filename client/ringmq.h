@@ -2,7 +2,7 @@
  *
  * A thin layer over hiredis (the standard Redis C client): ringmq speaks
  * RESP, so every call below is one or more Redis-style commands
- * (REGISTER, CREATE, PUBLISH, SUBSCRIBE, PULL, ...). Link with
+ * (REGISTER, CREATE, PUBLISH, SUBSCRIBE, DSUBSCRIBE, PULL, ...). Link with
  * `pkg-config --cflags --libs ringmq`.
  *
  * A connection is in one of three modes, fixed by the first call that
@@ -234,9 +234,10 @@ struct rmq_subscriber_opts {
 int rmq_register_subscriber_ex(struct rmq_client *c, const char *name,
 			       const struct rmq_subscriber_opts *opts);
 
-/* Subscribes the registered subscriber to topic, starting at the topic's
- * current end; an existing subscription keeps its position. RMQ_ERR_STATE
- * if not registered (see rmq_subscribe_live), RMQ_ERR_NOTOPIC. */
+/* Subscribes the registered subscriber to topic (DSUBSCRIBE), starting at
+ * the topic's current end; an existing subscription keeps its position.
+ * RMQ_ERR_STATE if not registered (see rmq_subscribe_live),
+ * RMQ_ERR_NOTOPIC. */
 int rmq_subscribe(struct rmq_client *c, const char *topic);
 
 /* Where rmq_subscribe_from starts a subscription. */

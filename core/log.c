@@ -90,8 +90,8 @@ static inline struct slot *seg_slot(const struct rmq_seg *s, uint32_t i)
 /* A disk log's state (struct rmq_log_disk is opaque in log.h). */
 struct rmq_log_disk {
 	_Atomic int refs; /* the log's, and one per segdisk */
-	int dirfd;
-	char *dir;
+	char *dir;        /* opened only to create, delete or sync: an idle
+			   * disk topic holds no file descriptor */
 	uint64_t topic_id;
 	uint32_t seg_max;
 	bool durable_reads;
@@ -212,7 +212,6 @@ static void ld_put(struct rmq_log_disk *ld)
 {
 	if (atomic_fetch_sub(&ld->refs, 1) != 1)
 		return;
-	close(ld->dirfd);
 	pthread_mutex_destroy(&ld->sync_lock);
 	pthread_mutex_destroy(&ld->err_lock);
 	free(ld->dir);
@@ -228,22 +227,32 @@ static void dk_put(struct segdisk *dk)
 	free(dk);
 }
 
-/* Frees a segment: a disk one's mapping goes now, its file descriptor
- * with the last reference (a syncer may still be using it). */
+/* Frees a segment: a disk one's mapping goes with the last reference (a
+ * syncer may still be msync()ing it). */
 static void seg_free(struct rmq_seg *s)
 {
-	struct segdisk *dk = s->dk;
-	if (dk) {
-		munmap(dk->f.map, dk->f.size);
-		dk->f.map = NULL;
-		dk_put(dk);
-	}
+	if (s->dk)
+		dk_put(s->dk);
 	free(s);
 }
 
 static void seg_free_rcu(struct rcu_head *h)
 {
 	seg_free(caa_container_of(h, struct rmq_seg, rcu));
+}
+
+static int ld_open_dir(const struct rmq_log_disk *ld)
+{
+	return open(ld->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Removes segment file name of the log (best effort, like unlinkat was). */
+static void ld_unlink(const struct rmq_log_disk *ld, const char *name)
+{
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof(path), "%s/%s", ld->dir, name);
+	if (n > 0 && (size_t)n < sizeof(path))
+		(void)unlink(path);
 }
 
 uint64_t rmq_log_wall_ms(void)
@@ -282,7 +291,16 @@ static struct rmq_seg *seg_new_disk(struct rmq_log *log, uint32_t size, uint64_t
 		*err = -ENOMEM;
 		return NULL;
 	}
-	int rc = rmq_segf_create(ld->dirfd, base, size, ld->topic_id, rmq_log_wall_ms(), &dk->f);
+	int dfd = ld_open_dir(ld), rc;
+	if (dfd < 0) {
+		rc = errno > 0 ? -errno : -EIO;
+	} else {
+		rc = rmq_segf_create(dfd, base, size, ld->topic_id, rmq_log_wall_ms(), &dk->f);
+		close(dfd);
+	}
+	/* The mapping is all the segment needs from here on. */
+	if (rc == 0)
+		rmq_segf_close_fd(&dk->f);
 	if (rc < 0) {
 		atomic_fetch_add(&ld->st_create_errors, 1);
 		char name[RMQ_SEGF_NAME_LEN];
@@ -542,7 +560,7 @@ static int trim_try(struct rmq_log *log, uint64_t room, uint64_t now_ms, unsigne
 			 * for readers until the grace period): the directory
 			 * always holds a gap-free run of segments, so recovery
 			 * can take a gap for damage. */
-			(void)unlinkat(h->dk->ld->dirfd, h->dk->f.name, 0);
+			ld_unlink(h->dk->ld, h->dk->f.name);
 			atomic_fetch_add(&h->dk->ld->st_deleted, 1);
 		}
 		urcu_qsbr_call_rcu(&h->rcu, seg_free_rcu);
@@ -674,7 +692,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			s = seg_new_disk(log, size, base, &err);
 			if (!s) {
 				atomic_store_explicit(&ld->creating, 0, memory_order_release);
-				return err;
+				return err < 0 ? err : -RMQ_LOG_EIO;
 			}
 		} else {
 			s = seg_new(log, size, base);
@@ -705,7 +723,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 			atomic_fetch_sub(&log->retained, size);
 			TOT(log, retained, -(int64_t)size);
 			if (disk)
-				(void)unlinkat(log->disk->dirfd, s->dk->f.name, 0);
+				ld_unlink(log->disk, s->dk->f.name);
 			seg_free(s); /* never published: no grace period needed */
 		}
 		if (disk)
@@ -968,13 +986,33 @@ uint32_t rmq_batch_reclen(const struct rmq_batch *b, uint32_t i)
 
 /* --- disk logs: sync --- */
 
-int (*rmq_log_sync_hook)(int fd, bool datasync);
+int (*rmq_log_sync_hook)(const char *file, bool datasync);
 
-static int do_sync(int fd, bool datasync)
+/* fsync of the log's directory: opened for it, closed after. */
+static int sync_dir(const struct rmq_log_disk *ld)
 {
 	if (rmq_log_sync_hook)
-		return rmq_log_sync_hook(fd, datasync);
-	return datasync ? fdatasync(fd) : fsync(fd);
+		return rmq_log_sync_hook(NULL, false);
+	int fd = ld_open_dir(ld);
+	if (fd < 0)
+		/* Gone with its topic (DELETE removes the directory): nothing
+		 * of it is left to make durable. */
+		return errno == ENOENT ? 0 : -1;
+	int rc = fsync(fd);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return rc;
+}
+
+/* The segment's records to disk through its mapping (msync MS_SYNC is
+ * fdatasync of the mapped range; measured no slower here than fdatasync on
+ * an fd, see bench/README.md) so it needs no descriptor. */
+static int sync_seg(const struct segdisk *dk)
+{
+	if (rmq_log_sync_hook)
+		return rmq_log_sync_hook(dk->f.name, true);
+	return rmq_segf_sync(&dk->f);
 }
 
 struct sync_job {
@@ -983,11 +1021,23 @@ struct sync_job {
 	uint32_t hdr_val;   /* what it wrote to the header before syncing */
 };
 
-int rmq_log_sync(struct rmq_log *log, bool offline)
+/* One log's sync round: what round_prepare found to sync, with the log's
+ * sync_lock held from round_prepare to round_finish. */
+struct sync_round {
+	struct rmq_log *log;
+	struct sync_job small[8], *jobs;
+	size_t nj, cap;
+	bool data, dird, work, failed;
+	uint64_t target;
+};
+
+/* Locks the log's syncer and finds what a sync would cover: the directory
+ * if a segment was created, and each segment with records (or a header)
+ * not yet durable. Writes the headers and takes a reference on each job's
+ * file. Returns false (lock released) when the log has failed. */
+static bool round_prepare(struct rmq_log *log, bool offline, struct sync_round *r)
 {
 	struct rmq_log_disk *ld = log->disk;
-	if (!ld)
-		return 0;
 	if (offline) {
 		urcu_qsbr_thread_offline();
 		pthread_mutex_lock(&ld->sync_lock);
@@ -995,19 +1045,22 @@ int rmq_log_sync(struct rmq_log *log, bool offline)
 	} else {
 		pthread_mutex_lock(&ld->sync_lock);
 	}
+	r->log = log;
+	r->jobs = r->small;
+	r->nj = 0;
+	r->cap = 8;
+	r->data = r->work = r->failed = false;
 	if (atomic_load(&ld->failed)) {
 		pthread_mutex_unlock(&ld->sync_lock);
-		return -RMQ_LOG_EIO;
+		r->failed = true;
+		return false;
 	}
 	/* Commits from here on mark the log dirty again. */
 	atomic_store(&ld->dirty_ms, 0);
-	int dird = atomic_exchange(&ld->dir_dirty, 0);
+	r->dird = atomic_exchange(&ld->dir_dirty, 0) != 0;
 
 	/* Walk from the first segment not fully synced, like a reader. */
-	struct sync_job small[8], *jobs = small;
-	size_t nj = 0, cap = 8;
-	bool data = false;
-	uint64_t target = atomic_load(&ld->durable_seq);
+	r->target = atomic_load(&ld->durable_seq);
 	uint64_t hb = atomic_load_explicit(&log->head_base, memory_order_acquire);
 	struct rmq_seg *s = ld->sync_seg;
 	if (!s || ld->sync_base < hb)
@@ -1034,80 +1087,181 @@ int rmq_log_sync(struct rmq_log *log, bool offline)
 		}
 		front = false;
 		if (i > dk->durable || dk->hdr_durable != dk->durable) {
-			if (nj == cap) {
-				cap *= 2;
-				struct sync_job *nv = rmq_malloc(cap * sizeof(*nv));
-				memcpy(nv, jobs, nj * sizeof(*nv));
-				if (jobs != small)
-					free(jobs);
-				jobs = nv;
+			if (r->nj == r->cap) {
+				r->cap *= 2;
+				struct sync_job *nv = rmq_malloc(r->cap * sizeof(*nv));
+				memcpy(nv, r->jobs, r->nj * sizeof(*nv));
+				if (r->jobs != r->small)
+					free(r->jobs);
+				r->jobs = nv;
 			}
 			/* The header gets what the previous round made durable:
 			 * never ahead of the data (see segfile.h). */
 			atomic_store_explicit(&rmq_segf_hdr(&dk->f)->synced, dk->durable,
 					      memory_order_relaxed);
-			jobs[nj++] = (struct sync_job){ dk, i, dk->durable };
+			r->jobs[r->nj++] = (struct sync_job){ dk, i, dk->durable };
 			if (i > dk->durable)
-				data = true;
+				r->data = true;
 		}
-		target = s->base + i;
+		r->target = s->base + i;
 		if (!full)
 			break;
 		s = nx;
 	}
-	int rc = 0;
 	/* Header-only jobs (a segment whose records were synced by an earlier
 	 * round, with the header still saying less) are synced too: once per
 	 * segment, and without it a clean stop would leave every header one
 	 * round behind, so recovery would take damage to synced records for a
 	 * torn tail and truncate silently instead of refusing. */
-	if (data || dird || nj) {
-		for (size_t k = 0; k < nj; k++)
-			atomic_fetch_add(&jobs[k].dk->refs, 1);
-		if (offline)
-			urcu_qsbr_thread_offline();
-		uint64_t t0 = rmq_now_ns(), calls = 0;
-		/* The directory first: a new segment's name must be on disk
-		 * before its records count as synced. */
-		if (dird) {
-			calls++;
-			if (do_sync(ld->dirfd, false) != 0) {
-				ld_error(ld, true, "fsync", NULL, errno);
-				rc = -RMQ_LOG_EIO;
-			}
+	r->work = r->data || r->dird || r->nj;
+	for (size_t k = 0; k < r->nj; k++)
+		atomic_fetch_add(&r->jobs[k].dk->refs, 1);
+	return true;
+}
+
+/* Syncs what round_prepare found, file by file; 0 or -RMQ_LOG_EIO (the
+ * error recorded, sticky). Adds the calls made to *calls. */
+static int round_sync_files(struct sync_round *r, uint64_t *calls)
+{
+	struct rmq_log_disk *ld = r->log->disk;
+	/* The directory first: a new segment's name must be on disk before
+	 * its records count as synced. */
+	if (r->dird) {
+		(*calls)++;
+		if (sync_dir(ld) != 0) {
+			ld_error(ld, true, "fsync", NULL, errno);
+			return -RMQ_LOG_EIO;
 		}
-		for (size_t k = 0; k < nj && rc == 0; k++) {
-			calls++;
-			if (do_sync(jobs[k].dk->f.fd, true) != 0) {
-				ld_error(ld, true, "fdatasync", jobs[k].dk->f.name, errno);
-				rc = -RMQ_LOG_EIO;
-			}
-		}
-		atomic_fetch_add(&ld->st_fsyncs, calls);
-		atomic_fetch_add(&ld->st_sync_ns, rmq_now_ns() - t0);
-		atomic_fetch_add(&ld->st_syncs, 1);
-		if (offline)
-			urcu_qsbr_thread_online();
-		for (size_t k = 0; k < nj; k++) {
-			if (rc == 0) {
-				jobs[k].dk->hdr_durable = jobs[k].hdr_val;
-				jobs[k].dk->durable = jobs[k].committed;
-			}
-			dk_put(jobs[k].dk);
-		}
-		if (rc == 0 && target > atomic_load(&ld->durable_seq))
-			atomic_store_explicit(&ld->durable_seq, target, memory_order_release);
 	}
-	if (jobs != small)
-		free(jobs);
+	for (size_t k = 0; k < r->nj; k++) {
+		(*calls)++;
+		if (sync_seg(r->jobs[k].dk) != 0) {
+			ld_error(ld, true, "fdatasync", r->jobs[k].dk->f.name, errno);
+			return -RMQ_LOG_EIO;
+		}
+	}
+	return 0;
+}
+
+/* Publishes the round's result (rc 0: everything it found is durable) and
+ * releases the lock. */
+static void round_finish(struct sync_round *r, int rc, uint64_t calls, uint64_t ns)
+{
+	struct rmq_log *log = r->log;
+	struct rmq_log_disk *ld = log->disk;
+	if (r->work) {
+		atomic_fetch_add(&ld->st_fsyncs, calls);
+		atomic_fetch_add(&ld->st_sync_ns, ns);
+		atomic_fetch_add(&ld->st_syncs, 1);
+		for (size_t k = 0; k < r->nj; k++) {
+			if (rc == 0) {
+				r->jobs[k].dk->hdr_durable = r->jobs[k].hdr_val;
+				r->jobs[k].dk->durable = r->jobs[k].committed;
+			}
+			dk_put(r->jobs[k].dk);
+		}
+		if (rc == 0 && r->target > atomic_load(&ld->durable_seq))
+			atomic_store_explicit(&ld->durable_seq, r->target, memory_order_release);
+	}
+	if (r->jobs != r->small)
+		free(r->jobs);
 	/* Records committed but behind an uncommitted one were not covered:
 	 * the log is still dirty. */
-	if (rc == 0 && rmq_log_next_seq(log) - 1 > target) {
+	if (rc == 0 && rmq_log_next_seq(log) - 1 > r->target) {
 		uint64_t z = 0;
 		atomic_compare_exchange_strong(&ld->dirty_ms, &z, rmq_now_ms() | 1);
 	}
 	pthread_mutex_unlock(&ld->sync_lock);
+}
+
+int rmq_log_sync(struct rmq_log *log, bool offline)
+{
+	if (!log->disk)
+		return 0;
+	struct sync_round r;
+	if (!round_prepare(log, offline, &r))
+		return -RMQ_LOG_EIO;
+	int rc = 0;
+	uint64_t calls = 0, t0 = 0;
+	if (r.work) {
+		if (offline)
+			urcu_qsbr_thread_offline();
+		t0 = rmq_now_ns();
+		rc = round_sync_files(&r, &calls);
+		t0 = rmq_now_ns() - t0;
+		if (offline)
+			urcu_qsbr_thread_online();
+	}
+	round_finish(&r, rc, calls, t0);
 	return rc;
+}
+
+int (*rmq_log_syncfs_hook)(int fd);
+
+/* Batches run one at a time: each holds the sync locks of its logs. */
+static pthread_mutex_t batch_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A batch holds the sync lock of each of its logs across the syncfs: at
+ * most this many at once (ThreadSanitizer, for one, tracks at most 64
+ * locks held by a thread). Larger batches run in turns, one syncfs each. */
+#define SYNC_BATCH_MAX 32
+
+static int sync_batch_part(struct rmq_log *const *logs, size_t n, int fsfd, int *rcs);
+
+int rmq_log_sync_batch(struct rmq_log *const *logs, size_t n, int fsfd, int *rcs)
+{
+	int work = 0;
+	for (size_t off = 0; off < n; off += SYNC_BATCH_MAX) {
+		size_t k = n - off < SYNC_BATCH_MAX ? n - off : SYNC_BATCH_MAX;
+		work += sync_batch_part(logs + off, k, fsfd, rcs + off);
+	}
+	return work;
+}
+
+static int sync_batch_part(struct rmq_log *const *logs, size_t n, int fsfd, int *rcs)
+{
+	struct sync_round *r = rmq_calloc(n ? n : 1, sizeof(*r));
+	urcu_qsbr_thread_offline();
+	pthread_mutex_lock(&batch_mu);
+	urcu_qsbr_thread_online();
+	size_t work = 0;
+	for (size_t i = 0; i < n; i++) {
+		rcs[i] = 0;
+		if (!logs[i]->disk) {
+			r[i].log = NULL;
+			continue;
+		}
+		if (!round_prepare(logs[i], true, &r[i])) {
+			rcs[i] = -RMQ_LOG_EIO;
+			r[i].log = NULL;
+			continue;
+		}
+		work += r[i].work;
+	}
+	urcu_qsbr_thread_offline();
+	uint64_t t0 = rmq_now_ns();
+	/* One syncfs for all; if it reports an error (which may be any file's
+	 * on that file system), each log is synced on its own instead, so the
+	 * error lands on the file it belongs to and never passes for success. */
+	bool whole =
+		work > 0 && (rmq_log_syncfs_hook ? rmq_log_syncfs_hook(fsfd) : syncfs(fsfd)) == 0;
+	uint64_t ns = work ? (rmq_now_ns() - t0) / work : 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!r[i].log)
+			continue;
+		uint64_t calls = whole && r[i].work ? 1 : 0, t1 = rmq_now_ns();
+		int rc = 0;
+		if (r[i].work && !whole)
+			rc = round_sync_files(&r[i], &calls);
+		rcs[i] = rc;
+		urcu_qsbr_thread_online();
+		round_finish(&r[i], rc, calls, whole ? ns : rmq_now_ns() - t1);
+		urcu_qsbr_thread_offline();
+	}
+	urcu_qsbr_thread_online();
+	pthread_mutex_unlock(&batch_mu);
+	free(r);
+	return (int)work;
 }
 
 bool rmq_log_sync_pending(struct rmq_log *log)
@@ -1395,7 +1549,7 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 				/* Repaired: its header must stop claiming more. */
 				atomic_store(&rmq_segf_hdr(&r->f)->synced, r->count);
 				r->synced = r->count;
-				(void)fdatasync(r->f.fd);
+				(void)rmq_segf_sync(&r->f);
 			}
 			(void)fsync(dirfd);
 			n = keep;
@@ -1465,7 +1619,7 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 		return -ENOMEM;
 	}
 	ld_init(ld);
-	ld->dirfd = dirfd;
+	close(dirfd);
 	ld->dir = dir;
 	ld->topic_id = conf->topic_id;
 	ld->seg_max = conf->seg_max ? conf->seg_max & ~15u : RMQ_DISK_SEG_DEFAULT;
@@ -1506,6 +1660,7 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 				(void)fallocate(r->f.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 						(off_t)lo, (off_t)(hi - lo));
 		}
+		rmq_segf_close_fd(&dk->f);
 		if (prev)
 			atomic_store(&prev->next, s);
 		else

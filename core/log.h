@@ -330,6 +330,20 @@ static inline bool rmq_log_is_disk(const struct rmq_log *log)
  * RCU-protected pointers across the call. */
 int rmq_log_sync(struct rmq_log *log, bool offline);
 
+/* rmq_log_sync of n logs at once with one syncfs(fsfd) (fsfd: any
+ * descriptor on the file system holding them) instead of a sync per
+ * segment file: on a disk whose cache flush costs milliseconds, thousands
+ * of topics with a few unsynced bytes each (everysec, a clean stop) are
+ * synced in one flush instead of thousands. If syncfs reports an error
+ * (which may be another file's), each log is synced on its own, so an
+ * error is only ever recorded on the log it belongs to. rcs[i] gets
+ * logs[i]'s result, as rmq_log_sync's. Holds the logs' sync locks
+ * meanwhile (batches run one at a time). The caller is online, holds each
+ * log by other means (topic references) and keeps no RCU pointer across
+ * the call, as with rmq_log_sync(..., true). Returns how many logs had
+ * something to sync. */
+int rmq_log_sync_batch(struct rmq_log *const *logs, size_t n, int fsfd, int *rcs);
+
 /* Whether rmq_log_sync has anything to do (cheap; any thread). */
 bool rmq_log_sync_pending(struct rmq_log *log);
 
@@ -356,9 +370,11 @@ struct rmq_log_disk_stats {
 };
 void rmq_log_disk_stats(struct rmq_log *log, struct rmq_log_disk_stats *st);
 
-/* Test hook: when set, rmq_log_sync calls it instead of fdatasync(fd)
- * (datasync) or fsync(fd) (the directory); it returns 0 or -1 with errno
- * set, like them. */
-extern int (*rmq_log_sync_hook)(int fd, bool datasync);
+/* Test hook: when set, rmq_log_sync calls it instead of syncing segment
+ * file `file` (datasync, msync of its mapping) or the directory (file NULL,
+ * fsync); it returns 0 or -1 with errno set, like them. */
+extern int (*rmq_log_sync_hook)(const char *file, bool datasync);
+/* Test hook: when set, rmq_log_sync_batch calls it instead of syncfs(fd). */
+extern int (*rmq_log_syncfs_hook)(int fd);
 
 #endif

@@ -183,6 +183,19 @@ void rmq_segf_close(struct rmq_segf *f)
 	}
 }
 
+void rmq_segf_close_fd(struct rmq_segf *f)
+{
+	if (f->fd >= 0) {
+		close(f->fd);
+		f->fd = -1;
+	}
+}
+
+int rmq_segf_sync(const struct rmq_segf *f)
+{
+	return msync(f->map, f->size, MS_SYNC);
+}
+
 uint32_t rmq_segf_scan(const struct rmq_segf *f, uint32_t max, uint64_t *bytes)
 {
 	const char *data = f->map + RMQ_SEGF_HDR;

@@ -66,9 +66,12 @@ struct rmq_slot {
 #define RMQ_SLOT_MEM 16u
 #define RMQ_SLOT_DISK 20u
 
-/* An open, mapped segment file. */
+/* A mapped segment file. fd is open from rmq_segf_create/_open until
+ * rmq_segf_close_fd: the mapping (MAP_SHARED) stays valid without it, and
+ * rmq_segf_sync needs only the mapping, so an idle segment holds no file
+ * descriptor. */
 struct rmq_segf {
-	int fd;
+	int fd;      /* -1 once closed */
 	char *map;   /* the whole file */
 	size_t size; /* file size */
 	uint64_t base;
@@ -104,6 +107,14 @@ int rmq_segf_open(int dirfd, const char *name, uint64_t topic_id, struct rmq_seg
 
 /* Unmaps and closes (the file stays). */
 void rmq_segf_close(struct rmq_segf *f);
+
+/* Closes the file descriptor only; the mapping stays. */
+void rmq_segf_close_fd(struct rmq_segf *f);
+
+/* Writes the mapping's dirty pages and waits for them (msync MS_SYNC, which
+ * on Linux is fdatasync of the file's range: no fd needed). 0 or -1 with
+ * errno set. */
+int rmq_segf_sync(const struct rmq_segf *f);
 
 static inline struct rmq_segf_hdr *rmq_segf_hdr(const struct rmq_segf *f)
 {

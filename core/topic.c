@@ -73,6 +73,8 @@ struct rmq_broker {
 	uint32_t nshards;
 	rmq_wake_fn wake;
 	void *wake_ctx;
+	rmq_created_fn created; /* rmq_broker_on_create */
+	void *created_ctx;
 	struct shard shards[RMQ_MAX_SHARDS];
 	/* Totals (rmq_broker_totals): rare events only, shared. */
 	_Atomic int64_t ntopics __attribute__((aligned(RMQ_CACHELINE)));
@@ -315,7 +317,15 @@ int rmq_topic_create_ex(struct rmq_broker *b, const char *name, size_t len, uint
 		return -EEXIST;
 	}
 	atomic_fetch_add_explicit(&b->ntopics, 1, memory_order_relaxed);
+	if (b->created)
+		b->created(b->created_ctx, t);
 	return 0;
+}
+
+void rmq_broker_on_create(struct rmq_broker *b, rmq_created_fn fn, void *ctx)
+{
+	b->created_ctx = ctx;
+	b->created = fn;
 }
 
 struct rmq_topic *rmq_topic_lookup(struct rmq_broker *b, const char *name, size_t len)

@@ -132,6 +132,15 @@ struct rmq_broker *rmq_broker_new(uint32_t nshards, rmq_wake_fn wake, void *wake
 void rmq_broker_free(struct rmq_broker *b);
 uint32_t rmq_broker_nshards(const struct rmq_broker *b);
 
+/* Called by the thread that created topic t, right after t became visible
+ * to lookups (rmq_topic_create, rmq_topic_create_ex), before that call
+ * returns; t is valid until the caller's next quiescent state. Must not
+ * block for long: the server matches t against its pattern subscriptions
+ * here (net/pattern.c). */
+typedef void (*rmq_created_fn)(void *ctx, struct rmq_topic *t);
+/* Sets b's topic-creation callback; call before any topic is created. */
+void rmq_broker_on_create(struct rmq_broker *b, rmq_created_fn fn, void *ctx);
+
 /* true if name is a valid topic name (rmq_name_valid() in ringmq_proto.h:
  * 1..255 bytes, no whitespace, no control characters). */
 bool rmq_topic_name_valid(const char *name, size_t len);

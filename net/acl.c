@@ -28,6 +28,7 @@
 #define SHA_LEN 32
 #define USER_NAME_MAX 128
 #define OWNERS_FILE "acl-owners"
+#define CLIENT_DESC_MAX 768 /* an ACL LOG entry's client-info */
 
 struct rmq_acl_user {
 	_Atomic unsigned long refs;
@@ -47,7 +48,7 @@ struct acl_log_entry {
 	char reason[16];                            /* auth, command, channel */
 	char object[128];
 	char username[USER_NAME_MAX];
-	char client[640];
+	char client[CLIENT_DESC_MAX];
 };
 
 struct owner {
@@ -707,36 +708,16 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* CLIENT INFO's line for c (cmd.c), as Redis's ACL LOG has it: client
+ * libraries parse its fields (redis-py's acl_log converts the numeric
+ * ones). */
 static void client_desc(struct conn *c, char *out, size_t n)
 {
-	char addr[INET6_ADDRSTRLEN + 8] = "?";
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	socklen_t sl = sizeof(ss);
-	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
-		char ip[INET6_ADDRSTRLEN] = "";
-		int port = 0;
-		if (ss.ss_family == AF_INET) {
-			const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-			port = ntohs(a->sin_port);
-		} else if (ss.ss_family == AF_INET6) {
-			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-			port = ntohs(a->sin6_port);
-		}
-		snprintf(addr, sizeof(addr), "%s:%d", ip, port);
-	}
-	/* CLIENT LIST's shape, every field Redis has: client libraries parse
-	 * them (redis-py's acl_log converts the numeric ones) */
-	snprintf(out, n,
-		 "id=%llu addr=%s laddr=? fd=%d name=%s age=%llu idle=0 flags=N db=0 sub=%d "
-		 "psub=0 ssub=0 multi=-1 qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 "
-		 "omem=%zu tot-mem=%zu events=r cmd=? user=%s redir=-1 resp=2",
-		 (unsigned long long)c->id, addr, c->fd, c->name ? c->name : "",
-		 (unsigned long long)((rmq_now_ms() - c->created_ms) / 1000), c->n_live_subs,
-		 rmq_buf_pending(&c->in), rmq_buf_pending(&c->out), c->mem,
-		 c->acl.user ? c->acl.user->name : "");
+	struct rmq_buf b = { 0 };
+	rmq__cmd_client_info(c, &b);
+	size_t len = b.len && b.data[b.len - 1] == '\n' ? b.len - 1 : b.len;
+	snprintf(out, n, "%.*s", (int)len, b.data ? b.data : "");
+	rmq_buf_free(&b);
 }
 
 /* The i-th newest entry of the log. Under acl->lock. */
@@ -747,12 +728,9 @@ static struct acl_log_entry *log_at(struct rmq_acl *acl, size_t i)
 
 /* Adds a denial to the log: like Redis, one entry per (reason, object,
  * user) seen again within a minute, with a count, moved to the front. */
-static void log_add(struct server *srv, struct conn *c, const char *reason, const char *obj,
-		    size_t olen, const char *user, size_t ulen)
+static void log_add_client(struct rmq_acl *acl, const char *client, const char *reason,
+			   const char *obj, size_t olen, const char *user, size_t ulen)
 {
-	struct rmq_acl *acl = srv->acl;
-	char client[640];
-	client_desc(c, client, sizeof(client));
 	char o[128], un[USER_NAME_MAX];
 	snprintf(o, sizeof(o), "%.*s", (int)(olen > 127 ? 127 : olen), obj);
 	snprintf(un, sizeof(un), "%.*s", (int)(ulen >= USER_NAME_MAX ? USER_NAME_MAX - 1 : ulen),
@@ -786,6 +764,15 @@ static void log_add(struct server *srv, struct conn *c, const char *reason, cons
 	snprintf(e->username, sizeof(e->username), "%s", un);
 	snprintf(e->client, sizeof(e->client), "%s", client);
 	pthread_mutex_unlock(&acl->lock);
+}
+
+/* log_add_client for a connection: its CLIENT INFO line. */
+static void log_add(struct server *srv, struct conn *c, const char *reason, const char *obj,
+		    size_t olen, const char *user, size_t ulen)
+{
+	char client[CLIENT_DESC_MAX];
+	client_desc(c, client, sizeof(client));
+	log_add_client(srv->acl, client, reason, obj, olen, user, ulen);
 }
 
 /* --- durable subscriber owners --- */
@@ -990,6 +977,50 @@ bool rmq__acl_topic_slow(struct conn *c, const char *t, size_t n, bool reply)
 	return false;
 }
 
+bool rmq__acl_authenticated(struct conn *c)
+{
+	if (c->acl.user)
+		return true;
+	/* Redis's text, word for word */
+	rmq_resp_error(&c->out,
+		       "NOAUTH HELLO must be called with the client already authenticated, "
+		       "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+		       "authenticate the client and select the RESP protocol version at the same "
+		       "time");
+	return false;
+}
+
+const char *rmq__acl_user_name(const struct conn *c)
+{
+	return c->acl.user ? c->acl.user->name : "default";
+}
+
+/* Whether some pattern of u covers the whole of pattern p (rmq_glob_covers). */
+static bool user_pattern_ok(const struct rmq_acl_user *u, const char *p, size_t n)
+{
+	if (u->all_topics)
+		return true;
+	for (size_t i = 0; i < u->ntopics; i++)
+		if (rmq_glob_covers(u->topics[i], strlen(u->topics[i]), p, n))
+			return true;
+	return false;
+}
+
+bool rmq__acl_pattern(struct conn *c, const char *p, size_t n)
+{
+	if (c->acl.user && user_pattern_ok(c->acl.user, p, n))
+		return true;
+	struct server *srv = c->worker->srv;
+	const char *un = c->acl.user ? c->acl.user->name : "";
+	atomic_fetch_add_explicit(&srv->acl->denied_channel, 1, memory_order_relaxed);
+	log_add(srv, c, "channel", p, n, un, strlen(un));
+	rmq_resp_errorf(&c->out,
+			"NOPERM User %s has no permissions to subscribe to the pattern '%.*s': "
+			"its topic patterns do not cover every topic it matches",
+			un, (int)(n > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : n), p);
+	return false;
+}
+
 bool rmq__acl_publish_slow(struct conn *c, const char *t, size_t n)
 {
 	if (c->acl.epoch != rmq_acl_epoch(c->worker->srv->acl))
@@ -1027,6 +1058,12 @@ static bool conn_still_allowed(struct conn *c)
 	for (int i = 0; i < c->n_live_subs; i++) {
 		const struct rmq_topic *t = c->live_subs[i]->watch->topic;
 		if (!rmq__acl_topic_slow(c, t->name, t->name_len, false))
+			return false;
+	}
+	const struct psub *ps;
+	cds_list_for_each_entry(ps, &c->psubs, conn_link)
+	{
+		if (!c->acl.user || !user_pattern_ok(c->acl.user, ps->pat, ps->plen))
 			return false;
 	}
 	if (c->dsub) {

@@ -89,6 +89,7 @@ void rmq__blocked_park(struct conn *c, struct rmq_watch *watch, const char *topi
 	c->parked.deadline_ms = deadline_ms;
 	c->parked.silent = false;
 	c->blocked = true;
+	stat_add(&c->worker->stats.blocked, 1);
 	c->parked.watch = watch;
 	cds_list_add_tail(&c->parked.watch_link, &watch->waiters);
 	if (deadline_ms)
@@ -103,6 +104,7 @@ void rmq__blocked_unpark(struct conn *c)
 	if (!c->blocked)
 		return;
 	c->blocked = false;
+	stat_add(&c->worker->stats.blocked, UINT64_MAX); /* -1, wrapping */
 	rmq_dsub_unwait(c->dsub, c->token);
 	cds_list_del_init(&c->parked.watch_link);
 	if (c->parked.heap_idx)

@@ -7,11 +7,16 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "procstat.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* INFO's redis_version. Redis clients read it to decide which commands
@@ -29,6 +34,12 @@
 #define CREATE_SYNTAX \
 	"ERR syntax error: CREATE topic [CAPACITY bytes] [ONFULL reject|drop-oldest] [STORAGE disk|memory] [MAXAGE seconds]"
 #define RMQ_MAXAGE_MAX_S 315360000ULL
+/* Names the server uses for its own channels: no topic may have them. */
+#define RMQ_RESERVED_PREFIX "__ringmq__:"
+#define RMQ_RESERVED_PREFIX_LEN (sizeof(RMQ_RESERVED_PREFIX) - 1)
+/* A transaction (MULTI) queues at most this many commands and bytes. */
+#define MULTI_MAX_COMMANDS 100000
+#define MULTI_MAX_BYTES (64u << 20)
 /* At most one allocation-failure log line per worker per this many ms. */
 #define OOM_LOG_INTERVAL_MS 1000
 
@@ -95,7 +106,8 @@ static void cmd_ping(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc > 2)
 		return err_args(c, "ping");
-	if (c->n_live_subs) { /* Redis: in subscribe mode PING replies with a push */
+	if (live_count(c) && !c->resp3) { /* Redis: in RESP2 subscribe mode PING
+					    * replies with a push */
 		rmq_resp_array(&c->out, 2);
 		rmq_resp_bulkstr(&c->out, "pong");
 		if (argc == 2)
@@ -145,7 +157,14 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return err_args(c, "create");
 	if (!check_topic_name(c, &argv[1]) || !rmq__acl_topic(c, argv[1].p, argv[1].len))
 		return;
+	if (argv[1].len >= RMQ_RESERVED_PREFIX_LEN &&
+	    memcmp(argv[1].p, RMQ_RESERVED_PREFIX, RMQ_RESERVED_PREFIX_LEN) == 0)
+		return rmq_resp_error(&c->out, "ERR topic names starting with '" RMQ_RESERVED_PREFIX
+					       "' are reserved (" RMQ_DELETED_CHANNEL
+					       " carries deletion notices)");
 	struct server *srv = srv_of(c);
+	if (rmq__ops_oom(c, srv, RMQ_OPS_CREATE_RESERVE))
+		return;
 	uint64_t cap = srv->cfg.default_capacity, maxage_ms = 0;
 	enum rmq_onfull onfull = RMQ_ONFULL_REJECT;
 	bool disk = srv->persist && srv->cfg.storage_disk;
@@ -271,6 +290,7 @@ struct topics_page {
 	const char *pattern; /* into the request, valid during one call */
 	size_t plen;
 	uint64_t visited;
+	struct server *srv; /* INFO topics */
 };
 
 static void page_topic(struct rmq_topic *t, void *ctx)
@@ -283,8 +303,23 @@ static void page_topic(struct rmq_topic *t, void *ctx)
 	pg->n++;
 }
 
+/* A DSUBSCRIBE of many topics in progress: SPLIT_ARGS topics per turn of
+ * the loop (c->again), its one reply built on the side. */
+struct dsub_page {
+	size_t next; /* the next argument to subscribe */
+	size_t argc; /* the topics' end (FROM and its value excluded) */
+	enum rmq_dsub_from from;
+	uint64_t seq;
+	struct rmq_buf reply;
+};
+
 void rmq__cmd_free_state(struct conn *c)
 {
+	if (c->dsub_page) {
+		rmq_buf_free(&c->dsub_page->reply);
+		free(c->dsub_page);
+		c->dsub_page = NULL;
+	}
 	if (c->topics_page) {
 		rmq_buf_free(&c->topics_page->names);
 		free(c->topics_page);
@@ -492,6 +527,8 @@ static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return;
 	if (RMQ_UNLIKELY(!t))
 		return err_notopic(c, &argv[1]);
+	if (rmq__ops_oom(c, srv_of(c), argv[2].len))
+		return;
 	int64_t seq = publish_one(c, t, &argv[1], &argv[2]);
 	/* Under CLIENT REPLY OFF/SKIP the reply would be dropped: skip it. */
 	if (seq > 0 && c->reply == REPLY_ON)
@@ -524,6 +561,8 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 			return publish_error(c, t, &argv[1], &argv[i], -EMSGSIZE, NULL);
 		total += sz;
 	}
+	if (rmq__ops_oom(c, srv_of(c), total))
+		return;
 	if (t->log.onfull == RMQ_ONFULL_REJECT && total > cap)
 		return rmq_resp_errorf(
 			&c->out,
@@ -599,7 +638,7 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		uint64_t ack_wait = 0;
 		if (!register_ack_opts(c, argv + 3, argc - 3, &ack, &ack_wait))
 			return;
-		if (c->n_live_subs)
+		if (live_count(c))
 			return rmq_resp_error(
 				&c->out,
 				"ERR connection has live subscriptions; UNSUBSCRIBE first");
@@ -633,7 +672,109 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		"ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]");
 }
 
-/* SUBSCRIBE's FROM value: first, next or a sequence number >= 1. */
+/* Every name of argv[first, argc) is a valid topic name of an existing
+ * topic (RMQ_DELETED_CHANNEL too, when live): else writes ONE error, for
+ * the first that is not, and returns false. */
+static bool topics_exist(struct conn *c, const struct rmq_arg *argv, size_t first, size_t argc,
+			 bool live)
+{
+	struct rmq_broker *b = srv_of(c)->broker;
+	for (size_t i = first; i < argc; i++)
+		if (!check_topic_name(c, &argv[i]))
+			return false;
+	for (size_t i = first; i < argc; i++) {
+		if (live && argv[i].len == RMQ_DELETED_CHANNEL_LEN &&
+		    memcmp(argv[i].p, RMQ_DELETED_CHANNEL, RMQ_DELETED_CHANNEL_LEN) == 0)
+			continue;
+		if (!rmq_topic_lookup(b, argv[i].p, argv[i].len)) {
+			err_notopic(c, &argv[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* SUBSCRIBE or UNSUBSCRIBE on a registered subscriber: one error naming
+ * the durable commands. */
+static void err_dsub_live(struct conn *c, bool subscribe)
+{
+	rmq_resp_error(
+		&c->out,
+		subscribe ? "ERR a registered subscriber subscribes with DSUBSCRIBE topic "
+			    "[topic ...] [FROM first|next|seq]; SUBSCRIBE is for live "
+			    "subscriptions"
+			  : "ERR a registered subscriber's subscriptions end with DUNSUBSCRIBE "
+			    "[topic ...]");
+}
+
+/* Whether c's user may use every topic of argv[first, argc) (acl.h): else
+ * writes ONE NOPERM, for the first it may not, and returns false. Checked
+ * before whether the topics exist, so that a user learns nothing of topics
+ * it may not use. RMQ_DELETED_CHANNEL (live) is no topic: anyone's. */
+static bool topics_allowed(struct conn *c, const struct rmq_arg *argv, size_t first, size_t argc,
+			   bool live)
+{
+	if (RMQ_LIKELY(c->acl.all_topics))
+		return true;
+	for (size_t i = first; i < argc; i++) {
+		if (live && argv[i].len == RMQ_DELETED_CHANNEL_LEN &&
+		    memcmp(argv[i].p, RMQ_DELETED_CHANNEL, RMQ_DELETED_CHANNEL_LEN) == 0)
+			continue;
+		if (!rmq__acl_topic(c, argv[i].p, argv[i].len))
+			return false;
+	}
+	return true;
+}
+
+/* SUBSCRIBE topic [topic ...]: live (push) subscriptions, as Redis. Every
+ * name is checked first: if one is not a topic, ONE error answers the
+ * whole command and nothing is subscribed, so that no error ever lands
+ * between the per-topic confirmations (clients take it for the reply to
+ * something else). The rest of a SUBSCRIBE run in parts (conn_split) was
+ * checked with its first part; a topic deleted since is confirmed and
+ * then reported deleted (rmq__pubsub_subscribe). */
+static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 2)
+		return err_args(c, "subscribe");
+	if (c->dsub)
+		return err_dsub_live(c, true);
+	if (!c->split_rest &&
+	    (!topics_allowed(c, argv, 1, argc, true) || !topics_exist(c, argv, 1, argc, true)))
+		return;
+	for (size_t i = 1; i < argc; i++)
+		rmq__pubsub_subscribe(c, &argv[i]);
+}
+
+static bool cmd_permitted(struct conn *c, const struct rmq_arg *argv, size_t argc);
+
+bool rmq__cmd_split_check(struct conn *c, struct rmq_arg *argv, size_t argc, bool subscribe)
+{
+	if (c->dsub && (subscribe || !live_count(c))) {
+		err_dsub_live(c, subscribe);
+		return false;
+	}
+	/* the whole request's permissions, before its first part runs */
+	if (!cmd_permitted(c, argv, argc))
+		return false;
+	return !subscribe ||
+	       (topics_allowed(c, argv, 1, argc, true) && topics_exist(c, argv, 1, argc, true));
+}
+
+/* UNSUBSCRIBE [topic ...]: live subscriptions only, one confirmation per
+ * topic as Redis (also for names not subscribed), never an error among
+ * them. */
+static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (c->dsub && !live_count(c))
+		return err_dsub_live(c, false);
+	if (argc == 1)
+		return rmq__pubsub_unsubscribe_all(c);
+	for (size_t i = 1; i < argc; i++)
+		rmq__pubsub_unsubscribe(c, &argv[i]);
+}
+
+/* DSUBSCRIBE's FROM value: first, next or a sequence number >= 1. */
 static bool parse_from(const struct rmq_arg *a, enum rmq_dsub_from *from, uint64_t *seq)
 {
 	*seq = 0;
@@ -648,65 +789,89 @@ static bool parse_from(const struct rmq_arg *a, enum rmq_dsub_from *from, uint64
 	return true;
 }
 
-/* A registered subscriber's SUBSCRIBE of one topic, from where `from` says
- * (see rmq_dsub_subscribe_from). With FROM, the confirmation has a fourth
- * element: the sequence number the subscription now starts at. */
-static void dsub_subscribe_one(struct conn *c, const struct rmq_arg *a, bool has_from,
-			       enum rmq_dsub_from from, uint64_t seq)
+static void err_taken_over(struct conn *c)
 {
-	struct rmq_topic *t = rmq_topic_lookup(srv_of(c)->broker, a->p, a->len);
-	if (!t)
-		return err_notopic(c, a);
-	uint64_t start = 0;
-	int rc = rmq_dsub_subscribe_from(c->dsub, c->token, t, from, seq, &start, NULL);
-	if (rc == -EBUSY)
-		return rmq_resp_error(&c->out,
-				      "ERR subscriber was taken over by another connection");
-	if (rc == -ERANGE)
-		return rmq_resp_errorf(
-			&c->out,
-			"ERR FROM %llu is past the end of '%.*s' (its next sequence number is %llu)",
-			(unsigned long long)seq, (int)a->len, a->p,
-			(unsigned long long)rmq_log_next_seq(&t->log));
-	if (rc < 0)
-		return err_notopic(c, a);
-	if (!has_from)
-		return rmq__pubsub_reply(c, "subscribe", a->p, a->len, rc);
-	rmq_resp_array(&c->out, 4);
-	rmq_resp_bulkstr(&c->out, "subscribe");
-	rmq_resp_bulk(&c->out, a->p, a->len);
-	rmq_resp_int(&c->out, rc);
-	rmq_resp_int(&c->out, (int64_t)start);
+	rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
 }
 
-static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+/* DSUBSCRIBE topic [topic ...] [FROM first|next|seq]: a registered
+ * subscriber's durable subscriptions, with ONE reply for the request: an
+ * array with, per topic, [topic, start] (start: the sequence number the
+ * subscription delivers next), or one error and nothing subscribed (an
+ * unknown topic, FROM past a topic's end). Not named SUBSCRIBE, so no
+ * client switches into push mode: the connection stays request/reply
+ * (PULL, ACK). Without FROM an existing subscription keeps its position;
+ * with FROM it moves there too. */
+static void cmd_dsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	if (argc < 2)
-		return err_args(c, "subscribe");
-	/* Registered subscribers: SUBSCRIBE topic [topic ...] [FROM where] */
-	enum rmq_dsub_from from = RMQ_DSUB_FROM_KEEP;
-	uint64_t seq = 0;
-	bool has_from = c->dsub && argc >= 4 && arg_is(&argv[argc - 2], "FROM");
-	if (has_from) {
-		if (!parse_from(&argv[argc - 1], &from, &seq))
+	struct dsub_page *pg = c->dsub_page;
+	struct rmq_broker *b = srv_of(c)->broker;
+	if (!pg) { /* the first turn: check everything before subscribing any */
+		if (argc < 2)
+			return err_args(c, "dsubscribe");
+		if (!c->dsub)
 			return rmq_resp_error(
-				&c->out, "ERR FROM must be first, next or a sequence number >= 1");
-		argc -= 2;
-	}
-	/* As Redis: one topic the user may not use refuses the whole command. */
-	for (size_t i = 1; i < argc; i++)
-		if (!rmq__acl_topic(c, argv[i].p, argv[i].len))
-			return;
-	for (size_t i = 1; i < argc; i++) {
-		if (!check_topic_name(c, &argv[i]))
-			continue;
-		if (!c->dsub) {
-			if (!rmq__pubsub_subscribe(c, &argv[i]))
-				err_notopic(c, &argv[i]);
-			continue;
+				&c->out,
+				"ERR DSUBSCRIBE needs a registered subscriber: REGISTER SUBSCRIBER name");
+		enum rmq_dsub_from from = RMQ_DSUB_FROM_KEEP;
+		uint64_t seq = 0;
+		if (argc >= 4 && arg_is(&argv[argc - 2], "FROM")) {
+			if (!parse_from(&argv[argc - 1], &from, &seq))
+				return rmq_resp_error(
+					&c->out,
+					"ERR FROM must be first, next or a sequence number >= 1");
+			argc -= 2;
 		}
-		dsub_subscribe_one(c, &argv[i], has_from, from, seq);
+		if (!topics_allowed(c, argv, 1, argc, false) ||
+		    !topics_exist(c, argv, 1, argc, false))
+			return;
+		if (from == RMQ_DSUB_FROM_SEQ)
+			for (size_t i = 1; i < argc; i++) {
+				struct rmq_topic *t = rmq_topic_lookup(b, argv[i].p, argv[i].len);
+				uint64_t next = t ? rmq_log_next_seq(&t->log) : 0;
+				if (t && seq > next)
+					return rmq_resp_errorf(
+						&c->out,
+						"ERR FROM %llu is past the end of '%.*s' (its next sequence number is %llu): nothing subscribed",
+						(unsigned long long)seq, (int)argv[i].len,
+						argv[i].p, (unsigned long long)next);
+			}
+		pg = c->dsub_page = rmq_calloc(1, sizeof(*pg));
+		pg->next = 1;
+		pg->argc = argc;
+		pg->from = from;
+		pg->seq = seq;
 	}
+	size_t end = pg->argc - pg->next > SPLIT_ARGS ? pg->next + SPLIT_ARGS : pg->argc;
+	for (size_t i = pg->next; i < end; i++) {
+		const struct rmq_arg *a = &argv[i];
+		struct rmq_topic *t = rmq_topic_lookup(b, a->p, a->len);
+		uint64_t start = 0;
+		int rc = t ? rmq_dsub_subscribe_from(c->dsub, c->token, t, pg->from, pg->seq,
+						     &start, NULL)
+			   : -ENOENT;
+		if (rc < 0) { /* a race: taken over, or deleted since the check */
+			rmq__cmd_free_state(c);
+			if (rc == -EBUSY)
+				return err_taken_over(c);
+			return rmq_resp_errorf(
+				&c->out,
+				"NOTOPIC topic '%.*s' was deleted meanwhile (the %zu topics before it were subscribed)",
+				(int)a->len, a->p, i - 1);
+		}
+		rmq_resp_array(&pg->reply, 2);
+		rmq_resp_bulk(&pg->reply, a->p, a->len);
+		rmq_resp_int(&pg->reply, (int64_t)start);
+	}
+	pg->next = end;
+	if (end < pg->argc) { /* the rest at the next turn: no request holds
+			       * its worker for long */
+		c->again = true;
+		return;
+	}
+	rmq_resp_array(&c->out, pg->argc - 1);
+	rmq_buf_append(&c->out, pg->reply.data, pg->reply.len);
+	rmq__cmd_free_state(c);
 }
 
 struct unsub_all {
@@ -726,35 +891,64 @@ static void collect_dsub(struct rmq_dsub_subscription *s, void *ctx)
 	u->n++;
 }
 
-static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+/* DUNSUBSCRIBE [topic ...]: ends durable subscriptions (all without
+ * arguments; a topic not subscribed is no error); ONE reply, the number of
+ * durable subscriptions left. A removed subscription stops holding
+ * messages back. */
+static void cmd_dunsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	if (c->dsub) {
-		struct unsub_all u = { NULL, 0, 0 };
-		if (argc == 1)
-			rmq_dsub_foreach(c->dsub, collect_dsub, &u);
-		if (argc == 1 && u.n == 0)
-			rmq__pubsub_reply(c, "unsubscribe", NULL, 0, 0);
-		size_t n = argc == 1 ? u.n : argc - 1;
-		for (size_t i = 0; i < n; i++) {
-			const struct rmq_arg *a = argc == 1 ? &u.v[i] : &argv[i + 1];
-			int rc = rmq_dsub_unsubscribe(c->dsub, c->token, a->p, a->len);
-			if (rc == -EBUSY)
-				rmq_resp_error(
-					&c->out,
-					"ERR subscriber was taken over by another connection");
-			else
-				rmq__pubsub_reply(c, "unsubscribe", a->p, a->len,
-						  rc >= 0 ? rc : rmq_dsub_count(c->dsub));
-		}
-		for (size_t i = 0; i < u.n; i++)
-			free((void *)u.v[i].p);
-		free(u.v);
-		return;
-	}
+	if (!c->dsub)
+		return rmq_resp_error(
+			&c->out,
+			"ERR DUNSUBSCRIBE needs a registered subscriber: REGISTER SUBSCRIBER name");
+	struct unsub_all u = { NULL, 0, 0 };
 	if (argc == 1)
-		return rmq__pubsub_unsubscribe_all(c);
+		rmq_dsub_foreach(c->dsub, collect_dsub, &u);
+	size_t n = argc == 1 ? u.n : argc - 1;
+	bool busy = false;
+	for (size_t i = 0; i < n && !busy; i++) {
+		const struct rmq_arg *a = argc == 1 ? &u.v[i] : &argv[i + 1];
+		busy = rmq_dsub_unsubscribe(c->dsub, c->token, a->p, a->len) == -EBUSY;
+	}
+	for (size_t i = 0; i < u.n; i++)
+		free((void *)u.v[i].p);
+	free(u.v);
+	if (busy)
+		return err_taken_over(c);
+	rmq_resp_int(&c->out, rmq_dsub_count(c->dsub));
+}
+
+/* --- patterns (pattern.c) --- */
+
+static void cmd_psubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 2)
+		return err_args(c, "psubscribe");
+	if (c->dsub)
+		return rmq_resp_error(&c->out,
+				      "ERR PSUBSCRIBE is for live subscriptions: a registered "
+				      "subscriber SUBSCRIBEs to topics by name");
+	/* As SUBSCRIBE: one pattern the user's topic patterns do not cover
+	 * refuses the whole command (acl.h, rmq__acl_pattern). */
+	if (!c->acl.all_topics)
+		for (size_t i = 1; i < argc; i++)
+			if (!rmq__acl_pattern(c, argv[i].p, argv[i].len))
+				return;
 	for (size_t i = 1; i < argc; i++)
-		rmq__pubsub_unsubscribe(c, &argv[i]);
+		rmq__pattern_subscribe(c, &argv[i]);
+}
+
+static void cmd_punsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc == 1)
+		return rmq__pattern_unsubscribe_all(c);
+	for (size_t i = 1; i < argc; i++)
+		rmq__pattern_unsubscribe(c, &argv[i]);
+}
+
+static void cmd_pubsub(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	rmq__pattern_pubsub_cmd(c, argv, argc);
 }
 
 /* --- durable pull --- */
@@ -800,7 +994,7 @@ int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t 
 		return -1;
 	}
 	if (rc == -ESRCH) {
-		rmq_resp_errorf(&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first",
+		rmq_resp_errorf(&c->out, "ERR not subscribed to '%.*s': DSUBSCRIBE it first",
 				(int)tlen, topic);
 		return -1;
 	}
@@ -850,7 +1044,9 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return;
 	/* The client shut its sending side: nothing it sends can end a wait,
 	 * and it may be gone altogether (rmq__blocked_hangup). */
-	if (!blocking || c->eof || c->rdhup)
+	/* Inside EXEC a PULL ... BLOCK does not block (as Redis runs a
+	 * blocking command in a transaction): what there is, or empty. */
+	if (!blocking || c->eof || c->rdhup || c->in_exec)
 		return rmq_resp_array(&c->out, 0);
 	/* Park: watch the subscription's own topic on this worker, then look
 	 * again, so a message published in between is not missed (see
@@ -896,7 +1092,7 @@ static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
 				      "ERR subscriber was taken over by another connection");
 	case -ESRCH:
 		return rmq_resp_errorf(
-			&c->out, "ERR not subscribed to '%.*s': SUBSCRIBE it first",
+			&c->out, "ERR not subscribed to '%.*s': DSUBSCRIBE it first",
 			(int)(argv[1].len > RMQ_TOPIC_MAX_LEN ? RMQ_TOPIC_MAX_LEN : argv[1].len),
 			argv[1].p);
 	case -ENOENT:
@@ -912,6 +1108,18 @@ static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
 }
 
 /* --- INFO --- */
+
+/* INFO is Redis-shaped: "# Section" headers and one "key:value" line per
+ * key, no key twice in the whole reply, so that every INFO parser (redis-py,
+ * ioredis, node-redis, redis-cli --stat, prometheus-redis-exporter) reads
+ * it. INFO with no argument, "default", "all" and "everything" give the
+ * server-wide sections, whose size does not grow with the number of topics
+ * or subscribers. The per-topic and per-subscription listings are the
+ * "topics" and "subscribers" sections, given only when named: one line per
+ * topic, "topic_<name>:k=v,k=v,...", and per subscription,
+ * "subscriber_<name>/<topic>:k=v,...", in the shape of Redis's keyspace
+ * lines, names escaped (info_escape) so that ':', ',', '=' and '/' in them
+ * cannot break the parsing. */
 
 struct info_ctx {
 	struct rmq_buf *b;
@@ -939,6 +1147,27 @@ static void info_printf(struct rmq_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+/* Appends name with '%', ':', ',', '=' and '/' written as %XX (upper-case
+ * hex), so that a name is one piece of an INFO key or value whatever it
+ * holds (topic names have no whitespace or control bytes). */
+static void info_escape(struct rmq_buf *b, const char *name, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *w = rmq_buf_reserve(b, 3 * len);
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (ch == '%' || ch == ':' || ch == ',' || ch == '=' || ch == '/') {
+			w[n++] = '%';
+			w[n++] = hex[ch >> 4];
+			w[n++] = hex[ch & 15];
+		} else {
+			w[n++] = (char)ch;
+		}
+	}
+	b->len += n;
+}
+
 static void info_topic(struct rmq_topic *t, void *ctx)
 {
 	struct info_ctx *ic = ctx;
@@ -947,12 +1176,14 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 	ic->listed++;
 	struct rmq_topic_stats st;
 	rmq_topic_stats(t, &st);
+	rmq_buf_append(ic->b, "topic_", 6);
+	info_escape(ic->b, t->name, t->name_len);
 	info_printf(
 		ic->b,
-		"topic:%s msgs_in=%llu bytes_in=%llu depth=%llu first_seq=%llu next_seq=%llu "
-		"retained_bytes=%llu capacity=%llu onfull=%s evicted=%llu dropped=%llu rejected=%llu "
-		"live_subscribers=%llu durable_subscribers=%llu slow_disconnects=%llu",
-		t->name, (unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
+		":msgs_in=%llu,bytes_in=%llu,depth=%llu,first_seq=%llu,next_seq=%llu,"
+		"retained_bytes=%llu,capacity=%llu,onfull=%s,evicted=%llu,dropped=%llu,rejected=%llu,"
+		"live_subscribers=%llu,durable_subscribers=%llu,slow_disconnects=%llu",
+		(unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
 		(unsigned long long)st.depth, (unsigned long long)st.first_seq,
 		(unsigned long long)st.next_seq, (unsigned long long)st.retained,
 		(unsigned long long)st.capacity,
@@ -961,7 +1192,12 @@ static void info_topic(struct rmq_topic *t, void *ctx)
 		(unsigned long long)st.evicted, (unsigned long long)st.dropped,
 		(unsigned long long)st.rejected, (unsigned long long)st.live_subs,
 		(unsigned long long)st.durable_subs, (unsigned long long)st.slow_disconnects);
+	/* persist.c writes its fields as " k=v ...": commas here */
+	size_t from = ic->b->len;
 	rmq__persist_topic_info(ic->srv, t, ic->b);
+	for (size_t i = from; i < ic->b->len; i++)
+		if (ic->b->data[i] == ' ')
+			ic->b->data[i] = ',';
 	rmq_buf_append(ic->b, "\r\n", 2);
 }
 
@@ -971,23 +1207,31 @@ static void info_dsub(const struct rmq_dsub_info *d, struct rmq_dsub_subscriptio
 	struct info_ctx *ic = ctx;
 	uint64_t delivered, acked;
 	rmq_dsub_positions(s, &delivered, &acked);
+	rmq_buf_append(ic->b, "subscriber_", 11);
+	info_escape(ic->b, d->name, strlen(d->name));
+	rmq_buf_append(ic->b, "/", 1);
+	info_escape(ic->b, s->topic->name, s->topic->name_len);
 	info_printf(ic->b,
-		    "subscriber:%s topic=%s position=%llu lag=%llu lost=%llu attached=%s "
-		    "idle_seconds=%llu ack=%s acked=%llu pending=%llu redelivered=%llu\r\n",
-		    d->name, s->topic->name, (unsigned long long)delivered, (unsigned long long)lag,
+		    ":position=%llu,lag=%llu,lost=%llu,attached=%s,"
+		    "idle_seconds=%llu,ack=%s,acked=%llu,pending=%llu,redelivered=%llu\r\n",
+		    (unsigned long long)delivered, (unsigned long long)lag,
 		    (unsigned long long)s->lost, d->attached ? "yes" : "no",
 		    (unsigned long long)(d->idle_ms / 1000), d->ack ? "yes" : "no",
 		    (unsigned long long)acked, (unsigned long long)(delivered - acked),
 		    (unsigned long long)s->redelivered);
 }
 
-static bool want_section(struct rmq_arg *argv, size_t argc, const char *name)
+/* Whether section `name` is wanted: the default sections for INFO without
+ * an argument (or "default", "all", "everything"); the listings only when
+ * named. */
+static bool want_section(struct rmq_arg *argv, size_t argc, const char *name, bool listing)
 {
 	if (argc < 2)
-		return true;
+		return !listing;
 	for (size_t i = 1; i < argc; i++)
-		if (arg_is(&argv[i], name) || arg_is(&argv[i], "all") ||
-		    arg_is(&argv[i], "everything"))
+		if (arg_is(&argv[i], name) ||
+		    (!listing && (arg_is(&argv[i], "default") || arg_is(&argv[i], "all") ||
+				  arg_is(&argv[i], "everything"))))
 			return true;
 	return false;
 }
@@ -998,20 +1242,54 @@ static void info_page_topic(struct rmq_topic *t, void *ctx)
 	struct topics_page *pg = ctx;
 	if (pg->n >= INFO_TOPICS_MAX)
 		return;
-	struct info_ctx ic = { .b = &pg->names };
+	struct info_ctx ic = { .b = &pg->names, .srv = pg->srv };
 	info_topic(t, &ic);
 	pg->n++;
+}
+
+/* instantaneous_ops_per_sec: commands per second over the last second or
+ * so, from samples of total_commands_processed that INFO itself takes (at
+ * most one per INFO_SAMPLE_MS, INFO_SAMPLES kept): a server nobody asks
+ * keeps no timer for it. The rate is against the newest sample at least a
+ * second old, else against the oldest one; 0 when there is none yet (the
+ * first INFO after a start). */
+static uint64_t ops_per_sec(struct server *s, uint64_t now, uint64_t commands)
+{
+	pthread_mutex_lock(&s->ops_lock);
+	struct ops_sample *v = s->ops_samples;
+	const struct ops_sample *base = NULL;
+	for (unsigned i = 0; i < s->n_ops; i++) {
+		const struct ops_sample *x =
+			&v[(s->ops_head + INFO_SAMPLES - 1 - i) % INFO_SAMPLES];
+		base = x;
+		if (now - x->ms >= 1000)
+			break;
+	}
+	uint64_t rate = 0;
+	if (base && now > base->ms && commands >= base->commands)
+		rate = (commands - base->commands) * 1000 / (now - base->ms);
+	bool take = s->n_ops == 0 ||
+		    now - v[(s->ops_head + INFO_SAMPLES - 1) % INFO_SAMPLES].ms >= INFO_SAMPLE_MS;
+	if (take) {
+		v[s->ops_head] = (struct ops_sample){ now, commands };
+		s->ops_head = (s->ops_head + 1) % INFO_SAMPLES;
+		if (s->n_ops < INFO_SAMPLES)
+			s->n_ops++;
+	}
+	pthread_mutex_unlock(&s->ops_lock);
+	return rate;
 }
 
 static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	struct server *s = srv_of(c);
-	if (want_section(argv, argc, "topics")) {
+	if (want_section(argv, argc, "topics", true)) {
 		/* A full pass over a sparse table walks all its buckets: a few
 		 * scan calls per turn of the loop (c->again), as TOPICS does. */
 		struct topics_page *pg = c->topics_page;
 		if (!pg)
 			pg = c->topics_page = rmq_calloc(1, sizeof(*pg));
+		pg->srv = s;
 		for (int calls = 0; calls < SCAN_CALLS_PER_TURN; calls++) {
 			pg->cursor = rmq_broker_scan(s->broker, pg->cursor, INFO_TOPICS_MAX, NULL,
 						     0, info_page_topic, pg);
@@ -1024,7 +1302,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		}
 	}
 	struct rmq_buf b = { 0 };
-	uint64_t tot[13] = { 0 };
+	uint64_t tot[14] = { 0 };
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct worker_stats *st = &s->workers[i].stats;
 		tot[0] += atomic_load_explicit(&st->conns_accepted, memory_order_relaxed);
@@ -1040,41 +1318,50 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		tot[10] += atomic_load_explicit(&st->frame_timeouts, memory_order_relaxed);
 		tot[11] += atomic_load_explicit(&st->alloc_failures, memory_order_relaxed);
 		tot[12] += atomic_load_explicit(&st->client_memory_closed, memory_order_relaxed);
+		/* incremented and decremented (wrapping) by its worker */
+		tot[13] += atomic_load_explicit(&st->blocked, memory_order_relaxed);
 	}
-	if (want_section(argv, argc, "server"))
+	uint64_t now = rmq_now_ms(), uptime = (now - s->started_ms) / 1000;
+	if (want_section(argv, argc, "server", false))
 		info_printf(
 			&b,
-			"# Server\r\nringmq_version:%s\r\nredis_version:" INFO_REDIS_VERSION
-			"\r\nprocess_id:%d\r\n"
-			"tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nmax_payload:%zu\r\n"
+			"# Server\r\nredis_version:" INFO_REDIS_VERSION "\r\nringmq_version:%s\r\n"
+			"redis_mode:standalone\r\narch_bits:%d\r\nprocess_id:%d\r\n"
+			"tcp_port:%d\r\nthreads:%u\r\nuptime_in_seconds:%llu\r\nuptime_in_days:%llu\r\n"
+			"max_payload:%zu\r\n"
 			"max_clients:%u\r\nmax_args:%zu\r\nmax_inline:%zu\r\nmax_request:%zu\r\n"
 			"max_client_memory:%zu\r\ntcp_keepalive:%u\r\n"
 			"frame_timeout_ms:%llu\r\nsubscriber_ttl_ms:%llu\r\nack_wait_ms:%llu\r\n\r\n",
-			RMQ_VERSION, (int)getpid(), s->port, s->nworkers,
-			(unsigned long long)((rmq_now_ms() - s->started_ms) / 1000),
+			RMQ_VERSION, (int)(sizeof(void *) * 8), (int)getpid(), s->port, s->nworkers,
+			(unsigned long long)uptime, (unsigned long long)(uptime / 86400),
 			s->cfg.max_payload, s->cfg.max_clients, s->cfg.max_args, s->cfg.max_inline,
 			s->max_query, s->cfg.max_client_memory, s->cfg.tcp_keepalive_s,
 			(unsigned long long)s->cfg.frame_timeout_ms,
 			(unsigned long long)s->cfg.subscriber_ttl_ms,
 			(unsigned long long)(s->cfg.ack_wait_ms ? s->cfg.ack_wait_ms
 								: RMQ_ACK_WAIT_DEFAULT_MS));
-	if (want_section(argv, argc, "clients"))
+	if (want_section(argv, argc, "clients", false))
 		info_printf(&b,
-			    "# Clients\r\nconnected_clients:%llu\r\nrejected_connections:%llu\r\n"
+			    "# Clients\r\nconnected_clients:%llu\r\nmaxclients:%u\r\n"
+			    "blocked_clients:%llu\r\n"
 			    "client_buffers_bytes:%lld\r\nclient_memory_closed:%llu\r\n\r\n",
-			    (unsigned long long)tot[9],
-			    (unsigned long long)atomic_load(&s->rejected_clients),
-			    (long long)atomic_load(&s->client_mem), (unsigned long long)tot[12]);
-	struct info_ctx ic = { .b = &b };
+			    (unsigned long long)tot[9], s->cfg.max_clients,
+			    (unsigned long long)tot[13], (long long)atomic_load(&s->client_mem),
+			    (unsigned long long)tot[12]);
+	if (want_section(argv, argc, "memory", false))
+		rmq__ops_info_memory(s, &b);
+	struct info_ctx ic = { .b = &b, .srv = s };
 	/* From counters kept as they change: no walk over the topics. */
 	struct rmq_broker_totals bt;
 	rmq_broker_totals(s->broker, &bt);
-	if (want_section(argv, argc, "persistence"))
+	if (want_section(argv, argc, "persistence", false))
 		rmq__persist_info(s, &b);
-	if (want_section(argv, argc, "stats")) {
+	if (want_section(argv, argc, "stats", false)) {
 		info_printf(
 			&b,
 			"# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+			"instantaneous_ops_per_sec:%llu\r\nrejected_connections:%llu\r\n"
+			"pubsub_channels:%llu\r\npubsub_patterns:%llu\r\n"
 			"messages_in:%llu\r\nmessages_out:%llu\r\nmessages_pushed:%llu\r\n"
 			"messages_pulled:%llu\r\nbytes_in:%llu\r\nbytes_out:%llu\r\n"
 			"topics:%llu\r\nmessages_retained:%llu\r\nbytes_retained:%llu\r\n"
@@ -1083,10 +1370,14 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			"frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
 			"durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n",
 			(unsigned long long)tot[0], (unsigned long long)tot[1],
-			(unsigned long long)tot[2], (unsigned long long)tot[3] + tot[4],
-			(unsigned long long)tot[3], (unsigned long long)tot[4],
-			(unsigned long long)tot[5], (unsigned long long)tot[6],
-			(unsigned long long)bt.topics, (unsigned long long)bt.messages_retained,
+			(unsigned long long)ops_per_sec(s, now, tot[1]),
+			(unsigned long long)atomic_load(&s->rejected_clients),
+			(unsigned long long)atomic_load(&s->pubsub_channels),
+			(unsigned long long)rmq__patterns_count(s), (unsigned long long)tot[2],
+			(unsigned long long)tot[3] + tot[4], (unsigned long long)tot[3],
+			(unsigned long long)tot[4], (unsigned long long)tot[5],
+			(unsigned long long)tot[6], (unsigned long long)bt.topics,
+			(unsigned long long)bt.messages_retained,
 			(unsigned long long)bt.bytes_retained, (unsigned long long)bt.dropped,
 			(unsigned long long)bt.rejected, (unsigned long long)tot[7],
 			(unsigned long long)tot[8], (unsigned long long)tot[10],
@@ -1096,7 +1387,26 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		rmq__acl_info(s, &b); /* acl_access_denied_*, as Redis 7 */
 		info_printf(&b, "\r\n");
 	}
-	if (want_section(argv, argc, "topics")) {
+	if (want_section(argv, argc, "replication", false))
+		info_printf(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+	if (want_section(argv, argc, "cpu", false)) {
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		info_printf(&b,
+			    "# CPU\r\nused_cpu_sys:%ld.%06ld\r\nused_cpu_user:%ld.%06ld\r\n\r\n",
+			    (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec,
+			    (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec);
+	}
+	if (want_section(argv, argc, "keyspace", false)) {
+		/* Topics as db0's keys, as tools that sum db*:keys expect
+		 * (redis-cli --stat); no key expires. */
+		info_printf(&b, "# Keyspace\r\n");
+		if (bt.topics)
+			info_printf(&b, "db0:keys=%llu,expires=0,avg_ttl=0\r\n",
+				    (unsigned long long)bt.topics);
+		info_printf(&b, "\r\n");
+	}
+	if (want_section(argv, argc, "topics", true)) {
 		/* The first INFO_TOPICS_MAX topics of the table, gathered over
 		 * turns of the loop (see the start); TOPICS pages through all. */
 		struct topics_page *pg = c->topics_page;
@@ -1109,49 +1419,50 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		info_printf(&b, "\r\n");
 		rmq__cmd_free_state(c);
 	}
-	if (want_section(argv, argc, "subscribers")) {
+	if (want_section(argv, argc, "subscribers", true)) {
 		info_printf(&b, "# Subscribers\r\n");
-		uint64_t seen = rmq_dsub_registry_foreach(s->dsubs, rmq_now_ms(),
-							  INFO_SUBSCRIPTIONS_MAX, info_dsub, &ic);
+		uint64_t seen = rmq_dsub_registry_foreach(s->dsubs, now, INFO_SUBSCRIPTIONS_MAX,
+							  info_dsub, &ic);
 		uint64_t all = rmq_dsub_registry_count(s->dsubs);
 		if (all > seen)
 			info_printf(&b, "subscribers_omitted:%llu\r\n",
 				    (unsigned long long)(all - seen));
 		info_printf(&b, "\r\n");
 	}
-	rmq_resp_bulk(&c->out, b.data ? b.data : "", b.len);
+	if (c->resp3) /* Redis 7 answers INFO with a verbatim string */
+		rmq_resp_verbatim(&c->out, b.data ? b.data : "", b.len);
+	else
+		rmq_resp_bulk(&c->out, b.data ? b.data : "", b.len);
 	rmq_buf_free(&b);
 }
 
 /* --- what Redis clients send on their own --- */
 
-static void cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
+/* LATENCY and SLOWLOG: monitoring tools (prometheus-redis-exporter) read
+ * them on every scrape. ringmq records neither Redis's latency events nor
+ * a slow log: empty answers, so the tools go on. */
+static void cmd_latency(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
-	if (argc >= 2 && arg_is(&argv[1], "GET") && argc >= 3) {
-		/* redis-benchmark reads "save" and "appendonly" at start */
-		static const char *known[][2] = { { "save", "" },
-						  { "appendonly", "no" },
-						  { "maxmemory", "0" },
-						  { "databases", "1" } };
-		struct rmq_buf tmp = { 0 };
-		size_t n = 0;
-		for (size_t i = 2; i < argc; i++)
-			for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-				if (arg_is(&argv[i], known[k][0]) ||
-				    (argv[i].len == 1 && argv[i].p[0] == '*')) {
-					rmq_resp_bulkstr(&tmp, known[k][0]);
-					rmq_resp_bulkstr(&tmp, known[k][1]);
-					n += 2;
-				}
-		rmq_resp_array(&c->out, n);
-		if (tmp.len)
-			rmq_buf_append(&c->out, tmp.data, tmp.len);
-		rmq_buf_free(&tmp);
-		return;
-	}
-	if (argc >= 2 && arg_is(&argv[1], "RESETSTAT"))
+	if (argc >= 2 && (arg_is(&argv[1], "LATEST") || arg_is(&argv[1], "HISTORY") ||
+			  arg_is(&argv[1], "HISTOGRAM")))
+		return rmq_resp_array(&c->out, 0);
+	if (argc >= 2 && arg_is(&argv[1], "RESET"))
+		return rmq_resp_int(&c->out, 0);
+	rmq_resp_error(&c->out, "ERR unknown or unsupported LATENCY subcommand (LATEST, HISTORY, "
+				"HISTOGRAM, RESET: ringmq records no latency events)");
+}
+
+static void cmd_slowlog(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc >= 2 && arg_is(&argv[1], "GET"))
+		return rmq_resp_array(&c->out, 0);
+	if (argc >= 2 && arg_is(&argv[1], "LEN"))
+		return rmq_resp_int(&c->out, 0);
+	if (argc >= 2 && arg_is(&argv[1], "RESET"))
 		return rmq_resp_simple(&c->out, "OK");
-	rmq_resp_error(&c->out, "ERR CONFIG supports only GET (read-only) in ringmq");
+	rmq_resp_error(&c->out,
+		       "ERR unknown or unsupported SLOWLOG subcommand (GET, LEN, RESET: ringmq "
+		       "keeps no slow log)");
 }
 
 static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
@@ -1161,17 +1472,23 @@ static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_array(&c->out, 0); /* COMMAND, COMMAND DOCS, ...: nothing to hint */
 }
 
+/* HELLO [2|3 [AUTH user pass] [SETNAME name]]: chooses the protocol (RESP2
+ * by default, RESP3 on HELLO 3) and answers Redis 7's fields, as a map
+ * under RESP3 and a flat array under RESP2. Nothing changes on an error.
+ * As Redis: AUTH authenticates before anything else changes (a wrong
+ * password leaves the protocol as it was), and a connection that has no
+ * user yet may only say HELLO with AUTH. */
 static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
+	bool resp3 = c->resp3;
 	if (argc >= 2) {
 		uint64_t v;
 		if (rmq_parse_u64(argv[1].p, argv[1].len, 0, &v) != 0)
 			return rmq_resp_error(
 				&c->out, "ERR Protocol version is not an integer or out of range");
-		if (v != 2)
-			return rmq_resp_error(
-				&c->out, "NOPROTO sorry, this protocol version is not supported");
-		const struct rmq_arg *setname = NULL;
+		if (v != 2 && v != 3)
+			return rmq_resp_error(&c->out, "NOPROTO unsupported protocol version");
+		const struct rmq_arg *setname = NULL, *user = NULL, *pass = NULL;
 		for (size_t i = 2; i < argc; i++) {
 			if (arg_is(&argv[i], "SETNAME") && i + 1 < argc) {
 				if (!check_client_name(c, &argv[i + 1]))
@@ -1179,26 +1496,36 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 				setname = &argv[i + 1];
 				i++;
 			} else if (arg_is(&argv[i], "AUTH") && i + 2 < argc) {
-				/* acl.c's seam: counted and logged there */
-				if (rmq__acl_auth(c, &argv[i + 1], &argv[i + 2]) != 0)
-					return rmq_resp_error(
-						&c->out,
-						"WRONGPASS invalid username-password pair or user is disabled.");
+				user = &argv[i + 1];
+				pass = &argv[i + 2];
 				i += 2;
 			} else {
-				return rmq_resp_error(&c->out, "ERR syntax error in HELLO option");
+				return rmq_resp_errorf(
+					&c->out, "ERR Syntax error in HELLO option '%.*s'",
+					(int)(argv[i].len > 64 ? 64 : argv[i].len), argv[i].p);
 			}
 		}
+		/* acl.c counts and logs a failure */
+		if (user && rmq__acl_auth(c, user, pass) != 0)
+			return rmq_resp_error(
+				&c->out,
+				"WRONGPASS invalid username-password pair or user is disabled.");
+		if (!rmq__acl_authenticated(c))
+			return;
 		if (setname) /* only once every option is known to be good */
 			set_client_name(c, setname);
+		resp3 = v == 3;
+	} else if (!rmq__acl_authenticated(c)) {
+		return;
 	}
-	rmq_resp_array(&c->out, 14);
+	c->resp3 = resp3; /* the reply is in the new protocol already */
+	reply_map(c, 7);
 	rmq_resp_bulkstr(&c->out, "server");
 	rmq_resp_bulkstr(&c->out, "ringmq");
 	rmq_resp_bulkstr(&c->out, "version");
 	rmq_resp_bulkstr(&c->out, RMQ_VERSION);
 	rmq_resp_bulkstr(&c->out, "proto");
-	rmq_resp_int(&c->out, 2);
+	rmq_resp_int(&c->out, resp3 ? 3 : 2);
 	rmq_resp_bulkstr(&c->out, "id");
 	rmq_resp_int(&c->out, (int64_t)c->id);
 	rmq_resp_bulkstr(&c->out, "mode");
@@ -1207,6 +1534,63 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_bulkstr(&c->out, "master");
 	rmq_resp_bulkstr(&c->out, "modules");
 	rmq_resp_array(&c->out, 0);
+}
+
+/* "ip:port" of the socket's peer (peer) or own end, "?" when unknown. */
+static void sock_addr(int fd, bool peer, char *out, size_t cap)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss)); /* ss_family read only after success, but say so */
+	socklen_t sl = sizeof(ss);
+	int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+		      : getsockname(fd, (struct sockaddr *)&ss, &sl);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (rc == 0 && ss.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	} else if (rc == 0 && ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	}
+	snprintf(out, cap, "%s:%u", host, port);
+}
+
+/* CLIENT INFO's line: Redis 7's fields, in its order (clients such as
+ * redis-py's client_info() index them by name), then ringmq's own
+ * (worker, role). Flags: N (none), P (pub/sub mode). multi=-1: no MULTI
+ * in progress. user: the connection's (acl.c), default before AUTH. */
+void rmq__cmd_client_info(struct conn *c, struct rmq_buf *b)
+{
+	char addr[INET6_ADDRSTRLEN + 8], laddr[INET6_ADDRSTRLEN + 8], cmd[24] = "NULL";
+	sock_addr(c->fd, true, addr, sizeof(addr));
+	sock_addr(c->fd, false, laddr, sizeof(laddr));
+	if (c->last_cmd) {
+		size_t i = 0;
+		for (; c->last_cmd[i] && i + 1 < sizeof(cmd); i++)
+			cmd[i] = (char)(c->last_cmd[i] | 0x20); /* letters only */
+		cmd[i] = 0;
+	}
+	uint64_t now = rmq_now_ms();
+	size_t qbuf = rmq_buf_pending(&c->in), obl = rmq_buf_pending(&c->out);
+	info_printf(b,
+		    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=0 "
+		    "sub=%d psub=%d ssub=0 multi=%lld qbuf=%zu qbuf-free=%zu argv-mem=0 "
+		    "multi-mem=%zu rbs=%zu rbp=0 obl=%zu oll=0 omem=%zu tot-mem=%zu events=r%s "
+		    "cmd=%s user=%s redir=-1 resp=%d worker=%u role=%s\n",
+		    (unsigned long long)c->id, addr, laddr, c->fd, c->name ? c->name : "",
+		    (unsigned long long)((now - c->created_ms) / 1000),
+		    (unsigned long long)((now - c->last_ms) / 1000), rmq__conn_subs(c) ? "P" : "N",
+		    c->n_live_subs + c->n_gone + c->sub_deleted, c->n_psubs,
+		    c->in_multi ? (long long)c->multi_n : -1LL, qbuf, c->in.cap - c->in.len,
+		    c->multi.cap, c->in.cap, obl, c->out.cap,
+		    c->in.cap + c->out.cap + c->multi.cap + sizeof(*c), obl ? "w" : "", cmd,
+		    rmq__acl_user_name(c), c->resp3 ? 3 : 2, c->worker->id,
+		    c->role == ROLE_PUBLISHER    ? "publisher"
+		    : c->role == ROLE_SUBSCRIBER ? "subscriber"
+						 : "none");
 }
 
 static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
@@ -1220,20 +1604,17 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_simple(&c->out, "OK");
 	}
 	if (arg_is(&argv[1], "GETNAME"))
-		return c->name ? rmq_resp_bulkstr(&c->out, c->name) : rmq_resp_null(&c->out);
+		return c->name ? rmq_resp_bulkstr(&c->out, c->name) : reply_null(c);
 	if (arg_is(&argv[1], "SETINFO") && argc == 4)
 		return rmq_resp_simple(&c->out, "OK");
 	if (arg_is(&argv[1], "ID"))
 		return rmq_resp_int(&c->out, (int64_t)c->id);
-	if (arg_is(&argv[1], "INFO")) {
-		char line[512];
-		snprintf(line, sizeof(line), "id=%llu name=%s worker=%u role=%s sub=%d\n",
-			 (unsigned long long)c->id, c->name ? c->name : "", c->worker->id,
-			 c->role == ROLE_PUBLISHER    ? "publisher"
-			 : c->role == ROLE_SUBSCRIBER ? "subscriber"
-						      : "none",
-			 c->n_live_subs);
-		return rmq_resp_bulkstr(&c->out, line);
+	if (arg_is(&argv[1], "INFO") && argc == 2) {
+		struct rmq_buf line = { 0 };
+		rmq__cmd_client_info(c, &line);
+		rmq_resp_bulk(&c->out, line.data, line.len);
+		rmq_buf_free(&line);
+		return;
 	}
 	if (arg_is(&argv[1], "REPLY") && argc == 3) {
 		/* Redis semantics: ON replies OK; OFF and SKIP reply nothing. */
@@ -1262,6 +1643,14 @@ static void cmd_select(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_error(&c->out, "ERR ringmq has a single database: only SELECT 0");
 }
 
+/* Ends a transaction: its queue is dropped. */
+static void multi_reset(struct conn *c)
+{
+	c->in_multi = c->multi_dirty = false;
+	c->multi_n = 0;
+	rmq_buf_free(&c->multi);
+}
+
 static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	rmq__pubsub_drop_all(c);
@@ -1271,55 +1660,94 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 	}
 	c->role = ROLE_NONE;
 	c->reply = REPLY_ON;
+	c->resp3 = false; /* as Redis: back to RESP2 */
+	multi_reset(c);
 	rmq_resp_simple(&c->out, "RESET");
 }
 
 /* --- dispatch --- */
 
-#define F_SUBMODE 1 /* allowed while the connection has live subscriptions */
-#define F_LOADING 2 /* allowed while the server recovers its data directory */
-#define F_NOAUTH 4  /* allowed without a user, whatever the user's rules (AUTH) */
+/* F_SUBMODE: allowed while the connection has live subscriptions (RESP2;
+ * under RESP3 every command is). F_NOW: runs at once inside MULTI, not
+ * queued. F_NOMULTI: refused inside MULTI (its replies are not one).
+ * F_LOADING: allowed while the server recovers its data directory.
+ * F_NOAUTH: allowed to a connection with no user yet, whatever the user's
+ * rules (AUTH, HELLO, QUIT, RESET). Which commands administer the server
+ * is no flag: it is the ACL category @admin (RMQ_CAT_ADMIN), the one
+ * notion of an admin command. */
+#define F_SUBMODE 1
+#define F_NOW 2
+#define F_NOMULTI 4
+#define F_LOADING 8
+#define F_NOAUTH 16
 
 struct command {
 	const char *name; /* upper case, letters only */
 	size_t len;
 	void (*fn)(struct conn *c, struct rmq_arg *argv, size_t argc);
 	int flags;
+	int arity;     /* as Redis: n, exactly n arguments (the name included);
+			* -n, at least n. Checked when queued in MULTI. */
 	unsigned cats; /* ACL categories, RMQ_CAT_* (acl.h): at least one */
 };
 
-#define CMD(name, fn, flags, cats)                      \
-	{                                               \
-		name, sizeof(name) - 1, fn, flags, cats \
+#define CMD(name, fn, flags, arity, cats)                      \
+	{                                                      \
+		name, sizeof(name) - 1, fn, flags, arity, cats \
 	}
 #define CMD_NAME_MAX 16
 
+static void cmd_multi(struct conn *c, struct rmq_arg *argv, size_t argc);
+static void cmd_exec(struct conn *c, struct rmq_arg *argv, size_t argc);
+static void cmd_discard(struct conn *c, struct rmq_arg *argv, size_t argc);
+static void cmd_watch(struct conn *c, struct rmq_arg *argv, size_t argc);
+static void cmd_unwatch(struct conn *c, struct rmq_arg *argv, size_t argc);
+static void multi_queue(struct conn *c, const struct command *cmd, const struct rmq_arg *argv,
+			size_t argc);
+
 /* Most frequent first: the lookup stops at the first match. */
 static const struct command commands[] = {
-	CMD("PUBLISH", cmd_publish, 0, RMQ_CAT_PUBLISH),
-	CMD("MPUBLISH", cmd_mpublish, 0, RMQ_CAT_PUBLISH),
-	CMD("PULL", cmd_pull, 0, RMQ_CAT_SUBSCRIBE),
-	CMD("ACK", cmd_ack, 0, RMQ_CAT_SUBSCRIBE),
-	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING, RMQ_CAT_CONNECTION),
-	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE, RMQ_CAT_SUBSCRIBE),
-	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE, RMQ_CAT_SUBSCRIBE),
-	CMD("CREATE", cmd_create, 0, RMQ_CAT_TOPICADMIN),
-	CMD("DELETE", cmd_delete, 0, RMQ_CAT_TOPICADMIN),
-	CMD("TOPICS", cmd_topics, 0, RMQ_CAT_READ),
+	CMD("PUBLISH", cmd_publish, 0, 3, RMQ_CAT_PUBLISH),
+	CMD("MPUBLISH", cmd_mpublish, 0, -3, RMQ_CAT_PUBLISH),
+	CMD("PULL", cmd_pull, 0, -2, RMQ_CAT_SUBSCRIBE),
+	CMD("ACK", cmd_ack, 0, 3, RMQ_CAT_SUBSCRIBE),
+	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING, -1, RMQ_CAT_CONNECTION),
+	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE | F_NOMULTI, -2, RMQ_CAT_SUBSCRIBE),
+	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE | F_NOMULTI, -1, RMQ_CAT_SUBSCRIBE),
+	CMD("PSUBSCRIBE", cmd_psubscribe, F_SUBMODE | F_NOMULTI, -2, RMQ_CAT_SUBSCRIBE),
+	CMD("PUNSUBSCRIBE", cmd_punsubscribe, F_SUBMODE | F_NOMULTI, -1, RMQ_CAT_SUBSCRIBE),
+	/* lists topics and their subscriber counts, as TOPICS */
+	CMD("PUBSUB", cmd_pubsub, F_LOADING, -2, RMQ_CAT_READ),
+	CMD("DSUBSCRIBE", cmd_dsubscribe, 0, -2, RMQ_CAT_SUBSCRIBE),
+	CMD("DUNSUBSCRIBE", cmd_dunsubscribe, 0, -1, RMQ_CAT_SUBSCRIBE),
+	/* transactions are the connection's: what runs inside is checked
+	 * as it is queued and again when EXEC runs it */
+	CMD("MULTI", cmd_multi, F_NOW, 1, RMQ_CAT_CONNECTION),
+	CMD("EXEC", cmd_exec, F_NOW, 1, RMQ_CAT_CONNECTION),
+	CMD("DISCARD", cmd_discard, F_NOW, 1, RMQ_CAT_CONNECTION),
+	CMD("CREATE", cmd_create, 0, -2, RMQ_CAT_TOPICADMIN),
+	CMD("DELETE", cmd_delete, 0, 2, RMQ_CAT_TOPICADMIN),
+	CMD("TOPICS", cmd_topics, 0, -1, RMQ_CAT_READ),
 	/* REGISTER PUBLISHER and REGISTER SUBSCRIBER */
-	CMD("REGISTER", cmd_register, 0, RMQ_CAT_SUBSCRIBE | RMQ_CAT_PUBLISH),
-	CMD("INFO", cmd_info, F_LOADING, RMQ_CAT_ADMIN),
-	CMD("STATS", cmd_info, F_LOADING, RMQ_CAT_ADMIN),
-	CMD("QUIT", cmd_quit, F_SUBMODE | F_LOADING | F_NOAUTH, RMQ_CAT_CONNECTION),
-	CMD("RESET", cmd_reset, F_SUBMODE | F_LOADING | F_NOAUTH, RMQ_CAT_CONNECTION),
-	CMD("ECHO", cmd_echo, F_LOADING, RMQ_CAT_CONNECTION),
-	CMD("CONFIG", cmd_config, F_LOADING, RMQ_CAT_ADMIN),
-	CMD("COMMAND", cmd_command, F_LOADING, RMQ_CAT_CONNECTION),
-	CMD("HELLO", cmd_hello, F_LOADING | F_NOAUTH, RMQ_CAT_CONNECTION),
-	CMD("CLIENT", cmd_client, F_LOADING, RMQ_CAT_CONNECTION),
-	CMD("SELECT", cmd_select, F_LOADING, RMQ_CAT_CONNECTION),
-	CMD("AUTH", rmq__cmd_auth, F_SUBMODE | F_LOADING | F_NOAUTH, RMQ_CAT_CONNECTION),
-	CMD("ACL", rmq__cmd_acl, F_LOADING, RMQ_CAT_ADMIN),
+	CMD("REGISTER", cmd_register, 0, -2, RMQ_CAT_SUBSCRIBE | RMQ_CAT_PUBLISH),
+	CMD("INFO", cmd_info, F_LOADING, -1, RMQ_CAT_ADMIN),
+	CMD("STATS", cmd_info, F_LOADING, -1, RMQ_CAT_ADMIN),
+	CMD("QUIT", cmd_quit, F_SUBMODE | F_NOW | F_LOADING | F_NOAUTH, -1, RMQ_CAT_CONNECTION),
+	CMD("RESET", cmd_reset, F_SUBMODE | F_NOW | F_LOADING | F_NOAUTH, 1, RMQ_CAT_CONNECTION),
+	CMD("ECHO", cmd_echo, F_LOADING, 2, RMQ_CAT_CONNECTION),
+	CMD("CONFIG", rmq__cmd_config, F_LOADING, -2, RMQ_CAT_ADMIN),
+	CMD("SHUTDOWN", rmq__cmd_shutdown, F_LOADING | F_NOMULTI, -1, RMQ_CAT_ADMIN),
+	CMD("COMMAND", cmd_command, F_LOADING, -1, RMQ_CAT_CONNECTION),
+	CMD("HELLO", cmd_hello, F_NOMULTI | F_LOADING | F_NOAUTH, -1, RMQ_CAT_CONNECTION),
+	CMD("AUTH", rmq__cmd_auth, F_SUBMODE | F_NOMULTI | F_LOADING | F_NOAUTH, -2,
+	    RMQ_CAT_CONNECTION),
+	CMD("CLIENT", cmd_client, F_LOADING, -2, RMQ_CAT_CONNECTION),
+	CMD("SELECT", cmd_select, F_LOADING, 2, RMQ_CAT_CONNECTION),
+	CMD("WATCH", cmd_watch, F_NOW, -2, RMQ_CAT_CONNECTION),
+	CMD("UNWATCH", cmd_unwatch, 0, 1, RMQ_CAT_CONNECTION),
+	CMD("LATENCY", cmd_latency, F_LOADING, -2, RMQ_CAT_ADMIN),
+	CMD("SLOWLOG", cmd_slowlog, F_LOADING, -2, RMQ_CAT_ADMIN),
+	CMD("ACL", rmq__cmd_acl, F_LOADING, -2, RMQ_CAT_ADMIN),
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 _Static_assert(NCOMMANDS <= RMQ_ACL_MAX_COMMANDS, "a user's command bitmap has 64 bits");
@@ -1393,6 +1821,162 @@ static const struct command *cmd_find(const struct rmq_arg *a)
 	return NULL;
 }
 
+/* The ACL check of dispatch for a request that conn_split runs in parts:
+ * made once, for the whole, before its first part. */
+static bool cmd_permitted(struct conn *c, const struct rmq_arg *argv, size_t argc)
+{
+	const struct command *cmd = cmd_find(&argv[0]);
+	return cmd && rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name, cmd->flags & F_NOAUTH,
+				      argv, argc);
+}
+
+/* --- MULTI / EXEC / DISCARD ---
+ *
+ * MULTI queues the connection's commands (+QUEUED) in c->multi; EXEC runs
+ * them in order, all in this one call on the connection's worker, and
+ * answers the array of their replies: no other command of the connection
+ * (nor of any connection of this worker) runs between them. A command
+ * that cannot be queued (unknown, wrong arity, not allowed in a
+ * transaction, over the size limit) is answered with its error and makes
+ * EXEC answer -EXECABORT, running nothing. What a queued command finds
+ * only when it runs (a missing topic, a full one) is its own error in the
+ * array, and the others run all the same (no rollback, as Redis). */
+
+static void multi_abort(struct conn *c, const char *fmt, const char *name)
+{
+	rmq_resp_errorf(&c->out, fmt, name);
+	c->multi_dirty = true;
+}
+
+static void multi_queue(struct conn *c, const struct command *cmd, const struct rmq_arg *argv,
+			size_t argc)
+{
+	char lower[CMD_NAME_MAX + 1];
+	for (size_t i = 0; i <= cmd->len; i++)
+		lower[i] = (char)(cmd->name[i] | (i < cmd->len ? 0x20 : 0));
+	if (cmd->arity > 0 ? argc != (size_t)cmd->arity : argc < (size_t)-cmd->arity)
+		return multi_abort(c, "ERR wrong number of arguments for '%s' command", lower);
+	if ((cmd->flags & F_NOMULTI) || (cmd->fn == cmd_client && arg_is(&argv[1], "REPLY")))
+		return multi_abort(c, "ERR Command not allowed inside a transaction: '%s'", lower);
+	size_t bytes = 4;
+	for (size_t i = 0; i < argc; i++)
+		bytes += 4 + argv[i].len;
+	if (c->multi_n >= MULTI_MAX_COMMANDS || c->multi.len + bytes > MULTI_MAX_BYTES)
+		return multi_abort(
+			c,
+			"ERR transaction too large (at most 100000 commands, 64 MiB): '%s' not queued",
+			lower);
+	char *w = rmq_buf_try_reserve(&c->multi, bytes);
+	if (!w)
+		return multi_abort(c, "ERR out of memory queuing '%s'", lower);
+	uint32_t n = (uint32_t)argc;
+	memcpy(w, &n, 4);
+	w += 4;
+	for (size_t i = 0; i < argc; i++) {
+		uint32_t len = (uint32_t)argv[i].len;
+		memcpy(w, &len, 4);
+		memcpy(w + 4, argv[i].p, len);
+		w += 4 + len;
+	}
+	c->multi.len += bytes;
+	c->multi_n++;
+	rmq__conn_mem_sync(c);
+	rmq_resp_simple(&c->out, "QUEUED");
+}
+
+static void cmd_multi(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 1)
+		return err_args(c, "multi");
+	if (c->in_multi) /* as Redis: an error, the transaction goes on */
+		return rmq_resp_error(&c->out, "ERR MULTI calls can not be nested");
+	c->in_multi = true;
+	rmq_resp_simple(&c->out, "OK");
+}
+
+static void cmd_discard(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 1)
+		return err_args(c, "discard");
+	if (!c->in_multi)
+		return rmq_resp_error(&c->out, "ERR DISCARD without MULTI");
+	multi_reset(c);
+	rmq__conn_mem_sync(c);
+	rmq_resp_simple(&c->out, "OK");
+}
+
+static void cmd_exec(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 1)
+		return err_args(c, "exec");
+	if (!c->in_multi)
+		return rmq_resp_error(&c->out, "ERR EXEC without MULTI");
+	if (c->multi_dirty) {
+		multi_reset(c);
+		rmq__conn_mem_sync(c);
+		return rmq_resp_error(
+			&c->out, "EXECABORT Transaction discarded because of previous errors.");
+	}
+	/* The queue is taken out of c first: what runs sees no transaction. */
+	struct rmq_buf q = c->multi;
+	uint32_t n = c->multi_n;
+	memset(&c->multi, 0, sizeof(c->multi));
+	multi_reset(c);
+	rmq_resp_array(&c->out, n);
+	struct rmq_arg *av = NULL;
+	size_t avcap = 0;
+	const char *p = q.data;
+	c->in_exec = true;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t ac, len;
+		memcpy(&ac, p, 4);
+		p += 4;
+		if (ac > avcap) {
+			avcap = ac;
+			av = rmq_realloc(av, avcap * sizeof(*av));
+		}
+		for (uint32_t i = 0; i < ac; i++) {
+			memcpy(&len, p, 4);
+			av[i].p = p + 4;
+			av[i].len = len;
+			p += 4 + len;
+		}
+		const struct command *cmd = cmd_find(&av[0]); /* found when queued */
+		/* Permitted when queued; the user's rules may have changed
+		 * since: as Redis, checked again, a refusal is its entry. */
+		if (!rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name, cmd->flags & F_NOAUTH,
+				     av, ac))
+			continue;
+		/* A command that takes turns of the loop (TOPICS, INFO topics)
+		 * runs them all now: its reply belongs in this array. */
+		do {
+			c->again = false;
+			cmd->fn(c, av, ac);
+		} while (c->again);
+	}
+	c->in_exec = false;
+	free(av);
+	rmq_buf_free(&q);
+	rmq__conn_mem_sync(c);
+}
+
+/* ringmq has no keys: WATCH cannot be honoured, so it is refused rather
+ * than accepted as a no-op that would promise optimistic locking. */
+static void cmd_watch(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (c->in_multi)
+		return rmq_resp_error(&c->out, "ERR WATCH inside MULTI is not allowed");
+	rmq_resp_error(&c->out,
+		       "ERR WATCH is not supported: ringmq has no keys to watch (topics are "
+		       "append-only logs); MULTI/EXEC works without it");
+}
+
+/* Nothing is ever watched: UNWATCH truly has nothing to undo. */
+static void cmd_unwatch(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	rmq_resp_simple(&c->out, "OK");
+}
+
 const char *rmq__cmd_split_name(const struct rmq_arg *a)
 {
 	const struct command *cmd = cmd_find(a);
@@ -1408,7 +1992,7 @@ void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const cha
 	/* A RESP array (not inline) that PUBLISH ran for, on a connection
 	 * allowed to publish, with its topic cached. In a RESP request, the
 	 * third argument's '$' follows the second one's CRLF. */
-	if (frame[0] != '*' || argc != 3 || c->n_live_subs)
+	if (frame[0] != '*' || argc != 3 || (live_count(c) && !c->resp3) || c->in_multi)
 		return;
 	const struct command *cmd = cmd_find(&argv[0]);
 	if (!cmd || cmd->fn != cmd_publish)
@@ -1481,8 +2065,10 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
 		n++;
 		used += h + k;
 	}
-	if (n == 0)
-		return 0;
+	if (n == 0 || (atomic_load_explicit(&srv_of(c)->maxmemory, memory_order_relaxed) &&
+		       rmq__ops_used_memory(srv_of(c)) + bytes >
+			       atomic_load_explicit(&srv_of(c)->maxmemory, memory_order_relaxed)))
+		return 0; /* (over --maxmemory: one by one, each refused) */
 	*nreq = n;
 	/* All n with one reservation when they fit in the current segment. */
 	int64_t seq = n > 1 ? rmq_topic_append_n(t, pl, n) : -EAGAIN;
@@ -1515,21 +2101,38 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 		size_t shown = argv[0].len > 128 ? 128 : argv[0].len;
 		rmq_resp_errorf(o, "ERR unknown command '%.*s', with args beginning with: %s",
 				(int)shown, argv[0].p, argc > 1 ? "..." : "");
+		if (c->in_multi) /* as Redis: an unknown command aborts EXEC */
+			c->multi_dirty = true;
+	} else if (RMQ_UNLIKELY(!rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name,
+						 cmd->flags & F_NOAUTH, argv, argc))) {
+		/* NOAUTH or NOPERM written, before anything else is said about
+		 * the command (as Redis); inside MULTI, EXEC will abort */
+		if (c->in_multi)
+			c->multi_dirty = true;
+	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&
+		   (cmd->fn == cmd_subscribe || cmd->fn == cmd_psubscribe) && !c->dsub) {
+		/* Clients send SUBSCRIBE again as soon as they reconnect, and
+		 * none retries it on -LOADING (redis-py and node-redis report
+		 * the error and drop the subscription; ioredis waits on INFO's
+		 * loading only before its first commands): it waits for the
+		 * topics to be back, then runs (worker.c, held). */
+		c->held = true;
+		c->again = true;
 	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&
 		   !(cmd->flags & F_LOADING)) {
 		/* Redis's word (clients wait and retry on it) */
 		rmq_resp_error(&c->out, "LOADING ringmq is loading its data directory");
-	} else if (c->n_live_subs && !(cmd->flags & F_SUBMODE)) {
+	} else if (live_count(c) && !c->resp3 && !(cmd->flags & F_SUBMODE)) {
 		/* Redis's wording, word for word (clients match it), though
 		 * ringmq has no PSUBSCRIBE or SSUBSCRIBE. */
 		rmq_resp_errorf(
 			&c->out,
 			"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
 			cmd->name);
-	} else if (RMQ_UNLIKELY(!rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name,
-						 cmd->flags & F_NOAUTH, argv, argc))) {
-		/* NOAUTH or NOPERM written */
+	} else if (c->in_multi && !(cmd->flags & F_NOW)) {
+		multi_queue(c, cmd, argv, argc);
 	} else {
+		c->last_cmd = cmd->name;
 		cmd->fn(c, argv, argc);
 	}
 	if (c->again) /* not done: replies (and their fate) when it is */

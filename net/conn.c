@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -30,6 +31,14 @@
 #define DRAIN_CHUNK 16384
 /* Requests in a pipeline between two quiescent states. */
 #define QUIESCENT_EVERY 64
+/* One connection's requests run for at most this long per loop iteration
+ * (checked after each request that went through the command table, and
+ * every SLICE_FAST_EVERY requests of a PUBLISH run): the rest waits for
+ * the next iteration, so the worker's other connections are served in
+ * between and the client gets its replies so far. A pipeline of slow
+ * requests (disk CREATE/DELETE, big PULLs) cannot hold the worker. */
+#define SLICE_NS (2u * 1000 * 1000)
+#define SLICE_FAST_EVERY 256
 /* An idle connection's output buffer is shrunk to this. */
 #define OUT_IDLE_CAP (16u << 10)
 
@@ -73,7 +82,7 @@ void rmq__conn_mem_sync(struct conn *c)
 {
 	if (c->lent) /* in is the worker's scratch: counted when given back */
 		return;
-	size_t now = c->closing ? 0 : c->in.cap + c->out.cap;
+	size_t now = c->closing ? 0 : c->in.cap + c->out.cap + c->multi.cap;
 	if (now == c->mem)
 		return;
 	int64_t d = (int64_t)now - (int64_t)c->mem;
@@ -101,8 +110,8 @@ void rmq__conn_oom(struct conn *c, const char *what)
 	if (now >= w->oom_log_ms) {
 		w->oom_log_ms = now + 1000;
 		rmq_diagf(RMQ_DIAG_ERROR,
-			  "client %llu: out of memory for its %s (%zu bytes held); closing it",
-			  (unsigned long long)c->id, what, c->in.cap + c->out.cap);
+			  CONN_LOG "out of memory for its %s (%zu bytes held); closing it",
+			  CONN_ARGS(c), what, c->in.cap + c->out.cap);
 	}
 	static const char msg[] = "-ERR out of memory for this connection's buffers: closing\r\n";
 	ssize_t r = send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -120,9 +129,10 @@ void rmq__conn_shed(struct conn *c)
 		w->shed_log_ms = now + 1000;
 		rmq_diagf(
 			RMQ_DIAG_WARN,
-			"client %llu: %zu bytes of buffers (%zu input, %zu output) while all clients hold "
+			CONN_LOG
+			"%zu bytes of buffers (%zu input, %zu output) while all clients hold "
 			"%lld, over --max-client-memory %zu; closing it (see client_memory_closed in INFO)",
-			(unsigned long long)c->id, c->mem, c->in.cap, c->out.cap,
+			CONN_ARGS(c), c->mem, c->in.cap, c->out.cap,
 			(long long)atomic_load(&srv->client_mem), srv->cfg.max_client_memory);
 	}
 	/* Behind what is still queued, as for a timeout: best effort. */
@@ -159,6 +169,28 @@ static void conn_keepalive(int fd, unsigned idle_s)
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
+/* "ip:port" of the peer, for log lines; "?" when unknown. */
+static void conn_peer(struct conn *c)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		}
+	}
+	snprintf(c->addr, sizeof(c->addr), ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
+		 port);
+}
+
 void rmq__conn_new(struct worker *w, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));
@@ -176,8 +208,11 @@ void rmq__conn_new(struct worker *w, int fd)
 	c->worker = w;
 	c->id = atomic_fetch_add(&w->srv->next_conn_id, 1) + 1;
 	c->created_ms = rmq_now_ms();
+	c->last_ms = c->created_ms;
 	c->events = EPOLLIN | EPOLLRDHUP;
+	conn_peer(c);
 	CDS_INIT_LIST_HEAD(&c->parked.watch_link);
+	CDS_INIT_LIST_HEAD(&c->psubs);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	conn_keepalive(fd, w->srv->cfg.tcp_keepalive_s);
@@ -192,8 +227,7 @@ void rmq__conn_new(struct worker *w, int fd)
 	cds_list_add_tail(&c->link, &w->conns);
 	stat_add(&w->stats.conns_accepted, 1);
 	stat_add(&w->stats.conns, 1);
-	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu connected", w->id,
-		  (unsigned long long)c->id);
+	rmq_diagf(RMQ_DIAG_DEBUG, CONN_LOG "connected to worker %u", CONN_ARGS(c), w->id);
 }
 
 /* Tears the connection down at once; the struct itself is freed at the end
@@ -224,8 +258,7 @@ void rmq__conn_close(struct conn *c)
 		rmq__conn_mem_sync(c);
 	atomic_fetch_sub(&w->srv->nclients, 1);
 	stat_add(&w->stats.conns, (uint64_t)-1);
-	rmq_diagf(RMQ_DIAG_DEBUG, "worker %u: client %llu closed", w->id,
-		  (unsigned long long)c->id);
+	rmq_diagf(RMQ_DIAG_DEBUG, CONN_LOG "closed (worker %u)", CONN_ARGS(c), w->id);
 }
 
 void rmq__conn_free(struct conn *c)
@@ -234,6 +267,9 @@ void rmq__conn_free(struct conn *c)
 	rmq_buf_free(&c->out);
 	free(c->live_subs);
 	free(c->live_index);
+	rmq__pubsub_gone_free(c);
+	rmq_buf_free(&c->multi);
+	free(c->plive);
 	rmq__cmd_free_state(c);
 	rmq__acl_conn_fini(c);
 	free(c->name);
@@ -340,14 +376,21 @@ static void conn_finish_eof(struct conn *c)
  * iteration, so one request of 40,000 topics does not hold the worker.
  * The replies are the same (one per topic). Returns the bytes consumed,
  * or 0 when the command is not one to split. */
-static ssize_t conn_split(struct conn *c, const char *frame, size_t argc)
+static ssize_t conn_split(struct conn *c, const char *frame, size_t argc, ssize_t whole)
 {
 	struct worker *w = c->worker;
 	const char *name = rmq__cmd_split_name(&w->argv[0]);
 	if (!name)
 		return 0;
-	if (!c->split_cont)
+	if (!c->split_cont) {
 		stat_add(&w->stats.commands, 1);
+		/* Checked whole before its first part runs: a missing topic,
+		 * or a registered subscriber, answers the request with one
+		 * error. */
+		if (!rmq__cmd_split_check(c, w->argv, argc, name[0] == 'S'))
+			return whole;
+	}
+	c->split_rest = c->split_cont;
 	size_t k = SPLIT_ARGS;
 	/* the rest starts at the '$' after topic k's CRLF */
 	char *rest = (char *)w->argv[k].p + w->argv[k].len + 2;
@@ -369,6 +412,11 @@ void rmq__conn_process_input(struct conn *c)
 	const char *err = NULL;
 	bool did = false, progressed = false;
 	struct publish_run run = { .hlen = 0 };
+	uint64_t slice_t0 = rmq_now_ns();
+	unsigned fast_n = 0;
+	bool check_slice = false;
+	if (rmq_buf_pending(&c->in))
+		c->last_ms = rmq_now_ms(); /* once per batch of input, not per command */
 	while (!c->closing && !c->close_after_write && !c->blocked && !c->paused && !c->backlog &&
 	       !c->yielded && rmq_buf_pending(&c->in)) {
 		const char *frame = c->in.data + c->in.off;
@@ -379,6 +427,7 @@ void rmq__conn_process_input(struct conn *c)
 					 c, &run, frame, rmq_buf_pending(&c->in), &nreq))) {
 			stat_add(&w->stats.commands, nreq);
 			did = true;
+			check_slice = (fast_n += nreq) >= SLICE_FAST_EVERY;
 			goto next;
 		}
 		r = rmq_resp_parse(c->in.data + c->in.off, rmq_buf_pending(&c->in), &srv->lim,
@@ -408,7 +457,7 @@ void rmq__conn_process_input(struct conn *c)
 		}
 		ssize_t part;
 		if (argc > SPLIT_ARGS + 1 && frame[0] == '*' && c->reply != REPLY_SKIP &&
-		    (part = conn_split(c, frame, argc)) > 0) {
+		    !c->in_multi && (part = conn_split(c, frame, argc, r)) > 0) {
 			r = part;
 			run.hlen = 0;
 			did = true;
@@ -417,6 +466,7 @@ void rmq__conn_process_input(struct conn *c)
 		if (argc) {
 			if (!c->split_cont)
 				stat_add(&w->stats.commands, 1);
+			c->split_rest = c->split_cont;
 			c->split_cont = false;
 			rmq__cmd_dispatch(c, w->argv, argc);
 			if (c->again) {
@@ -424,11 +474,17 @@ void rmq__conn_process_input(struct conn *c)
 				c->again = false;
 				c->split_cont = true;
 				c->yielded = true;
-				rmq__blocked_queue(c);
+				if (c->held && !c->in_unblocked) {
+					c->in_unblocked = true;
+					cds_list_add_tail(&c->unblocked_link, &w->held);
+				} else {
+					rmq__blocked_queue(c);
+				}
 				break;
 			}
 			rmq__cmd_publish_run_arm(c, &run, frame, w->argv, argc);
 			did = true;
+			check_slice = true;
 		}
 next:
 		rmq_buf_consume(&c->in, (size_t)r);
@@ -446,6 +502,18 @@ next:
 			 * stop reading from it until it catches up. */
 			c->paused = true;
 		}
+		if (check_slice) {
+			check_slice = false;
+			fast_n = 0;
+			if (rmq_now_ns() - slice_t0 >= SLICE_NS && rmq_buf_pending(&c->in) &&
+			    !c->closing && !c->close_after_write && !c->blocked && !c->paused &&
+			    !c->backlog && !c->yielded) {
+				/* its time is up: the rest at the next iteration */
+				c->yielded = true;
+				rmq__blocked_queue(c);
+				break;
+			}
+		}
 	}
 	rmq__worker_publish_flush(w);
 	/* Only when something ran: rmq__conn_write() calls us with output still
@@ -462,8 +530,8 @@ next:
 proto_error:
 	rmq__worker_publish_flush(w);
 	stat_add(&w->stats.protocol_errors, 1);
-	rmq_diagf(RMQ_DIAG_INFO, "client %llu: protocol error (%s); closing",
-		  (unsigned long long)c->id, err ? err : "request too large");
+	rmq_diagf(RMQ_DIAG_INFO, CONN_LOG "protocol error (%s); closing", CONN_ARGS(c),
+		  err ? err : "request too large");
 	c->close_after_write = true;
 	c->linger = true;
 	c->in.off = c->in.len = 0;
@@ -575,7 +643,21 @@ void rmq__conn_read(struct conn *c, uint32_t events)
 		if (n > 0) {
 			c->in.len += (size_t)n;
 			stat_add(&w->stats.bytes_read, (uint64_t)n);
-			rmq__conn_process_input(c);
+			if (RMQ_UNLIKELY(srv->cfg.metrics_port)) {
+				/* publish-to-reply latency: one observation per read
+				 * batch that published (not per message) */
+				uint64_t t0 = rmq__ops_now_ns(),
+					 p0 = w->pending_msgs +
+					      atomic_load_explicit(&w->stats.published,
+								   memory_order_relaxed);
+				rmq__conn_process_input(c);
+				if (w->pending_msgs + atomic_load_explicit(&w->stats.published,
+									   memory_order_relaxed) !=
+				    p0)
+					rmq__ops_observe_publish(w, t0);
+			} else {
+				rmq__conn_process_input(c);
+			}
 			if (c->blocked && rmq_buf_pending(&c->in) >= IN_STALLED_MAX) {
 				conn_parked_overflow(c);
 				break;
@@ -624,8 +706,9 @@ void rmq__conn_write(struct conn *c)
 {
 	struct worker *w = c->worker;
 	bool was_backlog = c->backlog;
-	if (rmq__persist_holding(w)) {
-		/* --fsync always: replies wait for the worker's sync step */
+	if (rmq__persist_holding(w) || w->n_pscan) {
+		/* --fsync always: replies wait for the worker's sync step;
+		 * PSUBSCRIBE: for its scan (pattern.c) */
 		rmq__conn_want_flush(c);
 		return;
 	}
@@ -700,9 +783,9 @@ void rmq__conn_timed_out(struct conn *c)
 		(void)r;
 		stat_add(&w->stats.frame_timeouts, 1);
 		rmq_diagf(RMQ_DIAG_INFO,
-			  "client %llu: request half-sent for %.1f s (%zu bytes); closing",
-			  (unsigned long long)c->id,
-			  (double)wait_timeout_ms(w->srv, false) / 1000.0, rmq_buf_pending(&c->in));
+			  CONN_LOG "request half-sent for %.1f s (%zu bytes); closing",
+			  CONN_ARGS(c), (double)wait_timeout_ms(w->srv, false) / 1000.0,
+			  rmq_buf_pending(&c->in));
 	}
 	rmq__conn_close(c);
 }

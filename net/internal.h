@@ -49,15 +49,37 @@ enum reply_mode { REPLY_ON, REPLY_OFF, REPLY_SKIP };
 
 struct conn;
 
-/* A live (push) subscription of one connection to one topic. */
+struct psub;
+
+/* A live (push) subscription of one connection to one topic: SUBSCRIBE's
+ * (psub NULL), or one of the topics a PSUBSCRIBE pattern matches (psub
+ * set; pattern.c). */
 struct live_sub {
 	struct cds_list_head watch_link; /* in watch->members */
 	struct conn *conn;
 	struct rmq_watch *watch;  /* its topic's watch on conn's worker */
 	struct rmq_cursor cursor; /* the next message to deliver */
 	uint64_t hash;            /* of the topic's name (conn's index) */
-	int idx;                  /* in conn->live_subs */
+	int idx;                  /* in conn->live_subs, or conn->plive */
 	bool gone;                /* topic deleted: unsubscribe once drained */
+	struct psub *psub;        /* the pattern, or NULL */
+	/* psub only: "*4 $8 pmessage $n <pattern> $m <topic>", owned; each
+	 * message goes out as it and the stored record's bulk payload */
+	char *pfx;
+	uint32_t pfx_len;
+};
+
+/* One connection's subscription to one pattern (PSUBSCRIBE). The topics it
+ * matches are found when it is made and when a topic is created
+ * (pattern.c), never on PUBLISH: each match is a live_sub on the topic's
+ * watch, so a publish costs the same with any number of patterns. */
+struct psub {
+	struct cds_list_head conn_link;   /* conn->psubs */
+	struct cds_list_head worker_link; /* worker->psubs */
+	struct conn *conn;
+	char *pat; /* owned */
+	size_t plen;
+	bool pending; /* in worker->pscan: its topics not matched yet */
 };
 
 struct conn {
@@ -85,9 +107,27 @@ struct conn {
 				     * at the next iteration (in worker->unblocked) */
 	bool split_cont;                 /* the next request is such a rest: not a new
 				     * command for the stats */
+	bool held;                       /* a SUBSCRIBE waits for the data directory
+				     * to be loaded (in worker->held) */
 	bool again;                      /* the handler is not done: the same request
 				     * runs again at the next iteration (cmd.c) */
 	struct topics_page *topics_page; /* TOPICS in progress (cmd.c) */
+	struct dsub_page *dsub_page;     /* DSUBSCRIBE in progress (cmd.c) */
+	bool split_rest;                 /* this request is such a rest (set before
+				     * dispatch): not the first part */
+	bool resp3;                      /* HELLO 3: RESP3 replies and push frames */
+	bool sub_deleted;                /* subscribed to RMQ_DELETED_CHANNEL */
+	/* Subscriptions to topics deleted since (told with a notice on
+	 * RMQ_DELETED_CHANNEL): they count, as the client still holds them,
+	 * until it unsubscribes them or subscribes to a new topic of the name
+	 * (pubsub.c). Owned copies of the names. */
+	struct rmq_arg *gone;
+	int n_gone, gone_cap;
+	/* MULTI ... EXEC (cmd.c): the queued requests, each as a uint32_t
+	 * argc then per argument a uint32_t length and its bytes. */
+	bool in_multi, multi_dirty, in_exec;
+	uint32_t multi_n;
+	struct rmq_buf multi;
 	enum reply_mode reply;
 	enum conn_role role;
 	char *name;                  /* CLIENT SETNAME / REGISTER name */
@@ -96,6 +136,10 @@ struct conn {
 	struct live_sub **live_index; /* by topic name: open addressing, linear
 				       * probing, at most half full; NULL: empty */
 	size_t live_index_mask;
+	struct cds_list_head psubs; /* struct psub, by conn_link (pattern.c) */
+	int n_psubs;
+	struct live_sub **plive; /* the pattern subscriptions' topics */
+	int n_plive, plive_cap;
 	struct rmq_dsub *dsub;
 	uint64_t token;
 	struct {                                 /* the parked PULL, while blocked (blocked.c) */
@@ -111,6 +155,8 @@ struct conn {
 	struct cds_list_head unblocked_link; /* in worker->unblocked, when in_unblocked */
 	bool in_unblocked;
 	uint64_t created_ms;
+	uint64_t last_ms;     /* input last processed (CLIENT INFO idle) */
+	const char *last_cmd; /* its last command's name (CLIENT INFO cmd) */
 	/* In worker->deadlines while the server waits on the client to
 	 * finish a request (--frame-timeout), in worker->lingers while a
 	 * lingering close waits for its close. */
@@ -129,14 +175,68 @@ struct conn {
 	uint64_t sync_round;
 	const struct rmq_topic *sync_topic;
 	bool sync_multi;
+	char addr[64];           /* the peer, "ip:port", for log lines (CONN_LOG) */
 	struct rmq_conn_acl acl; /* its user and permissions (acl.c) */
 };
+
+/* The channel on which a live subscriber is told that a topic it was
+ * subscribed to has been deleted: a `message` push whose payload is the
+ * topic's name. A connection may SUBSCRIBE to it (it is no topic), so that
+ * clients that route messages by channel (node-redis) hand it over. */
+#define RMQ_DELETED_CHANNEL "__ringmq__:deleted"
+#define RMQ_DELETED_CHANNEL_LEN (sizeof(RMQ_DELETED_CHANNEL) - 1)
+
+/* Live subscriptions as counted in replies and for subscribe mode: topics
+ * (deleted ones too, until unsubscribed), the deletion channel, patterns. */
+static inline int live_count(const struct conn *c)
+{
+	return c->n_live_subs + c->n_gone + c->sub_deleted + c->n_psubs;
+}
+
+/* RESP3-or-RESP2 forms of the reply types, by what the connection asked
+ * for (HELLO). */
+static inline void reply_null(struct conn *c)
+{
+	if (c->resp3)
+		rmq_resp_null3(&c->out);
+	else
+		rmq_resp_null(&c->out);
+}
+
+static inline void reply_map(struct conn *c, size_t pairs)
+{
+	if (c->resp3)
+		rmq_resp_map(&c->out, pairs);
+	else
+		rmq_resp_array(&c->out, 2 * pairs);
+}
+
+static inline void reply_push(struct conn *c, size_t n)
+{
+	if (c->resp3)
+		rmq_resp_push(&c->out, n);
+	else
+		rmq_resp_array(&c->out, n);
+}
+
+/* Client-related log lines name the client: its id, peer address and
+ * name (CLIENT SETNAME / REGISTER): rmq_diagf(lvl, CONN_LOG "...", CONN_ARGS(c), ...). */
+#define CONN_LOG "client %llu addr=%s name=%s: "
+#define CONN_ARGS(c) (unsigned long long)(c)->id, (c)->addr, (c)->name ? (c)->name : "-"
+
+#define RMQ_LAT_BUCKETS 12 /* finite bucket bounds of latency histograms (ops.c) */
 
 struct worker_stats {
 	_Atomic uint64_t conns_accepted, commands, published, delivered, pulled;
 	_Atomic uint64_t bytes_read, bytes_written, slow_disconnects, protocol_errors;
 	_Atomic uint64_t frame_timeouts, alloc_failures, client_memory_closed;
 	_Atomic uint64_t conns;
+	_Atomic uint64_t blocked; /* parked PULLs: +1 and -1 (wrapping) */
+	/* ops.c: the publish-to-reply latency histogram (one observation per
+	 * batch of requests that published, see rmq__ops_observe_publish),
+	 * bucket i counts batches of at most rmq__ops_latency_bounds[i]. */
+	_Atomic uint64_t pub_lat[RMQ_LAT_BUCKETS + 1];
+	_Atomic uint64_t pub_lat_sum_ns, pub_lat_count;
 };
 
 /* Worker counters have one writer (their worker) and are read by INFO on
@@ -166,6 +266,24 @@ struct worker {
 					    * unblocked_link: their next requests run
 					    * once per loop iteration (blocked.c) */
 	struct cds_list_head closed;    /* closed, freed at the end of the iteration */
+	/* conns whose SUBSCRIBE or PSUBSCRIBE waits for the end of loading,
+	 * by unblocked_link (in_unblocked set): moved to unblocked then */
+	struct cds_list_head held;
+	struct cds_list_head psubs; /* its connections' struct psub (pattern.c) */
+	/* Topics created since the last iteration that match a pattern of
+	 * this worker's connections, each with a reference: queued by the
+	 * creating thread under created_lock, taken by this worker
+	 * (rmq__pattern_drain). */
+	pthread_mutex_t created_lock;
+	struct rmq_topic **created;
+	uint32_t n_created, cap_created;
+	/* New pattern subscriptions whose existing topics are found by one
+	 * walk of the table for all of them, at the start of the next
+	 * iteration (rmq__pattern_drain); until then no connection of this
+	 * worker is written to, so a confirmation is never seen before its
+	 * subscription is in place. */
+	struct psub **pscan;
+	uint32_t n_pscan, cap_pscan;
 	/* Each list has one timeout for all, so appending keeps it sorted by
 	 * deadline_ms, earliest first. */
 	struct cds_list_head deadlines; /* half-sent requests */
@@ -197,6 +315,7 @@ struct worker {
 	bool sync_always;    /* cfg.fsync == RMQ_FSYNC_ALWAYS with a data dir */
 	uint64_t sync_round; /* sync steps so far */
 	uint64_t acl_epoch;  /* the ACL epoch its connections were checked at */
+	uint64_t stats_gen;  /* srv->stats_epoch when stats were last reset */
 	struct worker_stats stats;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
@@ -222,10 +341,29 @@ struct server {
 	int spare_fd;                   /* acceptor only: given up on EMFILE */
 	uint64_t fd_rejects, fd_log_ms; /* acceptor only */
 	uint64_t started_ms;
-	struct persist *persist; /* persist.c; NULL: no data directory */
-	_Atomic int loading;     /* recovering the data directory */
-	_Atomic int exit_code;   /* rmq_server_run's, when stopped by a fatal error */
-	struct rmq_acl *acl;     /* users and permissions (acl.c) */
+	struct persist *persist;          /* persist.c; NULL: no data directory */
+	_Atomic int loading;              /* recovering the data directory */
+	_Atomic uint64_t pubsub_channels; /* topics with a SUBSCRIBE subscriber */
+	struct pattern_reg *patterns;     /* pattern.c */
+	/* INFO's instantaneous_ops_per_sec (cmd.c) */
+	pthread_mutex_t ops_lock;
+	struct ops_sample {
+		uint64_t ms, commands;
+	} ops_samples[16];
+	unsigned n_ops, ops_head;
+	_Atomic int exit_code; /* rmq_server_run's, when stopped by a fatal error */
+	/* ops.c: CONFIG, SHUTDOWN, --maxmemory, metrics. */
+	pthread_mutex_t conf_lock;     /* serialises CONFIG SET/REWRITE */
+	struct rmq_server_config conf; /* the settings as CONFIG shows them
+					 * (conf_lock); cfg stays as started */
+	_Atomic uint64_t maxmemory;    /* conf.maxmemory, for the workers */
+	_Atomic unsigned metrics_max_topics;
+	_Atomic uint64_t oom_refused; /* -OOM replies */
+	_Atomic uint64_t stats_epoch; /* CONFIG RESETSTAT: workers reset theirs */
+	_Atomic int shutdown_cmd;     /* SHUTDOWN asked (main thread logs it) */
+	bool has_main;                /* false in in-process drivers */
+	struct metrics *metrics;      /* metrics.c; NULL: --metrics-port 0 */
+	struct rmq_acl *acl;          /* users and permissions (acl.c) */
 };
 
 /* A server's state without its sockets and threads, as rmq_server_run()
@@ -297,14 +435,48 @@ bool rmq__pubsub_deliver(struct live_sub *s);
 /* The client read some of its backlog: copy more from the logs. */
 void rmq__pubsub_refill(struct conn *c);
 void rmq__pubsub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count);
-/* Subscribes c to the topic live and replies; false (no reply written)
- * when there is no such topic. */
-bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name);
+/* Subscribes c to the topic (or to RMQ_DELETED_CHANNEL) live and replies.
+ * The caller has checked that the topic exists: one deleted since is
+ * confirmed, kept as a subscription to a deleted topic and reported at
+ * once with the deletion notice. */
+void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name);
 /* Ends c's live subscription to name, if any, and replies (Redis replies
  * even when there was none). */
 void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name);
 /* Ends all of c's live subscriptions, one reply each (one when none). */
 void rmq__pubsub_unsubscribe_all(struct conn *c);
+/* Tells c that topic name was deleted: a `message` push on
+ * RMQ_DELETED_CHANNEL carrying the name. */
+void rmq__pubsub_deleted_notice(struct conn *c, const char *name, size_t len);
+
+/* Subscriptions of c that make it a subscribe-mode connection (Redis
+ * counts channels and patterns together). */
+static inline int rmq__conn_subs(const struct conn *c)
+{
+	return live_count(c);
+}
+/* Removes c's pattern subscription's live_sub for a topic (pattern.c). */
+void rmq__pattern_live_remove(struct live_sub *s);
+
+/* --- pattern.c: PSUBSCRIBE, PUNSUBSCRIBE, PUBSUB --- */
+/* Makes srv's pattern registry and hooks topic creation; 0 or -ENOMEM. */
+int rmq__pattern_init(struct server *srv);
+void rmq__pattern_fini(struct server *srv);
+/* The distinct patterns subscribed now (PUBSUB NUMPAT, INFO). */
+uint64_t rmq__patterns_count(struct server *srv);
+/* Subscribes c to the pattern and replies. */
+void rmq__pattern_subscribe(struct conn *c, const struct rmq_arg *pat);
+/* Ends c's subscription to the pattern (if any) and replies. */
+void rmq__pattern_unsubscribe(struct conn *c, const struct rmq_arg *pat);
+/* Ends all of c's pattern subscriptions, one reply each (one when none). */
+void rmq__pattern_unsubscribe_all(struct conn *c);
+/* Ends all of c's pattern subscriptions, no replies. */
+void rmq__pattern_drop_all(struct conn *c);
+/* Attaches the pattern subscriptions of w's connections to the topics
+ * created since the last call that match them. */
+void rmq__pattern_drain(struct worker *w);
+/* PUBSUB CHANNELS|NUMSUB|NUMPAT. */
+void rmq__pattern_pubsub_cmd(struct conn *c, struct rmq_arg *argv, size_t argc);
 
 /* --- blocked.c --- */
 /* Parks c's PULL (c->blocked) on watch, whose reference c now holds, with
@@ -334,6 +506,57 @@ uint64_t rmq__blocked_next_deadline(const struct worker *w);
 /* Runs the requests that waited behind each answered PULL; called once per
  * iteration of the worker's loop, with no RCU pointer held. */
 void rmq__blocked_process_unblocked(struct worker *w);
+
+/* --- ops.c: CONFIG, SHUTDOWN, RESETSTAT, --maxmemory --- */
+/* Sets up srv's operational state from srv->cfg (rmq__server_state_init). */
+void rmq__ops_init(struct server *srv);
+void rmq__ops_fini(struct server *srv);
+void rmq__cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc);
+void rmq__cmd_shutdown(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* Bytes counted against --maxmemory: retained bytes of every topic plus
+ * every client's buffers. */
+uint64_t rmq__ops_used_memory(struct server *srv);
+/* INFO's "# Memory" section (used_memory, maxmemory, ..., oom_rejected). */
+void rmq__ops_info_memory(struct server *srv, struct rmq_buf *b);
+/* What CREATE counts against --maxmemory before it runs: about what a new
+ * topic takes at first (its first segment, its table entry). */
+#define RMQ_OPS_CREATE_RESERVE (64u << 10)
+/* Writes -OOM and counts it when adding `more` bytes would take the used
+ * memory over --maxmemory (not set: false at the cost of one load). */
+bool rmq__ops_oom_slow(struct conn *c, uint64_t more);
+static inline bool rmq__ops_oom(struct conn *c, struct server *srv, uint64_t more)
+{
+	if (RMQ_LIKELY(atomic_load_explicit(&srv->maxmemory, memory_order_relaxed) == 0))
+		return false;
+	return rmq__ops_oom_slow(c, more);
+}
+void rmq__ops_reset_worker(struct worker *w);
+/* Once per loop iteration: resets w's counters after CONFIG RESETSTAT
+ * (each worker zeroes its own: they have one writer). */
+static inline void rmq__ops_worker_tick(struct worker *w)
+{
+	uint64_t e = atomic_load_explicit(&w->srv->stats_epoch, memory_order_relaxed);
+	if (RMQ_UNLIKELY(e != w->stats_gen)) {
+		rmq__ops_reset_worker(w);
+		w->stats_gen = e;
+	}
+}
+/* A batch of requests read at start_ns (rmq__ops_now_ns) published and
+ * queued its replies now: one observation of the latency histogram. */
+uint64_t rmq__ops_now_ns(void);
+void rmq__ops_observe_publish(struct worker *w, uint64_t start_ns);
+extern const double rmq__ops_latency_bounds[RMQ_LAT_BUCKETS];
+/* Tells systemd (Type=notify) "READY=1", "STOPPING=1", ...; no-op unless
+ * $NOTIFY_SOCKET is set. */
+void rmq__ops_sd_notify(const char *state);
+/* The main thread's signal loop: SIGHUP reopens the log file. */
+void rmq__ops_sighup(struct server *srv);
+
+/* --- metrics.c: the Prometheus endpoint (--metrics-port) --- */
+/* Starts its thread; 0, or -1 after logging why. */
+int rmq__metrics_start(struct server *srv);
+/* Stops and joins it (before the workers' state is freed). */
+void rmq__metrics_stop(struct server *srv);
 
 /* --- accept.c --- */
 void *rmq__acceptor_main(void *arg);
@@ -395,6 +618,8 @@ void rmq__persist_sync_step(struct worker *w);
 void rmq__persist_set_worker(struct worker *w);
 /* Registers c's append to disk topic t for the next sync step. */
 void rmq__persist_note_append(struct conn *c, struct rmq_topic *t);
+#define INFO_SAMPLES 16
+#define INFO_SAMPLE_MS 100
 /* INFO's persistence section, and a topic's storage fields (appended to
  * its INFO line, each with a leading space). */
 void rmq__persist_info(struct server *srv, struct rmq_buf *b);
@@ -421,6 +646,11 @@ void rmq__cmd_free_state(struct conn *c);
  * each as the same command with fewer arguments, with the same replies
  * (SUBSCRIBE, UNSUBSCRIBE), its canonical name; NULL otherwise. */
 const char *rmq__cmd_split_name(const struct rmq_arg *a);
+/* Before the first part of a SUBSCRIBE (subscribe) or UNSUBSCRIBE run in
+ * parts: checks the whole request (every topic a SUBSCRIBE names, all of
+ * argv[1, argc); a registered subscriber's). Returns false with ONE error
+ * written when it cannot run: then that answers the whole request. */
+bool rmq__cmd_split_check(struct conn *c, struct rmq_arg *argv, size_t argc, bool subscribe);
 /* Queues c to run its next requests at the next loop iteration. */
 void rmq__blocked_queue(struct conn *c);
 
@@ -449,8 +679,11 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
  * an error reply was written; *subscribed (if not NULL) gets the topic. */
 int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t count,
 		       struct rmq_topic **subscribed);
-/* Ends every live subscription of c (no replies). */
+/* Ends every live subscription of c (no replies), those to deleted
+ * topics and to RMQ_DELETED_CHANNEL included. */
 void rmq__pubsub_drop_all(struct conn *c);
+/* Frees c's names of subscriptions to deleted topics. */
+void rmq__pubsub_gone_free(struct conn *c);
 /* A watched topic was deleted: tell live subscribers and parked pullers. */
 void rmq__pubsub_topic_gone(struct rmq_watch *w);
 /* The command table, for acl.c: its size, and each command's upper-case
@@ -511,6 +744,8 @@ void rmq__acl_worker_check(struct worker *w);
  * and logged; the caller writes -WRONGPASS). HELLO ... AUTH calls it. */
 int rmq__acl_auth(struct conn *c, const struct rmq_arg *user, const struct rmq_arg *pass);
 void rmq__cmd_auth(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* CLIENT INFO's line for c, newline-terminated, appended to b (cmd.c). */
+void rmq__cmd_client_info(struct conn *c, struct rmq_buf *b);
 void rmq__cmd_acl(struct conn *c, struct rmq_arg *argv, size_t argc);
 /* Reloads the ACL file (ACL LOAD, SIGHUP): all or nothing. 0, or -1 with
  * err set. */
@@ -518,5 +753,13 @@ int rmq__acl_reload(struct server *srv, char *err, size_t errlen);
 /* INFO's acl_access_denied_* lines. */
 void rmq__acl_info(struct server *srv, struct rmq_buf *b);
 bool rmq__acl_has_file(const struct server *srv);
+/* HELLO without AUTH: true if c has a user, else writes NOAUTH (as Redis)
+ * and returns false. */
+bool rmq__acl_authenticated(struct conn *c);
+/* c's user's name ("default" before AUTH), valid while c's user is. */
+const char *rmq__acl_user_name(const struct conn *c);
+/* PSUBSCRIBE pattern p: true if one of c's user's topic patterns covers
+ * it (rmq_glob_covers), else writes NOPERM, counts and logs it. */
+bool rmq__acl_pattern(struct conn *c, const char *p, size_t n);
 
 #endif

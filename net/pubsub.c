@@ -11,16 +11,68 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 void rmq__pubsub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count)
 {
-	rmq_resp_array(&c->out, 3);
+	reply_push(c, 3);
 	rmq_resp_bulkstr(&c->out, kind);
 	if (t)
 		rmq_resp_bulk(&c->out, t, tlen);
 	else
-		rmq_resp_null(&c->out);
+		reply_null(c);
 	rmq_resp_int(&c->out, count);
+}
+
+void rmq__pubsub_deleted_notice(struct conn *c, const char *name, size_t len)
+{
+	reply_push(c, 3);
+	rmq_resp_bulk(&c->out, "message", 7);
+	rmq_resp_bulk(&c->out, RMQ_DELETED_CHANNEL, RMQ_DELETED_CHANNEL_LEN);
+	rmq_resp_bulk(&c->out, name, len);
+}
+
+/* --- subscriptions to deleted topics (conn->gone) --- */
+
+static bool is_deleted_channel(const char *p, size_t len)
+{
+	return len == RMQ_DELETED_CHANNEL_LEN && memcmp(p, RMQ_DELETED_CHANNEL, len) == 0;
+}
+
+static int gone_find(const struct conn *c, const char *p, size_t len)
+{
+	for (int i = 0; i < c->n_gone; i++)
+		if (c->gone[i].len == len && memcmp(c->gone[i].p, p, len) == 0)
+			return i;
+	return -1;
+}
+
+static void gone_remove_at(struct conn *c, int i)
+{
+	free((void *)c->gone[i].p);
+	c->gone[i] = c->gone[--c->n_gone];
+}
+
+static void gone_add(struct conn *c, const char *p, size_t len)
+{
+	if (gone_find(c, p, len) >= 0)
+		return;
+	if (c->n_gone == c->gone_cap) {
+		c->gone_cap = c->gone_cap ? 2 * c->gone_cap : 4;
+		c->gone = rmq_realloc(c->gone, (size_t)c->gone_cap * sizeof(*c->gone));
+	}
+	c->gone[c->n_gone].p = rmq_memdup(p, len);
+	c->gone[c->n_gone].len = len;
+	c->n_gone++;
+}
+
+void rmq__pubsub_gone_free(struct conn *c)
+{
+	while (c->n_gone)
+		gone_remove_at(c, c->n_gone - 1);
+	free(c->gone);
+	c->gone = NULL;
+	c->gone_cap = 0;
 }
 
 /* --- the connection's index of its live subscriptions, by topic name ---
@@ -105,7 +157,8 @@ static void live_sub_remove_at(struct conn *c, int i)
 	index_del(c, s);
 	c->live_subs[i] = c->live_subs[--c->n_live_subs];
 	c->live_subs[i]->idx = i;
-	atomic_fetch_sub(&s->watch->topic->live_subs, 1);
+	if (atomic_fetch_sub(&s->watch->topic->live_subs, 1) == 1)
+		atomic_fetch_sub(&c->worker->srv->pubsub_channels, 1);
 	cds_list_del(&s->watch_link);
 	rmq_watch_release(s->watch);
 	free(s);
@@ -115,21 +168,38 @@ void rmq__pubsub_drop_all(struct conn *c)
 {
 	while (c->n_live_subs)
 		live_sub_remove_at(c, c->n_live_subs - 1);
+	rmq__pubsub_gone_free(c);
+	c->sub_deleted = false;
+	rmq__pattern_drop_all(c);
 }
 
-bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
+void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 {
+	if (is_deleted_channel(name->p, name->len)) {
+		c->sub_deleted = true;
+		rmq__pubsub_reply(c, "subscribe", name->p, name->len, live_count(c));
+		return;
+	}
 	struct rmq_topic *t = rmq_topic_lookup(c->worker->srv->broker, name->p, name->len);
 	int i = live_sub_find(c, name->p, name->len);
 	if (i >= 0 && c->live_subs[i]->watch->topic == t) {
-		rmq__pubsub_reply(c, "subscribe", name->p, name->len, c->n_live_subs);
-		return true;
+		rmq__pubsub_reply(c, "subscribe", name->p, name->len, live_count(c));
+		return;
 	}
 	if (i >= 0) /* subscribed to a deleted topic of that name */
 		live_sub_remove_at(c, i);
 	struct rmq_watch *w = t ? rmq_watch_acquire(t, c->worker->id) : NULL;
-	if (!w)
-		return false;
+	if (!w) {
+		/* Deleted since the caller checked it: a subscription to a
+		 * topic deleted at once, as if it went right after. */
+		gone_add(c, name->p, name->len);
+		rmq__pubsub_reply(c, "subscribe", name->p, name->len, live_count(c));
+		rmq__pubsub_deleted_notice(c, name->p, name->len);
+		return;
+	}
+	int g = gone_find(c, name->p, name->len);
+	if (g >= 0) /* a new topic of a deleted one's name: it replaces it */
+		gone_remove_at(c, g);
 	struct live_sub *s = rmq_calloc(1, sizeof(*s));
 	s->conn = c;
 	s->watch = w;
@@ -147,9 +217,9 @@ bool rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 	index_put(c, s);
 	s->idx = c->n_live_subs;
 	c->live_subs[c->n_live_subs++] = s;
-	atomic_fetch_add(&t->live_subs, 1);
-	rmq__pubsub_reply(c, "subscribe", name->p, name->len, c->n_live_subs);
-	return true;
+	if (atomic_fetch_add(&t->live_subs, 1) == 0)
+		atomic_fetch_add(&c->worker->srv->pubsub_channels, 1);
+	rmq__pubsub_reply(c, "subscribe", name->p, name->len, live_count(c));
 }
 
 void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name)
@@ -157,41 +227,61 @@ void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name)
 	int k = live_sub_find(c, name->p, name->len);
 	if (k >= 0)
 		live_sub_remove_at(c, k);
-	rmq__pubsub_reply(c, "unsubscribe", name->p, name->len, c->n_live_subs);
+	else if ((k = gone_find(c, name->p, name->len)) >= 0)
+		gone_remove_at(c, k);
+	else if (is_deleted_channel(name->p, name->len))
+		c->sub_deleted = false;
+	rmq__pubsub_reply(c, "unsubscribe", name->p, name->len, live_count(c));
 }
 
 void rmq__pubsub_unsubscribe_all(struct conn *c)
 {
-	if (c->n_live_subs == 0)
-		return rmq__pubsub_reply(c, "unsubscribe", NULL, 0, 0);
+	if (c->n_live_subs + c->n_gone + c->sub_deleted == 0) /* patterns only, or none */
+		return rmq__pubsub_reply(c, "unsubscribe", NULL, 0, live_count(c));
 	while (c->n_live_subs) {
 		struct rmq_topic *t = c->live_subs[c->n_live_subs - 1]->watch->topic;
 		/* t stays valid: RCU, and the reply is written first */
 		char *name = t->name;
 		size_t len = t->name_len;
-		rmq__pubsub_reply(c, "unsubscribe", name, len, c->n_live_subs - 1);
+		rmq__pubsub_reply(c, "unsubscribe", name, len, live_count(c) - 1);
 		live_sub_remove_at(c, c->n_live_subs - 1);
+	}
+	while (c->n_gone) {
+		struct rmq_arg *a = &c->gone[c->n_gone - 1];
+		rmq__pubsub_reply(c, "unsubscribe", a->p, a->len, live_count(c) - 1);
+		gone_remove_at(c, c->n_gone - 1);
+	}
+	if (c->sub_deleted) {
+		c->sub_deleted = false;
+		rmq__pubsub_reply(c, "unsubscribe", RMQ_DELETED_CHANNEL, RMQ_DELETED_CHANNEL_LEN,
+				  live_count(c));
 	}
 }
 
-/* A deleted topic's subscription has been drained: send the unsubscribe
- * push and remove it. */
+/* A deleted topic's subscription has been drained: tell the client with a
+ * message on RMQ_DELETED_CHANNEL (no unsolicited `unsubscribe`, which
+ * clients take for the reply to a request of theirs) and keep the
+ * subscription as a name only (conn->gone), so the counts the client sees
+ * stay those of the subscriptions it made. */
 static void live_sub_gone(struct live_sub *s)
 {
 	struct conn *c = s->conn;
+	if (s->psub) /* the pattern stays: no push */
+		return rmq__pattern_live_remove(s);
 	struct rmq_topic *t = s->watch->topic;
 	int k = live_sub_find(c, t->name, t->name_len);
 	if (k < 0 || c->live_subs[k] != s)
 		return;
-	rmq__pubsub_reply(c, "unsubscribe", t->name, t->name_len, c->n_live_subs - 1);
+	rmq__pubsub_deleted_notice(c, t->name, t->name_len);
 	rmq__conn_want_flush(c);
+	gone_add(c, t->name, t->name_len);
 	live_sub_remove_at(c, k); /* may release the watch */
 }
 
 void rmq__pubsub_topic_gone(struct rmq_watch *w)
 {
 	/* Deliver everything published before the delete, then the
-	 * unsubscribe push, as Redis sends when a client is unsubscribed. A
+	 * deletion notice (live_sub_gone). A
 	 * subscriber that has not read its backlog yet keeps reading it from
 	 * the log (the watch holds the topic) and is told when done. Parked
 	 * pullers are answered first: releasing the last member may free w. */
@@ -205,6 +295,46 @@ void rmq__pubsub_topic_gone(struct rmq_watch *w)
 		if (rmq__pubsub_deliver(s) && !s->conn->closing)
 			live_sub_gone(s);
 	}
+}
+
+/* The records of the log are stored as RESP2 pushes ("*3\r\n$7\r\nmessage
+ * ..."), ready to be copied as they are. For a RESP3 connection the copy
+ * just made of b's first n records (at the end of c->out) gets its frames
+ * typed as pushes: the first byte of each, '*', becomes '>'. One byte per
+ * message, in the copy; the RESP2 path does not change at all. */
+static void resp3_pushes(struct conn *c, const struct rmq_batch *b, uint32_t n)
+{
+	char *p = c->out.data + c->out.len - b->bytes;
+	for (uint32_t i = 0; i < n; i++) {
+		*p = '>';
+		p += rmq_batch_reclen(b, i);
+	}
+}
+
+/* A pattern subscription's copy of n records of b: each as its own
+ * "pmessage" header and the stored record's bulk payload, "$<len>\r\n
+ * <payload>\r\n" (the record without the topic's "message" header). */
+static bool append_pmessages(struct live_sub *s, const struct rmq_topic *t,
+			     const struct rmq_batch *b, uint32_t n)
+{
+	struct rmq_buf *out = &s->conn->out;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *p;
+		uint32_t len;
+		rmq_batch_payload(b, i, &p, &len);
+		/* the record: t->prefix, "$<len>\r\n", payload, "\r\n" */
+		char num[16];
+		uint32_t hl = (uint32_t)rmq_u64toa(len, num) + 3;
+		uint32_t tail = hl + len + 2;
+		const char *bulk = p - hl;
+		size_t at = out->len;
+		if (!rmq_buf_try_append(out, s->pfx, s->pfx_len) ||
+		    !rmq_buf_try_append(out, bulk, tail))
+			return false;
+		if (s->conn->resp3) /* a push frame (see resp3_pushes) */
+			out->data[at] = '>';
+	}
+	return true;
 }
 
 /* Copies what the log has for s into its connection's output buffer, up to
@@ -234,11 +364,10 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 		if (RMQ_UNLIKELY(b.lost)) {
 			atomic_fetch_add(&t->slow_disconnects, 1);
 			stat_add(&c->worker->stats.slow_disconnects, 1);
-			rmq_diagf(
-				RMQ_DIAG_WARN,
-				"client %llu: live subscriber of '%s' fell %llu messages behind the "
-				"retained window; disconnecting",
-				(unsigned long long)c->id, t->name, (unsigned long long)b.lost);
+			rmq_diagf(RMQ_DIAG_WARN,
+				  CONN_LOG "live subscriber of '%s' fell %llu messages behind the "
+					   "retained window; disconnecting",
+				  CONN_ARGS(c), t->name, (unsigned long long)b.lost);
 			rmq__conn_close(c);
 			return false;
 		}
@@ -246,10 +375,13 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 			caught_up = true;
 			break;
 		}
-		if (!rmq_buf_try_append(&c->out, b.data, b.bytes)) {
+		if (s->psub ? !append_pmessages(s, t, &b, n)
+			    : !rmq_buf_try_append(&c->out, b.data, b.bytes)) {
 			rmq__conn_oom(c, "output");
 			return false;
 		}
+		if (RMQ_UNLIKELY(c->resp3) && !s->psub) /* append_pmessages did its own */
+			resp3_pushes(c, &b, n);
 		rmq_log_consume(&s->cursor, &b, n);
 		stat_add(&c->worker->stats.delivered, n);
 	}
@@ -263,6 +395,15 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 void rmq__pubsub_refill(struct conn *c)
 {
 	c->backlog = false;
+	for (int i = 0; i < c->n_plive && !c->closing;) {
+		struct live_sub *s = c->plive[i];
+		bool caught = rmq__pubsub_deliver(s);
+		if (caught && s->gone && !c->closing) {
+			live_sub_gone(s); /* removes c->plive[i] */
+			continue;
+		}
+		i++;
+	}
 	for (int i = 0; i < c->n_live_subs && !c->closing;) {
 		struct live_sub *s = c->live_subs[i];
 		bool caught = rmq__pubsub_deliver(s);

@@ -379,3 +379,31 @@ void rmq_resp_null(struct rmq_buf *out)
 {
 	rmq_buf_append(out, "$-1\r\n", 5);
 }
+
+/* --- RESP3 (HELLO 3) --- */
+
+void rmq_resp_map(struct rmq_buf *out, size_t n)
+{
+	prefixed_num(out, '%', (int64_t)n);
+}
+
+void rmq_resp_push(struct rmq_buf *out, size_t n)
+{
+	prefixed_num(out, '>', (int64_t)n);
+}
+
+void rmq_resp_null3(struct rmq_buf *out)
+{
+	rmq_buf_append(out, "_\r\n", 3);
+}
+
+void rmq_resp_verbatim(struct rmq_buf *out, const void *p, size_t n)
+{
+	prefixed_num(out, '=', (int64_t)n + 4);
+	char *w = rmq_buf_reserve(out, n + 6);
+	memcpy(w, "txt:", 4);
+	memcpy(w + 4, p, n);
+	w[n + 4] = '\r';
+	w[n + 5] = '\n';
+	out->len += n + 6;
+}

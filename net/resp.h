@@ -1,4 +1,4 @@
-/* resp.h - RESP2 request parser and reply encoders.
+/* resp.h - RESP request parser and RESP2/RESP3 reply encoders.
  *
  * The parser is a pure function in the picohttpparser style: it allocates
  * nothing, never reads past len, and returns argument views into the
@@ -68,5 +68,13 @@ void rmq_resp_bulk(struct rmq_buf *out, const void *p, size_t n); /* $n p */
 void rmq_resp_bulkstr(struct rmq_buf *out, const char *s);
 void rmq_resp_null(struct rmq_buf *out);            /* $-1 */
 void rmq_resp_array(struct rmq_buf *out, size_t n); /* *n */
+
+/* RESP3 types, for connections that asked for protocol 3 (HELLO 3); the
+ * caller chooses them (a RESP2 connection gets the RESP2 forms). */
+void rmq_resp_map(struct rmq_buf *out, size_t n);  /* %n: n key-value pairs follow */
+void rmq_resp_push(struct rmq_buf *out, size_t n); /* >n: out-of-band data */
+void rmq_resp_null3(struct rmq_buf *out);          /* _ */
+/* =<n+4>\r\ntxt:<p>\r\n: a verbatim string of format txt */
+void rmq_resp_verbatim(struct rmq_buf *out, const void *p, size_t n);
 
 #endif

@@ -35,6 +35,7 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->max_inline = 64 * 1024;
 	cfg->frame_timeout_ms = 30000;
 	cfg->subscriber_ttl_ms = 0;
+	cfg->ack_wait_ms = 0;
 	cfg->max_request = 0;
 	cfg->max_client_memory = rmq_server_default_client_memory();
 	cfg->tcp_keepalive_s = 300;
@@ -43,6 +44,13 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->fsync = RMQ_FSYNC_EVERYSEC;
 	cfg->repair = false;
 	cfg->segment_size = 0;
+	cfg->config_file = NULL;
+	cfg->log_file = NULL;
+	cfg->syslog = false;
+	cfg->maxmemory = 0;
+	cfg->metrics_port = 0;
+	cfg->metrics_bind = "127.0.0.1";
+	cfg->metrics_max_topics = 100;
 	cfg->requirepass = NULL;
 	cfg->aclfile = NULL;
 	cfg->protected_mode = true;
@@ -112,6 +120,7 @@ int rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 	srv->max_query = rmq_server_max_request(cfg);
 	srv->nworkers = cfg->threads;
 	srv->started_ms = rmq_now_ms();
+	rmq__ops_init(srv);
 	char err[512];
 	srv->acl = rmq_acl_new(cfg->requirepass, cfg->aclfile, err, sizeof(err));
 	if (!srv->acl) {
@@ -131,6 +140,7 @@ int rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 		return -ENOMEM;
 	}
 	memset(srv->workers, 0, sizeof(struct worker) * srv->nworkers);
+	pthread_mutex_init(&srv->ops_lock, NULL);
 	for (uint32_t i = 0; i < srv->nworkers; i++) {
 		int rc = rmq__worker_init(&srv->workers[i], srv, i);
 		if (rc != 0) {
@@ -139,16 +149,29 @@ int rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 			return rc;
 		}
 	}
+	if (rmq__pattern_init(srv) != 0) {
+		rmq__server_state_fini(srv);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
 void rmq__server_state_fini(struct server *srv)
 {
 	rmq_dsub_registry_free(srv->dsubs);
+	/* topics queued for pattern matching hold references */
+	for (uint32_t i = 0; i < srv->nworkers && srv->workers; i++) {
+		struct worker *w = &srv->workers[i];
+		for (uint32_t k = 0; k < w->n_created; k++)
+			rmq_topic_put(w->created[k]);
+		w->n_created = 0;
+	}
+	rmq__pattern_fini(srv);
 	rmq_broker_free(srv->broker);
 	for (uint32_t i = 0; i < srv->nworkers; i++)
 		rmq__worker_fini(&srv->workers[i]);
 	free(srv->workers);
+	rmq__ops_fini(srv);
 	rmq_acl_free(srv->acl);
 	srv->dsubs = NULL;
 	srv->acl = NULL;
@@ -196,16 +219,18 @@ static void server_free(struct server *srv)
 	free(srv);
 }
 
-/* Whether sig (one of those rmq_server_run waits for) stops the server;
- * the others are logged and ignored. */
-static bool stop_signal(int sig)
+/* Whether sig (one of those rmq_server_run waits for) stops the server.
+ * SIGHUP reopens the log file (ops.c); SIGUSR1/2 are logged and ignored. */
+static bool stop_signal(struct server *srv, int sig)
 {
 	if (sig == SIGINT || sig == SIGTERM)
 		return true;
+	if (sig == SIGHUP) {
+		rmq__ops_sighup(srv);
+		return false;
+	}
 	rmq_diagf(RMQ_DIAG_INFO, "received %s: ignored (only SIGINT and SIGTERM stop the server)",
-		  sig == SIGHUP    ? "SIGHUP"
-		  : sig == SIGUSR1 ? "SIGUSR1"
-				   : "SIGUSR2");
+		  sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
 	return false;
 }
 
@@ -222,8 +247,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	/* Their default action is to terminate at once, with no log and no
-	 * graceful close: they are waited for too, logged and ignored (SIGHUP
-	 * is to reload the configuration once there is one to reload). */
+	 * graceful close: they are waited for too; SIGHUP reopens the log
+	 * file, the others are logged and ignored. */
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGUSR2);
@@ -233,6 +258,14 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	 * fail with EFBIG, reported as disk full, instead of killing us. */
 	signal(SIGXFSZ, SIG_IGN);
 
+	srv->has_main = true; /* SHUTDOWN signals this thread */
+	int lrc = rmq_diag_open(cfg->log_file, cfg->syslog);
+	if (lrc != 0) {
+		fprintf(stderr, "ringmq-server: cannot open the log file %s: %s\n", cfg->log_file,
+			strerror(-lrc));
+		free(srv);
+		return 1;
+	}
 	rmq__raise_fd_limit(cfg);
 	/* The data directory first: a second server on it stops here. */
 	if (cfg->dir && rmq__persist_open(srv) != 0) {
@@ -275,11 +308,17 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 			return 1;
 		}
 	}
+	if (cfg->metrics_port && rmq__metrics_start(srv) != 0) {
+		stop_threads(srv, false, srv->nworkers);
+		server_free(srv);
+		return 1;
+	}
 	rc = pthread_create(&srv->acceptor, NULL, rmq__acceptor_main, srv);
 	if (rc != 0) {
 		fprintf(stderr, "ringmq-server: cannot start the acceptor thread: %s\n",
 			strerror(rc));
 		stop_threads(srv, false, srv->nworkers);
+		rmq__metrics_stop(srv);
 		server_free(srv);
 		return 1;
 	}
@@ -299,13 +338,14 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 			sig = sigtimedwait(&set, NULL, &tick);
 			if (sig < 0 && errno != EAGAIN && errno != EINTR)
 				break;
-			if (sig > 0 && !stop_signal(sig))
+			if (sig > 0 && !stop_signal(srv, sig))
 				sig = 0;
 		}
 	}
 	if (sig <= 0) {
 		printf("Server started on %s:%d\n", host, srv->port);
 		fflush(stdout);
+		rmq__ops_sd_notify("READY=1\nSTATUS=serving");
 	}
 	rmq_diagf(RMQ_DIAG_INFO,
 		  "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
@@ -326,17 +366,21 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 			  cfg->repair ? ", repair" : "");
 
 	while (sig <= 0) {
-		if (sigwait(&set, &sig) != 0 || !stop_signal(sig))
+		if (sigwait(&set, &sig) != 0 || !stop_signal(srv, sig))
 			sig = 0;
 	}
 	int exit_code = atomic_load(&srv->exit_code);
 	if (exit_code)
 		rmq_diagf(RMQ_DIAG_ERROR, "cannot recover the data directory %s: shutting down",
 			  cfg->dir);
+	else if (atomic_load(&srv->shutdown_cmd))
+		rmq_diagf(RMQ_DIAG_INFO, "SHUTDOWN command, shutting down");
 	else
 		rmq_diagf(RMQ_DIAG_INFO, "received %s, shutting down",
 			  sig == SIGINT ? "SIGINT" : "SIGTERM");
 
+	rmq__ops_sd_notify("STOPPING=1");
+	rmq__metrics_stop(srv);
 	stop_threads(srv, true, srv->nworkers);
 	server_free(srv);
 	rmq_diagf(RMQ_DIAG_INFO, "bye");

@@ -63,8 +63,19 @@ struct rmq_server_config {
 	enum rmq_fsync_policy fsync;
 	bool repair;           /* truncate corrupt logs instead of refusing */
 	uint32_t segment_size; /* disk segment roll size; 0: the default */
+	/* Operations (README "Operations"). */
+	const char *config_file;     /* the file read at start (CONFIG REWRITE);
+				      * NULL: none */
+	const char *log_file;        /* diagnostics appended there (reopened
+				      * on SIGHUP); NULL or "": stderr */
+	bool syslog;                 /* diagnostics to syslog too (ident ringmq) */
+	uint64_t maxmemory;          /* retained bytes + client buffers over
+				      * which writes get -OOM; 0: no limit */
+	int metrics_port;            /* Prometheus /metrics; 0: off */
+	const char *metrics_bind;    /* its address */
+	unsigned metrics_max_topics; /* topic label values, the rest "_other" */
 	/* Security (net/acl.h). */
-	const char *requirepass; /* the default user's password; NULL: nopass */
+	const char *requirepass; /* the default user's password; NULL or "": nopass */
 	const char *aclfile;     /* users and their rules; NULL: none */
 	bool protected_mode;     /* refuse remote clients while nothing
 				  * authenticates them (see README) */

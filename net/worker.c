@@ -243,6 +243,8 @@ static void worker_trim(struct worker *w, int nevents)
 
 /* epoll timeout until the next deadline; computed last, after every step
  * that may park a connection or leave a request half-read. */
+#define HELD_POLL_MS 20 /* held SUBSCRIBEs: how often to check loading */
+
 static int worker_timeout(struct worker *w)
 {
 	uint64_t now = rmq_now_ms(), next = rmq__blocked_next_deadline(w);
@@ -260,6 +262,10 @@ static int worker_timeout(struct worker *w)
 		next = now + 1;
 	if (srv_ttl_due(w) < next)
 		next = srv_ttl_due(w);
+	/* SUBSCRIBEs held while loading: look again soon (loading ends on
+	 * the persistence thread, which does not wake the workers) */
+	if (!cds_list_empty(&w->held) && now + HELD_POLL_MS < next)
+		next = now + HELD_POLL_MS;
 	if (w->trim_ms && w->trim_ms < next)
 		next = w->trim_ms;
 	if (next == UINT64_MAX)
@@ -279,7 +285,7 @@ static void worker_reap(struct worker *w)
 static bool worker_has_work(struct worker *w)
 {
 	return ck_ring_size(&w->accept_ring) > 0 || rmq_shard_pending(w->srv->broker, w->id) ||
-	       !cds_list_empty(&w->unblocked);
+	       !cds_list_empty(&w->unblocked) || w->n_pscan;
 }
 
 /* Graceful stop: answer what was already read, flush for a moment, close. */
@@ -325,6 +331,19 @@ static void worker_shutdown(struct worker *w)
 	rmq_buf_free(&w->scratch);
 }
 
+/* Once the data directory is loaded, the SUBSCRIBEs held meanwhile run. */
+static void worker_release_held(struct worker *w)
+{
+	if (cds_list_empty(&w->held) || atomic_load(&w->srv->loading))
+		return;
+	while (!cds_list_empty(&w->held)) {
+		struct conn *c = cds_list_entry(w->held.next, struct conn, unblocked_link);
+		cds_list_del(&c->unblocked_link);
+		c->held = false;
+		cds_list_add_tail(&c->unblocked_link, &w->unblocked);
+	}
+}
+
 /* The event loop; see rmq__worker_poll() in internal.h for once. */
 static void worker_loop(struct worker *w, bool once)
 {
@@ -332,13 +351,16 @@ static void worker_loop(struct worker *w, bool once)
 	struct epoll_event evs[EPOLL_BATCH];
 	while (!atomic_load(&srv->stopping)) {
 		worker_take_new(w);
+		rmq__pattern_drain(w);
 		rmq__acl_worker_check(w); /* revoked permissions close their clients */
 		worker_drain_watches(w);
 		rmq_shard_housekeep(srv->broker, w->id);
 		worker_expire(w);
 		worker_shed(w);
 		worker_ttl_sweep(w);
+		rmq__ops_worker_tick(w);
 		w->may_quiesce = true; /* connections are not RCU-protected */
+		worker_release_held(w);
 		rmq__blocked_process_unblocked(w);
 		rmq__persist_sync_step(w); /* --fsync always: before any reply */
 		worker_flush(w);
@@ -413,6 +435,9 @@ int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
 {
 	w->id = id;
 	w->srv = srv;
+	pthread_mutex_init(&w->created_lock, NULL);
+	CDS_INIT_LIST_HEAD(&w->psubs);
+	CDS_INIT_LIST_HEAD(&w->held);
 	CDS_INIT_LIST_HEAD(&w->conns);
 	CDS_INIT_LIST_HEAD(&w->flush);
 
@@ -447,5 +472,8 @@ void rmq__worker_fini(struct worker *w)
 	free(w->argv);
 	free(w->park_heap);
 	free(w->sync_topics); /* empty: every sync step gave its references back */
+	free(w->created);     /* emptied by rmq__server_state_fini */
+	free(w->pscan);
+	pthread_mutex_destroy(&w->created_lock);
 	rmq_buf_free(&w->scratch);
 }

@@ -264,8 +264,8 @@ Test(cmd, subscribe_push_and_unsubscribe)
 {
 	int pub = client(), sub = client();
 	expect(pub, resp("CREATE", "news", NULL), "+OK\r\n");
-	expect(sub, resp("SUBSCRIBE", "news", "nope", NULL),
-	       "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n-NOTOPIC no such topic 'nope'\r\n");
+	expect(sub, resp("SUBSCRIBE", "news", NULL),
+	       "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n");
 	expect(pub, resp("PUBLISH", "news", "hello", NULL), ":1\r\n");
 	expect(sub, "", "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n");
 	/* subscribe mode: PING is a push, other commands are refused */
@@ -285,20 +285,161 @@ Test(cmd, subscribe_push_and_unsubscribe)
 	client_close(pub);
 }
 
-/* Deleting a topic ends its live subscriptions with an unsubscribe push,
- * after what was published before the delete. */
-Test(cmd, delete_unsubscribes_live_subscribers)
+/* Deleting a topic: its live subscribers get, after what was published
+ * before the delete, a `message` on __ringmq__:deleted carrying the name,
+ * never an unsolicited `unsubscribe` (clients take that for the reply to a
+ * request of theirs). The subscription still counts until the client
+ * unsubscribes it, so the counts match the client's own. */
+Test(cmd, delete_notifies_live_subscribers)
 {
 	int pub = client(), sub = client();
 	expect(pub, resp("CREATE", "t", NULL), "+OK\r\n");
+	expect(pub, resp("CREATE", "u", NULL), "+OK\r\n");
 	expect(sub, resp("SUBSCRIBE", "t", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:1\r\n");
 	expect(pub, resp("PUBLISH", "t", "last", NULL), ":1\r\n");
 	expect(pub, resp("DELETE", "t", NULL), "+OK\r\n");
 	expect(sub, "",
 	       "*3\r\n$7\r\nmessage\r\n$1\r\nt\r\n$4\r\nlast\r\n"
-	       "*3\r\n$11\r\nunsubscribe\r\n$1\r\nt\r\n:0\r\n");
+	       "*3\r\n$7\r\nmessage\r\n$18\r\n__ringmq__:deleted\r\n$1\r\nt\r\n");
+	/* still in subscribe mode, t still counted */
+	expect(sub, "PING\r\n", "*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+	expect(sub, resp("SUBSCRIBE", "u", "__ringmq__:deleted", NULL),
+	       "*3\r\n$9\r\nsubscribe\r\n$1\r\nu\r\n:2\r\n"
+	       "*3\r\n$9\r\nsubscribe\r\n$18\r\n__ringmq__:deleted\r\n:3\r\n");
+	/* a new topic of the name replaces the deleted one's subscription */
+	expect(pub, resp("CREATE", "t", NULL), "+OK\r\n");
+	expect(sub, resp("SUBSCRIBE", "t", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:3\r\n");
+	expect(pub, resp("DELETE", "t", NULL), "+OK\r\n");
+	expect(sub, "", "*3\r\n$7\r\nmessage\r\n$18\r\n__ringmq__:deleted\r\n$1\r\nt\r\n");
+	expect(sub, resp("UNSUBSCRIBE", "t", NULL),
+	       "*3\r\n$11\r\nunsubscribe\r\n$1\r\nt\r\n:2\r\n");
+	expect(sub, resp("UNSUBSCRIBE", NULL),
+	       "*3\r\n$11\r\nunsubscribe\r\n$1\r\nu\r\n:1\r\n"
+	       "*3\r\n$11\r\nunsubscribe\r\n$18\r\n__ringmq__:deleted\r\n:0\r\n");
+	expect(sub, "PING\r\n", "+PONG\r\n");
+	expect(pub, resp("CREATE", "__ringmq__:x", NULL),
+	       "-ERR topic names starting with '__ringmq__:' are reserved (__ringmq__:deleted "
+	       "carries deletion notices)\r\n");
 	client_close(sub);
 	client_close(pub);
+}
+
+/* HELLO 3: a RESP3 map, pushes typed '>' (the log's pre-encoded messages
+ * included, whatever their number), nulls '_', CONFIG GET a map, any
+ * command allowed while subscribed (as Redis under RESP3); HELLO 2 and
+ * RESET go back to RESP2; HELLO ... AUTH with a wrong user is refused, not
+ * accepted silently, and leaves the protocol as it was. */
+Test(cmd, resp3_hello_and_pushes)
+{
+	int pub = client(), sub = client();
+	char want[512];
+	expect(pub, resp("CREATE", "t", NULL), "+OK\r\n");
+	expect(sub, resp("HELLO", "4", NULL), "-NOPROTO unsupported protocol version\r\n");
+	expect(sub, resp("HELLO", "3", "AUTH", "nobody", "pw", NULL),
+	       "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+	expect(sub, resp("CLIENT", "GETNAME", NULL), "$-1\r\n"); /* still RESP2 */
+	expect(sub, resp("CLIENT", "ID", NULL), ":2\r\n");
+	snprintf(want, sizeof(want),
+		 "%%7\r\n$6\r\nserver\r\n$6\r\nringmq\r\n$7\r\nversion\r\n$%zu\r\n%s\r\n"
+		 "$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:2\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n"
+		 "$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
+		 strlen(RMQ_VERSION), RMQ_VERSION);
+	expect(sub, resp("HELLO", "3", "SETNAME", "s3", NULL), want);
+	expect(sub, resp("CLIENT", "GETNAME", NULL), "$2\r\ns3\r\n");
+	expect(sub, resp("CONFIG", "GET", "maxmemory", NULL),
+	       "%1\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n");
+	expect(sub, resp("UNSUBSCRIBE", NULL), ">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n");
+	expect(sub, resp("SUBSCRIBE", "t", NULL), ">3\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:1\r\n");
+	struct rmq_buf req = { 0 }, got = { 0 };
+	for (int i = 0; i < 50; i++)
+		append(&req, resp("PUBLISH", "t", i % 2 ? "odd" : "even-payload", NULL));
+	send_all(pub, req.data, strlen(req.data));
+	(void)received(pub, &(bool){ false });
+	for (int i = 0; i < 50; i++)
+		append(&got, i % 2 ? ">3\r\n$7\r\nmessage\r\n$1\r\nt\r\n$3\r\nodd\r\n"
+				   : ">3\r\n$7\r\nmessage\r\n$1\r\nt\r\n$12\r\neven-payload\r\n");
+	expect(sub, "", got.data);
+	rmq_buf_free(&req);
+	rmq_buf_free(&got);
+	/* any command while subscribed, a plain PONG */
+	expect(sub, "PING\r\n", "+PONG\r\n");
+	expect(sub, resp("PUBLISH", "t", "self", NULL),
+	       ":51\r\n>3\r\n$7\r\nmessage\r\n$1\r\nt\r\n$4\r\nself\r\n");
+	expect(pub, resp("DELETE", "t", NULL), "+OK\r\n");
+	expect(sub, "", ">3\r\n$7\r\nmessage\r\n$18\r\n__ringmq__:deleted\r\n$1\r\nt\r\n");
+	expect(sub, resp("RESET", NULL), "+RESET\r\n");
+	expect(sub, resp("CLIENT", "GETNAME", NULL), "$2\r\ns3\r\n");
+	expect(sub, resp("HELLO", NULL),
+	       "*14\r\n$6\r\nserver\r\n$6\r\nringmq\r\n$7\r\nversion\r\n$5\r\n" RMQ_VERSION
+	       "\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:2\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n"
+	       "$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n");
+	client_close(sub);
+	client_close(pub);
+}
+
+/* MULTI/EXEC/DISCARD: queued, run in order in one go, the array of their
+ * replies; a queuing error aborts EXEC; a PULL ... BLOCK does not block
+ * inside EXEC; SUBSCRIBE is refused inside MULTI. */
+Test(cmd, multi_exec)
+{
+	int c = client();
+	expect(c, resp("CREATE", "a", NULL), "+OK\r\n");
+	expect(c, resp("CREATE", "b", NULL), "+OK\r\n");
+	expect(c, resp("EXEC", NULL), "-ERR EXEC without MULTI\r\n");
+	expect(c, resp("DISCARD", NULL), "-ERR DISCARD without MULTI\r\n");
+	expect(c, resp("MULTI", NULL), "+OK\r\n");
+	expect(c, resp("MULTI", NULL), "-ERR MULTI calls can not be nested\r\n");
+	/* a pipelined run of PUBLISHes is queued too (no fast path) */
+	expect(c,
+	       "*3\r\n$7\r\nPUBLISH\r\n$1\r\na\r\n$1\r\n1\r\n*3\r\n$7\r\nPUBLISH\r\n$1\r\na\r\n$1\r\n2\r\n"
+	       "*3\r\n$7\r\nPUBLISH\r\n$1\r\na\r\n$1\r\n3\r\n",
+	       "+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n");
+	expect(c, resp("PUBLISH", "b", "x", NULL), "+QUEUED\r\n");
+	expect(c, resp("PUBLISH", "nope", "x", NULL), "+QUEUED\r\n"); /* fails when run */
+	expect(c, "PING\r\n", "+QUEUED\r\n");
+	expect(c, resp("EXEC", NULL),
+	       "*6\r\n:1\r\n:2\r\n:3\r\n:1\r\n-NOTOPIC no such topic 'nope'\r\n+PONG\r\n");
+	expect(c, resp("PUBLISH", "a", "after", NULL), ":4\r\n");
+	/* queuing errors abort EXEC: nothing runs */
+	expect(c, resp("MULTI", NULL), "+OK\r\n");
+	expect(c, resp("PUBLISH", "a", "never", NULL), "+QUEUED\r\n");
+	expect(c, resp("PUBLISH", "a", NULL),
+	       "-ERR wrong number of arguments for 'publish' command\r\n");
+	expect(c, resp("EXEC", NULL),
+	       "-EXECABORT Transaction discarded because of previous errors.\r\n");
+	expect(c, resp("MULTI", NULL), "+OK\r\n");
+	expect(c, resp("FROB", NULL),
+	       "-ERR unknown command 'FROB', with args beginning with: \r\n");
+	expect(c, resp("EXEC", NULL),
+	       "-EXECABORT Transaction discarded because of previous errors.\r\n");
+	expect(c, resp("MULTI", NULL), "+OK\r\n");
+	expect(c, resp("SUBSCRIBE", "a", NULL),
+	       "-ERR Command not allowed inside a transaction: 'subscribe'\r\n");
+	expect(c, resp("WATCH", "a", NULL), "-ERR WATCH inside MULTI is not allowed\r\n");
+	expect(c, resp("EXEC", NULL),
+	       "-EXECABORT Transaction discarded because of previous errors.\r\n");
+	expect(c, resp("PUBLISH", "a", "next", NULL), ":5\r\n"); /* "never" was not stored */
+	/* DISCARD drops the queue */
+	expect(c, resp("MULTI", NULL), "+OK\r\n");
+	expect(c, resp("PUBLISH", "a", "dropped", NULL), "+QUEUED\r\n");
+	expect(c, resp("DISCARD", NULL), "+OK\r\n");
+	expect(c, resp("PUBLISH", "a", "kept", NULL), ":6\r\n");
+	expect(c, resp("WATCH", "a", NULL),
+	       "-ERR WATCH is not supported: ringmq has no keys to watch (topics are "
+	       "append-only logs); MULTI/EXEC works without it\r\n");
+	/* durable commands; PULL ... BLOCK answers at once inside EXEC */
+	expect(c, resp("REGISTER", "SUBSCRIBER", "m", NULL), "+OK\r\n");
+	expect(c, resp("MULTI", NULL), "+OK\r\n");
+	expect(c, resp("DSUBSCRIBE", "b", NULL), "+QUEUED\r\n");
+	expect(c, resp("PULL", "b", "BLOCK", "0", NULL), "+QUEUED\r\n");
+	expect(c, resp("DUNSUBSCRIBE", NULL), "+QUEUED\r\n");
+	expect(c, resp("EXEC", NULL), "*3\r\n*1\r\n*2\r\n$1\r\nb\r\n:2\r\n*0\r\n:0\r\n");
+	cr_assert_eq(parked(), 0);
+	/* RESET ends a transaction */
+	expect(c, resp("MULTI", NULL), "+OK\r\n");
+	expect(c, resp("RESET", NULL), "+RESET\r\n");
+	expect(c, resp("EXEC", NULL), "-ERR EXEC without MULTI\r\n");
+	client_close(c);
 }
 
 Test(cmd, durable_pull)
@@ -309,9 +450,8 @@ Test(cmd, durable_pull)
 	       "-ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name\r\n");
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "w1", NULL), "+OK\r\n");
 	expect(sub, resp("PULL", "jobs", NULL),
-	       "-ERR not subscribed to 'jobs': SUBSCRIBE it first\r\n");
-	expect(sub, resp("SUBSCRIBE", "jobs", NULL),
-	       "*3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n");
+	       "-ERR not subscribed to 'jobs': DSUBSCRIBE it first\r\n");
+	expect(sub, resp("DSUBSCRIBE", "jobs", NULL), "*1\r\n*2\r\n$4\r\njobs\r\n:1\r\n");
 	expect(pub, resp("MPUBLISH", "jobs", "a", "bb", "ccc", NULL), ":3\r\n");
 	expect(sub, resp("PULL", "jobs", "COUNT", "2", NULL),
 	       "*2\r\n*2\r\n:1\r\n$1\r\na\r\n*2\r\n:2\r\n$2\r\nbb\r\n");
@@ -330,7 +470,7 @@ Test(cmd, pull_block_woken_by_publish_then_pipeline)
 	int pub = client(), sub = client();
 	expect(pub, resp("CREATE", "q", NULL), "+OK\r\n");
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "s", NULL), "+OK\r\n");
-	expect(sub, resp("SUBSCRIBE", "q", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nq\r\n:1\r\n");
+	expect(sub, resp("DSUBSCRIBE", "q", NULL), "*1\r\n*2\r\n$1\r\nq\r\n:1\r\n");
 	char req[256];
 	snprintf(req, sizeof(req), "%sECHO after\r\n", resp("PULL", "q", "BLOCK", "0", NULL));
 	expect(sub, req, ""); /* parked: the ECHO waits too */
@@ -348,7 +488,7 @@ Test(cmd, pull_block_times_out_on_the_server_clock)
 	int sub = client();
 	expect(sub, resp("CREATE", "q", NULL), "+OK\r\n");
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "s", NULL), "+OK\r\n");
-	expect(sub, resp("SUBSCRIBE", "q", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nq\r\n:1\r\n");
+	expect(sub, resp("DSUBSCRIBE", "q", NULL), "*1\r\n*2\r\n$1\r\nq\r\n:1\r\n");
 	char req[256];
 	snprintf(req, sizeof(req), "%sPING\r\n", resp("PULL", "q", "BLOCK", "500", NULL));
 	expect(sub, req, "");
@@ -376,8 +516,7 @@ Test(cmd, ack_mode_and_redelivery_on_reconnect)
 	       "-ERR syntax error: REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]\r\n");
 	/* auto mode refuses ACK */
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "w", NULL), "+OK\r\n");
-	expect(sub, resp("SUBSCRIBE", "jobs", NULL),
-	       "*3\r\n$9\r\nsubscribe\r\n$4\r\njobs\r\n:1\r\n");
+	expect(sub, resp("DSUBSCRIBE", "jobs", NULL), "*1\r\n*2\r\n$4\r\njobs\r\n:1\r\n");
 	expect(sub, resp("ACK", "jobs", "1", NULL),
 	       "-ERR ACK needs acknowledged mode: REGISTER SUBSCRIBER name ACK\r\n");
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "w", "ack", NULL), "+OK\r\n");
@@ -388,7 +527,7 @@ Test(cmd, ack_mode_and_redelivery_on_reconnect)
 	       "-ERR ACK of a message not delivered yet: 4\r\n");
 	expect(sub, resp("ACK", "jobs", "0", NULL), "-ERR ACK needs a sequence number >= 1\r\n");
 	expect(sub, resp("ACK", "other", "1", NULL),
-	       "-ERR not subscribed to 'other': SUBSCRIBE it first\r\n");
+	       "-ERR not subscribed to 'other': DSUBSCRIBE it first\r\n");
 	expect(sub, resp("ACK", "jobs", "1", NULL), ":2\r\n");
 	expect(sub, resp("ACK", "jobs", "1", NULL), ":2\r\n"); /* below the floor: a no-op */
 	/* the consumer "crashes": closes without acknowledging 2 and 3 */
@@ -403,8 +542,8 @@ Test(cmd, ack_mode_and_redelivery_on_reconnect)
 	send_all(sub, req, strlen(req));
 	bool eof;
 	const char *info = received(sub, &eof);
-	cr_assert(strstr(info, "subscriber:w topic=jobs position=5 lag=0 lost=0 attached=yes "
-			       "idle_seconds=0 ack=yes acked=5 pending=0 redelivered=2\r\n"),
+	cr_assert(strstr(info, "subscriber_w/jobs:position=5,lag=0,lost=0,attached=yes,"
+			       "idle_seconds=0,ack=yes,acked=5,pending=0,redelivered=2\r\n"),
 		  "INFO: %s", info);
 	client_close(sub);
 	client_close(pub);
@@ -417,7 +556,7 @@ Test(cmd, ack_wait_redelivers_and_wakes_a_parked_pull)
 	int pub = client(), sub = client();
 	expect(pub, resp("CREATE", "q", NULL), "+OK\r\n");
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "s", "ACK", "ACKWAIT", "1000", NULL), "+OK\r\n");
-	expect(sub, resp("SUBSCRIBE", "q", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nq\r\n:1\r\n");
+	expect(sub, resp("DSUBSCRIBE", "q", NULL), "*1\r\n*2\r\n$1\r\nq\r\n:1\r\n");
 	expect(pub, resp("PUBLISH", "q", "m", NULL), ":1\r\n");
 	expect(sub, resp("PULL", "q", NULL), "*1\r\n*3\r\n:1\r\n$1\r\nm\r\n:0\r\n");
 	clock_ns += 999ULL * 1000 * 1000;
@@ -444,41 +583,114 @@ Test(cmd, ack_wait_redelivers_and_wakes_a_parked_pull)
 	client_close(pub);
 }
 
-/* SUBSCRIBE ... FROM first|next|seq for registered subscribers: the
- * confirmation gets the start as a fourth element; FROM moves an existing
- * subscription, no FROM keeps it. */
-Test(cmd, subscribe_from)
+/* DSUBSCRIBE ... [FROM first|next|seq] for registered subscribers: ONE
+ * reply per request, [[topic, start], ...]; FROM moves an existing
+ * subscription, no FROM keeps it; any error subscribes nothing. */
+Test(cmd, dsubscribe_from)
 {
 	int pub = client(), sub = client();
 	expect(pub, resp("CREATE", "t", NULL), "+OK\r\n");
 	expect(pub, resp("CREATE", "u", NULL), "+OK\r\n");
 	expect(pub, resp("MPUBLISH", "t", "a", "b", "c", NULL), ":3\r\n");
+	expect(sub, resp("DSUBSCRIBE", "t", NULL),
+	       "-ERR DSUBSCRIBE needs a registered subscriber: REGISTER SUBSCRIBER name\r\n");
 	expect(sub, resp("REGISTER", "SUBSCRIBER", "r", NULL), "+OK\r\n");
-	expect(sub, resp("SUBSCRIBE", "t", "FROM", "later", NULL),
+	expect(sub, resp("DSUBSCRIBE", "t", "FROM", "later", NULL),
 	       "-ERR FROM must be first, next or a sequence number >= 1\r\n");
-	expect(sub, resp("SUBSCRIBE", "t", "FROM", "0", NULL),
+	expect(sub, resp("DSUBSCRIBE", "t", "FROM", "0", NULL),
 	       "-ERR FROM must be first, next or a sequence number >= 1\r\n");
-	expect(sub, resp("SUBSCRIBE", "t", "FROM", "5", NULL),
-	       "-ERR FROM 5 is past the end of 't' (its next sequence number is 4)\r\n");
-	expect(sub, resp("SUBSCRIBE", "t", "u", "FROM", "first", NULL),
-	       "*4\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:1\r\n:1\r\n*4\r\n$9\r\nsubscribe\r\n$1\r\nu\r\n:2\r\n:1\r\n");
+	expect(sub, resp("DSUBSCRIBE", "t", "u", "FROM", "3", NULL),
+	       "-ERR FROM 3 is past the end of 'u' (its next sequence number is 1): nothing subscribed\r\n");
+	expect(sub, resp("PULL", "t", NULL), "-ERR not subscribed to 't': DSUBSCRIBE it first\r\n");
+	/* one missing topic: one error, nothing subscribed (u neither) */
+	expect(sub, resp("DSUBSCRIBE", "u", "nope", "t", NULL),
+	       "-NOTOPIC no such topic 'nope'\r\n");
+	expect(sub, resp("DUNSUBSCRIBE", NULL), ":0\r\n");
+	expect(sub, resp("DSUBSCRIBE", "t", "u", "FROM", "first", NULL),
+	       "*2\r\n*2\r\n$1\r\nt\r\n:1\r\n*2\r\n$1\r\nu\r\n:1\r\n");
 	expect(sub, resp("PULL", "t", "COUNT", "1", NULL), "*1\r\n*2\r\n:1\r\n$1\r\na\r\n");
-	expect(sub, resp("SUBSCRIBE", "t", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:2\r\n");
+	expect(sub, resp("DSUBSCRIBE", "t", NULL), "*1\r\n*2\r\n$1\r\nt\r\n:2\r\n");
 	expect(sub, resp("PULL", "t", "COUNT", "1", NULL), "*1\r\n*2\r\n:2\r\n$1\r\nb\r\n");
-	expect(sub, resp("SUBSCRIBE", "t", "FROM", "3", NULL),
-	       "*4\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:2\r\n:3\r\n");
+	expect(sub, resp("DSUBSCRIBE", "t", "FROM", "3", NULL), "*1\r\n*2\r\n$1\r\nt\r\n:3\r\n");
 	expect(sub, resp("PULL", "t", NULL), "*1\r\n*2\r\n:3\r\n$1\r\nc\r\n");
-	expect(sub, resp("SUBSCRIBE", "t", "FROM", "1", NULL),
-	       "*4\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:2\r\n:1\r\n");
-	expect(sub, resp("SUBSCRIBE", "t", "FROM", "next", NULL),
-	       "*4\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:2\r\n:4\r\n");
+	expect(sub, resp("DSUBSCRIBE", "t", "FROM", "1", NULL), "*1\r\n*2\r\n$1\r\nt\r\n:1\r\n");
+	expect(sub, resp("DSUBSCRIBE", "t", "FROM", "next", NULL), "*1\r\n*2\r\n$1\r\nt\r\n:4\r\n");
 	expect(sub, resp("PULL", "t", NULL), "*0\r\n");
+	/* SUBSCRIBE is not the durable form: one error, no push mode */
+	expect(sub, resp("SUBSCRIBE", "t", "u", NULL),
+	       "-ERR a registered subscriber subscribes with DSUBSCRIBE topic [topic ...] "
+	       "[FROM first|next|seq]; SUBSCRIBE is for live subscriptions\r\n");
+	expect(sub, resp("UNSUBSCRIBE", "t", NULL),
+	       "-ERR a registered subscriber's subscriptions end with DUNSUBSCRIBE [topic ...]\r\n");
+	expect(sub, "PING\r\n", "+PONG\r\n");
+	/* DUNSUBSCRIBE: one reply, the subscriptions left */
+	expect(sub, resp("DUNSUBSCRIBE", "t", "never", NULL), ":1\r\n");
+	expect(sub, resp("PULL", "t", NULL), "-ERR not subscribed to 't': DSUBSCRIBE it first\r\n");
+	expect(sub, resp("DUNSUBSCRIBE", NULL), ":0\r\n");
 	client_close(sub);
-	/* a live connection: FROM is no option, just more topic names */
-	sub = client();
-	expect(sub, resp("SUBSCRIBE", "t", "FROM", "next", NULL),
-	       "*3\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:1\r\n-NOTOPIC no such topic 'FROM'\r\n"
-	       "-NOTOPIC no such topic 'next'\r\n");
+	client_close(pub);
+}
+
+/* A SUBSCRIBE or UNSUBSCRIBE of more topics than one turn runs (it is run
+ * in parts, conn_split) is still one command: one error for a missing
+ * topic or a registered subscriber, never one per part. */
+Test(cmd, long_subscribe_one_error)
+{
+	int pub = client(), sub = client();
+	expect(pub, resp("CREATE", "t", NULL), "+OK\r\n");
+	struct rmq_buf req = { 0 };
+	char head[32];
+	enum { N = 3 * SPLIT_ARGS };
+	snprintf(head, sizeof(head), "*%d\r\n$9\r\nSUBSCRIBE\r\n", N + 1);
+	append(&req, head);
+	for (int i = 0; i < N; i++) /* the last one is missing */
+		append(&req, i < N - 1 ? "$1\r\nt\r\n" : "$4\r\nnope\r\n");
+	expect(sub, req.data, "-NOTOPIC no such topic 'nope'\r\n");
+	expect(sub, "PING\r\n", "+PONG\r\n"); /* nothing subscribed */
+	expect(sub, resp("REGISTER", "SUBSCRIBER", "r", NULL), "+OK\r\n");
+	expect(sub, req.data,
+	       "-ERR a registered subscriber subscribes with DSUBSCRIBE topic [topic ...] "
+	       "[FROM first|next|seq]; SUBSCRIBE is for live subscriptions\r\n");
+	rmq_buf_free(&req);
+	snprintf(head, sizeof(head), "*%d\r\n$11\r\nUNSUBSCRIBE\r\n", N + 1);
+	append(&req, head);
+	for (int i = 0; i < N; i++)
+		append(&req, "$1\r\nt\r\n");
+	expect(sub, req.data,
+	       "-ERR a registered subscriber's subscriptions end with DUNSUBSCRIBE [topic ...]\r\n");
+	rmq_buf_free(&req);
+	client_close(sub);
+	client_close(pub);
+}
+
+/* SUBSCRIBE a missing b: every topic is checked first; one error answers
+ * the whole command and nothing is subscribed, never an error between
+ * confirmations (issue 14 item 2). Invalid names likewise. */
+Test(cmd, subscribe_all_or_nothing)
+{
+	int pub = client(), sub = client();
+	expect(pub, resp("CREATE", "a", NULL), "+OK\r\n");
+	expect(pub, resp("CREATE", "b", NULL), "+OK\r\n");
+	expect(sub, resp("SUBSCRIBE", "a", "missing", "b", NULL),
+	       "-NOTOPIC no such topic 'missing'\r\n");
+	expect(sub, resp("SUBSCRIBE", "a", "b c", NULL),
+	       "-ERR invalid topic name: 1 to 255 bytes, no whitespace or control characters\r\n");
+	/* nothing was subscribed: not in subscribe mode */
+	expect(sub, "PING\r\n", "+PONG\r\n");
+	expect(pub, resp("PUBLISH", "a", "x", NULL), ":1\r\n");
+	expect(sub, "", "");
+	expect(sub, resp("SUBSCRIBE", "a", "b", NULL),
+	       "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n");
+	/* in subscribe mode too: one error, the subscriptions unchanged */
+	expect(sub, resp("SUBSCRIBE", "nope", "a", NULL), "-NOTOPIC no such topic 'nope'\r\n");
+	/* FROM is no option of SUBSCRIBE: just a topic name */
+	expect(sub, resp("SUBSCRIBE", "a", "FROM", "next", NULL),
+	       "-NOTOPIC no such topic 'FROM'\r\n");
+	/* UNSUBSCRIBE never errors: names not subscribed are confirmed */
+	expect(sub, resp("UNSUBSCRIBE", "nope", "a", NULL),
+	       "*3\r\n$11\r\nunsubscribe\r\n$4\r\nnope\r\n:2\r\n"
+	       "*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n");
+	expect(sub, resp("UNSUBSCRIBE", NULL), "*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n");
 	client_close(sub);
 	client_close(pub);
 }
@@ -548,7 +760,7 @@ static int durable_client(const char *name)
 {
 	int c = client();
 	expect(c, resp("REGISTER", "SUBSCRIBER", name, NULL), "+OK\r\n");
-	expect(c, resp("SUBSCRIBE", "q", NULL), "*3\r\n$9\r\nsubscribe\r\n$1\r\nq\r\n:1\r\n");
+	expect(c, resp("DSUBSCRIBE", "q", NULL), "*1\r\n*2\r\n$1\r\nq\r\n:1\r\n");
 	return c;
 }
 

@@ -12,11 +12,14 @@
 
 #include "disk_util.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <urcu/urcu-qsbr.h>
 
@@ -41,6 +44,7 @@ static void teardown(void)
 	urcu_qsbr_unregister_thread();
 	rmq_segf_fallocate_hook = NULL;
 	rmq_log_sync_hook = NULL;
+	rmq_log_syncfs_hook = NULL;
 	du_rmrf(dir);
 	free(dir);
 }
@@ -503,9 +507,9 @@ Test(disk, group_commit_covers_every_producer)
 	rmq_log_fini(&log);
 }
 
-static int fail_sync(int fd, bool datasync)
+static int fail_sync(const char *file, bool datasync)
 {
-	(void)fd;
+	(void)file;
 	if (!datasync)
 		return 0;
 	errno = EIO;
@@ -1076,4 +1080,85 @@ Test(disk, retention_by_age_keeps_what_a_durable_reader_needs_under_reject)
 	cr_assert_eq(atomic_load(&log.dropped), 0);
 	check_range(&log, rmq_log_first_seq(&log), 3000, 100);
 	rmq_log_fini(&log);
+}
+
+/* --- batch sync --- */
+
+static int g_file_syncs, g_syncfs_calls, g_syncfs_rc;
+
+static int count_sync(const char *file, bool datasync)
+{
+	(void)file;
+	(void)datasync;
+	g_file_syncs++;
+	return 0;
+}
+
+static int fail_all_syncs(const char *file, bool datasync)
+{
+	(void)file;
+	(void)datasync;
+	errno = EIO;
+	return -1;
+}
+
+static int fake_syncfs(int fd)
+{
+	(void)fd;
+	g_syncfs_calls++;
+	if (g_syncfs_rc)
+		errno = EIO;
+	return g_syncfs_rc;
+}
+
+/* One syncfs covers every log of the batch; a failed one falls back to
+ * per-file syncs, which decide each log's fate on their own. */
+Test(disk, sync_batch)
+{
+	char da[PATH_MAX], db[PATH_MAX];
+	snprintf(da, sizeof(da), "%s/a", dir);
+	snprintf(db, sizeof(db), "%s/b", dir);
+	cr_assert_eq(mkdir(da, 0755), 0);
+	cr_assert_eq(mkdir(db, 0755), 0);
+	struct rmq_log la, lb, *logs[2] = { &la, &lb };
+	struct rmq_log_recovery rec;
+	open_ok(&la, (struct opts){ .dir = da }, &rec);
+	open_ok(&lb, (struct opts){ .dir = db }, &rec);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	cr_assert_geq(fd, 0);
+	rmq_log_sync_hook = count_sync;
+	rmq_log_syncfs_hook = fake_syncfs;
+	g_file_syncs = g_syncfs_calls = g_syncfs_rc = 0;
+	put_range(&la, 1, 10, 50);
+	put_range(&lb, 1, 20, 50);
+	int rcs[2] = { -1, -1 };
+	cr_assert_eq(rmq_log_sync_batch(logs, 2, fd, rcs), 2);
+	cr_assert(rcs[0] == 0 && rcs[1] == 0);
+	cr_assert_eq(g_syncfs_calls, 1);
+	cr_assert_eq(g_file_syncs, 0, "a file synced on its own despite the syncfs");
+	cr_assert_eq(rmq_log_durable_seq(&la), 10);
+	cr_assert_eq(rmq_log_durable_seq(&lb), 20);
+	/* the headers' round, then nothing left */
+	cr_assert_eq(rmq_log_sync_batch(logs, 2, fd, rcs), 2);
+	cr_assert_eq(rmq_log_sync_batch(logs, 2, fd, rcs), 0);
+	cr_assert_eq(g_syncfs_calls, 2);
+	/* syncfs fails: each log is synced file by file */
+	put_range(&la, 11, 15, 50);
+	g_syncfs_rc = -1;
+	cr_assert_eq(rmq_log_sync_batch(logs, 2, fd, rcs), 1);
+	cr_assert(rcs[0] == 0 && rcs[1] == 0);
+	cr_assert_gt(g_file_syncs, 0);
+	cr_assert_eq(rmq_log_durable_seq(&la), 15);
+	/* and when those fail too, the error is the log's, sticky */
+	put_range(&lb, 21, 22, 50);
+	rmq_log_sync_hook = fail_all_syncs;
+	cr_assert_eq(rmq_log_sync_batch(logs, 2, fd, rcs), 2);
+	cr_assert_eq(rcs[1], -RMQ_LOG_EIO);
+	cr_assert_eq(rmq_log_durable_seq(&lb), 20);
+	cr_assert_eq(put(&lb, 23, 10), -RMQ_LOG_EIO);
+	rmq_log_sync_hook = NULL;
+	rmq_log_syncfs_hook = NULL;
+	close(fd);
+	rmq_log_fini(&la);
+	rmq_log_fini(&lb);
 }

@@ -30,7 +30,7 @@ T=$((20 * SCALE)) # seconds any single command may take
 TMO=()
 ((SCALE > 1)) && TMO=(--timeout $((5000 * SCALE)))
 
-CASES=(usage no_server create publish_arg publish_stdin live_subscribe live_two_topics
+CASES=(usage no_server create publish_arg publish_stdin publish_stdin_stream live_subscribe live_two_topics
 	durable_pull durable_resume count delete_live delete_durable full json
 	redis_cli_publish redis_cli_subscribe env_url auth install readme_c_example)
 
@@ -291,6 +291,49 @@ case_publish_stdin() {
 	run p pub --publish missing - <"$WORK/input.txt"
 	expect_rc 4 "stdin to a missing topic"
 	expect_grep "$WORK/p.err" "no such topic 'missing'" "stdin notopic"
+}
+
+# --publish T - with a writer that keeps stdin open (tail -f): each line is
+# published as soon as stdin has nothing more ready, not at EOF or after
+# 4,096 lines; SIGINT/SIGTERM publish what was read (a last line without
+# its newline too) and end the process by that signal (130, 143).
+case_publish_stdin_stream() {
+	start_server
+	pub -q --create t || fail "create"
+	run r sub --name reader --pull t
+	local sig want rc_want seq=0
+	for sig in INT TERM; do
+		rm -f "$WORK/in.fifo"
+		mkfifo "$WORK/in.fifo"
+		exec 3<>"$WORK/in.fifo" # a writer that stays, as tail -f (opening
+		# it read-write does not wait for a reader)
+		# (not bg: a background command's stdin is /dev/null unless its own)
+		"$PUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --publish t - \
+			<"$WORK/in.fifo" >"$WORK/p.out" 2>"$WORK/p.err" &
+		local p=$!
+		PIDS+=("$p")
+		printf 'one-%s\n' "$sig" >&3
+		# published while stdin is still open
+		local deadline=$((SECONDS + 5 * SCALE))
+		: >"$WORK/got.txt"
+		until grep -q "one-$sig" "$WORK/got.txt"; do
+			((SECONDS < deadline)) || fail "SIG$sig: a line was not published while stdin stayed open"
+			sleep 0.05
+			timeout "$T" "$SUB" "${TMO[@]}" --host "$HOST" --port "$PORT" --name reader --pull t >>"$WORK/got.txt" 2>/dev/null
+		done
+		printf 'two-%s\nthree-%s' "$sig" "$sig" >&3 # the last without newline
+		sleep 0.3
+		kill -"$sig" "$p"
+		wait_exit "$p" 5
+		exec 3>&-
+		rc_want=$((128 + $(kill -l "$sig")))
+		expect_rc "$rc_want" "ringmq-pub stopped by SIG$sig"
+		seq=$((seq + 3))
+		expect_file "$WORK/p.out" "Published 3 messages to 't' (seq $((seq - 2))..$seq), then interrupted." "SIG$sig summary"
+		run r sub --name reader --pull t
+		want=$(printf '[t #%d] two-%s\n[t #%d] three-%s' $((seq - 1)) "$sig" "$seq" "$sig")
+		expect_file "$WORK/r.out" "$want" "SIG$sig: what was read is published"
+	done
 }
 
 case_live_subscribe() {

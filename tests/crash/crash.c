@@ -484,7 +484,7 @@ int main(int argc, char **argv)
 	}
 	struct e2e_client *a = audit_conn();
 	for (int i = 0; i < g.ntopics; i++)
-		expect_ok(a, e2e_cmd(a, "SUBSCRIBE", g.t[i].name, NULL), "SUBSCRIBE");
+		expect_ok(a, e2e_cmd(a, "DSUBSCRIBE", g.t[i].name, NULL), "DSUBSCRIBE");
 	e2e_close(a);
 	e2e_close(c);
 	int cycle = 0;

@@ -856,8 +856,17 @@ static int parse(const char *p, size_t len, size_t *used, struct e2e_reply **out
 		*out = r;
 		*used = pos;
 		return 1;
+	case '_': /* RESP3 null */
+		if (ll != 1)
+			return -1;
+		r = new_reply(E2E_BULK);
+		r->nil = true;
+		*out = r;
+		*used = pos;
+		return 1;
+	case '=': /* RESP3 verbatim string: "fmt:" and the text */
 	case '$':
-		if (parse_ll(p + 1, ll - 1, &v) != 0 || v < -1)
+		if (parse_ll(p + 1, ll - 1, &v) != 0 || v < -1 || (p[0] == '=' && v < 4))
 			return -1;
 		if (v == -1) {
 			r = new_reply(E2E_BULK);
@@ -871,19 +880,26 @@ static int parse(const char *p, size_t len, size_t *used, struct e2e_reply **out
 		if (p[pos + (size_t)v] != '\r' || p[pos + (size_t)v + 1] != '\n')
 			return -1;
 		r = new_reply(E2E_BULK);
+		size_t skip = p[0] == '=' ? 4 : 0;
 		r->str = malloc((size_t)v + 1);
 		if (!r->str)
 			abort();
-		memcpy(r->str, p + pos, (size_t)v);
-		r->str[v] = 0;
-		r->len = (size_t)v;
+		memcpy(r->str, p + pos + skip, (size_t)v - skip);
+		r->str[v - (long long)skip] = 0;
+		r->len = (size_t)v - skip;
 		*out = r;
 		*used = pos + (size_t)v + 2;
 		return 1;
+	case '%': /* RESP3 map: n pairs, read as an array of 2n */
+	case '>': /* RESP3 push */
 	case '*':
 		if (parse_ll(p + 1, ll - 1, &v) != 0 || v < -1 || v > 100000000)
 			return -1;
 		r = new_reply(E2E_ARRAY);
+		r->map = p[0] == '%';
+		r->push = p[0] == '>';
+		if (r->map && v > 0)
+			v *= 2;
 		if (v == -1) {
 			r->nil = true;
 			*out = r;
@@ -1100,15 +1116,20 @@ const char *e2e_reply_str(const struct e2e_reply *r)
 	return buf;
 }
 
-static struct e2e_reply *info(struct e2e_client *c)
+static struct e2e_reply *info_section(struct e2e_client *c, const char *section)
 {
-	struct e2e_reply *r = e2e_cmd(c, "INFO", NULL);
+	struct e2e_reply *r = e2e_cmd(c, "INFO", section, NULL);
 	if (r && (r->type != E2E_BULK || r->nil)) {
 		set_err("INFO replied %s", e2e_reply_str(r));
 		e2e_reply_free(r);
 		return NULL;
 	}
 	return r;
+}
+
+static struct e2e_reply *info(struct e2e_client *c)
+{
+	return info_section(c, NULL);
 }
 
 long long e2e_info_field(struct e2e_client *c, const char *field)
@@ -1135,13 +1156,25 @@ long long e2e_info_field(struct e2e_client *c, const char *field)
 	return v;
 }
 
+void e2e_info_topic_key(const char *topic, char *out, size_t cap)
+{
+	size_t n = (size_t)snprintf(out, cap, "topic_");
+	for (const char *p = topic; *p && n + 4 < cap; p++) {
+		if (strchr("%:,=/", *p))
+			n += (size_t)snprintf(out + n, cap - n, "%%%02X", (unsigned char)*p);
+		else
+			out[n++] = *p;
+	}
+	snprintf(out + n, cap - n, ":");
+}
+
 long long e2e_info_topic_field(struct e2e_client *c, const char *topic, const char *key)
 {
-	struct e2e_reply *r = info(c);
+	struct e2e_reply *r = info_section(c, "topics");
 	if (!r)
 		return -1;
-	char head[300];
-	snprintf(head, sizeof(head), "topic:%s ", topic);
+	char head[1000];
+	e2e_info_topic_key(topic, head, sizeof(head));
 	long long v = -1;
 	for (const char *line = r->str; line && *line;) {
 		const char *eol = strstr(line, "\r\n");
@@ -1149,10 +1182,11 @@ long long e2e_info_topic_field(struct e2e_client *c, const char *topic, const ch
 		if (strncmp(line, head, strlen(head)) == 0) {
 			size_t kl = strlen(key);
 			for (const char *q = line; q < line + ll; q++) {
-				if (*q == ' ' && strncmp(q + 1, key, kl) == 0 && q[1 + kl] == '=') {
+				if ((*q == ',' || *q == ':') && strncmp(q + 1, key, kl) == 0 &&
+				    q[1 + kl] == '=') {
 					char *end;
 					v = strtoll(q + 2 + kl, &end, 10);
-					if (end == q + 2 + kl || (*end != ' ' && *end != '\r'))
+					if (end == q + 2 + kl || (*end != ',' && *end != '\r'))
 						v = -1;
 					break;
 				}

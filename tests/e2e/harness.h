@@ -144,7 +144,8 @@ struct e2e_reply {
 	long long integer; /* E2E_INT */
 	char *str;         /* STATUS, ERROR, BULK: NUL-terminated copy */
 	size_t len;
-	size_t n; /* ARRAY */
+	size_t n;       /* ARRAY */
+	bool map, push; /* a RESP3 map (n counts keys and values) or push */
 	struct e2e_reply **elem;
 	struct e2e_reply *_prev, *_next; /* harness-private: live top-level replies */
 	bool _tracked;
@@ -223,7 +224,10 @@ bool e2e_readable(struct e2e_client *c, int timeout_ms);
 /* Reads the INFO reply and returns the numeric value of "field:" (a line
  * of the text), or -1 when absent or on I/O failure. */
 long long e2e_info_field(struct e2e_client *c, const char *field);
-/* Same, for "key=value" on the "topic:NAME ..." line of INFO. */
+/* Same, for "key=value" on the "topic_NAME:k=v,..." line of INFO topics. */
 long long e2e_info_topic_field(struct e2e_client *c, const char *topic, const char *key);
+/* The key of topic's line in INFO topics, "topic_<name>:" with '%', ':',
+ * ',', '=' and '/' of the name escaped as %XX, into out. */
+void e2e_info_topic_key(const char *topic, char *out, size_t cap);
 
 #endif

@@ -155,6 +155,17 @@ void x_push3(int line, struct e2e_reply *r, const char *kind, const char *topic,
 	e2e_reply_free(r);
 }
 
+long long x_dsub(int line, struct e2e_reply *r, const char *topic)
+{
+	cr_assert(r->type == E2E_ARRAY && r->n == 1 && r->elem[0]->type == E2E_ARRAY &&
+			  r->elem[0]->n == 2 && is_bulkstr(r->elem[0]->elem[0], topic) &&
+			  r->elem[0]->elem[1]->type == E2E_INT && r->elem[0]->elem[1]->integer >= 1,
+		  "line %d: expected [[\"%s\", start]], got %s", line, topic, e2e_reply_str(r));
+	long long start = r->elem[0]->elem[1]->integer;
+	e2e_reply_free(r);
+	return start;
+}
+
 void x_msg(int line, struct e2e_reply *r, const char *topic, const void *p, size_t n)
 {
 	cr_assert(r->type == E2E_ARRAY && r->n == 3 && is_bulkstr(r->elem[0], "message") &&
@@ -246,7 +257,8 @@ struct e2e_client *x_durable(int line, const char *name, const char *topic, long
 	struct e2e_client *c = x_conn(line);
 	x_sendcmd(line, c, "REGISTER", "SUBSCRIBER", name, NULL);
 	x_status(line, x_read(line, c), "OK");
-	x_sendcmd(line, c, "SUBSCRIBE", topic, NULL);
-	x_push3(line, x_read(line, c), "subscribe", topic, count);
+	x_sendcmd(line, c, "DSUBSCRIBE", topic, NULL);
+	x_dsub(line, x_read(line, c), topic);
+	(void)count;
 	return c;
 }

@@ -124,6 +124,11 @@ bool is_bulkstr(const struct e2e_reply *r, const char *s);
 void x_push3(int line, struct e2e_reply *r, const char *kind, const char *topic, long long count);
 #define IS_PUSH3(r, kind, topic, count) x_push3(__LINE__, (r), (kind), (topic), (count))
 
+/* DSUBSCRIBE's reply for one topic, [[topic, start]]; returns start.
+ * Frees r. */
+long long x_dsub(int line, struct e2e_reply *r, const char *topic);
+#define IS_DSUB(r, topic) x_dsub(__LINE__, (r), (topic))
+
 /* ["message", topic, payload] */
 void x_msg(int line, struct e2e_reply *r, const char *topic, const void *p, size_t n);
 #define IS_MSG(r, topic, p, n) x_msg(__LINE__, (r), (topic), (p), (n))

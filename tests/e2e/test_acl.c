@@ -191,7 +191,7 @@ SRV_TEST(acl, durable_subscriber_owner)
 	IS_OK(R(a, "ACL", "SETUSER", "bob", "on", ">pb", "&t", "+@all"));
 	struct e2e_client *c = as_user("alice", "pa");
 	IS_OK(R(c, "REGISTER", "SUBSCRIBER", "feed"));
-	IS_PUSH3(R(c, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	IS_DSUB(R(c, "DSUBSCRIBE", "t"), "t");
 	struct e2e_client *b = as_user("bob", "pb");
 	IS_ERR(R(b, "REGISTER", "SUBSCRIBER", "feed"),
 	       "NOPERM User bob has no permissions to use durable subscriber 'feed': it belongs to user alice");
@@ -227,7 +227,7 @@ Test(acl, owner_persists, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 	struct e2e_client *c = as_user("alice", "pa");
 	IS_OK(R(c, "CREATE", "t"));
 	IS_OK(R(c, "REGISTER", "SUBSCRIBER", "feed"));
-	IS_PUSH3(R(c, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	IS_DSUB(R(c, "DSUBSCRIBE", "t"), "t");
 	e2e_close(c);
 	stop_server_ok(SIGTERM);
 	start_server(args);

@@ -7,6 +7,7 @@
  *
  * Run one test: tests/e2e/test_basic -j1 --filter 'basic/ping_echo'
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "srv_test.h"
@@ -274,6 +275,35 @@ SRV_TEST(basic, client_commands)
 	IS_OK(R(c, "CLIENT", "SETINFO", "lib-name", "e2e"));
 	struct e2e_reply *r = R(c, "CLIENT", "INFO");
 	cr_assert(r->type == E2E_BULK && strstr(r->str, "name=alice"), "%s", e2e_reply_str(r));
+	/* Redis 7's fields, each once (redis-py's client_info() indexes them) */
+	static const char *fields[] = { "id=",
+					" addr=127.0.0.1:",
+					" laddr=127.0.0.1:",
+					" fd=",
+					" age=",
+					" idle=",
+					" flags=N ",
+					" db=0 ",
+					" sub=0 ",
+					" psub=0 ",
+					" ssub=0 ",
+					" multi=-1 ",
+					" qbuf=",
+					" qbuf-free=",
+					" argv-mem=",
+					" multi-mem=",
+					" obl=",
+					" oll=",
+					" omem=",
+					" tot-mem=",
+					" events=",
+					" cmd=client ",
+					" user=default ",
+					" redir=-1 ",
+					" resp=2" };
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		cr_assert(strstr(r->str, fields[i]), "CLIENT INFO lacks '%s': %s", fields[i],
+			  r->str);
 	e2e_reply_free(r);
 	e2e_close(c);
 	e2e_close(d);
@@ -367,14 +397,58 @@ SRV_TEST(basic, hello)
 	r = R(c, "HELLO");
 	cr_assert(r->type == E2E_ARRAY && r->n == 14, "%s", e2e_reply_str(r));
 	e2e_reply_free(r);
-	IS_ERR(R(c, "HELLO", "3"), "NOPROTO");
+	IS_ERR(R(c, "HELLO", "4"), "NOPROTO");
 	IS_ERR(R(c, "HELLO", "x"), "ERR");
+	/* as Redis: AUTH is checked (e2e acl for passwords), and a refused
+	 * HELLO changes nothing */
+	IS_ERR(R(c, "HELLO", "3", "AUTH", "nobody", "secret"),
+	       "WRONGPASS invalid username-password pair");
 	r = R(c, "HELLO", "2", "SETNAME", "bob");
 	cr_assert(r->type == E2E_ARRAY, "%s", e2e_reply_str(r));
 	e2e_reply_free(r);
 	IS_BULKSTR(R(c, "CLIENT", "GETNAME"), "bob");
-	/* still RESP2 after a refused HELLO 3 */
+	/* still RESP2 after a refused HELLO */
 	IS_STATUS(R(c, "PING"), "PONG");
+	e2e_close(c);
+}
+
+/* HELLO 3 (node-redis 5+ sends it on connect): a RESP3 map of Redis 7's
+ * fields, then RESP3 replies and '>' pushes for the messages the log
+ * stores pre-encoded, across workers; RESP2 connections are untouched. */
+SRV_TEST(basic, hello3_resp3_pushes)
+{
+	struct e2e_client *c = CONN(), *p = CONN(), *two = CONN();
+	struct e2e_reply *r = R(c, "HELLO", "3");
+	cr_assert(r->type == E2E_ARRAY && r->map && r->n == 14, "%s", e2e_reply_str(r));
+	static const char *keys[] = {
+		"server", "version", "proto", "id", "mode", "role", "modules"
+	};
+	for (size_t i = 0; i < 7; i++)
+		cr_assert(is_bulkstr(r->elem[2 * i], keys[i]), "key %zu: %s", i, e2e_reply_str(r));
+	cr_assert(r->elem[5]->type == E2E_INT && r->elem[5]->integer == 3);
+	e2e_reply_free(r);
+	IS_OK(R(p, "CREATE", "t3"));
+	r = R(c, "SUBSCRIBE", "t3");
+	cr_assert(r->push && r->n == 3 && is_bulkstr(r->elem[0], "subscribe"), "%s",
+		  e2e_reply_str(r));
+	e2e_reply_free(r);
+	IS_PUSH3(R(two, "SUBSCRIBE", "t3"), "subscribe", "t3", 1);
+	PUBLISH_N(p, "t3", 1, 300, "m%lld", 1);
+	for (int i = 1; i <= 300; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "m%d", i);
+		r = RD(c);
+		cr_assert(r->push, "message %d not a push: %s", i, e2e_reply_str(r));
+		IS_MSGSTR(r, "t3", want);
+		r = RD(two);
+		cr_assert(!r->push, "a RESP2 subscriber got a push frame");
+		IS_MSGSTR(r, "t3", want);
+	}
+	/* under RESP3 any command while subscribed; INFO is verbatim */
+	IS_STATUS(R(c, "PING"), "PONG");
+	cr_assert_eq(INFO(c, "messages_in"), 300);
+	e2e_close(two);
+	e2e_close(p);
 	e2e_close(c);
 }
 
@@ -408,7 +482,17 @@ SRV_TEST(basic, info_sections)
 	static const char *must[] = { "# Server\r\n",
 				      "# Clients\r\n",
 				      "# Stats\r\n",
-				      "# Topics\r\n",
+				      "# Memory\r\n",
+				      "# Keyspace\r\n",
+				      "\r\nused_memory:",
+				      "\r\nused_memory_human:",
+				      "\r\nblocked_clients:",
+				      "\r\ntotal_commands_processed:",
+				      "\r\ninstantaneous_ops_per_sec:",
+				      "\r\nloading:",
+				      "\r\nrejected_connections:",
+				      "\r\npubsub_channels:",
+				      "\r\npubsub_patterns:",
 				      "\r\nredis_version:",
 				      "\r\nconnected_clients:",
 				      "\r\nmessages_in:",
@@ -437,11 +521,15 @@ SRV_TEST(basic, info_sections)
 	IS_OK(R(c, "CREATE", "inf", "CAPACITY", "64K", "ONFULL", "drop-oldest"));
 	IS_INT(R(c, "MPUBLISH", "inf", "a", "bb", "ccc"), 3);
 	txt = info_text(c, NULL);
-	char *line = strstr(txt, "\r\ntopic:inf ");
+	cr_assert(!strstr(txt, "topic_") && !strstr(txt, "# Topics"),
+		  "default INFO lists topics: %s", txt);
+	free(txt);
+	txt = info_text(c, "topics");
+	char *line = strstr(txt, "\r\ntopic_inf:");
 	cr_assert(line, "no topic line: %s", txt);
-	cr_assert(strstr(line, " msgs_in=3 ") && strstr(line, " bytes_in=6 ") &&
-			  strstr(line, " depth=3 ") && strstr(line, " capacity=65536 ") &&
-			  strstr(line, " onfull=drop-oldest ") && strstr(line, " dropped=0 "),
+	cr_assert(strstr(line, ":msgs_in=3,") && strstr(line, ",bytes_in=6,") &&
+			  strstr(line, ",depth=3,") && strstr(line, ",capacity=65536,") &&
+			  strstr(line, ",onfull=drop-oldest,") && strstr(line, ",dropped=0,"),
 		  "topic line: %.300s", line);
 	free(txt);
 	cr_assert_eq(INFO(c, "topics"), 1);

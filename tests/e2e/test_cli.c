@@ -61,8 +61,8 @@ Test(cli, help, .fini = cli_teardown, .timeout = E2E_TEST_TIMEOUT(20.0))
 
 Test(cli, version, .fini = cli_teardown, .timeout = E2E_TEST_TIMEOUT(20.0))
 {
-	static const char *const forms[] = { "--version", "-v" };
-	for (size_t k = 0; k < 2; k++) {
+	static const char *const forms[] = { "--version", "-V", "-v" };
+	for (size_t k = 0; k < 3; k++) {
 		struct e2e_output o;
 		int st = run_server_flag(forms[k], &o);
 		cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d",
@@ -100,7 +100,9 @@ ParameterizedTestParameters(cli, bad_flag)
 		{ { "--frame-timeout", "soon" }, 2, "--frame-timeout" },
 		{ { "--subscriber-ttl", "1e9" }, 2, "--subscriber-ttl" },
 		{ { "--subscriber-ttl", "nan" }, 2, "--subscriber-ttl" },
-		{ { "stray" }, 1, "unexpected argument" },
+		{ { "stray" }, 1, "cannot open config file 'stray'" },
+		{ { "a.conf", "b.conf" }, 2, "unexpected argument 'b.conf'" },
+		{ { "--repair=maybe" }, 1, "--repair" },
 		{ { "--port" }, 1, "needs a value" },
 	};
 	return cr_make_param_array(struct bad_flags, p, sizeof(p) / sizeof(p[0]));

@@ -18,7 +18,7 @@ SRV_TEST(durable, subscribe_and_pull)
 	IS_OK(R(p, "CREATE", "u"));
 	PUBLISH_N(p, "t", 1, 3, "early-%lld", 1); /* before the subscription: not seen */
 	struct e2e_client *s = DURABLE("d1", "t");
-	IS_PUSH3(R(s, "SUBSCRIBE", "u"), "subscribe", "u", 2);
+	IS_DSUB(R(s, "DSUBSCRIBE", "u"), "u");
 	IS_STATUS(R(s, "PING"), "PONG"); /* no push mode for durable subscribers */
 	IS_EMPTY(R(s, "PULL", "t"));
 	PUBLISH_N(p, "t", 4, 8, "m%lld", 4);
@@ -59,28 +59,25 @@ SRV_TEST(durable, pull_errors)
 	IS_ERR(R(s, "PULL", "t", "COUNT"), "ERR syntax error");
 	IS_ERR(R(s, "PULL", "t", "LIMIT", "3"), "ERR syntax error");
 	IS_ERR(R(s, "PULL", "t", "BLOCK", "-1"), "ERR syntax error");
-	IS_ERR(R(s, "SUBSCRIBE", "never"), "NOTOPIC");
+	IS_ERR(R(s, "DSUBSCRIBE", "never"), "NOTOPIC");
+	IS_ERR(R(s, "DSUBSCRIBE", "other", "never"), "NOTOPIC"); /* all or nothing */
+	IS_ERR(R(s, "PULL", "other"), "ERR not subscribed");
 	IS_EMPTY(R(s, "PULL", "t")); /* the errors changed nothing */
-	/* UNSUBSCRIBE ends a durable subscription */
-	IS_PUSH3(R(s, "UNSUBSCRIBE", "t"), "unsubscribe", "t", 0);
+	/* DUNSUBSCRIBE ends a durable subscription: one reply, the count left */
+	IS_INT(R(s, "DUNSUBSCRIBE", "t"), 0);
 	IS_ERR(R(s, "PULL", "t"), "ERR not subscribed");
-	IS_PUSH3(R(s, "UNSUBSCRIBE"), "unsubscribe", NULL, 0);
-	/* UNSUBSCRIBE with no topic: one reply per subscription, down to 0 */
-	IS_PUSH3(R(s, "SUBSCRIBE", "t"), "subscribe", "t", 1);
-	IS_PUSH3(R(s, "SUBSCRIBE", "other"), "subscribe", "other", 2);
-	SCMD(s, "UNSUBSCRIBE");
-	bool seen_t = false, seen_o = false;
-	for (long long left = 1; left >= 0; left--) {
-		struct e2e_reply *r = RD(s);
-		cr_assert(r->type == E2E_ARRAY && r->n == 3 &&
-				  is_bulkstr(r->elem[0], "unsubscribe") &&
-				  r->elem[2]->type == E2E_INT && r->elem[2]->integer == left,
-			  "%s", e2e_reply_str(r));
-		seen_t |= is_bulkstr(r->elem[1], "t");
-		seen_o |= is_bulkstr(r->elem[1], "other");
-		e2e_reply_free(r);
-	}
-	cr_assert(seen_t && seen_o);
+	IS_INT(R(s, "DUNSUBSCRIBE"), 0);
+	/* DUNSUBSCRIBE with no topic: all of them, one reply */
+	struct e2e_reply *r = R(s, "DSUBSCRIBE", "t", "other");
+	cr_assert(r->type == E2E_ARRAY && r->n == 2, "%s", e2e_reply_str(r));
+	e2e_reply_free(r);
+	IS_INT(R(s, "DUNSUBSCRIBE"), 0);
+	IS_ERR(R(s, "PULL", "t"), "ERR not subscribed");
+	/* the old durable SUBSCRIBE form: one error, no push mode */
+	IS_ERR(R(s, "SUBSCRIBE", "t"), "ERR a registered subscriber subscribes with DSUBSCRIBE");
+	IS_ERR(R(s, "UNSUBSCRIBE"),
+	       "ERR a registered subscriber's subscriptions end with DUNSUBSCRIBE");
+	IS_STATUS(R(s, "PING"), "PONG");
 	IS_ERR(R(s, "PULL", "other"), "ERR not subscribed");
 	e2e_close(s);
 	e2e_close(u);
@@ -102,9 +99,9 @@ SRV_TEST(durable, resume_after_reconnect)
 	IS_OK(R(b, "REGISTER", "SUBSCRIBER", "resumer"));
 	IS_PULLED(R(b, "PULL", "t", "COUNT", "1000"), 5, 16, "m%lld");
 	IS_EMPTY(R(b, "PULL", "t"));
-	/* SUBSCRIBE again keeps the position */
+	/* DSUBSCRIBE again keeps the position */
 	IS_INT(R(p, "PUBLISH", "t", "m21"), 21);
-	IS_PUSH3(R(b, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	cr_assert_eq(IS_DSUB(R(b, "DSUBSCRIBE", "t"), "t"), 21);
 	IS_PULLED(R(b, "PULL", "t"), 21, 1, "m%lld");
 	e2e_close(b);
 	/* another name is another subscriber */
@@ -170,8 +167,8 @@ SRV_TEST(durable, takeover)
 	struct e2e_client *b = CONN();
 	IS_OK(R(b, "REGISTER", "SUBSCRIBER", "shared"));
 	IS_ERR_HAS(R(a, "PULL", "t"), "taken over");
-	IS_ERR_HAS(R(a, "SUBSCRIBE", "t"), "taken over");
-	IS_ERR_HAS(R(a, "UNSUBSCRIBE", "t"), "taken over");
+	IS_ERR_HAS(R(a, "DSUBSCRIBE", "t"), "taken over");
+	IS_ERR_HAS(R(a, "DUNSUBSCRIBE", "t"), "taken over");
 	IS_PULLED(R(b, "PULL", "t"), 1, 1, "m%lld");
 	/* a taking it back works the same way */
 	IS_OK(R(a, "REGISTER", "SUBSCRIBER", "shared"));
@@ -304,7 +301,7 @@ SRV_TEST(durable, delete_while_subscribed)
 	IS_ERR(RD(c), "NOTOPIC");
 	/* re-created topic: a new subscription starts fresh */
 	IS_OK(R(p, "CREATE", "t"));
-	IS_PUSH3(R(a, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	IS_DSUB(R(a, "DSUBSCRIBE", "t"), "t");
 	IS_INT(R(p, "PUBLISH", "t", "m1"), 1);
 	IS_PULLED(R(a, "PULL", "t"), 1, 1, "m%lld");
 	e2e_close(a);
@@ -324,9 +321,10 @@ SRV_TEST(durable, delete_live_and_parked_same_worker, "--threads", "1")
 	SCMD(d, "PULL", "t", "BLOCK", "0");
 	cr_assert(!e2e_readable(d, 100));
 	IS_OK(R(p, "DELETE", "t"));
-	IS_PUSH3(RD(l), "unsubscribe", "t", 0);
+	IS_MSGSTR(RD(l), "__ringmq__:deleted", "t");
 	IS_ERR(RD(d), "NOTOPIC");
 	PING_OK(d);
+	IS_PUSH3(R(l, "UNSUBSCRIBE", "t"), "unsubscribe", "t", 0);
 	PING_OK(l);
 	e2e_close(d);
 	e2e_close(l);
@@ -446,7 +444,7 @@ SRV_TEST(durable, drop_oldest_gap)
 	char *txt = info_text(p, "subscribers");
 	char want[128];
 	snprintf(want, sizeof(want),
-		 "subscriber:behind topic=d position=%d lag=0 lost=%lld attached=yes ", NMSG + 1,
+		 "subscriber_behind/d:position=%d,lag=0,lost=%lld,attached=yes,", NMSG + 1,
 		 first - 1);
 	cr_assert(strstr(txt, want), "no '%s' in %s", want, txt);
 	free(txt);
@@ -527,7 +525,7 @@ SRV_TEST(durable, onfull_reject_hold)
 	IS_ERR(RD(p), "FULL");
 	s = CONN();
 	IS_OK(R(s, "REGISTER", "SUBSCRIBER", "holder"));
-	IS_PUSH3(R(s, "UNSUBSCRIBE", "r"), "unsubscribe", "r", 0);
+	IS_INT(R(s, "DUNSUBSCRIBE", "r"), 0);
 	SBIN(p, 3, argv, lens);
 	IS_INT(RD(p), ok + 1);
 	for (int i = 0; i < 2 * ok; i++) { /* nothing holds it now: evicts */

@@ -172,7 +172,7 @@ SRV_TEST(hostile, subscriber_ttl, "--subscriber-ttl", "1")
 	e2e_close(gone);
 	char *txt = NULL;
 	EVENTUALLY((free(txt), txt = info_text(p, "subscribers"),
-		    strstr(txt, "subscriber:gone topic=held") && strstr(txt, "attached=no")),
+		    strstr(txt, "subscriber_gone/held:") && strstr(txt, "attached=no")),
 		   3000);
 	cr_assert(strstr(txt, "attached=no"), "%s", txt);
 	free(txt);

@@ -113,7 +113,7 @@ CMD = {
     "publish_bad": cmd("PUBLISH", "nope", "x") + cmd("PUBLISH", "t") + cmd("PUBLISH", "t", "x", "y"),
     "publish_binary": cmd("CREATE", "t") + cmd("PUBLISH", "t", b"\0\r\n\xff*1\r\n"),
     "publish_until_full": cmd("CREATE", "t", "CAPACITY", "1024") + cmd("REGISTER", "SUBSCRIBER", "s")
-    + cmd("SUBSCRIBE", "t") + cmd("MPUBLISH", "t", *(["x" * 100] * 12)) + cmd("PULL", "t") + cmd("INFO", "topics"),
+    + cmd("DSUBSCRIBE", "t") + cmd("MPUBLISH", "t", *(["x" * 100] * 12)) + cmd("PULL", "t") + cmd("INFO", "topics"),
     "mpublish": cmd("CREATE", "t") + cmd("MPUBLISH", "t", "a", "b", "c") + cmd("MPUBLISH", "t")
     + cmd("MPUBLISH", "nope", "a"),
     "payload_too_big": cmd("CREATE", "t") + b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$1025\r\n" + b"x" * 1025 + b"\r\n",
@@ -122,35 +122,35 @@ CMD = {
     + cmd("REGISTER") + cmd("REGISTER", "PUBLISHER", "a", "b") + cmd("REGISTER", "SUBSCRIBER")
     + cmd("REGISTER", "SUBSCRIBER", "bad name") + cmd("REGISTER", "OTHER", "x"),
     # durable subscribers
-    "durable_pull": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t")
+    "durable_pull": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t")
     + to(0) + cmd("MPUBLISH", "t", "a", "b", "c") + to(1) + cmd("PULL", "t") + cmd("PULL", "t", "COUNT", "2")
-    + cmd("UNSUBSCRIBE", "t") + cmd("PULL", "t"),
-    "durable_pull_args": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t")
+    + cmd("DUNSUBSCRIBE", "t") + cmd("PULL", "t"),
+    "durable_pull_args": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t")
     + cmd("PULL", "t", "COUNT", "0") + cmd("PULL", "t", "COUNT", "100000") + cmd("PULL", "t", "COUNT", "100001")
     + cmd("PULL", "t", "BLOCK", "31536000001") + cmd("PULL", "t", "COUNT") + cmd("PULL", "t", "SIZE", "1")
     + cmd("PULL", "t", "COUNT", "-1") + cmd("PULL") + cmd("PULL", "u"),
     "durable_pull_unregistered": cmd("CREATE", "t") + cmd("PULL", "t"),
     "durable_block_then_publish": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s")
-    + cmd("SUBSCRIBE", "t") + cmd("PULL", "t", "BLOCK", "0") + cmd("PING") + to(0) + cmd("PUBLISH", "t", "x"),
-    "durable_block_times_out": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t")
+    + cmd("DSUBSCRIBE", "t") + cmd("PULL", "t", "BLOCK", "0") + cmd("PING") + to(0) + cmd("PUBLISH", "t", "x"),
+    "durable_block_times_out": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t")
     + cmd("PULL", "t", "BLOCK", "1") + WAIT + cmd("PING"),
     "durable_block_then_delete": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s")
-    + cmd("SUBSCRIBE", "t") + cmd("PULL", "t", "BLOCK", "0") + to(0) + cmd("DELETE", "t"),
+    + cmd("DSUBSCRIBE", "t") + cmd("PULL", "t", "BLOCK", "0") + to(0) + cmd("DELETE", "t"),
     "durable_block_then_close": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s")
-    + cmd("SUBSCRIBE", "t") + cmd("PULL", "t", "BLOCK", "0") + CLOSE + to(0) + cmd("PUBLISH", "t", "x"),
-    "durable_block_silent": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t")
+    + cmd("DSUBSCRIBE", "t") + cmd("PULL", "t", "BLOCK", "0") + CLOSE + to(0) + cmd("PUBLISH", "t", "x"),
+    "durable_block_silent": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t")
     + cmd("CLIENT", "REPLY", "SKIP") + cmd("PULL", "t", "BLOCK", "1") + WAIT + cmd("PING"),
-    "durable_takeover": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t")
-    + to(2) + cmd("REGISTER", "SUBSCRIBER", "s") + to(1) + cmd("PULL", "t") + cmd("SUBSCRIBE", "t")
-    + cmd("UNSUBSCRIBE", "t") + to(2) + cmd("PULL", "t"),
-    "durable_resume": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t")
+    "durable_takeover": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t")
+    + to(2) + cmd("REGISTER", "SUBSCRIBER", "s") + to(1) + cmd("PULL", "t") + cmd("DSUBSCRIBE", "t")
+    + cmd("DUNSUBSCRIBE", "t") + to(2) + cmd("PULL", "t"),
+    "durable_resume": cmd("CREATE", "t") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t")
     + CLOSE + to(0) + cmd("PUBLISH", "t", "x") + to(1) + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("PULL", "t"),
     "durable_unsubscribe_all": cmd("CREATE", "a") + cmd("CREATE", "b") + cmd("REGISTER", "SUBSCRIBER", "s")
-    + cmd("SUBSCRIBE", "a", "b", "nope") + cmd("UNSUBSCRIBE") + cmd("UNSUBSCRIBE"),
-    "durable_topic_recreated": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t")
-    + cmd("DELETE", "t") + cmd("CREATE", "t") + cmd("PULL", "t") + cmd("SUBSCRIBE", "t") + cmd("PULL", "t"),
+    + cmd("DSUBSCRIBE", "a", "b", "nope") + cmd("DUNSUBSCRIBE") + cmd("DUNSUBSCRIBE"),
+    "durable_topic_recreated": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t")
+    + cmd("DELETE", "t") + cmd("CREATE", "t") + cmd("PULL", "t") + cmd("DSUBSCRIBE", "t") + cmd("PULL", "t"),
     "drop_oldest_lag": cmd("CREATE", "t", "CAPACITY", "1024", "ONFULL", "drop-oldest")
-    + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t") + cmd("MPUBLISH", "t", *(["y" * 200] * 20))
+    + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t") + cmd("MPUBLISH", "t", *(["y" * 200] * 20))
     + cmd("INFO", "subscribers") + cmd("PULL", "t"),
     # live subscribers
     "live_subscribe": cmd("CREATE", "t") + to(1) + cmd("SUBSCRIBE", "t") + to(0) + cmd("PUBLISH", "t", "hi")
@@ -175,15 +175,23 @@ CMD = {
     + b"".join(cmd("PUBLISH", "t", str(i)) for i in range(50)) + cmd("CLIENT", "REPLY", "ON") + cmd("INFO", "stats"),
     "config": cmd("CONFIG", "GET", "save") + cmd("CONFIG", "GET", "*") + cmd("CONFIG", "GET", "appendonly", "nope")
     + cmd("CONFIG", "RESETSTAT") + cmd("CONFIG", "SET", "a", "b") + cmd("CONFIG"),
+    "resp3_live": cmd("CREATE", "t") + to(1) + cmd("HELLO", "3") + cmd("SUBSCRIBE", "t", "__ringmq__:deleted")
+    + to(0) + cmd("PUBLISH", "t", "x") * 3 + cmd("DELETE", "t") + to(1) + cmd("PING") + cmd("CONFIG", "GET", "*")
+    + cmd("UNSUBSCRIBE") + cmd("HELLO", "2"),
+    "multi_exec": cmd("CREATE", "t") + cmd("MULTI") + cmd("PUBLISH", "t", "a") + cmd("MULTI") + cmd("TOPICS")
+    + cmd("INFO", "topics") + cmd("EXEC") + cmd("MULTI") + cmd("PUBLISH", "t") + cmd("EXEC") + cmd("DISCARD")
+    + cmd("MULTI") + cmd("SUBSCRIBE", "t") + cmd("WATCH", "t") + cmd("DISCARD") + cmd("UNWATCH")
+    + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("MULTI") + cmd("DSUBSCRIBE", "t") + cmd("PULL", "t", "BLOCK", "0")
+    + cmd("DUNSUBSCRIBE") + cmd("EXEC"),
     "hello": cmd("HELLO") + cmd("HELLO", "2") + cmd("HELLO", "3") + cmd("HELLO", "x")
     + cmd("HELLO", "2", "SETNAME", "n", "AUTH", "u", "p") + cmd("HELLO", "2", "AUTH", "u"),
-    "info": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t") + cmd("INFO")
+    "info": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t") + cmd("INFO")
     + cmd("INFO", "server", "clients") + cmd("INFO", "everything") + cmd("STATS") + cmd("INFO", "nothing"),
     "misc": cmd("PING") + cmd("PING", "a", "b") + cmd("ECHO", "e") + cmd("ECHO") + cmd("SELECT", "0")
     + cmd("SELECT", "1") + cmd("COMMAND") + cmd("COMMAND", "COUNT") + cmd("COMMAND", "DOCS") + cmd("FLUSHALL")
     + cmd("X" * 200, "a"),
     "quit": cmd("PING") + cmd("QUIT") + cmd("PING"),
-    "reset": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t") + cmd("RESET")
+    "reset": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t") + cmd("RESET")
     + cmd("SUBSCRIBE", "t") + cmd("RESET"),
     "inline_commands": b"create t\r\npublish t \"a b\\n\"\r\nPING\nTOPICS\r\n\r\nquit\r\n",
     "inline_many_args_escapes": b"mpublish t " + b"a " * 70 + b"\"\\x41\"\r\n",
@@ -194,10 +202,10 @@ CMD = {
     "protocol_error_then_more": b"*2\r\n$4\r\nECHO\r\n:5\r\n" + SPLIT + b"junk" * 100,
     # an incomplete request over max_query (2 * 1024 + 4096 bytes in fuzz_cmd)
     "request_too_large": b"*10\r\n" + (b"$1000\r\n" + b"x" * 1000 + b"\r\n") * 7,
-    "request_too_large_while_parked": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("SUBSCRIBE", "t")
+    "request_too_large_while_parked": cmd("CREATE", "t") + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("DSUBSCRIBE", "t")
     + cmd("PULL", "t", "BLOCK", "0") + SPLIT + cmd("ECHO", "x" * 1000) * 7,
     "deaf_pause": cmd("CREATE", "t") + DEAF + cmd("INFO", "everything") * 40 + HEAR + cmd("PING"),
-    "long_names": cmd("CREATE", "T" * 255) + cmd("REGISTER", "SUBSCRIBER", "S" * 255) + cmd("SUBSCRIBE", "T" * 255)
+    "long_names": cmd("CREATE", "T" * 255) + cmd("REGISTER", "SUBSCRIBER", "S" * 255) + cmd("DSUBSCRIBE", "T" * 255)
     + cmd("INFO") + cmd("CLIENT", "INFO") + cmd("PULL", "T" * 255),
     "register_roles": cmd("REGISTER", "PUBLISHER") + cmd("REGISTER", "SUBSCRIBER", "s") + to(1)
     + cmd("REGISTER", "SUBSCRIBER", "s") + cmd("REGISTER", "SUBSCRIBER", "u") + cmd("REGISTER", "PUBLISHER")

@@ -112,7 +112,7 @@ static void act(struct actor *a)
 	case 2: { /* durable: register, subscribe, park, maybe vanish */
 		snprintf(name, sizeof(name), "d%llu", (unsigned long long)(rnd() % 64));
 		const char *r1[] = { "REGISTER", "SUBSCRIBER", name };
-		const char *r2[] = { "SUBSCRIBE", t };
+		const char *r2[] = { "DSUBSCRIBE", t };
 		const char *r3[] = { "PULL", t, "BLOCK", "0" };
 		e2e_wbuf_cmdv(&b, 3, r1, NULL);
 		e2e_wbuf_cmdv(&b, 2, r2, NULL);
@@ -181,7 +181,7 @@ static void act(struct actor *a)
 	case 10: { /* a big PULL, as a registered subscriber */
 		snprintf(name, sizeof(name), "bp%llu", (unsigned long long)(rnd() % 16));
 		const char *r1[] = { "REGISTER", "SUBSCRIBER", name };
-		const char *r2[] = { "SUBSCRIBE", t };
+		const char *r2[] = { "DSUBSCRIBE", t };
 		const char *r3[] = { "PULL", t, "COUNT", "100000" };
 		e2e_wbuf_cmdv(&b, 3, r1, NULL);
 		e2e_wbuf_cmdv(&b, 2, r2, NULL);
@@ -259,6 +259,7 @@ int main(int argc, char **argv)
 	int nclients = 64, threads = 2;
 	long long rss_limit_mib = 256;
 	bool keep_log = false;
+	const char *storage = "disk";
 	static const struct option opts[] = {
 		{ "secs", required_argument, NULL, 's' },
 		{ "clients", required_argument, NULL, 'c' },
@@ -266,6 +267,7 @@ int main(int argc, char **argv)
 		{ "rss-limit-mib", required_argument, NULL, 'r' },
 		{ "seed", required_argument, NULL, 'x' },
 		{ "keep-log", no_argument, NULL, 'k' },
+		{ "storage", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int o;
@@ -278,9 +280,10 @@ int main(int argc, char **argv)
 		case 'r': rss_limit_mib = strtoll(optarg, &end, 10); break;
 		case 'x': g_seed = strtoull(optarg, &end, 0) | 1; break;
 		case 'k': keep_log = true; break;
+		case 'S': storage = optarg; break;
 		default:
 			fprintf(stderr,
-				"usage: %s [--secs S] [--clients N] [--threads T] [--rss-limit-mib M] [--seed X] [--keep-log]\n",
+				"usage: %s [--secs S] [--clients N] [--threads T] [--rss-limit-mib M] [--seed X] [--keep-log] [--storage disk|memory]\n",
 				argv[0]);
 			return 2;
 		}
@@ -312,6 +315,8 @@ int main(int argc, char **argv)
 			       "1M",
 			       "--log-level",
 			       "warn",
+			       "--storage",
+			       storage,
 			       NULL };
 	if (e2e_server_start(&srv, args, 5000) != 0) {
 		fprintf(stderr, "hostile_load: server start: %s\n", e2e_last_error());

@@ -113,12 +113,13 @@ static void expect_err(struct e2e_reply *r, const char *prefix)
 	e2e_reply_free(r);
 }
 
-/* The subscribe push ["subscribe", topic, n]. */
-static void expect_subscribed(struct e2e_reply *r, const char *topic)
+/* DSUBSCRIBE's one reply for one topic, [[topic, start]]. */
+static void expect_dsubscribed(struct e2e_reply *r, const char *topic)
 {
-	cr_assert(r->type == E2E_ARRAY && r->n == 3 && r->elem[1]->type == E2E_BULK &&
-			  strcmp(r->elem[1]->str, topic) == 0,
-		  "expected a subscribe push for %s, got %s", topic, e2e_reply_str(r));
+	cr_assert(r->type == E2E_ARRAY && r->n == 1 && r->elem[0]->type == E2E_ARRAY &&
+			  r->elem[0]->n == 2 && r->elem[0]->elem[0]->type == E2E_BULK &&
+			  strcmp(r->elem[0]->elem[0]->str, topic) == 0,
+		  "expected the DSUBSCRIBE reply for %s, got %s", topic, e2e_reply_str(r));
 	e2e_reply_free(r);
 }
 
@@ -145,7 +146,7 @@ static struct e2e_client *durable(const char *name, const char *topic)
 {
 	struct e2e_client *c = conn();
 	expect_status(R(c, "REGISTER", "SUBSCRIBER", name), "OK");
-	expect_subscribed(R(c, "SUBSCRIBE", topic), topic);
+	expect_dsubscribed(R(c, "DSUBSCRIBE", topic), topic);
 	return c;
 }
 
@@ -209,7 +210,7 @@ HTEST(item01_parked_pull_eof_frees_slot, "--max-clients", "2")
 	struct e2e_client *a = conn();
 	expect_status(R(a, "CREATE", "quiet"), "OK");
 	expect_status(R(a, "REGISTER", "SUBSCRIBER", "ca"), "OK");
-	expect_subscribed(R(a, "SUBSCRIBE", "quiet"), "quiet");
+	expect_dsubscribed(R(a, "DSUBSCRIBE", "quiet"), "quiet");
 	struct e2e_client *b = durable("cb", "quiet");
 	cr_assert_eq(e2e_send_cmd(a, "PULL", "quiet", "BLOCK", "0", NULL), 0);
 	cr_assert_eq(e2e_send_cmd(b, "PULL", "quiet", "BLOCK", "0", NULL), 0);
@@ -236,7 +237,14 @@ HTEST(item01_parked_pull_eof_frees_slot, "--max-clients", "2")
 		  r ? e2e_reply_str(r) : "nothing");
 	e2e_reply_free(r);
 	struct e2e_client *c = conn();
-	cr_assert_eq(info(c, "connected_clients"), 1);
+	/* the PING clients above closed too: their EOFs may still be on
+	 * their way to the server */
+	long long n = 0;
+	for (uint64_t end = e2e_now_ms() + (uint64_t)E2E_MS(3000); e2e_now_ms() < end;
+	     e2e_sleep_ms(20))
+		if ((n = info(c, "connected_clients")) == 1)
+			break;
+	cr_assert_eq(n, 1);
 	/* and their durable subscribers are detached (--subscriber-ttl can
 	 * expire them) */
 	struct e2e_reply *t = R(c, "INFO", "subscribers");
@@ -345,7 +353,7 @@ HTEST(item04_half_request_behind_parked_pull_times_out, "--frame-timeout", "1")
 	int fd = h_raw_connect(g_srv.port, 0);
 	cr_assert_geq(fd, 0);
 	static const char req[] = "*3\r\n$8\r\nREGISTER\r\n$10\r\nSUBSCRIBER\r\n$2\r\nhp\r\n"
-				  "*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nquiet\r\n"
+				  "*2\r\n$10\r\nDSUBSCRIBE\r\n$5\r\nquiet\r\n"
 				  "*4\r\n$4\r\nPULL\r\n$5\r\nquiet\r\n$5\r\nBLOCK\r\n$1\r\n0\r\n"
 				  "*3\r\n$7\r\nPUBLISH\r\n$5\r\nquiet\r\n$1000\r\nhalf";
 	cr_assert_eq(h_raw_send(fd, req, sizeof(req) - 1, 1000), sizeof(req) - 1);
@@ -440,7 +448,8 @@ HTEST(item05_takeover_wakes_parked_owner)
 /* Item 6: one connection subscribing 40,000 topics in one SUBSCRIBE must
  * not hold its worker: a PING sent on another connection of the same
  * worker (--threads 1) right after it is answered within 1 s (today the
- * live path took 3.6-5.8 s, a PING waited up to 6.4 s). Live and durable. */
+ * live path took 3.6-5.8 s, a PING waited up to 6.4 s). Live (SUBSCRIBE,
+ * one reply per topic) and durable (DSUBSCRIBE, one reply). */
 static void subscribe_many_and_ping(bool durable_path)
 {
 	enum { N = 40000 };
@@ -451,7 +460,7 @@ static void subscribe_many_and_ping(bool durable_path)
 		expect_status(R(s, "REGISTER", "SUBSCRIBER", "wide"), "OK");
 	const char **argv = malloc((N + 1) * sizeof(*argv));
 	char(*names)[16] = malloc(N * sizeof(*names));
-	argv[0] = "SUBSCRIBE";
+	argv[0] = durable_path ? "DSUBSCRIBE" : "SUBSCRIBE";
 	for (int i = 0; i < N; i++) {
 		snprintf(names[i], sizeof(names[i]), "s.%d", i);
 		argv[i + 1] = names[i];
@@ -464,10 +473,17 @@ static void subscribe_many_and_ping(bool durable_path)
 	uint64_t t0 = now_us();
 	ping_ok(adm);
 	uint64_t ping_us = now_us() - t0;
-	for (int i = 0; i < N; i++) {
+	for (int i = 0; i < (durable_path ? 1 : N); i++) {
 		struct e2e_reply *r = e2e_read(s);
-		cr_assert(r && r->type == E2E_ARRAY && r->n == 3 && r->elem[2]->integer == i + 1,
-			  "subscribe reply %d: %s", i, e2e_reply_str(r));
+		if (durable_path)
+			cr_assert(r && r->type == E2E_ARRAY && r->n == N &&
+					  r->elem[N - 1]->type == E2E_ARRAY &&
+					  strcmp(r->elem[N - 1]->elem[0]->str, names[N - 1]) == 0,
+				  "DSUBSCRIBE reply: %s", r ? "not one entry per topic" : "none");
+		else
+			cr_assert(r && r->type == E2E_ARRAY && r->n == 3 &&
+					  r->elem[2]->integer == i + 1,
+				  "subscribe reply %d: %s", i, e2e_reply_str(r));
 		e2e_reply_free(r);
 	}
 	uint64_t all_us = now_us() - t0;
@@ -523,7 +539,7 @@ HTEST(item07_parked_pullers_do_not_tax_requests, "--threads", "1")
 		char req[256];
 		int n = snprintf(req, sizeof(req),
 				 "*3\r\n$8\r\nREGISTER\r\n$10\r\nSUBSCRIBER\r\n$6\r\np%05d\r\n"
-				 "*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nquiet\r\n"
+				 "*2\r\n$10\r\nDSUBSCRIBE\r\n$5\r\nquiet\r\n"
 				 "*4\r\n$4\r\nPULL\r\n$5\r\nquiet\r\n$5\r\nBLOCK\r\n$6\r\n%s\r\n",
 				 i, i % 2 ? "000000" : "600000");
 		cr_assert_eq(h_raw_send(fds[i], req, (size_t)n, 1000), (size_t)n);
@@ -562,8 +578,12 @@ static uint64_t timed_info_us(struct e2e_client *c, const char *section)
 	return best;
 }
 
-/* Memory topics: 200,000 disk topics would each hold a directory descriptor
- * (see README, Persistence), and this item is about paging, not storage. */
+/* Memory topics: this item is about paging, not storage. Disk topics no
+ * longer hold descriptors, but each maps at least one segment file, and
+ * 200,000 mappings exceed the default vm.max_map_count (65530); creating
+ * them also runs at about 1,000-2,000 CREATE/s on this 2-core machine (a
+ * file created, preallocated and mapped each: tests/e2e persist/
+ * many_topics_few_fds covers 5,000 disk topics). */
 HTEST(item08_info_and_topics_page, "--threads", "1", "--storage", "memory")
 {
 	enum { N = 200000 };
@@ -697,7 +717,10 @@ static void run_publishes(void *arg)
 	}
 }
 
-HTEST(item09_hash_flooding, "--threads", "1")
+/* Memory topics: the measure is the server's CPU per PUBLISH, and with
+ * 10,000 fresh disk topics the persistence thread's flushes of them land
+ * in whichever half of the measurement they happen to fall. */
+HTEST(item09_hash_flooding, "--threads", "1", "--storage", "memory")
 {
 	enum { NCRAFT = 10000, NPUB = 5000 };
 	static char names[NCRAFT][16];

@@ -10,7 +10,7 @@
  *    message sent again, so every publisher's stream stays contiguous;
  *  - live subscribers: SUBSCRIBE a random subset of the main topics,
  *    disconnect themselves after a random while and come back;
- *  - durable subscribers: REGISTER SUBSCRIBER name + SUBSCRIBE + PULL,
+ *  - durable subscribers: REGISTER SUBSCRIBER name + DSUBSCRIBE + PULL,
  *    disconnected at random (sometimes by another connection taking the
  *    name over) and resumed by name from the server-kept position;
  *  - churn: pairs of extra topics created, used by live, durable and
@@ -1096,18 +1096,17 @@ static void hostile_gone_puller(struct hostile *h, uint64_t k)
 	snprintf(name, sizeof(name), "soak-gone-%" PRIu64, k % GONE_NAMES);
 	int n = snprintf(req, sizeof(req),
 			 "*3\r\n$8\r\nREGISTER\r\n$10\r\nSUBSCRIBER\r\n$%zu\r\n%s\r\n"
-			 "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n"
+			 "*2\r\n$10\r\nDSUBSCRIBE\r\n$%zu\r\n%s\r\n"
 			 "*4\r\n$4\r\nPULL\r\n$%zu\r\n%s\r\n$5\r\nBLOCK\r\n$1\r\n0\r\n",
 			 strlen(name), name, strlen(QUIET_TOPIC), QUIET_TOPIC, strlen(QUIET_TOPIC),
 			 QUIET_TOPIC);
-	/* Read the REGISTER and SUBSCRIBE replies, so that the close is a FIN
+	/* Read the REGISTER and DSUBSCRIBE replies, so that the close is a FIN
 	 * (unread input would make it a reset, which the server always saw). */
 	struct timeval tv = { .tv_sec = CLIENT_TIMEOUT_MS / 1000 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	char got[256] = "";
 	size_t have = 0;
-	static const char want[] =
-		"+OK\r\n*3\r\n$9\r\nsubscribe\r\n$10\r\n" QUIET_TOPIC "\r\n:1\r\n";
+	static const char want[] = "+OK\r\n*1\r\n*2\r\n$10\r\n" QUIET_TOPIC "\r\n:1\r\n";
 	if (raw_send(fd, req, (size_t)n)) {
 		while (have < sizeof(want) - 1) {
 			ssize_t r = recv(fd, got + have, sizeof(want) - 1 - have, 0);
@@ -1117,7 +1116,7 @@ static void hostile_gone_puller(struct hostile *h, uint64_t k)
 		}
 	}
 	if (have != sizeof(want) - 1 || memcmp(got, want, have) != 0)
-		failf("hostile: %s: REGISTER + SUBSCRIBE got %zu bytes '%.*s'", name, have,
+		failf("hostile: %s: REGISTER + DSUBSCRIBE got %zu bytes '%.*s'", name, have,
 		      (int)have, got);
 	e2e_sleep_ms(20 + (unsigned)(rnd(&h->rng) % 30)); /* parked by now */
 	close(fd);
@@ -1239,11 +1238,14 @@ static long settle_rss(pid_t pid)
 	return (long)rmq_proc_rss_kib(pid);
 }
 
-/* Reports a missing reply; returns r for the caller to free. */
+/* Reports a missing reply or an error reply; returns r for the caller to
+ * free. */
 static struct e2e_reply *checked(const char *what, struct e2e_reply *r)
 {
 	if (!r)
 		failf("%s: no reply (%s)", what, e2e_last_error());
+	else if (r->type == E2E_ERROR) /* a cleanup that did not happen */
+		failf("%s: -%s", what, r->str);
 	return r;
 }
 
@@ -1583,10 +1585,10 @@ static void delete_main_topics(int port)
 			return failf("connect: %s", e2e_last_error());
 		e2e_reply_free(checked("REGISTER",
 				       e2e_cmd(c, "REGISTER", "SUBSCRIBER", g_durs[i].name, NULL)));
-		for (int t = 0; t < g_cfg.topics; t++) /* one reply per topic */
+		for (int t = 0; t < g_cfg.topics; t++) /* one reply per request */
 			if (g_durs[i].mask >> t & 1)
-				e2e_reply_free(checked("UNSUBSCRIBE", e2e_cmd(c, "UNSUBSCRIBE",
-									      g_topic[t], NULL)));
+				e2e_reply_free(checked("DUNSUBSCRIBE", e2e_cmd(c, "DUNSUBSCRIBE",
+									       g_topic[t], NULL)));
 		e2e_close(c);
 	}
 	for (int i = 0; i < GONE_NAMES; i++) { /* the vanished pullers' names */
@@ -1598,7 +1600,7 @@ static void delete_main_topics(int port)
 		e2e_reply_free(
 			checked("REGISTER", e2e_cmd(c, "REGISTER", "SUBSCRIBER", name, NULL)));
 		e2e_reply_free(
-			checked("UNSUBSCRIBE", e2e_cmd(c, "UNSUBSCRIBE", QUIET_TOPIC, NULL)));
+			checked("DUNSUBSCRIBE", e2e_cmd(c, "DUNSUBSCRIBE", QUIET_TOPIC, NULL)));
 		e2e_close(c);
 	}
 	struct e2e_client *c = e2e_connect(port, CLIENT_TIMEOUT_MS);

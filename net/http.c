@@ -1,0 +1,319 @@
+/* http.c - the small HTTP/1.1 server of http.h: one thread, poll(2) over
+ * the listening socket, a stop eventfd and up to HTTP_MAX_CLIENTS
+ * connections, each read into a fixed buffer until its head is complete.
+ */
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HTTP_MAX_CLIENTS 16
+#define HTTP_HEAD_MAX 8192
+#define HTTP_TIMEOUT_MS 5000
+
+struct hclient {
+	int fd; /* -1: free slot */
+	uint64_t deadline_ms;
+	size_t len;
+	char head[HTTP_HEAD_MAX];
+	struct rmq_buf out; /* the response, while it is written */
+	bool writing;
+};
+
+struct rmq_http {
+	int listen_fd, stop_fd;
+	pthread_t th;
+	rmq_http_handler fn;
+	rmq_http_thread_hook hook;
+	void *ctx;
+	struct hclient cl[HTTP_MAX_CLIENTS];
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void client_close(struct hclient *c)
+{
+	close(c->fd);
+	c->fd = -1;
+	c->len = 0;
+	c->writing = false;
+	rmq_buf_free(&c->out);
+}
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 431: return "Request Header Fields Too Large";
+	case 503: return "Service Unavailable";
+	default: return "Internal Server Error";
+	}
+}
+
+/* Queues the whole response in c->out. */
+static void respond(struct hclient *c, int status, const char *ctype, const char *body, size_t blen,
+		    bool head_only, const char *extra)
+{
+	char h[512];
+	int n = snprintf(h, sizeof(h),
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+			 "Connection: close\r\n\r\n",
+			 status, reason(status), ctype, blen, extra ? extra : "");
+	rmq_buf_append(&c->out, h, (size_t)n);
+	if (!head_only && blen)
+		rmq_buf_append(&c->out, body, blen);
+	c->writing = true;
+	c->deadline_ms = now_ms() + HTTP_TIMEOUT_MS;
+}
+
+static void respond_text(struct hclient *c, int status, const char *text, bool head_only,
+			 const char *extra)
+{
+	respond(c, status, "text/plain; charset=utf-8", text, strlen(text), head_only, extra);
+}
+
+/* The head is complete (or over the limit): parse the request line and
+ * answer. */
+static void handle(struct rmq_http *h, struct hclient *c)
+{
+	c->head[c->len < HTTP_HEAD_MAX ? c->len : HTTP_HEAD_MAX - 1] = '\0';
+	char *eol = strstr(c->head, "\r\n");
+	char *sp1 = eol ? memchr(c->head, ' ', (size_t)(eol - c->head)) : NULL;
+	char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
+	if (!sp2 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
+		return respond_text(c, 400, "bad request\n", false, NULL);
+	*sp1 = *sp2 = '\0';
+	bool head_only = !strcmp(c->head, "HEAD");
+	if (strcmp(c->head, "GET") != 0 && !head_only)
+		return respond_text(c, 405, "method not allowed\n", false, "Allow: GET, HEAD\r\n");
+	/* a body is not expected: a request that announces one is refused */
+	for (char *p = eol + 2; *p;) {
+		char *e = strstr(p, "\r\n");
+		if (!e)
+			break;
+		if (!strncasecmp(p, "Content-Length:", 15) && strtoull(p + 15, NULL, 10) > 0)
+			return respond_text(c, 400, "request bodies are not accepted\n", false,
+					    NULL);
+		if (!strncasecmp(p, "Transfer-Encoding:", 18))
+			return respond_text(c, 400, "request bodies are not accepted\n", false,
+					    NULL);
+		p = e + 2;
+	}
+	char *path = sp1 + 1;
+	char *q = strchr(path, '?');
+	if (q)
+		*q = '\0';
+	struct rmq_buf body = { 0 };
+	const char *ctype = "text/plain; charset=utf-8";
+	int status = h->fn(h->ctx, path, &body, &ctype);
+	respond(c, status, ctype, body.data ? body.data : "", body.len, head_only, NULL);
+	rmq_buf_free(&body);
+}
+
+static void client_read(struct rmq_http *h, struct hclient *c)
+{
+	ssize_t n = read(c->fd, c->head + c->len, HTTP_HEAD_MAX - 1 - c->len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0)
+		return client_close(c);
+	c->len += (size_t)n;
+	c->head[c->len] = '\0';
+	if (strstr(c->head, "\r\n\r\n"))
+		handle(h, c);
+	else if (c->len >= HTTP_HEAD_MAX - 1)
+		respond_text(c, 431, "request head too large\n", false, NULL);
+}
+
+static void client_write(struct hclient *c)
+{
+	ssize_t n = send(c->fd, c->out.data + c->out.off, rmq_buf_pending(&c->out),
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0)
+		return client_close(c);
+	rmq_buf_consume(&c->out, (size_t)n);
+	if (!rmq_buf_pending(&c->out)) {
+		shutdown(c->fd, SHUT_WR);
+		client_close(c);
+	}
+}
+
+static void *http_main(void *arg)
+{
+	struct rmq_http *h = arg;
+	struct pollfd pfd[HTTP_MAX_CLIENTS + 2];
+	if (h->hook)
+		h->hook(h->ctx, 1);
+	for (;;) {
+		int slot[HTTP_MAX_CLIENTS];
+		nfds_t n = 0;
+		pfd[n++] = (struct pollfd){ .fd = h->stop_fd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = h->listen_fd, .events = POLLIN };
+		uint64_t now = now_ms(), next = now + 1000;
+		for (int i = 0; i < HTTP_MAX_CLIENTS; i++) {
+			struct hclient *c = &h->cl[i];
+			if (c->fd < 0)
+				continue;
+			if (now >= c->deadline_ms) {
+				client_close(c);
+				continue;
+			}
+			if (c->deadline_ms < next)
+				next = c->deadline_ms;
+			slot[n - 2] = i;
+			pfd[n++] = (struct pollfd){ .fd = c->fd,
+						    .events = c->writing ? POLLOUT : POLLIN };
+		}
+		int r = poll(pfd, n, (int)(next - now));
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r <= 0)
+			continue;
+		if (pfd[0].revents)
+			break;
+		for (nfds_t k = 2; k < n; k++) {
+			struct hclient *c = &h->cl[slot[k - 2]];
+			if (!pfd[k].revents || c->fd < 0)
+				continue;
+			if (c->writing)
+				client_write(c);
+			else
+				client_read(h, c);
+			if (c->fd >= 0 && c->writing)
+				client_write(c);
+		}
+		if (pfd[1].revents & POLLIN) {
+			int fd = accept4(h->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd >= 0) {
+				int i = 0;
+				while (i < HTTP_MAX_CLIENTS && h->cl[i].fd >= 0)
+					i++;
+				if (i == HTTP_MAX_CLIENTS) {
+					static const char busy[] =
+						"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n"
+						"Connection: close\r\n\r\nbusy\n";
+					ssize_t w = send(fd, busy, sizeof(busy) - 1,
+							 MSG_NOSIGNAL | MSG_DONTWAIT);
+					(void)w;
+					close(fd);
+				} else {
+					h->cl[i].fd = fd;
+					h->cl[i].len = 0;
+					h->cl[i].writing = false;
+					h->cl[i].deadline_ms = now_ms() + HTTP_TIMEOUT_MS;
+				}
+			}
+		}
+	}
+	if (h->hook)
+		h->hook(h->ctx, 0);
+	return NULL;
+}
+
+struct rmq_http *rmq_http_start(const char *addr, int port, rmq_http_handler fn,
+				rmq_http_thread_hook hook, void *ctx, int *bound_port, char *err,
+				size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", port);
+	int rc = getaddrinfo(addr, ps, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot resolve %s: %s", addr, gai_strerror(rc));
+		return NULL;
+	}
+	int fd = -1, e = 0;
+	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
+			e = errno;
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", addr, port, strerror(e));
+		return NULL;
+	}
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	*bound_port = port;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		char serv[16];
+		if (getnameinfo((struct sockaddr *)&ss, sl, NULL, 0, serv, sizeof(serv),
+				NI_NUMERICSERV) == 0)
+			*bound_port = (int)strtol(serv, NULL, 10);
+	}
+	struct rmq_http *h = calloc(1, sizeof(*h));
+	if (!h) {
+		close(fd);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (int i = 0; i < HTTP_MAX_CLIENTS; i++)
+		h->cl[i].fd = -1;
+	h->listen_fd = fd;
+	h->fn = fn;
+	h->hook = hook;
+	h->ctx = ctx;
+	h->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (h->stop_fd < 0 || (rc = pthread_create(&h->th, NULL, http_main, h)) != 0) {
+		snprintf(err, errlen, "cannot start the HTTP thread: %s",
+			 strerror(h->stop_fd < 0 ? errno : rc));
+		if (h->stop_fd >= 0)
+			close(h->stop_fd);
+		close(fd);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void rmq_http_stop(struct rmq_http *h)
+{
+	if (!h)
+		return;
+	uint64_t one = 1;
+	ssize_t w = write(h->stop_fd, &one, sizeof(one));
+	(void)w;
+	pthread_join(h->th, NULL);
+	for (int i = 0; i < HTTP_MAX_CLIENTS; i++)
+		if (h->cl[i].fd >= 0)
+			client_close(&h->cl[i]);
+	close(h->listen_fd);
+	close(h->stop_fd);
+	free(h);
+}

@@ -1,0 +1,40 @@
+/* http.h - a small HTTP/1.1 server on a thread of its own, for the
+ * metrics endpoint (metrics.c). Not a general web server: GET and HEAD
+ * only, no request bodies, one response per connection (Connection:
+ * close), at most HTTP_MAX_CLIENTS at once.
+ *
+ * Bounds: a request head over 8 KiB gets 431, a client that has not sent
+ * its whole head within 5 s is closed, a response is written within 5 s
+ * or dropped. Other methods get 405, paths the handler does not know 404.
+ *
+ * Threads: rmq_http_start() spawns the thread, which calls the handler for
+ * each request; rmq_http_stop() (any other thread) wakes it and joins it.
+ * Memory: the server owns itself (freed by rmq_http_stop); the handler
+ * fills a caller-provided rmq_buf that the server frees.
+ */
+#ifndef RMQ_HTTP_H
+#define RMQ_HTTP_H
+
+#include "buf.h"
+
+struct rmq_http;
+
+/* Answers a GET of path: returns the status (200, 404, 503, ...) and
+ * writes the body to body and its type to *ctype (a static string). Runs
+ * on the HTTP thread. */
+typedef int (*rmq_http_handler)(void *ctx, const char *path, struct rmq_buf *body,
+				const char **ctype);
+
+/* Called on the HTTP thread when it starts (start 1) and before it ends
+ * (start 0), e.g. to register it with RCU; may be NULL. */
+typedef void (*rmq_http_thread_hook)(void *ctx, int start);
+
+/* Listens on bind:port (port 0: any; *bound_port gets it) and starts the
+ * thread. Returns the server, or NULL with err set. */
+struct rmq_http *rmq_http_start(const char *bind, int port, rmq_http_handler fn,
+				rmq_http_thread_hook hook, void *ctx, int *bound_port, char *err,
+				size_t errlen);
+/* Stops the thread, closes every socket and frees h. NULL is a no-op. */
+void rmq_http_stop(struct rmq_http *h);
+
+#endif
