@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -499,10 +500,10 @@ int e2e_run(const char *const *argv, struct e2e_output *o, int timeout_ms)
 	return st;
 }
 
-long long e2e_proc_cpu_ms(pid_t pid)
+/* utime + stime in ms from a /proc .../stat file; -1 if unreadable. */
+static long long stat_cpu_ms(const char *path)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	char buf[1024];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
@@ -521,6 +522,46 @@ long long e2e_proc_cpu_ms(pid_t pid)
 		return -1;
 	long hz = sysconf(_SC_CLK_TCK);
 	return (long long)((ut + st) * 1000ULL / (unsigned long long)(hz > 0 ? hz : 100));
+}
+
+long long e2e_proc_cpu_ms(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	return stat_cpu_ms(path);
+}
+
+long long e2e_threads_cpu_ms(pid_t pid, const char *prefix)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	long long sum = 0;
+	int found = 0;
+	const struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		char comm[64] = "";
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/comm", (int)pid, e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* the thread just ended */
+		ssize_t n = read(fd, comm, sizeof(comm) - 1);
+		close(fd);
+		if (n <= 0 || strncmp(comm, prefix, strlen(prefix)) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/stat", (int)pid, e->d_name);
+		long long ms = stat_cpu_ms(path);
+		if (ms >= 0) {
+			sum += ms;
+			found++;
+		}
+	}
+	closedir(d);
+	return found ? sum : -1;
 }
 
 /* --- RESP client --- */

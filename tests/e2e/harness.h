@@ -123,6 +123,10 @@ int e2e_run(const char *const *argv, struct e2e_output *o, int timeout_ms);
 /* CPU time (user + system) used so far by process pid, in milliseconds,
  * from /proc; -1 if unavailable. */
 long long e2e_proc_cpu_ms(pid_t pid);
+/* The same summed over pid's threads whose name starts with prefix (e.g.
+ * "rmq-worker"), so a measurement leaves out background threads; -1 if
+ * none is found. */
+long long e2e_threads_cpu_ms(pid_t pid, const char *prefix);
 
 /* SIGKILLs and reaps every child started by this process that is still
  * running. Safe to call any time (fixture teardown). */

@@ -198,6 +198,17 @@ static long long server_cpu_ms_of(void (*fn)(void *), void *arg)
 	return b - a;
 }
 
+/* The same for the worker threads only: what requests cost, without the
+ * background threads (persistence, acceptor) finishing earlier work. */
+static long long worker_cpu_ms_of(void (*fn)(void *), void *arg)
+{
+	long long a = e2e_threads_cpu_ms(g_srv.pid, "rmq-worker");
+	fn(arg);
+	long long b = e2e_threads_cpu_ms(g_srv.pid, "rmq-worker");
+	cr_assert(a >= 0 && b >= 0, "no /proc CPU time for the server's workers");
+	return b - a;
+}
+
 /* ======================================================================
  * Lock-outs and crashes
  * ====================================================================== */
@@ -510,9 +521,11 @@ HTEST(item06_durable_subscribe_many, "--threads", "1", "--storage", "memory")
 
 /* Item 7: parked pullers must not tax unrelated requests: with 4,000
  * connections parked in PULL BLOCK on one worker (--threads 1), 4,000
- * PINGs may cost at most twice the server CPU they cost without them
+ * PINGs may cost at most twice the worker CPU they cost without them
  * (today every loop iteration walks every parked connection: 80-150 us
- * per PING with 8,000 parked instead of 20). */
+ * per PING with 8,000 parked instead of 20). The worker threads are
+ * measured, not the process: the persistence thread may still be creating
+ * the 4,000 new subscribers' files, which costs the PINGs nothing. */
 struct pings {
 	struct e2e_client *c;
 	int n;
@@ -531,7 +544,7 @@ HTEST(item07_parked_pullers_do_not_tax_requests, "--threads", "1")
 	struct e2e_client *c = conn();
 	expect_status(R(c, "CREATE", "quiet"), "OK");
 	struct pings pg = { c, NPING };
-	long long base = server_cpu_ms_of(run_pings, &pg);
+	long long base = worker_cpu_ms_of(run_pings, &pg);
 	static int fds[NPARK];
 	for (int i = 0; i < NPARK; i++) {
 		fds[i] = h_raw_connect(g_srv.port, 0);
@@ -547,11 +560,11 @@ HTEST(item07_parked_pullers_do_not_tax_requests, "--threads", "1")
 	/* all parked (each got its REGISTER and SUBSCRIBE replies) */
 	e2e_sleep_ms(500);
 	ping_ok(c);
-	long long with = server_cpu_ms_of(run_pings, &pg);
-	cr_log_info("server CPU for %d PINGs: %lld ms alone, %lld ms with %d parked pullers", NPING,
+	long long with = worker_cpu_ms_of(run_pings, &pg);
+	cr_log_info("worker CPU for %d PINGs: %lld ms alone, %lld ms with %d parked pullers", NPING,
 		    base, with, NPARK);
 	cr_assert(with <= 2 * base + 20,
-		  "%d PINGs cost %lld ms of server CPU with %d parked pullers, %lld without", NPING,
+		  "%d PINGs cost %lld ms of worker CPU with %d parked pullers, %lld without", NPING,
 		  with, NPARK, base);
 	for (int i = 0; i < NPARK; i++)
 		close(fds[i]);
