@@ -1,12 +1,16 @@
 /* acl.c - users, passwords, permissions and their checks (see acl.h), the
  * AUTH and ACL commands, and protected mode.
  *
- * Locking: one mutex (acl->lock) guards the user list, the ACL log and the
- * durable-subscriber owners. User snapshots are immutable once in the
- * list; a change builds a new snapshot from a copy, swaps it in and bumps
- * the epoch (release), so a connection that sees the new epoch and takes
- * the lock finds the new snapshot. A snapshot is freed when its last
- * reference (the list's or a connection's) goes.
+ * Locking: one mutex (acl->lock) guards the user list and the ACL log;
+ * another (owners_lock) the owners of durable subscribers, which every
+ * REGISTER SUBSCRIBER looks up (a hash table: O(1) whatever their number),
+ * so that REGISTERs never wait for AUTH, ACL or each other's file writes
+ * (persist.c writes the owners file, rmq__acl_owners_flush). User
+ * snapshots are immutable once in the list; a change builds a new snapshot
+ * from a copy, swaps it in and bumps the epoch (release), so a connection
+ * that sees the new epoch and takes the lock finds the new snapshot. A
+ * snapshot is freed when its last reference (the list's or a connection's)
+ * goes.
  */
 #define _GNU_SOURCE
 #include "acl.h"
@@ -51,7 +55,11 @@ struct acl_log_entry {
 	char client[CLIENT_DESC_MAX];
 };
 
+/* A durable subscriber's owner: one slot of the owners' open-addressing
+ * table (sub NULL: empty). Entries are never removed: a name, once
+ * claimed, stays its user's (README, Security). */
 struct owner {
+	uint64_t hash; /* rmq_hash(sub) */
 	char *sub;
 	size_t sublen;
 	char *user;
@@ -70,8 +78,15 @@ struct rmq_acl {
 	struct acl_log_entry log[RMQ_ACL_LOG_MAX]; /* log[(head - 1 - i) % MAX]: i-th newest */
 	size_t log_n, log_head;
 	uint64_t log_next_id;
+	/* The owners of durable subscribers, under owners_lock (not lock:
+	 * REGISTER does not wait for AUTH or ACL commands): a table of
+	 * owners_cap slots (a power of two, at most half full), and the lines
+	 * not yet appended to the owners file (owners_flush). owners_io
+	 * serialises the appends, taken before owners_lock. */
+	pthread_mutex_t owners_lock, owners_io;
 	struct owner *owners;
 	size_t nowners, owners_cap;
+	struct rmq_buf owners_pending;
 };
 
 static const struct {
@@ -590,6 +605,8 @@ struct rmq_acl *rmq_acl_new(const char *requirepass, const char *aclfile, char *
 	}
 	struct rmq_acl *acl = rmq_calloc(1, sizeof(*acl));
 	pthread_mutex_init(&acl->lock, NULL);
+	pthread_mutex_init(&acl->owners_lock, NULL);
+	pthread_mutex_init(&acl->owners_io, NULL);
 	atomic_init(&acl->pub.epoch, 1);
 	acl->owners_fd = -1;
 	if (aclfile) {
@@ -629,15 +646,18 @@ void rmq_acl_free(struct rmq_acl *acl)
 	if (!acl)
 		return;
 	users_free(acl->users, acl->nusers);
-	for (size_t i = 0; i < acl->nowners; i++) {
+	for (size_t i = 0; i < acl->owners_cap; i++) {
 		free(acl->owners[i].sub);
 		free(acl->owners[i].user);
 	}
 	free(acl->owners);
+	rmq_buf_free(&acl->owners_pending);
 	free(acl->aclfile);
 	free(acl->owners_path);
 	if (acl->owners_fd >= 0)
 		close(acl->owners_fd);
+	pthread_mutex_destroy(&acl->owners_io);
+	pthread_mutex_destroy(&acl->owners_lock);
 	pthread_mutex_destroy(&acl->lock);
 	free(acl);
 }
@@ -777,43 +797,100 @@ static void log_add(struct server *srv, struct conn *c, const char *reason, cons
 
 /* --- durable subscriber owners --- */
 
-/* Under acl->lock. */
-static ssize_t owner_find(const struct rmq_acl *acl, const char *sub, size_t n)
+/* The slot of sub in the owners table: its entry, or the empty slot where
+ * it would go. Linear probing over a table at most half full: O(1)
+ * expected, whatever the number of subscribers. Under owners_lock. */
+static struct owner *owner_slot(const struct rmq_acl *acl, uint64_t h, const char *sub, size_t n)
 {
-	for (size_t i = 0; i < acl->nowners; i++)
-		if (acl->owners[i].sublen == n && memcmp(acl->owners[i].sub, sub, n) == 0)
-			return (ssize_t)i;
-	return -1;
+	size_t mask = acl->owners_cap - 1;
+	for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+		struct owner *o = &acl->owners[i];
+		if (!o->sub || (o->hash == h && o->sublen == n && memcmp(o->sub, sub, n) == 0))
+			return o;
+	}
 }
 
-static void owner_push(struct rmq_acl *acl, const char *sub, size_t n, const char *user,
-		       size_t ulen)
+/* The entry of sub, or NULL. Under owners_lock. */
+static const struct owner *owner_find(const struct rmq_acl *acl, uint64_t h, const char *sub,
+				      size_t n)
 {
-	if (acl->nowners == acl->owners_cap) {
-		acl->owners_cap = acl->owners_cap ? 2 * acl->owners_cap : 16;
-		acl->owners = rmq_realloc(acl->owners, acl->owners_cap * sizeof(*acl->owners));
+	if (!acl->owners_cap)
+		return NULL;
+	const struct owner *o = owner_slot(acl, h, sub, n);
+	return o->sub ? o : NULL;
+}
+
+/* Adds sub (not in the table) with its owner; the table doubles before it
+ * would be more than half full. Under owners_lock. */
+static const struct owner *owner_add(struct rmq_acl *acl, uint64_t h, const char *sub, size_t n,
+				     const char *user, size_t ulen)
+{
+	if (2 * (acl->nowners + 1) > acl->owners_cap) {
+		size_t old_cap = acl->owners_cap, cap = old_cap ? 2 * old_cap : 64;
+		struct owner *old = acl->owners;
+		acl->owners = rmq_calloc(cap, sizeof(*acl->owners));
+		acl->owners_cap = cap;
+		for (size_t i = 0; i < old_cap; i++)
+			if (old[i].sub)
+				*owner_slot(acl, old[i].hash, old[i].sub, old[i].sublen) = old[i];
+		free(old);
 	}
-	acl->owners[acl->nowners].sub = rmq_memdup(sub, n);
-	acl->owners[acl->nowners].sublen = n;
-	acl->owners[acl->nowners].user = rmq_memdup(user, ulen);
+	struct owner *o = owner_slot(acl, h, sub, n);
+	o->hash = h;
+	o->sub = rmq_memdup(sub, n);
+	o->sublen = n;
+	o->user = rmq_memdup(user, ulen);
 	acl->nowners++;
+	return o;
 }
 
 /* The owners file: one "subscriber-name user-name" line each (neither has
  * spaces), appended when a subscriber gets its owner (owners never change,
- * so the first line for a name is the one that counts). One write() to the
- * page cache under acl->lock, no fsync on the worker thread: a crash may
- * lose the newest lines, and those subscribers then belong to default. */
-static void owners_append(struct rmq_acl *acl, const char *sub, size_t n, const char *user)
+ * so the first line for a name is the one that counts). The worker only
+ * queues the line (owners_pending); rmq__acl_owners_flush writes it. */
+static void owners_queue(struct rmq_acl *acl, const char *sub, size_t n, const char *user)
 {
 	if (acl->owners_fd < 0)
 		return;
-	char line[2 * 256 + 4];
-	int len = snprintf(line, sizeof(line), "%.*s %s\n", (int)n, sub, user);
-	if (len <= 0 || (size_t)len >= sizeof(line) ||
-	    write(acl->owners_fd, line, (size_t)len) != len)
-		rmq_diagf(RMQ_DIAG_ERROR, "acl: cannot record the owner of subscriber '%.*s': %s",
-			  (int)(n > 64 ? 64 : n), sub, strerror(errno));
+	size_t ulen = strlen(user);
+	char *w = rmq_buf_reserve(&acl->owners_pending, n + ulen + 2);
+	memcpy(w, sub, n);
+	w[n] = ' ';
+	memcpy(w + n + 1, user, ulen);
+	w[n + 1 + ulen] = '\n';
+	acl->owners_pending.len += n + ulen + 2;
+}
+
+void rmq__acl_owners_flush(struct server *srv, bool sync)
+{
+	struct rmq_acl *acl = srv->acl;
+	/* owners_io held across the write: when this returns, every line
+	 * queued before it was called is in the file, whoever wrote it */
+	pthread_mutex_lock(&acl->owners_io);
+	pthread_mutex_lock(&acl->owners_lock);
+	struct rmq_buf b = acl->owners_pending;
+	memset(&acl->owners_pending, 0, sizeof(acl->owners_pending));
+	pthread_mutex_unlock(&acl->owners_lock);
+	int err = 0;
+	for (size_t off = b.off; off < b.len && !err;) {
+		ssize_t r = write(acl->owners_fd, b.data + off, b.len - off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			err = r < 0 ? errno : EIO;
+		else
+			off += (size_t)r;
+	}
+	if (!err && sync && b.len > b.off && fdatasync(acl->owners_fd) != 0)
+		err = errno;
+	pthread_mutex_unlock(&acl->owners_io);
+	if (err)
+		rmq_diagf(
+			RMQ_DIAG_ERROR,
+			"acl: cannot record the owners of %zu bytes of new durable subscribers in "
+			"%s: %s (after a restart they belong to default)",
+			b.len - b.off, acl->owners_path, strerror(err));
+	rmq_buf_free(&b);
 }
 
 static void owners_load(struct rmq_acl *acl)
@@ -823,30 +900,32 @@ static void owners_load(struct rmq_acl *acl)
 		return;
 	char *line = NULL;
 	size_t cap = 0;
-	pthread_mutex_lock(&acl->lock);
+	pthread_mutex_lock(&acl->owners_lock);
 	while (getline(&line, &cap, f) >= 0) {
 		char *w[2];
 		size_t lens[2];
 		if (split_words(line, w, lens, 2) == 2) {
 			w[1][strcspn(w[1], "\n")] = '\0';
 			lens[1] = strlen(w[1]);
-			if (owner_find(acl, w[0], lens[0]) < 0)
-				owner_push(acl, w[0], lens[0], w[1], lens[1]);
+			uint64_t h = rmq_hash(w[0], lens[0]);
+			if (!owner_find(acl, h, w[0], lens[0]))
+				owner_add(acl, h, w[0], lens[0], w[1], lens[1]);
 		}
 	}
-	pthread_mutex_unlock(&acl->lock);
+	pthread_mutex_unlock(&acl->owners_lock);
 	free(line);
 	fclose(f);
 }
 
-/* The owner of durable subscriber sub (NULL: none recorded) as a copy. */
-static char *owner_of(struct rmq_acl *acl, const char *sub, size_t n)
+/* Whether sub's recorded owner is user (true too when it has none). */
+static bool owner_is(struct rmq_acl *acl, const char *sub, size_t n, const char *user)
 {
-	pthread_mutex_lock(&acl->lock);
-	ssize_t i = owner_find(acl, sub, n);
-	char *o = i >= 0 ? rmq_memdup(acl->owners[i].user, strlen(acl->owners[i].user)) : NULL;
-	pthread_mutex_unlock(&acl->lock);
-	return o;
+	uint64_t h = rmq_hash(sub, n);
+	pthread_mutex_lock(&acl->owners_lock);
+	const struct owner *o = owner_find(acl, h, sub, n);
+	bool mine = !o || strcmp(o->user, user) == 0;
+	pthread_mutex_unlock(&acl->owners_lock);
+	return mine;
 }
 
 static void no_subs(void *ctx, const char *name, size_t len,
@@ -860,21 +939,29 @@ bool rmq__acl_claim_subscriber(struct conn *c, const char *sub, size_t n)
 	struct server *srv = c->worker->srv;
 	struct rmq_acl *acl = srv->acl;
 	const char *me = c->acl.user ? c->acl.user->name : "default";
-	/* A subscriber made before ringmq had owners (or restored from a data
-	 * directory without an owners file) belongs to default. */
-	bool exists = rmq_dsub_registry_snapshot(srv->dsubs, sub, n, no_subs, NULL) == 0;
-	pthread_mutex_lock(&acl->lock);
-	ssize_t i = owner_find(acl, sub, n);
-	if (i < 0) {
-		const char *who = exists ? "default" : me;
-		owner_push(acl, sub, n, who, strlen(who));
-		owners_append(acl, sub, n, who);
-		i = (ssize_t)acl->nowners - 1;
-	}
-	bool ok = strcmp(acl->owners[i].user, me) == 0;
+	uint64_t h = rmq_hash(sub, n);
 	char owner[USER_NAME_MAX];
-	snprintf(owner, sizeof(owner), "%s", acl->owners[i].user);
-	pthread_mutex_unlock(&acl->lock);
+	pthread_mutex_lock(&acl->owners_lock);
+	const struct owner *o = owner_find(acl, h, sub, n);
+	if (!o) {
+		/* A subscriber made before ringmq had owners (or restored from
+		 * a data directory without an owners file) belongs to default.
+		 * Asked without owners_lock (the registry has its own locks);
+		 * the name is looked up again after. */
+		pthread_mutex_unlock(&acl->owners_lock);
+		bool exists = rmq_dsub_registry_snapshot(srv->dsubs, sub, n, no_subs, NULL) == 0;
+		const char *who = exists ? "default" : me;
+		pthread_mutex_lock(&acl->owners_lock);
+		o = owner_find(acl, h, sub, n);
+		if (!o) {
+			o = owner_add(acl, h, sub, n, who, strlen(who));
+			owners_queue(acl, sub, n, who);
+		}
+	}
+	bool ok = strcmp(o->user, me) == 0;
+	if (!ok)
+		snprintf(owner, sizeof(owner), "%s", o->user);
+	pthread_mutex_unlock(&acl->owners_lock);
 	if (ok)
 		return true;
 	atomic_fetch_add_explicit(&acl->denied_channel, 1, memory_order_relaxed);
@@ -1068,10 +1155,9 @@ static bool conn_still_allowed(struct conn *c)
 	}
 	if (c->dsub) {
 		const char *name = rmq_dsub_name(c->dsub);
-		char *owner = owner_of(c->worker->srv->acl, name, strlen(name));
-		bool mine = !owner || (c->acl.user && strcmp(owner, c->acl.user->name) == 0);
-		free(owner);
-		if (!mine)
+		/* "" is no user's name: an owned subscriber is nobody's here */
+		if (!owner_is(c->worker->srv->acl, name, strlen(name),
+			      c->acl.user ? c->acl.user->name : ""))
 			return false;
 		struct sub_check k = { c, false };
 		rmq_dsub_foreach(c->dsub, check_dsub, &k);

@@ -761,5 +761,10 @@ const char *rmq__acl_user_name(const struct conn *c);
 /* PSUBSCRIBE pattern p: true if one of c's user's topic patterns covers
  * it (rmq_glob_covers), else writes NOPERM, counts and logs it. */
 bool rmq__acl_pattern(struct conn *c, const char *p, size_t n);
+/* Appends the owners of durable subscribers made since the last call to
+ * <dir>/acl-owners (fdatasync'd with sync): called before the subscribers'
+ * own files are written (persist.c), so that no subscriber is on disk
+ * without its owner. Any thread; appends are serialised. */
+void rmq__acl_owners_flush(struct server *srv, bool sync);
 
 #endif

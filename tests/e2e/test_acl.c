@@ -243,6 +243,50 @@ Test(acl, owner_persists, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 	g_done = true;
 }
 
+/* Under --fsync always a durable subscriber is on disk when REGISTER and
+ * DSUBSCRIBE have answered, and its owner with it: a SIGKILL right after
+ * cannot hand it to the default user (nor to anyone else). */
+Test(acl, owner_survives_kill9, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
+{
+	char dir[64];
+	cr_assert_eq(e2e_tmpdir("acl", dir), 0);
+	const char *const args[] = { "--threads", "2", "--dir", dir, "--fsync", "always", NULL };
+	start_server(args);
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "t"));
+	IS_OK(R(a, "ACL", "SETUSER", "alice", "on", ">pa", "&t", "+@all"));
+	struct e2e_client *c = as_user("alice", "pa");
+	/* many, so that some are still queued in any buffer that would lose
+	 * them */
+	for (int i = 0; i < 50; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "feed%d", i);
+		IS_OK(R(c, "REGISTER", "SUBSCRIBER", name));
+		IS_DSUB(R(c, "DSUBSCRIBE", "t"), "t");
+	}
+	kill(g_srv.pid, SIGKILL);
+	e2e_server_stop(&g_srv, SIGKILL, 5000);
+	e2e_close(a);
+	e2e_close(c);
+	start_server(args);
+	a = CONN();
+	cr_assert_eq(INFO(a, "durable_subscribers"), 50);
+	IS_OK(R(a, "ACL", "SETUSER", "alice", "on", ">pa", "&t", "+@all"));
+	for (int i = 0; i < 50; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "feed%d", i);
+		IS_ERR(R(a, "REGISTER", "SUBSCRIBER", name),
+		       "NOPERM User default has no permissions to use durable subscriber");
+	}
+	c = as_user("alice", "pa");
+	IS_OK(R(c, "REGISTER", "SUBSCRIBER", "feed49"));
+	e2e_close(a);
+	e2e_close(c);
+	stop_server_ok(SIGTERM);
+	cr_assert_eq(e2e_rmrf(dir), 0);
+	g_done = true;
+}
+
 /* --aclfile: users from the file, ACL SAVE writes them back, ACL LOAD
  * re-reads it (all or nothing). */
 Test(acl, aclfile_save_load, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
