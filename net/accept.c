@@ -96,8 +96,8 @@ void *rmq__acceptor_main(void *arg)
 				break;
 			}
 			/* Protected mode (acl.h): the refusal says how to enable auth. */
-			if (rmq_acl_protected_refuses(srv->cfg.protected_mode, srv->cfg.bind,
-						      rmq__acl_has_file(srv),
+			if (rmq_acl_protected_refuses(atomic_load(&srv->protected_mode),
+						      srv->cfg.bind, rmq__acl_has_file(srv),
 						      rmq_acl_default_open(srv->acl),
 						      (const struct sockaddr *)&peer, peerlen)) {
 				ssize_t r = send(fd, rmq_acl_denied_msg, strlen(rmq_acl_denied_msg),

@@ -597,6 +597,8 @@ static void owners_load(struct rmq_acl *acl);
 
 struct rmq_acl *rmq_acl_new(const char *requirepass, const char *aclfile, char *err, size_t errlen)
 {
+	if (requirepass && !requirepass[0])
+		requirepass = NULL; /* "": no password, as Redis */
 	if (requirepass && aclfile) {
 		snprintf(err, errlen,
 			 "--requirepass and --aclfile do not go together: set the default user's "
@@ -1556,6 +1558,39 @@ void rmq__acl_info(struct server *srv, struct rmq_buf *b)
 		(unsigned long long)atomic_load_explicit(&acl->denied_channel,
 							 memory_order_relaxed));
 	rmq_buf_append(b, line, (size_t)n);
+}
+
+/* --- CONFIG SET requirepass --- */
+
+void rmq__acl_set_requirepass(struct server *srv, const char *pass)
+{
+	char err[128];
+	const char *rules[2];
+	size_t lens[2], n = 0;
+	if (pass && pass[0]) {
+		rules[n++] = "resetpass";
+		rules[n++] = NULL; /* set below: ">" + pass */
+	} else {
+		rules[n++] = "nopass";
+	}
+	char *gt = NULL;
+	if (n == 2) {
+		size_t plen = strlen(pass);
+		gt = rmq_malloc(plen + 2);
+		gt[0] = '>';
+		memcpy(gt + 1, pass, plen + 1);
+		rules[1] = gt;
+	}
+	for (size_t i = 0; i < n; i++)
+		lens[i] = strlen(rules[i]);
+	/* these rules cannot fail on an existing user */
+	if (rmq_acl_setuser(srv->acl, "default", 7, rules, lens, n, err, sizeof(err)) != 0)
+		rmq_diagf(RMQ_DIAG_ERROR, "acl: cannot set the default user's password: %s", err);
+	if (gt) {
+		memset(gt, 0, strlen(gt)); /* no copy of the password left behind */
+		free(gt);
+	}
+	changed(srv);
 }
 
 /* --- protected mode --- */

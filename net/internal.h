@@ -364,6 +364,7 @@ struct server {
 	bool has_main;                /* false in in-process drivers */
 	struct metrics *metrics;      /* metrics.c; NULL: --metrics-port 0 */
 	struct rmq_acl *acl;          /* users and permissions (acl.c) */
+	_Atomic bool protected_mode;  /* conf.protected_mode, for the acceptor */
 };
 
 /* A server's state without its sockets and threads, as rmq_server_run()
@@ -761,6 +762,9 @@ const char *rmq__acl_user_name(const struct conn *c);
 /* PSUBSCRIBE pattern p: true if one of c's user's topic patterns covers
  * it (rmq_glob_covers), else writes NOPERM, counts and logs it. */
 bool rmq__acl_pattern(struct conn *c, const char *p, size_t n);
+/* CONFIG SET requirepass: the default user's password (NULL or "":
+ * nopass), its other rules as they are; every worker re-checks. */
+void rmq__acl_set_requirepass(struct server *srv, const char *pass);
 /* Appends the owners of durable subscribers made since the last call to
  * <dir>/acl-owners (fdatasync'd with sync): called before the subscribers'
  * own files are written (persist.c), so that no subscriber is on disk

@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <errno.h>
@@ -40,6 +41,7 @@ void rmq__ops_init(struct server *srv)
 	srv->conf = srv->cfg;
 	atomic_store(&srv->maxmemory, srv->cfg.maxmemory);
 	atomic_store(&srv->metrics_max_topics, srv->cfg.metrics_max_topics);
+	atomic_store(&srv->protected_mode, srv->cfg.protected_mode);
 }
 
 void rmq__ops_fini(struct server *srv)
@@ -247,12 +249,23 @@ static void config_get(struct conn *c, struct server *srv, struct rmq_arg *argv,
 	rmq_buf_free(&tmp);
 }
 
-/* Makes the runtime settings of srv->conf take effect (conf_lock held). */
-static void apply_runtime(struct server *srv)
+static bool str_eq(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+/* Makes the runtime settings of srv->conf take effect (conf_lock held);
+ * old: what they were. requirepass sets the default user's password (""
+ * makes it nopass) only when it changed, as Redis: ACL SETUSER default
+ * rules made since stay otherwise. */
+static void apply_runtime(struct server *srv, const struct rmq_server_config *old)
 {
 	rmq_diag_set_level(srv->conf.log_level);
 	atomic_store(&srv->maxmemory, srv->conf.maxmemory);
 	atomic_store(&srv->metrics_max_topics, srv->conf.metrics_max_topics);
+	atomic_store(&srv->protected_mode, srv->conf.protected_mode);
+	if (!str_eq(old->requirepass, srv->conf.requirepass))
+		rmq__acl_set_requirepass(srv, srv->conf.requirepass);
 }
 
 /* CONFIG SET name value [name value ...]: all or none, as Redis 7. */
@@ -281,8 +294,17 @@ static void config_set(struct conn *c, struct server *srv, struct rmq_arg *argv,
 				&c->out,
 				"ERR CONFIG SET failed (possibly related to argument '%s') - can't set "
 				"immutable config: restart the server with the new value (the settings "
-				"CONFIG SET changes: log-level, maxmemory, metrics-max-topics)",
+				"CONFIG SET changes: log-level, maxmemory, metrics-max-topics, "
+				"requirepass, protected-mode)",
 				name);
+		}
+		if (!strcasecmp(name, "requirepass") && srv->conf.aclfile) {
+			pthread_mutex_unlock(&srv->conf_lock);
+			return rmq_resp_error(
+				&c->out,
+				"ERR CONFIG SET failed (possibly related to argument 'requirepass') - "
+				"the users come from the ACL file (--aclfile): set the default user's "
+				"password with ACL SETUSER default resetpass >PASSWORD, then ACL SAVE");
 		}
 		if (argv[k + 1].len >= sizeof(val) ||
 		    rmq_config_set(&next, name, val, why, sizeof(why)) != 0) {
@@ -293,13 +315,20 @@ static void config_set(struct conn *c, struct server *srv, struct rmq_arg *argv,
 				name, argv[k + 1].len >= sizeof(val) ? "value too long" : why);
 		}
 	}
+	struct rmq_server_config old = srv->conf;
 	srv->conf = next;
-	apply_runtime(srv);
+	apply_runtime(srv, &old);
 	pthread_mutex_unlock(&srv->conf_lock);
-	for (size_t k = 2; k < argc; k += 2)
+	for (size_t k = 2; k < argc; k += 2) {
+		unsigned flags = 0;
+		arg_copy(&argv[k], name, sizeof(name));
+		(void)rmq_config_lookup(name, &flags);
+		bool secret = flags & RMQ_CONF_SECRET; /* never in a log */
 		rmq_diagf(RMQ_DIAG_INFO, CONN_LOG "CONFIG SET %.*s %.*s", CONN_ARGS(c),
 			  (int)argv[k].len, argv[k].p,
-			  (int)(argv[k + 1].len > 200 ? 200 : argv[k + 1].len), argv[k + 1].p);
+			  secret ? 5 : (int)(argv[k + 1].len > 200 ? 200 : argv[k + 1].len),
+			  secret ? "(...)" : argv[k + 1].p);
+	}
 	rmq_resp_simple(&c->out, "OK");
 }
 
@@ -349,7 +378,8 @@ void rmq__cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
 			"GET <pattern> [<pattern> ...]",
 			"    Return the settings whose names match the glob-style patterns.",
 			"SET <name> <value> [<name> <value> ...]",
-			"    Change log-level, maxmemory or metrics-max-topics at run time.",
+			"    Change log-level, maxmemory, metrics-max-topics, requirepass or",
+			"    protected-mode at run time.",
 			"RESETSTAT",
 			"    Reset the counters reported by INFO and /metrics.",
 			"REWRITE",

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -207,6 +208,130 @@ SRV_TEST(acl, durable_subscriber_owner)
 	cr_assert_geq(INFO(a, "acl_access_denied_channel"), 2);
 	e2e_close(a);
 	e2e_close(b);
+}
+
+/* CONFIG GET name's value (the caller frees it). */
+static char *config_get(struct e2e_client *c, const char *name)
+{
+	struct e2e_reply *r = R(c, "CONFIG", "GET", name);
+	cr_assert(r->type == E2E_ARRAY && r->n == 2, "CONFIG GET %s: %s", name, e2e_reply_str(r));
+	char *v = strdup(r->elem[1]->str);
+	e2e_reply_free(r);
+	return v;
+}
+
+/* CONFIG SET requirepass: the default user's password at run time, as
+ * Redis (connections already in stay in), "" takes it away, other CONFIG
+ * SETs leave ACL SETUSER default's rules alone, and the password is never
+ * written to the log. */
+SRV_TEST(acl, config_set_requirepass)
+{
+	struct e2e_client *c = CONN();
+	char *v = config_get(c, "requirepass");
+	cr_expect_str_eq(v, "");
+	free(v);
+	IS_OK(R(c, "CONFIG", "SET", "requirepass", "Sekr1t-9x"));
+	struct e2e_client *d = CONN();
+	IS_ERR(R(d, "PING"), "NOAUTH");
+	IS_ERR(R(d, "AUTH", "wrong"), "WRONGPASS");
+	IS_OK(R(d, "AUTH", "Sekr1t-9x"));
+	PING_OK(c); /* already in: stays in */
+	v = config_get(c, "requirepass");
+	cr_expect_str_eq(v, "Sekr1t-9x");
+	free(v);
+	/* another password added by ACL SETUSER survives an unrelated SET */
+	IS_OK(R(c, "ACL", "SETUSER", "default", ">second"));
+	IS_OK(R(c, "CONFIG", "SET", "maxmemory", "100M"));
+	struct e2e_client *e = CONN();
+	IS_OK(R(e, "AUTH", "second"));
+	/* "" : no password */
+	IS_OK(R(c, "CONFIG", "SET", "requirepass", ""));
+	struct e2e_client *f = CONN();
+	PING_OK(f);
+	IS_ERR_HAS(R(f, "AUTH", "x"), "without any password configured");
+	char tail[8192];
+	e2e_server_log_tail(&g_srv, tail, sizeof(tail));
+	cr_expect(strstr(tail, "CONFIG SET requirepass (...)"), "%s", tail);
+	cr_expect(!strstr(tail, "Sekr1t-9x"), "the password was logged: %s", tail);
+	e2e_close(c);
+	e2e_close(d);
+	e2e_close(e);
+	e2e_close(f);
+}
+
+/* requirepass, protected-mode and aclfile are config file settings; CONFIG
+ * REWRITE keeps them, and a file that holds a password is made readable
+ * by its owner only. */
+Test(acl, config_file_settings, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
+{
+	char dir[64], conf[128], aclf[128];
+	cr_assert_eq(e2e_tmpdir("aclconf", dir), 0);
+	snprintf(conf, sizeof(conf), "%s/ringmq.conf", dir);
+	snprintf(aclf, sizeof(aclf), "%s/users.acl", dir);
+	FILE *f = fopen(conf, "w");
+	cr_assert_not_null(f);
+	fputs("# security\nrequirepass \"two words\"\nprotected-mode no\n", f);
+	fclose(f);
+	cr_assert_eq(chmod(conf, 0644), 0);
+	start_server((const char *const[]){ conf, "--threads", "2", NULL });
+	struct e2e_client *c = CONN();
+	IS_ERR(R(c, "PING"), "NOAUTH");
+	IS_OK(R(c, "AUTH", "two words"));
+	char *v = config_get(c, "protected-mode");
+	cr_expect_str_eq(v, "no");
+	free(v);
+	IS_OK(R(c, "CONFIG", "SET", "requirepass", "newpw", "protected-mode", "yes"));
+	IS_OK(R(c, "CONFIG", "REWRITE"));
+	struct stat st;
+	cr_assert_eq(stat(conf, &st), 0);
+	cr_expect_eq(st.st_mode & 077, 0, "mode %o", (unsigned)st.st_mode & 0777);
+	e2e_close(c);
+	stop_server_ok(SIGTERM);
+	start_server((const char *const[]){ conf, "--threads", "2", NULL });
+	c = CONN();
+	IS_ERR(R(c, "AUTH", "two words"), "WRONGPASS");
+	IS_OK(R(c, "AUTH", "newpw"));
+	v = config_get(c, "protected-mode");
+	cr_expect_str_eq(v, "yes");
+	free(v);
+	/* "" written back as "" and read as no password */
+	IS_OK(R(c, "CONFIG", "SET", "requirepass", ""));
+	IS_OK(R(c, "CONFIG", "REWRITE"));
+	e2e_close(c);
+	stop_server_ok(SIGTERM);
+	start_server((const char *const[]){ conf, "--threads", "2", NULL });
+	c = CONN();
+	PING_OK(c);
+	e2e_close(c);
+	stop_server_ok(SIGTERM);
+	/* an ACL file named in the config file; requirepass then cannot be
+	 * set (the users are the file's) */
+	f = fopen(aclf, "w");
+	cr_assert_not_null(f);
+	fputs("user admin on >adm &* +@all\n", f);
+	fclose(f);
+	f = fopen(conf, "w");
+	fprintf(f, "aclfile %s\n", aclf);
+	fclose(f);
+	start_server((const char *const[]){ conf, "--threads", "2", NULL });
+	c = CONN();
+	IS_ERR(R(c, "PING"), "NOAUTH");
+	IS_OK(R(c, "AUTH", "admin", "adm"));
+	IS_ERR_HAS(R(c, "CONFIG", "SET", "requirepass", "x"), "ACL file");
+	v = config_get(c, "aclfile");
+	cr_expect_str_eq(v, aclf);
+	free(v);
+	e2e_close(c);
+	stop_server_ok(SIGTERM);
+	/* both at start: refused, with a reason */
+	f = fopen(conf, "a");
+	fputs("requirepass x\n", f);
+	fclose(f);
+	struct e2e_server s;
+	cr_assert_neq(e2e_server_start(&s, (const char *const[]){ conf, NULL }, 5000), 0);
+	cr_expect(strstr(e2e_last_error(), "do not go together"), "%s", e2e_last_error());
+	e2e_rmrf(dir);
+	g_done = true;
 }
 
 /* Ownership survives a restart on the same data directory. */
@@ -419,8 +544,14 @@ Test(acl, protected_mode, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 			  strstr(buf, "--protected-mode no"),
 		  "%s", buf);
 	cr_assert_eq(talk("127.0.0.1", g_srv.port, buf, sizeof(buf)), -1, "loopback: %s", buf);
-	/* a password set at run time lifts it */
+	/* CONFIG SET protected-mode, both ways */
 	struct e2e_client *c = CONN();
+	IS_OK(R(c, "CONFIG", "SET", "protected-mode", "no"));
+	cr_assert_eq(talk(ip, g_srv.port, buf, sizeof(buf)), -1, "%s", buf);
+	IS_OK(R(c, "CONFIG", "SET", "protected-mode", "yes"));
+	cr_assert_gt(talk(ip, g_srv.port, buf, sizeof(buf)), 0);
+	cr_assert(!strncmp(buf, "-DENIED", 7), "%s", buf);
+	/* a password set at run time lifts it */
 	IS_OK(R(c, "ACL", "SETUSER", "default", ">pw"));
 	e2e_close(c);
 	cr_assert_gt(talk(ip, g_srv.port, buf, sizeof(buf)), 0);
