@@ -151,17 +151,30 @@ void rmq__ops_observe_publish(struct worker *w, uint64_t start_ns)
 
 void rmq__ops_sighup(struct server *srv)
 {
+	/* The log first: what the reload says goes to the new file. */
 	if (!srv->cfg.log_file || !srv->cfg.log_file[0]) {
 		rmq_diagf(RMQ_DIAG_INFO, "received SIGHUP: no log file to reopen");
-		return;
+	} else {
+		int rc = rmq_diag_reopen();
+		if (rc == 0)
+			rmq_diagf(RMQ_DIAG_INFO, "received SIGHUP: log file %s reopened",
+				  srv->cfg.log_file);
+		else
+			rmq_diagf(RMQ_DIAG_ERROR,
+				  "received SIGHUP: cannot reopen the log file %s: %s",
+				  srv->cfg.log_file, strerror(-rc));
 	}
-	int rc = rmq_diag_reopen();
-	if (rc == 0)
-		rmq_diagf(RMQ_DIAG_INFO, "received SIGHUP: log file %s reopened",
-			  srv->cfg.log_file);
+	/* Then the ACL file, all or nothing (ACL LOAD): a bad file keeps
+	 * the users as they were, and says why. */
+	if (!rmq__acl_has_file(srv))
+		return;
+	char err[512];
+	if (rmq__acl_reload(srv, err, sizeof(err)) == 0)
+		rmq_diagf(RMQ_DIAG_INFO, "received SIGHUP: ACL file %s reloaded", srv->cfg.aclfile);
 	else
-		rmq_diagf(RMQ_DIAG_ERROR, "received SIGHUP: cannot reopen the log file %s: %s",
-			  srv->cfg.log_file, strerror(-rc));
+		rmq_diagf(RMQ_DIAG_ERROR,
+			  "received SIGHUP: ACL file not reloaded, the users stay as they were: %s",
+			  err);
 }
 
 void rmq__ops_sd_notify(const char *state)

@@ -210,6 +210,20 @@ SRV_TEST(acl, durable_subscriber_owner)
 	e2e_close(b);
 }
 
+/* A file's text (the caller frees it), NULL if it cannot be read. */
+static char *slurp_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *buf = calloc(1, 1 << 20);
+	size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+	fclose(f);
+	if (buf)
+		buf[n] = '\0';
+	return buf;
+}
+
 /* CONFIG GET name's value (the caller frees it). */
 static char *config_get(struct e2e_client *c, const char *name)
 {
@@ -463,6 +477,57 @@ Test(acl, aclfile_save_load, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0)
 	e2e_close(n);
 	stop_server_ok(SIGTERM);
 	unlink(aclf);
+	g_done = true;
+}
+
+/* SIGHUP reloads the ACL file (as ACL LOAD) after reopening the log: the
+ * new users are in, the connections of users gone are closed; a broken
+ * file keeps the users as they were and the log says why. */
+Test(acl, sighup_reloads_aclfile, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
+{
+	char dir[64], aclf[128], log[128];
+	cr_assert_eq(e2e_tmpdir("aclhup", dir), 0);
+	snprintf(aclf, sizeof(aclf), "%s/users.acl", dir);
+	snprintf(log, sizeof(log), "%s/ringmq.log", dir);
+	FILE *f = fopen(aclf, "w");
+	cr_assert_not_null(f);
+	fputs("user admin on >adm &* +@all\nuser old on >po &* +@all\n", f);
+	fclose(f);
+	start_server((const char *const[]){ "--threads", "2", "--aclfile", aclf, "--log-file", log,
+					    NULL });
+	struct e2e_client *a = as_user("admin", "adm");
+	struct e2e_client *o = as_user("old", "po");
+	f = fopen(aclf, "w");
+	fputs("user admin on >adm &* +@all\nuser fresh on >pf &* +@all\n", f);
+	fclose(f);
+	cr_assert_eq(kill(g_srv.pid, SIGHUP), 0);
+	IS_EOF(o);
+	struct e2e_client *n = as_user("fresh", "pf");
+	PING_OK(a);
+	char *text = NULL;
+	EVENTUALLY((free(text), text = slurp_file(log), text && strstr(text, "ACL file")), 3000);
+	cr_expect(strstr(text, "received SIGHUP: ACL file") && strstr(text, "reloaded"), "%s",
+		  text);
+	free(text);
+	text = NULL;
+	/* a broken file: nothing changes, the log says where */
+	f = fopen(aclf, "w");
+	fputs("user admin on >adm &* +@all\nuser fresh on >pf +@nosuch\n", f);
+	fclose(f);
+	cr_assert_eq(kill(g_srv.pid, SIGHUP), 0);
+	EVENTUALLY((free(text), text = slurp_file(log), text && strstr(text, "not reloaded")),
+		   3000);
+	cr_expect(strstr(text, "users.acl:2:") && strstr(text, "unknown command category"), "%s",
+		  text);
+	free(text);
+	PING_OK(n);
+	struct e2e_client *n2 = as_user("fresh", "pf");
+	IS_ERR(R(n2, "AUTH", "old", "po"), "WRONGPASS");
+	e2e_close(a);
+	e2e_close(n);
+	e2e_close(n2);
+	stop_server_ok(SIGTERM);
+	e2e_rmrf(dir);
 	g_done = true;
 }
 
