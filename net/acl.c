@@ -74,7 +74,9 @@ struct rmq_acl {
 	char *owners_path; /* NULL: ownership kept in memory only */
 	int owners_fd;     /* owners_path, appending; -1: none */
 	_Atomic int default_open;
-	_Atomic uint64_t denied_auth, denied_cmd, denied_channel;
+	/* refusals: failed AUTH; NOPERM for a command, for a topic, pattern or
+	 * subscriber; NOAUTH (a command before AUTH) */
+	_Atomic uint64_t denied_auth, denied_cmd, denied_channel, denied_noauth;
 	struct acl_log_entry log[RMQ_ACL_LOG_MAX]; /* log[(head - 1 - i) % MAX]: i-th newest */
 	size_t log_n, log_head;
 	uint64_t log_next_id;
@@ -1025,6 +1027,8 @@ bool rmq__acl_permit_slow(struct conn *c, size_t idx, const char *name, bool noa
 	if (noauth)
 		return true;
 	if (!c->acl.user) {
+		atomic_fetch_add_explicit(&c->worker->srv->acl->denied_noauth, 1,
+					  memory_order_relaxed);
 		if (c->acl.authed) { /* deleted or disabled meanwhile */
 			rmq_resp_error(&c->out,
 				       "NOAUTH the connection's user was deleted or disabled");
@@ -1070,6 +1074,7 @@ bool rmq__acl_authenticated(struct conn *c)
 {
 	if (c->acl.user)
 		return true;
+	atomic_fetch_add_explicit(&c->worker->srv->acl->denied_noauth, 1, memory_order_relaxed);
 	/* Redis's text, word for word */
 	rmq_resp_error(&c->out,
 		       "NOAUTH HELLO must be called with the client already authenticated, "
@@ -1560,6 +1565,15 @@ void rmq__acl_info(struct server *srv, struct rmq_buf *b)
 	rmq_buf_append(b, line, (size_t)n);
 }
 
+void rmq__acl_counts(struct server *srv, struct rmq_acl_counts *out)
+{
+	struct rmq_acl *acl = srv->acl;
+	out->noauth = atomic_load_explicit(&acl->denied_noauth, memory_order_relaxed);
+	out->noperm = atomic_load_explicit(&acl->denied_cmd, memory_order_relaxed) +
+		      atomic_load_explicit(&acl->denied_channel, memory_order_relaxed);
+	out->auth_failures = atomic_load_explicit(&acl->denied_auth, memory_order_relaxed);
+}
+
 /* --- CONFIG SET requirepass --- */
 
 void rmq__acl_set_requirepass(struct server *srv, const char *pass)
@@ -1591,6 +1605,99 @@ void rmq__acl_set_requirepass(struct server *srv, const char *pass)
 		free(gt);
 	}
 	changed(srv);
+}
+
+/* --- /metrics: HTTP Basic authentication --- */
+
+static int b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Decodes base64 (RFC 4648, padded or not) into out; returns the length,
+ * or -1 if malformed or longer than cap. */
+static ssize_t b64_decode(const char *in, size_t n, char *out, size_t cap)
+{
+	while (n && in[n - 1] == '=')
+		n--;
+	size_t o = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+	for (size_t i = 0; i < n; i++) {
+		int v = b64_val((unsigned char)in[i]);
+		if (v < 0)
+			return -1;
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (o == cap)
+				return -1;
+			out[o++] = (char)(acc >> bits & 0xff);
+		}
+	}
+	return (ssize_t)o;
+}
+
+#define HTTP_CRED_MAX 1024
+
+int rmq__acl_http_check(struct server *srv, bool loopback, const char *authorization,
+			const char *peer)
+{
+	struct rmq_acl *acl = srv->acl;
+	if (loopback || rmq_acl_default_open(acl))
+		return 0;
+	if (!authorization)
+		return 401; /* a client's usual first ask: not a failure */
+	char cred[HTTP_CRED_MAX];
+	ssize_t n = -1;
+	if (!strncasecmp(authorization, "Basic ", 6)) {
+		const char *b = authorization + 6;
+		while (*b == ' ')
+			b++;
+		n = b64_decode(b, strcspn(b, " \t\r\n"), cred, sizeof(cred));
+	}
+	const char *colon = n > 0 ? memchr(cred, ':', (size_t)n) : NULL;
+	char un[USER_NAME_MAX] = "default";
+	size_t ulen = colon ? (size_t)(colon - cred) : 0;
+	if (ulen) /* ":password" is the default user's, as AUTH password */
+		snprintf(un, sizeof(un), "%.*s",
+			 (int)(ulen >= USER_NAME_MAX ? USER_NAME_MAX - 1 : ulen), cred);
+	bool pass_ok = colon && ulen < USER_NAME_MAX &&
+		       rmq_acl_check_password(acl, un, strlen(un), colon + 1, (size_t)n - ulen - 1);
+	memset(cred, 0, sizeof(cred));
+	char client[CLIENT_DESC_MAX];
+	snprintf(client, sizeof(client), "http addr=%s path=/metrics", peer);
+	if (!pass_ok) {
+		atomic_fetch_add_explicit(&acl->denied_auth, 1, memory_order_relaxed);
+		log_add_client(acl, client, "auth", "AUTH", 4, un, strlen(un));
+		rmq_diagf(RMQ_DIAG_WARN, "acl: HTTP client %s failed to authenticate as '%.64s'",
+			  peer, un);
+		return 401;
+	}
+	/* the figures INFO shows: the user must be allowed to run INFO */
+	bool ok = false;
+	int k = cmd_index("INFO", 4);
+	pthread_mutex_lock(&acl->lock);
+	ssize_t i = user_find(acl, un, strlen(un));
+	if (i >= 0 && k >= 0)
+		ok = acl->users[i]->cmds >> k & 1;
+	pthread_mutex_unlock(&acl->lock);
+	if (ok)
+		return 0;
+	atomic_fetch_add_explicit(&acl->denied_cmd, 1, memory_order_relaxed);
+	log_add_client(acl, client, "command", "info", 4, un, strlen(un));
+	return 403;
 }
 
 /* --- protected mode --- */

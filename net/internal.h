@@ -753,6 +753,12 @@ void rmq__cmd_acl(struct conn *c, struct rmq_arg *argv, size_t argc);
 int rmq__acl_reload(struct server *srv, char *err, size_t errlen);
 /* INFO's acl_access_denied_* lines. */
 void rmq__acl_info(struct server *srv, struct rmq_buf *b);
+/* Refusals so far, for /metrics: NOAUTH replies, NOPERM replies (commands,
+ * topics, patterns, subscribers), failed authentications. */
+struct rmq_acl_counts {
+	uint64_t noauth, noperm, auth_failures;
+};
+void rmq__acl_counts(struct server *srv, struct rmq_acl_counts *out);
 bool rmq__acl_has_file(const struct server *srv);
 /* HELLO without AUTH: true if c has a user, else writes NOAUTH (as Redis)
  * and returns false. */
@@ -770,5 +776,14 @@ void rmq__acl_set_requirepass(struct server *srv, const char *pass);
  * own files are written (persist.c), so that no subscriber is on disk
  * without its owner. Any thread; appends are serialised. */
 void rmq__acl_owners_flush(struct server *srv, bool sync);
+/* /metrics over HTTP (metrics.c): may a scrape from peer ("ip:port";
+ * loopback: from this host) with this Authorization header value (NULL:
+ * none) read it? Loopback peers may, and anyone while the default user is
+ * open (nothing to authenticate with); others need HTTP Basic credentials
+ * of a user that may run INFO. Returns 0 (yes), 401 (no or wrong
+ * credentials: counted and logged as a failed AUTH when some were given)
+ * or 403 (a user without INFO: counted and logged as NOPERM). */
+int rmq__acl_http_check(struct server *srv, bool loopback, const char *authorization,
+			const char *peer);
 
 #endif

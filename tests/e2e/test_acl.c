@@ -629,6 +629,127 @@ Test(acl, protected_mode, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 	g_done = true;
 }
 
+/* A TCP port nothing listens on now (for --metrics-port). */
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* GET path from ip:port with an optional Authorization header; the whole
+ * response (caller frees), read until the server closes (3 s at most). */
+static char *http_get(const char *ip, int port, const char *path, const char *auth)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	cr_assert_eq(inet_pton(AF_INET, ip, &a.sin_addr), 1);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect %s", ip);
+	struct timeval tv = { 3, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char req[512];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n", path,
+			 auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
+	cr_assert_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+	size_t cap = 1 << 20, len = 0;
+	char *buf = malloc(cap);
+	ssize_t r;
+	while (len + 1 < cap && (r = recv(fd, buf + len, cap - 1 - len, 0)) > 0)
+		len += (size_t)r;
+	buf[len] = '\0';
+	close(fd);
+	return buf;
+}
+
+/* The value of the sample line that starts with `series ` (-1: none). */
+static double sample(const char *text, const char *series)
+{
+	char k[256];
+	snprintf(k, sizeof(k), "\n%s ", series);
+	const char *p = strstr(text, k);
+	return p ? strtod(p + strlen(k), NULL) : -1;
+}
+
+/* /metrics counts NOAUTH and NOPERM refusals and failed authentications;
+ * with a password configured, a scrape from another host needs HTTP Basic
+ * credentials of a user that may run INFO (loopback and /healthz do not). */
+Test(acl, metrics, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
+{
+	int mport = free_port();
+	char ps[16], ip[INET_ADDRSTRLEN];
+	snprintf(ps, sizeof(ps), "%d", mport);
+	bool remote = local_address(ip);
+	start_server((const char *const[]){ "--threads", "2", "--requirepass", "adm",
+					    "--metrics-port", ps, "--metrics-bind",
+					    remote ? "0.0.0.0" : "127.0.0.1", NULL });
+	struct e2e_client *c = CONN();
+	IS_ERR(R(c, "PING"), "NOAUTH");
+	IS_ERR(R(c, "TOPICS"), "NOAUTH");
+	IS_ERR(R(c, "HELLO", "3"), "NOAUTH HELLO must be called with the client already");
+	IS_ERR(R(c, "AUTH", "bad"), "WRONGPASS");
+	IS_OK(R(c, "AUTH", "adm"));
+	IS_OK(R(c, "CREATE", "t"));
+	IS_OK(R(c, "ACL", "SETUSER", "mon", "on", ">pm", "+info"));
+	IS_OK(R(c, "ACL", "SETUSER", "pub", "on", ">pp", "&u", "+@publish"));
+	struct e2e_client *p = as_user("pub", "pp");
+	IS_ERR(R(p, "PUBLISH", "t", "x"), "NOPERM");
+	IS_ERR(R(p, "CREATE", "u"), "NOPERM");
+	char *r = http_get("127.0.0.1", mport, "/metrics", NULL);
+	cr_assert(!strncmp(r, "HTTP/1.1 200 OK\r\n", 17), "%.300s", r);
+	cr_expect_eq(sample(r, "ringmq_refused_total{reason=\"NOAUTH\"}"), 3, "%s", r);
+	cr_expect_eq(sample(r, "ringmq_refused_total{reason=\"NOPERM\"}"), 2);
+	cr_expect_eq(sample(r, "ringmq_auth_failures_total"), 1);
+	free(r);
+	if (!remote) {
+		cr_log_warn("no non-loopback IPv4 address: /metrics authentication not tested");
+	} else {
+		r = http_get(ip, mport, "/metrics", NULL);
+		cr_expect(!strncmp(r, "HTTP/1.1 401 Unauthorized\r\n", 26), "%.300s", r);
+		cr_expect(strstr(r, "\r\nWWW-Authenticate: Basic realm=\"ringmq\""), "%.300s", r);
+		cr_expect(!strstr(r, "ringmq_topic"), "%.300s", r);
+		free(r);
+		/* mon:wrong, mon:pm, pub:pp, :adm (the default user) */
+		r = http_get(ip, mport, "/metrics", "Basic bW9uOndyb25n");
+		cr_expect(!strncmp(r, "HTTP/1.1 401", 12), "%.300s", r);
+		free(r);
+		r = http_get(ip, mport, "/metrics", "Basic cHViOnBw");
+		cr_expect(!strncmp(r, "HTTP/1.1 403 Forbidden", 22), "%.300s", r);
+		free(r);
+		r = http_get(ip, mport, "/metrics", "Basic bW9uOnBt");
+		cr_expect(!strncmp(r, "HTTP/1.1 200 OK", 15), "%.300s", r);
+		cr_expect(strstr(r, "ringmq_topic_published_messages_total{topic=\"t\"}"), "%.300s",
+			  r);
+		free(r);
+		r = http_get(ip, mport, "/metrics", "Basic OmFkbQ==");
+		cr_expect(!strncmp(r, "HTTP/1.1 200 OK", 15), "%.300s", r);
+		free(r);
+		r = http_get(ip, mport, "/metrics", "Bearer abc");
+		cr_expect(!strncmp(r, "HTTP/1.1 401", 12), "%.300s", r);
+		free(r);
+		r = http_get(ip, mport, "/healthz", NULL);
+		cr_expect(!strncmp(r, "HTTP/1.1 200 OK", 15), "%.300s", r);
+		free(r);
+		/* wrong credentials (2) are failed authentications, in INFO and
+		 * ACL LOG; the user without INFO is a NOPERM */
+		cr_expect_eq(INFO(c, "acl_access_denied_auth"), 3);
+		cr_expect_eq(INFO(c, "acl_access_denied_cmd"), 2);
+		struct e2e_reply *lg = R(c, "ACL", "LOG", "1");
+		cr_expect(lg->type == E2E_ARRAY && lg->n == 1 &&
+				  strstr(e2e_reply_str(lg), "http addr="),
+			  "%s", e2e_reply_str(lg));
+		e2e_reply_free(lg);
+	}
+	e2e_close(c);
+	e2e_close(p);
+	stop_server_ok(SIGTERM);
+	g_done = true;
+}
+
 /* redis-cli's --user/--pass and redis-py's auth and acl_* helpers. */
 SRV_TEST(acl, redis_tools, "--requirepass", "adm")
 {
