@@ -184,6 +184,177 @@ SRV_TEST(acl, revocation_disconnects)
 	e2e_close(a);
 }
 
+/* PSUBSCRIBE: allowed only when one of the user's topic patterns covers
+ * the pattern (every topic it could match); one that is not refuses the
+ * whole command; a revocation that uncovers it closes the connection. */
+SRV_TEST(acl, pattern_subscriptions)
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "news.eu.fr"));
+	IS_OK(R(a, "ACL", "SETUSER", "s", "on", ">pw", "&news.*", "+@subscribe", "+@connection"));
+	struct e2e_client *c = as_user("s", "pw");
+	IS_ERR(R(c, "PSUBSCRIBE", "*"),
+	       "NOPERM User s has no permissions to subscribe to the pattern '*'");
+	IS_ERR(R(c, "PSUBSCRIBE", "news*"), "NOPERM");
+	IS_ERR(R(c, "PSUBSCRIBE", "news.eu.*", "other.*"), "NOPERM");
+	IS_INT(R(a, "PUBSUB", "NUMPAT"), 0); /* nothing subscribed */
+	SCMD(c, "PSUBSCRIBE", "news.eu.*", "news.??.fr");
+	IS_PUSH3(RD(c), "psubscribe", "news.eu.*", 1);
+	IS_PUSH3(RD(c), "psubscribe", "news.??.fr", 2);
+	IS_INT(R(a, "PUBLISH", "news.eu.fr", "m"), 1); /* its sequence number */
+	for (int i = 0; i < 2; i++) {                  /* one pmessage per pattern, as Redis */
+		struct e2e_reply *r = RD(c);
+		cr_assert(r->type == E2E_ARRAY && r->n == 4 && is_bulkstr(r->elem[0], "pmessage") &&
+				  is_bulkstr(r->elem[2], "news.eu.fr") &&
+				  is_bulkstr(r->elem[3], "m"),
+			  "%s", e2e_reply_str(r));
+		e2e_reply_free(r);
+	}
+	cr_assert_eq(INFO(a, "acl_access_denied_channel"), 3);
+	/* still covered by a narrower pattern: kept */
+	IS_OK(R(a, "ACL", "SETUSER", "s", "resetchannels", "&news.e?.*", "&news.??.fr"));
+	struct e2e_reply *r = R(c, "PING"); /* subscribe mode: ["pong", ""] */
+	cr_assert(r->type == E2E_ARRAY && r->n == 2 && is_bulkstr(r->elem[0], "pong"), "%s",
+		  e2e_reply_str(r));
+	e2e_reply_free(r);
+	IS_OK(R(a, "ACL", "SETUSER", "s", "resetchannels", "&news.eu.fr"));
+	IS_EOF(c);
+	e2e_close(a);
+}
+
+/* MULTI: a command the user may not run is refused as it is queued and
+ * EXEC aborts; a permission lost between queueing and EXEC is that
+ * command's error inside EXEC's array (Redis 7 checks at EXEC too). */
+SRV_TEST(acl, multi_exec)
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "t"));
+	IS_OK(R(a, "ACL", "SETUSER", "p", "on", ">pw", "&t", "+@publish", "+@connection"));
+	struct e2e_client *c = as_user("p", "pw");
+	IS_OK(R(c, "MULTI"));
+	IS_STATUS(R(c, "PUBLISH", "t", "a"), "QUEUED");
+	IS_ERR(R(c, "CREATE", "u"), "NOPERM User p has no permissions to run the 'create' command");
+	IS_ERR(R(c, "EXEC"), "EXECABORT");
+	cr_assert_eq(TINFO(a, "t", "msgs_in"), 0);
+	IS_OK(R(c, "MULTI"));
+	IS_STATUS(R(c, "PUBLISH", "t", "b"), "QUEUED");
+	IS_STATUS(R(c, "PUBLISH", "t", "c"), "QUEUED");
+	IS_STATUS(R(c, "PING"), "QUEUED");
+	IS_OK(R(a, "ACL", "SETUSER", "p", "-publish"));
+	struct e2e_reply *r = R(c, "EXEC");
+	cr_assert(r->type == E2E_ARRAY && r->n == 3, "%s", e2e_reply_str(r));
+	cr_assert(r->elem[0]->type == E2E_ERROR && strstr(r->elem[0]->str, "NOPERM"), "%s",
+		  e2e_reply_str(r));
+	cr_assert(r->elem[1]->type == E2E_ERROR && r->elem[2]->type == E2E_STATUS, "%s",
+		  e2e_reply_str(r));
+	e2e_reply_free(r);
+	/* a topic lost meanwhile, likewise */
+	IS_OK(R(a, "ACL", "SETUSER", "p", "+publish"));
+	IS_OK(R(c, "MULTI"));
+	IS_STATUS(R(c, "PUBLISH", "t", "d"), "QUEUED");
+	IS_OK(R(a, "ACL", "SETUSER", "p", "resetchannels"));
+	r = R(c, "EXEC");
+	cr_assert(r->type == E2E_ARRAY && r->n == 1 && r->elem[0]->type == E2E_ERROR &&
+			  strstr(r->elem[0]->str, "access the 't' topic"),
+		  "%s", e2e_reply_str(r));
+	e2e_reply_free(r);
+	cr_assert_eq(TINFO(a, "t", "msgs_in"), 0);
+	e2e_close(a);
+	e2e_close(c);
+}
+
+/* HELLO 3 AUTH user pass: authenticates and switches to RESP3 in one
+ * request; a wrong password changes neither; HELLO without AUTH on a
+ * connection with no user is NOAUTH, as Redis. */
+SRV_TEST(acl, hello3_auth, "--requirepass", "adm")
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "AUTH", "adm"));
+	IS_OK(R(a, "ACL", "SETUSER", "u", "on", ">pu", "&*", "+@all"));
+	struct e2e_client *c = CONN();
+	IS_ERR(R(c, "HELLO", "3"), "NOAUTH HELLO must be called");
+	IS_ERR(R(c, "HELLO", "3", "AUTH", "u", "wrong"), "WRONGPASS");
+	IS_ERR(R(c, "PING"), "NOAUTH");
+	struct e2e_reply *r = R(c, "HELLO", "3", "AUTH", "u", "pu", "SETNAME", "me");
+	cr_assert(r->type == E2E_ARRAY && r->map, "a RESP3 map: %s", e2e_reply_str(r));
+	e2e_reply_free(r);
+	IS_BULKSTR(R(c, "ACL", "WHOAMI"), "u");
+	IS_BULKSTR(R(c, "CLIENT", "GETNAME"), "me");
+	r = R(c, "CLIENT", "INFO");
+	cr_assert(r->type == E2E_BULK && strstr(r->str, " user=u ") && strstr(r->str, " resp=3 "),
+		  "%s", e2e_reply_str(r));
+	e2e_reply_free(r);
+	e2e_close(a);
+	e2e_close(c);
+}
+
+/* Every admin command is @admin (there is no other notion of one), and
+ * main's newer commands have the categories the README lists. */
+SRV_TEST(acl, categories)
+{
+	struct e2e_client *a = CONN();
+	struct e2e_reply *r = R(a, "ACL", "CAT", "admin");
+	const char *admin[] = {
+		"info", "stats", "config", "shutdown", "latency", "slowlog", "acl"
+	};
+	cr_assert(r->type == E2E_ARRAY && r->n == sizeof(admin) / sizeof(admin[0]), "%s",
+		  e2e_reply_str(r));
+	for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++) {
+		bool found = false;
+		for (size_t k = 0; k < r->n; k++)
+			found |= is_bulkstr(r->elem[k], admin[i]);
+		cr_assert(found, "%s not in @admin: %s", admin[i], e2e_reply_str(r));
+	}
+	e2e_reply_free(r);
+	IS_OK(R(a, "ACL", "SETUSER", "s", "on", ">pw", "&*", "+@subscribe", "+@connection"));
+	IS_OK(R(a, "CREATE", "t"));
+	struct e2e_client *c = as_user("s", "pw");
+	IS_ERR(R(c, "CONFIG", "GET", "*"), "NOPERM");
+	IS_ERR(R(c, "SHUTDOWN"), "NOPERM");
+	IS_ERR(R(c, "PUBSUB", "CHANNELS"), "NOPERM");
+	IS_ERR(R(c, "LATENCY", "LATEST"), "NOPERM");
+	IS_OK(R(c, "MULTI"));
+	IS_OK(R(c, "DISCARD"));
+	IS_OK(R(c, "REGISTER", "SUBSCRIBER", "d"));
+	IS_DSUB(R(c, "DSUBSCRIBE", "t"), "t");
+	IS_INT(R(c, "DUNSUBSCRIBE"), 0);
+	PING_OK(a); /* the server is still up */
+	e2e_close(a);
+	e2e_close(c);
+}
+
+/* A SUBSCRIBE of more topics than the server runs in one part is checked
+ * whole before its first part: one forbidden topic at the end refuses it
+ * with one error, nothing subscribed. */
+SRV_TEST(acl, subscribe_in_parts)
+{
+	enum { N = 1300 };
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "ACL", "SETUSER", "s", "on", ">pw", "&ok.*", "+@subscribe", "+@connection"));
+	static char names[N][16];
+	static const char *argv[N + 1];
+	static size_t lens[N + 1];
+	argv[0] = "SUBSCRIBE";
+	lens[0] = 9;
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "%s%d", i == N - 1 ? "no." : "ok.", i);
+		IS_OK(R(a, "CREATE", names[i]));
+		argv[i + 1] = names[i];
+		lens[i + 1] = strlen(names[i]);
+	}
+	struct e2e_client *c = as_user("s", "pw");
+	cr_assert_eq(e2e_send_cmdv(c, N + 1, argv, lens), 0);
+	IS_ERR(RD(c), "NOPERM User s has no permissions to access the 'no.1299' topic");
+	PING_OK(c); /* no subscription confirmation before or after the error */
+	struct e2e_reply *r = R(a, "PUBSUB", "NUMSUB", "ok.0", "ok.511", "ok.512");
+	cr_assert(r->type == E2E_ARRAY && r->n == 6 && r->elem[1]->integer == 0 &&
+			  r->elem[3]->integer == 0 && r->elem[5]->integer == 0,
+		  "nothing subscribed: %s", e2e_reply_str(r));
+	e2e_reply_free(r);
+	e2e_close(a);
+	e2e_close(c);
+}
+
 SRV_TEST(acl, durable_subscriber_owner)
 {
 	struct e2e_client *a = CONN();
@@ -767,6 +938,25 @@ SRV_TEST(acl, redis_tools, "--requirepass", "adm")
 			       "CREATE",    "topic1", NULL };
 	st = e2e_run(cli2, &o, 10000);
 	cr_assert(st == 0 && !strcmp(o.out, "OK\n"), "%s %s", o.out, o.err);
+	e2e_output_free(&o);
+	/* redis-cli -3: RESP3 for a user authenticated with --user/--pass */
+	const char *cli3[] = { "redis-cli",
+			       "-3",
+			       "-h",
+			       E2E_HOST,
+			       "-p",
+			       port,
+			       "--user",
+			       "carol",
+			       "--pass",
+			       "pc",
+			       "--no-auth-warning",
+			       "CLIENT",
+			       "INFO",
+			       NULL };
+	st = e2e_run(cli3, &o, 10000);
+	cr_assert(st == 0 && strstr(o.out, " user=carol ") && strstr(o.out, " resp=3 "), "%s %s",
+		  o.out, o.err);
 	e2e_output_free(&o);
 	const char *py[] = { "/usr/bin/python3", E2E_PY_ACL, port, NULL };
 	st = e2e_run(py, &o, 30000);
