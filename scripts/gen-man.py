@@ -32,9 +32,11 @@ Options given on the command line win over the file.
 An error names the file and line and stops the server with exit status 2.
 .PP
 At run time \fBCONFIG GET\fR \fIpattern\fR shows the settings,
-\fBCONFIG SET\fR changes \fBlog-level\fR, \fBmaxmemory\fR and
-\fBmetrics-max-topics\fR, and \fBCONFIG REWRITE\fR writes the running
-settings back to the file, keeping its comments and order.
+\fBCONFIG SET\fR changes \fBlog-level\fR, \fBmaxmemory\fR,
+\fBmetrics-max-topics\fR, \fBrequirepass\fR and \fBprotected-mode\fR,
+and \fBCONFIG REWRITE\fR writes the running settings back to the file,
+keeping its comments and order (a file that holds a password is made
+readable by its owner only).
 .SH SIGNALS
 .TP
 .B SIGTERM, SIGINT
@@ -43,7 +45,9 @@ and durable position, exit 0.
 The \fBSHUTDOWN\fR command does the same.
 .TP
 .B SIGHUP
-Reopen the \fB\-\-log\-file\fR (after a log rotation). It never stops the
+Reopen the \fB\-\-log\-file\fR (after a log rotation), then reload the
+\fB\-\-aclfile\fR if there is one (all or nothing: a file with an error
+keeps the users as they were, and the log says why). It never stops the
 server.
 .SH FILES
 .TP
@@ -63,7 +67,9 @@ data directory; 2 on bad usage or a bad configuration file.
 
 
 def esc(s):
-    return s.replace("\\", "\\e").replace("-", "\\-")
+    s = s.replace("\\", "\\e").replace("-", "\\-")
+    # a line that starts with . or ' would be a troff request
+    return "\\&" + s if s[:1] in (".", "'") else s
 
 
 def to_troff(tool, text):
