@@ -405,15 +405,16 @@ Test(util, glob_covers_cases)
 	cr_assert(!covers("*", big));
 }
 
-/* A pattern over a small alphabet, from the bits of r. */
-static void small_glob(uint32_t r, char *out)
+/* A pattern over a small alphabet, from the bits of r, into out (cap
+ * bytes: 4 parts of at most 4 bytes fit in 17). */
+static void small_glob(uint32_t r, char *out, size_t cap)
 {
 	static const char *const parts[] = { "a", "b", "*", "?", "[ab]", "[^a]", "\\*", "c" };
-	size_t n = 1 + r % 4;
+	size_t n = 1 + r % 4, len = 0;
 	out[0] = '\0';
 	r /= 4;
 	for (size_t i = 0; i < n; i++, r /= 8)
-		strcat(out, parts[r % 8]);
+		len += (size_t)snprintf(out + len, cap - len, "%s", parts[r % 8]);
 }
 
 /* Soundness, exhaustively over small cases: when u covers p, every string
@@ -426,9 +427,9 @@ Test(util, glob_covers_is_sound)
 	for (int k = 0; k < 3000; k++) {
 		char u[32], p[32];
 		seed = seed * 1103515245u + 12345u;
-		small_glob(seed >> 8, u);
+		small_glob(seed >> 8, u, sizeof(u));
 		seed = seed * 1103515245u + 12345u;
-		small_glob(seed >> 8, p);
+		small_glob(seed >> 8, p, sizeof(p));
 		if (!covers(u, p))
 			continue;
 		said_yes++;
@@ -442,10 +443,11 @@ Test(util, glob_covers_is_sound)
 				for (int i = 0; i < len; i++, v /= 4)
 					s[i] = alpha[v % 4];
 				if (rmq_glob_match(p, strlen(p), s, (size_t)len))
-					cr_assert(rmq_glob_match(u, strlen(u), s, (size_t)len),
-						  "'%s' said to cover '%s', but '%.*s' matches only the "
-						  "second",
-						  u, p, len, s);
+					cr_assert(
+						rmq_glob_match(u, strlen(u), s, (size_t)len),
+						"'%s' said to cover '%s', but '%.*s' matches only the "
+						"second",
+						u, p, len, s);
 			}
 		}
 	}

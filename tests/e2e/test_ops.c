@@ -425,10 +425,8 @@ static char *http(int port, const char *req, size_t reqlen)
 		ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
 		if (n > 0)
 			len += (size_t)n;
-		else if (n == 0)
-			break;
-		else if (errno != EAGAIN && errno != EINTR)
-			break;
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			break; /* closed, or an error */
 		else
 			e2e_sleep_ms(5);
 	}
