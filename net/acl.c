@@ -1013,6 +1013,17 @@ void rmq__acl_refresh(struct conn *c)
 	c->acl.cmds = u ? u->cmds : 0;
 }
 
+void rmq__acl_reset(struct conn *c)
+{
+	user_unref(c->acl.user);
+	c->acl.user = NULL;
+	c->acl.authed = false;
+	c->acl.epoch = 0; /* never the registry's: the next command refreshes */
+	c->acl.pub_ok = false;
+	c->acl.all_topics = false;
+	c->acl.cmds = 0;
+}
+
 void rmq__acl_conn_fini(struct conn *c)
 {
 	user_unref(c->acl.user);

@@ -1662,6 +1662,7 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 	c->reply = REPLY_ON;
 	c->resp3 = false; /* as Redis: back to RESP2 */
 	multi_reset(c);
+	rmq__acl_reset(c); /* and back to the default user, or none */
 	rmq_resp_simple(&c->out, "RESET");
 }
 

@@ -699,6 +699,9 @@ unsigned rmq__cmd_cats(size_t i);
 void rmq__acl_refresh(struct conn *c);
 /* Releases c's user (when c is freed). */
 void rmq__acl_conn_fini(struct conn *c);
+/* RESET: c is no longer authenticated; its next command makes it the
+ * default user's if that has no password (as Redis), else NOAUTH. */
+void rmq__acl_reset(struct conn *c);
 /* The slow paths of the checks below: they write the error reply (NOAUTH,
  * NOPERM), count and log the denial (ACL LOG), and return false. */
 bool rmq__acl_permit_slow(struct conn *c, size_t idx, const char *name, bool noauth,

@@ -66,6 +66,17 @@ SRV_TEST(acl, requirepass, "--requirepass", "s3cret")
 	cr_assert_eq(r->n, 128);
 	cr_assert(is_bulkstr(r->elem[0]->elem[9], "u149"), "%s", e2e_reply_str(r->elem[0]));
 	e2e_reply_free(r);
+	/* RESET de-authenticates, as Redis: back to the default user, which
+	 * has a password here */
+	IS_STATUS(R(d, "RESET"), "RESET");
+	IS_ERR(R(d, "PUBLISH", "t", "x"), "NOAUTH");
+	IS_OK(R(d, "AUTH", "s3cret"));
+	IS_OK(R(c, "ACL", "SETUSER", "r", "on", ">pr", "&*", "+@all"));
+	IS_OK(R(d, "AUTH", "r", "pr"));
+	IS_BULKSTR(R(d, "ACL", "WHOAMI"), "r");
+	IS_OK(R(c, "CONFIG", "SET", "requirepass", ""));
+	IS_STATUS(R(d, "RESET"), "RESET");
+	IS_BULKSTR(R(d, "ACL", "WHOAMI"), "default"); /* open again: default */
 	/* QUIT needs no authentication */
 	struct e2e_client *q = CONN();
 	IS_OK(R(q, "QUIT"));
