@@ -19,9 +19,41 @@ static bool parse_port(const char *s, int *port)
 	return true;
 }
 
-/* SCHEME://HOST[:PORT][/], HOST may be [v6-address]. The schemes:
- * ringmq:// and redis:// (plain), ringmqs:// and rediss:// (TLS, as
- * redis-cli's -u takes them). */
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
+}
+
+/* Copies s[0, n) into out (cap bytes) decoding %XX; false if malformed,
+ * too long or decoding to a NUL byte. */
+static bool pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		int ch = (unsigned char)s[i];
+		if (ch == '%') {
+			if (i + 2 >= n) /* two hex digits must follow */
+				return false;
+			int a = hexval(s[i + 1]), b = hexval(s[i + 2]);
+			if (a < 0 || b < 0 || (a | b) == 0)
+				return false;
+			ch = a << 4 | b;
+			i += 2;
+		}
+		if (k + 1 >= cap)
+			return false;
+		out[k++] = (char)ch;
+	}
+	out[k] = '\0';
+	return true;
+}
+
+/* SCHEME://[USER:PASS@]HOST[:PORT][/], HOST may be [v6-address]. The
+ * schemes: ringmq:// and redis:// (plain), ringmqs:// and rediss:// (TLS,
+ * as redis-cli's -u takes them). */
 static bool parse_url(struct cli_conn *cc, const char *url)
 {
 	static const struct {
@@ -42,6 +74,15 @@ static bool parse_url(struct cli_conn *cc, const char *url)
 		}
 	if (!p)
 		return false;
+	const char *at = strrchr(p, '@');
+	if (at) { /* USER:PASS@ or :PASS@ (the default user) */
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		if (!colon || !pct_decode(p, (size_t)(colon - p), cc->user, sizeof(cc->user)) ||
+		    !pct_decode(colon + 1, (size_t)(at - colon - 1), cc->pass, sizeof(cc->pass)))
+			return false;
+		cc->has_pass = true;
+		p = at + 1;
+	}
 	char rest[300];
 	snprintf(rest, sizeof(rest), "%s", p);
 	size_t n = strlen(rest);
@@ -84,10 +125,11 @@ bool cli_conn_init(struct cli_conn *cc, const char *prog)
 	cc->format = FMT_TEXT;
 	const char *url = getenv("RINGMQ_URL");
 	if (url && *url && !parse_url(cc, url)) {
+		/* the URL may hold a password: not repeated */
 		fprintf(stderr,
-			"%s: invalid RINGMQ_URL '%s': expected ringmq://HOST:PORT (or ringmqs://, "
-			"redis://, rediss://)\n",
-			prog, url);
+			"%s: invalid RINGMQ_URL: expected ringmq://[USER:PASS@]HOST:PORT (or "
+			"ringmqs://, redis://, rediss://)\n",
+			prog);
 		return false;
 	}
 	return true;
@@ -173,6 +215,21 @@ int cli_conn_flag(struct cli_conn *cc, int argc, char **argv, int *i)
 		}
 		return 1;
 	}
+	if (flag_is(a, "--user") || flag_is(a, "--pass")) {
+		bool user = flag_is(a, "--user");
+		if (!(v = cli_flag_value(cc->prog, argc, argv, i)))
+			return -1;
+		char *dst = user ? cc->user : cc->pass;
+		if ((user && !*v) || strlen(v) >= sizeof(cc->user)) {
+			cli_usage_error(cc->prog, "invalid %s: 1 to 255 bytes",
+					user ? "user" : "password");
+			return -1;
+		}
+		memcpy(dst, v, strlen(v) + 1); /* fits: checked above */
+		if (!user)
+			cc->has_pass = true;
+		return 1;
+	}
 	if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
 		cc->quiet = true;
 		return 1;
@@ -181,11 +238,10 @@ int cli_conn_flag(struct cli_conn *cc, int argc, char **argv, int *i)
 		if (!(v = cli_flag_value(cc->prog, argc, argv, i)))
 			return -1;
 		if (!parse_url(cc, v)) {
-			cli_usage_error(
-				cc->prog,
-				"invalid URL '%s': expected ringmq://HOST:PORT (or ringmqs://, "
-				"redis://, rediss://)",
-				v);
+			/* the URL may hold a password: not repeated */
+			cli_usage_error(cc->prog,
+					"invalid URL: expected ringmq://[USER:PASS@]HOST:PORT (or "
+					"ringmqs://, redis://, rediss://)");
 			return -1;
 		}
 		return 1;
@@ -249,6 +305,20 @@ struct rmq_client *cli_connect(struct cli_conn *cc, int *ex)
 	} else {
 		c = rmq_client_connect(cc->host, cc->port, cc->timeout_ms, &st);
 	}
+	if (c && st == RMQ_OK && cc->user[0] && !cc->has_pass) {
+		rmq_client_close(c);
+		*ex = cli_usage_error(cc->prog, "--user needs --pass");
+		return NULL;
+	}
+	if (c && st == RMQ_OK && cc->has_pass) {
+		int rc = rmq_auth(c, cc->user[0] ? cc->user : NULL, cc->pass);
+		if (rc == RMQ_OK)
+			return c;
+		fprintf(stderr, "%s: authentication: %s\n", cc->prog, rmq_client_errstr(c));
+		rmq_client_close(c);
+		*ex = rc == RMQ_ERR_AUTH || rc == RMQ_ERR_NOPERM ? CLI_EX_NOPERM : CLI_EX_NOCONN;
+		return NULL;
+	}
 	if (c && st == RMQ_OK)
 		return c;
 	fprintf(stderr, "%s: %s\n", cc->prog, rmq_client_errstr(c));
@@ -271,6 +341,8 @@ int cli_exit_status(const struct cli_conn *cc, int rc)
 	case RMQ_ERR_NOTOPIC: return CLI_EX_NOTOPIC;
 	case RMQ_ERR_EXISTS: return CLI_EX_EXISTS;
 	case RMQ_ERR_FULL: return CLI_EX_FULL;
+	case RMQ_ERR_AUTH:
+	case RMQ_ERR_NOPERM: return CLI_EX_NOPERM;
 	case RMQ_ERR_CONN: return cc->any_ok ? CLI_EX_ERROR : CLI_EX_NOCONN;
 	default: return CLI_EX_ERROR;
 	}

@@ -21,6 +21,7 @@ enum {
 	CLI_EX_NOTOPIC = 4,  /* no such topic (or it was deleted) */
 	CLI_EX_EXISTS = 5,   /* topic already exists */
 	CLI_EX_FULL = 6,     /* topic full: the message was refused */
+	CLI_EX_NOPERM = 7,   /* authentication failed, or the user may not do it */
 };
 
 #define CLI_EXIT_HELP                                                            \
@@ -31,26 +32,30 @@ enum {
 	"  3  cannot connect to the server\n"                                    \
 	"  4  no such topic (or it was deleted)\n"                               \
 	"  5  topic already exists\n"                                            \
-	"  6  topic full (message refused)\n"
+	"  6  topic full (message refused)\n"                                    \
+	"  7  authentication failed or permission denied\n"
 
-#define CLI_CONN_HELP                                                                                         \
-	"Connection:\n"                                                                                       \
-	"  -H, --host HOST           server host (default localhost)\n"                                       \
-	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"                                                                       \
-				  "      --timeout MS          connect and reply timeout (default 5000)\n"    \
-				  "  -u, --url URL             ringmq://HOST:PORT, or ringmqs:// (TLS);\n"    \
-				  "                            redis:// and rediss:// too\n"                  \
-				  "  RINGMQ_URL=URL in the environment does the same; --host, --port\n"       \
-				  "  and --url win over it.\n"                                                \
-				  "TLS (to a server's --tls-port):\n"                                         \
-				  "      --tls                 connect with TLS (1.2 or 1.3)\n"               \
-				  "      --cacert FILE         CA certificates to verify the server with\n"   \
-				  "                            (default: the system's)\n"                     \
-				  "      --cacertdir DIR       the same, as an OpenSSL hashed directory\n"    \
-				  "      --cert FILE           client certificate (mutual TLS)\n"             \
-				  "      --key FILE            its private key\n"                             \
-				  "      --sni NAME            the name the server's certificate must have\n" \
-				  "                            (default: HOST), sent as SNI\n"                \
+#define CLI_CONN_HELP                                                                                          \
+	"Connection:\n"                                                                                        \
+	"  -H, --host HOST           server host (default localhost)\n"                                        \
+	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"                                                                        \
+				  "      --timeout MS          connect and reply timeout (default 5000)\n"     \
+				  "      --user USER           authenticate as USER (AUTH USER PASS)\n"        \
+				  "      --pass PASS           password (of USER, or of the default user)\n"   \
+				  "  -u, --url URL             ringmq://[USER:PASS@]HOST:PORT (%%XX escapes\n" \
+				  "                            in USER and PASS), or ringmqs:// (TLS);\n"      \
+				  "                            redis:// and rediss:// too\n"                   \
+				  "  RINGMQ_URL=URL in the environment does the same; the flags win\n"         \
+				  "  over it.\n"                                                               \
+				  "TLS (to a server's --tls-port):\n"                                          \
+				  "      --tls                 connect with TLS (1.2 or 1.3)\n"                \
+				  "      --cacert FILE         CA certificates to verify the server with\n"    \
+				  "                            (default: the system's)\n"                      \
+				  "      --cacertdir DIR       the same, as an OpenSSL hashed directory\n"     \
+				  "      --cert FILE           client certificate (mutual TLS)\n"              \
+				  "      --key FILE            its private key\n"                              \
+				  "      --sni NAME            the name the server's certificate must have\n"  \
+				  "                            (default: HOST), sent as SNI\n"                 \
 				  "      --insecure            do not verify the server (testing only)\n"
 
 enum cli_format { FMT_TEXT, FMT_JSON };
@@ -66,7 +71,10 @@ struct cli_conn {
 	int timeout_ms;
 	bool quiet;
 	enum cli_format format;
-	bool any_ok; /* a call succeeded: CONN failures mean "lost" */
+	bool any_ok;    /* a call succeeded: CONN failures mean "lost" */
+	char user[256]; /* "": the default user */
+	char pass[256];
+	bool has_pass; /* authenticate after connecting */
 };
 
 /* Defaults, then RINGMQ_URL. Returns false (message printed) on a bad

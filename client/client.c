@@ -122,6 +122,8 @@ const char *rmq_strerror(int status)
 	case RMQ_ERR_STATE: return "not allowed in this connection's mode";
 	case RMQ_ERR_SERVER: return "server error";
 	case RMQ_ERR_NOMEM: return "out of memory";
+	case RMQ_ERR_AUTH: return "authentication failed";
+	case RMQ_ERR_NOPERM: return "permission denied";
 	default: return "unknown status";
 	}
 }
@@ -424,6 +426,10 @@ static int map_error(struct rmq_client *c, const redisReply *r)
 		{ "ERR ACKWAIT", RMQ_ERR_ARG },
 		{ "ERR FROM", RMQ_ERR_ARG },
 		{ "ERR max clients reached", RMQ_ERR_CONN },
+		{ "WRONGPASS ", RMQ_ERR_AUTH },
+		{ "NOAUTH ", RMQ_ERR_AUTH },
+		{ "NOPERM ", RMQ_ERR_NOPERM },
+		{ "DENIED ", RMQ_ERR_CONN }, /* protected mode: the server closes */
 		{ "ERR server busy", RMQ_ERR_CONN },
 	};
 	const char *s = r->str ? r->str : "";
@@ -822,6 +828,16 @@ void rmq_client_close(struct rmq_client *c)
 }
 
 /* --- publishing and topics --- */
+
+int rmq_auth(struct rmq_client *c, const char *user, const char *password)
+{
+	if (!c || !password || (user && !*user))
+		return c ? set_err(c, RMQ_ERR_ARG, "AUTH needs a password (and a non-empty user)")
+			 : RMQ_ERR_ARG;
+	const char *argv[] = { "AUTH", user ? user : password, password };
+	size_t lens[] = { 4, strlen(argv[1]), strlen(password) };
+	return request_ok(c, user ? 3 : 2, argv, lens, "AUTH");
+}
 
 int rmq_register_publisher(struct rmq_client *c, const char *name)
 {

@@ -70,6 +70,8 @@ enum rmq_status {
 	RMQ_ERR_STATE = -10,    /* call not allowed in this connection's mode */
 	RMQ_ERR_SERVER = -11,   /* any other error reply; see rmq_client_errstr */
 	RMQ_ERR_NOMEM = -12,    /* out of memory in the client */
+	RMQ_ERR_AUTH = -13,     /* authentication failed or required (WRONGPASS, NOAUTH) */
+	RMQ_ERR_NOPERM = -14,   /* the user may not run this command or use this topic */
 };
 
 /* What a topic does when it is full is an enum rmq_onfull (ringmq_proto.h):
@@ -173,6 +175,13 @@ const char *rmq_strerror(int status);
 
 /* The library's version, "MAJOR.MINOR.PATCH". Static. */
 const char *rmq_version(void);
+
+/* Authenticates the connection as user (NULL: the default user, as
+ * Redis's AUTH password) with password: the server then applies that
+ * user's permissions (see the README's Security section). RMQ_ERR_AUTH on
+ * a wrong user or password (the connection stays usable, as before);
+ * calls a user may not make fail with RMQ_ERR_NOPERM. */
+int rmq_auth(struct rmq_client *c, const char *user, const char *password);
 
 /* --- publishing and topics --- */
 

@@ -253,6 +253,98 @@ bool rmq_glob_match(const char *p, size_t plen, const char *s, size_t slen)
 	return i == plen;
 }
 
+/* One position of a glob: '*' (star), or the set of bytes a single
+ * position matches (a literal, '?', a class), as a 256-bit map. */
+struct glob_tok {
+	bool star;
+	uint64_t set[4];
+};
+
+/* Splits a glob into tokens exactly as rmq_glob_match reads it (runs of
+ * '*' are one). Returns the number of tokens written to t (at most plen). */
+static size_t glob_tokens(const char *p, size_t plen, struct glob_tok *t)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < plen;) {
+		struct glob_tok *k = &t[n];
+		memset(k, 0, sizeof(*k));
+		char pc = p[i];
+		if (pc == '*') {
+			while (i < plen && p[i] == '*')
+				i++;
+			k->star = true;
+			n++;
+			continue;
+		}
+		size_t next = i + 1;
+		if (pc == '?') {
+			memset(k->set, 0xff, sizeof(k->set));
+		} else if (pc == '[' && glob_class(p, plen, i, 0, &next) >= 0) {
+			for (unsigned c = 0; c < 256; c++)
+				if (glob_class(p, plen, i, (unsigned char)c, &next) == 1)
+					k->set[c >> 6] |= 1ULL << (c & 63);
+		} else {
+			unsigned char lit = (unsigned char)pc;
+			next = i + 1;
+			if (pc == '\\' && i + 1 < plen) {
+				lit = (unsigned char)p[i + 1];
+				next = i + 2;
+			}
+			k->set[lit >> 6] |= 1ULL << (lit & 63);
+		}
+		i = next;
+		n++;
+	}
+	return n;
+}
+
+static bool tok_subset(const struct glob_tok *a, const struct glob_tok *b)
+{
+	for (int w = 0; w < 4; w++)
+		if (a->set[w] & ~b->set[w])
+			return false;
+	return true;
+}
+
+bool rmq_glob_covers(const char *u, size_t ulen, const char *p, size_t plen)
+{
+	if (ulen > RMQ_GLOB_COVERS_MAX || plen > RMQ_GLOB_COVERS_MAX)
+		return false;
+	struct glob_tok *ut = malloc((ulen + plen + 2) * sizeof(*ut));
+	bool *row = malloc(2 * (plen + 1) * sizeof(bool));
+	if (!ut || !row) {
+		free(ut);
+		free(row);
+		return false; /* refusing is the safe answer */
+	}
+	struct glob_tok *pt = ut + ulen + 1;
+	size_t nu = glob_tokens(u, ulen, ut), np = glob_tokens(p, plen, pt);
+	/* next[j]: u's tokens from i + 1 on cover p's tokens from j on;
+	 * cur[j]: the same from i. A star of u takes any run of p's tokens
+	 * (stars included); any other token of u takes one single-byte token
+	 * of p whose bytes are all among its own. Sound: every name p matches
+	 * is then matched by u token for token. */
+	bool *next = row, *cur = row + plen + 1;
+	for (size_t j = 0; j <= np; j++)
+		next[j] = j == np;
+	for (size_t i = nu; i-- > 0;) {
+		for (size_t j = np + 1; j-- > 0;) {
+			if (ut[i].star)
+				cur[j] = next[j] || (j < np && cur[j + 1]);
+			else
+				cur[j] = j < np && !pt[j].star && tok_subset(&pt[j], &ut[i]) &&
+					 next[j + 1];
+		}
+		bool *x = next;
+		next = cur;
+		cur = x;
+	}
+	bool ok = next[0];
+	free(ut);
+	free(row);
+	return ok;
+}
+
 uint64_t rmq_now_ns(void)
 {
 	struct timespec ts;

@@ -68,6 +68,14 @@ uint64_t rmq_siphash24(uint64_t k0, uint64_t k1, const void *p, size_t n);
  * literal '['. */
 bool rmq_glob_match(const char *p, size_t plen, const char *s, size_t slen);
 
+/* Whether glob u covers glob p: every string p matches (rmq_glob_match),
+ * u matches too. Conservative: true is always right, false may be said
+ * of a few covering pairs that no token-by-token reading shows (u "*?"
+ * and p "?*"). Patterns over RMQ_GLOB_COVERS_MAX bytes are never
+ * covered. O(ulen * plen) time, allocates (false when out of memory). */
+#define RMQ_GLOB_COVERS_MAX 1024
+bool rmq_glob_covers(const char *u, size_t ulen, const char *p, size_t plen);
+
 /* Monotonic clock in nanoseconds / milliseconds. */
 uint64_t rmq_now_ns(void);
 static inline uint64_t rmq_now_ms(void)

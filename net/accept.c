@@ -19,6 +19,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <string.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -88,7 +89,10 @@ static void accept_without_fds(struct server *srv, int lfd, bool tls, int err)
 static void accept_batch(struct server *srv, int lfd, bool tls, uint32_t *next)
 {
 	for (int k = 0; k < ACCEPT_BATCH; k++) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t peerlen = sizeof(peer);
+		int fd = accept4(lfd, (struct sockaddr *)&peer, &peerlen,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
 				accept_without_fds(srv, lfd, tls, errno);
@@ -97,6 +101,16 @@ static void accept_batch(struct server *srv, int lfd, bool tls, uint32_t *next)
 				rmq_diagf(RMQ_DIAG_ERROR, "accept: %s", strerror(errno));
 			}
 			return;
+		}
+		/* Protected mode (acl.h): the refusal says how to enable auth (a
+		 * TLS client, before its handshake, is only closed). */
+		if (rmq_acl_protected_refuses(atomic_load(&srv->protected_mode), srv->cfg.bind,
+					      rmq__acl_has_file(srv),
+					      rmq_acl_default_open(srv->acl),
+					      (const struct sockaddr *)&peer, peerlen)) {
+			refuse(fd, tls, rmq_acl_denied_msg, strlen(rmq_acl_denied_msg));
+			atomic_fetch_add(&srv->rejected_clients, 1);
+			continue;
 		}
 		if (atomic_fetch_add(&srv->nclients, 1) >= srv->cfg.max_clients) {
 			static const char msg[] = "-ERR max clients reached\r\n";

@@ -138,12 +138,10 @@ static struct clients_box *box_of(struct worker *w)
 	return &w->srv->clients->box[w->id];
 }
 
-/* The user of c, as CLIENT LIST shows it: ringmq has no ACL yet, so every
- * connection is the default user's. */
+/* The user of c, as CLIENT LIST shows it (acl.c): "default" before AUTH. */
 static const char *conn_user(const struct conn *c)
 {
-	(void)c;
-	return "default";
+	return rmq__acl_user_name(c);
 }
 
 static int client_type(const struct conn *c)
@@ -642,8 +640,8 @@ void rmq__clients_kill(struct conn *c, struct rmq_arg *argv, size_t argc)
 			free(*dst);
 			*dst = rmq_memdup(v->p, v->len);
 		} else if (arg_is(k, "USER")) {
-			/* the only user there is (ringmq has no ACL yet) */
-			if (!(v->len == 7 && memcmp(v->p, "default", 7) == 0)) {
+			/* matched against each connection's user (acl.c) */
+			if (!rmq_acl_user_exists(c->worker->srv->acl, v->p, v->len)) {
 				filter_free(&f);
 				return rmq_resp_errorf(&c->out, "ERR No such user '%.*s'",
 						       (int)(v->len > 64 ? 64 : v->len), v->p);

@@ -157,7 +157,7 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc < 2)
 		return err_args(c, "create");
-	if (!check_topic_name(c, &argv[1]))
+	if (!check_topic_name(c, &argv[1]) || !rmq__acl_topic(c, argv[1].p, argv[1].len))
 		return;
 	if (argv[1].len >= RMQ_RESERVED_PREFIX_LEN &&
 	    memcmp(argv[1].p, RMQ_RESERVED_PREFIX, RMQ_RESERVED_PREFIX_LEN) == 0)
@@ -233,7 +233,7 @@ static void cmd_delete(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	if (argc != 2)
 		return err_args(c, "delete");
-	if (!check_topic_name(c, &argv[1]))
+	if (!check_topic_name(c, &argv[1]) || !rmq__acl_topic(c, argv[1].p, argv[1].len))
 		return;
 	if (rmq__persist_delete(srv_of(c), argv[1].p, argv[1].len) == 0)
 		rmq_resp_simple(&c->out, "OK");
@@ -452,6 +452,7 @@ static struct rmq_topic *publish_topic(struct conn *c, const struct rmq_arg *nam
 	t = rmq_topic_lookup(srv_of(c)->broker, name->p, name->len);
 	c->pub_topic = t;
 	c->pub_epoch = c->worker->rcu_epoch;
+	c->acl.pub_ok = false; /* decided again for this name (rmq__acl_publish) */
 	return t;
 }
 
@@ -524,6 +525,8 @@ static void cmd_publish(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (RMQ_UNLIKELY(argc != 3))
 		return err_args(c, "publish");
 	struct rmq_topic *t = publish_topic(c, &argv[1]);
+	if (RMQ_UNLIKELY(!rmq__acl_publish(c, argv[1].p, argv[1].len)))
+		return;
 	if (RMQ_UNLIKELY(!t))
 		return err_notopic(c, &argv[1]);
 	if (rmq__ops_oom(c, srv_of(c), argv[2].len))
@@ -547,6 +550,8 @@ static void cmd_mpublish(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc < 3)
 		return err_args(c, "mpublish");
 	struct rmq_topic *t = publish_topic(c, &argv[1]);
+	if (!rmq__acl_publish(c, argv[1].p, argv[1].len))
+		return;
 	if (!t)
 		return err_notopic(c, &argv[1]);
 	uint64_t cap = t->log.capacity, total = 0;
@@ -642,6 +647,10 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (c->role == ROLE_PUBLISHER)
 			return rmq_resp_error(&c->out,
 					      "ERR connection is registered as a publisher");
+		/* a subscriber's name belongs to the user that made it */
+		if (rmq_topic_name_valid(argv[2].p, argv[2].len) &&
+		    !rmq__acl_claim_subscriber(c, argv[2].p, argv[2].len))
+			return;
 		uint64_t token;
 		struct rmq_dsub *d =
 			rmq_dsub_attach(srv_of(c)->dsubs, argv[2].p, argv[2].len, &token);
@@ -700,6 +709,25 @@ static void err_dsub_live(struct conn *c, bool subscribe)
 			    "[topic ...]");
 }
 
+/* Whether c's user may use every topic of argv[first, argc) (acl.h): else
+ * writes ONE NOPERM, for the first it may not, and returns false. Checked
+ * before whether the topics exist, so that a user learns nothing of topics
+ * it may not use. RMQ_DELETED_CHANNEL (live) is no topic: anyone's. */
+static bool topics_allowed(struct conn *c, const struct rmq_arg *argv, size_t first, size_t argc,
+			   bool live)
+{
+	if (RMQ_LIKELY(c->acl.all_topics))
+		return true;
+	for (size_t i = first; i < argc; i++) {
+		if (live && argv[i].len == RMQ_DELETED_CHANNEL_LEN &&
+		    memcmp(argv[i].p, RMQ_DELETED_CHANNEL, RMQ_DELETED_CHANNEL_LEN) == 0)
+			continue;
+		if (!rmq__acl_topic(c, argv[i].p, argv[i].len))
+			return false;
+	}
+	return true;
+}
+
 /* SUBSCRIBE topic [topic ...]: live (push) subscriptions, as Redis. Every
  * name is checked first: if one is not a topic, ONE error answers the
  * whole command and nothing is subscribed, so that no error ever lands
@@ -713,11 +741,14 @@ static void cmd_subscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return err_args(c, "subscribe");
 	if (c->dsub)
 		return err_dsub_live(c, true);
-	if (!c->split_rest && !topics_exist(c, argv, 1, argc, true))
+	if (!c->split_rest &&
+	    (!topics_allowed(c, argv, 1, argc, true) || !topics_exist(c, argv, 1, argc, true)))
 		return;
 	for (size_t i = 1; i < argc; i++)
 		rmq__pubsub_subscribe(c, &argv[i]);
 }
+
+static bool cmd_permitted(struct conn *c, const struct rmq_arg *argv, size_t argc);
 
 bool rmq__cmd_split_check(struct conn *c, struct rmq_arg *argv, size_t argc, bool subscribe)
 {
@@ -725,7 +756,11 @@ bool rmq__cmd_split_check(struct conn *c, struct rmq_arg *argv, size_t argc, boo
 		err_dsub_live(c, subscribe);
 		return false;
 	}
-	return !subscribe || topics_exist(c, argv, 1, argc, true);
+	/* the whole request's permissions, before its first part runs */
+	if (!cmd_permitted(c, argv, argc))
+		return false;
+	return !subscribe ||
+	       (topics_allowed(c, argv, 1, argc, true) && topics_exist(c, argv, 1, argc, true));
 }
 
 /* UNSUBSCRIBE [topic ...]: live subscriptions only, one confirmation per
@@ -789,7 +824,8 @@ static void cmd_dsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 					"ERR FROM must be first, next or a sequence number >= 1");
 			argc -= 2;
 		}
-		if (!topics_exist(c, argv, 1, argc, false))
+		if (!topics_allowed(c, argv, 1, argc, false) ||
+		    !topics_exist(c, argv, 1, argc, false))
 			return;
 		if (from == RMQ_DSUB_FROM_SEQ)
 			for (size_t i = 1; i < argc; i++) {
@@ -894,6 +930,12 @@ static void cmd_psubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_error(&c->out,
 				      "ERR PSUBSCRIBE is for live subscriptions: a registered "
 				      "subscriber SUBSCRIBEs to topics by name");
+	/* As SUBSCRIBE: one pattern the user's topic patterns do not cover
+	 * refuses the whole command (acl.h, rmq__acl_pattern). */
+	if (!c->acl.all_topics)
+		for (size_t i = 1; i < argc; i++)
+			if (!rmq__acl_pattern(c, argv[i].p, argv[i].len))
+				return;
 	for (size_t i = 1; i < argc; i++)
 		rmq__pattern_subscribe(c, &argv[i]);
 }
@@ -975,6 +1017,8 @@ static void cmd_pull(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_error(
 			&c->out,
 			"ERR PULL needs a registered subscriber: REGISTER SUBSCRIBER name");
+	if (!rmq__acl_topic(c, argv[1].p, argv[1].len))
+		return;
 	uint64_t count = RMQ_PULL_DEFAULT_COUNT, block = 0;
 	bool blocking = false;
 	for (size_t i = 2; i < argc; i += 2) {
@@ -1038,6 +1082,8 @@ static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
 			&c->out,
 			"ERR ACK needs a registered subscriber: REGISTER SUBSCRIBER name ACK");
 	uint64_t seq, pending = 0;
+	if (!rmq__acl_topic(c, argv[1].p, argv[1].len))
+		return;
 	if (rmq_parse_u64(argv[2].p, argv[2].len, 0, &seq) != 0 || seq == 0)
 		return rmq_resp_error(&c->out, "ERR ACK needs a sequence number >= 1");
 	int rc = rmq_dsub_ack(c->dsub, c->token, argv[1].p, argv[1].len, seq, &pending);
@@ -1318,7 +1364,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_broker_totals(s->broker, &bt);
 	if (want_section(argv, argc, "persistence", false))
 		rmq__persist_info(s, &b);
-	if (want_section(argv, argc, "stats", false))
+	if (want_section(argv, argc, "stats", false)) {
 		info_printf(
 			&b,
 			"# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
@@ -1332,7 +1378,7 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			"frame_timeouts:%llu\r\nallocation_failures:%llu\r\n"
 			"durable_subscribers:%llu\r\ndurable_subscribers_expired:%llu\r\n"
 			"tls_handshakes:%llu\r\ntls_handshake_failures:%llu\r\n"
-			"tls_handshake_timeouts:%llu\r\ntls_on_plain_port:%llu\r\n\r\n",
+			"tls_handshake_timeouts:%llu\r\ntls_on_plain_port:%llu\r\n",
 			(unsigned long long)tot[0], (unsigned long long)tot[1],
 			(unsigned long long)ops_per_sec(s, now, tot[1]),
 			(unsigned long long)atomic_load(&s->rejected_clients),
@@ -1350,6 +1396,9 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 			(unsigned long long)atomic_load(&s->dsubs_expired),
 			(unsigned long long)tot[14], (unsigned long long)tot[15] + tot[16],
 			(unsigned long long)tot[16], (unsigned long long)tot[17]);
+		rmq__acl_info(s, &b); /* acl_access_denied_*, as Redis 7 */
+		info_printf(&b, "\r\n");
+	}
 	if (want_section(argv, argc, "replication", false))
 		info_printf(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
 	if (want_section(argv, argc, "cpu", false)) {
@@ -1435,21 +1484,12 @@ static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
 	rmq_resp_array(&c->out, 0); /* COMMAND, COMMAND DOCS, ...: nothing to hint */
 }
 
-/* Until ringmq has authentication (its own issue), AUTH and HELLO ... AUTH
- * are refused as Redis refuses them without a password configured: never
- * accepted silently. */
-#define ERR_NO_AUTH                                                           \
-	"ERR AUTH <password> called without any password configured for the " \
-	"default user. Are you sure your configuration is correct?"
-
-static void cmd_auth(struct conn *c, struct rmq_arg *argv, size_t argc)
-{
-	rmq_resp_error(&c->out, ERR_NO_AUTH);
-}
-
 /* HELLO [2|3 [AUTH user pass] [SETNAME name]]: chooses the protocol (RESP2
  * by default, RESP3 on HELLO 3) and answers Redis 7's fields, as a map
- * under RESP3 and a flat array under RESP2. Nothing changes on an error. */
+ * under RESP3 and a flat array under RESP2. Nothing changes on an error.
+ * As Redis: AUTH authenticates before anything else changes (a wrong
+ * password leaves the protocol as it was), and a connection that has no
+ * user yet may only say HELLO with AUTH. */
 static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	bool resp3 = c->resp3;
@@ -1460,7 +1500,7 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 				&c->out, "ERR Protocol version is not an integer or out of range");
 		if (v != 2 && v != 3)
 			return rmq_resp_error(&c->out, "NOPROTO unsupported protocol version");
-		const struct rmq_arg *setname = NULL;
+		const struct rmq_arg *setname = NULL, *user = NULL, *pass = NULL;
 		for (size_t i = 2; i < argc; i++) {
 			if (arg_is(&argv[i], "SETNAME") && i + 1 < argc) {
 				if (!check_client_name(c, &argv[i + 1]))
@@ -1468,16 +1508,27 @@ static void cmd_hello(struct conn *c, struct rmq_arg *argv, size_t argc)
 				setname = &argv[i + 1];
 				i++;
 			} else if (arg_is(&argv[i], "AUTH") && i + 2 < argc) {
-				return rmq_resp_error(&c->out, ERR_NO_AUTH);
+				user = &argv[i + 1];
+				pass = &argv[i + 2];
+				i += 2;
 			} else {
 				return rmq_resp_errorf(
 					&c->out, "ERR Syntax error in HELLO option '%.*s'",
 					(int)(argv[i].len > 64 ? 64 : argv[i].len), argv[i].p);
 			}
 		}
+		/* acl.c counts and logs a failure */
+		if (user && rmq__acl_auth(c, user, pass) != 0)
+			return rmq_resp_error(
+				&c->out,
+				"WRONGPASS invalid username-password pair or user is disabled.");
+		if (!rmq__acl_authenticated(c))
+			return;
 		if (setname) /* only once every option is known to be good */
 			set_client_name(c, setname);
 		resp3 = v == 3;
+	} else if (!rmq__acl_authenticated(c)) {
+		return;
 	}
 	c->resp3 = resp3; /* the reply is in the new protocol already */
 	reply_map(c, 7);
@@ -1531,7 +1582,7 @@ const char *rmq__cmd_client_laddr(struct conn *c)
  * b a parked PULL ... BLOCK, c closing once its replies are written; N
  * none. multi=-1: no MULTI in progress; watch=0: WATCH is refused.
  * events: r reading, w waiting to write (the epoll events armed).
- * user=default: ringmq has no ACL. */
+ * user: the connection's (acl.c), default before AUTH. */
 void rmq__cmd_client_info(struct conn *c, struct rmq_buf *b)
 {
 	char cmd[24] = "NULL", flags[8], *f = flags, events[3], *e = events;
@@ -1559,25 +1610,25 @@ void rmq__cmd_client_info(struct conn *c, struct rmq_buf *b)
 	*e = 0;
 	uint64_t now = rmq_now_ms();
 	size_t qbuf = rmq_buf_pending(&c->in), obl = rmq_buf_pending(&c->out);
-	info_printf(
-		b,
-		"id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=0 "
-		"sub=%d psub=%d ssub=0 multi=%lld watch=0 qbuf=%zu qbuf-free=%zu argv-mem=0 "
-		"multi-mem=%zu rbs=%zu rbp=0 obl=%zu oll=0 omem=%zu tot-mem=%zu events=%s "
-		"cmd=%s user=default redir=-1 resp=%d lib-name=%s lib-ver=%s worker=%u role=%s "
-		"tls=%s\n",
-		(unsigned long long)c->id, c->addr, rmq__cmd_client_laddr(c), c->fd,
-		c->name ? c->name : "", (unsigned long long)((now - c->created_ms) / 1000),
-		(unsigned long long)((now - c->last_ms) / 1000), flags,
-		c->n_live_subs + c->n_gone + c->sub_deleted, c->n_psubs,
-		c->in_multi ? (long long)c->multi_n : -1LL, qbuf, c->in.cap - c->in.len,
-		c->multi.cap, c->in.cap, obl, c->out.cap,
-		c->in.cap + c->out.cap + c->multi.cap + sizeof(*c), events, cmd, c->resp3 ? 3 : 2,
-		c->lib_name ? c->lib_name : "", c->lib_ver ? c->lib_ver : "", c->worker->id,
-		c->role == ROLE_PUBLISHER    ? "publisher"
-		: c->role == ROLE_SUBSCRIBER ? "subscriber"
-					     : "none",
-		rmq__tls_version(c));
+	info_printf(b,
+		    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=0 "
+		    "sub=%d psub=%d ssub=0 multi=%lld watch=0 qbuf=%zu qbuf-free=%zu argv-mem=0 "
+		    "multi-mem=%zu rbs=%zu rbp=0 obl=%zu oll=0 omem=%zu tot-mem=%zu events=%s "
+		    "cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s worker=%u role=%s "
+		    "tls=%s\n",
+		    (unsigned long long)c->id, c->addr, rmq__cmd_client_laddr(c), c->fd,
+		    c->name ? c->name : "", (unsigned long long)((now - c->created_ms) / 1000),
+		    (unsigned long long)((now - c->last_ms) / 1000), flags,
+		    c->n_live_subs + c->n_gone + c->sub_deleted, c->n_psubs,
+		    c->in_multi ? (long long)c->multi_n : -1LL, qbuf, c->in.cap - c->in.len,
+		    c->multi.cap, c->in.cap, obl, c->out.cap,
+		    c->in.cap + c->out.cap + c->multi.cap + sizeof(*c), events, cmd,
+		    rmq__acl_user_name(c), c->resp3 ? 3 : 2, c->lib_name ? c->lib_name : "",
+		    c->lib_ver ? c->lib_ver : "", c->worker->id,
+		    c->role == ROLE_PUBLISHER    ? "publisher"
+		    : c->role == ROLE_SUBSCRIBER ? "subscriber"
+						 : "none",
+		    rmq__tls_version(c));
 }
 
 /* CLIENT SETINFO LIB-NAME|LIB-VER value, as Redis 7.2: printable ASCII
@@ -1625,10 +1676,18 @@ static void cmd_client(struct conn *c, struct rmq_arg *argv, size_t argc)
 	if (argc < 2)
 		return err_args(c, "client");
 	/* (each LIST and KILL gathers every worker's connections; clients.c) */
-	if (arg_is(&argv[1], "LIST"))
-		return rmq__clients_list(c, argv, argc);
-	if (arg_is(&argv[1], "KILL"))
-		return rmq__clients_kill(c, argv, argc);
+	/* @admin in Redis, unlike the rest of CLIENT: checked when the request
+	 * starts, not when it resumes with the workers' answers */
+	if (arg_is(&argv[1], "LIST")) {
+		if (c->clients_req || rmq__acl_admin(c, "client|list"))
+			rmq__clients_list(c, argv, argc);
+		return;
+	}
+	if (arg_is(&argv[1], "KILL")) {
+		if (c->clients_req || rmq__acl_admin(c, "client|kill"))
+			rmq__clients_kill(c, argv, argc);
+		return;
+	}
 	if (arg_is(&argv[1], "SETNAME") && argc == 3) {
 		if (!check_client_name(c, &argv[2]))
 			return;
@@ -1694,6 +1753,7 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
 	c->reply = REPLY_ON;
 	c->resp3 = false; /* as Redis: back to RESP2 */
 	multi_reset(c);
+	rmq__acl_reset(c); /* and back to the default user, or none */
 	rmq_resp_simple(&c->out, "RESET");
 }
 
@@ -1703,25 +1763,29 @@ static void cmd_reset(struct conn *c, struct rmq_arg *argv, size_t argc)
  * under RESP3 every command is). F_NOW: runs at once inside MULTI, not
  * queued. F_NOMULTI: refused inside MULTI (its replies are not one).
  * F_LOADING: allowed while the server recovers its data directory.
- * F_ADMIN: server administration (the ACL category @admin, later). */
+ * F_NOAUTH: allowed to a connection with no user yet, whatever the user's
+ * rules (AUTH, HELLO, QUIT, RESET). Which commands administer the server
+ * is no flag: it is the ACL category @admin (RMQ_CAT_ADMIN), the one
+ * notion of an admin command. */
 #define F_SUBMODE 1
 #define F_NOW 2
 #define F_NOMULTI 4
 #define F_LOADING 8
-#define F_ADMIN 16
+#define F_NOAUTH 16
 
 struct command {
 	const char *name; /* upper case, letters only */
 	size_t len;
 	void (*fn)(struct conn *c, struct rmq_arg *argv, size_t argc);
 	int flags;
-	int arity; /* as Redis: n, exactly n arguments (the name included);
-		    * -n, at least n. Checked when queued in MULTI. */
+	int arity;     /* as Redis: n, exactly n arguments (the name included);
+			* -n, at least n. Checked when queued in MULTI. */
+	unsigned cats; /* ACL categories, RMQ_CAT_* (acl.h): at least one */
 };
 
-#define CMD(name, fn, flags, arity)                      \
-	{                                                \
-		name, sizeof(name) - 1, fn, flags, arity \
+#define CMD(name, fn, flags, arity, cats)                      \
+	{                                                      \
+		name, sizeof(name) - 1, fn, flags, arity, cats \
 	}
 #define CMD_NAME_MAX 16
 
@@ -1735,43 +1799,65 @@ static void multi_queue(struct conn *c, const struct command *cmd, const struct 
 
 /* Most frequent first: the lookup stops at the first match. */
 static const struct command commands[] = {
-	CMD("PUBLISH", cmd_publish, 0, 3),
-	CMD("MPUBLISH", cmd_mpublish, 0, -3),
-	CMD("PULL", cmd_pull, 0, -2),
-	CMD("ACK", cmd_ack, 0, 3),
-	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING, -1),
-	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE | F_NOMULTI, -2),
-	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE | F_NOMULTI, -1),
-	CMD("PSUBSCRIBE", cmd_psubscribe, F_SUBMODE | F_NOMULTI, -2),
-	CMD("PUNSUBSCRIBE", cmd_punsubscribe, F_SUBMODE | F_NOMULTI, -1),
-	CMD("PUBSUB", cmd_pubsub, F_LOADING, -2),
-	CMD("DSUBSCRIBE", cmd_dsubscribe, 0, -2),
-	CMD("DUNSUBSCRIBE", cmd_dunsubscribe, 0, -1),
-	CMD("MULTI", cmd_multi, F_NOW, 1),
-	CMD("EXEC", cmd_exec, F_NOW, 1),
-	CMD("DISCARD", cmd_discard, F_NOW, 1),
-	CMD("CREATE", cmd_create, 0, -2),
-	CMD("DELETE", cmd_delete, 0, 2),
-	CMD("TOPICS", cmd_topics, 0, -1),
-	CMD("REGISTER", cmd_register, 0, -2),
-	CMD("INFO", cmd_info, F_LOADING, -1),
-	CMD("STATS", cmd_info, F_LOADING, -1),
-	CMD("QUIT", cmd_quit, F_SUBMODE | F_NOW | F_LOADING, -1),
-	CMD("RESET", cmd_reset, F_SUBMODE | F_NOW | F_LOADING, 1),
-	CMD("ECHO", cmd_echo, F_LOADING, 2),
-	CMD("CONFIG", rmq__cmd_config, F_LOADING | F_ADMIN, -2),
-	CMD("SHUTDOWN", rmq__cmd_shutdown, F_LOADING | F_ADMIN | F_NOMULTI, -1),
-	CMD("COMMAND", cmd_command, F_LOADING, -1),
-	CMD("HELLO", cmd_hello, F_NOMULTI | F_LOADING, -1),
-	CMD("AUTH", cmd_auth, F_NOMULTI | F_LOADING, -2),
-	CMD("CLIENT", cmd_client, F_LOADING, -2),
-	CMD("SELECT", cmd_select, F_LOADING, 2),
-	CMD("WATCH", cmd_watch, F_NOW, -2),
-	CMD("UNWATCH", cmd_unwatch, 0, 1),
-	CMD("LATENCY", cmd_latency, F_LOADING, -2),
-	CMD("SLOWLOG", cmd_slowlog, F_LOADING, -2),
+	CMD("PUBLISH", cmd_publish, 0, 3, RMQ_CAT_PUBLISH),
+	CMD("MPUBLISH", cmd_mpublish, 0, -3, RMQ_CAT_PUBLISH),
+	CMD("PULL", cmd_pull, 0, -2, RMQ_CAT_SUBSCRIBE),
+	CMD("ACK", cmd_ack, 0, 3, RMQ_CAT_SUBSCRIBE),
+	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING, -1, RMQ_CAT_CONNECTION),
+	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE | F_NOMULTI, -2, RMQ_CAT_SUBSCRIBE),
+	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE | F_NOMULTI, -1, RMQ_CAT_SUBSCRIBE),
+	CMD("PSUBSCRIBE", cmd_psubscribe, F_SUBMODE | F_NOMULTI, -2, RMQ_CAT_SUBSCRIBE),
+	CMD("PUNSUBSCRIBE", cmd_punsubscribe, F_SUBMODE | F_NOMULTI, -1, RMQ_CAT_SUBSCRIBE),
+	/* lists topics and their subscriber counts, as TOPICS */
+	CMD("PUBSUB", cmd_pubsub, F_LOADING, -2, RMQ_CAT_READ),
+	CMD("DSUBSCRIBE", cmd_dsubscribe, 0, -2, RMQ_CAT_SUBSCRIBE),
+	CMD("DUNSUBSCRIBE", cmd_dunsubscribe, 0, -1, RMQ_CAT_SUBSCRIBE),
+	/* transactions are the connection's: what runs inside is checked
+	 * as it is queued and again when EXEC runs it */
+	CMD("MULTI", cmd_multi, F_NOW, 1, RMQ_CAT_CONNECTION),
+	CMD("EXEC", cmd_exec, F_NOW, 1, RMQ_CAT_CONNECTION),
+	CMD("DISCARD", cmd_discard, F_NOW, 1, RMQ_CAT_CONNECTION),
+	CMD("CREATE", cmd_create, 0, -2, RMQ_CAT_TOPICADMIN),
+	CMD("DELETE", cmd_delete, 0, 2, RMQ_CAT_TOPICADMIN),
+	CMD("TOPICS", cmd_topics, 0, -1, RMQ_CAT_READ),
+	/* REGISTER PUBLISHER and REGISTER SUBSCRIBER */
+	CMD("REGISTER", cmd_register, 0, -2, RMQ_CAT_SUBSCRIBE | RMQ_CAT_PUBLISH),
+	CMD("INFO", cmd_info, F_LOADING, -1, RMQ_CAT_ADMIN),
+	CMD("STATS", cmd_info, F_LOADING, -1, RMQ_CAT_ADMIN),
+	CMD("QUIT", cmd_quit, F_SUBMODE | F_NOW | F_LOADING | F_NOAUTH, -1, RMQ_CAT_CONNECTION),
+	CMD("RESET", cmd_reset, F_SUBMODE | F_NOW | F_LOADING | F_NOAUTH, 1, RMQ_CAT_CONNECTION),
+	CMD("ECHO", cmd_echo, F_LOADING, 2, RMQ_CAT_CONNECTION),
+	CMD("CONFIG", rmq__cmd_config, F_LOADING, -2, RMQ_CAT_ADMIN),
+	CMD("SHUTDOWN", rmq__cmd_shutdown, F_LOADING | F_NOMULTI, -1, RMQ_CAT_ADMIN),
+	CMD("COMMAND", cmd_command, F_LOADING, -1, RMQ_CAT_CONNECTION),
+	CMD("HELLO", cmd_hello, F_NOMULTI | F_LOADING | F_NOAUTH, -1, RMQ_CAT_CONNECTION),
+	CMD("AUTH", rmq__cmd_auth, F_SUBMODE | F_NOMULTI | F_LOADING | F_NOAUTH, -2,
+	    RMQ_CAT_CONNECTION),
+	CMD("CLIENT", cmd_client, F_LOADING, -2, RMQ_CAT_CONNECTION),
+	CMD("SELECT", cmd_select, F_LOADING, 2, RMQ_CAT_CONNECTION),
+	CMD("WATCH", cmd_watch, F_NOW, -2, RMQ_CAT_CONNECTION),
+	CMD("UNWATCH", cmd_unwatch, 0, 1, RMQ_CAT_CONNECTION),
+	CMD("LATENCY", cmd_latency, F_LOADING, -2, RMQ_CAT_ADMIN),
+	CMD("SLOWLOG", cmd_slowlog, F_LOADING, -2, RMQ_CAT_ADMIN),
+	CMD("ACL", rmq__cmd_acl, F_LOADING, -2, RMQ_CAT_ADMIN),
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+_Static_assert(NCOMMANDS <= RMQ_ACL_MAX_COMMANDS, "a user's command bitmap has 64 bits");
+
+size_t rmq__cmd_count(void)
+{
+	return NCOMMANDS;
+}
+
+const char *rmq__cmd_name(size_t i)
+{
+	return commands[i].name;
+}
+
+unsigned rmq__cmd_cats(size_t i)
+{
+	return commands[i].cats;
+}
 
 /* A name of 1..16 bytes as two words that together cover every byte:
  * overlapping loads of its first and last 8 (or 4) bytes, or three single
@@ -1825,6 +1911,15 @@ static const struct command *cmd_find(const struct rmq_arg *a)
 		    command_keys[i].hi == k.hi)
 			return &commands[i];
 	return NULL;
+}
+
+/* The ACL check of dispatch for a request that conn_split runs in parts:
+ * made once, for the whole, before its first part. */
+static bool cmd_permitted(struct conn *c, const struct rmq_arg *argv, size_t argc)
+{
+	const struct command *cmd = cmd_find(&argv[0]);
+	return cmd && rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name, cmd->flags & F_NOAUTH,
+				      argv, argc);
 }
 
 /* --- MULTI / EXEC / DISCARD ---
@@ -1943,6 +2038,11 @@ static void cmd_exec(struct conn *c, struct rmq_arg *argv, size_t argc)
 			p += 4 + len;
 		}
 		const struct command *cmd = cmd_find(&av[0]); /* found when queued */
+		/* Permitted when queued; the user's rules may have changed
+		 * since: as Redis, checked again, a refusal is its entry. */
+		if (!rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name, cmd->flags & F_NOAUTH,
+				     av, ac))
+			continue;
 		/* A command that takes turns of the loop (TOPICS, INFO topics)
 		 * runs them all now: its reply belongs in this array. */
 		do {
@@ -1994,7 +2094,8 @@ void rmq__cmd_publish_run_arm(struct conn *c, struct publish_run *run, const cha
 	if (!cmd || cmd->fn != cmd_publish)
 		return;
 	struct rmq_topic *t = cached_topic(c);
-	if (!t || t->name_len != argv[1].len || memcmp(t->name, argv[1].p, argv[1].len) != 0)
+	if (!t || t->name_len != argv[1].len || memcmp(t->name, argv[1].p, argv[1].len) != 0 ||
+	    !rmq__acl_publish_cached(c))
 		return;
 	run->hdr = frame;
 	run->hlen = (size_t)(argv[1].p + argv[1].len + 3 - frame);
@@ -2039,7 +2140,7 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
 	 * run; what else can change is checked here: a quiescent state or a
 	 * delete (cached_topic). */
 	struct rmq_topic *t = cached_topic(c);
-	if (!t)
+	if (!t || !rmq__acl_publish_cached(c)) /* an ACL change: decide again */
 		return 0;
 	/* payloads over --max-payload take the ordinary path, which refuses them */
 	const struct rmq_resp_limits *lim = &srv_of(c)->pay_lim;
@@ -2097,6 +2198,12 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 		rmq_resp_errorf(o, "ERR unknown command '%.*s', with args beginning with: %s",
 				(int)shown, argv[0].p, argc > 1 ? "..." : "");
 		if (c->in_multi) /* as Redis: an unknown command aborts EXEC */
+			c->multi_dirty = true;
+	} else if (RMQ_UNLIKELY(!rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name,
+						 cmd->flags & F_NOAUTH, argv, argc))) {
+		/* NOAUTH or NOPERM written, before anything else is said about
+		 * the command (as Redis); inside MULTI, EXEC will abort */
+		if (c->in_multi)
 			c->multi_dirty = true;
 	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&
 		   (cmd->fn == cmd_subscribe || cmd->fn == cmd_psubscribe) && !c->dsub) {

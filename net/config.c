@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "platform.h"
@@ -114,6 +115,12 @@ static const struct setting table[] = {
 	  "expected an OpenSSL TLS 1.3 ciphersuite list", NULL },
 	{ "tls-prefer-server-ciphers", K_BOOL, F(tls_prefer_server_ciphers), 0, 0, false,
 	  RMQ_CONF_BOOL | RMQ_CONF_RUNTIME, "expected yes or no", NULL },
+	/* security (acl.h): requirepass "" is no password (Redis's form) */
+	{ "requirepass", K_STRING, F(requirepass), 0, 0, false, RMQ_CONF_RUNTIME | RMQ_CONF_SECRET,
+	  "expected a password", NULL },
+	{ "aclfile", K_STRING, F(aclfile), 1, 0, false, 0, "expected a file", NULL },
+	{ "protected-mode", K_BOOL, F(protected_mode), 0, 0, false, RMQ_CONF_RUNTIME,
+	  "expected yes or no", NULL },
 };
 #define NSETTINGS (sizeof(table) / sizeof(table[0]))
 
@@ -433,14 +440,19 @@ int rmq_config_load_file(struct rmq_server_config *cfg, const char *path, char *
 					 lineno, name);
 				rc = -1;
 			} else if (!value[0] && !(flags & RMQ_CONF_BOOL) &&
-				   strcmp(name, "log-file") != 0) {
+				   !(find(name)->kind == K_STRING && find(name)->min == 0)) {
+				/* "" is a value only for log-file (stderr) and
+				 * requirepass (none) */
 				snprintf(err, errlen, "%s:%u: '%s' needs a value", path, lineno,
 					 name);
 				rc = -1;
 			} else {
 				char w[128];
-				if (rmq_config_set(cfg, name, value[0] ? value : "yes", w,
-						   sizeof(w)) != 0) {
+				/* a switch alone means yes; an empty string
+				 * is itself otherwise */
+				const char *v =
+					!value[0] && (flags & RMQ_CONF_BOOL) ? "yes" : value;
+				if (rmq_config_set(cfg, name, v, w, sizeof(w)) != 0) {
 					snprintf(err, errlen,
 						 "%s:%u: invalid value '%.128s' for %s: %s", path,
 						 lineno, value, name, w);
@@ -575,10 +587,20 @@ int rmq_config_rewrite(const struct rmq_server_config *cfg, char *err, size_t er
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/* The file keeps its permissions; one that holds a password is
+	 * readable by its owner only, whatever they were. */
+	struct stat st;
+	mode_t mode = stat(path, &st) == 0 ? st.st_mode & 07777 : 0644;
+	for (size_t i = 0; i < NSETTINGS; i++)
+		if (table[i].flags & RMQ_CONF_SECRET) {
+			rmq_config_get(cfg, table[i].name, val, sizeof(val));
+			if (val[0])
+				mode &= 0700;
+		}
 	char tmp[4096];
 	snprintf(tmp, sizeof(tmp), "%s.rewrite.%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	int rc = fd < 0 ? -1 : 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int rc = fd < 0 || fchmod(fd, mode) != 0 ? -1 : 0;
 	for (size_t off = 0; rc == 0 && off < len;) {
 		ssize_t w = write(fd, out + off, len - off);
 		if (w < 0 && errno == EINTR)

@@ -23,6 +23,9 @@
 /* The setting's flags (rmq_config_lookup). */
 #define RMQ_CONF_BOOL 1u    /* a switch: "--repair" alone means yes */
 #define RMQ_CONF_RUNTIME 2u /* CONFIG SET may change it while running */
+/* A password: never logged, and a file that holds it is written readable
+ * by its owner only (CONFIG REWRITE). */
+#define RMQ_CONF_SECRET 4u
 
 /* Whether name is a setting; *flags gets its RMQ_CONF_* flags. */
 RMQ_API bool rmq_config_lookup(const char *name, unsigned *flags);

@@ -348,6 +348,7 @@ void rmq__conn_free(struct conn *c)
 	rmq_buf_free(&c->multi);
 	free(c->plive);
 	rmq__cmd_free_state(c);
+	rmq__acl_conn_fini(c);
 	free(c->name);
 	free(c->lib_name);
 	free(c->lib_ver);

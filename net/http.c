@@ -5,8 +5,10 @@
 #define _GNU_SOURCE
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -25,7 +27,9 @@
 #define HTTP_TIMEOUT_MS 5000
 
 struct hclient {
-	int fd; /* -1: free slot */
+	int fd;                          /* -1: free slot */
+	char peer[INET6_ADDRSTRLEN + 8]; /* "ip:port" */
+	bool loopback;
 	uint64_t deadline_ms;
 	size_t len;
 	char head[HTTP_HEAD_MAX];
@@ -63,6 +67,8 @@ static const char *reason(int status)
 	switch (status) {
 	case 200: return "OK";
 	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 431: return "Request Header Fields Too Large";
@@ -108,10 +114,19 @@ static void handle(struct rmq_http *h, struct hclient *c)
 	if (strcmp(c->head, "GET") != 0 && !head_only)
 		return respond_text(c, 405, "method not allowed\n", false, "Allow: GET, HEAD\r\n");
 	/* a body is not expected: a request that announces one is refused */
+	const char *auth = NULL;
 	for (char *p = eol + 2; *p;) {
 		char *e = strstr(p, "\r\n");
 		if (!e)
 			break;
+		if (!strncasecmp(p, "Authorization:", 14)) {
+			*e = '\0'; /* the value ends the line */
+			auth = p + 14;
+			while (*auth == ' ' || *auth == '\t')
+				auth++;
+			p = e + 2;
+			continue;
+		}
 		if (!strncasecmp(p, "Content-Length:", 15) && strtoull(p + 15, NULL, 10) > 0)
 			return respond_text(c, 400, "request bodies are not accepted\n", false,
 					    NULL);
@@ -126,9 +141,36 @@ static void handle(struct rmq_http *h, struct hclient *c)
 		*q = '\0';
 	struct rmq_buf body = { 0 };
 	const char *ctype = "text/plain; charset=utf-8";
-	int status = h->fn(h->ctx, path, &body, &ctype);
-	respond(c, status, ctype, body.data ? body.data : "", body.len, head_only, NULL);
+	struct rmq_http_request req = {
+		.path = path, .authorization = auth, .peer = c->peer, .peer_loopback = c->loopback
+	};
+	int status = h->fn(h->ctx, &req, &body, &ctype);
+	respond(c, status, ctype, body.data ? body.data : "", body.len, head_only,
+		status == 401 ? "WWW-Authenticate: Basic realm=\"ringmq\", charset=\"UTF-8\"\r\n"
+			      : NULL);
 	rmq_buf_free(&body);
+}
+
+/* "ip:port" of an accepted peer, and whether it is on this host. */
+static void peer_of(const struct sockaddr_storage *ss, char *out, size_t n, bool *loopback)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	*loopback = false;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+		port = ntohs(a->sin_port);
+		*loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+		port = ntohs(a->sin6_port);
+		*loopback =
+			IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+			(IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
+	}
+	snprintf(out, n, "%s:%u", ip, port);
 }
 
 static void client_read(struct rmq_http *h, struct hclient *c)
@@ -206,7 +248,11 @@ static void *http_main(void *arg)
 				client_write(c);
 		}
 		if (pfd[1].revents & POLLIN) {
-			int fd = accept4(h->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			memset(&ss, 0, sizeof(ss));
+			int fd = accept4(h->listen_fd, (struct sockaddr *)&ss, &sl,
+					 SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd >= 0) {
 				int i = 0;
 				while (i < HTTP_MAX_CLIENTS && h->cl[i].fd >= 0)
@@ -221,6 +267,8 @@ static void *http_main(void *arg)
 					close(fd);
 				} else {
 					h->cl[i].fd = fd;
+					peer_of(&ss, h->cl[i].peer, sizeof(h->cl[i].peer),
+						&h->cl[i].loopback);
 					h->cl[i].len = 0;
 					h->cl[i].writing = false;
 					h->cl[i].deadline_ms = now_ms() + HTTP_TIMEOUT_MS;

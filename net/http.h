@@ -3,6 +3,12 @@
  * only, no request bodies, one response per connection (Connection:
  * close), at most HTTP_MAX_CLIENTS at once.
  *
+ * The handler sees the path, the peer's address (and whether it is on
+ * this host) and the Authorization header, so that it may ask for HTTP
+ * Basic credentials (401 adds WWW-Authenticate). No TLS: credentials
+ * cross the network in the clear unless a proxy or the network protects
+ * them.
+ *
  * Bounds: a request head over 8 KiB gets 431, a client that has not sent
  * its whole head within 5 s is closed, a response is written within 5 s
  * or dropped. Other methods get 405, paths the handler does not know 404.
@@ -15,14 +21,25 @@
 #ifndef RMQ_HTTP_H
 #define RMQ_HTTP_H
 
+#include <stdbool.h>
+
 #include "buf.h"
 
 struct rmq_http;
 
-/* Answers a GET of path: returns the status (200, 404, 503, ...) and
- * writes the body to body and its type to *ctype (a static string). Runs
- * on the HTTP thread. */
-typedef int (*rmq_http_handler)(void *ctx, const char *path, struct rmq_buf *body,
+/* A request as the handler sees it; every pointer valid for the call. */
+struct rmq_http_request {
+	const char *path;          /* without the query string */
+	const char *authorization; /* the Authorization header's value; NULL: none */
+	const char *peer;          /* the client, "ip:port" */
+	bool peer_loopback;        /* the client is on this host (127/8, ::1) */
+};
+
+/* Answers a GET of req->path: returns the status (200, 401, 403, 404,
+ * 503, ...) and writes the body to body and its type to *ctype (a static
+ * string). A 401 goes out with WWW-Authenticate: Basic. Runs on the HTTP
+ * thread. */
+typedef int (*rmq_http_handler)(void *ctx, const struct rmq_http_request *req, struct rmq_buf *body,
 				const char **ctype);
 
 /* Called on the HTTP thread when it starts (start 1) and before it ends

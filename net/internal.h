@@ -17,6 +17,7 @@
 
 #include <ck_ring.h>
 
+#include "acl.h"
 #include "buf.h"
 #include "diag.h"
 #include "dsub.h"
@@ -202,6 +203,7 @@ struct conn {
 	bool tls_hs_timed_out;         /* closed by the handshake's deadline */
 	bool in_tls_pending;           /* in worker->tls_pending */
 	struct cds_list_head tls_link; /* worker->tls_pending */
+	struct rmq_conn_acl acl;       /* its user and permissions (acl.c) */
 };
 
 /* The channel on which a live subscriber is told that a topic it was
@@ -347,6 +349,7 @@ struct worker {
 	bool pos_dirty;      /* a PULL moved a durable position */
 	bool sync_always;    /* cfg.fsync == RMQ_FSYNC_ALWAYS with a data dir */
 	uint64_t sync_round; /* sync steps so far */
+	uint64_t acl_epoch;  /* the ACL epoch its connections were checked at */
 	uint64_t stats_gen;  /* srv->stats_epoch when stats were last reset */
 	struct worker_stats stats;
 } __attribute__((aligned(RMQ_CACHELINE)));
@@ -399,6 +402,8 @@ struct server {
 	_Atomic int shutdown_cmd;     /* SHUTDOWN asked (main thread logs it) */
 	bool has_main;                /* false in in-process drivers */
 	struct metrics *metrics;      /* metrics.c; NULL: --metrics-port 0 */
+	struct rmq_acl *acl;          /* users and permissions (acl.c) */
+	_Atomic bool protected_mode;  /* conf.protected_mode, for the acceptor */
 };
 
 /* A server's state without its sockets and threads, as rmq_server_run()
@@ -761,5 +766,110 @@ void rmq__pubsub_drop_all(struct conn *c);
 void rmq__pubsub_gone_free(struct conn *c);
 /* A watched topic was deleted: tell live subscribers and parked pullers. */
 void rmq__pubsub_topic_gone(struct rmq_watch *w);
+/* The command table, for acl.c: its size, and each command's upper-case
+ * name and categories (RMQ_CAT_*). */
+size_t rmq__cmd_count(void);
+const char *rmq__cmd_name(size_t i);
+unsigned rmq__cmd_cats(size_t i);
+
+/* --- acl.c: authentication and permissions (see acl.h) --- */
+/* Re-fetches c's user after the registry changed (a never authenticated
+ * connection gets the default user if that is open). */
+void rmq__acl_refresh(struct conn *c);
+/* Releases c's user (when c is freed). */
+void rmq__acl_conn_fini(struct conn *c);
+/* RESET: c is no longer authenticated; its next command makes it the
+ * default user's if that has no password (as Redis), else NOAUTH. */
+void rmq__acl_reset(struct conn *c);
+/* The slow paths of the checks below: they write the error reply (NOAUTH,
+ * NOPERM), count and log the denial (ACL LOG), and return false. */
+bool rmq__acl_permit_slow(struct conn *c, size_t idx, const char *name, bool noauth,
+			  const struct rmq_arg *argv, size_t argc);
+bool rmq__acl_topic_slow(struct conn *c, const char *t, size_t n, bool reply);
+/* Subcommands Redis puts in @admin under a command that is not (CLIENT
+ * LIST, CLIENT KILL): true if c's user may run every @admin command, else
+ * writes NOPERM naming what ("client|kill"), counts and logs it. */
+bool rmq__acl_admin(struct conn *c, const char *what);
+bool rmq__acl_publish_slow(struct conn *c, const char *t, size_t n);
+/* May c run command idx of the table, argv (noauth: one that needs no
+ * user, such as AUTH)? One compare and one bit test when it may. Any
+ * authenticated user may run ACL WHOAMI (as in Redis, where it is in no
+ * dangerous category). */
+static inline bool rmq__acl_permit(struct conn *c, size_t idx, const char *name, bool noauth,
+				   const struct rmq_arg *argv, size_t argc)
+{
+	if (RMQ_LIKELY(c->acl.epoch == rmq_acl_epoch(c->worker->srv->acl) &&
+		       (c->acl.cmds >> idx & 1)))
+		return true;
+	return rmq__acl_permit_slow(c, idx, name, noauth, argv, argc);
+}
+/* May c's user use topic t (publish, subscribe, create, delete, pull)? */
+static inline bool rmq__acl_topic(struct conn *c, const char *t, size_t n)
+{
+	return RMQ_LIKELY(c->acl.all_topics) || rmq__acl_topic_slow(c, t, n, true);
+}
+/* May c publish to t, its cached topic (c->pub_topic)? The decision is
+ * cached in c->acl.pub_ok until the cached topic or the ACL epoch
+ * changes, so a run of publishes to one topic checks one flag. */
+static inline bool rmq__acl_publish(struct conn *c, const char *t, size_t n)
+{
+	return RMQ_LIKELY(c->acl.pub_ok) || rmq__acl_publish_slow(c, t, n);
+}
+/* Whether c's cached publish decision still holds (the fast PUBLISH run). */
+static inline bool rmq__acl_publish_cached(struct conn *c)
+{
+	return RMQ_LIKELY(c->acl.pub_ok && c->acl.epoch == rmq_acl_epoch(c->worker->srv->acl));
+}
+/* REGISTER SUBSCRIBER sub: records c's user as the owner of a new
+ * subscriber; false (NOPERM written) when it belongs to another user. */
+bool rmq__acl_claim_subscriber(struct conn *c, const char *sub, size_t n);
+/* After a change of the users, on w's thread: re-fetches each connection's
+ * user and closes those whose user is gone or disabled or may no longer
+ * hold their subscriptions (Redis 7 disconnects such subscribers too). */
+void rmq__acl_worker_check(struct worker *w);
+/* Authenticates c as user (NULL: default) with pass: 0, or -1 (counted
+ * and logged; the caller writes -WRONGPASS). HELLO ... AUTH calls it. */
+int rmq__acl_auth(struct conn *c, const struct rmq_arg *user, const struct rmq_arg *pass);
+void rmq__cmd_auth(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* CLIENT INFO's line for c, newline-terminated, appended to b (cmd.c). */
+void rmq__cmd_client_info(struct conn *c, struct rmq_buf *b);
+void rmq__cmd_acl(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* Reloads the ACL file (ACL LOAD, SIGHUP): all or nothing. 0, or -1 with
+ * err set. */
+int rmq__acl_reload(struct server *srv, char *err, size_t errlen);
+/* INFO's acl_access_denied_* lines. */
+void rmq__acl_info(struct server *srv, struct rmq_buf *b);
+/* Refusals so far, for /metrics: NOAUTH replies, NOPERM replies (commands,
+ * topics, patterns, subscribers), failed authentications. */
+struct rmq_acl_counts {
+	uint64_t noauth, noperm, auth_failures;
+};
+void rmq__acl_counts(struct server *srv, struct rmq_acl_counts *out);
+bool rmq__acl_has_file(const struct server *srv);
+/* HELLO without AUTH: true if c has a user, else writes NOAUTH (as Redis)
+ * and returns false. */
+bool rmq__acl_authenticated(struct conn *c);
+/* c's user's name ("default" before AUTH), valid while c's user is. */
+const char *rmq__acl_user_name(const struct conn *c);
+/* PSUBSCRIBE pattern p: true if one of c's user's topic patterns covers
+ * it (rmq_glob_covers), else writes NOPERM, counts and logs it. */
+bool rmq__acl_pattern(struct conn *c, const char *p, size_t n);
+/* CONFIG SET requirepass: the default user's password (NULL or "":
+ * nopass), its other rules as they are; every worker re-checks. */
+void rmq__acl_set_requirepass(struct server *srv, const char *pass);
+/* Appends the owners of durable subscribers made since the last call to
+ * <dir>/acl-owners (fdatasync'd with sync): called before the subscribers'
+ * own files are written (persist.c), so that no subscriber is on disk
+ * without its owner. Any thread; appends are serialised. */
+void rmq__acl_owners_flush(struct server *srv, bool sync);
+/* /metrics over HTTP (metrics.c): may a scrape from peer ("ip:port";
+ * loopback: from this host) with this Authorization header value (NULL:
+ * none) read it? Loopback peers may, and anyone while the default user is
+ * open (nothing to authenticate with); others need HTTP Basic credentials
+ * of a user that may run INFO. Returns 0 (yes), 401 (no or wrong
+ * credentials: counted and logged as a failed AUTH when some were given)
+ * or 403 (a user without INFO: counted and logged as NOPERM). */
+int rmq__acl_http_check(struct server *srv, bool loopback, const char *authorization,
+			const char *peer);
 
 #endif

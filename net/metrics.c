@@ -12,6 +12,13 @@
  * Per-topic series: the first --metrics-max-topics topics in the table's
  * scan order (stable while the set of topics is) get their own label
  * value, the others are summed under topic="_other".
+ *
+ * Access: /metrics names topics and durable subscribers. Clients on this
+ * host may always read it; while the default user is open (no password,
+ * no ACL file) so may anyone who reaches --metrics-bind; otherwise a
+ * client from another host must send HTTP Basic credentials of a user that
+ * may run INFO (acl.c, rmq__acl_http_check). /healthz says only ok or
+ * loading, and is open to all.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -273,8 +280,14 @@ static void scrape(struct server *s, struct rmq_buf *b)
 	mf(b, "ringmq_refused_total{reason=\"FULL\"} %llu\n", (unsigned long long)bt.rejected);
 	mf(b, "ringmq_refused_total{reason=\"OOM\"} %llu\n",
 	   (unsigned long long)atomic_load(&s->oom_refused));
-	mf(b, "ringmq_refused_total{reason=\"NOAUTH\"} 0\n");
-	mf(b, "ringmq_refused_total{reason=\"NOPERM\"} 0\n");
+	struct rmq_acl_counts ac;
+	rmq__acl_counts(s, &ac);
+	mf(b, "ringmq_refused_total{reason=\"NOAUTH\"} %llu\n", (unsigned long long)ac.noauth);
+	mf(b, "ringmq_refused_total{reason=\"NOPERM\"} %llu\n", (unsigned long long)ac.noperm);
+	one(b, "ringmq_auth_failures_total", "counter",
+	    "Failed authentications (AUTH, HELLO AUTH, HTTP Basic on /metrics); INFO's "
+	    "acl_access_denied_auth.",
+	    (double)ac.auth_failures);
 	one(b, "ringmq_protocol_errors_total", "counter", "Connections closed on a protocol error.",
 	    (double)tot[8]);
 	one(b, "ringmq_frame_timeouts_total", "counter",
@@ -368,10 +381,22 @@ static void scrape(struct server *s, struct rmq_buf *b)
 	    "Messages all durable subscribers together have yet to read.", (double)sw.total_lag);
 }
 
-static int handler(void *ctx, const char *path, struct rmq_buf *body, const char **ctype)
+static int handler(void *ctx, const struct rmq_http_request *req, struct rmq_buf *body,
+		   const char **ctype)
 {
 	struct metrics *m = ctx;
+	const char *path = req->path;
 	if (!strcmp(path, "/metrics")) {
+		/* per-topic names and figures: with auth configured, a client
+		 * from another host must be a user that may run INFO (acl.c) */
+		int deny = rmq__acl_http_check(m->srv, req->peer_loopback, req->authorization,
+					       req->peer);
+		if (deny) {
+			const char *msg = deny == 401 ? "authentication required\n"
+						      : "forbidden: the user may not run INFO\n";
+			rmq_buf_append(body, msg, strlen(msg));
+			return deny;
+		}
 		*ctype = "text/plain; version=0.0.4; charset=utf-8";
 		scrape(m->srv, body);
 		return 200;

@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <errno.h>
@@ -41,6 +42,7 @@ void rmq__ops_init(struct server *srv)
 	srv->conf = srv->cfg;
 	atomic_store(&srv->maxmemory, srv->cfg.maxmemory);
 	atomic_store(&srv->metrics_max_topics, srv->cfg.metrics_max_topics);
+	atomic_store(&srv->protected_mode, srv->cfg.protected_mode);
 }
 
 void rmq__ops_fini(struct server *srv)
@@ -171,18 +173,32 @@ static void sighup_tls(struct server *srv)
 
 void rmq__ops_sighup(struct server *srv)
 {
-	sighup_tls(srv);
+	/* The log first: what the reload says goes to the new file. */
 	if (!srv->cfg.log_file || !srv->cfg.log_file[0]) {
 		rmq_diagf(RMQ_DIAG_INFO, "received SIGHUP: no log file to reopen");
-		return;
+	} else {
+		int rc = rmq_diag_reopen();
+		if (rc == 0)
+			rmq_diagf(RMQ_DIAG_INFO, "received SIGHUP: log file %s reopened",
+				  srv->cfg.log_file);
+		else
+			rmq_diagf(RMQ_DIAG_ERROR,
+				  "received SIGHUP: cannot reopen the log file %s: %s",
+				  srv->cfg.log_file, strerror(-rc));
 	}
-	int rc = rmq_diag_reopen();
-	if (rc == 0)
-		rmq_diagf(RMQ_DIAG_INFO, "received SIGHUP: log file %s reopened",
-			  srv->cfg.log_file);
+	/* Then the TLS certificates (a bad file keeps the old ones), */
+	sighup_tls(srv);
+	/* then the ACL file, all or nothing (ACL LOAD): a bad file keeps
+	 * the users as they were, and says why. */
+	if (!rmq__acl_has_file(srv))
+		return;
+	char err[512];
+	if (rmq__acl_reload(srv, err, sizeof(err)) == 0)
+		rmq_diagf(RMQ_DIAG_INFO, "received SIGHUP: ACL file %s reloaded", srv->cfg.aclfile);
 	else
-		rmq_diagf(RMQ_DIAG_ERROR, "received SIGHUP: cannot reopen the log file %s: %s",
-			  srv->cfg.log_file, strerror(-rc));
+		rmq_diagf(RMQ_DIAG_ERROR,
+			  "received SIGHUP: ACL file not reloaded, the users stay as they were: %s",
+			  err);
 }
 
 void rmq__ops_sd_notify(const char *state)
@@ -270,12 +286,23 @@ static void config_get(struct conn *c, struct server *srv, struct rmq_arg *argv,
 	rmq_buf_free(&tmp);
 }
 
-/* Makes the runtime settings of srv->conf take effect (conf_lock held). */
-static void apply_runtime(struct server *srv)
+static bool str_eq(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+/* Makes the runtime settings of srv->conf take effect (conf_lock held);
+ * old: what they were. requirepass sets the default user's password (""
+ * makes it nopass) only when it changed, as Redis: ACL SETUSER default
+ * rules made since stay otherwise. */
+static void apply_runtime(struct server *srv, const struct rmq_server_config *old)
 {
 	rmq_diag_set_level(srv->conf.log_level);
 	atomic_store(&srv->maxmemory, srv->conf.maxmemory);
 	atomic_store(&srv->metrics_max_topics, srv->conf.metrics_max_topics);
+	atomic_store(&srv->protected_mode, srv->conf.protected_mode);
+	if (!str_eq(old->requirepass, srv->conf.requirepass))
+		rmq__acl_set_requirepass(srv, srv->conf.requirepass);
 }
 
 /* CONFIG SET name value [name value ...]: all or none, as Redis 7. */
@@ -305,10 +332,19 @@ static void config_set(struct conn *c, struct server *srv, struct rmq_arg *argv,
 				&c->out,
 				"ERR CONFIG SET failed (possibly related to argument '%s') - can't set "
 				"immutable config: restart the server with the new value (the settings "
-				"CONFIG SET changes: log-level, maxmemory, metrics-max-topics, tls-*)",
+				"CONFIG SET changes: log-level, maxmemory, metrics-max-topics, "
+				"requirepass, protected-mode, tls-*)",
 				name);
 		}
 		tls |= strncasecmp(name, "tls-", 4) == 0;
+		if (!strcasecmp(name, "requirepass") && srv->conf.aclfile) {
+			pthread_mutex_unlock(&srv->conf_lock);
+			return rmq_resp_error(
+				&c->out,
+				"ERR CONFIG SET failed (possibly related to argument 'requirepass') - "
+				"the users come from the ACL file (--aclfile): set the default user's "
+				"password with ACL SETUSER default resetpass >PASSWORD, then ACL SAVE");
+		}
 		if (argv[k + 1].len >= sizeof(val) ||
 		    rmq_config_set(&next, name, val, why, sizeof(why)) != 0) {
 			pthread_mutex_unlock(&srv->conf_lock);
@@ -326,13 +362,20 @@ static void config_set(struct conn *c, struct server *srv, struct rmq_arg *argv,
 		pthread_mutex_unlock(&srv->conf_lock);
 		return rmq_resp_errorf(&c->out, "ERR CONFIG SET failed - TLS: %s", terr);
 	}
+	struct rmq_server_config old = srv->conf;
 	srv->conf = next;
-	apply_runtime(srv);
+	apply_runtime(srv, &old);
 	pthread_mutex_unlock(&srv->conf_lock);
-	for (size_t k = 2; k < argc; k += 2)
+	for (size_t k = 2; k < argc; k += 2) {
+		unsigned flags = 0;
+		arg_copy(&argv[k], name, sizeof(name));
+		(void)rmq_config_lookup(name, &flags);
+		bool secret = flags & RMQ_CONF_SECRET; /* never in a log */
 		rmq_diagf(RMQ_DIAG_INFO, CONN_LOG "CONFIG SET %.*s %.*s", CONN_ARGS(c),
 			  (int)argv[k].len, argv[k].p,
-			  (int)(argv[k + 1].len > 200 ? 200 : argv[k + 1].len), argv[k + 1].p);
+			  secret ? 5 : (int)(argv[k + 1].len > 200 ? 200 : argv[k + 1].len),
+			  secret ? "(...)" : argv[k + 1].p);
+	}
 	rmq_resp_simple(&c->out, "OK");
 }
 
@@ -382,8 +425,9 @@ void rmq__cmd_config(struct conn *c, struct rmq_arg *argv, size_t argc)
 			"GET <pattern> [<pattern> ...]",
 			"    Return the settings whose names match the glob-style patterns.",
 			"SET <name> <value> [<name> <value> ...]",
-			"    Change log-level, maxmemory, metrics-max-topics or the tls-* settings",
-			"    (which reloads the certificates) at run time.",
+			"    Change log-level, maxmemory, metrics-max-topics, requirepass,",
+			"    protected-mode or the tls-* settings (which reloads the",
+			"    certificates) at run time.",
 			"RESETSTAT",
 			"    Reset the counters reported by INFO and /metrics.",
 			"REWRITE",

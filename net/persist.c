@@ -191,6 +191,9 @@ static void hook_changed(void *ctx, const char *name, size_t len,
 /* Rewrites the files of the subscribers that changed. Online caller. */
 static void save_changed_subs(struct persist *p)
 {
+	/* their owners first (acl.c): no subscriber on disk without its
+	 * owner, so that a crash cannot hand one to the default user */
+	rmq__acl_owners_flush(p->srv, p->srv->cfg.fsync != RMQ_FSYNC_NO);
 	pthread_mutex_lock(&p->dq_mu);
 	char **names = p->dq;
 	size_t *lens = p->dq_len, n = p->ndq;

@@ -59,6 +59,9 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->tls_protocols = RMQ_TLS_V1_2 | RMQ_TLS_V1_3;
 	cfg->tls_ciphers = cfg->tls_ciphersuites = NULL;
 	cfg->tls_prefer_server_ciphers = false;
+	cfg->requirepass = NULL;
+	cfg->aclfile = NULL;
+	cfg->protected_mode = true;
 }
 
 /* The default --max-client-memory: this share of what the process may use. */
@@ -126,6 +129,12 @@ int rmq__server_state_init(struct server *srv, rmq_wake_fn wake)
 	srv->nworkers = cfg->threads;
 	srv->started_ms = rmq_now_ms();
 	rmq__ops_init(srv);
+	char err[512];
+	srv->acl = rmq_acl_new(cfg->requirepass, cfg->aclfile, err, sizeof(err));
+	if (!srv->acl) {
+		fprintf(stderr, "ringmq-server: %s\n", err);
+		return -EINVAL;
+	}
 	srv->broker = rmq_broker_new(srv->nworkers, wake, srv);
 	if (!srv->broker)
 		return -EINVAL; /* threads out of 1..RMQ_MAX_SHARDS */
@@ -172,7 +181,9 @@ void rmq__server_state_fini(struct server *srv)
 		rmq__worker_fini(&srv->workers[i]);
 	free(srv->workers);
 	rmq__ops_fini(srv);
+	rmq_acl_free(srv->acl);
 	srv->dsubs = NULL;
+	srv->acl = NULL;
 	srv->broker = NULL;
 	srv->workers = NULL;
 }
@@ -319,6 +330,8 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	urcu_qsbr_register_thread();
 	if (rc == 0)
 		rc = rmq__server_state_init(srv, broker_wake);
+	if (rc == 0) /* durable subscribers' owners, before any REGISTER */
+		rmq_acl_set_dir(srv->acl, cfg->dir);
 	if (rc == 0)
 		rc = rmq__persist_start(srv); /* recovers while the workers serve */
 	/* The main thread only waits for signals from here on. */
@@ -392,6 +405,13 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	rmq_diagf(RMQ_DIAG_INFO,
 		  "ringmq %s: %u worker threads, max payload %zu bytes, max clients %u",
 		  RMQ_VERSION, srv->nworkers, cfg->max_payload, cfg->max_clients);
+	if (cfg->protected_mode && !cfg->aclfile && rmq_acl_default_open(srv->acl) &&
+	    strcmp(host, "localhost") != 0)
+		rmq_diagf(
+			RMQ_DIAG_WARN,
+			"protected mode: listening on %s with no password, so clients from other "
+			"hosts are refused; set --requirepass or --aclfile (or --protected-mode no)",
+			srv->cfg.bind);
 	if (cfg->dir)
 		rmq_diagf(RMQ_DIAG_INFO, "data directory %s, storage %s by default, fsync %s%s",
 			  cfg->dir, cfg->storage_disk ? "disk" : "memory",

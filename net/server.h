@@ -98,6 +98,11 @@ struct rmq_server_config {
 	const char *tls_ciphers;        /* TLS 1.2 cipher list; "": OpenSSL's */
 	const char *tls_ciphersuites;   /* TLS 1.3 suites; "": OpenSSL's */
 	bool tls_prefer_server_ciphers; /* our order, not the client's */
+	/* Security (net/acl.h). */
+	const char *requirepass; /* the default user's password; NULL or "": nopass */
+	const char *aclfile;     /* users and their rules; NULL: none */
+	bool protected_mode;     /* refuse remote clients while nothing
+				  * authenticates them (see README) */
 };
 
 /* Arguments other than payloads (command and topic names, numbers, ECHO's)

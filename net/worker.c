@@ -384,6 +384,7 @@ static void worker_loop(struct worker *w, bool once)
 	while (!atomic_load(&srv->stopping)) {
 		worker_take_new(w);
 		rmq__pattern_drain(w);
+		rmq__acl_worker_check(w); /* revoked permissions close their clients */
 		worker_drain_watches(w);
 		rmq_shard_housekeep(srv->broker, w->id);
 		worker_expire(w);

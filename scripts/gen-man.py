@@ -33,9 +33,11 @@ An error names the file and line and stops the server with exit status 2.
 .PP
 At run time \fBCONFIG GET\fR \fIpattern\fR shows the settings,
 \fBCONFIG SET\fR changes \fBlog-level\fR, \fBmaxmemory\fR,
-\fBmetrics-max-topics\fR and the \fBtls\-*\fR settings (which reloads the
-certificate files), and \fBCONFIG REWRITE\fR writes the running
-settings back to the file, keeping its comments and order.
+\fBmetrics-max-topics\fR, \fBrequirepass\fR, \fBprotected-mode\fR and the
+\fBtls\-*\fR settings (which reloads the certificate files), and
+\fBCONFIG REWRITE\fR writes the running settings back to the file, keeping
+its comments and order (a file that holds a password is made readable by
+its owner only).
 .SH TLS
 \fB\-\-tls\-port\fR serves TLS 1.2 and 1.3 (OpenSSL) beside the plain port;
 with it, \fB\-\-port 0\fR turns the plain port off.
@@ -53,7 +55,9 @@ and durable position, exit 0.
 The \fBSHUTDOWN\fR command does the same.
 .TP
 .B SIGHUP
-Reopen the \fB\-\-log\-file\fR (after a log rotation) and, with TLS, read
+Reopen the \fB\-\-log\-file\fR (after a log rotation), reload the
+\fB\-\-aclfile\fR if there is one (all or nothing: a file with an error
+keeps the users as they were, and the log says why) and, with TLS, read
 the certificate, key and CA files again (open sessions keep theirs).
 It never stops the server.
 .SH FILES
@@ -74,7 +78,9 @@ data directory; 2 on bad usage or a bad configuration file.
 
 
 def esc(s):
-    return s.replace("\\", "\\e").replace("-", "\\-")
+    s = s.replace("\\", "\\e").replace("-", "\\-")
+    # a line that starts with . or ' would be a troff request
+    return "\\&" + s if s[:1] in (".", "'") else s
 
 
 def to_troff(tool, text):

@@ -12,7 +12,7 @@ PKGS=(
   build-essential cmake pkg-config               # toolchain
   liburcu-dev libck-dev                          # core deps
   libhiredis-dev                                 # client library
-  libssl-dev                                     # TLS (OpenSSL): --tls-port, the clients' --tls
+  libssl-dev                                     # OpenSSL: TLS, SHA-256 of ACL passwords
 )
 # The rest is for developing: tests, sanitizers, lint, packaging.
 if [[ "${1:-}" != "run" ]]; then

@@ -1,7 +1,8 @@
 /* test_util.c - unit tests for core/util.c: rmq_parse_u64 (digits, K/M/G
  * suffixes, overflow, junk), rmq_u64toa at every digit-count edge,
  * rmq_hash (deterministic, length-sensitive, never 0), rmq_memdup and the
- * allocators, the monotonic clock.
+ * allocators, the monotonic clock, rmq_glob_covers (cases, and soundness
+ * against rmq_glob_match exhaustively over small patterns).
  */
 #include <criterion/criterion.h>
 
@@ -351,4 +352,104 @@ Test(util, clock_is_monotonic)
 		cr_assert_geq(c, b);
 		b = c;
 	}
+}
+
+/* --- rmq_glob_covers --- */
+
+static bool covers(const char *u, const char *p)
+{
+	return rmq_glob_covers(u, strlen(u), p, strlen(p));
+}
+
+Test(util, glob_covers_cases)
+{
+	/* what a user's topic patterns must allow a PSUBSCRIBE */
+	cr_assert(covers("*", "*"));
+	cr_assert(covers("*", "a?[bc]\\*"));
+	cr_assert(covers("news.*", "news.*"));
+	cr_assert(covers("news.*", "news.eu.*"));
+	cr_assert(covers("news.*", "news.e?"));
+	cr_assert(covers("news.*", "news.[ab]x"));
+	cr_assert(covers("news.*", "news.eu"));
+	cr_assert(covers("news.?", "news.[a-c]"));
+	cr_assert(covers("news.[a-z]", "news.[b-d]"));
+	cr_assert(covers("a*b*c", "a*b*c"));
+	cr_assert(covers("a*c", "ab*bc"));
+	cr_assert(covers("\\*", "\\*"));
+	cr_assert(covers("*", ""));
+	cr_assert(covers("x", "x"));
+	cr_assert(covers("a**b", "a*b"));
+	cr_assert(!covers("news.*", "*"));
+	cr_assert(!covers("news.*", "news*"));
+	cr_assert(!covers("news.*", "new?.*"));
+	cr_assert(!covers("news.?", "news.*"));
+	cr_assert(!covers("news.?", "news.??"));
+	cr_assert(!covers("news.[a-c]", "news.?"));
+	cr_assert(!covers("news.[b-d]", "news.[a-c]"));
+	cr_assert(!covers("news.[^a]", "news.[a-c]"));
+	cr_assert(covers("news.[^a]", "news.[b-c]"));
+	cr_assert(!covers("\\*", "*"));
+	cr_assert(!covers("a*b", "a*"));
+	cr_assert(!covers("?*", ""));
+	cr_assert(!covers("", "x"));
+	cr_assert(covers("", ""));
+	/* an unclosed class is a literal '[', as rmq_glob_match reads it */
+	cr_assert(covers("a[*", "a[b"));
+	cr_assert(!covers("a[b", "a[c"));
+	/* conservative: a covering pair no token-by-token reading shows */
+	cr_assert(!covers("*?", "?*"));
+	/* too long for the check: never covered */
+	char big[RMQ_GLOB_COVERS_MAX + 2];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	cr_assert(!covers("*", big));
+}
+
+/* A pattern over a small alphabet, from the bits of r, into out (cap
+ * bytes: 4 parts of at most 4 bytes fit in 17). */
+static void small_glob(uint32_t r, char *out, size_t cap)
+{
+	static const char *const parts[] = { "a", "b", "*", "?", "[ab]", "[^a]", "\\*", "c" };
+	size_t n = 1 + r % 4, len = 0;
+	out[0] = '\0';
+	r /= 4;
+	for (size_t i = 0; i < n; i++, r /= 8)
+		len += (size_t)snprintf(out + len, cap - len, "%s", parts[r % 8]);
+}
+
+/* Soundness, exhaustively over small cases: when u covers p, every string
+ * of up to 5 bytes over {a, b, c, *} that p matches, u matches. */
+Test(util, glob_covers_is_sound)
+{
+	static const char alpha[] = "abc*";
+	uint32_t seed = 12345;
+	size_t said_yes = 0;
+	for (int k = 0; k < 3000; k++) {
+		char u[32], p[32];
+		seed = seed * 1103515245u + 12345u;
+		small_glob(seed >> 8, u, sizeof(u));
+		seed = seed * 1103515245u + 12345u;
+		small_glob(seed >> 8, p, sizeof(p));
+		if (!covers(u, p))
+			continue;
+		said_yes++;
+		for (int len = 0; len <= 5; len++) {
+			int total = 1;
+			for (int i = 0; i < len; i++)
+				total *= 4;
+			for (int x = 0; x < total; x++) {
+				char s[8];
+				int v = x;
+				for (int i = 0; i < len; i++, v /= 4)
+					s[i] = alpha[v % 4];
+				if (rmq_glob_match(p, strlen(p), s, (size_t)len))
+					cr_assert(
+						rmq_glob_match(u, strlen(u), s, (size_t)len),
+						"'%s' said to cover '%s', but '%.*s' matches only the "
+						"second",
+						u, p, len, s);
+			}
+		}
+	}
+	cr_assert_gt(said_yes, 100u, "too few covering pairs to mean anything");
 }

@@ -32,7 +32,7 @@ TMO=()
 
 CASES=(usage no_server create publish_arg publish_stdin publish_stdin_stream live_subscribe live_two_topics
 	durable_pull durable_resume count delete_live delete_durable full json
-	redis_cli_publish redis_cli_subscribe env_url tls install readme_c_example)
+	redis_cli_publish redis_cli_subscribe env_url tls auth install readme_c_example)
 
 WORK=""
 PIDS=()
@@ -102,10 +102,10 @@ wait_lines() {
 	done
 }
 
-start_server() {
+start_server() { # start_server [SERVER-FLAG...]
 	# its own data directory, removed with $WORK
 	"$SERVER" --bind "$HOST" --port 0 --threads 2 --log-level warn \
-		--dir "$(mktemp -d "$WORK/data.XXXXXX")" \
+		--dir "$(mktemp -d "$WORK/data.XXXXXX")" "$@" \
 		>"$WORK/server.out" 2>"$WORK/server.err" &
 	SRV=$!
 	PIDS+=("$SRV")
@@ -751,6 +751,39 @@ case_tls() {
 	expect_grep "$WORK/x.err" "No such file" "missing file message"
 	stop_server
 	expect_rc 0 "server exit"
+
+# --user/--pass and RINGMQ_URL's USER:PASS@ against a server with a
+# password and a user limited to one topic.
+case_auth() {
+	start_server --requirepass adminpw
+	run c timeout "$T" "$PUB" -H "$HOST" -p "$PORT" "${TMO[@]}" --create t
+	expect_rc 7 "no password: NOAUTH"
+	expect_grep "$WORK/c.err" "Authentication required" "NOAUTH message"
+	run c timeout "$T" "$PUB" -H "$HOST" -p "$PORT" "${TMO[@]}" --pass wrong --create t
+	expect_rc 7 "wrong password"
+	expect_grep "$WORK/c.err" "invalid username-password pair" "WRONGPASS message"
+	run c timeout "$T" "$PUB" -H "$HOST" -p "$PORT" "${TMO[@]}" --pass adminpw --create t
+	expect_rc 0 "the default user's password"
+	run r timeout "$T" redis-cli -h "$HOST" -p "$PORT" --no-auth-warning -a adminpw \
+		ACL SETUSER alice on '>p@ss:w' '&t' +@publish +@subscribe +@connection
+	expect_file "$WORK/r.out" "OK" "ACL SETUSER"
+	run c timeout "$T" "$PUB" -H "$HOST" -p "$PORT" "${TMO[@]}" --user alice --pass 'p@ss:w' --publish t hi
+	expect_rc 0 "alice publishes to t"
+	run c timeout "$T" "$PUB" -H "$HOST" -p "$PORT" "${TMO[@]}" --user alice --pass 'p@ss:w' --create u
+	expect_rc 7 "alice may not create topics"
+	expect_grep "$WORK/c.err" "NOPERM|no permissions" "NOPERM message"
+	run c timeout "$T" "$PUB" -H "$HOST" -p "$PORT" "${TMO[@]}" --user alice --create u
+	expect_rc 2 "--user without --pass"
+	RINGMQ_URL="ringmq://alice:p%40ss%3Aw@$HOST:$PORT" run c timeout "$T" "$SUB" "${TMO[@]}" \
+		--name feed --pull t --from first
+	expect_rc 0 "RINGMQ_URL with USER:PASS@"
+	expect_grep "$WORK/c.out" "hi" "alice pulls what she published"
+	RINGMQ_URL="ringmq://alice:nope@$HOST:$PORT" run c timeout "$T" "$SUB" "${TMO[@]}" \
+		--name feed --pull t
+	expect_rc 7 "RINGMQ_URL with a wrong password"
+	if grep -q nope "$WORK/c.err"; then fail "the password was printed"; fi
+	RINGMQ_URL="ringmq://alice:%4@$HOST:$PORT" run c timeout "$T" "$SUB" --name f --pull t
+	expect_rc 2 "bad %-escape in RINGMQ_URL"
 }
 
 # install_prefix: `cmake --install` of RINGMQ_BUILD_DIR into $WORK/prefix,

@@ -1049,7 +1049,7 @@ Test(live, pushes_queued_during_subscribe)
 
 Test(errors, strings)
 {
-	for (int s = 0; s >= RMQ_ERR_NOMEM; s--) {
+	for (int s = 0; s >= RMQ_ERR_NOPERM; s--) {
 		cr_assert_not_null(rmq_strerror(s));
 		cr_assert_str_neq(rmq_strerror(s), "unknown status");
 	}
@@ -1057,6 +1057,42 @@ Test(errors, strings)
 	cr_assert_str_eq(rmq_client_errstr(NULL), "out of memory");
 	cr_assert_not_null(rmq_version());
 	cr_assert(strchr(rmq_version(), '.'));
+}
+
+/* rmq_auth and the statuses of refused authentication and permissions,
+ * against a user made with ACL SETUSER (over the harness's own client). */
+Test(errors, auth_and_noperm)
+{
+	struct e2e_client *adm = e2e_connect(g_port, TMO);
+	cr_assert_not_null(adm);
+	struct e2e_reply *r = e2e_cmd(adm, "ACL", "SETUSER", "lib", "on", ">libpw", "&ok.*",
+				      "+@publish", "+@connection", NULL);
+	cr_assert(r && r->type == E2E_STATUS, "%s", e2e_reply_str(r));
+	e2e_reply_free(r);
+	r = e2e_cmd(adm, "CREATE", "ok.1", NULL);
+	e2e_reply_free(r);
+	e2e_close(adm);
+
+	int st;
+	struct rmq_client *c = rmq_client_connect(HOST, g_port, TMO, &st);
+	cr_assert_eq(st, RMQ_OK);
+	/* the default user has no password here: AUTH pass is an error */
+	cr_assert_eq(rmq_auth(c, NULL, "x"), RMQ_ERR_SERVER);
+	cr_assert_eq(rmq_auth(c, "lib", "wrong"), RMQ_ERR_AUTH);
+	cr_assert(strstr(rmq_client_errstr(c), "invalid username-password pair"), "%s",
+		  rmq_client_errstr(c));
+	cr_assert_eq(rmq_auth(c, "lib", NULL), RMQ_ERR_ARG);
+	cr_assert_eq(rmq_auth(c, "lib", "libpw"), RMQ_OK);
+	uint64_t seq = 0;
+	cr_assert_eq(rmq_send(c, "ok.1", "m", 1, &seq), RMQ_OK);
+	cr_assert_eq(seq, 1);
+	cr_assert_eq(rmq_create_topic(c, "ok.2", NULL), RMQ_ERR_NOPERM);
+	cr_assert(strstr(rmq_client_errstr(c), "'create' command"), "%s", rmq_client_errstr(c));
+	cr_assert_eq(rmq_send(c, "other", "m", 1, &seq), RMQ_ERR_NOPERM);
+	/* the connection goes on */
+	cr_assert_eq(rmq_send(c, "ok.1", "n", 1, &seq), RMQ_OK);
+	cr_assert_eq(seq, 2);
+	rmq_client_close(c);
 }
 
 Test(errors, server_gone)

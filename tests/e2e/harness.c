@@ -355,8 +355,10 @@ static int server_start(struct e2e_server *s, const char *const *extra, int time
 		len += (size_t)r;
 		line[len] = 0;
 	}
-	static const char prefix[] = "Server started on localhost:";
-	char *p = line + sizeof(prefix) - 1;
+	/* "Server started on HOST:PORT": localhost, or the --bind address */
+	static const char prefix[] = "Server started on ";
+	char *p = strrchr(line, ':');
+	p = p ? p + 1 : line;
 	char *end = NULL;
 	long port = strncmp(line, prefix, sizeof(prefix) - 1) == 0 && isdigit((unsigned char)*p)
 			    ? strtol(p, &end, 10)
