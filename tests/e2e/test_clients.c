@@ -25,7 +25,7 @@ static const char *const FIELDS[] = {
 	"flags", "db",        "sub",      "psub",      "ssub", "multi", "watch",
 	"qbuf",  "qbuf-free", "argv-mem", "multi-mem", "rbs",  "rbp",   "obl",
 	"oll",   "omem",      "tot-mem",  "events",    "cmd",  "user",  "redir",
-	"resp",  "lib-name",  "lib-ver",  "worker",    "role",
+	"resp",  "lib-name",  "lib-ver",  "worker",    "role", "tls",
 };
 #define NFIELDS (sizeof(FIELDS) / sizeof(FIELDS[0]))
 
