@@ -751,6 +751,7 @@ case_tls() {
 	expect_grep "$WORK/x.err" "No such file" "missing file message"
 	stop_server
 	expect_rc 0 "server exit"
+}
 
 # --user/--pass and RINGMQ_URL's USER:PASS@ against a server with a
 # password and a user limited to one topic.
