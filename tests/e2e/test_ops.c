@@ -425,10 +425,10 @@ static char *http(int port, const char *req, size_t reqlen)
 		ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
 		if (n > 0)
 			len += (size_t)n;
-		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-			break;
-		else
+		else if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			e2e_sleep_ms(5);
+		else
+			break; /* EOF or a real error */
 	}
 	buf[len] = '\0';
 	e2e_close(c);
