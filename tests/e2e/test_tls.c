@@ -689,7 +689,8 @@ static char *http_get(int port, const char *path)
 	size_t cap = 1 << 20, len = c->len - c->off; /* what e2e_send read meanwhile */
 	char *buf = malloc(cap);
 	cr_assert_not_null(buf);
-	memcpy(buf, c->buf + c->off, len);
+	if (len)
+		memcpy(buf, c->buf + c->off, len);
 	uint64_t end = e2e_now_ms() + (uint64_t)E2E_MS(5000);
 	while (len + 1 < cap && e2e_now_ms() < end) {
 		ssize_t k = recv(c->fd, buf + len, cap - 1 - len, MSG_DONTWAIT);
