@@ -219,8 +219,8 @@ ssize_t rb_io_writev(int fd, const struct iovec *iov, int n)
 		}
 		done += (size_t)r;
 		/* advance over r bytes */
-		size_t left = (size_t)r;
-		while (left) {
+		size_t left = (size_t)r; /* never more than the pieces hold */
+		while (left && i < n) {
 			size_t take = iov[i].iov_len - off;
 			if (take > left)
 				take = left;
