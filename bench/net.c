@@ -218,8 +218,8 @@ ssize_t rb_io_writev(int fd, const struct iovec *iov, int n)
 			return done ? (ssize_t)done : f;
 		}
 		done += (size_t)r;
-		/* advance over r bytes */
-		size_t left = (size_t)r; /* never more than the pieces hold */
+		/* advance over r bytes (r <= k: within the pieces) */
+		size_t left = (size_t)r;
 		while (left && i < n) {
 			size_t take = iov[i].iov_len - off;
 			if (take > left)
