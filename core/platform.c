@@ -6,7 +6,20 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#ifdef __GLIBC__
+/* Tuning and trimming talk to glibc's malloc. A sanitizer brings its own
+ * allocator, and glibc's arenas are then never set up: malloc_trim() from
+ * two workers at once walked one half-initialised (ASan: SEGV in mtrim;
+ * at exit, glibc aborted in __malloc_arena_thread_freeres). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define RMQ_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+	__has_feature(memory_sanitizer)
+#define RMQ_SANITIZED 1
+#endif
+#endif
+#if defined(__GLIBC__) && !defined(RMQ_SANITIZED)
+#define RMQ_GLIBC_MALLOC 1
 #include <malloc.h>
 #endif
 
@@ -14,7 +27,7 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels say EINVAL */
 #endif
 
-#ifdef __GLIBC__
+#ifdef RMQ_GLIBC_MALLOC
 /* M_TRIM_THRESHOLD while busy: free heap top kept mapped (see tune). */
 #define TRIM_BUSY (64 << 20)
 /* M_TRIM_THRESHOLD for a moment while idle (glibc's default). */
@@ -29,7 +42,7 @@ static _Atomic bool tuned;
 
 void rmq_platform_tune_malloc(void)
 {
-#ifdef __GLIBC__
+#ifdef RMQ_GLIBC_MALLOC
 	/* Topic logs allocate and free segments of up to 1 MiB all the time.
 	 * Past glibc's default (dynamic) mmap threshold each would be a fresh
 	 * mmap, and freed heap tops are trimmed back to the kernel: either way
@@ -60,7 +73,7 @@ void rmq_platform_tune_malloc(void)
  * trimmed the top already. */
 void rmq_platform_trim_idle(void)
 {
-#ifdef __GLIBC__
+#ifdef RMQ_GLIBC_MALLOC
 	if (atomic_load_explicit(&tuned, memory_order_relaxed)) {
 		mallopt(M_TRIM_THRESHOLD, TRIM_IDLE);
 		void *volatile probe = malloc(TRIM_PROBE); /* volatile: not elided */

@@ -89,8 +89,8 @@ Test(ops, config_file, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(30.0))
 	free(v);
 	/* and it took effect: a 3K payload is over --max-payload */
 	IS_OK(R(c, "CREATE", "t"));
-	static char big[3000];
-	memset(big, 'x', sizeof(big));
+	static char big[3001]; /* 3000 bytes and the NUL R() needs */
+	memset(big, 'x', sizeof(big) - 1);
 	IS_ERR_HAS(R(c, "PUBLISH", "t", big), "--max-payload");
 	stop_server_ok(SIGTERM);
 	e2e_rmrf(t.dir);
@@ -357,8 +357,8 @@ SRV_TEST(ops, maxmemory, "--maxmemory", "2M", "--storage", "memory")
 {
 	struct e2e_client *c = CONN();
 	IS_OK(R(c, "CREATE", "t", "CAPACITY", "64M"));
-	static char pl[64 * 1024];
-	memset(pl, 'm', sizeof(pl));
+	static char pl[64 * 1024 + 1]; /* a C string: R() takes strlen */
+	memset(pl, 'm', sizeof(pl) - 1);
 	int ok = 0;
 	struct e2e_reply *r = NULL;
 	for (int i = 0; i < 200; i++) {
@@ -484,8 +484,8 @@ Test(ops, metrics, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 	(void)d;
 	struct e2e_client *fd = DURABLE("fdur", "f"); /* holds f's messages */
 	(void)fd;
-	static char pl[300];
-	memset(pl, 'f', sizeof(pl));
+	static char pl[301]; /* a C string: R() takes strlen */
+	memset(pl, 'f', sizeof(pl) - 1);
 	int fulls = 0, stored = 0;
 	for (int i = 0; i < 20 && !fulls; i++) {
 		struct e2e_reply *fr = R(c, "PUBLISH", "f", pl);
