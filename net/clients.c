@@ -240,13 +240,16 @@ static void part_done(struct server *srv, struct clients_req *r, bool wake)
 	/* release: this worker's part; acquire (last): every other part */
 	if (atomic_fetch_sub_explicit(&r->pending, 1, memory_order_acq_rel) != 1)
 		return;
-	struct clients_box *b = &srv->clients->box[r->home->id];
+	/* r is the asking worker's once pushed: it may free r before this
+	 * unlocks its box's lock, so nothing of r is read after the push */
+	struct worker *home = r->home;
+	struct clients_box *b = &srv->clients->box[home->id];
 	pthread_mutex_lock(&b->lock);
 	box_push(&b->done, &b->n_done, &b->cap_done, r);
 	atomic_store_explicit(&b->queued, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&b->lock);
 	if (wake)
-		box_wake(r->home);
+		box_wake(home);
 }
 
 /* c is asking: sends r to every worker and parks c until they answered. */
