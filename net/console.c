@@ -54,7 +54,7 @@
 
 #include "http.h"
 
-#define RMQ_TOPIC_NAME_MAX 255 /* rmq_topic_name_valid */
+#define RMQ_TOPIC_NAME_MAX 255    /* rmq_topic_name_valid */
 #define CONSOLE_HISTORY 300       /* seconds of overview samples */
 #define CONSOLE_IDLE_MS 60000     /* sweep topics while the API was used this recently */
 #define CONSOLE_RATE_MAX 262144   /* topics whose rates are tracked */
@@ -150,7 +150,10 @@ static void jstr(struct rmq_buf *b, const char *s, size_t n)
 			rmq_buf_append(b, s + i, 1);
 			i++;
 		} else {
-			size_t len = ch >= 0xf0 && ch < 0xf5 ? 4 : ch >= 0xe0 ? 3 : ch >= 0xc2 ? 2 : 0;
+			size_t len = ch >= 0xf0 && ch < 0xf5 ? 4
+				     : ch >= 0xe0            ? 3
+				     : ch >= 0xc2            ? 2
+							     : 0;
 			bool ok = len && i + len <= n;
 			for (size_t k = 1; ok && k < len; k++)
 				ok = (p[i + k] & 0xc0) == 0x80;
@@ -750,7 +753,8 @@ static int api_overview(struct console *con, struct rmq_buf *b)
 	const struct sample *last =
 		con->nhist ? &con->hist[(con->hist_pos + CONSOLE_HISTORY - 1) % CONSOLE_HISTORY]
 			   : NULL;
-	jf(b, "\"rates\":{\"msgs_in\":%.2f,\"msgs_out\":%.2f,\"bytes_in\":%.2f,\"bytes_out\":%.2f},",
+	jf(b,
+	   "\"rates\":{\"msgs_in\":%.2f,\"msgs_out\":%.2f,\"bytes_in\":%.2f,\"bytes_out\":%.2f},",
 	   last ? last->mi : 0, last ? last->mo : 0, last ? last->bi : 0, last ? last->bo : 0);
 	jf(b, "\"history\":[");
 	for (size_t i = 0; i < con->nhist; i++) {
@@ -926,7 +930,8 @@ static int api_topics(struct console *con, const char *q, struct rmq_buf *b, con
 			    "the order",
 			    CONSOLE_WINDOW_MAX);
 	char sort[16] = "name", order[8] = "", filter[RMQ_TOPIC_NAME_MAX + 1] = "";
-	if (qget(q, "sort", sort, sizeof(sort)) == -2 || qget(q, "order", order, sizeof(order)) == -2)
+	if (qget(q, "sort", sort, sizeof(sort)) == -2 ||
+	    qget(q, "order", order, sizeof(order)) == -2)
 		return jerr(b, ctype, 400, "bad sort or order");
 	ssize_t fl = qget(q, "filter", filter, sizeof(filter));
 	if (fl == -2)
@@ -971,9 +976,9 @@ static int api_topics(struct console *con, const char *q, struct rmq_buf *b, con
 		jf(b,
 		   "{\"total\":%llu,\"topics\":%llu,\"offset\":%llu,\"limit\":%llu,\"sort\":\"%s\","
 		   "\"order\":\"%s\",\"filter\":",
-		   (unsigned long long)pg.matched,
-		   (unsigned long long)rmq_broker_topic_count(br), (unsigned long long)offset,
-		   (unsigned long long)limit, sort_names[pg.key], pg.desc ? "desc" : "asc");
+		   (unsigned long long)pg.matched, (unsigned long long)rmq_broker_topic_count(br),
+		   (unsigned long long)offset, (unsigned long long)limit, sort_names[pg.key],
+		   pg.desc ? "desc" : "asc");
 		jcstr(b, filter);
 		jf(b, ",\"elapsed_ms\":%.3f,\"items\":[", ms);
 		for (size_t i = (size_t)offset; i < pg.n; i++) {
@@ -1064,7 +1069,11 @@ static void payload_json(struct rmq_buf *b, const char *p, uint32_t len)
 	/* text that is not UTF-8 shows as hex too */
 	for (uint32_t i = 0; i < len && text;) {
 		unsigned char ch = (unsigned char)p[i];
-		size_t l = ch < 0x80 ? 1 : ch >= 0xf0 && ch < 0xf5 ? 4 : ch >= 0xe0 ? 3 : ch >= 0xc2 ? 2 : 0;
+		size_t l = ch < 0x80                 ? 1
+			   : ch >= 0xf0 && ch < 0xf5 ? 4
+			   : ch >= 0xe0              ? 3
+			   : ch >= 0xc2              ? 2
+						     : 0;
 		if (!l || i + l > len) {
 			/* a character cut by the truncation is fine */
 			text = l && i + l > len && i >= CONSOLE_PAYLOAD_TEXT;
@@ -1192,7 +1201,8 @@ static int api_clients(struct console *con, const struct who *w, const char *q, 
 		if (len && line[len - 1] == '\r')
 			len--;
 		bool self = memmem(line, len, " name=ringmq-console ", 21) != NULL;
-		bool hit = !self && len && (!filter[0] || memmem(line, len, filter, strlen(filter)));
+		bool hit =
+			!self && len && (!filter[0] || memmem(line, len, filter, strlen(filter)));
 		if (hit && matched++ >= offset && listed < limit) {
 			jf(b, "%s{", listed++ ? "," : "");
 			/* key=value pairs; values have no spaces */
@@ -1231,8 +1241,8 @@ static int api_admin(struct console *con, const struct who *w, const char *path,
 	char arg[RMQ_TOPIC_NAME_MAX + 1];
 	ssize_t al = qget(req->query, del ? "name" : "id", arg, sizeof(arg));
 	if (al <= 0)
-		return jerr(b, ctype, 400, del ? "name: a topic name is required"
-					       : "id: a client id is required");
+		return jerr(b, ctype, 400,
+			    del ? "name: a topic name is required" : "id: a client id is required");
 	if (!del && strspn(arg, "0123456789") != (size_t)al)
 		return jerr(b, ctype, 400, "id must be a client id (a number)");
 	if (!req->confirm || strcmp(req->confirm, arg))
@@ -1258,9 +1268,9 @@ static int api_admin(struct console *con, const struct who *w, const char *path,
 	}
 	if (type == '-') {
 		status = jerr(b, ctype,
-			      strstr(s, "NOPERM")		 ? 403
+			      strstr(s, "NOPERM")                            ? 403
 			      : strstr(s, "NOTOPIC") || strstr(s, "No such") ? 404
-									  : 400,
+									     : 400,
 			      "%.300s", s);
 	} else if (!del && type == ':' && strtoll(s, NULL, 10) == 0) {
 		status = jerr(b, ctype, 404, "no client with id %s", arg);
@@ -1322,9 +1332,9 @@ int rmq__console_handle(struct console *con, const struct rmq_http_request *req,
 	const char *ep = path + 8;
 	*ctype = "application/json";
 	bool admin = !strcmp(ep, "topics/delete") || !strcmp(ep, "clients/kill");
-	if (admin != post && (admin || !strcmp(ep, "overview") || !strcmp(ep, "topics") ||
-			      !strcmp(ep, "topic") || !strcmp(ep, "subscribers") ||
-			      !strcmp(ep, "clients") || !strcmp(ep, "whoami")))
+	if (admin != post &&
+	    (admin || !strcmp(ep, "overview") || !strcmp(ep, "topics") || !strcmp(ep, "topic") ||
+	     !strcmp(ep, "subscribers") || !strcmp(ep, "clients") || !strcmp(ep, "whoami")))
 		st = jerr(body, ctype, 405, admin ? "use POST" : "use GET");
 	else if (admin)
 		st = api_admin(con, &w, ep, req, body, ctype);
