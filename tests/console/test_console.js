@@ -6,7 +6,7 @@
 // with 100,000 topics, that a user without admin rights sees no admin
 // action, and that an admin's delete goes through the confirmation. Saves
 // screenshots into OUT_DIR. Exits 0 (pass), 1 (fail), 77 (skip: chromium
-// cannot start here). Bounded: gives up after 85 s.
+// cannot start here). Bounded: gives up after 75 s.
 "use strict";
 const { spawn } = require("child_process");
 const fs = require("fs");
@@ -23,10 +23,10 @@ function cleanup() {
 	if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 }
 const deadline = setTimeout(() => {
-	console.log("FAIL the browser test took over 85 s");
+	console.log("FAIL the browser test took over 75 s");
 	cleanup();
 	process.exit(1);
-}, 85000);
+}, 75000);
 
 function freePort() {
 	return new Promise((res, rej) => {
