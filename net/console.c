@@ -516,10 +516,13 @@ static int resp_open(struct console *con, struct resp_conn *rc)
 		return -1;
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)srv->port) };
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* a server bound to one IPv4 address is reached there, else on 127.0.0.1 */
 	const char *bind = srv->cfg.bind;
-	if (bind && strcmp(bind, "0.0.0.0") && strcmp(bind, "*") && strcmp(bind, "::") &&
-	    inet_pton(AF_INET, bind, &a.sin_addr) != 1)
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bool any = !bind || strcmp(bind, "0.0.0.0") == 0 || strcmp(bind, "*") == 0 ||
+		   strcmp(bind, "::") == 0;
+	struct in_addr ip;
+	if (!any && inet_pton(AF_INET, bind, &ip) == 1)
+		a.sin_addr = ip;
 	rc->deadline = rmq_now_ms() + CONSOLE_RESP_TIMEOUT_MS;
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno != EINPROGRESS) {
 		close(fd);
@@ -583,7 +586,7 @@ static int resp_fill(struct resp_conn *rc)
 {
 	if (rc->len - rc->off > CONSOLE_RESP_MAX)
 		return -1;
-	if (rc->cap - rc->len < 65536) {
+	if (!rc->in || rc->cap - rc->len < 65536) {
 		size_t cap = rc->cap ? rc->cap * 2 : 131072;
 		char *p = realloc(rc->in, cap + 1);
 		if (!p)
@@ -939,7 +942,7 @@ static int api_topics(struct console *con, const char *q, struct rmq_buf *b, con
 			    RMQ_TOPIC_NAME_MAX);
 	struct page pg = { .con = con, .filter = filter, .flen = fl > 0 ? (size_t)fl : 0 };
 	size_t k = 0;
-	while (k < sizeof(sort_names) / sizeof(sort_names[0]) && strcmp(sort, sort_names[k]))
+	while (k < sizeof(sort_names) / sizeof(sort_names[0]) && strcmp(sort, sort_names[k]) != 0)
 		k++;
 	if (k == sizeof(sort_names) / sizeof(sort_names[0]))
 		return jerr(b, ctype, 400,
@@ -1145,7 +1148,7 @@ static int api_topic(struct console *con, const struct who *w, const char *q, st
 				uint32_t len;
 				rmq_batch_payload(&bt, i, &p, &len);
 				jf(b, "%s{\"seq\":%llu,\"size\":%u,", shown++ ? "," : "",
-				   (unsigned long long)(bt.seq + i), len);
+				   (unsigned long long)bt.seq + i, len);
 				payload_json(b, p, len);
 				rmq_buf_append(b, "}", 1);
 			}
@@ -1245,7 +1248,7 @@ static int api_admin(struct console *con, const struct who *w, const char *path,
 			    del ? "name: a topic name is required" : "id: a client id is required");
 	if (!del && strspn(arg, "0123456789") != (size_t)al)
 		return jerr(b, ctype, 400, "id must be a client id (a number)");
-	if (!req->confirm || strcmp(req->confirm, arg))
+	if (!req->confirm || strcmp(req->confirm, arg) != 0)
 		return jerr(b, ctype, 409,
 			    "not confirmed: send the header X-Ringmq-Confirm: %s to go ahead", arg);
 	if (!rmq__acl_user_may(con->srv, w->user, del ? "DELETE" : "CLIENT", del ? arg : NULL,

@@ -63,9 +63,10 @@ static struct resp http(int port, const char *method, const char *path, const ch
 	buf[len] = '\0';
 	e2e_close(c);
 	struct resp r = { .all = buf };
-	cr_assert(sscanf(buf, "HTTP/1.1 %d", &r.status) == 1, "%.300s", buf);
+	cr_assert(!strncmp(buf, "HTTP/1.1 ", 9), "%.300s", buf);
+	r.status = (int)strtol(buf + 9, NULL, 10);
 	char *b = strstr(buf, "\r\n\r\n");
-	cr_assert_not_null(b, "%.300s", buf);
+	cr_assert_not_null(b, "%.300s", buf); /* NOLINT(clang-analyzer-unix.Malloc) */
 	r.body = b + 4;
 	return r;
 }
@@ -73,6 +74,7 @@ static struct resp http(int port, const char *method, const char *path, const ch
 /* The body is one JSON value (python3's json module says). */
 static bool json_ok(const char *body)
 {
+	/* NOLINTNEXTLINE(cert-env33-c): a fixed command, python3's json as the oracle */
 	FILE *p = popen("python3 -c 'import json,sys; json.load(sys.stdin)' 2>/dev/null", "w");
 	cr_assert_not_null(p);
 	fputs(body, p);
@@ -183,11 +185,11 @@ Test(console, api, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 	}
 	cr_assert(busy, "hot never showed up among the busiest topics");
 	r = api(mp, "/api/v1/overview", NULL, 200);
-	static const char *const keys[] = { "\"version\":",   "\"uptime_s\":",
-					    "\"memory\":{",   "\"maxmemory\":",
-					    "\"persistence\":{", "\"rates\":{\"msgs_in\":",
-					    "\"history\":[[", "\"bytes_out\":",
-					    "\"top_topics\":[" };
+	static const char *const keys[] = {
+		"\"version\":",   "\"uptime_s\":",     "\"memory\":{",
+		"\"maxmemory\":", "\"persistence\":{", "\"rates\":{\"msgs_in\":",
+		"\"history\":[[", "\"bytes_out\":",    "\"top_topics\":["
+	};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		cr_expect(strstr(r.body, keys[i]), "%s missing: %s", keys[i], r.body);
 	free(r.all);
@@ -283,7 +285,7 @@ Test(console, api, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 		free(r.all);
 	}
 	char *longq = malloc(6100);
-	strcpy(longq, "/api/v1/topics?filter=");
+	memcpy(longq, "/api/v1/topics?filter=", 22);
 	memset(longq + 22, 'a', 6000);
 	longq[6022] = '\0';
 	r = api(mp, longq, NULL, 400);
@@ -316,7 +318,8 @@ Test(console, api, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 
 static char *basic(const char *user, const char *pass)
 {
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char in[256];
 	int n = snprintf(in, sizeof(in), "%s:%s", user, pass);
 	static char out[512];
@@ -329,10 +332,10 @@ static char *basic(const char *user, const char *pass)
 			v |= (unsigned char)in[i + 2];
 		out[o++] = tab[v >> 18 & 63];
 		out[o++] = tab[v >> 12 & 63];
-		out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
-		out[o++] = i + 2 < n ? tab[v & 63] : '=';
+		out[o++] = (char)(i + 1 < n ? tab[v >> 6 & 63] : '=');
+		out[o++] = (char)(i + 2 < n ? tab[v & 63] : '=');
 	}
-	strcpy(out + o, "\r\n");
+	snprintf(out + o, sizeof(out) - (size_t)o, "\r\n");
 	return out;
 }
 
@@ -347,8 +350,8 @@ Test(console, acl, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 	IS_OK(R(c, "CREATE", "secret"));
 	IS_INT(R(c, "PUBLISH", "pub1", "hello"), 1);
 	char viewer[512], boss[512];
-	strcpy(viewer, basic("viewer", "vpass"));
-	strcpy(boss, basic("boss", "bpass"));
+	snprintf(viewer, sizeof(viewer), "%s", basic("viewer", "vpass"));
+	snprintf(boss, sizeof(boss), "%s", basic("boss", "bpass"));
 	/* whoami: what the page shows */
 	struct resp r = api(mp, "/api/v1/whoami", viewer, 200);
 	cr_expect(strstr(r.body, "\"user\":\"viewer\""), "%s", r.body);
