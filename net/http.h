@@ -12,7 +12,9 @@
  *
  * Bounds: a request head over 8 KiB gets 431, a client that has not sent
  * its whole head within 5 s is closed, a response is written within 5 s
- * or dropped. Other methods get 405, paths the handler does not know 404.
+ * or dropped. Other methods get 405, paths the handler does not know 404;
+ * a 405 from the handler says Allow: POST to a GET and GET, HEAD to a POST
+ * (a path is either read or acted on).
  * Every response says X-Content-Type-Options: nosniff and Cache-Control:
  * no-store.
  *

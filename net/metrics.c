@@ -1,6 +1,7 @@
 /* metrics.c - the Prometheus endpoint (--metrics-port): text exposition
  * format 0.0.4 at /metrics, and /healthz (200 "ok", 503 while the data
- * directory loads), served by http.c's thread.
+ * directory loads), served by http.c's thread, which also serves the
+ * console (console.c: / and /api/v1/, asked first).
  *
  * A scrape reads the counters the way INFO does (relaxed loads of each
  * worker's single-writer counters, the broker's totals), on the HTTP
