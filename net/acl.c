@@ -1738,6 +1738,83 @@ int rmq__acl_http_check(struct server *srv, bool loopback, const char *authoriza
 	return 403;
 }
 
+/* The console (console.c): who sends this request. With an Authorization
+ * header the credentials are checked (from any peer); without, a peer on
+ * this host is the default user when that one is open, else anonymous
+ * (user ""), and another peer must authenticate (401) unless the default
+ * user is open. Every user must be allowed INFO (403 otherwise). user gets
+ * the name, pass the password (for the console's own RESP connection;
+ * the caller wipes it). Returns 0, 401 or 403. */
+int rmq__acl_http_user(struct server *srv, bool loopback, const char *authorization,
+		       const char *peer, char *user, size_t ulen, char *pass, size_t plen)
+{
+	struct rmq_acl *acl = srv->acl;
+	user[0] = pass[0] = '\0';
+	if (!authorization) {
+		bool open = rmq_acl_default_open(acl);
+		if (!loopback && !open)
+			return 401;
+		if (open)
+			snprintf(user, ulen, "default");
+		return 0;
+	}
+	char cred[HTTP_CRED_MAX];
+	ssize_t n = -1;
+	if (!strncasecmp(authorization, "Basic ", 6)) {
+		const char *b = authorization + 6;
+		while (*b == ' ')
+			b++;
+		n = b64_decode(b, strcspn(b, " \t\r\n"), cred, sizeof(cred) - 1);
+	}
+	const char *colon = n > 0 ? memchr(cred, ':', (size_t)n) : NULL;
+	char un[USER_NAME_MAX] = "default";
+	size_t ul = colon ? (size_t)(colon - cred) : 0;
+	if (ul)
+		snprintf(un, sizeof(un), "%.*s",
+			 (int)(ul >= USER_NAME_MAX ? USER_NAME_MAX - 1 : ul), cred);
+	size_t pl = colon ? (size_t)n - ul - 1 : 0;
+	bool ok = colon && ul < USER_NAME_MAX && pl < plen &&
+		  rmq_acl_check_password(acl, un, strlen(un), colon + 1, pl);
+	if (ok) {
+		memcpy(pass, colon + 1, pl);
+		pass[pl] = '\0';
+	}
+	memset(cred, 0, sizeof(cred));
+	char client[CLIENT_DESC_MAX];
+	snprintf(client, sizeof(client), "http addr=%s path=console", peer);
+	if (!ok) {
+		atomic_fetch_add_explicit(&acl->denied_auth, 1, memory_order_relaxed);
+		log_add_client(acl, client, "auth", "AUTH", 4, un, strlen(un));
+		rmq_diagf(RMQ_DIAG_WARN, "acl: HTTP client %s failed to authenticate as '%.64s'",
+			  peer, un);
+		return 401;
+	}
+	snprintf(user, ulen, "%s", un);
+	if (rmq__acl_user_may(srv, un, "INFO", NULL, 0))
+		return 0;
+	memset(pass, 0, plen);
+	atomic_fetch_add_explicit(&acl->denied_cmd, 1, memory_order_relaxed);
+	log_add_client(acl, client, "command", "info", 4, un, strlen(un));
+	return 403;
+}
+
+bool rmq__acl_user_may(struct server *srv, const char *user, const char *cmd, const char *topic,
+		       size_t tlen)
+{
+	struct rmq_acl *acl = srv->acl;
+	int k = cmd_index(cmd, strlen(cmd));
+	bool ok = false;
+	pthread_mutex_lock(&acl->lock);
+	ssize_t i = user[0] ? user_find(acl, user, strlen(user)) : -1;
+	if (i >= 0 && k >= 0 && acl->users[i]->on) {
+		ok = acl->users[i]->cmds >> k & 1;
+		if (ok && topic)
+			ok = user_topic_ok(acl->users[i], topic, tlen);
+	}
+	pthread_mutex_unlock(&acl->lock);
+	return ok;
+}
+
 /* --- protected mode --- */
 
 const char rmq_acl_denied_msg[] =

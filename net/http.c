@@ -71,6 +71,8 @@ static const char *reason(int status)
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
 	case 431: return "Request Header Fields Too Large";
 	case 503: return "Service Unavailable";
 	default: return "Internal Server Error";
@@ -84,6 +86,7 @@ static void respond(struct hclient *c, int status, const char *ctype, const char
 	char h[512];
 	int n = snprintf(h, sizeof(h),
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+			 "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n"
 			 "Connection: close\r\n\r\n",
 			 status, reason(status), ctype, blen, extra ? extra : "");
 	rmq_buf_append(&c->out, h, (size_t)n);
@@ -111,10 +114,11 @@ static void handle(struct rmq_http *h, struct hclient *c)
 		return respond_text(c, 400, "bad request\n", false, NULL);
 	*sp1 = *sp2 = '\0';
 	bool head_only = !strcmp(c->head, "HEAD");
-	if (strcmp(c->head, "GET") != 0 && !head_only)
-		return respond_text(c, 405, "method not allowed\n", false, "Allow: GET, HEAD\r\n");
+	if (strcmp(c->head, "GET") != 0 && strcmp(c->head, "POST") != 0 && !head_only)
+		return respond_text(c, 405, "method not allowed\n", false,
+				    "Allow: GET, HEAD, POST\r\n");
 	/* a body is not expected: a request that announces one is refused */
-	const char *auth = NULL;
+	const char *auth = NULL, *confirm = NULL;
 	for (char *p = eol + 2; *p;) {
 		char *e = strstr(p, "\r\n");
 		if (!e)
@@ -127,8 +131,16 @@ static void handle(struct rmq_http *h, struct hclient *c)
 			p = e + 2;
 			continue;
 		}
+		if (!strncasecmp(p, "X-Ringmq-Confirm:", 17)) {
+			*e = '\0';
+			confirm = p + 17;
+			while (*confirm == ' ' || *confirm == '\t')
+				confirm++;
+			p = e + 2;
+			continue;
+		}
 		if (!strncasecmp(p, "Content-Length:", 15) && strtoull(p + 15, NULL, 10) > 0)
-			return respond_text(c, 400, "request bodies are not accepted\n", false,
+			return respond_text(c, 413, "request bodies are not accepted\n", false,
 					    NULL);
 		if (!strncasecmp(p, "Transfer-Encoding:", 18))
 			return respond_text(c, 400, "request bodies are not accepted\n", false,
@@ -138,16 +150,25 @@ static void handle(struct rmq_http *h, struct hclient *c)
 	char *path = sp1 + 1;
 	char *q = strchr(path, '?');
 	if (q)
-		*q = '\0';
+		*q++ = '\0';
 	struct rmq_buf body = { 0 };
 	const char *ctype = "text/plain; charset=utf-8";
 	struct rmq_http_request req = {
-		.path = path, .authorization = auth, .peer = c->peer, .peer_loopback = c->loopback
+		.method = c->head,
+		.path = path,
+		.query = q ? q : "",
+		.confirm = confirm,
+		.authorization = auth,
+		.peer = c->peer,
+		.peer_loopback = c->loopback,
 	};
 	int status = h->fn(h->ctx, &req, &body, &ctype);
-	respond(c, status, ctype, body.data ? body.data : "", body.len, head_only,
-		status == 401 ? "WWW-Authenticate: Basic realm=\"ringmq\", charset=\"UTF-8\"\r\n"
-			      : NULL);
+	const char *extra = NULL;
+	if (status == 401)
+		extra = "WWW-Authenticate: Basic realm=\"ringmq\", charset=\"UTF-8\"\r\n";
+	else if (status == 405) /* a path is either read (GET) or acted on (POST) */
+		extra = strcmp(req.method, "POST") ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
+	respond(c, status, ctype, body.data ? body.data : "", body.len, head_only, extra);
 	rmq_buf_free(&body);
 }
 

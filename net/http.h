@@ -1,7 +1,8 @@
 /* http.h - a small HTTP/1.1 server on a thread of its own, for the
- * metrics endpoint (metrics.c). Not a general web server: GET and HEAD
- * only, no request bodies, one response per connection (Connection:
- * close), at most HTTP_MAX_CLIENTS at once.
+ * metrics endpoint (metrics.c) and the console (console.c). Not a general
+ * web server: GET, HEAD and POST (without a body: a POST's parameters are
+ * in its query string), one response per connection (Connection: close),
+ * at most HTTP_MAX_CLIENTS at once.
  *
  * The handler sees the path, the peer's address (and whether it is on
  * this host) and the Authorization header, so that it may ask for HTTP
@@ -11,7 +12,11 @@
  *
  * Bounds: a request head over 8 KiB gets 431, a client that has not sent
  * its whole head within 5 s is closed, a response is written within 5 s
- * or dropped. Other methods get 405, paths the handler does not know 404.
+ * or dropped. Other methods get 405, paths the handler does not know 404;
+ * a 405 from the handler says Allow: POST to a GET and GET, HEAD to a POST
+ * (a path is either read or acted on).
+ * Every response says X-Content-Type-Options: nosniff and Cache-Control:
+ * no-store.
  *
  * Threads: rmq_http_start() spawns the thread, which calls the handler for
  * each request; rmq_http_stop() (any other thread) wakes it and joins it.
@@ -29,13 +34,16 @@ struct rmq_http;
 
 /* A request as the handler sees it; every pointer valid for the call. */
 struct rmq_http_request {
+	const char *method;        /* "GET", "HEAD" or "POST" */
 	const char *path;          /* without the query string */
+	const char *query;         /* after '?', still %-encoded; "" if none */
+	const char *confirm;       /* the X-Ringmq-Confirm header's value; NULL: none */
 	const char *authorization; /* the Authorization header's value; NULL: none */
 	const char *peer;          /* the client, "ip:port" */
 	bool peer_loopback;        /* the client is on this host (127/8, ::1) */
 };
 
-/* Answers a GET of req->path: returns the status (200, 401, 403, 404,
+/* Answers a request for req->path: returns the status (200, 401, 403, 404,
  * 503, ...) and writes the body to body and its type to *ctype (a static
  * string). A 401 goes out with WWW-Authenticate: Basic. Runs on the HTTP
  * thread. */

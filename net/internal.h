@@ -872,4 +872,21 @@ void rmq__acl_owners_flush(struct server *srv, bool sync);
 int rmq__acl_http_check(struct server *srv, bool loopback, const char *authorization,
 			const char *peer);
 
+/* The console's users (console.c; acl.c has the rules): who sends an HTTP
+ * request (0, 401 or 403; see acl.c), and whether user may run cmd (a
+ * command name) on topic (NULL: no topic to check). Any thread. */
+int rmq__acl_http_user(struct server *srv, bool loopback, const char *authorization,
+		       const char *peer, char *user, size_t ulen, char *pass, size_t plen);
+bool rmq__acl_user_may(struct server *srv, const char *user, const char *cmd, const char *topic,
+		       size_t tlen);
+/* The console (console.c): its API and page on the metrics port. */
+struct console;
+struct console *rmq__console_new(struct server *srv);
+void rmq__console_free(struct console *c);
+/* Serves path if it is the console's; returns its status, or 0: not the
+ * console's. */
+struct rmq_http_request;
+int rmq__console_handle(struct console *con, const struct rmq_http_request *req,
+			struct rmq_buf *body, const char **ctype);
+
 #endif

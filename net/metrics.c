@@ -1,6 +1,7 @@
 /* metrics.c - the Prometheus endpoint (--metrics-port): text exposition
  * format 0.0.4 at /metrics, and /healthz (200 "ok", 503 while the data
- * directory loads), served by http.c's thread.
+ * directory loads), served by http.c's thread, which also serves the
+ * console (console.c: / and /api/v1/, asked first).
  *
  * A scrape reads the counters the way INFO does (relaxed loads of each
  * worker's single-writer counters, the broker's totals), on the HTTP
@@ -35,6 +36,7 @@
 struct metrics {
 	struct rmq_http *http;
 	struct server *srv;
+	struct console *console;
 	int port;
 };
 
@@ -386,6 +388,14 @@ static int handler(void *ctx, const struct rmq_http_request *req, struct rmq_buf
 {
 	struct metrics *m = ctx;
 	const char *path = req->path;
+	int st = rmq__console_handle(m->console, req, body, ctype);
+	if (st)
+		return st;
+	if (!strcmp(req->method, "POST") &&
+	    (!strcmp(path, "/metrics") || !strcmp(path, "/healthz"))) {
+		rmq_buf_append(body, "method not allowed\n", 19);
+		return 405;
+	}
 	if (!strcmp(path, "/metrics")) {
 		/* per-topic names and figures: with auth configured, a client
 		 * from another host must be a user that may run INFO (acl.c) */
@@ -425,11 +435,13 @@ int rmq__metrics_start(struct server *srv)
 {
 	struct metrics *m = rmq_calloc(1, sizeof(*m));
 	m->srv = srv;
+	m->console = rmq__console_new(srv);
 	char err[256];
 	m->http = rmq_http_start(srv->cfg.metrics_bind, srv->cfg.metrics_port, handler, thread_hook,
 				 m, &m->port, err, sizeof(err));
 	if (!m->http) {
 		fprintf(stderr, "ringmq-server: metrics endpoint: %s\n", err);
+		rmq__console_free(m->console);
 		free(m);
 		return -1;
 	}
@@ -444,6 +456,7 @@ void rmq__metrics_stop(struct server *srv)
 	if (!m)
 		return;
 	rmq_http_stop(m->http);
+	rmq__console_free(m->console);
 	free(m);
 	srv->metrics = NULL;
 }

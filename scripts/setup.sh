@@ -22,6 +22,7 @@ if [[ "${1:-}" != "run" ]]; then
     redis-tools python3-redis                    # real Redis clients the tests drive
     openssl                                      # TLS tests: throw-away certificates, s_client
     nodejs                                       # tests/compat: Node.js clients (npm ci)
+    chromium fonts-dejavu-core                   # tests/console: the console in a real browser
     libclang-rt-dev                              # clang's sanitizer and libFuzzer runtimes (only
                                                  # recommended by clang, so not pulled in)
     clang-tidy cppcheck                          # scripts/lint.sh
