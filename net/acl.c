@@ -1864,6 +1864,20 @@ bool rmq_acl_glob(const char *pattern, size_t plen, const char *name, size_t nle
 	return rmq_glob_match(pattern, plen, name, nlen);
 }
 
+bool rmq__acl_http_protected(struct server *srv, bool loopback)
+{
+	if (loopback || !atomic_load(&srv->protected_mode) || rmq__acl_has_file(srv) ||
+	    !rmq_acl_default_open(srv->acl))
+		return false;
+	return !bind_loopback(srv->cfg.metrics_bind);
+}
+
+const char rmq_acl_http_denied_msg[] =
+	"protected mode: this server has no authentication configured, so its HTTP port "
+	"serves clients on this host only. To serve other hosts: set a password for the "
+	"default user (--requirepass), or define users (--aclfile), then use HTTP Basic "
+	"credentials; or start the server with --protected-mode no.";
+
 bool rmq__acl_has_file(const struct server *srv)
 {
 	return srv->acl->aclfile != NULL;

@@ -1309,6 +1309,8 @@ int rmq__console_handle(struct console *con, const struct rmq_http_request *req,
 	bool api = !strncmp(path, "/api/v1/", 8);
 	if (!con || (!page && !api))
 		return 0;
+	if (rmq__acl_http_protected(con->srv, req->peer_loopback))
+		return jerr(body, ctype, 403, "%s", rmq_acl_http_denied_msg);
 	struct who w;
 	int deny = rmq__acl_http_user(con->srv, req->peer_loopback, req->authorization, req->peer,
 				      w.user, sizeof(w.user), w.pass, sizeof(w.pass));

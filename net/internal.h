@@ -871,6 +871,13 @@ void rmq__acl_owners_flush(struct server *srv, bool sync);
  * or 403 (a user without INFO: counted and logged as NOPERM). */
 int rmq__acl_http_check(struct server *srv, bool loopback, const char *authorization,
 			const char *peer);
+/* Protected mode on the HTTP port (/metrics and the console), as on the
+ * protocol port: true when a request from another host (loopback false)
+ * must be refused with 403 and rmq_acl_http_denied_msg, because protected
+ * mode is on, --metrics-bind is not a loopback address, and there is no
+ * ACL file and the default user is open (nothing to authenticate with). */
+bool rmq__acl_http_protected(struct server *srv, bool loopback);
+extern const char rmq_acl_http_denied_msg[];
 
 /* The console's users (console.c; acl.c has the rules): who sends an HTTP
  * request (0, 401 or 403; see acl.c), and whether user may run cmd (a

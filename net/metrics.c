@@ -16,7 +16,9 @@
  *
  * Access: /metrics names topics and durable subscribers. Clients on this
  * host may always read it; while the default user is open (no password,
- * no ACL file) so may anyone who reaches --metrics-bind; otherwise a
+ * no ACL file) so may anyone who reaches --metrics-bind, unless protected
+ * mode refuses them (rmq__acl_http_protected: a non-loopback
+ * --metrics-bind with protected mode on, as on the protocol port); else a
  * client from another host must send HTTP Basic credentials of a user that
  * may run INFO (acl.c, rmq__acl_http_check). /healthz says only ok or
  * loading, and is open to all.
@@ -399,6 +401,12 @@ static int handler(void *ctx, const struct rmq_http_request *req, struct rmq_buf
 	if (!strcmp(path, "/metrics")) {
 		/* per-topic names and figures: with auth configured, a client
 		 * from another host must be a user that may run INFO (acl.c) */
+		if (rmq__acl_http_protected(m->srv, req->peer_loopback)) {
+			rmq_buf_append(body, rmq_acl_http_denied_msg,
+				       strlen(rmq_acl_http_denied_msg));
+			rmq_buf_append(body, "\n", 1);
+			return 403;
+		}
 		int deny = rmq__acl_http_check(m->srv, req->peer_loopback, req->authorization,
 					       req->peer);
 		if (deny) {

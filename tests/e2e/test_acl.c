@@ -747,6 +747,9 @@ static bool local_address(char ip[INET_ADDRSTRLEN])
 	return found;
 }
 
+static int free_port(void);
+static char *http_get(const char *ip, int port, const char *path, const char *auth);
+
 /* Connects to ip:port and reads what the server sends before closing
  * (at most cap - 1 bytes, 3 s). Returns the bytes read, -1 if the
  * connection stayed open after a PING. */
@@ -783,8 +786,23 @@ Test(acl, protected_mode, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 		g_done = true;
 		return;
 	}
-	char buf[1024];
-	start_server((const char *const[]){ "--threads", "2", "--bind", "0.0.0.0", NULL });
+	char buf[1024], ps[16];
+	int mport = free_port();
+	snprintf(ps, sizeof(ps), "%d", mport);
+	start_server((const char *const[]){ "--threads", "2", "--bind", "0.0.0.0", "--metrics-port",
+					    ps, "--metrics-bind", "0.0.0.0", NULL });
+	/* the HTTP port too: /metrics and the console refuse other hosts */
+	static const char *const paths[] = { "/metrics", "/api/v1/overview", "/" };
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		char *r = http_get(ip, mport, paths[i], NULL);
+		cr_expect(!strncmp(r, "HTTP/1.1 403 ", 13) && strstr(r, "protected mode") &&
+				  strstr(r, "--protected-mode no"),
+			  "%s: %.400s", paths[i], r);
+		free(r);
+		r = http_get("127.0.0.1", mport, paths[i], NULL);
+		cr_expect(!strncmp(r, "HTTP/1.1 200 OK", 15), "%s loopback: %.300s", paths[i], r);
+		free(r);
+	}
 	cr_assert_gt(talk(ip, g_srv.port, buf, sizeof(buf)), 0);
 	cr_assert(!strncmp(buf, "-DENIED ringmq is running in protected mode", 43), "%s", buf);
 	cr_assert(strstr(buf, "--requirepass") && strstr(buf, "--aclfile") &&
@@ -805,8 +823,12 @@ Test(acl, protected_mode, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 	cr_assert(!strncmp(buf, "-NOAUTH", 7), "%s", buf);
 	stop_server_ok(SIGTERM);
 	start_server((const char *const[]){ "--threads", "2", "--bind", "0.0.0.0",
-					    "--protected-mode", "no", NULL });
+					    "--protected-mode", "no", "--metrics-port", ps,
+					    "--metrics-bind", "0.0.0.0", NULL });
 	cr_assert_eq(talk(ip, g_srv.port, buf, sizeof(buf)), -1, "%s", buf);
+	char *r = http_get(ip, mport, "/metrics", NULL);
+	cr_expect(!strncmp(r, "HTTP/1.1 200 OK", 15), "--protected-mode no: %.300s", r);
+	free(r);
 	stop_server_ok(SIGTERM);
 	g_done = true;
 }
