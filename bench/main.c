@@ -728,14 +728,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_SRV_ARGS: o->server_args = optarg; break;
 		case O_STORAGE:
-			if (strcmp(optarg, "disk") && strcmp(optarg, "memory"))
+			if (strcmp(optarg, "disk") != 0 && strcmp(optarg, "memory") != 0)
 				return die_usage("--storage must be disk or memory, not '%s'",
 						 optarg);
 			rb_durable.storage = optarg;
 			break;
 		case O_FSYNC_POL:
-			if (strcmp(optarg, "always") && strcmp(optarg, "everysec") &&
-			    strcmp(optarg, "no"))
+			if (strcmp(optarg, "always") != 0 && strcmp(optarg, "everysec") != 0 &&
+			    strcmp(optarg, "no") != 0)
 				return die_usage("--fsync must be always, everysec or no, not '%s'",
 						 optarg);
 			rb_durable.fsync = optarg;
@@ -1324,7 +1324,7 @@ static int drop_one(const char *p, const struct stat *st, int flag, struct FTW *
 	(void)st;
 	(void)ftw;
 	size_t n = strlen(p);
-	if (flag != FTW_F || n < 4 || strcmp(p + n - 4, ".seg"))
+	if (flag != FTW_F || n < 4 || strcmp(p + n - 4, ".seg") != 0)
 		return 0;
 	int fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {

@@ -155,6 +155,8 @@ static void run_note_error(struct run *r, const char *fmt, ...)
 	if (!r->err[0]) {
 		va_list ap;
 		va_start(ap, fmt);
+		/* clang-analyzer 14's false positive, as in core/log.c */
+		/* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
 		vsnprintf(r->err, sizeof(r->err), fmt, ap);
 		va_end(ap);
 	}
