@@ -1344,6 +1344,10 @@ static void recovery_once(struct opts *o, const char *bin, struct rb_row *row)
 		snprintf(row->err, sizeof(row->err), "ringmq-server did not start");
 		return;
 	}
+	if (!row->version[0]) { /* the row was made before any server ran */
+		snprintf(row->version, sizeof(row->version), "%s", s.version);
+		row->server_threads = s.threads;
+	}
 	char topic[96], cap[32];
 	rb_topic_prefix(topic, sizeof(topic));
 	/* room for every record with its overhead: nothing trimmed */
