@@ -61,7 +61,7 @@ if(RINGMQ_BUILD_TESTS)
     COMMAND ${CMAKE_COMMAND} -E env PYTHON3=${RB_PYTHON3}
             bash ${RB_DIR}/e2e_test.sh $<TARGET_FILE:ringmq-server> $<TARGET_FILE:ringmq-bench>
             ${CMAKE_CURRENT_BINARY_DIR}/bench-e2e)
-  math(EXPR rb_e2e_timeout "180 * ${RINGMQ_TEST_TIME_SCALE}")
+  math(EXPR rb_e2e_timeout "240 * ${RINGMQ_TEST_TIME_SCALE}")
   set_tests_properties(bench.e2e PROPERTIES
     TIMEOUT ${rb_e2e_timeout}
     LABELS "bench;e2e"

@@ -98,6 +98,10 @@ for r in res:
     if check == "sweep":
         assert r["sweep"] and r["server_threads"] in (1, 2), r
         assert m(r, "published_msgs_per_s") > 0
+    if check == "recovery":
+        # 4 MiB of 1000-byte payloads: every record back after kill -9
+        assert m(r, "recovered_msgs") >= 4 * 1048576 // 1000, r["metrics"]
+        assert m(r, "restart_to_loaded_s") > 0 and m(r, "recovered_gb_per_s") > 0
 if check == "sweep":
     assert sorted(r["server_threads"] for r in res) == [1, 2], [r["server_threads"] for r in res]
 print("ok: %s (%d result rows)" % (check, len(res)))
@@ -126,6 +130,14 @@ run createTopic_spread createTopic createTopic "${C[@]}" --clients 2 --topics-pe
 run sweep sweep sweep --server "$SERVER" --threads-list 1,2 --scenario send --duration 0.5 --warmup 0.2 \
   --csv "$WORK/sweep.csv"
 [[ -s "$WORK/sweep.csv" ]] || { echo "FAIL: no CSV"; fails=$((fails + 1)); }
+
+# durability: servers started here with --fsync/--storage (each its own
+# temp --dir), and the recovery scenario (fill, kill -9, restart)
+S=(--start-server --server "$SERVER" --server-threads 2)
+run send_always send send "${S[@]}" "${Q[@]}" -p 2 --depth 64 --fsync always
+run fanout_everysec fanout fanout "${S[@]}" "${Q[@]}" -s 2 --fsync everysec --storage disk
+run send_memory send send "${S[@]}" "${Q[@]}" --storage memory
+run recovery recovery recovery --server "$SERVER" --server-threads 2 --recovery-bytes 4M --payload 1000
 
 # --tls: the same scenarios over TLS, against a TLS-only ringmq-server the
 # bench starts with throw-away certificates (made by the openssl tool)

@@ -8,6 +8,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net.h"
@@ -69,6 +72,8 @@ struct opts {
 	bool g_lookup;
 	double lookup_secs;
 	unsigned lookup_topics;
+	uint64_t recovery_bytes; /* recovery: log bytes to fill */
+	bool recovery_cold;      /* recovery: drop the segments from the page cache */
 };
 
 static void usage(FILE *f)
@@ -90,6 +95,8 @@ static void usage(FILE *f)
 		"  latency      open loop at --rate: latency from each message's intended send time,\n"
 		"               p50 p90 p99 p99.9 p99.99 max\n"
 		"  sweep        starts ringmq-server with --threads 1..N, runs --scenario at each\n"
+		"  recovery     fills --recovery-bytes of a disk topic, kill -9, restart on the same\n"
+		"               --dir: time until INFO says loading:0, GB/s (ringmq only)\n"
 		"\n"
 		"Server:\n"
 		"  --target ringmq|redis|nats   what to run against (default ringmq)\n"
@@ -100,6 +107,11 @@ static void usage(FILE *f)
 		"  --server-args \"ARGS\"         more ringmq-server flags when started here\n"
 		"  --server-pid PID             PID of an already running server, to measure its CPU\n"
 		"  --redis-server PATH, --nats-server PATH   peer binaries (default: PATH)\n"
+		"  --storage disk|memory        ringmq-server --storage, when started here\n"
+		"  --fsync always|everysec|no   ringmq-server --fsync, when started here; with it the\n"
+		"                               peers persist too: redis-server --appendonly yes\n"
+		"                               --appendfsync F publishing XADD <topic> * f <payload>,\n"
+		"                               nats-server -js with a file stream, acked publishes\n"
 		"  --tls                        every connection over TLS; servers started here\n"
 		"                               (ringmq, redis; not nats) serve TLS only, with\n"
 		"                               throw-away certificates made by the openssl tool\n"
@@ -132,6 +144,9 @@ static void usage(FILE *f)
 		"      --capacity BYTES   CAPACITY of topics created on ringmq (server default)\n"
 		"      --patterns N       one more connection PSUBSCRIBEs N patterns matching none of\n"
 		"                         the topics: PUBLISH's cost with N patterns (Redis, ringmq)\n"
+		"  recovery:\n"
+		"      --recovery-bytes B payload bytes to fill before the kill -9 (1G)\n"
+		"      --recovery-cold    drop the segment files from the page cache before the restart\n"
 		"  createTopic:\n"
 		"      --clients K        connections (4)        --topics-per-client M   (25000)\n"
 		"      --lookup-sizes LIST  table sizes for the publish check (1,10000,1000000; '' skips)\n"
@@ -545,6 +560,10 @@ enum {
 	O_SERVER,
 	O_SRV_THREADS,
 	O_SRV_ARGS,
+	O_STORAGE,
+	O_FSYNC_POL,
+	O_REC_BYTES,
+	O_REC_COLD,
 	O_SRV_PID,
 	O_REDIS,
 	O_NATS,
@@ -597,6 +616,10 @@ static const struct option long_opts[] = {
 	{ "server", required_argument, NULL, O_SERVER },
 	{ "server-threads", required_argument, NULL, O_SRV_THREADS },
 	{ "server-args", required_argument, NULL, O_SRV_ARGS },
+	{ "storage", required_argument, NULL, O_STORAGE },
+	{ "fsync", required_argument, NULL, O_FSYNC_POL },
+	{ "recovery-bytes", required_argument, NULL, O_REC_BYTES },
+	{ "recovery-cold", no_argument, NULL, O_REC_COLD },
 	{ "server-pid", required_argument, NULL, O_SRV_PID },
 	{ "redis-server", required_argument, NULL, O_REDIS },
 	{ "tls", no_argument, NULL, O_TLS },
@@ -665,6 +688,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->nlookup = 3;
 	o->lookup_secs = 2;
 	o->lookup_topics = 1;
+	o->recovery_bytes = 1u << 30;
 	struct rb_work *w = &o->w;
 	w->pubs = 1;
 	w->topics = 1;
@@ -703,6 +727,27 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->server_threads = (int)u;
 			break;
 		case O_SRV_ARGS: o->server_args = optarg; break;
+		case O_STORAGE:
+			if (strcmp(optarg, "disk") != 0 && strcmp(optarg, "memory") != 0)
+				return die_usage("--storage must be disk or memory, not '%s'",
+						 optarg);
+			rb_durable.storage = optarg;
+			break;
+		case O_FSYNC_POL:
+			if (strcmp(optarg, "always") != 0 && strcmp(optarg, "everysec") != 0 &&
+			    strcmp(optarg, "no") != 0)
+				return die_usage("--fsync must be always, everysec or no, not '%s'",
+						 optarg);
+			rb_durable.fsync = optarg;
+			break;
+		case O_REC_BYTES:
+			if (parse_bytes(optarg, &u) || u < 1)
+				return die_usage(
+					"--recovery-bytes: expected a byte count, got '%s'",
+					optarg);
+			o->recovery_bytes = u;
+			break;
+		case O_REC_COLD: o->recovery_cold = true; break;
 		case O_SRV_PID:
 			if (parse_u64(optarg, &u) || u < 1)
 				return die_usage("--server-pid: expected a PID, got '%s'", optarg);
@@ -951,7 +996,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	if (optind < argc) {
 		if (rb_scen_parse(argv[optind], &o->scen) != 0)
 			return die_usage(
-				"unknown scenario '%s' (createTopic, send, fanout, pull, latency, sweep)",
+				"unknown scenario '%s' (createTopic, send, fanout, pull, latency, sweep, recovery)",
 				argv[optind]);
 		o->scen_given = true;
 		optind++;
@@ -960,6 +1005,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		return die_usage("unexpected argument '%s'", argv[optind]);
 	if (!o->scen_given && !o->compare)
 		return die_usage("%s", "a scenario is needed (or --compare)");
+	if (o->scen == RB_SC_RECOVERY && (o->compare || o->target != RB_RINGMQ))
+		return die_usage("%s", "recovery is ringmq-only (and not part of --compare)");
 	if (o->scen == RB_SC_SWEEP && o->compare)
 		return die_usage(
 			"%s",
@@ -1200,6 +1247,194 @@ static int cmd_compare(struct opts *o, struct rb_report *rep)
 	return finish(rep, o);
 }
 
+/* --- recovery: kill -9 and restart on a filled data directory --- */
+
+/* "key:value" of INFO text, as a number; -1 when absent. */
+static double info_num(const struct rb_rval *v, const char *key)
+{
+	char k[64];
+	snprintf(k, sizeof(k), "\n%s:", key);
+	const char *p = memmem(v->p, v->len, k, strlen(k));
+	return p ? strtod(p + strlen(k), NULL) : -1;
+}
+
+/* One INFO persistence; 0, or -1 (I/O, or an error reply). */
+static int info_persist(const struct rb_server *s, struct rb_ctl *c, double *loading, double *bytes,
+			double *msgs, double *ms)
+{
+	if (c->fd < 0)
+		c->fd = rb_connect(s->host, s->port);
+	struct rb_rval v;
+	if (c->fd < 0 || rb_ctl_call(c, &v, "INFO", "persistence", NULL) != 0 || v.type != '$')
+		return -1;
+	*loading = info_num(&v, "loading");
+	*bytes = info_num(&v, "recovered_bytes");
+	*msgs = info_num(&v, "recovered_messages");
+	*ms = info_num(&v, "recovery_time_ms");
+	return 0;
+}
+
+/* Fills topic with at least `bytes` of payload: one connection, replies
+ * off, MPUBLISH frames of 256 payloads in 1 MiB writes; CLIENT REPLY ON
+ * at the end waits until all is processed. 0 or -1. */
+static int recovery_fill(const struct rb_server *s, const char *topic, unsigned payload,
+			 uint64_t bytes)
+{
+	struct rb_ctl c = { .fd = rb_connect(s->host, s->port) };
+	if (c.fd < 0)
+		return -1;
+	struct rb_buf b = { 0 };
+	const unsigned per = 256;
+	unsigned frames = (unsigned)((1u << 20) / ((uint64_t)per * (payload + 16)) + 1);
+	rb_buf_printf(&b, "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n");
+	size_t hdr = b.len;
+	for (unsigned f = 0; f < frames; f++) {
+		rb_buf_printf(&b, "*%u\r\n$8\r\nMPUBLISH\r\n$%zu\r\n%s\r\n", per + 2, strlen(topic),
+			      topic);
+		for (unsigned i = 0; i < per; i++) {
+			rb_buf_printf(&b, "$%u\r\n", payload);
+			rb_buf_reserve(&b, payload + 2);
+			for (unsigned j = 0; j < payload; j++)
+				b.p[b.len + j] = (char)('a' + (i + j) % 26);
+			b.len += payload;
+			rb_buf_add(&b, "\r\n", 2);
+		}
+	}
+	uint64_t per_write = (uint64_t)frames * per * payload, done = 0;
+	int rc = rb_write_all(c.fd, b.p, hdr);
+	while (rc == 0 && done < bytes && !rb_interrupted) {
+		rc = rb_write_all(c.fd, b.p + hdr, b.len - hdr);
+		done += per_write;
+	}
+	rb_buf_free(&b);
+	struct rb_rval v;
+	const char *on = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n";
+	if (rc == 0 &&
+	    (rb_write_all(c.fd, on, strlen(on)) != 0 || rb_ctl_read(&c, &v) != 0 || v.type == '-'))
+		rc = -1;
+	rb_ctl_close(&c);
+	return rc;
+}
+
+/* --recovery-cold: each segment file's pages out of the page cache
+ * (synced first: only clean pages can be dropped), as after a reboot,
+ * without root. */
+static int drop_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	size_t n = strlen(p);
+	if (flag != FTW_F || n < 4 || strcmp(p + n - 4, ".seg") != 0)
+		return 0;
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fdatasync(fd);
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		close(fd);
+	}
+	return 0;
+}
+
+static void recovery_once(struct opts *o, const char *bin, struct rb_row *row)
+{
+	row->runs++;
+	struct rb_server s;
+	if (start_target(o, RB_RINGMQ, o->server_threads, &s) != 0) {
+		row->failed++;
+		snprintf(row->err, sizeof(row->err), "ringmq-server did not start");
+		return;
+	}
+	if (!row->version[0]) { /* the row was made before any server ran */
+		snprintf(row->version, sizeof(row->version), "%s", s.version);
+		row->server_threads = s.threads;
+	}
+	char topic[96], cap[32];
+	rb_topic_prefix(topic, sizeof(topic));
+	/* room for every record with its overhead: nothing trimmed */
+	snprintf(cap, sizeof(cap), "%" PRIu64, o->recovery_bytes * 3 + (64u << 20));
+	struct rb_ctl c = { .fd = rb_connect(s.host, s.port) };
+	struct rb_rval v;
+	const char *why = NULL;
+	if (c.fd < 0 ||
+	    rb_ctl_call(&c, &v, "CREATE", topic, "CAPACITY", cap, "STORAGE", "disk", NULL) != 0 ||
+	    v.type == '-')
+		why = "CREATE of the disk topic failed";
+	rb_ctl_close(&c);
+	uint64_t f0 = rb_now_ms();
+	if (!why && recovery_fill(&s, topic, o->w.payload, o->recovery_bytes) != 0)
+		why = "filling the topic failed";
+	uint64_t fill_ms = rb_now_ms() - f0;
+	if (!why && o->recovery_cold)
+		(void)nftw(s.dir, drop_one, 16, FTW_PHYS);
+	double loading = 1, bytes = 0, msgs = 0, ms = 0;
+	uint64_t t0 = rb_now_ns(), t1 = 0;
+	if (!why && rb_server_crash_restart(&s, bin, o->server_threads, o->server_args) != 0)
+		why = "restart after kill -9 failed";
+	c = (struct rb_ctl){ .fd = -1 };
+	while (!why && !rb_interrupted) {
+		if (info_persist(&s, &c, &loading, &bytes, &msgs, &ms) != 0) {
+			why = "INFO persistence failed after the restart";
+		} else if (loading == 0) {
+			t1 = rb_now_ns();
+			break;
+		} else {
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+		if (rb_now_ns() - t0 > 600ull * 1000000000ull)
+			why = "still loading after 600 s";
+	}
+	rb_ctl_close(&c);
+	rb_server_stop(&s);
+	if (why || !t1) {
+		row->failed++;
+		snprintf(row->err, sizeof(row->err), "%s", why ? why : "interrupted");
+		return;
+	}
+	double secs = (double)(t1 - t0) / 1e9;
+	rb_row_add(row, "restart_to_loaded_s", "kill -9 -> loading:0 s", "s", -1, secs);
+	rb_row_add(row, "recovery_time_ms", "server recovery_time_ms", "ms", -1, ms);
+	rb_row_add(row, "recovered_gb_per_s", "recovered GB/s", "GB/s", 1, bytes / secs / 1e9);
+	rb_row_add(row, "recovered_mib", "recovered MiB", "MiB", 0, bytes / 1048576.0);
+	rb_row_add(row, "recovered_msgs", "recovered msgs", "msgs", 0, msgs);
+	rb_row_add(row, "fill_s", "fill s", "s", 0, (double)fill_ms / 1000);
+	if (!o->quiet)
+		fprintf(stderr,
+			"ringmq-bench: recovered %.0f MiB (%.0f msgs) in %.3f s (server: %.0f ms), "
+			"%.2f GB/s\n",
+			bytes / 1048576.0, msgs, secs, ms, bytes / secs / 1e9);
+}
+
+static int cmd_recovery(struct opts *o, struct rb_report *rep)
+{
+	const char *name = o->server_bin ? o->server_bin : "ringmq-server";
+	const char *found = rb_find_exe(name);
+	if (!found) {
+		fprintf(stderr, "ringmq-bench: %s not found (build it, or pass --server PATH)\n",
+			name);
+		return 1;
+	}
+	char bin[4096];
+	snprintf(bin, sizeof(bin), "%s", found);
+	struct rb_case c;
+	make_case(o, RB_SC_SEND, &c);
+	c.w.scen = RB_SC_RECOVERY;
+	c.w.pubs = 1;
+	c.w.subs = 0;
+	snprintf(c.label, sizeof(c.label), "recovery of %.0f MiB%s, %u B payloads",
+		 (double)o->recovery_bytes / 1048576.0, o->recovery_cold ? " (cold)" : " (warm)",
+		 c.w.payload);
+	struct rb_server info = { .target = RB_RINGMQ, .threads = -1 };
+	struct rb_row *row = rb_report_row(rep, "recovery", c.label, &info, &c.w);
+	for (unsigned i = 0; i < o->repeats && !rb_interrupted; i++) {
+		if (!o->quiet)
+			fprintf(stderr, "ringmq-bench: %s, run %u/%u\n", c.label, i + 1,
+				o->repeats);
+		recovery_once(o, bin, row);
+	}
+	return finish(rep, o);
+}
+
 /* --tls: certificates for the servers started here (unless a CA was
  * given: then the servers are the user's), and the client side. */
 static int tls_setup(struct opts *o)
@@ -1246,6 +1481,8 @@ int main(int argc, char **argv)
 		rc = cmd_compare(&o, &rep);
 	else if (o.scen == RB_SC_SWEEP)
 		rc = cmd_sweep(&o, &rep);
+	else if (o.scen == RB_SC_RECOVERY)
+		rc = cmd_recovery(&o, &rep);
 	else
 		rc = cmd_single(&o, &rep);
 	rb_report_free(&rep);

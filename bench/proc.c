@@ -382,6 +382,21 @@ static void rm_dir(char *dir)
 	dir[0] = 0;
 }
 
+struct rb_durability rb_durable;
+
+/* A fresh empty directory in s->dir; 0 or -1 after saying why. */
+static int make_dir(struct rb_server *s, const char *tmp, const char *what)
+{
+	rm_dir(s->dir);
+	snprintf(s->dir, sizeof(s->dir), "%s/ringmq-bench.%d.%s.XXXXXX", tmp && *tmp ? tmp : "/tmp",
+		 (int)getpid(), what);
+	if (mkdtemp(s->dir))
+		return 0;
+	fprintf(stderr, "ringmq-bench: mkdtemp %s: %s\n", s->dir, strerror(errno));
+	s->dir[0] = 0;
+	return -1;
+}
+
 int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int threads,
 		    const char *extra_args)
 {
@@ -447,21 +462,26 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 				has_dir |= strcmp(a, "--dir") == 0 || strncmp(a, "--dir=", 6) == 0;
 				argv[argc++] = a;
 			}
+			if (rb_durable.storage && argc < 58) {
+				argv[argc++] = "--storage";
+				argv[argc++] = (char *)rb_durable.storage;
+			}
+			if (rb_durable.fsync && argc < 58) {
+				argv[argc++] = "--fsync";
+				argv[argc++] = (char *)rb_durable.fsync;
+			}
 			if (!has_dir) { /* a fresh data directory of its own, every start */
-				rm_dir(s->dir);
-				snprintf(s->dir, sizeof(s->dir), "%s/ringmq-bench.%d.data.XXXXXX",
-					 tmp && *tmp ? tmp : "/tmp", (int)getpid());
-				if (!mkdtemp(s->dir)) {
-					fprintf(stderr, "ringmq-bench: mkdtemp %s: %s\n", s->dir,
-						strerror(errno));
-					s->dir[0] = 0;
+				if (make_dir(s, tmp, "data") != 0)
 					return -1;
-				}
 				argv[argc++] = "--dir";
 				argv[argc++] = s->dir;
 			}
 		} else if (t == RB_REDIS) {
-			/* no persistence, loopback only, a private directory */
+			/* loopback only, a private directory; persistence only as
+			 * an AOF peer (--fsync): then XADD into the AOF */
+			s->durable = rb_durable.fsync != NULL;
+			if (s->durable && make_dir(s, tmp, "redis") != 0)
+				return -1;
 			const char *args[] = { "--bind",
 					       "127.0.0.1",
 					       "--port",
@@ -469,13 +489,17 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 					       "--save",
 					       "",
 					       "--appendonly",
-					       "no",
+					       s->durable ? "yes" : "no",
+					       "--appendfsync",
+					       s->durable ? rb_durable.fsync : "everysec",
 					       "--protected-mode",
 					       "no",
 					       "--daemonize",
 					       "no",
 					       "--dir",
-					       tmp && *tmp ? tmp : "/tmp",
+					       s->durable    ? s->dir
+					       : tmp && *tmp ? tmp
+							     : "/tmp",
 					       "--loglevel",
 					       "warning" };
 			for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
@@ -485,6 +509,15 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 			argv[argc++] = "127.0.0.1";
 			argv[argc++] = "-p";
 			argv[argc++] = portbuf;
+			/* JetStream file store, in a directory of its own */
+			s->durable = rb_durable.fsync != NULL;
+			if (s->durable) {
+				if (make_dir(s, tmp, "nats") != 0)
+					return -1;
+				argv[argc++] = "-js";
+				argv[argc++] = "-sd";
+				argv[argc++] = s->dir;
+			}
 		}
 		argv[argc] = NULL;
 		if (port < 0)
@@ -593,6 +626,32 @@ int rb_server_probe(struct rb_server *s)
 		}
 	}
 	rb_ctl_close(&c);
+	return rc;
+}
+
+int rb_server_crash_restart(struct rb_server *s, const char *bin, int threads,
+			    const char *extra_args)
+{
+	if (!s->owned || s->pid <= 0 || s->target != RB_RINGMQ || !s->dir[0]) {
+		fprintf(stderr, "ringmq-bench: only a ringmq-server started here can be crashed\n");
+		return -1;
+	}
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+	child_del(s->pid);
+	s->pid = 0;
+	s->owned = false;
+	if (s->out_fd >= 0)
+		close(s->out_fd);
+	s->out_fd = -1;
+	char dir[sizeof(s->dir)], args[1024];
+	snprintf(dir, sizeof(dir), "%s", s->dir);
+	snprintf(args, sizeof(args), "%s --dir %s", extra_args ? extra_args : "", dir);
+	s->dir[0] = 0;
+	int rc = rb_server_start(s, RB_RINGMQ, bin, threads, args);
+	snprintf(s->dir, sizeof(s->dir), "%s", dir); /* ours again: removed at stop */
+	if (rc != 0)
+		rm_dir(s->dir);
 	return rc;
 }
 

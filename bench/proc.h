@@ -33,8 +33,22 @@ struct rb_server {
 	int threads;   /* ringmq worker threads from INFO; -1 unknown */
 	char log[256]; /* its log file, when started here */
 	char dir[256]; /* ringmq: its own data directory (--dir) when
-			      * started here without one; removed at stop */
+			      * started here without one; Redis AOF, JetStream:
+			      * theirs (rb_durable.fsync set); removed at stop */
+	bool durable;  /* started under rb_durable.fsync: Redis publishes with
+			* XADD into its AOF, NATS through JetStream with acks */
 };
+
+/* What --storage and --fsync ask of the servers rb_server_start starts:
+ * ringmq gets "--storage S --fsync F"; with fsync set, redis-server runs
+ * with "--appendonly yes --appendfsync F" and nats-server with JetStream
+ * ("-js -sd DIR"), each in a temporary directory of its own removed at
+ * stop. NULL: not given. Set once by main before any server starts. */
+struct rb_durability {
+	const char *storage; /* disk | memory */
+	const char *fsync;   /* always | everysec | no */
+};
+extern struct rb_durability rb_durable;
 
 /* Locates an executable: a path containing '/' as is, else next to this
  * program, then in $PATH, then in /usr/sbin and /sbin. Returns a static
@@ -46,6 +60,14 @@ const char *rb_find_exe(const char *name);
  * Returns 0, or -1 with the reason on stderr. */
 int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int threads,
 		    const char *extra_args);
+
+/* kill -9 of a ringmq-server started here, then the same server again on
+ * the same data directory (what a crash and a restart do); returns once
+ * it answers (it may still be loading). bin, threads and extra_args as
+ * for rb_server_start; the directory stays the server's (removed at
+ * stop). 0, or -1 with the reason on stderr. */
+int rb_server_crash_restart(struct rb_server *s, const char *bin, int threads,
+			    const char *extra_args);
 
 /* Fills version (and threads for ringmq) by asking the server. */
 int rb_server_probe(struct rb_server *s);

@@ -34,6 +34,7 @@ enum rb_scen {
 	RB_SC_PULL,
 	RB_SC_LATENCY,
 	RB_SC_SWEEP,
+	RB_SC_RECOVERY,
 	RB_NSCEN
 };
 

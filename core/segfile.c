@@ -5,12 +5,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "util.h"
 
 int (*rmq_segf_fallocate_hook)(int fd, off_t len);
 
@@ -196,10 +198,40 @@ int rmq_segf_sync(const struct rmq_segf *f)
 	return msync(f->map, f->size, MS_SYNC);
 }
 
+/* Records are checked from a buffer filled with pread, not through the
+ * mapping: the first touch of each mapped page costs a fault (and, on a
+ * virtual machine with shadow page tables, an exit to the hypervisor),
+ * which made a warm 1 GiB recovery take 1.2 s of which the CRC itself
+ * was a fifth. pread copies from the page cache through the kernel's own
+ * mapping into one reused buffer. The slots are still read through the
+ * mapping (20 bytes per record). The first SCAN_DIRECT bytes are read
+ * through the mapping too, so the many small segments of many small
+ * topics cost no buffer (5,000 topics each allocating 1 MiB made a
+ * restart under ASan miss its 5 s start). */
+#define SCAN_CHUNK (1u << 20)
+#define SCAN_DIRECT (256u << 10)
+
+/* Up to n bytes at off into buf; bytes read (short only at EOF/error). */
+static size_t pread_full(int fd, char *buf, size_t n, off_t off)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(fd, buf + got, n - got, off + (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
 uint32_t rmq_segf_scan(const struct rmq_segf *f, uint32_t max, uint64_t *bytes)
 {
 	const char *data = f->map + RMQ_SEGF_HDR;
 	uint64_t dsize = f->size - RMQ_SEGF_HDR, used = 0;
+	char *buf = NULL;
+	uint64_t bstart = 0, bend = 0; /* data offsets held in buf */
 	uint32_t i = 0;
 	for (; i < max; i++) {
 		/* Slot i must lie above everything written so far. */
@@ -211,10 +243,25 @@ uint32_t rmq_segf_scan(const struct rmq_segf *f, uint32_t max, uint64_t *bytes)
 		    used + len + (uint64_t)(i + 1) * RMQ_SLOT_DISK > dsize ||
 		    (uint64_t)sl->poff + sl->plen > len)
 			break;
-		if (rmq_slot_crc(data + used, len, sl->off, sl->poff, sl->plen) != sl->crc)
+		const char *rec = data + used;
+		if (!buf && used >= SCAN_DIRECT && f->fd >= 0)
+			buf = rmq_malloc(SCAN_CHUNK);
+		if (buf && len <= SCAN_CHUNK) {
+			if (used + len > bend) {
+				uint64_t want =
+					dsize - used < SCAN_CHUNK ? dsize - used : SCAN_CHUNK;
+				bstart = used;
+				bend = used + pread_full(f->fd, buf, (size_t)want,
+							 (off_t)(RMQ_SEGF_HDR + used));
+			}
+			if (used + len <= bend)
+				rec = buf + (used - bstart);
+		}
+		if (rmq_slot_crc(rec, len, sl->off, sl->poff, sl->plen) != sl->crc)
 			break;
 		used += len;
 	}
+	free(buf);
 	*bytes = used;
 	return i;
 }
