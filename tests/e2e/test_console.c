@@ -484,6 +484,52 @@ Test(console, acl, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 	cr_expect_eq(r.status, 200, "%s", r.all);
 	free(r.all);
 	IS_ERR(R(c, "PUBLISH", "secret", "x"), "NOTOPIC");
+	/* drop a durable subscriber: not the viewer (no UNREGISTER), not
+	 * another subscriber's user (the broker's NOPERM), only after the
+	 * confirmation, then it is gone */
+	IS_OK(R(c, "ACL", "SETUSER", "alice", "on", ">apass", "+@all", "-@admin", "&*"));
+	IS_OK(R(c, "ACL", "SETUSER", "carol", "on", ">cpass", "+@all", "-@admin", "+info", "&*"));
+	struct e2e_client *owner = CONN();
+	IS_OK(R(owner, "AUTH", "alice", "apass"));
+	IS_OK(R(owner, "REGISTER", "SUBSCRIBER", "feed"));
+	IS_DSUB(R(owner, "DSUBSCRIBE", "pub1"), "pub1");
+	r = api(mp, "/api/v1/whoami", viewer, 200);
+	cr_expect(strstr(r.body, "\"drop_subscriber\":false"), "%s", r.body);
+	free(r.all);
+	r = api(mp, "/api/v1/whoami", boss, 200);
+	cr_expect(strstr(r.body, "\"drop_subscriber\":true"), "%s", r.body);
+	free(r.all);
+	r = api(mp, "/api/v1/subscribers/drop?name=feed", boss, 405);
+	free(r.all);
+	snprintf(h, sizeof(h), "%sX-Ringmq-Confirm: feed\r\n", viewer);
+	r = http(mp, "POST", "/api/v1/subscribers/drop?name=feed", h);
+	cr_expect_eq(r.status, 403, "%s", r.all);
+	free(r.all);
+	snprintf(h, sizeof(h), "%sX-Ringmq-Confirm: feed\r\n", basic("carol", "cpass"));
+	r = http(mp, "POST", "/api/v1/subscribers/drop?name=feed", h);
+	cr_expect_eq(r.status, 403, "%s", r.all);
+	cr_expect(strstr(r.body, "belongs to user alice"), "%s", r.body);
+	free(r.all);
+	snprintf(h, sizeof(h), "%sX-Ringmq-Confirm: fee\r\n", boss);
+	r = http(mp, "POST", "/api/v1/subscribers/drop?name=feed", h);
+	cr_expect_eq(r.status, 409, "%s", r.all);
+	free(r.all);
+	r = api(mp, "/api/v1/subscribers?filter=feed", boss, 200);
+	cr_expect(strstr(r.body, "\"total\":1"), "%s", r.body);
+	free(r.all);
+	snprintf(h, sizeof(h), "%sX-Ringmq-Confirm: feed\r\n", boss);
+	r = http(mp, "POST", "/api/v1/subscribers/drop?name=feed", h);
+	cr_expect_eq(r.status, 200, "%s", r.all);
+	cr_expect(strstr(r.body, "\"dropped\":\"feed\""), "%s", r.body);
+	free(r.all);
+	r = api(mp, "/api/v1/subscribers?filter=feed", boss, 200);
+	cr_expect(strstr(r.body, "\"total\":0"), "%s", r.body);
+	free(r.all);
+	r = http(mp, "POST", "/api/v1/subscribers/drop?name=feed", h);
+	cr_expect_eq(r.status, 404, "%s", r.all);
+	free(r.all);
+	IS_ERR_HAS(R(owner, "PULL", "pub1"), "was dropped");
+	e2e_close(owner);
 	/* clients as the boss; kill one */
 	struct e2e_client *victim = CONN();
 	IS_OK(R(victim, "CLIENT", "SETNAME", "victim"));
