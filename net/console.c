@@ -790,6 +790,10 @@ static const char *const sort_names[] = { "name", "rate", "retained", "depth", "
 
 struct row {
 	char *name; /* owned once kept; during the walk, the topic's */
+	/* the durable subscriber furthest behind (NULL: none) and its lag;
+	 * owned as name is */
+	char *slowest;
+	uint64_t slowest_lag;
 	struct rmq_topic_stats st;
 	double rm, rb;
 	bool disk;
@@ -876,16 +880,21 @@ static void page_topic(struct rmq_topic *t, void *ctx)
 	if (pg->n == pg->window && row_cmp(pg, &r, &pg->heap[0]) >= 0)
 		return;
 	char *name = strdup(t->name);
-	if (!name) {
+	const char *slow = rmq_topic_slowest_durable(t, &r.slowest_lag);
+	char *slowest = slow ? strdup(slow) : NULL;
+	if (!name || (slow && !slowest)) {
+		free(name);
 		pg->oom = true;
 		return;
 	}
 	r.name = name;
+	r.slowest = slowest;
 	if (pg->n < pg->window) {
 		pg->heap[pg->n++] = r;
 		heap_up(pg, pg->n - 1);
 	} else {
 		free(pg->heap[0].name);
+		free(pg->heap[0].slowest);
 		pg->heap[0] = r;
 		heap_down(pg, 0);
 	}
@@ -914,11 +923,17 @@ static void row_json(struct rmq_buf *b, const struct row *r)
 	jrate(b, r->rb);
 	jf(b,
 	   ",\"live_subscribers\":%llu,\"durable_subscribers\":%llu,\"dropped\":%llu,"
-	   "\"evicted\":%llu,\"rejected\":%llu,\"slow_disconnects\":%llu,\"onfull\":\"%s\"}",
+	   "\"evicted\":%llu,\"rejected\":%llu,\"slow_disconnects\":%llu,\"onfull\":\"%s\"",
 	   (unsigned long long)r->st.live_subs, (unsigned long long)r->st.durable_subs,
 	   (unsigned long long)r->st.dropped, (unsigned long long)r->st.evicted,
 	   (unsigned long long)r->st.rejected, (unsigned long long)r->st.slow_disconnects,
 	   r->st.onfull == RMQ_ONFULL_DROP_OLDEST ? "drop-oldest" : "reject");
+	jf(b, ",\"slowest_durable\":");
+	if (r->slowest)
+		jcstr(b, r->slowest);
+	else
+		jf(b, "null");
+	jf(b, ",\"slowest_lag\":%llu}", (unsigned long long)r->slowest_lag);
 }
 
 static int api_topics(struct console *con, const char *q, struct rmq_buf *b, const char **ctype)
@@ -992,8 +1007,10 @@ static int api_topics(struct console *con, const char *q, struct rmq_buf *b, con
 		}
 		jf(b, "]}\n");
 	}
-	for (size_t i = 0; i < pg.n; i++)
+	for (size_t i = 0; i < pg.n; i++) {
 		free(pg.heap[i].name);
+		free(pg.heap[i].slowest);
+	}
 	free(pg.heap);
 	return st;
 }
@@ -1123,6 +1140,8 @@ static int api_topic(struct console *con, const struct who *w, const char *q, st
 	}
 	struct row r = { .name = t->name, .disk = t->log.disk != NULL };
 	rmq_topic_stats(t, &r.st);
+	/* not owned here: the topic's and its subscriber's, while online */
+	r.slowest = (char *)rmq_topic_slowest_durable(t, &r.slowest_lag);
 	pthread_mutex_lock(&con->lock);
 	rate_of(con, t, &r.rm, &r.rb);
 	pthread_mutex_unlock(&con->lock);

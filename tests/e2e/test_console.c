@@ -250,7 +250,6 @@ Test(console, api, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 	SCMD(live, "SUBSCRIBE", "hot");
 	IS_PUSH3(RD(live), "subscribe", "hot", 1);
 	struct e2e_client *d = DURABLE("dur", "hot");
-	(void)d;
 	static const char bin[] = { 1, 2, 0, 'x' };
 	const char *argv[] = { "PUBLISH", "hot", bin };
 	size_t lens[] = { 7, 3, sizeof(bin) };
@@ -316,7 +315,25 @@ Test(console, api, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 	cr_expect(hot && hot[7] != 'n', "no rate: %s", r.body); /* a number, not null */
 	cr_expect_eq(num(r.body, "live_subscribers"), 1, "%s", r.body);
 	cr_expect_eq(num(r.body, "durable_subscribers"), 1, "%s", r.body);
+	/* dur never pulled: it holds every message (the next seq is seq) */
+	cr_expect(strstr(r.body, "\"slowest_durable\":\"dur\""), "%s", r.body);
+	cr_expect_eq(num(r.body, "slowest_lag"), seq - 1, "%s", r.body);
 	free(r.all);
+	r = api(mp, "/api/v1/topics?filter=t00", NULL, 200);
+	cr_expect(strstr(r.body, "\"slowest_durable\":null,\"slowest_lag\":0"), "%s", r.body);
+	free(r.all);
+	/* a second one, caught up: dur stays the furthest behind; once dur
+	 * has read all but 5, dur2 (at the end) is not behind it */
+	struct e2e_client *d2 = DURABLE("dur2", "hot");
+	IS_EMPTY(R(d2, "PULL", "hot"));
+	char keep[32];
+	snprintf(keep, sizeof(keep), "%lld", seq - 1 - 5);
+	e2e_reply_free(R(d, "PULL", "hot", "COUNT", keep));
+	r = api(mp, "/api/v1/topic?name=hot&messages=0", NULL, 200);
+	cr_expect(strstr(r.body, "\"slowest_durable\":\"dur\",\"slowest_lag\":5"), "%s", r.body);
+	free(r.all);
+	IS_INT(R(d2, "UNREGISTER", "dur2"), 1);
+	e2e_close(d2);
 
 	/* one topic: its messages, escaped, binary as hex; its subscriber */
 	r = api(mp, "/api/v1/topic?name=hot&messages=50", NULL, 200);
