@@ -884,6 +884,7 @@ static void page_topic(struct rmq_topic *t, void *ctx)
 	char *slowest = slow ? strdup(slow) : NULL;
 	if (!name || (slow && !slowest)) {
 		free(name);
+		free(slowest);
 		pg->oom = true;
 		return;
 	}
