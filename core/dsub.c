@@ -364,6 +364,40 @@ void rmq_dsub_detach(struct rmq_dsub *d, uint64_t token)
 		urcu_qsbr_call_rcu(&d->rcu, dsub_free_rcu);
 }
 
+/* Drops d (d->lock held, not dead): unlinks it, so that an attach that
+ * found it before sees `dead` and looks again, removes its subscriptions
+ * (what they held is trimmed by the owner shards), tells the dropped hook,
+ * and takes it from its owner, if any: the owner's calls get -EBUSY and
+ * rmq_dsub_dropped says why. Returns the topic a parked owner waits on
+ * (with its reference: notify it, then put it, once d->lock is released),
+ * or NULL. */
+static struct rmq_topic *dsub_drop_locked(struct rmq_dsub_registry *r, struct rmq_dsub *d)
+{
+	d->dead = true;
+	if (cds_lfht_del(r->ht, &d->node) == 0)
+		atomic_fetch_sub_explicit(&r->count, 1, memory_order_relaxed);
+	while (d->n)
+		dsub_remove_at(d, d->n - 1);
+	if (r->hooks.dropped)
+		r->hooks.dropped(r->hooks.ctx, d->name, d->name_len);
+	d->token = 0;
+	struct rmq_topic *woken = d->waiting;
+	d->waiting = NULL;
+	return woken;
+}
+
+/* After dsub_drop_locked, d->lock released: frees d unless an attach still
+ * holds it (its last detach frees it then), wakes a parked owner. */
+static void dsub_drop_finish(struct rmq_dsub *d, bool unreferenced, struct rmq_topic *woken)
+{
+	if (woken) {
+		rmq_topic_notify(woken);
+		rmq_topic_put(woken);
+	}
+	if (unreferenced)
+		urcu_qsbr_call_rcu(&d->rcu, dsub_free_rcu);
+}
+
 uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, uint64_t ttl_ms,
 				  void (*fn)(const char *name, uint64_t idle_ms, int subs,
 					     void *ctx),
@@ -380,25 +414,39 @@ uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, 
 			pthread_mutex_unlock(&d->lock);
 			continue;
 		}
-		/* Unlinked under the lock, so an attach that found it before
-		 * sees `dead` and looks again. */
-		d->dead = true;
-		if (cds_lfht_del(r->ht, &d->node) == 0)
-			atomic_fetch_sub_explicit(&r->count, 1, memory_order_relaxed);
 		int subs = d->n;
-		while (d->n) /* what it held is trimmed by the owner shards */
-			dsub_remove_at(d, d->n - 1);
-		if (r->hooks.dropped)
-			r->hooks.dropped(r->hooks.ctx, d->name, d->name_len);
+		struct rmq_topic *woken = dsub_drop_locked(r, d);
 		bool unreferenced = d->refs == 0;
 		if (fn)
 			fn(d->name, idle, subs, ctx);
 		pthread_mutex_unlock(&d->lock);
-		if (unreferenced)
-			urcu_qsbr_call_rcu(&d->rcu, dsub_free_rcu);
+		dsub_drop_finish(d, unreferenced, woken);
 		expired++;
 	}
 	return expired;
+}
+
+static struct rmq_dsub *dsub_find_locked(struct rmq_dsub_registry *r, const char *name, size_t len);
+
+int rmq_dsub_registry_drop(struct rmq_dsub_registry *r, const char *name, size_t len)
+{
+	struct rmq_dsub *d = dsub_find_locked(r, name, len);
+	if (!d)
+		return -ENOENT;
+	int subs = d->n;
+	struct rmq_topic *woken = dsub_drop_locked(r, d);
+	bool unreferenced = d->refs == 0;
+	pthread_mutex_unlock(&d->lock);
+	dsub_drop_finish(d, unreferenced, woken);
+	return subs;
+}
+
+bool rmq_dsub_dropped(struct rmq_dsub *d)
+{
+	pthread_mutex_lock(&d->lock);
+	bool dead = d->dead;
+	pthread_mutex_unlock(&d->lock);
+	return dead;
 }
 
 const char *rmq_dsub_name(const struct rmq_dsub *d)

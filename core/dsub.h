@@ -16,7 +16,7 @@
  * all of them). Each rmq_dsub_attach takes a reference that exactly one
  * rmq_dsub_detach (with the token it returned) gives back; a subscriber
  * expired while a taken-over connection still holds such a reference is
- * freed, RCU-deferred, at that last detach. Batches returned by rmq_dsub_pull point into the topic's
+ * freed, RCU-deferred, at that last detach (so is one dropped). Batches returned by rmq_dsub_pull point into the topic's
  * log and are valid until the caller's next quiescent state.
  *
  * Delivery modes (rmq_dsub_set_ack), per subscriber, chosen by whoever
@@ -107,6 +107,15 @@ uint64_t rmq_dsub_registry_expire(struct rmq_dsub_registry *r, uint64_t now_ms, 
 				  void (*fn)(const char *name, uint64_t idle_ms, int subs,
 					     void *ctx),
 				  void *ctx);
+/* UNREGISTER: drops subscriber `name` now, attached or not, the way
+ * rmq_dsub_registry_expire does (the dropped hook, its subscriptions
+ * released): a later attach of the name creates a new subscriber. Its
+ * owner, if any, loses it: its calls get -EBUSY, a parked owner is woken
+ * (rmq_dsub_wait), and rmq_dsub_dropped tells it apart from a takeover.
+ * Returns how many subscriptions it had, or -ENOENT (no such subscriber). */
+int rmq_dsub_registry_drop(struct rmq_dsub_registry *r, const char *name, size_t len);
+/* Whether d was dropped (expired or UNREGISTERed); d as held by an attach. */
+bool rmq_dsub_dropped(struct rmq_dsub *d);
 const char *rmq_dsub_name(const struct rmq_dsub *d);
 
 /* Adds a subscription to t starting at its current end, or keeps the
@@ -220,7 +229,7 @@ struct rmq_dsub_hooks {
 	 * rmq_dsub_registry_touch): n subscriptions in subs. */
 	void (*changed)(void *ctx, const char *name, size_t len,
 			struct rmq_dsub_subscription *const *subs, int n);
-	/* The subscriber was dropped (--subscriber-ttl). */
+	/* The subscriber was dropped (--subscriber-ttl, UNREGISTER). */
 	void (*dropped)(void *ctx, const char *name, size_t len);
 	/* A PULL, an ACK or a SUBSCRIBE ... FROM moved s's delivered position
 	 * or its floor (called after they moved: rmq_dsub_positions reads

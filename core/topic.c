@@ -772,3 +772,24 @@ void rmq_topic_remove_durable(struct rmq_topic *t, struct rmq_dsub_subscription 
 	urcu_qsbr_call_rcu(&old->rcu, dlist_free_rcu);
 	rmq_topic_want_housekeeping(t); /* its hold is gone: trim if over */
 }
+
+const char *rmq_topic_slowest_durable(struct rmq_topic *t, uint64_t *lag)
+{
+	/* as topic_hold reads it: the published list, lock-free */
+	struct rmq_dlist *dl = atomic_load_explicit(&t->durables, memory_order_acquire);
+	struct rmq_dsub_subscription *slow = NULL;
+	uint64_t min = UINT64_MAX;
+	for (size_t i = 0; dl && i < dl->n; i++) {
+		uint64_t p = atomic_load_explicit(&dl->v[i]->pos, memory_order_acquire);
+		if (p < min) {
+			min = p;
+			slow = dl->v[i];
+		}
+	}
+	*lag = 0;
+	if (!slow)
+		return NULL;
+	uint64_t next = rmq_log_next_seq(&t->log);
+	*lag = next > min ? next - min : 0;
+	return rmq_dsub_name(slow->owner);
+}

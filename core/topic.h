@@ -298,5 +298,13 @@ void rmq_topic_want_housekeeping(struct rmq_topic *t);
 struct rmq_dsub_subscription;
 int rmq_topic_add_durable(struct rmq_topic *t, struct rmq_dsub_subscription *s);
 void rmq_topic_remove_durable(struct rmq_topic *t, struct rmq_dsub_subscription *s);
+/* The durable subscriber furthest behind on t (the lowest acked floor, the
+ * one that holds the oldest message) and its lag in messages (*lag: t's
+ * next sequence number minus that floor; 0 when there is none). Read from
+ * the RCU-published list as trimming reads it: no lock, nothing on the
+ * publish path. Returns its name, valid until the caller's next quiescent
+ * state (an online urcu-qsbr thread holding t), or NULL when t has no
+ * durable subscription. */
+const char *rmq_topic_slowest_durable(struct rmq_topic *t, uint64_t *lag);
 
 #endif

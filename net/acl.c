@@ -985,6 +985,44 @@ bool rmq__acl_claim_subscriber(struct conn *c, const char *sub, size_t n)
 	return false;
 }
 
+bool rmq__acl_may_drop_subscriber(struct conn *c, const char *sub, size_t n)
+{
+	struct rmq_acl *acl = c->worker->srv->acl;
+	if (c->acl.epoch != rmq_acl_epoch(acl))
+		rmq__acl_refresh(c);
+	const char *me = c->acl.user ? c->acl.user->name : "default";
+	bool admin = c->acl.user != NULL;
+	for (size_t i = 0; admin && i < rmq__cmd_count(); i++)
+		if (rmq__cmd_cats(i) & RMQ_CAT_ADMIN)
+			admin = (c->acl.cmds >> i & 1) != 0;
+	if (admin)
+		return true;
+	/* a subscriber without a recorded owner is default's (as
+	 * rmq__acl_claim_subscriber would record it); no subscriber at all:
+	 * allowed, the drop then says there is none */
+	struct server *srv = c->worker->srv;
+	uint64_t h = rmq_hash(sub, n);
+	char owner[USER_NAME_MAX] = "";
+	pthread_mutex_lock(&acl->owners_lock);
+	const struct owner *o = owner_find(acl, h, sub, n);
+	if (o)
+		snprintf(owner, sizeof(owner), "%s", o->user);
+	pthread_mutex_unlock(&acl->owners_lock);
+	if (!o && rmq_dsub_registry_snapshot(srv->dsubs, sub, n, no_subs, NULL) != 0)
+		return true;
+	if (!o)
+		snprintf(owner, sizeof(owner), "default");
+	if (strcmp(owner, me) == 0)
+		return true;
+	atomic_fetch_add_explicit(&acl->denied_channel, 1, memory_order_relaxed);
+	log_add(srv, c, "subscriber", sub, n, me, strlen(me));
+	rmq_resp_errorf(&c->out,
+			"NOPERM User %s has no permissions to drop durable subscriber '%.*s': it "
+			"belongs to user %s (dropping another user's needs @admin)",
+			me, (int)(n > 255 ? 255 : n), sub, owner);
+	return false;
+}
+
 /* --- connections --- */
 
 static bool arg_eq(const struct rmq_arg *a, const char *s)

@@ -674,6 +674,34 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		"ERR syntax error: REGISTER PUBLISHER [name] | REGISTER SUBSCRIBER name [ACK [ACKWAIT ms]]");
 }
 
+/* UNREGISTER name: drops durable subscriber `name` with its positions (in
+ * the data directory too), for its owner or an @admin user. A connection
+ * attached to it loses it (its PULL, parked or not, is answered with an
+ * error); a later REGISTER SUBSCRIBER name starts afresh. Replies with how
+ * many subscriptions it had. */
+static void cmd_unregister(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc != 2)
+		return err_args(c, "unregister");
+	if (!rmq_topic_name_valid(argv[1].p, argv[1].len))
+		return rmq_resp_error(
+			&c->out,
+			"ERR invalid subscriber name: 1 to 255 bytes, no whitespace or control characters");
+	if (!rmq__acl_may_drop_subscriber(c, argv[1].p, argv[1].len))
+		return;
+	int rc = rmq_dsub_registry_drop(srv_of(c)->dsubs, argv[1].p, argv[1].len);
+	if (rc < 0)
+		return rmq_resp_errorf(&c->out, "ERR no durable subscriber '%.*s'",
+				       (int)argv[1].len, argv[1].p);
+	if (c->dsub && rmq_dsub_dropped(c->dsub)) { /* it dropped its own */
+		rmq_dsub_detach(c->dsub, c->token);
+		c->dsub = NULL;
+		c->token = 0;
+		c->role = ROLE_NONE;
+	}
+	rmq_resp_int(&c->out, rc);
+}
+
 /* Every name of argv[first, argc) is a valid topic name of an existing
  * topic (RMQ_DELETED_CHANNEL too, when live): else writes ONE error, for
  * the first that is not, and returns false. */
@@ -992,7 +1020,11 @@ int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t 
 	if (subscribed)
 		*subscribed = p.topic;
 	if (rc == -EBUSY) {
-		rmq_resp_error(&c->out, "ERR subscriber was taken over by another connection");
+		rmq_resp_error(
+			&c->out,
+			rmq_dsub_dropped(c->dsub)
+				? "ERR subscriber was dropped (UNREGISTER): REGISTER SUBSCRIBER again"
+				: "ERR subscriber was taken over by another connection");
 		return -1;
 	}
 	if (rc == -ESRCH) {
@@ -1822,6 +1854,8 @@ static const struct command commands[] = {
 	CMD("TOPICS", cmd_topics, 0, -1, RMQ_CAT_READ),
 	/* REGISTER PUBLISHER and REGISTER SUBSCRIBER */
 	CMD("REGISTER", cmd_register, 0, -2, RMQ_CAT_SUBSCRIBE | RMQ_CAT_PUBLISH),
+	/* drops a durable subscriber: its owner's (@subscribe) or @admin */
+	CMD("UNREGISTER", cmd_unregister, 0, 2, RMQ_CAT_SUBSCRIBE),
 	CMD("INFO", cmd_info, F_LOADING, -1, RMQ_CAT_ADMIN),
 	CMD("STATS", cmd_info, F_LOADING, -1, RMQ_CAT_ADMIN),
 	CMD("QUIT", cmd_quit, F_SUBMODE | F_NOW | F_LOADING | F_NOAUTH, -1, RMQ_CAT_CONNECTION),

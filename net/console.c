@@ -22,7 +22,8 @@
  * Clients: connections belong to their workers, so the console asks as a
  * client would: it connects to the plain port on this host as the HTTP
  * user (AUTH with the Basic credentials) and sends CLIENT LIST or CLIENT
- * KILL, and DELETE for a topic, so the broker's ACL decides as for any
+ * KILL, DELETE for a topic and UNREGISTER for a durable subscriber, so
+ * the broker's ACL decides as for any
  * client. That blocks the HTTP thread, not a worker, for at most
  * CONSOLE_RESP_TIMEOUT_MS.
  *
@@ -30,7 +31,7 @@
  * rmq__acl_http_user): a peer from another host must authenticate unless
  * the default user is open. The last messages of a topic are shown only to
  * users that may SUBSCRIBE to it; admin actions need the command (DELETE,
- * CLIENT) and a POST with X-Ringmq-Confirm set to the object's name or id
+ * CLIENT, UNREGISTER: its owner or @admin) and a POST with X-Ringmq-Confirm set to the object's name or id
  * (a header a cross-site form cannot send).
  */
 #define _GNU_SOURCE
@@ -789,6 +790,10 @@ static const char *const sort_names[] = { "name", "rate", "retained", "depth", "
 
 struct row {
 	char *name; /* owned once kept; during the walk, the topic's */
+	/* the durable subscriber furthest behind (NULL: none) and its lag;
+	 * owned as name is */
+	char *slowest;
+	uint64_t slowest_lag;
 	struct rmq_topic_stats st;
 	double rm, rb;
 	bool disk;
@@ -875,16 +880,22 @@ static void page_topic(struct rmq_topic *t, void *ctx)
 	if (pg->n == pg->window && row_cmp(pg, &r, &pg->heap[0]) >= 0)
 		return;
 	char *name = strdup(t->name);
-	if (!name) {
+	const char *slow = rmq_topic_slowest_durable(t, &r.slowest_lag);
+	char *slowest = slow ? strdup(slow) : NULL;
+	if (!name || (slow && !slowest)) {
+		free(name);
+		free(slowest);
 		pg->oom = true;
 		return;
 	}
 	r.name = name;
+	r.slowest = slowest;
 	if (pg->n < pg->window) {
 		pg->heap[pg->n++] = r;
 		heap_up(pg, pg->n - 1);
 	} else {
 		free(pg->heap[0].name);
+		free(pg->heap[0].slowest);
 		pg->heap[0] = r;
 		heap_down(pg, 0);
 	}
@@ -913,11 +924,17 @@ static void row_json(struct rmq_buf *b, const struct row *r)
 	jrate(b, r->rb);
 	jf(b,
 	   ",\"live_subscribers\":%llu,\"durable_subscribers\":%llu,\"dropped\":%llu,"
-	   "\"evicted\":%llu,\"rejected\":%llu,\"slow_disconnects\":%llu,\"onfull\":\"%s\"}",
+	   "\"evicted\":%llu,\"rejected\":%llu,\"slow_disconnects\":%llu,\"onfull\":\"%s\"",
 	   (unsigned long long)r->st.live_subs, (unsigned long long)r->st.durable_subs,
 	   (unsigned long long)r->st.dropped, (unsigned long long)r->st.evicted,
 	   (unsigned long long)r->st.rejected, (unsigned long long)r->st.slow_disconnects,
 	   r->st.onfull == RMQ_ONFULL_DROP_OLDEST ? "drop-oldest" : "reject");
+	jf(b, ",\"slowest_durable\":");
+	if (r->slowest)
+		jcstr(b, r->slowest);
+	else
+		jf(b, "null");
+	jf(b, ",\"slowest_lag\":%llu}", (unsigned long long)r->slowest_lag);
 }
 
 static int api_topics(struct console *con, const char *q, struct rmq_buf *b, const char **ctype)
@@ -991,8 +1008,10 @@ static int api_topics(struct console *con, const char *q, struct rmq_buf *b, con
 		}
 		jf(b, "]}\n");
 	}
-	for (size_t i = 0; i < pg.n; i++)
+	for (size_t i = 0; i < pg.n; i++) {
 		free(pg.heap[i].name);
+		free(pg.heap[i].slowest);
+	}
 	free(pg.heap);
 	return st;
 }
@@ -1122,6 +1141,8 @@ static int api_topic(struct console *con, const struct who *w, const char *q, st
 	}
 	struct row r = { .name = t->name, .disk = t->log.disk != NULL };
 	rmq_topic_stats(t, &r.st);
+	/* not owned here: the topic's and its subscriber's, while online */
+	r.slowest = (char *)rmq_topic_slowest_durable(t, &r.slowest_lag);
 	pthread_mutex_lock(&con->lock);
 	rate_of(con, t, &r.rm, &r.rb);
 	pthread_mutex_unlock(&con->lock);
@@ -1237,48 +1258,79 @@ static int api_clients(struct console *con, const struct who *w, const char *q, 
 
 /* --- admin actions --- */
 
-static int api_admin(struct console *con, const struct who *w, const char *path,
+/* The admin actions: POST /api/v1/<path>?<param>=<arg>, confirmed by
+ * X-Ringmq-Confirm: <arg>, run as the broker command `cmd ... arg`. */
+enum admin_kind { ADMIN_DELETE, ADMIN_KILL, ADMIN_DROP };
+static const struct admin_action {
+	const char *path, *param, *cmd, *missing, *denied, *done;
+} admin_actions[] = {
+	[ADMIN_DELETE] = { "topics/delete", "name", "DELETE", "name: a topic name is required",
+			   "delete this topic", "deleted" },
+	[ADMIN_KILL] = { "clients/kill", "id", "CLIENT", "id: a client id is required",
+			 "kill clients", "killed" },
+	[ADMIN_DROP] = { "subscribers/drop", "name", "UNREGISTER",
+			 "name: a durable subscriber name is required", "drop durable subscribers",
+			 "dropped" },
+};
+
+static int admin_kind(const char *path)
+{
+	for (size_t i = 0; i < sizeof(admin_actions) / sizeof(admin_actions[0]); i++)
+		if (!strcmp(path, admin_actions[i].path))
+			return (int)i;
+	return -1;
+}
+
+static int api_admin(struct console *con, const struct who *w, int kind,
 		     const struct rmq_http_request *req, struct rmq_buf *b, const char **ctype)
 {
-	bool del = !strcmp(path, "topics/delete");
+	const struct admin_action *a = &admin_actions[kind];
 	char arg[RMQ_TOPIC_NAME_MAX + 1];
-	ssize_t al = qget(req->query, del ? "name" : "id", arg, sizeof(arg));
+	ssize_t al = qget(req->query, a->param, arg, sizeof(arg));
 	if (al <= 0)
-		return jerr(b, ctype, 400,
-			    del ? "name: a topic name is required" : "id: a client id is required");
-	if (!del && strspn(arg, "0123456789") != (size_t)al)
+		return jerr(b, ctype, 400, "%s", a->missing);
+	if (kind == ADMIN_KILL && strspn(arg, "0123456789") != (size_t)al)
 		return jerr(b, ctype, 400, "id must be a client id (a number)");
+	if (kind != ADMIN_KILL && !rmq_topic_name_valid(arg, (size_t)al))
+		return jerr(b, ctype, 400, "%s: not a valid name", a->param);
 	if (!req->confirm || strcmp(req->confirm, arg) != 0)
 		return jerr(b, ctype, 409,
 			    "not confirmed: send the header X-Ringmq-Confirm: %s to go ahead", arg);
-	if (!rmq__acl_user_may(con->srv, w->user, del ? "DELETE" : "CLIENT", del ? arg : NULL,
+	/* the broker decides (a subscriber's owner: its ACL); this spares it
+	 * a login for users without the command at all */
+	if (!rmq__acl_user_may(con->srv, w->user, a->cmd, kind == ADMIN_DELETE ? arg : NULL,
 			       (size_t)al))
 		return jerr(b, ctype, 403, "user '%s' may not %s", w->user[0] ? w->user : "(none)",
-			    del ? "delete this topic" : "kill clients");
+			    a->denied);
 	struct resp_conn rc;
 	int status = resp_login(con, &rc, w, b, ctype);
 	if (status)
 		return status;
-	const char *dcmd[] = { "DELETE", arg };
-	const char *kcmd[] = { "CLIENT", "KILL", "ID", arg };
+	const char *argv[] = { a->cmd, "KILL", "ID", arg };
+	int argc = 4;
+	if (kind != ADMIN_KILL) {
+		argv[1] = arg;
+		argc = 2;
+	}
 	char type;
 	const char *s;
 	size_t n;
-	if ((del ? resp_send(&rc, 2, dcmd) : resp_send(&rc, 4, kcmd)) ||
-	    resp_read(&rc, &type, &s, &n)) {
+	if (resp_send(&rc, argc, argv) || resp_read(&rc, &type, &s, &n)) {
 		resp_close(&rc);
 		return jerr(b, ctype, 504, "the broker did not answer in time");
 	}
 	if (type == '-') {
 		status = jerr(b, ctype,
-			      strstr(s, "NOPERM")                            ? 403
-			      : strstr(s, "NOTOPIC") || strstr(s, "No such") ? 404
-									     : 400,
+			      strstr(s, "NOPERM") ? 403
+			      : strstr(s, "NOTOPIC") || strstr(s, "No such") ||
+					      strstr(s, "no durable subscriber")
+				      ? 404
+				      : 400,
 			      "%.300s", s);
-	} else if (!del && type == ':' && strtoll(s, NULL, 10) == 0) {
+	} else if (kind == ADMIN_KILL && type == ':' && strtoll(s, NULL, 10) == 0) {
 		status = jerr(b, ctype, 404, "no client with id %s", arg);
 	} else {
-		jf(b, "{\"ok\":true,\"%s\":", del ? "deleted" : "killed");
+		jf(b, "{\"ok\":true,\"%s\":", a->done);
 		jcstr(b, arg);
 		jf(b, "}\n");
 		status = 200;
@@ -1297,8 +1349,9 @@ static void api_whoami(struct console *con, const struct who *w, struct rmq_buf 
 		jf(b, "null");
 	bool del = w->user[0] && rmq__acl_user_may(s, w->user, "DELETE", NULL, 0);
 	bool kill = w->user[0] && rmq__acl_user_may(s, w->user, "CLIENT", NULL, 0);
-	jf(b, ",\"can\":{\"delete_topic\":%s,\"kill_client\":%s}}\n", del ? "true" : "false",
-	   kill ? "true" : "false");
+	bool drop = w->user[0] && rmq__acl_user_may(s, w->user, "UNREGISTER", NULL, 0);
+	jf(b, ",\"can\":{\"delete_topic\":%s,\"kill_client\":%s,\"drop_subscriber\":%s}}\n",
+	   del ? "true" : "false", kill ? "true" : "false", drop ? "true" : "false");
 }
 
 int rmq__console_handle(struct console *con, const struct rmq_http_request *req,
@@ -1336,13 +1389,14 @@ int rmq__console_handle(struct console *con, const struct rmq_http_request *req,
 	atomic_store_explicit(&con->used_ms, rmq_now_ms(), memory_order_relaxed);
 	const char *ep = path + 8;
 	*ctype = "application/json";
-	bool admin = !strcmp(ep, "topics/delete") || !strcmp(ep, "clients/kill");
+	int kind = admin_kind(ep);
+	bool admin = kind >= 0;
 	if (admin != post &&
 	    (admin || !strcmp(ep, "overview") || !strcmp(ep, "topics") || !strcmp(ep, "topic") ||
 	     !strcmp(ep, "subscribers") || !strcmp(ep, "clients") || !strcmp(ep, "whoami")))
 		st = jerr(body, ctype, 405, admin ? "use POST" : "use GET");
 	else if (admin)
-		st = api_admin(con, &w, ep, req, body, ctype);
+		st = api_admin(con, &w, kind, req, body, ctype);
 	else if (!strcmp(ep, "overview"))
 		st = api_overview(con, body);
 	else if (!strcmp(ep, "topics"))

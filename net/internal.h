@@ -823,6 +823,10 @@ static inline bool rmq__acl_publish_cached(struct conn *c)
 /* REGISTER SUBSCRIBER sub: records c's user as the owner of a new
  * subscriber; false (NOPERM written) when it belongs to another user. */
 bool rmq__acl_claim_subscriber(struct conn *c, const char *sub, size_t n);
+/* UNREGISTER's check: whether c's user may drop durable subscriber sub,
+ * being its owner or having every @admin command. Else writes a NOPERM
+ * reply (and an ACL LOG entry) and returns false. */
+bool rmq__acl_may_drop_subscriber(struct conn *c, const char *sub, size_t n);
 /* After a change of the users, on w's thread: re-fetches each connection's
  * user and closes those whose user is gone or disabled or may no longer
  * hold their subscriptions (Redis 7 disconnects such subscribers too). */

@@ -997,3 +997,83 @@ SRV_TEST(acl, redis_tools, "--requirepass", "adm")
 	cr_assert(strstr(o.out, "redis-py acl ok"), "%s", o.out);
 	e2e_output_free(&o);
 }
+
+/* The number of messages in a PULL reply (asserts it is one). */
+static size_t pulled(struct e2e_reply *r)
+{
+	cr_assert(r && r->type == E2E_ARRAY && !r->nil, "PULL: %s", e2e_reply_str(r));
+	size_t n = r->n;
+	e2e_reply_free(r);
+	return n;
+}
+
+/* UNREGISTER (issue 18, the console's "drop a durable subscriber"): its
+ * owner or an @admin user drops it, anyone else gets NOPERM; its position
+ * is gone (a new REGISTER starts at the end), the drop survives a restart,
+ * and a PULL parked on it is answered with an error on an open connection. */
+Test(acl, unregister_subscriber, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
+{
+	char dir[64];
+	cr_assert_eq(e2e_tmpdir("acl", dir), 0);
+	char aclf[128];
+	snprintf(aclf, sizeof(aclf), "%s.acl", dir);
+	FILE *f = fopen(aclf, "w");
+	cr_assert_not_null(f);
+	fputs("user default on nopass &* +@all\nuser alice on >pa &* +@all -@admin\n"
+	      "user bob on >pb &* +@all -@admin\nuser root on >pr &* +@all\n",
+	      f);
+	fclose(f);
+	const char *const args[] = { "--threads", "2", "--dir", dir, "--aclfile", aclf, NULL };
+	start_server(args);
+	struct e2e_client *a = as_user("alice", "pa"), *b = as_user("bob", "pb");
+	struct e2e_client *s = as_user("alice", "pa");
+	IS_OK(R(a, "CREATE", "t"));
+	IS_OK(R(s, "REGISTER", "SUBSCRIBER", "feed"));
+	IS_DSUB(R(s, "DSUBSCRIBE", "t"), "t");
+	for (int i = 0; i < 3; i++)
+		IS_INT(R(a, "PUBLISH", "t", "m"), i + 1);
+	cr_assert_eq(pulled(R(s, "PULL", "t", "COUNT", "2")), 2);
+	/* not bob's: refused, nothing changed */
+	IS_ERR_HAS(R(b, "UNREGISTER", "feed"), "belongs to user alice");
+	IS_ERR(R(b, "UNREGISTER", "feed"), "NOPERM");
+	IS_ERR(R(a, "UNREGISTER", "nosuch"), "ERR no durable subscriber");
+	IS_ERR(R(a, "UNREGISTER"), "ERR wrong number of arguments");
+	cr_assert_eq(pulled(R(s, "PULL", "t")), 1);
+	/* parked, then dropped by its owner from another connection */
+	SCMD(s, "PULL", "t", "BLOCK", "0");
+	cr_assert(!e2e_readable(s, 150), "PULL BLOCK answered with nothing published");
+	IS_INT(R(a, "UNREGISTER", "feed"), 1);
+	IS_ERR_HAS(RD(s), "was dropped");
+	IS_STATUS(R(s, "PING"), "PONG");
+	IS_ERR_HAS(R(s, "PULL", "t"), "was dropped");
+	IS_ERR(R(a, "UNREGISTER", "feed"), "ERR no durable subscriber");
+	/* messages published since would be its backlog had it been kept */
+	for (int i = 0; i < 2; i++)
+		IS_INT(R(a, "PUBLISH", "t", "m"), i + 4);
+	e2e_close(a);
+	e2e_close(b);
+	e2e_close(s);
+	stop_server_ok(SIGTERM);
+
+	start_server(args);
+	/* gone after the restart: registering again starts at the end */
+	s = as_user("alice", "pa");
+	IS_OK(R(s, "REGISTER", "SUBSCRIBER", "feed"));
+	IS_DSUB(R(s, "DSUBSCRIBE", "t"), "t");
+	cr_assert_eq(pulled(R(s, "PULL", "t")), 0);
+	IS_INT(R(s, "PUBLISH", "t", "m"), 6);
+	cr_assert_eq(pulled(R(s, "PULL", "t")), 1);
+	/* an @admin user drops anyone's; dropping its own detaches it */
+	struct e2e_client *r = as_user("root", "pr");
+	IS_INT(R(r, "UNREGISTER", "feed"), 1);
+	IS_ERR_HAS(R(s, "PULL", "t"), "was dropped");
+	IS_OK(R(s, "REGISTER", "SUBSCRIBER", "feed"));
+	IS_INT(R(s, "UNREGISTER", "feed"), 0);
+	IS_ERR(R(s, "PULL", "t"), "ERR PULL needs a registered subscriber");
+	e2e_close(r);
+	e2e_close(s);
+	stop_server_ok(SIGTERM);
+	cr_assert_eq(e2e_rmrf(dir), 0);
+	unlink(aclf);
+	g_done = true;
+}

@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -250,7 +251,6 @@ Test(console, api, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 	SCMD(live, "SUBSCRIBE", "hot");
 	IS_PUSH3(RD(live), "subscribe", "hot", 1);
 	struct e2e_client *d = DURABLE("dur", "hot");
-	(void)d;
 	static const char bin[] = { 1, 2, 0, 'x' };
 	const char *argv[] = { "PUBLISH", "hot", bin };
 	size_t lens[] = { 7, 3, sizeof(bin) };
@@ -316,7 +316,25 @@ Test(console, api, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(60.0))
 	cr_expect(hot && hot[7] != 'n', "no rate: %s", r.body); /* a number, not null */
 	cr_expect_eq(num(r.body, "live_subscribers"), 1, "%s", r.body);
 	cr_expect_eq(num(r.body, "durable_subscribers"), 1, "%s", r.body);
+	/* dur never pulled: it holds every message (the next seq is seq) */
+	cr_expect(strstr(r.body, "\"slowest_durable\":\"dur\""), "%s", r.body);
+	cr_expect_eq(num(r.body, "slowest_lag"), seq - 1, "%s", r.body);
 	free(r.all);
+	r = api(mp, "/api/v1/topics?filter=t00", NULL, 200);
+	cr_expect(strstr(r.body, "\"slowest_durable\":null,\"slowest_lag\":0"), "%s", r.body);
+	free(r.all);
+	/* a second one, caught up: dur stays the furthest behind; once dur
+	 * has read all but 5, dur2 (at the end) is not behind it */
+	struct e2e_client *d2 = DURABLE("dur2", "hot");
+	IS_EMPTY(R(d2, "PULL", "hot"));
+	char keep[32];
+	snprintf(keep, sizeof(keep), "%lld", seq - 1 - 5);
+	e2e_reply_free(R(d, "PULL", "hot", "COUNT", keep));
+	r = api(mp, "/api/v1/topic?name=hot&messages=0", NULL, 200);
+	cr_expect(strstr(r.body, "\"slowest_durable\":\"dur\",\"slowest_lag\":5"), "%s", r.body);
+	free(r.all);
+	IS_INT(R(d2, "UNREGISTER", "dur2"), 1);
+	e2e_close(d2);
 
 	/* one topic: its messages, escaped, binary as hex; its subscriber */
 	r = api(mp, "/api/v1/topic?name=hot&messages=50", NULL, 200);
@@ -484,6 +502,52 @@ Test(console, acl, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(40.0))
 	cr_expect_eq(r.status, 200, "%s", r.all);
 	free(r.all);
 	IS_ERR(R(c, "PUBLISH", "secret", "x"), "NOTOPIC");
+	/* drop a durable subscriber: not the viewer (no UNREGISTER), not
+	 * another subscriber's user (the broker's NOPERM), only after the
+	 * confirmation, then it is gone */
+	IS_OK(R(c, "ACL", "SETUSER", "alice", "on", ">apass", "+@all", "-@admin", "&*"));
+	IS_OK(R(c, "ACL", "SETUSER", "carol", "on", ">cpass", "+@all", "-@admin", "+info", "&*"));
+	struct e2e_client *owner = CONN();
+	IS_OK(R(owner, "AUTH", "alice", "apass"));
+	IS_OK(R(owner, "REGISTER", "SUBSCRIBER", "feed"));
+	IS_DSUB(R(owner, "DSUBSCRIBE", "pub1"), "pub1");
+	r = api(mp, "/api/v1/whoami", viewer, 200);
+	cr_expect(strstr(r.body, "\"drop_subscriber\":false"), "%s", r.body);
+	free(r.all);
+	r = api(mp, "/api/v1/whoami", boss, 200);
+	cr_expect(strstr(r.body, "\"drop_subscriber\":true"), "%s", r.body);
+	free(r.all);
+	r = api(mp, "/api/v1/subscribers/drop?name=feed", boss, 405);
+	free(r.all);
+	snprintf(h, sizeof(h), "%sX-Ringmq-Confirm: feed\r\n", viewer);
+	r = http(mp, "POST", "/api/v1/subscribers/drop?name=feed", h);
+	cr_expect_eq(r.status, 403, "%s", r.all);
+	free(r.all);
+	snprintf(h, sizeof(h), "%sX-Ringmq-Confirm: feed\r\n", basic("carol", "cpass"));
+	r = http(mp, "POST", "/api/v1/subscribers/drop?name=feed", h);
+	cr_expect_eq(r.status, 403, "%s", r.all);
+	cr_expect(strstr(r.body, "belongs to user alice"), "%s", r.body);
+	free(r.all);
+	snprintf(h, sizeof(h), "%sX-Ringmq-Confirm: fee\r\n", boss);
+	r = http(mp, "POST", "/api/v1/subscribers/drop?name=feed", h);
+	cr_expect_eq(r.status, 409, "%s", r.all);
+	free(r.all);
+	r = api(mp, "/api/v1/subscribers?filter=feed", boss, 200);
+	cr_expect(strstr(r.body, "\"total\":1"), "%s", r.body);
+	free(r.all);
+	snprintf(h, sizeof(h), "%sX-Ringmq-Confirm: feed\r\n", boss);
+	r = http(mp, "POST", "/api/v1/subscribers/drop?name=feed", h);
+	cr_expect_eq(r.status, 200, "%s", r.all);
+	cr_expect(strstr(r.body, "\"dropped\":\"feed\""), "%s", r.body);
+	free(r.all);
+	r = api(mp, "/api/v1/subscribers?filter=feed", boss, 200);
+	cr_expect(strstr(r.body, "\"total\":0"), "%s", r.body);
+	free(r.all);
+	r = http(mp, "POST", "/api/v1/subscribers/drop?name=feed", h);
+	cr_expect_eq(r.status, 404, "%s", r.all);
+	free(r.all);
+	IS_ERR_HAS(R(owner, "PULL", "pub1"), "was dropped");
+	e2e_close(owner);
 	/* clients as the boss; kill one */
 	struct e2e_client *victim = CONN();
 	IS_OK(R(victim, "CLIENT", "SETNAME", "victim"));
@@ -537,4 +601,86 @@ Test(console, many_topics, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(90.0))
 	}
 	printf("console: created 100,000 topics in %llu ms\n", (unsigned long long)(t1 - t0));
 	fflush(stdout);
+}
+
+/* Issue 18: the page stays responsive with 10,000 clients. 10,000 idle
+ * connections (plain sockets, never a command), then the clients page (the
+ * first and the last 50) and the overview, timed: figures printed, not
+ * asserted; the replies are checked (counts, paging). */
+#define IDLE_CLIENTS 10000
+Test(console, many_clients, .fini = teardown, .timeout = E2E_TEST_TIMEOUT(120.0))
+{
+	struct rlimit rl;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < IDLE_CLIENTS + 200) {
+		if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < IDLE_CLIENTS + 200)
+			cr_skip_test("ulimit -Hn %llu: 10,000 connections need more",
+				     (unsigned long long)rl.rlim_max);
+		rl.rlim_cur = IDLE_CLIENTS + 200;
+		cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	}
+	int mport = free_port();
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", mport);
+	start_server((const char *const[]){ "--threads", "2", "--metrics-port", ps, "--storage",
+					    "memory", "--max-clients", "10100", NULL });
+	struct e2e_client *c = CONN();
+	IS_OK(R(c, "CLIENT", "SETNAME", "watcher"));
+	static int fds[IDLE_CLIENTS];
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)g_srv.port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	uint64_t t0 = e2e_now_ms();
+	for (int i = 0; i < IDLE_CLIENTS; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		cr_assert_geq(fds[i], 0, "socket %d: %s", i, strerror(errno));
+		cr_assert_eq(connect(fds[i], (struct sockaddr *)&a, sizeof(a)), 0, "connect %d: %s",
+			     i, strerror(errno));
+	}
+	/* every one accepted: the server counts them */
+	long long n = 0;
+	for (int i = 0; i < 200 && n < IDLE_CLIENTS + 1; i++) {
+		n = INFO(c, "connected_clients");
+		if (n < IDLE_CLIENTS + 1)
+			e2e_sleep_ms(50);
+	}
+	cr_assert_eq(n, IDLE_CLIENTS + 1, "connected_clients %lld", n);
+	uint64_t t1 = e2e_now_ms();
+	printf("console: opened %d idle connections in %llu ms\n", IDLE_CLIENTS,
+	       (unsigned long long)(t1 - t0));
+	static const char *const paths[] = {
+		"/api/v1/clients?limit=50",
+		"/api/v1/clients?offset=9951&limit=50",
+		"/api/v1/clients?filter=name%3Dwatcher&limit=50",
+		"/api/v1/overview",
+		"/api/v1/clients?limit=50",
+	};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		uint64_t s0 = e2e_now_ms();
+		struct resp r = api(mport, paths[i], NULL, 200);
+		uint64_t s1 = e2e_now_ms();
+		if (i == 0 || i == 4) {
+			cr_expect_eq(num(r.body, "total"), IDLE_CLIENTS + 1, "%.300s", r.body);
+			cr_expect_eq(count(r.body, "{\"id\":"), 50, "%.300s", r.body);
+			cr_expect_eq(num(r.body, "limit"), 50, "%.300s", r.body);
+		} else if (i == 1) { /* the last page: 50 of 10,001 from 9,951 */
+			cr_expect_eq(num(r.body, "offset"), 9951, "%.300s", r.body);
+			cr_expect_eq(count(r.body, "{\"id\":"), 50, "%.300s", r.body);
+		} else if (i == 2) {
+			cr_expect_eq(num(r.body, "total"), 1, "%.300s", r.body);
+			cr_expect(strstr(r.body, "\"name\":\"watcher\""), "%.300s", r.body);
+		} else {
+			cr_expect_geq(num(r.body, "clients"), IDLE_CLIENTS + 1, "%.300s", r.body);
+		}
+		printf("console: %d idle clients: GET %s: %llu ms, %zu bytes\n", IDLE_CLIENTS,
+		       paths[i], (unsigned long long)(s1 - s0), strlen(r.body));
+		free(r.all);
+	}
+	/* the broker itself, meanwhile */
+	uint64_t p0 = e2e_now_ms();
+	IS_STATUS(R(c, "PING"), "PONG");
+	printf("console: %d idle clients: PING %llu ms\n", IDLE_CLIENTS,
+	       (unsigned long long)(e2e_now_ms() - p0));
+	fflush(stdout);
+	for (int i = 0; i < IDLE_CLIENTS; i++)
+		close(fds[i]);
 }
