@@ -6,7 +6,8 @@
 // with 100,000 topics, that a user without admin rights sees no admin
 // action, and that an admin's delete goes through the confirmation. Saves
 // screenshots into OUT_DIR. Exits 0 (pass), 1 (fail), 77 (skip: chromium
-// cannot start here). Bounded: gives up after 75 s.
+// cannot start here). Bounded: gives up after 75 s, times
+// RINGMQ_TEST_TIME_SCALE (ctest sets it: > 1 for a sanitized server).
 "use strict";
 const { spawn } = require("child_process");
 const fs = require("fs");
@@ -16,6 +17,8 @@ const path = require("path");
 
 const [bin, outDir] = process.argv.slice(2);
 const SKIP = 77;
+// How many times slower than a plain build the server is (TSan: 5).
+const SCALE = Math.max(1, Number(process.env.RINGMQ_TEST_TIME_SCALE) || 1);
 let server = null, browser = null, tmp = null;
 
 function cleanup() {
@@ -23,10 +26,10 @@ function cleanup() {
 	if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 }
 const deadline = setTimeout(() => {
-	console.log("FAIL the browser test took over 75 s");
+	console.log(`FAIL the browser test took over ${75 * SCALE} s`);
 	cleanup();
 	process.exit(1);
-}, 75000);
+}, 75000 * SCALE);
 
 function freePort() {
 	return new Promise((res, rej) => {
@@ -74,7 +77,7 @@ async function api(mport, p, auth) {
 }
 
 async function until(what, fn, ms) {
-	const end = Date.now() + ms;
+	const end = Date.now() + ms * SCALE;
 	let last;
 	while (Date.now() < end) {
 		try { if ((last = await fn())) return last; } catch (e) { last = e.message; }
