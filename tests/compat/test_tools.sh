@@ -56,12 +56,31 @@ benchmark_publish() {
 }
 check redis_benchmark_publish benchmark_publish
 
+# start_exporter LOG ARGS...: prometheus-redis-exporter on a free port
+# below the kernel's ephemeral range (32768-60999 by default: the suite's
+# thousands of client sockets take ports there, and a random pick among
+# them was found in use), retried on another port if that one is taken.
+# Sets EPID and EPORT.
+start_exporter() {
+	local log=$1
+	shift
+	for _ in 1 2 3 4 5; do
+		EPORT=$((20000 + RANDOM % 12000))
+		prometheus-redis-exporter "$@" -web.listen-address "127.0.0.1:$EPORT" >"$log" 2>&1 &
+		EPID=$!
+		sleep 0.3
+		if kill -0 "$EPID" 2>/dev/null || ! grep -q 'address already in use' "$log"; then
+			return 0
+		fi
+		wait "$EPID" 2>/dev/null
+	done
+	return 0
+}
+
 exporter_scrapes() {
 	command -v prometheus-redis-exporter >/dev/null || { echo "prometheus-redis-exporter missing"; return 1; }
-	local eport=$((20000 + RANDOM % 20000))
-	prometheus-redis-exporter -redis.addr "redis://127.0.0.1:$PORT" \
-		-web.listen-address "127.0.0.1:$eport" >"$DIR.exp" 2>&1 &
-	EPID=$!
+	start_exporter "$DIR.exp" -redis.addr "redis://127.0.0.1:$PORT"
+	local eport=$EPORT
 	local ok=1
 	for _ in $(seq 50); do
 		if curl -s "127.0.0.1:$eport/metrics" >"$DIR.metrics" 2>/dev/null &&
@@ -119,10 +138,8 @@ check redis_cli_client_list_kill client_list_and_kill
 # per-connection metrics, without a scrape error.
 exporter_client_list() {
 	command -v prometheus-redis-exporter >/dev/null || { echo "prometheus-redis-exporter missing"; return 1; }
-	local eport=$((20000 + RANDOM % 20000))
-	prometheus-redis-exporter -redis.addr "redis://127.0.0.1:$PORT" -export-client-list \
-		-web.listen-address "127.0.0.1:$eport" >"$DIR.exp2" 2>&1 &
-	EPID=$!
+	start_exporter "$DIR.exp2" -redis.addr "redis://127.0.0.1:$PORT" -export-client-list
+	local eport=$EPORT
 	local ok=1
 	for _ in $(seq 50); do
 		if curl -s "127.0.0.1:$eport/metrics" >"$DIR.metrics2" 2>/dev/null &&
