@@ -116,8 +116,8 @@ static void worker_flush(struct worker *w)
  * rate is measured over 100 ms windows, and a connection moves only after
  * a whole window), so that publishing and delivering keep running on two
  * cores when the load needs both; a moved connection that becomes fast,
- * or whose worker becomes busy, goes back to the worker it was accepted on
- * and stays there for a while.
+ * or whose worker becomes busy while its home worker is not, goes back to
+ * the worker it was accepted on and stays there for a while.
  *
  * Only a connection with nothing in flight moves: no subscription, no
  * parked or split request, nothing left to write or to read, no MULTI, not
@@ -131,6 +131,7 @@ static void worker_flush(struct worker *w)
 #define AFF_MAX_RATE 200000         /* msgs/s: faster connections stay */
 #define AFF_TARGET_BUSY_PM 500      /* the target busier than 50 %: stay */
 #define AFF_HOME_BUSY_PM 900        /* a moved connection's worker over 90 %: go home */
+#define AFF_HOME_MARGIN_PM 200      /* ... and home at least 20 points less busy */
 #define AFF_HOLD_MS 5000            /* after going home: no move for so long */
 #define BUSY_WINDOW_NS 100000000ULL /* busy_pm's window */
 
@@ -191,8 +192,11 @@ void rmq__worker_moved_published(struct conn *c, unsigned msgs)
 	struct worker *w = c->worker;
 	if (!aff_count(c, msgs))
 		return;
+	uint32_t busy = atomic_load_explicit(&w->busy_pm, memory_order_relaxed);
+	uint32_t home =
+		atomic_load_explicit(&w->srv->workers[c->home].busy_pm, memory_order_relaxed);
 	if (c->aff_rate > 2 * AFF_MAX_RATE ||
-	    atomic_load_explicit(&w->busy_pm, memory_order_relaxed) > AFF_HOME_BUSY_PM) {
+	    (busy > AFF_HOME_BUSY_PM && home + AFF_HOME_MARGIN_PM < busy)) {
 		c->aff_hold_ms = w->now_ms + AFF_HOLD_MS;
 		c->aff_votes = 0;
 		want_move(c, c->home);

@@ -104,11 +104,11 @@ SRV_TEST(colocate, publisher_moves_to_its_subscribers_worker)
 	IS_OK(R(p, "CLIENT", "SETNAME", "mover"));
 	IS_BULKSTR(R(p, "CLIENT", "GETNAME"), "mover");
 	cr_assert_eq(INFO(a, "connected_clients"), 3);
-	/* Its subscriber gone, it stays where it is. */
+	/* Its subscriber gone, it publishes on (it may go home if its worker
+	 * is busy, as under sanitizers). */
 	e2e_close(s);
 	EVENTUALLY(TINFO(a, "t", "live_subscribers") == 0, 3000);
 	publish_for(p, "t", &next, 200, -1);
-	cr_assert_eq(worker_of(p), sw);
 	e2e_close(p);
 	e2e_close(a);
 }
