@@ -23,7 +23,7 @@ static int worker_of(struct e2e_client *c)
 	cr_assert(r->type == E2E_BULK || r->type == E2E_STATUS, "%s", e2e_reply_str(r));
 	const char *p = strstr(r->str, " worker=");
 	cr_assert(p, "no worker= in %s", r->str);
-	int w = atoi(p + 8);
+	int w = (int)strtol(p + 8, NULL, 10);
 	e2e_reply_free(r);
 	return w;
 }
@@ -53,22 +53,20 @@ static struct e2e_client *conn_on(int want, int avoid)
 static int publish_for(struct e2e_client *p, const char *topic, long long *next, int ms,
 		       int until_worker)
 {
-	uint64_t start = e2e_now_ms(), end = start + (uint64_t)E2E_MS(ms);
-	int w = worker_of(p);
+	uint64_t end = e2e_now_ms() + (uint64_t)E2E_MS(ms);
 	for (;;) {
 		char m[32];
 		snprintf(m, sizeof(m), "m%lld", *next);
 		IS_INT(R(p, "PUBLISH", topic, m), *next + 1);
 		(*next)++;
 		if (*next % 64 == 0) {
-			w = worker_of(p);
+			int w = worker_of(p);
 			uint64_t now = e2e_now_ms();
 			if (until_worker >= 0 ? w == until_worker || now > end + 5000 : now > end)
-				break;
+				return w;
 			e2e_sleep_ms(1); /* a moderate rate, also under sanitizers */
 		}
 	}
-	return w;
 }
 
 /* Reads n messages "m<first>".. from s, in order. */
@@ -232,7 +230,7 @@ SRV_TEST(colocate, many_publishers_move_without_loss)
 			cr_assert(r->type == E2E_ARRAY && r->n == 3 &&
 					  is_bulkstr(r->elem[0], "message"),
 				  "%s", e2e_reply_str(r));
-			int i = atoi(r->elem[1]->str + 1);
+			int i = (int)strtol(r->elem[1]->str + 1, NULL, 10);
 			cr_assert(i >= 0 && i < NP && i % 2 == side, "%s", e2e_reply_str(r));
 			char m[32];
 			snprintf(m, sizeof(m), "m%lld", got[i]);
