@@ -30,6 +30,8 @@ static void usage(FILE *f)
 		"  --port N             TCP port, 0 picks a free one (default " RMQ_STR(RMQ_DEFAULT_PORT) ";\n"
 		"                       with --tls-port, 0 means no plain port)\n"
 		"  --threads N          worker threads = topic shards, 1..%d (default: online cores)\n"
+		"  --colocate yes|no    move a connection that publishes at a moderate rate to\n"
+		"                       the worker of its topics' readers, for latency (default yes)\n"
 		"  --max-payload BYTES  largest message payload (default 1M; K, M, G suffixes);\n"
 		"                       other arguments may have max(BYTES, 4K)\n"
 		"  --max-request BYTES  largest request, whole (default 2 x max-payload + 16M)\n"

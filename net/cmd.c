@@ -1359,6 +1359,9 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		tot[16] += atomic_load_explicit(&st->tls_hs_timeouts, memory_order_relaxed);
 		tot[17] += atomic_load_explicit(&st->tls_on_plain, memory_order_relaxed);
 	}
+	uint64_t moves = 0;
+	for (uint32_t i = 0; i < s->nworkers; i++)
+		moves += atomic_load_explicit(&s->workers[i].stats.moves_in, memory_order_relaxed);
 	uint64_t now = rmq_now_ms(), uptime = (now - s->started_ms) / 1000;
 	if (want_section(argv, argc, "server", false))
 		info_printf(
@@ -1384,10 +1387,12 @@ static void cmd_info(struct conn *c, struct rmq_arg *argv, size_t argc)
 		info_printf(&b,
 			    "# Clients\r\nconnected_clients:%llu\r\nmaxclients:%u\r\n"
 			    "blocked_clients:%llu\r\n"
-			    "client_buffers_bytes:%lld\r\nclient_memory_closed:%llu\r\n\r\n",
+			    "client_buffers_bytes:%lld\r\nclient_memory_closed:%llu\r\n"
+			    "colocate:%s\r\ncolocation_moves:%llu\r\n\r\n",
 			    (unsigned long long)tot[9], s->cfg.max_clients,
 			    (unsigned long long)tot[13], (long long)atomic_load(&s->client_mem),
-			    (unsigned long long)tot[12]);
+			    (unsigned long long)tot[12], s->cfg.colocate ? "yes" : "no",
+			    (unsigned long long)moves);
 	if (want_section(argv, argc, "memory", false))
 		rmq__ops_info_memory(s, &b);
 	struct info_ctx ic = { .b = &b, .srv = s };

@@ -81,6 +81,7 @@ static const struct setting table[] = {
 	{ "storage", K_ENUM, F(storage_disk), 0, 0, false, 0, "expected disk or memory", storages },
 	{ "fsync", K_ENUM, F(fsync), 0, 0, false, 0, "expected always, everysec or no", fsyncs },
 	{ "repair", K_BOOL, F(repair), 0, 0, false, RMQ_CONF_BOOL, "expected yes or no", NULL },
+	{ "colocate", K_BOOL, F(colocate), 0, 0, false, 0, "expected yes or no", NULL },
 	{ "segment-size", K_BYTES, F(segment_size), 64u << 10, RMQ_DISK_SEG_LIMIT, true, 0,
 	  "expected 64K to 1G", NULL },
 	{ "log-level", K_ENUM, F(log_level), 0, 0, false, RMQ_CONF_RUNTIME,

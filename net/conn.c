@@ -259,6 +259,8 @@ void rmq__conn_new(struct worker *w, int fd, bool tls)
 	c->created_ms = rmq_now_ms();
 	c->last_ms = c->created_ms;
 	c->events = EPOLLIN | EPOLLRDHUP;
+	c->home = w->id;
+	c->aff_to = -1;
 	conn_peer(c);
 	CDS_INIT_LIST_HEAD(&c->parked.watch_link);
 	CDS_INIT_LIST_HEAD(&c->psubs);

@@ -204,6 +204,21 @@ struct conn {
 	bool in_tls_pending;           /* in worker->tls_pending */
 	struct cds_list_head tls_link; /* worker->tls_pending */
 	struct rmq_conn_acl acl;       /* its user and permissions (acl.c) */
+	/* Co-location (worker.c, "moving publishers"): a connection that
+	 * publishes at a moderate rate to topics whose readers are all on one
+	 * other worker moves there, so that a message is delivered in the
+	 * loop iteration that stored it instead of after a wake-up of that
+	 * worker. home: the worker it was accepted on. */
+	uint32_t home;
+	int32_t aff_to;        /* the worker the votes are for; -1: none */
+	uint32_t aff_votes;    /* messages in a row that voted for aff_to */
+	uint64_t aff_win_ms;   /* the current rate window's start */
+	uint64_t aff_win_msgs; /* messages published in it */
+	uint64_t aff_rate;     /* msgs/s over the last whole window */
+	uint64_t aff_hold_ms;  /* no move for co-location before this */
+	bool want_move;        /* in worker->movers, to move to move_to */
+	uint32_t move_to;
+	struct cds_wfcq_node move_node; /* in the target's moved inbox */
 };
 
 /* The channel on which a live subscriber is told that a topic it was
@@ -258,7 +273,8 @@ struct worker_stats {
 	_Atomic uint64_t bytes_read, bytes_written, slow_disconnects, protocol_errors;
 	_Atomic uint64_t frame_timeouts, alloc_failures, client_memory_closed;
 	_Atomic uint64_t conns;
-	_Atomic uint64_t blocked; /* parked PULLs: +1 and -1 (wrapping) */
+	_Atomic uint64_t moves_in; /* connections moved here (co-location) */
+	_Atomic uint64_t blocked;  /* parked PULLs: +1 and -1 (wrapping) */
 	/* TLS: handshakes done, failed (an error, or the client closed),
 	 * cut by the frame timeout; TLS handshakes sent to the plain port */
 	_Atomic uint64_t tls_handshakes, tls_hs_errors, tls_hs_timeouts, tls_on_plain;
@@ -350,7 +366,18 @@ struct worker {
 	bool sync_always;    /* cfg.fsync == RMQ_FSYNC_ALWAYS with a data dir */
 	uint64_t sync_round; /* sync steps so far */
 	uint64_t acl_epoch;  /* the ACL epoch its connections were checked at */
-	uint64_t stats_gen;  /* srv->stats_epoch when stats were last reset */
+	/* Moving publishers (worker.c): connections that voted to move, taken
+	 * after the flush; connections moved to this worker by others (any
+	 * thread enqueues, this worker dequeues); how busy it was over the
+	 * last window, in permille, read by the other workers. */
+	struct conn **movers;
+	uint32_t n_movers, cap_movers;
+	struct cds_wfcq_head moved_head;
+	struct cds_wfcq_tail moved_tail;
+	_Atomic uint32_t busy_pm;
+	uint64_t busy_win_ns, idle_ns; /* the window's start, its time asleep */
+	uint64_t now_ms;               /* the clock at the last wake-up */
+	uint64_t stats_gen;            /* srv->stats_epoch when stats were last reset */
 	struct worker_stats stats;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
@@ -439,6 +466,9 @@ bool rmq__worker_adopt_fd(struct worker *w, int fd);
  * epoll instance or eventfd; rmq__worker_fini() cleans up either way. */
 int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id);
 void rmq__worker_fini(struct worker *w);
+/* After every worker stopped: closes the connections still on their way
+ * from one worker to another (moving publishers). */
+void rmq__worker_close_moving(struct worker *w);
 /* A worker thread's body (pthread_create): runs w's loop until the server
  * stops, then shuts its connections down gracefully. */
 void *rmq__worker_main(void *arg);
@@ -646,6 +676,12 @@ void rmq__raise_fd_limit(const struct rmq_server_config *cfg);
 /* Announces the worker's pending appends (see struct worker). */
 void rmq__worker_publish_flush(struct worker *w);
 void rmq__persist_note_append(struct conn *c, struct rmq_topic *t);
+/* c published msgs messages to a topic whose readers are all on one other
+ * worker (watch_mask m, one bit): counts towards moving c there (worker.c). */
+void rmq__worker_vote(struct conn *c, uint64_t m, unsigned msgs);
+/* c, moved away from its home worker, published msgs messages: moves it
+ * back home if it got too fast or its worker too busy (worker.c). */
+void rmq__worker_moved_published(struct conn *c, unsigned msgs);
 /* Records c's append to t for the next rmq__worker_publish_flush() (and,
  * under --fsync always, for the next sync step). */
 static inline void rmq__worker_published(struct conn *c, struct rmq_topic *t, unsigned msgs,
@@ -661,6 +697,14 @@ static inline void rmq__worker_published(struct conn *c, struct rmq_topic *t, un
 	}
 	w->pending_msgs += msgs;
 	w->pending_bytes += bytes;
+	/* Readers of t all on one other worker: a vote to move there. */
+	uint64_t m = atomic_load_explicit(&t->watch_mask, memory_order_relaxed);
+	if (RMQ_UNLIKELY(m && (m & (m - 1)) == 0 && m != (1ULL << w->id)))
+		rmq__worker_vote(c, m, msgs);
+	else
+		c->aff_votes = 0;
+	if (RMQ_UNLIKELY(c->home != w->id))
+		rmq__worker_moved_published(c, msgs);
 }
 
 /* --- persist.c: the data directory (see the file's comment) --- */

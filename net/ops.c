@@ -125,6 +125,7 @@ void rmq__ops_reset_worker(struct worker *w)
 		&st->frame_timeouts, &st->alloc_failures,   &st->client_memory_closed,
 		&st->pub_lat_sum_ns, &st->pub_lat_count,    &st->tls_handshakes,
 		&st->tls_hs_errors,  &st->tls_hs_timeouts,  &st->tls_on_plain,
+		&st->moves_in,
 	};
 	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
 		atomic_store_explicit(counters[i], 0, memory_order_relaxed);

@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 void rmq__pubsub_reply(struct conn *c, const char *kind, const char *t, size_t tlen, int64_t count)
 {
@@ -341,6 +342,35 @@ static bool append_pmessages(struct live_sub *s, const struct rmq_topic *t,
  * OUT_SOFT pending bytes; the rest stays in the log (no per-subscriber
  * copy) and is sent once the client has read. A subscriber whose position
  * fell out of the retained window is disconnected and counted. */
+/* Runs of at least DIRECT_MIN bytes go from the log straight to the
+ * socket when nothing else waits to be written to it: one copy fewer per
+ * subscriber (the kernel's into the socket buffer remains), which was most
+ * of the user-space CPU of a fan-out of large messages. What the socket
+ * does not take is copied into the output as usual. The log's bytes stay
+ * valid during the send: segments are freed only after a grace period, and
+ * this worker is online. Not for TLS (the record layer copies anyway),
+ * RESP3 (its frames differ from the stored ones by a byte), or while this
+ * worker's writes wait (--fsync always, a PSUBSCRIBE scan). */
+#define DIRECT_MIN (16u << 10)
+
+static bool direct_ok(const struct conn *c, const struct rmq_batch *b)
+{
+	const struct worker *w = c->worker;
+	return b->bytes >= DIRECT_MIN && !c->tls && !c->resp3 && !c->epollout &&
+	       !c->close_after_write && rmq_buf_pending(&c->out) == 0 && !w->n_pscan &&
+	       !rmq__persist_holding(w);
+}
+
+static bool deliver_direct(struct conn *c, const struct rmq_batch *b)
+{
+	ssize_t k = send(c->fd, b->data, b->bytes, MSG_NOSIGNAL);
+	if (k < 0) /* EAGAIN; an error shows again at the next write, which closes */
+		k = 0;
+	stat_add(&c->worker->stats.bytes_written, (uint64_t)k);
+	return (size_t)k == b->bytes ||
+	       rmq_buf_try_append(&c->out, b->data + k, b->bytes - (size_t)k);
+}
+
 bool rmq__pubsub_deliver(struct live_sub *s)
 {
 	struct conn *c = s->conn;
@@ -375,13 +405,20 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 			caught_up = true;
 			break;
 		}
-		if (s->psub ? !append_pmessages(s, t, &b, n)
-			    : !rmq_buf_try_append(&c->out, b.data, b.bytes)) {
+		bool ok;
+		if (s->psub) {
+			ok = append_pmessages(s, t, &b, n);
+		} else if (direct_ok(c, &b)) {
+			ok = deliver_direct(c, &b);
+		} else {
+			ok = rmq_buf_try_append(&c->out, b.data, b.bytes);
+			if (ok && RMQ_UNLIKELY(c->resp3))
+				resp3_pushes(c, &b, n);
+		}
+		if (!ok) {
 			rmq__conn_oom(c, "output");
 			return false;
 		}
-		if (RMQ_UNLIKELY(c->resp3) && !s->psub) /* append_pmessages did its own */
-			resp3_pushes(c, &b, n);
 		rmq_log_consume(&s->cursor, &b, n);
 		stat_add(&c->worker->stats.delivered, n);
 	}

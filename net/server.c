@@ -44,6 +44,7 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->storage_disk = true;
 	cfg->fsync = RMQ_FSYNC_EVERYSEC;
 	cfg->repair = false;
+	cfg->colocate = true;
 	cfg->segment_size = 0;
 	cfg->config_file = NULL;
 	cfg->log_file = NULL;
@@ -212,6 +213,8 @@ static void stop_threads(struct server *srv, bool acceptor, uint32_t nstarted)
 	}
 	for (uint32_t i = 0; i < nstarted; i++)
 		pthread_join(srv->workers[i].th, NULL);
+	for (uint32_t i = 0; i < nstarted; i++)
+		rmq__worker_close_moving(&srv->workers[i]);
 }
 
 /* Frees what rmq_server_run() made, once its threads have stopped; the

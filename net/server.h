@@ -80,6 +80,8 @@ struct rmq_server_config {
 	const char *log_file;        /* diagnostics appended there (reopened
 				      * on SIGHUP); NULL or "": stderr */
 	bool syslog;                 /* diagnostics to syslog too (ident ringmq) */
+	bool colocate;               /* move moderate publishers to their
+				      * readers' worker (worker.c); default yes */
 	uint64_t maxmemory;          /* retained bytes + client buffers over
 				      * which writes get -OOM; 0: no limit */
 	int metrics_port;            /* Prometheus /metrics; 0: off */

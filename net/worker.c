@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -102,6 +103,197 @@ static void worker_flush(struct worker *w)
 	}
 }
 
+/* --- moving publishers (co-location) ---
+ *
+ * A message published on worker A to a topic whose readers are on worker
+ * B reaches them only after A wakes B (an eventfd write) and B's loop runs:
+ * on a busy box that hand-off is most of the latency at moderate rates,
+ * and two wake-ups per batch cost CPU. A connection that keeps publishing
+ * to topics whose readers (live subscribers, parked pullers, patterns) are
+ * all on one other worker, at a moderate rate, moves to that worker:
+ * then a message is delivered in the loop iteration that stored it, as in
+ * a single-threaded server. Fast publishers stay where they are (their
+ * rate is measured over 100 ms windows, and a connection moves only after
+ * a whole window), so that publishing and delivering keep running on two
+ * cores when the load needs both; a moved connection that becomes fast,
+ * or whose worker becomes busy while its home worker is not, goes back to
+ * the worker it was accepted on and stays there for a while.
+ *
+ * Only a connection with nothing in flight moves: no subscription, no
+ * parked or split request, nothing left to write or to read, no MULTI, not
+ * TLS. It leaves its worker's epoll and lists after the flush, and the
+ * target adopts it at the start of its next iteration (an MPSC queue and
+ * the target's wake-up); the socket keeps its unread bytes meanwhile, and
+ * the target's epoll reports them when it adds the socket, so requests
+ * keep their order. --colocate no turns this off. */
+#define AFF_VOTES 32                /* messages in a row that agree */
+#define AFF_WINDOW_MS 100           /* rate windows */
+#define AFF_MAX_RATE 200000         /* msgs/s: faster connections stay */
+#define AFF_TARGET_BUSY_PM 500      /* the target busier than 50 %: stay */
+#define AFF_HOME_BUSY_PM 900        /* a moved connection's worker over 90 %: go home */
+#define AFF_HOME_MARGIN_PM 200      /* ... and home at least 20 points less busy */
+#define AFF_HOLD_MS 5000            /* after going home: no move for so long */
+#define BUSY_WINDOW_NS 100000000ULL /* busy_pm's window */
+
+/* Counts msgs in c's rate windows; true once c's rate is known. */
+static bool aff_count(struct conn *c, unsigned msgs)
+{
+	uint64_t now = c->worker->now_ms;
+	if (c->aff_win_ms == 0) {
+		c->aff_win_ms = now;
+		c->aff_rate = UINT64_MAX; /* unknown until a window ends */
+	} else if (now - c->aff_win_ms >= AFF_WINDOW_MS) {
+		c->aff_rate = c->aff_win_msgs * 1000 / (now - c->aff_win_ms);
+		c->aff_win_ms = now;
+		c->aff_win_msgs = 0;
+	}
+	c->aff_win_msgs += msgs;
+	return c->aff_rate != UINT64_MAX;
+}
+
+static void want_move(struct conn *c, uint32_t to)
+{
+	struct worker *w = c->worker;
+	if (c->want_move || c->closing)
+		return;
+	if (w->n_movers == w->cap_movers) {
+		w->cap_movers = w->cap_movers ? 2 * w->cap_movers : 8;
+		w->movers = rmq_realloc(w->movers, w->cap_movers * sizeof(*w->movers));
+	}
+	c->want_move = true;
+	c->move_to = to;
+	w->movers[w->n_movers++] = c;
+}
+
+void rmq__worker_vote(struct conn *c, uint64_t m, unsigned msgs)
+{
+	struct worker *w = c->worker;
+	if (!w->srv->cfg.colocate)
+		return;
+	uint32_t to = (uint32_t)__builtin_ctzll(m);
+	if (c->aff_to != (int32_t)to) {
+		c->aff_to = (int32_t)to;
+		c->aff_votes = 0;
+	}
+	bool known = c->home == w->id ? aff_count(c, msgs) : true; /* (else counted) */
+	c->aff_votes = c->aff_votes + msgs < c->aff_votes ? UINT32_MAX : c->aff_votes + msgs;
+	if (c->aff_votes < AFF_VOTES || !known || c->aff_rate > AFF_MAX_RATE ||
+	    c->aff_win_msgs > AFF_MAX_RATE * AFF_WINDOW_MS / 1000 || w->now_ms < c->aff_hold_ms ||
+	    to >= w->srv->nworkers)
+		return;
+	struct worker *t = &w->srv->workers[to];
+	if (atomic_load_explicit(&t->busy_pm, memory_order_relaxed) > AFF_TARGET_BUSY_PM)
+		return;
+	want_move(c, to);
+}
+
+void rmq__worker_moved_published(struct conn *c, unsigned msgs)
+{
+	struct worker *w = c->worker;
+	if (!aff_count(c, msgs))
+		return;
+	uint32_t busy = atomic_load_explicit(&w->busy_pm, memory_order_relaxed);
+	uint32_t home =
+		atomic_load_explicit(&w->srv->workers[c->home].busy_pm, memory_order_relaxed);
+	if (c->aff_rate > 2 * AFF_MAX_RATE ||
+	    (busy > AFF_HOME_BUSY_PM && home + AFF_HOME_MARGIN_PM < busy)) {
+		c->aff_hold_ms = w->now_ms + AFF_HOLD_MS;
+		c->aff_votes = 0;
+		want_move(c, c->home);
+	}
+}
+
+static bool conn_movable(const struct conn *c)
+{
+	return !c->closing && !c->close_after_write && !c->linger && !c->draining && !c->eof &&
+	       !c->rdhup && !c->paused && !c->in_flush && !c->epollout && !c->lent &&
+	       rmq_buf_pending(&c->out) == 0 && rmq_buf_pending(&c->in) == 0 &&
+	       live_count(c) == 0 && c->n_plive == 0 && !c->dsub && !c->blocked &&
+	       !c->in_unblocked && !c->held && !c->yielded && !c->again && !c->backlog &&
+	       !c->in_multi && !c->topics_page && !c->dsub_page && !c->clients_req && !c->tls &&
+	       !c->in_deadlines && c->events == (EPOLLIN | EPOLLRDHUP);
+}
+
+/* After the flush: the connections that voted leave for their target. */
+static void worker_move_out(struct worker *w)
+{
+	for (uint32_t i = 0; i < w->n_movers; i++) {
+		struct conn *c = w->movers[i];
+		c->want_move = false;
+		/* (under --fsync always, replies may wait for a sync) */
+		if (!conn_movable(c) || c->move_to == w->id || rmq__persist_holding(w))
+			continue;
+		struct worker *to = &w->srv->workers[c->move_to];
+		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
+			continue;
+		rmq__clients_conn_closing(c); /* CLIENT LIST walks step past it */
+		cds_list_del(&c->link);
+		w->client_mem -= (int64_t)c->mem;
+		stat_add(&w->stats.conns, (uint64_t)-1);
+		c->pub_topic = NULL;
+		c->aff_votes = 0;
+		rmq_diagf(RMQ_DIAG_DEBUG, CONN_LOG "moves from worker %u to %u", CONN_ARGS(c),
+			  w->id, to->id);
+		cds_wfcq_node_init(&c->move_node);
+		RMQ_TSAN_RELEASE(c);
+		cds_wfcq_enqueue(&to->moved_head, &to->moved_tail, &c->move_node);
+		rmq__worker_wake(to);
+	}
+	w->n_movers = 0;
+}
+
+/* Adopts the connections other workers moved here. */
+static void worker_move_in(struct worker *w)
+{
+	struct cds_wfcq_node *n;
+	while ((n = __cds_wfcq_dequeue_blocking(&w->moved_head, &w->moved_tail))) {
+		struct conn *c = caa_container_of(n, struct conn, move_node);
+		RMQ_TSAN_ACQUIRE(c);
+		c->worker = w;
+		cds_list_add_tail(&c->link, &w->conns);
+		w->client_mem += (int64_t)c->mem;
+		stat_add(&w->stats.conns, 1);
+		stat_add(&w->stats.moves_in, 1);
+		struct epoll_event ev = { .events = c->events, .data.ptr = c };
+		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+			rmq_diagf(RMQ_DIAG_ERROR, "epoll_ctl: %s", strerror(errno));
+			rmq__conn_close(c);
+			continue;
+		}
+		if (c->acl.authed) /* permissions changed meanwhile: as ours */
+			rmq__acl_refresh(c);
+	}
+}
+
+void rmq__worker_close_moving(struct worker *w)
+{
+	struct cds_wfcq_node *n;
+	while ((n = __cds_wfcq_dequeue_blocking(&w->moved_head, &w->moved_tail))) {
+		struct conn *c = caa_container_of(n, struct conn, move_node);
+		RMQ_TSAN_ACQUIRE(c);
+		close(c->fd);
+		atomic_fetch_sub(&w->srv->nclients, 1);
+		rmq__conn_free(c);
+	}
+}
+
+/* How busy the worker was over the last window (its time outside
+ * epoll_wait), for other workers deciding whether to move a connection
+ * here. */
+static void worker_busy(struct worker *w, uint64_t slept_ns, uint64_t now_ns)
+{
+	w->now_ms = now_ns / 1000000u;
+	w->idle_ns += slept_ns;
+	uint64_t span = now_ns - w->busy_win_ns;
+	if (span < BUSY_WINDOW_NS)
+		return;
+	uint64_t idle = w->idle_ns < span ? w->idle_ns : span;
+	atomic_store_explicit(&w->busy_pm, (uint32_t)(1000 - idle * 1000 / span),
+			      memory_order_relaxed);
+	w->busy_win_ns = now_ns;
+	w->idle_ns = 0;
+}
+
 /* A ring slot holds the descriptor and, in its lowest bit, whether it came
  * to the TLS port. */
 bool rmq__worker_adopt(struct worker *w, int fd, bool tls)
@@ -139,6 +331,7 @@ static void worker_take_new(struct worker *w)
 	bool tls;
 	while (worker_ring_take(w, &fd, &tls))
 		rmq__conn_new(w, fd, tls);
+	worker_move_in(w);
 }
 
 /* TLS connections with input inside OpenSSL: read it now (no event will
@@ -315,8 +508,8 @@ static void worker_reap(struct worker *w)
 static bool worker_has_work(struct worker *w)
 {
 	return ck_ring_size(&w->accept_ring) > 0 || rmq_shard_pending(w->srv->broker, w->id) ||
-	       !cds_list_empty(&w->unblocked) || w->n_pscan || rmq__clients_busy(w) ||
-	       !cds_list_empty(&w->tls_pending);
+	       !cds_wfcq_empty(&w->moved_head, &w->moved_tail) || !cds_list_empty(&w->unblocked) ||
+	       w->n_pscan || rmq__clients_busy(w) || !cds_list_empty(&w->tls_pending);
 }
 
 /* Graceful stop: answer what was already read, flush for a moment, close. */
@@ -398,6 +591,8 @@ static void worker_loop(struct worker *w, bool once)
 		rmq__blocked_process_unblocked(w);
 		rmq__persist_sync_step(w); /* --fsync always: before any reply */
 		worker_flush(w);
+		if (w->n_movers)
+			worker_move_out(w);
 		w->may_quiesce = false;
 		worker_reap(w);
 		rmq__worker_quiescent(w);
@@ -412,7 +607,10 @@ static void worker_loop(struct worker *w, bool once)
 			timeout = 0;
 		}
 		worker_offline(w);
+		uint64_t slept = rmq_now_ns();
 		int n = epoll_wait(w->epoll_fd, evs, EPOLL_BATCH, timeout);
+		uint64_t woke = rmq_now_ns();
+		worker_busy(w, woke - slept, woke);
 		urcu_qsbr_thread_online();
 		atomic_store(&w->wake_pending, 1);
 		worker_trim(w, n);
@@ -480,6 +678,9 @@ int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
 	CDS_INIT_LIST_HEAD(&w->tls_pending);
 	CDS_INIT_LIST_HEAD(&w->deadlines);
 	CDS_INIT_LIST_HEAD(&w->lingers);
+	cds_wfcq_init(&w->moved_head, &w->moved_tail);
+	w->busy_win_ns = rmq_now_ns();
+	w->now_ms = w->busy_win_ns / 1000000u;
 	w->accept_ring_buf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));
 	ck_ring_init(&w->accept_ring, ACCEPT_RING);
 	w->argv_cap = 64;
@@ -509,6 +710,8 @@ void rmq__worker_fini(struct worker *w)
 	free(w->sync_topics); /* empty: every sync step gave its references back */
 	free(w->created);     /* emptied by rmq__server_state_fini */
 	free(w->pscan);
+	free(w->movers);
+	cds_wfcq_destroy(&w->moved_head, &w->moved_tail);
 	pthread_mutex_destroy(&w->created_lock);
 	rmq_buf_free(&w->scratch);
 }

@@ -7,6 +7,7 @@
  * Run one test: tests/e2e/test_live -j1 --filter 'live/subscribe_and_receive'
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "srv_test.h"
 
@@ -547,4 +548,52 @@ SRV_TEST(live, delete_under_load)
 	cr_assert_eq(INFO(admin, "topics"), 1);
 	e2e_close(p);
 	e2e_close(admin);
+}
+
+/* Large messages go from the log straight to the socket when nothing else
+ * waits for it, the rest through the output buffer (pubsub.c, DIRECT_MIN):
+ * a subscriber that does not read while 24 MiB arrive gets partial sends,
+ * then copies; each message must still arrive whole, once, in order, and
+ * byte for byte, in RESP2 and in RESP3 (which always copies). */
+SRV_TEST(live, large_messages_whole_and_in_order)
+{
+	enum { N = 96, SZ = 256 * 1024 };
+	struct e2e_client *p = CONN(), *s2 = CONN(), *s3 = CONN();
+	IS_OK(R(p, "CREATE", "big", "CAPACITY", "64M"));
+	IS_PUSH3(R(s2, "SUBSCRIBE", "big"), "subscribe", "big", 1);
+	struct e2e_reply *h = R(s3, "HELLO", "3");
+	e2e_reply_free(h);
+	struct e2e_reply *r = R(s3, "SUBSCRIBE", "big");
+	cr_assert(r->push, "%s", e2e_reply_str(r));
+	e2e_reply_free(r);
+	char *buf = malloc(SZ);
+	cr_assert(buf);
+	for (int i = 0; i < N; i++) {
+		size_t len = SZ - (size_t)i * 7; /* record boundaries everywhere */
+		for (size_t j = 0; j < len; j++)
+			buf[j] = (char)((i * 31 + (int)j) % 251);
+		const char *argv[] = { "PUBLISH", "big", buf };
+		size_t lens[] = { 7, 3, len };
+		SBIN(p, 3, argv, lens);
+		IS_INT(RD(p), i + 1);
+	}
+	for (int k = 0; k < 2; k++) {
+		struct e2e_client *s = k ? s3 : s2;
+		for (int i = 0; i < N; i++) {
+			size_t len = SZ - (size_t)i * 7;
+			for (size_t j = 0; j < len; j++)
+				buf[j] = (char)((i * 31 + (int)j) % 251);
+			struct e2e_reply *m = RD(s);
+			cr_assert(m->type == E2E_ARRAY && m->n == 3 && m->push == (k == 1) &&
+					  is_bulk(m->elem[2], buf, len),
+				  "message %d of %s: wrong (%zu bytes)", i, k ? "RESP3" : "RESP2",
+				  m->n == 3 ? m->elem[2]->len : 0);
+			e2e_reply_free(m);
+		}
+		cr_assert(!e2e_readable(s, 100), "a message came twice");
+	}
+	free(buf);
+	e2e_close(s2);
+	e2e_close(s3);
+	e2e_close(p);
 }

@@ -1,0 +1,254 @@
+/* test_colocate.c - e2e suite colocate: moving publishers (net/worker.c).
+ *
+ * A connection that publishes at a moderate rate to a topic whose readers
+ * are all on one other worker moves to that worker; nothing it sent or was
+ * sent may be lost, duplicated or reordered by the move, and connections
+ * that must stay (readers on both workers, subscriptions of its own,
+ * --colocate no) stay.
+ *
+ * Every test starts its own server with --threads 2 and ends by stopping it
+ * with SIGTERM and asserting exit status 0 (srv_test.h).
+ *
+ * Run one test: tests/e2e/test_colocate -j1 --filter 'colocate/publisher_moves'
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "srv_test.h"
+
+/* The worker serving c (CLIENT INFO's worker=N). */
+static int worker_of(struct e2e_client *c)
+{
+	struct e2e_reply *r = R(c, "CLIENT", "INFO");
+	cr_assert(r->type == E2E_BULK || r->type == E2E_STATUS, "%s", e2e_reply_str(r));
+	const char *p = strstr(r->str, " worker=");
+	cr_assert(p, "no worker= in %s", r->str);
+	int w = (int)strtol(p + 8, NULL, 10);
+	e2e_reply_free(r);
+	return w;
+}
+
+/* A new connection served by worker `want` (!= -1) or by any other than
+ * `avoid`; connections are spread round-robin, so a few tries suffice. */
+static struct e2e_client *conn_on(int want, int avoid)
+{
+	struct e2e_client *extra[8];
+	int n = 0;
+	for (;;) {
+		struct e2e_client *c = CONN();
+		int w = worker_of(c);
+		if ((want >= 0 && w == want) || (want < 0 && w != avoid)) {
+			while (n)
+				e2e_close(extra[--n]);
+			return c;
+		}
+		cr_assert(n < 8, "no connection landed on the worker wanted");
+		extra[n++] = c;
+	}
+}
+
+/* Publishes one message at a time (each reply awaited: a moderate rate),
+ * "m<i>" for i = *next.., for at least ms milliseconds and until
+ * worker_of(p) == until_worker (-1: for ms exactly). Returns p's worker. */
+static int publish_for(struct e2e_client *p, const char *topic, long long *next, int ms,
+		       int until_worker)
+{
+	uint64_t end = e2e_now_ms() + (uint64_t)E2E_MS(ms);
+	for (;;) {
+		char m[32];
+		snprintf(m, sizeof(m), "m%lld", *next);
+		IS_INT(R(p, "PUBLISH", topic, m), *next + 1);
+		(*next)++;
+		if (*next % 64 == 0) {
+			int w = worker_of(p);
+			uint64_t now = e2e_now_ms();
+			if (until_worker >= 0 ? w == until_worker || now > end + 5000 : now > end)
+				return w;
+			e2e_sleep_ms(1); /* a moderate rate, also under sanitizers */
+		}
+	}
+}
+
+/* Reads n messages "m<first>".. from s, in order. */
+static void expect_msgs(struct e2e_client *s, const char *topic, long long first, long long n)
+{
+	for (long long i = first; i < first + n; i++) {
+		char m[32];
+		snprintf(m, sizeof(m), "m%lld", i);
+		IS_MSGSTR(RD(s), topic, m);
+	}
+}
+
+SRV_TEST(colocate, publisher_moves_to_its_subscribers_worker)
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "t"));
+	struct e2e_client *s = CONN();
+	int sw = worker_of(s);
+	IS_PUSH3(R(s, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	struct e2e_client *p = conn_on(-1, sw);
+	cr_assert_eq(INFO(a, "colocation_moves"), 0);
+	long long next = 0;
+	int pw = publish_for(p, "t", &next, 300, sw);
+	cr_assert_eq(pw, sw, "the publisher stayed on worker %d, its subscriber is on %d", pw, sw);
+	cr_assert_geq(INFO(a, "colocation_moves"), 1);
+	/* Pipelined after the move: replies in order, every message once. */
+	PUBLISH_N(p, "t", next, 500, "m%lld", next + 1);
+	next += 500;
+	expect_msgs(s, "t", 0, next);
+	cr_assert(!e2e_readable(s, 100), "a message came twice");
+	/* The moved connection is an ordinary one there. */
+	IS_STATUS(R(p, "PING"), "PONG");
+	IS_OK(R(p, "CLIENT", "SETNAME", "mover"));
+	IS_BULKSTR(R(p, "CLIENT", "GETNAME"), "mover");
+	cr_assert_eq(INFO(a, "connected_clients"), 3);
+	/* Its subscriber gone, it publishes on (it may go home if its worker
+	 * is busy, as under sanitizers). */
+	e2e_close(s);
+	EVENTUALLY(TINFO(a, "t", "live_subscribers") == 0, 3000);
+	publish_for(p, "t", &next, 200, -1);
+	e2e_close(p);
+	e2e_close(a);
+}
+
+SRV_TEST(colocate, readers_on_both_workers_keep_it_home)
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "t"));
+	struct e2e_client *s0 = conn_on(0, -1), *s1 = conn_on(1, -1);
+	IS_PUSH3(R(s0, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	IS_PUSH3(R(s1, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	struct e2e_client *p = CONN();
+	int home = worker_of(p);
+	long long next = 0;
+	cr_assert_eq(publish_for(p, "t", &next, 400, -1), home);
+	cr_assert_eq(INFO(a, "colocation_moves"), 0);
+	expect_msgs(s0, "t", 0, next);
+	expect_msgs(s1, "t", 0, next);
+	e2e_close(p);
+	e2e_close(s0);
+	e2e_close(s1);
+	e2e_close(a);
+}
+
+/* A connection with subscriptions of its own (RESP3 may publish while
+ * subscribed) and a durable subscriber never move. */
+SRV_TEST(colocate, subscribed_connections_stay)
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "t"));
+	IS_OK(R(a, "CREATE", "own"));
+	struct e2e_client *s = CONN();
+	int sw = worker_of(s);
+	IS_PUSH3(R(s, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	struct e2e_client *p = conn_on(-1, sw);
+	int pw = worker_of(p);
+	struct e2e_reply *h = R(p, "HELLO", "3");
+	cr_assert(h->type == E2E_ARRAY && h->map, "%s", e2e_reply_str(h));
+	e2e_reply_free(h);
+	struct e2e_reply *r = R(p, "SUBSCRIBE", "own");
+	cr_assert(r->push, "%s", e2e_reply_str(r));
+	e2e_reply_free(r);
+	long long next = 0;
+	cr_assert_eq(publish_for(p, "t", &next, 400, -1), pw);
+	cr_assert_eq(INFO(a, "colocation_moves"), 0);
+	expect_msgs(s, "t", 0, next);
+	e2e_close(p);
+	e2e_close(s);
+	e2e_close(a);
+}
+
+SRV_TEST(colocate, off, "--colocate", "no")
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "t"));
+	struct e2e_client *s = CONN();
+	int sw = worker_of(s);
+	IS_PUSH3(R(s, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	struct e2e_client *p = conn_on(-1, sw);
+	int pw = worker_of(p);
+	long long next = 0;
+	cr_assert_eq(publish_for(p, "t", &next, 400, -1), pw);
+	cr_assert_eq(INFO(a, "colocation_moves"), 0);
+	char *info = info_text(a, "clients");
+	cr_assert(strstr(info, "colocate:no"), "%s", info);
+	free(info);
+	expect_msgs(s, "t", 0, next);
+	e2e_close(p);
+	e2e_close(s);
+	e2e_close(a);
+}
+
+/* Several publishers moving while they publish, each to its own topic,
+ * with the readers of each topic on one worker: every message arrives once
+ * and in order; a server stop while connections move is clean (the
+ * fixture asserts exit status 0). */
+SRV_TEST(colocate, many_publishers_move_without_loss)
+{
+	enum { NP = 6 };
+	struct e2e_client *a = CONN();
+	struct e2e_client *s0 = conn_on(0, -1), *s1 = conn_on(1, -1);
+	struct e2e_client *p[NP];
+	char topic[NP][8];
+	long long next[NP] = { 0 };
+	for (int i = 0; i < NP; i++) {
+		snprintf(topic[i], sizeof(topic[i]), "t%d", i);
+		IS_OK(R(a, "CREATE", topic[i]));
+		IS_PUSH3(R(i % 2 ? s1 : s0, "SUBSCRIBE", topic[i]), "subscribe", topic[i],
+			 i / 2 + 1);
+		p[i] = conn_on(1 - i % 2, -1); /* on the other worker: each must move */
+	}
+	/* 600 ms at least; then until every one moved (or 5 s more) */
+	uint64_t end = e2e_now_ms() + (uint64_t)E2E_MS(600);
+	for (unsigned round = 1;; round++) {
+		if (round % 64 == 0 && e2e_now_ms() > end) {
+			int moved = 0;
+			for (int i = 0; i < NP; i++)
+				moved += worker_of(p[i]) == i % 2;
+			if (moved == NP || e2e_now_ms() > end + 5000)
+				break;
+		}
+		for (int i = 0; i < NP; i++) {
+			char m[32];
+			snprintf(m, sizeof(m), "m%lld", next[i]);
+			IS_INT(R(p[i], "PUBLISH", topic[i], m), next[i] + 1);
+			next[i]++;
+		}
+		e2e_sleep_ms(1);
+	}
+	for (int i = 0; i < NP; i++)
+		PUBLISH_N(p[i], topic[i], next[i], 100, "m%lld", next[i] + 1);
+	/* per topic in order; topics of one subscriber interleave freely */
+	long long got[NP] = { 0 };
+	for (int side = 0; side < 2; side++) {
+		struct e2e_client *s = side ? s1 : s0;
+		long long want = 0;
+		for (int i = side; i < NP; i += 2)
+			want += next[i] + 100;
+		for (long long k = 0; k < want; k++) {
+			struct e2e_reply *r = RD(s);
+			cr_assert(r->type == E2E_ARRAY && r->n == 3 &&
+					  is_bulkstr(r->elem[0], "message"),
+				  "%s", e2e_reply_str(r));
+			int i = (int)strtol(r->elem[1]->str + 1, NULL, 10);
+			cr_assert(i >= 0 && i < NP && i % 2 == side, "%s", e2e_reply_str(r));
+			char m[32];
+			snprintf(m, sizeof(m), "m%lld", got[i]);
+			cr_assert(is_bulkstr(r->elem[2], m), "topic %d: wanted %s, got %s", i, m,
+				  e2e_reply_str(r));
+			got[i]++;
+			e2e_reply_free(r);
+		}
+		cr_assert(!e2e_readable(s, 50), "a message came twice");
+	}
+	for (int i = 0; i < NP; i++) {
+		int w = worker_of(p[i]);
+		cr_assert_eq(w, i % 2, "publisher %d is on worker %d, its readers on %d", i, w,
+			     i % 2);
+	}
+	cr_assert_eq(INFO(a, "colocation_moves"), NP);
+	e2e_close(s0);
+	e2e_close(s1);
+	e2e_close(a);
+	/* the publishers stay open: the server stops with them */
+}
