@@ -269,7 +269,9 @@ static void *loop_recv(void *arg)
 void rb_loopback(unsigned payload, double warmup, double secs, struct rb_loop_result *r)
 {
 	memset(r, 0, sizeof(*r));
-	struct loop l = { .sfd = -1, .rfd = -1, .payload = payload < LOOP_STAMP ? LOOP_STAMP : payload };
+	struct loop l = { .sfd = -1,
+			  .rfd = -1,
+			  .payload = payload < LOOP_STAMP ? LOOP_STAMP : payload };
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t alen = sizeof(a);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

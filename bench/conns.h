@@ -27,9 +27,9 @@
 
 struct rb_idle {
 	int *fd;
-	unsigned n;       /* opened and answered */
-	uint64_t errors;  /* connects or round trips that failed */
-	char err[128];    /* the first failure */
+	unsigned n;      /* opened and answered */
+	uint64_t errors; /* connects or round trips that failed */
+	char err[128];   /* the first failure */
 };
 
 /* Opens n idle connections (see above). Always fills *set; free it with
