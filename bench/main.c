@@ -412,7 +412,13 @@ static unsigned make_cases(const struct opts *o, enum rb_scen s, struct rb_case 
 				so.w.subs = (unsigned)o->subsl[0];
 				so.g_subs = true;
 			}
-			make_case(&so, s, &cases[n++]);
+			make_case(&so, s, &cases[n]);
+			if (fan && o->npayloads && so.w.payload == 16) {
+				/* apart from the plain 16-byte case of the suite */
+				size_t l = strlen(cases[n].label);
+				snprintf(cases[n].label + l, sizeof(cases[n].label) - l, ", 16 B");
+			}
+			n++;
 		}
 	return n;
 }
@@ -1582,7 +1588,9 @@ static int cmd_sweep(struct opts *o, struct rb_report *rep)
 }
 
 /* The --compare suite: what the README's performance targets are measured on. */
-static unsigned suite_cases(struct opts *o, struct rb_case *cases)
+/* *nbase: how many of the cases are the base suite (the rest are issue
+ * 16's, swept as well). */
+static unsigned suite_cases(struct opts *o, struct rb_case *cases, unsigned *nbase)
 {
 	unsigned n = 0;
 	struct opts so = *o;
@@ -1605,9 +1613,11 @@ static unsigned suite_cases(struct opts *o, struct rb_case *cases)
 	make_case(&so, RB_SC_FANOUT, &cases[n++]);
 	so.w.subs = 10;
 	make_case(&so, RB_SC_FANOUT, &cases[n++]);
-	/* latency at a fixed rate, 1->1 */
+	/* latency at a fixed rate, 1->1 (with --rates: at each of them, below) */
 	so.w.subs = 1;
-	make_case(&so, RB_SC_LATENCY, &cases[n++]);
+	if (!o->nrates)
+		make_case(&so, RB_SC_LATENCY, &cases[n++]);
+	*nbase = n;
 	/* issue 16: latency at each rate (1->1, 1->10), fan-out 1->10 at each
 	 * payload, many connections */
 	if (o->nrates)
@@ -1626,11 +1636,11 @@ static unsigned suite_cases(struct opts *o, struct rb_case *cases)
 static int cmd_compare(struct opts *o, struct rb_report *rep)
 {
 	static struct rb_case cases[MAX_CASES];
-	unsigned ncases;
+	unsigned ncases, nbase = 0;
 	if (o->scen_given) {
 		ncases = make_cases(o, o->scen, cases, MAX_CASES);
 	} else {
-		ncases = suite_cases(o, cases);
+		ncases = suite_cases(o, cases, &nbase);
 	}
 	struct rb_server srv[RB_NTARGETS];
 	bool have[RB_NTARGETS] = { false };
@@ -1707,8 +1717,8 @@ static int cmd_compare(struct opts *o, struct rb_report *rep)
 		struct rb_case sc[2] = { cases[0], cases[3] };
 		sweep_cases(o, rep, sc, 2);
 		/* and the issue-16 cases: latency at each rate, fan-out at each payload */
-		if (ncases > 5)
-			sweep_cases(o, rep, cases + 5, ncases - 5);
+		if (ncases > nbase)
+			sweep_cases(o, rep, cases + nbase, ncases - nbase);
 	}
 	return finish(rep, o);
 }
