@@ -393,8 +393,8 @@ static unsigned make_cases(const struct opts *o, enum rb_scen s, struct rb_case 
 	unsigned ns = o->nsubsl ? o->nsubsl : 1;
 	bool lat = s == RB_SC_LATENCY, fan = s == RB_SC_FANOUT || s == RB_SC_LOOPBACK;
 	unsigned nv = lat && o->nrates ? o->nrates : fan && o->npayloads ? o->npayloads : 1;
-	if (!lat && !fan && s != RB_SC_PULL)
-		ns = 1;
+	if ((!lat && !fan && s != RB_SC_PULL) || s == RB_SC_LOOPBACK)
+		ns = 1; /* one pair, whatever the subscribers */
 	for (unsigned v = 0; v < nv; v++)
 		for (unsigned k = 0; k < ns && n < cap; k++) {
 			if (lat && o->nrates) {
