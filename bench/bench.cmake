@@ -13,7 +13,7 @@ set(RB_PERF_DIR ${CMAKE_CURRENT_LIST_DIR}/../perf)
 
 add_library(ringmq_bench STATIC
   ${RB_DIR}/hist.c ${RB_DIR}/stats.c ${RB_DIR}/wire.c ${RB_DIR}/net.c
-  ${RB_DIR}/proc.c ${RB_DIR}/run.c ${RB_DIR}/report.c)
+  ${RB_DIR}/proc.c ${RB_DIR}/run.c ${RB_DIR}/report.c ${RB_DIR}/conns.c)
 target_include_directories(ringmq_bench PUBLIC ${RB_DIR})
 # ringmq_common: the number parsing the other tools use (common/).
 # OpenSSL: --tls (net.c's transport, certificates for the servers it starts).

@@ -53,9 +53,17 @@ run() {
   if ! "$PY" - "$json" "$check" <<'PYEOF'
 import json, sys
 path, check = sys.argv[1], sys.argv[2]
+nrows = None
+if ":" in check:  # "latency:4": that many result rows (one per list element)
+    check, n = check.split(":")
+    nrows = int(n)
 doc = json.load(open(path))
 res = doc["results"]
 assert res, "no results"
+if nrows is not None:
+    assert len(res) == nrows, "%d result rows, expected %d" % (len(res), nrows)
+    assert len(set((r["label"], r["target"], r["server_threads"]) for r in res)) == nrows, \
+        [r["label"] for r in res]
 assert doc["machine"]["cores"] >= 1
 def m(r, k):
     assert k in r["metrics"], "missing metric %s in %s" % (k, r["label"])
@@ -69,6 +77,23 @@ for r in res:
     for k in ("payload", "depth", "publishers", "subscribers", "topics", "cores"):
         assert k in cfg, "config lacks " + k
     assert r["version"], "no server version"
+    if check in ("fanout", "pull", "latency", "conns", "loopback"):
+        assert c["checked"], "messages were not checked"
+        assert c["sent"] > 0 and c["delivered"] == c["expected"], c
+        assert c["lost"] == 0 and c["duplicated"] == 0 and c["out_of_order"] == 0 and c["unexpected"] == 0, c
+    if check == "conns":
+        mm = r["metrics"]
+        few = [k for k in mm if k.startswith("pubs_") and k.endswith("_delivered_msgs_per_s")]
+        # figures are measured, not asserted (a loaded box may stall a
+        # half-second window); the counts above are the check
+        assert len(few) == 2 and all(mm[k]["median"] >= 0 for k in few), few
+        m(r, "active_delivered_msgs_per_s")
+        m(r, "active_with_idle_delivered_msgs_per_s")
+        m(r, "server_rss_bytes_per_idle_conn")  # a measurement: may even be < 0 on a busy box
+        assert m(r, "accept_conns_per_s") > 0
+    if check == "loopback":
+        assert r["target"] == "loopback"
+        assert m(r, "delivered_GB_per_s") > 0 and m(r, "delivered_msgs_per_s") > 0
     if check in ("fanout", "pull", "latency"):
         assert c["checked"], "messages were not checked"
         assert c["sent"] > 0, "nothing sent"
@@ -97,12 +122,15 @@ for r in res:
             assert m(r, "publish_msgs_per_s_at_%d_topics" % n) > 0
     if check == "sweep":
         assert r["sweep"] and r["server_threads"] in (1, 2), r
-        assert m(r, "published_msgs_per_s") > 0
+        if r["scenario"] == "latency":
+            assert m(r, "delivered_msgs_per_s") > 0
+        else:
+            assert m(r, "published_msgs_per_s") > 0
     if check == "recovery":
         # 4 MiB of 1000-byte payloads: every record back after kill -9
         assert m(r, "recovered_msgs") >= 4 * 1048576 // 1000, r["metrics"]
         assert m(r, "restart_to_loaded_s") > 0 and m(r, "recovered_gb_per_s") > 0
-if check == "sweep":
+if check == "sweep" and nrows is None:
     assert sorted(r["server_threads"] for r in res) == [1, 2], [r["server_threads"] for r in res]
 print("ok: %s (%d result rows)" % (check, len(res)))
 PYEOF
@@ -130,6 +158,18 @@ run createTopic_spread createTopic createTopic "${C[@]}" --clients 2 --topics-pe
 run sweep sweep sweep --server "$SERVER" --threads-list 1,2 --scenario send --duration 0.5 --warmup 0.2 \
   --csv "$WORK/sweep.csv"
 [[ -s "$WORK/sweep.csv" ]] || { echo "FAIL: no CSV"; fails=$((fails + 1)); }
+
+# issue 16: lists (one case per element), the loopback reference, conns
+# (a few publishers vs many, idle connections, accept rate), and a sweep of
+# latency at a rate and fan-out at a payload. Tiny sizes: the harness's
+# logic and its counts, not figures.
+H=(--duration 0.5 --warmup 0.2)
+run latency_rates latency:4 latency "${C[@]}" "${H[@]}" --rates 5k,20k --subs 1,2
+run fanout_payloads fanout:2 fanout "${C[@]}" "${H[@]}" --payloads 16,4K -s 2
+run loopback loopback:2 loopback "${H[@]}" --payloads 16,64K
+run conns conns conns "${C[@]}" "${H[@]}" --conns-pubs 40 --idle 300 --active 10 --accept-threads 2
+run sweep_eff sweep:4 sweep --server "$SERVER" --threads-list 1,2 --scenario latency,fanout \
+  --rates 20k --payloads 4K -s 2 "${H[@]}"
 
 # durability: servers started here with --fsync/--storage (each its own
 # temp --dir), and the recovery scenario (fill, kill -9, restart)

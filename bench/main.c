@@ -17,9 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "net.h"
 #include "ringmq_version.h"
 #include "parse.h"
@@ -36,7 +38,12 @@ struct rb_case {
 	unsigned nlookup;
 	double lookup_secs;
 	unsigned lookup_topics;
+	/* conns */
+	unsigned conns_pubs, idle, active, accept_threads;
 };
+
+#define MAX_CASES 64
+#define MAX_LIST 16
 
 struct opts {
 	enum rb_scen scen;
@@ -72,6 +79,15 @@ struct opts {
 	bool g_lookup;
 	double lookup_secs;
 	unsigned lookup_topics;
+	/* lists: one case per element (--rates, --payloads, --subs) */
+	double rates[MAX_LIST];
+	unsigned nrates;
+	uint64_t payloads[MAX_LIST];
+	unsigned npayloads;
+	uint64_t subsl[MAX_LIST];
+	unsigned nsubsl;
+	bool efficiency; /* --compare: the issue-16 cases too */
+	unsigned conns_pubs, idle, active, accept_threads;
 	uint64_t recovery_bytes; /* recovery: log bytes to fill */
 	bool recovery_cold;      /* recovery: drop the segments from the page cache */
 };
@@ -97,6 +113,11 @@ static void usage(FILE *f)
 		"  sweep        starts ringmq-server with --threads 1..N, runs --scenario at each\n"
 		"  recovery     fills --recovery-bytes of a disk topic, kill -9, restart on the same\n"
 		"               --dir: time until INFO says loading:0, GB/s (ringmq only)\n"
+		"  conns        many connections: --conns-pubs publishers on a topic each vs 10,\n"
+		"               --active connections with and without --idle idle ones (server RSS\n"
+		"               per idle connection), accept rate (connect+PING+close)\n"
+		"  loopback     no broker: a plain 127.0.0.1 TCP sender -> receiver pair, GB/s at\n"
+		"               --payload(s): the machine's loopback limit\n"
 		"\n"
 		"Server:\n"
 		"  --target ringmq|redis|nats   what to run against (default ringmq)\n"
@@ -144,6 +165,15 @@ static void usage(FILE *f)
 		"      --capacity BYTES   CAPACITY of topics created on ringmq (server default)\n"
 		"      --patterns N       one more connection PSUBSCRIBEs N patterns matching none of\n"
 		"                         the topics: PUBLISH's cost with N patterns (Redis, ringmq)\n"
+		"  Lists (one case per element; with --compare and in sweeps too):\n"
+		"      --rates LIST       latency: each rate, e.g. 10k,100k,1M\n"
+		"      --payloads LIST    fanout (and loopback): each size, e.g. 16,4K,64K,1M; with\n"
+		"                         --compare the loopback limit is a column of its own\n"
+		"      --subs LIST        latency, fanout: each subscriber count, e.g. 1,10\n"
+		"  conns:\n"
+		"      --conns-pubs N     publishers, one topic each (1000), against 10\n"
+		"      --idle N           idle connections (10000)   --active N   active ones (100)\n"
+		"      --accept-threads N connect+PING+close loops (4)\n"
 		"  recovery:\n"
 		"      --recovery-bytes B payload bytes to fill before the kill -9 (1G)\n"
 		"      --recovery-cold    drop the segment files from the page cache before the restart\n"
@@ -161,6 +191,9 @@ static void usage(FILE *f)
 		"                         ringmq thread sweep\n"
 		"  --targets LIST         subset for --compare, e.g. ringmq,nats\n"
 		"  --no-sweep             --compare without the thread sweep\n"
+		"  --efficiency           --compare: also latency at 10k,100k,1M msg/s (1->1, 1->10),\n"
+		"                         fan-out 1->10 at 16,4K,64K,1M with the loopback limit, and\n"
+		"                         conns (each list unless given)\n"
 		"  --scenario S[,S]       what a sweep runs (send)\n"
 		"  --threads-list 1,2,4   sweep points (default 1..cores)   --max-threads N   1..N\n"
 		"\n"
@@ -211,6 +244,37 @@ static int parse_double(const char *s, double *out)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+/* "10k,100k,1M": rates in msgs/s. 0 or -1. */
+static int parse_rates(const char *s, double *out, unsigned cap, unsigned *n)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", s);
+	*n = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (*n == cap || parse_double(t, &out[*n]) != 0 || out[*n] <= 0)
+			return -1;
+		(*n)++;
+	}
+	return *n ? 0 : -1;
+}
+
+/* "16,4K,64K,1M": sizes in bytes (powers of 1024). 0 or -1. */
+static int parse_sizes(const char *s, uint64_t *out, unsigned cap, unsigned *n)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", s);
+	*n = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (*n == cap || parse_bytes(t, &out[*n]) != 0 || out[*n] < 1 ||
+		    out[*n] > (64u << 20))
+			return -1;
+		(*n)++;
+	}
+	return *n ? 0 : -1;
 }
 
 static int parse_list(const char *s, uint64_t *out, unsigned cap, unsigned *n)
@@ -271,9 +335,14 @@ static void case_label(struct rb_case *c)
 	case RB_SC_LATENCY:
 		rb_buf_printf(&b, "latency %u->%u @ %.0f msg/s", w->pubs, w->subs, w->rate);
 		break;
+	case RB_SC_CONNS:
+		rb_buf_printf(&b, "conns: %u pubs x 1 topic, %u idle + %u active, accept",
+			      c->conns_pubs, c->idle, c->active);
+		break;
+	case RB_SC_LOOPBACK: rb_buf_printf(&b, "loopback"); break;
 	default: rb_buf_printf(&b, "%s", rb_scen_name(w->scen));
 	}
-	if (w->topics > 1 && w->scen != RB_SC_CREATE)
+	if (w->topics > 1 && w->scen != RB_SC_CREATE && w->scen != RB_SC_CONNS)
 		rb_buf_printf(&b, " on %u topics", w->topics);
 	if (w->payload != 16)
 		rb_buf_printf(&b, ", %u B", w->payload);
@@ -296,7 +365,62 @@ static void make_case(const struct opts *o, enum rb_scen s, struct rb_case *c)
 		c->lookup_secs = o->lookup_secs;
 		c->lookup_topics = o->lookup_topics;
 	}
+	if (s == RB_SC_CONNS) {
+		c->conns_pubs = o->conns_pubs;
+		c->idle = o->idle;
+		c->active = o->active;
+		c->accept_threads = o->accept_threads;
+		c->w.pubs = o->conns_pubs;
+		c->w.subs = 10; /* the fan-out runs' subscribers: messages are checked */
+		c->w.topics = o->conns_pubs;
+		c->w.replies = false;
+	}
+	if (s == RB_SC_LOOPBACK) {
+		c->w.pubs = c->w.subs = 1;
+		c->w.topics = 1;
+	}
 	case_label(c);
+}
+
+/* The cases of one scenario with the lists expanded: latency at each
+ * --rates for each --subs, fanout at each --payloads for each --subs.
+ * Without lists, one case. Returns how many were written (at most cap). */
+static unsigned make_cases(const struct opts *o, enum rb_scen s, struct rb_case *cases,
+			   unsigned cap)
+{
+	unsigned n = 0;
+	struct opts so = *o;
+	unsigned ns = o->nsubsl ? o->nsubsl : 1;
+	bool lat = s == RB_SC_LATENCY, fan = s == RB_SC_FANOUT || s == RB_SC_LOOPBACK;
+	unsigned nv = lat && o->nrates ? o->nrates : fan && o->npayloads ? o->npayloads : 1;
+	if ((!lat && !fan && s != RB_SC_PULL) || s == RB_SC_LOOPBACK)
+		ns = 1; /* one pair, whatever the subscribers */
+	for (unsigned v = 0; v < nv; v++)
+		for (unsigned k = 0; k < ns && n < cap; k++) {
+			if (lat && o->nrates) {
+				so.w.rate = o->rates[v];
+				so.g_rate = true;
+			}
+			if (fan && o->npayloads) {
+				so.w.payload = (unsigned)o->payloads[v];
+				so.g_window = o->g_window; /* the window follows the payload */
+			}
+			if (o->nsubsl && ns > 1) {
+				so.w.subs = (unsigned)o->subsl[k];
+				so.g_subs = true;
+			} else if (o->nsubsl) {
+				so.w.subs = (unsigned)o->subsl[0];
+				so.g_subs = true;
+			}
+			make_case(&so, s, &cases[n]);
+			if (fan && o->npayloads && so.w.payload == 16) {
+				/* apart from the plain 16-byte case of the suite */
+				size_t l = strlen(cases[n].label);
+				snprintf(cases[n].label + l, sizeof(cases[n].label) - l, ", 16 B");
+			}
+			n++;
+		}
+	return n;
 }
 
 static int run_interrupted(void)
@@ -471,10 +595,223 @@ static void create_once(const struct rb_case *c, const struct rb_server *srv, st
 	free(r);
 }
 
+/* Folds the counts of one helper run into a row that reports figures of
+ * its own (conns). */
+static void fold_counts(struct rb_row *row, const struct rb_result *r)
+{
+	if (r->err[0] && !row->err[0])
+		snprintf(row->err, sizeof(row->err), "%s", r->err);
+	if (!r->ok) {
+		row->failed++;
+		return;
+	}
+	row->c.total_sent += r->total_sent;
+	row->c.expected += r->expected;
+	row->c.received += r->received;
+	row->c.lost += r->lost;
+	row->c.dup += r->dup;
+	row->c.ooo += r->ooo;
+	row->c.unexpected += r->unexpected;
+	row->c.errors += r->errors;
+}
+
+static double delivered_rate(const struct rb_result *r)
+{
+	return r->ok && r->secs > 0 ? (double)r->delivered / r->secs : 0;
+}
+
+/* The server's RSS once it stops moving (freed topics and buffers of the
+ * run before go back at their own pace): read every 100 ms until two
+ * readings are within 64 KiB, for at most 2 s. 0 unknown. */
+static uint64_t settled_rss(pid_t pid)
+{
+	if (pid <= 0)
+		return 0;
+	uint64_t prev = rb_proc_rss(pid);
+	for (int i = 0; i < 20 && !rb_interrupted; i++) {
+		struct timespec ts = { 0, 100000000 };
+		nanosleep(&ts, NULL);
+		uint64_t now = rb_proc_rss(pid);
+		uint64_t d = now > prev ? now - prev : prev - now;
+		prev = now;
+		if (d < (64u << 10))
+			break;
+	}
+	return prev;
+}
+
+/* conns: (a) many publishers, one topic each, against 10 publishers on 10
+ * topics; (b) `active` connections with and without `idle` idle ones, and
+ * the server's RSS per idle connection; (c) the accept rate. */
+static void conns_once(const struct rb_case *c, const struct rb_server *srv, struct rb_row *row)
+{
+	row->runs++;
+	struct rb_result *r = malloc(sizeof(*r));
+	if (!r)
+		abort();
+	char key[48], label[40];
+	/* (a) */
+	struct rb_work w = c->w;
+	w.scen = RB_SC_FANOUT;
+	w.replies = false;
+	w.subs = 10;
+	if (!w.batch)
+		w.batch = 64; /* the same for both: 1,000 connections' buffers stay small */
+	w.label = "conns: few publishers";
+	unsigned few = c->conns_pubs < 10 ? c->conns_pubs : 10;
+	/* the window is per stream: split one run's worth over the streams, so
+	 * both runs keep the same number of messages in flight */
+	uint64_t total_window = w.window;
+	w.pubs = w.topics = few;
+	w.window = total_window ? (total_window / few > 256 ? total_window / few : 256) : 0;
+	rb_run(&w, srv, r);
+	fold_counts(row, r);
+	double vfew = delivered_rate(r);
+	w.pubs = w.topics = c->conns_pubs;
+	w.window = total_window ? (total_window / c->conns_pubs > 256 ? total_window / c->conns_pubs
+								      : 256)
+				: 0;
+	w.label = "conns: many publishers";
+	rb_run(&w, srv, r);
+	fold_counts(row, r);
+	double vmany = delivered_rate(r);
+	snprintf(key, sizeof(key), "pubs_%u_delivered_msgs_per_s", few);
+	snprintf(label, sizeof(label), "%u pubs: delivered msg/s", few);
+	rb_row_add(row, key, label, "msg/s", +1, vfew);
+	snprintf(key, sizeof(key), "pubs_%u_delivered_msgs_per_s", c->conns_pubs);
+	snprintf(label, sizeof(label), "%u pubs: delivered msg/s", c->conns_pubs);
+	rb_row_add(row, key, label, "msg/s", +1, vmany);
+	if (r->ok && r->srv_cpu >= 0 && r->delivered)
+		rb_row_add(row, "many_pubs_server_cpu_s_per_M", "many pubs: server CPU s/M", "s/M",
+			   -1, r->srv_cpu / ((double)r->delivered / 1e6));
+	if (r->ok)
+		rb_row_add(row, "many_pubs_gen_cpu_max_pct", "many pubs: generator busiest %", "%",
+			   0, 100.0 * r->gen_cpu_max);
+	if (vfew > 0)
+		rb_row_add(row, "many_vs_few_pubs_pct", "many pubs / few pubs %", "%", +1,
+			   100.0 * vmany / vfew);
+	/* (b) */
+	if (!rb_interrupted && c->active >= 2) {
+		w = c->w;
+		w.scen = RB_SC_FANOUT;
+		w.replies = false;
+		w.pubs = c->active / 2;
+		w.subs = c->active - w.pubs;
+		w.topics = w.pubs;
+		/* idle ones first: the RSS they cost, then the active run with
+		 * them, then without them */
+		/* a tenth first: the server frees what earlier runs left once
+		 * it has work again, which must not count against the rest */
+		struct rb_idle pre, set;
+		rb_idle_open(srv, c->idle / 10, &pre);
+		uint64_t rss0 = settled_rss(srv->pid);
+		rb_idle_open(srv, c->idle - c->idle / 10, &set);
+		uint64_t rss1 = settled_rss(srv->pid);
+		set.errors += pre.errors;
+		if (!set.err[0])
+			snprintf(set.err, sizeof(set.err), "%s", pre.err);
+		row->c.errors += set.errors;
+		if (set.errors && !row->err[0])
+			snprintf(row->err, sizeof(row->err), "%u of %u idle connections: %s",
+				 c->idle - set.n - pre.n, c->idle, set.err);
+		w.label = "conns: active with idle";
+		rb_run(&w, srv, r);
+		fold_counts(row, r);
+		double with = delivered_rate(r);
+		/* every idle connection still there and answering */
+		unsigned alive = 0;
+		/* (TLS: the server may have sent session tickets; not checked) */
+		for (unsigned i = 0; i < set.n && !rb_tls_enabled(); i++) {
+			char b[256];
+			ssize_t n = recv(set.fd[i], b, sizeof(b), MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				alive++;
+			} else if (n > 0 && srv->target == RB_NATS && !memcmp(b, "PING", 4)) {
+				/* nats-server pings a new client early on: answered, alive */
+				alive += rb_write_all(set.fd[i], "PONG\r\n", 6) == 0;
+			}
+		}
+		if (alive < set.n && !rb_tls_enabled()) {
+			row->c.errors += set.n - alive;
+			if (!row->err[0])
+				snprintf(
+					row->err, sizeof(row->err),
+					"%u idle connections were closed or sent something unexpected",
+					set.n - alive);
+		}
+		unsigned opened = set.n;
+		rb_idle_close(&set);
+		rb_idle_close(&pre);
+		w.label = "conns: active";
+		rb_run(&w, srv, r);
+		fold_counts(row, r);
+		double base = delivered_rate(r);
+		snprintf(label, sizeof(label), "%u active: delivered msg/s", c->active);
+		rb_row_add(row, "active_delivered_msgs_per_s", label, "msg/s", +1, base);
+		snprintf(label, sizeof(label), "+%u idle: delivered msg/s", c->idle);
+		rb_row_add(row, "active_with_idle_delivered_msgs_per_s", label, "msg/s", +1, with);
+		if (base > 0)
+			rb_row_add(row, "with_vs_without_idle_pct", "with idle / without %", "%",
+				   +1, 100.0 * with / base);
+		if (rss0 && rss1 && opened) {
+			rb_row_add(row, "server_rss_MiB_with_idle", "server RSS MiB with idle",
+				   "MiB", -1, (double)rss1 / 1048576.0);
+			rb_row_add(row, "server_rss_bytes_per_idle_conn",
+				   "server RSS B per idle conn", "B", -1,
+				   ((double)rss1 - (double)rss0) / opened);
+		}
+	}
+	/* (c) */
+	if (!rb_interrupted && c->accept_threads) {
+		struct rb_accept_result a;
+		rb_accept_rate(srv, c->accept_threads, c->w.warmup > 0.2 ? 0.2 : c->w.warmup,
+			       c->w.duration, &a);
+		row->c.errors += a.errors;
+		if (a.errors && !row->err[0])
+			snprintf(row->err, sizeof(row->err), "accept: %s", a.err);
+		rb_row_add(row, "accept_conns_per_s", "accept: conns/s", "conn/s", +1,
+			   a.secs > 0 ? (double)a.conns / a.secs : 0);
+	}
+	free(r);
+}
+
+/* The loopback reference: one plain TCP sender -> receiver pair over
+ * 127.0.0.1, the case's payload, no broker. */
+static void loopback_once(const struct rb_case *c, struct rb_row *row)
+{
+	row->runs++;
+	struct rb_loop_result lr;
+	rb_loopback(c->w.payload, c->w.warmup, c->w.duration, &lr);
+	if (!lr.ok) {
+		row->failed++;
+		snprintf(row->err, sizeof(row->err), "%s", lr.err);
+		return;
+	}
+	row->c.total_sent += lr.sent_msgs;
+	row->c.expected += lr.sent_msgs;
+	row->c.received += lr.recv_msgs;
+	row->c.lost += lr.sent_msgs > lr.recv_msgs ? lr.sent_msgs - lr.recv_msgs : 0;
+	row->c.unexpected += lr.recv_msgs > lr.sent_msgs ? lr.recv_msgs - lr.sent_msgs : 0;
+	row->c.ooo += lr.bad;
+	double secs = lr.secs > 0 ? lr.secs : 1, bytes = (double)lr.bytes;
+	rb_row_add(row, "delivered_msgs_per_s", "delivered msg/s", "msg/s", +1,
+		   bytes / c->w.payload / secs);
+	rb_row_add(row, "delivered_MB_per_s", "delivered MB/s", "MB/s", +1, bytes / secs / 1e6);
+	rb_row_add(row, "delivered_GB_per_s", "delivered GB/s", "GB/s", +1, bytes / secs / 1e9);
+}
+
 static void rb_case_once(const struct rb_case *c, const struct rb_server *srv, struct rb_row *row)
 {
 	if (c->w.scen == RB_SC_CREATE) {
 		create_once(c, srv, row);
+		return;
+	}
+	if (c->w.scen == RB_SC_CONNS) {
+		conns_once(c, srv, row);
+		return;
+	}
+	if (c->w.scen == RB_SC_LOOPBACK) {
+		loopback_once(c, row);
 		return;
 	}
 	struct rb_work w = c->w;
@@ -606,6 +943,14 @@ enum {
 	O_CERT,
 	O_KEY,
 	O_INSECURE,
+	O_RATES,
+	O_PAYLOADS,
+	O_SUBSL,
+	O_EFFICIENCY,
+	O_CONNS_PUBS,
+	O_IDLE,
+	O_ACTIVE,
+	O_ACCEPT_THR,
 };
 
 static const struct option long_opts[] = {
@@ -627,6 +972,14 @@ static const struct option long_opts[] = {
 	{ "cert", required_argument, NULL, O_CERT },
 	{ "key", required_argument, NULL, O_KEY },
 	{ "insecure", no_argument, NULL, O_INSECURE },
+	{ "rates", required_argument, NULL, O_RATES },
+	{ "payloads", required_argument, NULL, O_PAYLOADS },
+	{ "subs", required_argument, NULL, O_SUBSL },
+	{ "efficiency", no_argument, NULL, O_EFFICIENCY },
+	{ "conns-pubs", required_argument, NULL, O_CONNS_PUBS },
+	{ "idle", required_argument, NULL, O_IDLE },
+	{ "active", required_argument, NULL, O_ACTIVE },
+	{ "accept-threads", required_argument, NULL, O_ACCEPT_THR },
 	{ "nats-server", required_argument, NULL, O_NATS },
 	{ "publishers", required_argument, NULL, 'p' },
 	{ "subscribers", required_argument, NULL, 's' },
@@ -689,6 +1042,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->lookup_secs = 2;
 	o->lookup_topics = 1;
 	o->recovery_bytes = 1u << 30;
+	o->conns_pubs = 1000;
+	o->idle = 10000;
+	o->active = 100;
+	o->accept_threads = 4;
 	struct rb_work *w = &o->w;
 	w->pubs = 1;
 	w->topics = 1;
@@ -760,6 +1117,49 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_CERT: o->cert = optarg; break;
 		case O_KEY: o->key = optarg; break;
 		case O_INSECURE: o->insecure = true; break;
+		case O_RATES:
+			if (parse_rates(optarg, o->rates, MAX_LIST, &o->nrates) != 0)
+				return die_usage(
+					"--rates: expected up to 16 rates like 10k,100k,1M, "
+					"got '%s'",
+					optarg);
+			break;
+		case O_PAYLOADS:
+			if (parse_sizes(optarg, o->payloads, MAX_LIST, &o->npayloads) != 0)
+				return die_usage("--payloads: expected up to 16 sizes like "
+						 "16,4K,64K,1M (at most 64M), got '%s'",
+						 optarg);
+			break;
+		case O_SUBSL:
+			if (parse_list(optarg, o->subsl, MAX_LIST, &o->nsubsl) != 0 ||
+			    o->nsubsl == 0)
+				return die_usage(
+					"--subs: expected subscriber counts like 1,10, got '%s'",
+					optarg);
+			for (unsigned i = 0; i < o->nsubsl; i++)
+				if (o->subsl[i] < 1 || o->subsl[i] > 10000)
+					return die_usage("--subs: counts must be 1..10000 ('%s')",
+							 optarg);
+			break;
+		case O_EFFICIENCY: o->efficiency = true; break;
+		case O_CONNS_PUBS:
+		case O_IDLE:
+		case O_ACTIVE:
+		case O_ACCEPT_THR:
+			if (parse_u64(optarg, &u) || u > (c == O_ACCEPT_THR ? 64 : 15000) ||
+			    (c != O_IDLE && u < 1))
+				return die_usage("%s: out of range (conns-pubs, active 1..15000; "
+						 "idle 0..15000; accept-threads 1..64)",
+						 argv[optind - 1]);
+			if (c == O_CONNS_PUBS)
+				o->conns_pubs = (unsigned)u;
+			else if (c == O_IDLE)
+				o->idle = (unsigned)u;
+			else if (c == O_ACTIVE)
+				o->active = (unsigned)u;
+			else
+				o->accept_threads = (unsigned)u;
+			break;
 		case 'p':
 			if (parse_u64(optarg, &u) || u < 1 || u > 10000)
 				return die_usage("--publishers: expected 1..10000, got '%s'",
@@ -996,7 +1396,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	if (optind < argc) {
 		if (rb_scen_parse(argv[optind], &o->scen) != 0)
 			return die_usage(
-				"unknown scenario '%s' (createTopic, send, fanout, pull, latency, sweep, recovery)",
+				"unknown scenario '%s' (createTopic, send, fanout, pull, latency, sweep, recovery, "
+				"conns, loopback)",
 				argv[optind]);
 		o->scen_given = true;
 		optind++;
@@ -1025,6 +1426,27 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (!o->nsweep_scen)
 		o->sweep_scen[o->nsweep_scen++] = RB_SC_SEND;
+	if (o->efficiency && (!o->compare || o->scen_given))
+		return die_usage("%s", "--efficiency goes with --compare (without a scenario)");
+	if (o->efficiency) { /* issue 16's cases, unless given otherwise */
+		static const double rates[] = { 1e4, 1e5, 1e6 };
+		static const uint64_t pays[] = { 16, 4096, 65536, 1048576 };
+		if (!o->nrates) {
+			memcpy(o->rates, rates, sizeof(rates));
+			o->nrates = 3;
+		}
+		if (!o->nsubsl) {
+			o->subsl[0] = 1;
+			o->subsl[1] = 10;
+			o->nsubsl = 2;
+		}
+		if (!o->npayloads) {
+			memcpy(o->payloads, pays, sizeof(pays));
+			o->npayloads = 4;
+		}
+	}
+	if (o->scen == RB_SC_LOOPBACK && o->compare)
+		o->targets = 0; /* only the loopback column */
 	if (o->progress < 0)
 		o->progress = isatty(2);
 	w->progress = o->progress;
@@ -1085,22 +1507,35 @@ static int finish(struct rb_report *rep, const struct opts *o)
 static int cmd_single(struct opts *o, struct rb_report *rep)
 {
 	struct rb_server srv;
-	if (o->start_server) {
+	if (o->scen == RB_SC_LOOPBACK) { /* no server at all */
+		memset(&srv, 0, sizeof(srv));
+		srv.target = RB_LOOPBACK;
+		srv.threads = -1;
+		srv.out_fd = -1;
+		snprintf(srv.version, sizeof(srv.version), "limit");
+	} else if (o->start_server) {
 		if (start_target(o, o->target, o->server_threads, &srv) != 0)
 			return 1;
 	} else if (connect_server(o, o->target, &srv) != 0) {
 		return 1;
 	}
-	struct rb_case c;
-	make_case(o, o->scen, &c);
-	struct rb_row *row = rb_report_row(rep, rb_scen_name(o->scen), c.label, &srv, &c.w);
-	for (unsigned i = 0; i < o->repeats && !rb_interrupted; i++) {
-		if (o->repeats > 1 && !o->quiet)
-			fprintf(stderr, "ringmq-bench: %s on %s, run %u/%u\n", c.label,
-				rb_target_name(srv.target), i + 1, o->repeats);
-		rb_case_once(&c, &srv, row);
-	}
-	rb_server_stop(&srv);
+	static struct rb_case cases[MAX_CASES];
+	unsigned n = make_cases(o, o->scen, cases, MAX_CASES);
+	struct rb_row *rows[MAX_CASES];
+	for (unsigned k = 0; k < n; k++)
+		rows[k] = rb_report_row(rep, rb_scen_name(o->scen), cases[k].label, &srv,
+					&cases[k].w);
+	/* repeats alternate over the cases, as in --compare */
+	for (unsigned i = 0; i < o->repeats && !rb_interrupted; i++)
+		for (unsigned k = 0; k < n && !rb_interrupted; k++) {
+			if ((o->repeats > 1 || n > 1) && !o->quiet)
+				fprintf(stderr, "ringmq-bench: %s on %s, run %u/%u\n",
+					cases[k].label, rb_target_name(srv.target), i + 1,
+					o->repeats);
+			rb_case_once(&cases[k], &srv, rows[k]);
+		}
+	if (srv.target != RB_LOOPBACK)
+		rb_server_stop(&srv);
 	return finish(rep, o);
 }
 
@@ -1143,15 +1578,19 @@ static void sweep_cases(struct opts *o, struct rb_report *rep, const struct rb_c
 
 static int cmd_sweep(struct opts *o, struct rb_report *rep)
 {
-	struct rb_case cases[4];
+	static struct rb_case cases[MAX_CASES];
+	unsigned n = 0;
 	for (unsigned k = 0; k < o->nsweep_scen; k++)
-		make_case(o, o->sweep_scen[k], &cases[k]);
-	sweep_cases(o, rep, cases, o->nsweep_scen);
+		if (o->sweep_scen[k] != RB_SC_LOOPBACK) /* no server to sweep */
+			n += make_cases(o, o->sweep_scen[k], cases + n, MAX_CASES - n);
+	sweep_cases(o, rep, cases, n);
 	return finish(rep, o);
 }
 
 /* The --compare suite: what the README's performance targets are measured on. */
-static unsigned suite_cases(struct opts *o, struct rb_case *cases)
+/* *nbase: how many of the cases are the base suite (the rest are issue
+ * 16's, swept as well). */
+static unsigned suite_cases(struct opts *o, struct rb_case *cases, unsigned *nbase)
 {
 	unsigned n = 0;
 	struct opts so = *o;
@@ -1174,26 +1613,45 @@ static unsigned suite_cases(struct opts *o, struct rb_case *cases)
 	make_case(&so, RB_SC_FANOUT, &cases[n++]);
 	so.w.subs = 10;
 	make_case(&so, RB_SC_FANOUT, &cases[n++]);
-	/* latency at a fixed rate, 1->1 */
+	/* latency at a fixed rate, 1->1 (with --rates: at each of them, below) */
 	so.w.subs = 1;
-	make_case(&so, RB_SC_LATENCY, &cases[n++]);
+	if (!o->nrates)
+		make_case(&so, RB_SC_LATENCY, &cases[n++]);
+	*nbase = n;
+	/* issue 16: latency at each rate (1->1, 1->10), fan-out 1->10 at each
+	 * payload, many connections */
+	if (o->nrates)
+		n += make_cases(o, RB_SC_LATENCY, cases + n, MAX_CASES - n);
+	if (o->npayloads) {
+		so = *o; /* fan-out 1->10 */
+		so.nsubsl = 1;
+		so.subsl[0] = 10;
+		n += make_cases(&so, RB_SC_FANOUT, cases + n, MAX_CASES - n);
+	}
+	if (o->efficiency && n < MAX_CASES)
+		make_case(o, RB_SC_CONNS, &cases[n++]);
 	return n;
 }
 
 static int cmd_compare(struct opts *o, struct rb_report *rep)
 {
-	struct rb_case cases[8];
-	unsigned ncases;
+	static struct rb_case cases[MAX_CASES];
+	unsigned ncases, nbase = 0;
 	if (o->scen_given) {
-		make_case(o, o->scen, &cases[0]);
-		ncases = 1;
+		ncases = make_cases(o, o->scen, cases, MAX_CASES);
 	} else {
-		ncases = suite_cases(o, cases);
+		ncases = suite_cases(o, cases, &nbase);
 	}
 	struct rb_server srv[RB_NTARGETS];
 	bool have[RB_NTARGETS] = { false };
+	/* the loopback column: no server */
+	memset(&srv[RB_LOOPBACK], 0, sizeof(srv[RB_LOOPBACK]));
+	srv[RB_LOOPBACK].target = RB_LOOPBACK;
+	srv[RB_LOOPBACK].threads = -1;
+	srv[RB_LOOPBACK].out_fd = -1;
+	snprintf(srv[RB_LOOPBACK].version, sizeof(srv[RB_LOOPBACK].version), "limit");
 	for (int t = 0; t < RB_NTARGETS; t++) {
-		if (!(o->targets & (1u << t)))
+		if (t == RB_LOOPBACK || !(o->targets & (1u << t)))
 			continue;
 		if (t == RB_RINGMQ && o->port && !o->start_server)
 			have[t] = connect_server(o, RB_RINGMQ, &srv[t]) == 0;
@@ -1210,14 +1668,26 @@ static int cmd_compare(struct opts *o, struct rb_report *rep)
 		fprintf(stderr, "ringmq-bench: no ringmq server to compare\n");
 		return 1;
 	}
-	struct rb_row *rows[8][RB_NTARGETS] = { { 0 } };
+	static struct rb_row *rows[MAX_CASES][RB_NTARGETS];
+	memset(rows, 0, sizeof(rows));
 	for (unsigned k = 0; k < ncases; k++)
 		for (int t = 0; t < RB_NTARGETS; t++) {
-			if (!have[t])
+			if (t == RB_LOOPBACK) {
+				/* fan-out at each --payloads: the loopback limit too */
+				bool want = cases[k].w.scen == RB_SC_LOOPBACK ||
+					    (cases[k].w.scen == RB_SC_FANOUT && o->npayloads);
+				if (want)
+					rows[k][t] = rb_report_row(rep, "loopback", cases[k].label,
+								   &srv[t], &cases[k].w);
+				continue;
+			}
+			if (!have[t] || cases[k].w.scen == RB_SC_LOOPBACK)
 				continue;
 			if (t != RB_RINGMQ &&
 			    (cases[k].w.scen == RB_SC_PULL || cases[k].w.scen == RB_SC_CREATE))
 				continue; /* ringmq-only */
+			if (t != RB_RINGMQ && rb_durable.fsync && cases[k].w.scen == RB_SC_CONNS)
+				continue; /* AOF / JetStream publishing is not what conns measures */
 			rows[k][t] = rb_report_row(rep, rb_scen_name(cases[k].w.scen),
 						   cases[k].label, &srv[t], &cases[k].w);
 		}
@@ -1232,7 +1702,10 @@ static int cmd_compare(struct opts *o, struct rb_report *rep)
 				if (!o->quiet)
 					fprintf(stderr, "ringmq-bench: [%u/%u] %s on %s\n", i + 1,
 						o->repeats, cases[k].label, rb_target_name(t));
-				rb_case_once(&cases[k], &srv[t], rows[k][t]);
+				if (t == RB_LOOPBACK)
+					loopback_once(&cases[k], rows[k][t]);
+				else
+					rb_case_once(&cases[k], &srv[t], rows[k][t]);
 			}
 		}
 	}
@@ -1243,6 +1716,9 @@ static int cmd_compare(struct opts *o, struct rb_report *rep)
 		/* the thread sweep: ingest and fan-out 1->10 */
 		struct rb_case sc[2] = { cases[0], cases[3] };
 		sweep_cases(o, rep, sc, 2);
+		/* and the issue-16 cases: latency at each rate, fan-out at each payload */
+		if (ncases > nbase)
+			sweep_cases(o, rep, cases + nbase, ncases - nbase);
 	}
 	return finish(rep, o);
 }
@@ -1474,6 +1950,21 @@ int main(int argc, char **argv)
 	atexit(at_exit);
 	if (tls_setup(&o) != 0)
 		return 1;
+	/* the conns scenario holds 10,000+ connections: room for them here and
+	 * in the servers started here (they inherit the limit) */
+	uint64_t nofile = rb_raise_nofile();
+	bool conns = o.scen == RB_SC_CONNS || o.efficiency;
+	for (unsigned i = 0; i < o.nsweep_scen; i++)
+		conns |= o.scen == RB_SC_SWEEP && o.sweep_scen[i] == RB_SC_CONNS;
+	if (conns) {
+		rb_server_max_clients = o.idle + o.active + o.conns_pubs + 1000;
+		if (nofile && nofile < (uint64_t)o.idle + o.active + 64)
+			fprintf(stderr,
+				"ringmq-bench: warning: RLIMIT_NOFILE is %" PRIu64
+				", too few for %u idle + %u active connections (raise the hard "
+				"limit: ulimit -Hn)\n",
+				nofile, o.idle, o.active);
+	}
 	struct rb_report rep;
 	rb_report_init(&rep, argc, argv);
 	rep.repeats = o.repeats;

@@ -22,7 +22,7 @@
 
 #include "net.h"
 
-static const char *const target_names[RB_NTARGETS] = { "ringmq", "redis", "nats" };
+static const char *const target_names[RB_NTARGETS] = { "ringmq", "redis", "nats", "loopback" };
 
 const char *rb_target_name(enum rb_target t)
 {
@@ -31,7 +31,7 @@ const char *rb_target_name(enum rb_target t)
 
 int rb_target_parse(const char *s, enum rb_target *t)
 {
-	for (int i = 0; i < RB_NTARGETS; i++)
+	for (int i = 0; i < RB_LOOPBACK; i++) /* loopback is no server */
 		if (!strcmp(s, target_names[i])) {
 			*t = (enum rb_target)i;
 			return 0;
@@ -383,6 +383,7 @@ static void rm_dir(char *dir)
 }
 
 struct rb_durability rb_durable;
+unsigned rb_server_max_clients;
 
 /* A fresh empty directory in s->dir; 0 or -1 after saying why. */
 static int make_dir(struct rb_server *s, const char *tmp, const char *what)
@@ -419,6 +420,7 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 		int argc = 0;
 		char portbuf[16], thrbuf[16];
 		char extra[1024];
+		char mcbuf[16]; /* --max-clients / --maxclients */
 		argv[argc++] = (char *)bin;
 		/* ringmq picks its plain port itself; a TLS port is chosen here */
 		int port = t == RB_RINGMQ && !tls ? 0 : free_port();
@@ -470,6 +472,11 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 				argv[argc++] = "--fsync";
 				argv[argc++] = (char *)rb_durable.fsync;
 			}
+			if (rb_server_max_clients && argc < 58) {
+				snprintf(mcbuf, sizeof(mcbuf), "%u", rb_server_max_clients);
+				argv[argc++] = "--max-clients";
+				argv[argc++] = mcbuf;
+			}
 			if (!has_dir) { /* a fresh data directory of its own, every start */
 				if (make_dir(s, tmp, "data") != 0)
 					return -1;
@@ -504,6 +511,11 @@ int rb_server_start(struct rb_server *s, enum rb_target t, const char *bin, int 
 					       "warning" };
 			for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
 				argv[argc++] = (char *)args[i];
+			if (rb_server_max_clients) {
+				snprintf(mcbuf, sizeof(mcbuf), "%u", rb_server_max_clients);
+				argv[argc++] = "--maxclients";
+				argv[argc++] = mcbuf;
+			}
 		} else {
 			argv[argc++] = "-a";
 			argv[argc++] = "127.0.0.1";

@@ -14,7 +14,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-enum rb_target { RB_RINGMQ = 0, RB_REDIS = 1, RB_NATS = 2, RB_NTARGETS };
+/* RB_LOOPBACK is no server: the column of the loopback reference (a plain
+ * TCP sender/receiver pair) next to the brokers; never started or parsed. */
+enum rb_target { RB_RINGMQ = 0, RB_REDIS = 1, RB_NATS = 2, RB_LOOPBACK = 3, RB_NTARGETS };
 
 const char *rb_target_name(enum rb_target t);
 int rb_target_parse(const char *s, enum rb_target *t);
@@ -49,6 +51,11 @@ struct rb_durability {
 	const char *fsync;   /* always | everysec | no */
 };
 extern struct rb_durability rb_durable;
+
+/* When nonzero, servers started here accept that many clients:
+ * ringmq-server --max-clients N, redis-server --maxclients N (the conns
+ * scenario). NATS's default (64K) is enough. Set by main before starts. */
+extern unsigned rb_server_max_clients;
 
 /* Locates an executable: a path containing '/' as is, else next to this
  * program, then in $PATH, then in /usr/sbin and /sbin. Returns a static

@@ -96,7 +96,7 @@ struct sconn {
 	struct rb_buf in;
 	int32_t *tmap; /* global topic -> local index, -1 */
 	unsigned *lt, nlt;
-	struct stream *st; /* nlt * npubs */
+	struct stream *st; /* nlt * run->spt: only the streams assign() makes */
 	uint64_t got, uniq;
 	_Atomic uint64_t rcvd; /* uniq, for the coordinator */
 	uint64_t dup, ooo, unexpected;
@@ -130,6 +130,7 @@ struct run {
 	_Atomic int sub_stop;
 	uint64_t start_ns;
 	unsigned ntopics, npubs;
+	unsigned spt; /* publishers per topic (stream_slot) */
 	char prefix[64];
 	char **tname;
 	bool stamp;
@@ -163,8 +164,9 @@ static void run_note_error(struct run *r, const char *fmt, ...)
 	pthread_mutex_unlock(&r->errlock);
 }
 
-static const char *const scen_names[RB_NSCEN] = { "createTopic", "send",  "fanout",  "pull",
-						  "latency",     "sweep", "recovery" };
+static const char *const scen_names[RB_NSCEN] = { "createTopic", "send",    "fanout",
+						  "pull",        "latency", "sweep",
+						  "recovery",    "conns",   "loopback" };
 
 const char *rb_scen_name(enum rb_scen s)
 {
@@ -767,6 +769,19 @@ static inline void stream_track(struct sconn *sc, struct stream *st, uint64_t se
 	sc->uniq++;
 }
 
+/* The index of publisher p's stream among the streams of topic t, as
+ * assign() spreads publishers: with P >= T, topic t has the publishers
+ * t, t + T, ... (p / T of them before p); with P < T, only publisher
+ * t mod P. -1 when p does not publish to t. A subscriber keeps spt
+ * streams per topic, not P: 1,000 publishers on 1,000 topics are 1,000
+ * streams, not a million. */
+static inline int stream_slot(const struct run *r, unsigned t, unsigned p)
+{
+	if (r->npubs >= r->ntopics)
+		return p % r->ntopics == t ? (int)(p / r->ntopics) : -1;
+	return t % r->npubs == p ? 0 : -1;
+}
+
 static inline void sc_msg(struct sconn *sc, const char *p, size_t len, uint64_t now, uint64_t t0,
 			  uint64_t t1)
 {
@@ -778,11 +793,12 @@ static inline void sc_msg(struct sconn *sc, const char *p, size_t len, uint64_t 
 	}
 	struct rb_stamp s;
 	rb_stamp_get(p, &s);
-	if (s.topic >= r->ntopics || s.pub >= r->npubs || sc->tmap[s.topic] < 0) {
+	int slot = s.topic < r->ntopics && s.pub < r->npubs ? stream_slot(r, s.topic, s.pub) : -1;
+	if (slot < 0 || sc->tmap[s.topic] < 0) {
 		sc->unexpected++;
 		return;
 	}
-	stream_track(sc, &sc->st[(size_t)sc->tmap[s.topic] * r->npubs + s.pub], s.seq);
+	stream_track(sc, &sc->st[(size_t)sc->tmap[s.topic] * r->spt + (unsigned)slot], s.seq);
 	if (s.ts >= t0 && s.ts < t1)
 		rb_hist_add(&sc->g->hist, now > s.ts ? now - s.ts : 0);
 }
@@ -1119,9 +1135,10 @@ static int setup_sub(struct run *r, struct sconn *sc, unsigned idx)
 	sc->nlt = assign(idx, w->subs, r->ntopics, sc->lt);
 	for (unsigned i = 0; i < sc->nlt; i++)
 		sc->tmap[sc->lt[i]] = (int32_t)i;
-	if (posix_memalign((void **)&sc->st, 64, (size_t)sc->nlt * r->npubs * sizeof(*sc->st)) != 0)
+	size_t nst = (size_t)sc->nlt * r->spt;
+	if (posix_memalign((void **)&sc->st, 64, (nst ? nst : 1) * sizeof(*sc->st)) != 0)
 		abort();
-	memset(sc->st, 0, (size_t)sc->nlt * r->npubs * sizeof(*sc->st));
+	memset(sc->st, 0, (nst ? nst : 1) * sizeof(*sc->st));
 	int rc = 0;
 	if (srv->target == RB_NATS) {
 		struct rb_buf subs = { 0 };
@@ -1239,10 +1256,12 @@ static void link_windows(struct run *r)
 			tm->hi = calloc(r->nsc + 1, sizeof(*tm->hi));
 			for (unsigned s = 0; s < r->nsc; s++) {
 				struct sconn *sc = &r->sc[s];
-				if (!sc->tmap || sc->tmap[tm->topic] < 0)
+				int slot = stream_slot(r, tm->topic, p);
+				if (!sc->tmap || sc->tmap[tm->topic] < 0 || slot < 0)
 					continue;
-				tm->hi[tm->nhi++] =
-					&sc->st[(size_t)sc->tmap[tm->topic] * r->npubs + p].hi;
+				tm->hi[tm->nhi++] = &sc->st[(size_t)sc->tmap[tm->topic] * r->spt +
+							    (unsigned)slot]
+							     .hi;
 			}
 		}
 	}
@@ -1434,6 +1453,7 @@ void rb_run(const struct rb_work *w, const struct rb_server *srv, struct rb_resu
 	r->srv = srv;
 	r->npubs = w->pubs;
 	r->ntopics = w->frame == RB_FR_PUBLISH ? (w->topics ? w->topics : 1) : 1;
+	r->spt = r->npubs >= r->ntopics ? (r->npubs + r->ntopics - 1) / r->ntopics : 1;
 	r->stamp = w->subs > 0;
 	if (r->stamp && w->payload < RB_STAMP_LEN) {
 		snprintf(res->err, sizeof(res->err),

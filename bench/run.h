@@ -35,6 +35,8 @@ enum rb_scen {
 	RB_SC_LATENCY,
 	RB_SC_SWEEP,
 	RB_SC_RECOVERY,
+	RB_SC_CONNS,    /* many publishers, idle connections, accept rate */
+	RB_SC_LOOPBACK, /* plain TCP sender -> receiver, no broker */
 	RB_NSCEN
 };
 
