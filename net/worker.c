@@ -84,11 +84,10 @@ static void worker_offline(struct worker *w)
 static void worker_flush(struct worker *w)
 {
 	/* rmq__conn_write may queue the connection again (unpause); bound the
-	 * rounds so one client cannot starve the loop. A round that appended
-	 * under --fsync always stops the flushing until the next sync step. */
-	for (int round = 0;
-	     round < FLUSH_ROUNDS && !cds_list_empty(&w->flush) && !rmq__persist_holding(w);
-	     round++) {
+	 * rounds so one client cannot starve the loop. Under --fsync always,
+	 * a connection whose appends are not durable yet moves to sync_wait
+	 * (rmq__conn_write). */
+	for (int round = 0; round < FLUSH_ROUNDS && !cds_list_empty(&w->flush); round++) {
 		struct cds_list_head todo;
 		CDS_INIT_LIST_HEAD(&todo);
 		cds_list_splice(&w->flush, &todo);
@@ -331,12 +330,14 @@ static void worker_shutdown(struct worker *w)
 		rmq__conn_process_input(c);
 	}
 	uint64_t until = rmq_now_ms() + SHUTDOWN_FLUSH_MS;
-	while (!cds_list_empty(&w->flush) && rmq_now_ms() < until) {
+	rmq__persist_sync_step(w); /* hands over the last round */
+	while ((!cds_list_empty(&w->flush) || !cds_list_empty(&w->sync_wait)) &&
+	       rmq_now_ms() < until) {
 		rmq__persist_sync_step(w);
 		worker_flush(w);
 		if (!cds_list_empty(&w->flush))
 			break;
-		bool any = false;
+		bool any = !cds_list_empty(&w->sync_wait); /* the commit thread answers */
 		cds_list_for_each_entry(c, &w->conns, link) if (rmq_buf_pending(&c->out))
 		{
 			any = true;
@@ -350,6 +351,7 @@ static void worker_shutdown(struct worker *w)
 	}
 	rmq__persist_sync_step(w); /* appends whose replies were not flushed */
 	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) rmq__conn_close(c);
+	rmq__persist_sync_step(w); /* the commit thread's answers: freed */
 	worker_reap(w);
 	/* Anything queued for us now refers to watches we released. */
 	while (rmq_shard_next_dirty(w->srv->broker, w->id))
@@ -474,6 +476,9 @@ int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
 	CDS_INIT_LIST_HEAD(&w->held);
 	CDS_INIT_LIST_HEAD(&w->conns);
 	CDS_INIT_LIST_HEAD(&w->flush);
+	CDS_INIT_LIST_HEAD(&w->sync_wait);
+	pthread_mutex_init(&w->done_mu, NULL);
+	w->sync_round = 1;
 
 	CDS_INIT_LIST_HEAD(&w->unblocked);
 	CDS_INIT_LIST_HEAD(&w->closed);
@@ -510,5 +515,6 @@ void rmq__worker_fini(struct worker *w)
 	free(w->created);     /* emptied by rmq__server_state_fini */
 	free(w->pscan);
 	pthread_mutex_destroy(&w->created_lock);
+	pthread_mutex_destroy(&w->done_mu);
 	rmq_buf_free(&w->scratch);
 }
