@@ -11,17 +11,30 @@
  * command except PING/INFO and the handshake ones gets -LOADING (cmd.c),
  * and INFO says loading:1.
  *
- * --fsync always (group commit, Redis's beforeSleep model): an append to a
- * disk topic registers the topic on its worker (rmq__persist_note_append)
- * and from then on the worker writes to no connection. Once per loop
- * iteration, before writing, the worker's sync step fdatasyncs every topic
- * it appended to (one rmq_log_sync per topic covers the appends of every
- * connection of every worker since the previous one) and the positions its
- * PULLs moved, then writes the replies. Logs opened with durable_reads show
- * readers (live and PULL) only synced records, and the step wakes them. A
- * failed sync is sticky in the log; the connections that appended to that
- * topic in that round are closed without their replies (never an
- * acknowledgement for a record that may not be on disk).
+ * --fsync always (asynchronous group commit): an append to a disk topic
+ * registers the topic in its worker's open commit round
+ * (rmq__persist_note_append) and marks the connection with that round.
+ * Once per loop iteration the worker's sync step hands the round (its
+ * topics, each with a reference, and whether a durable position moved) to
+ * the server's commit thread and opens the next one; it never waits on
+ * the disk. The commit thread takes every round queued by every worker,
+ * syncs each topic once (one rmq_log_sync covers the appends of every
+ * connection of every worker committed so far, including those made while
+ * the previous sync ran), checkpoints the positions if asked, wakes the
+ * topics' readers and gives each round back to its worker (done list +
+ * eventfd). Logs opened with durable_reads show readers (live and PULL)
+ * only synced records. Meanwhile a connection that appended keeps its
+ * output (worker->sync_wait) until its last round is durable; the others
+ * are served. A PULL or subscriber change that moved a position holds
+ * every connection of the worker for that round (the position is
+ * checkpointed before the PULL reply leaves; the hook does not know the
+ * connection). A failed sync is sticky in the log; the connections that
+ * appended to that topic in that round or later are closed without their
+ * replies (never an acknowledgement for a record that may not be on disk).
+ *
+ * One commit thread rather than one per worker: the workers share topics,
+ * and two syncers of one topic run in turn under its sync lock, each
+ * covering less; one thread's sync covers both workers' appends.
  *
  * --fsync everysec: the persistence thread syncs every disk topic with
  * unsynced records once a second (the workers never wait on the disk);
@@ -36,11 +49,13 @@
  * fdatasync blocks for as long as the disk takes (milliseconds, seconds on
  * a sick disk), and a worker blocked in it serves none of its connections;
  * a thread that only syncs costs the workers nothing, which is what lets
- * everysec run at close to memory speed. Under always the wait is the
- * point, so there the workers sync themselves.
+ * everysec run at close to memory speed. The same holds under always:
+ * the wait is the publisher's, not the worker's (the commit thread).
  *
- * Threads: the persistence thread is a registered urcu-qsbr thread; it
- * holds topic references across syncs (which go offline). Everything else
+ * Threads: the persistence and commit threads are registered urcu-qsbr
+ * threads; they hold topic references across syncs (which go offline).
+ * The commit queue is under persist->cmu, each worker's answers under
+ * worker->done_mu. Everything else
  * runs on the worker that calls it. The store serialises itself.
  */
 #define _GNU_SOURCE
@@ -432,6 +447,8 @@ static void commit_run(struct persist *p, struct commit_batch *q)
 	bool pos = false;
 	for (struct commit_batch *b = q; b; b = b->next) {
 		pos |= b->pos;
+		if (!b->n)
+			continue; /* positions only */
 		if (n + b->n > cap) {
 			cap = (n + b->n) * 2;
 			v = rmq_realloc(v, cap * sizeof(*v));
