@@ -35,7 +35,7 @@ int msync(void *addr, size_t len, int flags)
 				return -1;
 			}
 			if (n > 5 && strncmp(b, "slow ", 5) == 0)
-				usleep((useconds_t)atoi(b + 5) * 1000u);
+				usleep((useconds_t)strtoul(b + 5, NULL, 10) * 1000u);
 		}
 	}
 	errno = saved;
