@@ -121,6 +121,8 @@ struct segdisk {
 	_Atomic int refs;
 	uint32_t durable;           /* records known on disk (under sync_lock) */
 	uint32_t hdr_durable;       /* header's synced value known on disk */
+	uint32_t hdr_written;       /* header's synced value in the page */
+	uint64_t hdr_ms;            /* rmq_now_ms() when it was last raised */
 	_Atomic uint32_t pop_data;  /* data area faulted in from its start */
 	_Atomic uint32_t pop_slots; /* slot area faulted in from its end */
 };
@@ -133,6 +135,9 @@ struct segdisk {
  * sync writes every dirty page, so only a window of zeros may precede the
  * data to disk. */
 #define POP_DATA_WIN (64u << 10)
+/* How long a segment header's synced count may lag while records keep
+ * being synced (round_prepare). */
+#define HDR_LAG_MS 100
 #define POP_SLOT_WIN (16u << 10)
 
 static void pop_range(char *base, uint64_t from, uint64_t to)
@@ -1066,6 +1071,7 @@ static bool round_prepare(struct rmq_log *log, bool offline, struct sync_round *
 	if (!s || ld->sync_base < hb)
 		s = atomic_load_explicit(&log->head, memory_order_acquire);
 	bool front = true;
+	uint64_t now_ms = rmq_now_ms();
 	while (s) {
 		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
 		uint32_t cnt = (uint32_t)W_COUNT(w);
@@ -1096,10 +1102,21 @@ static bool round_prepare(struct rmq_log *log, bool offline, struct sync_round *
 				r->jobs = nv;
 			}
 			/* The header gets what the previous round made durable:
-			 * never ahead of the data (see segfile.h). */
-			atomic_store_explicit(&rmq_segf_hdr(&dk->f)->synced, dk->durable,
-					      memory_order_relaxed);
-			r->jobs[r->nj++] = (struct sync_job){ dk, i, dk->durable };
+			 * never ahead of the data (see segfile.h). Not at every
+			 * round: each store dirties the header page again, one
+			 * more page to write per sync (a third of what a round
+			 * of one message writes). At most every HDR_LAG_MS
+			 * while records keep coming, and always once a segment
+			 * is full or a round brings no new record (a clean
+			 * stop's second round), so it lags by a bounded time. */
+			if (dk->hdr_written != dk->durable &&
+			    (full || i == dk->durable || now_ms - dk->hdr_ms >= HDR_LAG_MS)) {
+				atomic_store_explicit(&rmq_segf_hdr(&dk->f)->synced, dk->durable,
+						      memory_order_relaxed);
+				dk->hdr_written = dk->durable;
+				dk->hdr_ms = now_ms;
+			}
+			r->jobs[r->nj++] = (struct sync_job){ dk, i, dk->hdr_written };
 			if (i > dk->durable)
 				r->data = true;
 		}
@@ -1639,7 +1656,7 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 		dk->ld = ld;
 		atomic_fetch_add(&ld->refs, 1);
 		atomic_init(&dk->refs, 1);
-		dk->durable = dk->hdr_durable =
+		dk->durable = dk->hdr_durable = dk->hdr_written =
 			(uint32_t)(r->synced < r->count ? r->synced : r->count);
 		memset(s, 0, sizeof(*s));
 		s->base = r->base;

@@ -899,9 +899,17 @@ void rmq__conn_write(struct conn *c)
 		if (c->tls_wr_wants_rd)
 			return; /* EPOLLIN resumes the write (rmq__conn_read) */
 	}
-	if (rmq__persist_holding(w) || w->n_pscan) {
-		/* --fsync always: replies wait for the worker's sync step;
-		 * PSUBSCRIBE: for its scan (pattern.c) */
+	if (rmq__persist_conn_held(c, w)) {
+		/* --fsync always: its replies wait for the commit thread (in
+		 * sync_wait; while in flush, worker_flush moves it there) */
+		if (!c->in_flush && !c->closing) {
+			c->in_flush = true;
+			cds_list_add_tail(&c->flush_link, &w->sync_wait);
+		}
+		return;
+	}
+	if (w->n_pscan) {
+		/* PSUBSCRIBE: its replies wait for its scan (pattern.c) */
 		rmq__conn_want_flush(c);
 		return;
 	}

@@ -48,6 +48,7 @@ enum conn_role { ROLE_NONE, ROLE_PUBLISHER, ROLE_SUBSCRIBER };
 enum reply_mode { REPLY_ON, REPLY_OFF, REPLY_SKIP };
 
 struct conn;
+struct commit_batch; /* persist.c */
 
 struct psub;
 struct clients_req;
@@ -182,10 +183,12 @@ struct conn {
 	 * and the topic is not deleted: saves the hash table lookup. */
 	struct rmq_topic *pub_topic;
 	uint64_t pub_epoch;
-	/* --fsync always (persist.c): this connection appended to a disk
-	 * topic in sync round sync_round of its worker, to sync_topic (only
-	 * compared, never dereferenced) or, with sync_multi, to several: if
-	 * that round's sync fails, the connection is closed unanswered. */
+	/* --fsync always (persist.c): this connection last appended to a
+	 * disk topic in commit round sync_round of its worker; since its last
+	 * round known durable, to sync_topic (only compared, never
+	 * dereferenced) or, with sync_multi, to several. Its output waits
+	 * (in worker->sync_wait) until worker->sync_done reaches sync_round;
+	 * if a sync of a round it appended in fails, it is closed unanswered. */
 	uint64_t sync_round;
 	const struct rmq_topic *sync_topic;
 	bool sync_multi;
@@ -356,16 +359,26 @@ struct worker {
 	 * rmq__worker_publish_flush(), which every quiescent state is preceded by. */
 	struct rmq_topic *pending_topic;
 	uint64_t pending_msgs, pending_bytes;
-	/* --fsync always (persist.c): disk topics appended to since the last
-	 * sync step, each with a reference and its bit in topic->sync_mask;
-	 * while any (or pos_dirty), no connection of this worker is written
-	 * to: replies wait for the sync that makes them true. */
+	/* --fsync always (persist.c): disk topics appended to in the open
+	 * commit round (sync_round), each with a reference and its bit in
+	 * topic->sync_mask; the sync step hands them to the commit thread
+	 * and opens the next round. The worker never waits on the disk: only
+	 * the connections that appended (or, after a position change, all
+	 * of them: hold_all) keep their output, in sync_wait, until the
+	 * commit thread reports their round durable (done list, wake_fd). */
 	struct rmq_topic **sync_topics;
 	uint32_t n_sync, cap_sync;
-	bool pos_dirty;      /* a PULL moved a durable position */
-	bool sync_always;    /* cfg.fsync == RMQ_FSYNC_ALWAYS with a data dir */
-	uint64_t sync_round; /* sync steps so far */
-	uint64_t acl_epoch;  /* the ACL epoch its connections were checked at */
+	bool pos_dirty;                 /* a PULL moved a durable position */
+	bool sync_always;               /* cfg.fsync == RMQ_FSYNC_ALWAYS with a data dir */
+	uint64_t sync_round;            /* the open commit round (from 1) */
+	uint64_t sync_done;             /* every round up to this one is durable */
+	uint64_t hold_all;              /* rounds up to this one hold every connection */
+	struct cds_list_head sync_wait; /* conns whose output waits, by flush_link
+					 * (in_flush set) */
+	pthread_mutex_t done_mu;        /* the commit thread's answers: */
+	struct commit_batch *done_head; /* rounds made durable (or failed), in order */
+	_Atomic bool done_ready;        /* done_head is not empty */
+	uint64_t acl_epoch;             /* the ACL epoch its connections were checked at */
 	/* Moving publishers (worker.c): connections that voted to move, taken
 	 * after the flush; connections moved to this worker by others (any
 	 * thread enqueues, this worker dequeues); how busy it was over the
@@ -732,10 +745,12 @@ int rmq__persist_delete(struct server *srv, const char *name, size_t len);
  * (-RMQ_LOG_EIO, -RMQ_LOG_EDISKFULL), with `more` appended to its text
  * (MPUBLISH: what was stored before), counts and logs it. */
 void rmq__persist_publish_error(struct conn *c, struct rmq_topic *t, int64_t err, const char *more);
-/* The sync step of --fsync always: makes every append this worker made
- * since the last step durable (and the positions its PULLs moved), then
- * lets its connections be written again. Called with no RCU pointer held
- * up the stack: reports a quiescent state. */
+/* The sync step of --fsync always: hands the open round (the disk topics
+ * this worker appended to since the last step, and whether a durable
+ * position moved) to the commit thread, then takes the commit thread's
+ * answers: closes the connections whose appends failed to sync and moves
+ * the connections whose rounds are durable from sync_wait to the flush
+ * list. Never blocks on the disk. */
 void rmq__persist_sync_step(struct worker *w);
 /* Tells the hooks that run inside core/ calls which worker this thread
  * runs (worker threads and in-process drivers call it). */
@@ -748,10 +763,17 @@ void rmq__persist_note_append(struct conn *c, struct rmq_topic *t);
  * its INFO line, each with a leading space). */
 void rmq__persist_info(struct server *srv, struct rmq_buf *b);
 void rmq__persist_topic_info(struct server *srv, struct rmq_topic *t, struct rmq_buf *b);
-/* Whether c's output must wait for a sync step. */
+/* Whether the worker has a commit round to hand over or an answer of the
+ * commit thread to take (--fsync always). */
 static inline bool rmq__persist_holding(const struct worker *w)
 {
-	return RMQ_UNLIKELY(w->n_sync != 0 || w->pos_dirty);
+	return RMQ_UNLIKELY(w->n_sync != 0 || w->pos_dirty ||
+			    atomic_load_explicit(&w->done_ready, memory_order_relaxed));
+}
+/* Whether c's output must wait for the commit thread (--fsync always). */
+static inline bool rmq__persist_conn_held(const struct conn *c, const struct worker *w)
+{
+	return RMQ_UNLIKELY(c->sync_round > w->sync_done || w->hold_all > w->sync_done);
 }
 
 /* --- cmd.c --- */

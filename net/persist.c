@@ -11,17 +11,30 @@
  * command except PING/INFO and the handshake ones gets -LOADING (cmd.c),
  * and INFO says loading:1.
  *
- * --fsync always (group commit, Redis's beforeSleep model): an append to a
- * disk topic registers the topic on its worker (rmq__persist_note_append)
- * and from then on the worker writes to no connection. Once per loop
- * iteration, before writing, the worker's sync step fdatasyncs every topic
- * it appended to (one rmq_log_sync per topic covers the appends of every
- * connection of every worker since the previous one) and the positions its
- * PULLs moved, then writes the replies. Logs opened with durable_reads show
- * readers (live and PULL) only synced records, and the step wakes them. A
- * failed sync is sticky in the log; the connections that appended to that
- * topic in that round are closed without their replies (never an
- * acknowledgement for a record that may not be on disk).
+ * --fsync always (asynchronous group commit): an append to a disk topic
+ * registers the topic in its worker's open commit round
+ * (rmq__persist_note_append) and marks the connection with that round.
+ * Once per loop iteration the worker's sync step hands the round (its
+ * topics, each with a reference, and whether a durable position moved) to
+ * the server's commit thread and opens the next one; it never waits on
+ * the disk. The commit thread takes every round queued by every worker,
+ * syncs each topic once (one rmq_log_sync covers the appends of every
+ * connection of every worker committed so far, including those made while
+ * the previous sync ran), checkpoints the positions if asked, wakes the
+ * topics' readers and gives each round back to its worker (done list +
+ * eventfd). Logs opened with durable_reads show readers (live and PULL)
+ * only synced records. Meanwhile a connection that appended keeps its
+ * output (worker->sync_wait) until its last round is durable; the others
+ * are served. A PULL or subscriber change that moved a position holds
+ * every connection of the worker for that round (the position is
+ * checkpointed before the PULL reply leaves; the hook does not know the
+ * connection). A failed sync is sticky in the log; the connections that
+ * appended to that topic in that round or later are closed without their
+ * replies (never an acknowledgement for a record that may not be on disk).
+ *
+ * One commit thread rather than one per worker: the workers share topics,
+ * and two syncers of one topic run in turn under its sync lock, each
+ * covering less; one thread's sync covers both workers' appends.
  *
  * --fsync everysec: the persistence thread syncs every disk topic with
  * unsynced records once a second (the workers never wait on the disk);
@@ -36,11 +49,13 @@
  * fdatasync blocks for as long as the disk takes (milliseconds, seconds on
  * a sick disk), and a worker blocked in it serves none of its connections;
  * a thread that only syncs costs the workers nothing, which is what lets
- * everysec run at close to memory speed. Under always the wait is the
- * point, so there the workers sync themselves.
+ * everysec run at close to memory speed. The same holds under always:
+ * the wait is the publisher's, not the worker's (the commit thread).
  *
- * Threads: the persistence thread is a registered urcu-qsbr thread; it
- * holds topic references across syncs (which go offline). Everything else
+ * Threads: the persistence and commit threads are registered urcu-qsbr
+ * threads; they hold topic references across syncs (which go offline).
+ * The commit queue is under persist->cmu, each worker's answers under
+ * worker->done_mu. Everything else
  * runs on the worker that calls it. The store serialises itself.
  */
 #define _GNU_SOURCE
@@ -92,6 +107,14 @@ struct persist {
 	char **dq;
 	size_t *dq_len;
 	size_t ndq, capdq;
+	/* --fsync always: the commit thread and its queue of rounds */
+	pthread_t cth;
+	bool cstarted;
+	pthread_mutex_t cmu;
+	pthread_cond_t ccv;
+	struct commit_batch *qhead, **qtail; /* under cmu */
+	bool cstop;                          /* under cmu */
+	_Atomic uint64_t commit_rounds;
 	/* recovery, written by the thread before loading drops to 0 */
 	uint64_t rec_topics, rec_msgs, rec_bytes, rec_truncated, rec_repaired, rec_subs, rec_ms;
 };
@@ -184,8 +207,10 @@ static void hook_changed(void *ctx, const char *name, size_t len,
 		p->dq_len[p->ndq++] = len;
 	}
 	pthread_mutex_unlock(&p->dq_mu);
-	if (cur_worker && cur_worker->sync_always)
+	if (cur_worker && cur_worker->sync_always) {
 		cur_worker->pos_dirty = true;
+		cur_worker->hold_all = cur_worker->sync_round;
+	}
 }
 
 /* Rewrites the files of the subscribers that changed. Online caller. */
@@ -233,9 +258,10 @@ static void hook_advanced(void *ctx, struct rmq_dsub_subscription *s)
 	rmq_store_pos_put(p->st, s->store_id, pos, acked);
 	s->saved_pos = pos;
 	s->saved_acked = acked;
-	if (cur_worker)
+	if (cur_worker) {
 		cur_worker->pos_dirty = true;
-	else if (rmq_store_pos_flush(p->st, true) != 0)
+		cur_worker->hold_all = cur_worker->sync_round;
+	} else if (rmq_store_pos_flush(p->st, true) != 0)
 		atomic_fetch_add(&p->pos_errors, 1);
 }
 
@@ -279,16 +305,38 @@ static void sync_failed(struct persist *p, struct rmq_topic *t)
 	}
 }
 
+struct topic_refs {
+	struct rmq_topic **v;
+	size_t n, cap;
+	bool all; /* every disk topic, not only those with unsynced records */
+	bool any; /* memory topics too */
+};
+
+/* One commit round of one worker: the disk topics it appended to (a
+ * reference each), handed to the commit thread, which syncs them and
+ * gives the batch back to the worker with the result. */
+struct commit_batch {
+	struct commit_batch *next;
+	struct worker *w;
+	uint64_t round;
+	bool pos;                       /* a durable position or subscriber changed */
+	const struct rmq_topic *failed; /* a topic whose sync failed (compared only) */
+	bool failed_many;               /* several did */
+	uint32_t n;
+	struct rmq_topic *topics[];
+};
+
 void rmq__persist_note_append(struct conn *c, struct rmq_topic *t)
 {
 	struct worker *w = c->worker;
-	if (c->sync_round != w->sync_round) {
-		c->sync_round = w->sync_round;
+	if (c->sync_round <= w->sync_done) {
+		/* everything it appended before is durable */
 		c->sync_topic = t;
 		c->sync_multi = false;
 	} else if (c->sync_topic != t) {
 		c->sync_multi = true;
 	}
+	c->sync_round = w->sync_round;
 	uint64_t bit = 1ULL << w->id;
 	if (atomic_load_explicit(&t->sync_mask, memory_order_relaxed) & bit)
 		return;
@@ -302,31 +350,130 @@ void rmq__persist_note_append(struct conn *c, struct rmq_topic *t)
 	w->sync_topics[w->n_sync++] = t;
 }
 
+/* Hands the worker's open round to the commit thread and opens the next. */
+static void commit_submit(struct persist *p, struct worker *w)
+{
+	struct commit_batch *b = rmq_malloc(sizeof(*b) + w->n_sync * sizeof(b->topics[0]));
+	b->next = NULL;
+	b->w = w;
+	b->round = w->sync_round++;
+	b->pos = w->pos_dirty;
+	b->failed = NULL;
+	b->failed_many = false;
+	b->n = w->n_sync;
+	uint64_t bit = 1ULL << w->id;
+	for (uint32_t i = 0; i < w->n_sync; i++) {
+		b->topics[i] = w->sync_topics[i];
+		atomic_fetch_and(&b->topics[i]->sync_mask, ~bit);
+	}
+	w->n_sync = 0;
+	w->pos_dirty = false;
+	pthread_mutex_lock(&p->cmu);
+	*p->qtail = b;
+	p->qtail = &b->next;
+	pthread_cond_signal(&p->ccv);
+	pthread_mutex_unlock(&p->cmu);
+}
+
+/* Takes the commit thread's answers: closes the connections whose appends
+ * may not be on disk, and lets the others be written. */
+static void commit_take(struct worker *w)
+{
+	pthread_mutex_lock(&w->done_mu);
+	struct commit_batch *b = w->done_head;
+	w->done_head = NULL;
+	atomic_store_explicit(&w->done_ready, false, memory_order_relaxed);
+	pthread_mutex_unlock(&w->done_mu);
+	while (b) {
+		struct commit_batch *nx = b->next;
+		if (b->failed) {
+			struct conn *c, *tmp;
+			cds_list_for_each_entry_safe(c, tmp, &w->conns, link)
+			{
+				/* sync_round >= round: appended in that round or
+				 * since (sync_topic covers them all) */
+				if (c->closing || c->sync_round < b->round)
+					continue;
+				if (c->sync_multi || b->failed_many || c->sync_topic == b->failed) {
+					rmq_diagf(
+						RMQ_DIAG_WARN,
+						"client %llu: closed without its replies: a sync of what it published failed",
+						(unsigned long long)c->id);
+					rmq__conn_close(c);
+				}
+			}
+		}
+		if (b->round > w->sync_done)
+			w->sync_done = b->round;
+		free(b);
+		b = nx;
+	}
+	struct conn *c, *tmp;
+	cds_list_for_each_entry_safe(c, tmp, &w->sync_wait, flush_link)
+	{
+		if (rmq__persist_conn_held(c, w))
+			continue;
+		cds_list_del(&c->flush_link);
+		cds_list_add_tail(&c->flush_link, &w->flush); /* in_flush stays set */
+	}
+}
+
 void rmq__persist_sync_step(struct worker *w)
 {
 	if (!rmq__persist_holding(w))
 		return;
 	struct persist *p = w->srv->persist;
-	/* Announce pending appends and drop cached topic pointers: the syncs
-	 * below go offline. */
-	rmq__worker_quiescent(w);
-	uint64_t round = w->sync_round++;
-	const struct rmq_topic *failed = NULL;
-	bool failed_many = false;
-	for (uint32_t i = 0; i < w->n_sync; i++) {
-		struct rmq_topic *t = w->sync_topics[i];
-		if (sync_topic(p, t) == 0) {
-			rmq_topic_notify(t); /* durable_reads: readers may see more now */
-		} else {
-			failed_many |= failed != NULL;
-			failed = t;
+	if (w->n_sync || w->pos_dirty)
+		commit_submit(p, w);
+	if (atomic_load_explicit(&w->done_ready, memory_order_acquire))
+		commit_take(w);
+}
+
+static int ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void sync_batch(struct persist *p, struct topic_refs *r);
+
+/* One commit: syncs every topic of the batches once (each sync covers the
+ * appends of every worker up to now), checkpoints positions if asked,
+ * then gives each batch back to its worker. Online caller. */
+static void commit_run(struct persist *p, struct commit_batch *q)
+{
+	size_t n = 0, cap = 0;
+	struct rmq_topic **v = NULL;
+	bool pos = false;
+	for (struct commit_batch *b = q; b; b = b->next) {
+		pos |= b->pos;
+		if (!b->n)
+			continue; /* positions only */
+		if (n + b->n > cap) {
+			cap = (n + b->n) * 2;
+			v = rmq_realloc(v, cap * sizeof(*v));
 		}
-		atomic_fetch_and(&t->sync_mask, ~(1ULL << w->id));
-		rmq_topic_put(t);
+		memcpy(v + n, b->topics, b->n * sizeof(*v));
+		n += b->n;
 	}
-	w->n_sync = 0;
-	if (w->pos_dirty) {
-		w->pos_dirty = false;
+	if (n > 1)
+		qsort(v, n, sizeof(*v), ptr_cmp);
+	size_t u = 0;
+	for (size_t i = 0; i < n; i++)
+		if (u == 0 || v[u - 1] != v[i])
+			v[u++] = v[i];
+	bool *bad = u ? rmq_calloc(u, sizeof(*bad)) : NULL;
+	if (u >= SYNC_BATCH_MIN) {
+		struct topic_refs r = { .v = v, .n = u };
+		sync_batch(p, &r);
+	}
+	for (size_t i = 0; i < u; i++) {
+		if (sync_topic(p, v[i]) == 0)
+			rmq_topic_notify(v[i]); /* durable_reads: readers may see more now */
+		else
+			bad[i] = true;
+	}
+	if (pos) {
 		save_changed_subs(p);
 		int rc = rmq_store_pos_flush(p->st, true);
 		if (rc != 0) {
@@ -340,31 +487,68 @@ void rmq__persist_sync_step(struct worker *w)
 					rmq_store_dir(p->st), strerror(-rc));
 		}
 	}
-	if (!failed)
-		return;
-	struct conn *c, *tmp;
-	cds_list_for_each_entry_safe(c, tmp, &w->conns, link)
-	{
-		if (c->closing || c->sync_round != round)
-			continue;
-		if (c->sync_multi || failed_many || c->sync_topic == failed) {
-			rmq_diagf(
-				RMQ_DIAG_WARN,
-				"client %llu: closed without its replies: a sync of what it published failed",
-				(unsigned long long)c->id);
-			rmq__conn_close(c);
+	atomic_fetch_add_explicit(&p->commit_rounds, 1, memory_order_relaxed);
+	while (q) {
+		struct commit_batch *b = q;
+		q = q->next;
+		for (uint32_t i = 0; i < b->n; i++) {
+			struct rmq_topic **f = bsearch(&b->topics[i], v, u, sizeof(*v), ptr_cmp);
+			if (f && bad[f - v]) {
+				b->failed_many |= b->failed != NULL;
+				b->failed = b->topics[i];
+			}
+			rmq_topic_put(b->topics[i]);
 		}
+		b->n = 0;
+		b->next = NULL;
+		struct worker *w = b->w;
+		pthread_mutex_lock(&w->done_mu);
+		struct commit_batch **tail = &w->done_head;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = b;
+		atomic_store_explicit(&w->done_ready, true, memory_order_release);
+		pthread_mutex_unlock(&w->done_mu);
+		/* pairs with the worker's fence between clearing wake_pending
+		 * and looking at done_ready before it sleeps */
+		atomic_thread_fence(memory_order_seq_cst);
+		rmq__worker_wake(w);
 	}
+	free(bad);
+	free(v);
+}
+
+/* --fsync always: the commit thread. Workers hand it their rounds; while
+ * it syncs, they keep appending and serving, and the next commit covers
+ * everything that arrived meanwhile, from every connection of every
+ * worker (group commit). */
+static void *commit_main(void *arg)
+{
+	struct persist *p = arg;
+	pthread_setname_np(pthread_self(), "rmq-commit");
+	urcu_qsbr_register_thread();
+	for (;;) {
+		urcu_qsbr_thread_offline();
+		pthread_mutex_lock(&p->cmu);
+		while (!p->qhead && !p->cstop)
+			pthread_cond_wait(&p->ccv, &p->cmu);
+		struct commit_batch *q = p->qhead;
+		bool stop = p->cstop;
+		p->qhead = NULL;
+		p->qtail = &p->qhead;
+		pthread_mutex_unlock(&p->cmu);
+		urcu_qsbr_thread_online();
+		if (q)
+			commit_run(p, q);
+		else if (stop)
+			break;
+		urcu_qsbr_quiescent_state();
+	}
+	urcu_qsbr_unregister_thread();
+	return NULL;
 }
 
 /* --- the persistence thread --- */
-
-struct topic_refs {
-	struct rmq_topic **v;
-	size_t n, cap;
-	bool all; /* every disk topic, not only those with unsynced records */
-	bool any; /* memory topics too */
-};
 
 static void collect_topic(struct rmq_topic *t, void *ctx)
 {
@@ -726,6 +910,9 @@ int rmq__persist_open(struct server *srv)
 	p->stop_fd = -1;
 	pthread_mutex_init(&p->ddl, NULL);
 	pthread_mutex_init(&p->dq_mu, NULL);
+	pthread_mutex_init(&p->cmu, NULL);
+	pthread_cond_init(&p->ccv, NULL);
+	p->qtail = &p->qhead;
 	srv->persist = p;
 	return 0;
 }
@@ -752,7 +939,14 @@ int rmq__persist_start(struct server *srv)
 	p->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (p->stop_fd < 0)
 		return -errno;
-	int rc = pthread_create(&p->th, NULL, persist_main, p);
+	int rc;
+	if (srv->cfg.fsync == RMQ_FSYNC_ALWAYS) {
+		rc = pthread_create(&p->cth, NULL, commit_main, p);
+		if (rc != 0)
+			return -rc;
+		p->cstarted = true;
+	}
+	rc = pthread_create(&p->th, NULL, persist_main, p);
 	if (rc != 0)
 		return -rc;
 	p->started = true;
@@ -771,6 +965,27 @@ void rmq__persist_stop(struct server *srv)
 		urcu_qsbr_thread_offline();
 		pthread_join(p->th, NULL);
 		urcu_qsbr_thread_online();
+	}
+	if (p->cstarted) {
+		/* The workers are stopped: what they handed over is synced,
+		 * and the answers nobody will take are freed. */
+		pthread_mutex_lock(&p->cmu);
+		p->cstop = true;
+		pthread_cond_signal(&p->ccv);
+		pthread_mutex_unlock(&p->cmu);
+		urcu_qsbr_thread_offline();
+		pthread_join(p->cth, NULL);
+		urcu_qsbr_thread_online();
+		p->cstarted = false;
+		for (uint32_t i = 0; i < srv->nworkers; i++) {
+			struct worker *w = &srv->workers[i];
+			while (w->done_head) {
+				struct commit_batch *b = w->done_head;
+				w->done_head = b->next;
+				free(b);
+			}
+			atomic_store(&w->done_ready, false);
+		}
 	}
 	if (p->started && !atomic_load(&srv->loading)) {
 		/* A clean stop: everything on disk whatever the policy; the
@@ -794,6 +1009,8 @@ void rmq__persist_stop(struct server *srv)
 	free(p->dq_len);
 	pthread_mutex_destroy(&p->dq_mu);
 	pthread_mutex_destroy(&p->ddl);
+	pthread_mutex_destroy(&p->cmu);
+	pthread_cond_destroy(&p->ccv);
 	free(p);
 	srv->persist = NULL;
 }

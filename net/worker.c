@@ -85,11 +85,10 @@ static void worker_offline(struct worker *w)
 static void worker_flush(struct worker *w)
 {
 	/* rmq__conn_write may queue the connection again (unpause); bound the
-	 * rounds so one client cannot starve the loop. A round that appended
-	 * under --fsync always stops the flushing until the next sync step. */
-	for (int round = 0;
-	     round < FLUSH_ROUNDS && !cds_list_empty(&w->flush) && !rmq__persist_holding(w);
-	     round++) {
+	 * rounds so one client cannot starve the loop. Under --fsync always,
+	 * a connection whose appends are not durable yet moves to sync_wait
+	 * (rmq__conn_write). */
+	for (int round = 0; round < FLUSH_ROUNDS && !cds_list_empty(&w->flush); round++) {
 		struct cds_list_head todo;
 		CDS_INIT_LIST_HEAD(&todo);
 		cds_list_splice(&w->flush, &todo);
@@ -211,7 +210,8 @@ static bool conn_movable(const struct conn *c)
 	       live_count(c) == 0 && c->n_plive == 0 && !c->dsub && !c->blocked &&
 	       !c->in_unblocked && !c->held && !c->yielded && !c->again && !c->backlog &&
 	       !c->in_multi && !c->topics_page && !c->dsub_page && !c->clients_req && !c->tls &&
-	       !c->in_deadlines && c->events == (EPOLLIN | EPOLLRDHUP);
+	       !c->in_deadlines && c->events == (EPOLLIN | EPOLLRDHUP) &&
+	       !rmq__persist_conn_held(c, c->worker); /* (its rounds are this worker's) */
 }
 
 /* After the flush: the connections that voted leave for their target. */
@@ -250,6 +250,10 @@ static void worker_move_in(struct worker *w)
 		struct conn *c = caa_container_of(n, struct conn, move_node);
 		RMQ_TSAN_ACQUIRE(c);
 		c->worker = w;
+		/* its appends are durable (conn_movable): rounds are per worker */
+		c->sync_round = 0;
+		c->sync_topic = NULL;
+		c->sync_multi = false;
 		cds_list_add_tail(&c->link, &w->conns);
 		w->client_mem += (int64_t)c->mem;
 		stat_add(&w->stats.conns, 1);
@@ -524,12 +528,14 @@ static void worker_shutdown(struct worker *w)
 		rmq__conn_process_input(c);
 	}
 	uint64_t until = rmq_now_ms() + SHUTDOWN_FLUSH_MS;
-	while (!cds_list_empty(&w->flush) && rmq_now_ms() < until) {
+	rmq__persist_sync_step(w); /* hands over the last round */
+	while ((!cds_list_empty(&w->flush) || !cds_list_empty(&w->sync_wait)) &&
+	       rmq_now_ms() < until) {
 		rmq__persist_sync_step(w);
 		worker_flush(w);
 		if (!cds_list_empty(&w->flush))
 			break;
-		bool any = false;
+		bool any = !cds_list_empty(&w->sync_wait); /* the commit thread answers */
 		cds_list_for_each_entry(c, &w->conns, link) if (rmq_buf_pending(&c->out))
 		{
 			any = true;
@@ -543,6 +549,7 @@ static void worker_shutdown(struct worker *w)
 	}
 	rmq__persist_sync_step(w); /* appends whose replies were not flushed */
 	cds_list_for_each_entry_safe(c, tmp, &w->conns, link) rmq__conn_close(c);
+	rmq__persist_sync_step(w); /* the commit thread's answers: freed */
 	worker_reap(w);
 	/* Anything queued for us now refers to watches we released. */
 	while (rmq_shard_next_dirty(w->srv->broker, w->id))
@@ -672,6 +679,9 @@ int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
 	CDS_INIT_LIST_HEAD(&w->held);
 	CDS_INIT_LIST_HEAD(&w->conns);
 	CDS_INIT_LIST_HEAD(&w->flush);
+	CDS_INIT_LIST_HEAD(&w->sync_wait);
+	pthread_mutex_init(&w->done_mu, NULL);
+	w->sync_round = 1;
 
 	CDS_INIT_LIST_HEAD(&w->unblocked);
 	CDS_INIT_LIST_HEAD(&w->closed);
@@ -713,5 +723,6 @@ void rmq__worker_fini(struct worker *w)
 	free(w->movers);
 	cds_wfcq_destroy(&w->moved_head, &w->moved_tail);
 	pthread_mutex_destroy(&w->created_lock);
+	pthread_mutex_destroy(&w->done_mu);
 	rmq_buf_free(&w->scratch);
 }

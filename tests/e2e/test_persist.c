@@ -9,6 +9,10 @@
  *   persist/second_server    a second server on the same directory fails
  *   persist/kill9_always     SIGKILL under --fsync always loses nothing
  *                            acknowledged
+ *   persist/always_slow_sync while a publisher's sync is slow, the other
+ *                            connections are served; its reply waits
+ *   persist/always_sync_fails a failed sync closes the publisher without
+ *                            its reply; the topic then refuses publishes
  *   persist/corrupt_*        mid-log damage refuses the start, naming the
  *                            file; --repair starts
  *   persist/disk_full_*      ENOSPC (a small tmpfs when this process may
@@ -233,6 +237,76 @@ Test(persist, kill9_always)
 	stop_server_ok(SIGTERM);
 	g_done = true;
 }
+
+#ifndef E2E_SANITIZED
+/* --fsync always with the server's segment syncs under the test's control
+ * (syncshim.c, preloaded): writes `what` to the control file. */
+static char g_ctl[128];
+
+static void sync_ctl(const char *what)
+{
+	FILE *f = fopen(g_ctl, "w");
+	cr_assert(f != NULL, "%s: %s", g_ctl, strerror(errno));
+	fputs(what, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+static void start_shimmed(void)
+{
+	make_dir();
+	snprintf(g_ctl, sizeof(g_ctl), "%s/test-sync-ctl", g_dir);
+	sync_ctl("");
+	setenv("LD_PRELOAD", E2E_SYNCSHIM, 1);
+	setenv("RMQ_TEST_SYNC_CTL", g_ctl, 1);
+	START("--log-level", "warn", "--fsync", "always");
+	unsetenv("LD_PRELOAD");
+	unsetenv("RMQ_TEST_SYNC_CTL");
+}
+
+/* The commit thread syncs; the workers do not wait for it: a connection
+ * that did not publish is answered while a publisher's reply waits for
+ * its record to be on disk (three connections: two share a worker). */
+Test(persist, always_slow_sync)
+{
+	start_shimmed();
+	struct e2e_client *p = CONN(), *q1 = CONN(), *q2 = CONN();
+	IS_OK(R(p, "CREATE", "t"));
+	IS_INT(R(p, "PUBLISH", "t", "m1"), 1);
+	sync_ctl("slow 3000");
+	SENDS(p, "*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$2\r\nm2\r\n");
+	PING_OK(q1);
+	PING_OK(q2);
+	cr_assert(!e2e_readable(p, 0), "a reply before its record was synced");
+	IS_INT(RD(p), 2); /* once synced (the client waits up to 5 s) */
+	sync_ctl("");
+	IS_INT(R(q1, "PUBLISH", "t", "m3"), 3);
+	stop_server_ok(SIGTERM);
+	g_done = true;
+}
+
+/* A failed sync: the publisher is closed without its reply (never an
+ * acknowledgement for a record that may not be on disk), the others stay,
+ * and the topic refuses publishes from then on. */
+Test(persist, always_sync_fails)
+{
+	start_shimmed();
+	struct e2e_client *p = CONN(), *q = CONN();
+	IS_OK(R(p, "CREATE", "t"));
+	IS_INT(R(p, "PUBLISH", "t", "m1"), 1);
+	sync_ctl("fail");
+	SENDS(p, "*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$2\r\nm2\r\n");
+	size_t got = 0;
+	cr_assert_eq(e2e_wait_eof(p, 5000 * e2e_time_scale(), &got), 1, "not closed");
+	cr_assert_eq(got, 0, "%zu bytes of reply to an unsynced publish", got);
+	PING_OK(q);
+	sync_ctl("");
+	IS_ERR_HAS(R(q, "PUBLISH", "t", "m3"), "fdatasync");
+	e2e_close(q);
+	kill(g_srv.pid, SIGKILL);
+	e2e_server_stop(&g_srv, SIGKILL, 5000);
+	g_done = true;
+}
+#endif
 
 /* The path of topic t's segment files in g_dir. */
 static void seg_dir(char *out, size_t n, const char *topic)
