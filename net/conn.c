@@ -302,6 +302,8 @@ void rmq__conn_close(struct conn *c)
 		return;
 	c->closing = true;
 	struct worker *w = c->worker;
+	if (c->want_move)
+		rmq__worker_forget_mover(c);
 	rmq__clients_conn_closing(c); /* (while c is still in w->conns) */
 	rmq__blocked_drop(c);
 	rmq__pubsub_drop_all(c);

@@ -695,6 +695,8 @@ void rmq__worker_vote(struct conn *c, uint64_t m, unsigned msgs);
 /* c, moved away from its home worker, published msgs messages: moves it
  * back home if it got too fast or its worker too busy (worker.c). */
 void rmq__worker_moved_published(struct conn *c, unsigned msgs);
+/* c closes while a candidate to move: it is no longer one. */
+void rmq__worker_forget_mover(struct conn *c);
 /* Records c's append to t for the next rmq__worker_publish_flush() (and,
  * under --fsync always, for the next sync step). */
 static inline void rmq__worker_published(struct conn *c, struct rmq_topic *t, unsigned msgs,

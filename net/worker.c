@@ -217,11 +217,18 @@ static bool conn_movable(const struct conn *c)
 /* After the flush: the connections that voted leave for their target. */
 static void worker_move_out(struct worker *w)
 {
+	uint32_t keep = 0;
 	for (uint32_t i = 0; i < w->n_movers; i++) {
 		struct conn *c = w->movers[i];
+		/* Under --fsync always its replies wait for a commit round of
+		 * this worker: it stays a candidate until they are out. */
+		if (w->sync_always && !c->closing &&
+		    (rmq__persist_holding(w) || rmq__persist_conn_held(c, w) || c->in_flush)) {
+			w->movers[keep++] = c;
+			continue;
+		}
 		c->want_move = false;
-		/* (under --fsync always, replies may wait for a sync) */
-		if (!conn_movable(c) || c->move_to == w->id || rmq__persist_holding(w))
+		if (!conn_movable(c) || c->move_to == w->id)
 			continue;
 		struct worker *to = &w->srv->workers[c->move_to];
 		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
@@ -239,7 +246,18 @@ static void worker_move_out(struct worker *w)
 		cds_wfcq_enqueue(&to->moved_head, &to->moved_tail, &c->move_node);
 		rmq__worker_wake(to);
 	}
-	w->n_movers = 0;
+	w->n_movers = keep;
+}
+
+void rmq__worker_forget_mover(struct conn *c)
+{
+	struct worker *w = c->worker;
+	for (uint32_t i = 0; i < w->n_movers; i++)
+		if (w->movers[i] == c) {
+			w->movers[i] = w->movers[--w->n_movers];
+			break;
+		}
+	c->want_move = false;
 }
 
 /* Adopts the connections other workers moved here. */

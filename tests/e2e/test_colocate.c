@@ -252,3 +252,26 @@ SRV_TEST(colocate, many_publishers_move_without_loss)
 	e2e_close(a);
 	/* the publishers stay open: the server stops with them */
 }
+
+/* Under --fsync always a reply waits for its commit round, which is the
+ * publisher's worker's: a connection moves only with nothing waiting, and
+ * its replies keep coming, each after its message is on disk. */
+SRV_TEST(colocate, under_fsync_always, "--fsync", "always")
+{
+	struct e2e_client *a = CONN();
+	IS_OK(R(a, "CREATE", "t"));
+	struct e2e_client *s = CONN();
+	int sw = worker_of(s);
+	IS_PUSH3(R(s, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	struct e2e_client *p = conn_on(-1, sw);
+	long long next = 0;
+	int pw = publish_for(p, "t", &next, 300, sw);
+	cr_assert_eq(pw, sw, "the publisher stayed on worker %d, its subscriber is on %d", pw, sw);
+	PUBLISH_N(p, "t", next, 200, "m%lld", next + 1);
+	next += 200;
+	expect_msgs(s, "t", 0, next);
+	cr_assert(!e2e_readable(s, 100), "a message came twice");
+	e2e_close(p);
+	e2e_close(s);
+	e2e_close(a);
+}
