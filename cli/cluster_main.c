@@ -35,17 +35,18 @@ static char prefix[256];
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: ringmq-cluster [--etcd URL[,URL...]] [--name NAME] COMMAND\n"
-		   "\n"
-		   "Commands:\n"
-		   "  status                 nodes (live or failed), their slots, the map's epoch\n"
-		   "  move FIRST[-LAST] NODE give slots FIRST..LAST to NODE (its id or HOST:PORT);\n"
-		   "                         refused for slots that hold topics (phase 1)\n"
-		   "  rebalance              spread the slots evenly over the live nodes (same rule)\n"
-		   "\n"
-		   "Options:\n"
-		   "  --etcd URLS            etcd endpoints (default http://127.0.0.1:2379)\n"
-		   "  --name NAME            the cluster's --cluster-name (default ringmq)\n");
+	fprintf(f,
+		"Usage: ringmq-cluster [--etcd URL[,URL...]] [--name NAME] COMMAND\n"
+		"\n"
+		"Commands:\n"
+		"  status                 nodes (live or failed), their slots, the map's epoch\n"
+		"  move FIRST[-LAST] NODE give slots FIRST..LAST to NODE (its id or HOST:PORT);\n"
+		"                         refused for slots that hold topics (phase 1)\n"
+		"  rebalance              spread the slots evenly over the live nodes (same rule)\n"
+		"\n"
+		"Options:\n"
+		"  --etcd URLS            etcd endpoints (default http://127.0.0.1:2379)\n"
+		"  --name NAME            the cluster's --cluster-name (default ringmq)\n");
 }
 
 /* The map (nodes of the map, then live ones; failed set by liveness) and
@@ -74,7 +75,8 @@ static int load(struct rmq_etcd *e, struct state *st)
 		const char *k = r.kvs[i].key + plen;
 		if (!strcmp(k, "slotmap")) {
 			if (!rmq__cluster_map_parse(r.kvs[i].value, r.kvs[i].value_len, st->m))
-				fprintf(stderr, "ringmq-cluster: warning: the slot map is malformed\n");
+				fprintf(stderr,
+					"ringmq-cluster: warning: the slot map is malformed\n");
 			st->rev = r.kvs[i].mod_rev;
 		} else if (!strcmp(k, "controller")) {
 			snprintf(st->controller, sizeof(st->controller), "%s", r.kvs[i].value);
@@ -99,7 +101,7 @@ static int load(struct rmq_etcd *e, struct state *st)
 		if (colon && (size_t)(colon - r.kvs[i].value) < CL_HOST_MAX) {
 			memcpy(m->nodes[n].host, r.kvs[i].value, (size_t)(colon - r.kvs[i].value));
 			m->nodes[n].host[colon - r.kvs[i].value] = '\0';
-			m->nodes[n].port = atoi(colon + 1);
+			m->nodes[n].port = (int)strtol(colon + 1, NULL, 10);
 		}
 		m->nodes[n].failed = false;
 	}
@@ -119,7 +121,8 @@ static int cmd_status(struct state *st)
 {
 	const struct cl_map *m = st->m;
 	printf("cluster %s: epoch %llu, %u nodes, controller %s\n", cluster_name,
-	       (unsigned long long)m->epoch, m->nnodes, st->controller[0] ? st->controller : "none");
+	       (unsigned long long)m->epoch, m->nnodes,
+	       st->controller[0] ? st->controller : "none");
 	if (!st->rev)
 		printf("no slot map yet (the controller writes the first once the nodes are up)\n");
 	unsigned unassigned = 0;
@@ -167,8 +170,8 @@ static void count_topics(const struct cl_map *m, const bool *want, long long *co
 					count[s] = -1;
 			fprintf(stderr, "ringmq-cluster: %s:%d: %s\n", n->host, n->port,
 				!c || c->err ? (c ? c->errstr : "cannot connect")
-				: r ? (r->type == REDIS_REPLY_ERROR ? r->str : "bad reply")
-				    : "no answer");
+				: r          ? (r->type == REDIS_REPLY_ERROR ? r->str : "bad reply")
+					     : "no answer");
 		}
 		for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
 			const redisReply *e = r->element[k];
@@ -177,7 +180,8 @@ static void count_topics(const struct cl_map *m, const bool *want, long long *co
 			    e->element[1]->elements != 2 ||
 			    e->element[1]->element[1]->type != REDIS_REPLY_INTEGER)
 				continue;
-			long long s = e->element[0]->integer, v = e->element[1]->element[1]->integer;
+			long long s = e->element[0]->integer,
+				  v = e->element[1]->element[1]->integer;
 			if (s >= 0 && s < RMQ_SLOTS && want[s] && count[s] >= 0 &&
 			    (!owners_only || m->owner[s] == i))
 				count[s] += v;
@@ -214,8 +218,9 @@ static int apply(struct rmq_etcd *e, const struct cl_map *ref, const uint16_t *t
 			idx[i] = find_node(m, ref->nodes[i].id);
 		static uint16_t to[RMQ_SLOTS];
 		for (int s = 0; s < RMQ_SLOTS; s++) {
-			to[s] = target[s] == CL_NONE || idx[target[s]] < 0 ? CL_NONE
-									 : (uint16_t)idx[target[s]];
+			to[s] = target[s] == CL_NONE || idx[target[s]] < 0
+					? CL_NONE
+					: (uint16_t)idx[target[s]];
 			want[s] = to[s] != CL_NONE && m->owner[s] != to[s];
 			count[s] = 0;
 			moving += want[s];
@@ -231,11 +236,12 @@ static int apply(struct rmq_etcd *e, const struct cl_map *ref, const uint16_t *t
 			if (!want[s] || m->owner[s] == CL_NONE)
 				continue;
 			if (count[s] > 0 && busy++ < 20)
-				fprintf(stderr, "  slot %d holds %lld topics on %s:%d\n", s, count[s],
-					m->nodes[m->owner[s]].host, m->nodes[m->owner[s]].port);
+				fprintf(stderr, "  slot %d holds %lld topics on %s:%d\n", s,
+					count[s], m->nodes[m->owner[s]].host,
+					m->nodes[m->owner[s]].port);
 			if (count[s] < 0 && unknown++ < 20)
-				fprintf(stderr, "  slot %d: its owner %s:%d cannot be asked (%s)\n", s,
-					m->nodes[m->owner[s]].host, m->nodes[m->owner[s]].port,
+				fprintf(stderr, "  slot %d: its owner %s:%d cannot be asked (%s)\n",
+					s, m->nodes[m->owner[s]].host, m->nodes[m->owner[s]].port,
 					m->nodes[m->owner[s]].failed ? "failed" : "no answer");
 		}
 		if (busy || unknown) {
@@ -280,7 +286,8 @@ static int apply(struct rmq_etcd *e, const struct cl_map *ref, const uint16_t *t
 					late++;
 				}
 			}
-			printf("moved %u slots (epoch %llu)\n", moving, (unsigned long long)m->epoch);
+			printf("moved %u slots (epoch %llu)\n", moving,
+			       (unsigned long long)m->epoch);
 			int res = 0;
 			if (late) {
 				fprintf(stderr,
@@ -297,7 +304,8 @@ static int apply(struct rmq_etcd *e, const struct cl_map *ref, const uint16_t *t
 		free(old);
 		free(m);
 		if (rc < 0) {
-			fprintf(stderr, "ringmq-cluster: cannot write the map: %s\n", strerror(-rc));
+			fprintf(stderr, "ringmq-cluster: cannot write the map: %s\n",
+				strerror(-rc));
 			return 1;
 		}
 		/* rc 0: someone changed the map meanwhile: read it again */

@@ -2299,9 +2299,13 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (c->in_multi) /* as Redis: an unknown command aborts EXEC */
 			c->multi_dirty = true;
 	} else if (RMQ_UNLIKELY(!rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name,
-						 cmd->flags & F_NOAUTH, argv, argc))) {
+						 cmd->flags & F_NOAUTH, argv, argc)) ||
+		   (RMQ_UNLIKELY(srv_of(c)->cluster != NULL) && cmd->key_first && !c->split_rest &&
+		    cluster_redirect(c, cmd, argv, argc))) {
 		/* NOAUTH or NOPERM written, before anything else is said about
-		 * the command (as Redis); inside MULTI, EXEC will abort */
+		 * the command (as Redis); then, in cluster mode, -MOVED,
+		 * -CROSSSLOT or -CLUSTERDOWN for topics this node does not serve
+		 * (Redis's order too). Inside MULTI, EXEC will abort. */
 		if (c->in_multi)
 			c->multi_dirty = true;
 	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&
@@ -2324,11 +2328,6 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 			&c->out,
 			"ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
 			cmd->name);
-	} else if (RMQ_UNLIKELY(srv_of(c)->cluster != NULL) && cmd->key_first && !c->split_rest &&
-		   cluster_redirect(c, cmd, argv, argc)) {
-		/* -MOVED, -CROSSSLOT or -CLUSTERDOWN written */
-		if (c->in_multi)
-			c->multi_dirty = true;
 	} else if (c->in_multi && !(cmd->flags & F_NOW)) {
 		multi_queue(c, cmd, argv, argc);
 	} else {

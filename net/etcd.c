@@ -57,7 +57,7 @@ static char *b64_encode(const char *p, size_t len)
 		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0);
 		*w++ = b64chars[v >> 18];
 		*w++ = b64chars[(v >> 12) & 63];
-		*w++ = i + 1 < len ? b64chars[(v >> 6) & 63] : '=';
+		*w++ = (char)(i + 1 < len ? b64chars[(v >> 6) & 63] : '=');
 		*w++ = '=';
 	}
 	*w = '\0';
@@ -278,8 +278,7 @@ static json_t *put_req(const char *key, const char *value, size_t len, int64_t l
 	return o;
 }
 
-int rmq_etcd_put(struct rmq_etcd *e, const char *key, const char *value, size_t len,
-		 int64_t lease)
+int rmq_etcd_put(struct rmq_etcd *e, const char *key, const char *value, size_t len, int64_t lease)
 {
 	json_t *res;
 	int rc = call(e, "/v3/kv/put", put_req(key, value, len, lease), &res);

@@ -49,8 +49,7 @@ struct rmq_etcd *rmq_etcd_new(const char *urls, int timeout_ms);
 void rmq_etcd_free(struct rmq_etcd *e);
 
 /* Puts key = value (len bytes), bound to lease (0: none). */
-int rmq_etcd_put(struct rmq_etcd *e, const char *key, const char *value, size_t len,
-		 int64_t lease);
+int rmq_etcd_put(struct rmq_etcd *e, const char *key, const char *value, size_t len, int64_t lease);
 /* Reads key into *kv (the caller frees it with rmq_etcd_kv_free). */
 int rmq_etcd_get(struct rmq_etcd *e, const char *key, struct rmq_etcd_kv *kv);
 void rmq_etcd_kv_free(struct rmq_etcd_kv *kv);

@@ -367,9 +367,9 @@ struct cl_node {
 	int port;
 	bool failed; /* no live key in etcd (its lease expired) */
 };
-/* Immutable once published in srv->cmap (rcu_assign_pointer by the
- * cluster thread, freed after a grace period): workers read it with
- * rcu_dereference, no lock. */
+/* Immutable once published in srv->cmap (a release store by the cluster
+ * thread, freed after a grace period): workers read it with an acquire
+ * load, no lock, and keep it until their next quiescent state. */
 struct cl_map {
 	uint64_t epoch;  /* the slot map's, as stored in etcd */
 	int64_t map_rev; /* its etcd mod_revision (0: none yet) */
@@ -433,9 +433,9 @@ struct server {
 	_Atomic bool protected_mode;  /* conf.protected_mode, for the acceptor */
 	/* cluster.c: NULL unless --cluster-etcd (set before the workers
 	 * start, never changed while they run); cmap then always points at
-	 * a map (rcu_dereference). */
+	 * a map (cluster.c). */
 	struct cluster *cluster;
-	struct cl_map *cmap;
+	struct cl_map *_Atomic cmap;
 };
 
 /* A server's state without its sockets and threads, as rmq_server_run()
