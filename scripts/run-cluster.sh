@@ -14,8 +14,8 @@ command -v etcd >/dev/null || { echo "run-cluster: etcd not found (apt-get insta
 echo "run-cluster: checking build dependencies (scripts/setup.sh run)" >&2
 bash scripts/setup.sh run
 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DRINGMQ_WERROR=OFF >/dev/null
-echo "run-cluster: building ringmq-server" >&2
-cmake --build build-release -j"$(nproc)" --target ringmq-server >/dev/null
+echo "run-cluster: building ringmq-server and ringmq-cluster" >&2
+cmake --build build-release -j"$(nproc)" --target ringmq-server ringmq-cluster >/dev/null
 
 dir=$(mktemp -d /tmp/ringmq-cluster-XXXXXX)
 pids=()
