@@ -681,6 +681,7 @@ static void cluster_shards(struct conn *c, const struct cl_map *m)
 static void cluster_nodes(struct conn *c, const struct cl_map *m)
 {
 	struct rmq_buf b = { 0 };
+	rmq_buf_reserve(&b, 256); /* data is never NULL, even with no node */
 	for (unsigned i = 0; i < m->nnodes; i++) {
 		const struct cl_node *n = &m->nodes[i];
 		char line[256];

@@ -1538,8 +1538,12 @@ static void cmd_slowlog(struct conn *c, struct rmq_arg *argv, size_t argc)
 		       "keeps no slow log)");
 }
 
+static void command_cluster(struct conn *c, struct rmq_arg *argv, size_t argc);
+
 static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
+	if (RMQ_UNLIKELY(srv_of(c)->cluster != NULL))
+		return command_cluster(c, argv, argc);
 	if (argc >= 2 && arg_is(&argv[1], "COUNT"))
 		return rmq_resp_int(&c->out, 20);
 	rmq_resp_array(&c->out, 0); /* COMMAND, COMMAND DOCS, ...: nothing to hint */
@@ -2015,6 +2019,51 @@ static bool cluster_redirect(struct conn *c, const struct command *cmd, struct r
 	if (cmd->fn == cmd_dsubscribe && argc >= 4 && arg_is(&argv[argc - 2], "FROM"))
 		end = argc - 2;
 	return end > first && rmq__cluster_redirect(c, argv + first, end - first);
+}
+
+/* One COMMAND entry as Redis 7 gives it (name, arity, flags, first key,
+ * last key, step, ACL categories, tips, key specs, subcommands), with the
+ * key positions cluster clients route by; the rest left empty. */
+static void command_entry(struct conn *c, const struct command *cmd)
+{
+	char lower[CMD_NAME_MAX + 1];
+	for (size_t i = 0; i <= cmd->len; i++)
+		lower[i] = (char)(cmd->name[i] | (i < cmd->len ? 0x20 : 0));
+	rmq_resp_array(&c->out, 10);
+	rmq_resp_bulk(&c->out, lower, cmd->len);
+	rmq_resp_int(&c->out, cmd->arity);
+	rmq_resp_array(&c->out, (cmd->flags & F_SUBMODE) ? 1 : 0);
+	if (cmd->flags & F_SUBMODE)
+		rmq_resp_simple(&c->out, "pubsub");
+	rmq_resp_int(&c->out, cmd->key_first);
+	rmq_resp_int(&c->out, cmd->key_first ? cmd->key_last : 0);
+	rmq_resp_int(&c->out, cmd->key_first ? 1 : 0);
+	for (int i = 0; i < 4; i++)
+		rmq_resp_array(&c->out, 0);
+}
+
+/* COMMAND in cluster mode: COUNT, INFO name..., or every command (so
+ * clients that read key positions from the server can route). */
+static void command_cluster(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc >= 2 && arg_is(&argv[1], "COUNT"))
+		return rmq_resp_int(&c->out, (int64_t)NCOMMANDS);
+	if (argc >= 2 && arg_is(&argv[1], "INFO")) {
+		rmq_resp_array(&c->out, argc - 2);
+		for (size_t i = 2; i < argc; i++) {
+			const struct command *cmd = cmd_find(&argv[i]);
+			if (cmd)
+				command_entry(c, cmd);
+			else
+				reply_null(c);
+		}
+		return;
+	}
+	if (argc >= 2) /* DOCS, GETKEYS, ...: nothing to say */
+		return rmq_resp_array(&c->out, 0);
+	rmq_resp_array(&c->out, NCOMMANDS);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		command_entry(c, &commands[i]);
 }
 
 /* --- MULTI / EXEC / DISCARD ---

@@ -295,6 +295,13 @@ async function main() {
       const lines = nodesText.trim().split('\n');
       assert(lines.length === 3 && lines.filter((l) => l.includes('myself')).length === 1, nodesText);
       assert(await cmd(ports[0], 'CLUSTER', 'KEYSLOT', 'foo') === 12182, 'KEYSLOT foo');
+      // key positions for clients that read them from COMMAND
+      const info = await cmd(ports[0], 'COMMAND', 'INFO', 'spublish', 'ssubscribe', 'ping', 'nosuch');
+      assert(JSON.stringify(info[0].slice(0, 6)) === JSON.stringify(['spublish', 3, [], 1, 1, 1]), JSON.stringify(info[0]));
+      assert(JSON.stringify(info[1].slice(0, 6)) === JSON.stringify(['ssubscribe', -2, ['pubsub'], 1, -1, 1]), JSON.stringify(info[1]));
+      assert(info[2][3] === 0 && info[3] === null, JSON.stringify(info.slice(2)));
+      const all = await cmd(ports[0], 'COMMAND');
+      assert(all.length === await cmd(ports[0], 'COMMAND', 'COUNT') && all.length > 40, `COMMAND: ${all.length}`);
     });
 
     const owners = ownerPorts(slots || await cmd(ports[0], 'CLUSTER', 'SLOTS'));
