@@ -95,6 +95,17 @@ static void usage(FILE *f)
 		"  --tls-prefer-server-ciphers  choose by the server's order of ciphers\n"
 		"  CONFIG SET of a tls-* setting, or SIGHUP, reloads the certificate files.\n"
 		"\n"
+		"Cluster (README \"Cluster\"; off unless --cluster-etcd is given):\n"
+		"  --cluster-etcd URLS  join the cluster coordinated by these etcd endpoints\n"
+		"                       (http://HOST:PORT[,...]); topics are placed in Redis\n"
+		"                       Cluster's 16384 hash slots, other nodes' get -MOVED\n"
+		"  --cluster-name NAME  the cluster's name, its key prefix in etcd (default ringmq)\n"
+		"  --announce HOST:PORT where clients are sent for this node's slots (default:\n"
+		"                       the bound address and port)\n"
+		"  --cluster-expect N   first start: spread the slots once N nodes are up\n"
+		"                       (default 0: 3 s after the first node became controller)\n"
+		"  The node id is kept in DIR/cluster-node-id.\n"
+		"\n"
 		"CONFIG-FILE holds one setting per line, named as the options without\n"
 		"\"--\" (\"max-payload 4M\"); options on the command line win over it.\n",
 		RMQ_MAX_SHARDS);

@@ -787,6 +787,10 @@ bool rmq__cmd_split_check(struct conn *c, struct rmq_arg *argv, size_t argc, boo
 	/* the whole request's permissions, before its first part runs */
 	if (!cmd_permitted(c, argv, argc))
 		return false;
+	/* and its slot, in cluster mode (its parts are not checked again) */
+	if (RMQ_UNLIKELY(srv_of(c)->cluster != NULL) && subscribe && argc > 1 &&
+	    rmq__cluster_redirect(c, argv + 1, argc - 1))
+		return false;
 	return !subscribe ||
 	       (topics_allowed(c, argv, 1, argc, true) && topics_exist(c, argv, 1, argc, true));
 }
@@ -802,6 +806,31 @@ static void cmd_unsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq__pubsub_unsubscribe_all(c);
 	for (size_t i = 1; i < argc; i++)
 		rmq__pubsub_unsubscribe(c, &argv[i]);
+}
+
+/* SSUBSCRIBE topic [topic ...]: SUBSCRIBE with Redis 7's sharded kinds
+ * ("ssubscribe" confirmations, "smessage" pushes), which cluster clients
+ * route by the topics' slot. Never run in parts (rmq__cmd_split_name). */
+static void cmd_ssubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc < 2)
+		return err_args(c, "ssubscribe");
+	if (c->dsub)
+		return err_dsub_live(c, true);
+	if (!topics_allowed(c, argv, 1, argc, true) || !topics_exist(c, argv, 1, argc, true))
+		return;
+	for (size_t i = 1; i < argc; i++)
+		rmq__pubsub_ssubscribe(c, &argv[i]);
+}
+
+static void cmd_sunsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (c->dsub && !live_count(c))
+		return err_dsub_live(c, false);
+	if (argc == 1)
+		return rmq__pubsub_sunsubscribe_all(c);
+	for (size_t i = 1; i < argc; i++)
+		rmq__pubsub_sunsubscribe(c, &argv[i]);
 }
 
 /* DSUBSCRIBE's FROM value: first, next or a sequence number >= 1. */
@@ -1514,8 +1543,12 @@ static void cmd_slowlog(struct conn *c, struct rmq_arg *argv, size_t argc)
 		       "keeps no slow log)");
 }
 
+static void command_cluster(struct conn *c, struct rmq_arg *argv, size_t argc);
+
 static void cmd_command(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
+	if (RMQ_UNLIKELY(srv_of(c)->cluster != NULL))
+		return command_cluster(c, argv, argc);
 	if (argc >= 2 && arg_is(&argv[1], "COUNT"))
 		return rmq_resp_int(&c->out, 20);
 	rmq_resp_array(&c->out, 0); /* COMMAND, COMMAND DOCS, ...: nothing to hint */
@@ -1818,11 +1851,18 @@ struct command {
 	int arity;     /* as Redis: n, exactly n arguments (the name included);
 			* -n, at least n. Checked when queued in MULTI. */
 	unsigned cats; /* ACL categories, RMQ_CAT_* (acl.h): at least one */
+	/* Its topics, for routing in cluster mode (and COMMAND): arguments
+	 * key_first..key_last (-1: to the end); key_first 0: none. */
+	int key_first, key_last;
 };
 
-#define CMD(name, fn, flags, arity, cats)                      \
-	{                                                      \
-		name, sizeof(name) - 1, fn, flags, arity, cats \
+#define CMD(name, fn, flags, arity, cats)                            \
+	{                                                            \
+		name, sizeof(name) - 1, fn, flags, arity, cats, 0, 0 \
+	}
+#define CMDK(name, fn, flags, arity, cats, first, last)                     \
+	{                                                                   \
+		name, sizeof(name) - 1, fn, flags, arity, cats, first, last \
 	}
 #define CMD_NAME_MAX 16
 
@@ -1836,26 +1876,26 @@ static void multi_queue(struct conn *c, const struct command *cmd, const struct 
 
 /* Most frequent first: the lookup stops at the first match. */
 static const struct command commands[] = {
-	CMD("PUBLISH", cmd_publish, 0, 3, RMQ_CAT_PUBLISH),
-	CMD("MPUBLISH", cmd_mpublish, 0, -3, RMQ_CAT_PUBLISH),
-	CMD("PULL", cmd_pull, 0, -2, RMQ_CAT_SUBSCRIBE),
-	CMD("ACK", cmd_ack, 0, 3, RMQ_CAT_SUBSCRIBE),
+	CMDK("PUBLISH", cmd_publish, 0, 3, RMQ_CAT_PUBLISH, 1, 1),
+	CMDK("MPUBLISH", cmd_mpublish, 0, -3, RMQ_CAT_PUBLISH, 1, 1),
+	CMDK("PULL", cmd_pull, 0, -2, RMQ_CAT_SUBSCRIBE, 1, 1),
+	CMDK("ACK", cmd_ack, 0, 3, RMQ_CAT_SUBSCRIBE, 1, 1),
 	CMD("PING", cmd_ping, F_SUBMODE | F_LOADING, -1, RMQ_CAT_CONNECTION),
-	CMD("SUBSCRIBE", cmd_subscribe, F_SUBMODE | F_NOMULTI, -2, RMQ_CAT_SUBSCRIBE),
+	CMDK("SUBSCRIBE", cmd_subscribe, F_SUBMODE | F_NOMULTI, -2, RMQ_CAT_SUBSCRIBE, 1, -1),
 	CMD("UNSUBSCRIBE", cmd_unsubscribe, F_SUBMODE | F_NOMULTI, -1, RMQ_CAT_SUBSCRIBE),
 	CMD("PSUBSCRIBE", cmd_psubscribe, F_SUBMODE | F_NOMULTI, -2, RMQ_CAT_SUBSCRIBE),
 	CMD("PUNSUBSCRIBE", cmd_punsubscribe, F_SUBMODE | F_NOMULTI, -1, RMQ_CAT_SUBSCRIBE),
 	/* lists topics and their subscriber counts, as TOPICS */
 	CMD("PUBSUB", cmd_pubsub, F_LOADING, -2, RMQ_CAT_READ),
-	CMD("DSUBSCRIBE", cmd_dsubscribe, 0, -2, RMQ_CAT_SUBSCRIBE),
-	CMD("DUNSUBSCRIBE", cmd_dunsubscribe, 0, -1, RMQ_CAT_SUBSCRIBE),
+	CMDK("DSUBSCRIBE", cmd_dsubscribe, 0, -2, RMQ_CAT_SUBSCRIBE, 1, -1),
+	CMDK("DUNSUBSCRIBE", cmd_dunsubscribe, 0, -1, RMQ_CAT_SUBSCRIBE, 1, -1),
 	/* transactions are the connection's: what runs inside is checked
 	 * as it is queued and again when EXEC runs it */
 	CMD("MULTI", cmd_multi, F_NOW, 1, RMQ_CAT_CONNECTION),
 	CMD("EXEC", cmd_exec, F_NOW, 1, RMQ_CAT_CONNECTION),
 	CMD("DISCARD", cmd_discard, F_NOW, 1, RMQ_CAT_CONNECTION),
-	CMD("CREATE", cmd_create, 0, -2, RMQ_CAT_TOPICADMIN),
-	CMD("DELETE", cmd_delete, 0, 2, RMQ_CAT_TOPICADMIN),
+	CMDK("CREATE", cmd_create, 0, -2, RMQ_CAT_TOPICADMIN, 1, 1),
+	CMDK("DELETE", cmd_delete, 0, 2, RMQ_CAT_TOPICADMIN, 1, 1),
 	CMD("TOPICS", cmd_topics, 0, -1, RMQ_CAT_READ),
 	/* REGISTER PUBLISHER and REGISTER SUBSCRIBER */
 	CMD("REGISTER", cmd_register, 0, -2, RMQ_CAT_SUBSCRIBE | RMQ_CAT_PUBLISH),
@@ -1879,6 +1919,14 @@ static const struct command commands[] = {
 	CMD("LATENCY", cmd_latency, F_LOADING, -2, RMQ_CAT_ADMIN),
 	CMD("SLOWLOG", cmd_slowlog, F_LOADING, -2, RMQ_CAT_ADMIN),
 	CMD("ACL", rmq__cmd_acl, F_LOADING, -2, RMQ_CAT_ADMIN),
+	/* cluster mode (cluster.c): Redis 7's sharded pub/sub names for
+	 * PUBLISH and SUBSCRIBE, and what cluster clients ask */
+	CMDK("SPUBLISH", cmd_publish, 0, 3, RMQ_CAT_PUBLISH, 1, 1),
+	CMDK("SSUBSCRIBE", cmd_ssubscribe, F_SUBMODE | F_NOMULTI, -2, RMQ_CAT_SUBSCRIBE, 1, -1),
+	CMDK("SUNSUBSCRIBE", cmd_sunsubscribe, F_SUBMODE | F_NOMULTI, -1, RMQ_CAT_SUBSCRIBE, 1, -1),
+	CMD("CLUSTER", rmq__cmd_cluster, F_LOADING, -2, RMQ_CAT_CONNECTION),
+	CMD("READONLY", rmq__cmd_readonly, F_LOADING, 1, RMQ_CAT_CONNECTION),
+	CMD("READWRITE", rmq__cmd_readonly, F_LOADING, 1, RMQ_CAT_CONNECTION),
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 _Static_assert(NCOMMANDS <= RMQ_ACL_MAX_COMMANDS, "a user's command bitmap has 64 bits");
@@ -1959,6 +2007,68 @@ static bool cmd_permitted(struct conn *c, const struct rmq_arg *argv, size_t arg
 	const struct command *cmd = cmd_find(&argv[0]);
 	return cmd && rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name, cmd->flags & F_NOAUTH,
 				      argv, argc);
+}
+
+/* Cluster mode: whether cmd's topics in argv are another node's (the
+ * redirection or refusal is written then). DSUBSCRIBE's trailing FROM x
+ * names no topic. */
+static bool cluster_redirect(struct conn *c, const struct command *cmd, struct rmq_arg *argv,
+			     size_t argc)
+{
+	size_t first = (size_t)cmd->key_first;
+	if (first >= argc)
+		return false;
+	size_t end = cmd->key_last < 0 ? argc : (size_t)cmd->key_last + 1;
+	if (end > argc)
+		end = argc;
+	if (cmd->fn == cmd_dsubscribe && argc >= 4 && arg_is(&argv[argc - 2], "FROM"))
+		end = argc - 2;
+	return end > first && rmq__cluster_redirect(c, argv + first, end - first);
+}
+
+/* One COMMAND entry as Redis 7 gives it (name, arity, flags, first key,
+ * last key, step, ACL categories, tips, key specs, subcommands), with the
+ * key positions cluster clients route by; the rest left empty. */
+static void command_entry(struct conn *c, const struct command *cmd)
+{
+	char lower[CMD_NAME_MAX + 1];
+	for (size_t i = 0; i <= cmd->len; i++)
+		lower[i] = (char)(cmd->name[i] | (i < cmd->len ? 0x20 : 0));
+	rmq_resp_array(&c->out, 10);
+	rmq_resp_bulk(&c->out, lower, cmd->len);
+	rmq_resp_int(&c->out, cmd->arity);
+	rmq_resp_array(&c->out, (cmd->flags & F_SUBMODE) ? 1 : 0);
+	if (cmd->flags & F_SUBMODE)
+		rmq_resp_simple(&c->out, "pubsub");
+	rmq_resp_int(&c->out, cmd->key_first);
+	rmq_resp_int(&c->out, cmd->key_first ? cmd->key_last : 0);
+	rmq_resp_int(&c->out, cmd->key_first ? 1 : 0);
+	for (int i = 0; i < 4; i++)
+		rmq_resp_array(&c->out, 0);
+}
+
+/* COMMAND in cluster mode: COUNT, INFO name..., or every command (so
+ * clients that read key positions from the server can route). */
+static void command_cluster(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	if (argc >= 2 && arg_is(&argv[1], "COUNT"))
+		return rmq_resp_int(&c->out, (int64_t)NCOMMANDS);
+	if (argc >= 2 && arg_is(&argv[1], "INFO")) {
+		rmq_resp_array(&c->out, argc - 2);
+		for (size_t i = 2; i < argc; i++) {
+			const struct command *cmd = cmd_find(&argv[i]);
+			if (cmd)
+				command_entry(c, cmd);
+			else
+				reply_null(c);
+		}
+		return;
+	}
+	if (argc >= 2) /* DOCS, GETKEYS, ...: nothing to say */
+		return rmq_resp_array(&c->out, 0);
+	rmq_resp_array(&c->out, NCOMMANDS);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		command_entry(c, &commands[i]);
 }
 
 /* --- MULTI / EXEC / DISCARD ---
@@ -2181,6 +2291,10 @@ size_t rmq__cmd_publish_run(struct conn *c, const struct publish_run *run, const
 	struct rmq_topic *t = cached_topic(c);
 	if (!t || !rmq__acl_publish_cached(c)) /* an ACL change: decide again */
 		return 0;
+	/* cluster mode: the slot may have moved since the run was armed */
+	if (RMQ_UNLIKELY(srv_of(c)->cluster != NULL) &&
+	    !rmq__cluster_serves(srv_of(c), run->name.p, run->name.len))
+		return 0;
 	/* payloads over --max-payload take the ordinary path, which refuses them */
 	const struct rmq_resp_limits *lim = &srv_of(c)->pay_lim;
 	struct iovec pl[PUBLISH_RUN_BATCH];
@@ -2239,9 +2353,13 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (c->in_multi) /* as Redis: an unknown command aborts EXEC */
 			c->multi_dirty = true;
 	} else if (RMQ_UNLIKELY(!rmq__acl_permit(c, (size_t)(cmd - commands), cmd->name,
-						 cmd->flags & F_NOAUTH, argv, argc))) {
+						 cmd->flags & F_NOAUTH, argv, argc)) ||
+		   (RMQ_UNLIKELY(srv_of(c)->cluster != NULL) && cmd->key_first && !c->split_rest &&
+		    cluster_redirect(c, cmd, argv, argc))) {
 		/* NOAUTH or NOPERM written, before anything else is said about
-		 * the command (as Redis); inside MULTI, EXEC will abort */
+		 * the command (as Redis); then, in cluster mode, -MOVED,
+		 * -CROSSSLOT or -CLUSTERDOWN for topics this node does not serve
+		 * (Redis's order too). Inside MULTI, EXEC will abort. */
 		if (c->in_multi)
 			c->multi_dirty = true;
 	} else if (RMQ_UNLIKELY(atomic_load_explicit(&srv_of(c)->loading, memory_order_relaxed)) &&

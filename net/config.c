@@ -122,6 +122,13 @@ static const struct setting table[] = {
 	{ "aclfile", K_STRING, F(aclfile), 1, 0, false, 0, "expected a file", NULL },
 	{ "protected-mode", K_BOOL, F(protected_mode), 0, 0, false, RMQ_CONF_RUNTIME,
 	  "expected yes or no", NULL },
+	/* cluster (net/cluster.c) */
+	{ "cluster-etcd", K_STRING, F(cluster_etcd), 0, 0, false, 0,
+	  "expected etcd endpoints URL[,URL...]", NULL },
+	{ "cluster-name", K_STRING, F(cluster_name), 1, 0, false, 0,
+	  "expected a name (letters, digits, '-', '_')", NULL },
+	{ "announce", K_STRING, F(announce), 0, 0, false, 0, "expected HOST:PORT", NULL },
+	{ "cluster-expect", K_UINT, F(cluster_expect), 0, 64, false, 0, "expected 0..64", NULL },
 };
 #define NSETTINGS (sizeof(table) / sizeof(table[0]))
 

@@ -65,8 +65,10 @@ struct live_sub {
 	int idx;                  /* in conn->live_subs, or conn->plive */
 	bool gone;                /* topic deleted: unsubscribe once drained */
 	struct psub *psub;        /* the pattern, or NULL */
-	/* psub only: "*4 $8 pmessage $n <pattern> $m <topic>", owned; each
-	 * message goes out as it and the stored record's bulk payload */
+	/* psub: "*4 $8 pmessage $n <pattern> $m <topic>"; a sharded
+	 * subscription (SSUBSCRIBE): "*3 $8 smessage $n <topic>"; owned,
+	 * NULL otherwise. Each message goes out as it and the stored
+	 * record's bulk payload */
 	char *pfx;
 	uint32_t pfx_len;
 };
@@ -394,6 +396,31 @@ struct worker {
 	struct worker_stats stats;
 } __attribute__((aligned(RMQ_CACHELINE)));
 
+/* --- cluster.c: the slot map a node applies (issue 17) --- */
+#define CL_MAX_NODES 64
+#define CL_NONE 0xffffu /* cl_map.owner: nobody */
+#define CL_ID_LEN 40
+#define CL_HOST_MAX 64
+struct cl_node {
+	char id[CL_ID_LEN + 1];
+	char host[CL_HOST_MAX];
+	int port;
+	bool failed; /* no live key in etcd (its lease expired) */
+};
+/* Immutable once published in srv->cmap (a release store by the cluster
+ * thread, freed after a grace period): workers read it with an acquire
+ * load, no lock, and keep it until their next quiescent state. */
+struct cl_map {
+	uint64_t epoch;  /* the slot map's, as stored in etcd */
+	int64_t map_rev; /* its etcd mod_revision (0: none yet) */
+	int self;        /* this node's index in nodes, -1: not known yet */
+	bool fenced;     /* this node has no lease: serves none of its slots */
+	unsigned nnodes; /* the slot map's nodes, then live ones it lacks */
+	struct cl_node nodes[CL_MAX_NODES];
+	uint16_t owner[16384]; /* RMQ_SLOTS (slot.h): index in nodes, or CL_NONE */
+};
+struct cluster;
+
 struct server {
 	struct rmq_server_config cfg;
 	struct rmq_resp_limits lim;     /* what the parser accepts */
@@ -444,6 +471,11 @@ struct server {
 	struct metrics *metrics;      /* metrics.c; NULL: --metrics-port 0 */
 	struct rmq_acl *acl;          /* users and permissions (acl.c) */
 	_Atomic bool protected_mode;  /* conf.protected_mode, for the acceptor */
+	/* cluster.c: NULL unless --cluster-etcd (set before the workers
+	 * start, never changed while they run); cmap then always points at
+	 * a map (cluster.c). */
+	struct cluster *cluster;
+	struct cl_map *_Atomic cmap;
 };
 
 /* A server's state without its sockets and threads, as rmq_server_run()
@@ -531,6 +563,12 @@ void rmq__pubsub_reply(struct conn *c, const char *kind, const char *t, size_t t
  * confirmed, kept as a subscription to a deleted topic and reported at
  * once with the deletion notice. */
 void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name);
+/* SSUBSCRIBE (cluster.c's sharded pub/sub, Redis 7): as SUBSCRIBE, with
+ * "ssubscribe" confirmations and "smessage" pushes; SUNSUBSCRIBE of one
+ * topic, and of every sharded subscription. */
+void rmq__pubsub_ssubscribe(struct conn *c, const struct rmq_arg *name);
+void rmq__pubsub_sunsubscribe(struct conn *c, const struct rmq_arg *name);
+void rmq__pubsub_sunsubscribe_all(struct conn *c);
 /* Ends c's live subscription to name, if any, and replies (Redis replies
  * even when there was none). */
 void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name);
@@ -627,6 +665,34 @@ uint64_t rmq__blocked_next_deadline(const struct worker *w);
 /* Runs the requests that waited behind each answered PULL; called once per
  * iteration of the worker's loop, with no RCU pointer held. */
 void rmq__blocked_process_unblocked(struct worker *w);
+
+/* --- cluster.c: membership and slots in etcd, routing (issue 17) --- */
+/* Joins the cluster named by srv->cfg (cluster_etcd set): node id, the
+ * cluster thread, an empty map (every slot -CLUSTERDOWN until etcd is
+ * read). Main thread, after the listening sockets are bound (the port is
+ * announced) and before the workers start. 0 or -errno (said on stderr). */
+int rmq__cluster_start(struct server *srv);
+/* Stops the cluster thread and revokes the lease (this node's slots go
+ * down now, not after the TTL). No-op without a cluster. */
+void rmq__cluster_stop(struct server *srv);
+/* Frees the last map, once no worker runs. */
+void rmq__cluster_fini(struct server *srv);
+/* Under cluster mode, on a worker (online): writes -CROSSSLOT, -MOVED or
+ * -CLUSTERDOWN and returns true when the request naming these n topics is
+ * not this node's to serve; false to run it. */
+bool rmq__cluster_redirect(struct conn *c, const struct rmq_arg *keys, size_t n);
+/* Whether this node serves topic now (cluster mode, worker, online). */
+bool rmq__cluster_serves(struct server *srv, const char *topic, size_t len);
+/* The map's JSON text, as stored in etcd (malloc'd; NULL on no memory),
+ * and back (into m, from rmq__cluster_map_new: nodes added as failed, the
+ * owners set; false when something in it is malformed). Any thread. */
+char *rmq__cluster_map_json(const struct cl_map *m);
+bool rmq__cluster_map_parse(const char *text, size_t len, struct cl_map *m);
+/* A zeroed map (rmq_calloc: aborts on no memory) with no owners, self -1;
+ * the caller frees it. */
+struct cl_map *rmq__cluster_map_new(void);
+void rmq__cmd_cluster(struct conn *c, struct rmq_arg *argv, size_t argc);
+void rmq__cmd_readonly(struct conn *c, struct rmq_arg *argv, size_t argc);
 
 /* --- ops.c: CONFIG, SHUTDOWN, RESETSTAT, --maxmemory --- */
 /* Sets up srv's operational state from srv->cfg (rmq__server_state_init). */

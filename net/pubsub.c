@@ -162,6 +162,7 @@ static void live_sub_remove_at(struct conn *c, int i)
 		atomic_fetch_sub(&c->worker->srv->pubsub_channels, 1);
 	cds_list_del(&s->watch_link);
 	rmq_watch_release(s->watch);
+	free(s->pfx); /* a sharded subscription's "smessage" header */
 	free(s);
 }
 
@@ -174,17 +175,30 @@ void rmq__pubsub_drop_all(struct conn *c)
 	rmq__pattern_drop_all(c);
 }
 
-void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
+/* The header of a sharded subscription's messages, as Redis 7 sends them:
+ * "*3 $8 smessage $n <topic>", then each stored record's bulk payload. */
+static void sharded_prefix(struct live_sub *s, const struct rmq_arg *name)
+{
+	struct rmq_buf b = { 0 };
+	rmq_resp_array(&b, 3);
+	rmq_resp_bulk(&b, "smessage", 8);
+	rmq_resp_bulk(&b, name->p, name->len);
+	s->pfx = rmq_memdup(b.data, b.len);
+	s->pfx_len = (uint32_t)b.len;
+	rmq_buf_free(&b);
+}
+
+static void subscribe(struct conn *c, const struct rmq_arg *name, const char *kind)
 {
 	if (is_deleted_channel(name->p, name->len)) {
 		c->sub_deleted = true;
-		rmq__pubsub_reply(c, "subscribe", name->p, name->len, live_count(c));
+		rmq__pubsub_reply(c, kind, name->p, name->len, live_count(c));
 		return;
 	}
 	struct rmq_topic *t = rmq_topic_lookup(c->worker->srv->broker, name->p, name->len);
 	int i = live_sub_find(c, name->p, name->len);
 	if (i >= 0 && c->live_subs[i]->watch->topic == t) {
-		rmq__pubsub_reply(c, "subscribe", name->p, name->len, live_count(c));
+		rmq__pubsub_reply(c, kind, name->p, name->len, live_count(c));
 		return;
 	}
 	if (i >= 0) /* subscribed to a deleted topic of that name */
@@ -194,7 +208,7 @@ void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 		/* Deleted since the caller checked it: a subscription to a
 		 * topic deleted at once, as if it went right after. */
 		gone_add(c, name->p, name->len);
-		rmq__pubsub_reply(c, "subscribe", name->p, name->len, live_count(c));
+		rmq__pubsub_reply(c, kind, name->p, name->len, live_count(c));
 		rmq__pubsub_deleted_notice(c, name->p, name->len);
 		return;
 	}
@@ -205,6 +219,8 @@ void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 	s->conn = c;
 	s->watch = w;
 	s->hash = rmq_hash(name->p, name->len);
+	if (kind[0] == 's' && kind[1] == 's') /* ssubscribe */
+		sharded_prefix(s, name);
 	cds_list_add_tail(&s->watch_link, &w->members);
 	/* After the watch is visible (rmq_watch_acquire's fence): any message
 	 * past this position wakes us. */
@@ -220,7 +236,43 @@ void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
 	c->live_subs[c->n_live_subs++] = s;
 	if (atomic_fetch_add(&t->live_subs, 1) == 0)
 		atomic_fetch_add(&c->worker->srv->pubsub_channels, 1);
-	rmq__pubsub_reply(c, "subscribe", name->p, name->len, live_count(c));
+	rmq__pubsub_reply(c, kind, name->p, name->len, live_count(c));
+}
+
+void rmq__pubsub_subscribe(struct conn *c, const struct rmq_arg *name)
+{
+	subscribe(c, name, "subscribe");
+}
+
+void rmq__pubsub_ssubscribe(struct conn *c, const struct rmq_arg *name)
+{
+	subscribe(c, name, "ssubscribe");
+}
+
+void rmq__pubsub_sunsubscribe(struct conn *c, const struct rmq_arg *name)
+{
+	int k = live_sub_find(c, name->p, name->len);
+	if (k >= 0)
+		live_sub_remove_at(c, k);
+	else if ((k = gone_find(c, name->p, name->len)) >= 0)
+		gone_remove_at(c, k);
+	rmq__pubsub_reply(c, "sunsubscribe", name->p, name->len, live_count(c));
+}
+
+void rmq__pubsub_sunsubscribe_all(struct conn *c)
+{
+	bool any = false;
+	for (int i = c->n_live_subs - 1; i >= 0; i--) {
+		struct live_sub *s = c->live_subs[i];
+		if (!s->pfx)
+			continue;
+		struct rmq_topic *t = s->watch->topic;
+		rmq__pubsub_reply(c, "sunsubscribe", t->name, t->name_len, live_count(c) - 1);
+		live_sub_remove_at(c, i);
+		any = true; /* the last one moved to i: visited already */
+	}
+	if (!any)
+		rmq__pubsub_reply(c, "sunsubscribe", NULL, 0, live_count(c));
 }
 
 void rmq__pubsub_unsubscribe(struct conn *c, const struct rmq_arg *name)
@@ -312,8 +364,8 @@ static void resp3_pushes(struct conn *c, const struct rmq_batch *b, uint32_t n)
 	}
 }
 
-/* A pattern subscription's copy of n records of b: each as its own
- * "pmessage" header and the stored record's bulk payload, "$<len>\r\n
+/* A pattern (or sharded) subscription's copy of n records of b: each as its own
+ * "pmessage" (or "smessage") header and the stored record's bulk payload, "$<len>\r\n
  * <payload>\r\n" (the record without the topic's "message" header). */
 static bool append_pmessages(struct live_sub *s, const struct rmq_topic *t,
 			     const struct rmq_batch *b, uint32_t n)
@@ -406,7 +458,7 @@ bool rmq__pubsub_deliver(struct live_sub *s)
 			break;
 		}
 		bool ok;
-		if (s->psub) {
+		if (s->pfx) { /* pmessage, smessage */
 			ok = append_pmessages(s, t, &b, n);
 		} else if (direct_ok(c, &b)) {
 			ok = deliver_direct(c, &b);

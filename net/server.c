@@ -63,6 +63,10 @@ void rmq_server_config_defaults(struct rmq_server_config *cfg)
 	cfg->requirepass = NULL;
 	cfg->aclfile = NULL;
 	cfg->protected_mode = true;
+	cfg->cluster_etcd = NULL; /* cluster mode off */
+	cfg->cluster_name = "ringmq";
+	cfg->announce = NULL;
+	cfg->cluster_expect = 0;
 }
 
 /* The default --max-client-memory: this share of what the process may use. */
@@ -221,10 +225,14 @@ static void stop_threads(struct server *srv, bool acceptor, uint32_t nstarted)
  * calling thread is registered and offline, and unregistered on return. */
 static void server_free(struct server *srv)
 {
+	/* while this thread is offline: the cluster thread may be waiting
+	 * for a grace period */
+	rmq__cluster_stop(srv);
 	urcu_qsbr_thread_online();
 	rmq__persist_stop(srv); /* syncs what the workers left */
 	if (srv->workers)
 		rmq__server_state_fini(srv);
+	rmq__cluster_fini(srv);
 	urcu_qsbr_unregister_thread();
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
@@ -341,6 +349,11 @@ int rmq_server_run(const struct rmq_server_config *cfg)
 	urcu_qsbr_thread_offline();
 	if (rc != 0) {
 		fprintf(stderr, "ringmq-server: cannot start: %s\n", strerror(-rc));
+		server_free(srv);
+		return 1;
+	}
+	/* the cluster before the workers: they route with its map */
+	if (cfg->cluster_etcd && *cfg->cluster_etcd && rmq__cluster_start(srv) != 0) {
 		server_free(srv);
 		return 1;
 	}

@@ -105,6 +105,13 @@ struct rmq_server_config {
 	const char *aclfile;     /* users and their rules; NULL: none */
 	bool protected_mode;     /* refuse remote clients while nothing
 				  * authenticates them (see README) */
+	/* Cluster (README "Cluster"; net/cluster.c). Off unless cluster_etcd. */
+	const char *cluster_etcd; /* etcd endpoints "URL[,URL...]"; NULL or "": off */
+	const char *cluster_name; /* the cluster's key prefix in etcd */
+	const char *announce;     /* "HOST:PORT" clients are redirected to;
+				   * NULL: the bound address and port */
+	unsigned cluster_expect;  /* first start: spread the slots once this
+				   * many nodes are live (0: after 3 s) */
 };
 
 /* Arguments other than payloads (command and topic names, numbers, ECHO's)

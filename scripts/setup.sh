@@ -13,6 +13,8 @@ PKGS=(
   liburcu-dev libck-dev                          # core deps
   libhiredis-dev                                 # client library
   libssl-dev                                     # OpenSSL: TLS, SHA-256 of ACL passwords
+  libcurl4-openssl-dev libjansson-dev            # cluster mode: etcd's v3 JSON gateway over
+                                                 # HTTP (libcurl), its JSON (jansson)
 )
 # The rest is for developing: tests, sanitizers, lint, packaging.
 if [[ "${1:-}" != "run" ]]; then
@@ -30,6 +32,7 @@ if [[ "${1:-}" != "run" ]]; then
     curl prometheus prometheus-redis-exporter    # ops tests: promtool check metrics,
                                                  # the exporter scraping INFO
     dpkg-dev file                                # cpack -G DEB (dpkg-shlibdeps), package test
+    etcd-server etcd-client                      # tests/cluster: a local etcd (etcdctl to look)
   )
 fi
 # Extra packages for a given purpose: scripts/setup.sh bench

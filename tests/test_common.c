@@ -1,6 +1,6 @@
 /* test_common.c - unit tests of common/: number parsing (parse.h), the
  * /proc readers (procstat.h), RESP number lines (resp_num.h) and the
- * protocol's shared checks (ringmq_proto.h). */
+ * protocol's shared checks (ringmq_proto.h), hash slots (slot.h). */
 #include <criterion/criterion.h>
 
 #include <stdint.h>
@@ -14,6 +14,7 @@
 #include "procstat.h"
 #include "resp_num.h"
 #include "ringmq_proto.h"
+#include "slot.h"
 
 #define SENTINEL 0xdeadbeefULL
 
@@ -360,4 +361,39 @@ Test(resp_num, malformed)
 			     bad_lines[i]);
 		cr_assert_eq(v, -7);
 	}
+}
+
+/* --- slot.h: the numbers Redis's CLUSTER KEYSLOT gives --- */
+
+static uint16_t slot_of(const char *s)
+{
+	return rmq_slot(s, strlen(s));
+}
+
+Test(slot, crc16_check_value)
+{
+	/* CRC-16/XMODEM's published check value */
+	cr_assert_eq(rmq_crc16("123456789", 9), 0x31c3);
+	cr_assert_eq(rmq_crc16("", 0), 0);
+}
+
+Test(slot, redis_keyslot_values)
+{
+	cr_assert_eq(slot_of("foo"), 12182);
+	cr_assert_eq(slot_of("bar"), 5061);
+	cr_assert_eq(slot_of("hello"), 866);
+	cr_assert_eq(slot_of(""), 0);
+	cr_assert_eq(slot_of("123456789"), 12739);
+}
+
+Test(slot, hash_tags)
+{
+	cr_assert_eq(slot_of("{user1000}.following"), slot_of("{user1000}.followers"));
+	cr_assert_eq(slot_of("{user1000}.following"), slot_of("user1000"));
+	/* Redis's documented cases: the first '{' and the next '}' */
+	cr_assert_eq(slot_of("foo{bar}{zap}"), slot_of("bar"));
+	cr_assert_eq(slot_of("foo{{bar}}zap"), slot_of("{bar"));
+	/* an empty tag or no '}': the whole name */
+	cr_assert_eq(slot_of("foo{}{bar}"), rmq_crc16("foo{}{bar}", 10) & 16383);
+	cr_assert_eq(slot_of("foo{bar"), rmq_crc16("foo{bar", 7) & 16383);
 }

@@ -1,0 +1,470 @@
+// test_cluster.js - issue 17's cluster, end to end: a local etcd on free
+// loopback ports in a temporary data dir and three ringmq nodes, each with
+// its own temporary --dir, all stopped by PID and removed at the end.
+//   node test_cluster.js RINGMQ_SERVER_BINARY
+// Checks slot coverage, MOVED and CROSSSLOT from every node, CLUSTER
+// SLOTS/SHARDS/NODES/INFO/MYID, real cluster clients (ioredis Cluster and
+// node-redis 4 createCluster) doing spublish/ssubscribe, and a node killed
+// with -9: its slots answer -CLUSTERDOWN within 10 s and come back after it
+// restarts. Exits 77 (skipped) only when there is no etcd binary.
+'use strict';
+const { spawn, spawnSync } = require('child_process');
+const fs = require('fs');
+const http = require('http');
+const net = require('net');
+const os = require('os');
+const path = require('path');
+
+const bin = process.argv[2];
+const SCALE = Math.max(1, Number(process.env.RINGMQ_TEST_TIME_SCALE || 1));
+const ETCD = process.env.ETCD_BIN || 'etcd';
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+function assert(cond, msg) { if (!cond) throw new Error(`assertion failed: ${msg}`); }
+
+const children = new Set();
+const dirs = new Set();
+
+function tmpdir(tag) {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `ringmq-cluster-${tag}-`));
+  dirs.add(d);
+  return d;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function post(port, p, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: p, method: 'POST', timeout: 1000 },
+      (res) => {
+        let b = '';
+        res.on('data', (d) => { b += d; });
+        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(b)) : reject(new Error(b))));
+      });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end(JSON.stringify(body));
+  });
+}
+
+async function startEtcd() {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const dir = tmpdir('etcd');
+    const cport = await freePort();
+    const pport = await freePort();
+    const peer = `http://127.0.0.1:${pport}`;
+    const proc = spawn(ETCD, ['--name', 'default', '--data-dir', path.join(dir, 'data'),
+      '--listen-client-urls', `http://127.0.0.1:${cport}`,
+      '--advertise-client-urls', `http://127.0.0.1:${cport}`,
+      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
+      '--initial-cluster', `default=${peer}`, '--log-level', 'error'],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.add(proc);
+    let err = '';
+    proc.on('error', (e) => { err += `${e}`; });
+    proc.stderr.on('data', (d) => { err += d; });
+    const deadline = Date.now() + 10000 * SCALE;
+    while (Date.now() < deadline && proc.exitCode === null) {
+      try {
+        await post(cport, '/v3/kv/range', { key: Buffer.from('x').toString('base64') });
+        return { proc, port: cport, url: `http://127.0.0.1:${cport}` };
+      } catch (e) {
+        await sleep(100);
+      }
+    }
+    await stopProc(proc);
+    console.log(`etcd did not start on ${cport} (attempt ${attempt + 1}): ${err.slice(-500)}`);
+  }
+  throw new Error('cannot start etcd');
+}
+
+function stopProc(proc, sig = 'SIGTERM') {
+  return new Promise((resolve) => {
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) {
+      children.delete(proc);
+      return resolve(proc ? proc.exitCode : null);
+    }
+    const t = setTimeout(() => process.kill(proc.pid, 'SIGKILL'), 20000 * SCALE);
+    proc.once('exit', (code) => { clearTimeout(t); children.delete(proc); resolve(code); });
+    process.kill(proc.pid, sig);
+  });
+}
+
+class Node {
+  constructor(etcdUrl, name) {
+    this.dir = tmpdir('node');
+    this.etcdUrl = etcdUrl;
+    this.name = name;
+    this.port = 0;
+    this.proc = null;
+  }
+
+  start() {
+    const proc = spawn(bin, ['--port', String(this.port), '--dir', this.dir, '--threads', '1',
+      '--log-level', 'warn', '--cluster-etcd', this.etcdUrl, '--cluster-name', this.name,
+      '--cluster-expect', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(proc);
+    this.proc = proc;
+    this.log = '';
+    proc.on('error', (e) => { this.log += `${e}`; });
+    proc.stderr.on('data', (d) => { this.log += d; });
+    let buf = '';
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('ringmq-server did not start')), 30000 * SCALE);
+      const onData = (d) => {
+        buf += d.toString();
+        const m = /Server started on [^:]+:(\d+)/.exec(buf);
+        if (m) {
+          this.port = Number(m[1]);
+          proc.stdout.off('data', onData);
+          proc.stdout.resume();
+          clearTimeout(t);
+          resolve();
+        }
+      };
+      proc.stdout.on('data', onData);
+      proc.once('exit', (code, sig) => {
+        clearTimeout(t);
+        reject(new Error(`ringmq-server exited (${code}, ${sig}): ${this.log}`));
+      });
+    });
+  }
+
+  async stop() {
+    const p = this.proc;
+    this.proc = null;
+    if (!p) return 0;
+    p.removeAllListeners('exit');
+    return stopProc(p);
+  }
+
+  async kill9() {
+    const p = this.proc;
+    this.proc = null;
+    p.removeAllListeners('exit');
+    await stopProc(p, 'SIGKILL');
+  }
+}
+
+// --- a raw RESP client: one request, its whole reply ---
+
+function encode(args) {
+  let s = `*${args.length}\r\n`;
+  for (const a of args) s += `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`;
+  return s;
+}
+
+// Parses one RESP2 reply at buf[i..]; returns [value, next] or null when
+// incomplete. Errors come back as { err: 'text' }.
+function parse(buf, i) {
+  const nl = buf.indexOf('\r\n', i);
+  if (nl < 0) return null;
+  const line = buf.slice(i + 1, nl).toString();
+  const t = String.fromCharCode(buf[i]);
+  if (t === '+') return [line, nl + 2];
+  if (t === '-') return [{ err: line }, nl + 2];
+  if (t === ':') return [Number(line), nl + 2];
+  if (t === '$') {
+    const n = Number(line);
+    if (n < 0) return [null, nl + 2];
+    if (buf.length < nl + 2 + n + 2) return null;
+    return [buf.slice(nl + 2, nl + 2 + n).toString(), nl + 4 + n];
+  }
+  if (t === '*') {
+    const n = Number(line);
+    const out = [];
+    let j = nl + 2;
+    for (let k = 0; k < n; k++) {
+      const r = parse(buf, j);
+      if (!r) return null;
+      out.push(r[0]);
+      j = r[1];
+    }
+    return [out, j];
+  }
+  throw new Error(`bad reply byte ${t}`);
+}
+
+function cmd(port, ...args) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    const t = setTimeout(() => { s.destroy(); reject(new Error(`${args[0]}: no reply`)); }, 5000 * SCALE);
+    s.on('connect', () => s.write(encode(args)));
+    s.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      const r = parse(buf, 0);
+      if (r) { clearTimeout(t); s.destroy(); resolve(r[0]); }
+    });
+    s.on('error', (e) => { clearTimeout(t); reject(e); });
+  });
+}
+
+async function waitFor(what, ms, fn) {
+  const deadline = Date.now() + ms * SCALE;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await fn();
+      if (last === true) return;
+    } catch (e) {
+      last = e.message;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${what}: not within ${ms * SCALE} ms (last: ${JSON.stringify(last)})`);
+}
+
+// slot -> port of its owner, from CLUSTER SLOTS
+function ownerPorts(slots) {
+  const owner = new Array(16384).fill(0);
+  for (const [a, b, [, port]] of slots) for (let s = a; s <= b; s++) owner[s] = port;
+  return owner;
+}
+
+// --- the cases ---
+
+let passed = 0;
+let failed = 0;
+async function check(name, fn) {
+  try {
+    await fn();
+    console.log(`PASS ${name}`);
+    passed++;
+  } catch (e) {
+    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
+    failed++;
+  }
+}
+
+async function main() {
+  if (spawnSync(ETCD, ['--version']).error) {
+    console.log('SKIP cluster: no etcd binary (scripts/setup.sh installs etcd-server)');
+    process.exit(77);
+  }
+  const etcd = await startEtcd();
+  const name = `t${process.pid}`;
+  const nodes = [new Node(etcd.url, name), new Node(etcd.url, name), new Node(etcd.url, name)];
+  let owner = null;
+  try {
+    await Promise.all(nodes.map((n) => n.start()));
+    const ports = nodes.map((n) => n.port);
+
+    await check('cluster.starts: every node says cluster_state:ok', async () => {
+      for (const p of ports) {
+        await waitFor(`node ${p} ok`, 10000, async () => /cluster_state:ok/.test(await cmd(p, 'CLUSTER', 'INFO')));
+      }
+    });
+
+    let slots;
+    await check('cluster.coverage: CLUSTER SLOTS covers 16384 slots once, over 3 nodes, the same on every node', async () => {
+      slots = await cmd(ports[0], 'CLUSTER', 'SLOTS');
+      const seen = new Array(16384).fill(0);
+      const ids = new Set();
+      for (const [a, b, [host, port, id]] of slots) {
+        assert(host === '127.0.0.1' && ports.includes(port), `node ${host}:${port}`);
+        ids.add(id);
+        for (let s = a; s <= b; s++) seen[s]++;
+      }
+      assert(seen.every((n) => n === 1), 'each slot exactly once');
+      assert(ids.size === 3, `3 nodes own slots, got ${ids.size}`);
+      for (const p of ports.slice(1)) {
+        assert(JSON.stringify(await cmd(p, 'CLUSTER', 'SLOTS')) === JSON.stringify(slots), `same map on ${p}`);
+      }
+      const myids = await Promise.all(ports.map((p) => cmd(p, 'CLUSTER', 'MYID')));
+      assert(new Set(myids).size === 3 && myids.every((id) => ids.has(id) && /^[0-9a-f]{40}$/.test(id)), `MYID ${myids}`);
+      const shards = await cmd(ports[1], 'CLUSTER', 'SHARDS');
+      assert(shards.length === 3, 'three shards');
+      let total = 0;
+      for (const sh of shards) {
+        assert(sh[0] === 'slots' && sh[2] === 'nodes', `shard layout ${JSON.stringify(sh).slice(0, 200)}`);
+        for (let i = 0; i < sh[1].length; i += 2) total += sh[1][i + 1] - sh[1][i] + 1;
+        assert(sh[3][0].includes('health') && sh[3][0][sh[3][0].indexOf('health') + 1] === 'online', 'online');
+      }
+      assert(total === 16384, `SHARDS slots ${total}`);
+      const nodesText = await cmd(ports[2], 'CLUSTER', 'NODES');
+      const lines = nodesText.trim().split('\n');
+      assert(lines.length === 3 && lines.filter((l) => l.includes('myself')).length === 1, nodesText);
+      assert(await cmd(ports[0], 'CLUSTER', 'KEYSLOT', 'foo') === 12182, 'KEYSLOT foo');
+      // key positions for clients that read them from COMMAND
+      const info = await cmd(ports[0], 'COMMAND', 'INFO', 'spublish', 'ssubscribe', 'ping', 'nosuch');
+      assert(JSON.stringify(info[0].slice(0, 6)) === JSON.stringify(['spublish', 3, [], 1, 1, 1]), JSON.stringify(info[0]));
+      assert(JSON.stringify(info[1].slice(0, 6)) === JSON.stringify(['ssubscribe', -2, ['pubsub'], 1, -1, 1]), JSON.stringify(info[1]));
+      assert(info[2][3] === 0 && info[3] === null, JSON.stringify(info.slice(2)));
+      const all = await cmd(ports[0], 'COMMAND');
+      assert(all.length === await cmd(ports[0], 'COMMAND', 'COUNT') && all.length > 40, `COMMAND: ${all.length}`);
+    });
+
+    const owners = ownerPorts(slots || await cmd(ports[0], 'CLUSTER', 'SLOTS'));
+    owner = owners[12182];
+    await check('cluster.moved: every node but the owner answers MOVED for foo; the owner serves it', async () => {
+      assert(await cmd(owner, 'CREATE', 'foo') === 'OK', 'CREATE foo on its owner');
+      for (const p of ports) {
+        const r = await cmd(p, 'PUBLISH', 'foo', 'x');
+        if (p === owner) {
+          assert(typeof r === 'number' && r >= 1, `owner publishes: ${JSON.stringify(r)}`);
+        } else {
+          assert(r && r.err === `MOVED 12182 127.0.0.1:${owner}`, `node ${p}: ${JSON.stringify(r)}`);
+          const c = await cmd(p, 'CREATE', 'foo');
+          assert(c && c.err === `MOVED 12182 127.0.0.1:${owner}`, `CREATE on ${p}: ${JSON.stringify(c)}`);
+        }
+      }
+    });
+
+    await check('cluster.crossslot: topics of two slots in one request, from every node', async () => {
+      for (const p of ports) {
+        const r = await cmd(p, 'SSUBSCRIBE', 'foo', 'bar');
+        assert(r && r.err === "CROSSSLOT Keys in request don't hash to the same slot", `node ${p}: ${JSON.stringify(r)}`);
+        const r2 = await cmd(p, 'SUBSCRIBE', '{x}a', '{y}b');
+        assert(r2 && /^CROSSSLOT/.test(r2.err), `SUBSCRIBE on ${p}: ${JSON.stringify(r2)}`);
+      }
+    });
+
+    // topics owned by each node, for the clients
+    const topics = [];
+    for (const p of ports) {
+      for (let i = 0; ; i++) {
+        const t = `{n${i}}topic`;
+        const s = await cmd(p, 'CLUSTER', 'KEYSLOT', t);
+        if (owners[s] === p) { topics.push(t); break; }
+      }
+    }
+
+    await check('cluster.ioredis: ioredis Cluster creates, ssubscribes and spublishes on every node', async () => {
+      const { Cluster } = require('ioredis');
+      const opts = { enableOfflineQueue: true, redisOptions: { connectTimeout: 3000 } };
+      const pub = new Cluster([{ host: '127.0.0.1', port: ports[0] }], opts);
+      // shardedSubscribers: one subscriber connection per node, each
+      // SSUBSCRIBE sent to its slot's owner (ioredis's default is a single
+      // subscriber connection, which gets MOVED for other nodes' slots,
+      // against Redis as here)
+      const sub = new Cluster([{ host: '127.0.0.1', port: ports[1] }],
+        { ...opts, shardedSubscribers: true });
+      try {
+        for (const t of topics) assert(await pub.call('CREATE', t) === 'OK', `CREATE ${t}`);
+        const got = [];
+        sub.on('smessage', (ch, msg) => got.push(`${ch}=${msg}`));
+        for (const t of topics) await sub.ssubscribe(t);
+        for (const t of topics) {
+          const seq = await pub.spublish(t, `hello ${t}`);
+          assert(seq === 1, `spublish ${t} -> ${seq}`);
+        }
+        // PUBLISH has no key for ioredis: it follows the MOVED
+        assert(await pub.publish(topics[2], 'plain') === 2, 'publish through MOVED');
+        await waitFor('smessages', 5000, async () => got.length === 4);
+        for (const t of topics) assert(got.includes(`${t}=hello ${t}`), `got ${got}`);
+        assert(got.includes(`${topics[2]}=plain`), `got ${got}`);
+      } finally {
+        pub.disconnect();
+        sub.disconnect();
+      }
+    });
+
+    await check('cluster.node_redis: node-redis 4 createCluster sPublish/sSubscribe', async () => {
+      const { createCluster } = require('redis4');
+      const c = createCluster({ rootNodes: [{ url: `redis://127.0.0.1:${ports[2]}` }] });
+      c.on('error', () => {});
+      await c.connect();
+      try {
+        const got = [];
+        for (const t of topics) await c.sSubscribe(t, (msg, ch) => got.push(`${ch}=${msg}`));
+        for (const t of topics) await c.sPublish(t, `nr ${t}`);
+        await waitFor('node-redis messages', 5000, async () => got.length === 3);
+        for (const t of topics) assert(got.includes(`${t}=nr ${t}`), `got ${got}`);
+      } finally {
+        await c.disconnect();
+      }
+    });
+
+    await check('cluster.cli: ringmq-cluster status, move of an empty slot, a slot with topics refused', async () => {
+      const tool = path.join(path.dirname(bin), 'ringmq-cluster');
+      const run = (...args) => spawnSync(tool, ['--etcd', etcd.url, '--name', name, ...args],
+        { encoding: 'utf8', timeout: 30000 * SCALE });
+      const st = run('status');
+      assert(st.status === 0, `status: ${st.stderr}`);
+      assert(st.stdout.split('\n').filter((l) => / live /.test(l)).length === 3, st.stdout);
+      // an empty slot: moved, then served by its new owner
+      const key = 'move-me';
+      const slot = await cmd(ports[0], 'CLUSTER', 'KEYSLOT', key);
+      const used = await Promise.all(topics.map((t) => cmd(ports[0], 'CLUSTER', 'KEYSLOT', t)));
+      assert(slot !== 12182 && !used.includes(slot), 'a slot no other case uses');
+      const from = owners[slot];
+      const to = ports.find((p) => p !== from);
+      const mv = run('move', `${slot}`, `127.0.0.1:${to}`);
+      assert(mv.status === 0 && /moved 1 slots/.test(mv.stdout), `move: ${mv.stdout} ${mv.stderr}`);
+      await waitFor('new owner', 5000, async () => {
+        const r = await cmd(from, 'CREATE', key);
+        return !!(r && r.err === `MOVED ${slot} 127.0.0.1:${to}`);
+      });
+      assert(await cmd(to, 'CREATE', key) === 'OK', 'CREATE on the new owner');
+      // foo's slot holds a topic: refused, the map unchanged
+      const before = JSON.stringify(await cmd(ports[0], 'CLUSTER', 'SLOTS'));
+      const no = run('move', '12182', `127.0.0.1:${ports.find((p) => p !== owner)}`);
+      assert(no.status === 1 && /slot 12182 holds 1 topics/.test(no.stderr) && /refused/.test(no.stderr),
+        `refusal: ${no.status} ${no.stderr}`);
+      // the slot with move-me now holds a topic too: it cannot go back
+      const back = run('move', `${slot}`, `127.0.0.1:${from}`);
+      assert(back.status === 1, `move back refused: ${back.stderr}`);
+      await sleep(500);
+      assert(JSON.stringify(await cmd(ports[0], 'CLUSTER', 'SLOTS')) === before, 'map unchanged');
+      const sl = await cmd(to, 'CLUSTER', 'SLOT-STATS', 'SLOTSRANGE', String(slot), String(slot));
+      assert(JSON.stringify(sl) === JSON.stringify([[slot, ['key-count', 1]]]), JSON.stringify(sl));
+    });
+
+    await check('cluster.failure: a node killed -9 -> its slots CLUSTERDOWN within 10 s, back after restart', async () => {
+      const victim = nodes.find((n) => n.port === owner);
+      const other = ports.find((p) => p !== owner);
+      const t0 = Date.now();
+      await victim.kill9();
+      await waitFor('CLUSTERDOWN', 10000, async () => {
+        const r = await cmd(other, 'PUBLISH', 'foo', 'y');
+        return !!(r && r.err && /^CLUSTERDOWN/.test(r.err));
+      });
+      console.log(`  slots down ${Date.now() - t0} ms after kill -9`);
+      const info = await cmd(other, 'CLUSTER', 'INFO');
+      assert(/cluster_state:fail/.test(info) && /cluster_slots_fail:[1-9]/.test(info), info);
+      // the other nodes' slots are still served
+      const mine = topics[ports.indexOf(other)];
+      assert(typeof await cmd(other, 'PUBLISH', mine, 'z') === 'number', 'other slots served');
+      const t1 = Date.now();
+      await victim.start(); // same port and --dir: same node id, its topics recovered
+      await waitFor('back', 10000, async () => {
+        const r = await cmd(other, 'PUBLISH', 'foo', 'y');
+        return !!(r && r.err === `MOVED 12182 127.0.0.1:${owner}`);
+      });
+      const r = await cmd(owner, 'PUBLISH', 'foo', 'back');
+      assert(typeof r === 'number' && r >= 2, `foo kept its messages: ${JSON.stringify(r)}`);
+      console.log(`  slots back ${Date.now() - t1} ms after restart`);
+    });
+
+    await check('cluster.stop: every node stops cleanly on SIGTERM', async () => {
+      for (const n of nodes) {
+        const code = await n.stop();
+        assert(code === 0, `exit status ${code}: ${n.log}`);
+      }
+    });
+  } finally {
+    for (const n of nodes) await n.stop();
+    await stopProc(etcd.proc);
+    for (const p of children) await stopProc(p, 'SIGKILL');
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  }
+  console.log(`cluster: ${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.log(`FAIL cluster: ${e && e.stack ? e.stack : e}`);
+  for (const p of children) try { process.kill(p.pid, 'SIGKILL'); } catch (_) { /* gone */ }
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  process.exit(1);
+});
