@@ -214,8 +214,8 @@ static int apply(struct rmq_etcd *e, const struct cl_map *ref, const uint16_t *t
 		static long long count[RMQ_SLOTS];
 		unsigned moving = 0;
 		int idx[CL_MAX_NODES];
-		for (unsigned i = 0; i < ref->nnodes; i++)
-			idx[i] = find_node(m, ref->nodes[i].id);
+		for (unsigned i = 0; i < CL_MAX_NODES; i++)
+			idx[i] = i < ref->nnodes ? find_node(m, ref->nodes[i].id) : -1;
 		static uint16_t to[RMQ_SLOTS];
 		for (int s = 0; s < RMQ_SLOTS; s++) {
 			to[s] = target[s] == CL_NONE || idx[target[s]] < 0

@@ -405,7 +405,9 @@ async function main() {
         const r = await cmd(from, 'CREATE', key);
         return !!(r && r.err === `MOVED ${slot} 127.0.0.1:${to}`);
       });
-      assert(await cmd(to, 'CREATE', key) === 'OK', 'CREATE on the new owner');
+      // each node applies the map on its own (it reads etcd every 200 ms):
+      // the new owner may take a moment longer than the old one
+      await waitFor('CREATE on the new owner', 5000, async () => (await cmd(to, 'CREATE', key)) === 'OK');
       // foo's slot holds a topic: refused, the map unchanged
       const before = JSON.stringify(await cmd(ports[0], 'CLUSTER', 'SLOTS'));
       const no = run('move', '12182', `127.0.0.1:${ports.find((p) => p !== owner)}`);
