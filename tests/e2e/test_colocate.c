@@ -79,14 +79,37 @@ static void expect_msgs(struct e2e_client *s, const char *topic, long long first
 	}
 }
 
+/* The usual cast: an admin connection that created topic "t", a live
+ * subscriber of it, and a publisher served by the other worker. */
+struct cast {
+	struct e2e_client *a, *s, *p;
+	int sw; /* the subscriber's worker */
+};
+
+static struct cast cast_new(void)
+{
+	struct cast k;
+	k.a = CONN();
+	IS_OK(R(k.a, "CREATE", "t"));
+	k.s = CONN();
+	k.sw = worker_of(k.s);
+	IS_PUSH3(R(k.s, "SUBSCRIBE", "t"), "subscribe", "t", 1);
+	k.p = conn_on(-1, k.sw);
+	return k;
+}
+
+static void cast_close(struct cast *k)
+{
+	e2e_close(k->p);
+	e2e_close(k->s);
+	e2e_close(k->a);
+}
+
 SRV_TEST(colocate, publisher_moves_to_its_subscribers_worker)
 {
-	struct e2e_client *a = CONN();
-	IS_OK(R(a, "CREATE", "t"));
-	struct e2e_client *s = CONN();
-	int sw = worker_of(s);
-	IS_PUSH3(R(s, "SUBSCRIBE", "t"), "subscribe", "t", 1);
-	struct e2e_client *p = conn_on(-1, sw);
+	struct cast k = cast_new();
+	struct e2e_client *a = k.a, *s = k.s, *p = k.p;
+	int sw = k.sw;
 	cr_assert_eq(INFO(a, "colocation_moves"), 0);
 	long long next = 0;
 	int pw = publish_for(p, "t", &next, 300, sw);
@@ -160,12 +183,8 @@ SRV_TEST(colocate, subscribed_connections_stay)
 
 SRV_TEST(colocate, off, "--colocate", "no")
 {
-	struct e2e_client *a = CONN();
-	IS_OK(R(a, "CREATE", "t"));
-	struct e2e_client *s = CONN();
-	int sw = worker_of(s);
-	IS_PUSH3(R(s, "SUBSCRIBE", "t"), "subscribe", "t", 1);
-	struct e2e_client *p = conn_on(-1, sw);
+	struct cast k = cast_new();
+	struct e2e_client *a = k.a, *s = k.s, *p = k.p;
 	int pw = worker_of(p);
 	long long next = 0;
 	cr_assert_eq(publish_for(p, "t", &next, 400, -1), pw);
@@ -174,9 +193,7 @@ SRV_TEST(colocate, off, "--colocate", "no")
 	cr_assert(strstr(info, "colocate:no"), "%s", info);
 	free(info);
 	expect_msgs(s, "t", 0, next);
-	e2e_close(p);
-	e2e_close(s);
-	e2e_close(a);
+	cast_close(&k);
 }
 
 /* Several publishers moving while they publish, each to its own topic,
@@ -258,12 +275,9 @@ SRV_TEST(colocate, many_publishers_move_without_loss)
  * its replies keep coming, each after its message is on disk. */
 SRV_TEST(colocate, under_fsync_always, "--fsync", "always")
 {
-	struct e2e_client *a = CONN();
-	IS_OK(R(a, "CREATE", "t"));
-	struct e2e_client *s = CONN();
-	int sw = worker_of(s);
-	IS_PUSH3(R(s, "SUBSCRIBE", "t"), "subscribe", "t", 1);
-	struct e2e_client *p = conn_on(-1, sw);
+	struct cast k = cast_new();
+	struct e2e_client *s = k.s, *p = k.p;
+	int sw = k.sw;
 	long long next = 0;
 	int pw = publish_for(p, "t", &next, 300, sw);
 	cr_assert_eq(pw, sw, "the publisher stayed on worker %d, its subscriber is on %d", pw, sw);
@@ -271,7 +285,5 @@ SRV_TEST(colocate, under_fsync_always, "--fsync", "always")
 	next += 200;
 	expect_msgs(s, "t", 0, next);
 	cr_assert(!e2e_readable(s, 100), "a message came twice");
-	e2e_close(p);
-	e2e_close(s);
-	e2e_close(a);
+	cast_close(&k);
 }
