@@ -217,6 +217,11 @@ static bool conn_movable(const struct conn *c)
 /* After the flush: the connections that voted leave for their target. */
 static void worker_move_out(struct worker *w)
 {
+	/* Under --fsync always no candidate leaves while a commit round of
+	 * this worker is open (below): wait for its answer without walking
+	 * them all on every iteration. */
+	if (w->sync_always && rmq__persist_holding(w))
+		return;
 	uint32_t keep = 0;
 	for (uint32_t i = 0; i < w->n_movers; i++) {
 		struct conn *c = w->movers[i];
