@@ -119,11 +119,16 @@ static void accept_batch(struct server *srv, int lfd, bool tls, uint32_t *next)
 			atomic_fetch_add(&srv->rejected_clients, 1);
 			continue;
 		}
+		struct rmq_accepted a = { .fd = fd, .tls = tls };
+		if (peerlen <= sizeof(a.peer)) {
+			a.peerlen = peerlen;
+			memcpy(&a.peer, &peer, peerlen);
+		}
 		bool queued = false;
 		for (uint32_t tries = 0; tries < srv->nworkers && !queued; tries++) {
 			struct worker *w = &srv->workers[*next];
 			*next = (*next + 1) % srv->nworkers;
-			queued = rmq__worker_adopt(w, fd, tls);
+			queued = rmq__worker_adopt(w, &a);
 		}
 		if (!queued) {
 			static const char msg[] = "-ERR server busy\r\n";
@@ -179,6 +184,8 @@ int rmq__listen(struct server *srv, int want, int *bound)
 		}
 		int one = 1;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		/* accepted sockets inherit them: not one call per connection */
+		rmq__tcp_options(fd, srv->cfg.tcp_keepalive_s);
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0) {
 			union {
 				struct sockaddr sa;

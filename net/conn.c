@@ -200,12 +200,14 @@ void rmq__conn_want_flush(struct conn *c)
 	}
 }
 
-/* --tcp-keepalive: a peer that vanished without a FIN (power loss, a
- * dropped route) is found out after idle + 3 probes an idle/3 apart, as
- * Redis does, and its connection closed (its slot, its durable
+/* TCP_NODELAY; --tcp-keepalive: a peer that vanished without a FIN (power
+ * loss, a dropped route) is found out after idle + 3 probes an idle/3
+ * apart, as Redis does, and its connection closed (its slot, its durable
  * subscriber). Not a TCP socket (the in-process tests' socketpairs): no-op. */
-static void conn_keepalive(int fd, unsigned idle_s)
+void rmq__tcp_options(int fd, unsigned idle_s)
 {
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (idle_s == 0)
 		return;
 	int on = 1, idle = (int)idle_s, intvl = idle / 3 ? idle / 3 : 1, cnt = 3;
@@ -216,23 +218,26 @@ static void conn_keepalive(int fd, unsigned idle_s)
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
-/* "ip:port" of the peer, for log lines; "?" when unknown. */
-static void conn_peer(struct conn *c)
+/* "ip:port" of the peer, for log lines; "?" when unknown. The acceptor
+ * passes what accept4() said; a socket from elsewhere is asked. */
+static void conn_peer(struct conn *c, const struct rmq_accepted *a)
 {
 	struct sockaddr_storage ss = { 0 };
 	socklen_t sl = sizeof(ss);
 	char host[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;
-	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET) {
-			const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-			port = ntohs(a->sin_port);
-		} else if (ss.ss_family == AF_INET6) {
-			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-			port = ntohs(a->sin6_port);
-		}
+	if (a->peerlen > 0 && a->peerlen <= sizeof(a->peer))
+		memcpy(&ss, &a->peer, a->peerlen);
+	else if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) != 0)
+		ss.ss_family = AF_UNSPEC;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
 	}
 	snprintf(c->addr, sizeof(c->addr), ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
 		 port);
@@ -240,8 +245,10 @@ static void conn_peer(struct conn *c)
 
 static void conn_deadline_handshake(struct conn *c);
 
-void rmq__conn_new(struct worker *w, int fd, bool tls)
+void rmq__conn_new(struct worker *w, const struct rmq_accepted *a)
 {
+	int fd = a->fd;
+	bool tls = a->tls;
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c) {
 		static const char msg[] = "-ERR out of memory\r\n";
@@ -261,7 +268,7 @@ void rmq__conn_new(struct worker *w, int fd, bool tls)
 	c->events = EPOLLIN | EPOLLRDHUP;
 	c->home = w->id;
 	c->aff_to = -1;
-	conn_peer(c);
+	conn_peer(c, a);
 	CDS_INIT_LIST_HEAD(&c->parked.watch_link);
 	CDS_INIT_LIST_HEAD(&c->psubs);
 	if (tls && rmq__tls_conn_new(c) != 0) {
@@ -272,9 +279,8 @@ void rmq__conn_new(struct worker *w, int fd, bool tls)
 		rmq_diagf(RMQ_DIAG_ERROR, "out of memory accepting a TLS client");
 		return;
 	}
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	conn_keepalive(fd, w->srv->cfg.tcp_keepalive_s);
+	if (a->peerlen == 0) /* (else inherited from the listening socket) */
+		rmq__tcp_options(fd, w->srv->cfg.tcp_keepalive_s);
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
 	if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
 		rmq_diagf(RMQ_DIAG_ERROR, "epoll_ctl: %s", strerror(errno));
@@ -329,8 +335,7 @@ void rmq__conn_close(struct conn *c)
 				 1);
 		rmq__tls_conn_shutdown(c); /* close_notify, best effort */
 	}
-	epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
+	close(c->fd); /* (leaves the epoll set with it: sockets are never dup'd) */
 	cds_list_del(&c->link);
 	cds_list_add(&c->link, &w->closed);
 	if (!c->lent) /* (a lent in is given back by conn_read) */

@@ -14,6 +14,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <ck_ring.h>
 
@@ -300,13 +302,28 @@ static inline void stat_add(_Atomic uint64_t *x, uint64_t n)
 
 struct server;
 
+/* A socket on its way from the acceptor to a worker, with the peer's
+ * address accept4() gave (peerlen 0: unknown, the worker asks the kernel)
+ * and whether it came to the TLS port. Copied by value through the ring. */
+struct rmq_accepted {
+	int fd;
+	bool tls;
+	socklen_t peerlen;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} peer;
+};
+CK_RING_PROTOTYPE(accepted, rmq_accepted)
+
 struct worker {
 	uint32_t id;
 	pthread_t th;
 	int epoll_fd, wake_fd;
 	_Atomic int wake_pending;
 	ck_ring_t accept_ring; /* acceptor -> worker sockets, SPSC */
-	ck_ring_buffer_t *accept_ring_buf;
+	struct rmq_accepted *accept_ring_buf;
 	struct cds_list_head conns; /* every open conn, by link */
 	struct cds_list_head flush; /* conns with output to write, by flush_link */
 	struct conn **park_heap;    /* parked PULLs with a timeout, a min-heap
@@ -520,14 +537,20 @@ void *rmq__worker_main(void *arg);
 /* Reports a quiescent state (announcing pending appends first). */
 void rmq__worker_quiescent(struct worker *w);
 
-/* Hands w a socket accepted on the TLS port (tls) or the plain one; as
+/* Hands w a socket accepted on a listening socket of rmq__listen() (so it
+ * has inherited the TCP options, rmq__tcp_options), copied from *a; as
  * rmq__worker_adopt_fd otherwise. */
-bool rmq__worker_adopt(struct worker *w, int fd, bool tls);
+bool rmq__worker_adopt(struct worker *w, const struct rmq_accepted *a);
 
 /* --- conn.c --- */
 /* Takes an accepted socket into w (counted in nclients by the caller);
- * tls: it came to the TLS port, its handshake comes first. */
-void rmq__conn_new(struct worker *w, int fd, bool tls);
+ * a->tls: it came to the TLS port, its handshake comes first. A socket
+ * with a->peerlen 0 did not come from rmq__listen()'s sockets: it gets
+ * its TCP options here and its peer's address from the kernel. */
+void rmq__conn_new(struct worker *w, const struct rmq_accepted *a);
+/* TCP_NODELAY and --tcp-keepalive on fd. Set once on a listening socket,
+ * Linux copies them to every socket accept() returns from it. */
+void rmq__tcp_options(int fd, unsigned keepalive_s);
 void rmq__conn_want_flush(struct conn *c);
 /* Tears the connection down at once; the struct itself is freed by
  * rmq__conn_free() at the end of the loop iteration. */

@@ -323,11 +323,11 @@ static void worker_busy(struct worker *w, uint64_t slept_ns, uint64_t now_ns)
 
 /* A ring slot holds the descriptor and, in its lowest bit, whether it came
  * to the TLS port. */
-bool rmq__worker_adopt(struct worker *w, int fd, bool tls)
+bool rmq__worker_adopt(struct worker *w, const struct rmq_accepted *a)
 {
 	RMQ_TSAN_RELEASE(&w->accept_ring); /* the socket, for TSan */
-	intptr_t v = (intptr_t)fd << 1 | (intptr_t)tls;
-	if (!ck_ring_enqueue_spsc(&w->accept_ring, w->accept_ring_buf, (void *)v))
+	struct rmq_accepted v = *a;        /* (ck's prototype takes it non-const) */
+	if (!ck_ring_enqueue_spsc_accepted(&w->accept_ring, w->accept_ring_buf, &v))
 		return false;
 	rmq__worker_wake(w);
 	return true;
@@ -335,29 +335,25 @@ bool rmq__worker_adopt(struct worker *w, int fd, bool tls)
 
 bool rmq__worker_adopt_fd(struct worker *w, int fd)
 {
-	return rmq__worker_adopt(w, fd, false);
+	struct rmq_accepted a = { .fd = fd };
+	return rmq__worker_adopt(w, &a);
 }
 
 /* Takes the next socket queued for w (rmq__worker_adopt); false when
  * none. */
-static bool worker_ring_take(struct worker *w, int *fd, bool *tls)
+static bool worker_ring_take(struct worker *w, struct rmq_accepted *a)
 {
-	void *p;
-	if (!ck_ring_dequeue_spsc(&w->accept_ring, w->accept_ring_buf, &p))
+	if (!ck_ring_dequeue_spsc_accepted(&w->accept_ring, w->accept_ring_buf, a))
 		return false;
 	RMQ_TSAN_ACQUIRE(&w->accept_ring); /* pairs with the acceptor's release */
-	intptr_t v = (intptr_t)p;
-	*fd = (int)(v >> 1);
-	*tls = v & 1;
 	return true;
 }
 
 static void worker_take_new(struct worker *w)
 {
-	int fd;
-	bool tls;
-	while (worker_ring_take(w, &fd, &tls))
-		rmq__conn_new(w, fd, tls);
+	struct rmq_accepted a;
+	while (worker_ring_take(w, &a))
+		rmq__conn_new(w, &a);
 	worker_move_in(w);
 }
 
@@ -577,10 +573,9 @@ static void worker_shutdown(struct worker *w)
 	/* Anything queued for us now refers to watches we released. */
 	while (rmq_shard_next_dirty(w->srv->broker, w->id))
 		;
-	int fd;
-	bool tls;
-	while (worker_ring_take(w, &fd, &tls)) {
-		close(fd);
+	struct rmq_accepted a;
+	while (worker_ring_take(w, &a)) {
+		close(a.fd);
 		atomic_fetch_sub(&w->srv->nclients, 1);
 	}
 	rmq_buf_free(&w->scratch);
@@ -714,7 +709,7 @@ int rmq__worker_init(struct worker *w, struct server *srv, uint32_t id)
 	cds_wfcq_init(&w->moved_head, &w->moved_tail);
 	w->busy_win_ns = rmq_now_ns();
 	w->now_ms = w->busy_win_ns / 1000000u;
-	w->accept_ring_buf = rmq_calloc(ACCEPT_RING, sizeof(ck_ring_buffer_t));
+	w->accept_ring_buf = rmq_calloc(ACCEPT_RING, sizeof(*w->accept_ring_buf));
 	ck_ring_init(&w->accept_ring, ACCEPT_RING);
 	w->argv_cap = 64;
 	w->argv = rmq_malloc(w->argv_cap * sizeof(*w->argv));
