@@ -240,6 +240,7 @@ static void part_done(struct server *srv, struct clients_req *r, bool wake)
 	/* release: this worker's part; acquire (last): every other part */
 	if (atomic_fetch_sub_explicit(&r->pending, 1, memory_order_acq_rel) != 1)
 		return;
+	atomic_fetch_sub(&srv->clients_walking, 1); /* publishers may move again */
 	/* r is the asking worker's once pushed: it may free r before this
 	 * unlocks its box's lock, so nothing of r is read after the push */
 	struct worker *home = r->home;
@@ -265,6 +266,7 @@ static void req_send(struct conn *c, struct clients_req *r)
 	if (r->f.ids && !r->kill)
 		r->hits = rmq_calloc(r->f.n_ids, sizeof(*r->hits));
 	atomic_store_explicit(&r->pending, srv->nworkers, memory_order_relaxed);
+	atomic_fetch_add(&srv->clients_walking, 1); /* (seq_cst: see worker_move_out) */
 	c->clients_req = r;
 	c->again = true; /* runs again once answered, to reply */
 	for (uint32_t i = 0; i < srv->nworkers; i++) {
@@ -374,7 +376,12 @@ void rmq__clients_step(struct worker *w)
 	struct clients_box *b = box_of(w);
 	if (atomic_load_explicit(&b->queued, memory_order_relaxed)) {
 		pthread_mutex_lock(&b->lock);
-		for (uint32_t i = 0; i < b->n_todo; i++) {
+		/* A connection on its way between workers would be missed, or
+		 * seen twice: walks start once it has arrived (it is in its new
+		 * worker's list after that worker's next iteration), and no
+		 * other moves while requests are walking (worker_move_out). */
+		uint32_t n_todo = atomic_load(&srv->conns_moving) ? 0 : b->n_todo;
+		for (uint32_t i = 0; i < n_todo; i++) {
 			if (b->n_jobs == b->cap_jobs) {
 				b->cap_jobs = b->cap_jobs ? 2 * b->cap_jobs : 4;
 				b->jobs = rmq_realloc(b->jobs, b->cap_jobs * sizeof(*b->jobs));
@@ -383,12 +390,13 @@ void rmq__clients_step(struct worker *w)
 			b->jobs[b->n_jobs++] =
 				(struct clients_job){ r, walk_from(w, w->conns.next, r->max_id) };
 		}
-		b->n_todo = 0;
+		memmove(b->todo, b->todo + n_todo, (b->n_todo - n_todo) * sizeof(*b->todo));
+		b->n_todo -= n_todo;
 		struct clients_req **done = b->done;
 		uint32_t n_done = b->n_done;
 		b->done = NULL;
 		b->n_done = b->cap_done = 0;
-		atomic_store_explicit(&b->queued, 0, memory_order_relaxed);
+		atomic_store_explicit(&b->queued, b->n_todo != 0, memory_order_relaxed);
 		pthread_mutex_unlock(&b->lock);
 		for (uint32_t i = 0; i < n_done; i++)
 			req_back(done[i]);

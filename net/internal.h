@@ -455,6 +455,12 @@ struct server {
 	pthread_t acceptor;
 	_Atomic int stopping;
 	_Atomic uint64_t nclients, next_conn_id, rejected_clients, dsubs_expired;
+	/* CLIENT LIST/KILL against moving publishers (clients.c, worker.c):
+	 * requests whose walks are not all done, and connections on their
+	 * way between workers (plus one while a worker decides to move some).
+	 * A walk starts only with no connection in flight, and none moves
+	 * while a walk runs, so every connection is visited exactly once. */
+	_Atomic uint32_t clients_walking, conns_moving;
 	/* Bytes of every client's input and output buffers (--max-client-memory);
 	 * mem_over: over it, workers shed their largest (worker.c). */
 	_Atomic int64_t client_mem;

@@ -222,6 +222,16 @@ static void worker_move_out(struct worker *w)
 	 * them all on every iteration. */
 	if (w->sync_always && rmq__persist_holding(w))
 		return;
+	/* Not while CLIENT LIST/KILL walk the workers' connections: one that
+	 * moved meanwhile would be missed or listed twice. The guard pairs
+	 * (seq_cst) with req_send's count in clients.c: either this sees the
+	 * walk, or the walk waits for conns_moving to fall to 0. */
+	struct server *srv = w->srv;
+	atomic_fetch_add(&srv->conns_moving, 1);
+	if (atomic_load(&srv->clients_walking)) {
+		atomic_fetch_sub(&srv->conns_moving, 1);
+		return;
+	}
 	uint32_t keep = 0;
 	for (uint32_t i = 0; i < w->n_movers; i++) {
 		struct conn *c = w->movers[i];
@@ -247,11 +257,13 @@ static void worker_move_out(struct worker *w)
 		rmq_diagf(RMQ_DIAG_DEBUG, CONN_LOG "moves from worker %u to %u", CONN_ARGS(c),
 			  w->id, to->id);
 		cds_wfcq_node_init(&c->move_node);
+		atomic_fetch_add(&srv->conns_moving, 1); /* until the target has it */
 		RMQ_TSAN_RELEASE(c);
 		cds_wfcq_enqueue(&to->moved_head, &to->moved_tail, &c->move_node);
 		rmq__worker_wake(to);
 	}
 	w->n_movers = keep;
+	atomic_fetch_sub(&srv->conns_moving, 1); /* the guard */
 }
 
 void rmq__worker_forget_mover(struct conn *c)
@@ -277,7 +289,12 @@ static void worker_move_in(struct worker *w)
 		c->sync_round = 0;
 		c->sync_topic = NULL;
 		c->sync_multi = false;
-		cds_list_add_tail(&c->link, &w->conns);
+		/* in the order of the ids, as CLIENT LIST's walks expect */
+		struct cds_list_head *pos = w->conns.prev;
+		while (pos != &w->conns && cds_list_entry(pos, struct conn, link)->id > c->id)
+			pos = pos->prev;
+		cds_list_add(&c->link, pos);
+		atomic_fetch_sub(&w->srv->conns_moving, 1);
 		w->client_mem += (int64_t)c->mem;
 		stat_add(&w->stats.conns, 1);
 		stat_add(&w->stats.moves_in, 1);

@@ -13,6 +13,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "srv_test.h"
 
@@ -286,4 +287,81 @@ SRV_TEST(colocate, under_fsync_always, "--fsync", "always")
 	expect_msgs(s, "t", 0, next);
 	cr_assert(!e2e_readable(s, 100), "a message came twice");
 	cast_close(&k);
+}
+
+/* CLIENT LIST while publishers move between workers: every listing has
+ * each connection exactly once (a connection on its way from one worker to
+ * the other was missed, or listed by both), and the publishers still
+ * move (a listing defers moves only while it runs). */
+static long long client_id(struct e2e_client *c)
+{
+	struct e2e_reply *r = R(c, "CLIENT", "ID");
+	cr_assert_eq(r->type, E2E_INT, "%s", e2e_reply_str(r));
+	long long id = r->integer;
+	e2e_reply_free(r);
+	return id;
+}
+
+SRV_TEST(colocate, client_list_while_publishers_move)
+{
+	enum { NP = 6, NC = NP + 3 };
+	struct e2e_client *a = CONN();
+	struct e2e_client *s0 = conn_on(0, -1), *s1 = conn_on(1, -1);
+	struct e2e_client *all[NC] = { a, s0, s1 }, **p = all + 3;
+	long long ids[NC];
+	for (int i = 0; i < 3; i++) /* (before they subscribe) */
+		ids[i] = client_id(all[i]);
+	char topic[NP][8];
+	long long next[NP] = { 0 };
+	for (int i = 0; i < NP; i++) {
+		snprintf(topic[i], sizeof(topic[i]), "t%d", i);
+		IS_OK(R(a, "CREATE", topic[i]));
+		IS_PUSH3(R(i % 2 ? s1 : s0, "SUBSCRIBE", topic[i]), "subscribe", topic[i],
+			 i / 2 + 1);
+		p[i] = conn_on(1 - i % 2, -1); /* on the other worker: each must move */
+		ids[3 + i] = client_id(p[i]);
+	}
+	uint64_t end = e2e_now_ms() + (uint64_t)E2E_MS(5000);
+	unsigned listings = 0;
+	int moved = 0;
+	for (unsigned round = 1; moved < NP && e2e_now_ms() < end; round++) {
+		/* the publishes and the listing run at the same time */
+		for (int i = 0; i < NP; i++) {
+			char m[32];
+			snprintf(m, sizeof(m), "m%lld", next[i]);
+			cr_assert_eq(e2e_send_cmd(p[i], "PUBLISH", topic[i], m, NULL), 0);
+		}
+		struct e2e_reply *r = R(a, "CLIENT", "LIST");
+		for (int i = 0; i < NP; i++) {
+			IS_INT(RD(p[i]), next[i] + 1);
+			next[i]++;
+		}
+		cr_assert_eq(r->type, E2E_BULK, "%s", e2e_reply_str(r));
+		int seen[NC] = { 0 }, lines = 0;
+		for (const char *l = r->str; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+			if (strncmp(l, "id=", 3) != 0)
+				continue;
+			long long id = strtoll(l + 3, NULL, 10);
+			lines++;
+			for (int k = 0; k < NC; k++)
+				seen[k] += ids[k] == id;
+		}
+		for (int k = 0; k < NC; k++)
+			cr_assert_eq(seen[k], 1, "listing %u: client %lld listed %d times:\n%s",
+				     listings, ids[k], seen[k], r->str);
+		cr_assert_eq(lines, NC, "listing %u: %d lines:\n%s", listings, lines, r->str);
+		e2e_reply_free(r);
+		listings++;
+		if (round % 16 == 0) {
+			moved = 0;
+			for (int i = 0; i < NP; i++)
+				moved += worker_of(p[i]) == i % 2;
+		}
+	}
+	cr_assert_eq(moved, NP, "%d of %d publishers moved in %u listings", moved, NP, listings);
+	for (int i = 0; i < NP; i++)
+		e2e_close(p[i]);
+	e2e_close(s0);
+	e2e_close(s1);
+	e2e_close(a);
 }
