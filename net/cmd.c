@@ -652,18 +652,22 @@ static void cmd_register(struct conn *c, struct rmq_arg *argv, size_t argc)
 		    !rmq__acl_claim_subscriber(c, argv[2].p, argv[2].len))
 			return;
 		uint64_t token;
+		rmq__persist_on_behalf(c); /* (to the end of this branch) */
 		struct rmq_dsub *d =
 			rmq_dsub_attach(srv_of(c)->dsubs, argv[2].p, argv[2].len, &token);
-		if (!d)
+		if (!d) {
+			rmq__persist_on_behalf(NULL);
 			return rmq_resp_error(
 				&c->out,
 				"ERR invalid subscriber name: 1 to 255 bytes, no whitespace or control characters");
+		}
 		if (c->dsub) /* each attach holds a reference: give the old one back */
 			rmq_dsub_detach(c->dsub, c->token);
 		c->dsub = d;
 		c->token = token;
 		(void)rmq_dsub_set_ack(d, token, ack,
 				       ack_wait ? ack_wait : srv_of(c)->cfg.ack_wait_ms);
+		rmq__persist_on_behalf(NULL);
 		c->role = ROLE_SUBSCRIBER;
 		free(c->name);
 		c->name = rmq_memdup(argv[2].p, argv[2].len);
@@ -906,9 +910,11 @@ static void cmd_dsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		const struct rmq_arg *a = &argv[i];
 		struct rmq_topic *t = rmq_topic_lookup(b, a->p, a->len);
 		uint64_t start = 0;
+		rmq__persist_on_behalf(c);
 		int rc = t ? rmq_dsub_subscribe_from(c->dsub, c->token, t, pg->from, pg->seq,
 						     &start, NULL)
 			   : -ENOENT;
+		rmq__persist_on_behalf(NULL);
 		if (rc < 0) { /* a race: taken over, or deleted since the check */
 			rmq__cmd_free_state(c);
 			if (rc == -EBUSY)
@@ -965,10 +971,12 @@ static void cmd_dunsubscribe(struct conn *c, struct rmq_arg *argv, size_t argc)
 		rmq_dsub_foreach(c->dsub, collect_dsub, &u);
 	size_t n = argc == 1 ? u.n : argc - 1;
 	bool busy = false;
+	rmq__persist_on_behalf(c);
 	for (size_t i = 0; i < n && !busy; i++) {
 		const struct rmq_arg *a = argc == 1 ? &u.v[i] : &argv[i + 1];
 		busy = rmq_dsub_unsubscribe(c->dsub, c->token, a->p, a->len) == -EBUSY;
 	}
+	rmq__persist_on_behalf(NULL);
 	for (size_t i = 0; i < u.n; i++)
 		free((void *)u.v[i].p);
 	free(u.v);
@@ -1044,8 +1052,10 @@ int rmq__cmd_pull_once(struct conn *c, const char *topic, size_t tlen, uint32_t 
 	 * PULL. */
 	size_t pend = rmq_buf_pending(&c->out);
 	struct rmq_pull p;
+	rmq__persist_on_behalf(c);
 	int rc = rmq_dsub_pull_bounded(c->dsub, c->token, topic, tlen, count,
 				       pend < OUT_SOFT ? OUT_SOFT - pend : 0, &p);
+	rmq__persist_on_behalf(NULL);
 	if (subscribed)
 		*subscribed = p.topic;
 	if (rc == -EBUSY) {
@@ -1147,7 +1157,9 @@ static void cmd_ack(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return;
 	if (rmq_parse_u64(argv[2].p, argv[2].len, 0, &seq) != 0 || seq == 0)
 		return rmq_resp_error(&c->out, "ERR ACK needs a sequence number >= 1");
+	rmq__persist_on_behalf(c);
 	int rc = rmq_dsub_ack(c->dsub, c->token, argv[1].p, argv[1].len, seq, &pending);
+	rmq__persist_on_behalf(NULL);
 	switch (rc) {
 	case 0: return rmq_resp_int(&c->out, (int64_t)pending);
 	case -EBUSY:

@@ -852,6 +852,12 @@ void rmq__persist_sync_step(struct worker *w);
 /* Tells the hooks that run inside core/ calls which worker this thread
  * runs (worker threads and in-process drivers call it). */
 void rmq__persist_set_worker(struct worker *w);
+/* The connection whose request the next durable-subscriber calls of this
+ * thread make (NULL: none, after them). Under --fsync always a position or
+ * subscription they change holds only c's output until it is durable;
+ * changed by anything else (a closing connection, a TTL expiry), it holds
+ * every connection of the worker for that round. */
+void rmq__persist_on_behalf(struct conn *c);
 /* Registers c's append to disk topic t for the next sync step. */
 void rmq__persist_note_append(struct conn *c, struct rmq_topic *t);
 #define INFO_SAMPLES 16

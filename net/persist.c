@@ -122,10 +122,35 @@ struct persist {
 /* The worker running on this thread, for the hooks that run inside core/
  * calls (NULL on other threads). */
 static __thread struct worker *cur_worker;
+/* The connection those calls are made for (rmq__persist_on_behalf). */
+static __thread struct conn *cur_conn;
 
 void rmq__persist_set_worker(struct worker *w)
 {
 	cur_worker = w;
+}
+
+void rmq__persist_on_behalf(struct conn *c)
+{
+	cur_conn = c;
+}
+
+/* --fsync always: a durable position or subscriber changed on this worker
+ * goes to disk in its open round, and the output of the connection that
+ * changed it (or, not known, of all) waits for that round. */
+static void hold_for_change(struct worker *w)
+{
+	w->pos_dirty = true;
+	struct conn *c = cur_conn;
+	if (!c || c->worker != w) {
+		w->hold_all = w->sync_round;
+		return;
+	}
+	if (c->sync_round <= w->sync_done) { /* nothing of it is pending */
+		c->sync_topic = NULL;
+		c->sync_multi = false;
+	}
+	c->sync_round = w->sync_round;
 }
 
 static const char *fsync_name(enum rmq_fsync_policy f)
@@ -207,10 +232,8 @@ static void hook_changed(void *ctx, const char *name, size_t len,
 		p->dq_len[p->ndq++] = len;
 	}
 	pthread_mutex_unlock(&p->dq_mu);
-	if (cur_worker && cur_worker->sync_always) {
-		cur_worker->pos_dirty = true;
-		cur_worker->hold_all = cur_worker->sync_round;
-	}
+	if (cur_worker && cur_worker->sync_always)
+		hold_for_change(cur_worker);
 }
 
 /* Rewrites the files of the subscribers that changed. Online caller. */
@@ -258,10 +281,9 @@ static void hook_advanced(void *ctx, struct rmq_dsub_subscription *s)
 	rmq_store_pos_put(p->st, s->store_id, pos, acked);
 	s->saved_pos = pos;
 	s->saved_acked = acked;
-	if (cur_worker) {
-		cur_worker->pos_dirty = true;
-		cur_worker->hold_all = cur_worker->sync_round;
-	} else if (rmq_store_pos_flush(p->st, true) != 0)
+	if (cur_worker)
+		hold_for_change(cur_worker);
+	else if (rmq_store_pos_flush(p->st, true) != 0)
 		atomic_fetch_add(&p->pos_errors, 1);
 }
 
@@ -333,6 +355,8 @@ void rmq__persist_note_append(struct conn *c, struct rmq_topic *t)
 		/* everything it appended before is durable */
 		c->sync_topic = t;
 		c->sync_multi = false;
+	} else if (!c->sync_topic && !c->sync_multi) { /* its round held a position only */
+		c->sync_topic = t;
 	} else if (c->sync_topic != t) {
 		c->sync_multi = true;
 	}

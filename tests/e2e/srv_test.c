@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 
 /* --- fixture --- */
@@ -261,4 +262,17 @@ struct e2e_client *x_durable(int line, const char *name, const char *topic, long
 	x_dsub(line, x_read(line, c), topic);
 	(void)count;
 	return c;
+}
+
+int x_worker_of(int line, struct e2e_client *c)
+{
+	x_sendcmd(line, c, "CLIENT", "INFO", NULL);
+	struct e2e_reply *r = x_read(line, c);
+	cr_assert(r->type == E2E_BULK || r->type == E2E_STATUS, "line %d: %s", line,
+		  e2e_reply_str(r));
+	const char *p = strstr(r->str, " worker=");
+	cr_assert(p, "line %d: no worker= in %s", line, r->str);
+	int w = (int)strtol(p + 8, NULL, 10);
+	e2e_reply_free(r);
+	return w;
 }

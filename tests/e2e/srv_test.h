@@ -139,6 +139,10 @@ void x_msg(int line, struct e2e_reply *r, const char *topic, const void *p, size
 void x_pulled(int line, struct e2e_reply *r, long long first, size_t n, const char *fmt);
 #define IS_PULLED(r, first, n, fmt) x_pulled(__LINE__, (r), (first), (n), (fmt))
 
+/* The worker serving c (CLIENT INFO's worker=N). */
+int x_worker_of(int line, struct e2e_client *c);
+#define WORKER_OF(c) x_worker_of(__LINE__, (c))
+
 void x_eof(int line, struct e2e_client *c, int timeout_ms);
 /* The server closes c without sending anything more. */
 #define IS_EOF(c) x_eof(__LINE__, (c), 3000)

@@ -17,17 +17,7 @@
 
 #include "srv_test.h"
 
-/* The worker serving c (CLIENT INFO's worker=N). */
-static int worker_of(struct e2e_client *c)
-{
-	struct e2e_reply *r = R(c, "CLIENT", "INFO");
-	cr_assert(r->type == E2E_BULK || r->type == E2E_STATUS, "%s", e2e_reply_str(r));
-	const char *p = strstr(r->str, " worker=");
-	cr_assert(p, "no worker= in %s", r->str);
-	int w = (int)strtol(p + 8, NULL, 10);
-	e2e_reply_free(r);
-	return w;
-}
+#define worker_of(c) WORKER_OF(c)
 
 /* A new connection served by worker `want` (!= -1) or by any other than
  * `avoid`; connections are spread round-robin, so a few tries suffice. */

@@ -11,6 +11,8 @@
  *                            acknowledged
  *   persist/always_slow_sync while a publisher's sync is slow, the other
  *                            connections are served; its reply waits
+ *   persist/always_pull_holds_only_its_reply  a PULL's reply waits for
+ *                            its position's sync, the worker's others not
  *   persist/always_sync_fails a failed sync closes the publisher without
  *                            its reply; the topic then refuses publishes
  *   persist/corrupt_*        mid-log damage refuses the start, naming the
@@ -280,6 +282,52 @@ Test(persist, always_slow_sync)
 	IS_INT(RD(p), 2); /* once synced (the client waits up to 5 s) */
 	sync_ctl("");
 	IS_INT(R(q1, "PUBLISH", "t", "m3"), 3);
+	stop_server_ok(SIGTERM);
+	g_done = true;
+}
+
+/* A PULL that moves a durable position waits for the round that puts the
+ * position on disk; the other connections of its worker do not (each
+ * used to wait for that round too). The round queues behind a publisher's
+ * slow sync, so a reply that waited for it would come after the puller's. */
+Test(persist, always_pull_holds_only_its_reply)
+{
+	start_shimmed();
+	struct e2e_client *p = CONN();
+	int pw = WORKER_OF(p);
+	struct e2e_client *extra[8], *x = NULL, *q = NULL;
+	int n = 0;
+	while (!x || !q) { /* x and q on p's worker */
+		struct e2e_client *c = CONN();
+		if (WORKER_OF(c) != pw) {
+			cr_assert(n < 8, "connections do not reach worker %d", pw);
+			extra[n++] = c;
+		} else if (!x) {
+			x = c;
+		} else {
+			q = c;
+		}
+	}
+	IS_OK(R(p, "CREATE", "t"));
+	IS_OK(R(x, "REGISTER", "SUBSCRIBER", "bob"));
+	IS_DSUB(R(x, "DSUBSCRIBE", "t"), "t");
+	IS_EMPTY(R(x, "PULL", "t"));
+	IS_INT(R(p, "PUBLISH", "t", "m1"), 1);
+	sync_ctl("slow 3000");
+	SENDS(p, "*3\r\n$7\r\nPUBLISH\r\n$1\r\nt\r\n$2\r\nm2\r\n");
+	e2e_sleep_ms(100); /* its round is with the commit thread */
+	SCMD(x, "PULL", "t");
+	PING_OK(q);
+	cr_assert(
+		!e2e_readable(x, 0),
+		"the PULL reply is out by the time q had its PONG: q waited for the round of the puller's position, or the reply did not");
+	cr_assert(!e2e_readable(p, 0), "a reply before its record was synced");
+	IS_PULLED(RD(x), 1, 1, "m%lld"); /* m2 is not durable yet: not handed out */
+	IS_INT(RD(p), 2);
+	sync_ctl("");
+	IS_PULLED(R(x, "PULL", "t"), 2, 1, "m%lld");
+	while (n)
+		e2e_close(extra[--n]);
 	stop_server_ok(SIGTERM);
 	g_done = true;
 }
