@@ -61,7 +61,7 @@
 #define MIG_IO_TIMEOUT_S 10
 #define MIG_BATCH_RECS 512
 #define MIG_BATCH_BYTES (1u << 20)
-#define MIG_RESTARTS 8      /* a topic's copy started again (its head evicted) */
+#define MIG_RESTARTS 8        /* a topic's copy started again (its head evicted) */
 #define MIG_FLIP_WAIT_MS 5000 /* for the cluster thread to apply the new map */
 
 struct mtopic {
@@ -748,7 +748,8 @@ static void import_topic(struct conn *c, struct rmq_arg *argv, size_t argc)
 {
 	struct server *srv = c->worker->srv;
 	if (argc != 8)
-		return rmq_resp_error(&c->out, "ERR wrong number of arguments for SLOTIMPORT TOPIC");
+		return rmq_resp_error(&c->out,
+				      "ERR wrong number of arguments for SLOTIMPORT TOPIC");
 	const struct rmq_arg *name = &argv[2];
 	unsigned slot = rmq_slot(name->p, name->len);
 	uint64_t cap, maxage, start;
@@ -848,7 +849,8 @@ void rmq__cmd_slotimport(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return import_dsub(c, argv, argc);
 	if (argc == 3 && is(&argv[1], "DROP")) {
 		if (owned_here(srv, rmq_slot(argv[2].p, argv[2].len)))
-			return rmq_resp_error(&c->out, "ERR SLOTIMPORT DROP: the slot is served here");
+			return rmq_resp_error(&c->out,
+					      "ERR SLOTIMPORT DROP: the slot is served here");
 		(void)rmq__persist_delete(srv, argv[2].p, argv[2].len);
 		return rmq_resp_simple(&c->out, "OK");
 	}
@@ -863,8 +865,8 @@ void rmq__cmd_slotimport(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (srv->cfg.fsync == RMQ_FSYNC_ALWAYS)
 			slot_names(srv, (unsigned)slot, &d);
 		for (size_t i = 0; i < d.n; i++) {
-			struct rmq_topic *t = rmq_topic_lookup(srv->broker, d.names[i].p,
-							       d.names[i].len);
+			struct rmq_topic *t =
+				rmq_topic_lookup(srv->broker, d.names[i].p, d.names[i].len);
 			if (t && rmq_log_is_disk(&t->log))
 				(void)rmq_log_sync(&t->log, false);
 		}
