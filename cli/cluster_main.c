@@ -159,54 +159,6 @@ static int cmd_status(struct state *st)
 	return 0;
 }
 
-/* Topics in each slot marked in want[] on its owner into count[] (one
- * CLUSTER SLOT-STATS SLOTSRANGE 0 16383 per node: one walk of its
- * topics); -1 for a slot whose owner cannot be asked. Every node that can
- * be reached is asked, owner or not (a topic it holds counts), unless
- * owners_only: then only what each slot's owner in m holds counts. */
-static void count_topics(const struct cl_map *m, const bool *want, long long *count,
-			 bool owners_only)
-{
-	for (int s = 0; s < RMQ_SLOTS; s++)
-		count[s] = want[s] ? 0 : count[s];
-	for (unsigned i = 0; i < m->nnodes; i++) {
-		const struct cl_node *n = &m->nodes[i];
-		struct timeval tv = { 5, 0 };
-		redisContext *c = n->failed ? NULL : redisConnectWithTimeout(n->host, n->port, tv);
-		redisReply *r = NULL;
-		if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK)
-			r = redisCommand(c, "CLUSTER SLOT-STATS SLOTSRANGE 0 16383");
-		if (!r || r->type != REDIS_REPLY_ARRAY) {
-			for (int s = 0; s < RMQ_SLOTS; s++)
-				if (want[s] && m->owner[s] == i)
-					count[s] = -1;
-			fprintf(stderr, "ringmq-cluster: %s:%d: %s\n", n->host, n->port,
-				!c || c->err ? (c ? c->errstr : "cannot connect")
-				: r          ? (r->type == REDIS_REPLY_ERROR ? r->str : "bad reply")
-					     : "no answer");
-		}
-		for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
-			const redisReply *e = r->element[k];
-			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-			    e->element[0]->type != REDIS_REPLY_INTEGER ||
-			    e->element[1]->elements != 2 ||
-			    e->element[1]->element[1]->type != REDIS_REPLY_INTEGER)
-				continue;
-			long long s = e->element[0]->integer,
-				  v = e->element[1]->element[1]->integer;
-			if (s >= 0 && s < RMQ_SLOTS && want[s] && count[s] >= 0 &&
-			    (!owners_only || m->owner[s] == i))
-				count[s] += v;
-		}
-		if (r)
-			freeReplyObject(r);
-		if (c)
-			redisFree(c);
-	}
-}
-
-static int find_node(const struct cl_map *m, const char *what);
-
 static redisContext *node_connect(const struct cl_node *n)
 {
 	struct timeval tv = { 10, 0 };
@@ -233,6 +185,53 @@ static redisContext *node_connect(const struct cl_node *n)
 	}
 	return c;
 }
+
+/* Topics in each slot marked in want[] on its owner into count[] (one
+ * CLUSTER SLOT-STATS SLOTSRANGE 0 16383 per node: one walk of its
+ * topics); -1 for a slot whose owner cannot be asked. Every node that can
+ * be reached is asked, owner or not (a topic it holds counts), unless
+ * owners_only: then only what each slot's owner in m holds counts. */
+static void count_topics(const struct cl_map *m, const bool *want, long long *count,
+			 bool owners_only)
+{
+	for (int s = 0; s < RMQ_SLOTS; s++)
+		count[s] = want[s] ? 0 : count[s];
+	for (unsigned i = 0; i < m->nnodes; i++) {
+		const struct cl_node *n = &m->nodes[i];
+		redisContext *c = n->failed ? NULL : node_connect(n);
+		redisReply *r = NULL;
+		if (c)
+			r = redisCommand(c, "CLUSTER SLOT-STATS SLOTSRANGE 0 16383");
+		if (!r || r->type != REDIS_REPLY_ARRAY) {
+			for (int s = 0; s < RMQ_SLOTS; s++)
+				if (want[s] && m->owner[s] == i)
+					count[s] = -1;
+			if (c) /* (node_connect said why it could not) */
+				fprintf(stderr, "ringmq-cluster: %s:%d: %s\n", n->host, n->port,
+					r ? (r->type == REDIS_REPLY_ERROR ? r->str : "bad reply")
+					  : "no answer");
+		}
+		for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
+			const redisReply *e = r->element[k];
+			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+			    e->element[0]->type != REDIS_REPLY_INTEGER ||
+			    e->element[1]->elements != 2 ||
+			    e->element[1]->element[1]->type != REDIS_REPLY_INTEGER)
+				continue;
+			long long s = e->element[0]->integer,
+				  v = e->element[1]->element[1]->integer;
+			if (s >= 0 && s < RMQ_SLOTS && want[s] && count[s] >= 0 &&
+			    (!owners_only || m->owner[s] == i))
+				count[s] += v;
+		}
+		if (r)
+			freeReplyObject(r);
+		if (c)
+			redisFree(c);
+	}
+}
+
+static int find_node(const struct cl_map *m, const char *what);
 
 /* Moves slot s live from its owner in m to node `to` (SLOTMIGRATE on the
  * owner, then its status polled until it is done). 0 or 1. */

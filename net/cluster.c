@@ -250,6 +250,15 @@ struct cl_map *rmq__cluster_map_new(void)
 	return m;
 }
 
+/* Frees a replaced map once a grace period has passed. Its own function
+ * (never inlined) so that tests/tsan.supp can name it: TSan cannot see the
+ * grace period (liburcu is not instrumented), so the free looks like it
+ * races with the workers' reads made before it. */
+__attribute__((noinline)) static void map_free_after_grace(struct cl_map *old)
+{
+	free(old);
+}
+
 static void publish(struct cluster *cl, struct cl_map *m)
 {
 	struct server *srv = cl->srv;
@@ -271,7 +280,7 @@ static void publish(struct cluster *cl, struct cl_map *m)
 	/* this thread is not an RCU reader: waits for every worker's
 	 * quiescent state, then nobody can still hold old */
 	urcu_qsbr_synchronize_rcu();
-	free(old);
+	map_free_after_grace(old);
 }
 
 /* --- the cluster thread --- */
@@ -615,6 +624,11 @@ bool rmq__cluster_serves(struct server *srv, const char *topic, size_t len)
 	unsigned o = m->owner[slot];
 	return (int)o == m->self && o != CL_NONE && !m->fenced &&
 	       atomic_load_explicit(&srv->slot_mig[slot], memory_order_acquire) == MIG_NONE;
+}
+
+void rmq__cluster_created(struct server *srv, const char *topic, size_t len)
+{
+	atomic_fetch_add_explicit(&srv->slot_gen[rmq_slot(topic, len)], 1, memory_order_relaxed);
 }
 
 bool rmq__cluster_moved_away(struct server *srv, const char *topic, size_t len)

@@ -215,6 +215,8 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 	char err[512];
 	int rc = rmq__persist_create(srv, argv[1].p, argv[1].len, cap, onfull, disk, maxage_ms, err,
 				     sizeof(err));
+	if (rc == 0 && srv->cluster)
+		rmq__cluster_created(srv, argv[1].p, argv[1].len);
 	if (rc == 0)
 		rmq_resp_simple(&c->out, "OK");
 	else if (rc == -EEXIST)

@@ -488,6 +488,9 @@ struct server {
 	 * slot_ask is written before the release store of MIG_ASK. */
 	_Atomic uint8_t slot_mig[16384];
 	_Atomic uint8_t slot_ask[16384];
+	/* CREATEs per slot (relaxed): a move walks the topic table again
+	 * under its freeze only if its slot's count moved since its walk */
+	_Atomic uint32_t slot_gen[16384];
 	char mig_addrs[CL_MAX_NODES][CL_HOST_MAX + 8];
 	unsigned n_mig_addrs; /* the migration thread's */
 	struct migrate *migrate;
@@ -710,6 +713,9 @@ void rmq__cmd_cluster(struct conn *c, struct rmq_arg *argv, size_t argc);
 /* Whether a topic's slot has moved to another node (its live subscribers
  * are then told with sunsubscribe rather than a deletion notice). */
 bool rmq__cluster_moved_away(struct server *srv, const char *topic, size_t len);
+/* CREATE made topic (cluster mode, the worker, before its next quiescent
+ * state): counted in srv->slot_gen. */
+void rmq__cluster_created(struct server *srv, const char *topic, size_t len);
 /* The migration thread's commit point: slot's owner becomes to_id (at
  * to_addr) by compare-and-set of the map in etcd, if this node owns it
  * there. 0, or -1 with err set (the map unchanged). Blocks on etcd; not a

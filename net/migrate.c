@@ -431,7 +431,9 @@ static int run(struct migrate *mg, char *err, size_t errlen)
 		if (exchange(mg, 1, err, errlen) != 0)
 			return -1;
 	}
-	/* 1. bulk copy, serving meanwhile */
+	/* 1. bulk copy, serving meanwhile. The slot's CREATE count is read
+	 * before the walk: a topic the walk misses was counted after it */
+	uint32_t gen = atomic_load_explicit(&srv->slot_gen[slot], memory_order_relaxed);
 	collect_topics(mg);
 	for (size_t i = 0; i < mg->ntp; i++)
 		if (copy_topic(mg, &mg->tp[i], err, errlen) != 0)
@@ -446,7 +448,9 @@ static int run(struct migrate *mg, char *err, size_t errlen)
 	urcu_qsbr_synchronize_rcu();
 	urcu_qsbr_thread_online();
 	uint64_t f1 = mono_us();
-	collect_topics(mg); /* created meanwhile */
+	/* created meanwhile (a walk of the whole table: only then) */
+	if (atomic_load_explicit(&srv->slot_gen[slot], memory_order_relaxed) != gen)
+		collect_topics(mg);
 	unsigned dsubs = 0;
 	for (size_t i = 0; i < mg->ntp; i++) {
 		struct mtopic *m = &mg->tp[i];
@@ -499,7 +503,7 @@ static int run(struct migrate *mg, char *err, size_t errlen)
 	char addr[CL_HOST_MAX + 8];
 	snprintf(addr, sizeof(addr), "%s:%d", mg->to_host, mg->to_port);
 	unsigned ai = 0; /* addr's entry for -ASK (added once, never changed) */
-	while (ai < srv->n_mig_addrs && strcmp(srv->mig_addrs[ai], addr))
+	while (ai < srv->n_mig_addrs && strcmp(srv->mig_addrs[ai], addr) != 0)
 		ai++;
 	if (ai == CL_MAX_NODES) {
 		snprintf(err, errlen, "too many different targets since this node started");
@@ -802,8 +806,8 @@ static void import_msgs(struct conn *c, struct rmq_arg *argv, size_t argc)
 		if (seq != (int64_t)(first + n)) {
 			if (n)
 				rmq__worker_published(c, t, n, bytes);
-			return rmq_resp_errorf(&c->out, "ERR SLOTIMPORT MSGS: append %lld: %s",
-					       (long long)(first + n),
+			return rmq_resp_errorf(&c->out, "ERR SLOTIMPORT MSGS: append %llu: %s",
+					       (unsigned long long)first + n,
 					       seq < 0 ? strerror((int)-seq) : "out of sequence");
 		}
 		bytes += argv[i].len;

@@ -154,6 +154,13 @@ class Node {
     p.removeAllListeners('exit');
     return stopProc(p);
   }
+
+  async kill9() {
+    const p = this.proc;
+    this.proc = null;
+    p.removeAllListeners('exit');
+    await stopProc(p, 'SIGKILL');
+  }
 }
 
 // --- RESP ---
@@ -306,8 +313,9 @@ class Router {
 // A durable subscriber over a cluster: one registered connection per node
 // (a second REGISTER of the name on one node would take it over).
 class Durable {
-  constructor(name, port, topics) {
+  constructor(name, port, topics, block) {
     this.name = name;
+    this.block = block; // PULL ... BLOCK ms: parked PULLs meet the moves too
     this.start = port;
     this.topics = topics;
     this.conns = new Map();
@@ -347,7 +355,7 @@ class Durable {
     for (const t of this.topics) {
       const port = this.owner.get(t);
       const c = await this.conn(port);
-      const r = await c.send('PULL', t, 'COUNT', '500');
+      const r = await c.send('PULL', t, 'COUNT', '500', ...(this.block ? ['BLOCK', String(this.block)] : []));
       const red = redirectOf(r);
       if (red) {
         this.redirects++;
@@ -462,8 +470,8 @@ async function main() {
     }
 
     // durable subscribers from the first message on
-    for (const dn of ['d1', 'd2']) {
-      const d = new Durable(dn, ports[0], topics);
+    for (const [dn, block] of [['d1', 0], ['d2', 5]]) {
+      const d = new Durable(dn, ports[0], topics, block);
       await d.subscribe();
       durables.push(d);
     }
@@ -580,6 +588,29 @@ async function main() {
     await admin.call('mig.a', 'SPUBLISH', 'mig.a', 'last');
     await waitFor('live message after re-subscribing', 5000, async () => live.after > before);
     console.log(`PASS migrate.live: ${live.sunsub} sunsubscribe pushes, re-subscribed each time`);
+
+    // a target that dies in the middle: the source keeps its data, serving
+    const seqBefore = await admin.call(bulk, 'PUBLISH', bulk, 'before');
+    assert(typeof seqBefore === 'number', `PUBLISH bulk: ${JSON.stringify(seqBefore)}`);
+    const src = admin.owner.get(bulk) || ports[0];
+    const n4id = await new Conn(n4.port).send('CLUSTER', 'MYID');
+    process.kill(n4.proc.pid, 'SIGSTOP'); // it accepts, then never answers
+    const sc = new Conn(src);
+    const st = await sc.send('SLOTMIGRATE', String(keyslot(bulk)), n4id);
+    assert(st === 'OK', `SLOTMIGRATE: ${JSON.stringify(st)}`);
+    await sleep(300);
+    await n4.kill9(); // its connections reset: the source's copy fails at once
+    let status = '';
+    await waitFor('the move fails', 15000, async () => {
+      status = await sc.send('SLOTMIGRATE', 'STATUS');
+      return /^err /.test(status);
+    });
+    const seqAfter = await new Conn(src).send('PUBLISH', bulk, 'after');
+    assert(seqAfter === seqBefore + 1, `the source still serves the slot: ${JSON.stringify(seqAfter)} after ${seqBefore}`);
+    const ti = await new Conn(src).send('INFO', 'topics');
+    assert(new RegExp(`topic_mig\\.bulk:.*first_seq=1,next_seq=${seqBefore + 2},`).test(ti), `bulk intact: ${ti}`);
+    sc.close();
+    console.log(`PASS migrate.abort: target killed mid-copy -> ${status}; the source kept and serves its data`);
     console.log('PASS migrate.durable: every acknowledged message exactly once, in order, across move, rebalance and drain');
   } catch (e) {
     console.log(`FAIL migrate: ${e && e.stack ? e.stack : e}`);
