@@ -642,7 +642,7 @@ bool rmq__cluster_moved_away(struct server *srv, const char *topic, size_t len)
 }
 
 int rmq__cluster_give_slot(struct server *srv, unsigned slot, const char *to_id,
-			   const char *to_addr, char *err, size_t errlen)
+			   const char *to_addr, const _Atomic bool *stop, char *err, size_t errlen)
 {
 	struct cluster *cl = srv->cluster;
 	struct rmq_etcd *e = rmq_etcd_new(srv->cfg.cluster_etcd, CL_ETCD_TIMEOUT_MS * 2);
@@ -652,9 +652,18 @@ int rmq__cluster_give_slot(struct server *srv, unsigned slot, const char *to_id,
 	}
 	char key[512];
 	key_of(cl, key, sizeof(key), "slotmap");
-	int res = -1;
+	/* ambiguous: a compare-and-set got no answer, so it may still be
+	 * applied. Only a later successful one on the same revision (the
+	 * fence below) or a map showing another revision settles it: until
+	 * then the slot stays frozen, however long etcd takes to answer. */
+	bool ambiguous = false;
+	int res = -1, refused = 0;
 	snprintf(err, errlen, "the slot map kept changing");
-	for (int attempt = 0; attempt < 8; attempt++) {
+	while (!atomic_load(stop)) {
+		if (ambiguous) {
+			struct timespec ts = { 0, 200 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
 		struct rmq_etcd_kv kv;
 		memset(&kv, 0, sizeof(kv));
 		int rc = rmq_etcd_get(e, key, &kv);
@@ -662,50 +671,71 @@ int rmq__cluster_give_slot(struct server *srv, unsigned slot, const char *to_id,
 		bool parsed =
 			rc == 0 && kv.value && rmq__cluster_map_parse(kv.value, kv.value_len, m);
 		int64_t rev = kv.mod_rev;
-		rmq_etcd_kv_free(&kv);
 		if (!parsed) {
 			snprintf(err, errlen, "cannot read the slot map from etcd%s",
 				 rc ? "" : " (malformed)");
+			rmq_etcd_kv_free(&kv);
 			free(m);
-			if (rc == 0)
+			if (!ambiguous && (rc == 0 || ++refused >= 8))
 				break;
 			continue;
 		}
 		int self = node_find(m, cl->id), to = node_find(m, to_id);
 		if (to >= 0 && m->owner[slot] == to) {
-			res = 0; /* an earlier attempt whose answer was lost did it */
-			free(m);
-			break;
-		}
-		if (self < 0 || m->owner[slot] != self) {
+			res = 0; /* ours, whose answer was lost, or nobody else's */
+			ambiguous = false;
+		} else if (self < 0 || m->owner[slot] != self) {
+			/* a newer revision: a lost compare-and-set can no longer apply */
 			snprintf(err, errlen, "slot %u is not this node's in etcd any more", slot);
+			ambiguous = false;
+		} else if (ambiguous) {
+			/* the fence: the same map again on its revision; once it is
+			 * in, the lost one can never apply */
+			rc = rmq_etcd_put_if(e, key, kv.value, kv.value_len, 0, RMQ_ETCD_MOD, rev);
+			if (rc == 1) {
+				ambiguous = false;
+				snprintf(err, errlen,
+					 "etcd did not answer in time: move cancelled");
+			}
+			rmq_etcd_kv_free(&kv);
 			free(m);
-			break;
+			if (rc == 1)
+				break;
+			continue;
+		} else {
+			if (to < 0)
+				to = node_add(m, to_id, to_addr);
+			if (to < 0) {
+				snprintf(err, errlen, "cannot add the target to the slot map");
+			} else {
+				m->owner[slot] = (uint16_t)to;
+				m->epoch++;
+				char *text = rmq__cluster_map_json(m);
+				rc = text ? rmq_etcd_put_if(e, key, text, strlen(text), 0,
+							    RMQ_ETCD_MOD, rev)
+					  : -ENOMEM;
+				free(text);
+				rmq_etcd_kv_free(&kv);
+				free(m);
+				if (rc == 1) {
+					res = 0;
+					break;
+				}
+				if (rc < 0) {
+					snprintf(err, errlen, "etcd: %s", strerror(-rc));
+					ambiguous = true;
+				} else if (++refused >= 8) {
+					break;
+				}
+				continue;
+			}
 		}
-		if (to < 0)
-			to = node_add(m, to_id, to_addr);
-		if (to < 0) {
-			snprintf(err, errlen, "cannot add the target to the slot map");
-			free(m);
-			break;
-		}
-		m->owner[slot] = (uint16_t)to;
-		m->epoch++;
-		char *text = rmq__cluster_map_json(m);
+		rmq_etcd_kv_free(&kv);
 		free(m);
-		rc = text ? rmq_etcd_put_if(e, key, text, strlen(text), 0, RMQ_ETCD_MOD, rev)
-			  : -ENOMEM;
-		free(text);
-		if (rc == 1) {
-			res = 0;
-			break;
-		}
-		/* 0: changed meanwhile; < 0: perhaps done, perhaps not: read again */
-		if (rc < 0)
-			snprintf(err, errlen, "etcd: %s", strerror(-rc));
+		break;
 	}
 	rmq_etcd_free(e);
-	return res;
+	return ambiguous ? -2 : res;
 }
 
 /* --- CLUSTER --- */

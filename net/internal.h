@@ -718,10 +718,12 @@ bool rmq__cluster_moved_away(struct server *srv, const char *topic, size_t len);
 void rmq__cluster_created(struct server *srv, const char *topic, size_t len);
 /* The migration thread's commit point: slot's owner becomes to_id (at
  * to_addr) by compare-and-set of the map in etcd, if this node owns it
- * there. 0, or -1 with err set (the map unchanged). Blocks on etcd; not a
- * worker. */
+ * there. 0; -1 with err set (the map is not and will not be changed); -2
+ * when *stop was set while a compare-and-set's outcome was still unknown.
+ * Blocks on etcd (while it does not answer, for as long as that lasts);
+ * not a worker. */
 int rmq__cluster_give_slot(struct server *srv, unsigned slot, const char *to_id,
-			   const char *to_addr, char *err, size_t errlen);
+			   const char *to_addr, const _Atomic bool *stop, char *err, size_t errlen);
 
 /* --- migrate.c: live slot migration (issue 17) --- */
 void rmq__migrate_init(struct server *srv);

@@ -515,8 +515,13 @@ static int run(struct migrate *mg, char *err, size_t errlen)
 	}
 	uint64_t f2 = mono_us();
 	urcu_qsbr_thread_offline();
-	int rc = rmq__cluster_give_slot(srv, slot, mg->to_id, addr, err, errlen);
+	int rc = rmq__cluster_give_slot(srv, slot, mg->to_id, addr, &mg->stop, err, errlen);
 	urcu_qsbr_thread_online();
+	if (rc == -2) { /* stopping, the outcome unknown: the slot stays frozen */
+		snprintf(err + strlen(err), errlen - strlen(err),
+			 " (stopped before etcd answered: slot %u left frozen)", slot);
+		return -1;
+	}
 	if (rc != 0)
 		goto abort;
 	atomic_store_explicit(&srv->slot_ask[slot], (uint8_t)ai, memory_order_relaxed);
