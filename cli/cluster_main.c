@@ -5,10 +5,14 @@
  *   ringmq-cluster ... move FIRST[-LAST] NODE      NODE: its id or HOST:PORT
  *   ringmq-cluster ... rebalance                   even spread over live nodes
  *
- * Phase 1 moves only slots that hold no topic: before the change it asks
- * every node (CLUSTER SLOT-STATS) and refuses, naming the
- * slots, if any holds topics or if the owner cannot be asked (failed);
- * nothing is ever dropped silently. The change is one compare-and-set of
+ *   ringmq-cluster ... drain NODE                  its slots to the other live nodes
+ *
+ * Before a change it asks every node (CLUSTER SLOT-STATS) which slots hold
+ * topics. Those are moved live, one at a time, by their owner
+ * (SLOTMIGRATE, net/migrate.c: data, positions, then the map); it refuses,
+ * naming the slots, if an owner cannot be asked (failed): nothing is ever
+ * dropped silently. Slots without topics change owner with one
+ * compare-and-set of
  * the map on its etcd revision (a concurrent change makes it fail, and it
  * is retried from the new map). Right after it, the old owners are asked
  * again: a topic created in a moved slot in the meantime (before the old
@@ -20,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 
@@ -30,6 +35,8 @@
 #define CAS_TRIES 5
 
 static const char *etcd_urls = "http://127.0.0.1:2379";
+static const char *auth_user, *auth_pass; /* --user/--pass: for SLOTMIGRATE */
+static bool live_moves;                   /* --live (drain: always) */
 static const char *cluster_name = "ringmq";
 static char prefix[256];
 
@@ -41,12 +48,17 @@ static void usage(FILE *f)
 		"Commands:\n"
 		"  status                 nodes (live or failed), their slots, the map's epoch\n"
 		"  move FIRST[-LAST] NODE give slots FIRST..LAST to NODE (its id or HOST:PORT);\n"
-		"                         refused for slots that hold topics (phase 1)\n"
-		"  rebalance              spread the slots evenly over the live nodes (same rule)\n"
+		"                         slots with topics only with --live (with their data)\n"
+		"  rebalance              spread the slots evenly over the live nodes\n"
+		"  drain NODE             move all of NODE's slots to the other live nodes\n"
 		"\n"
 		"Options:\n"
 		"  --etcd URLS            etcd endpoints (default http://127.0.0.1:2379)\n"
-		"  --name NAME            the cluster's --cluster-name (default ringmq)\n");
+		"  --name NAME            the cluster's --cluster-name (default ringmq)\n"
+		"  --live                 move and rebalance also move slots that hold topics,\n"
+		"                         live with their data (drain always does); without it\n"
+		"                         they refuse such slots\n"
+		"  --user U --pass P      ACL user (@admin) for the nodes, when they have ACLs\n");
 }
 
 /* The map (nodes of the map, then live ones; failed set by liveness) and
@@ -147,6 +159,33 @@ static int cmd_status(struct state *st)
 	return 0;
 }
 
+static redisContext *node_connect(const struct cl_node *n)
+{
+	struct timeval tv = { 10, 0 };
+	redisContext *c = redisConnectWithTimeout(n->host, n->port, tv);
+	if (!c || c->err || redisSetTimeout(c, tv) != REDIS_OK) {
+		fprintf(stderr, "ringmq-cluster: %s:%d: %s\n", n->host, n->port,
+			c ? c->errstr : "cannot connect");
+		if (c)
+			redisFree(c);
+		return NULL;
+	}
+	if (auth_user) {
+		redisReply *r = redisCommand(c, "AUTH %s %s", auth_user, auth_pass);
+		bool ok = r && r->type == REDIS_REPLY_STATUS;
+		if (!ok)
+			fprintf(stderr, "ringmq-cluster: %s:%d: AUTH: %s\n", n->host, n->port,
+				r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
+		if (r)
+			freeReplyObject(r);
+		if (!ok) {
+			redisFree(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
 /* Topics in each slot marked in want[] on its owner into count[] (one
  * CLUSTER SLOT-STATS SLOTSRANGE 0 16383 per node: one walk of its
  * topics); -1 for a slot whose owner cannot be asked. Every node that can
@@ -159,19 +198,18 @@ static void count_topics(const struct cl_map *m, const bool *want, long long *co
 		count[s] = want[s] ? 0 : count[s];
 	for (unsigned i = 0; i < m->nnodes; i++) {
 		const struct cl_node *n = &m->nodes[i];
-		struct timeval tv = { 5, 0 };
-		redisContext *c = n->failed ? NULL : redisConnectWithTimeout(n->host, n->port, tv);
+		redisContext *c = n->failed ? NULL : node_connect(n);
 		redisReply *r = NULL;
-		if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK)
+		if (c)
 			r = redisCommand(c, "CLUSTER SLOT-STATS SLOTSRANGE 0 16383");
 		if (!r || r->type != REDIS_REPLY_ARRAY) {
 			for (int s = 0; s < RMQ_SLOTS; s++)
 				if (want[s] && m->owner[s] == i)
 					count[s] = -1;
-			fprintf(stderr, "ringmq-cluster: %s:%d: %s\n", n->host, n->port,
-				!c || c->err ? (c ? c->errstr : "cannot connect")
-				: r          ? (r->type == REDIS_REPLY_ERROR ? r->str : "bad reply")
-					     : "no answer");
+			if (c) /* (node_connect said why it could not) */
+				fprintf(stderr, "ringmq-cluster: %s:%d: %s\n", n->host, n->port,
+					r ? (r->type == REDIS_REPLY_ERROR ? r->str : "bad reply")
+					  : "no answer");
 		}
 		for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
 			const redisReply *e = r->element[k];
@@ -195,11 +233,56 @@ static void count_topics(const struct cl_map *m, const bool *want, long long *co
 
 static int find_node(const struct cl_map *m, const char *what);
 
+/* Moves slot s live from its owner in m to node `to` (SLOTMIGRATE on the
+ * owner, then its status polled until it is done). 0 or 1. */
+static int migrate_slot(const struct cl_map *m, int s, unsigned to)
+{
+	const struct cl_node *from = &m->nodes[m->owner[s]], *dst = &m->nodes[to];
+	redisContext *c = node_connect(from);
+	if (!c)
+		return 1;
+	redisReply *r = auth_user ? redisCommand(c, "SLOTMIGRATE %d %s AUTH %s %s", s, dst->id,
+						 auth_user, auth_pass)
+				  : redisCommand(c, "SLOTMIGRATE %d %s", s, dst->id);
+	int rc = 1;
+	if (!r || r->type != REDIS_REPLY_STATUS) {
+		fprintf(stderr, "ringmq-cluster: slot %d: %s:%d: %s\n", s, from->host, from->port,
+			r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
+		goto out;
+	}
+	for (int i = 0; i < 60000; i++) { /* 10 ms apart: 10 minutes at most */
+		freeReplyObject(r);
+		r = redisCommand(c, "SLOTMIGRATE STATUS");
+		if (!r || r->type != REDIS_REPLY_STRING)
+			break;
+		if (!strncmp(r->str, "ok ", 3)) {
+			printf("slot %d: %s:%d -> %s:%d: %s\n", s, from->host, from->port,
+			       dst->host, dst->port, r->str + 3);
+			rc = 0;
+			goto out;
+		}
+		if (!strncmp(r->str, "err ", 4)) {
+			fprintf(stderr, "ringmq-cluster: %s (nothing changed)\n", r->str + 4);
+			goto out;
+		}
+		struct timespec ts = { 0, 10 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	fprintf(stderr, "ringmq-cluster: slot %d: lost track of the move on %s:%d\n", s, from->host,
+		from->port);
+out:
+	if (r)
+		freeReplyObject(r);
+	redisFree(c);
+	return rc;
+}
+
 /* Applies new owners (target[s]: an index in ref's nodes, CL_NONE:
- * unchanged) to the current map by compare-and-set, after checking the
- * slots hold no topic. */
+ * unchanged) to the current map: slots with topics moved live by their
+ * owners, then the others by one compare-and-set. */
 static int apply(struct rmq_etcd *e, const struct cl_map *ref, const uint16_t *target)
 {
+	unsigned migrations = 0, migrated = 0;
 	for (int attempt = 0; attempt < CAS_TRIES; attempt++) {
 		struct state st;
 		if (load(e, &st) != 0)
@@ -226,7 +309,8 @@ static int apply(struct rmq_etcd *e, const struct cl_map *ref, const uint16_t *t
 			moving += want[s];
 		}
 		if (!moving) {
-			printf("nothing to move\n");
+			if (!migrated)
+				printf("nothing to move\n");
 			free(m);
 			return 0;
 		}
@@ -235,7 +319,7 @@ static int apply(struct rmq_etcd *e, const struct cl_map *ref, const uint16_t *t
 		for (int s = 0; s < RMQ_SLOTS; s++) {
 			if (!want[s] || m->owner[s] == CL_NONE)
 				continue;
-			if (count[s] > 0 && busy++ < 20)
+			if (count[s] > 0 && busy++ < 20 && !live_moves)
 				fprintf(stderr, "  slot %d holds %lld topics on %s:%d\n", s,
 					count[s], m->nodes[m->owner[s]].host,
 					m->nodes[m->owner[s]].port);
@@ -244,14 +328,43 @@ static int apply(struct rmq_etcd *e, const struct cl_map *ref, const uint16_t *t
 					s, m->nodes[m->owner[s]].host, m->nodes[m->owner[s]].port,
 					m->nodes[m->owner[s]].failed ? "failed" : "no answer");
 		}
-		if (busy || unknown) {
+		if (unknown) {
 			fprintf(stderr,
-				"ringmq-cluster: refused: %u slots hold topics and %u cannot be checked; "
-				"this version moves only slots without topics (moving topics with their "
-				"data is not implemented yet), nothing was changed\n",
-				busy, unknown);
+				"ringmq-cluster: refused: %u slots cannot be checked (their owner "
+				"cannot be asked), nothing was changed\n",
+				unknown);
 			free(m);
 			return 1;
+		}
+		if (busy && !live_moves) {
+			fprintf(stderr,
+				"ringmq-cluster: refused: %u slots hold topics (--live moves them with "
+				"their data), nothing was changed\n",
+				busy);
+			free(m);
+			return 1;
+		}
+		if (busy) {
+			/* with their data, one at a time; then the map is read again
+			 * for the rest */
+			if (++migrations > 3) {
+				fprintf(stderr,
+					"ringmq-cluster: topics keep appearing in moved slots\n");
+				free(m);
+				return 1;
+			}
+			for (int s = 0; s < RMQ_SLOTS; s++) {
+				if (!want[s] || m->owner[s] == CL_NONE || count[s] <= 0)
+					continue;
+				if (migrate_slot(m, s, to[s]) != 0) {
+					free(m);
+					return 1;
+				}
+				migrated++;
+			}
+			free(m);
+			attempt--;
+			continue;
 		}
 		uint16_t *old = malloc(sizeof(m->owner));
 		if (!old) {
@@ -348,6 +461,43 @@ static int cmd_move(struct rmq_etcd *e, struct state *st, const char *range, con
 	return apply(e, st->m, target);
 }
 
+static int cmd_drain(struct rmq_etcd *e, struct state *st, const char *node)
+{
+	struct cl_map *m = st->m;
+	int n = find_node(m, node);
+	if (n < 0) {
+		fprintf(stderr, "ringmq-cluster: %s is not a node of cluster %s\n", node,
+			cluster_name);
+		return 1;
+	}
+	unsigned live[CL_MAX_NODES], nlive = 0;
+	for (unsigned i = 0; i < m->nnodes; i++)
+		if (!m->nodes[i].failed && (int)i != n)
+			live[nlive++] = i;
+	if (!nlive) {
+		fprintf(stderr, "ringmq-cluster: no other live node to drain %s to\n", node);
+		return 1;
+	}
+	/* to the others, evenly, the least loaded first */
+	unsigned have[CL_MAX_NODES] = { 0 };
+	for (int s = 0; s < RMQ_SLOTS; s++)
+		if (m->owner[s] != CL_NONE)
+			have[m->owner[s]]++;
+	static uint16_t target[RMQ_SLOTS];
+	for (int s = 0; s < RMQ_SLOTS; s++) {
+		target[s] = CL_NONE;
+		if (m->owner[s] != (unsigned)n)
+			continue;
+		unsigned best = live[0];
+		for (unsigned k = 1; k < nlive; k++)
+			if (have[live[k]] < have[best])
+				best = live[k];
+		target[s] = (uint16_t)best;
+		have[best]++;
+	}
+	return apply(e, m, target);
+}
+
 static int cmd_rebalance(struct rmq_etcd *e, struct state *st)
 {
 	struct cl_map *m = st->m;
@@ -399,6 +549,12 @@ int main(int argc, char **argv)
 			etcd_urls = argv[++i];
 		} else if (i + 1 < argc && !strcmp(argv[i], "--name")) {
 			cluster_name = argv[++i];
+		} else if (!strcmp(argv[i], "--live")) {
+			live_moves = true;
+		} else if (i + 1 < argc && !strcmp(argv[i], "--user")) {
+			auth_user = argv[++i];
+		} else if (i + 1 < argc && !strcmp(argv[i], "--pass")) {
+			auth_pass = argv[++i];
 		} else {
 			fprintf(stderr, "ringmq-cluster: unknown option '%s'\n", argv[i]);
 			usage(stderr);
@@ -410,6 +566,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	snprintf(prefix, sizeof(prefix), "/ringmq/%s/", cluster_name);
+	if (auth_user && !auth_pass)
+		auth_pass = "";
 	rmq_etcd_global_init();
 	struct rmq_etcd *e = rmq_etcd_new(etcd_urls, 2000);
 	if (!e) {
@@ -426,7 +584,10 @@ int main(int argc, char **argv)
 			rc = cmd_move(e, &st, argv[i + 1], argv[i + 2]);
 		else if (!strcmp(cmd, "rebalance") && i + 1 == argc)
 			rc = cmd_rebalance(e, &st);
-		else {
+		else if (!strcmp(cmd, "drain") && i + 2 == argc) {
+			live_moves = true;
+			rc = cmd_drain(e, &st, argv[i + 1]);
+		} else {
 			usage(stderr);
 			rc = 2;
 		}

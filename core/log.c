@@ -678,7 +678,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 				return -ENOSPC;
 			}
 		}
-		uint64_t base = t ? t->base + W_COUNT(atomic_load(&t->word)) : 0;
+		uint64_t base = t ? t->base + W_COUNT(atomic_load(&t->word)) : log->start_base;
 		struct rmq_seg *s;
 		if (log->disk) {
 			struct rmq_log_disk *ld = log->disk;
@@ -819,11 +819,17 @@ static struct rmq_seg *seg_last(struct rmq_seg *s, uint64_t *cnt)
 	}
 }
 
+void rmq_log_set_start(struct rmq_log *log, uint64_t next)
+{
+	if (!atomic_load_explicit(&log->tail, memory_order_acquire) && next >= 1)
+		log->start_base = next - 1;
+}
+
 uint64_t rmq_log_next_seq(struct rmq_log *log)
 {
 	struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
 	if (!t)
-		return 1;
+		return log->start_base + 1;
 	uint64_t cnt;
 	t = seg_last(t, &cnt);
 	return t->base + cnt + 1;
@@ -837,7 +843,7 @@ uint64_t rmq_log_first_seq(struct rmq_log *log)
 	 * and other producers have appended (the linker stores head after its
 	 * CAS on tail). Falling back to next_seq here made first_seq jump
 	 * ahead and then back to 1 (stress_log's monitor caught it). */
-	return h ? h->base + 1 : 1;
+	return h ? h->base + 1 : log->start_base + 1;
 }
 
 uint64_t rmq_log_depth(struct rmq_log *log)
@@ -850,7 +856,9 @@ void rmq_log_cursor_end(struct rmq_log *log, struct rmq_cursor *cur)
 {
 	struct rmq_seg *t = atomic_load_explicit(&log->tail, memory_order_acquire);
 	if (!t) {
-		*cur = (struct rmq_cursor){ .seg = NULL, .idx = 0, .base = 0, .seq = 1 };
+		*cur = (struct rmq_cursor){
+			.seg = NULL, .idx = 0, .base = 0, .seq = log->start_base + 1
+		};
 		return;
 	}
 	uint64_t cnt;
@@ -869,6 +877,8 @@ static uint64_t cursor_place(struct rmq_log *log, struct rmq_cursor *cur, uint64
 	uint64_t lost = 0;
 	if (seq == 0)
 		seq = 1;
+	if (!s && seq <= log->start_base)
+		seq = log->start_base + 1;
 	if (!s) {
 		cur->seg = NULL;
 		cur->idx = 0;

@@ -109,7 +109,8 @@ struct rmq_log {
 	_Atomic uint64_t rejected;  /* appends refused with -ENOSPC */
 	_Atomic int trimming;       /* try-lock: one trimmer at a time */
 	rmq_log_hold_fn hold;
-	uint64_t maxage_ms; /* 0: no age limit (rmq_log_set_maxage) */
+	uint64_t maxage_ms;  /* 0: no age limit (rmq_log_set_maxage) */
+	uint64_t start_base; /* the first segment's base (rmq_log_set_start) */
 };
 
 /* A reader's position. seq is the next sequence number to read. base is a
@@ -205,6 +206,12 @@ int rmq_log_reserve_n(struct rmq_log *log, size_t bytes, uint32_t n, struct rmq_
  * offset off of the run, payload view [poff, poff + plen) of the record. */
 void rmq_log_commit_at(const struct rmq_log_res *res, uint32_t i, uint32_t off, uint32_t len,
 		       uint32_t poff, uint32_t plen);
+
+/* Makes an empty, not yet shared log start at sequence number next (>= 1)
+ * rather than 1: what a topic moved from another cluster node continues
+ * from (its messages keep their numbers). No-op once the log has a
+ * segment. */
+void rmq_log_set_start(struct rmq_log *log, uint64_t next);
 
 /* Sequence number the next append will get, and the last assigned one. */
 uint64_t rmq_log_next_seq(struct rmq_log *log);

@@ -305,6 +305,8 @@ int rmq_topic_create_ex(struct rmq_broker *b, const char *name, size_t len, uint
 			if (opts->trim)
 				rmq_log_trim(&t->log, 0); /* may bring back more than capacity */
 		}
+		if (opts->start_seq > 1 && rmq_log_next_seq(&t->log) == 1)
+			rmq_log_set_start(&t->log, opts->start_seq);
 	}
 	cds_lfht_node_init(&t->node);
 

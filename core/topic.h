@@ -162,6 +162,9 @@ struct rmq_topic_opts {
 	 * capacity: false when the caller trims later (once the durable
 	 * subscribers that hold records are back). */
 	bool trim;
+	/* > 1: an empty log starts at this sequence number (rmq_log_set_start;
+	 * a topic moved from another cluster node). */
+	uint64_t start_seq;
 };
 
 /* rmq_topic_create with a storage choice. Returns 0, -EEXIST, -EINVAL,

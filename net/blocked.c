@@ -140,7 +140,21 @@ void rmq__blocked_hangup(struct conn *c)
 bool rmq__blocked_try(struct conn *c, bool timed_out)
 {
 	size_t mark = rmq_buf_pending(&c->out);
-	int rc = rmq__cmd_pull_once(c, c->parked.topic, c->parked.topic_len, c->parked.count, NULL);
+	struct server *srv = c->worker->srv;
+	int rc;
+	if (RMQ_UNLIKELY(srv->cluster != NULL) &&
+	    !rmq__cluster_serves(srv, c->parked.topic, c->parked.topic_len)) {
+		/* its slot is being moved or has moved (migrate.c): a pull now
+		 * would advance a position that has been copied already, so it
+		 * is answered -TRYAGAIN, -ASK or -MOVED instead */
+		struct rmq_arg a = { c->parked.topic, c->parked.topic_len };
+		if (!rmq__cluster_redirect(c, &a, 1))
+			rmq_resp_error(&c->out, "TRYAGAIN the topic's slot is changing");
+		rc = -1;
+	} else {
+		rc = rmq__cmd_pull_once(c, c->parked.topic, c->parked.topic_len, c->parked.count,
+					NULL);
+	}
 	if (rc == 0 && !timed_out)
 		return false; /* still nothing: stay parked */
 	if (rc == 0)

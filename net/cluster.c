@@ -250,6 +250,15 @@ struct cl_map *rmq__cluster_map_new(void)
 	return m;
 }
 
+/* Frees a replaced map once a grace period has passed. Its own function
+ * (never inlined) so that tests/tsan.supp can name it: TSan cannot see the
+ * grace period (liburcu is not instrumented), so the free looks like it
+ * races with the workers' reads made before it. */
+__attribute__((noinline)) static void map_free_after_grace(struct cl_map *old)
+{
+	free(old);
+}
+
 static void publish(struct cluster *cl, struct cl_map *m)
 {
 	struct server *srv = cl->srv;
@@ -259,10 +268,19 @@ static void publish(struct cluster *cl, struct cl_map *m)
 	 * rcu_assign_pointer/rcu_dereference so that TSan sees the pairing;
 	 * on x86 both are plain moves. */
 	atomic_store_explicit(&srv->cmap, m, memory_order_release);
+	/* a move is over once the map says so (migrate.c): the old owner's
+	 * -ASK gives way to the map's -MOVED, the new owner serves without
+	 * ASKING */
+	for (int s = 0; m->self >= 0 && s < RMQ_SLOTS; s++) {
+		uint8_t st = atomic_load_explicit(&srv->slot_mig[s], memory_order_relaxed);
+		bool mine = (int)m->owner[s] == m->self;
+		if ((st == MIG_ASK && !mine) || (st == MIG_IMPORTED && mine))
+			atomic_compare_exchange_strong(&srv->slot_mig[s], &st, MIG_NONE);
+	}
 	/* this thread is not an RCU reader: waits for every worker's
 	 * quiescent state, then nobody can still hold old */
 	urcu_qsbr_synchronize_rcu();
-	free(old);
+	map_free_after_grace(old);
 }
 
 /* --- the cluster thread --- */
@@ -492,8 +510,10 @@ int rmq__cluster_start(struct server *srv)
 		m->fenced = true;
 		atomic_store_explicit(&srv->cmap, m, memory_order_relaxed); /* before the workers */
 		srv->cluster = cl;
+		rmq__migrate_init(srv);
 		rc = -pthread_create(&cl->th, NULL, cluster_main, cl);
 		if (rc) {
+			rmq__migrate_stop(srv);
 			srv->cluster = NULL;
 			free(m);
 			atomic_store_explicit(&srv->cmap, NULL, memory_order_relaxed);
@@ -518,6 +538,7 @@ void rmq__cluster_stop(struct server *srv)
 	struct cluster *cl = srv->cluster;
 	if (!cl)
 		return;
+	rmq__migrate_stop(srv);
 	char one = 1;
 	if (write(cl->stop_pipe[1], &one, 1) != 1)
 		rmq_diagf(RMQ_DIAG_WARN, "cluster: cannot signal the cluster thread");
@@ -553,13 +574,30 @@ static const struct cl_map *map_of(struct server *srv)
  * when this node serves it. */
 static bool redirect(struct conn *c, const struct cl_map *m, unsigned slot)
 {
+	struct server *srv = c->worker->srv;
 	unsigned o = m->owner[slot];
+	uint8_t st = atomic_load_explicit(&srv->slot_mig[slot], memory_order_acquire);
+	/* moved here, the map not applied yet: for ASKING clients (Redis) */
+	if (st == MIG_IMPORTED && c->asking && (int)o != m->self)
+		return false;
 	if (o == CL_NONE || m->nodes[o].failed || ((int)o == m->self && m->fenced)) {
 		rmq_resp_errorf(&c->out, "CLUSTERDOWN Hash slot %u not served", slot);
 		return true;
 	}
-	if ((int)o == m->self)
+	if ((int)o == m->self) {
+		if (st == MIG_FROZEN) {
+			rmq_resp_errorf(&c->out, "TRYAGAIN Slot %u is being moved, try again",
+					slot);
+			return true;
+		}
+		if (st == MIG_ASK) {
+			rmq_resp_errorf(&c->out, "ASK %u %s", slot,
+					srv->mig_addrs[atomic_load_explicit(&srv->slot_ask[slot],
+									    memory_order_relaxed)]);
+			return true;
+		}
 		return false;
+	}
 	rmq_resp_errorf(&c->out, "MOVED %u %s:%d", slot, m->nodes[o].host, m->nodes[o].port);
 	return true;
 }
@@ -582,8 +620,122 @@ bool rmq__cluster_redirect(struct conn *c, const struct rmq_arg *keys, size_t n)
 bool rmq__cluster_serves(struct server *srv, const char *topic, size_t len)
 {
 	const struct cl_map *m = map_of(srv);
-	unsigned o = m->owner[rmq_slot(topic, len)];
-	return (int)o == m->self && o != CL_NONE && !m->fenced;
+	unsigned slot = rmq_slot(topic, len);
+	unsigned o = m->owner[slot];
+	return (int)o == m->self && o != CL_NONE && !m->fenced &&
+	       atomic_load_explicit(&srv->slot_mig[slot], memory_order_acquire) == MIG_NONE;
+}
+
+void rmq__cluster_created(struct server *srv, const char *topic, size_t len)
+{
+	atomic_fetch_add_explicit(&srv->slot_gen[rmq_slot(topic, len)], 1, memory_order_relaxed);
+}
+
+bool rmq__cluster_moved_away(struct server *srv, const char *topic, size_t len)
+{
+	if (!srv->cluster)
+		return false;
+	const struct cl_map *m = map_of(srv);
+	unsigned slot = rmq_slot(topic, len);
+	return atomic_load_explicit(&srv->slot_mig[slot], memory_order_acquire) == MIG_ASK ||
+	       (m->self >= 0 && m->owner[slot] != CL_NONE && (int)m->owner[slot] != m->self);
+}
+
+int rmq__cluster_give_slot(struct server *srv, unsigned slot, const char *to_id,
+			   const char *to_addr, const _Atomic bool *stop, char *err, size_t errlen)
+{
+	struct cluster *cl = srv->cluster;
+	struct rmq_etcd *e = rmq_etcd_new(srv->cfg.cluster_etcd, CL_ETCD_TIMEOUT_MS * 2);
+	if (!e) {
+		snprintf(err, errlen, "no etcd handle");
+		return -1;
+	}
+	char key[512];
+	key_of(cl, key, sizeof(key), "slotmap");
+	/* ambiguous: a compare-and-set got no answer, so it may still be
+	 * applied. Only a later successful one on the same revision (the
+	 * fence below) or a map showing another revision settles it: until
+	 * then the slot stays frozen, however long etcd takes to answer. */
+	bool ambiguous = false;
+	int res = -1, refused = 0;
+	snprintf(err, errlen, "the slot map kept changing");
+	while (!atomic_load(stop)) {
+		if (ambiguous) {
+			struct timespec ts = { 0, 200 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		struct rmq_etcd_kv kv;
+		memset(&kv, 0, sizeof(kv));
+		int rc = rmq_etcd_get(e, key, &kv);
+		struct cl_map *m = rmq__cluster_map_new();
+		bool parsed =
+			rc == 0 && kv.value && rmq__cluster_map_parse(kv.value, kv.value_len, m);
+		int64_t rev = kv.mod_rev;
+		if (!parsed) {
+			snprintf(err, errlen, "cannot read the slot map from etcd%s",
+				 rc ? "" : " (malformed)");
+			rmq_etcd_kv_free(&kv);
+			free(m);
+			if (!ambiguous && (rc == 0 || ++refused >= 8))
+				break;
+			continue;
+		}
+		int self = node_find(m, cl->id), to = node_find(m, to_id);
+		if (to >= 0 && m->owner[slot] == to) {
+			res = 0; /* ours, whose answer was lost, or nobody else's */
+			ambiguous = false;
+		} else if (self < 0 || m->owner[slot] != self) {
+			/* a newer revision: a lost compare-and-set can no longer apply */
+			snprintf(err, errlen, "slot %u is not this node's in etcd any more", slot);
+			ambiguous = false;
+		} else if (ambiguous) {
+			/* the fence: the same map again on its revision; once it is
+			 * in, the lost one can never apply */
+			rc = rmq_etcd_put_if(e, key, kv.value, kv.value_len, 0, RMQ_ETCD_MOD, rev);
+			if (rc == 1) {
+				ambiguous = false;
+				snprintf(err, errlen,
+					 "etcd did not answer in time: move cancelled");
+			}
+			rmq_etcd_kv_free(&kv);
+			free(m);
+			if (rc == 1)
+				break;
+			continue;
+		} else {
+			if (to < 0)
+				to = node_add(m, to_id, to_addr);
+			if (to < 0) {
+				snprintf(err, errlen, "cannot add the target to the slot map");
+			} else {
+				m->owner[slot] = (uint16_t)to;
+				m->epoch++;
+				char *text = rmq__cluster_map_json(m);
+				rc = text ? rmq_etcd_put_if(e, key, text, strlen(text), 0,
+							    RMQ_ETCD_MOD, rev)
+					  : -ENOMEM;
+				free(text);
+				rmq_etcd_kv_free(&kv);
+				free(m);
+				if (rc == 1) {
+					res = 0;
+					break;
+				}
+				if (rc < 0) {
+					snprintf(err, errlen, "etcd: %s", strerror(-rc));
+					ambiguous = true;
+				} else if (++refused >= 8) {
+					break;
+				}
+				continue;
+			}
+		}
+		rmq_etcd_kv_free(&kv);
+		free(m);
+		break;
+	}
+	rmq_etcd_free(e);
+	return ambiguous ? -2 : res;
 }
 
 /* --- CLUSTER --- */

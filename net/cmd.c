@@ -215,6 +215,8 @@ static void cmd_create(struct conn *c, struct rmq_arg *argv, size_t argc)
 	char err[512];
 	int rc = rmq__persist_create(srv, argv[1].p, argv[1].len, cap, onfull, disk, maxage_ms, err,
 				     sizeof(err));
+	if (rc == 0 && srv->cluster)
+		rmq__cluster_created(srv, argv[1].p, argv[1].len);
 	if (rc == 0)
 		rmq_resp_simple(&c->out, "OK");
 	else if (rc == -EEXIST)
@@ -1878,6 +1880,18 @@ struct command {
 	}
 #define CMD_NAME_MAX 16
 
+/* ASKING (Redis Cluster): the next command may use a slot that this node
+ * is taking over from another (-ASK sent the client here). */
+static void cmd_asking(struct conn *c, struct rmq_arg *argv, size_t argc)
+{
+	(void)argv;
+	(void)argc;
+	if (!srv_of(c)->cluster)
+		return rmq_resp_error(&c->out, "ERR This instance has cluster support disabled");
+	c->asking = true;
+	rmq_resp_simple(&c->out, "OK");
+}
+
 static void cmd_multi(struct conn *c, struct rmq_arg *argv, size_t argc);
 static void cmd_exec(struct conn *c, struct rmq_arg *argv, size_t argc);
 static void cmd_discard(struct conn *c, struct rmq_arg *argv, size_t argc);
@@ -1939,6 +1953,10 @@ static const struct command commands[] = {
 	CMD("CLUSTER", rmq__cmd_cluster, F_LOADING, -2, RMQ_CAT_CONNECTION),
 	CMD("READONLY", rmq__cmd_readonly, F_LOADING, 1, RMQ_CAT_CONNECTION),
 	CMD("READWRITE", rmq__cmd_readonly, F_LOADING, 1, RMQ_CAT_CONNECTION),
+	CMD("ASKING", cmd_asking, 0, 1, RMQ_CAT_CONNECTION),
+	/* live slot migration, node to node (migrate.c) */
+	CMD("SLOTMIGRATE", rmq__cmd_slotmigrate, 0, -2, RMQ_CAT_ADMIN),
+	CMD("SLOTIMPORT", rmq__cmd_slotimport, 0, -3, RMQ_CAT_ADMIN),
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 _Static_assert(NCOMMANDS <= RMQ_ACL_MAX_COMMANDS, "a user's command bitmap has 64 bits");
@@ -2402,6 +2420,8 @@ void rmq__cmd_dispatch(struct conn *c, struct rmq_arg *argv, size_t argc)
 	}
 	if (c->again) /* not done: replies (and their fate) when it is */
 		return;
+	if (RMQ_UNLIKELY(c->asking) && (!cmd || cmd->fn != cmd_asking))
+		c->asking = false; /* for one command only, as Redis */
 	/* CLIENT REPLY OFF|SKIP: drop what this command replied. Pushes to
 	 * live subscribers are not replies and are never dropped here. */
 	if (mode != REPLY_ON && !(mode == REPLY_OFF && c->reply == REPLY_ON)) {

@@ -135,6 +135,8 @@ struct conn {
 	bool split_rest;                 /* this request is such a rest (set before
 				     * dispatch): not the first part */
 	bool resp3;                      /* HELLO 3: RESP3 replies and push frames */
+	bool asking;                     /* ASKING: the next command may use a slot
+				     * this node imports (cluster.c) */
 	bool sub_deleted;                /* subscribed to RMQ_DELETED_CHANNEL */
 	/* Subscriptions to topics deleted since (told with a notice on
 	 * RMQ_DELETED_CHANNEL): they count, as the client still holds them,
@@ -437,6 +439,9 @@ struct cl_map {
 	uint16_t owner[16384]; /* RMQ_SLOTS (slot.h): index in nodes, or CL_NONE */
 };
 struct cluster;
+struct migrate;
+/* server.slot_mig: a slot's part in a move (migrate.c) */
+enum { MIG_NONE = 0, MIG_FROZEN, MIG_ASK, MIG_IMPORTED };
 
 struct server {
 	struct rmq_server_config cfg;
@@ -499,6 +504,19 @@ struct server {
 	 * a map (cluster.c). */
 	struct cluster *cluster;
 	struct cl_map *_Atomic cmap;
+	/* migrate.c: each slot's part in a move (MIG_*): written by the
+	 * migration and cluster threads and SLOTIMPORT, read by workers
+	 * (acquire). A MIG_ASK slot redirects to mig_addrs[slot_ask[slot]]:
+	 * entries are added (by the migration thread) and never changed, and
+	 * slot_ask is written before the release store of MIG_ASK. */
+	_Atomic uint8_t slot_mig[16384];
+	_Atomic uint8_t slot_ask[16384];
+	/* CREATEs per slot (relaxed): a move walks the topic table again
+	 * under its freeze only if its slot's count moved since its walk */
+	_Atomic uint32_t slot_gen[16384];
+	char mig_addrs[CL_MAX_NODES][CL_HOST_MAX + 8];
+	unsigned n_mig_addrs; /* the migration thread's */
+	struct migrate *migrate;
 };
 
 /* A server's state without its sockets and threads, as rmq_server_run()
@@ -721,6 +739,27 @@ bool rmq__cluster_map_parse(const char *text, size_t len, struct cl_map *m);
  * the caller frees it. */
 struct cl_map *rmq__cluster_map_new(void);
 void rmq__cmd_cluster(struct conn *c, struct rmq_arg *argv, size_t argc);
+/* Whether a topic's slot has moved to another node (its live subscribers
+ * are then told with sunsubscribe rather than a deletion notice). */
+bool rmq__cluster_moved_away(struct server *srv, const char *topic, size_t len);
+/* CREATE made topic (cluster mode, the worker, before its next quiescent
+ * state): counted in srv->slot_gen. */
+void rmq__cluster_created(struct server *srv, const char *topic, size_t len);
+/* The migration thread's commit point: slot's owner becomes to_id (at
+ * to_addr) by compare-and-set of the map in etcd, if this node owns it
+ * there. 0; -1 with err set (the map is not and will not be changed); -2
+ * when *stop was set while a compare-and-set's outcome was still unknown.
+ * Blocks on etcd (while it does not answer, for as long as that lasts);
+ * not a worker. */
+int rmq__cluster_give_slot(struct server *srv, unsigned slot, const char *to_id,
+			   const char *to_addr, const _Atomic bool *stop, char *err, size_t errlen);
+
+/* --- migrate.c: live slot migration (issue 17) --- */
+void rmq__migrate_init(struct server *srv);
+/* Stops (waits for) a running migration and frees the state. */
+void rmq__migrate_stop(struct server *srv);
+void rmq__cmd_slotmigrate(struct conn *c, struct rmq_arg *argv, size_t argc);
+void rmq__cmd_slotimport(struct conn *c, struct rmq_arg *argv, size_t argc);
 void rmq__cmd_readonly(struct conn *c, struct rmq_arg *argv, size_t argc);
 
 /* --- ops.c: CONFIG, SHUTDOWN, RESETSTAT, --maxmemory --- */
@@ -838,6 +877,13 @@ int rmq__persist_create(struct server *srv, const char *name, size_t len, uint64
 			size_t errlen);
 /* DELETE: removes the topic and, if it is on disk, its files. 0 or -ENOENT. */
 int rmq__persist_delete(struct server *srv, const char *name, size_t len);
+/* rmq__persist_create whose empty log starts at sequence number start (a
+ * topic moved from another cluster node, migrate.c). */
+int rmq__persist_create_at(struct server *srv, const char *name, size_t len, uint64_t capacity,
+			   enum rmq_onfull onfull, bool disk, uint64_t maxage_ms, uint64_t start,
+			   char *err, size_t errlen);
+/* A new durable subscription id of the data directory (0: none kept). */
+uint64_t rmq__persist_new_id(struct server *srv);
 /* Writes the reply to an append that failed with a disk error
  * (-RMQ_LOG_EIO, -RMQ_LOG_EDISKFULL), with `more` appended to its text
  * (MPUBLISH: what was stored before), counts and logs it. */

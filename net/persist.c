@@ -1045,8 +1045,21 @@ int rmq__persist_create(struct server *srv, const char *name, size_t len, uint64
 			enum rmq_onfull onfull, bool disk, uint64_t maxage_ms, char *err,
 			size_t errlen)
 {
+	return rmq__persist_create_at(srv, name, len, capacity, onfull, disk, maxage_ms, 0, err,
+				      errlen);
+}
+
+uint64_t rmq__persist_new_id(struct server *srv)
+{
+	return srv->persist ? rmq_store_new_id(srv->persist->st) : 0;
+}
+
+int rmq__persist_create_at(struct server *srv, const char *name, size_t len, uint64_t capacity,
+			   enum rmq_onfull onfull, bool disk, uint64_t maxage_ms, uint64_t start,
+			   char *err, size_t errlen)
+{
 	struct persist *p = srv->persist;
-	struct rmq_topic_opts o = { .maxage_ms = maxage_ms, .trim = true };
+	struct rmq_topic_opts o = { .maxage_ms = maxage_ms, .trim = true, .start_seq = start };
 	err[0] = '\0';
 	if (p && maxage_ms)
 		atomic_fetch_add(&p->maxage_made, 1);

@@ -325,6 +325,18 @@ static void live_sub_gone(struct live_sub *s)
 	int k = live_sub_find(c, t->name, t->name_len);
 	if (k < 0 || c->live_subs[k] != s)
 		return;
+	if (rmq__cluster_moved_away(c->worker->srv, t->name, t->name_len)) {
+		/* moved to another node (migrate.c): Redis 7 tells sharded
+		 * subscribers with an unsolicited sunsubscribe, on which cluster
+		 * clients subscribe again where the slot now is */
+		char name[RMQ_TOPIC_MAX_LEN + 1];
+		size_t len = t->name_len;
+		memcpy(name, t->name, len);
+		live_sub_remove_at(c, k); /* may release the watch and t */
+		rmq__pubsub_reply(c, "sunsubscribe", name, len, live_count(c));
+		rmq__conn_want_flush(c);
+		return;
+	}
 	rmq__pubsub_deleted_notice(c, t->name, t->name_len);
 	rmq__conn_want_flush(c);
 	gone_add(c, t->name, t->name_len);

@@ -305,9 +305,8 @@ SRV_TEST(acl, categories)
 {
 	struct e2e_client *a = CONN();
 	struct e2e_reply *r = R(a, "ACL", "CAT", "admin");
-	const char *admin[] = {
-		"info", "stats", "config", "shutdown", "latency", "slowlog", "acl"
-	};
+	const char *admin[] = { "info",    "stats", "config",      "shutdown",  "latency",
+				"slowlog", "acl",   "slotmigrate", "slotimport" };
 	cr_assert(r->type == E2E_ARRAY && r->n == sizeof(admin) / sizeof(admin[0]), "%s",
 		  e2e_reply_str(r));
 	for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++) {
