@@ -705,6 +705,7 @@ static void fill_disk_conf(struct persist *p, struct rmq_log_disk_conf *conf, co
 	conf->topic_id = rmq_store_topic_id(name, len);
 	conf->seg_max = cfg->segment_size;
 	conf->durable_reads = cfg->fsync == RMQ_FSYNC_ALWAYS;
+	conf->large_pages = cfg->fsync != RMQ_FSYNC_ALWAYS;
 	conf->repair = cfg->repair;
 }
 
