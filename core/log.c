@@ -99,11 +99,14 @@ struct rmq_log_disk {
 	_Atomic uint64_t durable_seq;
 	_Atomic uint64_t dirty_ms; /* rmq_now_ms() of the first commit not
 				     * covered by a sync round; 0: none */
-	_Atomic int dir_dirty;     /* a segment file was created since the
+	struct rmq_log *log;       /* the owner, for the dirty hook */
+	void (*dirty)(struct rmq_log *log, void *ctx);
+	void *dirty_ctx;
+	_Atomic int dir_dirty;    /* a segment file was created since the
 				     * last directory fsync */
-	_Atomic int failed;        /* sticky fsync error */
-	_Atomic int creating;      /* a producer is creating a segment */
-	pthread_mutex_t err_lock;  /* err, err_sticky, errtext */
+	_Atomic int failed;       /* sticky fsync error */
+	_Atomic int creating;     /* a producer is creating a segment */
+	pthread_mutex_t err_lock; /* err, err_sticky, errtext */
 	int err;
 	bool err_sticky;
 	char errtext[PATH_MAX + 96];
@@ -513,17 +516,24 @@ static int seg_reserve_n(struct rmq_seg *s, uint64_t bytes, uint32_t n, uint32_t
 	}
 }
 
+/* Notes that the log has unsynced bytes (the first to note it since the
+ * last sync round takes the time and tells the owner). */
+static void ld_mark_dirty(struct rmq_log_disk *ld)
+{
+	uint64_t z = 0;
+	if (atomic_compare_exchange_strong(&ld->dirty_ms, &z, rmq_now_ms() | 1) && ld->dirty)
+		ld->dirty(ld->log, ld->dirty_ctx);
+}
+
 /* A disk record's checksum, and the note that the log has unsynced
- * bytes (the first commit after a sync round takes the time). */
+ * bytes. */
 static void disk_commit(struct rmq_seg *s, struct slot *sl, uint32_t off, uint32_t rlen,
 			uint32_t poff, uint32_t plen)
 {
 	sl->crc = rmq_slot_crc(s->data + off, rlen, off, poff, plen);
 	struct rmq_log_disk *ld = s->dk->ld;
-	if (atomic_load_explicit(&ld->dirty_ms, memory_order_relaxed) == 0) {
-		uint64_t z = 0;
-		atomic_compare_exchange_strong(&ld->dirty_ms, &z, rmq_now_ms() | 1);
-	}
+	if (atomic_load_explicit(&ld->dirty_ms, memory_order_relaxed) == 0)
+		ld_mark_dirty(ld);
 }
 
 static inline void seg_commit(struct rmq_seg *s, uint32_t idx, uint32_t off, uint32_t rlen,
@@ -1209,10 +1219,8 @@ static void round_finish(struct sync_round *r, int rc, uint64_t calls, uint64_t 
 		free(r->jobs);
 	/* Records committed but behind an uncommitted one were not covered:
 	 * the log is still dirty. */
-	if (rc == 0 && rmq_log_next_seq(log) - 1 > r->target) {
-		uint64_t z = 0;
-		atomic_compare_exchange_strong(&ld->dirty_ms, &z, rmq_now_ms() | 1);
-	}
+	if (rc == 0 && rmq_log_next_seq(log) - 1 > r->target)
+		ld_mark_dirty(ld);
 	pthread_mutex_unlock(&ld->sync_lock);
 }
 
@@ -1668,6 +1676,9 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 	ld->seg_max = conf->seg_max ? conf->seg_max & ~15u : RMQ_DISK_SEG_DEFAULT;
 	ld->durable_reads = conf->durable_reads;
 	ld->large_pages = conf->large_pages;
+	ld->log = log;
+	ld->dirty = conf->dirty;
+	ld->dirty_ctx = conf->dirty_ctx;
 
 	/* Link the recovered segments, all sealed: appends open a new file,
 	 * so recovered files are never appended to (their unused middle is

@@ -283,6 +283,14 @@ struct rmq_log_disk_conf {
 				* not for logs synced per record (--fsync
 				* always), whose syncs would then write 2 MiB
 				* for a few bytes */
+	/* Called when the log goes from nothing to sync to something to sync
+	 * (the first commit after a sync round, or a round that left records
+	 * behind an uncommitted one): at most once per round, from the
+	 * appending thread (online, inside its publish) or a syncer. It must
+	 * be quick and must not sync. Lets the owner keep a list of the logs
+	 * to sync instead of walking all of them. May be NULL. */
+	void (*dirty)(struct rmq_log *log, void *ctx);
+	void *dirty_ctx;
 	/* Told about each notable recovery event (torn tail truncated,
 	 * repair, empty segment removed), one line without newline; may be
 	 * NULL. */

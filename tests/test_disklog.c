@@ -1071,6 +1071,40 @@ Test(disk, large_pages_for_big_fast_segments)
 	}
 }
 
+static int dirty_calls;
+static void count_dirty(struct rmq_log *log, void *ctx)
+{
+	(void)log;
+	(void)ctx;
+	dirty_calls++;
+}
+
+/* The dirty hook fires once when the log goes from synced to unsynced,
+ * not per append, and again after a sync round. */
+Test(disk, dirty_hook_once_per_round)
+{
+	struct rmq_log log;
+	struct rmq_log_recovery rec;
+	rmq_log_init(&log, 1u << 20, RMQ_ONFULL_DROP_OLDEST, NULL);
+	struct rmq_log_disk_conf c = {
+		.dir = dir, .topic_id = 42, .dirty = count_dirty, .dirty_ctx = NULL
+	};
+	dirty_calls = 0;
+	cr_assert_eq(rmq_log_open_disk(&log, &c, &rec), 0, "%s", rec.error);
+	cr_assert_eq(dirty_calls, 0);
+	put_range(&log, 1, 500, 100); /* several segment files */
+	cr_assert_eq(dirty_calls, 1);
+	cr_assert(rmq_log_sync_pending(&log));
+	cr_assert_eq(rmq_log_sync(&log, false), 0);
+	cr_assert_not(rmq_log_sync_pending(&log));
+	cr_assert_eq(dirty_calls, 1, "a complete round leaves nothing to sync");
+	put_range(&log, 501, 600, 100);
+	cr_assert_eq(dirty_calls, 2);
+	cr_assert_eq(rmq_log_sync(&log, false), 0);
+	cr_assert_eq(rmq_log_durable_seq(&log), 600);
+	rmq_log_fini(&log);
+}
+
 Test(disk, retention_by_age)
 {
 	struct opts o = { .seg_max = 8u << 10, .onfull = RMQ_ONFULL_DROP_OLDEST };
