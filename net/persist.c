@@ -38,6 +38,8 @@
  *
  * --fsync everysec: the persistence thread syncs every disk topic with
  * unsynced records once a second (the workers never wait on the disk);
+ * those topics put themselves on its list when they go dirty
+ * (hook_log_dirty), so it never walks the topic table for them;
  * --fsync no leaves it to the kernel. A clean stop syncs everything under
  * every policy.
  *
