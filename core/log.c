@@ -95,14 +95,18 @@ struct rmq_log_disk {
 	uint64_t topic_id;
 	uint32_t seg_max;
 	bool durable_reads;
+	bool large_pages;
 	_Atomic uint64_t durable_seq;
 	_Atomic uint64_t dirty_ms; /* rmq_now_ms() of the first commit not
 				     * covered by a sync round; 0: none */
-	_Atomic int dir_dirty;     /* a segment file was created since the
+	struct rmq_log *log;       /* the owner, for the dirty hook */
+	void (*dirty)(struct rmq_log *log, void *ctx);
+	void *dirty_ctx;
+	_Atomic int dir_dirty;    /* a segment file was created since the
 				     * last directory fsync */
-	_Atomic int failed;        /* sticky fsync error */
-	_Atomic int creating;      /* a producer is creating a segment */
-	pthread_mutex_t err_lock;  /* err, err_sticky, errtext */
+	_Atomic int failed;       /* sticky fsync error */
+	_Atomic int creating;     /* a producer is creating a segment */
+	pthread_mutex_t err_lock; /* err, err_sticky, errtext */
 	int err;
 	bool err_sticky;
 	char errtext[PATH_MAX + 96];
@@ -111,7 +115,7 @@ struct rmq_log_disk {
 	struct rmq_seg *sync_seg;  /* first segment not fully synced */
 	uint64_t sync_base;
 	_Atomic uint64_t st_syncs, st_fsyncs, st_sync_ns, st_created, st_deleted, st_create_errors,
-		st_disk_full;
+		st_disk_full, st_large;
 };
 
 /* A disk segment's file: outlives the segment while a syncer holds it. */
@@ -283,9 +287,28 @@ static void ld_error(struct rmq_log_disk *ld, bool sticky, const char *op, const
 		atomic_store(&ld->failed, 1);
 }
 
-/* Creates a disk segment of size bytes (file size) at base. Returns NULL
- * and *err (a negative errno for the append) on failure. */
-static struct rmq_seg *seg_new_disk(struct rmq_log *log, uint32_t size, uint64_t base, int *err)
+/* Whether the segment file of size bytes to link after prev gets large
+ * pages: a big one, after a segment that filled fast (a topic appended
+ * slowly would rewrite a whole 2 MiB folio at every background sync for
+ * the few bytes it added; from RMQ_SEG_LARGE_RATE on, that at most about
+ * doubles what it writes anyway). Measured on this project's VM: writing
+ * 52-byte records into a fresh mapped 16 MiB segment file took 75-210 ns
+ * each with 4 KiB pages (a shadow page-table fault per page) and 2-3 ns
+ * with large ones; after a sync, 200-500 ns against 7. */
+static bool seg_large(const struct rmq_log_disk *ld, const struct rmq_seg *prev, uint32_t size,
+		      uint64_t now_ms)
+{
+	if (!ld->large_pages || size < RMQ_SEG_LARGE_MIN || !prev || !prev->created_ms)
+		return false;
+	uint64_t age_ms = now_ms > prev->created_ms ? now_ms - prev->created_ms : 0;
+	return (uint64_t)prev->acct * 1000u >= age_ms * RMQ_SEG_LARGE_RATE;
+}
+
+/* Creates a disk segment of size bytes (file size) at base, after prev
+ * (NULL: the first). Returns NULL and *err (a negative errno for the
+ * append) on failure. */
+static struct rmq_seg *seg_new_disk(struct rmq_log *log, const struct rmq_seg *prev, uint32_t size,
+				    uint64_t base, int *err)
 {
 	struct rmq_log_disk *ld = log->disk;
 	struct rmq_seg *s = malloc(sizeof(*s));
@@ -297,10 +320,13 @@ static struct rmq_seg *seg_new_disk(struct rmq_log *log, uint32_t size, uint64_t
 		return NULL;
 	}
 	int dfd = ld_open_dir(ld), rc;
+	uint64_t now_ms = rmq_log_wall_ms();
+	bool large = seg_large(ld, prev, size, now_ms);
 	if (dfd < 0) {
 		rc = errno > 0 ? -errno : -EIO;
 	} else {
-		rc = rmq_segf_create(dfd, base, size, ld->topic_id, rmq_log_wall_ms(), &dk->f);
+		rc = rmq_segf_create(dfd, base, size, ld->topic_id, now_ms,
+				     large ? RMQ_SEGF_LARGE_PAGES : 0, &dk->f);
 		close(dfd);
 	}
 	/* The mapping is all the segment needs from here on. */
@@ -335,6 +361,8 @@ static struct rmq_seg *seg_new_disk(struct rmq_log *log, uint32_t size, uint64_t
 	s->acct = size;
 	s->created_ms = rmq_segf_hdr(&dk->f)->created_ms;
 	atomic_fetch_add(&ld->st_created, 1);
+	if (large)
+		atomic_fetch_add(&ld->st_large, 1);
 	disk_prefault(s, 0, 0);
 	/* Its name must be durable before anything in it counts as synced. */
 	atomic_store(&ld->dir_dirty, 1);
@@ -488,17 +516,24 @@ static int seg_reserve_n(struct rmq_seg *s, uint64_t bytes, uint32_t n, uint32_t
 	}
 }
 
+/* Notes that the log has unsynced bytes (the first to note it since the
+ * last sync round takes the time and tells the owner). */
+static void ld_mark_dirty(struct rmq_log_disk *ld)
+{
+	uint64_t z = 0;
+	if (atomic_compare_exchange_strong(&ld->dirty_ms, &z, rmq_now_ms() | 1) && ld->dirty)
+		ld->dirty(ld->log, ld->dirty_ctx);
+}
+
 /* A disk record's checksum, and the note that the log has unsynced
- * bytes (the first commit after a sync round takes the time). */
+ * bytes. */
 static void disk_commit(struct rmq_seg *s, struct slot *sl, uint32_t off, uint32_t rlen,
 			uint32_t poff, uint32_t plen)
 {
 	sl->crc = rmq_slot_crc(s->data + off, rlen, off, poff, plen);
 	struct rmq_log_disk *ld = s->dk->ld;
-	if (atomic_load_explicit(&ld->dirty_ms, memory_order_relaxed) == 0) {
-		uint64_t z = 0;
-		atomic_compare_exchange_strong(&ld->dirty_ms, &z, rmq_now_ms() | 1);
-	}
+	if (atomic_load_explicit(&ld->dirty_ms, memory_order_relaxed) == 0)
+		ld_mark_dirty(ld);
 }
 
 static inline void seg_commit(struct rmq_seg *s, uint32_t idx, uint32_t off, uint32_t rlen,
@@ -694,7 +729,7 @@ int rmq_log_reserve(struct rmq_log *log, size_t len, struct rmq_log_res *res)
 				continue;
 			}
 			int err = 0;
-			s = seg_new_disk(log, size, base, &err);
+			s = seg_new_disk(log, t, size, base, &err);
 			if (!s) {
 				atomic_store_explicit(&ld->creating, 0, memory_order_release);
 				return err < 0 ? err : -RMQ_LOG_EIO;
@@ -1194,10 +1229,8 @@ static void round_finish(struct sync_round *r, int rc, uint64_t calls, uint64_t 
 		free(r->jobs);
 	/* Records committed but behind an uncommitted one were not covered:
 	 * the log is still dirty. */
-	if (rc == 0 && rmq_log_next_seq(log) - 1 > r->target) {
-		uint64_t z = 0;
-		atomic_compare_exchange_strong(&ld->dirty_ms, &z, rmq_now_ms() | 1);
-	}
+	if (rc == 0 && rmq_log_next_seq(log) - 1 > r->target)
+		ld_mark_dirty(ld);
 	pthread_mutex_unlock(&ld->sync_lock);
 }
 
@@ -1346,6 +1379,7 @@ void rmq_log_disk_stats(struct rmq_log *log, struct rmq_log_disk_stats *st)
 	st->segs_deleted = atomic_load(&ld->st_deleted);
 	st->create_errors = atomic_load(&ld->st_create_errors);
 	st->disk_full = atomic_load(&ld->st_disk_full);
+	st->segs_large = atomic_load(&ld->st_large);
 }
 
 /* --- disk logs: open and recover --- */
@@ -1610,7 +1644,7 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 	if (rc == 0 && n == 0 && keep_base) {
 		rf[0].f.fd = -1;
 		int crc = rmq_segf_create(dirfd, keep_base, RMQ_SEG_MIN, conf->topic_id,
-					  rmq_log_wall_ms(), &rf[0].f);
+					  rmq_log_wall_ms(), 0, &rf[0].f);
 		if (crc < 0) {
 			snprintf(rec->error, sizeof(rec->error),
 				 "segment %s: recreating base %" PRIu64 ": %s", conf->dir,
@@ -1651,6 +1685,10 @@ int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 	ld->topic_id = conf->topic_id;
 	ld->seg_max = conf->seg_max ? conf->seg_max & ~15u : RMQ_DISK_SEG_DEFAULT;
 	ld->durable_reads = conf->durable_reads;
+	ld->large_pages = conf->large_pages;
+	ld->log = log;
+	ld->dirty = conf->dirty;
+	ld->dirty_ctx = conf->dirty_ctx;
 
 	/* Link the recovered segments, all sealed: appends open a new file,
 	 * so recovered files are never appended to (their unused middle is

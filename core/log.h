@@ -58,6 +58,8 @@
 #define RMQ_SEG_MAX (1u << 20)
 #define RMQ_DISK_SEG_DEFAULT (64u << 20) /* roll size of disk segment files */
 #define RMQ_DISK_SEG_LIMIT (1u << 30)    /* largest roll size accepted */
+#define RMQ_SEG_LARGE_MIN (2u << 20)     /* large pages: segment files from this size */
+#define RMQ_SEG_LARGE_RATE (1u << 20)    /* ... after one that filled at this rate (B/s) */
 
 /* Errors of disk logs, beyond those of memory logs (all returned negated):
  *   RMQ_LOG_EDISKFULL  no space to preallocate a new segment file: this
@@ -281,6 +283,21 @@ struct rmq_log_disk_conf {
 	bool durable_reads; /* readers see a record only once it is synced
 				* (--fsync always) */
 	bool repair;        /* truncate at corruption instead of refusing */
+	bool large_pages;   /* segment files of RMQ_SEG_LARGE_MIN bytes and
+				* more, filling at RMQ_SEG_LARGE_RATE bytes
+				* a second or faster, are mapped with large
+				* pages (RMQ_SEGF_LARGE_PAGES in segfile.h):
+				* not for logs synced per record (--fsync
+				* always), whose syncs would then write 2 MiB
+				* for a few bytes */
+	/* Called when the log goes from nothing to sync to something to sync
+	 * (the first commit after a sync round, or a round that left records
+	 * behind an uncommitted one): at most once per round, from the
+	 * appending thread (online, inside its publish) or a syncer. It must
+	 * be quick and must not sync. Lets the owner keep a list of the logs
+	 * to sync instead of walking all of them. May be NULL. */
+	void (*dirty)(struct rmq_log *log, void *ctx);
+	void *dirty_ctx;
 	/* Told about each notable recovery event (torn tail truncated,
 	 * repair, empty segment removed), one line without newline; may be
 	 * NULL. */
@@ -373,6 +390,7 @@ struct rmq_log_disk_stats {
 	uint64_t sync_ns; /* total time in them */
 	uint64_t segs_created, segs_deleted;
 	uint64_t create_errors; /* failed segment creations (incl. disk full) */
+	uint64_t segs_large;    /* of segs_created, mapped with large pages */
 	uint64_t disk_full;     /* appends refused with RMQ_LOG_EDISKFULL */
 };
 void rmq_log_disk_stats(struct rmq_log *log, struct rmq_log_disk_stats *st);

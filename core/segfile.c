@@ -53,7 +53,7 @@ static uint32_t hdr_crc(const struct rmq_segf_hdr *h)
 }
 
 int rmq_segf_create(int dirfd, uint64_t base, uint32_t size, uint64_t topic_id, uint64_t now_ms,
-		    struct rmq_segf *f)
+		    unsigned flags, struct rmq_segf *f)
 {
 	if (size % 16 || size < RMQ_SEGF_HDR + 64)
 		return -EINVAL;
@@ -70,6 +70,8 @@ int rmq_segf_create(int dirfd, uint64_t base, uint32_t size, uint64_t topic_id, 
 		m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (m == MAP_FAILED)
 			rc = errno;
+		else if (flags & RMQ_SEGF_LARGE_PAGES)
+			(void)madvise(m, size, MADV_HUGEPAGE); /* before the header's touch */
 	}
 	if (rc != 0) {
 		(void)unlinkat(dirfd, f->name, 0);

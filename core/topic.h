@@ -117,6 +117,10 @@ struct rmq_topic {
 	/* The server's persistence glue: workers with appends to sync
 	 * (--fsync always, one bit per worker), and what recovery cut off. */
 	_Atomic uint64_t sync_mask;
+	/* On the persistence thread's list of logs to sync (everysec): set
+	 * by whoever pushes it, with a reference, cleared when taken. */
+	_Atomic int sync_queued;
+	struct rmq_topic *sync_next;
 	uint64_t recovered_truncated_bytes;
 	_Atomic(struct rmq_watch *) watch[]; /* nshards entries */
 };

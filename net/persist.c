@@ -38,6 +38,8 @@
  *
  * --fsync everysec: the persistence thread syncs every disk topic with
  * unsynced records once a second (the workers never wait on the disk);
+ * those topics put themselves on its list when they go dirty
+ * (hook_log_dirty), so it never walks the topic table for them;
  * --fsync no leaves it to the kernel. A clean stop syncs everything under
  * every policy.
  *
@@ -115,6 +117,12 @@ struct persist {
 	struct commit_batch *qhead, **qtail; /* under cmu */
 	bool cstop;                          /* under cmu */
 	_Atomic uint64_t commit_rounds;
+	/* everysec: the disk topics with something to sync, pushed by the
+	 * appender that made them dirty (hook_log_dirty, a reference each),
+	 * taken whole by the persistence thread; replaces a walk of the
+	 * whole topic table (2^18 buckets) once a second, 4-7 % of the
+	 * server's samples in perf of a publishing load. */
+	_Atomic(struct rmq_topic *) dirty_head;
 	/* recovery, written by the thread before loading drops to 0 */
 	uint64_t rec_topics, rec_msgs, rec_bytes, rec_truncated, rec_repaired, rec_subs, rec_ms;
 };
@@ -290,6 +298,27 @@ static void hook_advanced(void *ctx, struct rmq_dsub_subscription *s)
 /* --- syncing topics --- */
 
 static void sync_failed(struct persist *p, struct rmq_topic *t);
+
+/* A disk log went from clean to dirty (core/log.h's dirty hook: the
+ * appending worker inside its publish, or a syncer): the topic is put on
+ * the persistence thread's list once, with a reference. Lock-free push
+ * (many producers); the one consumer takes the whole list at once, so
+ * there is no ABA. */
+static void hook_log_dirty(struct rmq_log *log, void *ctx)
+{
+	struct persist *p = ctx;
+	struct rmq_topic *t = caa_container_of(log, struct rmq_topic, log);
+	if (atomic_exchange(&t->sync_queued, 1))
+		return; /* already on the list */
+	if (!rmq_topic_get(t))
+		return; /* being freed: nothing left to sync */
+	struct rmq_topic *h = atomic_load_explicit(&p->dirty_head, memory_order_relaxed);
+	do
+		t->sync_next = h;
+	/* release: sync_next (and the reference) before the topic is seen */
+	while (!atomic_compare_exchange_weak_explicit(&p->dirty_head, &h, t, memory_order_release,
+						      memory_order_relaxed));
+}
 
 /* Makes every record of t appended so far durable. The caller holds a
  * reference on t and no RCU pointer (the sync goes offline). */
@@ -590,6 +619,27 @@ static void collect_topic(struct rmq_topic *t, void *ctx)
 	r->v[r->n++] = t;
 }
 
+/* Takes the whole dirty list into r: each topic comes with its reference
+ * and can be queued again from here on (a commit after the sync round
+ * that follows makes it dirty again and pushes it). */
+static void take_dirty(struct persist *p, struct topic_refs *r)
+{
+	/* acquire: pairs with the push's release (sync_next) */
+	struct rmq_topic *t = atomic_exchange_explicit(&p->dirty_head, NULL, memory_order_acquire);
+	while (t) {
+		/* next is read before the flag is cleared: from then on a
+		 * pusher may reuse sync_next */
+		struct rmq_topic *nx = t->sync_next;
+		if (r->n == r->cap) {
+			r->cap = r->cap ? r->cap * 2 : 64;
+			r->v = rmq_realloc(r->v, r->cap * sizeof(*r->v));
+		}
+		r->v[r->n++] = t;
+		atomic_store(&t->sync_queued, 0);
+		t = nx;
+	}
+}
+
 /* Many topics to sync: one syncfs for all of them (rmq_log_sync_batch)
  * instead of a cache flush of the disk per segment file, which on this
  * kind of disk costs milliseconds each: 5,000 topics with a few new bytes
@@ -633,8 +683,11 @@ static void flush_topics(struct persist *p, bool all, bool meta_only)
 				  rmq_store_dir(p->st), strerror(-rc));
 	}
 	struct topic_refs r = { .all = all };
-	if (!meta_only)
+	if (all && !meta_only) {
 		rmq_broker_foreach(p->srv->broker, collect_topic, &r);
+	} else if (!meta_only) {
+		take_dirty(p, &r);
+	}
 	if (r.n >= SYNC_BATCH_MIN)
 		sync_batch(p, &r);
 	for (size_t i = 0; i < r.n; i++) {
@@ -729,6 +782,11 @@ static void fill_disk_conf(struct persist *p, struct rmq_log_disk_conf *conf, co
 	conf->topic_id = rmq_store_topic_id(name, len);
 	conf->seg_max = cfg->segment_size;
 	conf->durable_reads = cfg->fsync == RMQ_FSYNC_ALWAYS;
+	conf->large_pages = cfg->fsync != RMQ_FSYNC_ALWAYS;
+	if (cfg->fsync == RMQ_FSYNC_EVERYSEC) {
+		conf->dirty = hook_log_dirty;
+		conf->dirty_ctx = p;
+	}
 	conf->repair = cfg->repair;
 }
 
@@ -1021,6 +1079,13 @@ void rmq__persist_stop(struct server *srv)
 		checkpoint_positions(p, true);
 		rmq_diagf(RMQ_DIAG_INFO, "data directory %s synced", rmq_store_dir(p->st));
 	}
+	/* What was queued after the last flush (or never flushed: a failed
+	 * start) holds references. */
+	struct topic_refs left = { 0 };
+	take_dirty(p, &left);
+	for (size_t i = 0; i < left.n; i++)
+		rmq_topic_put(left.v[i]);
+	free(left.v);
 	struct rmq_dsub_hooks none = { 0 };
 	if (srv->dsubs)
 		rmq_dsub_registry_set_hooks(srv->dsubs, &none);
@@ -1233,7 +1298,7 @@ void rmq__persist_info(struct server *srv, struct rmq_buf *b)
 		"recovered_bytes:%llu\r\nrecovered_truncated_bytes:%llu\r\nrecovered_repaired_bytes:%llu\r\n"
 		"recovered_subscribers:%llu\r\nrecovery_time_ms:%llu\r\n"
 		"fsync_rounds:%llu\r\nfsync_calls:%llu\r\nfsync_time_ms:%llu\r\nlast_fsync_latency_us:%llu\r\n"
-		"background_flushes:%llu\r\noldest_unsynced_age_ms:%llu\r\n"
+		"background_flushes:%llu\r\ncommit_rounds:%llu\r\noldest_unsynced_age_ms:%llu\r\n"
 		"disk_errors:%llu\r\ndisk_full_errors:%llu\r\nsync_errors:%llu\r\ntopics_with_disk_error:%llu\r\n"
 		"store_errors:%llu\r\nposition_records:%llu\r\nposition_flushes:%llu\r\nposition_syncs:%llu\r\n"
 		"position_compactions:%llu\r\nposition_errors:%llu\r\n\r\n",
@@ -1245,8 +1310,9 @@ void rmq__persist_info(struct server *srv, struct rmq_buf *b)
 		(unsigned long long)rp->rec_ms, (unsigned long long)iw.syncs,
 		(unsigned long long)iw.fsyncs, (unsigned long long)(iw.sync_ns / 1000000),
 		(unsigned long long)atomic_load(&p->last_fsync_us),
-		(unsigned long long)atomic_load(&p->bg_rounds), (unsigned long long)iw.oldest_ms,
-		(unsigned long long)atomic_load(&p->disk_errors),
+		(unsigned long long)atomic_load(&p->bg_rounds),
+		(unsigned long long)atomic_load(&p->commit_rounds),
+		(unsigned long long)iw.oldest_ms, (unsigned long long)atomic_load(&p->disk_errors),
 		(unsigned long long)atomic_load(&p->disk_full),
 		(unsigned long long)atomic_load(&p->sync_errors), (unsigned long long)iw.with_error,
 		(unsigned long long)atomic_load(&p->store_errors),

@@ -6,6 +6,8 @@
  *
  *   persist/restart_*        topics, messages and durable positions
  *                            survive a restart; memory topics do not
+ *   persist/everysec_flushes_what_was_published  the once-a-second
+ *                            flush syncs the topics published to
  *   persist/second_server    a second server on the same directory fails
  *   persist/kill9_always     SIGKILL under --fsync always loses nothing
  *                            acknowledged
@@ -198,6 +200,38 @@ Test(persist, create_options)
 	g_done = true;
 }
 
+/* --fsync everysec: the background flush finds the topics that were
+ * published to (they queue themselves) and syncs each within about a
+ * second, again after more publishes; a topic nobody published to is
+ * left alone. */
+Test(persist, everysec_flushes_what_was_published)
+{
+	make_dir();
+	START("--log-level", "warn", "--fsync", "everysec");
+	struct e2e_client *p = CONN();
+	IS_OK(R(p, "CREATE", "a"));
+	IS_OK(R(p, "CREATE", "b"));
+	IS_OK(R(p, "CREATE", "idle"));
+	for (int round = 1; round <= 2; round++) {
+		PUBLISH_N(p, "a", (round - 1) * 100 + 1, 100, "m%lld", (round - 1) * 100 + 1);
+		PUBLISH_N(p, "b", (round - 1) * 50 + 1, 50, "m%lld", (round - 1) * 50 + 1);
+		long long a = 0, b = 0;
+		for (int i = 0; i < 300 && (a != round * 100 || b != round * 50); i++) {
+			e2e_sleep_ms(10);
+			a = TINFO(p, "a", "durable_seq");
+			b = TINFO(p, "b", "durable_seq");
+		}
+		cr_assert_eq(a, round * 100, "round %d: a synced up to %lld", round, a);
+		cr_assert_eq(b, round * 50, "round %d: b synced up to %lld", round, b);
+	}
+	cr_assert_eq(TINFO(p, "idle", "durable_seq"), 0);
+	cr_assert_geq(INFO(p, "background_flushes"), 2);
+	cr_assert_eq(INFO(p, "sync_errors"), 0);
+	e2e_close(p);
+	stop_server_ok(SIGTERM);
+	g_done = true;
+}
+
 Test(persist, second_server)
 {
 	make_dir();
@@ -223,6 +257,7 @@ Test(persist, kill9_always)
 	PUBLISH_N(q, "t", 201, 100, "m%lld", 201);
 	IS_PULLED(R(s, "PULL", "t", "COUNT", "120"), 1, 120, "m%lld");
 	cr_assert_gt(INFO(p, "fsync_calls"), 0);
+	cr_assert_gt(INFO(p, "commit_rounds"), 0);
 	/* durable_reads: nothing unsynced is visible, and all of it is */
 	cr_assert_eq(TINFO(p, "t", "durable_seq"), 300);
 	e2e_close(s);
