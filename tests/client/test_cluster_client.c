@@ -1,0 +1,337 @@
+/* test_cluster_client.c - the C client library against a 3-node cluster
+ * (issue 17): a local etcd on free loopback ports in a temporary data dir
+ * and three ringmq-server nodes, each with its own temporary --dir, all
+ * stopped by PID and removed at the end.
+ *
+ * Checks that a plain client (rmq_client_connect to one node) follows
+ * -MOVED for every call about a topic and turns into a cluster client,
+ * that rmq_client_connect_cluster reads the slot map and routes directly,
+ * and that publishing (one at a time and pipelined over several nodes),
+ * durable subscriptions (DSUBSCRIBE, PULL, ACK at each topic's owner under
+ * one name) and live subscriptions on several nodes work through it.
+ *
+ * Exits 77 (skipped) only when there is no etcd binary.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "ringmq.h"
+
+#define NODES 3
+#define NTOPICS 24
+
+static struct e2e_server node[NODES];
+static pid_t etcd_pid;
+static char etcd_dir[64];
+static int failures;
+
+#define CHECK(cond, ...)                                                    \
+	do {                                                                \
+		if (!(cond)) {                                              \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+			fprintf(stderr, __VA_ARGS__);                       \
+			fputc('\n', stderr);                                \
+			failures++;                                         \
+			return;                                             \
+		}                                                           \
+	} while (0)
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static bool etcd_found(void)
+{
+	const char *path = getenv("PATH");
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%s", path ? path : "/usr/bin:/bin");
+	for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		char f[4200];
+		snprintf(f, sizeof(f), "%s/etcd", d);
+		if (access(f, X_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Starts etcd; returns its client URL in url, or -1. */
+static int start_etcd(char *url, size_t cap)
+{
+	if (e2e_tmpdir("etcd", etcd_dir) != 0)
+		return -1;
+	int cport = free_port(), pport = free_port();
+	if (cport < 0 || pport < 0)
+		return -1;
+	char data[128], curl[64], purl[64], cluster[128];
+	snprintf(data, sizeof(data), "%s/data", etcd_dir);
+	snprintf(curl, sizeof(curl), "http://127.0.0.1:%d", cport);
+	snprintf(purl, sizeof(purl), "http://127.0.0.1:%d", pport);
+	snprintf(cluster, sizeof(cluster), "default=%s", purl);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		int nul = open("/dev/null", O_RDWR);
+		if (nul >= 0) {
+			dup2(nul, 0);
+			dup2(nul, 1);
+			dup2(nul, 2);
+		}
+		execlp("etcd", "etcd", "--name", "default", "--data-dir", data,
+		       "--listen-client-urls", curl, "--advertise-client-urls", curl,
+		       "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
+		       "--initial-cluster", cluster, "--log-level", "error", (char *)NULL);
+		_exit(127);
+	}
+	etcd_pid = pid;
+	snprintf(url, cap, "%s", curl);
+	return 0;
+}
+
+static void stop_all(void)
+{
+	for (int i = 0; i < NODES; i++)
+		if (node[i].pid)
+			e2e_server_stop(&node[i], SIGTERM, 10000);
+	if (etcd_pid) {
+		kill(etcd_pid, SIGTERM);
+		for (int i = 0; i < 100; i++) {
+			if (waitpid(etcd_pid, NULL, WNOHANG) == etcd_pid) {
+				etcd_pid = 0;
+				break;
+			}
+			e2e_sleep_ms(100);
+		}
+		if (etcd_pid) {
+			kill(etcd_pid, SIGKILL);
+			waitpid(etcd_pid, NULL, 0);
+			etcd_pid = 0;
+		}
+	}
+	if (etcd_dir[0])
+		e2e_rmrf(etcd_dir);
+}
+
+static void topic_name(int i, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "ct-%d", i);
+}
+
+/* A plain client on node 0 creates every topic: those of other nodes'
+ * slots come back as -MOVED, which it follows. */
+static void test_moved_followed(void)
+{
+	int st;
+	struct rmq_client *c = rmq_client_connect("127.0.0.1", node[0].port, E2E_MS(5000), &st);
+	CHECK(st == RMQ_OK, "connect: %s", rmq_client_errstr(c));
+	CHECK(rmq_cluster_nodes(c) == 0, "a plain client starts in single-node mode");
+	/* the first slot map may take a moment: CLUSTERDOWN until then */
+	uint64_t until = e2e_now_ms() + (uint64_t)E2E_MS(15000);
+	char t[32];
+	topic_name(0, t, sizeof(t));
+	while ((st = rmq_create_topic(c, t, NULL)) == RMQ_ERR_CLUSTER && e2e_now_ms() < until)
+		e2e_sleep_ms(100);
+	CHECK(st == RMQ_OK, "create %s: %d %s", t, st, rmq_client_errstr(c));
+	for (int i = 1; i < NTOPICS; i++) {
+		topic_name(i, t, sizeof(t));
+		st = rmq_create_topic(c, t, NULL);
+		CHECK(st == RMQ_OK, "create %s: %s", t, rmq_client_errstr(c));
+	}
+	CHECK(rmq_cluster_nodes(c) == NODES, "after -MOVED the client knows %d nodes, not %zu",
+	      NODES, rmq_cluster_nodes(c));
+	for (int i = 0; i < NTOPICS; i++) {
+		topic_name(i, t, sizeof(t));
+		uint64_t seq = 0;
+		st = rmq_send(c, t, "m1", 2, &seq);
+		CHECK(st == RMQ_OK && seq == 1, "send %s: %s (seq %llu)", t, rmq_client_errstr(c),
+		      (unsigned long long)seq);
+	}
+	CHECK(rmq_create_topic(c, "ct-0", NULL) == RMQ_ERR_EXISTS, "create again at the owner");
+	rmq_client_close(c);
+	fprintf(stderr, "PASS moved_followed\n");
+}
+
+/* rmq_client_connect_cluster from node 2: pipelined sends over every
+ * node's topics, then a durable subscriber reads and acknowledges them at
+ * each owner. */
+static void test_cluster_client(void)
+{
+	int st;
+	struct rmq_client *c =
+		rmq_client_connect_cluster("127.0.0.1", node[2].port, E2E_MS(5000), &st);
+	CHECK(st == RMQ_OK, "connect_cluster: %s", rmq_client_errstr(c));
+	CHECK(rmq_cluster_nodes(c) == NODES, "slot map names %zu nodes", rmq_cluster_nodes(c));
+	char t[32];
+	for (int round = 0; round < 3; round++)
+		for (int i = 0; i < NTOPICS; i++) {
+			topic_name(i, t, sizeof(t));
+			CHECK(rmq_send_queue(c, t, "m2", 2) == RMQ_OK, "queue: %s",
+			      rmq_client_errstr(c));
+		}
+	uint64_t seqs[3 * NTOPICS];
+	size_t n = 0;
+	st = rmq_send_flush(c, seqs, 3 * NTOPICS, &n);
+	CHECK(st == RMQ_OK && n == 3 * NTOPICS, "flush: %s (%zu)", rmq_client_errstr(c), n);
+	for (int round = 0; round < 3; round++)
+		for (int i = 0; i < NTOPICS; i++)
+			CHECK(seqs[round * NTOPICS + i] == (uint64_t)(2 + round),
+			      "topic %d round %d got seq %llu", i, round,
+			      (unsigned long long)seqs[round * NTOPICS + i]);
+	rmq_client_close(c);
+
+	struct rmq_client *d =
+		rmq_client_connect_cluster("127.0.0.1", node[1].port, E2E_MS(5000), &st);
+	CHECK(st == RMQ_OK, "connect_cluster: %s", rmq_client_errstr(d));
+	struct rmq_subscriber_opts o = { .ack = 1 };
+	CHECK(rmq_register_subscriber_ex(d, "csub", &o) == RMQ_OK, "register: %s",
+	      rmq_client_errstr(d));
+	for (int i = 0; i < NTOPICS; i++) {
+		topic_name(i, t, sizeof(t));
+		uint64_t start = 0;
+		st = rmq_subscribe_from(d, t, RMQ_FROM_FIRST, 0, &start);
+		CHECK(st == RMQ_OK && start == 1, "dsubscribe %s: %s", t, rmq_client_errstr(d));
+		struct rmq_msgs *m = NULL;
+		st = rmq_pull(d, t, 10, 1000, &m);
+		CHECK(st == RMQ_OK && m->n == 4, "pull %s: %s (%zu)", t, rmq_client_errstr(d),
+		      m ? m->n : 0);
+		CHECK(m->msg[0].seq == 1 && m->msg[3].seq == 4 && m->msg[3].len == 2,
+		      "pulled seqs of %s", t);
+		rmq_msgs_free(m);
+		CHECK(rmq_ack(d, t, 4) == RMQ_OK, "ack %s: %s", t, rmq_client_errstr(d));
+	}
+	rmq_client_close(d);
+	fprintf(stderr, "PASS cluster_client\n");
+}
+
+/* A live subscriber on every topic (so on every node) receives what a
+ * publisher sends through another node. */
+static void test_live(void)
+{
+	int st;
+	struct rmq_client *s = rmq_client_connect("127.0.0.1", node[1].port, E2E_MS(5000), &st);
+	CHECK(st == RMQ_OK, "connect: %s", rmq_client_errstr(s));
+	char t[32];
+	for (int i = 0; i < NTOPICS; i++) {
+		topic_name(i, t, sizeof(t));
+		CHECK(rmq_subscribe_live(s, t) == RMQ_OK, "subscribe %s: %s", t,
+		      rmq_client_errstr(s));
+	}
+	CHECK(rmq_live_count(s) == NTOPICS, "live count %zu", rmq_live_count(s));
+	CHECK(rmq_cluster_nodes(s) == NODES, "subscriber knows %zu nodes", rmq_cluster_nodes(s));
+	struct rmq_client *p = rmq_client_connect("127.0.0.1", node[0].port, E2E_MS(5000), &st);
+	CHECK(st == RMQ_OK, "connect: %s", rmq_client_errstr(p));
+	for (int i = 0; i < NTOPICS; i++) {
+		topic_name(i, t, sizeof(t));
+		char body[32];
+		int len = snprintf(body, sizeof(body), "live-%d", i);
+		CHECK(rmq_send(p, t, body, (size_t)len, NULL) == RMQ_OK, "send: %s",
+		      rmq_client_errstr(p));
+	}
+	bool seen[NTOPICS] = { false };
+	for (int k = 0; k < NTOPICS; k++) {
+		struct rmq_msg *m = NULL;
+		st = rmq_next_message(s, E2E_MS(5000), &m);
+		CHECK(st == RMQ_OK, "message %d: %s", k, rmq_client_errstr(s));
+		int i = -1;
+		CHECK(sscanf(m->topic, "ct-%d", &i) == 1 && i >= 0 && i < NTOPICS && !seen[i],
+		      "unexpected %s", m->topic);
+		char body[32];
+		snprintf(body, sizeof(body), "live-%d", i);
+		CHECK(m->len == strlen(body) && memcmp(m->payload, body, m->len) == 0,
+		      "payload of %s", m->topic);
+		seen[i] = true;
+		rmq_msg_free(m);
+	}
+	struct rmq_msg *m = NULL;
+	CHECK(rmq_next_message(s, 200, &m) == RMQ_ERR_TIMEOUT, "nothing more");
+	topic_name(5, t, sizeof(t));
+	CHECK(rmq_unsubscribe_live(s, t) == RMQ_OK, "unsubscribe: %s", rmq_client_errstr(s));
+	CHECK(rmq_live_count(s) == NTOPICS - 1, "live count after unsubscribe");
+	rmq_client_close(p);
+	rmq_client_close(s);
+	fprintf(stderr, "PASS live\n");
+}
+
+/* Every node has applied a slot map that covers all slots. */
+static int wait_ready(void)
+{
+	uint64_t until = e2e_now_ms() + (uint64_t)E2E_MS(20000);
+	for (int i = 0; i < NODES; i++) {
+		struct e2e_client *c = e2e_connect(node[i].port, 5000);
+		if (!c)
+			return -1;
+		bool ok = false;
+		while (!ok && e2e_now_ms() < until) {
+			struct e2e_reply *r = e2e_cmd(c, "CLUSTER", "INFO", NULL);
+			ok = r && r->str && strstr(r->str, "cluster_state:ok");
+			e2e_reply_free(r);
+			if (!ok)
+				e2e_sleep_ms(100);
+		}
+		e2e_close(c);
+		if (!ok)
+			return -1;
+	}
+	return 0;
+}
+
+int main(void)
+{
+	if (!etcd_found()) {
+		fprintf(stderr, "SKIP: no etcd binary in PATH\n");
+		return 77;
+	}
+	char url[64];
+	if (start_etcd(url, sizeof(url)) != 0) {
+		fprintf(stderr, "FAIL: cannot start etcd\n");
+		stop_all();
+		return 1;
+	}
+	e2e_sleep_ms(500); /* the nodes retry etcd anyway */
+	const char *extra[] = { "--threads", "1", "--cluster-etcd", url, "--cluster-name",
+				"cclient", "--cluster-expect", "3", NULL };
+	for (int i = 0; i < NODES; i++)
+		if (e2e_server_start(&node[i], extra, 30000) != 0) {
+			fprintf(stderr, "FAIL: node %d: %s\n", i, e2e_last_error());
+			stop_all();
+			return 1;
+		}
+	if (wait_ready() != 0) {
+		fprintf(stderr, "FAIL: the cluster did not become ready\n");
+		stop_all();
+		return 1;
+	}
+	test_moved_followed();
+	if (!failures)
+		test_cluster_client();
+	if (!failures)
+		test_live();
+	stop_all();
+	fprintf(stderr, "cluster client: %s\n", failures ? "FAILED" : "all passed");
+	return failures ? 1 : 0;
+}
