@@ -38,15 +38,15 @@ static pid_t etcd_pid;
 static char etcd_dir[64];
 static int failures;
 
-#define CHECK(cond, ...)                                                    \
-	do {                                                                \
-		if (!(cond)) {                                              \
+#define CHECK(cond, ...)                                                     \
+	do {                                                                 \
+		if (!(cond)) {                                               \
 			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                       \
-			fputc('\n', stderr);                                \
-			failures++;                                         \
-			return;                                             \
-		}                                                           \
+			fprintf(stderr, __VA_ARGS__);                        \
+			fputc('\n', stderr);                                 \
+			failures++;                                          \
+			return;                                              \
+		}                                                            \
 	} while (0)
 
 static int free_port(void)
@@ -277,6 +277,93 @@ static void test_live(void)
 	fprintf(stderr, "PASS live\n");
 }
 
+/* ringmq-pub and ringmq-sub with --cluster, and without it (the first
+ * -MOVED turns it on): topics of every node created, published to and
+ * pulled from through one node's port. */
+static void test_cli(void)
+{
+	char port[16], port2[16];
+	snprintf(port, sizeof(port), "%d", node[0].port);
+	snprintf(port2, sizeof(port2), "%d", node[2].port);
+	const char *pub[] = { RINGMQ_BIN_DIR "/ringmq-pub",
+			      "--cluster",
+			      "-H",
+			      "127.0.0.1",
+			      "-p",
+			      port,
+			      "-q",
+			      "-c",
+			      "cli-0",
+			      "-c",
+			      "cli-1",
+			      "-c",
+			      "cli-2",
+			      "-c",
+			      "cli-3",
+			      "-P",
+			      "cli-0",
+			      "a0",
+			      "-P",
+			      "cli-1",
+			      "a1",
+			      "-P",
+			      "cli-2",
+			      "a2",
+			      "-P",
+			      "cli-3",
+			      "a3",
+			      NULL };
+	struct e2e_output o;
+	int ws = e2e_run(pub, &o, E2E_MS(10000));
+	CHECK(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "ringmq-pub --cluster: %s",
+	      o.err ? o.err : "");
+	e2e_output_free(&o);
+	const char *pub2[] = { RINGMQ_BIN_DIR "/ringmq-pub",
+			       "-H",
+			       "127.0.0.1",
+			       "-p",
+			       port2,
+			       "-P",
+			       "cli-0",
+			       "b0",
+			       "-P",
+			       "cli-3",
+			       "b3",
+			       NULL };
+	ws = e2e_run(pub2, &o, E2E_MS(10000));
+	CHECK(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && o.out &&
+		      strstr(o.out, "#2 to 'cli-0'") && strstr(o.out, "#2 to 'cli-3'"),
+	      "ringmq-pub without --cluster: %s / %s", o.out ? o.out : "", o.err ? o.err : "");
+	e2e_output_free(&o);
+	const char *sub[] = { RINGMQ_BIN_DIR "/ringmq-sub",
+			      "-H",
+			      "127.0.0.1",
+			      "-p",
+			      port2,
+			      "--cluster",
+			      "--name",
+			      "clisub",
+			      "--from",
+			      "first",
+			      "--pull",
+			      "cli-0",
+			      "--pull",
+			      "cli-1",
+			      "--pull",
+			      "cli-2",
+			      "--pull",
+			      "cli-3",
+			      NULL };
+	ws = e2e_run(sub, &o, E2E_MS(10000));
+	CHECK(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && o.out, "ringmq-sub --cluster: %s",
+	      o.err ? o.err : "");
+	const char *want[] = { "a0", "b0", "a1", "a2", "a3", "b3" };
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		CHECK(strstr(o.out, want[i]), "ringmq-sub printed no %s: %s", want[i], o.out);
+	e2e_output_free(&o);
+	fprintf(stderr, "PASS cli\n");
+}
+
 /* Every node has applied a slot map that covers all slots. */
 static int wait_ready(void)
 {
@@ -313,8 +400,15 @@ int main(void)
 		return 1;
 	}
 	e2e_sleep_ms(500); /* the nodes retry etcd anyway */
-	const char *extra[] = { "--threads", "1", "--cluster-etcd", url, "--cluster-name",
-				"cclient", "--cluster-expect", "3", NULL };
+	const char *extra[] = { "--threads",
+				"1",
+				"--cluster-etcd",
+				url,
+				"--cluster-name",
+				"cclient",
+				"--cluster-expect",
+				"3",
+				NULL };
 	for (int i = 0; i < NODES; i++)
 		if (e2e_server_start(&node[i], extra, 30000) != 0) {
 			fprintf(stderr, "FAIL: node %d: %s\n", i, e2e_last_error());
@@ -331,6 +425,8 @@ int main(void)
 		test_cluster_client();
 	if (!failures)
 		test_live();
+	if (!failures)
+		test_cli();
 	stop_all();
 	fprintf(stderr, "cluster client: %s\n", failures ? "FAILED" : "all passed");
 	return failures ? 1 : 0;
