@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -91,6 +92,14 @@ static int free_port(void)
 	return port;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
 static void etcd_stop(void)
 {
 	if (etcd_pid > 0) {
@@ -104,9 +113,7 @@ static void etcd_stop(void)
 		etcd_pid = 0;
 	}
 	if (etcd_dir[0]) {
-		char cmd[300];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", etcd_dir);
-		if (system(cmd) != 0)
+		if (nftw(etcd_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
 			fprintf(stderr, "ringmq-bench: could not remove %s\n", etcd_dir);
 		etcd_dir[0] = '\0';
 	}
@@ -116,7 +123,8 @@ static int etcd_start(void)
 {
 	const char *etcd = rb_find_exe("etcd");
 	if (!etcd) {
-		fprintf(stderr, "ringmq-bench: --cluster needs etcd (apt-get install etcd-server)\n");
+		fprintf(stderr,
+			"ringmq-bench: --cluster needs etcd (apt-get install etcd-server)\n");
 		return -1;
 	}
 	const char *tmp = getenv("TMPDIR");
@@ -142,10 +150,10 @@ static int etcd_start(void)
 			dup2(nul, 1);
 			dup2(nul, 2);
 		}
-		execl(etcd, "etcd", "--name", "default", "--data-dir", data,
-		      "--listen-client-urls", curl, "--advertise-client-urls", curl,
-		      "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-		      "--initial-cluster", cluster, "--log-level", "error", (char *)NULL);
+		execl(etcd, "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls",
+		      curl, "--advertise-client-urls", curl, "--listen-peer-urls", purl,
+		      "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster,
+		      "--log-level", "error", (char *)NULL);
 		_exit(127);
 	}
 	etcd_pid = pid;
@@ -572,8 +580,8 @@ static int parse(int argc, char **argv, struct copts *o)
 			o->nnodes = 0;
 			char buf[128];
 			snprintf(buf, sizeof(buf), "%s", v);
-			for (char *s = NULL, *p = strtok_r(buf, ",", &s); p && o->nnodes < MAX_NODES;
-			     p = strtok_r(NULL, ",", &s)) {
+			for (char *s = NULL, *p = strtok_r(buf, ",", &s);
+			     p && o->nnodes < MAX_NODES; p = strtok_r(NULL, ",", &s)) {
 				unsigned long x = strtoul(p, NULL, 10);
 				if (x < 1 || x > MAX_NODES)
 					return usage();
@@ -680,8 +688,8 @@ int rb_cluster_main(int argc, char **argv)
 			snprintf(one.topic[0], sizeof(one.topic[0]), "bench-0");
 			if (create_topics(&single, 1) || create_topics(&one, 1))
 				err = 1;
-			double rs[MAX_REPEATS], rc1[MAX_REPEATS], cs[MAX_REPEATS],
-				cc[MAX_REPEATS], d0;
+			double rs[MAX_REPEATS], rc1[MAX_REPEATS], cs[MAX_REPEATS], cc[MAX_REPEATS],
+				d0;
 			for (unsigned r = 0; r < o.repeats && !err; r++) {
 				err |= run_load(&single, 1, false, 0, &o, &rs[r], &d0, &cs[r]);
 				err |= run_load(&one, 1, false, 0, &o, &rc1[r], &d0, &cc[r]);
@@ -689,21 +697,26 @@ int rb_cluster_main(int argc, char **argv)
 				cc[r] *= 1e9;
 			}
 			if (!err) {
-				struct stat3 a = stat_of(rs, o.repeats), b = stat_of(rc1, o.repeats),
+				struct stat3 a = stat_of(rs, o.repeats),
+					     b = stat_of(rc1, o.repeats),
 					     c = stat_of(cs, o.repeats), d = stat_of(cc, o.repeats);
 				printf("Routing overhead: single node vs one-node cluster (PUBLISH "
 				       "pipelined, one publisher, alternated; median [min-max])\n");
 				char x[4][64];
-				snprintf(x[0], sizeof(x[0]), "%.0f [%.0f-%.0f]", a.med, a.min, a.max);
-				snprintf(x[1], sizeof(x[1]), "%.0f [%.0f-%.0f]", b.med, b.min, b.max);
-				snprintf(x[2], sizeof(x[2]), "%.1f [%.1f-%.1f]", c.med, c.min, c.max);
-				snprintf(x[3], sizeof(x[3]), "%.1f [%.1f-%.1f]", d.med, d.min, d.max);
-				printf("  %-18s %-28s %-28s %s\n", "", "single node", "cluster (routed)",
-				       "medians");
+				snprintf(x[0], sizeof(x[0]), "%.0f [%.0f-%.0f]", a.med, a.min,
+					 a.max);
+				snprintf(x[1], sizeof(x[1]), "%.0f [%.0f-%.0f]", b.med, b.min,
+					 b.max);
+				snprintf(x[2], sizeof(x[2]), "%.1f [%.1f-%.1f]", c.med, c.min,
+					 c.max);
+				snprintf(x[3], sizeof(x[3]), "%.1f [%.1f-%.1f]", d.med, d.min,
+					 d.max);
+				printf("  %-18s %-28s %-28s %s\n", "", "single node",
+				       "cluster (routed)", "medians");
 				printf("  %-18s %-28s %-28s %+.1f %%\n", "msgs/s", x[0], x[1],
 				       (b.med / a.med - 1) * 100);
-				printf("  %-18s %-28s %-28s %+.1f %%\n", "server CPU ns/msg", x[2], x[3],
-				       (d.med / c.med - 1) * 100);
+				printf("  %-18s %-28s %-28s %+.1f %%\n", "server CPU ns/msg", x[2],
+				       x[3], (d.med / c.med - 1) * 100);
 			}
 			cluster_stop(&single);
 			cluster_stop(&one);

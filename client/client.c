@@ -671,9 +671,11 @@ static int request(struct rmq_client *c, int argc, const char **argv, const size
 				    ? UINT64_MAX
 				    : now_ms() + (uint64_t)c->timeout_ms + wait_extra_ms;
 	for (;;) {
-		redisReply *r;
+		redisReply *r = NULL;
 		if ((rc = read_owed(c, deadline, &r)) != RMQ_OK)
 			return rc;
+		if (!r)
+			return set_err(c, RMQ_ERR_PROTO, "no reply");
 		if (c->nlive && take_push(c, r))
 			continue;
 		*out = r;
@@ -2122,11 +2124,14 @@ int rmq_next_message(struct rmq_client *c, int timeout_ms, struct rmq_msg **msg)
 	if ((rc = need_conn(c)) != RMQ_OK)
 		return rc;
 	for (;;) {
+		r = NULL;
 		if ((rc = read_reply(c, deadline, &r)) != RMQ_OK) {
 			if (rc == RMQ_ERR_TIMEOUT)
 				set_err(c, rc, "no message within %d ms", timeout_ms);
 			return rc;
 		}
+		if (!r)
+			return set_err(c, RMQ_ERR_PROTO, "no reply");
 		if (!take_push(c, r)) {
 			rc = r->type == REDIS_REPLY_ERROR ? map_error(c, r)
 							  : proto_err(c, "SUBSCRIBE", r);

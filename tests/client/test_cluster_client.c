@@ -257,11 +257,12 @@ static void test_live(void)
 		struct rmq_msg *m = NULL;
 		st = rmq_next_message(s, E2E_MS(5000), &m);
 		CHECK(st == RMQ_OK, "message %d: %s", k, rmq_client_errstr(s));
-		int i = -1;
-		CHECK(sscanf(m->topic, "ct-%d", &i) == 1 && i >= 0 && i < NTOPICS && !seen[i],
+		char *end = NULL;
+		long i = strncmp(m->topic, "ct-", 3) == 0 ? strtol(m->topic + 3, &end, 10) : -1;
+		CHECK(end && end != m->topic + 3 && i >= 0 && i < NTOPICS && !seen[i],
 		      "unexpected %s", m->topic);
 		char body[32];
-		snprintf(body, sizeof(body), "live-%d", i);
+		snprintf(body, sizeof(body), "live-%ld", i);
 		CHECK(m->len == strlen(body) && memcmp(m->payload, body, m->len) == 0,
 		      "payload of %s", m->topic);
 		seen[i] = true;
@@ -280,80 +281,34 @@ static void test_live(void)
 /* ringmq-pub and ringmq-sub with --cluster, and without it (the first
  * -MOVED turns it on): topics of every node created, published to and
  * pulled from through one node's port. */
+static const char pub_bin[] = RINGMQ_BIN_DIR "/ringmq-pub";
+static const char sub_bin[] = RINGMQ_BIN_DIR "/ringmq-sub";
+
 static void test_cli(void)
 {
 	char port[16], port2[16];
 	snprintf(port, sizeof(port), "%d", node[0].port);
 	snprintf(port2, sizeof(port2), "%d", node[2].port);
-	const char *pub[] = { RINGMQ_BIN_DIR "/ringmq-pub",
-			      "--cluster",
-			      "-H",
-			      "127.0.0.1",
-			      "-p",
-			      port,
-			      "-q",
-			      "-c",
-			      "cli-0",
-			      "-c",
-			      "cli-1",
-			      "-c",
-			      "cli-2",
-			      "-c",
-			      "cli-3",
-			      "-P",
-			      "cli-0",
-			      "a0",
-			      "-P",
-			      "cli-1",
-			      "a1",
-			      "-P",
-			      "cli-2",
-			      "a2",
-			      "-P",
-			      "cli-3",
-			      "a3",
-			      NULL };
+	const char *pub[] = { pub_bin, "--cluster", "-H",    "127.0.0.1", "-p",    port,    "-q",
+			      "-c",    "cli-0",     "-c",    "cli-1",     "-c",    "cli-2", "-c",
+			      "cli-3", "-P",        "cli-0", "a0",        "-P",    "cli-1", "a1",
+			      "-P",    "cli-2",     "a2",    "-P",        "cli-3", "a3",    NULL };
 	struct e2e_output o;
 	int ws = e2e_run(pub, &o, E2E_MS(10000));
 	CHECK(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "ringmq-pub --cluster: %s",
 	      o.err ? o.err : "");
 	e2e_output_free(&o);
-	const char *pub2[] = { RINGMQ_BIN_DIR "/ringmq-pub",
-			       "-H",
-			       "127.0.0.1",
-			       "-p",
-			       port2,
-			       "-P",
-			       "cli-0",
-			       "b0",
-			       "-P",
-			       "cli-3",
-			       "b3",
-			       NULL };
+	const char *pub2[] = { pub_bin, "-H", "127.0.0.1", "-p",    port2, "-P",
+			       "cli-0", "b0", "-P",        "cli-3", "b3",  NULL };
 	ws = e2e_run(pub2, &o, E2E_MS(10000));
 	CHECK(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && o.out &&
 		      strstr(o.out, "#2 to 'cli-0'") && strstr(o.out, "#2 to 'cli-3'"),
 	      "ringmq-pub without --cluster: %s / %s", o.out ? o.out : "", o.err ? o.err : "");
 	e2e_output_free(&o);
-	const char *sub[] = { RINGMQ_BIN_DIR "/ringmq-sub",
-			      "-H",
-			      "127.0.0.1",
-			      "-p",
-			      port2,
-			      "--cluster",
-			      "--name",
-			      "clisub",
-			      "--from",
-			      "first",
-			      "--pull",
-			      "cli-0",
-			      "--pull",
-			      "cli-1",
-			      "--pull",
-			      "cli-2",
-			      "--pull",
-			      "cli-3",
-			      NULL };
+	const char *sub[] = { sub_bin,     "-H",     "127.0.0.1", "-p",     port2,
+			      "--cluster", "--name", "clisub",    "--from", "first",
+			      "--pull",    "cli-0",  "--pull",    "cli-1",  "--pull",
+			      "cli-2",     "--pull", "cli-3",     NULL };
 	ws = e2e_run(sub, &o, E2E_MS(10000));
 	CHECK(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && o.out, "ringmq-sub --cluster: %s",
 	      o.err ? o.err : "");
