@@ -16,6 +16,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <strings.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -319,6 +322,166 @@ static void test_cli(void)
 	fprintf(stderr, "PASS cli\n");
 }
 
+/* --- fake nodes: -ASK and the redirection bound, which the real nodes do
+ * not produce on demand --- */
+
+enum fake_kind { FAKE_ASK, FAKE_TARGET, FAKE_LOOP };
+
+struct fake {
+	enum fake_kind kind;
+	int lfd, port;
+	int other_port; /* FAKE_ASK: where it sends the client */
+	pthread_t th;
+	_Atomic int publishes, asked_publishes, askings;
+};
+
+/* Reads one RESP array of bulk strings from fd into argv (NUL-terminated
+ * copies in buf). Returns argc, or -1 at EOF or on anything else. */
+static int read_cmd(int fd, char *buf, size_t cap, char **argv, int max)
+{
+	size_t len = 0;
+	for (;;) {
+		/* complete? */
+		size_t i = 0;
+		int argc = -1, n = 0;
+		char *nl;
+		if (len && buf[0] == '*' && (nl = memchr(buf, '\n', len))) {
+			argc = atoi(buf + 1);
+			i = (size_t)(nl - buf) + 1;
+			for (n = 0; n < argc && n < max; n++) {
+				char *l = memchr(buf + i, '\n', len - i);
+				if (!l || buf[i] != '$')
+					break;
+				size_t bl = (size_t)atol(buf + i + 1);
+				size_t start = (size_t)(l - buf) + 1;
+				if (start + bl + 2 > len)
+					break;
+				argv[n] = buf + start;
+				i = start + bl + 2;
+			}
+			if (n == argc) {
+				for (int k = 0; k < n; k++) /* the \r after each */
+					*strchr(argv[k], '\r') = '\0';
+				return argc;
+			}
+		}
+		if (len == cap)
+			return -1;
+		ssize_t r = read(fd, buf + len, cap - len);
+		if (r <= 0)
+			return -1;
+		len += (size_t)r;
+	}
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	for (;;) {
+		int fd = accept(f->lfd, NULL, NULL);
+		if (fd < 0)
+			return NULL;
+		bool asking = false;
+		char buf[4096], *argv[8], out[128];
+		int argc;
+		while ((argc = read_cmd(fd, buf, sizeof(buf) - 1, argv, 8)) > 0) {
+			const char *reply = "-ERR unknown\r\n";
+			if (!strcasecmp(argv[0], "CLUSTER") && f->kind == FAKE_ASK) {
+				/* every slot is this node's */
+				snprintf(
+					out, sizeof(out),
+					"*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n",
+					f->port);
+				reply = out;
+			} else if (!strcasecmp(argv[0], "CLUSTER")) {
+				reply = "*0\r\n";
+			} else if (!strcasecmp(argv[0], "ASKING")) {
+				f->askings++;
+				asking = true;
+				reply = "+OK\r\n";
+			} else if (!strcasecmp(argv[0], "PUBLISH")) {
+				f->publishes++;
+				if (f->kind == FAKE_ASK) {
+					snprintf(out, sizeof(out), "-ASK 100 127.0.0.1:%d\r\n",
+						 f->other_port);
+					reply = out;
+				} else if (f->kind == FAKE_LOOP) {
+					snprintf(out, sizeof(out), "-MOVED 100 127.0.0.1:%d\r\n",
+						 f->port);
+					reply = out;
+				} else if (asking) {
+					f->asked_publishes++;
+					reply = ":7\r\n";
+				} else {
+					reply = "-ERR PUBLISH without ASKING\r\n";
+				}
+				asking = false;
+			}
+			if (write(fd, reply, strlen(reply)) < 0)
+				break;
+		}
+		close(fd);
+	}
+}
+
+static int fake_start(struct fake *f, enum fake_kind kind)
+{
+	memset(f, 0, sizeof(*f));
+	f->kind = kind;
+	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    listen(f->lfd, 8) != 0 || getsockname(f->lfd, (struct sockaddr *)&a, &len) != 0)
+		return -1;
+	f->port = ntohs(a.sin_port);
+	return pthread_create(&f->th, NULL, fake_main, f);
+}
+
+static void fake_stop(struct fake *f)
+{
+	shutdown(f->lfd, SHUT_RDWR);
+	close(f->lfd);
+	pthread_join(f->th, NULL);
+}
+
+/* -ASK: ASKING then the command at the target, once per -ASK (the slot
+ * map is not changed by it); -MOVED in a loop: RMQ_ERR_CLUSTER after 5. */
+static void test_ask_and_bound(void)
+{
+	struct fake a, b, loop;
+	CHECK(fake_start(&b, FAKE_TARGET) == 0, "fake target");
+	CHECK(fake_start(&a, FAKE_ASK) == 0, "fake asker");
+	a.other_port = b.port;
+	CHECK(fake_start(&loop, FAKE_LOOP) == 0, "fake loop");
+	int st;
+	struct rmq_client *c = rmq_client_connect("127.0.0.1", a.port, 5000, &st);
+	uint64_t seq = 0;
+	int r1 = st == RMQ_OK ? rmq_send(c, "t", "x", 1, &seq) : st;
+	uint64_t seq2 = 0;
+	int r2 = r1 == RMQ_OK ? rmq_send(c, "t", "y", 1, &seq2) : r1;
+	char err1[256];
+	snprintf(err1, sizeof(err1), "%s", rmq_client_errstr(c));
+	rmq_client_close(c);
+	c = rmq_client_connect("127.0.0.1", loop.port, 5000, &st);
+	int r3 = st == RMQ_OK ? rmq_send(c, "t", "x", 1, NULL) : st;
+	char err3[256];
+	snprintf(err3, sizeof(err3), "%s", rmq_client_errstr(c));
+	rmq_client_close(c);
+	fake_stop(&a);
+	fake_stop(&b);
+	fake_stop(&loop);
+	CHECK(r1 == RMQ_OK && r2 == RMQ_OK && seq == 7 && seq2 == 7, "sends through -ASK: %d %d %s",
+	      r1, r2, err1);
+	CHECK(a.publishes == 2 && b.askings == 2 && b.asked_publishes == 2,
+	      "each -ASK: one ASKING and one PUBLISH at the target (%d %d %d)", a.publishes,
+	      b.askings, b.asked_publishes);
+	CHECK(r3 == RMQ_ERR_CLUSTER && strstr(err3, "too many cluster redirections"),
+	      "a -MOVED loop: %d %s", r3, err3);
+	CHECK(loop.publishes == 6, "the first try and 5 redirections, not %d", loop.publishes);
+	fprintf(stderr, "PASS ask_and_bound\n");
+}
+
 /* Every node has applied a slot map that covers all slots. */
 static int wait_ready(void)
 {
@@ -382,6 +545,8 @@ int main(void)
 		test_live();
 	if (!failures)
 		test_cli();
+	if (!failures)
+		test_ask_and_bound();
 	stop_all();
 	fprintf(stderr, "cluster client: %s\n", failures ? "FAILED" : "all passed");
 	return failures ? 1 : 0;
