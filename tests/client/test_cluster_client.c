@@ -32,6 +32,7 @@
 
 #include "harness.h"
 #include "ringmq.h"
+#include "slot.h"
 
 #define NODES 3
 #define NTOPICS 24
@@ -325,15 +326,30 @@ static void test_cli(void)
 /* --- fake nodes: -ASK and the redirection bound, which the real nodes do
  * not produce on demand --- */
 
-enum fake_kind { FAKE_ASK, FAKE_TARGET, FAKE_LOOP };
+enum fake_kind { FAKE_ASK, FAKE_TARGET, FAKE_LOOP, FAKE_SUB_OLD, FAKE_SUB_NEW };
 
 struct fake {
 	enum fake_kind kind;
 	int lfd, port;
 	int other_port; /* FAKE_ASK: where it sends the client */
 	pthread_t th;
-	_Atomic int publishes, asked_publishes, askings;
+	_Atomic int publishes, asked_publishes, askings, subscribes;
 };
+
+static void send_str(int fd, const char *s)
+{
+	if (write(fd, s, strlen(s)) < 0)
+		return; /* the client went away: its test says so */
+}
+
+/* A live subscription's confirmation or end, or a message. */
+static void send_push(int fd, const char *kind, const char *topic, const char *last)
+{
+	char out[256];
+	snprintf(out, sizeof(out), "*3\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n%s", strlen(kind), kind,
+		 strlen(topic), topic, last);
+	send_str(fd, out);
+}
 
 /* Reads one RESP array of bulk strings from fd into argv (NUL-terminated
  * copies in buf). Returns argc, or -1 at EOF or on anything else. */
@@ -346,13 +362,13 @@ static int read_cmd(int fd, char *buf, size_t cap, char **argv, int max)
 		int argc = -1, n = 0;
 		char *nl;
 		if (len && buf[0] == '*' && (nl = memchr(buf, '\n', len))) {
-			argc = atoi(buf + 1);
+			argc = (int)strtol(buf + 1, NULL, 10);
 			i = (size_t)(nl - buf) + 1;
 			for (n = 0; n < argc && n < max; n++) {
 				char *l = memchr(buf + i, '\n', len - i);
 				if (!l || buf[i] != '$')
 					break;
-				size_t bl = (size_t)atol(buf + i + 1);
+				size_t bl = (size_t)strtoul(buf + i + 1, NULL, 10);
 				size_t start = (size_t)(l - buf) + 1;
 				if (start + bl + 2 > len)
 					break;
@@ -395,6 +411,26 @@ static void *fake_main(void *arg)
 				reply = out;
 			} else if (!strcasecmp(argv[0], "CLUSTER")) {
 				reply = "*0\r\n";
+			} else if (!strcasecmp(argv[0], "SUBSCRIBE") && argc == 2) {
+				/* the old owner: takes it once, then ends it as a
+				 * moved slot does and redirects the next one */
+				int k = f->subscribes++;
+				if (f->kind == FAKE_SUB_OLD && k > 0) {
+					snprintf(out, sizeof(out), "-MOVED %u 127.0.0.1:%d\r\n",
+						 (unsigned)rmq_slot(argv[1], strlen(argv[1])),
+						 f->other_port);
+					reply = out;
+				} else {
+					send_push(fd, "subscribe", argv[1], ":1\r\n");
+					if (f->kind == FAKE_SUB_OLD) {
+						e2e_sleep_ms(100);
+						send_push(fd, "sunsubscribe", argv[1], ":0\r\n");
+					} else {
+						send_push(fd, "smessage", argv[1],
+							  "$5\r\nhello\r\n");
+					}
+					continue;
+				}
 			} else if (!strcasecmp(argv[0], "ASKING")) {
 				f->askings++;
 				asking = true;
@@ -482,6 +518,38 @@ static void test_ask_and_bound(void)
 	fprintf(stderr, "PASS ask_and_bound\n");
 }
 
+/* A node ends a live subscription unasked (its slot moved): the library
+ * subscribes again, is redirected to the new owner and gets its
+ * messages from there. */
+static void test_resubscribe(void)
+{
+	struct fake old, neu;
+	CHECK(fake_start(&neu, FAKE_SUB_NEW) == 0, "fake new owner");
+	CHECK(fake_start(&old, FAKE_SUB_OLD) == 0, "fake old owner");
+	old.other_port = neu.port;
+	int st;
+	struct rmq_client *c = rmq_client_connect("127.0.0.1", old.port, 5000, &st);
+	int r1 = st == RMQ_OK ? rmq_subscribe_live(c, "moving") : st;
+	struct rmq_msg *m = NULL;
+	int r2 = r1 == RMQ_OK ? rmq_next_message(c, 5000, &m) : r1;
+	char err[256];
+	snprintf(err, sizeof(err), "%s", rmq_client_errstr(c));
+	bool got = m && m->kind == RMQ_MSG_DATA && m->len == 5 && !memcmp(m->payload, "hello", 5) &&
+		   m->topic_len == 6 && !memcmp(m->topic, "moving", 6);
+	size_t nodes = rmq_cluster_nodes(c), live = rmq_live_count(c);
+	rmq_msg_free(m);
+	rmq_client_close(c);
+	fake_stop(&old);
+	fake_stop(&neu);
+	CHECK(r1 == RMQ_OK && r2 == RMQ_OK && got, "message from the new owner: %d %d %s", r1, r2,
+	      err);
+	CHECK(old.subscribes == 2 && neu.subscribes == 1,
+	      "subscribed at the old owner twice (the second redirected), the new once: %d %d",
+	      old.subscribes, neu.subscribes);
+	CHECK(nodes == 2 && live == 1, "nodes %zu, live %zu", nodes, live);
+	fprintf(stderr, "PASS resubscribe\n");
+}
+
 /* Every node has applied a slot map that covers all slots. */
 static int wait_ready(void)
 {
@@ -547,6 +615,8 @@ int main(void)
 		test_cli();
 	if (!failures)
 		test_ask_and_bound();
+	if (!failures)
+		test_resubscribe();
 	stop_all();
 	fprintf(stderr, "cluster client: %s\n", failures ? "FAILED" : "all passed");
 	return failures ? 1 : 0;
