@@ -2024,6 +2024,18 @@ static bool resubscribe_pending(struct rmq_client *c)
 	return waiting;
 }
 
+/* Node i's connection is lost: its live subscriptions are taken again
+ * (at their slots' owners) by the next rmq_next_message calls. */
+static void lose_node_subs(struct rmq_client *c, int i)
+{
+	for (size_t k = 0; k < c->nlive; k++)
+		if (c->live_st[k].node == i) {
+			c->live_st[k].node = -1;
+			c->live_st[k].resub = true;
+		}
+	c->nodes[i].nlive = 0;
+}
+
 /* Cluster mode: waits for the next reply on any connection that holds
  * live subscriptions; *out is NULL when the wait was cut short to retry
  * a resubscription. */
@@ -2038,8 +2050,10 @@ static int cluster_wait(struct rmq_client *c, uint64_t deadline, bool short_wait
 		if (!c->rc)
 			continue;
 		void *r = NULL;
-		if (redisGetReplyFromReader(c->rc, &r) != REDIS_OK)
+		if (redisGetReplyFromReader(c->rc, &r) != REDIS_OK) {
+			lose_node_subs(c, (int)i);
 			return conn_lost(c, "while reading");
+		}
 		if (r) {
 			*out = r;
 			return RMQ_OK;
@@ -2055,6 +2069,13 @@ static int cluster_wait(struct rmq_client *c, uint64_t deadline, bool short_wait
 			continue;
 		pf[n] = (struct pollfd){ .fd = fd, .events = POLLIN, .revents = 0 };
 		who[n++] = (int)i;
+	}
+	if (n == 0 && short_wait) { /* only subscriptions to take again */
+		uint64_t now = now_ms();
+		uint64_t until = now + RESUB_RETRY_MS < deadline ? now + RESUB_RETRY_MS : deadline;
+		if (until > now)
+			poll(NULL, 0, (int)(until - now));
+		return RMQ_OK;
 	}
 	if (n == 0)
 		return set_err(c, RMQ_ERR_CONN, "no connection holds a live subscription");
@@ -2073,8 +2094,10 @@ static int cluster_wait(struct rmq_client *c, uint64_t deadline, bool short_wait
 		if (!pf[j].revents)
 			continue;
 		swap_to(c, who[j]);
-		if (redisBufferRead(c->rc) != REDIS_OK)
+		if (redisBufferRead(c->rc) != REDIS_OK) {
+			lose_node_subs(c, who[j]);
 			return conn_lost(c, "while reading");
+		}
 	}
 	return RMQ_OK;
 }

@@ -59,7 +59,11 @@
  * rmq_next_message waits on all of them; when a node ends one unasked
  * (a "sunsubscribe" or "unsubscribe" push: the slot moved), the library
  * subscribes again at the new owner, retrying every 200 ms while the slot
- * is down. Topic-less calls (rmq_list_topics, rmq_register_publisher) go
+ * is down. A lost node connection fails one rmq_next_message with
+ * RMQ_ERR_CONN; the next calls connect again and take its live
+ * subscriptions again (what was published in between is not received:
+ * live subscriptions keep nothing). A single-node client keeps the rule
+ * above: after a lost connection every call returns RMQ_ERR_CONN. Topic-less calls (rmq_list_topics, rmq_register_publisher) go
  * to the node used last. Pipelined sends (rmq_send_queue) go to each
  * topic's owner, the pipeline being flushed when the node changes; a
  * -MOVED in a pipeline fails that message (RMQ_ERR_CLUSTER, to be sent

@@ -326,7 +326,7 @@ static void test_cli(void)
 /* --- fake nodes: -ASK and the redirection bound, which the real nodes do
  * not produce on demand --- */
 
-enum fake_kind { FAKE_ASK, FAKE_TARGET, FAKE_LOOP, FAKE_SUB_OLD, FAKE_SUB_NEW };
+enum fake_kind { FAKE_ASK, FAKE_TARGET, FAKE_LOOP, FAKE_SUB_OLD, FAKE_SUB_NEW, FAKE_SUB_DROP };
 
 struct fake {
 	enum fake_kind kind;
@@ -402,7 +402,8 @@ static void *fake_main(void *arg)
 		int argc;
 		while ((argc = read_cmd(fd, buf, sizeof(buf) - 1, argv, 8)) > 0) {
 			const char *reply = "-ERR unknown\r\n";
-			if (!strcasecmp(argv[0], "CLUSTER") && f->kind == FAKE_ASK) {
+			if (!strcasecmp(argv[0], "CLUSTER") &&
+			    (f->kind == FAKE_ASK || f->kind == FAKE_SUB_DROP)) {
 				/* every slot is this node's */
 				snprintf(
 					out, sizeof(out),
@@ -422,6 +423,11 @@ static void *fake_main(void *arg)
 					reply = out;
 				} else {
 					send_push(fd, "subscribe", argv[1], ":1\r\n");
+					if (f->kind == FAKE_SUB_DROP && k == 0) {
+						/* the first connection is lost */
+						e2e_sleep_ms(100);
+						break;
+					}
 					if (f->kind == FAKE_SUB_OLD) {
 						e2e_sleep_ms(100);
 						send_push(fd, "sunsubscribe", argv[1], ":0\r\n");
@@ -550,6 +556,31 @@ static void test_resubscribe(void)
 	fprintf(stderr, "PASS resubscribe\n");
 }
 
+/* Cluster mode: a lost node connection fails one rmq_next_message with
+ * RMQ_ERR_CONN; the next ones connect again and take the live
+ * subscriptions it held again. */
+static void test_reconnect_live(void)
+{
+	struct fake f;
+	CHECK(fake_start(&f, FAKE_SUB_DROP) == 0, "fake node");
+	int st;
+	struct rmq_client *c = rmq_client_connect_cluster("127.0.0.1", f.port, 5000, &st);
+	int r1 = st == RMQ_OK ? rmq_subscribe_live(c, "moving") : st;
+	struct rmq_msg *m = NULL;
+	int r2 = r1 == RMQ_OK ? rmq_next_message(c, 5000, &m) : r1;
+	int r3 = r2 == RMQ_ERR_CONN ? rmq_next_message(c, 5000, &m) : r2;
+	char err[256];
+	snprintf(err, sizeof(err), "%s", rmq_client_errstr(c));
+	bool got = m && m->len == 5 && !memcmp(m->payload, "hello", 5);
+	rmq_msg_free(m);
+	rmq_client_close(c);
+	fake_stop(&f);
+	CHECK(st == RMQ_OK && r1 == RMQ_OK && r2 == RMQ_ERR_CONN && r3 == RMQ_OK && got,
+	      "lost, then subscribed again: %d %d %d %d %s", st, r1, r2, r3, err);
+	CHECK(f.subscribes == 2, "SUBSCRIBE twice, not %d", f.subscribes);
+	fprintf(stderr, "PASS reconnect_live\n");
+}
+
 /* Every node has applied a slot map that covers all slots. */
 static int wait_ready(void)
 {
@@ -617,6 +648,8 @@ int main(void)
 		test_ask_and_bound();
 	if (!failures)
 		test_resubscribe();
+	if (!failures)
+		test_reconnect_live();
 	stop_all();
 	fprintf(stderr, "cluster client: %s\n", failures ? "FAILED" : "all passed");
 	return failures ? 1 : 0;
