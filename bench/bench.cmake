@@ -21,8 +21,13 @@ target_link_libraries(ringmq_bench PUBLIC ringmq_common Threads::Threads m PRIVA
   PkgConfig::OPENSSL)
 ringmq_warnings(ringmq_bench)
 
-add_executable(ringmq-bench ${RB_DIR}/main.c)
-target_link_libraries(ringmq-bench PRIVATE ringmq_bench)
+# --cluster (cluster.c) drives the nodes through the C client library's
+# cluster mode (and hiredis for CLUSTER SLOTS): only that part needs them.
+if(NOT TARGET PkgConfig::HIREDIS)
+  pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
+endif()
+add_executable(ringmq-bench ${RB_DIR}/main.c ${RB_DIR}/cluster.c)
+target_link_libraries(ringmq-bench PRIVATE ringmq_bench ringmq PkgConfig::HIREDIS)
 ringmq_warnings(ringmq-bench)
 install(TARGETS ringmq-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 

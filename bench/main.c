@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "conns.h"
 #include "net.h"
 #include "ringmq_version.h"
@@ -98,6 +99,7 @@ static void usage(FILE *f)
 		"Usage: ringmq-bench SCENARIO [options]\n"
 		"       ringmq-bench --compare [SCENARIO] [options]\n"
 		"       ringmq-bench sweep [--scenario S[,S...]] [options]\n"
+		"       ringmq-bench --cluster [--nodes 1,2,3] [options]   (--cluster --help)\n"
 		"\n"
 		"Load generator and benchmark harness for ringmq, side by side with Redis and NATS.\n"
 		"\n"
@@ -1938,6 +1940,9 @@ static int tls_setup(struct opts *o)
 
 int main(int argc, char **argv)
 {
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--cluster") || (i == 1 && !strcmp(argv[i], "cluster")))
+			return rb_cluster_main(argc, argv);
 	struct opts o;
 	int rc = parse_opts(argc, argv, &o);
 	if (rc)

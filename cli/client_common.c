@@ -179,6 +179,10 @@ int cli_conn_flag(struct cli_conn *cc, int argc, char **argv, int *i)
 		memcpy(cc->host, v, strlen(v) + 1); /* fits: checked above */
 		return 1;
 	}
+	if (strcmp(a, "--cluster") == 0) {
+		cc->cluster = true;
+		return 1;
+	}
 	if (flag_is(a, "--port") || flag_is(a, "-p")) {
 		if (!(v = cli_flag_value(cc->prog, argc, argv, i)))
 			return -1;
@@ -294,6 +298,10 @@ struct rmq_client *cli_connect(struct cli_conn *cc, int *ex)
 		*ex = cli_usage_error(cc->prog, "--key goes with --cert");
 		return NULL;
 	}
+	if (cc->cluster && cc->tls) {
+		*ex = cli_usage_error(cc->prog, "--cluster does not work over TLS yet");
+		return NULL;
+	}
 	if (cc->tls) {
 		struct rmq_tls_opts o = { .ca_file = cc->cacert,
 					  .ca_dir = cc->cacertdir,
@@ -312,11 +320,28 @@ struct rmq_client *cli_connect(struct cli_conn *cc, int *ex)
 	}
 	if (c && st == RMQ_OK && cc->has_pass) {
 		int rc = rmq_auth(c, cc->user[0] ? cc->user : NULL, cc->pass);
-		if (rc == RMQ_OK)
+		if (rc == RMQ_OK && cc->cluster)
+			st = rmq_cluster_refresh(c);
+		else if (rc == RMQ_OK)
 			return c;
+		if (rc == RMQ_OK && st == RMQ_OK)
+			return c;
+		if (rc == RMQ_OK) {
+			fprintf(stderr, "%s: cluster slot map: %s\n", cc->prog,
+				rmq_client_errstr(c));
+			rmq_client_close(c);
+			*ex = CLI_EX_NOCONN;
+			return NULL;
+		}
 		fprintf(stderr, "%s: authentication: %s\n", cc->prog, rmq_client_errstr(c));
 		rmq_client_close(c);
 		*ex = rc == RMQ_ERR_AUTH || rc == RMQ_ERR_NOPERM ? CLI_EX_NOPERM : CLI_EX_NOCONN;
+		return NULL;
+	}
+	if (c && st == RMQ_OK && cc->cluster && (st = rmq_cluster_refresh(c)) != RMQ_OK) {
+		fprintf(stderr, "%s: cluster slot map: %s\n", cc->prog, rmq_client_errstr(c));
+		rmq_client_close(c);
+		*ex = CLI_EX_NOCONN;
 		return NULL;
 	}
 	if (c && st == RMQ_OK)

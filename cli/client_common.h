@@ -35,27 +35,30 @@ enum {
 	"  6  topic full (message refused)\n"                                    \
 	"  7  authentication failed or permission denied\n"
 
-#define CLI_CONN_HELP                                                                                          \
-	"Connection:\n"                                                                                        \
-	"  -H, --host HOST           server host (default localhost)\n"                                        \
-	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"                                                                        \
-				  "      --timeout MS          connect and reply timeout (default 5000)\n"     \
-				  "      --user USER           authenticate as USER (AUTH USER PASS)\n"        \
-				  "      --pass PASS           password (of USER, or of the default user)\n"   \
-				  "  -u, --url URL             ringmq://[USER:PASS@]HOST:PORT (%%XX escapes\n" \
-				  "                            in USER and PASS), or ringmqs:// (TLS);\n"      \
-				  "                            redis:// and rediss:// too\n"                   \
-				  "  RINGMQ_URL=URL in the environment does the same; the flags win\n"         \
-				  "  over it.\n"                                                               \
-				  "TLS (to a server's --tls-port):\n"                                          \
-				  "      --tls                 connect with TLS (1.2 or 1.3)\n"                \
-				  "      --cacert FILE         CA certificates to verify the server with\n"    \
-				  "                            (default: the system's)\n"                      \
-				  "      --cacertdir DIR       the same, as an OpenSSL hashed directory\n"     \
-				  "      --cert FILE           client certificate (mutual TLS)\n"              \
-				  "      --key FILE            its private key\n"                              \
-				  "      --sni NAME            the name the server's certificate must have\n"  \
-				  "                            (default: HOST), sent as SNI\n"                 \
+#define CLI_CONN_HELP                                                                                             \
+	"Connection:\n"                                                                                           \
+	"  -H, --host HOST           server host (default localhost)\n"                                           \
+	"  -p, --port PORT           server port (default " RMQ_STR(RMQ_DEFAULT_PORT) ")\n"                                                                           \
+				  "      --timeout MS          connect and reply timeout (default 5000)\n"        \
+				  "      --user USER           authenticate as USER (AUTH USER PASS)\n"           \
+				  "      --pass PASS           password (of USER, or of the default user)\n"      \
+				  "  -u, --url URL             ringmq://[USER:PASS@]HOST:PORT (%%XX escapes\n"    \
+				  "                            in USER and PASS), or ringmqs:// (TLS);\n"         \
+				  "                            redis:// and rediss:// too\n"                      \
+				  "      --cluster             the server is a cluster node: read the slot map\n" \
+				  "                            and send each topic to its owner (a -MOVED\n"      \
+				  "                            reply turns this on anyway)\n"                     \
+				  "  RINGMQ_URL=URL in the environment does the same; the flags win\n"            \
+				  "  over it.\n"                                                                  \
+				  "TLS (to a server's --tls-port):\n"                                             \
+				  "      --tls                 connect with TLS (1.2 or 1.3)\n"                   \
+				  "      --cacert FILE         CA certificates to verify the server with\n"       \
+				  "                            (default: the system's)\n"                         \
+				  "      --cacertdir DIR       the same, as an OpenSSL hashed directory\n"        \
+				  "      --cert FILE           client certificate (mutual TLS)\n"                 \
+				  "      --key FILE            its private key\n"                                 \
+				  "      --sni NAME            the name the server's certificate must have\n"     \
+				  "                            (default: HOST), sent as SNI\n"                    \
 				  "      --insecure            do not verify the server (testing only)\n"
 
 enum cli_format { FMT_TEXT, FMT_JSON };
@@ -75,6 +78,7 @@ struct cli_conn {
 	char user[256]; /* "": the default user */
 	char pass[256];
 	bool has_pass; /* authenticate after connecting */
+	bool cluster;  /* --cluster: read the slot map on connecting */
 };
 
 /* Defaults, then RINGMQ_URL. Returns false (message printed) on a bad

@@ -45,6 +45,7 @@
 #include <openssl/x509v3.h>
 
 #include "ringmq_version.h"
+#include "slot.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 /* The pipeline sends in windows of this size and keeps at most one window
@@ -54,15 +55,23 @@
 #define PIPE_WINDOW_MSGS 1024
 #define PIPE_WINDOW_BYTES (1u << 20)
 
+struct live_st {
+	int node;   /* cluster mode: the node holding it; -1 otherwise */
+	bool resub; /* the server ended it unasked (slot moved): redo it */
+};
+
 struct rmq_client {
 	redisContext *rc; /* NULL once the connection is closed */
 	SSL *ssl;         /* TLS: the session over rc->fd; NULL: plain */
 	SSL_CTX *ssl_ctx;
 	int timeout_ms;
+	char host[256]; /* what rmq_client_connect was given */
+	int port;
 	bool subscriber; /* REGISTER SUBSCRIBER succeeded */
 
 	/* live subscriptions: topic names, and pushes not yet handed out */
 	char **live;
+	struct live_st *live_st; /* beside live[]: where, and whether to redo */
 	size_t nlive, caplive;
 	redisReply **q;
 	size_t qhead, qlen, qcap;
@@ -78,7 +87,35 @@ struct rmq_client {
 	char pl_err[256];
 
 	char err[512];
+
+	/* Cluster mode (rmq_client_connect_cluster, or the first -MOVED):
+	 * one connection per node; rc/ssl above are always those of node
+	 * cur, the others wait in nodes[]. slots[s]: the node that serves
+	 * hash slot s as last learnt, -1 unknown. */
+	bool cluster;
+	struct cl_node *nodes;
+	size_t nnodes, capnodes;
+	int cur;
+	int16_t *slots;
+	int ask_node;   /* -ASK: the next attempt goes there, after ASKING */
+	char *sub_name; /* REGISTER SUBSCRIBER arguments, replayed per node */
+	struct rmq_subscriber_opts sub_opts;
+	char *auth_user, *auth_pass; /* AUTH, replayed per node */
+	uint64_t resub_at;           /* next try of a pending resubscription */
 };
+
+/* One node of a cluster-mode client. */
+struct cl_node {
+	char host[256];
+	int port;
+	redisContext *rc; /* parked connection (NULL: none, or it is c->rc) */
+	bool registered;  /* REGISTER SUBSCRIBER done on this connection */
+	bool authed;      /* AUTH done on this connection */
+	size_t nlive;     /* live subscriptions held on this connection */
+};
+
+#define CL_MAX_REDIRECTS 5
+#define CL_SLOTS 16384
 
 /* --- small helpers --- */
 
@@ -124,6 +161,7 @@ const char *rmq_strerror(int status)
 	case RMQ_ERR_NOMEM: return "out of memory";
 	case RMQ_ERR_AUTH: return "authentication failed";
 	case RMQ_ERR_NOPERM: return "permission denied";
+	case RMQ_ERR_CLUSTER: return "cluster: slot not served, or too many redirections";
 	default: return "unknown status";
 	}
 }
@@ -431,6 +469,11 @@ static int map_error(struct rmq_client *c, const redisReply *r)
 		{ "NOPERM ", RMQ_ERR_NOPERM },
 		{ "DENIED ", RMQ_ERR_CONN }, /* protected mode: the server closes */
 		{ "ERR server busy", RMQ_ERR_CONN },
+		{ "MOVED ", RMQ_ERR_CLUSTER },
+		{ "ASK ", RMQ_ERR_CLUSTER },
+		{ "CLUSTERDOWN ", RMQ_ERR_CLUSTER },
+		{ "CROSSSLOT ", RMQ_ERR_CLUSTER },
+		{ "TRYAGAIN ", RMQ_ERR_CLUSTER },
 	};
 	const char *s = r->str ? r->str : "";
 	int status = RMQ_ERR_SERVER;
@@ -491,8 +534,13 @@ static ssize_t live_find(const struct rmq_client *c, const char *t, size_t len)
 
 static void live_remove(struct rmq_client *c, size_t i)
 {
+	int at = c->live_st[i].node;
+	if (at >= 0 && (size_t)at < c->nnodes && c->nodes[at].nlive)
+		c->nodes[at].nlive--;
 	free(c->live[i]);
-	c->live[i] = c->live[--c->nlive];
+	c->nlive--;
+	c->live[i] = c->live[c->nlive];
+	c->live_st[i] = c->live_st[c->nlive];
 }
 
 static int live_add(struct rmq_client *c, const char *topic)
@@ -505,11 +553,16 @@ static int live_add(struct rmq_client *c, const char *topic)
 		if (!v)
 			return set_err(c, RMQ_ERR_NOMEM, "out of memory");
 		c->live = v;
+		struct live_st *st = realloc(c->live_st, cap * sizeof(*st));
+		if (!st)
+			return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+		c->live_st = st;
 		c->caplive = cap;
 	}
 	char *s = strdup(topic);
 	if (!s)
 		return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+	c->live_st[c->nlive] = (struct live_st){ .node = -1, .resub = false };
 	c->live[c->nlive++] = s;
 	return RMQ_OK;
 }
@@ -571,8 +624,24 @@ static bool take_push(struct rmq_client *c, redisReply *r)
 		}
 		return true;
 	}
-	if (is_push(r, "message")) {
+	if (is_push(r, "message") || is_push(r, "smessage")) {
 		q_push(c, r);
+		return true;
+	}
+	if (is_push(r, "sunsubscribe") || is_push(r, "unsubscribe")) {
+		/* Not asked for (sub_cmd takes its own replies first): the
+		 * server ended a subscription because the topic's slot moved
+		 * to another node, as Redis 7 does for sharded channels. It
+		 * is taken again at the new owner (resubscribe_pending). */
+		ssize_t i = live_find(c, r->element[1]->str, r->element[1]->len);
+		if (i >= 0) {
+			c->live_st[i].resub = true;
+			int at = c->live_st[i].node;
+			if (at >= 0 && (size_t)at < c->nnodes && c->nodes[at].nlive)
+				c->nodes[at].nlive--;
+			c->live_st[i].node = -1;
+		}
+		freeReplyObject(r);
 		return true;
 	}
 	return false;
@@ -602,9 +671,11 @@ static int request(struct rmq_client *c, int argc, const char **argv, const size
 				    ? UINT64_MAX
 				    : now_ms() + (uint64_t)c->timeout_ms + wait_extra_ms;
 	for (;;) {
-		redisReply *r;
+		redisReply *r = NULL;
 		if ((rc = read_owed(c, deadline, &r)) != RMQ_OK)
 			return rc;
+		if (!r)
+			return set_err(c, RMQ_ERR_PROTO, "no reply");
 		if (c->nlive && take_push(c, r))
 			continue;
 		*out = r;
@@ -752,6 +823,33 @@ static int tls_start(struct rmq_client *c, const char *host, int port,
 	}
 }
 
+/* Opens c->rc (NULL before) to host:port, non-blocking. A status, with
+ * the error set on failure (c->rc NULL then). */
+static int open_rc(struct rmq_client *c, const char *host, int port)
+{
+	struct timeval tv = { .tv_sec = c->timeout_ms / 1000,
+			      .tv_usec = (c->timeout_ms % 1000) * 1000 };
+	c->rc = redisConnectWithTimeout(host, port, tv);
+	if (!c->rc)
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+	if (c->rc->err) {
+		int st = strstr(c->rc->errstr, "timed out") ? RMQ_ERR_TIMEOUT : RMQ_ERR_CONN;
+		set_err(c, st, "cannot connect to %s:%d: %s", host, port, c->rc->errstr);
+		drop_conn(c);
+		return st;
+	}
+	/* From here on every wait is ours (poll with a deadline). */
+	int fl = fcntl(c->rc->fd, F_GETFL);
+	if (fl < 0 || fcntl(c->rc->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		set_err(c, RMQ_ERR_CONN, "cannot connect to %s:%d: fcntl: %s", host, port,
+			strerror(errno));
+		drop_conn(c);
+		return RMQ_ERR_CONN;
+	}
+	c->rc->flags &= ~REDIS_BLOCK;
+	return RMQ_OK;
+}
+
 static struct rmq_client *connect_to(const char *host, int port, int timeout_ms,
 				     const struct rmq_tls_opts *tls, int *status)
 {
@@ -764,6 +862,8 @@ static struct rmq_client *connect_to(const char *host, int port, int timeout_ms,
 		return NULL;
 	}
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+	c->cur = -1;
+	c->ask_node = -1;
 	if (!host || !*host)
 		host = "localhost";
 	if (port == 0)
@@ -772,29 +872,11 @@ static struct rmq_client *connect_to(const char *host, int port, int timeout_ms,
 		*status = set_err(c, RMQ_ERR_ARG, "invalid port %d", port);
 		return c;
 	}
-	struct timeval tv = { .tv_sec = c->timeout_ms / 1000,
-			      .tv_usec = (c->timeout_ms % 1000) * 1000 };
-	c->rc = redisConnectWithTimeout(host, port, tv);
-	if (!c->rc) {
-		*status = set_err(c, RMQ_ERR_NOMEM, "out of memory");
-		return c;
-	}
-	if (c->rc->err) {
-		int st = strstr(c->rc->errstr, "timed out") ? RMQ_ERR_TIMEOUT : RMQ_ERR_CONN;
-		*status = set_err(c, st, "cannot connect to %s:%d: %s", host, port, c->rc->errstr);
-		drop_conn(c);
-		return c;
-	}
-	/* From here on every wait is ours (poll with a deadline). */
-	int fl = fcntl(c->rc->fd, F_GETFL);
-	if (fl < 0 || fcntl(c->rc->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-		*status = set_err(c, RMQ_ERR_CONN, "cannot connect to %s:%d: fcntl: %s", host, port,
-				  strerror(errno));
-		drop_conn(c);
-		return c;
-	}
-	c->rc->flags &= ~REDIS_BLOCK;
-	*status = tls ? tls_start(c, host, port, tls) : RMQ_OK;
+	snprintf(c->host, sizeof(c->host), "%s", host);
+	c->port = port;
+	*status = open_rc(c, host, port);
+	if (*status == RMQ_OK && tls)
+		*status = tls_start(c, host, port, tls);
 	return c;
 }
 
@@ -823,8 +905,340 @@ void rmq_client_close(struct rmq_client *c)
 	for (size_t i = 0; i < c->nlive; i++)
 		free(c->live[i]);
 	free(c->live);
+	free(c->live_st);
 	free(c->pl_seqs);
+	for (size_t i = 0; i < c->nnodes; i++)
+		if (c->nodes[i].rc)
+			redisFree(c->nodes[i].rc);
+	free(c->nodes);
+	free(c->slots);
+	free(c->sub_name);
+	free(c->auth_user);
+	free(c->auth_pass);
 	free(c);
+}
+
+/* --- cluster mode --- */
+
+/* The node at host:port, added if new. Its index, or -1 (out of memory,
+ * error set). */
+static int node_index(struct rmq_client *c, const char *host, size_t hlen, int port)
+{
+	if (hlen >= sizeof(c->nodes[0].host))
+		hlen = sizeof(c->nodes[0].host) - 1;
+	for (size_t i = 0; i < c->nnodes; i++)
+		if (c->nodes[i].port == port && strlen(c->nodes[i].host) == hlen &&
+		    memcmp(c->nodes[i].host, host, hlen) == 0)
+			return (int)i;
+	if (c->nnodes >= INT16_MAX) {
+		set_err(c, RMQ_ERR_PROTO, "too many cluster nodes");
+		return -1;
+	}
+	if (c->nnodes == c->capnodes) {
+		size_t cap = c->capnodes ? c->capnodes * 2 : 4;
+		struct cl_node *v = realloc(c->nodes, cap * sizeof(*v));
+		if (!v) {
+			set_err(c, RMQ_ERR_NOMEM, "out of memory");
+			return -1;
+		}
+		c->nodes = v;
+		c->capnodes = cap;
+	}
+	struct cl_node *n = &c->nodes[c->nnodes];
+	memset(n, 0, sizeof(*n));
+	memcpy(n->host, host, hlen);
+	n->host[hlen] = '\0';
+	n->port = port;
+	return (int)c->nnodes++;
+}
+
+/* Makes node i's connection the current one (c->rc), without connecting:
+ * c->rc may be NULL after it. */
+static void swap_to(struct rmq_client *c, int i)
+{
+	if (c->cur == i)
+		return;
+	if (c->cur >= 0)
+		c->nodes[c->cur].rc = c->rc;
+	c->rc = c->nodes[i].rc;
+	c->nodes[i].rc = NULL;
+	c->cur = i;
+}
+
+/* Makes node i's connection the current one, connecting (and replaying
+ * AUTH) if it has none. What the pipeline still owes is read first. */
+static int use_node(struct rmq_client *c, int i)
+{
+	if (c->cur != i && c->pl_unread)
+		pipeline_drain(c); /* failures stay in pl_status for the flush */
+	swap_to(c, i);
+	if (c->rc)
+		return RMQ_OK;
+	struct cl_node *n = &c->nodes[i];
+	n->registered = n->authed = false;
+	n->nlive = 0;
+	int rc = open_rc(c, n->host, n->port);
+	if (rc)
+		return rc;
+	if (c->auth_pass) {
+		const char *argv[] = { "AUTH", c->auth_user ? c->auth_user : c->auth_pass,
+				       c->auth_pass };
+		size_t lens[] = { 4, strlen(argv[1]), strlen(c->auth_pass) };
+		if ((rc = request_ok(c, c->auth_user ? 3 : 2, argv, lens, "AUTH")) != RMQ_OK)
+			return rc;
+		n->authed = true;
+	}
+	return RMQ_OK;
+}
+
+/* Reads CLUSTER SLOTS on the current connection into the slot map. */
+static int load_slots(struct rmq_client *c)
+{
+	const char *argv[] = { "CLUSTER", "SLOTS" };
+	size_t lens[] = { 7, 5 };
+	redisReply *r;
+	int rc = request(c, 2, argv, lens, 0, &r);
+	if (rc)
+		return rc;
+	if (r->type == REDIS_REPLY_ERROR) {
+		rc = map_error(c, r);
+		freeReplyObject(r);
+		return rc;
+	}
+	if (r->type != REDIS_REPLY_ARRAY) {
+		rc = proto_err(c, "CLUSTER SLOTS", r);
+		freeReplyObject(r);
+		return rc;
+	}
+	for (size_t s = 0; s < CL_SLOTS; s++)
+		c->slots[s] = -1;
+	for (size_t k = 0; k < r->elements; k++) {
+		const redisReply *e = r->element[k];
+		/* [first, last, [host, port, id, ...], replicas...] */
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+		    e->element[0]->type != REDIS_REPLY_INTEGER ||
+		    e->element[1]->type != REDIS_REPLY_INTEGER ||
+		    e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
+		    !is_str(e->element[2]->element[0]) ||
+		    e->element[2]->element[1]->type != REDIS_REPLY_INTEGER) {
+			rc = proto_err(c, "CLUSTER SLOTS", e);
+			freeReplyObject(r);
+			return rc;
+		}
+		long long first = e->element[0]->integer, last = e->element[1]->integer;
+		const redisReply *h = e->element[2]->element[0];
+		long long port = e->element[2]->element[1]->integer;
+		if (first < 0 || last >= CL_SLOTS || first > last || port <= 0 || port > 65535) {
+			rc = proto_err(c, "CLUSTER SLOTS", e);
+			freeReplyObject(r);
+			return rc;
+		}
+		/* an empty host: the one this connection reached */
+		const char *host = h->len ? h->str : c->nodes[c->cur].host;
+		int i = node_index(c, host, h->len ? h->len : strlen(host), (int)port);
+		if (i < 0) {
+			freeReplyObject(r);
+			return RMQ_ERR_NOMEM;
+		}
+		for (long long s = first; s <= last; s++)
+			c->slots[s] = (int16_t)i;
+	}
+	freeReplyObject(r);
+	return RMQ_OK;
+}
+
+/* Turns cluster mode on: the current connection becomes node 0 (with
+ * what it holds: registration, AUTH, live subscriptions), then the slot
+ * map is read from it. */
+static int cluster_on(struct rmq_client *c)
+{
+	if (c->ssl)
+		return set_err(c, RMQ_ERR_ARG, "cluster mode over TLS is not supported yet");
+	if (!c->cluster) {
+		c->slots = malloc(CL_SLOTS * sizeof(*c->slots));
+		if (!c->slots)
+			return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+		for (size_t s = 0; s < CL_SLOTS; s++)
+			c->slots[s] = -1;
+		int i = node_index(c, c->host, strlen(c->host), c->port);
+		if (i < 0)
+			return RMQ_ERR_NOMEM;
+		c->cur = i;
+		c->nodes[i].registered = c->subscriber;
+		c->nodes[i].authed = c->auth_pass != NULL;
+		c->nodes[i].nlive = 0;
+		for (size_t k = 0; k < c->nlive; k++)
+			if (!c->live_st[k].resub) {
+				c->live_st[k].node = i;
+				c->nodes[i].nlive++;
+			}
+		c->cluster = true;
+	}
+	if (!c->rc) {
+		int rc = use_node(c, c->cur);
+		if (rc)
+			return rc;
+	}
+	/* a live-subscribed connection cannot ask: what -MOVED says is
+	 * learnt slot by slot then */
+	return c->nodes[c->cur].nlive ? RMQ_OK : load_slots(c);
+}
+
+/* If r is -MOVED or -ASK (and a redirection is left), sets c up to try
+ * again there and returns 1; 0 when r is no redirection; a status on
+ * failure (too many redirections: RMQ_ERR_CLUSTER). A first -MOVED turns
+ * cluster mode on. */
+static int redirected(struct rmq_client *c, const redisReply *r, int *hops)
+{
+	if (r->type != REDIS_REPLY_ERROR || !r->str || c->ssl)
+		return 0;
+	bool moved = strncmp(r->str, "MOVED ", 6) == 0;
+	bool ask = !moved && strncmp(r->str, "ASK ", 4) == 0;
+	if (!moved && !ask)
+		return 0;
+	const char *p = r->str + (moved ? 6 : 4);
+	char *end;
+	unsigned long slot = strtoul(p, &end, 10);
+	const char *addr = end;
+	while (*addr == ' ')
+		addr++;
+	const char *colon = strrchr(addr, ':');
+	if (end == p || slot >= CL_SLOTS || !colon || colon == addr)
+		return set_err(c, RMQ_ERR_PROTO, "cannot read the redirection '%.200s'", r->str);
+	long port = strtol(colon + 1, &end, 10);
+	if (port <= 0 || port > 65535 || (*end && *end != ' '))
+		return set_err(c, RMQ_ERR_PROTO, "cannot read the redirection '%.200s'", r->str);
+	if (++*hops > CL_MAX_REDIRECTS)
+		return set_err(c, RMQ_ERR_CLUSTER,
+			       "too many cluster redirections (%d), the last: %.200s",
+			       CL_MAX_REDIRECTS, r->str);
+	int rc;
+	if (!c->cluster && (rc = cluster_on(c)) != RMQ_OK)
+		return rc;
+	int i = node_index(c, addr, (size_t)(colon - addr), (int)port);
+	if (i < 0)
+		return RMQ_ERR_NOMEM;
+	if (moved)
+		c->slots[slot] = (int16_t)i;
+	else
+		c->ask_node = i;
+	return 1;
+}
+
+/* Cluster mode: makes the connection that serves topic current (the
+ * -ASK target once, after ASKING), registered as the subscriber when the
+ * client is one. Single-node mode: nothing to do. */
+static int route(struct rmq_client *c, const char *topic)
+{
+	if (!c->cluster)
+		return RMQ_OK;
+	int i = c->cur, rc;
+	bool asking = false;
+	if (c->ask_node >= 0) {
+		i = c->ask_node;
+		c->ask_node = -1;
+		asking = true;
+	} else if (topic && c->slots[rmq_slot(topic, strlen(topic))] >= 0) {
+		i = c->slots[rmq_slot(topic, strlen(topic))];
+	}
+	if ((rc = use_node(c, i)) != RMQ_OK)
+		return rc;
+	struct cl_node *n = &c->nodes[i];
+	if (c->subscriber && !n->registered && c->sub_name) {
+		bool ack = c->sub_opts.ack;
+		char wait[16];
+		snprintf(wait, sizeof(wait), "%u", c->sub_opts.ack_wait_ms);
+		const char *argv[] = {
+			"REGISTER", "SUBSCRIBER", c->sub_name, "ACK", "ACKWAIT", wait
+		};
+		size_t lens[] = { 8, 10, strlen(c->sub_name), 3, 7, strlen(wait) };
+		int argc = !ack ? 3 : c->sub_opts.ack_wait_ms ? 6 : 4;
+		if ((rc = request_ok(c, argc, argv, lens, "REGISTER SUBSCRIBER")) != RMQ_OK)
+			return rc;
+		n->registered = true;
+	}
+	if (asking) {
+		const char *argv[] = { "ASKING" };
+		size_t lens[] = { 6 };
+		if ((rc = request_ok(c, 1, argv, lens, "ASKING")) != RMQ_OK)
+			return rc;
+	}
+	return RMQ_OK;
+}
+
+/* request() of a command about topic, sent to the node that serves it and
+ * following -MOVED / -ASK (at most CL_MAX_REDIRECTS times). */
+static int request_key(struct rmq_client *c, const char *topic, int argc, const char **argv,
+		       const size_t *lens, uint64_t wait_extra_ms, redisReply **out)
+{
+	int hops = 0;
+	*out = NULL;
+	for (;;) {
+		int rc = route(c, topic);
+		if (rc || (rc = request(c, argc, argv, lens, wait_extra_ms, out)) != RMQ_OK)
+			return rc;
+		rc = redirected(c, *out, &hops);
+		if (rc == 0)
+			return RMQ_OK;
+		freeReplyObject(*out);
+		*out = NULL;
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* request_ok() through request_key(). */
+static int request_ok_key(struct rmq_client *c, const char *topic, int argc, const char **argv,
+			  const size_t *lens, const char *what)
+{
+	redisReply *r;
+	int rc = request_key(c, topic, argc, argv, lens, 0, &r);
+	if (rc)
+		return rc;
+	if (r->type == REDIS_REPLY_ERROR)
+		rc = map_error(c, r);
+	else if (r->type == REDIS_REPLY_STATUS)
+		rc = RMQ_OK;
+	else
+		rc = proto_err(c, what, r);
+	freeReplyObject(r);
+	return rc;
+}
+
+/* A command without a topic in cluster mode goes to the current node,
+ * reconnecting it if its connection was lost. */
+static int any_node(struct rmq_client *c)
+{
+	return c->cluster && !c->rc ? use_node(c, c->cur) : RMQ_OK;
+}
+
+struct rmq_client *rmq_client_connect_cluster(const char *host, int port, int timeout_ms,
+					      int *status)
+{
+	int dummy;
+	if (!status)
+		status = &dummy;
+	struct rmq_client *c = connect_to(host, port, timeout_ms, NULL, status);
+	if (c && *status == RMQ_OK)
+		*status = cluster_on(c);
+	return c;
+}
+
+int rmq_cluster_refresh(struct rmq_client *c)
+{
+	if (!c)
+		return RMQ_ERR_ARG;
+	int rc = no_live(c, "CLUSTER SLOTS");
+	if (rc)
+		return rc;
+	if (c->cluster && c->pl_unread)
+		pipeline_drain(c);
+	return cluster_on(c);
+}
+
+size_t rmq_cluster_nodes(const struct rmq_client *c)
+{
+	return c && c->cluster ? c->nnodes : 0;
 }
 
 /* --- publishing and topics --- */
@@ -836,7 +1250,23 @@ int rmq_auth(struct rmq_client *c, const char *user, const char *password)
 			 : RMQ_ERR_ARG;
 	const char *argv[] = { "AUTH", user ? user : password, password };
 	size_t lens[] = { 4, strlen(argv[1]), strlen(password) };
-	return request_ok(c, user ? 3 : 2, argv, lens, "AUTH");
+	int rc = any_node(c);
+	if (rc || (rc = request_ok(c, user ? 3 : 2, argv, lens, "AUTH")) != RMQ_OK)
+		return rc;
+	/* kept for the other nodes of a cluster */
+	char *u = user ? strdup(user) : NULL, *pw = strdup(password);
+	if (!pw || (user && !u)) {
+		free(u);
+		free(pw);
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+	}
+	free(c->auth_user);
+	free(c->auth_pass);
+	c->auth_user = u;
+	c->auth_pass = pw;
+	for (size_t i = 0; i < c->nnodes; i++)
+		c->nodes[i].authed = (int)i == c->cur;
+	return RMQ_OK;
 }
 
 int rmq_register_publisher(struct rmq_client *c, const char *name)
@@ -851,6 +1281,8 @@ int rmq_register_publisher(struct rmq_client *c, const char *name)
 			       "invalid publisher name: 1 to " RMQ_STR(RMQ_TOPIC_MAX_LEN) " bytes, no whitespace");
 	const char *argv[] = { "REGISTER", "PUBLISHER", name };
 	size_t lens[] = { 8, 9, name ? strlen(name) : 0 };
+	if ((rc = any_node(c)) != RMQ_OK)
+		return rc;
 	return request_ok(c, name ? 3 : 2, argv, lens, "REGISTER PUBLISHER");
 }
 
@@ -881,7 +1313,7 @@ int rmq_create_topic(struct rmq_client *c, const char *topic, const struct rmq_t
 		argv[argc] = p;
 		lens[argc++] = strlen(p);
 	}
-	return request_ok(c, argc, argv, lens, "CREATE");
+	return request_ok_key(c, topic, argc, argv, lens, "CREATE");
 }
 
 int rmq_delete_topic(struct rmq_client *c, const char *topic)
@@ -893,7 +1325,7 @@ int rmq_delete_topic(struct rmq_client *c, const char *topic)
 		return rc;
 	const char *argv[] = { "DELETE", topic };
 	size_t lens[] = { 6, strlen(topic) };
-	return request_ok(c, 2, argv, lens, "DELETE");
+	return request_ok_key(c, topic, 2, argv, lens, "DELETE");
 }
 
 int rmq_list_topics(struct rmq_client *c, char ***names, size_t *n)
@@ -909,7 +1341,7 @@ int rmq_list_topics(struct rmq_client *c, char ***names, size_t *n)
 	const char *argv[] = { "TOPICS" };
 	size_t lens[] = { 6 };
 	redisReply *r;
-	if ((rc = request(c, 1, argv, lens, 0, &r)) != RMQ_OK)
+	if ((rc = any_node(c)) != RMQ_OK || (rc = request(c, 1, argv, lens, 0, &r)) != RMQ_OK)
 		return rc;
 	if (r->type == REDIS_REPLY_ERROR) {
 		rc = map_error(c, r);
@@ -964,7 +1396,7 @@ int rmq_send(struct rmq_client *c, const char *topic, const void *msg, size_t le
 	const char *argv[] = { "PUBLISH", topic, msg ? msg : "" };
 	size_t lens[] = { 7, strlen(topic), len };
 	redisReply *r;
-	if ((rc = request(c, 3, argv, lens, 0, &r)) != RMQ_OK)
+	if ((rc = request_key(c, topic, 3, argv, lens, 0, &r)) != RMQ_OK)
 		return rc;
 	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
 		if (seq)
@@ -992,6 +1424,11 @@ static void pipeline_record(struct rmq_client *c, redisReply *r)
 	} else {
 		char saved[sizeof(c->err)];
 		memcpy(saved, c->err, sizeof(saved));
+		if (c->cluster && r->type == REDIS_REPLY_ERROR && r->str &&
+		    strncmp(r->str, "MOVED ", 6) == 0) {
+			int hops = 0; /* learn the slot's owner for the next ones */
+			redirected(c, r, &hops);
+		}
 		st = r->type == REDIS_REPLY_ERROR ? map_error(c, r) : proto_err(c, "PUBLISH", r);
 		if (c->pl_status == RMQ_OK) {
 			c->pl_status = st;
@@ -1066,7 +1503,7 @@ int rmq_send_queue(struct rmq_client *c, const char *topic, const void *msg, siz
 	if (!c)
 		return RMQ_ERR_ARG;
 	int rc = check_topic(c, topic);
-	if (rc || (rc = no_live(c, "PUBLISH")) || (rc = need_conn(c)))
+	if (rc || (rc = no_live(c, "PUBLISH")) || (rc = route(c, topic)) || (rc = need_conn(c)))
 		return rc;
 	if (!msg && len)
 		return set_err(c, RMQ_ERR_ARG, "msg is NULL");
@@ -1165,17 +1602,29 @@ int rmq_register_subscriber_ex(struct rmq_client *c, const char *name,
 	const char *argv[] = { "REGISTER", "SUBSCRIBER", name, "ACK", "ACKWAIT", wait };
 	size_t lens[] = { 8, 10, strlen(name), 3, 7, strlen(wait) };
 	int argc = !ack ? 3 : opts->ack_wait_ms ? 6 : 4;
+	if ((rc = any_node(c)) != RMQ_OK)
+		return rc;
 	rc = request_ok(c, argc, argv, lens, "REGISTER SUBSCRIBER");
-	if (rc == RMQ_OK)
-		c->subscriber = true;
+	if (rc != RMQ_OK)
+		return rc;
+	/* kept for the other nodes of a cluster, registered on first use */
+	char *dup = strdup(name);
+	if (!dup)
+		return set_err(c, RMQ_ERR_NOMEM, "out of memory");
+	free(c->sub_name);
+	c->sub_name = dup;
+	c->sub_opts = opts ? *opts : (struct rmq_subscriber_opts){ 0 };
+	for (size_t i = 0; i < c->nnodes; i++)
+		c->nodes[i].registered = (int)i == c->cur;
+	c->subscriber = true;
 	return rc;
 }
 
 /* SUBSCRIBE or UNSUBSCRIBE of one topic; the reply is [kind, topic, n].
  * live: pushes may arrive before it (even when the last live subscription
  * is being ended: they were sent before the reply). */
-static int sub_cmd(struct rmq_client *c, const char *cmd, const char *kind, const char *topic,
-		   bool live)
+static int sub_cmd_once(struct rmq_client *c, const char *cmd, const char *kind, const char *topic,
+			bool live, int *hops)
 {
 	const char *argv[] = { cmd, topic };
 	size_t lens[] = { strlen(cmd), strlen(topic) };
@@ -1192,7 +1641,9 @@ static int sub_cmd(struct rmq_client *c, const char *cmd, const char *kind, cons
 		if ((rc = read_owed(c, deadline, &r)) != RMQ_OK)
 			return rc;
 		if (r->type == REDIS_REPLY_ERROR) {
-			rc = map_error(c, r);
+			rc = redirected(c, r, hops);
+			if (rc == 0)
+				rc = map_error(c, r);
 			freeReplyObject(r);
 			return rc;
 		}
@@ -1212,13 +1663,34 @@ static int sub_cmd(struct rmq_client *c, const char *cmd, const char *kind, cons
 	}
 }
 
+/* sub_cmd_once at the node that serves topic, following -MOVED/-ASK. In
+ * cluster mode a live subscription records its node. */
+static int sub_cmd(struct rmq_client *c, const char *cmd, const char *kind, const char *topic,
+		   bool live)
+{
+	int hops = 0;
+	for (;;) {
+		int rc = route(c, topic);
+		if (rc || (rc = sub_cmd_once(c, cmd, kind, topic, live, &hops)) <= 0) {
+			if (rc == RMQ_OK && c->cluster && live && strcmp(kind, "subscribe") == 0) {
+				ssize_t i = live_find(c, topic, strlen(topic));
+				if (i >= 0 && c->live_st[i].node < 0) {
+					c->live_st[i].node = c->cur;
+					c->nodes[c->cur].nlive++;
+				}
+			}
+			return rc;
+		}
+	}
+}
+
 /* DSUBSCRIBE topic [FROM where]: one reply, [[topic, start]]. */
 static int dsubscribe(struct rmq_client *c, const char *topic, const char *where, uint64_t *start)
 {
 	const char *argv[] = { "DSUBSCRIBE", topic, "FROM", where };
 	size_t lens[] = { 10, strlen(topic), 4, where ? strlen(where) : 0 };
 	redisReply *r;
-	int rc = request(c, where ? 4 : 2, argv, lens, 0, &r);
+	int rc = request_key(c, topic, where ? 4 : 2, argv, lens, 0, &r);
 	if (rc != RMQ_OK)
 		return rc;
 	const redisReply *e = NULL;
@@ -1301,7 +1773,7 @@ int rmq_ack(struct rmq_client *c, const char *topic, uint64_t seq)
 	const char *argv[] = { "ACK", topic, num };
 	size_t lens[] = { 3, strlen(topic), strlen(num) };
 	redisReply *r;
-	if ((rc = request(c, 3, argv, lens, 0, &r)) != RMQ_OK)
+	if ((rc = request_key(c, topic, 3, argv, lens, 0, &r)) != RMQ_OK)
 		return rc;
 	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
 	if (r->type == REDIS_REPLY_ERROR)
@@ -1328,7 +1800,7 @@ int rmq_unsubscribe(struct rmq_client *c, const char *topic)
 	const char *argv[] = { "DUNSUBSCRIBE", topic };
 	size_t lens[] = { 12, strlen(topic) };
 	redisReply *r;
-	if ((rc = request(c, 2, argv, lens, 0, &r)) != RMQ_OK)
+	if ((rc = request_key(c, topic, 2, argv, lens, 0, &r)) != RMQ_OK)
 		return rc;
 	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
 	if (r->type == REDIS_REPLY_ERROR)
@@ -1369,8 +1841,8 @@ int rmq_pull(struct rmq_client *c, const char *topic, size_t max, int timeout_ms
 	const char *argv[] = { "PULL", topic, "COUNT", count, "BLOCK", block };
 	size_t lens[] = { 4, strlen(topic), 5, strlen(count), 5, strlen(block) };
 	redisReply *r;
-	rc = request(c, timeout_ms == 0 ? 4 : 6, argv, lens,
-		     timeout_ms < 0 ? UINT64_MAX : (uint64_t)timeout_ms, &r);
+	rc = request_key(c, topic, timeout_ms == 0 ? 4 : 6, argv, lens,
+			 timeout_ms < 0 ? UINT64_MAX : (uint64_t)timeout_ms, &r);
 	if (rc)
 		return rc;
 	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
@@ -1473,10 +1945,18 @@ int rmq_unsubscribe_live(struct rmq_client *c, const char *topic)
 	ssize_t i = live_find(c, topic, strlen(topic));
 	if (i < 0)
 		return RMQ_OK; /* not subscribed (or the topic was deleted) */
+	int at = c->live_st[i].node;
 	live_remove(c, (size_t)i);
 	/* From here a deletion push for topic is stray; the reply is the
 	 * first "unsubscribe" for it. */
-	return sub_cmd(c, "UNSUBSCRIBE", "unsubscribe", topic, true);
+	if (!c->cluster)
+		return sub_cmd(c, "UNSUBSCRIBE", "unsubscribe", topic, true);
+	if (at < 0)
+		return RMQ_OK; /* ended by the server already (slot moved) */
+	/* where it is held, whoever serves the slot now */
+	swap_to(c, at);
+	int hops = CL_MAX_REDIRECTS;
+	return c->rc ? sub_cmd_once(c, "UNSUBSCRIBE", "unsubscribe", topic, true, &hops) : RMQ_OK;
 }
 
 size_t rmq_live_count(const struct rmq_client *c)
@@ -1510,6 +1990,118 @@ static int to_msg(struct rmq_client *c, redisReply *r, struct rmq_msg **msg)
 	return RMQ_OK;
 }
 
+#define RESUB_RETRY_MS 200
+
+/* Takes again, at the slot's new owner, the live subscriptions the server
+ * ended unasked. One that cannot be taken yet (the slot is down, or in
+ * the middle of its move) is tried again RESUB_RETRY_MS later. Returns
+ * true when some are still waiting. */
+static bool resubscribe_pending(struct rmq_client *c)
+{
+	bool waiting = false;
+	uint64_t now = now_ms();
+	for (size_t i = 0; i < c->nlive; i++) {
+		if (!c->live_st[i].resub)
+			continue;
+		if (now < c->resub_at) {
+			waiting = true;
+			continue;
+		}
+		/* sub_cmd may queue pushes and reorder live[]: a copy */
+		char *t = strdup(c->live[i]);
+		if (!t)
+			return true;
+		c->live_st[i].resub = false;
+		int rc = sub_cmd(c, "SUBSCRIBE", "subscribe", t, true);
+		ssize_t k = live_find(c, t, strlen(t));
+		if (rc != RMQ_OK && k >= 0) {
+			c->live_st[k].resub = true;
+			c->resub_at = now_ms() + RESUB_RETRY_MS;
+			waiting = true;
+		}
+		free(t);
+	}
+	return waiting;
+}
+
+/* Node i's connection is lost: its live subscriptions are taken again
+ * (at their slots' owners) by the next rmq_next_message calls. */
+static void lose_node_subs(struct rmq_client *c, int i)
+{
+	for (size_t k = 0; k < c->nlive; k++)
+		if (c->live_st[k].node == i) {
+			c->live_st[k].node = -1;
+			c->live_st[k].resub = true;
+		}
+	c->nodes[i].nlive = 0;
+}
+
+/* Cluster mode: waits for the next reply on any connection that holds
+ * live subscriptions; *out is NULL when the wait was cut short to retry
+ * a resubscription. */
+static int cluster_wait(struct rmq_client *c, uint64_t deadline, bool short_wait, redisReply **out)
+{
+	*out = NULL;
+	/* what a reader already holds comes first */
+	for (size_t i = 0; i < c->nnodes; i++) {
+		if (!c->nodes[i].nlive)
+			continue;
+		swap_to(c, (int)i);
+		if (!c->rc)
+			continue;
+		void *r = NULL;
+		if (redisGetReplyFromReader(c->rc, &r) != REDIS_OK) {
+			lose_node_subs(c, (int)i);
+			return conn_lost(c, "while reading");
+		}
+		if (r) {
+			*out = r;
+			return RMQ_OK;
+		}
+	}
+	struct pollfd pf[64];
+	int who[64];
+	nfds_t n = 0;
+	for (size_t i = 0; i < c->nnodes && n < 64; i++) {
+		int fd = (int)i == c->cur ? (c->rc ? c->rc->fd : -1)
+					  : (c->nodes[i].rc ? c->nodes[i].rc->fd : -1);
+		if (!c->nodes[i].nlive || fd < 0)
+			continue;
+		pf[n] = (struct pollfd){ .fd = fd, .events = POLLIN, .revents = 0 };
+		who[n++] = (int)i;
+	}
+	if (n == 0 && short_wait) { /* only subscriptions to take again */
+		uint64_t now = now_ms();
+		uint64_t until = now + RESUB_RETRY_MS < deadline ? now + RESUB_RETRY_MS : deadline;
+		if (until > now)
+			poll(NULL, 0, (int)(until - now));
+		return RMQ_OK;
+	}
+	if (n == 0)
+		return set_err(c, RMQ_ERR_CONN, "no connection holds a live subscription");
+	uint64_t now = now_ms();
+	if (short_wait && (deadline == UINT64_MAX || deadline > now + RESUB_RETRY_MS))
+		deadline = now + RESUB_RETRY_MS;
+	int ms = deadline == UINT64_MAX ? -1
+		 : now >= deadline      ? 0
+				   : (int)(deadline - now > 86400000u ? 86400000 : deadline - now);
+	int k = poll(pf, n, ms);
+	if (k < 0)
+		return errno == EINTR ? RMQ_OK : poll_failed(c);
+	if (k == 0)
+		return short_wait ? RMQ_OK : set_err(c, RMQ_ERR_TIMEOUT, "timed out");
+	for (nfds_t j = 0; j < n; j++) {
+		if (!pf[j].revents)
+			continue;
+		swap_to(c, who[j]);
+		if (redisBufferRead(c->rc) != REDIS_OK) {
+			lose_node_subs(c, who[j]);
+			return conn_lost(c, "while reading");
+		}
+	}
+	return RMQ_OK;
+}
+
 int rmq_next_message(struct rmq_client *c, int timeout_ms, struct rmq_msg **msg)
 {
 	if (!c)
@@ -1522,16 +2114,47 @@ int rmq_next_message(struct rmq_client *c, int timeout_ms, struct rmq_msg **msg)
 		return to_msg(c, r, msg);
 	if (!c->nlive)
 		return set_err(c, RMQ_ERR_STATE, "no live subscription");
-	int rc = need_conn(c);
-	if (rc)
-		return rc;
+	int rc;
 	uint64_t deadline = deadline_in(timeout_ms);
+	bool pending = resubscribe_pending(c);
+	if ((r = q_pop(c)))
+		return to_msg(c, r, msg);
+	if (c->cluster) {
+		for (;;) {
+			if ((rc = cluster_wait(c, deadline, pending, &r)) != RMQ_OK) {
+				if (rc == RMQ_ERR_TIMEOUT)
+					set_err(c, rc, "no message within %d ms", timeout_ms);
+				return rc;
+			}
+			if (r && !take_push(c, r)) {
+				rc = r->type == REDIS_REPLY_ERROR ? map_error(c, r)
+								  : proto_err(c, "SUBSCRIBE", r);
+				freeReplyObject(r);
+				return rc;
+			}
+			if ((r = q_pop(c)))
+				return to_msg(c, r, msg);
+			if (!c->nlive)
+				return set_err(c, RMQ_ERR_STATE, "no live subscription");
+			pending = resubscribe_pending(c);
+			if ((r = q_pop(c)))
+				return to_msg(c, r, msg);
+			if (deadline != UINT64_MAX && now_ms() >= deadline)
+				return set_err(c, RMQ_ERR_TIMEOUT, "no message within %d ms",
+					       timeout_ms);
+		}
+	}
+	if ((rc = need_conn(c)) != RMQ_OK)
+		return rc;
 	for (;;) {
+		r = NULL;
 		if ((rc = read_reply(c, deadline, &r)) != RMQ_OK) {
 			if (rc == RMQ_ERR_TIMEOUT)
 				set_err(c, rc, "no message within %d ms", timeout_ms);
 			return rc;
 		}
+		if (!r)
+			return set_err(c, RMQ_ERR_PROTO, "no reply");
 		if (!take_push(c, r)) {
 			rc = r->type == REDIS_REPLY_ERROR ? map_error(c, r)
 							  : proto_err(c, "SUBSCRIBE", r);
@@ -1540,7 +2163,17 @@ int rmq_next_message(struct rmq_client *c, int timeout_ms, struct rmq_msg **msg)
 		}
 		if ((r = q_pop(c)))
 			return to_msg(c, r, msg);
-		/* a stray push was dropped: keep waiting */
+		/* a stray push was dropped, or the server ended a
+		 * subscription (its slot moved): keep waiting */
+		if (c->cluster || resubscribe_pending(c))
+			return rmq_next_message(
+				c,
+				deadline == UINT64_MAX
+					? -1
+					: (int)(deadline > now_ms() ? deadline - now_ms() : 0),
+				msg);
+		if ((r = q_pop(c)))
+			return to_msg(c, r, msg);
 	}
 }
 

@@ -40,6 +40,37 @@
  * rmq_msg_free. Strings passed in are copied or sent before the call
  * returns; the library keeps no pointer to them.
  *
+ * Cluster: against a ringmq cluster (README "Cluster"), a client follows
+ * the server's redirections: -MOVED slot host:port sends the command again
+ * to that node and remembers it as the slot's owner, -ASK slot host:port
+ * sends ASKING and then the command to that node, once. The first -MOVED
+ * turns a client into a cluster client, which reads the slot map (CLUSTER
+ * SLOTS) and from then on sends each command about a topic straight to
+ * the node serving the topic's slot (CRC16 of its name or {tag}, as Redis
+ * Cluster); rmq_client_connect_cluster does so from the start. A cluster
+ * client keeps one connection per node it has talked to, opened when
+ * first needed and owned by the client (rmq_client_close closes them
+ * all); a lost one is opened again by the next call that needs that node.
+ * AUTH and REGISTER SUBSCRIBER are replayed on each new connection, so a
+ * durable subscriber's PULL, ACK, DSUBSCRIBE go to each topic's owner
+ * under the same name. At most 5 redirections per call: then
+ * RMQ_ERR_CLUSTER with the last one in rmq_client_errstr. Live
+ * subscriptions are held on the connection of each topic's owner and
+ * rmq_next_message waits on all of them; when a node ends one unasked
+ * (a "sunsubscribe" or "unsubscribe" push: the slot moved), the library
+ * subscribes again at the new owner, retrying every 200 ms while the slot
+ * is down. A lost node connection fails one rmq_next_message with
+ * RMQ_ERR_CONN; the next calls connect again and take its live
+ * subscriptions again (what was published in between is not received:
+ * live subscriptions keep nothing). A single-node client keeps the rule
+ * above: after a lost connection every call returns RMQ_ERR_CONN. Topic-less calls (rmq_list_topics, rmq_register_publisher) go
+ * to the node used last. Pipelined sends (rmq_send_queue) go to each
+ * topic's owner, the pipeline being flushed when the node changes; a
+ * -MOVED in a pipeline fails that message (RMQ_ERR_CLUSTER, to be sent
+ * again) and teaches the client the new owner. Cluster mode is not
+ * available over TLS yet: a TLS client reports redirections as
+ * RMQ_ERR_CLUSTER.
+ *
  * Limits and defaults the server checks (name rules, RMQ_TOPIC_MAX_LEN,
  * RMQ_PULL_MAX_COUNT, RMQ_DEFAULT_PORT, capacity bounds, enum rmq_onfull)
  * come from ringmq_proto.h, installed beside this header.
@@ -72,6 +103,9 @@ enum rmq_status {
 	RMQ_ERR_NOMEM = -12,    /* out of memory in the client */
 	RMQ_ERR_AUTH = -13,     /* authentication failed or required (WRONGPASS, NOAUTH) */
 	RMQ_ERR_NOPERM = -14,   /* the user may not run this command or use this topic */
+	RMQ_ERR_CLUSTER = -15,  /* cluster: the topic's slot is not served (CLUSTERDOWN),
+				 * topics of several slots (CROSSSLOT), or too many
+				 * redirections (see "Cluster" below) */
 };
 
 /* What a topic does when it is full is an enum rmq_onfull (ringmq_proto.h):
@@ -159,6 +193,22 @@ struct rmq_tls_opts {
  * certificate, ...). Every other call is the same on a TLS client. */
 struct rmq_client *rmq_client_connect_tls(const char *host, int port, int timeout_ms,
 					  const struct rmq_tls_opts *tls, int *status);
+
+/* rmq_client_connect to one node of a cluster, then reads its slot map
+ * (CLUSTER SLOTS): commands about a topic go straight to its owner. Any
+ * node will do. *status as rmq_client_connect's, or the failure of
+ * CLUSTER SLOTS (RMQ_ERR_SERVER "cluster support is disabled" on a
+ * single node). */
+struct rmq_client *rmq_client_connect_cluster(const char *host, int port, int timeout_ms,
+					      int *status);
+
+/* Reads the slot map again (and turns cluster mode on). RMQ_ERR_STATE on
+ * a connection with live subscriptions. */
+int rmq_cluster_refresh(struct rmq_client *c);
+
+/* Number of cluster nodes the client knows (from the slot map and the
+ * redirections); 0 for a client in single-node mode. */
+size_t rmq_cluster_nodes(const struct rmq_client *c);
 
 /* Closes the connection and frees the client and everything it still
  * holds (queued sends, unread pushes). Messages already returned stay

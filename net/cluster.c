@@ -75,6 +75,13 @@ struct cluster {
 	uint64_t controller_since_ms;
 	int64_t seen_rev; /* revision of the last map built */
 	bool fenced;
+	/* Workers serve this node's slots only before this time (CLOCK_
+	 * MONOTONIC ms): CL_FENCE_MS after the start of the last answered
+	 * grant or renewal, 0 without a lease. Checked on every routed
+	 * request, so the fence holds even while the cluster thread is
+	 * blocked on an etcd that does not answer (the map's fenced flag
+	 * follows at its next look). */
+	_Atomic uint64_t serve_until_ms;
 };
 
 static uint64_t now_ms(void)
@@ -294,6 +301,7 @@ static void key_of(const struct cluster *cl, char *buf, size_t cap, const char *
 static void join(struct cluster *cl)
 {
 	int64_t lease;
+	uint64_t t = now_ms(); /* etcd starts the TTL after this */
 	if (rmq_etcd_lease_grant(cl->etcd, CL_LEASE_TTL_S, &lease) != 0)
 		return;
 	char key[512], addr[CL_HOST_MAX + 8];
@@ -304,6 +312,7 @@ static void join(struct cluster *cl)
 		return;
 	}
 	cl->lease = lease;
+	atomic_store_explicit(&cl->serve_until_ms, t + CL_FENCE_MS, memory_order_release);
 	cl->last_renew_ms = now_ms();
 	cl->next_keepalive_ms = cl->last_renew_ms + CL_KEEPALIVE_MS;
 	rmq_diagf(RMQ_DIAG_INFO, "cluster: node %s joined as %s (lease %llx)", cl->id, addr,
@@ -320,11 +329,13 @@ static void keepalive(struct cluster *cl)
 	cl->next_keepalive_ms = now_ms() + (rc == 0 ? CL_KEEPALIVE_MS : 200);
 	if (rc == 0 && ttl > 0) {
 		cl->last_renew_ms = t; /* the renewal happened after t */
+		atomic_store_explicit(&cl->serve_until_ms, t + CL_FENCE_MS, memory_order_release);
 		return;
 	}
 	if (rc == 0) { /* expired: gone for good */
 		rmq_diagf(RMQ_DIAG_WARN, "cluster: lease expired; joining again");
 		cl->lease = 0;
+		atomic_store_explicit(&cl->serve_until_ms, 0, memory_order_release);
 	}
 }
 
@@ -363,12 +374,32 @@ static void initial_map(struct cluster *cl, const struct cl_map *live)
 	free(m);
 }
 
+/* etcd cannot be read (nor, then, the lease renewed): once the lease may
+ * be about to expire, the map last read is published again with this
+ * node fenced, so that CLUSTER INFO and the others' view agree with what
+ * the workers already refuse (serve_until_ms). */
+static void fence_unreachable(struct cluster *cl)
+{
+	if (cl->fenced || (cl->lease && now_ms() - cl->last_renew_ms < CL_FENCE_MS))
+		return;
+	const struct cl_map *cur = atomic_load_explicit(&cl->srv->cmap, memory_order_relaxed);
+	struct cl_map *m = rmq__cluster_map_new();
+	if (cur)
+		memcpy(m, cur, sizeof(*m));
+	m->fenced = true;
+	cl->fenced = true;
+	rmq_diagf(RMQ_DIAG_WARN, "cluster: no lease for %d ms: this node stops serving its slots",
+		  CL_FENCE_MS);
+	publish(cl, m);
+}
+
 /* One look at etcd: membership, controller, slot map. */
 static void poll_once(struct cluster *cl)
 {
 	struct rmq_etcd_range r;
 	if (rmq_etcd_range(cl->etcd, cl->prefix, &r) != 0) {
 		rmq_etcd_range_free(&r);
+		fence_unreachable(cl);
 		return;
 	}
 	size_t plen = strlen(cl->prefix);
@@ -570,6 +601,14 @@ static const struct cl_map *map_of(struct server *srv)
 	return atomic_load_explicit(&srv->cmap, memory_order_acquire);
 }
 
+/* This node may serve its own slots under map m: not fenced, and its
+ * lease renewed less than CL_FENCE_MS ago (serve_until_ms). */
+static bool lease_valid(struct server *srv, const struct cl_map *m)
+{
+	return !m->fenced &&
+	       now_ms() < atomic_load_explicit(&srv->cluster->serve_until_ms, memory_order_acquire);
+}
+
 /* Writes the redirection or refusal for slot under map m, or returns false
  * when this node serves it. */
 static bool redirect(struct conn *c, const struct cl_map *m, unsigned slot)
@@ -580,7 +619,7 @@ static bool redirect(struct conn *c, const struct cl_map *m, unsigned slot)
 	/* moved here, the map not applied yet: for ASKING clients (Redis) */
 	if (st == MIG_IMPORTED && c->asking && (int)o != m->self)
 		return false;
-	if (o == CL_NONE || m->nodes[o].failed || ((int)o == m->self && m->fenced)) {
+	if (o == CL_NONE || m->nodes[o].failed || ((int)o == m->self && !lease_valid(srv, m))) {
 		rmq_resp_errorf(&c->out, "CLUSTERDOWN Hash slot %u not served", slot);
 		return true;
 	}
@@ -622,7 +661,7 @@ bool rmq__cluster_serves(struct server *srv, const char *topic, size_t len)
 	const struct cl_map *m = map_of(srv);
 	unsigned slot = rmq_slot(topic, len);
 	unsigned o = m->owner[slot];
-	return (int)o == m->self && o != CL_NONE && !m->fenced &&
+	return (int)o == m->self && o != CL_NONE && lease_valid(srv, m) &&
 	       atomic_load_explicit(&srv->slot_mig[slot], memory_order_acquire) == MIG_NONE;
 }
 

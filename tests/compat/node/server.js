@@ -1,6 +1,8 @@
 // server.js - starts and stops a ringmq-server for the Node.js cases: its
 // own temporary --dir, a port the kernel picked (read from the startup
 // line), stopped by its PID; restart() keeps the directory and the port.
+// Options: args (more flags, e.g. the cluster's), threads (default 2),
+// tmpPrefix; the server's stderr is kept in .log.
 'use strict';
 const { spawn } = require('child_process');
 const fs = require('fs');
@@ -8,17 +10,24 @@ const os = require('os');
 const path = require('path');
 
 class Server {
-  constructor(bin) {
+  constructor(bin, opts = {}) {
     this.bin = bin;
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringmq-compat-'));
+    this.args = opts.args || [];
+    this.threads = opts.threads || 2;
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), opts.tmpPrefix || 'ringmq-compat-'));
     this.port = 0;
     this.proc = null;
+    this.log = '';
   }
 
   start(waitReady = true) {
     const proc = spawn(this.bin, ['--port', String(this.port), '--dir', this.dir,
-      '--threads', '2', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      '--threads', String(this.threads), '--log-level', 'warn', ...this.args],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
+    this.log = '';
+    proc.on('error', (e) => { this.log += `${e}`; });
+    proc.stderr.on('data', (d) => { this.log += d; });
     let buf = '';
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('ringmq-server did not start')), 30000);
@@ -34,22 +43,30 @@ class Server {
         }
       };
       proc.stdout.on('data', onData);
-      proc.on('exit', () => { clearTimeout(t); reject(new Error('ringmq-server exited')); });
+      proc.on('exit', (code, sig) => {
+        clearTimeout(t);
+        reject(new Error(`ringmq-server exited (${code}, ${sig}): ${this.log.slice(-500)}`));
+      });
       if (!waitReady && this.port) { clearTimeout(t); resolve(); }
     });
   }
 
-  async stop() {
+  // Stops the server by its PID (SIGTERM, or sig); resolves with its exit
+  // code (null when killed by a signal, or not running).
+  async stop(sig = 'SIGTERM') {
     const proc = this.proc;
-    if (!proc || proc.exitCode !== null) return;
     this.proc = null;
-    await new Promise((resolve) => {
+    if (!proc) return null;
+    if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+    return new Promise((resolve) => {
       const t = setTimeout(() => proc.kill('SIGKILL'), 20000);
       proc.removeAllListeners('exit');
-      proc.on('exit', () => { clearTimeout(t); resolve(); });
-      process.kill(proc.pid, 'SIGTERM');
+      proc.on('exit', (code) => { clearTimeout(t); resolve(code); });
+      process.kill(proc.pid, sig);
     });
   }
+
+  async kill9() { return this.stop('SIGKILL'); }
 
   async restart(waitReady = true) {
     await this.stop();

@@ -4,9 +4,14 @@
 //   node test_cluster.js RINGMQ_SERVER_BINARY
 // Checks slot coverage, MOVED and CROSSSLOT from every node, CLUSTER
 // SLOTS/SHARDS/NODES/INFO/MYID, real cluster clients (ioredis Cluster and
-// node-redis 4 createCluster) doing spublish/ssubscribe, and a node killed
-// with -9: its slots answer -CLUSTERDOWN within 10 s and come back after it
-// restarts. Exits 77 (skipped) only when there is no etcd binary.
+// node-redis 4 createCluster) doing spublish/ssubscribe, and failures: a
+// node killed with -9 (its slots answer -CLUSTERDOWN within 10 s and come
+// back after it restarts), a node partitioned from etcd by cutting the TCP
+// proxy it reaches etcd through (it refuses its slots before etcd expires
+// its lease, and no other node serves them), and etcd itself stopped and
+// restarted on its data (the nodes keep their slots). Nodes are started
+// with server.js's Server. Exits 77 (skipped) only when there is no etcd
+// binary.
 'use strict';
 const { spawn, spawnSync } = require('child_process');
 const fs = require('fs');
@@ -18,12 +23,11 @@ const path = require('path');
 const bin = process.argv[2];
 const SCALE = Math.max(1, Number(process.env.RINGMQ_TEST_TIME_SCALE || 1));
 const ETCD = process.env.ETCD_BIN || 'etcd';
-
-function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
-function assert(cond, msg) { if (!cond) throw new Error(`assertion failed: ${msg}`); }
+const { Server, sleep, assert } = require('./server');
 
 const children = new Set();
 const dirs = new Set();
+const servers = new Set();
 
 function tmpdir(tag) {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `ringmq-cluster-${tag}-`));
@@ -56,33 +60,50 @@ function post(port, p, body) {
   });
 }
 
+// Runs etcd on cport/pport with its data in dir; resolves once it answers.
+async function runEtcd(dir, cport, pport) {
+  const peer = `http://127.0.0.1:${pport}`;
+  const proc = spawn(ETCD, ['--name', 'default', '--data-dir', path.join(dir, 'data'),
+    '--listen-client-urls', `http://127.0.0.1:${cport}`,
+    '--advertise-client-urls', `http://127.0.0.1:${cport}`,
+    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
+    '--initial-cluster', `default=${peer}`, '--log-level', 'error'],
+  { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(proc);
+  let err = '';
+  proc.on('error', (e) => { err += `${e}`; });
+  proc.stderr.on('data', (d) => { err += d; });
+  const deadline = Date.now() + 10000 * SCALE;
+  while (Date.now() < deadline && proc.exitCode === null) {
+    try {
+      await post(cport, '/v3/kv/range', { key: Buffer.from('x').toString('base64') });
+      return proc;
+    } catch (e) {
+      await sleep(100);
+    }
+  }
+  await stopProc(proc);
+  console.log(`etcd did not start on ${cport}: ${err.slice(-500)}`);
+  return null;
+}
+
 async function startEtcd() {
   for (let attempt = 0; attempt < 3; attempt++) {
     const dir = tmpdir('etcd');
     const cport = await freePort();
     const pport = await freePort();
-    const peer = `http://127.0.0.1:${pport}`;
-    const proc = spawn(ETCD, ['--name', 'default', '--data-dir', path.join(dir, 'data'),
-      '--listen-client-urls', `http://127.0.0.1:${cport}`,
-      '--advertise-client-urls', `http://127.0.0.1:${cport}`,
-      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-      '--initial-cluster', `default=${peer}`, '--log-level', 'error'],
-    { stdio: ['ignore', 'ignore', 'pipe'] });
-    children.add(proc);
-    let err = '';
-    proc.on('error', (e) => { err += `${e}`; });
-    proc.stderr.on('data', (d) => { err += d; });
-    const deadline = Date.now() + 10000 * SCALE;
-    while (Date.now() < deadline && proc.exitCode === null) {
-      try {
-        await post(cport, '/v3/kv/range', { key: Buffer.from('x').toString('base64') });
-        return { proc, port: cport, url: `http://127.0.0.1:${cport}` };
-      } catch (e) {
-        await sleep(100);
-      }
+    const proc = await runEtcd(dir, cport, pport);
+    if (proc) {
+      const e = { proc, dir, port: cport, pport, url: `http://127.0.0.1:${cport}` };
+      // stops it and starts it again on the same ports and data
+      e.restart = async (downMs) => {
+        await stopProc(e.proc); // no-op when stopped already
+        await sleep(downMs);
+        e.proc = await runEtcd(dir, cport, pport);
+        if (!e.proc) throw new Error('etcd did not restart');
+      };
+      return e;
     }
-    await stopProc(proc);
-    console.log(`etcd did not start on ${cport} (attempt ${attempt + 1}): ${err.slice(-500)}`);
   }
   throw new Error('cannot start etcd');
 }
@@ -99,59 +120,57 @@ function stopProc(proc, sig = 'SIGTERM') {
   });
 }
 
-class Node {
-  constructor(etcdUrl, name) {
-    this.dir = tmpdir('node');
-    this.etcdUrl = etcdUrl;
-    this.name = name;
+// A cluster node: server.js's Server with the cluster flags, its own
+// temporary --dir (removed by close()).
+function clusterNode(etcdUrl, name) {
+  const srv = new Server(bin, {
+    threads: 1,
+    tmpPrefix: 'ringmq-cluster-node-',
+    args: ['--cluster-etcd', etcdUrl, '--cluster-name', name, '--cluster-expect', '3'],
+  });
+  servers.add(srv);
+  return srv;
+}
+
+// A TCP proxy on a free loopback port to 127.0.0.1:target, which the test
+// can cut (every connection closed, new ones refused) and join again: a
+// node's partition from etcd.
+class Proxy {
+  constructor(target) {
+    this.target = target;
     this.port = 0;
-    this.proc = null;
+    this.socks = new Set();
+    this.server = null;
   }
 
-  start() {
-    const proc = spawn(bin, ['--port', String(this.port), '--dir', this.dir, '--threads', '1',
-      '--log-level', 'warn', '--cluster-etcd', this.etcdUrl, '--cluster-name', this.name,
-      '--cluster-expect', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(proc);
-    this.proc = proc;
-    this.log = '';
-    proc.on('error', (e) => { this.log += `${e}`; });
-    proc.stderr.on('data', (d) => { this.log += d; });
-    let buf = '';
+  listen() {
+    this.server = net.createServer((c) => {
+      const u = net.connect(this.target, '127.0.0.1');
+      this.socks.add(c);
+      this.socks.add(u);
+      c.pipe(u);
+      u.pipe(c);
+      const end = () => { c.destroy(); u.destroy(); this.socks.delete(c); this.socks.delete(u); };
+      c.on('error', end);
+      u.on('error', end);
+      c.on('close', end);
+      u.on('close', end);
+    });
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('ringmq-server did not start')), 30000 * SCALE);
-      const onData = (d) => {
-        buf += d.toString();
-        const m = /Server started on [^:]+:(\d+)/.exec(buf);
-        if (m) {
-          this.port = Number(m[1]);
-          proc.stdout.off('data', onData);
-          proc.stdout.resume();
-          clearTimeout(t);
-          resolve();
-        }
-      };
-      proc.stdout.on('data', onData);
-      proc.once('exit', (code, sig) => {
-        clearTimeout(t);
-        reject(new Error(`ringmq-server exited (${code}, ${sig}): ${this.log}`));
+      this.server.once('error', reject);
+      this.server.listen(this.port, '127.0.0.1', () => {
+        this.port = this.server.address().port;
+        resolve();
       });
     });
   }
 
-  async stop() {
-    const p = this.proc;
-    this.proc = null;
-    if (!p) return 0;
-    p.removeAllListeners('exit');
-    return stopProc(p);
-  }
-
-  async kill9() {
-    const p = this.proc;
-    this.proc = null;
-    p.removeAllListeners('exit');
-    await stopProc(p, 'SIGKILL');
+  cut() {
+    const srv = this.server;
+    this.server = null;
+    for (const s of this.socks) s.destroy();
+    this.socks.clear();
+    return new Promise((resolve) => (srv ? srv.close(() => resolve()) : resolve()));
   }
 }
 
@@ -253,7 +272,11 @@ async function main() {
   }
   const etcd = await startEtcd();
   const name = `t${process.pid}`;
-  const nodes = [new Node(etcd.url, name), new Node(etcd.url, name), new Node(etcd.url, name)];
+  // the third node reaches etcd through a proxy the partition case cuts
+  const proxy = new Proxy(etcd.port);
+  await proxy.listen();
+  const nodes = [clusterNode(etcd.url, name), clusterNode(etcd.url, name),
+    clusterNode(`http://127.0.0.1:${proxy.port}`, name)];
   let owner = null;
   try {
     await Promise.all(nodes.map((n) => n.start()));
@@ -448,6 +471,89 @@ async function main() {
       console.log(`  slots back ${Date.now() - t1} ms after restart`);
     });
 
+    await check('cluster.partition: a node cut from etcd stops serving its slots before etcd expires its lease, then comes back', async () => {
+      const p = nodes[2].port;
+      const t = topics[2];
+      const slot = await cmd(p, 'CLUSTER', 'KEYSLOT', t);
+      const others = ports.filter((q) => q !== p);
+      const id = await cmd(p, 'CLUSTER', 'MYID');
+      const key = Buffer.from(`/ringmq/${name}/nodes/${id}`).toString('base64');
+      const leased = async () => ((await post(etcd.port, '/v3/kv/range', { key })).kvs || []).length > 0;
+      await waitFor('served before the cut', 10000, async () => typeof await cmd(p, 'PUBLISH', t, 'a') === 'number');
+      assert(await leased(), 'its key is in etcd');
+      const t0 = Date.now();
+      await proxy.cut();
+      try {
+      let fencedAt = 0;
+      let expiredAt = 0;
+      let lastServed = 0;
+      let servedAfterFence = false;
+      const deadline = t0 + 15000 * SCALE;
+      while ((!fencedAt || !expiredAt) && Date.now() < deadline) {
+        const [r, gone, ...o] = await Promise.all([
+          cmd(p, 'PUBLISH', t, 'b').catch((e) => ({ err: e.message })),
+          leased().then((x) => !x, () => false),
+          ...others.map((q) => cmd(q, 'PUBLISH', t, 'b').catch((e) => ({ err: e.message })))]);
+        const now = Date.now() - t0;
+        if (typeof r === 'number') {
+          lastServed = now;
+          if (fencedAt) servedAfterFence = true;
+        } else if (!fencedAt && r && /^CLUSTERDOWN/.test(r.err)) {
+          fencedAt = now;
+        }
+        if (gone && !expiredAt) expiredAt = now;
+        // never a second owner: the others redirect to it or say it is down
+        for (const x of o) assert(x && x.err && /^(MOVED|CLUSTERDOWN)/.test(x.err), `another node served slot ${slot}: ${JSON.stringify(x)}`);
+        await sleep(50);
+      }
+      console.log(`  partitioned node: last served ${lastServed} ms after the cut, refused from ${fencedAt} ms; etcd dropped its key at ${expiredAt} ms`);
+      assert(fencedAt > 0, 'the partitioned node stopped serving its slots');
+      assert(expiredAt > 0, 'etcd expired its lease');
+      assert(!servedAfterFence, 'it served again while cut off');
+      assert(fencedAt < expiredAt, `refused (${fencedAt} ms) before the lease expired (${expiredAt} ms)`);
+      const info = await cmd(p, 'CLUSTER', 'INFO');
+      assert(/cluster_state:fail/.test(info), `partitioned node's CLUSTER INFO: ${info}`);
+      } finally {
+        await proxy.listen();
+      }
+      const t1 = Date.now();
+      await waitFor('serves again', 10000, async () => typeof await cmd(p, 'PUBLISH', t, 'c') === 'number');
+      for (const q of others) {
+        await waitFor(`node ${q} routes to it again`, 10000, async () => {
+          const r = await cmd(q, 'PUBLISH', t, 'd');
+          return !!(r && r.err === `MOVED ${slot} 127.0.0.1:${p}`);
+        });
+      }
+      console.log(`  back ${Date.now() - t1} ms after the proxy reopened`);
+    });
+
+    await check('cluster.etcd_restart: etcd stopped and restarted on its data, the nodes keep their slots and serve', async () => {
+      const before = JSON.stringify(await cmd(ports[0], 'CLUSTER', 'SLOTS'));
+      for (const [i, p] of ports.entries()) {
+        await waitFor(`node ${p} ok`, 10000, async () => /cluster_state:ok/.test(await cmd(p, 'CLUSTER', 'INFO')));
+        assert(typeof await cmd(p, 'PUBLISH', topics[i], 'e0') === 'number', `node ${p} serves`);
+      }
+      const t0 = Date.now();
+      await stopProc(etcd.proc);
+      await sleep(1000);
+      // etcd down for a second: the nodes still serve (they fence only
+      // after 4 s without a lease renewal)
+      for (const [i, p] of ports.entries()) {
+        assert(typeof await cmd(p, 'PUBLISH', topics[i], 'e1') === 'number', `node ${p} serves with etcd down`);
+      }
+      await sleep(1000);
+      await etcd.restart(0);
+      console.log(`  etcd down for ${Date.now() - t0} ms`);
+      for (const [i, p] of ports.entries()) {
+        await waitFor(`node ${p} serves after the restart`, 15000, async () => typeof await cmd(p, 'PUBLISH', topics[i], 'e2') === 'number'
+          && /cluster_state:ok/.test(await cmd(p, 'CLUSTER', 'INFO')));
+      }
+      console.log(`  every node ok ${Date.now() - t0} ms after etcd stopped`);
+      for (const p of ports) {
+        assert(JSON.stringify(await cmd(p, 'CLUSTER', 'SLOTS')) === before, `same slot map on ${p}`);
+      }
+    });
+
     await check('cluster.stop: every node stops cleanly on SIGTERM', async () => {
       for (const n of nodes) {
         const code = await n.stop();
@@ -455,7 +561,8 @@ async function main() {
       }
     });
   } finally {
-    for (const n of nodes) await n.stop();
+    await proxy.cut();
+    for (const n of servers) await n.close();
     await stopProc(etcd.proc);
     for (const p of children) await stopProc(p, 'SIGKILL');
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
@@ -467,6 +574,10 @@ async function main() {
 main().catch((e) => {
   console.log(`FAIL cluster: ${e && e.stack ? e.stack : e}`);
   for (const p of children) try { process.kill(p.pid, 'SIGKILL'); } catch (_) { /* gone */ }
+  for (const n of servers) {
+    if (n.proc) try { process.kill(n.proc.pid, 'SIGKILL'); } catch (_) { /* gone */ }
+    fs.rmSync(n.dir, { recursive: true, force: true });
+  }
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
   process.exit(1);
 });
