@@ -36,7 +36,7 @@
 
 static const char *etcd_urls = "http://127.0.0.1:2379";
 static const char *auth_user, *auth_pass; /* --user/--pass: for SLOTMIGRATE */
-static bool live_moves;                   /* --live (drain: always) */
+static bool live_moves = true;            /* --empty-only: false (drain: always) */
 static const char *cluster_name = "ringmq";
 static char prefix[256];
 
@@ -48,16 +48,16 @@ static void usage(FILE *f)
 		"Commands:\n"
 		"  status                 nodes (live or failed), their slots, the map's epoch\n"
 		"  move FIRST[-LAST] NODE give slots FIRST..LAST to NODE (its id or HOST:PORT);\n"
-		"                         slots with topics only with --live (with their data)\n"
+		"                         slots with topics move live, with their data\n"
 		"  rebalance              spread the slots evenly over the live nodes\n"
 		"  drain NODE             move all of NODE's slots to the other live nodes\n"
 		"\n"
 		"Options:\n"
 		"  --etcd URLS            etcd endpoints (default http://127.0.0.1:2379)\n"
 		"  --name NAME            the cluster's --cluster-name (default ringmq)\n"
-		"  --live                 move and rebalance also move slots that hold topics,\n"
-		"                         live with their data (drain always does); without it\n"
-		"                         they refuse such slots\n"
+		"  --empty-only           move and rebalance refuse slots that hold topics\n"
+		"                         (by default they move them live, with their data;\n"
+		"                         drain always does); --live: the default\n"
 		"  --user U --pass P      ACL user (@admin) for the nodes, when they have ACLs\n");
 }
 
@@ -338,8 +338,8 @@ static int apply(struct rmq_etcd *e, const struct cl_map *ref, const uint16_t *t
 		}
 		if (busy && !live_moves) {
 			fprintf(stderr,
-				"ringmq-cluster: refused: %u slots hold topics (--live moves them with "
-				"their data), nothing was changed\n",
+				"ringmq-cluster: refused: %u slots hold topics (--empty-only), nothing "
+				"was changed\n",
 				busy);
 			free(m);
 			return 1;
@@ -551,6 +551,8 @@ int main(int argc, char **argv)
 			cluster_name = argv[++i];
 		} else if (!strcmp(argv[i], "--live")) {
 			live_moves = true;
+		} else if (!strcmp(argv[i], "--empty-only")) {
+			live_moves = false;
 		} else if (i + 1 < argc && !strcmp(argv[i], "--user")) {
 			auth_user = argv[++i];
 		} else if (i + 1 < argc && !strcmp(argv[i], "--pass")) {

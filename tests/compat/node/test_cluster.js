@@ -408,7 +408,7 @@ async function main() {
       }
     });
 
-    await check('cluster.cli: ringmq-cluster status, move of an empty slot, a slot with topics refused', async () => {
+    await check('cluster.cli: ringmq-cluster status, move of an empty slot, a slot with topics refused with --empty-only', async () => {
       const tool = path.join(path.dirname(bin), 'ringmq-cluster');
       const run = (...args) => spawnSync(tool, ['--etcd', etcd.url, '--name', name, ...args],
         { encoding: 'utf8', timeout: 30000 * SCALE });
@@ -433,11 +433,11 @@ async function main() {
       await waitFor('CREATE on the new owner', 5000, async () => (await cmd(to, 'CREATE', key)) === 'OK');
       // foo's slot holds a topic: refused, the map unchanged
       const before = JSON.stringify(await cmd(ports[0], 'CLUSTER', 'SLOTS'));
-      const no = run('move', '12182', `127.0.0.1:${ports.find((p) => p !== owner)}`);
+      const no = run('--empty-only', 'move', '12182', `127.0.0.1:${ports.find((p) => p !== owner)}`);
       assert(no.status === 1 && /slot 12182 holds 1 topics/.test(no.stderr) && /refused/.test(no.stderr),
         `refusal: ${no.status} ${no.stderr}`);
       // the slot with move-me now holds a topic too: it cannot go back
-      const back = run('move', `${slot}`, `127.0.0.1:${from}`);
+      const back = run('--empty-only', 'move', `${slot}`, `127.0.0.1:${from}`);
       assert(back.status === 1, `move back refused: ${back.stderr}`);
       await sleep(500);
       assert(JSON.stringify(await cmd(ports[0], 'CLUSTER', 'SLOTS')) === before, 'map unchanged');
