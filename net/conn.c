@@ -21,8 +21,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Reads of one readable event (then other connections get their turn). */
-#define READ_ROUNDS 4
 /* Writes of one flush of a connection. */
 #define WRITE_ROUNDS 8
 /* A lingering close (after a protocol error) waits this long at most,
@@ -799,7 +797,9 @@ void rmq__conn_read(struct conn *c, uint32_t events)
 		own.off = own.len = 0;
 		lent = c->lent = true;
 	}
-	for (int rounds = 0; rounds < READ_ROUNDS && !c->closing && !c->paused && !c->eof;
+	size_t got = 0;
+	for (int rounds = 0;
+	     rounds < READ_ROUNDS && !c->closing && !c->paused && !c->eof && got < w->read_cap;
 	     rounds++) {
 		/* Over --max-client-memory: read no more until the workers
 		 * have shed the largest clients. */
@@ -817,8 +817,11 @@ void rmq__conn_read(struct conn *c, uint32_t events)
 			break;
 		}
 		size_t room = stalled ? want : c->in.cap - c->in.len;
+		if (room > w->read_cap - got)
+			room = w->read_cap - got; /* the rest at the next event */
 		ssize_t n = conn_recv(c, p, room);
 		if (n > 0) {
+			got += (size_t)n;
 			if (RMQ_UNLIKELY(!c->spoke)) {
 				c->spoke = true;
 				if (p[0] == 0x16 && !c->tls) {

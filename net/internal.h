@@ -37,6 +37,7 @@
 #endif
 #define READ_CHUNK (64u << 10)    /* read size into a connection's own buffer */
 #define READ_SCRATCH (256u << 10) /* read size into the worker's shared buffer */
+#define READ_ROUNDS 4             /* reads of one readable event, at most */
 #define READ_CARRY \
 	(16u << 10) /* partial requests up to this size are read
 				   * on from the shared buffer */
@@ -369,6 +370,7 @@ struct worker {
 	struct rmq_arg *argv;
 	size_t argv_cap;
 	struct rmq_buf scratch; /* shared read buffer, lent to one conn at a time */
+	size_t read_cap;        /* bytes one readable event may read (worker_loop) */
 	bool may_quiesce;       /* no RCU pointer held up the stack: request
 				     * processing may report a quiescent state */
 	unsigned requests_since_quiescent;
