@@ -126,7 +126,9 @@ function clusterNode(etcdUrl, name) {
   const srv = new Server(bin, {
     threads: 1,
     tmpPrefix: 'ringmq-cluster-node-',
-    args: ['--cluster-etcd', etcdUrl, '--cluster-name', name, '--cluster-expect', '3'],
+    // --fsync always: an acknowledged PUBLISH survives the kill -9 below
+    args: ['--cluster-etcd', etcdUrl, '--cluster-name', name, '--cluster-expect', '3',
+      '--fsync', 'always'],
   });
   servers.add(srv);
   return srv;
@@ -223,6 +225,28 @@ function cmd(port, ...args) {
       buf = Buffer.concat([buf, d]);
       const r = parse(buf, 0);
       if (r) { clearTimeout(t); s.destroy(); resolve(r[0]); }
+    });
+    s.on('error', (e) => { clearTimeout(t); reject(e); });
+  });
+}
+
+// Sends every command of cmds on one connection at once (pipelined) and
+// resolves with their replies, in order.
+function pipeline(port, cmds) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    let off = 0;
+    const out = [];
+    const t = setTimeout(() => { s.destroy(); reject(new Error(`pipeline: ${out.length} of ${cmds.length} replies`)); }, 10000 * SCALE);
+    s.on('connect', () => s.write(cmds.map((c) => encode(c)).join('')));
+    s.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (let r; out.length < cmds.length && (r = parse(buf, off));) {
+        out.push(r[0]);
+        off = r[1];
+      }
+      if (out.length === cmds.length) { clearTimeout(t); s.destroy(); resolve(out); }
     });
     s.on('error', (e) => { clearTimeout(t); reject(e); });
   });
@@ -445,9 +469,15 @@ async function main() {
       assert(JSON.stringify(sl) === JSON.stringify([[slot, ['key-count', 1]]]), JSON.stringify(sl));
     });
 
-    await check('cluster.failure: a node killed -9 -> its slots CLUSTERDOWN within 10 s, back after restart', async () => {
+    await check('cluster.failure: a node killed -9 -> its slots CLUSTERDOWN within 10 s, back after restart with every acknowledged message', async () => {
       const victim = nodes.find((n) => n.port === owner);
       const other = ports.find((p) => p !== owner);
+      // 300 publishes acknowledged under --fsync always, then kill -9 at once
+      const N = 300;
+      const acks = await pipeline(owner, Array.from({ length: N }, (_, i) => ['PUBLISH', 'foo', `k${i}`]));
+      assert(acks.every((a, i) => typeof a === 'number' && (i === 0 || a === acks[i - 1] + 1)),
+        `acknowledgements: ${JSON.stringify(acks.slice(0, 5))}...`);
+      const last = acks[N - 1];
       const t0 = Date.now();
       await victim.kill9();
       await waitFor('CLUSTERDOWN', 10000, async () => {
@@ -467,7 +497,14 @@ async function main() {
         return !!(r && r.err === `MOVED 12182 127.0.0.1:${owner}`);
       });
       const r = await cmd(owner, 'PUBLISH', 'foo', 'back');
-      assert(typeof r === 'number' && r >= 2, `foo kept its messages: ${JSON.stringify(r)}`);
+      assert(r === last + 1, `foo kept every acknowledged message: next ${JSON.stringify(r)}, last acknowledged ${last}`);
+      // and their payloads, in order (a durable subscriber from the first)
+      const [reg, ds, pulled] = await pipeline(owner, [['REGISTER', 'SUBSCRIBER', 'after-kill'],
+        ['DSUBSCRIBE', 'foo', 'FROM', String(acks[0])], ['PULL', 'foo', 'COUNT', String(N)]]);
+      assert(reg === 'OK' && Array.isArray(ds), `REGISTER/DSUBSCRIBE: ${JSON.stringify([reg, ds])}`);
+      assert(Array.isArray(pulled) && pulled.length === N, `PULL: ${JSON.stringify(pulled).slice(0, 200)}`);
+      pulled.forEach((m, i) => assert(Array.isArray(m) && Number(m[0]) === acks[i] && m[1] === `k${i}`,
+        `message ${i}: ${JSON.stringify(m)}`));
       console.log(`  slots back ${Date.now() - t1} ms after restart`);
     });
 
