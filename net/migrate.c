@@ -760,6 +760,8 @@ static void import_topic(struct conn *c, struct rmq_arg *argv, size_t argc)
 		return rmq_resp_error(&c->out,
 				      "ERR wrong number of arguments for SLOTIMPORT TOPIC");
 	const struct rmq_arg *name = &argv[2];
+	if (!rmq_topic_name_valid(name->p, name->len))
+		return rmq_resp_error(&c->out, "ERR SLOTIMPORT TOPIC: invalid topic name");
 	unsigned slot = rmq_slot(name->p, name->len);
 	uint64_t cap, maxage, start;
 	if (rmq_parse_u64(argv[3].p, argv[3].len, 0, &cap) != 0 ||

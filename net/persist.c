@@ -1126,6 +1126,8 @@ int rmq__persist_create_at(struct server *srv, const char *name, size_t len, uin
 	struct persist *p = srv->persist;
 	struct rmq_topic_opts o = { .maxage_ms = maxage_ms, .trim = true, .start_seq = start };
 	err[0] = '\0';
+	if (!rmq_topic_name_valid(name, len)) /* (the definition below holds 255 bytes) */
+		return -EINVAL;
 	if (p && maxage_ms)
 		atomic_fetch_add(&p->maxage_made, 1);
 	if (!p || !disk)

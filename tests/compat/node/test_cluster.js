@@ -376,6 +376,14 @@ async function main() {
       }
     });
 
+    await check('cluster.slotimport_names: SLOTIMPORT refuses a topic name no CREATE would take (a 300-byte one overflowed a definition)', async () => {
+      for (const name of ['x'.repeat(300), 'a b']) {
+        const r = await cmd(ports[0], 'SLOTIMPORT', 'TOPIC', name, '1048576', 'reject', 'disk', '0', '1');
+        assert(r && /invalid topic name/.test(r.err), `SLOTIMPORT TOPIC: ${JSON.stringify(r)}`);
+      }
+      assert(await cmd(ports[0], 'PING') === 'PONG', 'the node still answers');
+    });
+
     // topics owned by each node, for the clients
     const topics = [];
     for (const p of ports) {
