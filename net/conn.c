@@ -333,7 +333,11 @@ void rmq__conn_close(struct conn *c)
 				 1);
 		rmq__tls_conn_shutdown(c); /* close_notify, best effort */
 	}
-	close(c->fd); /* (leaves the epoll set with it: sockets are never dup'd) */
+	/* Out of the epoll set before the close: close() alone removes it only
+	 * once nothing else holds the socket's file, and TSan saw an event for
+	 * a connection freed in the previous iteration without this. */
+	epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
 	cds_list_del(&c->link);
 	cds_list_add(&c->link, &w->closed);
 	if (!c->lent) /* (a lent in is given back by conn_read) */
