@@ -142,15 +142,18 @@ struct segdisk {
  * sync writes every dirty page, so only a window of zeros may precede the
  * data to disk.
  *
- * Who faults them in: the prefault thread when one runs
- * (rmq_log_prefault_start), else the producer itself. On this project's VM
- * a 2 MiB folio of a large-page segment took 10-25 ms to populate (the
- * kernel allocates and zeroes it, and the hypervisor backs it), and the
- * producer doing it in its publish held its worker's other connections for
- * as long: e2e p99 of 11-16 ms at 100k msg/s on a disk topic, against
- * 0.3-0.9 ms without large pages. A large-page segment's window is two
- * folios, so that at 1M msg/s of 16 bytes (about 70 MB/s) the thread has
- * some 15 ms to fault in the next folio before the producer reaches it. */
+ * Who faults them in: for a large-page segment, the prefault thread when
+ * one runs (rmq_log_prefault_start); otherwise the producer itself. On this
+ * project's VM a 2 MiB folio took 10-25 ms to populate (the kernel
+ * allocates and zeroes it, and the hypervisor backs it), and the producer
+ * doing it in its publish held its worker's other connections for as long:
+ * e2e p99 of 11-16 ms at 100k msg/s on a disk topic, against 0.3-0.9 ms
+ * without large pages. Its window is two folios, so that at 1M msg/s of 16
+ * bytes (about 70 MB/s) the thread has some 15 ms to fault in the next
+ * folio before the producer reaches it. Small-page windows (16 pages) stay
+ * with the producer: handing them over cost more than it saved with 1,000
+ * topics publishing (1.59M delivered against 1.85-2.17M, fanout -p 1000 -t
+ * 1000 -s 10), a wake-up and a second thread's cache misses per window. */
 #define POP_DATA_WIN (64u << 10)
 #define POP_SLOT_WIN (16u << 10)
 #define POP_LARGE_WIN (4u << 20)
@@ -255,7 +258,7 @@ void rmq_log_prefault_stop(void)
  * reference on its file is safe), else here. */
 static void pop_file(struct segdisk *dk, uint64_t from, uint64_t to)
 {
-	if (atomic_load_explicit(&pf.on, memory_order_acquire)) {
+	if (dk->large && atomic_load_explicit(&pf.on, memory_order_acquire)) {
 		atomic_fetch_add_explicit(&dk->refs, 1, memory_order_relaxed);
 		struct pf_req r = { dk, (uint32_t)from, (uint32_t)to };
 		if (ck_ring_enqueue_mpsc_pf(&pf.ring, pf.buf, &r)) {
@@ -447,21 +450,21 @@ static struct rmq_seg *seg_new_disk(struct rmq_log *log, const struct rmq_seg *p
 				     large ? RMQ_SEGF_LARGE_PAGES : 0, &dk->f);
 		close(dfd);
 	}
-	if (rc == 0) {
+	if (rc == 0 && large) {
 		/* The first windows of records and slots in the page cache
 		 * before the first append touches them (the prefault thread
 		 * does the next ones): on a large-page mapping a first touch
 		 * that misses the page cache reads ahead, zeroing megabytes,
-		 * in this producer's publish. Measured 20 ms a segment. */
-		uint32_t dwin = large ? POP_FIRST_LARGE : POP_DATA_WIN;
-		uint32_t swin = large ? POP_FIRST_LARGE / 4 : POP_SLOT_WIN;
+		 * in this producer's publish (about 20 ms a segment here). */
 		uint32_t dsz = size - RMQ_SEGF_HDR;
-		dwin = dwin < dsz ? dwin : dsz;
-		swin = swin < dsz ? swin : dsz;
+		uint32_t dwin = POP_FIRST_LARGE < dsz ? POP_FIRST_LARGE : dsz;
+		uint32_t swin = POP_FIRST_LARGE / 4 < dsz ? POP_FIRST_LARGE / 4 : dsz;
 		rmq_segf_warm(&dk->f, RMQ_SEGF_HDR, dwin);
 		rmq_segf_warm(&dk->f, size - swin, swin);
 		atomic_init(&dk->pop_data, dwin);
 		atomic_init(&dk->pop_slots, swin);
+	}
+	if (rc == 0) {
 		/* The mapping is all the segment needs from here on. */
 		rmq_segf_close_fd(&dk->f);
 	}
