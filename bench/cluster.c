@@ -26,7 +26,6 @@
 #include "cluster.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -37,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -46,6 +44,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "etcd_spawn.h"
 #include "proc.h"
 #include "procstat.h"
 #include "ringmq.h"
@@ -135,28 +134,9 @@ static int etcd_start(void)
 		return -1;
 	}
 	int cport = free_port(), pport = free_port();
-	char data[300], curl[64], purl[64], cluster[100];
-	snprintf(data, sizeof(data), "%s/data", etcd_dir);
-	snprintf(curl, sizeof(curl), "http://127.0.0.1:%d", cport);
-	snprintf(purl, sizeof(purl), "http://127.0.0.1:%d", pport);
-	snprintf(cluster, sizeof(cluster), "default=%s", purl);
-	pid_t pid = fork();
+	pid_t pid = rmq_etcd_spawn(etcd, etcd_dir, cport, pport);
 	if (pid < 0)
 		return -1;
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		int nul = open("/dev/null", O_RDWR);
-		if (nul >= 0) {
-			dup2(nul, 0);
-			dup2(nul, 1);
-			dup2(nul, 2);
-		}
-		execl(etcd, "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls",
-		      curl, "--advertise-client-urls", curl, "--listen-peer-urls", purl,
-		      "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster,
-		      "--log-level", "error", (char *)NULL);
-		_exit(127);
-	}
 	etcd_pid = pid;
 	etcd_port = cport;
 	/* ready when its client port accepts */

@@ -509,6 +509,23 @@ static bool is_str(const redisReply *r)
 	return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
 }
 
+/* The check of a command whose reply is an array (what names it in the
+ * protocol error): RMQ_OK for an array; otherwise frees r and returns what
+ * an error reply maps to, or RMQ_ERR_PROTO for a reply of another type. */
+static int array_reply(struct rmq_client *c, const char *what, redisReply *r)
+{
+	int rc;
+	/* r comes from request() == RMQ_OK, never NULL */
+	if (r->type /* NOLINT(clang-analyzer-core.NullDereference) */ == REDIS_REPLY_ERROR)
+		rc = map_error(c, r);
+	else if (r->type == REDIS_REPLY_ARRAY)
+		return RMQ_OK;
+	else
+		rc = proto_err(c, what, r);
+	freeReplyObject(r);
+	return rc;
+}
+
 static bool str_is(const redisReply *r, const char *s)
 {
 	return is_str(r) && r->len == strlen(s) && strncasecmp(r->str, s, r->len) == 0;
@@ -1000,16 +1017,8 @@ static int load_slots(struct rmq_client *c)
 	int rc = request(c, 2, argv, lens, 0, &r);
 	if (rc)
 		return rc;
-	if (r->type == REDIS_REPLY_ERROR) {
-		rc = map_error(c, r);
-		freeReplyObject(r);
+	if ((rc = array_reply(c, "CLUSTER SLOTS", r)) != RMQ_OK)
 		return rc;
-	}
-	if (r->type != REDIS_REPLY_ARRAY) {
-		rc = proto_err(c, "CLUSTER SLOTS", r);
-		freeReplyObject(r);
-		return rc;
-	}
 	for (size_t s = 0; s < CL_SLOTS; s++)
 		c->slots[s] = -1;
 	for (size_t k = 0; k < r->elements; k++) {
@@ -1343,16 +1352,8 @@ int rmq_list_topics(struct rmq_client *c, char ***names, size_t *n)
 	redisReply *r;
 	if ((rc = any_node(c)) != RMQ_OK || (rc = request(c, 1, argv, lens, 0, &r)) != RMQ_OK)
 		return rc;
-	if (r->type == REDIS_REPLY_ERROR) {
-		rc = map_error(c, r);
-		freeReplyObject(r);
+	if ((rc = array_reply(c, "TOPICS", r)) != RMQ_OK)
 		return rc;
-	}
-	if (r->type != REDIS_REPLY_ARRAY) {
-		rc = proto_err(c, "TOPICS", r);
-		freeReplyObject(r);
-		return rc;
-	}
 	size_t bytes = (r->elements + 1) * sizeof(char *);
 	for (size_t i = 0; i < r->elements; i++) {
 		if (!is_str(r->element[i])) {
@@ -1845,17 +1846,8 @@ int rmq_pull(struct rmq_client *c, const char *topic, size_t max, int timeout_ms
 			 timeout_ms < 0 ? UINT64_MAX : (uint64_t)timeout_ms, &r);
 	if (rc)
 		return rc;
-	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
-	if (r->type == REDIS_REPLY_ERROR) {
-		rc = map_error(c, r);
-		freeReplyObject(r);
+	if ((rc = array_reply(c, "PULL", r)) != RMQ_OK)
 		return rc;
-	}
-	if (r->type != REDIS_REPLY_ARRAY) {
-		rc = proto_err(c, "PULL", r);
-		freeReplyObject(r);
-		return rc;
-	}
 	for (size_t i = 0; i < r->elements; i++) {
 		redisReply *e = r->element[i];
 		/* [seq, payload], or in acknowledged mode [seq, payload, redelivered] */

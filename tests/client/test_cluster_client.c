@@ -14,7 +14,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -25,11 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "etcd_spawn.h"
 #include "harness.h"
 #include "ringmq.h"
 #include "slot.h"
@@ -90,30 +89,11 @@ static int start_etcd(char *url, size_t cap)
 	int cport = free_port(), pport = free_port();
 	if (cport < 0 || pport < 0)
 		return -1;
-	char data[128], curl[64], purl[64], cluster[128];
-	snprintf(data, sizeof(data), "%s/data", etcd_dir);
-	snprintf(curl, sizeof(curl), "http://127.0.0.1:%d", cport);
-	snprintf(purl, sizeof(purl), "http://127.0.0.1:%d", pport);
-	snprintf(cluster, sizeof(cluster), "default=%s", purl);
-	pid_t pid = fork();
+	pid_t pid = rmq_etcd_spawn("etcd", etcd_dir, cport, pport);
 	if (pid < 0)
 		return -1;
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		int nul = open("/dev/null", O_RDWR);
-		if (nul >= 0) {
-			dup2(nul, 0);
-			dup2(nul, 1);
-			dup2(nul, 2);
-		}
-		execlp("etcd", "etcd", "--name", "default", "--data-dir", data,
-		       "--listen-client-urls", curl, "--advertise-client-urls", curl,
-		       "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-		       "--initial-cluster", cluster, "--log-level", "error", (char *)NULL);
-		_exit(127);
-	}
 	etcd_pid = pid;
-	snprintf(url, cap, "%s", curl);
+	snprintf(url, cap, "http://127.0.0.1:%d", cport);
 	return 0;
 }
 

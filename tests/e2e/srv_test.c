@@ -276,3 +276,13 @@ int x_worker_of(int line, struct e2e_client *c)
 	e2e_reply_free(r);
 	return w;
 }
+
+long long x_client_id(int line, struct e2e_client *c)
+{
+	x_sendcmd(line, c, "CLIENT", "ID", NULL);
+	struct e2e_reply *r = x_read(line, c);
+	cr_assert_eq(r->type, E2E_INT, "line %d: %s", line, e2e_reply_str(r));
+	long long id = r->integer;
+	e2e_reply_free(r);
+	return id;
+}

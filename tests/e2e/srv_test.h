@@ -143,6 +143,10 @@ void x_pulled(int line, struct e2e_reply *r, long long first, size_t n, const ch
 int x_worker_of(int line, struct e2e_client *c);
 #define WORKER_OF(c) x_worker_of(__LINE__, (c))
 
+/* c's connection id (CLIENT ID). */
+long long x_client_id(int line, struct e2e_client *c);
+#define CLIENT_ID(c) x_client_id(__LINE__, (c))
+
 void x_eof(int line, struct e2e_client *c, int timeout_ms);
 /* The server closes c without sending anything more. */
 #define IS_EOF(c) x_eof(__LINE__, (c), 3000)

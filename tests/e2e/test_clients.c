@@ -132,15 +132,6 @@ static size_t list_at(int at, struct e2e_client *c, struct line **out, const cha
 	return n;
 }
 
-static long long client_id(struct e2e_client *c)
-{
-	struct e2e_reply *r = R(c, "CLIENT", "ID");
-	cr_assert_eq(r->type, E2E_INT, "%s", e2e_reply_str(r));
-	long long id = r->integer;
-	e2e_reply_free(r);
-	return id;
-}
-
 /* "ip:port" of c's own end, as the server sees its peer. */
 static void local_addr(struct e2e_client *c, char *out, size_t cap)
 {
@@ -252,7 +243,7 @@ SRV_TEST(clients, list_fields_and_flags)
 	IS_OK(R(a, "CREATE", "t"));
 	SCMD(s, "SUBSCRIBE", "t");
 	IS_PUSH3(RD(s), "subscribe", "t", 1);
-	long long ida = client_id(a), idm = client_id(m), idn = client_id(n), idp = client_id(p);
+	long long ida = CLIENT_ID(a), idm = CLIENT_ID(m), idn = CLIENT_ID(n), idp = CLIENT_ID(p);
 	IS_OK(R(m, "MULTI"));
 	IS_OK(R(n, "CLIENT", "SETNAME", "nm"));
 	IS_OK(R(n, "CLIENT", "SETINFO", "LIB-NAME", "e2e-lib"));
@@ -333,7 +324,7 @@ SRV_TEST(clients, list_type_and_id)
 	IS_OK(R(a, "CREATE", "t"));
 	SCMD(s, "SUBSCRIBE", "t");
 	IS_PUSH3(RD(s), "subscribe", "t", 1);
-	long long ida = client_id(a), idb = client_id(b);
+	long long ida = CLIENT_ID(a), idb = CLIENT_ID(b);
 	struct line *v;
 	size_t k = LIST(a, &v, "TYPE", "normal");
 	cr_assert_eq(k, 2);
@@ -406,7 +397,7 @@ SRV_TEST(clients, kill_filters)
 	SCMD(s, "SUBSCRIBE", "t");
 	IS_PUSH3(RD(s), "subscribe", "t", 1);
 	char id[24], addr[64], laddr[64];
-	snprintf(id, sizeof(id), "%lld", client_id(b));
+	snprintf(id, sizeof(id), "%lld", CLIENT_ID(b));
 	IS_INT(R(a, "CLIENT", "KILL", "ID", id), 1);
 	IS_EOF(b);
 	IS_INT(R(a, "CLIENT", "KILL", "ID", id), 0);
@@ -575,7 +566,7 @@ SRV_TEST(clients, asker_disconnects_while_gathering)
 	/* killed while it waits: its reply, if it was quicker, then the close */
 	struct e2e_client *y = CONN();
 	char id[24];
-	snprintf(id, sizeof(id), "%lld", client_id(y));
+	snprintf(id, sizeof(id), "%lld", CLIENT_ID(y));
 	SCMD(y, "CLIENT", "LIST");
 	IS_INT(R(adm, "CLIENT", "KILL", "ID", id), 1);
 	struct e2e_reply *r = e2e_read(y);

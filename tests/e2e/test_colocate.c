@@ -96,6 +96,40 @@ static void cast_close(struct cast *k)
 	e2e_close(k->a);
 }
 
+/* Several publishers that must move: topics t0..t5, created by a; those
+ * of even i read by s0 on worker 0, of odd i by s1 on worker 1; publisher
+ * p[i] of t<i> served by the other worker than its readers. */
+enum { NP = 6 };
+struct movers {
+	struct e2e_client *a, *s0, *s1, *p[NP];
+	char topic[NP][8];
+	long long next[NP]; /* each publisher's next message number */
+};
+
+/* With ids, also the CLIENT IDs of a, s0 and s1 (taken before they
+ * subscribe) and of p[0..NP-1], in that order. */
+static void movers_new(struct movers *m, long long ids[NP + 3])
+{
+	m->a = CONN();
+	m->s0 = conn_on(0, -1);
+	m->s1 = conn_on(1, -1);
+	if (ids) {
+		ids[0] = CLIENT_ID(m->a);
+		ids[1] = CLIENT_ID(m->s0);
+		ids[2] = CLIENT_ID(m->s1);
+	}
+	for (int i = 0; i < NP; i++) {
+		snprintf(m->topic[i], sizeof(m->topic[i]), "t%d", i);
+		m->next[i] = 0;
+		IS_OK(R(m->a, "CREATE", m->topic[i]));
+		IS_PUSH3(R(i % 2 ? m->s1 : m->s0, "SUBSCRIBE", m->topic[i]), "subscribe",
+			 m->topic[i], i / 2 + 1);
+		m->p[i] = conn_on(1 - i % 2, -1); /* on the other worker: each must move */
+		if (ids)
+			ids[3 + i] = CLIENT_ID(m->p[i]);
+	}
+}
+
 SRV_TEST(colocate, publisher_moves_to_its_subscribers_worker)
 {
 	struct cast k = cast_new();
@@ -193,19 +227,11 @@ SRV_TEST(colocate, off, "--colocate", "no")
  * fixture asserts exit status 0). */
 SRV_TEST(colocate, many_publishers_move_without_loss)
 {
-	enum { NP = 6 };
-	struct e2e_client *a = CONN();
-	struct e2e_client *s0 = conn_on(0, -1), *s1 = conn_on(1, -1);
-	struct e2e_client *p[NP];
-	char topic[NP][8];
-	long long next[NP] = { 0 };
-	for (int i = 0; i < NP; i++) {
-		snprintf(topic[i], sizeof(topic[i]), "t%d", i);
-		IS_OK(R(a, "CREATE", topic[i]));
-		IS_PUSH3(R(i % 2 ? s1 : s0, "SUBSCRIBE", topic[i]), "subscribe", topic[i],
-			 i / 2 + 1);
-		p[i] = conn_on(1 - i % 2, -1); /* on the other worker: each must move */
-	}
+	struct movers mv;
+	movers_new(&mv, NULL);
+	struct e2e_client *a = mv.a, *s0 = mv.s0, *s1 = mv.s1, **p = mv.p;
+	char(*topic)[8] = mv.topic;
+	long long *next = mv.next;
 	/* 600 ms at least; then until every one moved (or 5 s more) */
 	uint64_t end = e2e_now_ms() + (uint64_t)E2E_MS(600);
 	for (unsigned round = 1;; round++) {
@@ -284,34 +310,15 @@ SRV_TEST(colocate, under_fsync_always, "--fsync", "always")
  * the other was missed, or listed by both), and the publishers still
  * move (a listing defers moves only while it runs; on a quiet machine
  * all six move in well under a second). */
-static long long client_id(struct e2e_client *c)
-{
-	struct e2e_reply *r = R(c, "CLIENT", "ID");
-	cr_assert_eq(r->type, E2E_INT, "%s", e2e_reply_str(r));
-	long long id = r->integer;
-	e2e_reply_free(r);
-	return id;
-}
-
 SRV_TEST(colocate, client_list_while_publishers_move)
 {
-	enum { NP = 6, NC = NP + 3 };
-	struct e2e_client *a = CONN();
-	struct e2e_client *s0 = conn_on(0, -1), *s1 = conn_on(1, -1);
-	struct e2e_client *all[NC] = { a, s0, s1 }, **p = all + 3;
-	long long ids[NC];
-	for (int i = 0; i < 3; i++) /* (before they subscribe) */
-		ids[i] = client_id(all[i]);
-	char topic[NP][8];
-	long long next[NP] = { 0 };
-	for (int i = 0; i < NP; i++) {
-		snprintf(topic[i], sizeof(topic[i]), "t%d", i);
-		IS_OK(R(a, "CREATE", topic[i]));
-		IS_PUSH3(R(i % 2 ? s1 : s0, "SUBSCRIBE", topic[i]), "subscribe", topic[i],
-			 i / 2 + 1);
-		p[i] = conn_on(1 - i % 2, -1); /* on the other worker: each must move */
-		ids[3 + i] = client_id(p[i]);
-	}
+	enum { NC = NP + 3 };
+	struct movers mv;
+	long long ids[NC]; /* a, s0, s1, p[0..NP-1] */
+	movers_new(&mv, ids);
+	struct e2e_client *a = mv.a, *s0 = mv.s0, *s1 = mv.s1, **p = mv.p;
+	char(*topic)[8] = mv.topic;
+	long long *next = mv.next;
 	/* until all moved, or 10 s: a loaded machine may keep the target
 	 * worker too busy for some (the move rule), but not for all */
 	uint64_t end = e2e_now_ms() + (uint64_t)E2E_MS(10000);

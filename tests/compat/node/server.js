@@ -2,7 +2,8 @@
 // own temporary --dir, a port the kernel picked (read from the startup
 // line), stopped by its PID; restart() keeps the directory and the port.
 // Options: args (more flags, e.g. the cluster's), threads (default 2),
-// tmpPrefix; the server's stderr is kept in .log.
+// logLevel (default warn), startMs (how long start() waits for the startup
+// line, default 30000), tmpPrefix; the server's stderr is kept in .log.
 'use strict';
 const { spawn } = require('child_process');
 const fs = require('fs');
@@ -14,6 +15,8 @@ class Server {
     this.bin = bin;
     this.args = opts.args || [];
     this.threads = opts.threads || 2;
+    this.logLevel = opts.logLevel || 'warn';
+    this.startMs = opts.startMs || 30000;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), opts.tmpPrefix || 'ringmq-compat-'));
     this.port = 0;
     this.proc = null;
@@ -22,7 +25,7 @@ class Server {
 
   start(waitReady = true) {
     const proc = spawn(this.bin, ['--port', String(this.port), '--dir', this.dir,
-      '--threads', String(this.threads), '--log-level', 'warn', ...this.args],
+      '--threads', String(this.threads), '--log-level', this.logLevel, ...this.args],
     { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     this.log = '';
@@ -30,7 +33,7 @@ class Server {
     proc.stderr.on('data', (d) => { this.log += d; });
     let buf = '';
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('ringmq-server did not start')), 30000);
+      const t = setTimeout(() => reject(new Error('ringmq-server did not start')), this.startMs);
       const onData = (d) => {
         buf += d.toString();
         const m = /Server started on [^:]+:(\d+)/.exec(buf);

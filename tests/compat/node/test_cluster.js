@@ -9,129 +9,29 @@
 // back after it restarts), a node partitioned from etcd by cutting the TCP
 // proxy it reaches etcd through (it refuses its slots before etcd expires
 // its lease, and no other node serves them), and etcd itself stopped and
-// restarted on its data (the nodes keep their slots). Nodes are started
-// with server.js's Server. Exits 77 (skipped) only when there is no etcd
-// binary.
+// restarted on its data (the nodes keep their slots). etcd, the nodes
+// (server.js's Server) and the RESP parser come from cluster_util.js.
+// Exits 77 (skipped) only when there is no etcd binary.
 'use strict';
-const { spawn, spawnSync } = require('child_process');
-const fs = require('fs');
-const http = require('http');
+const { spawnSync } = require('child_process');
 const net = require('net');
-const os = require('os');
 const path = require('path');
 
 const bin = process.argv[2];
-const SCALE = Math.max(1, Number(process.env.RINGMQ_TEST_TIME_SCALE || 1));
-const ETCD = process.env.ETCD_BIN || 'etcd';
-const { Server, sleep, assert } = require('./server');
-
-const children = new Set();
-const dirs = new Set();
-const servers = new Set();
-
-function tmpdir(tag) {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), `ringmq-cluster-${tag}-`));
-  dirs.add(d);
-  return d;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function post(port, p, body) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: p, method: 'POST', timeout: 1000 },
-      (res) => {
-        let b = '';
-        res.on('data', (d) => { b += d; });
-        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(b)) : reject(new Error(b))));
-      });
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.end(JSON.stringify(body));
-  });
-}
-
-// Runs etcd on cport/pport with its data in dir; resolves once it answers.
-async function runEtcd(dir, cport, pport) {
-  const peer = `http://127.0.0.1:${pport}`;
-  const proc = spawn(ETCD, ['--name', 'default', '--data-dir', path.join(dir, 'data'),
-    '--listen-client-urls', `http://127.0.0.1:${cport}`,
-    '--advertise-client-urls', `http://127.0.0.1:${cport}`,
-    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-    '--initial-cluster', `default=${peer}`, '--log-level', 'error'],
-  { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.add(proc);
-  let err = '';
-  proc.on('error', (e) => { err += `${e}`; });
-  proc.stderr.on('data', (d) => { err += d; });
-  const deadline = Date.now() + 10000 * SCALE;
-  while (Date.now() < deadline && proc.exitCode === null) {
-    try {
-      await post(cport, '/v3/kv/range', { key: Buffer.from('x').toString('base64') });
-      return proc;
-    } catch (e) {
-      await sleep(100);
-    }
-  }
-  await stopProc(proc);
-  console.log(`etcd did not start on ${cport}: ${err.slice(-500)}`);
-  return null;
-}
-
-async function startEtcd() {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const dir = tmpdir('etcd');
-    const cport = await freePort();
-    const pport = await freePort();
-    const proc = await runEtcd(dir, cport, pport);
-    if (proc) {
-      const e = { proc, dir, port: cport, pport, url: `http://127.0.0.1:${cport}` };
-      // stops it and starts it again on the same ports and data
-      e.restart = async (downMs) => {
-        await stopProc(e.proc); // no-op when stopped already
-        await sleep(downMs);
-        e.proc = await runEtcd(dir, cport, pport);
-        if (!e.proc) throw new Error('etcd did not restart');
-      };
-      return e;
-    }
-  }
-  throw new Error('cannot start etcd');
-}
-
-function stopProc(proc, sig = 'SIGTERM') {
-  return new Promise((resolve) => {
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) {
-      children.delete(proc);
-      return resolve(proc ? proc.exitCode : null);
-    }
-    const t = setTimeout(() => process.kill(proc.pid, 'SIGKILL'), 20000 * SCALE);
-    proc.once('exit', (code) => { clearTimeout(t); children.delete(proc); resolve(code); });
-    process.kill(proc.pid, sig);
-  });
-}
+const { sleep, assert } = require('./server');
+const {
+  SCALE, skipWithoutEtcd, post, stopProc, startEtcd, clusterNode: node, cleanup, killAll,
+  encode, parse, waitFor,
+} = require('./cluster_util');
 
 // A cluster node: server.js's Server with the cluster flags, its own
 // temporary --dir (removed by close()).
 function clusterNode(etcdUrl, name) {
-  const srv = new Server(bin, {
+  return node(bin, etcdUrl, name, {
     threads: 1,
-    tmpPrefix: 'ringmq-cluster-node-',
     // --fsync always: an acknowledged PUBLISH survives the kill -9 below
-    args: ['--cluster-etcd', etcdUrl, '--cluster-name', name, '--cluster-expect', '3',
-      '--fsync', 'always'],
+    args: ['--cluster-expect', '3', '--fsync', 'always'],
   });
-  servers.add(srv);
-  return srv;
 }
 
 // A TCP proxy on a free loopback port to 127.0.0.1:target, which the test
@@ -178,43 +78,6 @@ class Proxy {
 
 // --- a raw RESP client: one request, its whole reply ---
 
-function encode(args) {
-  let s = `*${args.length}\r\n`;
-  for (const a of args) s += `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`;
-  return s;
-}
-
-// Parses one RESP2 reply at buf[i..]; returns [value, next] or null when
-// incomplete. Errors come back as { err: 'text' }.
-function parse(buf, i) {
-  const nl = buf.indexOf('\r\n', i);
-  if (nl < 0) return null;
-  const line = buf.slice(i + 1, nl).toString();
-  const t = String.fromCharCode(buf[i]);
-  if (t === '+') return [line, nl + 2];
-  if (t === '-') return [{ err: line }, nl + 2];
-  if (t === ':') return [Number(line), nl + 2];
-  if (t === '$') {
-    const n = Number(line);
-    if (n < 0) return [null, nl + 2];
-    if (buf.length < nl + 2 + n + 2) return null;
-    return [buf.slice(nl + 2, nl + 2 + n).toString(), nl + 4 + n];
-  }
-  if (t === '*') {
-    const n = Number(line);
-    const out = [];
-    let j = nl + 2;
-    for (let k = 0; k < n; k++) {
-      const r = parse(buf, j);
-      if (!r) return null;
-      out.push(r[0]);
-      j = r[1];
-    }
-    return [out, j];
-  }
-  throw new Error(`bad reply byte ${t}`);
-}
-
 function cmd(port, ...args) {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1');
@@ -239,7 +102,7 @@ function pipeline(port, cmds) {
     let off = 0;
     const out = [];
     const t = setTimeout(() => { s.destroy(); reject(new Error(`pipeline: ${out.length} of ${cmds.length} replies`)); }, 10000 * SCALE);
-    s.on('connect', () => s.write(cmds.map((c) => encode(c)).join('')));
+    s.on('connect', () => s.write(Buffer.concat(cmds.map((c) => encode(c)))));
     s.on('data', (d) => {
       buf = Buffer.concat([buf, d]);
       for (let r; out.length < cmds.length && (r = parse(buf, off));) {
@@ -250,21 +113,6 @@ function pipeline(port, cmds) {
     });
     s.on('error', (e) => { clearTimeout(t); reject(e); });
   });
-}
-
-async function waitFor(what, ms, fn) {
-  const deadline = Date.now() + ms * SCALE;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await fn();
-      if (last === true) return;
-    } catch (e) {
-      last = e.message;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${what}: not within ${ms * SCALE} ms (last: ${JSON.stringify(last)})`);
 }
 
 // slot -> port of its owner, from CLUSTER SLOTS
@@ -290,11 +138,8 @@ async function check(name, fn) {
 }
 
 async function main() {
-  if (spawnSync(ETCD, ['--version']).error) {
-    console.log('SKIP cluster: no etcd binary (scripts/setup.sh installs etcd-server)');
-    process.exit(77);
-  }
-  const etcd = await startEtcd();
+  skipWithoutEtcd();
+  const etcd = await startEtcd('cluster');
   const name = `t${process.pid}`;
   // the third node reaches etcd through a proxy the partition case cuts
   const proxy = new Proxy(etcd.port);
@@ -607,10 +452,7 @@ async function main() {
     });
   } finally {
     await proxy.cut();
-    for (const n of servers) await n.close();
-    await stopProc(etcd.proc);
-    for (const p of children) await stopProc(p, 'SIGKILL');
-    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    await cleanup(etcd);
   }
   console.log(`cluster: ${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
@@ -618,11 +460,6 @@ async function main() {
 
 main().catch((e) => {
   console.log(`FAIL cluster: ${e && e.stack ? e.stack : e}`);
-  for (const p of children) try { process.kill(p.pid, 'SIGKILL'); } catch (_) { /* gone */ }
-  for (const n of servers) {
-    if (n.proc) try { process.kill(n.proc.pid, 'SIGKILL'); } catch (_) { /* gone */ }
-    fs.rmSync(n.dir, { recursive: true, force: true });
-  }
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  killAll();
   process.exit(1);
 });

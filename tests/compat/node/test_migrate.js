@@ -12,198 +12,27 @@
 // gets a sunsubscribe push when its topic moves and subscribes again at
 // the new owner. A slot with 100,000 retained messages is moved too and
 // the time taken and the time publishes were held are printed (measured,
-// not asserted). Exits 77 (skipped) only when there is no etcd binary.
+// not asserted). etcd, the nodes (server.js's Server) and the RESP parser
+// come from cluster_util.js. Exits 77 (skipped) only when there is no etcd
+// binary.
 'use strict';
-const { spawn, spawnSync } = require('child_process');
-const fs = require('fs');
-const http = require('http');
+const { spawn } = require('child_process');
 const net = require('net');
-const os = require('os');
 const path = require('path');
 
 const bin = process.argv[2];
 const tool = path.join(path.dirname(bin), 'ringmq-cluster');
-const SCALE = Math.max(1, Number(process.env.RINGMQ_TEST_TIME_SCALE || 1));
-const ETCD = process.env.ETCD_BIN || 'etcd';
+const { sleep, assert } = require('./server');
+const {
+  SCALE, children, skipWithoutEtcd, startEtcd, clusterNode, cleanup, encode, parse, waitFor,
+} = require('./cluster_util');
 
-function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
-function assert(cond, msg) { if (!cond) throw new Error(`assertion failed: ${msg}`); }
-
-const children = new Set();
-const dirs = new Set();
-
-function tmpdir(tag) {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), `ringmq-migrate-${tag}-`));
-  dirs.add(d);
-  return d;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
+// A node: threads 2 and log level info (the failure report below prints
+// its warnings and slot lines), its own temporary --dir.
+function newNode(etcdUrl, name, extra) {
+  return clusterNode(bin, etcdUrl, name, {
+    threads: 2, logLevel: 'info', startMs: 30000 * SCALE, tmpPrefix: 'ringmq-migrate-node-', args: extra,
   });
-}
-
-function post(port, p, body) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: p, method: 'POST', timeout: 1000 },
-      (res) => {
-        let b = '';
-        res.on('data', (d) => { b += d; });
-        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(b)) : reject(new Error(b))));
-      });
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.end(JSON.stringify(body));
-  });
-}
-
-function stopProc(proc, sig = 'SIGTERM') {
-  return new Promise((resolve) => {
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) {
-      children.delete(proc);
-      return resolve(proc ? proc.exitCode : null);
-    }
-    const t = setTimeout(() => process.kill(proc.pid, 'SIGKILL'), 20000 * SCALE);
-    proc.once('exit', (code) => { clearTimeout(t); children.delete(proc); resolve(code); });
-    process.kill(proc.pid, sig);
-  });
-}
-
-async function startEtcd() {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const dir = tmpdir('etcd');
-    const cport = await freePort();
-    const pport = await freePort();
-    const peer = `http://127.0.0.1:${pport}`;
-    const proc = spawn(ETCD, ['--name', 'default', '--data-dir', path.join(dir, 'data'),
-      '--listen-client-urls', `http://127.0.0.1:${cport}`,
-      '--advertise-client-urls', `http://127.0.0.1:${cport}`,
-      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-      '--initial-cluster', `default=${peer}`, '--log-level', 'error'],
-    { stdio: ['ignore', 'ignore', 'pipe'] });
-    children.add(proc);
-    let err = '';
-    proc.on('error', (e) => { err += `${e}`; });
-    proc.stderr.on('data', (d) => { err += d; });
-    const deadline = Date.now() + 10000 * SCALE;
-    while (Date.now() < deadline && proc.exitCode === null) {
-      try {
-        await post(cport, '/v3/kv/range', { key: Buffer.from('x').toString('base64') });
-        return { proc, port: cport, url: `http://127.0.0.1:${cport}` };
-      } catch (e) {
-        await sleep(100);
-      }
-    }
-    await stopProc(proc);
-    console.log(`etcd did not start on ${cport} (attempt ${attempt + 1}): ${err.slice(-500)}`);
-  }
-  throw new Error('cannot start etcd');
-}
-
-class Node {
-  constructor(etcdUrl, name, extra) {
-    this.dir = tmpdir('node');
-    this.etcdUrl = etcdUrl;
-    this.name = name;
-    this.extra = extra;
-    this.port = 0;
-    this.proc = null;
-    this.log = '';
-  }
-
-  start() {
-    const proc = spawn(bin, ['--port', String(this.port), '--dir', this.dir, '--threads', '2',
-      '--log-level', 'info', '--cluster-etcd', this.etcdUrl, '--cluster-name', this.name,
-      ...this.extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(proc);
-    this.proc = proc;
-    proc.on('error', (e) => { this.log += `${e}`; });
-    proc.stderr.on('data', (d) => { this.log += d; });
-    let buf = '';
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('ringmq-server did not start')), 30000 * SCALE);
-      const onData = (d) => {
-        buf += d.toString();
-        const m = /Server started on [^:]+:(\d+)/.exec(buf);
-        if (m) {
-          this.port = Number(m[1]);
-          proc.stdout.off('data', onData);
-          proc.stdout.resume();
-          clearTimeout(t);
-          resolve();
-        }
-      };
-      proc.stdout.on('data', onData);
-      proc.once('exit', (code, sig) => {
-        clearTimeout(t);
-        reject(new Error(`ringmq-server exited (${code}, ${sig}): ${this.log}`));
-      });
-    });
-  }
-
-  async stop() {
-    const p = this.proc;
-    this.proc = null;
-    if (!p) return 0;
-    p.removeAllListeners('exit');
-    return stopProc(p);
-  }
-
-  async kill9() {
-    const p = this.proc;
-    this.proc = null;
-    p.removeAllListeners('exit');
-    await stopProc(p, 'SIGKILL');
-  }
-}
-
-// --- RESP ---
-
-function encode(args) {
-  const parts = [Buffer.from(`*${args.length}\r\n`)];
-  for (const a of args) {
-    const b = Buffer.isBuffer(a) ? a : Buffer.from(String(a));
-    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'));
-  }
-  return Buffer.concat(parts);
-}
-
-// One RESP2 reply at buf[i..]: [value, next], or null when incomplete.
-function parse(buf, i) {
-  if (i >= buf.length) return null;
-  const nl = buf.indexOf('\r\n', i);
-  if (nl < 0) return null;
-  const line = buf.slice(i + 1, nl).toString();
-  const t = String.fromCharCode(buf[i]);
-  if (t === '+') return [line, nl + 2];
-  if (t === '-') return [{ err: line }, nl + 2];
-  if (t === ':') return [Number(line), nl + 2];
-  if (t === '$') {
-    const n = Number(line);
-    if (n < 0) return [null, nl + 2];
-    if (buf.length < nl + 2 + n + 2) return null;
-    return [buf.slice(nl + 2, nl + 2 + n).toString(), nl + 4 + n];
-  }
-  if (t === '*') {
-    const n = Number(line);
-    if (n < 0) return [null, nl + 2];
-    const out = [];
-    let j = nl + 2;
-    for (let k = 0; k < n; k++) {
-      const r = parse(buf, j);
-      if (!r) return null;
-      out.push(r[0]);
-      j = r[1];
-    }
-    return [out, j];
-  }
-  throw new Error(`bad reply byte ${t}`);
 }
 
 // A persistent connection: replies in order to the requests; in `sub`
@@ -415,29 +244,11 @@ function keyslot(key) {
   return crc % 16384;
 }
 
-async function waitFor(what, ms, fn) {
-  const deadline = Date.now() + ms * SCALE;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await fn();
-      if (last === true) return;
-    } catch (e) {
-      last = e.message;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${what}: not within ${ms * SCALE} ms (last: ${JSON.stringify(last)})`);
-}
-
 async function main() {
-  if (spawnSync(ETCD, ['--version']).error) {
-    console.log('SKIP cluster: no etcd binary (scripts/setup.sh installs etcd-server)');
-    process.exit(77);
-  }
-  const etcd = await startEtcd();
+  skipWithoutEtcd();
+  const etcd = await startEtcd('migrate');
   const name = `m${process.pid}`;
-  const nodes = [0, 1, 2].map(() => new Node(etcd.url, name, ['--cluster-expect', '3']));
+  const nodes = [0, 1, 2].map(() => newNode(etcd.url, name, ['--cluster-expect', '3']));
   let failed = 0;
   const routers = [];
   const durables = [];
@@ -532,7 +343,7 @@ async function main() {
 
     await sleep(1000);
     // a fourth node, then slots with topics moved to it live, under load
-    const n4 = new Node(etcd.url, name, []);
+    const n4 = newNode(etcd.url, name, []);
     nodes.push(n4);
     await n4.start();
     await waitFor('node 4 live', 10000, async () => /connected/.test(await new Conn(ports[0]).send('CLUSTER', 'NODES')) &&
@@ -623,10 +434,7 @@ async function main() {
     if (sub) sub.close();
     for (const r of routers) r.close();
     for (const d of durables) d.close();
-    for (const n of nodes) await n.stop();
-    await stopProc(etcd.proc);
-    for (const p of children) await stopProc(p, 'SIGKILL');
-    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    await cleanup(etcd);
   }
   process.exit(failed ? 1 : 0);
 }
