@@ -59,7 +59,7 @@
 #define RMQ_DISK_SEG_DEFAULT (64u << 20) /* roll size of disk segment files */
 #define RMQ_DISK_SEG_LIMIT (1u << 30)    /* largest roll size accepted */
 #define RMQ_SEG_LARGE_MIN (2u << 20)     /* large pages: segment files from this size */
-#define RMQ_SEG_LARGE_RATE (1u << 20)    /* ... after one that filled at this rate (B/s) */
+#define RMQ_SEG_LARGE_RATE (32u << 20)   /* ... after one that filled at this rate (B/s) */
 
 /* Errors of disk logs, beyond those of memory logs (all returned negated):
  *   RMQ_LOG_EDISKFULL  no space to preallocate a new segment file: this
