@@ -52,8 +52,6 @@
 #include <unistd.h>
 
 #include <ck_pr.h>
-#include <ck_ring.h>
-#include <semaphore.h>
 #include <urcu/urcu-qsbr.h>
 
 #include "segfile.h"
@@ -131,36 +129,20 @@ struct segdisk {
 	uint64_t hdr_ms;            /* rmq_now_ms() when it was last raised */
 	_Atomic uint32_t pop_data;  /* data area faulted in from its start */
 	_Atomic uint32_t pop_slots; /* slot area faulted in from its end */
-	bool large;                 /* mapped with large pages */
 };
 
 /* Disk segments are faulted in ahead of the appends, a window at a time,
- * when a producer's reservation crosses into the last half of what is
+ * by the producer whose reservation crosses into the last half of what is
  * ready: one madvise(MADV_POPULATE_WRITE) instead of a write fault per
  * 4 KiB page (each one a page_mkwrite into the file system). Not the whole
  * file at once, as memory segments are: populated pages are dirty, and a
  * sync writes every dirty page, so only a window of zeros may precede the
- * data to disk.
- *
- * Who faults them in: for a large-page segment, the prefault thread when
- * one runs (rmq_log_prefault_start); otherwise the producer itself. On this
- * project's VM a 2 MiB folio took 10-25 ms to populate (the kernel
- * allocates and zeroes it, and the hypervisor backs it), and the producer
- * doing it in its publish held its worker's other connections for as long:
- * e2e p99 of 11-16 ms at 100k msg/s on a disk topic, against 0.3-0.9 ms
- * without large pages. Its window is two folios, so that at 1M msg/s of 16
- * bytes (about 70 MB/s) the thread has some 15 ms to fault in the next
- * folio before the producer reaches it. Small-page windows (16 pages) stay
- * with the producer: handing them over cost more than it saved with 1,000
- * topics publishing (1.59M delivered against 1.85-2.17M, fanout -p 1000 -t
- * 1000 -s 10), a wake-up and a second thread's cache misses per window. */
+ * data to disk. */
 #define POP_DATA_WIN (64u << 10)
-#define POP_SLOT_WIN (16u << 10)
-#define POP_LARGE_WIN (4u << 20)
-#define POP_FIRST_LARGE (512u << 10) /* written at creation (seg_new_disk) */
 /* How long a segment header's synced count may lag while records keep
  * being synced (round_prepare). */
 #define HDR_LAG_MS 100
+#define POP_SLOT_WIN (16u << 10)
 
 static void pop_range(char *base, uint64_t from, uint64_t to)
 {
@@ -170,123 +152,20 @@ static void pop_range(char *base, uint64_t from, uint64_t to)
 		(void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
 }
 
-static void dk_put(struct segdisk *dk);
-
-/* The prefault thread's queue: ranges of a segment file's mapping, each
- * request holding a reference on the file (so the mapping outlives it).
- * Many producers, one consumer; a full queue makes the producer fault the
- * range in itself, as without the thread. */
-struct pf_req {
-	struct segdisk *dk;
-	uint32_t from, to; /* offsets in the mapping */
-};
-CK_RING_PROTOTYPE(pf, pf_req)
-#define PF_RING 1024u
-static pthread_mutex_t pf_mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop */
-static struct {
-	_Atomic bool on; /* producers may queue */
-	unsigned users;  /* rmq_log_prefault_start()s not yet stopped */
-	_Atomic bool stop;
-	pthread_t th;
-	sem_t sem; /* one post per request, one for the stop */
-	ck_ring_t ring;
-	struct pf_req buf[PF_RING];
-} pf;
-
-static void *pf_main(void *arg)
-{
-	(void)arg;
-	pthread_setname_np(pthread_self(), "rmq-prefault");
-	for (;;) {
-		while (sem_wait(&pf.sem) != 0)
-			; /* EINTR */
-		struct pf_req r;
-		if (ck_ring_dequeue_mpsc_pf(&pf.ring, pf.buf, &r)) {
-			pop_range(r.dk->f.map, r.from, r.to);
-			dk_put(r.dk);
-		} else if (atomic_load(&pf.stop)) {
-			break;
-		}
-	}
-	return NULL;
-}
-
-int rmq_log_prefault_start(void)
-{
-	int rc = 0;
-	pthread_mutex_lock(&pf_mu);
-	if (pf.users == 0) {
-		ck_ring_init(&pf.ring, PF_RING);
-		atomic_store(&pf.stop, false);
-		if (sem_init(&pf.sem, 0, 0) != 0) {
-			rc = -errno;
-		} else if ((rc = pthread_create(&pf.th, NULL, pf_main, NULL)) != 0) {
-			sem_destroy(&pf.sem);
-			rc = -rc;
-		}
-	}
-	if (rc == 0 && pf.users++ == 0)
-		atomic_store_explicit(&pf.on, true, memory_order_release);
-	pthread_mutex_unlock(&pf_mu);
-	return rc;
-}
-
-void rmq_log_prefault_stop(void)
-{
-	pthread_mutex_lock(&pf_mu);
-	if (pf.users == 0 || --pf.users > 0) {
-		pthread_mutex_unlock(&pf_mu);
-		return;
-	}
-	atomic_store(&pf.on, false);
-	atomic_store(&pf.stop, true);
-	sem_post(&pf.sem);
-	pthread_join(pf.th, NULL);
-	/* What was queued after the thread's last look (a producer that saw
-	 * `on` just before it went off): done here. */
-	struct pf_req r;
-	while (ck_ring_dequeue_mpsc_pf(&pf.ring, pf.buf, &r)) {
-		pop_range(r.dk->f.map, r.from, r.to);
-		dk_put(r.dk);
-	}
-	sem_destroy(&pf.sem);
-	pthread_mutex_unlock(&pf_mu);
-}
-
-/* Faults [from, to) of the segment file's mapping in: queued for the
- * prefault thread if one runs (the caller holds the segment, so taking a
- * reference on its file is safe), else here. */
-static void pop_file(struct segdisk *dk, uint64_t from, uint64_t to)
-{
-	if (dk->large && atomic_load_explicit(&pf.on, memory_order_acquire)) {
-		atomic_fetch_add_explicit(&dk->refs, 1, memory_order_relaxed);
-		struct pf_req r = { dk, (uint32_t)from, (uint32_t)to };
-		if (ck_ring_enqueue_mpsc_pf(&pf.ring, pf.buf, &r)) {
-			sem_post(&pf.sem);
-			return;
-		}
-		atomic_fetch_sub_explicit(&dk->refs, 1, memory_order_relaxed);
-	}
-	pop_range(dk->f.map, from, to);
-}
-
 static void disk_prefault(struct rmq_seg *s, uint64_t data_end, uint64_t slots_end)
 {
 	struct segdisk *dk = s->dk;
-	uint32_t win = dk->large ? POP_LARGE_WIN : POP_DATA_WIN;
-	uint32_t swin = dk->large ? POP_LARGE_WIN / 4 : POP_SLOT_WIN;
 	uint32_t p = atomic_load_explicit(&dk->pop_data, memory_order_relaxed);
-	if (data_end + win / 2 > p && p < s->size) {
-		uint32_t np = p + win < s->size ? p + win : s->size;
+	if (data_end + POP_DATA_WIN / 2 > p && p < s->size) {
+		uint32_t np = p + POP_DATA_WIN < s->size ? p + POP_DATA_WIN : s->size;
 		if (atomic_compare_exchange_strong(&dk->pop_data, &p, np))
-			pop_file(dk, RMQ_SEGF_HDR + (uint64_t)p, RMQ_SEGF_HDR + (uint64_t)np);
+			pop_range(s->data, p, np);
 	}
 	p = atomic_load_explicit(&dk->pop_slots, memory_order_relaxed);
-	if (slots_end + swin / 2 > p && p < s->size) {
-		uint32_t np = p + swin < s->size ? p + swin : s->size;
+	if (slots_end + POP_SLOT_WIN / 2 > p && p < s->size) {
+		uint32_t np = p + POP_SLOT_WIN < s->size ? p + POP_SLOT_WIN : s->size;
 		if (atomic_compare_exchange_strong(&dk->pop_slots, &p, np))
-			pop_file(dk, RMQ_SEGF_HDR + (uint64_t)s->size - np,
-				 RMQ_SEGF_HDR + (uint64_t)s->size - p);
+			pop_range(s->data, s->size - np, s->size - p);
 	}
 }
 
@@ -417,11 +296,13 @@ static void ld_error(struct rmq_log_disk *ld, bool sticky, const char *op, const
  * each with 4 KiB pages (a shadow page-table fault per page) and 2-3 ns
  * with large ones; after a sync, 200-500 ns against 7. But a 2 MiB folio
  * costs its first toucher milliseconds where the hypervisor has not backed
- * that memory yet (up to 50 ms for 4 MiB seen in the prefault thread):
- * from 1 MiB/s on, a topic at 100k msg/s (7 MB/s) had e2e p99 of 11-13 ms
- * in two runs of three; from 32 MiB/s on, it keeps 4 KiB pages and had
- * 0.5-0.9 ms, with no difference in 50-publisher ingest (5M msg/s, 350
- * MB/s, large pages: 3.70M median of 4 against 3.76M, alternated). */
+ * that memory yet (madvise(MADV_POPULATE_WRITE) of 4 MiB took up to 50 ms),
+ * inside a publish: from 1 MiB/s on, a topic at 100k msg/s (7 MB/s) had e2e
+ * p99 of 2.5-18 ms; from 32 MiB/s on it keeps 4 KiB pages: 0.3-4.8 ms in
+ * the same alternated runs. A thread faulting large-page windows in ahead
+ * of the appends was tried and dropped: it took the stall out of the
+ * publish but cost 16 % of 50-publisher ingest (3.46M against 4.13M msg/s,
+ * medians of 3, ABBA order), one thread populating for two workers. */
 static bool seg_large(const struct rmq_log_disk *ld, const struct rmq_seg *prev, uint32_t size,
 		      uint64_t now_ms)
 {
@@ -456,24 +337,9 @@ static struct rmq_seg *seg_new_disk(struct rmq_log *log, const struct rmq_seg *p
 				     large ? RMQ_SEGF_LARGE_PAGES : 0, &dk->f);
 		close(dfd);
 	}
-	if (rc == 0 && large) {
-		/* The first windows of records and slots in the page cache
-		 * before the first append touches them (the prefault thread
-		 * does the next ones): on a large-page mapping a first touch
-		 * that misses the page cache reads ahead, zeroing megabytes,
-		 * in this producer's publish (about 20 ms a segment here). */
-		uint32_t dsz = size - RMQ_SEGF_HDR;
-		uint32_t dwin = POP_FIRST_LARGE < dsz ? POP_FIRST_LARGE : dsz;
-		uint32_t swin = POP_FIRST_LARGE / 4 < dsz ? POP_FIRST_LARGE / 4 : dsz;
-		rmq_segf_warm(&dk->f, RMQ_SEGF_HDR, dwin);
-		rmq_segf_warm(&dk->f, size - swin, swin);
-		atomic_init(&dk->pop_data, dwin);
-		atomic_init(&dk->pop_slots, swin);
-	}
-	if (rc == 0) {
-		/* The mapping is all the segment needs from here on. */
+	/* The mapping is all the segment needs from here on. */
+	if (rc == 0)
 		rmq_segf_close_fd(&dk->f);
-	}
 	if (rc < 0) {
 		atomic_fetch_add(&ld->st_create_errors, 1);
 		char name[RMQ_SEGF_NAME_LEN];
@@ -505,7 +371,6 @@ static struct rmq_seg *seg_new_disk(struct rmq_log *log, const struct rmq_seg *p
 	atomic_fetch_add(&ld->st_created, 1);
 	if (large)
 		atomic_fetch_add(&ld->st_large, 1);
-	dk->large = large;
 	disk_prefault(s, 0, 0);
 	/* Its name must be durable before anything in it counts as synced. */
 	atomic_store(&ld->dir_dirty, 1);

@@ -333,19 +333,6 @@ struct rmq_log_recovery {
 int rmq_log_open_disk(struct rmq_log *log, const struct rmq_log_disk_conf *conf,
 		      struct rmq_log_recovery *rec);
 
-/* Disk segments' pages are faulted in (MADV_POPULATE_WRITE) a window
- * ahead of the appends. By default the appending thread does it inside its
- * append; rmq_log_prefault_start() starts one thread that does it instead
- * for segments mapped with large pages, so that no append waits on the
- * kernel allocating and zeroing 2 MiB page-cache folios (milliseconds). Returns 0 or a negative errno
- * (the appenders then keep doing it). rmq_log_prefault_stop() does what is
- * queued and joins the thread; call it once no thread appends to a disk
- * log any more. Both from one thread (a server's start and stop); the
- * thread is not an RCU thread and touches nothing but the queued files,
- * each held by a reference. */
-int rmq_log_prefault_start(void);
-void rmq_log_prefault_stop(void);
-
 static inline bool rmq_log_is_disk(const struct rmq_log *log)
 {
 	return log->disk != NULL;

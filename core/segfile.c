@@ -82,10 +82,6 @@ int rmq_segf_create(int dirfd, uint64_t base, uint32_t size, uint64_t topic_id, 
 	f->map = m;
 	f->size = size;
 	f->base = base;
-	/* The header's page into the page cache by a write, not by the
-	 * store below faulting on the mapping: with large pages a first
-	 * fault reads ahead (zeroes) megabytes, in the appender's publish. */
-	rmq_segf_warm(f, 0, size < 4096 ? size : 4096);
 	struct rmq_segf_hdr *h = rmq_segf_hdr(f);
 	h->magic = RMQ_SEGF_MAGIC;
 	h->version = RMQ_SEGF_VERSION;
@@ -99,23 +95,6 @@ int rmq_segf_create(int dirfd, uint64_t base, uint32_t size, uint64_t topic_id, 
 	h->hdr_crc = hdr_crc(h);
 	atomic_store_explicit(&h->synced, 0, memory_order_relaxed);
 	return 0;
-}
-
-void rmq_segf_warm(const struct rmq_segf *f, size_t off, size_t len)
-{
-	static const char zeros[16384];
-	if (f->fd < 0 || off >= f->size)
-		return;
-	if (len > f->size - off)
-		len = f->size - off;
-	while (len > 0) {
-		size_t n = len < sizeof(zeros) ? len : sizeof(zeros);
-		ssize_t w = pwrite(f->fd, zeros, n, (off_t)off);
-		if (w <= 0)
-			return; /* best effort: the pages fault in instead */
-		off += (size_t)w;
-		len -= (size_t)w;
-	}
 }
 
 int rmq_segf_open(int dirfd, const char *name, uint64_t topic_id, struct rmq_segf *f, char *err,

@@ -106,14 +106,6 @@ int rmq_segf_parse_name(const char *name, uint64_t *base);
 int rmq_segf_create(int dirfd, uint64_t base, uint32_t size, uint64_t topic_id, uint64_t now_ms,
 		    unsigned flags, struct rmq_segf *f);
 
-/* Puts the pages of [off, off + len) of a freshly created file (all zero
- * there) into the page cache by writing zeros through the descriptor, so
- * that touching them through the mapping finds them (a minor fault)
- * instead of a page-cache miss, which on a large-page mapping reads ahead
- * megabytes. Best effort (a failed write leaves the pages to fault in);
- * needs f->fd open. Never on a range holding data: it overwrites it. */
-void rmq_segf_warm(const struct rmq_segf *f, size_t off, size_t len);
-
 /* Opens and maps an existing segment file read-write and checks its
  * header (magic, version, sizes, checksum, base against the name, topic
  * id unless 0). Returns 0, -ENODATA (empty file or header all zero: never

@@ -92,7 +92,6 @@ struct persist {
 	struct rmq_store *st;
 	pthread_t th;
 	bool started;
-	bool prefault; /* rmq_log_prefault_start() done */
 	int stop_fd;
 	pthread_mutex_t ddl; /* CREATE/DELETE of disk topics */
 	_Atomic bool failed; /* recovery failed: the server stops */
@@ -1019,10 +1018,6 @@ int rmq__persist_start(struct server *srv)
 	for (uint32_t i = 0; i < srv->nworkers; i++)
 		srv->workers[i].sync_always = srv->cfg.fsync == RMQ_FSYNC_ALWAYS;
 	atomic_store(&srv->loading, 1);
-	/* Not fatal: without the thread, appenders fault pages in themselves. */
-	p->prefault = rmq_log_prefault_start() == 0;
-	if (!p->prefault)
-		rmq_diagf(RMQ_DIAG_WARN, "no prefault thread: appends fault segment pages in");
 	p->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (p->stop_fd < 0)
 		return -errno;
@@ -1091,8 +1086,6 @@ void rmq__persist_stop(struct server *srv)
 	for (size_t i = 0; i < left.n; i++)
 		rmq_topic_put(left.v[i]);
 	free(left.v);
-	if (p->prefault) /* no thread appends any more */
-		rmq_log_prefault_stop();
 	struct rmq_dsub_hooks none = { 0 };
 	if (srv->dsubs)
 		rmq_dsub_registry_set_hooks(srv->dsubs, &none);

@@ -1071,49 +1071,33 @@ Test(disk, large_pages_for_big_fast_segments)
 	}
 }
 
-/* The prefault thread (rmq_log_prefault_start): segments are created,
- * filled and trimmed while their windows are queued to it (each request
- * holds the file, so a trimmed segment's mapping outlives the request);
- * every record reads back, also after a reopen, with small and large pages,
- * and a second start/stop pair nests inside the first. */
-Test(disk, prefault_thread_while_segments_roll_and_trim)
+/* ... and not for a topic filling big segments more slowly than
+ * RMQ_SEG_LARGE_RATE (32 MiB/s): records paced to at most 8 MB/s (a
+ * loaded machine only makes it slower) get 4 KiB pages, whose first
+ * touch costs the publisher microseconds, not the milliseconds of a fresh
+ * 2 MiB folio. */
+Test(disk, no_large_pages_below_the_fill_rate)
 {
-	cr_assert_eq(rmq_log_prefault_start(), 0);
-	cr_assert_eq(rmq_log_prefault_start(), 0);
-	rmq_log_prefault_stop(); /* still one user */
-	for (int on = 0; on < 2; on++) {
-		char sub[1024];
-		snprintf(sub, sizeof(sub), "%s/%d", dir, on);
-		cr_assert_eq(mkdir(sub, 0755), 0);
-		struct opts o = { .capacity = 24u << 20,
-				  .seg_max = 4u << 20,
-				  .onfull = RMQ_ONFULL_DROP_OLDEST,
-				  .large_pages = on,
-				  .dir = sub };
-		struct rmq_log log;
-		struct rmq_log_recovery rec;
-		open_ok(&log, o, &rec);
-		put_range(&log, 1, 60000, 1000); /* about 30 MiB: the head is trimmed */
-		rmq_log_trim(&log, 0);
-		uint64_t first = rmq_log_first_seq(&log);
-		cr_assert_gt(first, 1, "some segments were trimmed");
-		struct rmq_log_disk_stats st;
-		rmq_log_disk_stats(&log, &st);
-		cr_assert_gt(st.segs_deleted, 0);
-		if (on)
-			cr_assert_geq(st.segs_large, 1);
-		/* (a seek may trim a little more: the head as it is then) */
-		check_range(&log, rmq_log_first_seq(&log), 60000, 1000);
-		cr_assert_eq(rmq_log_sync(&log, false), 0);
-		rmq_log_fini(&log);
-		open_ok(&log, o, &rec);
-		check_range(&log, rmq_log_first_seq(&log), 60000, 1000);
-		put_range(&log, 60001, 61000, 1000);
-		check_range(&log, rmq_log_first_seq(&log), 61000, 1000);
-		rmq_log_fini(&log);
+	struct opts o = { .capacity = 64u << 20, .seg_max = 4u << 20, .large_pages = true };
+	struct rmq_log log;
+	struct rmq_log_recovery rec;
+	open_ok(&log, o, &rec);
+	for (uint64_t s = 1; s <= 7000; s++) {
+		int64_t got = put(&log, s, plen_of(s, 1000));
+		cr_assert_eq(got, (int64_t)s);
+		if ((s & 7) == 0) { /* at most 8 KB a millisecond */
+			urcu_qsbr_quiescent_state();
+			struct timespec ms = { 0, 1000000 };
+			nanosleep(&ms, NULL);
+		}
 	}
-	rmq_log_prefault_stop();
-	rmq_log_prefault_stop(); /* one too many: nothing happens */
+	struct rmq_log_disk_stats st;
+	rmq_log_disk_stats(&log, &st);
+	cr_assert_geq(st.segs_created, 10, "files of 4 KiB up to 2 MiB and more");
+	cr_assert_eq(st.segs_large, 0, "%" PRIu64 " large of %" PRIu64, st.segs_large,
+		     st.segs_created);
+	check_range(&log, 1, 7000, 1000);
+	rmq_log_fini(&log);
 }
 
 static int dirty_calls;
