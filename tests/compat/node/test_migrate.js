@@ -127,6 +127,9 @@ class Router {
         stats.moved++;
         port = red.port;
         this.owner.set(topic, port);
+        // nodes that disagree bounce the request between them until the
+        // one behind applies the new map (it polls etcd): give it time
+        if (tries >= 10) await sleep(5);
       } else {
         if (red.kind === 'TRYAGAIN') stats.tryagain++;
         else if (red.kind === 'CLUSTERDOWN') stats.down++;
@@ -340,6 +343,10 @@ async function main() {
     const pullers = durables.map(async (d) => {
       while (pulling) if ((await d.round()) === 0) await sleep(5);
     });
+    // A loop that fails stops the others and is reported where it is
+    // awaited (below); without a handler now, its rejection would end the
+    // process before the finally below stops etcd and the nodes.
+    for (const p of [...pubs, ...pullers]) p.catch(() => { running = false; pulling = false; });
 
     await sleep(1000);
     // a fourth node, then slots with topics moved to it live, under load
