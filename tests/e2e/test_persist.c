@@ -407,8 +407,9 @@ static int seg_files(const char *topic, char names[][64], int max)
 	cr_assert(k >= 0, "scandir %s: %s", d, strerror(errno));
 	for (int i = 0; i < k; i++) {
 		size_t l = strlen(ents[i]->d_name);
-		if (l > 4 && !strcmp(ents[i]->d_name + l - 4, ".seg") && n < max)
-			snprintf(names[n++], 64, "%s", ents[i]->d_name);
+		/* (segment names are 24 bytes: a longer one is not ours) */
+		if (l > 4 && l < 64 && !strcmp(ents[i]->d_name + l - 4, ".seg") && n < max)
+			memcpy(names[n++], ents[i]->d_name, l + 1);
 		free(ents[i]);
 	}
 	free(ents);
