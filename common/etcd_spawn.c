@@ -1,7 +1,9 @@
 /* etcd_spawn.c - see etcd_spawn.h. */
 #include "etcd_spawn.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -9,8 +11,12 @@
 
 pid_t rmq_etcd_spawn(const char *exe, const char *dir, int cport, int pport)
 {
-	char data[300], curl[64], purl[64], cluster[100];
-	snprintf(data, sizeof(data), "%s/data", dir);
+	char data[PATH_MAX], curl[64], purl[64], cluster[100];
+	int dl = snprintf(data, sizeof(data), "%s/data", dir);
+	if (dl < 0 || (size_t)dl >= sizeof(data)) {
+		errno = ENAMETOOLONG; /* a cut path would be another directory */
+		return -1;
+	}
 	snprintf(curl, sizeof(curl), "http://127.0.0.1:%d", cport);
 	snprintf(purl, sizeof(purl), "http://127.0.0.1:%d", pport);
 	snprintf(cluster, sizeof(cluster), "default=%s", purl);

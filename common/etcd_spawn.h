@@ -14,7 +14,8 @@
 
 /* Forks and execs etcd: exe as execlp() takes it (a path, or a name looked
  * up in PATH). Returns the child's PID without waiting for etcd to answer,
- * or -1 when fork() failed. A child that cannot exec exits 127. */
+ * or -1 with errno set when fork() failed or dir is too long for a path
+ * (ENAMETOOLONG). A child that cannot exec exits 127. */
 pid_t rmq_etcd_spawn(const char *exe, const char *dir, int cport, int pport);
 
 #endif
