@@ -1714,6 +1714,26 @@ static int dsubscribe(struct rmq_client *c, const char *topic, const char *where
 	return rc;
 }
 
+/* A command on topic's node whose answer is an integer (ACK,
+ * DUNSUBSCRIBE): RMQ_OK, the server's error, or a protocol error. */
+static int request_key_int(struct rmq_client *c, const char *topic, int argc, const char **argv,
+			   const size_t *lens, const char *what)
+{
+	redisReply *r;
+	int rc = request_key(c, topic, argc, argv, lens, 0, &r);
+	if (rc != RMQ_OK)
+		return rc;
+	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
+	if (r->type == REDIS_REPLY_ERROR)
+		rc = map_error(c, r);
+	else if (r->type == REDIS_REPLY_INTEGER)
+		rc = RMQ_OK;
+	else
+		rc = proto_err(c, what, r);
+	freeReplyObject(r);
+	return rc;
+}
+
 int rmq_subscribe(struct rmq_client *c, const char *topic)
 {
 	if (!c)
@@ -1773,18 +1793,7 @@ int rmq_ack(struct rmq_client *c, const char *topic, uint64_t seq)
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)seq);
 	const char *argv[] = { "ACK", topic, num };
 	size_t lens[] = { 3, strlen(topic), strlen(num) };
-	redisReply *r;
-	if ((rc = request_key(c, topic, 3, argv, lens, 0, &r)) != RMQ_OK)
-		return rc;
-	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
-	if (r->type == REDIS_REPLY_ERROR)
-		rc = map_error(c, r);
-	else if (r->type == REDIS_REPLY_INTEGER)
-		rc = RMQ_OK;
-	else
-		rc = proto_err(c, "ACK", r);
-	freeReplyObject(r);
-	return rc;
+	return request_key_int(c, topic, 3, argv, lens, "ACK");
 }
 
 int rmq_unsubscribe(struct rmq_client *c, const char *topic)
@@ -1800,18 +1809,7 @@ int rmq_unsubscribe(struct rmq_client *c, const char *topic)
 			"durable DUNSUBSCRIBE needs rmq_register_subscriber first (or use rmq_unsubscribe_live)");
 	const char *argv[] = { "DUNSUBSCRIBE", topic };
 	size_t lens[] = { 12, strlen(topic) };
-	redisReply *r;
-	if ((rc = request_key(c, topic, 2, argv, lens, 0, &r)) != RMQ_OK)
-		return rc;
-	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
-	if (r->type == REDIS_REPLY_ERROR)
-		rc = map_error(c, r);
-	else if (r->type == REDIS_REPLY_INTEGER)
-		rc = RMQ_OK;
-	else
-		rc = proto_err(c, "DUNSUBSCRIBE", r);
-	freeReplyObject(r);
-	return rc;
+	return request_key_int(c, topic, 2, argv, lens, "DUNSUBSCRIBE");
 }
 
 struct pulled {
