@@ -700,6 +700,23 @@ static int request(struct rmq_client *c, int argc, const char **argv, const size
 	}
 }
 
+/* Takes (frees) the reply r of a command whose success is a reply of type
+ * `want` (+OK, an integer): RMQ_OK, the server's error, or a protocol
+ * error naming `what`. */
+static int reply_expect(struct rmq_client *c, redisReply *r, int want, const char *what)
+{
+	int rc;
+	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
+	if (r->type == REDIS_REPLY_ERROR)
+		rc = map_error(c, r);
+	else if (r->type == want)
+		rc = RMQ_OK;
+	else
+		rc = proto_err(c, what, r);
+	freeReplyObject(r);
+	return rc;
+}
+
 /* request() for a command whose success reply is +OK. */
 static int request_ok(struct rmq_client *c, int argc, const char **argv, const size_t *lens,
 		      const char *what)
@@ -708,14 +725,7 @@ static int request_ok(struct rmq_client *c, int argc, const char **argv, const s
 	int rc = request(c, argc, argv, lens, 0, &r);
 	if (rc)
 		return rc;
-	if (r->type == REDIS_REPLY_ERROR)
-		rc = map_error(c, r);
-	else if (r->type == REDIS_REPLY_STATUS)
-		rc = RMQ_OK;
-	else
-		rc = proto_err(c, what, r);
-	freeReplyObject(r);
-	return rc;
+	return reply_expect(c, r, REDIS_REPLY_STATUS, what);
 }
 
 static int no_live(struct rmq_client *c, const char *what)
@@ -1204,14 +1214,7 @@ static int request_ok_key(struct rmq_client *c, const char *topic, int argc, con
 	int rc = request_key(c, topic, argc, argv, lens, 0, &r);
 	if (rc)
 		return rc;
-	if (r->type == REDIS_REPLY_ERROR)
-		rc = map_error(c, r);
-	else if (r->type == REDIS_REPLY_STATUS)
-		rc = RMQ_OK;
-	else
-		rc = proto_err(c, what, r);
-	freeReplyObject(r);
-	return rc;
+	return reply_expect(c, r, REDIS_REPLY_STATUS, what);
 }
 
 /* A command without a topic in cluster mode goes to the current node,
@@ -1723,15 +1726,7 @@ static int request_key_int(struct rmq_client *c, const char *topic, int argc, co
 	int rc = request_key(c, topic, argc, argv, lens, 0, &r);
 	if (rc != RMQ_OK)
 		return rc;
-	/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): request() == 0 set r */
-	if (r->type == REDIS_REPLY_ERROR)
-		rc = map_error(c, r);
-	else if (r->type == REDIS_REPLY_INTEGER)
-		rc = RMQ_OK;
-	else
-		rc = proto_err(c, what, r);
-	freeReplyObject(r);
-	return rc;
+	return reply_expect(c, r, REDIS_REPLY_INTEGER, what);
 }
 
 int rmq_subscribe(struct rmq_client *c, const char *topic)
